@@ -1,0 +1,3 @@
+from fpcli.cli import main
+
+main()

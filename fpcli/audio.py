@@ -1,0 +1,195 @@
+"""Decode audio files in float32 blocks with a read loop that trusts no header.
+
+``sf.blocks()`` is not used: it trusts the header's frame count and, on a truncated
+MP3, keeps yielding a stale buffer up to that length. A ``read()`` loop that stops on a
+short or empty read gets exactly the audio that is there; comparing that count with
+the header's count tells whether the file is ``partial``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+from collections.abc import Iterator
+
+import numpy as np
+import soundfile as sf
+
+from fpcli.errors import AudioReadError
+
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc"}
+)
+DEFAULT_BLOCK_FRAMES = 65536
+PARTIAL_TOLERANCE_S = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioInfo:
+    """What the header of a file says (``frames`` may be wrong for damaged files)."""
+
+    path: str
+    format: str
+    subtype: str
+    samplerate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.samplerate
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Header facts of ``path``; raises ``AudioReadError`` if it is not decodable."""
+    with _open(path) as f:
+        return _info(path, f)
+
+
+class AudioReader:
+    """Iterate a file as float32 blocks of shape (frames, channels).
+
+    After iteration, ``frames_read``, ``partial`` and ``partial_reason`` describe what
+    was decoded. A decoding error after some audio keeps that audio and marks the
+    result partial; a file that yields no audio at all raises ``AudioReadError``.
+
+    Example::
+
+        reader = AudioReader("track.flac")
+        for block in reader:          # block: float32 (n, channels), n <= block_frames
+            ...
+        reader.partial, reader.frames_read
+    """
+
+    def __init__(self, path: str | os.PathLike, *, block_frames: int = DEFAULT_BLOCK_FRAMES):
+        if block_frames <= 0:
+            raise ValueError(f"block_frames={block_frames}: must be positive")
+        self.path = os.fspath(path)
+        self.block_frames = block_frames
+        self.info = probe(self.path)
+        self.expected_frames = _expected_frames(self.path, self.info)
+        self.frames_read = 0
+        self.partial = False
+        self.partial_reason: str | None = None
+        self.nonfinite_samples = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        with _open(self.path) as f:
+            while True:
+                try:
+                    block = f.read(self.block_frames, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+                    if self.frames_read == 0:
+                        raise AudioReadError(self.path, f"decoding failed: {_reason(exc)}") from None
+                    self._mark_partial(f"decoding failed after {self._seconds_read():.2f} s: {_reason(exc)}")
+                    break
+                if len(block) == 0:
+                    break
+                if not np.isfinite(block).all():
+                    self.nonfinite_samples += int(np.count_nonzero(~np.isfinite(block)))
+                    block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+                self.frames_read += len(block)
+                yield block
+                if len(block) < self.block_frames:
+                    break  # a short read is the end, whatever the header claims
+        if self.frames_read == 0:
+            raise AudioReadError(self.path, "no audio frames could be decoded")
+        self._check_length()
+
+    def _seconds_read(self) -> float:
+        return self.frames_read / self.info.samplerate
+
+    def _check_length(self) -> None:
+        expected = self.expected_frames
+        if self.partial or expected <= 0:
+            return
+        if abs(expected - self.frames_read) > PARTIAL_TOLERANCE_S * self.info.samplerate:
+            self._mark_partial(
+                f"header says {expected / self.info.samplerate:.2f} s, "
+                f"decoded {self._seconds_read():.2f} s"
+            )
+
+    def _mark_partial(self, reason: str) -> None:
+        self.partial = True
+        self.partial_reason = reason
+
+
+def mixdown(block: np.ndarray) -> np.ndarray:
+    """Mono = mean of all channels. (frames, channels) -> (frames,) float32."""
+    if block.shape[1] == 1:
+        return block[:, 0]
+    return block.mean(axis=1, dtype=np.float32)
+
+
+def _open(path: str | os.PathLike) -> sf.SoundFile:
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise AudioReadError(path, "is a directory, not an audio file")
+    try:
+        if os.path.getsize(path) == 0:
+            raise AudioReadError(path, "empty file (0 bytes)")
+        return sf.SoundFile(path)
+    except AudioReadError:
+        raise
+    except FileNotFoundError:
+        raise AudioReadError(path, "no such file") from None
+    except PermissionError:
+        raise AudioReadError(path, "permission denied") from None
+    except OSError as exc:
+        raise AudioReadError(path, f"cannot read: {exc.strerror or exc}") from None
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioReadError(path, f"not a decodable audio file ({_reason(exc)})") from None
+
+
+def _info(path: str | os.PathLike, f: sf.SoundFile) -> AudioInfo:
+    if f.samplerate <= 0 or f.channels <= 0:
+        raise AudioReadError(os.fspath(path), f"bad header: {f.samplerate} Hz, {f.channels} channels")
+    return AudioInfo(os.fspath(path), f.format, f.subtype, int(f.samplerate), int(f.channels), int(f.frames))
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # libsndfile prefixes messages with the path it was given; the caller names the file.
+    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+
+
+def _expected_frames(path: str, info: AudioInfo) -> int:
+    """The frame count the file claims.
+
+    For WAV, libsndfile silently clamps the frame count to the bytes present, so a
+    truncated WAV would look complete; the RIFF ``data`` chunk size still tells the
+    truth, so read it ourselves.
+    """
+    if info.format == "WAV":
+        claimed = _wav_data_frames(path, info.channels, info.subtype)
+        if claimed is not None:
+            return claimed
+    return info.frames
+
+
+_WAV_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+
+
+def _wav_data_frames(path: str, channels: int, subtype: str) -> int | None:
+    """Frames the RIFF ``data`` chunk declares, or None if not a plain PCM/float RIFF."""
+    width = _WAV_SAMPLE_BYTES.get(subtype)
+    if width is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"RIFF" or len(fh.read(4)) != 4 or fh.read(4) != b"WAVE":
+                return None
+            while True:
+                header = fh.read(8)
+                if len(header) < 8:
+                    return None
+                chunk_id, size = header[:4], struct.unpack("<I", header[4:])[0]
+                if chunk_id == b"data":
+                    # 0 and 0xFFFFFFFF mean "unknown / streamed" (and RF64): trust libsndfile.
+                    if size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // (width * channels)
+                fh.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None

@@ -1,0 +1,162 @@
+"""The shared front end: sample blocks in, per-frame feature series out.
+
+Both analyzers push the same blocks through one ``FeaturePipeline``; the batch
+analyzer keeps the series it returns, the streaming analyzer folds them into
+fixed-size accumulators. Every stateful step carries its state across blocks, so the
+output does not depend on how the audio was chunked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from fpcli.audio import mixdown
+from fpcli.dsp.framing import Framer
+from fpcli.dsp.hpss import HarmonicRatio
+from fpcli.dsp.loudness import LoudnessMeter
+from fpcli.dsp.onset import OnsetAutocorrelation, OnsetEnvelope, OnsetPicker, tempo_lag_range
+from fpcli.dsp.pitch import PitchTracker, stable_pairs
+from fpcli.dsp.spectral import SpectralTools, spectral_centroid, spectral_flatness, spectral_rolloff
+from fpcli.params import AnalysisParams
+
+PEAK_WINDOW_S = 1.0          # peak_consistency windows (#23)
+SILENT_PEAK_DB = -60.0       # windows whose peak is below this are ignored (#23)
+
+
+@dataclasses.dataclass
+class FrameStep:
+    """What one ``push`` (or ``finish``) produced. Per-frame arrays have one row per new
+    STFT frame; the other fields are sums or counts over the frames completed now."""
+
+    silent: np.ndarray          # (n,) bool, frame RMS below the silence threshold
+    centroid_hz: np.ndarray     # (n,) float64 (NaN for an all-zero frame)
+    rolloff_hz: np.ndarray      # (n,) float64
+    flatness: np.ndarray        # (n,) float64
+    chroma_sum: np.ndarray      # (12,) sum over non-silent frames of sum-normalised chroma
+    chroma_frames: int          # frames in chroma_sum
+    band_power: np.ndarray      # (7,) float64 power summed over frames per band
+    onsets: int                 # onsets confirmed now (delayed by the look-ahead)
+    voiced_pairs: int           # consecutive voiced frame pairs
+    stable_pairs: int           # ... of which within 50 cents
+    harmonic_energy: float      # HPSS harmonic mel energy of frames confirmed now
+    total_energy: float         # their total mel energy
+    momentary: np.ndarray       # (k,) 400 ms block energies (channel-weighted mean square)
+    short_term: np.ndarray      # (j,) 3 s block energies
+    window_peaks: np.ndarray    # (p,) sample peak of each complete 1 s window
+
+
+class FeaturePipeline:
+    """Per-frame features of one stream of (frames, channels) float32 blocks."""
+
+    def __init__(self, samplerate: int, channels: int, params: AnalysisParams) -> None:
+        self.samplerate = samplerate
+        self.channels = channels
+        self.params = params
+        self.frame_rate = samplerate / params.hop
+        self.tools = SpectralTools.create(samplerate, params)
+        self._framer = Framer(params.n_fft, params.hop)
+        self._silence_power = 10 ** (params.silence_db / 10)
+        self._onset_envelope = OnsetEnvelope(self.tools.full_scale_power)
+        self._onset_picker = OnsetPicker(self.frame_rate, params)
+        self.autocorrelation = OnsetAutocorrelation(tempo_lag_range(self.frame_rate, params)[1] + 2)
+        self._pitch = PitchTracker(samplerate, self.tools.window, params)
+        self._last_f0 = np.nan
+        self._hpss = HarmonicRatio(params.n_mel_bands, params.hpss_time_radius, params.hpss_freq_radius)
+        self._loudness = LoudnessMeter(samplerate, channels)
+        self._peak_window = max(1, round(PEAK_WINDOW_S * samplerate))
+        self._peak_partial = 0.0
+        self._peak_filled = 0
+        # Whole-signal sums for the batch-only dims (#9, #24, #25), float64.
+        self.samples = 0
+        self.peak = 0.0
+        self.sum_squares = 0.0      # over all samples of all channels
+        self.stereo_sums = np.zeros(5)  # sum L, sum R, sum L^2, sum R^2, sum L*R
+
+    def push(self, block: np.ndarray) -> FrameStep:
+        """Feed a (frames, channels) float32 block; return the features completed now."""
+        self._sample_sums(block)
+        frames, buffer = self._framer.push(mixdown(block))
+        step = self._frame_features(frames, buffer)
+        step.momentary, step.short_term = self._loudness.push(block)
+        step.window_peaks = self._window_peaks(block)
+        return step
+
+    def finish(self) -> FrameStep:
+        """Flush the look-ahead stages at the end of the stream."""
+        step = _empty_step()
+        step.onsets = self._onset_picker.finish()
+        step.harmonic_energy, step.total_energy = self._hpss.finish()
+        return step
+
+    def _frame_features(self, frames: np.ndarray, buffer: np.ndarray) -> FrameStep:
+        n = len(frames)
+        step = _empty_step()
+        if n == 0:
+            return step
+        silent = self._frame_mean_square(buffer, n) < self._silence_power
+        tools = self.tools
+        power = tools.power(frames)
+        magnitude = np.sqrt(power)
+        mel = power @ tools.mel_matrix
+        step.silent = silent
+        step.centroid_hz = spectral_centroid(magnitude, tools.freqs)
+        step.rolloff_hz = spectral_rolloff(power, tools.freqs, self.params.rolloff_fraction)
+        step.flatness = spectral_flatness(power, magnitude)
+        step.band_power = (power @ tools.band_matrix).sum(axis=0, dtype=np.float64)
+        chroma = power[~silent] @ tools.chroma_matrix
+        totals = chroma.sum(axis=1, keepdims=True, dtype=np.float64)
+        keep = totals[:, 0] > 0
+        step.chroma_sum = (chroma[keep] / totals[keep]).sum(axis=0)
+        step.chroma_frames = int(keep.sum())
+        envelope = self._onset_envelope.push(mel)
+        self.autocorrelation.push(envelope)
+        step.onsets = self._onset_picker.push(envelope)
+        f0 = self._pitch.push(power, ~silent)
+        step.voiced_pairs, step.stable_pairs = stable_pairs(f0, self._last_f0)
+        self._last_f0 = f0[-1]
+        step.harmonic_energy, step.total_energy = self._hpss.push(mel)
+        return step
+
+    def _frame_mean_square(self, buffer: np.ndarray, n: int) -> np.ndarray:
+        """Mean square of each of the n frames at the start of ``buffer``, float64."""
+        hop, size = self.params.hop, self.params.n_fft
+        span = buffer[: (n - 1) * hop + size].astype(np.float64)
+        cumulative = np.concatenate([[0.0], np.cumsum(span * span)])
+        starts = np.arange(n) * hop
+        return (cumulative[starts + size] - cumulative[starts]) / size
+
+    def _sample_sums(self, block: np.ndarray) -> None:
+        self.samples += len(block)
+        self.peak = max(self.peak, float(np.abs(block).max()))
+        self.sum_squares += float(np.einsum("ij,ij->", block, block, dtype=np.float64))
+        left = block[:, 0]
+        right = block[:, 1] if block.shape[1] > 1 else left
+        self.stereo_sums += [left.sum(dtype=np.float64), right.sum(dtype=np.float64),
+                             np.dot(left, left), np.dot(right, right), np.dot(left, right)]
+
+    def _window_peaks(self, block: np.ndarray) -> np.ndarray:
+        """Peaks of the 1 s windows completed by this block (all channels)."""
+        sample_peaks = np.abs(block).max(axis=1)
+        peaks = []
+        position = 0
+        while position < len(sample_peaks):
+            take = min(self._peak_window - self._peak_filled, len(sample_peaks) - position)
+            self._peak_partial = max(self._peak_partial, float(sample_peaks[position : position + take].max()))
+            self._peak_filled += take
+            position += take
+            if self._peak_filled == self._peak_window:
+                peaks.append(self._peak_partial)
+                self._peak_partial, self._peak_filled = 0.0, 0
+        return np.array(peaks)
+
+
+def _empty_step() -> FrameStep:
+    empty = np.zeros(0)
+    return FrameStep(
+        silent=np.zeros(0, dtype=bool), centroid_hz=empty, rolloff_hz=empty, flatness=empty,
+        chroma_sum=np.zeros(12), chroma_frames=0, band_power=np.zeros(7), onsets=0,
+        voiced_pairs=0, stable_pairs=0, harmonic_energy=0.0, total_energy=0.0,
+        momentary=empty, short_term=empty, window_peaks=empty,
+    )

@@ -1,0 +1,86 @@
+"""Per-frame fundamental frequency (YIN-style) and pitch stability (#19).
+
+The autocorrelation comes from the power spectrum we already have (Wiener-Khinchin),
+divided by the window's own autocorrelation (Boersma 1993) so a periodic frame keeps
+r(T) close to r(0) despite the Hann taper. YIN's cumulative-mean-normalised
+difference d'(tau) with an absolute threshold picks the period (de Cheveigne & Kawahara
+2002, steps 2-5).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.fft
+
+from fpcli.params import AnalysisParams
+
+STABLE_CENTS = 50.0
+
+
+class PitchTracker:
+    """Power frames (n, n_bins) -> f0 per frame in Hz (NaN when unvoiced)."""
+
+    def __init__(self, samplerate: int, window: np.ndarray, params: AnalysisParams) -> None:
+        n_fft = params.n_fft
+        self.samplerate = samplerate
+        self.threshold = params.yin_threshold
+        # The circular ACF of an n_fft frame is trustworthy to about half the frame.
+        self.tau_max = min(math.ceil(samplerate / params.f0_min_hz), n_fft // 2)
+        self.tau_min = max(2, math.floor(samplerate / params.f0_max_hz))
+        window_power = np.abs(np.fft.rfft(window.astype(np.float64))) ** 2
+        window_acf = np.fft.irfft(window_power, n=n_fft)[: self.tau_max + 2]
+        self._window_acf = (window_acf / window_acf[0]).astype(np.float32)
+        self._n_fft = n_fft
+
+    def push(self, power: np.ndarray, voiced_candidate: np.ndarray) -> np.ndarray:
+        """f0 (Hz) per frame; frames not in ``voiced_candidate`` (e.g. silent) are NaN."""
+        f0 = np.full(len(power), np.nan)
+        rows = np.flatnonzero(voiced_candidate)
+        if rows.size == 0:
+            return f0
+        acf = scipy.fft.irfft(power[rows], n=self._n_fft, axis=1)[:, : self.tau_max + 2]
+        acf /= self._window_acf
+        difference = np.maximum(acf[:, :1] - acf, 0.0)      # d(tau) ~ 2 (r0 - r(tau)) / 2
+        difference[:, 0] = 0.0
+        cumulative = np.cumsum(difference[:, 1:], axis=1)
+        taus = np.arange(1, difference.shape[1], dtype=np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cmnd = np.where(cumulative > 0, difference[:, 1:] * taus / cumulative, 1.0)
+        # cmnd[:, j] is d'(tau = j + 1); search tau in [tau_min, tau_max].
+        lo, hi = self.tau_min - 1, self.tau_max
+        search = cmnd[:, lo:hi]
+        below = search < self.threshold
+        voiced = below.any(axis=1)
+        first = below.argmax(axis=1)
+        index = np.arange(search.shape[1])
+        # The dip: the minimum of the first run of values under the threshold.
+        run = np.logical_and.accumulate(below | (index < first[:, None]), axis=1) & (index >= first[:, None])
+        best = np.where(run, search, np.inf).argmin(axis=1) + lo  # column in cmnd
+        tau = best + 1 + _parabolic_offset(cmnd, best)
+        f0[rows[voiced]] = self.samplerate / tau[voiced]
+        return f0
+
+
+def _parabolic_offset(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    rows = np.arange(len(columns))
+    left = values[rows, np.maximum(columns - 1, 0)]
+    centre = values[rows, columns]
+    right = values[rows, np.minimum(columns + 1, values.shape[1] - 1)]
+    denominator = left - 2 * centre + right
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = np.where(denominator > 0, 0.5 * (left - right) / denominator, 0.0)
+    return np.clip(offset, -0.5, 0.5)
+
+
+def stable_pairs(f0: np.ndarray, previous: float) -> tuple[int, int]:
+    """(voiced pairs, stable pairs) among consecutive frames, ``previous`` = f0 before f0[0].
+
+    A pair is both frames voiced; it is stable when they differ by < 50 cents.
+    """
+    series = np.concatenate([[previous], f0])
+    a, b = series[:-1], series[1:]
+    both = np.isfinite(a) & np.isfinite(b)
+    cents = 1200 * np.abs(np.log2(b[both] / a[both]))
+    return int(both.sum()), int((cents < STABLE_CENTS).sum())

@@ -1,0 +1,89 @@
+"""Exact O(1)-memory reductions shared by both analyzers.
+
+Dims whose whole-track statistic is a sum, a count, a mean or an autocorrelation are
+reduced here, identically for batch and streaming: tempo, rhythm stability,
+transient density, silence ratio, harmonic ratio, pitch stability, key clarity and
+peak consistency.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fpcli.dsp.onset import estimate_tempo
+from fpcli.dsp.pipeline import SILENT_PEAK_DB, FeaturePipeline, FrameStep
+from fpcli.dsp.spectral import key_clarity
+from fpcli.dsp.stats import Welford
+
+NO_FRAMES = "track is shorter than one analysis frame"
+ALL_SILENT = "every frame is silent (below the silence threshold)"
+
+
+class FrameTally:
+    """Counts and sums over every ``FrameStep`` of one stream."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.silent_frames = 0
+        self.onsets = 0
+        self.voiced_pairs = 0
+        self.stable_pairs = 0
+        self.harmonic_energy = 0.0
+        self.total_energy = 0.0
+        self.chroma_sum = np.zeros(12)
+        self.chroma_frames = 0
+        self.band_power = np.zeros(7)
+        self.window_peaks = Welford()
+        self.windows = 0
+
+    def add(self, step: FrameStep) -> None:
+        self.frames += len(step.silent)
+        self.silent_frames += int(step.silent.sum())
+        self.onsets += step.onsets
+        self.voiced_pairs += step.voiced_pairs
+        self.stable_pairs += step.stable_pairs
+        self.harmonic_energy += step.harmonic_energy
+        self.total_energy += step.total_energy
+        self.chroma_sum += step.chroma_sum
+        self.chroma_frames += step.chroma_frames
+        self.band_power += step.band_power
+        self.windows += len(step.window_peaks)
+        self.window_peaks.add(step.window_peaks[step.window_peaks >= 10 ** (SILENT_PEAK_DB / 20)])
+
+    @property
+    def voiced_frames(self) -> int:
+        return self.frames - self.silent_frames
+
+    def values(self, pipeline: FeaturePipeline) -> tuple[dict[str, float | None], dict[str, str]]:
+        """The eight shared dims, with a reason for each that is None."""
+        values: dict[str, float | None] = {}
+        reasons: dict[str, str] = {}
+
+        def put(name: str, value: float, reason: str) -> None:
+            ok = value is not None and math.isfinite(value)
+            values[name] = float(value) if ok else None
+            if not ok:
+                reasons[name] = reason
+
+        seconds = pipeline.samples / pipeline.samplerate
+        no_frames = self.frames == 0
+        tempo = estimate_tempo(pipeline.autocorrelation.normalized(), pipeline.frame_rate, pipeline.params)
+        tempo_reason = NO_FRAMES if no_frames else "no periodicity in the onset envelope"
+        put("tempo_bpm", tempo.bpm, tempo_reason)
+        put("rhythm_stability", tempo.stability, tempo_reason)
+        put("transient_density", self.onsets / seconds if not no_frames else math.nan, NO_FRAMES)
+        put("silence_ratio", self.silent_frames / self.frames if not no_frames else math.nan, NO_FRAMES)
+        sound_reason = NO_FRAMES if no_frames else ALL_SILENT
+        audible = self.voiced_frames > 0
+        put("harmonic_ratio", self.harmonic_energy / self.total_energy if audible and self.total_energy > 0
+            else math.nan, sound_reason)
+        put("pitch_stability", self.stable_pairs / self.voiced_pairs if self.voiced_pairs else math.nan,
+            sound_reason if not audible else "no pair of consecutive voiced (pitched) frames")
+        put("key_clarity", key_clarity(self.chroma_sum / self.chroma_frames) if self.chroma_frames else math.nan,
+            sound_reason if not audible else "no tonal content between 55 Hz and 5 kHz")
+        peaks = self.window_peaks
+        put("peak_consistency", 1.0 / (1.0 + peaks.std / peaks.mean) if peaks.count else math.nan,
+            "no complete 1 s window" if self.windows == 0 else "every 1 s window is below -60 dBFS")
+        return values, reasons

@@ -1,0 +1,104 @@
+"""The 25 fingerprint dimensions (FINGERPRINT.md), their units and groups, and the
+``Fingerprint`` value both analyzers return.
+
+Dimensions are always addressed by name: the streaming 13 are *not* the first 13 of the
+batch vector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from fpcli.params import FINGERPRINT_VERSION
+
+
+@dataclasses.dataclass(frozen=True)
+class Dim:
+    """One dimension: name, physical unit, group, whether streaming computes it, range."""
+
+    name: str
+    unit: str
+    group: str
+    streaming: bool
+    low: float
+    high: float
+
+
+BANDS_HZ: tuple[tuple[str, float, float], ...] = (
+    ("band_sub_bass", 20.0, 60.0),
+    ("band_bass", 60.0, 250.0),
+    ("band_low_mid", 250.0, 500.0),
+    ("band_mid", 500.0, 2000.0),
+    ("band_upper_mid", 2000.0, 4000.0),
+    ("band_presence", 4000.0, 6000.0),
+    ("band_air", 6000.0, 20000.0),
+)
+
+DIMS: tuple[Dim, ...] = (
+    *(Dim(name, "fraction", "frequency", False, 0.0, 1.0) for name, _, _ in BANDS_HZ),
+    Dim("lufs", "LUFS", "dynamics", False, -70.0, 5.0),
+    Dim("crest_db", "dB", "dynamics", False, 0.0, 60.0),
+    Dim("bass_mid_ratio_db", "dB", "dynamics", False, -60.0, 60.0),
+    Dim("tempo_bpm", "BPM", "temporal", True, 40.0, 220.0),
+    Dim("rhythm_stability", "0-1", "temporal", True, 0.0, 1.0),
+    Dim("transient_density", "onsets/s", "temporal", True, 0.0, 50.0),
+    Dim("silence_ratio", "fraction", "temporal", True, 0.0, 1.0),
+    Dim("spectral_centroid_hz", "Hz", "spectral", True, 0.0, 24000.0),
+    Dim("spectral_rolloff_hz", "Hz", "spectral", True, 0.0, 24000.0),
+    Dim("spectral_flatness", "0-1", "spectral", True, 0.0, 1.0),
+    Dim("harmonic_ratio", "0-1", "harmonic", True, 0.0, 1.0),
+    Dim("pitch_stability", "0-1", "harmonic", True, 0.0, 1.0),
+    Dim("key_clarity", "0-1", "harmonic", True, 0.0, 1.0),
+    Dim("loudness_range_lu", "LU", "variation", True, 0.0, 60.0),
+    Dim("loudness_std_lu", "LU", "variation", True, 0.0, 30.0),
+    Dim("peak_consistency", "0-1", "variation", True, 0.0, 1.0),
+    Dim("stereo_width", "0-1", "stereo", False, 0.0, 1.0),
+    Dim("phase_correlation", "-1..1", "stereo", False, -1.0, 1.0),
+)
+
+DIM_BY_NAME: dict[str, Dim] = {d.name: d for d in DIMS}
+BATCH_DIMS: tuple[str, ...] = tuple(d.name for d in DIMS)
+STREAMING_DIMS: tuple[str, ...] = tuple(d.name for d in DIMS if d.streaming)
+GROUPS: tuple[str, ...] = (
+    "frequency", "dynamics", "temporal", "spectral", "harmonic", "variation", "stereo",
+)
+
+assert len(BATCH_DIMS) == 25 and len(STREAMING_DIMS) == 13
+
+
+@dataclasses.dataclass(frozen=True)
+class Fingerprint:
+    """A fingerprint in physical units.
+
+    ``values`` maps each dimension name to a float, or ``None`` when it cannot be
+    computed; ``reasons`` then says why. ``confidence`` (streaming only) maps each
+    dimension to [0, 1]. ``complete`` is True once the whole file has been read.
+    """
+
+    kind: str  # "batch" or "streaming"
+    values: dict[str, float | None]
+    reasons: dict[str, str]
+    params_key: str
+    seconds: float
+    complete: bool
+    confidence: dict[str, float] | None = None
+    chunks: int = 0
+    version: int = FINGERPRINT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (NaN never appears: missing values are None)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fingerprint:
+        return cls(**data)
+
+
+def clean(value: float | None) -> float | None:
+    """A float, or None for None/NaN/inf: nothing non-finite leaves an analyzer."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

@@ -1,0 +1,230 @@
+"""The 13-dimension streaming analyzer: O(1) memory in track length, a confidence per
+value, a partial fingerprint at any point and the final one at the end.
+
+It shares the per-frame maths with the batch reference (``FeaturePipeline``) and the
+exact reductions (``FrameTally``). Where the batch analyzer needs a whole series (the
+medians of #15-17, the percentiles of #21, the relative gate of #22), it uses
+fixed-resolution histograms; their bin widths bound the difference:
+
+===================== =================================== ==========================
+dim                   histogram                           bound vs batch
+===================== =================================== ==========================
+spectral_centroid_hz  log10, 1/100 octave bins            0.7 % relative
+spectral_rolloff_hz   one bin per FFT bin                 one FFT bin (sr / n_fft)
+spectral_flatness     log10, 0.002 decade bins            0.5 % relative
+loudness_range_lu     0.01 LU bins                        0.02 LU
+loudness_std_lu       0.01 LU bins with sums              blocks in one 0.01 LU bin
+===================== =================================== ==========================
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from fpcli.audio import DEFAULT_BLOCK_FRAMES, AudioReader
+from fpcli.dsp.loudness import (
+    ABSOLUTE_GATE_LUFS,
+    LRA_RELATIVE_GATE_LU,
+    RELATIVE_GATE_LU,
+    energy_to_lufs,
+)
+from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
+from fpcli.dsp.stats import Histogram
+from fpcli.dsp.tally import ALL_SILENT, NO_FRAMES, FrameTally
+from fpcli.fingerprint import STREAMING_DIMS, Fingerprint
+from fpcli.params import AnalysisParams
+
+LOUDNESS_LOW, LOUDNESS_HIGH, LOUDNESS_BIN = -80.0, 10.0, 0.01
+
+# Evidence scales of the confidence model: the amount of evidence (in the unit given)
+# at which a dim's evidence term reaches 1 - 1/e. See ``confidence_of``.
+EVIDENCE_SCALES = {
+    "tempo_bpm": ("onset seconds", 20.0),
+    "rhythm_stability": ("onset seconds", 20.0),
+    "transient_density": ("seconds", 30.0),
+    "silence_ratio": ("seconds", 30.0),
+    "spectral_centroid_hz": ("non-silent seconds", 10.0),
+    "spectral_rolloff_hz": ("non-silent seconds", 10.0),
+    "spectral_flatness": ("non-silent seconds", 10.0),
+    "harmonic_ratio": ("non-silent seconds", 10.0),
+    "pitch_stability": ("voiced pairs", 300.0),
+    "key_clarity": ("non-silent seconds", 20.0),
+    "loudness_range_lu": ("gated short-term blocks", 300.0),
+    "loudness_std_lu": ("gated momentary blocks", 200.0),
+    "peak_consistency": ("non-silent 1 s windows", 20.0),
+}
+READ_SHARE_WEIGHT = 0.6   # weight of "share of the track read" against evidence
+UNFINISHED_CAP = 0.99     # confidence reaches 1.0 only at the end of the track
+
+
+class StreamingAnalyzer:
+    """Feed blocks with ``push``; ``snapshot()`` any time; ``finish()`` at the end.
+
+    ``expected_frames`` (the header's length) lets the confidence use the share of
+    the track already read; without it, confidence rests on evidence alone.
+    """
+
+    def __init__(self, samplerate: int, channels: int, params: AnalysisParams | None = None, *,
+                 expected_frames: int | None = None) -> None:
+        self.params = params or AnalysisParams()
+        self.pipeline = FeaturePipeline(samplerate, channels, self.params)
+        self.tally = FrameTally()
+        self.expected_frames = expected_frames
+        self.chunks = 0
+        self._finished = False
+        nyquist_bins = self.params.n_fft // 2 + 1
+        bin_hz = samplerate / self.params.n_fft
+        self._centroid = Histogram(10.0, 50000.0, 1230, log=True)
+        self._rolloff = Histogram(-bin_hz / 2, (nyquist_bins - 0.5) * bin_hz, nyquist_bins)
+        self._flatness = Histogram(1e-8, 1.0, 4000, log=True)
+        n_loudness_bins = round((LOUDNESS_HIGH - LOUDNESS_LOW) / LOUDNESS_BIN)
+        self._momentary = Histogram(LOUDNESS_LOW, LOUDNESS_HIGH, n_loudness_bins,
+                                    sums=("energy", "loudness", "loudness_sq"))
+        self._short_term = Histogram(LOUDNESS_LOW, LOUDNESS_HIGH, n_loudness_bins, sums=("energy",))
+
+    def push(self, block: np.ndarray) -> None:
+        if self._finished:
+            raise RuntimeError("push() after finish()")
+        self.chunks += 1
+        self._fold(self.pipeline.push(block))
+
+    def finish(self) -> Fingerprint:
+        if not self._finished:
+            self._fold(self.pipeline.finish())
+            self._finished = True
+        return self.snapshot()
+
+    def _fold(self, step: FrameStep) -> None:
+        self.tally.add(step)
+        audible = ~step.silent
+        centroid = step.centroid_hz[audible]
+        self._centroid.add(centroid[np.isfinite(centroid)])
+        self._rolloff.add(step.rolloff_hz[audible])
+        self._flatness.add(step.flatness[audible])
+        if step.momentary.size:
+            loud = energy_to_lufs(step.momentary)
+            self._momentary.add(loud, energy=step.momentary, loudness=loud, loudness_sq=loud * loud)
+        if step.short_term.size:
+            self._short_term.add(energy_to_lufs(step.short_term), energy=step.short_term)
+
+    def snapshot(self) -> Fingerprint:
+        """The fingerprint of everything pushed so far (final after ``finish``)."""
+        values, reasons = self.tally.values(self.pipeline)
+        for name, (value, reason) in self._histogram_values().items():
+            values[name] = value if value is not None and math.isfinite(value) else None
+            if values[name] is None:
+                reasons[name] = reason
+        values = {name: values[name] for name in STREAMING_DIMS}
+        reasons = {name: reasons[name] for name in STREAMING_DIMS if values[name] is None}
+        return Fingerprint(
+            kind="streaming",
+            values=values,
+            reasons=reasons,
+            params_key=self.params.key(),
+            seconds=self.pipeline.samples / self.pipeline.samplerate,
+            complete=self._finished,
+            confidence={name: self.confidence_of(name, values[name]) for name in STREAMING_DIMS},
+            chunks=self.chunks,
+        )
+
+    def _histogram_values(self) -> dict[str, tuple[float | None, str]]:
+        reason = NO_FRAMES if self.tally.frames == 0 else ALL_SILENT
+        too_short = "track is shorter than one 400 ms gating block"
+        return {
+            "spectral_centroid_hz": (self._centroid.quantile(0.5), reason),
+            "spectral_rolloff_hz": (self._rolloff.quantile(0.5), reason),
+            "spectral_flatness": (self._flatness.quantile(0.5), reason),
+            "loudness_std_lu": (self._gated_loudness_std(),
+                                too_short if self._momentary.total == 0
+                                else "every 400 ms block is below the -70 LUFS absolute gate"),
+            "loudness_range_lu": (self._loudness_range(), "fewer than two 3 s short-term blocks pass the gates"),
+        }
+
+    def _gate_masks(self, histogram: Histogram, relative_lu: float) -> np.ndarray | None:
+        """Bins passing the absolute gate and the relative gate (by bin centre)."""
+        lower = histogram.bin_lower_edges()
+        absolute = lower >= ABSOLUTE_GATE_LUFS
+        energy = histogram.sums["energy"][absolute].sum()
+        count = histogram.counts[absolute].sum()
+        if count == 0:
+            return None
+        relative_gate = energy_to_lufs(energy / count) + relative_lu
+        return absolute & (lower + histogram.width / 2 > relative_gate)
+
+    def _gated_loudness_std(self) -> float:
+        mask = self._gate_masks(self._momentary, RELATIVE_GATE_LU)
+        if mask is None:
+            return math.nan
+        h = self._momentary
+        n = h.counts[mask].sum()
+        mean = h.sums["loudness"][mask].sum() / n
+        variance = h.sums["loudness_sq"][mask].sum() / n - mean * mean
+        return math.sqrt(max(variance, 0.0))
+
+    def _loudness_range(self) -> float:
+        mask = self._gate_masks(self._short_term, LRA_RELATIVE_GATE_LU)
+        if mask is None or self._short_term.counts[mask].sum() < 2:
+            return math.nan
+        return self._short_term.quantile(0.95, mask=mask) - self._short_term.quantile(0.10, mask=mask)
+
+    def _evidence(self, name: str) -> float:
+        unit, _ = EVIDENCE_SCALES[name]
+        seconds_per_frame = self.params.hop / self.pipeline.samplerate
+        t = self.tally
+        if unit == "onset seconds":
+            return self.pipeline.autocorrelation.count * seconds_per_frame
+        if unit == "seconds":
+            return self.pipeline.samples / self.pipeline.samplerate
+        if unit == "non-silent seconds":
+            return t.voiced_frames * seconds_per_frame
+        if unit == "voiced pairs":
+            return t.voiced_pairs
+        if unit == "gated short-term blocks":
+            return self._short_term.total
+        if unit == "gated momentary blocks":
+            return self._momentary.total
+        return t.window_peaks.count
+
+    def confidence_of(self, name: str, value: float | None) -> float:
+        """Expected agreement of the current value with the final one, in [0, 1].
+
+        1.0 once the track has been read to its end; before that,
+        READ_SHARE_WEIGHT * share_read + (1 - READ_SHARE_WEIGHT) * (1 - exp(-evidence / scale)),
+        capped at 0.99 (evidence alone, scaled by 0.9, when the length is unknown).
+        A value that cannot be computed yet has confidence 0 until the end.
+        """
+        if self._finished:
+            return 1.0
+        if value is None:
+            return 0.0
+        evidence = 1.0 - math.exp(-self._evidence(name) / EVIDENCE_SCALES[name][1])
+        if self.expected_frames:
+            share = min(self.pipeline.samples / self.expected_frames, 1.0)
+            confidence = READ_SHARE_WEIGHT * share + (1 - READ_SHARE_WEIGHT) * evidence
+        else:
+            confidence = 0.9 * evidence
+        return round(min(confidence, UNFINISHED_CAP), 4)
+
+
+def analyze_streaming(path: str | os.PathLike, params: AnalysisParams | None = None, *,
+                      block_frames: int = DEFAULT_BLOCK_FRAMES,
+                      max_seconds: float | None = None) -> tuple[Fingerprint, AudioReader]:
+    """Stream a file through the 13D analyzer; ``max_seconds`` stops early (a partial
+    fingerprint, ``complete`` False). Returns the fingerprint and the reader."""
+    reader = AudioReader(path, block_frames=block_frames)
+    analyzer = StreamingAnalyzer(reader.info.samplerate, reader.info.channels, params,
+                                 expected_frames=reader.expected_frames or None)
+    limit = None if max_seconds is None else int(max_seconds * reader.info.samplerate)
+    for block in reader:
+        if limit is not None:
+            remaining = limit - analyzer.pipeline.samples
+            if remaining <= 0:
+                break
+            block = block[:remaining]
+        analyzer.push(block)
+    if limit is not None and analyzer.pipeline.samples >= limit:
+        return analyzer.snapshot(), reader
+    return analyzer.finish(), reader
