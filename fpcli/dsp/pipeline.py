@@ -122,14 +122,19 @@ class FeaturePipeline:
     def _frame_mean_square(self, buffer: np.ndarray, n: int) -> np.ndarray:
         """Mean square of each of the n frames at the start of ``buffer``, float64."""
         hop, size = self.params.hop, self.params.n_fft
-        span = buffer[: (n - 1) * hop + size].astype(np.float64)
-        cumulative = np.concatenate([[0.0], np.cumsum(span * span)])
+        span = buffer[: (n - 1) * hop + size]
+        if size % hop == 0:
+            # Frames are whole numbers of hops: sum squares per hop, then add neighbours.
+            per_hop = np.einsum("ij,ij->i", *(span.reshape(-1, hop),) * 2, dtype=np.float64)
+            return np.convolve(per_hop, np.ones(size // hop), mode="valid") / size
+        squares = span.astype(np.float64) ** 2
+        cumulative = np.concatenate([[0.0], np.cumsum(squares)])
         starts = np.arange(n) * hop
         return (cumulative[starts + size] - cumulative[starts]) / size
 
     def _sample_sums(self, block: np.ndarray) -> None:
         self.samples += len(block)
-        self.peak = max(self.peak, float(np.abs(block).max()))
+        self.peak = max(self.peak, float(block.max()), -float(block.min()))
         self.sum_squares += float(np.einsum("ij,ij->", block, block, dtype=np.float64))
         left = block[:, 0]
         right = block[:, 1] if block.shape[1] > 1 else left
@@ -138,12 +143,12 @@ class FeaturePipeline:
 
     def _window_peaks(self, block: np.ndarray) -> np.ndarray:
         """Peaks of the 1 s windows completed by this block (all channels)."""
-        sample_peaks = np.abs(block).max(axis=1)
         peaks = []
         position = 0
-        while position < len(sample_peaks):
-            take = min(self._peak_window - self._peak_filled, len(sample_peaks) - position)
-            self._peak_partial = max(self._peak_partial, float(sample_peaks[position : position + take].max()))
+        while position < len(block):
+            take = min(self._peak_window - self._peak_filled, len(block) - position)
+            part = block[position : position + take]
+            self._peak_partial = max(self._peak_partial, float(part.max()), -float(part.min()))
             self._peak_filled += take
             position += take
             if self._peak_filled == self._peak_window:
