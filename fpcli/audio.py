@@ -131,6 +131,9 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
     try:
         if os.path.getsize(path) == 0:
             raise AudioReadError(path, "empty file (0 bytes)")
+        # libsndfile reports an unreadable file as "System error."; let the OS name it.
+        with open(path, "rb"):
+            pass
         return sf.SoundFile(path)
     except AudioReadError:
         raise

@@ -74,14 +74,17 @@ class BatchAnalyzer:
         return out
 
     def _spectral_medians(self) -> dict[str, tuple[float | None, str]]:
-        audible = ~self.series("silent")
+        audible = ~self.series("silent").astype(bool)
         reason = NO_FRAMES if audible.size == 0 else ALL_SILENT
         out = {}
         for name, series in (("spectral_centroid_hz", "centroid_hz"), ("spectral_rolloff_hz", "rolloff_hz"),
                              ("spectral_flatness", "flatness")):
             values = self.series(series)[audible]
             values = values[np.isfinite(values)]
-            out[name] = (float(np.median(values)) if values.size else None, reason)
+            # The lower median (an actual frame's value for even counts), so the streaming
+            # histogram's one-bin error bound holds even across a gap at the middle.
+            median = float(np.quantile(values, 0.5, method="inverted_cdf")) if values.size else None
+            out[name] = (median, reason)
         return out
 
     def _band_values(self) -> dict[str, tuple[float | None, str]]:

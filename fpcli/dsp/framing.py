@@ -21,7 +21,10 @@ class Framer:
     def push(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (frames, buffer): frames is a read-only view (n, size) into buffer."""
         buffer = np.concatenate([self._carry, samples.astype(np.float32, copy=False)])
-        n = 0 if len(buffer) < self.size else (len(buffer) - self.size) // self.hop + 1
+        if len(buffer) < self.size:
+            self._carry = buffer
+            return np.zeros((0, self.size), dtype=np.float32), buffer
+        n = (len(buffer) - self.size) // self.hop + 1
         frames = np.lib.stride_tricks.sliding_window_view(buffer, self.size)[: n * self.hop : self.hop]
         self._carry = buffer[n * self.hop :]
         return frames, buffer

@@ -1,0 +1,35 @@
+"""Shared fixtures: a seeded rng, helpers that run analyzers over generated signals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from fpcli.batch import BatchAnalyzer
+from fpcli.fingerprint import Fingerprint
+from fpcli.streaming import StreamingAnalyzer
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261125)
+
+
+def run_batch(x: np.ndarray, sr: int, chunk: int = 65536, **kwargs) -> Fingerprint:
+    analyzer = BatchAnalyzer(sr, x.shape[1], **kwargs)
+    for i in range(0, len(x), chunk):
+        analyzer.push(x[i : i + chunk])
+    return analyzer.finish()
+
+
+def run_streaming(x: np.ndarray, sr: int, chunk: int = 65536, **kwargs) -> Fingerprint:
+    analyzer = StreamingAnalyzer(sr, x.shape[1], **kwargs)
+    for i in range(0, len(x), chunk):
+        analyzer.push(x[i : i + chunk])
+    return analyzer.finish()
+
+
+def write(path, x: np.ndarray, sr: int, **kwargs) -> str:
+    sf.write(str(path), x, sr, **kwargs)
+    return str(path)

@@ -1,0 +1,184 @@
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import fpcli
+from fpcli import synth
+from fpcli.audio import AudioReader, mixdown, probe
+from fpcli.errors import AudioReadError
+from tests.conftest import write
+
+FORMATS = [
+    ("wav", "WAV", "PCM_16"), ("wav", "WAV", "PCM_24"), ("wav", "WAV", "PCM_32"), ("wav", "WAV", "FLOAT"),
+    ("flac", "FLAC", "PCM_16"), ("flac", "FLAC", "PCM_24"), ("ogg", "OGG", "VORBIS"), ("opus", "OGG", "OPUS"),
+    ("mp3", "MP3", "MPEG_LAYER_III"), ("aiff", "AIFF", "PCM_16"),
+]
+
+
+@pytest.mark.parametrize("ext,fmt,subtype", FORMATS)
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_reads_every_format_in_float32_blocks(tmp_path, ext, fmt, subtype, channels):
+    if subtype == "MPEG_LAYER_III" and channels > 2:
+        channels = 2  # MP3 has at most two channels
+    sr = 48000 if subtype == "OPUS" else 44100
+    x = synth.sine(440, 1.5, sr, dbfs=-6, channels=channels)
+    path = write(tmp_path / f"t.{ext}", x, sr, format=fmt, subtype=subtype)
+    reader = AudioReader(path, block_frames=4096)
+    blocks = list(reader)
+    assert all(b.dtype == np.float32 and b.shape[1] == channels for b in blocks)
+    assert all(len(b) <= 4096 for b in blocks)
+    decoded = sum(len(b) for b in blocks)
+    assert abs(decoded - len(x)) <= 0.1 * sr  # codec padding is allowed, not lost audio
+    assert not reader.partial
+    assert reader.frames_read == decoded
+
+
+@pytest.mark.parametrize("sr", [8000, 11025, 22050, 32000, 96000])
+def test_any_rate_from_8k(tmp_path, sr):
+    path = write(tmp_path / "t.flac", synth.sine(440, 1.0, sr), sr)
+    reader = AudioReader(path)
+    assert sum(len(b) for b in reader) == sr
+    assert reader.info.samplerate == sr
+
+
+def test_mixdown_is_channel_mean():
+    block = np.array([[1.0, 0.0, 0.5], [0.2, 0.4, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(mixdown(block), [0.5, 0.2], rtol=1e-6)
+
+
+def test_block_size_does_not_change_the_samples(tmp_path, rng):
+    x = (0.1 * rng.standard_normal((10000, 2))).astype(np.float32)
+    path = write(tmp_path / "t.wav", x, 44100, subtype="FLOAT")
+    a = np.concatenate(list(AudioReader(path, block_frames=333)))
+    b = np.concatenate(list(AudioReader(path, block_frames=65536)))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, x)
+
+
+def _expect_error(path, fragment):
+    with pytest.raises(AudioReadError) as info:
+        list(AudioReader(path))
+    assert str(path) in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.flac"
+    path.write_bytes(b"")
+    _expect_error(path, "empty file")
+
+
+def test_text_renamed_flac(tmp_path):
+    path = tmp_path / "text.flac"
+    path.write_text("This is a plain text file pretending to be FLAC.\n" * 40)
+    _expect_error(path, "not a decodable audio file")
+
+
+def test_bad_wav_header(tmp_path):
+    good = write(tmp_path / "good.wav", synth.sine(440, 1.0, 44100), 44100)
+    data = bytearray(open(good, "rb").read())
+    data[12:16] = b"xxxx"
+    path = tmp_path / "bad.wav"
+    path.write_bytes(bytes(data))
+    _expect_error(path, "not a decodable audio file")
+
+
+def test_directory_and_missing_file(tmp_path):
+    _expect_error(tmp_path, "is a directory")
+    _expect_error(tmp_path / "missing.wav", "no such file")
+
+
+def test_flac_cut_in_header(tmp_path):
+    good = write(tmp_path / "good.flac", synth.sine(440, 1.0, 44100), 44100)
+    path = tmp_path / "cut.flac"
+    path.write_bytes(open(good, "rb").read()[:30])
+    _expect_error(path, "not a decodable audio file")
+
+
+def _truncate(src, dst, fraction):
+    data = open(src, "rb").read()
+    open(dst, "wb").write(data[: int(len(data) * fraction)])
+    return str(dst)
+
+
+def test_truncated_flac_keeps_decoded_audio_and_is_partial(tmp_path, rng):
+    x = (0.3 * rng.standard_normal((44100 * 6, 1))).astype(np.float32)
+    good = write(tmp_path / "good.flac", x, 44100)
+    reader = AudioReader(_truncate(good, tmp_path / "half.flac", 0.5))
+    decoded = sum(len(b) for b in reader)
+    assert 0 < decoded < len(x)
+    assert reader.partial
+    assert reader.partial_reason
+
+
+def test_truncated_mp3_is_partial_without_stale_blocks(tmp_path):
+    x = synth.music_like(8.0, 44100)
+    good = write(tmp_path / "good.mp3", x, 44100, format="MP3")
+    reader = AudioReader(_truncate(good, tmp_path / "half.mp3", 0.5))
+    blocks = list(reader)
+    decoded = sum(len(b) for b in blocks)
+    assert reader.partial
+    assert decoded < 0.7 * len(x)  # sf.blocks() would pad up to the header length
+    assert "header says" in reader.partial_reason
+
+
+def test_truncated_wav_data_chunk_is_partial(tmp_path):
+    good = write(tmp_path / "good.wav", synth.sine(440, 4.0, 44100, channels=2), 44100)
+    reader = AudioReader(_truncate(good, tmp_path / "cut.wav", 0.25))
+    list(reader)
+    assert reader.partial
+    assert "header says 4.00 s" in reader.partial_reason
+
+
+def test_nonfinite_float_samples_are_zeroed_and_counted(tmp_path):
+    x = synth.sine(440, 1.0, 44100)
+    x[100:110] = np.nan
+    path = write(tmp_path / "nan.wav", x, 44100, subtype="FLOAT")
+    reader = AudioReader(path)
+    blocks = np.concatenate(list(reader))
+    assert np.isfinite(blocks).all()
+    assert reader.nonfinite_samples == 10
+
+
+def test_probe_reports_header(tmp_path):
+    path = write(tmp_path / "t.flac", synth.sine(440, 2.0, 48000, channels=2), 48000, subtype="PCM_24")
+    info = probe(path)
+    facts = (info.samplerate, info.channels, info.frames, info.format, info.subtype)
+    assert facts == (48000, 2, 96000, "FLAC", "PCM_24")
+    assert info.duration_s == pytest.approx(2.0)
+
+
+def test_unreadable_file(tmp_path):
+    """Root reads any file, so as root the check runs in a child without the
+    capabilities that override file modes (util-linux setpriv)."""
+    folder = tempfile.mkdtemp(prefix="fpcli-unreadable-")
+    os.chmod(folder, 0o755)
+    path = write(os.path.join(folder, "t.wav"), synth.sine(440, 0.5, 8000), 8000)
+    os.chmod(path, 0)
+    if os.geteuid() != 0:
+        _expect_error(path, "permission denied")
+        return
+    code = (
+        "import sys; from fpcli.audio import AudioReader; from fpcli.errors import AudioReadError\n"
+        "try:\n    list(AudioReader(sys.argv[1]))\nexcept AudioReadError as e:\n    print(e)\n"
+    )
+    root = os.path.dirname(os.path.dirname(fpcli.__file__))
+    result = subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-c", code, path],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": root},
+    )
+    assert f"{path}: permission denied" in result.stdout, result.stderr
+
+
+def test_sf_blocks_is_not_used():
+    import inspect
+
+    import fpcli.audio
+
+    assert "sf.blocks(" not in inspect.getsource(fpcli.audio).replace("``sf.blocks()``", "")
+    assert sf.__libsndfile_version__  # the decoder under test

@@ -1,0 +1,109 @@
+"""Known answers of the 25D batch analyzer on generated signals (FINGERPRINT.md)."""
+
+import numpy as np
+import pytest
+
+from fpcli import synth
+from fpcli.fingerprint import BANDS_HZ, BATCH_DIMS
+from tests.conftest import run_batch
+
+SR = 44100
+
+
+@pytest.mark.parametrize("freq", [200.0, 440.0, 1000.0, 3000.0, 8000.0])
+def test_sine_centroid_and_band(freq):
+    fp = run_batch(synth.sine(freq, 3.0, SR), SR)
+    assert fp.values["spectral_centroid_hz"] == pytest.approx(freq, rel=0.02)
+    bands = [fp.values[name] for name, _, _ in BANDS_HZ]
+    assert sum(bands) == pytest.approx(1.0, abs=1e-9)
+    home = next(name for name, low, high in BANDS_HZ if low <= freq < high)
+    assert fp.values[home] > 0.99
+
+
+@pytest.mark.parametrize("bpm", [60, 90, 120, 150, 180])
+@pytest.mark.parametrize("sr", [44100, 48000])
+def test_click_track_tempo_and_density(bpm, sr):
+    fp = run_batch(synth.click_track(bpm, 30.0, sr), sr)
+    assert fp.values["tempo_bpm"] == pytest.approx(bpm, rel=0.015)
+    assert fp.values["transient_density"] == pytest.approx(bpm / 60, rel=0.05)
+    assert fp.values["rhythm_stability"] > 0.7
+
+
+def test_identical_channels_have_zero_width_and_full_correlation():
+    fp = run_batch(synth.music_like(6.0, SR, stereo=False).repeat(2, axis=1), SR)
+    assert fp.values["stereo_width"] == pytest.approx(0.0, abs=1e-9)
+    assert fp.values["phase_correlation"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_opposite_channels_have_correlation_minus_one():
+    x = synth.music_like(6.0, SR, stereo=False)
+    fp = run_batch(np.concatenate([x, -x], axis=1), SR)
+    assert fp.values["phase_correlation"] == pytest.approx(-1.0, abs=1e-9)
+    assert fp.values["stereo_width"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_mono_file_is_narrow_and_correlated():
+    fp = run_batch(synth.sine(440, 2.0, SR), SR)
+    assert fp.values["stereo_width"] == 0.0
+    assert fp.values["phase_correlation"] == 1.0
+
+
+def test_white_noise_centroid_and_flatness(rng):
+    x = (0.1 * rng.standard_normal((SR * 5, 1))).astype(np.float32)
+    fp = run_batch(x, SR)
+    assert fp.values["spectral_centroid_hz"] == pytest.approx(SR / 4, rel=0.02)
+    # Rayleigh magnitudes: E[geo]/E[arith] = 2/sqrt(pi) * exp(-gamma/2) = 0.8455.
+    assert fp.values["spectral_flatness"] == pytest.approx(0.8455, abs=0.02)
+    assert fp.values["pitch_stability"] is None  # noise has no pitch
+
+
+def test_silence_gives_nulls_with_reasons_and_full_silence_ratio():
+    fp = run_batch(np.zeros((SR * 4, 2), np.float32), SR)
+    assert fp.values["silence_ratio"] == 1.0
+    for name in ("spectral_centroid_hz", "lufs", "tempo_bpm", "key_clarity", "band_bass", "crest_db",
+                 "stereo_width", "loudness_range_lu"):
+        assert fp.values[name] is None
+        assert fp.reasons[name]
+
+
+def test_silent_intro_counts_in_silence_ratio():
+    x = np.concatenate([np.zeros((SR * 2, 1), np.float32), synth.sine(440, 6.0, SR)])
+    fp = run_batch(x, SR)
+    assert fp.values["silence_ratio"] == pytest.approx(0.25, abs=0.01)
+    assert fp.values["spectral_centroid_hz"] == pytest.approx(440, rel=0.02)  # medians skip silence
+
+
+def test_shorter_than_one_frame():
+    fp = run_batch(synth.sine(440, 0.02, SR), SR)
+    assert fp.values["spectral_centroid_hz"] is None
+    assert "shorter than one analysis frame" in fp.reasons["spectral_centroid_hz"]
+
+
+def test_sine_crest_factor_and_pitch():
+    fp = run_batch(synth.sine(220, 4.0, SR, dbfs=-6), SR)
+    assert fp.values["crest_db"] == pytest.approx(3.01, abs=0.02)
+    assert fp.values["pitch_stability"] == pytest.approx(1.0)
+    assert fp.values["peak_consistency"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_low_rate_bands_above_nyquist_are_zero():
+    fp = run_batch(synth.music_like(5.0, 11025), 11025)  # Nyquist 5512.5 Hz
+    assert fp.values["band_air"] == 0.0
+    assert fp.values["band_presence"] > 0.0
+
+
+def test_values_are_in_documented_ranges(rng):
+    from fpcli.fingerprint import DIM_BY_NAME
+
+    fp = run_batch(synth.music_like(12.0, SR, seed=5), SR)
+    assert list(fp.values) == list(BATCH_DIMS)
+    for name, value in fp.values.items():
+        dim = DIM_BY_NAME[name]
+        assert value is not None, name
+        assert dim.low <= value <= dim.high, (name, value)
+
+
+def test_key_clarity_higher_for_a_chord_than_for_noise(rng):
+    chord = sum(synth.sine(440 * 2 ** (k / 12), 4.0, SR, dbfs=-12) for k in (-9, -5, -2))  # C major
+    noise = (0.1 * rng.standard_normal((SR * 4, 1))).astype(np.float32)
+    assert run_batch(chord, SR).values["key_clarity"] > run_batch(noise, SR).values["key_clarity"] + 0.3

@@ -1,0 +1,160 @@
+"""Streaming analyzer: chunk invariance, agreement with batch, partial results, memory."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fpcli import synth
+from fpcli.fingerprint import STREAMING_DIMS
+from fpcli.streaming import StreamingAnalyzer
+from tests.conftest import run_batch, run_streaming
+
+SR = 22050
+# Streaming vs batch bounds (fpcli/streaming.py docstring; docs/fingerprint.md).
+TOLERANCE = {
+    "spectral_centroid_hz": ("rel", 0.01), "spectral_rolloff_hz": ("abs", SR / 2048 + 1e-9),
+    "spectral_flatness": ("rel", 0.01), "loudness_range_lu": ("abs", 0.05), "loudness_std_lu": ("abs", 0.05),
+}
+
+
+def _close(name, a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    kind, bound = TOLERANCE.get(name, ("rel", 1e-6))
+    if kind == "abs":
+        return abs(a - b) <= bound
+    return abs(a - b) <= bound * max(abs(b), 1e-12)
+
+
+def _chunked(x, sizes):
+    analyzer = StreamingAnalyzer(SR, x.shape[1])
+    position = 0
+    for size in sizes:
+        analyzer.push(x[position : position + size])
+        position += size
+        if position >= len(x):
+            break
+    if position < len(x):
+        analyzer.push(x[position:])
+    return analyzer.finish()
+
+
+MUSIC = synth.music_like(7.0, SR, bpm=124, seed=7)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(min_value=1, max_value=40000), min_size=1, max_size=30))
+def test_any_chunking_gives_the_same_result(sizes):
+    whole = _chunked(MUSIC, [len(MUSIC)])
+    pieces = _chunked(MUSIC, sizes)
+    for name in STREAMING_DIMS:
+        a, b = whole.values[name], pieces.values[name]
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert b == pytest.approx(a, rel=1e-5, abs=1e-7), name
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(min_value=0, max_value=2**31), st.integers(min_value=1, max_value=9000))
+def test_random_signals_are_chunk_invariant(seed, chunk):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((SR * 2, 2)) * rng.uniform(0.001, 0.5)).astype(np.float32)
+    whole = run_streaming(x, SR, chunk=len(x))
+    pieces = run_streaming(x, SR, chunk=chunk)
+    for name in STREAMING_DIMS:
+        a, b = whole.values[name], pieces.values[name]
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert b == pytest.approx(a, rel=1e-5, abs=1e-7), name
+
+
+def test_tiny_chunks_equal_one_chunk():
+    x = MUSIC[: SR * 3]
+    a = run_streaming(x, SR, chunk=len(x)).values
+    b = run_streaming(x, SR, chunk=37).values
+    for name in STREAMING_DIMS:
+        assert (a[name] is None) == (b[name] is None), name
+        if a[name] is not None:
+            assert b[name] == pytest.approx(a[name], rel=1e-5, abs=1e-7), name
+
+
+@pytest.mark.parametrize("seed,bpm", [(0, 96), (1, 120), (2, 140)])
+@pytest.mark.parametrize("sr", [22050, 44100])
+def test_streaming_agrees_with_batch_within_bounds(seed, bpm, sr):
+    global SR
+    x = synth.music_like(15.0, sr, bpm=bpm, seed=seed)
+    streaming, batch = run_streaming(x, sr), run_batch(x, sr)
+    TOLERANCE["spectral_rolloff_hz"] = ("abs", sr / 2048 + 1e-9)
+    for name in STREAMING_DIMS:
+        assert _close(name, streaming.values[name], batch.values[name]), (name, streaming.values[name],
+                                                                          batch.values[name])
+
+
+def test_partial_snapshot_and_confidence_growth():
+    x = synth.music_like(30.0, SR, seed=4)
+    analyzer = StreamingAnalyzer(SR, 2, expected_frames=len(x))
+    confidences = []
+    for i in range(0, len(x), SR * 5):
+        analyzer.push(x[i : i + SR * 5])
+        snapshot = analyzer.snapshot()
+        assert not snapshot.complete
+        assert snapshot.seconds == pytest.approx(min(i + SR * 5, len(x)) / SR)
+        confidences.append(snapshot.confidence["spectral_centroid_hz"])
+    assert all(b > a for a, b in zip(confidences, confidences[1:], strict=False))
+    assert max(confidences) < 1.0
+    final = analyzer.finish()
+    assert final.complete and set(final.confidence.values()) == {1.0}
+
+
+def test_confidence_without_known_length_stays_below_one():
+    analyzer = StreamingAnalyzer(SR, 2)
+    analyzer.push(MUSIC)
+    assert 0 < max(analyzer.snapshot().confidence.values()) <= 0.9
+
+
+def test_null_value_has_zero_confidence_until_the_end():
+    analyzer = StreamingAnalyzer(SR, 2, expected_frames=SR * 10)
+    analyzer.push(np.zeros((SR * 2, 2), np.float32))
+    snapshot = analyzer.snapshot()
+    assert snapshot.values["spectral_centroid_hz"] is None
+    assert snapshot.confidence["spectral_centroid_hz"] == 0.0
+    assert snapshot.values["silence_ratio"] == 1.0
+
+
+def _state_bytes(obj, seen=None) -> int:
+    """Bytes of every numpy array reachable from obj's attributes (containers included)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_state_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_state_bytes(v, seen) for v in obj)
+    if hasattr(obj, "__dict__"):
+        return sum(_state_bytes(v, seen) for v in vars(obj).values())
+    return 0
+
+
+def test_streaming_state_does_not_grow_with_track_length():
+    analyzer = StreamingAnalyzer(SR, 2)
+    block = synth.music_like(10.0, SR, seed=9)
+    analyzer.push(block)
+    after_10s = _state_bytes(analyzer)
+    for _ in range(12):
+        analyzer.push(block)
+    # Only carry buffers (less than one frame / one 100 ms segment) may differ in size.
+    assert abs(_state_bytes(analyzer) - after_10s) < 16 * 1024
+
+
+def test_batch_state_grows_only_with_frames_not_samples():
+    from fpcli.batch import BatchAnalyzer
+
+    analyzer = BatchAnalyzer(SR, 2)
+    block = synth.music_like(10.0, SR, seed=9)
+    analyzer.push(block)
+    # Frame-level series (a few floats per 23 ms frame), never the decoded samples.
+    assert _state_bytes(analyzer._series) < block.nbytes / 20
