@@ -106,3 +106,56 @@ def music_like(seconds: float, sr: int, *, bpm: float = 120.0, seed: int = 0, st
     mix_right = swell * (0.25 * pad + 0.35 * drums + 0.05 * melody)
     x = np.stack([mix_left, mix_right], axis=1) if stereo else ((mix_left + mix_right) / 2)[:, None]
     return (0.5 * x / np.abs(x).max()).astype(np.float32)
+
+
+def drum_pattern(bpm: float, seconds: float, sr: int, *, seed: int = 0) -> np.ndarray:
+    """Mono kick on every beat, snare on beats 2 and 4, hi-hat on eighths."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    x = np.zeros(n)
+    beat = 60.0 / bpm
+    tk = np.arange(int(0.2 * sr)) / sr
+    kick = np.sin(2 * np.pi * (45 * tk + 1.8 * (1 - np.exp(-tk / 0.03)))) * np.exp(-tk / 0.07)
+    snare = rng.standard_normal(int(0.15 * sr)) * np.exp(-np.arange(int(0.15 * sr)) / (0.04 * sr))
+    hat = np.diff(np.concatenate([[0.0], rng.standard_normal(int(0.04 * sr))])) * np.exp(
+        -np.arange(int(0.04 * sr)) / (0.008 * sr))
+    for k, start in enumerate(np.arange(0, seconds, beat / 2)):
+        i = int(round(start * sr))
+        parts = [(0.25, hat)]
+        if k % 2 == 0:
+            parts.append((1.0, kick))
+        if k % 4 == 2:
+            parts.append((0.5, snare))
+        for gain, sound in parts:
+            m = min(len(sound), n - i)
+            x[i : i + m] += gain * sound[:m]
+    return (0.7 * x / np.abs(x).max())[:, None].astype(np.float32)
+
+
+def chord_progression(seconds: float, sr: int, *, chord_seconds: float = 3.0) -> np.ndarray:
+    """Stereo sustained organ-like chords C - G - Am - F, each ``chord_seconds`` long."""
+    chords = [(48, 60, 64, 67), (43, 59, 62, 67), (45, 57, 60, 64), (41, 57, 60, 65)]
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    x = np.zeros(n)
+    for k, start in enumerate(np.arange(0, seconds, chord_seconds)):
+        i0, i1 = int(start * sr), min(n, int((start + chord_seconds) * sr))
+        tt = t[i0:i1] - start
+        envelope = np.minimum(1, tt / 0.05) * np.minimum(1, (chord_seconds - tt) / 0.05)
+        for note in chords[k % 4]:
+            f = 440.0 * 2 ** ((note - 69) / 12)
+            x[i0:i1] += envelope * sum(np.sin(2 * np.pi * h * f * tt) / h ** 2 for h in (1, 2, 3, 4))
+    x = 0.5 * x / np.abs(x).max()
+    return np.stack([x, x], axis=1).astype(np.float32)
+
+
+def wide_stereo(seconds: float, sr: int, *, seed: int = 0) -> np.ndarray:
+    """Music-like clip whose side signal is strong: L and R are weakly correlated."""
+    a = music_like(seconds, sr, seed=seed, stereo=False)[:, 0]
+    # A 12 ms inter-channel delay plus independent noise decorrelates L and R.
+    delay = int(0.012 * sr)
+    b = np.concatenate([np.zeros(delay), a[:-delay]])
+    rng = np.random.default_rng(seed)
+    air = 0.08 * rng.standard_normal((len(a), 2))
+    x = np.stack([a, -0.8 * b], axis=1) + air
+    return (0.5 * x / np.abs(x).max()).astype(np.float32)
