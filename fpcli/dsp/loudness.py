@@ -115,10 +115,12 @@ class LoudnessMeter:
 
 
 def _segment_sums(power: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    """Sums of power[prev_cut:cut] for each cut (the first from index 0)."""
-    cumulative = np.concatenate([[0.0], np.cumsum(power, dtype=np.float64)])
-    ends = cumulative[cuts]
-    return np.diff(np.concatenate([[0.0], ends]))
+    """Sums (float64) of power[prev_cut:cut] for each cut (the first from index 0)."""
+    bounds = np.concatenate([[0], cuts])
+    # reduceat sums bounds[i]:bounds[i+1] (the last to the end, dropped here); a zero
+    # appended keeps every index in range. An empty slice gives power[start]: zero it.
+    sums = np.add.reduceat(np.append(power, np.float32(0)), bounds, dtype=np.float64)[: len(cuts)]
+    return np.where(bounds[1:] > bounds[:-1], sums, 0.0)
 
 
 def _window_means(series: np.ndarray, width: int, new: int) -> np.ndarray:

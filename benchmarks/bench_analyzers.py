@@ -1,0 +1,159 @@
+"""Analyzer speed and memory on a real-music library (issue: analyzers, "Performance").
+
+    python benchmarks/bench_analyzers.py --library /tmp/fpcli-library [--out benchmarks/analyzers.md]
+
+For every decodable file of the library (``manifest.json`` from
+shared/corpus/make_library.sh, or every audio file under the folder), one process
+measures in the same run: decode-only speed (the read loop alone), streaming speed
+and batch speed, in seconds of audio per second of wall time, and each as a ratio to
+decode-only. Then it streams a 60-minute and a 3-minute file, each in a fresh
+process, and reports peak RSS and peak traced numpy/Python allocations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tabulate import tabulate
+
+from fpcli.audio import AUDIO_EXTENSIONS, AudioReader
+from fpcli.batch import BatchAnalyzer
+from fpcli.streaming import StreamingAnalyzer
+
+
+def library_files(root: Path) -> list[Path]:
+    manifest = root / "manifest.json"
+    if manifest.exists():
+        return [root / r["path"] for r in json.loads(manifest.read_text()) if r["expected"] == "ok"
+                and not r["path"].startswith("broken/")]
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def timed(path: Path, make) -> tuple[float, float]:
+    """(audio seconds, wall seconds) of decoding path into the analyzer made by ``make``."""
+    started = time.perf_counter()
+    reader = AudioReader(path)
+    analyzer = make(reader)
+    for block in reader:
+        if analyzer is not None:
+            analyzer.push(block)
+    if analyzer is not None:
+        analyzer.finish()
+    return reader.frames_read / reader.info.samplerate, time.perf_counter() - started
+
+
+def speed_table(files: list[Path], repeats: int) -> tuple[list[list], dict]:
+    makers = {
+        "decode": lambda r: None,
+        "streaming": lambda r: StreamingAnalyzer(r.info.samplerate, r.info.channels),
+        "batch": lambda r: BatchAnalyzer(r.info.samplerate, r.info.channels),
+    }
+    rows, totals = [], {k: [0.0, 0.0] for k in makers}
+    for path in files:
+        best = {}
+        for kind, make in makers.items():
+            runs = [timed(path, make) for _ in range(repeats)]
+            audio = runs[0][0]
+            best[kind] = (audio, min(wall for _, wall in runs))
+            totals[kind][0] += audio
+            totals[kind][1] += best[kind][1]
+        info = sf.info(str(path))
+        decode = best["decode"][0] / best["decode"][1]
+        speeds = {k: best[k][0] / best[k][1] for k in makers}
+        rows.append([path.name[:38], f"{info.samplerate / 1000:g}k/{info.channels}ch", f"{best['decode'][0]:.0f}",
+                     f"{speeds['decode']:.0f}", f"{speeds['streaming']:.0f}", f"{speeds['batch']:.0f}",
+                     f"{speeds['streaming'] / decode:.3f}", f"{speeds['batch'] / decode:.3f}"])
+    total = {k: a / w for k, (a, w) in totals.items()}
+    rows.append(["TOTAL", "", f"{totals['decode'][0]:.0f}", f"{total['decode']:.0f}", f"{total['streaming']:.0f}",
+                 f"{total['batch']:.0f}", f"{total['streaming'] / total['decode']:.3f}",
+                 f"{total['batch'] / total['decode']:.3f}"])
+    return rows, total
+
+
+MEMORY_PROBE = r"""
+import resource, sys, tracemalloc
+from fpcli.streaming import analyze_streaming
+tracemalloc.start()
+analyze_streaming(sys.argv[1])
+peak = tracemalloc.get_traced_memory()[1]
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, peak)
+"""
+
+
+def make_long_file(files: list[Path], minutes: float, folder: Path) -> Path:
+    """A FLAC of ``minutes`` of stereo 44.1 kHz music by concatenating library tracks."""
+    out = folder / f"long_{minutes:g}min.flac"
+    target = int(minutes * 60 * 44100)
+    written = 0
+    sources = [p for p in files if sf.info(str(p)).samplerate == 44100 and sf.info(str(p)).channels == 2]
+    with sf.SoundFile(out, "w", 44100, 2, format="FLAC", subtype="PCM_16") as f:
+        while written < target:
+            for path in sources:
+                for block in AudioReader(path):
+                    take = block[: target - written]
+                    f.write(take)
+                    written += len(take)
+                    if written >= target:
+                        return out
+    return out
+
+
+def memory_table(files: list[Path]) -> list[list]:
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for minutes in (3, 60):
+            path = make_long_file(files, minutes, Path(folder))
+            out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path)], capture_output=True, text=True,
+                                 check=True).stdout.split()
+            rss, traced = int(out[0]), int(out[1])
+            rows.append([f"{minutes} min", f"{rss / 2**20:.1f}", f"{traced / 2**20:.2f}"])
+    base_rss, base_traced = float(rows[0][1]), float(rows[0][2])
+    rows.append(["60 / 3 min", f"{float(rows[1][1]) / base_rss:.3f}", f"{float(rows[1][2]) / base_traced:.3f}"])
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--library", type=Path, default=Path("/tmp/fpcli-library"))
+    parser.add_argument("--repeats", type=int, default=2, help="runs per file and kind; the fastest counts")
+    parser.add_argument("--out", type=Path, help="write the markdown report here")
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args()
+    files = library_files(args.library)
+    if not files:
+        parser.error(f"no audio files under {args.library}")
+    rows, total = speed_table(files, args.repeats)
+    header = ["file", "rate", "audio s", "decode x", "stream x", "batch x", "stream/decode", "batch/decode"]
+    lines = [
+        f"# Analyzer speed ({datetime.date.today()})", "",
+        f"Command: `python benchmarks/bench_analyzers.py --library {args.library} --repeats {args.repeats}`", "",
+        f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python "
+        f"{platform.python_version()}, numpy {np.__version__}, libsndfile {sf.__libsndfile_version__}; "
+        "one process, fastest of the repeats.", "",
+        "Speeds are seconds of audio per second (x real time); ratios are analysis speed / decode-only "
+        "speed in the same run (decode time included in both).", "",
+        tabulate(rows, header, tablefmt="github"), "",
+    ]
+    if not args.no_memory:
+        lines += ["## Streaming peak memory, 3-minute vs 60-minute file (fresh process each)", "",
+                  tabulate(memory_table(files), ["file", "peak RSS MiB", "peak traced MiB"], tablefmt="github"), ""]
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        args.out.write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
