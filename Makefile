@@ -1,0 +1,37 @@
+# fpcli developer and user entry points. Each target creates the virtual environment
+# it needs (.venv, Python >= 3.11) on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+LIBRARY ?= /tmp/fpcli-library
+
+.PHONY: demo test lint bench library clean
+
+$(BIN)/fpcli: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+## demo: analyse the bundled sample_audio/ clips (streaming + batch) and print them
+demo: $(BIN)/fpcli
+	$(BIN)/fpcli analyze --batch sample_audio/*.flac sample_audio/*.ogg sample_audio/*.mp3 sample_audio/*.wav
+
+## test: the whole test suite (generated signals; a few minutes at most)
+test: $(BIN)/fpcli
+	$(BIN)/python -m pytest
+
+## lint: ruff (style, imports, and the layering rule: typer/rich/tabulate only in cli.py)
+lint: $(BIN)/fpcli
+	$(BIN)/ruff check .
+
+## library: build the real-music library of shared/corpus (needs root for apt)
+library:
+	OUT=$(LIBRARY) PY=$(BIN)/python bash ../shared/corpus/make_library.sh
+
+## bench: analyzer speed and memory on the real-music library
+bench: $(BIN)/fpcli
+	$(BIN)/python benchmarks/bench_analyzers.py --library $(LIBRARY)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
