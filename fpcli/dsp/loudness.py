@@ -160,7 +160,8 @@ def gated_momentary_loudness(momentary: np.ndarray) -> np.ndarray:
 
 
 def loudness_range(short_term: np.ndarray) -> float:
-    """EBU Tech 3342 LRA (LU) from 3 s block energies: 95th - 10th percentile after gating."""
+    """EBU Tech 3342 LRA (LU) from 3 s block energies: 95th - 10th percentile after gating
+    (inverted-CDF percentiles: Tech 3342 does not fix the interpolation)."""
     loud = energy_to_lufs(short_term)
     above_absolute = loud > ABSOLUTE_GATE_LUFS
     if not above_absolute.any():
@@ -169,5 +170,7 @@ def loudness_range(short_term: np.ndarray) -> float:
     gated = loud[above_absolute & (loud > relative_gate)]
     if gated.size < 2:
         return math.nan
-    low, high = np.percentile(gated, [10, 95])
+    # Inverted-CDF percentiles (actual block values), as for the spectral medians, so
+    # the streaming histogram stays within one bin even when the blocks are few.
+    low, high = np.percentile(gated, [10, 95], method="inverted_cdf")
     return float(high - low)
