@@ -1,38 +1,61 @@
 """The command line: parse options, make one core call, render. The only module that
 imports typer, rich or tabulate.
 
-Exit codes: 0 all files ok; 3 the run completed but some files failed; 1 a fatal
-error (one red line on stderr); 2 a usage error (bad option or argument).
+Exit codes: 0 all files ok; 3 the run completed but some files failed (or a check
+found problems); 1 a fatal error (one red line on stderr); 2 a usage error;
+130 interrupted (finished work is kept).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import math
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from fpcli import __version__
 from fpcli.errors import FpcliError
 from fpcli.fingerprint import DIM_BY_NAME, DIMS
-from fpcli.library import TrackResult, analyze_file
+from fpcli.library import DEFAULT_TIMEOUT_S, RunOptions, RunSummary, run_library
+from fpcli.results import TrackResult
+from fpcli.store import (
+    DEFAULT_SIZE_LIMIT_MB,
+    FingerprintStore,
+    export_store,
+    import_store,
+    prune,
+    result_from_record,
+    verify,
+)
 
-EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+MAX_FULL_TABLES = 3  # runs with more tracks print one line per track
 
 app = typer.Typer(
     name="fpcli",
     help="Acoustic fingerprints for music libraries: analyze, cache, validate, search, bench.\n\n"
-         "Exit codes: 0 ok, 1 fatal error, 2 usage error, 3 some files failed.",
+         "Exit codes: 0 ok, 1 fatal error, 2 usage error, 3 some files failed, 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+cache_app = typer.Typer(
+    help="Inspect and maintain the fingerprint store.\n\n"
+         "Examples:\n\n  fpcli cache stats\n\n  fpcli cache list --json | jq .path\n\n"
+         "  fpcli cache export backup.jsonl",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
 
 
 def _stdout() -> Console:
@@ -43,45 +66,147 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=1))
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"fpcli {__version__}")
         raise typer.Exit()
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Global options, handed to every command through the typer context."""
+
+    store: str | None
+    size_limit_mb: float
+    ttl_s: float | None
+
+    def open_store(self) -> FingerprintStore:
+        return FingerprintStore.open(self.store, size_limit_mb=self.size_limit_mb, ttl_s=self.ttl_s)
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
+    store: Annotated[str | None, typer.Option(
+        "--store", envvar="FPCLI_STORE", show_default=False,
+        help="Store directory [default: the user cache directory, e.g. ~/.cache/fpcli/store].")] = None,
+    store_size_mb: Annotated[float, typer.Option(
+        "--store-size-mb", envvar="FPCLI_STORE_SIZE_MB", min=1,
+        help="Store size limit in MiB; least-recently-used records are evicted beyond it.")] = DEFAULT_SIZE_LIMIT_MB,
+    store_ttl: Annotated[float | None, typer.Option(
+        "--store-ttl", envvar="FPCLI_STORE_TTL", min=1, show_default=False,
+        help="Expire records this many seconds after they were written [default: never].")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """fpcli: acoustic fingerprints for music libraries."""
+    ctx.obj = Settings(store, store_size_mb, store_ttl)
 
+
+# -- analyze --------------------------------------------------------------------------------
 
 @app.command()
 def analyze(
-    paths: Annotated[list[Path], typer.Argument(help="Audio files to analyse.", show_default=False)],
-    batch: Annotated[bool, typer.Option("--batch", help="Also compute the 25D batch reference.")] = False,
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Audio files and folders (searched recursively).",
+                                                show_default=False)],
+    batch: Annotated[bool, typer.Option("--batch", help="Also compute (and cache) the 25D batch reference.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per track per line (JSON Lines).")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = os.cpu_count() or 1,
+    force: Annotated[bool, typer.Option("--force", help="Recompute even if the store has the track.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed",
+                                               help="Retry files that failed before and have not changed.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Per-file time limit, seconds.")]
+    = DEFAULT_TIMEOUT_S,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, notices or summary.")] = False,
 ) -> None:
-    """Stream each file through the 13D analyzer and print its fingerprint.
+    """Fingerprint files or whole libraries; unchanged tracks come from the store.
+
+    Each new or changed file is decoded once and streamed through the 13D analyzer
+    (and the 25D batch reference with --batch); results are stored as they finish,
+    so an interrupted run resumes where it stopped. Files that failed are recorded
+    and skipped until they change (or --retry-failed).
 
     Examples:
 
       fpcli analyze track.flac
 
-      fpcli analyze --batch --json a.flac b.mp3 | jq .streaming.tempo_bpm
+      fpcli analyze ~/Music --jobs 2
+
+      fpcli analyze --batch --json a.flac b.mp3 | jq .streaming.tempo_bpm.value
+
+    Exit codes: 0 all ok, 3 some files failed, 1 fatal error, 2 usage error, 130 interrupted.
     """
-    failed = 0
-    for path in paths:
-        result = analyze_file(path, batch=batch)
-        failed += result.failed
-        if as_json:
-            print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
-        else:
-            _render_track(result)
-    if failed:
-        _stderr().print(f"[red]{failed} of {len(paths)} file(s) failed[/red]")
+    options = RunOptions(batch=batch, force=force, retry_failed=retry_failed, jobs=jobs, timeout_s=timeout)
+    with ctx.obj.open_store() as store, _Reporter(as_json=as_json, quiet=quiet) as reporter:
+        summary = run_library(list(map(str, paths)), store, options, on_event=reporter.event)
+    if not quiet:
+        _render_summary(summary)
+    if summary.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.failed or summary.problems:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+class _Reporter:
+    """Renders run events: results to stdout (tables or JSON Lines), a progress bar
+    and notices to stderr. The progress bar shows only on a terminal."""
+
+    def __init__(self, *, as_json: bool, quiet: bool) -> None:
+        self.as_json = as_json
+        self.quiet = quiet
+        self.total = 0
+        self._stderr = _stderr()
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=self._stderr, transient=True,
+            disable=quiet or not self._stderr.is_terminal,
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> _Reporter:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def event(self, kind: str, payload: Any) -> None:
+        if kind == "start":
+            self.total = int(payload)
+            self._task = self._progress.add_task("analysing", total=self.total)
+            return
+        if kind == "skip":
+            path, message = payload
+            if not self.quiet:
+                self._stderr.print(f"[yellow]skipped[/yellow] {path}: {message}", soft_wrap=True)
+        elif kind == "track":
+            self._track(payload)
+        if self._task is not None:
+            self._progress.advance(self._task)
+
+    def _track(self, result: TrackResult) -> None:
+        if self.as_json:
+            print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
+        elif result.failed:
+            self._stderr.print(f"[red]error[/red] {result.error}", soft_wrap=True)
+        elif self.total <= MAX_FULL_TABLES:
+            _render_track(result)
+        else:
+            _render_track_line(result)
+
+
+def _render_summary(summary: RunSummary) -> None:
+    line = (f"analysed {summary.analysed}, from cache {summary.cached}, failed {summary.failed}, "
+            f"skipped {summary.skipped + summary.problems} in {summary.wall_seconds:.1f} s "
+            f"({summary.audio_per_second:.0f} s of audio per second)")
+    if summary.interrupted:
+        line = "[yellow]interrupted[/yellow]: finished tracks are stored; run again to resume. " + line
+    _stderr().print(line, soft_wrap=True)
 
 
 def _format_value(value: float | None, unit: str) -> str:
@@ -94,20 +219,22 @@ def _format_value(value: float | None, unit: str) -> str:
     return f"{value:.3f}"
 
 
+def _render_track_line(result: TrackResult) -> None:
+    tempo = _format_value(result.streaming.values["tempo_bpm"], "BPM")
+    origin = "cached" if result.cached else "new"
+    status = "" if result.status == "ok" else f" [yellow]{result.status}[/yellow]"
+    _stdout().print(f"{origin:6} {result.duration_s:7.1f} s {tempo:>6} BPM  {result.path}{status}", soft_wrap=True)
+
+
 def _render_track(result: TrackResult) -> None:
     out = _stdout()
-    if result.failed:
-        _stderr().print(f"[red]error[/red] {result.error}")
-        return
     facts = f"{result.duration_s:.1f} s, {result.samplerate} Hz, {result.channels} ch, {result.format}/{result.subtype}"
-    title = f"{result.path}  ({facts})"
+    title = f"{result.path}  ({facts}{', from the store' if result.cached else ''})"
     if result.status == "partial":
         title += f"\n[yellow]partial: {result.partial_reason}[/yellow]"
     table = Table(title=title, title_justify="left")
-    table.add_column("group")
-    table.add_column("dimension")
-    table.add_column("streaming", justify="right")
-    table.add_column("conf", justify="right")
+    for name, justify in (("group", "left"), ("dimension", "left"), ("streaming", "right"), ("conf", "right")):
+        table.add_column(name, justify=justify)
     if result.batch is not None:
         table.add_column("batch", justify="right")
     table.add_column("unit")
@@ -130,6 +257,246 @@ def _render_track(result: TrackResult) -> None:
             out.print(f"  [dim]{kind} {name} ({DIM_BY_NAME[name].unit}) is null: {reason}[/dim]")
 
 
+# -- cache ------------------------------------------------------------------------------------
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _when(timestamp: float | None) -> str:
+    if not timestamp:
+        return "—"
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+@cache_app.command("stats")
+def cache_stats(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Entries, size, hit rate, hits, misses, evictions, expiries, failures.
+
+    Hits and misses count lookups made by analyze (and later validate and search),
+    kept across runs.
+
+    Examples:
+
+      fpcli cache stats
+
+      fpcli --store /data/fp cache stats --json | jq .hit_rate
+    """
+    with ctx.obj.open_store() as store:
+        stats = store.stats()
+    if as_json:
+        _print_json(stats)
+        return
+    rate = "—" if stats["hit_rate"] is None else f"{100 * stats['hit_rate']:.1f} %"
+    rows = [
+        ("location", stats["location"]),
+        ("entries", f"{stats['entries']} ({stats['with_batch']} with batch, {stats['validated']} validated)"),
+        ("failures", str(stats["failures"])),
+        ("size on disk", f"{_mib(stats['size_bytes'])} of {_mib(stats['size_limit_bytes'])} limit"),
+        ("ttl", "none" if stats["ttl_s"] is None else f"{stats['ttl_s']:g} s"),
+        ("hit rate", f"{rate} ({stats['hits']} hits, {stats['misses']} misses)"),
+        ("evictions", str(stats["evictions"])),
+        ("expiries", str(stats["expiries"])),
+        ("by version", ", ".join(f"v{k}: {v}" for k, v in sorted(stats["by_version"].items())) or "—"),
+    ]
+    table = Table(show_header=False, box=None)
+    for key, value in rows:
+        table.add_row(f"[bold]{key}[/bold]", value)
+    _stdout().print(table)
+
+
+def _record_summary(record: dict[str, Any]) -> dict[str, Any]:
+    audio, values = record["audio"], record["streaming"]["values"]
+    validation = record.get("validation") or {}
+    return {
+        "path": record["path"], "duration_s": audio["duration_s"], "samplerate": audio["samplerate"],
+        "channels": audio["channels"], "partial": audio["partial"], "tempo_bpm": values.get("tempo_bpm"),
+        "has_batch": bool(record.get("batch")), "validation": validation.get("status"),
+        "fingerprint_version": record["fingerprint_version"], "analysed_at": record["analysed_at"],
+    }
+
+
+@cache_app.command("list")
+def cache_list(
+    ctx: typer.Context,
+    contains: Annotated[str | None, typer.Option("--contains", help="Only paths containing this text.")] = None,
+    missing_batch: Annotated[bool, typer.Option("--missing-batch", help="Only records without batch values.")]
+    = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many records.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record per line.")] = False,
+) -> None:
+    """List stored records, sorted by path.
+
+    Examples:
+
+      fpcli cache list --contains Beatles
+
+      fpcli cache list --missing-batch --json
+    """
+    with ctx.obj.open_store() as store:
+        records = [r for r in store.records()
+                   if (contains is None or contains in r["path"]) and not (missing_batch and r.get("batch"))]
+    records.sort(key=lambda r: r["path"])
+    records = records[:limit] if limit else records
+    if as_json:
+        for record in records:
+            print(json.dumps(_record_summary(record), ensure_ascii=False))
+        return
+    table = Table(title=f"{len(records)} record(s)", title_justify="left")
+    for name in ("path", "duration", "rate/ch", "tempo", "batch", "validation", "analysed"):
+        table.add_column(name)
+    for record in map(_record_summary, records):
+        table.add_row(record["path"], f"{record['duration_s']:.1f} s",
+                      f"{record['samplerate']}/{record['channels']}", _format_value(record["tempo_bpm"], "BPM"),
+                      "yes" if record["has_batch"] else "no", record["validation"] or "—", _when(record["analysed_at"]))
+    _stdout().print(table)
+
+
+@cache_app.command("show")
+def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="An audio file.")],
+               as_json: Annotated[bool, typer.Option("--json", help="Print the stored record as JSON.")] = False
+               ) -> None:
+    """Show the stored record of a file (found by content, so moved files work too).
+
+    Examples:
+
+      fpcli cache show track.flac
+
+      fpcli cache show --json track.flac | jq .streaming.values
+    """
+    with ctx.obj.open_store() as store:
+        try:
+            record = store.record_for_path(path)
+        except OSError as exc:
+            raise FpcliError(f"{path}: {exc.strerror or exc}") from None
+    if record is None:
+        raise FpcliError(f"{path}: not in the store (run: fpcli analyze {path})")
+    if as_json:
+        _print_json(record)
+        return
+    _render_track(result_from_record(record, str(path)))
+    validation = record.get("validation")
+    _stdout().print(f"analysed {_when(record['analysed_at'])}, last used {_when(record.get('last_used_at'))}, "
+                    f"validation: {validation['status'] if validation else 'not validated'}")
+
+
+@cache_app.command("clear")
+def cache_clear(ctx: typer.Context,
+                yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False
+                ) -> None:
+    """Remove every record, failure and counter from the store.
+
+    Example:
+
+      fpcli cache clear --yes
+    """
+    with ctx.obj.open_store() as store:
+        if not yes:
+            typer.confirm(f"Remove everything in the store at {store.location}?", abort=True, err=True)
+        removed = store.clear()
+    _stderr().print(f"removed {removed} entries")
+
+
+@cache_app.command("prune")
+def cache_prune(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Drop records and failures of files that are gone or have changed.
+
+    Example:
+
+      fpcli cache prune
+    """
+    with ctx.obj.open_store() as store:
+        removed = prune(store)
+    if as_json:
+        _print_json([{"path": path, "reason": why} for path, why in removed])
+        return
+    for path, why in removed:
+        _stdout().print(f"{why:16} {path}", soft_wrap=True)
+    _stderr().print(f"pruned {len(removed)} entries")
+
+
+@cache_app.command("failures")
+def cache_failures(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List files that could not be analysed (skipped until they change).
+
+    Examples:
+
+      fpcli cache failures
+
+      fpcli analyze ~/Music --retry-failed
+    """
+    with ctx.obj.open_store() as store:
+        failures = sorted(store.failures(), key=lambda f: f["path"])
+    if as_json:
+        _print_json(failures)
+        return
+    table = Table(title=f"{len(failures)} failure(s)", title_justify="left")
+    for name in ("path", "error", "message", "when"):
+        table.add_column(name)
+    for failure in failures:
+        table.add_row(failure["path"], failure["error_type"], failure["message"], _when(failure.get("failed_at")))
+    _stdout().print(table)
+
+
+@cache_app.command("export")
+def cache_export(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="JSON Lines file to write.")]) -> None:
+    """Write every record and failure to a JSON Lines file (atomically).
+
+    Example:
+
+      fpcli cache export backup.jsonl
+    """
+    with ctx.obj.open_store() as store:
+        counts = export_store(store, file)
+    _stderr().print(f"exported {counts['records']} records and {counts['failures']} failures to {file}")
+
+
+@cache_app.command("import")
+def cache_import(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="JSON Lines file to read.")]) -> None:
+    """Read records and failures from an export; invalid lines are rejected and listed.
+
+    The file is parsed as JSON only (nothing is ever unpickled) and every record is
+    checked against the schema before it is stored. Exit code 3 if any line was
+    rejected.
+
+    Example:
+
+      fpcli cache import backup.jsonl
+    """
+    with ctx.obj.open_store() as store:
+        counts, rejected = import_store(store, file)
+    for reason in rejected:
+        _stderr().print(f"[red]rejected[/red] {reason}", soft_wrap=True)
+    _stderr().print(f"imported {counts['records']} records and {counts['failures']} failures, "
+                    f"rejected {len(rejected)} lines")
+    if rejected:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@cache_app.command("verify")
+def cache_verify(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Check the store's integrity and every entry's schema; exit 3 on problems.
+
+    Example:
+
+      fpcli cache verify
+    """
+    with ctx.obj.open_store() as store:
+        problems = verify(store)
+        entries = len(store.backend)
+    if as_json:
+        _print_json({"entries": entries, "problems": problems})
+    else:
+        for problem in problems:
+            _stdout().print(f"[red]problem[/red] {problem}", soft_wrap=True)
+        _stderr().print(f"checked {entries} entries: {len(problems)} problem(s)")
+    if problems:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
 def main() -> None:
     """Console entry point: the one place that turns an FpcliError into a red line.
 
@@ -139,5 +506,5 @@ def main() -> None:
     try:
         app()
     except FpcliError as exc:
-        _stderr().print(f"[red]error:[/red] {exc}")
+        _stderr().print(f"[red]error:[/red] {exc}", soft_wrap=True)
         sys.exit(EXIT_FATAL)

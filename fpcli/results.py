@@ -1,0 +1,61 @@
+"""The outcome of analysing one file, as plain data shared by the library runner,
+the store and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fpcli.fingerprint import Fingerprint
+from fpcli.params import FINGERPRINT_VERSION
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackResult:
+    """The outcome of analysing one file: status ``ok``, ``partial`` or ``error``."""
+
+    path: str
+    status: str
+    error: str | None = None
+    error_type: str | None = None
+    duration_s: float | None = None
+    samplerate: int | None = None
+    channels: int | None = None
+    format: str | None = None
+    subtype: str | None = None
+    partial_reason: str | None = None
+    streaming: Fingerprint | None = None
+    batch: Fingerprint | None = None
+    seconds_taken: float = 0.0
+    cached: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "error"
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON Lines record of ``fpcli analyze --json`` (README, "Output")."""
+        out: dict[str, Any] = {
+            "path": self.path,
+            "status": self.status,
+            "error": self.error,
+            "duration_s": self.duration_s,
+            "samplerate": self.samplerate,
+            "channels": self.channels,
+            "format": self.format,
+            "subtype": self.subtype,
+            "partial_reason": self.partial_reason,
+            "fingerprint_version": FINGERPRINT_VERSION,
+            "cached": self.cached,
+        }
+        if self.streaming is not None:
+            fp = self.streaming
+            out["params_key"] = fp.params_key
+            out["chunks"] = fp.chunks
+            out["streaming"] = {name: {"value": value, "confidence": fp.confidence[name]}
+                                for name, value in fp.values.items()}
+            out["streaming_null_reasons"] = fp.reasons
+        if self.batch is not None:
+            out["batch"] = dict(self.batch.values)
+            out["batch_null_reasons"] = self.batch.reasons
+        return out
