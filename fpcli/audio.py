@@ -23,6 +23,7 @@ AUDIO_EXTENSIONS = frozenset(
 )
 DEFAULT_BLOCK_FRAMES = 65536
 PARTIAL_TOLERANCE_S = 0.1
+SALVAGE_BLOCK_FRAMES = 1024  # block size after a decoding error, to keep what precedes it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +77,16 @@ class AudioReader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         with _open(self.path) as f:
+            size = self.block_frames
             while True:
                 try:
-                    block = f.read(self.block_frames, dtype="float32", always_2d=True)
+                    block = f.read(size, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+                    if size > SALVAGE_BLOCK_FRAMES and _seek(f, self.frames_read):
+                        # The error lies somewhere in this block: re-read it in small
+                        # pieces to keep the audio before the damage.
+                        size = SALVAGE_BLOCK_FRAMES
+                        continue
                     if self.frames_read == 0:
                         raise AudioReadError(self.path, f"decoding failed: {_reason(exc)}") from None
                     self._mark_partial(f"decoding failed after {self._seconds_read():.2f} s: {_reason(exc)}")
@@ -91,7 +98,7 @@ class AudioReader:
                     block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
                 self.frames_read += len(block)
                 yield block
-                if len(block) < self.block_frames:
+                if len(block) < size:
                     break  # a short read is the end, whatever the header claims
         if self.frames_read == 0:
             raise AudioReadError(self.path, "no audio frames could be decoded")
@@ -113,6 +120,14 @@ class AudioReader:
     def _mark_partial(self, reason: str) -> None:
         self.partial = True
         self.partial_reason = reason
+
+
+def _seek(f: sf.SoundFile, frame: int) -> bool:
+    try:
+        f.seek(frame)
+        return True
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        return False
 
 
 def mixdown(block: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any
 
 from fpcli.audio import AUDIO_EXTENSIONS, DEFAULT_BLOCK_FRAMES, AudioReader
 from fpcli.batch import BatchAnalyzer
-from fpcli.errors import AudioReadError
+from fpcli.errors import AudioReadError, FpcliError
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, Lookup, record_key, result_from_record
@@ -252,6 +252,7 @@ def _analyse_all(paths: list[str], options: RunOptions) -> Iterator[TrackResult]
 def _worker_main(connection: Connection) -> None:
     """A worker process: analyse paths sent by the parent until it sends None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    connection.send("ready")  # imports done: time limits start counting from here
     while True:
         task = connection.recv()
         if task is None:
@@ -276,6 +277,8 @@ class WorkerPool:
 
     def __enter__(self) -> WorkerPool:
         self._workers = [self._spawn() for _ in range(self.size)]
+        for worker in self._workers:
+            worker.wait_ready()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -321,7 +324,9 @@ class WorkerPool:
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
-        return self._spawn()
+        replacement = self._spawn()
+        replacement.wait_ready()
+        return replacement
 
 
 @contextlib.contextmanager
@@ -348,6 +353,10 @@ class _Worker:
     connection: Connection
     path: str | None = None
     started: float = 0.0
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        if not self.connection.poll(timeout_s) or self.connection.recv() != "ready":
+            raise FpcliError("a worker process did not start")
 
     def assign(self, path: str, options: RunOptions) -> None:
         self.path, self.started = path, time.monotonic()

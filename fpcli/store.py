@@ -126,9 +126,17 @@ class DiskcacheBackend:
         return bool(self._data.delete(key))
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        for key in self._data.iterkeys():
+        """String keys starting with ``prefix``. Read straight from diskcache's table
+        (its private ``_sql``): ``iterkeys`` would unpickle a pickled key, and one
+        hostile key must not stop a listing or a verify."""
+        rows = self._data._sql("SELECT key FROM Cache WHERE raw = 1 ORDER BY rowid").fetchall()
+        for (key,) in rows:
             if isinstance(key, str) and key.startswith(prefix):
                 yield key
+
+    def unsafe_keys(self) -> int:
+        """Rows whose key is pickled (never written by fpcli): a sign of tampering."""
+        return int(self._data._sql("SELECT COUNT(*) FROM Cache WHERE raw = 0").fetchone()[0])
 
     def __len__(self) -> int:
         return len(self._data)
@@ -565,6 +573,9 @@ def verify(store: FingerprintStore) -> list[str]:
     """Every integrity problem of the store: diskcache's own check, then each entry's
     schema and key consistency. [] when the store is sound."""
     problems = [f"diskcache: {w}" for w in store.backend.check()]
+    unsafe = store.backend.unsafe_keys()
+    if unsafe:
+        problems.append(f"{unsafe} pickled key(s): refusing to unpickle them (not written by fpcli)")
     for key in list(store.backend.keys()):
         try:
             value = store.backend.get(key)

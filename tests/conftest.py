@@ -11,6 +11,14 @@ from fpcli.fingerprint import Fingerprint
 from fpcli.streaming import StreamingAnalyzer
 
 
+@pytest.fixture(autouse=True)
+def private_store(tmp_path, monkeypatch):
+    """No test touches the user's cache directory: the default store is per test."""
+    location = tmp_path / "default-store"
+    monkeypatch.setenv("FPCLI_STORE", str(location))
+    return location
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261125)

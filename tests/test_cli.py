@@ -1,6 +1,8 @@
 """Every command's happy path and error path through typer's CliRunner."""
 
 import json
+import os
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -42,9 +44,9 @@ def test_analyze_batch_table_has_all_dims(song):
 def test_analyze_json_lines(song, broken):
     result = runner.invoke(app, ["analyze", "--json", "--batch", song, broken])
     assert result.exit_code == EXIT_SOME_FAILED
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [line["status"] for line in lines] == ["ok", "error"]
-    good, bad = lines
+    lines = {line["path"]: line for line in _json_lines(result.stdout)}  # completion order
+    good, bad = lines[song], lines[broken]
+    assert (good["status"], bad["status"]) == ("ok", "error")
     for key in ("path", "status", "error", "duration_s", "samplerate", "channels", "fingerprint_version"):
         assert key in good
     assert set(good["streaming"]) == set(STREAMING_DIMS)
@@ -66,15 +68,117 @@ def test_analyze_requires_a_path():
     assert result.exit_code == 2
 
 
-@pytest.mark.parametrize("command", [[], ["analyze"]])
+COMMANDS = [[], ["analyze"], ["cache"], ["cache", "stats"], ["cache", "list"], ["cache", "show"], ["cache", "clear"],
+            ["cache", "prune"], ["cache", "failures"], ["cache", "export"], ["cache", "import"], ["cache", "verify"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_examples(command):
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "120"})
     assert result.exit_code == 0
     assert "Usage" in result.output
     if command:
-        assert "Examples" in result.output
+        assert "Example" in result.output
 
 
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("fpcli ")
+
+
+# -- library runs and the store --------------------------------------------------------------
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "music"
+    root.mkdir()
+    for i in range(4):
+        write(root / f"t{i}.flac", synth.music_like(2.0, 22050, seed=i), 22050)
+    (root / "bad.mp3").write_bytes(b"ID3 garbage" * 10)
+    return root
+
+
+def _json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_analyze_folder_twice_uses_the_store(folder, tmp_path):
+    store = str(tmp_path / "s")
+    first = runner.invoke(app, ["--store", store, "analyze", str(folder), "--json", "--jobs", "2"])
+    assert first.exit_code == EXIT_SOME_FAILED
+    rows = _json_lines(first.stdout)
+    assert len(rows) == 5 and not any(r["cached"] for r in rows)
+    assert "analysed 4, from cache 0, failed 1" in first.stderr
+    second = runner.invoke(app, ["--store", store, "analyze", str(folder), "--json"])
+    assert second.exit_code == 0
+    assert [r["cached"] for r in _json_lines(second.stdout)] == [True] * 4
+    assert "skipped" in second.stderr and "bad.mp3" in second.stderr
+
+
+def test_fpcli_store_environment_variable(folder, tmp_path):
+    store = tmp_path / "from-env"
+    result = runner.invoke(app, ["analyze", str(folder / "t0.flac"), "--quiet"], env={"FPCLI_STORE": str(store)})
+    assert result.exit_code == 0
+    assert (store / "data").is_dir()
+
+
+def test_analyze_many_files_prints_one_line_each(folder):
+    result = runner.invoke(app, ["analyze", str(folder)], env={"COLUMNS": "200"})
+    assert result.stdout.count("BPM") == 4 and "new" in result.stdout
+
+
+def test_cache_commands(folder, tmp_path):
+    runner.invoke(app, ["analyze", str(folder), "--batch", "--quiet"])
+    stats = json.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)
+    assert stats["entries"] == 4 and stats["failures"] == 1 and stats["with_batch"] == 4
+    assert stats["misses"] == 5 and stats["hits"] == 0 and stats["size_limit_bytes"] == 256 * 2**20
+    assert "hit rate" in runner.invoke(app, ["cache", "stats"]).stdout
+    listed = _json_lines(runner.invoke(app, ["cache", "list", "--json", "--contains", "t1"]).stdout)
+    assert [os.path.basename(r["path"]) for r in listed] == ["t1.flac"]
+    shown = json.loads(runner.invoke(app, ["cache", "show", "--json", str(folder / "t2.flac")]).stdout)
+    assert shown["batch"]["values"]["tempo_bpm"] == shown["streaming"]["values"]["tempo_bpm"]
+    failures = json.loads(runner.invoke(app, ["cache", "failures", "--json"]).stdout)
+    assert [os.path.basename(f["path"]) for f in failures] == ["bad.mp3"]
+    assert runner.invoke(app, ["cache", "verify"]).exit_code == 0
+    export = tmp_path / "dump.jsonl"
+    assert runner.invoke(app, ["cache", "export", str(export)]).exit_code == 0
+    os.remove(folder / "t3.flac")
+    pruned = json.loads(runner.invoke(app, ["cache", "prune", "--json"]).stdout)
+    assert [os.path.basename(p["path"]) for p in pruned] == ["t3.flac"]
+    assert runner.invoke(app, ["cache", "clear", "--yes"]).exit_code == 0
+    assert json.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)["entries"] == 0
+    imported = runner.invoke(app, ["cache", "import", str(export)])
+    assert imported.exit_code == 0 and "imported 4 records and 1 failures" in imported.stderr
+
+
+def test_cache_show_unknown_file_is_a_clear_error(folder):
+    result = runner.invoke(app, ["cache", "show", str(folder / "t0.flac")])
+    assert result.exit_code == 1 and "not in the store" in str(result.exception)
+
+
+def test_cache_import_rejects_bad_lines(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type": "record", "data": {"schema": 1}}\nnot json\n')
+    result = runner.invoke(app, ["cache", "import", str(bad)])
+    assert result.exit_code == EXIT_SOME_FAILED
+    assert "line 1: invalid record" in result.stderr and "line 2: not valid JSON" in result.stderr
+
+
+def test_cache_clear_asks_first(folder):
+    runner.invoke(app, ["analyze", str(folder / "t0.flac"), "--quiet"])
+    result = runner.invoke(app, ["cache", "clear"], input="n\n")
+    assert result.exit_code == 1
+    assert json.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)["entries"] == 1
+
+
+def test_main_turns_fpcli_errors_into_one_line(tmp_path, capsys, monkeypatch):
+    from fpcli.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setattr(sys, "argv", ["fpcli", "--store", str(blocker / "s"), "cache", "stats"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot open the store") and "Traceback" not in err

@@ -1,0 +1,224 @@
+"""Library runs: scanning, incremental analysis, failures, workers, interruption."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from fpcli import synth
+from fpcli.library import RunOptions, WorkerPool, run_library, scan
+from fpcli.store import FingerprintStore, verify
+from tests.conftest import write
+
+SR = 22050
+
+
+def make_library(root, tracks=6, seconds=2.0):
+    """Good tracks in two folders, plus one file of each broken kind."""
+    (root / "a").mkdir(parents=True)
+    (root / "b" / "deep").mkdir(parents=True)
+    (root / "broken").mkdir()
+    for i in range(tracks):
+        folder = root / ("a" if i % 2 else "b/deep")
+        write(folder / f"t{i}.flac", synth.music_like(seconds, SR, seed=i, bpm=90 + 10 * i), SR)
+    (root / "a" / "cover.jpg").write_bytes(b"\xff\xd8 not audio")
+    (root / "broken" / "empty.flac").write_bytes(b"")
+    (root / "broken" / "text.flac").write_text("plain text\n" * 50)
+    good = open(root / "a" / "t1.flac", "rb").read()
+    (root / "broken" / "cut_header.flac").write_bytes(good[:30])
+    (root / "broken" / "truncated.flac").write_bytes(good[: len(good) // 2])
+    wav = bytearray(open(write(root / "broken" / "x.wav", synth.sine(440, 1.0, SR), SR), "rb").read())
+    wav[12:16] = b"xxxx"
+    (root / "broken" / "x.wav").write_bytes(bytes(wav))
+    return root
+
+
+@pytest.fixture
+def library(tmp_path):
+    return make_library(tmp_path / "lib")
+
+
+def test_scan_finds_audio_by_extension_and_survives_loops(library, tmp_path):
+    os.symlink(library / "a", library / "b" / "loop")          # a folder reached twice
+    os.symlink(library, library / "a" / "up")                  # a real loop
+    os.mkfifo(library / "a" / "pipe.wav")
+    files, problems = scan([library, tmp_path / "missing"])
+    names = sorted(os.path.basename(f) for f in files)
+    assert names == sorted(["t0.flac", "t1.flac", "t2.flac", "t3.flac", "t4.flac", "t5.flac", "empty.flac",
+                            "text.flac", "cut_header.flac", "truncated.flac", "x.wav"])
+    messages = " ".join(p.message for p in problems)
+    assert "no such file or folder" in messages and "not a regular file" in messages
+    assert "symlink loop" in messages
+
+
+def test_run_records_failures_and_skips_them_next_time(library, tmp_path):
+    events = []
+    with FingerprintStore.open(tmp_path / "s") as store:
+        first = run_library([library], store, RunOptions(jobs=2), lambda k, p: events.append((k, p)))
+        assert (first.analysed, first.failed, first.cached) == (7, 4, 0)  # truncated.flac is partial, not failed
+        failures = {os.path.basename(f["path"]) for f in store.failures()}
+        assert failures == {"empty.flac", "text.flac", "cut_header.flac", "x.wav"}
+        second = run_library([library], store, RunOptions(jobs=2))
+        assert (second.analysed, second.cached, second.failed, second.skipped) == (0, 7, 0, 4)
+        retry = run_library([library], store, RunOptions(jobs=2, retry_failed=True))
+        assert (retry.cached, retry.failed) == (7, 4)
+        assert verify(store) == []
+    statuses = {os.path.basename(p.path): p.status for k, p in events if k == "track"}
+    assert statuses["truncated.flac"] == "partial"
+
+
+def test_changed_file_is_reanalysed_and_force_recomputes(library, tmp_path):
+    with FingerprintStore.open(tmp_path / "s") as store:
+        run_library([library / "a"], store, RunOptions(jobs=1))
+        write(library / "a" / "t1.flac", synth.music_like(2.0, SR, seed=99), SR)
+        again = run_library([library / "a"], store, RunOptions(jobs=1))
+        assert (again.analysed, again.cached) == (1, 2)
+        forced = run_library([library / "a"], store, RunOptions(jobs=1, force=True))
+        assert (forced.analysed, forced.cached) == (3, 0)
+
+
+def test_batch_option_adds_batch_values_to_cached_records(library, tmp_path):
+    with FingerprintStore.open(tmp_path / "s") as store:
+        run_library([library / "a"], store, RunOptions(jobs=1))
+        with_batch = run_library([library / "a"], store, RunOptions(jobs=1, batch=True))
+        assert with_batch.analysed == 3
+        assert all(r["batch"] for r in store.records())
+        assert run_library([library / "a"], store, RunOptions(jobs=1, batch=True)).cached == 3
+
+
+def test_worker_crash_costs_one_file(tmp_path):
+    long_track = write(tmp_path / "long.wav", synth.sine(440, 300.0, 44100, channels=2), 44100)
+    short = [write(tmp_path / f"s{i}.wav", synth.sine(440, 1.0, SR), SR) for i in range(2)]
+    with WorkerPool(1, timeout_s=60) as pool:
+        def kill_the_worker_holding_the_long_track():
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and pool._workers[0].path != long_track:
+                time.sleep(0.005)
+            os.kill(pool._workers[0].process.pid, signal.SIGKILL)
+        killer = threading.Thread(target=kill_the_worker_holding_the_long_track)
+        killer.start()
+        results = list(pool.map([long_track, *short], RunOptions()))
+        killer.join()
+    by_path = {r.path: r for r in results}
+    assert by_path[long_track].error_type == "WorkerCrashed"
+    assert all(by_path[p].status == "ok" for p in short)
+
+
+def test_timeout_costs_one_file(tmp_path):
+    long_track = write(tmp_path / "long.wav", synth.sine(440, 300.0, 44100, channels=2), 44100)
+    short = write(tmp_path / "short.wav", synth.sine(440, 1.0, SR), SR)
+    with WorkerPool(2, timeout_s=0.5) as pool:
+        results = {r.path: r for r in pool.map([long_track, short], RunOptions())}
+    assert results[long_track].error_type == "Timeout"
+    assert results[short].status == "ok"
+
+
+def _cli(*args, store):
+    return [sys.executable, "-m", "fpcli", "--store", str(store), *map(str, args)]
+
+
+def _json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _interrupt_after(library, store, n_results, *, sig):
+    """Start a library run, wait for n results on stdout, send sig to the whole group."""
+    process = subprocess.Popen(_cli("analyze", library, "--json", "--jobs", "2", store=store),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               start_new_session=True)
+    seen = []
+    for line in process.stdout:
+        seen.append(json.loads(line))
+        if len(seen) >= n_results:
+            break
+    if sig == signal.SIGKILL:
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.send_signal(sig)
+    rest = process.stdout.read()
+    process.wait(30)
+    return seen + _json_lines(rest), process.returncode
+
+
+@pytest.fixture
+def big_library(tmp_path):
+    return make_library(tmp_path / "big", tracks=12, seconds=8.0)
+
+
+def test_kill_9_mid_run_then_verify_and_resume(big_library, tmp_path):
+    store = tmp_path / "s"
+    done, _ = _interrupt_after(big_library, store, 4, sig=signal.SIGKILL)
+    finished = {r["path"] for r in done if r["status"] != "error"}
+    assert 0 < len(finished) < 12 + 1
+    check = subprocess.run(_cli("cache", "verify", store=store), capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    rerun = subprocess.run(_cli("analyze", big_library, "--json", store=store), capture_output=True, text=True)
+    rows = _json_lines(rerun.stdout)
+    cached = {r["path"] for r in rows if r["cached"]}
+    assert finished <= cached                      # nothing finished was recomputed
+    assert len([r for r in rows if r["status"] != "error"]) == 13  # 12 tracks + the partial file
+    assert all(r["cached"] or r["path"] not in finished for r in rows)
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_tracks(big_library, tmp_path):
+    store = tmp_path / "s"
+    done, code = _interrupt_after(big_library, store, 3, sig=signal.SIGINT)
+    assert code == 130
+    with FingerprintStore.open(store) as s:
+        stored = {r["path"] for r in s.records()}
+        assert verify(s) == []
+    assert {os.path.realpath(r["path"]) for r in done if r["status"] != "error"} <= stored
+
+
+def test_two_runs_on_one_store_at_once(big_library, tmp_path):
+    store = tmp_path / "s"
+    runs = [subprocess.Popen(_cli("analyze", big_library, "--json", "--jobs", "1", store=store),
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(2)]
+    outputs = [r.communicate(timeout=300)[0] for r in runs]
+    assert all(r.returncode == 3 for r in runs)  # broken files fail in both runs
+    with FingerprintStore.open(store) as s:
+        assert verify(s) == []
+        assert len(list(s.records())) == 13
+        assert len(list(s.failures())) == 4
+    for output in outputs:
+        assert len(_json_lines(output)) >= 13
+
+
+def test_unreadable_folder_is_a_problem_not_a_crash(library, tmp_path):
+    secret = library / "secret"
+    secret.mkdir()
+    write(secret / "hidden.flac", synth.sine(440, 1.0, SR), SR)
+    if os.geteuid() == 0:
+        code = ("import sys, json; from fpcli.library import scan; f, p = scan([sys.argv[1]]); "
+                "print(json.dumps([x.message for x in p]))")
+        os.chmod(secret, 0)
+        out = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable,
+                              "-c", code, str(library)], capture_output=True, text=True, check=True).stdout
+        messages = json.loads(out)
+    else:
+        os.chmod(secret, 0)
+        messages = [p.message for p in scan([library])[1]]
+    os.chmod(secret, 0o755)
+    assert any("cannot list folder" in m for m in messages)
+
+
+def test_interrupt_keeps_summary(library, tmp_path):
+    """KeyboardInterrupt inside a run returns a summary marked interrupted."""
+    calls = []
+
+    def on_event(kind, payload):
+        calls.append(kind)
+        if calls.count("track") == 2:
+            raise KeyboardInterrupt
+
+    with FingerprintStore.open(tmp_path / "s") as store:
+        summary = run_library([library], store, RunOptions(jobs=2), on_event)
+        assert summary.interrupted
+        assert len(list(store.records())) + len(list(store.failures())) >= 1
+    assert np.isfinite(summary.wall_seconds)

@@ -1,0 +1,321 @@
+"""The fingerprint store: identity, records, LRU/TTL, statistics, safety."""
+
+import json
+import multiprocessing
+import os
+import pickle
+import time
+
+import diskcache
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fpcli import synth
+from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS, Fingerprint
+from fpcli.library import analyze_file
+from fpcli.params import AnalysisParams
+from fpcli.results import TrackResult
+from fpcli.store import (
+    FingerprintStore,
+    StoreError,
+    check_record,
+    export_store,
+    import_store,
+    prune,
+    record_from_result,
+    result_from_record,
+    verify,
+)
+from tests.conftest import write
+
+KEY = AnalysisParams().key()
+
+
+@pytest.fixture
+def store(tmp_path):
+    with FingerprintStore.open(tmp_path / "store") as s:
+        yield s
+
+
+@pytest.fixture
+def track(tmp_path):
+    return write(tmp_path / "music" / "a.flac", synth.music_like(3.0, 22050, seed=1), 22050) \
+        if (tmp_path / "music").mkdir() is None else None
+
+
+def _analysed(store, path, **kwargs):
+    found = store.lookup(path, KEY)
+    result = analyze_file(path, **kwargs)
+    store.save(found.identity, result)
+    return result
+
+
+def test_miss_then_hit(store, track):
+    assert store.lookup(track, KEY).record is None
+    _analysed(store, track)
+    found = store.lookup(track, KEY)
+    assert found.record is not None
+    stats = store.stats()
+    assert (stats["hits"], stats["misses"]) == (1, 2)
+    assert stats["hit_rate"] == pytest.approx(1 / 3)
+
+
+def test_moved_file_is_a_hit(store, track, tmp_path):
+    _analysed(store, track)
+    moved = tmp_path / "elsewhere.flac"
+    os.rename(track, moved)
+    found = store.lookup(moved, KEY)
+    assert found.record is not None and found.record["path"] == str(moved.resolve())
+
+
+def test_touched_file_is_a_miss(store, track):
+    _analysed(store, track)
+    st = os.stat(track)
+    os.utime(track, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert store.lookup(track, KEY).record is None
+
+
+def test_changed_file_is_a_miss(store, track):
+    _analysed(store, track)
+    write(track, synth.music_like(3.0, 22050, seed=2), 22050)
+    assert store.lookup(track, KEY).record is None
+
+
+def test_parameter_or_version_change_is_a_miss(store, track):
+    _analysed(store, track)
+    assert store.lookup(track, AnalysisParams(n_mel_bands=32).key()).record is None
+    record = store.lookup(track, KEY).record
+    record["fingerprint_version"] = 0
+    store.update_record(record)
+    assert store.lookup(track, KEY).record is None
+
+
+def test_need_batch_misses_a_streaming_only_record(store, track):
+    _analysed(store, track)
+    assert store.lookup(track, KEY, need_batch=True).record is None
+    _analysed(store, track, batch=True)
+    assert store.lookup(track, KEY, need_batch=True).record["batch"]["values"].keys() == set(BATCH_DIMS)
+
+
+def test_internal_reads_are_not_counted(store, track):
+    _analysed(store, track)
+    before = store.stats()
+    list(store.records())
+    store.record_for_path(track)
+    verify(store)
+    after = store.stats()
+    assert (after["hits"], after["misses"]) == (before["hits"], before["misses"])
+
+
+def test_statistics_persist_across_opens(tmp_path, track):
+    with FingerprintStore.open(tmp_path / "s") as s:
+        s.lookup(track, KEY)
+    with FingerprintStore.open(tmp_path / "s") as s:
+        assert s.stats()["misses"] == 1
+
+
+def _fake_result(path: str, seed: int) -> TrackResult:
+    rng = np.random.default_rng(seed)
+    values = {name: float(rng.random()) for name in STREAMING_DIMS}
+    fp = Fingerprint(kind="streaming", values=values, reasons={}, params_key=KEY, seconds=1.0, complete=True,
+                     confidence=dict.fromkeys(STREAMING_DIMS, 1.0), chunks=1)
+    return TrackResult(path=path, status="ok", duration_s=1.0, samplerate=8000, channels=1, format="WAV",
+                       subtype="PCM_16", streaming=fp)
+
+
+def _fill(store, folder, count, start=0):
+    paths = []
+    for i in range(start, start + count):
+        path = folder / f"{i}.wav"
+        path.write_bytes(os.urandom(64) + str(i).encode())
+        identity = store.identify(path)
+        store.save(identity, _fake_result(str(path), i))
+        paths.append(path)
+    return paths
+
+
+def test_lru_eviction_happens_and_is_counted(tmp_path):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    with FingerprintStore.open(tmp_path / "s", size_limit_mb=1) as s:
+        first = _fill(s, folder, 50)
+        for _ in range(3):  # keep the first file recently used
+            assert s.lookup(first[0], KEY).record is not None
+            _fill(s, folder, 150, start=1000 + _ * 150)
+        stats = s.stats()
+        assert stats["evictions"] > 0
+        assert stats["size_bytes"] <= stats["size_limit_bytes"] * 1.1
+        assert stats["entries"] < 500
+        assert s.lookup(first[0], KEY).record is not None     # recently used: kept
+        assert s.lookup(first[10], KEY).record is None        # least recently used: evicted
+
+
+def test_ttl_expiry_happens_and_is_counted(tmp_path, track):
+    with FingerprintStore.open(tmp_path / "s", ttl_s=0.5) as s:
+        _analysed(s, track)
+        assert s.lookup(track, KEY).record is not None
+        time.sleep(0.7)
+        assert s.lookup(track, KEY).record is None
+        s.backend.maintain()
+        assert s.stats()["expiries"] >= 1
+
+
+record_values = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, width=64))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.fixed_dictionaries({name: record_values for name in STREAMING_DIMS}),
+       st.fixed_dictionaries({name: record_values for name in BATCH_DIMS}),
+       st.text(min_size=1, max_size=30).filter(lambda t: "\x00" not in t and "/" not in t))
+def test_record_round_trip(tmp_path, values, batch_values, name):
+    path = tmp_path / f"x{abs(hash(name))}.wav"
+    path.write_bytes(name.encode("utf-8", "surrogatepass"))
+    confidence = dict.fromkeys(STREAMING_DIMS, 0.5)
+    streaming = Fingerprint(kind="streaming", values=values, reasons={}, params_key=KEY, seconds=2.0,
+                            complete=True, confidence=confidence, chunks=3)
+    batch = Fingerprint(kind="batch", values=batch_values, reasons={}, params_key=KEY, seconds=2.0, complete=True)
+    result = TrackResult(path=str(path), status="partial", duration_s=2.0, samplerate=44100, channels=2,
+                         format="FLAC", subtype="PCM_16", partial_reason="cut", streaming=streaming, batch=batch)
+    with FingerprintStore.open(tmp_path / "rt") as s:
+        identity = s.identify(path)
+        s.save(identity, result)
+        stored = s.lookup(path, KEY).record
+        assert check_record(stored) == []
+        back = result_from_record(stored)
+        assert back.streaming.values == values and back.batch.values == batch_values
+        assert back.status == "partial" and back.cached
+
+
+def _write_records(location, folder, start, count):
+    with FingerprintStore.open(location) as s:
+        for i in range(start, start + count):
+            path = os.path.join(folder, f"{i}.wav")
+            with open(path, "wb") as fh:
+                fh.write(str(i).encode() * 10)
+            s.save(s.identify(path), _fake_result(path, i))
+            s.lookup(path, KEY)
+
+
+def test_two_processes_writing_one_store(tmp_path):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    location = str(tmp_path / "shared")
+    FingerprintStore.open(location).close()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_records, args=(location, str(folder), k * 100, 100)) for k in (0, 1)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    with FingerprintStore.open(location) as s:
+        assert s.stats()["entries"] == 200
+        assert s.stats()["hits"] == 200
+        assert verify(s) == []
+
+
+def test_pickled_values_are_refused_not_run(tmp_path):
+    location = tmp_path / "hostile"
+    FingerprintStore.open(location).close()
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    raw = diskcache.Cache(str(location / "data"))  # default Disk pickles
+    raw.set("rec:x", Exploit())
+    raw.set(("tuple", "key"), "value")
+    raw.close()
+    with FingerprintStore.open(location) as s:
+        with pytest.raises(StoreError, match="refusing to unpickle"):
+            s.backend.get("rec:x")
+        problems = verify(s)
+    assert not marker.exists()
+    assert any("refusing to unpickle" in p for p in problems)
+
+
+def test_store_refuses_to_write_non_json_types(store):
+    with pytest.raises(StoreError):
+        store.backend._data.set("k", object())
+
+
+def test_export_import_round_trip(tmp_path, track):
+    with FingerprintStore.open(tmp_path / "a") as a:
+        _analysed(a, track, batch=True)
+        a.save_failure(None, track, "AudioReadError", "just testing")
+        counts = export_store(a, tmp_path / "dump.jsonl")
+        originals = sorted(json.dumps(r, sort_keys=True) for r in a.records())
+    assert counts == {"records": 1, "failures": 1}
+    with FingerprintStore.open(tmp_path / "b") as b:
+        counts, rejected = import_store(b, tmp_path / "dump.jsonl")
+        assert rejected == [] and counts == {"records": 1, "failures": 1}
+        assert sorted(json.dumps(r, sort_keys=True) for r in b.records()) == originals
+        assert verify(b) == []
+
+
+def test_import_rejects_malformed_and_hostile_lines(tmp_path, track):
+    with FingerprintStore.open(tmp_path / "a") as a:
+        _analysed(a, track)
+        good = next(a.records())
+    marker = tmp_path / "pwned"
+    bad_types = {**good, "size": "big"}
+    nan_value = json.dumps({"type": "record", "data": good}).replace('"silence_ratio":', '"silence_ratio": NaN, "x":')
+    lines = [
+        json.dumps({"type": "record", "data": good}),
+        "this is not json",
+        pickle.dumps(os.system).hex(),
+        json.dumps({"type": "record", "data": bad_types}),
+        json.dumps({"type": "record", "data": {**good, "content_key": "../../etc"}}),
+        nan_value,
+        json.dumps({"type": "shell", "data": f"touch {marker}"}),
+        json.dumps([1, 2, 3]),
+        "[" * 100000 + "]" * 100000,
+        json.dumps({"type": "record", "data": {**good, "streaming": {**good["streaming"], "values": {"x": 1}}}}),
+    ]
+    raw_pickle = pickle.dumps({"a": 1})
+    pickle_lines = len([part for part in raw_pickle.split(b"\n") if part.strip()])
+    (tmp_path / "evil.jsonl").write_bytes("\n".join(lines).encode() + b"\n" + raw_pickle + b"\n")
+    with FingerprintStore.open(tmp_path / "b") as b:
+        counts, rejected = import_store(b, tmp_path / "evil.jsonl")
+        assert counts["records"] == 1
+        assert len(rejected) == len(lines) - 1 + pickle_lines  # every bad line, the raw pickle too
+        assert all(r.startswith("line ") for r in rejected)
+        assert verify(b) == []
+    assert not marker.exists()
+
+
+def test_prune_drops_gone_and_changed_files(store, tmp_path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    a, b, c = _fill(store, folder, 3)
+    os.remove(a)
+    b.write_bytes(b"changed content")
+    removed = dict(prune(store))
+    assert removed == {str(a.resolve()): "gone", str(b.resolve()): "changed"}
+    assert [r["path"] for r in store.records()] == [str(c.resolve())]
+
+
+def test_verify_reports_a_corrupt_record(store, track):
+    _analysed(store, track)
+    key = next(store.backend.keys("rec:"))
+    record = store.backend.get(key)
+    record["streaming"]["confidence"]["tempo_bpm"] = 7
+    store.backend.put(key, record)
+    problems = verify(store)
+    assert len(problems) == 1 and "confidence" in problems[0]
+
+
+def test_unopenable_store_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot open the store"):
+        FingerprintStore.open(blocker / "store")
+
+
+def test_record_from_result_is_json(track, tmp_path):
+    with FingerprintStore.open(tmp_path / "s") as s:
+        record = record_from_result(s.identify(track), analyze_file(track))
+    assert json.loads(json.dumps(record, allow_nan=False)) == record
