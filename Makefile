@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 LIBRARY ?= /tmp/fpcli-library
 
-.PHONY: demo test lint bench library clean
+.PHONY: demo test lint bench bench-store library clean
 
 $(BIN)/fpcli: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +13,12 @@ $(BIN)/fpcli: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-## demo: analyse the bundled sample_audio/ clips (streaming + batch) and print them
+## demo: fingerprint the bundled sample_audio/ clips into the default store, twice
+##       (the second run answers from the store), then show the store's statistics
 demo: $(BIN)/fpcli
-	$(BIN)/fpcli analyze --batch sample_audio/*.flac sample_audio/*.ogg sample_audio/*.mp3 sample_audio/*.wav
+	$(BIN)/fpcli analyze --batch sample_audio
+	$(BIN)/fpcli analyze --batch sample_audio
+	$(BIN)/fpcli cache stats
 
 ## test: the whole test suite (generated signals; a few minutes at most)
 test: $(BIN)/fpcli
@@ -35,3 +38,7 @@ bench: $(BIN)/fpcli
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+## bench-store: store lookup latency, warm runs over 10,000 tracks, cold vs warm
+bench-store: $(BIN)/fpcli
+	$(BIN)/python benchmarks/bench_store.py --library $(LIBRARY)
