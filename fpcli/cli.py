@@ -36,14 +36,16 @@ from fpcli.store import (
     result_from_record,
     verify,
 )
+from fpcli.validate import DEFAULT_THRESHOLD, LibraryValidation, parse_tolerances, validate_library
 
-EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 MAX_FULL_TABLES = 3  # runs with more tracks print one line per track
 
 app = typer.Typer(
     name="fpcli",
     help="Acoustic fingerprints for music libraries: analyze, cache, validate, search, bench.\n\n"
-         "Exit codes: 0 ok, 1 fatal error, 2 usage error, 3 some files failed, 130 interrupted.",
+         "Exit codes: 0 ok, 1 fatal error, 2 usage error, 3 some files failed, 4 below a --fail-under or\n"
+         "--check threshold, 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -156,9 +158,10 @@ class _Reporter:
     """Renders run events: results to stdout (tables or JSON Lines), a progress bar
     and notices to stderr. The progress bar shows only on a terminal."""
 
-    def __init__(self, *, as_json: bool, quiet: bool) -> None:
+    def __init__(self, *, as_json: bool, quiet: bool, show_tracks: bool = True) -> None:
         self.as_json = as_json
         self.quiet = quiet
+        self.show_tracks = show_tracks
         self.total = 0
         self._stderr = _stderr()
         self._progress = Progress(
@@ -177,15 +180,20 @@ class _Reporter:
 
     def event(self, kind: str, payload: Any) -> None:
         if kind == "start":
-            self.total = int(payload)
-            self._task = self._progress.add_task("analysing", total=self.total)
+            self.total, description = payload
+            if self._task is not None:
+                self._progress.remove_task(self._task)
+            self._task = self._progress.add_task(description, total=self.total)
             return
         if kind == "skip":
             path, message = payload
             if not self.quiet:
                 self._stderr.print(f"[yellow]skipped[/yellow] {path}: {message}", soft_wrap=True)
         elif kind == "track":
-            self._track(payload)
+            if self.show_tracks:
+                self._track(payload)
+            elif payload.failed and not self.quiet:
+                self._stderr.print(f"[red]error[/red] {payload.error}", soft_wrap=True)
         if self._task is not None:
             self._progress.advance(self._task)
 
@@ -255,6 +263,126 @@ def _render_track(result: TrackResult) -> None:
     for kind, fp in (("streaming", streaming), ("batch", reference)):
         for name, reason in (fp.reasons.items() if fp else ()):
             out.print(f"  [dim]{kind} {name} ({DIM_BY_NAME[name].unit}) is null: {reason}[/dim]")
+
+
+# -- validate -------------------------------------------------------------------------------
+
+def _parse_seconds(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        seconds = sorted({float(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected seconds like 10,30,60") from None
+    if not seconds or seconds[0] <= 0:
+        raise typer.BadParameter(f"{text!r}: seconds must be positive")
+    return seconds
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    library: Annotated[list[Path], typer.Option("--library", "-l", help="Folder or file to validate (repeatable).",
+                                                show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = os.cpu_count() or 1,
+    fail_under: Annotated[float | None, typer.Option(
+        "--fail-under", min=0, max=1, show_default=False,
+        help="Exit 4 when the share of valid tracks is below this (0-1), for CI.")] = None,
+    partial: Annotated[str | None, typer.Option(
+        "--partial", show_default=False,
+        help="Also validate streams cut after these seconds (e.g. 10,30) and show error by confidence.")] = None,
+    tolerance: Annotated[list[str] | None, typer.Option(
+        "--tolerance", show_default=False, help="Override a metric's tolerance, e.g. tempo_bpm=0.05 (repeatable).")]
+    = None,
+    threshold: Annotated[float, typer.Option("--threshold", min=0, max=1,
+                                             help="Minimum normalised cosine similarity.")] = DEFAULT_THRESHOLD,
+    worst: Annotated[int, typer.Option("--worst", min=0, help="How many of the worst tracks to list.")] = 5,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Per-file time limit, seconds.")]
+    = DEFAULT_TIMEOUT_S,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Check the streaming analyzer against the batch reference, per metric and per track.
+
+    Fingerprints come from the store; missing ones are computed (and stored) in
+    parallel. Each track's result (valid/invalid, similarity, per-metric errors) is
+    stored in its record. Files that cannot be decoded are reported, not fatal.
+
+    Examples:
+
+      fpcli validate --library ~/Music
+
+      fpcli validate -l ~/Music --partial 10,30,60
+
+      fpcli validate -l ~/Music --fail-under 0.95 --json > validation.json
+
+    Exit codes: 0 ok, 4 valid share below --fail-under, 1 fatal, 2 usage, 130 interrupted.
+    """
+    tolerances = parse_tolerances(tolerance or [])
+    seconds = _parse_seconds(partial)
+    options = RunOptions(jobs=jobs, timeout_s=timeout)
+    with ctx.obj.open_store() as store, _Reporter(as_json=False, quiet=quiet, show_tracks=False) as reporter:
+        report = validate_library(list(map(str, library)), store, options, tolerances=tolerances,
+                                  threshold=threshold, partial_seconds=seconds, on_event=reporter.event)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        _render_validation(report, worst)
+    if report.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    share = report.valid_share
+    if fail_under is not None and (share is None or share < fail_under):
+        _stderr().print(f"[red]valid share {share if share is None else f'{share:.3f}'} is below "
+                        f"--fail-under {fail_under}[/red]")
+        raise typer.Exit(EXIT_BELOW_THRESHOLD)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _render_validation(report: LibraryValidation, worst: int) -> None:
+    out = _stdout()
+    table = Table(title="Streaming vs batch, per metric", title_justify="left")
+    for name in ("metric", "error", "tol", "mean err", "max err", "pass", "n"):
+        table.add_column(name, justify="left" if name in ("metric", "error") else "right", no_wrap=name == "metric")
+    for row in report.metric_table():
+        rate = "—" if row["pass_rate"] is None else f"{100 * row['pass_rate']:.1f} %"
+        name = row["metric"]
+        if row["relations"]:
+            name += " (" + ", ".join(f"{k} {v}" for k, v in sorted(row["relations"].items())) + ")"
+        table.add_row(name, row["kind"], f"{row['tolerance']:g}", _fmt(row["mean_error"]), _fmt(row["max_error"]),
+                      rate, str(row["tracks"]))
+    out.print(table)
+    summary = report.summary()
+    share = "—" if summary["valid_share"] is None else f"{100 * summary['valid_share']:.1f} %"
+    out.print(f"tracks {summary['tracks']}: valid {summary['valid']} ({share}), invalid {summary['invalid']}, "
+              f"failed to decode {summary['failed_to_decode']}; similarity median {_fmt(summary['median_similarity'])}"
+              f", worst {_fmt(summary['worst_similarity'])} (threshold {summary['threshold']:g})")
+    for track in report.worst(worst):
+        failed = ", ".join(track.result.failed_metrics) or "none"
+        out.print(f"  {track.status:8} similarity {_fmt(track.result.similarity)}  failed: {failed}  {track.path}",
+                  soft_wrap=True)
+    for track in report.tracks:
+        if track.status == "error":
+            out.print(f"  [red]error[/red]    {track.error}", soft_wrap=True)
+    if report.partial:
+        _render_partial(report.partial)
+
+
+def _render_partial(partial: dict) -> None:
+    buckets = partial["buckets"]
+    labels = [row["confidence"] for row in next(iter(buckets.values()))]
+    table = Table(title=f"Error by streaming confidence, streams cut at {partial['seconds']} s "
+                        f"({partial['tracks']} tracks): mean error (samples)", title_justify="left")
+    table.add_column("metric", no_wrap=True)
+    for label in labels:
+        table.add_column(label, justify="right")
+    table.add_column("monotone")
+    for name, rows in buckets.items():
+        cells = ["—" if r["mean_error"] is None else f"{r['mean_error']:.3g} ({r['samples']})" for r in rows]
+        table.add_row(name, *cells, "yes" if partial["monotone"][name] else "[red]no[/red]")
+    _stdout().print(table)
 
 
 # -- cache ------------------------------------------------------------------------------------

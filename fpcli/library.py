@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -166,8 +167,8 @@ class RunOptions:
     timeout_s: float = DEFAULT_TIMEOUT_S
 
 
-# A callback receives ("start", total) once, then ("track", TrackResult) per file and
-# ("skip", (path, message)) for known failures and scan problems.
+# A callback receives ("start", (total, description)) once, then ("track", TrackResult)
+# per file and ("skip", (path, message)) for known failures and scan problems.
 Event = Callable[[str, Any], None]
 
 
@@ -183,7 +184,7 @@ def run_library(paths: list[str | os.PathLike], store: FingerprintStore, options
     summary = RunSummary()
     files, problems = scan(paths)
     summary.problems = len(problems)
-    on_event("start", len(files))
+    on_event("start", (len(files), "analysing"))
     for problem in problems:
         on_event("skip", (problem.path, problem.message))
     todo: list[tuple[str, Lookup]] = []
@@ -238,35 +239,52 @@ def _save(store: FingerprintStore, result: TrackResult, found: Lookup) -> None:
 
 
 def _analyse_all(paths: list[str], options: RunOptions) -> Iterator[TrackResult]:
-    """Results in completion order. Several files go to worker processes (a crash or a
-    timeout costs one file); a single file is analysed in this process."""
-    if not paths:
+    """Results in completion order (see ``run_tasks``)."""
+    tasks = [Task(path, functools.partial(analyze_file, path, params=options.params, batch=options.batch))
+             for path in paths]
+    for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s):
+        yield outcome if isinstance(outcome, TrackResult) else _failure(task.label, *outcome)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A unit of work: ``call()`` runs in a worker (a picklable module-level function,
+    or a functools.partial of one); ``label`` names it (a path)."""
+
+    label: str
+    call: Callable[[], Any]
+
+
+def run_tasks(tasks: list[Task], *, jobs: int, timeout_s: float) -> Iterator[tuple[Task, Any]]:
+    """(task, outcome) in completion order. The outcome is the call's return value, or
+    a (error_type, message) tuple when its worker crashed or exceeded ``timeout_s``.
+    Several tasks go to worker processes; a single task runs in this process."""
+    if not tasks:
         return
-    if len(paths) == 1:
-        yield analyze_file(paths[0], params=options.params, batch=options.batch)
+    if len(tasks) == 1:
+        yield tasks[0], tasks[0].call()
         return
-    with WorkerPool(max(1, min(options.jobs, len(paths))), timeout_s=options.timeout_s) as pool:
-        yield from pool.map(paths, options)
+    with WorkerPool(max(1, min(jobs, len(tasks))), timeout_s=timeout_s) as pool:
+        yield from pool.run(tasks)
 
 
 def _worker_main(connection: Connection) -> None:
-    """A worker process: analyse paths sent by the parent until it sends None."""
+    """A worker process: run the calls sent by the parent until it sends None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     connection.send("ready")  # imports done: time limits start counting from here
     while True:
-        task = connection.recv()
-        if task is None:
+        call = connection.recv()
+        if call is None:
             return
-        path, params, batch = task
-        connection.send(analyze_file(path, params=params, batch=batch))
+        connection.send(call())
 
 
 class WorkerPool:
-    """Worker processes that each analyse one file at a time.
+    """Worker processes that each run one task at a time.
 
-    The parent knows which file each worker holds, so a worker that dies (a crash in
-    a decoder) or exceeds ``timeout_s`` is replaced and costs only that file, which
-    gets an error result.
+    The parent knows which task each worker holds, so a worker that dies (a crash in
+    a decoder) or exceeds ``timeout_s`` is replaced and costs only that task, whose
+    outcome is then an (error_type, message) tuple.
     """
 
     def __init__(self, size: int, *, timeout_s: float) -> None:
@@ -293,33 +311,34 @@ class WorkerPool:
         child.close()
         return _Worker(process, parent)
 
-    def map(self, paths: list[str], options: RunOptions) -> Iterator[TrackResult]:
-        pending = list(reversed(paths))
-        while pending or any(w.path for w in self._workers):
+    def run(self, tasks: list[Task]) -> Iterator[tuple[Task, Any]]:
+        pending = list(reversed(tasks))
+        while pending or any(w.task for w in self._workers):
             for worker in self._workers:
-                if worker.path is None and pending:
-                    worker.assign(pending.pop(), options)
-            busy = [w for w in self._workers if w.path is not None]
+                if worker.task is None and pending:
+                    worker.assign(pending.pop())
+            busy = [w for w in self._workers if w.task is not None]
             ready = multiprocessing.connection.wait(
                 [w.connection for w in busy] + [w.process.sentinel for w in busy], timeout=0.25)
             for index, worker in enumerate(self._workers):
-                if worker.path is None:
+                task = worker.task
+                if task is None:
                     continue
                 if worker.connection in ready:
                     try:
-                        result = worker.connection.recv()
+                        outcome = worker.connection.recv()
                     except (EOFError, OSError):
-                        result = None
-                    if result is not None:
-                        worker.path = None
-                        yield result
+                        outcome = None
+                    if outcome is not None:
+                        worker.task = None
+                        yield task, outcome
                         continue
                 if worker.process.sentinel in ready or not worker.process.is_alive():
                     code = worker.process.exitcode
-                    yield _failure(worker.path, "WorkerCrashed", f"the analysis process died (exit code {code})")
+                    yield task, ("WorkerCrashed", f"the analysis process died (exit code {code})")
                     self._workers[index] = self._replace(worker)
                 elif time.monotonic() - worker.started > self.timeout_s:
-                    yield _failure(worker.path, "Timeout", f"analysis took longer than {self.timeout_s:g} s")
+                    yield task, ("Timeout", f"analysis took longer than {self.timeout_s:g} s")
                     self._workers[index] = self._replace(worker)
 
     def _replace(self, worker: _Worker) -> _Worker:
@@ -351,20 +370,24 @@ def _single_threaded_blas() -> Iterator[None]:
 class _Worker:
     process: multiprocessing.process.BaseProcess
     connection: Connection
-    path: str | None = None
+    task: Task | None = None
     started: float = 0.0
+
+    @property
+    def path(self) -> str | None:
+        return self.task.label if self.task else None
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         if not self.connection.poll(timeout_s) or self.connection.recv() != "ready":
             raise FpcliError("a worker process did not start")
 
-    def assign(self, path: str, options: RunOptions) -> None:
-        self.path, self.started = path, time.monotonic()
-        self.connection.send((path, options.params, options.batch))
+    def assign(self, task: Task) -> None:
+        self.task, self.started = task, time.monotonic()
+        self.connection.send(task.call)
 
     def stop(self) -> None:
         try:
-            if self.path is None:
+            if self.task is None:
                 self.connection.send(None)
                 self.process.join(timeout=2)
         except (OSError, ValueError):

@@ -42,8 +42,8 @@ LOUDNESS_LOW, LOUDNESS_HIGH, LOUDNESS_BIN = -80.0, 10.0, 0.01
 # Evidence scales of the confidence model: the amount of evidence (in the unit given)
 # at which a dim's evidence term reaches 1 - 1/e. See ``confidence_of``.
 EVIDENCE_SCALES = {
-    "tempo_bpm": ("onset seconds", 20.0),
-    "rhythm_stability": ("onset seconds", 20.0),
+    "tempo_bpm": ("onset seconds", 60.0),
+    "rhythm_stability": ("onset seconds", 60.0),
     "transient_density": ("seconds", 30.0),
     "silence_ratio": ("seconds", 30.0),
     "spectral_centroid_hz": ("non-silent seconds", 10.0),
@@ -228,3 +228,31 @@ def analyze_streaming(path: str | os.PathLike, params: AnalysisParams | None = N
     if limit is not None and analyzer.pipeline.samples >= limit:
         return analyzer.snapshot(), reader
     return analyzer.finish(), reader
+
+
+def stream_checkpoints(path: str | os.PathLike, seconds: list[float], params: AnalysisParams | None = None, *,
+                       block_frames: int = 8192) -> list[Fingerprint]:
+    """Snapshots of the streaming fingerprint after each of ``seconds`` (ascending) of
+    one pass over the file; a checkpoint past the end gets the final fingerprint.
+
+    Used by ``fpcli validate --partial`` to see whether confidence predicts accuracy.
+    """
+    reader = AudioReader(path, block_frames=block_frames)
+    analyzer = StreamingAnalyzer(reader.info.samplerate, reader.info.channels, params,
+                                 expected_frames=reader.expected_frames or None)
+    marks = [int(s * reader.info.samplerate) for s in sorted(seconds)]
+    snapshots: list[Fingerprint] = []
+    for block in reader:
+        while block.size and len(snapshots) < len(marks):
+            take = marks[len(snapshots)] - analyzer.pipeline.samples
+            if take > len(block):
+                break
+            analyzer.push(block[:take])
+            block = block[take:]
+            snapshots.append(analyzer.snapshot())
+        if len(snapshots) == len(marks):
+            return snapshots
+        if block.size:
+            analyzer.push(block)
+    final = analyzer.finish()
+    return snapshots + [final] * (len(marks) - len(snapshots))

@@ -1,5 +1,6 @@
 """Library runs: scanning, incremental analysis, failures, workers, interruption."""
 
+import functools
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from fpcli import synth
-from fpcli.library import RunOptions, WorkerPool, run_library, scan
+from fpcli.library import RunOptions, Task, WorkerPool, analyze_file, run_library, scan
 from fpcli.store import FingerprintStore, verify
 from tests.conftest import write
 
@@ -103,20 +104,23 @@ def test_worker_crash_costs_one_file(tmp_path):
             os.kill(pool._workers[0].process.pid, signal.SIGKILL)
         killer = threading.Thread(target=kill_the_worker_holding_the_long_track)
         killer.start()
-        results = list(pool.map([long_track, *short], RunOptions()))
+        results = dict((task.label, outcome) for task, outcome in pool.run(_tasks([long_track, *short])))
         killer.join()
-    by_path = {r.path: r for r in results}
-    assert by_path[long_track].error_type == "WorkerCrashed"
-    assert all(by_path[p].status == "ok" for p in short)
+    assert results[long_track][0] == "WorkerCrashed"
+    assert all(results[p].status == "ok" for p in short)
 
 
 def test_timeout_costs_one_file(tmp_path):
     long_track = write(tmp_path / "long.wav", synth.sine(440, 300.0, 44100, channels=2), 44100)
     short = write(tmp_path / "short.wav", synth.sine(440, 1.0, SR), SR)
     with WorkerPool(2, timeout_s=0.5) as pool:
-        results = {r.path: r for r in pool.map([long_track, short], RunOptions())}
-    assert results[long_track].error_type == "Timeout"
+        results = dict((task.label, outcome) for task, outcome in pool.run(_tasks([long_track, short])))
+    assert results[long_track][0] == "Timeout"
     assert results[short].status == "ok"
+
+
+def _tasks(paths):
+    return [Task(p, functools.partial(analyze_file, p)) for p in paths]
 
 
 def _cli(*args, store):

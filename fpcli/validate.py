@@ -1,0 +1,419 @@
+"""Compare a streaming fingerprint with the batch reference, per metric and overall.
+
+Always by dimension name (never by position). Each metric has a kind that decides
+its error measure; the overall similarity is a cosine in a fixed normalised space
+(FINGERPRINT.md, "Normalised space"), reproducible across libraries. Results are
+plain data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fpcli.errors import ParameterError
+from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS
+from fpcli.library import RunOptions, Task, run_library, run_tasks
+from fpcli.results import TrackResult
+from fpcli.store import FingerprintStore
+from fpcli.streaming import stream_checkpoints
+
+DEFAULT_THRESHOLD = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """A metric passes when its error is within ``limit``; kind says which error:
+
+    ``absolute`` |s - b| (fractions and 0-1 metrics), ``relative`` |s - b| / |b| (Hz,
+    onsets/s), ``lu`` |s - b| in LU, ``tempo`` relative error after naming the
+    relation (same, double, half, 3:2, 2:3, 4:3, 3:4, miss). ``floor`` is an absolute
+    allowance added to relative tolerances (one FFT bin for the rolloff, say), so tiny
+    reference values do not turn rounding into failures.
+    """
+
+    kind: str
+    limit: float
+    floor: float = 0.0
+
+
+# Defaults: the streaming approximation bounds of docs/fingerprint.md, with margin.
+# Dims reduced identically by both analyzers get tolerances that only absorb float
+# rounding; the histogram-based ones get their bin-width bound.
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "tempo_bpm": Tolerance("tempo", 0.02),
+    "rhythm_stability": Tolerance("absolute", 0.02),
+    "transient_density": Tolerance("relative", 0.02, floor=0.01),
+    "silence_ratio": Tolerance("absolute", 0.005),
+    "spectral_centroid_hz": Tolerance("relative", 0.01),             # bound 0.7 %
+    "spectral_rolloff_hz": Tolerance("relative", 0.01, floor=23.5),  # bound one FFT bin (<= 23.4 Hz at 48 kHz)
+    "spectral_flatness": Tolerance("absolute", 0.005),               # bound 0.5 % of a value <= 1
+    "harmonic_ratio": Tolerance("absolute", 0.02),
+    "pitch_stability": Tolerance("absolute", 0.02),
+    "key_clarity": Tolerance("absolute", 0.02),
+    "loudness_range_lu": Tolerance("lu", 0.1),                       # bound 0.02 LU
+    "loudness_std_lu": Tolerance("lu", 0.1),
+    "peak_consistency": Tolerance("absolute", 0.02),
+}
+
+TEMPO_RELATIONS = (("same", 1.0), ("double", 2.0), ("half", 0.5), ("3:2", 1.5), ("2:3", 2 / 3),
+                   ("4:3", 4 / 3), ("3:4", 3 / 4))
+
+
+def normalise(name: str, value: float) -> float:
+    """A value on the fixed validation scale (FINGERPRINT.md): Hz as log2 above 20 Hz
+    over 10 octaves, BPM as log2 over [40, 220], LU / 20, onsets/s / 10, fractions
+    and 0-1 metrics as they are."""
+    unit = DIM_BY_NAME[name].unit
+    if unit == "Hz":
+        return math.log2(max(value, 20.0) / 20.0) / 10.0
+    if unit == "BPM":
+        return math.log2(max(value, 1e-9) / 40.0) / math.log2(220.0 / 40.0)
+    if unit in ("LU", "LUFS", "dB"):
+        return value / 20.0
+    if unit == "onsets/s":
+        return value / 10.0
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricResult:
+    """One metric of one comparison."""
+
+    name: str
+    kind: str
+    streaming: float | None
+    batch: float | None
+    error: float | None     # in the kind's measure; None when a value is missing
+    tolerance: float
+    passed: bool
+    relation: str | None = None  # tempo only: same, double, half, 3:2, ..., miss
+    note: str | None = None      # why a metric without an error passed or failed
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationResult:
+    """A streaming-vs-batch comparison: per-metric results and the overall verdict."""
+
+    metrics: tuple[MetricResult, ...]
+    similarity: float | None
+    threshold: float
+    is_valid: bool
+    confidence_quality: str  # high, medium or low
+
+    @property
+    def failed_metrics(self) -> list[str]:
+        return [m.name for m in self.metrics if not m.passed]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": "valid" if self.is_valid else "invalid",
+            "similarity": self.similarity,
+            "threshold": self.threshold,
+            "confidence_quality": self.confidence_quality,
+            "failed_metrics": self.failed_metrics,
+            "errors": {m.name: m.error for m in self.metrics},
+            "metrics": [dataclasses.asdict(m) for m in self.metrics],
+        }
+
+
+def parse_tolerances(overrides: list[str]) -> dict[str, Tolerance]:
+    """``["tempo_bpm=0.05", ...]`` applied to the defaults (the limit only)."""
+    tolerances = dict(DEFAULT_TOLERANCES)
+    for item in overrides:
+        name, _, text = item.partition("=")
+        if name not in tolerances:
+            raise ParameterError(f"--tolerance {item!r}: {name!r} is not a streaming dimension "
+                                 f"({', '.join(STREAMING_DIMS)})")
+        try:
+            limit = float(text)
+        except ValueError:
+            raise ParameterError(f"--tolerance {item!r}: {text!r} is not a number") from None
+        if not limit >= 0:
+            raise ParameterError(f"--tolerance {item!r}: must be >= 0")
+        tolerances[name] = dataclasses.replace(tolerances[name], limit=limit)
+    return tolerances
+
+
+def compare(streaming: Mapping[str, float | None], batch: Mapping[str, float | None], *,
+            confidence: Mapping[str, float] | None = None,
+            tolerances: Mapping[str, Tolerance] = DEFAULT_TOLERANCES,
+            threshold: float = DEFAULT_THRESHOLD) -> ValidationResult:
+    """Validate streaming values against batch values, by name, over the 13 streaming dims.
+
+    Extra keys (the batch-only dims) are ignored; order never matters.
+    """
+    metrics = tuple(_metric(name, streaming.get(name), batch.get(name), tolerances[name])
+                    for name in STREAMING_DIMS)
+    similarity = cosine_similarity(streaming, batch)
+    passed = all(m.passed for m in metrics)
+    is_valid = passed and similarity is not None and similarity >= threshold
+    return ValidationResult(metrics, similarity, threshold, is_valid, confidence_quality(confidence))
+
+
+def _metric(name: str, s: float | None, b: float | None, tolerance: Tolerance) -> MetricResult:
+    common = {"name": name, "kind": tolerance.kind, "streaming": s, "batch": b, "tolerance": tolerance.limit}
+    if s is None or b is None:
+        both = s is None and b is None
+        return MetricResult(**common, error=None, passed=both,
+                            note="null in both" if both else f"null in {'streaming' if s is None else 'batch'} only")
+    if tolerance.kind == "tempo":
+        relation, error = tempo_relation(s, b, tolerance.limit)
+        return MetricResult(**common, error=error, passed=relation == "same", relation=relation)
+    difference = abs(s - b)
+    if tolerance.kind == "relative":
+        error = difference / abs(b) if b != 0 else (0.0 if difference == 0 else math.inf)
+        passed = error <= tolerance.limit or difference <= tolerance.floor
+    else:
+        error = difference
+        passed = error <= tolerance.limit
+    return MetricResult(**common, error=error, passed=passed)
+
+
+def tempo_relation(streaming_bpm: float, batch_bpm: float, limit: float) -> tuple[str, float]:
+    """Name how the streaming tempo relates to the batch tempo.
+
+    Returns (relation, relative error against the plain batch tempo). The relation is
+    the first of same, double, half, 3:2, 2:3, 4:3, 3:4 within ``limit`` (relative),
+    else "miss".
+    """
+    error = abs(streaming_bpm - batch_bpm) / batch_bpm
+    for relation, ratio in TEMPO_RELATIONS:
+        if abs(streaming_bpm - ratio * batch_bpm) <= limit * ratio * batch_bpm:
+            return relation, error
+    return "miss", error
+
+
+def cosine_similarity(a: Mapping[str, float | None], b: Mapping[str, float | None]) -> float | None:
+    """Cosine of the two fingerprints on the fixed validation scales, over the streaming
+    dims that both have. None when no dim is shared or a vector is zero."""
+    pairs = [(normalise(n, a[n]), normalise(n, b[n])) for n in STREAMING_DIMS
+             if a.get(n) is not None and b.get(n) is not None]
+    dot = sum(x * y for x, y in pairs)
+    norm = math.sqrt(sum(x * x for x, _ in pairs)) * math.sqrt(sum(y * y for _, y in pairs))
+    return dot / norm if norm > 0 else None
+
+
+def confidence_quality(confidence: Mapping[str, float] | None) -> str:
+    """high (mean >= 0.9), medium (>= 0.6) or low, from the streaming confidences."""
+    if not confidence:
+        return "low"
+    mean = sum(confidence.values()) / len(confidence)
+    return "high" if mean >= 0.9 else "medium" if mean >= 0.6 else "low"
+
+
+# -- libraries -------------------------------------------------------------------------------
+
+CONFIDENCE_BUCKETS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0), (1.0, 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackValidation:
+    path: str
+    status: str                  # valid, invalid or error (could not be decoded)
+    result: ValidationResult | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "status": self.status}
+        if self.result is not None:
+            out.update(self.result.to_json())
+            out["status"] = self.status
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclasses.dataclass
+class LibraryValidation:
+    """Everything ``fpcli validate`` reports; plain data."""
+
+    tracks: list[TrackValidation]
+    tolerances: dict[str, Tolerance]
+    threshold: float
+    partial: dict[str, Any] | None = None
+    interrupted: bool = False
+
+    @property
+    def compared(self) -> list[TrackValidation]:
+        return [t for t in self.tracks if t.result is not None]
+
+    @property
+    def valid_share(self) -> float | None:
+        compared = self.compared
+        return sum(t.status == "valid" for t in compared) / len(compared) if compared else None
+
+    def metric_table(self) -> list[dict[str, Any]]:
+        """Per metric: kind, tolerance, mean and max error, pass rate, tracks."""
+        rows = []
+        for name in STREAMING_DIMS:
+            metrics = [m for t in self.compared for m in t.result.metrics if m.name == name]
+            errors = [m.error for m in metrics if m.error is not None and math.isfinite(m.error)]
+            rows.append({
+                "metric": name, "kind": self.tolerances[name].kind, "tolerance": self.tolerances[name].limit,
+                "mean_error": sum(errors) / len(errors) if errors else None,
+                "max_error": max(errors) if errors else None,
+                "pass_rate": sum(m.passed for m in metrics) / len(metrics) if metrics else None,
+                "tracks": len(metrics),
+                "relations": _relations(metrics) if name == "tempo_bpm" else None,
+            })
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        similarities = sorted(t.result.similarity for t in self.compared if t.result.similarity is not None)
+        return {
+            "tracks": len(self.tracks),
+            "valid": sum(t.status == "valid" for t in self.tracks),
+            "invalid": sum(t.status == "invalid" for t in self.tracks),
+            "failed_to_decode": sum(t.status == "error" for t in self.tracks),
+            "valid_share": self.valid_share,
+            "median_similarity": _median(similarities),
+            "worst_similarity": similarities[0] if similarities else None,
+            "threshold": self.threshold,
+        }
+
+    def worst(self, n: int = 5) -> list[TrackValidation]:
+        """The invalid tracks first (most failed metrics), then the lowest similarity."""
+        def badness(t: TrackValidation) -> tuple:
+            return (-len(t.result.failed_metrics), t.result.similarity if t.result.similarity is not None else -1)
+        return sorted(self.compared, key=badness)[:n]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary(),
+            "metrics": self.metric_table(),
+            "tracks": [t.to_json() for t in self.tracks],
+            "partial": self.partial,
+            "interrupted": self.interrupted,
+        }
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def _relations(metrics: list[MetricResult]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for m in metrics:
+        if m.relation:
+            counts[m.relation] = counts.get(m.relation, 0) + 1
+    return counts
+
+
+def validate_record(record: dict[str, Any], *, tolerances: Mapping[str, Tolerance] = DEFAULT_TOLERANCES,
+                    threshold: float = DEFAULT_THRESHOLD) -> ValidationResult:
+    """Compare a stored record's streaming values with its batch values."""
+    streaming = record["streaming"]
+    return compare(streaming["values"], record["batch"]["values"], confidence=streaming["confidence"],
+                   tolerances=tolerances, threshold=threshold)
+
+
+def confidence_buckets(samples: list[tuple[str, float, MetricResult]]) -> dict[str, Any]:
+    """Error by confidence bucket per metric, from (metric, confidence, result) samples.
+
+    ``monotone`` says whether, in expectation, error does not grow with confidence:
+    no step from a non-empty bucket to the next more confident one raises the mean
+    error by more than two standard errors of the difference (a rise within sampling
+    noise is not evidence against the confidence model).
+    """
+    table: dict[str, list[dict[str, Any]]] = {}
+    monotone: dict[str, bool] = {}
+    for name in STREAMING_DIMS:
+        rows = []
+        for low, high in CONFIDENCE_BUCKETS:
+            inside = [m for metric, c, m in samples if metric == name
+                      and (low <= c < high or (low == high == c))]
+            errors = [m.error for m in inside if m.error is not None and math.isfinite(m.error)]
+            rows.append({"confidence": f"{low:.1f}-{high:.1f}" if low != high else "1.0 (complete)",
+                         "samples": len(inside),
+                         "mean_error": sum(errors) / len(errors) if errors else None,
+                         "standard_error": _standard_error(errors),
+                         "pass_rate": sum(m.passed for m in inside) / len(inside) if inside else None})
+        table[name] = rows
+        filled = [r for r in rows if r["mean_error"] is not None]
+        monotone[name] = all(
+            b["mean_error"] - a["mean_error"] <= 2 * math.hypot(a["standard_error"], b["standard_error"])
+            for a, b in zip(filled, filled[1:], strict=False))
+    return {"buckets": table, "monotone": monotone}
+
+
+def _standard_error(errors: list[float]) -> float:
+    if len(errors) < 2:
+        return 0.0
+    mean = sum(errors) / len(errors)
+    variance = sum((e - mean) ** 2 for e in errors) / (len(errors) - 1)
+    return math.sqrt(variance / len(errors))
+
+
+def validate_library(paths: list[str], store: FingerprintStore, options: RunOptions, *,
+                     tolerances: Mapping[str, Tolerance] = DEFAULT_TOLERANCES, threshold: float = DEFAULT_THRESHOLD,
+                     partial_seconds: list[float] | None = None,
+                     on_event: Callable[[str, Any], None] = lambda kind, payload: None) -> LibraryValidation:
+    """Validate every track under ``paths``: streaming and batch fingerprints come from
+    the store or are computed (and stored) in worker processes; each track's verdict
+    is stored in its record. With ``partial_seconds``, also stream each track's first
+    N seconds and measure the error by confidence bucket.
+    """
+    results: list[TrackResult] = []
+    tracks: list[TrackValidation] = []
+
+    def collect(kind: str, payload: Any) -> None:
+        if kind == "track":
+            results.append(payload)
+        elif kind == "skip":  # a known failure or a scan problem: reported, not fatal
+            path, message = payload
+            tracks.append(TrackValidation(path, "error", error=f"{path}: {message}"))
+        on_event(kind, payload)
+
+    run = run_library(paths, store, dataclasses.replace(options, batch=True), collect)
+    records = {}
+    for result in results:
+        track, record = _validate_one(store, result, tolerances, threshold)
+        tracks.append(track)
+        if record is not None:
+            records[result.path] = record
+    report = LibraryValidation(tracks, dict(tolerances), threshold, interrupted=run.interrupted)
+    if partial_seconds and records and not run.interrupted:
+        report.partial = _partial(records, partial_seconds, options, tolerances, on_event)
+    return report
+
+
+def _validate_one(store: FingerprintStore, result: TrackResult, tolerances: Mapping[str, Tolerance],
+                  threshold: float) -> tuple[TrackValidation, dict[str, Any] | None]:
+    if result.failed:
+        return TrackValidation(result.path, "error", error=result.error), None
+    record = store.record_for_path(result.path)
+    if record is None or not record.get("batch"):
+        return TrackValidation(result.path, "error", error=f"{result.path}: no stored fingerprints"), None
+    verdict = validate_record(record, tolerances=tolerances, threshold=threshold)
+    stored = verdict.to_json()
+    del stored["metrics"]
+    record["validation"] = {**stored, "validated_at": time.time()}
+    store.update_record(record)
+    return TrackValidation(result.path, stored["status"], verdict), record
+
+
+def _partial(records: dict[str, dict[str, Any]], seconds: list[float], options: RunOptions,
+             tolerances: Mapping[str, Tolerance], on_event: Callable[[str, Any], None]) -> dict[str, Any]:
+    tasks = [Task(path, functools.partial(stream_checkpoints, path, seconds, options.params)) for path in records]
+    on_event("start", (len(tasks), "streaming first seconds"))
+    samples: list[tuple[str, float, MetricResult]] = []
+    failures = 0
+    for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s):
+        on_event("progress", task.label)
+        if isinstance(outcome, tuple):
+            failures += 1
+            continue
+        batch = records[task.label]["batch"]["values"]
+        for snapshot in outcome:
+            for name in STREAMING_DIMS:
+                metric = _metric(name, snapshot.values[name], batch[name], tolerances[name])
+                samples.append((name, snapshot.confidence[name], metric))
+    return {"seconds": sorted(seconds), "tracks": len(tasks) - failures, **confidence_buckets(samples)}
