@@ -1,6 +1,7 @@
 """Generate the bundled sample clips and their expected fingerprints.
 
-    python sample_audio/make_samples.py          # rewrites *.flac/*.ogg/*.mp3/*.wav and expected.json
+    python sample_audio/make_samples.py                  # rewrites the clips and expected.json
+    python sample_audio/make_samples.py --expected-only  # keeps the clips, recomputes expected.json
 
 Every clip is synthesized by ``fpcli.synth`` (deterministic, no third-party audio).
 ``expected.json`` holds the batch and streaming values this version computes for
@@ -39,10 +40,12 @@ CLIPS = {
 
 
 def main() -> int:
+    expected_only = "--expected-only" in sys.argv[1:]
     expected = {}
     for name, (factory, sr, fmt, subtype, description) in CLIPS.items():
         path = HERE / name
-        sf.write(path, factory(sr), sr, format=fmt, subtype=subtype)
+        if not expected_only:
+            sf.write(path, factory(sr), sr, format=fmt, subtype=subtype)
         result = analyze_file(path, batch=True)
         expected[name] = {
             "description": description,

@@ -175,6 +175,15 @@ def test_unreadable_file(tmp_path):
     assert f"{path}: permission denied" in result.stdout, result.stderr
 
 
+@pytest.mark.parametrize("block_frames", [1000, 4096, 65536])
+def test_mp3_blocks_are_bit_identical_to_one_whole_read(tmp_path, block_frames):
+    """soundfile's read() seeks after every block, which corrupts MP3 audio; ours must not."""
+    path = write(tmp_path / "m.mp3", synth.music_like(30.0, 44100, seed=2), 44100, format="MP3")
+    whole = sf.read(path, dtype="float32", always_2d=True)[0]  # one read: no seek in between
+    blocks = np.concatenate(list(AudioReader(path, block_frames=block_frames)))
+    np.testing.assert_array_equal(blocks, whole)
+
+
 def test_sf_blocks_is_not_used():
     import inspect
 

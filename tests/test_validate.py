@@ -1,0 +1,219 @@
+"""The validator: comparison by name, error kinds, thresholds, nulls, library runs."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fpcli import synth
+from fpcli.cli import EXIT_BELOW_THRESHOLD, app
+from fpcli.errors import ParameterError
+from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
+from fpcli.library import RunOptions
+from fpcli.store import FingerprintStore
+from fpcli.validate import (
+    DEFAULT_TOLERANCES,
+    compare,
+    confidence_buckets,
+    cosine_similarity,
+    parse_tolerances,
+    tempo_relation,
+    validate_library,
+)
+from tests.conftest import run_batch, run_streaming, write
+
+BATCH = {
+    "band_sub_bass": 0.05, "band_bass": 0.3, "band_low_mid": 0.2, "band_mid": 0.25, "band_upper_mid": 0.1,
+    "band_presence": 0.05, "band_air": 0.05, "lufs": -14.0, "crest_db": 12.0, "bass_mid_ratio_db": 1.0,
+    "tempo_bpm": 120.0, "rhythm_stability": 0.6, "transient_density": 3.0, "silence_ratio": 0.01,
+    "spectral_centroid_hz": 2000.0, "spectral_rolloff_hz": 3000.0, "spectral_flatness": 0.05,
+    "harmonic_ratio": 0.6, "pitch_stability": 0.8, "key_clarity": 0.7, "loudness_range_lu": 6.0,
+    "loudness_std_lu": 2.0, "peak_consistency": 0.8, "stereo_width": 0.2, "phase_correlation": 0.8,
+}
+STREAM = {name: BATCH[name] for name in STREAMING_DIMS}
+
+
+def _metric(result, name):
+    return next(m for m in result.metrics if m.name == name)
+
+
+def test_identical_fingerprints_are_valid_with_similarity_one():
+    result = compare(STREAM, BATCH)
+    assert result.is_valid and result.failed_metrics == []
+    assert result.similarity == pytest.approx(1.0)
+
+
+def test_comparison_is_by_name_not_position():
+    reordered_stream = dict(reversed(list(STREAM.items())))
+    reordered_batch = dict(sorted(BATCH.items()))
+    assert compare(reordered_stream, reordered_batch).is_valid
+    # The old plan's bug: pairing streaming with batch[:13] by position.
+    positional = dict(zip(STREAMING_DIMS, [BATCH[n] for n in BATCH_DIMS[:13]], strict=True))
+    assert not compare(positional, BATCH).is_valid
+
+
+@pytest.mark.parametrize("streaming_bpm,relation", [
+    (120.0, "same"), (121.0, "same"), (240.0, "double"), (60.0, "half"), (180.0, "3:2"), (80.0, "2:3"),
+    (160.0, "4:3"), (90.0, "3:4"), (133.0, "miss"),
+])
+def test_tempo_relations(streaming_bpm, relation):
+    result = compare({**STREAM, "tempo_bpm": streaming_bpm}, BATCH)
+    metric = _metric(result, "tempo_bpm")
+    assert metric.relation == relation
+    assert metric.passed == (relation == "same")
+    assert metric.error == pytest.approx(abs(streaming_bpm - 120) / 120)
+
+
+def test_tempo_relation_function():
+    assert tempo_relation(99.0, 100.0, 0.02) == ("same", pytest.approx(0.01))
+    assert tempo_relation(201.0, 100.0, 0.02)[0] == "double"
+
+
+@pytest.mark.parametrize("name,delta,kind,expected_error", [
+    ("rhythm_stability", 0.01, "absolute", 0.01),
+    ("spectral_centroid_hz", 10.0, "relative", 10 / 2000),
+    ("transient_density", 0.03, "relative", 0.01),
+    ("loudness_range_lu", 0.05, "lu", 0.05),
+])
+def test_error_kinds(name, delta, kind, expected_error):
+    metric = _metric(compare({**STREAM, name: STREAM[name] + delta}, BATCH), name)
+    assert metric.kind == kind
+    assert metric.error == pytest.approx(expected_error)
+    assert metric.passed
+
+
+@pytest.mark.parametrize("name", ["rhythm_stability", "loudness_std_lu", "spectral_flatness"])
+def test_threshold_edges_absolute(name):
+    limit = DEFAULT_TOLERANCES[name].limit
+    at_limit = _metric(compare({**STREAM, name: STREAM[name] + limit * 0.999}, BATCH), name)
+    beyond = _metric(compare({**STREAM, name: STREAM[name] + limit * 1.01}, BATCH), name)
+    assert at_limit.passed and not beyond.passed
+
+
+def test_relative_tolerance_with_absolute_floor():
+    # The rolloff passes within one FFT bin even when that is more than 1 % relative.
+    low = {**BATCH, "spectral_rolloff_hz": 100.0}
+    assert _metric(compare({**STREAM, "spectral_rolloff_hz": 120.0}, low), "spectral_rolloff_hz").passed
+    assert not _metric(compare({**STREAM, "spectral_rolloff_hz": 130.0}, low), "spectral_rolloff_hz").passed
+
+
+def test_similarity_threshold_edge():
+    shifted = {**STREAM, "spectral_centroid_hz": 8000.0}
+    similarity = cosine_similarity(shifted, BATCH)
+    tolerances = parse_tolerances(["spectral_centroid_hz=10"])
+    assert compare(shifted, BATCH, tolerances=tolerances, threshold=similarity - 1e-9).is_valid
+    assert not compare(shifted, BATCH, tolerances=tolerances, threshold=similarity + 1e-9).is_valid
+
+
+def test_normalised_space_is_not_dominated_by_hertz():
+    # Three dims stuck at a default still pass a raw cosine; the normalised one sees them.
+    stuck = {**STREAM, "key_clarity": 0.0, "pitch_stability": 0.0, "harmonic_ratio": 0.0}
+    raw = sum(stuck[n] * STREAM[n] for n in STREAMING_DIMS) / (
+        sum(v * v for v in stuck.values()) ** 0.5 * sum(STREAM[n] ** 2 for n in STREAMING_DIMS) ** 0.5)
+    assert raw > 0.999
+    assert cosine_similarity(stuck, BATCH) < 0.95
+
+
+def test_silent_track_nulls():
+    silent = dict.fromkeys(STREAMING_DIMS)
+    silent["silence_ratio"] = 1.0
+    silent_batch = {**dict.fromkeys(BATCH_DIMS), "silence_ratio": 1.0}
+    result = compare(silent, silent_batch)
+    assert result.is_valid and result.similarity == pytest.approx(1.0)
+    assert _metric(result, "tempo_bpm").note == "null in both"
+    one_sided = compare({**STREAM, "key_clarity": None}, BATCH)
+    assert not one_sided.is_valid and _metric(one_sided, "key_clarity").note == "null in streaming only"
+
+
+def test_confidence_quality():
+    assert compare(STREAM, BATCH, confidence=dict.fromkeys(STREAMING_DIMS, 1.0)).confidence_quality == "high"
+    assert compare(STREAM, BATCH, confidence=dict.fromkeys(STREAMING_DIMS, 0.7)).confidence_quality == "medium"
+    assert compare(STREAM, BATCH, confidence=dict.fromkeys(STREAMING_DIMS, 0.1)).confidence_quality == "low"
+
+
+def test_bad_tolerance_override():
+    with pytest.raises(ParameterError, match="not a streaming dimension"):
+        parse_tolerances(["lufs=1"])
+    with pytest.raises(ParameterError, match="not a number"):
+        parse_tolerances(["tempo_bpm=fast"])
+
+
+def test_real_analyzers_validate_on_music_like_audio():
+    x = synth.music_like(12.0, 22050, seed=4)
+    streaming, batch = run_streaming(x, 22050), run_batch(x, 22050)
+    result = compare(streaming.values, batch.values, confidence=streaming.confidence)
+    assert result.is_valid, result.failed_metrics
+    assert result.similarity > 0.999
+
+
+def test_confidence_buckets_and_monotonicity():
+    from fpcli.validate import MetricResult
+
+    def sample(c, e):
+        return ("tempo_bpm", c, MetricResult("tempo_bpm", "tempo", 1.0, 1.0, e, 0.02, e <= 0.02))
+    good = confidence_buckets([sample(0.1, 0.5), sample(0.1, 0.4), sample(0.5, 0.1), sample(0.9, 0.01),
+                               sample(1.0, 0.0)])
+    assert good["monotone"]["tempo_bpm"]
+    rows = {r["confidence"]: r for r in good["buckets"]["tempo_bpm"]}
+    assert rows["0.0-0.2"]["mean_error"] == pytest.approx(0.45) and rows["0.0-0.2"]["samples"] == 2
+    bad = confidence_buckets([sample(0.1, 0.01), sample(0.1, 0.011), sample(0.9, 0.5), sample(0.9, 0.51)])
+    assert not bad["monotone"]["tempo_bpm"]
+
+
+# -- library and CLI -------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def library(tmp_path):
+    root = tmp_path / "lib"
+    root.mkdir()
+    for i in range(3):
+        write(root / f"t{i}.flac", synth.music_like(12.0, 22050, seed=i, bpm=100 + 15 * i), 22050)
+    (root / "broken.flac").write_text("not audio\n" * 20)
+    return root
+
+
+def test_validate_library_stores_results(library, tmp_path):
+    with FingerprintStore.open(tmp_path / "s") as store:
+        report = validate_library([str(library)], store, RunOptions(jobs=2))
+        summary = report.summary()
+        assert (summary["valid"], summary["invalid"], summary["failed_to_decode"]) == (3, 0, 1)
+        assert summary["median_similarity"] > 0.999
+        stored = [r["validation"] for r in store.records()]
+        assert len(stored) == 3 and all(v["status"] == "valid" for v in stored)
+        again = validate_library([str(library)], store, RunOptions(jobs=2))  # cached fingerprints
+        assert again.summary()["valid"] == 3
+        assert store.stats()["hits"] == 3
+
+
+def test_validate_cli_table_json_and_fail_under(library):
+    result = runner.invoke(app, ["validate", "--library", str(library)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "tempo_bpm" in result.stdout and "valid 3 (100.0 %)" in result.stdout
+    assert "failed to decode 1" in result.stdout
+    data = json.loads(runner.invoke(app, ["validate", "-l", str(library), "--json"]).stdout)
+    assert data["summary"]["valid_share"] == 1.0
+    assert {row["metric"] for row in data["metrics"]} == set(STREAMING_DIMS)
+    strict = ["validate", "-l", str(library), "--tolerance", "spectral_centroid_hz=0", "--tolerance",
+              "spectral_flatness=0", "--fail-under", "0.9"]
+    failed = runner.invoke(app, strict)
+    assert failed.exit_code == EXIT_BELOW_THRESHOLD
+    assert "below --fail-under 0.9" in failed.stderr
+    assert runner.invoke(app, [*strict[:-2], "--fail-under", "0"]).exit_code == 0
+
+
+def test_validate_partial_shows_error_by_confidence(library):
+    result = runner.invoke(app, ["validate", "-l", str(library), "--partial", "2,6", "--json"])
+    partial = json.loads(result.stdout)["partial"]
+    assert partial["seconds"] == [2.0, 6.0] and partial["tracks"] == 3
+    samples = sum(row["samples"] for row in partial["buckets"]["spectral_centroid_hz"])
+    assert samples == 6
+    table = runner.invoke(app, ["validate", "-l", str(library), "--partial", "2,6"], env={"COLUMNS": "200"})
+    assert "Error by streaming confidence" in table.stdout and "monotone" in table.stdout
+
+
+def test_validate_bad_partial_option(library):
+    result = runner.invoke(app, ["validate", "-l", str(library), "--partial", "soon"])
+    assert result.exit_code == 2
