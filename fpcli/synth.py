@@ -93,7 +93,7 @@ def music_like(seconds: float, sr: int, *, bpm: float = 120.0, seed: int = 0, st
             drums[i : i + m] += 1.2 * kick[:m]
         m = min(hat_len, n - i)
         hat = rng.standard_normal(m) * np.exp(-np.arange(m) / (0.005 * sr))
-        drums[i : i + m] += 0.15 * np.diff(np.concatenate([[0.0], hat]))
+        drums[i : i + m] += 0.08 * np.diff(np.concatenate([[0.0], hat]))  # hats well below the kick
     melody = np.zeros(n)
     scale = [72, 74, 76, 77, 79, 81]
     for start in np.arange(0, seconds, beat):
