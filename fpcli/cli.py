@@ -27,6 +27,8 @@ from fpcli.errors import FpcliError
 from fpcli.fingerprint import DIM_BY_NAME, DIMS
 from fpcli.library import DEFAULT_TIMEOUT_S, RunOptions, RunSummary, run_library
 from fpcli.results import TrackResult
+from fpcli.search import SearchResult, parse_weights, write_m3u
+from fpcli.search import search as run_search
 from fpcli.store import (
     DEFAULT_SIZE_LIMIT_MB,
     FingerprintStore,
@@ -383,6 +385,77 @@ def _render_partial(partial: dict) -> None:
         cells = ["—" if r["mean_error"] is None else f"{r['mean_error']:.3g} ({r['samples']})" for r in rows]
         table.add_row(name, *cells, "yes" if partial["monotone"][name] else "[red]no[/red]")
     _stdout().print(table)
+
+
+# -- search ---------------------------------------------------------------------------------
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: Annotated[Path, typer.Argument(help="An audio file (analysed now if the store lacks it).")],
+    k: Annotated[int, typer.Option("-k", min=1, help="How many similar tracks.")] = 10,
+    strategy: Annotated[str, typer.Option("--strategy", "-s",
+                                          help="fast, accurate, batch or auto (chooses and says why).")] = "auto",
+    library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False,
+                                                 help="Only tracks under this folder.")] = None,
+    weights: Annotated[str | None, typer.Option(
+        "--weights", show_default=False,
+        help="Group weights, e.g. temporal=2,stereo=0 (groups: frequency, dynamics, temporal, spectral, "
+             "harmonic, variation, stereo; default 1 each).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Show the dims that contributed most.")] = False,
+    m3u: Annotated[Path | None, typer.Option("--m3u", show_default=False,
+                                             help="Write a playlist of the query and its hits.")] = None,
+    compute_missing: Annotated[bool, typer.Option(
+        "--compute-missing", help="batch: compute missing batch fingerprints first.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Find the tracks in the store that sound most like QUERY.
+
+    Strategies: fast (cached streaming fingerprints), accurate (fast candidates
+    re-ranked with batch fingerprints, computing the missing ones for the candidates),
+    batch (batch fingerprints for all), auto (from the query's confidence and
+    validation).
+
+    Examples:
+
+      fpcli search track.flac -k 10
+
+      fpcli search track.flac --strategy accurate --explain
+
+      fpcli search track.flac -l ~/Music/Jazz --m3u similar.m3u
+    """
+    with ctx.obj.open_store() as store:
+        result = run_search(store, str(query), k=k, strategy=strategy, group_weights=parse_weights(weights),
+                            under=str(library) if library else None, explain=explain,
+                            compute_missing=compute_missing)
+    if m3u is not None:
+        write_m3u(result, m3u)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    _render_search(result, explain)
+
+
+def _render_search(result: SearchResult, explain: bool) -> None:
+    table = Table(title=f"{len(result.hits)} tracks like {result.query}", title_justify="left")
+    for name, justify in (("#", "right"), ("distance", "right"), ("path", "left")):
+        table.add_column(name, justify=justify)
+    if explain:
+        table.add_column("closest differences (query → hit)")
+    for rank, hit in enumerate(result.hits, start=1):
+        row = [str(rank), f"{hit.distance:.3f}", hit.path]
+        if explain:
+            row.append("; ".join(f"{e['dim']} {_format_value(e['query'], DIM_BY_NAME[e['dim']].unit)} → "
+                                 f"{_format_value(e['hit'], DIM_BY_NAME[e['dim']].unit)}" for e in hit.explain))
+        table.add_row(*row)
+    _stdout().print(table)
+    stats = result.stats
+    _stderr().print(f"strategy {result.strategy} ({result.reason}); index {stats.get('index', '—')}, "
+                    f"{stats.get('rows', '—')} tracks; cache hits {stats['cache_hits']}; "
+                    f"{1000 * stats['seconds']:.1f} ms", soft_wrap=True)
+    if stats.get("missing_batch"):
+        _stderr().print(f"[yellow]{stats['missing_batch']} track(s) have no batch fingerprint and were not "
+                        "searched: use --compute-missing or `fpcli analyze --batch`[/yellow]")
 
 
 # -- cache ------------------------------------------------------------------------------------

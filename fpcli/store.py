@@ -153,6 +153,17 @@ class DiskcacheBackend:
     def counter(self, name: str) -> int:
         return int(self._meta.get(name, 0))
 
+    def next_counter(self, name: str) -> int:
+        """Atomically increment a counter and return its new value."""
+        return int(self._meta.incr(name, 1))
+
+    def get_meta(self, name: str) -> Any | None:
+        text = self._meta.get(name)
+        return None if text is None else json.loads(text)
+
+    def put_meta(self, name: str, value: Any) -> None:
+        self._meta.set(name, json.dumps(value, separators=(",", ":")))
+
     def maintain(self) -> tuple[int, int]:
         """Remove expired entries, then evict least-recently-used ones down to the size
         limit. Returns (expired, evicted)."""
@@ -162,8 +173,12 @@ class DiskcacheBackend:
         return expired, evicted
 
     def clear(self) -> int:
+        """Remove all data and counters; the epoch survives and goes up by one, so an
+        index built before the clear knows it is stale."""
         removed = int(self._data.clear())
+        epoch = self.counter("epoch")
         self._meta.clear()
+        self._meta.set("epoch", epoch + 1)
         return removed
 
     def check(self) -> list[str]:
@@ -297,7 +312,10 @@ class FingerprintStore:
             self.backend.put(f"path:{identity.path}", _path_entry(identity))
         if moved or now - record.get("last_used_at", 0) > LAST_USED_RESOLUTION_S:
             record["last_used_at"] = now
-            self.backend.put(record_key(identity.content_key, record["params_key"]), record)
+            key = record_key(identity.content_key, record["params_key"])
+            self.backend.put(key, record)
+            if moved:
+                self._journal(key)  # the index shows paths
 
     def _count(self, name: str) -> None:
         self._pending[name] += 1
@@ -312,6 +330,33 @@ class FingerprintStore:
             self._pending = dict.fromkeys(self._pending, 0)
             self._pending_lookups = 0
 
+    # -- change journal (for incremental index refresh) ---------------------------------
+
+    def _journal(self, key: str) -> None:
+        """Record that ``key`` changed: generation N -> key, in the meta cache (never
+        evicted). A search index replays the keys since its own generation."""
+        generation = self.backend.next_counter("generation")
+        self.backend.put_meta(f"change:{generation}", key)
+
+    def generation(self) -> int:
+        return self.backend.counter("generation")
+
+    def changes_since(self, generation: int) -> list[str] | None:
+        """Record keys changed after ``generation``, or None when the journal cannot
+        tell (entries missing): the caller must then rebuild from all records."""
+        keys = []
+        for g in range(generation + 1, self.generation() + 1):
+            key = self.backend.get_meta(f"change:{g}")
+            if key is None:
+                return None
+            keys.append(key)
+        return keys
+
+    def index_epoch(self) -> tuple[int, int]:
+        """(epoch, evictions + expiries): when either moves, records vanished without
+        passing through the journal, and indexes must be rebuilt."""
+        return self.backend.counter("epoch"), self.backend.counter("evictions") + self.backend.counter("expiries")
+
     # -- writes -----------------------------------------------------------------------
 
     def save(self, identity: FileIdentity, result: TrackResult, *, previous: dict[str, Any] | None = None) -> dict:
@@ -321,15 +366,19 @@ class FingerprintStore:
         if previous is not None and previous.get("content_key") == identity.content_key:
             record["batch"] = record["batch"] or previous.get("batch")
             record["validation"] = previous.get("validation")
-        self.backend.put(record_key(identity.content_key, record["params_key"]), record)
+        key = record_key(identity.content_key, record["params_key"])
+        self.backend.put(key, record)
         self.backend.put(f"path:{identity.path}", _path_entry(identity))
         self.backend.delete(f"fail:{identity.path}")
+        self._journal(key)
         self.backend.maintain()
         return record
 
     def update_record(self, record: dict[str, Any]) -> None:
         """Write back a record changed by the caller (e.g. a validation result)."""
-        self.backend.put(record_key(record["content_key"], record["params_key"]), record)
+        key = record_key(record["content_key"], record["params_key"])
+        self.backend.put(key, record)
+        self._journal(key)
         self.backend.maintain()
 
     def save_failure(self, identity: FileIdentity | None, path: str, error_type: str, message: str) -> None:
@@ -398,7 +447,9 @@ class FingerprintStore:
         }
 
     def delete_record(self, record: dict[str, Any]) -> None:
-        self.backend.delete(record_key(record["content_key"], record["params_key"]))
+        key = record_key(record["content_key"], record["params_key"])
+        self.backend.delete(key)
+        self._journal(key)
         path = record.get("path")
         if path:
             entry = self.backend.get(f"path:{path}")
@@ -658,7 +709,9 @@ def _import_line(store: FingerprintStore, raw: bytes, number: int, counts: dict[
         problems = check_record(data)
         if problems:
             return "invalid record: " + "; ".join(problems[:3])
-        store.backend.put(record_key(data["content_key"], data["params_key"]), data)
+        key = record_key(data["content_key"], data["params_key"])
+        store.backend.put(key, data)
+        store._journal(key)
         store.backend.put(f"path:{data['path']}", {"size": data["size"], "mtime_ns": data["mtime_ns"],
                                                    "content_key": data["content_key"]})
         counts["records"] += 1

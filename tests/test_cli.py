@@ -68,9 +68,9 @@ def test_analyze_requires_a_path():
     assert result.exit_code == 2
 
 
-COMMANDS = [[], ["analyze"], ["validate"], ["cache"], ["cache", "stats"], ["cache", "list"], ["cache", "show"],
-            ["cache", "clear"], ["cache", "prune"], ["cache", "failures"], ["cache", "export"], ["cache", "import"],
-            ["cache", "verify"]]
+COMMANDS = [[], ["analyze"], ["validate"], ["search"], ["cache"], ["cache", "stats"], ["cache", "list"],
+            ["cache", "show"], ["cache", "clear"], ["cache", "prune"], ["cache", "failures"], ["cache", "export"],
+            ["cache", "import"], ["cache", "verify"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -1,0 +1,234 @@
+"""Similarity search: exact top-k, normalisation, index refresh, strategies, CLI."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from fpcli import synth
+from fpcli.cli import app
+from fpcli.errors import ParameterError
+from fpcli.fingerprint import GROUPS, STREAMING_DIMS
+from fpcli.library import RunOptions, run_library
+from fpcli.params import AnalysisParams
+from fpcli.search import (
+    NULL_PENALTY,
+    Index,
+    SearchError,
+    current_index,
+    dim_weights,
+    fit_scaling,
+    parse_weights,
+    scale,
+    search,
+    top_k,
+)
+from fpcli.store import FingerprintStore
+from tests.conftest import write
+
+KEY = AnalysisParams().key()
+
+
+def _index(values, contents=None):
+    n = len(values)
+    index = Index("streaming", KEY, np.asarray(values, dtype=np.float32), np.array([f"k{i}" for i in range(n)]),
+                  np.array([f"/music/t{i:03d}.flac" for i in range(n)]),
+                  np.array(contents if contents is not None else [f"c{i}" for i in range(n)]),
+                  np.zeros(0), np.zeros(0))
+    index.fit()
+    return index
+
+
+def _brute_force(index, query, weights, k, exclude=None):
+    low, high = index.low, index.high
+    q = scale(query[None, :], low, high)[0]
+    scored = []
+    for i, row in enumerate(index.values):
+        if index.contents[i] == exclude:
+            continue
+        x = scale(row[None, :], low, high)[0]
+        total = 0.0
+        for j in range(len(q)):
+            if np.isnan(x[j]) and np.isnan(q[j]):
+                diff = 0.0
+            elif np.isnan(x[j]) or np.isnan(q[j]):
+                diff = NULL_PENALTY
+            else:
+                diff = float(x[j]) - float(q[j])
+            total += weights[j] * diff * diff
+        scored.append((np.sqrt(total), index.paths[i]))
+    return sorted(scored)[:k]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 60), st.integers(1, 12), st.floats(0.0, 0.3))
+def test_top_k_matches_brute_force(seed, n, k, null_share):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(n, len(STREAMING_DIMS))) * rng.uniform(0.1, 100, len(STREAMING_DIMS))
+    values[rng.random(values.shape) < null_share] = np.nan
+    index = _index(values)
+    query = values[0].copy()
+    weights = dim_weights(index.dims, {g: rng.uniform(0, 2) for g in GROUPS}, index.low, index.high)
+    got = top_k(index, query, k, weights, exclude_content="c0")
+    expected = _brute_force(index, query, weights, k, exclude="c0")
+    assert [h.path for h in got] == [path for _, path in expected]
+    np.testing.assert_allclose([h.distance for h in got], [d for d, _ in expected], rtol=1e-4, atol=1e-5)
+
+
+def test_self_and_duplicate_content_are_excluded():
+    values = np.random.default_rng(1).random((5, len(STREAMING_DIMS)))
+    index = _index(values, contents=["a", "b", "a", "c", "d"])
+    weights = dim_weights(index.dims, dict.fromkeys(GROUPS, 1.0), index.low, index.high)
+    hits = top_k(index, values[0], 10, weights, exclude_content="a")
+    assert {h.content_key for h in hits} == {"b", "c", "d"}
+    assert len(top_k(index, values[0], 10, weights)) == 5
+
+
+def test_zero_spread_dims_weigh_nothing():
+    values = np.random.default_rng(2).random((20, len(STREAMING_DIMS)))
+    values[:, 3] = 7.0
+    low, high = fit_scaling(values)
+    weights = dim_weights(STREAMING_DIMS, dict.fromkeys(GROUPS, 1.0), low, high)
+    assert weights[3] == 0 and (weights[np.arange(13) != 3] > 0).all()
+
+
+def test_null_dims_cost_a_fixed_penalty():
+    values = np.full((3, len(STREAMING_DIMS)), 0.5, dtype=np.float32)
+    values[1] = np.linspace(0, 1, 13)
+    values[2] = np.linspace(1, 0, 13)
+    index = _index(values)
+    weights = np.zeros(13)
+    weights[0] = 1.0
+    query = values[0].copy()
+    query[0] = np.nan
+    hits = top_k(index, query, 3, weights)
+    assert all(h.distance == pytest.approx(NULL_PENALTY) for h in hits)
+
+
+def test_parse_weights():
+    assert parse_weights("temporal=2, stereo=0")["temporal"] == 2.0
+    with pytest.raises(ParameterError, match="not a group"):
+        parse_weights("tempo=2")
+
+
+@pytest.fixture
+def library(tmp_path):
+    root = tmp_path / "lib"
+    root.mkdir()
+    for i in range(8):
+        write(root / f"t{i}.flac", synth.music_like(3.0, 22050, seed=i, bpm=80 + 12 * i), 22050)
+    write(root / "copy_of_t0.flac", synth.music_like(3.0, 22050, seed=0, bpm=80), 22050)
+    return root
+
+
+@pytest.fixture
+def store(tmp_path, library):
+    with FingerprintStore.open(tmp_path / "s") as s:
+        run_library([str(library)], s, RunOptions(jobs=2))
+        yield s
+
+
+def test_index_is_persisted_and_refreshed_incrementally(store, library, tmp_path):
+    index, info = current_index(store, "streaming", KEY)
+    assert info["index"] == "built" and len(index) == 8  # the copy shares t0's content key
+    _, info = current_index(store, "streaming", KEY)
+    assert info["index"] == "loaded" and info["records_read"] == 0
+    write(library / "new.flac", synth.sine(330, 3.0, 22050), 22050)
+    run_library([str(library)], store, RunOptions(jobs=1))
+    index, info = current_index(store, "streaming", KEY)
+    assert (info["index"], info["records_read"], len(index)) == ("refreshed", 1, 9)
+    record = store.record_for_path(library / "t3.flac")
+    store.delete_record(record)
+    index, info = current_index(store, "streaming", KEY)
+    assert (info["index"], len(index)) == ("refreshed", 8)
+    assert str((library / "t3.flac").resolve()) not in index.paths
+    store.clear()
+    _, info = current_index(store, "streaming", KEY)
+    assert info["index"] == "rebuilt" and info["rows"] == 0
+
+
+def test_fast_search_finds_neighbours_and_excludes_the_query(store, library):
+    result = search(store, str(library / "t4.flac"), k=3, strategy="fast", explain=True)
+    paths = [os.path.basename(h.path) for h in result.hits]
+    assert len(paths) == 3 and "t4.flac" not in paths
+    assert [h.distance for h in result.hits] == sorted(h.distance for h in result.hits)
+    assert result.hits[0].explain and result.stats["query_cached"]
+
+
+def test_duplicate_copy_is_excluded_by_content(store, library):
+    result = search(store, str(library / "copy_of_t0.flac"), k=10, strategy="fast")
+    assert all(not h.path.endswith("t0.flac") for h in result.hits)
+    included = search(store, str(library / "copy_of_t0.flac"), k=10, strategy="fast", include_duplicates=True)
+    assert any(h.distance == 0 for h in included.hits)
+
+
+def test_batch_strategy_reports_and_computes_missing(store, library):
+    with pytest.raises(SearchError, match="no other batch fingerprints"):
+        search(store, str(library / "t1.flac"), strategy="batch")
+    result = search(store, str(library / "t1.flac"), k=3, strategy="batch", compute_missing=True)
+    assert result.stats["missing_batch"] == 0 and len(result.hits) == 3
+    assert sum(bool(r.get("batch")) for r in store.records()) == 8
+
+
+def test_accurate_computes_batch_for_candidates_only(store, library):
+    result = search(store, str(library / "t2.flac"), k=1, strategy="accurate")
+    with_batch = sum(bool(r.get("batch")) for r in store.records())
+    assert result.stats["batch_computed"] == 5          # k x 5 candidates
+    assert with_batch == 6                               # the candidates and the query
+    assert len(result.hits) == 1
+
+
+def test_auto_explains_its_choice(store, library):
+    result = search(store, str(library / "t2.flac"), k=2, strategy="auto")
+    assert result.strategy == "fast" and result.reason.startswith("auto:")
+
+
+def test_query_outside_the_store_is_analysed_and_cached(store, tmp_path):
+    outside = write(tmp_path / "outside.flac", synth.music_like(3.0, 22050, seed=42), 22050)
+    result = search(store, outside, k=2, strategy="fast")
+    assert not result.stats["query_cached"] and len(result.hits) == 2
+    assert search(store, outside, k=2, strategy="fast").stats["query_cached"]
+
+
+def test_library_restriction(store, library, tmp_path):
+    result = search(store, str(library / "t1.flac"), k=10, strategy="fast", under=str(tmp_path / "elsewhere"))
+    assert result.hits == []
+
+
+runner = CliRunner()
+
+
+def test_cli_search_json_and_m3u(store, library, tmp_path):
+    playlist = tmp_path / "lists" / "similar.m3u"
+    playlist.parent.mkdir()
+    args = ["--store", store.location, "search", str(library / "t5.flac"), "-k", "3", "--json", "--m3u",
+            str(playlist)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["hits"]) == 3 and data["strategy"] == "fast"
+    lines = playlist.read_text().splitlines()
+    assert lines[0] == "#EXTM3U" and lines[2] == "../lib/t5.flac"
+    assert all(not line.startswith("/") for line in lines[2::2])
+
+
+def test_cli_search_table(store, library):
+    result = runner.invoke(app, ["--store", store.location, "search", str(library / "t5.flac"), "--explain"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "closest differences" in result.stdout
+    assert "strategy fast" in result.stderr
+
+
+def test_cli_search_errors(tmp_path, library):
+    empty = runner.invoke(app, ["--store", str(tmp_path / "empty"), "search", str(library / "t0.flac")])
+    assert empty.exit_code == 1 and "no other streaming fingerprints" in str(empty.exception)
+    broken = tmp_path / "broken.flac"
+    broken.write_text("nope")
+    bad = runner.invoke(app, ["--store", str(tmp_path / "empty"), "search", str(broken)])
+    assert bad.exit_code == 1 and "cannot analyse the query" in str(bad.exception)
+    strategy = runner.invoke(app, ["search", str(library / "t0.flac"), "--strategy", "psychic"])
+    assert strategy.exit_code == 1 and "one of fast, accurate, batch, auto" in str(strategy.exception)
