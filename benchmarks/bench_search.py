@@ -1,0 +1,171 @@
+"""Search performance and quality (issue: search, "Measured").
+
+    python benchmarks/bench_search.py --library /tmp/fpcli-library [--out benchmarks/search.md]
+
+1. Warm query latency (index in memory) over 10k, 100k and 1M synthetic streaming
+   fingerprints, drawn around the real library's values with jitter and 2 % nulls.
+2. Cold query: a new process that loads a saved 100k index from disk and answers one
+   query (process start-up included).
+3. Index build from a store of 10k records, and an incremental refresh after 100
+   changed records.
+4. Quality on the real-music library: recall@10 of `fast` and `accurate` against the
+   `batch` ranking, every track as a query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+from fpcli.fingerprint import GROUPS, STREAMING_DIMS
+from fpcli.library import RunOptions, run_library
+from fpcli.params import AnalysisParams
+from fpcli.search import Index, build_index, current_index, dim_weights, refresh, save_index, search, top_k
+from fpcli.store import FingerprintStore
+
+KEY = AnalysisParams().key()
+WEIGHTS = dict.fromkeys(GROUPS, 1.0)
+
+
+def synthetic_index(n: int, centres: np.ndarray, rng: np.random.Generator) -> Index:
+    base = centres[rng.integers(len(centres), size=n)]
+    values = (base * rng.normal(1.0, 0.15, size=base.shape)).astype(np.float32)
+    values[rng.random(values.shape) < 0.02] = np.nan
+    index = Index("streaming", KEY, values, np.array([f"k{i}" for i in range(n)]),
+                  np.array([f"/music/{i // 1000:04d}/{i:07d}.flac" for i in range(n)]),
+                  np.array([f"{i:032x}" for i in range(n)]), np.zeros(0), np.zeros(0))
+    index.fit()
+    return index
+
+
+def warm_latency(index: Index, rng: np.random.Generator, queries: int = 200) -> tuple[float, float]:
+    weights = dim_weights(index.dims, WEIGHTS, index.low, index.high)
+    # Warm: the scaled matrix, its [X^2, X, M] terms and the content words are built
+    # once per loaded index, by its first query (the cold-query row measures that case).
+    top_k(index, index.values[0], 10, weights, exclude_content=index.contents[0])
+    times = []
+    for _ in range(queries):
+        query = index.values[rng.integers(len(index))]
+        started = time.perf_counter()
+        top_k(index, query, 10, weights, exclude_content=index.contents[0])
+        times.append(time.perf_counter() - started)
+    return tuple(np.percentile(np.array(times) * 1e3, [50, 99]))
+
+
+COLD = r"""
+import sys, time
+t = time.perf_counter()
+from pathlib import Path
+import numpy as np
+from fpcli.search import load_index, top_k, dim_weights
+from fpcli.fingerprint import GROUPS
+index = load_index(Path(sys.argv[1]), "streaming", sys.argv[2])
+w = dim_weights(index.dims, dict.fromkeys(GROUPS, 1.0), index.low, index.high)
+hits = top_k(index, index.values[123], 10, w, exclude_content=index.contents[123])
+print(len(hits), time.perf_counter() - t)
+"""
+
+
+def fake_records(store: FingerprintStore, n: int, centres: np.ndarray, rng: np.random.Generator) -> None:
+    for i in range(n):
+        values = dict(zip(STREAMING_DIMS, (centres[i % len(centres)] * rng.normal(1, 0.1, 13)).tolist(),
+                          strict=True))
+        content = f"{i:032x}"
+        key = f"rec:{content}:{KEY}"
+        store.backend.put(key, {"params_key": KEY, "fingerprint_version": 1, "content_key": content,
+                                "path": f"/music/{i:06d}.flac", "streaming": {"values": values}})
+        store._journal(key)
+
+
+def recall_at_10(library: Path, workdir: Path) -> dict[str, float]:
+    with FingerprintStore.open(workdir / "real") as store:
+        run_library([str(library)], store, RunOptions(jobs=2, batch=True))
+        paths = sorted(r["path"] for r in store.records())
+        recalls = {"fast": [], "accurate": []}
+        for path in paths:
+            truth = {h.path for h in search(store, path, k=10, strategy="batch").hits}
+            for strategy in recalls:
+                got = {h.path for h in search(store, path, k=10, strategy=strategy).hits}
+                recalls[strategy].append(len(got & truth) / max(len(truth), 1))
+    return {s: float(np.mean(v)) for s, v in recalls.items()} | {"queries": len(paths)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--library", type=Path, default=Path("/tmp/fpcli-library"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        quality = recall_at_10(args.library, work)
+        with FingerprintStore.open(work / "real") as real:
+            centres = np.array([[np.nan if r["streaming"]["values"][d] is None else r["streaming"]["values"][d]
+                                 for d in STREAMING_DIMS] for r in real.records()], dtype=np.float32)
+        centres = np.where(np.isnan(centres), np.nanmean(centres, axis=0), centres)
+        targets = {10_000: 5, 100_000: 20, 1_000_000: 200}
+        for n, target in targets.items():
+            index = synthetic_index(n, centres, rng)
+            p50, p99 = warm_latency(index, rng)
+            rows.append([f"warm query, {n:,} tracks (p50 / p99)", f"{p50:.1f} / {p99:.1f} ms", f"< {target} ms",
+                         "met" if p99 < target else "MISSED"])
+            if n == 100_000:
+                save_index(index, work / "idx")
+                out = subprocess.run([sys.executable, "-c", COLD, str(work / "idx"), KEY], capture_output=True,
+                                     text=True, check=True).stdout.split()
+                started = time.perf_counter()
+                subprocess.run([sys.executable, "-c", COLD, str(work / "idx"), KEY], capture_output=True, check=True)
+                wall = time.perf_counter() - started
+                rows.append(["cold query, 100,000 tracks (new process, index from disk)",
+                             f"{wall:.2f} s (in-process {float(out[1]):.2f} s)", "< 1 s",
+                             "met" if wall < 1 else "MISSED"])
+        with FingerprintStore.open(work / "fake") as store:
+            fake_records(store, 10_000, centres, rng)
+            started = time.perf_counter()
+            index = build_index(store, "streaming", KEY)
+            build = time.perf_counter() - started
+            save_index(index, store.location and Path(store.location) / "index")
+            fake_records(store, 100, centres, rng)
+            started = time.perf_counter()
+            index, reread, action = refresh(index, store)
+            refresh_time = time.perf_counter() - started
+            started = time.perf_counter()
+            current_index(store, "streaming", KEY)
+            load_time = time.perf_counter() - started
+        rows += [
+            ["index build from a store of 10,000 records", f"{build:.2f} s", "", ""],
+            [f"incremental refresh after 100 new records ({action}, {reread} read)", f"{refresh_time * 1e3:.0f} ms",
+             "", ""],
+            ["load a saved 10,000-row index", f"{load_time * 1e3:.0f} ms", "", ""],
+            [f"recall@10 vs batch, fast ({quality['queries']} queries, real library)", f"{quality['fast']:.3f}",
+             "", ""],
+            [f"recall@10 vs batch, accurate ({quality['queries']} queries)", f"{quality['accurate']:.3f}", "", ""],
+        ]
+    report = "\n".join([
+        f"# Search performance and quality ({datetime.date.today()})", "",
+        f"Command: `python benchmarks/bench_search.py --library {args.library}`", "",
+        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}.", "",
+        tabulate(rows, ["figure", "measured", "target", ""], tablefmt="github"), "",
+        "Synthetic fingerprints are the real library's streaming values with 15 % multiplicative jitter and 2 % "
+        "nulls. The real library has only 24 decodable tracks, so recall@10 there compares rankings of 23 "
+        "candidates; it says how much re-ranking with batch changes the answer, not how it scales.", "",
+    ])
+    print(report)
+    if args.out:
+        args.out.write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
