@@ -87,3 +87,16 @@ def test_histogram_quantile_within_one_bin(rng, log):
         assert abs(np.log10(got) - np.log10(exact)) <= h.width
     else:
         assert abs(got - exact) <= h.width
+
+
+def test_tempo_stays_in_range_on_a_flat_autocorrelation():
+    from fpcli.dsp.onset import estimate_tempo
+    from fpcli.params import AnalysisParams
+
+    params = AnalysisParams()
+    acf = np.zeros(80)
+    acf[0] = 1.0
+    acf[30:33] = [0.2, 0.2 + 1e-12, 0.2]  # a flat top: the parabola's vertex would fly off
+    tempo = estimate_tempo(acf, 43.07, params)
+    assert params.tempo_min_bpm <= tempo.bpm <= params.tempo_max_bpm
+    assert abs(60 * 43.07 / tempo.bpm - 31) <= 0.5

@@ -157,7 +157,8 @@ def estimate_tempo(acf: np.ndarray, frame_rate: float, params: AnalysisParams) -
         best = half
     best = max((best - 1, best, best + 1), key=lambda lag: acf[lag] if 1 <= lag < len(acf) - 1 else -np.inf)
     lag, height = _parabolic_peak(acf, best)
-    return TempoEstimate(60 * frame_rate / lag, float(np.clip(height, 0.0, 1.0)))
+    bpm = float(np.clip(60 * frame_rate / lag, params.tempo_min_bpm, params.tempo_max_bpm))
+    return TempoEstimate(bpm, float(np.clip(height, 0.0, 1.0)))
 
 
 def _parabolic_peak(values: np.ndarray, i: int) -> tuple[float, float]:
@@ -168,5 +169,7 @@ def _parabolic_peak(values: np.ndarray, i: int) -> tuple[float, float]:
     denominator = a - 2 * b + c
     if denominator >= 0:
         return float(i), float(b)
-    shift = 0.5 * (a - c) / denominator
+    # A vertex beyond the neighbours means a flat top, not a peak: clip it there, or a
+    # tiny denominator turns float rounding into an arbitrary lag.
+    shift = float(np.clip(0.5 * (a - c) / denominator, -0.5, 0.5))
     return i + shift, float(b - 0.25 * (a - c) * shift)
