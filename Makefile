@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 LIBRARY ?= /tmp/fpcli-library
 
-.PHONY: demo test lint bench bench-store library clean
+.PHONY: demo test lint bench bench-analyzers bench-store library clean
 
 $(BIN)/fpcli: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,13 @@ lint: $(BIN)/fpcli
 library:
 	OUT=$(LIBRARY) PY=$(BIN)/python bash ../shared/corpus/make_library.sh
 
-## bench: analyzer speed and memory on the real-music library
+## bench: fpcli bench on the real-music library (tables, JSON and Markdown in benchmarks/)
 bench: $(BIN)/fpcli
-	$(BIN)/python benchmarks/bench_analyzers.py --library $(LIBRARY)
+	$(BIN)/fpcli bench --library $(LIBRARY) --check --json benchmarks/bench.json --markdown benchmarks/bench.md
+
+## bench-analyzers: per-file analyzer speed and streaming memory (60 vs 3 minutes)
+bench-analyzers: $(BIN)/fpcli
+	$(BIN)/python benchmarks/bench_analyzers.py --library $(LIBRARY) --out benchmarks/analyzers.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

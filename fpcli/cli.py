@@ -23,6 +23,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fpcli import __version__
+from fpcli.bench import COMPARE_TOLERANCE, WORKLOAD, load_thresholds, write_atomically
+from fpcli.bench import check as check_figures
+from fpcli.bench import compare as compare_figures
+from fpcli.bench import run as run_bench
 from fpcli.errors import FpcliError
 from fpcli.fingerprint import DIM_BY_NAME, DIMS
 from fpcli.library import DEFAULT_TIMEOUT_S, RunOptions, RunSummary, run_library
@@ -456,6 +460,128 @@ def _render_search(result: SearchResult, explain: bool) -> None:
     if stats.get("missing_batch"):
         _stderr().print(f"[yellow]{stats['missing_batch']} track(s) have no batch fingerprint and were not "
                         "searched: use --compute-missing or `fpcli analyze --batch`[/yellow]")
+
+
+# -- bench ----------------------------------------------------------------------------------
+
+@app.command()
+def bench(
+    library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False,
+                                                 help="Measure on this library [default: a copy of sample_audio/].")]
+    = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A reduced run for CI (under a minute).")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for the analyze steps.")] = 2,
+    json_file: Annotated[Path | None, typer.Option("--json", show_default=False,
+                                                   help="Write the result as JSON (schema fpcli-bench/1).")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", show_default=False,
+                                                  help="Write the tables as Markdown (e.g. a CI job summary).")]
+    = None,
+    check_: Annotated[bool, typer.Option("--check", help="Exit 4 if a figure misses its threshold.")] = False,
+    thresholds: Annotated[Path | None, typer.Option(
+        "--thresholds", show_default=False,
+        help="Thresholds file (TOML or JSON) [default: [tool.fpcli.bench.thresholds] in ./pyproject.toml].")]
+    = None,
+    compare_with: Annotated[Path | None, typer.Option("--compare", show_default=False,
+                                                      help="An earlier --json result to compare with.")] = None,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0,
+                                             help="--compare flags figures worse by more than this share.")]
+    = COMPARE_TOLERANCE,
+) -> None:
+    """Measure analysis speed, the cache, validation and search; check and compare.
+
+    Runs on a temporary store (your store is not touched). Ratios (analysis speed /
+    decode-only speed, cold / warm) hold on a noisy machine; absolute thresholds are
+    set generously.
+
+    Examples:
+
+      fpcli bench
+
+      fpcli bench --quick --check --markdown bench.md
+
+      fpcli bench --library ~/Music --json today.json --compare yesterday.json
+    """
+    limits = load_thresholds(thresholds)
+    earlier = _read_json(compare_with) if compare_with else None
+    status = _stderr().status("benchmarking")
+    with status:
+        result = run_bench(library, quick=quick, jobs=jobs, on_step=lambda step: status.update(f"benchmarking: {step}"))
+    checks = check_figures(result, limits)
+    changes = compare_figures(result, earlier, tolerance) if earlier is not None else []
+    _render_bench(result, checks, changes)
+    if json_file:
+        write_atomically(json_file, json.dumps(result.to_json(), indent=1) + "\n")
+    if markdown:
+        write_atomically(markdown, _bench_markdown(result, checks, changes))
+    misses = [c for c in checks if not c.passed]
+    regressions = [c for c in changes if c.regression]
+    if check_:
+        for miss in misses:
+            _stderr().print(f"[red]miss[/red] {miss.name} = {_num(miss.value)} "
+                            f"(threshold {miss.op} {miss.threshold:g})")
+        for change in regressions:
+            _stderr().print(f"[red]regression[/red] {change.name}: {_num(change.before)} -> {_num(change.after)}")
+        if misses or regressions:
+            raise typer.Exit(EXIT_BELOW_THRESHOLD)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FpcliError(f"cannot read {path}: {exc}") from None
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _bench_rows(result, checks, changes) -> list[list[str]]:
+    by_check = {c.name: c for c in checks}
+    by_change = {c.name: c for c in changes}
+    rows = []
+    for name, figure in result.figures.items():
+        chk = by_check.get(name)
+        row = [name, _num(figure.value), figure.unit, figure.kind,
+               f"{chk.op} {chk.threshold:g}" if chk else "", ("ok" if chk.passed else "MISS") if chk else ""]
+        if changes:
+            change = by_change.get(name)
+            row.append(f"{100 * change.change:+.0f} %{' REGRESSION' if change.regression else ''}" if change else "")
+        rows.append(row)
+    return rows
+
+
+def _bench_header(result) -> str:
+    m = result.machine
+    return (f"{result.date} · {m['cores']} cores, {m['cpu']} · Python {m['python']}, numpy {m['numpy']}, "
+            f"soundfile {m['soundfile']}, libsndfile {m['libsndfile']} · library: {result.library['path']} "
+            f"({result.library['decodable']} files, {result.library['audio_s']:.0f} s of audio)"
+            f"{' · quick' if result.quick else ''}")
+
+
+def _render_bench(result, checks, changes) -> None:
+    columns = ["figure", "value", "unit", "kind", "threshold", "check"] + (["change"] if changes else [])
+    table = Table(title=f"fpcli bench — {_bench_header(result)}", title_justify="left")
+    for name in columns:
+        table.add_column(name, justify="right" if name in ("value", "change") else "left")
+    for row in _bench_rows(result, checks, changes):
+        table.add_row(*[cell.replace("MISS", "[red]MISS[/red]").replace("REGRESSION", "[red]REGRESSION[/red]")
+                        for cell in row])
+    _stdout().print(table)
+
+
+def _bench_markdown(result, checks, changes) -> str:
+    from tabulate import tabulate
+
+    columns = ["figure", "value", "unit", "kind", "threshold", "check"] + (["change"] if changes else [])
+    misses = sum(not c.passed for c in checks)
+    return "\n".join([
+        "# fpcli bench", "", _bench_header(result), "",
+        tabulate(_bench_rows(result, checks, changes), columns, tablefmt="github"), "",
+        f"Thresholds: {len(checks) - misses} met, {misses} missed. Cache workload: {WORKLOAD}.", "",
+    ])
 
 
 # -- cache ------------------------------------------------------------------------------------

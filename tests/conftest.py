@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import settings
 
 from fpcli.batch import BatchAnalyzer
 from fpcli.fingerprint import Fingerprint
 from fpcli.streaming import StreamingAnalyzer
+
+# CI runs a fixed set of Hypothesis examples (no flaky red builds); local runs explore.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
 @pytest.fixture(autouse=True)

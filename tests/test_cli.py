@@ -68,7 +68,7 @@ def test_analyze_requires_a_path():
     assert result.exit_code == 2
 
 
-COMMANDS = [[], ["analyze"], ["validate"], ["search"], ["cache"], ["cache", "stats"], ["cache", "list"],
+COMMANDS = [[], ["analyze"], ["validate"], ["search"], ["bench"], ["cache"], ["cache", "stats"], ["cache", "list"],
             ["cache", "show"], ["cache", "clear"], ["cache", "prune"], ["cache", "failures"], ["cache", "export"],
             ["cache", "import"], ["cache", "verify"]]
 

@@ -1,0 +1,415 @@
+"""``fpcli bench``: measure analysis speed, the cache, validation and search; check
+the figures against thresholds; compare with an earlier run. Returns plain data;
+``cli`` renders it.
+
+Every figure has a unit, a direction (higher or lower is better) and a kind:
+``ratio`` figures are relative to something measured in the same run (analysis
+speed / decode-only speed, cold / warm time) and so hold on a noisy machine;
+``absolute`` figures (latencies, x real time) get thresholds generous enough not to
+flap on a shared 2-core machine; ``share`` figures are fractions (hit rate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+import tomllib
+import tracemalloc
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from fpcli import synth
+from fpcli.audio import AUDIO_EXTENSIONS, AudioReader
+from fpcli.batch import BatchAnalyzer
+from fpcli.errors import FpcliError
+from fpcli.fingerprint import GROUPS, STREAMING_DIMS
+from fpcli.library import RunOptions, run_library, scan
+from fpcli.params import AnalysisParams
+from fpcli.search import Index, dim_weights, search, top_k
+from fpcli.store import FingerprintStore
+from fpcli.streaming import StreamingAnalyzer
+from fpcli.validate import validate_library, validate_record
+
+SCHEMA = "fpcli-bench/1"
+COMPARE_TOLERANCE = 0.25  # --compare flags a figure more than 25 % worse
+
+# Default thresholds of --check: (operator, value). The plan's targets (70 % hit rate,
+# < 10 ms retrieval, < 100 ms validation, >= 10x cached speed-up) and ours. Override
+# in pyproject.toml under [tool.fpcli.bench.thresholds] or with --thresholds FILE.
+DEFAULT_THRESHOLDS: dict[str, tuple[str, float]] = {
+    "analysis.streaming_vs_decode": (">=", 0.05),   # ratio: streaming speed / decode speed
+    "analysis.batch_vs_decode": (">=", 0.05),       # ratio
+    "analysis.streaming_x": (">=", 50.0),           # absolute, generous (target 200x on real music)
+    "analysis.batch_x": (">=", 25.0),               # absolute, generous (target 100x)
+    "memory.streaming_peak_mib": ("<=", 64.0),      # traced numpy/Python allocations
+    "cache.hit_rate": (">=", 0.70),                  # share: the plan's 70 %
+    "cache.speedup": (">=", 10.0),                   # ratio cold / warm: the plan's 10x
+    "cache.lookup_p99_ms": ("<=", 10.0),             # the plan's < 10 ms (ours: 1 ms)
+    "validate.pair_p99_ms": ("<=", 100.0),           # the plan's < 100 ms (ours: 1 ms)
+    "search.library_p99_ms": ("<=", 50.0),           # absolute, generous
+    "search.synthetic_p99_ms": ("<=", 50.0),         # absolute, generous (target 20 ms at 100k)
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    value: float
+    unit: str
+    better: str  # "higher" or "lower"
+    kind: str    # "ratio", "absolute" or "share"
+    note: str = ""
+
+
+@dataclasses.dataclass
+class BenchResult:
+    """Everything one ``fpcli bench`` run measured (the --json schema)."""
+
+    date: str
+    machine: dict[str, Any]
+    library: dict[str, Any]
+    quick: bool
+    figures: dict[str, Figure]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "date": self.date, "machine": self.machine, "library": self.library,
+                "quick": self.quick, "figures": {k: dataclasses.asdict(v) for k, v in self.figures.items()}}
+
+
+def machine_facts() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "numpy": np.__version__,
+            "soundfile": sf.__version__, "libsndfile": sf.__libsndfile_version__, "platform": platform.platform()}
+
+
+# -- the library ---------------------------------------------------------------------------
+
+def default_library(folder: Path) -> Path:
+    """A small library in ``folder``: the bundled sample_audio/ clips when present (a
+    source checkout), else the same kinds of clips synthesized now."""
+    target = folder / "library"
+    target.mkdir(parents=True, exist_ok=True)
+    samples = Path(__file__).resolve().parent.parent / "sample_audio"
+    clips = [p for p in samples.glob("*") if p.suffix.lower() in AUDIO_EXTENSIONS] if samples.is_dir() else []
+    if clips:
+        for clip in clips:
+            shutil.copy2(clip, target / clip.name)
+        return target
+    sf.write(target / "drums.flac", synth.drum_pattern(120.0, 10.0, 44100), 44100)
+    sf.write(target / "chords.flac", synth.chord_progression(12.0, 22050), 22050)
+    sf.write(target / "music.wav", synth.music_like(10.0, 44100, seed=2), 44100)
+    sf.write(target / "mono.ogg", synth.music_like(10.0, 44100, seed=3, stereo=False), 44100)
+    return target
+
+
+# -- measurements ---------------------------------------------------------------------------
+
+def time_file(path: str, make: Callable[[AudioReader], Any] | None) -> tuple[float, float]:
+    """(audio seconds, wall seconds) to decode ``path`` into the analyzer ``make`` builds."""
+    started = time.perf_counter()
+    reader = AudioReader(path)
+    analyzer = make(reader) if make else None
+    for block in reader:
+        if analyzer is not None:
+            analyzer.push(block)
+    if analyzer is not None:
+        analyzer.finish()
+    return reader.frames_read / reader.info.samplerate, time.perf_counter() - started
+
+
+ANALYZERS: dict[str, Callable[[AudioReader], Any] | None] = {
+    "decode": None,
+    "streaming": lambda r: StreamingAnalyzer(r.info.samplerate, r.info.channels),
+    "batch": lambda r: BatchAnalyzer(r.info.samplerate, r.info.channels),
+}
+
+
+def analysis_speed(files: list[str], repeats: int) -> dict[str, Figure]:
+    """Seconds of audio per second for decode-only, streaming and batch (one process,
+    fastest of ``repeats``), and each analyzer's ratio to decode-only."""
+    totals = {}
+    for kind, make in ANALYZERS.items():
+        audio = wall = 0.0
+        for path in files:
+            runs = [time_file(path, make) for _ in range(repeats)]
+            audio += runs[0][0]
+            wall += min(w for _, w in runs)
+        totals[kind] = audio / wall if wall > 0 else 0.0
+    return {
+        "analysis.decode_x": Figure(totals["decode"], "x real time", "higher", "absolute"),
+        "analysis.streaming_x": Figure(totals["streaming"], "x real time", "higher", "absolute"),
+        "analysis.batch_x": Figure(totals["batch"], "x real time", "higher", "absolute"),
+        "analysis.streaming_vs_decode": Figure(totals["streaming"] / totals["decode"], "ratio", "higher", "ratio",
+                                               "streaming speed / decode-only speed, same run"),
+        "analysis.batch_vs_decode": Figure(totals["batch"] / totals["decode"], "ratio", "higher", "ratio",
+                                           "batch speed / decode-only speed, same run"),
+    }
+
+
+def streaming_memory(files: list[str]) -> dict[str, Figure]:
+    """Peak traced allocations while streaming each file (the largest)."""
+    peak = 0
+    for path in files:
+        tracemalloc.start()
+        try:
+            time_file(path, ANALYZERS["streaming"])
+            peak = max(peak, tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    return {"memory.streaming_peak_mib": Figure(peak / 2**20, "MiB", "lower", "absolute",
+                                                "peak traced numpy/Python allocations streaming one file")}
+
+
+WORKLOAD = (
+    "analyze the library (cold), analyze it again, validate it (adds batch fingerprints), "
+    "search every track (fast), analyze again, search every track (accurate), validate again"
+)
+
+
+def cache_workload(library: Path, store_dir: Path, jobs: int) -> dict[str, Figure]:
+    """Hit rate over WORKLOAD, cold vs warm analyze wall time, and lookup latency."""
+    with FingerprintStore.open(store_dir) as store:
+        options = RunOptions(jobs=jobs)
+        started = time.perf_counter()
+        run_library([str(library)], store, options)
+        cold = time.perf_counter() - started
+        started = time.perf_counter()
+        run_library([str(library)], store, options)
+        warm = time.perf_counter() - started
+        validate_library([str(library)], store, options)
+        tracks = [p for p in scan([str(library)])[0]]
+        good = [p for p in tracks if store.record_for_path(p) is not None]
+        for path in good:
+            search(store, path, k=5, strategy="fast")
+        run_library([str(library)], store, options)
+        for path in good:
+            search(store, path, k=5, strategy="accurate")
+        validate_library([str(library)], store, options)
+        stats = store.stats()
+        latencies = _lookup_latencies(store, good)
+    p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+    return {
+        "cache.hit_rate": Figure(stats["hit_rate"] or 0.0, "share", "higher", "share", WORKLOAD),
+        "cache.lookups": Figure(float(stats["lookups"]), "lookups", "higher", "absolute"),
+        "cache.cold_s": Figure(cold, "s", "lower", "absolute", "analyze of the library, empty store"),
+        "cache.warm_s": Figure(warm, "s", "lower", "absolute", "the same analyze, every track in the store"),
+        "cache.speedup": Figure(cold / warm if warm > 0 else 0.0, "x", "higher", "ratio", "cold / warm"),
+        "cache.lookup_p50_ms": Figure(p50, "ms", "lower", "absolute"),
+        "cache.lookup_p95_ms": Figure(p95, "ms", "lower", "absolute"),
+        "cache.lookup_p99_ms": Figure(p99, "ms", "lower", "absolute"),
+    }
+
+
+def _lookup_latencies(store: FingerprintStore, paths: list[str], rounds: int = 200) -> np.ndarray:
+    key = AnalysisParams().key()
+    times = []
+    for i in range(max(rounds, len(paths))):
+        path = paths[i % len(paths)]
+        started = time.perf_counter()
+        store.lookup(path, key)
+        times.append((time.perf_counter() - started) * 1e3)
+    return np.array(times)
+
+
+def validation_speed(store_dir: Path) -> dict[str, Figure]:
+    with FingerprintStore.open(store_dir) as store:
+        records = [r for r in store.records() if r.get("batch")]
+    times = []
+    for _ in range(max(1, 2000 // max(len(records), 1))):
+        for record in records:
+            started = time.perf_counter()
+            validate_record(record)
+            times.append((time.perf_counter() - started) * 1e3)
+    p50, p99 = np.percentile(times, [50, 99]) if times else (0.0, 0.0)
+    return {"validate.pair_p50_ms": Figure(p50, "ms", "lower", "absolute"),
+            "validate.pair_p99_ms": Figure(p99, "ms", "lower", "absolute")}
+
+
+def search_speed(store_dir: Path, library: Path, synthetic_rows: int) -> dict[str, Figure]:
+    """Query latency on the library's store (warm index) and over synthetic rows."""
+    times = []
+    with FingerprintStore.open(store_dir) as store:
+        paths = [p for p in scan([str(library)])[0] if store.record_for_path(p) is not None]
+        for _ in range(max(1, 100 // max(len(paths), 1))):
+            for path in paths:
+                started = time.perf_counter()
+                search(store, path, k=10, strategy="fast")
+                times.append((time.perf_counter() - started) * 1e3)
+        centres = np.array([[np.nan if r["streaming"]["values"][d] is None else r["streaming"]["values"][d]
+                             for d in STREAMING_DIMS] for r in store.records()], dtype=np.float32)
+    lib50, lib99 = np.percentile(times, [50, 99]) if times else (0.0, 0.0)
+    index = synthetic_index(synthetic_rows, centres, np.random.default_rng(0))
+    weights = dim_weights(index.dims, dict.fromkeys(GROUPS, 1.0), index.low, index.high)
+    top_k(index, index.values[0], 10, weights, exclude_content=index.contents[0])  # warm the index
+    synthetic = []
+    for i in range(100):
+        started = time.perf_counter()
+        top_k(index, index.values[i % len(index)], 10, weights, exclude_content=index.contents[i % len(index)])
+        synthetic.append((time.perf_counter() - started) * 1e3)
+    syn50, syn99 = np.percentile(synthetic, [50, 99])
+    note = f"{synthetic_rows:,} synthetic streaming fingerprints, warm index"
+    return {"search.library_p50_ms": Figure(lib50, "ms", "lower", "absolute", "fpcli search, store of the library"),
+            "search.library_p99_ms": Figure(lib99, "ms", "lower", "absolute"),
+            "search.synthetic_p50_ms": Figure(syn50, "ms", "lower", "absolute", note),
+            "search.synthetic_p99_ms": Figure(syn99, "ms", "lower", "absolute", note)}
+
+
+def synthetic_index(n: int, centres: np.ndarray, rng: np.random.Generator) -> Index:
+    """n streaming fingerprints drawn around ``centres`` (15 % jitter, 2 % nulls)."""
+    key = AnalysisParams().key()
+    if len(centres) == 0:
+        centres = np.ones((1, len(STREAMING_DIMS)), dtype=np.float32)
+    with warnings.catch_warnings():  # a dim null on every track has no mean: use 1
+        warnings.simplefilter("ignore", RuntimeWarning)
+        column_means = np.nan_to_num(np.nanmean(centres, axis=0), nan=1.0)
+    centres = np.where(np.isnan(centres), column_means, centres)
+    base = centres[rng.integers(len(centres), size=n)]
+    values = (base * rng.normal(1.0, 0.15, size=base.shape)).astype(np.float32)
+    values[rng.random(values.shape) < 0.02] = np.nan
+    index = Index("streaming", key, values, np.array([f"k{i}" for i in range(n)]),
+                  np.array([f"/music/{i:07d}.flac" for i in range(n)]), np.array([f"{i:032x}" for i in range(n)]),
+                  np.zeros(0), np.zeros(0))
+    index.fit()
+    return index
+
+
+def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2,
+        on_step: Callable[[str], None] = lambda step: None) -> BenchResult:
+    """Run every measurement; ``on_step`` is told what runs next (for a progress line)."""
+    with tempfile.TemporaryDirectory(prefix="fpcli-bench-") as folder:
+        work = Path(folder)
+        source = library or default_library(work)
+        files, _ = scan([str(source)])
+        decodable = [f for f in files if _decodes(f)]
+        if not decodable:
+            raise FpcliError(f"{source}: no decodable audio files to benchmark")
+        figures: dict[str, Figure] = {}
+        on_step("analysis speed")
+        figures.update(analysis_speed(decodable, repeats=1 if quick else 2))
+        on_step("memory")
+        figures.update(streaming_memory(decodable[:3] if quick else decodable))
+        on_step("cache workload")
+        figures.update(cache_workload(source, work / "store", jobs))
+        on_step("validation")
+        figures.update(validation_speed(work / "store"))
+        on_step("search")
+        figures.update(search_speed(work / "store", source, 10_000 if quick else 100_000))
+        audio = sum(AudioReader(f).info.duration_s for f in decodable)
+    return BenchResult(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=machine_facts(),
+                       library={"path": str(library) if library else "generated from sample_audio/",
+                                "files": len(files), "decodable": len(decodable), "audio_s": audio},
+                       quick=quick, figures=figures)
+
+
+def _decodes(path: str) -> bool:
+    try:
+        AudioReader(path)
+        return True
+    except FpcliError:
+        return False
+
+
+# -- checks and comparisons ------------------------------------------------------------------
+
+def load_thresholds(path: Path | None = None) -> dict[str, tuple[str, float]]:
+    """Defaults, overridden by [tool.fpcli.bench.thresholds] of ./pyproject.toml or by
+    ``path`` (TOML with a [thresholds] table, or JSON). Values: ">= 0.7" or "<= 10"."""
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    table: dict[str, Any] = {}
+    try:
+        if path is not None:
+            text = path.read_text()
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+            table = data.get("thresholds", data)
+        elif Path("pyproject.toml").exists():
+            data = tomllib.loads(Path("pyproject.toml").read_text())
+            table = data.get("tool", {}).get("fpcli", {}).get("bench", {}).get("thresholds", {})
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+        raise FpcliError(f"cannot read thresholds from {path or 'pyproject.toml'}: {exc}") from None
+    for name, rule in table.items():
+        thresholds[name] = _parse_rule(name, rule)
+    return thresholds
+
+
+def _parse_rule(name: str, rule: Any) -> tuple[str, float]:
+    text = str(rule).strip()
+    for op in (">=", "<="):
+        if text.startswith(op):
+            try:
+                return op, float(text[len(op):])
+            except ValueError:
+                break
+    raise FpcliError(f"threshold {name} = {rule!r}: write it as '>= NUMBER' or '<= NUMBER'")
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str
+    value: float | None
+    op: str
+    threshold: float
+    passed: bool
+
+
+def check(result: BenchResult, thresholds: dict[str, tuple[str, float]]) -> list[Check]:
+    """Each threshold against its figure; a threshold without a figure fails."""
+    checks = []
+    for name, (op, limit) in thresholds.items():
+        figure = result.figures.get(name)
+        value = figure.value if figure else None
+        passed = value is not None and (value >= limit if op == ">=" else value <= limit)
+        checks.append(Check(name, value, op, limit, passed))
+    return checks
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    name: str
+    before: float
+    after: float
+    change: float      # relative, signed (after / before - 1)
+    regression: bool   # worse by more than the tolerance
+
+
+def compare(result: BenchResult, earlier: dict[str, Any], tolerance: float = COMPARE_TOLERANCE) -> list[Change]:
+    """Per figure present in both: the relative change, flagged when it is a regression."""
+    if earlier.get("schema") != SCHEMA:
+        raise FpcliError(f"not an fpcli bench --json result (schema {earlier.get('schema')!r}, expected {SCHEMA})")
+    changes = []
+    for name, figure in result.figures.items():
+        old = earlier.get("figures", {}).get(name)
+        if not old or not isinstance(old.get("value"), (int, float)):
+            continue
+        before, after = float(old["value"]), figure.value
+        change = after / before - 1 if before else 0.0
+        worse = -change if figure.better == "higher" else change
+        changes.append(Change(name, before, after, change, worse > tolerance))
+    return changes
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise FpcliError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -1,0 +1,103 @@
+"""fpcli bench: the schema, --check, --compare and atomic output files."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fpcli import bench, synth
+from fpcli.cli import EXIT_BELOW_THRESHOLD, app
+from fpcli.errors import FpcliError
+from tests.conftest import write
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    write(root / "a.flac", synth.music_like(3.0, 22050, seed=1), 22050)
+    write(root / "b.wav", synth.drum_pattern(120.0, 3.0, 22050), 22050)
+    (root / "broken.flac").write_text("not audio")
+    return root
+
+
+@pytest.fixture(scope="module")
+def result(tiny_library):
+    return bench.run(tiny_library, quick=True, jobs=1)
+
+
+def test_result_has_the_documented_schema(result):
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["schema"] == "fpcli-bench/1"
+    assert {"cores", "cpu", "python", "numpy", "soundfile", "libsndfile"} <= set(data["machine"])
+    assert data["library"]["decodable"] == 2 and data["library"]["files"] == 3
+    for name in bench.DEFAULT_THRESHOLDS:
+        assert name in data["figures"], name
+    for figure in data["figures"].values():
+        assert set(figure) == {"value", "unit", "better", "kind", "note"}
+        assert figure["better"] in ("higher", "lower") and figure["kind"] in ("ratio", "absolute", "share")
+    assert 0 < data["figures"]["cache.hit_rate"]["value"] <= 1
+
+
+def test_check_passes_and_fails_on_an_injected_miss(result):
+    assert all(c.passed for c in bench.check(result, {"cache.hit_rate": (">=", 0.0)}))
+    impossible = bench.check(result, {"analysis.streaming_x": (">=", 1e12), "cache.lookup_p99_ms": ("<=", 0.0)})
+    assert [c.passed for c in impossible] == [False, False]
+    assert not bench.check(result, {"no.such.figure": (">=", 1)})[0].passed
+
+
+def test_thresholds_from_a_file(tmp_path):
+    path = tmp_path / "limits.toml"
+    path.write_text('[thresholds]\n"cache.hit_rate" = ">= 0.99"\n')
+    assert bench.load_thresholds(path)["cache.hit_rate"] == (">=", 0.99)
+    path.write_text('[thresholds]\n"cache.hit_rate" = "at least a lot"\n')
+    with pytest.raises(FpcliError, match="write it as"):
+        bench.load_thresholds(path)
+
+
+def test_compare_flags_a_synthetic_regression(result):
+    earlier = result.to_json()
+    earlier["figures"]["analysis.streaming_x"]["value"] = result.figures["analysis.streaming_x"].value * 2
+    earlier["figures"]["cache.lookup_p99_ms"]["value"] = result.figures["cache.lookup_p99_ms"].value / 2
+    changes = {c.name: c for c in bench.compare(result, earlier)}
+    assert changes["analysis.streaming_x"].regression            # half as fast
+    assert changes["cache.lookup_p99_ms"].regression             # twice as slow
+    assert not changes["cache.hit_rate"].regression
+    with pytest.raises(FpcliError, match="not an fpcli bench"):
+        bench.compare(result, {"schema": "other"})
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    bench.write_atomically(target, "new")
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bench.os, "replace", fail)
+    with pytest.raises(FpcliError, match="No space left"):
+        bench.write_atomically(target, "newer")
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+
+
+def test_cli_bench_check_json_markdown_compare(tiny_library, tmp_path):
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    base = ["bench", "--library", str(tiny_library), "--quick", "--jobs", "1"]
+    ok = runner.invoke(app, [*base, "--check", "--json", str(out), "--markdown", str(md)], env={"COLUMNS": "160"})
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(out.read_text())["schema"] == "fpcli-bench/1"
+    assert "| figure" in md.read_text() and "cache.hit_rate" in md.read_text()
+    limits = tmp_path / "strict.toml"
+    limits.write_text('[thresholds]\n"analysis.streaming_x" = ">= 1e12"\n')
+    strict = runner.invoke(app, [*base, "--check", "--thresholds", str(limits)])
+    assert strict.exit_code == EXIT_BELOW_THRESHOLD
+    assert "miss analysis.streaming_x" in strict.stderr
+    earlier = json.loads(out.read_text())
+    earlier["figures"]["analysis.batch_x"]["value"] *= 10
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(earlier))
+    compared = runner.invoke(app, [*base, "--compare", str(old)], env={"COLUMNS": "200"})
+    assert compared.exit_code == 0 and "REGRESSION" in compared.stdout
