@@ -5,7 +5,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 LIBRARY ?= /tmp/fpcli-library
 
-.PHONY: demo test lint bench bench-analyzers bench-store library clean
+
+.PHONY: demo test lint system-deps bench bench-analyzers bench-store library clean
 
 $(BIN)/fpcli: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +21,14 @@ demo: $(BIN)/fpcli
 	$(BIN)/fpcli analyze --batch sample_audio
 	$(BIN)/fpcli cache stats
 
+## system-deps: Debian's redis-server, which the tests start (real, on a free loopback port)
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; \
+	  else echo "redis-server is needed by the tests: sudo apt-get install redis-server" >&2; exit 1; fi; }
+
 ## test: the whole test suite (generated signals; a few minutes at most)
-test: $(BIN)/fpcli
+test: $(BIN)/fpcli system-deps
 	$(BIN)/python -m pytest
 
 ## lint: ruff (style, imports, and the layering rule: typer/rich/tabulate only in cli.py)

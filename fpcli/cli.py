@@ -117,6 +117,22 @@ def _root(
 
 # -- analyze --------------------------------------------------------------------------------
 
+ExecutorOption = Annotated[str, typer.Option(
+    "--executor", help="local (worker processes) or dask (a Dask cluster; needs --scheduler and a shared store).")]
+SchedulerOption = Annotated[str | None, typer.Option(
+    "--scheduler", show_default=False, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786.")]
+PathMapOption = Annotated[list[str] | None, typer.Option(
+    "--path-map", show_default=False,
+    help="Rewrite paths for Dask workers: CLIENT_PREFIX=WORKER_PREFIX (repeatable).")]
+
+
+def _run_options(*, executor: str, scheduler: str | None, path_map: list[str] | None, **kwargs) -> RunOptions:
+    if executor not in ("local", "dask"):
+        raise typer.BadParameter(f"{executor!r}: local or dask", param_hint="--executor")
+    if executor == "dask" and not scheduler:
+        raise typer.BadParameter("--executor dask needs --scheduler tcp://HOST:PORT", param_hint="--scheduler")
+    return RunOptions(executor=executor, scheduler=scheduler, path_map=tuple(path_map or ()), **kwargs)
+
 @app.command()
 def analyze(
     ctx: typer.Context,
@@ -131,6 +147,9 @@ def analyze(
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Per-file time limit, seconds.")]
     = DEFAULT_TIMEOUT_S,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, notices or summary.")] = False,
+    executor: ExecutorOption = "local",
+    scheduler: SchedulerOption = None,
+    path_map: PathMapOption = None,
 ) -> None:
     """Fingerprint files or whole libraries; unchanged tracks come from the store.
 
@@ -147,9 +166,12 @@ def analyze(
 
       fpcli analyze --batch --json a.flac b.mp3 | jq .streaming.tempo_bpm.value
 
+      fpcli --store redis://cache:6379/0 analyze /music --executor dask --scheduler tcp://sched:8786
+
     Exit codes: 0 all ok, 3 some files failed, 1 fatal error, 2 usage error, 130 interrupted.
     """
-    options = RunOptions(batch=batch, force=force, retry_failed=retry_failed, jobs=jobs, timeout_s=timeout)
+    options = _run_options(batch=batch, force=force, retry_failed=retry_failed, jobs=jobs, timeout_s=timeout,
+                           executor=executor, scheduler=scheduler, path_map=path_map)
     with ctx.obj.open_store() as store, _Reporter(as_json=as_json, quiet=quiet) as reporter:
         summary = run_library(list(map(str, paths)), store, options, on_event=reporter.event)
     if not quiet:
@@ -307,6 +329,9 @@ def validate(
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Per-file time limit, seconds.")]
     = DEFAULT_TIMEOUT_S,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    executor: ExecutorOption = "local",
+    scheduler: SchedulerOption = None,
+    path_map: PathMapOption = None,
 ) -> None:
     """Check the streaming analyzer against the batch reference, per metric and per track.
 
@@ -326,7 +351,7 @@ def validate(
     """
     tolerances = parse_tolerances(tolerance or [])
     seconds = _parse_seconds(partial)
-    options = RunOptions(jobs=jobs, timeout_s=timeout)
+    options = _run_options(jobs=jobs, timeout_s=timeout, executor=executor, scheduler=scheduler, path_map=path_map)
     with ctx.obj.open_store() as store, _Reporter(as_json=False, quiet=quiet, show_tracks=False) as reporter:
         report = validate_library(list(map(str, library)), store, options, tolerances=tolerances,
                                   threshold=threshold, partial_seconds=seconds, on_event=reporter.event)
@@ -578,7 +603,7 @@ def _bench_markdown(result, checks, changes) -> str:
     columns = ["figure", "value", "unit", "kind", "threshold", "check"] + (["change"] if changes else [])
     misses = sum(not c.passed for c in checks)
     return "\n".join([
-        "# fpcli bench", "", _bench_header(result), "",
+        "# fpcli bench", "", _bench_header(result), "", f"Command: `fpcli {' '.join(sys.argv[1:])}`", "",
         tabulate(_bench_rows(result, checks, changes), columns, tablefmt="github"), "",
         f"Thresholds: {len(checks) - misses} met, {misses} missed. Cache workload: {WORKLOAD}.", "",
     ])
@@ -622,7 +647,8 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False) -> None:
         ("location", stats["location"]),
         ("entries", f"{stats['entries']} ({stats['with_batch']} with batch, {stats['validated']} validated)"),
         ("failures", str(stats["failures"])),
-        ("size on disk", f"{_mib(stats['size_bytes'])} of {_mib(stats['size_limit_bytes'])} limit"),
+        ("size", f"{_mib(stats['size_bytes'])} of "
+                 + (f"{_mib(stats['size_limit_bytes'])} limit" if stats["size_limit_bytes"] else "no limit")),
         ("ttl", "none" if stats["ttl_s"] is None else f"{stats['ttl_s']:g} s"),
         ("hit rate", f"{rate} ({stats['hits']} hits, {stats['misses']} misses)"),
         ("evictions", str(stats["evictions"])),
@@ -633,6 +659,8 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False) -> None:
     for key, value in rows:
         table.add_row(f"[bold]{key}[/bold]", value)
     _stdout().print(table)
+    for warning in stats["warnings"]:
+        _stderr().print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
 
 
 def _record_summary(record: dict[str, Any]) -> dict[str, Any]:

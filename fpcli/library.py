@@ -165,6 +165,9 @@ class RunOptions:
     retry_failed: bool = False
     jobs: int = 1
     timeout_s: float = DEFAULT_TIMEOUT_S
+    executor: str = "local"          # "local" (worker processes) or "dask"
+    scheduler: str | None = None     # tcp://host:port of the Dask scheduler
+    path_map: tuple[str, ...] = ()   # CLIENT_PREFIX=WORKER_PREFIX rewrites for Dask workers
 
 
 # A callback receives ("start", (total, description)) once, then ("track", TrackResult)
@@ -203,8 +206,9 @@ def run_library(paths: list[str | os.PathLike], store: FingerprintStore, options
             else:
                 todo.append((path, found))
         previous = {path: found for path, found in todo}
-        for result in _analyse_all([path for path, _ in todo], options):
-            _save(store, result, previous[result.path])
+        for result in _analyse_all([path for path, _ in todo], options, store):
+            if options.executor != "dask":  # Dask workers save into the shared store themselves
+                _save(store, result, previous[result.path])
             if result.failed:
                 summary.failed += 1
             else:
@@ -238,8 +242,18 @@ def _save(store: FingerprintStore, result: TrackResult, found: Lookup) -> None:
     store.save(identity, result, previous=old)
 
 
-def _analyse_all(paths: list[str], options: RunOptions) -> Iterator[TrackResult]:
-    """Results in completion order (see ``run_tasks``)."""
+def _analyse_all(paths: list[str], options: RunOptions, store: FingerprintStore) -> Iterator[TrackResult]:
+    """Results in completion order: on local worker processes (see ``run_tasks``), or on
+    a Dask cluster whose workers save into the shared store."""
+    if options.executor == "dask":
+        from fpcli.dask_executor import PathMap, StoreSpec, analyse_on_dask
+
+        if not options.scheduler:
+            raise FpcliError("--executor dask needs --scheduler tcp://HOST:PORT")
+        spec = StoreSpec(**store.opened_with)
+        yield from analyse_on_dask(paths, options.scheduler, spec, options.params, options.batch,
+                                   PathMap.parse(list(options.path_map)))
+        return
     tasks = [Task(path, functools.partial(analyze_file, path, params=options.params, batch=options.batch))
              for path in paths]
     for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s):

@@ -239,7 +239,7 @@ def refresh(index: Index, store: FingerprintStore) -> tuple[Index, int, str]:
 
 
 def index_folder(store: FingerprintStore) -> Path:
-    return Path(store.location) / "index"
+    return store.backend.index_dir
 
 
 def save_index(index: Index, folder: Path) -> None:

@@ -115,6 +115,14 @@ class DiskcacheBackend:
     def size_limit(self) -> int:
         return int(self._data.size_limit)
 
+    @property
+    def index_dir(self) -> Path:
+        """Where search indexes of this store are kept: beside it."""
+        return Path(self.location) / "index"
+
+    def policy_warning(self) -> str | None:
+        return None
+
     def get(self, key: str) -> Any | None:
         text = self._data.get(key)
         return None if text is None else json.loads(text)
@@ -231,17 +239,32 @@ class Lookup:
 class FingerprintStore:
     """Records of analysed tracks, failures and hit statistics over a backend."""
 
-    def __init__(self, backend: DiskcacheBackend) -> None:
+    def __init__(self, backend: DiskcacheBackend, *, opened_with: dict[str, Any] | None = None) -> None:
         self.backend = backend
+        # How to open this store again elsewhere (a Dask worker): location (a Redis URL
+        # with its password), size limit and TTL.
+        self.opened_with = opened_with or {"location": backend.location, "size_limit_mb": DEFAULT_SIZE_LIMIT_MB,
+                                           "ttl_s": backend.ttl_s}
         self._pending = dict.fromkeys(COUNTERS[:2], 0)
         self._pending_lookups = 0
 
     @classmethod
     def open(cls, location: str | os.PathLike | None = None, *, size_limit_mb: float = DEFAULT_SIZE_LIMIT_MB,
              ttl_s: float | None = None) -> FingerprintStore:
-        """Open (creating) the store at ``location``, FPCLI_STORE, or the user cache dir."""
+        """Open (creating) the store at ``location``, FPCLI_STORE, or the user cache dir.
+
+        A ``redis://`` or ``rediss://`` URL selects the shared Redis backend (its size
+        limit is Redis's maxmemory); anything else is a diskcache directory.
+        """
         location = location or os.environ.get("FPCLI_STORE") or default_store_path()
-        return cls(DiskcacheBackend(location, size_limit_mb=size_limit_mb, ttl_s=ttl_s))
+        if isinstance(location, str) and location.startswith(("redis://", "rediss://")):
+            from fpcli.redis_store import RedisBackend  # only Redis users need the client
+
+            backend: Any = RedisBackend(location, ttl_s=ttl_s)
+        else:
+            location = os.path.abspath(location)
+            backend = DiskcacheBackend(location, size_limit_mb=size_limit_mb, ttl_s=ttl_s)
+        return cls(backend, opened_with={"location": str(location), "size_limit_mb": size_limit_mb, "ttl_s": ttl_s})
 
     @property
     def location(self) -> str:
@@ -444,6 +467,7 @@ class FingerprintStore:
             "lookups": lookups,
             "hit_rate": counters["hits"] / lookups if lookups else None,
             "by_version": versions,
+            "warnings": [w for w in [self.backend.policy_warning()] if w],
         }
 
     def delete_record(self, record: dict[str, Any]) -> None:

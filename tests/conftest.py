@@ -48,3 +48,68 @@ def run_streaming(x: np.ndarray, sr: int, chunk: int = 65536, **kwargs) -> Finge
 def write(path, x: np.ndarray, sr: int, **kwargs) -> str:
     sf.write(str(path), x, sr, **kwargs)
     return str(path)
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, with append-only persistence so a
+    restart keeps the data (as a production Redis would)."""
+
+    def __init__(self, folder, password=None):
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.password = password
+        self.process = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self):
+        import subprocess
+        import time
+
+        import redis
+
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+                "--appendonly", "yes", "--save", "", "--maxmemory-policy", "volatile-lru"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, password=self.password)
+        for _ in range(200):
+            try:
+                client.ping()
+                return
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: Redis flushes its append-only file and exits
+            self.process.wait(10)
+
+    def flush(self):
+        import redis
+
+        redis.Redis(port=self.port, password=self.password).flushall()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    redis_server.flush()
+    return redis_server.url

@@ -1,0 +1,120 @@
+"""Run the per-file analysis on a Dask distributed cluster (``--executor dask``).
+
+The client (this process) scans, asks the store what it already has and submits the
+rest in bounded batches, so its memory does not grow with the library. Each task runs
+on a worker: it analyses the file (at its worker-side path, see ``PathMap``) and
+saves the result, or the failure, into the shared store itself; only a small summary
+travels back. A task whose worker dies is re-run by Dask on another worker; saving is
+idempotent (same key, same record), and the client counts each task once, when its
+future completes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+
+from fpcli.errors import FpcliError
+from fpcli.library import analyze_file
+from fpcli.params import AnalysisParams
+from fpcli.results import TrackResult
+from fpcli.store import FingerprintStore
+
+IN_FLIGHT_PER_WORKER = 4   # tasks submitted ahead per worker thread (bounds the client's memory)
+TASK_RETRIES = 2           # Dask re-runs a task that raised; a lost worker's tasks are rescheduled anyway
+CONNECT_TIMEOUT = "15s"    # to reach the scheduler
+
+
+@dataclasses.dataclass(frozen=True)
+class PathMap:
+    """Rewrite client paths to the paths workers see: ``--path-map /music=/mnt/music``."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, items: list[str] | None) -> PathMap:
+        pairs = []
+        for item in items or []:
+            local, sep, remote = item.partition("=")
+            if not sep or not local or not remote:
+                raise FpcliError(f"--path-map {item!r}: expected CLIENT_PREFIX=WORKER_PREFIX")
+            pairs.append((os.path.join(local, ""), os.path.join(remote, "")))
+        return cls(tuple(pairs))
+
+    def to_worker(self, path: str) -> str:
+        for local, remote in self.pairs:
+            if path.startswith(local):
+                return remote + path[len(local):]
+        return path
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreSpec:
+    """How a worker opens the shared store (a Redis URL or a shared directory)."""
+
+    location: str
+    size_limit_mb: float
+    ttl_s: float | None
+
+
+def analyse_and_store(client_path: str, worker_path: str, spec: StoreSpec, params: AnalysisParams,
+                      batch: bool) -> TrackResult:
+    """The task a worker runs: analyse, save into the shared store, return the result
+    without its fingerprints (the client reads counts and facts, not vectors)."""
+    result = analyze_file(worker_path, params=params, batch=batch)
+    with FingerprintStore.open(spec.location, size_limit_mb=spec.size_limit_mb, ttl_s=spec.ttl_s) as store:
+        if result.failed:
+            reason = (result.error or "failed").removeprefix(f"{worker_path}: ")
+            store.save_failure(None, worker_path, result.error_type or "Error", reason)
+        else:
+            previous_identity = store.identify(worker_path)
+            store.save(previous_identity, result)
+    return dataclasses.replace(result, path=client_path)
+
+
+def analyse_on_dask(paths: list[str], scheduler: str, spec: StoreSpec, params: AnalysisParams, batch: bool,
+                    path_map: PathMap) -> Iterator[TrackResult]:
+    """Results in completion order; at most IN_FLIGHT_PER_WORKER x threads tasks at once."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise FpcliError("--executor dask needs the dask extra: pip install 'fpcli[dask]'") from None
+    if not (spec.location.startswith(("redis://", "rediss://")) or os.path.isabs(spec.location)):
+        raise FpcliError("--executor dask needs a store the workers can reach: --store redis://... "
+                         "or an absolute path on shared storage")
+    try:
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise FpcliError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    with client:
+        threads = max(sum(client.nthreads().values()), 1)
+        limit = IN_FLIGHT_PER_WORKER * threads
+        pending = iter(paths)
+        running = as_completed(loop=client.loop)
+        submitted: dict[str, str] = {}  # future key -> client path
+        for path in _take(pending, limit):
+            running.add(_submit(client, path, spec, params, batch, path_map, submitted))
+        for future in running:
+            yield _outcome(future, submitted.pop(future.key, "?"))
+            for path in _take(pending, 1):
+                running.add(_submit(client, path, spec, params, batch, path_map, submitted))
+
+
+def _take(iterator: Iterator[str], n: int) -> list[str]:
+    return [item for _, item in zip(range(n), iterator, strict=False)]
+
+
+def _submit(client, path, spec, params, batch, path_map, submitted):
+    future = client.submit(analyse_and_store, path, path_map.to_worker(path), spec, params, batch,
+                           retries=TASK_RETRIES, pure=False, key=f"fpcli-analyse-{os.urandom(8).hex()}")
+    submitted[future.key] = path
+    return future
+
+
+def _outcome(future, path: str) -> TrackResult:
+    try:
+        return future.result()
+    except Exception as exc:  # the task failed on every try, or its workers kept dying
+        return TrackResult(path=path, status="error", error=f"{path}: {type(exc).__name__}: {exc}",
+                           error_type="DaskTaskFailed")

@@ -1,0 +1,199 @@
+"""A shared store on Redis, behind the same small interface as ``DiskcacheBackend``.
+
+Selected by ``--store redis://[user:password@]host:port/db`` (or ``rediss://``; the
+password may also come from FPCLI_REDIS_PASSWORD). Values are JSON text, never
+pickles. Keys live under ``fpcli:data:`` (records, path entries, failures) and
+``fpcli:meta:`` (counters and the change journal, shared by every client).
+
+Eviction is Redis's: set ``maxmemory`` and ``maxmemory-policy volatile-lru``. Every
+data key carries an expiry (the store's TTL, or a year), meta keys never do, so
+under volatile-lru Redis evicts least-recently-used fingerprints and never the shared
+counters; ``cache stats`` warns about any other policy. Evictions and expiries are
+Redis's own INFO counters (server-wide).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import platformdirs
+import redis
+import redis.backoff
+import redis.exceptions
+import redis.retry
+
+from fpcli.store import StoreError
+
+DATA = "fpcli:data:"
+META = "fpcli:meta:"
+DEFAULT_EXPIRY_S = 365 * 24 * 3600  # data keys always expire, so volatile-lru can evict them
+RECOMMENDED_POLICY = "volatile-lru"
+SCHEMES = ("redis://", "rediss://")
+T = TypeVar("T")
+
+
+def is_redis_url(location: str | os.PathLike | None) -> bool:
+    return isinstance(location, str) and location.startswith(SCHEMES)
+
+
+class RedisBackend:
+    """Key/value storage in a Redis database; values are JSON-able data."""
+
+    def __init__(self, url: str, *, ttl_s: float | None = None) -> None:
+        parsed = urllib.parse.urlparse(url)
+        if not parsed.hostname:
+            raise StoreError(f"{_redact(url)}: not a Redis URL (redis://[user:password@]host:port/db)")
+        self.host, self.port = parsed.hostname, parsed.port or 6379
+        self.location = _redact(url)
+        self.ttl_s = ttl_s
+        password = parsed.password or os.environ.get("FPCLI_REDIS_PASSWORD")
+        try:
+            db = int((parsed.path or "/0").lstrip("/") or 0)
+        except ValueError:
+            raise StoreError(f"{self.location}: the database must be a number (redis://host:port/0)") from None
+        # About 4 s of retries: rides through a restart, yet a dead server is reported quickly.
+        retry = redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=1.0, base=0.1), retries=6)
+        self._client = redis.Redis(
+            host=self.host, port=self.port, db=db, username=parsed.username or None, password=password,
+            ssl=parsed.scheme == "rediss", socket_timeout=10, socket_connect_timeout=5, retry=retry,
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+            decode_responses=True,
+        )
+        self._call(self._client.ping)
+
+    # -- error translation -----------------------------------------------------------------
+
+    def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a Redis command; any Redis failure becomes one StoreError naming the server."""
+        try:
+            return function(*args, **kwargs)
+        except redis.exceptions.AuthenticationError as exc:
+            raise StoreError(f"Redis at {self.host}:{self.port}: authentication failed ({exc})") from None
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise StoreError(f"Redis at {self.host}:{self.port}: cannot connect ({_first_line(exc)})") from None
+        except redis.exceptions.RedisError as exc:
+            raise StoreError(f"Redis at {self.host}:{self.port}: {_first_line(exc)}") from None
+
+    # -- the store interface ---------------------------------------------------------------
+
+    @property
+    def index_dir(self) -> Path:
+        """Search indexes of a Redis store live in the local user cache directory."""
+        digest = hashlib.sha256(self.location.encode()).hexdigest()[:16]
+        return Path(platformdirs.user_cache_dir("fpcli")) / "redis-index" / digest
+
+    @property
+    def size_limit(self) -> int:
+        return int(self.config().get("maxmemory", 0))
+
+    def config(self) -> dict[str, Any]:
+        """maxmemory and maxmemory-policy (empty when CONFIG is not allowed, as on some hosted Redis)."""
+        try:
+            return dict(self._client.config_get("maxmemory*"))
+        except redis.exceptions.RedisError:
+            return {}
+
+    def policy_warning(self) -> str | None:
+        policy = self.config().get("maxmemory-policy")
+        if policy is None or policy == RECOMMENDED_POLICY:
+            return None
+        return (f"Redis maxmemory-policy is {policy}; set {RECOMMENDED_POLICY} (with maxmemory) so that "
+                "fingerprints, not the shared counters, are evicted")
+
+    def get(self, key: str) -> Any | None:
+        text = self._call(self._client.get, DATA + key)
+        return None if text is None else json.loads(text)
+
+    def put(self, key: str, value: Any) -> None:
+        expiry = int(self.ttl_s) if self.ttl_s else DEFAULT_EXPIRY_S
+        self._call(self._client.set, DATA + key, json.dumps(value, separators=(",", ":"), allow_nan=False),
+                   ex=max(expiry, 1))
+
+    def delete(self, key: str) -> bool:
+        return bool(self._call(self._client.delete, DATA + key))
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        pattern = _glob_escape(DATA + prefix) + "*"
+        for key in self._call(lambda: list(self._client.scan_iter(match=pattern, count=1000))):
+            yield key[len(DATA):]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.keys())
+
+    def volume(self) -> int:
+        return int(self._call(self._client.info, "memory").get("used_memory", 0))
+
+    def add_counters(self, deltas: dict[str, int]) -> None:
+        pipe = self._client.pipeline()
+        for name, delta in deltas.items():
+            if delta:
+                pipe.incrby(META + name, delta)
+        self._call(pipe.execute)
+
+    def counter(self, name: str) -> int:
+        if name in ("evictions", "expiries"):
+            stats = self._call(self._client.info, "stats")
+            return int(stats.get("evicted_keys" if name == "evictions" else "expired_keys", 0))
+        return int(self._call(self._client.get, META + name) or 0)
+
+    def next_counter(self, name: str) -> int:
+        return int(self._call(self._client.incr, META + name))
+
+    def get_meta(self, name: str) -> Any | None:
+        text = self._call(self._client.get, META + name)
+        return None if text is None else json.loads(text)
+
+    def put_meta(self, name: str, value: Any) -> None:
+        self._call(self._client.set, META + name, json.dumps(value, separators=(",", ":")))
+
+    def maintain(self) -> tuple[int, int]:
+        """Nothing to do: Redis enforces expiry and maxmemory itself."""
+        return 0, 0
+
+    def clear(self) -> int:
+        """Delete every fpcli key; the epoch survives and goes up by one."""
+        epoch = self.counter("epoch")
+        removed = 0
+        for namespace in (DATA, META):
+            keys = self._call(lambda ns=namespace: list(self._client.scan_iter(match=ns + "*", count=1000)))
+            for start in range(0, len(keys), 1000):
+                deleted = self._call(self._client.delete, *keys[start : start + 1000])
+                removed += deleted if namespace == DATA else 0
+        self._call(self._client.set, META + "epoch", epoch + 1)
+        return removed
+
+    def check(self) -> list[str]:
+        self._call(self._client.ping)
+        return []
+
+    def unsafe_keys(self) -> int:
+        return 0  # values are strings parsed as JSON: nothing can be unpickled
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _redact(url: str) -> str:
+    """The URL without its password (it goes into messages and stats)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.password is None:
+        return url
+    netloc = f"{parsed.username + ':' if parsed.username else ':'}***@{parsed.hostname}"
+    if parsed.port:
+        netloc += f":{parsed.port}"
+    return urllib.parse.urlunparse(parsed._replace(netloc=netloc))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

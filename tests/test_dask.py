@@ -1,0 +1,106 @@
+"""Library analysis on a real Dask distributed cluster (LocalCluster, worker processes)
+with a real Redis store."""
+
+import os
+import signal
+import threading
+
+import pytest
+from typer.testing import CliRunner
+
+from fpcli import synth
+from fpcli.cli import app
+from fpcli.errors import FpcliError
+from fpcli.library import RunOptions, run_library
+from fpcli.store import FingerprintStore, verify
+from tests.conftest import write
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is part of the dev install")
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=50) as local:
+        yield local
+
+
+@pytest.fixture
+def library(tmp_path):
+    root = tmp_path / "lib"
+    root.mkdir()
+    for i in range(6):
+        write(root / f"t{i}.flac", synth.music_like(4.0, 22050, seed=i), 22050)
+    (root / "broken.flac").write_text("not audio" * 20)
+    return root
+
+
+def test_analyze_on_dask_matches_a_local_run(cluster, library, redis_url, tmp_path):
+    args = ["--store", redis_url, "analyze", str(library), "--executor", "dask", "--scheduler",
+            cluster.scheduler_address]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 3, first.output  # the broken file
+    assert "analysed 6, from cache 0, failed 1" in first.stderr
+    second = runner.invoke(app, args)
+    assert "analysed 0, from cache 6, failed 0, skipped 1" in second.stderr
+    with FingerprintStore.open(redis_url) as store:
+        assert len(list(store.records())) == 6 and len(list(store.failures())) == 1
+        assert verify(store) == []
+    local = runner.invoke(app, ["--store", str(tmp_path / "local"), "analyze", str(library), "--json"])
+    assert local.stdout.count('"status": "ok"') == 6
+
+
+def test_validate_on_dask(cluster, library, redis_url):
+    result = runner.invoke(app, ["--store", redis_url, "validate", "-l", str(library), "--executor", "dask",
+                                 "--scheduler", cluster.scheduler_address], env={"COLUMNS": "150"})
+    assert result.exit_code == 0, result.output
+    assert "valid 6 (100.0 %)" in result.stdout and "failed to decode 1" in result.stdout
+
+
+def test_path_map_rewrites_paths_for_workers(cluster, library, redis_url, tmp_path):
+    mount = tmp_path / "mnt"
+    os.symlink(library, mount)  # the workers' view of the same files
+    options = RunOptions(executor="dask", scheduler=cluster.scheduler_address,
+                         path_map=(f"{library}={mount}",))
+    with FingerprintStore.open(redis_url) as store:
+        summary = run_library([str(library)], store, options)
+        assert (summary.analysed, summary.failed) == (6, 1)
+
+
+def test_killed_worker_costs_no_result(cluster, redis_url, tmp_path):
+    root = tmp_path / "long"
+    root.mkdir()
+    for i in range(8):
+        write(root / f"l{i}.wav", synth.sine(220 + 20 * i, 60.0, 44100, channels=2), 44100)
+    client = distributed.Client(cluster.scheduler_address, set_as_default=False)
+    pids = list(client.run(os.getpid).values())
+    client.close()
+    events = []
+
+    def on_event(kind, payload):
+        events.append(kind)
+        if events.count("track") == 1:  # tasks are running on both workers now
+            threading.Thread(target=os.kill, args=(pids[0], signal.SIGKILL)).start()
+
+    with FingerprintStore.open(redis_url) as store:
+        summary = run_library([str(root)], store, RunOptions(executor="dask", scheduler=cluster.scheduler_address),
+                              on_event)
+        assert (summary.analysed, summary.failed) == (8, 0)   # each track counted once
+        assert len(list(store.records())) == 8 and verify(store) == []
+    cluster.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
+
+
+def test_unreachable_scheduler_is_a_clear_error(library, redis_url, monkeypatch):
+    import fpcli.dask_executor
+
+    monkeypatch.setattr(fpcli.dask_executor, "CONNECT_TIMEOUT", "2s")
+    options = RunOptions(executor="dask", scheduler="tcp://127.0.0.1:1")
+    with FingerprintStore.open(redis_url) as store, pytest.raises(FpcliError, match="cannot reach the Dask"):
+        run_library([str(library)], store, options)
+
+
+def test_dask_needs_a_scheduler(library):
+    result = runner.invoke(app, ["analyze", str(library), "--executor", "dask"])
+    assert result.exit_code == 2 and "needs --scheduler" in result.output

@@ -1,0 +1,213 @@
+"""The store contract, run on both backends (diskcache and a real Redis), plus the
+Redis-only behaviours: shared counters, eviction policy, restart, bad URLs."""
+
+import json
+import multiprocessing
+import os
+import threading
+import time
+
+import pytest
+
+from fpcli import synth
+from fpcli.library import RunOptions, analyze_file, run_library
+from fpcli.params import AnalysisParams
+from fpcli.search import current_index, search
+from fpcli.store import FingerprintStore, StoreError, export_store, import_store, prune, verify
+from tests.conftest import RedisServer, write
+
+KEY = AnalysisParams().key()
+
+
+@pytest.fixture(params=["diskcache", "redis"])
+def location(request, tmp_path):
+    if request.param == "diskcache":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture
+def tracks(tmp_path):
+    folder = tmp_path / "music"
+    folder.mkdir()
+    return [write(folder / f"t{i}.flac", synth.music_like(2.0, 22050, seed=i), 22050) for i in range(4)]
+
+
+def _save(store, path, **kwargs):
+    found = store.lookup(path, KEY)
+    return store.save(found.identity, analyze_file(path, **kwargs))
+
+
+def test_hit_miss_and_shared_counters(location, tracks):
+    with FingerprintStore.open(location) as store:
+        assert store.lookup(tracks[0], KEY).record is None
+        _save(store, tracks[0])
+        assert store.lookup(tracks[0], KEY).record is not None
+    with FingerprintStore.open(location) as again:  # a second client sees the same counters
+        stats = again.stats()
+        assert (stats["hits"], stats["misses"], stats["entries"]) == (1, 2, 1)  # _save looks up too
+
+
+def test_identity_rules(location, tracks, tmp_path):
+    with FingerprintStore.open(location) as store:
+        _save(store, tracks[0])
+        moved = tmp_path / "moved.flac"
+        os.rename(tracks[0], moved)
+        assert store.lookup(moved, KEY).record is not None
+        st = os.stat(moved)
+        os.utime(moved, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        assert store.lookup(moved, KEY).record is None
+        assert store.lookup(tracks[1], AnalysisParams(n_mel_bands=32).key()).record is None
+
+
+def test_failures_prune_verify_clear(location, tracks):
+    with FingerprintStore.open(location) as store:
+        for path in tracks:
+            _save(store, path)
+        store.save_failure(None, tracks[3], "AudioReadError", "broken")
+        assert store.lookup(tracks[3], KEY).failure["message"] == "broken"
+        os.remove(tracks[2])
+        assert [why for _, why in prune(store)] == ["gone"]
+        assert verify(store) == []
+        assert store.clear() >= 3
+        assert store.stats()["entries"] == 0
+
+
+def test_export_import_across_backends(location, tracks, tmp_path, redis_url):
+    other = str(tmp_path / "disk") if location.startswith("redis") else redis_url
+    with FingerprintStore.open(location) as source:
+        for path in tracks:
+            _save(source, path, batch=True)
+        export_store(source, tmp_path / "dump.jsonl")
+        originals = sorted(json.dumps(r, sort_keys=True) for r in source.records())
+    with FingerprintStore.open(other) as target:
+        target.clear()
+        counts, rejected = import_store(target, tmp_path / "dump.jsonl")
+        assert rejected == [] and counts["records"] == 4
+        assert sorted(json.dumps(r, sort_keys=True) for r in target.records()) == originals
+        export_store(target, tmp_path / "back.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "back.jsonl").read_text().splitlines()[1:]]
+    assert sorted(json.dumps(x["data"], sort_keys=True) for x in lines) == originals
+
+
+def test_search_index_refresh_works_on_both(location, tracks):
+    with FingerprintStore.open(location) as store:
+        for path in tracks[:3]:
+            _save(store, path)
+        _, info = current_index(store, "streaming", KEY)
+        assert info["rows"] == 3
+        _save(store, tracks[3])
+        _, info = current_index(store, "streaming", KEY)
+        assert (info["index"], info["records_read"], info["rows"]) == ("refreshed", 1, 4)
+        assert len(search(store, tracks[0], k=2, strategy="fast").hits) == 2
+
+
+def test_library_run_on_both(location, tracks):
+    with FingerprintStore.open(location) as store:
+        first = run_library([os.path.dirname(tracks[0])], store, RunOptions(jobs=2))
+        second = run_library([os.path.dirname(tracks[0])], store, RunOptions(jobs=2))
+    assert (first.analysed, second.cached) == (4, 4)
+
+
+def _client_writes(url, folder, start):
+    with FingerprintStore.open(url) as store:
+        for i in range(start, start + 50):
+            path = os.path.join(folder, f"{i}.flac")
+            found = store.lookup(path, KEY)
+            store.save(found.identity, analyze_file(path))
+
+
+def test_two_clients_share_one_redis_store(redis_url, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(100):
+        write(folder / f"{i}.flac", synth.sine(200 + i, 0.2, 8000), 8000)
+    context = multiprocessing.get_context("spawn")
+    clients = [context.Process(target=_client_writes, args=(redis_url, str(folder), k * 50)) for k in (0, 1)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(120)
+        assert c.exitcode == 0
+    with FingerprintStore.open(redis_url) as store:
+        stats = store.stats()
+        assert (stats["entries"], stats["misses"]) == (100, 100)
+        assert verify(store) == []
+
+
+def test_redis_ttl_expires_records(redis_url, tracks):
+    with FingerprintStore.open(redis_url, ttl_s=1) as store:
+        _save(store, tracks[0])
+        assert store.lookup(tracks[0], KEY).record is not None
+        time.sleep(1.3)
+        assert store.lookup(tracks[0], KEY).record is None
+        assert store.stats()["expiries"] >= 1
+
+
+def test_redis_eviction_keeps_shared_counters(tmp_path, tracks):
+    import redis
+
+    server = RedisServer(tmp_path / "small")
+    try:
+        redis.Redis(port=server.port).config_set("maxmemory", 3 * 2**20)
+        with FingerprintStore.open(server.url) as store:
+            record = _save(store, tracks[0])
+            for i in range(4000):  # far more than 3 MiB of records
+                store.backend.put(f"rec:{i:032x}:{KEY}", {**record, "padding": "x" * 1000})
+            store.backend.add_counters({"hits": 7})
+            stats = store.stats()
+            assert stats["evictions"] > 0 and stats["entries"] < 4000
+            assert stats["hits"] == 7 and stats["warnings"] == []
+            assert store.generation() > 0  # the journal (meta) was not evicted
+    finally:
+        server.stop()
+
+
+def test_redis_restart_mid_run_retries_and_loses_nothing(tmp_path, tracks):
+    server = RedisServer(tmp_path / "restart")
+    try:
+        with FingerprintStore.open(server.url) as store:
+            for path in tracks[:2]:
+                _save(store, path)
+
+            def restart():
+                server.stop()
+                time.sleep(0.5)
+                server.start()
+
+            thread = threading.Thread(target=restart)
+            thread.start()
+            time.sleep(0.1)
+            for path in tracks[2:]:  # issued while Redis is down: retried until it is back
+                _save(store, path)
+            thread.join()
+            assert store.stats()["entries"] == 4
+    finally:
+        server.stop()
+
+
+def test_redis_down_is_one_clear_error(tmp_path):
+    server = RedisServer(tmp_path / "gone")
+    server.stop()
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=f"Redis at 127.0.0.1:{server.port}: cannot connect"):
+        FingerprintStore.open(server.url)
+    assert time.monotonic() - started < 30
+
+
+def test_wrong_password_and_bad_urls(tmp_path, monkeypatch):
+    server = RedisServer(tmp_path / "auth", password="s3cret")
+    try:
+        with pytest.raises(StoreError, match="authentication failed"):
+            FingerprintStore.open(f"redis://:wrong@127.0.0.1:{server.port}/0")
+        monkeypatch.setenv("FPCLI_REDIS_PASSWORD", "s3cret")
+        with FingerprintStore.open(f"redis://127.0.0.1:{server.port}/0") as store:
+            assert store.location == f"redis://127.0.0.1:{server.port}/0"
+        with FingerprintStore.open(server.url) as store:
+            assert "s3cret" not in store.location
+    finally:
+        server.stop()
+    with pytest.raises(StoreError, match="not a Redis URL"):
+        FingerprintStore.open("redis://")
+    with pytest.raises(StoreError, match="database must be a number"):
+        FingerprintStore.open("redis://localhost:6379/zero")
