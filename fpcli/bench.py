@@ -183,9 +183,9 @@ WORKLOAD = (
 )
 
 
-def cache_workload(library: Path, store_dir: Path, jobs: int) -> dict[str, Figure]:
+def cache_workload(library: Path, open_store: Callable[[], FingerprintStore], jobs: int) -> dict[str, Figure]:
     """Hit rate over WORKLOAD, cold vs warm analyze wall time, and lookup latency."""
-    with FingerprintStore.open(store_dir) as store:
+    with open_store() as store:
         options = RunOptions(jobs=jobs)
         started = time.perf_counter()
         run_library([str(library)], store, options)
@@ -228,8 +228,8 @@ def _lookup_latencies(store: FingerprintStore, paths: list[str], rounds: int = 2
     return np.array(times)
 
 
-def validation_speed(store_dir: Path) -> dict[str, Figure]:
-    with FingerprintStore.open(store_dir) as store:
+def validation_speed(open_store: Callable[[], FingerprintStore]) -> dict[str, Figure]:
+    with open_store() as store:
         records = [r for r in store.records() if r.get("batch")]
     times = []
     for _ in range(max(1, 2000 // max(len(records), 1))):
@@ -242,10 +242,11 @@ def validation_speed(store_dir: Path) -> dict[str, Figure]:
             "validate.pair_p99_ms": Figure(p99, "ms", "lower", "absolute")}
 
 
-def search_speed(store_dir: Path, library: Path, synthetic_rows: int) -> dict[str, Figure]:
+def search_speed(open_store: Callable[[], FingerprintStore], library: Path,
+                 synthetic_rows: int) -> dict[str, Figure]:
     """Query latency on the library's store (warm index) and over synthetic rows."""
     times = []
-    with FingerprintStore.open(store_dir) as store:
+    with open_store() as store:
         paths = [p for p in scan([str(library)])[0] if store.record_for_path(p) is not None]
         for _ in range(max(1, 100 // max(len(paths), 1))):
             for path in paths:
@@ -290,11 +291,16 @@ def synthetic_index(n: int, centres: np.ndarray, rng: np.random.Generator) -> In
     return index
 
 
-def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2,
+def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2, redis_url: str | None = None,
         on_step: Callable[[str], None] = lambda step: None) -> BenchResult:
-    """Run every measurement; ``on_step`` is told what runs next (for a progress line)."""
+    """Run every measurement; ``on_step`` is told what runs next (for a progress line).
+
+    The store is temporary: a diskcache directory, or with ``redis_url`` a private
+    namespace on that Redis server, deleted at the end.
+    """
     with tempfile.TemporaryDirectory(prefix="fpcli-bench-") as folder:
         work = Path(folder)
+        open_store = _temporary_store(work, redis_url)
         source = library or default_library(work)
         files, _ = scan([str(source)])
         decodable = [f for f in files if _decodes(f)]
@@ -306,16 +312,34 @@ def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2,
         on_step("memory")
         figures.update(streaming_memory(decodable[:3] if quick else decodable))
         on_step("cache workload")
-        figures.update(cache_workload(source, work / "store", jobs))
-        on_step("validation")
-        figures.update(validation_speed(work / "store"))
-        on_step("search")
-        figures.update(search_speed(work / "store", source, 10_000 if quick else 100_000))
+        try:
+            figures.update(cache_workload(source, open_store, jobs))
+            on_step("validation")
+            figures.update(validation_speed(open_store))
+            on_step("search")
+            figures.update(search_speed(open_store, source, 10_000 if quick else 100_000))
+        finally:
+            if redis_url:
+                with open_store() as store:
+                    store.clear()
+                    store.backend.delete_namespace()
+                    shutil.rmtree(store.backend.index_dir, ignore_errors=True)
         audio = sum(AudioReader(f).info.duration_s for f in decodable)
     return BenchResult(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=machine_facts(),
                        library={"path": str(library) if library else "generated from sample_audio/",
-                                "files": len(files), "decodable": len(decodable), "audio_s": audio},
+                                "files": len(files), "decodable": len(decodable), "audio_s": audio,
+                                "store": "redis (temporary namespace)" if redis_url else "diskcache (temporary)"},
                        quick=quick, figures=figures)
+
+
+def _temporary_store(work: Path, redis_url: str | None) -> Callable[[], FingerprintStore]:
+    if not redis_url:
+        return lambda: FingerprintStore.open(work / "store")
+    from fpcli.redis_store import RedisBackend
+
+    namespace = f"fpcli-bench-{os.getpid()}-{os.urandom(4).hex()}"
+    return lambda: FingerprintStore(RedisBackend(redis_url, namespace=namespace),
+                                    opened_with={"location": redis_url, "size_limit_mb": 0, "ttl_s": None})
 
 
 def _decodes(path: str) -> bool:

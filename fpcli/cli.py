@@ -491,6 +491,7 @@ def _render_search(result: SearchResult, explain: bool) -> None:
 
 @app.command()
 def bench(
+    ctx: typer.Context,
     library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False,
                                                  help="Measure on this library [default: a copy of sample_audio/].")]
     = None,
@@ -514,7 +515,8 @@ def bench(
 ) -> None:
     """Measure analysis speed, the cache, validation and search; check and compare.
 
-    Runs on a temporary store (your store is not touched). Ratios (analysis speed /
+    Runs on a temporary store (your store is not touched; with --store redis://... it
+    is a private namespace on that server, deleted afterwards). Ratios (analysis speed /
     decode-only speed, cold / warm) hold on a noisy machine; absolute thresholds are
     set generously.
 
@@ -530,7 +532,10 @@ def bench(
     earlier = _read_json(compare_with) if compare_with else None
     status = _stderr().status("benchmarking")
     with status:
-        result = run_bench(library, quick=quick, jobs=jobs, on_step=lambda step: status.update(f"benchmarking: {step}"))
+        store = ctx.obj.store or os.environ.get("FPCLI_STORE") or ""
+        redis_url = store if store.startswith(("redis://", "rediss://")) else None
+        result = run_bench(library, quick=quick, jobs=jobs, redis_url=redis_url,
+                           on_step=lambda step: status.update(f"benchmarking: {step}"))
     checks = check_figures(result, limits)
     changes = compare_figures(result, earlier, tolerance) if earlier is not None else []
     _render_bench(result, checks, changes)

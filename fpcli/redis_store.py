@@ -3,7 +3,8 @@
 Selected by ``--store redis://[user:password@]host:port/db`` (or ``rediss://``; the
 password may also come from FPCLI_REDIS_PASSWORD). Values are JSON text, never
 pickles. Keys live under ``fpcli:data:`` (records, path entries, failures) and
-``fpcli:meta:`` (counters and the change journal, shared by every client).
+``fpcli:meta:`` (counters and the change journal, shared by every client);
+``fpcli bench`` uses a private namespace instead and deletes it afterwards.
 
 Eviction is Redis's: set ``maxmemory`` and ``maxmemory-policy volatile-lru``. Every
 data key carries an expiry (the store's TTL, or a year), meta keys never do, so
@@ -30,8 +31,6 @@ import redis.retry
 
 from fpcli.store import StoreError
 
-DATA = "fpcli:data:"
-META = "fpcli:meta:"
 DEFAULT_EXPIRY_S = 365 * 24 * 3600  # data keys always expire, so volatile-lru can evict them
 RECOMMENDED_POLICY = "volatile-lru"
 SCHEMES = ("redis://", "rediss://")
@@ -45,7 +44,9 @@ def is_redis_url(location: str | os.PathLike | None) -> bool:
 class RedisBackend:
     """Key/value storage in a Redis database; values are JSON-able data."""
 
-    def __init__(self, url: str, *, ttl_s: float | None = None) -> None:
+    def __init__(self, url: str, *, ttl_s: float | None = None, namespace: str = "fpcli") -> None:
+        self._data = f"{namespace}:data:"
+        self._meta = f"{namespace}:meta:"
         parsed = urllib.parse.urlparse(url)
         if not parsed.hostname:
             raise StoreError(f"{_redact(url)}: not a Redis URL (redis://[user:password@]host:port/db)")
@@ -85,7 +86,7 @@ class RedisBackend:
     @property
     def index_dir(self) -> Path:
         """Search indexes of a Redis store live in the local user cache directory."""
-        digest = hashlib.sha256(self.location.encode()).hexdigest()[:16]
+        digest = hashlib.sha256(f"{self.location}|{self._data}".encode()).hexdigest()[:16]
         return Path(platformdirs.user_cache_dir("fpcli")) / "redis-index" / digest
 
     @property
@@ -107,21 +108,21 @@ class RedisBackend:
                 "fingerprints, not the shared counters, are evicted")
 
     def get(self, key: str) -> Any | None:
-        text = self._call(self._client.get, DATA + key)
+        text = self._call(self._client.get, self._data + key)
         return None if text is None else json.loads(text)
 
     def put(self, key: str, value: Any) -> None:
         expiry = int(self.ttl_s) if self.ttl_s else DEFAULT_EXPIRY_S
-        self._call(self._client.set, DATA + key, json.dumps(value, separators=(",", ":"), allow_nan=False),
+        self._call(self._client.set, self._data + key, json.dumps(value, separators=(",", ":"), allow_nan=False),
                    ex=max(expiry, 1))
 
     def delete(self, key: str) -> bool:
-        return bool(self._call(self._client.delete, DATA + key))
+        return bool(self._call(self._client.delete, self._data + key))
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        pattern = _glob_escape(DATA + prefix) + "*"
+        pattern = _glob_escape(self._data + prefix) + "*"
         for key in self._call(lambda: list(self._client.scan_iter(match=pattern, count=1000))):
-            yield key[len(DATA):]
+            yield key[len(self._data):]
 
     def __len__(self) -> int:
         return sum(1 for _ in self.keys())
@@ -133,24 +134,24 @@ class RedisBackend:
         pipe = self._client.pipeline()
         for name, delta in deltas.items():
             if delta:
-                pipe.incrby(META + name, delta)
+                pipe.incrby(self._meta + name, delta)
         self._call(pipe.execute)
 
     def counter(self, name: str) -> int:
         if name in ("evictions", "expiries"):
             stats = self._call(self._client.info, "stats")
             return int(stats.get("evicted_keys" if name == "evictions" else "expired_keys", 0))
-        return int(self._call(self._client.get, META + name) or 0)
+        return int(self._call(self._client.get, self._meta + name) or 0)
 
     def next_counter(self, name: str) -> int:
-        return int(self._call(self._client.incr, META + name))
+        return int(self._call(self._client.incr, self._meta + name))
 
     def get_meta(self, name: str) -> Any | None:
-        text = self._call(self._client.get, META + name)
+        text = self._call(self._client.get, self._meta + name)
         return None if text is None else json.loads(text)
 
     def put_meta(self, name: str, value: Any) -> None:
-        self._call(self._client.set, META + name, json.dumps(value, separators=(",", ":")))
+        self._call(self._client.set, self._meta + name, json.dumps(value, separators=(",", ":")))
 
     def maintain(self) -> tuple[int, int]:
         """Nothing to do: Redis enforces expiry and maxmemory itself."""
@@ -160,13 +161,19 @@ class RedisBackend:
         """Delete every fpcli key; the epoch survives and goes up by one."""
         epoch = self.counter("epoch")
         removed = 0
-        for namespace in (DATA, META):
+        for namespace in (self._data, self._meta):
             keys = self._call(lambda ns=namespace: list(self._client.scan_iter(match=ns + "*", count=1000)))
             for start in range(0, len(keys), 1000):
                 deleted = self._call(self._client.delete, *keys[start : start + 1000])
-                removed += deleted if namespace == DATA else 0
-        self._call(self._client.set, META + "epoch", epoch + 1)
+                removed += deleted if namespace == self._data else 0
+        self._call(self._client.set, self._meta + "epoch", epoch + 1)
         return removed
+
+    def delete_namespace(self) -> None:
+        """Remove every key of this namespace, the epoch included (for temporary stores)."""
+        keys = self._call(lambda: list(self._client.scan_iter(match=_glob_escape(self._meta) + "*", count=1000)))
+        if keys:
+            self._call(self._client.delete, *keys)
 
     def check(self) -> list[str]:
         self._call(self._client.ping)

@@ -101,3 +101,14 @@ def test_cli_bench_check_json_markdown_compare(tiny_library, tmp_path):
     old.write_text(json.dumps(earlier))
     compared = runner.invoke(app, [*base, "--compare", str(old)], env={"COLUMNS": "200"})
     assert compared.exit_code == 0 and "REGRESSION" in compared.stdout
+
+
+def test_bench_on_redis_uses_a_private_namespace_and_removes_it(tiny_library, redis_url, redis_server):
+    import redis
+
+    client = redis.Redis(port=redis_server.port)
+    client.set("fpcli:data:rec:user-data", "{}")  # the user's store on the same server
+    result = bench.run(tiny_library, quick=True, jobs=1, redis_url=redis_url)
+    assert result.library["store"].startswith("redis")
+    assert result.figures["cache.hit_rate"].value > 0.5
+    assert [k.decode() for k in client.scan_iter("*")] == ["fpcli:data:rec:user-data"]
