@@ -15,10 +15,12 @@ $(BIN)/fpcli: pyproject.toml
 	@touch $@
 
 ## demo: fingerprint the bundled sample_audio/ clips into the default store, twice
-##       (the second run answers from the store), then show the store's statistics
+##       (the second run answers from the store), show one stored fingerprint and the
+##       store's statistics
 demo: $(BIN)/fpcli
 	$(BIN)/fpcli analyze --batch sample_audio
 	$(BIN)/fpcli analyze --batch sample_audio
+	$(BIN)/fpcli cache show sample_audio/drums_120bpm.flac
 	$(BIN)/fpcli cache stats
 
 ## system-deps: Debian's redis-server, which the tests start (real, on a free loopback port)

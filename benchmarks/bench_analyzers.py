@@ -20,7 +20,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +27,7 @@ import soundfile as sf
 from tabulate import tabulate
 
 from fpcli.audio import AUDIO_EXTENSIONS, AudioReader
-from fpcli.batch import BatchAnalyzer
-from fpcli.streaming import StreamingAnalyzer
+from fpcli.bench import ANALYZERS, time_file
 
 
 def library_files(root: Path) -> list[Path]:
@@ -40,30 +38,13 @@ def library_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
-def timed(path: Path, make) -> tuple[float, float]:
-    """(audio seconds, wall seconds) of decoding path into the analyzer made by ``make``."""
-    started = time.perf_counter()
-    reader = AudioReader(path)
-    analyzer = make(reader)
-    for block in reader:
-        if analyzer is not None:
-            analyzer.push(block)
-    if analyzer is not None:
-        analyzer.finish()
-    return reader.frames_read / reader.info.samplerate, time.perf_counter() - started
-
-
 def speed_table(files: list[Path], repeats: int) -> tuple[list[list], dict]:
-    makers = {
-        "decode": lambda r: None,
-        "streaming": lambda r: StreamingAnalyzer(r.info.samplerate, r.info.channels),
-        "batch": lambda r: BatchAnalyzer(r.info.samplerate, r.info.channels),
-    }
+    makers = ANALYZERS
     rows, totals = [], {k: [0.0, 0.0] for k in makers}
     for path in files:
         best = {}
         for kind, make in makers.items():
-            runs = [timed(path, make) for _ in range(repeats)]
+            runs = [time_file(str(path), make) for _ in range(repeats)]
             audio = runs[0][0]
             best[kind] = (audio, min(wall for _, wall in runs))
             totals[kind][0] += audio

@@ -449,13 +449,17 @@ def _ensure_nonempty(index: Index, kind: str) -> None:
                           f"run `fpcli analyze{' --batch' if kind == 'batch' else ''} LIBRARY` first")
 
 
-def _fast(store, record, k, params, group_weights, exclude, under, explain, stats) -> list[Hit]:
-    index, info = current_index(store, "streaming", params.key())
+def _rank_all(store, kind, record, k, params, group_weights, exclude, under, explain, stats) -> list[Hit]:
+    """The k nearest of every indexed track of ``kind`` (refreshing the index first)."""
+    index, info = current_index(store, kind, params.key())
     stats.update(info)
-    _ensure_nonempty(index, "streaming")
+    _ensure_nonempty(index, kind)
     weights = dim_weights(index.dims, group_weights, index.low, index.high)
-    return top_k(index, _query_row(record, "streaming"), k, weights, exclude_content=exclude, under=under,
-                 explain=explain)
+    return top_k(index, _query_row(record, kind), k, weights, exclude_content=exclude, under=under, explain=explain)
+
+
+def _fast(store, record, k, params, group_weights, exclude, under, explain, stats) -> list[Hit]:
+    return _rank_all(store, "streaming", record, k, params, group_weights, exclude, under, explain, stats)
 
 
 def _accurate(store, record, k, params, group_weights, exclude, under, explain, stats) -> list[Hit]:
@@ -485,12 +489,7 @@ def _batch(store, record, k, params, group_weights, exclude, under, explain, com
             if os.path.exists(path):
                 get_fingerprint_fast(store, path, params, batch=True)
     stats["missing_batch"] = 0 if compute_missing else len(missing)
-    index, info = current_index(store, "batch", params.key())
-    stats.update(info)
-    _ensure_nonempty(index, "batch")
-    weights = dim_weights(index.dims, group_weights, index.low, index.high)
-    return top_k(index, _query_row(record, "batch"), k, weights, exclude_content=exclude, under=under,
-                 explain=explain)
+    return _rank_all(store, "batch", record, k, params, group_weights, exclude, under, explain, stats)
 
 
 def write_m3u(result: SearchResult, destination: str | os.PathLike) -> None:
