@@ -16,6 +16,7 @@ bit-identical to the mpg123 command-line decoder).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import struct
@@ -162,7 +163,8 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
         # libsndfile reports an unreadable file as "System error."; let the OS name it.
         with open(path, "rb"):
             pass
-        return sf.SoundFile(path)
+        with _c_stderr_muted():
+            return sf.SoundFile(path)
     except AudioReadError:
         raise
     except FileNotFoundError:
@@ -173,6 +175,25 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
         raise AudioReadError(path, f"cannot read: {exc.strerror or exc}") from None
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioReadError(path, f"not a decodable audio file ({_reason(exc)})") from None
+
+
+@contextlib.contextmanager
+def _c_stderr_muted() -> Iterator[None]:
+    """Silence C-level writes to stderr while libsndfile opens a file: mpg123 prints
+    "Warning: Xing stream size off..." for every truncated MP3, which fpcli reports
+    properly as ``partial``. Only the open call (about a millisecond) is covered."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _info(path: str | os.PathLike, f: sf.SoundFile) -> AudioInfo:

@@ -191,3 +191,12 @@ def test_sf_blocks_is_not_used():
 
     assert "sf.blocks(" not in inspect.getsource(fpcli.audio).replace("``sf.blocks()``", "")
     assert sf.__libsndfile_version__  # the decoder under test
+
+
+def test_decoder_warnings_do_not_reach_stderr(tmp_path, capfd):
+    x = synth.music_like(8.0, 44100)
+    good = write(tmp_path / "good.mp3", x, 44100, format="MP3")
+    reader = AudioReader(_truncate(good, tmp_path / "half.mp3", 0.5))
+    list(reader)
+    assert reader.partial
+    assert "Warning" not in capfd.readouterr().err
