@@ -225,15 +225,23 @@ class _Reporter:
         if self._task is not None:
             self._progress.advance(self._task)
 
+    def _results_console(self) -> Console:
+        """Where human-readable results go: stdout, except when the progress bar is live
+        on the same terminal; then through the bar's console, which prints above it
+        (two consoles writing to one screen would tear the bar)."""
+        if self._progress.live.is_started and sys.stdout.isatty():
+            return self._progress.console
+        return _stdout()
+
     def _track(self, result: TrackResult) -> None:
         if self.as_json:
             print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
         elif result.failed:
             self._stderr.print(f"[red]error[/red] {result.error}", soft_wrap=True)
         elif self.total <= MAX_FULL_TABLES:
-            _render_track(result)
+            _render_track(result, self._results_console())
         else:
-            _render_track_line(result)
+            _render_track_line(result, self._results_console())
 
 
 def _render_summary(summary: RunSummary) -> None:
@@ -255,15 +263,15 @@ def _format_value(value: float | None, unit: str) -> str:
     return f"{value:.3f}"
 
 
-def _render_track_line(result: TrackResult) -> None:
+def _render_track_line(result: TrackResult, out: Console) -> None:
     tempo = _format_value(result.streaming.values["tempo_bpm"], "BPM")
     origin = "cached" if result.cached else "new"
     status = "" if result.status == "ok" else f" [yellow]{result.status}[/yellow]"
-    _stdout().print(f"{origin:6} {result.duration_s:7.1f} s {tempo:>6} BPM  {result.path}{status}", soft_wrap=True)
+    out.print(f"{origin:6} {result.duration_s:7.1f} s {tempo:>6} BPM  {result.path}{status}", soft_wrap=True)
 
 
-def _render_track(result: TrackResult) -> None:
-    out = _stdout()
+def _render_track(result: TrackResult, out: Console | None = None) -> None:
+    out = out or _stdout()
     facts = f"{result.duration_s:.1f} s, {result.samplerate} Hz, {result.channels} ch, {result.format}/{result.subtype}"
     title = f"{result.path}  ({facts}{', from the store' if result.cached else ''})"
     if result.status == "partial":
