@@ -28,6 +28,7 @@ from tabulate import tabulate
 
 from fpcli.audio import AUDIO_EXTENSIONS, AudioReader
 from fpcli.bench import ANALYZERS, time_file
+from fpcli.memory import keep_buffers_on_heap
 
 
 def library_files(root: Path) -> list[Path]:
@@ -64,7 +65,9 @@ def speed_table(files: list[Path], repeats: int) -> tuple[list[list], dict]:
 
 MEMORY_PROBE = r"""
 import resource, sys, tracemalloc
+from fpcli.memory import keep_buffers_on_heap
 from fpcli.streaming import analyze_streaming
+keep_buffers_on_heap()
 tracemalloc.start()
 analyze_streaming(sys.argv[1])
 peak = tracemalloc.get_traced_memory()[1]
@@ -111,6 +114,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
+    keep_buffers_on_heap()  # as the fpcli command does (fpcli/memory.py)
     files = library_files(args.library)
     if not files:
         parser.error(f"no audio files under {args.library}")

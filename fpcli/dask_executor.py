@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from fpcli.errors import FpcliError
 from fpcli.library import analyze_file
+from fpcli.memory import keep_buffers_on_heap
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.store import FingerprintStore
@@ -60,8 +61,8 @@ class StoreSpec:
 
 def analyse_and_store(client_path: str, worker_path: str, spec: StoreSpec, params: AnalysisParams,
                       batch: bool) -> TrackResult:
-    """The task a worker runs: analyse, save into the shared store, return the result
-    without its fingerprints (the client reads counts and facts, not vectors)."""
+    """The task a worker runs: analyse, save into the shared store, return the result."""
+    keep_buffers_on_heap()  # undoes Dask's MALLOC_TRIM_THRESHOLD_ (fpcli/memory.py)
     result = analyze_file(worker_path, params=params, batch=batch)
     with FingerprintStore.open(spec.location, size_limit_mb=spec.size_limit_mb, ttl_s=spec.ttl_s) as store:
         if result.failed:

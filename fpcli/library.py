@@ -23,6 +23,7 @@ from typing import Any
 from fpcli.audio import AUDIO_EXTENSIONS, DEFAULT_BLOCK_FRAMES, AudioReader
 from fpcli.batch import BatchAnalyzer
 from fpcli.errors import AudioReadError, FpcliError
+from fpcli.memory import keep_buffers_on_heap
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, Lookup, record_key, result_from_record
@@ -285,6 +286,7 @@ def run_tasks(tasks: list[Task], *, jobs: int, timeout_s: float) -> Iterator[tup
 def _worker_main(connection: Connection) -> None:
     """A worker process: run the calls sent by the parent until it sends None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    keep_buffers_on_heap()
     connection.send("ready")  # imports done: time limits start counting from here
     while True:
         call = connection.recv()

@@ -100,3 +100,10 @@ def test_tempo_stays_in_range_on_a_flat_autocorrelation():
     tempo = estimate_tempo(acf, 43.07, params)
     assert params.tempo_min_bpm <= tempo.bpm <= params.tempo_max_bpm
     assert abs(60 * 43.07 / tempo.bpm - 31) <= 0.5
+
+
+def test_keep_buffers_on_heap_is_accepted_by_glibc():
+    from fpcli.memory import keep_buffers_on_heap
+
+    assert keep_buffers_on_heap() is True  # this project runs on glibc (Debian)
+    assert keep_buffers_on_heap() is True  # and calling it again is harmless
