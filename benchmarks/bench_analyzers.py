@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from _report import emit  # benchmarks/_report.py (run as a script from this folder)
 from tabulate import tabulate
 
 from fpcli.audio import AUDIO_EXTENSIONS, AudioReader
@@ -134,10 +135,7 @@ def main() -> int:
         lines += ["## Streaming peak memory, 3-minute vs 60-minute file (fresh process each)", "",
                   tabulate(memory_table(files), ["file", "peak RSS MiB", "peak traced MiB"], tablefmt="github"), ""]
     report = "\n".join(lines)
-    print(report)
-    if args.out:
-        args.out.write_text(report)
-    return 0
+    return emit(report, args.out)
 
 
 if __name__ == "__main__":

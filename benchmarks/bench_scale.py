@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import emit  # benchmarks/_report.py (run as a script from this folder)
 from tabulate import tabulate
 
 from fpcli.library import RunOptions, run_library, scan
@@ -132,10 +133,7 @@ def main() -> int:
         f"{per_worker * 110 / 1000:.1f} MB/s of FLAC (~880 kbit/s), so 100 worker processes on network "
         f"storage need {per_worker * 32 * 100 / 1e6:.2f}-{per_worker * 110 * 100 / 1e6:.2f} GB/s.", "",
     ])
-    print(report)
-    if args.out:
-        args.out.write_text(report)
-    return 0
+    return emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import emit  # benchmarks/_report.py (run as a script from this folder)
 from tabulate import tabulate
 
 from fpcli.fingerprint import GROUPS, STREAMING_DIMS
@@ -161,10 +162,7 @@ def main() -> int:
         "nulls. The real library has only 24 decodable tracks, so recall@10 there compares rankings of 23 "
         "candidates; it says how much re-ranking with batch changes the answer, not how it scales.", "",
     ])
-    print(report)
-    if args.out:
-        args.out.write_text(report)
-    return 0
+    return emit(report, args.out)
 
 
 if __name__ == "__main__":

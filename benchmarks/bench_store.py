@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from _report import emit  # benchmarks/_report.py (run as a script from this folder)
 from tabulate import tabulate
 
 from fpcli.params import AnalysisParams
@@ -102,10 +103,7 @@ def main() -> int:
         "unchanged files (stat + path entry + record).", "",
         tabulate(rows, ["figure", "measured", "target", ""], tablefmt="github"), "",
     ])
-    print(report)
-    if args.out:
-        args.out.write_text(report)
-    return 0
+    return emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import emit  # benchmarks/_report.py (run as a script from this folder)
 from tabulate import tabulate
 
 from fpcli.library import RunOptions
@@ -81,10 +82,7 @@ def main() -> int:
         f"p99 {p99 * 1000:.1f} us (target < 1 ms).", "",
     ]
     report_text = "\n".join(lines)
-    print(report_text)
-    if args.out:
-        args.out.write_text(report_text)
-    return 0
+    return emit(report_text, args.out)
 
 
 if __name__ == "__main__":
