@@ -12,8 +12,10 @@ future completes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from fpcli.errors import FpcliError
 from fpcli.library import analyze_file
@@ -62,7 +64,6 @@ class StoreSpec:
 def analyse_and_store(client_path: str, worker_path: str, spec: StoreSpec, params: AnalysisParams,
                       batch: bool) -> TrackResult:
     """The task a worker runs: analyse, save into the shared store, return the result."""
-    keep_buffers_on_heap()  # undoes Dask's MALLOC_TRIM_THRESHOLD_ (fpcli/memory.py)
     result = analyze_file(worker_path, params=params, batch=batch)
     with FingerprintStore.open(spec.location, size_limit_mb=spec.size_limit_mb, ttl_s=spec.ttl_s) as store:
         if result.failed:
@@ -76,46 +77,61 @@ def analyse_and_store(client_path: str, worker_path: str, spec: StoreSpec, param
 
 def analyse_on_dask(paths: list[str], scheduler: str, spec: StoreSpec, params: AnalysisParams, batch: bool,
                     path_map: PathMap) -> Iterator[TrackResult]:
-    """Results in completion order; at most IN_FLIGHT_PER_WORKER x threads tasks at once."""
+    """Results in completion order; workers save them into the shared store."""
+    if not (spec.location.startswith(("redis://", "rediss://")) or os.path.isabs(spec.location)):
+        raise FpcliError("--executor dask needs a store the workers can reach: --store redis://... "
+                         "or an absolute path on shared storage")
+    calls = [(path, functools.partial(analyse_and_store, path, path_map.to_worker(path), spec, params, batch))
+             for path in paths]
+    for path, outcome in run_on_dask(calls, scheduler):
+        if isinstance(outcome, tuple):
+            error_type, message = outcome
+            outcome = TrackResult(path=path, status="error", error=f"{path}: {message}", error_type=error_type)
+        yield outcome
+
+
+def run_on_dask(calls: list[tuple[str, Callable[[], Any]]], scheduler: str) -> Iterator[tuple[str, Any]]:
+    """(label, outcome) in completion order for picklable zero-argument calls; an outcome
+    is the call's value, or (error_type, message) when it failed on every try. At most
+    IN_FLIGHT_PER_WORKER x threads calls are submitted at once."""
     try:
         from distributed import Client, as_completed
     except ImportError:
         raise FpcliError("--executor dask needs the dask extra: pip install 'fpcli[dask]'") from None
-    if not (spec.location.startswith(("redis://", "rediss://")) or os.path.isabs(spec.location)):
-        raise FpcliError("--executor dask needs a store the workers can reach: --store redis://... "
-                         "or an absolute path on shared storage")
     try:
         client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise FpcliError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     with client:
-        threads = max(sum(client.nthreads().values()), 1)
-        limit = IN_FLIGHT_PER_WORKER * threads
-        pending = iter(paths)
+        limit = IN_FLIGHT_PER_WORKER * max(sum(client.nthreads().values()), 1)
+        pending = iter(calls)
         running = as_completed(loop=client.loop)
-        submitted: dict[str, str] = {}  # future key -> client path
-        for path in _take(pending, limit):
-            running.add(_submit(client, path, spec, params, batch, path_map, submitted))
+        labels: dict[str, str] = {}  # future key -> label
+        for label, call in _take(pending, limit):
+            running.add(_submit(client, label, call, labels))
         for future in running:
-            yield _outcome(future, submitted.pop(future.key, "?"))
-            for path in _take(pending, 1):
-                running.add(_submit(client, path, spec, params, batch, path_map, submitted))
+            yield labels.pop(future.key, "?"), _outcome(future)
+            for label, call in _take(pending, 1):
+                running.add(_submit(client, label, call, labels))
 
 
-def _take(iterator: Iterator[str], n: int) -> list[str]:
+def _take(iterator: Iterator[Any], n: int) -> list[Any]:
     return [item for _, item in zip(range(n), iterator, strict=False)]
 
 
-def _submit(client, path, spec, params, batch, path_map, submitted):
-    future = client.submit(analyse_and_store, path, path_map.to_worker(path), spec, params, batch,
-                           retries=TASK_RETRIES, pure=False, key=f"fpcli-analyse-{os.urandom(8).hex()}")
-    submitted[future.key] = path
+def _submit(client, label: str, call: Callable[[], Any], labels: dict[str, str]):
+    future = client.submit(_invoke, call, retries=TASK_RETRIES, pure=False, key=f"fpcli-{os.urandom(8).hex()}")
+    labels[future.key] = label
     return future
 
 
-def _outcome(future, path: str) -> TrackResult:
+def _invoke(call: Callable[[], Any]) -> Any:
+    keep_buffers_on_heap()  # undoes Dask's MALLOC_TRIM_THRESHOLD_ (fpcli/memory.py)
+    return call()
+
+
+def _outcome(future) -> Any:
     try:
         return future.result()
     except Exception as exc:  # the task failed on every try, or its workers kept dying
-        return TrackResult(path=path, status="error", error=f"{path}: {type(exc).__name__}: {exc}",
-                           error_type="DaskTaskFailed")
+        return "DaskTaskFailed", f"{type(exc).__name__}: {exc}"

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from fpcli.errors import ParameterError
@@ -402,18 +402,32 @@ def _validate_one(store: FingerprintStore, result: TrackResult, tolerances: Mapp
 
 def _partial(records: dict[str, dict[str, Any]], seconds: list[float], options: RunOptions,
              tolerances: Mapping[str, Tolerance], on_event: Callable[[str, Any], None]) -> dict[str, Any]:
-    tasks = [Task(path, functools.partial(stream_checkpoints, path, seconds, options.params)) for path in records]
-    on_event("start", (len(tasks), "streaming first seconds"))
     samples: list[tuple[str, float, MetricResult]] = []
     failures = 0
-    for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s):
-        on_event("progress", task.label)
+    on_event("start", (len(records), "streaming first seconds"))
+    for path, outcome in _checkpoints(list(records), seconds, options):
+        on_event("progress", path)
         if isinstance(outcome, tuple):
             failures += 1
             continue
-        batch = records[task.label]["batch"]["values"]
+        batch = records[path]["batch"]["values"]
         for snapshot in outcome:
             for name in STREAMING_DIMS:
                 metric = _metric(name, snapshot.values[name], batch[name], tolerances[name])
                 samples.append((name, snapshot.confidence[name], metric))
-    return {"seconds": sorted(seconds), "tracks": len(tasks) - failures, **confidence_buckets(samples)}
+    return {"seconds": sorted(seconds), "tracks": len(records) - failures, **confidence_buckets(samples)}
+
+
+def _checkpoints(paths: list[str], seconds: list[float], options: RunOptions) -> Iterator[tuple[str, Any]]:
+    """(path, snapshots or (error_type, message)) per track, on the chosen executor."""
+    if options.executor == "dask":
+        from fpcli.dask_executor import PathMap, run_on_dask
+
+        path_map = PathMap.parse(list(options.path_map))
+        calls = [(p, functools.partial(stream_checkpoints, path_map.to_worker(p), seconds, options.params))
+                 for p in paths]
+        yield from run_on_dask(calls, options.scheduler)
+        return
+    tasks = [Task(p, functools.partial(stream_checkpoints, p, seconds, options.params)) for p in paths]
+    for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s):
+        yield task.label, outcome

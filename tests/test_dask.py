@@ -59,6 +59,16 @@ def test_validate_on_dask(cluster, library, redis_url):
     assert "valid 6 (100.0 %)" in result.stdout and "failed to decode 1" in result.stdout
 
 
+def test_validate_partial_streams_run_on_dask(cluster, library, redis_url):
+    import json
+
+    result = runner.invoke(app, ["--store", redis_url, "validate", "-l", str(library), "--executor", "dask",
+                                 "--scheduler", cluster.scheduler_address, "--partial", "1,2", "--json"])
+    partial = json.loads(result.stdout)["partial"]
+    assert partial["tracks"] == 6
+    assert sum(row["samples"] for row in partial["buckets"]["key_clarity"]) == 12
+
+
 def test_path_map_rewrites_paths_for_workers(cluster, library, redis_url, tmp_path):
     mount = tmp_path / "mnt"
     os.symlink(library, mount)  # the workers' view of the same files
