@@ -102,13 +102,14 @@ def _root(
     ctx: typer.Context,
     store: Annotated[str | None, typer.Option(
         "--store", envvar="FPCLI_STORE", show_default=False,
-        help="Store directory [default: the user cache directory, e.g. ~/.cache/fpcli/store].")] = None,
+        help="Store: a directory (default: the user cache directory, e.g. ~/.cache/fpcli/store) or a "
+             "shared Redis URL redis://user:password@host:port/db (user and password optional).")] = None,
     store_size_mb: Annotated[float, typer.Option(
         "--store-size-mb", envvar="FPCLI_STORE_SIZE_MB", min=1,
         help="Store size limit in MiB; least-recently-used records are evicted beyond it.")] = DEFAULT_SIZE_LIMIT_MB,
     store_ttl: Annotated[float | None, typer.Option(
         "--store-ttl", envvar="FPCLI_STORE_TTL", min=1, show_default=False,
-        help="Expire records this many seconds after they were written [default: never].")] = None,
+        help="Expire records this many seconds after they were written (default: never).")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
@@ -502,7 +503,7 @@ def _render_search(result: SearchResult, explain: bool) -> None:
 def bench(
     ctx: typer.Context,
     library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False,
-                                                 help="Measure on this library [default: a copy of sample_audio/].")]
+                                                 help="Measure on this library (default: a copy of sample_audio/).")]
     = None,
     quick: Annotated[bool, typer.Option("--quick", help="A reduced run for CI (under a minute).")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for the analyze steps.")] = 2,
@@ -514,7 +515,7 @@ def bench(
     check_: Annotated[bool, typer.Option("--check", help="Exit 4 if a figure misses its threshold.")] = False,
     thresholds: Annotated[Path | None, typer.Option(
         "--thresholds", show_default=False,
-        help="Thresholds file (TOML or JSON) [default: [tool.fpcli.bench.thresholds] in ./pyproject.toml].")]
+        help="Thresholds file, TOML or JSON (default: tool.fpcli.bench.thresholds in ./pyproject.toml).")]
     = None,
     compare_with: Annotated[Path | None, typer.Option("--compare", show_default=False,
                                                       help="An earlier --json result to compare with.")] = None,
