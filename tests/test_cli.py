@@ -183,3 +183,10 @@ def test_main_turns_fpcli_errors_into_one_line(tmp_path, capsys, monkeypatch):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot open the store") and "Traceback" not in err
+
+
+def test_help_texts_keep_their_words():
+    """Rich treats [square brackets] as markup and drops them; the help must not lose text."""
+    text = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    assert "redis://user:password@host:port/db" in text and "(default: never)" in text
+    assert " ." not in text.replace("...", "")
