@@ -284,16 +284,17 @@ class FingerprintStore:
 
     def identify(self, path: str | os.PathLike) -> FileIdentity:
         """Identity of a file; reads 128 KiB only for a path not seen unchanged before."""
+        return self._identify(path)[0]
+
+    def _identify(self, path: str | os.PathLike) -> tuple[FileIdentity, dict[str, Any] | None, bool]:
+        """(identity, the path's stored entry or None, whether the file is unchanged
+        since that entry). The content key is read from the entry when unchanged."""
         resolved = str(Path(path).resolve())
         st = os.stat(resolved)
         known = self.backend.get(f"path:{resolved}")
-        if known and known["size"] == st.st_size and known["mtime_ns"] == st.st_mtime_ns:
-            return FileIdentity(resolved, st.st_size, st.st_mtime_ns, known["content_key"])
-        return FileIdentity(resolved, st.st_size, st.st_mtime_ns, content_key(resolved, st.st_size))
-
-    def _changed_since_seen(self, identity: FileIdentity) -> bool:
-        known = self.backend.get(f"path:{identity.path}")
-        return bool(known) and (known["size"], known["mtime_ns"]) != (identity.size, identity.mtime_ns)
+        unchanged = bool(known) and (known["size"], known["mtime_ns"]) == (st.st_size, st.st_mtime_ns)
+        key = known["content_key"] if unchanged else content_key(resolved, st.st_size)
+        return FileIdentity(resolved, st.st_size, st.st_mtime_ns, key), known, unchanged
 
     # -- lookups (counted) ------------------------------------------------------------------
 
@@ -305,15 +306,10 @@ class FingerprintStore:
         failure is recorded and which has not changed returns that failure (not counted).
         """
         try:
-            resolved = str(Path(path).resolve())
-            st = os.stat(resolved)
-            known = self.backend.get(f"path:{resolved}")
-            unchanged = bool(known) and (known["size"], known["mtime_ns"]) == (st.st_size, st.st_mtime_ns)
-            key = known["content_key"] if unchanged else content_key(resolved, st.st_size)
-            identity = FileIdentity(resolved, st.st_size, st.st_mtime_ns, key)
+            identity, known, unchanged = self._identify(path)
         except OSError as exc:
             return Lookup(None, None, error=f"{path}: {exc.strerror or exc}")
-        failure = self.backend.get(f"fail:{resolved}")
+        failure = self.backend.get(f"fail:{identity.path}")
         if failure and (failure["size"], failure["mtime_ns"]) == (identity.size, identity.mtime_ns):
             return Lookup(None, identity, failure=failure)
         record = None
