@@ -33,9 +33,10 @@ system-deps:
 test: $(BIN)/fpcli system-deps
 	$(BIN)/python -m pytest
 
-## lint: ruff (style, imports, and the layering rule: typer/rich/tabulate only in cli.py)
+## lint: ruff (style, imports, the layering rule: typer/rich/tabulate only in fpcli/cli/) and mypy
 lint: $(BIN)/fpcli
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## library: build the real-music library of shared/corpus (needs root for apt)
 library:

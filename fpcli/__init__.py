@@ -5,11 +5,12 @@ The public API: ``analyze_batch`` / ``analyze_streaming`` for files, the
 the dimension tables of ``fpcli.fingerprint``.
 """
 
-from fpcli.batch import BatchAnalyzer, analyze_batch
+from fpcli.analyze import analyze_batch, analyze_streaming
+from fpcli.batch import BatchAnalyzer
 from fpcli.errors import AudioReadError, FpcliError
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS, Fingerprint
 from fpcli.params import FINGERPRINT_VERSION, AnalysisParams
-from fpcli.streaming import StreamingAnalyzer, analyze_streaming
+from fpcli.streaming import StreamingAnalyzer
 
 __version__ = "0.1.0"
 

@@ -8,11 +8,9 @@ percentiles and relative gates are exact whole-track statistics.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
-from fpcli.audio import DEFAULT_BLOCK_FRAMES, AudioReader
 from fpcli.dsp.loudness import gated_momentary_loudness, integrated_loudness, loudness_range
 from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
 from fpcli.dsp.tally import ALL_SILENT, NO_FRAMES, FrameTally
@@ -140,13 +138,3 @@ def stereo_image(sums: np.ndarray, n: int, channels: int) -> tuple[float | None,
         return width, None
     correlation = (slr - sl * sr / n) / math.sqrt(var_l * var_r)
     return width, max(-1.0, min(1.0, correlation))
-
-
-def analyze_batch(path: str | os.PathLike, params: AnalysisParams | None = None, *,
-                  block_frames: int = DEFAULT_BLOCK_FRAMES) -> tuple[Fingerprint, AudioReader]:
-    """Batch-analyse a file; returns the fingerprint and the reader (partial flags, info)."""
-    reader = AudioReader(path, block_frames=block_frames)
-    analyzer = BatchAnalyzer(reader.info.samplerate, reader.info.channels, params)
-    for block in reader:
-        analyzer.push(block)
-    return analyzer.finish(), reader

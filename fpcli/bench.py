@@ -37,7 +37,7 @@ from fpcli.fingerprint import GROUPS, STREAMING_DIMS
 from fpcli.library import RunOptions, run_library, scan
 from fpcli.params import AnalysisParams
 from fpcli.search import Index, dim_weights, search, top_k
-from fpcli.store import FingerprintStore
+from fpcli.store import FingerprintStore, Need, StoreSpec
 from fpcli.streaming import StreamingAnalyzer
 from fpcli.validate import validate_library, validate_record
 
@@ -218,19 +218,19 @@ def cache_workload(library: Path, open_store: Callable[[], FingerprintStore], jo
 
 
 def _lookup_latencies(store: FingerprintStore, paths: list[str], rounds: int = 200) -> np.ndarray:
-    key = AnalysisParams().key()
+    need = Need(AnalysisParams().key())
     times = []
     for i in range(max(rounds, len(paths))):
         path = paths[i % len(paths)]
         started = time.perf_counter()
-        store.lookup(path, key)
+        store.lookup(path, need)
         times.append((time.perf_counter() - started) * 1e3)
     return np.array(times)
 
 
 def validation_speed(open_store: Callable[[], FingerprintStore]) -> dict[str, Figure]:
     with open_store() as store:
-        records = [r for r in store.records() if r.get("batch")]
+        records = [r for r in store.records() if r.batch is not None]
     times = []
     for _ in range(max(1, 2000 // max(len(records), 1))):
         for record in records:
@@ -253,7 +253,7 @@ def search_speed(open_store: Callable[[], FingerprintStore], library: Path,
                 started = time.perf_counter()
                 search(store, path, k=10, strategy="fast")
                 times.append((time.perf_counter() - started) * 1e3)
-        centres = np.array([[np.nan if r["streaming"]["values"][d] is None else r["streaming"]["values"][d]
+        centres = np.array([[np.nan if r.streaming.values[d] is None else r.streaming.values[d]
                              for d in STREAMING_DIMS] for r in store.records()], dtype=np.float32)
     lib50, lib99 = np.percentile(times, [50, 99]) if times else (0.0, 0.0)
     index = synthetic_index(synthetic_rows, centres, np.random.default_rng(0))
@@ -322,7 +322,7 @@ def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2, redi
             if redis_url:
                 with open_store() as store:
                     store.clear()
-                    store.backend.delete_namespace()
+                    store.backend.delete_namespace()  # a RedisBackend (redis_url is set)
                     shutil.rmtree(store.backend.index_dir, ignore_errors=True)
         audio = sum(AudioReader(f).info.duration_s for f in decodable)
     return BenchResult(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=machine_facts(),
@@ -335,11 +335,10 @@ def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2, redi
 def _temporary_store(work: Path, redis_url: str | None) -> Callable[[], FingerprintStore]:
     if not redis_url:
         return lambda: FingerprintStore.open(work / "store")
-    from fpcli.redis_store import RedisBackend
+    from fpcli.store.redis_backend import RedisBackend
 
     namespace = f"fpcli-bench-{os.getpid()}-{os.urandom(4).hex()}"
-    return lambda: FingerprintStore(RedisBackend(redis_url, namespace=namespace),
-                                    opened_with={"location": redis_url, "size_limit_mb": 0, "ttl_s": None})
+    return lambda: FingerprintStore(RedisBackend(redis_url, namespace=namespace), StoreSpec(redis_url))
 
 
 def _decodes(path: str) -> bool:
@@ -426,14 +425,3 @@ def compare(result: BenchResult, earlier: dict[str, Any], tolerance: float = COM
         worse = -change if figure.better == "higher" else change
         changes.append(Change(name, before, after, change, worse > tolerance))
     return changes
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise FpcliError(f"cannot write {path}: {exc.strerror or exc}") from None

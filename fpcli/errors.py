@@ -1,8 +1,8 @@
-"""The few exception types fpcli raises on purpose.
+"""Every exception type fpcli raises on purpose.
 
-Everything the user can cause (a bad file, a bad option, a broken store) is an
-``FpcliError``; the CLI turns it into one red line and exit code 1. Any other
-exception is a bug and keeps its traceback.
+Everything the user can cause (a bad file, a bad option, a broken store or record)
+is an ``FpcliError``; the CLI turns it into one ``error: ...`` line and an exit code.
+Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -24,5 +24,29 @@ class AudioReadError(FpcliError):
         self.reason = reason
 
 
+class AnalysisError(FpcliError):
+    """A decodable file the analyzers cannot fingerprint (e.g. a sample rate they do
+    not support); recorded as a failure like an unreadable file."""
+
+
 class ParameterError(FpcliError, ValueError):
     """An analysis parameter or option value breaks a rule (the message names both)."""
+
+
+class StoreError(FpcliError):
+    """The store cannot be opened, read or written, or holds something unsafe."""
+
+
+class BadEntryError(StoreError):
+    """One entry of the store (or one line of an import) cannot be used: not JSON, a
+    pickle, or a value that breaks the record schema. One bad entry is one bad entry:
+    commands skip it with a warning; ``cache verify --repair`` removes it."""
+
+    def __init__(self, key: str, problems: list[str]) -> None:
+        super().__init__(f"{key}: " + "; ".join(problems[:3]))
+        self.key = key
+        self.problems = problems
+
+
+class SearchError(FpcliError):
+    """A search that cannot be answered (empty store, undecodable query, ...)."""

@@ -1,71 +1,30 @@
-"""Analyse files and libraries: one decode feeding the streaming (and, on request,
-batch) analyzer; scanning folders; deciding what the store can answer; running the
-rest in worker processes.
+"""Whole libraries: scanning folders, asking the store what it can answer, running
+the rest on an executor (local worker processes or Dask) and saving each result as
+it arrives, through the halves of ``fpcli.analyze.fingerprint_of``.
 
 Results are plain data (``TrackResult``, ``RunSummary``); nothing here prints.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import multiprocessing
-import multiprocessing.connection
 import os
-import signal
 import stat
 import time
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection
 from typing import Any
 
-from fpcli.audio import AUDIO_EXTENSIONS, DEFAULT_BLOCK_FRAMES, AudioReader
-from fpcli.batch import BatchAnalyzer
-from fpcli.errors import AudioReadError, FpcliError
-from fpcli.memory import keep_buffers_on_heap
+from fpcli.analyze import Want, answer, compute, failed, keep, look_up
+from fpcli.audio import AUDIO_EXTENSIONS
+from fpcli.errors import FpcliError
+from fpcli.executors.local import Task, run_tasks
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
-from fpcli.store import FileIdentity, FingerprintStore, Lookup, record_key, result_from_record
-from fpcli.streaming import StreamingAnalyzer
+from fpcli.store import FileIdentity, FingerprintStore
+from fpcli.store.core import os_reason, stat_regular
 
 DEFAULT_TIMEOUT_S = 600.0  # per file; a 60-minute track streams in well under 30 s
-
-
-def analyze_file(path: str | os.PathLike, *, params: AnalysisParams | None = None, batch: bool = False,
-                 block_frames: int = DEFAULT_BLOCK_FRAMES) -> TrackResult:
-    """Decode ``path`` once, streaming every block into the 13D analyzer (and the 25D
-    batch analyzer when ``batch``). Undecodable files give a result with status
-    ``error``; this function does not raise for bad audio."""
-    params = params or AnalysisParams()
-    path = os.fspath(path)
-    started = time.perf_counter()
-    try:
-        reader = AudioReader(path, block_frames=block_frames)
-        info = reader.info
-        streaming = StreamingAnalyzer(info.samplerate, info.channels, params,
-                                      expected_frames=reader.expected_frames or None)
-        reference = BatchAnalyzer(info.samplerate, info.channels, params) if batch else None
-        for block in reader:
-            streaming.push(block)
-            if reference is not None:
-                reference.push(block)
-    except AudioReadError as exc:
-        return TrackResult(path=path, status="error", error=str(exc), error_type=type(exc).__name__,
-                           seconds_taken=time.perf_counter() - started)
-    return TrackResult(
-        path=path,
-        status="partial" if reader.partial else "ok",
-        duration_s=reader.frames_read / info.samplerate,
-        samplerate=info.samplerate,
-        channels=info.channels,
-        format=info.format,
-        subtype=info.subtype,
-        partial_reason=reader.partial_reason,
-        streaming=streaming.finish(),
-        batch=reference.finish() if reference is not None else None,
-        seconds_taken=time.perf_counter() - started,
-    )
 
 
 # -- whole libraries -----------------------------------------------------------------------
@@ -76,7 +35,7 @@ class ScanProblem:
     message: str
 
 
-def scan(paths: list[str | os.PathLike]) -> tuple[list[str], list[ScanProblem]]:
+def scan(paths: list[str]) -> tuple[list[str], list[ScanProblem]]:
     """Audio files (by extension) under ``paths``, recursively, in a stable order.
 
     Files given explicitly are taken whatever their extension. Symlinked folders are
@@ -94,26 +53,26 @@ def scan(paths: list[str | os.PathLike]) -> tuple[list[str], list[ScanProblem]]:
             return
         seen_files.add(resolved)
         try:
-            regular = stat.S_ISREG(os.stat(resolved).st_mode)
+            stat_regular(resolved)  # a FIFO or device named *.wav would block the reader forever
         except OSError as exc:
-            problems.append(ScanProblem(path, f"cannot read: {exc.strerror or exc}"))
+            problems.append(ScanProblem(path, os_reason(exc)))
             return
-        if regular:  # a FIFO or device named *.wav would block the reader forever
-            files.append(path)
-        else:
-            problems.append(ScanProblem(path, "not a regular file"))
+        files.append(path)
 
-    for root in map(os.fspath, paths):
-        if os.path.isdir(root):
+    for root in map(os.fsdecode, paths):
+        try:
+            is_folder = stat.S_ISDIR(os.stat(root).st_mode)
+        except OSError as exc:
+            problems.append(ScanProblem(root, os_reason(exc)))
+            continue
+        if is_folder:
             _walk(root, add, problems, seen_dirs)
-        elif os.path.exists(root):
-            add(root)
         else:
-            problems.append(ScanProblem(root, "no such file or folder"))
+            add(root)
     return files, problems
 
 
-def _walk(root: str, add, problems: list[ScanProblem], seen_dirs: set[tuple[int, int]]) -> None:
+def _walk(root: str, add: Callable[[str], None], problems: list[ScanProblem], seen_dirs: set[tuple[int, int]]) -> None:
     def on_error(exc: OSError) -> None:
         problems.append(ScanProblem(exc.filename or root, f"cannot list folder: {exc.strerror or exc}"))
 
@@ -121,7 +80,7 @@ def _walk(root: str, add, problems: list[ScanProblem], seen_dirs: set[tuple[int,
         try:
             st = os.stat(folder)
         except OSError as exc:
-            problems.append(ScanProblem(folder, f"cannot read: {exc.strerror or exc}"))
+            problems.append(ScanProblem(folder, f"cannot read: {os_reason(exc)}"))
             subfolders[:] = []
             continue
         if (st.st_dev, st.st_ino) in seen_dirs:
@@ -141,16 +100,26 @@ class RunSummary:
 
     analysed: int = 0
     cached: int = 0
-    failed: int = 0
-    skipped: int = 0          # known failures of unchanged files
+    failed: int = 0           # failed now, or before and unchanged (then also counted in ``skipped``)
+    skipped: int = 0          # known failures of unchanged files, not retried
     problems: int = 0         # scan problems (missing paths, unreadable folders, loops)
-    audio_seconds: float = 0.0
+    audio_seconds: float = 0.0  # of the tracks analysed in this run (not those from the store)
     wall_seconds: float = 0.0
     interrupted: bool = False
 
     @property
     def audio_per_second(self) -> float:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def count(self, result: TrackResult) -> None:
+        if result.failed:
+            self.failed += 1
+            self.skipped += result.cached
+        elif result.cached:
+            self.cached += 1
+        else:
+            self.analysed += 1
+            self.audio_seconds += result.duration_s or 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "audio_per_second": self.audio_per_second}
@@ -162,6 +131,7 @@ class RunOptions:
 
     params: AnalysisParams = dataclasses.field(default_factory=AnalysisParams)
     batch: bool = False
+    seconds: float | None = None     # a preview of the first N seconds (None: whole tracks)
     force: bool = False
     retry_failed: bool = False
     jobs: int = 1
@@ -170,13 +140,17 @@ class RunOptions:
     scheduler: str | None = None     # tcp://host:port of the Dask scheduler
     path_map: tuple[str, ...] = ()   # CLIENT_PREFIX=WORKER_PREFIX rewrites for Dask workers
 
+    @property
+    def want(self) -> Want:
+        return Want(self.params, batch=self.batch, seconds=self.seconds)
+
 
 # A callback receives ("start", (total, description)) once, then ("track", TrackResult)
-# per file and ("skip", (path, message)) for known failures and scan problems.
+# per file and per scan problem (a failed result of type ScanError, not stored).
 Event = Callable[[str, Any], None]
 
 
-def run_library(paths: list[str | os.PathLike], store: FingerprintStore, options: RunOptions,
+def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
                 on_event: Event = lambda kind, payload: None) -> RunSummary:
     """Analyse every audio file under ``paths`` that the store cannot answer, saving
     each result as it arrives; answer the others from the store without decoding.
@@ -188,33 +162,21 @@ def run_library(paths: list[str | os.PathLike], store: FingerprintStore, options
     summary = RunSummary()
     files, problems = scan(paths)
     summary.problems = len(problems)
-    on_event("start", (len(files), "analysing"))
+    on_event("start", (len(files) + len(problems), "analysing"))
     for problem in problems:
-        on_event("skip", (problem.path, problem.message))
-    todo: list[tuple[str, Lookup]] = []
+        on_event("track", failed(problem.path, "ScanError", problem.message))
+    todo: list[tuple[str, FileIdentity]] = []
     try:
         for path in files:
-            found = store.lookup(path, options.params.key(), need_batch=options.batch) if not options.force \
-                else Lookup(None, _identity_or_none(store, path))
-            if found.failure is not None and not options.retry_failed:
-                summary.skipped += 1
-                on_event("skip", (path, f"failed before ({found.failure['message']}); unchanged, skipped"))
-            elif found.record is not None:
-                result = result_from_record(found.record, path)
-                summary.cached += 1
-                summary.audio_seconds += result.duration_s or 0.0
-                on_event("track", result)
-            else:
-                todo.append((path, found))
-        previous = {path: found for path, found in todo}
-        for result in _analyse_all([path for path, _ in todo], options, store):
-            if options.executor != "dask":  # Dask workers save into the shared store themselves
-                _save(store, result, previous[result.path])
-            if result.failed:
-                summary.failed += 1
-            else:
-                summary.analysed += 1
-                summary.audio_seconds += result.duration_s or 0.0
+            found = look_up(store, path, options.want, force=options.force)
+            known = answer(path, found, retry_failed=options.retry_failed)
+            if known is not None:
+                summary.count(known)
+                on_event("track", known)
+            elif found.identity is not None:
+                todo.append((path, found.identity))
+        for result in _analyse_all(todo, options, store):
+            summary.count(result)
             on_event("track", result)
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -224,198 +186,23 @@ def run_library(paths: list[str | os.PathLike], store: FingerprintStore, options
     return summary
 
 
-def _identity_or_none(store: FingerprintStore, path: str) -> FileIdentity | None:
-    try:
-        return store.identify(path)
-    except OSError:
-        return None
-
-
-def _save(store: FingerprintStore, result: TrackResult, found: Lookup) -> None:
-    identity = found.identity
-    if result.failed:
-        reason = (result.error or "failed").removeprefix(f"{result.path}: ")  # the record names the file
-        store.save_failure(identity, result.path, result.error_type or "Error", reason)
-        return
-    if identity is None:
-        identity = store.identify(result.path)
-    old = store.backend.get(record_key(identity.content_key, result.streaming.params_key))
-    store.save(identity, result, previous=old)
-
-
-def _analyse_all(paths: list[str], options: RunOptions, store: FingerprintStore) -> Iterator[TrackResult]:
-    """Results in completion order: on local worker processes (see ``run_tasks``), or on
-    a Dask cluster whose workers save into the shared store."""
+def _analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
+                 store: FingerprintStore) -> Iterator[TrackResult]:
+    """Results in completion order: computed on local worker processes and kept here,
+    or computed and kept by Dask workers in the shared store."""
     if options.executor == "dask":
-        from fpcli.dask_executor import PathMap, StoreSpec, analyse_on_dask
+        from fpcli.executors.dask import PathMap, analyse_on_dask
 
         if not options.scheduler:
-            raise FpcliError("--executor dask needs --scheduler tcp://HOST:PORT")
-        spec = StoreSpec(**store.opened_with)
-        yield from analyse_on_dask(paths, options.scheduler, spec, options.params, options.batch,
+            raise FpcliError("the Dask executor needs a scheduler address (tcp://HOST:PORT)")
+        yield from analyse_on_dask(todo, options.scheduler, store.spec, options.want,
                                    PathMap.parse(list(options.path_map)))
         return
-    tasks = [Task(path, functools.partial(analyze_file, path, params=options.params, batch=options.batch))
-             for path in paths]
+    identities = dict(todo)
+    tasks = [Task(path, functools.partial(compute, path, options.want, identity)) for path, identity in todo]
     for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s):
-        yield outcome if isinstance(outcome, TrackResult) else _failure(task.label, *outcome)
-
-
-@dataclasses.dataclass(frozen=True)
-class Task:
-    """A unit of work: ``call()`` runs in a worker (a picklable module-level function,
-    or a functools.partial of one); ``label`` names it (a path)."""
-
-    label: str
-    call: Callable[[], Any]
-
-
-def run_tasks(tasks: list[Task], *, jobs: int, timeout_s: float) -> Iterator[tuple[Task, Any]]:
-    """(task, outcome) in completion order. The outcome is the call's return value, or
-    a (error_type, message) tuple when its worker crashed or exceeded ``timeout_s``.
-    Several tasks go to worker processes; a single task runs in this process."""
-    if not tasks:
-        return
-    if len(tasks) == 1:
-        yield tasks[0], tasks[0].call()
-        return
-    with WorkerPool(max(1, min(jobs, len(tasks))), timeout_s=timeout_s) as pool:
-        yield from pool.run(tasks)
-
-
-def _worker_main(connection: Connection) -> None:
-    """A worker process: run the calls sent by the parent until it sends None."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-    keep_buffers_on_heap()
-    connection.send("ready")  # imports done: time limits start counting from here
-    while True:
-        call = connection.recv()
-        if call is None:
-            return
-        connection.send(call())
-
-
-class WorkerPool:
-    """Worker processes that each run one task at a time.
-
-    The parent knows which task each worker holds, so a worker that dies (a crash in
-    a decoder) or exceeds ``timeout_s`` is replaced and costs only that task, whose
-    outcome is then an (error_type, message) tuple.
-    """
-
-    def __init__(self, size: int, *, timeout_s: float) -> None:
-        self.size = size
-        self.timeout_s = timeout_s
-        self._context = multiprocessing.get_context("spawn")  # no fork with live threads
-        self._workers: list[_Worker] = []
-
-    def __enter__(self) -> WorkerPool:
-        self._workers = [self._spawn() for _ in range(self.size)]
-        for worker in self._workers:
-            worker.wait_ready()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for worker in self._workers:
-            worker.stop()
-
-    def _spawn(self) -> _Worker:
-        parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child,), daemon=True)
-        with _single_threaded_blas():
-            process.start()
-        child.close()
-        return _Worker(process, parent)
-
-    def run(self, tasks: list[Task]) -> Iterator[tuple[Task, Any]]:
-        pending = list(reversed(tasks))
-        while pending or any(w.task for w in self._workers):
-            for worker in self._workers:
-                if worker.task is None and pending:
-                    worker.assign(pending.pop())
-            busy = [w for w in self._workers if w.task is not None]
-            ready = multiprocessing.connection.wait(
-                [w.connection for w in busy] + [w.process.sentinel for w in busy], timeout=0.25)
-            for index, worker in enumerate(self._workers):
-                task = worker.task
-                if task is None:
-                    continue
-                if worker.connection in ready:
-                    try:
-                        outcome = worker.connection.recv()
-                    except (EOFError, OSError):
-                        outcome = None
-                    if outcome is not None:
-                        worker.task = None
-                        yield task, outcome
-                        continue
-                if worker.process.sentinel in ready or not worker.process.is_alive():
-                    code = worker.process.exitcode
-                    yield task, ("WorkerCrashed", f"the analysis process died (exit code {code})")
-                    self._workers[index] = self._replace(worker)
-                elif time.monotonic() - worker.started > self.timeout_s:
-                    yield task, ("Timeout", f"analysis took longer than {self.timeout_s:g} s")
-                    self._workers[index] = self._replace(worker)
-
-    def _replace(self, worker: _Worker) -> _Worker:
-        worker.kill()
-        replacement = self._spawn()
-        replacement.wait_ready()
-        return replacement
-
-
-@contextlib.contextmanager
-def _single_threaded_blas() -> Iterator[None]:
-    """Environment for a child process: one BLAS/OpenMP thread. The per-frame matrix
-    products are small; with a thread pool per worker, the idle threads spin and
-    double the CPU time of every worker (measured: 1.44 s vs 0.76 s per track)."""
-    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(dict.fromkeys(names, "1"))
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@dataclasses.dataclass
-class _Worker:
-    process: multiprocessing.process.BaseProcess
-    connection: Connection
-    task: Task | None = None
-    started: float = 0.0
-
-    @property
-    def path(self) -> str | None:
-        return self.task.label if self.task else None
-
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
-        if not self.connection.poll(timeout_s) or self.connection.recv() != "ready":
-            raise FpcliError("a worker process did not start")
-
-    def assign(self, task: Task) -> None:
-        self.task, self.started = task, time.monotonic()
-        self.connection.send(task.call)
-
-    def stop(self) -> None:
-        try:
-            if self.task is None:
-                self.connection.send(None)
-                self.process.join(timeout=2)
-        except (OSError, ValueError):
-            pass
-        self.kill()
-
-    def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=5)
-        self.connection.close()
-
-
-def _failure(path: str, error_type: str, message: str) -> TrackResult:
-    return TrackResult(path=path, status="error", error=f"{path}: {message}", error_type=error_type)
+        if isinstance(outcome, tuple) and len(outcome) == 2 and isinstance(outcome[1], TrackResult):
+            identity, result = outcome
+            yield keep(store, task.label, identity, result)
+        else:  # the worker crashed or timed out: a failure of this file
+            yield keep(store, task.label, identities[task.label], failed(task.label, *outcome))

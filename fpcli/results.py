@@ -16,7 +16,7 @@ class TrackResult:
 
     path: str
     status: str
-    error: str | None = None
+    error: str | None = None          # the reason (the path is not repeated)
     error_type: str | None = None
     duration_s: float | None = None
     samplerate: int | None = None
@@ -48,11 +48,16 @@ class TrackResult:
             "fingerprint_version": FINGERPRINT_VERSION,
             "cached": self.cached,
         }
+        if self.failed:
+            out["error_type"] = self.error_type
         if self.streaming is not None:
             fp = self.streaming
+            confidence = fp.confidence or {}
+            out["complete"] = fp.complete
+            out["seconds"] = fp.seconds
             out["params_key"] = fp.params_key
             out["chunks"] = fp.chunks
-            out["streaming"] = {name: {"value": value, "confidence": fp.confidence[name]}
+            out["streaming"] = {name: {"value": value, "confidence": confidence.get(name, 0.0)}
                                 for name, value in fp.values.items()}
             out["streaming_null_reasons"] = fp.reasons
         if self.batch is not None:

@@ -20,11 +20,9 @@ loudness_std_lu       0.01 LU bins with sums              blocks in one 0.01 LU 
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
-from fpcli.audio import DEFAULT_BLOCK_FRAMES, AudioReader
 from fpcli.dsp.loudness import (
     ABSOLUTE_GATE_LUFS,
     LRA_RELATIVE_GATE_LU,
@@ -207,52 +205,3 @@ class StreamingAnalyzer:
         else:
             confidence = 0.9 * evidence
         return round(min(confidence, UNFINISHED_CAP), 4)
-
-
-def analyze_streaming(path: str | os.PathLike, params: AnalysisParams | None = None, *,
-                      block_frames: int = DEFAULT_BLOCK_FRAMES,
-                      max_seconds: float | None = None) -> tuple[Fingerprint, AudioReader]:
-    """Stream a file through the 13D analyzer; ``max_seconds`` stops early (a partial
-    fingerprint, ``complete`` False). Returns the fingerprint and the reader."""
-    reader = AudioReader(path, block_frames=block_frames)
-    analyzer = StreamingAnalyzer(reader.info.samplerate, reader.info.channels, params,
-                                 expected_frames=reader.expected_frames or None)
-    limit = None if max_seconds is None else int(max_seconds * reader.info.samplerate)
-    for block in reader:
-        if limit is not None:
-            remaining = limit - analyzer.pipeline.samples
-            if remaining <= 0:
-                break
-            block = block[:remaining]
-        analyzer.push(block)
-    if limit is not None and analyzer.pipeline.samples >= limit:
-        return analyzer.snapshot(), reader
-    return analyzer.finish(), reader
-
-
-def stream_checkpoints(path: str | os.PathLike, seconds: list[float], params: AnalysisParams | None = None, *,
-                       block_frames: int = 8192) -> list[Fingerprint]:
-    """Snapshots of the streaming fingerprint after each of ``seconds`` (ascending) of
-    one pass over the file; a checkpoint past the end gets the final fingerprint.
-
-    Used by ``fpcli validate --partial`` to see whether confidence predicts accuracy.
-    """
-    reader = AudioReader(path, block_frames=block_frames)
-    analyzer = StreamingAnalyzer(reader.info.samplerate, reader.info.channels, params,
-                                 expected_frames=reader.expected_frames or None)
-    marks = [int(s * reader.info.samplerate) for s in sorted(seconds)]
-    snapshots: list[Fingerprint] = []
-    for block in reader:
-        while block.size and len(snapshots) < len(marks):
-            take = marks[len(snapshots)] - analyzer.pipeline.samples
-            if take > len(block):
-                break
-            analyzer.push(block[:take])
-            block = block[take:]
-            snapshots.append(analyzer.snapshot())
-        if len(snapshots) == len(marks):
-            return snapshots
-        if block.size:
-            analyzer.push(block)
-    final = analyzer.finish()
-    return snapshots + [final] * (len(marks) - len(snapshots))

@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from fpcli.analyze import stream_checkpoints
 from fpcli.errors import ParameterError
+from fpcli.executors.local import Task, run_tasks
 from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS
-from fpcli.library import RunOptions, Task, run_library, run_tasks
+from fpcli.library import RunOptions, run_library
 from fpcli.results import TrackResult
-from fpcli.store import FingerprintStore
-from fpcli.streaming import stream_checkpoints
+from fpcli.store import FingerprintStore, Record
+from fpcli.store.records import Validation
 
 DEFAULT_THRESHOLD = 0.95
 
@@ -156,14 +158,14 @@ def compare(streaming: Mapping[str, float | None], batch: Mapping[str, float | N
 
 
 def _metric(name: str, s: float | None, b: float | None, tolerance: Tolerance) -> MetricResult:
-    common = {"name": name, "kind": tolerance.kind, "streaming": s, "batch": b, "tolerance": tolerance.limit}
+    common = functools.partial(MetricResult, name, tolerance.kind, s, b, tolerance=tolerance.limit)
     if s is None or b is None:
         both = s is None and b is None
-        return MetricResult(**common, error=None, passed=both,
-                            note="null in both" if both else f"null in {'streaming' if s is None else 'batch'} only")
+        return common(error=None, passed=both,
+                      note="null in both" if both else f"null in {'streaming' if s is None else 'batch'} only")
     if tolerance.kind == "tempo":
         relation, error = tempo_relation(s, b, tolerance.limit)
-        return MetricResult(**common, error=error, passed=relation == "same", relation=relation)
+        return common(error=error, passed=relation == "same", relation=relation)
     difference = abs(s - b)
     if tolerance.kind == "relative":
         error = difference / abs(b) if b != 0 else (0.0 if difference == 0 else math.inf)
@@ -171,7 +173,7 @@ def _metric(name: str, s: float | None, b: float | None, tolerance: Tolerance) -
     else:
         error = difference
         passed = error <= tolerance.limit
-    return MetricResult(**common, error=error, passed=passed)
+    return common(error=error, passed=passed)
 
 
 def tempo_relation(streaming_bpm: float, batch_bpm: float, limit: float) -> tuple[str, float]:
@@ -191,8 +193,8 @@ def tempo_relation(streaming_bpm: float, batch_bpm: float, limit: float) -> tupl
 def cosine_similarity(a: Mapping[str, float | None], b: Mapping[str, float | None]) -> float | None:
     """Cosine of the two fingerprints on the fixed validation scales, over the streaming
     dims that both have. None when no dim is shared or a vector is zero."""
-    pairs = [(normalise(n, a[n]), normalise(n, b[n])) for n in STREAMING_DIMS
-             if a.get(n) is not None and b.get(n) is not None]
+    pairs = [(normalise(n, x), normalise(n, y)) for n in STREAMING_DIMS
+             if (x := a.get(n)) is not None and (y := b.get(n)) is not None]
     dot = sum(x * y for x, y in pairs)
     norm = math.sqrt(sum(x * x for x, _ in pairs)) * math.sqrt(sum(y * y for _, y in pairs))
     return dot / norm if norm > 0 else None
@@ -243,6 +245,10 @@ class LibraryValidation:
         return [t for t in self.tracks if t.result is not None]
 
     @property
+    def results(self) -> list[ValidationResult]:
+        return [t.result for t in self.tracks if t.result is not None]
+
+    @property
     def valid_share(self) -> float | None:
         compared = self.compared
         return sum(t.status == "valid" for t in compared) / len(compared) if compared else None
@@ -251,10 +257,11 @@ class LibraryValidation:
         """Per metric: kind, tolerance, mean and max error, pass rate, tracks."""
         rows = []
         for name in STREAMING_DIMS:
-            metrics = [m for t in self.compared for m in t.result.metrics if m.name == name]
+            metrics = [m for result in self.results for m in result.metrics if m.name == name]
             errors = [m.error for m in metrics if m.error is not None and math.isfinite(m.error)]
             rows.append({
                 "metric": name, "kind": self.tolerances[name].kind, "tolerance": self.tolerances[name].limit,
+                "floor": self.tolerances[name].floor,
                 "mean_error": sum(errors) / len(errors) if errors else None,
                 "max_error": max(errors) if errors else None,
                 "pass_rate": sum(m.passed for m in metrics) / len(metrics) if metrics else None,
@@ -264,7 +271,7 @@ class LibraryValidation:
         return rows
 
     def summary(self) -> dict[str, Any]:
-        similarities = sorted(t.result.similarity for t in self.compared if t.result.similarity is not None)
+        similarities = sorted(r.similarity for r in self.results if r.similarity is not None)
         return {
             "tracks": len(self.tracks),
             "valid": sum(t.status == "valid" for t in self.tracks),
@@ -278,7 +285,9 @@ class LibraryValidation:
 
     def worst(self, n: int = 5) -> list[TrackValidation]:
         """The invalid tracks first (most failed metrics), then the lowest similarity."""
-        def badness(t: TrackValidation) -> tuple:
+        def badness(t: TrackValidation) -> tuple[int, float]:
+            if t.result is None:
+                return (0, 2.0)
             return (-len(t.result.failed_metrics), t.result.similarity if t.result.similarity is not None else -1)
         return sorted(self.compared, key=badness)[:n]
 
@@ -307,11 +316,12 @@ def _relations(metrics: list[MetricResult]) -> dict[str, int]:
     return counts
 
 
-def validate_record(record: dict[str, Any], *, tolerances: Mapping[str, Tolerance] = DEFAULT_TOLERANCES,
+def validate_record(record: Record, *, tolerances: Mapping[str, Tolerance] = DEFAULT_TOLERANCES,
                     threshold: float = DEFAULT_THRESHOLD) -> ValidationResult:
     """Compare a stored record's streaming values with its batch values."""
-    streaming = record["streaming"]
-    return compare(streaming["values"], record["batch"]["values"], confidence=streaming["confidence"],
+    if record.batch is None:
+        raise ValueError("the record has no batch values to validate against")
+    return compare(record.streaming.values, record.batch.values, confidence=record.streaming.confidence,
                    tolerances=tolerances, threshold=threshold)
 
 
@@ -326,7 +336,7 @@ def confidence_buckets(samples: list[tuple[str, float, MetricResult]]) -> dict[s
     table: dict[str, list[dict[str, Any]]] = {}
     monotone: dict[str, bool] = {}
     for name in STREAMING_DIMS:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for low, high in CONFIDENCE_BUCKETS:
             inside = [m for metric, c, m in samples if metric == name
                       and (low <= c < high or (low == high == c))]
@@ -337,10 +347,10 @@ def confidence_buckets(samples: list[tuple[str, float, MetricResult]]) -> dict[s
                          "standard_error": _standard_error(errors),
                          "pass_rate": sum(m.passed for m in inside) / len(inside) if inside else None})
         table[name] = rows
-        filled = [r for r in rows if r["mean_error"] is not None]
+        filled = [(r["mean_error"], r["standard_error"]) for r in rows if r["mean_error"] is not None]
         monotone[name] = all(
-            b["mean_error"] - a["mean_error"] <= 2 * math.hypot(a["standard_error"], b["standard_error"])
-            for a, b in zip(filled, filled[1:], strict=False))
+            later - earlier <= 2 * math.hypot(error_a, error_b)
+            for (earlier, error_a), (later, error_b) in zip(filled, filled[1:], strict=False))
     return {"buckets": table, "monotone": monotone}
 
 
@@ -354,28 +364,26 @@ def _standard_error(errors: list[float]) -> float:
 
 def validate_library(paths: list[str], store: FingerprintStore, options: RunOptions, *,
                      tolerances: Mapping[str, Tolerance] = DEFAULT_TOLERANCES, threshold: float = DEFAULT_THRESHOLD,
-                     partial_seconds: list[float] | None = None,
+                     partial_seconds: list[float] | None = None, store_verdicts: bool = True,
                      on_event: Callable[[str, Any], None] = lambda kind, payload: None) -> LibraryValidation:
     """Validate every track under ``paths``: streaming and batch fingerprints come from
     the store or are computed (and stored) in worker processes; each track's verdict
-    is stored in its record. With ``partial_seconds``, also stream each track's first
-    N seconds and measure the error by confidence bucket.
+    is stored in its record (unless ``store_verdicts`` is False: a what-if run). With
+    ``partial_seconds``, also stream each track's first N seconds and measure the
+    error by confidence bucket.
     """
     results: list[TrackResult] = []
-    tracks: list[TrackValidation] = []
 
     def collect(kind: str, payload: Any) -> None:
         if kind == "track":
             results.append(payload)
-        elif kind == "skip":  # a known failure or a scan problem: reported, not fatal
-            path, message = payload
-            tracks.append(TrackValidation(path, "error", error=f"{path}: {message}"))
         on_event(kind, payload)
 
-    run = run_library(paths, store, dataclasses.replace(options, batch=True), collect)
-    records = {}
+    run = run_library(paths, store, dataclasses.replace(options, batch=True, seconds=None), collect)
+    records: dict[str, Record] = {}
+    tracks: list[TrackValidation] = []
     for result in results:
-        track, record = _validate_one(store, result, tolerances, threshold)
+        track, record = _validate_one(store, result, tolerances, threshold, store_verdicts)
         tracks.append(track)
         if record is not None:
             records[result.path] = record
@@ -386,21 +394,27 @@ def validate_library(paths: list[str], store: FingerprintStore, options: RunOpti
 
 
 def _validate_one(store: FingerprintStore, result: TrackResult, tolerances: Mapping[str, Tolerance],
-                  threshold: float) -> tuple[TrackValidation, dict[str, Any] | None]:
+                  threshold: float, store_verdict: bool) -> tuple[TrackValidation, Record | None]:
     if result.failed:
         return TrackValidation(result.path, "error", error=result.error), None
-    record = store.record_for_path(result.path)
-    if record is None or not record.get("batch"):
-        return TrackValidation(result.path, "error", error=f"{result.path}: no stored fingerprints"), None
+    try:
+        record = store.record_for_path(result.path)
+    except OSError as exc:
+        return TrackValidation(result.path, "error", error=f"cannot read the file again: {exc.strerror}"), None
+    if record is None or record.batch is None:
+        return TrackValidation(result.path, "error", error="no stored fingerprints (evicted meanwhile?)"), None
     verdict = validate_record(record, tolerances=tolerances, threshold=threshold)
-    stored = verdict.to_json()
-    del stored["metrics"]
-    record["validation"] = {**stored, "validated_at": time.time()}
-    store.update_record(record)
-    return TrackValidation(result.path, stored["status"], verdict), record
+    if store_verdict:
+        record = dataclasses.replace(record, validation=Validation(
+            "valid" if verdict.is_valid else "invalid", verdict.similarity, verdict.threshold,
+            verdict.confidence_quality, tuple(verdict.failed_metrics),
+            {m.name: (m.error if m.error is not None and math.isfinite(m.error) else None) for m in verdict.metrics},
+            time.time()))
+        store.update_record(record)
+    return TrackValidation(result.path, "valid" if verdict.is_valid else "invalid", verdict), record
 
 
-def _partial(records: dict[str, dict[str, Any]], seconds: list[float], options: RunOptions,
+def _partial(records: dict[str, Record], seconds: list[float], options: RunOptions,
              tolerances: Mapping[str, Tolerance], on_event: Callable[[str, Any], None]) -> dict[str, Any]:
     samples: list[tuple[str, float, MetricResult]] = []
     failures = 0
@@ -410,7 +424,7 @@ def _partial(records: dict[str, dict[str, Any]], seconds: list[float], options: 
         if isinstance(outcome, tuple):
             failures += 1
             continue
-        batch = records[path]["batch"]["values"]
+        batch = records[path].batch.values  # type: ignore[union-attr]  # validated records have batch values
         for snapshot in outcome:
             for name in STREAMING_DIMS:
                 metric = _metric(name, snapshot.values[name], batch[name], tolerances[name])
@@ -421,12 +435,12 @@ def _partial(records: dict[str, dict[str, Any]], seconds: list[float], options: 
 def _checkpoints(paths: list[str], seconds: list[float], options: RunOptions) -> Iterator[tuple[str, Any]]:
     """(path, snapshots or (error_type, message)) per track, on the chosen executor."""
     if options.executor == "dask":
-        from fpcli.dask_executor import PathMap, run_on_dask
+        from fpcli.executors.dask import PathMap, run_on_dask
 
         path_map = PathMap.parse(list(options.path_map))
         calls = [(p, functools.partial(stream_checkpoints, path_map.to_worker(p), seconds, options.params))
                  for p in paths]
-        yield from run_on_dask(calls, options.scheduler)
+        yield from run_on_dask(calls, options.scheduler or "")
         return
     tasks = [Task(p, functools.partial(stream_checkpoints, p, seconds, options.params)) for p in paths]
     for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s):

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from fpcli import synth
-from fpcli.library import analyze_file
+from fpcli.analyze import Want, analyse
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,7 +46,7 @@ def main() -> int:
         path = HERE / name
         if not expected_only:
             sf.write(path, factory(sr), sr, format=fmt, subtype=subtype)
-        result = analyze_file(path, batch=True)
+        result = analyse(path, Want(batch=True))
         expected[name] = {
             "description": description,
             "samplerate": sr,

@@ -68,21 +68,6 @@ def test_compare_flags_a_synthetic_regression(result):
         bench.compare(result, {"schema": "other"})
 
 
-def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
-    target = tmp_path / "out.json"
-    target.write_text("old")
-    bench.write_atomically(target, "new")
-    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
-
-    def fail(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(bench.os, "replace", fail)
-    with pytest.raises(FpcliError, match="No space left"):
-        bench.write_atomically(target, "newer")
-    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
-
-
 def test_cli_bench_check_json_markdown_compare(tiny_library, tmp_path):
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     base = ["bench", "--library", str(tiny_library), "--quick", "--jobs", "1"]

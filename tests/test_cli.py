@@ -111,9 +111,11 @@ def test_analyze_folder_twice_uses_the_store(folder, tmp_path):
     assert len(rows) == 5 and not any(r["cached"] for r in rows)
     assert "analysed 4, from cache 0, failed 1" in first.stderr
     second = runner.invoke(app, ["--store", store, "analyze", str(folder), "--json"])
-    assert second.exit_code == 0
-    assert [r["cached"] for r in _json_lines(second.stdout)] == [True] * 4
-    assert "skipped" in second.stderr and "bad.mp3" in second.stderr
+    assert second.exit_code == EXIT_SOME_FAILED  # a known failure, skipped, still counts as failed
+    rows = _json_lines(second.stdout)
+    assert [r["cached"] for r in rows] == [True] * 5
+    assert [os.path.basename(r["path"]) for r in rows if r["status"] == "error"] == ["bad.mp3"]
+    assert "1 failed before, skipped" in second.stderr
 
 
 def test_fpcli_store_environment_variable(folder, tmp_path):
@@ -138,13 +140,13 @@ def test_cache_commands(folder, tmp_path):
     assert [os.path.basename(r["path"]) for r in listed] == ["t1.flac"]
     shown = json.loads(runner.invoke(app, ["cache", "show", "--json", str(folder / "t2.flac")]).stdout)
     assert shown["batch"]["values"]["tempo_bpm"] == shown["streaming"]["values"]["tempo_bpm"]
-    failures = json.loads(runner.invoke(app, ["cache", "failures", "--json"]).stdout)
+    failures = _json_lines(runner.invoke(app, ["cache", "failures", "--json"]).stdout)
     assert [os.path.basename(f["path"]) for f in failures] == ["bad.mp3"]
     assert runner.invoke(app, ["cache", "verify"]).exit_code == 0
     export = tmp_path / "dump.jsonl"
     assert runner.invoke(app, ["cache", "export", str(export)]).exit_code == 0
     os.remove(folder / "t3.flac")
-    pruned = json.loads(runner.invoke(app, ["cache", "prune", "--json"]).stdout)
+    pruned = _json_lines(runner.invoke(app, ["cache", "prune", "--json"]).stdout)
     assert [os.path.basename(p["path"]) for p in pruned] == ["t3.flac"]
     assert runner.invoke(app, ["cache", "clear", "--yes"]).exit_code == 0
     assert json.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)["entries"] == 0

@@ -44,7 +44,7 @@ def test_analyze_on_dask_matches_a_local_run(cluster, library, redis_url, tmp_pa
     assert first.exit_code == 3, first.output  # the broken file
     assert "analysed 6, from cache 0, failed 1" in first.stderr
     second = runner.invoke(app, args)
-    assert "analysed 0, from cache 6, failed 0, skipped 1" in second.stderr
+    assert "analysed 0, from cache 6, failed 1 (1 failed before, skipped)" in second.stderr
     with FingerprintStore.open(redis_url) as store:
         assert len(list(store.records())) == 6 and len(list(store.failures())) == 1
         assert verify(store) == []
@@ -103,9 +103,9 @@ def test_killed_worker_costs_no_result(cluster, redis_url, tmp_path):
 
 
 def test_unreachable_scheduler_is_a_clear_error(library, redis_url, monkeypatch):
-    import fpcli.dask_executor
+    import fpcli.executors.dask
 
-    monkeypatch.setattr(fpcli.dask_executor, "CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr(fpcli.executors.dask, "CONNECT_TIMEOUT", "2s")
     options = RunOptions(executor="dask", scheduler="tcp://127.0.0.1:1")
     with FingerprintStore.open(redis_url) as store, pytest.raises(FpcliError, match="cannot reach the Dask"):
         run_library([str(library)], store, options)

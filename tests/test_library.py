@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from fpcli import synth
-from fpcli.library import RunOptions, Task, WorkerPool, analyze_file, run_library, scan
+from fpcli.analyze import analyse
+from fpcli.executors.local import Task, WorkerPool
+from fpcli.library import RunOptions, run_library, scan
 from fpcli.store import FingerprintStore, verify
 from tests.conftest import write
 
@@ -54,7 +56,7 @@ def test_scan_finds_audio_by_extension_and_survives_loops(library, tmp_path):
     assert names == sorted(["t0.flac", "t1.flac", "t2.flac", "t3.flac", "t4.flac", "t5.flac", "empty.flac",
                             "text.flac", "cut_header.flac", "truncated.flac", "x.wav"])
     messages = " ".join(p.message for p in problems)
-    assert "no such file or folder" in messages and "not a regular file" in messages
+    assert "no such file or folder" in messages and "is a FIFO, not an audio file" in messages
     assert "symlink loop" in messages
 
 
@@ -63,10 +65,10 @@ def test_run_records_failures_and_skips_them_next_time(library, tmp_path):
     with FingerprintStore.open(tmp_path / "s") as store:
         first = run_library([library], store, RunOptions(jobs=2), lambda k, p: events.append((k, p)))
         assert (first.analysed, first.failed, first.cached) == (7, 4, 0)  # truncated.flac is partial, not failed
-        failures = {os.path.basename(f["path"]) for f in store.failures()}
+        failures = {os.path.basename(f.path) for f in store.failures()}
         assert failures == {"empty.flac", "text.flac", "cut_header.flac", "x.wav"}
         second = run_library([library], store, RunOptions(jobs=2))
-        assert (second.analysed, second.cached, second.failed, second.skipped) == (0, 7, 0, 4)
+        assert (second.analysed, second.cached, second.failed, second.skipped) == (0, 7, 4, 4)
         retry = run_library([library], store, RunOptions(jobs=2, retry_failed=True))
         assert (retry.cached, retry.failed) == (7, 4)
         assert verify(store) == []
@@ -89,7 +91,7 @@ def test_batch_option_adds_batch_values_to_cached_records(library, tmp_path):
         run_library([library / "a"], store, RunOptions(jobs=1))
         with_batch = run_library([library / "a"], store, RunOptions(jobs=1, batch=True))
         assert with_batch.analysed == 3
-        assert all(r["batch"] for r in store.records())
+        assert all(r.batch is not None for r in store.records())
         assert run_library([library / "a"], store, RunOptions(jobs=1, batch=True)).cached == 3
 
 
@@ -120,7 +122,7 @@ def test_timeout_costs_one_file(tmp_path):
 
 
 def _tasks(paths):
-    return [Task(p, functools.partial(analyze_file, p)) for p in paths]
+    return [Task(p, functools.partial(analyse, p)) for p in paths]
 
 
 def _cli(*args, store):
@@ -175,7 +177,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_tracks(big_library, tmp_path):
     done, code = _interrupt_after(big_library, store, 3, sig=signal.SIGINT)
     assert code == 130
     with FingerprintStore.open(store) as s:
-        stored = {r["path"] for r in s.records()}
+        stored = {seen.path for r in s.records() for seen in r.paths}
         assert verify(s) == []
     assert {os.path.realpath(r["path"]) for r in done if r["status"] != "error"} <= stored
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fpcli.library import analyze_file
+from fpcli.analyze import Want, analyse
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_audio"
 EXPECTED = json.loads((SAMPLES / "expected.json").read_text())
@@ -13,7 +13,7 @@ EXPECTED = json.loads((SAMPLES / "expected.json").read_text())
 
 @pytest.fixture(scope="module")
 def results():
-    return {name: analyze_file(SAMPLES / name, batch=True) for name in EXPECTED}
+    return {name: analyse(SAMPLES / name, Want(batch=True)) for name in EXPECTED}
 
 
 def test_designed_properties(results):

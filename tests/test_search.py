@@ -15,18 +15,9 @@ from fpcli.errors import ParameterError
 from fpcli.fingerprint import GROUPS, STREAMING_DIMS
 from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
-from fpcli.search import (
-    NULL_PENALTY,
-    Index,
-    SearchError,
-    current_index,
-    dim_weights,
-    fit_scaling,
-    parse_weights,
-    scale,
-    search,
-    top_k,
-)
+from fpcli.search import Index, SearchError, current_index, dim_weights, parse_weights, search, top_k
+from fpcli.search.index import fit_scaling, scale
+from fpcli.search.rank import NULL_PENALTY
 from fpcli.store import FingerprintStore
 from tests.conftest import write
 
@@ -84,7 +75,7 @@ def test_self_and_duplicate_content_are_excluded():
     index = _index(values, contents=["a", "b", "a", "c", "d"])
     weights = dim_weights(index.dims, dict.fromkeys(GROUPS, 1.0), index.low, index.high)
     hits = top_k(index, values[0], 10, weights, exclude_content="a")
-    assert {h.content_key for h in hits} == {"b", "c", "d"}
+    assert {h.digest for h in hits} == {"b", "c", "d"}
     assert len(top_k(index, values[0], 10, weights)) == 5
 
 
@@ -171,12 +162,12 @@ def test_batch_strategy_reports_and_computes_missing(store, library):
         search(store, str(library / "t1.flac"), strategy="batch")
     result = search(store, str(library / "t1.flac"), k=3, strategy="batch", compute_missing=True)
     assert result.stats["missing_batch"] == 0 and len(result.hits) == 3
-    assert sum(bool(r.get("batch")) for r in store.records()) == 8
+    assert sum((r.batch is not None) for r in store.records()) == 8
 
 
 def test_accurate_computes_batch_for_candidates_only(store, library):
     result = search(store, str(library / "t2.flac"), k=1, strategy="accurate")
-    with_batch = sum(bool(r.get("batch")) for r in store.records())
+    with_batch = sum((r.batch is not None) for r in store.records())
     assert result.stats["batch_computed"] == 5          # k x 5 candidates
     assert with_batch == 6                               # the candidates and the query
     assert len(result.hits) == 1
@@ -219,7 +210,10 @@ def test_cli_search_json_and_m3u(store, library, tmp_path):
 def test_cli_search_table(store, library):
     result = runner.invoke(app, ["--store", store.location, "search", str(library / "t5.flac"), "--explain"],
                            env={"COLUMNS": "200"})
-    assert result.exit_code == 0 and "closest differences" in result.stdout
+    assert result.exit_code == 0
+    rows = [line.split("\t") for line in result.stdout.splitlines()]  # a pipe: plain tab-separated lines
+    assert [row[0] for row in rows] == [str(i) for i in range(1, 11)][:len(rows)] and len(rows) == 7
+    assert all(" -> " in row[3] for row in rows)  # the explanation column
     assert "strategy fast" in result.stderr
 
 
@@ -231,4 +225,4 @@ def test_cli_search_errors(tmp_path, library):
     bad = runner.invoke(app, ["--store", str(tmp_path / "empty"), "search", str(broken)])
     assert bad.exit_code == 1 and "cannot analyse the query" in str(bad.exception)
     strategy = runner.invoke(app, ["search", str(library / "t0.flac"), "--strategy", "psychic"])
-    assert strategy.exit_code == 1 and "one of fast, accurate, batch, auto" in str(strategy.exception)
+    assert strategy.exit_code == 2 and "one of fast, accurate, batch, auto" in strategy.output

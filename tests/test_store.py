@@ -1,5 +1,6 @@
 """The fingerprint store: identity, records, LRU/TTL, statistics, safety."""
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -13,24 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fpcli import synth
+from fpcli.analyze import Want, analyse, compute
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS, Fingerprint
-from fpcli.library import analyze_file
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
-from fpcli.store import (
-    FingerprintStore,
-    StoreError,
-    check_record,
-    export_store,
-    import_store,
-    prune,
-    record_from_result,
-    result_from_record,
-    verify,
-)
+from fpcli.store import FingerprintStore, Need, StoreError, export_store, import_store, prune, verify
+from fpcli.store.records import parse_record, record_from_result, record_to_json
 from tests.conftest import write
 
 KEY = AnalysisParams().key()
+NEED = Need(KEY)
 
 
 @pytest.fixture
@@ -45,17 +38,17 @@ def track(tmp_path):
         if (tmp_path / "music").mkdir() is None else None
 
 
-def _analysed(store, path, **kwargs):
-    found = store.lookup(path, KEY)
-    result = analyze_file(path, **kwargs)
-    store.save(found.identity, result)
+def _analysed(store, path, batch=False):
+    found = store.lookup(path, NEED)
+    identity, result = compute(str(path), Want(batch=batch), found.identity)
+    store.save(identity, result)
     return result
 
 
 def test_miss_then_hit(store, track):
-    assert store.lookup(track, KEY).record is None
+    assert store.lookup(track, NEED).record is None
     _analysed(store, track)
-    found = store.lookup(track, KEY)
+    found = store.lookup(track, NEED)
     assert found.record is not None
     stats = store.stats()
     assert (stats["hits"], stats["misses"]) == (1, 2)
@@ -66,37 +59,37 @@ def test_moved_file_is_a_hit(store, track, tmp_path):
     _analysed(store, track)
     moved = tmp_path / "elsewhere.flac"
     os.rename(track, moved)
-    found = store.lookup(moved, KEY)
-    assert found.record is not None and found.record["path"] == str(moved.resolve())
+    found = store.lookup(moved, NEED)
+    assert found.record is not None and found.record.path == str(moved.resolve())
 
 
-def test_touched_file_is_a_miss(store, track):
+def test_touched_file_is_confirmed_by_its_digest(store, track):
     _analysed(store, track)
     st = os.stat(track)
     os.utime(track, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert store.lookup(track, KEY).record is None
+    found = store.lookup(track, NEED)  # same bytes: the full digest vouches for it
+    assert found.record is not None and found.identity.mtime_ns == st.st_mtime_ns + 10**9
 
 
 def test_changed_file_is_a_miss(store, track):
     _analysed(store, track)
     write(track, synth.music_like(3.0, 22050, seed=2), 22050)
-    assert store.lookup(track, KEY).record is None
+    assert store.lookup(track, NEED).record is None
 
 
 def test_parameter_or_version_change_is_a_miss(store, track):
     _analysed(store, track)
-    assert store.lookup(track, AnalysisParams(n_mel_bands=32).key()).record is None
-    record = store.lookup(track, KEY).record
-    record["fingerprint_version"] = 0
-    store.update_record(record)
-    assert store.lookup(track, KEY).record is None
+    assert store.lookup(track, Need(AnalysisParams(n_mel_bands=32).key())).record is None
+    record = store.lookup(track, NEED).record
+    store.update_record(dataclasses.replace(record, fingerprint_version=0))
+    assert store.lookup(track, NEED).record is None
 
 
 def test_need_batch_misses_a_streaming_only_record(store, track):
     _analysed(store, track)
-    assert store.lookup(track, KEY, need_batch=True).record is None
+    assert store.lookup(track, Need(KEY, batch=True)).record is None
     _analysed(store, track, batch=True)
-    assert store.lookup(track, KEY, need_batch=True).record["batch"]["values"].keys() == set(BATCH_DIMS)
+    assert store.lookup(track, Need(KEY, batch=True)).record.batch.values.keys() == set(BATCH_DIMS)
 
 
 def test_internal_reads_are_not_counted(store, track):
@@ -111,7 +104,7 @@ def test_internal_reads_are_not_counted(store, track):
 
 def test_statistics_persist_across_opens(tmp_path, track):
     with FingerprintStore.open(tmp_path / "s") as s:
-        s.lookup(track, KEY)
+        s.lookup(track, NEED)
     with FingerprintStore.open(tmp_path / "s") as s:
         assert s.stats()["misses"] == 1
 
@@ -131,7 +124,7 @@ def _fill(store, folder, count, start=0):
         path = folder / f"{i}.wav"
         path.write_bytes(os.urandom(64) + str(i).encode())
         identity = store.identify(path)
-        store.save(identity, _fake_result(str(path), i))
+        store.save(identity, _fake_result(identity.path, i))
         paths.append(path)
     return paths
 
@@ -142,22 +135,22 @@ def test_lru_eviction_happens_and_is_counted(tmp_path):
     with FingerprintStore.open(tmp_path / "s", size_limit_mb=1) as s:
         first = _fill(s, folder, 50)
         for _ in range(3):  # keep the first file recently used
-            assert s.lookup(first[0], KEY).record is not None
+            assert s.lookup(first[0], NEED).record is not None
             _fill(s, folder, 150, start=1000 + _ * 150)
         stats = s.stats()
         assert stats["evictions"] > 0
         assert stats["size_bytes"] <= stats["size_limit_bytes"] * 1.1
         assert stats["entries"] < 500
-        assert s.lookup(first[0], KEY).record is not None     # recently used: kept
-        assert s.lookup(first[10], KEY).record is None        # least recently used: evicted
+        assert s.lookup(first[0], NEED).record is not None     # recently used: kept
+        assert s.lookup(first[10], NEED).record is None        # least recently used: evicted
 
 
 def test_ttl_expiry_happens_and_is_counted(tmp_path, track):
     with FingerprintStore.open(tmp_path / "s", ttl_s=0.5) as s:
         _analysed(s, track)
-        assert s.lookup(track, KEY).record is not None
+        assert s.lookup(track, NEED).record is not None
         time.sleep(0.7)
-        assert s.lookup(track, KEY).record is None
+        assert s.lookup(track, NEED).record is None
         s.backend.maintain()
         assert s.stats()["expiries"] >= 1
 
@@ -181,9 +174,9 @@ def test_record_round_trip(tmp_path, values, batch_values, name):
     with FingerprintStore.open(tmp_path / "rt") as s:
         identity = s.identify(path)
         s.save(identity, result)
-        stored = s.lookup(path, KEY).record
-        assert check_record(stored) == []
-        back = result_from_record(stored)
+        stored = s.lookup(path, NEED).record
+        assert parse_record(stored.key, json.loads(json.dumps(record_to_json(stored)))) == stored
+        back = stored.to_result()
         assert back.streaming.values == values and back.batch.values == batch_values
         assert back.status == "partial" and back.cached
 
@@ -195,7 +188,7 @@ def _write_records(location, folder, start, count):
             with open(path, "wb") as fh:
                 fh.write(str(i).encode() * 10)
             s.save(s.identify(path), _fake_result(path, i))
-            s.lookup(path, KEY)
+            s.lookup(path, NEED)
 
 
 def test_two_processes_writing_one_store(tmp_path):
@@ -232,7 +225,8 @@ def test_pickled_values_are_refused_not_run(tmp_path):
     with FingerprintStore.open(location) as s:
         with pytest.raises(StoreError, match="refusing to unpickle"):
             s.backend.get("rec:x")
-        problems = verify(s)
+        problems = [str(p) for p in verify(s)]
+        assert list(s.records()) == [] and s.stats()["entries"] == 0  # one bad entry, not a broken store
     assert not marker.exists()
     assert any("refusing to unpickle" in p for p in problems)
 
@@ -245,21 +239,22 @@ def test_store_refuses_to_write_non_json_types(store):
 def test_export_import_round_trip(tmp_path, track):
     with FingerprintStore.open(tmp_path / "a") as a:
         _analysed(a, track, batch=True)
-        a.save_failure(None, track, "AudioReadError", "just testing")
+        a.save_failure(track, None, "AudioReadError", "just testing")
         counts = export_store(a, tmp_path / "dump.jsonl")
-        originals = sorted(json.dumps(r, sort_keys=True) for r in a.records())
+        originals = sorted(a.records(), key=lambda r: r.key)
     assert counts == {"records": 1, "failures": 1}
     with FingerprintStore.open(tmp_path / "b") as b:
-        counts, rejected = import_store(b, tmp_path / "dump.jsonl")
-        assert rejected == [] and counts == {"records": 1, "failures": 1}
-        assert sorted(json.dumps(r, sort_keys=True) for r in b.records()) == originals
+        report = import_store(b, tmp_path / "dump.jsonl")
+        assert report.rejected == [] and (report.records, report.failures) == (1, 1)
+        assert sorted(b.records(), key=lambda r: r.key) == originals
+        assert b.record_for_path(track) is not None  # path entries came along
         assert verify(b) == []
 
 
 def test_import_rejects_malformed_and_hostile_lines(tmp_path, track):
     with FingerprintStore.open(tmp_path / "a") as a:
         _analysed(a, track)
-        good = next(a.records())
+        good = record_to_json(next(a.records()))
     marker = tmp_path / "pwned"
     bad_types = {**good, "size": "big"}
     nan_value = json.dumps({"type": "record", "data": good}).replace('"silence_ratio":', '"silence_ratio": NaN, "x":')
@@ -268,7 +263,7 @@ def test_import_rejects_malformed_and_hostile_lines(tmp_path, track):
         "this is not json",
         pickle.dumps(os.system).hex(),
         json.dumps({"type": "record", "data": bad_types}),
-        json.dumps({"type": "record", "data": {**good, "content_key": "../../etc"}}),
+        json.dumps({"type": "record", "data": {**good, "digest": "../../etc"}}),
         nan_value,
         json.dumps({"type": "shell", "data": f"touch {marker}"}),
         json.dumps([1, 2, 3]),
@@ -279,10 +274,10 @@ def test_import_rejects_malformed_and_hostile_lines(tmp_path, track):
     pickle_lines = len([part for part in raw_pickle.split(b"\n") if part.strip()])
     (tmp_path / "evil.jsonl").write_bytes("\n".join(lines).encode() + b"\n" + raw_pickle + b"\n")
     with FingerprintStore.open(tmp_path / "b") as b:
-        counts, rejected = import_store(b, tmp_path / "evil.jsonl")
-        assert counts["records"] == 1
-        assert len(rejected) == len(lines) - 1 + pickle_lines  # every bad line, the raw pickle too
-        assert all(r.startswith("line ") for r in rejected)
+        report = import_store(b, tmp_path / "evil.jsonl")
+        assert report.records == 1
+        assert len(report.rejected) == len(lines) - 1 + pickle_lines  # every bad line, the raw pickle too
+        assert all(r.startswith("line ") for r in report.rejected)
         assert verify(b) == []
     assert not marker.exists()
 
@@ -293,19 +288,19 @@ def test_prune_drops_gone_and_changed_files(store, tmp_path):
     a, b, c = _fill(store, folder, 3)
     os.remove(a)
     b.write_bytes(b"changed content")
-    removed = dict(prune(store))
+    removed = {p.path: p.reason for p in prune(store)}
     assert removed == {str(a.resolve()): "gone", str(b.resolve()): "changed"}
-    assert [r["path"] for r in store.records()] == [str(c.resolve())]
+    assert [r.path for r in store.records()] == [str(c.resolve())]
 
 
 def test_verify_reports_a_corrupt_record(store, track):
     _analysed(store, track)
     key = next(store.backend.keys("rec:"))
-    record = store.backend.get(key)
+    record = json.loads(store.backend.get(key))
     record["streaming"]["confidence"]["tempo_bpm"] = 7
-    store.backend.put(key, record)
+    store.backend.put(key, json.dumps(record))
     problems = verify(store)
-    assert len(problems) == 1 and "confidence" in problems[0]
+    assert len(problems) == 1 and "confidence" in problems[0].message
 
 
 def test_unopenable_store_is_a_clear_error(tmp_path):
@@ -317,5 +312,7 @@ def test_unopenable_store_is_a_clear_error(tmp_path):
 
 def test_record_from_result_is_json(track, tmp_path):
     with FingerprintStore.open(tmp_path / "s") as s:
-        record = record_from_result(s.identify(track), analyze_file(track))
-    assert json.loads(json.dumps(record, allow_nan=False)) == record
+        record = record_from_result(s.identify(track), analyse(track), time.time())
+    data = record_to_json(record)
+    assert json.loads(json.dumps(data, allow_nan=False)) == data
+    assert parse_record(record.key, data) == record

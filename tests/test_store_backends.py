@@ -10,13 +10,16 @@ import time
 import pytest
 
 from fpcli import synth
-from fpcli.library import RunOptions, analyze_file, run_library
+from fpcli.analyze import Want, compute, fingerprint_of
+from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
 from fpcli.search import current_index, search
-from fpcli.store import FingerprintStore, StoreError, export_store, import_store, prune, verify
+from fpcli.store import FingerprintStore, Need, StoreError, export_store, import_store, prune, verify
+from fpcli.store.records import record_to_json
 from tests.conftest import RedisServer, write
 
 KEY = AnalysisParams().key()
+NEED = Need(KEY)
 
 
 @pytest.fixture(params=["diskcache", "redis"])
@@ -33,16 +36,16 @@ def tracks(tmp_path):
     return [write(folder / f"t{i}.flac", synth.music_like(2.0, 22050, seed=i), 22050) for i in range(4)]
 
 
-def _save(store, path, **kwargs):
-    found = store.lookup(path, KEY)
-    return store.save(found.identity, analyze_file(path, **kwargs))
+def _save(store, path, batch=False):
+    found = store.lookup(path, NEED)
+    return store.save(*compute(path, Want(batch=batch), found.identity))
 
 
 def test_hit_miss_and_shared_counters(location, tracks):
     with FingerprintStore.open(location) as store:
-        assert store.lookup(tracks[0], KEY).record is None
+        assert store.lookup(tracks[0], NEED).record is None
         _save(store, tracks[0])
-        assert store.lookup(tracks[0], KEY).record is not None
+        assert store.lookup(tracks[0], NEED).record is not None
     with FingerprintStore.open(location) as again:  # a second client sees the same counters
         stats = again.stats()
         assert (stats["hits"], stats["misses"], stats["entries"]) == (1, 2, 1)  # _save looks up too
@@ -53,21 +56,20 @@ def test_identity_rules(location, tracks, tmp_path):
         _save(store, tracks[0])
         moved = tmp_path / "moved.flac"
         os.rename(tracks[0], moved)
-        assert store.lookup(moved, KEY).record is not None
-        st = os.stat(moved)
-        os.utime(moved, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-        assert store.lookup(moved, KEY).record is None
-        assert store.lookup(tracks[1], AnalysisParams(n_mel_bands=32).key()).record is None
+        assert store.lookup(moved, NEED).record is not None
+        write(moved, synth.music_like(2.0, 22050, seed=99), 22050)
+        assert store.lookup(moved, NEED).record is None
+        assert store.lookup(tracks[1], Need(AnalysisParams(n_mel_bands=32).key())).record is None
 
 
 def test_failures_prune_verify_clear(location, tracks):
     with FingerprintStore.open(location) as store:
         for path in tracks:
             _save(store, path)
-        store.save_failure(None, tracks[3], "AudioReadError", "broken")
-        assert store.lookup(tracks[3], KEY).failure["message"] == "broken"
+        store.save_failure(tracks[3], None, "AudioReadError", "broken")
+        assert store.lookup(tracks[3], NEED).failure.message == "broken"
         os.remove(tracks[2])
-        assert [why for _, why in prune(store)] == ["gone"]
+        assert [p.reason for p in prune(store)] == ["gone"]
         assert verify(store) == []
         assert store.clear() >= 3
         assert store.stats()["entries"] == 0
@@ -79,12 +81,12 @@ def test_export_import_across_backends(location, tracks, tmp_path, redis_url):
         for path in tracks:
             _save(source, path, batch=True)
         export_store(source, tmp_path / "dump.jsonl")
-        originals = sorted(json.dumps(r, sort_keys=True) for r in source.records())
+        originals = sorted(json.dumps(record_to_json(r), sort_keys=True) for r in source.records())
     with FingerprintStore.open(other) as target:
         target.clear()
-        counts, rejected = import_store(target, tmp_path / "dump.jsonl")
-        assert rejected == [] and counts["records"] == 4
-        assert sorted(json.dumps(r, sort_keys=True) for r in target.records()) == originals
+        report = import_store(target, tmp_path / "dump.jsonl")
+        assert report.rejected == [] and report.records == 4
+        assert sorted(json.dumps(record_to_json(r), sort_keys=True) for r in target.records()) == originals
         export_store(target, tmp_path / "back.jsonl")
     lines = [json.loads(x) for x in (tmp_path / "back.jsonl").read_text().splitlines()[1:]]
     assert sorted(json.dumps(x["data"], sort_keys=True) for x in lines) == originals
@@ -113,8 +115,7 @@ def _client_writes(url, folder, start):
     with FingerprintStore.open(url) as store:
         for i in range(start, start + 50):
             path = os.path.join(folder, f"{i}.flac")
-            found = store.lookup(path, KEY)
-            store.save(found.identity, analyze_file(path))
+            fingerprint_of(store, path)
 
 
 def test_two_clients_share_one_redis_store(redis_url, tmp_path):
@@ -138,9 +139,9 @@ def test_two_clients_share_one_redis_store(redis_url, tmp_path):
 def test_redis_ttl_expires_records(redis_url, tracks):
     with FingerprintStore.open(redis_url, ttl_s=1) as store:
         _save(store, tracks[0])
-        assert store.lookup(tracks[0], KEY).record is not None
+        assert store.lookup(tracks[0], NEED).record is not None
         time.sleep(1.3)
-        assert store.lookup(tracks[0], KEY).record is None
+        assert store.lookup(tracks[0], NEED).record is None
         assert store.stats()["expiries"] >= 1
 
 
@@ -151,9 +152,9 @@ def test_redis_eviction_keeps_shared_counters(tmp_path, tracks):
     try:
         redis.Redis(port=server.port).config_set("maxmemory", 3 * 2**20)
         with FingerprintStore.open(server.url) as store:
-            record = _save(store, tracks[0])
+            record = record_to_json(_save(store, tracks[0]))
             for i in range(4000):  # far more than 3 MiB of records
-                store.backend.put(f"rec:{i:032x}:{KEY}", {**record, "padding": "x" * 1000})
+                store.backend.put(f"rec:{i:032x}:{KEY}", json.dumps({**record, "padding": "x" * 1000}))
             store.backend.add_counters({"hits": 7})
             stats = store.stats()
             assert stats["evictions"] > 0 and stats["entries"] < 4000

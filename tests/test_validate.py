@@ -181,8 +181,8 @@ def test_validate_library_stores_results(library, tmp_path):
         summary = report.summary()
         assert (summary["valid"], summary["invalid"], summary["failed_to_decode"]) == (3, 0, 1)
         assert summary["median_similarity"] > 0.999
-        stored = [r["validation"] for r in store.records()]
-        assert len(stored) == 3 and all(v["status"] == "valid" for v in stored)
+        stored = [r.validation for r in store.records()]
+        assert len(stored) == 3 and all(v.status == "valid" for v in stored)
         again = validate_library([str(library)], store, RunOptions(jobs=2))  # cached fingerprints
         assert again.summary()["valid"] == 3
         assert store.stats()["hits"] == 3

@@ -41,7 +41,7 @@ class CenteredWindow:
     def __init__(self, radius: int, shape: tuple[int, ...] = (), pad: float = 0.0,
                  dtype: type = np.float32) -> None:
         self.radius = radius
-        self._pad = np.full((radius, *shape), pad, dtype=dtype)
+        self._pad: np.ndarray = np.full((radius, *shape), pad, dtype=dtype)
         self._buffer = self._pad.copy()
 
     def push(self, x: np.ndarray) -> np.ndarray:

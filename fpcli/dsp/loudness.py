@@ -133,9 +133,15 @@ def _window_means(series: np.ndarray, width: int, new: int) -> np.ndarray:
     return means[-min(new, len(means)):]
 
 
-def energy_to_lufs(energy: np.ndarray | float) -> np.ndarray | float:
+def energy_to_lufs(energy: np.ndarray) -> np.ndarray:
+    """Loudness (LUFS) of mean-square block energies, elementwise (BS.1770-4 eq. 2)."""
     with np.errstate(divide="ignore"):
         return LOUDNESS_OFFSET + 10 * np.log10(energy)
+
+
+def energy_to_lufs_scalar(energy: float) -> float:
+    with np.errstate(divide="ignore"):
+        return float(LOUDNESS_OFFSET + 10 * np.log10(energy))
 
 
 def integrated_loudness(momentary: np.ndarray) -> float:
@@ -155,7 +161,7 @@ def gated_momentary_loudness(momentary: np.ndarray) -> np.ndarray:
     above_absolute = loud > ABSOLUTE_GATE_LUFS
     if not above_absolute.any():
         return np.zeros(0)
-    relative_gate = energy_to_lufs(momentary[above_absolute].mean()) + RELATIVE_GATE_LU
+    relative_gate = energy_to_lufs_scalar(float(momentary[above_absolute].mean())) + RELATIVE_GATE_LU
     return loud[above_absolute & (loud > relative_gate)]
 
 
@@ -166,7 +172,7 @@ def loudness_range(short_term: np.ndarray) -> float:
     above_absolute = loud > ABSOLUTE_GATE_LUFS
     if not above_absolute.any():
         return math.nan
-    relative_gate = energy_to_lufs(short_term[above_absolute].mean()) + LRA_RELATIVE_GATE_LU
+    relative_gate = energy_to_lufs_scalar(float(short_term[above_absolute].mean())) + LRA_RELATIVE_GATE_LU
     gated = loud[above_absolute & (loud > relative_gate)]
     if gated.size < 2:
         return math.nan

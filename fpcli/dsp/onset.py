@@ -157,8 +157,8 @@ def estimate_tempo(acf: np.ndarray, frame_rate: float, params: AnalysisParams) -
         best = half
     best = max((best - 1, best, best + 1), key=lambda lag: acf[lag] if 1 <= lag < len(acf) - 1 else -np.inf)
     lag, height = _parabolic_peak(acf, best)
-    bpm = float(np.clip(60 * frame_rate / lag, params.tempo_min_bpm, params.tempo_max_bpm))
-    return TempoEstimate(bpm, float(np.clip(height, 0.0, 1.0)))
+    tempo = float(np.clip(60 * frame_rate / lag, params.tempo_min_bpm, params.tempo_max_bpm))
+    return TempoEstimate(tempo, float(np.clip(height, 0.0, 1.0)))
 
 
 def _parabolic_peak(values: np.ndarray, i: int) -> tuple[float, float]:

@@ -105,7 +105,7 @@ def _band_matrix(freqs: np.ndarray) -> np.ndarray:
     return np.stack([(freqs >= low) & (freqs < high) for _, low, high in BANDS_HZ], axis=1).astype(np.float32)
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
 
 

@@ -16,7 +16,6 @@ Redis's own INFO counters (server-wide).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -29,7 +28,8 @@ import redis.backoff
 import redis.exceptions
 import redis.retry
 
-from fpcli.store import StoreError
+from fpcli.errors import StoreError
+from fpcli.store.protocol import JOURNAL_LIMIT
 
 DEFAULT_EXPIRY_S = 365 * 24 * 3600  # data keys always expire, so volatile-lru can evict them
 RECOMMENDED_POLICY = "volatile-lru"
@@ -48,9 +48,13 @@ class RedisBackend:
         self._data = f"{namespace}:data:"
         self._meta = f"{namespace}:meta:"
         parsed = urllib.parse.urlparse(url)
+        try:
+            port = parsed.port
+        except ValueError:
+            raise StoreError(f"{_redact(url)}: the port must be a number from 1 to 65535") from None
         if not parsed.hostname:
             raise StoreError(f"{_redact(url)}: not a Redis URL (redis://[user:password@]host:port/db)")
-        self.host, self.port = parsed.hostname, parsed.port or 6379
+        self.host, self.port = parsed.hostname, port or 6379
         self.location = _redact(url)
         self.ttl_s = ttl_s
         password = parsed.password or os.environ.get("FPCLI_REDIS_PASSWORD")
@@ -96,7 +100,7 @@ class RedisBackend:
     def config(self) -> dict[str, Any]:
         """maxmemory and maxmemory-policy (empty when CONFIG is not allowed, as on some hosted Redis)."""
         try:
-            return dict(self._client.config_get("maxmemory*"))
+            return {str(k): v for k, v in dict(self._client.config_get("maxmemory*")).items()}
         except redis.exceptions.RedisError:
             return {}
 
@@ -107,14 +111,13 @@ class RedisBackend:
         return (f"Redis maxmemory-policy is {policy}; set {RECOMMENDED_POLICY} (with maxmemory) so that "
                 "fingerprints, not the shared counters, are evicted")
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: str) -> str | None:
         text = self._call(self._client.get, self._data + key)
-        return None if text is None else json.loads(text)
+        return text if text is None or isinstance(text, str) else text.decode("utf-8", "replace")
 
-    def put(self, key: str, value: Any) -> None:
-        expiry = int(self.ttl_s) if self.ttl_s else DEFAULT_EXPIRY_S
-        self._call(self._client.set, self._data + key, json.dumps(value, separators=(",", ":"), allow_nan=False),
-                   ex=max(expiry, 1))
+    def put(self, key: str, text: str) -> None:
+        expiry = int(self.ttl_s) if self.ttl_s and key.startswith("rec:") else DEFAULT_EXPIRY_S
+        self._call(self._client.set, self._data + key, text, ex=max(expiry, 1))
 
     def delete(self, key: str) -> bool:
         return bool(self._call(self._client.delete, self._data + key))
@@ -124,8 +127,8 @@ class RedisBackend:
         for key in self._call(lambda: list(self._client.scan_iter(match=pattern, count=1000))):
             yield key[len(self._data):]
 
-    def __len__(self) -> int:
-        return sum(1 for _ in self.keys())
+    def count(self, prefix: str) -> int:
+        return sum(1 for _ in self.keys(prefix))
 
     def volume(self) -> int:
         return int(self._call(self._client.info, "memory").get("used_memory", 0))
@@ -141,17 +144,33 @@ class RedisBackend:
         if name in ("evictions", "expiries"):
             stats = self._call(self._client.info, "stats")
             return int(stats.get("evicted_keys" if name == "evictions" else "expired_keys", 0))
-        return int(self._call(self._client.get, self._meta + name) or 0)
-
-    def next_counter(self, name: str) -> int:
-        return int(self._call(self._client.incr, self._meta + name))
-
-    def get_meta(self, name: str) -> Any | None:
         text = self._call(self._client.get, self._meta + name)
-        return None if text is None else json.loads(text)
+        try:
+            return int(text or 0)
+        except ValueError:  # a damaged counter counts from 0 rather than stopping every command
+            return 0
 
-    def put_meta(self, name: str, value: Any) -> None:
-        self._call(self._client.set, self._meta + name, json.dumps(value, separators=(",", ":")))
+    def journal_append(self, key: str) -> int:
+        """INCR the generation and push the key on a list capped at JOURNAL_LIMIT, in one
+        transaction (so the list's tail always ends at the generation)."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.incr(self._meta + "generation")
+        pipe.rpush(self._meta + "journal", key)
+        pipe.ltrim(self._meta + "journal", -JOURNAL_LIMIT, -1)
+        return int(self._call(pipe.execute)[0])
+
+    def journal_since(self, generation: int) -> list[str] | None:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.get(self._meta + "generation")
+        pipe.lrange(self._meta + "journal", 0, -1)
+        current_text, journal = self._call(pipe.execute)
+        missing = int(current_text or 0) - generation
+        if missing < 0 or missing > len(journal):
+            return None
+        return list(journal[len(journal) - missing:]) if missing else []
+
+    def generation(self) -> int:
+        return self.counter("generation")
 
     def maintain(self) -> tuple[int, int]:
         """Nothing to do: Redis enforces expiry and maxmemory itself."""
@@ -182,6 +201,12 @@ class RedisBackend:
     def unsafe_keys(self) -> int:
         return 0  # values are strings parsed as JSON: nothing can be unpickled
 
+    def remove_unsafe(self) -> int:
+        return 0
+
+    def reset_meta(self, name: str) -> None:
+        self._call(self._client.delete, self._meta + name)
+
     def close(self) -> None:
         self._client.close()
 
@@ -191,9 +216,8 @@ def _redact(url: str) -> str:
     parsed = urllib.parse.urlparse(url)
     if parsed.password is None:
         return url
-    netloc = f"{parsed.username + ':' if parsed.username else ':'}***@{parsed.hostname}"
-    if parsed.port:
-        netloc += f":{parsed.port}"
+    host_and_port = parsed.netloc.rpartition("@")[2]
+    netloc = f"{parsed.username + ':' if parsed.username else ':'}***@{host_and_port}"
     return urllib.parse.urlunparse(parsed._replace(netloc=netloc))
 
 

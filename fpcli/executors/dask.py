@@ -2,10 +2,11 @@
 
 The client (this process) scans, asks the store what it already has and submits the
 rest in bounded batches, so its memory does not grow with the library. Each task runs
-on a worker: it analyses the file (at its worker-side path, see ``PathMap``) and
-saves the result, or the failure, into the shared store itself; only a small summary
-travels back. A task whose worker dies is re-run by Dask on another worker; saving is
-idempotent (same key, same record), and the client counts each task once, when its
+on a worker the same two halves of ``fpcli.analyze.fingerprint_of`` as a local run:
+digest and decode the file (at its worker-side path, see ``PathMap``), then save the
+result merged with the stored record (or the failure) into the shared store under
+the client's path; only the result travels back. A task whose worker dies is re-run by Dask on another worker; saving is
+idempotent (same key, merged record), and the client counts each task once, when its
 future completes.
 """
 
@@ -14,15 +15,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from fpcli.analyze import Want, compute, failed, keep
 from fpcli.errors import FpcliError
-from fpcli.library import analyze_file
 from fpcli.memory import keep_buffers_on_heap
-from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
-from fpcli.store import FingerprintStore
+from fpcli.store import FileIdentity, FingerprintStore, StoreSpec, is_redis_url
 
 IN_FLIGHT_PER_WORKER = 4   # tasks submitted ahead per worker thread (bounds the client's memory)
 TASK_RETRIES = 2           # Dask re-runs a task that raised; a lost worker's tasks are rescheduled anyway
@@ -52,45 +52,30 @@ class PathMap:
         return path
 
 
-@dataclasses.dataclass(frozen=True)
-class StoreSpec:
-    """How a worker opens the shared store (a Redis URL or a shared directory)."""
-
-    location: str
-    size_limit_mb: float
-    ttl_s: float | None
-
-
-def analyse_and_store(client_path: str, worker_path: str, spec: StoreSpec, params: AnalysisParams,
-                      batch: bool) -> TrackResult:
-    """The task a worker runs: analyse, save into the shared store, return the result."""
-    result = analyze_file(worker_path, params=params, batch=batch)
-    with FingerprintStore.open(spec.location, size_limit_mb=spec.size_limit_mb, ttl_s=spec.ttl_s) as store:
-        if result.failed:
-            reason = (result.error or "failed").removeprefix(f"{worker_path}: ")
-            store.save_failure(None, worker_path, result.error_type or "Error", reason)
-        else:
-            previous_identity = store.identify(worker_path)
-            store.save(previous_identity, result)
-    return dataclasses.replace(result, path=client_path)
+def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: StoreSpec,
+                     want: Want) -> TrackResult:
+    """The task a worker runs: the two halves of ``fingerprint_of`` (digest and decode
+    at the worker's path, then save merged into the shared store under the path the
+    client knows), returning the result."""
+    identity, result = compute(worker_path, want, identity)
+    with FingerprintStore.from_spec(spec) as store:
+        return keep(store, path, identity, result)
 
 
-def analyse_on_dask(paths: list[str], scheduler: str, spec: StoreSpec, params: AnalysisParams, batch: bool,
+def analyse_on_dask(jobs: list[tuple[str, FileIdentity]], scheduler: str, spec: StoreSpec, want: Want,
                     path_map: PathMap) -> Iterator[TrackResult]:
-    """Results in completion order; workers save them into the shared store."""
-    if not (spec.location.startswith(("redis://", "rediss://")) or os.path.isabs(spec.location)):
+    """Results in completion order for (client path, identity) pairs; workers save
+    them into the shared store."""
+    if not (is_redis_url(spec.location) or os.path.isabs(spec.location or "")):
         raise FpcliError("--executor dask needs a store the workers can reach: --store redis://... "
                          "or an absolute path on shared storage")
-    calls = [(path, functools.partial(analyse_and_store, path, path_map.to_worker(path), spec, params, batch))
-             for path in paths]
+    calls = [(path, functools.partial(compute_and_keep, path, path_map.to_worker(path), identity, spec, want))
+             for path, identity in jobs]
     for path, outcome in run_on_dask(calls, scheduler):
-        if isinstance(outcome, tuple):
-            error_type, message = outcome
-            outcome = TrackResult(path=path, status="error", error=f"{path}: {message}", error_type=error_type)
-        yield outcome
+        yield failed(path, *outcome) if isinstance(outcome, tuple) else outcome
 
 
-def run_on_dask(calls: list[tuple[str, Callable[[], Any]]], scheduler: str) -> Iterator[tuple[str, Any]]:
+def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str) -> Iterator[tuple[str, Any]]:
     """(label, outcome) in completion order for picklable zero-argument calls; an outcome
     is the call's value, or (error_type, message) when it failed on every try. At most
     IN_FLIGHT_PER_WORKER x threads calls are submitted at once."""

@@ -1,0 +1,220 @@
+"""The one path from a file to a stored fingerprint.
+
+* ``read_into``: the one read loop. Decodes a file once and feeds every block to the
+  analyzers given (streaming, batch, or both), optionally stopping after N seconds
+  and calling back at checkpoints.
+* ``analyse``: a file -> ``TrackResult`` (never raises for bad audio).
+* ``fingerprint_of(store, path, want)``: look up -> (miss) digest + decode once +
+  analyse -> save merged with the stored record. Executors split it in two: the
+  worker runs ``compute`` (pure: path in, identity + result out), the process that
+  holds the store runs ``keep``; both halves are these functions, so the local pool,
+  Dask, search and validate cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Sequence
+
+from fpcli.audio import DEFAULT_BLOCK_FRAMES, AudioReader
+from fpcli.batch import BatchAnalyzer
+from fpcli.errors import AnalysisError, AudioReadError, ParameterError
+from fpcli.fingerprint import Fingerprint
+from fpcli.params import AnalysisParams
+from fpcli.results import TrackResult
+from fpcli.store import FileIdentity, FingerprintStore, Lookup, Need, file_digest
+from fpcli.store.core import os_reason
+from fpcli.streaming import StreamingAnalyzer
+
+
+@dataclasses.dataclass(frozen=True)
+class Want:
+    """What to compute for a file: analysis parameters, the batch reference too or
+    not, and how much of the track (``seconds`` None: all; N: a preview of the first
+    N seconds)."""
+
+    params: AnalysisParams = dataclasses.field(default_factory=AnalysisParams)
+    batch: bool = False
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.seconds is not None and not (0 < self.seconds < float("inf")):
+            raise ParameterError(f"seconds={self.seconds}: must be a positive number of seconds")
+
+    def need(self) -> Need:
+        return Need(self.params.key(), batch=self.batch, seconds=self.seconds)
+
+
+Analyzer = StreamingAnalyzer | BatchAnalyzer
+
+
+def read_into(reader: AudioReader, analyzers: Sequence[Analyzer], *, max_seconds: float | None = None,
+              checkpoints: Sequence[float] = (), on_checkpoint: Callable[[float], None] = lambda s: None) -> bool:
+    """Push every block of ``reader`` into each analyzer; returns True when the
+    whole stream was read, False when it stopped at ``max_seconds``.
+
+    ``checkpoints`` (seconds, ascending) split blocks exactly there and call
+    ``on_checkpoint(seconds)`` after the audio up to that point has been pushed.
+    """
+    rate = reader.info.samplerate
+    limit = None if max_seconds is None else int(round(max_seconds * rate))
+    marks = [int(round(s * rate)) for s in sorted(checkpoints)]
+    pushed = 0
+    for block in reader:
+        while block.size:
+            stop = min([m for m in marks if m > pushed] + ([limit] if limit is not None else []), default=None)
+            take = len(block) if stop is None else min(len(block), stop - pushed)
+            for analyzer in analyzers:
+                analyzer.push(block[:take])
+            pushed += take
+            block = block[take:]
+            while marks and marks[0] <= pushed:
+                on_checkpoint(marks.pop(0) / rate)
+            if limit is not None and pushed >= limit:
+                return False
+    return True
+
+
+def analyse(path: str | os.PathLike[str], want: Want | None = None, *,
+            block_frames: int = DEFAULT_BLOCK_FRAMES) -> TrackResult:
+    """Decode ``path`` once, streaming every block into the 13D analyzer (and the 25D
+    batch analyzer when ``want.batch``; a preview never computes batch values, which
+    describe the whole track). Bad audio gives status ``error``, never an exception."""
+    want = want or Want()
+    path = os.fspath(path)
+    started = time.perf_counter()
+    try:
+        reader = AudioReader(path, block_frames=block_frames)
+        info = reader.info
+        streaming = StreamingAnalyzer(info.samplerate, info.channels, want.params,
+                                      expected_frames=reader.expected_frames or None)
+        analyzers: list[Analyzer] = [streaming]
+        reference = BatchAnalyzer(info.samplerate, info.channels, want.params) \
+            if want.batch and want.seconds is None else None
+        if reference is not None:
+            analyzers.append(reference)
+        whole = read_into(reader, analyzers, max_seconds=want.seconds)
+        fingerprint = streaming.finish() if whole else streaming.snapshot()
+        batch = reference.finish() if reference is not None else None
+    except (AudioReadError, AnalysisError) as exc:
+        reason = exc.reason if isinstance(exc, AudioReadError) else str(exc)
+        return TrackResult(path=path, status="error", error=reason, error_type=type(exc).__name__,
+                           seconds_taken=time.perf_counter() - started)
+    heard_s = reader.frames_read / info.samplerate
+    return TrackResult(
+        path=path, status="partial" if reader.partial else "ok",
+        duration_s=heard_s if whole or not reader.expected_frames else reader.expected_frames / info.samplerate,
+        samplerate=info.samplerate, channels=info.channels, format=info.format, subtype=info.subtype,
+        partial_reason=reader.partial_reason, streaming=fingerprint, batch=batch,
+        seconds_taken=time.perf_counter() - started,
+    )
+
+
+def analyze_streaming(path: str | os.PathLike[str], params: AnalysisParams | None = None, *,
+                      block_frames: int = DEFAULT_BLOCK_FRAMES,
+                      max_seconds: float | None = None) -> tuple[Fingerprint, AudioReader]:
+    """Stream a file through the 13D analyzer; ``max_seconds`` stops early (a partial
+    fingerprint, ``complete`` False). Returns the fingerprint and the reader."""
+    reader = AudioReader(path, block_frames=block_frames)
+    analyzer = StreamingAnalyzer(reader.info.samplerate, reader.info.channels, params,
+                                 expected_frames=reader.expected_frames or None)
+    whole = read_into(reader, [analyzer], max_seconds=max_seconds)
+    return (analyzer.finish() if whole else analyzer.snapshot()), reader
+
+
+def analyze_batch(path: str | os.PathLike[str], params: AnalysisParams | None = None, *,
+                  block_frames: int = DEFAULT_BLOCK_FRAMES) -> tuple[Fingerprint, AudioReader]:
+    """Batch-analyse a file; returns the fingerprint and the reader (partial flags, info)."""
+    reader = AudioReader(path, block_frames=block_frames)
+    analyzer = BatchAnalyzer(reader.info.samplerate, reader.info.channels, params)
+    read_into(reader, [analyzer])
+    return analyzer.finish(), reader
+
+
+def stream_checkpoints(path: str | os.PathLike[str], seconds: list[float], params: AnalysisParams | None = None,
+                       *, block_frames: int = 8192) -> list[Fingerprint]:
+    """Snapshots of the streaming fingerprint after each of ``seconds`` of one pass
+    over the file; a checkpoint past the end gets the final fingerprint.
+    Used by ``fpcli validate --partial`` to see whether confidence predicts accuracy."""
+    reader = AudioReader(path, block_frames=block_frames)
+    analyzer = StreamingAnalyzer(reader.info.samplerate, reader.info.channels, params,
+                                 expected_frames=reader.expected_frames or None)
+    marks = sorted(seconds)
+    snapshots: list[Fingerprint] = []
+    read_into(reader, [analyzer], max_seconds=marks[-1], checkpoints=marks,
+              on_checkpoint=lambda s: snapshots.append(analyzer.snapshot()))
+    if len(snapshots) < len(marks):
+        final = analyzer.finish()
+        snapshots += [final] * (len(marks) - len(snapshots))
+    return snapshots
+
+
+# -- the fingerprint path ----------------------------------------------------------------------
+
+def compute(path: str, want: Want, identity: FileIdentity) -> tuple[FileIdentity, TrackResult]:
+    """The worker's half: the file's full digest (unless known), then one decode.
+    ``path`` is where this process reads the file (a Dask worker's mount); the
+    identity keeps the path the store knows it by."""
+    if identity.digest is None:
+        try:
+            identity = dataclasses.replace(identity, digest=file_digest(path))
+        except OSError as exc:
+            return identity, failed(identity.path, "OSError", os_reason(exc))
+    result = analyse(path, want)
+    return identity, dataclasses.replace(result, path=identity.path)
+
+
+def keep(store: FingerprintStore, path: str, identity: FileIdentity | None, result: TrackResult) -> TrackResult:
+    """The store's half: save the result merged with the stored record, or record the
+    failure (skipped on later runs until the file changes). Returns the result under
+    the caller's ``path``."""
+    result = dataclasses.replace(result, path=path)
+    if result.failed:
+        store.save_failure(path, identity, result.error_type or "Error", result.error or "failed")
+    elif identity is not None:
+        store.save(identity, result)
+    return result
+
+
+def failed(path: str, error_type: str, reason: str, *, cached: bool = False) -> TrackResult:
+    """A result for a file that could not be analysed (``reason`` does not repeat the path)."""
+    return TrackResult(path=path, status="error", error=reason, error_type=error_type, cached=cached)
+
+
+def look_up(store: FingerprintStore, path: str, want: Want, *, force: bool = False) -> Lookup:
+    """The store's answer for ``path`` (a counted look-up), or with ``force`` only the
+    file's identity so that it is recomputed."""
+    if not force:
+        return store.lookup(path, want.need())
+    try:
+        return Lookup(store.identify(path, digest=False))
+    except OSError as exc:
+        return Lookup(None, error=os_reason(exc))
+
+
+def answer(path: str, found: Lookup, *, retry_failed: bool = False) -> TrackResult | None:
+    """The result the store gives without analysing: a hit, a known failure (skipped
+    unless ``retry_failed``) or an unreadable file; None when it must be analysed."""
+    if found.error is not None:
+        return failed(path, "OSError", found.error)
+    if found.failure is not None and not retry_failed:
+        return failed(path, found.failure.error_type, found.failure.message, cached=True)
+    if found.record is not None:
+        return found.record.to_result(path)
+    return None
+
+
+def fingerprint_of(store: FingerprintStore, path: str | os.PathLike[str], want: Want | None = None, *,
+                   force: bool = False, retry_failed: bool = False) -> TrackResult:
+    """Look up -> (miss) decode once and analyse -> save merged. In this process."""
+    want = want or Want()
+    path = os.fsdecode(path)
+    found = look_up(store, path, want, force=force)
+    known = answer(path, found, retry_failed=retry_failed)
+    if known is not None:
+        return known
+    assert found.identity is not None
+    identity, result = compute(path, want, found.identity)
+    return keep(store, path, identity, result)

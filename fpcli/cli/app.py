@@ -1,0 +1,70 @@
+"""The typer applications, the root options and the settings every command gets."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+import typer
+
+from fpcli import __version__
+from fpcli.store import DEFAULT_SIZE_LIMIT_MB, FingerprintStore, StoreSpec
+
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+app = typer.Typer(
+    name="fpcli",
+    help="Acoustic fingerprints for music libraries: analyze, cache, validate, search, bench.\n\n"
+         "Exit codes: 0 ok, 1 fatal error, 2 usage error, 3 some files failed, 4 below a --fail-under or\n"
+         "--check threshold, 130 interrupted.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+cache_app = typer.Typer(
+    help="Inspect and maintain the fingerprint store.\n\n"
+         "Examples:\n\n  fpcli cache stats\n\n  fpcli cache list --json | jq .path\n\n"
+         "  fpcli cache export backup.jsonl",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(cache_app, name="cache")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Global options, handed to every command through the typer context."""
+
+    spec: StoreSpec
+
+    def open_store(self) -> FingerprintStore:
+        return FingerprintStore.from_spec(self.spec)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"fpcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    store: Annotated[str | None, typer.Option(
+        "--store", envvar="FPCLI_STORE", show_default=False,
+        help="Store: a directory (default: the user cache directory, e.g. ~/.cache/fpcli/store) or a "
+             "shared Redis URL redis://user:password@host:port/db (user and password optional).")] = None,
+    store_size_mb: Annotated[float, typer.Option(
+        "--store-size-mb", envvar="FPCLI_STORE_SIZE_MB", min=1,
+        help="Store size limit in MiB; least-recently-used records are evicted beyond it.")] = DEFAULT_SIZE_LIMIT_MB,
+    store_ttl: Annotated[float | None, typer.Option(
+        "--store-ttl", envvar="FPCLI_STORE_TTL", min=1, show_default=False,
+        help="Expire records this many seconds after they were written (default: never).")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """fpcli: acoustic fingerprints for music libraries."""
+    if store is not None and not store.strip():
+        raise typer.BadParameter("is empty: give a directory or a redis:// URL", param_hint="--store")
+    ctx.obj = Settings(StoreSpec(store, store_size_mb, store_ttl))

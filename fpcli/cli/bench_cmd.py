@@ -1,0 +1,133 @@
+"""fpcli bench."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fpcli.bench import COMPARE_TOLERANCE, WORKLOAD, BenchResult, Change, Check, load_thresholds
+from fpcli.bench import check as check_figures
+from fpcli.bench import compare as compare_figures
+from fpcli.bench import run as run_bench
+from fpcli.cli.app import EXIT_BELOW_THRESHOLD, app
+from fpcli.cli.render import note, number, rows_out, stderr
+from fpcli.errors import FpcliError
+from fpcli.files import write_text
+from fpcli.store import is_redis_url
+
+
+@app.command()
+def bench(
+    ctx: typer.Context,
+    library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False,
+                                                 help="Measure on this library (default: a copy of sample_audio/).")]
+    = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A reduced run for CI (under a minute).")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for the analyze steps.")] = 2,
+    json_file: Annotated[Path | None, typer.Option("--json", show_default=False,
+                                                   help="Write the result as JSON (schema fpcli-bench/1).")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", show_default=False,
+                                                  help="Write the tables as Markdown (e.g. a CI job summary).")]
+    = None,
+    check_: Annotated[bool, typer.Option("--check", help="Exit 4 if a figure misses its threshold.")] = False,
+    thresholds: Annotated[Path | None, typer.Option(
+        "--thresholds", show_default=False,
+        help="Thresholds file, TOML or JSON (default: tool.fpcli.bench.thresholds in ./pyproject.toml).")]
+    = None,
+    compare_with: Annotated[Path | None, typer.Option("--compare", show_default=False,
+                                                      help="An earlier --json result to compare with.")] = None,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0,
+                                             help="--compare flags figures worse by more than this share.")]
+    = COMPARE_TOLERANCE,
+) -> None:
+    """Measure analysis speed, the cache, validation and search; check and compare.
+
+    Runs on a temporary store (your store is not touched; with --store redis://... it
+    is a private namespace on that server, deleted afterwards). Ratios (analysis speed /
+    decode-only speed, cold / warm) hold on a noisy machine; absolute thresholds are
+    set generously.
+
+    Examples:
+
+      fpcli bench
+
+      fpcli bench --quick --check --markdown bench.md
+
+      fpcli bench --library ~/Music --json today.json --compare yesterday.json
+    """
+    limits = load_thresholds(thresholds)
+    earlier = _read_json(compare_with) if compare_with else None
+    status = stderr().status("benchmarking")
+    with status:
+        location = ctx.obj.spec.resolved().location
+        redis_url = location if is_redis_url(location) else None
+        result = run_bench(library, quick=quick, jobs=jobs, redis_url=redis_url,
+                           on_step=lambda step: status.update(f"benchmarking: {step}"))
+    checks = check_figures(result, limits)
+    changes = compare_figures(result, earlier, tolerance) if earlier is not None else []
+    _render_bench(result, checks, changes)
+    if json_file:
+        write_text(json_file, json.dumps(result.to_json(), indent=1) + "\n")
+    if markdown:
+        write_text(markdown, _bench_markdown(result, checks, changes))
+    misses = [c for c in checks if not c.passed]
+    regressions = [c for c in changes if c.regression]
+    if check_:
+        for miss in misses:
+            note("[red]miss[/red]", f"{miss.name} = {number(miss.value)} (threshold {miss.op} {miss.threshold:g})")
+        for change in regressions:
+            note("[red]regression[/red]", f"{change.name}: {number(change.before)} -> {number(change.after)}")
+        if misses or regressions:
+            raise typer.Exit(EXIT_BELOW_THRESHOLD)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FpcliError(f"cannot read {path}: {exc}") from None
+
+
+def _bench_rows(result: BenchResult, checks: list[Check], changes: list[Change]) -> list[list[str]]:
+    by_check = {c.name: c for c in checks}
+    by_change = {c.name: c for c in changes}
+    rows = []
+    for name, figure in result.figures.items():
+        chk = by_check.get(name)
+        row = [name, number(figure.value), figure.unit, figure.kind,
+               f"{chk.op} {chk.threshold:g}" if chk else "", ("ok" if chk.passed else "MISS") if chk else ""]
+        if changes:
+            change = by_change.get(name)
+            row.append(f"{100 * change.change:+.0f} %{' REGRESSION' if change.regression else ''}" if change else "")
+        rows.append(row)
+    return rows
+
+
+def _bench_header(result: BenchResult) -> str:
+    m = result.machine
+    return (f"{result.date} · {m['cores']} cores, {m['cpu']} · Python {m['python']}, numpy {m['numpy']}, "
+            f"soundfile {m['soundfile']}, libsndfile {m['libsndfile']} · library: {result.library['path']} "
+            f"({result.library['decodable']} files, {result.library['audio_s']:.0f} s of audio)"
+            f"{' · quick' if result.quick else ''}")
+
+
+def _render_bench(result: BenchResult, checks: list[Check], changes: list[Change]) -> None:
+    columns = ["figure", "value", "unit", "kind", "threshold", "check"] + (["change"] if changes else [])
+    rows_out(f"fpcli bench — {_bench_header(result)}", columns, _bench_rows(result, checks, changes),
+             {"value": "right", "change": "right"})
+
+
+def _bench_markdown(result: BenchResult, checks: list[Check], changes: list[Change]) -> str:
+    from tabulate import tabulate
+
+    columns = ["figure", "value", "unit", "kind", "threshold", "check"] + (["change"] if changes else [])
+    misses = sum(not c.passed for c in checks)
+    return "\n".join([
+        "# fpcli bench", "", _bench_header(result), "", f"Command: `fpcli {' '.join(sys.argv[1:])}`", "",
+        tabulate(_bench_rows(result, checks, changes), columns, tablefmt="github"), "",
+        f"Thresholds: {len(checks) - misses} met, {misses} missed. Cache workload: {WORKLOAD}.", "",
+    ])

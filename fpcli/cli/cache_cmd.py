@@ -1,0 +1,318 @@
+"""fpcli cache ...: inspect and maintain the store."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from fpcli.cli.app import EXIT_SOME_FAILED, cache_app
+from fpcli.cli.options import JsonOption, path_text
+from fpcli.cli.render import (
+    format_value,
+    mib,
+    note,
+    print_json,
+    print_json_line,
+    rows_out,
+    stdout,
+    warn_line,
+    when,
+)
+from fpcli.cli.tracks import render_track
+from fpcli.errors import FpcliError
+from fpcli.store import FingerprintStore, Record, export_store, import_store, prune, repair, verify
+from fpcli.store.core import os_reason
+
+
+def report_bad_entries(store: FingerprintStore) -> None:
+    """One warning per bad entry met while reading (each skipped, none fatal)."""
+    seen = set()
+    for bad in store.bad_entries:
+        if bad.key not in seen:
+            seen.add(bad.key)
+            warn_line(f"skipped a bad store entry: {bad} (fpcli cache verify --repair removes it)")
+
+
+@cache_app.command("stats")
+def cache_stats(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Entries, size, hit rate, hits, misses, evictions, expiries, failures.
+
+    Hits and misses count look-ups made by analyze (and validate and search), kept
+    across runs.
+
+    Examples:
+
+      fpcli cache stats
+
+      fpcli --store /data/fp cache stats --json | jq .hit_rate
+    """
+    with ctx.obj.open_store() as store:
+        stats = store.stats()
+        report_bad_entries(store)
+    if as_json:
+        print_json(stats)
+        return
+    rate = "—" if stats["hit_rate"] is None else f"{100 * stats['hit_rate']:.1f} %"
+    limit = f"{mib(stats['size_limit_bytes'])} limit" if stats["size_limit_bytes"] else "no limit"
+    rows = [
+        ("location", stats["location"]),
+        ("entries", f"{stats['entries']} ({stats['with_batch']} with batch, {stats['validated']} validated, "
+                    f"{stats['previews']} previews)"),
+        ("failures", str(stats["failures"])),
+        ("size", f"{mib(stats['size_bytes'])} of {limit}"),
+        ("ttl", "none" if stats["ttl_s"] is None else f"{stats['ttl_s']:g} s"),
+        ("hit rate", f"{rate} ({stats['hits']} hits, {stats['misses']} misses)"),
+        ("evictions", str(stats["evictions"])),
+        ("expiries", str(stats["expiries"])),
+        ("by version", ", ".join(f"v{k}: {v}" for k, v in sorted(stats["by_version"].items())) or "—"),
+    ]
+    out = stdout()
+    if out.is_terminal:
+        table = Table(show_header=False, box=None)
+        for key, value in rows:
+            table.add_row(Text(key, style="bold"), Text(value))
+        out.print(table)
+    else:
+        for key, value in rows:
+            print(f"{key}: {value}")
+    for warning in stats["warnings"]:
+        warn_line(warning)
+
+
+def _listing(record: Record, path: str) -> dict[str, Any]:
+    audio, validation = record.audio, record.validation
+    return {
+        "path": path, "paths": len(record.paths), "duration_s": audio.duration_s, "samplerate": audio.samplerate,
+        "channels": audio.channels, "partial": audio.partial, "complete": record.complete,
+        "seconds": record.streaming.seconds, "tempo_bpm": record.streaming.values.get("tempo_bpm"),
+        "has_batch": record.batch is not None, "validation": validation.status if validation else None,
+        "fingerprint_version": record.fingerprint_version, "analysed_at": record.analysed_at,
+    }
+
+
+@cache_app.command("list")
+def cache_list(
+    ctx: typer.Context,
+    contains: Annotated[str | None, typer.Option("--contains", help="Only paths containing this text.")] = None,
+    missing_batch: Annotated[bool, typer.Option("--missing-batch", help="Only records without batch values.")]
+    = False,
+    previews: Annotated[bool, typer.Option("--previews", help="Only partial (preview) records.")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many paths.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per path per line.")] = False,
+) -> None:
+    """List stored records, one line per path (a record found at several paths, such
+    as a copy, is listed at each), sorted by path.
+
+    Examples:
+
+      fpcli cache list --contains Beatles
+
+      fpcli cache list --missing-batch --json
+    """
+    with ctx.obj.open_store() as store:
+        listed = [_listing(r, seen.path) for r in store.records() for seen in r.paths
+                  if (contains is None or contains in seen.path) and not (missing_batch and r.batch is not None)
+                  and not (previews and r.complete)]
+        report_bad_entries(store)
+    listed.sort(key=lambda item: os.fsencode(item["path"]))
+    listed = listed[:limit] if limit else listed
+    if as_json:
+        for item in listed:
+            print_json_line(item)
+        return
+    rows = [[item["path"], f"{item['duration_s']:.1f} s", f"{item['samplerate']}/{item['channels']}",
+             format_value(item["tempo_bpm"], "BPM"), "yes" if item["has_batch"] else "no",
+             "full" if item["complete"] else f"preview {item['seconds']:.0f} s",
+             item["validation"] or "—", when(item["analysed_at"])] for item in listed]
+    rows_out(f"{len(listed)} path(s)", ["path", "duration", "rate/ch", "tempo", "batch", "heard", "validation",
+                                        "analysed"], rows)
+
+
+@cache_app.command("show")
+def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="An audio file.")],
+               as_json: Annotated[bool, typer.Option("--json", help="Print the stored record as JSON.")] = False
+               ) -> None:
+    """Show the stored record of a file (found by content, so moved files work too).
+
+    Examples:
+
+      fpcli cache show track.flac
+
+      fpcli cache show --json track.flac | jq .streaming.values
+    """
+    from fpcli.store.records import record_to_json
+
+    text = path_text(path)
+    with ctx.obj.open_store() as store:
+        try:
+            record = store.record_for_path(text)
+        except OSError as exc:
+            raise FpcliError(f"{text}: {os_reason(exc)}") from None
+        report_bad_entries(store)
+    if record is None:
+        raise FpcliError(f"{text}: not in the store (run: fpcli analyze {text})")
+    if as_json:
+        print_json(record_to_json(record))
+        return
+    render_track(record.to_result(text))
+    validation = record.validation
+    note("", f"analysed {when(record.analysed_at)}, last used {when(record.last_used_at)}, "
+             f"validation: {validation.status if validation else 'not validated'}; "
+             f"{len(record.paths)} known path(s)", stdout())
+
+
+@cache_app.command("clear")
+def cache_clear(ctx: typer.Context,
+                yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False
+                ) -> None:
+    """Remove every record, failure and counter from the store.
+
+    Example:
+
+      fpcli cache clear --yes
+    """
+    with ctx.obj.open_store() as store:
+        if not yes:
+            typer.confirm(f"Remove everything in the store at {store.location}?", abort=True, err=True)
+        removed = store.clear()
+    note("", f"removed {removed} entries")
+
+
+@cache_app.command("prune")
+def cache_prune(ctx: typer.Context, as_json: JsonOption = False,
+                dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be dropped.")]
+                = False) -> None:
+    """Drop the paths of records and failures whose file is gone or has changed; a
+    record goes with its last path (a copy elsewhere keeps it).
+
+    Examples:
+
+      fpcli cache prune --dry-run
+
+      fpcli cache prune --json
+    """
+    with ctx.obj.open_store() as store:
+        removed = prune(store, dry_run=dry_run)
+        report_bad_entries(store)
+    if as_json:
+        for item in removed:
+            print_json_line({"path": item.path, "reason": item.reason, "dry_run": dry_run})
+        return
+    rows_out(f"{len(removed)} path(s) {'to drop' if dry_run else 'dropped'}", ["reason", "path"],
+             [[item.reason, item.path] for item in removed])
+    note("", f"{'would prune' if dry_run else 'pruned'} {len(removed)} entries")
+
+
+@cache_app.command("failures")
+def cache_failures(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List files that could not be analysed (skipped until they change).
+
+    Examples:
+
+      fpcli cache failures
+
+      fpcli analyze ~/Music --retry-failed
+    """
+    from fpcli.store.records import failure_to_json
+
+    with ctx.obj.open_store() as store:
+        failures = sorted(store.failures(), key=lambda f: os.fsencode(f.path))
+        report_bad_entries(store)
+    if as_json:
+        for failure in failures:
+            print_json_line(failure_to_json(failure))
+        return
+    rows_out(f"{len(failures)} failure(s)", ["path", "error", "message", "when"],
+             [[f.path, f.error_type, f.message, when(f.failed_at)] for f in failures])
+
+
+@cache_app.command("export")
+def cache_export(ctx: typer.Context,
+                 file: Annotated[str, typer.Argument(help="JSON Lines file to write, or - for stdout.")]) -> None:
+    """Write every record and failure as JSON Lines (atomically; - writes to stdout).
+
+    Examples:
+
+      fpcli cache export backup.jsonl
+
+      fpcli cache export - | gzip > backup.jsonl.gz
+    """
+    with ctx.obj.open_store() as store:
+        counts = export_store(store, file)
+        report_bad_entries(store)
+    note("", f"exported {counts['records']} records and {counts['failures']} failures"
+             + ("" if file == "-" else f" to {file}"))
+
+
+@cache_app.command("import")
+def cache_import(ctx: typer.Context,
+                 file: Annotated[str, typer.Argument(help="JSON Lines file to read, or - for stdin.")]) -> None:
+    """Read records and failures from an export; invalid lines are rejected and listed.
+
+    The file is parsed as JSON only (nothing is ever unpickled) and every field of
+    every record is checked, as a store read checks it, before it is stored. Exit
+    code 3 if any line was rejected.
+
+    Examples:
+
+      fpcli cache import backup.jsonl
+
+      gunzip -c backup.jsonl.gz | fpcli cache import -
+    """
+    with ctx.obj.open_store() as store:
+        report = import_store(store, file)
+    for reason in report.rejected:
+        note("[red]rejected[/red]", reason)
+    line = (f"imported {report.records} records and {report.failures} failures, "
+            f"rejected {len(report.rejected)} lines")
+    if report.evicted:
+        line += f"; {report.evicted} records were evicted by the store's size limit meanwhile (--store-size-mb)"
+    note("", line)
+    if report.rejected:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@cache_app.command("verify")
+def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
+                 repair_: Annotated[bool, typer.Option(
+                     "--repair", help="Remove bad entries (saved first to a quarantine file beside the store).")]
+                 = False) -> None:
+    """Check the store's integrity (SQLite, counters) and every entry; exit 3 on problems.
+
+    With --repair, every bad entry is written to a quarantine file and removed, a
+    damaged database is rebuilt from what can be read, and the exit code is 0 when
+    the store is sound afterwards.
+
+    Examples:
+
+      fpcli cache verify
+
+      fpcli cache verify --repair
+    """
+    with ctx.obj.open_store() as store:
+        problems = verify(store)
+        done: dict[str, int] | None = None
+        if repair_ and problems:
+            quarantine = _quarantine_path(store)
+            done = repair(store, quarantine)
+            note("", f"repaired: {done} (bad entries saved to {quarantine})")
+            problems = verify(store)
+        entries = store.backend.count("")
+    if as_json:
+        print_json({"entries": entries, "problems": [str(p) for p in problems], "repaired": done})
+    else:
+        rows_out(f"{len(problems)} problem(s)", ["problem"], [[str(p)] for p in problems])
+        note("", f"checked {entries} entries: {len(problems)} problem(s)")
+    if problems:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _quarantine_path(store: FingerprintStore) -> str:
+    folder = store.location if os.path.isdir(store.location) else os.getcwd()
+    return os.path.join(folder, f"quarantine-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")

@@ -1,0 +1,64 @@
+"""Options shared by several commands and their parsing: the only place that names a
+``--flag`` for the core (domain modules never do; they get plain values)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fpcli.library import DEFAULT_TIMEOUT_S, RunOptions
+from fpcli.params import AnalysisParams
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for lists) instead of a table.")]
+JobsOption = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")]
+TimeoutOption = Annotated[float, typer.Option("--timeout", min=1, help="Per-file time limit, seconds.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, notices or summary.")]
+ExecutorOption = Annotated[str, typer.Option(
+    "--executor", help="local (worker processes) or dask (a Dask cluster; needs --scheduler and a shared store).")]
+SchedulerOption = Annotated[str | None, typer.Option(
+    "--scheduler", show_default=False, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786.")]
+PathMapOption = Annotated[list[str] | None, typer.Option(
+    "--path-map", show_default=False,
+    help="Rewrite paths for Dask workers: CLIENT_PREFIX=WORKER_PREFIX (repeatable).")]
+DEFAULT_JOBS = os.cpu_count() or 1
+
+
+def run_options(*, executor: str, scheduler: str | None, path_map: list[str] | None, jobs: int,
+                timeout_s: float = DEFAULT_TIMEOUT_S, batch: bool = False, seconds: float | None = None,
+                force: bool = False, retry_failed: bool = False) -> RunOptions:
+    """RunOptions from the shared options, with usage errors (exit 2) for bad values."""
+    if executor not in ("local", "dask"):
+        raise typer.BadParameter(f"{executor!r}: local or dask", param_hint="--executor")
+    if executor == "dask" and not scheduler:
+        raise typer.BadParameter("--executor dask needs --scheduler tcp://HOST:PORT", param_hint="--scheduler")
+    for item in path_map or []:
+        local, sep, remote = item.partition("=")
+        if not sep or not local or not remote:
+            raise typer.BadParameter(f"{item!r}: expected CLIENT_PREFIX=WORKER_PREFIX", param_hint="--path-map")
+    if seconds is not None and not 0 < seconds < math.inf:
+        raise typer.BadParameter(f"{seconds}: a positive number of seconds", param_hint="--seconds")
+    return RunOptions(params=AnalysisParams(), batch=batch, seconds=seconds, force=force, retry_failed=retry_failed,
+                      jobs=jobs, timeout_s=timeout_s, executor=executor, scheduler=scheduler,
+                      path_map=tuple(path_map or ()))
+
+
+def parse_seconds(text: str | None, flag: str = "--partial") -> list[float] | None:
+    """``"10,30"`` -> [10.0, 30.0]: positive, finite seconds, sorted; usage error otherwise."""
+    if not text:
+        return None
+    try:
+        seconds = sorted({float(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected seconds like 10,30,60", param_hint=flag) from None
+    if not seconds or seconds[0] < 0.5 or not math.isfinite(seconds[-1]):
+        raise typer.BadParameter(f"{text!r}: seconds must be finite and at least 0.5", param_hint=flag)
+    return seconds
+
+
+def path_text(path: Path) -> str:
+    """A command-line path as the str the core uses (bytes-safe)."""
+    return os.fsdecode(path)

@@ -1,0 +1,89 @@
+"""fpcli search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fpcli.cli.app import app
+from fpcli.cli.options import path_text
+from fpcli.cli.render import format_value, note, print_json, rows_out, warn_line
+from fpcli.errors import ParameterError
+from fpcli.fingerprint import DIM_BY_NAME
+from fpcli.search import STRATEGIES, SearchResult, parse_weights, write_m3u
+from fpcli.search import search as run_search
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: Annotated[Path, typer.Argument(help="An audio file (analysed now if the store lacks it).")],
+    k: Annotated[int, typer.Option("-k", min=1, help="How many similar tracks.")] = 10,
+    strategy: Annotated[str, typer.Option("--strategy", "-s",
+                                          help="fast, accurate, batch or auto (chooses and says why).")] = "auto",
+    library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False,
+                                                 help="Only tracks under this folder.")] = None,
+    weights: Annotated[str | None, typer.Option(
+        "--weights", show_default=False,
+        help="Group weights, e.g. temporal=2,stereo=0 (groups: frequency, dynamics, temporal, spectral, "
+             "harmonic, variation, stereo; default 1 each).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Show the dims that contributed most.")] = False,
+    m3u: Annotated[Path | None, typer.Option("--m3u", show_default=False,
+                                             help="Write a playlist of the query and its hits (- for stdout).")] = None,
+    compute_missing: Annotated[bool, typer.Option(
+        "--compute-missing", help="batch: compute missing batch fingerprints first.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Find the tracks in the store that sound most like QUERY.
+
+    Strategies: fast (cached streaming fingerprints), accurate (fast candidates
+    re-ranked with batch fingerprints, computing the missing ones for the candidates),
+    batch (batch fingerprints for all), auto (from the query's confidence and
+    validation).
+
+    Examples:
+
+      fpcli search track.flac -k 10
+
+      fpcli search track.flac --strategy accurate --explain
+
+      fpcli search track.flac -l ~/Music/Jazz --m3u similar.m3u
+    """
+    if strategy not in STRATEGIES:
+        raise typer.BadParameter(f"{strategy!r}: one of {', '.join(STRATEGIES)}", param_hint="--strategy")
+    try:
+        group_weights = parse_weights(weights)
+    except ParameterError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--weights "), param_hint="--weights") from None
+    with ctx.obj.open_store() as store:
+        result = run_search(store, path_text(query), k=k, strategy=strategy, group_weights=group_weights,
+                            under=path_text(library) if library else None, explain=explain,
+                            compute_missing=compute_missing)
+    if m3u is not None:
+        write_m3u(result, m3u)
+    for path, error in result.skipped:
+        warn_line(f"{path}: skipped as a candidate ({error})")
+    if as_json:
+        print_json(result.to_json())
+        return
+    render_search(result, explain)
+
+
+def render_search(result: SearchResult, explain: bool) -> None:
+    columns = ["#", "distance", "path"] + (["closest differences (query -> hit)"] if explain else [])
+    rows = []
+    for rank, hit in enumerate(result.hits, start=1):
+        row = [str(rank), f"{hit.distance:.3f}", hit.path]
+        if explain:
+            row.append("; ".join(f"{e['dim']} {format_value(e['query'], DIM_BY_NAME[e['dim']].unit)} -> "
+                                 f"{format_value(e['hit'], DIM_BY_NAME[e['dim']].unit)}" for e in hit.explain))
+        rows.append(row)
+    rows_out(f"{len(result.hits)} tracks like {result.query}", columns, rows, {"#": "right", "distance": "right"})
+    stats = result.stats
+    note("", f"strategy {result.strategy} ({result.reason}); index {stats.get('index', '—')}, "
+             f"{stats.get('rows', '—')} tracks; cache hits {stats['cache_hits']}; {1000 * stats['seconds']:.1f} ms")
+    if stats.get("missing_batch"):
+        warn_line(f"{stats['missing_batch']} track(s) have no batch fingerprint and were not searched: "
+                  "use --compute-missing or `fpcli analyze --batch`")

@@ -1,0 +1,156 @@
+"""Rendering analysed tracks: a table per track, a line per track, JSON Lines, and the
+live reporter of library runs (results on stdout, progress and notices on stderr)."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from fpcli.cli.render import format_value, note, print_json_line, shown, stderr, stdout
+from fpcli.fingerprint import DIM_BY_NAME, DIMS
+from fpcli.library import RunSummary
+from fpcli.results import TrackResult
+from fpcli.store import printable_path
+
+MAX_FULL_TABLES = 3  # runs with more tracks print one line per track
+
+
+class Reporter:
+    """Renders run events: results to stdout (tables, lines or JSON Lines), a progress
+    bar and notices to stderr. The bar shows only when stderr is a terminal, and never
+    captures stdout (``redirect_stdout=False``): ``fpcli analyze --json dir > out``
+    gets every line even with the bar on screen."""
+
+    def __init__(self, *, as_json: bool, quiet: bool, show_tracks: bool = True) -> None:
+        self.as_json = as_json
+        self.quiet = quiet
+        self.show_tracks = show_tracks
+        self.total = 0
+        self._stderr = stderr()
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=self._stderr, transient=True, redirect_stdout=False,
+            redirect_stderr=False, disable=quiet or not self._stderr.is_terminal,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> Reporter:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._progress.__exit__(kind, value, traceback)
+
+    def event(self, kind: str, payload: Any) -> None:
+        if kind == "start":
+            self.total, description = payload
+            if self._task is not None:
+                self._progress.remove_task(self._task)
+            self._task = self._progress.add_task(description, total=self.total)
+            return
+        if kind == "track":
+            self._track(payload)
+        if self._task is not None:
+            self._progress.advance(self._task)
+
+    def _diagnostics(self) -> Console:
+        return self._progress.console if self._progress.live.is_started else self._stderr
+
+    def _results(self) -> Console:
+        """Human results go to stdout; only when stdout is the terminal the live bar is
+        drawn on are they printed through the bar's console, above it (two consoles
+        writing to one screen would tear the bar)."""
+        if self._progress.live.is_started and sys.stdout.isatty():
+            return self._progress.console
+        return stdout()
+
+    def _track(self, result: TrackResult) -> None:
+        if self.as_json and self.show_tracks:
+            print_json_line(result.to_json())
+        elif result.failed:
+            if not self.quiet or self.show_tracks:
+                note("[red]error:[/red]", f"{result.path}: {result.error}"
+                     + (" (failed before and unchanged: skipped; --retry-failed retries)" if result.cached else ""),
+                     self._diagnostics())
+        elif self.show_tracks and not self.quiet:
+            if self.total <= MAX_FULL_TABLES:
+                render_track(result, self._results())
+            else:
+                render_track_line(result, self._results())
+
+
+def render_summary(summary: RunSummary) -> None:
+    line = (f"analysed {summary.analysed}, from cache {summary.cached}, failed {summary.failed}"
+            f"{f' ({summary.skipped} failed before, skipped)' if summary.skipped else ''}"
+            f"{f', not analysable {summary.problems}' if summary.problems else ''} in {summary.wall_seconds:.1f} s")
+    if summary.analysed:
+        line += f" ({summary.audio_per_second:.0f} s of audio per second analysed)"
+    if summary.interrupted:
+        note("[yellow]interrupted:[/yellow]", "finished tracks are stored; run again to resume. " + line)
+    else:
+        note("", line)
+
+
+def render_track_line(result: TrackResult, out: Console) -> None:
+    assert result.streaming is not None
+    tempo = format_value(result.streaming.values["tempo_bpm"], "BPM")
+    origin = "cached" if result.cached else "new"
+    line = Text(f"{origin:6} {result.duration_s or 0:7.1f} s {tempo:>6} BPM  ")
+    line.append(printable_path(result.path))
+    if result.status != "ok":
+        line.append(f" {result.status}", style="yellow")
+    if not result.streaming.complete:
+        line.append(f" preview {result.streaming.seconds:.0f} s", style="yellow")
+    out.print(line, soft_wrap=True)
+
+
+def render_track(result: TrackResult, out: Console | None = None) -> None:
+    """A table of one track's dims: streaming value and confidence, batch value, unit."""
+    out = out or stdout()
+    streaming, reference = result.streaming, result.batch
+    assert streaming is not None
+    facts = (f"{result.duration_s or 0:.1f} s, {result.samplerate} Hz, {result.channels} ch, "
+             f"{result.format}/{result.subtype}")
+    title = f"{shown(result.path)}  ({shown(facts)}{', from the store' if result.cached else ''})"
+    if result.status == "partial":
+        title += f"\n[yellow]partial: {shown(result.partial_reason)}[/yellow]"
+    if not streaming.complete:
+        title += f"\n[yellow]preview: the first {streaming.seconds:.1f} s only[/yellow]"
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("group", "left"), ("dimension", "left"), ("streaming", "right"), ("conf", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    if reference is not None:
+        table.add_column("batch", justify="right")
+    table.add_column("unit")
+    for dim in DIMS:
+        if not dim.streaming and reference is None:
+            continue
+        row = [dim.group, dim.name]
+        if dim.streaming:
+            confidence = (streaming.confidence or {}).get(dim.name, 0.0)
+            row += [format_value(streaming.values[dim.name], dim.unit), f"{confidence:.2f}"]
+        else:
+            row += ["", ""]
+        if reference is not None:
+            row.append(format_value(reference.values[dim.name], dim.unit))
+        row.append(dim.unit)
+        table.add_row(*row)
+    out.print(table)
+    for kind, fp in (("streaming", streaming), ("batch", reference)):
+        for name, reason in (fp.reasons.items() if fp else ()):
+            out.print(f"  [dim]{kind} {name} ({DIM_BY_NAME[name].unit}) is null: {shown(reason)}[/dim]")

@@ -1,0 +1,2 @@
+"""Where per-file work runs: ``local`` worker processes or a ``dask`` cluster. Both run
+the halves of ``fpcli.analyze.fingerprint_of``."""

@@ -1,0 +1,75 @@
+"""Writing user-named files safely: ``-`` is stdout; anything else is written to a
+new temporary file in the target's folder (``mkstemp``: O_EXCL, never following a
+planted symlink) and renamed over the target, which must be a regular file if it
+exists (a device or a FIFO is never replaced)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import IO
+
+from fpcli.errors import FpcliError
+
+
+@contextlib.contextmanager
+def atomic_text(destination: str | os.PathLike[str]) -> Iterator[IO[str]]:
+    """A text stream whose content replaces ``destination`` only when the block ends
+    without an error (or stdout for ``-``). Raises FpcliError naming the file."""
+    target = os.fspath(destination)
+    if target == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    _refuse_non_regular(target)
+    folder = os.path.dirname(os.path.abspath(target))
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".fpcli-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise FpcliError(f"cannot write {target}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", errors="surrogateescape") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o644 & ~_umask())
+        os.replace(temporary, target)
+    except OSError as exc:
+        _unlink_quietly(temporary)
+        raise FpcliError(f"cannot write {target}: {exc.strerror or exc}") from None
+    except BaseException:
+        _unlink_quietly(temporary)
+        raise
+
+
+def write_text(destination: str | os.PathLike[str], text: str) -> None:
+    with atomic_text(destination) as out:
+        out.write(text)
+
+
+def _refuse_non_regular(target: str) -> None:
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise FpcliError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise FpcliError(f"cannot write {target}: it is a symbolic link (write to its target instead)")
+    if not stat.S_ISREG(st.st_mode):
+        raise FpcliError(f"cannot write {target}: it exists and is not a regular file")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -1,0 +1,264 @@
+"""Search indexes: a packed float32 matrix of one fingerprint kind (13D streaming or
+25D batch) in physical units (NaN for null), with the record key, path and content
+digest of each row, saved beside the store as ``.npy`` files (loaded without pickle)
+and a JSON header. Refreshed incrementally from the store's change journal, so a
+query never re-reads every record; an eviction, expiry or ``cache clear`` (which the
+journal cannot describe) makes the next refresh rebuild it. Previews (partial
+records) are not indexed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fpcli.errors import FpcliError
+from fpcli.files import write_text
+from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
+from fpcli.params import FINGERPRINT_VERSION
+from fpcli.store import FingerprintStore, Record
+
+INDEX_FORMAT = 2
+KINDS = {"streaming": STREAMING_DIMS, "batch": BATCH_DIMS}
+REFIT_SHARE = 0.1        # refit the scaling when this share of rows changed since the last fit
+
+
+@dataclasses.dataclass
+class Index:
+    """Rows of one fingerprint kind. ``values`` (n, d) float32 physical units, NaN = null."""
+
+    kind: str
+    params_key: str
+    values: np.ndarray
+    keys: np.ndarray        # (n,) record keys
+    paths: np.ndarray       # (n,) last known paths
+    contents: np.ndarray    # (n,) content digests (equal for copies of one file)
+    low: np.ndarray         # (d,) 5th percentile per dim
+    high: np.ndarray        # (d,) 95th percentile per dim
+    generation: int = 0
+    epoch: tuple[int, int] = (0, 0)
+    changed_since_fit: int = 0
+    _scaled: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    _terms: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    _content_words: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return KINDS[self.kind]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def normalised(self) -> np.ndarray:
+        """(n, d) values scaled to [0, 1] by the fitted percentiles (NaN stays NaN),
+        computed once per index so a query costs one pass over the matrix."""
+        if self._scaled is None or len(self._scaled) != len(self.values):
+            self._scaled = scale(self.values, self.low, self.high)
+        return self._scaled
+
+    def terms(self) -> np.ndarray:
+        """(n, 3d) float32 [X^2, X, M]: the scaled values with nulls as 0 (X) and the
+        null mask (M), so that every distance is one matrix-vector product."""
+        if self._terms is None or len(self._terms) != len(self.values):
+            scaled = self.normalised()
+            mask = np.isnan(scaled)
+            filled = np.where(mask, 0.0, scaled).astype(np.float32)
+            self._terms = np.concatenate([filled * filled, filled, mask.astype(np.float32)], axis=1)
+        return self._terms
+
+    def rows_with_content(self, content: str) -> np.ndarray:
+        """Boolean (n,) rows whose content key is ``content``, comparing the 32 hex
+        digits as four 64-bit words (a string comparison costs 20x more at 1M rows)."""
+        if self._content_words is None or len(self._content_words) != len(self.contents):
+            self._content_words = _words(self.contents)
+        target = _words(np.array([content]))
+        return (self._content_words == target).all(axis=1)
+
+    def fit(self) -> None:
+        self.low, self.high = fit_scaling(self.values)
+        self.changed_since_fit = 0
+        self._scaled = self._terms = None
+
+
+def _words(contents: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(contents.astype("S32")).view(np.uint64).reshape(len(contents), 4)
+
+
+def fit_scaling(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """5th and 95th percentile of each column, ignoring NaN (0, 0 for an empty column)."""
+    if len(values) == 0:
+        zeros = np.zeros(values.shape[1])
+        return zeros, zeros.copy()
+    with np.errstate(all="ignore"), _quiet_nan_warnings():
+        low = np.nanpercentile(values, 5, axis=0)
+        high = np.nanpercentile(values, 95, axis=0)
+    return np.nan_to_num(low), np.nan_to_num(high)
+
+
+def scale(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    spread = high - low
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = np.where(spread > 0, (values - low) / np.where(spread > 0, spread, 1.0), 0.0)
+    scaled = np.clip(scaled, 0.0, 1.0)
+    return np.where(np.isnan(values), np.nan, scaled).astype(np.float32)
+
+
+class _quiet_nan_warnings:
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._catch.__exit__(*exc)
+
+
+def row_of(record: Record, kind: str, params_key: str | None = None) -> np.ndarray | None:
+    """(d,) float32 physical values of one kind (NaN for null); None when the record
+    has no such values, is a preview, or belongs to other parameters or versions."""
+    if params_key is not None and (record.params_key != params_key
+                                   or record.fingerprint_version != FINGERPRINT_VERSION or not record.complete):
+        return None
+    source = record.streaming if kind == "streaming" else record.batch
+    if source is None:
+        return None
+    values = source.values
+    return np.array([np.nan if values.get(d) is None else values[d] for d in KINDS[kind]], dtype=np.float32)
+
+
+def build_index(store: FingerprintStore, kind: str, params_key: str) -> Index:
+    """An index of every record of ``kind`` under ``params_key`` (reads every record)."""
+    generation = store.generation()
+    epoch = store.index_epoch()
+    rows, keys, paths, contents = [], [], [], []
+    for record in store.records():
+        row = row_of(record, kind, params_key)
+        if row is not None:
+            rows.append(row)
+            keys.append(record.key)
+            paths.append(record.path)
+            contents.append(record.digest)
+    values = np.array(rows, dtype=np.float32).reshape(len(rows), len(KINDS[kind]))
+    index = Index(kind, params_key, values, np.array(keys, dtype=str), np.array(paths, dtype=str),
+                  np.array(contents, dtype=str), np.zeros(0), np.zeros(0), generation, epoch)
+    index.fit()
+    return index
+
+
+def refresh(index: Index, store: FingerprintStore) -> tuple[Index, int, str]:
+    """Bring ``index`` up to date; returns (index, records re-read, what was done:
+    loaded, refreshed or rebuilt). Rebuilds when the journal cannot describe what
+    changed (a clear, an eviction, an expiry) or when more changed than it holds."""
+    epoch = store.index_epoch()
+    changes = store.changes_since(index.generation) if tuple(index.epoch) == epoch else None
+    if changes is None or len(changes) > max(1000, len(index)):
+        fresh = build_index(store, index.kind, index.params_key)
+        return fresh, len(fresh), "rebuilt"
+    if not changes:
+        return index, 0, "loaded"
+    generation = store.generation()
+    unique = list(dict.fromkeys(changes))
+    position = {key: i for i, key in enumerate(index.keys.tolist())}
+    keep = np.ones(len(index), dtype=bool)
+    new_rows, new_keys, new_paths, new_contents = [], [], [], []
+    values, paths = index.values.copy(), index.paths.astype(object)
+    for key in unique:
+        record = store.read_record(key)
+        row = row_of(record, index.kind, index.params_key) if record else None
+        i = position.get(key)
+        if record is None or row is None:
+            if i is not None:
+                keep[i] = False
+        elif i is not None:
+            values[i], paths[i] = row, record.path
+        else:
+            new_rows.append(row)
+            new_keys.append(key)
+            new_paths.append(record.path)
+            new_contents.append(record.digest)
+    d = values.shape[1]
+    updated = Index(
+        index.kind, index.params_key,
+        np.concatenate([values[keep], np.array(new_rows, dtype=np.float32).reshape(-1, d)]),
+        np.concatenate([index.keys[keep], np.array(new_keys, dtype=str)]).astype(str),
+        np.concatenate([paths[keep], np.array(new_paths, dtype=object)]).astype(str),
+        np.concatenate([index.contents[keep], np.array(new_contents, dtype=str)]).astype(str),
+        index.low, index.high, generation, epoch, index.changed_since_fit + len(unique),
+    )
+    if updated.changed_since_fit > REFIT_SHARE * max(len(updated), 1):
+        updated.fit()
+    return updated, len(unique), "refreshed"
+
+
+def save_index(index: Index, folder: Path) -> bool:
+    """Write the arrays (.npy, no pickle) then the JSON header, each atomically.
+    Returns False when the folder is not writable: the index is then rebuilt in
+    memory on every query, slower but correct."""
+    stem = f"{index.kind}-{index.params_key}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("values", "keys", "paths", "contents", "low", "high"):
+            handle, temporary = tempfile.mkstemp(prefix=".fpcli-", suffix=".npy", dir=folder)
+            with os.fdopen(handle, "wb") as out:
+                # Paths are stored as UTF-8 bytes with surrogateescape: any name round-trips.
+                np.save(out, _encoded(getattr(index, name)) if name == "paths" else getattr(index, name),
+                        allow_pickle=False)
+            os.replace(temporary, folder / f"{stem}.{name}.npy")
+        header = {"format": INDEX_FORMAT, "kind": index.kind, "params_key": index.params_key, "rows": len(index),
+                  "generation": index.generation, "epoch": list(index.epoch),
+                  "changed_since_fit": index.changed_since_fit}
+        write_text(folder / f"{stem}.json", json.dumps(header))
+    except (OSError, FpcliError):
+        return False
+    return True
+
+
+def _encoded(paths: np.ndarray) -> np.ndarray:
+    return np.array([p.encode("utf-8", "surrogateescape") for p in paths.tolist()], dtype=object).astype(bytes) \
+        if len(paths) else np.zeros(0, dtype="S1")
+
+
+def _decoded(paths: np.ndarray) -> np.ndarray:
+    return np.array([p.decode("utf-8", "surrogateescape") for p in paths.tolist()], dtype=str) \
+        if len(paths) else np.zeros(0, dtype=str)
+
+
+def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
+    """The saved index, or None when missing or inconsistent (a rebuild follows)."""
+    stem = f"{kind}-{params_key}"
+    try:
+        header = json.loads((folder / f"{stem}.json").read_text())
+        arrays = {name: np.load(folder / f"{stem}.{name}.npy", allow_pickle=False)
+                  for name in ("values", "keys", "paths", "contents", "low", "high")}
+    except (OSError, ValueError):
+        return None
+    rows = header.get("rows")
+    if header.get("format") != INDEX_FORMAT or any(len(arrays[n]) != rows for n in ("values", "keys", "paths")):
+        return None
+    return Index(kind, params_key, arrays["values"].astype(np.float32), arrays["keys"], _decoded(arrays["paths"]),
+                 arrays["contents"], arrays["low"], arrays["high"], int(header["generation"]),
+                 tuple(header["epoch"]), int(header.get("changed_since_fit", 0)))
+
+
+def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[Index, dict[str, Any]]:
+    """Load, refresh and save the index of ``kind``; returns it and what was done."""
+    started = time.perf_counter()
+    folder = store.backend.index_dir
+    index = load_index(folder, kind, params_key)
+    if index is None:
+        index = build_index(store, kind, params_key)
+        reread, action = len(index), "built"
+    else:
+        index, reread, action = refresh(index, store)
+    saved = save_index(index, folder) if action != "loaded" else True
+    return index, {"index": action, "records_read": reread, "rows": len(index),
+                   "index_seconds": time.perf_counter() - started, "index_saved": saved}

@@ -1,0 +1,208 @@
+"""Search strategies: fast (streaming fingerprints), accurate (fast candidates re-ranked
+with batch fingerprints), batch (batch fingerprints of every track) and auto."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fpcli.analyze import Want, fingerprint_of
+from fpcli.errors import ParameterError, SearchError
+from fpcli.files import atomic_text
+from fpcli.fingerprint import GROUPS
+from fpcli.params import AnalysisParams
+from fpcli.search.index import KINDS, Index, current_index, row_of
+from fpcli.search.rank import Hit, dim_weights, top_k
+from fpcli.store import FingerprintStore, Record, printable_path
+
+ACCURATE_CANDIDATES = 5  # "accurate" re-ranks k x this many fast candidates
+STRATEGIES = ("fast", "accurate", "batch", "auto")
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """How to rank: k, weights per group, a folder to stay under, explanations."""
+
+    k: int
+    group_weights: dict[str, float]
+    under: str | None
+    explain: bool
+    exclude: str | None  # the query's digest (the query and its copies are not hits)
+
+
+@dataclasses.dataclass
+class SearchResult:
+    query: str
+    strategy: str
+    reason: str
+    hits: list[Hit]
+    stats: dict[str, Any]
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # candidates that failed, why
+
+    def to_json(self) -> dict[str, Any]:
+        return {"query": self.query, "strategy": self.strategy, "reason": self.reason,
+                "hits": [dataclasses.asdict(h) for h in self.hits], "stats": self.stats,
+                "skipped": [{"path": p, "error": e} for p, e in self.skipped]}
+
+
+def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
+                 batch: bool = False) -> tuple[Record, bool]:
+    """The query's stored record, or analyse it now (stream, and batch when asked) and
+    store it. Returns (record, was_cached). Raises SearchError for a bad query."""
+    result = fingerprint_of(store, path, Want(params, batch=batch))
+    if result.failed:
+        raise SearchError(f"cannot analyse the query {printable_path(path)}: {result.error}")
+    try:
+        record = store.record_for_path(path)  # not a second counted look-up
+    except OSError as exc:
+        raise SearchError(f"cannot read the query {printable_path(path)}: {exc.strerror}") from None
+    if record is None:
+        raise SearchError(f"the query {printable_path(path)} was analysed but its record was evicted at once: "
+                          "raise --store-size-mb")
+    return record, result.cached
+
+
+def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: str = "auto",
+           params: AnalysisParams | None = None, group_weights: dict[str, float] | None = None,
+           under: str | None = None, explain: bool = False, compute_missing: bool = False,
+           include_duplicates: bool = False) -> SearchResult:
+    """Find the k tracks of the store most similar to ``query_path``.
+
+    fast: streaming fingerprints of cached tracks. accurate: k x 5 fast candidates
+    re-ranked by batch fingerprints (missing ones computed for the candidates only).
+    batch: batch fingerprints of every track (missing ones reported, or computed with
+    ``compute_missing``). auto: chooses from the query's confidence and validation.
+    """
+    if strategy not in STRATEGIES:
+        raise ParameterError(f"--strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
+    if k < 1:
+        raise ParameterError(f"-k {k}: must be at least 1")
+    params = params or AnalysisParams()
+    started = time.perf_counter()
+    store.flush_stats()
+    hits_before = store.backend.counter("hits")
+    record, cached = query_record(store, query_path, params, batch=strategy in ("accurate", "batch"))
+    reason = f"--strategy {strategy}"
+    if strategy == "auto":
+        strategy, reason = _choose(record)
+    query = Query(k, group_weights or dict.fromkeys(GROUPS, 1.0), under, explain,
+                  None if include_duplicates else record.digest)
+    stats: dict[str, Any] = {"query_cached": cached}
+    skipped: list[tuple[str, str]] = []
+    if strategy == "fast":
+        hits = _rank_all(store, "streaming", record, query, params, stats)
+    elif strategy == "accurate":
+        hits = _accurate(store, record, query, params, stats, skipped)
+    else:
+        hits = _batch(store, record, query, params, compute_missing, stats, skipped)
+    store.flush_stats()
+    stats["cache_hits"] = store.backend.counter("hits") - hits_before
+    stats["seconds"] = time.perf_counter() - started
+    return SearchResult(query_path, strategy, reason, hits, stats, skipped)
+
+
+def _choose(record: Record) -> tuple[str, str]:
+    status = record.validation.status if record.validation else None
+    confidence = record.streaming.confidence
+    mean = sum(confidence.values()) / len(confidence) if confidence else 0.0
+    if status == "invalid":
+        return "accurate", "auto: the query's streaming fingerprint failed validation, so re-rank with batch"
+    if mean < 0.9:
+        return "accurate", f"auto: the query's streaming confidence is low ({mean:.2f}), so re-rank with batch"
+    if status == "valid":
+        return "fast", "auto: the query's streaming fingerprint is validated against batch"
+    return "fast", "auto: the query's streaming fingerprint is complete (confidence 1.0); validate to be sure"
+
+
+def _query_row(record: Record, kind: str) -> np.ndarray:
+    row = row_of(record, kind)
+    if row is None:
+        raise SearchError(f"the query has no {kind} fingerprint")
+    return row
+
+
+def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, params: AnalysisParams,
+              stats: dict[str, Any]) -> list[Hit]:
+    """The k nearest of every indexed track of ``kind`` (refreshing the index first)."""
+    index, info = current_index(store, kind, params.key())
+    stats.update(info)
+    if len(index) <= 1:
+        raise SearchError(f"the store holds no other {kind} fingerprints to search: "
+                          f"run `fpcli analyze{' --batch' if kind == 'batch' else ''} LIBRARY` first")
+    weights = dim_weights(index.dims, query.group_weights, index.low, index.high)
+    return top_k(index, _query_row(record, kind), query.k, weights, exclude_content=query.exclude,
+                 under=query.under, explain=query.explain)
+
+
+def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams,
+               skipped: list[tuple[str, str]]) -> int:
+    """Compute missing batch fingerprints of ``paths``; a file that fails is skipped
+    and reported, never the end of the search. Returns how many were computed."""
+    computed = 0
+    for path in paths:
+        result = fingerprint_of(store, path, Want(params, batch=True))
+        if result.failed:
+            skipped.append((path, result.error or "failed"))
+        computed += not result.cached and not result.failed
+    return computed
+
+
+def _accurate(store: FingerprintStore, record: Record, query: Query, params: AnalysisParams,
+              stats: dict[str, Any], skipped: list[tuple[str, str]]) -> list[Hit]:
+    wide = dataclasses.replace(query, k=query.k * ACCURATE_CANDIDATES, explain=False)
+    candidates = _rank_all(store, "streaming", record, wide, params, stats)
+    stats["batch_computed"] = _batch_for(store, [h.path for h in candidates if os.path.exists(h.path)],
+                                         params, skipped)
+    index, info = current_index(store, "batch", params.key())
+    stats["batch_index"] = info
+    rows = np.flatnonzero(np.isin(index.contents, [h.digest for h in candidates]))
+    sub = Index(index.kind, index.params_key, index.values[rows], index.keys[rows], index.paths[rows],
+                index.contents[rows], index.low, index.high)
+    weights = dim_weights(index.dims, query.group_weights, index.low, index.high)
+    return top_k(sub, _query_row(record, "batch"), query.k, weights, exclude_content=query.exclude,
+                 explain=query.explain)
+
+
+def _batch(store: FingerprintStore, record: Record, query: Query, params: AnalysisParams, compute_missing: bool,
+           stats: dict[str, Any], skipped: list[tuple[str, str]]) -> list[Hit]:
+    streaming, _ = current_index(store, "streaming", params.key())
+    index, _ = current_index(store, "batch", params.key())
+    missing = streaming.paths[~np.isin(streaming.contents, index.contents)].tolist()
+    if compute_missing:
+        _batch_for(store, [p for p in missing if os.path.exists(p)], params, skipped)
+    stats["missing_batch"] = 0 if compute_missing else len(missing)
+    return _rank_all(store, "batch", record, query, params, stats)
+
+
+def write_m3u(result: SearchResult, destination: str | os.PathLike[str]) -> None:
+    """An extended M3U playlist of the query and its hits, paths relative to the
+    playlist (``-`` is stdout). A path an M3U line cannot hold (a newline, bytes that
+    are not UTF-8) is written as a percent-encoded file:// URI."""
+    base = Path("-" if os.fspath(destination) == "-" else os.path.abspath(destination)).parent
+    lines = ["#EXTM3U"]
+    for path in [result.query, *(h.path for h in result.hits)]:
+        lines.append(f"#EXTINF:-1,{printable_path(Path(path).stem)}")
+        lines.append(_m3u_location(os.path.realpath(path), str(base)))
+    with atomic_text(destination) as out:
+        out.write("\n".join(lines) + "\n")
+
+
+def _m3u_location(path: str, base: str) -> str:
+    raw = os.fsencode(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or any(c in text for c in "\r\n"):
+        from urllib.parse import quote
+
+        return "file://" + quote(raw)
+    return os.path.relpath(text, base)
+
+
+__all__ = ["KINDS", "STRATEGIES", "SearchResult", "search", "write_m3u"]

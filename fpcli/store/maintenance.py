@@ -1,0 +1,317 @@
+"""Store maintenance: prune, verify, repair, export and import.
+
+Exports are JSON Lines (a header line, then one ``{"type": "record"|"failure",
+"data": ...}`` per line); imports parse JSON only and check every field with the same
+parser a store read uses, so an imported record can never break a later command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from fpcli.errors import BadEntryError, StoreError
+from fpcli.files import atomic_text
+from fpcli.store.core import FingerprintStore
+from fpcli.store.records import (
+    HEX32,
+    Record,
+    dumps,
+    failure_to_json,
+    loads,
+    parse_failure,
+    parse_path_entry,
+    parse_record,
+    path_key,
+    record_key,
+    record_to_json,
+)
+
+EXPORT_FORMAT = "fpcli-store-export"
+EXPORT_VERSION = 2
+MAX_IMPORT_LINE = 1 << 20  # a record is a few KiB; a longer line is rejected unread
+Progress = Callable[[int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pruned:
+    path: str
+    reason: str  # gone, changed, or "failure: gone" ...
+
+
+def prune(store: FingerprintStore, *, dry_run: bool = False) -> list[Pruned]:
+    """Paths of records and failures whose file is gone or changed: each such path is
+    dropped from its record (a record goes with its last path). With ``dry_run``
+    nothing is removed."""
+    removed = []
+    for record in list(store.records()):
+        for seen in record.paths:
+            why = _file_state(seen.path, record.size, seen.mtime_ns)
+            if why:
+                removed.append(Pruned(seen.path, why))
+                if not dry_run:
+                    fresh = store.read_record(record.key)
+                    if fresh is not None:
+                        store.forget_path(fresh, seen.path)
+    for failure in list(store.failures()):
+        why = _file_state(failure.path, failure.size, failure.mtime_ns)
+        if why:
+            removed.append(Pruned(failure.path, f"failure: {why}"))
+            if not dry_run:
+                store.delete_failure(failure.path)
+    return removed
+
+
+def _file_state(path: str, size: int, mtime_ns: int) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "gone"
+    return None if (st.st_size, st.st_mtime_ns) == (size, mtime_ns) else "changed"
+
+
+# -- verify and repair -------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    key: str      # the entry ("" for the storage itself)
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+def verify(store: FingerprintStore, progress: Progress = lambda n: None) -> list[Problem]:
+    """Every integrity problem: the storage's own checks (SQLite integrity, meta
+    counters), pickled entries, then each entry's schema and key. [] when sound."""
+    try:
+        problems = [Problem("", p) for p in store.backend.check()]
+        unsafe = store.backend.unsafe_keys()
+        keys = list(store.backend.keys())
+    except StoreError as exc:
+        return [Problem("", str(exc))]
+    if unsafe:
+        problems.append(Problem("", f"{unsafe} pickled key(s): refusing to unpickle them (not written by fpcli)"))
+    for number, key in enumerate(keys, start=1):
+        problems += [Problem(key, m) for m in _entry_problems(store, key)]
+        if number % 1000 == 0:
+            progress(number)
+    return problems
+
+
+def _entry_problems(store: FingerprintStore, key: str) -> list[str]:
+    try:
+        text = store.backend.get(key)
+        if text is None:
+            return []  # expired or evicted meanwhile
+        data = loads(key, text)
+        if key.startswith("rec:"):
+            record = parse_record(key, data)
+            return [] if record.key == key else ["digest/params_key do not match the key"]
+        if key.startswith("fail:"):
+            failure = parse_failure(key, data)
+            return [] if key == f"fail:{path_key(failure.path)}" else ["path does not match the key"]
+        if key.startswith("path:"):
+            entry = parse_path_entry(key, data)
+            return [] if key == f"path:{path_key(entry['path'])}" else ["path does not match the key"]
+        if key.startswith("cand:"):
+            ok = isinstance(data, list) and all(isinstance(d, str) and len(d) == 32 and set(d) <= HEX32
+                                                for d in data)
+            return [] if ok else ["candidate list is not a list of digests"]
+        return ["unknown kind of entry"]
+    except BadEntryError as exc:
+        return exc.problems
+    except StoreError as exc:
+        return [str(exc)]
+
+
+def repair(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> dict[str, int]:
+    """Remove every bad entry after writing it (key, text if readable, problems) to
+    ``quarantine`` as JSON Lines; remove pickled entries and damaged meta counters.
+    A database SQLite finds damaged is rebuilt from what can still be read.
+    Returns counts of what was done."""
+    storage = store.backend.check()
+    rebuilt = _rebuild(store, quarantine) if any("SQLite" in p for p in storage) else 0
+    counts = {"rebuilt": rebuilt, "quarantined": 0, "unsafe": store.backend.remove_unsafe(), "counters": 0}
+    for problem in store.backend.check():
+        if problem.startswith("meta: counter "):
+            store.backend.reset_meta(problem.split()[2])
+            counts["counters"] += 1
+    bad = [p for p in verify(store) if p.key]
+    if bad:
+        with open(quarantine, "a", encoding="utf-8") as out:
+            for key in dict.fromkeys(p.key for p in bad):
+                out.write(json.dumps({"key": key, "text": _raw_text(store, key),
+                                      "problems": [p.message for p in bad if p.key == key]}) + "\n")
+                store.backend.delete(key)
+                counts["quarantined"] += 1
+    return counts
+
+
+def _raw_text(store: FingerprintStore, key: str) -> str | None:
+    try:
+        return store.backend.get(key)
+    except StoreError:
+        return None
+
+
+def _rebuild(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> int:
+    """A damaged diskcache database: read every entry that can still be read, clear the
+    store, write them back. Returns how many entries were saved."""
+    saved: list[tuple[str, str]] = []
+    try:
+        keys = list(store.backend.keys())
+    except StoreError:
+        keys = []
+    for key in keys:
+        try:
+            text = store.backend.get(key)
+        except StoreError:
+            continue
+        if text is not None:
+            saved.append((key, text))
+    try:
+        store.backend.clear()
+    except StoreError as exc:
+        raise StoreError(f"{exc}; move the store folder aside and import an export into a new one") from None
+    for key, text in saved:
+        store.backend.put(key, text)
+    with open(quarantine, "a", encoding="utf-8") as out:
+        out.write(json.dumps({"rebuilt": len(saved), "at": time.time()}) + "\n")
+    return len(saved)
+
+
+# -- export and import ---------------------------------------------------------------------------
+
+def export_store(store: FingerprintStore, destination: str | os.PathLike[str],
+                 progress: Progress = lambda n: None) -> dict[str, int]:
+    """Write every readable record and failure as JSON Lines (atomically; ``-`` is
+    stdout), streaming: memory does not grow with the store. Bad entries are skipped
+    (and listed in ``store.bad_entries``)."""
+    counts = {"records": 0, "failures": 0}
+    with atomic_text(destination) as out:
+        out.write(json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": time.time()}) + "\n")
+        items: Iterator[tuple[str, dict[str, Any]]] = itertools.chain(
+            (("record", record_to_json(r)) for r in store.records()),
+            (("failure", failure_to_json(f)) for f in store.failures()))
+        for kind, data in items:
+            out.write(dumps({"type": kind, "data": data}) + "\n")
+            counts[f"{kind}s"] += 1
+            if sum(counts.values()) % 1000 == 0:
+                progress(sum(counts.values()))
+    return counts
+
+
+@dataclasses.dataclass
+class ImportReport:
+    records: int = 0
+    failures: int = 0
+    evicted: int = 0                                          # by the size limit, in the same command
+    rejected: list[str] = dataclasses.field(default_factory=list)  # "line N: reason"
+
+
+def import_store(store: FingerprintStore, source: str | os.PathLike[str],
+                 progress: Progress = lambda n: None) -> ImportReport:
+    """Read an export (``-`` is stdin): every line is parsed as JSON only and checked
+    with the store's own record parser; valid records and failures are stored, other
+    lines rejected with a reason."""
+    report = ImportReport()
+    with _open_source(source) as handle:
+        for number, raw in enumerate(_lines(handle), start=1):
+            reason = _import_line(store, raw, number, report)
+            if reason:
+                report.rejected.append(f"line {number}: {reason}")
+            if number % 1000 == 0:
+                progress(number)
+    report.evicted = store.backend.counter("evictions") - report.evicted
+    return report
+
+
+class _open_source:
+    def __init__(self, source: str | os.PathLike[str]) -> None:
+        self.source = os.fspath(source)
+        self.handle: IO[bytes] | None = None
+
+    def __enter__(self) -> IO[bytes]:
+        if self.source == "-":
+            return sys.stdin.buffer
+        try:
+            self.handle = open(self.source, "rb")
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.source}: {exc.strerror or exc}") from None
+        return self.handle
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def _lines(handle: IO[bytes]) -> Iterator[bytes | None]:
+    """Lines of at most MAX_IMPORT_LINE bytes; a longer line is consumed whole and
+    given as None (rejected as one line, never split into several)."""
+    while True:
+        line = handle.readline(MAX_IMPORT_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_IMPORT_LINE and not line.endswith(b"\n"):
+            while (rest := handle.readline(MAX_IMPORT_LINE)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+        else:
+            yield line
+
+
+def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report: ImportReport) -> str | None:
+    if number == 1:
+        report.evicted = store.backend.counter("evictions")
+    if raw is None:
+        return f"longer than {MAX_IMPORT_LINE} bytes"
+    if not raw.strip():
+        return None
+    try:
+        item = loads("line", raw)
+    except BadEntryError as exc:
+        return exc.problems[0]
+    if not isinstance(item, dict) or "type" not in item:
+        return "not an export line (an object with a 'type')"
+    kind, data = item.get("type"), item.get("data")
+    try:
+        if kind == EXPORT_FORMAT:
+            if number != 1:
+                return "export header in the middle of the file"
+            return None if item.get("version") == EXPORT_VERSION else \
+                f"an export of version {str(item.get('version'))[:10]}, not {EXPORT_VERSION}: re-analyse instead"
+        if kind == "record":
+            _import_record(store, parse_record(f"line {number}", data))
+            report.records += 1
+            return None
+        if kind == "failure":
+            failure = parse_failure(f"line {number}", data)
+            store.backend.put(f"fail:{path_key(failure.path)}", dumps(failure_to_json(failure)))
+            report.failures += 1
+            return None
+    except BadEntryError as exc:
+        return f"invalid {kind}: " + "; ".join(exc.problems[:3])
+    return f"unknown type {str(kind)[:40]!r}"
+
+
+def _import_record(store: FingerprintStore, record: Record) -> None:
+    existing = store.read_record(record.key)
+    if existing is not None:
+        for seen in existing.paths:
+            record = record.with_path(seen.path, seen.mtime_ns) if seen.path not in {
+                p.path for p in record.paths} else record
+    store.backend.put(record_key(record.digest, record.params_key), dumps(record_to_json(record)))
+    store.backend.journal_append(record.key)
+    for seen in record.paths:
+        store.backend.put(f"path:{path_key(seen.path)}", dumps({
+            "path": seen.path, "size": record.size, "mtime_ns": seen.mtime_ns, "digest": record.digest,
+            "content_key": record.content_key}))
+    store._add_candidate(record.content_key, record.digest)
+    store.backend.maintain()

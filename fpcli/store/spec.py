@@ -1,0 +1,66 @@
+"""Where a store lives: the one place a location string becomes a backend.
+
+A ``redis://`` or ``rediss://`` URL selects the shared Redis backend (its size limit
+is Redis's maxmemory); anything else is a diskcache directory, by default in the user
+cache directory (platformdirs). A ``StoreSpec`` is plain picklable data, so a Dask
+worker can open the same store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import platformdirs
+
+from fpcli.errors import StoreError
+from fpcli.store.protocol import Backend
+
+DEFAULT_SIZE_LIMIT_MB = 256
+REDIS_SCHEMES = ("redis://", "rediss://")
+
+
+def default_store_path() -> Path:
+    """The user cache directory, e.g. ~/.cache/fpcli/store on Linux."""
+    return Path(platformdirs.user_cache_dir("fpcli")) / "store"
+
+
+def is_redis_url(location: str | os.PathLike[str] | None) -> bool:
+    return isinstance(location, str) and location.startswith(REDIS_SCHEMES)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreSpec:
+    """How to open a store: location (None: FPCLI_STORE or the default directory),
+    size limit in MiB (diskcache) and TTL in seconds (None: no expiry)."""
+
+    location: str | None = None
+    size_limit_mb: float = DEFAULT_SIZE_LIMIT_MB
+    ttl_s: float | None = None
+
+    def resolved(self) -> StoreSpec:
+        """The same spec with the location made explicit (an absolute directory or a URL)."""
+        location = self.location
+        if location is None:
+            location = os.environ.get("FPCLI_STORE")
+            if location == "":
+                location = None
+        if location is None:
+            location = str(default_store_path())
+        if not location.strip():
+            raise StoreError("the store location is empty: give a directory or a redis:// URL")
+        if not is_redis_url(location):
+            location = os.path.abspath(location)
+        return dataclasses.replace(self, location=location)
+
+    def open_backend(self) -> Backend:
+        spec = self.resolved()
+        assert spec.location is not None
+        if is_redis_url(spec.location):
+            from fpcli.store.redis_backend import RedisBackend  # only Redis users need the client
+
+            return RedisBackend(spec.location, ttl_s=spec.ttl_s)
+        from fpcli.store.diskcache_backend import DiskcacheBackend
+
+        return DiskcacheBackend(spec.location, size_limit_mb=spec.size_limit_mb, ttl_s=spec.ttl_s)

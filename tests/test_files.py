@@ -1,0 +1,51 @@
+"""Writing user-named files: atomic, never through a planted symlink, never over a
+device or FIFO, and ``-`` for stdout."""
+
+import os
+
+import pytest
+
+from fpcli import files
+from fpcli.errors import FpcliError
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    files.write_text(target, "new")
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", fail)
+    with pytest.raises(FpcliError, match="No space left"):
+        files.write_text(target, "newer")
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+
+
+def test_predictable_temporary_names_are_not_followed(tmp_path):
+    """Another user plants symlinks at every name the old code would have used."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    target = tmp_path / "backup.jsonl"
+    for pid in range(os.getpid() - 2, os.getpid() + 3):
+        os.symlink(victim, tmp_path / f".backup.jsonl.{pid}.tmp")
+    files.write_text(target, "export")
+    assert victim.read_text() == "precious" and target.read_text() == "export"
+
+
+def test_refuses_to_replace_a_symlink_a_fifo_or_a_device(tmp_path):
+    link = tmp_path / "link.m3u"
+    os.symlink(tmp_path / "elsewhere", link)
+    fifo = tmp_path / "pipe.m3u"
+    os.mkfifo(fifo)
+    for target in (link, fifo, "/dev/null"):
+        with pytest.raises(FpcliError, match="not a regular file|symbolic link"):
+            files.write_text(target, "x")
+    assert os.path.islink(link) and not (tmp_path / "elsewhere").exists()
+
+
+def test_dash_is_stdout(capsys):
+    files.write_text("-", "to stdout\n")
+    assert capsys.readouterr().out == "to stdout\n"

@@ -1,0 +1,300 @@
+"""Regression tests of the store-trust issue: identity by full digest, records with
+several paths, bytes-safe paths, one bad entry, merged saves, partial records, the
+bounded journal and evictions counted once. Run on diskcache and on a real Redis."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from fpcli import synth
+from fpcli.analyze import Want, fingerprint_of
+from fpcli.cli import EXIT_SOME_FAILED, app
+from fpcli.params import AnalysisParams
+from fpcli.search import search
+from fpcli.store import FingerprintStore, Need, export_store, import_store, prune, verify
+from fpcli.store.protocol import JOURNAL_LIMIT
+from fpcli.store.records import path_key, record_to_json
+from tests.conftest import write
+
+KEY = AnalysisParams().key()
+SR = 22050
+runner = CliRunner()
+
+
+@pytest.fixture(params=["diskcache", "redis"])
+def location(request, tmp_path):
+    if request.param == "diskcache":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("redis_url")
+
+
+def _padded_twins(folder):
+    """Two WAVs of equal length whose first and last 64 KiB are digital silence: equal
+    content keys, different music in the middle."""
+    silence = np.zeros((SR * 2, 1), dtype=np.float32)
+    paths = []
+    for seed in (1, 2):
+        middle = synth.music_like(3.0, SR, seed=seed)[:, :1]
+        paths.append(write(folder / f"twin{seed}.wav", np.concatenate([silence, middle, silence]), SR))
+    return paths
+
+
+def test_equal_heads_and_tails_are_not_the_same_file(location, tmp_path):
+    one, two = _padded_twins(tmp_path)
+    with FingerprintStore.open(location) as store:
+        assert store.identify(one).content_key == store.identify(two).content_key
+        first = fingerprint_of(store, one)
+        second = fingerprint_of(store, two)
+        assert not second.cached  # the candidate's digest did not match: analysed, not served
+        assert first.streaming.values != second.streaming.values
+        by_path = {r.path: r for r in store.records()}
+        assert set(by_path) == {os.path.realpath(one), os.path.realpath(two)}
+        assert by_path[os.path.realpath(two)].streaming.values == second.streaming.values
+
+
+def test_a_file_damaged_in_the_middle_is_not_served_the_original(location, tmp_path):
+    track = write(tmp_path / "t.flac", synth.music_like(8.0, SR, seed=3), SR)
+    data = bytearray(open(track, "rb").read())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = bytes(4096)
+    damaged = tmp_path / "damaged.flac"
+    damaged.write_bytes(bytes(data))
+    with FingerprintStore.open(location) as store:
+        fingerprint_of(store, track)
+        assert store.identify(damaged).content_key == store.identify(track).content_key
+        assert store.lookup(str(damaged), Need(KEY)).record is None
+
+
+def test_a_copy_adds_a_path_and_prune_keeps_both(location, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    original = write(tmp_path / "a" / "x.flac", synth.music_like(2.0, SR, seed=4), SR)
+    with FingerprintStore.open(location) as store:
+        fingerprint_of(store, original)
+        shutil.copy2(original, tmp_path / "b" / "x.flac")
+        copy = str(tmp_path / "b" / "x.flac")
+        assert fingerprint_of(store, copy).cached
+        [record] = list(store.records())
+        assert {p.path for p in record.paths} == {os.path.realpath(original), os.path.realpath(copy)}
+        assert prune(store) == []
+        assert fingerprint_of(store, original).cached and fingerprint_of(store, copy).cached
+        os.remove(original)
+        assert [p.path for p in prune(store)] == [os.path.realpath(original)]
+        [record] = list(store.records())  # the record stays with its last path
+        assert [p.path for p in record.paths] == [os.path.realpath(copy)]
+        os.remove(copy)
+        prune(store)
+        assert list(store.records()) == []
+
+
+def test_cli_lists_every_path_of_a_copied_record(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    original = write(tmp_path / "a" / "x.flac", synth.music_like(2.0, SR, seed=4), SR)
+    shutil.copy2(original, tmp_path / "b" / "x.flac")
+    assert runner.invoke(app, ["analyze", str(tmp_path / "a"), "--quiet"]).exit_code == 0
+    assert runner.invoke(app, ["analyze", str(tmp_path / "b"), "--quiet"]).exit_code == 0
+    listed = [json.loads(line) for line in runner.invoke(app, ["cache", "list", "--json"]).stdout.splitlines()]
+    assert sorted(os.path.relpath(item["path"], tmp_path) for item in listed) == ["a/x.flac", "b/x.flac"]
+    rerun = runner.invoke(app, ["analyze", str(tmp_path / "a"), str(tmp_path / "b"), "--json"])
+    assert [json.loads(line)["cached"] for line in rerun.stdout.splitlines()] == [True, True]
+
+
+# Names a hostile or unlucky library holds; "x[/bold]y.wav" is a folder "x[" with a file
+# "bold]y.wav": the path as a whole is Rich markup.
+ODD_NAMES = [b"caf\xe9 latin-1.wav", b"new\nline.wav", b"markup[x]y [bold].wav", b"x[/bold]y.wav",
+             b"l" * 200 + b".wav"]
+
+
+def _odd_library(folder):
+    folder.mkdir()
+    (folder / "x[").mkdir()
+    for i, name in enumerate(ODD_NAMES):
+        sf.write(os.path.join(os.fsencode(folder), name), synth.music_like(1.5, SR, seed=10 + i), SR)
+    return folder
+
+
+def _relative(folder, path):
+    return os.path.relpath(os.fsencode(path), os.fsencode(os.path.realpath(folder)))
+
+
+def test_any_file_name_works_end_to_end_on_both_backends(location, tmp_path):
+    folder = _odd_library(tmp_path / "odd")
+    with FingerprintStore.open(location) as store:
+        results = [fingerprint_of(store, os.fsdecode(os.path.join(os.fsencode(folder), n))) for n in ODD_NAMES]
+        assert all(r.status == "ok" for r in results)
+        paths = {os.fsencode(r.path) for r in store.records()}
+        assert {_relative(folder, p) for p in paths} == set(ODD_NAMES)
+        hits = search(store, results[0].path, k=3, strategy="fast").hits
+        assert len(hits) == 3
+        export_store(store, tmp_path / "dump.jsonl")
+        assert verify(store) == []
+    with FingerprintStore.open(tmp_path / "other") as other:
+        report = import_store(other, tmp_path / "dump.jsonl")
+        assert report.rejected == [] and report.records == len(ODD_NAMES)
+        assert {os.fsencode(r.path) for r in other.records()} == paths
+
+
+def test_cli_with_odd_names_json_is_utf8_and_exact(tmp_path):
+    folder = _odd_library(tmp_path / "odd")
+    store = str(tmp_path / "s")
+    out = subprocess.run([sys.executable, "-m", "fpcli", "--store", store, "analyze", str(folder), "--json"],
+                         capture_output=True)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout.decode("utf-8")  # always valid UTF-8
+    names = {_relative(folder, json.loads(line)["path"]) for line in text.splitlines()}
+    assert names == set(ODD_NAMES)  # surrogate escapes give the exact bytes back
+    listed = subprocess.run([sys.executable, "-m", "fpcli", "--store", store, "cache", "list"], capture_output=True)
+    assert listed.returncode == 0 and b"Traceback" not in listed.stderr
+    assert b"caf\\xe9 latin-1.wav" in listed.stdout and b"markup[x]y [bold].wav" in listed.stdout
+    assert b"x[/bold]y.wav" in listed.stdout
+    assert b"new\\nline.wav" in listed.stdout  # one line per path, even for a newline in a name
+    playlist = tmp_path / "list.m3u"
+    query = os.fsdecode(os.path.join(os.fsencode(folder), ODD_NAMES[0]))
+    searched = subprocess.run([sys.executable, "-m", "fpcli", "--store", store, "search", query, "-k", "3",
+                               "--m3u", str(playlist)], capture_output=True)
+    assert searched.returncode == 0, searched.stderr
+    entries = [line for line in playlist.read_bytes().splitlines() if not line.startswith(b"#")]
+    assert len(entries) == 4 and entries[0].startswith(b"file://") and b"%E9" in entries[0]
+
+
+def _corrupt_one_record(store):
+    key = next(store.backend.keys("rec:"))
+    store.backend.put(key, '{"schema": 2, "digest": "broken"')  # cut JSON
+    return key
+
+
+def test_one_corrupt_record_is_one_bad_entry(tmp_path):
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for i in range(3):
+        write(folder / f"t{i}.flac", synth.music_like(2.0, SR, seed=20 + i), SR)
+    store_dir = str(tmp_path / "s")
+    base = ["--store", store_dir]
+    assert runner.invoke(app, [*base, "analyze", str(folder), "--quiet"]).exit_code == 0
+    with FingerprintStore.open(store_dir) as store:
+        bad_key = _corrupt_one_record(store)
+    assert runner.invoke(app, [*base, "cache", "verify"]).exit_code == EXIT_SOME_FAILED
+    for command in (["cache", "list"], ["cache", "stats"], ["cache", "export", str(tmp_path / "e.jsonl")],
+                    ["cache", "prune"]):
+        result = runner.invoke(app, [*base, *command])
+        assert result.exception is None or isinstance(result.exception, SystemExit), (command, result.exception)
+        assert result.exit_code == 0, (command, result.output)
+        assert "skipped a bad store entry" in result.stderr, command
+    assert len(open(tmp_path / "e.jsonl").read().splitlines()) == 1 + 2  # header + the two good records
+    repaired = runner.invoke(app, [*base, "cache", "verify", "--repair"])
+    assert repaired.exit_code == 0, repaired.output
+    [quarantine] = [p for p in os.listdir(store_dir) if p.startswith("quarantine-")]
+    saved = [json.loads(line) for line in open(os.path.join(store_dir, quarantine))]
+    assert [item["key"] for item in saved] == [bad_key] and saved[0]["text"].startswith('{"schema"')
+    assert runner.invoke(app, [*base, "cache", "verify"]).exit_code == 0
+    rerun = runner.invoke(app, [*base, "analyze", str(folder), "--json"])  # the lost track is analysed again
+    assert [json.loads(line)["cached"] for line in rerun.stdout.splitlines()].count(False) == 1
+    with FingerprintStore.open(store_dir) as store:
+        _corrupt_one_record(store)
+    for command in (["analyze", str(folder), "--json"], ["search", str(folder / "t0.flac"), "-k", "1"]):
+        result = runner.invoke(app, [*base, *command])
+        assert result.exit_code == 0, (command, result.output)
+
+
+def test_a_reanalysis_keeps_batch_values_and_the_verdict(location, tmp_path):
+    track = write(tmp_path / "t.flac", synth.music_like(6.0, SR, seed=5), SR)
+    with FingerprintStore.open(location) as store:
+        fingerprint_of(store, track, Want(batch=True))
+        record = next(store.records())
+        from fpcli.library import RunOptions
+        from fpcli.validate import validate_library
+
+        validate_library([track], store, RunOptions(jobs=1))
+        assert next(store.records()).validation is not None
+        fingerprint_of(store, track, force=True)  # streaming only, forced
+        again = next(store.records())
+        assert again.batch == record.batch and again.validation is not None
+
+
+def test_previews_are_never_served_as_complete_and_never_downgrade(location, tmp_path):
+    track = write(tmp_path / "t.flac", synth.music_like(8.0, SR, seed=6), SR)
+    with FingerprintStore.open(location) as store:
+        preview = fingerprint_of(store, track, Want(seconds=2.0))
+        assert not preview.streaming.complete and preview.streaming.seconds == pytest.approx(2.0)
+        assert store.lookup(track, Need(KEY)).record is None                 # a full request: a miss
+        assert store.lookup(track, Need(KEY, seconds=2.0)).record is not None  # a preview request: a hit
+        assert store.lookup(track, Need(KEY, seconds=4.0)).record is None
+        longer = fingerprint_of(store, track, Want(seconds=4.0))             # extends
+        assert longer.streaming.seconds == pytest.approx(4.0) and not longer.cached
+        full = fingerprint_of(store, track)                                    # upgrades
+        assert full.streaming.complete and not full.cached
+        shorter = fingerprint_of(store, track, Want(seconds=2.0))             # served by the complete one
+        assert shorter.cached and shorter.streaming.complete
+        [record] = list(store.records())
+        assert record.complete
+
+
+def test_a_preview_save_never_replaces_a_complete_record(location, tmp_path):
+    track = write(tmp_path / "t.flac", synth.music_like(8.0, SR, seed=7), SR)
+    with FingerprintStore.open(location) as store:
+        fingerprint_of(store, track)
+        fingerprint_of(store, track, Want(seconds=2.0), force=True)  # a forced preview
+        [record] = list(store.records())
+        assert record.complete and record.streaming.seconds == pytest.approx(8.0)
+
+
+def test_the_journal_is_bounded_and_evictions_count_tracks(tmp_path):
+    track = write(tmp_path / "t.flac", synth.music_like(1.0, SR, seed=8), SR)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        fingerprint_of(store, track)
+        record = next(store.records())
+        for _ in range(JOURNAL_LIMIT + 50):
+            store.backend.journal_append(record.key)
+        journal = store.backend._meta._sql("SELECT COUNT(*) FROM Cache WHERE key LIKE 'change:%'").fetchone()[0]
+        assert journal == JOURNAL_LIMIT
+        assert store.changes_since(0) is None and len(store.changes_since(store.generation() - 5)) == 5
+    folder = tmp_path / "many"
+    folder.mkdir()
+    result = fingerprint_of(FingerprintStore.open(tmp_path / "scratch"), track)
+    with FingerprintStore.open(tmp_path / "small", size_limit_mb=1) as small:
+        for i in range(600):  # far more than 1 MiB of records
+            path = folder / f"{i}.wav"
+            path.write_bytes(os.urandom(64) + str(i).encode())
+            small.save(small.identify(path), dataclasses.replace(result, path=str(path)))
+        stats = small.stats()
+        evicted_tracks = 600 - stats["entries"]
+        assert evicted_tracks > 0 and stats["evictions"] == evicted_tracks  # once per track, not per key
+
+
+def test_redis_journal_is_bounded(redis_url, tmp_path):
+    import redis as redis_client
+
+    track = write(tmp_path / "t.flac", synth.music_like(1.0, SR, seed=9), SR)
+    with FingerprintStore.open(redis_url) as store:
+        fingerprint_of(store, track)
+        for _ in range(JOURNAL_LIMIT + 50):
+            store.backend.journal_append("rec:x")
+        url_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+        client = redis_client.Redis(port=url_port)
+        assert client.llen("fpcli:meta:journal") == JOURNAL_LIMIT
+        assert len([k for k in client.scan_iter("fpcli:meta:*")]) < 10  # no key per change
+        assert store.changes_since(0) is None
+
+
+def test_path_keys_are_bytes_safe():
+    assert path_key("/a/caf\udce9.wav") != path_key("/a/café.wav")
+    assert len(path_key("/" + "x" * 5000)) == 32
+
+
+def test_record_json_round_trips_an_undecodable_path(tmp_path):
+    name = os.fsdecode(b"/music/caf\xe9.wav")
+    with FingerprintStore.open(tmp_path / "s") as store:
+        track = write(tmp_path / "t.flac", synth.music_like(1.0, SR, seed=11), SR)
+        fingerprint_of(store, track)
+        record = next(store.records()).with_path(name, 1)
+        text = json.dumps(record_to_json(record))
+        assert text.isascii() and os.fsencode(json.loads(text)["paths"][-1]["path"]) == b"/music/caf\xe9.wav"
