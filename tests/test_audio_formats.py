@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import sys
+from typing import Any
 
 import av
 import numpy as np
@@ -31,7 +32,7 @@ def write_av(path, x: np.ndarray, sr: int, codec: str, **options: str) -> str:
     layout = "mono" if channels == 1 else "stereo"
     sample_format = "s16p" if codec == "alac" else "fltp"
     with av.open(str(path), "w", options=options) as out:
-        stream = out.add_stream(codec, rate=sr, layout=layout)
+        stream: Any = out.add_stream(codec, rate=sr, layout=layout)  # an AudioStream
         for start in range(0, len(x), 1024):
             chunk = x[start : start + 1024]
             data = to_int16(chunk) if codec == "alac" else chunk.astype(np.float32)

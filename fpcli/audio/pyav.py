@@ -146,7 +146,9 @@ def frame_to_float32(frame: Any) -> np.ndarray:
     elif kind == "u8":
         out = (data.astype(np.float32) - 128.0) / 128.0
     else:
-        out = (data.astype(np.float64) / _INT_SCALE[kind]).astype(np.float32)
+        # Power-of-two scales are exact in float32: s16 stays bit-exact, s32 rounds to
+        # float32's 24-bit mantissa as any float32 decoder output does.
+        out = data.astype(np.float32) * np.float32(1.0 / _INT_SCALE[kind])
     return np.ascontiguousarray(out)
 
 

@@ -19,6 +19,7 @@ import contextlib
 import os
 import struct
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -27,8 +28,8 @@ from fpcli.audio import headers
 from fpcli.audio.base import AudioInfo, DecodeFailure
 from fpcli.errors import AudioReadError
 
-_SNDFILE = getattr(sf, "_snd", None)
-_FFI = getattr(sf, "_ffi", None)
+_SNDFILE: Any = getattr(sf, "_snd", None)  # cffi handles: untyped
+_FFI: Any = getattr(sf, "_ffi", None)
 _DIRECT_READ = _SNDFILE is not None and _FFI is not None and hasattr(_SNDFILE, "sf_readf_float")
 
 
