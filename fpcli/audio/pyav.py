@@ -50,7 +50,10 @@ def load_av() -> ModuleType:
         import av.logging
     except ImportError:
         raise AvMissing("decoding it needs PyAV (the 'av' package), which is not installed") from None
-    av.logging.set_level(None)
+    try:
+        av.logging.set_level(None)  # PyAV >= 13: FFmpeg logs nothing at all
+    except (TypeError, ValueError):
+        av.logging.set_level(av.logging.PANIC)
     _AV_ERRORS = (av.error.FFmpegError, OSError, ValueError)
     return av
 
@@ -115,9 +118,9 @@ class AvSource:
                 for frame in packet.decode():
                     if frame.samples == 0:
                         continue
-                    if frame.sample_rate != rate or frame.layout.nb_channels != channels:
+                    if frame.sample_rate != rate or len(frame.layout.channels) != channels:
                         raise DecodeFailure(f"the stream changes to {frame.sample_rate} Hz, "
-                                            f"{frame.layout.nb_channels} channels")
+                                            f"{len(frame.layout.channels)} channels")
                     yield frame_to_float32(frame)
         except _AV_ERRORS as exc:
             raise DecodeFailure(av_reason(exc)) from None
@@ -137,7 +140,7 @@ def frame_to_float32(frame: Any) -> np.ndarray:
 
     Planar formats (``fltp``, ``s16p``...) come as (channels, samples), packed ones as
     (1, samples * channels); integers are scaled so that full scale is ±1."""
-    channels = frame.layout.nb_channels
+    channels = len(frame.layout.channels)
     data = frame.to_ndarray()
     data = data.T if frame.format.is_planar else data.reshape(-1, channels)
     kind = frame.format.name.rstrip("p")
