@@ -143,6 +143,8 @@ def test_nonfinite_float_samples_are_zeroed_and_counted(tmp_path):
     blocks = np.concatenate(list(reader))
     assert np.isfinite(blocks).all()
     assert reader.nonfinite_samples == 10
+    assert reader.partial  # the record must say the audio was altered
+    assert reader.partial_reason == "10 non-finite samples were replaced by silence"
 
 
 def test_probe_reports_header(tmp_path):
@@ -187,9 +189,9 @@ def test_mp3_blocks_are_bit_identical_to_one_whole_read(tmp_path, block_frames):
 def test_sf_blocks_is_not_used():
     import inspect
 
-    import fpcli.audio
+    import fpcli.audio.sndfile
 
-    assert "sf.blocks(" not in inspect.getsource(fpcli.audio).replace("``sf.blocks()``", "")
+    assert "sf.blocks(" not in inspect.getsource(fpcli.audio.sndfile).replace("``sf.blocks()``", "")
     assert sf.__libsndfile_version__  # the decoder under test
 
 

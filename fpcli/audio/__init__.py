@@ -1,0 +1,177 @@
+"""Decode audio files in float32 blocks with a read loop that trusts no header.
+
+Two back ends sit behind ``AudioReader``: libsndfile (``sndfile.py``: WAV, FLAC, Ogg
+Vorbis/Opus, MP3, AIFF), tried first wherever it can open a file, and FFmpeg through
+PyAV (``pyav.py``: AAC/ALAC in MP4, WMA, APE, WavPack, Musepack, Matroska...), used for
+extensions libsndfile never reads and for files libsndfile refuses.
+
+A file is ``partial`` only on evidence of damage: a decoding error after some audio
+(the audio before it is kept), a decoded length that differs by more than 0.1 s from
+a length the file states exactly (WAV/FLAC/AIFF frame counts, an MP3 Xing/Info or
+VBRI frame count, an MP4/Matroska/APE/WavPack duration; never a bit-rate estimate),
+an Ogg stream without its end-of-stream page, or NaN/Inf samples (replaced by
+silence). Files the analyzers cannot work with raise ``AudioReadError``: sample rates
+outside 8-768 kHz, float samples beyond ±1e6 (not audio scaled to ±1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+from fpcli.audio.base import AudioInfo, DecodeFailure, Source, check_info
+from fpcli.audio.pyav import AV_EXTENSIONS, AvMissing, AvSource, NotAv, is_av_path
+from fpcli.audio.sndfile import NotSndfile, SndfileSource, check_readable
+from fpcli.errors import AudioReadError
+
+__all__ = [
+    "AUDIO_EXTENSIONS", "DEFAULT_BLOCK_FRAMES", "MAX_FLOAT_PEAK", "PARTIAL_TOLERANCE_S",
+    "AudioInfo", "AudioReadError", "AudioReader", "mixdown", "probe",
+]
+
+SNDFILE_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc"}
+)
+AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS | AV_EXTENSIONS
+DEFAULT_BLOCK_FRAMES = 65536
+PARTIAL_TOLERANCE_S = 0.1
+# Float files hold any value; music scaled to ±1 peaks near 1 (a few units after a
+# lossy codec's overshoot). Far beyond, the file is not audio-scaled and the
+# analyzers' squares and sums would overflow float32 (1e18 squared is inf).
+MAX_FLOAT_PEAK = 1e6
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Header facts of ``path``; raises ``AudioReadError`` if it is not decodable."""
+    source = open_source(path)
+    source.close()
+    return source.info
+
+
+def open_source(path: str | os.PathLike) -> Source:
+    """The back end that can decode ``path``, opened; ``AudioReadError`` if none can, or
+    if the header's rate or channel count is beyond what the analyzers handle."""
+    path = os.fspath(path)
+    check_readable(path)
+    source: Source
+    if is_av_path(path):
+        try:
+            source = AvSource(path)
+        except AvMissing as exc:
+            raise AudioReadError(path, str(exc)) from None
+        except NotAv as exc:
+            raise AudioReadError(path, f"not a decodable audio file ({exc})") from None
+    else:
+        try:
+            source = SndfileSource(path)
+        except NotSndfile as sndfile_refusal:
+            try:
+                source = AvSource(path)
+            except NotAv:
+                # libsndfile's reason: the extension says it should have read the file.
+                raise AudioReadError(path, f"not a decodable audio file ({sndfile_refusal})") from None
+    try:
+        check_info(source.info)
+    except AudioReadError:
+        source.close()
+        raise
+    return source
+
+
+class AudioReader:
+    """Iterate a file as float32 blocks of shape (frames, channels).
+
+    After iteration, ``frames_read``, ``partial`` and ``partial_reason`` describe what
+    was decoded (see the module docstring for what makes a file partial); a file that
+    yields no audio at all raises ``AudioReadError``. ``expected_frames`` is the length
+    the header claims and ``length_exact`` whether that claim is a stated count.
+
+    Example::
+
+        reader = AudioReader("track.flac")
+        for block in reader:          # block: float32 (n, channels), n <= block_frames
+            ...
+        reader.partial, reader.frames_read
+    """
+
+    def __init__(self, path: str | os.PathLike, *, block_frames: int = DEFAULT_BLOCK_FRAMES):
+        if block_frames <= 0:
+            raise ValueError(f"block_frames={block_frames}: must be positive")
+        self.path = os.fspath(path)
+        self.block_frames = block_frames
+        source = open_source(self.path)
+        source.close()
+        self.info: AudioInfo = source.info
+        self.expected_frames: int = source.expected_frames
+        self.length_exact: bool = source.length_exact
+        self.frames_read = 0
+        self.partial = False
+        self.partial_reason: str | None = None
+        self.nonfinite_samples = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        source = open_source(self.path)
+        try:
+            try:
+                for block in source.blocks(self.block_frames):
+                    block = self._sanitized(block)
+                    self.frames_read += len(block)
+                    yield block
+            except DecodeFailure as exc:
+                if self.frames_read == 0:
+                    raise AudioReadError(self.path, f"decoding failed: {exc}") from None
+                self._mark_partial(f"decoding failed after {self._seconds_read():.2f} s: {exc}")
+            if self.frames_read == 0:
+                raise AudioReadError(self.path, "no audio frames could be decoded")
+            self._check_complete(source)
+        finally:
+            source.close()
+
+    def _sanitized(self, block: np.ndarray) -> np.ndarray:
+        """``block`` (n, channels) float32 with NaN/Inf replaced by 0 (and counted);
+        ``AudioReadError`` if its samples are far beyond audio scale."""
+        if block.size == 0:
+            return block
+        low, high = float(block.min()), float(block.max())  # NaN if any sample is NaN
+        if not (np.isfinite(low) and np.isfinite(high)):
+            self.nonfinite_samples += int(np.count_nonzero(~np.isfinite(block)))
+            block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+            low, high = float(block.min()), float(block.max())
+        peak = max(high, -low)
+        if peak > MAX_FLOAT_PEAK:
+            raise AudioReadError(self.path, f"float samples up to {peak:.0e}: not audio scaled to ±1")
+        return block
+
+    def _seconds_read(self) -> float:
+        return self.frames_read / self.info.samplerate
+
+    def _check_complete(self, source: Source) -> None:
+        """After a full read: mark the file partial on any evidence of damage."""
+        expected = self.expected_frames
+        if not self.partial and self.length_exact and expected > 0:
+            if abs(expected - self.frames_read) > PARTIAL_TOLERANCE_S * self.info.samplerate:
+                self._mark_partial(
+                    f"header says {expected / self.info.samplerate:.2f} s, "
+                    f"decoded {self._seconds_read():.2f} s"
+                )
+        if not self.partial:
+            reason = source.truncation(self._seconds_read())
+            if reason:
+                self._mark_partial(reason)
+        if self.nonfinite_samples:
+            self._mark_partial(f"{self.nonfinite_samples} non-finite samples were replaced by silence")
+
+    def _mark_partial(self, reason: str) -> None:
+        self.partial = True
+        self.partial_reason = f"{self.partial_reason}; {reason}" if self.partial_reason else reason
+
+
+def mixdown(block: np.ndarray) -> np.ndarray:
+    """Mono = mean of all channels. (frames, channels) -> (frames,) float32."""
+    channels = block.shape[1]
+    if channels == 1:
+        return block[:, 0]
+    # A matrix product: numpy's reduction over a length-2 axis is ~40x slower.
+    return block @ np.full(channels, 1.0 / channels, dtype=np.float32)

@@ -1,0 +1,358 @@
+"""The PyAV back end, and what makes a file partial or undecodable beyond plain reads.
+
+Every file is generated here: AAC and ALAC through PyAV's encoders, MP3/Ogg/WAV
+through libsndfile, then cut, stripped or patched with plain byte edits."""
+
+import os
+import struct
+import subprocess
+import sys
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+
+import fpcli
+from fpcli import synth
+from fpcli.audio import AUDIO_EXTENSIONS, AudioReader, probe
+from fpcli.audio.base import DecodeFailure
+from fpcli.audio.pyav import rebuffer
+from fpcli.errors import AudioReadError
+from tests.conftest import write
+
+SR = 44100
+
+
+def write_av(path, x: np.ndarray, sr: int, codec: str, **options: str) -> str:
+    """Encode float (n, channels) ``x`` with PyAV: ``alac`` from 16-bit samples (so the
+    decoded file must equal them exactly), ``aac`` from float."""
+    channels = x.shape[1]
+    layout = "mono" if channels == 1 else "stereo"
+    sample_format = "s16p" if codec == "alac" else "fltp"
+    with av.open(str(path), "w", options=options) as out:
+        stream: Any = out.add_stream(codec, rate=sr, layout=layout)  # an AudioStream
+        for start in range(0, len(x), 1024):
+            chunk = x[start : start + 1024]
+            data = to_int16(chunk) if codec == "alac" else chunk.astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data.T), format=sample_format, layout=layout)
+            frame.sample_rate, frame.pts = sr, start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return str(path)
+
+
+def to_int16(x: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(x, -1, 1) * 32767).astype(np.int16)
+
+
+def read_all(path, block_frames: int = 4096) -> tuple[AudioReader, np.ndarray]:
+    reader = AudioReader(path, block_frames=block_frames)
+    blocks = list(reader)
+    assert all(b.dtype == np.float32 and b.ndim == 2 and b.shape[1] == reader.info.channels for b in blocks)
+    assert all(0 < len(b) <= block_frames for b in blocks)
+    assert all(len(b) == block_frames for b in blocks[:-1])  # only the last block is short
+    return reader, np.concatenate(blocks)
+
+
+def noise(seconds: float, channels: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.25 * rng.standard_normal((int(seconds * SR), channels))).clip(-1, 1).astype(np.float32)
+
+
+def cut(src: str, dst, size: int) -> str:
+    with open(src, "rb") as fh:
+        data = fh.read(size)
+    with open(dst, "wb") as fh:
+        fh.write(data)
+    return str(dst)
+
+
+def expect_error(path, fragment: str) -> str:
+    with pytest.raises(AudioReadError) as info:
+        list(AudioReader(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and fragment in message, message
+    return message
+
+
+# -- PyAV: AAC and ALAC in MP4 --------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_alac_m4a_decodes_bit_exact(tmp_path, channels):
+    x = noise(1.5, channels)
+    path = write_av(tmp_path / "t.m4a", x, SR, "alac")
+    reader, decoded = read_all(path)
+    info = reader.info
+    assert (info.format, info.subtype, info.samplerate, info.channels, info.frames) == (
+        "MP4", "ALAC", SR, channels, len(x))
+    assert reader.length_exact and not reader.partial and reader.frames_read == len(x)
+    np.testing.assert_array_equal(decoded, to_int16(x).astype(np.float32) / 32768)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_aac_m4a_matches_the_source(tmp_path, channels):
+    t = np.arange(2 * SR) / SR
+    tones = [0.5 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 1234 * t + 1)]
+    x = np.stack(tones[:channels], axis=1).astype(np.float32)
+    path = write_av(tmp_path / "t.m4a", x, SR, "aac")
+    reader, decoded = read_all(path)
+    assert (reader.info.format, reader.info.subtype, reader.info.channels) == ("MP4", "AAC", channels)
+    assert reader.info.samplerate == SR and not reader.partial
+    assert abs(len(decoded) - len(x)) <= 0.1 * SR  # encoder padding, not lost audio
+    for ch in range(channels):
+        a, b = x[SR // 2 : SR, ch], decoded[:, ch]
+        # The encoder delay is trimmed by the MP4 edit list; allow a few samples anyway.
+        lag = max(range(-64, 65), key=lambda k: float(np.dot(a, b[SR // 2 + k : SR + k])))
+        aligned = b[SR // 2 + lag : SR + lag]
+        assert np.corrcoef(a, aligned)[0, 1] > 0.99
+        assert np.sqrt(np.mean((a - aligned) ** 2)) < 0.02
+
+
+def test_aac_in_matroska(tmp_path):
+    x = noise(1.0, 2)
+    reader, decoded = read_all(write_av(tmp_path / "t.mka", x, SR, "aac"))
+    assert (reader.info.format, reader.info.subtype) == ("MATROSKA", "AAC")
+    assert abs(len(decoded) - len(x)) <= 0.1 * SR and not reader.partial
+
+
+def test_block_size_does_not_change_pyav_samples(tmp_path):
+    path = write_av(tmp_path / "t.m4a", noise(1.0, 2), SR, "alac")
+    a = read_all(path, block_frames=333)[1]
+    b = read_all(path, block_frames=65536)[1]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_new_extensions_are_scanned():
+    assert {".m4a", ".mp4", ".aac", ".wma", ".ape", ".wv", ".mka", ".webm", ".mpc", ".ac3"} <= AUDIO_EXTENSIONS
+    assert {".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff"} <= AUDIO_EXTENSIONS
+
+
+def test_pyav_decodes_what_libsndfile_refuses(tmp_path):
+    """An MP4 misnamed .ogg: libsndfile refuses it, PyAV reads it."""
+    x = noise(1.0, 1)
+    path = str(tmp_path / "really-mp4.ogg")
+    os.rename(write_av(tmp_path / "t.m4a", x, SR, "alac"), path)
+    with pytest.raises(sf.LibsndfileError):
+        sf.SoundFile(path)
+    reader, decoded = read_all(path)
+    assert reader.info.format == "MP4"
+    np.testing.assert_array_equal(decoded, to_int16(x).astype(np.float32) / 32768)
+
+
+def test_m4a_that_is_text(tmp_path):
+    path = tmp_path / "text.m4a"
+    path.write_text("This is a plain text file pretending to be AAC.\n" * 40)
+    expect_error(path, "not a decodable audio file")
+    with pytest.raises(AudioReadError):
+        probe(path)
+
+
+def test_m4a_cut_before_its_index_is_a_clear_error(tmp_path):
+    """Encoders write the MP4 index (moov) last by default: a cut file has none."""
+    good = write_av(tmp_path / "good.m4a", noise(2.0, 2), SR, "alac")
+    size = os.path.getsize(good)
+    for fraction in (0.1, 0.5, 0.95):
+        path = cut(good, tmp_path / f"cut{fraction}.m4a", int(size * fraction))
+        expect_error(path, "the MP4 has no index ('moov' box)")
+
+
+@pytest.mark.parametrize("codec", ["aac", "alac"])
+def test_m4a_with_index_first_cut_is_partial(tmp_path, codec):
+    """With the index first (faststart), a cut file decodes up to the cut: partial."""
+    x = noise(3.0, 2)
+    good = write_av(tmp_path / "good.m4a", x, SR, codec, movflags="faststart")
+    intact, _ = read_all(good)
+    assert not intact.partial, intact.partial_reason
+    size = os.path.getsize(good)
+    for fraction in (0.3, 0.6, 0.9):
+        reader, decoded = read_all(cut(good, tmp_path / f"cut{fraction}.m4a", int(size * fraction)))
+        assert reader.partial, fraction
+        assert reader.partial_reason
+        assert 0 < len(decoded) < len(x) - 0.1 * SR
+
+
+def test_ffmpeg_prints_nothing_for_damaged_files(tmp_path, capfd):
+    good = write_av(tmp_path / "good.m4a", noise(2.0, 2), SR, "aac", movflags="faststart")
+    data = bytearray(open(good, "rb").read())
+    middle = len(data) // 2
+    data[middle : middle + 3000] = np.random.default_rng(3).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.m4a"
+    damaged.write_bytes(bytes(data))
+    for path in (damaged, cut(good, tmp_path / "cut.m4a", middle), cut(good, tmp_path / "cut.m4a", 100)):
+        try:
+            list(AudioReader(path))
+        except AudioReadError:
+            pass
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_av_is_imported_only_for_pyav_files(tmp_path):
+    flac = write(tmp_path / "t.flac", synth.sine(440, 0.5, SR), SR)
+    m4a = write_av(tmp_path / "t.m4a", noise(0.5, 1), SR, "alac")
+    code = (
+        "import sys\nimport fpcli.audio, fpcli.library, fpcli.cli\n"
+        "list(fpcli.audio.AudioReader(sys.argv[1]))\nprint('av' in sys.modules)\n"
+        "list(fpcli.audio.AudioReader(sys.argv[2]))\nprint('av' in sys.modules)\n"
+    )
+    root = os.path.dirname(os.path.dirname(fpcli.__file__))
+    result = subprocess.run([sys.executable, "-c", code, flac, m4a], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": root})
+    assert result.stdout.split() == ["False", "True"], result.stderr
+
+
+def test_rebuffer_keeps_audio_decoded_before_a_failure():
+    def chunks():
+        yield np.ones((700, 2), np.float32)
+        yield np.ones((700, 2), np.float32)
+        raise DecodeFailure("bad packet")
+
+    out = []
+    with pytest.raises(DecodeFailure):
+        for block in rebuffer(chunks(), 1000):
+            out.append(len(block))
+    assert out == [1000, 400]
+
+
+# -- MP3: only a stated length can prove damage ---------------------------------------
+
+
+def _mp3_with_silent_start(path) -> str:
+    """A VBR MP3 (libsndfile writes LAME with a Xing frame) that starts with silence:
+    its first frames have a low bit rate, so a length estimated from them is far off."""
+    x = synth.music_like(6.0, SR)
+    x = np.concatenate([np.zeros((3 * SR, x.shape[1]), np.float32), x])
+    return write(path, x, SR, format="MP3")
+
+
+def _first_frame_length(data: bytes) -> int:
+    """Bytes of the MPEG-1 layer III frame at the start of ``data``."""
+    assert data[0] == 0xFF and data[1] & 0xFE == 0xFA, "expected an MPEG-1 layer III frame"
+    bitrates = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320]
+    rate = [44100, 48000, 32000][(data[2] >> 2) & 3]
+    return 144 * bitrates[data[2] >> 4] * 1000 // rate + ((data[2] >> 1) & 1)
+
+
+def test_mp3_with_xing_frame_is_complete(tmp_path):
+    path = _mp3_with_silent_start(tmp_path / "x.mp3")
+    assert b"Xing" in open(path, "rb").read(200) or b"Info" in open(path, "rb").read(200)
+    reader = AudioReader(path)
+    list(reader)
+    assert reader.length_exact and not reader.partial
+    assert reader.frames_read == reader.expected_frames
+
+
+def test_mp3_without_xing_frame_is_not_partial(tmp_path):
+    good = _mp3_with_silent_start(tmp_path / "x.mp3")
+    data = open(good, "rb").read()
+    path = tmp_path / "no-xing.mp3"
+    path.write_bytes(data[_first_frame_length(data) :])  # drop the Xing frame
+    reader = AudioReader(path)
+    list(reader)
+    assert not reader.length_exact
+    # The estimate is far off (the old check called this file partial)...
+    assert abs(reader.expected_frames - reader.frames_read) > SR
+    # ...but an estimate is no evidence of damage.
+    assert not reader.partial and reader.partial_reason is None
+
+
+def test_xing_frame_is_found_after_an_id3v2_tag(tmp_path):
+    data = open(_mp3_with_silent_start(tmp_path / "x.mp3"), "rb").read()
+    # A tag whose bytes hold an MPEG frame header without a Xing frame (as embedded
+    # cover pictures may): only a reader that skips the tag finds the real first frame.
+    fake_frame = b"\xff\xfb\x90\x64" + b"\0" * 413
+    body = b"APIC" + struct.pack(">I", len(fake_frame)) + b"\0\0" + fake_frame + b"\0" * 500
+    size = len(body)
+    synchsafe = bytes([(size >> 21) & 0x7F, (size >> 14) & 0x7F, (size >> 7) & 0x7F, size & 0x7F])
+    path = tmp_path / "tagged.mp3"
+    path.write_bytes(b"ID3\x03\x00\x00" + synchsafe + body + data)
+    reader = AudioReader(path)
+    list(reader)
+    assert reader.length_exact and not reader.partial
+
+
+def test_truncated_mp3_with_xing_frame_is_still_partial(tmp_path):
+    good = _mp3_with_silent_start(tmp_path / "x.mp3")
+    reader = AudioReader(cut(good, tmp_path / "cut.mp3", os.path.getsize(good) // 2))
+    list(reader)
+    assert reader.partial and "header says 9.00 s" in reader.partial_reason
+
+
+# -- Ogg: a cut file lacks its end-of-stream page -------------------------------------
+
+
+@pytest.mark.parametrize("subtype,sr,ext", [("VORBIS", 44100, "ogg"), ("OPUS", 48000, "opus")])
+def test_cut_ogg_is_partial(tmp_path, subtype, sr, ext):
+    good = write(tmp_path / f"good.{ext}", synth.music_like(4.0, sr), sr, format="OGG", subtype=subtype)
+    reader, _ = read_all(good)
+    assert not reader.partial, reader.partial_reason
+    data = open(good, "rb").read()
+    last_page = data.rfind(b"OggS")
+    for size in (len(data) - 1, last_page + 30, last_page, int(len(data) * 0.8), int(len(data) * 0.5)):
+        reader, decoded = read_all(cut(good, tmp_path / f"cut{size}.{ext}", size))
+        assert reader.partial, size
+        assert reader.partial_reason.startswith("Ogg stream ends without its end-of-stream page: truncated after")
+        assert f"truncated after {len(decoded) / sr:.2f} s" in reader.partial_reason
+
+
+# -- files the analyzers cannot work with ---------------------------------------------
+
+
+def _wav_with_rate(tmp_path, rate: int) -> str:
+    """A valid 8 kHz WAV whose fmt chunk then claims ``rate`` Hz."""
+    path = write(tmp_path / f"r{rate}.wav", synth.sine(440, 0.5, 8000), 8000)
+    data = bytearray(open(path, "rb").read())
+    fmt = data.find(b"fmt ")
+    block_align = struct.unpack("<H", data[fmt + 20 : fmt + 22])[0]
+    data[fmt + 12 : fmt + 20] = struct.pack("<II", rate, rate * block_align)  # rate, byte rate
+    with open(path, "wb") as fh:
+        fh.write(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("rate", [1, 7, 3000, 7999])
+def test_rates_below_8k_are_refused(tmp_path, rate):
+    path = _wav_with_rate(tmp_path, rate)
+    assert sf.info(path).samplerate == rate  # libsndfile decodes it: the check is ours
+    expect_error(path, f"sample rate {rate} Hz is below the 8 kHz minimum")
+    with pytest.raises(AudioReadError):
+        probe(path)
+
+
+def test_absurd_rates_are_refused(tmp_path):
+    path = _wav_with_rate(tmp_path, 2_000_000)
+    expect_error(path, "sample rate 2000000 Hz is above the 768 kHz maximum")
+
+
+def test_rates_at_the_limits_are_read(tmp_path):
+    for rate in (8000, 768000):
+        reader, decoded = read_all(_wav_with_rate(tmp_path, rate))
+        assert reader.info.samplerate == rate and len(decoded) == 4000
+
+
+def test_float_wav_not_scaled_to_audio_is_refused(tmp_path):
+    x = synth.sine(440, 1.0, SR)
+    x[30000] = 3e18
+    path = write(tmp_path / "huge.wav", x, SR, subtype="FLOAT")
+    expect_error(path, "float samples up to 3e+18: not audio scaled to ±1")
+
+
+def test_loud_but_finite_float_wav_is_read(tmp_path):
+    """Overshoot well above full scale is still audio (the limit is 1e6)."""
+    x = 8.0 * synth.sine(440, 1.0, SR, dbfs=0)
+    reader, decoded = read_all(write(tmp_path / "loud.wav", x, SR, subtype="FLOAT"))
+    assert not reader.partial and float(np.abs(decoded).max()) == pytest.approx(float(np.abs(x).max()))
+
+
+def test_infinite_samples_are_silenced_and_reported(tmp_path):
+    x = synth.sine(440, 1.0, SR, channels=2)
+    x[5000, 0], x[6000, 1], x[7000:7003, 0] = np.inf, -np.inf, np.nan
+    reader, decoded = read_all(write(tmp_path / "inf.wav", x, SR, subtype="FLOAT"))
+    assert np.isfinite(decoded).all() and decoded[5000, 0] == 0 and decoded[6000, 1] == 0
+    assert reader.nonfinite_samples == 5
+    assert reader.partial and reader.partial_reason == "5 non-finite samples were replaced by silence"
