@@ -320,9 +320,12 @@ def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2, redi
             figures.update(search_speed(open_store, source, 10_000 if quick else 100_000))
         finally:
             if redis_url:
+                from fpcli.store.redis_backend import RedisBackend
+
                 with open_store() as store:
                     store.clear()
-                    store.backend.delete_namespace()  # a RedisBackend (redis_url is set)
+                    if isinstance(store.backend, RedisBackend):
+                        store.backend.delete_namespace()
                     shutil.rmtree(store.backend.index_dir, ignore_errors=True)
         audio = sum(AudioReader(f).info.duration_s for f in decodable)
     return BenchResult(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=machine_facts(),

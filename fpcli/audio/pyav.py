@@ -65,8 +65,14 @@ class AvSource:
         av = load_av()
         self.path = path
         try:
-            self._container: Any = av.open(path, metadata_errors="ignore")
+            # FFmpeg gets an open file, not a name: any bytes the OS allows in a name work
+            self._file = open(path, "rb")  # noqa: SIM115  (closed in close())
+        except OSError as exc:
+            raise NotAv(exc.strerror or str(exc)) from None
+        try:
+            self._container: Any = av.open(self._file, metadata_errors="ignore")
         except _AV_ERRORS as exc:
+            self._file.close()
             if headers.mp4_lacks_index(path):
                 raise NotAv("the MP4 has no index ('moov' box): the file was cut or never finalized") from None
             raise NotAv(av_reason(exc)) from None
@@ -74,7 +80,7 @@ class AvSource:
             self._stream = self._first_audio_stream()
             self.info, self.length_exact = self._describe()
         except BaseException:
-            self._container.close()
+            self.close()
             raise
         self.expected_frames = self.info.frames
 
@@ -133,6 +139,7 @@ class AvSource:
 
     def close(self) -> None:
         self._container.close()
+        self._file.close()
 
 
 def frame_to_float32(frame: Any) -> np.ndarray:

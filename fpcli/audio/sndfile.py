@@ -83,7 +83,9 @@ def open_sndfile(path: str) -> sf.SoundFile:
     """Open with libsndfile; ``NotSndfile`` if it refuses the contents."""
     try:
         with _c_stderr_muted():
-            return sf.SoundFile(path)
+            # bytes: soundfile encodes a str path strictly, and a name that is not
+            # UTF-8 (surrogate-escaped by os.fsdecode) would not open
+            return sf.SoundFile(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise NotSndfile(_reason(exc)) from None
 
