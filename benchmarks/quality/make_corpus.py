@@ -143,6 +143,8 @@ def real_entries(out: Path, work: Path) -> list[tuple[dict[str, Any], Any]]:
         jobs.append((ogg, _cut_file(BLUPI_DIR / f"{name}.ogg", out / ogg["path"], ogg)))
         mid = {"id": f"planetblupi-midi/{name}", "path": f"real/planetblupi-midi/{name}.flac", "kind": "real",
                "source": "planetblupi-music-midi", **base}
+        for entry in (ogg, mid):        # the OGG is a render of the same MIDI (same length), so same notated tempo
+            entry.update(notated_tempo(BLUPI_DIR / f"{name}.mid"))
         jobs.append((mid, _render_and_cut(BLUPI_DIR / f"{name}.mid", work, out / mid["path"], mid)))
     return jobs
 
@@ -222,6 +224,66 @@ class Song:
             last = tick
         body += vlq(0) + b"\xff\x2f\x00"
         return b"MThd" + struct.pack(">IHHH", 6, 0, 1, PPQ) + b"MTrk" + struct.pack(">I", len(body)) + bytes(body)
+
+
+def midi_meta(data: bytes) -> tuple[list[float], list[str]]:
+    """Every set-tempo (as quarter-note BPM) and time-signature meta event of a Standard MIDI File."""
+    tempi, meters = [], []
+    pos = 14
+    while pos + 8 <= len(data):
+        size = struct.unpack(">I", data[pos + 4:pos + 8])[0]
+        if data[pos:pos + 4] == b"MTrk":
+            _scan_track(data[pos + 8:pos + 8 + size], tempi, meters)
+        pos += 8 + size
+    return tempi, meters
+
+
+def _scan_track(track: bytes, tempi: list[float], meters: list[str]) -> None:
+    i, status = 0, 0
+    while i < len(track):
+        while track[i] & 0x80:          # delta time
+            i += 1
+        i += 1
+        if track[i] & 0x80:
+            status = track[i]
+            i += 1
+        if status == 0xFF:
+            kind = track[i]
+            length, i = _read_vlq(track, i + 1)
+            body = track[i:i + length]
+            if kind == 0x51:
+                tempi.append(60e6 / int.from_bytes(body, "big"))
+            elif kind == 0x58:
+                meters.append(f"{body[0]}/{2 ** body[1]}")
+            i += length
+            status = 0                  # meta and sysex events cancel running status
+        elif status in (0xF0, 0xF7):
+            length, i = _read_vlq(track, i)
+            i += length
+            status = 0
+        else:
+            i += 1 if status & 0xF0 in (0xC0, 0xD0) else 2
+
+
+def _read_vlq(data: bytes, i: int) -> tuple[int, int]:
+    value = 0
+    while True:
+        value = (value << 7) | (data[i] & 0x7F)
+        i += 1
+        if not data[i - 1] & 0x80:
+            return value, i
+
+
+def notated_tempo(mid: Path) -> dict[str, Any]:
+    """The notated tempo and meter of a MIDI file when it has one tempo throughout, else nothing."""
+    tempi, meters = midi_meta(mid.read_bytes())
+    distinct = {round(t, 2) for t in tempi}
+    if len(distinct) != 1:
+        return {}
+    out: dict[str, Any] = {"tempo_bpm": round(tempi[0], 2), "tempo_beat": "quarter (notated)"}
+    if len(set(meters)) == 1:
+        out["meter"] = meters[0]
+    return out
 
 
 # --------------------------------------------------------------------------- generated clips
