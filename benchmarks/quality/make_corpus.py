@@ -152,30 +152,34 @@ def real_entries(out: Path, work: Path) -> list[tuple[dict[str, Any], Any]]:
 def _extract_and_cut(archive: zipfile.ZipFile, member: str, work: Path, dst: Path, entry: dict[str, Any]):
     def job() -> None:
         if dst.exists():
-            return
+            return False
         src = work / Path(member).name
         with ZIP_LOCK, archive.open(member) as fin, open(src, "wb") as fout:   # one shared ZipFile per archive
             shutil.copyfileobj(fin, fout)
         _cut_into(src, dst, entry)
         src.unlink()
+        return True
     return job
 
 
 def _cut_file(src: Path, dst: Path, entry: dict[str, Any]):
     def job() -> None:
-        if not dst.exists():
-            _cut_into(src, dst, entry)
+        if dst.exists():
+            return False
+        _cut_into(src, dst, entry)
+        return True
     return job
 
 
 def _render_and_cut(mid: Path, work: Path, dst: Path, entry: dict[str, Any]):
     def job() -> None:
         if dst.exists():
-            return
+            return False
         wav = work / f"{mid.stem}-midi.wav"
         render_midi(mid, wav)
         _cut_into(wav, dst, entry)
         wav.unlink()
+        return True
     return job
 
 
@@ -417,7 +421,7 @@ def generated_entries(out: Path, work: Path) -> list[tuple[dict[str, Any], Any]]
 def _generated_job(spec: ClipSpec, work: Path, dst: Path, mid: Path):
     def job() -> None:
         if dst.exists():
-            return
+            return False
         mid.parent.mkdir(parents=True, exist_ok=True)
         dst.parent.mkdir(parents=True, exist_ok=True)
         mid.write_bytes(compose(spec))
@@ -425,6 +429,7 @@ def _generated_job(spec: ClipSpec, work: Path, dst: Path, mid: Path):
         render_midi(mid, wav)
         cut(wav, dst, 0.0)
         wav.unlink()
+        return True
     return job
 
 
@@ -449,16 +454,16 @@ def build(out: Path, workers: int) -> dict[str, Any]:
         work = Path(tmp)
         jobs = real_entries(out, work) + generated_entries(out, work)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for fut in [pool.submit(job) for _, job in jobs]:
-                fut.result()
+            built = sum(bool(fut.result()) for fut in [pool.submit(job) for _, job in jobs])
     entries = [entry for entry, _ in jobs]
     old = _old_manifest(out)
     for entry in entries:               # keep source timing measured by an earlier (skipped) build
         for key in ("source_duration_s", "start_s"):
             if key not in entry and key in old.get(entry["id"], {}):
                 entry[key] = old[entry["id"]][key]
-    manifest = {"clip_seconds": CLIP_S, "sample_rate": RATE, "build_seconds": round(time.monotonic() - t0, 1),
-                "entries": entries}
+    seconds = round(time.monotonic() - t0, 1)
+    manifest = {"clip_seconds": CLIP_S, "sample_rate": RATE, "clips_built_last_run": built,
+                "last_run_seconds": seconds, "entries": entries}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
@@ -481,8 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     manifest = build(args.out, args.workers)
     n = len(manifest["entries"])
-    print(f"{n} clips of {CLIP_S:.0f} s in {args.out} ({manifest['build_seconds']} s); manifest: "
-          f"{args.out / 'manifest.json'}")
+    print(f"{n} clips of {CLIP_S:.0f} s in {args.out} ({manifest['clips_built_last_run']} built in "
+          f"{manifest['last_run_seconds']} s); manifest: {args.out / 'manifest.json'}")
     return 0
 
 
