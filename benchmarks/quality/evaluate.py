@@ -222,10 +222,13 @@ def mutual_proximity(dist: np.ndarray) -> np.ndarray:
 def retrieval(dist: np.ndarray, entries: list[dict[str, Any]], label: str, kind: str) -> dict[str, float]:
     """precision@5 and 1-NN accuracy of ``label`` among the clips of ``kind`` (duplicates of the query excluded)."""
     idx = [i for i, e in enumerate(entries) if e["kind"] == kind and e.get(label) is not None]
+    # Ties (e.g. a single dim that is 0 for most clips) are broken by a fixed random order, not by the
+    # manifest order, which groups albums together and would bias the result.
+    tiebreak = np.random.default_rng(0).permutation(len(entries))
     p_at_k, nn = [], []
     for q in idx:
         cands = [i for i in idx if i != q and not _duplicates(entries[q], entries[i])]
-        order = sorted(cands, key=lambda i: (dist[q, i], i))
+        order = sorted(cands, key=lambda i: (dist[q, i], tiebreak[i]))
         same = [entries[i][label] == entries[q][label] for i in order[:K]]
         p_at_k.append(sum(same) / K)
         nn.append(float(same[0]))
