@@ -1,0 +1,465 @@
+"""Music-similarity and tempo quality of fpcli's fingerprints against baselines.
+
+    python benchmarks/quality/evaluate.py --corpus /tmp/fpcli-quality --out benchmarks/quality/results.md
+
+Reads the corpus built by ``make_corpus.py`` (its ``manifest.json``), computes per clip
+fpcli's streaming and batch fingerprints, an MFCC single-Gaussian timbre model and (if
+librosa is installed) librosa's beat-tracker tempo, then reports for every system:
+
+* precision@5 and 1-NN accuracy for the labels style and album (real tracks), instrument
+  family and drums (generated clips); a query's neighbours are the other clips that carry
+  the label, less the query's duplicates;
+* duplicate recall: the share of same-piece pairs (Planet Blupi OGG vs MIDI render) that
+  are mutual nearest neighbours in the whole corpus;
+* tempo: exact (within 4 %) and octave/metrical (x2, x1/2, x3/2, x2/3 within 4 %) hits.
+
+Features are cached in CORPUS/.quality-cache/ keyed by fpcli's parameters and the
+file's size and mtime; ``--recompute`` ignores the cache. Results go to ``--out`` and
+the same numbers to results.json beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from scipy.fft import dct
+from scipy.signal import resample_poly
+
+from fpcli import BATCH_DIMS, STREAMING_DIMS, AnalysisParams, analyze_batch, analyze_streaming
+from fpcli.fingerprint import DIM_BY_NAME, GROUPS
+
+NULL_PENALTY = 0.5        # fpcli search: normalised difference charged when one side of a dim is null
+TEMPO_TOLERANCE = 0.04
+RELATIONS: dict[str, float] = {"x2": 2.0, "x1/2": 0.5, "x3/2": 1.5, "x2/3": 2 / 3, "x3": 3.0, "x1/3": 1 / 3}
+METRICAL = ("x2", "x1/2", "x3/2", "x2/3")   # the relations that count as "octave or metrical"
+K = 5
+MFCC_SR = 22050
+N_FFT, HOP, N_MELS, N_MFCC = 2048, 512, 40, 20
+LABELS: dict[str, str] = {"style": "real", "album": "real", "family": "rendered", "drums": "rendered"}
+
+
+# --------------------------------------------------------------------------- features
+
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """Triangular filters evenly spaced on the HTK mel scale, area-normalised (Slaney style)."""
+    fmax = fmax or sr / 2
+
+    def to_mel(f: np.ndarray | float) -> np.ndarray:
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    edges = 700.0 * (10 ** (np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2) / 2595.0) - 1.0)
+    freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rise = (freqs - lower) / (centre - lower)
+    fall = (upper - freqs) / (upper - centre)
+    bank = np.maximum(0.0, np.minimum(rise, fall))
+    return bank * (2.0 / (upper - lower))
+
+
+MEL = mel_filterbank(MFCC_SR, N_FFT, N_MELS)
+
+
+def mfcc(mono: np.ndarray) -> np.ndarray:
+    """(frames, 20) MFCCs: Hann-windowed 2048-point power spectra, 40 mel bands, log, DCT-II orthonormal."""
+    n_frames = 1 + (len(mono) - N_FFT) // HOP
+    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n_frames)[:, None]
+    power = np.abs(np.fft.rfft(mono[idx] * np.hanning(N_FFT), axis=1)) ** 2
+    log_mel = np.log(power @ MEL.T + 1e-10)
+    return dct(log_mel, type=2, norm="ortho", axis=1)[:, :N_MFCC]
+
+
+def gaussian(frames: np.ndarray) -> dict[str, list]:
+    """Mean and full covariance of the MFCC frames (a small ridge keeps it invertible)."""
+    cov = np.cov(frames, rowvar=False) + 1e-3 * np.eye(frames.shape[1])
+    return {"mean": frames.mean(axis=0).tolist(), "cov": cov.tolist()}
+
+
+def librosa_tempo(path: Path) -> float | None:
+    """librosa's ``beat.beat_track`` tempo at 22.05 kHz mono, or None when librosa is absent."""
+    try:
+        import librosa
+    except ImportError:
+        return None
+    y, sr = librosa.load(str(path), sr=MFCC_SR, mono=True)
+    tempo, _ = librosa.beat.beat_track(y=y, sr=sr)
+    return float(np.atleast_1d(tempo)[0])
+
+
+def _plain(values: dict[str, Any]) -> dict[str, float | None]:
+    return {k: (None if v is None else float(v)) for k, v in values.items()}
+
+
+def clip_features(path: str) -> dict[str, Any]:
+    """Everything the systems need from one clip (runs in a worker process)."""
+    t0 = time.perf_counter()
+    stream, _ = analyze_streaming(path)
+    t1 = time.perf_counter()
+    batch, _ = analyze_batch(path)
+    t2 = time.perf_counter()
+    audio, rate = sf.read(path, always_2d=True)
+    mono = resample_poly(audio.mean(axis=1), MFCC_SR, rate) if rate != MFCC_SR else audio.mean(axis=1)
+    model = gaussian(mfcc(mono))
+    t3 = time.perf_counter()
+    lib = librosa_tempo(Path(path))
+    t4 = time.perf_counter()
+    return {"streaming": _plain(stream.values), "batch": _plain(batch.values), "mfcc": model, "librosa_tempo": lib,
+            "seconds": {"streaming": t1 - t0, "batch": t2 - t1, "mfcc": t3 - t2, "librosa": t4 - t3}}
+
+
+def load_features(corpus: Path, entries: list[dict[str, Any]], workers: int, recompute: bool) -> list[dict[str, Any]]:
+    """Features for every entry, from the cache where the file and fpcli's parameters are unchanged."""
+    key = AnalysisParams().key()
+    cache_file = corpus / ".quality-cache" / f"features-{key}.json"
+    cache = {} if recompute or not cache_file.exists() else json.loads(cache_file.read_text())
+    stamps = {e["id"]: _stamp(corpus / e["path"]) for e in entries}
+    todo = [e for e in entries if cache.get(e["id"], {}).get("stamp") != stamps[e["id"]]]
+    if todo:
+        print(f"analysing {len(todo)} clips with {workers} worker(s) ...", file=sys.stderr)
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(clip_features, [str(corpus / e["path"]) for e in todo])
+            for n, (entry, feats) in enumerate(zip(todo, results, strict=True), 1):
+                cache[entry["id"]] = {**feats, "stamp": stamps[entry["id"]]}
+                if n % 20 == 0:
+                    print(f"  {n}/{len(todo)}", file=sys.stderr)
+        cache_file.parent.mkdir(exist_ok=True)
+        cache_file.write_text(json.dumps(cache))
+    return [cache[e["id"]] for e in entries]
+
+
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{int(st.st_mtime)}"
+
+
+# --------------------------------------------------------------------------- distances
+
+def fpcli_distances(rows: list[dict[str, float | None]], dims: Sequence[str],
+                    group_weights: dict[str, float] | None = None,
+                    dim_weights: dict[str, float] | None = None) -> np.ndarray:
+    """fpcli's search distance, all pairs: 5th..95th percentile scaling fitted on the corpus
+    (clipped to [0, 1]), each group's weight shared by its dims, zero-spread dims weigh 0,
+    a dim null on one side costs NULL_PENALTY, weighted Euclidean."""
+    x = np.array([[np.nan if r[d] is None else r[d] for d in dims] for r in rows], dtype=np.float64)
+    low, high = np.nanpercentile(x, 5, axis=0), np.nanpercentile(x, 95, axis=0)
+    spread = high - low
+    scaled = np.clip((x - low) / np.where(spread > 0, spread, 1.0), 0.0, 1.0)
+    groups = [DIM_BY_NAME[d].group for d in dims]
+    sizes = Counter(groups)
+    gw = group_weights or {}
+    w = np.array([gw.get(g, 1.0) / sizes[g] for g in groups]) * (spread > 0)
+    for name, value in (dim_weights or {}).items():
+        w[list(dims).index(name)] = value
+    diff = scaled[:, None, :] - scaled[None, :, :]
+    known_a, known_b = ~np.isnan(scaled)[:, None, :], ~np.isnan(scaled)[None, :, :]
+    diff = np.where(known_a & known_b, diff, np.where(known_a | known_b, NULL_PENALTY, 0.0))
+    return np.sqrt((w * diff * diff).sum(axis=2))
+
+
+def _gauss_arrays(models: list[dict[str, list]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    means = np.array([m["mean"] for m in models])
+    covs = np.array([m["cov"] for m in models])
+    return means, covs, np.linalg.inv(covs), np.linalg.slogdet(covs)[1]
+
+
+def skl_distances(models: list[dict[str, list]]) -> np.ndarray:
+    """Symmetric Kullback-Leibler divergence between single full-covariance Gaussians
+    (the log-determinant terms cancel): 0.5 [tr(S2^-1 S1) + tr(S1^-1 S2) + dmu' (S1^-1 + S2^-1) dmu] - d."""
+    means, covs, invs, _ = _gauss_arrays(models)
+    d = means.shape[1]
+    tr = np.einsum("aij,bji->ab", invs, covs)                  # tr(S_a^-1 S_b)
+    dmu = means[:, None, :] - means[None, :, :]
+    inv_sum = invs[:, None] + invs[None, :]
+    maha = np.einsum("abi,abij,abj->ab", dmu, inv_sum, dmu)
+    out = 0.5 * (tr + tr.T + maha) - d
+    np.fill_diagonal(out, 0.0)
+    return np.maximum(out, 0.0)
+
+
+def js_distances(models: list[dict[str, list]]) -> np.ndarray:
+    """Jensen-Shannon-like divergence: the mixture of two Gaussians replaced by the Gaussian
+    with its first two moments, JS ~ logdet(Sm) - (logdet S1 + logdet S2) / 2 (halved)."""
+    means, covs, _, logdets = _gauss_arrays(models)
+    n = len(models)
+    out = np.zeros((n, n))
+    for a in range(n):
+        dmu = means[a] - means[a + 1:]
+        mix = 0.5 * (covs[a] + covs[a + 1:]) + 0.25 * np.einsum("bi,bj->bij", dmu, dmu)
+        js = 0.5 * (np.linalg.slogdet(mix)[1] - 0.5 * (logdets[a] + logdets[a + 1:]))
+        out[a, a + 1:] = out[a + 1:, a] = np.maximum(js, 0.0)
+    return out
+
+
+def mutual_proximity(dist: np.ndarray) -> np.ndarray:
+    """Empirical mutual proximity (Schnitzer et al., as in musly):
+    MP(x, y) = 1 - P(D_x > d) P(D_y > d), each P over x's (y's) distances to the other clips."""
+    n = len(dist)
+    off = ~np.eye(n, dtype=bool)
+    rows = [np.sort(dist[i][off[i]]) for i in range(n)]
+    # greater[i, j] = share of i's distances that exceed d(i, j)
+    greater = np.array([1.0 - np.searchsorted(rows[i], dist[i], side="right") / (n - 1) for i in range(n)])
+    mp = 1.0 - greater * greater.T
+    np.fill_diagonal(mp, 0.0)
+    return mp
+
+
+# --------------------------------------------------------------------------- metrics
+
+def retrieval(dist: np.ndarray, entries: list[dict[str, Any]], label: str, kind: str) -> dict[str, float]:
+    """precision@5 and 1-NN accuracy of ``label`` among the clips of ``kind`` (duplicates of the query excluded)."""
+    idx = [i for i, e in enumerate(entries) if e["kind"] == kind and e.get(label) is not None]
+    # Ties (e.g. a single dim that is 0 for most clips) are broken by a fixed random order, not by the
+    # manifest order, which groups albums together and would bias the result.
+    tiebreak = np.random.default_rng(0).permutation(len(entries))
+    p_at_k, nn = [], []
+    for q in idx:
+        cands = [i for i in idx if i != q and not _duplicates(entries[q], entries[i])]
+        order = sorted(cands, key=lambda i: (dist[q, i], tiebreak[i]))
+        same = [entries[i][label] == entries[q][label] for i in order[:K]]
+        p_at_k.append(sum(same) / K)
+        nn.append(float(same[0]))
+    return {"p@5": float(np.mean(p_at_k)), "1nn": float(np.mean(nn)), "queries": len(idx)}
+
+
+def expected_random(entries: list[dict[str, Any]], label: str, kind: str, oracle: bool = False) -> dict[str, float]:
+    """Expected precision@5 and 1-NN of a random ranking (exact expectation), or the best reachable (oracle)."""
+    idx = [i for i, e in enumerate(entries) if e["kind"] == kind and e.get(label) is not None]
+    p_at_k, nn = [], []
+    for q in idx:
+        cands = [i for i in idx if i != q and not _duplicates(entries[q], entries[i])]
+        same = sum(entries[i][label] == entries[q][label] for i in cands)
+        if oracle:
+            p_at_k.append(min(K, same) / K)
+            nn.append(float(same > 0))
+        else:
+            p_at_k.append(same / len(cands))
+            nn.append(same / len(cands))
+    return {"p@5": float(np.mean(p_at_k)), "1nn": float(np.mean(nn)), "queries": len(idx)}
+
+
+def _duplicates(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.get("dup_group") is not None and a.get("dup_group") == b.get("dup_group")
+
+
+def duplicate_recall(dist: np.ndarray, entries: list[dict[str, Any]]) -> dict[str, float]:
+    """Share of duplicate pairs that are mutual nearest neighbours (and that are 1-NN from at least one side)."""
+    d = dist + np.diag(np.full(len(dist), np.inf))
+    nearest = np.argmin(d, axis=1)
+    pairs = [(i, j) for i in range(len(entries)) for j in range(i + 1, len(entries))
+             if _duplicates(entries[i], entries[j])]
+    mutual = sum(nearest[i] == j and nearest[j] == i for i, j in pairs)
+    either = sum(nearest[i] == j or nearest[j] == i for i, j in pairs)
+    return {"pairs": len(pairs), "mutual_nn": mutual / len(pairs), "either_nn": either / len(pairs)}
+
+
+def tempo_relation(estimate: float | None, nominal: float) -> str:
+    """'exact', a relation name from RELATIONS, 'other', or 'none' (no estimate)."""
+    if estimate is None or not np.isfinite(estimate) or estimate <= 0:
+        return "none"
+    ratio = estimate / nominal
+    if abs(ratio - 1.0) <= TEMPO_TOLERANCE:
+        return "exact"
+    for name, factor in RELATIONS.items():
+        if abs(ratio / factor - 1.0) <= TEMPO_TOLERANCE:
+            return name
+    return "other"
+
+
+def tempo_table(estimates: dict[str, list[float | None]], nominal: list[float]) -> dict[str, dict[str, Any]]:
+    """Per tempo estimator: counts of each relation, exact and exact-or-metrical totals."""
+    out = {}
+    for name, values in estimates.items():
+        rel = Counter(tempo_relation(v, t) for v, t in zip(values, nominal, strict=True))
+        out[name] = {"n": len(nominal), "exact": rel["exact"], "metrical": rel["exact"] + sum(rel[m] for m in METRICAL),
+                     "relations": dict(rel)}
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+def md_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub Markdown table (floats to 3 decimals)."""
+    def cell(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """Cores, Python, numpy, fpcli commit."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        commit = "?"
+    return (f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+            f"numpy {np.__version__}, fpcli at commit {commit or '?'}")
+
+
+def corpus_summary(entries: list[dict[str, Any]]) -> list[str]:
+    """Counts per label value, one line per label."""
+    lines = []
+    for label in ("album", "style", "family", "drums", "meter", "swing", "source"):
+        counts = Counter(str(e[label]) for e in entries if e.get(label) is not None)
+        lines.append(f"- {label}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return lines
+
+
+def build_systems(entries: list[dict[str, Any]], feats: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Distance matrices of every compared system."""
+    stream = [f["streaming"] for f in feats]
+    batch = [f["batch"] for f in feats]
+    models = [f["mfcc"] for f in feats]
+    js = js_distances(models)
+    return {
+        "fpcli fast (13 streaming dims)": fpcli_distances(stream, STREAMING_DIMS),
+        "fpcli batch (25 dims)": fpcli_distances(batch, BATCH_DIMS),
+        "fpcli batch without tempo": fpcli_distances(batch, BATCH_DIMS, dim_weights={"tempo_bpm": 0.0}),
+        "MFCC-20 G1 symmetric KL": skl_distances(models),
+        "MFCC-20 G1 Jensen-Shannon + MP": mutual_proximity(js),
+    }
+
+
+def ablations(feats: list[dict[str, Any]], entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """fpcli batch with one group switched off, and each batch dim alone: precision@5 per label."""
+    batch = [f["batch"] for f in feats]
+    groups = {f"without {g}": fpcli_distances(batch, BATCH_DIMS, group_weights={g: 0.0}) for g in GROUPS}
+    singles = {d: fpcli_distances(batch, (d,)) for d in BATCH_DIMS}
+
+    def score(dist: np.ndarray) -> dict[str, float]:
+        return {label: retrieval(dist, entries, label, kind)["p@5"] for label, kind in LABELS.items()}
+    return {"groups": {k: score(m) for k, m in groups.items()},
+            "single_dims": {k: score(m) for k, m in singles.items()}}
+
+
+def evaluate(corpus: Path, workers: int, recompute: bool) -> dict[str, Any]:
+    """All numbers of the report."""
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    entries = manifest["entries"]
+    t0 = time.monotonic()
+    feats = load_features(corpus, entries, workers, recompute)
+    analysis_s = time.monotonic() - t0
+    systems = build_systems(entries, feats)
+    results: dict[str, Any] = {"corpus": {"clips": len(entries), "clip_seconds": manifest["clip_seconds"],
+                                          "hours": len(entries) * manifest["clip_seconds"] / 3600},
+                               "labels": {}, "duplicates": {}, "tempo": {}}
+    for label, kind in LABELS.items():
+        table = {name: retrieval(m, entries, label, kind) for name, m in systems.items()}
+        table["random (expected)"] = expected_random(entries, label, kind)
+        table["oracle (best reachable)"] = expected_random(entries, label, kind, oracle=True)
+        results["labels"][label] = table
+    results["duplicates"] = {name: duplicate_recall(m, entries) for name, m in systems.items()}
+    results["tempo"] = tempo_results(entries, feats)
+    results["ablations"] = ablations(feats, entries)
+    results["analysis"] = {"seconds_this_run": round(analysis_s, 1),
+                           "mean_seconds_per_clip": {k: float(np.mean([f["seconds"][k] for f in feats]))
+                                                     for k in feats[0]["seconds"]},
+                           "librosa": feats[0]["librosa_tempo"] is not None}
+    return results
+
+
+def tempo_results(entries: list[dict[str, Any]], feats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tempo tables for the generated clips (all, per meter, with/without drums) and the notated Blupi pieces."""
+    def table(select: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        idx = [i for i, e in enumerate(entries) if e.get("tempo_bpm") and select(e)]
+        est = {"fpcli streaming": [feats[i]["streaming"]["tempo_bpm"] for i in idx],
+               "fpcli batch": [feats[i]["batch"]["tempo_bpm"] for i in idx]}
+        if feats[0]["librosa_tempo"] is not None:
+            est["librosa beat_track"] = [feats[i]["librosa_tempo"] for i in idx]
+        return tempo_table(est, [entries[i]["tempo_bpm"] for i in idx])
+    out = {"generated, all": table(lambda e: e["kind"] == "rendered")}
+    for meter in ("4/4", "3/4", "6/8"):
+        out[f"generated, {meter}"] = table(lambda e, m=meter: e["kind"] == "rendered" and e["meter"] == m)
+    out["generated, drums"] = table(lambda e: e["kind"] == "rendered" and e["drums"])
+    out["generated, no drums"] = table(lambda e: e["kind"] == "rendered" and not e["drums"])
+    out["generated, swing"] = table(lambda e: e["kind"] == "rendered" and e["swing"])
+    out["Planet Blupi (notated MIDI tempo)"] = table(lambda e: e["kind"] == "real")
+    out["detail"] = [{"id": e["id"], "nominal": e["tempo_bpm"], "meter": e.get("meter"),
+                      "fpcli_streaming": f["streaming"]["tempo_bpm"], "fpcli_batch": f["batch"]["tempo_bpm"],
+                      "librosa": f["librosa_tempo"]}
+                     for e, f in zip(entries, feats, strict=True) if e.get("tempo_bpm")]
+    return out
+
+
+def render(results: dict[str, Any], command: str, entries: list[dict[str, Any]]) -> str:
+    """The Markdown report."""
+    c = results["corpus"]
+    a = results["analysis"]
+    parts = [f"# Music-similarity and tempo quality ({datetime.date.today().isoformat()})", "",
+             f"Command: `{command}`", "", f"Machine: {machine()}.", "",
+             f"Corpus: {c['clips']} clips of {c['clip_seconds']:.0f} s ({c['hours']:.2f} h).",
+             *corpus_summary(entries), "",
+             "Mean analysis time per clip (s): " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                             a["mean_seconds_per_clip"].items()) + "."
+             + ("" if a["librosa"] else " librosa is not installed: its tempo baseline did not run."), ""]
+    names = {"style": "Style (real tracks)", "album": "Album / composer (real tracks)",
+             "family": "Instrument family (generated clips)", "drums": "Drums yes/no (generated clips)"}
+    for label, table in results["labels"].items():
+        n = next(iter(table.values()))["queries"]
+        parts += [f"## {names[label]}: {n} queries", "",
+                  md_table(["system", "precision@5", "1-NN accuracy"],
+                           [[s, v["p@5"], v["1nn"]] for s, v in table.items()]), ""]
+    dup = results["duplicates"]
+    pairs = next(iter(dup.values()))["pairs"]
+    parts += [f"## Duplicates: {pairs} same-piece pairs (Planet Blupi OGG vs FluidSynth MIDI render), whole corpus", "",
+              md_table(["system", "mutual 1-NN", "1-NN from either side"],
+                       [[s, v["mutual_nn"], v["either_nn"]] for s, v in dup.items()]), ""]
+    parts += ["## Tempo", "", f"Exact: within {TEMPO_TOLERANCE:.0%} of the nominal beat (the dotted quarter in 6/8). "
+              "Octave/metrical: exact or x2, x1/2, x3/2, x2/3 within the same tolerance. "
+              "The relation columns count every estimate by its relation to the nominal tempo.", ""]
+    rel_cols = ["exact", *RELATIONS, "other", "none"]
+    rows = []
+    for subset, table in results["tempo"].items():
+        if subset == "detail":
+            continue
+        for est, v in table.items():
+            rows.append([subset, est, v["n"], v["exact"], v["metrical"],
+                         *[v["relations"].get(r, 0) for r in rel_cols]])
+    parts += [md_table(["clips", "estimator", "n", "exact", "octave/metrical", *rel_cols], rows), ""]
+    abl = results["ablations"]
+    full = {label: results["labels"][label]["fpcli batch (25 dims)"]["p@5"] for label in LABELS}
+    parts += ["## fpcli batch ablations (precision@5)", "", "One group's weight set to 0:", "",
+              md_table(["variant", *LABELS], [["all groups", *full.values()]]
+                       + [[k, *v.values()] for k, v in abl["groups"].items()]), "",
+              "Each batch dim alone (same scaling):", "",
+              md_table(["dim", "group", *LABELS],
+                       [[k, DIM_BY_NAME[k].group, *v.values()] for k, v in abl["single_dims"].items()]), ""]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", type=Path, default=Path(os.environ.get("OUT", "/tmp/fpcli-quality")))
+    parser.add_argument("--out", type=Path, default=None, help="Markdown report (results.json is written beside it)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--recompute", action="store_true", help="ignore the feature cache")
+    args = parser.parse_args(argv)
+    command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/quality/evaluate.py", *sys.argv[1:]])
+    entries = json.loads((args.corpus / "manifest.json").read_text())["entries"]
+    results = evaluate(args.corpus, args.workers, args.recompute)
+    results["command"] = command
+    report = render(results, command, entries)
+    print(report)
+    if args.out:
+        args.out.write_text(report + "\n")
+        args.out.with_name("results.json").write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
