@@ -26,10 +26,10 @@ import numpy as np
 from _report import emit  # benchmarks/_report.py (run as a script from this folder)
 from tabulate import tabulate
 
+from fpcli.executors.local import _single_threaded_blas as single_threaded_blas
 from fpcli.library import RunOptions, run_library, scan
-from fpcli.library import _single_threaded_blas as single_threaded_blas
 from fpcli.params import AnalysisParams
-from fpcli.store import FingerprintStore
+from fpcli.store import FingerprintStore, Need
 
 
 def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
@@ -44,12 +44,12 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
 
 
 def lookups(location: str, paths: list[str], rounds: int = 2000) -> tuple[float, float]:
-    key = AnalysisParams().key()
+    need = Need(AnalysisParams().key())
     times = []
     with FingerprintStore.open(location) as store:
         for i in range(rounds):
             started = time.perf_counter()
-            store.lookup(paths[i % len(paths)], key)
+            store.lookup(paths[i % len(paths)], need)
             times.append((time.perf_counter() - started) * 1e3)
     return tuple(np.percentile(times, [50, 99]))
 

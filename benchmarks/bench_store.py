@@ -6,6 +6,8 @@
 2. Warm ``fpcli analyze`` over N unchanged small generated tracks (new process, as a
    user runs it), after a cold run that analysed them.
 3. Cold vs warm ``fpcli analyze`` on the real-music library, and the speed-up.
+4. The cost of confirming a moved or copied file: the full-content digest (blake2b)
+   in GB/s, and a moved real track's look-up vs analysing it again.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import soundfile as sf
 from _report import emit  # benchmarks/_report.py (run as a script from this folder)
 from tabulate import tabulate
 
+from fpcli.analyze import fingerprint_of
 from fpcli.params import AnalysisParams
-from fpcli.store import FingerprintStore
+from fpcli.store import FingerprintStore, Need, file_digest
 
 
 def make_tracks(folder: Path, count: int) -> list[Path]:
@@ -51,17 +54,52 @@ def run_cli(*args: str, store: Path) -> float:
 
 
 def lookup_latencies(store_path: Path, paths: list[Path]) -> np.ndarray:
-    key = AnalysisParams().key()
+    need = Need(AnalysisParams().key())
     with FingerprintStore.open(store_path) as store:
         for path in paths[:200]:  # warm the OS and SQLite caches
-            store.lookup(path, key)
+            store.lookup(str(path), need)
         times = []
         for path in paths:
             started = time.perf_counter()
-            found = store.lookup(path, key)
+            found = store.lookup(str(path), need)
             times.append(time.perf_counter() - started)
             assert found.record is not None
     return np.array(times)
+
+
+def digest_speed(work: Path, megabytes: int = 1024) -> float:
+    """GB/s of ``file_digest`` over a ``megabytes`` file already in the page cache."""
+    big = work / "big.bin"
+    with open(big, "wb") as out:
+        block = np.random.default_rng(1).bytes(2**20)
+        for _ in range(megabytes):
+            out.write(block)
+    file_digest(str(big))  # into the page cache
+    started = time.perf_counter()
+    file_digest(str(big))
+    seconds = time.perf_counter() - started
+    big.unlink()
+    return megabytes / 1024 / seconds
+
+
+def moved_track_costs(work: Path, library: Path) -> tuple[str, float, float] | None:
+    """(track, ms to confirm a moved copy, ms to analyse it): the largest library file."""
+    files = sorted((p for p in library.rglob("*") if p.suffix in {".wav", ".flac"}), key=lambda p: p.stat().st_size)
+    if not files:
+        return None
+    track = files[-1]
+    with FingerprintStore.open(work / "moved-store") as store:
+        fingerprint_of(store, str(track))
+        moved = work / f"moved{track.suffix}"
+        shutil.copy2(track, moved)
+        started = time.perf_counter()
+        found = store.lookup(str(moved), Need(AnalysisParams().key()))
+        confirm = time.perf_counter() - started
+        assert found.record is not None
+        started = time.perf_counter()
+        fingerprint_of(store, str(moved), force=True)
+        analyse = time.perf_counter() - started
+    return f"{track.name} ({track.stat().st_size / 2**20:.0f} MiB)", confirm * 1e3, analyse * 1e3
 
 
 def main() -> int:
@@ -82,6 +120,8 @@ def main() -> int:
         real_warm = min(run_cli("analyze", str(args.library), store=real_store) for _ in range(3))
         with FingerprintStore.open(store) as s:
             stats = s.stats()
+        gb_per_s = digest_speed(work)
+        moved = moved_track_costs(work, args.library)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     p50, p95, p99 = np.percentile(latency, [50, 95, 99])
@@ -94,7 +134,11 @@ def main() -> int:
         ["real library: cold / warm `fpcli analyze`", f"{real_cold:.1f} s / {real_warm:.2f} s", "", ""],
         ["real library: speed-up warm vs cold", f"{real_cold / real_warm:.0f}x", "", ""],
         [f"store size for {stats['entries']} records", f"{stats['size_bytes'] / 2**20:.1f} MiB", "", ""],
+        ["full-content digest (blake2b, page cache)", f"{gb_per_s:.2f} GB/s ({1 / gb_per_s:.2f} s per GB)", "", ""],
     ]
+    if moved:
+        rows.append([f"moved copy of {moved[0]}: confirm by digest vs analyse again",
+                     f"{moved[1]:.0f} ms vs {moved[2]:.0f} ms", "", ""])
     report = "\n".join([
         f"# Store performance ({datetime.date.today()})", "",
         f"Command: `python benchmarks/bench_store.py --library {args.library} --tracks {args.tracks}`", "",

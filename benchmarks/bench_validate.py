@@ -42,7 +42,7 @@ def main() -> int:
         started = time.perf_counter()
         report = validate_library([str(args.library)], store, RunOptions(jobs=2), partial_seconds=seconds)
         wall = time.perf_counter() - started
-        records = [r for r in store.records() if r.get("batch")]
+        records = [r for r in store.records() if r.batch is not None]
         timings = []
         for record in records:
             for _ in range(200):

@@ -114,3 +114,22 @@ def test_unreachable_scheduler_is_a_clear_error(library, redis_url, monkeypatch)
 def test_dask_needs_a_scheduler(library):
     result = runner.invoke(app, ["analyze", str(library), "--executor", "dask"])
     assert result.exit_code == 2 and "needs --scheduler" in result.output
+
+
+def test_reanalysis_on_dask_keeps_batch_values_and_verdicts(cluster, library, redis_url):
+    """The Dask task runs the same save as a local run: merged with the stored record."""
+    with FingerprintStore.open(redis_url) as store:
+        from fpcli.validate import validate_library
+
+        validate_library([str(library)], store, RunOptions(jobs=2))  # local: batch values + verdicts
+        before = {r.digest: r for r in store.records()}
+        assert all(r.batch is not None and r.validation is not None for r in before.values())
+        options = RunOptions(executor="dask", scheduler=cluster.scheduler_address, force=True)
+        summary = run_library([str(library)], store, options)
+        assert summary.analysed == 6
+        after = {r.digest: r for r in store.records()}
+        assert after.keys() == before.keys()
+        for digest, record in after.items():
+            assert record.batch == before[digest].batch and record.validation == before[digest].validation
+            assert record.analysed_at > before[digest].analysed_at  # it was analysed again
+            assert record.paths == before[digest].paths              # under the client's paths
