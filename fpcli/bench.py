@@ -122,8 +122,10 @@ def default_library(folder: Path) -> Path:
 # -- measurements ---------------------------------------------------------------------------
 
 def time_file(path: str, make: Callable[[AudioReader], Any] | None) -> tuple[float, float]:
-    """(audio seconds, wall seconds) to decode ``path`` into the analyzer ``make`` builds."""
-    started = time.perf_counter()
+    """(audio seconds, CPU seconds of this process) to decode ``path`` into the analyzer
+    ``make`` builds. CPU time, not wall time: on a shared machine the wall time of a
+    run includes waiting for a core, which would turn other jobs' load into our figure."""
+    started = time.process_time()
     reader = AudioReader(path)
     analyzer = make(reader) if make else None
     for block in reader:
@@ -131,7 +133,7 @@ def time_file(path: str, make: Callable[[AudioReader], Any] | None) -> tuple[flo
             analyzer.push(block)
     if analyzer is not None:
         analyzer.finish()
-    return reader.frames_read / reader.info.samplerate, time.perf_counter() - started
+    return reader.frames_read / reader.info.samplerate, time.process_time() - started
 
 
 ANALYZERS: dict[str, Callable[[AudioReader], Any] | None] = {
@@ -142,24 +144,34 @@ ANALYZERS: dict[str, Callable[[AudioReader], Any] | None] = {
 
 
 def analysis_speed(files: list[str], repeats: int) -> dict[str, Figure]:
-    """Seconds of audio per second for decode-only, streaming and batch (one process,
-    fastest of ``repeats``), and each analyzer's ratio to decode-only."""
-    totals = {}
-    for kind, make in ANALYZERS.items():
-        audio = wall = 0.0
-        for path in files:
-            runs = [time_file(path, make) for _ in range(repeats)]
-            audio += runs[0][0]
-            wall += min(w for _, w in runs)
-        totals[kind] = audio / wall if wall > 0 else 0.0
+    """Seconds of audio per CPU second for decode-only, streaming and batch (one
+    process), and each analyzer's speed as a ratio to decode-only.
+
+    Robust on a busy machine: after a warm-up pass (imports, caches), the three kinds
+    are timed back to back in every round (interleaved, in a rotating order), and each
+    figure is the median over ``repeats`` rounds; ratios are medians of per-round
+    ratios, so a slow round slows both sides of its own ratio.
+    """
+    kinds = list(ANALYZERS)
+    for kind in kinds:  # warm-up: scipy is imported by the first analyzer, not timed
+        time_file(files[0], ANALYZERS[kind])
+    audio = sum(time_file(path, None)[0] for path in files)
+    rounds: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for r in range(max(repeats, 1)):
+        for kind in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
+            rounds[kind].append(sum(time_file(path, ANALYZERS[kind])[1] for path in files))
+    cpu = {kind: float(np.median(times)) for kind, times in rounds.items()}
+    totals = {kind: audio / seconds if seconds > 0 else 0.0 for kind, seconds in cpu.items()}
+    ratio = {kind: float(np.median([d / t if t > 0 else 0.0 for d, t in zip(rounds["decode"], rounds[kind],
+                                                                          strict=True)])) for kind in kinds}
     return {
-        "analysis.decode_x": Figure(totals["decode"], "x real time", "higher", "absolute"),
-        "analysis.streaming_x": Figure(totals["streaming"], "x real time", "higher", "absolute"),
-        "analysis.batch_x": Figure(totals["batch"], "x real time", "higher", "absolute"),
-        "analysis.streaming_vs_decode": Figure(totals["streaming"] / totals["decode"], "ratio", "higher", "ratio",
-                                               "streaming speed / decode-only speed, same run"),
-        "analysis.batch_vs_decode": Figure(totals["batch"] / totals["decode"], "ratio", "higher", "ratio",
-                                           "batch speed / decode-only speed, same run"),
+        "analysis.decode_x": Figure(totals["decode"], "x real time (CPU)", "higher", "absolute"),
+        "analysis.streaming_x": Figure(totals["streaming"], "x real time (CPU)", "higher", "absolute"),
+        "analysis.batch_x": Figure(totals["batch"], "x real time (CPU)", "higher", "absolute"),
+        "analysis.streaming_vs_decode": Figure(ratio["streaming"], "ratio", "higher", "ratio",
+                                               "streaming speed / decode-only speed, median of interleaved rounds"),
+        "analysis.batch_vs_decode": Figure(ratio["batch"], "ratio", "higher", "ratio",
+                                           "batch speed / decode-only speed, median of interleaved rounds"),
     }
 
 
@@ -308,7 +320,7 @@ def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2, redi
             raise FpcliError(f"{source}: no decodable audio files to benchmark")
         figures: dict[str, Figure] = {}
         on_step("analysis speed")
-        figures.update(analysis_speed(decodable, repeats=1 if quick else 2))
+        figures.update(analysis_speed(decodable, repeats=3 if quick else 5))
         on_step("memory")
         figures.update(streaming_memory(decodable[:3] if quick else decodable))
         on_step("cache workload")

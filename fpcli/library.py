@@ -18,14 +18,12 @@ from typing import Any
 from fpcli.analyze import Want, answer, compute, failed, keep, look_up
 from fpcli.audio import AUDIO_EXTENSIONS
 from fpcli.errors import FpcliError
+from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.executors.local import Task, run_tasks
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore
 from fpcli.store.core import os_reason, stat_regular
-
-DEFAULT_TIMEOUT_S = 600.0  # per file; a 60-minute track streams in well under 30 s
-
 
 # -- whole libraries -----------------------------------------------------------------------
 

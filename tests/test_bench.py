@@ -68,16 +68,27 @@ def test_compare_flags_a_synthetic_regression(result):
         bench.compare(result, {"schema": "other"})
 
 
+def _thresholds_file(path, op):
+    """Every default threshold rewritten so that any measured figure passes ("loose") or
+    fails ("impossible"): the CLI's checking is tested, not this machine's speed."""
+    value = {"loose": {">=": "-1e300", "<=": "1e300"}, "impossible": {">=": "1e300", "<=": "-1e300"}}[op]
+    lines = ["[thresholds]"] + [f'"{name}" = "{rule} {value[rule]}"' for name, (rule, _) in
+                                bench.DEFAULT_THRESHOLDS.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def test_cli_bench_check_json_markdown_compare(tiny_library, tmp_path):
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     base = ["bench", "--library", str(tiny_library), "--quick", "--jobs", "1"]
-    ok = runner.invoke(app, [*base, "--check", "--json", str(out), "--markdown", str(md)], env={"COLUMNS": "160"})
+    loose = _thresholds_file(tmp_path / "loose.toml", "loose")
+    ok = runner.invoke(app, [*base, "--check", "--thresholds", str(loose), "--json", str(out), "--markdown", str(md)],
+                       env={"COLUMNS": "160"})
     assert ok.exit_code == 0, ok.output
     assert json.loads(out.read_text())["schema"] == "fpcli-bench/1"
     assert "| figure" in md.read_text() and "cache.hit_rate" in md.read_text()
-    limits = tmp_path / "strict.toml"
-    limits.write_text('[thresholds]\n"analysis.streaming_x" = ">= 1e12"\n')
-    strict = runner.invoke(app, [*base, "--check", "--thresholds", str(limits)])
+    impossible = _thresholds_file(tmp_path / "strict.toml", "impossible")
+    strict = runner.invoke(app, [*base, "--check", "--thresholds", str(impossible)])
     assert strict.exit_code == EXIT_BELOW_THRESHOLD
     assert "miss analysis.streaming_x" in strict.stderr
     earlier = json.loads(out.read_text())

@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -192,3 +193,26 @@ def test_help_texts_keep_their_words():
     text = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output
     assert "redis://user:password@host:port/db" in text and "(default: never)" in text
     assert " ." not in text.replace("...", "")
+
+
+def test_start_up_imports_no_analysis_stack():
+    """`fpcli --help`, `--version` and `cache` commands must start fast: the CLI imports
+    numpy, scipy and the analyzers only inside the commands that analyse."""
+    code = ("import sys, fpcli.cli; heavy = [m for m in ('numpy', 'scipy', 'soundfile', 'fpcli.analyze', "
+            "'fpcli.library', 'fpcli.search', 'fpcli.bench', 'av') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_constants_the_cli_repeats_for_start_up_time_match_the_core():
+    from fpcli import bench, search, validate
+    from fpcli.cli import bench_cmd, search_cmd, validate_cmd
+
+    assert search_cmd.STRATEGIES == search.STRATEGIES
+    assert validate_cmd.DEFAULT_THRESHOLD == validate.DEFAULT_THRESHOLD
+    assert bench_cmd.COMPARE_TOLERANCE == bench.COMPARE_TOLERANCE
+
+
+def test_shell_completion_is_available():
+    result = runner.invoke(app, ["--help"])
+    assert "--install-completion" in result.output and "--show-completion" in result.output

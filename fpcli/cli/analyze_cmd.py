@@ -20,7 +20,7 @@ from fpcli.cli.options import (
     run_options,
 )
 from fpcli.cli.tracks import Reporter, render_summary
-from fpcli.library import DEFAULT_TIMEOUT_S, run_library
+from fpcli.executors import DEFAULT_TIMEOUT_S
 
 
 @app.command()
@@ -59,6 +59,8 @@ def analyze(
 
     Exit codes: 0 all ok, 3 some files failed, 1 fatal error, 2 usage error, 130 interrupted.
     """
+    from fpcli.library import run_library
+
     options = run_options(batch=batch, force=force, retry_failed=retry_failed, jobs=jobs, timeout_s=timeout,
                           executor=executor, scheduler=scheduler, path_map=path_map)
     with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=quiet) as reporter:

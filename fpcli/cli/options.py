@@ -6,12 +6,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fpcli.library import DEFAULT_TIMEOUT_S, RunOptions
-from fpcli.params import AnalysisParams
+from fpcli.executors import DEFAULT_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from fpcli.library import RunOptions
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for lists) instead of a table.")]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")]
@@ -31,6 +33,9 @@ def run_options(*, executor: str, scheduler: str | None, path_map: list[str] | N
                 timeout_s: float = DEFAULT_TIMEOUT_S, batch: bool = False, seconds: float | None = None,
                 force: bool = False, retry_failed: bool = False) -> RunOptions:
     """RunOptions from the shared options, with usage errors (exit 2) for bad values."""
+    from fpcli.library import RunOptions  # the analysis stack: imported only by commands that analyse
+    from fpcli.params import AnalysisParams
+
     if executor not in ("local", "dask"):
         raise typer.BadParameter(f"{executor!r}: local or dask", param_hint="--executor")
     if executor == "dask" and not scheduler:

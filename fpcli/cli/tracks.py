@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -22,8 +22,10 @@ from rich.text import Text
 
 from fpcli.cli.render import format_value, note, print_json_line, shown, stderr, stdout
 from fpcli.fingerprint import DIM_BY_NAME, DIMS
-from fpcli.library import RunSummary
 from fpcli.results import TrackResult
+
+if TYPE_CHECKING:
+    from fpcli.library import RunSummary
 from fpcli.store import printable_path
 
 MAX_FULL_TABLES = 3  # runs with more tracks print one line per track

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.signal
 
 ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0        # BS.1770-4 integrated loudness
@@ -63,6 +62,11 @@ class LoudnessMeter:
     """Stateful K-weighted energy meter over blocks of (frames, channels) float32."""
 
     def __init__(self, samplerate: int, channels: int) -> None:
+        # Imported here, not at module level: scipy.signal takes 0.6-1 s to import, which
+        # every `fpcli --help` would pay (only analysing processes need it).
+        import scipy.signal
+
+        self._sosfilt = scipy.signal.sosfilt
         self.samplerate = samplerate
         self._sos = k_weighting_sos(samplerate).astype(np.float32)
         self._zi = np.zeros((2, 2, channels), dtype=np.float32)
@@ -82,7 +86,7 @@ class LoudnessMeter:
         Energies are channel-weighted sums of mean squares (BS.1770-4 eq. 2 before the
         log); loudness = -0.691 + 10 log10(energy).
         """
-        filtered, self._zi = scipy.signal.sosfilt(self._sos, block, axis=0, zi=self._zi)
+        filtered, self._zi = self._sosfilt(self._sos, block, axis=0, zi=self._zi)
         power = (filtered * filtered) @ self._weights          # (n,) weighted square per sample
         segments = self._complete_segments(power)
         return self._blocks(segments)
