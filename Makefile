@@ -4,24 +4,33 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 LIBRARY ?= /tmp/fpcli-library
+# The demo never touches your own store (~/.cache/fpcli/store).
+DEMO_STORE ?= .demo-store
+DEV    := $(VENV)/.dev-installed
 
 
 .PHONY: demo test lint system-deps bench bench-analyzers bench-store library clean
 
+# The product alone (what a user installs) ...
 $(BIN)/fpcli: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+# ... and the developer tools (pytest, hypothesis, ruff, mypy, dask) for test and lint.
+$(DEV): $(BIN)/fpcli
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-## demo: fingerprint the bundled sample_audio/ clips into the default store, twice
-##       (the second run answers from the store), show one stored fingerprint and the
-##       store's statistics
+## demo: fingerprint the bundled sample_audio/ clips into a demo store (.demo-store, not
+##       yours), twice (the second run answers from the store), show one stored
+##       fingerprint and the store's statistics
 demo: $(BIN)/fpcli
-	$(BIN)/fpcli analyze --batch sample_audio
-	$(BIN)/fpcli analyze --batch sample_audio
-	$(BIN)/fpcli cache show sample_audio/drums_120bpm.flac
-	$(BIN)/fpcli cache stats
+	FPCLI_STORE=$(DEMO_STORE) $(BIN)/fpcli analyze --batch sample_audio
+	FPCLI_STORE=$(DEMO_STORE) $(BIN)/fpcli analyze --batch sample_audio
+	FPCLI_STORE=$(DEMO_STORE) $(BIN)/fpcli cache show sample_audio/drums_120bpm.flac
+	FPCLI_STORE=$(DEMO_STORE) $(BIN)/fpcli cache stats
 
 ## system-deps: Debian's redis-server, which the tests start (real, on a free loopback port)
 system-deps:
@@ -30,11 +39,11 @@ system-deps:
 	  else echo "redis-server is needed by the tests: sudo apt-get install redis-server" >&2; exit 1; fi; }
 
 ## test: the whole test suite (generated signals; a few minutes at most)
-test: $(BIN)/fpcli system-deps
+test: $(DEV) system-deps
 	$(BIN)/python -m pytest
 
 ## lint: ruff (style, imports, the layering rule: typer/rich/tabulate only in fpcli/cli/) and mypy
-lint: $(BIN)/fpcli
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
@@ -51,7 +60,7 @@ bench-analyzers: $(BIN)/fpcli
 	$(BIN)/python benchmarks/bench_analyzers.py --library $(LIBRARY) --out benchmarks/analyzers.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis $(DEMO_STORE)
 
 ## bench-store: store lookup latency, warm runs over 10,000 tracks, cold vs warm
 bench-store: $(BIN)/fpcli

@@ -27,8 +27,9 @@ from _report import emit  # benchmarks/_report.py (run as a script from this fol
 from tabulate import tabulate
 
 from fpcli.executors.local import _single_threaded_blas as single_threaded_blas
-from fpcli.library import RunOptions, run_library, scan
+from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
+from fpcli.scan import scan
 from fpcli.store import FingerprintStore, Need
 
 
@@ -91,7 +92,7 @@ def main() -> int:
             for location in (disk, redis_url):
                 with FingerprintStore.open(location) as store:
                     run_library([str(args.library)], store, RunOptions(jobs=2))
-            paths = scan([str(args.library)])[0]
+            paths = scan([str(args.library)]).files
             disk_lookup, redis_lookup = lookups(disk, paths), lookups(redis_url, paths)
             disk_warm, redis_warm = warm_rerun(disk, args.library), warm_rerun(redis_url, args.library)
             one, one_wall = dask_throughput(args.library, redis_url, 1)

@@ -13,19 +13,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from fpcli.audio import DEFAULT_BLOCK_FRAMES, AudioReader
 from fpcli.batch import BatchAnalyzer
+from fpcli.cue import track_of_entry
 from fpcli.errors import AnalysisError, AudioReadError, ParameterError
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
-from fpcli.store import FileIdentity, FingerprintStore, Lookup, Need, file_digest
+from fpcli.store import FileIdentity, FingerprintStore, Lookup, Need
 from fpcli.store.core import os_reason
+from fpcli.store.records import entry_identity_keys
 from fpcli.streaming import StreamingAnalyzer
 
 
@@ -50,14 +53,32 @@ class Want:
 Analyzer = StreamingAnalyzer | BatchAnalyzer
 
 
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run the analyzers with one BLAS/OpenMP thread. Their per-frame matrix products
+    are small: a thread pool only adds idle threads that spin and compete for the
+    cores (measured: a library caller's analyze_streaming ran at 50-120x real time on
+    two busy cores instead of ~250x). Worker processes start single-threaded anyway."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 def read_into(reader: AudioReader, analyzers: Sequence[Analyzer], *, max_seconds: float | None = None,
               checkpoints: Sequence[float] = (), on_checkpoint: Callable[[float], None] = lambda s: None) -> bool:
-    """Push every block of ``reader`` into each analyzer; returns True when the
-    whole stream was read, False when it stopped at ``max_seconds``.
+    """Push every block of ``reader`` into each analyzer (with one BLAS thread); returns
+    True when the whole stream was read, False when it stopped at ``max_seconds``.
 
     ``checkpoints`` (seconds, ascending) split blocks exactly there and call
     ``on_checkpoint(seconds)`` after the audio up to that point has been pushed.
     """
+    with one_blas_thread():
+        return _read_into(reader, analyzers, max_seconds, checkpoints, on_checkpoint)
+
+
+def _read_into(reader: AudioReader, analyzers: Sequence[Analyzer], max_seconds: float | None,
+               checkpoints: Sequence[float], on_checkpoint: Callable[[float], None]) -> bool:
     rate = reader.info.samplerate
     limit = None if max_seconds is None else int(round(max_seconds * rate))
     marks = [int(round(s * rate)) for s in sorted(checkpoints)]
@@ -86,7 +107,7 @@ def analyse(path: str | os.PathLike[str], want: Want | None = None, *,
     path = os.fspath(path)
     started = time.perf_counter()
     try:
-        reader = AudioReader(path, block_frames=block_frames)
+        reader = open_entry(path, block_frames=block_frames)
         info = reader.info
         streaming = StreamingAnalyzer(info.samplerate, info.channels, want.params,
                                       expected_frames=reader.expected_frames or None)
@@ -110,6 +131,21 @@ def analyse(path: str | os.PathLike[str], want: Want | None = None, *,
         partial_reason=reader.partial_reason, streaming=fingerprint, batch=batch,
         seconds_taken=time.perf_counter() - started,
     )
+
+
+def open_entry(path: str, *, block_frames: int = DEFAULT_BLOCK_FRAMES) -> AudioReader:
+    """A reader of a file, or of one track of an album image (``album.flac#03``)."""
+    track = track_of_entry(path)
+    if track is None:
+        return AudioReader(path, block_frames=block_frames)
+    return AudioReader(track.image, block_frames=block_frames, start_s=track.start_s, end_s=track.end_s)
+
+
+def preload() -> None:
+    """Import what the first analysis would (scipy's signal and FFT modules, about a
+    second): worker processes call it before they report ready."""
+    import scipy.fft  # noqa: F401
+    import scipy.signal  # noqa: F401
 
 
 def analyze_streaming(path: str | os.PathLike[str], params: AnalysisParams | None = None, *,
@@ -159,7 +195,7 @@ def compute(path: str, want: Want, identity: FileIdentity) -> tuple[FileIdentity
     identity keeps the path the store knows it by."""
     if identity.digest is None:
         try:
-            identity = dataclasses.replace(identity, digest=file_digest(path))
+            identity = dataclasses.replace(identity, digest=entry_identity_keys(path, identity.size, digest=True)[1])
         except OSError as exc:
             return identity, failed(identity.path, "OSError", os_reason(exc))
     result = analyse(path, want)

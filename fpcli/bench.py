@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -30,12 +31,14 @@ import numpy as np
 import soundfile as sf
 
 from fpcli import synth
+from fpcli.analyze import one_blas_thread
 from fpcli.audio import AUDIO_EXTENSIONS, AudioReader
 from fpcli.batch import BatchAnalyzer
 from fpcli.errors import FpcliError
 from fpcli.fingerprint import GROUPS, STREAMING_DIMS
-from fpcli.library import RunOptions, run_library, scan
+from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
+from fpcli.scan import scan
 from fpcli.search import Index, dim_weights, search, top_k
 from fpcli.store import FingerprintStore, Need, StoreSpec
 from fpcli.streaming import StreamingAnalyzer
@@ -55,10 +58,12 @@ DEFAULT_THRESHOLDS: dict[str, tuple[str, float]] = {
     "memory.streaming_peak_mib": ("<=", 64.0),      # traced numpy/Python allocations
     "cache.hit_rate": (">=", 0.70),                  # share: the plan's 70 %
     "cache.speedup": (">=", 10.0),                   # ratio cold / warm: the plan's 10x
-    "cache.lookup_p99_ms": ("<=", 10.0),             # the plan's < 10 ms (ours: 1 ms)
-    "validate.pair_p99_ms": ("<=", 100.0),           # the plan's < 100 ms (ours: 1 ms)
-    "search.library_p99_ms": ("<=", 50.0),           # absolute, generous
-    "search.synthetic_p99_ms": ("<=", 50.0),         # absolute, generous (target 20 ms at 100k)
+    # Latencies are gated on CPU time (this thread's): wall-clock p99s on a shared
+    # 2-core machine measure the other jobs (a search p99 went from 19 to 78 ms at load 3).
+    "cache.lookup_cpu_p99_ms": ("<=", 10.0),         # the plan's < 10 ms (ours: 1 ms)
+    "validate.pair_cpu_p99_ms": ("<=", 100.0),       # the plan's < 100 ms (ours: 1 ms)
+    "search.library_cpu_p99_ms": ("<=", 50.0),       # absolute, generous
+    "search.synthetic_cpu_p99_ms": ("<=", 50.0),     # absolute, generous (target 20 ms at 100k)
 }
 
 
@@ -206,7 +211,7 @@ def cache_workload(library: Path, open_store: Callable[[], FingerprintStore], jo
         run_library([str(library)], store, options)
         warm = time.perf_counter() - started
         validate_library([str(library)], store, options)
-        tracks = [p for p in scan([str(library)])[0]]
+        tracks = [p for p in scan([str(library)]).files]
         good = [p for p in tracks if store.record_for_path(p) is not None]
         for path in good:
             search(store, path, k=5, strategy="fast")
@@ -216,7 +221,7 @@ def cache_workload(library: Path, open_store: Callable[[], FingerprintStore], jo
         validate_library([str(library)], store, options)
         stats = store.stats()
         latencies = _lookup_latencies(store, good)
-    p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+    p50, p95, p99 = np.percentile(latencies[:, 0], [50, 95, 99])
     return {
         "cache.hit_rate": Figure(stats["hit_rate"] or 0.0, "share", "higher", "share", WORKLOAD),
         "cache.lookups": Figure(float(stats["lookups"]), "lookups", "higher", "absolute"),
@@ -226,62 +231,58 @@ def cache_workload(library: Path, open_store: Callable[[], FingerprintStore], jo
         "cache.lookup_p50_ms": Figure(p50, "ms", "lower", "absolute"),
         "cache.lookup_p95_ms": Figure(p95, "ms", "lower", "absolute"),
         "cache.lookup_p99_ms": Figure(p99, "ms", "lower", "absolute"),
+        "cache.lookup_cpu_p99_ms": Figure(float(np.percentile(latencies[:, 1], 99)), "CPU ms", "lower", "absolute"),
     }
 
 
+def timed(call: Callable[[], Any]) -> tuple[float, float]:
+    """(wall ms, this thread's CPU ms) of one call."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    call()
+    return (time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3
+
+
+def _percentiles(times: list[tuple[float, float]], name: str, note: str = "") -> dict[str, Figure]:
+    """p50 and p99 wall (for reading) and p99 CPU (for the gate) of ``times``."""
+    values = np.array(times or [(0.0, 0.0)])
+    p50, p99 = np.percentile(values[:, 0], [50, 99])
+    return {f"{name}_p50_ms": Figure(float(p50), "ms", "lower", "absolute", note),
+            f"{name}_p99_ms": Figure(float(p99), "ms", "lower", "absolute"),
+            f"{name}_cpu_p99_ms": Figure(float(np.percentile(values[:, 1], 99)), "CPU ms", "lower", "absolute")}
+
+
 def _lookup_latencies(store: FingerprintStore, paths: list[str], rounds: int = 200) -> np.ndarray:
+    """(n, 2) wall and CPU milliseconds of cached look-ups."""
     need = Need(AnalysisParams().key())
-    times = []
-    for i in range(max(rounds, len(paths))):
-        path = paths[i % len(paths)]
-        started = time.perf_counter()
-        store.lookup(path, need)
-        times.append((time.perf_counter() - started) * 1e3)
-    return np.array(times)
+    order = [paths[i % len(paths)] for i in range(max(rounds, len(paths)))]
+    return np.array([timed(functools.partial(store.lookup, path, need)) for path in order])
 
 
 def validation_speed(open_store: Callable[[], FingerprintStore]) -> dict[str, Figure]:
     with open_store() as store:
         records = [r for r in store.records() if r.batch is not None]
-    times = []
-    for _ in range(max(1, 2000 // max(len(records), 1))):
-        for record in records:
-            started = time.perf_counter()
-            validate_record(record)
-            times.append((time.perf_counter() - started) * 1e3)
-    p50, p99 = np.percentile(times, [50, 99]) if times else (0.0, 0.0)
-    return {"validate.pair_p50_ms": Figure(p50, "ms", "lower", "absolute"),
-            "validate.pair_p99_ms": Figure(p99, "ms", "lower", "absolute")}
+    times = [timed(functools.partial(validate_record, record))
+             for _ in range(max(1, 2000 // max(len(records), 1))) for record in records]
+    return _percentiles(times, "validate.pair")
 
 
 def search_speed(open_store: Callable[[], FingerprintStore], library: Path,
                  synthetic_rows: int) -> dict[str, Figure]:
     """Query latency on the library's store (warm index) and over synthetic rows."""
-    times = []
     with open_store() as store:
-        paths = [p for p in scan([str(library)])[0] if store.record_for_path(p) is not None]
-        for _ in range(max(1, 100 // max(len(paths), 1))):
-            for path in paths:
-                started = time.perf_counter()
-                search(store, path, k=10, strategy="fast")
-                times.append((time.perf_counter() - started) * 1e3)
+        paths = [p for p in scan([str(library)]).files if store.record_for_path(p) is not None]
+        times = [timed(functools.partial(search, store, path, k=10, strategy="fast"))
+                 for _ in range(max(1, 100 // max(len(paths), 1))) for path in paths]
         centres = np.array([[np.nan if r.streaming.values[d] is None else r.streaming.values[d]
                              for d in STREAMING_DIMS] for r in store.records()], dtype=np.float32)
-    lib50, lib99 = np.percentile(times, [50, 99]) if times else (0.0, 0.0)
     index = synthetic_index(synthetic_rows, centres, np.random.default_rng(0))
     weights = dim_weights(index.dims, dict.fromkeys(GROUPS, 1.0), index.low, index.high)
     top_k(index, index.values[0], 10, weights, exclude_content=index.contents[0])  # warm the index
-    synthetic = []
-    for i in range(100):
-        started = time.perf_counter()
-        top_k(index, index.values[i % len(index)], 10, weights, exclude_content=index.contents[i % len(index)])
-        synthetic.append((time.perf_counter() - started) * 1e3)
-    syn50, syn99 = np.percentile(synthetic, [50, 99])
-    note = f"{synthetic_rows:,} synthetic streaming fingerprints, warm index"
-    return {"search.library_p50_ms": Figure(lib50, "ms", "lower", "absolute", "fpcli search, store of the library"),
-            "search.library_p99_ms": Figure(lib99, "ms", "lower", "absolute"),
-            "search.synthetic_p50_ms": Figure(syn50, "ms", "lower", "absolute", note),
-            "search.synthetic_p99_ms": Figure(syn99, "ms", "lower", "absolute", note)}
+    synthetic = [timed(functools.partial(top_k, index, index.values[i % len(index)], 10, weights,
+                                         exclude_content=index.contents[i % len(index)])) for i in range(100)]
+    return {**_percentiles(times, "search.library", "fpcli search, store of the library"),
+            **_percentiles(synthetic, "search.synthetic",
+                           f"{synthetic_rows:,} synthetic streaming fingerprints, warm index")}
 
 
 def synthetic_index(n: int, centres: np.ndarray, rng: np.random.Generator) -> Index:
@@ -310,11 +311,11 @@ def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2, redi
     The store is temporary: a diskcache directory, or with ``redis_url`` a private
     namespace on that Redis server, deleted at the end.
     """
-    with tempfile.TemporaryDirectory(prefix="fpcli-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="fpcli-bench-") as folder, one_blas_thread():
         work = Path(folder)
         open_store = _temporary_store(work, redis_url)
         source = library or default_library(work)
-        files, _ = scan([str(source)])
+        files = scan([str(source)]).files
         decodable = [f for f in files if _decodes(f)]
         if not decodable:
             raise FpcliError(f"{source}: no decodable audio files to benchmark")

@@ -9,87 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fpcli.analyze import Want, answer, compute, failed, keep, look_up
-from fpcli.audio import AUDIO_EXTENSIONS
+from fpcli.analyze import Want, answer, compute, failed, keep, look_up, preload
 from fpcli.errors import FpcliError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.executors.local import Task, run_tasks
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
-from fpcli.store import FileIdentity, FingerprintStore
-from fpcli.store.core import os_reason, stat_regular
-
-# -- whole libraries -----------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class ScanProblem:
-    path: str
-    message: str
-
-
-def scan(paths: list[str]) -> tuple[list[str], list[ScanProblem]]:
-    """Audio files (by extension) under ``paths``, recursively, in a stable order.
-
-    Files given explicitly are taken whatever their extension. Symlinked folders are
-    followed once (a loop is reported, not followed again); unreadable folders and
-    missing paths are reported as problems, never fatal.
-    """
-    files: list[str] = []
-    problems: list[ScanProblem] = []
-    seen_dirs: set[tuple[int, int]] = set()
-    seen_files: set[str] = set()
-
-    def add(path: str) -> None:
-        resolved = os.path.realpath(path)
-        if resolved in seen_files:
-            return
-        seen_files.add(resolved)
-        try:
-            stat_regular(resolved)  # a FIFO or device named *.wav would block the reader forever
-        except OSError as exc:
-            problems.append(ScanProblem(path, os_reason(exc)))
-            return
-        files.append(path)
-
-    for root in map(os.fsdecode, paths):
-        try:
-            is_folder = stat.S_ISDIR(os.stat(root).st_mode)
-        except OSError as exc:
-            problems.append(ScanProblem(root, os_reason(exc)))
-            continue
-        if is_folder:
-            _walk(root, add, problems, seen_dirs)
-        else:
-            add(root)
-    return files, problems
-
-
-def _walk(root: str, add: Callable[[str], None], problems: list[ScanProblem], seen_dirs: set[tuple[int, int]]) -> None:
-    def on_error(exc: OSError) -> None:
-        problems.append(ScanProblem(exc.filename or root, f"cannot list folder: {exc.strerror or exc}"))
-
-    for folder, subfolders, names in os.walk(root, onerror=on_error, followlinks=True):
-        try:
-            st = os.stat(folder)
-        except OSError as exc:
-            problems.append(ScanProblem(folder, f"cannot read: {os_reason(exc)}"))
-            subfolders[:] = []
-            continue
-        if (st.st_dev, st.st_ino) in seen_dirs:
-            problems.append(ScanProblem(folder, "symlink loop or repeated folder: skipped"))
-            subfolders[:] = []
-            continue
-        seen_dirs.add((st.st_dev, st.st_ino))
-        subfolders.sort()
-        for name in sorted(names):
-            if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
-                add(os.path.join(folder, name))
+from fpcli.scan import scan
+from fpcli.store import FileIdentity, FingerprintStore, Record
 
 
 @dataclasses.dataclass
@@ -101,6 +32,8 @@ class RunSummary:
     failed: int = 0           # failed now, or before and unchanged (then also counted in ``skipped``)
     skipped: int = 0          # known failures of unchanged files, not retried
     problems: int = 0         # scan problems (missing paths, unreadable folders, loops)
+    ignored: str = ""         # what the scan did not analyse and why ("ignored 3 files: .jpg 2, ...")
+    skipped_new: int = 0      # --upgrade: files with no record at all, left for a later run
     audio_seconds: float = 0.0  # of the tracks analysed in this run (not those from the store)
     wall_seconds: float = 0.0
     interrupted: bool = False
@@ -137,6 +70,8 @@ class RunOptions:
     executor: str = "local"          # "local" (worker processes) or "dask"
     scheduler: str | None = None     # tcp://host:port of the Dask scheduler
     path_map: tuple[str, ...] = ()   # CLIENT_PREFIX=WORKER_PREFIX rewrites for Dask workers
+    exclude: tuple[str, ...] = ()    # gitignore-style patterns, relative to each path given
+    upgrade: bool = False            # only finish previews (files without a record are left alone)
 
     @property
     def want(self) -> Want:
@@ -158,22 +93,27 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
     """
     started = time.perf_counter()
     summary = RunSummary()
-    files, problems = scan(paths)
+    found = scan(paths, exclude=options.exclude)
+    files, problems = found.files, found.problems
     summary.problems = len(problems)
+    summary.ignored = found.ignored_summary()
     on_event("start", (len(files) + len(problems), "analysing"))
     for problem in problems:
         on_event("track", failed(problem.path, "ScanError", problem.message))
-    todo: list[tuple[str, FileIdentity]] = []
+    todo: list[tuple[float, str, FileIdentity]] = []
     try:
         for path in files:
-            found = look_up(store, path, options.want, force=options.force)
-            known = answer(path, found, retry_failed=options.retry_failed)
+            lookup = look_up(store, path, options.want, force=options.force)
+            known = answer(path, lookup, retry_failed=options.retry_failed)
             if known is not None:
                 summary.count(known)
                 on_event("track", known)
-            elif found.identity is not None:
-                todo.append((path, found.identity))
-        for result in _analyse_all(todo, options, store):
+            elif lookup.identity is not None and (lookup.previous is not None or not options.upgrade):
+                todo.append((_heard(lookup.previous), path, lookup.identity))
+            else:
+                summary.skipped_new += 1
+        todo.sort(key=lambda item: item[0])  # the least known first: nothing heard, then low confidence
+        for result in _analyse_all([(path, identity) for _, path, identity in todo], options, store):
             summary.count(result)
             on_event("track", result)
     except KeyboardInterrupt:
@@ -182,6 +122,15 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
         store.flush_stats()
         summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def _heard(previous: Record | None) -> float:
+    """How well a file is known already: -1 with no record, else the mean confidence of
+    its preview (0..1), so that an upgrade pass finishes the least known first."""
+    if previous is None:
+        return -1.0
+    confidence = previous.streaming.confidence
+    return sum(confidence.values()) / len(confidence) if confidence else 0.0
 
 
 def _analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
@@ -198,7 +147,7 @@ def _analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
         return
     identities = dict(todo)
     tasks = [Task(path, functools.partial(compute, path, options.want, identity)) for path, identity in todo]
-    for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s):
+    for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s, warm_up=preload):
         if isinstance(outcome, tuple) and len(outcome) == 2 and isinstance(outcome[1], TrackResult):
             identity, result = outcome
             yield keep(store, task.label, identity, result)

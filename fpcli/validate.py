@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from fpcli.analyze import stream_checkpoints
+from fpcli.analyze import preload, stream_checkpoints
 from fpcli.errors import ParameterError
 from fpcli.executors.local import Task, run_tasks
 from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS
@@ -443,5 +443,5 @@ def _checkpoints(paths: list[str], seconds: list[float], options: RunOptions) ->
         yield from run_on_dask(calls, options.scheduler or "")
         return
     tasks = [Task(p, functools.partial(stream_checkpoints, p, seconds, options.params)) for p in paths]
-    for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s):
+    for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s, warm_up=preload):
         yield task.label, outcome

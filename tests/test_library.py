@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from fpcli import synth
-from fpcli.analyze import analyse
+from fpcli.analyze import analyse, preload
 from fpcli.executors.local import Task, WorkerPool
-from fpcli.library import RunOptions, run_library, scan
+from fpcli.library import RunOptions, run_library
+from fpcli.scan import scan
 from fpcli.store import FingerprintStore, verify
 from tests.conftest import write
 
@@ -51,7 +52,8 @@ def test_scan_finds_audio_by_extension_and_survives_loops(library, tmp_path):
     os.symlink(library / "a", library / "b" / "loop")          # a folder reached twice
     os.symlink(library, library / "a" / "up")                  # a real loop
     os.mkfifo(library / "a" / "pipe.wav")
-    files, problems = scan([library, tmp_path / "missing"])
+    found = scan([library, tmp_path / "missing"])
+    files, problems = found.files, found.problems
     names = sorted(os.path.basename(f) for f in files)
     assert names == sorted(["t0.flac", "t1.flac", "t2.flac", "t3.flac", "t4.flac", "t5.flac", "empty.flac",
                             "text.flac", "cut_header.flac", "truncated.flac", "x.wav"])
@@ -98,7 +100,7 @@ def test_batch_option_adds_batch_values_to_cached_records(library, tmp_path):
 def test_worker_crash_costs_one_file(tmp_path):
     long_track = write(tmp_path / "long.wav", synth.sine(440, 300.0, 44100, channels=2), 44100)
     short = [write(tmp_path / f"s{i}.wav", synth.sine(440, 1.0, SR), SR) for i in range(2)]
-    with WorkerPool(1, timeout_s=60) as pool:
+    with WorkerPool(1, timeout_s=60, warm_up=preload) as pool:
         def kill_the_worker_holding_the_long_track():
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and pool._workers[0].path != long_track:
@@ -115,7 +117,7 @@ def test_worker_crash_costs_one_file(tmp_path):
 def test_timeout_costs_one_file(tmp_path):
     long_track = write(tmp_path / "long.wav", synth.sine(440, 300.0, 44100, channels=2), 44100)
     short = write(tmp_path / "short.wav", synth.sine(440, 1.0, SR), SR)
-    with WorkerPool(2, timeout_s=0.5) as pool:
+    with WorkerPool(2, timeout_s=0.5, warm_up=preload) as pool:
         results = dict((task.label, outcome) for task, outcome in pool.run(_tasks([long_track, short])))
     assert results[long_track][0] == "Timeout"
     assert results[short].status == "ok"
@@ -201,7 +203,7 @@ def test_unreadable_folder_is_a_problem_not_a_crash(library, tmp_path):
     secret.mkdir()
     write(secret / "hidden.flac", synth.sine(440, 1.0, SR), SR)
     if os.geteuid() == 0:
-        code = ("import sys, json; from fpcli.library import scan; f, p = scan([sys.argv[1]]); "
+        code = ("import sys, json; from fpcli.scan import scan; p = scan([sys.argv[1]]).problems; "
                 "print(json.dumps([x.message for x in p]))")
         os.chmod(secret, 0)
         out = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable,
@@ -209,7 +211,7 @@ def test_unreadable_folder_is_a_problem_not_a_crash(library, tmp_path):
         messages = json.loads(out)
     else:
         os.chmod(secret, 0)
-        messages = [p.message for p in scan([library])[1]]
+        messages = [p.message for p in scan([library]).problems]
     os.chmod(secret, 0o755)
     assert any("cannot list folder" in m for m in messages)
 

@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import numpy as np
 
 from fpcli.audio.base import AudioInfo, DecodeFailure, Source, check_info
 from fpcli.audio.pyav import AV_EXTENSIONS, AvMissing, AvSource, NotAv, is_av_path
+from fpcli.audio.raw import RAW_FORMATS, RawSource
 from fpcli.audio.sndfile import NotSndfile, SndfileSource, check_readable
 from fpcli.errors import AudioReadError
 
 __all__ = [
     "AUDIO_EXTENSIONS", "DEFAULT_BLOCK_FRAMES", "MAX_FLOAT_PEAK", "PARTIAL_TOLERANCE_S",
-    "AudioInfo", "AudioReadError", "AudioReader", "mixdown", "probe",
+    "AudioInfo", "AudioReadError", "AudioReader", "RAW_FORMATS", "mixdown", "open_stream", "probe",
 ]
 
 SNDFILE_EXTENSIONS = frozenset(
@@ -41,6 +43,25 @@ PARTIAL_TOLERANCE_S = 0.1
 # lossy codec's overshoot). Far beyond, the file is not audio-scaled and the
 # analyzers' squares and sums would overflow float32 (1e18 squared is inf).
 MAX_FLOAT_PEAK = 1e6
+
+
+def open_stream(stream: BinaryIO, *, raw_format: str | None = None, samplerate: int = 0, channels: int = 0,
+                block_frames: int = DEFAULT_BLOCK_FRAMES) -> AudioReader:
+    """A reader of a pipe (stdin): raw PCM when ``raw_format`` is given, else any
+    container FFmpeg can read from a pipe (WAV, FLAC, Ogg, MP3, ...)."""
+    source: Source
+    if raw_format is not None:
+        try:
+            source = RawSource(stream, raw_format=raw_format, samplerate=samplerate, channels=channels)
+        except ValueError as exc:
+            raise AudioReadError("-", str(exc)) from None
+    else:
+        try:
+            source = AvSource("-", stream=stream)
+        except NotAv as exc:
+            raise AudioReadError("-", f"not a decodable audio stream ({exc})") from None
+        check_info(source.info)
+    return AudioReader.from_stream(source, block_frames=block_frames)
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:
@@ -96,7 +117,10 @@ class AudioReader:
         reader.partial, reader.frames_read
     """
 
-    def __init__(self, path: str | os.PathLike, *, block_frames: int = DEFAULT_BLOCK_FRAMES):
+    def __init__(self, path: str | os.PathLike, *, block_frames: int = DEFAULT_BLOCK_FRAMES,
+                 start_s: float = 0.0, end_s: float | None = None):
+        """``start_s`` / ``end_s``: read only that window of the file, in seconds (a
+        track of an album image); ``end_s`` None reads to the end."""
         if block_frames <= 0:
             raise ValueError(f"block_frames={block_frames}: must be positive")
         self.path = os.fspath(path)
@@ -104,18 +128,37 @@ class AudioReader:
         source = open_source(self.path)
         source.close()
         self.info: AudioInfo = source.info
-        self.expected_frames: int = source.expected_frames
+        rate = self.info.samplerate
+        self._start = max(int(round(start_s * rate)), 0)
+        self._end = None if end_s is None else max(int(round(end_s * rate)), self._start)
+        whole = source.expected_frames
+        self.expected_frames: int = (self._end if self._end is not None else whole) - self._start
+        if whole > 0 and self._end is not None and self._end > whole:
+            self.expected_frames = max(whole - self._start, 0)
         self.length_exact: bool = source.length_exact
+        self._opened: Source | None = None  # set by from_stream: a pipe read once
         self.frames_read = 0
         self.partial = False
         self.partial_reason: str | None = None
         self.nonfinite_samples = 0
 
+    @classmethod
+    def from_stream(cls, source: Source, *, block_frames: int = DEFAULT_BLOCK_FRAMES) -> AudioReader:
+        """A reader of an already opened source that cannot be opened twice (a pipe:
+        stdin). It can be iterated once."""
+        reader = cls.__new__(cls)
+        reader.path, reader.block_frames, reader.info = source.info.path, block_frames, source.info
+        reader._start, reader._end = 0, None
+        reader.expected_frames, reader.length_exact = source.expected_frames, source.length_exact
+        reader.frames_read, reader.partial, reader.partial_reason, reader.nonfinite_samples = 0, False, None, 0
+        reader._opened = source
+        return reader
+
     def __iter__(self) -> Iterator[np.ndarray]:
-        source = open_source(self.path)
+        source = self._opened or open_source(self.path)
         try:
             try:
-                for block in source.blocks(self.block_frames):
+                for block in self._window(source):
                     block = self._sanitized(block)
                     self.frames_read += len(block)
                     yield block
@@ -128,6 +171,28 @@ class AudioReader:
             self._check_complete(source)
         finally:
             source.close()
+
+    def _window(self, source: Source) -> Iterator[np.ndarray]:
+        """The source's blocks from ``_start`` to ``_end``: seeking where the decoder
+        seeks exactly, else decoding and dropping what comes before."""
+        skip = self._start
+        seek = getattr(source, "seek", None)
+        if skip and seek is not None and seek(skip):
+            skip = 0
+        left = None if self._end is None else self._end - self._start
+        for block in source.blocks(self.block_frames):
+            if skip:
+                dropped = min(skip, len(block))
+                block, skip = block[dropped:], skip - dropped
+                if not len(block):
+                    continue
+            if left is not None:
+                block = block[:left]
+                left -= len(block)
+            if len(block):
+                yield block
+            if left == 0:
+                return
 
     def _sanitized(self, block: np.ndarray) -> np.ndarray:
         """``block`` (n, channels) float32 with NaN/Inf replaced by 0 (and counted);
@@ -156,7 +221,7 @@ class AudioReader:
                     f"header says {expected / self.info.samplerate:.2f} s, "
                     f"decoded {self._seconds_read():.2f} s"
                 )
-        if not self.partial:
+        if not self.partial and self._end is None:  # the file's end was read
             reason = source.truncation(self._seconds_read())
             if reason:
                 self._mark_partial(reason)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -61,19 +61,21 @@ def load_av() -> ModuleType:
 class AvSource:
     """The first audio stream of a file opened with FFmpeg; see ``base.Source``."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, stream: BinaryIO | None = None) -> None:
+        """Open ``path``, or read ``stream`` (a pipe: stdin) which ``path`` only names."""
         av = load_av()
         self.path = path
+        self._is_pipe = stream is not None
         try:
             # FFmpeg gets an open file, not a name: any bytes the OS allows in a name work
-            self._file = open(path, "rb")  # noqa: SIM115  (closed in close())
+            self._file = stream if stream is not None else open(path, "rb")  # noqa: SIM115  (closed in close())
         except OSError as exc:
             raise NotAv(exc.strerror or str(exc)) from None
         try:
             self._container: Any = av.open(self._file, metadata_errors="ignore")
         except _AV_ERRORS as exc:
             self._file.close()
-            if headers.mp4_lacks_index(path):
+            if not self._is_pipe and headers.mp4_lacks_index(path):
                 raise NotAv("the MP4 has no index ('moov' box): the file was cut or never finalized") from None
             raise NotAv(av_reason(exc)) from None
         try:
@@ -133,7 +135,7 @@ class AvSource:
 
     def truncation(self, seconds_read: float) -> str | None:
         """A reason if the file's own structure shows it was cut (Ogg: no end page)."""
-        if self.info.format == "OGG" and headers.ogg_ends_with_eos(self.path) is False:
+        if not self._is_pipe and self.info.format == "OGG" and headers.ogg_ends_with_eos(self.path) is False:
             return f"Ogg stream ends without its end-of-stream page: truncated after {seconds_read:.2f} s"
         return None
 

@@ -69,6 +69,17 @@ class SndfileSource:
             if len(block) < block_frames:
                 return  # a short read is the end, whatever the header claims
 
+    def seek(self, frame: int) -> bool:
+        """Start reading at ``frame``; False where libsndfile's seeking is not
+        sample-exact (MP3, Ogg), so the caller decodes and discards instead."""
+        if self.info.format not in ("WAV", "FLAC", "AIFF", "W64", "CAF") or self.info.subtype.startswith("MPEG"):
+            return False
+        try:
+            self._file.seek(frame)
+        except (sf.LibsndfileError, RuntimeError, ValueError):
+            return False
+        return True
+
     def truncation(self, seconds_read: float) -> str | None:
         """A reason if the file's own structure shows it was cut (Ogg: no end page)."""
         if self.info.format == "OGG" and headers.ogg_ends_with_eos(self.path) is False:

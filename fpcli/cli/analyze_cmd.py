@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +12,7 @@ import typer
 from fpcli.cli.app import EXIT_INTERRUPTED, EXIT_SOME_FAILED, app
 from fpcli.cli.options import (
     DEFAULT_JOBS,
+    ExcludeOption,
     ExecutorOption,
     JobsOption,
     PathMapOption,
@@ -19,8 +22,10 @@ from fpcli.cli.options import (
     path_text,
     run_options,
 )
-from fpcli.cli.tracks import Reporter, render_summary
+from fpcli.cli.render import note
+from fpcli.cli.tracks import Reporter, failed_result, render_summary
 from fpcli.executors import DEFAULT_TIMEOUT_S
+from fpcli.results import TrackResult
 
 
 @app.command()
@@ -36,6 +41,28 @@ def analyze(
                                                help="Retry files that failed before and have not changed.")] = False,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
     quiet: QuietOption = False,
+    seconds: Annotated[float | None, typer.Option(
+        "--seconds", min=0.5, show_default=False,
+        help="A preview: analyse at most the first N seconds of each track (stored as partial; a later "
+             "full run upgrades it).")] = None,
+    upgrade: Annotated[bool, typer.Option(
+        "--upgrade", help="Finish the previews (lowest confidence first); files never analysed are left alone.")]
+    = False,
+    every: Annotated[float | None, typer.Option(
+        "--every", min=0.1, show_default=False,
+        help="Print a snapshot every S seconds of audio (one file or - for stdin); each is stored as a "
+             "partial record, so an interrupted run keeps what was heard.")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", show_default=False, help="Store a stream (-) under this name (a stream has no path).")] = None,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not store the result of a stream.")] = False,
+    raw_format: Annotated[str | None, typer.Option(
+        "--raw-format", show_default=False,
+        help="Raw PCM on stdin: s16le, s32le, f32le, f64le or u8 (with --rate and --channels).")] = None,
+    rate: Annotated[int | None, typer.Option("--rate", min=1, show_default=False,
+                                             help="Raw PCM sample rate, Hz.")] = None,
+    channels: Annotated[int | None, typer.Option("--channels", min=1, show_default=False,
+                                                 help="Raw PCM channels.")] = None,
+    exclude: ExcludeOption = None,
     executor: ExecutorOption = "local",
     scheduler: SchedulerOption = None,
     path_map: PathMapOption = None,
@@ -53,6 +80,14 @@ def analyze(
 
       fpcli analyze ~/Music --jobs 2
 
+      fpcli analyze ~/Music --exclude 'Podcasts/' --exclude '*.wav'
+
+      fpcli analyze ~/Music --seconds 30   (a fast first pass; later: fpcli analyze ~/Music --upgrade)
+
+      ffmpeg -i URL -f flac - | fpcli analyze - --every 10 --name radio
+
+      arecord -f S16_LE -r 44100 -c 2 | fpcli analyze - --raw-format s16le --rate 44100 --channels 2 --no-store
+
       fpcli analyze --batch --json a.flac b.mp3 | jq .streaming.tempo_bpm.value
 
       fpcli --store redis://cache:6379/0 analyze /music --executor dask --scheduler tcp://sched:8786
@@ -61,13 +96,68 @@ def analyze(
     """
     from fpcli.library import run_library
 
-    options = run_options(batch=batch, force=force, retry_failed=retry_failed, jobs=jobs, timeout_s=timeout,
-                          executor=executor, scheduler=scheduler, path_map=path_map)
+    texts = [path_text(p) for p in paths]
+    if "-" in texts or every is not None:
+        _follow(ctx, texts, as_json=as_json, quiet=quiet, seconds=seconds, every=every, name=name,
+                no_store=no_store, raw=(raw_format, rate, channels))
+        return
+    if raw_format or name or no_store:
+        raise typer.BadParameter("--raw-format, --name and --no-store are for a stream: fpcli analyze - ...",
+                                 param_hint="-")
+    options = run_options(seconds=seconds, upgrade=upgrade, batch=batch, force=force, retry_failed=retry_failed,
+                          jobs=jobs, timeout_s=timeout, executor=executor, scheduler=scheduler, path_map=path_map,
+                          exclude=exclude)
     with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=quiet) as reporter:
-        summary = run_library([path_text(p) for p in paths], store, options, on_event=reporter.event)
+        summary = run_library(texts, store, options, on_event=reporter.event)
     if not quiet:
         render_summary(summary)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed or summary.problems:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool, seconds: float | None,
+            every: float | None, name: str | None, no_store: bool,
+            raw: tuple[str | None, int | None, int | None]) -> None:
+    """One stream (stdin) or one file followed as it is read: snapshots every ``every``
+    seconds, each stored as a partial record (a stream only with --name)."""
+    from fpcli.analyze import open_entry
+    from fpcli.audio import open_stream
+    from fpcli.errors import AudioReadError
+    from fpcli.live import follow, stream_identity
+
+    if len(texts) != 1:
+        raise typer.BadParameter("follows one file, or - for a stream on stdin", param_hint="--every / -")
+    path = texts[0]
+    raw_format, rate, channels = raw
+    if raw_format is not None and not (rate and channels):
+        raise typer.BadParameter("raw PCM needs --rate and --channels", param_hint="--raw-format")
+    if path == "-" and name and no_store:
+        raise typer.BadParameter("--name stores the stream; --no-store does not: choose one", param_hint="--name")
+    reporter = Reporter(as_json=as_json, quiet=quiet)
+    try:
+        reader = open_stream(sys.stdin.buffer, raw_format=raw_format, samplerate=rate or 0,
+                             channels=channels or 0) if path == "-" else open_entry(path)
+    except AudioReadError as exc:
+        reporter.event("track", failed_result(path, exc))
+        raise typer.Exit(EXIT_SOME_FAILED) from None
+    storing = not no_store and (path != "-" or name is not None)
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(ctx.obj.open_store()) if storing else None
+        identity = (stream_identity(name) if path == "-" and name else store.identify(path)) if store else None
+        label = identity.path if identity else path
+
+        def keep(result: TrackResult) -> None:
+            if store is not None and identity is not None:
+                store.save(identity, result)
+
+        try:
+            final = follow(reader, label, every_s=every, max_seconds=seconds, keep=keep,
+                           on_snapshot=lambda result: reporter.snapshot(result))
+        except KeyboardInterrupt:
+            note("[yellow]interrupted:[/yellow]", "what was heard is stored" if storing else "nothing stored")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    reporter.final(final)
+    if path == "-" and not storing and not quiet:
+        note("", "not stored (a stream is stored with --name NAME)")

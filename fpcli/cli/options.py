@@ -23,6 +23,10 @@ ExecutorOption = Annotated[str, typer.Option(
     "--executor", help="local (worker processes) or dask (a Dask cluster; needs --scheduler and a shared store).")]
 SchedulerOption = Annotated[str | None, typer.Option(
     "--scheduler", show_default=False, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786.")]
+ExcludeOption = Annotated[list[str] | None, typer.Option(
+    "--exclude", show_default=False, metavar="GLOB",
+    help="Skip files and folders matching this gitignore-style pattern, relative to each path given "
+         "(repeatable). Folders may also hold a .fpcliignore file; a .nomedia or .notmusic file skips a folder.")]
 PathMapOption = Annotated[list[str] | None, typer.Option(
     "--path-map", show_default=False,
     help="Rewrite paths for Dask workers: CLIENT_PREFIX=WORKER_PREFIX (repeatable).")]
@@ -31,7 +35,8 @@ DEFAULT_JOBS = os.cpu_count() or 1
 
 def run_options(*, executor: str, scheduler: str | None, path_map: list[str] | None, jobs: int,
                 timeout_s: float = DEFAULT_TIMEOUT_S, batch: bool = False, seconds: float | None = None,
-                force: bool = False, retry_failed: bool = False) -> RunOptions:
+                force: bool = False, retry_failed: bool = False, exclude: list[str] | None = None,
+                upgrade: bool = False) -> RunOptions:
     """RunOptions from the shared options, with usage errors (exit 2) for bad values."""
     from fpcli.library import RunOptions  # the analysis stack: imported only by commands that analyse
     from fpcli.params import AnalysisParams
@@ -48,7 +53,7 @@ def run_options(*, executor: str, scheduler: str | None, path_map: list[str] | N
         raise typer.BadParameter(f"{seconds}: a positive number of seconds", param_hint="--seconds")
     return RunOptions(params=AnalysisParams(), batch=batch, seconds=seconds, force=force, retry_failed=retry_failed,
                       jobs=jobs, timeout_s=timeout_s, executor=executor, scheduler=scheduler,
-                      path_map=tuple(path_map or ()))
+                      path_map=tuple(path_map or ()), exclude=tuple(exclude or ()), upgrade=upgrade)
 
 
 def parse_seconds(text: str | None, flag: str = "--partial") -> list[float] | None:

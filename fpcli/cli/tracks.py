@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fpcli.cli.render import format_value, note, print_json_line, shown, stderr, stdout
-from fpcli.fingerprint import DIM_BY_NAME, DIMS
+from fpcli.fingerprint import DIM_BY_NAME, DIMS, Fingerprint
 from fpcli.results import TrackResult
 
 if TYPE_CHECKING:
@@ -70,6 +70,19 @@ class Reporter:
         if self._task is not None:
             self._progress.advance(self._task)
 
+    def snapshot(self, result: TrackResult) -> None:
+        """One snapshot of a followed stream: a JSON line, or one line of the rising
+        fingerprint (seconds heard, tempo and confidence) on the terminal."""
+        if self.as_json:
+            print_json_line(result.to_json())
+        elif not self.quiet:
+            render_track_line(result, stdout())
+
+    def final(self, result: TrackResult) -> None:
+        """The last result of a followed stream, as ``analyze`` shows one track."""
+        self.total = 1
+        self._track(result)
+
     def _diagnostics(self) -> Console:
         return self._progress.console if self._progress.live.is_started else self._stderr
 
@@ -85,15 +98,21 @@ class Reporter:
         if self.as_json and self.show_tracks:
             print_json_line(result.to_json())
         elif result.failed:
-            if not self.quiet or self.show_tracks:
+            if self.show_tracks:
                 note("[red]error:[/red]", f"{result.path}: {result.error}"
                      + (" (failed before and unchanged: skipped; --retry-failed retries)" if result.cached else ""),
                      self._diagnostics())
-        elif self.show_tracks and not self.quiet:
+        elif self.show_tracks:  # results are data: printed even with --quiet
             if self.total <= MAX_FULL_TABLES:
                 render_track(result, self._results())
             else:
                 render_track_line(result, self._results())
+
+
+def failed_result(path: str, exc: Exception) -> TrackResult:
+    """A failed result for an input that could not be opened (its reason, not the path)."""
+    reason = getattr(exc, "reason", None) or str(exc)
+    return TrackResult(path=path, status="error", error=reason, error_type=type(exc).__name__)
 
 
 def render_summary(summary: RunSummary) -> None:
@@ -102,6 +121,10 @@ def render_summary(summary: RunSummary) -> None:
             f"{f', not analysable {summary.problems}' if summary.problems else ''} in {summary.wall_seconds:.1f} s")
     if summary.analysed:
         line += f" ({summary.audio_per_second:.0f} s of audio per second analysed)"
+    if summary.skipped_new:
+        line += f"; {summary.skipped_new} never analysed, left for a full run (--upgrade finishes previews only)"
+    if summary.ignored:
+        line += f"; {summary.ignored}"
     if summary.interrupted:
         note("[yellow]interrupted:[/yellow]", "finished tracks are stored; run again to resume. " + line)
     else:
@@ -117,7 +140,9 @@ def render_track_line(result: TrackResult, out: Console) -> None:
     if result.status != "ok":
         line.append(f" {result.status}", style="yellow")
     if not result.streaming.complete:
-        line.append(f" preview {result.streaming.seconds:.0f} s", style="yellow")
+        confidence = result.streaming.confidence or {}
+        mean = sum(confidence.values()) / len(confidence) if confidence else 0.0
+        line.append(f" heard {result.streaming.seconds:.0f} s, confidence {mean:.2f}", style="yellow")
     out.print(line, soft_wrap=True)
 
 
@@ -133,12 +158,22 @@ def render_track(result: TrackResult, out: Console | None = None) -> None:
         title += f"\n[yellow]partial: {shown(result.partial_reason)}[/yellow]"
     if not streaming.complete:
         title += f"\n[yellow]preview: the first {streaming.seconds:.1f} s only[/yellow]"
-    table = Table(title=title, title_justify="left")
-    for name, justify in (("group", "left"), ("dimension", "left"), ("streaming", "right"), ("conf", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    if reference is not None:
-        table.add_column("batch", justify="right")
-    table.add_column("unit")
+    rows = _track_rows(streaming, reference)
+    if not out.is_terminal:  # a pipe: the title, then one plain tab-separated line per dim
+        out.print(Text(printable_path(result.path) + f"  ({facts}{', from the store' if result.cached else ''})"),
+                  soft_wrap=True)
+        for row in rows:
+            out.print(Text("\t".join(row)), soft_wrap=True)
+    else:
+        _track_table(title, rows, reference is not None, out)
+    for kind, fp in (("streaming", streaming), ("batch", reference)):
+        for name, reason in (fp.reasons.items() if fp else ()):
+            out.print(f"  [dim]{kind} {name} ({DIM_BY_NAME[name].unit}) is null: {shown(reason)}[/dim]")
+
+
+def _track_rows(streaming: Fingerprint, reference: Fingerprint | None) -> list[list[str]]:
+    """group, dimension, streaming value, confidence, (batch value,) unit per dim."""
+    rows = []
     for dim in DIMS:
         if not dim.streaming and reference is None:
             continue
@@ -151,8 +186,17 @@ def render_track(result: TrackResult, out: Console | None = None) -> None:
         if reference is not None:
             row.append(format_value(reference.values[dim.name], dim.unit))
         row.append(dim.unit)
+        rows.append(row)
+    return rows
+
+
+def _track_table(title: str, rows: list[list[str]], with_batch: bool, out: Console) -> None:
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("group", "left"), ("dimension", "left"), ("streaming", "right"), ("conf", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    if with_batch:
+        table.add_column("batch", justify="right")
+    table.add_column("unit")
+    for row in rows:
         table.add_row(*row)
     out.print(table)
-    for kind, fp in (("streaming", streaming), ("batch", reference)):
-        for name, reason in (fp.reasons.items() if fp else ()):
-            out.print(f"  [dim]{kind} {name} ({DIM_BY_NAME[name].unit}) is null: {shown(reason)}[/dim]")

@@ -11,6 +11,7 @@ from rich.table import Table
 from fpcli.cli.app import EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED, app
 from fpcli.cli.options import (
     DEFAULT_JOBS,
+    ExcludeOption,
     ExecutorOption,
     JobsOption,
     PathMapOption,
@@ -56,6 +57,7 @@ def validate(
     worst: Annotated[int, typer.Option("--worst", min=0, help="How many of the worst tracks to list.")] = 5,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
     quiet: QuietOption = False,
+    exclude: ExcludeOption = None,
     executor: ExecutorOption = "local",
     scheduler: SchedulerOption = None,
     path_map: PathMapOption = None,
@@ -83,7 +85,8 @@ def validate(
     except ParameterError as exc:
         raise typer.BadParameter(str(exc).removeprefix("--tolerance "), param_hint="--tolerance") from None
     seconds = parse_seconds(partial)
-    options = run_options(jobs=jobs, timeout_s=timeout, executor=executor, scheduler=scheduler, path_map=path_map)
+    options = run_options(jobs=jobs, timeout_s=timeout, executor=executor, scheduler=scheduler, path_map=path_map,
+                          exclude=exclude)
     with ctx.obj.open_store() as store, Reporter(as_json=False, quiet=quiet, show_tracks=False) as reporter:
         report = validate_library([path_text(p) for p in library], store, options, tolerances=tolerances,
                                   threshold=threshold, partial_seconds=seconds, store_verdicts=not no_store,

@@ -32,19 +32,22 @@ class Task:
     call: Callable[[], Any]
 
 
-def run_tasks(tasks: list[Task], *, jobs: int, timeout_s: float) -> Iterator[tuple[Task, Any]]:
+def run_tasks(tasks: list[Task], *, jobs: int, timeout_s: float,
+              warm_up: Callable[[], None] | None = None) -> Iterator[tuple[Task, Any]]:
     """(task, outcome) in completion order. The outcome is the call's return value, or
     a (error_type, message) tuple when its worker crashed or exceeded ``timeout_s``."""
     if not tasks:
         return
-    with WorkerPool(max(1, min(jobs, len(tasks))), timeout_s=timeout_s) as pool:
+    with WorkerPool(max(1, min(jobs, len(tasks))), timeout_s=timeout_s, warm_up=warm_up) as pool:
         yield from pool.run(tasks)
 
 
-def _worker_main(connection: Connection) -> None:
+def _worker_main(connection: Connection, warm_up: Callable[[], None] | None) -> None:
     """A worker process: run the calls sent by the parent until it sends None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     keep_buffers_on_heap()
+    if warm_up is not None:
+        warm_up()  # heavy imports before "ready": a time limit measures work, not start-up
     try:
         connection.send("ready")  # imports done: time limits start counting from here
         while True:
@@ -64,7 +67,8 @@ class WorkerPool:
     outcome is then an (error_type, message) tuple.
     """
 
-    def __init__(self, size: int, *, timeout_s: float) -> None:
+    def __init__(self, size: int, *, timeout_s: float, warm_up: Callable[[], None] | None = None) -> None:
+        self.warm_up = warm_up
         self.size = size
         self.timeout_s = timeout_s
         self._context = multiprocessing.get_context("spawn")  # no fork with live threads
@@ -82,7 +86,7 @@ class WorkerPool:
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child,), daemon=True)
+        process = self._context.Process(target=_worker_main, args=(child, self.warm_up), daemon=True)
         with _single_threaded_blas():
             process.start()
         child.close()

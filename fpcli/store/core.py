@@ -31,10 +31,10 @@ from fpcli.store.records import (
     Failure,
     FileIdentity,
     Record,
-    content_key,
     dumps,
+    entry_file,
+    entry_identity_keys,
     failure_to_json,
-    file_digest,
     loads,
     parse_failure,
     parse_path_entry,
@@ -95,9 +95,10 @@ def resolve(path: str | os.PathLike[str]) -> str:
 
 
 def stat_regular(path: str) -> os.stat_result:
-    """``os.stat`` of a regular file; OSError with a clear message otherwise (a FIFO
-    or a device would block a reader forever)."""
-    st = os.stat(path)
+    """``os.stat`` of a regular file (for a CUE track ``album.flac#03``, of its image);
+    OSError with a clear message otherwise (a FIFO or a device would block a reader
+    forever)."""
+    st = os.stat(entry_file(path)[0])
     if not stat.S_ISREG(st.st_mode):
         kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
             "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
@@ -214,8 +215,11 @@ class FingerprintStore:
         entry = self._read_path_entry(resolved)
         if entry and (entry["size"], entry["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
             return FileIdentity(resolved, st.st_size, st.st_mtime_ns, entry["content_key"], entry["digest"]), entry
-        content = content_key(resolved, st.st_size)
-        digest = file_digest(resolved) if want_digest or self._candidates(content) else None
+        content, _ = entry_identity_keys(resolved, st.st_size, digest=False)
+        if want_digest or self._candidates(content):
+            _, digest = entry_identity_keys(resolved, st.st_size, digest=True)
+        else:
+            digest = None
         return FileIdentity(resolved, st.st_size, st.st_mtime_ns, content, digest), entry
 
     # -- look-ups (counted) -----------------------------------------------------------------

@@ -21,8 +21,10 @@ from fpcli.files import atomic_text
 from fpcli.store.core import FingerprintStore
 from fpcli.store.records import (
     HEX32,
+    STREAM_PREFIX,
     Record,
     dumps,
+    entry_file,
     failure_to_json,
     loads,
     parse_failure,
@@ -69,8 +71,10 @@ def prune(store: FingerprintStore, *, dry_run: bool = False) -> list[Pruned]:
 
 
 def _file_state(path: str, size: int, mtime_ns: int) -> str | None:
+    if path.startswith(STREAM_PREFIX):
+        return None  # a named stream has no file that could be gone
     try:
-        st = os.stat(path)
+        st = os.stat(entry_file(path)[0])
     except OSError:
         return "gone"
     return None if (st.st_size, st.st_mtime_ns) == (size, mtime_ns) else "changed"

@@ -28,12 +28,14 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from fpcli.cue import salted, track_of_entry
 from fpcli.errors import BadEntryError
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS, Fingerprint
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.results import TrackResult
 
 RECORD_SCHEMA = 2
+STREAM_PREFIX = "stream:"  # paths of named streams (fpcli analyze - --name NAME): no file behind them
 CONTENT_SAMPLE_BYTES = 64 * 1024
 DIGEST_CHUNK_BYTES = 1 << 20
 HEX32 = frozenset("0123456789abcdef")
@@ -65,6 +67,21 @@ def file_digest(path: str) -> str:
         while chunk := fh.read(DIGEST_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def entry_file(path: str) -> tuple[str, str]:
+    """(the file holding an entry's audio, what sets the entry apart within it): a
+    plain path is itself with no salt; a CUE track ``album.flac#03`` is the image with
+    the track's number and bounds (see ``fpcli.cue``)."""
+    track = track_of_entry(path)
+    return (track.image, track.salt) if track else (path, "")
+
+
+def entry_identity_keys(path: str, size: int, *, digest: bool) -> tuple[str, str | None]:
+    """(content key, full digest or None) of an entry, salted for a CUE track."""
+    file, salt = entry_file(path)
+    content = salted(content_key(file, size), salt)
+    return content, (salted(file_digest(file), salt) if digest else None)
 
 
 @dataclasses.dataclass(frozen=True)

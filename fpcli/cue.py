@@ -1,0 +1,158 @@
+"""CUE sheets: an album image (one audio file) with a ``.cue`` sheet becomes one entry
+per track, named ``<image path>#NN`` (e.g. ``album.flac#03``), analysed, stored,
+searched and listed on its own; the image itself is not a track.
+
+A track runs from its ``INDEX 01`` to the next track's ``INDEX 01`` (a pregap stays
+with the track before it, as most splitters do); the last track runs to the end of
+the image. Times are mm:ss:ff with 75 frames per second (the CD sector rate).
+Sheets referencing one file per track describe ordinary files and add nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+
+CUE_EXTENSION = ".cue"
+MAX_SHEET_BYTES = 1 << 20
+_ENTRY = re.compile(r"^(?P<image>.+)#(?P<number>\d{2,3})$", re.DOTALL)
+_TIME = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2})$")
+
+
+class CueError(Exception):
+    """A CUE sheet that cannot be used (unreadable, or tracks out of order)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
+
+
+@dataclasses.dataclass(frozen=True)
+class CueTrack:
+    """One track of an album image: the image's path, its number, and where it starts
+    and ends in seconds (``end_s`` None: the end of the image)."""
+
+    image: str
+    number: int
+    start_s: float
+    end_s: float | None
+
+    @property
+    def entry(self) -> str:
+        """The track's path as fpcli lists it: ``<image>#NN``."""
+        return f"{self.image}#{self.number:02d}"
+
+    @property
+    def salt(self) -> str:
+        """What tells this track's identity apart from the image's and its siblings'."""
+        return f"#{self.number}:{self.start_s!r}:{self.end_s!r}"
+
+
+def parse_sheet(path: str) -> dict[str, list[CueTrack]]:
+    """{image file name as written in the sheet: its tracks in order}; ``CueError`` for
+    a sheet that cannot be read or whose times go backwards."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SHEET_BYTES + 1)
+    except OSError as exc:
+        raise CueError(path, f"cannot read the CUE sheet: {exc.strerror or exc}") from None
+    if len(raw) > MAX_SHEET_BYTES:
+        raise CueError(path, "not a CUE sheet (larger than 1 MiB)")
+    text = _decode(raw)
+    files: dict[str, list[tuple[int, float | None]]] = {}
+    current: list[tuple[int, float | None]] | None = None
+    for line in text.splitlines():
+        words = line.strip().split()
+        if not words:
+            continue
+        keyword = words[0].upper()
+        if keyword == "FILE":
+            current = files.setdefault(_file_name(line), [])
+        elif keyword == "TRACK" and current is not None and len(words) >= 2 and words[1].isdigit():
+            current.append((int(words[1]), None))
+        elif keyword == "INDEX" and current and len(words) >= 3 and words[1] == "01":
+            current[-1] = (current[-1][0], _seconds(path, words[2]))
+    return {name: _tracks(path, name, entries) for name, entries in files.items()}
+
+
+def _tracks(sheet: str, name: str, entries: list[tuple[int, float | None]]) -> list[CueTrack]:
+    starts = [(number, start) for number, start in entries if start is not None]
+    tracks = []
+    for i, (number, start) in enumerate(starts):
+        end = starts[i + 1][1] if i + 1 < len(starts) else None
+        if end is not None and end <= start:
+            raise CueError(sheet, f"track {number:02d} ends before it starts ({start:.2f} s, then {end:.2f} s)")
+        tracks.append(CueTrack(name, number, start, end))
+    return tracks
+
+
+def _decode(raw: bytes) -> str:
+    """Sheets are UTF-8 (maybe with a BOM) or, from older rippers, Latin-1."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _file_name(line: str) -> str:
+    rest = line.strip()[4:].strip()
+    if rest.startswith('"'):
+        return rest[1:].split('"', 1)[0]
+    return rest.rsplit(" ", 1)[0] if " " in rest else rest
+
+
+def _seconds(sheet: str, text: str) -> float:
+    match = _TIME.match(text)
+    if not match:
+        raise CueError(sheet, f"bad INDEX time {text!r} (expected mm:ss:ff)")
+    minutes, seconds, frames = (int(g) for g in match.groups())
+    return minutes * 60 + seconds + frames / 75
+
+
+def cue_tracks_of_folder(folder: str, names: list[str]) -> tuple[list[CueTrack], set[str], set[str]]:
+    """(tracks of the album images in ``folder``, image file names, sheet file names)
+    for the ``.cue`` files among ``names``. An image is a FILE of a sheet that exists in
+    the folder and holds two or more tracks."""
+    present = set(names)
+    tracks: list[CueTrack] = []
+    images: set[str] = set()
+    sheets: set[str] = set()
+    for name in sorted(n for n in names if n.lower().endswith(CUE_EXTENSION)):
+        sheet = os.path.join(folder, name)
+        for image_name, image_tracks in parse_sheet(sheet).items():
+            image = os.path.basename(image_name.replace("\\", "/"))
+            if image in present and len(image_tracks) >= 2 and image not in images:
+                images.add(image)
+                sheets.add(name)
+                path = os.path.join(folder, image)
+                tracks += [dataclasses.replace(t, image=path) for t in image_tracks]
+    return tracks, images, sheets
+
+
+def track_of_entry(path: str) -> CueTrack | None:
+    """The CUE track an entry such as ``album.flac#03`` names, or None when ``path`` is
+    an ordinary path (a real file may be called ``Song #12.flac``: it wins)."""
+    match = _ENTRY.match(path)
+    if match is None or os.path.lexists(path):
+        return None
+    image = match["image"]
+    if not os.path.isfile(image):
+        return None
+    folder, name = os.path.split(image)
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return None
+    try:
+        tracks, _, _ = cue_tracks_of_folder(folder, [n for n in names if n.lower().endswith(CUE_EXTENSION)] + [name])
+    except CueError:
+        return None
+    number = int(match["number"])
+    return next((t for t in tracks if t.number == number and os.path.basename(t.image) == name), None)
+
+
+def salted(digest: str, salt: str) -> str:
+    """A 32-hex-digit identity for a part of a file: the file's digest with the part."""
+    return hashlib.blake2b(f"{digest}{salt}".encode(), digest_size=16).hexdigest() if salt else digest

@@ -1,0 +1,156 @@
+"""Partial and live fingerprints: what a track sounds like before all of it was heard.
+
+``LiveFingerprint`` is the class a player embeds: push blocks from its audio
+callback, ask for a snapshot at any time, save it to the store when the track
+changes. ``follow`` runs one over a reader (a file, or a stream on stdin), calling
+back every N seconds of audio and saving each snapshot as a partial record, so an
+interrupted stream (Ctrl-C, kill -9) keeps what was heard.
+
+A stream has no path: it is stored under a name (``stream:NAME`` in listings). The
+store keeps the record that heard the most of a name, like any other record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from fpcli.analyze import one_blas_thread
+from fpcli.audio import AudioReader
+from fpcli.errors import ParameterError
+from fpcli.fingerprint import Fingerprint
+from fpcli.params import AnalysisParams
+from fpcli.results import TrackResult
+from fpcli.store import FileIdentity, FingerprintStore, Record
+from fpcli.store.records import STREAM_PREFIX
+from fpcli.streaming import StreamingAnalyzer
+
+
+def stream_identity(name: str) -> FileIdentity:
+    """The identity a named stream is stored under (the name is its content)."""
+    if not name or "\n" in name:
+        raise ParameterError(f"--name {name!r}: a non-empty name on one line")
+    digest = hashlib.blake2b(f"{STREAM_PREFIX}{name}".encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    return FileIdentity(f"{STREAM_PREFIX}{name}", 0, 0, digest, digest)
+
+
+class LiveFingerprint:
+    """A streaming fingerprint that grows as audio arrives.
+
+    Example (a player)::
+
+        live = LiveFingerprint(44100, 2)
+        def on_audio(block):              # float32 or int16, shape (frames, channels)
+            live.push(block)
+        live.snapshot().values["tempo_bpm"], live.snapshot().confidence["tempo_bpm"]
+        with FingerprintStore.open() as store:   # when the track changes
+            live.save(store, "radio-2026-11-25T18:00")
+
+    ``expected_seconds`` (the track's length, when known) lets the confidence use
+    the share heard; a snapshot's ``complete`` is False until ``finish()``.
+    """
+
+    def __init__(self, samplerate: int, channels: int, params: AnalysisParams | None = None, *,
+                 expected_seconds: float | None = None) -> None:
+        self.samplerate, self.channels = samplerate, channels
+        expected = int(expected_seconds * samplerate) if expected_seconds else None
+        self._analyzer = StreamingAnalyzer(samplerate, channels, params, expected_frames=expected)
+        self._final: Fingerprint | None = None
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio pushed so far."""
+        return self._analyzer.pipeline.samples / self.samplerate
+
+    def push(self, block: np.ndarray) -> None:
+        """Add audio: (frames, channels) or (frames,) for mono; float in [-1, 1] or int16."""
+        samples = np.asarray(block)
+        if samples.ndim == 1:
+            samples = samples[:, None]
+        if samples.dtype == np.int16:
+            samples = samples.astype(np.float32) / np.float32(32768.0)
+        if samples.shape[1] != self.channels:
+            raise ParameterError(f"a block of {samples.shape[1]} channels pushed into a {self.channels}-channel "
+                                 "fingerprint")
+        with one_blas_thread():
+            self._analyzer.push(samples.astype(np.float32, copy=False))
+
+    def snapshot(self) -> Fingerprint:
+        """The fingerprint of what has been heard (the final one after ``finish``)."""
+        return self._final or self._analyzer.snapshot()
+
+    def finish(self) -> Fingerprint:
+        """The end of the track: the fingerprint becomes complete."""
+        if self._final is None:
+            with one_blas_thread():
+                self._final = self._analyzer.finish()
+        return self._final
+
+    def result(self, path: str, *, status: str = "ok", partial_reason: str | None = None,
+               format: str = "STREAM", subtype: str = "") -> TrackResult:
+        """The current snapshot as a ``TrackResult`` for ``path`` (or ``stream:NAME``)."""
+        return TrackResult(path=path, status=status, duration_s=self.seconds, samplerate=self.samplerate,
+                           channels=self.channels, format=format, subtype=subtype, partial_reason=partial_reason,
+                           streaming=self.snapshot())
+
+    def save(self, store: FingerprintStore, name: str) -> Record:
+        """Store the current snapshot under ``name`` (a partial record until ``finish``)."""
+        identity = stream_identity(name)
+        return store.save(identity, self.result(identity.path))
+
+
+Snapshot = Callable[[TrackResult], None]
+
+
+def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = None, every_s: float | None = None,
+           max_seconds: float | None = None, on_snapshot: Snapshot = lambda result: None,
+           keep: Callable[[TrackResult], None] = lambda result: None) -> TrackResult:
+    """Fingerprint ``reader`` as it is read: every ``every_s`` seconds of audio call
+    ``on_snapshot`` and ``keep`` (which saves a partial record) with the snapshot; stop
+    after ``max_seconds`` (a preview) or at the end (complete). Returns the last result.
+    A KeyboardInterrupt keeps (``keep``) what was heard, then propagates."""
+    if every_s is not None and not every_s > 0:
+        raise ParameterError(f"--every {every_s}: a positive number of seconds")
+    info = reader.info
+    expected = reader.expected_frames / info.samplerate if reader.expected_frames else None
+    live = LiveFingerprint(info.samplerate, info.channels, params, expected_seconds=expected)
+    started = time.perf_counter()
+    next_mark = every_s
+    whole = True
+    try:
+        for block in reader:
+            while block.size:
+                pushed = int(round(live.seconds * info.samplerate))
+                targets = [int(round(x * info.samplerate)) for x in (next_mark, max_seconds) if x is not None]
+                take = len(block) if not targets else min(len(block), max(min(targets) - pushed, 1))
+                live.push(block[:take])
+                block = block[take:]
+                if next_mark is not None and live.seconds >= next_mark - 1e-9:
+                    snapshot = _result(live, reader, path, started)
+                    on_snapshot(snapshot)
+                    keep(snapshot)
+                    next_mark += every_s or 0.0
+                if max_seconds is not None and live.seconds >= max_seconds - 1e-9:
+                    whole = False
+                    break
+            if not whole:
+                break
+    except KeyboardInterrupt:
+        keep(_result(live, reader, path, started))
+        raise
+    if whole:
+        live.finish()
+    final = _result(live, reader, path, started)
+    keep(final)
+    return final
+
+
+def _result(live: LiveFingerprint, reader: AudioReader, path: str, started: float) -> TrackResult:
+    info = reader.info
+    result = live.result(path, status="partial" if reader.partial else "ok", partial_reason=reader.partial_reason,
+                         format=info.format, subtype=info.subtype)
+    return dataclasses.replace(result, seconds_taken=time.perf_counter() - started)

@@ -1,0 +1,175 @@
+"""Finding the tracks of a library: folders walked recursively in a stable order,
+exclusions (``--exclude`` globs, ``.fpcliignore`` files in gitignore syntax, folders
+marked ``.nomedia`` or ``.notmusic``), CUE sheets (an album image becomes one entry per
+track, ``album.flac#03``), and an account of every file that is not analysed.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import stat
+from collections.abc import Callable, Iterable
+
+import pathspec
+
+from fpcli.audio import AUDIO_EXTENSIONS
+from fpcli.cue import CueError, cue_tracks_of_folder
+from fpcli.store.core import os_reason, stat_regular
+
+IGNORE_FILE = ".fpcliignore"
+SKIP_MARKERS = (".nomedia", ".notmusic")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanProblem:
+    path: str
+    message: str
+
+
+@dataclasses.dataclass
+class Scan:
+    """What a scan found: ``files`` to analyse (paths, or ``image#NN`` CUE tracks),
+    ``problems`` (missing paths, unreadable folders, loops, bad CUE sheets) and
+    ``ignored``: files not analysed, counted by reason (".jpg", "excluded", ...)."""
+
+    files: list[str] = dataclasses.field(default_factory=list)
+    problems: list[ScanProblem] = dataclasses.field(default_factory=list)
+    ignored: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+    def ignored_summary(self) -> str:
+        """"ignored 14 files: .jpg 9, .cue 2, excluded 3" ('' when nothing was ignored)."""
+        total = sum(self.ignored.values())
+        if not total:
+            return ""
+        parts = ", ".join(f"{reason} {count}" for reason, count in self.ignored.most_common())
+        return f"ignored {total} file{'s' if total != 1 else ''}: {parts}"
+
+
+def scan(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = ()) -> Scan:
+    """Audio files (by extension) under ``paths``, recursively, in a stable order.
+
+    Files given explicitly are taken whatever their extension. Symlinked folders are
+    followed once (a loop is reported, not followed again); unreadable folders and
+    missing paths are reported as problems, never fatal. ``exclude``: gitignore-style
+    patterns matched against paths relative to each root given.
+    """
+    result = Scan()
+    walker = _Walker(result, pathspec.GitIgnoreSpec.from_lines(list(exclude)))
+    for root in map(os.fsdecode, paths):
+        try:
+            is_folder = stat.S_ISDIR(os.stat(root).st_mode)
+        except OSError as exc:
+            result.problems.append(ScanProblem(root, os_reason(exc)))
+            continue
+        if is_folder:
+            walker.walk(root)
+        else:
+            walker.add(root)
+    return result
+
+
+class _Walker:
+    def __init__(self, result: Scan, exclude: pathspec.PathSpec) -> None:
+        self.result = result
+        self.exclude = exclude
+        self.seen_dirs: set[tuple[int, int]] = set()
+        self.seen_files: set[str] = set()
+
+    def add(self, path: str) -> None:
+        resolved = os.path.realpath(path)
+        if resolved in self.seen_files:
+            return
+        self.seen_files.add(resolved)
+        try:
+            stat_regular(resolved)  # a FIFO or device named *.wav would block the reader forever
+        except OSError as exc:
+            self.result.problems.append(ScanProblem(path, os_reason(exc)))
+            return
+        self.result.files.append(path)
+
+    def walk(self, root: str) -> None:
+        rules: dict[str, pathspec.PathSpec] = {}  # folder -> its .fpcliignore
+
+        def on_error(exc: OSError) -> None:
+            self.result.problems.append(ScanProblem(exc.filename or root, f"cannot list folder: {os_reason(exc)}"))
+
+        for folder, subfolders, names in os.walk(root, onerror=on_error, followlinks=True):
+            if not self._enter(folder, names, subfolders):
+                continue
+            spec = _ignore_file(folder, names, self.result)
+            if spec is not None:
+                rules[folder] = spec
+            ignored = self._ignored_by(root, folder, rules)
+            subfolders[:] = sorted(d for d in subfolders if not ignored(os.path.join(folder, d), True))
+            self._files(folder, sorted(names), ignored)
+
+    def _enter(self, folder: str, names: list[str], subfolders: list[str]) -> bool:
+        try:
+            st = os.stat(folder)
+        except OSError as exc:
+            self.result.problems.append(ScanProblem(folder, f"cannot read: {os_reason(exc)}"))
+            subfolders[:] = []
+            return False
+        if (st.st_dev, st.st_ino) in self.seen_dirs:
+            self.result.problems.append(ScanProblem(folder, "symlink loop or repeated folder: skipped"))
+            subfolders[:] = []
+            return False
+        self.seen_dirs.add((st.st_dev, st.st_ino))
+        if any(marker in names for marker in SKIP_MARKERS):
+            self.result.ignored["in a .nomedia/.notmusic folder"] += len(names)
+            subfolders[:] = []
+            return False
+        return True
+
+    def _ignored_by(self, root: str, folder: str, rules: dict[str, pathspec.PathSpec]
+                    ) -> Callable[[str, bool], bool]:
+        """A predicate: is this path excluded by --exclude or by an .fpcliignore of the
+        folder or of any folder above it (up to the root)?"""
+        applicable = [(base, spec) for base, spec in rules.items()
+                      if folder == base or folder.startswith(os.path.join(base, ""))]
+
+        def ignored(path: str, is_dir: bool) -> bool:
+            suffix = "/" if is_dir else ""
+            if self.exclude.match_file(os.path.relpath(path, root) + suffix):
+                return True
+            return any(spec.match_file(os.path.relpath(path, base) + suffix) for base, spec in applicable)
+        return ignored
+
+    def _files(self, folder: str, names: list[str], ignored: Callable[[str, bool], bool]) -> None:
+        try:
+            tracks, images, sheets = cue_tracks_of_folder(folder, names)
+        except CueError as exc:
+            self.result.problems.append(ScanProblem(exc.path, str(exc)))
+            tracks, images, sheets = [], set(), set()
+        for track in tracks:
+            if not ignored(track.image, False):
+                self.result.files.append(track.entry)
+        for name in names:
+            path = os.path.join(folder, name)
+            extension = os.path.splitext(name)[1].lower() or "(no extension)"
+            if name in (IGNORE_FILE, *SKIP_MARKERS):
+                continue
+            if ignored(path, False):
+                self.result.ignored["excluded"] += 1
+            elif name in images:
+                continue  # an album image: its tracks were added above
+            elif name in sheets:
+                self.result.ignored[".cue (tracks listed)"] += 1
+            elif extension in AUDIO_EXTENSIONS:
+                self.add(path)
+            else:
+                self.result.ignored[extension] += 1
+
+
+def _ignore_file(folder: str, names: list[str], result: Scan) -> pathspec.PathSpec | None:
+    if IGNORE_FILE not in names:
+        return None
+    path = os.path.join(folder, IGNORE_FILE)
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            return pathspec.GitIgnoreSpec.from_lines(handle)
+    except (OSError, ValueError) as exc:
+        result.problems.append(ScanProblem(path, f"cannot use this ignore file: {exc}"))
+        return None

@@ -1,0 +1,164 @@
+"""Partial and live fingerprints: previews, upgrades, streams on stdin, snapshots, the
+player API, and what an interrupted stream keeps."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fpcli import synth
+from fpcli.analyze import Want, fingerprint_of
+from fpcli.cli import app
+from fpcli.live import LiveFingerprint
+from fpcli.store import FingerprintStore, prune
+from tests.conftest import write
+
+SR = 22050
+runner = CliRunner()
+
+
+@pytest.fixture
+def song(tmp_path):
+    return write(tmp_path / "song.wav", synth.music_like(12.0, SR, seed=5), SR)
+
+
+def _fpcli(store, *args, stdin=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "fpcli", "--store", str(store), *args], input=stdin,
+                          capture_output=True, timeout=timeout)
+
+
+def _lines(output):
+    return [json.loads(line) for line in output.decode().splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_a_stream_on_stdin_gives_the_files_fingerprint(tmp_path, song, fmt):
+    source = song if fmt == "wav" else write(tmp_path / "song.flac", synth.music_like(12.0, SR, seed=5), SR)
+    store = tmp_path / "s"
+    from_file = _lines(_fpcli(store, "analyze", source, "--json").stdout)[-1]
+    piped = _fpcli(store, "analyze", "-", "--json", "--no-store", stdin=open(source, "rb").read())
+    assert piped.returncode == 0, piped.stderr
+    [streamed] = _lines(piped.stdout)
+    assert streamed["complete"] and streamed["seconds"] == pytest.approx(12.0)
+    _same_fingerprint(streamed, from_file)
+
+
+def _same_fingerprint(a, b):
+    for dim, value in b["streaming"].items():
+        assert a["streaming"][dim]["value"] == pytest.approx(value["value"], rel=1e-6, abs=1e-9), dim
+        assert a["streaming"][dim]["confidence"] == value["confidence"], dim
+
+
+def test_snapshots_rise_and_the_last_one_is_the_files(tmp_path, song):
+    store = tmp_path / "s"
+    whole = _lines(_fpcli(store, "analyze", song, "--json").stdout)[-1]
+    run = _fpcli(store, "analyze", "-", "--json", "--every", "3", "--name", "radio", stdin=open(song, "rb").read())
+    assert run.returncode == 0, run.stderr
+    rows = _lines(run.stdout)
+    seconds = [r["seconds"] for r in rows]
+    assert seconds[:4] == pytest.approx([3.0, 6.0, 9.0, 12.0]) and seconds == sorted(seconds)
+    assert [r["complete"] for r in rows][-1] and not any(r["complete"] for r in rows[:-1])
+    assert rows[-1]["path"] == "stream:radio"
+    _same_fingerprint(rows[-1], whole)  # equal up to float rounding of other block boundaries
+    listed = runner.invoke(app, ["--store", str(store), "cache", "list", "--json"]).stdout
+    assert "stream:radio" in {json.loads(line)["path"] for line in listed.splitlines()}
+    with FingerprintStore.open(store) as s:
+        assert prune(s) == []  # a named stream has no file that could be gone
+
+
+def test_raw_pcm_on_stdin(tmp_path):
+    audio = synth.music_like(4.0, SR, seed=6)
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    run = _fpcli(tmp_path / "s", "analyze", "-", "--raw-format", "s16le", "--rate", str(SR), "--channels", "2",
+                 "--json", "--no-store", stdin=pcm)
+    assert run.returncode == 0, run.stderr
+    [row] = _lines(run.stdout)
+    assert row["samplerate"] == SR and row["channels"] == 2 and row["seconds"] == pytest.approx(4.0)
+    bad = _fpcli(tmp_path / "s", "analyze", "-", "--raw-format", "s16le", stdin=pcm)
+    assert bad.returncode == 2 and b"--rate and --channels" in bad.stderr
+
+
+def test_not_audio_on_stdin_is_one_clear_error(tmp_path):
+    run = _fpcli(tmp_path / "s", "analyze", "-", "--json", "--no-store", stdin=b"hello, not audio\n" * 100)
+    assert run.returncode == 3 and b"Traceback" not in run.stderr
+    [row] = _lines(run.stdout)
+    assert row["status"] == "error" and "not a decodable audio stream" in row["error"]
+
+
+def test_kill_9_during_a_followed_stream_keeps_what_was_heard(tmp_path, song):
+    store = tmp_path / "s"
+    process = subprocess.Popen([sys.executable, "-m", "fpcli", "--store", str(store), "analyze", "-", "--json",
+                                "--every", "2", "--name", "live", "--raw-format", "s16le", "--rate", str(SR),
+                                "--channels", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+    pcm = (synth.music_like(30.0, SR, seed=7) * 32767).astype("<i2").tobytes()
+    second = SR * 4  # bytes per second of s16 stereo
+    seen = []
+    for start in range(0, len(pcm), second // 2):  # a live source: half a second at a time
+        process.stdin.write(pcm[start:start + second // 2])
+        process.stdin.flush()
+        if start >= 5 * second:
+            break
+    deadline = time.monotonic() + 60
+    while len(seen) < 2 and time.monotonic() < deadline:
+        seen.append(json.loads(process.stdout.readline()))
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(30)
+    assert [r["seconds"] for r in seen] == pytest.approx([2.0, 4.0])
+    with FingerprintStore.open(store) as s:
+        [record] = list(s.records())
+    assert record.path == "stream:live" and not record.complete and record.streaming.seconds >= 4.0
+
+
+def test_previews_upgrade_and_extend_from_the_cli(tmp_path):
+    library = tmp_path / "lib"
+    library.mkdir()
+    for i in range(3):
+        write(library / f"t{i}.flac", synth.music_like(10.0, SR, seed=i), SR)
+    store = ["--store", str(tmp_path / "s")]
+    first = runner.invoke(app, [*store, "analyze", str(library), "--seconds", "3", "--json"])
+    rows = [json.loads(line) for line in first.stdout.splitlines()]
+    assert [(r["complete"], r["seconds"]) for r in rows] == [(False, pytest.approx(3.0))] * 3
+    assert all(r["duration_s"] == pytest.approx(10.0) for r in rows)  # the track's length, not the preview's
+    listed = runner.invoke(app, [*store, "cache", "list", "--previews", "--json"]).stdout.splitlines()
+    assert len(listed) == 3
+    again = runner.invoke(app, [*store, "analyze", str(library), "--seconds", "2", "--json"])
+    assert all(json.loads(line)["cached"] for line in again.stdout.splitlines())  # 3 s serve a 2 s request
+    write(library / "new.flac", synth.music_like(10.0, SR, seed=9), SR)
+    upgrade = runner.invoke(app, [*store, "analyze", str(library), "--upgrade", "--json"])
+    rows = {os.path.basename(json.loads(line)["path"]): json.loads(line) for line in upgrade.stdout.splitlines()}
+    assert set(rows) == {"t0.flac", "t1.flac", "t2.flac"} and all(r["complete"] for r in rows.values())
+    assert "1 never analysed" in upgrade.stderr
+    assert runner.invoke(app, [*store, "cache", "list", "--previews", "--json"]).stdout == ""
+
+
+def test_a_preview_is_never_served_to_a_full_request(tmp_path):
+    track = write(tmp_path / "t.flac", synth.music_like(8.0, SR, seed=3), SR)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        preview = fingerprint_of(store, track, Want(seconds=2.0))
+        full = fingerprint_of(store, track)
+    assert not preview.streaming.complete and full.streaming.complete and not full.cached
+
+
+def test_the_player_api(tmp_path):
+    audio = synth.music_like(6.0, SR, seed=8)
+    live = LiveFingerprint(SR, 2, expected_seconds=6.0)
+    confidences = []
+    for start in range(0, len(audio), 4096):  # an audio callback's blocks, as int16
+        live.push((audio[start:start + 4096] * 32767).astype(np.int16))
+        if start % (SR * 2) < 4096:
+            confidences.append(live.snapshot().confidence["spectral_centroid_hz"])
+    assert live.seconds == pytest.approx(6.0)
+    assert confidences == sorted(confidences) and not live.snapshot().complete
+    with FingerprintStore.open(tmp_path / "s") as store:
+        partial = live.save(store, "player")
+        assert not partial.complete
+        live.finish()
+        final = live.save(store, "player")
+        assert final.complete and [r.path for r in store.records()] == ["stream:player"]

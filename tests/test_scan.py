@@ -1,0 +1,150 @@
+"""Scanning libraries: exclusions, ignore files, marker folders, CUE sheets, and the
+account of what was not analysed."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fpcli import synth
+from fpcli.analyze import fingerprint_of, open_entry
+from fpcli.cli import app
+from fpcli.cue import CueError, parse_sheet, track_of_entry
+from fpcli.scan import scan
+from fpcli.store import FingerprintStore, prune
+from tests.conftest import write
+
+SR = 22050
+runner = CliRunner()
+
+
+def _names(found, root):
+    return sorted(os.path.relpath(f, root) for f in found.files)
+
+
+@pytest.fixture
+def library(tmp_path):
+    root = tmp_path / "lib"
+    for folder in ("albums/a", "albums/b", "Podcasts", "samples"):
+        (root / folder).mkdir(parents=True)
+    for name in ("albums/a/1.flac", "albums/a/2.wav", "albums/b/3.flac", "Podcasts/ep1.mp3", "samples/kick.wav"):
+        write(root / name, synth.sine(440, 0.5, SR), SR)
+    (root / "albums" / "a" / "cover.jpg").write_bytes(b"\xff\xd8")
+    (root / "albums" / "a" / "notes.txt").write_text("liner notes")
+    (root / "samples" / ".nomedia").write_text("")
+    return root
+
+
+def test_exclusions_markers_and_the_ignored_account(library):
+    found = scan([library], exclude=["Podcasts/", "*.wav"])
+    assert _names(found, library) == ["albums/a/1.flac", "albums/b/3.flac"]
+    assert found.ignored == {"excluded": 1, ".jpg": 1, ".txt": 1, "in a .nomedia/.notmusic folder": 2}
+    assert found.ignored_summary().startswith("ignored 5 files: ")
+    assert scan([library]).ignored_summary() == "ignored 4 files: in a .nomedia/.notmusic folder 2, .jpg 1, .txt 1"
+
+
+def test_fpcliignore_files_apply_to_their_folder_and_below(library):
+    (library / "albums" / ".fpcliignore").write_text("# comment\nb/\n*.wav\n!2.wav\n")
+    assert _names(scan([library / "albums"]), library) == ["albums/a/1.flac", "albums/a/2.wav"]
+    assert "Podcasts/ep1.mp3" in _names(scan([library]), library)  # outside its folder: not affected
+
+
+def test_m4a_files_are_found_by_folder_scans(tmp_path):
+    (tmp_path / "itunes").mkdir()
+    for name in ("song.m4a", "other.MP4", "x.wma"):
+        (tmp_path / "itunes" / name).write_bytes(b"\x00" * 10)
+    assert _names(scan([tmp_path / "itunes"]), tmp_path / "itunes") == ["other.MP4", "song.m4a", "x.wma"]
+
+
+def _album(folder, seconds=(3.0, 2.0, 4.0), sheet=True):
+    """An album image of three distinct pieces with a CUE sheet (in Latin-1, as old rippers write)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pieces = [synth.music_like(s, SR, seed=40 + i, bpm=90 + 20 * i) for i, s in enumerate(seconds)]
+    image = write(folder / "Album Image.flac", np.concatenate(pieces), SR)
+    starts = np.cumsum([0.0, *seconds[:-1]])
+    lines = ['PERFORMER "Tëster"', 'FILE "Album Image.flac" WAVE']
+    for number, start in enumerate(starts, start=1):
+        minutes, rest = divmod(start, 60)
+        lines += [f"  TRACK {number:02d} AUDIO", f'    TITLE "Piece {number}"',
+                  f"    INDEX 01 {int(minutes):02d}:{int(rest):02d}:{round((rest % 1) * 75):02d}"]
+    if sheet:
+        (folder / "Album Image.cue").write_bytes("\r\n".join(lines).encode("latin-1"))
+    return image, pieces
+
+
+def test_a_cue_sheet_turns_an_image_into_tracks(tmp_path):
+    image, pieces = _album(tmp_path / "album")
+    tracks = parse_sheet(str(tmp_path / "album" / "Album Image.cue"))["Album Image.flac"]
+    assert [(t.number, t.start_s, t.end_s) for t in tracks] == [(1, 0.0, 3.0), (2, 3.0, 5.0), (3, 5.0, None)]
+    found = scan([tmp_path / "album"])
+    assert [os.path.basename(f) for f in found.files] == [f"Album Image.flac#{n:02d}" for n in (1, 2, 3)]
+    assert found.ignored == {".cue (tracks listed)": 1}
+    for entry, piece in zip(found.files, pieces, strict=True):  # each track reads exactly its samples
+        reader = open_entry(entry)
+        audio = np.concatenate(list(reader))
+        assert len(audio) == len(piece) and not reader.partial
+        np.testing.assert_allclose(audio, piece, atol=1e-4)
+
+
+def test_cue_tracks_are_analysed_stored_listed_and_pruned_on_their_own(tmp_path):
+    _album(tmp_path / "album")
+    store_dir = str(tmp_path / "s")
+    first = runner.invoke(app, ["--store", store_dir, "analyze", str(tmp_path / "album"), "--json"])
+    assert first.exit_code == 0, first.output
+    rows = sorted((json.loads(line) for line in first.stdout.splitlines()), key=lambda r: r["path"])
+    assert [os.path.basename(r["path"]) for r in rows] == ["Album Image.flac#01", "Album Image.flac#02",
+                                                           "Album Image.flac#03"]
+    assert [round(r["duration_s"], 2) for r in rows] == [3.0, 2.0, 4.0]
+    assert len({r["streaming"]["tempo_bpm"]["value"] for r in rows}) == 3  # three different pieces
+    again = runner.invoke(app, ["--store", store_dir, "analyze", str(tmp_path / "album"), "--json"])
+    assert [json.loads(line)["cached"] for line in again.stdout.splitlines()] == [True, True, True]
+    listed = runner.invoke(app, ["--store", store_dir, "cache", "list", "--json"]).stdout.splitlines()
+    assert len(listed) == 3
+    with FingerprintStore.open(store_dir) as store:
+        assert prune(store) == []
+        hits = fingerprint_of(store, rows[0]["path"])
+        assert hits.cached
+        os.remove(tmp_path / "album" / "Album Image.flac")
+        assert len(prune(store)) == 3 and list(store.records()) == []
+
+
+def test_a_real_file_with_a_hash_in_its_name_wins(tmp_path):
+    _album(tmp_path / "album")
+    real = write(tmp_path / "album" / "Album Image.flac#02", synth.sine(440, 0.5, SR), SR, format="FLAC")
+    assert track_of_entry(real) is None
+
+
+def test_bad_cue_sheets_are_problems_not_crashes(tmp_path):
+    folder = tmp_path / "album"
+    _album(folder, sheet=False)
+    (folder / "bad.cue").write_text('FILE "Album Image.flac" WAVE\nTRACK 01 AUDIO\nINDEX 01 02:00:00\n'
+                                     'TRACK 02 AUDIO\nINDEX 01 01:00:00\n')
+    found = scan([folder])
+    assert [p.message for p in found.problems] == ["track 01 ends before it starts (120.00 s, then 60.00 s)"]
+    assert [os.path.basename(f) for f in found.files] == ["Album Image.flac"]  # analysed as one file
+    with pytest.raises(CueError):
+        parse_sheet(str(folder / "bad.cue"))
+
+
+def test_missing_loop_and_unreadable_paths_are_json_errors(tmp_path):
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    result = runner.invoke(app, ["analyze", str(tmp_path / "missing.flac"), str(tmp_path / "loop"), "--json"])
+    assert result.exit_code == 3
+    rows = {os.path.basename(r["path"]): r for r in map(json.loads, result.stdout.splitlines())}
+    assert rows["missing.flac"]["status"] == "error" and rows["missing.flac"]["error"] == "no such file or folder"
+    assert rows["loop"]["error"] == "symlink loop"
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) from util-linux for a pseudo-terminal")
+def test_json_goes_to_stdout_even_with_the_progress_bar_on_a_terminal(library, tmp_path):
+    """stderr is a terminal (the bar is drawn there), stdout is redirected to a file."""
+    out = tmp_path / "out.jsonl"
+    command = f"{sys.executable} -m fpcli --store {tmp_path / 's'} analyze --json {library / 'albums'} > {out}"
+    subprocess.run(["script", "-qec", command, "/dev/null"], check=True, capture_output=True, timeout=120)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(os.path.basename(r["path"]) for r in rows) == ["1.flac", "2.wav", "3.flac"]
