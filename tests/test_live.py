@@ -3,6 +3,7 @@ player API, and what an interrupted stream keeps."""
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -96,7 +97,7 @@ def test_kill_9_during_a_followed_stream_keeps_what_was_heard(tmp_path, song):
     process = subprocess.Popen([sys.executable, "-m", "fpcli", "--store", str(store), "analyze", "-", "--json",
                                 "--every", "2", "--name", "live", "--raw-format", "s16le", "--rate", str(SR),
                                 "--channels", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, bufsize=0)  # unbuffered: select() sees every line
     pcm = (synth.music_like(30.0, SR, seed=7) * 32767).astype("<i2").tobytes()
     second = SR * 4  # bytes per second of s16 stereo
     seen = []
@@ -107,7 +108,8 @@ def test_kill_9_during_a_followed_stream_keeps_what_was_heard(tmp_path, song):
             break
     deadline = time.monotonic() + 60
     while len(seen) < 2 and time.monotonic() < deadline:
-        seen.append(json.loads(process.stdout.readline()))
+        if select.select([process.stdout], [], [], 1.0)[0]:
+            seen.append(json.loads(process.stdout.readline()))
     os.kill(process.pid, signal.SIGKILL)
     process.wait(30)
     assert [r["seconds"] for r in seen] == pytest.approx([2.0, 4.0])

@@ -31,21 +31,22 @@ class RawSource:
         self.length_exact = False
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
-        """float32 (n, channels) blocks; a trailing partial frame is dropped."""
+        """float32 (n, channels) blocks of at most ``block_frames``: a full block when
+        the pipe has one, else what has arrived (a live source must not wait for 1.5 s
+        of audio before its first snapshot); a trailing partial frame is dropped."""
         frame_bytes = self._dtype.itemsize * self.info.channels
+        wanted = block_frames * frame_bytes
+        read = getattr(self._stream, "read1", self._stream.read)  # read1: what is there, waiting only for 1 byte
         pending = b""
         while True:
-            chunk = self._stream.read(block_frames * frame_bytes - len(pending))
+            chunk = read(wanted - len(pending))
             if not chunk:
                 break
             pending += chunk
             usable = len(pending) - len(pending) % frame_bytes
-            if usable >= block_frames * frame_bytes or not chunk:
+            if usable:
                 yield self._samples(pending[:usable])
                 pending = pending[usable:]
-        usable = len(pending) - len(pending) % frame_bytes
-        if usable:
-            yield self._samples(pending[:usable])
 
     def _samples(self, data: bytes) -> np.ndarray:
         samples = np.frombuffer(data, dtype=self._dtype).reshape(-1, self.info.channels)
