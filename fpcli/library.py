@@ -171,6 +171,8 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
             found = look_up(store, path, options.want, force=options.force)
             known = answer(path, found, retry_failed=options.retry_failed)
             if known is not None:
+                if found.error is not None and not known.cached:  # unreadable: recorded, skipped until it changes
+                    store.save_failure(path, None, known.error_type or "OSError", known.error or "unreadable")
                 summary.count(known)
                 on_event("track", known)
             elif found.identity is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 import pytest
@@ -142,3 +143,30 @@ def test_a_single_file_gets_its_time_limit(tmp_path):
     run = assert_clear(cli("analyze", long, "--timeout", "1", "--json", store=tmp_path / "s"), 3)
     (row,) = run.json_lines()
     assert row["status"] == "error" and "longer than 1 s" in row["error"]
+
+
+def test_unreadable_files_and_an_unwritable_index_folder(analysed, tmp_path):
+    """An unreadable file is a recorded failure, not read again on the next run; an
+    index folder the user may not write does not stop a search."""
+    root, library, source = analysed
+    store = tmp_path / "store"
+    shutil.copytree(source, store)
+    secret = library / "secret.wav"
+    secret.write_bytes(wav_bytes(signal(0.5, 16000, 1, 77)[:, 0], 16000))
+    os.chmod(secret, 0)
+    (store / "index").mkdir(exist_ok=True)
+    os.chmod(store / "index", 0o555)
+    prefix = ("setpriv", "--bounding-set=-dac_override,-dac_read_search") if os.geteuid() == 0 else ()
+    try:
+        runs = [cli_subprocess("analyze", library, "--json", store=store, prefix=prefix, timeout=120)
+                for _ in range(2)]
+        found = cli_subprocess("search", library / "track000.wav", "-s", "fast", store=store, prefix=prefix,
+                               timeout=120)
+    finally:
+        secret.unlink()
+        os.chmod(store / "index", 0o755)
+    for run, cached in zip(runs, (False, True), strict=True):
+        assert_clear(run, 3)
+        (row,) = [r for r in run.json_lines() if r["path"].endswith("secret.wav")]
+        assert row["status"] == "error" and "permission denied" in row["error"] and row["cached"] is cached
+    assert_clear(found, 0)
