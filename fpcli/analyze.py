@@ -233,10 +233,10 @@ def look_up(store: FingerprintStore, path: str, want: Want, *, force: bool = Fal
 def answer(path: str, found: Lookup, *, retry_failed: bool = False) -> TrackResult | None:
     """The result the store gives without analysing: a hit, a known failure (skipped
     unless ``retry_failed``) or an unreadable file; None when it must be analysed."""
-    if found.error is not None:
-        return failed(path, "OSError", found.error)
     if found.failure is not None and not retry_failed:
         return failed(path, found.failure.error_type, found.failure.message, cached=True)
+    if found.error is not None:
+        return failed(path, "OSError", found.error)
     if found.record is not None:
         return found.record.to_result(path)
     return None

@@ -37,6 +37,15 @@ class StoreError(FpcliError):
     """The store cannot be opened, read or written, or holds something unsafe."""
 
 
+class DamagedStoreError(StoreError):
+    """The store's database is too damaged to open at all; ``cache verify --repair``
+    moves it aside and rebuilds it from the rows that can still be read."""
+
+    def __init__(self, message: str, location: str) -> None:
+        super().__init__(message)
+        self.location = location
+
+
 class BadEntryError(StoreError):
     """One entry of the store (or one line of an import) cannot be used: not JSON, a
     pickle, or a value that breaks the record schema. One bad entry is one bad entry:

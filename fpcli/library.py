@@ -106,6 +106,8 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
             lookup = look_up(store, path, options.want, force=options.force)
             known = answer(path, lookup, retry_failed=options.retry_failed)
             if known is not None:
+                if lookup.error is not None and not known.cached:  # unreadable: recorded, skipped until it changes
+                    store.save_failure(path, None, known.error_type or "OSError", known.error or "unreadable")
                 summary.count(known)
                 on_event("track", known)
             elif lookup.identity is not None and (lookup.previous is not None or not options.upgrade):

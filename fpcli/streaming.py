@@ -192,12 +192,12 @@ class StreamingAnalyzer:
         1.0 once the track has been read to its end; before that,
         READ_SHARE_WEIGHT * share_read + (1 - READ_SHARE_WEIGHT) * (1 - exp(-evidence / scale)),
         capped at 0.99 (evidence alone, scaled by 0.9, when the length is unknown).
-        A value that cannot be computed yet has confidence 0 until the end.
+        A null value (one that cannot be computed, yet or at all) has confidence 0.
         """
-        if self._finished:
-            return 1.0
         if value is None:
             return 0.0
+        if self._finished:
+            return 1.0
         evidence = 1.0 - math.exp(-self._evidence(name) / EVIDENCE_SCALES[name][1])
         if self.expected_frames:
             share = min(self.pipeline.samples / self.expected_frames, 1.0)

@@ -53,6 +53,10 @@ class SndfileSource:
             claimed = _wav_data_frames(path, self.info.channels, self.info.subtype)
             if claimed is not None:
                 self.expected_frames = claimed
+        elif self.info.format == "AIFF":
+            claimed = _aiff_frames(path)  # clamped by libsndfile like WAV's; COMM states the count
+            if claimed is not None:
+                self.expected_frames = claimed
         elif self.info.subtype.startswith("MPEG_LAYER"):
             self.length_exact = headers.mp3_states_length(path)
 
@@ -180,6 +184,25 @@ def _wav_data_frames(path: str, channels: int, subtype: str) -> int | None:
                     if size in (0, 0xFFFFFFFF):
                         return None
                     return size // (width * channels)
+                fh.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+
+
+def _aiff_frames(path: str) -> int | None:
+    """Frames an AIFF/AIFF-C ``COMM`` chunk states (``numSampleFrames``), or None."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"FORM" or len(fh.read(4)) != 4 or fh.read(4) not in (b"AIFF", b"AIFC"):
+                return None
+            while True:
+                header = fh.read(8)
+                if len(header) < 8:
+                    return None
+                chunk_id, size = header[:4], struct.unpack(">I", header[4:])[0]
+                if chunk_id == b"COMM":
+                    body = fh.read(6)
+                    return struct.unpack(">I", body[2:6])[0] if len(body) == 6 else None
                 fh.seek(size + (size & 1), os.SEEK_CUR)
     except OSError:
         return None

@@ -25,9 +25,10 @@ from fpcli.cli.render import (
     when,
 )
 from fpcli.cli.tracks import render_track
-from fpcli.errors import FpcliError
+from fpcli.errors import DamagedStoreError, FpcliError
 from fpcli.store import FingerprintStore, Record, export_store, import_store, prune, repair, verify
 from fpcli.store.core import os_reason
+from fpcli.store.diskcache_backend import salvage
 
 
 def report_bad_entries(store: FingerprintStore) -> None:
@@ -295,9 +296,22 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
 
       fpcli cache verify --repair
     """
-    with ctx.obj.open_store() as store:
+    done: dict[str, int] | None = None
+    try:
+        opened = ctx.obj.open_store()
+    except DamagedStoreError as exc:
+        if not repair_:
+            if as_json:
+                print_json({"entries": 0, "problems": [str(exc)], "repaired": None})
+            else:
+                rows_out("1 problem(s)", ["problem"], [[str(exc)]])
+                note("", "checked 0 entries: 1 problem(s) (the database cannot be opened)")
+            raise typer.Exit(EXIT_SOME_FAILED) from None
+        done = salvage(exc.location)
+        note("", f"repaired: rebuilt the damaged database, {done} (the damaged part is kept as *.damaged-*)")
+        opened = ctx.obj.open_store()
+    with opened as store:
         problems = verify(store)
-        done: dict[str, int] | None = None
         if repair_ and problems:
             quarantine = _quarantine_path(store)
             done = repair(store, quarantine)

@@ -14,6 +14,7 @@ import multiprocessing.connection
 import multiprocessing.process
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
@@ -46,6 +47,7 @@ def _worker_main(connection: Connection, warm_up: Callable[[], None] | None) -> 
     """A worker process: run the calls sent by the parent until it sends None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     keep_buffers_on_heap()
+    _quiet_native_stderr()
     if warm_up is not None:
         warm_up()  # heavy imports before "ready": a time limit measures work, not start-up
     try:
@@ -57,6 +59,21 @@ def _worker_main(connection: Connection, warm_up: Callable[[], None] | None) -> 
             connection.send(call())
     except (EOFError, OSError):  # the parent is gone (killed): nothing to report to
         return
+
+
+def _quiet_native_stderr() -> None:
+    """Decoders' C libraries write their own notes to file descriptor 2 (libmpg123:
+    "Note: Trying to resync...", "error: dequantization failed!"), which would reach
+    the user's terminal as stray lines; the reason of a failure comes back with its
+    result instead. Python's ``sys.stderr`` keeps a copy of the real stderr."""
+    try:
+        kept = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = open(kept, "w", buffering=1, errors="backslashreplace")  # noqa: SIM115 - for the process
+    except OSError:
+        pass
 
 
 class WorkerPool:

@@ -124,7 +124,7 @@ class _quiet_nan_warnings:
 
 def row_of(record: Record, kind: str, params_key: str | None = None) -> np.ndarray | None:
     """(d,) float32 physical values of one kind (NaN for null); None when the record
-    has no such values, is a preview, or belongs to other parameters or versions."""
+    has no such values (or only nulls), is a preview, or belongs to other parameters or versions."""
     if params_key is not None and (record.params_key != params_key
                                    or record.fingerprint_version != FINGERPRINT_VERSION or not record.complete):
         return None
@@ -132,6 +132,8 @@ def row_of(record: Record, kind: str, params_key: str | None = None) -> np.ndarr
     if source is None:
         return None
     values = source.values
+    if all(v is None for v in values.values()):
+        return None  # nothing measured (a file of a few frames): it would be equally near everything
     return np.array([np.nan if values.get(d) is None else values[d] for d in KINDS[kind]], dtype=np.float32)
 
 

@@ -122,7 +122,7 @@ def _choose(record: Record) -> tuple[str, str]:
 def _query_row(record: Record, kind: str) -> np.ndarray:
     row = row_of(record, kind)
     if row is None:
-        raise SearchError(f"the query has no {kind} fingerprint")
+        raise SearchError(f"the query has no {kind} fingerprint values (too short or silent to measure)")
     return row
 
 

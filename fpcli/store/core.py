@@ -230,11 +230,17 @@ class FingerprintStore:
         failure (not counted)."""
         resolved = resolve(path)
         try:
-            identity, entry = self._identify(resolved, want_digest=False)
+            st = stat_regular(resolved)
         except OSError as exc:
             return Lookup(None, error=os_reason(exc))
         failure = self._read_failure(resolved)
-        if failure and (failure.size, failure.mtime_ns) == (identity.size, identity.mtime_ns):
+        if failure and (failure.size, failure.mtime_ns) != (st.st_size, st.st_mtime_ns):
+            failure = None
+        try:
+            identity, entry = self._identify(resolved, want_digest=False)
+        except OSError as exc:  # unreadable: its recorded failure (if unchanged) comes with the error
+            return Lookup(None, failure=failure, error=os_reason(exc))
+        if failure:
             return Lookup(identity, failure=failure)
         stored = self.read_record(record_key(identity.digest, need.params_key)) if identity.digest else None
         record = stored if stored is not None and need.served_by(stored) else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +20,12 @@ from typing import Any
 import diskcache
 import diskcache.core
 
-from fpcli.errors import BadEntryError, StoreError
+from fpcli.errors import BadEntryError, DamagedStoreError, StoreError
 from fpcli.store.protocol import JOURNAL_LIMIT
 
 RECORD_PREFIX = "rec:"
 META_COUNTERS = ("hits", "misses", "evictions", "expiries", "generation", "epoch")
+_NOT_DAMAGE = ("readonly", "read-only", "locked", "disk is full", "disk I/O")  # sqlite3 errors that are no damage
 REPAIR_HINT = "run `fpcli cache verify --repair`, or `fpcli cache export` to save what is readable"
 
 
@@ -80,19 +82,28 @@ class DiskcacheBackend:
     def __init__(self, directory: str, *, size_limit_mb: float, ttl_s: float | None = None) -> None:
         self.location = directory
         self.ttl_s = ttl_s
+        self._size_limit_mb = size_limit_mb
         try:
             os.makedirs(directory, exist_ok=True)
-            self._data = diskcache.Cache(
-                os.path.join(directory, "data"), disk=SafeDisk, eviction_policy="least-recently-used",
-                size_limit=int(size_limit_mb * 2**20), cull_limit=0, statistics=False,
-            )
-            self._meta = diskcache.Cache(os.path.join(directory, "meta"), disk=SafeDisk,
-                                         eviction_policy="none", cull_limit=0)
+            self._open()
         except OSError as exc:
             raise StoreError(f"cannot open the store at {directory}: {exc.strerror or exc}") from None
         except (sqlite3.Error, diskcache.Timeout) as exc:
-            raise StoreError(f"cannot open the store at {directory}: {exc} ({REPAIR_HINT}, "
-                             "or move the folder aside)") from None
+            message = f"cannot open the store at {directory}: {exc}"
+            if "readonly" in str(exc):
+                message = f"cannot open the store at {directory}: it is read-only ({exc})"
+            if isinstance(exc, diskcache.Timeout) or any(w in str(exc) for w in _NOT_DAMAGE):
+                raise StoreError(message) from None
+            raise DamagedStoreError(f"{message} (run `fpcli cache verify --repair`: it moves the damaged "
+                                    "database aside and keeps what can be read)", directory) from None
+
+    def _open(self) -> None:
+        self._data = diskcache.Cache(
+            os.path.join(self.location, "data"), disk=SafeDisk, eviction_policy="least-recently-used",
+            size_limit=int(self._size_limit_mb * 2**20), cull_limit=0, statistics=False,
+        )
+        self._meta = diskcache.Cache(os.path.join(self.location, "meta"), disk=SafeDisk,
+                                     eviction_policy="none", cull_limit=0)
 
     @property
     def size_limit(self) -> int:
@@ -284,6 +295,17 @@ class DiskcacheBackend:
                 problems.append(f"meta: journal entry {key} is not a key")
         return problems
 
+    def rebuild(self) -> int:
+        """Repair: each part whose database SQLite finds damaged is moved aside and
+        rebuilt from the rows that can still be read. Returns the rows kept."""
+        damaged = [name for name, problem in ((p.split(":")[0], p) for p in self.check()) if "SQLite" in problem]
+        if not damaged:
+            return 0
+        self.close()
+        kept = sum(_salvage_part(os.path.join(self.location, name)) for name in dict.fromkeys(damaged))
+        self._open()
+        return kept
+
     def reset_meta(self, name: str) -> None:
         """Repair: drop one meta entry (a damaged counter restarts from 0)."""
         with _guard(self.location):
@@ -292,3 +314,88 @@ class DiskcacheBackend:
     def close(self) -> None:
         self._data.close()
         self._meta.close()
+
+
+# -- salvage: a database too damaged to open ------------------------------------------------
+
+def salvage(directory: str) -> dict[str, int]:
+    """Rebuild each part (``data``, ``meta``) of the store at ``directory`` whose
+    database cannot be opened: read every row SQLite can still read, move the damaged
+    part aside (``data.damaged-<time>``, kept for the user) and write the rows into a
+    fresh database. Pickled rows are dropped. Returns what was done."""
+    counts = {"moved_aside": 0, "salvaged": 0}
+    for part in ("data", "meta"):
+        folder = os.path.join(directory, part)
+        try:
+            diskcache.Cache(folder, disk=SafeDisk).close()
+            continue
+        except (sqlite3.Error, OSError):
+            pass
+        counts["salvaged"] += _salvage_part(folder)
+        counts["moved_aside"] += 1
+    return counts
+
+
+def _salvage_part(folder: str) -> int:
+    """Move the part at ``folder`` aside and write its readable rows into a fresh one."""
+    rows = _readable_rows(folder)
+    try:
+        os.rename(folder, f"{folder}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        with diskcache.Cache(folder, disk=SafeDisk) as fresh:
+            for key, value in rows:
+                fresh.set(key, value)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot rebuild the store part {folder}: {exc}; move the store folder aside and "
+                         "import an export into a new store") from None
+    return len(rows)
+
+
+def _readable_rows(folder: str) -> list[tuple[str, str | int | float]]:
+    """(key, value) of every plain row SQLite can still read from ``folder``'s
+    database, skipping past damaged pages (rowid order)."""
+    db = os.path.join(folder, "cache.db")
+    if not os.path.isfile(db):
+        return []
+    rows: list[tuple[str, str | int | float]] = []
+    try:
+        connection = sqlite3.connect(db, timeout=5)
+    except sqlite3.Error:
+        return rows
+    last, misses = 0, 0
+    try:
+        while misses < 40:
+            try:
+                for rowid, key, raw, value, mode, filename in connection.execute(
+                        "SELECT rowid, key, raw, value, mode, filename FROM Cache WHERE rowid > ? ORDER BY rowid",
+                        (last,)):
+                    last = rowid
+                    item = _plain_row(folder, key, raw, value, mode, filename)
+                    if item is not None:
+                        rows.append(item)
+                break
+            except sqlite3.DatabaseError:
+                misses += 1
+                last += 1 << min(misses, 20)  # jump past the damaged page, further each time
+    finally:
+        connection.close()
+    return rows
+
+
+def _plain_row(folder: str, key: Any, raw: Any, value: Any, mode: Any,
+               filename: Any) -> tuple[str, str | int | float] | None:
+    if not raw or not isinstance(key, str):
+        return None
+    if mode == diskcache.core.MODE_RAW and isinstance(value, str | int | float) and not isinstance(value, bool):
+        return key, value
+    if mode == diskcache.core.MODE_RAW and isinstance(value, bytes):
+        try:
+            return key, value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if mode == diskcache.core.MODE_TEXT and isinstance(filename, str):
+        try:
+            with open(os.path.join(folder, filename), encoding="utf-8") as fh:
+                return key, fh.read()
+        except (OSError, UnicodeDecodeError):
+            return None
+    return None

@@ -168,6 +168,12 @@ def _raw_text(store: FingerprintStore, key: str) -> str | None:
 def _rebuild(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> int:
     """A damaged diskcache database: read every entry that can still be read, clear the
     store, write them back. Returns how many entries were saved."""
+    rebuild = getattr(store.backend, "rebuild", None)
+    if rebuild is not None:  # diskcache: move the damaged database aside, keep its readable rows
+        kept = int(rebuild())
+        with open(quarantine, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"rebuilt": kept, "at": time.time()}) + "\n")
+        return kept
     saved: list[tuple[str, str]] = []
     try:
         keys = list(store.backend.keys())

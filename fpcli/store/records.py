@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -301,6 +302,7 @@ class _Checker:
         value = data.get(name) if isinstance(data, Mapping) else None
         if not check(value):
             self.problems.append(f"{where}{name} is {_show(value)}, not {rule}")
+            return None  # never converted (float(10**400) overflows)
         return value
 
     def obj(self, data: Any, name: str, where: str = "") -> Mapping[str, Any]:
@@ -317,11 +319,14 @@ def _show(value: Any) -> str:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number; an integer too large for a float (10**400) is not one."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
 
 
 def _integer(low: int = 0) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v < 2**63
 
 
 def _nonneg(value: Any) -> bool:
@@ -347,7 +352,7 @@ def _dims(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[
     for name, value in values.items():
         if value is not None and not _number(value):
             c.problems.append(f"{where}.{name} is {_show(value)}, not a finite number or null")
-    return {name: (None if values[name] is None else float(values[name])) for name in names}
+    return {name: (float(values[name]) if _number(values[name]) else None) for name in names}
 
 
 def _reasons(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[str, str]:

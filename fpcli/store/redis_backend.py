@@ -62,13 +62,15 @@ class RedisBackend:
             db = int((parsed.path or "/0").lstrip("/") or 0)
         except ValueError:
             raise StoreError(f"{self.location}: the database must be a number (redis://host:port/0)") from None
-        # About 4 s of retries: rides through a restart, yet a dead server is reported quickly.
-        retry = redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=1.0, base=0.1), retries=6)
+        # About 4 s of retries of a refused or dropped connection: rides through a restart,
+        # yet a dead server is reported quickly. A timeout is not retried: a TLS handshake
+        # with a plain server (rediss:// by mistake) would otherwise hang 7 x 10 s.
+        retry = redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=1.0, base=0.1), retries=6,
+                                  supported_errors=(redis.exceptions.ConnectionError,))
         self._client = redis.Redis(
             host=self.host, port=self.port, db=db, username=parsed.username or None, password=password,
-            ssl=parsed.scheme == "rediss", socket_timeout=10, socket_connect_timeout=5, retry=retry,
-            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-            decode_responses=True,
+            ssl=parsed.scheme == "rediss", socket_timeout=10, socket_connect_timeout=3, retry=retry,
+            retry_on_error=[redis.exceptions.ConnectionError], decode_responses=True,
         )
         self._call(self._client.ping)
 

@@ -1,0 +1,172 @@
+"""Hostile queries and option values: FIFOs and symlink loops as queries, a broken
+search candidate, a 1-frame file, bad numbers, bad store locations, a single file
+over its time limit. Each ends in one clear line or a clean result."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from tests.hostile.faults import clean_library
+from tests.hostile.harness import assert_clear, cli, cli_subprocess
+from tests.hostile.mutants import signal, wav_bytes
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("queries")
+    library = clean_library(root / "lib", 6, broken=0)
+    store = root / "store"
+    assert_clear(cli("analyze", library, "--jobs", "2", store=store), 0)
+    return root, library, store
+
+
+def test_fifo_and_symlink_loop_queries_do_not_block(analysed, tmp_path):
+    """Defect 10."""
+    _, _, store = analysed
+    fifo = tmp_path / "q.wav"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop)
+    # a FIFO could block a reader: run those where a hang can be stopped
+    runs = [cli_subprocess("search", fifo, store=store, timeout=60),
+            cli_subprocess("cache", "show", fifo, store=store, timeout=60)]
+    runs += [cli(*args, store=store) for args in (("search", loop), ("cache", "show", loop), ("analyze", fifo),
+                                                  ("analyze", loop), ("validate", "-l", fifo))]
+    for run in runs:
+        assert_clear(run, 0 if "validate" in run.args else 1, 3)  # validate: failed files are reported, exit 0
+        assert "FIFO" in run.stderr or "symlink loop" in run.stderr, run.describe()
+
+
+def test_accurate_search_skips_a_broken_candidate(analysed, tmp_path):
+    """Defect 12: a stored track whose file was replaced by garbage."""
+    root, library, source = analysed
+    victim = library / "track003.wav"
+    original = victim.read_bytes()
+    victim.write_bytes(os.urandom(len(original)))
+    try:
+        run = assert_clear(cli("search", library / "track000.wav", "-s", "accurate", "--json", store=source), 0)
+    finally:
+        victim.write_bytes(original)
+    assert "track003.wav: skipped as a candidate" in run.stderr, run.describe()
+    result = json.loads(run.stdout)
+    assert [s["path"] for s in result["skipped"]] == [str(victim)] and len(result["hits"]) >= 3
+
+
+def test_a_one_frame_file_is_not_everyones_neighbour(analysed, tmp_path):
+    """A 1-frame file: its nulls have no confidence, it is not indexed, and as a query
+    it is one clear line."""
+    root, library, store = analysed
+    tiny = library / "one-frame.wav"
+    tiny.write_bytes(wav_bytes(signal(1.0, 16000, 1, 1)[:1, 0], 16000))
+    try:
+        run = assert_clear(cli("analyze", tiny, "--json", store=store), 0)
+        (row,) = run.json_lines()
+        assert all(v["confidence"] == 0 for v in row["streaming"].values() if v["value"] is None)
+        hits = assert_clear(cli("search", library / "track000.wav", "-s", "fast", "--json", store=store), 0)
+        assert "one-frame" not in hits.stdout
+        assert_clear(cli("search", tiny, "-s", "fast", store=store), 1)
+    finally:
+        tiny.unlink()
+        assert_clear(cli("cache", "prune", store=store), 0)
+
+
+def test_a_newline_in_a_name_does_not_split_its_m3u_entry(analysed, tmp_path):
+    root, library, store = analysed
+    odd = library / "new\nline.wav"
+    odd.write_bytes((library / "track002.wav").read_bytes() + b"\x00\x00")
+    try:
+        assert_clear(cli("search", odd, "-s", "fast", "--m3u", tmp_path / "p.m3u", store=store), 0)
+    finally:
+        odd.unlink()
+    lines = (tmp_path / "p.m3u").read_text().splitlines()
+    assert lines[0] == "#EXTM3U" and len(lines) == 1 + 2 * 6
+    assert all(line.startswith("#EXTINF") for line in lines[1::2])
+    assert "new%0Aline.wav" in lines[2]
+
+
+BAD_OPTIONS = [
+    ("search", "{q}", "--weights", "temporal=nan"),
+    ("search", "{q}", "--weights", "temporal=inf"),
+    ("search", "{q}", "--weights", "temporal=1e400"),
+    ("search", "{q}", "--weights", "temporal=-1"),
+    ("search", "{q}", "--weights", ",".join(f"{g}=0" for g in ("frequency", "dynamics", "temporal", "spectral",
+                                                               "harmonic", "variation", "stereo"))),
+    ("search", "{q}", "--weights", "[/red]=1"),
+    ("search", "{q}", "-k", "0"),
+    ("search", "{q}", "--strategy", "[bold]x"),
+    ("validate", "-l", "{lib}", "--partial", "nan"),
+    ("validate", "-l", "{lib}", "--partial", "inf"),
+    ("validate", "-l", "{lib}", "--partial", "1e-9"),
+    ("validate", "-l", "{lib}", "--threshold", "nan"),
+    ("analyze", "{q}", "--timeout", "0"),
+    ("analyze", "{q}", "--timeout", "nan"),
+    ("analyze", "{q}", "--jobs", "0"),
+    ("--store-size-mb", "nan", "cache", "stats"),
+    ("--store-size-mb", "0", "cache", "stats"),
+    ("--store", "", "cache", "stats"),
+    ("--store", "   ", "cache", "stats"),
+]
+
+
+@pytest.mark.parametrize("args", BAD_OPTIONS, ids=lambda a: " ".join(a)[:60])
+def test_bad_option_values_are_usage_errors(analysed, args):
+    _, library, store = analysed
+    filled = [a.format(q=library / "track000.wav", lib=library) for a in args]
+    if filled[0] != "--store":
+        filled = ["--store", str(store), *filled]
+    assert_clear(cli(*filled), 2)
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:99999/0", "redis://127.0.0.1:abc/0", "redis://:6379/0",
+                                 "redis://127.0.0.1:1/0", "redis://127.0.0.1:6379/x"])
+def test_bad_redis_urls_are_one_line(url):
+    started = time.monotonic()
+    assert_clear(cli("cache", "stats", store=url), 1, 2)
+    assert time.monotonic() - started < 15
+
+
+def test_rediss_against_a_plain_server_fails_quickly(redis_server):
+    started = time.monotonic()
+    run = assert_clear(cli("cache", "stats", store=redis_server.url.replace("redis://", "rediss://")), 1)
+    assert time.monotonic() - started < 12, run.describe()
+
+
+def test_a_single_file_gets_its_time_limit(tmp_path):
+    """Defect 6: --timeout applies to one file too (it runs in a worker)."""
+    long = tmp_path / "long.wav"
+    long.write_bytes(wav_bytes(signal(600.0, 16000, 1, 5)[:, 0], 16000))
+    run = assert_clear(cli("analyze", long, "--timeout", "1", "--json", store=tmp_path / "s"), 3)
+    (row,) = run.json_lines()
+    assert row["status"] == "error" and "longer than 1 s" in row["error"]
+
+
+def test_unreadable_files_and_an_unwritable_index_folder(analysed, tmp_path):
+    """An unreadable file is a recorded failure, not read again on the next run; an
+    index folder the user may not write does not stop a search."""
+    root, library, source = analysed
+    store = tmp_path / "store"
+    shutil.copytree(source, store)
+    secret = library / "secret.wav"
+    secret.write_bytes(wav_bytes(signal(0.5, 16000, 1, 77)[:, 0], 16000))
+    os.chmod(secret, 0)
+    (store / "index").mkdir(exist_ok=True)
+    os.chmod(store / "index", 0o555)
+    prefix = ("setpriv", "--bounding-set=-dac_override,-dac_read_search") if os.geteuid() == 0 else ()
+    try:
+        runs = [cli_subprocess("analyze", library, "--json", store=store, prefix=prefix, timeout=120)
+                for _ in range(2)]
+        found = cli_subprocess("search", library / "track000.wav", "-s", "fast", store=store, prefix=prefix,
+                               timeout=120)
+    finally:
+        secret.unlink()
+        os.chmod(store / "index", 0o755)
+    for run, cached in zip(runs, (False, True), strict=True):
+        assert_clear(run, 3)
+        (row,) = [r for r in run.json_lines() if r["path"].endswith("secret.wav")]
+        assert row["status"] == "error" and "permission denied" in row["error"] and row["cached"] is cached
+    assert_clear(found, 0)

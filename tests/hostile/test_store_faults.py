@@ -1,0 +1,164 @@
+"""Store faults: SQLite corruption of data/ and meta/, pickled entries, hostile imports,
+a read-only store. Each must give one clear line (or a clear report) and a way out;
+never a traceback, and every command keeps working afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import diskcache
+import pytest
+
+from tests.hostile.faults import (
+    MUST_BE_SEEN,
+    a_record_line,
+    clean_library,
+    copy_store,
+    corrupt_store,
+    hostile_import_lines,
+)
+from tests.hostile.harness import assert_clear, cli, cli_subprocess
+
+TRACKS = 4
+
+
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory):
+    """A small library analysed into a diskcache store (4 tracks, 1 failure)."""
+    root = tmp_path_factory.mktemp("faults")
+    library = clean_library(root / "lib", TRACKS)
+    store = root / "store"
+    assert_clear(cli("analyze", library, "--jobs", "2", store=store), 3)
+    assert_clear(cli("cache", "export", root / "export.jsonl", store=store), 0)
+    return root, library, store
+
+
+def _every_command_works(store, library, tmp_path, *, allow_fatal: bool = False) -> None:
+    codes = (0, 1, 3) if allow_fatal else (0, 3)
+    for args in (("cache", "stats"), ("cache", "list"), ("cache", "failures"), ("cache", "prune", "--dry-run"),
+                 ("cache", "export", tmp_path / "again.jsonl"), ("analyze", library, "--jobs", "1"),
+                 ("search", library / "track001.wav", "-s", "fast")):
+        assert_clear(cli(*args, store=store), *codes)
+    # a record skipped as bad is "not in the store": one line, exit 1
+    assert_clear(cli("cache", "show", library / "track000.wav", store=store), 0, 1)
+
+
+# A subset runs in CI; benchmarks/soak.py runs all 30.
+CI_CORRUPTIONS = ["data: zero 8 KiB at 4 KiB", "data: truncate to half", "data: replace it with a folder",
+                  "data: delete the database", "meta: random 4 KiB at 4 KiB", "meta: replace it with text",
+                  "data: bad page size", "meta: truncate to 0"]
+
+
+@pytest.mark.parametrize("variant", CI_CORRUPTIONS)
+def test_sqlite_corruption_is_one_line_and_repairable(populated, tmp_path, variant):
+    _, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    corrupt_store(store, variant)
+    for args in (("analyze", library, "--jobs", "1"), ("cache", "stats"), ("cache", "list"),
+                 ("cache", "export", tmp_path / "rescue.jsonl")):
+        assert_clear(cli(*args, store=store), 0, 1, 3)
+    check = assert_clear(cli("cache", "verify", store=store), 0, 1, 3)
+    if variant in MUST_BE_SEEN:
+        assert check.code == 3, check.describe()
+    repaired = assert_clear(cli("cache", "verify", "--repair", store=store), 0, 1)
+    if repaired.code == 1:  # nothing to rebuild from: the message must say what to do
+        assert "move" in repaired.stderr or "import" in repaired.stderr, repaired.describe()
+        return
+    assert_clear(cli("cache", "verify", store=store), 0)
+    _every_command_works(store, library, tmp_path)
+
+
+def test_zeroed_data_is_seen_and_analyze_says_one_line(populated, tmp_path):
+    """Defect 2: 8 KiB of zeros in data/cache.db: verify exit 3, analyze one error line
+    (exit 1) or a clean run, --repair leaves a sound store keeping what is readable."""
+    _, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    corrupt_store(store, "data: zero 8 KiB at 4 KiB")
+    assert_clear(cli("cache", "verify", store=store), 3)
+    assert_clear(cli("analyze", library, store=store), 1, 3)
+    assert_clear(cli("cache", "verify", "--repair", store=store), 0)
+    assert_clear(cli("cache", "verify", store=store), 0)
+    rerun = assert_clear(cli("analyze", library, "--json", store=store), 3)
+    assert len([r for r in rerun.json_lines() if r["status"] == "ok"]) == TRACKS
+
+
+@pytest.mark.parametrize("part", ["data", "meta"])
+def test_one_pickled_entry_is_one_bad_entry(populated, tmp_path, part):
+    """Defect 13: a pickled value written with plain diskcache."""
+    _, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    with diskcache.Cache(str(store / part)) as raw:
+        if part == "data":
+            key = next(k for k in raw.iterkeys() if isinstance(k, str) and k.startswith("rec:"))
+            raw.set(key, {"pickled": object.__name__})
+            raw.set(("a", "tuple"), "pickled key")
+        else:
+            raw.set("hits", {"pickled": 1})
+            raw.set("generation", [1, 2])
+    check = assert_clear(cli("cache", "verify", store=store), 3)
+    assert "pickled" in check.stdout + check.stderr
+    _every_command_works(store, library, tmp_path)
+    assert_clear(cli("validate", "-l", library / "track000.wav", store=store), 0, 3, 4)
+    assert_clear(cli("cache", "verify", "--repair", store=store), 0)
+    assert_clear(cli("cache", "verify", store=store), 0)
+
+
+def test_hostile_imports_are_rejected_line_by_line(populated, tmp_path):
+    """Defect 3: every bad line rejected with a reason (exit 3); every command works after."""
+    root, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    record = a_record_line(root / "export.jsonl")
+    bad = hostile_import_lines(record)
+    good = json.dumps({"type": "record", "data": record})
+    text = "\n".join([json.dumps({"type": "fpcli-store-export", "version": 2}), good, *bad.values(), good]) + "\n"
+    (tmp_path / "hostile.jsonl").write_text(text)
+    run = assert_clear(cli("cache", "import", tmp_path / "hostile.jsonl", store=store), 3)
+    rejected = [line for line in run.stderr.splitlines() if line.startswith("rejected")]
+    assert len(rejected) == len(bad), run.describe()
+    assert "imported 2 records and 0 failures" in run.stderr
+    _every_command_works(store, library, tmp_path)
+    assert_clear(cli("cache", "verify", store=store), 0)
+    assert_clear(cli("validate", "-l", library, store=store), 0, 3, 4)
+
+
+def test_imported_markup_and_weights_are_not_markup(populated, tmp_path):
+    """Defect 1 via an imported record, and ``--weights '[/red]=1'``."""
+    root, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    record = a_record_line(root / "export.jsonl")
+    record["paths"] = [{"path": "/music/d/x[/bold]y.wav", "mtime_ns": 1}, {"path": "/m/[red]r.wav", "mtime_ns": 1}]
+    record["digest"] = "0" * 32
+    (tmp_path / "m.jsonl").write_text(json.dumps({"type": "record", "data": record}) + "\n")
+    assert_clear(cli("cache", "import", tmp_path / "m.jsonl", store=store), 0)
+    listing = assert_clear(cli("cache", "list", store=store), 0)
+    assert "/music/d/x[/bold]y.wav" in listing.stdout and "/m/[red]r.wav" in listing.stdout
+    assert_clear(cli("cache", "prune", store=store), 0)
+    weights = assert_clear(cli("search", library / "track000.wav", "--weights", "[/red]=1", store=store), 2)
+    assert "[/red]" in weights.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and sys.platform != "linux", reason="needs Linux")
+def test_read_only_store_gives_one_line(populated, tmp_path):
+    """A store the user may not write: reads work, writes end with one line (exit 1)."""
+    _, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    (library / "new.wav").write_bytes((library / "track000.wav").read_bytes() + b"\x00\x00")
+    for folder, _, files in os.walk(store):
+        os.chmod(folder, 0o555)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o444)
+    prefix = ("setpriv", "--bounding-set=-dac_override,-dac_read_search") if os.geteuid() == 0 else ()
+    try:
+        for args, codes in ((("cache", "stats"), (0, 1)), (("cache", "list"), (0, 1)),
+                            (("analyze", library), (1, 3)), (("cache", "verify"), (0, 1, 3))):
+            run = assert_clear(cli_subprocess(*args, store=store, prefix=prefix, timeout=120), *codes)
+            if run.code == 1:
+                assert "read-only" in run.stderr or "permission" in run.stderr.lower(), run.describe()
+    finally:
+        (library / "new.wav").unlink()
+        subprocess.run(["chmod", "-R", "u+w", str(store)], check=True)
+    shutil.rmtree(store)
