@@ -28,7 +28,6 @@ from fpcli.cli.tracks import render_track
 from fpcli.errors import DamagedStoreError, FpcliError
 from fpcli.store import FingerprintStore, Record, export_store, import_store, prune, repair, verify
 from fpcli.store.core import os_reason
-from fpcli.store.diskcache_backend import salvage
 
 
 def report_bad_entries(store: FingerprintStore) -> None:
@@ -307,6 +306,8 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
                 rows_out("1 problem(s)", ["problem"], [[str(exc)]])
                 note("", "checked 0 entries: 1 problem(s) (the database cannot be opened)")
             raise typer.Exit(EXIT_SOME_FAILED) from None
+        from fpcli.store.diskcache_backend import salvage  # diskcache only for a damaged store
+
         done = salvage(exc.location)
         note("", f"repaired: rebuilt the damaged database, {done} (the damaged part is kept as *.damaged-*)")
         opened = ctx.obj.open_store()
