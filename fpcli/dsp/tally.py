@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from fpcli.dsp.onset import estimate_tempo
+from fpcli.dsp.tempo import estimate_tempo
 from fpcli.dsp.pipeline import SILENT_PEAK_DB, FeaturePipeline, FrameStep
 from fpcli.dsp.spectral import key_clarity
 from fpcli.dsp.stats import Welford
