@@ -43,7 +43,7 @@ WEIGHT_BEAT = 1.0
 WEIGHT_SUBDIVISION = 0.0
 WEIGHT_GROUPING = 0.5
 WEIGHT_PRIOR = 1.0
-WEIGHT_FASTER = 0.05      # per octave: of two equally supported levels, take the faster
+WEIGHT_FASTER = 0.1       # per octave: of two equally supported levels, take the faster
 PEAK_MASS_LAGS = 5        # lags summed into one peak's mass
 SAME_TEMPO = 0.04         # candidates within 4 % are the same tempo (the benchmarks' "exact")
 
@@ -76,34 +76,40 @@ def level_evidence(acf: np.ndarray) -> np.ndarray:
     kick and bass mark beats, off-beat hi-hats only the high band). Column 0 (all
     bands mixed) is left out when band columns exist.
     """
-    positive = np.maximum(np.asarray(acf, dtype=np.float64), 0.0)
-    if positive.ndim == 1:
-        positive = positive[:, None]
-    bands = positive[:, 1:] if positive.shape[1] > 1 else positive
+    bands = _bands(np.maximum(np.asarray(acf, dtype=np.float64), 0.0))
     kernel = np.ones(PEAK_MASS_LAGS) / PEAK_MASS_LAGS
     mass = np.stack([np.convolve(bands[:, b], kernel, mode="same") for b in range(bands.shape[1])], axis=1)
     return np.log(FLOOR + mass).mean(axis=1)
 
 
-def _peak_near(values: np.ndarray, positions: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """Max of ``values`` within +-radius of each (fractional) position; values.min() outside."""
-    out = np.full(len(positions), values.min())
-    for i, (centre, r) in enumerate(zip(positions, radius, strict=True)):
-        lo, hi = max(0, math.floor(centre - r)), min(len(values) - 1, math.ceil(centre + r))
-        if lo <= hi:
-            out[i] = values[lo : hi + 1].max()
-    return out
+def _bands(acf: np.ndarray) -> np.ndarray:
+    """The band columns of a (lags, 1 + bands) ACF; a (lags,) ACF as one column."""
+    if acf.ndim == 1:
+        return acf[:, None]
+    return acf[:, 1:] if acf.shape[1] > 1 else acf
+
+
+def _peak_near(values: np.ndarray, positions: np.ndarray, radius: float) -> np.ndarray:
+    """Max of ``values`` (n,) within +-radius of each fractional position (m,) -> (m,);
+    values.min() where the window lies outside."""
+    lo = np.floor(positions - radius).astype(int)
+    hi = np.ceil(positions + radius).astype(int)
+    width = int((hi - lo).max()) + 1 if len(positions) else 1
+    index = lo[:, None] + np.arange(width)[None, :]
+    inside = (index <= hi[:, None]) & (index >= 0) & (index < len(values))
+    picked = np.where(inside, values[np.clip(index, 0, len(values) - 1)], -np.inf)
+    out = picked.max(axis=1)
+    return np.where(np.isfinite(out), out, values.min())
 
 
 def metrical_scores(evidence: np.ndarray, lags: np.ndarray, frame_rate: float,
                     params: AnalysisParams) -> np.ndarray:
     """Score of each beat period in ``lags`` (frames) from the log evidence (lags,)."""
     lags = lags.astype(np.float64)
-    half = np.full(len(lags), 0.5)
-    beat = _peak_near(evidence, lags, half)
-    sub = np.max([_peak_near(evidence, lags / s, half) for s in SUBDIVISIONS], axis=0)
+    beat = _peak_near(evidence, lags, 0.5)
+    sub = np.max([_peak_near(evidence, lags / s, 0.5) for s in SUBDIVISIONS], axis=0)
     # Tempo drift and lag rounding grow with the multiple: widen the window with it.
-    group = np.max([_peak_near(evidence, lags * g, half + 0.25 * g) for g in GROUPINGS], axis=0)
+    group = np.max([_peak_near(evidence, lags * g, 0.5 + 0.25 * g) for g in GROUPINGS], axis=0)
     bpm = 60 * frame_rate / lags
     log_prior = -0.5 * (np.log2(bpm / params.tempo_prior_bpm) / params.tempo_prior_octaves) ** 2
     return (WEIGHT_BEAT * beat + WEIGHT_SUBDIVISION * sub + WEIGHT_GROUPING * group
@@ -119,7 +125,8 @@ def estimate_tempo(acf: np.ndarray, frame_rate: float, params: AnalysisParams) -
     if high <= low or not np.any(overall[low : high + 1] > 0):
         return TempoEstimate(math.nan, math.nan)
     evidence = level_evidence(acf)
-    p = np.exp(evidence)
+    # The lag is refined on the raw band-mean ACF: the peak masses are flat-topped.
+    p = _bands(np.maximum(acf, 0.0)).mean(axis=1)
     lags = np.arange(low, high + 1)
     scores = metrical_scores(evidence, lags, frame_rate, params)
     best = int(lags[np.argmax(scores)])
