@@ -220,7 +220,7 @@ def retempo(rows: list[dict[str, Any]], cache: Path) -> list[dict[str, Any]]:
         rate = float(data["frame_rate"])
         row = json.loads(json.dumps(row))
 
-        def put(values: dict[str, Any], acf: np.ndarray) -> float:
+        def put(values: dict[str, Any], acf: np.ndarray, rate: float = rate) -> float:
             est = estimate_tempo(acf, rate, params)
             values["tempo_bpm"] = est.bpm if math.isfinite(est.bpm) else None
             values["rhythm_stability"] = est.stability if math.isfinite(est.stability) else None
@@ -306,9 +306,9 @@ def report(args: argparse.Namespace) -> None:
         print("}")
         return
     lines = [f"# Confidence calibration ({datetime.date.today().isoformat()})", "",
-             f"Command: `python benchmarks/bench_confidence.py report --before SNAPSHOTS.jsonl --acf-cache CACHE "
-             f"--out benchmarks/confidence.md` (snapshots collected with `bench_confidence.py collect` on the base "
-             f"commit, see the docstring).", "",
+             "Command: `python benchmarks/bench_confidence.py report --before SNAPSHOTS.jsonl --acf-cache CACHE "
+             "--out benchmarks/confidence.md` (snapshots collected with `bench_confidence.py collect` on the base "
+             "commit, see the docstring).", "",
              f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
              f"fpcli at commit {_commit()}.", "",
              "A confidence c means: the probability that the value shown now is within the dim's validation "
