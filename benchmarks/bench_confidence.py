@@ -317,7 +317,14 @@ def report(args: argparse.Namespace) -> None:
              f"Tracks: {len(after)} ({len(train_after)} fit half, {len(test_after)} report half; split by "
              "a hash of the file stem). Tables are on the report half only. "
              "`ECE` is the count-weighted mean |mean confidence - pass rate| over the buckets; `Brier` the mean "
-             "squared difference between confidence and the 0/1 outcome.", ""]
+             "squared difference between confidence and the 0/1 outcome.", "",
+             f"Data: {sum(r['duration'] > 31 for r in after)} whole tracks and "
+             f"{sum(r['duration'] <= 31 for r in after)} 30 s clips of the quality corpus (their 'full track' is "
+             "the 30 s clip, so the 5/10/20 s cuts have read 1/6 to 2/3 of it). Limits: a small corpus (the run "
+             "was cut short on a shared machine), one fit, no confidence intervals; the snapshots come from one "
+             "pass of the base commit's analyzer (values of the dims other than tempo and rhythm stability are "
+             "unchanged by this version, so they serve before and after; the tempo dims are recomputed with the "
+             "current estimator at the same cut points).", ""]
     summary = []
     for name in STREAMING_DIMS:
         old = [(s["confidence"][name], p) for _, s, p in samples(test_before, name)]
