@@ -16,9 +16,10 @@ from fpcli.audio import mixdown
 from fpcli.dsp.framing import Framer
 from fpcli.dsp.hpss import HarmonicRatio
 from fpcli.dsp.loudness import LoudnessMeter
-from fpcli.dsp.onset import OnsetAutocorrelation, OnsetEnvelope, OnsetPicker, tempo_lag_range
+from fpcli.dsp.onset import TEMPO_BANDS_HZ, OnsetAutocorrelation, OnsetEnvelope, OnsetPicker, mel_centres_hz
 from fpcli.dsp.pitch import PitchTracker, stable_pairs
 from fpcli.dsp.spectral import SpectralTools, spectral_centroid, spectral_flatness, spectral_rolloff
+from fpcli.dsp.tempo import autocorrelation_lags
 from fpcli.params import AnalysisParams
 
 PEAK_WINDOW_S = 1.0          # peak_consistency windows (#23)
@@ -58,9 +59,12 @@ class FeaturePipeline:
         self.tools = SpectralTools.create(samplerate, params)
         self._framer = Framer(params.n_fft, params.hop)
         self._silence_power = 10 ** (params.silence_db / 10)
-        self._onset_envelope = OnsetEnvelope(self.tools.full_scale_power)
+        self._onset_envelope = OnsetEnvelope(self.tools.full_scale_power,
+                                             mel_centres_hz(self.tools.mel_matrix, self.tools.freqs))
         self._onset_picker = OnsetPicker(self.frame_rate, params)
-        self.autocorrelation = OnsetAutocorrelation(tempo_lag_range(self.frame_rate, params)[1] + 2)
+        # Columns: all mel bands, then the low / mid / high tempo bands (dsp/tempo.py).
+        self.autocorrelation = OnsetAutocorrelation(autocorrelation_lags(self.frame_rate, params),
+                                                    channels=1 + len(TEMPO_BANDS_HZ))
         self._pitch = PitchTracker(samplerate, self.tools.window, params)
         self._last_f0 = np.nan
         self._hpss = HarmonicRatio(params.n_mel_bands, params.hpss_time_radius, params.hpss_freq_radius)
@@ -112,7 +116,7 @@ class FeaturePipeline:
         step.chroma_frames = int(keep.sum())
         envelope = self._onset_envelope.push(mel)
         self.autocorrelation.push(envelope)
-        step.onsets = self._onset_picker.push(envelope)
+        step.onsets = self._onset_picker.push(envelope[:, 0])
         f0 = self._pitch.push(power, ~silent)
         step.voiced_pairs, step.stable_pairs = stable_pairs(f0, self._last_f0)
         self._last_f0 = f0[-1]
