@@ -98,7 +98,7 @@ class Reporter:
         if self.as_json and self.show_tracks:
             print_json_line(result.to_json())
         elif result.failed:
-            if self.show_tracks:
+            if self.show_tracks or not self.quiet:  # validate lists them in its report too
                 note("[red]error:[/red]", f"{result.path}: {result.error}"
                      + (" (failed before and unchanged: skipped; --retry-failed retries)" if result.cached else ""),
                      self._diagnostics())
