@@ -11,6 +11,8 @@ import dataclasses
 import math
 from typing import Any
 
+from fpcli.dsp.dupes import DupeKey
+from fpcli.dsp.timbre import Timbre
 from fpcli.params import FINGERPRINT_VERSION
 
 
@@ -75,6 +77,9 @@ class Fingerprint:
     ``values`` maps each dimension name to a float, or ``None`` when it cannot be
     computed; ``reasons`` then says why. ``confidence`` (streaming only) maps each
     dimension to [0, 1]. ``complete`` is True once the whole file has been read.
+    ``timbre`` is the MFCC Gaussian of the non-silent frames (None when every frame is
+    silent); ``dupe_key`` the duplicate key of the first minute (streaming only; None
+    for a track shorter than two 0.5 s windows). docs/fingerprint.md describes both.
     """
 
     kind: str  # "batch" or "streaming"
@@ -86,13 +91,23 @@ class Fingerprint:
     confidence: dict[str, float] | None = None
     chunks: int = 0
     version: int = FINGERPRINT_VERSION
+    timbre: Timbre | None = None
+    dupe_key: DupeKey | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (NaN never appears: missing values are None)."""
-        return dataclasses.asdict(self)
+        """Plain JSON-able data (NaN never appears: missing values are None); the timbre
+        as {"mean": [13], "cov": [[13] x 13], "frames": n}."""
+        data = dataclasses.asdict(self)
+        data["timbre"] = None if self.timbre is None else self.timbre.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fingerprint:
+        data = dict(data)
+        if data.get("timbre") is not None:
+            data["timbre"] = Timbre.from_dict(data["timbre"])
+        if data.get("dupe_key") is not None:
+            data["dupe_key"] = DupeKey(**data["dupe_key"])
         return cls(**data)
 
 

@@ -32,6 +32,7 @@ from fpcli.dsp.loudness import (
 from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
 from fpcli.dsp.stats import Histogram
 from fpcli.dsp.tally import ALL_SILENT, NO_FRAMES, FrameTally
+from fpcli.dsp.timbre import GaussianSums, Timbre
 from fpcli.fingerprint import STREAMING_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
 
@@ -70,6 +71,7 @@ class StreamingAnalyzer:
         self.params = params or AnalysisParams()
         self.pipeline = FeaturePipeline(samplerate, channels, self.params)
         self.tally = FrameTally()
+        self.timbre = GaussianSums()
         self.expected_frames = expected_frames
         self.chunks = 0
         self._finished = False
@@ -97,6 +99,7 @@ class StreamingAnalyzer:
 
     def _fold(self, step: FrameStep) -> None:
         self.tally.add(step)
+        self.timbre.add(step.mfcc)
         audible = ~step.silent
         centroid = step.centroid_hz[audible]
         self._centroid.add(centroid[np.isfinite(centroid)])
@@ -126,6 +129,8 @@ class StreamingAnalyzer:
             complete=self._finished,
             confidence={name: self.confidence_of(name, values[name]) for name in STREAMING_DIMS},
             chunks=self.chunks,
+            timbre=Timbre.of(self.timbre.gaussian(), self.timbre.count),
+            dupe_key=self.pipeline.signature.key(),
         )
 
     def _histogram_values(self) -> dict[str, tuple[float | None, str]]:
