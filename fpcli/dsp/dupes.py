@@ -31,7 +31,7 @@ RELIABLE_DB = 1.0                    # |D| below this: the bit is not used
 AUDIBLE_DB = -70.0                   # window band power re a full-scale sine (per frame)
 FULL_WINDOW_SHARE = 0.9              # a window needs 90 % of its frames (drops the last, cut one)
 MIN_SHARED_BITS = 64                 # fewer reliable bits in common: cannot tell
-MAX_BIT_ERRORS = 0.15                # share of disagreeing shared bits for "same recording"
+MAX_BIT_ERRORS = 0.10                # share of disagreeing shared bits for "same recording"
 DURATION_TOLERANCE_S = 1.0           # codec padding and delay are far below this
 
 
