@@ -37,7 +37,7 @@ from fpcli.search.timbre import TIMBRE_COLUMNS, embed, js_divergence
 NULL_PENALTY = 0.5       # normalised difference charged when one side of a dim is null
 TIMBRE_WEIGHT = 2.0      # default weight of the timbre group (benchmarks/quality: best style and album ranks)
 WEIGHT_GROUPS = (*GROUPS, "timbre")
-PREFILTER_ROWS = 300     # rows re-ranked exactly (benchmarks/search.md: recall of this prefilter)
+PREFILTER_ROWS = 1000    # rows re-ranked exactly (benchmarks/search.md: recall and latency of this prefilter)
 
 
 def default_weights() -> dict[str, float]:
