@@ -1,6 +1,7 @@
 """Search indexes: a packed float32 matrix of one fingerprint kind (13D streaming or
 25D batch) in physical units (NaN for null), the packed timbre Gaussians
-(``search.timbre``), with the record key, path and content digest of each row, saved beside the store as ``.npy`` files (loaded without pickle)
+(``search.timbre``), with the record key, path and content digest of each row,
+saved beside the store as ``.npy`` files (loaded without pickle)
 and a JSON header. Refreshed incrementally from the store's change journal, so a
 query never re-reads every record; an eviction, expiry or ``cache clear`` (which the
 journal cannot describe) makes the next refresh rebuild it. Previews (partial

@@ -213,7 +213,7 @@ def explain_row(index: Index, query: np.ndarray, row: int, weights: np.ndarray,
     contribution: dict[str, float] = {}
     for name, value in zip(feature_dims(index.dims), per_column, strict=True):
         contribution[name] = contribution.get(name, 0.0) + float(value)
-    lines = [{"dim": name, "query": _value(query[index.dims.index(name)]),
+    lines: list[dict[str, Any]] = [{"dim": name, "query": _value(query[index.dims.index(name)]),
               "hit": _value(index.values[row][index.dims.index(name)]), "contribution": value}
              for name, value in contribution.items()]
     if timbre_weight > 0:
@@ -222,7 +222,7 @@ def explain_row(index: Index, query: np.ndarray, row: int, weights: np.ndarray,
             else float(js_divergence(query_timbre, theirs[None, :])[0])
         lines.append({"dim": "timbre", "query": None, "hit": None, "divergence": js,
                       "contribution": float(timbre_weight * timbre_term(index, query_timbre, np.array([row]))[0])})
-    lines.sort(key=lambda line: -line["contribution"])
+    lines.sort(key=lambda line: -float(line["contribution"]))
     return tuple(line for line in lines[:n] if line["contribution"] > 0)
 
 

@@ -452,7 +452,8 @@ def _timbre(c: _Checker, t: Any) -> Timbre | None:
     if not isinstance(t, Mapping):
         c.problems.append(f"timbre is {_show(t)}, not an object")
         return None
-    mean, cov = t.get("mean"), t.get("cov")
+    mean: Any = t.get("mean")
+    cov: Any = t.get("cov")
     if not isinstance(mean, list) or len(mean) != N_MFCC or not all(_number(v) for v in mean):
         c.problems.append(f"timbre.mean must be a list of {N_MFCC} finite numbers")
     if not isinstance(cov, list) or len(cov) != N_MFCC or not all(
@@ -475,7 +476,7 @@ def _timbre(c: _Checker, t: Any) -> Timbre | None:
 def _dupe_key(c: _Checker, d: Mapping[str, Any]) -> DupeKey | None:
     """A duplicate key: windows in [1, MAX_WINDOWS - 1]; bits and mask hex strings of
     16 bits per window."""
-    windows = d.get("windows")
+    windows: Any = d.get("windows")
     if not _integer(1)(windows) or windows >= MAX_WINDOWS:
         c.problems.append(f"dupe_key.windows is {_show(windows)}, not a count in [1, {MAX_WINDOWS - 1}]")
         return None
