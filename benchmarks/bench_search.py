@@ -39,7 +39,8 @@ from fpcli.params import FINGERPRINT_VERSION, AnalysisParams
 from fpcli.search import Index, build_index, current_index, dim_weights, refresh, save_index, search, top_k
 from fpcli.search.rank import default_weights, exact_distances
 from fpcli.search.timbre import TIMBRE_COLUMNS
-from fpcli.store import FingerprintStore
+from fpcli.store import FingerprintStore, Record
+from fpcli.store.records import AudioFacts, PathSeen, StreamingValues
 
 KEY = AnalysisParams().key()
 WEIGHTS = default_weights()
@@ -125,21 +126,24 @@ print(len(hits), time.perf_counter() - t)
 """
 
 
-def fake_records(store: FingerprintStore, n: int, centres: np.ndarray, rng: np.random.Generator) -> None:
-    for i in range(n):
+def fake_records(store: FingerprintStore, n: int, centres: np.ndarray, rng: np.random.Generator,
+                 first: int = 0) -> None:
+    """``n`` complete typed records (no timbre) written straight to the backend and journal."""
+    for i in range(first, first + n):
         values = dict(zip(STREAMING_DIMS, (centres[i % len(centres)] * rng.normal(1, 0.1, 13)).tolist(),
                           strict=True))
         content = f"{i:032x}"
-        key = f"rec:{content}:{KEY}"
-        store.backend.put(key, {"params_key": KEY, "fingerprint_version": FINGERPRINT_VERSION, "content_key": content,
-                                "path": f"/music/{i:06d}.flac", "streaming": {"values": values}})
-        store._journal(key)
+        record = Record(content, content, KEY, FINGERPRINT_VERSION, 1, (PathSeen(f"/music/{i:06d}.flac", 1),), True,
+                        AudioFacts(30.0, 44100, 2, "FLAC", "PCM_16", False, None),
+                        StreamingValues(values, dict.fromkeys(STREAMING_DIMS, 1.0), {}, 1, 30.0), None, None,
+                        1.0, 1.0)
+        store._write_record(record)
 
 
 def recall_at_10(library: Path, workdir: Path) -> dict[str, float]:
     with FingerprintStore.open(workdir / "real") as store:
         run_library([str(library)], store, RunOptions(jobs=2, batch=True))
-        paths = sorted(r["path"] for r in store.records())
+        paths = sorted(r.path for r in store.records())
         recalls = {"fast": [], "accurate": []}
         for path in paths:
             truth = {h.path for h in search(store, path, k=10, strategy="batch").hits}
@@ -160,7 +164,7 @@ def main() -> int:
         work = Path(folder)
         quality = recall_at_10(args.library, work)
         with FingerprintStore.open(work / "real") as real:
-            centres = np.array([[np.nan if r["streaming"]["values"][d] is None else r["streaming"]["values"][d]
+            centres = np.array([[np.nan if r.streaming.values[d] is None else r.streaming.values[d]
                                  for d in STREAMING_DIMS] for r in real.records()], dtype=np.float32)
         centres = np.where(np.isnan(centres), np.nanmean(centres, axis=0), centres)
         targets = {10_000: 5, 100_000: 15, 1_000_000: 100}
@@ -187,7 +191,7 @@ def main() -> int:
             index = build_index(store, "streaming", KEY)
             build = time.perf_counter() - started
             save_index(index, store.location and Path(store.location) / "index")
-            fake_records(store, 100, centres, rng)
+            fake_records(store, 100, centres, rng, first=10_000)
             started = time.perf_counter()
             index, reread, action = refresh(index, store)
             refresh_time = time.perf_counter() - started
