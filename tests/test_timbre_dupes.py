@@ -312,3 +312,24 @@ def test_cache_dupes_and_search_exclusion(copies, tmp_path):
     assert weighted.exit_code == 0, weighted.output
     assert any(line["dim"] == "timbre" for hit in json.loads(weighted.stdout)["hits"] for line in hit["explain"])
     assert math.isfinite(json.loads(weighted.stdout)["hits"][0]["distance"])
+
+
+def test_refresh_carries_the_embedding_over_exactly():
+    """An incremental refresh embeds only changed and new rows; the result equals
+    embedding every row again."""
+    from fpcli.search.index import _carried_embedding
+    from fpcli.search.timbre import embed
+
+    old = _timbre_index(50, seed=6)
+    rng = np.random.default_rng(7)
+    keep = np.ones(50, dtype=bool)
+    keep[[3, 17]] = False
+    timbres = old.timbre_rows().copy()
+    timbres[[5, 20]] = _gaussians(2, rng)            # two changed rows
+    added = _gaussians(4, rng)
+    new = Index("streaming", "k", np.concatenate([old.values[keep], old.values[:4]]),
+                np.arange(52).astype(str), np.arange(52).astype(str), np.arange(52).astype(str), old.low, old.high,
+                timbre=np.concatenate([timbres[keep], added]), timbre_fit=old.timbre_fit)
+    carried = _carried_embedding(old, new, keep, [5, 20], 4)
+    assert old.timbre_fit is not None
+    np.testing.assert_allclose(carried, embed(new.timbre_rows(), old.timbre_fit), atol=1e-5)

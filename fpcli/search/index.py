@@ -238,6 +238,7 @@ def refresh(index: Index, store: FingerprintStore) -> tuple[Index, int, str]:
     position = {key: i for i, key in enumerate(index.keys.tolist())}
     keep = np.ones(len(index), dtype=bool)
     new_rows, new_timbres, new_keys, new_paths, new_contents = [], [], [], [], []
+    changed: list[int] = []
     values, paths, timbres = index.values.copy(), index.paths.astype(object), index.timbre_rows().copy()
     for key in unique:
         record = store.read_record(key)
@@ -248,6 +249,7 @@ def refresh(index: Index, store: FingerprintStore) -> tuple[Index, int, str]:
                 keep[i] = False
         elif i is not None:
             values[i], paths[i], timbres[i] = row, record.path, pack(record.timbre)
+            changed.append(i)
         else:
             new_rows.append(row)
             new_timbres.append(pack(record.timbre))
@@ -267,7 +269,26 @@ def refresh(index: Index, store: FingerprintStore) -> tuple[Index, int, str]:
     )
     if updated.changed_since_fit > REFIT_SHARE * max(len(updated), 1):
         updated.fit()
+    elif index.timbre_fit is not None:
+        updated._embedded = _carried_embedding(index, updated, keep, changed, len(new_rows))
     return updated, len(unique), "refreshed"
+
+
+def _carried_embedding(old: Index, new: Index, keep: np.ndarray, changed: list[int], added: int) -> np.ndarray:
+    """The refreshed index's embedding without re-embedding every row: kept rows from
+    ``old`` (changed ones and ``added`` new ones embedded now)."""
+    assert new.timbre_fit is not None
+    embedded = old.embedded().copy()
+    if changed:
+        embedded[changed] = embed(new_rows_of(old, changed, new, keep), new.timbre_fit)
+    fresh = embed(new.timbre_rows()[len(new) - added:], new.timbre_fit)
+    return np.concatenate([embedded[keep], fresh])
+
+
+def new_rows_of(old: Index, changed: list[int], new: Index, keep: np.ndarray) -> np.ndarray:
+    """Packed timbre of the changed rows (old positions) as they are in ``new``."""
+    position = np.cumsum(keep) - 1
+    return new.timbre_rows()[position[changed]]
 
 
 def save_index(index: Index, folder: Path) -> bool:
@@ -303,6 +324,8 @@ def _timbre_arrays(index: Index) -> dict[str, np.ndarray]:
     arrays = {"timbre": index.timbre_rows()}
     if index.timbre_fit is not None:
         arrays.update({f"timbre_{name}": getattr(index.timbre_fit, name) for name in TIMBRE_FIT_ARRAYS})
+        # The embedding costs an eigendecomposition per row: saved so a cold query does not redo it.
+        arrays["embedded"] = index.embedded()
     return arrays
 
 
@@ -338,10 +361,18 @@ def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
     rows = header.get("rows")
     if any(len(arrays[n]) != rows for n in ("values", "keys", "paths", "timbre")):
         return None
-    return Index(kind, params_key, arrays["values"].astype(np.float32), arrays["keys"], _decoded(arrays["paths"]),
-                 arrays["contents"], arrays["low"], arrays["high"], int(header["generation"]),
-                 tuple(header["epoch"]), int(header.get("changed_since_fit", 0)),
-                 timbre=arrays["timbre"].astype(np.float32), timbre_fit=timbre_fit)
+    index = Index(kind, params_key, arrays["values"].astype(np.float32), arrays["keys"], _decoded(arrays["paths"]),
+                  arrays["contents"], arrays["low"], arrays["high"], int(header["generation"]),
+                  tuple(header["epoch"]), int(header.get("changed_since_fit", 0)),
+                  timbre=arrays["timbre"].astype(np.float32), timbre_fit=timbre_fit)
+    if timbre_fit is not None:
+        try:
+            embedded = np.load(folder / f"{stem}.embedded.npy", allow_pickle=False)
+        except (OSError, ValueError):
+            return index     # recomputed on the first query
+        if embedded.shape == (rows, timbre_fit.axes.shape[1]):
+            index._embedded = embedded.astype(np.float32)
+    return index
 
 
 def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[Index, dict[str, Any]]:
