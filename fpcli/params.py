@@ -12,7 +12,7 @@ import json
 
 from fpcli.errors import ParameterError
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2   # 2: timbre block, duplicate key (docs/fingerprint.md)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,6 +33,7 @@ from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
 from fpcli.dsp.stats import Histogram
 from fpcli.dsp.tally import ALL_SILENT, NO_FRAMES, FrameTally
 from fpcli.dsp.tempo import estimate_tempo
+from fpcli.dsp.timbre import GaussianSums, Timbre
 from fpcli.fingerprint import STREAMING_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
 
@@ -115,6 +116,7 @@ class StreamingAnalyzer:
         self.params = params or AnalysisParams()
         self.pipeline = FeaturePipeline(samplerate, channels, self.params)
         self.tally = FrameTally()
+        self.timbre = GaussianSums()
         self.expected_frames = expected_frames
         self.chunks = 0
         self._finished = False
@@ -143,6 +145,7 @@ class StreamingAnalyzer:
 
     def _fold(self, step: FrameStep) -> None:
         self.tally.add(step)
+        self.timbre.add(step.mfcc)
         audible = ~step.silent
         centroid = step.centroid_hz[audible]
         self._centroid.add(centroid[np.isfinite(centroid)])
@@ -172,6 +175,8 @@ class StreamingAnalyzer:
             complete=self._finished,
             confidence={name: self.confidence_of(name, values[name]) for name in STREAMING_DIMS},
             chunks=self.chunks,
+            timbre=Timbre.of(self.timbre.gaussian(), self.timbre.count),
+            dupe_key=self.pipeline.signature.key(),
         )
 
     def _histogram_values(self) -> dict[str, tuple[float | None, str]]:

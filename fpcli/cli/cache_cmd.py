@@ -232,6 +232,31 @@ def cache_failures(ctx: typer.Context, as_json: JsonOption = False) -> None:
              [[f.path, f.error_type, f.message, when(f.failed_at)] for f in failures])
 
 
+@cache_app.command("dupes")
+def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List groups of files that hold the same recording: byte-identical copies, and
+    other encodings or sample rates of it (matched by the duplicate key of the
+    decoded audio; fingerprint v2 records only).
+
+    Examples:
+
+      fpcli cache dupes
+
+      fpcli cache dupes --json | jq '.paths'
+    """
+    from fpcli.search.dupes import duplicate_groups
+
+    with ctx.obj.open_store() as store:
+        groups = duplicate_groups(store.records())
+        report_bad_entries(store)
+    if as_json:
+        for group in groups:
+            print_json_line({"paths": list(group.paths), "digests": list(group.digests)})
+        return
+    rows_out(f"{len(groups)} group(s) of duplicates", ["group", "path"],
+             [[str(n), path] for n, group in enumerate(groups, start=1) for path in group.paths])
+
+
 @cache_app.command("export")
 def cache_export(ctx: typer.Context,
                  file: Annotated[str, typer.Argument(help="JSON Lines file to write, or - for stdout.")]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,13 +30,16 @@ def search(
                                                  help="Only tracks under this folder.")] = None,
     weights: Annotated[str | None, typer.Option(
         "--weights", show_default=False,
-        help="Group weights, e.g. temporal=2,stereo=0 (groups: frequency, dynamics, temporal, spectral, "
-             "harmonic, variation, stereo; default 1 each).")] = None,
+        help="Group weights, e.g. temporal=2,stereo=0,timbre=4 (groups: frequency, dynamics, temporal, spectral, "
+             "harmonic, variation, stereo, default 1 each; timbre, default 2).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show the dims that contributed most.")] = False,
     m3u: Annotated[Path | None, typer.Option("--m3u", show_default=False,
                                              help="Write a playlist of the query and its hits (- for stdout).")] = None,
     compute_missing: Annotated[bool, typer.Option(
         "--compute-missing", help="batch: compute missing batch fingerprints first.")] = False,
+    include_duplicates: Annotated[bool, typer.Option(
+        "--include-duplicates",
+        help="Keep other files of the query's recording, and second files of a hit's, among the hits.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Find the tracks in the store that sound most like QUERY.
@@ -44,7 +47,9 @@ def search(
     Strategies: fast (cached streaming fingerprints), accurate (fast candidates
     re-ranked with batch fingerprints, computing the missing ones for the candidates),
     batch (batch fingerprints for all), auto (from the query's confidence and
-    validation).
+    validation). Distances combine the named dims and the timbre (JS divergence of
+    the MFCC Gaussians); other files of one recording (another codec or sample
+    rate) are left out unless --include-duplicates.
 
     Examples:
 
@@ -66,7 +71,7 @@ def search(
     with ctx.obj.open_store() as store:
         result = run_search(store, path_text(query), k=k, strategy=strategy, group_weights=group_weights,
                             under=path_text(library) if library else None, explain=explain,
-                            compute_missing=compute_missing)
+                            compute_missing=compute_missing, include_duplicates=include_duplicates)
     if m3u is not None:
         write_m3u(result, m3u)
     for path, error in result.skipped:
@@ -83,8 +88,7 @@ def render_search(result: SearchResult, explain: bool) -> None:
     for rank, hit in enumerate(result.hits, start=1):
         row = [str(rank), f"{hit.distance:.3f}", hit.path]
         if explain:
-            row.append("; ".join(f"{e['dim']} {format_value(e['query'], DIM_BY_NAME[e['dim']].unit)} -> "
-                                 f"{format_value(e['hit'], DIM_BY_NAME[e['dim']].unit)}" for e in hit.explain))
+            row.append("; ".join(_explained(e) for e in hit.explain))
         rows.append(row)
     rows_out(f"{len(result.hits)} tracks like {result.query}", columns, rows, {"#": "right", "distance": "right"})
     stats = result.stats
@@ -93,3 +97,12 @@ def render_search(result: SearchResult, explain: bool) -> None:
     if stats.get("missing_batch"):
         warn_line(f"{stats['missing_batch']} track(s) have no batch fingerprint and were not searched: "
                   "use --compute-missing or `fpcli analyze --batch`")
+
+
+def _explained(line: dict[str, Any]) -> str:
+    """One contribution: "dim query -> hit", or "timbre JS 0.123" for the timbre."""
+    if line["dim"] == "timbre":
+        js = line.get("divergence")
+        return "timbre " + ("(no timbre on one side)" if js is None else f"JS {js:.3f}")
+    unit = DIM_BY_NAME[line["dim"]].unit
+    return f"{line['dim']} {format_value(line['query'], unit)} -> {format_value(line['hit'], unit)}"

@@ -14,25 +14,35 @@ import numpy as np
 from fpcli.analyze import Want, fingerprint_of
 from fpcli.errors import ParameterError, SearchError
 from fpcli.files import atomic_text
-from fpcli.fingerprint import GROUPS
 from fpcli.params import AnalysisParams
+from fpcli.search.dupes import drop_duplicates
 from fpcli.search.index import KINDS, Index, current_index, row_of
-from fpcli.search.rank import Hit, dim_weights, top_k
+from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, top_k
+from fpcli.search.timbre import pack
 from fpcli.store import FingerprintStore, Record, printable_path
+from fpcli.store.records import record_key
 
 ACCURATE_CANDIDATES = 5  # "accurate" re-ranks k x this many fast candidates
+DUPLICATE_SLACK = 10     # extra hits asked for so that dropping duplicates still leaves k
 STRATEGIES = ("fast", "accurate", "batch", "auto")
 
 
 @dataclasses.dataclass(frozen=True)
 class Query:
-    """How to rank: k, weights per group, a folder to stay under, explanations."""
+    """How to rank: k, weights per group (and "timbre"), a folder to stay under,
+    explanations, and whether duplicates (the query's and each other's: other files
+    of one recording) are dropped from the hits."""
 
     k: int
     group_weights: dict[str, float]
     under: str | None
     explain: bool
     exclude: str | None  # the query's digest (the query and its copies are not hits)
+    drop_duplicates: bool = True
+
+    @property
+    def timbre_weight(self) -> float:
+        return self.group_weights.get("timbre", TIMBRE_WEIGHT)
 
 
 @dataclasses.dataclass
@@ -77,6 +87,8 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     re-ranked by batch fingerprints (missing ones computed for the candidates only).
     batch: batch fingerprints of every track (missing ones reported, or computed with
     ``compute_missing``). auto: chooses from the query's confidence and validation.
+    Duplicates (other files of the query's recording, second files of a hit's) are
+    left out unless ``include_duplicates``.
     """
     if strategy not in STRATEGIES:
         raise ParameterError(f"--strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
@@ -90,8 +102,8 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     reason = f"--strategy {strategy}"
     if strategy == "auto":
         strategy, reason = _choose(record)
-    query = Query(k, group_weights or dict.fromkeys(GROUPS, 1.0), under, explain,
-                  None if include_duplicates else record.digest)
+    query = Query(k, {**default_weights(), **(group_weights or {})}, under, explain,
+                  None if include_duplicates else record.digest, not include_duplicates)
     stats: dict[str, Any] = {"query_cached": cached}
     skipped: list[tuple[str, str]] = []
     if strategy == "fast":
@@ -134,9 +146,24 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
     if len(index) <= 1:
         raise SearchError(f"the store holds no other {kind} fingerprints to search: "
                           f"run `fpcli analyze{' --batch' if kind == 'batch' else ''} LIBRARY` first")
+    return _ranked(store, index, record, query, stats)
+
+
+def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query, stats: dict[str, Any]) -> list[Hit]:
+    """top_k of ``index``, then (unless duplicates are kept) the hits that are the
+    query's recording or an earlier hit's dropped, reading the hits' records."""
     weights = dim_weights(index.dims, query.group_weights, index.low, index.high)
-    return top_k(index, _query_row(record, kind), query.k, weights, exclude_content=query.exclude,
-                 under=query.under, explain=query.explain)
+    wanted = query.k + DUPLICATE_SLACK if query.drop_duplicates else query.k
+    hits = top_k(index, _query_row(record, index.kind), wanted, weights, exclude_content=query.exclude,
+                 under=query.under, explain=query.explain,
+                 query_timbre=pack(record.timbre), timbre_weight=query.timbre_weight)
+    if not query.drop_duplicates:
+        return hits
+    found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
+    usable = [i for i, r in enumerate(found) if r is not None]
+    kept, dropped = drop_duplicates(record, [found[i] for i in usable])  # type: ignore[misc]
+    stats["duplicates_dropped"] = stats.get("duplicates_dropped", 0) + dropped
+    return [hits[usable[i]] for i in kept][: query.k]
 
 
 def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams,
@@ -162,10 +189,9 @@ def _accurate(store: FingerprintStore, record: Record, query: Query, params: Ana
     stats["batch_index"] = info
     rows = np.flatnonzero(np.isin(index.contents, [h.digest for h in candidates]))
     sub = Index(index.kind, index.params_key, index.values[rows], index.keys[rows], index.paths[rows],
-                index.contents[rows], index.low, index.high)
-    weights = dim_weights(index.dims, query.group_weights, index.low, index.high)
-    return top_k(sub, _query_row(record, "batch"), query.k, weights, exclude_content=query.exclude,
-                 explain=query.explain)
+                index.contents[rows], index.low, index.high, timbre=index.timbre_rows()[rows],
+                timbre_fit=index.timbre_fit)
+    return _ranked(store, sub, record, query, stats)
 
 
 def _batch(store: FingerprintStore, record: Record, query: Query, params: AnalysisParams, compute_missing: bool,

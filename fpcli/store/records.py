@@ -27,7 +27,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fpcli.cue import salted, track_of_entry
 from fpcli.errors import BadEntryError
@@ -35,7 +35,12 @@ from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS, Fingerprint
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.results import TrackResult
 
-RECORD_SCHEMA = 2
+if TYPE_CHECKING:  # numpy and scipy come with them: the CLI's start-up does not pay for them
+    from fpcli.dsp.dupes import DupeKey
+    from fpcli.dsp.timbre import Timbre
+
+RECORD_SCHEMA = 2          # v2 fingerprints add optional fields (timbre, dupe_key); v1 records still parse
+COV_TOLERANCE = 1e-6       # relative asymmetry / negative eigenvalue a stored covariance may show (rounding)
 STREAM_PREFIX = "stream:"  # paths of named streams (fpcli analyze - --name NAME): no file behind them
 CONTENT_SAMPLE_BYTES = 64 * 1024
 DIGEST_CHUNK_BYTES = 1 << 20
@@ -147,6 +152,11 @@ class BatchValues:
     reasons: dict[str, str]
 
 
+# The record's timbre block is a ``fpcli.dsp.timbre.Timbre``: ``mean`` (13,), ``cov``
+# (13, 13) symmetric positive semi-definite, ``frames`` >= 1 (the streaming analysis's,
+# which equals the batch reference's up to rounding).
+
+
 @dataclasses.dataclass(frozen=True)
 class Validation:
     """A stored streaming-vs-batch verdict (``fpcli validate``)."""
@@ -183,6 +193,8 @@ class Record:
     validation: Validation | None
     analysed_at: float
     last_used_at: float
+    timbre: Timbre | None = None           # v2: None in v1 records and for all-silent tracks
+    dupe_key: DupeKey | None = None        # v2: None in v1 records and tracks under 1 s
 
     @property
     def key(self) -> str:
@@ -215,11 +227,12 @@ class Record:
             format=audio.format, subtype=audio.subtype, partial_reason=audio.partial_reason,
             streaming=Fingerprint(kind="streaming", values=dict(s.values), reasons=dict(s.reasons),
                                   params_key=self.params_key, seconds=s.seconds, complete=self.complete,
-                                  confidence=dict(s.confidence), chunks=s.chunks, version=self.fingerprint_version),
+                                  confidence=dict(s.confidence), chunks=s.chunks, version=self.fingerprint_version,
+                                  timbre=self.timbre, dupe_key=self.dupe_key),
             batch=None if self.batch is None else Fingerprint(
                 kind="batch", values=dict(self.batch.values), reasons=dict(self.batch.reasons),
                 params_key=self.params_key, seconds=audio.duration_s, complete=True,
-                version=self.fingerprint_version),
+                version=self.fingerprint_version, timbre=self.timbre),
             cached=True,
         )
 
@@ -242,7 +255,7 @@ def record_from_result(identity: FileIdentity, result: TrackResult, now: float) 
         streaming=StreamingValues(dict(fp.values), dict(fp.confidence or {}), dict(fp.reasons), fp.chunks,
                                   fp.seconds),
         batch=None if result.batch is None else BatchValues(dict(result.batch.values), dict(result.batch.reasons)),
-        validation=None, analysed_at=now, last_used_at=now,
+        validation=None, analysed_at=now, last_used_at=now, timbre=fp.timbre, dupe_key=fp.dupe_key,
     )
 
 
@@ -284,6 +297,7 @@ def record_to_json(record: Record) -> dict[str, Any]:
     if record.validation is not None:
         data["validation"]["failed_metrics"] = list(record.validation.failed_metrics)
     data["paths"] = [dataclasses.asdict(p) for p in record.paths]
+    data["timbre"] = None if record.timbre is None else record.timbre.to_dict()
     return data
 
 
@@ -383,10 +397,12 @@ def parse_record(key: str, data: Any) -> Record:
     streaming = _streaming(c, c.obj(data, "streaming"))
     batch = None if data.get("batch") is None else _batch(c, c.obj(data, "batch"))
     validation = None if data.get("validation") is None else _validation(c, c.obj(data, "validation"))
+    timbre = None if data.get("timbre") is None else _timbre(c, data.get("timbre"))
+    dupe_key = None if data.get("dupe_key") is None else _dupe_key(c, c.obj(data, "dupe_key"))
     if c.problems:
         raise BadEntryError(key, c.problems)
     return Record(digest, ck, params_key, version, size, paths, complete, audio, streaming, batch, validation,
-                  float(analysed_at), float(last_used_at))
+                  float(analysed_at), float(last_used_at), timbre, dupe_key)
 
 
 def _paths(c: _Checker, items: Any) -> tuple[PathSeen, ...]:
@@ -447,6 +463,55 @@ def _validation(c: _Checker, v: Mapping[str, Any]) -> Validation:
         errors = {}
     validated_at = c.field(v, "validated_at", _nonneg, "a time", w)
     return Validation(status, similarity, threshold, quality, tuple(failed or ()), dict(errors), validated_at)
+
+
+def _timbre(c: _Checker, t: Any) -> Timbre | None:
+
+    """A timbre block: mean of N_MFCC finite numbers, an N_MFCC x N_MFCC finite covariance,
+    symmetric and positive semi-definite within COV_TOLERANCE (relative to its largest
+    entry), frames >= 1."""
+    import numpy as np
+
+    from fpcli.dsp.timbre import N_MFCC, Timbre
+    problems = len(c.problems)
+    if not isinstance(t, Mapping):
+        c.problems.append(f"timbre is {_show(t)}, not an object")
+        return None
+    mean: Any = t.get("mean")
+    cov: Any = t.get("cov")
+    if not isinstance(mean, list) or len(mean) != N_MFCC or not all(_number(v) for v in mean):
+        c.problems.append(f"timbre.mean must be a list of {N_MFCC} finite numbers")
+    if not isinstance(cov, list) or len(cov) != N_MFCC or not all(
+            isinstance(row, list) and len(row) == N_MFCC and all(_number(v) for v in row) for row in cov):
+        c.problems.append(f"timbre.cov must be a {N_MFCC} x {N_MFCC} list of finite numbers")
+    frames = c.field(t, "frames", _integer(1), "a frame count >= 1", "timbre.")
+    if len(c.problems) > problems:
+        return None
+    matrix = np.array(cov, dtype=np.float64)
+    scale = 1.0 + float(np.abs(matrix).max())
+    if float(np.abs(matrix - matrix.T).max()) > COV_TOLERANCE * scale:
+        c.problems.append("timbre.cov is not symmetric")
+    elif float(np.linalg.eigvalsh(matrix).min()) < -COV_TOLERANCE * scale:
+        c.problems.append("timbre.cov is not positive semi-definite")
+    if len(c.problems) > problems:
+        return None
+    return Timbre(tuple(float(v) for v in mean), tuple(tuple(float(v) for v in row) for row in cov), frames)
+
+
+def _dupe_key(c: _Checker, d: Mapping[str, Any]) -> DupeKey | None:
+    """A duplicate key: windows in [1, MAX_WINDOWS - 1]; bits and mask hex strings of
+    16 bits per window."""
+    from fpcli.dsp.dupes import MAX_WINDOWS, DupeKey
+
+    windows: Any = d.get("windows")
+    if not _integer(1)(windows) or windows >= MAX_WINDOWS:
+        c.problems.append(f"dupe_key.windows is {_show(windows)}, not a count in [1, {MAX_WINDOWS - 1}]")
+        return None
+    for name in ("bits", "mask"):
+        value = d.get(name)
+        if not isinstance(value, str) or len(value) != 4 * windows or not set(value) <= HEX32:
+            c.problems.append(f"dupe_key.{name} is {_show(value)}, not {4 * windows} hex digits")
+    return None if any(p.startswith("dupe_key.") for p in c.problems) else DupeKey(d["bits"], d["mask"], windows)
 
 
 def parse_failure(key: str, data: Any) -> Failure:
