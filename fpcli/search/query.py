@@ -60,11 +60,25 @@ class SearchResult:
                 "skipped": [{"path": p, "error": e} for p, e in self.skipped]}
 
 
+# Expected recall@10 of a search whose query heard only its first N seconds, against the
+# same search with the whole query (benchmarks/preview.md; linear between the points).
+PREVIEW_RECALL = ((5.0, 0.0), (10.0, 0.0), (20.0, 0.0), (30.0, 0.0), (60.0, 0.0))
+
+
+def expected_recall(seconds: float) -> float | None:
+    """The measured recall@10 of a query that heard ``seconds`` (None: not measured)."""
+    points = [p for p in PREVIEW_RECALL if p[1] > 0]
+    if not points:
+        return None
+    return float(np.interp(seconds, [s for s, _ in points], [r for _, r in points]))
+
+
 def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
-                 batch: bool = False) -> tuple[Record, bool]:
-    """The query's stored record, or analyse it now (stream, and batch when asked) and
-    store it. Returns (record, was_cached). Raises SearchError for a bad query."""
-    result = fingerprint_of(store, path, Want(params, batch=batch))
+                 batch: bool = False, seconds: float | None = None) -> tuple[Record, bool]:
+    """The query's stored record, or analyse it now (stream, and batch when asked; the
+    first ``seconds`` only for a preview query) and store it. Returns (record,
+    was_cached). Raises SearchError for a bad query."""
+    result = fingerprint_of(store, path, Want(params, batch=batch and seconds is None, seconds=seconds))
     if result.failed:
         raise SearchError(f"cannot analyse the query {printable_path(path)}: {result.error}")
     try:
@@ -80,7 +94,8 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
 def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: str = "auto",
            params: AnalysisParams | None = None, group_weights: dict[str, float] | None = None,
            under: str | None = None, explain: bool = False, compute_missing: bool = False,
-           include_duplicates: bool = False) -> SearchResult:
+           include_duplicates: bool = False, seconds: float | None = None,
+           query: Record | None = None) -> SearchResult:
     """Find the k tracks of the store most similar to ``query_path``.
 
     fast: streaming fingerprints of cached tracks. accurate: k x 5 fast candidates
@@ -89,6 +104,10 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     ``compute_missing``). auto: chooses from the query's confidence and validation.
     Duplicates (other files of the query's recording, second files of a hit's) are
     left out unless ``include_duplicates``.
+
+    A partial query (``seconds``: its first N seconds; or a ``query`` record made from
+    a stream) is searched with its streaming fingerprint, each dim weighted by its
+    confidence, and the result says how reliable it is (``stats["expected_recall"]``).
     """
     if strategy not in STRATEGIES:
         raise ParameterError(f"--strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
@@ -98,20 +117,30 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     started = time.perf_counter()
     store.flush_stats()
     hits_before = store.backend.counter("hits")
-    record, cached = query_record(store, query_path, params, batch=strategy in ("accurate", "batch"))
+    if query is not None:
+        record, cached = query, False
+    else:
+        record, cached = query_record(store, query_path, params, batch=strategy in ("accurate", "batch"),
+                                      seconds=seconds)
     reason = f"--strategy {strategy}"
-    if strategy == "auto":
+    if not record.complete:
+        strategy, reason = "fast", (f"a partial query ({record.streaming.seconds:.0f} s heard): streaming "
+                                    "fingerprints, each dim weighted by its confidence")
+    elif strategy == "auto":
         strategy, reason = _choose(record)
-    query = Query(k, {**default_weights(), **(group_weights or {})}, under, explain,
-                  None if include_duplicates else record.digest, not include_duplicates)
-    stats: dict[str, Any] = {"query_cached": cached}
+    plan = Query(k, {**default_weights(), **(group_weights or {})}, under, explain,
+                 None if include_duplicates else record.digest, not include_duplicates)
+    stats: dict[str, Any] = {"query_cached": cached, "query_seconds": record.streaming.seconds,
+                             "query_complete": record.complete}
+    if not record.complete:
+        stats["expected_recall"] = expected_recall(record.streaming.seconds)  # None until measured
     skipped: list[tuple[str, str]] = []
     if strategy == "fast":
-        hits = _rank_all(store, "streaming", record, query, params, stats)
+        hits = _rank_all(store, "streaming", record, plan, params, stats)
     elif strategy == "accurate":
-        hits = _accurate(store, record, query, params, stats, skipped)
+        hits = _accurate(store, record, plan, params, stats, skipped)
     else:
-        hits = _batch(store, record, query, params, compute_missing, stats, skipped)
+        hits = _batch(store, record, plan, params, compute_missing, stats, skipped)
     store.flush_stats()
     stats["cache_hits"] = store.backend.counter("hits") - hits_before
     stats["seconds"] = time.perf_counter() - started
@@ -153,6 +182,9 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
     """top_k of ``index``, then (unless duplicates are kept) the hits that are the
     query's recording or an earlier hit's dropped, reading the hits' records."""
     weights = dim_weights(index.dims, query.group_weights, index.low, index.high)
+    if index.kind == "streaming" and not record.complete:  # a partial query: trust each dim as far as it is known
+        confidence = record.streaming.confidence
+        weights = weights * np.array([confidence.get(dim, 0.0) for dim in index.dims])
     wanted = query.k + DUPLICATE_SLACK if query.drop_duplicates else query.k
     hits = top_k(index, _query_row(record, index.kind), wanted, weights, exclude_content=query.exclude,
                  under=query.under, explain=query.explain,
