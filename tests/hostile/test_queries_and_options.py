@@ -95,7 +95,7 @@ BAD_OPTIONS = [
     ("search", "{q}", "--weights", "temporal=1e400"),
     ("search", "{q}", "--weights", "temporal=-1"),
     ("search", "{q}", "--weights", ",".join(f"{g}=0" for g in ("frequency", "dynamics", "temporal", "spectral",
-                                                               "harmonic", "variation", "stereo"))),
+                                                               "harmonic", "variation", "stereo", "timbre"))),
     ("search", "{q}", "--weights", "[/red]=1"),
     ("search", "{q}", "-k", "0"),
     ("search", "{q}", "--strategy", "[bold]x"),
