@@ -15,7 +15,7 @@ from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
 from fpcli.search import current_index, search
 from fpcli.store import FingerprintStore, Need, StoreError, export_store, import_store, prune, verify
-from fpcli.store.records import record_to_json
+from fpcli.store.schema import record_to_json
 from tests.conftest import RedisServer, write
 
 KEY = AnalysisParams().key()

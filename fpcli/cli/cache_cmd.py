@@ -146,7 +146,7 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="An
 
       fpcli cache show --json track.flac | jq .streaming.values
     """
-    from fpcli.store.records import record_to_json
+    from fpcli.store.schema import record_to_json
 
     text = path_text(path)
     with ctx.obj.open_store() as store:
@@ -219,7 +219,7 @@ def cache_failures(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
       fpcli analyze ~/Music --retry-failed
     """
-    from fpcli.store.records import failure_to_json
+    from fpcli.store.schema import failure_to_json
 
     with ctx.obj.open_store() as store:
         failures = sorted(store.failures(), key=lambda f: os.fsencode(f.path))

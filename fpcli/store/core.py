@@ -31,17 +31,19 @@ from fpcli.store.records import (
     Failure,
     FileIdentity,
     Record,
-    dumps,
     entry_file,
     entry_identity_keys,
+    path_key,
+    record_from_result,
+    record_key,
+)
+from fpcli.store.schema import (
+    dumps,
     failure_to_json,
     loads,
     parse_failure,
     parse_path_entry,
     parse_record,
-    path_key,
-    record_from_result,
-    record_key,
     record_to_json,
 )
 from fpcli.store.spec import StoreSpec

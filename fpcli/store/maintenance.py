@@ -19,19 +19,14 @@ from typing import IO, Any
 from fpcli.errors import BadEntryError, StoreError
 from fpcli.files import atomic_text
 from fpcli.store.core import FingerprintStore
-from fpcli.store.records import (
-    HEX32,
-    STREAM_PREFIX,
-    Record,
+from fpcli.store.records import HEX32, STREAM_PREFIX, Record, entry_file, path_key, record_key
+from fpcli.store.schema import (
     dumps,
-    entry_file,
     failure_to_json,
     loads,
     parse_failure,
     parse_path_entry,
     parse_record,
-    path_key,
-    record_key,
     record_to_json,
 )
 
