@@ -241,10 +241,13 @@ def _timbre(c: _Checker, t: Any) -> Timbre | None:
         return None
     mean: Any = t.get("mean")
     cov: Any = t.get("cov")
-    if not isinstance(mean, list) or len(mean) != N_MFCC or not all(_number(v) for v in mean):
+    # Checked as whole arrays: a look-up parses a record, and 182 numbers one by one
+    # were half of a cached look-up's time.
+    if not (isinstance(mean, list) and len(mean) == N_MFCC and _plain_numbers(mean)):
         c.problems.append(f"timbre.mean must be a list of {N_MFCC} finite numbers")
-    if not isinstance(cov, list) or len(cov) != N_MFCC or not all(
-            isinstance(row, list) and len(row) == N_MFCC and all(_number(v) for v in row) for row in cov):
+    if not (isinstance(cov, list) and len(cov) == N_MFCC and all(
+            isinstance(row, list) and len(row) == N_MFCC for row in cov) and _plain_numbers(
+            [v for row in cov for v in row])):
         c.problems.append(f"timbre.cov must be a {N_MFCC} x {N_MFCC} list of finite numbers")
     frames = c.field(t, "frames", _integer(1), "a frame count >= 1", "timbre.")
     if len(c.problems) > problems:
@@ -258,6 +261,16 @@ def _timbre(c: _Checker, t: Any) -> Timbre | None:
     if len(c.problems) > problems:
         return None
     return Timbre(tuple(float(v) for v in mean), tuple(tuple(float(v) for v in row) for row in cov), frames)
+
+
+def _plain_numbers(values: list[Any]) -> bool:
+    """Every value an int or float (not a bool, not text) and finite, checked at C speed."""
+    import numpy as np
+
+    if not all(type(v) is float or type(v) is int for v in values):
+        return False
+    array = np.array(values, dtype=np.float64)  # an int beyond float range becomes inf
+    return bool(np.isfinite(array).all())
 
 
 def _dupe_key(c: _Checker, d: Mapping[str, Any]) -> DupeKey | None:
