@@ -109,8 +109,7 @@ def main() -> int:
     rows = [[f"{n:g} s", f"{r:.3f}"] for n, r in recalls.items()]
     lines = [
         f"# Previews ({datetime.date.today()})", "",
-        f"Command: `python benchmarks/bench_preview.py --library {args.library} --corpus {args.corpus} "
-        f"--seconds {args.seconds}`", "",
+        f"Command: `python benchmarks/bench_preview.py {' '.join(sys.argv[1:])}`", "",
         f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}; load average "
         f"{os.getloadavg()[0]:.1f} at the end.", "",
         "## A first pass over a library", "",
