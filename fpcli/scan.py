@@ -77,8 +77,14 @@ class _Walker:
         self.seen_dirs: set[tuple[int, int]] = set()
         self.seen_files: set[str] = set()
 
-    def add(self, path: str) -> None:
-        resolved = os.path.realpath(path)
+    def add(self, path: str, real_folder: str | None = None) -> None:
+        """Take one file (once, however many ways it is reached). ``real_folder``: the
+        symlink-free path of its folder, when known: then only a symlinked file needs a
+        full ``realpath`` (one lstat per file instead of one per path component)."""
+        if real_folder is not None and not os.path.islink(path):
+            resolved = os.path.join(real_folder, os.path.basename(path))
+        else:
+            resolved = os.path.realpath(path)
         if resolved in self.seen_files:
             return
         self.seen_files.add(resolved)
@@ -146,6 +152,7 @@ class _Walker:
         for track in tracks:
             if not ignored(track.image, False):
                 self.result.files.append(track.entry)
+        real_folder = os.path.realpath(folder)
         for name in names:
             path = os.path.join(folder, name)
             extension = os.path.splitext(name)[1].lower() or "(no extension)"
@@ -158,7 +165,7 @@ class _Walker:
             elif name in sheets:
                 self.result.ignored[".cue (tracks listed)"] += 1
             elif extension in AUDIO_EXTENSIONS:
-                self.add(path)
+                self.add(path, real_folder)
             else:
                 self.result.ignored[extension] += 1
 

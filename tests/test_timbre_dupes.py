@@ -4,6 +4,7 @@ duplicates (another codec or sample rate of one recording)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -29,7 +30,7 @@ from fpcli.search.index import tempo_point
 from fpcli.search.rank import default_weights, exact_distances
 from fpcli.search.timbre import TIMBRE_COLUMNS, js_divergence, pack
 from fpcli.store import FingerprintStore
-from fpcli.store.schema import parse_record, record_to_json
+from fpcli.store.schema import pack_timbre, parse_record, record_to_json
 from fpcli.streaming import StreamingAnalyzer
 from tests.conftest import write
 
@@ -119,7 +120,10 @@ def _record(tmp_path):
 def test_record_round_trips_and_checks_the_timbre_block(tmp_path):
     record = _record(tmp_path)
     assert record.fingerprint_version == FINGERPRINT_VERSION == 2 and record.timbre is not None
-    data = json.loads(json.dumps(record_to_json(record)))
+    stored = json.loads(json.dumps(record_to_json(record)))
+    assert set(stored["timbre"]) == {"packed", "frames"} and parse_record(record.key, stored) == record
+    # the plain-list form (hand-written imports, records stored before packing) reads the same
+    data = json.loads(json.dumps({**stored, "timbre": record.timbre.to_dict()}))
     assert len(data["timbre"]["mean"]) == N_MFCC and len(data["timbre"]["cov"][0]) == N_MFCC
     assert parse_record(record.key, data) == record
 
@@ -138,6 +142,15 @@ def test_record_round_trips_and_checks_the_timbre_block(tmp_path):
     def not_psd(t):
         t["cov"] = (-np.eye(N_MFCC)).tolist()
     assert any("positive semi-definite" in p for p in broken(not_psd))
+    for packed in ("not base64!", stored["timbre"]["packed"][:-8], 7):
+        bad_packed = json.loads(json.dumps(stored))
+        bad_packed["timbre"]["packed"] = packed
+        with pytest.raises(BadEntryError, match="timbre.packed"):
+            parse_record(record.key, bad_packed)
+    nan_packed = json.loads(json.dumps(stored))
+    nan_packed["timbre"] = pack_timbre(dataclasses.replace(record.timbre, mean=(math.nan,) * N_MFCC))
+    with pytest.raises(BadEntryError, match="finite"):
+        parse_record(record.key, nan_packed)
     bad_key = json.loads(json.dumps(data))
     bad_key["dupe_key"]["bits"] = "zz"
     with pytest.raises(BadEntryError, match="dupe_key.bits"):

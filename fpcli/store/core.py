@@ -209,11 +209,13 @@ class FingerprintStore:
         identity, _ = self._identify(resolve(path), want_digest=digest)
         return identity
 
-    def _identify(self, resolved: str, *, want_digest: bool) -> tuple[FileIdentity, dict[str, Any] | None]:
+    def _identify(self, resolved: str, *, want_digest: bool, st: os.stat_result | None = None
+                  ) -> tuple[FileIdentity, dict[str, Any] | None]:
         """(identity, the path's stored entry). The digest comes from the entry when the
         file is unchanged, else from a full read when ``want_digest`` or when a record
-        with the same content key exists (a candidate to confirm)."""
-        st = stat_regular(resolved)
+        with the same content key exists (a candidate to confirm). ``st``: the file's
+        stat when the caller has just taken it."""
+        st = st or stat_regular(resolved)
         entry = self._read_path_entry(resolved)
         if entry and (entry["size"], entry["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
             return FileIdentity(resolved, st.st_size, st.st_mtime_ns, entry["content_key"], entry["digest"]), entry
@@ -236,7 +238,7 @@ class FingerprintStore:
         except OSError as exc:
             return Lookup(None, error=os_reason(exc))
         try:
-            identity, entry = self._identify(resolved, want_digest=False)
+            identity, entry = self._identify(resolved, want_digest=False, st=st)
         except OSError as exc:  # unreadable: its recorded failure (if unchanged) comes with the error
             return Lookup(None, failure=self._unchanged_failure(resolved, st), error=os_reason(exc))
         stored = self.read_record(record_key(identity.digest, need.params_key)) if identity.digest else None

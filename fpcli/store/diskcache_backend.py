@@ -119,10 +119,18 @@ class DiskcacheBackend:
 
     # -- entries ---------------------------------------------------------------------------
 
+    # One indexed SELECT. diskcache's own ``get`` under the LRU policy runs a write
+    # transaction on every read to move access_time (half of a cached look-up). Recency
+    # comes from writes instead: a served record is rewritten when its last_used_at is
+    # an hour old (core.LAST_USED_RESOLUTION_S), so eviction is least-recently-used to
+    # the hour.
+    _SELECT = ("SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1 "
+               "AND (expire_time IS NULL OR expire_time > ?)")
+
     def get(self, key: str) -> str | None:
         try:
             with _guard(self.location):
-                value = self._data.get(key)
+                value = self._fetch(key)
         except StoreError as exc:
             if "refusing to unpickle" in str(exc) or "decode" in str(exc):
                 raise BadEntryError(key, [str(exc)]) from None
@@ -135,6 +143,16 @@ class DiskcacheBackend:
             except UnicodeDecodeError:
                 raise BadEntryError(key, ["not UTF-8 text"]) from None
         raise BadEntryError(key, [f"a {type(value).__name__}, not JSON text"])
+
+    def _fetch(self, key: str) -> Any:
+        rows = self._data._sql(self._SELECT, (key, time.time())).fetchall()
+        if not rows:
+            return None
+        ((mode, filename, value),) = rows
+        try:
+            return self._data._disk.fetch(mode, filename, value, False)
+        except OSError:  # a large value's file was removed between the SELECT and the read
+            return None
 
     def put(self, key: str, text: str) -> None:
         expire = self.ttl_s if key.startswith(RECORD_PREFIX) else None
