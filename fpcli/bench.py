@@ -35,6 +35,7 @@ from fpcli.analyze import one_blas_thread
 from fpcli.audio import AUDIO_EXTENSIONS, AudioReader
 from fpcli.batch import BatchAnalyzer
 from fpcli.errors import FpcliError
+from fpcli.files import read_text
 from fpcli.fingerprint import GROUPS, STREAMING_DIMS
 from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
@@ -374,8 +375,9 @@ def load_thresholds(path: Path | None = None) -> dict[str, tuple[str, float]]:
     table: dict[str, Any] = {}
     try:
         if path is not None:
-            text = path.read_text()
-            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+            text = read_text(path)
+            json_text = path.suffix == ".json" or (str(path) == "-" and text.lstrip().startswith("{"))
+            data = json.loads(text) if json_text else tomllib.loads(text)
             table = data.get("thresholds", data)
         elif Path("pyproject.toml").exists():
             data = tomllib.loads(Path("pyproject.toml").read_text())

@@ -1,4 +1,4 @@
-"""Writing user-named files safely: ``-`` is stdout; anything else is written to a
+"""Reading and writing user-named files: ``-`` is stdin / stdout. A written file goes to a
 new temporary file in the target's folder (``mkstemp``: O_EXCL, never following a
 planted symlink) and renamed over the target, which must be a regular file if it
 exists (a device or a FIFO is never replaced)."""
@@ -44,6 +44,19 @@ def atomic_text(destination: str | os.PathLike[str]) -> Iterator[IO[str]]:
     except BaseException:
         _unlink_quietly(temporary)
         raise
+
+
+def read_text(source: str | os.PathLike[str]) -> str:
+    """The whole text of ``source`` (stdin for ``-``). Raises FpcliError naming it."""
+    name = os.fspath(source)
+    try:
+        if name == "-":
+            return sys.stdin.read()
+        with open(name, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise FpcliError(f"cannot read {'stdin' if name == '-' else name}: {reason}") from None
 
 
 def write_text(destination: str | os.PathLike[str], text: str) -> None:

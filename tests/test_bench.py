@@ -1,6 +1,7 @@
 """fpcli bench: the schema, --check, --compare and atomic output files."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -93,10 +94,26 @@ def test_cli_bench_check_json_markdown_compare(tiny_library, tmp_path):
     assert "miss analysis.streaming_x" in strict.stderr
     earlier = json.loads(out.read_text())
     earlier["figures"]["analysis.batch_x"]["value"] *= 10
-    old = tmp_path / "old.json"
-    old.write_text(json.dumps(earlier))
-    compared = runner.invoke(app, [*base, "--compare", str(old)], env={"COLUMNS": "200"})
+    compared = runner.invoke(app, [*base, "--compare", "-"], input=json.dumps(earlier), env={"COLUMNS": "200"})
     assert compared.exit_code == 0 and "REGRESSION" in compared.stdout
+
+
+def test_bench_reads_an_earlier_result_and_thresholds_from_stdin_or_says_why_not(tmp_path, monkeypatch):
+    import io
+
+    from fpcli.cli.bench_cmd import _read_json
+    from fpcli.errors import FpcliError
+
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"schema": "fpcli-bench/1", "figures": {}}'))
+    assert _read_json(Path("-"))["schema"] == "fpcli-bench/1"
+    monkeypatch.setattr("sys.stdin", io.StringIO('[thresholds]\n"cache.hit_rate" = ">= 0.25"\n'))
+    assert bench.load_thresholds(Path("-"))["cache.hit_rate"] == (">=", 0.25)
+    for text, reason in [("not json", "stdin: not JSON"), ("[1, 2]", "not a bench --json result")]:
+        monkeypatch.setattr("sys.stdin", io.StringIO(text))
+        with pytest.raises(FpcliError, match=reason):
+            _read_json(Path("-"))
+    with pytest.raises(FpcliError, match="cannot read .*missing.json"):
+        _read_json(tmp_path / "missing.json")
 
 
 def test_bench_on_redis_uses_a_private_namespace_and_removes_it(tiny_library, redis_url, redis_server):

@@ -12,7 +12,7 @@ import typer
 from fpcli.cli.app import EXIT_BELOW_THRESHOLD, app
 from fpcli.cli.render import note, number, rows_out, stderr
 from fpcli.errors import FpcliError
-from fpcli.files import write_text
+from fpcli.files import read_text, write_text
 from fpcli.store import is_redis_url
 
 if TYPE_CHECKING:
@@ -37,10 +37,11 @@ def bench(
     check_: Annotated[bool, typer.Option("--check", help="Exit 4 if a figure misses its threshold.")] = False,
     thresholds: Annotated[Path | None, typer.Option(
         "--thresholds", show_default=False,
-        help="Thresholds file, TOML or JSON (default: tool.fpcli.bench.thresholds in ./pyproject.toml).")]
+        help="Thresholds file, TOML or JSON, - for stdin (default: tool.fpcli.bench.thresholds in "
+             "./pyproject.toml).")]
     = None,
-    compare_with: Annotated[Path | None, typer.Option("--compare", show_default=False,
-                                                      help="An earlier --json result to compare with.")] = None,
+    compare_with: Annotated[Path | None, typer.Option(
+        "--compare", show_default=False, help="An earlier --json result to compare with (- reads stdin).")] = None,
     tolerance: Annotated[float, typer.Option("--tolerance", min=0,
                                              help="--compare flags figures worse by more than this share.")]
     = COMPARE_TOLERANCE,
@@ -92,10 +93,14 @@ def bench(
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """An earlier ``--json`` result, from a file or stdin (``-``)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise FpcliError(f"cannot read {path}: {exc}") from None
+        data = json.loads(read_text(path))
+    except ValueError as exc:
+        raise FpcliError(f"cannot read {'stdin' if str(path) == '-' else path}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise FpcliError(f"cannot read {'stdin' if str(path) == '-' else path}: not a bench --json result")
+    return data
 
 
 def _bench_rows(result: BenchResult, checks: list[Check], changes: list[Change]) -> list[list[str]]:
