@@ -19,6 +19,7 @@ from fpcli.cli.options import (
     QuietOption,
     SchedulerOption,
     TimeoutOption,
+    finite,
     path_text,
     run_options,
 )
@@ -42,14 +43,14 @@ def analyze(
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
     quiet: QuietOption = False,
     seconds: Annotated[float | None, typer.Option(
-        "--seconds", min=0.5, show_default=False,
+        "--seconds", min=0.5, show_default=False, callback=finite,
         help="A preview: analyse at most the first N seconds of each track (stored as partial; a later "
              "full run upgrades it).")] = None,
     upgrade: Annotated[bool, typer.Option(
         "--upgrade", help="Finish the previews (lowest confidence first); files never analysed are left alone.")]
     = False,
     every: Annotated[float | None, typer.Option(
-        "--every", min=0.1, show_default=False,
+        "--every", min=0.1, show_default=False, callback=finite,
         help="Print a snapshot every S seconds of audio (one file or - for stdin); each is stored as a "
              "partial record, so an interrupted run keeps what was heard.")] = None,
     name: Annotated[str | None, typer.Option(

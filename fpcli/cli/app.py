@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from fpcli import __version__
+from fpcli.cli.options import finite
 from fpcli.store import DEFAULT_SIZE_LIMIT_MB, FingerprintStore, StoreSpec
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -56,10 +57,10 @@ def _root(
         help="Store: a directory (default: the user cache directory, e.g. ~/.cache/fpcli/store) or a "
              "shared Redis URL redis://user:password@host:port/db (user and password optional).")] = None,
     store_size_mb: Annotated[float, typer.Option(
-        "--store-size-mb", envvar="FPCLI_STORE_SIZE_MB", min=1,
+        "--store-size-mb", envvar="FPCLI_STORE_SIZE_MB", min=1, callback=finite,
         help="Store size limit in MiB; least-recently-used records are evicted beyond it.")] = DEFAULT_SIZE_LIMIT_MB,
     store_ttl: Annotated[float | None, typer.Option(
-        "--store-ttl", envvar="FPCLI_STORE_TTL", min=1, show_default=False,
+        "--store-ttl", envvar="FPCLI_STORE_TTL", min=1, show_default=False, callback=finite,
         help="Expire records this many seconds after they were written (default: never).")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,

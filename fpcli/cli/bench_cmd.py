@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fpcli.cli.app import EXIT_BELOW_THRESHOLD, app
+from fpcli.cli.options import finite
 from fpcli.cli.render import note, number, rows_out, stderr
 from fpcli.errors import FpcliError
 from fpcli.files import read_text, write_text
@@ -42,7 +43,7 @@ def bench(
     = None,
     compare_with: Annotated[Path | None, typer.Option(
         "--compare", show_default=False, help="An earlier --json result to compare with (- reads stdin).")] = None,
-    tolerance: Annotated[float, typer.Option("--tolerance", min=0,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0, callback=finite,
                                              help="--compare flags figures worse by more than this share.")]
     = COMPARE_TOLERANCE,
 ) -> None:

@@ -15,9 +15,20 @@ from fpcli.executors import DEFAULT_TIMEOUT_S
 if TYPE_CHECKING:
     from fpcli.library import RunOptions
 
+
+
+def finite(value: float | None) -> float | None:
+    """Callback of every number option: NaN passes a min/max range (every comparison
+    with it is false) and infinity passes a minimum; both are usage errors (exit 2)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for lists) instead of a table.")]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")]
-TimeoutOption = Annotated[float, typer.Option("--timeout", min=1, help="Per-file time limit, seconds.")]
+TimeoutOption = Annotated[float, typer.Option(
+    "--timeout", min=1, callback=finite, help="Per-file time limit, seconds.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, notices or summary.")]
 ExecutorOption = Annotated[str, typer.Option(
     "--executor", help="local (worker processes) or dask (a Dask cluster; needs --scheduler and a shared store).")]

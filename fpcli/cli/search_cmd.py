@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fpcli.cli.app import app
-from fpcli.cli.options import path_text
+from fpcli.cli.options import finite, path_text
 from fpcli.cli.render import format_value, note, print_json, rows_out, warn_line
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import DIM_BY_NAME
@@ -44,7 +44,7 @@ def search(
         "--include-duplicates",
         help="Keep other files of the query's recording, and second files of a hit's, among the hits.")] = False,
     seconds: Annotated[float | None, typer.Option(
-        "--seconds", min=0.5, show_default=False,
+        "--seconds", min=0.5, show_default=False, callback=finite,
         help="Search with the query's first N seconds only (a preview; required for - unless the stream ends).")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,

@@ -18,6 +18,7 @@ from fpcli.cli.options import (
     QuietOption,
     SchedulerOption,
     TimeoutOption,
+    finite,
     parse_seconds,
     path_text,
     run_options,
@@ -41,7 +42,7 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")] = False,
     jobs: JobsOption = DEFAULT_JOBS,
     fail_under: Annotated[float | None, typer.Option(
-        "--fail-under", min=0, max=1, show_default=False,
+        "--fail-under", min=0, max=1, show_default=False, callback=finite,
         help="Exit 4 when the share of valid tracks is below this (0-1), for CI.")] = None,
     partial: Annotated[str | None, typer.Option(
         "--partial", show_default=False,
@@ -52,7 +53,7 @@ def validate(
     tolerance: Annotated[list[str] | None, typer.Option(
         "--tolerance", show_default=False, help="Override a metric's tolerance, e.g. tempo_bpm=0.05 (repeatable).")]
     = None,
-    threshold: Annotated[float, typer.Option("--threshold", min=0, max=1,
+    threshold: Annotated[float, typer.Option("--threshold", min=0, max=1, callback=finite,
                                              help="Minimum normalised cosine similarity.")] = DEFAULT_THRESHOLD,
     worst: Annotated[int, typer.Option("--worst", min=0, help="How many of the worst tracks to list.")] = 5,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
