@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
 import multiprocessing.process
 import os
 import signal
@@ -88,7 +89,7 @@ class WorkerPool:
         self.warm_up = warm_up
         self.size = size
         self.timeout_s = timeout_s
-        self._context = multiprocessing.get_context("spawn")  # no fork with live threads
+        self._context = _worker_context()
         self._workers: list[_Worker] = []
 
     def __enter__(self) -> WorkerPool:
@@ -144,6 +145,25 @@ class WorkerPool:
         replacement = self._spawn()
         replacement.wait_ready()
         return replacement
+
+
+# What every analysis task imports: the fork server imports it once for all workers.
+PRELOAD = ["numpy", "scipy.fft", "scipy.signal", "fpcli.analyze", "fpcli.batch", "fpcli.streaming"]
+
+
+def _worker_context() -> multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext:
+    """Workers are forks of a fork server that has imported ``PRELOAD``: a worker is
+    ready in milliseconds instead of a fresh interpreter importing numpy and scipy
+    (about a second of CPU per worker, which a 2-core machine pays while the parent is
+    starting too). The server is a fresh single-threaded process, so forking it is safe
+    (forking the parent, which may run threads, is not). It starts with the first
+    worker, inside ``_single_threaded_blas``, so its workers inherit one BLAS thread.
+    Spawn where there is no fork server (not Linux/macOS)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
 
 
 @contextlib.contextmanager
