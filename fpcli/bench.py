@@ -432,7 +432,7 @@ class Change:
 def compare(result: BenchResult, earlier: dict[str, Any], tolerance: float = COMPARE_TOLERANCE) -> list[Change]:
     """Per figure present in both: the relative change, flagged when it is a regression."""
     if earlier.get("schema") != SCHEMA:
-        raise FpcliError(f"not an fpcli bench --json result (schema {earlier.get('schema')!r}, expected {SCHEMA})")
+        raise FpcliError(f"not a bench result (schema {earlier.get('schema')!r}, expected {SCHEMA})")
     changes = []
     for name, figure in result.figures.items():
         old = earlier.get("figures", {}).get(name)

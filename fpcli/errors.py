@@ -30,11 +30,24 @@ class AnalysisError(FpcliError):
 
 
 class ParameterError(FpcliError, ValueError):
-    """An analysis parameter or option value breaks a rule (the message names both)."""
+    """A parameter value breaks a rule. ``parameter`` names it as the Python API does
+    ("weights", "strategy"); the command line shows its option instead, so the core
+    never names a --flag."""
+
+    def __init__(self, reason: str, parameter: str | None = None) -> None:
+        super().__init__(f"{parameter}: {reason}" if parameter else reason)
+        self.reason = reason
+        self.parameter = parameter
 
 
 class StoreError(FpcliError):
-    """The store cannot be opened, read or written, or holds something unsafe."""
+    """The store cannot be opened, read or written, or holds something unsafe.
+    ``repairable``: the store's database is damaged and a repair may save it (the
+    command line says how)."""
+
+    def __init__(self, message: str, *, repairable: bool = False) -> None:
+        super().__init__(message)
+        self.repairable = repairable
 
 
 class DamagedStoreError(StoreError):
@@ -42,7 +55,7 @@ class DamagedStoreError(StoreError):
     moves it aside and rebuilds it from the rows that can still be read."""
 
     def __init__(self, message: str, location: str) -> None:
-        super().__init__(message)
+        super().__init__(message, repairable=True)
         self.location = location
 
 

@@ -33,7 +33,7 @@ from fpcli.streaming import StreamingAnalyzer
 def stream_identity(name: str) -> FileIdentity:
     """The identity a named stream is stored under (the name is its content)."""
     if not name or "\n" in name:
-        raise ParameterError(f"--name {name!r}: a non-empty name on one line")
+        raise ParameterError(f"{name!r}: a non-empty name on one line", "name")
     digest = hashlib.blake2b(f"{STREAM_PREFIX}{name}".encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
     return FileIdentity(f"{STREAM_PREFIX}{name}", 0, 0, digest, digest)
 
@@ -114,7 +114,7 @@ def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = No
     after ``max_seconds`` (a preview) or at the end (complete). Returns the last result.
     A KeyboardInterrupt keeps (``keep``) what was heard, then propagates."""
     if every_s is not None and not every_s > 0:
-        raise ParameterError(f"--every {every_s}: a positive number of seconds")
+        raise ParameterError(f"{every_s}: a positive number of seconds", "every_s")
     info = reader.info
     expected = reader.expected_frames / info.samplerate if reader.expected_frames else None
     live = LiveFingerprint(info.samplerate, info.channels, params, expected_seconds=expected)

@@ -129,14 +129,14 @@ def parse_tolerances(overrides: list[str]) -> dict[str, Tolerance]:
     for item in overrides:
         name, _, text = item.partition("=")
         if name not in tolerances:
-            raise ParameterError(f"--tolerance {item!r}: {name!r} is not a streaming dimension "
-                                 f"({', '.join(STREAMING_DIMS)})")
+            raise ParameterError(f"{item!r}: {name!r} is not a streaming dimension ({', '.join(STREAMING_DIMS)})",
+                                 "tolerances")
         try:
             limit = float(text)
         except ValueError:
-            raise ParameterError(f"--tolerance {item!r}: {text!r} is not a number") from None
+            raise ParameterError(f"{item!r}: {text!r} is not a number", "tolerances") from None
         if not limit >= 0:
-            raise ParameterError(f"--tolerance {item!r}: must be >= 0")
+            raise ParameterError(f"{item!r}: must be >= 0", "tolerances")
         tolerances[name] = dataclasses.replace(tolerances[name], limit=limit)
     return tolerances
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -202,6 +203,40 @@ def test_start_up_imports_no_analysis_stack():
             "'fpcli.library', 'fpcli.search', 'fpcli.bench', 'av') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_core_never_names_a_command_line_option():
+    """Messages of the core name parameters ("weights"); only fpcli/cli/ speaks of
+    --flags (docstrings and comments may mention them)."""
+    import ast
+    import re
+
+    import fpcli
+
+    package = Path(fpcli.__file__).parent
+    flag = re.compile(r"(^|[\s`(])--[a-z]")
+    found = []
+    for path in package.rglob("*.py"):
+        if "cli" in path.relative_to(package).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        found += [f"{path.name}:{node.lineno}: {node.value[:60]!r}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                  and id(node) not in docstrings and flag.search(node.value)]
+    assert found == []
+
+
+def test_a_core_parameter_error_is_shown_with_its_option():
+    from fpcli.cli.options import user_message
+    from fpcli.errors import DamagedStoreError, ParameterError
+
+    assert user_message(ParameterError("'x=1': 'x' is not a group", "weights")) == "--weights 'x=1': 'x' is not a group"
+    assert str(ParameterError("'x=1': 'x' is not a group", "weights")) == "weights: 'x=1': 'x' is not a group"
+    assert "cache verify --repair" in user_message(DamagedStoreError("cannot open the store at s", "s"))
 
 
 def test_constants_the_cli_repeats_for_start_up_time_match_the_core():

@@ -21,6 +21,7 @@ from fpcli.cli.app import (
     EXIT_USAGE,
     app,
 )
+from fpcli.cli.options import user_message
 from fpcli.cli.render import error_line
 from fpcli.errors import FpcliError, ParameterError
 from fpcli.memory import keep_buffers_on_heap
@@ -40,10 +41,10 @@ def main() -> None:
     try:
         app()
     except ParameterError as exc:
-        error_line(str(exc))
+        error_line(user_message(exc))
         sys.exit(EXIT_USAGE)
     except FpcliError as exc:
-        error_line(str(exc))
+        error_line(user_message(exc))
         sys.exit(EXIT_FATAL)
     except KeyboardInterrupt:
         error_line("interrupted")

@@ -10,11 +10,33 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from fpcli.errors import FpcliError, ParameterError, StoreError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from fpcli.library import RunOptions
 
+
+# The core's parameter names (ParameterError.parameter) as the options that set them.
+OPTION_OF = {"weights": "--weights", "tolerances": "--tolerance", "strategy": "--strategy", "k": "-k",
+             "name": "--name", "every_s": "--every", "path_map": "--path-map", "seconds": "--seconds"}
+REPAIR_HINT = ("run `fpcli cache verify --repair` (it moves the damaged database aside and keeps what can be "
+               "read), or `fpcli cache export` to save what is readable")
+
+
+def option_of(exc: ParameterError) -> str | None:
+    """The option that set the parameter a core ParameterError names."""
+    return None if exc.parameter is None else OPTION_OF.get(exc.parameter, exc.parameter)
+
+
+def user_message(exc: FpcliError) -> str:
+    """A core error in command-line terms: the option instead of the parameter name, and
+    how to repair a damaged store."""
+    if isinstance(exc, ParameterError) and exc.parameter is not None:
+        return f"{option_of(exc)} {exc.reason}"
+    if isinstance(exc, StoreError) and exc.repairable:
+        return f"{exc}: {REPAIR_HINT}"
+    return str(exc)
 
 
 def finite(value: float | None) -> float | None:

@@ -76,7 +76,7 @@ def search(
     try:
         group_weights = parse_weights(weights)
     except ParameterError as exc:
-        raise typer.BadParameter(str(exc).removeprefix("--weights "), param_hint="--weights") from None
+        raise typer.BadParameter(exc.reason, param_hint="--weights") from None
     text = path_text(query)
     streamed = _stream_query(seconds) if text == "-" else None
     with ctx.obj.open_store() as store:

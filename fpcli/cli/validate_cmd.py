@@ -84,7 +84,7 @@ def validate(
     try:
         tolerances = parse_tolerances(tolerance or [])
     except ParameterError as exc:
-        raise typer.BadParameter(str(exc).removeprefix("--tolerance "), param_hint="--tolerance") from None
+        raise typer.BadParameter(exc.reason, param_hint="--tolerance") from None
     seconds = parse_seconds(partial)
     options = run_options(jobs=jobs, timeout_s=timeout, executor=executor, scheduler=scheduler, path_map=path_map,
                           exclude=exclude)

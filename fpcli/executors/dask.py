@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from fpcli.analyze import Want, compute, failed, keep
-from fpcli.errors import FpcliError
+from fpcli.errors import FpcliError, ParameterError
 from fpcli.memory import keep_buffers_on_heap
 from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, StoreSpec, is_redis_url
@@ -41,7 +41,7 @@ class PathMap:
         for item in items or []:
             local, sep, remote = item.partition("=")
             if not sep or not local or not remote:
-                raise FpcliError(f"--path-map {item!r}: expected CLIENT_PREFIX=WORKER_PREFIX")
+                raise ParameterError(f"{item!r}: expected CLIENT_PREFIX=WORKER_PREFIX", "path_map")
             pairs.append((os.path.join(local, ""), os.path.join(remote, "")))
         return cls(tuple(pairs))
 
@@ -67,7 +67,7 @@ def analyse_on_dask(jobs: list[tuple[str, FileIdentity]], scheduler: str, spec: 
     """Results in completion order for (client path, identity) pairs; workers save
     them into the shared store."""
     if not (is_redis_url(spec.location) or os.path.isabs(spec.location or "")):
-        raise FpcliError("--executor dask needs a store the workers can reach: --store redis://... "
+        raise FpcliError("a Dask cluster needs a store its workers can reach: a Redis store (redis://...) "
                          "or an absolute path on shared storage")
     calls = [(path, functools.partial(compute_and_keep, path, path_map.to_worker(path), identity, spec, want))
              for path, identity in jobs]
@@ -82,7 +82,7 @@ def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str) 
     try:
         from distributed import Client, as_completed
     except ImportError:
-        raise FpcliError("--executor dask needs the dask extra: pip install 'fpcli[dask]'") from None
+        raise FpcliError("running on a Dask cluster needs the dask extra: pip install 'fpcli[dask]'") from None
     try:
         client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:

@@ -87,7 +87,7 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
         raise SearchError(f"cannot read the query {printable_path(path)}: {exc.strerror}") from None
     if record is None:
         raise SearchError(f"the query {printable_path(path)} was analysed but its record was evicted at once: "
-                          "raise --store-size-mb")
+                          "raise the store's size limit")
     return record, result.cached
 
 
@@ -110,9 +110,9 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     confidence, and the result says how reliable it is (``stats["expected_recall"]``).
     """
     if strategy not in STRATEGIES:
-        raise ParameterError(f"--strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
+        raise ParameterError(f"{strategy!r}: one of {', '.join(STRATEGIES)}", "strategy")
     if k < 1:
-        raise ParameterError(f"-k {k}: must be at least 1")
+        raise ParameterError(f"{k}: must be at least 1", "k")
     params = params or AnalysisParams()
     started = time.perf_counter()
     store.flush_stats()
@@ -122,7 +122,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     else:
         record, cached = query_record(store, query_path, params, batch=strategy in ("accurate", "batch"),
                                       seconds=seconds)
-    reason = f"--strategy {strategy}"
+    reason = f"strategy {strategy} asked for"
     if not record.complete:
         strategy, reason = "fast", (f"a partial query ({record.streaming.seconds:.0f} s heard): streaming "
                                     "fingerprints, each dim weighted by its confidence")
@@ -173,8 +173,8 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
     index, info = current_index(store, kind, params.key())
     stats.update(info)
     if len(index) <= 1:
-        raise SearchError(f"the store holds no other {kind} fingerprints to search: "
-                          f"run `fpcli analyze{' --batch' if kind == 'batch' else ''} LIBRARY` first")
+        raise SearchError(f"the store holds no other {kind} fingerprints to search: analyse the library first"
+                          + (" with batch fingerprints" if kind == "batch" else ""))
     return _ranked(store, index, record, query, stats)
 
 

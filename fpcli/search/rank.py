@@ -63,15 +63,15 @@ def parse_weights(text: str | None) -> dict[str, float]:
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         group, _, value = item.partition("=")
         if group not in weights:
-            raise ParameterError(f"--weights {item!r}: {group!r} is not a group ({', '.join(WEIGHT_GROUPS)})")
+            raise ParameterError(f"{item!r}: {group!r} is not a group ({', '.join(WEIGHT_GROUPS)})", "weights")
         try:
             weights[group] = float(value)
         except ValueError:
-            raise ParameterError(f"--weights {item!r}: {value!r} is not a number") from None
+            raise ParameterError(f"{item!r}: {value!r} is not a number", "weights") from None
         if not 0 <= weights[group] < math.inf:
-            raise ParameterError(f"--weights {item!r}: must be a finite number >= 0")
+            raise ParameterError(f"{item!r}: must be a finite number >= 0", "weights")
     if not any(weights.values()):
-        raise ParameterError("--weights: at least one group must weigh more than 0 (else every distance is 0)")
+        raise ParameterError("at least one group must weigh more than 0 (else every distance is 0)", "weights")
     return weights
 
 

@@ -26,7 +26,6 @@ from fpcli.store.protocol import JOURNAL_LIMIT
 RECORD_PREFIX = "rec:"
 META_COUNTERS = ("hits", "misses", "evictions", "expiries", "generation", "epoch")
 _NOT_DAMAGE = ("readonly", "read-only", "locked", "disk is full", "disk I/O")  # sqlite3 errors that are no damage
-REPAIR_HINT = "run `fpcli cache verify --repair`, or `fpcli cache export` to save what is readable"
 
 
 class SafeDisk(diskcache.Disk):
@@ -66,9 +65,9 @@ def _guard(location: str) -> Iterator[None]:
             raise StoreError(f"the store at {location}: {exc} (finished tracks are kept)") from None
         if "readonly" in str(exc) or "read-only" in str(exc):
             raise StoreError(f"the store at {location} is read-only ({exc})") from None
-        raise StoreError(f"the store at {location} is damaged ({exc}): {REPAIR_HINT}") from None
+        raise StoreError(f"the store at {location} is damaged ({exc})", repairable=True) from None
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"the store at {location} is damaged ({exc}): {REPAIR_HINT}") from None
+        raise StoreError(f"the store at {location} is damaged ({exc})", repairable=True) from None
     except diskcache.Timeout:
         raise StoreError(f"the store at {location} is locked by another process for too long") from None
     except OSError as exc:
@@ -94,8 +93,7 @@ class DiskcacheBackend:
                 message = f"cannot open the store at {directory}: it is read-only ({exc})"
             if isinstance(exc, diskcache.Timeout) or any(w in str(exc) for w in _NOT_DAMAGE):
                 raise StoreError(message) from None
-            raise DamagedStoreError(f"{message} (run `fpcli cache verify --repair`: it moves the damaged "
-                                    "database aside and keeps what can be read)", directory) from None
+            raise DamagedStoreError(message, directory) from None
 
     def _open(self) -> None:
         self._data = diskcache.Cache(
