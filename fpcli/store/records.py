@@ -33,7 +33,8 @@ if TYPE_CHECKING:  # numpy and scipy come with them: the CLI's start-up does not
     from fpcli.dsp.dupes import DupeKey
     from fpcli.dsp.timbre import Timbre
 
-RECORD_SCHEMA = 2          # v2 fingerprints add optional fields (timbre, dupe_key); v1 records still parse
+RECORD_SCHEMA = 3          # 3: the timbre block stored packed; 2: v2 fields (timbre, dupe_key) as lists
+READABLE_SCHEMAS = (2, 3)  # what a read, an import or verify accepts (fingerprints of version 1 still parse)
 COV_TOLERANCE = 1e-6       # relative asymmetry / negative eigenvalue a stored covariance may show (rounding)
 STREAM_PREFIX = "stream:"  # paths of named streams (fpcli analyze - --name NAME): no file behind them
 CONTENT_SAMPLE_BYTES = 64 * 1024

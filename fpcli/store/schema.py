@@ -21,6 +21,7 @@ from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.store.records import (
     COV_TOLERANCE,
     HEX32,
+    READABLE_SCHEMAS,
     RECORD_SCHEMA,
     AudioFacts,
     BatchValues,
@@ -165,7 +166,7 @@ def parse_record(key: str, data: Any) -> Record:
     c = _Checker()
     if not isinstance(data, dict):
         raise BadEntryError(key, ["record is not a JSON object"])
-    c.field(data, "schema", lambda v: v == RECORD_SCHEMA, f"schema {RECORD_SCHEMA}")
+    c.field(data, "schema", lambda v: v in READABLE_SCHEMAS, f"schema {' or '.join(map(str, READABLE_SCHEMAS))}")
     digest = c.field(data, "digest", _hex32, "32 hex digits")
     ck = c.field(data, "content_key", _hex32, "32 hex digits")
     params_key = c.field(data, "params_key", _params_key, "a parameter key")
