@@ -131,16 +131,16 @@ def _fill(store, folder, count, start=0):
 
 
 def test_lru_eviction_happens_and_is_counted(tmp_path, monkeypatch):
-    """Recency is kept to the hour (a read does not write; a hit rewrites a record whose
-    last use is over an hour old), so the clock moves two hours between rounds."""
+    """Recency is kept to the day (a read does not write; a hit rewrites a record whose
+    last use is over a day old), so the clock moves two days between rounds."""
     folder = tmp_path / "files"
     folder.mkdir()
-    real_time, hours = time.time, [0.0]
-    monkeypatch.setattr(time, "time", lambda: real_time() + 3600.0 * hours[0])
+    real_time, days = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: real_time() + 86400.0 * days[0])
     with FingerprintStore.open(tmp_path / "s", size_limit_mb=1) as s:
         first = _fill(s, folder, 50)
         for _ in range(3):  # keep the first file recently used
-            hours[0] += 2
+            days[0] += 2
             assert s.lookup(first[0], NEED).record is not None
             _fill(s, folder, 150, start=1000 + _ * 150)
         stats = s.stats()

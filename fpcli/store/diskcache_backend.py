@@ -120,8 +120,8 @@ class DiskcacheBackend:
     # One indexed SELECT. diskcache's own ``get`` under the LRU policy runs a write
     # transaction on every read to move access_time (half of a cached look-up). Recency
     # comes from writes instead: a served record is rewritten when its last_used_at is
-    # an hour old (core.LAST_USED_RESOLUTION_S), so eviction is least-recently-used to
-    # the hour.
+    # a day old (core.LAST_USED_RESOLUTION_S), so eviction is least-recently-used to
+    # the day.
     _SELECT = ("SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1 "
                "AND (expire_time IS NULL OR expire_time > ?)")
 

@@ -60,7 +60,8 @@ def _reject_constant(name: str) -> None:
 
 
 def record_to_json(record: Record) -> dict[str, Any]:
-    data = dataclasses.asdict(record)
+    # asdict without the timbre: its deep copy of 182 floats was most of a record write
+    data = dataclasses.asdict(dataclasses.replace(record, timbre=None))
     data["schema"] = RECORD_SCHEMA
     if record.validation is not None:
         data["validation"]["failed_metrics"] = list(record.validation.failed_metrics)
