@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from fpcli.errors import FpcliError
 from fpcli.files import write_text
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.params import FINGERPRINT_VERSION
-from fpcli.search.timbre import TIMBRE_COLUMNS, TimbreFit, embed, fit_timbre, pack
+from fpcli.search.timbre import TIMBRE_COLUMNS, TimbreFit, embed, fit_timbre, logdets, pack
 from fpcli.store import FingerprintStore, Record
 
 INDEX_FORMAT = 3         # 3: timbre rows and fit
@@ -54,6 +55,7 @@ class Index:
     _scaled: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _terms: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _embedded: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    _logdets: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _content_words: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -100,6 +102,13 @@ class Index:
             self._embedded = embed(self.timbre_rows(), fit) if fit is not None \
                 else np.zeros((len(self.values), 0), dtype=np.float32)
         return self._embedded
+
+    def timbre_logdets(self) -> np.ndarray:
+        """(n,) float64 log-determinants (nats) of the rows' ridged timbre covariances
+        (NaN: no timbre), kept so that the exact re-rank factorises only the mixtures."""
+        if self._logdets is None or len(self._logdets) != len(self.values):
+            self._logdets = logdets(self.timbre_rows())
+        return self._logdets
 
     def rows_with_content(self, content: str) -> np.ndarray:
         """Boolean (n,) rows whose content key is ``content``, comparing the 32 hex
@@ -272,19 +281,27 @@ def refresh(index: Index, store: FingerprintStore) -> tuple[Index, int, str]:
     if updated.changed_since_fit > REFIT_SHARE * max(len(updated), 1):
         updated.fit()
     elif index.timbre_fit is not None:
-        updated._embedded = _carried_embedding(index, updated, keep, changed, len(new_rows))
+        fit = index.timbre_fit
+
+        def embedded(rows: np.ndarray) -> np.ndarray:
+            return embed(rows, fit)
+
+        updated._embedded = _carried(index.embedded(), embedded, index, updated, keep, changed, len(new_rows))
+    # Log-determinants do not depend on the fit: carried even when it was refitted.
+    updated._logdets = _carried(index.timbre_logdets(), logdets, index, updated, keep, changed, len(new_rows))
     return updated, len(unique), "refreshed"
 
 
-def _carried_embedding(old: Index, new: Index, keep: np.ndarray, changed: list[int], added: int) -> np.ndarray:
-    """The refreshed index's embedding without re-embedding every row: kept rows from
-    ``old`` (changed ones and ``added`` new ones embedded now)."""
-    assert new.timbre_fit is not None
-    embedded = old.embedded().copy()
+def _carried(per_row: np.ndarray, compute: Callable[[np.ndarray], np.ndarray], old: Index, new: Index,
+             keep: np.ndarray, changed: list[int], added: int) -> np.ndarray:
+    """A per-row array of the refreshed index (the embedding (n, E), the log-determinants
+    (n,)) without recomputing every row: ``per_row`` of the kept rows of ``old``, with
+    ``compute`` run on the packed timbre of the changed rows and of the ``added`` new ones."""
+    carried = per_row.copy()
     if changed:
-        embedded[changed] = embed(new_rows_of(old, changed, new, keep), new.timbre_fit)
-    fresh = embed(new.timbre_rows()[len(new) - added:], new.timbre_fit)
-    return np.concatenate([embedded[keep], fresh])
+        carried[changed] = compute(new_rows_of(old, changed, new, keep))
+    fresh = compute(new.timbre_rows()[len(new) - added:])
+    return np.concatenate([carried[keep], fresh])
 
 
 def new_rows_of(old: Index, changed: list[int], new: Index, keep: np.ndarray) -> np.ndarray:
@@ -312,7 +329,10 @@ def save_index(index: Index, folder: Path) -> bool:
                   "generation": index.generation, "epoch": list(index.epoch),
                   "changed_since_fit": index.changed_since_fit,
                   "timbre_scales": None if index.timbre_fit is None
-                  else [index.timbre_fit.embed_scale, index.timbre_fit.js_scale]}
+                  else [index.timbre_fit.embed_scale, index.timbre_fit.js_scale],
+                  # Says that this save wrote the log-determinants: a file left by another
+                  # save (an older fpcli does not write it) is then never read as current.
+                  "timbre_logdets": True}
         write_text(folder / f"{stem}.json", json.dumps(header))
     except (OSError, FpcliError):
         return False
@@ -328,6 +348,7 @@ def _timbre_arrays(index: Index) -> dict[str, np.ndarray]:
         arrays.update({f"timbre_{name}": getattr(index.timbre_fit, name) for name in TIMBRE_FIT_ARRAYS})
         # The embedding costs an eigendecomposition per row: saved so a cold query does not redo it.
         arrays["embedded"] = index.embedded()
+    arrays["timbre_logdets"] = index.timbre_logdets()   # one slogdet per row: saved for the same reason
     return arrays
 
 
@@ -363,18 +384,25 @@ def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
     rows = header.get("rows")
     if any(len(arrays[n]) != rows for n in ("values", "keys", "paths", "timbre")):
         return None
-    index = Index(kind, params_key, arrays["values"].astype(np.float32), arrays["keys"], _decoded(arrays["paths"]),
-                  arrays["contents"], arrays["low"], arrays["high"], int(header["generation"]),
-                  tuple(header["epoch"]), int(header.get("changed_since_fit", 0)),
-                  timbre=arrays["timbre"].astype(np.float32), timbre_fit=timbre_fit)
+    index = Index(kind, params_key, arrays["values"].astype(np.float32, copy=False), arrays["keys"],
+                  _decoded(arrays["paths"]), arrays["contents"], arrays["low"], arrays["high"],
+                  int(header["generation"]), tuple(header["epoch"]), int(header.get("changed_since_fit", 0)),
+                  timbre=arrays["timbre"].astype(np.float32, copy=False), timbre_fit=timbre_fit)
+    if header.get("timbre_logdets"):
+        index._logdets = _optional(folder / f"{stem}.timbre_logdets.npy", (rows,), np.float64)
     if timbre_fit is not None:
-        try:
-            embedded = np.load(folder / f"{stem}.embedded.npy", allow_pickle=False)
-        except (OSError, ValueError):
-            return index     # recomputed on the first query
-        if embedded.shape == (rows, timbre_fit.axes.shape[1]):
-            index._embedded = embedded.astype(np.float32)
+        index._embedded = _optional(folder / f"{stem}.embedded.npy", (rows, timbre_fit.axes.shape[1]), np.float32)
     return index
+
+
+def _optional(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray | None:
+    """A saved per-row array that the index can recompute (None when missing or of
+    another shape: recomputed on the first query)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return array.astype(dtype, copy=False) if array.shape == shape else None
 
 
 def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[Index, dict[str, Any]]:
