@@ -18,9 +18,9 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from fpcli.audio import DEFAULT_BLOCK_FRAMES, AudioReader
-from fpcli.batch import BatchAnalyzer
 from fpcli.cue import track_of_entry
 from fpcli.errors import AnalysisError, AudioReadError, ParameterError
 from fpcli.fingerprint import Fingerprint
@@ -29,7 +29,14 @@ from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, Lookup, Need
 from fpcli.store.core import os_reason
 from fpcli.store.records import entry_identity_keys
-from fpcli.streaming import StreamingAnalyzer
+
+if TYPE_CHECKING:
+    # The analyzers (and scipy, ~1 s) are imported by the functions that analyse: a
+    # search answered from the store goes through ``fingerprint_of`` without them.
+    from fpcli.batch import BatchAnalyzer
+    from fpcli.streaming import StreamingAnalyzer
+
+    Analyzer = StreamingAnalyzer | BatchAnalyzer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +56,6 @@ class Want:
     def need(self) -> Need:
         return Need(self.params.key(), batch=self.batch, seconds=self.seconds)
 
-
-Analyzer = StreamingAnalyzer | BatchAnalyzer
 
 
 @contextlib.contextmanager
@@ -103,6 +108,9 @@ def analyse(path: str | os.PathLike[str], want: Want | None = None, *,
     """Decode ``path`` once, streaming every block into the 13D analyzer (and the 25D
     batch analyzer when ``want.batch``; a preview never computes batch values, which
     describe the whole track). Bad audio gives status ``error``, never an exception."""
+    from fpcli.batch import BatchAnalyzer
+    from fpcli.streaming import StreamingAnalyzer
+
     want = want or Want()
     path = os.fspath(path)
     started = time.perf_counter()
@@ -142,10 +150,13 @@ def open_entry(path: str, *, block_frames: int = DEFAULT_BLOCK_FRAMES) -> AudioR
 
 
 def preload() -> None:
-    """Import what the first analysis would (scipy's signal and FFT modules, about a
-    second): worker processes call it before they report ready."""
+    """Import what the first analysis would (the analyzers, scipy's signal and FFT
+    modules, about a second): worker processes call it before they report ready."""
     import scipy.fft  # noqa: F401
     import scipy.signal  # noqa: F401
+
+    import fpcli.batch  # noqa: F401
+    import fpcli.streaming  # noqa: F401
 
 
 def analyze_streaming(path: str | os.PathLike[str], params: AnalysisParams | None = None, *,
@@ -153,6 +164,8 @@ def analyze_streaming(path: str | os.PathLike[str], params: AnalysisParams | Non
                       max_seconds: float | None = None) -> tuple[Fingerprint, AudioReader]:
     """Stream a file through the 13D analyzer; ``max_seconds`` stops early (a partial
     fingerprint, ``complete`` False). Returns the fingerprint and the reader."""
+    from fpcli.streaming import StreamingAnalyzer
+
     reader = AudioReader(path, block_frames=block_frames)
     analyzer = StreamingAnalyzer(reader.info.samplerate, reader.info.channels, params,
                                  expected_frames=reader.expected_frames or None)
@@ -163,6 +176,8 @@ def analyze_streaming(path: str | os.PathLike[str], params: AnalysisParams | Non
 def analyze_batch(path: str | os.PathLike[str], params: AnalysisParams | None = None, *,
                   block_frames: int = DEFAULT_BLOCK_FRAMES) -> tuple[Fingerprint, AudioReader]:
     """Batch-analyse a file; returns the fingerprint and the reader (partial flags, info)."""
+    from fpcli.batch import BatchAnalyzer
+
     reader = AudioReader(path, block_frames=block_frames)
     analyzer = BatchAnalyzer(reader.info.samplerate, reader.info.channels, params)
     read_into(reader, [analyzer])
@@ -174,6 +189,8 @@ def stream_checkpoints(path: str | os.PathLike[str], seconds: list[float], param
     """Snapshots of the streaming fingerprint after each of ``seconds`` of one pass
     over the file; a checkpoint past the end gets the final fingerprint.
     Used by ``fpcli validate --partial`` to see whether confidence predicts accuracy."""
+    from fpcli.streaming import StreamingAnalyzer
+
     reader = AudioReader(path, block_frames=block_frames)
     analyzer = StreamingAnalyzer(reader.info.samplerate, reader.info.channels, params,
                                  expected_frames=reader.expected_frames or None)
