@@ -147,20 +147,42 @@ def test_nearest_first_equals_a_full_sort_with_ties():
         assert _nearest_first(distance, paths, k) == full
 
 
-def test_saved_index_keeps_its_log_determinants_and_ignores_a_stale_file(tmp_path):
+def test_saved_index_keeps_its_derived_arrays_and_ignores_stale_files(tmp_path):
     index = _index(30, seed=11)
     assert save_index(index, tmp_path)
     loaded = load_index(tmp_path, "streaming", "k")
-    assert loaded is not None and loaded._logdets is not None
+    assert loaded is not None and loaded._logdets is not None and loaded._terms is not None
     np.testing.assert_array_equal(loaded._logdets, index.timbre_logdets())
-    # A header written by a save that did not write log-determinants (an older fpcli):
-    # the file beside it belongs to another save and must not be used.
+    np.testing.assert_array_equal(loaded.terms(), index.terms())
+    np.testing.assert_array_equal(loaded.content_words(), index.content_words())
+    # A header written by a save that wrote only the embedding (an older fpcli): the
+    # other files beside it belong to another save and must not be used.
     header_path = tmp_path / "streaming-k.json"
     header = json.loads(header_path.read_text())
-    del header["timbre_logdets"]
+    del header["derived"]
     header_path.write_text(json.dumps(header))
     np.save(tmp_path / "streaming-k.timbre_logdets.npy", np.zeros(30))
+    np.save(tmp_path / "streaming-k.terms.npy", np.zeros_like(index.terms()))
     stale = load_index(tmp_path, "streaming", "k")
-    assert stale is not None and stale._logdets is None
+    assert stale is not None and stale._logdets is None and stale._terms is None and stale._embedded is not None
     np.testing.assert_array_equal(stale.timbre_logdets(), index.timbre_logdets())
+    np.testing.assert_array_equal(stale.terms(), index.terms())
     assert TIMBRE_COLUMNS == N_MFCC + len(UPPER[0])
+
+
+def test_a_loaded_index_answers_as_the_one_it_was_saved_from(tmp_path):
+    """The loaded (memory-mapped, features read back from the terms) index gives the
+    same hits and distances, bit for bit."""
+    index = _index(200, seed=12)
+    assert save_index(index, tmp_path)
+    loaded = load_index(tmp_path, "streaming", "k")
+    assert loaded is not None and loaded._scaled is None
+    rows = np.arange(0, 200, 3)
+    np.testing.assert_array_equal(loaded.normalised_rows(rows), index.normalised()[rows])
+    weights = dim_weights(index.dims, default_weights(), index.low, index.high)
+    for i in (0, 5, 77):
+        args = dict(exclude_content=index.contents[i], query_timbre=index.timbre_rows()[i], timbre_weight=2.0,
+                    candidates=50, explain=True)
+        assert top_k(loaded, loaded.values[i], 10, weights, **args) == top_k(index, index.values[i], 10, weights,
+                                                                               **args)
+    assert loaded._scaled is None          # never encoded every row

@@ -174,7 +174,7 @@ def distances(index: Index, query: np.ndarray, weights: np.ndarray, query_timbre
 def _named_squares(index: Index, query: np.ndarray, weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """(r, F) weighted squared differences per feature column (nulls as NULL_PENALTY)."""
     q = _query_features(index, query)
-    x = index.normalised()[rows].astype(np.float64)
+    x = index.normalised_rows(rows).astype(np.float64)
     diff = x - q
     diff = np.where(np.isnan(diff), np.where(np.isnan(x) & np.isnan(q), 0.0, NULL_PENALTY), diff)
     return _columns(index, weights) * diff * diff
