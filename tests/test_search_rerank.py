@@ -186,3 +186,17 @@ def test_a_loaded_index_answers_as_the_one_it_was_saved_from(tmp_path):
         assert top_k(loaded, loaded.values[i], 10, weights, **args) == top_k(index, index.values[i], 10, weights,
                                                                                **args)
     assert loaded._scaled is None          # never encoded every row
+
+
+def test_rows_with_content_matches_whole_digests_only():
+    """Rows are first singled out by the XOR of the digest's four 64-bit words; digests
+    whose words are a permutation of each other share that XOR and must still differ."""
+    words = ["0123456789abcdef", "fedcba9876543210", "00000000ffffffff", "1111111122222222"]
+    contents = ["".join(words), "".join(reversed(words)), "".join(words[1:] + words[:1]), "".join(words)]
+    n = len(contents)
+    index = Index("streaming", "k", np.zeros((n, len(STREAMING_DIMS)), dtype=np.float32),
+                  np.array([f"k{i}" for i in range(n)]), np.array([f"/m/{i}.flac" for i in range(n)]),
+                  np.array(contents), np.zeros(0), np.zeros(0))
+    assert index.rows_with_content(contents[0]).tolist() == [True, False, False, True]
+    assert index.rows_with_content(contents[1]).tolist() == [False, True, False, False]
+    assert not index.rows_with_content("f" * 32).any()

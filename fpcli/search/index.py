@@ -57,6 +57,7 @@ class Index:
     _embedded: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _logdets: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _content_words: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    _content_folded: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def dims(self) -> tuple[str, ...]:
@@ -124,8 +125,17 @@ class Index:
     def rows_with_content(self, content: str) -> np.ndarray:
         """Boolean (n,) rows whose content key is ``content``, comparing the 32 hex
         digits as four 64-bit words (a string comparison costs 20x more at 1M rows)."""
-        target = _words(np.array([content]))
-        return (self.content_words() == target).all(axis=1)
+        target = _words(np.array([content]))[0]
+        words = self.content_words()
+        if self._content_folded is None or len(self._content_folded) != len(words):
+            self._content_folded = np.bitwise_xor.reduce(words, axis=1)
+        # The four words XOR-ed into one single out the rows (almost always just the
+        # right ones); only those are compared in full. Comparing every (n, 4) row and
+        # reducing costs ~30x more.
+        maybe = np.flatnonzero(self._content_folded == np.bitwise_xor.reduce(target))
+        rows = np.zeros(len(words), dtype=bool)
+        rows[maybe[(words[maybe] == target).all(axis=1)]] = True
+        return rows
 
     def content_words(self) -> np.ndarray:
         """(n, 4) uint64: each row's content digest as four 64-bit words."""
