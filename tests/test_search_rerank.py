@@ -191,7 +191,7 @@ def test_a_loaded_index_answers_as_the_one_it_was_saved_from(tmp_path):
 def test_rows_with_content_matches_whole_digests_only():
     """Rows are first singled out by the XOR of the digest's four 64-bit words; digests
     whose words are a permutation of each other share that XOR and must still differ."""
-    words = ["0123456789abcdef", "fedcba9876543210", "00000000ffffffff", "1111111122222222"]
+    words = ["01234567", "89abcdef", "00ff00ff", "12121212"]     # 8 hex digits: one 64-bit word each
     contents = ["".join(words), "".join(reversed(words)), "".join(words[1:] + words[:1]), "".join(words)]
     n = len(contents)
     index = Index("streaming", "k", np.zeros((n, len(STREAMING_DIMS)), dtype=np.float32),
