@@ -30,7 +30,7 @@ from fpcli.store import FileIdentity, FingerprintStore, Lookup, Need
 from fpcli.store.core import os_reason
 from fpcli.store.records import entry_identity_keys
 
-if TYPE_CHECKING:  # imported where they run: a library run's parent process only looks up and keeps
+if TYPE_CHECKING:  # imported where they run: a library run's parent and a stored search never need them
     from fpcli.batch import BatchAnalyzer
     from fpcli.streaming import StreamingAnalyzer
 

@@ -239,6 +239,36 @@ def test_a_core_parameter_error_is_shown_with_its_option():
     assert "cache verify --repair" in user_message(DamagedStoreError("cannot open the store at s", "s"))
 
 
+SEARCH_NEVER_NEEDS = ("scipy", "fpcli.batch", "fpcli.streaming", "fpcli.dsp.pipeline", "fpcli.library", "fpcli.bench")
+
+
+def test_search_library_api_imports_no_analysis_stack():
+    """`from fpcli.search import ...` (load an index, top_k) must not import scipy or the
+    analyzers (a cold query paid ~1 s for them)."""
+    never = (*SEARCH_NEVER_NEEDS, "fpcli.analyze")
+    code = f"import sys, fpcli.search; heavy = [m for m in {never!r} if m in sys.modules]; print(heavy)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_search_from_the_store_imports_no_analysis_stack(tmp_path):
+    """`fpcli search` of a stored track against a saved index answers without the
+    analyzers or scipy (they load only when the query must be analysed)."""
+    for seed in range(3):
+        write(tmp_path / f"t{seed}.flac", synth.music_like(4.0, 22050, seed=seed), 22050)
+    store = str(tmp_path / "store")
+    assert runner.invoke(app, ["--store", store, "analyze", str(tmp_path)]).exit_code == 0
+    query = str(tmp_path / "t0.flac")
+    assert runner.invoke(app, ["--store", store, "search", query]).exit_code == 0   # builds and saves the index
+    code = ("import sys\nfrom fpcli.cli import main\nsys.argv = ['fpcli', '--store', sys.argv[1], 'search', "
+            "sys.argv[2], '--json']\ntry:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code\n"
+            f"print([m for m in {SEARCH_NEVER_NEEDS!r} if m in sys.modules], file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, store, query], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout)
+    assert result["stats"]["index"] == "loaded" and len(result["hits"]) == 2
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
 def test_constants_the_cli_repeats_for_start_up_time_match_the_core():
     from fpcli import bench, search, validate
     from fpcli.cli import bench_cmd, search_cmd, validate_cmd

@@ -327,11 +327,11 @@ def test_cache_dupes_and_search_exclusion(copies, tmp_path):
     assert math.isfinite(json.loads(weighted.stdout)["hits"][0]["distance"])
 
 
-def test_refresh_carries_the_embedding_over_exactly():
-    """An incremental refresh embeds only changed and new rows; the result equals
-    embedding every row again."""
-    from fpcli.search.index import _carried_embedding
-    from fpcli.search.timbre import embed
+def test_refresh_carries_the_embedding_and_log_determinants_over_exactly():
+    """An incremental refresh embeds (and factorises) only changed and new rows; the
+    result equals doing every row again."""
+    from fpcli.search.index import _carried
+    from fpcli.search.timbre import embed, logdets
 
     old = _timbre_index(50, seed=6)
     rng = np.random.default_rng(7)
@@ -343,6 +343,9 @@ def test_refresh_carries_the_embedding_over_exactly():
     new = Index("streaming", "k", np.concatenate([old.values[keep], old.values[:4]]),
                 np.arange(52).astype(str), np.arange(52).astype(str), np.arange(52).astype(str), old.low, old.high,
                 timbre=np.concatenate([timbres[keep], added]), timbre_fit=old.timbre_fit)
-    carried = _carried_embedding(old, new, keep, [5, 20], 4)
-    assert old.timbre_fit is not None
-    np.testing.assert_allclose(carried, embed(new.timbre_rows(), old.timbre_fit), atol=1e-5)
+    fit = old.timbre_fit
+    assert fit is not None
+    carried = _carried(old.embedded(), lambda rows: embed(rows, fit), old, new, keep, [5, 20], 4)
+    np.testing.assert_allclose(carried, embed(new.timbre_rows(), fit), atol=1e-5)
+    carried = _carried(old.timbre_logdets(), logdets, old, new, keep, [5, 20], 4)
+    np.testing.assert_array_equal(carried, logdets(new.timbre_rows()))

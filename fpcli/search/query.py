@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from fpcli.analyze import Want, fingerprint_of
 from fpcli.errors import ParameterError, SearchError
 from fpcli.files import atomic_text
 from fpcli.params import AnalysisParams
@@ -78,6 +77,8 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
     """The query's stored record, or analyse it now (stream, and batch when asked; the
     first ``seconds`` only for a preview query) and store it. Returns (record,
     was_cached). Raises SearchError for a bad query."""
+    from fpcli.analyze import Want, fingerprint_of  # the analyzers: only imported when a search needs them
+
     result = fingerprint_of(store, path, Want(params, batch=batch and seconds is None, seconds=seconds))
     if result.failed:
         raise SearchError(f"cannot analyse the query {printable_path(path)}: {result.error}")
@@ -202,6 +203,8 @@ def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams
                skipped: list[tuple[str, str]]) -> int:
     """Compute missing batch fingerprints of ``paths``; a file that fails is skipped
     and reported, never the end of the search. Returns how many were computed."""
+    from fpcli.analyze import Want, fingerprint_of
+
     computed = 0
     for path in paths:
         result = fingerprint_of(store, path, Want(params, batch=True))

