@@ -55,16 +55,16 @@ class PitchTracker:
         difference[:, 0] = 0.0
         cumulative = np.cumsum(difference[:, 1:], axis=1)
         taus = np.arange(1, difference.shape[1], dtype=np.float32)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cmnd = np.where(cumulative > 0, difference[:, 1:] * taus / cumulative, 1.0)
+        cmnd = np.ones_like(cumulative)                     # d'(tau) = 1 where the sum is 0
+        np.divide(difference[:, 1:] * taus, cumulative, out=cmnd, where=cumulative > 0)
         # cmnd[:, j] is d'(tau = j + 1); search tau in [tau_min, tau_max].
         lo, hi = self.tau_min - 1, self.tau_max
-        search = cmnd[:, lo:hi]
-        below = search < self.threshold
-        voiced = below.any(axis=1)
-        best = _first_dip(search, below) + lo  # column in cmnd
+        below = cmnd[:, lo:hi] < self.threshold
+        voiced = np.flatnonzero(below.any(axis=1))         # the dip is searched in these rows only
+        cmnd = cmnd[voiced]
+        best = _first_dip(cmnd[:, lo:hi], below[voiced]) + lo  # column in cmnd
         tau = best + 1 + _parabolic_offset(cmnd, best)
-        f0[rows[voiced]] = self.samplerate / tau[voiced]
+        f0[rows[voiced]] = self.samplerate / tau
         return f0
 
 
@@ -72,16 +72,16 @@ def _first_dip(values: np.ndarray, below: np.ndarray) -> np.ndarray:
     """Per row of (n, m) ``values``: the column of the minimum of the first run of
     columns where ``below`` is True (0 for a row without one).
 
-    The run ends at the first False after its start: with every column before the
-    start set True, that is the row's first False (argmin of a bool row), found
-    without a running logical-and along the row.
+    The first run ends at the row's first True -> False step (none: at the last
+    column); the columns before the run are not ``below``, so masking the rest of
+    the row (and every column not ``below``) leaves exactly the run, without a
+    running logical-and along the row.
     """
-    index = np.arange(values.shape[1])
-    first = below.argmax(axis=1)[:, None]
-    after = below | (index < first)
-    end = after.argmin(axis=1)
-    end = np.where(after[np.arange(len(end)), end], values.shape[1], end)[:, None]   # all True: to the last
-    return np.where((index >= first) & (index < end), values, np.inf).argmin(axis=1)
+    m = values.shape[1]
+    falls = below[:, :-1] & ~below[:, 1:]
+    end = falls.argmax(axis=1) + 1
+    end = np.where(falls[np.arange(len(end)), end - 1], end, m)[:, None]   # no fall: the run reaches the end
+    return np.where(below & (np.arange(m) < end), values, np.inf).argmin(axis=1)
 
 
 def _parabolic_offset(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
