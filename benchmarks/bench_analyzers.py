@@ -78,8 +78,9 @@ def speed_table(files: list[Path], repeats: int) -> tuple[list[list], dict]:
 MEMORY_PROBE = r"""
 import resource, sys, tracemalloc
 from fpcli.memory import keep_buffers_on_heap
-from fpcli.analyze import analyze_streaming
+from fpcli.analyze import analyze_streaming, preload
 keep_buffers_on_heap()
+preload()  # scipy's modules load lazily: their code objects are not the analysis's memory
 tracemalloc.start()
 analyze_streaming(sys.argv[1])
 peak = tracemalloc.get_traced_memory()[1]
