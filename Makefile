@@ -9,7 +9,7 @@ DEMO_STORE ?= .demo-store
 DEV    := $(VENV)/.dev-installed
 
 
-.PHONY: demo test lint system-deps bench bench-analyzers bench-store library clean
+.PHONY: demo test lint system-deps bench bench-analyzers bench-jobs bench-store library clean
 
 # The product alone (what a user installs) ...
 $(BIN)/fpcli: pyproject.toml
@@ -58,6 +58,10 @@ bench: $(BIN)/fpcli
 ## bench-analyzers: per-file analyzer speed and streaming memory (60 vs 3 minutes)
 bench-analyzers: $(BIN)/fpcli
 	$(BIN)/python benchmarks/bench_analyzers.py --library $(LIBRARY) --out benchmarks/analyzers.md
+
+## bench-jobs: wall time of `fpcli analyze LIBRARY` with --jobs 1 and 2 (fresh store each run)
+bench-jobs: $(BIN)/fpcli
+	$(BIN)/python benchmarks/bench_jobs.py --library $(LIBRARY) --out benchmarks/jobs.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis $(DEMO_STORE)

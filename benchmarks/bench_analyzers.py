@@ -29,6 +29,7 @@ from tabulate import tabulate
 
 from fpcli.audio import AUDIO_EXTENSIONS, AudioReader
 from fpcli.bench import ANALYZERS, time_file
+from fpcli.blas import one_blas_thread
 from fpcli.memory import keep_buffers_on_heap
 
 
@@ -41,34 +42,45 @@ def library_files(root: Path) -> list[Path]:
 
 
 def speed_table(files: list[Path], repeats: int) -> tuple[list[list], dict]:
-    makers = ANALYZERS
-    rows, totals = [], {k: [0.0, 0.0] for k in makers}
+    """Per file: the three kinds timed back to back in each of ``repeats`` rounds (in a
+    rotating order), CPU seconds; speeds are medians over the rounds and the time
+    ratios medians of each round's analysis time / decode time (a slow round slows
+    both sides of its own ratio). Totals: summed median CPU times."""
+    kinds = list(ANALYZERS)
+    for kind in kinds:  # warm-up: imports and first-call costs are not timed
+        time_file(str(files[0]), ANALYZERS[kind])
+    rows, totals = [], {k: [0.0, 0.0] for k in kinds}
+    round_totals: list[dict[str, float]] = [dict.fromkeys(kinds, 0.0) for _ in range(repeats)]
     for path in files:
-        best = {}
-        for kind, make in makers.items():
-            runs = [time_file(str(path), make) for _ in range(repeats)]
-            audio = runs[0][0]
-            best[kind] = (audio, min(wall for _, wall in runs))
+        cpu: dict[str, list[float]] = {k: [] for k in kinds}
+        audio = 0.0
+        for r in range(repeats):
+            for kind in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
+                audio, seconds = time_file(str(path), ANALYZERS[kind])
+                cpu[kind].append(seconds)
+                round_totals[r][kind] += seconds
+        median = {k: float(np.median(v)) for k, v in cpu.items()}
+        for kind in kinds:
             totals[kind][0] += audio
-            totals[kind][1] += best[kind][1]
+            totals[kind][1] += median[kind]
+        ratio = {k: float(np.median([a / d for a, d in zip(cpu[k], cpu["decode"], strict=True)])) for k in kinds}
         info = sf.info(str(path))
-        decode = best["decode"][0] / best["decode"][1]
-        speeds = {k: best[k][0] / best[k][1] for k in makers}
-        rows.append([path.name[:38], f"{info.samplerate / 1000:g}k/{info.channels}ch", f"{best['decode'][0]:.0f}",
-                     f"{speeds['decode']:.0f}", f"{speeds['streaming']:.0f}", f"{speeds['batch']:.0f}",
-                     f"{speeds['streaming'] / decode:.3f}", f"{speeds['batch'] / decode:.3f}"])
+        rows.append([path.name[:38], f"{info.samplerate / 1000:g}k/{info.channels}ch", f"{audio:.0f}",
+                     *(f"{audio / median[k]:.0f}" for k in kinds), f"{ratio['streaming']:.2f}",
+                     f"{ratio['batch']:.2f}"])
     total = {k: a / w for k, (a, w) in totals.items()}
-    rows.append(["TOTAL", "", f"{totals['decode'][0]:.0f}", f"{total['decode']:.0f}", f"{total['streaming']:.0f}",
-                 f"{total['batch']:.0f}", f"{total['streaming'] / total['decode']:.3f}",
-                 f"{total['batch'] / total['decode']:.3f}"])
+    total_ratio = {k: float(np.median([t[k] / t["decode"] for t in round_totals])) for k in kinds}
+    rows.append(["TOTAL", "", f"{totals['decode'][0]:.0f}", *(f"{total[k]:.0f}" for k in kinds),
+                 f"{total_ratio['streaming']:.2f}", f"{total_ratio['batch']:.2f}"])
     return rows, total
 
 
 MEMORY_PROBE = r"""
 import resource, sys, tracemalloc
 from fpcli.memory import keep_buffers_on_heap
-from fpcli.streaming import analyze_streaming
+from fpcli.analyze import analyze_streaming, preload
 keep_buffers_on_heap()
+preload()  # scipy's modules load lazily: their code objects are not the analysis's memory
 tracemalloc.start()
 analyze_streaming(sys.argv[1])
 peak = tracemalloc.get_traced_memory()[1]
@@ -111,24 +123,31 @@ def memory_table(files: list[Path]) -> list[list]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--library", type=Path, default=Path("/tmp/fpcli-library"))
-    parser.add_argument("--repeats", type=int, default=2, help="runs per file and kind; the fastest counts")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per file (medians)")
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
     keep_buffers_on_heap()  # as the fpcli command does (fpcli/memory.py)
+    load_before = f"{os.getloadavg()[0]:.2f}"
     files = library_files(args.library)
     if not files:
         parser.error(f"no audio files under {args.library}")
-    rows, total = speed_table(files, args.repeats)
-    header = ["file", "rate", "audio s", "decode x", "stream x", "batch x", "stream/decode", "batch/decode"]
+    with one_blas_thread():  # as the command's read loop (fpcli/analyze.py read_into)
+        rows, total = speed_table(files, args.repeats)
+    header = ["file", "rate", "audio s", "decode x", "stream x", "batch x", "stream t / decode t",
+              "batch t / decode t"]
     lines = [
         f"# Analyzer speed ({datetime.date.today()})", "",
         f"Command: `python benchmarks/bench_analyzers.py --library {args.library} --repeats {args.repeats}`", "",
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python "
         f"{platform.python_version()}, numpy {np.__version__}, libsndfile {sf.__libsndfile_version__}; "
-        "one process, fastest of the repeats.", "",
-        "Speeds are seconds of audio per second (x real time); ratios are analysis speed / decode-only "
-        "speed in the same run (decode time included in both).", "",
+        f"load average {load_before} before the run, {os.getloadavg()[0]:.2f} after (other jobs share the "
+        "cores).", "",
+        "One process, one core: speeds are seconds of audio per CPU second of the process (x real time, "
+        "decoding included), medians of the rounds, so waiting for a busy core does not count. The time "
+        "ratios are analysis CPU time / decode-only CPU time of the same file in the same round (median "
+        "of the rounds): the decoder's share is the same in both, so they hold better under load than "
+        "the speeds. TOTAL: summed median times; its ratios are medians of the rounds' summed times.", "",
         tabulate(rows, header, tablefmt="github"), "",
     ]
     if not args.no_memory:

@@ -13,17 +13,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 from fpcli.audio import DEFAULT_BLOCK_FRAMES, AudioReader
+from fpcli.blas import one_blas_thread
 from fpcli.cue import track_of_entry
 from fpcli.errors import AnalysisError, AudioReadError, ParameterError
 from fpcli.fingerprint import Fingerprint
+from fpcli.memory import keep_buffers_on_heap
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, Lookup, Need
@@ -56,18 +57,6 @@ class Want:
 Analyzer: TypeAlias = "StreamingAnalyzer | BatchAnalyzer"
 
 
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """Run the analyzers with one BLAS/OpenMP thread. Their per-frame matrix products
-    are small: a thread pool only adds idle threads that spin and compete for the
-    cores (measured: a library caller's analyze_streaming ran at 50-120x real time on
-    two busy cores instead of ~250x). Worker processes start single-threaded anyway."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        yield
-
-
 def read_into(reader: AudioReader, analyzers: Sequence[Analyzer], *, max_seconds: float | None = None,
               checkpoints: Sequence[float] = (), on_checkpoint: Callable[[float], None] = lambda s: None) -> bool:
     """Push every block of ``reader`` into each analyzer (with one BLAS thread); returns
@@ -75,7 +64,13 @@ def read_into(reader: AudioReader, analyzers: Sequence[Analyzer], *, max_seconds
 
     ``checkpoints`` (seconds, ascending) split blocks exactly there and call
     ``on_checkpoint(seconds)`` after the audio up to that point has been pushed.
+
+    The file-level API (``analyze_streaming``, ``analyze_batch``) runs here, so it tunes
+    the process's allocator as the fpcli command does (``keep_buffers_on_heap``: each
+    block's MB-sized temporaries are reused instead of mapped and faulted in again);
+    measured 15 % less CPU time per file than without.
     """
+    keep_buffers_on_heap()
     with one_blas_thread():
         return _read_into(reader, analyzers, max_seconds, checkpoints, on_checkpoint)
 

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from fpcli.blas import one_blas_thread
 from fpcli.dsp.loudness import gated_momentary_loudness, integrated_loudness, loudness_range
 from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
 from fpcli.dsp.tally import ALL_SILENT, NO_FRAMES, FrameTally
@@ -34,7 +35,8 @@ class BatchAnalyzer:
 
     def push(self, block: np.ndarray) -> None:
         self.chunks += 1
-        self._keep(self.pipeline.push(block))
+        with one_blas_thread():
+            self._keep(self.pipeline.push(block))
 
     def _keep(self, step: FrameStep) -> None:
         self.tally.add(step)
@@ -48,7 +50,8 @@ class BatchAnalyzer:
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def finish(self) -> Fingerprint:
-        self._keep(self.pipeline.finish())
+        with one_blas_thread():
+            self._keep(self.pipeline.finish())
         values, reasons = self.tally.values(self.pipeline)
         for name, (value, reason) in self._exact_values().items():
             values[name] = value if value is not None and math.isfinite(value) else None

@@ -31,9 +31,9 @@ import numpy as np
 import soundfile as sf
 
 from fpcli import synth
-from fpcli.analyze import one_blas_thread
 from fpcli.audio import AUDIO_EXTENSIONS, AudioReader
 from fpcli.batch import BatchAnalyzer
+from fpcli.blas import one_blas_thread
 from fpcli.errors import FpcliError
 from fpcli.files import read_text
 from fpcli.fingerprint import GROUPS, STREAMING_DIMS

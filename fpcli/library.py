@@ -115,7 +115,7 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
             else:
                 summary.skipped_new += 1
         todo.sort(key=lambda item: item[0])  # the least known first: nothing heard, then low confidence
-        for result in _analyse_all([(path, identity) for _, path, identity in todo], options, store):
+        for result in analyse_all([(path, identity) for _, path, identity in todo], options, store):
             summary.count(result)
             on_event("track", result)
     except KeyboardInterrupt:
@@ -135,10 +135,11 @@ def _heard(previous: Record | None) -> float:
     return sum(confidence.values()) / len(confidence) if confidence else 0.0
 
 
-def _analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
-                 store: FingerprintStore) -> Iterator[TrackResult]:
-    """Results in completion order: computed on local worker processes and kept here,
-    or computed and kept by Dask workers in the shared store."""
+def analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
+                store: FingerprintStore) -> Iterator[TrackResult]:
+    """Results of files the store cannot answer ((path, identity) from ``look_up``), in
+    completion order: computed on ``options.jobs`` local worker processes and kept
+    here, or computed and kept by Dask workers in the shared store."""
     if options.executor == "dask":
         from fpcli.executors.dask import PathMap, analyse_on_dask
 

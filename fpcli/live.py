@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fpcli.analyze import one_blas_thread
 from fpcli.audio import AudioReader
+from fpcli.blas import one_blas_thread
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import AnalysisParams

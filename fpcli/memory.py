@@ -6,7 +6,9 @@ again; keeping them on the heap makes the analysis 12-15 % faster here, and undo
 Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` for its workers, which made it 36 % slower
 (measured on one 182 s track: 231 -> 258x real time locally; 151 -> 247x in a Dask
 worker). The cost: a process may keep up to 128 MiB of freed memory for reuse.
-Library users may call ``keep_buffers_on_heap()`` in their own processes.
+The file-level library functions (``analyze_streaming``, ``analyze_batch``) call it
+too, so the library is as fast as the command; callers of the analyzer classes may
+call ``keep_buffers_on_heap()`` in their own processes.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from fpcli.dsp.framing import CenteredWindow, Framer
 from fpcli.dsp.hpss import running_median
 from fpcli.dsp.onset import OnsetAutocorrelation
+from fpcli.dsp.pitch import _first_dip
+from fpcli.dsp.spectral import FLATNESS_FLOOR, spectral_flatness, spectral_rolloff
 from fpcli.dsp.stats import Histogram, Welford
 
 
@@ -18,6 +20,45 @@ def test_running_median_is_exact(rng, radius, axis):
     got = running_median(x, radius, axis=axis)
     windows = np.lib.stride_tricks.sliding_window_view(x, 2 * radius + 1, axis=axis)
     np.testing.assert_array_equal(got, np.median(windows, axis=-1))
+
+
+@pytest.mark.parametrize("levels", [2, 5, 1000])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_running_median_of_nine_is_exact_with_ties(rng, levels, axis):
+    x = rng.integers(0, levels, size=(60, 50)).astype(np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(x, 9, axis=axis)
+    np.testing.assert_array_equal(running_median(x, 4, axis=axis), np.median(windows, axis=-1))
+
+
+@pytest.mark.parametrize("n_bins", [129, 1025, 2049])
+def test_rolloff_is_the_first_bin_reaching_the_fraction(rng, n_bins):
+    power = (rng.random((50, n_bins)) ** 8).astype(np.float32)   # peaky spectra
+    power[3] = 0.0                                                # an all-zero frame
+    power[4, :] = 0.0
+    power[4, -1] = 1.0                                            # all power in the last bin
+    freqs = np.arange(n_bins) * 10.0
+    cumulative = np.cumsum(power.astype(np.float64), axis=1)
+    expected = freqs[np.minimum((cumulative < 0.85 * cumulative[:, -1:]).sum(axis=1), n_bins - 1)]
+    np.testing.assert_array_equal(spectral_rolloff(power, freqs, 0.85), expected)
+
+
+def test_flatness_is_geometric_over_arithmetic_mean(rng):
+    power = (rng.random((40, 1025)) * 10.0 ** rng.uniform(-30, 6, (40, 1))).astype(np.float32)
+    power[:, ::7] = 0.0                                           # floored bins
+    power[5] = 0.0                                                # an all-zero frame: flat
+    magnitude = np.sqrt(power)
+    floored = np.maximum(magnitude.astype(np.float64), FLATNESS_FLOOR)
+    expected = np.minimum(np.exp(np.log(floored).mean(axis=1)) / np.maximum(magnitude.mean(axis=1), FLATNESS_FLOOR),
+                          1.0)
+    np.testing.assert_allclose(spectral_flatness(power, magnitude), expected, rtol=1e-5)
+
+
+def test_first_dip_is_the_minimum_of_the_first_run_below_threshold():
+    values = np.array([[0.9, 0.1, 0.05, 0.2, 0.01, 0.9],     # first run: columns 1-2
+                       [0.9, 0.9, 0.9, 0.9, 0.9, 0.9],       # no run
+                       [0.9, 0.9, 0.9, 0.3, 0.1, 0.05],      # run to the last column
+                       [0.01, 0.9, 0.0, 0.0, 0.0, 0.0]])     # run of one at column 0
+    assert _first_dip(values, values < 0.15).tolist() == [2, 0, 5, 0]
 
 
 @settings(max_examples=30, deadline=None)

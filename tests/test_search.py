@@ -15,7 +15,7 @@ from fpcli.errors import ParameterError
 from fpcli.fingerprint import GROUPS, STREAMING_DIMS
 from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
-from fpcli.search import Index, SearchError, current_index, dim_weights, parse_weights, search, top_k
+from fpcli.search import Compute, Index, SearchError, current_index, dim_weights, parse_weights, search, top_k
 from fpcli.search.index import fit_scaling, scale
 from fpcli.search.rank import NULL_PENALTY, TIMBRE_WEIGHT
 from fpcli.store import FingerprintStore
@@ -187,6 +187,42 @@ def test_accurate_computes_batch_for_candidates_only(store, library):
     assert result.stats["batch_computed"] == 5          # k x 5 candidates
     assert with_batch == 6                               # the candidates and the query
     assert len(result.hits) == 1
+
+
+def test_accurate_computes_missing_batch_on_workers_with_progress(store, library, monkeypatch):
+    import fpcli.library as analysis  # search imports it where something is missing
+
+    handed = []
+
+    def analyse_all(todo, options, store_):
+        handed.append((len(todo), options.jobs, options.batch))
+        yield from real(todo, options, store_)
+
+    real = analysis.analyse_all
+    monkeypatch.setattr(analysis, "analyse_all", analyse_all)
+    events = []
+    candidates = {h.path for h in search(store, str(library / "t2.flac"), k=5, strategy="fast").hits}
+    result = search(store, str(library / "t2.flac"), k=1, strategy="accurate",
+                    compute=Compute(jobs=2, on_event=lambda kind, payload: events.append((kind, payload))))
+    assert handed == [(5, 2, True)]                      # one pool of 2 workers for the 5 candidates
+    assert events[0] == ("start", (5, "batch fingerprints"))
+    computed = {r.path for kind, r in events[1:] if kind == "track" and not r.failed}
+    assert len(events) == 6 and computed == candidates and result.stats["batch_computed"] == 5
+    assert all(store.record_for_path(path).batch is not None for path in candidates)
+    again = search(store, str(library / "t2.flac"), k=1, strategy="accurate",
+                   compute=Compute(jobs=2, on_event=lambda kind, payload: events.append((kind, payload))))
+    assert again.stats["batch_computed"] == 0 and len(events) == 6   # stored: nothing computed, no events
+
+
+def test_cli_accurate_search_reports_progress_on_stderr(store, library):
+    args = ["--store", store.location, "search", str(library / "t3.flac"), "-k", "1", "--strategy", "accurate",
+            "--jobs", "2", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)                     # stdout holds the JSON alone
+    assert data["stats"]["batch_computed"] == 5 and len(data["hits"]) == 1
+    assert "computing 5 missing batch fingerprints on 2 worker processes" in result.stderr
+    assert "computing" not in result.stdout
 
 
 def test_auto_explains_its_choice(store, library):

@@ -41,6 +41,11 @@ def _chunked(x, sizes):
 
 
 MUSIC = synth.music_like(7.0, SR, bpm=124, seed=7)
+# rhythm_stability of noise is a small difference of large autocorrelation sums of a
+# float32 onset envelope, whose last bits depend on how many frames one matrix product
+# holds (BLAS blocking): 1e-7 absolute is that noise floor (seed 44595, chunk 883 gave
+# 1.41e-7 before and after the onset autocorrelation became np.correlate).
+CHUNK_ABS = {"rhythm_stability": 1e-6}
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -52,7 +57,7 @@ def test_any_chunking_gives_the_same_result(sizes):
         a, b = whole.values[name], pieces.values[name]
         assert (a is None) == (b is None), name
         if a is not None:
-            assert b == pytest.approx(a, rel=1e-5, abs=1e-7), name
+            assert b == pytest.approx(a, rel=1e-5, abs=CHUNK_ABS.get(name, 1e-7)), name
 
 
 @settings(max_examples=8, deadline=None)
@@ -66,7 +71,7 @@ def test_random_signals_are_chunk_invariant(seed, chunk):
         a, b = whole.values[name], pieces.values[name]
         assert (a is None) == (b is None), name
         if a is not None:
-            assert b == pytest.approx(a, rel=1e-5, abs=1e-7), name
+            assert b == pytest.approx(a, rel=1e-5, abs=CHUNK_ABS.get(name, 1e-7)), name
 
 
 def test_tiny_chunks_equal_one_chunk():
@@ -169,3 +174,33 @@ def test_batch_state_grows_only_with_frames_not_samples():
     analyzer.push(block)
     # Frame-level series (a few floats per 23 ms frame), never the decoded samples.
     assert _state_bytes(analyzer._series) < block.nbytes / 20
+
+
+@pytest.mark.parametrize("kind", ["streaming", "batch"])
+def test_analyzers_run_with_one_blas_thread_and_restore_the_caller_s(kind):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from fpcli.batch import BatchAnalyzer
+
+    def blas_threads():
+        return {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+
+    analyzer = (StreamingAnalyzer if kind == "streaming" else BatchAnalyzer)(SR, 2)
+    seen = []
+    real_push, real_finish = analyzer.pipeline.push, analyzer.pipeline.finish
+
+    def push(block):
+        seen.append(blas_threads())
+        return real_push(block)
+
+    def finish():
+        seen.append(blas_threads())
+        return real_finish()
+
+    analyzer.pipeline.push, analyzer.pipeline.finish = push, finish
+    with threadpool_limits(limits=2):           # a caller whose BLAS has two threads
+        analyzer.push(MUSIC[: SR])
+        analyzer.finish()
+        after = blas_threads()
+    assert seen == [{1}, {1}]
+    assert after == {2}

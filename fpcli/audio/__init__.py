@@ -37,7 +37,7 @@ SNDFILE_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc"}
 )
 AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS | AV_EXTENSIONS
-DEFAULT_BLOCK_FRAMES = 65536
+DEFAULT_BLOCK_FRAMES = 131072
 PARTIAL_TOLERANCE_S = 0.1
 # Float files hold any value; music scaled to ±1 peaks near 1 (a few units after a
 # lossy codec's overshoot). Far beyond, the file is not audio-scaled and the

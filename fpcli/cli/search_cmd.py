@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from fpcli.cli.app import app
-from fpcli.cli.options import finite, path_text
+from fpcli.cli.options import DEFAULT_JOBS, JobsOption, TimeoutOption, finite, path_text
 from fpcli.cli.render import format_value, note, print_json, rows_out, warn_line
+from fpcli.cli.tracks import Reporter
 from fpcli.errors import ParameterError
+from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.fingerprint import DIM_BY_NAME
 
 if TYPE_CHECKING:
@@ -48,15 +51,18 @@ def search(
         help="Search with the query's first N seconds only (a preview; required for - unless the stream ends).")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    jobs: JobsOption = DEFAULT_JOBS,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Find the tracks in the store that sound most like QUERY.
 
     Strategies: fast (cached streaming fingerprints), accurate (fast candidates
-    re-ranked with batch fingerprints, computing the missing ones for the candidates),
-    batch (batch fingerprints for all), auto (from the query's confidence and
-    validation). Distances combine the named dims and the timbre (JS divergence of
-    the MFCC Gaussians); other files of one recording (another codec or sample
-    rate) are left out unless --include-duplicates.
+    re-ranked with batch fingerprints, computing the missing ones for the candidates
+    on --jobs worker processes, with a progress bar on stderr), batch (batch
+    fingerprints for all), auto (from the query's confidence and validation).
+    Distances combine the named dims and the timbre (JS divergence of the MFCC
+    Gaussians); other files of one recording (another codec or sample rate) are
+    left out unless --include-duplicates.
 
     Examples:
 
@@ -68,7 +74,7 @@ def search(
 
       ffmpeg -i URL -f flac - | fpcli search - --seconds 20
     """
-    from fpcli.search import parse_weights, write_m3u
+    from fpcli.search import Compute, parse_weights, write_m3u
     from fpcli.search import search as run_search
 
     if strategy not in STRATEGIES:
@@ -79,11 +85,12 @@ def search(
         raise typer.BadParameter(exc.reason, param_hint="--weights") from None
     text = path_text(query)
     streamed = _stream_query(seconds) if text == "-" else None
-    with ctx.obj.open_store() as store:
+    with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=False, show_tracks=False) as reporter:
+        compute = Compute(jobs, timeout, _progress(reporter, jobs))
         result = run_search(store, text, k=k, strategy=strategy, group_weights=group_weights,
                             under=path_text(library) if library else None, explain=explain,
                             compute_missing=compute_missing, include_duplicates=include_duplicates,
-                            seconds=seconds, query=streamed)
+                            seconds=seconds, query=streamed, compute=compute)
     if m3u is not None:
         write_m3u(result, m3u)
     for path, error in result.skipped:
@@ -92,6 +99,22 @@ def search(
         print_json(result.to_json())
         return
     render_search(result, explain)
+
+
+def _progress(reporter: Reporter, jobs: int) -> Callable[[str, Any], None]:
+    """Events of the batch fingerprints computed for a search: one notice on stderr when
+    they start (even when stderr is not a terminal: a slow search is never silent), and
+    the bar on stderr advanced per file. Failed files are listed once, as skipped
+    candidates, after the search."""
+    def on_event(kind: str, payload: Any) -> None:
+        if kind == "start":
+            total, _ = payload
+            reporter.notice(f"computing {total} missing batch fingerprint{'s' if total != 1 else ''} "
+                            f"on {min(jobs, total)} worker process{'es' if min(jobs, total) != 1 else ''}")
+            reporter.event("start", payload)
+        else:
+            reporter.event("advance", None)
+    return on_event
 
 
 def _stream_query(seconds: float | None) -> Record:

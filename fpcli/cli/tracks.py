@@ -73,6 +73,11 @@ class Reporter:
         if self._task is not None:
             self._progress.advance(self._task)
 
+    def notice(self, message: str) -> None:
+        """A plain notice on stderr (above the bar when it is drawn); none with quiet."""
+        if not self.quiet:
+            note("", message, self._diagnostics())
+
     def snapshot(self, result: TrackResult) -> None:
         """One snapshot of a followed stream: a JSON line, or one line of the rising
         fingerprint (seconds heard, tempo and confidence) on the terminal."""

@@ -42,26 +42,42 @@ class HarmonicRatio:
         return float((centre * mask).sum(dtype=np.float64)), float(centre.sum(dtype=np.float64))
 
 
-# Devillard's 19 compare-exchange network for the median of 9 ("Fast median search:
-# an ANSI C implementation", 1998): the median ends in position 4.
-_MEDIAN9_NETWORK = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3),
-                    (5, 8), (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
-
-
 def running_median(x: np.ndarray, radius: int, *, axis: int) -> np.ndarray:
     """Median of each full window of 2*radius+1 values along ``axis`` (0 or 1 of a 2-D
     array; the output shrinks by 2*radius along it). Exact.
 
-    Windows of 9 (the default radius 4) use a sorting network of elementwise
-    min/max over shifted views, 4-7x faster than ``np.partition`` on a sliding view,
-    which serves every other width.
+    Windows of 9 (the default radius 4) use ``_median9``, about 8x faster than
+    ``np.partition`` on a sliding view, which serves every other width.
     """
     width = 2 * radius + 1
-    n = x.shape[axis] - 2 * radius
     if width != 9:
         windows = np.lib.stride_tricks.sliding_window_view(x, width, axis=axis)
         return np.partition(windows, radius, axis=-1)[..., radius]
-    p = [x[k : k + n] if axis == 0 else x[:, k : k + n] for k in range(9)]
-    for a, b in _MEDIAN9_NETWORK:
-        p[a], p[b] = np.minimum(p[a], p[b]), np.maximum(p[a], p[b])
-    return p[4]
+    return _median9(x, axis)
+
+
+def _median9(x: np.ndarray, axis: int) -> np.ndarray:
+    """Sliding median of 9 along ``axis`` from sorted triples (the 3x3 median-filter
+    method, e.g. Paeth, Graphics Gems 1990): every run of 3 neighbours is sorted once
+    (lo <= mid <= hi) and shared by the three windows that contain it; a window's
+    triples start at j, j+3, j+6, and its median is med3(max of the los, med3 of the
+    mids, min of the his). Exact (ties included); 12 elementwise min/max per window
+    plus 6 per shared triple, against 38 for a 19-exchange sorting network."""
+    n = x.shape[axis] - 8
+
+    def cut(a: np.ndarray, start: int, length: int) -> np.ndarray:
+        return a[start : start + length] if axis == 0 else a[:, start : start + length]
+
+    m = n + 6                                   # triples needed: starts 0 .. n + 5
+    a, b, c = cut(x, 0, m), cut(x, 1, m), cut(x, 2, m)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    mid, hi = np.minimum(hi, c), np.maximum(hi, c)
+    lo, mid = np.minimum(lo, mid), np.maximum(lo, mid)
+    low = np.maximum(np.maximum(cut(lo, 0, n), cut(lo, 3, n)), cut(lo, 6, n))
+    high = np.minimum(np.minimum(cut(hi, 0, n), cut(hi, 3, n)), cut(hi, 6, n))
+    return _median3(low, _median3(cut(mid, 0, n), cut(mid, 3, n), cut(mid, 6, n)), high)
+
+
+def _median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Elementwise median of three arrays."""
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))

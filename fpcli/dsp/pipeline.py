@@ -108,15 +108,14 @@ class FeaturePipeline:
             return step
         silent = self._frame_mean_square(buffer, n) < self._silence_power
         tools = self.tools
-        power = tools.power(frames)
-        magnitude = np.sqrt(power)
-        mel = power @ tools.mel_matrix
+        power, magnitude = tools.spectrum(frames)
+        mel, chroma, bands = tools.project(power)
         step.silent = silent
         step.centroid_hz = spectral_centroid(magnitude, tools.freqs)
         step.rolloff_hz = spectral_rolloff(power, tools.freqs, self.params.rolloff_fraction)
         step.flatness = spectral_flatness(power, magnitude)
-        step.band_power = (power @ tools.band_matrix).sum(axis=0, dtype=np.float64)
-        chroma = power[~silent] @ tools.chroma_matrix
+        step.band_power = bands.sum(axis=0, dtype=np.float64)
+        chroma = chroma[~silent]
         totals = chroma.sum(axis=1, keepdims=True, dtype=np.float64)
         keep = totals[:, 0] > 0
         step.chroma_sum = (chroma[keep] / totals[keep]).sum(axis=0)

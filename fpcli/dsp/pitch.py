@@ -46,27 +46,42 @@ class PitchTracker:
         rows = np.flatnonzero(voiced_candidate)
         if rows.size == 0:
             return f0
-        acf = scipy.fft.irfft(power[rows, : self._bins], n=self._n_acf, axis=1)[:, : self.tau_max + 2]
+        # The power spectrum is real and even, so its inverse DFT (the circular ACF) is a
+        # DCT-I of the n_acf / 2 + 1 bins: a real transform, ~30 % cheaper than irfft.
+        # It lacks irfft's 1 / n_acf, which YIN's d'(tau) (a ratio) does not see.
+        acf = scipy.fft.dct(power[rows, : self._bins], type=1, axis=1)[:, : self.tau_max + 2]
         acf /= self._window_acf
         difference = np.maximum(acf[:, :1] - acf, 0.0)      # d(tau) ~ 2 (r0 - r(tau)) / 2
         difference[:, 0] = 0.0
         cumulative = np.cumsum(difference[:, 1:], axis=1)
         taus = np.arange(1, difference.shape[1], dtype=np.float32)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cmnd = np.where(cumulative > 0, difference[:, 1:] * taus / cumulative, 1.0)
+        cmnd = np.ones_like(cumulative)                     # d'(tau) = 1 where the sum is 0
+        np.divide(difference[:, 1:] * taus, cumulative, out=cmnd, where=cumulative > 0)
         # cmnd[:, j] is d'(tau = j + 1); search tau in [tau_min, tau_max].
         lo, hi = self.tau_min - 1, self.tau_max
-        search = cmnd[:, lo:hi]
-        below = search < self.threshold
-        voiced = below.any(axis=1)
-        first = below.argmax(axis=1)
-        index = np.arange(search.shape[1])
-        # The dip: the minimum of the first run of values under the threshold.
-        run = np.logical_and.accumulate(below | (index < first[:, None]), axis=1) & (index >= first[:, None])
-        best = np.where(run, search, np.inf).argmin(axis=1) + lo  # column in cmnd
+        below = cmnd[:, lo:hi] < self.threshold
+        voiced = np.flatnonzero(below.any(axis=1))         # the dip is searched in these rows only
+        cmnd = cmnd[voiced]
+        best = _first_dip(cmnd[:, lo:hi], below[voiced]) + lo  # column in cmnd
         tau = best + 1 + _parabolic_offset(cmnd, best)
-        f0[rows[voiced]] = self.samplerate / tau[voiced]
+        f0[rows[voiced]] = self.samplerate / tau
         return f0
+
+
+def _first_dip(values: np.ndarray, below: np.ndarray) -> np.ndarray:
+    """Per row of (n, m) ``values``: the column of the minimum of the first run of
+    columns where ``below`` is True (0 for a row without one).
+
+    The first run ends at the row's first True -> False step (none: at the last
+    column); the columns before the run are not ``below``, so masking the rest of
+    the row (and every column not ``below``) leaves exactly the run, without a
+    running logical-and along the row.
+    """
+    m = values.shape[1]
+    falls = below[:, :-1] & ~below[:, 1:]
+    end = falls.argmax(axis=1) + 1
+    end = np.where(falls[np.arange(len(end)), end - 1], end, m)[:, None]   # no fall: the run reaches the end
+    return np.where(below & (np.arange(m) < end), values, np.inf).argmin(axis=1)
 
 
 def _parabolic_offset(values: np.ndarray, columns: np.ndarray) -> np.ndarray:

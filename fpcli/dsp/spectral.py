@@ -7,6 +7,7 @@ n_bins = n_fft // 2 + 1 unless stated.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import scipy.fft
@@ -15,6 +16,8 @@ from fpcli.fingerprint import BANDS_HZ
 from fpcli.params import AnalysisParams
 
 FLATNESS_FLOOR = 1e-10  # magnitude floor of spectral_flatness (FINGERPRINT.md #17)
+FLATNESS_PRODUCT_LEVELS = 3  # bins multiplied in 2**3 = 8s before the log (see spectral_flatness)
+ROLLOFF_GROUP = 32      # bins per group in the two-step rolloff search
 
 # Krumhansl-Kessler key profiles, C major / C minor (Krumhansl 1990, table 4.1).
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -53,10 +56,29 @@ class SpectralTools:
 
     def power(self, frames: np.ndarray) -> np.ndarray:
         """|rfft(frame * window)|^2, (n, n_fft) -> (n, n_bins) float32."""
-        spectrum = scipy.fft.rfft(frames * self.window, axis=1)
-        parts = spectrum.view(np.float32)
-        parts *= parts
-        return parts[:, 0::2] + parts[:, 1::2]
+        return self.spectrum(frames)[0]
+
+    def spectrum(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(power |X|^2, magnitude |X|) of rfft(frame * window): (n, n_fft) -> two
+        (n, n_bins) float32. One ``np.abs`` of the complex spectrum gives the magnitude,
+        its square the power: cheaper than squaring the real and imaginary parts
+        (strided) and taking a square root for the magnitude."""
+        magnitude = np.abs(scipy.fft.rfft(frames * self.window, axis=1))
+        return magnitude * magnitude, magnitude
+
+    @functools.cached_property
+    def bank(self) -> np.ndarray:
+        """(n_bins, n_mel + 12 + 7) float32: the mel, chroma and band matrices side by
+        side, so one matrix product per block projects the power spectrum on all three
+        (columns in that order; see ``project``)."""
+        return np.concatenate([self.mel_matrix, self.chroma_matrix, self.band_matrix], axis=1)
+
+    def project(self, power: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mel (n, n_mel), chroma (n, 12), band power (n, 7)) float32 of (n, n_bins)
+        power frames, from one matrix product; mel is contiguous, the others are views."""
+        out = power @ self.bank
+        n_mel = self.mel_matrix.shape[1]
+        return np.ascontiguousarray(out[:, :n_mel]), out[:, n_mel : n_mel + 12], out[:, n_mel + 12 :]
 
 
 def spectral_centroid(magnitude: np.ndarray, freqs: np.ndarray) -> np.ndarray:
@@ -67,22 +89,60 @@ def spectral_centroid(magnitude: np.ndarray, freqs: np.ndarray) -> np.ndarray:
 
 
 def spectral_rolloff(power: np.ndarray, freqs: np.ndarray, fraction: float) -> np.ndarray:
-    """Frequency below which ``fraction`` of each frame's power lies (a bin centre), Hz."""
-    cumulative = np.cumsum(power, axis=1, dtype=np.float32)
-    threshold = fraction * cumulative[:, -1:]
-    index = (cumulative < threshold).sum(axis=1)
-    return freqs[np.minimum(index, len(freqs) - 1)]
+    """Frequency below which ``fraction`` of each frame's power lies (a bin centre), Hz.
+
+    The bin is the first whose cumulative power reaches ``fraction`` of the total. Found
+    in two steps, because a cumulative sum along all n_bins of every frame was the
+    analyzer's costliest reduction: the cumulative power of groups of ROLLOFF_GROUP bins
+    (float64) finds the group, then a cumulative sum inside that group only the bin.
+    """
+    n, bins = power.shape
+    ends = np.cumsum(_group_sums(power), axis=1, dtype=np.float64)   # (n, groups)
+    threshold = fraction * ends[:, -1:]
+    group = (ends < threshold).sum(axis=1)                           # the group holding the bin
+    rows = np.arange(n)
+    before = np.where(group > 0, ends[rows, np.maximum(group - 1, 0)], 0.0)
+    # Columns past the last bin repeat it: their cumulative power is >= the total, never counted.
+    columns = np.minimum(group[:, None] * ROLLOFF_GROUP + np.arange(ROLLOFF_GROUP), bins - 1)
+    inside = np.cumsum(power[rows[:, None], columns], axis=1, dtype=np.float64) + before[:, None]
+    index = group * ROLLOFF_GROUP + (inside < threshold).sum(axis=1)
+    return freqs[np.minimum(index, bins - 1)]
+
+
+def _group_sums(power: np.ndarray) -> np.ndarray:
+    """(n, n_bins) -> (n, ceil(n_bins / ROLLOFF_GROUP)) float64 sums of consecutive bins."""
+    starts = np.arange(0, power.shape[1], ROLLOFF_GROUP)
+    return np.add.reduceat(power, starts, axis=1, dtype=np.float64)
 
 
 def spectral_flatness(power: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
     """Geometric / arithmetic mean of the magnitude spectrum per frame, in [0, 1].
 
-    Magnitudes are floored at 1e-10 (FINGERPRINT.md #17); log|X| = 0.5 log|X|^2.
+    Magnitudes are floored at 1e-10 (FINGERPRINT.md #17); log|X| = 0.5 log|X|^2. The
+    sum of the logs is the log of the product: the bins are multiplied in groups of
+    eight first (in float64, where eight float32 values can neither overflow nor fall
+    below the normal range), an eighth of the logarithms, which dominated this feature.
     """
-    floor = FLATNESS_FLOOR ** 2
-    log_mean = 0.5 * np.log(np.maximum(power, floor)).mean(axis=1, dtype=np.float64)
+    floor = np.float32(FLATNESS_FLOOR ** 2)
+    floored = np.maximum(power, floor)
+    products, rest = _fold_products(floored, FLATNESS_PRODUCT_LEVELS)
+    log_sum = np.log(products).sum(axis=1) + np.log(rest.astype(np.float64)).sum(axis=1)
+    log_mean = 0.5 * log_sum / power.shape[1]
     arith = np.maximum(magnitude.mean(axis=1, dtype=np.float64), FLATNESS_FLOOR)
     return np.minimum(np.exp(log_mean) / arith, 1.0)
+
+
+def _fold_products(x: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multiply the columns of (n, m) float32 ``x`` pairwise ``levels`` times, in float64:
+    (products (n, w / 2**levels), leftover columns (n, m - w)), w the largest multiple of
+    2**levels <= m. Their product over a row equals the product of the row."""
+    width = x.shape[1] - x.shape[1] % (1 << levels)
+    half = width // 2
+    products = np.multiply(x[:, :half], x[:, half:width], dtype=np.float64)
+    for _ in range(levels - 1):
+        half //= 2
+        products = products[:, :half] * products[:, half:]
+    return products, x[:, width:]
 
 
 def key_clarity(mean_chroma: np.ndarray) -> float:

@@ -3,10 +3,10 @@ matrices), ``rank`` (distances, top-k, explanations), ``query`` (strategies)."""
 
 from fpcli.errors import SearchError
 from fpcli.search.index import Index, build_index, current_index, load_index, refresh, save_index
-from fpcli.search.query import STRATEGIES, SearchResult, search, write_m3u
+from fpcli.search.query import STRATEGIES, Compute, SearchResult, search, write_m3u
 from fpcli.search.rank import Hit, dim_weights, parse_weights, top_k
 
 __all__ = [
-    "Hit", "Index", "STRATEGIES", "SearchError", "SearchResult", "build_index", "current_index", "dim_weights",
-    "load_index", "parse_weights", "refresh", "save_index", "search", "top_k", "write_m3u",
+    "Compute", "Hit", "Index", "STRATEGIES", "SearchError", "SearchResult", "build_index", "current_index",
+    "dim_weights", "load_index", "parse_weights", "refresh", "save_index", "search", "top_k", "write_m3u",
 ]

@@ -7,11 +7,12 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fpcli.errors import ParameterError, SearchError
+from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.files import atomic_text
 from fpcli.params import AnalysisParams
 from fpcli.search.dupes import drop_duplicates
@@ -20,6 +21,9 @@ from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, 
 from fpcli.search.timbre import pack
 from fpcli.store import FingerprintStore, Record, printable_path
 from fpcli.store.records import record_key
+
+if TYPE_CHECKING:  # fpcli.library (the analysis stack) is imported only when something is missing
+    from fpcli.library import Event
 
 ACCURATE_CANDIDATES = 5  # "accurate" re-ranks k x this many fast candidates
 DUPLICATE_SLACK = 10     # extra hits asked for so that dropping duplicates still leaves k
@@ -42,6 +46,17 @@ class Query:
     @property
     def timbre_weight(self) -> float:
         return self.group_weights.get("timbre", TIMBRE_WEIGHT)
+
+
+@dataclasses.dataclass(frozen=True)
+class Compute:
+    """How missing batch fingerprints of candidates are computed: on ``jobs`` worker
+    processes (each file within ``timeout_s``), reporting to ``on_event`` as a library
+    run does: ("start", (total, description)) once, then ("track", TrackResult) per file."""
+
+    jobs: int = 1
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    on_event: Event = lambda kind, payload: None
 
 
 @dataclasses.dataclass
@@ -96,7 +111,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
            params: AnalysisParams | None = None, group_weights: dict[str, float] | None = None,
            under: str | None = None, explain: bool = False, compute_missing: bool = False,
            include_duplicates: bool = False, seconds: float | None = None,
-           query: Record | None = None) -> SearchResult:
+           query: Record | None = None, compute: Compute | None = None) -> SearchResult:
     """Find the k tracks of the store most similar to ``query_path``.
 
     fast: streaming fingerprints of cached tracks. accurate: k x 5 fast candidates
@@ -109,12 +124,16 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     A partial query (``seconds``: its first N seconds; or a ``query`` record made from
     a stream) is searched with its streaming fingerprint, each dim weighted by its
     confidence, and the result says how reliable it is (``stats["expected_recall"]``).
+
+    Missing batch fingerprints (accurate, batch with ``compute_missing``) are computed
+    in parallel as ``compute`` says (default: one worker, no progress events).
     """
     if strategy not in STRATEGIES:
         raise ParameterError(f"{strategy!r}: one of {', '.join(STRATEGIES)}", "strategy")
     if k < 1:
         raise ParameterError(f"{k}: must be at least 1", "k")
     params = params or AnalysisParams()
+    compute = compute or Compute()
     started = time.perf_counter()
     store.flush_stats()
     hits_before = store.backend.counter("hits")
@@ -139,9 +158,9 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     if strategy == "fast":
         hits = _rank_all(store, "streaming", record, plan, params, stats)
     elif strategy == "accurate":
-        hits = _accurate(store, record, plan, params, stats, skipped)
+        hits = _accurate(store, record, plan, params, compute, stats, skipped)
     else:
-        hits = _batch(store, record, plan, params, compute_missing, stats, skipped)
+        hits = _batch(store, record, plan, params, compute if compute_missing else None, stats, skipped)
     store.flush_stats()
     stats["cache_hits"] = store.backend.counter("hits") - hits_before
     stats["seconds"] = time.perf_counter() - started
@@ -199,27 +218,44 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
     return [hits[usable[i]] for i in kept][: query.k]
 
 
-def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams,
+def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams, compute: Compute,
                skipped: list[tuple[str, str]]) -> int:
-    """Compute missing batch fingerprints of ``paths``; a file that fails is skipped
-    and reported, never the end of the search. Returns how many were computed."""
-    from fpcli.analyze import Want, fingerprint_of
+    """Compute the missing batch fingerprints of ``paths`` on ``compute.jobs`` worker
+    processes (the store answers the others), each stored as it arrives; a file that
+    fails is skipped and reported, never the end of the search. Returns how many were
+    computed."""
+    from fpcli.analyze import Want, answer, look_up  # the analysis stack: only when something is missing
+    from fpcli.library import RunOptions, analyse_all
 
-    computed = 0
+    want = Want(params, batch=True)
+    todo = []
     for path in paths:
-        result = fingerprint_of(store, path, Want(params, batch=True))
+        found = look_up(store, path, want)
+        known = answer(path, found)
+        if known is not None:
+            if known.failed:
+                skipped.append((path, known.error or "failed"))
+        elif found.identity is not None:
+            todo.append((path, found.identity))
+    if not todo:
+        return 0
+    compute.on_event("start", (len(todo), "batch fingerprints"))
+    options = RunOptions(params, batch=True, jobs=compute.jobs, timeout_s=compute.timeout_s)
+    computed = 0
+    for result in analyse_all(todo, options, store):
+        compute.on_event("track", result)
         if result.failed:
-            skipped.append((path, result.error or "failed"))
-        computed += not result.cached and not result.failed
+            skipped.append((result.path, result.error or "failed"))
+        computed += not result.failed
     return computed
 
 
-def _accurate(store: FingerprintStore, record: Record, query: Query, params: AnalysisParams,
+def _accurate(store: FingerprintStore, record: Record, query: Query, params: AnalysisParams, compute: Compute,
               stats: dict[str, Any], skipped: list[tuple[str, str]]) -> list[Hit]:
     wide = dataclasses.replace(query, k=query.k * ACCURATE_CANDIDATES, explain=False)
     candidates = _rank_all(store, "streaming", record, wide, params, stats)
     stats["batch_computed"] = _batch_for(store, [h.path for h in candidates if os.path.exists(h.path)],
-                                         params, skipped)
+                                         params, compute, skipped)
     index, info = current_index(store, "batch", params.key())
     stats["batch_index"] = info
     rows = np.flatnonzero(np.isin(index.contents, [h.digest for h in candidates]))
@@ -229,14 +265,16 @@ def _accurate(store: FingerprintStore, record: Record, query: Query, params: Ana
     return _ranked(store, sub, record, query, stats)
 
 
-def _batch(store: FingerprintStore, record: Record, query: Query, params: AnalysisParams, compute_missing: bool,
+def _batch(store: FingerprintStore, record: Record, query: Query, params: AnalysisParams, compute: Compute | None,
            stats: dict[str, Any], skipped: list[tuple[str, str]]) -> list[Hit]:
+    """Rank by batch fingerprints of every track; those missing are computed when
+    ``compute`` is given, else counted in ``stats["missing_batch"]``."""
     streaming, _ = current_index(store, "streaming", params.key())
     index, _ = current_index(store, "batch", params.key())
     missing = streaming.paths[~np.isin(streaming.contents, index.contents)].tolist()
-    if compute_missing:
-        _batch_for(store, [p for p in missing if os.path.exists(p)], params, skipped)
-    stats["missing_batch"] = 0 if compute_missing else len(missing)
+    if compute is not None:
+        _batch_for(store, [p for p in missing if os.path.exists(p)], params, compute, skipped)
+    stats["missing_batch"] = 0 if compute is not None else len(missing)
     return _rank_all(store, "batch", record, query, params, stats)
 
 
@@ -266,4 +304,4 @@ def _m3u_location(path: str, base: str) -> str:
     return os.path.relpath(text, base)
 
 
-__all__ = ["KINDS", "STRATEGIES", "SearchResult", "search", "write_m3u"]
+__all__ = ["KINDS", "STRATEGIES", "Compute", "SearchResult", "search", "write_m3u"]
