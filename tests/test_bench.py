@@ -65,7 +65,7 @@ def test_compare_flags_a_synthetic_regression(result):
     assert changes["analysis.streaming_x"].regression            # half as fast
     assert changes["cache.lookup_p99_ms"].regression             # twice as slow
     assert not changes["cache.hit_rate"].regression
-    with pytest.raises(FpcliError, match="not an fpcli bench"):
+    with pytest.raises(FpcliError, match="not a bench result"):
         bench.compare(result, {"schema": "other"})
 
 
