@@ -3,6 +3,11 @@
 Exports are JSON Lines (a header line, then one ``{"type": "record"|"failure",
 "data": ...}`` per line); imports parse JSON only and check every field with the same
 parser a store read uses, so an imported record can never break a later command.
+
+Everything here streams: entries are read in batches (``Backend.items``), never as a
+list of every key, and imports write a batch of records per transaction (diskcache)
+or pipeline (Redis), so memory stays flat and throughput does not depend on the size
+of the store.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from typing import IO, Any
 from fpcli.errors import BadEntryError, StoreError
 from fpcli.files import atomic_text
 from fpcli.store.core import FingerprintStore
+from fpcli.store.protocol import BATCH
 from fpcli.store.records import (
     HEX32,
     STREAM_PREFIX,
+    Failure,
     Record,
     dumps,
     entry_file,
@@ -31,7 +38,6 @@ from fpcli.store.records import (
     parse_path_entry,
     parse_record,
     path_key,
-    record_key,
     record_to_json,
 )
 
@@ -47,12 +53,16 @@ class Pruned:
     reason: str  # gone, changed, or "failure: gone" ...
 
 
-def prune(store: FingerprintStore, *, dry_run: bool = False) -> list[Pruned]:
+def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress = lambda n: None) -> list[Pruned]:
     """Paths of records and failures whose file is gone or changed: each such path is
     dropped from its record (a record goes with its last path). With ``dry_run``
-    nothing is removed."""
+    nothing is removed. Records are read in batches while they are pruned (the
+    batches resume after the last key read, so a deletion does not disturb them);
+    ``progress`` gets the records checked every BATCH."""
     removed = []
-    for record in list(store.records()):
+    for number, record in enumerate(store.records(), start=1):
+        if number % BATCH == 0:
+            progress(number)
         for seen in record.paths:
             why = _file_state(seen.path, record.size, seen.mtime_ns)
             if why:
@@ -61,7 +71,7 @@ def prune(store: FingerprintStore, *, dry_run: bool = False) -> list[Pruned]:
                     fresh = store.read_record(record.key)
                     if fresh is not None:
                         store.forget_path(fresh, seen.path)
-    for failure in list(store.failures()):
+    for failure in store.failures():
         why = _file_state(failure.path, failure.size, failure.mtime_ns)
         if why:
             removed.append(Pruned(failure.path, f"failure: {why}"))
@@ -94,24 +104,35 @@ class Problem:
 def verify(store: FingerprintStore, progress: Progress = lambda n: None) -> list[Problem]:
     """Every integrity problem: the storage's own checks (SQLite integrity, meta
     counters), pickled entries, then each entry's schema and key. [] when sound."""
-    try:
-        problems = [Problem("", p) for p in store.backend.check()]
-        unsafe = store.backend.unsafe_keys()
-        keys = list(store.backend.keys())
-    except StoreError as exc:
-        return [Problem("", str(exc))]
-    if unsafe:
-        problems.append(Problem("", f"{unsafe} pickled key(s): refusing to unpickle them (not written by fpcli)"))
-    for number, key in enumerate(keys, start=1):
-        problems += [Problem(key, m) for m in _entry_problems(store, key)]
-        if number % 1000 == 0:
-            progress(number)
+    problems, _ = verify_counted(store, progress)
     return problems
 
 
-def _entry_problems(store: FingerprintStore, key: str) -> list[str]:
+def verify_counted(store: FingerprintStore, progress: Progress = lambda n: None) -> tuple[list[Problem], int]:
+    """``verify`` and the number of entries checked. Entries are read in batches
+    (constant memory); ``progress`` gets the count every BATCH entries."""
     try:
-        text = store.backend.get(key)
+        problems = [Problem("", p) for p in store.backend.check()]
+        unsafe = store.backend.unsafe_keys()
+    except StoreError as exc:
+        return [Problem("", str(exc))], 0
+    if unsafe:
+        problems.append(Problem("", f"{unsafe} pickled key(s): refusing to unpickle them (not written by fpcli)"))
+    number = 0
+    try:
+        for number, (key, text) in enumerate(store.backend.items(), start=1):
+            problems += [Problem(key, m) for m in _entry_problems(store, key, text)]
+            if number % BATCH == 0:
+                progress(number)
+    except StoreError as exc:
+        problems.append(Problem("", str(exc)))
+    return problems, number
+
+
+def _entry_problems(store: FingerprintStore, key: str, text: str | None = None) -> list[str]:
+    try:
+        if text is None:  # not read in the batch (unreadable as text): read alone to learn why
+            text = store.backend.get(key)
         if text is None:
             return []  # expired or evicted meanwhile
         data = loads(key, text)
@@ -213,7 +234,7 @@ def export_store(store: FingerprintStore, destination: str | os.PathLike[str],
         for kind, data in items:
             out.write(dumps({"type": kind, "data": data}) + "\n")
             counts[f"{kind}s"] += 1
-            if sum(counts.values()) % 1000 == 0:
+            if sum(counts.values()) % BATCH == 0:
                 progress(sum(counts.values()))
     return counts
 
@@ -232,15 +253,37 @@ def import_store(store: FingerprintStore, source: str | os.PathLike[str],
     with the store's own record parser; valid records and failures are stored, other
     lines rejected with a reason."""
     report = ImportReport()
+    batch = _Batch()
     with _open_source(source) as handle:
         for number, raw in enumerate(_lines(handle), start=1):
-            reason = _import_line(store, raw, number, report)
+            reason = _import_line(store, raw, number, report, batch)
             if reason:
                 report.rejected.append(f"line {number}: {reason}")
-            if number % 1000 == 0:
+            if len(batch) >= BATCH:
+                batch.flush(store)
+            if number % BATCH == 0:
                 progress(number)
+        batch.flush(store)
     report.evicted = store.backend.counter("evictions") - report.evicted
     return report
+
+
+@dataclasses.dataclass
+class _Batch:
+    """Parsed lines waiting to be written together (one transaction or pipeline)."""
+
+    records: list[Record] = dataclasses.field(default_factory=list)
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.failures)
+
+    def flush(self, store: FingerprintStore) -> None:
+        if self.records:
+            store.import_records(self.records)
+        if self.failures:
+            store.import_failures(self.failures)
+        self.records, self.failures = [], []
 
 
 class _open_source:
@@ -277,7 +320,8 @@ def _lines(handle: IO[bytes]) -> Iterator[bytes | None]:
             yield line
 
 
-def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report: ImportReport) -> str | None:
+def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report: ImportReport,
+                 batch: _Batch) -> str | None:
     if number == 1:
         report.evicted = store.backend.counter("evictions")
     if raw is None:
@@ -298,30 +342,13 @@ def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report
             return None if item.get("version") == EXPORT_VERSION else \
                 f"an export of version {str(item.get('version'))[:10]}, not {EXPORT_VERSION}: re-analyse instead"
         if kind == "record":
-            _import_record(store, parse_record(f"line {number}", data))
+            batch.records.append(parse_record(f"line {number}", data))
             report.records += 1
             return None
         if kind == "failure":
-            failure = parse_failure(f"line {number}", data)
-            store.backend.put(f"fail:{path_key(failure.path)}", dumps(failure_to_json(failure)))
+            batch.failures.append(parse_failure(f"line {number}", data))
             report.failures += 1
             return None
     except BadEntryError as exc:
         return f"invalid {kind}: " + "; ".join(exc.problems[:3])
     return f"unknown type {str(kind)[:40]!r}"
-
-
-def _import_record(store: FingerprintStore, record: Record) -> None:
-    existing = store.read_record(record.key)
-    if existing is not None:
-        for seen in existing.paths:
-            record = record.with_path(seen.path, seen.mtime_ns) if seen.path not in {
-                p.path for p in record.paths} else record
-    store.backend.put(record_key(record.digest, record.params_key), dumps(record_to_json(record)))
-    store.backend.journal_append(record.key)
-    for seen in record.paths:
-        store.backend.put(f"path:{path_key(seen.path)}", dumps({
-            "path": seen.path, "size": record.size, "mtime_ns": seen.mtime_ns, "digest": record.digest,
-            "content_key": record.content_key}))
-    store._add_candidate(record.content_key, record.digest)
-    store.backend.maintain()
