@@ -64,7 +64,12 @@ class Backend(Protocol):
         fetched in batches: memory does not grow with the store."""
         ...
 
-    def census(self) -> tuple[dict[str, int], str | None]:
+    def items(self, prefix: str = "") -> Iterator[tuple[str, str | None]]:
+        """(key, text) of entries with ``prefix``, read in batches (key order on
+        diskcache, SCAN order on Redis); text None when fpcli cannot read it."""
+        ...
+
+    def census(self) -> tuple[dict[str, int] | None, str | None]:
         """(entries per census tag, None when exact or a note saying why the counts may
         be stale), read from maintained counters: never a scan."""
         ...

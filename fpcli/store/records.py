@@ -279,12 +279,27 @@ def _reject_constant(name: str) -> None:
 
 
 def record_to_json(record: Record) -> dict[str, Any]:
-    data = dataclasses.asdict(record)
+    data = _plain(record)
     data["schema"] = RECORD_SCHEMA
-    if record.validation is not None:
-        data["validation"]["failed_metrics"] = list(record.validation.failed_metrics)
-    data["paths"] = [dataclasses.asdict(p) for p in record.paths]
     return data
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` without its deep copies (imports and exports convert
+    every record): dataclasses become dicts, tuples lists, scalars are shared."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if hasattr(kind, "__dataclass_fields__"):
+        return {name: _plain(getattr(value, name)) for name in kind.__dataclass_fields__}
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else _plain(v) for k, v in value.items()}
+    if kind is tuple or kind is list:
+        return [_plain(v) for v in value]
+    return value
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def failure_to_json(failure: Failure) -> dict[str, Any]:

@@ -86,8 +86,10 @@ def encode(text: str, tag: Tag) -> bytes:
     return MARK + (tag or "").encode("ascii") + b"\x00" + packer.compress(text.encode("utf-8")) + packer.flush()
 
 
-def decode(value: bytes) -> str:
+def decode(value: bytes | str) -> str:
     """The JSON text of a stored value (encoded or, as older versions wrote, plain)."""
+    if isinstance(value, str):
+        return value
     if not value.startswith(MARK):
         return value.decode("utf-8", "replace")
     try:
@@ -97,9 +99,9 @@ def decode(value: bytes) -> str:
         return "\x00 not an fpcli value"  # parses as no JSON: a bad entry, reported as such
 
 
-def tag_of_value(value: bytes | None) -> Tag:
+def tag_of_value(value: bytes | str | None) -> Tag:
     """The census tag at the head of a stored value (None: absent, untagged or plain)."""
-    if not value or not value.startswith(MARK) or b"\x00" not in value:
+    if not isinstance(value, bytes) or not value or not value.startswith(MARK) or b"\x00" not in value:
         return None
     return value[1:value.index(b"\x00")].decode("ascii", "replace") or None
 
@@ -232,7 +234,7 @@ class RedisBackend:
         while True:
             cursor, batch = self._call(self._client.scan, cursor, match=pattern, count=BATCH)
             if batch:
-                yield batch
+                yield [k if isinstance(k, str) else k.decode("utf-8", "replace") for k in batch]
             if cursor == 0:
                 return
 
@@ -263,8 +265,11 @@ class RedisBackend:
         expired keys since the last full count, a note that they may be stale."""
         counts = {str(k): int(v) for k, v in self._call(self._client.hgetall, self._meta + "census").items()
                   if k != "basis"}
-        basis = self._call(self._client.hget, self._meta + "census", "basis")
-        if basis is None:
+        stored = self._call(self._client.hget, self._meta + "census", "basis")
+        if stored is None:
+            return None, None
+        basis = stored if isinstance(stored, str) else stored.decode()
+        if not basis:
             return None, None
         now = self._dropped()
         note = None
@@ -294,7 +299,9 @@ class RedisBackend:
                         counts[tag] += 1
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(self._meta + "census")
-        pipe.hset(self._meta + "census", mapping={**counts, "basis": basis})
+        pipe.hset(self._meta + "census", "basis", basis)
+        for tag, n in counts.items():
+            pipe.hset(self._meta + "census", tag, n)
         self._call(pipe.execute)
         return dict(counts)
 
