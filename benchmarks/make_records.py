@@ -28,7 +28,8 @@ import soundfile as sf
 from fpcli import synth
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.maintenance import EXPORT_FORMAT, EXPORT_VERSION
-from fpcli.store.records import PathSeen, Validation, dumps, record_to_json
+from fpcli.store.records import PathSeen, Validation
+from fpcli.store.schema import dumps, record_to_json
 
 SR = 22050
 

@@ -14,6 +14,7 @@ import numpy as np
 from fpcli.dsp.loudness import gated_momentary_loudness, integrated_loudness, loudness_range
 from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
 from fpcli.dsp.tally import ALL_SILENT, NO_FRAMES, FrameTally
+from fpcli.dsp.timbre import N_MFCC, Timbre, gaussian_of
 from fpcli.fingerprint import BANDS_HZ, BATCH_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
 
@@ -27,7 +28,8 @@ class BatchAnalyzer:
         self.tally = FrameTally()
         self.chunks = 0
         self._series: dict[str, list[np.ndarray]] = {
-            name: [] for name in ("silent", "centroid_hz", "rolloff_hz", "flatness", "momentary", "short_term")
+            name: [] for name in ("silent", "centroid_hz", "rolloff_hz", "flatness", "momentary", "short_term",
+                                  "mfcc")
         }
 
     def push(self, block: np.ndarray) -> None:
@@ -53,6 +55,7 @@ class BatchAnalyzer:
             if values[name] is None:
                 reasons[name] = reason
         pipeline = self.pipeline
+        mfcc = self.series("mfcc").reshape(-1, N_MFCC)
         return Fingerprint(
             kind="batch",
             values={name: values[name] for name in BATCH_DIMS},
@@ -61,6 +64,7 @@ class BatchAnalyzer:
             seconds=pipeline.samples / pipeline.samplerate,
             complete=True,
             chunks=self.chunks,
+            timbre=Timbre.of(gaussian_of(mfcc), len(mfcc)),
         )
 
     def _exact_values(self) -> dict[str, tuple[float | None, str]]:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fpcli.params import FINGERPRINT_VERSION
+
+if TYPE_CHECKING:  # they bring numpy and scipy: the CLI's start-up does not pay for them
+    from fpcli.dsp.dupes import DupeKey
+    from fpcli.dsp.timbre import Timbre
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +79,9 @@ class Fingerprint:
     ``values`` maps each dimension name to a float, or ``None`` when it cannot be
     computed; ``reasons`` then says why. ``confidence`` (streaming only) maps each
     dimension to [0, 1]. ``complete`` is True once the whole file has been read.
+    ``timbre`` is the MFCC Gaussian of the non-silent frames (None when every frame is
+    silent); ``dupe_key`` the duplicate key of the first minute (streaming only; None
+    for a track shorter than two 0.5 s windows). docs/fingerprint.md describes both.
     """
 
     kind: str  # "batch" or "streaming"
@@ -86,13 +93,26 @@ class Fingerprint:
     confidence: dict[str, float] | None = None
     chunks: int = 0
     version: int = FINGERPRINT_VERSION
+    timbre: Timbre | None = None
+    dupe_key: DupeKey | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (NaN never appears: missing values are None)."""
-        return dataclasses.asdict(self)
+        """Plain JSON-able data (NaN never appears: missing values are None); the timbre
+        as {"mean": [13], "cov": [[13] x 13], "frames": n}."""
+        data = dataclasses.asdict(self)
+        data["timbre"] = None if self.timbre is None else self.timbre.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fingerprint:
+        from fpcli.dsp.dupes import DupeKey
+        from fpcli.dsp.timbre import Timbre
+
+        data = dict(data)
+        if data.get("timbre") is not None:
+            data["timbre"] = Timbre.from_dict(data["timbre"])
+        if data.get("dupe_key") is not None:
+            data["dupe_key"] = DupeKey(**data["dupe_key"])
         return cls(**data)
 
 

@@ -12,7 +12,7 @@ import json
 
 from fpcli.errors import ParameterError
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2   # 2: timbre block, duplicate key (docs/fingerprint.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +42,7 @@ class AnalysisParams:
     tempo_min_bpm: float = 40.0
     tempo_max_bpm: float = 220.0
     tempo_prior_bpm: float = 120.0
-    tempo_prior_octaves: float = 1.0
+    tempo_prior_octaves: float = 1.5
 
     def __post_init__(self) -> None:
         if self.n_fft < 256 or self.n_fft & (self.n_fft - 1):

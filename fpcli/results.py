@@ -60,6 +60,8 @@ class TrackResult:
             out["streaming"] = {name: {"value": value, "confidence": confidence.get(name, 0.0)}
                                 for name, value in fp.values.items()}
             out["streaming_null_reasons"] = fp.reasons
+            # v2: the MFCC Gaussian {"mean": [13], "cov": [[13] x 13], "frames": n} (null when all silent).
+            out["timbre"] = None if fp.timbre is None else fp.timbre.to_dict()
         if self.batch is not None:
             out["batch"] = dict(self.batch.values)
             out["batch_null_reasons"] = self.batch.reasons

@@ -32,13 +32,21 @@ from fpcli.dsp.loudness import (
 from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
 from fpcli.dsp.stats import Histogram
 from fpcli.dsp.tally import ALL_SILENT, NO_FRAMES, FrameTally
+from fpcli.dsp.tempo import estimate_tempo
+from fpcli.dsp.timbre import GaussianSums, Timbre
 from fpcli.fingerprint import STREAMING_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
 
 LOUDNESS_LOW, LOUDNESS_HIGH, LOUDNESS_BIN = -80.0, 10.0, 0.01
 
-# Evidence scales of the confidence model: the amount of evidence (in the unit given)
-# at which a dim's evidence term reaches 1 - 1/e. See ``confidence_of``.
+# The confidence model (docs/fingerprint.md, "Confidence"). A confidence c means: the
+# probability that the value shown now is within the dim's validation tolerance
+# (fpcli.validate.DEFAULT_TOLERANCES) of the value this analyzer gives for the whole
+# track. Per dim, c = sigmoid(w0 + w1 log(1 + evidence / scale) + w2 share_read
+# + w3 log2(seconds heard) [+ w4 tempo margin]), with the weights fitted by logistic
+# regression on streams cut at 5-60 s (benchmarks/bench_confidence.py, fit half of
+# the corpus; benchmarks/confidence.md). Evidence weights are >= 0, so more evidence
+# never lowers a confidence. Evidence is in the unit given, normalised by the scale.
 EVIDENCE_SCALES = {
     "tempo_bpm": ("onset seconds", 60.0),
     "rhythm_stability": ("onset seconds", 60.0),
@@ -54,8 +62,46 @@ EVIDENCE_SCALES = {
     "loudness_std_lu": ("gated momentary blocks", 200.0),
     "peak_consistency": ("non-silent 1 s windows", 20.0),
 }
-READ_SHARE_WEIGHT = 0.6   # weight of "share of the track read" against evidence
+# Fitted weights (w0, w1 evidence, w2 share read, w3 log2 seconds, w4 tempo margin).
+# Fitted on the fit half of 67 tracks (benchmarks/confidence.md); refit on a larger corpus.
+CONFIDENCE_WEIGHTS: dict[str, tuple[float, float, float, float, float]] = {
+    "tempo_bpm": (-0.109, 0.079, 0.211, 0.469, 1.609),
+    "rhythm_stability": (-1.424, 0.0, 2.154, 0.0, 0.604),
+    "transient_density": (-1.391, 0.0, 1.361, 0.0, 0.0),
+    "silence_ratio": (0.948, 0.0, 1.743, 0.0, 0.0),
+    "spectral_centroid_hz": (-2.494, 0.0, 0.413, 0.205, 0.0),
+    "spectral_rolloff_hz": (-2.555, 0.0, 1.374, 0.251, 0.0),
+    "spectral_flatness": (0.233, 0.108, 0.0, 0.18, 0.0),
+    "harmonic_ratio": (-0.411, 0.0, 1.844, 0.0, 0.0),
+    "pitch_stability": (0.154, 0.29, 0.606, 0.0, 0.0),
+    "key_clarity": (-1.475, 0.0, 0.719, 0.35, 0.0),
+    "loudness_range_lu": (-3.766, 0.0, 1.419, 0.334, 0.0),
+    "loudness_std_lu": (-1.406, 0.0, 1.195, 0.0, 0.0),
+    "peak_consistency": (-1.192, 0.0, 2.588, 0.051, 0.0),
+}
+TYPICAL_TRACK_S = 240.0   # share-read stand-in when the length is unknown: seconds / (seconds + 240)
 UNFINISHED_CAP = 0.99     # confidence reaches 1.0 only at the end of the track
+
+
+def evidence_features(name: str, evidence: float, share: float, seconds: float,
+                      margin: float = 0.0) -> tuple[float, float, float, float]:
+    """The model's inputs for one dim: (log(1 + evidence / scale), share read in [0, 1],
+    log2(seconds heard, at least 1), tempo margin clipped to [0, 4] (0 for other dims))."""
+    scale = EVIDENCE_SCALES[name][1]
+    return (math.log1p(max(evidence, 0.0) / scale), min(max(share, 0.0), 1.0), math.log2(max(seconds, 1.0)),
+            min(max(margin, 0.0), 4.0) if math.isfinite(margin) else 4.0)
+
+
+def confidence_from_evidence(name: str, evidence: float, share: float | None, seconds: float,
+                             margin: float = 0.0) -> float:
+    """Calibrated probability (0..0.99) that an unfinished value is within tolerance of
+    the full-track value; ``share`` None when the track length is unknown."""
+    if share is None:
+        share = seconds / (seconds + TYPICAL_TRACK_S)
+    w = CONFIDENCE_WEIGHTS[name]
+    x = evidence_features(name, evidence, share, seconds, margin)
+    logit = w[0] + sum(wi * xi for wi, xi in zip(w[1:], x, strict=True))
+    return round(min(1.0 / (1.0 + math.exp(-min(max(logit, -50.0), 50.0))), UNFINISHED_CAP), 4)
 
 
 class StreamingAnalyzer:
@@ -70,9 +116,11 @@ class StreamingAnalyzer:
         self.params = params or AnalysisParams()
         self.pipeline = FeaturePipeline(samplerate, channels, self.params)
         self.tally = FrameTally()
+        self.timbre = GaussianSums()
         self.expected_frames = expected_frames
         self.chunks = 0
         self._finished = False
+        self._margin = (-1, 0.0)  # (onset frames, tempo margin) of the last confidence
         nyquist_bins = self.params.n_fft // 2 + 1
         bin_hz = samplerate / self.params.n_fft
         self._centroid = Histogram(10.0, 50000.0, 1230, log=True)
@@ -97,6 +145,7 @@ class StreamingAnalyzer:
 
     def _fold(self, step: FrameStep) -> None:
         self.tally.add(step)
+        self.timbre.add(step.mfcc)
         audible = ~step.silent
         centroid = step.centroid_hz[audible]
         self._centroid.add(centroid[np.isfinite(centroid)])
@@ -126,6 +175,8 @@ class StreamingAnalyzer:
             complete=self._finished,
             confidence={name: self.confidence_of(name, values[name]) for name in STREAMING_DIMS},
             chunks=self.chunks,
+            timbre=Timbre.of(self.timbre.gaussian(), self.timbre.count),
+            dupe_key=self.pipeline.signature.key(),
         )
 
     def _histogram_values(self) -> dict[str, tuple[float | None, str]]:
@@ -187,21 +238,25 @@ class StreamingAnalyzer:
         return t.window_peaks.count
 
     def confidence_of(self, name: str, value: float | None) -> float:
-        """Expected agreement of the current value with the final one, in [0, 1].
-
-        1.0 once the track has been read to its end; before that,
-        READ_SHARE_WEIGHT * share_read + (1 - READ_SHARE_WEIGHT) * (1 - exp(-evidence / scale)),
-        capped at 0.99 (evidence alone, scaled by 0.9, when the length is unknown).
-        A null value (one that cannot be computed, yet or at all) has confidence 0.
+        """Probability that ``value`` is within its validation tolerance of the final
+        value, in [0, 1] (see CONFIDENCE_WEIGHTS): 1.0 once the track has been read to
+        its end; 0 for a value that cannot be computed (yet or at all).
         """
         if value is None:
             return 0.0
         if self._finished:
             return 1.0
-        evidence = 1.0 - math.exp(-self._evidence(name) / EVIDENCE_SCALES[name][1])
-        if self.expected_frames:
-            share = min(self.pipeline.samples / self.expected_frames, 1.0)
-            confidence = READ_SHARE_WEIGHT * share + (1 - READ_SHARE_WEIGHT) * evidence
-        else:
-            confidence = 0.9 * evidence
-        return round(min(confidence, UNFINISHED_CAP), 4)
+        seconds = self.pipeline.samples / self.pipeline.samplerate
+        share = min(self.pipeline.samples / self.expected_frames, 1.0) if self.expected_frames else None
+        margin = self._tempo_margin() if name in ("tempo_bpm", "rhythm_stability") else 0.0
+        return confidence_from_evidence(name, self._evidence(name), share, seconds, margin)
+
+    def _tempo_margin(self) -> float:
+        """Score margin of the current tempo over the best other tempo (log units),
+        computed once per amount of audio heard."""
+        count = self.pipeline.autocorrelation.count
+        if self._margin[0] != count:
+            estimate = estimate_tempo(self.pipeline.autocorrelation.normalized(), self.pipeline.frame_rate,
+                                      self.params)
+            self._margin = (count, estimate.margin)
+        return self._margin[1]

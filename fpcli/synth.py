@@ -159,3 +159,70 @@ def wide_stereo(seconds: float, sr: int, *, seed: int = 0) -> np.ndarray:
     air = 0.08 * rng.standard_normal((len(a), 2))
     x = np.stack([a, -0.8 * b], axis=1) + air
     return (0.5 * x / np.abs(x).max()).astype(np.float32)
+
+
+METERS = {  # meter: (beats per bar, pulses per beat); the beat of 6/8 is the dotted quarter
+    "4/4": (4, 2),
+    "3/4": (3, 2),
+    "6/8": (2, 3),
+}
+
+
+def metrical_clip(bpm: float, seconds: float, sr: int, *, meter: str = "4/4", swing: float = 0.0,
+                  offbeat: bool = False, drums: bool = True, seed: int = 0) -> np.ndarray:
+    """Mono clip with a known metrical structure, for tempo tests and benchmarks.
+
+    ``bpm`` is the beat rate (the dotted quarter in 6/8). Bass on the first beat of
+    each bar, a chord on every beat, a melody note on every pulse (eighth notes; in
+    6/8 the three eighths of a dotted quarter); with ``drums`` a kick on the
+    downbeat, a snare on the other beats and a hi-hat on every pulse. ``swing`` in
+    [0, 1] delays the off-beat eighths of simple meters towards the triplet position
+    (1 = 2/3 of the beat). ``offbeat`` adds a loud open hi-hat on every off-beat
+    eighth (the second pulse of each beat), stronger than the kick: the off-beat pattern that makes tempo estimators
+    double.
+    """
+    rng = np.random.default_rng(seed)
+    beats_per_bar, pulses = METERS[meter]
+    n = int(round(seconds * sr))
+    x = np.zeros(n)
+    beat = 60.0 / bpm
+    tk = np.arange(int(0.2 * sr)) / sr
+    kick = np.sin(2 * np.pi * (45 * tk + 1.8 * (1 - np.exp(-tk / 0.03)))) * np.exp(-tk / 0.07)
+    snare = rng.standard_normal(int(0.15 * sr)) * np.exp(-np.arange(int(0.15 * sr)) / (0.04 * sr))
+    hat = np.diff(np.concatenate([[0.0], rng.standard_normal(int(0.04 * sr))])) * np.exp(
+        -np.arange(int(0.04 * sr)) / (0.008 * sr))
+    open_hat = np.diff(np.concatenate([[0.0], rng.standard_normal(int(0.12 * sr))])) * np.exp(
+        -np.arange(int(0.12 * sr)) / (0.04 * sr))
+
+    def tone(midi: float, length_s: float) -> np.ndarray:
+        t = np.arange(int(length_s * sr)) / sr
+        f = 440.0 * 2 ** ((midi - 69) / 12)
+        return sum(np.sin(2 * np.pi * k * f * t) / k ** 1.5 for k in range(1, 5)) * np.exp(-t / (0.5 * length_s))
+
+    def add(start_s: float, sound: np.ndarray, gain: float) -> None:
+        i = int(round(start_s * sr))
+        m = min(len(sound), n - i)
+        if m > 0:
+            x[i : i + m] += gain * sound[:m]
+
+    roots = [48, 43, 45, 41]
+    scale = [72, 74, 76, 77, 79, 81, 83]
+    for b, start in enumerate(np.arange(0, seconds, beat)):
+        bar, in_bar = divmod(b, beats_per_bar)
+        root = roots[bar % 4]
+        if in_bar == 0:
+            add(start, tone(root - 12, beats_per_bar * beat), 0.6)
+        for note in (root + 12, root + 16, root + 19):
+            add(start, tone(note, beat), 0.12)
+        if drums:
+            add(start, kick if in_bar == 0 else snare, 0.9 if in_bar == 0 else 0.45)
+        for k in range(pulses):
+            offset = k * beat / pulses
+            if pulses == 2 and k == 1:
+                offset += swing * beat / 6  # 1/2 -> 2/3 of the beat at full swing
+            add(start + offset, tone(scale[rng.integers(len(scale))], beat / pulses), 0.12 if k else 0.18)
+            if drums:
+                add(start + offset, hat, 0.2)
+            if offbeat and k == 1:
+                add(start + offset, open_hat, 1.2)
+    return (0.7 * x / np.abs(x).max())[:, None].astype(np.float32)

@@ -90,7 +90,7 @@ def test_histogram_quantile_within_one_bin(rng, log):
 
 
 def test_tempo_stays_in_range_on_a_flat_autocorrelation():
-    from fpcli.dsp.onset import estimate_tempo
+    from fpcli.dsp.tempo import estimate_tempo
     from fpcli.params import AnalysisParams
 
     params = AnalysisParams()

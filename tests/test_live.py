@@ -164,3 +164,40 @@ def test_the_player_api(tmp_path):
         live.finish()
         final = live.save(store, "player")
         assert final.complete and [r.path for r in store.records()] == ["stream:player"]
+
+
+@pytest.fixture
+def searchable(tmp_path):
+    library = tmp_path / "lib"
+    library.mkdir()
+    for i in range(6):
+        write(library / f"t{i}.flac", synth.music_like(8.0, SR, seed=20 + i, bpm=80 + 15 * i), SR)
+    store = tmp_path / "s"
+    assert runner.invoke(app, ["--store", str(store), "analyze", str(library), "--quiet"]).exit_code == 0
+    return library, store
+
+
+def test_search_with_a_preview_query(searchable, tmp_path):
+    from fpcli.search import search
+
+    library, store_dir = searchable
+    query = write(tmp_path / "query.flac", synth.music_like(8.0, SR, seed=99, bpm=100), SR)
+    with FingerprintStore.open(store_dir) as store:
+        result = search(store, query, k=3, seconds=2.0)
+        assert result.strategy == "fast" and "partial query" in result.reason
+        assert not result.stats["query_complete"] and result.stats["query_seconds"] == pytest.approx(2.0)
+        assert len(result.hits) == 3
+        full = search(store, query, k=3)
+        assert full.stats["query_complete"]
+
+
+def test_search_a_stream_on_stdin(searchable, tmp_path):
+    library, store_dir = searchable
+    query = write(tmp_path / "query.wav", synth.music_like(8.0, SR, seed=98, bpm=110), SR)
+    run = _fpcli(store_dir, "search", "-", "--seconds", "3", "-k", "4", "--json", stdin=open(query, "rb").read())
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert len(data["hits"]) == 4 and data["stats"]["query_seconds"] == pytest.approx(3.0)
+    assert not data["stats"]["query_complete"]
+    human = _fpcli(store_dir, "search", "-", "--seconds", "3", stdin=open(query, "rb").read())
+    assert human.returncode == 0 and b"a partial query: 3 s heard" in human.stderr

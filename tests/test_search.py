@@ -17,7 +17,7 @@ from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
 from fpcli.search import Index, SearchError, current_index, dim_weights, parse_weights, search, top_k
 from fpcli.search.index import fit_scaling, scale
-from fpcli.search.rank import NULL_PENALTY
+from fpcli.search.rank import NULL_PENALTY, TIMBRE_WEIGHT
 from fpcli.store import FingerprintStore
 from tests.conftest import write
 
@@ -34,16 +34,30 @@ def _index(values, contents=None):
     return index
 
 
+def _tempo_square(a, b):
+    """Squared distance of two tempo points by the law of cosines: each tempo is at
+    radius c/2 (c = rhythm_stability clipped to [0, 1], 0 without a positive tempo),
+    at angle 2 pi log2(bpm); an independent form of index.tempo_point."""
+    def polar(row):
+        bpm, c = row[0], row[1]
+        if not (np.isfinite(bpm) and bpm > 0):
+            return 0.0, 0.0
+        return (0.0 if np.isnan(c) else min(max(float(c), 0.0), 1.0)) / 2, float(np.log2(bpm))
+    (r1, t1), (r2, t2) = polar(a), polar(b)
+    return max(r1 * r1 + r2 * r2 - 2 * r1 * r2 * np.cos(2 * np.pi * (t1 - t2)), 0.0)
+
+
 def _brute_force(index, query, weights, k, exclude=None):
     low, high = index.low, index.high
     q = scale(query[None, :], low, high)[0]
+    assert index.dims[:2] == ("tempo_bpm", "rhythm_stability")
     scored = []
     for i, row in enumerate(index.values):
         if index.contents[i] == exclude:
             continue
         x = scale(row[None, :], low, high)[0]
-        total = 0.0
-        for j in range(len(q)):
+        total = weights[0] * _tempo_square(row, query)
+        for j in range(1, len(q)):
             if np.isnan(x[j]) and np.isnan(q[j]):
                 diff = 0.0
             elif np.isnan(x[j]) or np.isnan(q[j]):
@@ -93,15 +107,17 @@ def test_null_dims_cost_a_fixed_penalty():
     values[2] = np.linspace(1, 0, 13)
     index = _index(values)
     weights = np.zeros(13)
-    weights[0] = 1.0
+    weights[4] = 1.0
     query = values[0].copy()
-    query[0] = np.nan
+    query[4] = np.nan
     hits = top_k(index, query, 3, weights)
     assert all(h.distance == pytest.approx(NULL_PENALTY) for h in hits)
 
 
 def test_parse_weights():
     assert parse_weights("temporal=2, stereo=0")["temporal"] == 2.0
+    assert parse_weights(None)["timbre"] == TIMBRE_WEIGHT
+    assert parse_weights("timbre=4")["timbre"] == 4.0
     with pytest.raises(ParameterError, match="not a group"):
         parse_weights("tempo=2")
 

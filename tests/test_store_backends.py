@@ -15,7 +15,7 @@ from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
 from fpcli.search import current_index, search
 from fpcli.store import FingerprintStore, Need, StoreError, export_store, import_store, prune, verify
-from fpcli.store.records import record_to_json
+from fpcli.store.schema import record_to_json
 from tests.conftest import RedisServer, write
 
 KEY = AnalysisParams().key()
@@ -64,9 +64,9 @@ def test_identity_rules(location, tracks, tmp_path):
 
 def test_failures_prune_verify_clear(location, tracks):
     with FingerprintStore.open(location) as store:
-        for path in tracks:
+        for path in tracks[:3]:
             _save(store, path)
-        store.save_failure(tracks[3], None, "AudioReadError", "broken")
+        store.save_failure(tracks[3], None, "AudioReadError", "broken")  # a file the store cannot answer
         assert store.lookup(tracks[3], NEED).failure.message == "broken"
         os.remove(tracks[2])
         assert [p.reason for p in prune(store)] == ["gone"]

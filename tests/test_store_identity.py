@@ -21,7 +21,8 @@ from fpcli.params import AnalysisParams
 from fpcli.search import search
 from fpcli.store import FingerprintStore, Need, export_store, import_store, prune, verify
 from fpcli.store.protocol import JOURNAL_LIMIT
-from fpcli.store.records import path_key, record_to_json
+from fpcli.store.records import path_key
+from fpcli.store.schema import record_to_json
 from tests.conftest import write
 
 KEY = AnalysisParams().key()

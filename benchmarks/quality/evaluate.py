@@ -21,6 +21,7 @@ the same numbers to results.json beside it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -28,6 +29,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -41,7 +43,11 @@ from scipy.fft import dct
 from scipy.signal import resample_poly
 
 from fpcli import BATCH_DIMS, STREAMING_DIMS, AnalysisParams, analyze_batch, analyze_streaming
+from fpcli.dsp.dupes import DupeKey, same_recording
 from fpcli.fingerprint import DIM_BY_NAME, GROUPS
+from fpcli.search import Index
+from fpcli.search.rank import default_weights, dim_weights, distances
+from fpcli.search.timbre import TIMBRE_COLUMNS, pack
 
 NULL_PENALTY = 0.5        # fpcli search: normalised difference charged when one side of a dim is null
 TEMPO_TOLERANCE = 0.04
@@ -118,6 +124,9 @@ def clip_features(path: str) -> dict[str, Any]:
     lib = librosa_tempo(Path(path))
     t4 = time.perf_counter()
     return {"streaming": _plain(stream.values), "batch": _plain(batch.values), "mfcc": model, "librosa_tempo": lib,
+            "timbre": {"streaming": pack(stream.timbre).tolist(), "batch": pack(batch.timbre).tolist()},
+            "dupe_key": None if stream.dupe_key is None else dataclasses.asdict(stream.dupe_key),
+            "duration": stream.seconds,
             "seconds": {"streaming": t1 - t0, "batch": t2 - t1, "mfcc": t3 - t2, "librosa": t4 - t3}}
 
 
@@ -202,6 +211,62 @@ def js_distances(models: list[dict[str, list]]) -> np.ndarray:
         js = 0.5 * (np.linalg.slogdet(mix)[1] - 0.5 * (logdets[a] + logdets[a + 1:]))
         out[a, a + 1:] = out[a + 1:, a] = np.maximum(js, 0.0)
     return out
+
+
+def fpcli_v2_distances(rows: list[dict[str, float | None]], timbres: list[list[float]], dims: tuple[str, ...],
+                       group_weights: dict[str, float] | None = None) -> np.ndarray:
+    """fpcli v2's search distance, all pairs, computed by fpcli's own ranking code
+    (``fpcli.search.rank.distances``, exact, no prefilter): the named dims (tempo on the
+    octave circle weighted by rhythm stability) plus the timbre JS term, with the
+    default weights (timbre 2) unless ``group_weights`` overrides them."""
+    values = np.array([[np.nan if r[d] is None else r[d] for d in dims] for r in rows], dtype=np.float32)
+    n = len(rows)
+    index = Index("streaming" if dims == STREAMING_DIMS else "batch", "eval", values,
+                  np.array([str(i) for i in range(n)]), np.array([f"{i:05d}" for i in range(n)]),
+                  np.array([str(i) for i in range(n)]), np.zeros(0), np.zeros(0),
+                  timbre=np.array(timbres, dtype=np.float32).reshape(n, TIMBRE_COLUMNS))
+    index.fit()
+    weights = {**default_weights(), **(group_weights or {})}
+    w = dim_weights(dims, weights, index.low, index.high)
+    out = np.array([distances(index, values[i], w, index.timbre_rows()[i], weights["timbre"]) for i in range(n)])
+    return (out + out.T) / 2   # symmetric already up to float rounding
+
+
+def dupe_key_results(corpus: Path, entries: list[dict[str, Any]], feats: list[dict[str, Any]],
+                     every: int = 4) -> dict[str, Any]:
+    """The duplicate key on re-encoded copies: every ``every``-th clip written as MP3 and
+    resampled to 22.05 kHz (in a temporary folder), keys compared with every original.
+    Recall: copies matched to their original; false matches: pairs of different clips
+    (originals and copies) that match; same-piece renders: the corpus's Blupi OGG vs MIDI
+    pairs (different renderings, so not the same recording)."""
+    keys = [None if f["dupe_key"] is None else DupeKey(**f["dupe_key"]) for f in feats]
+    durations = [f["duration"] for f in feats]
+    copies: list[tuple[int, str, DupeKey | None, float]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(0, len(entries), every):
+            audio, rate = sf.read(corpus / entries[i]["path"], dtype="float32", always_2d=True)
+            mp3 = Path(folder) / f"{i}.mp3"
+            sf.write(mp3, audio, rate, format="MP3")
+            low = Path(folder) / f"{i}-22k.flac"
+            sf.write(low, resample_poly(audio, MFCC_SR, rate, axis=0).astype(np.float32), MFCC_SR)
+            for kind, path in (("mp3", mp3), ("22.05 kHz", low)):
+                fp, _ = analyze_streaming(path)
+                copies.append((i, kind, fp.dupe_key, fp.seconds))
+
+    def match(a: DupeKey | None, b: DupeKey | None, sa: float, sb: float) -> bool:
+        return a is not None and b is not None and same_recording(a, b, sa, sb)
+    recall = {kind: float(np.mean([match(keys[i], k, durations[i], s) for i, c, k, s in copies if c == kind]))
+              for kind in ("mp3", "22.05 kHz")}
+    false = sum(match(keys[a], keys[b], durations[a], durations[b])
+                for a in range(len(keys)) for b in range(a + 1, len(keys)))
+    false += sum(match(keys[j], k, durations[j], s) for i, _, k, s in copies for j in range(len(keys)) if j != i)
+    pairs = [(a, b) for a in range(len(entries)) for b in range(a + 1, len(entries))
+             if _duplicates(entries[a], entries[b])]
+    renders = sum(match(keys[a], keys[b], durations[a], durations[b]) for a, b in pairs)
+    n = len(keys)
+    return {"copies": len(copies), "recall": recall, "false_matches": int(false),
+            "pairs_checked": n * (n - 1) // 2 + len(copies) * (n - 1),
+            "same_piece_renders_matched": f"{renders}/{len(pairs)}"}
 
 
 def mutual_proximity(dist: np.ndarray) -> np.ndarray:
@@ -326,7 +391,13 @@ def build_systems(entries: list[dict[str, Any]], feats: list[dict[str, Any]]) ->
     batch = [f["batch"] for f in feats]
     models = [f["mfcc"] for f in feats]
     js = js_distances(models)
+    stream_timbre = [f["timbre"]["streaming"] for f in feats]
+    batch_timbre = [f["timbre"]["batch"] for f in feats]
     return {
+        "fpcli v2 fast (13 dims + timbre)": fpcli_v2_distances(stream, stream_timbre, STREAMING_DIMS),
+        "fpcli v2 batch (25 dims + timbre)": fpcli_v2_distances(batch, batch_timbre, BATCH_DIMS),
+        "fpcli v2 timbre alone (JS)": fpcli_v2_distances(stream, stream_timbre, STREAMING_DIMS,
+                                                         dict.fromkeys(GROUPS, 0.0)),
         "fpcli fast (13 streaming dims)": fpcli_distances(stream, STREAMING_DIMS),
         "fpcli batch (25 dims)": fpcli_distances(batch, BATCH_DIMS),
         "fpcli batch without tempo": fpcli_distances(batch, BATCH_DIMS, dim_weights={"tempo_bpm": 0.0}),
@@ -364,6 +435,10 @@ def evaluate(corpus: Path, workers: int, recompute: bool) -> dict[str, Any]:
         table["oracle (best reachable)"] = expected_random(entries, label, kind, oracle=True)
         results["labels"][label] = table
     results["duplicates"] = {name: duplicate_recall(m, entries) for name, m in systems.items()}
+    results["dupe_key"] = dupe_key_results(corpus, entries, feats)
+    results["timbre_weight"] = {w: {label: retrieval(fpcli_v2_distances(
+        [f["streaming"] for f in feats], [f["timbre"]["streaming"] for f in feats], STREAMING_DIMS,
+        {"timbre": w}), entries, label, kind)["p@5"] for label, kind in LABELS.items()} for w in (1.0, 2.0, 4.0, 8.0)}
     results["tempo"] = tempo_results(entries, feats)
     results["ablations"] = ablations(feats, entries)
     results["analysis"] = {"seconds_this_run": round(analysis_s, 1),
@@ -419,6 +494,17 @@ def render(results: dict[str, Any], command: str, entries: list[dict[str, Any]])
     parts += [f"## Duplicates: {pairs} same-piece pairs (Planet Blupi OGG vs FluidSynth MIDI render), whole corpus", "",
               md_table(["system", "mutual 1-NN", "1-NN from either side"],
                        [[s, v["mutual_nn"], v["either_nn"]] for s, v in dup.items()]), ""]
+    key = results["dupe_key"]
+    parts += ["## Duplicate key (fpcli v2): re-encoded copies", "",
+              f"Every 4th clip re-encoded as MP3 and resampled to 22.05 kHz ({key['copies']} copies); "
+              "each copy's key compared with every original clip.", "",
+              md_table(["copies matched: MP3", "copies matched: 22.05 kHz", "false matches",
+                        "pairs of different clips checked", "Blupi OGG vs MIDI render matched"],
+                       [[key["recall"]["mp3"], key["recall"]["22.05 kHz"], key["false_matches"],
+                         key["pairs_checked"], key["same_piece_renders_matched"]]]), "",
+              "## fpcli v2 fast: timbre weight (precision@5)", "",
+              md_table(["timbre weight", *LABELS], [[w, *v.values()] for w, v in results["timbre_weight"].items()]),
+              ""]
     parts += ["## Tempo", "", f"Exact: within {TEMPO_TOLERANCE:.0%} of the nominal beat (the dotted quarter in 6/8). "
               "Octave/metrical: exact or x2, x1/2, x3/2, x2/3 within the same tolerance. "
               "The relation columns count every estimate by its relation to the nominal tempo.", ""]

@@ -156,10 +156,21 @@ def _c_stderr_muted() -> Iterator[None]:
         os.close(saved)
 
 
+# libsndfile's words for "these bytes are not audio I know", said of files that exist
+# and were opened (check_readable ran first): what they mean to a user.
+_MISLEADING = {
+    "File does not exist or is not a regular file (possibly a pipe?).": "the file exists but is not audio",
+    "Format not recognised.": "the file exists but is not audio",
+    "File contains data in an unknown format.": "the file exists but is not audio",
+    "Supported file format but file is malformed.": "the header is damaged",
+}
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     # libsndfile prefixes messages with the path it was given; the caller names the file.
-    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+    text = text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+    return _MISLEADING.get(text, text)
 
 
 _WAV_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}

@@ -171,7 +171,7 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="An
       fpcli cache show --json track.flac | jq .streaming.values
     """
     from fpcli.params import AnalysisParams
-    from fpcli.store.records import record_to_json
+    from fpcli.store.schema import record_to_json
 
     text = path_text(path)
     with ctx.obj.open_store() as store:
@@ -245,7 +245,7 @@ def cache_failures(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
       fpcli analyze ~/Music --retry-failed
     """
-    from fpcli.store.records import failure_to_json
+    from fpcli.store.schema import failure_to_json
 
     with ctx.obj.open_store() as store:
         failures = sorted(store.failures(), key=lambda f: os.fsencode(f.path))
@@ -256,6 +256,31 @@ def cache_failures(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     rows_out(f"{len(failures)} failure(s)", ["path", "error", "message", "when"],
              [[f.path, f.error_type, f.message, when(f.failed_at)] for f in failures])
+
+
+@cache_app.command("dupes")
+def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List groups of files that hold the same recording: byte-identical copies, and
+    other encodings or sample rates of it (matched by the duplicate key of the
+    decoded audio; fingerprint v2 records only).
+
+    Examples:
+
+      fpcli cache dupes
+
+      fpcli cache dupes --json | jq '.paths'
+    """
+    from fpcli.search.dupes import duplicate_groups
+
+    with ctx.obj.open_store() as store:
+        groups = duplicate_groups(store.records())
+        report_bad_entries(store)
+    if as_json:
+        for group in groups:
+            print_json_line({"paths": list(group.paths), "digests": list(group.digests)})
+        return
+    rows_out(f"{len(groups)} group(s) of duplicates", ["group", "path"],
+             [[str(n), path] for n, group in enumerate(groups, start=1) for path in group.paths])
 
 
 @cache_app.command("export")

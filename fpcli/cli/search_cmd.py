@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +16,7 @@ from fpcli.fingerprint import DIM_BY_NAME
 
 if TYPE_CHECKING:
     from fpcli.search import SearchResult
+    from fpcli.store import Record
 
 STRATEGIES = ("fast", "accurate", "batch", "auto")  # fpcli.search.STRATEGIES (checked by a test)
 
@@ -22,7 +24,8 @@ STRATEGIES = ("fast", "accurate", "batch", "auto")  # fpcli.search.STRATEGIES (c
 @app.command()
 def search(
     ctx: typer.Context,
-    query: Annotated[Path, typer.Argument(help="An audio file (analysed now if the store lacks it).")],
+    query: Annotated[Path, typer.Argument(
+        help="An audio file (analysed now if the store lacks it), or - for a stream on stdin.")],
     k: Annotated[int, typer.Option("-k", min=1, help="How many similar tracks.")] = 10,
     strategy: Annotated[str, typer.Option("--strategy", "-s",
                                           help="fast, accurate, batch or auto (chooses and says why).")] = "auto",
@@ -30,13 +33,20 @@ def search(
                                                  help="Only tracks under this folder.")] = None,
     weights: Annotated[str | None, typer.Option(
         "--weights", show_default=False,
-        help="Group weights, e.g. temporal=2,stereo=0 (groups: frequency, dynamics, temporal, spectral, "
-             "harmonic, variation, stereo; default 1 each).")] = None,
+        help="Group weights, e.g. temporal=2,stereo=0,timbre=4 (groups: frequency, dynamics, temporal, spectral, "
+             "harmonic, variation, stereo, default 1 each; timbre, default 2).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show the dims that contributed most.")] = False,
     m3u: Annotated[Path | None, typer.Option("--m3u", show_default=False,
                                              help="Write a playlist of the query and its hits (- for stdout).")] = None,
     compute_missing: Annotated[bool, typer.Option(
         "--compute-missing", help="batch: compute missing batch fingerprints first.")] = False,
+    include_duplicates: Annotated[bool, typer.Option(
+        "--include-duplicates",
+        help="Keep other files of the query's recording, and second files of a hit's, among the hits.")] = False,
+    seconds: Annotated[float | None, typer.Option(
+        "--seconds", min=0.5, show_default=False,
+        help="Search with the query's first N seconds only (a preview; required for - unless the stream ends).")]
+    = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Find the tracks in the store that sound most like QUERY.
@@ -44,7 +54,9 @@ def search(
     Strategies: fast (cached streaming fingerprints), accurate (fast candidates
     re-ranked with batch fingerprints, computing the missing ones for the candidates),
     batch (batch fingerprints for all), auto (from the query's confidence and
-    validation).
+    validation). Distances combine the named dims and the timbre (JS divergence of
+    the MFCC Gaussians); other files of one recording (another codec or sample
+    rate) are left out unless --include-duplicates.
 
     Examples:
 
@@ -53,6 +65,8 @@ def search(
       fpcli search track.flac --strategy accurate --explain
 
       fpcli search track.flac -l ~/Music/Jazz --m3u similar.m3u
+
+      ffmpeg -i URL -f flac - | fpcli search - --seconds 20
     """
     from fpcli.search import parse_weights, write_m3u
     from fpcli.search import search as run_search
@@ -63,10 +77,13 @@ def search(
         group_weights = parse_weights(weights)
     except ParameterError as exc:
         raise typer.BadParameter(str(exc).removeprefix("--weights "), param_hint="--weights") from None
+    text = path_text(query)
+    streamed = _stream_query(seconds) if text == "-" else None
     with ctx.obj.open_store() as store:
-        result = run_search(store, path_text(query), k=k, strategy=strategy, group_weights=group_weights,
+        result = run_search(store, text, k=k, strategy=strategy, group_weights=group_weights,
                             under=path_text(library) if library else None, explain=explain,
-                            compute_missing=compute_missing)
+                            compute_missing=compute_missing, include_duplicates=include_duplicates,
+                            seconds=seconds, query=streamed)
     if m3u is not None:
         write_m3u(result, m3u)
     for path, error in result.skipped:
@@ -77,19 +94,49 @@ def search(
     render_search(result, explain)
 
 
+def _stream_query(seconds: float | None) -> Record:
+    """The fingerprint of the first ``seconds`` of a stream on stdin, as an unstored
+    record (a stream has no path)."""
+    import time
+
+    from fpcli.audio import open_stream
+    from fpcli.errors import AudioReadError, FpcliError
+    from fpcli.live import follow, stream_identity
+    from fpcli.store.records import record_from_result
+
+    try:
+        reader = open_stream(sys.stdin.buffer)
+    except AudioReadError as exc:
+        raise FpcliError(f"cannot read the query stream: {exc.reason}") from None
+    result = follow(reader, "stream:query", max_seconds=seconds)
+    return record_from_result(stream_identity("query"), result, time.time())
+
+
 def render_search(result: SearchResult, explain: bool) -> None:
     columns = ["#", "distance", "path"] + (["closest differences (query -> hit)"] if explain else [])
     rows = []
     for rank, hit in enumerate(result.hits, start=1):
         row = [str(rank), f"{hit.distance:.3f}", hit.path]
         if explain:
-            row.append("; ".join(f"{e['dim']} {format_value(e['query'], DIM_BY_NAME[e['dim']].unit)} -> "
-                                 f"{format_value(e['hit'], DIM_BY_NAME[e['dim']].unit)}" for e in hit.explain))
+            row.append("; ".join(_explained(e) for e in hit.explain))
         rows.append(row)
     rows_out(f"{len(result.hits)} tracks like {result.query}", columns, rows, {"#": "right", "distance": "right"})
     stats = result.stats
     note("", f"strategy {result.strategy} ({result.reason}); index {stats.get('index', '—')}, "
              f"{stats.get('rows', '—')} tracks; cache hits {stats['cache_hits']}; {1000 * stats['seconds']:.1f} ms")
+    if not stats.get("query_complete", True):
+        recall = stats.get("expected_recall")
+        reliability = "" if recall is None else f"; expected recall@10 {recall:.2f}"
+        note("", f"a partial query: {stats['query_seconds']:.0f} s heard{reliability} (benchmarks/preview.md)")
     if stats.get("missing_batch"):
         warn_line(f"{stats['missing_batch']} track(s) have no batch fingerprint and were not searched: "
                   "use --compute-missing or `fpcli analyze --batch`")
+
+
+def _explained(line: dict[str, Any]) -> str:
+    """One contribution: "dim query -> hit", or "timbre JS 0.123" for the timbre."""
+    if line["dim"] == "timbre":
+        js = line.get("divergence")
+        return "timbre " + ("(no timbre on one side)" if js is None else f"JS {js:.3f}")
+    unit = DIM_BY_NAME[line["dim"]].unit
+    return f"{line['dim']} {format_value(line['query'], unit)} -> {format_value(line['hit'], unit)}"

@@ -8,15 +8,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
@@ -25,6 +16,8 @@ from fpcli.fingerprint import DIM_BY_NAME, DIMS, Fingerprint
 from fpcli.results import TrackResult
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from fpcli.library import RunSummary
 from fpcli.store import printable_path
 
@@ -43,12 +36,22 @@ class Reporter:
         self.show_tracks = show_tracks
         self.total = 0
         self._stderr = stderr()
+        # rich.progress is imported here: `fpcli cache stats` and `--help` do not pay for it
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TimeRemainingColumn(), console=self._stderr, transient=True, redirect_stdout=False,
             redirect_stderr=False, disable=quiet or not self._stderr.is_terminal,
         )
-        self._task: TaskID | None = None
+        self._task: TaskID | None = None  # rich.progress.TaskID
 
     def __enter__(self) -> Reporter:
         self._progress.__enter__()
@@ -98,7 +101,7 @@ class Reporter:
         if self.as_json and self.show_tracks:
             print_json_line(result.to_json())
         elif result.failed:
-            if self.show_tracks:
+            if self.show_tracks or not self.quiet:  # validate lists them in its report too
                 note("[red]error:[/red]", f"{result.path}: {result.error}"
                      + (" (failed before and unchanged: skipped; --retry-failed retries)" if result.cached else ""),
                      self._diagnostics())

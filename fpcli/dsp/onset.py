@@ -1,14 +1,12 @@
-"""Onset strength, onset peak picking, and tempo by onset autocorrelation (#11-13).
+"""Onset strength, onset peak picking, and the onset autocorrelation behind the tempo (#11-13).
 
 The onset envelope is the half-wave-rectified log-power spectral flux of the mel
 spectrogram, one value per hop (~86 Hz at 44.1 kHz). The autocorrelation is
-accumulated exactly in O(max_lag) memory, so the batch and streaming tempo agree.
+accumulated exactly in O(max_lag) memory, so the batch and streaming tempo agree;
+``fpcli.dsp.tempo`` reads the tempo from it.
 """
 
 from __future__ import annotations
-
-import dataclasses
-import math
 
 import numpy as np
 
@@ -16,26 +14,56 @@ from fpcli.dsp.framing import CenteredWindow
 from fpcli.params import AnalysisParams
 
 ONSET_FLOOR_DB = -80.0  # log-mel floor relative to a full-scale sine
-OCTAVE_PREFERENCE = 0.985  # take the double tempo only when its evidence is as strong
-PEAK_MASS_LAGS = 5         # lags summed into one peak's mass
+# Tempo bands (Hz): kick and bass / snare, voices and chords / hi-hats and cymbals.
+TEMPO_BANDS_HZ = ((0.0, 250.0), (250.0, 3000.0), (3000.0, 1e9))
 
 
 class OnsetEnvelope:
-    """Stateful spectral flux: mel power frames (n, bands) -> onset strength (n,), dB."""
+    """Stateful spectral flux: mel power frames (n, bands) -> onset strength, dB.
 
-    def __init__(self, full_scale_power: float) -> None:
+    ``push`` returns an (n, 1 + len(TEMPO_BANDS_HZ)) array: column 0 is the mean
+    half-wave-rectified log-mel flux over all mel bands (the onset picker's input),
+    the others the same mean over the mel bands of each tempo band (low, mid, high).
+    The tempo estimator needs the bands separately: a kick in the low band and an
+    off-beat hi-hat in the high band have different periods, and their mixture in
+    column 0 is dominated by the (many) high mel bands (Klapuri 2006: accent bands).
+    """
+
+    def __init__(self, full_scale_power: float, mel_centres_hz: np.ndarray | None = None) -> None:
         self._reference = full_scale_power
         self._previous: np.ndarray | None = None
+        self._bands = _band_weights(mel_centres_hz)
 
     def push(self, mel_power: np.ndarray) -> np.ndarray:
+        columns = 1 + self._bands.shape[1]
         if len(mel_power) == 0:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros((0, columns), dtype=np.float32)
         floor = self._reference * 10 ** (ONSET_FLOOR_DB / 10)
         log_power = 10 * np.log10(np.maximum(mel_power, floor) / self._reference)
         previous = log_power[:1] if self._previous is None else self._previous
         self._previous = log_power[-1:]
-        rise = np.diff(np.concatenate([previous, log_power]), axis=0)
-        return np.maximum(rise, 0).mean(axis=1, dtype=np.float32)
+        rise = np.maximum(np.diff(np.concatenate([previous, log_power]), axis=0), 0)
+        out = np.empty((len(rise), columns), dtype=np.float32)
+        out[:, 0] = rise.mean(axis=1, dtype=np.float32)
+        if self._bands.shape[1]:
+            out[:, 1:] = rise @ self._bands
+        return out
+
+
+def _band_weights(mel_centres_hz: np.ndarray | None) -> np.ndarray:
+    """(n_mel, n_tempo_bands) float32 averaging weights; (0, 0) without centres."""
+    if mel_centres_hz is None:
+        return np.zeros((0, 0), dtype=np.float32)
+    edges = np.array(TEMPO_BANDS_HZ)
+    member = (mel_centres_hz[:, None] >= edges[None, :, 0]) & (mel_centres_hz[:, None] < edges[None, :, 1])
+    member[:, member.sum(axis=0) == 0] = False
+    weights = member / np.maximum(member.sum(axis=0, keepdims=True), 1)
+    return weights.astype(np.float32)
+
+
+def mel_centres_hz(mel_matrix: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """Centre frequency (Hz) of each mel filter: (n_bins, n_mel) -> (n_mel,)."""
+    return np.asarray(freqs[np.argmax(mel_matrix, axis=0)], dtype=np.float64)
 
 
 class OnsetPicker:
@@ -70,106 +98,64 @@ class OnsetPicker:
 
 
 class OnsetAutocorrelation:
-    """Exact mean-removed autocorrelation of the whole onset envelope for lags 0..max_lag,
-    accumulated chunk by chunk in O(max_lag) memory."""
+    """Exact mean-removed autocorrelation of whole onset envelopes for lags 0..max_lag,
+    accumulated chunk by chunk in O(max_lag x channels) memory.
 
-    def __init__(self, max_lag: int) -> None:
+    ``push`` takes (n,) or (n, channels) envelopes; ``normalized`` returns
+    (max_lag + 1,) or (max_lag + 1, channels) accordingly, each channel on its own.
+    """
+
+    def __init__(self, max_lag: int, channels: int | None = None) -> None:
         self.max_lag = max_lag
-        self._products = np.zeros(max_lag + 1)        # sum_t o[t] o[t-l]
-        self._recent = np.zeros(max_lag, dtype=np.float64)   # last max_lag values (zeros before start)
-        self._first = np.zeros(max_lag, dtype=np.float64)    # first max_lag values
+        self._squeeze = channels is None
+        k = 1 if channels is None else channels
+        self._products = np.zeros((max_lag + 1, k))           # sum_t o[t] o[t-l]
+        self._recent = np.zeros((max_lag, k))                  # last max_lag values (zeros before start)
+        self._first = np.zeros((max_lag, k))                   # first max_lag values
         self.count = 0
-        self.total = 0.0
+        self._totals = np.zeros(k)
+
+    @property
+    def total(self) -> float:
+        return float(self._totals[0])
 
     def push(self, envelope: np.ndarray) -> None:
         new = np.asarray(envelope, dtype=np.float64)
-        if new.size == 0:
+        if new.ndim == 1:
+            new = new[:, None]
+        if new.shape[0] == 0:
             return
         joined = np.concatenate([self._recent, new])
-        windows = np.lib.stride_tricks.sliding_window_view(joined, new.size)  # row k = lag max_lag - k
-        self._products += (windows @ new)[::-1]
-        take = min(self.max_lag - min(self.count, self.max_lag), new.size)
+        # windows[k, c, j] = joined[k + j, c]; row k is lag max_lag - k.
+        windows = np.lib.stride_tricks.sliding_window_view(joined, new.shape[0], axis=0)
+        self._products += np.einsum("kcj,jc->kc", windows, new)[::-1]
+        take = min(self.max_lag - min(self.count, self.max_lag), new.shape[0])
         if take > 0:
             self._first[self.count : self.count + take] = new[:take]
         self._recent = joined[-self.max_lag :]
-        self.count += new.size
-        self.total += float(new.sum())
+        self.count += new.shape[0]
+        self._totals += new.sum(axis=0)
 
     def normalized(self) -> np.ndarray:
         """r[l] / r[0] with the global mean removed and each lag scaled by N / (N - l).
 
-        Lags >= N are 0. Returns zeros when the envelope has no variance.
+        Lags >= N are 0. A channel without variance is all zeros.
         """
         n = self.count
-        lags = np.arange(self.max_lag + 1)
-        valid = lags < n
-        if n < 2:
-            return np.zeros(self.max_lag + 1)
-        mean = self.total / n
-        first_sums = np.concatenate([[0.0], np.cumsum(self._first[: min(n, self.max_lag)])])
-        last_sums = np.concatenate([[0.0], np.cumsum(self._recent[::-1][: min(n, self.max_lag)])])
-        usable = np.minimum(lags, len(first_sums) - 1)
-        head = self.total - first_sums[usable]   # sum of o[t] for t >= l
-        tail = self.total - last_sums[usable]    # sum of o[t] for t <= n-1-l
-        centred = self._products - mean * (head + tail) + (n - lags) * mean * mean
-        if centred[0] <= 0:
-            return np.zeros(self.max_lag + 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            unbiased = np.where(valid, centred * n / np.maximum(n - lags, 1), 0.0)
-        return unbiased / unbiased[0]
-
-
-@dataclasses.dataclass(frozen=True)
-class TempoEstimate:
-    bpm: float          # NaN when there is no periodicity
-    stability: float    # normalised ACF height at the chosen lag, [0, 1]
-
-
-def tempo_lag_range(frame_rate: float, params: AnalysisParams) -> tuple[int, int]:
-    return (max(1, math.floor(60 * frame_rate / params.tempo_max_bpm)),
-            math.ceil(60 * frame_rate / params.tempo_min_bpm))
-
-
-def estimate_tempo(acf: np.ndarray, frame_rate: float, params: AnalysisParams) -> TempoEstimate:
-    """Pick the lag maximising peak mass x log-normal prior around ``tempo_prior_bpm``.
-
-    Peak mass is the positive ACF summed over the lag and its neighbours (+-2): a
-    period that is not a whole number of frames splits its peak between lags, which
-    would otherwise lose against its (sharper) multiples. Octave check: a click track
-    has equal peaks at its period and at every multiple, so the prior alone would halve
-    fast tempi; the faster tempo is taken only when the mass at half the chosen lag is
-    as strong (>= 98.5 %). On music with accented beats the subdivision is weaker and
-    the prior decides (measured: click tracks 0.99-1.04, music-like clips <= 0.976).
-    The lag is refined by a parabola through the raw ACF.
-    """
-    low, high = tempo_lag_range(frame_rate, params)
-    high = min(high, len(acf) - 2)
-    if high <= low or not np.any(acf[low : high + 1] > 0):
-        return TempoEstimate(math.nan, math.nan)
-    positive = np.maximum(acf, 0.0)
-    mass = np.convolve(positive, np.ones(PEAK_MASS_LAGS), mode="same")
-    lags = np.arange(low, high + 1)
-    bpm = 60 * frame_rate / lags
-    prior = np.exp(-0.5 * (np.log2(bpm / params.tempo_prior_bpm) / params.tempo_prior_octaves) ** 2)
-    best = int(lags[np.argmax(mass[lags] * prior)])
-    half = int(round(best / 2))
-    if half >= low and 60 * frame_rate / half <= params.tempo_max_bpm and mass[half] >= OCTAVE_PREFERENCE * mass[best]:
-        best = half
-    best = max((best - 1, best, best + 1), key=lambda lag: acf[lag] if 1 <= lag < len(acf) - 1 else -np.inf)
-    lag, height = _parabolic_peak(acf, best)
-    tempo = float(np.clip(60 * frame_rate / lag, params.tempo_min_bpm, params.tempo_max_bpm))
-    return TempoEstimate(tempo, float(np.clip(height, 0.0, 1.0)))
-
-
-def _parabolic_peak(values: np.ndarray, i: int) -> tuple[float, float]:
-    """Sub-sample position and height of the peak at index i (3-point parabola)."""
-    if i <= 0 or i >= len(values) - 1:
-        return float(i), float(values[i])
-    a, b, c = values[i - 1], values[i], values[i + 1]
-    denominator = a - 2 * b + c
-    if denominator >= 0:
-        return float(i), float(b)
-    # A vertex beyond the neighbours means a flat top, not a peak: clip it there, or a
-    # tiny denominator turns float rounding into an arbitrary lag.
-    shift = float(np.clip(0.5 * (a - c) / denominator, -0.5, 0.5))
-    return i + shift, float(b - 0.25 * (a - c) * shift)
+        lags = np.arange(self.max_lag + 1)[:, None]
+        out = np.zeros_like(self._products)
+        if n >= 2:
+            mean = self._totals / n
+            stored = min(n, self.max_lag)
+            first_sums = np.concatenate([np.zeros((1, out.shape[1])), np.cumsum(self._first[:stored], axis=0)])
+            last_sums = np.concatenate([np.zeros((1, out.shape[1])),
+                                        np.cumsum(self._recent[::-1][:stored], axis=0)])
+            usable = np.minimum(lags[:, 0], stored)
+            head = self._totals - first_sums[usable]   # sum of o[t] for t >= l
+            tail = self._totals - last_sums[usable]    # sum of o[t] for t <= n-1-l
+            centred = self._products - mean * (head + tail) + (n - lags) * mean * mean
+            with np.errstate(divide="ignore", invalid="ignore"):
+                unbiased = np.where(lags < n, centred * n / np.maximum(n - lags, 1), 0.0)
+            ok = centred[0] > 0
+            out[:, ok] = unbiased[:, ok] / unbiased[0, ok]
+        return out[:, 0] if self._squeeze else out

@@ -13,12 +13,15 @@ import dataclasses
 import numpy as np
 
 from fpcli.audio import mixdown
+from fpcli.dsp.dupes import SignatureBuilder
 from fpcli.dsp.framing import Framer
 from fpcli.dsp.hpss import HarmonicRatio
 from fpcli.dsp.loudness import LoudnessMeter
-from fpcli.dsp.onset import OnsetAutocorrelation, OnsetEnvelope, OnsetPicker, tempo_lag_range
+from fpcli.dsp.onset import TEMPO_BANDS_HZ, OnsetAutocorrelation, OnsetEnvelope, OnsetPicker, mel_centres_hz
 from fpcli.dsp.pitch import PitchTracker, stable_pairs
 from fpcli.dsp.spectral import SpectralTools, spectral_centroid, spectral_flatness, spectral_rolloff
+from fpcli.dsp.tempo import autocorrelation_lags
+from fpcli.dsp.timbre import N_MFCC, dct_matrix, mfcc
 from fpcli.params import AnalysisParams
 
 PEAK_WINDOW_S = 1.0          # peak_consistency windows (#23)
@@ -45,6 +48,7 @@ class FrameStep:
     momentary: np.ndarray       # (k,) 400 ms block energies (channel-weighted mean square)
     short_term: np.ndarray      # (j,) 3 s block energies
     window_peaks: np.ndarray    # (p,) sample peak of each complete 1 s window
+    mfcc: np.ndarray            # (a, 13) float64 MFCCs of the non-silent frames (timbre)
 
 
 class FeaturePipeline:
@@ -58,13 +62,20 @@ class FeaturePipeline:
         self.tools = SpectralTools.create(samplerate, params)
         self._framer = Framer(params.n_fft, params.hop)
         self._silence_power = 10 ** (params.silence_db / 10)
-        self._onset_envelope = OnsetEnvelope(self.tools.full_scale_power)
+        self._onset_envelope = OnsetEnvelope(self.tools.full_scale_power,
+                                             mel_centres_hz(self.tools.mel_matrix, self.tools.freqs))
         self._onset_picker = OnsetPicker(self.frame_rate, params)
-        self.autocorrelation = OnsetAutocorrelation(tempo_lag_range(self.frame_rate, params)[1] + 2)
+        # Columns: all mel bands, then the low / mid / high tempo bands (dsp/tempo.py).
+        self.autocorrelation = OnsetAutocorrelation(autocorrelation_lags(self.frame_rate, params),
+                                                    channels=1 + len(TEMPO_BANDS_HZ))
         self._pitch = PitchTracker(samplerate, self.tools.window, params)
         self._last_f0 = np.nan
         self._hpss = HarmonicRatio(params.n_mel_bands, params.hpss_time_radius, params.hpss_freq_radius)
         self._loudness = LoudnessMeter(samplerate, channels)
+        self._dct = dct_matrix(params.n_mel_bands)
+        # The duplicate key (first minute, fixed-size table): shared, computed once per stream.
+        self.signature = SignatureBuilder(samplerate, params.n_fft, params.hop, self.tools.freqs,
+                                          self.tools.full_scale_power)
         self._peak_window = max(1, round(PEAK_WINDOW_S * samplerate))
         self._peak_partial = 0.0
         self._peak_filled = 0
@@ -112,11 +123,13 @@ class FeaturePipeline:
         step.chroma_frames = int(keep.sum())
         envelope = self._onset_envelope.push(mel)
         self.autocorrelation.push(envelope)
-        step.onsets = self._onset_picker.push(envelope)
+        step.onsets = self._onset_picker.push(envelope[:, 0])
         f0 = self._pitch.push(power, ~silent)
         step.voiced_pairs, step.stable_pairs = stable_pairs(f0, self._last_f0)
         self._last_f0 = f0[-1]
         step.harmonic_energy, step.total_energy = self._hpss.push(mel)
+        step.mfcc = mfcc(mel[~silent], self._dct, tools.full_scale_power)
+        self.signature.push(power)
         return step
 
     def _frame_mean_square(self, buffer: np.ndarray, n: int) -> np.ndarray:
@@ -163,5 +176,5 @@ def _empty_step() -> FrameStep:
         silent=np.zeros(0, dtype=bool), centroid_hz=empty, rolloff_hz=empty, flatness=empty,
         chroma_sum=np.zeros(12), chroma_frames=0, band_power=np.zeros(7), onsets=0,
         voiced_pairs=0, stable_pairs=0, harmonic_energy=0.0, total_energy=0.0,
-        momentary=empty, short_term=empty, window_peaks=empty,
+        momentary=empty, short_term=empty, window_peaks=empty, mfcc=np.zeros((0, N_MFCC)),
     )

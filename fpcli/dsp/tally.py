@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 
-from fpcli.dsp.onset import estimate_tempo
 from fpcli.dsp.pipeline import SILENT_PEAK_DB, FeaturePipeline, FrameStep
 from fpcli.dsp.spectral import key_clarity
 from fpcli.dsp.stats import Welford
+from fpcli.dsp.tempo import estimate_tempo
 
 NO_FRAMES = "track is shorter than one analysis frame"
 ALL_SILENT = "every frame is silent (below the silence threshold)"

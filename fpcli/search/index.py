@@ -1,6 +1,7 @@
 """Search indexes: a packed float32 matrix of one fingerprint kind (13D streaming or
-25D batch) in physical units (NaN for null), with the record key, path and content
-digest of each row, saved beside the store as ``.npy`` files (loaded without pickle)
+25D batch) in physical units (NaN for null), the packed timbre Gaussians
+(``search.timbre``), with the record key, path and content digest of each row,
+saved beside the store as ``.npy`` files (loaded without pickle)
 and a JSON header. Refreshed incrementally from the store's change journal, so a
 query never re-reads every record; an eviction, expiry or ``cache clear`` (which the
 journal cannot describe) makes the next refresh rebuild it. Previews (partial
@@ -23,9 +24,12 @@ from fpcli.errors import FpcliError
 from fpcli.files import write_text
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.params import FINGERPRINT_VERSION
+from fpcli.search.timbre import TIMBRE_COLUMNS, TimbreFit, embed, fit_timbre, pack
 from fpcli.store import FingerprintStore, Record
 
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3         # 3: timbre rows and fit
+TEMPO_DIM = "tempo_bpm"
+TEMPO_CONFIDENCE_DIM = "rhythm_stability"
 KINDS = {"streaming": STREAMING_DIMS, "batch": BATCH_DIMS}
 REFIT_SHARE = 0.1        # refit the scaling when this share of rows changed since the last fit
 
@@ -45,8 +49,11 @@ class Index:
     generation: int = 0
     epoch: tuple[int, int] = (0, 0)
     changed_since_fit: int = 0
+    timbre: np.ndarray | None = None      # (n, TIMBRE_COLUMNS) float32 packed Gaussians, NaN rows = none
+    timbre_fit: TimbreFit | None = None
     _scaled: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _terms: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    _embedded: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _content_words: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -56,22 +63,43 @@ class Index:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def timbre_rows(self) -> np.ndarray:
+        """(n, TIMBRE_COLUMNS) packed timbre (all NaN when the index has none)."""
+        if self.timbre is None or len(self.timbre) != len(self.values):
+            self.timbre = np.full((len(self.values), TIMBRE_COLUMNS), np.nan, dtype=np.float32)
+        return self.timbre
+
     def normalised(self) -> np.ndarray:
-        """(n, d) values scaled to [0, 1] by the fitted percentiles (NaN stays NaN),
-        computed once per index so a query costs one pass over the matrix."""
+        """(n, F) search features (``encode``), computed once per index so a query
+        costs one pass over the matrix."""
         if self._scaled is None or len(self._scaled) != len(self.values):
-            self._scaled = scale(self.values, self.low, self.high)
+            self._scaled = encode(self.values, self.dims, self.low, self.high)
         return self._scaled
 
     def terms(self) -> np.ndarray:
-        """(n, 3d) float32 [X^2, X, M]: the scaled values with nulls as 0 (X) and the
-        null mask (M), so that every distance is one matrix-vector product."""
+        """(n, 3F + E + 2) float32 [X^2, X, M, T, |T|^2, N]: the features with nulls as
+        0 (X) and the null mask (M), then the timbre embedding T (0 where none), its
+        squared norm and the no-timbre mask N, so that every prefilter distance is one
+        matrix-vector product."""
         if self._terms is None or len(self._terms) != len(self.values):
             scaled = self.normalised()
             mask = np.isnan(scaled)
             filled = np.where(mask, 0.0, scaled).astype(np.float32)
-            self._terms = np.concatenate([filled * filled, filled, mask.astype(np.float32)], axis=1)
+            embedded = self.embedded()
+            none = np.isnan(embedded[:, :1]) if embedded.shape[1] else np.ones((len(filled), 1), dtype=bool)
+            t = np.where(none, 0.0, embedded).astype(np.float32)
+            self._terms = np.concatenate([filled * filled, filled, mask.astype(np.float32), t,
+                                          (t * t).sum(axis=1, keepdims=True), none.astype(np.float32)], axis=1)
         return self._terms
+
+    def embedded(self) -> np.ndarray:
+        """(n, EMBED_DIMS) float32 timbre prefilter vectors (NaN rows: no timbre; zero
+        columns when the index has no timbre fit)."""
+        if self._embedded is None or len(self._embedded) != len(self.values):
+            fit = self.timbre_fit
+            self._embedded = embed(self.timbre_rows(), fit) if fit is not None \
+                else np.zeros((len(self.values), 0), dtype=np.float32)
+        return self._embedded
 
     def rows_with_content(self, content: str) -> np.ndarray:
         """Boolean (n,) rows whose content key is ``content``, comparing the 32 hex
@@ -83,8 +111,9 @@ class Index:
 
     def fit(self) -> None:
         self.low, self.high = fit_scaling(self.values)
+        self.timbre_fit = fit_timbre(self.timbre_rows())
         self.changed_since_fit = 0
-        self._scaled = self._terms = None
+        self._scaled = self._terms = self._embedded = None
 
 
 def _words(contents: np.ndarray) -> np.ndarray:
@@ -100,6 +129,43 @@ def fit_scaling(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         low = np.nanpercentile(values, 5, axis=0)
         high = np.nanpercentile(values, 95, axis=0)
     return np.nan_to_num(low), np.nan_to_num(high)
+
+
+def encode(values: np.ndarray, dims: tuple[str, ...], low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """(n, d) physical values -> (n, d + 1) float32 search features: every dim scaled
+    to [0, 1] (``scale``; NaN for null) except the tempo, which becomes the two
+    columns ``tempo_point`` (never NaN), placed where the tempo dim was."""
+    scaled = scale(values, low, high)
+    if TEMPO_DIM not in dims:
+        return scaled
+    t = dims.index(TEMPO_DIM)
+    confidence = values[:, dims.index(TEMPO_CONFIDENCE_DIM)] if TEMPO_CONFIDENCE_DIM in dims else None
+    point = tempo_point(values[:, t], confidence)
+    return np.concatenate([scaled[:, :t], point, scaled[:, t + 1:]], axis=1).astype(np.float32)
+
+
+def tempo_point(bpm: np.ndarray, confidence: np.ndarray | None) -> np.ndarray:
+    """(n,) tempi in BPM -> (n, 2) points c/2 (cos 2 pi log2 bpm, sin 2 pi log2 bpm).
+
+    One octave of tempo is one turn, so 70 and 140 BPM coincide and the distance of
+    two confident tempi is sin(pi x octaves apart, modulo the octave), in [0, 1]. The
+    confidence c in [0, 1] (rhythm_stability: the strength of the onset envelope's
+    periodicity) pulls an uncertain tempo to the centre: half way from every
+    confident one, like a null (which sits at the centre). Octave errors of the
+    tempo estimator therefore cost nothing, and weak tempi little.
+    """
+    c = np.ones(len(bpm)) if confidence is None else np.nan_to_num(np.clip(confidence, 0.0, 1.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        turn = 2 * np.pi * np.log2(np.where(bpm > 0, bpm, np.nan))
+    known = np.isfinite(turn)
+    c = np.where(known, c, 0.0)
+    turn = np.where(known, turn, 0.0)
+    return (0.5 * c[:, None] * np.stack([np.cos(turn), np.sin(turn)], axis=1)).astype(np.float32)
+
+
+def feature_dims(dims: tuple[str, ...]) -> tuple[str, ...]:
+    """The dim of each ``encode`` column (the tempo twice)."""
+    return tuple(name for d in dims for name in ((d, d) if d == TEMPO_DIM else (d,)))
 
 
 def scale(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -141,17 +207,19 @@ def build_index(store: FingerprintStore, kind: str, params_key: str) -> Index:
     """An index of every record of ``kind`` under ``params_key`` (reads every record)."""
     generation = store.generation()
     epoch = store.index_epoch()
-    rows, keys, paths, contents = [], [], [], []
+    rows, timbres, keys, paths, contents = [], [], [], [], []
     for record in store.records():
         row = row_of(record, kind, params_key)
         if row is not None:
             rows.append(row)
+            timbres.append(pack(record.timbre))
             keys.append(record.key)
             paths.append(record.path)
             contents.append(record.digest)
     values = np.array(rows, dtype=np.float32).reshape(len(rows), len(KINDS[kind]))
     index = Index(kind, params_key, values, np.array(keys, dtype=str), np.array(paths, dtype=str),
-                  np.array(contents, dtype=str), np.zeros(0), np.zeros(0), generation, epoch)
+                  np.array(contents, dtype=str), np.zeros(0), np.zeros(0), generation, epoch,
+                  timbre=np.array(timbres, dtype=np.float32).reshape(len(rows), TIMBRE_COLUMNS))
     index.fit()
     return index
 
@@ -171,8 +239,9 @@ def refresh(index: Index, store: FingerprintStore) -> tuple[Index, int, str]:
     unique = list(dict.fromkeys(changes))
     position = {key: i for i, key in enumerate(index.keys.tolist())}
     keep = np.ones(len(index), dtype=bool)
-    new_rows, new_keys, new_paths, new_contents = [], [], [], []
-    values, paths = index.values.copy(), index.paths.astype(object)
+    new_rows, new_timbres, new_keys, new_paths, new_contents = [], [], [], [], []
+    changed: list[int] = []
+    values, paths, timbres = index.values.copy(), index.paths.astype(object), index.timbre_rows().copy()
     for key in unique:
         record = store.read_record(key)
         row = row_of(record, index.kind, index.params_key) if record else None
@@ -181,9 +250,11 @@ def refresh(index: Index, store: FingerprintStore) -> tuple[Index, int, str]:
             if i is not None:
                 keep[i] = False
         elif i is not None:
-            values[i], paths[i] = row, record.path
+            values[i], paths[i], timbres[i] = row, record.path, pack(record.timbre)
+            changed.append(i)
         else:
             new_rows.append(row)
+            new_timbres.append(pack(record.timbre))
             new_keys.append(key)
             new_paths.append(record.path)
             new_contents.append(record.digest)
@@ -195,10 +266,31 @@ def refresh(index: Index, store: FingerprintStore) -> tuple[Index, int, str]:
         np.concatenate([paths[keep], np.array(new_paths, dtype=object)]).astype(str),
         np.concatenate([index.contents[keep], np.array(new_contents, dtype=str)]).astype(str),
         index.low, index.high, generation, epoch, index.changed_since_fit + len(unique),
+        timbre=np.concatenate([timbres[keep], np.array(new_timbres, dtype=np.float32).reshape(-1, TIMBRE_COLUMNS)]),
+        timbre_fit=index.timbre_fit,
     )
     if updated.changed_since_fit > REFIT_SHARE * max(len(updated), 1):
         updated.fit()
+    elif index.timbre_fit is not None:
+        updated._embedded = _carried_embedding(index, updated, keep, changed, len(new_rows))
     return updated, len(unique), "refreshed"
+
+
+def _carried_embedding(old: Index, new: Index, keep: np.ndarray, changed: list[int], added: int) -> np.ndarray:
+    """The refreshed index's embedding without re-embedding every row: kept rows from
+    ``old`` (changed ones and ``added`` new ones embedded now)."""
+    assert new.timbre_fit is not None
+    embedded = old.embedded().copy()
+    if changed:
+        embedded[changed] = embed(new_rows_of(old, changed, new, keep), new.timbre_fit)
+    fresh = embed(new.timbre_rows()[len(new) - added:], new.timbre_fit)
+    return np.concatenate([embedded[keep], fresh])
+
+
+def new_rows_of(old: Index, changed: list[int], new: Index, keep: np.ndarray) -> np.ndarray:
+    """Packed timbre of the changed rows (old positions) as they are in ``new``."""
+    position = np.cumsum(keep) - 1
+    return new.timbre_rows()[position[changed]]
 
 
 def save_index(index: Index, folder: Path) -> bool:
@@ -208,20 +300,42 @@ def save_index(index: Index, folder: Path) -> bool:
     stem = f"{index.kind}-{index.params_key}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("values", "keys", "paths", "contents", "low", "high"):
+        arrays = {name: getattr(index, name) for name in ("values", "keys", "paths", "contents", "low", "high")}
+        arrays.update(_timbre_arrays(index))
+        for name, array in arrays.items():
             handle, temporary = tempfile.mkstemp(prefix=".fpcli-", suffix=".npy", dir=folder)
             with os.fdopen(handle, "wb") as out:
                 # Paths are stored as UTF-8 bytes with surrogateescape: any name round-trips.
-                np.save(out, _encoded(getattr(index, name)) if name == "paths" else getattr(index, name),
-                        allow_pickle=False)
+                np.save(out, _encoded(array) if name == "paths" else array, allow_pickle=False)
             os.replace(temporary, folder / f"{stem}.{name}.npy")
         header = {"format": INDEX_FORMAT, "kind": index.kind, "params_key": index.params_key, "rows": len(index),
                   "generation": index.generation, "epoch": list(index.epoch),
-                  "changed_since_fit": index.changed_since_fit}
+                  "changed_since_fit": index.changed_since_fit,
+                  "timbre_scales": None if index.timbre_fit is None
+                  else [index.timbre_fit.embed_scale, index.timbre_fit.js_scale]}
         write_text(folder / f"{stem}.json", json.dumps(header))
     except (OSError, FpcliError):
         return False
     return True
+
+
+TIMBRE_FIT_ARRAYS = ("whiten", "centre", "axes")
+
+
+def _timbre_arrays(index: Index) -> dict[str, np.ndarray]:
+    arrays = {"timbre": index.timbre_rows()}
+    if index.timbre_fit is not None:
+        arrays.update({f"timbre_{name}": getattr(index.timbre_fit, name) for name in TIMBRE_FIT_ARRAYS})
+        # The embedding costs an eigendecomposition per row: saved so a cold query does not redo it.
+        arrays["embedded"] = index.embedded()
+    return arrays
+
+
+def _load_timbre_fit(folder: Path, stem: str, scales: list[float] | None) -> TimbreFit | None:
+    if scales is None:
+        return None
+    parts = {name: np.load(folder / f"{stem}.timbre_{name}.npy", allow_pickle=False) for name in TIMBRE_FIT_ARRAYS}
+    return TimbreFit(parts["whiten"], parts["centre"], parts["axes"], float(scales[0]), float(scales[1]))
 
 
 def _encoded(paths: np.ndarray) -> np.ndarray:
@@ -239,16 +353,28 @@ def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
     stem = f"{kind}-{params_key}"
     try:
         header = json.loads((folder / f"{stem}.json").read_text())
+        if header.get("format") != INDEX_FORMAT:
+            return None
         arrays = {name: np.load(folder / f"{stem}.{name}.npy", allow_pickle=False)
-                  for name in ("values", "keys", "paths", "contents", "low", "high")}
-    except (OSError, ValueError):
+                  for name in ("values", "keys", "paths", "contents", "low", "high", "timbre")}
+        timbre_fit = _load_timbre_fit(folder, stem, header.get("timbre_scales"))
+    except (OSError, ValueError, TypeError, IndexError):
         return None
     rows = header.get("rows")
-    if header.get("format") != INDEX_FORMAT or any(len(arrays[n]) != rows for n in ("values", "keys", "paths")):
+    if any(len(arrays[n]) != rows for n in ("values", "keys", "paths", "timbre")):
         return None
-    return Index(kind, params_key, arrays["values"].astype(np.float32), arrays["keys"], _decoded(arrays["paths"]),
-                 arrays["contents"], arrays["low"], arrays["high"], int(header["generation"]),
-                 tuple(header["epoch"]), int(header.get("changed_since_fit", 0)))
+    index = Index(kind, params_key, arrays["values"].astype(np.float32), arrays["keys"], _decoded(arrays["paths"]),
+                  arrays["contents"], arrays["low"], arrays["high"], int(header["generation"]),
+                  tuple(header["epoch"]), int(header.get("changed_since_fit", 0)),
+                  timbre=arrays["timbre"].astype(np.float32), timbre_fit=timbre_fit)
+    if timbre_fit is not None:
+        try:
+            embedded = np.load(folder / f"{stem}.embedded.npy", allow_pickle=False)
+        except (OSError, ValueError):
+            return index     # recomputed on the first query
+        if embedded.shape == (rows, timbre_fit.axes.shape[1]):
+            index._embedded = embedded.astype(np.float32)
+    return index
 
 
 def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[Index, dict[str, Any]]:

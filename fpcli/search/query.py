@@ -14,25 +14,35 @@ import numpy as np
 from fpcli.analyze import Want, fingerprint_of
 from fpcli.errors import ParameterError, SearchError
 from fpcli.files import atomic_text
-from fpcli.fingerprint import GROUPS
 from fpcli.params import AnalysisParams
+from fpcli.search.dupes import drop_duplicates
 from fpcli.search.index import KINDS, Index, current_index, row_of
-from fpcli.search.rank import Hit, dim_weights, top_k
+from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, top_k
+from fpcli.search.timbre import pack
 from fpcli.store import FingerprintStore, Record, printable_path
+from fpcli.store.records import record_key
 
 ACCURATE_CANDIDATES = 5  # "accurate" re-ranks k x this many fast candidates
+DUPLICATE_SLACK = 10     # extra hits asked for so that dropping duplicates still leaves k
 STRATEGIES = ("fast", "accurate", "batch", "auto")
 
 
 @dataclasses.dataclass(frozen=True)
 class Query:
-    """How to rank: k, weights per group, a folder to stay under, explanations."""
+    """How to rank: k, weights per group (and "timbre"), a folder to stay under,
+    explanations, and whether duplicates (the query's and each other's: other files
+    of one recording) are dropped from the hits."""
 
     k: int
     group_weights: dict[str, float]
     under: str | None
     explain: bool
     exclude: str | None  # the query's digest (the query and its copies are not hits)
+    drop_duplicates: bool = True
+
+    @property
+    def timbre_weight(self) -> float:
+        return self.group_weights.get("timbre", TIMBRE_WEIGHT)
 
 
 @dataclasses.dataclass
@@ -50,11 +60,25 @@ class SearchResult:
                 "skipped": [{"path": p, "error": e} for p, e in self.skipped]}
 
 
+# Expected recall@10 of a search whose query heard only its first N seconds, against the
+# same search with the whole query (benchmarks/preview.md; linear between the points).
+PREVIEW_RECALL = ((5.0, 0.637), (10.0, 0.690), (20.0, 0.773), (30.0, 0.836), (60.0, 0.957))
+
+
+def expected_recall(seconds: float) -> float | None:
+    """The measured recall@10 of a query that heard ``seconds`` (None: not measured)."""
+    points = [p for p in PREVIEW_RECALL if p[1] > 0]
+    if not points:
+        return None
+    return float(np.interp(seconds, [s for s, _ in points], [r for _, r in points]))
+
+
 def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
-                 batch: bool = False) -> tuple[Record, bool]:
-    """The query's stored record, or analyse it now (stream, and batch when asked) and
-    store it. Returns (record, was_cached). Raises SearchError for a bad query."""
-    result = fingerprint_of(store, path, Want(params, batch=batch))
+                 batch: bool = False, seconds: float | None = None) -> tuple[Record, bool]:
+    """The query's stored record, or analyse it now (stream, and batch when asked; the
+    first ``seconds`` only for a preview query) and store it. Returns (record,
+    was_cached). Raises SearchError for a bad query."""
+    result = fingerprint_of(store, path, Want(params, batch=batch and seconds is None, seconds=seconds))
     if result.failed:
         raise SearchError(f"cannot analyse the query {printable_path(path)}: {result.error}")
     try:
@@ -70,13 +94,20 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
 def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: str = "auto",
            params: AnalysisParams | None = None, group_weights: dict[str, float] | None = None,
            under: str | None = None, explain: bool = False, compute_missing: bool = False,
-           include_duplicates: bool = False) -> SearchResult:
+           include_duplicates: bool = False, seconds: float | None = None,
+           query: Record | None = None) -> SearchResult:
     """Find the k tracks of the store most similar to ``query_path``.
 
     fast: streaming fingerprints of cached tracks. accurate: k x 5 fast candidates
     re-ranked by batch fingerprints (missing ones computed for the candidates only).
     batch: batch fingerprints of every track (missing ones reported, or computed with
     ``compute_missing``). auto: chooses from the query's confidence and validation.
+    Duplicates (other files of the query's recording, second files of a hit's) are
+    left out unless ``include_duplicates``.
+
+    A partial query (``seconds``: its first N seconds; or a ``query`` record made from
+    a stream) is searched with its streaming fingerprint, each dim weighted by its
+    confidence, and the result says how reliable it is (``stats["expected_recall"]``).
     """
     if strategy not in STRATEGIES:
         raise ParameterError(f"--strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
@@ -86,20 +117,30 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     started = time.perf_counter()
     store.flush_stats()
     hits_before = store.backend.counter("hits")
-    record, cached = query_record(store, query_path, params, batch=strategy in ("accurate", "batch"))
+    if query is not None:
+        record, cached = query, False
+    else:
+        record, cached = query_record(store, query_path, params, batch=strategy in ("accurate", "batch"),
+                                      seconds=seconds)
     reason = f"--strategy {strategy}"
-    if strategy == "auto":
+    if not record.complete:
+        strategy, reason = "fast", (f"a partial query ({record.streaming.seconds:.0f} s heard): streaming "
+                                    "fingerprints, each dim weighted by its confidence")
+    elif strategy == "auto":
         strategy, reason = _choose(record)
-    query = Query(k, group_weights or dict.fromkeys(GROUPS, 1.0), under, explain,
-                  None if include_duplicates else record.digest)
-    stats: dict[str, Any] = {"query_cached": cached}
+    plan = Query(k, {**default_weights(), **(group_weights or {})}, under, explain,
+                 None if include_duplicates else record.digest, not include_duplicates)
+    stats: dict[str, Any] = {"query_cached": cached, "query_seconds": record.streaming.seconds,
+                             "query_complete": record.complete}
+    if not record.complete:
+        stats["expected_recall"] = expected_recall(record.streaming.seconds)  # None until measured
     skipped: list[tuple[str, str]] = []
     if strategy == "fast":
-        hits = _rank_all(store, "streaming", record, query, params, stats)
+        hits = _rank_all(store, "streaming", record, plan, params, stats)
     elif strategy == "accurate":
-        hits = _accurate(store, record, query, params, stats, skipped)
+        hits = _accurate(store, record, plan, params, stats, skipped)
     else:
-        hits = _batch(store, record, query, params, compute_missing, stats, skipped)
+        hits = _batch(store, record, plan, params, compute_missing, stats, skipped)
     store.flush_stats()
     stats["cache_hits"] = store.backend.counter("hits") - hits_before
     stats["seconds"] = time.perf_counter() - started
@@ -134,9 +175,27 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
     if len(index) <= 1:
         raise SearchError(f"the store holds no other {kind} fingerprints to search: "
                           f"run `fpcli analyze{' --batch' if kind == 'batch' else ''} LIBRARY` first")
+    return _ranked(store, index, record, query, stats)
+
+
+def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query, stats: dict[str, Any]) -> list[Hit]:
+    """top_k of ``index``, then (unless duplicates are kept) the hits that are the
+    query's recording or an earlier hit's dropped, reading the hits' records."""
     weights = dim_weights(index.dims, query.group_weights, index.low, index.high)
-    return top_k(index, _query_row(record, kind), query.k, weights, exclude_content=query.exclude,
-                 under=query.under, explain=query.explain)
+    if index.kind == "streaming" and not record.complete:  # a partial query: trust each dim as far as it is known
+        confidence = record.streaming.confidence
+        weights = weights * np.array([confidence.get(dim, 0.0) for dim in index.dims])
+    wanted = query.k + DUPLICATE_SLACK if query.drop_duplicates else query.k
+    hits = top_k(index, _query_row(record, index.kind), wanted, weights, exclude_content=query.exclude,
+                 under=query.under, explain=query.explain,
+                 query_timbre=pack(record.timbre), timbre_weight=query.timbre_weight)
+    if not query.drop_duplicates:
+        return hits
+    found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
+    usable = [i for i, r in enumerate(found) if r is not None]
+    kept, dropped = drop_duplicates(record, [found[i] for i in usable])  # type: ignore[misc]
+    stats["duplicates_dropped"] = stats.get("duplicates_dropped", 0) + dropped
+    return [hits[usable[i]] for i in kept][: query.k]
 
 
 def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams,
@@ -162,10 +221,9 @@ def _accurate(store: FingerprintStore, record: Record, query: Query, params: Ana
     stats["batch_index"] = info
     rows = np.flatnonzero(np.isin(index.contents, [h.digest for h in candidates]))
     sub = Index(index.kind, index.params_key, index.values[rows], index.keys[rows], index.paths[rows],
-                index.contents[rows], index.low, index.high)
-    weights = dim_weights(index.dims, query.group_weights, index.low, index.high)
-    return top_k(sub, _query_row(record, "batch"), query.k, weights, exclude_content=query.exclude,
-                 explain=query.explain)
+                index.contents[rows], index.low, index.high, timbre=index.timbre_rows()[rows],
+                timbre_fit=index.timbre_fit)
+    return _ranked(store, sub, record, query, stats)
 
 
 def _batch(store: FingerprintStore, record: Record, query: Query, params: AnalysisParams, compute_missing: bool,

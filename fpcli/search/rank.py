@@ -1,10 +1,23 @@
-"""Ranking: distances, exact top-k and explanations.
+"""Ranking: distances, top-k (prefilter then exact re-rank) and explanations.
 
-Distances are weighted Euclidean in a robust per-dimension scaling fitted on the
-library: the 5th..95th percentile maps to [0, 1], clipped; a dim with no spread
-weighs 0. Group weights (frequency, dynamics, temporal, spectral, harmonic,
-variation, stereo) default to 1 and are shared by the dims of the group, so each
-group counts the same whatever its size.
+The distance of two tracks combines the named dims and the timbre:
+
+    D^2 = sum_i w_i (x_i - q_i)^2  +  w_timbre * t
+
+* Named dims are scaled robustly on the library (5th..95th percentile -> [0, 1],
+  clipped); a dim with no spread weighs 0; a dim null on one side costs NULL_PENALTY.
+  The tempo is a point on a circle (one octave per turn, pulled to the centre by its
+  confidence: ``index.tempo_point``), so 70 and 140 BPM are close.
+* Group weights (frequency, dynamics, temporal, spectral, harmonic, variation, stereo)
+  default to 1 and are shared by the dims of the group, so each group counts the same
+  whatever its size; ``timbre`` (default TIMBRE_WEIGHT) weighs the timbre term.
+* t = min(JS / js_scale, 1): the Jensen-Shannon divergence of the MFCC Gaussians
+  (``search.timbre``) over its library 95th percentile; NULL_PENALTY^2 when one side
+  has no timbre.
+
+Top-k: the prefilter ranks every row with the timbre term approximated by the
+embedding's squared distance (one matrix-vector product), then the best
+PREFILTER_ROWS (at least 20 k) are re-ranked with the exact divergence.
 """
 
 from __future__ import annotations
@@ -18,27 +31,39 @@ import numpy as np
 
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import DIM_BY_NAME, GROUPS
-from fpcli.search.index import Index, scale
+from fpcli.search.index import Index, encode, feature_dims
+from fpcli.search.timbre import TIMBRE_COLUMNS, embed, js_divergence
 
 NULL_PENALTY = 0.5       # normalised difference charged when one side of a dim is null
+TIMBRE_WEIGHT = 2.0      # default weight of the timbre group (benchmarks/quality: best style and album ranks)
+WEIGHT_GROUPS = (*GROUPS, "timbre")
+PREFILTER_ROWS = 1000    # rows re-ranked exactly (benchmarks/search.md: recall and latency of this prefilter)
+
+
+def default_weights() -> dict[str, float]:
+    weights = dict.fromkeys(GROUPS, 1.0)
+    weights["timbre"] = TIMBRE_WEIGHT
+    return weights
 
 
 def dim_weights(dims: tuple[str, ...], group_weights: dict[str, float], low: np.ndarray,
                 high: np.ndarray) -> np.ndarray:
-    """Per-dim weights: each group's weight shared by its dims; zero-spread dims weigh 0."""
+    """Per-dim weights (d,): each group's weight shared by its dims; zero-spread dims
+    weigh 0 (the tempo, a circle, never has zero spread)."""
     groups = [DIM_BY_NAME[d].group for d in dims]
     sizes = {g: groups.count(g) for g in set(groups)}
     weights = np.array([group_weights.get(g, 1.0) / sizes[g] for g in groups])
-    return np.where(high - low > 0, weights, 0.0)
+    flat = (high - low <= 0) & (np.array(dims) != "tempo_bpm")
+    return np.where(flat, 0.0, weights)
 
 
 def parse_weights(text: str | None) -> dict[str, float]:
-    """``"temporal=2,stereo=0"`` -> group weights (others 1.0)."""
-    weights = dict.fromkeys(GROUPS, 1.0)
+    """``"temporal=2,stereo=0,timbre=4"`` -> group weights (others at their default)."""
+    weights = default_weights()
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         group, _, value = item.partition("=")
         if group not in weights:
-            raise ParameterError(f"--weights {item!r}: {group!r} is not a group ({', '.join(GROUPS)})")
+            raise ParameterError(f"--weights {item!r}: {group!r} is not a group ({', '.join(WEIGHT_GROUPS)})")
         try:
             weights[group] = float(value)
         except ValueError:
@@ -58,55 +83,147 @@ class Hit:
     explain: tuple[dict[str, Any], ...] = ()
 
 
-def distances(index: Index, query: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted Euclidean distances (n,) from ``query`` (physical units, (d,)) to every row.
+def _columns(index: Index, weights: np.ndarray) -> np.ndarray:
+    """Per-dim weights (d,) -> per-feature-column weights (F,) (the tempo's two columns
+    each carry the tempo dim's weight)."""
+    position = {d: i for i, d in enumerate(index.dims)}
+    return np.array([weights[position[d]] for d in feature_dims(index.dims)])
 
-    Nulls: a dim null on one side costs NULL_PENALTY, null on both costs 0. Computed
-    as ``terms() @ u + c`` by expanding w (x - q)^2 = w x^2 - 2 w x q + w q^2 with
-    the null cases folded into u and c, one pass over the matrix per query.
+
+def _query_features(index: Index, query: np.ndarray) -> np.ndarray:
+    return encode(query[None, :].astype(np.float32), index.dims, index.low, index.high)[0].astype(np.float64)
+
+
+def prefilter_distances(index: Index, query: np.ndarray, weights: np.ndarray, query_timbre: np.ndarray | None = None,
+                        timbre_weight: float = 0.0) -> np.ndarray:
+    """Squared prefilter distances (n,): named dims exact, timbre by the embedding.
+
+    Computed as ``terms() @ u + c`` by expanding w (x - q)^2 = w x^2 - 2 w x q + w q^2
+    with the null cases folded into u and c; the embedding term likewise
+    (|t|^2 - 2 t.e + |e|^2), one pass over the matrix per query.
     """
-    q = scale(query[None, :], index.low, index.high)[0].astype(np.float64)
+    q = _query_features(index, query)
     known = ~np.isnan(q)
     qf = np.where(known, q, 0.0)
-    w = weights.astype(np.float64)
+    w = _columns(index, weights)
     penalty = NULL_PENALTY * NULL_PENALTY
     u_square = w * known                                   # w x^2 where the query is known
     u_cross = -2.0 * w * known * qf                        # -2 w x q
     u_absent = w * known * qf * qf + w * ~known * penalty  # charged where x is known (1 - M)
     u_mask = w * known * penalty                           # charged where x is null (M)
-    u = np.concatenate([u_square, u_cross, u_mask - u_absent]).astype(np.float32)
-    squared = index.terms() @ u + np.float32(u_absent.sum())
-    return np.sqrt(np.maximum(squared, 0.0))
+    constant = u_absent.sum()
+    u_timbre, constant = _timbre_terms(index, query_timbre, timbre_weight, constant)
+    u = np.concatenate([u_square, u_cross, u_mask - u_absent, u_timbre]).astype(np.float32)
+    return np.maximum(index.terms() @ u + np.float32(constant), 0.0)
+
+
+def _timbre_terms(index: Index, query_timbre: np.ndarray | None, weight: float,
+                  constant: float) -> tuple[np.ndarray, float]:
+    """Coefficients of [T, |T|^2, N] and the updated constant: weight (|t - e|^2) for
+    rows with timbre, weight NULL_PENALTY^2 for rows without (or for every row with
+    timbre when the query has none)."""
+    e_dims = index.embedded().shape[1]
+    penalty = NULL_PENALTY * NULL_PENALTY
+    if weight == 0 or e_dims == 0:
+        return np.zeros(e_dims + 2), constant
+    e = _query_embedding(index, query_timbre)
+    if e is None:        # the query has no timbre: rows with timbre pay the penalty
+        return np.concatenate([np.zeros(e_dims), [0.0, -weight * penalty]]), constant + weight * penalty
+    square = float(e @ e)
+    return (np.concatenate([-2.0 * weight * e, [weight, weight * (penalty - square)]]),
+            constant + weight * square)
+
+
+def _query_embedding(index: Index, query_timbre: np.ndarray | None) -> np.ndarray | None:
+    if query_timbre is None or index.timbre_fit is None or np.isnan(query_timbre).any():
+        return None
+    return embed(query_timbre.reshape(1, TIMBRE_COLUMNS), index.timbre_fit)[0].astype(np.float64)
+
+
+def timbre_term(index: Index, query_timbre: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
+    """(r,) exact timbre term t in [0, 1] of ``rows``: min(JS / js_scale, 1), with
+    NULL_PENALTY^2 when exactly one side has no timbre and 0 when neither has."""
+    theirs = index.timbre_rows()[rows]
+    mine_known = query_timbre is not None and not np.isnan(query_timbre).any()
+    known = ~np.isnan(theirs).any(axis=1)
+    penalty = NULL_PENALTY * NULL_PENALTY
+    out = np.where(known == mine_known, 0.0, penalty)
+    if mine_known and known.any() and index.timbre_fit is not None:
+        assert query_timbre is not None
+        js = js_divergence(query_timbre, theirs[known])
+        out[known] = np.minimum(js / index.timbre_fit.js_scale, 1.0)
+    return out
+
+
+def exact_distances(index: Index, query: np.ndarray, weights: np.ndarray, rows: np.ndarray,
+                    query_timbre: np.ndarray | None = None, timbre_weight: float = 0.0) -> np.ndarray:
+    """(r,) distances of ``rows``: the named dims plus the exact timbre term."""
+    named = _named_squares(index, query, weights, rows).sum(axis=1)
+    if timbre_weight > 0:
+        named = named + timbre_weight * timbre_term(index, query_timbre, rows)
+    return np.sqrt(np.maximum(named, 0.0))
+
+
+def distances(index: Index, query: np.ndarray, weights: np.ndarray, query_timbre: np.ndarray | None = None,
+              timbre_weight: float = 0.0) -> np.ndarray:
+    """Exact distances (n,) from ``query`` (physical units, (d,)) to every row."""
+    return exact_distances(index, query, weights, np.arange(len(index)), query_timbre, timbre_weight)
+
+
+def _named_squares(index: Index, query: np.ndarray, weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(r, F) weighted squared differences per feature column (nulls as NULL_PENALTY)."""
+    q = _query_features(index, query)
+    x = index.normalised()[rows].astype(np.float64)
+    diff = x - q
+    diff = np.where(np.isnan(diff), np.where(np.isnan(x) & np.isnan(q), 0.0, NULL_PENALTY), diff)
+    return _columns(index, weights) * diff * diff
 
 
 def top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, *, exclude_content: str | None = None,
-          under: str | None = None, explain: bool = False) -> list[Hit]:
-    """The k nearest rows (exact; vectorised), nearest first; ties by path. Excluded
-    rows get an infinite distance rather than a copy of the matrix without them."""
+          under: str | None = None, explain: bool = False, query_timbre: np.ndarray | None = None,
+          timbre_weight: float = 0.0, candidates: int = PREFILTER_ROWS) -> list[Hit]:
+    """The k nearest rows, nearest first, ties by path: every row ranked by the
+    prefilter, the best ``max(candidates, k)`` re-ranked exactly (all rows when the
+    timbre weighs nothing: the prefilter is then exact). Excluded rows get an
+    infinite distance rather than a copy of the matrix without them."""
     if len(index) == 0 or k <= 0:
         return []
-    d = distances(index, query, weights)
+    d = prefilter_distances(index, query, weights, query_timbre, timbre_weight)
     if exclude_content is not None:
         d[index.rows_with_content(exclude_content)] = np.inf
     if under is not None:
         prefix = os.path.join(os.path.realpath(under), "")
         d[~np.char.startswith(index.paths.astype(str), prefix)] = np.inf
-    take = min(k, len(d))
+    take = min(k if timbre_weight == 0 else max(candidates, k), len(d))
     best = np.argpartition(d, take - 1)[:take] if take < len(d) else np.arange(len(d))
-    finite = [int(i) for i in best if np.isfinite(d[i])]
-    order = sorted(finite, key=lambda i: (float(d[i]), index.paths[i]))
-    return [Hit(str(index.paths[i]), float(d[i]), str(index.contents[i]),
-                _explain(index, query, i, weights) if explain else ()) for i in order]
+    best = best[np.isfinite(d[best])]
+    exact = exact_distances(index, query, weights, best, query_timbre, timbre_weight) if timbre_weight > 0 \
+        else np.sqrt(d[best])
+    order = sorted(range(len(best)), key=lambda j: (float(exact[j]), index.paths[best[j]]))[:k]
+    return [Hit(str(index.paths[best[j]]), float(exact[j]), str(index.contents[best[j]]),
+                explain_row(index, query, int(best[j]), weights, query_timbre, timbre_weight) if explain else ())
+            for j in order]
 
 
-def _explain(index: Index, query: np.ndarray, row: int, weights: np.ndarray, n: int = 3) -> tuple[dict, ...]:
-    q = scale(query[None, :], index.low, index.high)[0]
-    x = scale(index.values[row][None, :], index.low, index.high)[0]
-    diff = np.where(np.isnan(x - q), np.where(np.isnan(x) & np.isnan(q), 0.0, NULL_PENALTY), x - q)
-    contribution = weights * diff * diff
-    order = np.argsort(-contribution)[:n]
-    return tuple({"dim": index.dims[i], "query": _value(query[i]), "hit": _value(index.values[row][i]),
-                  "contribution": float(contribution[i])} for i in order if contribution[i] > 0)
+def explain_row(index: Index, query: np.ndarray, row: int, weights: np.ndarray,
+                query_timbre: np.ndarray | None = None, timbre_weight: float = 0.0, n: int = 3) -> tuple[dict, ...]:
+    """The ``n`` largest contributions to a hit's squared distance: named dims (the
+    tempo's two columns summed) and "timbre" as one line (its JS divergence in nats)."""
+    per_column = _named_squares(index, query, weights, np.array([row]))[0]
+    contribution: dict[str, float] = {}
+    for name, value in zip(feature_dims(index.dims), per_column, strict=True):
+        contribution[name] = contribution.get(name, 0.0) + float(value)
+    lines: list[dict[str, Any]] = [{"dim": name, "query": _value(query[index.dims.index(name)]),
+              "hit": _value(index.values[row][index.dims.index(name)]), "contribution": value}
+             for name, value in contribution.items()]
+    if timbre_weight > 0:
+        theirs = index.timbre_rows()[row]
+        js = None if query_timbre is None or np.isnan(query_timbre).any() or np.isnan(theirs).any() \
+            else float(js_divergence(query_timbre, theirs[None, :])[0])
+        lines.append({"dim": "timbre", "query": None, "hit": None, "divergence": js,
+                      "contribution": float(timbre_weight * timbre_term(index, query_timbre, np.array([row]))[0])})
+    lines.sort(key=lambda line: -float(line["contribution"]))
+    return tuple(line for line in lines[:n] if line["contribution"] > 0)
 
 
 def _value(v: float) -> float | None:

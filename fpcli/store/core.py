@@ -35,17 +35,19 @@ from fpcli.store.records import (
     Failure,
     FileIdentity,
     Record,
-    dumps,
     entry_file,
     entry_identity_keys,
+    path_key,
+    record_from_result,
+    record_key,
+)
+from fpcli.store.schema import (
+    dumps,
     failure_to_json,
     loads,
     parse_failure,
     parse_path_entry,
     parse_record,
-    path_key,
-    record_from_result,
-    record_key,
     record_to_json,
 )
 from fpcli.store.spec import StoreSpec
@@ -277,21 +279,26 @@ class FingerprintStore:
             st = stat_regular(resolved)
         except OSError as exc:
             return Lookup(None, error=os_reason(exc))
-        failure = self._read_failure(resolved)
-        if failure and (failure.size, failure.mtime_ns) != (st.st_size, st.st_mtime_ns):
-            failure = None
         try:
             identity, entry = self._identify(resolved, want_digest=False)
         except OSError as exc:  # unreadable: its recorded failure (if unchanged) comes with the error
-            return Lookup(None, failure=failure, error=os_reason(exc))
-        if failure:
-            return Lookup(identity, failure=failure)
+            return Lookup(None, failure=self._unchanged_failure(resolved, st), error=os_reason(exc))
         stored = self.read_record(record_key(identity.digest, need.params_key)) if identity.digest else None
         record = stored if stored is not None and need.served_by(stored) else None
+        if record is None:  # only a file the store cannot answer may have a failure that matters
+            failure = self._unchanged_failure(resolved, st)
+            if failure is not None:
+                return Lookup(identity, failure=failure)
         self._count("hits" if record is not None else "misses")
         if record is not None:
             record = self._touch(record, identity, entry)
         return Lookup(identity, record=record, previous=stored)
+
+    def _unchanged_failure(self, resolved: str, st: os.stat_result) -> Failure | None:
+        failure = self._read_failure(resolved)
+        if failure and (failure.size, failure.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            return failure
+        return None
 
     def _touch(self, record: Record, identity: FileIdentity, entry: dict[str, Any] | None) -> Record:
         """A hit: remember a new path of this content (a copy, a move, a second root);

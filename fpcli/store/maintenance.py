@@ -25,19 +25,14 @@ from fpcli.errors import BadEntryError, StoreError
 from fpcli.files import atomic_text
 from fpcli.store.core import FingerprintStore
 from fpcli.store.protocol import BATCH
-from fpcli.store.records import (
-    HEX32,
-    STREAM_PREFIX,
-    Failure,
-    Record,
+from fpcli.store.records import HEX32, STREAM_PREFIX, Failure, Record, entry_file, path_key
+from fpcli.store.schema import (
     dumps,
-    entry_file,
     failure_to_json,
     loads,
     parse_failure,
     parse_path_entry,
     parse_record,
-    path_key,
     record_to_json,
 )
 

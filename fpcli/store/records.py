@@ -1,7 +1,6 @@
 """What the store holds, as types: file identity, the ``Record`` of an analysed track
-and the ``Failure`` of a file that could not be analysed; and the one place that turns
-them to and from JSON and checks every field (store reads, imports and verify all use
-``parse_record`` / ``parse_failure``, so an import cannot hold what a read refuses).
+and the ``Failure`` of a file that could not be analysed. ``schema.py`` beside it is the one
+place that turns them to and from JSON and checks every field.
 
 Identity (ARCHITECTURE.md, "The store"):
 
@@ -22,20 +21,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import math
 import os
-import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fpcli.cue import salted, track_of_entry
-from fpcli.errors import BadEntryError
-from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS, Fingerprint
+from fpcli.fingerprint import Fingerprint
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.results import TrackResult
 
-RECORD_SCHEMA = 2
+if TYPE_CHECKING:  # numpy and scipy come with them: the CLI's start-up does not pay for them
+    from fpcli.dsp.dupes import DupeKey
+    from fpcli.dsp.timbre import Timbre
+
+RECORD_SCHEMA = 2          # v2 fingerprints add optional fields (timbre, dupe_key); v1 records still parse
+COV_TOLERANCE = 1e-6       # relative asymmetry / negative eigenvalue a stored covariance may show (rounding)
 STREAM_PREFIX = "stream:"  # paths of named streams (fpcli analyze - --name NAME): no file behind them
 CONTENT_SAMPLE_BYTES = 64 * 1024
 DIGEST_CHUNK_BYTES = 1 << 20
@@ -147,6 +146,11 @@ class BatchValues:
     reasons: dict[str, str]
 
 
+# The record's timbre block is a ``fpcli.dsp.timbre.Timbre``: ``mean`` (13,), ``cov``
+# (13, 13) symmetric positive semi-definite, ``frames`` >= 1 (the streaming analysis's,
+# which equals the batch reference's up to rounding).
+
+
 @dataclasses.dataclass(frozen=True)
 class Validation:
     """A stored streaming-vs-batch verdict (``fpcli validate``)."""
@@ -183,6 +187,8 @@ class Record:
     validation: Validation | None
     analysed_at: float
     last_used_at: float
+    timbre: Timbre | None = None           # v2: None in v1 records and for all-silent tracks
+    dupe_key: DupeKey | None = None        # v2: None in v1 records and tracks under 1 s
 
     @property
     def key(self) -> str:
@@ -215,11 +221,12 @@ class Record:
             format=audio.format, subtype=audio.subtype, partial_reason=audio.partial_reason,
             streaming=Fingerprint(kind="streaming", values=dict(s.values), reasons=dict(s.reasons),
                                   params_key=self.params_key, seconds=s.seconds, complete=self.complete,
-                                  confidence=dict(s.confidence), chunks=s.chunks, version=self.fingerprint_version),
+                                  confidence=dict(s.confidence), chunks=s.chunks, version=self.fingerprint_version,
+                                  timbre=self.timbre, dupe_key=self.dupe_key),
             batch=None if self.batch is None else Fingerprint(
                 kind="batch", values=dict(self.batch.values), reasons=dict(self.batch.reasons),
                 params_key=self.params_key, seconds=audio.duration_s, complete=True,
-                version=self.fingerprint_version),
+                version=self.fingerprint_version, timbre=self.timbre),
             cached=True,
         )
 
@@ -242,7 +249,7 @@ def record_from_result(identity: FileIdentity, result: TrackResult, now: float) 
         streaming=StreamingValues(dict(fp.values), dict(fp.confidence or {}), dict(fp.reasons), fp.chunks,
                                   fp.seconds),
         batch=None if result.batch is None else BatchValues(dict(result.batch.values), dict(result.batch.reasons)),
-        validation=None, analysed_at=now, last_used_at=now,
+        validation=None, analysed_at=now, last_used_at=now, timbre=fp.timbre, dupe_key=fp.dupe_key,
     )
 
 
@@ -256,240 +263,3 @@ class Failure:
     size: int
     mtime_ns: int
     failed_at: float
-
-
-# -- JSON: the one place records become text and back -----------------------------------------
-
-def dumps(data: Any) -> str:
-    """Compact JSON text; ASCII only (lone surrogates of undecodable path bytes become
-    ``\\udcXX`` escapes, which every backend can store)."""
-    return json.dumps(data, separators=(",", ":"), allow_nan=False)
-
-
-def loads(key: str, text: str | bytes) -> Any:
-    """Parse stored JSON; anything else (including NaN/Infinity) is a bad entry."""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
-        raise BadEntryError(key, [f"not valid JSON ({str(exc)[:60]})"]) from None
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number")
-
-
-def record_to_json(record: Record) -> dict[str, Any]:
-    data = _plain(record)
-    data["schema"] = RECORD_SCHEMA
-    return data
-
-
-def _plain(value: Any) -> Any:
-    """``dataclasses.asdict`` without its deep copies (imports and exports convert
-    every record): dataclasses become dicts, tuples lists, scalars are shared."""
-    kind = type(value)
-    if kind in _SCALARS:
-        return value
-    if hasattr(kind, "__dataclass_fields__"):
-        return {name: _plain(getattr(value, name)) for name in kind.__dataclass_fields__}
-    if kind is dict:
-        return {k: v if type(v) in _SCALARS else _plain(v) for k, v in value.items()}
-    if kind is tuple or kind is list:
-        return [_plain(v) for v in value]
-    return value
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-def failure_to_json(failure: Failure) -> dict[str, Any]:
-    return dataclasses.asdict(failure)
-
-
-class _Checker:
-    """Collects every problem of one JSON object against the schema."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def field(self, data: Mapping[str, Any], name: str, check: Callable[[Any], bool], rule: str,
-              where: str = "") -> Any:
-        value = data.get(name) if isinstance(data, Mapping) else None
-        if not check(value):
-            self.problems.append(f"{where}{name} is {_show(value)}, not {rule}")
-            return None  # never converted (float(10**400) overflows)
-        return value
-
-    def obj(self, data: Any, name: str, where: str = "") -> Mapping[str, Any]:
-        value = data.get(name) if isinstance(data, Mapping) else None
-        if not isinstance(value, Mapping):
-            self.problems.append(f"{where}{name} is {_show(value)}, not an object")
-            return {}
-        return value
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _number(value: Any) -> bool:
-    """A finite JSON number; an integer too large for a float (10**400) is not one."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
-
-
-def _integer(low: int = 0) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v < 2**63
-
-
-def _nonneg(value: Any) -> bool:
-    return _number(value) and value >= 0
-
-
-def _text(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def _hex32(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 32 and set(value) <= HEX32
-
-
-def _params_key(value: Any) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 64 and value.replace("-", "").isalnum()
-
-
-def _dims(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[str, float | None]:
-    if not isinstance(values, Mapping) or set(values) != set(names):
-        c.problems.append(f"{where} must map exactly the {len(names)} dims to numbers or null")
-        return {}
-    for name, value in values.items():
-        if value is not None and not _number(value):
-            c.problems.append(f"{where}.{name} is {_show(value)}, not a finite number or null")
-    return {name: (float(values[name]) if _number(values[name]) else None) for name in names}
-
-
-def _reasons(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[str, str]:
-    if not isinstance(values, Mapping) or not set(values) <= set(names) or not all(
-            isinstance(v, str) for v in values.values()):
-        c.problems.append(f"{where} must map dims to text")
-        return {}
-    return dict(values)
-
-
-def parse_record(key: str, data: Any) -> Record:
-    """A ``Record`` from its JSON form, every field checked for type and range;
-    raises ``BadEntryError`` listing every problem."""
-    c = _Checker()
-    if not isinstance(data, Mapping):
-        raise BadEntryError(key, ["record is not a JSON object"])
-    c.field(data, "schema", lambda v: v == RECORD_SCHEMA, f"schema {RECORD_SCHEMA}")
-    digest = c.field(data, "digest", _hex32, "32 hex digits")
-    ck = c.field(data, "content_key", _hex32, "32 hex digits")
-    params_key = c.field(data, "params_key", _params_key, "a parameter key")
-    version = c.field(data, "fingerprint_version", _integer(0), "a version number")
-    size = c.field(data, "size", _integer(0), "a size in bytes")
-    complete = c.field(data, "complete", lambda v: isinstance(v, bool), "true/false")
-    analysed_at = c.field(data, "analysed_at", _nonneg, "a time")
-    last_used_at = c.field(data, "last_used_at", _nonneg, "a time")
-    paths = _paths(c, data.get("paths"))
-    audio = _audio(c, c.obj(data, "audio"))
-    streaming = _streaming(c, c.obj(data, "streaming"))
-    batch = None if data.get("batch") is None else _batch(c, c.obj(data, "batch"))
-    validation = None if data.get("validation") is None else _validation(c, c.obj(data, "validation"))
-    if c.problems:
-        raise BadEntryError(key, c.problems)
-    return Record(digest, ck, params_key, version, size, paths, complete, audio, streaming, batch, validation,
-                  float(analysed_at), float(last_used_at))
-
-
-def _paths(c: _Checker, items: Any) -> tuple[PathSeen, ...]:
-    if not isinstance(items, list) or not all(
-            isinstance(p, Mapping) and isinstance(p.get("path"), str) and p["path"]
-            and _integer(0)(p.get("mtime_ns")) for p in items):
-        c.problems.append("paths must be a list of {path, mtime_ns}")
-        return ()
-    return tuple(PathSeen(p["path"], p["mtime_ns"]) for p in items)
-
-
-def _audio(c: _Checker, a: Mapping[str, Any]) -> AudioFacts:
-    w = "audio."
-    values = (
-        c.field(a, "duration_s", _nonneg, "seconds >= 0", w),
-        c.field(a, "samplerate", _integer(1), "a rate in Hz", w),
-        c.field(a, "channels", _integer(1), "a channel count", w),
-        c.field(a, "format", _text, "text", w),
-        c.field(a, "subtype", _text, "text", w),
-        c.field(a, "partial", lambda v: isinstance(v, bool), "true/false", w),
-        c.field(a, "partial_reason", lambda v: v is None or isinstance(v, str), "text or null", w),
-    )
-    return AudioFacts(*values) if not c.problems else AudioFacts(0.0, 1, 1, "", "", False, None)
-
-
-def _streaming(c: _Checker, s: Mapping[str, Any]) -> StreamingValues:
-    values = _dims(c, s.get("values"), STREAMING_DIMS, "streaming.values")
-    confidence = s.get("confidence")
-    if not isinstance(confidence, Mapping) or set(confidence) != set(STREAMING_DIMS) or not all(
-            _number(v) and 0 <= v <= 1 for v in confidence.values()):
-        c.problems.append("streaming.confidence must give each streaming dim a number in [0, 1]")
-        confidence = {}
-    reasons = _reasons(c, s.get("reasons"), STREAMING_DIMS, "streaming.reasons")
-    chunks = c.field(s, "chunks", _integer(0), "a count", "streaming.")
-    seconds = c.field(s, "seconds", _nonneg, "seconds >= 0", "streaming.")
-    return StreamingValues(values, {k: float(v) for k, v in confidence.items()}, reasons, chunks or 0,
-                           float(seconds or 0.0))
-
-
-def _batch(c: _Checker, b: Mapping[str, Any]) -> BatchValues:
-    return BatchValues(_dims(c, b.get("values"), BATCH_DIMS, "batch.values"),
-                       _reasons(c, b.get("reasons"), BATCH_DIMS, "batch.reasons"))
-
-
-def _validation(c: _Checker, v: Mapping[str, Any]) -> Validation:
-    w = "validation."
-    status = c.field(v, "status", lambda x: x in ("valid", "invalid"), "valid or invalid", w)
-    similarity = c.field(v, "similarity", lambda x: x is None or (_number(x) and -1 <= x <= 1),
-                         "a number in [-1, 1] or null", w)
-    threshold = c.field(v, "threshold", lambda x: _number(x) and 0 <= x <= 1, "a number in [0, 1]", w)
-    quality = c.field(v, "confidence_quality", lambda x: x in ("high", "medium", "low"), "high/medium/low", w)
-    failed = c.field(v, "failed_metrics", lambda x: isinstance(x, list) and all(m in STREAMING_DIMS for m in x),
-                     "a list of streaming dims", w)
-    errors = v.get("errors")
-    if not isinstance(errors, Mapping) or not set(errors) <= set(STREAMING_DIMS) or not all(
-            e is None or (_number(e) and e >= 0) for e in errors.values()):
-        c.problems.append("validation.errors must map streaming dims to numbers >= 0 or null")
-        errors = {}
-    validated_at = c.field(v, "validated_at", _nonneg, "a time", w)
-    return Validation(status, similarity, threshold, quality, tuple(failed or ()), dict(errors), validated_at)
-
-
-def parse_failure(key: str, data: Any) -> Failure:
-    """A ``Failure`` from its JSON form; raises ``BadEntryError``."""
-    c = _Checker()
-    if not isinstance(data, Mapping):
-        raise BadEntryError(key, ["failure is not a JSON object"])
-    values = (
-        c.field(data, "path", lambda v: isinstance(v, str) and bool(v), "a path"),
-        c.field(data, "error_type", _text, "text"),
-        c.field(data, "message", _text, "text"),
-        c.field(data, "size", _integer(-1), "a size in bytes"),
-        c.field(data, "mtime_ns", _integer(-1), "a time in ns"),
-        c.field(data, "failed_at", _nonneg, "a time"),
-    )
-    if c.problems:
-        raise BadEntryError(key, c.problems)
-    return Failure(*values)
-
-
-def parse_path_entry(key: str, data: Any) -> dict[str, Any]:
-    """A path entry {path, size, mtime_ns, digest, content_key}; raises ``BadEntryError``."""
-    c = _Checker()
-    c.field(data, "path", lambda v: isinstance(v, str) and bool(v), "a path")
-    c.field(data, "size", _integer(0), "a size")
-    c.field(data, "mtime_ns", _integer(0), "a time in ns")
-    c.field(data, "digest", _hex32, "32 hex digits")
-    c.field(data, "content_key", _hex32, "32 hex digits")
-    if c.problems:
-        raise BadEntryError(key, c.problems)
-    return dict(data)

@@ -95,7 +95,7 @@ BAD_OPTIONS = [
     ("search", "{q}", "--weights", "temporal=1e400"),
     ("search", "{q}", "--weights", "temporal=-1"),
     ("search", "{q}", "--weights", ",".join(f"{g}=0" for g in ("frequency", "dynamics", "temporal", "spectral",
-                                                               "harmonic", "variation", "stereo"))),
+                                                               "harmonic", "variation", "stereo", "timbre"))),
     ("search", "{q}", "--weights", "[/red]=1"),
     ("search", "{q}", "-k", "0"),
     ("search", "{q}", "--strategy", "[bold]x"),
@@ -139,7 +139,7 @@ def test_rediss_against_a_plain_server_fails_quickly(redis_server):
 def test_a_single_file_gets_its_time_limit(tmp_path):
     """Defect 6: --timeout applies to one file too (it runs in a worker)."""
     long = tmp_path / "long.wav"
-    long.write_bytes(wav_bytes(signal(600.0, 16000, 1, 5)[:, 0], 16000))
+    long.write_bytes(wav_bytes(signal(1800.0, 16000, 1, 5)[:, 0], 16000))
     run = assert_clear(cli("analyze", long, "--timeout", "1", "--json", store=tmp_path / "s"), 3)
     (row,) = run.json_lines()
     assert row["status"] == "error" and "longer than 1 s" in row["error"]

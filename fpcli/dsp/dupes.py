@@ -1,0 +1,126 @@
+"""The duplicate key: a coarse decoded-audio signature that survives re-encoding
+(lossless, MP3, Ogg) and resampling, in the spirit of Haitsma & Kalker (2002).
+
+The first ``MAX_WINDOWS`` x 0.5 s of the track (about a minute) are cut into windows
+on a time grid in seconds (so the grid does not depend on the sample rate or hop).
+Per window, the mean power of 17 bands log-spaced from 300 Hz to 4 kHz (inside every
+usable sample rate and below any MP3 low-pass) gives 16 bits: the sign of the change
+over time of the difference between neighbouring bands,
+
+    D[t, b] = (L[t, b+1] - L[t, b]) - (L[t-1, b+1] - L[t-1, b])   (L in dB).
+
+A bit is *reliable* where |D| >= RELIABLE_DB and both windows are audible; two keys
+are compared on the bits reliable in both (an unreliable bit is near a sign change
+and may flip under a lossy codec; silence has no information). Copies of one
+recording agree on almost every reliable bit; different recordings agree on about
+half (like coin flips), so the threshold ``MAX_BIT_ERRORS`` leaves a wide margin on
+both sides. Memory is O(1): a fixed (MAX_WINDOWS, 17) table of sums.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+WINDOW_S = 0.5
+MAX_WINDOWS = 121                    # 120 window pairs: 1920 bits at most
+BAND_LOW_HZ, BAND_HIGH_HZ, N_BANDS = 300.0, 4000.0, 17
+RELIABLE_DB = 1.0                    # |D| below this: the bit is not used
+AUDIBLE_DB = -70.0                   # window band power re a full-scale sine (per frame)
+FULL_WINDOW_SHARE = 0.9              # a window needs 90 % of its frames (drops the last, cut one)
+MIN_SHARED_BITS = 64                 # fewer reliable bits in common: cannot tell
+MAX_BIT_ERRORS = 0.10                # share of disagreeing shared bits for "same recording"
+DURATION_TOLERANCE_S = 1.0           # codec padding and delay are far below this
+
+
+@dataclasses.dataclass(frozen=True)
+class DupeKey:
+    """``bits`` and ``mask`` (reliable bits) as hex of packed bits, 16 per window pair,
+    over ``windows`` window pairs."""
+
+    bits: str
+    mask: str
+    windows: int
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(bits, mask) as bool arrays of 16 * windows."""
+        n = 16 * self.windows
+        bits = np.unpackbits(np.frombuffer(bytes.fromhex(self.bits), dtype=np.uint8))[:n].astype(bool)
+        mask = np.unpackbits(np.frombuffer(bytes.fromhex(self.mask), dtype=np.uint8))[:n].astype(bool)
+        return bits, mask
+
+
+def band_matrix(freqs: np.ndarray) -> np.ndarray:
+    """(n_bins, N_BANDS) float32: 1 where an FFT bin lies in a band (log-spaced edges)."""
+    edges = np.geomspace(BAND_LOW_HZ, BAND_HIGH_HZ, N_BANDS + 1)
+    index = np.searchsorted(edges, freqs, side="right") - 1
+    matrix = np.zeros((len(freqs), N_BANDS), dtype=np.float32)
+    inside = (index >= 0) & (index < N_BANDS)
+    matrix[np.flatnonzero(inside), index[inside]] = 1.0
+    return matrix
+
+
+class SignatureBuilder:
+    """Accumulates band powers of frames into 0.5 s windows; ``key()`` any time."""
+
+    def __init__(self, samplerate: int, n_fft: int, hop: int, freqs: np.ndarray, full_scale_power: float) -> None:
+        self.samplerate = samplerate
+        self.n_fft, self.hop = n_fft, hop
+        self.bands = band_matrix(freqs)
+        self.full_scale_power = full_scale_power
+        self.sums = np.zeros((MAX_WINDOWS, N_BANDS))
+        self.counts = np.zeros(MAX_WINDOWS)
+        self.frames = 0
+
+    def push(self, power: np.ndarray) -> None:
+        """Fold (n, n_bins) frame powers in (frames numbered from the stream start)."""
+        n = len(power)
+        first, self.frames = self.frames, self.frames + n
+        centres = (np.arange(first, first + n) * self.hop + self.n_fft / 2) / self.samplerate
+        window = np.floor(centres / WINDOW_S).astype(np.intp)
+        keep = window < MAX_WINDOWS
+        if not keep.any():
+            return
+        energy = power[keep] @ self.bands
+        np.add.at(self.sums, window[keep], energy.astype(np.float64))
+        np.add.at(self.counts, window[keep], 1.0)
+
+    def key(self) -> DupeKey | None:
+        """The key of the full windows so far; None with fewer than two."""
+        full = WINDOW_S * self.samplerate / self.hop
+        complete = self.counts >= FULL_WINDOW_SHARE * full
+        n = int(np.argmin(complete)) if not complete.all() else MAX_WINDOWS
+        if n < 2:
+            return None
+        mean = self.sums[:n] / self.counts[:n, None] / self.full_scale_power
+        level = 10 * np.log10(np.maximum(mean, 1e-30))
+        audible = level.max(axis=1) >= AUDIBLE_DB
+        slope = np.diff(level, axis=1)                  # (n, 16) neighbouring-band differences
+        change = np.diff(slope, axis=0)                 # (n - 1, 16) their change over time
+        reliable = (np.abs(change) >= RELIABLE_DB) & audible[1:, None] & audible[:-1, None]
+        return DupeKey(np.packbits(change > 0).tobytes().hex(), np.packbits(reliable).tobytes().hex(), n - 1)
+
+
+def bit_errors(a: DupeKey, b: DupeKey) -> tuple[float, int]:
+    """(share of disagreeing bits, bits compared) over the bits reliable in both keys
+    (NaN share when none)."""
+    n = 16 * min(a.windows, b.windows)
+    bits_a, mask_a = a.arrays()
+    bits_b, mask_b = b.arrays()
+    shared = mask_a[:n] & mask_b[:n]
+    count = int(shared.sum())
+    if count == 0:
+        return math.nan, 0
+    return float((bits_a[:n] != bits_b[:n])[shared].mean()), count
+
+
+def same_recording(a: DupeKey, b: DupeKey, seconds_a: float, seconds_b: float) -> bool:
+    """Whether two keys (and durations, s) are the same recording: durations within
+    DURATION_TOLERANCE_S, at least MIN_SHARED_BITS reliable bits in common and at most
+    MAX_BIT_ERRORS of them differing."""
+    if abs(seconds_a - seconds_b) > DURATION_TOLERANCE_S:
+        return False
+    errors, count = bit_errors(a, b)
+    return count >= MIN_SHARED_BITS and errors <= MAX_BIT_ERRORS

@@ -1,0 +1,81 @@
+"""Duplicates: the same recording in several files (another codec, bit depth or
+sample rate, or a byte-identical copy), recognised by the records' duplicate keys
+(``fpcli.dsp.dupes``).
+
+* ``duplicate_groups``: every group of records of one recording in the store
+  (``fpcli cache dupes``). Candidates are records of similar duration (sorted by
+  duration, compared within DURATION_TOLERANCE_S), so the cost is n log n plus the
+  pairs of near-equal duration, not n^2.
+* ``drop_duplicates``: search hits without the query's duplicates and without a
+  second copy of an earlier hit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+from fpcli.dsp.dupes import DURATION_TOLERANCE_S, same_recording
+from fpcli.params import FINGERPRINT_VERSION
+from fpcli.store import Record
+
+
+@dataclasses.dataclass(frozen=True)
+class DupeGroup:
+    """One recording stored as several records (or one record seen at several paths):
+    every path, and the digests of the records."""
+
+    paths: tuple[str, ...]
+    digests: tuple[str, ...]
+
+
+def same(a: Record, b: Record) -> bool:
+    """Whether two records hold the same recording (same content, or matching keys)."""
+    if a.digest == b.digest:
+        return True
+    if a.dupe_key is None or b.dupe_key is None:
+        return False
+    return same_recording(a.dupe_key, b.dupe_key, a.audio.duration_s, b.audio.duration_s)
+
+
+def duplicate_groups(records: Iterable[Record]) -> list[DupeGroup]:
+    """Groups (two paths or more) of the v2 records of one recording, by union-find
+    over matching pairs; largest group first, then by first path."""
+    items = sorted((r for r in records if r.fingerprint_version == FINGERPRINT_VERSION),
+                   key=lambda r: r.audio.duration_s)
+    parent = list(range(len(items)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, record in enumerate(items):
+        for j in range(i + 1, len(items)):
+            if items[j].audio.duration_s - record.audio.duration_s > DURATION_TOLERANCE_S:
+                break
+            if same(record, items[j]):
+                parent[root(j)] = root(i)
+    members: dict[int, list[Record]] = {}
+    for i, record in enumerate(items):
+        members.setdefault(root(i), []).append(record)
+    groups = []
+    for group in members.values():
+        paths = tuple(sorted({p.path for r in group for p in r.paths}))
+        if len(paths) > 1:
+            groups.append(DupeGroup(paths, tuple(sorted({r.digest for r in group}))))
+    return sorted(groups, key=lambda g: (-len(g.paths), g.paths[0]))
+
+
+def drop_duplicates(query: Record, hits: Sequence[Record]) -> tuple[list[int], int]:
+    """Indices of ``hits`` to keep (in order): not the query's recording, not the
+    recording of an earlier kept hit. Returns (kept indices, how many dropped)."""
+    kept: list[int] = []
+    seen = [query]
+    for i, record in enumerate(hits):
+        if any(same(record, other) for other in seen):
+            continue
+        kept.append(i)
+        seen.append(record)
+    return kept, len(hits) - len(kept)

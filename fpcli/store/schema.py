@@ -1,0 +1,336 @@
+"""The one place records become JSON text and back: ``dumps``/``loads`` and the
+checkers used by store reads, imports and ``cache verify`` alike (so an import cannot
+hold what a read refuses). Every field is checked for type and range; a value that
+breaks a rule is one ``BadEntryError`` listing every problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from fpcli.errors import BadEntryError
+from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
+from fpcli.store.records import (
+    COV_TOLERANCE,
+    HEX32,
+    RECORD_SCHEMA,
+    AudioFacts,
+    BatchValues,
+    Failure,
+    PathSeen,
+    Record,
+    StreamingValues,
+    Validation,
+)
+
+if TYPE_CHECKING:
+    from fpcli.dsp.dupes import DupeKey
+    from fpcli.dsp.timbre import Timbre
+
+
+# -- JSON: the one place records become text and back -----------------------------------------
+
+def dumps(data: Any) -> str:
+    """Compact JSON text; ASCII only (lone surrogates of undecodable path bytes become
+    ``\\udcXX`` escapes, which every backend can store)."""
+    return json.dumps(data, separators=(",", ":"), allow_nan=False)
+
+
+def loads(key: str, text: str | bytes) -> Any:
+    """Parse stored JSON; anything else (including NaN/Infinity) is a bad entry."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        raise BadEntryError(key, [f"not valid JSON ({str(exc)[:60]})"]) from None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number")
+
+
+def record_to_json(record: Record) -> dict[str, Any]:
+    """The record's JSON object (the inverse of ``parse_record``)."""
+    data = _plain(record)
+    data["schema"] = RECORD_SCHEMA
+    return data
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` without its deep copies (imports and exports convert
+    every record): dataclasses become dicts (``Timbre`` and ``DupeKey`` too, which
+    gives the same object as their ``to_dict``), tuples lists, scalars are shared."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if hasattr(kind, "__dataclass_fields__"):
+        return {name: _plain(getattr(value, name)) for name in kind.__dataclass_fields__}
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else _plain(v) for k, v in value.items()}
+    if kind is tuple or kind is list:
+        return [_plain(v) for v in value]
+    return value
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def failure_to_json(failure: Failure) -> dict[str, Any]:
+    return dataclasses.asdict(failure)
+
+
+class _Checker:
+    """Collects every problem of one JSON object against the schema."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def field(self, data: Mapping[str, Any], name: str, check: Callable[[Any], bool], rule: str,
+              where: str = "") -> Any:
+        value = data.get(name) if isinstance(data, Mapping) else None
+        if not check(value):
+            self.problems.append(f"{where}{name} is {_show(value)}, not {rule}")
+            return None  # never converted (float(10**400) overflows)
+        return value
+
+    def obj(self, data: Any, name: str, where: str = "") -> Mapping[str, Any]:
+        value = data.get(name) if isinstance(data, Mapping) else None
+        if not isinstance(value, Mapping):
+            self.problems.append(f"{where}{name} is {_show(value)}, not an object")
+            return {}
+        return value
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(value: Any) -> bool:
+    """A finite JSON number; an integer too large for a float (10**400) is not one."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
+
+
+def _integer(low: int = 0) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v < 2**63
+
+
+def _nonneg(value: Any) -> bool:
+    return _number(value) and value >= 0
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _hex32(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 32 and set(value) <= HEX32
+
+
+def _params_key(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 64 and value.replace("-", "").isalnum()
+
+
+def _dims(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[str, float | None]:
+    if not isinstance(values, Mapping) or set(values) != set(names):
+        c.problems.append(f"{where} must map exactly the {len(names)} dims to numbers or null")
+        return {}
+    for name, value in values.items():
+        if value is not None and not _number(value):
+            c.problems.append(f"{where}.{name} is {_show(value)}, not a finite number or null")
+    return {name: (float(values[name]) if _number(values[name]) else None) for name in names}
+
+
+def _reasons(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[str, str]:
+    if not isinstance(values, Mapping) or not set(values) <= set(names) or not all(
+            isinstance(v, str) for v in values.values()):
+        c.problems.append(f"{where} must map dims to text")
+        return {}
+    return dict(values)
+
+
+def parse_record(key: str, data: Any) -> Record:
+    """A ``Record`` from its JSON form, every field checked for type and range;
+    raises ``BadEntryError`` listing every problem."""
+    c = _Checker()
+    if not isinstance(data, Mapping):
+        raise BadEntryError(key, ["record is not a JSON object"])
+    c.field(data, "schema", lambda v: v == RECORD_SCHEMA, f"schema {RECORD_SCHEMA}")
+    digest = c.field(data, "digest", _hex32, "32 hex digits")
+    ck = c.field(data, "content_key", _hex32, "32 hex digits")
+    params_key = c.field(data, "params_key", _params_key, "a parameter key")
+    version = c.field(data, "fingerprint_version", _integer(0), "a version number")
+    size = c.field(data, "size", _integer(0), "a size in bytes")
+    complete = c.field(data, "complete", lambda v: isinstance(v, bool), "true/false")
+    analysed_at = c.field(data, "analysed_at", _nonneg, "a time")
+    last_used_at = c.field(data, "last_used_at", _nonneg, "a time")
+    paths = _paths(c, data.get("paths"))
+    audio = _audio(c, c.obj(data, "audio"))
+    streaming = _streaming(c, c.obj(data, "streaming"))
+    batch = None if data.get("batch") is None else _batch(c, c.obj(data, "batch"))
+    validation = None if data.get("validation") is None else _validation(c, c.obj(data, "validation"))
+    timbre = None if data.get("timbre") is None else _timbre(c, data.get("timbre"))
+    dupe_key = None if data.get("dupe_key") is None else _dupe_key(c, c.obj(data, "dupe_key"))
+    if c.problems:
+        raise BadEntryError(key, c.problems)
+    return Record(digest, ck, params_key, version, size, paths, complete, audio, streaming, batch, validation,
+                  float(analysed_at), float(last_used_at), timbre, dupe_key)
+
+
+def _paths(c: _Checker, items: Any) -> tuple[PathSeen, ...]:
+    if not isinstance(items, list) or not all(
+            isinstance(p, Mapping) and isinstance(p.get("path"), str) and p["path"]
+            and _integer(0)(p.get("mtime_ns")) for p in items):
+        c.problems.append("paths must be a list of {path, mtime_ns}")
+        return ()
+    return tuple(PathSeen(p["path"], p["mtime_ns"]) for p in items)
+
+
+def _audio(c: _Checker, a: Mapping[str, Any]) -> AudioFacts:
+    w = "audio."
+    values = (
+        c.field(a, "duration_s", _nonneg, "seconds >= 0", w),
+        c.field(a, "samplerate", _integer(1), "a rate in Hz", w),
+        c.field(a, "channels", _integer(1), "a channel count", w),
+        c.field(a, "format", _text, "text", w),
+        c.field(a, "subtype", _text, "text", w),
+        c.field(a, "partial", lambda v: isinstance(v, bool), "true/false", w),
+        c.field(a, "partial_reason", lambda v: v is None or isinstance(v, str), "text or null", w),
+    )
+    return AudioFacts(*values) if not c.problems else AudioFacts(0.0, 1, 1, "", "", False, None)
+
+
+def _streaming(c: _Checker, s: Mapping[str, Any]) -> StreamingValues:
+    values = _dims(c, s.get("values"), STREAMING_DIMS, "streaming.values")
+    confidence = s.get("confidence")
+    if not isinstance(confidence, Mapping) or set(confidence) != set(STREAMING_DIMS) or not all(
+            _number(v) and 0 <= v <= 1 for v in confidence.values()):
+        c.problems.append("streaming.confidence must give each streaming dim a number in [0, 1]")
+        confidence = {}
+    reasons = _reasons(c, s.get("reasons"), STREAMING_DIMS, "streaming.reasons")
+    chunks = c.field(s, "chunks", _integer(0), "a count", "streaming.")
+    seconds = c.field(s, "seconds", _nonneg, "seconds >= 0", "streaming.")
+    return StreamingValues(values, {k: float(v) for k, v in confidence.items()}, reasons, chunks or 0,
+                           float(seconds or 0.0))
+
+
+def _batch(c: _Checker, b: Mapping[str, Any]) -> BatchValues:
+    return BatchValues(_dims(c, b.get("values"), BATCH_DIMS, "batch.values"),
+                       _reasons(c, b.get("reasons"), BATCH_DIMS, "batch.reasons"))
+
+
+def _validation(c: _Checker, v: Mapping[str, Any]) -> Validation:
+    w = "validation."
+    status = c.field(v, "status", lambda x: x in ("valid", "invalid"), "valid or invalid", w)
+    similarity = c.field(v, "similarity", lambda x: x is None or (_number(x) and -1 <= x <= 1),
+                         "a number in [-1, 1] or null", w)
+    threshold = c.field(v, "threshold", lambda x: _number(x) and 0 <= x <= 1, "a number in [0, 1]", w)
+    quality = c.field(v, "confidence_quality", lambda x: x in ("high", "medium", "low"), "high/medium/low", w)
+    failed = c.field(v, "failed_metrics", lambda x: isinstance(x, list) and all(m in STREAMING_DIMS for m in x),
+                     "a list of streaming dims", w)
+    errors = v.get("errors")
+    if not isinstance(errors, Mapping) or not set(errors) <= set(STREAMING_DIMS) or not all(
+            e is None or (_number(e) and e >= 0) for e in errors.values()):
+        c.problems.append("validation.errors must map streaming dims to numbers >= 0 or null")
+        errors = {}
+    validated_at = c.field(v, "validated_at", _nonneg, "a time", w)
+    return Validation(status, similarity, threshold, quality, tuple(failed or ()), dict(errors), validated_at)
+
+
+def _timbre(c: _Checker, t: Any) -> Timbre | None:
+
+    """A timbre block: mean of N_MFCC finite numbers, an N_MFCC x N_MFCC finite covariance,
+    symmetric and positive semi-definite within COV_TOLERANCE (relative to its largest
+    entry), frames >= 1."""
+    import numpy as np
+
+    from fpcli.dsp.timbre import N_MFCC, Timbre
+    problems = len(c.problems)
+    if not isinstance(t, Mapping):
+        c.problems.append(f"timbre is {_show(t)}, not an object")
+        return None
+    mean: Any = t.get("mean")
+    cov: Any = t.get("cov")
+    # Checked as whole arrays: a look-up parses a record, and 182 numbers one by one
+    # were half of a cached look-up's time.
+    if not (isinstance(mean, list) and len(mean) == N_MFCC and _plain_numbers(mean)):
+        c.problems.append(f"timbre.mean must be a list of {N_MFCC} finite numbers")
+    if not (isinstance(cov, list) and len(cov) == N_MFCC and all(
+            isinstance(row, list) and len(row) == N_MFCC for row in cov) and _plain_numbers(
+            [v for row in cov for v in row])):
+        c.problems.append(f"timbre.cov must be a {N_MFCC} x {N_MFCC} list of finite numbers")
+    frames = c.field(t, "frames", _integer(1), "a frame count >= 1", "timbre.")
+    if len(c.problems) > problems:
+        return None
+    matrix = np.array(cov, dtype=np.float64)
+    scale = 1.0 + float(np.abs(matrix).max())
+    if float(np.abs(matrix - matrix.T).max()) > COV_TOLERANCE * scale:
+        c.problems.append("timbre.cov is not symmetric")
+    elif float(np.linalg.eigvalsh(matrix).min()) < -COV_TOLERANCE * scale:
+        c.problems.append("timbre.cov is not positive semi-definite")
+    if len(c.problems) > problems:
+        return None
+    return Timbre(tuple(float(v) for v in mean), tuple(tuple(float(v) for v in row) for row in cov), frames)
+
+
+def _plain_numbers(values: list[Any]) -> bool:
+    """Every value an int or float (not a bool, not text) and finite, checked at C speed."""
+    import numpy as np
+
+    if not all(type(v) is float or type(v) is int for v in values):
+        return False
+    array = np.array(values, dtype=np.float64)  # an int beyond float range becomes inf
+    return bool(np.isfinite(array).all())
+
+
+def _dupe_key(c: _Checker, d: Mapping[str, Any]) -> DupeKey | None:
+    """A duplicate key: windows in [1, MAX_WINDOWS - 1]; bits and mask hex strings of
+    16 bits per window."""
+    from fpcli.dsp.dupes import MAX_WINDOWS, DupeKey
+
+    windows: Any = d.get("windows")
+    if not _integer(1)(windows) or windows >= MAX_WINDOWS:
+        c.problems.append(f"dupe_key.windows is {_show(windows)}, not a count in [1, {MAX_WINDOWS - 1}]")
+        return None
+    for name in ("bits", "mask"):
+        value = d.get(name)
+        if not isinstance(value, str) or len(value) != 4 * windows or not set(value) <= HEX32:
+            c.problems.append(f"dupe_key.{name} is {_show(value)}, not {4 * windows} hex digits")
+    return None if any(p.startswith("dupe_key.") for p in c.problems) else DupeKey(d["bits"], d["mask"], windows)
+
+
+def parse_failure(key: str, data: Any) -> Failure:
+    """A ``Failure`` from its JSON form; raises ``BadEntryError``."""
+    c = _Checker()
+    if not isinstance(data, Mapping):
+        raise BadEntryError(key, ["failure is not a JSON object"])
+    values = (
+        c.field(data, "path", lambda v: isinstance(v, str) and bool(v), "a path"),
+        c.field(data, "error_type", _text, "text"),
+        c.field(data, "message", _text, "text"),
+        c.field(data, "size", _integer(-1), "a size in bytes"),
+        c.field(data, "mtime_ns", _integer(-1), "a time in ns"),
+        c.field(data, "failed_at", _nonneg, "a time"),
+    )
+    if c.problems:
+        raise BadEntryError(key, c.problems)
+    return Failure(*values)
+
+
+def parse_path_entry(key: str, data: Any) -> dict[str, Any]:
+    """A path entry {path, size, mtime_ns, digest, content_key}; raises ``BadEntryError``."""
+    c = _Checker()
+    c.field(data, "path", lambda v: isinstance(v, str) and bool(v), "a path")
+    c.field(data, "size", _integer(0), "a size")
+    c.field(data, "mtime_ns", _integer(0), "a time in ns")
+    c.field(data, "digest", _hex32, "32 hex digits")
+    c.field(data, "content_key", _hex32, "32 hex digits")
+    if c.problems:
+        raise BadEntryError(key, c.problems)
+    return dict(data)

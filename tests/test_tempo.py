@@ -1,0 +1,153 @@
+"""Tempo from the metrical structure (fpcli.dsp.tempo) and the calibrated confidences.
+
+Signals are generated (fpcli.synth); the tempo path below is the pipeline's (same
+classes, same order), without the features tempo does not need, to keep tests fast.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fpcli import synth
+from fpcli.audio import mixdown
+from fpcli.batch import BatchAnalyzer
+from fpcli.dsp.framing import Framer
+from fpcli.dsp.onset import TEMPO_BANDS_HZ, OnsetAutocorrelation, OnsetEnvelope, mel_centres_hz
+from fpcli.dsp.spectral import SpectralTools
+from fpcli.dsp.tempo import autocorrelation_lags, estimate_tempo
+from fpcli.params import AnalysisParams
+from fpcli.streaming import EVIDENCE_SCALES, StreamingAnalyzer, confidence_from_evidence
+
+SR = 22050
+PARAMS = AnalysisParams()
+
+
+def tempo_of(x: np.ndarray, sr: int = SR, chunk: int | None = None):
+    """The pipeline's tempo path on a (frames, channels) signal."""
+    tools = SpectralTools.create(sr, PARAMS)
+    framer = Framer(PARAMS.n_fft, PARAMS.hop)
+    envelope = OnsetEnvelope(tools.full_scale_power, mel_centres_hz(tools.mel_matrix, tools.freqs))
+    frame_rate = sr / PARAMS.hop
+    acf = OnsetAutocorrelation(autocorrelation_lags(frame_rate, PARAMS), channels=1 + len(TEMPO_BANDS_HZ))
+    step = chunk or len(x)
+    for i in range(0, len(x), step):
+        frames, _ = framer.push(mixdown(x[i : i + step]))
+        if len(frames):
+            acf.push(envelope.push(tools.power(frames) @ tools.mel_matrix))
+    return estimate_tempo(acf.normalized(), frame_rate, PARAMS)
+
+
+@pytest.mark.parametrize("bpm", [60, 72, 90, 100, 120, 140, 160, 180])
+def test_click_tracks_read_at_the_click_rate(bpm):
+    # All metrical levels of a click track are equally periodic: the faster one wins.
+    assert tempo_of(synth.click_track(bpm, 20.0, SR)).bpm == pytest.approx(bpm, rel=0.02)
+
+
+@pytest.mark.parametrize("bpm", [70, 96, 124, 150])
+def test_music_like_clips(bpm):
+    assert tempo_of(synth.music_like(20.0, SR, bpm=bpm, seed=1)).bpm == pytest.approx(bpm, rel=0.04)
+
+
+@pytest.mark.parametrize("meter,bpm", [("4/4", 64), ("4/4", 112), ("4/4", 176), ("3/4", 90), ("3/4", 144),
+                                       ("6/8", 50), ("6/8", 66), ("6/8", 86), ("6/8", 100)])
+def test_meters_give_the_nominal_beat(meter, bpm):
+    # 6/8: the beat is the dotted quarter (three eighths), not the eighth pulse (x3)
+    # nor the quarter (x3/2).
+    assert tempo_of(synth.metrical_clip(bpm, 20.0, SR, meter=meter)).bpm == pytest.approx(bpm, rel=0.04)
+
+
+@pytest.mark.parametrize("bpm", [84, 99, 116, 132])
+def test_loud_offbeat_hihats_do_not_double_the_tempo(bpm):
+    # The previous octave rule read 99 BPM with strong off-beats as ~200 BPM.
+    assert tempo_of(synth.metrical_clip(bpm, 20.0, SR, offbeat=True, seed=2)).bpm == pytest.approx(bpm, rel=0.04)
+
+
+@pytest.mark.parametrize("bpm", [72, 120])
+def test_swing_keeps_the_beat(bpm):
+    assert tempo_of(synth.metrical_clip(bpm, 20.0, SR, swing=1.0)).bpm == pytest.approx(bpm, rel=0.04)
+
+
+@pytest.mark.parametrize("meter,bpm", [("4/4", 96), ("6/8", 58)])
+def test_tempo_is_stable_as_more_is_heard(meter, bpm):
+    x = synth.metrical_clip(bpm, 30.0, SR, meter=meter, seed=4)
+    estimates = [tempo_of(x[: int(s * SR)]).bpm for s in (10, 20, 30)]
+    assert all(e == pytest.approx(bpm, rel=0.04) for e in estimates)
+
+
+def test_tempo_does_not_depend_on_chunking():
+    x = synth.metrical_clip(76, 15.0, SR, meter="6/8")
+    whole = tempo_of(x)
+    chunked = tempo_of(x, chunk=3001)
+    assert chunked.bpm == pytest.approx(whole.bpm, rel=1e-9)
+    assert chunked.margin == pytest.approx(whole.margin, rel=1e-6, abs=1e-9)
+
+
+def test_streaming_and_batch_agree_on_a_compound_meter():
+    x = synth.metrical_clip(66, 12.0, SR, meter="6/8", seed=3)
+    stream, batch = StreamingAnalyzer(SR, 1), BatchAnalyzer(SR, 1)
+    for i in range(0, len(x), 4096):
+        stream.push(x[i : i + 4096])
+        batch.push(x[i : i + 4096])
+    s, b = stream.finish().values, batch.finish().values
+    assert s["tempo_bpm"] == pytest.approx(b["tempo_bpm"], rel=1e-9)
+    assert s["tempo_bpm"] == pytest.approx(66, rel=0.04)
+    assert s["tempo_bpm"] == pytest.approx(tempo_of(x).bpm, rel=1e-9)  # the helper is the pipeline's path
+
+
+def test_margin_is_non_negative_and_larger_for_a_clear_beat():
+    clear = tempo_of(synth.metrical_clip(120, 20.0, SR))
+    rng = np.random.default_rng(0)
+    noise = tempo_of((0.1 * rng.standard_normal((20 * SR, 1))).astype(np.float32))
+    assert clear.margin >= 0 and (math.isnan(noise.bpm) or noise.margin >= 0)
+    assert math.isnan(noise.bpm) or clear.margin > noise.margin
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(50, 300), st.integers(1, 40))
+def test_multichannel_autocorrelation_equals_one_channel_at_a_time(seed, length, chunk):
+    x = np.random.default_rng(seed).random((length, 3))
+    together = OnsetAutocorrelation(max_lag=25, channels=3)
+    alone = [OnsetAutocorrelation(max_lag=25) for _ in range(3)]
+    for i in range(0, length, chunk):
+        together.push(x[i : i + chunk])
+        for c in range(3):
+            alone[c].push(x[i : i + chunk, c])
+    got = together.normalized()
+    for c in range(3):
+        np.testing.assert_allclose(got[:, c], alone[c].normalized(), atol=1e-12)
+
+
+# -- confidence ------------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(EVIDENCE_SCALES)), st.floats(0, 1e5), st.floats(0, 1e5),
+       st.one_of(st.none(), st.floats(0, 1)), st.floats(0.1, 3600), st.floats(0, 10))
+def test_confidence_is_in_range_and_monotone_in_evidence(name, a, b, share, seconds, margin):
+    low, high = sorted((a, b))
+    c_low = confidence_from_evidence(name, low, share, seconds, margin)
+    c_high = confidence_from_evidence(name, high, share, seconds, margin)
+    assert 0.0 <= c_low <= c_high <= 0.99
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(sorted(EVIDENCE_SCALES)), st.floats(0, 1e4), st.floats(0, 1), st.floats(0, 1),
+       st.floats(0.1, 3600))
+def test_confidence_does_not_fall_as_more_of_the_track_is_read(name, evidence, a, b, seconds):
+    low, high = sorted((a, b))
+    assert (confidence_from_evidence(name, evidence, low, seconds)
+            <= confidence_from_evidence(name, evidence, high, seconds))
+
+
+def test_confidence_is_one_only_for_a_complete_track():
+    x = synth.music_like(12.0, SR, bpm=110)
+    analyzer = StreamingAnalyzer(SR, 2, expected_frames=len(x))
+    analyzer.push(x[: 6 * SR])
+    partial = analyzer.snapshot().confidence
+    assert all(0.0 <= c <= 0.99 for c in partial.values())
+    analyzer.push(x[6 * SR :])
+    assert all(c == 1.0 for c in analyzer.finish().confidence.values())

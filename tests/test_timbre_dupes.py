@@ -1,0 +1,335 @@
+"""Fingerprint v2: the timbre Gaussian (streaming vs batch parity, silence, the
+record's checks), the timbre distance and its prefilter, the octave-aware tempo, and
+duplicates (another codec or sample rate of one recording)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.fft
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.signal import resample_poly
+from typer.testing import CliRunner
+
+from fpcli import synth
+from fpcli.batch import BatchAnalyzer
+from fpcli.cli import app
+from fpcli.dsp.dupes import bit_errors, same_recording
+from fpcli.dsp.timbre import N_MFCC, Timbre, dct_matrix
+from fpcli.errors import BadEntryError
+from fpcli.fingerprint import STREAMING_DIMS
+from fpcli.library import RunOptions, run_library
+from fpcli.params import FINGERPRINT_VERSION, AnalysisParams
+from fpcli.search import Index, dim_weights, search, top_k
+from fpcli.search.index import tempo_point
+from fpcli.search.rank import default_weights, exact_distances
+from fpcli.search.timbre import TIMBRE_COLUMNS, js_divergence, pack
+from fpcli.store import FingerprintStore
+from fpcli.store.schema import parse_record, record_to_json
+from fpcli.streaming import StreamingAnalyzer
+from tests.conftest import write
+
+SR = 22050
+CLIP = synth.music_like(6.0, SR, seed=3, bpm=100)
+
+
+def _push(analyzer: StreamingAnalyzer | BatchAnalyzer, x: np.ndarray, cuts: list[int]) -> None:
+    start = 0
+    for cut in [*sorted(set(cuts)), len(x)]:
+        if cut > start:
+            analyzer.push(x[start:cut])
+            start = cut
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(0, len(CLIP)), max_size=8), st.lists(st.integers(0, len(CLIP)), max_size=8))
+def test_streaming_timbre_equals_batch_for_any_chunking(stream_cuts, batch_cuts):
+    """Running sums (streaming) and np.cov of the kept frames (batch) agree to rounding."""
+    streaming, batch = StreamingAnalyzer(SR, 2), BatchAnalyzer(SR, 2)
+    _push(streaming, CLIP, stream_cuts)
+    _push(batch, CLIP, batch_cuts)
+    s, b = streaming.finish().timbre, batch.finish().timbre
+    assert s is not None and b is not None and s.frames == b.frames > 100
+    (ms, cs), (mb, cb) = s.arrays(), b.arrays()
+    np.testing.assert_allclose(ms, mb, rtol=1e-7, atol=1e-6)
+    np.testing.assert_allclose(cs, cb, rtol=1e-6, atol=1e-6 * np.abs(cb).max())
+
+
+def test_mfcc_basis_is_the_orthonormal_dct_ii():
+    log_mel = np.random.default_rng(0).normal(size=(5, 64))
+    expected = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=1)[:, :N_MFCC]
+    np.testing.assert_allclose(log_mel @ dct_matrix(64), expected, atol=1e-12)
+
+
+def test_silent_frames_are_skipped():
+    tone = synth.music_like(20.0, SR, seed=1)
+    padded = np.concatenate([np.zeros((SR * 3, 2), np.float32), tone, np.zeros((SR * 3, 2), np.float32)])
+    plain, with_silence = StreamingAnalyzer(SR, 2), StreamingAnalyzer(SR, 2)
+    plain.push(tone)
+    with_silence.push(padded)
+    a, b = plain.finish().timbre, with_silence.finish().timbre
+    assert a is not None and b is not None
+    # Six seconds of digital silence add ~258 frames; only the few straddling the edges count,
+    # and the timbre moves far less than to another clip.
+    assert abs(a.frames - b.frames) <= 8
+    other = StreamingAnalyzer(SR, 2)
+    other.push(synth.music_like(20.0, SR, seed=2, bpm=90))
+    c = other.finish().timbre
+    assert c is not None
+    assert js_divergence(pack(a), pack(b)[None, :])[0] < 0.2 * js_divergence(pack(a), pack(c)[None, :])[0]
+    silent = StreamingAnalyzer(SR, 1)
+    silent.push(np.zeros((SR * 2, 1), np.float32))
+    assert silent.finish().timbre is None
+
+
+def test_timbre_tells_instruments_apart():
+    """A noise timbre and a tonal one are far apart; another stretch of the same noise
+    is near (c0 carries the level, so the level is kept)."""
+    rng = np.random.default_rng(5)
+    noise = (0.1 * rng.normal(size=(SR * 4, 1))).astype(np.float32)
+    tonal = synth.sine(440.0, 4.0, SR)
+
+    def timbre(x: np.ndarray) -> np.ndarray:
+        s = StreamingAnalyzer(SR, 1)
+        s.push(x)
+        t = s.finish().timbre
+        assert t is not None
+        return pack(t)
+
+    other_noise = (0.1 * rng.normal(size=(SR * 4, 1))).astype(np.float32)
+    a, b, a_again = timbre(noise), timbre(tonal), timbre(other_noise)
+    near = js_divergence(a, a_again[None, :])[0]
+    far = js_divergence(a, b[None, :])[0]
+    assert js_divergence(a, a[None, :])[0] == pytest.approx(0.0, abs=1e-9)
+    assert far == pytest.approx(js_divergence(b, a[None, :])[0], rel=1e-9)
+    assert far > 10 * near
+
+
+def _record(tmp_path):
+    with FingerprintStore.open(tmp_path / "store") as store:
+        path = write(tmp_path / "a.flac", CLIP, SR)
+        run_library([path], store, RunOptions(jobs=1))
+        return store.record_for_path(path)
+
+
+def test_record_round_trips_and_checks_the_timbre_block(tmp_path):
+    record = _record(tmp_path)
+    assert record.fingerprint_version == FINGERPRINT_VERSION == 2 and record.timbre is not None
+    data = json.loads(json.dumps(record_to_json(record)))
+    assert len(data["timbre"]["mean"]) == N_MFCC and len(data["timbre"]["cov"][0]) == N_MFCC
+    assert parse_record(record.key, data) == record
+
+    def broken(change) -> list[str]:
+        bad = json.loads(json.dumps(data))
+        change(bad["timbre"])
+        with pytest.raises(BadEntryError) as caught:
+            parse_record(record.key, bad)
+        return caught.value.problems
+
+    assert any("not symmetric" in p for p in broken(lambda t: t["cov"][0].__setitem__(1, t["cov"][0][1] + 5.0)))
+    assert any("mean" in p for p in broken(lambda t: t["mean"].pop()))
+    assert any("cov" in p for p in broken(lambda t: t["cov"][2].__setitem__(2, "x")))
+    assert any("frames" in p for p in broken(lambda t: t.__setitem__("frames", 0)))
+
+    def not_psd(t):
+        t["cov"] = (-np.eye(N_MFCC)).tolist()
+    assert any("positive semi-definite" in p for p in broken(not_psd))
+    bad_key = json.loads(json.dumps(data))
+    bad_key["dupe_key"]["bits"] = "zz"
+    with pytest.raises(BadEntryError, match="dupe_key.bits"):
+        parse_record(record.key, bad_key)
+
+
+def test_v1_records_still_parse_and_are_a_miss(tmp_path):
+    record = _record(tmp_path)
+    data = record_to_json(record)
+    data.pop("timbre")
+    data.pop("dupe_key")
+    data["fingerprint_version"] = 1
+    old = parse_record(record.key, data)
+    assert old.timbre is None and old.fingerprint_version == 1
+    assert AnalysisParams().key().startswith("v2-")
+
+
+def test_json_output_has_the_timbre_block(tmp_path):
+    path = write(tmp_path / "a.flac", CLIP, SR)
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "analyze", path, "--json"])
+    assert result.exit_code == 0, result.output
+    timbre = json.loads(result.stdout.splitlines()[0])["timbre"]
+    assert timbre["frames"] > 0 and np.array(timbre["cov"]).shape == (N_MFCC, N_MFCC)
+
+
+# -- distances --------------------------------------------------------------------------------
+
+def test_tempo_is_octave_aware_and_weighted_by_confidence():
+    points = tempo_point(np.array([70.0, 140.0, 280.0, 99.0, 120.0, np.nan]), np.array([1, 1, 1, 1, 0, 1.0]))
+    np.testing.assert_allclose(points[0], points[1], atol=1e-6)
+    np.testing.assert_allclose(points[0], points[2], atol=1e-6)
+    # 70 vs 99 BPM is half an octave: the farthest two confident tempi can be.
+    assert np.linalg.norm(points[0] - points[3]) == pytest.approx(1.0, abs=1e-3)
+    assert np.linalg.norm(points[4]) == 0 and np.linalg.norm(points[5]) == 0  # unsure / null: the centre
+
+
+def _gaussians(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Packed Gaussians scattered around a common timbre."""
+    base = rng.normal(size=(N_MFCC, N_MFCC))
+    rows = []
+    for _ in range(n):
+        a = base + 0.6 * rng.normal(size=base.shape)
+        t = Timbre(tuple(rng.normal(0, 3, N_MFCC)), tuple(map(tuple, a @ a.T / N_MFCC)), 100)
+        rows.append(pack(t))
+    return np.array(rows, dtype=np.float32)
+
+
+def _timbre_index(n: int, seed: int) -> Index:
+    rng = np.random.default_rng(seed)
+    values = rng.random((n, len(STREAMING_DIMS))).astype(np.float32) * 100
+    index = Index("streaming", "k", values, np.array([f"k{i}" for i in range(n)]),
+                  np.array([f"/m/{i:05d}.flac" for i in range(n)]), np.array([f"c{i}" for i in range(n)]),
+                  np.zeros(0), np.zeros(0), timbre=_gaussians(n, rng))
+    index.fit()
+    return index
+
+
+def _js_reference(a: np.ndarray, b: np.ndarray) -> float:
+    """JS of two packed Gaussians written out from the definition (moment-matched mixture)."""
+    def unpacked(row):
+        cov = np.zeros((N_MFCC, N_MFCC))
+        cov[np.triu_indices(N_MFCC)] = row[N_MFCC:]
+        cov = cov + np.triu(cov, 1).T + 1e-3 * np.eye(N_MFCC)
+        return row[:N_MFCC].astype(np.float64), cov
+    (m1, s1), (m2, s2) = unpacked(a), unpacked(b)
+    mixture = (s1 + s2) / 2 + np.outer(m1 - m2, m1 - m2) / 4
+    return 0.5 * (np.log(np.linalg.det(mixture)) - 0.5 * (np.log(np.linalg.det(s1)) + np.log(np.linalg.det(s2))))
+
+
+def test_timbre_term_is_the_scaled_js_and_the_exhaustive_rerank_is_exact():
+    index = _timbre_index(60, seed=1)
+    weights = dim_weights(index.dims, default_weights(), index.low, index.high)
+    q, qt = index.values[0], index.timbre_rows()[0]
+    hits = top_k(index, q, 10, weights, query_timbre=qt, timbre_weight=3.0, candidates=len(index))
+    named = exact_distances(index, q, weights, np.arange(len(index))) ** 2
+    assert index.timbre_fit is not None
+    js = np.array([_js_reference(qt, row) for row in index.timbre_rows()])
+    expected = np.sqrt(named + 3.0 * np.minimum(js / index.timbre_fit.js_scale, 1.0))
+    order = np.argsort(expected)[:10]
+    assert [h.path for h in hits] == list(index.paths[order])
+    np.testing.assert_allclose([h.distance for h in hits], expected[order], rtol=1e-4)
+
+
+def test_prefilter_keeps_most_of_the_true_neighbours():
+    """With the named dims off, the embedding prefilter (1000 of 3000 rows) must hold
+    most of the exact JS top 10."""
+    index = _timbre_index(3000, seed=2)
+    weights = np.zeros(len(index.dims))
+    recalls = []
+    for i in range(0, 100, 10):
+        qt = index.timbre_rows()[i]
+        fast = top_k(index, index.values[i], 10, weights, query_timbre=qt, timbre_weight=1.0)
+        exact = np.argsort(js_divergence(qt, index.timbre_rows()))[:10]
+        recalls.append(len({h.path for h in fast} & set(index.paths[exact])) / 10)
+    assert np.mean(recalls) >= 0.9
+
+
+def test_explain_has_one_timbre_line():
+    index = _timbre_index(30, seed=3)
+    weights = np.zeros(len(index.dims))
+    hits = top_k(index, index.values[0], 3, weights, query_timbre=index.timbre_rows()[0], timbre_weight=1.0,
+                 explain=True, exclude_content="c0")
+    assert [line["dim"] for line in hits[0].explain] == ["timbre"]
+    assert hits[0].explain[0]["divergence"] > 0
+
+
+def test_rows_without_timbre_pay_the_null_penalty():
+    index = _timbre_index(20, seed=4)
+    index.timbre_rows()[5] = np.nan
+    index.fit()
+    weights = np.zeros(len(index.dims))
+    hits = top_k(index, index.values[0], 20, weights, query_timbre=index.timbre_rows()[0], timbre_weight=1.0)
+    assert dict((h.path, h.distance) for h in hits)[index.paths[5]] == pytest.approx(0.5)
+    assert TIMBRE_COLUMNS == 104
+
+
+# -- duplicates -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory):
+    """One recording as WAV, FLAC, MP3 and a 22.05 kHz FLAC; two other recordings."""
+    root = tmp_path_factory.mktemp("dupes")
+    x = synth.music_like(20.0, 44100, seed=11, bpm=96)
+    write(root / "song.wav", x, 44100)
+    write(root / "song.flac", x, 44100)
+    write(root / "song.mp3", x, 44100, format="MP3")
+    write(root / "song-22k.flac", resample_poly(x, 1, 2, axis=0).astype(np.float32), 22050)
+    write(root / "other.flac", synth.music_like(20.0, 44100, seed=12, bpm=131), 44100)
+    write(root / "third.flac", synth.music_like(20.0, 44100, seed=13, bpm=84), 44100)
+    return root
+
+
+SONG = ("song.wav", "song.flac", "song.mp3", "song-22k.flac")
+
+
+def _keys(root):
+    out = {}
+    for path in sorted(root.iterdir()):
+        from fpcli.analyze import analyze_streaming
+
+        fp, _ = analyze_streaming(path)
+        out[path.name] = (fp.dupe_key, fp.seconds)
+    return out
+
+
+def test_dupe_key_survives_codecs_and_resampling_but_tells_tracks_apart(copies):
+    keys = _keys(copies)
+    for a in keys:
+        for b in keys:
+            (ka, sa), (kb, sb) = keys[a], keys[b]
+            expected = (a in SONG) == (b in SONG) and (a in SONG or a == b)
+            assert same_recording(ka, kb, sa, sb) == expected, (a, b, bit_errors(ka, kb))
+
+
+def test_cache_dupes_and_search_exclusion(copies, tmp_path):
+    store_dir = str(tmp_path / "store")
+    with FingerprintStore.open(store_dir) as store:
+        run_library([str(copies)], store, RunOptions(jobs=1))
+    runner = CliRunner()
+    listed = runner.invoke(app, ["--store", store_dir, "cache", "dupes", "--json"])
+    assert listed.exit_code == 0, listed.output
+    groups = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [sorted(p.rsplit("/", 1)[1] for p in g["paths"]) for g in groups] == [sorted(SONG)]
+    with FingerprintStore.open(store_dir) as store:
+        query = str(copies / "song.flac")
+        default = search(store, query, k=10, strategy="fast")
+        assert {h.path.rsplit("/", 1)[1] for h in default.hits} == {"other.flac", "third.flac"}
+        everything = search(store, query, k=10, strategy="fast", include_duplicates=True)
+        assert {"song.mp3", "song-22k.flac"} <= {h.path.rsplit("/", 1)[1] for h in everything.hits}
+    weighted = runner.invoke(app, ["--store", store_dir, "search", query, "--weights", "timbre=2", "--explain",
+                                   "--json", "--include-duplicates"])
+    assert weighted.exit_code == 0, weighted.output
+    assert any(line["dim"] == "timbre" for hit in json.loads(weighted.stdout)["hits"] for line in hit["explain"])
+    assert math.isfinite(json.loads(weighted.stdout)["hits"][0]["distance"])
+
+
+def test_refresh_carries_the_embedding_over_exactly():
+    """An incremental refresh embeds only changed and new rows; the result equals
+    embedding every row again."""
+    from fpcli.search.index import _carried_embedding
+    from fpcli.search.timbre import embed
+
+    old = _timbre_index(50, seed=6)
+    rng = np.random.default_rng(7)
+    keep = np.ones(50, dtype=bool)
+    keep[[3, 17]] = False
+    timbres = old.timbre_rows().copy()
+    timbres[[5, 20]] = _gaussians(2, rng)            # two changed rows
+    added = _gaussians(4, rng)
+    new = Index("streaming", "k", np.concatenate([old.values[keep], old.values[:4]]),
+                np.arange(52).astype(str), np.arange(52).astype(str), np.arange(52).astype(str), old.low, old.high,
+                timbre=np.concatenate([timbres[keep], added]), timbre_fit=old.timbre_fit)
+    carried = _carried_embedding(old, new, keep, [5, 20], 4)
+    assert old.timbre_fit is not None
+    np.testing.assert_allclose(carried, embed(new.timbre_rows(), old.timbre_fit), atol=1e-5)
