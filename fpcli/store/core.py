@@ -21,11 +21,12 @@ candidates; a candidate is served only when the file's full digest equals it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import stat
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from fpcli.errors import BadEntryError, StoreError
 from fpcli.params import FINGERPRINT_VERSION
@@ -48,7 +49,8 @@ from fpcli.store.schema import (
     parse_failure,
     parse_path_entry,
     parse_record,
-    record_to_json,
+    parse_records,
+    record_text,
 )
 from fpcli.store.spec import StoreSpec
 
@@ -57,6 +59,7 @@ LAST_USED_RESOLUTION_S = 3600.0  # refresh a record's last_used at most hourly (
 STATS_FLUSH_LOOKUPS = 256        # lookups counted in memory before being added to the store
 MAX_CANDIDATES = 16              # digests kept per content key (distinct files with equal heads and tails)
 FAILURE_TAG = "fail"
+T = TypeVar("T")
 
 
 def census_tag(record: Record) -> str:
@@ -349,7 +352,7 @@ class FingerprintStore:
     # -- writes -------------------------------------------------------------------------------
 
     def _write_record(self, record: Record, *, journal: bool = True) -> None:
-        self.backend.put(record.key, dumps(record_to_json(record)), census_tag(record))
+        self.backend.put(record.key, record_text(record), census_tag(record))
         if journal:
             self.backend.journal_append(record.key)
 
@@ -424,10 +427,37 @@ class FingerprintStore:
     def records(self) -> Iterator[Record]:
         """Every readable record, read in key-ordered batches (memory does not grow
         with the store); bad ones are skipped and listed in ``bad_entries``."""
-        for key, text in self.backend.items("rec:"):
-            record = self._parse_record(key, text)
-            if record is not None:
-                yield record
+        for record, _ in self.record_texts():
+            yield record
+
+    def record_texts(self, prefix: str = "rec:") -> Iterator[tuple[Record, str]]:
+        """(record, its stored JSON text) of every readable record whose key starts
+        with ``prefix``: the bulk read behind exports and search indexes. Each batch
+        of BATCH entries is one backend read and one ``parse_records`` call (every
+        record checked as ``read_record`` checks it, the timbre matrices of the batch
+        at once)."""
+        for batch in _batches(self.backend.items(prefix), BATCH):
+            yield from self._parse_batch(batch)
+
+    def _parse_batch(self, batch: Sequence[tuple[str, str | None]]) -> Iterator[tuple[Record, str]]:
+        loaded: list[tuple[str, Any]] = []
+        texts: list[str] = []
+        for key, text in batch:
+            if text is None:  # unreadable as text: read it alone so the reason is recorded
+                record = self.read_record(key)
+                if record is not None:
+                    yield record, record_text(record)
+                continue
+            try:
+                loaded.append((key, loads(key, text)))
+                texts.append(text)
+            except BadEntryError as exc:
+                self.bad_entries.append(exc)
+        for result, text in zip(parse_records(loaded), texts, strict=True):
+            if isinstance(result, BadEntryError):
+                self.bad_entries.append(result)
+            else:
+                yield result, text
 
     def _parse_record(self, key: str, text: str | None) -> Record | None:
         if text is None:  # unreadable as text: read it alone so the reason is recorded
@@ -486,13 +516,15 @@ class FingerprintStore:
         or pipeline per kind; one journal extension and one ``maintain`` per batch."""
         unique = list({r.key: r for r in records}.values())
         stored = self.backend.get_many([r.key for r in unique])
+        present = {key: text for key, text in zip([r.key for r in unique], stored, strict=True) if text is not None}
+        known = {record.key: record for record, _ in self._parse_batch(list(present.items()))}
         puts: list[Put] = []
-        for record, text in zip(unique, stored, strict=True):
-            existing = self._parse_record(record.key, text) if text is not None else None
+        for record in unique:
+            existing = known.get(record.key)
             for seen in existing.paths if existing is not None else ():
                 if seen.path not in {p.path for p in record.paths}:
                     record = record.with_path(seen.path, seen.mtime_ns)
-            puts.append((record.key, dumps(record_to_json(record)), census_tag(record)))
+            puts.append((record.key, record_text(record), census_tag(record)))
             puts += [(f"path:{path_key(seen.path)}", dumps({
                 "path": seen.path, "size": record.size, "mtime_ns": seen.mtime_ns, "digest": record.digest,
                 "content_key": record.content_key}), None) for seen in record.paths]
@@ -556,3 +588,10 @@ def _merge(existing: Record, fresh: Record) -> Record:
     for seen in fresh.paths:
         merged = merged.with_path(seen.path, seen.mtime_ns)
     return merged
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:
+    """Tuples of ``size`` items (the last shorter): ``itertools.batched`` of Python 3.12."""
+    iterator = iter(items)
+    while batch := tuple(itertools.islice(iterator, size)):
+        yield batch

@@ -33,7 +33,8 @@ from fpcli.store.schema import (
     parse_failure,
     parse_path_entry,
     parse_record,
-    record_to_json,
+    parse_records,
+    record_text,
 )
 
 EXPORT_FORMAT = "fpcli-store-export"
@@ -223,15 +224,24 @@ def export_store(store: FingerprintStore, destination: str | os.PathLike[str],
     counts = {"records": 0, "failures": 0}
     with atomic_text(destination) as out:
         out.write(json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": time.time()}) + "\n")
-        items: Iterator[tuple[str, dict[str, Any]]] = itertools.chain(
-            (("record", record_to_json(r)) for r in store.records()),
-            (("failure", failure_to_json(f)) for f in store.failures()))
-        for kind, data in items:
-            out.write(dumps({"type": kind, "data": data}) + "\n")
+        lines: Iterator[tuple[str, str]] = itertools.chain(
+            (("record", _record_line(record, text)) for record, text in store.record_texts()),
+            (("failure", dumps({"type": "failure", "data": failure_to_json(f)})) for f in store.failures()))
+        for kind, line in lines:
+            out.write(line + "\n")
             counts[f"{kind}s"] += 1
             if sum(counts.values()) % BATCH == 0:
                 progress(sum(counts.values()))
     return counts
+
+
+def _record_line(record: Record, text: str) -> str:
+    """The export line of a record: its stored text as is (it was just parsed and
+    checked, so it is one JSON object; writing it again would cost as much as the
+    parse), or written afresh unless it is one line of ASCII, as fpcli writes it."""
+    if not text.isascii() or "\n" in text or "\r" in text:
+        text = record_text(record)
+    return '{"type":"record","data":' + text + "}"
 
 
 @dataclasses.dataclass
@@ -245,37 +255,50 @@ class ImportReport:
 def import_store(store: FingerprintStore, source: str | os.PathLike[str],
                  progress: Progress = lambda n: None) -> ImportReport:
     """Read an export (``-`` is stdin): every line is parsed as JSON only and checked
-    with the store's own record parser; valid records and failures are stored, other
-    lines rejected with a reason."""
+    with the store's own record parser (a batch of lines at a time); valid records
+    and failures are stored, other lines rejected with a reason (in line order).
+    A batch is written in one transaction or pipeline, so an interrupted import
+    leaves whole batches: running it again completes it."""
     report = ImportReport()
     batch = _Batch()
+    rejected: list[tuple[int, str]] = []
     with _open_source(source) as handle:
         for number, raw in enumerate(_lines(handle), start=1):
             reason = _import_line(store, raw, number, report, batch)
             if reason:
-                report.rejected.append(f"line {number}: {reason}")
+                rejected.append((number, reason))
             if len(batch) >= BATCH:
-                batch.flush(store)
+                batch.flush(store, report, rejected)
             if number % BATCH == 0:
                 progress(number)
-        batch.flush(store)
+        batch.flush(store, report, rejected)
+    report.rejected = [f"line {number}: {reason}" for number, reason in sorted(rejected)]
     report.evicted = store.backend.counter("evictions") - report.evicted
     return report
 
 
 @dataclasses.dataclass
 class _Batch:
-    """Parsed lines waiting to be written together (one transaction or pipeline)."""
+    """Lines waiting to be checked and written together (one transaction or
+    pipeline): record data by line number, parsed failures."""
 
-    records: list[Record] = dataclasses.field(default_factory=list)
+    records: list[tuple[int, Any]] = dataclasses.field(default_factory=list)
     failures: list[Failure] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records) + len(self.failures)
 
-    def flush(self, store: FingerprintStore) -> None:
-        if self.records:
-            store.import_records(self.records)
+    def flush(self, store: FingerprintStore, report: ImportReport, rejected: list[tuple[int, str]]) -> None:
+        parsed = parse_records([(f"line {number}", data) for number, data in self.records])
+        good: list[Record] = []
+        for (number, _), result in zip(self.records, parsed, strict=True):
+            if isinstance(result, BadEntryError):
+                rejected.append((number, "invalid record: " + "; ".join(result.problems[:3])))
+            else:
+                good.append(result)
+        report.records += len(good)
+        if good:
+            store.import_records(good)
         if self.failures:
             store.import_failures(self.failures)
         self.records, self.failures = [], []
@@ -337,8 +360,7 @@ def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report
             return None if item.get("version") == EXPORT_VERSION else \
                 f"an export of version {str(item.get('version'))[:10]}, not {EXPORT_VERSION}: re-analyse instead"
         if kind == "record":
-            batch.records.append(parse_record(f"line {number}", data))
-            report.records += 1
+            batch.records.append((number, data))  # checked with its batch (``_Batch.flush``)
             return None
         if kind == "failure":
             batch.failures.append(parse_failure(f"line {number}", data))

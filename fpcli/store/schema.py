@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fpcli.errors import BadEntryError
@@ -30,7 +30,6 @@ from fpcli.store.records import (
 
 if TYPE_CHECKING:
     from fpcli.dsp.dupes import DupeKey
-    from fpcli.dsp.timbre import Timbre
 
 
 # -- JSON: the one place records become text and back -----------------------------------------
@@ -77,6 +76,22 @@ def _plain(value: Any) -> Any:
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def record_text(record: Record) -> str:
+    """``dumps(record_to_json(record))``, three times faster: the JSON is written
+    straight from the dataclasses' own attribute dicts (fields in declaration order,
+    as ``record_to_json`` gives them; ``json`` writes tuples as arrays), with no
+    intermediate copy. What every store write and export of a record uses."""
+    fields = vars(record)
+    data = {**fields, "paths": [vars(p) for p in record.paths], "audio": vars(record.audio),
+            "streaming": vars(record.streaming),
+            "batch": None if record.batch is None else vars(record.batch),
+            "validation": None if record.validation is None else vars(record.validation),
+            "timbre": None if record.timbre is None else vars(record.timbre),
+            "dupe_key": None if record.dupe_key is None else vars(record.dupe_key),
+            "schema": RECORD_SCHEMA}
+    return dumps(data)
 
 
 def failure_to_json(failure: Failure) -> dict[str, Any]:
@@ -158,9 +173,53 @@ def _reasons(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> di
 def parse_record(key: str, data: Any) -> Record:
     """A ``Record`` from its JSON form, every field checked for type and range;
     raises ``BadEntryError`` listing every problem."""
+    result = parse_records([(key, data)])[0]
+    if isinstance(result, BadEntryError):
+        raise result
+    return result
+
+
+def parse_records(items: Sequence[tuple[str, Any]]) -> list[Record | BadEntryError]:
+    """``parse_record`` of each (key, JSON data), in order: the record, or the
+    ``BadEntryError`` listing its problems (one bad entry never stops the others).
+    The same checks, made for a whole batch at once where that is cheaper: the
+    timbre covariances are checked for symmetry and positive semi-definiteness as
+    one stacked array (one ``eigvalsh`` call instead of one per record, which was a
+    third of an import's parse time)."""
+    drafts = [_draft(key, data) for key, data in items]
+    _check_covariances([d for d in drafts if d.cov is not None])
+    return [d.finish() for d in drafts]
+
+
+@dataclasses.dataclass
+class _Draft:
+    """A record whose scalar fields are checked, its timbre matrix not yet."""
+
+    key: str
+    checker: _Checker
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    mean: Any = None           # (N_MFCC,) float64 once its numbers are checked
+    cov: Any = None            # (N_MFCC, N_MFCC) float64 awaiting the batch checks
+    frames: int = 0
+    dupe_key: DupeKey | None = None
+
+    def finish(self) -> Record | BadEntryError:
+        if self.checker.problems:
+            return BadEntryError(self.key, self.checker.problems)
+        timbre = None
+        if self.cov is not None:
+            from fpcli.dsp.timbre import Timbre
+
+            timbre = Timbre(tuple(self.mean.tolist()), tuple(map(tuple, self.cov.tolist())), self.frames)
+        return Record(**self.fields, timbre=timbre, dupe_key=self.dupe_key)
+
+
+def _draft(key: str, data: Any) -> _Draft:
     c = _Checker()
+    draft = _Draft(key, c)
     if not isinstance(data, Mapping):
-        raise BadEntryError(key, ["record is not a JSON object"])
+        c.problems.append("record is not a JSON object")
+        return draft
     c.field(data, "schema", lambda v: v == RECORD_SCHEMA, f"schema {RECORD_SCHEMA}")
     digest = c.field(data, "digest", _hex32, "32 hex digits")
     ck = c.field(data, "content_key", _hex32, "32 hex digits")
@@ -175,12 +234,15 @@ def parse_record(key: str, data: Any) -> Record:
     streaming = _streaming(c, c.obj(data, "streaming"))
     batch = None if data.get("batch") is None else _batch(c, c.obj(data, "batch"))
     validation = None if data.get("validation") is None else _validation(c, c.obj(data, "validation"))
-    timbre = None if data.get("timbre") is None else _timbre(c, data.get("timbre"))
-    dupe_key = None if data.get("dupe_key") is None else _dupe_key(c, c.obj(data, "dupe_key"))
-    if c.problems:
-        raise BadEntryError(key, c.problems)
-    return Record(digest, ck, params_key, version, size, paths, complete, audio, streaming, batch, validation,
-                  float(analysed_at), float(last_used_at), timbre, dupe_key)
+    if data.get("timbre") is not None:
+        _timbre(c, data.get("timbre"), draft)
+    draft.dupe_key = None if data.get("dupe_key") is None else _dupe_key(c, c.obj(data, "dupe_key"))
+    if not c.problems:
+        draft.fields = dict(digest=digest, content_key=ck, params_key=params_key, fingerprint_version=version,
+                            size=size, paths=paths, complete=complete, audio=audio, streaming=streaming,
+                            batch=batch, validation=validation, analysed_at=float(analysed_at),
+                            last_used_at=float(last_used_at))
+    return draft
 
 
 def _paths(c: _Checker, items: Any) -> tuple[PathSeen, ...]:
@@ -243,18 +305,17 @@ def _validation(c: _Checker, v: Mapping[str, Any]) -> Validation:
     return Validation(status, similarity, threshold, quality, tuple(failed or ()), dict(errors), validated_at)
 
 
-def _timbre(c: _Checker, t: Any) -> Timbre | None:
-
+def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
     """A timbre block: mean of N_MFCC finite numbers, an N_MFCC x N_MFCC finite covariance,
-    symmetric and positive semi-definite within COV_TOLERANCE (relative to its largest
-    entry), frames >= 1."""
+    frames >= 1; the covariance goes to the draft for the batch checks
+    (``_check_covariances``)."""
     import numpy as np
 
-    from fpcli.dsp.timbre import N_MFCC, Timbre
+    from fpcli.dsp.timbre import N_MFCC
     problems = len(c.problems)
     if not isinstance(t, Mapping):
         c.problems.append(f"timbre is {_show(t)}, not an object")
-        return None
+        return
     mean: Any = t.get("mean")
     cov: Any = t.get("cov")
     # Checked as whole arrays: a look-up parses a record, and 182 numbers one by one
@@ -266,27 +327,40 @@ def _timbre(c: _Checker, t: Any) -> Timbre | None:
             [v for row in cov for v in row])):
         c.problems.append(f"timbre.cov must be a {N_MFCC} x {N_MFCC} list of finite numbers")
     frames = c.field(t, "frames", _integer(1), "a frame count >= 1", "timbre.")
-    if len(c.problems) > problems:
-        return None
-    matrix = np.array(cov, dtype=np.float64)
-    scale = 1.0 + float(np.abs(matrix).max())
-    if float(np.abs(matrix - matrix.T).max()) > COV_TOLERANCE * scale:
-        c.problems.append("timbre.cov is not symmetric")
-    elif float(np.linalg.eigvalsh(matrix).min()) < -COV_TOLERANCE * scale:
-        c.problems.append("timbre.cov is not positive semi-definite")
-    if len(c.problems) > problems:
-        return None
-    return Timbre(tuple(float(v) for v in mean), tuple(tuple(float(v) for v in row) for row in cov), frames)
+    if len(c.problems) == problems:
+        draft.mean, draft.cov, draft.frames = np.array(mean, dtype=np.float64), np.array(cov, np.float64), frames
+
+
+def _check_covariances(drafts: list[_Draft]) -> None:
+    """Symmetric and positive semi-definite within COV_TOLERANCE (relative to the
+    largest entry), for the covariances of a batch as one (n, d, d) array; a draft
+    that fails gets the problem (and no timbre)."""
+    import numpy as np
+
+    if not drafts:
+        return
+    stack = np.stack([d.cov for d in drafts])
+    scale = 1.0 + np.abs(stack).max(axis=(1, 2))
+    asymmetric = np.abs(stack - stack.transpose(0, 2, 1)).max(axis=(1, 2)) > COV_TOLERANCE * scale
+    indefinite = np.linalg.eigvalsh(stack).min(axis=1) < -COV_TOLERANCE * scale
+    for draft, asym, indef in zip(drafts, asymmetric.tolist(), indefinite.tolist(), strict=True):
+        if asym or indef:
+            draft.checker.problems.append("timbre.cov is not symmetric" if asym else
+                                          "timbre.cov is not positive semi-definite")
+            draft.cov = None
 
 
 def _plain_numbers(values: list[Any]) -> bool:
     """Every value an int or float (not a bool, not text) and finite, checked at C speed."""
     import numpy as np
 
-    if not all(type(v) is float or type(v) is int for v in values):
+    if not set(map(type, values)) <= _NUMBER_TYPES:
         return False
     array = np.array(values, dtype=np.float64)  # an int beyond float range becomes inf
     return bool(np.isfinite(array).all())
+
+
+_NUMBER_TYPES = frozenset({int, float})
 
 
 def _dupe_key(c: _Checker, d: Mapping[str, Any]) -> DupeKey | None:
