@@ -1,6 +1,6 @@
 """Synthetic catalogue-scale stores: one real record cloned N times.
 
-    python benchmarks/make_records.py 100000 --out /tmp/records-100k.jsonl [--seed 1]
+    python benchmarks/make_records.py --count 100000 --out records-100k.jsonl [--seed 1]
 
 Analyses one generated 6 s track (``fpcli.synth``) into a temporary store, then
 writes an export (the format ``fpcli cache import`` reads) of N records cloned from
@@ -29,7 +29,7 @@ from fpcli import synth
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.maintenance import EXPORT_FORMAT, EXPORT_VERSION
 from fpcli.store.records import PathSeen, Validation
-from fpcli.store.schema import dumps, record_to_json
+from fpcli.store.schema import record_text
 
 SR = 22050
 
@@ -86,18 +86,22 @@ def write_export(count: int, out: str, seed: int = 1) -> None:
     with open(out, "w", encoding="utf-8") as fh:
         fh.write(json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": time.time()}) + "\n")
         for record in records(count, seed):
-            fh.write(dumps({"type": "record", "data": record_to_json(record)}) + "\n")
+            fh.write('{"type":"record","data":' + record_text(record) + "}\n")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("count", type=int)
+    parser.add_argument("count", type=int, nargs="?", help="records to write (or --count)")
+    parser.add_argument("--count", dest="count_option", type=int)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    count = args.count_option if args.count_option is not None else args.count
+    if count is None:
+        parser.error("give the number of records (--count N)")
     started = time.perf_counter()
-    write_export(args.count, args.out, args.seed)
-    print(f"wrote {args.count:,} records to {args.out} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    write_export(count, args.out, args.seed)
+    print(f"wrote {count:,} records to {args.out} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 
 
