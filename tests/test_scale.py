@@ -157,3 +157,125 @@ def test_redis_values_are_compact_and_tagged(template, redis_url):
     assert len(value) < len(text) / 2
     assert tag_of_entry(template.key, text) == tag
     assert decode(b'{"plain": 1}') == '{"plain": 1}'          # values of older versions still read
+
+
+def _variants(template):
+    """Records with and without each optional block."""
+    import dataclasses
+
+    records = list(make_records.records(40, template=template))
+    return records + [dataclasses.replace(records[0], timbre=None, dupe_key=None, batch=None, validation=None)]
+
+
+def test_record_text_is_the_json_of_record_to_json(template):
+    from fpcli.store.schema import dumps, record_text
+
+    for record in _variants(template):
+        assert record_text(record) == dumps(record_to_json(record))
+
+
+def test_a_batch_parse_gives_what_each_parse_gives(template):
+    from fpcli.errors import BadEntryError
+    from fpcli.store.schema import parse_record, parse_records
+
+    good = [record_to_json(r) for r in _variants(template)[:3]]
+    asymmetric = json.loads(json.dumps(good[0]))
+    asymmetric["timbre"]["cov"][0][1] += 1.0
+    indefinite = json.loads(json.dumps(good[0]))
+    indefinite["timbre"]["cov"][0][0] = -50.0
+    bad_digest_and_timbre = json.loads(json.dumps(indefinite))
+    bad_digest_and_timbre["digest"] = "xyz"
+    ragged = json.loads(json.dumps(good[1]))
+    ragged["timbre"]["cov"][3] = [1.0]
+    items = [("a", good[0]), ("b", asymmetric), ("c", good[1]), ("d", indefinite), ("e", "not an object"),
+             ("f", bad_digest_and_timbre), ("g", ragged), ("h", good[2])]
+    batch = parse_records(items)
+    for (key, data), result in zip(items, batch, strict=True):
+        try:
+            single = parse_record(key, data)
+        except BadEntryError as exc:
+            assert isinstance(result, BadEntryError) and result.problems == exc.problems and result.key == key
+        else:
+            assert result == single
+    assert [isinstance(r, BadEntryError) for r in batch] == [False, True, False, True, True, True, True, False]
+    assert batch[1].problems == ["timbre.cov is not symmetric"]
+    assert batch[3].problems == ["timbre.cov is not positive semi-definite"]
+    assert len(batch[5].problems) == 2
+
+
+def test_import_rejects_bad_lines_in_line_order_and_keeps_the_rest(template, tmp_path):
+    records = list(make_records.records(5, template=template))
+    bad = record_to_json(records[1])
+    bad["timbre"]["cov"][2][5] += 3.0
+    lines = [json.dumps({"type": "fpcli-store-export", "version": 2}),
+             json.dumps({"type": "record", "data": record_to_json(records[0])}),
+             json.dumps({"type": "record", "data": bad}),
+             "{not json",
+             json.dumps({"type": "record", "data": record_to_json(records[2])})]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    with FingerprintStore.open(tmp_path / "store") as store:
+        report = import_store(store, tmp_path / "in.jsonl")
+        assert report.records == 2
+        assert [r.split(":")[0] for r in report.rejected] == ["line 3", "line 4"]
+        assert "timbre.cov is not symmetric" in report.rejected[0]
+        assert {r.key for r in store.records()} == {records[0].key, records[2].key}
+
+
+def test_diskcache_bulk_writes_replace_rows_and_keep_the_census(tmp_path):
+    with FingerprintStore.open(tmp_path / "store") as store:
+        backend = store.backend
+        store.stats()                                             # a new store is counted once, then kept
+        backend.put_many([("rec:a", '"1"', "rec:v2:b--"), ("rec:b", '"2"', "rec:v2:b--"), ("rec:a", '"3"', "fail")])
+        assert backend.get_many(["rec:a", "rec:b", "rec:c"]) == ['"3"', '"2"', None]
+        assert backend.census()[0] == {"rec:v2:b--": 1, "fail": 1}
+        backend.put_many([("rec:b", '"4"', "rec:v2:-v-"), ("path:x", '"5"', None)])
+        assert backend.census()[0] == {"rec:v2:-v-": 1, "fail": 1}
+        assert backend.count("") == 3 == len(backend._data)    # diskcache's own count (its triggers) agrees
+        assert backend.recount(lambda key, text: None) == {"rec:v2:-v-": 1, "fail": 1}
+        long = '"' + "x" * 40_000 + '"'                           # kept in a file by diskcache
+        backend.put_many([("rec:a", long, "fail")])
+        assert backend.get("rec:a") == long
+        backend.put_many([("rec:a", '"6"', "fail")])
+        assert backend.get_many(["rec:a"]) == ['"6"'] and backend.census()[0]["fail"] == 1
+
+
+def test_diskcache_bulk_reads_skip_expired_rows(tmp_path):
+    with FingerprintStore.open(tmp_path / "store", ttl_s=0.2) as store:
+        store.backend.put_many([("rec:a", '"1"', None), ("path:a", '"2"', None)])
+        time.sleep(0.3)
+        assert store.backend.get_many(["rec:a", "path:a"]) == [None, '"2"']   # only records expire
+
+
+def test_a_long_journal_extension_keeps_the_last_changes(location):
+    from fpcli.store.protocol import JOURNAL_LIMIT
+
+    with FingerprintStore.open(location) as store:
+        store.clear()
+        backend = store.backend
+        start = backend.generation()
+        backend.journal_extend(["rec:first"])
+        keys = [f"rec:{n}" for n in range(JOURNAL_LIMIT + 500)]
+        assert backend.journal_extend(keys) == start + 1 + len(keys)
+        assert backend.journal_since(start) is None                    # too far behind: rebuild
+        assert backend.journal_since(start + 1 + 600) == keys[600:]
+        backend.journal_extend(["rec:last"])
+        assert backend.journal_since(backend.generation() - 2) == [keys[-1], "rec:last"]
+
+
+def test_cache_list_with_a_limit_stops_reading(template, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import fpcli.store.core as core
+    from fpcli.cli import app
+    from fpcli.store.protocol import BATCH
+
+    with FingerprintStore.open(tmp_path / "store") as store:
+        _import(store, template, 3 * BATCH, tmp_path)
+    parsed = []
+    original = core.parse_records
+    monkeypatch.setattr(core, "parse_records", lambda items: parsed.append(len(items)) or original(items))
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "store"), "cache", "list", "--limit", "7", "--json"])
+    assert result.exit_code == 0, result.output
+    paths = [json.loads(line)["path"] for line in result.output.splitlines()]
+    assert len(paths) == 7 and paths == sorted(paths)
+    assert sum(parsed) <= BATCH                       # one batch read of the 3,000 records
