@@ -35,6 +35,7 @@ RECORD_PREFIX = "rec:"
 META_COUNTERS = ("hits", "misses", "evictions", "expiries", "generation", "epoch")
 _NOT_DAMAGE = ("readonly", "read-only", "locked", "disk is full", "disk I/O")  # sqlite3 errors that are no damage
 CENSUS_TABLE = "FpcliCensus"
+EVICT_ROW_BYTES = 8192  # bytes freed per record evicted, at least (a v2 record's row is about 6 KB)
 LOOKUP_CHUNK = 500  # keys per ``IN (...)`` query (SQLite allows 999 parameters in older builds)
 CENSUS_READY = ""  # the row whose presence says the counts are complete (set by a recount)
 REPAIR_HINT = "run `fpcli cache verify --repair`, or `fpcli cache export` to save what is readable"
@@ -441,10 +442,14 @@ class DiskcacheBackend:
                     "AND key >= 'rec:' AND key < 'rec;' LIMIT 100", (time.time(),)):
                 expired += removed
             # One transaction per batch: SQLite gives freed pages back (auto_vacuum) at
-            # commit, so the volume only drops once a batch is committed.
-            while self._data.volume() > self._data.size_limit and (removed := self._remove_batch(
-                    "SELECT rowid, tag, filename FROM Cache WHERE raw = 1 AND key >= 'rec:' AND key < 'rec;' "
-                    "ORDER BY access_time LIMIT 10", ())):
+            # commit, so the volume only drops once a batch is committed. A batch is
+            # the excess over EVICT_ROW_BYTES (more than a record takes, so it rarely
+            # overshoots): ten rows a commit made an import into a full store evict
+            # a thousand records per batch in a hundred commits.
+            while (excess := self._data.volume() - self._data.size_limit) > 0 and (
+                    removed := self._remove_batch(
+                        "SELECT rowid, tag, filename FROM Cache WHERE raw = 1 AND key >= 'rec:' AND key < 'rec;' "
+                        "ORDER BY access_time LIMIT ?", (min(1000, max(10, excess // EVICT_ROW_BYTES)),))):
                 evicted += removed
         self.add_counters({"expiries": expired, "evictions": evicted})
         return expired, evicted
