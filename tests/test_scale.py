@@ -279,3 +279,11 @@ def test_cache_list_with_a_limit_stops_reading(template, tmp_path, monkeypatch):
     paths = [json.loads(line)["path"] for line in result.output.splitlines()]
     assert len(paths) == 7 and paths == sorted(paths)
     assert sum(parsed) <= BATCH                       # one batch read of the 3,000 records
+
+
+def test_a_new_store_is_counted_from_the_start(location, template, tmp_path, monkeypatch):
+    with FingerprintStore.open(location) as store:  # a new folder, or a flushed Redis: census exact, all zero
+        _import(store, template, 30, tmp_path)
+        monkeypatch.setattr(store.backend, "recount", lambda tag_of: pytest.fail("stats scanned the store"))
+        stats = store.stats()
+        assert stats["entries"] == 30 and stats["census_exact"]

@@ -20,7 +20,6 @@ import math
 from typing import Any
 
 import numpy as np
-import scipy.fft
 
 N_MFCC = 13
 LOG_FLOOR_DB = -100.0      # mel powers below this (re a full-scale sine) are floored
@@ -29,6 +28,8 @@ LOG_FLOOR_DB = -100.0      # mel powers below this (re a full-scale sine) are fl
 def dct_matrix(n_mel: int, n_mfcc: int = N_MFCC) -> np.ndarray:
     """(n_mel, n_mfcc) float64 orthonormal DCT-II basis: ``log_mel @ D`` = the first
     n_mfcc coefficients of ``scipy.fft.dct(log_mel, type=2, norm="ortho")``."""
+    import scipy.fft  # here, not at the top: reading a stored record needs ``Timbre``, not scipy (~0.5 s)
+
     return scipy.fft.dct(np.eye(n_mel), type=2, norm="ortho", axis=1)[:, :n_mfcc]
 
 

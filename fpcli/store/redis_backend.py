@@ -143,6 +143,17 @@ class RedisBackend:
         self._client = redis.Redis(**options, decode_responses=True)  # meta: text
         self._bin = redis.Redis(**options, decode_responses=False)    # data: encoded bytes
         self._call(self._client.ping)
+        self._census_start()
+
+    def _census_start(self) -> None:
+        """An empty namespace's census is exact from the start (all zero), so the
+        first ``cache stats`` after filling a new store does not scan it. Looking
+        for a data key is a scan of the database, once per namespace: afterwards
+        the basis is set."""
+        if self._call(self._client.hexists, self._meta + "census", "basis"):
+            return
+        if next(self._scan(""), None) is None:
+            self._call(self._client.hsetnx, self._meta + "census", "basis", self._dropped())
 
     # -- error translation -----------------------------------------------------------------
 
