@@ -158,7 +158,9 @@ def test_redis_eviction_keeps_shared_counters(tmp_path, tracks):
             store.backend.add_counters({"hits": 7})
             stats = store.stats()
             assert stats["evictions"] > 0 and stats["entries"] < 4000
-            assert stats["hits"] == 7 and stats["warnings"] == []
+            # no policy warning; the census kept since the store was new says Redis evicted
+            assert stats["hits"] == 7 and [w for w in stats["warnings"] if "counted again" not in w] == []
+            assert not stats["census_exact"]
             assert store.generation() > 0  # the journal (meta) was not evicted
     finally:
         server.stop()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,8 +29,22 @@ from fpcli.cli.render import (
 )
 from fpcli.cli.tracks import render_track
 from fpcli.errors import DamagedStoreError, FpcliError
-from fpcli.store import FingerprintStore, Record, export_store, import_store, prune, repair, verify
+from fpcli.store import FingerprintStore, Record, export_store, import_store, prune, repair
 from fpcli.store.core import os_reason
+from fpcli.store.maintenance import verify_counted
+
+
+def progress_line(what: str) -> Callable[[int], None]:
+    """A progress callback for long commands: a line on stderr rewritten in place,
+    only when stderr is a terminal (pipes and logs get the final summary only)."""
+    if not sys.stderr.isatty():
+        return lambda n: None
+    return lambda n: print(f"\r{what}: {n:,}", end="", file=sys.stderr, flush=True)
+
+
+def end_progress() -> None:
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
 def report_bad_entries(store: FingerprintStore) -> None:
@@ -40,11 +57,16 @@ def report_bad_entries(store: FingerprintStore) -> None:
 
 
 @cache_app.command("stats")
-def cache_stats(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
+                recount: Annotated[bool, typer.Option(
+                    "--recount", help="Count every entry again (a scan) instead of reading the kept counts.")]
+                = False) -> None:
     """Entries, size, hit rate, hits, misses, evictions, expiries, failures.
 
     Hits and misses count look-ups made by analyze (and validate and search), kept
-    across runs.
+    across runs. Entries are counted as they are written and removed, so this is
+    instant at any size; on Redis, keys the server evicts or expires itself are not
+    seen by fpcli: stats then says the counts may be stale, and --recount counts again.
 
     Examples:
 
@@ -53,7 +75,7 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False) -> None:
       fpcli --store /data/fp cache stats --json | jq .hit_rate
     """
     with ctx.obj.open_store() as store:
-        stats = store.stats()
+        stats = store.stats(recount=recount)
         report_bad_entries(store)
     if as_json:
         print_json(stats)
@@ -83,6 +105,8 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False) -> None:
             print(f"{key}: {value}")
     for warning in stats["warnings"]:
         warn_line(warning)
+    if not stats["census_exact"]:
+        note("", "fpcli cache stats --recount counts every entry again")
 
 
 def _listing(record: Record, path: str) -> dict[str, Any]:
@@ -103,7 +127,9 @@ def cache_list(
     missing_batch: Annotated[bool, typer.Option("--missing-batch", help="Only records without batch values.")]
     = False,
     previews: Annotated[bool, typer.Option("--previews", help="Only partial (preview) records.")] = False,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many paths.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", min=1, help="At most this many paths: the first found in store order (reading stops there, "
+        "so it is as fast in a million records as in ten), sorted by path.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per path per line.")] = False,
 ) -> None:
     """List stored records, one line per path (a record found at several paths, such
@@ -116,12 +142,14 @@ def cache_list(
       fpcli cache list --missing-batch --json
     """
     with ctx.obj.open_store() as store:
-        listed = [_listing(r, seen.path) for r in store.records() for seen in r.paths
-                  if (contains is None or contains in seen.path) and not (missing_batch and r.batch is not None)
-                  and not (previews and r.complete)]
+        # Records stream in batches; with --limit reading stops at the Nth path (the
+        # N smallest paths of the whole store would need every record read).
+        selected = ((os.fsencode(seen.path), seen.path, r) for r in store.records() for seen in r.paths
+                    if (contains is None or contains in seen.path) and not (missing_batch and r.batch is not None)
+                    and not (previews and r.complete))
+        chosen = sorted(itertools.islice(selected, limit) if limit else selected, key=lambda item: item[0])
+        listed = [_listing(record, path) for _, path, record in chosen]
         report_bad_entries(store)
-    listed.sort(key=lambda item: os.fsencode(item["path"]))
-    listed = listed[:limit] if limit else listed
     if as_json:
         for item in listed:
             print_json_line(item)
@@ -146,12 +174,13 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="An
 
       fpcli cache show --json track.flac | jq .streaming.values
     """
+    from fpcli.params import AnalysisParams
     from fpcli.store.schema import record_to_json
 
     text = path_text(path)
     with ctx.obj.open_store() as store:
         try:
-            record = store.record_for_path(text)
+            record = store.record_for_path(text, AnalysisParams().key())
         except OSError as exc:
             raise FpcliError(f"{text}: {os_reason(exc)}") from None
         report_bad_entries(store)
@@ -198,7 +227,8 @@ def cache_prune(ctx: typer.Context, as_json: JsonOption = False,
       fpcli cache prune --json
     """
     with ctx.obj.open_store() as store:
-        removed = prune(store, dry_run=dry_run)
+        removed = prune(store, dry_run=dry_run, progress=progress_line("records checked"))
+        end_progress()
         report_bad_entries(store)
     if as_json:
         for item in removed:
@@ -269,7 +299,8 @@ def cache_export(ctx: typer.Context,
       fpcli cache export - | gzip > backup.jsonl.gz
     """
     with ctx.obj.open_store() as store:
-        counts = export_store(store, file)
+        counts = export_store(store, file, progress_line("exported"))
+        end_progress()
         report_bad_entries(store)
     note("", f"exported {counts['records']} records and {counts['failures']} failures"
              + ("" if file == "-" else f" to {file}"))
@@ -291,7 +322,8 @@ def cache_import(ctx: typer.Context,
       gunzip -c backup.jsonl.gz | fpcli cache import -
     """
     with ctx.obj.open_store() as store:
-        report = import_store(store, file)
+        report = import_store(store, file, progress_line("lines read"))
+        end_progress()
     for reason in report.rejected:
         note("[red]rejected[/red]", reason)
     line = (f"imported {report.records} records and {report.failures} failures, "
@@ -337,13 +369,13 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
         note("", f"repaired: rebuilt the damaged database, {done} (the damaged part is kept as *.damaged-*)")
         opened = ctx.obj.open_store()
     with opened as store:
-        problems = verify(store)
+        problems, entries = verify_counted(store, progress_line("entries checked"))
+        end_progress()
         if repair_ and problems:
             quarantine = _quarantine_path(store)
             done = repair(store, quarantine)
             note("", f"repaired: {done} (bad entries saved to {quarantine})")
-            problems = verify(store)
-        entries = store.backend.count("")
+            problems, entries = verify_counted(store)
     if as_json:
         print_json({"entries": entries, "problems": [str(p) for p in problems], "repaired": done})
     else:

@@ -8,6 +8,10 @@ Keys (all ASCII, whatever the file names hold)::
     cand:<content_key>          [digest, ...]: records whose head and tail look like this
     fail:<path_key>             a Failure of the file at that path
 
+Census: every record and failure is written with a tag naming its kind
+(``census_tag``); the backend keeps a count per tag through every write, delete,
+expiry and eviction, so ``stats`` reads counts instead of every record.
+
 Identity: a path seen before with the same size and mtime_ns is unchanged and its
 digest is taken from the path entry without reading the file. Any other path (new,
 moved, copied, changed) is identified by its content key, which only proposes
@@ -17,16 +21,17 @@ candidates; a candidate is served only when the file's full digest equals it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import stat
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from fpcli.errors import BadEntryError, StoreError
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.results import TrackResult
-from fpcli.store.protocol import Backend
+from fpcli.store.protocol import BATCH, Backend, Put, Tag
 from fpcli.store.records import (
     Failure,
     FileIdentity,
@@ -44,7 +49,8 @@ from fpcli.store.schema import (
     parse_failure,
     parse_path_entry,
     parse_record,
-    record_to_json,
+    parse_records,
+    record_text,
 )
 from fpcli.store.spec import StoreSpec
 
@@ -55,6 +61,47 @@ COUNTERS = ("hits", "misses", "evictions", "expiries")
 LAST_USED_RESOLUTION_S = 86400.0
 STATS_FLUSH_LOOKUPS = 256        # lookups counted in memory before being added to the store
 MAX_CANDIDATES = 16              # digests kept per content key (distinct files with equal heads and tails)
+FAILURE_TAG = "fail"
+T = TypeVar("T")
+
+
+def census_tag(record: Record) -> str:
+    """The kind of a record for ``stats``: its version and whether it has batch values,
+    a verdict, or is a preview, e.g. ``rec:v1:bv-`` (``-``: no)."""
+    return (f"rec:v{record.fingerprint_version}:{'b' if record.batch is not None else '-'}"
+            f"{'v' if record.validation is not None else '-'}{'-' if record.complete else 'p'}")
+
+
+def tag_of_entry(key: str, text: str) -> Tag:
+    """The census tag of stored text (for a recount of entries written untagged);
+    None for identity entries and bad ones (which ``stats`` does not count)."""
+    try:
+        if key.startswith("rec:"):
+            return census_tag(parse_record(key, loads(key, text)))
+        if key.startswith("fail:"):
+            parse_failure(key, loads(key, text))
+            return FAILURE_TAG
+    except BadEntryError:
+        return None
+    return None
+
+
+def census_summary(counts: dict[str, int]) -> dict[str, Any]:
+    """entries, with_batch, validated, previews, failures and by_version from the
+    counts per census tag."""
+    summary: dict[str, Any] = {"entries": 0, "with_batch": 0, "validated": 0, "previews": 0,
+                               "failures": counts.get(FAILURE_TAG, 0), "by_version": {}}
+    for tag, n in counts.items():
+        parts = tag.split(":")
+        if len(parts) != 3 or parts[0] != "rec" or len(parts[2]) != 3:
+            continue
+        version, flags = parts[1].removeprefix("v"), parts[2]
+        summary["entries"] += n
+        summary["with_batch"] += n * (flags[0] == "b")
+        summary["validated"] += n * (flags[1] == "v")
+        summary["previews"] += n * (flags[2] == "p")
+        summary["by_version"][version] = summary["by_version"].get(version, 0) + n
+    return summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,7 +357,7 @@ class FingerprintStore:
     # -- writes -------------------------------------------------------------------------------
 
     def _write_record(self, record: Record, *, journal: bool = True) -> None:
-        self.backend.put(record.key, dumps(record_to_json(record)))
+        self.backend.put(record.key, record_text(record), census_tag(record))
         if journal:
             self.backend.journal_append(record.key)
 
@@ -352,7 +399,7 @@ class FingerprintStore:
         except OSError:
             size, mtime_ns = -1, -1
         failure = Failure(resolved, error_type, message, size, mtime_ns, time.time())
-        self.backend.put(f"fail:{path_key(resolved)}", dumps(failure_to_json(failure)))
+        self.backend.put(f"fail:{path_key(resolved)}", dumps(failure_to_json(failure)), FAILURE_TAG)
         return failure
 
     def forget_path(self, record: Record, path: str) -> None:
@@ -383,49 +430,136 @@ class FingerprintStore:
     # -- reading everything -------------------------------------------------------------------
 
     def records(self) -> Iterator[Record]:
-        """Every readable record; bad ones are skipped and listed in ``bad_entries``."""
-        for key in list(self.backend.keys("rec:")):
-            record = self.read_record(key)
-            if record is not None:
-                yield record
+        """Every readable record, read in key-ordered batches (memory does not grow
+        with the store); bad ones are skipped and listed in ``bad_entries``."""
+        for record, _ in self.record_texts():
+            yield record
+
+    def record_texts(self, prefix: str = "rec:") -> Iterator[tuple[Record, str]]:
+        """(record, its stored JSON text) of every readable record whose key starts
+        with ``prefix``: the bulk read behind exports and search indexes. Each batch
+        of BATCH entries is one backend read and one ``parse_records`` call (every
+        record checked as ``read_record`` checks it, the timbre matrices of the batch
+        at once)."""
+        for batch in _batches(self.backend.items(prefix), BATCH):
+            yield from self._parse_batch(batch)
+
+    def _parse_batch(self, batch: Sequence[tuple[str, str | None]]) -> Iterator[tuple[Record, str]]:
+        loaded: list[tuple[str, Any]] = []
+        texts: list[str] = []
+        for key, text in batch:
+            if text is None:  # unreadable as text: read it alone so the reason is recorded
+                record = self.read_record(key)
+                if record is not None:
+                    yield record, record_text(record)
+                continue
+            try:
+                loaded.append((key, loads(key, text)))
+                texts.append(text)
+            except BadEntryError as exc:
+                self.bad_entries.append(exc)
+        for result, text in zip(parse_records(loaded), texts, strict=True):
+            if isinstance(result, BadEntryError):
+                self.bad_entries.append(result)
+            else:
+                yield result, text
+
+    def _parse_record(self, key: str, text: str | None) -> Record | None:
+        if text is None:  # unreadable as text: read it alone so the reason is recorded
+            return self.read_record(key)
+        try:
+            return parse_record(key, loads(key, text))
+        except BadEntryError as exc:
+            self.bad_entries.append(exc)
+            return None
 
     def failures(self) -> Iterator[Failure]:
-        for key in list(self.backend.keys("fail:")):
+        for key, text in self.backend.items("fail:"):
             try:
-                data = self._read(key)
+                data = self._read(key) if text is None else loads(key, text)
                 if data is not None:
                     yield parse_failure(key, data)
             except BadEntryError as exc:
                 self.bad_entries.append(exc)
 
-    def record_for_path(self, path: str | os.PathLike[str]) -> Record | None:
-        """The newest record of a file's content (any parameters), not counted as a
-        look-up. Raises OSError when the file cannot be read."""
+    def record_for_path(self, path: str | os.PathLike[str], params_key: str | None = None) -> Record | None:
+        """The newest record of a file's content, not counted as a look-up: the one
+        under ``params_key`` when stored (one read), else of any parameters (a key
+        range on diskcache, a keyspace scan on Redis). Raises OSError when the file
+        cannot be read."""
         identity = self.identify(path)
+        if params_key is not None and identity.digest is not None:
+            record = self.read_record(record_key(identity.digest, params_key))
+            if record is not None:
+                return record
         candidates = [self.read_record(k) for k in self.backend.keys(f"rec:{identity.digest}:")]
         return max((c for c in candidates if c is not None), key=lambda r: r.analysed_at, default=None)
 
-    def stats(self) -> dict[str, Any]:
-        """Counts kept across runs, plus a census of the store. Plain data."""
+    def stats(self, *, recount: bool = False) -> dict[str, Any]:
+        """Counts kept across runs and the census of the store, from maintained
+        counters (no record is read; ``recount`` or a store never counted counts
+        every entry once). Plain data."""
         self.flush_stats()
         counters = {name: self.backend.counter(name) for name in COUNTERS}
         lookups = counters["hits"] + counters["misses"]
-        versions: dict[str, int] = {}
-        entries = with_batch = validated = previews = 0
-        for record in self.records():
-            entries += 1
-            versions[str(record.fingerprint_version)] = versions.get(str(record.fingerprint_version), 0) + 1
-            with_batch += record.batch is not None
-            validated += record.validation is not None
-            previews += not record.complete
+        counts, note = (None, None) if recount else self.backend.census()
+        if counts is None:
+            counts, note = self.backend.recount(tag_of_entry), None
         return {
-            "location": self.location, "entries": entries, "with_batch": with_batch, "validated": validated,
-            "previews": previews, "failures": self.backend.count("fail:"), "size_bytes": self.backend.volume(),
+            "location": self.location, **census_summary(counts), "size_bytes": self.backend.volume(),
             "size_limit_bytes": self.backend.size_limit, "ttl_s": self.backend.ttl_s, **counters,
             "lookups": lookups, "hit_rate": counters["hits"] / lookups if lookups else None,
-            "by_version": versions, "bad_entries": len(self.bad_entries),
-            "warnings": [w for w in [self.backend.policy_warning()] if w],
+            "bad_entries": len(self.bad_entries), "census_exact": note is None,
+            "warnings": [w for w in [self.backend.policy_warning(), note] if w],
         }
+
+    # -- bulk writes (imports) -----------------------------------------------------------------
+
+    def import_records(self, records: list[Record]) -> None:
+        """Store a batch of records read from an export: each merged with the paths of
+        the stored one, with their path entries and candidates, in one transaction
+        or pipeline per kind; one journal extension and one ``maintain`` per batch."""
+        unique = list({r.key: r for r in records}.values())
+        stored = self.backend.get_many([r.key for r in unique])
+        present = {key: text for key, text in zip([r.key for r in unique], stored, strict=True) if text is not None}
+        known = {record.key: record for record, _ in self._parse_batch(list(present.items()))}
+        puts: list[Put] = []
+        for record in unique:
+            existing = known.get(record.key)
+            for seen in existing.paths if existing is not None else ():
+                if seen.path not in {p.path for p in record.paths}:
+                    record = record.with_path(seen.path, seen.mtime_ns)
+            puts.append((record.key, record_text(record), census_tag(record)))
+            puts += [(f"path:{path_key(seen.path)}", dumps({
+                "path": seen.path, "size": record.size, "mtime_ns": seen.mtime_ns, "digest": record.digest,
+                "content_key": record.content_key}), None) for seen in record.paths]
+        puts += self._candidate_puts(unique)
+        for start in range(0, len(puts), BATCH):
+            self.backend.put_many(puts[start:start + BATCH])
+        self.backend.journal_extend([r.key for r in unique])
+        self.backend.maintain()
+
+    def _candidate_puts(self, records: list[Record]) -> list[Put]:
+        """The candidate lists of a batch, each read once and written once."""
+        wanted: dict[str, list[str]] = {}
+        for record in records:
+            wanted.setdefault(record.content_key, []).append(record.digest)
+        contents = list(wanted)
+        puts: list[Put] = []
+        for content, text in zip(contents, self.backend.get_many([f"cand:{c}" for c in contents]), strict=True):
+            try:
+                data = [] if text is None else loads(content, text)
+            except BadEntryError:
+                data = []
+            known = [d for d in data if isinstance(d, str)] if isinstance(data, list) else []
+            added = [d for d in dict.fromkeys(wanted[content]) if d not in known]
+            if added:
+                puts.append((f"cand:{content}", dumps([*known, *added][-MAX_CANDIDATES:]), None))
+        return puts
+
+    def import_failures(self, failures: list[Failure]) -> None:
+        self.backend.put_many([(f"fail:{path_key(f.path)}", dumps(failure_to_json(f)), FAILURE_TAG)
+                               for f in failures])
 
     # -- change journal (for incremental index refresh) ----------------------------------------
 
@@ -459,3 +593,10 @@ def _merge(existing: Record, fresh: Record) -> Record:
     for seen in fresh.paths:
         merged = merged.with_path(seen.path, seen.mtime_ns)
     return merged
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:
+    """Tuples of ``size`` items (the last shorter): ``itertools.batched`` of Python 3.12."""
+    iterator = iter(items)
+    while batch := tuple(itertools.islice(iterator, size)):
+        yield batch

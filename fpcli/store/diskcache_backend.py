@@ -4,16 +4,24 @@ Values are JSON text. ``SafeDisk`` refuses to write or read pickles, so a store
 shared with others cannot run code on load. Culling is done here rather than inside
 diskcache's ``set`` so that only records are evicted and each evicted record is
 counted once (identity entries are small and removed by ``cache prune``).
+
+The census (``cache stats``): every row carries its census tag in diskcache's
+``tag`` column, and a small ``FpcliCensus`` table in the same SQLite database holds
+the count per tag. Every write, delete, expiry and eviction reads the tag of the row
+it replaces or removes and adjusts the counts in the same transaction, so the counts
+are exact and reading them costs one tiny query at any size. A store written before
+the census existed (or rebuilt from a damaged database) is counted once, on first use.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import sqlite3
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +29,15 @@ import diskcache
 import diskcache.core
 
 from fpcli.errors import BadEntryError, DamagedStoreError, StoreError
-from fpcli.store.protocol import JOURNAL_LIMIT
+from fpcli.store.protocol import BATCH, JOURNAL_LIMIT, Put, Tag, TagOf
 
 RECORD_PREFIX = "rec:"
 META_COUNTERS = ("hits", "misses", "evictions", "expiries", "generation", "epoch")
 _NOT_DAMAGE = ("readonly", "read-only", "locked", "disk is full", "disk I/O")  # sqlite3 errors that are no damage
+CENSUS_TABLE = "FpcliCensus"
+EVICT_ROW_BYTES = 8192  # bytes freed per record evicted, at least (a v2 record's row is about 6 KB)
+LOOKUP_CHUNK = 500  # keys per ``IN (...)`` query (SQLite allows 999 parameters in older builds)
+CENSUS_READY = ""  # the row whose presence says the counts are complete (set by a recount)
 
 
 class SafeDisk(diskcache.Disk):
@@ -102,6 +114,17 @@ class DiskcacheBackend:
         )
         self._meta = diskcache.Cache(os.path.join(self.location, "meta"), disk=SafeDisk,
                                      eviction_policy="none", cull_limit=0)
+        self._data._sql(f"CREATE TABLE IF NOT EXISTS {CENSUS_TABLE} (tag TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+        self._census_start()
+
+    def _census_start(self) -> None:
+        """An empty store's census is exact from the start (all zero): without this,
+        the first ``cache stats`` after filling a new store (an import of a million
+        records) would count every entry once."""
+        with self._data.transact():
+            ready = self._data._sql(f"SELECT 1 FROM {CENSUS_TABLE} WHERE tag = ?", (CENSUS_READY,)).fetchone()
+            if not ready and not self._data._sql("SELECT 1 FROM Cache LIMIT 1").fetchone():
+                self._census_reset({})
 
     @property
     def size_limit(self) -> int:
@@ -152,29 +175,191 @@ class DiskcacheBackend:
         except OSError:  # a large value's file was removed between the SELECT and the read
             return None
 
-    def put(self, key: str, text: str) -> None:
-        expire = self.ttl_s if key.startswith(RECORD_PREFIX) else None
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """The texts of unexpired entries under ``keys``, one query per LOOKUP_CHUNK
+        keys. Like ``get``, a read leaves the rows' last-used time (LRU order) alone."""
+        found: dict[str, str | None] = {}
+        now = time.time()
         with _guard(self.location):
-            self._data.set(key, text, expire=expire)
+            for start in range(0, len(keys), LOOKUP_CHUNK):
+                chunk = list(keys[start:start + LOOKUP_CHUNK])
+                rows = self._data._sql(
+                    f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN "
+                    f"({','.join('?' * len(chunk))}) AND (expire_time IS NULL OR expire_time > ?)",
+                    [*chunk, now]).fetchall()
+                for key, mode, filename, value in rows:
+                    found[key] = self._text(mode, filename, value)
+        return [found.get(key) for key in keys]
+
+    def put(self, key: str, text: str, tag: Tag = None) -> None:
+        self.put_many([(key, text, tag)])
+
+    def put_many(self, items: Sequence[Put]) -> None:
+        """Write in one transaction (one commit for a whole import batch), adjusting
+        the census by the tag of each row replaced.
+
+        The rows replaced are found by one query per LOOKUP_CHUNK keys and the new
+        rows written by two ``executemany`` (updates, inserts) straight into
+        diskcache's table, exactly as its ``set`` writes them (its triggers keep its
+        count and size): ``set`` costs five statements a key, which made an import
+        of 4 KB records spend most of its time in SQLite. Text too long for a row
+        (diskcache keeps it in a file) still goes through ``set``."""
+        latest = {key: (text, tag) for key, text, tag in items}  # a key written twice: the last text wins
+        now = time.time()
+        expire = None if self.ttl_s is None else now + self.ttl_s
+        deltas: collections.Counter[str] = collections.Counter()
+        updates: list[tuple[Any, ...]] = []
+        inserts: list[tuple[Any, ...]] = []
+        with _guard(self.location), self._data.transact():
+            old = self._old_rows(list(latest))
+            for key, (text, tag) in latest.items():
+                rowid, old_tag, old_file = old.get(key, (None, None, None))
+                if old_tag:
+                    deltas[old_tag] -= 1
+                if tag:
+                    deltas[tag] += 1
+                when = expire if key.startswith(RECORD_PREFIX) else None
+                if len(text) >= self._data._disk.min_file_size or old_file:
+                    self._data.set(key, text, expire=None if when is None else when - now, tag=tag)
+                elif rowid is None:
+                    inserts.append((key, now, when, now, tag, diskcache.core.MODE_RAW, text))
+                else:
+                    updates.append((now, when, now, tag, diskcache.core.MODE_RAW, text, rowid))
+            con = self._data._con
+            con.executemany("UPDATE Cache SET store_time = ?, expire_time = ?, access_time = ?, access_count = 0, "
+                            "tag = ?, size = 0, mode = ?, filename = NULL, value = ? WHERE rowid = ?", updates)
+            con.executemany("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, "
+                            "tag, size, mode, filename, value) VALUES (?, 1, ?, ?, ?, 0, ?, 0, ?, NULL, ?)", inserts)
+            self._census_add(deltas)
+
+    def _old_rows(self, keys: list[str]) -> dict[str, tuple[int, Tag, str | None]]:
+        """rowid, census tag and file name of the rows now under ``keys``."""
+        found: dict[str, tuple[int, Tag, str | None]] = {}
+        for start in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[start:start + LOOKUP_CHUNK]
+            rows = self._data._sql(f"SELECT key, rowid, tag, filename FROM Cache WHERE raw = 1 AND key IN "
+                                   f"({','.join('?' * len(chunk))})", chunk).fetchall()
+            for key, rowid, tag, filename in rows:
+                found[key] = (rowid, tag if isinstance(tag, str) else None, filename)
+        return found
 
     def delete(self, key: str) -> bool:
-        with _guard(self.location):
-            return bool(self._data.delete(key))
+        deltas: collections.Counter[str] = collections.Counter()
+        with _guard(self.location), self._data.transact():
+            deleted = self._delete_counted(key, deltas)
+            self._census_add(deltas)
+        return deleted
+
+    def _row_tag(self, key: str) -> Tag:
+        row = self._data._sql("SELECT tag FROM Cache WHERE key = ? AND raw = 1", (key,)).fetchone()
+        return row[0] if row and isinstance(row[0], str) else None
+
+    def _delete_counted(self, key: str, deltas: collections.Counter[str]) -> bool:
+        """Delete ``key`` (inside the caller's transaction), counting its tag as gone."""
+        tag = self._row_tag(key)
+        deleted = bool(self._data.delete(key))
+        if deleted and tag:
+            deltas[tag] -= 1
+        return deleted
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """Readable keys with ``prefix``, by an indexed range query on diskcache's table
-        (its private ``_sql``): ``iterkeys`` would unpickle a pickled key."""
-        if prefix:
-            query = "SELECT key FROM Cache WHERE raw = 1 AND key >= ? AND key < ? ORDER BY key"
-            args: tuple[str, ...] = (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))
-        else:
-            query, args = "SELECT key FROM Cache WHERE raw = 1 ORDER BY key", ()
-        with _guard(self.location):
-            rows = self._data._sql(query, args).fetchall()
-        yield from (key for (key,) in rows if isinstance(key, str))
+        """Readable keys with ``prefix`` in key order, BATCH at a time by an indexed
+        range query on diskcache's table (its private ``_sql``; ``iterkeys`` would
+        unpickle a pickled key). Memory does not grow with the store."""
+        for rows in self._ranges("key", prefix):
+            yield from (key for (key,) in rows)
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, str | None]]:
+        """(key, text) of unexpired entries with ``prefix`` in key order, read BATCH at
+        a time without touching their last-used time (a bulk read is no use); text is
+        None for an entry fpcli cannot read (``get`` says why)."""
+        for rows in self._ranges("key, mode, filename, value", prefix, unexpired=True):
+            for key, mode, filename, value in rows:
+                yield key, self._text(mode, filename, value)
+
+    def _ranges(self, columns: str, prefix: str, *, unexpired: bool = False) -> Iterator[list[tuple[Any, ...]]]:
+        """Batches of rows whose str key starts with ``prefix``, each batch one query
+        resuming after the last key (no cursor is held between batches)."""
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else None
+        last = prefix
+        while True:
+            query = f"SELECT {columns} FROM Cache WHERE raw = 1 AND key > ?"
+            args: list[Any] = [last]
+            if upper is not None:
+                query += " AND key < ?"
+                args.append(upper)
+            if unexpired:
+                query += " AND (expire_time IS NULL OR expire_time > ?)"
+                args.append(time.time())
+            with _guard(self.location):
+                rows = self._data._sql(query + f" ORDER BY key LIMIT {BATCH}", args).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [row for row in rows if isinstance(row[0], str)]
+            if len(rows) < BATCH:
+                return
+
+    def _text(self, mode: int, filename: str | None, value: Any) -> str | None:
+        try:
+            data = self._data._disk.fetch(mode, filename, value, False)
+        except (StoreError, OSError):
+            return None
+        if isinstance(data, bytes):
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        return data if isinstance(data, str) else None
 
     def count(self, prefix: str) -> int:
-        return sum(1 for _ in self.keys(prefix))
+        with _guard(self.location):
+            if not prefix:
+                return int(self._data._sql("SELECT COUNT(*) FROM Cache WHERE raw = 1").fetchone()[0])
+            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            return int(self._data._sql("SELECT COUNT(*) FROM Cache WHERE raw = 1 AND key >= ? AND key < ?",
+                                       (prefix, upper)).fetchone()[0])
+
+    # -- census ------------------------------------------------------------------------------
+
+    def _census_add(self, deltas: collections.Counter[str]) -> None:
+        changed = [(tag, n) for tag, n in deltas.items() if n]
+        if changed:
+            self._data._con.executemany(
+                f"INSERT INTO {CENSUS_TABLE} (tag, n) VALUES (?, ?) ON CONFLICT(tag) DO UPDATE SET n = n + excluded.n",
+                changed)
+
+    def census(self) -> tuple[dict[str, int] | None, str | None]:
+        """The maintained counts; None when this store was never counted."""
+        with _guard(self.location):
+            rows = self._data._sql(f"SELECT tag, n FROM {CENSUS_TABLE}").fetchall()
+        counts = {tag: int(n) for tag, n in rows}
+        if counts.pop(CENSUS_READY, None) is None:
+            return None, None
+        return {tag: n for tag, n in counts.items() if n}, None
+
+    def recount(self, tag_of: TagOf) -> dict[str, int]:
+        """Tag the rows written before the census (reading them once), then count the
+        rows per tag and store that as the census, in one transaction."""
+        with _guard(self.location), self._data.transact():
+            untagged = self._data._sql(
+                "SELECT rowid, key, mode, filename, value FROM Cache WHERE tag IS NULL AND raw = 1 AND "
+                "((key >= 'rec:' AND key < 'rec;') OR (key >= 'fail:' AND key < 'fail;'))").fetchall()
+            for rowid, key, mode, filename, value in untagged:
+                text = self._text(mode, filename, value)
+                tag = None if text is None else tag_of(key, text)
+                if tag:
+                    self._data._sql("UPDATE Cache SET tag = ? WHERE rowid = ?", (tag, rowid))
+            rows = self._data._sql("SELECT tag, COUNT(*) FROM Cache WHERE tag IS NOT NULL AND raw = 1 "
+                                   "GROUP BY tag").fetchall()
+            counts = {tag: int(n) for tag, n in rows if isinstance(tag, str)}
+            self._census_reset(counts)
+        return counts
+
+    def _census_reset(self, counts: dict[str, int]) -> None:
+        self._data._sql(f"DELETE FROM {CENSUS_TABLE}")
+        self._data._con.executemany(f"INSERT INTO {CENSUS_TABLE} (tag, n) VALUES (?, ?)",
+                                    [*counts.items(), (CENSUS_READY, 1)])
 
     def unsafe_keys(self) -> int:
         with _guard(self.location):
@@ -228,6 +413,27 @@ class DiskcacheBackend:
             self._meta.delete(f"change:{generation - JOURNAL_LIMIT}")
         return generation
 
+    def journal_extend(self, keys: Sequence[str]) -> int:
+        """Append many changes in one meta transaction (an import batch): the new
+        ``change:N`` rows and the removal of those that fall out of the journal are
+        two ``executemany`` on the meta table (``set`` costs five statements a row)."""
+        if not keys:
+            return self.generation()
+        with _guard(self.location), self._meta.transact():
+            start = self.counter("generation")
+            now = time.time()
+            numbered = list(enumerate(keys[-JOURNAL_LIMIT:], start=start + 1 + max(0, len(keys) - JOURNAL_LIMIT)))
+            names = [f"change:{g}" for g, _ in numbered]
+            self._meta._con.executemany("DELETE FROM Cache WHERE key = ? AND raw = 1",
+                                        [(name,) for name in names] +
+                                        [(f"change:{g - JOURNAL_LIMIT}",) for g, _ in numbered])
+            self._meta._con.executemany(
+                "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
+                "mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, NULL, ?)",
+                [(name, now, now, diskcache.core.MODE_RAW, key) for name, (_, key) in zip(names, numbered,
+                                                                                        strict=True)])
+            return self._incr("generation", len(keys))
+
     def journal_since(self, generation: int) -> list[str] | None:
         current = self.generation()
         if current - generation > JOURNAL_LIMIT:
@@ -251,19 +457,44 @@ class DiskcacheBackend:
 
     def maintain(self) -> tuple[int, int]:
         """Remove expired records, then least-recently-used records down to the size
-        limit. Only records carry an expiry, so ``expire`` counts records."""
+        limit, each selected then deleted here (not by diskcache's ``expire`` or cull,
+        which delete silently) so the census loses exactly the kinds removed."""
+        expired = evicted = 0
         with _guard(self.location):
-            expired = int(self._data.expire())
-            evicted = 0
-            while self._data.volume() > self._data.size_limit:
-                oldest = self._data._sql(
-                    "SELECT key FROM Cache WHERE raw = 1 AND key >= 'rec:' AND key < 'rec;' "
-                    "ORDER BY access_time LIMIT 10").fetchall()
-                if not oldest:
-                    break
-                evicted += sum(bool(self._data.delete(key)) for (key,) in oldest)
-            self.add_counters({"expiries": expired, "evictions": evicted})
+            while removed := self._remove_batch(
+                    "SELECT rowid, tag, filename FROM Cache WHERE raw = 1 AND expire_time IS NOT NULL "
+                    "AND expire_time < ? "
+                    "AND key >= 'rec:' AND key < 'rec;' LIMIT 100", (time.time(),)):
+                expired += removed
+            # One transaction per batch: SQLite gives freed pages back (auto_vacuum) at
+            # commit, so the volume only drops once a batch is committed. A batch is
+            # the excess over EVICT_ROW_BYTES (more than a record takes, so it rarely
+            # overshoots): ten rows a commit made an import into a full store evict
+            # a thousand records per batch in a hundred commits.
+            while (excess := self._data.volume() - self._data.size_limit) > 0 and (
+                    removed := self._remove_batch(
+                        "SELECT rowid, tag, filename FROM Cache WHERE raw = 1 AND key >= 'rec:' AND key < 'rec;' "
+                        "ORDER BY access_time LIMIT ?", (min(1000, max(10, excess // EVICT_ROW_BYTES)),))):
+                evicted += removed
+        self.add_counters({"expiries": expired, "evictions": evicted})
         return expired, evicted
+
+    def _remove_batch(self, query: str, args: tuple[Any, ...]) -> int:
+        """Delete the rows (rowid, tag, filename) ``query`` selects, expired or not
+        (diskcache's ``delete`` skips expired rows), and their census counts, in one
+        transaction; diskcache's triggers keep its count and size."""
+        deltas: collections.Counter[str] = collections.Counter()
+        with self._data.transact():
+            rows = self._data._sql(query, args).fetchall()
+            for rowid, tag, _ in rows:
+                self._data._sql("DELETE FROM Cache WHERE rowid = ?", (rowid,))
+                if tag:
+                    deltas[tag] -= 1
+            self._census_add(deltas)
+        for _, _, filename in rows:
+            if filename:
+                self._data._disk.remove(filename)
+        return len(rows)
 
     def clear(self) -> int:
         """Remove all data and counters; the epoch survives and goes up by one, so an
@@ -273,6 +504,8 @@ class DiskcacheBackend:
             removed = int(self._data.clear())
             self._meta.clear()
             self._meta.set("epoch", epoch + 1)
+            with self._data.transact():
+                self._census_reset({})
         return removed
 
     def check(self) -> list[str]:

@@ -3,6 +3,11 @@
 Exports are JSON Lines (a header line, then one ``{"type": "record"|"failure",
 "data": ...}`` per line); imports parse JSON only and check every field with the same
 parser a store read uses, so an imported record can never break a later command.
+
+Everything here streams: entries are read in batches (``Backend.items``), never as a
+list of every key, and imports write a batch of records per transaction (diskcache)
+or pipeline (Redis), so memory stays flat and throughput does not depend on the size
+of the store.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import IO, Any
 from fpcli.errors import BadEntryError, StoreError
 from fpcli.files import atomic_text
 from fpcli.store.core import FingerprintStore
-from fpcli.store.records import HEX32, STREAM_PREFIX, Record, entry_file, path_key, record_key
+from fpcli.store.protocol import BATCH
+from fpcli.store.records import HEX32, STREAM_PREFIX, Failure, Record, entry_file, path_key
 from fpcli.store.schema import (
     dumps,
     failure_to_json,
@@ -27,7 +33,8 @@ from fpcli.store.schema import (
     parse_failure,
     parse_path_entry,
     parse_record,
-    record_to_json,
+    parse_records,
+    record_text,
 )
 
 EXPORT_FORMAT = "fpcli-store-export"
@@ -42,12 +49,16 @@ class Pruned:
     reason: str  # gone, changed, or "failure: gone" ...
 
 
-def prune(store: FingerprintStore, *, dry_run: bool = False) -> list[Pruned]:
+def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress = lambda n: None) -> list[Pruned]:
     """Paths of records and failures whose file is gone or changed: each such path is
     dropped from its record (a record goes with its last path). With ``dry_run``
-    nothing is removed."""
+    nothing is removed. Records are read in batches while they are pruned (the
+    batches resume after the last key read, so a deletion does not disturb them);
+    ``progress`` gets the records checked every BATCH."""
     removed = []
-    for record in list(store.records()):
+    for number, record in enumerate(store.records(), start=1):
+        if number % BATCH == 0:
+            progress(number)
         for seen in record.paths:
             why = _file_state(seen.path, record.size, seen.mtime_ns)
             if why:
@@ -56,7 +67,7 @@ def prune(store: FingerprintStore, *, dry_run: bool = False) -> list[Pruned]:
                     fresh = store.read_record(record.key)
                     if fresh is not None:
                         store.forget_path(fresh, seen.path)
-    for failure in list(store.failures()):
+    for failure in store.failures():
         why = _file_state(failure.path, failure.size, failure.mtime_ns)
         if why:
             removed.append(Pruned(failure.path, f"failure: {why}"))
@@ -89,24 +100,35 @@ class Problem:
 def verify(store: FingerprintStore, progress: Progress = lambda n: None) -> list[Problem]:
     """Every integrity problem: the storage's own checks (SQLite integrity, meta
     counters), pickled entries, then each entry's schema and key. [] when sound."""
-    try:
-        problems = [Problem("", p) for p in store.backend.check()]
-        unsafe = store.backend.unsafe_keys()
-        keys = list(store.backend.keys())
-    except StoreError as exc:
-        return [Problem("", str(exc))]
-    if unsafe:
-        problems.append(Problem("", f"{unsafe} pickled key(s): refusing to unpickle them (not written by fpcli)"))
-    for number, key in enumerate(keys, start=1):
-        problems += [Problem(key, m) for m in _entry_problems(store, key)]
-        if number % 1000 == 0:
-            progress(number)
+    problems, _ = verify_counted(store, progress)
     return problems
 
 
-def _entry_problems(store: FingerprintStore, key: str) -> list[str]:
+def verify_counted(store: FingerprintStore, progress: Progress = lambda n: None) -> tuple[list[Problem], int]:
+    """``verify`` and the number of entries checked. Entries are read in batches
+    (constant memory); ``progress`` gets the count every BATCH entries."""
     try:
-        text = store.backend.get(key)
+        problems = [Problem("", p) for p in store.backend.check()]
+        unsafe = store.backend.unsafe_keys()
+    except StoreError as exc:
+        return [Problem("", str(exc))], 0
+    if unsafe:
+        problems.append(Problem("", f"{unsafe} pickled key(s): refusing to unpickle them (not written by fpcli)"))
+    number = 0
+    try:
+        for number, (key, text) in enumerate(store.backend.items(), start=1):
+            problems += [Problem(key, m) for m in _entry_problems(store, key, text)]
+            if number % BATCH == 0:
+                progress(number)
+    except StoreError as exc:
+        problems.append(Problem("", str(exc)))
+    return problems, number
+
+
+def _entry_problems(store: FingerprintStore, key: str, text: str | None = None) -> list[str]:
+    try:
+        if text is None:  # not read in the batch (unreadable as text): read alone to learn why
+            text = store.backend.get(key)
         if text is None:
             return []  # expired or evicted meanwhile
         data = loads(key, text)
@@ -202,15 +224,24 @@ def export_store(store: FingerprintStore, destination: str | os.PathLike[str],
     counts = {"records": 0, "failures": 0}
     with atomic_text(destination) as out:
         out.write(json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": time.time()}) + "\n")
-        items: Iterator[tuple[str, dict[str, Any]]] = itertools.chain(
-            (("record", record_to_json(r)) for r in store.records()),
-            (("failure", failure_to_json(f)) for f in store.failures()))
-        for kind, data in items:
-            out.write(dumps({"type": kind, "data": data}) + "\n")
+        lines: Iterator[tuple[str, str]] = itertools.chain(
+            (("record", _record_line(record, text)) for record, text in store.record_texts()),
+            (("failure", dumps({"type": "failure", "data": failure_to_json(f)})) for f in store.failures()))
+        for kind, line in lines:
+            out.write(line + "\n")
             counts[f"{kind}s"] += 1
-            if sum(counts.values()) % 1000 == 0:
+            if sum(counts.values()) % BATCH == 0:
                 progress(sum(counts.values()))
     return counts
+
+
+def _record_line(record: Record, text: str) -> str:
+    """The export line of a record: its stored text as is (it was just parsed and
+    checked, so it is one JSON object; writing it again would cost as much as the
+    parse), or written afresh unless it is one line of ASCII, as fpcli writes it."""
+    if not text.isascii() or "\n" in text or "\r" in text:
+        text = record_text(record)
+    return '{"type":"record","data":' + text + "}"
 
 
 @dataclasses.dataclass
@@ -224,18 +255,53 @@ class ImportReport:
 def import_store(store: FingerprintStore, source: str | os.PathLike[str],
                  progress: Progress = lambda n: None) -> ImportReport:
     """Read an export (``-`` is stdin): every line is parsed as JSON only and checked
-    with the store's own record parser; valid records and failures are stored, other
-    lines rejected with a reason."""
+    with the store's own record parser (a batch of lines at a time); valid records
+    and failures are stored, other lines rejected with a reason (in line order).
+    A batch is written in one transaction or pipeline, so an interrupted import
+    leaves whole batches: running it again completes it."""
     report = ImportReport()
+    batch = _Batch()
+    rejected: list[tuple[int, str]] = []
     with _open_source(source) as handle:
         for number, raw in enumerate(_lines(handle), start=1):
-            reason = _import_line(store, raw, number, report)
+            reason = _import_line(store, raw, number, report, batch)
             if reason:
-                report.rejected.append(f"line {number}: {reason}")
-            if number % 1000 == 0:
+                rejected.append((number, reason))
+            if len(batch) >= BATCH:
+                batch.flush(store, report, rejected)
+            if number % BATCH == 0:
                 progress(number)
+        batch.flush(store, report, rejected)
+    report.rejected = [f"line {number}: {reason}" for number, reason in sorted(rejected)]
     report.evicted = store.backend.counter("evictions") - report.evicted
     return report
+
+
+@dataclasses.dataclass
+class _Batch:
+    """Lines waiting to be checked and written together (one transaction or
+    pipeline): record data by line number, parsed failures."""
+
+    records: list[tuple[int, Any]] = dataclasses.field(default_factory=list)
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.failures)
+
+    def flush(self, store: FingerprintStore, report: ImportReport, rejected: list[tuple[int, str]]) -> None:
+        parsed = parse_records([(f"line {number}", data) for number, data in self.records])
+        good: list[Record] = []
+        for (number, _), result in zip(self.records, parsed, strict=True):
+            if isinstance(result, BadEntryError):
+                rejected.append((number, "invalid record: " + "; ".join(result.problems[:3])))
+            else:
+                good.append(result)
+        report.records += len(good)
+        if good:
+            store.import_records(good)
+        if self.failures:
+            store.import_failures(self.failures)
+        self.records, self.failures = [], []
 
 
 class _open_source:
@@ -272,7 +338,8 @@ def _lines(handle: IO[bytes]) -> Iterator[bytes | None]:
             yield line
 
 
-def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report: ImportReport) -> str | None:
+def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report: ImportReport,
+                 batch: _Batch) -> str | None:
     if number == 1:
         report.evicted = store.backend.counter("evictions")
     if raw is None:
@@ -293,30 +360,12 @@ def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report
             return None if item.get("version") == EXPORT_VERSION else \
                 f"an export of version {str(item.get('version'))[:10]}, not {EXPORT_VERSION}: re-analyse instead"
         if kind == "record":
-            _import_record(store, parse_record(f"line {number}", data))
-            report.records += 1
+            batch.records.append((number, data))  # checked with its batch (``_Batch.flush``)
             return None
         if kind == "failure":
-            failure = parse_failure(f"line {number}", data)
-            store.backend.put(f"fail:{path_key(failure.path)}", dumps(failure_to_json(failure)))
+            batch.failures.append(parse_failure(f"line {number}", data))
             report.failures += 1
             return None
     except BadEntryError as exc:
         return f"invalid {kind}: " + "; ".join(exc.problems[:3])
     return f"unknown type {str(kind)[:40]!r}"
-
-
-def _import_record(store: FingerprintStore, record: Record) -> None:
-    existing = store.read_record(record.key)
-    if existing is not None:
-        for seen in existing.paths:
-            record = record.with_path(seen.path, seen.mtime_ns) if seen.path not in {
-                p.path for p in record.paths} else record
-    store.backend.put(record_key(record.digest, record.params_key), dumps(record_to_json(record)))
-    store.backend.journal_append(record.key)
-    for seen in record.paths:
-        store.backend.put(f"path:{path_key(seen.path)}", dumps({
-            "path": seen.path, "size": record.size, "mtime_ns": seen.mtime_ns, "digest": record.digest,
-            "content_key": record.content_key}))
-    store._add_candidate(record.content_key, record.digest)
-    store.backend.maintain()

@@ -9,11 +9,18 @@ the meta space (counters and the bounded change journal), which is never evicted
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 JOURNAL_LIMIT = 10_000  # changes kept; an index further behind rebuilds instead of replaying
+BATCH = 1000            # keys read or written per round trip / transaction by the bulk operations
+
+# A census tag names the kind of an entry for ``cache stats`` (``FingerprintStore``
+# makes them: "rec:v1:b-p" ...; "fail"); None for entries that are not counted.
+Tag = str | None
+Put = tuple[str, str, Tag]                 # (key, text, tag), for ``put_many``
+TagOf = Callable[[str, str], Tag]          # (key, text) -> tag, to recount legacy entries
 
 
 class Backend(Protocol):
@@ -35,14 +42,40 @@ class Backend(Protocol):
         fpcli wrote (a pickle, undecodable bytes)."""
         ...
 
-    def put(self, key: str, text: str) -> None:
-        """Store ``text``; ``rec:`` keys carry the TTL and may be evicted."""
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """``get`` of each key in one round trip; a bad entry reads as None."""
         ...
 
-    def delete(self, key: str) -> bool: ...
+    def put(self, key: str, text: str, tag: Tag = None) -> None:
+        """Store ``text``; ``rec:`` keys carry the TTL and may be evicted. The census
+        count of ``tag`` goes up by one, and that of the entry replaced down."""
+        ...
+
+    def put_many(self, items: Sequence[Put]) -> None:
+        """``put`` of each item in one transaction (diskcache) or pipeline (Redis)."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key`` (its census count goes down)."""
+        ...
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """Keys starting with ``prefix`` that fpcli can read (never a pickled key)."""
+        """Keys starting with ``prefix`` that fpcli can read (never a pickled key),
+        fetched in batches: memory does not grow with the store."""
+        ...
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, str | None]]:
+        """(key, text) of entries with ``prefix``, read in batches (key order on
+        diskcache, SCAN order on Redis); text None when fpcli cannot read it."""
+        ...
+
+    def census(self) -> tuple[dict[str, int] | None, str | None]:
+        """(entries per census tag, None when exact or a note saying why the counts may
+        be stale), read from maintained counters: never a scan."""
+        ...
+
+    def recount(self, tag_of: TagOf) -> dict[str, int]:
+        """Count every entry again (a scan) and store the counts as the census."""
         ...
 
     def count(self, prefix: str) -> int: ...
@@ -53,6 +86,10 @@ class Backend(Protocol):
 
     def journal_append(self, key: str) -> int:
         """Record that ``key`` changed; returns the new generation."""
+        ...
+
+    def journal_extend(self, keys: Sequence[str]) -> int:
+        """``journal_append`` of many keys at once (one transaction or pipeline)."""
         ...
 
     def journal_since(self, generation: int) -> list[str] | None:

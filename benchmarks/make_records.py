@@ -1,0 +1,109 @@
+"""Synthetic catalogue-scale stores: one real record cloned N times.
+
+    python benchmarks/make_records.py --count 100000 --out records-100k.jsonl [--seed 1]
+
+Analyses one generated 6 s track (``fpcli.synth``) into a temporary store, then
+writes an export (the format ``fpcli cache import`` reads) of N records cloned from
+it, each with its own digest, content key and path and values perturbed by a few per
+cent, so that stores, indexes and searches see N distinct fingerprints. A tenth of the
+records lack batch values, a twentieth are previews and a tenth carry a validation
+verdict, so that every census count is exercised. Never commit the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import soundfile as sf
+
+from fpcli import synth
+from fpcli.store import FingerprintStore, Record
+from fpcli.store.maintenance import EXPORT_FORMAT, EXPORT_VERSION
+from fpcli.store.records import PathSeen, Validation
+from fpcli.store.schema import record_text
+
+SR = 22050
+
+
+def template_record() -> Record:
+    """One real record: a generated track analysed (streaming and batch) by fpcli."""
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app
+
+    with tempfile.TemporaryDirectory() as folder:
+        track = os.path.join(folder, "template.flac")
+        sf.write(track, synth.music_like(6.0, SR, seed=7), SR)
+        store_dir = os.path.join(folder, "store")
+        result = CliRunner().invoke(app, ["--store", store_dir, "analyze", "--batch", "--quiet", track])
+        if result.exit_code != 0:
+            raise RuntimeError(f"analysing the template failed: {result.output}")
+        with FingerprintStore.open(store_dir) as store:
+            return next(store.records())
+
+
+def _hex(n: int, salt: str) -> str:
+    return hashlib.blake2b(f"{salt}{n}".encode(), digest_size=16).hexdigest()
+
+
+def _jitter(values: dict[str, float | None], rng: random.Random) -> dict[str, float | None]:
+    return {k: None if v is None else v * rng.uniform(0.95, 1.05) for k, v in values.items()}
+
+
+def clone(template: Record, n: int, rng: random.Random) -> Record:
+    """The n-th synthetic record: distinct identity and path, perturbed values."""
+    streaming = dataclasses.replace(template.streaming, values=_jitter(template.streaming.values, rng))
+    batch = None if n % 10 == 9 or template.batch is None else \
+        dataclasses.replace(template.batch, values=_jitter(template.batch.values, rng))
+    preview = n % 20 == 7
+    validation = Validation("valid", 0.99, 0.9, "high", (), {}, time.time()) if n % 10 == 3 and not preview \
+        else None
+    path = f"/catalogue/{n % 997:03d}/artist {n % 7919}/track {n:07d}.flac"
+    return dataclasses.replace(
+        template, digest=_hex(n, "d"), content_key=_hex(n, "c"), size=template.size + n,
+        paths=(PathSeen(path, 1_700_000_000_000_000_000 + n),), complete=not preview,
+        streaming=dataclasses.replace(streaming, seconds=30.0) if preview else streaming,
+        batch=None if preview else batch, validation=validation)
+
+
+def records(count: int, seed: int = 1, template: Record | None = None) -> Iterator[Record]:
+    rng = random.Random(seed)
+    base = template or template_record()
+    for n in range(count):
+        yield clone(base, n, rng)
+
+
+def write_export(count: int, out: str, seed: int = 1) -> None:
+    with open(out, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": time.time()}) + "\n")
+        for record in records(count, seed):
+            fh.write('{"type":"record","data":' + record_text(record) + "}\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("count", type=int, nargs="?", help="records to write (or --count)")
+    parser.add_argument("--count", dest="count_option", type=int)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    count = args.count_option if args.count_option is not None else args.count
+    if count is None:
+        parser.error("give the number of records (--count N)")
+    started = time.perf_counter()
+    write_export(count, args.out, args.seed)
+    print(f"wrote {count:,} records to {args.out} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""Catalogue scale: the census behind ``cache stats`` stays right through imports,
+deletes, prunes, expiries and evictions on both backends without reading records;
+bulk import/export round-trips; Redis values are compact."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fpcli.store import FingerprintStore, export_store, import_store, prune
+from fpcli.store.core import census_tag, tag_of_entry
+from fpcli.store.schema import record_to_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import make_records  # noqa: E402  (benchmarks/make_records.py: one real record, cloned)
+
+CENSUS = ("entries", "with_batch", "validated", "previews", "failures", "by_version")
+
+
+@pytest.fixture(scope="module")
+def template():
+    return make_records.template_record()
+
+
+@pytest.fixture(params=["diskcache", "redis"])
+def location(request, tmp_path):
+    if request.param == "redis":
+        return request.getfixturevalue("redis_url")
+    return str(tmp_path / "store")
+
+
+def _census(stats):
+    return {name: stats[name] for name in CENSUS}
+
+
+def _import(store, template, count, tmp_path, name="in.jsonl"):
+    path = tmp_path / name
+    with open(path, "w") as fh:
+        fh.write(json.dumps({"type": "fpcli-store-export", "version": 2}) + "\n")
+        for record in make_records.records(count, template=template):
+            fh.write(json.dumps({"type": "record", "data": record_to_json(record)}) + "\n")
+    return import_store(store, path)
+
+
+def test_census_matches_a_recount_through_imports_and_deletes(location, template, tmp_path):
+    with FingerprintStore.open(location) as store:
+        store.clear()
+        report = _import(store, template, 200, tmp_path)
+        assert report.records == 200 and not report.rejected
+        kept = store.stats()
+        assert kept["entries"] == 200 and kept["previews"] == 10 and kept["with_batch"] == 170
+        assert kept["validated"] == 20 and kept["census_exact"]
+        _import(store, template, 200, tmp_path)               # the same again: merged, not counted twice
+        assert _census(store.stats()) == _census(kept)
+        for record in list(store.records())[:30]:
+            store.delete_record(record)
+        after = store.stats()
+        assert after["entries"] == 170
+        assert _census(after) == _census(store.stats(recount=True))
+        store.clear()
+        assert store.stats()["entries"] == 0
+
+
+def test_stats_reads_no_record(location, template, tmp_path, monkeypatch):
+    with FingerprintStore.open(location) as store:
+        store.clear()
+        _import(store, template, 50, tmp_path)
+        store.stats()
+        reads = []
+        for name in ("get", "get_many", "items", "keys"):
+            original = getattr(store.backend, name)
+            monkeypatch.setattr(store.backend, name,
+                                lambda *a, _o=original, _n=name, **k: reads.append(_n) or _o(*a, **k))
+        assert store.stats()["entries"] == 50
+        assert reads == []
+
+
+def test_prune_keeps_the_census(location, template, tmp_path):
+    with FingerprintStore.open(location) as store:
+        store.clear()
+        _import(store, template, 100, tmp_path)               # their paths do not exist: all pruned
+        assert len(prune(store)) == 100
+        assert store.stats()["entries"] == 0 == store.stats(recount=True)["entries"]
+
+
+def test_import_export_round_trip(location, template, tmp_path):
+    with FingerprintStore.open(location) as store:
+        store.clear()
+        _import(store, template, 3000, tmp_path)
+        counts = export_store(store, tmp_path / "out.jsonl")
+        assert counts["records"] == 3000
+    with FingerprintStore.open(tmp_path / "other") as other:
+        import_store(other, tmp_path / "out.jsonl")
+        export_store(other, tmp_path / "back.jsonl")
+        assert other.stats()["entries"] == 3000
+    lines = [sorted(open(tmp_path / name).read().splitlines()[1:]) for name in ("out.jsonl", "back.jsonl")]
+    assert lines[0] == lines[1]
+
+
+def test_diskcache_expiries_and_evictions_leave_the_census_right(template, tmp_path):
+    with FingerprintStore.open(tmp_path / "ttl", ttl_s=0.5) as store:
+        _import(store, template, 100, tmp_path)
+        time.sleep(0.7)
+        expired, _ = store.backend.maintain()
+        assert expired == 100
+        assert store.stats()["entries"] == 0 == store.stats(recount=True)["entries"]
+    with FingerprintStore.open(tmp_path / "small", size_limit_mb=4) as store:  # about half the records fit
+        _import(store, template, 1500, tmp_path)
+        stats = store.stats()
+        assert stats["evictions"] > 0 and 0 < stats["entries"] < 1500
+        assert _census(stats) == _census(store.stats(recount=True))
+
+
+def test_redis_expiries_make_stats_say_stale_until_recounted(template, tmp_path, redis_url):
+    with FingerprintStore.open(redis_url, ttl_s=1) as store:
+        store.clear()
+        _import(store, template, 50, tmp_path)
+        assert store.stats()["entries"] == 50
+        time.sleep(1.5)
+        deadline = time.monotonic() + 30
+        while store.backend.count("rec:") and time.monotonic() < deadline:  # the server's active expiry
+            time.sleep(0.2)
+        stale = store.stats()
+        assert not stale["census_exact"] and any("counted again" in w for w in stale["warnings"])
+        fresh = store.stats(recount=True)
+        assert fresh["entries"] == 0 and fresh["census_exact"]
+
+
+def test_redis_evictions_are_recounted(template, tmp_path, redis_url, redis_server):
+    import redis
+
+    admin = redis.Redis(port=redis_server.port)
+    with FingerprintStore.open(redis_url) as store:
+        store.clear()
+        admin.config_set("maxmemory", str(int(admin.info("memory")["used_memory"]) + 400_000))
+        try:
+            _import(store, template, 2000, tmp_path)
+        finally:
+            admin.config_set("maxmemory", "0")
+        stats = store.stats()
+        assert not stats["census_exact"]
+        fresh = store.stats(recount=True)
+        assert fresh["entries"] < 2000 and fresh["entries"] == sum(1 for _ in store.records())
+
+
+def test_redis_values_are_compact_and_tagged(template, redis_url):
+    from fpcli.store.redis_backend import decode, encode, tag_of_value
+
+    text = json.dumps(record_to_json(template), separators=(",", ":"))
+    tag = census_tag(template)
+    value = encode(text, tag)
+    assert decode(value) == text and tag_of_value(value) == tag
+    assert len(value) < len(text) / 2
+    assert tag_of_entry(template.key, text) == tag
+    assert decode(b'{"plain": 1}') == '{"plain": 1}'          # values of older versions still read
+
+
+def _variants(template):
+    """Records with and without each optional block."""
+    import dataclasses
+
+    records = list(make_records.records(40, template=template))
+    return records + [dataclasses.replace(records[0], timbre=None, dupe_key=None, batch=None, validation=None)]
+
+
+def test_record_text_is_the_json_of_record_to_json(template):
+    from fpcli.store.schema import dumps, record_text
+
+    for record in _variants(template):
+        assert record_text(record) == dumps(record_to_json(record))
+
+
+def test_a_batch_parse_gives_what_each_parse_gives(template):
+    from fpcli.errors import BadEntryError
+    from fpcli.store.schema import parse_record, parse_records
+
+    variants = _variants(template)[:3]
+    good = [record_to_json(r) for r in variants]  # the timbre packed, as stored
+    listed = [{**g, "timbre": r.timbre.to_dict()} for g, r in zip(good, variants, strict=True)]  # as imports may
+    asymmetric = json.loads(json.dumps(listed[0]))
+    asymmetric["timbre"]["cov"][0][1] += 1.0
+    indefinite = json.loads(json.dumps(listed[0]))
+    indefinite["timbre"]["cov"][0][0] = -50.0
+    bad_digest_and_timbre = json.loads(json.dumps(indefinite))
+    bad_digest_and_timbre["digest"] = "xyz"
+    ragged = json.loads(json.dumps(listed[1]))
+    ragged["timbre"]["cov"][3] = [1.0]
+    items = [("a", good[0]), ("b", asymmetric), ("c", listed[1]), ("d", indefinite), ("e", "not an object"),
+             ("f", bad_digest_and_timbre), ("g", ragged), ("h", good[2])]
+    batch = parse_records(items)
+    for (key, data), result in zip(items, batch, strict=True):
+        try:
+            single = parse_record(key, data)
+        except BadEntryError as exc:
+            assert isinstance(result, BadEntryError) and result.problems == exc.problems and result.key == key
+        else:
+            assert result == single
+    assert [isinstance(r, BadEntryError) for r in batch] == [False, True, False, True, True, True, True, False]
+    assert batch[1].problems == ["timbre.cov is not symmetric"]
+    assert batch[3].problems == ["timbre.cov is not positive semi-definite"]
+    assert len(batch[5].problems) == 2
+
+
+def test_import_rejects_bad_lines_in_line_order_and_keeps_the_rest(template, tmp_path):
+    records = list(make_records.records(5, template=template))
+    bad = {**record_to_json(records[1]), "timbre": records[1].timbre.to_dict()}
+    bad["timbre"]["cov"][2][5] += 3.0
+    lines = [json.dumps({"type": "fpcli-store-export", "version": 2}),
+             json.dumps({"type": "record", "data": record_to_json(records[0])}),
+             json.dumps({"type": "record", "data": bad}),
+             "{not json",
+             json.dumps({"type": "record", "data": record_to_json(records[2])})]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    with FingerprintStore.open(tmp_path / "store") as store:
+        report = import_store(store, tmp_path / "in.jsonl")
+        assert report.records == 2
+        assert [r.split(":")[0] for r in report.rejected] == ["line 3", "line 4"]
+        assert "timbre.cov is not symmetric" in report.rejected[0]
+        assert {r.key for r in store.records()} == {records[0].key, records[2].key}
+
+
+def test_diskcache_bulk_writes_replace_rows_and_keep_the_census(tmp_path):
+    with FingerprintStore.open(tmp_path / "store") as store:
+        backend = store.backend
+        store.stats()                                             # a new store is counted once, then kept
+        backend.put_many([("rec:a", '"1"', "rec:v2:b--"), ("rec:b", '"2"', "rec:v2:b--"), ("rec:a", '"3"', "fail")])
+        assert backend.get_many(["rec:a", "rec:b", "rec:c"]) == ['"3"', '"2"', None]
+        assert backend.census()[0] == {"rec:v2:b--": 1, "fail": 1}
+        backend.put_many([("rec:b", '"4"', "rec:v2:-v-"), ("path:x", '"5"', None)])
+        assert backend.census()[0] == {"rec:v2:-v-": 1, "fail": 1}
+        assert backend.count("") == 3 == len(backend._data)    # diskcache's own count (its triggers) agrees
+        assert backend.recount(lambda key, text: None) == {"rec:v2:-v-": 1, "fail": 1}
+        long = '"' + "x" * 40_000 + '"'                           # kept in a file by diskcache
+        backend.put_many([("rec:a", long, "fail")])
+        assert backend.get("rec:a") == long
+        backend.put_many([("rec:a", '"6"', "fail")])
+        assert backend.get_many(["rec:a"]) == ['"6"'] and backend.census()[0]["fail"] == 1
+
+
+def test_diskcache_bulk_reads_skip_expired_rows(tmp_path):
+    with FingerprintStore.open(tmp_path / "store", ttl_s=0.2) as store:
+        store.backend.put_many([("rec:a", '"1"', None), ("path:a", '"2"', None)])
+        time.sleep(0.3)
+        assert store.backend.get_many(["rec:a", "path:a"]) == [None, '"2"']   # only records expire
+
+
+def test_a_long_journal_extension_keeps_the_last_changes(location):
+    from fpcli.store.protocol import JOURNAL_LIMIT
+
+    with FingerprintStore.open(location) as store:
+        store.clear()
+        backend = store.backend
+        start = backend.generation()
+        backend.journal_extend(["rec:first"])
+        keys = [f"rec:{n}" for n in range(JOURNAL_LIMIT + 500)]
+        assert backend.journal_extend(keys) == start + 1 + len(keys)
+        assert backend.journal_since(start) is None                    # too far behind: rebuild
+        assert backend.journal_since(start + 1 + 600) == keys[600:]
+        backend.journal_extend(["rec:last"])
+        assert backend.journal_since(backend.generation() - 2) == [keys[-1], "rec:last"]
+
+
+def test_cache_list_with_a_limit_stops_reading(template, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import fpcli.store.core as core
+    from fpcli.cli import app
+    from fpcli.store.protocol import BATCH
+
+    with FingerprintStore.open(tmp_path / "store") as store:
+        _import(store, template, 3 * BATCH, tmp_path)
+    parsed = []
+    original = core.parse_records
+    monkeypatch.setattr(core, "parse_records", lambda items: parsed.append(len(items)) or original(items))
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "store"), "cache", "list", "--limit", "7", "--json"])
+    assert result.exit_code == 0, result.output
+    paths = [json.loads(line)["path"] for line in result.output.splitlines()]
+    assert len(paths) == 7 and paths == sorted(paths)
+    assert sum(parsed) <= BATCH                       # one batch read of the 3,000 records
+
+
+def test_a_new_store_is_counted_from_the_start(location, template, tmp_path, monkeypatch):
+    with FingerprintStore.open(location) as store:  # a new folder, or a flushed Redis: census exact, all zero
+        _import(store, template, 30, tmp_path)
+        monkeypatch.setattr(store.backend, "recount", lambda tag_of: pytest.fail("stats scanned the store"))
+        stats = store.stats()
+        assert stats["entries"] == 30 and stats["census_exact"]
