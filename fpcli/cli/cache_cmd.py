@@ -106,7 +106,7 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
     for warning in stats["warnings"]:
         warn_line(warning)
     if not stats["census_exact"]:
-        note("", "fpcli cache stats --recount counts every entry again")
+        warn_line("fpcli cache stats --recount counts every entry again")
 
 
 def _listing(record: Record, path: str) -> dict[str, Any]:
