@@ -30,8 +30,8 @@ from tabulate import tabulate
 
 
 def run_once(library: Path, jobs: int) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the command and its workers) of one library run
-    into a fresh store."""
+    """(wall seconds, CPU seconds of the command's process) of one library run into a
+    fresh store (the workers' CPU is not counted: they are not the command's children)."""
     store = tempfile.mkdtemp(prefix="fpcli-jobs-")
     command = [sys.executable, "-m", "fpcli", "--store", store, "analyze", str(library), "--jobs", str(jobs),
                "--quiet"]
@@ -80,8 +80,9 @@ def main() -> int:
         "(other jobs share the two cores, and take them from --jobs 2).", "",
         "Wall time of the whole command (start-up, scan, workers, store) into a fresh store; rounds "
         "interleave the --jobs values. Speed-up: median over rounds of (wall with --jobs "
-        f"{base}) / (wall with --jobs N) in the same round. CPU: the command and its workers.", "",
-        tabulate(rows, ["--jobs", "wall s (median)", "wall s (rounds)", "CPU s (median)",
+        f"{base}) / (wall with --jobs N) in the same round. CPU: the command's own process only (its "
+        "workers are forked by a fork server, whose children the command does not wait for).", "",
+        tabulate(rows, ["--jobs", "wall s (median)", "wall s (rounds)", "parent CPU s (median)",
                         f"speed-up vs --jobs {base}"], tablefmt="github"), "",
     ])
     return emit(report, args.out)
