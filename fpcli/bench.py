@@ -272,6 +272,9 @@ def search_speed(open_store: Callable[[], FingerprintStore], library: Path,
     """Query latency on the library's store (warm index) and over synthetic rows."""
     with open_store() as store:
         paths = [p for p in scan([str(library)]).files if store.record_for_path(p) is not None]
+        # The first query loads (here: builds) the index; it is reported on its own so
+        # that the gated p99 is the warm query's, not one index build among 100 queries.
+        first = [timed(functools.partial(search, store, paths[0], k=10, strategy="fast"))] if paths else []
         times = [timed(functools.partial(search, store, path, k=10, strategy="fast"))
                  for _ in range(max(1, 100 // max(len(paths), 1))) for path in paths]
         centres = np.array([[np.nan if r.streaming.values[d] is None else r.streaming.values[d]
@@ -281,7 +284,10 @@ def search_speed(open_store: Callable[[], FingerprintStore], library: Path,
     top_k(index, index.values[0], 10, weights, exclude_content=index.contents[0])  # warm the index
     synthetic = [timed(functools.partial(top_k, index, index.values[i % len(index)], 10, weights,
                                          exclude_content=index.contents[i % len(index)])) for i in range(100)]
-    return {**_percentiles(times, "search.library", "fpcli search, store of the library"),
+    first_ms = first[0][0] if first else 0.0
+    return {"search.library_first_ms": Figure(first_ms, "ms", "lower", "absolute",
+                                              "first query: builds the index from the store"),
+            **_percentiles(times, "search.library", "fpcli search, store of the library, warm index"),
             **_percentiles(synthetic, "search.synthetic",
                            f"{synthetic_rows:,} synthetic streaming fingerprints, warm index")}
 

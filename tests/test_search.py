@@ -15,7 +15,17 @@ from fpcli.errors import ParameterError
 from fpcli.fingerprint import GROUPS, STREAMING_DIMS
 from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
-from fpcli.search import Compute, Index, SearchError, current_index, dim_weights, parse_weights, search, top_k
+from fpcli.search import (
+    Compute,
+    Index,
+    SearchError,
+    current_index,
+    dim_weights,
+    parse_weights,
+    save_index,
+    search,
+    top_k,
+)
 from fpcli.search.index import fit_scaling, scale
 from fpcli.search.rank import NULL_PENALTY, TIMBRE_WEIGHT
 from fpcli.store import FingerprintStore
@@ -156,6 +166,18 @@ def test_index_is_persisted_and_refreshed_incrementally(store, library, tmp_path
     store.clear()
     _, info = current_index(store, "streaming", KEY)
     assert info["index"] == "rebuilt" and info["rows"] == 0
+
+
+def test_a_process_reuses_its_index_until_another_save_replaces_it(store):
+    """Repeated queries in one process use the index in memory (no re-mapping of the
+    saved files); a save by another process (a new header file) is loaded instead."""
+    first, _ = current_index(store, "streaming", KEY)
+    again, info = current_index(store, "streaming", KEY)
+    assert again is first and info["index"] == "loaded"
+    assert save_index(first, store.backend.index_dir)          # as another process would
+    reloaded, info = current_index(store, "streaming", KEY)
+    assert reloaded is not first and info["index"] == "loaded"
+    np.testing.assert_array_equal(reloaded.values, first.values)
 
 
 def test_fast_search_finds_neighbours_and_excludes_the_query(store, library):

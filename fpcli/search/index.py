@@ -455,16 +455,41 @@ def _optional(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray | N
     return array if array.shape == shape and array.dtype == dtype else None
 
 
+# The index each (folder, kind, params) was last loaded or saved as in this process, with
+# the signature of its header file then. A process that searches many times (the API,
+# `fpcli bench`, a player) reuses it instead of mapping 14 files per query; refresh()
+# still brings it up to date from the store's journal, so it is never stale.
+_RECENT: dict[tuple[str, str, str], tuple[tuple[int, int, int] | None, Index]] = {}
+
+
+def _header_signature(folder: Path, kind: str, params_key: str) -> tuple[int, int, int] | None:
+    """(inode, mtime ns, size) of the saved header; None when there is none."""
+    try:
+        info = (folder / f"{kind}-{params_key}.json").stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def _loaded_index(folder: Path, kind: str, params_key: str) -> Index | None:
+    """This process's copy when the saved header is the one it came with, else the saved one."""
+    recent = _RECENT.get((str(folder), kind, params_key))
+    if recent is not None and recent[0] == _header_signature(folder, kind, params_key):
+        return recent[1]
+    return load_index(folder, kind, params_key)
+
+
 def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[Index, dict[str, Any]]:
     """Load, refresh and save the index of ``kind``; returns it and what was done."""
     started = time.perf_counter()
     folder = store.backend.index_dir
-    index = load_index(folder, kind, params_key)
+    index = _loaded_index(folder, kind, params_key)
     if index is None:
         index = build_index(store, kind, params_key)
         reread, action = len(index), "built"
     else:
         index, reread, action = refresh(index, store)
     saved = save_index(index, folder) if action != "loaded" else True
+    _RECENT[(str(folder), kind, params_key)] = (_header_signature(folder, kind, params_key), index)
     return index, {"index": action, "records_read": reread, "rows": len(index),
                    "index_seconds": time.perf_counter() - started, "index_saved": saved}
