@@ -16,6 +16,12 @@ from typing import IO
 from fpcli.errors import FpcliError
 
 
+def printable_path(path: str) -> str:
+    """A path for people: undecodable bytes as ``\\xNN``, control characters escaped."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 @contextlib.contextmanager
 def atomic_text(destination: str | os.PathLike[str]) -> Iterator[IO[str]]:
     """A text stream whose content replaces ``destination`` only when the block ends

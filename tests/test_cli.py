@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fpcli import synth
-from fpcli.cli import EXIT_SOME_FAILED, app
+from fpcli.cli import EXIT_SOME_FAILED, app, command_named
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from tests.conftest import write
 
@@ -267,6 +267,40 @@ def test_search_from_the_store_imports_no_analysis_stack(tmp_path):
     result = json.loads(done.stdout)
     assert result["stats"]["index"] == "loaded" and len(result["hits"]) == 2
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def _modules_loaded_by(argv: list[str], store: str, names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` are imported when ``fpcli argv`` runs in a new process with its
+    output piped."""
+    code = ("import sys\nfrom fpcli.cli import main\nsys.argv = ['fpcli', *sys.argv[1:]]\ntry:\n    main()\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            f"print([m for m in {names!r} if m in sys.modules], file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True,
+                          env={**os.environ, "FPCLI_STORE": store})
+    return json.loads(done.stderr.strip().splitlines()[-1].replace("'", '"'))
+
+
+def test_start_up_imports_only_what_the_command_needs(tmp_path):
+    """--version imports no command and no store; --help the commands but neither the
+    store nor rich; `cache stats` to a pipe the store but neither rich nor any other command
+    (each of these was ~35-80 ms of every start, benchmarks/startup.md)."""
+    heavy = ("rich", "numpy", "fpcli.store.core", "fpcli.store.maintenance", "fpcli.cli.analyze_cmd",
+             "fpcli.cli.cache_cmd", "fpcli.cli.search_cmd")
+    store = str(tmp_path / "store")
+    assert _modules_loaded_by(["--version"], store, heavy) == []
+    assert _modules_loaded_by(["--store", store, "--version"], store, heavy) == []
+    assert set(_modules_loaded_by(["--help"], store, heavy)) == {"fpcli.cli.analyze_cmd", "fpcli.cli.cache_cmd",
+                                                                 "fpcli.cli.search_cmd"}
+    assert _modules_loaded_by(["cache", "stats"], store, heavy) == ["fpcli.store.core", "fpcli.cli.cache_cmd"]
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["analyze", "x.flac"], "analyze"), (["--store", "analyze", "cache", "list"], "cache"),
+    (["--store=/s", "--store-ttl", "5", "search", "q"], "search"), (["--version"], None), (["--help"], None),
+    (["cach", "stats"], None), ([], None), (["--", "cache"], None),
+])
+def test_the_command_a_command_line_names(argv, command):
+    assert command_named(argv) == command
 
 
 def test_constants_the_cli_repeats_for_start_up_time_match_the_core():

@@ -4,30 +4,82 @@ imports typer, rich or tabulate.
 Exit codes: 0 ok; 3 the run completed but some files failed (or a check found
 problems); 1 a fatal error (one ``error:`` line on stderr); 2 a usage error;
 4 below a threshold; 130 interrupted (finished work is kept).
+
+Start-up: a command's module (and through it the core it needs) is imported only
+when that command runs; ``--version`` imports none and ``--help`` only the command
+modules, which import the core inside their functions. ``from fpcli.cli import app``
+gives the application with every command.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
-from fpcli.cli import analyze_cmd, bench_cmd, cache_cmd, search_cmd, validate_cmd  # noqa: F401  (registers commands)
-from fpcli.cli.app import (
+from fpcli.cli.root import (
     EXIT_BELOW_THRESHOLD,
     EXIT_FATAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
-    app,
 )
-from fpcli.cli.options import user_message
-from fpcli.cli.render import error_line
 from fpcli.errors import FpcliError, ParameterError
-from fpcli.memory import keep_buffers_on_heap
+
+if TYPE_CHECKING:
+    import typer
 
 __all__ = ["EXIT_BELOW_THRESHOLD", "EXIT_FATAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE",
            "app", "main"]
+
+# Each top-level command and the module that registers it on the root application.
+COMMAND_MODULES = {"analyze": "analyze_cmd", "validate": "validate_cmd", "search": "search_cmd",
+                   "bench": "bench_cmd", "cache": "cache_cmd"}
+# Root options that take a value (the command name comes after them).
+_VALUED_ROOT_OPTIONS = ("--store", "--store-size-mb", "--store-ttl")
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The command ``argv`` (without the program name) runs, or None when it names
+    none (``--help``, ``--version``, nothing, or a word that is not a command)."""
+    skip_value = False
+    for word in argv:
+        if skip_value:
+            skip_value = False
+        elif word in _VALUED_ROOT_OPTIONS:
+            skip_value = True
+        elif word == "--":
+            return None
+        elif not word.startswith("-"):
+            return word if word in COMMAND_MODULES else None
+    return None
+
+
+def application(argv: list[str]) -> typer.Typer:
+    """The root application with the commands ``argv`` may need registered: the one it
+    names; none for a bare ``--version``; all of them otherwise (help, shell completion,
+    a misspelt command, which typer then reports with the list)."""
+    name = command_named(argv)
+    completing = any(key.startswith("_FPCLI_COMPLETE") for key in os.environ)
+    if name is not None and not completing:
+        needed = [COMMAND_MODULES[name]]
+    elif "--version" in argv and not {"-h", "--help"} & set(argv) and not completing:
+        needed = []
+    else:
+        needed = list(COMMAND_MODULES.values())
+    for module in needed:
+        importlib.import_module(f"fpcli.cli.{module}")
+    from fpcli.cli.root import app
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # every command: what tests and CliRunner use
+        return application(["--help"])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
@@ -37,9 +89,13 @@ def main() -> None:
     ParameterError from the core is a usage error too; anything that is neither a
     usage error nor an FpcliError is a bug and keeps its traceback.
     """
+    from fpcli.cli.options import user_message
+    from fpcli.cli.render import error_line
+    from fpcli.memory import keep_buffers_on_heap
+
     keep_buffers_on_heap()  # 12-15 % faster analysis in this process (fpcli/memory.py)
     try:
-        app()
+        application(sys.argv[1:])()
     except ParameterError as exc:
         error_line(user_message(exc))
         sys.exit(EXIT_USAGE)

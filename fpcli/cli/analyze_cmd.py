@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fpcli.cli.app import EXIT_INTERRUPTED, EXIT_SOME_FAILED, app
 from fpcli.cli.options import (
     DEFAULT_JOBS,
     ExcludeOption,
@@ -24,9 +23,11 @@ from fpcli.cli.options import (
     run_options,
 )
 from fpcli.cli.render import note
-from fpcli.cli.tracks import Reporter, failed_result, render_summary
+from fpcli.cli.root import EXIT_INTERRUPTED, EXIT_SOME_FAILED, app
 from fpcli.executors import DEFAULT_TIMEOUT_S
-from fpcli.results import TrackResult
+
+if TYPE_CHECKING:
+    from fpcli.results import TrackResult
 
 
 @app.command()
@@ -105,6 +106,8 @@ def analyze(
     if raw_format or name or no_store:
         raise typer.BadParameter("--raw-format, --name and --no-store are for a stream: fpcli analyze - ...",
                                  param_hint="-")
+    from fpcli.cli.tracks import Reporter, render_summary  # rich: only when a command runs (start-up time)
+
     options = run_options(seconds=seconds, upgrade=upgrade, batch=batch, force=force, retry_failed=retry_failed,
                           jobs=jobs, timeout_s=timeout, executor=executor, scheduler=scheduler, path_map=path_map,
                           exclude=exclude)
@@ -125,6 +128,7 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
     seconds, each stored as a partial record (a stream only with --name)."""
     from fpcli.analyze import open_entry
     from fpcli.audio import open_stream
+    from fpcli.cli.tracks import Reporter, failed_result
     from fpcli.errors import AudioReadError
     from fpcli.live import follow, stream_identity
 

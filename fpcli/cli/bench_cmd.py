@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fpcli.cli.app import EXIT_BELOW_THRESHOLD, app
 from fpcli.cli.options import finite
 from fpcli.cli.render import note, number, rows_out, stderr
+from fpcli.cli.root import EXIT_BELOW_THRESHOLD, app
 from fpcli.errors import FpcliError
 from fpcli.files import read_text, write_text
 from fpcli.store import is_redis_url

@@ -8,16 +8,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from fpcli.cli.app import EXIT_SOME_FAILED, cache_app
 from fpcli.cli.options import JsonOption, path_text
 from fpcli.cli.render import (
     format_value,
+    is_terminal,
     mib,
     note,
     print_json,
@@ -27,11 +25,11 @@ from fpcli.cli.render import (
     warn_line,
     when,
 )
-from fpcli.cli.tracks import render_track
+from fpcli.cli.root import EXIT_SOME_FAILED, cache_app
 from fpcli.errors import DamagedStoreError, FpcliError
-from fpcli.store import FingerprintStore, Record, export_store, import_store, prune, repair
-from fpcli.store.core import os_reason
-from fpcli.store.maintenance import verify_counted
+
+if TYPE_CHECKING:
+    from fpcli.store import FingerprintStore, Record
 
 
 def progress_line(what: str) -> Callable[[int], None]:
@@ -94,12 +92,14 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
         ("expiries", str(stats["expiries"])),
         ("by version", ", ".join(f"v{k}: {v}" for k, v in sorted(stats["by_version"].items())) or "—"),
     ]
-    out = stdout()
-    if out.is_terminal:
+    if is_terminal(sys.stdout):
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(show_header=False, box=None)
         for key, value in rows:
             table.add_row(Text(key, style="bold"), Text(value))
-        out.print(table)
+        stdout().print(table)
     else:
         for key, value in rows:
             print(f"{key}: {value}")
@@ -182,6 +182,8 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="An
         try:
             record = store.record_for_path(text, AnalysisParams().key())
         except OSError as exc:
+            from fpcli.store.core import os_reason
+
             raise FpcliError(f"{text}: {os_reason(exc)}") from None
         report_bad_entries(store)
     if record is None:
@@ -189,6 +191,8 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="An
     if as_json:
         print_json(record_to_json(record))
         return
+    from fpcli.cli.tracks import render_track
+
     render_track(record.to_result(text))
     validation = record.validation
     note("", f"analysed {when(record.analysed_at)}, last used {when(record.last_used_at)}, "
@@ -227,6 +231,8 @@ def cache_prune(ctx: typer.Context, as_json: JsonOption = False,
       fpcli cache prune --json
     """
     with ctx.obj.open_store() as store:
+        from fpcli.store import prune
+
         removed = prune(store, dry_run=dry_run, progress=progress_line("records checked"))
         end_progress()
         report_bad_entries(store)
@@ -299,6 +305,8 @@ def cache_export(ctx: typer.Context,
       fpcli cache export - | gzip > backup.jsonl.gz
     """
     with ctx.obj.open_store() as store:
+        from fpcli.store import export_store
+
         counts = export_store(store, file, progress_line("exported"))
         end_progress()
         report_bad_entries(store)
@@ -322,6 +330,8 @@ def cache_import(ctx: typer.Context,
       gunzip -c backup.jsonl.gz | fpcli cache import -
     """
     with ctx.obj.open_store() as store:
+        from fpcli.store import import_store
+
         report = import_store(store, file, progress_line("lines read"))
         end_progress()
     for reason in report.rejected:
@@ -368,6 +378,9 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
         done = salvage(exc.location)
         note("", f"repaired: rebuilt the damaged database, {done} (the damaged part is kept as *.damaged-*)")
         opened = ctx.obj.open_store()
+    from fpcli.store import repair
+    from fpcli.store.maintenance import verify_counted
+
     with opened as store:
         problems, entries = verify_counted(store, progress_line("entries checked"))
         end_progress()

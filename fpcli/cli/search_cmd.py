@@ -9,15 +9,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fpcli.cli.app import app
 from fpcli.cli.options import DEFAULT_JOBS, JobsOption, TimeoutOption, finite, path_text
 from fpcli.cli.render import format_value, note, print_json, rows_out, warn_line
-from fpcli.cli.tracks import Reporter
+from fpcli.cli.root import app
 from fpcli.errors import ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
-from fpcli.fingerprint import DIM_BY_NAME
 
 if TYPE_CHECKING:
+    from fpcli.cli.tracks import Reporter
     from fpcli.search import SearchResult
     from fpcli.store import Record
 
@@ -85,6 +84,8 @@ def search(
         raise typer.BadParameter(exc.reason, param_hint="--weights") from None
     text = path_text(query)
     streamed = _stream_query(seconds) if text == "-" else None
+    from fpcli.cli.tracks import Reporter  # rich: only when a command runs (start-up time)
+
     with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=False, show_tracks=False) as reporter:
         compute = Compute(jobs, timeout, _progress(reporter, jobs))
         result = run_search(store, text, k=k, strategy=strategy, group_weights=group_weights,
@@ -161,5 +162,7 @@ def _explained(line: dict[str, Any]) -> str:
     if line["dim"] == "timbre":
         js = line.get("divergence")
         return "timbre " + ("(no timbre on one side)" if js is None else f"JS {js:.3f}")
+    from fpcli.fingerprint import DIM_BY_NAME
+
     unit = DIM_BY_NAME[line["dim"]].unit
     return f"{line['dim']} {format_value(line['query'], unit)} -> {format_value(line['hit'], unit)}"

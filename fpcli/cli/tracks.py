@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
     from fpcli.library import RunSummary
-from fpcli.store import printable_path
+from fpcli.files import printable_path
 
 MAX_FULL_TABLES = 3  # runs with more tracks print one line per track
 

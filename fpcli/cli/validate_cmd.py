@@ -6,9 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from fpcli.cli.app import EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED, app
 from fpcli.cli.options import (
     DEFAULT_JOBS,
     ExcludeOption,
@@ -24,7 +22,7 @@ from fpcli.cli.options import (
     run_options,
 )
 from fpcli.cli.render import error_line, print_json, shown, stdout
-from fpcli.cli.tracks import Reporter
+from fpcli.cli.root import EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED, app
 from fpcli.errors import ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 
@@ -88,6 +86,8 @@ def validate(
     seconds = parse_seconds(partial)
     options = run_options(jobs=jobs, timeout_s=timeout, executor=executor, scheduler=scheduler, path_map=path_map,
                           exclude=exclude)
+    from fpcli.cli.tracks import Reporter  # rich: only when a command runs (start-up time)
+
     with ctx.obj.open_store() as store, Reporter(as_json=False, quiet=quiet, show_tracks=False) as reporter:
         report = validate_library([path_text(p) for p in library], store, options, tolerances=tolerances,
                                   threshold=threshold, partial_seconds=seconds, store_verdicts=not no_store,
@@ -110,6 +110,8 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def render_validation(report: LibraryValidation, worst: int) -> None:
     out = stdout()
+    from rich.table import Table
+
     table = Table(title="Streaming vs batch, per metric", title_justify="left")
     for name in ("metric", "error", "tol", "mean err", "max err", "pass", "n"):
         table.add_column(name, justify="left" if name in ("metric", "error") else "right", no_wrap=name == "metric")
@@ -143,6 +145,8 @@ def render_validation(report: LibraryValidation, worst: int) -> None:
 def render_partial(partial: dict[str, Any]) -> None:
     buckets = partial["buckets"]
     labels = [row["confidence"] for row in next(iter(buckets.values()))]
+    from rich.table import Table
+
     table = Table(title=f"Error by streaming confidence, streams cut at {partial['seconds']} s "
                         f"({partial['tracks']} tracks): mean error (samples)", title_justify="left")
     table.add_column("metric", no_wrap=True)

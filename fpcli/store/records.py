@@ -97,12 +97,6 @@ class FileIdentity:
     digest: str | None = None
 
 
-def printable_path(path: str) -> str:
-    """A path for people: undecodable bytes as ``\\xNN``, control characters escaped."""
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 # -- the typed record ------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fpcli import __version__
 from fpcli.cli.options import finite
-from fpcli.store import DEFAULT_SIZE_LIMIT_MB, FingerprintStore, StoreSpec
+from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB, StoreSpec
+
+if TYPE_CHECKING:
+    from fpcli.store import FingerprintStore
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -40,6 +43,8 @@ class Settings:
     spec: StoreSpec
 
     def open_store(self) -> FingerprintStore:
+        from fpcli.store import FingerprintStore  # the store only for commands that open it (start-up time)
+
         return FingerprintStore.from_spec(self.spec)
 
 
