@@ -18,7 +18,7 @@ $(BIN)/fpcli: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	@touch $@
 
-# ... and the developer tools (pytest, hypothesis, ruff, mypy, dask) for test and lint.
+# ... and the developer tools (pytest, pytest-xdist, hypothesis, ruff, mypy, dask) for test and lint.
 $(DEV): $(BIN)/fpcli
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
@@ -38,9 +38,10 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; \
 	  else echo "redis-server is needed by the tests: sudo apt-get install redis-server" >&2; exit 1; fi; }
 
-## test: the whole test suite (generated signals; a few minutes at most)
+## test: the whole test suite (generated signals; a few minutes at most), one pytest
+##       process per core (pytest-xdist; each starts its own redis-server)
 test: $(DEV) system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 ## lint: ruff (style, imports, the layering rule: typer/rich/tabulate only in fpcli/cli/) and mypy
 lint: $(DEV)

@@ -129,7 +129,11 @@ class WorkerPool:
                     except (EOFError, OSError):
                         outcome = None
                     if outcome is not None:
+                        # The next task goes out before the caller stores this result: the
+                        # worker decodes while the parent writes (a preview takes ~0.1 s).
                         worker.task = None
+                        if pending:
+                            worker.assign(pending.pop())
                         yield task, outcome
                         continue
                 if worker.process.sentinel in ready or not worker.process.is_alive():
