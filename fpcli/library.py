@@ -114,8 +114,7 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
                 todo.append((_heard(lookup.previous), path, lookup.identity))
             else:
                 summary.skipped_new += 1
-        todo.sort(key=lambda item: item[0])  # the least known first: nothing heard, then low confidence
-        for result in analyse_all([(path, identity) for _, path, identity in todo], options, store):
+        for result in analyse_all(dispatch_order(todo), options, store):
             summary.count(result)
             on_event("track", result)
     except KeyboardInterrupt:
@@ -124,6 +123,16 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
         store.flush_stats()
         summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def dispatch_order(todo: list[tuple[float, str, FileIdentity]]) -> list[tuple[str, FileIdentity]]:
+    """(path, identity) of the files to analyse, in the order workers take them: the
+    least known first (nothing heard, then the lowest preview confidence), and among
+    equals the largest file first. A large file started last runs alone on one worker
+    while the others idle (the real-music library's largest file sorted last by name);
+    started first, the small ones fill in around it. Size stands in for duration."""
+    ordered = sorted(todo, key=lambda item: (item[0], -item[2].size))
+    return [(path, identity) for _, path, identity in ordered]
 
 
 def _heard(previous: Record | None) -> float:

@@ -15,9 +15,9 @@ import pytest
 from fpcli import synth
 from fpcli.analyze import analyse, preload
 from fpcli.executors.local import Task, WorkerPool
-from fpcli.library import RunOptions, run_library
+from fpcli.library import RunOptions, dispatch_order, run_library
 from fpcli.scan import scan
-from fpcli.store import FingerprintStore, verify
+from fpcli.store import FileIdentity, FingerprintStore, verify
 from tests.conftest import write
 
 SR = 22050
@@ -230,3 +230,15 @@ def test_interrupt_keeps_summary(library, tmp_path):
         assert summary.interrupted
         assert len(list(store.records())) + len(list(store.failures())) >= 1
     assert np.isfinite(summary.wall_seconds)
+
+
+def test_workers_take_the_least_known_then_the_largest_files_first():
+    """Nothing heard before a low-confidence preview before a better one; among equals,
+    the largest file first, so that no large file is left to run alone at the end."""
+    def item(heard, name, size):
+        return heard, name, FileIdentity(name, size, 0, "0" * 32)
+
+    todo = [item(-1.0, "small-new", 10), item(0.6, "good-preview", 900), item(-1.0, "big-new", 1000),
+            item(0.2, "weak-preview", 5), item(-1.0, "mid-new", 500)]
+    assert [path for path, _ in dispatch_order(todo)] == ["big-new", "mid-new", "small-new", "weak-preview",
+                                                          "good-preview"]
