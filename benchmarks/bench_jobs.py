@@ -25,11 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import emit  # benchmarks/_report.py (run as a script from this folder)
+from _report import emit, installed_environment  # benchmarks/_report.py (run as a script from this folder)
 from tabulate import tabulate
 
 
-def run_once(library: Path, jobs: int) -> tuple[float, float]:
+def run_once(library: Path, jobs: int, env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the command's process) of one library run into a
     fresh store (the workers' CPU is not counted: they are not the command's children)."""
     store = tempfile.mkdtemp(prefix="fpcli-jobs-")
@@ -38,7 +38,8 @@ def run_once(library: Path, jobs: int) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     # Exit code 3 (some files failed) is expected: the library holds broken files on purpose.
-    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False,
+                          env=env)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     shutil.rmtree(store, ignore_errors=True)
@@ -58,10 +59,11 @@ def main() -> int:
     values = [int(v) for v in args.jobs.split(",")]
     load_before = os.getloadavg()
     runs: dict[int, list[tuple[float, float]]] = {j: [] for j in values}
-    run_once(args.library, values[-1])  # warm-up: file cache, imports
+    env = installed_environment()
+    run_once(args.library, values[-1], env)  # warm-up: file cache, imports
     for r in range(args.repeats):
         for jobs in values[r % len(values):] + values[: r % len(values)]:
-            runs[jobs].append(run_once(args.library, jobs))
+            runs[jobs].append(run_once(args.library, jobs, env))
     load_after = os.getloadavg()
     base = values[0]
     rows = []

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import emit  # benchmarks/_report.py (run as a script from this folder)
+from _report import emit, installed_environment  # benchmarks/_report.py (run as a script from this folder)
 from tabulate import tabulate
 
 from fpcli.analyze import Want, analyse
@@ -69,19 +69,6 @@ def first_pass(library: Path, seconds: float, work: Path, repeats: int = 1) -> F
         lengths = [r.audio.duration_s for r in store.records()]
     return FirstPass(float(np.median(previews)), float(np.median(fulls)),
                      float(np.mean(lengths)) if lengths else 0.0)
-
-
-def installed_environment() -> dict[str, str]:
-    """The environment of a user's run: fpcli's modules compiled once (as an install
-    does) and read from their cached bytecode. Without it, a shell that sets
-    PYTHONDONTWRITEBYTECODE makes the command and its fork server compile every module
-    on every run (about 1 s here, the same in both passes, so it lowers the ratio)."""
-    import compileall
-
-    import fpcli
-
-    compileall.compile_dir(str(Path(fpcli.__file__).parent), quiet=1)
-    return {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 
 def _four_minute_library(folder: Path, count: int, distinct: int = 10) -> Path:
