@@ -76,7 +76,7 @@ def pack_timbre(timbre: Timbre) -> dict[str, Any]:
     import numpy as np
 
     cov = np.asarray(timbre.cov, dtype="<f8")
-    values = np.concatenate([np.asarray(timbre.mean, dtype="<f8"), cov[np.triu_indices(len(cov))]])
+    values = np.concatenate([np.asarray(timbre.mean, dtype="<f8"), cov[_upper_triangle(len(cov))]])
     return {"packed": base64.b64encode(values.tobytes()).decode("ascii"), "frames": timbre.frames}
 
 
@@ -375,6 +375,14 @@ def _unpacked_timbre(c: _Checker, packed: Any) -> tuple[np.ndarray, np.ndarray] 
 
 
 @functools.cache
+def _upper_triangle(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(n)``, made once: every record write packs a covariance with it."""
+    import numpy as np
+
+    return np.triu_indices(n)
+
+
+@functools.cache
 def _symmetric_layout() -> np.ndarray:
     """(N_MFCC, N_MFCC) int indices into a packed upper triangle: ``upper[layout]`` is the
     full symmetric matrix."""
@@ -382,7 +390,7 @@ def _symmetric_layout() -> np.ndarray:
 
     from fpcli.dsp.timbre import N_MFCC
     layout = np.zeros((N_MFCC, N_MFCC), dtype=np.intp)
-    rows, cols = np.triu_indices(N_MFCC)
+    rows, cols = _upper_triangle(N_MFCC)
     layout[rows, cols] = layout[cols, rows] = np.arange(len(rows))
     return layout
 
