@@ -19,6 +19,7 @@ from fpcli.search import (
     Compute,
     Index,
     SearchError,
+    build_index,
     current_index,
     dim_weights,
     parse_weights,
@@ -300,3 +301,58 @@ def test_cli_search_errors(tmp_path, library):
     assert bad.exit_code == 1 and "cannot analyse the query" in str(bad.exception)
     strategy = runner.invoke(app, ["search", str(library / "t0.flac"), "--strategy", "psychic"])
     assert strategy.exit_code == 2 and "one of fast, accurate, batch, auto" in strategy.output
+
+
+def _index_by_full_parse(store, kind):
+    """The index rows as every record parsed whole gives them (row_of, pack): the reference."""
+    from fpcli.search.index import row_of
+    from fpcli.search.timbre import pack
+
+    rows = [(r.key, r.path, r.digest, row_of(r, kind, KEY), pack(r.timbre)) for r in store.records()]
+    return [row for row in rows if row[3] is not None]
+
+
+def test_index_build_fast_path_gives_the_full_parse_rows_and_reports_odd_records(store):
+    """build_index reads records by a fast path (schema.index_row); it must give the
+    rows that parsing every record whole gives, send any record it does not expect
+    (a list-form timbre, an indefinite covariance, damaged JSON) to the full parser,
+    which reports the bad ones, and leave out other parameters, previews and records
+    without values."""
+    from fpcli.dsp.timbre import N_MFCC
+    from fpcli.store.schema import TIMBRE_VALUES, dumps, loads, record_to_json
+
+    assert TIMBRE_VALUES == N_MFCC + N_MFCC * (N_MFCC + 1) // 2
+    records = list(store.records())
+    base = record_to_json(records[0])
+
+    def variant(digest: str, **changes):
+        data = {**loads("k", dumps(base)), "digest": digest, **changes}
+        store.backend.put(f"rec:{digest}:{data['params_key']}", dumps(data))
+
+    variant("a" * 32, timbre={"mean": list(records[0].timbre.mean),                 # schema 2 form: slow path
+                               "cov": [list(r) for r in records[0].timbre.cov], "frames": 9})
+    indefinite = records[0].timbre.cov[0][0]
+    cov = [list(r) for r in records[0].timbre.cov]
+    cov[0][0] = -10 * abs(indefinite) - 10
+    from fpcli.dsp.timbre import Timbre
+    from fpcli.store.schema import pack_timbre
+    variant("b" * 32, timbre=pack_timbre(Timbre(records[0].timbre.mean, tuple(map(tuple, cov)), 9)))  # bad
+    variant("c" * 32, complete=False)                                              # a preview: not indexed
+    variant("d" * 32, params_key="v9-0000000000000000")                           # other parameters
+    variant("e" * 32, timbre=None)                                                 # no timbre: a NaN row
+    variant("f" * 32, streaming={**base["streaming"], "values": dict.fromkeys(base["streaming"]["values"])})
+    variant("0" * 32, streaming={**base["streaming"], "values": {**base["streaming"]["values"],
+                                                                 "tempo_bpm": "fast"}})   # bad value
+    store.backend.put(f"rec:{'1' * 32}:{KEY}", "{not json")                         # damaged
+    store.bad_entries.clear()
+    index = build_index(store, "streaming", KEY)
+    fast_bad = sorted(str(e) for e in store.bad_entries)
+    store.bad_entries.clear()
+    reference = _index_by_full_parse(store, "streaming")
+    assert fast_bad == sorted(str(e) for e in store.bad_entries) and len(fast_bad) == 3
+    assert index.keys.tolist() == [r[0] for r in reference]
+    assert index.paths.tolist() == [r[1] for r in reference] and index.contents.tolist() == [r[2] for r in reference]
+    np.testing.assert_array_equal(index.values, np.array([r[3] for r in reference]))
+    np.testing.assert_array_equal(index.timbre_rows(), np.array([r[4] for r in reference]))
+    assert f"rec:{'a' * 32}:{KEY}" in index.keys and f"rec:{'e' * 32}:{KEY}" in index.keys
+    assert np.isnan(index.timbre_rows()[index.keys.tolist().index(f"rec:{'e' * 32}:{KEY}")]).all()

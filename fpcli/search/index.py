@@ -242,15 +242,15 @@ def build_index(store: FingerprintStore, kind: str, params_key: str) -> Index:
     generation = store.generation()
     epoch = store.index_epoch()
     rows, timbres, keys, paths, contents = [], [], [], [], []
-    for record in store.records():
-        row = row_of(record, kind, params_key)
-        if row is not None:
-            rows.append(row)
-            timbres.append(pack(record.timbre))
-            keys.append(record.key)
-            paths.append(record.path)
-            contents.append(record.digest)
-    values = np.array(rows, dtype=np.float32).reshape(len(rows), len(KINDS[kind]))
+    no_timbre = np.full(TIMBRE_COLUMNS, np.nan, dtype=np.float32)
+    for entry in store.index_rows(kind, params_key):
+        rows.append(entry.values)
+        timbres.append(no_timbre if entry.timbre is None else entry.timbre.astype(np.float32))
+        keys.append(entry.key)
+        paths.append(entry.path)
+        contents.append(entry.digest)
+    # None (a null value) becomes NaN as in row_of
+    values = np.array(rows, dtype=np.float64).astype(np.float32).reshape(len(rows), len(KINDS[kind]))
     index = Index(kind, params_key, values, np.array(keys, dtype=str), np.array(paths, dtype=str),
                   np.array(contents, dtype=str), np.zeros(0), np.zeros(0), generation, epoch,
                   timbre=np.array(timbres, dtype=np.float32).reshape(len(rows), TIMBRE_COLUMNS))

@@ -43,14 +43,18 @@ from fpcli.store.records import (
     record_key,
 )
 from fpcli.store.schema import (
+    IndexRow,
     dumps,
     failure_to_json,
+    index_row,
+    index_row_of,
     loads,
     parse_failure,
     parse_path_entry,
     parse_record,
     parse_records,
     record_text,
+    sound_covariances,
 )
 from fpcli.store.spec import StoreSpec
 
@@ -443,6 +447,51 @@ class FingerprintStore:
         at once)."""
         for batch in _batches(self.backend.items(prefix), BATCH):
             yield from self._parse_batch(batch)
+
+    def index_rows(self, kind: str, params_key: str) -> Iterator[IndexRow]:
+        """What a search index needs of every complete current record of ``kind``
+        under ``params_key``, in key order, BATCH at a time. A plain current record takes
+        a fast path (``schema.index_row``: the fields an index uses, and its covariance
+        checked with the batch's); any other goes through the full parser, so a bad
+        entry is reported as every reader reports it. About 3x faster than parsing
+        every record whole (the first search after an import builds its index so)."""
+        for batch in _batches(self.backend.items("rec:"), BATCH):
+            found: dict[int, IndexRow | None] = {}
+            slow: list[int] = []
+            for position, (key, text) in enumerate(batch):
+                row: IndexRow | None | bool = False
+                if text is not None:
+                    try:
+                        row = index_row(key, loads(key, text), kind, params_key, FINGERPRINT_VERSION)
+                    except BadEntryError as exc:
+                        self.bad_entries.append(exc)
+                        continue
+                if row is False:
+                    slow.append(position)
+                else:
+                    found[position] = row  # type: ignore[assignment]
+            slow += self._unsound_timbres(found)
+            for position in slow:  # rare: one at a time, as a look-up reads it
+                record = self._parse_record(*batch[position])
+                found[position] = None if record is None else index_row_of(record, kind, params_key,
+                                                                             FINGERPRINT_VERSION)
+            yield from (found[p] for p in sorted(found) if found[p] is not None)  # type: ignore[misc]
+
+    @staticmethod
+    def _unsound_timbres(found: dict[int, IndexRow | None]) -> list[int]:
+        """Positions (removed from ``found``) of fast-path rows whose covariance is not
+        symmetric positive semi-definite: the full parser reports them."""
+        timbres = {p: row.timbre for p, row in found.items() if row is not None and row.timbre is not None}
+        if not timbres:
+            return []
+        import numpy as np
+
+        with_timbre = list(timbres)
+        sound = sound_covariances(np.stack(list(timbres.values())))
+        unsound = [p for p, ok in zip(with_timbre, sound.tolist(), strict=True) if not ok]
+        for position in unsound:
+            del found[position]
+        return unsound
 
     def _parse_batch(self, batch: Sequence[tuple[str, str | None]]) -> Iterator[tuple[Record, str]]:
         loaded: list[tuple[str, Any]] = []

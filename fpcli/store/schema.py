@@ -222,6 +222,88 @@ def parse_records(items: Sequence[tuple[str, Any]]) -> list[Record | BadEntryErr
     return [d.finish() for d in drafts]
 
 
+@dataclasses.dataclass(frozen=True)
+class IndexRow:
+    """What a search index keeps of a complete record: its key, digest and latest path,
+    the values of one kind in ``dims`` order (None for null) and the packed timbre
+    (``pack_timbre``'s layout, float64; None without one)."""
+
+    key: str
+    digest: str
+    path: str
+    values: tuple[float | None, ...]
+    timbre: np.ndarray | None
+
+
+def index_row_of(record: Record, kind: str, params_key: str, version: int) -> IndexRow | None:
+    """``index_row`` of a parsed record (the same row, or None)."""
+    import numpy as np
+
+    source = record.streaming if kind == "streaming" else record.batch
+    if record.params_key != params_key or record.fingerprint_version != version or not record.complete \
+            or source is None or all(v is None for v in source.values.values()):
+        return None
+    names = STREAMING_DIMS if kind == "streaming" else BATCH_DIMS
+    timbre = None
+    if record.timbre is not None:
+        mean, cov = np.asarray(record.timbre.mean), np.asarray(record.timbre.cov)
+        timbre = np.concatenate([mean, cov[_upper_triangle(len(cov))]]).astype(np.float64)
+    return IndexRow(record.key, record.digest, record.path, tuple(source.values.get(n) for n in names), timbre)
+
+
+def index_row(key: str, data: Any, kind: str, params_key: str, version: int) -> IndexRow | None | bool:
+    """The index row of a record's parsed JSON, by a fast path that checks only what an
+    index uses: None when the record is not for this index (other parameters or
+    version, a preview, no values of ``kind``); False when it is anything but a plain
+    current record (a list-form timbre, a field of the wrong type or out of range),
+    which the caller then gives to ``parse_records`` so that the full checks decide
+    and a bad entry is reported. (A record whose other fields are damaged is indexed;
+    reading it for a hit reports it, and ``cache verify`` finds it.)"""
+    if type(data) is not dict:
+        return False
+    if data.get("params_key") != params_key or data.get("fingerprint_version") != version \
+            or data.get("complete") is not True:
+        return None if type(data.get("params_key")) is str and type(data.get("complete")) is bool else False
+    source = data.get(kind)
+    if source is None:
+        return None
+    names = STREAMING_DIMS if kind == "streaming" else BATCH_DIMS
+    values = source.get("values") if type(source) is dict else None
+    digest, paths = data.get("digest"), data.get("paths")
+    if type(values) is not dict or len(values) != len(names) or not _hex32(digest) \
+            or type(paths) is not list or not paths or type(paths[-1]) is not dict \
+            or type(paths[-1].get("path")) is not str or not paths[-1]["path"]:
+        return False
+    row = tuple(values.get(name) for name in names)
+    if not set(map(type, row)) <= _FLOAT_OR_NULL or not all(v - v == 0.0 for v in row if v is not None):
+        return False
+    timbre = data.get("timbre")
+    packed = None
+    if timbre is not None:
+        if type(timbre) is not dict or not _integer(1)(timbre.get("frames")):
+            return False
+        packed = _packed_values(timbre.get("packed"))
+        if packed is None:
+            return False
+    if all(v is None for v in row):
+        return None  # nothing measured: as row_of, not indexed
+    return IndexRow(key, str(digest), paths[-1]["path"], row, packed)
+
+
+def sound_covariances(packed: np.ndarray) -> np.ndarray:
+    """(n,) bool: which packed timbres (n, TIMBRE_VALUES) have a symmetric positive
+    semi-definite covariance within COV_TOLERANCE, checked as one stacked array (the
+    test ``parse_records`` applies; a packed upper triangle is symmetric by form)."""
+    import numpy as np
+
+    from fpcli.dsp.timbre import N_MFCC
+    if not len(packed):
+        return np.zeros(0, dtype=bool)
+    covs = packed[:, N_MFCC:][:, _symmetric_layout()]
+    scale = 1.0 + np.abs(covs).max(axis=(1, 2))
+    return np.asarray(np.linalg.eigvalsh(covs).min(axis=1) >= -COV_TOLERANCE * scale)
+
+
 @dataclasses.dataclass
 class _Draft:
     """A record whose scalar fields are checked, its timbre matrix not yet."""
@@ -359,19 +441,30 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
 
 
 def _unpacked_timbre(c: _Checker, packed: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    from fpcli.dsp.timbre import N_MFCC
+    values = _packed_values(packed, finite=False)
+    if values is None:
+        c.problems.append(f"timbre.packed must be the base64 of {TIMBRE_VALUES} float64 values")
+        return None
+    return values[:N_MFCC], values[N_MFCC:][_symmetric_layout()]
+
+
+TIMBRE_VALUES = 13 + 13 * 14 // 2  # a packed timbre: N_MFCC means, then the covariance's upper triangle
+
+
+def _packed_values(packed: Any, *, finite: bool = True) -> np.ndarray | None:
+    """(TIMBRE_VALUES,) float64 of a packed timbre's text; None when it is not the
+    base64 of that many values (or, with ``finite``, holds one that is not finite)."""
     import numpy as np
 
-    from fpcli.dsp.timbre import N_MFCC
-    size = N_MFCC + N_MFCC * (N_MFCC + 1) // 2
     try:
         raw = base64.b64decode(packed, validate=True) if isinstance(packed, str) else b""
     except (binascii.Error, ValueError):
         raw = b""
-    if len(raw) != 8 * size:
-        c.problems.append(f"timbre.packed must be the base64 of {size} float64 values")
+    if len(raw) != 8 * TIMBRE_VALUES:
         return None
     values = np.frombuffer(raw, dtype="<f8").astype(np.float64)
-    return values[:N_MFCC], values[N_MFCC:][_symmetric_layout()]
+    return None if finite and not np.isfinite(values).all() else values
 
 
 @functools.cache
