@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -58,8 +59,27 @@ def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: 
     at the worker's path, then save merged into the shared store under the path the
     client knows), returning the result."""
     identity, result = compute(worker_path, want, identity)
-    with FingerprintStore.from_spec(spec) as store:
+    store = _worker_store(spec)
+    try:
         return keep(store, path, identity, result)
+    finally:
+        store.flush_stats()
+
+
+# The stores this worker process has open, by spec: opening one (SQLite's settings, the
+# census table; a Redis connection) took ~20 ms a task, more than analysing a short file.
+_OPEN_STORES: dict[StoreSpec, FingerprintStore] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _worker_store(spec: StoreSpec) -> FingerprintStore:
+    """The store for ``spec`` that this worker process keeps open for its tasks (worker
+    threads share it: diskcache and redis-py are thread-safe)."""
+    with _OPEN_LOCK:
+        store = _OPEN_STORES.get(spec)
+        if store is None:
+            store = _OPEN_STORES[spec] = FingerprintStore.from_spec(spec)
+        return store
 
 
 def analyse_on_dask(jobs: list[tuple[str, FileIdentity]], scheduler: str, spec: StoreSpec, want: Want,
