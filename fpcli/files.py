@@ -19,6 +19,8 @@ from fpcli.errors import FpcliError
 def printable_path(path: str) -> str:
     """A path for people: undecodable bytes as ``\\xNN``, control characters escaped."""
     text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    if text.isprintable():  # the common case, at C speed (a library run prints every path)
+        return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
