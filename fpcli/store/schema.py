@@ -301,7 +301,7 @@ def sound_covariances(packed: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     covs = packed[:, N_MFCC:][:, _symmetric_layout()]
     scale = 1.0 + np.abs(covs).max(axis=(1, 2))
-    return np.asarray(np.linalg.eigvalsh(covs).min(axis=1) >= -COV_TOLERANCE * scale)
+    return ~_indefinite(covs, COV_TOLERANCE * scale)
 
 
 @dataclasses.dataclass
