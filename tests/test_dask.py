@@ -133,3 +133,22 @@ def test_reanalysis_on_dask_keeps_batch_values_and_verdicts(cluster, library, re
             assert record.batch == before[digest].batch and record.validation == before[digest].validation
             assert record.analysed_at > before[digest].analysed_at  # it was analysed again
             assert record.paths == before[digest].paths              # under the client's paths
+
+
+def test_a_worker_keeps_its_store_open_until_the_directory_is_replaced(tmp_path):
+    """Dask tasks reuse the worker's open store; a store directory removed and made
+    again (a fresh run on a long-lived cluster) is opened again, so results land where
+    the client reads them."""
+    import shutil
+
+    from fpcli.executors.dask import _worker_store
+    from fpcli.store import StoreSpec
+
+    spec = StoreSpec(str(tmp_path / "store"))
+    first = _worker_store(spec)
+    assert _worker_store(spec) is first
+    shutil.rmtree(tmp_path / "store")
+    again = _worker_store(spec)
+    assert again is not first and (tmp_path / "store").is_dir()
+    assert _worker_store(spec) is again
+    again.close()

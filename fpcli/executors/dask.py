@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from fpcli.analyze import Want, compute, failed, keep
-from fpcli.errors import FpcliError, ParameterError
+from fpcli.errors import FpcliError, ParameterError, StoreError
 from fpcli.memory import keep_buffers_on_heap
 from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, StoreSpec, is_redis_url
@@ -66,20 +66,40 @@ def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: 
         store.flush_stats()
 
 
-# The stores this worker process has open, by spec: opening one (SQLite's settings, the
-# census table; a Redis connection) took ~20 ms a task, more than analysing a short file.
-_OPEN_STORES: dict[StoreSpec, FingerprintStore] = {}
+# The stores this worker process has open, by spec, each with the identity of its
+# directory then: opening one (SQLite's settings, the census table; a Redis connection)
+# took ~20 ms a task, more than analysing a short file.
+_OPEN_STORES: dict[StoreSpec, tuple[tuple[int, int] | None, FingerprintStore]] = {}
 _OPEN_LOCK = threading.Lock()
 
 
 def _worker_store(spec: StoreSpec) -> FingerprintStore:
     """The store for ``spec`` that this worker process keeps open for its tasks (worker
-    threads share it: diskcache and redis-py are thread-safe)."""
+    threads share it: diskcache and redis-py are thread-safe). A store directory that
+    was removed or replaced since (``rm -rf`` and a fresh run on a long-lived cluster) is
+    opened again: an open database of a deleted directory would take the results where
+    nobody can read them."""
+    identity = _directory_identity(spec)
     with _OPEN_LOCK:
-        store = _OPEN_STORES.get(spec)
-        if store is None:
-            store = _OPEN_STORES[spec] = FingerprintStore.from_spec(spec)
+        kept = _OPEN_STORES.get(spec)
+        if kept is not None and kept[0] == identity:
+            return kept[1]
+        if kept is not None:
+            kept[1].close()
+        store = FingerprintStore.from_spec(spec)
+        _OPEN_STORES[spec] = (_directory_identity(spec), store)
         return store
+
+
+def _directory_identity(spec: StoreSpec) -> tuple[int, int] | None:
+    """(device, inode) of a directory store; None for Redis or a directory not there."""
+    if is_redis_url(spec.location):
+        return None
+    try:
+        info = os.stat(spec.resolved().location or "")
+    except (OSError, StoreError):
+        return None
+    return info.st_dev, info.st_ino
 
 
 def analyse_on_dask(jobs: list[tuple[str, FileIdentity]], scheduler: str, spec: StoreSpec, want: Want,
