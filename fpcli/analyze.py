@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 from fpcli.audio import DEFAULT_BLOCK_FRAMES, AudioReader
@@ -28,8 +28,7 @@ from fpcli.memory import keep_buffers_on_heap
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, Lookup, Need
-from fpcli.store.core import os_reason
-from fpcli.store.records import entry_identity_keys
+from fpcli.store.records import entry_identity_keys, os_reason
 
 if TYPE_CHECKING:  # imported where they run: a library run's parent and a stored search never need them
     from fpcli.batch import BatchAnalyzer
@@ -238,6 +237,14 @@ def look_up(store: FingerprintStore, path: str, want: Want, *, force: bool = Fal
         return Lookup(store.identify(path, digest=False))
     except OSError as exc:
         return Lookup(None, error=os_reason(exc))
+
+
+def look_up_all(store: FingerprintStore, paths: Sequence[str], want: Want, *,
+                force: bool = False) -> Iterator[Lookup]:
+    """``look_up`` of each path, in order; read ahead in batches (``lookup_many``)."""
+    if force:
+        return (look_up(store, path, want, force=True) for path in paths)
+    return store.lookup_many(paths, want.need())
 
 
 def answer(path: str, found: Lookup, *, retry_failed: bool = False) -> TrackResult | None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fpcli.analyze import Want, answer, compute, failed, keep, look_up, preload
+from fpcli.analyze import Want, answer, compute, failed, keep, look_up_all, preload
 from fpcli.errors import FpcliError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.executors.local import Task, run_tasks
@@ -102,8 +102,7 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
         on_event("track", failed(problem.path, "ScanError", problem.message))
     todo: list[tuple[float, str, FileIdentity]] = []
     try:
-        for path in files:
-            lookup = look_up(store, path, options.want, force=options.force)
+        for path, lookup in zip(files, look_up_all(store, files, options.want, force=options.force), strict=True):
             known = answer(path, lookup, retry_failed=options.retry_failed)
             if known is not None:
                 if lookup.error is not None and not known.cached:  # unreadable: recorded, skipped until it changes

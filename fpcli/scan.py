@@ -16,7 +16,7 @@ import pathspec
 
 from fpcli.audio import AUDIO_EXTENSIONS
 from fpcli.cue import CueError, cue_tracks_of_folder
-from fpcli.store.core import os_reason, stat_regular
+from fpcli.store.records import os_reason, stat_regular
 
 IGNORE_FILE = ".fpcliignore"
 SKIP_MARKERS = (".nomedia", ".notmusic")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fpcli.store import FingerprintStore, export_store, import_store, prune
-from fpcli.store.core import census_tag, tag_of_entry
+from fpcli.store.census import census_tag, tag_of_entry
 from fpcli.store.schema import record_to_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -267,15 +267,15 @@ def test_a_long_journal_extension_keeps_the_last_changes(location):
 def test_cache_list_with_a_limit_stops_reading(template, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import fpcli.store.core as core
+    import fpcli.store.reading as reading
     from fpcli.cli import app
     from fpcli.store.protocol import BATCH
 
     with FingerprintStore.open(tmp_path / "store") as store:
         _import(store, template, 3 * BATCH, tmp_path)
     parsed = []
-    original = core.parse_records
-    monkeypatch.setattr(core, "parse_records", lambda items: parsed.append(len(items)) or original(items))
+    original = reading.parse_records
+    monkeypatch.setattr(reading, "parse_records", lambda items: parsed.append(len(items)) or original(items))
     result = CliRunner().invoke(app, ["--store", str(tmp_path / "store"), "cache", "list", "--limit", "7", "--json"])
     assert result.exit_code == 0, result.output
     paths = [json.loads(line)["path"] for line in result.output.splitlines()]

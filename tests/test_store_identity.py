@@ -96,6 +96,36 @@ def test_a_copy_adds_a_path_and_prune_keeps_both(location, tmp_path):
         assert list(store.records()) == []
 
 
+
+def test_lookup_many_answers_as_lookup_and_keeps_every_copy(location, tmp_path):
+    """Entries read ahead for a batch of files are never served after this process
+    wrote them: two new copies of one record in the same batch both keep their path,
+    and a record changed between two answers is read as changed."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    x, y, z = (write(tmp_path / "a" / f"{name}.flac", synth.music_like(2.0, SR, seed=seed), SR)
+               for name, seed in (("x", 4), ("y", 5), ("z", 6)))
+    copies = [str(tmp_path / "b" / name) for name in ("x1.flac", "x2.flac")]
+    with FingerprintStore.open(location) as store:
+        keys = {path: fingerprint_of(store, path) and store.lookup(path, Need(KEY)).record.key for path in (x, y, z)}
+        for copy in copies:
+            shutil.copy2(x, copy)
+        store.backend.put(keys[z], '{"schema": 3, "digest": 7}')
+        changed = dataclasses.replace(store.read_record(keys[y]), analysed_at=123.0)
+        before = store.stats()["hits"]
+        answers = store.lookup_many([x, *copies, y, z, str(tmp_path / "gone.flac"), x], Need(KEY))
+        found = [next(answers)]
+        store.update_record(changed)
+        found += list(answers)
+        assert [f.record is not None for f in found] == [True, True, True, True, False, False, True]
+        assert found[3].record.analysed_at == 123.0
+        assert found[5].error == "no such file or folder"
+        assert [e.key for e in store.bad_entries] == [keys[z]]
+        [record] = [r for r in store.records() if r.key == keys[x]]
+        assert {p.path for p in record.paths} == {os.path.realpath(p) for p in (x, *copies)}
+        assert store.stats()["hits"] - before == 5
+
+
 def test_cli_lists_every_path_of_a_copied_record(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -182,7 +182,7 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="An
         try:
             record = store.record_for_path(text, AnalysisParams().key())
         except OSError as exc:
-            from fpcli.store.core import os_reason
+            from fpcli.store.records import os_reason
 
             raise FpcliError(f"{text}: {os_reason(exc)}") from None
         report_bad_entries(store)

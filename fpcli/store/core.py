@@ -8,9 +8,9 @@ Keys (all ASCII, whatever the file names hold)::
     cand:<content_key>          [digest, ...]: records whose head and tail look like this
     fail:<path_key>             a Failure of the file at that path
 
-Census: every record and failure is written with a tag naming its kind
-(``census_tag``); the backend keeps a count per tag through every write, delete,
-expiry and eviction, so ``stats`` reads counts instead of every record.
+Census (``census.py``): every record and failure is written with a tag naming its
+kind, so ``stats`` reads counts instead of every record. Reads of single entries and
+of everything, and the bulk writes of an import, are in ``reading.py``.
 
 Identity: a path seen before with the same size and mtime_ns is unchanged and its
 digest is taken from the path entry without reading the file. Any other path (new,
@@ -21,91 +21,38 @@ candidates; a candidate is served only when the file's full digest equals it.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
-import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-from fpcli.errors import BadEntryError, StoreError
+from fpcli.errors import StoreError
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.results import TrackResult
-from fpcli.store.protocol import BATCH, Backend, Put, Tag
+from fpcli.store.census import COUNTERS, FAILURE_TAG, census_summary, census_tag, tag_of_entry
+from fpcli.store.protocol import Backend
+from fpcli.store.reading import MAX_CANDIDATES, StoreImports, _batches
 from fpcli.store.records import (
     Failure,
     FileIdentity,
     Record,
-    entry_file,
     entry_identity_keys,
+    os_reason,
     path_key,
     record_from_result,
     record_key,
+    resolve,
+    stat_regular,
 )
-from fpcli.store.schema import (
-    IndexRow,
-    dumps,
-    failure_to_json,
-    index_row,
-    index_row_of,
-    loads,
-    parse_failure,
-    parse_path_entry,
-    parse_record,
-    parse_records,
-    record_text,
-    sound_covariances,
-)
+from fpcli.store.schema import dumps, failure_to_json, record_text
 from fpcli.store.spec import StoreSpec
 
-COUNTERS = ("hits", "misses", "evictions", "expiries")
 # A hit rewrites its record when last_used_at is older than this: "last used" and the
 # eviction order are kept to the day. Hourly, a warm re-run over 10,000 tracks an hour
 # after the last one rewrote every record (more than the whole look-up work).
 LAST_USED_RESOLUTION_S = 86400.0
 STATS_FLUSH_LOOKUPS = 256        # lookups counted in memory before being added to the store
-MAX_CANDIDATES = 16              # digests kept per content key (distinct files with equal heads and tails)
-FAILURE_TAG = "fail"
-T = TypeVar("T")
-
-
-def census_tag(record: Record) -> str:
-    """The kind of a record for ``stats``: its version and whether it has batch values,
-    a verdict, or is a preview, e.g. ``rec:v1:bv-`` (``-``: no)."""
-    return (f"rec:v{record.fingerprint_version}:{'b' if record.batch is not None else '-'}"
-            f"{'v' if record.validation is not None else '-'}{'-' if record.complete else 'p'}")
-
-
-def tag_of_entry(key: str, text: str) -> Tag:
-    """The census tag of stored text (for a recount of entries written untagged);
-    None for identity entries and bad ones (which ``stats`` does not count)."""
-    try:
-        if key.startswith("rec:"):
-            return census_tag(parse_record(key, loads(key, text)))
-        if key.startswith("fail:"):
-            parse_failure(key, loads(key, text))
-            return FAILURE_TAG
-    except BadEntryError:
-        return None
-    return None
-
-
-def census_summary(counts: dict[str, int]) -> dict[str, Any]:
-    """entries, with_batch, validated, previews, failures and by_version from the
-    counts per census tag."""
-    summary: dict[str, Any] = {"entries": 0, "with_batch": 0, "validated": 0, "previews": 0,
-                               "failures": counts.get(FAILURE_TAG, 0), "by_version": {}}
-    for tag, n in counts.items():
-        parts = tag.split(":")
-        if len(parts) != 3 or parts[0] != "rec" or len(parts[2]) != 3:
-            continue
-        version, flags = parts[1].removeprefix("v"), parts[2]
-        summary["entries"] += n
-        summary["with_batch"] += n * (flags[0] == "b")
-        summary["validated"] += n * (flags[1] == "v")
-        summary["previews"] += n * (flags[2] == "p")
-        summary["by_version"][version] = summary["by_version"].get(version, 0) + n
-    return summary
+LOOKUP_BATCH = 256               # files whose entries ``lookup_many`` reads in one go
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,43 +92,12 @@ class Lookup:
     error: str | None = None
 
 
-def resolve(path: str | os.PathLike[str]) -> str:
-    """The absolute, symlink-free path as ``str`` (undecodable bytes as surrogates)."""
-    return os.path.realpath(os.fsdecode(path))
-
-
-def stat_regular(path: str) -> os.stat_result:
-    """``os.stat`` of a regular file (for a CUE track ``album.flac#03``, of its image);
-    OSError with a clear message otherwise (a FIFO or a device would block a reader
-    forever)."""
-    st = os.stat(entry_file(path)[0])
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
-            "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
-        raise OSError(0, f"is {kind}, not an audio file" if kind != "not a regular file" else kind)
-    return st
-
-
-def os_reason(exc: OSError) -> str:
-    """An OSError in words: "symlink loop" rather than errno's "Too many levels..."."""
-    import errno
-
-    if exc.errno == errno.ELOOP:
-        return "symlink loop"
-    if exc.errno == errno.ENOENT:
-        return "no such file or folder"
-    if exc.errno == errno.EACCES:
-        return "permission denied"
-    return exc.strerror or str(exc)
-
-
-class FingerprintStore:
+class FingerprintStore(StoreImports):
     """Records of analysed tracks, failures and hit statistics over a backend."""
 
     def __init__(self, backend: Backend, spec: StoreSpec) -> None:
-        self.backend = backend
+        super().__init__(backend)
         self.spec = spec  # how to open this store again elsewhere (a Dask worker)
-        self.bad_entries: list[BadEntryError] = []  # skipped while reading, for the CLI to report
         self._pending = dict.fromkeys(COUNTERS[:2], 0)
         self._pending_lookups = 0
 
@@ -214,47 +130,6 @@ class FingerprintStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- reading entries (one bad entry is one bad entry) -----------------------------------
-
-    def _read(self, key: str) -> Any | None:
-        text = self.backend.get(key)
-        return None if text is None else loads(key, text)
-
-    def read_record(self, key: str) -> Record | None:
-        """The record under ``key``; None if absent or bad (a bad one is remembered in
-        ``bad_entries`` and will be overwritten by the next save)."""
-        try:
-            data = self._read(key)
-            return None if data is None else parse_record(key, data)
-        except BadEntryError as exc:
-            self.bad_entries.append(exc)
-            return None
-
-    def _read_path_entry(self, path: str) -> dict[str, Any] | None:
-        key = f"path:{path_key(path)}"
-        try:
-            data = self._read(key)
-            return None if data is None else parse_path_entry(key, data)
-        except BadEntryError as exc:
-            self.bad_entries.append(exc)
-            return None
-
-    def _read_failure(self, path: str) -> Failure | None:
-        key = f"fail:{path_key(path)}"
-        try:
-            data = self._read(key)
-            return None if data is None else parse_failure(key, data)
-        except BadEntryError as exc:
-            self.bad_entries.append(exc)
-            return None
-
-    def _candidates(self, content: str) -> list[str]:
-        try:
-            data = self._read(f"cand:{content}")
-        except BadEntryError:
-            return []
-        return [d for d in data if isinstance(d, str)] if isinstance(data, list) else []
-
     # -- identity ---------------------------------------------------------------------------
 
     def identify(self, path: str | os.PathLike[str], *, digest: bool = True) -> FileIdentity:
@@ -286,7 +161,24 @@ class FingerprintStore:
         """The record serving ``need`` for the file at ``path``, counted as a hit or a
         miss. A file whose failure is recorded and which has not changed returns that
         failure (not counted)."""
-        resolved = resolve(path)
+        return self._lookup(resolve(path), need)
+
+    def lookup_many(self, paths: Iterable[str | os.PathLike[str]], need: Need) -> Iterator[Lookup]:
+        """``lookup`` of each path, in order, with the same answers and counts: the path
+        entries and records of LOOKUP_BATCH files are read ahead in two backend calls
+        (one SQL query each, or one MGET) and the records parsed as one batch, instead
+        of two reads and a parse per file. A whole-library run looks its files up so."""
+        for chunk in _batches(paths, LOOKUP_BATCH):
+            resolved = [resolve(path) for path in chunk]
+            self.read_ahead([f"path:{path_key(p)}" for p in resolved],
+                            lambda entry: record_key(entry["digest"], need.params_key))
+            try:
+                for path in resolved:
+                    yield self._lookup(path, need)
+            finally:
+                self.forget_ahead()
+
+    def _lookup(self, resolved: str, need: Need) -> Lookup:
         try:
             st = stat_regular(resolved)
         except OSError as exc:
@@ -333,7 +225,7 @@ class FingerprintStore:
             old = self.read_record(record_key(entry["digest"], params_key))
             if old is not None:
                 self._keep_or_drop(old.without_path(identity.path))
-        self.backend.put(f"path:{path_key(identity.path)}", dumps({
+        self._put(f"path:{path_key(identity.path)}", dumps({
             "path": identity.path, "size": identity.size, "mtime_ns": identity.mtime_ns,
             "digest": identity.digest, "content_key": identity.content_key}))
 
@@ -342,7 +234,7 @@ class FingerprintStore:
         if record.paths:
             self._write_record(record)
         else:
-            self.backend.delete(record.key)
+            self._delete(record.key)
             self.backend.journal_append(record.key)
 
     def _count(self, name: str) -> None:
@@ -361,7 +253,7 @@ class FingerprintStore:
     # -- writes -------------------------------------------------------------------------------
 
     def _write_record(self, record: Record, *, journal: bool = True) -> None:
-        self.backend.put(record.key, record_text(record), census_tag(record))
+        self._put(record.key, record_text(record), census_tag(record))
         if journal:
             self.backend.journal_append(record.key)
 
@@ -380,14 +272,14 @@ class FingerprintStore:
         self._write_record(record.with_path(identity.path, identity.mtime_ns))
         self._claim_path(identity, entry, record.params_key)
         self._add_candidate(identity.content_key, identity.digest)
-        self.backend.delete(f"fail:{path_key(identity.path)}")
+        self._delete(f"fail:{path_key(identity.path)}")
         self.backend.maintain()
         return record.with_path(identity.path, identity.mtime_ns)
 
     def _add_candidate(self, content: str, digest: str) -> None:
         known = self._candidates(content)
         if digest not in known:
-            self.backend.put(f"cand:{content}", dumps([*known, digest][-MAX_CANDIDATES:]))
+            self._put(f"cand:{content}", dumps([*known, digest][-MAX_CANDIDATES:]))
 
     def update_record(self, record: Record) -> None:
         """Write back a record changed by the caller (e.g. a validation verdict)."""
@@ -403,7 +295,7 @@ class FingerprintStore:
         except OSError:
             size, mtime_ns = -1, -1
         failure = Failure(resolved, error_type, message, size, mtime_ns, time.time())
-        self.backend.put(f"fail:{path_key(resolved)}", dumps(failure_to_json(failure)), FAILURE_TAG)
+        self._put(f"fail:{path_key(resolved)}", dumps(failure_to_json(failure)), FAILURE_TAG)
         return failure
 
     def forget_path(self, record: Record, path: str) -> None:
@@ -411,125 +303,25 @@ class FingerprintStore:
         self._keep_or_drop(record.without_path(path))
         entry = self._read_path_entry(path)
         if entry is None or entry["digest"] == record.digest:
-            self.backend.delete(f"path:{path_key(path)}")
+            self._delete(f"path:{path_key(path)}")
 
     def delete_record(self, record: Record) -> None:
         """Remove a record and the path entries that point at it."""
         for seen in record.paths:
             entry = self._read_path_entry(seen.path)
             if entry is not None and entry["digest"] == record.digest:
-                self.backend.delete(f"path:{path_key(seen.path)}")
-        self.backend.delete(record.key)
+                self._delete(f"path:{path_key(seen.path)}")
+        self._delete(record.key)
         self.backend.journal_append(record.key)
 
     def delete_failure(self, path: str) -> None:
-        self.backend.delete(f"fail:{path_key(path)}")
+        self._delete(f"fail:{path_key(path)}")
 
     def clear(self) -> int:
         """Remove every record, failure and counter; returns the entries removed."""
         self._pending = dict.fromkeys(self._pending, 0)
         self._pending_lookups = 0
         return self.backend.clear()
-
-    # -- reading everything -------------------------------------------------------------------
-
-    def records(self) -> Iterator[Record]:
-        """Every readable record, read in key-ordered batches (memory does not grow
-        with the store); bad ones are skipped and listed in ``bad_entries``."""
-        for record, _ in self.record_texts():
-            yield record
-
-    def record_texts(self, prefix: str = "rec:") -> Iterator[tuple[Record, str]]:
-        """(record, its stored JSON text) of every readable record whose key starts
-        with ``prefix``: the bulk read behind exports and search indexes. Each batch
-        of BATCH entries is one backend read and one ``parse_records`` call (every
-        record checked as ``read_record`` checks it, the timbre matrices of the batch
-        at once)."""
-        for batch in _batches(self.backend.items(prefix), BATCH):
-            yield from self._parse_batch(batch)
-
-    def index_rows(self, kind: str, params_key: str) -> Iterator[IndexRow]:
-        """What a search index needs of every complete current record of ``kind``
-        under ``params_key``, in key order, BATCH at a time. A plain current record takes
-        a fast path (``schema.index_row``: the fields an index uses, and its covariance
-        checked with the batch's); any other goes through the full parser, so a bad
-        entry is reported as every reader reports it. About 3x faster than parsing
-        every record whole (the first search after an import builds its index so)."""
-        for batch in _batches(self.backend.items("rec:"), BATCH):
-            found: dict[int, IndexRow | None] = {}
-            slow: list[int] = []
-            for position, (key, text) in enumerate(batch):
-                row: IndexRow | None | bool = False
-                if text is not None:
-                    try:
-                        row = index_row(key, loads(key, text), kind, params_key, FINGERPRINT_VERSION)
-                    except BadEntryError as exc:
-                        self.bad_entries.append(exc)
-                        continue
-                if row is False:
-                    slow.append(position)
-                else:
-                    found[position] = row  # type: ignore[assignment]
-            slow += self._unsound_timbres(found)
-            for position in slow:  # rare: one at a time, as a look-up reads it
-                record = self._parse_record(*batch[position])
-                found[position] = None if record is None else index_row_of(record, kind, params_key,
-                                                                             FINGERPRINT_VERSION)
-            yield from (found[p] for p in sorted(found) if found[p] is not None)  # type: ignore[misc]
-
-    @staticmethod
-    def _unsound_timbres(found: dict[int, IndexRow | None]) -> list[int]:
-        """Positions (removed from ``found``) of fast-path rows whose covariance is not
-        symmetric positive semi-definite: the full parser reports them."""
-        timbres = {p: row.timbre for p, row in found.items() if row is not None and row.timbre is not None}
-        if not timbres:
-            return []
-        import numpy as np
-
-        with_timbre = list(timbres)
-        sound = sound_covariances(np.stack(list(timbres.values())))
-        unsound = [p for p, ok in zip(with_timbre, sound.tolist(), strict=True) if not ok]
-        for position in unsound:
-            del found[position]
-        return unsound
-
-    def _parse_batch(self, batch: Sequence[tuple[str, str | None]]) -> Iterator[tuple[Record, str]]:
-        loaded: list[tuple[str, Any]] = []
-        texts: list[str] = []
-        for key, text in batch:
-            if text is None:  # unreadable as text: read it alone so the reason is recorded
-                record = self.read_record(key)
-                if record is not None:
-                    yield record, record_text(record)
-                continue
-            try:
-                loaded.append((key, loads(key, text)))
-                texts.append(text)
-            except BadEntryError as exc:
-                self.bad_entries.append(exc)
-        for result, text in zip(parse_records(loaded), texts, strict=True):
-            if isinstance(result, BadEntryError):
-                self.bad_entries.append(result)
-            else:
-                yield result, text
-
-    def _parse_record(self, key: str, text: str | None) -> Record | None:
-        if text is None:  # unreadable as text: read it alone so the reason is recorded
-            return self.read_record(key)
-        try:
-            return parse_record(key, loads(key, text))
-        except BadEntryError as exc:
-            self.bad_entries.append(exc)
-            return None
-
-    def failures(self) -> Iterator[Failure]:
-        for key, text in self.backend.items("fail:"):
-            try:
-                data = self._read(key) if text is None else loads(key, text)
-                if data is not None:
-                    yield parse_failure(key, data)
-            except BadEntryError as exc:
-                self.bad_entries.append(exc)
 
     def record_for_path(self, path: str | os.PathLike[str], params_key: str | None = None) -> Record | None:
         """The newest record of a file's content, not counted as a look-up: the one
@@ -561,54 +353,6 @@ class FingerprintStore:
             "bad_entries": len(self.bad_entries), "census_exact": note is None,
             "warnings": [w for w in [self.backend.policy_warning(), note] if w],
         }
-
-    # -- bulk writes (imports) -----------------------------------------------------------------
-
-    def import_records(self, records: list[Record]) -> None:
-        """Store a batch of records read from an export: each merged with the paths of
-        the stored one, with their path entries and candidates, in one transaction
-        or pipeline per kind; one journal extension and one ``maintain`` per batch."""
-        unique = list({r.key: r for r in records}.values())
-        stored = self.backend.get_many([r.key for r in unique])
-        present = {key: text for key, text in zip([r.key for r in unique], stored, strict=True) if text is not None}
-        known = {record.key: record for record, _ in self._parse_batch(list(present.items()))}
-        puts: list[Put] = []
-        for record in unique:
-            existing = known.get(record.key)
-            for seen in existing.paths if existing is not None else ():
-                if seen.path not in {p.path for p in record.paths}:
-                    record = record.with_path(seen.path, seen.mtime_ns)
-            puts.append((record.key, record_text(record), census_tag(record)))
-            puts += [(f"path:{path_key(seen.path)}", dumps({
-                "path": seen.path, "size": record.size, "mtime_ns": seen.mtime_ns, "digest": record.digest,
-                "content_key": record.content_key}), None) for seen in record.paths]
-        puts += self._candidate_puts(unique)
-        for start in range(0, len(puts), BATCH):
-            self.backend.put_many(puts[start:start + BATCH])
-        self.backend.journal_extend([r.key for r in unique])
-        self.backend.maintain()
-
-    def _candidate_puts(self, records: list[Record]) -> list[Put]:
-        """The candidate lists of a batch, each read once and written once."""
-        wanted: dict[str, list[str]] = {}
-        for record in records:
-            wanted.setdefault(record.content_key, []).append(record.digest)
-        contents = list(wanted)
-        puts: list[Put] = []
-        for content, text in zip(contents, self.backend.get_many([f"cand:{c}" for c in contents]), strict=True):
-            try:
-                data = [] if text is None else loads(content, text)
-            except BadEntryError:
-                data = []
-            known = [d for d in data if isinstance(d, str)] if isinstance(data, list) else []
-            added = [d for d in dict.fromkeys(wanted[content]) if d not in known]
-            if added:
-                puts.append((f"cand:{content}", dumps([*known, *added][-MAX_CANDIDATES:]), None))
-        return puts
-
-    def import_failures(self, failures: list[Failure]) -> None:
-        self.backend.put_many([(f"fail:{path_key(f.path)}", dumps(failure_to_json(f)), FAILURE_TAG)
-                               for f in failures])
 
     # -- change journal (for incremental index refresh) ----------------------------------------
 
@@ -642,10 +386,3 @@ def _merge(existing: Record, fresh: Record) -> Record:
     for seen in fresh.paths:
         merged = merged.with_path(seen.path, seen.mtime_ns)
     return merged
-
-
-def _batches(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:
-    """Tuples of ``size`` items (the last shorter): ``itertools.batched`` of Python 3.12."""
-    iterator = iter(items)
-    while batch := tuple(itertools.islice(iterator, size)):
-        yield batch

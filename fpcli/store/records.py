@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import stat
 from typing import TYPE_CHECKING
 
 from fpcli.cue import salted, track_of_entry
@@ -83,6 +84,36 @@ def entry_identity_keys(path: str, size: int, *, digest: bool) -> tuple[str, str
     file, salt = entry_file(path)
     content = salted(content_key(file, size), salt)
     return content, (salted(file_digest(file), salt) if digest else None)
+
+
+def resolve(path: str | os.PathLike[str]) -> str:
+    """The absolute, symlink-free path as ``str`` (undecodable bytes as surrogates)."""
+    return os.path.realpath(os.fsdecode(path))
+
+
+def stat_regular(path: str) -> os.stat_result:
+    """``os.stat`` of a regular file (for a CUE track ``album.flac#03``, of its image);
+    OSError with a clear message otherwise (a FIFO or a device would block a reader
+    forever)."""
+    st = os.stat(entry_file(path)[0])
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
+            "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
+        raise OSError(0, f"is {kind}, not an audio file" if kind != "not a regular file" else kind)
+    return st
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError in words: "symlink loop" rather than errno's "Too many levels..."."""
+    import errno
+
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno == errno.ENOENT:
+        return "no such file or folder"
+    if exc.errno == errno.EACCES:
+        return "permission denied"
+    return exc.strerror or str(exc)
 
 
 @dataclasses.dataclass(frozen=True)
