@@ -313,13 +313,14 @@ def _index_by_full_parse(store, kind):
 
 
 def test_index_build_fast_path_gives_the_full_parse_rows_and_reports_odd_records(store):
-    """build_index reads records by a fast path (schema.index_row); it must give the
+    """build_index reads records by a fast path (index_rows.index_row); it must give the
     rows that parsing every record whole gives, send any record it does not expect
     (a list-form timbre, an indefinite covariance, damaged JSON) to the full parser,
     which reports the bad ones, and leave out other parameters, previews and records
     without values."""
     from fpcli.dsp.timbre import N_MFCC
-    from fpcli.store.schema import TIMBRE_VALUES, dumps, loads, record_to_json
+    from fpcli.store.schema import dumps, loads, record_to_json
+    from fpcli.store.timbre_block import TIMBRE_VALUES
 
     assert TIMBRE_VALUES == N_MFCC + N_MFCC * (N_MFCC + 1) // 2
     records = list(store.records())
@@ -335,7 +336,7 @@ def test_index_build_fast_path_gives_the_full_parse_rows_and_reports_odd_records
     cov = [list(r) for r in records[0].timbre.cov]
     cov[0][0] = -10 * abs(indefinite) - 10
     from fpcli.dsp.timbre import Timbre
-    from fpcli.store.schema import pack_timbre
+    from fpcli.store.timbre_block import pack_timbre
     variant("b" * 32, timbre=pack_timbre(Timbre(records[0].timbre.mean, tuple(map(tuple, cov)), 9)))  # bad
     variant("c" * 32, complete=False)                                              # a preview: not indexed
     variant("d" * 32, params_key="v9-0000000000000000")                           # other parameters

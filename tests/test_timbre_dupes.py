@@ -30,7 +30,8 @@ from fpcli.search.index import tempo_point
 from fpcli.search.rank import default_weights, exact_distances
 from fpcli.search.timbre import TIMBRE_COLUMNS, js_divergence, pack
 from fpcli.store import FingerprintStore
-from fpcli.store.schema import pack_timbre, parse_record, record_to_json
+from fpcli.store.schema import parse_record, record_to_json
+from fpcli.store.timbre_block import pack_timbre
 from fpcli.streaming import StreamingAnalyzer
 from tests.conftest import write
 

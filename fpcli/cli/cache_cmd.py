@@ -373,7 +373,7 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
                 rows_out("1 problem(s)", ["problem"], [[str(exc)]])
                 note("", "checked 0 entries: 1 problem(s) (the database cannot be opened)")
             raise typer.Exit(EXIT_SOME_FAILED) from None
-        from fpcli.store.diskcache_backend import salvage  # diskcache only for a damaged store
+        from fpcli.store.diskcache_sqlite import salvage  # diskcache only for a damaged store
 
         done = salvage(exc.location)
         note("", f"repaired: rebuilt the damaged database, {done} (the damaged part is kept as *.damaged-*)")

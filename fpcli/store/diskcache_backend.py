@@ -16,7 +16,6 @@ the census existed (or rebuilt from a damaged database) is counted once, on firs
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import sqlite3
 import time
@@ -29,7 +28,9 @@ import diskcache
 import diskcache.core
 
 from fpcli.errors import BadEntryError, DamagedStoreError, StoreError
-from fpcli.store.protocol import BATCH, JOURNAL_LIMIT, Put, Tag, TagOf
+from fpcli.store.diskcache_meta import MetaCounters
+from fpcli.store.diskcache_sqlite import SafeDisk, guard, salvage_part
+from fpcli.store.protocol import BATCH, Put, Tag, TagOf
 
 RECORD_PREFIX = "rec:"
 META_COUNTERS = ("hits", "misses", "evictions", "expiries", "generation", "epoch")
@@ -50,53 +51,7 @@ LOOKUP_CHUNK = 500  # keys per ``IN (...)`` query (SQLite allows 999 parameters 
 CENSUS_READY = ""  # the row whose presence says the counts are complete (set by a recount)
 
 
-class SafeDisk(diskcache.Disk):
-    """diskcache serialisation that never pickles: keys and values must be str, bytes,
-    int or float, and a pickled row found on disk is an error, not code to run."""
-
-    _PLAIN = (str, bytes, int, float)
-
-    def put(self, key: Any) -> Any:
-        if type(key) not in self._PLAIN:
-            raise StoreError(f"store keys must be str/bytes/int/float, not {type(key).__name__}")
-        return super().put(key)
-
-    def get(self, key: Any, raw: bool) -> Any:
-        if not raw:
-            raise StoreError("the store holds a pickled key; refusing to unpickle it")
-        return super().get(key, raw)
-
-    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
-        if not read and type(value) not in self._PLAIN:
-            raise StoreError(f"store values must be str/bytes/int/float, not {type(value).__name__}")
-        return super().store(value, read, key=key)
-
-    def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
-        if mode == diskcache.core.MODE_PICKLE:
-            raise StoreError("the store holds a pickled value; refusing to unpickle it")
-        return super().fetch(mode, filename, value, read)
-
-
-@contextlib.contextmanager
-def _guard(location: str) -> Iterator[None]:
-    """SQLite and file errors become one StoreError naming the store and the way out."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        if "disk is full" in str(exc) or "disk I/O" in str(exc):
-            raise StoreError(f"the store at {location}: {exc} (finished tracks are kept)") from None
-        if "readonly" in str(exc) or "read-only" in str(exc):
-            raise StoreError(f"the store at {location} is read-only ({exc})") from None
-        raise StoreError(f"the store at {location} is damaged ({exc})", repairable=True) from None
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"the store at {location} is damaged ({exc})", repairable=True) from None
-    except diskcache.Timeout:
-        raise StoreError(f"the store at {location} is locked by another process for too long") from None
-    except OSError as exc:
-        raise StoreError(f"the store at {location}: {exc.strerror or exc}") from None
-
-
-class DiskcacheBackend:
+class DiskcacheBackend(MetaCounters):
     """Key/value text in a diskcache directory: ``data`` (records and identity entries,
     size-limited) and ``meta`` (counters and the change journal, never evicted)."""
 
@@ -160,7 +115,7 @@ class DiskcacheBackend:
 
     def get(self, key: str) -> str | None:
         try:
-            with _guard(self.location):
+            with guard(self.location):
                 value = self._fetch(key)
         except StoreError as exc:
             if "refusing to unpickle" in str(exc) or "decode" in str(exc):
@@ -190,7 +145,7 @@ class DiskcacheBackend:
         keys. Like ``get``, a read leaves the rows' last-used time (LRU order) alone."""
         found: dict[str, str | None] = {}
         now = time.time()
-        with _guard(self.location):
+        with guard(self.location):
             for start in range(0, len(keys), LOOKUP_CHUNK):
                 chunk = list(keys[start:start + LOOKUP_CHUNK])
                 rows = self._data._sql(
@@ -220,7 +175,7 @@ class DiskcacheBackend:
         deltas: collections.Counter[str] = collections.Counter()
         updates: list[tuple[Any, ...]] = []
         inserts: list[tuple[Any, ...]] = []
-        with _guard(self.location), self._data.transact():
+        with guard(self.location), self._data.transact():
             old = self._old_rows(list(latest))
             for key, (text, tag) in latest.items():
                 rowid, old_tag, old_file = old.get(key, (None, None, None))
@@ -255,7 +210,7 @@ class DiskcacheBackend:
 
     def delete(self, key: str) -> bool:
         deltas: collections.Counter[str] = collections.Counter()
-        with _guard(self.location), self._data.transact():
+        with guard(self.location), self._data.transact():
             deleted = self._delete_counted(key, deltas)
             self._census_add(deltas)
         return deleted
@@ -301,7 +256,7 @@ class DiskcacheBackend:
             if unexpired:
                 query += " AND (expire_time IS NULL OR expire_time > ?)"
                 args.append(time.time())
-            with _guard(self.location):
+            with guard(self.location):
                 rows = self._data._sql(query + f" ORDER BY key LIMIT {BATCH}", args).fetchall()
             if not rows:
                 return
@@ -323,7 +278,7 @@ class DiskcacheBackend:
         return data if isinstance(data, str) else None
 
     def count(self, prefix: str) -> int:
-        with _guard(self.location):
+        with guard(self.location):
             if not prefix:
                 return int(self._data._sql("SELECT COUNT(*) FROM Cache WHERE raw = 1").fetchone()[0])
             upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -341,7 +296,7 @@ class DiskcacheBackend:
 
     def census(self) -> tuple[dict[str, int] | None, str | None]:
         """The maintained counts; None when this store was never counted."""
-        with _guard(self.location):
+        with guard(self.location):
             rows = self._data._sql(f"SELECT tag, n FROM {CENSUS_TABLE}").fetchall()
         counts = {tag: int(n) for tag, n in rows}
         if counts.pop(CENSUS_READY, None) is None:
@@ -351,7 +306,7 @@ class DiskcacheBackend:
     def recount(self, tag_of: TagOf) -> dict[str, int]:
         """Tag the rows written before the census (reading them once), then count the
         rows per tag and store that as the census, in one transaction."""
-        with _guard(self.location), self._data.transact():
+        with guard(self.location), self._data.transact():
             untagged = self._data._sql(
                 "SELECT rowid, key, mode, filename, value FROM Cache WHERE tag IS NULL AND raw = 1 AND "
                 "((key >= 'rec:' AND key < 'rec;') OR (key >= 'fail:' AND key < 'fail;'))").fetchall()
@@ -372,13 +327,13 @@ class DiskcacheBackend:
                                     [*counts.items(), (CENSUS_READY, 1)])
 
     def unsafe_keys(self) -> int:
-        with _guard(self.location):
+        with guard(self.location):
             return int(self._data._sql("SELECT COUNT(*) FROM Cache WHERE raw = 0").fetchone()[0])
 
     def remove_unsafe(self) -> int:
         """Delete rows with pickled keys or values (fpcli never writes either)."""
         removed = 0
-        with _guard(self.location):
+        with guard(self.location):
             for cache in (self._data, self._meta):
                 rows = cache._sql("SELECT rowid, filename FROM Cache WHERE raw = 0 OR mode = ?",
                                   (diskcache.core.MODE_PICKLE,)).fetchall()
@@ -390,78 +345,8 @@ class DiskcacheBackend:
         return removed
 
     def volume(self) -> int:
-        with _guard(self.location):
+        with guard(self.location):
             return int(self._data.volume()) + int(self._meta.volume())
-
-    # -- meta: counters and journal --------------------------------------------------------
-
-    def add_counters(self, deltas: dict[str, int]) -> None:
-        with _guard(self.location):
-            for name, delta in deltas.items():
-                if delta:
-                    self._incr(name, delta)
-
-    def _incr(self, name: str, delta: int) -> int:
-        try:
-            return int(self._meta.incr(name, delta))
-        except (TypeError, ValueError, StoreError):  # a damaged counter restarts rather than stops every run
-            self._meta.set(name, delta)
-            return delta
-
-    def counter(self, name: str) -> int:
-        try:
-            with _guard(self.location):
-                value = self._meta.get(name, 0)
-        except StoreError:
-            return 0
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-    def journal_append(self, key: str) -> int:
-        with _guard(self.location):
-            generation = self._incr("generation", 1)
-            self._meta.set(f"change:{generation}", key)
-            self._meta.delete(f"change:{generation - JOURNAL_LIMIT}")
-        return generation
-
-    def journal_extend(self, keys: Sequence[str]) -> int:
-        """Append many changes in one meta transaction (an import batch): the new
-        ``change:N`` rows and the removal of those that fall out of the journal are
-        two ``executemany`` on the meta table (``set`` costs five statements a row)."""
-        if not keys:
-            return self.generation()
-        with _guard(self.location), self._meta.transact():
-            start = self.counter("generation")
-            now = time.time()
-            numbered = list(enumerate(keys[-JOURNAL_LIMIT:], start=start + 1 + max(0, len(keys) - JOURNAL_LIMIT)))
-            names = [f"change:{g}" for g, _ in numbered]
-            self._meta._con.executemany("DELETE FROM Cache WHERE key = ? AND raw = 1",
-                                        [(name,) for name in names] +
-                                        [(f"change:{g - JOURNAL_LIMIT}",) for g, _ in numbered])
-            self._meta._con.executemany(
-                "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
-                "mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, NULL, ?)",
-                [(name, now, now, diskcache.core.MODE_RAW, key) for name, (_, key) in zip(names, numbered,
-                                                                                        strict=True)])
-            return self._incr("generation", len(keys))
-
-    def journal_since(self, generation: int) -> list[str] | None:
-        current = self.generation()
-        if current - generation > JOURNAL_LIMIT:
-            return None
-        keys = []
-        with _guard(self.location):
-            for g in range(generation + 1, current + 1):
-                try:
-                    key = self._meta.get(f"change:{g}")
-                except StoreError:
-                    return None
-                if not isinstance(key, str):
-                    return None
-                keys.append(key)
-        return keys
-
-    def generation(self) -> int:
-        return self.counter("generation")
 
     # -- maintenance -------------------------------------------------------------------------
 
@@ -470,7 +355,7 @@ class DiskcacheBackend:
         limit, each selected then deleted here (not by diskcache's ``expire`` or cull,
         which delete silently) so the census loses exactly the kinds removed."""
         expired = evicted = 0
-        with _guard(self.location):
+        with guard(self.location):
             while removed := self._remove_batch(EXPIRED_RECORDS, (time.time(),)):
                 expired += removed
             # One transaction per batch: SQLite gives freed pages back (auto_vacuum) at
@@ -506,7 +391,7 @@ class DiskcacheBackend:
         """Remove all data and counters; the epoch survives and goes up by one, so an
         index built before the clear knows it is stale."""
         epoch = self.counter("epoch")
-        with _guard(self.location):
+        with guard(self.location):
             removed = int(self._data.clear())
             self._meta.clear()
             self._meta.set("epoch", epoch + 1)
@@ -557,13 +442,13 @@ class DiskcacheBackend:
         if not damaged:
             return 0
         self.close()
-        kept = sum(_salvage_part(os.path.join(self.location, name)) for name in dict.fromkeys(damaged))
+        kept = sum(salvage_part(os.path.join(self.location, name)) for name in dict.fromkeys(damaged))
         self._open()
         return kept
 
     def reset_meta(self, name: str) -> None:
         """Repair: drop one meta entry (a damaged counter restarts from 0)."""
-        with _guard(self.location):
+        with guard(self.location):
             self._meta.delete(name)
 
     def close(self) -> None:
@@ -571,86 +456,3 @@ class DiskcacheBackend:
         self._meta.close()
 
 
-# -- salvage: a database too damaged to open ------------------------------------------------
-
-def salvage(directory: str) -> dict[str, int]:
-    """Rebuild each part (``data``, ``meta``) of the store at ``directory`` whose
-    database cannot be opened: read every row SQLite can still read, move the damaged
-    part aside (``data.damaged-<time>``, kept for the user) and write the rows into a
-    fresh database. Pickled rows are dropped. Returns what was done."""
-    counts = {"moved_aside": 0, "salvaged": 0}
-    for part in ("data", "meta"):
-        folder = os.path.join(directory, part)
-        try:
-            diskcache.Cache(folder, disk=SafeDisk).close()
-            continue
-        except (sqlite3.Error, OSError):
-            pass
-        counts["salvaged"] += _salvage_part(folder)
-        counts["moved_aside"] += 1
-    return counts
-
-
-def _salvage_part(folder: str) -> int:
-    """Move the part at ``folder`` aside and write its readable rows into a fresh one."""
-    rows = _readable_rows(folder)
-    try:
-        os.rename(folder, f"{folder}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        with diskcache.Cache(folder, disk=SafeDisk) as fresh:
-            for key, value in rows:
-                fresh.set(key, value)
-    except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"cannot rebuild the store part {folder}: {exc}; move the store folder aside and "
-                         "import an export into a new store") from None
-    return len(rows)
-
-
-def _readable_rows(folder: str) -> list[tuple[str, str | int | float]]:
-    """(key, value) of every plain row SQLite can still read from ``folder``'s
-    database, skipping past damaged pages (rowid order)."""
-    db = os.path.join(folder, "cache.db")
-    if not os.path.isfile(db):
-        return []
-    rows: list[tuple[str, str | int | float]] = []
-    try:
-        connection = sqlite3.connect(db, timeout=5)
-    except sqlite3.Error:
-        return rows
-    last, misses = 0, 0
-    try:
-        while misses < 40:
-            try:
-                for rowid, key, raw, value, mode, filename in connection.execute(
-                        "SELECT rowid, key, raw, value, mode, filename FROM Cache WHERE rowid > ? ORDER BY rowid",
-                        (last,)):
-                    last = rowid
-                    item = _plain_row(folder, key, raw, value, mode, filename)
-                    if item is not None:
-                        rows.append(item)
-                break
-            except sqlite3.DatabaseError:
-                misses += 1
-                last += 1 << min(misses, 20)  # jump past the damaged page, further each time
-    finally:
-        connection.close()
-    return rows
-
-
-def _plain_row(folder: str, key: Any, raw: Any, value: Any, mode: Any,
-               filename: Any) -> tuple[str, str | int | float] | None:
-    if not raw or not isinstance(key, str):
-        return None
-    if mode == diskcache.core.MODE_RAW and isinstance(value, str | int | float) and not isinstance(value, bool):
-        return key, value
-    if mode == diskcache.core.MODE_RAW and isinstance(value, bytes):
-        try:
-            return key, value.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    if mode == diskcache.core.MODE_TEXT and isinstance(filename, str):
-        try:
-            with open(os.path.join(folder, filename), encoding="utf-8") as fh:
-                return key, fh.read()
-        except (OSError, UnicodeDecodeError):
-            return None
-    return None

@@ -15,22 +15,20 @@ from typing import Any, TypeVar
 from fpcli.errors import BadEntryError
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.store.census import FAILURE_TAG, census_tag
+from fpcli.store.index_rows import IndexRow, index_row, index_row_of
 from fpcli.store.protocol import BATCH, Backend, Put, Tag
 from fpcli.store.records import Failure, Record, path_key
 from fpcli.store.schema import (
-    IndexRow,
     dumps,
     failure_to_json,
-    index_row,
-    index_row_of,
     loads,
     parse_failure,
     parse_path_entry,
     parse_record,
     parse_records,
     record_text,
-    sound_covariances,
 )
+from fpcli.store.timbre_block import sound_covariances
 
 MAX_CANDIDATES = 16              # digests kept per content key (distinct files with equal heads and tails)
 T = TypeVar("T")
@@ -164,7 +162,7 @@ class StoreReader:
     def index_rows(self, kind: str, params_key: str) -> Iterator[IndexRow]:
         """What a search index needs of every complete current record of ``kind``
         under ``params_key``, in key order, BATCH at a time. A plain current record takes
-        a fast path (``schema.index_row``: the fields an index uses, and its covariance
+        a fast path (``index_rows.index_row``: the fields an index uses, and its covariance
         checked with the batch's); any other goes through the full parser, so a bad
         entry is reported as every reader reports it. About 3x faster than parsing
         every record whole (the first search after an import builds its index so)."""

@@ -6,10 +6,7 @@ breaks a rule is one ``BadEntryError`` listing every problem.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import functools
 import json
 import math
 import sys
@@ -31,12 +28,19 @@ from fpcli.store.records import (
     StreamingValues,
     Validation,
 )
+from fpcli.store.timbre_block import (
+    TIMBRE_VALUES,
+    indefinite,
+    pack_timbre,
+    packed_values,
+    plain_numbers,
+    symmetric_layout,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
     from fpcli.dsp.dupes import DupeKey
-    from fpcli.dsp.timbre import Timbre
 
 
 # -- JSON: the one place records become text and back -----------------------------------------
@@ -65,19 +69,6 @@ def record_to_json(record: Record) -> dict[str, Any]:
             for name, value in ((name, getattr(record, name)) for name in Record.__dataclass_fields__)}
     data["schema"] = RECORD_SCHEMA
     return data
-
-
-def pack_timbre(timbre: Timbre) -> dict[str, Any]:
-    """The stored form of a timbre block: ``{"packed": base64, "frames": n}``, the base64
-    of little-endian float64 values, the mean (N_MFCC) then the covariance's upper
-    triangle row by row (N_MFCC * (N_MFCC + 1) / 2). Lossless, 1.1 KB of text instead of
-    2.7 KB of JSON numbers, and a look-up decodes it at C speed (parsing the numbers was
-    most of a cached look-up). ``fpcli analyze --json`` shows the plain lists."""
-    import numpy as np
-
-    cov = np.asarray(timbre.cov, dtype="<f8")
-    values = np.concatenate([np.asarray(timbre.mean, dtype="<f8"), cov[_upper_triangle(len(cov))]])
-    return {"packed": base64.b64encode(values.tobytes()).decode("ascii"), "frames": timbre.frames}
 
 
 def _plain(value: Any) -> Any:
@@ -157,7 +148,7 @@ def _number(value: Any) -> bool:
     return type(value) is int and abs(value) <= sys.float_info.max
 
 
-def _integer(low: int = 0) -> Callable[[Any], bool]:
+def integer_at_least(low: int = 0) -> Callable[[Any], bool]:
     return lambda v: type(v) is int and low <= v < 2**63
 
 
@@ -169,7 +160,7 @@ def _text(value: Any) -> bool:
     return isinstance(value, str)
 
 
-def _hex32(value: Any) -> bool:
+def is_hex32(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 32 and set(value) <= HEX32
 
 
@@ -181,7 +172,7 @@ def _dims(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[
     if not isinstance(values, dict) or set(values) != set(names):
         c.problems.append(f"{where} must map exactly the {len(names)} dims to numbers or null")
         return {}
-    if set(map(type, values.values())) <= _FLOAT_OR_NULL and all(
+    if set(map(type, values.values())) <= FLOAT_OR_NULL and all(
             v - v == 0.0 for v in values.values() if v is not None):
         return {name: values[name] for name in names}  # all finite floats or null: nothing to convert
     for name, value in values.items():
@@ -190,7 +181,7 @@ def _dims(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[
     return {name: (float(values[name]) if _number(values[name]) else None) for name in names}
 
 
-_FLOAT_OR_NULL = frozenset({float, type(None)})
+FLOAT_OR_NULL = frozenset({float, type(None)})
 
 
 def _reasons(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[str, str]:
@@ -220,88 +211,6 @@ def parse_records(items: Sequence[tuple[str, Any]]) -> list[Record | BadEntryErr
     drafts = [_draft(key, data) for key, data in items]
     _check_covariances([d for d in drafts if d.cov is not None])
     return [d.finish() for d in drafts]
-
-
-@dataclasses.dataclass(frozen=True)
-class IndexRow:
-    """What a search index keeps of a complete record: its key, digest and latest path,
-    the values of one kind in ``dims`` order (None for null) and the packed timbre
-    (``pack_timbre``'s layout, float64; None without one)."""
-
-    key: str
-    digest: str
-    path: str
-    values: tuple[float | None, ...]
-    timbre: np.ndarray | None
-
-
-def index_row_of(record: Record, kind: str, params_key: str, version: int) -> IndexRow | None:
-    """``index_row`` of a parsed record (the same row, or None)."""
-    import numpy as np
-
-    source = record.streaming if kind == "streaming" else record.batch
-    if record.params_key != params_key or record.fingerprint_version != version or not record.complete \
-            or source is None or all(v is None for v in source.values.values()):
-        return None
-    names = STREAMING_DIMS if kind == "streaming" else BATCH_DIMS
-    timbre = None
-    if record.timbre is not None:
-        mean, cov = np.asarray(record.timbre.mean), np.asarray(record.timbre.cov)
-        timbre = np.concatenate([mean, cov[_upper_triangle(len(cov))]]).astype(np.float64)
-    return IndexRow(record.key, record.digest, record.path, tuple(source.values.get(n) for n in names), timbre)
-
-
-def index_row(key: str, data: Any, kind: str, params_key: str, version: int) -> IndexRow | None | bool:
-    """The index row of a record's parsed JSON, by a fast path that checks only what an
-    index uses: None when the record is not for this index (other parameters or
-    version, a preview, no values of ``kind``); False when it is anything but a plain
-    current record (a list-form timbre, a field of the wrong type or out of range),
-    which the caller then gives to ``parse_records`` so that the full checks decide
-    and a bad entry is reported. (A record whose other fields are damaged is indexed;
-    reading it for a hit reports it, and ``cache verify`` finds it.)"""
-    if type(data) is not dict:
-        return False
-    if data.get("params_key") != params_key or data.get("fingerprint_version") != version \
-            or data.get("complete") is not True:
-        return None if type(data.get("params_key")) is str and type(data.get("complete")) is bool else False
-    source = data.get(kind)
-    if source is None:
-        return None
-    names = STREAMING_DIMS if kind == "streaming" else BATCH_DIMS
-    values = source.get("values") if type(source) is dict else None
-    digest, paths = data.get("digest"), data.get("paths")
-    if type(values) is not dict or len(values) != len(names) or not _hex32(digest) \
-            or type(paths) is not list or not paths or type(paths[-1]) is not dict \
-            or type(paths[-1].get("path")) is not str or not paths[-1]["path"]:
-        return False
-    row = tuple(values.get(name) for name in names)
-    if not set(map(type, row)) <= _FLOAT_OR_NULL or not all(v - v == 0.0 for v in row if v is not None):
-        return False
-    timbre = data.get("timbre")
-    packed = None
-    if timbre is not None:
-        if type(timbre) is not dict or not _integer(1)(timbre.get("frames")):
-            return False
-        packed = _packed_values(timbre.get("packed"))
-        if packed is None:
-            return False
-    if all(v is None for v in row):
-        return None  # nothing measured: as row_of, not indexed
-    return IndexRow(key, str(digest), paths[-1]["path"], row, packed)
-
-
-def sound_covariances(packed: np.ndarray) -> np.ndarray:
-    """(n,) bool: which packed timbres (n, TIMBRE_VALUES) have a symmetric positive
-    semi-definite covariance within COV_TOLERANCE, checked as one stacked array (the
-    test ``parse_records`` applies; a packed upper triangle is symmetric by form)."""
-    import numpy as np
-
-    from fpcli.dsp.timbre import N_MFCC
-    if not len(packed):
-        return np.zeros(0, dtype=bool)
-    covs = packed[:, N_MFCC:][:, _symmetric_layout()]
-    scale = 1.0 + np.abs(covs).max(axis=(1, 2))
-    return ~_indefinite(covs, COV_TOLERANCE * scale)
 
 
 @dataclasses.dataclass
@@ -335,11 +244,11 @@ def _draft(key: str, data: Any) -> _Draft:
         c.problems.append("record is not a JSON object")
         return draft
     c.field(data, "schema", lambda v: v in READABLE_SCHEMAS, f"schema {' or '.join(map(str, READABLE_SCHEMAS))}")
-    digest = c.field(data, "digest", _hex32, "32 hex digits")
-    ck = c.field(data, "content_key", _hex32, "32 hex digits")
+    digest = c.field(data, "digest", is_hex32, "32 hex digits")
+    ck = c.field(data, "content_key", is_hex32, "32 hex digits")
     params_key = c.field(data, "params_key", _params_key, "a parameter key")
-    version = c.field(data, "fingerprint_version", _integer(0), "a version number")
-    size = c.field(data, "size", _integer(0), "a size in bytes")
+    version = c.field(data, "fingerprint_version", integer_at_least(0), "a version number")
+    size = c.field(data, "size", integer_at_least(0), "a size in bytes")
     complete = c.field(data, "complete", lambda v: isinstance(v, bool), "true/false")
     analysed_at = c.field(data, "analysed_at", _nonneg, "a time")
     last_used_at = c.field(data, "last_used_at", _nonneg, "a time")
@@ -362,7 +271,7 @@ def _draft(key: str, data: Any) -> _Draft:
 def _paths(c: _Checker, items: Any) -> tuple[PathSeen, ...]:
     if not isinstance(items, list) or not all(
             isinstance(p, dict) and isinstance(p.get("path"), str) and p["path"]
-            and _integer(0)(p.get("mtime_ns")) for p in items):
+            and integer_at_least(0)(p.get("mtime_ns")) for p in items):
         c.problems.append("paths must be a list of {path, mtime_ns}")
         return ()
     return tuple(PathSeen(p["path"], p["mtime_ns"]) for p in items)
@@ -372,8 +281,8 @@ def _audio(c: _Checker, a: Mapping[str, Any]) -> AudioFacts:
     w = "audio."
     values = (
         c.field(a, "duration_s", _nonneg, "seconds >= 0", w),
-        c.field(a, "samplerate", _integer(1), "a rate in Hz", w),
-        c.field(a, "channels", _integer(1), "a channel count", w),
+        c.field(a, "samplerate", integer_at_least(1), "a rate in Hz", w),
+        c.field(a, "channels", integer_at_least(1), "a channel count", w),
         c.field(a, "format", _text, "text", w),
         c.field(a, "subtype", _text, "text", w),
         c.field(a, "partial", lambda v: isinstance(v, bool), "true/false", w),
@@ -390,7 +299,7 @@ def _streaming(c: _Checker, s: Mapping[str, Any]) -> StreamingValues:
         c.problems.append("streaming.confidence must give each streaming dim a number in [0, 1]")
         confidence = {}
     reasons = _reasons(c, s.get("reasons"), STREAMING_DIMS, "streaming.reasons")
-    chunks = c.field(s, "chunks", _integer(0), "a count", "streaming.")
+    chunks = c.field(s, "chunks", integer_at_least(0), "a count", "streaming.")
     seconds = c.field(s, "seconds", _nonneg, "seconds >= 0", "streaming.")
     return StreamingValues(values, {k: float(v) for k, v in confidence.items()}, reasons, chunks or 0,
                            float(seconds or 0.0))
@@ -430,7 +339,7 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
         c.problems.append(f"timbre is {_show(t)}, not an object")
         return
     problems = len(c.problems)
-    frames = c.field(t, "frames", _integer(1), "a frame count >= 1", "timbre.")
+    frames = c.field(t, "frames", integer_at_least(1), "a frame count >= 1", "timbre.")
     arrays = _unpacked_timbre(c, t.get("packed")) if "packed" in t else _listed_timbre(c, t)
     if arrays is None or len(c.problems) > problems:
         return
@@ -444,50 +353,11 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
 
 def _unpacked_timbre(c: _Checker, packed: Any) -> tuple[np.ndarray, np.ndarray] | None:
     from fpcli.dsp.timbre import N_MFCC
-    values = _packed_values(packed, finite=False)
+    values = packed_values(packed, finite=False)
     if values is None:
         c.problems.append(f"timbre.packed must be the base64 of {TIMBRE_VALUES} float64 values")
         return None
-    return values[:N_MFCC], values[N_MFCC:][_symmetric_layout()]
-
-
-TIMBRE_VALUES = 13 + 13 * 14 // 2  # a packed timbre: N_MFCC means, then the covariance's upper triangle
-
-
-def _packed_values(packed: Any, *, finite: bool = True) -> np.ndarray | None:
-    """(TIMBRE_VALUES,) float64 of a packed timbre's text; None when it is not the
-    base64 of that many values (or, with ``finite``, holds one that is not finite)."""
-    import numpy as np
-
-    try:
-        raw = base64.b64decode(packed, validate=True) if isinstance(packed, str) else b""
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 8 * TIMBRE_VALUES:
-        return None
-    values = np.frombuffer(raw, dtype="<f8").astype(np.float64)
-    return None if finite and not np.isfinite(values).all() else values
-
-
-@functools.cache
-def _upper_triangle(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.triu_indices(n)``, made once: every record write packs a covariance with it."""
-    import numpy as np
-
-    return np.triu_indices(n)
-
-
-@functools.cache
-def _symmetric_layout() -> np.ndarray:
-    """(N_MFCC, N_MFCC) int indices into a packed upper triangle: ``upper[layout]`` is the
-    full symmetric matrix."""
-    import numpy as np
-
-    from fpcli.dsp.timbre import N_MFCC
-    layout = np.zeros((N_MFCC, N_MFCC), dtype=np.intp)
-    rows, cols = _upper_triangle(N_MFCC)
-    layout[rows, cols] = layout[cols, rows] = np.arange(len(rows))
-    return layout
+    return values[:N_MFCC], values[N_MFCC:][symmetric_layout()]
 
 
 def _listed_timbre(c: _Checker, t: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -497,11 +367,11 @@ def _listed_timbre(c: _Checker, t: Mapping[str, Any]) -> tuple[np.ndarray, np.nd
     mean: Any = t.get("mean")
     cov: Any = t.get("cov")
     # Checked as whole arrays, not 182 numbers one by one.
-    if not (isinstance(mean, list) and len(mean) == N_MFCC and _plain_numbers(mean)):
+    if not (isinstance(mean, list) and len(mean) == N_MFCC and plain_numbers(mean)):
         c.problems.append(f"timbre.mean must be a list of {N_MFCC} finite numbers")
         return None
     if not (isinstance(cov, list) and len(cov) == N_MFCC and all(
-            isinstance(row, list) and len(row) == N_MFCC for row in cov) and _plain_numbers(
+            isinstance(row, list) and len(row) == N_MFCC for row in cov) and plain_numbers(
             [v for row in cov for v in row])):
         c.problems.append(f"timbre.cov must be a {N_MFCC} x {N_MFCC} list of finite numbers")
         return None
@@ -522,41 +392,12 @@ def _check_covariances(drafts: list[_Draft]) -> None:
         asymmetric = np.zeros(len(drafts), dtype=bool)
     else:
         asymmetric = np.abs(stack - stack.transpose(0, 2, 1)).max(axis=(1, 2)) > COV_TOLERANCE * scale
-    indefinite = _indefinite(stack, COV_TOLERANCE * scale)
-    for draft, asym, indef in zip(drafts, asymmetric.tolist(), indefinite.tolist(), strict=True):
+    unsound = indefinite(stack, COV_TOLERANCE * scale)
+    for draft, asym, indef in zip(drafts, asymmetric.tolist(), unsound.tolist(), strict=True):
         if asym or indef:
             draft.checker.problems.append("timbre.cov is not symmetric" if asym else
                                           "timbre.cov is not positive semi-definite")
             draft.cov = None
-
-
-def _indefinite(stack: np.ndarray, tolerance: np.ndarray) -> np.ndarray:
-    """(n,) bool: which matrices of ``stack`` (n, d, d) have an eigenvalue below
-    -``tolerance``. Every look-up checks one, so the common case is made cheap: when
-    C + tolerance I has a Cholesky factor for every matrix, each smallest eigenvalue is
-    above -tolerance and none is indefinite (one LAPACK call, ~10 us); only when one
-    has none are the eigenvalues computed (~25 us), to say which."""
-    import numpy as np
-
-    shifted = stack + tolerance[:, None, None] * np.eye(stack.shape[-1])
-    try:
-        np.linalg.cholesky(shifted)
-    except np.linalg.LinAlgError:
-        return np.asarray(np.linalg.eigvalsh(stack).min(axis=1) < -tolerance)
-    return np.zeros(len(stack), dtype=bool)
-
-
-def _plain_numbers(values: list[Any]) -> bool:
-    """Every value an int or float (not a bool, not text) and finite, checked at C speed."""
-    import numpy as np
-
-    if not set(map(type, values)) <= _NUMBER_TYPES:
-        return False
-    array = np.array(values, dtype=np.float64)  # an int beyond float range becomes inf
-    return bool(np.isfinite(array).all())
-
-
-_NUMBER_TYPES = frozenset({int, float})
 
 
 def _dupe_key(c: _Checker, d: Mapping[str, Any]) -> DupeKey | None:
@@ -565,7 +406,7 @@ def _dupe_key(c: _Checker, d: Mapping[str, Any]) -> DupeKey | None:
     from fpcli.dsp.dupes import MAX_WINDOWS, DupeKey
 
     windows: Any = d.get("windows")
-    if not _integer(1)(windows) or windows >= MAX_WINDOWS:
+    if not integer_at_least(1)(windows) or windows >= MAX_WINDOWS:
         c.problems.append(f"dupe_key.windows is {_show(windows)}, not a count in [1, {MAX_WINDOWS - 1}]")
         return None
     for name in ("bits", "mask"):
@@ -584,8 +425,8 @@ def parse_failure(key: str, data: Any) -> Failure:
         c.field(data, "path", lambda v: isinstance(v, str) and bool(v), "a path"),
         c.field(data, "error_type", _text, "text"),
         c.field(data, "message", _text, "text"),
-        c.field(data, "size", _integer(-1), "a size in bytes"),
-        c.field(data, "mtime_ns", _integer(-1), "a time in ns"),
+        c.field(data, "size", integer_at_least(-1), "a size in bytes"),
+        c.field(data, "mtime_ns", integer_at_least(-1), "a time in ns"),
         c.field(data, "failed_at", _nonneg, "a time"),
     )
     if c.problems:
@@ -597,10 +438,10 @@ def parse_path_entry(key: str, data: Any) -> dict[str, Any]:
     """A path entry {path, size, mtime_ns, digest, content_key}; raises ``BadEntryError``."""
     c = _Checker()
     c.field(data, "path", lambda v: isinstance(v, str) and bool(v), "a path")
-    c.field(data, "size", _integer(0), "a size")
-    c.field(data, "mtime_ns", _integer(0), "a time in ns")
-    c.field(data, "digest", _hex32, "32 hex digits")
-    c.field(data, "content_key", _hex32, "32 hex digits")
+    c.field(data, "size", integer_at_least(0), "a size")
+    c.field(data, "mtime_ns", integer_at_least(0), "a time in ns")
+    c.field(data, "digest", is_hex32, "32 hex digits")
+    c.field(data, "content_key", is_hex32, "32 hex digits")
     if c.problems:
         raise BadEntryError(key, c.problems)
     return dict(data)

@@ -1,0 +1,146 @@
+"""The SQLite level under the diskcache backend: a serialiser that never pickles,
+SQLite errors turned into one clear ``StoreError``, and the salvage of a database too
+damaged to open."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import diskcache
+import diskcache.core
+
+from fpcli.errors import StoreError
+
+
+class SafeDisk(diskcache.Disk):
+    """diskcache serialisation that never pickles: keys and values must be str, bytes,
+    int or float, and a pickled row found on disk is an error, not code to run."""
+
+    _PLAIN = (str, bytes, int, float)
+
+    def put(self, key: Any) -> Any:
+        if type(key) not in self._PLAIN:
+            raise StoreError(f"store keys must be str/bytes/int/float, not {type(key).__name__}")
+        return super().put(key)
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw:
+            raise StoreError("the store holds a pickled key; refusing to unpickle it")
+        return super().get(key, raw)
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
+        if not read and type(value) not in self._PLAIN:
+            raise StoreError(f"store values must be str/bytes/int/float, not {type(value).__name__}")
+        return super().store(value, read, key=key)
+
+    def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
+        if mode == diskcache.core.MODE_PICKLE:
+            raise StoreError("the store holds a pickled value; refusing to unpickle it")
+        return super().fetch(mode, filename, value, read)
+
+
+@contextlib.contextmanager
+def guard(location: str) -> Iterator[None]:
+    """SQLite and file errors become one StoreError naming the store and the way out."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "disk is full" in str(exc) or "disk I/O" in str(exc):
+            raise StoreError(f"the store at {location}: {exc} (finished tracks are kept)") from None
+        if "readonly" in str(exc) or "read-only" in str(exc):
+            raise StoreError(f"the store at {location} is read-only ({exc})") from None
+        raise StoreError(f"the store at {location} is damaged ({exc})", repairable=True) from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"the store at {location} is damaged ({exc})", repairable=True) from None
+    except diskcache.Timeout:
+        raise StoreError(f"the store at {location} is locked by another process for too long") from None
+    except OSError as exc:
+        raise StoreError(f"the store at {location}: {exc.strerror or exc}") from None
+
+
+def salvage(directory: str) -> dict[str, int]:
+    """Rebuild each part (``data``, ``meta``) of the store at ``directory`` whose
+    database cannot be opened: read every row SQLite can still read, move the damaged
+    part aside (``data.damaged-<time>``, kept for the user) and write the rows into a
+    fresh database. Pickled rows are dropped. Returns what was done."""
+    counts = {"moved_aside": 0, "salvaged": 0}
+    for part in ("data", "meta"):
+        folder = os.path.join(directory, part)
+        try:
+            diskcache.Cache(folder, disk=SafeDisk).close()
+            continue
+        except (sqlite3.Error, OSError):
+            pass
+        counts["salvaged"] += salvage_part(folder)
+        counts["moved_aside"] += 1
+    return counts
+
+
+def salvage_part(folder: str) -> int:
+    """Move the part at ``folder`` aside and write its readable rows into a fresh one."""
+    rows = _readable_rows(folder)
+    try:
+        os.rename(folder, f"{folder}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        with diskcache.Cache(folder, disk=SafeDisk) as fresh:
+            for key, value in rows:
+                fresh.set(key, value)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot rebuild the store part {folder}: {exc}; move the store folder aside and "
+                         "import an export into a new store") from None
+    return len(rows)
+
+
+def _readable_rows(folder: str) -> list[tuple[str, str | int | float]]:
+    """(key, value) of every plain row SQLite can still read from ``folder``'s
+    database, skipping past damaged pages (rowid order)."""
+    db = os.path.join(folder, "cache.db")
+    if not os.path.isfile(db):
+        return []
+    rows: list[tuple[str, str | int | float]] = []
+    try:
+        connection = sqlite3.connect(db, timeout=5)
+    except sqlite3.Error:
+        return rows
+    last, misses = 0, 0
+    try:
+        while misses < 40:
+            try:
+                for rowid, key, raw, value, mode, filename in connection.execute(
+                        "SELECT rowid, key, raw, value, mode, filename FROM Cache WHERE rowid > ? ORDER BY rowid",
+                        (last,)):
+                    last = rowid
+                    item = _plain_row(folder, key, raw, value, mode, filename)
+                    if item is not None:
+                        rows.append(item)
+                break
+            except sqlite3.DatabaseError:
+                misses += 1
+                last += 1 << min(misses, 20)  # jump past the damaged page, further each time
+    finally:
+        connection.close()
+    return rows
+
+
+def _plain_row(folder: str, key: Any, raw: Any, value: Any, mode: Any,
+               filename: Any) -> tuple[str, str | int | float] | None:
+    if not raw or not isinstance(key, str):
+        return None
+    if mode == diskcache.core.MODE_RAW and isinstance(value, str | int | float) and not isinstance(value, bool):
+        return key, value
+    if mode == diskcache.core.MODE_RAW and isinstance(value, bytes):
+        try:
+            return key, value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if mode == diskcache.core.MODE_TEXT and isinstance(filename, str):
+        try:
+            with open(os.path.join(folder, filename), encoding="utf-8") as fh:
+                return key, fh.read()
+        except (OSError, UnicodeDecodeError):
+            return None
+    return None
