@@ -7,6 +7,7 @@ breaks a rule is one ``BadEntryError`` listing every problem.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -30,11 +31,11 @@ from fpcli.store.records import (
 )
 from fpcli.store.timbre_block import (
     TIMBRE_VALUES,
-    indefinite,
+    indefinite_covariances,
     pack_timbre,
     packed_values,
     plain_numbers,
-    symmetric_layout,
+    unpack_stack,
 )
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ def _params_key(value: Any) -> bool:
 
 
 def _dims(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[str, float | None]:
-    if not isinstance(values, dict) or set(values) != set(names):
+    if not isinstance(values, dict) or values.keys() != _name_set(names):
         c.problems.append(f"{where} must map exactly the {len(names)} dims to numbers or null")
         return {}
     if set(map(type, values.values())) <= FLOAT_OR_NULL and all(
@@ -184,8 +185,13 @@ def _dims(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[
 FLOAT_OR_NULL = frozenset({float, type(None)})
 
 
+@functools.cache
+def _name_set(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(names)
+
+
 def _reasons(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[str, str]:
-    if not isinstance(values, dict) or not set(values) <= set(names) or not all(
+    if not isinstance(values, dict) or not values.keys() <= _name_set(names) or not all(
             isinstance(v, str) for v in values.values()):
         c.problems.append(f"{where} must map dims to text")
         return {}
@@ -209,7 +215,7 @@ def parse_records(items: Sequence[tuple[str, Any]]) -> list[Record | BadEntryErr
     one stacked array (one ``eigvalsh`` call instead of one per record, which was a
     third of an import's parse time)."""
     drafts = [_draft(key, data) for key, data in items]
-    _check_covariances([d for d in drafts if d.cov is not None])
+    _check_covariances([d for d in drafts if d.cov is not None or d.packed is not None])
     return [d.finish() for d in drafts]
 
 
@@ -222,7 +228,7 @@ class _Draft:
     fields: dict[str, Any] = dataclasses.field(default_factory=dict)
     mean: Any = None           # (N_MFCC,) float64 once its numbers are checked
     cov: Any = None            # (N_MFCC, N_MFCC) float64 awaiting the batch checks
-    symmetric: bool = False    # symmetric by construction (unpacked from an upper triangle)
+    packed: Any = None         # or (TIMBRE_VALUES,) float64, a packed timbre awaiting them
     frames: int = 0
     dupe_key: DupeKey | None = None
 
@@ -294,8 +300,9 @@ def _audio(c: _Checker, a: Mapping[str, Any]) -> AudioFacts:
 def _streaming(c: _Checker, s: Mapping[str, Any]) -> StreamingValues:
     values = _dims(c, s.get("values"), STREAMING_DIMS, "streaming.values")
     confidence = s.get("confidence")
-    if not isinstance(confidence, dict) or set(confidence) != set(STREAMING_DIMS) or not all(
-            _number(v) and 0 <= v <= 1 for v in confidence.values()):
+    if not isinstance(confidence, dict) or confidence.keys() != _name_set(STREAMING_DIMS) or not (
+            all(type(v) is float and 0.0 <= v <= 1.0 for v in confidence.values())
+            or all(_number(v) and 0 <= v <= 1 for v in confidence.values())):
         c.problems.append("streaming.confidence must give each streaming dim a number in [0, 1]")
         confidence = {}
     reasons = _reasons(c, s.get("reasons"), STREAMING_DIMS, "streaming.reasons")
@@ -331,8 +338,8 @@ def _validation(c: _Checker, v: Mapping[str, Any]) -> Validation:
 def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
     """A timbre block, packed (``pack_timbre``) or as plain lists (records written before
     packing, and imports written by hand): mean of N_MFCC finite numbers, an N_MFCC x
-    N_MFCC finite covariance, frames >= 1; the covariance goes to the draft for the
-    batch checks (``_check_covariances``: symmetric, positive semi-definite)."""
+    N_MFCC finite covariance, frames >= 1; the values go to the draft for the batch
+    checks (``_check_covariances``: symmetric, positive semi-definite)."""
     import numpy as np
 
     if not isinstance(t, dict):
@@ -340,7 +347,16 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
         return
     problems = len(c.problems)
     frames = c.field(t, "frames", integer_at_least(1), "a frame count >= 1", "timbre.")
-    arrays = _unpacked_timbre(c, t.get("packed")) if "packed" in t else _listed_timbre(c, t)
+    if "packed" in t:
+        values = packed_values(t.get("packed"), finite=False)
+        if values is None:
+            c.problems.append(f"timbre.packed must be the base64 of {TIMBRE_VALUES} float64 values")
+        elif len(c.problems) == problems and not np.isfinite(values).all():
+            c.problems.append("timbre holds a value that is not a finite number")
+        elif len(c.problems) == problems:
+            draft.packed, draft.frames = values, frames  # unpacked with the batch's
+        return
+    arrays = _listed_timbre(c, t)
     if arrays is None or len(c.problems) > problems:
         return
     mean, cov = arrays
@@ -348,16 +364,6 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
         c.problems.append("timbre holds a value that is not a finite number")
         return
     draft.mean, draft.cov, draft.frames = mean, cov, frames
-    draft.symmetric = "packed" in t  # a packed upper triangle is symmetric by its form
-
-
-def _unpacked_timbre(c: _Checker, packed: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    from fpcli.dsp.timbre import N_MFCC
-    values = packed_values(packed, finite=False)
-    if values is None:
-        c.problems.append(f"timbre.packed must be the base64 of {TIMBRE_VALUES} float64 values")
-        return None
-    return values[:N_MFCC], values[N_MFCC:][symmetric_layout()]
 
 
 def _listed_timbre(c: _Checker, t: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -380,24 +386,32 @@ def _listed_timbre(c: _Checker, t: Mapping[str, Any]) -> tuple[np.ndarray, np.nd
 
 def _check_covariances(drafts: list[_Draft]) -> None:
     """Symmetric and positive semi-definite within COV_TOLERANCE (relative to the
-    largest entry), for the covariances of a batch as one (n, d, d) array; a draft
-    that fails gets the problem (and no timbre)."""
+    largest entry), for the covariances of a batch as stacked arrays: packed timbres
+    are unpacked as one (n, TIMBRE_VALUES) stack and symmetric by their form; listed
+    ones are tested for symmetry too. A draft that fails gets the problem (and no
+    timbre)."""
     import numpy as np
 
-    if not drafts:
-        return
-    stack = drafts[0].cov[None] if len(drafts) == 1 else np.stack([d.cov for d in drafts])
-    scale = 1.0 + np.abs(stack).max(axis=(1, 2))
-    if all(d.symmetric for d in drafts):
-        asymmetric = np.zeros(len(drafts), dtype=bool)
-    else:
+    listed = [d for d in drafts if d.cov is not None]
+    if listed:
+        stack = np.stack([d.cov for d in listed])
+        scale = 1.0 + np.abs(stack).max(axis=(1, 2))
         asymmetric = np.abs(stack - stack.transpose(0, 2, 1)).max(axis=(1, 2)) > COV_TOLERANCE * scale
-    unsound = indefinite(stack, COV_TOLERANCE * scale)
-    for draft, asym, indef in zip(drafts, asymmetric.tolist(), unsound.tolist(), strict=True):
-        if asym or indef:
-            draft.checker.problems.append("timbre.cov is not symmetric" if asym else
-                                          "timbre.cov is not positive semi-definite")
-            draft.cov = None
+        for draft, asym, indef in zip(listed, asymmetric.tolist(), indefinite_covariances(stack).tolist(),
+                                      strict=True):
+            if asym or indef:
+                draft.checker.problems.append("timbre.cov is not symmetric" if asym else
+                                              "timbre.cov is not positive semi-definite")
+                draft.cov = None
+    packed = [d for d in drafts if d.packed is not None]
+    if packed:
+        means, covs = unpack_stack(np.stack([d.packed for d in packed]))
+        for draft, mean, cov, indef in zip(packed, means, covs, indefinite_covariances(covs).tolist(),
+                                           strict=True):
+            if indef:
+                draft.checker.problems.append("timbre.cov is not positive semi-definite")
+            else:
+                draft.mean, draft.cov = mean, cov
 
 
 def _dupe_key(c: _Checker, d: Mapping[str, Any]) -> DupeKey | None:

@@ -95,12 +95,25 @@ def sound_covariances(packed: np.ndarray) -> np.ndarray:
     test ``parse_records`` applies; a packed upper triangle is symmetric by form)."""
     import numpy as np
 
-    from fpcli.dsp.timbre import N_MFCC
     if not len(packed):
         return np.zeros(0, dtype=bool)
-    covs = packed[:, N_MFCC:][:, symmetric_layout()]
-    scale = 1.0 + np.abs(covs).max(axis=(1, 2))
-    return ~indefinite(covs, COV_TOLERANCE * scale)
+    return ~indefinite_covariances(unpack_stack(packed)[1])
+
+
+def unpack_stack(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(means (n, N_MFCC), covariances (n, N_MFCC, N_MFCC)) of packed timbres
+    (n, TIMBRE_VALUES)."""
+    from fpcli.dsp.timbre import N_MFCC
+
+    return packed[:, :N_MFCC], packed[:, N_MFCC:][:, symmetric_layout()]
+
+
+def indefinite_covariances(covs: np.ndarray) -> np.ndarray:
+    """(n,) bool: which covariances (n, d, d) have an eigenvalue below -COV_TOLERANCE
+    relative to their largest entry."""
+    import numpy as np
+
+    return indefinite(covs, COV_TOLERANCE * (1.0 + np.abs(covs).max(axis=(1, 2))))
 
 
 def plain_numbers(values: list[Any]) -> bool:
