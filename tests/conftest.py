@@ -26,6 +26,26 @@ def private_store(tmp_path, monkeypatch):
     return location
 
 
+@pytest.fixture(params=["diskcache", "redis"])
+def location(request, tmp_path):
+    """A new store on each backend: a diskcache folder, or a flushed real Redis."""
+    if request.param == "redis":
+        return request.getfixturevalue("redis_url")
+    return str(tmp_path / "store")
+
+
+@pytest.fixture(scope="session")
+def template():
+    """One real record (a generated track analysed by fpcli), for cloning into many."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import make_records  # benchmarks/make_records.py
+
+    return make_records.template_record()
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261125)

@@ -21,16 +21,6 @@ import make_records  # noqa: E402  (benchmarks/make_records.py: one real record,
 CENSUS = ("entries", "with_batch", "validated", "previews", "failures", "by_version")
 
 
-@pytest.fixture(scope="module")
-def template():
-    return make_records.template_record()
-
-
-@pytest.fixture(params=["diskcache", "redis"])
-def location(request, tmp_path):
-    if request.param == "redis":
-        return request.getfixturevalue("redis_url")
-    return str(tmp_path / "store")
 
 
 def _census(stats):

@@ -22,12 +22,6 @@ KEY = AnalysisParams().key()
 NEED = Need(KEY)
 
 
-@pytest.fixture(params=["diskcache", "redis"])
-def location(request, tmp_path):
-    if request.param == "diskcache":
-        return str(tmp_path / "store")
-    return request.getfixturevalue("redis_url")
-
 
 @pytest.fixture
 def tracks(tmp_path):

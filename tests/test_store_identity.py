@@ -30,12 +30,6 @@ SR = 22050
 runner = CliRunner()
 
 
-@pytest.fixture(params=["diskcache", "redis"])
-def location(request, tmp_path):
-    if request.param == "diskcache":
-        return str(tmp_path / "store")
-    return request.getfixturevalue("redis_url")
-
 
 def _padded_twins(folder):
     """Two WAVs of equal length whose first and last 64 KiB are digital silence: equal

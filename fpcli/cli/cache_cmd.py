@@ -321,7 +321,9 @@ def cache_import(ctx: typer.Context,
 
     The file is parsed as JSON only (nothing is ever unpickled) and every field of
     every record is checked, as a store read checks it, before it is stored. Exit
-    code 3 if any line was rejected.
+    code 3 if any line was rejected. Into a new store, or one whose search index is
+    current, the import also saves the search index of the default parameters, so
+    that the first search after it does not read every record again.
 
     Examples:
 
@@ -330,14 +332,21 @@ def cache_import(ctx: typer.Context,
       gunzip -c backup.jsonl.gz | fpcli cache import -
     """
     with ctx.obj.open_store() as store:
+        from fpcli.params import AnalysisParams
+        from fpcli.search.keeper import ImportedRows
         from fpcli.store import import_store
 
-        report = import_store(store, file, progress_line("lines read"))
+        indexes = ImportedRows(store, AnalysisParams().key())
+        report = import_store(store, file, progress_line("lines read"), on_records=indexes.add)
         end_progress()
+        kept = indexes.finish() if report.records else {}
     for reason in report.rejected:
         note("[red]rejected[/red]", reason)
     line = (f"imported {report.records} records and {report.failures} failures, "
             f"rejected {len(report.rejected)} lines")
+    if kept.get("saved"):
+        line += "; search index saved (" + ", ".join(f"{kind} {rows}" for kind, rows in kept["saved"].items()) \
+            + f" rows, {kept['seconds']:.1f} s)"
     if report.evicted:
         line += f"; {report.evicted} records were evicted by the store's size limit meanwhile (--store-size-mb)"
     note("", line)

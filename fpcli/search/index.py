@@ -251,9 +251,18 @@ def build_index(store: FingerprintStore, kind: str, params_key: str) -> Index:
         contents.append(entry.digest)
     # None (a null value) becomes NaN as in row_of
     values = np.array(rows, dtype=np.float64).astype(np.float32).reshape(len(rows), len(KINDS[kind]))
-    index = Index(kind, params_key, values, np.array(keys, dtype=str), np.array(paths, dtype=str),
-                  np.array(contents, dtype=str), np.zeros(0), np.zeros(0), generation, epoch,
-                  timbre=np.array(timbres, dtype=np.float32).reshape(len(rows), TIMBRE_COLUMNS))
+    return index_of(kind, params_key, values, np.array(keys, dtype=str), np.array(paths, dtype=str),
+                    np.array(contents, dtype=str), np.array(timbres, dtype=np.float32).reshape(len(rows),
+                                                                                              TIMBRE_COLUMNS),
+                    generation, epoch)
+
+
+def index_of(kind: str, params_key: str, values: np.ndarray, keys: np.ndarray, paths: np.ndarray,
+             contents: np.ndarray, timbre: np.ndarray, generation: int, epoch: tuple[int, int]) -> Index:
+    """A fitted index of these rows: values (n, d) float32, keys, paths and content digests
+    (n,) str, timbre (n, TIMBRE_COLUMNS) float32; current at ``generation`` and ``epoch``."""
+    index = Index(kind, params_key, values, keys, paths, contents, np.zeros(0), np.zeros(0), generation, epoch,
+                  timbre=timbre)
     index.fit()
     return index
 
@@ -471,7 +480,7 @@ def _header_signature(folder: Path, kind: str, params_key: str) -> tuple[int, in
     return info.st_ino, info.st_mtime_ns, info.st_size
 
 
-def _loaded_index(folder: Path, kind: str, params_key: str) -> Index | None:
+def loaded_index(folder: Path, kind: str, params_key: str) -> Index | None:
     """This process's copy when the saved header is the one it came with, else the saved one."""
     recent = _RECENT.get((str(folder), kind, params_key))
     if recent is not None and recent[0] == _header_signature(folder, kind, params_key):
@@ -483,13 +492,21 @@ def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[
     """Load, refresh and save the index of ``kind``; returns it and what was done."""
     started = time.perf_counter()
     folder = store.backend.index_dir
-    index = _loaded_index(folder, kind, params_key)
+    index = loaded_index(folder, kind, params_key)
     if index is None:
         index = build_index(store, kind, params_key)
         reread, action = len(index), "built"
     else:
         index, reread, action = refresh(index, store)
-    saved = save_index(index, folder) if action != "loaded" else True
-    _RECENT[(str(folder), kind, params_key)] = (_header_signature(folder, kind, params_key), index)
+    saved = keep_index(index, folder, save=action != "loaded")
     return index, {"index": action, "records_read": reread, "rows": len(index),
                    "index_seconds": time.perf_counter() - started, "index_saved": saved}
+
+
+def keep_index(index: Index, folder: Path, *, save: bool = True) -> bool:
+    """Save ``index`` in ``folder`` (unless ``save`` is False: it is the saved one) and
+    remember it as this process's copy; returns whether it is saved."""
+    saved = save_index(index, folder) if save else True
+    _RECENT[(str(folder), index.kind, index.params_key)] = (
+        _header_signature(folder, index.kind, index.params_key), index)
+    return saved

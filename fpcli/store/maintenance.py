@@ -253,14 +253,16 @@ class ImportReport:
 
 
 def import_store(store: FingerprintStore, source: str | os.PathLike[str],
-                 progress: Progress = lambda n: None) -> ImportReport:
+                 progress: Progress = lambda n: None,
+                 on_records: Callable[[list[Record]], None] = lambda records: None) -> ImportReport:
     """Read an export (``-`` is stdin): every line is parsed as JSON only and checked
     with the store's own record parser (a batch of lines at a time); valid records
     and failures are stored, other lines rejected with a reason (in line order).
     A batch is written in one transaction or pipeline, so an interrupted import
-    leaves whole batches: running it again completes it."""
+    leaves whole batches: running it again completes it. ``on_records`` receives the
+    records of each batch as written (a search index is kept current so)."""
     report = ImportReport()
-    batch = _Batch()
+    batch = _Batch(on_records)
     rejected: list[tuple[int, str]] = []
     with _open_source(source) as handle:
         for number, raw in enumerate(_lines(handle), start=1):
@@ -282,6 +284,7 @@ class _Batch:
     """Lines waiting to be checked and written together (one transaction or
     pipeline): record data by line number, parsed failures."""
 
+    on_records: Callable[[list[Record]], None]
     records: list[tuple[int, Any]] = dataclasses.field(default_factory=list)
     failures: list[Failure] = dataclasses.field(default_factory=list)
 
@@ -298,7 +301,7 @@ class _Batch:
                 good.append(result)
         report.records += len(good)
         if good:
-            store.import_records(good)
+            self.on_records(store.import_records(good))
         if self.failures:
             store.import_failures(self.failures)
         self.records, self.failures = [], []

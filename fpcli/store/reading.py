@@ -246,21 +246,24 @@ class StoreReader:
 class StoreImports(StoreReader):
     """The bulk writes of ``cache import``."""
 
-    def import_records(self, records: list[Record]) -> None:
+    def import_records(self, records: list[Record]) -> list[Record]:
         """Store a batch of records read from an export: each merged with the paths of
         the stored one, with their path entries and candidates, in one transaction
-        or pipeline per kind; one journal extension and one ``maintain`` per batch."""
+        or pipeline per kind; one journal extension (one change per record returned)
+        and one ``maintain`` per batch. Returns the records as written, one per key."""
         self.forget_ahead()
         unique = list({r.key: r for r in records}.values())
         stored = self.backend.get_many([r.key for r in unique])
         present = {key: text for key, text in zip([r.key for r in unique], stored, strict=True) if text is not None}
         known = {record.key: record for record, _ in self._parse_batch(list(present.items()))}
         puts: list[Put] = []
+        written: list[Record] = []
         for record in unique:
             existing = known.get(record.key)
             for seen in existing.paths if existing is not None else ():
                 if seen.path not in {p.path for p in record.paths}:
                     record = record.with_path(seen.path, seen.mtime_ns)
+            written.append(record)
             puts.append((record.key, record_text(record), census_tag(record)))
             puts += [(f"path:{path_key(seen.path)}", dumps({
                 "path": seen.path, "size": record.size, "mtime_ns": seen.mtime_ns, "digest": record.digest,
@@ -270,6 +273,7 @@ class StoreImports(StoreReader):
             self.backend.put_many(puts[start:start + BATCH])
         self.backend.journal_extend([r.key for r in unique])
         self.backend.maintain()
+        return written
 
     def _candidate_puts(self, records: list[Record]) -> list[Put]:
         """The candidate lists of a batch, each read once and written once."""

@@ -1,0 +1,128 @@
+"""Search indexes kept current through a bulk import, so that the first search after
+``cache import`` loads a saved index instead of reading every record again.
+
+An import already parses every record it writes; ``ImportedRows`` takes each written
+record's index row as it goes (``index_row_of``: the row a build would take from the
+stored text) and, when the import ends, saves the index of the store as it now is:
+the rows of the index that was current when the import began, less the records the
+import rewrote, plus the imported rows. This holds only when nothing else changed the
+store meanwhile: the store's generation must have moved by exactly the import's own
+changes and its epoch (evictions, expiries, clears) not at all. Otherwise, and when
+the store held records but no current index, nothing is saved and the first search
+builds (or refreshes) the index as it always does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+
+from fpcli.params import FINGERPRINT_VERSION
+from fpcli.search.index import KINDS, Index, index_of, keep_index, loaded_index
+from fpcli.search.timbre import TIMBRE_COLUMNS
+from fpcli.store import FingerprintStore, Record
+from fpcli.store.census import census_summary
+from fpcli.store.index_rows import index_row_of
+
+
+@dataclasses.dataclass
+class _Rows:
+    """The rows of one kind taken from imported records, in import order, and the base
+    index they extend (None: an empty store)."""
+
+    kind: str
+    base: Index | None
+    values: list[np.ndarray] = dataclasses.field(default_factory=list)   # (m, d) float32 chunks
+    timbres: list[np.ndarray] = dataclasses.field(default_factory=list)  # (m, TIMBRE_COLUMNS) float32
+    keys: list[str] = dataclasses.field(default_factory=list)
+    paths: list[str] = dataclasses.field(default_factory=list)
+    contents: list[str] = dataclasses.field(default_factory=list)
+    rewritten: set[str] = dataclasses.field(default_factory=set)         # every key written, indexed or not
+
+    def add(self, records: list[Record], params_key: str) -> None:
+        rows = [row for row in (index_row_of(r, self.kind, params_key, FINGERPRINT_VERSION) for r in records)
+                if row is not None]
+        if self.base is not None and len(self.base):
+            self.rewritten.update(r.key for r in records)
+        if not rows:
+            return
+        self.values.append(np.array([[np.nan if v is None else v for v in row.values] for row in rows],
+                                    dtype=np.float32).reshape(len(rows), len(KINDS[self.kind])))
+        no_timbre = np.full(TIMBRE_COLUMNS, np.nan, dtype=np.float32)
+        self.timbres.append(np.array([no_timbre if row.timbre is None else row.timbre for row in rows],
+                                     dtype=np.float32).reshape(len(rows), TIMBRE_COLUMNS))
+        self.keys += [row.key for row in rows]
+        self.paths += [row.path for row in rows]
+        self.contents += [row.digest for row in rows]
+
+    def index(self, params_key: str, generation: int, epoch: tuple[int, int]) -> Index:
+        """The base's rows that the import left alone, then the last imported row of each key."""
+        d = len(KINDS[self.kind])
+        keys = np.array(self.keys, dtype=str)
+        last = _last_of_each(keys)
+        values = np.concatenate(self.values or [np.zeros((0, d), np.float32)])[last]
+        timbre = np.concatenate(self.timbres or [np.zeros((0, TIMBRE_COLUMNS), np.float32)])[last]
+        paths, contents = np.array(self.paths, dtype=str)[last], np.array(self.contents, dtype=str)[last]
+        keys = keys[last]
+        base = self.base
+        if base is not None and len(base):
+            kept = ~np.isin(base.keys, np.array(sorted(self.rewritten), dtype=str))
+            values = np.concatenate([base.values[kept], values])
+            timbre = np.concatenate([base.timbre_rows()[kept], timbre])
+            keys = np.concatenate([base.keys[kept], keys]).astype(str)
+            paths = np.concatenate([base.paths[kept].astype(object), paths.astype(object)]).astype(str)
+            contents = np.concatenate([base.contents[kept], contents]).astype(str)
+        return index_of(self.kind, params_key, values, keys, paths, contents, timbre, generation, epoch)
+
+
+def _last_of_each(keys: np.ndarray) -> np.ndarray:
+    """Positions of the last occurrence of each key, in order of position."""
+    if not len(keys):
+        return np.zeros(0, dtype=np.intp)
+    _, first_from_end = np.unique(keys[::-1], return_index=True)
+    return np.sort(len(keys) - 1 - first_from_end)
+
+
+class ImportedRows:
+    """Collects index rows of the records an import writes (``add``, given to
+    ``import_store`` as ``on_records``) and saves the indexes at the end (``finish``)."""
+
+    def __init__(self, store: FingerprintStore, params_key: str) -> None:
+        self.store = store
+        self.params_key = params_key
+        self.started = (store.generation(), store.index_epoch())
+        self.changes = 0
+        counts, note = store.backend.census()
+        empty = counts is not None and note is None and census_summary(counts)["entries"] == 0
+        self.kinds: dict[str, _Rows] = {}
+        for kind in KINDS:
+            base = loaded_index(store.backend.index_dir, kind, params_key)
+            if base is not None and (base.generation, tuple(base.epoch)) == self.started:
+                self.kinds[kind] = _Rows(kind, base)
+            elif empty:
+                self.kinds[kind] = _Rows(kind, None)
+
+    def add(self, records: list[Record]) -> None:
+        self.changes += len(records)  # import_records journals one change per record it returns
+        for rows in self.kinds.values():
+            rows.add(records, self.params_key)
+
+    def finish(self) -> dict[str, Any]:
+        """Save the indexes kept; returns what was done: ``saved`` {kind: rows} and the
+        seconds it took, or ``skipped`` with the reason."""
+        started = time.perf_counter()
+        generation, epoch = self.store.generation(), self.store.index_epoch()
+        if not self.kinds:
+            return {"skipped": "the store held records but no current search index"}
+        if (generation, epoch) != (self.started[0] + self.changes, self.started[1]):
+            return {"skipped": "the store changed during the import (another writer, an eviction or an expiry)"}
+        folder = self.store.backend.index_dir
+        saved: dict[str, int] = {}
+        for kind, rows in self.kinds.items():
+            index = rows.index(self.params_key, generation, epoch)
+            if keep_index(index, folder):
+                saved[kind] = len(index)
+        return {"saved": saved, "seconds": time.perf_counter() - started}

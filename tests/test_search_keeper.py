@@ -1,0 +1,123 @@
+"""``cache import`` keeps the search indexes current: the index it saves holds the rows
+a build from the stored records holds, and it saves nothing when it cannot know that."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from fpcli.cli import app
+from fpcli.params import AnalysisParams
+from fpcli.search import build_index, current_index, load_index
+from fpcli.search.index import KINDS
+from fpcli.search.keeper import ImportedRows
+from fpcli.store import FingerprintStore, import_store
+from fpcli.store.schema import record_to_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import make_records  # noqa: E402  (benchmarks/make_records.py: one real record, cloned)
+
+KEY = AnalysisParams().key()
+
+
+
+
+def _export(tmp_path, template, count, seed, name):
+    """An export of ``count`` cloned records; the same n gives the same key whatever
+    the seed (other values)."""
+    path = tmp_path / name
+    with open(path, "w") as fh:
+        fh.write(json.dumps({"type": "fpcli-store-export", "version": 2}) + "\n")
+        for record in make_records.records(count, seed=seed, template=template):
+            fh.write(json.dumps({"type": "record", "data": record_to_json(record)}) + "\n")
+    return path
+
+
+def _import(store, path, on_records=None):
+    kept = ImportedRows(store, KEY)
+    report = import_store(store, path, on_records=on_records or kept.add)
+    assert not report.rejected
+    return kept.finish()
+
+
+def _rows(index):
+    """{key: (path, digest, values, timbre)} with NaN as None: an index's content, in any order."""
+    timbres = index.timbre_rows()
+    return {key: (path, content, tuple(None if np.isnan(v) else float(v) for v in values),
+                  tuple(None if np.isnan(v) else float(v) for v in timbre))
+            for key, path, content, values, timbre in zip(index.keys.tolist(), index.paths.tolist(),
+                                                          index.contents.tolist(), index.values, timbres,
+                                                          strict=True)}
+
+
+def _assert_current_and_as_built(store):
+    for kind in KINDS:
+        saved = load_index(store.backend.index_dir, kind, KEY)
+        assert saved is not None
+        assert (saved.generation, tuple(saved.epoch)) == (store.generation(), store.index_epoch())
+        built = build_index(store, kind, KEY)
+        assert len(saved) == len(built) and _rows(saved) == _rows(built)
+    _, info = current_index(store, "streaming", KEY)
+    assert (info["index"], info["records_read"]) == ("loaded", 0)
+
+
+def test_an_import_into_a_new_store_saves_the_index_a_build_would_make(location, template, tmp_path):
+    with FingerprintStore.open(location) as store:
+        done = _import(store, _export(tmp_path, template, 120, 1, "a.jsonl"))
+        # previews (n % 20 == 7) are not indexed; records without batch values (n % 10 == 9) not in batch
+        assert done["saved"] == {"streaming": 114, "batch": 102}
+        _assert_current_and_as_built(store)
+
+
+def test_an_import_into_an_indexed_store_extends_its_index(location, template, tmp_path):
+    with FingerprintStore.open(location) as store:
+        _import(store, _export(tmp_path, template, 60, 1, "a.jsonl"))
+        done = _import(store, _export(tmp_path, template, 90, 2, "b.jsonl"))  # 60 rewritten (new values), 30 new
+        assert done["saved"]["streaming"] == 85  # 90 less 5 previews
+        _assert_current_and_as_built(store)
+        rewritten = make_records.clone(template, 5, random.Random(0)).key
+        saved = load_index(store.backend.index_dir, "streaming", KEY)
+        assert list(saved.keys).count(rewritten) == 1
+
+
+def test_nothing_is_saved_without_a_current_index_to_extend(template, tmp_path):
+    location = tmp_path / "store"
+    with FingerprintStore.open(location) as store:
+        _import(store, _export(tmp_path, template, 40, 1, "a.jsonl"))
+        shutil.rmtree(store.backend.index_dir)
+        done = _import(store, _export(tmp_path, template, 50, 2, "b.jsonl"))
+        assert done == {"skipped": "the store held records but no current search index"}
+        assert load_index(store.backend.index_dir, "streaming", KEY) is None
+
+
+def test_another_writer_during_the_import_leaves_the_old_index_to_refresh(template, tmp_path):
+    with FingerprintStore.open(tmp_path / "store") as store:
+        _import(store, _export(tmp_path, template, 40, 1, "a.jsonl"))
+        before = load_index(store.backend.index_dir, "streaming", KEY)
+        other = next(store.records())
+        kept = ImportedRows(store, KEY)
+
+        def meanwhile(records):
+            kept.add(records)
+            store.update_record(dataclasses.replace(other, analysed_at=1.0))  # another writer's change
+
+        assert not import_store(store, _export(tmp_path, template, 50, 2, "b.jsonl"), on_records=meanwhile).rejected
+        assert "changed during the import" in kept.finish()["skipped"]
+        assert load_index(store.backend.index_dir, "streaming", KEY).generation == before.generation
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index"] in ("refreshed", "rebuilt")
+        assert _rows(index) == _rows(build_index(store, "streaming", KEY))
+
+
+def test_cache_import_says_it_saved_the_index(template, tmp_path):
+    path = _export(tmp_path, template, 30, 1, "a.jsonl")
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "store"), "cache", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "search index saved (streaming 28, batch 25 rows" in result.output
