@@ -118,6 +118,20 @@ def _record(tmp_path):
         return store.record_for_path(path)
 
 
+
+def test_packed_timbre_is_made_once_and_never_outlives_a_change():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(N_MFCC, N_MFCC))
+    t = Timbre(tuple(rng.normal(size=N_MFCC)), tuple(map(tuple, a @ a.T)), 50)
+    packed = t.packed()
+    rows, cols = np.triu_indices(N_MFCC)
+    assert np.array_equal(packed, np.concatenate([t.mean, np.array(t.cov)[rows, cols]]))
+    assert t.packed() is packed and not packed.flags.writeable
+    again = Timbre.from_packed(packed, np.array(t.cov), 50)
+    assert again == t and np.array_equal(again.packed(), packed)
+    changed = dataclasses.replace(t, mean=(0.0,) * N_MFCC)
+    assert np.array_equal(changed.packed()[:N_MFCC], np.zeros(N_MFCC))
+
 def test_record_round_trips_and_checks_the_timbre_block(tmp_path):
     record = _record(tmp_path)
     assert record.fingerprint_version == FINGERPRINT_VERSION == 2 and record.timbre is not None

@@ -87,6 +87,30 @@ class Timbre:
     mean: tuple[float, ...]
     cov: tuple[tuple[float, ...], ...]
     frames: int
+    # The packed form, made once (a record read, written and indexed packs it three times).
+    _packed: np.ndarray | None = dataclasses.field(default=None, init=False, compare=False, repr=False)
+
+    def packed(self) -> np.ndarray:
+        """(d + d (d + 1) / 2,) float64, read-only: the mean, then the covariance's upper
+        triangle row by row (the layout a store keeps and a search index holds)."""
+        if self._packed is None:
+            cov = np.asarray(self.cov, dtype=np.float64)
+            values = np.concatenate([np.asarray(self.mean, dtype=np.float64), cov[np.triu_indices(len(cov))]])
+            values.flags.writeable = False
+            object.__setattr__(self, "_packed", values)
+        assert self._packed is not None
+        return self._packed
+
+    @classmethod
+    def from_packed(cls, packed: np.ndarray, cov: np.ndarray, frames: int) -> Timbre:
+        """The timbre of ``packed`` values (``packed()``'s layout) whose full covariance
+        (d, d) the caller has unpacked already."""
+        d = len(cov)
+        timbre = cls(tuple(packed[:d].tolist()), tuple(map(tuple, np.asarray(cov).tolist())), frames)
+        values = np.array(packed, dtype=np.float64)
+        values.flags.writeable = False
+        object.__setattr__(timbre, "_packed", values)
+        return timbre
 
     @classmethod
     def of(cls, gaussian: tuple[np.ndarray, np.ndarray] | None, frames: int) -> Timbre | None:

@@ -52,8 +52,7 @@ def pack(timbre: Timbre | None) -> np.ndarray:
     """(TIMBRE_COLUMNS,) float32 [mean, upper triangle of cov]; NaN without timbre."""
     if timbre is None:
         return np.full(TIMBRE_COLUMNS, np.nan, dtype=np.float32)
-    mean, cov = timbre.arrays()
-    return np.concatenate([mean, cov[_UPPER]]).astype(np.float32)
+    return timbre.packed().astype(np.float32)
 
 
 def unpack(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

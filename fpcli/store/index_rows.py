@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.store.records import Record
 from fpcli.store.schema import FLOAT_OR_NULL, integer_at_least, is_hex32
-from fpcli.store.timbre_block import packed_values, upper_triangle
+from fpcli.store.timbre_block import packed_values
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,17 +31,13 @@ class IndexRow:
 
 def index_row_of(record: Record, kind: str, params_key: str, version: int) -> IndexRow | None:
     """``index_row`` of a parsed record (the same row, or None)."""
-    import numpy as np
 
     source = record.streaming if kind == "streaming" else record.batch
     if record.params_key != params_key or record.fingerprint_version != version or not record.complete \
             or source is None or all(v is None for v in source.values.values()):
         return None
     names = STREAMING_DIMS if kind == "streaming" else BATCH_DIMS
-    timbre = None
-    if record.timbre is not None:
-        mean, cov = np.asarray(record.timbre.mean), np.asarray(record.timbre.cov)
-        timbre = np.concatenate([mean, cov[upper_triangle(len(cov))]]).astype(np.float64)
+    timbre = None if record.timbre is None else record.timbre.packed()
     return IndexRow(record.key, record.digest, record.path, tuple(source.values.get(n) for n in names), timbre)
 
 

@@ -239,7 +239,8 @@ class _Draft:
         if self.cov is not None:
             from fpcli.dsp.timbre import Timbre
 
-            timbre = Timbre(tuple(self.mean.tolist()), tuple(map(tuple, self.cov.tolist())), self.frames)
+            timbre = Timbre.from_packed(self.packed, self.cov, self.frames) if self.packed is not None else \
+                Timbre(tuple(self.mean.tolist()), tuple(map(tuple, self.cov.tolist())), self.frames)
         return Record(**self.fields, timbre=timbre, dupe_key=self.dupe_key)
 
 

@@ -27,10 +27,7 @@ def pack_timbre(timbre: Timbre) -> dict[str, Any]:
     triangle row by row (N_MFCC * (N_MFCC + 1) / 2). Lossless, 1.1 KB of text instead of
     2.7 KB of JSON numbers, and a look-up decodes it at C speed (parsing the numbers was
     most of a cached look-up). ``fpcli analyze --json`` shows the plain lists."""
-    import numpy as np
-
-    cov = np.asarray(timbre.cov, dtype="<f8")
-    values = np.concatenate([np.asarray(timbre.mean, dtype="<f8"), cov[upper_triangle(len(cov))]])
+    values = timbre.packed().astype("<f8", copy=False)
     return {"packed": base64.b64encode(values.tobytes()).decode("ascii"), "frames": timbre.frames}
 
 
