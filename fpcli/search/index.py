@@ -1,8 +1,7 @@
 """Search indexes: a packed float32 matrix of one fingerprint kind (13D streaming or
 25D batch) in physical units (NaN for null), the packed timbre Gaussians
 (``search.timbre``), with the record key, path and content digest of each row,
-saved beside the store as ``.npy`` files (loaded without pickle)
-and a JSON header. Refreshed incrementally from the store's change journal, so a
+saved beside the store (``search.saved``). Refreshed incrementally from the store's change journal, so a
 query never re-reads every record; an eviction, expiry or ``cache clear`` (which the
 journal cannot describe) makes the next refresh rebuild it. Previews (partial
 records) are not indexed.
@@ -11,24 +10,15 @@ records) are not indexed.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import tempfile
-import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from fpcli.errors import FpcliError
-from fpcli.files import write_text
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.search.timbre import TIMBRE_COLUMNS, TimbreFit, embed, fit_timbre, logdets, pack
 from fpcli.store import FingerprintStore, Record
 
-INDEX_FORMAT = 3         # 3: timbre rows and fit
 TEMPO_DIM = "tempo_bpm"
 TEMPO_CONFIDENCE_DIM = "rhythm_stability"
 KINDS = {"streaming": STREAMING_DIMS, "batch": BATCH_DIMS}
@@ -342,171 +332,3 @@ def new_rows_of(old: Index, changed: list[int], new: Index, keep: np.ndarray) ->
     """Packed timbre of the changed rows (old positions) as they are in ``new``."""
     position = np.cumsum(keep) - 1
     return new.timbre_rows()[position[changed]]
-
-
-def save_index(index: Index, folder: Path) -> bool:
-    """Write the arrays (.npy, no pickle) then the JSON header, each atomically.
-    Returns False when the folder is not writable: the index is then rebuilt in
-    memory on every query, slower but correct."""
-    stem = f"{index.kind}-{index.params_key}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        arrays = {name: getattr(index, name) for name in ("values", "keys", "paths", "contents", "low", "high")}
-        arrays.update(_timbre_arrays(index))
-        arrays.update(_derived_arrays(index))
-        for name, array in arrays.items():
-            handle, temporary = tempfile.mkstemp(prefix=".fpcli-", suffix=".npy", dir=folder)
-            with os.fdopen(handle, "wb") as out:
-                # Paths are stored as UTF-8 bytes with surrogateescape: any name round-trips.
-                np.save(out, _encoded(array) if name == "paths" else array, allow_pickle=False)
-            os.replace(temporary, folder / f"{stem}.{name}.npy")
-        header = {"format": INDEX_FORMAT, "kind": index.kind, "params_key": index.params_key, "rows": len(index),
-                  "generation": index.generation, "epoch": list(index.epoch),
-                  "changed_since_fit": index.changed_since_fit,
-                  "timbre_scales": None if index.timbre_fit is None
-                  else [index.timbre_fit.embed_scale, index.timbre_fit.js_scale],
-                  # The derived arrays this save wrote: a file left by another save (an
-                  # older fpcli writes fewer) is then never read as current.
-                  "derived": sorted(_derived_arrays(index))}
-        write_text(folder / f"{stem}.json", json.dumps(header))
-    except (OSError, FpcliError):
-        return False
-    return True
-
-
-TIMBRE_FIT_ARRAYS = ("whiten", "centre", "axes")
-
-
-def _timbre_arrays(index: Index) -> dict[str, np.ndarray]:
-    arrays = {"timbre": index.timbre_rows()}
-    if index.timbre_fit is not None:
-        arrays.update({f"timbre_{name}": getattr(index.timbre_fit, name) for name in TIMBRE_FIT_ARRAYS})
-    return arrays
-
-
-def _derived_arrays(index: Index) -> dict[str, np.ndarray]:
-    """What a query computes from the rows, saved so that a cold query reads (maps) it
-    instead: the embedding (an eigendecomposition per row), the log-determinants (a
-    factorisation per row), the prefilter terms and the content words (a pass over
-    every row each, ~0.3 s at 100,000 rows). Costs ~350 more bytes per row on disk."""
-    arrays = {"timbre_logdets": index.timbre_logdets(), "terms": index.terms(), "content_words": index.content_words()}
-    if index.timbre_fit is not None:
-        arrays["embedded"] = index.embedded()
-    return arrays
-
-
-def _derived_shapes(index: Index) -> dict[str, tuple[tuple[int, ...], type]]:
-    """The shape and dtype each derived array of ``index`` must have to be used."""
-    n, e = len(index), index.timbre_fit.axes.shape[1] if index.timbre_fit is not None else 0
-    return {"timbre_logdets": ((n,), np.float64), "terms": ((n, 3 * len(feature_dims(index.dims)) + e + 2), np.float32),
-            "content_words": ((n, 4), np.uint64), "embedded": ((n, e), np.float32)}
-
-
-def _load_timbre_fit(folder: Path, stem: str, scales: list[float] | None) -> TimbreFit | None:
-    if scales is None:
-        return None
-    parts = {name: np.load(folder / f"{stem}.timbre_{name}.npy", allow_pickle=False) for name in TIMBRE_FIT_ARRAYS}
-    return TimbreFit(parts["whiten"], parts["centre"], parts["axes"], float(scales[0]), float(scales[1]))
-
-
-def _encoded(paths: np.ndarray) -> np.ndarray:
-    return np.array([p.encode("utf-8", "surrogateescape") for p in paths.tolist()], dtype=object).astype(bytes) \
-        if len(paths) else np.zeros(0, dtype="S1")
-
-
-def _decoded(paths: np.ndarray) -> np.ndarray:
-    return np.array([p.decode("utf-8", "surrogateescape") for p in paths.tolist()], dtype=str) \
-        if len(paths) else np.zeros(0, dtype=str)
-
-
-def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
-    """The saved index, or None when missing or inconsistent (a rebuild follows)."""
-    stem = f"{kind}-{params_key}"
-    try:
-        header = json.loads((folder / f"{stem}.json").read_text())
-        if header.get("format") != INDEX_FORMAT:
-            return None
-        # Memory-mapped: a query reads the pages it touches (1,000 rows of the timbre,
-        # none of the keys), not every file. A later save replaces the files (a new
-        # inode), so a mapping stays valid.
-        arrays = {name: np.load(folder / f"{stem}.{name}.npy", allow_pickle=False,
-                                mmap_mode=None if name in ("paths", "low", "high") else "r")
-                  for name in ("values", "keys", "paths", "contents", "low", "high", "timbre")}
-        timbre_fit = _load_timbre_fit(folder, stem, header.get("timbre_scales"))
-    except (OSError, ValueError, TypeError, IndexError):
-        return None
-    rows = header.get("rows")
-    if any(len(arrays[n]) != rows for n in ("values", "keys", "paths", "timbre")):
-        return None
-    index = Index(kind, params_key, arrays["values"].astype(np.float32, copy=False), arrays["keys"],
-                  _decoded(arrays["paths"]), arrays["contents"], arrays["low"], arrays["high"],
-                  int(header["generation"]), tuple(header["epoch"]), int(header.get("changed_since_fit", 0)),
-                  timbre=arrays["timbre"].astype(np.float32, copy=False), timbre_fit=timbre_fit)
-    shapes = _derived_shapes(index)
-    # A header without the list was written by a save that always wrote the embedding.
-    for name in header.get("derived", ["embedded"]):
-        if name in shapes:
-            setattr(index, f"_{DERIVED_ATTRIBUTES.get(name, name)}", _optional(folder / f"{stem}.{name}.npy",
-                                                                             *shapes[name]))
-    return index
-
-
-DERIVED_ATTRIBUTES = {"timbre_logdets": "logdets"}   # the Index attribute of a derived array, when named otherwise
-
-
-def _optional(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray | None:
-    """A saved per-row array that the index can recompute, memory-mapped (None when
-    missing or of another shape or type: recomputed on the first query)."""
-    try:
-        array = np.load(path, allow_pickle=False, mmap_mode="r")
-    except (OSError, ValueError):
-        return None
-    return array if array.shape == shape and array.dtype == dtype else None
-
-
-# The index each (folder, kind, params) was last loaded or saved as in this process, with
-# the signature of its header file then. A process that searches many times (the API,
-# `fpcli bench`, a player) reuses it instead of mapping 14 files per query; refresh()
-# still brings it up to date from the store's journal, so it is never stale.
-_RECENT: dict[tuple[str, str, str], tuple[tuple[int, int, int] | None, Index]] = {}
-
-
-def _header_signature(folder: Path, kind: str, params_key: str) -> tuple[int, int, int] | None:
-    """(inode, mtime ns, size) of the saved header; None when there is none."""
-    try:
-        info = (folder / f"{kind}-{params_key}.json").stat()
-    except OSError:
-        return None
-    return info.st_ino, info.st_mtime_ns, info.st_size
-
-
-def loaded_index(folder: Path, kind: str, params_key: str) -> Index | None:
-    """This process's copy when the saved header is the one it came with, else the saved one."""
-    recent = _RECENT.get((str(folder), kind, params_key))
-    if recent is not None and recent[0] == _header_signature(folder, kind, params_key):
-        return recent[1]
-    return load_index(folder, kind, params_key)
-
-
-def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[Index, dict[str, Any]]:
-    """Load, refresh and save the index of ``kind``; returns it and what was done."""
-    started = time.perf_counter()
-    folder = store.backend.index_dir
-    index = loaded_index(folder, kind, params_key)
-    if index is None:
-        index = build_index(store, kind, params_key)
-        reread, action = len(index), "built"
-    else:
-        index, reread, action = refresh(index, store)
-    saved = keep_index(index, folder, save=action != "loaded")
-    return index, {"index": action, "records_read": reread, "rows": len(index),
-                   "index_seconds": time.perf_counter() - started, "index_saved": saved}
-
-
-def keep_index(index: Index, folder: Path, *, save: bool = True) -> bool:
-    """Save ``index`` in ``folder`` (unless ``save`` is False: it is the saved one) and
-    remember it as this process's copy; returns whether it is saved."""
-    saved = save_index(index, folder) if save else True
-    _RECENT[(str(folder), index.kind, index.params_key)] = (
-        _header_signature(folder, index.kind, index.params_key), index)
-    return saved

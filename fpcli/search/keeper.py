@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from fpcli.params import FINGERPRINT_VERSION
-from fpcli.search.index import KINDS, Index, index_of, keep_index, loaded_index
+from fpcli.search.index import KINDS, Index, index_of
+from fpcli.search.saved import keep_index, loaded_index
 from fpcli.search.timbre import TIMBRE_COLUMNS
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.census import census_summary

@@ -16,8 +16,9 @@ from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.files import atomic_text, printable_path
 from fpcli.params import AnalysisParams
 from fpcli.search.dupes import drop_duplicates
-from fpcli.search.index import KINDS, Index, current_index, row_of
+from fpcli.search.index import KINDS, Index, row_of
 from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, top_k
+from fpcli.search.saved import current_index
 from fpcli.search.timbre import pack
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.records import record_key
