@@ -121,3 +121,6 @@ def test_cache_import_says_it_saved_the_index(template, tmp_path):
     result = CliRunner().invoke(app, ["--store", str(tmp_path / "store"), "cache", "import", str(path)])
     assert result.exit_code == 0, result.output
     assert "search index saved (streaming 28, batch 25 rows" in result.output
+    again = CliRunner().invoke(app, ["--store", str(tmp_path / "other"), "cache", "import", str(path), "--no-index"])
+    assert again.exit_code == 0 and "search index" not in again.output
+    assert not (tmp_path / "other" / "index").exists()

@@ -316,18 +316,24 @@ def cache_export(ctx: typer.Context,
 
 @cache_app.command("import")
 def cache_import(ctx: typer.Context,
-                 file: Annotated[str, typer.Argument(help="JSON Lines file to read, or - for stdin.")]) -> None:
+                 file: Annotated[str, typer.Argument(help="JSON Lines file to read, or - for stdin.")],
+                 no_index: Annotated[bool, typer.Option(
+                     "--no-index", help="Do not save the search index at the end (it holds the index rows "
+                                        "in memory: about 4.6 GB at 1,000,000 records).")] = False) -> None:
     """Read records and failures from an export; invalid lines are rejected and listed.
 
     The file is parsed as JSON only (nothing is ever unpickled) and every field of
     every record is checked, as a store read checks it, before it is stored. Exit
     code 3 if any line was rejected. Into a new store, or one whose search index is
     current, the import also saves the search index of the default parameters, so
-    that the first search after it does not read every record again.
+    that the first search after it does not read every record again (--no-index
+    leaves that to the first search).
 
     Examples:
 
       fpcli cache import backup.jsonl
+
+      fpcli cache import catalogue.jsonl --no-index
 
       gunzip -c backup.jsonl.gz | fpcli cache import -
     """
@@ -336,10 +342,11 @@ def cache_import(ctx: typer.Context,
         from fpcli.search.keeper import ImportedRows
         from fpcli.store import import_store
 
-        indexes = ImportedRows(store, AnalysisParams().key())
-        report = import_store(store, file, progress_line("lines read"), on_records=indexes.add)
+        indexes = None if no_index else ImportedRows(store, AnalysisParams().key())
+        report = import_store(store, file, progress_line("lines read"),
+                              on_records=indexes.add if indexes is not None else lambda records: None)
         end_progress()
-        kept = indexes.finish() if report.records else {}
+        kept = indexes.finish() if indexes is not None and report.records else {}
     for reason in report.rejected:
         note("[red]rejected[/red]", reason)
     line = (f"imported {report.records} records and {report.failures} failures, "
