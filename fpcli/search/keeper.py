@@ -22,7 +22,7 @@ import numpy as np
 
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.search.index import KINDS, Index, index_of
-from fpcli.search.saved import keep_index, loaded_index
+from fpcli.search.saved import loaded_index, save_index
 from fpcli.search.timbre import TIMBRE_COLUMNS
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.census import census_summary
@@ -122,8 +122,11 @@ class ImportedRows:
             return {"skipped": "the store changed during the import (another writer, an eviction or an expiry)"}
         folder = self.store.backend.index_dir
         saved: dict[str, int] = {}
-        for kind, rows in self.kinds.items():
-            index = rows.index(self.params_key, generation, epoch)
-            if keep_index(index, folder):
+        for kind in list(self.kinds):
+            # One kind at a time, each let go once saved: at a million records the rows
+            # and the index of one kind are gigabytes.
+            index = self.kinds.pop(kind).index(self.params_key, generation, epoch)
+            if save_index(index, folder):
                 saved[kind] = len(index)
+            del index
         return {"saved": saved, "seconds": time.perf_counter() - started}
