@@ -213,7 +213,7 @@ def cache_workload(library: Path, open_store: Callable[[], FingerprintStore], jo
         warm = time.perf_counter() - started
         validate_library([str(library)], store, options)
         tracks = [p for p in scan([str(library)]).files]
-        good = [p for p in tracks if store.record_for_path(p) is not None]
+        good = [p for p in tracks if store.record_for_path(p, AnalysisParams().key()) is not None]
         for path in good:
             search(store, path, k=5, strategy="fast")
         run_library([str(library)], store, options)
@@ -271,7 +271,7 @@ def search_speed(open_store: Callable[[], FingerprintStore], library: Path,
                  synthetic_rows: int) -> dict[str, Figure]:
     """Query latency on the library's store (warm index) and over synthetic rows."""
     with open_store() as store:
-        paths = [p for p in scan([str(library)]).files if store.record_for_path(p) is not None]
+        paths = [p for p in scan([str(library)]).files if store.record_for_path(p, AnalysisParams().key()) is not None]
         # The first query loads (here: builds) the index; it is reported on its own so
         # that the gated p99 is the warm query's, not one index build among 100 queries.
         first = [timed(functools.partial(search, store, paths[0], k=10, strategy="fast"))] if paths else []

@@ -383,7 +383,7 @@ def validate_library(paths: list[str], store: FingerprintStore, options: RunOpti
     records: dict[str, Record] = {}
     tracks: list[TrackValidation] = []
     for result in results:
-        track, record = _validate_one(store, result, tolerances, threshold, store_verdicts)
+        track, record = _validate_one(store, result, options.params.key(), tolerances, threshold, store_verdicts)
         tracks.append(track)
         if record is not None:
             records[result.path] = record
@@ -393,12 +393,13 @@ def validate_library(paths: list[str], store: FingerprintStore, options: RunOpti
     return report
 
 
-def _validate_one(store: FingerprintStore, result: TrackResult, tolerances: Mapping[str, Tolerance],
-                  threshold: float, store_verdict: bool) -> tuple[TrackValidation, Record | None]:
+def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
+                  tolerances: Mapping[str, Tolerance], threshold: float,
+                  store_verdict: bool) -> tuple[TrackValidation, Record | None]:
     if result.failed:
         return TrackValidation(result.path, "error", error=result.error), None
     try:
-        record = store.record_for_path(result.path)
+        record = store.record_for_path(result.path, params_key)  # one read, not a scan of every key
     except OSError as exc:
         return TrackValidation(result.path, "error", error=f"cannot read the file again: {exc.strerror}"), None
     if record is None or record.batch is None:
