@@ -22,7 +22,6 @@ from fpcli.search import (
     build_index,
     current_index,
     dim_weights,
-    load_index,
     parse_weights,
     save_index,
     search,
@@ -169,24 +168,6 @@ def test_index_is_persisted_and_refreshed_incrementally(store, library, tmp_path
     _, info = current_index(store, "streaming", KEY)
     assert info["index"] == "rebuilt" and info["rows"] == 0
 
-
-def test_a_large_index_is_saved_once_its_saved_copy_lags_by_enough_changes(store, library, monkeypatch):
-    import fpcli.search.saved as saved
-
-    monkeypatch.setattr(saved, "SAVE_ALWAYS_ROWS", 0)      # every index counts as large
-    monkeypatch.setattr(saved, "SAVE_AFTER_CHANGES", 2)
-    folder = store.backend.index_dir
-    current_index(store, "streaming", KEY)
-    on_disk = load_index(folder, "streaming", KEY).generation
-    for n, lagging in ((1, True), (2, False)):
-        write(library / f"new{n}.flac", synth.sine(300 + 40 * n, 3.0, 22050), 22050)
-        run_library([str(library)], store, RunOptions(jobs=1))
-        index, info = current_index(store, "streaming", KEY)
-        assert (info["index"], len(index)) == ("refreshed", 8 + n)
-        assert (load_index(folder, "streaming", KEY).generation == on_disk) is lagging
-    monkeypatch.setattr(saved, "_RECENT", {})              # a new process: the saved copy, then the journal
-    index, info = current_index(store, "streaming", KEY)
-    assert (info["index"], len(index)) == ("loaded", 10)
 
 def test_a_process_reuses_its_index_until_another_save_replaces_it(store):
     """Repeated queries in one process use the index in memory (no re-mapping of the

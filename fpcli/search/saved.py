@@ -177,32 +177,9 @@ def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[
         reread, action = len(index), "built"
     else:
         index, reread, action = refresh(index, store)
-    saved = keep_index(index, folder, save=action != "loaded" and _worth_saving(index, action, folder))
+    saved = keep_index(index, folder, save=action != "loaded")
     return index, {"index": action, "records_read": reread, "rows": len(index),
                    "index_seconds": time.perf_counter() - started, "index_saved": saved}
-
-
-# A refresh of a large index by a few records is not saved: rewriting every array (about
-# 1 GB at 1,000,000 rows, ~4 s) costs far more than the next process's refresh of the
-# same few records from the journal. It is saved once the saved copy lags the store by
-# SAVE_AFTER_CHANGES, well inside the journal's JOURNAL_LIMIT (10,000), beyond which the
-# next process would have to rebuild.
-SAVE_ALWAYS_ROWS = 100_000
-SAVE_AFTER_CHANGES = 1_000
-
-
-def _worth_saving(index: Index, action: str, folder: Path) -> bool:
-    if action != "refreshed" or len(index) <= SAVE_ALWAYS_ROWS:
-        return True
-    saved = _saved_generation(folder, index.kind, index.params_key)
-    return saved is None or index.generation - saved >= SAVE_AFTER_CHANGES
-
-
-def _saved_generation(folder: Path, kind: str, params_key: str) -> int | None:
-    try:
-        return int(json.loads((folder / f"{kind}-{params_key}.json").read_text())["generation"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def keep_index(index: Index, folder: Path, *, save: bool = True) -> bool:
