@@ -177,15 +177,7 @@ def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[
         reread, action = len(index), "built"
     else:
         index, reread, action = refresh(index, store)
-    saved = keep_index(index, folder, save=action != "loaded")
+    saved = save_index(index, folder) if action != "loaded" else True
+    _RECENT[(str(folder), kind, params_key)] = (_header_signature(folder, kind, params_key), index)
     return index, {"index": action, "records_read": reread, "rows": len(index),
                    "index_seconds": time.perf_counter() - started, "index_saved": saved}
-
-
-def keep_index(index: Index, folder: Path, *, save: bool = True) -> bool:
-    """Save ``index`` in ``folder`` (unless ``save`` is False: it is the saved one) and
-    remember it as this process's copy; returns whether it is saved."""
-    saved = save_index(index, folder) if save else True
-    _RECENT[(str(folder), index.kind, index.params_key)] = (
-        _header_signature(folder, index.kind, index.params_key), index)
-    return saved

@@ -118,19 +118,17 @@ class StoreReader:
         self.backend.delete(key)
 
     def _read_path_entry(self, path: str) -> dict[str, Any] | None:
-        key = f"path:{path_key(path)}"
-        try:
-            data = self._read(key)
-            return None if data is None else parse_path_entry(key, data)
-        except BadEntryError as exc:
-            self.bad_entries.append(exc)
-            return None
+        return self._read_checked(f"path:{path_key(path)}", parse_path_entry)
 
     def _read_failure(self, path: str) -> Failure | None:
-        key = f"fail:{path_key(path)}"
+        return self._read_checked(f"fail:{path_key(path)}", parse_failure)
+
+    def _read_checked(self, key: str, parse: Callable[[str, Any], T]) -> T | None:
+        """``parse(key, data)`` of the entry under ``key``; None if absent or bad (a bad
+        one is remembered in ``bad_entries``)."""
         try:
             data = self._read(key)
-            return None if data is None else parse_failure(key, data)
+            return None if data is None else parse(key, data)
         except BadEntryError as exc:
             self.bad_entries.append(exc)
             return None
