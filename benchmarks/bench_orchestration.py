@@ -12,7 +12,7 @@ their own), then, each into a fresh diskcache store, as a user runs them:
 
 Reported per executor: wall time, files per second, the per-file overhead (wall time
 x 2 workers / files, less the analysis time of one file measured in this process), and
-the command's peak RSS at a fifth of the files and at all of them (the client's
+the command's own peak RSS (not its workers') at a fifth of the files and at all of them (the client's
 memory must not grow with the number of files). The two stores must hold the same
 fingerprints: every file's streaming values are compared.
 """
@@ -70,16 +70,40 @@ def analysis_seconds(paths: list[Path], sample: int = 200) -> float:
     return (time.perf_counter() - started) / len(chosen)
 
 
+# Runs the command and samples its own peak RSS (VmHWM) until it exits: the resource
+# module's RUSAGE_CHILDREN would report the largest of the command and its workers.
+WATCH = """
+import subprocess, sys, time
+t = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE)
+peak_kib, chunks = 0, []
+def sample():
+    global peak_kib
+    try:
+        with open(f"/proc/{child.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    peak_kib = max(peak_kib, int(line.split()[1]))
+    except (OSError, ValueError):
+        pass
+import threading
+reader = threading.Thread(target=lambda: chunks.append(child.stdout.read()))
+reader.start()
+while child.poll() is None:
+    sample()
+    time.sleep(0.2)
+reader.join()
+wall = time.perf_counter() - t
+sys.stderr.write(f"{wall} {peak_kib / 1024} {child.returncode}\\n")
+sys.stdout.buffer.write(b"".join(chunks))
+"""
+
+
 def run(folder: Path, store: Path, env: dict[str, str], extra: list[str]) -> tuple[float, float, list[dict]]:
-    """(wall s, peak RSS MiB of the command, its --json lines) of one analyze run."""
+    """(wall s, the command's own peak RSS in MiB, its --json lines) of one analyze run."""
     command = [sys.executable, "-m", "fpcli", "--store", str(store), "--store-size-mb", "100000", "analyze",
                str(folder), "--json", "--quiet", *extra]
-    code = ("import resource, subprocess, sys, time\n"
-            "t = time.perf_counter(); done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE)\n"
-            "wall = time.perf_counter() - t\n"
-            "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-            "sys.stderr.write(f'{wall} {rss} {done.returncode}\\n'); sys.stdout.buffer.write(done.stdout)\n")
-    done = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, env=env, check=True)
+    done = subprocess.run([sys.executable, "-c", WATCH, *command], capture_output=True, env=env, check=True)
     wall, rss, returncode = done.stderr.decode().split()[-3:]
     if int(returncode) not in (0, 3):
         raise SystemExit(f"{' '.join(command)} failed ({returncode})")

@@ -264,7 +264,7 @@ def import_store(store: FingerprintStore, source: str | os.PathLike[str],
     report = ImportReport()
     batch = _Batch(on_records)
     rejected: list[tuple[int, str]] = []
-    with _open_source(source) as handle:
+    with _open_source(source) as handle, store.backend.bulk_writes():
         for number, raw in enumerate(_lines(handle), start=1):
             reason = _import_line(store, raw, number, report, batch)
             if reason:

@@ -10,6 +10,7 @@ the meta space (counters and the bounded change journal), which is never evicted
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -123,5 +124,10 @@ class Backend(Protocol):
         ...
 
     def policy_warning(self) -> str | None: ...
+
+    def bulk_writes(self) -> AbstractContextManager[None]:
+        """A context for writing many entries in a row (an import): the backend may hold
+        more memory meanwhile to write faster."""
+        ...
 
     def close(self) -> None: ...
