@@ -260,6 +260,28 @@ def test_query_outside_the_store_is_analysed_and_cached(store, tmp_path):
     assert search(store, outside, k=2, strategy="fast").stats["query_cached"]
 
 
+def test_a_loaded_index_decodes_only_the_paths_a_query_needs(tmp_path):
+    """Saved paths are UTF-8 bytes (surrogateescape); a loaded index keeps them so and
+    decodes the hits' paths, and filters by folder on the bytes, with any file name."""
+    from fpcli.search import load_index
+
+    odd = os.fsdecode(b"/m/caf\xe9/x.flac")          # a name that is not UTF-8
+    index = _index(np.random.default_rng(1).random((3, len(STREAMING_DIMS))))
+    index.stored_paths = np.array([odd, "/m/jazz/a.flac", "/m/jazz2/b.flac"])
+    assert save_index(index, tmp_path)
+    loaded = load_index(tmp_path, "streaming", KEY)
+    assert loaded.stored_paths.dtype.kind == "S"
+    assert loaded.path_strings(np.array([2, 0])) == ["/m/jazz2/b.flac", odd]
+    assert loaded.rows_under("/m/jazz/").tolist() == [False, True, False]
+    assert loaded.rows_under(os.fsdecode(b"/m/caf\xe9/")).tolist() == [True, False, False]
+    assert loaded.paths.tolist() == index.paths.tolist()
+    weights = dim_weights(loaded.dims, dict.fromkeys(GROUPS, 1.0), loaded.low, loaded.high)
+    hits = top_k(loaded, loaded.values[1], 3, weights)
+    assert [h.path for h in hits] == [h.path for h in top_k(index, index.values[1], 3, weights)]
+    assert {h.path for h in hits} == set(index.paths.tolist())
+    assert [h.path for h in top_k(loaded, loaded.values[1], 3, weights, under=os.fsdecode(b"/m/caf\xe9"))] == [odd]
+
+
 def test_library_restriction(store, library, tmp_path):
     result = search(store, str(library / "t1.flac"), k=10, strategy="fast", under=str(tmp_path / "elsewhere"))
     assert result.hits == []

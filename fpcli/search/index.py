@@ -33,7 +33,7 @@ class Index:
     params_key: str
     values: np.ndarray
     keys: np.ndarray        # (n,) record keys
-    paths: np.ndarray       # (n,) last known paths
+    stored_paths: np.ndarray  # (n,) last known paths: str, or UTF-8 bytes (surrogateescape) as saved
     contents: np.ndarray    # (n,) content digests (equal for copies of one file)
     low: np.ndarray         # (d,) 5th percentile per dim
     high: np.ndarray        # (d,) 95th percentile per dim
@@ -48,10 +48,38 @@ class Index:
     _logdets: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _content_words: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _content_folded: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    _decoded_paths: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def dims(self) -> tuple[str, ...]:
         return KINDS[self.kind]
+
+    @property
+    def paths(self) -> np.ndarray:
+        """(n,) str paths. A loaded index keeps them encoded, as saved: decoding 1,000,000
+        paths takes about 1 s, which a query needs only for its hits (``path_strings``)."""
+        if self.stored_paths.dtype.kind == "U":
+            return self.stored_paths
+        if self._decoded_paths is None or len(self._decoded_paths) != len(self.stored_paths):
+            self._decoded_paths = decode_paths(self.stored_paths)
+        return self._decoded_paths
+
+    def path_strings(self, rows: np.ndarray) -> list[str]:
+        """The paths of ``rows`` (integer positions or a boolean mask), decoded."""
+        picked = self.stored_paths[rows]
+        return picked.tolist() if picked.dtype.kind == "U" else decode_paths(picked).tolist()
+
+    def rows_under(self, folder: str) -> np.ndarray:
+        """Boolean (n,) rows whose path starts with ``folder`` (a path ending in a separator)."""
+        if self.stored_paths.dtype.kind == "U":
+            return np.char.startswith(self.stored_paths, folder)
+        return np.char.startswith(self.stored_paths, folder.encode("utf-8", "surrogateescape"))
+
+    def encoded_paths(self) -> np.ndarray:
+        """(n,) bytes paths, UTF-8 with surrogateescape (any file name round-trips)."""
+        if self.stored_paths.dtype.kind == "S":
+            return self.stored_paths
+        return encode_paths(self.stored_paths)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -138,6 +166,18 @@ class Index:
         self.timbre_fit = fit_timbre(self.timbre_rows())
         self.changed_since_fit = 0
         self._scaled = self._terms = self._embedded = None
+
+
+def encode_paths(paths: np.ndarray) -> np.ndarray:
+    """(n,) str -> (n,) bytes, UTF-8 with surrogateescape."""
+    return np.array([p.encode("utf-8", "surrogateescape") for p in paths.tolist()], dtype=object).astype(bytes) \
+        if len(paths) else np.zeros(0, dtype="S1")
+
+
+def decode_paths(paths: np.ndarray) -> np.ndarray:
+    """The inverse of ``encode_paths``."""
+    return np.array([p.decode("utf-8", "surrogateescape") for p in paths.tolist()], dtype=str) \
+        if len(paths) else np.zeros(0, dtype=str)
 
 
 def _words(contents: np.ndarray) -> np.ndarray:

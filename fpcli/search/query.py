@@ -262,7 +262,7 @@ def _accurate(store: FingerprintStore, record: Record, query: Query, params: Ana
     index, info = current_index(store, "batch", params.key())
     stats["batch_index"] = info
     rows = np.flatnonzero(np.isin(index.contents, [h.digest for h in candidates]))
-    sub = Index(index.kind, index.params_key, index.values[rows], index.keys[rows], index.paths[rows],
+    sub = Index(index.kind, index.params_key, index.values[rows], index.keys[rows], index.stored_paths[rows],
                 index.contents[rows], index.low, index.high, timbre=index.timbre_rows()[rows],
                 timbre_fit=index.timbre_fit)
     return _ranked(store, sub, record, query, stats)
@@ -274,7 +274,7 @@ def _batch(store: FingerprintStore, record: Record, query: Query, params: Analys
     ``compute`` is given, else counted in ``stats["missing_batch"]``."""
     streaming, _ = current_index(store, "streaming", params.key())
     index, _ = current_index(store, "batch", params.key())
-    missing = streaming.paths[~np.isin(streaming.contents, index.contents)].tolist()
+    missing = streaming.path_strings(~np.isin(streaming.contents, index.contents))
     if compute is not None:
         _batch_for(store, [p for p in missing if os.path.exists(p)], params, compute, skipped)
     stats["missing_batch"] = 0 if compute is not None else len(missing)

@@ -202,25 +202,26 @@ def _top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, exclude
         d[index.rows_with_content(exclude_content)] = np.inf
     if under is not None:
         prefix = os.path.join(os.path.realpath(under), "")
-        d[~np.char.startswith(index.paths.astype(str), prefix)] = np.inf
+        d[~index.rows_under(prefix)] = np.inf
     take = min(k if timbre_weight == 0 else max(candidates, k), len(d))
     best = np.argpartition(d, take - 1)[:take] if take < len(d) else np.arange(len(d))
     best = best[np.isfinite(d[best])]
     exact = exact_distances(index, query, weights, best, query_timbre, timbre_weight) if timbre_weight > 0 \
         else np.sqrt(d[best])
-    order = _nearest_first(exact, index.paths[best], k)
-    return [Hit(str(index.paths[best[j]]), float(exact[j]), str(index.contents[best[j]]),
+    paths = index.path_strings(best)
+    order = _nearest_first(exact, paths, k)
+    return [Hit(paths[j], float(exact[j]), str(index.contents[best[j]]),
                 explain_row(index, query, int(best[j]), weights, query_timbre, timbre_weight) if explain else ())
             for j in order]
 
 
-def _nearest_first(distance: np.ndarray, paths: np.ndarray, k: int) -> list[int]:
+def _nearest_first(distance: np.ndarray, paths: list[str], k: int) -> list[int]:
     """Positions of the k smallest ``distance`` (r,), nearest first, ties by path. Only
     the rows within the k-th distance are sorted in Python (not all candidates)."""
     within = np.arange(len(distance))
     if len(distance) > k:
         within = np.flatnonzero(distance <= np.partition(distance, k - 1)[k - 1])
-    return sorted(within.tolist(), key=lambda j: (float(distance[j]), str(paths[j])))[:k]
+    return sorted(within.tolist(), key=lambda j: (float(distance[j]), paths[j]))[:k]
 
 
 def explain_row(index: Index, query: np.ndarray, row: int, weights: np.ndarray,

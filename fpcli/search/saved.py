@@ -30,14 +30,14 @@ def save_index(index: Index, folder: Path) -> bool:
     stem = f"{index.kind}-{index.params_key}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        arrays = {name: getattr(index, name) for name in ("values", "keys", "paths", "contents", "low", "high")}
+        arrays = {name: getattr(index, name) for name in ("values", "keys", "contents", "low", "high")}
+        arrays["paths"] = index.encoded_paths()
         arrays.update(_timbre_arrays(index))
         arrays.update(_derived_arrays(index))
         for name, array in arrays.items():
             handle, temporary = tempfile.mkstemp(prefix=".fpcli-", suffix=".npy", dir=folder)
             with os.fdopen(handle, "wb") as out:
-                # Paths are stored as UTF-8 bytes with surrogateescape: any name round-trips.
-                np.save(out, _encoded(array) if name == "paths" else array, allow_pickle=False)
+                np.save(out, array, allow_pickle=False)
             os.replace(temporary, folder / f"{stem}.{name}.npy")
         header = {"format": INDEX_FORMAT, "kind": index.kind, "params_key": index.params_key, "rows": len(index),
                   "generation": index.generation, "epoch": list(index.epoch),
@@ -88,16 +88,6 @@ def _load_timbre_fit(folder: Path, stem: str, scales: list[float] | None) -> Tim
     return TimbreFit(parts["whiten"], parts["centre"], parts["axes"], float(scales[0]), float(scales[1]))
 
 
-def _encoded(paths: np.ndarray) -> np.ndarray:
-    return np.array([p.encode("utf-8", "surrogateescape") for p in paths.tolist()], dtype=object).astype(bytes) \
-        if len(paths) else np.zeros(0, dtype="S1")
-
-
-def _decoded(paths: np.ndarray) -> np.ndarray:
-    return np.array([p.decode("utf-8", "surrogateescape") for p in paths.tolist()], dtype=str) \
-        if len(paths) else np.zeros(0, dtype=str)
-
-
 def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
     """The saved index, or None when missing or inconsistent (a rebuild follows)."""
     stem = f"{kind}-{params_key}"
@@ -109,7 +99,7 @@ def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
         # none of the keys), not every file. A later save replaces the files (a new
         # inode), so a mapping stays valid.
         arrays = {name: np.load(folder / f"{stem}.{name}.npy", allow_pickle=False,
-                                mmap_mode=None if name in ("paths", "low", "high") else "r")
+                                mmap_mode=None if name in ("low", "high") else "r")
                   for name in ("values", "keys", "paths", "contents", "low", "high", "timbre")}
         timbre_fit = _load_timbre_fit(folder, stem, header.get("timbre_scales"))
     except (OSError, ValueError, TypeError, IndexError):
@@ -118,7 +108,7 @@ def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
     if any(len(arrays[n]) != rows for n in ("values", "keys", "paths", "timbre")):
         return None
     index = Index(kind, params_key, arrays["values"].astype(np.float32, copy=False), arrays["keys"],
-                  _decoded(arrays["paths"]), arrays["contents"], arrays["low"], arrays["high"],
+                  arrays["paths"], arrays["contents"], arrays["low"], arrays["high"],
                   int(header["generation"]), tuple(header["epoch"]), int(header.get("changed_since_fit", 0)),
                   timbre=arrays["timbre"].astype(np.float32, copy=False), timbre_fit=timbre_fit)
     shapes = _derived_shapes(index)
