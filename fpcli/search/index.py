@@ -114,14 +114,7 @@ class Index:
         squared norm and the no-timbre mask N, so that every prefilter distance is one
         matrix-vector product."""
         if self._terms is None or len(self._terms) != len(self.values):
-            scaled = self.normalised()
-            mask = np.isnan(scaled)
-            filled = np.where(mask, 0.0, scaled).astype(np.float32)
-            embedded = self.embedded()
-            none = np.isnan(embedded[:, :1]) if embedded.shape[1] else np.ones((len(filled), 1), dtype=bool)
-            t = np.where(none, 0.0, embedded).astype(np.float32)
-            self._terms = np.concatenate([filled * filled, filled, mask.astype(np.float32), t,
-                                          (t * t).sum(axis=1, keepdims=True), none.astype(np.float32)], axis=1)
+            self._terms = prefilter_terms(self.normalised(), self.embedded())
         return self._terms
 
     def embedded(self) -> np.ndarray:
@@ -143,7 +136,7 @@ class Index:
     def rows_with_content(self, content: str) -> np.ndarray:
         """Boolean (n,) rows whose content key is ``content``, comparing the 32 hex
         digits as four 64-bit words (a string comparison costs 20x more at 1M rows)."""
-        target = _words(np.array([content]))[0]
+        target = content_words_of(np.array([content]))[0]
         words = self.content_words()
         if self._content_folded is None or len(self._content_folded) != len(words):
             self._content_folded = np.bitwise_xor.reduce(words, axis=1)
@@ -158,7 +151,7 @@ class Index:
     def content_words(self) -> np.ndarray:
         """(n, 4) uint64: each row's content digest as four 64-bit words."""
         if self._content_words is None or len(self._content_words) != len(self.contents):
-            self._content_words = _words(self.contents)
+            self._content_words = content_words_of(self.contents)
         return self._content_words
 
     def fit(self) -> None:
@@ -166,6 +159,17 @@ class Index:
         self.timbre_fit = fit_timbre(self.timbre_rows())
         self.changed_since_fit = 0
         self._scaled = self._terms = self._embedded = None
+
+
+def prefilter_terms(scaled: np.ndarray, embedded: np.ndarray) -> np.ndarray:
+    """(r, 3F + E + 2) float32 ``Index.terms`` of rows with features ``scaled`` (r, F)
+    and timbre embedding ``embedded`` (r, E)."""
+    mask = np.isnan(scaled)
+    filled = np.where(mask, 0.0, scaled).astype(np.float32)
+    none = np.isnan(embedded[:, :1]) if embedded.shape[1] else np.ones((len(filled), 1), dtype=bool)
+    t = np.where(none, 0.0, embedded).astype(np.float32)
+    return np.concatenate([filled * filled, filled, mask.astype(np.float32), t,
+                           (t * t).sum(axis=1, keepdims=True), none.astype(np.float32)], axis=1)
 
 
 def encode_paths(paths: np.ndarray) -> np.ndarray:
@@ -180,7 +184,8 @@ def decode_paths(paths: np.ndarray) -> np.ndarray:
         if len(paths) else np.zeros(0, dtype=str)
 
 
-def _words(contents: np.ndarray) -> np.ndarray:
+def content_words_of(contents: np.ndarray) -> np.ndarray:
+    """(n,) 32-hex-digit digests -> (n, 4) uint64 words (``Index.content_words``)."""
     return np.ascontiguousarray(contents.astype("S32")).view(np.uint64).reshape(len(contents), 4)
 
 
@@ -302,13 +307,13 @@ def refresh(index: Index, store: FingerprintStore) -> tuple[Index, int, str]:
     loaded, refreshed or rebuilt). Rebuilds when the journal cannot describe what
     changed (a clear, an eviction, an expiry) or when more changed than it holds."""
     epoch = store.index_epoch()
+    generation = store.generation()  # before the journal: a write in between is read again, not missed
     changes = store.changes_since(index.generation) if tuple(index.epoch) == epoch else None
     if changes is None or len(changes) > max(1000, len(index)):
         fresh = build_index(store, index.kind, index.params_key)
         return fresh, len(fresh), "rebuilt"
     if not changes:
         return index, 0, "loaded"
-    generation = store.generation()
     unique = list(dict.fromkeys(changes))
     position = {key: i for i, key in enumerate(index.keys.tolist())}
     keep = np.ones(len(index), dtype=bool)

@@ -17,6 +17,7 @@ import numpy as np
 from fpcli.errors import FpcliError
 from fpcli.files import write_text
 from fpcli.search.index import Index, build_index, feature_dims, refresh
+from fpcli.search.patch import folder_lock, header_signature, patch_saved
 from fpcli.search.timbre import TimbreFit
 from fpcli.store import FingerprintStore
 
@@ -29,28 +30,40 @@ def save_index(index: Index, folder: Path) -> bool:
     memory on every query, slower but correct."""
     stem = f"{index.kind}-{index.params_key}"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        arrays = {name: getattr(index, name) for name in ("values", "keys", "contents", "low", "high")}
-        arrays["paths"] = index.encoded_paths()
-        arrays.update(_timbre_arrays(index))
-        arrays.update(_derived_arrays(index))
-        for name, array in arrays.items():
-            handle, temporary = tempfile.mkstemp(prefix=".fpcli-", suffix=".npy", dir=folder)
-            with os.fdopen(handle, "wb") as out:
-                np.save(out, array, allow_pickle=False)
-            os.replace(temporary, folder / f"{stem}.{name}.npy")
-        header = {"format": INDEX_FORMAT, "kind": index.kind, "params_key": index.params_key, "rows": len(index),
-                  "generation": index.generation, "epoch": list(index.epoch),
-                  "changed_since_fit": index.changed_since_fit,
-                  "timbre_scales": None if index.timbre_fit is None
-                  else [index.timbre_fit.embed_scale, index.timbre_fit.js_scale],
-                  # The derived arrays this save wrote: a file left by another save (an
-                  # older fpcli writes fewer) is then never read as current.
-                  "derived": sorted(_derived_arrays(index))}
-        write_text(folder / f"{stem}.json", json.dumps(header))
+        with folder_lock(folder):
+            _save_locked(index, folder, stem)
     except (OSError, FpcliError):
         return False
     return True
+
+
+def _save_locked(index: Index, folder: Path, stem: str) -> None:
+    arrays = {name: getattr(index, name) for name in ("values", "keys", "contents", "low", "high")}
+    arrays["paths"] = _with_headroom(index.encoded_paths())
+    arrays.update(_timbre_arrays(index))
+    arrays.update(_derived_arrays(index))
+    for name, array in arrays.items():
+        handle, temporary = tempfile.mkstemp(prefix=".fpcli-", suffix=".npy", dir=folder)
+        with os.fdopen(handle, "wb") as out:
+            np.save(out, array, allow_pickle=False)
+        os.replace(temporary, folder / f"{stem}.{name}.npy")
+    header = {"format": INDEX_FORMAT, "kind": index.kind, "params_key": index.params_key, "rows": len(index),
+              "generation": index.generation, "epoch": list(index.epoch),
+              "changed_since_fit": index.changed_since_fit,
+              "timbre_scales": None if index.timbre_fit is None
+              else [index.timbre_fit.embed_scale, index.timbre_fit.js_scale],
+              # The derived arrays this save wrote: a file left by another save (an
+              # older fpcli writes fewer) is then never read as current.
+              "derived": sorted(_derived_arrays(index))}
+    write_text(folder / f"{stem}.json", json.dumps(header))
+
+
+def _with_headroom(paths: np.ndarray) -> np.ndarray:
+    """Fixed-width path bytes with 16-48 bytes to spare, so that a patch (search.patch)
+    can append a somewhat longer path than the longest saved (trailing NULs read back
+    as nothing)."""
+    width = (paths.dtype.itemsize + 16 + 31) // 32 * 32
+    return paths.astype(f"S{width}")
 
 
 TIMBRE_FIT_ARRAYS = ("whiten", "centre", "axes")
@@ -105,8 +118,11 @@ def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
     except (OSError, ValueError, TypeError, IndexError):
         return None
     rows = header.get("rows")
-    if any(len(arrays[n]) != rows for n in ("values", "keys", "paths", "timbre")):
+    per_row = ("values", "keys", "paths", "contents", "timbre")
+    # Rows after the header's count are an interrupted patch's (search.patch): ignored.
+    if not isinstance(rows, int) or any(len(arrays[n]) < rows for n in per_row):
         return None
+    arrays.update({n: arrays[n][:rows] for n in per_row})
     index = Index(kind, params_key, arrays["values"].astype(np.float32, copy=False), arrays["keys"],
                   arrays["paths"], arrays["contents"], arrays["low"], arrays["high"],
                   int(header["generation"]), tuple(header["epoch"]), int(header.get("changed_since_fit", 0)),
@@ -124,13 +140,15 @@ DERIVED_ATTRIBUTES = {"timbre_logdets": "logdets"}   # the Index attribute of a 
 
 
 def _optional(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray | None:
-    """A saved per-row array that the index can recompute, memory-mapped (None when
-    missing or of another shape or type: recomputed on the first query)."""
+    """A saved per-row array that the index can recompute, memory-mapped, its first
+    ``shape[0]`` rows (None when missing, shorter, or of another shape or type:
+    recomputed on the first query)."""
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError):
         return None
-    return array if array.shape == shape and array.dtype == dtype else None
+    fits = array.shape[1:] == shape[1:] and len(array) >= shape[0] and array.dtype == dtype
+    return array[: shape[0]] if fits else None
 
 
 # The index each (folder, kind, params) was last loaded or saved as in this process, with
@@ -140,19 +158,10 @@ def _optional(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray | N
 _RECENT: dict[tuple[str, str, str], tuple[tuple[int, int, int] | None, Index]] = {}
 
 
-def _header_signature(folder: Path, kind: str, params_key: str) -> tuple[int, int, int] | None:
-    """(inode, mtime ns, size) of the saved header; None when there is none."""
-    try:
-        info = (folder / f"{kind}-{params_key}.json").stat()
-    except OSError:
-        return None
-    return info.st_ino, info.st_mtime_ns, info.st_size
-
-
 def loaded_index(folder: Path, kind: str, params_key: str) -> Index | None:
     """This process's copy when the saved header is the one it came with, else the saved one."""
     recent = _RECENT.get((str(folder), kind, params_key))
-    if recent is not None and recent[0] == _header_signature(folder, kind, params_key):
+    if recent is not None and recent[0] == header_signature(folder, kind, params_key):
         return recent[1]
     return load_index(folder, kind, params_key)
 
@@ -161,13 +170,18 @@ def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[
     """Load, refresh and save the index of ``kind``; returns it and what was done."""
     started = time.perf_counter()
     folder = store.backend.index_dir
+    signature = header_signature(folder, kind, params_key)
     index = loaded_index(folder, kind, params_key)
+    patched = patch_saved(index, store, folder, signature) if index is not None else None
+    if patched is not None:
+        # A few records added or changed, written into the saved files: map them again.
+        index, reread, action = load_index(folder, kind, params_key), patched, "patched"
     if index is None:
         index = build_index(store, kind, params_key)
         reread, action = len(index), "built"
-    else:
+    elif patched is None:
         index, reread, action = refresh(index, store)
-    saved = save_index(index, folder) if action != "loaded" else True
-    _RECENT[(str(folder), kind, params_key)] = (_header_signature(folder, kind, params_key), index)
+    saved = save_index(index, folder) if action not in ("loaded", "patched") else True
+    _RECENT[(str(folder), kind, params_key)] = (header_signature(folder, kind, params_key), index)
     return index, {"index": action, "records_read": reread, "rows": len(index),
                    "index_seconds": time.perf_counter() - started, "index_saved": saved}

@@ -1,0 +1,94 @@
+"""A few records added or changed are written into the saved index in place
+(``search.patch``): the patched index holds what a build holds, its derived arrays
+are what a fresh computation gives, and anything a patch cannot describe takes the
+full refresh."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+
+from fpcli.search import build_index, current_index, load_index
+from fpcli.search.index import Index
+from fpcli.search.patch import NpyFile, header_signature, patch_saved
+from fpcli.store import FingerprintStore
+from fpcli.store.records import PathSeen
+from tests.test_search_keeper import KEY, _export, _import, _rows, make_records
+
+
+def _indexed_store(location, template, tmp_path, count=60):
+    store = FingerprintStore.open(location)
+    _import(store, _export(tmp_path, template, count, 1, "a.jsonl"))  # saves both indexes
+    return store
+
+
+def _clones(template, numbers, seed=7):
+    rng = random.Random(seed)
+    return [make_records.clone(template, n, rng) for n in numbers]
+
+
+def _recomputed(index: Index) -> Index:
+    """The same rows with every derived array computed afresh."""
+    return Index(index.kind, index.params_key, np.array(index.values), np.array(index.keys),
+                 np.array(index.paths), np.array(index.contents), index.low, index.high,
+                 timbre=np.array(index.timbre_rows()), timbre_fit=index.timbre_fit)
+
+
+def test_added_and_changed_records_are_patched_in_place_as_a_build_has_them(location, template, tmp_path):
+    with _indexed_store(location, template, tmp_path) as store:
+        before, _ = current_index(store, "streaming", KEY)
+        store.import_records(_clones(template, [3, 100, 101]))  # one changed, two new
+        index, info = current_index(store, "streaming", KEY)
+        assert (info["index"], info["records_read"], len(index)) == ("patched", 3, len(before) + 2)
+        assert _rows(index) == _rows(build_index(store, "streaming", KEY))
+        fresh = _recomputed(index)
+        np.testing.assert_allclose(index.terms(), fresh.terms(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(index.embedded(), fresh.embedded(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(index.timbre_logdets(), fresh.timbre_logdets(), rtol=1e-9)
+        np.testing.assert_array_equal(index.content_words(), fresh.content_words())
+        _, info = current_index(store, "streaming", KEY)
+        assert (info["index"], info["records_read"]) == ("loaded", 0)
+
+
+def test_a_removed_record_or_a_longer_path_takes_the_full_refresh(location, template, tmp_path):
+    with _indexed_store(location, template, tmp_path) as store:
+        current_index(store, "streaming", KEY)
+        store.delete_record(next(r for r in store.records() if r.complete))
+        _, info = current_index(store, "streaming", KEY)
+        assert info["index"] == "refreshed"
+        longer = dataclasses.replace(_clones(template, [102])[0], paths=(PathSeen("/" + "x" * 500 + ".flac", 0),))
+        store.import_records([longer])
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index"] == "refreshed" and "/" + "x" * 500 + ".flac" in index.paths
+        assert _rows(index) == _rows(build_index(store, "streaming", KEY))
+
+
+def test_rows_of_an_interrupted_patch_are_ignored_then_cut_off(template, tmp_path):
+    with _indexed_store(tmp_path / "store", template, tmp_path) as store:
+        index, _ = current_index(store, "streaming", KEY)
+        folder, n = store.backend.index_dir, len(index)
+        for name in ("values", "terms"):     # a patch that appended rows, then stopped
+            saved = NpyFile.read(folder / f"streaming-{KEY}.{name}.npy")
+            saved.write(n, {}, np.full((2, *saved.shape[1:]), 7, dtype=saved.dtype))
+        loaded = load_index(folder, "streaming", KEY)
+        assert len(loaded) == n and len(loaded.terms()) == n
+        np.testing.assert_array_equal(loaded.values, index.values)
+        store.import_records(_clones(template, [103]))
+        patched, info = current_index(store, "streaming", KEY)
+        assert (info["index"], len(patched)) == ("patched", n + 1)
+        assert NpyFile.read(folder / f"streaming-{KEY}.values.npy").shape[0] == n + 1
+        assert _rows(patched) == _rows(build_index(store, "streaming", KEY))
+
+
+def test_a_save_by_another_process_since_the_load_stops_the_patch(template, tmp_path):
+    with _indexed_store(tmp_path / "store", template, tmp_path) as store:
+        folder = store.backend.index_dir
+        stale = header_signature(folder, "streaming", KEY)
+        index = load_index(folder, "streaming", KEY)
+        store.import_records(_clones(template, [104]))
+        current_index(store, "streaming", KEY)               # another writer patched it meanwhile
+        files = {p.name: p.read_bytes() for p in folder.iterdir()}
+        assert patch_saved(index, store, folder, stale) is None
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
