@@ -92,3 +92,16 @@ def test_a_save_by_another_process_since_the_load_stops_the_patch(template, tmp_
         files = {p.name: p.read_bytes() for p in folder.iterdir()}
         assert patch_saved(index, store, folder, stale) is None
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+
+
+def test_a_damaged_saved_file_takes_the_full_refresh_which_saves_it_anew(template, tmp_path):
+    with _indexed_store(tmp_path / "store", template, tmp_path) as store:
+        folder = store.backend.index_dir
+        damaged = folder / f"streaming-{KEY}.terms.npy"
+        damaged.write_bytes(b"\x93NUMPY\x01\x00" + b"garbage")
+        store.import_records(_clones(template, [105]))
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index"] == "refreshed" and info["index_saved"]
+        assert _rows(index) == _rows(build_index(store, "streaming", KEY))
+        reloaded = load_index(folder, "streaming", KEY)
+        np.testing.assert_allclose(reloaded.terms(), _recomputed(reloaded).terms(), rtol=1e-6, atol=1e-6)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fpcli.errors import FpcliError
 from fpcli.files import write_text
 from fpcli.search.index import (
     REFIT_SHARE,
@@ -207,20 +208,31 @@ def patch_saved(index: Index, store: FingerprintStore, folder: Path,
     if plan is None:
         return None
     arrays = patch_arrays(index, plan)
+    try:
+        with folder_lock(folder):
+            if header_signature(folder, index.kind, index.params_key) != signature:
+                return None  # saved again meanwhile: refresh what is there now
+            return len(keys) if _write_patch(folder, index, plan, arrays, generation, len(keys)) else None
+    except (OSError, ValueError, KeyError, TypeError, FpcliError):
+        # A damaged or unreadable saved file, a full disk: the full refresh saves every file anew.
+        return None
+
+
+def _write_patch(folder: Path, index: Index, plan: Plan, arrays: dict[str, np.ndarray], generation: int,
+                 changes: int) -> bool:
+    """Write ``plan`` into the saved files of ``index`` and commit it (the JSON header);
+    False, with nothing written, when a file cannot take it (another shape or type, a
+    string too wide, a header without room)."""
     stem = f"{index.kind}-{index.params_key}"
-    with folder_lock(folder):
-        if header_signature(folder, index.kind, index.params_key) != signature:
-            return None  # saved again meanwhile: refresh what is there now
-        header = json.loads((folder / f"{stem}.json").read_text())
-        files = {name: NpyFile.read(folder / f"{stem}.{name}.npy") for name in (*PER_ROW, *header["derived"])}
-        if set(files) - set(arrays) or any(
-                not f.fits(arrays[name]) or f.shape[0] < len(index) or f.header_text(len(index) + plan.appended) is None
-                for name, f in files.items()):
-            return None
-        u = len(plan.updates)
-        for name, f in files.items():
-            f.write(len(index), dict(zip(plan.updates, arrays[name][:u], strict=True)), arrays[name][u:])
-        header.update(rows=len(index) + plan.appended, generation=generation,
-                      changed_since_fit=index.changed_since_fit + len(keys))
-        write_text(folder / f"{stem}.json", json.dumps(header))
-    return len(keys)
+    header = json.loads((folder / f"{stem}.json").read_text())
+    files = {name: NpyFile.read(folder / f"{stem}.{name}.npy") for name in (*PER_ROW, *header["derived"])}
+    rows = len(index) + plan.appended
+    if set(files) - set(arrays) or any(not f.fits(arrays[name]) or f.shape[0] < len(index)
+                                       or f.header_text(rows) is None for name, f in files.items()):
+        return False
+    u = len(plan.updates)
+    for name, f in files.items():
+        f.write(len(index), dict(zip(plan.updates, arrays[name][:u], strict=True)), arrays[name][u:])
+    header.update(rows=rows, generation=generation, changed_since_fit=index.changed_since_fit + changes)
+    write_text(folder / f"{stem}.json", json.dumps(header))
+    return True
