@@ -403,6 +403,11 @@ def build_systems(entries: list[dict[str, Any]], feats: list[dict[str, Any]]) ->
         "fpcli batch without tempo": fpcli_distances(batch, BATCH_DIMS, dim_weights={"tempo_bpm": 0.0}),
         "MFCC-20 G1 symmetric KL": skl_distances(models),
         "MFCC-20 G1 Jensen-Shannon + MP": mutual_proximity(js),
+    } | {
+        # What mutual proximity would do to fpcli's own distance (not in fpcli's search).
+        f"{name} + MP (evaluation only)": mutual_proximity(fpcli_v2_distances(rows, timbres, dims))
+        for name, rows, timbres, dims in (("fpcli v2 fast", stream, stream_timbre, STREAMING_DIMS),
+                                          ("fpcli v2 batch", batch, batch_timbre, BATCH_DIMS))
     }
 
 
