@@ -117,7 +117,7 @@ class StreamingAnalyzer:
     def __init__(self, samplerate: int, channels: int, params: AnalysisParams | None = None, *,
                  expected_frames: int | None = None) -> None:
         self.params = params or AnalysisParams()
-        self.pipeline = FeaturePipeline(samplerate, channels, self.params)
+        self.pipeline = FeaturePipeline(samplerate, channels, self.params, signal_sums=False)
         self.tally = FrameTally()
         self.timbre = GaussianSums()
         self.expected_frames = expected_frames
