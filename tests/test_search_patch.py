@@ -105,3 +105,16 @@ def test_a_damaged_saved_file_takes_the_full_refresh_which_saves_it_anew(templat
         assert _rows(index) == _rows(build_index(store, "streaming", KEY))
         reloaded = load_index(folder, "streaming", KEY)
         np.testing.assert_allclose(reloaded.terms(), _recomputed(reloaded).terms(), rtol=1e-6, atol=1e-6)
+
+
+def test_a_lock_file_that_is_no_regular_file_leaves_the_index_unsaved_not_the_search_stuck(template, tmp_path):
+    import os
+
+    with _indexed_store(tmp_path / "store", template, tmp_path) as store:
+        folder = store.backend.index_dir
+        (folder / ".lock").unlink(missing_ok=True)
+        os.mkfifo(folder / ".lock")               # opening it for writing would block
+        store.import_records(_clones(template, [106]))
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index"] == "refreshed" and not info["index_saved"]
+        assert _rows(index) == _rows(build_index(store, "streaming", KEY))

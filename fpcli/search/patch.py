@@ -21,6 +21,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,12 +51,18 @@ def folder_lock(folder: Path) -> Iterator[None]:
     patches of one folder run one at a time, across processes. OSError if the folder
     cannot be written."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    # Not followed if a link, never blocking (a FIFO put there), and only a regular file.
+    descriptor = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{folder / '.lock'} is not a regular file")
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
 
 
 def header_signature(folder: Path, kind: str, params_key: str) -> tuple[int, int, int] | None:
