@@ -11,7 +11,7 @@ import random
 import numpy as np
 
 from fpcli.search import build_index, current_index, load_index
-from fpcli.search.index import Index
+from fpcli.search.index import Index, pending_changes
 from fpcli.search.patch import NpyFile, header_signature, patch_saved
 from fpcli.store import FingerprintStore
 from fpcli.store.records import PathSeen
@@ -90,7 +90,7 @@ def test_a_save_by_another_process_since_the_load_stops_the_patch(template, tmp_
         store.import_records(_clones(template, [104]))
         current_index(store, "streaming", KEY)               # another writer patched it meanwhile
         files = {p.name: p.read_bytes() for p in folder.iterdir()}
-        assert patch_saved(index, store, folder, stale) is None
+        assert patch_saved(index, store, folder, stale, pending_changes(index, store)) is None
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
 
 

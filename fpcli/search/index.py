@@ -302,13 +302,32 @@ def index_of(kind: str, params_key: str, values: np.ndarray, keys: np.ndarray, p
     return index
 
 
-def refresh(index: Index, store: FingerprintStore) -> tuple[Index, int, str]:
-    """Bring ``index`` up to date; returns (index, records re-read, what was done:
-    loaded, refreshed or rebuilt). Rebuilds when the journal cannot describe what
-    changed (a clear, an eviction, an expiry) or when more changed than it holds."""
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """What changed in the store since an index was current: the store's generation
+    and the keys its journal names (None: the journal cannot say, after a clear, an
+    eviction or an expiry)."""
+
+    generation: int
+    epoch: tuple[int, int]
+    changes: list[str] | None
+
+
+def pending_changes(index: Index, store: FingerprintStore) -> Pending:
+    """The store's changes since ``index``, read once per query (patch and refresh share them)."""
     epoch = store.index_epoch()
     generation = store.generation()  # before the journal: a write in between is read again, not missed
     changes = store.changes_since(index.generation) if tuple(index.epoch) == epoch else None
+    return Pending(generation, epoch, changes)
+
+
+def refresh(index: Index, store: FingerprintStore, pending: Pending | None = None) -> tuple[Index, int, str]:
+    """Bring ``index`` up to date (with ``pending``, the changes already read);
+    returns (index, records re-read, what was done: loaded, refreshed or rebuilt).
+    Rebuilds when the journal cannot describe what changed (a clear, an eviction, an
+    expiry) or when more changed than it holds."""
+    pending = pending or pending_changes(index, store)
+    generation, epoch, changes = pending.generation, pending.epoch, pending.changes
     if changes is None or len(changes) > max(1000, len(index)):
         fresh = build_index(store, index.kind, index.params_key)
         return fresh, len(fresh), "rebuilt"

@@ -74,7 +74,7 @@ class _Rows:
             values = np.concatenate([base.values[kept], values])
             timbre = np.concatenate([base.timbre_rows()[kept], timbre])
             keys = np.concatenate([base.keys[kept], keys]).astype(str)
-            paths = np.concatenate([np.array(base.path_strings(kept), dtype=object), paths.astype(object)]).astype(str)
+            paths = np.array(base.path_strings(kept) + paths.tolist(), dtype=str)
             contents = np.concatenate([base.contents[kept], contents]).astype(str)
         return index_of(self.kind, params_key, values, keys, paths, contents, timbre, generation, epoch)
 

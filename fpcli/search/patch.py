@@ -32,6 +32,7 @@ from fpcli.files import write_text
 from fpcli.search.index import (
     REFIT_SHARE,
     Index,
+    Pending,
     content_words_of,
     encode,
     encode_paths,
@@ -40,6 +41,7 @@ from fpcli.search.index import (
 )
 from fpcli.search.timbre import embed, logdets, pack
 from fpcli.store import FingerprintStore, Record
+from fpcli.store.records import record_key
 
 PATCH_MOST = 1000                  # journal entries a patch applies; more take the full refresh
 PER_ROW = ("values", "keys", "paths", "contents", "timbre")
@@ -170,7 +172,7 @@ def row_of_key(index: Index, key: str) -> int | None:
     """The position of record ``key`` in ``index`` (keys are ``rec:<digest>:<params>``,
     so its digest finds it without a dictionary of every key)."""
     parts = key.split(":")
-    if len(parts) != 3 or len(parts[1]) != 32:
+    if len(parts) != 3 or len(parts[1]) != 32 or record_key(parts[1], index.params_key) != key:
         return None
     found = np.flatnonzero(index.rows_with_content(parts[1]))
     found = found[index.keys[found] == key]
@@ -198,17 +200,15 @@ def patch_arrays(index: Index, plan: Plan) -> dict[str, np.ndarray]:
 
 
 def patch_saved(index: Index, store: FingerprintStore, folder: Path,
-                signature: tuple[int, int, int] | None) -> int | None:
-    """Apply the store's changes since ``index`` (the saved one, whose header had
-    ``signature``) to its files; the records read, or None when a patch does not apply
-    (nothing written: the full refresh must run). Load the index again after it."""
-    if tuple(index.epoch) != store.index_epoch() or signature is None:
+                signature: tuple[int, int, int] | None, pending: Pending) -> int | None:
+    """Apply ``pending``, the store's changes since ``index`` (the saved one, whose
+    header had ``signature``), to its files; the records read, or None when a patch
+    does not apply (nothing written: the full refresh must run). Load the index again
+    after it."""
+    if not pending.changes or signature is None:
         return None
-    generation = store.generation()
-    changes = store.changes_since(index.generation)
-    if not changes:
-        return None
-    keys = list(dict.fromkeys(changes))
+    generation = pending.generation
+    keys = list(dict.fromkeys(pending.changes))
     if len(keys) > PATCH_MOST or index.changed_since_fit + len(keys) > REFIT_SHARE * max(len(index), 1):
         return None
     plan = plan_patch(index, store, keys)

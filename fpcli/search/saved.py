@@ -16,7 +16,7 @@ import numpy as np
 
 from fpcli.errors import FpcliError
 from fpcli.files import write_text
-from fpcli.search.index import Index, build_index, feature_dims, refresh
+from fpcli.search.index import Index, build_index, feature_dims, pending_changes, refresh
 from fpcli.search.patch import folder_lock, header_signature, patch_saved
 from fpcli.search.timbre import TimbreFit
 from fpcli.store import FingerprintStore
@@ -41,7 +41,8 @@ def _save_locked(index: Index, folder: Path, stem: str) -> None:
     arrays = {name: getattr(index, name) for name in ("values", "keys", "contents", "low", "high")}
     arrays["paths"] = _with_headroom(index.encoded_paths())
     arrays.update(_timbre_arrays(index))
-    arrays.update(_derived_arrays(index))
+    derived = _derived_arrays(index)
+    arrays.update(derived)
     for name, array in arrays.items():
         handle, temporary = tempfile.mkstemp(prefix=".fpcli-", suffix=".npy", dir=folder)
         with os.fdopen(handle, "wb") as out:
@@ -54,7 +55,7 @@ def _save_locked(index: Index, folder: Path, stem: str) -> None:
               else [index.timbre_fit.embed_scale, index.timbre_fit.js_scale],
               # The derived arrays this save wrote: a file left by another save (an
               # older fpcli writes fewer) is then never read as current.
-              "derived": sorted(_derived_arrays(index))}
+              "derived": sorted(derived)}
     write_text(folder / f"{stem}.json", json.dumps(header))
 
 
@@ -172,7 +173,10 @@ def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[
     folder = store.backend.index_dir
     signature = header_signature(folder, kind, params_key)
     index = loaded_index(folder, kind, params_key)
-    patched = patch_saved(index, store, folder, signature) if index is not None else None
+    pending, patched = None, None
+    if index is not None:
+        pending = pending_changes(index, store)
+        patched = patch_saved(index, store, folder, signature, pending)
     if patched is not None:
         # A few records added or changed, written into the saved files: map them again.
         index, reread, action = load_index(folder, kind, params_key), patched, "patched"
@@ -180,7 +184,7 @@ def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[
         index = build_index(store, kind, params_key)
         reread, action = len(index), "built"
     elif patched is None:
-        index, reread, action = refresh(index, store)
+        index, reread, action = refresh(index, store, pending)
     saved = save_index(index, folder) if action not in ("loaded", "patched") else True
     _RECENT[(str(folder), kind, params_key)] = (header_signature(folder, kind, params_key), index)
     return index, {"index": action, "records_read": reread, "rows": len(index),
