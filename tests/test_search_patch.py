@@ -118,3 +118,18 @@ def test_a_lock_file_that_is_no_regular_file_leaves_the_index_unsaved_not_the_se
         index, info = current_index(store, "streaming", KEY)
         assert info["index"] == "refreshed" and not info["index_saved"]
         assert _rows(index) == _rows(build_index(store, "streaming", KEY))
+
+
+def test_a_corrupt_record_named_by_the_journal_is_left_out_not_a_crash(location, template, tmp_path):
+    with _indexed_store(location, template, tmp_path) as store:
+        before, _ = current_index(store, "streaming", KEY)
+        preview, fresh, odd = _clones(template, [107, 108, 109])  # 107: a preview, never indexed
+        assert not preview.complete
+        store.import_records([preview])  # a change that leaves the index as it is: nothing to write
+        index, info = current_index(store, "streaming", KEY)
+        assert (info["index"], len(index)) == ("patched", len(before))
+        store.import_records([fresh, odd])
+        store.backend.put(odd.key, '{"digest": 7, "schema": "odd"}')  # schema-odd text under a record key
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index"] == "patched" and len(index) == len(before) + 1
+        assert odd.key not in index.keys.tolist() and fresh.key in index.keys.tolist()

@@ -39,7 +39,7 @@ from fpcli.search.index import (
     prefilter_terms,
     row_of,
 )
-from fpcli.search.timbre import embed, logdets, pack
+from fpcli.search.timbre import TIMBRE_COLUMNS, embed, logdets, pack
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.records import record_key
 
@@ -183,7 +183,8 @@ def patch_arrays(index: Index, plan: Plan) -> dict[str, np.ndarray]:
     """Every saved array's rows for ``plan`` (update rows first), computed as a full
     build computes them, with the index's scaling and timbre fit."""
     values = np.array(plan.rows, dtype=np.float32).reshape(len(plan.rows), len(index.dims))
-    timbre = np.array([pack(r.timbre) for r in plan.records], dtype=np.float32).reshape(len(plan.rows), -1)
+    timbre = np.array([pack(r.timbre) for r in plan.records], dtype=np.float32).reshape(len(plan.rows),
+                                                                                          TIMBRE_COLUMNS)
     contents = np.array([r.digest for r in plan.records], dtype=str)
     fit = index.timbre_fit
     embedded = embed(timbre, fit) if fit is not None else np.zeros((len(values), 0), dtype=np.float32)
