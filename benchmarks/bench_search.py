@@ -76,9 +76,11 @@ def synthetic_index(n: int, centres: np.ndarray, rng: np.random.Generator) -> In
     return index
 
 
-def _query(index: Index, weights: np.ndarray, i: int) -> list:
+def _query(index: Index, weights: np.ndarray, i: int, mutual: bool = True) -> list:
+    """The search's top 10 of row i: by mutual proximity as ``fpcli search`` ranks them,
+    or (``mutual`` False) by distance, as the prefilter's recall is judged."""
     return top_k(index, index.values[i], 10, weights, exclude_content=index.contents[i],
-                 query_timbre=index.timbre_rows()[i], timbre_weight=WEIGHTS["timbre"])
+                 query_timbre=index.timbre_rows()[i], timbre_weight=WEIGHTS["timbre"], mutual=mutual)
 
 
 def warm_latency(index: Index, rng: np.random.Generator, queries: int = 100) -> tuple[float, float, float]:
@@ -105,7 +107,7 @@ def prefilter_recall(index: Index, rng: np.random.Generator, queries: int = 20) 
     weights = dim_weights(index.dims, WEIGHTS, index.low, index.high)
     recalls = []
     for i in rng.integers(len(index), size=queries):
-        got = {h.digest for h in _query(index, weights, int(i))}
+        got = {h.digest for h in _query(index, weights, int(i), mutual=False)}
         exact = np.concatenate([
             exact_distances(index, index.values[i], weights, np.arange(s, min(s + 50_000, len(index))),
                             index.timbre_rows()[i], WEIGHTS["timbre"]) for s in range(0, len(index), 50_000)])
@@ -125,7 +127,7 @@ from fpcli.search.rank import default_weights
 index = load_index(Path(sys.argv[1]), "streaming", sys.argv[2])
 w = dim_weights(index.dims, default_weights(), index.low, index.high)
 hits = top_k(index, index.values[123], 10, w, exclude_content=index.contents[123],
-             query_timbre=index.timbre_rows()[123], timbre_weight=default_weights()["timbre"])
+             query_timbre=index.timbre_rows()[123], timbre_weight=default_weights()["timbre"], mutual=True)
 print(len(hits), time.perf_counter() - t)
 """
 

@@ -281,9 +281,11 @@ def search_speed(open_store: Callable[[], FingerprintStore], library: Path,
                              for d in STREAMING_DIMS] for r in store.records()], dtype=np.float32)
     index = synthetic_index(synthetic_rows, centres, np.random.default_rng(0))
     weights = dim_weights(index.dims, dict.fromkeys(GROUPS, 1.0), index.low, index.high)
-    top_k(index, index.values[0], 10, weights, exclude_content=index.contents[0])  # warm the index
+    # Ranked as ``fpcli search`` ranks: the nearest by mutual proximity.
+    top_k(index, index.values[0], 10, weights, exclude_content=index.contents[0], mutual=True)  # warm the index
     synthetic = [timed(functools.partial(top_k, index, index.values[i % len(index)], 10, weights,
-                                         exclude_content=index.contents[i % len(index)])) for i in range(100)]
+                                         exclude_content=index.contents[i % len(index)], mutual=True))
+                 for i in range(100)]
     first_ms = first[0][0] if first else 0.0
     return {"search.library_first_ms": Figure(first_ms, "ms", "lower", "absolute",
                                               "first query: builds the index from the store"),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -46,7 +47,8 @@ from fpcli import BATCH_DIMS, STREAMING_DIMS, AnalysisParams, analyze_batch, ana
 from fpcli.dsp.dupes import DupeKey, same_recording
 from fpcli.fingerprint import DIM_BY_NAME, GROUPS
 from fpcli.search import Index
-from fpcli.search.rank import default_weights, dim_weights, distances
+from fpcli.search.proximity import MP_ROWS
+from fpcli.search.rank import default_weights, dim_weights, distances, top_k
 from fpcli.search.timbre import TIMBRE_COLUMNS, pack
 
 NULL_PENALTY = 0.5        # fpcli search: normalised difference charged when one side of a dim is null
@@ -214,22 +216,39 @@ def js_distances(models: list[dict[str, list]]) -> np.ndarray:
 
 
 def fpcli_v2_distances(rows: list[dict[str, float | None]], timbres: list[list[float]], dims: tuple[str, ...],
-                       group_weights: dict[str, float] | None = None) -> np.ndarray:
-    """fpcli v2's search distance, all pairs, computed by fpcli's own ranking code
-    (``fpcli.search.rank.distances``, exact, no prefilter): the named dims (tempo on the
+                       group_weights: dict[str, float] | None = None, mutual: bool = True) -> np.ndarray:
+    """fpcli v2's search ranking as an all-pairs matrix, computed by fpcli's own ranking
+    code (``fpcli.search.rank``, exact, no prefilter): the named dims (tempo on the
     octave circle weighted by rhythm stability) plus the timbre JS term, with the
-    default weights (timbre 2) unless ``group_weights`` overrides them."""
+    default weights (timbre 2) unless ``group_weights`` overrides them.
+
+    ``mutual`` (what ``fpcli search`` does by default): row i holds the rank of each of
+    ``top_k``'s MP_ROWS hits (0 first), ranked by mutual proximity, and MP_ROWS + the
+    distance for the other clips (not hits: ranked after them). Else the distances."""
     values = np.array([[np.nan if r[d] is None else r[d] for d in dims] for r in rows], dtype=np.float32)
     n = len(rows)
+    # Content digests are hashes in a store; the references of mutual proximity are the
+    # smallest, so they must not follow the manifest's (album) order.
+    contents = np.array([hashlib.md5(str(i).encode()).hexdigest() for i in range(n)])
     index = Index("streaming" if dims == STREAMING_DIMS else "batch", "eval", values,
                   np.array([str(i) for i in range(n)]), np.array([f"{i:05d}" for i in range(n)]),
-                  np.array([str(i) for i in range(n)]), np.zeros(0), np.zeros(0),
+                  contents, np.zeros(0), np.zeros(0),
                   timbre=np.array(timbres, dtype=np.float32).reshape(n, TIMBRE_COLUMNS))
     index.fit()
     weights = {**default_weights(), **(group_weights or {})}
     w = dim_weights(dims, weights, index.low, index.high)
     out = np.array([distances(index, values[i], w, index.timbre_rows()[i], weights["timbre"]) for i in range(n)])
-    return (out + out.T) / 2   # symmetric already up to float rounding
+    out = (out + out.T) / 2   # symmetric already up to float rounding
+    if not mutual:
+        return out
+    ranked = MP_ROWS + out
+    for i in range(n):
+        hits = top_k(index, values[i], MP_ROWS, w, exclude_content=contents[i],
+                     query_timbre=index.timbre_rows()[i], timbre_weight=weights["timbre"], mutual=True,
+                     candidates=n)
+        ranked[i, [int(h.path) for h in hits]] = np.arange(len(hits))
+    np.fill_diagonal(ranked, 0.0)
+    return ranked
 
 
 def dupe_key_results(corpus: Path, entries: list[dict[str, Any]], feats: list[dict[str, Any]],
@@ -396,18 +415,17 @@ def build_systems(entries: list[dict[str, Any]], feats: list[dict[str, Any]]) ->
     return {
         "fpcli v2 fast (13 dims + timbre)": fpcli_v2_distances(stream, stream_timbre, STREAMING_DIMS),
         "fpcli v2 batch (25 dims + timbre)": fpcli_v2_distances(batch, batch_timbre, BATCH_DIMS),
+        "fpcli v2 fast, distance alone (--no-mp)": fpcli_v2_distances(stream, stream_timbre, STREAMING_DIMS,
+                                                                      mutual=False),
+        "fpcli v2 batch, distance alone (--no-mp)": fpcli_v2_distances(batch, batch_timbre, BATCH_DIMS,
+                                                                       mutual=False),
         "fpcli v2 timbre alone (JS)": fpcli_v2_distances(stream, stream_timbre, STREAMING_DIMS,
-                                                         dict.fromkeys(GROUPS, 0.0)),
+                                                         dict.fromkeys(GROUPS, 0.0), mutual=False),
         "fpcli fast (13 streaming dims)": fpcli_distances(stream, STREAMING_DIMS),
         "fpcli batch (25 dims)": fpcli_distances(batch, BATCH_DIMS),
         "fpcli batch without tempo": fpcli_distances(batch, BATCH_DIMS, dim_weights={"tempo_bpm": 0.0}),
         "MFCC-20 G1 symmetric KL": skl_distances(models),
         "MFCC-20 G1 Jensen-Shannon + MP": mutual_proximity(js),
-    } | {
-        # What mutual proximity would do to fpcli's own distance (not in fpcli's search).
-        f"{name} + MP (evaluation only)": mutual_proximity(fpcli_v2_distances(rows, timbres, dims))
-        for name, rows, timbres, dims in (("fpcli v2 fast", stream, stream_timbre, STREAMING_DIMS),
-                                          ("fpcli v2 batch", batch, batch_timbre, BATCH_DIMS))
     }
 
 

@@ -45,6 +45,10 @@ def search(
     include_duplicates: Annotated[bool, typer.Option(
         "--include-duplicates",
         help="Keep other files of the query's recording, and second files of a hit's, among the hits.")] = False,
+    mutual_proximity: Annotated[bool, typer.Option(
+        "--mp/--no-mp",
+        help="Rank the 50 nearest by mutual proximity: how likely each is to be the other's near neighbour "
+             "(tracks near everything stop crowding every list). --no-mp: by distance alone.")] = True,
     seconds: Annotated[float | None, typer.Option(
         "--seconds", min=0.5, show_default=False, callback=finite,
         help="Search with the query's first N seconds only (a preview; required for - unless the stream ends).")]
@@ -60,8 +64,10 @@ def search(
     on --jobs worker processes, with a progress bar on stderr), batch (batch
     fingerprints for all), auto (from the query's confidence and validation).
     Distances combine the named dims and the timbre (JS divergence of the MFCC
-    Gaussians); other files of one recording (another codec or sample rate) are
-    left out unless --include-duplicates.
+    Gaussians); the nearest are ranked by mutual proximity ("MP": 0 when each is
+    the other's nearest, 1 when neither is near the other) unless --no-mp. Other
+    files of one recording (another codec or sample rate) are left out unless
+    --include-duplicates.
 
     Examples:
 
@@ -91,7 +97,8 @@ def search(
         result = run_search(store, text, k=k, strategy=strategy, group_weights=group_weights,
                             under=path_text(library) if library else None, explain=explain,
                             compute_missing=compute_missing, include_duplicates=include_duplicates,
-                            seconds=seconds, query=streamed, compute=compute)
+                            seconds=seconds, query=streamed, compute=compute,
+                            mutual_proximity=mutual_proximity)
     if m3u is not None:
         write_m3u(result, m3u)
     for path, error in result.skipped:
@@ -137,14 +144,20 @@ def _stream_query(seconds: float | None) -> Record:
 
 
 def render_search(result: SearchResult, explain: bool) -> None:
-    columns = ["#", "distance", "path"] + (["closest differences (query -> hit)"] if explain else [])
+    # MP is the last column so that a script's fields (#, distance, path, explanation) stay where they were.
+    ranked = any(hit.mutual_proximity is not None for hit in result.hits)
+    columns = ["#", "distance", "path"] + (["closest differences (query -> hit)"] if explain else []) + \
+        (["MP"] if ranked else [])
     rows = []
     for rank, hit in enumerate(result.hits, start=1):
         row = [str(rank), f"{hit.distance:.3f}", hit.path]
         if explain:
             row.append("; ".join(_explained(e) for e in hit.explain))
+        if ranked:
+            row.append("—" if hit.mutual_proximity is None else f"{hit.mutual_proximity:.3f}")
         rows.append(row)
-    rows_out(f"{len(result.hits)} tracks like {result.query}", columns, rows, {"#": "right", "distance": "right"})
+    rows_out(f"{len(result.hits)} tracks like {result.query}" + (", by mutual proximity (MP)" if ranked else ""),
+             columns, rows, {"#": "right", "distance": "right", "MP": "right"})
     stats = result.stats
     note("", f"strategy {result.strategy} ({result.reason}); index {stats.get('index', '—')}, "
              f"{stats.get('rows', '—')} tracks; cache hits {stats['cache_hits']}; {1000 * stats['seconds']:.1f} ms")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.search.timbre import TIMBRE_COLUMNS, TimbreFit, embed, fit_timbre, logdets, pack
 from fpcli.store import FingerprintStore, Record
+
+if TYPE_CHECKING:
+    from fpcli.search.proximity import Reference
 
 TEMPO_DIM = "tempo_bpm"
 TEMPO_CONFIDENCE_DIM = "rhythm_stability"
@@ -49,6 +53,7 @@ class Index:
     _content_words: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _content_folded: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _decoded_paths: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    _reference: Reference | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def dims(self) -> tuple[str, ...]:
@@ -158,7 +163,7 @@ class Index:
         self.low, self.high = fit_scaling(self.values)
         self.timbre_fit = fit_timbre(self.timbre_rows())
         self.changed_since_fit = 0
-        self._scaled = self._terms = self._embedded = None
+        self._scaled = self._terms = self._embedded = self._reference = None
 
 
 def prefilter_terms(scaled: np.ndarray, embedded: np.ndarray) -> np.ndarray:

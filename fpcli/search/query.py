@@ -17,6 +17,7 @@ from fpcli.files import atomic_text, printable_path
 from fpcli.params import AnalysisParams
 from fpcli.search.dupes import drop_duplicates
 from fpcli.search.index import KINDS, Index, row_of
+from fpcli.search.proximity import reference_of, use_reference
 from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, top_k
 from fpcli.search.saved import current_index
 from fpcli.search.timbre import pack
@@ -43,6 +44,7 @@ class Query:
     explain: bool
     exclude: str | None  # the query's digest (the query and its copies are not hits)
     drop_duplicates: bool = True
+    mutual_proximity: bool = True  # re-rank the nearest by mutual proximity (search.proximity)
 
     @property
     def timbre_weight(self) -> float:
@@ -114,7 +116,8 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
            params: AnalysisParams | None = None, group_weights: dict[str, float] | None = None,
            under: str | None = None, explain: bool = False, compute_missing: bool = False,
            include_duplicates: bool = False, seconds: float | None = None,
-           query: Record | None = None, compute: Compute | None = None) -> SearchResult:
+           query: Record | None = None, compute: Compute | None = None,
+           mutual_proximity: bool = True) -> SearchResult:
     """Find the k tracks of the store most similar to ``query_path``.
 
     fast: streaming fingerprints of cached tracks. accurate: k x 5 fast candidates
@@ -130,6 +133,9 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
 
     Missing batch fingerprints (accurate, batch with ``compute_missing``) are computed
     in parallel as ``compute`` says (default: one worker, no progress events).
+
+    The nearest hits are ranked by mutual proximity (``search.proximity``) unless
+    ``mutual_proximity`` is False (then by distance alone).
     """
     if strategy not in STRATEGIES:
         raise ParameterError(f"{strategy!r}: one of {', '.join(STRATEGIES)}", "strategy")
@@ -152,7 +158,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     elif strategy == "auto":
         strategy, reason = _choose(record)
     plan = Query(k, {**default_weights(), **(group_weights or {})}, under, explain,
-                 None if include_duplicates else record.digest, not include_duplicates)
+                 None if include_duplicates else record.digest, not include_duplicates, mutual_proximity)
     stats: dict[str, Any] = {"query_cached": cached, "query_seconds": record.streaming.seconds,
                              "query_complete": record.complete}
     if not record.complete:
@@ -211,7 +217,8 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
     wanted = query.k + DUPLICATE_SLACK if query.drop_duplicates else query.k
     hits = top_k(index, _query_row(record, index.kind), wanted, weights, exclude_content=query.exclude,
                  under=query.under, explain=query.explain,
-                 query_timbre=pack(record.timbre), timbre_weight=query.timbre_weight)
+                 query_timbre=pack(record.timbre), timbre_weight=query.timbre_weight,
+                 mutual=query.mutual_proximity)
     if not query.drop_duplicates:
         return hits
     found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
@@ -265,6 +272,7 @@ def _accurate(store: FingerprintStore, record: Record, query: Query, params: Ana
     sub = Index(index.kind, index.params_key, index.values[rows], index.keys[rows], index.stored_paths[rows],
                 index.contents[rows], index.low, index.high, timbre=index.timbre_rows()[rows],
                 timbre_fit=index.timbre_fit)
+    use_reference(sub, reference_of(index))  # mutual proximity against the whole library, not the candidates
     return _ranked(store, sub, record, query, stats)
 
 

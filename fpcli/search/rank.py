@@ -32,6 +32,7 @@ import numpy as np
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import DIM_BY_NAME, GROUPS
 from fpcli.search.index import Index, encode, feature_dims
+from fpcli.search.proximity import MP_ROWS, Reference, reference_of, scores
 from fpcli.search.threads import one_blas_thread
 from fpcli.search.timbre import TIMBRE_COLUMNS, embed, js_divergence
 
@@ -78,10 +79,14 @@ def parse_weights(text: str | None) -> dict[str, float]:
 
 @dataclasses.dataclass(frozen=True)
 class Hit:
+    """A search hit: its distance from the query and, when the hits were re-ranked by
+    it, their mutual proximity (``search.proximity``: 0 nearest, 1 farthest)."""
+
     path: str
     distance: float
     digest: str
     explain: tuple[dict[str, Any], ...] = ()
+    mutual_proximity: float | None = None
 
 
 def _columns(index: Index, weights: np.ndarray) -> np.ndarray:
@@ -144,14 +149,20 @@ def _query_embedding(index: Index, query_timbre: np.ndarray | None) -> np.ndarra
 def timbre_term(index: Index, query_timbre: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
     """(r,) exact timbre term t in [0, 1] of ``rows``: min(JS / js_scale, 1), with
     NULL_PENALTY^2 when exactly one side has no timbre and 0 when neither has."""
-    theirs = index.timbre_rows()[rows]
+    return timbre_terms(index, query_timbre, index.timbre_rows()[rows], index.timbre_logdets()[rows])
+
+
+def timbre_terms(index: Index, query_timbre: np.ndarray | None, theirs: np.ndarray,
+                 their_logdets: np.ndarray | None) -> np.ndarray:
+    """``timbre_term`` of packed timbres ``theirs`` (r, TIMBRE_COLUMNS) (NaN rows: none)
+    with their log-determinants (r,) when known."""
     mine_known = query_timbre is not None and not np.isnan(query_timbre).any()
     known = ~np.isnan(theirs).any(axis=1)
     penalty = NULL_PENALTY * NULL_PENALTY
     out = np.where(known == mine_known, 0.0, penalty)
     if mine_known and known.any() and index.timbre_fit is not None:
         assert query_timbre is not None
-        js = js_divergence(query_timbre, theirs[known], index.timbre_logdets()[rows][known])
+        js = js_divergence(query_timbre, theirs[known], None if their_logdets is None else their_logdets[known])
         out[known] = np.minimum(js / index.timbre_fit.js_scale, 1.0)
     return out
 
@@ -173,46 +184,94 @@ def distances(index: Index, query: np.ndarray, weights: np.ndarray, query_timbre
 
 def _named_squares(index: Index, query: np.ndarray, weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """(r, F) weighted squared differences per feature column (nulls as NULL_PENALTY)."""
-    q = _query_features(index, query)
-    x = index.normalised_rows(rows).astype(np.float64)
+    return _weighted_squares(index.normalised_rows(rows).astype(np.float64), _query_features(index, query),
+                             _columns(index, weights))
+
+
+def _weighted_squares(x: np.ndarray, q: np.ndarray, column_weights: np.ndarray) -> np.ndarray:
+    """w (x - q)^2 per feature column, broadcast over ``x`` and ``q`` (..., F): 0 where
+    both are null, NULL_PENALTY^2 (times w) where one is."""
     diff = x - q
     diff = np.where(np.isnan(diff), np.where(np.isnan(x) & np.isnan(q), 0.0, NULL_PENALTY), diff)
-    return _columns(index, weights) * diff * diff
+    return column_weights * diff * diff
+
+
+def pair_distances(index: Index, features: np.ndarray, timbres: np.ndarray | None, logdets: np.ndarray | None,
+                   reference: Reference, weights: np.ndarray, timbre_weight: float) -> np.ndarray:
+    """(r, R) exact distances between r tracks (search features (r, F), packed timbres
+    (r, TIMBRE_COLUMNS) or None for none, their log-determinants (r,) when known) and
+    the R reference rows, with per-dim ``weights`` (d,) and ``timbre_weight``."""
+    named = _weighted_squares(features[:, None, :], reference.features[None, :, :],
+                              _columns(index, weights)).sum(axis=2)
+    if timbre_weight > 0:
+        theirs = np.full((len(features), TIMBRE_COLUMNS), np.nan) if timbres is None else timbres
+        for j in range(len(reference.contents)):  # one divergence call per reference, over all r tracks
+            named[:, j] += timbre_weight * timbre_terms(index, reference.timbre[j], theirs, logdets)
+    return np.sqrt(np.maximum(named, 0.0))
+
+
+def _proximity(index: Index, query: np.ndarray, weights: np.ndarray, rows: np.ndarray, distance: np.ndarray,
+               query_timbre: np.ndarray | None, timbre_weight: float,
+               query_content: str | None) -> np.ndarray | None:
+    """(r,) mutual proximity (``search.proximity``) of ``rows`` at ``distance`` from the
+    query; None when the index has too few references."""
+    reference = reference_of(index)
+    known_timbre = None if query_timbre is None or np.isnan(query_timbre).any() else query_timbre[None, :]
+    mine = pair_distances(index, _query_features(index, query)[None, :], known_timbre, None, reference,
+                          weights, timbre_weight)[0]
+    mine[reference.contents == query_content] = np.nan
+    theirs = pair_distances(index, index.normalised_rows(rows).astype(np.float64), index.timbre_rows()[rows],
+                            index.timbre_logdets()[rows], reference, weights, timbre_weight)
+    theirs[index.contents[rows].astype(str)[:, None] == reference.contents[None, :]] = np.nan
+    return scores(distance, mine, theirs)
 
 
 def top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, *, exclude_content: str | None = None,
           under: str | None = None, explain: bool = False, query_timbre: np.ndarray | None = None,
-          timbre_weight: float = 0.0, candidates: int = PREFILTER_ROWS) -> list[Hit]:
+          timbre_weight: float = 0.0, candidates: int = PREFILTER_ROWS, mutual: bool = False) -> list[Hit]:
     """The k nearest rows, nearest first, ties by path: every row ranked by the
     prefilter, the best ``max(candidates, k)`` re-ranked exactly (all rows when the
-    timbre weighs nothing: the prefilter is then exact). Excluded rows get an
-    infinite distance rather than a copy of the matrix without them."""
+    timbre weighs nothing: the prefilter is then exact). With ``mutual``, the
+    max(MP_ROWS, k) nearest are then ranked by mutual proximity (``search.proximity``;
+    ties by distance, then path). Excluded rows get an infinite distance rather than
+    a copy of the matrix without them."""
     if len(index) == 0 or k <= 0:
         return []
     with one_blas_thread():
         return _top_k(index, query, k, weights, exclude_content, under, explain, query_timbre, timbre_weight,
-                      candidates)
+                      candidates, mutual)
 
 
 def _top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, exclude_content: str | None,
            under: str | None, explain: bool, query_timbre: np.ndarray | None, timbre_weight: float,
-           candidates: int) -> list[Hit]:
+           candidates: int, mutual: bool) -> list[Hit]:
     d = prefilter_distances(index, query, weights, query_timbre, timbre_weight)
     if exclude_content is not None:
         d[index.rows_with_content(exclude_content)] = np.inf
     if under is not None:
         prefix = os.path.join(os.path.realpath(under), "")
         d[~index.rows_under(prefix)] = np.inf
-    take = min(k if timbre_weight == 0 else max(candidates, k), len(d))
+    wanted = max(MP_ROWS, k) if mutual else k
+    take = min(wanted if timbre_weight == 0 else max(candidates, wanted), len(d))
     best = np.argpartition(d, take - 1)[:take] if take < len(d) else np.arange(len(d))
     best = best[np.isfinite(d[best])]
     exact = exact_distances(index, query, weights, best, query_timbre, timbre_weight) if timbre_weight > 0 \
         else np.sqrt(d[best])
     paths = index.path_strings(best)
-    order = _nearest_first(exact, paths, k)
+    order = _nearest_first(exact, paths, wanted)
+    proximity = _proximity(index, query, weights, best[order], exact[order], query_timbre, timbre_weight,
+                           exclude_content) if mutual and order else None
+    ranked: list[tuple[int, float | None]]
+    if proximity is not None:
+        by_proximity = sorted(range(len(order)), key=lambda j: (float(proximity[j]), float(exact[order[j]]),
+                                                                 paths[order[j]]))
+        ranked = [(order[j], float(proximity[j])) for j in by_proximity[:k]]
+    else:
+        ranked = [(j, None) for j in order[:k]]
     return [Hit(paths[j], float(exact[j]), str(index.contents[best[j]]),
-                explain_row(index, query, int(best[j]), weights, query_timbre, timbre_weight) if explain else ())
-            for j in order]
+                explain_row(index, query, int(best[j]), weights, query_timbre, timbre_weight) if explain else (),
+                mp)
+            for j, mp in ranked]
 
 
 def _nearest_first(distance: np.ndarray, paths: list[str], k: int) -> list[int]:
