@@ -13,7 +13,7 @@ from fpcli.dsp.timbre import N_MFCC, Timbre
 from fpcli.fingerprint import STREAMING_DIMS
 from fpcli.search import Index, dim_weights, load_index, save_index, top_k
 from fpcli.search.rank import NULL_PENALTY, _nearest_first, default_weights, exact_distances
-from fpcli.search.timbre import RIDGE, TIMBRE_COLUMNS, js_divergence, logdets, pack, spd_logdet
+from fpcli.search.timbre import RIDGE, TIMBRE_COLUMNS, js_divergence, js_divergence_pairs, logdets, pack, spd_logdet
 
 UPPER = np.triu_indices(N_MFCC)
 
@@ -54,6 +54,18 @@ def test_batched_divergence_equals_the_per_pair_formula(seed):
     np.testing.assert_allclose(js_divergence(query, rows), expected, rtol=0, atol=1e-9)
     np.testing.assert_allclose(js_divergence(query, rows, logdets(rows)), expected, rtol=0, atol=1e-9)
     assert js_divergence(query, rows)[7] == 0.0   # a track and its copy: exactly 0, not rounding noise
+
+
+def test_divergences_of_all_pairs_equal_one_query_at_a_time():
+    rng = np.random.default_rng(9)
+    a, b = _gaussians(7, rng), _gaussians(11, rng)
+    b[3] = a[2]                                            # a copy: exactly 0
+    got = js_divergence_pairs(a, b)
+    assert got.shape == (7, 11) and got[2, 3] == 0.0
+    for i in range(7):
+        np.testing.assert_allclose(got[i], js_divergence(a[i], b), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(js_divergence_pairs(a, b, logdets(a), logdets(b)), got, rtol=0, atol=1e-12)
+    assert js_divergence_pairs(a[:0], b).shape == (0, 11)
 
 
 def test_log_determinants_match_lapack_and_mark_rows_without_timbre():

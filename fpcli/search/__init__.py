@@ -1,5 +1,6 @@
 """Similarity search over the store: ``index`` (persisted, incrementally refreshed
-matrices), ``rank`` (distances, top-k, explanations), ``query`` (strategies)."""
+matrices), ``rank`` (distances, top-k, explanations), ``proximity`` (the nearest ranked
+by mutual proximity), ``query`` (strategies)."""
 
 from fpcli.errors import SearchError
 from fpcli.search.index import Index, build_index, refresh

@@ -34,7 +34,8 @@ from fpcli.fingerprint import DIM_BY_NAME, GROUPS
 from fpcli.search.index import Index, encode, feature_dims
 from fpcli.search.proximity import MP_ROWS, Reference, reference_of, scores
 from fpcli.search.threads import one_blas_thread
-from fpcli.search.timbre import TIMBRE_COLUMNS, embed, js_divergence
+from fpcli.search.timbre import TIMBRE_COLUMNS, embed, js_divergence, js_divergence_pairs
+from fpcli.search.timbre import logdets as _logdets_of  # the name ``logdets`` is a parameter here
 
 NULL_PENALTY = 0.5       # normalised difference charged when one side of a dim is null
 TIMBRE_WEIGHT = 2.0      # default weight of the timbre group (benchmarks/quality: best style and album ranks)
@@ -205,25 +206,42 @@ def pair_distances(index: Index, features: np.ndarray, timbres: np.ndarray | Non
                               _columns(index, weights)).sum(axis=2)
     if timbre_weight > 0:
         theirs = np.full((len(features), TIMBRE_COLUMNS), np.nan) if timbres is None else timbres
-        for j in range(len(reference.contents)):  # one divergence call per reference, over all r tracks
-            named[:, j] += timbre_weight * timbre_terms(index, reference.timbre[j], theirs, logdets)
+        named += timbre_weight * _timbre_term_pairs(index, theirs, logdets, reference)
     return np.sqrt(np.maximum(named, 0.0))
+
+
+def _timbre_term_pairs(index: Index, timbres: np.ndarray, logdets: np.ndarray | None,
+                       reference: Reference) -> np.ndarray:
+    """(r, R) ``timbre_term`` between r packed timbres (NaN rows: none) and the
+    references: the same null rules, the divergences of every pair in one call."""
+    known = ~np.isnan(timbres).any(axis=1)
+    known_reference = ~np.isnan(reference.timbre).any(axis=1)
+    out = np.where(known[:, None] == known_reference[None, :], 0.0, NULL_PENALTY * NULL_PENALTY)
+    if known.any() and known_reference.any() and index.timbre_fit is not None:
+        js = js_divergence_pairs(timbres[known], reference.timbre[known_reference],
+                                 None if logdets is None else logdets[known], reference.logdets[known_reference],
+                                 dtype=np.float32)  # these distances model a distribution: 1e-5 nats is plenty
+        out[np.ix_(known, known_reference)] = np.minimum(js / index.timbre_fit.js_scale, 1.0)
+    return out
 
 
 def _proximity(index: Index, query: np.ndarray, weights: np.ndarray, rows: np.ndarray, distance: np.ndarray,
                query_timbre: np.ndarray | None, timbre_weight: float,
                query_content: str | None) -> np.ndarray | None:
     """(r,) mutual proximity (``search.proximity``) of ``rows`` at ``distance`` from the
-    query; None when the index has too few references."""
+    query; None when the index has too few references. The query's and the rows'
+    distances to the references are computed together (one divergence call)."""
     reference = reference_of(index)
-    known_timbre = None if query_timbre is None or np.isnan(query_timbre).any() else query_timbre[None, :]
-    mine = pair_distances(index, _query_features(index, query)[None, :], known_timbre, None, reference,
-                          weights, timbre_weight)[0]
-    mine[reference.contents == query_content] = np.nan
-    theirs = pair_distances(index, index.normalised_rows(rows).astype(np.float64), index.timbre_rows()[rows],
-                            index.timbre_logdets()[rows], reference, weights, timbre_weight)
-    theirs[index.contents[rows].astype(str)[:, None] == reference.contents[None, :]] = np.nan
-    return scores(distance, mine, theirs)
+    mine = np.full((1, TIMBRE_COLUMNS), np.nan) if query_timbre is None else query_timbre.reshape(1, TIMBRE_COLUMNS)
+    features = np.concatenate([_query_features(index, query)[None, :],
+                               index.normalised_rows(rows).astype(np.float64)])
+    timbres = np.concatenate([mine.astype(np.float64), index.timbre_rows()[rows].astype(np.float64)])
+    with np.errstate(invalid="ignore"):  # a query without timbre: its log-determinant is NaN, unused
+        logdets = np.concatenate([_logdets_of(mine), index.timbre_logdets()[rows]])
+    both = pair_distances(index, features, timbres, logdets, reference, weights, timbre_weight)
+    contents = np.concatenate([[query_content], index.contents[rows].astype(str)])
+    both[contents[:, None] == reference.contents[None, :]] = np.nan   # never one's own reference
+    return scores(distance, both[0], both[1:])
 
 
 def top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, *, exclude_content: str | None = None,

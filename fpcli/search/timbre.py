@@ -89,6 +89,27 @@ def js_divergence(query: np.ndarray, rows: np.ndarray, row_logdets: np.ndarray |
     return np.maximum(js, 0.0)
 
 
+def js_divergence_pairs(a: np.ndarray, b: np.ndarray, a_logdets: np.ndarray | None = None,
+                        b_logdets: np.ndarray | None = None, dtype: type = np.float64) -> np.ndarray:
+    """(r, s) JS divergences (nats, >= 0) between every packed row of ``a`` (r,
+    TIMBRE_COLUMNS) and of ``b`` (s, TIMBRE_COLUMNS), with their ``logdets`` when the
+    caller has them: ``js_divergence`` for many queries at once, all r x s mixtures
+    factorised in one vectorised elimination (the cost of a handful of numpy calls,
+    not of r x s). Rows must have timbre (no NaN). ``dtype`` float32 factorises the
+    mixtures 2.6x faster, to about 1e-5 nats (enough to model a distance distribution,
+    not for the ranking itself)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    pa, pb = _rows_last(a).astype(dtype), _rows_last(b).astype(dtype)               # (104, r), (104, s)
+    dm = pa[:N_MFCC, :, None] - pb[:N_MFCC, None, :]                                 # (13, r, s)
+    mixture = (0.5 * (pa[N_MFCC:, :, None] + pb[N_MFCC:, None, :]) + _RIDGE_PACKED.astype(dtype)[:, None, None]
+               + 0.25 * dm[_UPPER[0]] * dm[_UPPER[1]])                              # (91, r, s) packed
+    mixed = spd_logdet(_square(mixture.reshape(len(_UPPER[0]), -1))).reshape(len(a), len(b))
+    a_logdets = logdets(a) if a_logdets is None else a_logdets
+    b_logdets = logdets(b) if b_logdets is None else b_logdets
+    return np.maximum(0.5 * (mixed - 0.5 * (a_logdets[:, None] + b_logdets[None, :])), 0.0)
+
+
 def _rows_last(rows: np.ndarray) -> np.ndarray:
     """(r, TIMBRE_COLUMNS) packed rows -> (TIMBRE_COLUMNS, r) float64, contiguous."""
     return np.ascontiguousarray(np.asarray(rows, dtype=np.float64).reshape(-1, TIMBRE_COLUMNS).T)
@@ -125,7 +146,7 @@ def spd_logdet(matrices: np.ndarray) -> np.ndarray:
     positive = np.ones(r, dtype=bool)
     # Scratch for each step's rank-one update, allocated once: a fresh (m, m, r)
     # temporary per step costs ~20 % more.
-    update = np.empty((n - 1) * (n - 1) * r)
+    update = np.empty((n - 1) * (n - 1) * r, dtype=a.dtype)
     for j in range(n):
         pivot = a[j, j].copy()
         positive &= pivot > 0
