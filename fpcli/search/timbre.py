@@ -100,7 +100,8 @@ def js_divergence_pairs(a: np.ndarray, b: np.ndarray, a_logdets: np.ndarray | No
     not for the ranking itself)."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
-    pa, pb = _rows_last(a).astype(dtype), _rows_last(b).astype(dtype)               # (104, r), (104, s)
+    pa: np.ndarray = _rows_last(a).astype(dtype)                                     # (104, r)
+    pb: np.ndarray = _rows_last(b).astype(dtype)                                     # (104, s)
     dm = pa[:N_MFCC, :, None] - pb[:N_MFCC, None, :]                                 # (13, r, s)
     mixture = (0.5 * (pa[N_MFCC:, :, None] + pb[N_MFCC:, None, :]) + _RIDGE_PACKED.astype(dtype)[:, None, None]
                + 0.25 * dm[_UPPER[0]] * dm[_UPPER[1]])                              # (91, r, s) packed
