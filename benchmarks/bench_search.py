@@ -237,7 +237,7 @@ def main() -> int:
         "Synthetic fingerprints are the real library's streaming values with 15 % multiplicative jitter and 2 % "
         "nulls, each with a timbre Gaussian jittered from one of 2,000 random timbres; queries use the default "
         "weights (every group 1, timbre 2): the prefilter (one matrix-vector product over the named features "
-        "and a 32-dim timbre embedding), the exact Jensen-Shannon re-rank of the best 1,000, then the 50 "
+        "and a 32-dim timbre embedding), the exact Jensen-Shannon re-rank of the best 1,000, then the 30 "
         "nearest ranked by mutual proximity against 32 reference rows, as `fpcli search` ranks (the warm-query "
         "rows; each query is also run by distance alone, right after, for the --no-mp rows). The prefilter's "
         "recall compares rankings by distance. "

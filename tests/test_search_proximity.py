@@ -72,7 +72,7 @@ def _permuted(index: Index, order: np.ndarray) -> Index:
 
 @pytest.mark.parametrize(("seed", "query"), [(6, 0), (7, 40)])
 def test_mutual_ranking_equals_the_formula_written_out(seed, query):
-    """The 50 nearest by exhaustive distance, each scored from its own and the query's
+    """The MP_ROWS nearest by exhaustive distance, each scored from its own and the query's
     distances to the references (one exact distance at a time), sorted by (MP,
     distance, path): what top_k(mutual=True) returns."""
     index = _index(240, seed)

@@ -47,7 +47,7 @@ def search(
         help="Keep other files of the query's recording, and second files of a hit's, among the hits.")] = False,
     mutual_proximity: Annotated[bool, typer.Option(
         "--mp/--no-mp",
-        help="Rank the 50 nearest by mutual proximity: how likely each is to be the other's near neighbour "
+        help="Rank the 30 nearest by mutual proximity: how likely each is to be the other's near neighbour "
              "(tracks near everything stop crowding every list). --no-mp: by distance alone.")] = True,
     seconds: Annotated[float | None, typer.Option(
         "--seconds", min=0.5, show_default=False, callback=finite,

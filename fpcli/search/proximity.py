@@ -28,7 +28,7 @@ import numpy as np
 
 from fpcli.search.index import Index
 
-MP_ROWS = 50             # nearest rows (by distance) re-ranked by mutual proximity
+MP_ROWS = 30             # nearest rows (by distance) re-ranked by mutual proximity
 REFERENCE_ROWS = 32      # rows whose distances model a track's distance distribution
 MIN_REFERENCE = 8        # fewer usable references than this: no re-rank (too few to model)
 
