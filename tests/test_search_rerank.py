@@ -13,7 +13,16 @@ from fpcli.dsp.timbre import N_MFCC, Timbre
 from fpcli.fingerprint import STREAMING_DIMS
 from fpcli.search import Index, dim_weights, load_index, save_index, top_k
 from fpcli.search.rank import NULL_PENALTY, _nearest_first, default_weights, exact_distances
-from fpcli.search.timbre import RIDGE, TIMBRE_COLUMNS, js_divergence, js_divergence_pairs, logdets, pack, spd_logdet
+from fpcli.search.timbre import (
+    RIDGE,
+    TIMBRE_COLUMNS,
+    js_divergence,
+    js_divergence_paired,
+    js_divergence_pairs,
+    logdets,
+    pack,
+    spd_logdet,
+)
 
 UPPER = np.triu_indices(N_MFCC)
 
@@ -66,6 +75,9 @@ def test_divergences_of_all_pairs_equal_one_query_at_a_time():
         np.testing.assert_allclose(got[i], js_divergence(a[i], b), rtol=0, atol=1e-9)
     np.testing.assert_allclose(js_divergence_pairs(a, b, logdets(a), logdets(b)), got, rtol=0, atol=1e-12)
     assert js_divergence_pairs(a[:0], b).shape == (0, 11)
+    paired = js_divergence_paired(a, b[:7])          # row i with row i (the fit's random pairs)
+    assert paired.shape == (7,)
+    np.testing.assert_array_equal(paired, [js_divergence(a[i], b[i:i + 1])[0] for i in range(7)])
 
 
 def test_log_determinants_match_lapack_and_mark_rows_without_timbre():
