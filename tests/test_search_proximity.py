@@ -150,3 +150,19 @@ def test_cli_shows_mutual_proximity_and_no_mp_ranks_by_distance(tmp_path):
     rows = [line.split("\t") for line in table.stdout.splitlines()]
     assert [row[2] for row in rows] == [h["path"] for h in ranked_hits]          # the path stays field 3
     assert [float(row[-1]) for row in rows] == pytest.approx(proximity, abs=1e-3)  # MP last
+
+
+def test_a_huge_k_scores_at_most_mp_limit_rows_and_ranks_the_rest_by_distance(monkeypatch):
+    import fpcli.search.rank as rank
+
+    monkeypatch.setattr(rank, "MP_LIMIT", 40)
+    index = _index(240, 10)
+    weights = dim_weights(index.dims, default_weights(), index.low, index.high)
+    hits = top_k(index, index.values[0], 100, weights, exclude_content=index.contents[0],
+                 query_timbre=index.timbre_rows()[0], timbre_weight=2.0, mutual=True)
+    plain = top_k(index, index.values[0], 100, weights, exclude_content=index.contents[0],
+                  query_timbre=index.timbre_rows()[0], timbre_weight=2.0)
+    assert len(hits) == 100 and all(h.mutual_proximity is not None for h in hits[:40])
+    assert all(h.mutual_proximity is None for h in hits[40:])
+    assert {h.path for h in hits[:40]} == {h.path for h in plain[:40]}   # the 40 nearest, re-ranked
+    assert [h.path for h in hits[40:]] == [h.path for h in plain[40:]]   # then by distance

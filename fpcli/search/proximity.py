@@ -31,6 +31,7 @@ from fpcli.search.index import Index
 MP_ROWS = 30             # nearest rows (by distance) re-ranked by mutual proximity
 REFERENCE_ROWS = 32      # rows whose distances model a track's distance distribution
 MIN_REFERENCE = 8        # fewer usable references than this: no re-rank (too few to model)
+MP_LIMIT = 1000          # at most this many rows scored, whatever k (bounded memory and time); the rest by distance
 
 
 @dataclasses.dataclass(frozen=True)

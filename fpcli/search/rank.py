@@ -32,7 +32,7 @@ import numpy as np
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import DIM_BY_NAME, GROUPS
 from fpcli.search.index import Index, encode, feature_dims
-from fpcli.search.proximity import MP_ROWS, Reference, reference_of, scores
+from fpcli.search.proximity import MP_LIMIT, MP_ROWS, Reference, reference_of, scores
 from fpcli.search.threads import one_blas_thread
 from fpcli.search.timbre import TIMBRE_COLUMNS, embed, js_divergence, js_divergence_pairs
 from fpcli.search.timbre import logdets as _logdets_of  # the name ``logdets`` is a parameter here
@@ -150,20 +150,14 @@ def _query_embedding(index: Index, query_timbre: np.ndarray | None) -> np.ndarra
 def timbre_term(index: Index, query_timbre: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
     """(r,) exact timbre term t in [0, 1] of ``rows``: min(JS / js_scale, 1), with
     NULL_PENALTY^2 when exactly one side has no timbre and 0 when neither has."""
-    return timbre_terms(index, query_timbre, index.timbre_rows()[rows], index.timbre_logdets()[rows])
-
-
-def timbre_terms(index: Index, query_timbre: np.ndarray | None, theirs: np.ndarray,
-                 their_logdets: np.ndarray | None) -> np.ndarray:
-    """``timbre_term`` of packed timbres ``theirs`` (r, TIMBRE_COLUMNS) (NaN rows: none)
-    with their log-determinants (r,) when known."""
+    theirs = index.timbre_rows()[rows]
     mine_known = query_timbre is not None and not np.isnan(query_timbre).any()
     known = ~np.isnan(theirs).any(axis=1)
     penalty = NULL_PENALTY * NULL_PENALTY
     out = np.where(known == mine_known, 0.0, penalty)
     if mine_known and known.any() and index.timbre_fit is not None:
         assert query_timbre is not None
-        js = js_divergence(query_timbre, theirs[known], None if their_logdets is None else their_logdets[known])
+        js = js_divergence(query_timbre, theirs[known], index.timbre_logdets()[rows][known])
         out[known] = np.minimum(js / index.timbre_fit.js_scale, 1.0)
     return out
 
@@ -199,9 +193,11 @@ def _weighted_squares(x: np.ndarray, q: np.ndarray, column_weights: np.ndarray) 
 
 def pair_distances(index: Index, features: np.ndarray, timbres: np.ndarray | None, logdets: np.ndarray | None,
                    reference: Reference, weights: np.ndarray, timbre_weight: float) -> np.ndarray:
-    """(r, R) exact distances between r tracks (search features (r, F), packed timbres
-    (r, TIMBRE_COLUMNS) or None for none, their log-determinants (r,) when known) and
-    the R reference rows, with per-dim ``weights`` (d,) and ``timbre_weight``."""
+    """(r, R) distances between r tracks (search features (r, F), packed timbres (r,
+    TIMBRE_COLUMNS) or None for none, their log-determinants (r,) when known) and the R
+    reference rows, with per-dim ``weights`` (d,) and ``timbre_weight``: the exact
+    distance, except that the divergences are factorised in float32 (~1e-5 nats),
+    enough for the distance distributions mutual proximity models."""
     named = _weighted_squares(features[:, None, :], reference.features[None, :, :],
                               _columns(index, weights)).sum(axis=2)
     if timbre_weight > 0:
@@ -213,7 +209,8 @@ def pair_distances(index: Index, features: np.ndarray, timbres: np.ndarray | Non
 def _timbre_term_pairs(index: Index, timbres: np.ndarray, logdets: np.ndarray | None,
                        reference: Reference) -> np.ndarray:
     """(r, R) ``timbre_term`` between r packed timbres (NaN rows: none) and the
-    references: the same null rules, the divergences of every pair in one call."""
+    references: the same null rules, the divergences of every pair in one call
+    (float32)."""
     known = ~np.isnan(timbres).any(axis=1)
     known_reference = ~np.isnan(reference.timbre).any(axis=1)
     out = np.where(known[:, None] == known_reference[None, :], 0.0, NULL_PENALTY * NULL_PENALTY)
@@ -236,8 +233,7 @@ def _proximity(index: Index, query: np.ndarray, weights: np.ndarray, rows: np.nd
     features = np.concatenate([_query_features(index, query)[None, :],
                                index.normalised_rows(rows).astype(np.float64)])
     timbres = np.concatenate([mine.astype(np.float64), index.timbre_rows()[rows].astype(np.float64)])
-    with np.errstate(invalid="ignore"):  # a query without timbre: its log-determinant is NaN, unused
-        logdets = np.concatenate([_logdets_of(mine), index.timbre_logdets()[rows]])
+    logdets = np.concatenate([_logdets_of(mine), index.timbre_logdets()[rows]])  # NaN: no timbre
     both = pair_distances(index, features, timbres, logdets, reference, weights, timbre_weight)
     contents = np.concatenate([[query_content], index.contents[rows].astype(str)])
     both[contents[:, None] == reference.contents[None, :]] = np.nan   # never one's own reference
@@ -250,9 +246,10 @@ def top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, *, exclu
     """The k nearest rows, nearest first, ties by path: every row ranked by the
     prefilter, the best ``max(candidates, k)`` re-ranked exactly (all rows when the
     timbre weighs nothing: the prefilter is then exact). With ``mutual``, the
-    max(MP_ROWS, k) nearest are then ranked by mutual proximity (``search.proximity``;
-    ties by distance, then path). Excluded rows get an infinite distance rather than
-    a copy of the matrix without them."""
+    max(MP_ROWS, k) nearest (at most MP_LIMIT; any further hits follow by distance)
+    are then ranked by mutual proximity (``search.proximity``; ties by distance, then
+    path). Excluded rows get an infinite distance rather than a copy of the matrix
+    without them."""
     if len(index) == 0 or k <= 0:
         return []
     with one_blas_thread():
@@ -277,15 +274,15 @@ def _top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, exclude
         else np.sqrt(d[best])
     paths = index.path_strings(best)
     order = _nearest_first(exact, paths, wanted)
-    proximity = _proximity(index, query, weights, best[order], exact[order], query_timbre, timbre_weight,
-                           exclude_content) if mutual and order else None
-    ranked: list[tuple[int, float | None]]
+    scored = order[:MP_LIMIT]   # a huge k: the rest follow by distance (memory stays bounded)
+    proximity = _proximity(index, query, weights, best[scored], exact[scored], query_timbre, timbre_weight,
+                           exclude_content) if mutual and scored else None
+    ranked: list[tuple[int, float | None]] = [(j, None) for j in order]
     if proximity is not None:
-        by_proximity = sorted(range(len(order)), key=lambda j: (float(proximity[j]), float(exact[order[j]]),
-                                                                 paths[order[j]]))
-        ranked = [(order[j], float(proximity[j])) for j in by_proximity[:k]]
-    else:
-        ranked = [(j, None) for j in order[:k]]
+        by_proximity = sorted(range(len(scored)), key=lambda j: (float(proximity[j]), float(exact[scored[j]]),
+                                                                  paths[scored[j]]))
+        ranked = [(scored[j], float(proximity[j])) for j in by_proximity] + ranked[len(scored):]
+    ranked = ranked[:k]
     return [Hit(paths[j], float(exact[j]), str(index.contents[best[j]]),
                 explain_row(index, query, int(best[j]), weights, query_timbre, timbre_weight) if explain else (),
                 mp)
