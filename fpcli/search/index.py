@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,13 +19,22 @@ from fpcli.params import FINGERPRINT_VERSION
 from fpcli.search.timbre import TIMBRE_COLUMNS, TimbreFit, embed, fit_timbre, logdets, pack
 from fpcli.store import FingerprintStore, Record
 
-if TYPE_CHECKING:
-    from fpcli.search.proximity import Reference
-
 TEMPO_DIM = "tempo_bpm"
 TEMPO_CONFIDENCE_DIM = "rhythm_stability"
 KINDS = {"streaming": STREAMING_DIMS, "batch": BATCH_DIMS}
 REFIT_SHARE = 0.1        # refit the scaling when this share of rows changed since the last fit
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """The reference rows of an index (``search.proximity``): search features (R, F) as
+    ``Index.normalised``, packed timbre (R, TIMBRE_COLUMNS), their log-determinants (R,)
+    and content digests (R,) (a row is never its own reference)."""
+
+    features: np.ndarray
+    timbre: np.ndarray
+    logdets: np.ndarray
+    contents: np.ndarray
 
 
 @dataclasses.dataclass

@@ -21,29 +21,16 @@ same weights as its own: any ``--weights`` gives a consistent ranking.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 
-from fpcli.search.index import Index
+from fpcli.search.index import Index, Reference
 
 MP_ROWS = 30             # nearest rows (by distance) re-ranked by mutual proximity
 REFERENCE_ROWS = 32      # rows whose distances model a track's distance distribution
 MIN_REFERENCE = 8        # fewer usable references than this: no re-rank (too few to model)
 MP_LIMIT = 1000          # at most this many rows scored, whatever k (bounded memory and time); the rest by distance
-
-
-@dataclasses.dataclass(frozen=True)
-class Reference:
-    """The reference rows of an index: search features (R, F) as ``Index.normalised``,
-    packed timbre (R, TIMBRE_COLUMNS), their log-determinants (R,) and content digests
-    (R,) (a row is never its own reference)."""
-
-    features: np.ndarray
-    timbre: np.ndarray
-    logdets: np.ndarray
-    contents: np.ndarray
 
 
 def reference_of(index: Index) -> Reference:

@@ -31,8 +31,8 @@ import numpy as np
 
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import DIM_BY_NAME, GROUPS
-from fpcli.search.index import Index, encode, feature_dims
-from fpcli.search.proximity import MP_LIMIT, MP_ROWS, Reference, reference_of, scores
+from fpcli.search.index import Index, Reference, encode, feature_dims
+from fpcli.search.proximity import MP_LIMIT, MP_ROWS, reference_of, scores
 from fpcli.search.threads import one_blas_thread
 from fpcli.search.timbre import TIMBRE_COLUMNS, embed, js_divergence, js_divergence_pairs
 from fpcli.search.timbre import logdets as _logdets_of  # the name ``logdets`` is a parameter here
