@@ -459,9 +459,7 @@ def evaluate(corpus: Path, workers: int, recompute: bool) -> dict[str, Any]:
         results["labels"][label] = table
     results["duplicates"] = {name: duplicate_recall(m, entries) for name, m in systems.items()}
     results["dupe_key"] = dupe_key_results(corpus, entries, feats)
-    results["timbre_weight"] = {w: {label: retrieval(fpcli_v2_distances(
-        [f["streaming"] for f in feats], [f["timbre"]["streaming"] for f in feats], STREAMING_DIMS,
-        {"timbre": w}), entries, label, kind)["p@5"] for label, kind in LABELS.items()} for w in (1.0, 2.0, 4.0, 8.0)}
+    results["timbre_weight"] = timbre_weights(entries, feats)
     results["tempo"] = tempo_results(entries, feats)
     results["ablations"] = ablations(feats, entries)
     results["analysis"] = {"seconds_this_run": round(analysis_s, 1),
@@ -469,6 +467,16 @@ def evaluate(corpus: Path, workers: int, recompute: bool) -> dict[str, Any]:
                                                      for k in feats[0]["seconds"]},
                            "librosa": feats[0]["librosa_tempo"] is not None}
     return results
+
+
+def timbre_weights(entries: list[dict[str, Any]], feats: list[dict[str, Any]],
+                   weights: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 8.0)) -> dict[str, dict[str, Any]]:
+    """precision@5 and 1-NN per label of the fast and batch searches (mutual proximity,
+    as ``fpcli search`` ranks) at each timbre weight: {strategy: {weight: {label: ...}}}."""
+    kinds = {"fast": ("streaming", STREAMING_DIMS), "batch": ("batch", BATCH_DIMS)}
+    return {strategy: {str(w): {label: retrieval(fpcli_v2_distances(
+        [f[kind] for f in feats], [f["timbre"][kind] for f in feats], dims, {"timbre": w}), entries, label, where)
+        for label, where in LABELS.items()} for w in weights} for strategy, (kind, dims) in kinds.items()}
 
 
 def tempo_results(entries: list[dict[str, Any]], feats: list[dict[str, Any]]) -> dict[str, Any]:
@@ -525,9 +533,11 @@ def render(results: dict[str, Any], command: str, entries: list[dict[str, Any]])
                         "pairs of different clips checked", "Blupi OGG vs MIDI render matched"],
                        [[key["recall"]["mp3"], key["recall"]["22.05 kHz"], key["false_matches"],
                          key["pairs_checked"], key["same_piece_renders_matched"]]]), "",
-              "## fpcli v2 fast: timbre weight (precision@5)", "",
-              md_table(["timbre weight", *LABELS], [[w, *v.values()] for w, v in results["timbre_weight"].items()]),
-              ""]
+              "## Timbre weight: precision@5 / 1-NN accuracy (default 2)", ""]
+    for strategy, table in results["timbre_weight"].items():
+        parts += [f"{strategy}:", "", md_table(["timbre weight", *LABELS], [
+            [w, *(f"{v[label]['p@5']:.3f} / {v[label]['1nn']:.3f}" for label in LABELS)] for w, v in table.items()]),
+            ""]
     parts += ["## Tempo", "", f"Exact: within {TEMPO_TOLERANCE:.0%} of the nominal beat (the dotted quarter in 6/8). "
               "Octave/metrical: exact or x2, x1/2, x3/2, x2/3 within the same tolerance. "
               "The relation columns count every estimate by its relation to the nominal tempo.", ""]
