@@ -150,6 +150,8 @@ def test_cli_shows_mutual_proximity_and_no_mp_ranks_by_distance(tmp_path):
     rows = [line.split("\t") for line in table.stdout.splitlines()]
     assert [row[2] for row in rows] == [h["path"] for h in ranked_hits]          # the path stays field 3
     assert [float(row[-1]) for row in rows] == pytest.approx(proximity, abs=1e-3)  # MP last
+    assert "ranked by mutual proximity" in table.stderr
+    assert json.loads(plain.stdout)["stats"]["ranking"] == "distance (mutual proximity off)"
 
 
 def test_a_huge_k_scores_at_most_mp_limit_rows_and_ranks_the_rest_by_distance(monkeypatch):

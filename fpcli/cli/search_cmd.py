@@ -160,7 +160,8 @@ def render_search(result: SearchResult, explain: bool) -> None:
              columns, rows, {"#": "right", "distance": "right", "MP": "right"})
     stats = result.stats
     note("", f"strategy {result.strategy} ({result.reason}); index {stats.get('index', '—')}, "
-             f"{stats.get('rows', '—')} tracks; cache hits {stats['cache_hits']}; {1000 * stats['seconds']:.1f} ms")
+             f"{stats.get('rows', '—')} tracks; ranked by {stats.get('ranking', 'distance')}; "
+             f"cache hits {stats['cache_hits']}; {1000 * stats['seconds']:.1f} ms")
     if not stats.get("query_complete", True):
         recall = stats.get("expected_recall")
         reliability = "" if recall is None else f"; expected recall@10 {recall:.2f}"

@@ -172,8 +172,18 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
         hits = _batch(store, record, plan, params, compute if compute_missing else None, stats, skipped)
     store.flush_stats()
     stats["cache_hits"] = store.backend.counter("hits") - hits_before
+    stats["ranking"] = _ranking(hits, mutual_proximity)
     stats["seconds"] = time.perf_counter() - started
     return SearchResult(query_path, strategy, reason, hits, stats, skipped)
+
+
+def _ranking(hits: list[Hit], mutual_proximity: bool) -> str:
+    """How the hits were ordered, in words (the result says it)."""
+    if any(hit.mutual_proximity is not None for hit in hits):
+        return "mutual proximity"
+    if not mutual_proximity:
+        return "distance (mutual proximity off)"
+    return "distance (too few tracks to model mutual proximity)" if hits else "distance"
 
 
 def _choose(record: Record) -> tuple[str, str]:
