@@ -131,6 +131,10 @@ def test_parse_weights():
     assert parse_weights("timbre=4")["timbre"] == 4.0
     with pytest.raises(ParameterError, match="not a group"):
         parse_weights("tempo=2")
+    assert parse_weights("temporal=1000")["temporal"] == 1000.0
+    for hostile in ("timbre=1e308", "stereo=inf", "stereo=nan", "stereo=-1"):
+        with pytest.raises(ParameterError, match="from 0 to 1000"):
+            parse_weights(hostile)
 
 
 @pytest.fixture

@@ -168,3 +168,24 @@ def test_a_huge_k_scores_at_most_mp_limit_rows_and_ranks_the_rest_by_distance(mo
     assert all(h.mutual_proximity is None for h in hits[40:])
     assert {h.path for h in hits[:40]} == {h.path for h in plain[:40]}   # the 40 nearest, re-ranked
     assert [h.path for h in hits[40:]] == [h.path for h in plain[40:]]   # then by distance
+
+
+def test_the_largest_weights_still_rank_every_row_without_overflow():
+    """Every group and the timbre at MAX_WEIGHT: the prefilter's float32 terms stay
+    finite, so the hits are the ones a weight of 1 everywhere gives (only ratios rank)."""
+    import warnings
+
+    from fpcli.search.rank import MAX_WEIGHT, parse_weights
+
+    index = _index(240, 12)
+    groups = parse_weights(",".join(f"{g}={MAX_WEIGHT:g}" for g in default_weights()))
+    weights = dim_weights(index.dims, groups, index.low, index.high)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hits = top_k(index, index.values[3], 10, weights, exclude_content=index.contents[3],
+                     query_timbre=index.timbre_rows()[3], timbre_weight=MAX_WEIGHT, mutual=True)
+    ones = dim_weights(index.dims, dict.fromkeys(default_weights(), 1.0), index.low, index.high)
+    plain = top_k(index, index.values[3], 10, ones, exclude_content=index.contents[3],
+                  query_timbre=index.timbre_rows()[3], timbre_weight=1.0, mutual=True)
+    assert len(hits) == 10 and all(math.isfinite(h.distance) for h in hits)
+    assert [h.path for h in hits] == [h.path for h in plain]

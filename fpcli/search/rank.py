@@ -41,6 +41,7 @@ NULL_PENALTY = 0.5       # normalised difference charged when one side of a dim 
 TIMBRE_WEIGHT = 2.0      # default weight of the timbre group (benchmarks/quality: best style and album ranks)
 WEIGHT_GROUPS = (*GROUPS, "timbre")
 PREFILTER_ROWS = 1000    # rows re-ranked exactly (benchmarks/search.md: recall and latency of this prefilter)
+MAX_WEIGHT = 1000.0      # largest group weight: far beyond any use, far below float32 overflow of the prefilter
 
 
 def default_weights() -> dict[str, float]:
@@ -71,8 +72,9 @@ def parse_weights(text: str | None) -> dict[str, float]:
             weights[group] = float(value)
         except ValueError:
             raise ParameterError(f"{item!r}: {value!r} is not a number", "weights") from None
-        if not 0 <= weights[group] < math.inf:
-            raise ParameterError(f"{item!r}: must be a finite number >= 0", "weights")
+        if not 0 <= weights[group] <= MAX_WEIGHT:
+            raise ParameterError(f"{item!r}: must be a number from 0 to {MAX_WEIGHT:g} (weights are relative: "
+                                 f"the defaults are 1, timbre {TIMBRE_WEIGHT:g})", "weights")
     if not any(weights.values()):
         raise ParameterError("at least one group must weigh more than 0 (else every distance is 0)", "weights")
     return weights
