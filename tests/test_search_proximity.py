@@ -189,3 +189,20 @@ def test_the_largest_weights_still_rank_every_row_without_overflow():
                   query_timbre=index.timbre_rows()[3], timbre_weight=1.0, mutual=True)
     assert len(hits) == 10 and all(math.isfinite(h.distance) for h in hits)
     assert [h.path for h in hits] == [h.path for h in plain]
+
+
+def test_a_query_kept_among_its_hits_is_still_not_its_own_reference():
+    """--include-duplicates keeps the query's own row (no exclusion): it is hit 1 at
+    distance 0, and every other hit's mutual proximity is the one it has when the
+    query is excluded (the query is never among its own references)."""
+    index = _index(240, 13)
+    weights = dim_weights(index.dims, default_weights(), index.low, index.high)
+    q = int(np.flatnonzero(index.contents == reference_of(index).contents[0])[0])   # a reference itself
+    common = dict(query_timbre=index.timbre_rows()[q], timbre_weight=2.0, mutual=True)
+    kept = top_k(index, index.values[q], 6, weights, query_content=index.contents[q], **common)
+    excluded = top_k(index, index.values[q], 5, weights, exclude_content=index.contents[q], **common)
+    assert kept[0].path == index.paths[q] and kept[0].distance == 0.0
+    score = {h.path: h.mutual_proximity for h in excluded}
+    assert [h.path for h in kept[1:]] == [h.path for h in excluded]
+    for hit in kept[1:]:
+        assert hit.mutual_proximity == pytest.approx(score[hit.path], abs=1e-12)

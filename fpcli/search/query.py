@@ -228,7 +228,7 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
     hits = top_k(index, _query_row(record, index.kind), wanted, weights, exclude_content=query.exclude,
                  under=query.under, explain=query.explain,
                  query_timbre=pack(record.timbre), timbre_weight=query.timbre_weight,
-                 mutual=query.mutual_proximity)
+                 mutual=query.mutual_proximity, query_content=record.digest)
     if not query.drop_duplicates:
         return hits
     found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]

@@ -244,24 +244,26 @@ def _proximity(index: Index, query: np.ndarray, weights: np.ndarray, rows: np.nd
 
 def top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, *, exclude_content: str | None = None,
           under: str | None = None, explain: bool = False, query_timbre: np.ndarray | None = None,
-          timbre_weight: float = 0.0, candidates: int = PREFILTER_ROWS, mutual: bool = False) -> list[Hit]:
+          timbre_weight: float = 0.0, candidates: int = PREFILTER_ROWS, mutual: bool = False,
+          query_content: str | None = None) -> list[Hit]:
     """The k nearest rows, nearest first, ties by path: every row ranked by the
     prefilter, the best ``max(candidates, k)`` re-ranked exactly (all rows when the
     timbre weighs nothing: the prefilter is then exact). With ``mutual``, the
     max(MP_ROWS, k) nearest (at most MP_LIMIT; any further hits follow by distance)
     are then ranked by mutual proximity (``search.proximity``; ties by distance, then
-    path). Excluded rows get an infinite distance rather than a copy of the matrix
-    without them."""
+    path; ``query_content``, default ``exclude_content``, is the query's digest: its
+    row, when indexed, is never one of the query's references). Excluded rows get an
+    infinite distance rather than a copy of the matrix without them."""
     if len(index) == 0 or k <= 0:
         return []
     with one_blas_thread():
         return _top_k(index, query, k, weights, exclude_content, under, explain, query_timbre, timbre_weight,
-                      candidates, mutual)
+                      candidates, mutual, query_content or exclude_content)
 
 
 def _top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, exclude_content: str | None,
            under: str | None, explain: bool, query_timbre: np.ndarray | None, timbre_weight: float,
-           candidates: int, mutual: bool) -> list[Hit]:
+           candidates: int, mutual: bool, query_content: str | None) -> list[Hit]:
     d = prefilter_distances(index, query, weights, query_timbre, timbre_weight)
     if exclude_content is not None:
         d[index.rows_with_content(exclude_content)] = np.inf
@@ -278,7 +280,7 @@ def _top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, exclude
     order = _nearest_first(exact, paths, wanted)
     scored = order[:MP_LIMIT]   # a huge k: the rest follow by distance (memory stays bounded)
     proximity = _proximity(index, query, weights, best[scored], exact[scored], query_timbre, timbre_weight,
-                           exclude_content) if mutual and scored else None
+                           query_content) if mutual and scored else None
     ranked: list[tuple[int, float | None]] = [(j, None) for j in order]
     if proximity is not None:
         by_proximity = sorted(range(len(scored)), key=lambda j: (float(proximity[j]), float(exact[scored[j]]),
