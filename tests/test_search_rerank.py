@@ -74,6 +74,7 @@ def test_divergences_of_all_pairs_equal_one_query_at_a_time():
     for i in range(7):
         np.testing.assert_allclose(got[i], js_divergence(a[i], b), rtol=0, atol=1e-9)
     np.testing.assert_allclose(js_divergence_pairs(a, b, logdets(a), logdets(b)), got, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(js_divergence_pairs(a, b, dtype=np.float32), got, rtol=0, atol=1e-4)
     assert js_divergence_pairs(a[:0], b).shape == (0, 11)
     paired = js_divergence_paired(a, b[:7])          # row i with row i (the fit's random pairs)
     assert paired.shape == (7,)
