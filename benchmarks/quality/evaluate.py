@@ -339,6 +339,21 @@ def _duplicates(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a.get("dup_group") is not None and a.get("dup_group") == b.get("dup_group")
 
 
+def hubness(dist: np.ndarray, k: int = K) -> dict[str, float]:
+    """How evenly a system spreads its top-k lists over the whole corpus: N_k(x) = the
+    number of other clips whose k nearest include x (mean k). A hub has a large N_k, an
+    orphan N_k = 0; the skewness of N_k is the usual hubness measure (0: symmetric)."""
+    n = len(dist)
+    counts = np.zeros(n)
+    tiebreak = np.random.default_rng(0).permutation(n)
+    for q in range(n):
+        order = sorted((i for i in range(n) if i != q), key=lambda i: (dist[q, i], tiebreak[i]))
+        counts[order[:k]] += 1
+    spread = counts.std()
+    skew = float(((counts - counts.mean()) ** 3).mean() / spread ** 3) if spread > 0 else 0.0
+    return {"skewness": skew, "max": float(counts.max()), "orphans": float(np.mean(counts == 0))}
+
+
 def duplicate_recall(dist: np.ndarray, entries: list[dict[str, Any]]) -> dict[str, float]:
     """Share of duplicate pairs that are mutual nearest neighbours (and that are 1-NN from at least one side)."""
     d = dist + np.diag(np.full(len(dist), np.inf))
@@ -458,6 +473,7 @@ def evaluate(corpus: Path, workers: int, recompute: bool) -> dict[str, Any]:
         table["oracle (best reachable)"] = expected_random(entries, label, kind, oracle=True)
         results["labels"][label] = table
     results["duplicates"] = {name: duplicate_recall(m, entries) for name, m in systems.items()}
+    results["hubness"] = {name: hubness(m) for name, m in systems.items()}
     results["dupe_key"] = dupe_key_results(corpus, entries, feats)
     results["timbre_weight"] = timbre_weights(entries, feats)
     results["tempo"] = tempo_results(entries, feats)
@@ -520,6 +536,11 @@ def render(results: dict[str, Any], command: str, entries: list[dict[str, Any]])
         parts += [f"## {names[label]}: {n} queries", "",
                   md_table(["system", "precision@5", "1-NN accuracy"],
                            [[s, v["p@5"], v["1nn"]] for s, v in table.items()]), ""]
+    parts += [f"## Hubness: top-{K} lists over the whole corpus ({len(entries)} clips)", "",
+              f"N_{K}(x): how many other clips have x among their {K} nearest (mean {K}). Hubs crowd many "
+              "lists, orphans none: a lower skewness and maximum and fewer orphans spread the lists more evenly.",
+              "", md_table(["system", f"skewness of N_{K}", f"largest N_{K}", "orphans (share)"],
+                           [[s, v["skewness"], v["max"], v["orphans"]] for s, v in results["hubness"].items()]), ""]
     dup = results["duplicates"]
     pairs = next(iter(dup.values()))["pairs"]
     parts += [f"## Duplicates: {pairs} same-piece pairs (Planet Blupi OGG vs FluidSynth MIDI render), whole corpus", "",
