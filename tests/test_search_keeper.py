@@ -124,3 +124,24 @@ def test_cache_import_says_it_saved_the_index(template, tmp_path):
     again = CliRunner().invoke(app, ["--store", str(tmp_path / "other"), "cache", "import", str(path), "--no-index"])
     assert again.exit_code == 0 and "search index" not in again.output
     assert not (tmp_path / "other" / "index").exists()
+
+
+def test_odd_paths_and_a_path_longer_than_any_other_survive_the_kept_index(location, template, tmp_path):
+    """The rows' paths are kept as UTF-8 bytes (surrogateescape) during the import: a
+    name that is not UTF-8, one with a newline, one outside the BMP and a long one
+    come back as a build reads them."""
+    odd = ["/m/caf\u00e9 \u2603 \U0001f600.flac", "/m/\udcff\udcfe.flac", "/m/line\nbreak.flac",
+           "/m/" + "long name " * 60 + ".flac"]
+    path = tmp_path / "odd.jsonl"
+    with open(path, "w") as fh:
+        fh.write(json.dumps({"type": "fpcli-store-export", "version": 2}) + "\n")
+        for n, record in enumerate(make_records.records(12, seed=3, template=template)):
+            if n < len(odd):
+                record = dataclasses.replace(record, paths=(dataclasses.replace(record.paths[0], path=odd[n]),))
+            fh.write(json.dumps({"type": "record", "data": record_to_json(record)}) + "\n")
+    with FingerprintStore.open(location) as store:
+        done = _import(store, path)
+        assert done["saved"]["streaming"] == 11  # record 7 is a preview (not indexed)
+        _assert_current_and_as_built(store)
+        saved = load_index(store.backend.index_dir, "streaming", KEY)
+        assert set(odd) <= set(saved.paths.tolist())
