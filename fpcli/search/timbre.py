@@ -31,6 +31,7 @@ EMBED_DIMS = 32          # principal axes kept for the prefilter
 RIDGE = 1e-3             # added to covariances' diagonals (MFCC variances are 0.1 .. 1e3): keeps them invertible
 FIT_SAMPLE = 2000        # rows used to fit the whitening, the axes and the scales
 SCALE_PAIRS = 4000       # random pairs whose 95th percentile divergence scales the distance to ~[0, 1]
+SLICE_ROWS = 8192        # rows per slice of logdets / embed: ~60 MB of 13 x 13 float64 temporaries, not ~450
 _UPPER = np.triu_indices(N_MFCC)
 _OFF_DIAGONAL = np.where(_UPPER[0] == _UPPER[1], 1.0, np.sqrt(2.0))
 _RIDGE_PACKED = np.where(_UPPER[0] == _UPPER[1], RIDGE, 0.0)     # (91,) the ridge on the packed upper triangle
@@ -138,8 +139,8 @@ def logdets(rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows).reshape(-1, TIMBRE_COLUMNS)
     out = np.full(len(rows), np.nan)
     known = np.flatnonzero(~np.isnan(rows).any(axis=1))
-    for start in range(0, len(known), 50_000):
-        part = known[start:start + 50_000]
+    for start in range(0, len(known), SLICE_ROWS):
+        part = known[start:start + SLICE_ROWS]
         ridged = _rows_last(rows[part])[N_MFCC:] + _RIDGE_PACKED[:, None]
         out[part] = spd_logdet(_square(ridged))
     return out
@@ -231,7 +232,7 @@ def embed(rows: np.ndarray, fit: TimbreFit) -> np.ndarray:
     out = np.full((len(rows), fit.axes.shape[1]), np.nan, dtype=np.float32)
     known = np.flatnonzero(~np.isnan(rows).any(axis=1))
     unit = 1.0 / np.sqrt(fit.embed_scale)
-    for start in range(0, len(known), 50_000):
-        part = known[start:start + 50_000]
+    for start in range(0, len(known), SLICE_ROWS):
+        part = known[start:start + SLICE_ROWS]
         out[part] = ((full_embedding(rows[part], fit.whiten) - fit.centre) @ fit.axes * unit).astype(np.float32)
     return out
