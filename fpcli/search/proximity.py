@@ -49,8 +49,9 @@ def use_reference(index: Index, reference: Reference) -> None:
 
 
 def _reference_rows(index: Index) -> np.ndarray:
-    """Positions of up to REFERENCE_ROWS rows with distinct content digests, the
-    smallest digests first (a digest is a hash: a uniform sample of the library)."""
+    """Positions of up to REFERENCE_ROWS rows with distinct content digests: those whose
+    digest's first 8 characters, read as one 64-bit word, are smallest (a digest is a
+    hash: a uniform sample of the library, whatever the order of its rows)."""
     first_word = index.content_words()[:, 0]
     wanted = min(len(first_word), 4 * REFERENCE_ROWS)
     smallest = np.argpartition(first_word, wanted - 1)[:wanted] if wanted < len(first_word) \
