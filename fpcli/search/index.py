@@ -309,16 +309,26 @@ BUILD_CHUNK = 8192
 
 
 def _packed_rows(rows: list[IndexRow], kind: str) -> tuple[np.ndarray, ...]:
-    """(values (m, d) float32 with NaN for null, timbre (m, TIMBRE_COLUMNS) float32, keys,
-    paths and digests as UTF-8 bytes (m,)) of index rows."""
-    no_timbre = np.full(TIMBRE_COLUMNS, np.nan, dtype=np.float32)
-    # None (a null value) becomes NaN as in row_of
-    values = np.array([row.values for row in rows], dtype=np.float64).astype(np.float32).reshape(
+    """(values, timbre, keys, paths, digests) of index rows: ``row_values`` then ``row_fields``."""
+    return (row_values(rows, kind), *row_fields(rows))
+
+
+def row_values(rows: list[IndexRow], kind: str) -> np.ndarray:
+    """(m, d) float32 values of index rows of ``kind``, NaN for null (as ``row_of``)."""
+    return np.array([row.values for row in rows], dtype=np.float64).astype(np.float32).reshape(
         len(rows), len(KINDS[kind]))
+
+
+def row_fields(rows: list[IndexRow]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What index rows hold whatever their kind: packed timbre (m, TIMBRE_COLUMNS)
+    float32 (NaN: none), then keys, paths and digests as UTF-8 bytes (m,) (a Python
+    string per row costs about 50 bytes more)."""
+    no_timbre = np.full(TIMBRE_COLUMNS, np.nan, dtype=np.float32)
     timbre = np.array([no_timbre if row.timbre is None else row.timbre for row in rows],
                       dtype=np.float32).reshape(len(rows), TIMBRE_COLUMNS)
-    return (values, timbre, *(encode_paths(np.array([getattr(row, name) for row in rows], dtype=object))
-                              for name in ("key", "path", "digest")))
+    keys, paths, digests = (encode_paths(np.array([getattr(row, name) for row in rows], dtype=object))
+                            for name in ("key", "path", "digest"))
+    return timbre, keys, paths, digests
 
 
 def index_of(kind: str, params_key: str, values: np.ndarray, keys: np.ndarray, paths: np.ndarray,

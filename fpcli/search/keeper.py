@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 
 from fpcli.params import FINGERPRINT_VERSION
-from fpcli.search.index import KINDS, Index, decode_paths, encode_paths, index_of
+from fpcli.search.index import KINDS, Index, decode_paths, index_of, row_fields, row_values
 from fpcli.search.saved import loaded_index, save_index
-from fpcli.search.timbre import TIMBRE_COLUMNS
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.census import census_summary
 from fpcli.store.index_rows import IndexRow, index_row_of
@@ -32,36 +31,27 @@ from fpcli.store.index_rows import IndexRow, index_row_of
 @dataclasses.dataclass
 class _Taken:
     """What the imported records give every kind's index, kept once however many kinds
-    take a record (at a million records the second copy was gigabytes): record keys,
-    latest paths and content digests as UTF-8 bytes (a Python string per row costs
-    50 bytes more), and packed timbres, float32; in import order, one chunk per batch."""
+    take a record (at a million records the second copy was gigabytes): ``row_fields``
+    (packed timbres, keys, paths and digests as UTF-8 bytes), in import order, one chunk
+    per batch."""
 
-    keys: list[np.ndarray] = dataclasses.field(default_factory=list)
-    paths: list[np.ndarray] = dataclasses.field(default_factory=list)
-    contents: list[np.ndarray] = dataclasses.field(default_factory=list)
-    timbres: list[np.ndarray] = dataclasses.field(default_factory=list)   # (m, TIMBRE_COLUMNS)
+    chunks: list[tuple[np.ndarray, ...]] = dataclasses.field(default_factory=list)
     count: int = 0
 
     def add(self, rows: list[IndexRow]) -> np.ndarray:
         """Keep the shared fields of ``rows`` (one per record); returns their positions (m,)."""
-        self.keys.append(encode_paths(np.array([row.key for row in rows], dtype=object)))
-        self.paths.append(encode_paths(np.array([row.path for row in rows], dtype=object)))
-        self.contents.append(encode_paths(np.array([row.digest for row in rows], dtype=object)))
-        no_timbre = np.full(TIMBRE_COLUMNS, np.nan, dtype=np.float32)
-        self.timbres.append(np.array([no_timbre if row.timbre is None else row.timbre for row in rows],
-                                     dtype=np.float32).reshape(len(rows), TIMBRE_COLUMNS))
+        self.chunks.append(row_fields(rows))
         positions = np.arange(self.count, self.count + len(rows))
         self.count += len(rows)
         return positions
 
-    def joined(self) -> None:
-        """Each list made one array (once: every kind then indexes into it)."""
-        for name in ("keys", "paths", "contents"):
-            chunks = getattr(self, name)
-            if len(chunks) != 1:
-                setattr(self, name, [np.concatenate(chunks) if chunks else np.zeros(0, dtype="S1")])
-        if len(self.timbres) != 1:
-            self.timbres = [np.concatenate(self.timbres or [np.zeros((0, TIMBRE_COLUMNS), np.float32)])]
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """(timbre, keys, paths, digests) of every record taken, each one array (joined
+        once: every kind then indexes into it)."""
+        if len(self.chunks) != 1:
+            self.chunks = [row_fields([]) if not self.chunks else
+                           tuple(np.concatenate(part) for part in zip(*self.chunks, strict=True))]
+        return self.chunks[0]
 
 
 @dataclasses.dataclass
@@ -82,20 +72,19 @@ class _Rows:
             self.rewritten.update(r.key for r in records)
         if not rows:
             return
-        self.values.append(np.array([[np.nan if v is None else v for v in row.values] for _, row in rows],
-                                    dtype=np.float32).reshape(len(rows), len(KINDS[self.kind])))
+        self.values.append(row_values([row for _, row in rows], self.kind))
         self.positions.append(np.array([position for position, _ in rows], dtype=np.intp))
 
     def index(self, taken: _Taken, params_key: str, generation: int, epoch: tuple[int, int]) -> Index:
         """The base's rows that the import left alone, then the last imported row of each key."""
         d = len(KINDS[self.kind])
-        taken.joined()
+        all_timbre, all_keys, all_paths, all_contents = taken.arrays()
         positions = np.concatenate(self.positions or [np.zeros(0, dtype=np.intp)])
-        last = _last_of_each(taken.keys[0][positions])
+        last = _last_of_each(all_keys[positions])
         values = np.concatenate(self.values or [np.zeros((0, d), np.float32)])[last]
         rows = positions[last]
-        keys, contents = decode_paths(taken.keys[0][rows]), decode_paths(taken.contents[0][rows])
-        paths, timbre = taken.paths[0][rows], taken.timbres[0][rows]
+        keys, contents = decode_paths(all_keys[rows]), decode_paths(all_contents[rows])
+        paths, timbre = all_paths[rows], all_timbre[rows]
         base = self.base
         if base is not None and len(base):
             kept = ~np.isin(base.keys, np.array(sorted(self.rewritten), dtype=str))
