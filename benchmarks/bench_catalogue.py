@@ -10,7 +10,9 @@ user sees it), on a fresh store (diskcache with ``--store-size-mb 20000``, so no
 path and candidate entries), then, with the query already analysed, the first
 ``search`` after the import (which saved the index: the first search refreshes it by
 the query's own record), a second one, and one with the saved index removed (a build
-from every record, as on a new machine or a second Redis client). Records/s
+from every record, as on a new machine or a second Redis client). On Redis, ``share``
+then times ``cache share-index`` and a search by a client without a saved index,
+which copies the shared one. Records/s
 are the records of the file over the command's wall time. Redis runs on a free
 loopback port (its own ``redis-server``, no persistence); its memory per record is
 ``used_memory`` after the import, less before, over the records. The load average
@@ -73,7 +75,7 @@ def used_memory(port: int) -> int:
     return int(next(line for line in text.splitlines() if line.startswith("used_memory:")).split(":")[1])
 
 
-STEPS = ("import", "stats", "list", "export", "verify", "search")
+STEPS = ("import", "stats", "list", "export", "verify", "search", "share")   # share: Redis only
 
 
 def measure(store: str, records: Path, count: int, work: Path, port: int | None,
@@ -113,6 +115,26 @@ def measure(store: str, records: Path, count: int, work: Path, port: int | None,
             shutil.rmtree(opened.backend.index_dir, ignore_errors=True)
         built, rss, _ = run(store, "search", str(QUERY), "-k", "10", "--strategy", "fast")
         rows["search with no saved index (built from every record)"] = f"{built:.1f} s (peak RSS {rss:.0f} MB)"
+    if "share" in steps and port:
+        rows.update(measure_sharing(store, count, port))
+    return rows
+
+
+def measure_sharing(store: str, count: int, port: int) -> dict[str, str]:
+    """Redis only: ``cache share-index``, then a search by a client with no saved index
+    (its folder removed), which copies the shared one instead of reading every record."""
+    from fpcli.store import FingerprintStore
+
+    before = used_memory(port)
+    wall, rss, _ = run(store, "cache", "share-index")
+    rows = {"cache share-index": f"{wall:.1f} s (peak RSS {rss:.0f} MB); Redis memory "
+                                 f"+{(used_memory(port) - before) / count:,.0f} B per record"}
+    with FingerprintStore.open(store, size_limit_mb=SIZE_LIMIT_MB) as opened:
+        shutil.rmtree(opened.backend.index_dir, ignore_errors=True)
+    copied, rss, _ = run(store, "search", str(QUERY), "-k", "10", "--strategy", "fast")
+    again, _, _ = run(store, "search", str(QUERY), "-k", "10", "--strategy", "fast")
+    rows["search with no saved index, the shared one copied / next"] = \
+        f"{copied:.1f} s (peak RSS {rss:.0f} MB) / {again:.1f} s"
     return rows
 
 

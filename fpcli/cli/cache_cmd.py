@@ -354,11 +354,56 @@ def cache_import(ctx: typer.Context,
     if kept.get("saved"):
         line += "; search index saved (" + ", ".join(f"{kind} {rows}" for kind, rows in kept["saved"].items()) \
             + f" rows, {kept['seconds']:.1f} s)"
+    if kept.get("shared_bytes"):
+        line += f"; shared index updated ({mib(kept['shared_bytes'])})"
     if report.evicted:
         line += f"; {report.evicted} records were evicted by the store's size limit meanwhile (--store-size-mb)"
     note("", line)
     if report.rejected:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@cache_app.command("share-index")
+def cache_share_index(ctx: typer.Context, as_json: JsonOption = False,
+                      stop: Annotated[bool, typer.Option("--stop", help="Remove the shared copy.")] = False
+                      ) -> None:
+    """Keep a copy of the search index in a Redis store, for every client.
+
+    Each client of a Redis store keeps its search index in its own cache folder; one
+    without (a new machine, another user) reads every record to build it, minutes
+    at a million records. With a shared copy it copies the index instead and
+    replays the changes since. The copy costs about 1.1 KB of Redis memory per
+    record, in keys that are never evicted; clients share their index again when
+    it is rebuilt or 5,000 changes ahead, and after a `cache import`. A diskcache
+    store needs none of this: its index is in its own folder.
+
+    Examples:
+
+      fpcli --store redis://localhost:6379/0 cache share-index
+
+      fpcli --store redis://localhost:6379/0 cache share-index --stop
+    """
+    from fpcli.params import AnalysisParams
+    from fpcli.search.saved import share_indexes, unshare_indexes
+    from fpcli.search.shared import file_sets
+
+    with ctx.obj.open_store() as store:
+        if file_sets(store) is None:
+            note("", "nothing to share: this store keeps its search index in its own folder, "
+                     "where every user of the store finds it")
+            return
+        key = AnalysisParams().key()
+        results = unshare_indexes(store, key) if stop else share_indexes(store, key)
+    if as_json:
+        print_json({"shared": not stop, "indexes": results})
+        return
+    total = sum(item["bytes"] for item in results)
+    if stop:
+        note("", f"stopped sharing the search index: {mib(total)} freed")
+        return
+    rows_out("search index shared", ["kind", "rows", "size"],
+             [[item["kind"], f"{item['rows']:,}", mib(item["bytes"])] for item in results])
+    note("", f"shared {mib(total)}; clients without an index now copy it instead of reading every record")
 
 
 @cache_app.command("verify")

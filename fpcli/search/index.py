@@ -341,6 +341,11 @@ def index_of(kind: str, params_key: str, values: np.ndarray, keys: np.ndarray, p
     return index
 
 
+def index_stem(kind: str, params_key: str) -> str:
+    """The name of a saved index's files: ``<stem>.json`` and ``<stem>.<array>.npy``."""
+    return f"{kind}-{params_key}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Pending:
     """What changed in the store since an index was current: the store's generation
@@ -351,13 +356,23 @@ class Pending:
     epoch: tuple[int, int]
     changes: list[str] | None
 
+    def needs_rebuild(self, rows: int) -> bool:
+        """True when an index of ``rows`` rows is better built again than replayed: the
+        journal cannot say what changed, or more changed than it has rows (or 1,000)."""
+        return self.changes is None or len(self.changes) > max(1000, rows)
+
 
 def pending_changes(index: Index, store: FingerprintStore) -> Pending:
     """The store's changes since ``index``, read once per query (patch and refresh share them)."""
-    epoch = store.index_epoch()
-    generation = store.generation()  # before the journal: a write in between is read again, not missed
-    changes = store.changes_since(index.generation) if tuple(index.epoch) == epoch else None
-    return Pending(generation, epoch, changes)
+    return changes_since(store, index.generation, tuple(index.epoch))
+
+
+def changes_since(store: FingerprintStore, generation: int, epoch: tuple[int, ...]) -> Pending:
+    """The store's changes since an index current at ``generation`` of ``epoch``."""
+    now_epoch = store.index_epoch()
+    now = store.generation()  # before the journal: a write in between is read again, not missed
+    changes = store.changes_since(generation) if tuple(epoch) == now_epoch else None
+    return Pending(now, now_epoch, changes)
 
 
 def refresh(index: Index, store: FingerprintStore, pending: Pending | None = None) -> tuple[Index, int, str]:
@@ -367,7 +382,7 @@ def refresh(index: Index, store: FingerprintStore, pending: Pending | None = Non
     expiry) or when more changed than it holds."""
     pending = pending or pending_changes(index, store)
     generation, epoch, changes = pending.generation, pending.epoch, pending.changes
-    if changes is None or len(changes) > max(1000, len(index)):
+    if pending.needs_rebuild(len(index)):
         fresh = build_index(store, index.kind, index.params_key)
         return fresh, len(fresh), "rebuilt"
     if not changes:

@@ -22,7 +22,7 @@ import numpy as np
 
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.search.index import KINDS, Index, decode_paths, index_of, row_fields, row_values
-from fpcli.search.saved import loaded_index, save_index
+from fpcli.search.saved import keep_shared_current, loaded_index, save_index
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.census import census_summary
 from fpcli.store.index_rows import IndexRow, index_row_of
@@ -140,8 +140,9 @@ class ImportedRows:
             kept.add(records, [(position[i], row) for i, row in enumerate(rows[kind]) if row is not None])
 
     def finish(self) -> dict[str, Any]:
-        """Save the indexes kept; returns what was done: ``saved`` {kind: rows} and the
-        seconds it took, or ``skipped`` with the reason."""
+        """Save the indexes kept (and share them again when the store shares its index);
+        returns what was done: ``saved`` {kind: rows}, the seconds it took and the
+        ``shared_bytes``, or ``skipped`` with the reason."""
         started = time.perf_counter()
         generation, epoch = self.store.generation(), self.store.index_epoch()
         if not self.kinds:
@@ -150,12 +151,14 @@ class ImportedRows:
             return {"skipped": "the store changed during the import (another writer, an eviction or an expiry)"}
         folder = self.store.backend.index_dir
         saved: dict[str, int] = {}
+        shared = 0
         for kind in list(self.kinds):
             # One kind at a time, each let go once saved: at a million records the rows
             # and the index of one kind are gigabytes.
             index = self.kinds.pop(kind).index(self.taken, self.params_key, generation, epoch)
             if save_index(index, folder):
                 saved[kind] = len(index)
+                shared += keep_shared_current(self.store, index, rebuilt=True)
             del index
         self.taken = _Taken()
-        return {"saved": saved, "seconds": time.perf_counter() - started}
+        return {"saved": saved, "seconds": time.perf_counter() - started, "shared_bytes": shared}

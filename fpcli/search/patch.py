@@ -36,6 +36,7 @@ from fpcli.search.index import (
     content_words_of,
     encode,
     encode_paths,
+    index_stem,
     prefilter_terms,
     row_of,
 )
@@ -70,7 +71,7 @@ def folder_lock(folder: Path) -> Iterator[None]:
 def header_signature(folder: Path, kind: str, params_key: str) -> tuple[int, int, int] | None:
     """(inode, mtime ns, size) of the saved header; None when there is none."""
     try:
-        info = (folder / f"{kind}-{params_key}.json").stat()
+        info = (folder / f"{index_stem(kind, params_key)}.json").stat()
     except OSError:
         return None
     return info.st_ino, info.st_mtime_ns, info.st_size
@@ -231,7 +232,7 @@ def _write_patch(folder: Path, index: Index, plan: Plan, arrays: dict[str, np.nd
     """Write ``plan`` into the saved files of ``index`` and commit it (the JSON header);
     False, with nothing written, when a file cannot take it (another shape or type, a
     string too wide, a header without room)."""
-    stem = f"{index.kind}-{index.params_key}"
+    stem = index_stem(index.kind, index.params_key)
     header = json.loads((folder / f"{stem}.json").read_text())
     files = {name: NpyFile.read(folder / f"{stem}.{name}.npy") for name in (*PER_ROW, *header["derived"])}
     rows = len(index) + plan.appended

@@ -1,7 +1,9 @@
 """Saved search indexes: the arrays of an ``Index`` as ``.npy`` files (no pickle) and a
 JSON header in the store's index folder, memory-mapped when loaded; ``current_index``
-loads, refreshes from the store's journal (or builds) and saves, and a process keeps
-the index it last loaded or saved while the header on disk is unchanged."""
+loads, refreshes from the store's journal (or copies the store's shared one, or
+builds) and saves, and a process keeps the index it last loaded or saved while the
+header on disk is unchanged. ``share_indexes`` starts sharing an index through the
+store (search/shared.py), ``keep_shared_current`` keeps the shared copy current."""
 
 from __future__ import annotations
 
@@ -16,19 +18,30 @@ import numpy as np
 
 from fpcli.errors import FpcliError
 from fpcli.files import write_text
-from fpcli.search.index import Index, build_index, feature_dims, pending_changes, refresh
+from fpcli.search.index import (
+    KINDS,
+    Index,
+    build_index,
+    changes_since,
+    feature_dims,
+    index_stem,
+    pending_changes,
+    refresh,
+)
 from fpcli.search.patch import folder_lock, header_signature, patch_saved
+from fpcli.search.shared import SHARE_LAG, fetch, file_sets, share, shared_state, unshare
 from fpcli.search.timbre import TimbreFit
 from fpcli.store import FingerprintStore
 
 INDEX_FORMAT = 3         # 3: timbre rows and fit
+SAVED_ARRAYS = ("values", "keys", "paths", "contents", "low", "high", "timbre")   # besides the fit and derived ones
 
 
 def save_index(index: Index, folder: Path) -> bool:
     """Write the arrays (.npy, no pickle) then the JSON header, each atomically.
     Returns False when the folder is not writable: the index is then rebuilt in
     memory on every query, slower but correct."""
-    stem = f"{index.kind}-{index.params_key}"
+    stem = index_stem(index.kind, index.params_key)
     try:
         with folder_lock(folder):
             _save_locked(index, folder, stem)
@@ -102,32 +115,42 @@ def _load_timbre_fit(folder: Path, stem: str, scales: list[float] | None) -> Tim
     return TimbreFit(parts["whiten"], parts["centre"], parts["axes"], float(scales[0]), float(scales[1]))
 
 
+def index_file_names(header: dict[str, Any]) -> list[str]:
+    """The arrays of the saved index this header describes (what ``load_index`` may read)."""
+    names = list(SAVED_ARRAYS)
+    if header.get("timbre_scales") is not None:
+        names += [f"timbre_{name}" for name in TIMBRE_FIT_ARRAYS]
+    derived = header.get("derived", [])
+    return names + [name for name in DERIVED_NAMES if isinstance(derived, list) and name in derived]
+
+
 def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
     """The saved index, or None when missing or inconsistent (a rebuild follows)."""
-    stem = f"{kind}-{params_key}"
+    stem = index_stem(kind, params_key)
     try:
         header = json.loads((folder / f"{stem}.json").read_text())
-        if header.get("format") != INDEX_FORMAT:
+        if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
             return None
         # Memory-mapped: a query reads the pages it touches (1,000 rows of the timbre,
         # none of the keys), not every file. A later save replaces the files (a new
         # inode), so a mapping stays valid.
         arrays = {name: np.load(folder / f"{stem}.{name}.npy", allow_pickle=False,
                                 mmap_mode=None if name in ("low", "high") else "r")
-                  for name in ("values", "keys", "paths", "contents", "low", "high", "timbre")}
+                  for name in SAVED_ARRAYS}
         timbre_fit = _load_timbre_fit(folder, stem, header.get("timbre_scales"))
-    except (OSError, ValueError, TypeError, IndexError):
+        rows = header.get("rows")
+        per_row = ("values", "keys", "paths", "contents", "timbre")
+        # Rows after the header's count are an interrupted patch's (search.patch): ignored.
+        if not isinstance(rows, int) or any(len(arrays[n]) < rows for n in per_row):
+            return None
+        arrays.update({n: arrays[n][:rows] for n in per_row})
+        index = Index(kind, params_key, arrays["values"].astype(np.float32, copy=False), arrays["keys"],
+                      arrays["paths"], arrays["contents"], arrays["low"], arrays["high"],
+                      int(header["generation"]), tuple(header["epoch"]), int(header.get("changed_since_fit", 0)),
+                      timbre=arrays["timbre"].astype(np.float32, copy=False), timbre_fit=timbre_fit)
+    except (OSError, ValueError, TypeError, IndexError, KeyError):
+        # A header or array another program (or a shared copy) made wrong: built anew.
         return None
-    rows = header.get("rows")
-    per_row = ("values", "keys", "paths", "contents", "timbre")
-    # Rows after the header's count are an interrupted patch's (search.patch): ignored.
-    if not isinstance(rows, int) or any(len(arrays[n]) < rows for n in per_row):
-        return None
-    arrays.update({n: arrays[n][:rows] for n in per_row})
-    index = Index(kind, params_key, arrays["values"].astype(np.float32, copy=False), arrays["keys"],
-                  arrays["paths"], arrays["contents"], arrays["low"], arrays["high"],
-                  int(header["generation"]), tuple(header["epoch"]), int(header.get("changed_since_fit", 0)),
-                  timbre=arrays["timbre"].astype(np.float32, copy=False), timbre_fit=timbre_fit)
     shapes = _derived_shapes(index)
     # A header without the list was written by a save that always wrote the embedding.
     for name in header.get("derived", ["embedded"]):
@@ -137,6 +160,7 @@ def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
     return index
 
 
+DERIVED_NAMES = ("timbre_logdets", "terms", "content_words", "embedded")
 DERIVED_ATTRIBUTES = {"timbre_logdets": "logdets"}   # the Index attribute of a derived array, when named otherwise
 
 
@@ -173,9 +197,15 @@ def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[
     folder = store.backend.index_dir
     signature = header_signature(folder, kind, params_key)
     index = loaded_index(folder, kind, params_key)
-    pending, patched = None, None
-    if index is not None:
-        pending = pending_changes(index, store)
+    pending = pending_changes(index, store) if index is not None else None
+    fetched = (index is None or pending is None or pending.needs_rebuild(len(index))) \
+        and _fetch_shared(store, folder, kind, params_key)
+    if fetched:
+        signature = header_signature(folder, kind, params_key)
+        index = load_index(folder, kind, params_key)
+        pending = pending_changes(index, store) if index is not None else None
+    patched = None
+    if index is not None and pending is not None:
         patched = patch_saved(index, store, folder, signature, pending)
     if patched is not None:
         # A few records added or changed, written into the saved files: map them again.
@@ -186,6 +216,69 @@ def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[
     elif patched is None:
         index, reread, action = refresh(index, store, pending)
     saved = save_index(index, folder) if action not in ("loaded", "patched") else True
+    shared = keep_shared_current(store, index, rebuilt=action in ("built", "rebuilt")) \
+        if saved and action != "loaded" else 0
     _RECENT[(str(folder), kind, params_key)] = (header_signature(folder, kind, params_key), index)
     return index, {"index": action, "records_read": reread, "rows": len(index),
-                   "index_seconds": time.perf_counter() - started, "index_saved": saved}
+                   "index_seconds": time.perf_counter() - started, "index_saved": saved,
+                   "index_fetched": fetched, "index_shared_bytes": shared}
+
+
+# -- the index shared through the store (Redis; search/shared.py) ---------------------------
+
+def _fetch_shared(store: FingerprintStore, folder: Path, kind: str, params_key: str) -> bool:
+    """Copy the store's shared index of ``kind`` into ``folder`` when there is one that
+    the journal can bring up to date; False when there is none (or it would be built
+    again anyway, or cannot be copied)."""
+    stem = index_stem(kind, params_key)
+    try:
+        state = shared_state(store, stem)
+        return state is not None and _replayable(store, state) and fetch(store, folder, stem)
+    except (OSError, FpcliError):
+        return False   # an unwritable folder, a Redis error: this client builds its own
+
+
+def _replayable(store: FingerprintStore, state: dict[str, Any]) -> bool:
+    """Whether an index saved with header ``state`` can be refreshed instead of rebuilt."""
+    generation, epoch, rows = state.get("generation"), state.get("epoch"), state.get("rows")
+    if state.get("format") != INDEX_FORMAT or not isinstance(generation, int) or not isinstance(rows, int) \
+            or not isinstance(epoch, list):
+        return False
+    return not changes_since(store, generation, tuple(epoch)).needs_rebuild(rows)
+
+
+def keep_shared_current(store: FingerprintStore, index: Index, *, rebuilt: bool) -> int:
+    """Share ``index`` (saved in the store's index folder) again when the store shares
+    one of its kind and this one was rebuilt, is of another epoch or is SHARE_LAG
+    changes ahead; returns the bytes shared (0: none, or sharing is off). A failure
+    to share leaves the shared copy as it was: it is an optimisation for others."""
+    stem = index_stem(index.kind, index.params_key)
+    try:
+        state = shared_state(store, stem)
+        if state is None:
+            return 0
+        generation = state.get("generation")
+        if not rebuilt and state.get("epoch") == list(index.epoch) and isinstance(generation, int) \
+                and index.generation - generation < SHARE_LAG:
+            return 0
+        return share(store, store.backend.index_dir, stem, index_file_names)
+    except (OSError, FpcliError):
+        return 0
+
+
+def share_indexes(store: FingerprintStore, params_key: str) -> list[dict[str, Any]]:
+    """Bring the index of every kind up to date and share it through the store (an
+    empty list when the store's clients share its index folder already)."""
+    if file_sets(store) is None:
+        return []
+    shared = []
+    for kind in KINDS:
+        index, _ = current_index(store, kind, params_key)
+        size = share(store, store.backend.index_dir, index_stem(kind, params_key), index_file_names)
+        shared.append({"kind": kind, "rows": len(index), "generation": index.generation, "bytes": size})
+    return shared
+
+
+def unshare_indexes(store: FingerprintStore, params_key: str) -> list[dict[str, Any]]:
+    """Stop sharing the index of every kind; what each freed."""
+    return [{"kind": kind, "bytes": unshare(store, index_stem(kind, params_key))} for kind in KINDS]

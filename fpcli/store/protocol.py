@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 JOURNAL_LIMIT = 10_000  # changes kept; an index further behind rebuilds instead of replaying
 BATCH = 1000            # keys read or written per round trip / transaction by the bulk operations
@@ -131,3 +131,29 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SharedFiles(Protocol):
+    """A backend that keeps named sets of files for every client of the store (Redis:
+    the search index, which a diskcache store keeps in its own folder instead). A set
+    is replaced whole: readers see the old set or the new one, never a mix."""
+
+    def shared_header(self, name: str) -> dict[str, Any] | None:
+        """The header of set ``name`` (``info`` as shared, plus ``files``), or None."""
+        ...
+
+    def share_files(self, name: str, files: dict[str, Path], info: dict[str, Any]) -> int:
+        """Replace set ``name`` with these files (short name -> path) and ``info`` (JSON
+        data); returns the bytes stored."""
+        ...
+
+    def fetch_files(self, name: str, header: dict[str, Any], folder: Path) -> dict[str, Path] | None:
+        """Copy the files of the set ``header`` describes into new files in ``folder``;
+        returns short name -> new file, or None (every copy removed) when the set is
+        incomplete, replaced meanwhile or fails its checksums."""
+        ...
+
+    def unshare(self, name: str) -> int:
+        """Remove set ``name``; returns the bytes freed."""
+        ...

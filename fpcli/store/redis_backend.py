@@ -47,6 +47,8 @@ import redis.retry
 
 from fpcli.errors import StoreError
 from fpcli.store.protocol import BATCH, JOURNAL_LIMIT, Put, Tag, TagOf
+from fpcli.store.redis_files import RedisFileSets
+from fpcli.store.redis_files import glob_escape as _glob_escape
 
 DEFAULT_EXPIRY_S = 365 * 24 * 3600  # data keys always expire, so volatile-lru can evict them
 RECOMMENDED_POLICY = "volatile-lru"
@@ -145,6 +147,7 @@ class RedisBackend:
         self._bin = redis.Redis(**options, decode_responses=False)    # data: encoded bytes
         self._call(self._client.ping)
         self._census_start()
+        self._files = RedisFileSets(self._call, self._client, self._bin, self._meta + "shared:")
 
     def _census_start(self) -> None:
         """An empty namespace's census is exact from the start (all zero), so the
@@ -396,6 +399,20 @@ class RedisBackend:
         self._call(self._client.hset, self._meta + "census", "basis", self._dropped())  # empty, counted
         return removed
 
+    # -- shared file sets (protocol.SharedFiles: the search index for every client) -------
+
+    def shared_header(self, name: str) -> dict[str, Any] | None:
+        return self._files.header(name)
+
+    def share_files(self, name: str, files: dict[str, Path], info: dict[str, Any]) -> int:
+        return self._files.share(name, files, info)
+
+    def fetch_files(self, name: str, header: dict[str, Any], folder: Path) -> dict[str, Path] | None:
+        return self._files.fetch(name, header, folder)
+
+    def unshare(self, name: str) -> int:
+        return self._files.remove(name)
+
     def delete_namespace(self) -> None:
         """Remove every key of this namespace, the epoch included (for temporary stores)."""
         keys = self._call(lambda: list(self._client.scan_iter(match=_glob_escape(self._meta) + "*", count=1000)))
@@ -432,10 +449,6 @@ def _redact(url: str) -> str:
     host_and_port = parsed.netloc.rpartition("@")[2]
     netloc = f"{parsed.username + ':' if parsed.username else ':'}***@{host_and_port}"
     return urllib.parse.urlunparse(parsed._replace(netloc=netloc))
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _first_line(exc: Exception) -> str:

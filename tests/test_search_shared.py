@@ -1,0 +1,228 @@
+"""The search index shared through a Redis store: a client without an index copies the
+shared one instead of reading every record, the copy is kept current, and a damaged
+or hostile copy is never used (that client builds its own)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fpcli.cli import app
+from fpcli.params import AnalysisParams
+from fpcli.search import build_index, current_index
+from fpcli.search import saved as saved_module
+from fpcli.search.index import index_stem
+from fpcli.search.saved import share_indexes, unshare_indexes
+from fpcli.store import FingerprintStore
+from fpcli.store.redis_files import RedisFileSets
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import make_records  # noqa: E402  (benchmarks/make_records.py: one real record, cloned)
+
+KEY = AnalysisParams().key()
+STEM = index_stem("streaming", KEY)
+
+
+@pytest.fixture
+def client(monkeypatch, tmp_path):
+    """``client("a")``: make the following store opens those of machine "a" (its own
+    user cache folder, where a Redis store's search index lives)."""
+    def switch(name):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / f"cache-{name}"))
+        saved_module._RECENT.clear()     # a new process on that machine
+    return switch
+
+
+def _fill(url, template, count, start=0):
+    """Store records ``start`` to ``count`` of the cloned catalogue."""
+    with FingerprintStore.open(url) as store:
+        store.import_records(list(make_records.records(count, seed=1, template=template))[start:])
+
+
+def _rows(index):
+    order = np.argsort(index.keys)
+    return index.keys[order].tolist(), np.nan_to_num(np.asarray(index.values)[order], nan=-1.0)
+
+
+def _shared_keys(url):
+    import redis
+
+    return sorted(redis.Redis.from_url(url).scan_iter(match="fpcli:meta:shared:*"))
+
+
+def test_a_second_client_copies_the_shared_index_instead_of_reading_every_record(redis_url, template, client):
+    _fill(redis_url, template, 60)
+    client("a")
+    with FingerprintStore.open(redis_url) as store:
+        shared = share_indexes(store, KEY)
+        assert [item["kind"] for item in shared] == ["streaming", "batch"] and all(item["bytes"] > 0 for item in shared)
+        built, _ = current_index(store, "streaming", KEY)
+    client("b")
+    with FingerprintStore.open(redis_url) as store:
+        store.read_record = lambda key: pytest.fail("read a record")   # no record is read: the copy is current
+        copied, info = current_index(store, "streaming", KEY)
+        assert (info["index"], info["index_fetched"], info["records_read"]) == ("loaded", True, 0)
+    assert _rows(copied)[0] == _rows(built)[0]
+    np.testing.assert_array_equal(_rows(copied)[1], _rows(built)[1])
+    with FingerprintStore.open(redis_url) as store:
+        assert _rows(build_index(store, "streaming", KEY))[0] == _rows(copied)[0]
+
+
+def test_the_copy_is_brought_up_to_date_from_the_journal(redis_url, template, client):
+    _fill(redis_url, template, 40)
+    client("a")
+    with FingerprintStore.open(redis_url) as store:
+        share_indexes(store, KEY)
+    _fill(redis_url, template, 45, start=40)        # 5 more records
+    client("b")
+    with FingerprintStore.open(redis_url) as store:
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index_fetched"] and info["index"] in ("patched", "refreshed")
+        assert info["records_read"] == 5
+        assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
+
+
+def test_nothing_is_shared_until_asked_and_stop_removes_it(redis_url, template, client):
+    _fill(redis_url, template, 30)
+    client("a")
+    with FingerprintStore.open(redis_url) as store:
+        current_index(store, "streaming", KEY)
+        assert _shared_keys(redis_url) == []
+        share_indexes(store, KEY)
+        assert _shared_keys(redis_url)
+        freed = unshare_indexes(store, KEY)
+        assert all(item["bytes"] > 0 for item in freed)
+    assert _shared_keys(redis_url) == []
+    client("b")
+    with FingerprintStore.open(redis_url) as store:
+        _, info = current_index(store, "streaming", KEY)
+        assert (info["index"], info["index_fetched"]) == ("built", False)
+
+
+def _shared_by_a(redis_url, template, client):
+    """A store of 30 records whose client "a" shared its index: (a Redis connection, the
+    shared header of the streaming index)."""
+    import redis
+
+    _fill(redis_url, template, 30)
+    client("a")
+    with FingerprintStore.open(redis_url) as store:
+        share_indexes(store, KEY)
+    raw = redis.Redis.from_url(redis_url)
+    return raw, json.loads(raw.get(f"fpcli:meta:shared:{STEM}"))
+
+
+def _builds_its_own(redis_url, client, name):
+    client(name)
+    with FingerprintStore.open(redis_url) as store:
+        _, info = current_index(store, "streaming", KEY)
+    return (info["index"], info["index_fetched"]) == ("built", False)
+
+
+def test_a_damaged_shared_copy_is_never_used(redis_url, template, client, tmp_path):
+    raw, header = _shared_by_a(redis_url, template, client)
+    chunk = f"fpcli:meta:shared:{STEM}:{header['token']}:values:0"
+    raw.setrange(chunk, 200, b"\xff\xff\xff\xff")     # one float changed: the checksum fails
+    assert _builds_its_own(redis_url, client, "b")
+    assert not list(tmp_path.rglob(".fpcli-shared-*"))         # no partial copy left behind
+
+
+def test_hostile_headers_are_refused(redis_url, template, client, tmp_path):
+    raw, good = _shared_by_a(redis_url, template, client)
+    entry = good["files"]["values"]
+    hostile = [
+        {**good, "files": {"../../escape": entry}},                  # a path made of a file name
+        {**good, "token": "*"},                                        # a glob for the chunk keys
+        {**good, "files": {"values": {**entry, "chunks": 10**9}}},     # endless reads
+        {**good, "files": {"values": {**entry, "sha256": "x"}}},
+        {**good, "index": {**good["index"], "generation": "soon"}},    # the saved header's types
+        {**good, "index": {**good["index"], "epoch": None}},
+    ]
+    for number, header in enumerate(hostile):
+        raw.set(f"fpcli:meta:shared:{STEM}", json.dumps(header))
+        assert _builds_its_own(redis_url, client, f"b{number}"), header
+    raw.set(f"fpcli:meta:shared:{STEM}", b"\x00 not json")
+    assert _builds_its_own(redis_url, client, "c")
+    assert not list((tmp_path / "cache-b0").rglob("*escape*")) and not list(tmp_path.rglob(".fpcli-shared-*"))
+
+
+def test_a_client_shares_again_when_far_ahead_or_rebuilt(redis_url, template, client, monkeypatch):
+    _fill(redis_url, template, 30)
+    client("a")
+    with FingerprintStore.open(redis_url) as store:
+        share_indexes(store, KEY)
+        first = store.backend.shared_header(STEM)["index"]["generation"]
+    monkeypatch.setattr(saved_module, "SHARE_LAG", 3)
+    _fill(redis_url, template, 32, start=30)        # 2 changes: within the lag, not shared again
+    with FingerprintStore.open(redis_url) as store:
+        _, info = current_index(store, "streaming", KEY)
+        assert info["index_shared_bytes"] == 0
+        assert store.backend.shared_header(STEM)["index"]["generation"] == first
+    _fill(redis_url, template, 36, start=32)        # 4 more: ahead by 6 changes
+    with FingerprintStore.open(redis_url) as store:
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index_shared_bytes"] > 0
+        assert store.backend.shared_header(STEM)["index"]["generation"] == index.generation
+        store.clear()                               # a new epoch: the copy cannot be replayed
+        assert _shared_keys(redis_url) == []
+
+
+def test_a_replaced_set_is_never_read_as_a_mix(redis_url, tmp_path):
+    import redis
+
+    text, binary = redis.Redis.from_url(redis_url, decode_responses=True), redis.Redis.from_url(redis_url)
+    sets = RedisFileSets(lambda f, *a, **k: f(*a, **k), text, binary, "test:shared:")
+    one, two = tmp_path / "one.bin", tmp_path / "two.bin"
+    one.write_bytes(b"1" * 100)
+    two.write_bytes(b"2" * 100)
+    assert sets.share("s", {"data": one}, {"n": 1}) == 100
+    old = sets.header("s")
+    assert sets.share("s", {"data": two}, {"n": 2}) == 100
+    assert sets.fetch("s", old, tmp_path) is None                 # its chunks went with it
+    copied = sets.fetch("s", sets.header("s"), tmp_path)
+    assert copied["data"].read_bytes() == b"2" * 100
+    assert set(text.scan_iter(match="test:shared:*")) == {f"test:shared:s:{sets.header('s')['token']}:data:0",
+                                                          "test:shared:s"}
+    assert sets.remove("s") == 100 and list(text.scan_iter(match="test:shared:*")) == []
+
+
+def test_the_command(redis_url, template, client, tmp_path):
+    _fill(redis_url, template, 20)
+    client("a")
+    runner = CliRunner()
+    result = runner.invoke(app, ["--store", redis_url, "cache", "share-index", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    with FingerprintStore.open(redis_url) as store:
+        rows = len(build_index(store, "streaming", KEY))
+    assert report["shared"] and {item["kind"]: item["rows"] for item in report["indexes"]}["streaming"] == rows
+    result = runner.invoke(app, ["--store", redis_url, "cache", "share-index", "--stop"])
+    assert result.exit_code == 0 and "stopped sharing" in result.output
+    result = runner.invoke(app, ["--store", str(tmp_path / "disk"), "cache", "share-index"])
+    assert result.exit_code == 0 and "nothing to share" in result.output
+
+
+def test_an_import_updates_the_shared_index(redis_url, template, client, tmp_path):
+    from fpcli.store.schema import record_to_json
+
+    _fill(redis_url, template, 20)
+    client("a")
+    with FingerprintStore.open(redis_url) as store:
+        share_indexes(store, KEY)
+    export = tmp_path / "more.jsonl"
+    more = list(make_records.records(50, seed=1, template=template))[20:]
+    lines = [{"type": "fpcli-store-export", "version": 2}]
+    lines += [{"type": "record", "data": record_to_json(record)} for record in more]
+    export.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = CliRunner().invoke(app, ["--store", redis_url, "cache", "import", str(export)])
+    assert result.exit_code == 0 and "shared index updated" in result.output, result.output
+    client("b")
+    with FingerprintStore.open(redis_url) as store:
+        index, info = current_index(store, "streaming", KEY)
+        assert (info["index"], info["index_fetched"], info["records_read"]) == ("loaded", True, 0)
+        assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
