@@ -69,6 +69,13 @@ def test_a_second_client_copies_the_shared_index_instead_of_reading_every_record
         assert (info["index"], info["index_fetched"], info["records_read"]) == ("loaded", True, 0)
     assert _rows(copied)[0] == _rows(built)[0]
     np.testing.assert_array_equal(_rows(copied)[1], _rows(built)[1])
+    np.testing.assert_array_equal(copied.terms(), built.terms())          # recomputed, not copied
+    with FingerprintStore.open(redis_url) as store:
+        files = store.backend.shared_header(STEM)["files"]
+        assert "terms" not in files and "content_words" not in files and "embedded" in files
+        # ... and saved by the copying client, so that its next process maps them:
+        saved = json.loads((store.backend.index_dir / f"{STEM}.json").read_text())
+        assert {"terms", "content_words", "embedded", "timbre_logdets"} <= set(saved["derived"])
     with FingerprintStore.open(redis_url) as store:
         assert _rows(build_index(store, "streaming", KEY))[0] == _rows(copied)[0]
 
@@ -142,6 +149,8 @@ def test_hostile_headers_are_refused(redis_url, template, client, tmp_path):
         {**good, "files": {"values": {**entry, "sha256": "x"}}},
         {**good, "index": {**good["index"], "generation": "soon"}},    # the saved header's types
         {**good, "index": {**good["index"], "epoch": None}},
+        {**good, "ascii": ["values"]},                                 # numbers "widened" to text
+        {**good, "ascii": 7},
     ]
     for number, header in enumerate(hostile):
         raw.set(f"fpcli:meta:shared:{STEM}", json.dumps(header))

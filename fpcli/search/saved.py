@@ -57,10 +57,7 @@ def _save_locked(index: Index, folder: Path, stem: str) -> None:
     derived = _derived_arrays(index)
     arrays.update(derived)
     for name, array in arrays.items():
-        handle, temporary = tempfile.mkstemp(prefix=".fpcli-", suffix=".npy", dir=folder)
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, array, allow_pickle=False)
-        os.replace(temporary, folder / f"{stem}.{name}.npy")
+        _save_array(folder / f"{stem}.{name}.npy", array)
     header = {"format": INDEX_FORMAT, "kind": index.kind, "params_key": index.params_key, "rows": len(index),
               "generation": index.generation, "epoch": list(index.epoch),
               "changed_since_fit": index.changed_since_fit,
@@ -70,6 +67,14 @@ def _save_locked(index: Index, folder: Path, stem: str) -> None:
               # older fpcli writes fewer) is then never read as current.
               "derived": sorted(derived)}
     write_text(folder / f"{stem}.json", json.dumps(header))
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    """``np.save`` (no pickle) atomically: to a new file in the folder, then renamed."""
+    handle, temporary = tempfile.mkstemp(prefix=".fpcli-", suffix=".npy", dir=path.parent)
+    with os.fdopen(handle, "wb") as out:
+        np.save(out, array, allow_pickle=False)
+    os.replace(temporary, path)
 
 
 def _with_headroom(paths: np.ndarray) -> np.ndarray:
@@ -201,8 +206,10 @@ def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[
     fetched = (index is None or pending is None or pending.needs_rebuild(len(index))) \
         and _fetch_shared(store, folder, kind, params_key)
     if fetched:
-        signature = header_signature(folder, kind, params_key)
         index = load_index(folder, kind, params_key)
+        if index is not None:
+            _save_missing_derived(index, folder)
+        signature = header_signature(folder, kind, params_key)
         pending = pending_changes(index, store) if index is not None else None
     patched = None
     if index is not None and pending is not None:
@@ -236,6 +243,24 @@ def _fetch_shared(store: FingerprintStore, folder: Path, kind: str, params_key: 
         return state is not None and _replayable(store, state) and fetch(store, folder, stem)
     except (OSError, FpcliError):
         return False   # an unwritable folder, a Redis error: this client builds its own
+
+
+def _save_missing_derived(index: Index, folder: Path) -> None:
+    """Compute and save the derived arrays the saved ``index`` lacks (a shared copy
+    leaves out the cheap ones), so later processes map them instead."""
+    stem = index_stem(index.kind, index.params_key)
+    try:
+        with folder_lock(folder):
+            header = json.loads((folder / f"{stem}.json").read_text())
+            have = header.get("derived", [])
+            missing = {name: array for name, array in _derived_arrays(index).items() if name not in have}
+            if not missing or header.get("generation") != index.generation or header.get("rows") != len(index):
+                return
+            for name, array in missing.items():
+                _save_array(folder / f"{stem}.{name}.npy", array)
+            write_text(folder / f"{stem}.json", json.dumps({**header, "derived": sorted([*have, *missing])}))
+    except (OSError, ValueError, TypeError, FpcliError):
+        return   # the index works without them: they are computed in memory instead
 
 
 def _replayable(store: FingerprintStore, state: dict[str, Any]) -> bool:
