@@ -26,7 +26,10 @@ from typing import Any, TypeVar
 import redis
 
 T = TypeVar("T")
-CHUNK = 8 << 20                 # bytes per Redis value: each is one round trip within the socket timeout
+# Bytes per Redis value: one round trip well within the socket timeout. Just under
+# 8 MiB, because Redis's allocator rounds a value of 8 MiB plus its header up to its
+# next size class, 10 MiB: a quarter of the memory wasted.
+CHUNK = (8 << 20) - 4096
 MAX_CHUNKS = 1 << 20            # per file (8 TiB): a header naming more is not fpcli's
 FILE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}\Z")   # a file's short name: no path can be made of it
 TOKEN = re.compile(r"[0-9a-f]{16}\Z")
