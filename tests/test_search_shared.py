@@ -155,6 +155,9 @@ def test_hostile_headers_are_refused(redis_url, template, client, tmp_path):
     for number, header in enumerate(hostile):
         raw.set(f"fpcli:meta:shared:{STEM}", json.dumps(header))
         assert _builds_its_own(redis_url, client, f"b{number}"), header
+    raw.set(f"fpcli:meta:shared:{STEM}", json.dumps({**good, "index": {**good["index"], "rows": "many"}}))
+    stats = CliRunner().invoke(app, ["--store", redis_url, "cache", "stats"])
+    assert stats.exit_code == 0 and "streaming unreadable" in stats.output, stats.output
     raw.set(f"fpcli:meta:shared:{STEM}", b"\x00 not json")
     assert _builds_its_own(redis_url, client, "c")
     assert not list((tmp_path / "cache-b0").rglob("*escape*")) and not list(tmp_path.rglob(".fpcli-shared-*"))
@@ -210,10 +213,14 @@ def test_the_command(redis_url, template, client, tmp_path):
     with FingerprintStore.open(redis_url) as store:
         rows = len(build_index(store, "streaming", KEY))
     assert report["shared"] and {item["kind"]: item["rows"] for item in report["indexes"]}["streaming"] == rows
+    stats = runner.invoke(app, ["--store", redis_url, "cache", "stats"])
+    assert f"streaming {rows:,} rows" in stats.output, stats.output
     result = runner.invoke(app, ["--store", redis_url, "cache", "share-index", "--stop"])
     assert result.exit_code == 0 and "stopped sharing" in result.output
+    assert "off (fpcli cache share-index)" in runner.invoke(app, ["--store", redis_url, "cache", "stats"]).output
     result = runner.invoke(app, ["--store", str(tmp_path / "disk"), "cache", "share-index"])
     assert result.exit_code == 0 and "nothing to share" in result.output
+    assert "shared index" not in runner.invoke(app, ["--store", str(tmp_path / "disk"), "cache", "stats"]).output
 
 
 def test_an_import_updates_the_shared_index(redis_url, template, client, tmp_path):

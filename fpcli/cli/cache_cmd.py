@@ -72,9 +72,15 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
 
       fpcli --store /data/fp cache stats --json | jq .hit_rate
     """
+    from fpcli.params import AnalysisParams
+    from fpcli.search.saved import shared_indexes
+
     with ctx.obj.open_store() as store:
         stats = store.stats(recount=recount)
+        shared = shared_indexes(store, AnalysisParams().key())
         report_bad_entries(store)
+    if shared is not None:
+        stats["shared_index"] = shared
     if as_json:
         print_json(stats)
         return
@@ -92,6 +98,11 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
         ("expiries", str(stats["expiries"])),
         ("by version", ", ".join(f"v{k}: {v}" for k, v in sorted(stats["by_version"].items())) or "—"),
     ]
+    if shared is not None:
+        rows.append(("shared index", "off (fpcli cache share-index)" if not shared else
+                     f"{mib(sum(item['bytes'] for item in shared))} ("
+                     + ", ".join(f"{item['kind']} " + ("unreadable" if item["rows"] is None else
+                                                         f"{item['rows']:,} rows") for item in shared) + ")"))
     if is_terminal(sys.stdout):
         from rich.table import Table
         from rich.text import Text
