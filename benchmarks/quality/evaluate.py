@@ -4,7 +4,8 @@
 
 Reads the corpus built by ``make_corpus.py`` (its ``manifest.json``), computes per clip
 fpcli's streaming and batch fingerprints, an MFCC single-Gaussian timbre model and (if
-librosa is installed) librosa's beat-tracker tempo, then reports for every system:
+installed) librosa's beat-tracker tempo and essentia's RhythmExtractor2013 tempo,
+then reports for every system:
 
 * precision@5 and 1-NN accuracy for the labels style and album (real tracks), instrument
   family and drums (generated clips); a query's neighbours are the other clips that carry
@@ -108,6 +109,17 @@ def librosa_tempo(path: Path) -> float | None:
     return float(np.atleast_1d(tempo)[0])
 
 
+def essentia_tempo(path: Path) -> float | None:
+    """essentia's ``RhythmExtractor2013`` (multifeature) BPM at 44.1 kHz mono, or None
+    when essentia is absent."""
+    try:
+        import essentia.standard as es
+    except ImportError:
+        return None
+    audio = es.MonoLoader(filename=str(path), sampleRate=44100)()
+    return float(es.RhythmExtractor2013(method="multifeature")(audio)[0])
+
+
 def _plain(values: dict[str, Any]) -> dict[str, float | None]:
     return {k: (None if v is None else float(v)) for k, v in values.items()}
 
@@ -125,11 +137,15 @@ def clip_features(path: str) -> dict[str, Any]:
     t3 = time.perf_counter()
     lib = librosa_tempo(Path(path))
     t4 = time.perf_counter()
+    ess = essentia_tempo(Path(path))
+    t5 = time.perf_counter()
     return {"streaming": _plain(stream.values), "batch": _plain(batch.values), "mfcc": model, "librosa_tempo": lib,
+            "essentia_tempo": ess,
             "timbre": {"streaming": pack(stream.timbre).tolist(), "batch": pack(batch.timbre).tolist()},
             "dupe_key": None if stream.dupe_key is None else dataclasses.asdict(stream.dupe_key),
             "duration": stream.seconds,
-            "seconds": {"streaming": t1 - t0, "batch": t2 - t1, "mfcc": t3 - t2, "librosa": t4 - t3}}
+            "seconds": {"streaming": t1 - t0, "batch": t2 - t1, "mfcc": t3 - t2, "librosa": t4 - t3,
+                        "essentia": t5 - t4}}
 
 
 def load_features(corpus: Path, entries: list[dict[str, Any]], workers: int, recompute: bool) -> list[dict[str, Any]]:
@@ -481,7 +497,8 @@ def evaluate(corpus: Path, workers: int, recompute: bool) -> dict[str, Any]:
     results["analysis"] = {"seconds_this_run": round(analysis_s, 1),
                            "mean_seconds_per_clip": {k: float(np.mean([f["seconds"][k] for f in feats]))
                                                      for k in feats[0]["seconds"]},
-                           "librosa": feats[0]["librosa_tempo"] is not None}
+                           "librosa": feats[0]["librosa_tempo"] is not None,
+                           "essentia": feats[0].get("essentia_tempo") is not None}
     return results
 
 
@@ -503,6 +520,8 @@ def tempo_results(entries: list[dict[str, Any]], feats: list[dict[str, Any]]) ->
                "fpcli batch": [feats[i]["batch"]["tempo_bpm"] for i in idx]}
         if feats[0]["librosa_tempo"] is not None:
             est["librosa beat_track"] = [feats[i]["librosa_tempo"] for i in idx]
+        if feats[0].get("essentia_tempo") is not None:
+            est["essentia RhythmExtractor2013"] = [feats[i]["essentia_tempo"] for i in idx]
         return tempo_table(est, [entries[i]["tempo_bpm"] for i in idx])
     out = {"generated, all": table(lambda e: e["kind"] == "rendered")}
     for meter in ("4/4", "3/4", "6/8"):
@@ -513,7 +532,7 @@ def tempo_results(entries: list[dict[str, Any]], feats: list[dict[str, Any]]) ->
     out["Planet Blupi (notated MIDI tempo)"] = table(lambda e: e["kind"] == "real")
     out["detail"] = [{"id": e["id"], "nominal": e["tempo_bpm"], "meter": e.get("meter"),
                       "fpcli_streaming": f["streaming"]["tempo_bpm"], "fpcli_batch": f["batch"]["tempo_bpm"],
-                      "librosa": f["librosa_tempo"]}
+                      "librosa": f["librosa_tempo"], "essentia": f.get("essentia_tempo")}
                      for e, f in zip(entries, feats, strict=True) if e.get("tempo_bpm")]
     return out
 
@@ -528,7 +547,8 @@ def render(results: dict[str, Any], command: str, entries: list[dict[str, Any]])
              *corpus_summary(entries), "",
              "Mean analysis time per clip (s): " + ", ".join(f"{k} {v:.2f}" for k, v in
                                                              a["mean_seconds_per_clip"].items()) + "."
-             + ("" if a["librosa"] else " librosa is not installed: its tempo baseline did not run."), ""]
+             + ("" if a["librosa"] else " librosa is not installed: its tempo baseline did not run.")
+             + ("" if a.get("essentia") else " essentia is not installed: its tempo baseline did not run."), ""]
     names = {"style": "Style (real tracks)", "album": "Album / composer (real tracks)",
              "family": "Instrument family (generated clips)", "drums": "Drums yes/no (generated clips)"}
     for label, table in results["labels"].items():
