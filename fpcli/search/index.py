@@ -18,7 +18,7 @@ from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.search.timbre import TIMBRE_COLUMNS, TimbreFit, embed, fit_timbre, logdets, pack
 from fpcli.store import FingerprintStore, Record
-from fpcli.store.index_rows import IndexRow
+from fpcli.store.index_rows import IndexRow, is_current, measured_values
 
 TEMPO_DIM = "tempo_bpm"
 TEMPO_CONFIDENCE_DIM = "rhythm_stability"
@@ -274,15 +274,9 @@ class _quiet_nan_warnings:
 def row_of(record: Record, kind: str, params_key: str | None = None) -> np.ndarray | None:
     """(d,) float32 physical values of one kind (NaN for null); None when the record
     has no such values (or only nulls), is a preview, or belongs to other parameters or versions."""
-    if params_key is not None and (record.params_key != params_key
-                                   or record.fingerprint_version != FINGERPRINT_VERSION or not record.complete):
+    values = measured_values(record, kind)
+    if values is None or (params_key is not None and not is_current(record, params_key, FINGERPRINT_VERSION)):
         return None
-    source = record.streaming if kind == "streaming" else record.batch
-    if source is None:
-        return None
-    values = source.values
-    if all(v is None for v in values.values()):
-        return None  # nothing measured (a file of a few frames): it would be equally near everything
     return np.array([np.nan if values.get(d) is None else values[d] for d in KINDS[kind]], dtype=np.float32)
 
 

@@ -31,14 +31,26 @@ class IndexRow:
 
 def index_row_of(record: Record, kind: str, params_key: str, version: int) -> IndexRow | None:
     """``index_row`` of a parsed record (the same row, or None)."""
-
-    source = record.streaming if kind == "streaming" else record.batch
-    if record.params_key != params_key or record.fingerprint_version != version or not record.complete \
-            or source is None or all(v is None for v in source.values.values()):
+    values = measured_values(record, kind)
+    if not is_current(record, params_key, version) or values is None:
         return None
     names = STREAMING_DIMS if kind == "streaming" else BATCH_DIMS
     timbre = None if record.timbre is None else record.timbre.packed()
-    return IndexRow(record.key, record.digest, record.path, tuple(source.values.get(n) for n in names), timbre)
+    return IndexRow(record.key, record.digest, record.path, tuple(values.get(n) for n in names), timbre)
+
+
+def is_current(record: Record, params_key: str, version: int) -> bool:
+    """A complete record (no preview) of these parameters and fingerprint version."""
+    return record.params_key == params_key and record.fingerprint_version == version and record.complete
+
+
+def measured_values(record: Record, kind: str) -> dict[str, float | None] | None:
+    """The record's values of ``kind`` (by dim name, None for null); None when it has
+    none or only nulls (a file of a few frames: it would be equally near everything)."""
+    source = record.streaming if kind == "streaming" else record.batch
+    if source is None or all(v is None for v in source.values.values()):
+        return None
+    return source.values
 
 
 def index_row(key: str, data: Any, kind: str, params_key: str, version: int) -> IndexRow | None | bool:
