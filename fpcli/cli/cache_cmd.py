@@ -383,10 +383,12 @@ def cache_share_index(ctx: typer.Context, as_json: JsonOption = False,
     Each client of a Redis store keeps its search index in its own cache folder; one
     without (a new machine, another user) reads every record to build it, minutes
     at a million records. With a shared copy it copies the index instead and
-    replays the changes since. The copy costs about 1.1 KB of Redis memory per
-    record, in keys that are never evicted; clients share their index again when
-    it is rebuilt or 5,000 changes ahead, and after a `cache import`. A diskcache
-    store needs none of this: its index is in its own folder.
+    replays the changes since. The copy costs about 1.4 KB of Redis memory per
+    record, in keys that are never evicted: under a maxmemory limit it comes out of
+    the room left for fingerprints, so raise the limit by as much. Clients share
+    their index again when it is rebuilt or 5,000 changes ahead, and after a
+    `cache import`. A diskcache store needs none of this: its index is in its own
+    folder.
 
     Examples:
 
