@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from fpcli import synth
 from fpcli.cli import app
 from fpcli.params import AnalysisParams
 from fpcli.search import build_index, current_index
@@ -20,6 +21,7 @@ from fpcli.search.index import index_stem
 from fpcli.search.saved import share_indexes, unshare_indexes
 from fpcli.store import FingerprintStore
 from fpcli.store.redis_files import RedisFileSets
+from tests.conftest import write
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import make_records  # noqa: E402  (benchmarks/make_records.py: one real record, cloned)
@@ -207,12 +209,17 @@ def test_the_command(redis_url, template, client, tmp_path):
     _fill(redis_url, template, 20)
     client("a")
     runner = CliRunner()
+    query = write(tmp_path / "query.flac", synth.music_like(2.0, 22050, seed=3), 22050)
+    assert runner.invoke(app, ["--store", redis_url, "analyze", str(query)]).exit_code == 0
     result = runner.invoke(app, ["--store", redis_url, "cache", "share-index", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     with FingerprintStore.open(redis_url) as store:
         rows = len(build_index(store, "streaming", KEY))
     assert report["shared"] and {item["kind"]: item["rows"] for item in report["indexes"]}["streaming"] == rows
+    client("b")
+    searched = runner.invoke(app, ["--store", redis_url, "search", str(query), "-k", "3"])
+    assert searched.exit_code == 0 and "copied from the store's shared index" in searched.output, searched.output
     stats = runner.invoke(app, ["--store", redis_url, "cache", "stats"])
     assert f"streaming {rows:,} rows" in stats.output, stats.output
     result = runner.invoke(app, ["--store", redis_url, "cache", "share-index", "--stop"])

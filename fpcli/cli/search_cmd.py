@@ -159,7 +159,8 @@ def render_search(result: SearchResult, explain: bool) -> None:
     rows_out(f"{len(result.hits)} tracks like {result.query}" + (", by mutual proximity (MP)" if ranked else ""),
              columns, rows, {"#": "right", "distance": "right", "MP": "right"})
     stats = result.stats
-    note("", f"strategy {result.strategy} ({result.reason}); index {stats.get('index', '—')}, "
+    copied = " (copied from the store's shared index)" if stats.get("index_fetched") else ""
+    note("", f"strategy {result.strategy} ({result.reason}); index {stats.get('index', '—')}{copied}, "
              f"{stats.get('rows', '—')} tracks; ranked by {stats.get('ranking', 'distance')}; "
              f"cache hits {stats['cache_hits']}; {1000 * stats['seconds']:.1f} ms")
     if not stats.get("query_complete", True):
