@@ -249,3 +249,19 @@ def test_an_import_updates_the_shared_index(redis_url, template, client, tmp_pat
         index, info = current_index(store, "streaming", KEY)
         assert (info["index"], info["index_fetched"], info["records_read"]) == ("loaded", True, 0)
         assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
+
+
+@pytest.mark.parametrize("change", [{"derived": 5}, {"epoch": 7}, {"generation": "soon"}, {"rows": None},
+                                    {"timbre_scales": "x"}, {"changed_since_fit": []}])
+def test_a_saved_header_of_the_wrong_types_is_never_a_crash(template, tmp_path, change):
+    """A saved index header with fields of the wrong type (another program, a tampered
+    copy) is read without a traceback: loaded without what is wrong, or built again."""
+    location = str(tmp_path / "store")
+    with FingerprintStore.open(location) as store:
+        store.import_records(list(make_records.records(20, seed=1, template=template)))
+        built, _ = current_index(store, "streaming", KEY)
+        header_path = store.backend.index_dir / f"{STEM}.json"
+        header_path.write_text(json.dumps({**json.loads(header_path.read_text()), **change}))
+        saved_module._RECENT.clear()
+        index, _ = current_index(store, "streaming", KEY)
+        assert sorted(index.keys.tolist()) == sorted(built.keys.tolist())

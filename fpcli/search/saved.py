@@ -158,7 +158,8 @@ def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
         return None
     shapes = _derived_shapes(index)
     # A header without the list was written by a save that always wrote the embedding.
-    for name in header.get("derived", ["embedded"]):
+    derived = header.get("derived", ["embedded"])
+    for name in derived if isinstance(derived, list) else []:
         if name in shapes:
             setattr(index, f"_{DERIVED_ATTRIBUTES.get(name, name)}", _optional(folder / f"{stem}.{name}.npy",
                                                                              *shapes[name]))
