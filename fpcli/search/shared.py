@@ -98,7 +98,6 @@ def fetch(store: FingerprintStore, folder: Path, stem: str) -> bool:
     header = sets.shared_header(stem) if sets is not None else None
     if sets is None or header is None or not isinstance(header.get("index"), dict):
         return False
-    folder.mkdir(parents=True, exist_ok=True)
     with folder_lock(folder):
         copies = sets.fetch_files(stem, header, folder)
         if copies is None:
@@ -110,6 +109,9 @@ def fetch(store: FingerprintStore, folder: Path, stem: str) -> bool:
             for copy in copies.values():
                 copy.unlink(missing_ok=True)
             return False
+        # The old header goes first: if a rename fails half way, no header pairs the
+        # old one with new arrays (the next query builds instead).
+        (folder / f"{stem}.json").unlink(missing_ok=True)
         for name, copy in copies.items():
             os.replace(copy, folder / f"{stem}.{name}.npy")
         index_header = dict(header["index"])
