@@ -72,12 +72,9 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
 
       fpcli --store /data/fp cache stats --json | jq .hit_rate
     """
-    from fpcli.params import AnalysisParams
-    from fpcli.search.saved import shared_indexes
-
     with ctx.obj.open_store() as store:
         stats = store.stats(recount=recount)
-        shared = shared_indexes(store, AnalysisParams().key())
+        shared = _shared_indexes(store)
         report_bad_entries(store)
     if shared is not None:
         stats["shared_index"] = shared
@@ -118,6 +115,26 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
         warn_line(warning)
     if not stats["census_exact"]:
         warn_line("fpcli cache stats --recount counts every entry again")
+
+
+def _shared_indexes(store: FingerprintStore) -> list[dict[str, Any]] | None:
+    """The search indexes the store keeps for every client (``cache share-index``): kind,
+    rows and bytes of each; None for a store whose clients share its index folder.
+    Read from the copies' headers alone (``cache stats`` imports no search code)."""
+    from fpcli.store.protocol import SharedFiles
+
+    backend = store.backend
+    if not isinstance(backend, SharedFiles):
+        return None
+    found = []
+    for name in backend.shared_names():
+        header = backend.shared_header(name)
+        index = header.get("index") if header is not None else None
+        if header is not None and isinstance(index, dict):
+            rows = index.get("rows")
+            found.append({"kind": str(index.get("kind"))[:20], "rows": rows if type(rows) is int else None,
+                          "bytes": sum(entry["bytes"] for entry in header["files"].values())})
+    return found
 
 
 def _listing(record: Record, path: str) -> dict[str, Any]:

@@ -305,24 +305,6 @@ def share_indexes(store: FingerprintStore, params_key: str) -> list[dict[str, An
     return shared
 
 
-def shared_indexes(store: FingerprintStore, params_key: str) -> list[dict[str, Any]] | None:
-    """The shared copies in the store, one per kind (rows, generation, bytes); None
-    when the store's clients share its index folder instead."""
-    sets = file_sets(store)
-    if sets is None:
-        return None
-    found = []
-    for kind in KINDS:
-        header = sets.shared_header(index_stem(kind, params_key))
-        state = header.get("index") if header is not None else None
-        if header is not None and isinstance(state, dict):
-            rows, generation = state.get("rows"), state.get("generation")
-            found.append({"kind": kind, "rows": rows if type(rows) is int else None,   # None: not fpcli's
-                          "generation": generation if type(generation) is int else None,
-                          "bytes": sum(entry["bytes"] for entry in header["files"].values())})
-    return found
-
-
 def unshare_indexes(store: FingerprintStore, params_key: str) -> list[dict[str, Any]]:
     """Stop sharing the index of every kind; what each freed."""
     return [{"kind": kind, "bytes": unshare(store, index_stem(kind, params_key))} for kind in KINDS]

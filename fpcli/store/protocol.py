@@ -139,6 +139,10 @@ class SharedFiles(Protocol):
     the search index, which a diskcache store keeps in its own folder instead). A set
     is replaced whole: readers see the old set or the new one, never a mix."""
 
+    def shared_names(self) -> list[str]:
+        """The names of the sets kept."""
+        ...
+
     def shared_header(self, name: str) -> dict[str, Any] | None:
         """The header of set ``name`` (``info`` as shared, plus ``files``), or None."""
         ...

@@ -401,6 +401,9 @@ class RedisBackend:
 
     # -- shared file sets (protocol.SharedFiles: the search index for every client) -------
 
+    def shared_names(self) -> list[str]:
+        return self._files.names()
+
     def shared_header(self, name: str) -> dict[str, Any] | None:
         return self._files.header(name)
 

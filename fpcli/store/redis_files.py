@@ -53,6 +53,14 @@ class RedisFileSets:
     def _key(self, name: str, *parts: str) -> str:
         return self._prefix + ":".join([name, *parts])
 
+    @property
+    def _registry(self) -> str:
+        """The set of the names of the sets (listing them needs no scan of the keyspace)."""
+        return self._prefix.rstrip(":")
+
+    def names(self) -> list[str]:
+        return sorted(str(name) for name in self._call(self._text.smembers, self._registry))
+
     def header(self, name: str) -> dict[str, Any] | None:
         text = self._call(self._text.get, self._key(name))
         try:
@@ -70,6 +78,7 @@ class RedisFileSets:
             raise
         header = {**info, "token": token, "files": entries}
         previous = self._call(self._text.set, self._key(name), json.dumps(header), get=True)
+        self._call(self._text.sadd, self._registry, name)
         self._drop(name, previous)
         return sum(int(entry["bytes"]) for entry in entries.values())
 
@@ -118,6 +127,7 @@ class RedisFileSets:
 
     def remove(self, name: str) -> int:
         previous = self._call(self._text.getdel, self._key(name))
+        self._call(self._text.srem, self._registry, name)
         return self._drop(name, previous)
 
     def _drop(self, name: str, header_text: str | None) -> int:
