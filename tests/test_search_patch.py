@@ -6,13 +6,14 @@ full refresh."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 
 import numpy as np
 
 from fpcli.search import build_index, current_index, load_index
 from fpcli.search.index import Index, pending_changes
-from fpcli.search.patch import NpyFile, header_signature, patch_saved
+from fpcli.search.patch import NpyFile, array_path, header_signature, patch_saved
 from fpcli.store import FingerprintStore
 from fpcli.store.records import PathSeen
 from tests.test_search_keeper import KEY, _export, _import, _rows, make_records
@@ -65,12 +66,18 @@ def test_a_removed_record_or_a_longer_path_takes_the_full_refresh(location, temp
         assert _rows(index) == _rows(build_index(store, "streaming", KEY))
 
 
+def _saved_file(folder, name):
+    """The file of array ``name`` of the saved streaming index in ``folder``."""
+    stem = f"streaming-{KEY}"
+    return array_path(folder, stem, json.loads((folder / f"{stem}.json").read_text()), name)
+
+
 def test_rows_of_an_interrupted_patch_are_ignored_then_cut_off(template, tmp_path):
     with _indexed_store(tmp_path / "store", template, tmp_path) as store:
         index, _ = current_index(store, "streaming", KEY)
         folder, n = store.backend.index_dir, len(index)
         for name in ("values", "terms"):     # a patch that appended rows, then stopped
-            saved = NpyFile.read(folder / f"streaming-{KEY}.{name}.npy")
+            saved = NpyFile.read(_saved_file(folder, name))
             saved.write(n, {}, np.full((2, *saved.shape[1:]), 7, dtype=saved.dtype))
         loaded = load_index(folder, "streaming", KEY)
         assert len(loaded) == n and len(loaded.terms()) == n
@@ -78,7 +85,7 @@ def test_rows_of_an_interrupted_patch_are_ignored_then_cut_off(template, tmp_pat
         store.import_records(_clones(template, [103]))
         patched, info = current_index(store, "streaming", KEY)
         assert (info["index"], len(patched)) == ("patched", n + 1)
-        assert NpyFile.read(folder / f"streaming-{KEY}.values.npy").shape[0] == n + 1
+        assert NpyFile.read(_saved_file(folder, "values")).shape[0] == n + 1
         assert _rows(patched) == _rows(build_index(store, "streaming", KEY))
 
 
@@ -97,7 +104,7 @@ def test_a_save_by_another_process_since_the_load_stops_the_patch(template, tmp_
 def test_a_damaged_saved_file_takes_the_full_refresh_which_saves_it_anew(template, tmp_path):
     with _indexed_store(tmp_path / "store", template, tmp_path) as store:
         folder = store.backend.index_dir
-        damaged = folder / f"streaming-{KEY}.terms.npy"
+        damaged = _saved_file(folder, "terms")
         damaged.write_bytes(b"\x93NUMPY\x01\x00" + b"garbage")
         store.import_records(_clones(template, [105]))
         index, info = current_index(store, "streaming", KEY)
@@ -133,3 +140,49 @@ def test_a_corrupt_record_named_by_the_journal_is_left_out_not_a_crash(location,
         index, info = current_index(store, "streaming", KEY)
         assert info["index"] == "patched" and len(index) == len(before) + 1
         assert odd.key not in index.keys.tolist() and fresh.key in index.keys.tolist()
+
+
+def test_a_save_that_fails_half_way_leaves_the_previous_index_whole(template, tmp_path, monkeypatch):
+    """Each save writes its arrays under a new token and commits with the header: a full
+    disk in the middle of a save leaves the previous save's header and arrays together
+    (before tokens, the old header was read with some of the new arrays) and no files."""
+    with _indexed_store(tmp_path / "store", template, tmp_path) as store:
+        folder = store.backend.index_dir
+        before = load_index(folder, "streaming", KEY)
+        files = sorted(p.name for p in folder.iterdir())
+        store.import_records(_clones(template, [1]) + _clones(template, range(200, 1400)))  # a rebuild
+        real_save, calls = np.save, []
+
+        def fails_third(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                raise OSError(28, "No space left on device")
+            return real_save(*args, **kwargs)
+
+        monkeypatch.setattr(np, "save", fails_third)
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index"] == "rebuilt" and not info["index_saved"] and len(calls) == 3
+        monkeypatch.setattr(np, "save", real_save)
+        assert sorted(p.name for p in folder.iterdir()) == files
+        kept = load_index(folder, "streaming", KEY)
+        assert _rows(kept) == _rows(before)
+        again, info = current_index(store, "streaming", KEY)        # the next query saves it whole
+        assert info["index_saved"] and _rows(again) == _rows(build_index(store, "streaming", KEY))
+        saved = [p.name for p in folder.glob(f"streaming-{KEY}.*.npy")]
+        assert len(saved) == len([n for n in files if n.startswith(f"streaming-{KEY}.") and n.endswith(".npy")])
+        assert len({name.split(".")[1] for name in saved}) == 1          # one token: no older arrays left
+
+
+def test_an_index_saved_before_tokens_is_read_then_replaced(template, tmp_path):
+    with _indexed_store(tmp_path / "store", template, tmp_path) as store:
+        folder, stem = store.backend.index_dir, f"streaming-{KEY}"
+        header = json.loads((folder / f"{stem}.json").read_text())
+        token = header.pop("token")
+        for path in folder.glob(f"{stem}.{token}.*.npy"):                 # as an older fpcli named them
+            path.rename(folder / path.name.replace(f".{token}.", ".", 1))
+        (folder / f"{stem}.json").write_text(json.dumps(header))
+        old = load_index(folder, "streaming", KEY)
+        assert old is not None and _rows(old) == _rows(build_index(store, "streaming", KEY))
+        store.import_records(_clones(template, [1]) + _clones(template, range(200, 1400)))
+        current_index(store, "streaming", KEY)                            # rebuilt and saved with a token
+        assert not [p for p in folder.glob(f"{stem}.*.npy") if p.name.count(".") == 2]

@@ -12,6 +12,7 @@ import pytest
 from fpcli.dsp.timbre import N_MFCC, Timbre
 from fpcli.fingerprint import STREAMING_DIMS
 from fpcli.search import Index, dim_weights, load_index, save_index, top_k
+from fpcli.search.patch import array_path
 from fpcli.search.rank import NULL_PENALTY, _nearest_first, default_weights, exact_distances
 from fpcli.search.timbre import (
     RIDGE,
@@ -186,8 +187,8 @@ def test_saved_index_keeps_its_derived_arrays_and_ignores_stale_files(tmp_path):
     header = json.loads(header_path.read_text())
     del header["derived"]
     header_path.write_text(json.dumps(header))
-    np.save(tmp_path / "streaming-k.timbre_logdets.npy", np.zeros(30))
-    np.save(tmp_path / "streaming-k.terms.npy", np.zeros_like(index.terms()))
+    np.save(array_path(tmp_path, "streaming-k", header, "timbre_logdets"), np.zeros(30))
+    np.save(array_path(tmp_path, "streaming-k", header, "terms"), np.zeros_like(index.terms()))
     stale = load_index(tmp_path, "streaming", "k")
     assert stale is not None and stale._logdets is None and stale._terms is None and stale._embedded is not None
     np.testing.assert_array_equal(stale.timbre_logdets(), index.timbre_logdets())

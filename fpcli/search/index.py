@@ -336,8 +336,11 @@ def index_of(kind: str, params_key: str, values: np.ndarray, keys: np.ndarray, p
 
 
 def index_stem(kind: str, params_key: str) -> str:
-    """The name of a saved index's files: ``<stem>.json`` and ``<stem>.<array>.npy``."""
+    """The name of a saved index's files: ``<stem>.json`` (its header) and
+    ``<stem>.<token>.<array>.npy`` (``patch.array_path``)."""
     return f"{kind}-{params_key}"
+
+
 
 
 @dataclasses.dataclass(frozen=True)

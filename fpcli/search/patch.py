@@ -21,9 +21,11 @@ import dataclasses
 import fcntl
 import json
 import os
+import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +48,39 @@ from fpcli.store.records import record_key
 
 PATCH_MOST = 1000                  # journal entries a patch applies; more take the full refresh
 PER_ROW = ("values", "keys", "paths", "contents", "timbre")
+
+
+def array_path(folder: Path, stem: str, header: dict[str, Any], name: str) -> Path:
+    """The file of array ``name`` of the saved index whose JSON header is ``header``.
+
+    Every save writes its arrays under a new token named by the header it writes last,
+    and removes the previous token's files after it: until that header is written the
+    previous one still names a complete set of files, so a save that fails half way
+    (a full disk, a kill) or a reader in the middle of a save never pairs a header with
+    another save's arrays. Headers written before tokens (none: ``<stem>.<array>.npy``)
+    still read. ValueError for a token that is not one.
+    """
+    token = header.get("token", "")
+    if not isinstance(token, str) or (token and not (len(token) == 8 and set(token) <= HEX_DIGITS)):
+        raise ValueError(f"{stem}: not a saved index token: {str(token)[:20]!r}")
+    return folder / (f"{stem}.{token}.{name}.npy" if token else f"{stem}.{name}.npy")
+
+
+HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def new_token() -> str:
+    """A new save's token (``array_path``)."""
+    return secrets.token_hex(4)
+
+
+def remove_other_arrays(folder: Path, stem: str, header: dict[str, Any]) -> None:
+    """Remove the array files of index ``stem`` that ``header`` does not name (the
+    previous saves'). A process that mapped them keeps its mapping."""
+    keep = f"{stem}.{header['token']}."
+    for path in folder.glob(f"{stem}.*.npy"):
+        if not path.name.startswith(keep):
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -234,7 +269,7 @@ def _write_patch(folder: Path, index: Index, plan: Plan, arrays: dict[str, np.nd
     string too wide, a header without room)."""
     stem = index_stem(index.kind, index.params_key)
     header = json.loads((folder / f"{stem}.json").read_text())
-    files = {name: NpyFile.read(folder / f"{stem}.{name}.npy") for name in (*PER_ROW, *header["derived"])}
+    files = {name: NpyFile.read(array_path(folder, stem, header, name)) for name in (*PER_ROW, *header["derived"])}
     rows = len(index) + plan.appended
     if set(files) - set(arrays) or any(not f.fits(arrays[name]) or f.shape[0] < len(index)
                                        or f.header_text(rows) is None for name, f in files.items()):

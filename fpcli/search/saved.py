@@ -1,5 +1,6 @@
-"""Saved search indexes: the arrays of an ``Index`` as ``.npy`` files (no pickle) and a
-JSON header in the store's index folder, memory-mapped when loaded; ``current_index``
+"""Saved search indexes: the arrays of an ``Index`` as ``.npy`` files (no pickle), named
+by a token of their save, and a JSON header naming that token (``patch.array_path``) in
+the store's index folder, memory-mapped when loaded; ``current_index``
 loads, refreshes from the store's journal (or copies the store's shared one, or
 builds) and saves, and a process keeps the index it last loaded or saved while the
 header on disk is unchanged. ``share_indexes`` starts sharing an index through the
@@ -28,7 +29,14 @@ from fpcli.search.index import (
     pending_changes,
     refresh,
 )
-from fpcli.search.patch import folder_lock, header_signature, patch_saved
+from fpcli.search.patch import (
+    array_path,
+    folder_lock,
+    header_signature,
+    new_token,
+    patch_saved,
+    remove_other_arrays,
+)
 from fpcli.search.shared import SHARE_LAG, fetch, file_sets, share, shared_state, unshare
 from fpcli.search.timbre import TimbreFit
 from fpcli.store import FingerprintStore
@@ -56,8 +64,6 @@ def _save_locked(index: Index, folder: Path, stem: str) -> None:
     arrays.update(_timbre_arrays(index))
     derived = _derived_arrays(index)
     arrays.update(derived)
-    for name, array in arrays.items():
-        _save_array(folder / f"{stem}.{name}.npy", array)
     header = {"format": INDEX_FORMAT, "kind": index.kind, "params_key": index.params_key, "rows": len(index),
               "generation": index.generation, "epoch": list(index.epoch),
               "changed_since_fit": index.changed_since_fit,
@@ -65,16 +71,30 @@ def _save_locked(index: Index, folder: Path, stem: str) -> None:
               else [index.timbre_fit.embed_scale, index.timbre_fit.js_scale],
               # The derived arrays this save wrote: a file left by another save (an
               # older fpcli writes fewer) is then never read as current.
-              "derived": sorted(derived)}
-    write_text(folder / f"{stem}.json", json.dumps(header))
+              "derived": sorted(derived), "token": new_token()}
+    written: list[Path] = []
+    try:
+        for name, array in arrays.items():
+            written.append(array_path(folder, stem, header, name))
+            _save_array(written[-1], array)
+        write_text(folder / f"{stem}.json", json.dumps(header))   # the commit point
+    except BaseException:
+        for path in written:                                      # the previous save stays whole
+            path.unlink(missing_ok=True)
+        raise
+    remove_other_arrays(folder, stem, header)
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
     """``np.save`` (no pickle) atomically: to a new file in the folder, then renamed."""
     handle, temporary = tempfile.mkstemp(prefix=".fpcli-", suffix=".npy", dir=path.parent)
-    with os.fdopen(handle, "wb") as out:
-        np.save(out, array, allow_pickle=False)
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.save(out, array, allow_pickle=False)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)      # a full disk leaves no partial file behind
+        raise
 
 
 def _with_headroom(paths: np.ndarray) -> np.ndarray:
@@ -113,20 +133,25 @@ def _derived_shapes(index: Index) -> dict[str, tuple[tuple[int, ...], type]]:
             "content_words": ((n, 4), np.uint64), "embedded": ((n, e), np.float32)}
 
 
-def _load_timbre_fit(folder: Path, stem: str, scales: list[float] | None) -> TimbreFit | None:
+def _load_timbre_fit(folder: Path, stem: str, header: dict[str, Any]) -> TimbreFit | None:
+    scales = header.get("timbre_scales")
     if scales is None:
         return None
-    parts = {name: np.load(folder / f"{stem}.timbre_{name}.npy", allow_pickle=False) for name in TIMBRE_FIT_ARRAYS}
+    parts = {name: np.load(array_path(folder, stem, header, f"timbre_{name}"), allow_pickle=False)
+             for name in TIMBRE_FIT_ARRAYS}
     return TimbreFit(parts["whiten"], parts["centre"], parts["axes"], float(scales[0]), float(scales[1]))
 
 
-def index_file_names(header: dict[str, Any]) -> list[str]:
-    """The arrays of the saved index this header describes (what ``load_index`` may read)."""
+def index_files(folder: Path, header: dict[str, Any]) -> dict[str, Path]:
+    """The array files of the saved index this header describes (what ``load_index``
+    may read), by array name."""
     names = list(SAVED_ARRAYS)
     if header.get("timbre_scales") is not None:
         names += [f"timbre_{name}" for name in TIMBRE_FIT_ARRAYS]
     derived = header.get("derived", [])
-    return names + [name for name in DERIVED_NAMES if isinstance(derived, list) and name in derived]
+    names += [name for name in DERIVED_NAMES if isinstance(derived, list) and name in derived]
+    stem = index_stem(str(header.get("kind")), str(header.get("params_key")))
+    return {name: array_path(folder, stem, header, name) for name in names}
 
 
 def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
@@ -139,10 +164,10 @@ def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
         # Memory-mapped: a query reads the pages it touches (1,000 rows of the timbre,
         # none of the keys), not every file. A later save replaces the files (a new
         # inode), so a mapping stays valid.
-        arrays = {name: np.load(folder / f"{stem}.{name}.npy", allow_pickle=False,
+        arrays = {name: np.load(array_path(folder, stem, header, name), allow_pickle=False,
                                 mmap_mode=None if name in ("low", "high") else "r")
                   for name in SAVED_ARRAYS}
-        timbre_fit = _load_timbre_fit(folder, stem, header.get("timbre_scales"))
+        timbre_fit = _load_timbre_fit(folder, stem, header)
         rows = header.get("rows")
         per_row = ("values", "keys", "paths", "contents", "timbre")
         # Rows after the header's count are an interrupted patch's (search.patch): ignored.
@@ -161,7 +186,7 @@ def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
     derived = header.get("derived", ["embedded"])
     for name in derived if isinstance(derived, list) else []:
         if name in shapes:
-            setattr(index, f"_{DERIVED_ATTRIBUTES.get(name, name)}", _optional(folder / f"{stem}.{name}.npy",
+            setattr(index, f"_{DERIVED_ATTRIBUTES.get(name, name)}", _optional(array_path(folder, stem, header, name),
                                                                              *shapes[name]))
     return index
 
@@ -258,7 +283,7 @@ def _save_missing_derived(index: Index, folder: Path) -> None:
             if not missing or header.get("generation") != index.generation or header.get("rows") != len(index):
                 return
             for name, array in missing.items():
-                _save_array(folder / f"{stem}.{name}.npy", array)
+                _save_array(array_path(folder, stem, header, name), array)
             write_text(folder / f"{stem}.json", json.dumps({**header, "derived": sorted([*have, *missing])}))
     except (OSError, ValueError, TypeError, FpcliError):
         return   # the index works without them: they are computed in memory instead
@@ -287,7 +312,7 @@ def keep_shared_current(store: FingerprintStore, index: Index, *, rebuilt: bool)
         if not rebuilt and state.get("epoch") == list(index.epoch) and isinstance(generation, int) \
                 and index.generation - generation < SHARE_LAG:
             return 0
-        return share(store, store.backend.index_dir, stem, index_file_names)
+        return share(store, store.backend.index_dir, stem, index_files)
     except (OSError, FpcliError):
         return 0
 
@@ -300,7 +325,7 @@ def share_indexes(store: FingerprintStore, params_key: str) -> list[dict[str, An
     shared = []
     for kind in KINDS:
         index, _ = current_index(store, kind, params_key)
-        size = share(store, store.backend.index_dir, index_stem(kind, params_key), index_file_names)
+        size = share(store, store.backend.index_dir, index_stem(kind, params_key), index_files)
         shared.append({"kind": kind, "rows": len(index), "generation": index.generation, "bytes": size})
     return shared
 

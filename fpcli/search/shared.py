@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fpcli.files import write_text
-from fpcli.search.patch import folder_lock
+from fpcli.search.patch import array_path, folder_lock, new_token, remove_other_arrays
 from fpcli.store import FingerprintStore
 from fpcli.store.protocol import JOURNAL_LIMIT, SharedFiles
 
@@ -48,18 +48,20 @@ def shared_state(store: FingerprintStore, stem: str) -> dict[str, Any] | None:
     return index_header if isinstance(index_header, dict) else None
 
 
-def share(store: FingerprintStore, folder: Path, stem: str, names: Callable[[dict[str, Any]], list[str]]) -> int:
-    """Copy the saved index ``stem`` of ``folder`` (its header and the ``names(header)``
-    arrays) into the store; returns the bytes stored (0: nothing saved to share)."""
+def share(store: FingerprintStore, folder: Path, stem: str,
+          files_of: Callable[[Path, dict[str, Any]], dict[str, Path]]) -> int:
+    """Copy the saved index ``stem`` of ``folder`` (its header and the array files
+    ``files_of(folder, header)`` names) into the store; returns the bytes stored (0:
+    nothing saved to share)."""
     sets = file_sets(store)
     if sets is None:
         return 0
     with folder_lock(folder):      # no save or patch of the folder meanwhile: one consistent set
         try:
             header = json.loads((folder / f"{stem}.json").read_text())
+            files = {name: path for name, path in files_of(folder, header).items() if name not in LOCAL_DERIVED}
         except (OSError, ValueError):
             return 0
-        files = {name: folder / f"{stem}.{name}.npy" for name in names(header) if name not in LOCAL_DERIVED}
         if not all(path.is_file() for path in files.values()):
             return 0
         with tempfile.TemporaryDirectory(prefix=".fpcli-share-", dir=folder) as scratch:
@@ -109,17 +111,16 @@ def fetch(store: FingerprintStore, folder: Path, stem: str) -> bool:
             for copy in copies.values():
                 copy.unlink(missing_ok=True)
             return False
-        # The old header goes first: if a rename fails half way, no header pairs the
-        # old one with new arrays (the next query builds instead).
-        (folder / f"{stem}.json").unlink(missing_ok=True)
-        for name, copy in copies.items():
-            os.replace(copy, folder / f"{stem}.{name}.npy")
-        index_header = dict(header["index"])
-        # Only the derived arrays copied: a file of another index left in the folder
-        # under a derived name must never be read as this one's.
+        index_header = {**header["index"], "token": new_token()}
+        # Only the derived arrays copied: the others are computed by this client.
         derived = index_header.get("derived")
         index_header["derived"] = [name for name in derived if name in copies] if isinstance(derived, list) else []
+        # Under a new token, as a save writes (patch.array_path): until the header is
+        # written, the folder's previous index is whole.
+        for name, copy in copies.items():
+            os.replace(copy, array_path(folder, stem, index_header, name))
         write_text(folder / f"{stem}.json", json.dumps(index_header))   # last: the commit point
+        remove_other_arrays(folder, stem, index_header)
     return True
 
 
