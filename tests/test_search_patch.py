@@ -11,7 +11,7 @@ import random
 
 import numpy as np
 
-from fpcli.search import build_index, current_index, load_index
+from fpcli.search import build_index, current_index, load_index, save_index
 from fpcli.search.index import Index, pending_changes
 from fpcli.search.patch import NpyFile, array_path, header_signature, patch_saved
 from fpcli.store import FingerprintStore
@@ -186,3 +186,25 @@ def test_an_index_saved_before_tokens_is_read_then_replaced(template, tmp_path):
         store.import_records(_clones(template, [1]) + _clones(template, range(200, 1400)))
         current_index(store, "streaming", KEY)                            # rebuilt and saved with a token
         assert not [p for p in folder.glob(f"{stem}.*.npy") if p.name.count(".") == 2]
+
+
+def test_an_index_saved_again_while_a_query_reads_it_is_read_again(template, tmp_path, monkeypatch):
+    """Another process's save removes the arrays of the save before it: a query that
+    read the older header meanwhile reads the new one instead of building its own."""
+    from fpcli.search import saved as saved_module
+
+    with _indexed_store(tmp_path / "store", template, tmp_path) as store:
+        folder = store.backend.index_dir
+        saved_module._RECENT.clear()
+        other = build_index(store, "streaming", KEY)
+        real_load, saves = np.load, []
+
+        def load_during_a_save(*args, **kwargs):
+            if not saves:
+                saves.append(save_index(other, folder))
+            return real_load(*args, **kwargs)
+
+        monkeypatch.setattr(np, "load", load_during_a_save)
+        index, info = current_index(store, "streaming", KEY)
+        assert saves == [True] and (info["index"], info["records_read"]) == ("loaded", 0)
+        assert _rows(index) == _rows(other)

@@ -228,6 +228,10 @@ def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[
     folder = store.backend.index_dir
     signature = header_signature(folder, kind, params_key)
     index = loaded_index(folder, kind, params_key)
+    if index is None and header_signature(folder, kind, params_key) != signature:
+        # Saved again while this read it (the previous save's files are removed): read the new one.
+        signature = header_signature(folder, kind, params_key)
+        index = loaded_index(folder, kind, params_key)
     pending = pending_changes(index, store) if index is not None else None
     fetched = (index is None or pending is None or pending.needs_rebuild(len(index))) \
         and _fetch_shared(store, folder, kind, params_key)
