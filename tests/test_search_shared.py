@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from fpcli import synth
 from fpcli.cli import app
+from fpcli.errors import FpcliError
 from fpcli.params import AnalysisParams
 from fpcli.search import build_index, current_index
 from fpcli.search import saved as saved_module
@@ -265,3 +266,17 @@ def test_a_saved_header_of_the_wrong_types_is_never_a_crash(template, tmp_path, 
         saved_module._RECENT.clear()
         index, _ = current_index(store, "streaming", KEY)
         assert sorted(index.keys.tolist()) == sorted(built.keys.tolist())
+
+
+def test_an_index_folder_that_cannot_be_written_is_a_clear_error(redis_url, template, tmp_path, monkeypatch):
+    _fill(redis_url, template, 10)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    result = CliRunner().invoke(app, ["--store", redis_url, "cache", "share-index"])
+    # An FpcliError: `fpcli` (cli.main) prints it as one line, exit code 1, no traceback.
+    assert isinstance(result.exception, FpcliError) and "could not be saved in" in str(result.exception)
+    assert _shared_keys(redis_url) == []
+    disk = CliRunner().invoke(app, ["--store", str(tmp_path / "disk"), "cache", "share-index", "--json"])
+    assert disk.exit_code == 0 and json.loads(disk.stdout) == {
+        "shared": False, "indexes": [], "reason": json.loads(disk.stdout)["reason"]}

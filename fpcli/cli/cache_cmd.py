@@ -419,8 +419,12 @@ def cache_share_index(ctx: typer.Context, as_json: JsonOption = False,
 
     with ctx.obj.open_store() as store:
         if file_sets(store) is None:
-            note("", "nothing to share: this store keeps its search index in its own folder, "
-                     "where every user of the store finds it")
+            reason = ("this store keeps its search index in its own folder, where every user of "
+                      "the store finds it")
+            if as_json:
+                print_json({"shared": False, "indexes": [], "reason": reason})
+            else:
+                note("", f"nothing to share: {reason}")
             return
         key = AnalysisParams().key()
         results = unshare_indexes(store, key) if stop else share_indexes(store, key)

@@ -327,9 +327,16 @@ def share_indexes(store: FingerprintStore, params_key: str) -> list[dict[str, An
     if file_sets(store) is None:
         return []
     shared = []
+    folder = store.backend.index_dir
     for kind in KINDS:
-        index, _ = current_index(store, kind, params_key)
-        size = share(store, store.backend.index_dir, index_stem(kind, params_key), index_files)
+        index, info = current_index(store, kind, params_key)
+        if not info["index_saved"]:
+            raise FpcliError(f"the search index could not be saved in {folder} (is it writable?): "
+                             "nothing was shared")
+        try:
+            size = share(store, folder, index_stem(kind, params_key), index_files)
+        except OSError as exc:
+            raise FpcliError(f"cannot read the saved search index in {folder}: {exc.strerror or exc}") from None
         shared.append({"kind": kind, "rows": len(index), "generation": index.generation, "bytes": size})
     return shared
 
