@@ -10,6 +10,7 @@ import json
 import random
 
 import numpy as np
+import pytest
 
 from fpcli.search import build_index, current_index, load_index, save_index
 from fpcli.search.index import Index, pending_changes
@@ -208,3 +209,24 @@ def test_an_index_saved_again_while_a_query_reads_it_is_read_again(template, tmp
         index, info = current_index(store, "streaming", KEY)
         assert saves == [True] and (info["index"], info["records_read"]) == ("loaded", 0)
         assert _rows(index) == _rows(other)
+
+
+@pytest.mark.parametrize("target", ["values", "header"])
+def test_a_fifo_in_the_index_folder_never_blocks_a_search(template, tmp_path, target):
+    """A FIFO where a saved array or header should be (a hostile or broken store folder)
+    blocked every search forever in its open(); it is now not a saved index."""
+    import os
+    import threading
+
+    with _indexed_store(tmp_path / "store", template, tmp_path) as store:
+        folder = store.backend.index_dir
+        path = _saved_file(folder, "values") if target == "values" else folder / f"streaming-{KEY}.json"
+        path.unlink()
+        os.mkfifo(path)
+        found: list = []
+        reader = threading.Thread(target=lambda: found.append(load_index(folder, "streaming", KEY)), daemon=True)
+        reader.start()
+        reader.join(timeout=30)
+        assert found == [None]
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index"] == "built" and _rows(index) == _rows(build_index(store, "streaming", KEY))

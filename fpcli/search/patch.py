@@ -69,6 +69,19 @@ def array_path(folder: Path, stem: str, header: dict[str, Any], name: str) -> Pa
 HEX_DIGITS = frozenset("0123456789abcdef")
 
 
+def regular_file(path: Path) -> Path:
+    """``path`` when it is a regular file (links followed); OSError otherwise. A FIFO put
+    in the index folder would block a read forever, a device would be read endlessly."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(f"{path} is not a regular file")
+    return path
+
+
+def read_header(folder: Path, stem: str) -> Any:
+    """The JSON header of the saved index ``stem`` (OSError or ValueError when unreadable)."""
+    return json.loads(regular_file(folder / f"{stem}.json").read_text())
+
+
 def new_token() -> str:
     """A new save's token (``array_path``)."""
     return secrets.token_hex(4)
@@ -125,7 +138,7 @@ class NpyFile:
 
     @classmethod
     def read(cls, path: Path) -> NpyFile:
-        with open(path, "rb") as handle:
+        with open(regular_file(path), "rb") as handle:
             major, _ = np.lib.format.read_magic(handle)
             reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = reader(handle)
@@ -268,7 +281,7 @@ def _write_patch(folder: Path, index: Index, plan: Plan, arrays: dict[str, np.nd
     False, with nothing written, when a file cannot take it (another shape or type, a
     string too wide, a header without room)."""
     stem = index_stem(index.kind, index.params_key)
-    header = json.loads((folder / f"{stem}.json").read_text())
+    header = read_header(folder, stem)
     files = {name: NpyFile.read(array_path(folder, stem, header, name)) for name in (*PER_ROW, *header["derived"])}
     rows = len(index) + plan.appended
     if set(files) - set(arrays) or any(not f.fits(arrays[name]) or f.shape[0] < len(index)

@@ -35,6 +35,8 @@ from fpcli.search.patch import (
     header_signature,
     new_token,
     patch_saved,
+    read_header,
+    regular_file,
     remove_other_arrays,
 )
 from fpcli.search.shared import SHARE_LAG, fetch, file_sets, share, shared_state, unshare
@@ -137,7 +139,7 @@ def _load_timbre_fit(folder: Path, stem: str, header: dict[str, Any]) -> TimbreF
     scales = header.get("timbre_scales")
     if scales is None:
         return None
-    parts = {name: np.load(array_path(folder, stem, header, f"timbre_{name}"), allow_pickle=False)
+    parts = {name: np.load(regular_file(array_path(folder, stem, header, f"timbre_{name}")), allow_pickle=False)
              for name in TIMBRE_FIT_ARRAYS}
     return TimbreFit(parts["whiten"], parts["centre"], parts["axes"], float(scales[0]), float(scales[1]))
 
@@ -158,13 +160,13 @@ def load_index(folder: Path, kind: str, params_key: str) -> Index | None:
     """The saved index, or None when missing or inconsistent (a rebuild follows)."""
     stem = index_stem(kind, params_key)
     try:
-        header = json.loads((folder / f"{stem}.json").read_text())
+        header = read_header(folder, stem)
         if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
             return None
         # Memory-mapped: a query reads the pages it touches (1,000 rows of the timbre,
         # none of the keys), not every file. A later save replaces the files (a new
         # inode), so a mapping stays valid.
-        arrays = {name: np.load(array_path(folder, stem, header, name), allow_pickle=False,
+        arrays = {name: np.load(regular_file(array_path(folder, stem, header, name)), allow_pickle=False,
                                 mmap_mode=None if name in ("low", "high") else "r")
                   for name in SAVED_ARRAYS}
         timbre_fit = _load_timbre_fit(folder, stem, header)
@@ -200,7 +202,7 @@ def _optional(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray | N
     ``shape[0]`` rows (None when missing, shorter, or of another shape or type:
     recomputed on the first query)."""
     try:
-        array = np.load(path, allow_pickle=False, mmap_mode="r")
+        array = np.load(regular_file(path), allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError):
         return None
     fits = array.shape[1:] == shape[1:] and len(array) >= shape[0] and array.dtype == dtype
@@ -281,7 +283,7 @@ def _save_missing_derived(index: Index, folder: Path) -> None:
     stem = index_stem(index.kind, index.params_key)
     try:
         with folder_lock(folder):
-            header = json.loads((folder / f"{stem}.json").read_text())
+            header = read_header(folder, stem)
             have = header.get("derived", [])
             missing = {name: array for name, array in _derived_arrays(index).items() if name not in have}
             if not missing or header.get("generation") != index.generation or header.get("rows") != len(index):

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fpcli.files import write_text
-from fpcli.search.patch import array_path, folder_lock, new_token, remove_other_arrays
+from fpcli.search.patch import array_path, folder_lock, new_token, read_header, regular_file, remove_other_arrays
 from fpcli.store import FingerprintStore
 from fpcli.store.protocol import JOURNAL_LIMIT, SharedFiles
 
@@ -58,7 +58,7 @@ def share(store: FingerprintStore, folder: Path, stem: str,
         return 0
     with folder_lock(folder):      # no save or patch of the folder meanwhile: one consistent set
         try:
-            header = json.loads((folder / f"{stem}.json").read_text())
+            header = read_header(folder, stem)
             files = {name: path for name, path in files_of(folder, header).items() if name not in LOCAL_DERIVED}
         except (OSError, ValueError):
             return 0
@@ -73,7 +73,7 @@ def share(store: FingerprintStore, folder: Path, stem: str,
 def _narrow(source: Path, target: Path) -> bool:
     """Write the array of ``source`` to ``target`` as ASCII bytes when it is text that
     is all ASCII (a key, a content digest); False (nothing written) otherwise."""
-    array = np.load(source, mmap_mode="r", allow_pickle=False)
+    array = np.load(regular_file(source), mmap_mode="r", allow_pickle=False)
     if array.dtype.kind != "U":
         return False
     try:
