@@ -12,6 +12,10 @@ and ignores any rows after them (an interrupted patch leaves such rows; the next
 cuts them off). A changed row is overwritten in place, so a reader of the previous
 header may see its new values early; they are the store's current values, which that
 reader's own refresh would read. Every save and patch of a folder holds its lock.
+
+The saved files' names and safe reading live here too, for ``saved`` and ``shared``:
+``array_path`` (each save's arrays under its own token), ``read_header`` and
+``regular_file`` (a FIFO or device in the folder is never opened).
 """
 
 from __future__ import annotations

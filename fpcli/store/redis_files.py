@@ -7,8 +7,10 @@ first and the header is swapped last (``SET ... GET``), then the chunks of the s
 replaced are deleted: a reader sees one whole set or, if the set was replaced while
 it copied, finds a chunk gone and gives up (the caller then does without it). Every
 file is checked against the size and SHA-256 its header names, so a damaged or
-hostile set is never used. The keys live in the meta space: never expired nor
-evicted under volatile-lru, and removed by ``cache clear``.
+hostile set is never used. The names of the sets are kept in a Redis set at
+``<prefix>`` without its colon, so that listing them needs no scan of the keyspace.
+The keys live in the meta space: never expired nor evicted under volatile-lru, and
+removed by ``cache clear``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
-T = TypeVar("T")
 # Bytes per Redis value: one round trip well within the socket timeout. Just under
 # 8 MiB, because Redis's allocator rounds a value of 8 MiB plus its header up to its
 # next size class, 10 MiB: a quarter of the memory wasted.
