@@ -280,3 +280,24 @@ def test_an_index_folder_that_cannot_be_written_is_a_clear_error(redis_url, temp
     disk = CliRunner().invoke(app, ["--store", str(tmp_path / "disk"), "cache", "share-index", "--json"])
     assert disk.exit_code == 0 and json.loads(disk.stdout) == {
         "shared": False, "indexes": [], "reason": json.loads(disk.stdout)["reason"]}
+
+
+def test_an_index_built_from_every_record_reports_its_progress(template, tmp_path, monkeypatch):
+    """Minutes at a million records are never silent: ``build_index`` reports the start
+    (with the store's record count) and every BUILD_CHUNK rows; `fpcli search` says so."""
+    from fpcli.search import index as index_module
+
+    location = str(tmp_path / "store")
+    with FingerprintStore.open(location) as store:
+        store.import_records(list(make_records.records(25, seed=1, template=template)))
+        monkeypatch.setattr(index_module, "BUILD_CHUNK", 10)
+        heard: list[tuple[int, int | None]] = []
+        index = build_index(store, "streaming", KEY, lambda rows, total: heard.append((rows, total)))
+        assert heard[0] == (0, 25) and [rows for rows, _ in heard[1:]] == list(range(10, len(index) + 1, 10))
+    runner = CliRunner()
+    query = write(tmp_path / "query.flac", synth.music_like(2.0, 22050, seed=3), 22050)
+    first = runner.invoke(app, ["--store", location, "search", str(query), "-k", "2"])
+    assert first.exit_code == 0 and "building the streaming search index from every record (26 in the store)" \
+        in first.output, first.output
+    again = runner.invoke(app, ["--store", location, "search", str(query), "-k", "2"])
+    assert again.exit_code == 0 and "building" not in again.output

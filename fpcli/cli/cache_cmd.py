@@ -413,11 +413,12 @@ def cache_share_index(ctx: typer.Context, as_json: JsonOption = False,
 
       fpcli --store redis://localhost:6379/0 cache share-index --stop
     """
+    from fpcli.cli.tracks import Reporter
     from fpcli.params import AnalysisParams
     from fpcli.search.saved import share_indexes, unshare_indexes
     from fpcli.search.shared import file_sets
 
-    with ctx.obj.open_store() as store:
+    with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=False, show_tracks=False) as reporter:
         if file_sets(store) is None:
             reason = ("this store keeps its search index in its own folder, where every user of "
                       "the store finds it")
@@ -427,7 +428,7 @@ def cache_share_index(ctx: typer.Context, as_json: JsonOption = False,
                 note("", f"nothing to share: {reason}")
             return
         key = AnalysisParams().key()
-        results = unshare_indexes(store, key) if stop else share_indexes(store, key)
+        results = unshare_indexes(store, key) if stop else share_indexes(store, key, reporter.index_progress())
     if as_json:
         print_json({"shared": not stop, "indexes": results})
         return

@@ -98,7 +98,7 @@ def search(
                             under=path_text(library) if library else None, explain=explain,
                             compute_missing=compute_missing, include_duplicates=include_duplicates,
                             seconds=seconds, query=streamed, compute=compute,
-                            mutual_proximity=mutual_proximity)
+                            mutual_proximity=mutual_proximity, index_progress=reporter.index_progress())
     if m3u is not None:
         write_m3u(result, m3u)
     for path, error in result.skipped:

@@ -4,6 +4,7 @@ live reporter of library runs (results on stdout, progress and notices on stderr
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -71,12 +72,29 @@ class Reporter:
         if kind == "track":
             self._track(payload)
         if self._task is not None:
-            self._progress.advance(self._task)
+            self._progress.advance(self._task, payload if kind == "advance" and isinstance(payload, int) else 1)
 
     def notice(self, message: str) -> None:
         """A plain notice on stderr (above the bar when it is drawn); none with quiet."""
         if not self.quiet:
             note("", message, self._diagnostics())
+
+    def index_progress(self) -> Callable[[str, int, int | None], None]:
+        """Progress of a search index built from every record (``search.saved.IndexProgress``):
+        a notice when it starts, even when stderr is not a terminal (minutes at a
+        million records are never silent), then the bar: rows read of the store's records."""
+        read = [0]
+
+        def on_rows(kind: str, rows: int, total: int | None) -> None:
+            if rows == 0:
+                read[0] = 0
+                self.notice(f"building the {kind} search index from every record"
+                            + (f" ({total:,} in the store)" if total else "") + ": none is saved and current")
+                self.event("start", (total, f"{kind} index"))
+            else:
+                self.event("advance", rows - read[0])
+                read[0] = rows
+        return on_rows
 
     def snapshot(self, result: TrackResult) -> None:
         """One snapshot of a followed stream: a JSON line, or one line of the rising

@@ -280,12 +280,21 @@ def row_of(record: Record, kind: str, params_key: str | None = None) -> np.ndarr
     return np.array([np.nan if values.get(d) is None else values[d] for d in KINDS[kind]], dtype=np.float32)
 
 
-def build_index(store: FingerprintStore, kind: str, params_key: str) -> Index:
-    """An index of every record of ``kind`` under ``params_key`` (reads every record).
-    The rows are packed into arrays every BUILD_CHUNK records: a million rows held as
-    Python objects took about 1.7 GB more than their arrays."""
+BuildProgress = Callable[[int, int | None], None]   # (rows read so far, records in the store or None)
+
+
+def build_index(store: FingerprintStore, kind: str, params_key: str,
+                progress: BuildProgress | None = None) -> Index:
+    """An index of every record of ``kind`` under ``params_key`` (reads every record;
+    minutes at a million records, so ``progress`` hears of it: once with 0 rows at the
+    start, then every BUILD_CHUNK rows). The rows are packed into arrays every
+    BUILD_CHUNK records: a million rows held as Python objects took about 1.7 GB more
+    than their arrays."""
     generation = store.generation()
     epoch = store.index_epoch()
+    total = store.record_count() if progress is not None else None
+    if progress is not None:
+        progress(0, total)
     chunks: list[tuple[np.ndarray, ...]] = []
     pending: list[IndexRow] = []
     for entry in store.index_rows(kind, params_key):
@@ -293,6 +302,8 @@ def build_index(store: FingerprintStore, kind: str, params_key: str) -> Index:
         if len(pending) == BUILD_CHUNK:
             chunks.append(_packed_rows(pending, kind))
             pending = []
+            if progress is not None:
+                progress(len(chunks) * BUILD_CHUNK, total)
     chunks.append(_packed_rows(pending, kind))
     values, timbre, keys, paths, contents = (np.concatenate(part) for part in zip(*chunks, strict=True))
     return index_of(kind, params_key, values, decode_paths(keys), paths, decode_paths(contents), timbre,
@@ -372,7 +383,8 @@ def changes_since(store: FingerprintStore, generation: int, epoch: tuple[int, ..
     return Pending(now, now_epoch, changes)
 
 
-def refresh(index: Index, store: FingerprintStore, pending: Pending | None = None) -> tuple[Index, int, str]:
+def refresh(index: Index, store: FingerprintStore, pending: Pending | None = None,
+            progress: BuildProgress | None = None) -> tuple[Index, int, str]:
     """Bring ``index`` up to date (with ``pending``, the changes already read);
     returns (index, records re-read, what was done: loaded, refreshed or rebuilt).
     Rebuilds when the journal cannot describe what changed (a clear, an eviction, an
@@ -380,7 +392,7 @@ def refresh(index: Index, store: FingerprintStore, pending: Pending | None = Non
     pending = pending or pending_changes(index, store)
     generation, epoch, changes = pending.generation, pending.epoch, pending.changes
     if pending.needs_rebuild(len(index)):
-        fresh = build_index(store, index.kind, index.params_key)
+        fresh = build_index(store, index.kind, index.params_key, progress)
         return fresh, len(fresh), "rebuilt"
     if not changes:
         return index, 0, "loaded"

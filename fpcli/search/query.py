@@ -19,7 +19,7 @@ from fpcli.search.dupes import drop_duplicates
 from fpcli.search.index import KINDS, Index, row_of
 from fpcli.search.proximity import reference_of, use_reference
 from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, top_k
-from fpcli.search.saved import current_index
+from fpcli.search.saved import IndexProgress, current_index
 from fpcli.search.timbre import pack
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.records import record_key
@@ -117,7 +117,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
            under: str | None = None, explain: bool = False, compute_missing: bool = False,
            include_duplicates: bool = False, seconds: float | None = None,
            query: Record | None = None, compute: Compute | None = None,
-           mutual_proximity: bool = True) -> SearchResult:
+           mutual_proximity: bool = True, index_progress: IndexProgress | None = None) -> SearchResult:
     """Find the k tracks of the store most similar to ``query_path``.
 
     fast: streaming fingerprints of cached tracks. accurate: k x 5 fast candidates
@@ -135,7 +135,8 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     in parallel as ``compute`` says (default: one worker, no progress events).
 
     The nearest hits are ranked by mutual proximity (``search.proximity``) unless
-    ``mutual_proximity`` is False (then by distance alone).
+    ``mutual_proximity`` is False (then by distance alone). ``index_progress`` hears of
+    a search index built from every record (minutes at a million records).
     """
     if strategy not in STRATEGIES:
         raise ParameterError(f"{strategy!r}: one of {', '.join(STRATEGIES)}", "strategy")
@@ -165,11 +166,12 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
         stats["expected_recall"] = expected_recall(record.streaming.seconds)  # None until measured
     skipped: list[tuple[str, str]] = []
     if strategy == "fast":
-        hits = _rank_all(store, "streaming", record, plan, params, stats)
+        hits = _rank_all(store, "streaming", record, plan, params, stats, index_progress)
     elif strategy == "accurate":
-        hits = _accurate(store, record, plan, params, compute, stats, skipped)
+        hits = _accurate(store, record, plan, params, compute, stats, skipped, index_progress)
     else:
-        hits = _batch(store, record, plan, params, compute if compute_missing else None, stats, skipped)
+        hits = _batch(store, record, plan, params, compute if compute_missing else None, stats, skipped,
+                      index_progress)
     store.flush_stats()
     stats["cache_hits"] = store.backend.counter("hits") - hits_before
     stats["ranking"] = _ranking(hits, mutual_proximity)
@@ -207,9 +209,9 @@ def _query_row(record: Record, kind: str) -> np.ndarray:
 
 
 def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, params: AnalysisParams,
-              stats: dict[str, Any]) -> list[Hit]:
+              stats: dict[str, Any], progress: IndexProgress | None = None) -> list[Hit]:
     """The k nearest of every indexed track of ``kind`` (refreshing the index first)."""
-    index, info = current_index(store, kind, params.key())
+    index, info = current_index(store, kind, params.key(), progress)
     stats.update(info)
     if len(index) <= 1:
         raise SearchError(f"the store holds no other {kind} fingerprints to search: analyse the library first"
@@ -271,12 +273,12 @@ def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams
 
 
 def _accurate(store: FingerprintStore, record: Record, query: Query, params: AnalysisParams, compute: Compute,
-              stats: dict[str, Any], skipped: list[tuple[str, str]]) -> list[Hit]:
+              stats: dict[str, Any], skipped: list[tuple[str, str]], progress: IndexProgress | None) -> list[Hit]:
     wide = dataclasses.replace(query, k=query.k * ACCURATE_CANDIDATES, explain=False)
-    candidates = _rank_all(store, "streaming", record, wide, params, stats)
+    candidates = _rank_all(store, "streaming", record, wide, params, stats, progress)
     stats["batch_computed"] = _batch_for(store, [h.path for h in candidates if os.path.exists(h.path)],
                                          params, compute, skipped)
-    index, info = current_index(store, "batch", params.key())
+    index, info = current_index(store, "batch", params.key(), progress)
     stats["batch_index"] = info
     rows = np.flatnonzero(np.isin(index.contents, [h.digest for h in candidates]))
     sub = Index(index.kind, index.params_key, index.values[rows], index.keys[rows], index.stored_paths[rows],
@@ -287,16 +289,16 @@ def _accurate(store: FingerprintStore, record: Record, query: Query, params: Ana
 
 
 def _batch(store: FingerprintStore, record: Record, query: Query, params: AnalysisParams, compute: Compute | None,
-           stats: dict[str, Any], skipped: list[tuple[str, str]]) -> list[Hit]:
+           stats: dict[str, Any], skipped: list[tuple[str, str]], progress: IndexProgress | None) -> list[Hit]:
     """Rank by batch fingerprints of every track; those missing are computed when
     ``compute`` is given, else counted in ``stats["missing_batch"]``."""
-    streaming, _ = current_index(store, "streaming", params.key())
-    index, _ = current_index(store, "batch", params.key())
+    streaming, _ = current_index(store, "streaming", params.key(), progress)
+    index, _ = current_index(store, "batch", params.key(), progress)
     missing = streaming.path_strings(~np.isin(streaming.contents, index.contents))
     if compute is not None:
         _batch_for(store, [p for p in missing if os.path.exists(p)], params, compute, skipped)
     stats["missing_batch"] = 0 if compute is not None else len(missing)
-    return _rank_all(store, "batch", record, query, params, stats)
+    return _rank_all(store, "batch", record, query, params, stats, progress)
 
 
 def write_m3u(result: SearchResult, destination: str | os.PathLike[str]) -> None:

@@ -8,10 +8,12 @@ store (search/shared.py), ``keep_shared_current`` keeps the shared copy current.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -224,8 +226,14 @@ def loaded_index(folder: Path, kind: str, params_key: str) -> Index | None:
     return load_index(folder, kind, params_key)
 
 
-def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[Index, dict[str, Any]]:
-    """Load, refresh and save the index of ``kind``; returns it and what was done."""
+IndexProgress = Callable[[str, int, int | None], None]   # (kind, rows read, records in the store or None)
+
+
+def current_index(store: FingerprintStore, kind: str, params_key: str,
+                  progress: IndexProgress | None = None) -> tuple[Index, dict[str, Any]]:
+    """Load, refresh and save the index of ``kind``; returns it and what was done.
+    ``progress`` hears of a build from every record (``index.build_index``)."""
+    build_progress = None if progress is None else functools.partial(progress, kind)
     started = time.perf_counter()
     folder = store.backend.index_dir
     signature = header_signature(folder, kind, params_key)
@@ -250,10 +258,10 @@ def current_index(store: FingerprintStore, kind: str, params_key: str) -> tuple[
         # A few records added or changed, written into the saved files: map them again.
         index, reread, action = load_index(folder, kind, params_key), patched, "patched"
     if index is None:
-        index = build_index(store, kind, params_key)
+        index = build_index(store, kind, params_key, build_progress)
         reread, action = len(index), "built"
     elif patched is None:
-        index, reread, action = refresh(index, store, pending)
+        index, reread, action = refresh(index, store, pending, build_progress)
     saved = save_index(index, folder) if action not in ("loaded", "patched") else True
     shared = keep_shared_current(store, index, rebuilt=action in ("built", "rebuilt")) \
         if saved and action != "loaded" else 0
@@ -323,7 +331,8 @@ def keep_shared_current(store: FingerprintStore, index: Index, *, rebuilt: bool)
         return 0
 
 
-def share_indexes(store: FingerprintStore, params_key: str) -> list[dict[str, Any]]:
+def share_indexes(store: FingerprintStore, params_key: str,
+                  progress: IndexProgress | None = None) -> list[dict[str, Any]]:
     """Bring the index of every kind up to date and share it through the store (an
     empty list when the store's clients share its index folder already)."""
     if file_sets(store) is None:
@@ -331,7 +340,7 @@ def share_indexes(store: FingerprintStore, params_key: str) -> list[dict[str, An
     shared = []
     folder = store.backend.index_dir
     for kind in KINDS:
-        index, info = current_index(store, kind, params_key)
+        index, info = current_index(store, kind, params_key, progress)
         if not info["index_saved"]:
             raise FpcliError(f"the search index could not be saved in {folder} (is it writable?): "
                              "nothing was shared")

@@ -354,6 +354,12 @@ class FingerprintStore(StoreImports):
             "warnings": [w for w in [self.backend.policy_warning(), note] if w],
         }
 
+    def record_count(self) -> int | None:
+        """How many records the store holds, from its kept census (no scan); None
+        when it keeps none (a store that must be counted first)."""
+        counts, _ = self.backend.census()
+        return None if counts is None else int(census_summary(counts)["entries"])
+
     # -- change journal (for incremental index refresh) ----------------------------------------
 
     def generation(self) -> int:
