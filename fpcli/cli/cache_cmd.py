@@ -40,6 +40,13 @@ def progress_line(what: str) -> Callable[[int], None]:
     return lambda n: print(f"\r{what}: {n:,}", end="", file=sys.stderr, flush=True)
 
 
+def status_line(text: str) -> None:
+    """One line on stderr, rewritten by the next progress line or cleared by
+    ``end_progress``; only when stderr is a terminal, as ``progress_line``."""
+    if sys.stderr.isatty():
+        print(f"\r{text}", end="", file=sys.stderr, flush=True)
+
+
 def end_progress() -> None:
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr, flush=True)
@@ -374,7 +381,13 @@ def cache_import(ctx: typer.Context,
         report = import_store(store, file, progress_line("lines read"),
                               on_records=indexes.add if indexes is not None else lambda records: None)
         end_progress()
-        kept = indexes.finish() if indexes is not None and report.records else {}
+        if indexes is not None and report.records:
+            # About 75 s at a million records: say what the wait is for.
+            status_line(f"saving the search index of {report.records:,} imported records ...")
+            kept = indexes.finish()
+            end_progress()
+        else:
+            kept = {}
     for reason in report.rejected:
         note("[red]rejected[/red]", reason)
     line = (f"imported {report.records} records and {report.failures} failures, "
