@@ -301,3 +301,22 @@ def test_an_index_built_from_every_record_reports_its_progress(template, tmp_pat
         in first.output, first.output
     again = runner.invoke(app, ["--store", location, "search", str(query), "-k", "2"])
     assert again.exit_code == 0 and "building" not in again.output
+
+
+def test_a_redis_store_whose_keys_were_lost_never_serves_the_old_index(redis_url, template, client):
+    """FLUSHDB or a restart without persistence empties the namespace; refilled to the
+    same generation, it must not pass for the store a client's saved index was built
+    from (the epoch used to restart at 0 and the stale index was loaded as current)."""
+    import redis
+
+    client("a")
+    _fill(redis_url, template, 20)
+    with FingerprintStore.open(redis_url) as store:
+        current_index(store, "streaming", KEY)
+    redis.Redis.from_url(redis_url).flushdb()
+    _fill(redis_url, template, 40, start=20)          # 20 other records: the same generation again
+    saved_module._RECENT.clear()
+    with FingerprintStore.open(redis_url) as store:
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index"] == "rebuilt"
+        assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]

@@ -33,6 +33,7 @@ import collections
 import contextlib
 import hashlib
 import os
+import secrets
 import urllib.parse
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -146,6 +147,11 @@ class RedisBackend:
         self._client = redis.Redis(**options, decode_responses=True)  # meta: text
         self._bin = redis.Redis(**options, decode_responses=False)    # data: encoded bytes
         self._call(self._client.ping)
+        # A namespace's epoch starts at a random number, not 0. Each client keeps its
+        # search index in its own folder, named by the epoch it was built at: when the
+        # keys are lost (FLUSHDB, a restart without persistence), the store that fills
+        # the namespace again must not pass for the old one at the same generation.
+        self._call(self._client.set, self._meta + "epoch", secrets.randbelow(1 << 48), nx=True)
         self._census_start()
         self._files = RedisFileSets(self._call, self._client, self._bin, self._meta + "shared:")
 
