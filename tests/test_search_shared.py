@@ -320,3 +320,21 @@ def test_a_redis_store_whose_keys_were_lost_never_serves_the_old_index(redis_url
         index, info = current_index(store, "streaming", KEY)
         assert info["index"] == "rebuilt"
         assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
+
+
+def test_a_meta_part_rebuilt_empty_never_serves_the_old_index(template, tmp_path):
+    """The diskcache analogue: a damaged meta part (counters and journal) that a repair
+    rebuilds empty restarted the epoch and the generation at 0."""
+    import shutil
+
+    location = str(tmp_path / "store")
+    _fill(location, template, 20)
+    with FingerprintStore.open(location) as store:
+        current_index(store, "streaming", KEY)
+    shutil.rmtree(tmp_path / "store" / "meta")
+    _fill(location, template, 40, start=20)           # the generation is 20 again
+    saved_module._RECENT.clear()
+    with FingerprintStore.open(location) as store:
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index"] == "rebuilt"
+        assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import secrets
 import sqlite3
 import time
 import warnings
@@ -89,6 +90,11 @@ class DiskcacheBackend(MetaCounters):
         )
         self._meta = diskcache.Cache(os.path.join(self.location, "meta"), disk=SafeDisk,
                                      eviction_policy="none", cull_limit=0, **SQLITE_MEMORY)
+        # The epoch starts at a random number, not 0: a meta part rebuilt empty (cache
+        # verify --repair of a damaged one) must not pass for the old one, whose epoch
+        # and generation the saved search index names. (Read-only stores keep theirs.)
+        with contextlib.suppress(sqlite3.Error, OSError):
+            self._meta.add("epoch", secrets.randbelow(1 << 48))
         self._data._sql(f"CREATE TABLE IF NOT EXISTS {CENSUS_TABLE} (tag TEXT PRIMARY KEY, n INTEGER NOT NULL)")
         self._census_start()
 
