@@ -236,20 +236,13 @@ def current_index(store: FingerprintStore, kind: str, params_key: str,
     build_progress = None if progress is None else functools.partial(progress, kind)
     started = time.perf_counter()
     folder = store.backend.index_dir
-    signature = header_signature(folder, kind, params_key)
-    index = loaded_index(folder, kind, params_key)
-    if index is None and header_signature(folder, kind, params_key) != signature:
-        # Saved again while this read it (the previous save's files are removed): read the new one.
-        signature = header_signature(folder, kind, params_key)
-        index = loaded_index(folder, kind, params_key)
+    index, signature = _saved(folder, kind, params_key)
     pending = pending_changes(index, store) if index is not None else None
     fetched = (index is None or pending is None or pending.needs_rebuild(len(index))) \
         and _fetch_shared(store, folder, kind, params_key)
     if fetched:
-        index = load_index(folder, kind, params_key)
-        if index is not None:
-            _save_missing_derived(index, folder)
         signature = header_signature(folder, kind, params_key)
+        index = load_index(folder, kind, params_key)
         pending = pending_changes(index, store) if index is not None else None
     patched = None
     if index is not None and pending is not None:
@@ -271,18 +264,36 @@ def current_index(store: FingerprintStore, kind: str, params_key: str,
                    "index_fetched": fetched, "index_shared_bytes": shared}
 
 
+def _saved(folder: Path, kind: str, params_key: str) -> tuple[Index | None, tuple[int, int, int] | None]:
+    """The saved index of ``kind`` (this process's copy while current) and the signature
+    of its header as read before it."""
+    signature = header_signature(folder, kind, params_key)
+    index = loaded_index(folder, kind, params_key)
+    if index is None and header_signature(folder, kind, params_key) != signature:
+        # Saved again while this read it (the previous save's files are removed): read the new one.
+        signature = header_signature(folder, kind, params_key)
+        index = loaded_index(folder, kind, params_key)
+    return index, signature
+
+
 # -- the index shared through the store (Redis; search/shared.py) ---------------------------
 
 def _fetch_shared(store: FingerprintStore, folder: Path, kind: str, params_key: str) -> bool:
     """Copy the store's shared index of ``kind`` into ``folder`` when there is one that
-    the journal can bring up to date; False when there is none (or it would be built
-    again anyway, or cannot be copied)."""
+    the journal can bring up to date, with the derived arrays the copy leaves out
+    computed and saved; False when there is none (or it would be built again anyway,
+    or cannot be copied)."""
     stem = index_stem(kind, params_key)
     try:
         state = shared_state(store, stem)
-        return state is not None and _replayable(store, state) and fetch(store, folder, stem)
+        if state is None or not _replayable(store, state) or not fetch(store, folder, stem):
+            return False
     except (OSError, FpcliError):
         return False   # an unwritable folder, a Redis error: this client builds its own
+    copied = load_index(folder, kind, params_key)
+    if copied is not None:
+        _save_missing_derived(copied, folder)
+    return True
 
 
 def _save_missing_derived(index: Index, folder: Path) -> None:
