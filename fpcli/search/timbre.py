@@ -80,7 +80,7 @@ def js_divergence(query: np.ndarray, rows: np.ndarray, row_logdets: np.ndarray |
     if row_logdets is None:
         row_logdets = logdets(rows)
     logdet_q = logdets(q[None, :])[0]
-    return np.maximum(0.5 * (mixed - 0.5 * (row_logdets + logdet_q)), 0.0)
+    return _js(mixed, row_logdets, logdet_q)
 
 
 def js_divergence_pairs(a: np.ndarray, b: np.ndarray, a_logdets: np.ndarray | None = None,
@@ -97,7 +97,7 @@ def js_divergence_pairs(a: np.ndarray, b: np.ndarray, a_logdets: np.ndarray | No
     mixed = _mixture_logdets(_rows_last(a)[:, :, None], _rows_last(b)[:, None, :], dtype)      # (r, s)
     a_logdets = logdets(a) if a_logdets is None else a_logdets
     b_logdets = logdets(b) if b_logdets is None else b_logdets
-    return np.maximum(0.5 * (mixed - 0.5 * (a_logdets[:, None] + b_logdets[None, :])), 0.0)
+    return _js(mixed, a_logdets[:, None], b_logdets[None, :])
 
 
 def js_divergence_paired(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -106,7 +106,14 @@ def js_divergence_paired(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if len(a) == 0:
         return np.zeros(0)
     mixed = _mixture_logdets(_rows_last(a), _rows_last(b), np.float64)
-    return np.maximum(0.5 * (mixed - 0.5 * (logdets(a) + logdets(b))), 0.0)
+    return _js(mixed, logdets(a), logdets(b))
+
+
+def _js(mixed: np.ndarray, logdet_a: np.ndarray | float, logdet_b: np.ndarray | float) -> np.ndarray:
+    """JS divergence (nats, >= 0) of two Gaussians from the log-determinants of their
+    mixture and of each: 0.5 (log|M| - (log|A| + log|B|) / 2), broadcast; the mean
+    term is inside the mixture's covariance."""
+    return np.maximum(0.5 * (mixed - 0.5 * (logdet_a + logdet_b)), 0.0)
 
 
 def _mixture_logdets(pa: np.ndarray, pb: np.ndarray, dtype: type) -> np.ndarray:
