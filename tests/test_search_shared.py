@@ -338,3 +338,26 @@ def test_a_meta_part_rebuilt_empty_never_serves_the_old_index(template, tmp_path
         index, info = current_index(store, "streaming", KEY)
         assert info["index"] == "rebuilt"
         assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
+
+
+def test_odd_paths_come_back_from_a_shared_copy(redis_url, template, client):
+    """Paths that are not UTF-8, hold a newline, lie outside the BMP or are long travel
+    through the shared copy (keys and digests go as ASCII; paths as saved)."""
+    import dataclasses
+
+    odd = ["/m/caf\u00e9 \u2603 \U0001f600.flac", "/m/\udcff\udcfe.flac", "/m/line\nbreak.flac",
+           "/m/" + "long name [x] " * 40 + ".flac"]
+    records = list(make_records.records(12, seed=3, template=template))
+    records[:4] = [dataclasses.replace(r, paths=(dataclasses.replace(r.paths[0], path=p),))
+                   for r, p in zip(records, odd, strict=False)]
+    with FingerprintStore.open(redis_url) as store:
+        store.import_records(records)
+    client("a")
+    with FingerprintStore.open(redis_url) as store:
+        share_indexes(store, KEY)
+        built = build_index(store, "streaming", KEY)
+    client("b")
+    with FingerprintStore.open(redis_url) as store:
+        copied, info = current_index(store, "streaming", KEY)
+    assert info["index_fetched"] and set(odd) <= set(copied.paths.tolist())
+    assert sorted(copied.paths.tolist()) == sorted(built.paths.tolist())
