@@ -5,6 +5,7 @@ bulk import/export round-trips; Redis values are compact."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -161,7 +162,29 @@ def test_record_text_is_the_json_of_record_to_json(template):
     from fpcli.store.schema import dumps, record_text
 
     for record in _variants(template):
-        assert record_text(record) == dumps(record_to_json(record))
+        text = record_text(record)
+        assert text.isascii() and json.loads(text) == json.loads(dumps(record_to_json(record)))
+
+
+def test_record_text_of_odd_paths_and_numbers(template):
+    """The fast writer leaves to ``json`` what it would write otherwise: non-ASCII and
+    undecodable path bytes come out as ASCII escapes, and a NaN is refused, not
+    written as null."""
+    import dataclasses
+    import math
+
+    from fpcli.store.records import PathSeen
+    from fpcli.store.schema import record_text
+
+    record = next(make_records.records(1, template=template))
+    for path in ("/music/Canción é.flac", os.fsdecode(b"/music/\xff\xfe.flac"), "/music/🎵.flac"):
+        odd = dataclasses.replace(record, paths=(PathSeen(path, 1),))
+        text = record_text(odd)
+        assert text.isascii() and json.loads(text)["paths"][0]["path"] == path
+    values = {**record.streaming.values, "tempo_bpm": math.nan}
+    broken = dataclasses.replace(record, streaming=dataclasses.replace(record.streaming, values=values))
+    with pytest.raises(ValueError):
+        record_text(broken)
 
 
 def test_a_batch_parse_gives_what_each_parse_gives(template):

@@ -344,3 +344,48 @@ def test_record_from_result_is_json(track, tmp_path):
     data = record_to_json(record)
     assert json.loads(json.dumps(data, allow_nan=False)) == data
     assert parse_record(record.key, data) == record
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**80, max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),  # text: lone surrogates too
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values, st.sampled_from(["", " ", "x", "NaN", "1e400", "]"]))
+def test_stored_json_parses_as_the_standard_parser_says(value, tail):
+    """``loads`` (orjson, falling back on ``json``) gives what ``json.loads`` gives,
+    accepts what it accepts and refuses what it refuses, for text from either writer;
+    the one licensed difference: an integer beyond 64 bits may come back as the float
+    of the same value."""
+    from fpcli.errors import BadEntryError
+    from fpcli.store.schema import dumps, dumps_finite, loads
+
+    for text in {dumps(value), dumps_finite(value), dumps(value) + tail, tail}:
+        assert text.isascii()
+        try:
+            expected = json.loads(text, parse_constant=_refuse)
+        except ValueError:  # not JSON, or NaN / Infinity
+            with pytest.raises(BadEntryError):
+                loads("k", text)
+            continue
+        assert _same_json(loads("k", text), expected)
+
+
+def _refuse(name: str) -> None:
+    raise ValueError(name)
+
+
+def _same_json(got, expected) -> bool:
+    if isinstance(expected, bool) or expected is None or isinstance(expected, str):
+        return type(got) is type(expected) and got == expected
+    if isinstance(expected, int) and not -2**63 <= expected < 2**64:
+        return isinstance(got, int | float) and got == float(expected)
+    if isinstance(expected, int | float):
+        return type(got) is type(expected) and (got == expected or got != got and expected != expected)
+    if isinstance(expected, list):
+        return isinstance(got, list) and len(got) == len(expected) and all(map(_same_json, got, expected))
+    return isinstance(got, dict) and got.keys() == expected.keys() and all(
+        _same_json(got[k], expected[k]) for k in expected)

@@ -44,7 +44,7 @@ from fpcli.store.records import (
     resolve,
     stat_regular,
 )
-from fpcli.store.schema import dumps, failure_to_json, record_text
+from fpcli.store.schema import dumps, failure_to_json, path_entry_text, record_text
 from fpcli.store.spec import StoreSpec
 
 # A hit rewrites its record when last_used_at is older than this: "last used" and the
@@ -225,9 +225,8 @@ class FingerprintStore(StoreImports):
             old = self.read_record(record_key(entry["digest"], params_key))
             if old is not None:
                 self._keep_or_drop(old.without_path(identity.path))
-        self._put(f"path:{path_key(identity.path)}", dumps({
-            "path": identity.path, "size": identity.size, "mtime_ns": identity.mtime_ns,
-            "digest": identity.digest, "content_key": identity.content_key}))
+        self._put(f"path:{path_key(identity.path)}", path_entry_text(
+            identity.path, identity.size, identity.mtime_ns, identity.digest, identity.content_key))
 
     def _keep_or_drop(self, record: Record) -> None:
         """Write a record that lost a path, or delete it when it has none left."""

@@ -25,10 +25,11 @@ from fpcli.errors import BadEntryError, StoreError
 from fpcli.files import atomic_text
 from fpcli.store.core import FingerprintStore
 from fpcli.store.protocol import BATCH
-from fpcli.store.records import HEX32, STREAM_PREFIX, Failure, Record, entry_file, path_key
+from fpcli.store.records import STREAM_PREFIX, Failure, Record, entry_file, path_key
 from fpcli.store.schema import (
     dumps,
     failure_to_json,
+    is_hex32,
     loads,
     parse_failure,
     parse_path_entry,
@@ -142,8 +143,7 @@ def _entry_problems(store: FingerprintStore, key: str, text: str | None = None) 
             entry = parse_path_entry(key, data)
             return [] if key == f"path:{path_key(entry['path'])}" else ["path does not match the key"]
         if key.startswith("cand:"):
-            ok = isinstance(data, list) and all(isinstance(d, str) and len(d) == 32 and set(d) <= HEX32
-                                                for d in data)
+            ok = isinstance(data, list) and all(is_hex32(d) for d in data)
             return [] if ok else ["candidate list is not a list of digests"]
         return ["unknown kind of entry"]
     except BadEntryError as exc:

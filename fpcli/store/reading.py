@@ -26,6 +26,7 @@ from fpcli.store.schema import (
     parse_path_entry,
     parse_record,
     parse_records,
+    path_entry_text,
     record_text,
 )
 from fpcli.store.timbre_block import sound_covariances
@@ -263,9 +264,9 @@ class StoreImports(StoreReader):
                     record = record.with_path(seen.path, seen.mtime_ns)
             written.append(record)
             puts.append((record.key, record_text(record), census_tag(record)))
-            puts += [(f"path:{path_key(seen.path)}", dumps({
-                "path": seen.path, "size": record.size, "mtime_ns": seen.mtime_ns, "digest": record.digest,
-                "content_key": record.content_key}), None) for seen in record.paths]
+            puts += [(f"path:{path_key(seen.path)}", path_entry_text(
+                seen.path, record.size, seen.mtime_ns, record.digest, record.content_key), None)
+                for seen in record.paths]
         puts += self._candidate_puts(unique)
         for start in range(0, len(puts), BATCH):
             self.backend.put_many(puts[start:start + BATCH])

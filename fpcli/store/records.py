@@ -40,7 +40,6 @@ COV_TOLERANCE = 1e-6       # relative asymmetry / negative eigenvalue a stored c
 STREAM_PREFIX = "stream:"  # paths of named streams (fpcli analyze - --name NAME): no file behind them
 CONTENT_SAMPLE_BYTES = 64 * 1024
 DIGEST_CHUNK_BYTES = 1 << 20
-HEX32 = frozenset("0123456789abcdef")
 
 
 # -- identity --------------------------------------------------------------------------------

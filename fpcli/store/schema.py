@@ -10,15 +10,17 @@ import dataclasses
 import functools
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from fpcli.errors import BadEntryError
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.store.records import (
     COV_TOLERANCE,
-    HEX32,
     READABLE_SCHEMAS,
     RECORD_SCHEMA,
     AudioFacts,
@@ -52,8 +54,33 @@ def dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), allow_nan=False)
 
 
+def dumps_finite(data: Any) -> str:
+    """``dumps`` of data whose floats are all finite, three times faster (orjson). The
+    text may differ from ``dumps``'s in how a number is spelt, never in what it parses
+    to. Data orjson cannot write as ``dumps`` would goes to ``dumps``: non-ASCII
+    text (``dumps`` escapes it), lone surrogates, integers beyond 64 bits. (orjson
+    writes NaN and infinity as null without a word: hence "finite", which the caller
+    guarantees.)"""
+    try:
+        text = orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        return dumps(data)
+    return text.decode("ascii") if text.isascii() else dumps(data)
+
+
 def loads(key: str, text: str | bytes) -> Any:
-    """Parse stored JSON; anything else (including NaN/Infinity) is a bad entry."""
+    """Parse stored JSON; anything else (including NaN/Infinity) is a bad entry.
+
+    orjson parses first (4-5x faster than ``json``: a store read, an import and an
+    index build parse every record). What it refuses goes to ``json``, which decides:
+    lone surrogates (undecodable path bytes, written as ``\\udcXX``), numbers beyond a
+    double, nesting past 1024. The one difference in what parses: an integer beyond
+    64 bits comes back as a float of the same value, and every such field is refused
+    or turned into a float by the checks anyway."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
@@ -104,7 +131,26 @@ def record_text(record: Record) -> str:
             "timbre": None if record.timbre is None else pack_timbre(record.timbre),
             "dupe_key": None if record.dupe_key is None else vars(record.dupe_key),
             "schema": RECORD_SCHEMA}
-    return dumps(data)
+    return dumps_finite(data) if _finite_numbers(record) else dumps(data)
+
+
+def _finite_numbers(record: Record) -> bool:
+    """Whether every float of the record is finite (``dumps`` refuses the record
+    otherwise, as it should): one sum, which is NaN or infinite if any term is
+    (or if finite terms overflow, which only sends the record to the slower writer)."""
+    streaming, batch, validation = record.streaming, record.batch, record.validation
+    numbers = [record.audio.duration_s, record.analysed_at, record.last_used_at, streaming.seconds,
+               *streaming.values.values(), *streaming.confidence.values(),
+               *(batch.values.values() if batch is not None else ()),
+               *((validation.similarity, validation.threshold, validation.validated_at,
+                  *validation.errors.values()) if validation is not None else ())]
+    return math.isfinite(sum(v for v in numbers if v is not None))
+
+
+def path_entry_text(path: str, size: int, mtime_ns: int, digest: str, content_key: str) -> str:
+    """The JSON of a path entry (what ``parse_path_entry`` reads): no floats in it."""
+    return dumps_finite({"path": path, "size": size, "mtime_ns": mtime_ns, "digest": digest,
+                         "content_key": content_key})
 
 
 def failure_to_json(failure: Failure) -> dict[str, Any]:
@@ -162,7 +208,10 @@ def _text(value: Any) -> bool:
 
 
 def is_hex32(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 32 and set(value) <= HEX32
+    return isinstance(value, str) and len(value) == 32 and _lower_hex(value) is not None
+
+
+_lower_hex = re.compile("[0-9a-f]*").fullmatch  # twice as fast as a set of the characters
 
 
 def _params_key(value: Any) -> bool:
@@ -424,11 +473,12 @@ def _dupe_key(c: _Checker, d: Mapping[str, Any]) -> DupeKey | None:
     if not integer_at_least(1)(windows) or windows >= MAX_WINDOWS:
         c.problems.append(f"dupe_key.windows is {_show(windows)}, not a count in [1, {MAX_WINDOWS - 1}]")
         return None
+    problems = len(c.problems)
     for name in ("bits", "mask"):
         value = d.get(name)
-        if not isinstance(value, str) or len(value) != 4 * windows or not set(value) <= HEX32:
+        if not isinstance(value, str) or len(value) != 4 * windows or _lower_hex(value) is None:
             c.problems.append(f"dupe_key.{name} is {_show(value)}, not {4 * windows} hex digits")
-    return None if any(p.startswith("dupe_key.") for p in c.problems) else DupeKey(d["bits"], d["mask"], windows)
+    return None if len(c.problems) > problems else DupeKey(d["bits"], d["mask"], windows)
 
 
 def parse_failure(key: str, data: Any) -> Failure:
