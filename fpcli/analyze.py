@@ -142,10 +142,9 @@ def open_entry(path: str, *, block_frames: int = DEFAULT_BLOCK_FRAMES) -> AudioR
 
 
 def preload() -> None:
-    """Import what the first analysis would (the analyzers, scipy's signal and FFT
-    modules, about a second): worker processes call it before they report ready."""
+    """Import what the first analysis would (the analyzers and scipy's FFT module):
+    worker processes call it before they report ready."""
     import scipy.fft  # noqa: F401
-    import scipy.signal  # noqa: F401
 
     import fpcli.batch  # noqa: F401
     import fpcli.streaming  # noqa: F401

@@ -90,3 +90,48 @@ def test_silence_is_gated_out():
     momentary, short_term = meter_series(np.zeros((48000 * 5, 2), np.float32), 48000)
     assert np.isnan(integrated_loudness(momentary))
     assert np.isnan(loudness_range(short_term))
+
+
+@pytest.mark.parametrize("sr, channels", [(8000, 1), (44100, 2), (48000, 6), (96000, 2)])
+def test_block_filter_is_sosfilt_in_float64_over_any_split(sr, channels):
+    """The K-weighting run a frame at a time (matrix products, float32 frames, float64
+    states) gives a float64 ``sosfilt``'s weighted power, whatever the pieces the
+    stream comes in: empty, one sample, around a frame's length, long. A DC offset
+    (which the high-pass takes out, so the state carries it) is in the signal too."""
+    import scipy.signal
+
+    from fpcli.dsp.blockfilter import FRAME, BlockFilter
+
+    rng = np.random.default_rng(sr + channels)
+    x = (rng.normal(size=(sr * 2, channels)) * 0.2 + 0.3).astype(np.float32)
+    weights = rng.uniform(0.5, 1.5, channels)
+    sos = k_weighting_sos(sr)
+    reference = (scipy.signal.sosfilt(sos, x.astype(np.float64), axis=0) ** 2) @ weights
+    sizes = [0, 1, FRAME - 1, FRAME, FRAME + 1, 2 * FRAME, 5, 40000, *rng.integers(1, 9000, 30)]
+    block_filter, pieces, start = BlockFilter(sos, channels), [], 0
+    for size in [*sizes, len(x)]:
+        pieces.append(block_filter.weighted_power(x[start:start + size], weights))
+        start = min(start + size, len(x))
+    power = np.concatenate(pieces)
+    assert power.dtype == np.float32 and power.shape == reference.shape
+    assert np.abs(power - reference).max() <= 2e-5 * np.abs(reference).max()
+    assert abs(power.sum(dtype=np.float64) / reference.sum() - 1) < 1e-6
+
+
+def test_block_filter_state_space_is_the_cascade():
+    """``state_space`` gives the cascade's impulse response and takes ``sosfilt``'s
+    state layout: a state set from ``zi`` continues as ``sosfilt`` does."""
+    import scipy.signal
+
+    from fpcli.dsp.blockfilter import state_space
+
+    sos = k_weighting_sos(44100)
+    a, b, c, d = state_space(sos)
+    impulse = np.zeros(50)
+    impulse[0] = 1.0
+    response = [d] + [c @ np.linalg.matrix_power(a, k - 1) @ b for k in range(1, 50)]
+    assert np.allclose(response, scipy.signal.sosfilt(sos, impulse), rtol=1e-12, atol=1e-15)
+    zi = np.random.default_rng(0).normal(size=(2, 2))
+    y, _ = scipy.signal.sosfilt(sos, np.zeros(3), zi=zi)
+    state = zi.reshape(-1)
+    assert np.isclose(c @ state, y[0]) and np.isclose(c @ a @ state, y[1])

@@ -12,12 +12,15 @@ import math
 
 import numpy as np
 
+from fpcli.dsp.blockfilter import BlockFilter
+
 ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0        # BS.1770-4 integrated loudness
 LRA_RELATIVE_GATE_LU = -20.0    # EBU Tech 3342
 LOUDNESS_OFFSET = -0.691        # BS.1770-4 eq. (2)
 SEGMENTS_PER_MOMENTARY = 4      # 400 ms blocks, 75 % overlap, step 100 ms
 SEGMENTS_PER_SHORT_TERM = 30    # 3 s windows every 100 ms (Tech 3342)
+FILTER_PIECE = 32768            # samples K-weighted at a time
 
 
 def k_weighting_sos(samplerate: int) -> np.ndarray:
@@ -62,14 +65,8 @@ class LoudnessMeter:
     """Stateful K-weighted energy meter over blocks of (frames, channels) float32."""
 
     def __init__(self, samplerate: int, channels: int) -> None:
-        # Imported here, not at module level: scipy.signal takes 0.6-1 s to import, which
-        # every `fpcli --help` would pay (only analysing processes need it).
-        import scipy.signal
-
-        self._sosfilt = scipy.signal.sosfilt
         self.samplerate = samplerate
-        self._sos = k_weighting_sos(samplerate).astype(np.float32)
-        self._zi = np.zeros((2, 2, channels), dtype=np.float32)
+        self._filter = BlockFilter(k_weighting_sos(samplerate), channels)
         self._weights = channel_weights(channels).astype(np.float32)
         self._position = 0            # samples consumed so far
         self._segment = 0             # index of the segment in progress
@@ -86,8 +83,10 @@ class LoudnessMeter:
         Energies are channel-weighted sums of mean squares (BS.1770-4 eq. 2 before the
         log); loudness = -0.691 + 10 log10(energy).
         """
-        filtered, self._zi = self._sosfilt(self._sos, block, axis=0, zi=self._zi)
-        power = (filtered * filtered) @ self._weights          # (n,) weighted square per sample
+        # In pieces of FILTER_PIECE samples: the filter's arrays then stay in the CPU's
+        # cache (a 3 s block at once ran at half the speed).
+        power = np.concatenate([self._filter.weighted_power(block[start:start + FILTER_PIECE], self._weights)
+                                for start in range(0, len(block), FILTER_PIECE)] or [np.zeros(0, np.float32)])
         segments = self._complete_segments(power)
         return self._blocks(segments)
 

@@ -152,7 +152,7 @@ class WorkerPool:
 
 
 # What every analysis task imports: the fork server imports it once for all workers.
-PRELOAD = ["numpy", "scipy.fft", "scipy.signal", "fpcli.analyze", "fpcli.batch", "fpcli.streaming"]
+PRELOAD = ["numpy", "scipy.fft", "fpcli.analyze", "fpcli.batch", "fpcli.streaming"]
 
 
 def _worker_context() -> multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext:
