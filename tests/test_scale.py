@@ -4,6 +4,7 @@ bulk import/export round-trips; Redis values are compact."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -29,12 +30,15 @@ def _census(stats):
 
 
 def _import(store, template, count, tmp_path, name="in.jsonl"):
-    path = tmp_path / name
+    return import_store(store, _export_file(template, count, tmp_path / name))
+
+
+def _export_file(template, count, path):
     with open(path, "w") as fh:
         fh.write(json.dumps({"type": "fpcli-store-export", "version": 2}) + "\n")
         for record in make_records.records(count, template=template):
             fh.write(json.dumps({"type": "record", "data": record_to_json(record)}) + "\n")
-    return import_store(store, path)
+    return path
 
 
 def test_census_matches_a_recount_through_imports_and_deletes(location, template, tmp_path):
@@ -234,6 +238,47 @@ def test_import_rejects_bad_lines_in_line_order_and_keeps_the_rest(template, tmp
         assert [r.split(":")[0] for r in report.rejected] == ["line 3", "line 4"]
         assert "timbre.cov is not symmetric" in report.rejected[0]
         assert {r.key for r in store.records()} == {records[0].key, records[2].key}
+
+
+def test_an_import_that_fails_keeps_whole_batches_and_says_why(template, tmp_path, monkeypatch):
+    """A write that fails (a full disk) is raised as it was, and the batches written
+    before it are whole; a source that breaks off is a clear error (no traceback from
+    the command), not taken for the export's end."""
+    from fpcli.store import StoreError, maintenance
+
+    BATCH = 10
+    monkeypatch.setattr(maintenance, "BATCH", BATCH)
+    path = _export_file(template, 10 * BATCH + 5, tmp_path / "in.jsonl")
+    with FingerprintStore.open(tmp_path / "store") as store:
+        real, calls = store.import_records, []
+
+        def fail_on_the_third(records):
+            calls.append(len(records))
+            if len(calls) == 3:
+                raise StoreError("the store is full")
+            return real(records)
+
+        monkeypatch.setattr(store, "import_records", fail_on_the_third)
+        with pytest.raises(StoreError, match="full"):
+            import_store(store, path)
+        assert store.stats()["entries"] == 2 * BATCH
+
+    class BreaksOff:
+        def __init__(self, lines):
+            self.lines = iter(lines)
+
+        def readline(self, limit=-1):
+            line = next(self.lines, None)
+            if line is None:
+                raise OSError(5, "Input/output error")
+            return line
+
+    lines = path.read_bytes().splitlines(keepends=True)[: BATCH + 5]
+    monkeypatch.setattr(maintenance, "_open_source", lambda source: contextlib.nullcontext(BreaksOff(lines)))
+    with FingerprintStore.open(tmp_path / "store2") as store:
+        with pytest.raises(StoreError, match="reading the export failed .Input/output error.; the batches"):
+            import_store(store, "-")
+        assert store.stats()["entries"] == BATCH  # the whole batch before the failure
 
 
 def test_diskcache_bulk_writes_replace_rows_and_keep_the_census(tmp_path):

@@ -330,15 +330,25 @@ def _lines(handle: IO[bytes]) -> Iterator[bytes | None]:
     """Lines of at most MAX_IMPORT_LINE bytes; a longer line is consumed whole and
     given as None (rejected as one line, never split into several)."""
     while True:
-        line = handle.readline(MAX_IMPORT_LINE + 1)
+        line = _read_line(handle, MAX_IMPORT_LINE + 1)
         if not line:
             return
         if len(line) > MAX_IMPORT_LINE and not line.endswith(b"\n"):
-            while (rest := handle.readline(MAX_IMPORT_LINE)) and not rest.endswith(b"\n"):
+            while (rest := _read_line(handle, MAX_IMPORT_LINE)) and not rest.endswith(b"\n"):
                 pass
             yield None
         else:
             yield line
+
+
+def _read_line(handle: IO[bytes], limit: int) -> bytes:
+    """A line of the export; a read that fails (a disk error, a pipe's writer gone
+    wrong) is a clear error, never taken for the end of the export."""
+    try:
+        return handle.readline(limit)
+    except OSError as exc:
+        raise StoreError(f"reading the export failed ({exc.strerror or exc}); the batches before it are "
+                         "imported: run the import again to complete it") from None
 
 
 def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report: ImportReport,
