@@ -54,15 +54,8 @@ class BlockFilter:
         self._input_to_state32 = self._input_to_state.astype(np.float32)
         self._state_to_output = np.array([c @ powers[j] for j in range(frame)]).T.astype(np.float32)  # (k, L)
         self._powers = powers
-        # Frame starts in groups of ``group`` frames (row form: a state is a row, M s is s @ M.T).
-        step = _powers(powers[frame], group)   # M^0 .. M^group
-        self._group_step = step[group]
-        self._group_input = np.vstack([step[group - 1 - i].T for i in range(group)])           # (G k, k)
-        self._start_to_starts = np.hstack([step[q].T for q in range(group)])                  # (k, G k)
-        self._inputs_to_starts = np.zeros((group * order, group * order))                     # (G k, G k)
-        for q in range(group):
-            for i in range(q):
-                self._inputs_to_starts[i * order:(i + 1) * order, q * order:(q + 1) * order] = step[q - 1 - i].T
+        self._group_step, self._group_input, self._start_to_starts, self._inputs_to_starts = \
+            _group_matrices(powers[frame], group)
         self.state = np.zeros((channels, order))  # float64: the state before the next sample
 
     def weighted_power(self, block: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -111,6 +104,22 @@ class BlockFilter:
         starts = steps[:-channels] @ self._start_to_starts + inputs @ self._inputs_to_starts  # (g ch, G k)
         starts = starts.reshape(groups, channels, group, order).transpose(0, 2, 1, 3)
         return starts.reshape(groups * group * channels, order)[: count * channels]
+
+
+def _group_matrices(step: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For groups of ``group`` frames whose state advances by ``step`` (M, (k, k)) a
+    frame, in row form (a state is a row; M s is s @ M.T): M^G; the map from a group's
+    increments (G k,) to the next group's start (G k, k); from a group's start to its
+    frames' starts (k, G k); from its increments to its frames' starts (G k, G k)."""
+    order = len(step)
+    powers = _powers(step, group)  # M^0 .. M^G
+    group_input = np.vstack([powers[group - 1 - i].T for i in range(group)])
+    start_to_starts = np.hstack([powers[q].T for q in range(group)])
+    inputs_to_starts = np.zeros((group * order, group * order))
+    for q in range(group):
+        for i in range(q):
+            inputs_to_starts[i * order:(i + 1) * order, q * order:(q + 1) * order] = powers[q - 1 - i].T
+    return powers[group], group_input, start_to_starts, inputs_to_starts
 
 
 def _powers(matrix: np.ndarray, highest: int) -> list[np.ndarray]:
