@@ -114,6 +114,24 @@ def test_worker_crash_costs_one_file(tmp_path):
     assert all(results[p].status == "ok" for p in short)
 
 
+def test_a_fault_in_a_task_costs_that_task_and_keeps_the_worker():
+    """An exception in a worker's call (a fault of fpcli's: bad input comes back as a
+    failed result) is that task's outcome, as for a crash, with the type, message and
+    place; the worker is not replaced and no traceback is printed by it."""
+    tasks = [Task("pid", functools.partial(os.getpid)), Task("fault", functools.partial(_faulty, 3)),
+             Task("pid again", functools.partial(os.getpid))]
+    with WorkerPool(1, timeout_s=60) as pool:
+        results = dict((task.label, outcome) for task, outcome in pool.run(tasks))
+    kind, message = results["fault"]
+    assert kind == "InternalError"
+    assert message.startswith("ValueError: three is too many (at test_library.py:") and "please report" in message
+    assert results["pid"] == results["pid again"]
+
+
+def _faulty(n):
+    raise ValueError("three is too many")
+
+
 def test_timeout_costs_one_file(tmp_path):
     long_track = write(tmp_path / "long.wav", synth.sine(440, 300.0, 44100, channels=2), 44100)
     short = write(tmp_path / "short.wav", synth.sine(440, 1.0, SR), SR)

@@ -31,8 +31,11 @@ class PitchTracker:
         n_acf = params.n_fft // decimation
         self.samplerate = samplerate / decimation   # rate of the ACF's lag axis
         self.threshold = params.yin_threshold
-        # The circular ACF of a frame is trustworthy to about half the frame.
-        self.tau_max = min(math.ceil(self.samplerate / params.f0_min_hz), n_acf // 2)
+        # The circular ACF of a frame is trustworthy to about half the frame, and the
+        # search needs the lag after tau_max (the parabola): at most n_acf / 2 - 1. Above
+        # about 66 kHz that, not f0_min_hz, sets the lowest f0 found (94 Hz at 96 kHz,
+        # 188 Hz at 192 kHz: the frame is n_fft samples, a shorter time at a higher rate).
+        self.tau_max = min(math.ceil(self.samplerate / params.f0_min_hz), n_acf // 2 - 1)
         self.tau_min = max(2, math.floor(self.samplerate / params.f0_max_hz))
         self._bins = n_acf // 2 + 1
         window_power = np.abs(np.fft.rfft(window.astype(np.float64))) ** 2

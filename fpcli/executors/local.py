@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -57,9 +58,22 @@ def _worker_main(connection: Connection, warm_up: Callable[[], None] | None) -> 
             call = connection.recv()
             if call is None:
                 return
-            connection.send(call())
+            connection.send(_outcome_of(call))
     except (EOFError, OSError):  # the parent is gone (killed): nothing to report to
         return
+
+
+def _outcome_of(call: Callable[[], Any]) -> Any:
+    """The call's result; for an exception, an (error_type, message) tuple as for a
+    worker that crashed. Bad input comes back as a failed result from the call itself:
+    an exception here is a fault of fpcli's, which costs that task only. The worker
+    stays up, and no traceback reaches the user's terminal (the message names where)."""
+    try:
+        return call()
+    except Exception as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return "InternalError", (f"{type(exc).__name__}: {exc} (at {os.path.basename(where.filename)}:"
+                                 f"{where.lineno}; a fault of fpcli: please report it)")
 
 
 def _quiet_native_stderr() -> None:
