@@ -150,13 +150,13 @@ def test_keep_buffers_on_heap_is_accepted_by_glibc():
     assert keep_buffers_on_heap() is True  # and calling it again is harmless
 
 
-@pytest.mark.parametrize("sr", [88200, 96000, 176400, 192000, 384000])
+@pytest.mark.parametrize("sr", [88200, 96000, 176400, 192000, 384000, 768000])
 def test_hi_res_rates_analyse_and_find_the_pitch(sr, tmp_path):
     """Above about 66 kHz the pitch tracker's lag range is set by the frame (n_fft
-    samples), not by f0_min_hz: files at 88.2-384 kHz (hi-res FLACs are common) used
-    to stop both analyzers with a shape error. A 1 kHz tone (in range at every rate:
-    the lowest f0 found at 384 kHz is 376 Hz) is found at 1 kHz, and both analyzers
-    give a fingerprint."""
+    samples), not by f0_min_hz: files at 88.2-768 kHz (hi-res FLACs are common; the
+    README promises up to 768 kHz) used to stop both analyzers with a shape error. A
+    1.5 kHz tone (in range at every rate: the lowest f0 found is 376 Hz at 384 kHz,
+    752 Hz at 768 kHz) is found at 1.5 kHz, and both analyzers give a fingerprint."""
     from fpcli import synth
     from fpcli.analyze import Want, analyse
     from fpcli.dsp.pitch import PitchTracker
@@ -166,12 +166,12 @@ def test_hi_res_rates_analyse_and_find_the_pitch(sr, tmp_path):
 
     params = AnalysisParams()
     tools = SpectralTools.create(sr, params)
-    tone = synth.sine(1000, 0.5, sr)[:, 0].astype(np.float32)
+    tone = synth.sine(1500, 0.5, sr)[:, 0].astype(np.float32)
     frames = np.lib.stride_tricks.sliding_window_view(tone, params.n_fft)[:: params.hop]
     power, _ = tools.spectrum(np.ascontiguousarray(frames))
     f0 = PitchTracker(sr, tools.window, params).push(power, np.ones(len(power), dtype=bool))
-    assert np.nanmedian(f0) == pytest.approx(1000, rel=0.01)
-    path = write(tmp_path / "tone.wav", synth.sine(1000, 2.0, sr, channels=2), sr)
+    assert np.nanmedian(f0) == pytest.approx(1500, rel=0.01)
+    path = write(tmp_path / "tone.wav", synth.sine(1500, 2.0, sr, channels=2), sr)
     result = analyse(str(path), Want(batch=True))
     assert result.status == "ok", result.error
     assert result.streaming.values["pitch_stability"] is not None and result.batch is not None
