@@ -38,7 +38,10 @@ from fpcli.dsp.timbre import GaussianSums, Timbre
 from fpcli.fingerprint import STREAMING_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
 
-LOUDNESS_LOW, LOUDNESS_HIGH, LOUDNESS_BIN = -80.0, 10.0, 0.01
+# The loudness histograms' range (LUFS) and bin. Float files may hold audio above full
+# scale: a mix left unnormalised at +30 dBFS reads about +30 LUFS, and a top of +10 put
+# all of it in the last bin, out of its own relative gate.
+LOUDNESS_LOW, LOUDNESS_HIGH, LOUDNESS_BIN = -80.0, 40.0, 0.01
 
 # The confidence model (docs/fingerprint.md, "Confidence"). A confidence c means: the
 # probability that the value shown now is within the dim's validation tolerance
@@ -193,7 +196,9 @@ class StreamingAnalyzer:
             "spectral_flatness": (self._flatness.quantile(0.5), reason),
             "loudness_std_lu": (self._gated_loudness_std(),
                                 too_short if self._momentary.total == 0
-                                else "every 400 ms block is below the -70 LUFS absolute gate"),
+                                else "every 400 ms block is below the -70 LUFS absolute gate"
+                                if self._gate_masks(self._momentary, RELATIVE_GATE_LU) is None
+                                else f"louder than {LOUDNESS_HIGH:+.0f} LUFS, the top of the meter's range"),
             "loudness_range_lu": (self._loudness_range(), "fewer than two 3 s short-term blocks pass the gates"),
         }
 
@@ -214,6 +219,8 @@ class StreamingAnalyzer:
             return math.nan
         h = self._momentary
         n = h.counts[mask].sum()
+        if n == 0:  # every block above the histogram's top: its relative gate passes no bin
+            return math.nan
         mean = h.sums["loudness"][mask].sum() / n
         variance = h.sums["loudness_sq"][mask].sum() / n - mean * mean
         return math.sqrt(max(variance, 0.0))

@@ -135,3 +135,23 @@ def test_block_filter_state_space_is_the_cascade():
     y, _ = scipy.signal.sosfilt(sos, np.zeros(3), zi=zi)
     state = zi.reshape(-1)
     assert np.isclose(c @ state, y[0]) and np.isclose(c @ a @ state, y[1])
+
+
+def test_float_audio_above_full_scale_is_metered_as_batch_meters_it():
+    """Float files may hold audio above full scale (an unnormalised mix): at about
+    +30 LUFS the streaming loudness spread equals the batch one, with no warning.
+    The histograms' top was +10 LUFS: every block landed in the last bin, outside its
+    own relative gate, and the spread came out NaN after a 0/0."""
+    import warnings
+
+    sr = 44100
+    rng = np.random.default_rng(3)
+    t = np.arange(sr * 8) / sr
+    level = 1.0 + 0.5 * (t > 4)                                  # two levels: a spread to measure
+    x = (30.0 * level * np.sin(2 * np.pi * 440 * t) + rng.normal(0, 0.5, len(t)))[:, None].repeat(2, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        streaming, batch = run_streaming(x.astype(np.float32), sr), run_batch(x.astype(np.float32), sr)
+    assert batch.values["lufs"] > 25
+    assert streaming.values["loudness_std_lu"] == pytest.approx(batch.values["loudness_std_lu"], abs=0.05)
+    assert streaming.values["loudness_std_lu"] > 1.0
