@@ -132,6 +132,20 @@ def _faulty(n):
     raise ValueError("three is too many")
 
 
+def test_a_worker_killed_while_idle_costs_one_task_not_the_run():
+    """A worker killed between tasks (the OOM killer): handing it the next task fails
+    to send, which used to raise out of the pool and stop the whole run. That task
+    is reported as a crash, the worker replaced, and the rest run."""
+    tasks = [Task("first", functools.partial(os.getpid)), Task("second", functools.partial(os.getpid))]
+    with WorkerPool(1, timeout_s=60) as pool:
+        idle = pool._workers[0].process
+        os.kill(idle.pid, signal.SIGKILL)
+        idle.join(timeout=10)
+        results = dict((task.label, outcome) for task, outcome in pool.run(tasks))
+    assert results["first"][0] == "WorkerCrashed"
+    assert isinstance(results["second"], int) and results["second"] != idle.pid
+
+
 def test_timeout_costs_one_file(tmp_path):
     long_track = write(tmp_path / "long.wav", synth.sine(440, 300.0, 44100, channels=2), 44100)
     short = write(tmp_path / "short.wav", synth.sine(440, 1.0, SR), SR)

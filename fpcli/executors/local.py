@@ -218,8 +218,15 @@ class _Worker:
             raise FpcliError("a worker process did not start")
 
     def assign(self, task: Task) -> None:
+        """Give the worker a task. A worker killed while idle (the OOM killer, a user's
+        kill) cannot take it: the send fails, and the pool's next look finds the process
+        gone, reports the task as a crash and replaces the worker, as for a crash during
+        the task. (Raising here instead stopped the whole run.)"""
         self.task, self.started = task, time.monotonic()
-        self.connection.send(task.call)
+        try:
+            self.connection.send(task.call)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def stop(self) -> None:
         try:
