@@ -194,11 +194,7 @@ class StreamingAnalyzer:
             "spectral_centroid_hz": (self._centroid.quantile(0.5), reason),
             "spectral_rolloff_hz": (self._rolloff.quantile(0.5), reason),
             "spectral_flatness": (self._flatness.quantile(0.5), reason),
-            "loudness_std_lu": (self._gated_loudness_std(),
-                                too_short if self._momentary.total == 0
-                                else "every 400 ms block is below the -70 LUFS absolute gate"
-                                if self._gate_masks(self._momentary, RELATIVE_GATE_LU) is None
-                                else f"louder than {LOUDNESS_HIGH:+.0f} LUFS, the top of the meter's range"),
+            "loudness_std_lu": (self._gated_loudness_std(), self._loudness_std_reason(too_short)),
             "loudness_range_lu": (self._loudness_range(), "fewer than two 3 s short-term blocks pass the gates"),
         }
 
@@ -212,6 +208,14 @@ class StreamingAnalyzer:
             return None
         relative_gate = energy_to_lufs(energy / count) + relative_lu
         return absolute & (lower + histogram.width / 2 > relative_gate)
+
+    def _loudness_std_reason(self, too_short: str) -> str:
+        """Why the loudness spread is null, when it is."""
+        if self._momentary.total == 0:
+            return too_short
+        if self._gate_masks(self._momentary, RELATIVE_GATE_LU) is None:
+            return "every 400 ms block is below the -70 LUFS absolute gate"
+        return f"louder than {LOUDNESS_HIGH:+.0f} LUFS, the top of the meter's range"
 
     def _gated_loudness_std(self) -> float:
         mask = self._gate_masks(self._momentary, RELATIVE_GATE_LU)
