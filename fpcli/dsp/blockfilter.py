@@ -32,13 +32,13 @@ import numpy as np
 
 FRAME = 32  # samples per frame: T costs FRAME multiply-adds a sample (16, 32, 64: 32 and 64 fastest here)
 GROUP = 16  # frames per group of the scan (it runs over n / (FRAME GROUP) groups)
+PIECE = 32768  # samples filtered at a time
 
 
 class BlockFilter:
     """A stateful SOS cascade over (frames, channels) float32 blocks: ``weighted_power``
     filters a block, continuing the stream, so any split of a stream gives the same
-    output (up to float32 rounding). Feed it pieces of tens of thousands of samples:
-    its arrays then stay in the CPU's cache."""
+    output (up to float32 rounding)."""
 
     def __init__(self, sos: np.ndarray, channels: int, frame: int = FRAME, group: int = GROUP) -> None:
         a, b, c, d = state_space(np.asarray(sos, dtype=np.float64))
@@ -60,7 +60,15 @@ class BlockFilter:
 
     def weighted_power(self, block: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """(n, channels) float32 -> (n,) float32: the filtered samples squared, summed
-        over channels with ``weights`` (channels,); continues the stream."""
+        over channels with ``weights`` (channels,); continues the stream. A long block
+        goes through in pieces of PIECE samples, whose arrays stay in the CPU's cache
+        (a 3 s block at once ran 2-3 times slower)."""
+        if len(block) <= PIECE:
+            return self._weighted_power(block, weights)
+        return np.concatenate([self._weighted_power(block[start:start + PIECE], weights)
+                               for start in range(0, len(block), PIECE)])
+
+    def _weighted_power(self, block: np.ndarray, weights: np.ndarray) -> np.ndarray:
         n, channels = block.shape
         if n == 0:
             return np.zeros(0, dtype=np.float32)
