@@ -191,6 +191,48 @@ def test_record_text_of_odd_paths_and_numbers(template):
         record_text(broken)
 
 
+def test_every_float_of_a_record_is_checked_before_the_fast_writer(template):
+    """``record_text`` hands a record to orjson (which writes NaN as null without a word)
+    only when ``_finite_numbers`` finds every float finite: a NaN put into each float
+    of the record in turn, found by walking its dataclasses and dicts, is refused. A
+    float field added to the record later and left out of ``_finite_numbers`` fails
+    here."""
+    from fpcli.store.schema import record_text
+
+    record = next(r for r in make_records.records(40, template=template)
+                  if r.batch is not None and r.validation is not None)
+    places = list(_float_places(record))
+    assert len(places) > 50  # values, confidences, times, the verdict's numbers
+    for path in places:
+        with pytest.raises(ValueError):
+            record_text(_with_nan(record, path))
+
+
+def _float_places(obj, path=()):
+    """Paths (attribute names and dict keys) to every float inside ``obj``."""
+    import dataclasses
+
+    if isinstance(obj, float):
+        yield path
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _float_places(value, (*path, key))
+    elif dataclasses.is_dataclass(obj) and type(obj).__name__ != "Timbre":  # the timbre is packed bytes
+        for field in dataclasses.fields(obj):
+            yield from _float_places(getattr(obj, field.name), (*path, field.name))
+
+
+def _with_nan(obj, path):
+    import dataclasses
+
+    if not path:
+        return float("nan")
+    head, rest = path[0], path[1:]
+    if isinstance(obj, dict):
+        return {**obj, head: _with_nan(obj[head], rest)}
+    return dataclasses.replace(obj, **{head: _with_nan(getattr(obj, head), rest)})
+
+
 def test_a_batch_parse_gives_what_each_parse_gives(template):
     from fpcli.errors import BadEntryError
     from fpcli.store.schema import parse_record, parse_records
