@@ -14,7 +14,7 @@ import pytest
 
 from fpcli import synth
 from fpcli.analyze import analyse, preload
-from fpcli.executors.local import Task, WorkerPool
+from fpcli.executors.local import UNDELIVERED_RETRIES, Task, WorkerPool
 from fpcli.library import RunOptions, dispatch_order, run_library
 from fpcli.scan import scan
 from fpcli.store import FileIdentity, FingerprintStore, verify
@@ -132,18 +132,45 @@ def _faulty(n):
     raise ValueError("three is too many")
 
 
-def test_a_worker_killed_while_idle_costs_one_task_not_the_run():
+def test_a_worker_killed_while_idle_costs_no_task():
     """A worker killed between tasks (the OOM killer): handing it the next task fails
-    to send, which used to raise out of the pool and stop the whole run. That task
-    is reported as a crash, the worker replaced, and the rest run."""
+    to send (this used to raise out of the pool and stop the whole run, then to cost
+    that task). The task never started, so a fresh worker runs it."""
     tasks = [Task("first", functools.partial(os.getpid)), Task("second", functools.partial(os.getpid))]
     with WorkerPool(1, timeout_s=60) as pool:
         idle = pool._workers[0].process
         os.kill(idle.pid, signal.SIGKILL)
         idle.join(timeout=10)
         results = dict((task.label, outcome) for task, outcome in pool.run(tasks))
-    assert results["first"][0] == "WorkerCrashed"
-    assert isinstance(results["second"], int) and results["second"] != idle.pid
+    assert isinstance(results["first"], int) and results["first"] != idle.pid
+    assert results["second"] == results["first"]
+
+
+def test_workers_that_keep_dying_before_a_task_cost_that_task_only(monkeypatch):
+    """The hand-over is retried a bounded number of times: when every new worker is
+    dead before it gets its task too, the task is reported as a crash and the run
+    goes on instead of looping."""
+    spawned = []
+    real_spawn = WorkerPool._spawn
+
+    def spawn_then_kill(pool):
+        worker = real_spawn(pool)
+        worker.wait_ready()
+        spawned.append(worker)
+        if len(spawned) > 1:
+            os.kill(worker.process.pid, signal.SIGKILL)
+            worker.process.join(timeout=10)
+        worker.wait_ready = lambda timeout_s=120.0: None  # already read its "ready"
+        return worker
+
+    monkeypatch.setattr(WorkerPool, "_spawn", spawn_then_kill)
+    with WorkerPool(1, timeout_s=60) as pool:
+        first = pool._workers[0].process
+        os.kill(first.pid, signal.SIGKILL)
+        first.join(timeout=10)
+        outcomes = [outcome for _, outcome in pool.run([Task("doomed", functools.partial(os.getpid))])]
+    assert [kind for kind, _ in outcomes] == ["WorkerCrashed"]
+    assert len(spawned) == 1 + UNDELIVERED_RETRIES + 1  # the first, the retries, the crash's replacement
 
 
 def test_timeout_costs_one_file(tmp_path):

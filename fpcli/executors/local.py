@@ -127,9 +127,9 @@ class WorkerPool:
     def run(self, tasks: list[Task]) -> Iterator[tuple[Task, Any]]:
         pending = list(reversed(tasks))
         while pending or any(w.task for w in self._workers):
-            for worker in self._workers:
+            for index, worker in enumerate(self._workers):
                 if worker.task is None and pending:
-                    worker.assign(pending.pop())
+                    self._give(index, pending.pop())
             busy = [w for w in self._workers if w.task is not None]
             ready = multiprocessing.connection.wait(
                 [w.connection for w in busy] + [w.process.sentinel for w in busy], timeout=0.25)
@@ -147,7 +147,7 @@ class WorkerPool:
                         # worker decodes while the parent writes (a preview takes ~0.1 s).
                         worker.task = None
                         if pending:
-                            worker.assign(pending.pop())
+                            self._give(index, pending.pop())
                         yield task, outcome
                         continue
                 if worker.process.sentinel in ready or not worker.process.is_alive():
@@ -158,12 +158,29 @@ class WorkerPool:
                     yield task, ("Timeout", f"analysis took longer than {self.timeout_s:g} s")
                     self._workers[index] = self._replace(worker)
 
+    def _give(self, index: int, task: Task) -> None:
+        """Hand ``task`` to worker ``index``. A worker killed while idle (the OOM
+        killer, a user's kill) cannot take it: the task never started, so it is not its
+        file's fault; the worker is replaced and the task handed to the new one, up to
+        ``UNDELIVERED_RETRIES`` times. Should that fail too, the worker keeps the task
+        and the pool's next look reports it as a crash."""
+        for _ in range(UNDELIVERED_RETRIES):
+            if self._workers[index].assign(task):
+                return
+            self._workers[index] = self._replace(self._workers[index])
+        self._workers[index].assign(task)
+
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
         replacement = self._spawn()
         replacement.wait_ready()
         return replacement
 
+
+# A task that could not be sent to an idle worker (which had died) goes to a fresh
+# worker instead, at most this many times: workers that die as soon as they start
+# must not loop a run forever.
+UNDELIVERED_RETRIES = 2
 
 # What every analysis task imports: the fork server imports it once for all workers.
 PRELOAD = ["numpy", "scipy.fft", "fpcli.analyze", "fpcli.batch", "fpcli.streaming"]
@@ -217,16 +234,16 @@ class _Worker:
         if not self.connection.poll(timeout_s) or self.connection.recv() != "ready":
             raise FpcliError("a worker process did not start")
 
-    def assign(self, task: Task) -> None:
-        """Give the worker a task. A worker killed while idle (the OOM killer, a user's
-        kill) cannot take it: the send fails, and the pool's next look finds the process
-        gone, reports the task as a crash and replaces the worker, as for a crash during
-        the task. (Raising here instead stopped the whole run.)"""
+    def assign(self, task: Task) -> bool:
+        """Give the worker a task; False when it could not be sent (the worker died
+        while idle). The worker holds the task either way, so that a pool which keeps
+        it finds the process gone and reports a crash, as for one during the task."""
         self.task, self.started = task, time.monotonic()
         try:
             self.connection.send(task.call)
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            return False
+        return True
 
     def stop(self) -> None:
         try:
