@@ -9,7 +9,7 @@ fixed-resolution histograms; their bin widths bound the difference:
 ===================== =================================== ==========================
 dim                   histogram                           bound vs batch
 ===================== =================================== ==========================
-spectral_centroid_hz  log10, 1/100 octave bins            0.7 % relative
+spectral_centroid_hz  log10, 1/100 octave, 1 Hz-50 kHz   0.7 % relative
 spectral_rolloff_hz   one bin per FFT bin                 one FFT bin (sr / n_fft)
 spectral_flatness     log10, 0.002 decade bins            0.5 % relative
 loudness_range_lu     0.01 LU bins                        0.02 LU
@@ -42,6 +42,14 @@ from fpcli.params import AnalysisParams
 # scale: a mix left unnormalised at +30 dBFS reads about +30 LUFS, and a top of +10 put
 # all of it in the last bin, out of its own relative gate.
 LOUDNESS_LOW, LOUDNESS_HIGH, LOUDNESS_BIN = -80.0, 40.0, 0.01
+
+# The centroid histogram: 1,230 log bins from 10 Hz to 50 kHz (1/100 octave), with
+# 332 more of the same width below, down to 1.0 Hz. A frame of DC alone has its
+# centroid at a third of the first FFT bin (7.2 Hz at 44.1 kHz, 1.3 Hz at 8 kHz with
+# 2048 points): a floor of 10 Hz put a DC-heavy track's median 40 % above the batch one.
+CENTROID_HIGH_HZ, _CENTROID_BINS_ABOVE_10_HZ, _CENTROID_BINS_BELOW = 50000.0, 1230, 332
+CENTROID_LOW_HZ = 10.0 / (CENTROID_HIGH_HZ / 10.0) ** (_CENTROID_BINS_BELOW / _CENTROID_BINS_ABOVE_10_HZ)
+CENTROID_BINS = _CENTROID_BINS_ABOVE_10_HZ + _CENTROID_BINS_BELOW
 
 # The confidence model (docs/fingerprint.md, "Confidence"). A confidence c means: the
 # probability that the value shown now is within the dim's validation tolerance
@@ -129,7 +137,7 @@ class StreamingAnalyzer:
         self._margin = (-1, 0.0)  # (onset frames, tempo margin) of the last confidence
         nyquist_bins = self.params.n_fft // 2 + 1
         bin_hz = samplerate / self.params.n_fft
-        self._centroid = Histogram(10.0, 50000.0, 1230, log=True)
+        self._centroid = Histogram(CENTROID_LOW_HZ, CENTROID_HIGH_HZ, CENTROID_BINS, log=True)
         self._rolloff = Histogram(-bin_hz / 2, (nyquist_bins - 0.5) * bin_hz, nyquist_bins)
         self._flatness = Histogram(1e-8, 1.0, 4000, log=True)
         n_loudness_bins = round((LOUDNESS_HIGH - LOUDNESS_LOW) / LOUDNESS_BIN)

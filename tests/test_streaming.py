@@ -107,6 +107,19 @@ def test_short_clip_with_silent_intro_agrees_with_batch(sr):
                                                                           batch.values[name])
 
 
+@pytest.mark.parametrize("sr", [8000, 44100])
+def test_a_dc_heavy_track_has_the_batch_centroid(sr):
+    """A frame of DC has its centroid at a third of the first FFT bin, below 10 Hz
+    (7.2 Hz at 44.1 kHz): the streaming histogram reaches down to 1 Hz, so the median
+    is not clamped there (at 10 Hz it was 40 % above the batch value)."""
+    x = np.full((5 * sr, 1), 0.5, np.float32)
+    x[:, 0] += 1e-4 * synth.sine(30.0, 5.0, sr)[:, 0]
+    streaming, batch = run_streaming(x, sr), run_batch(x, sr)
+    assert batch.values["spectral_centroid_hz"] < 10.0
+    assert _close("spectral_centroid_hz", streaming.values["spectral_centroid_hz"],
+                  batch.values["spectral_centroid_hz"])
+
+
 def test_partial_snapshot_and_confidence_growth():
     x = synth.music_like(30.0, SR, seed=4)
     analyzer = StreamingAnalyzer(SR, 2, expected_frames=len(x))
