@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable
 
@@ -16,6 +17,7 @@ import pathspec
 
 from fpcli.audio import AUDIO_EXTENSIONS
 from fpcli.cue import CueError, cue_tracks_of_folder
+from fpcli.errors import ParameterError
 from fpcli.store.records import os_reason, stat_regular
 
 IGNORE_FILE = ".fpcliignore"
@@ -56,7 +58,11 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = ()
     patterns matched against paths relative to each root given.
     """
     result = Scan()
-    walker = _Walker(result, pathspec.GitIgnoreSpec.from_lines(list(exclude)))
+    spec, bad = compile_patterns(exclude)
+    if bad:
+        raise ParameterError("--exclude: " + "; ".join(f"{line!r} is not a valid pattern ({reason})"
+                                                       for _, line, reason in bad))
+    walker = _Walker(result, spec)
     for root in map(os.fsdecode, paths):
         try:
             is_folder = stat.S_ISDIR(os.stat(root).st_mode)
@@ -176,7 +182,35 @@ def _ignore_file(folder: str, names: list[str], result: Scan) -> pathspec.PathSp
     path = os.path.join(folder, IGNORE_FILE)
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            return pathspec.GitIgnoreSpec.from_lines(handle)
+            lines = handle.read().splitlines()
     except (OSError, ValueError) as exc:
         result.problems.append(ScanProblem(path, f"cannot use this ignore file: {exc}"))
         return None
+    spec, bad = compile_patterns(lines)
+    for number, line, reason in bad:
+        result.problems.append(ScanProblem(path, f"line {number}: {line!r} is not a valid pattern ({reason}); "
+                                                 "its other lines apply"))
+    return spec
+
+
+def compile_patterns(lines: Iterable[str]) -> tuple[pathspec.PathSpec, list[tuple[int, str, str]]]:
+    """The gitignore-style spec of the ``lines`` that are valid patterns, in their
+    order, and (line number from 1, line, reason) of each that is not: one bad line
+    of an ignore file costs that line, not the file or the run. (pathspec raises
+    ``re.error`` for some, such as ``[z-a]``, and ValueError for others, such as ``!``.)"""
+    good: list[str] = []
+    bad: list[tuple[int, str, str]] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            pathspec.GitIgnoreSpec.from_lines([line])
+        except (re.error, ValueError) as exc:
+            bad.append((number, line, _pattern_reason(exc)))
+        else:
+            good.append(line)
+    return pathspec.GitIgnoreSpec.from_lines(good), bad
+
+
+def _pattern_reason(exc: Exception) -> str:
+    """pathspec's reason without what means nothing to a user: the pattern again
+    ("Invalid git pattern: '!'") or a position in the regular expression it made."""
+    return re.sub(r" at position \d+$", "", str(exc).split(": ")[0])

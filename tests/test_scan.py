@@ -54,6 +54,31 @@ def test_fpcliignore_files_apply_to_their_folder_and_below(library):
     assert "Podcasts/ep1.mp3" in _names(scan([library]), library)  # outside its folder: not affected
 
 
+def test_a_bad_line_of_an_ignore_file_costs_that_line_only(library):
+    """Patterns pathspec refuses (``[z-a]`` raises re.error, ``!`` ValueError) are
+    problems naming the file and line; the file's other lines still apply and the
+    scan goes on (a bad line used to stop the whole run with a traceback)."""
+    (library / "albums" / ".fpcliignore").write_text("b/\n[z-a]\n!\n*.wav\n")
+    found = scan([library / "albums"])
+    assert _names(found, library) == ["albums/a/1.flac"]
+    assert [(p.path.endswith(".fpcliignore"), p.message.split(":")[0]) for p in found.problems] == \
+        [(True, "line 2"), (True, "line 3")]
+    assert "bad character range z-a" in found.problems[0].message
+
+
+@pytest.mark.parametrize("pattern", ["[z-a]", "!", "\\"])
+def test_a_bad_exclude_pattern_is_a_usage_error(library, tmp_path, pattern, capsys, monkeypatch):
+    from fpcli.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["fpcli", "--store", str(tmp_path / "s"), "analyze", str(library),
+                                      "--exclude", pattern])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --exclude: {pattern!r} is not a valid pattern") and "Traceback" not in err
+
+
 def test_m4a_files_are_found_by_folder_scans(tmp_path):
     (tmp_path / "itunes").mkdir()
     for name in ("song.m4a", "other.MP4", "x.wma"):
