@@ -315,3 +315,17 @@ def test_constants_the_cli_repeats_for_start_up_time_match_the_core():
 def test_shell_completion_is_available():
     result = runner.invoke(app, ["--help"])
     assert "--install-completion" in result.output and "--show-completion" in result.output
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs a device that is always full (/dev/full)")
+@pytest.mark.parametrize("argv", [["cache", "list"], ["cache", "export", "-"], ["cache", "stats", "--json"]])
+def test_output_to_a_full_device_is_one_clear_error(folder, tmp_path, argv):
+    """stdout on a full disk (here /dev/full): one line saying so and exit 1, no
+    traceback and no "Exception ignored" from the interpreter's last flush."""
+    store = str(tmp_path / "store")
+    assert runner.invoke(app, ["--store", store, "analyze", str(folder / "t0.flac"), "--quiet"]).exit_code == 0
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "fpcli", "--store", store, *argv], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == "error: cannot write the output: No space left on device\n"

@@ -13,6 +13,7 @@ gives the application with every command.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -106,6 +107,25 @@ def main() -> None:
         error_line("interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:  # `fpcli cache list | head`: the reader left; not an error of ours
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _drop_stdout()
         sys.exit(EXIT_OK)
+    except OSError as exc:
+        if exc.errno not in OUTPUT_ERRNOS:
+            raise
+        # `fpcli cache export - > /dev/full`: where the output goes is full or failing.
+        _drop_stdout()
+        error_line(f"cannot write the output: {exc.strerror or exc}")
+        sys.exit(EXIT_FATAL)
+
+
+# Errors of writing to a file or device (a full disk, a quota, an I/O error), which
+# reach ``main`` only from writing the command's output: the store and the files read
+# turn theirs into FpcliErrors.
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of what is still
+    buffered cannot fail again (and print "Exception ignored ...") on the way out."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
