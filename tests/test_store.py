@@ -20,7 +20,7 @@ from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.store import FingerprintStore, Need, StoreError, export_store, import_store, prune, verify
 from fpcli.store.records import record_from_result
-from fpcli.store.schema import parse_record, record_to_json
+from fpcli.store.schema import VALUE_LIMIT, parse_record, record_to_json
 from tests.conftest import write
 
 KEY = AnalysisParams().key()
@@ -183,7 +183,8 @@ def test_ttl_expiry_happens_and_is_counted(tmp_path, track):
         assert s.stats()["expiries"] >= 1
 
 
-record_values = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, width=64))
+# Any value an analysis can give (a stored value beyond +-VALUE_LIMIT is refused on reading).
+record_values = st.one_of(st.none(), st.floats(min_value=-VALUE_LIMIT, max_value=VALUE_LIMIT, width=64))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -308,6 +309,39 @@ def test_import_rejects_malformed_and_hostile_lines(tmp_path, track):
         assert all(r.startswith("line ") for r in report.rejected)
         assert verify(b) == []
     assert not marker.exists()
+
+
+def test_import_refuses_absurd_values_and_records_without_paths(tmp_path, track):
+    """Values no analysis gives (a 1e300 tempo or duration, a timbre number that
+    overflows float32) and a record with no path are bad lines, said why; they used
+    to be imported and to show as a 300-digit tempo, an overflow warning from the
+    search index, and a hit with an empty path."""
+    import base64
+
+    import numpy as np
+
+    with FingerprintStore.open(tmp_path / "a") as a:
+        _analysed(a, track)
+        good = record_to_json(next(a.records()))
+    streaming = good["streaming"]
+    huge_timbre = np.frombuffer(base64.b64decode(good["timbre"]["packed"]), "<f8").copy()
+    huge_timbre[0] = 1e300
+    bad = {
+        "tempo": {**good, "streaming": {**streaming, "values": {**streaming["values"], "tempo_bpm": 1e300}}},
+        "duration": {**good, "audio": {**good["audio"], "duration_s": 1e300}},
+        "timbre": {**good, "timbre": {**good["timbre"], "packed": base64.b64encode(huge_timbre.tobytes()).decode()}},
+        "paths": {**good, "paths": []},
+    }
+    lines = [json.dumps({"type": "record", "data": data}) for data in (good, *bad.values())]
+    (tmp_path / "absurd.jsonl").write_text("\n".join(lines) + "\n")
+    with FingerprintStore.open(tmp_path / "b") as b:
+        report = import_store(b, tmp_path / "absurd.jsonl")
+        assert report.records == 1 and len(report.rejected) == len(bad)
+        reasons = "\n".join(report.rejected)
+        assert "streaming.values.tempo_bpm is 1e+300, not a number within +-1e+09" in reasons
+        assert "audio.duration_s is 1e+300, not seconds in [0, 1e+09]" in reasons
+        assert "timbre holds a value that is not a finite number within +-1e+09" in reasons
+        assert "paths must be a non-empty list" in reasons
 
 
 def test_prune_drops_gone_and_changed_files(store, tmp_path):

@@ -203,6 +203,17 @@ def _nonneg(value: Any) -> bool:
     return _number(value) and value >= 0
 
 
+# The largest magnitude of a measured value (a dim, a duration, a timbre number): far
+# beyond what any analysis gives (1e9 s is 31 years, 1e9 Hz a gigahertz), and well
+# inside float32, in which search indexes hold values (3.4e38): an imported 1e300
+# became inf there and showed as a 300-digit tempo.
+VALUE_LIMIT = 1e9
+
+
+def _seconds(value: Any) -> bool:
+    return _nonneg(value) and value <= VALUE_LIMIT
+
+
 def _text(value: Any) -> bool:
     return isinstance(value, str)
 
@@ -223,11 +234,11 @@ def _dims(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[
         c.problems.append(f"{where} must map exactly the {len(names)} dims to numbers or null")
         return {}
     if set(map(type, values.values())) <= FLOAT_OR_NULL and all(
-            v - v == 0.0 for v in values.values() if v is not None):
+            -VALUE_LIMIT <= v <= VALUE_LIMIT for v in values.values() if v is not None):
         return {name: values[name] for name in names}  # all finite floats or null: nothing to convert
     for name, value in values.items():
-        if value is not None and not _number(value):
-            c.problems.append(f"{where}.{name} is {_show(value)}, not a finite number or null")
+        if value is not None and not (_number(value) and abs(value) <= VALUE_LIMIT):
+            c.problems.append(f"{where}.{name} is {_show(value)}, not a number within +-{VALUE_LIMIT:g} or null")
     return {name: (float(values[name]) if _number(values[name]) else None) for name in names}
 
 
@@ -325,10 +336,12 @@ def _draft(key: str, data: Any) -> _Draft:
 
 
 def _paths(c: _Checker, items: Any) -> tuple[PathSeen, ...]:
-    if not isinstance(items, list) or not all(
+    """At least one path: a record whose last path is forgotten is deleted, and one
+    with none would be a search hit with no file."""
+    if not isinstance(items, list) or not items or not all(
             isinstance(p, dict) and isinstance(p.get("path"), str) and p["path"]
             and integer_at_least(0)(p.get("mtime_ns")) for p in items):
-        c.problems.append("paths must be a list of {path, mtime_ns}")
+        c.problems.append("paths must be a non-empty list of {path, mtime_ns}")
         return ()
     return tuple(PathSeen(p["path"], p["mtime_ns"]) for p in items)
 
@@ -336,7 +349,7 @@ def _paths(c: _Checker, items: Any) -> tuple[PathSeen, ...]:
 def _audio(c: _Checker, a: Mapping[str, Any]) -> AudioFacts:
     w = "audio."
     values = (
-        c.field(a, "duration_s", _nonneg, "seconds >= 0", w),
+        c.field(a, "duration_s", _seconds, f"seconds in [0, {VALUE_LIMIT:g}]", w),
         c.field(a, "samplerate", integer_at_least(1), "a rate in Hz", w),
         c.field(a, "channels", integer_at_least(1), "a channel count", w),
         c.field(a, "format", _text, "text", w),
@@ -357,7 +370,7 @@ def _streaming(c: _Checker, s: Mapping[str, Any]) -> StreamingValues:
         confidence = {}
     reasons = _reasons(c, s.get("reasons"), STREAMING_DIMS, "streaming.reasons")
     chunks = c.field(s, "chunks", integer_at_least(0), "a count", "streaming.")
-    seconds = c.field(s, "seconds", _nonneg, "seconds >= 0", "streaming.")
+    seconds = c.field(s, "seconds", _seconds, f"seconds in [0, {VALUE_LIMIT:g}]", "streaming.")
     return StreamingValues(values, {k: float(v) for k, v in confidence.items()}, reasons, chunks or 0,
                            float(seconds or 0.0))
 
@@ -390,7 +403,6 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
     packing, and imports written by hand): mean of N_MFCC finite numbers, an N_MFCC x
     N_MFCC finite covariance, frames >= 1; the values go to the draft for the batch
     checks (``_check_covariances``: symmetric, positive semi-definite)."""
-    import numpy as np
 
     if not isinstance(t, dict):
         c.problems.append(f"timbre is {_show(t)}, not an object")
@@ -401,8 +413,8 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
         values = packed_values(t.get("packed"), finite=False)
         if values is None:
             c.problems.append(f"timbre.packed must be the base64 of {TIMBRE_VALUES} float64 values")
-        elif len(c.problems) == problems and not np.isfinite(values).all():
-            c.problems.append("timbre holds a value that is not a finite number")
+        elif len(c.problems) == problems and not _plausible(values):
+            c.problems.append(TIMBRE_NOT_PLAUSIBLE)
         elif len(c.problems) == problems:
             draft.packed, draft.frames = values, frames  # unpacked with the batch's
         return
@@ -410,10 +422,18 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
     if arrays is None or len(c.problems) > problems:
         return
     mean, cov = arrays
-    if not (np.isfinite(mean).all() and np.isfinite(cov).all()):
-        c.problems.append("timbre holds a value that is not a finite number")
+    if not (_plausible(mean) and _plausible(cov)):
+        c.problems.append(TIMBRE_NOT_PLAUSIBLE)
         return
     draft.mean, draft.cov, draft.frames = mean, cov, frames
+
+
+TIMBRE_NOT_PLAUSIBLE = f"timbre holds a value that is not a finite number within +-{VALUE_LIMIT:g}"
+
+
+def _plausible(values: np.ndarray) -> bool:
+    """Every value finite and within VALUE_LIMIT (NaN fails the comparison too)."""
+    return bool((abs(values) <= VALUE_LIMIT).all())
 
 
 def _listed_timbre(c: _Checker, t: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
