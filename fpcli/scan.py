@@ -60,8 +60,8 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = ()
     result = Scan()
     spec, bad = compile_patterns(exclude)
     if bad:
-        raise ParameterError("--exclude: " + "; ".join(f"{line!r} is not a valid pattern ({reason})"
-                                                       for _, line, reason in bad))
+        raise ParameterError("; ".join(f"{line!r} is not a valid pattern ({reason})" for _, line, reason in bad),
+                             "exclude")
     walker = _Walker(result, spec)
     for root in map(os.fsdecode, paths):
         try:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 # The core's parameter names (ParameterError.parameter) as the options that set them.
 OPTION_OF = {"weights": "--weights", "tolerances": "--tolerance", "strategy": "--strategy", "k": "-k",
-             "name": "--name", "every_s": "--every", "path_map": "--path-map", "seconds": "--seconds"}
+             "name": "--name", "every_s": "--every", "path_map": "--path-map", "seconds": "--seconds",
+             "exclude": "--exclude"}
 REPAIR_HINT = ("run `fpcli cache verify --repair` (it moves the damaged database aside and keeps what can be "
                "read), or `fpcli cache export` to save what is readable")
 
