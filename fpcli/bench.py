@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import functools
 import json
+import math
 import os
 import platform
 import shutil
@@ -34,7 +35,7 @@ from fpcli import synth
 from fpcli.audio import AUDIO_EXTENSIONS, AudioReader
 from fpcli.batch import BatchAnalyzer
 from fpcli.blas import one_blas_thread
-from fpcli.errors import FpcliError
+from fpcli.errors import FpcliError, ParameterError
 from fpcli.files import read_text
 from fpcli.fingerprint import GROUPS, STREAMING_DIMS
 from fpcli.library import RunOptions, run_library
@@ -376,36 +377,83 @@ def _decodes(path: str) -> bool:
 
 # -- checks and comparisons ------------------------------------------------------------------
 
+RULE_FORM = "'>= NUMBER' or '<= NUMBER'"
+
+
 def load_thresholds(path: Path | None = None) -> dict[str, tuple[str, float]]:
     """Defaults, overridden by [tool.fpcli.bench.thresholds] of ./pyproject.toml or by
-    ``path`` (TOML with a [thresholds] table, or JSON). Values: ">= 0.7" or "<= 10"."""
+    ``path`` (TOML with a [thresholds] table, or JSON). Values: ">= 0.7" or "<= 10".
+
+    Everything is validated here, so that a bad file fails before the benchmark runs:
+    ParameterError names the file and what is wrong; FpcliError if it cannot be read.
+    """
     thresholds = dict(DEFAULT_THRESHOLDS)
-    table: dict[str, Any] = {}
-    try:
-        if path is not None:
-            text = read_text(path)
-            json_text = path.suffix == ".json" or (str(path) == "-" and text.lstrip().startswith("{"))
-            data = json.loads(text) if json_text else tomllib.loads(text)
-            table = data.get("thresholds", data)
-        elif Path("pyproject.toml").exists():
-            data = tomllib.loads(Path("pyproject.toml").read_text())
-            table = data.get("tool", {}).get("fpcli", {}).get("bench", {}).get("thresholds", {})
-    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
-        raise FpcliError(f"cannot read thresholds from {path or 'pyproject.toml'}: {exc}") from None
+    if path is not None:
+        source = _source_name(path)
+        text = read_text(path)
+        json_text = path.suffix == ".json" or (str(path) == "-" and text.lstrip().startswith("{"))
+        data = _parse(text, source, "JSON" if json_text else "TOML")
+        table = data.get("thresholds", data) if isinstance(data, dict) else data
+    elif Path("pyproject.toml").exists():
+        source = "pyproject.toml"
+        data = _parse(read_text(source), source, "TOML")
+        table = _nested(data, ("tool", "fpcli", "bench", "thresholds"), source)
+    else:
+        return thresholds
+    if not isinstance(table, dict):
+        raise ParameterError(f"{source}: thresholds must be an object of figure -> rule ({RULE_FORM}), "
+                             f"not {_kind(table)}")
     for name, rule in table.items():
-        thresholds[name] = _parse_rule(name, rule)
+        thresholds[name] = _parse_rule(name, rule, source)
     return thresholds
 
 
-def _parse_rule(name: str, rule: Any) -> tuple[str, float]:
-    text = str(rule).strip()
+def _source_name(path: Path) -> str:
+    return "stdin" if str(path) == "-" else str(path)
+
+
+def _parse(text: str, source: str, syntax: str) -> Any:
+    """``text`` parsed as JSON or TOML. RecursionError too: ``[[[[...`` nested a
+    hundred thousand deep is what a hostile file looks like to both parsers."""
+    try:
+        return json.loads(text) if syntax == "JSON" else tomllib.loads(text)
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError is a ValueError
+        raise ParameterError(f"{source}: not {syntax} ({exc})") from None
+
+
+def _nested(data: Any, keys: tuple[str, ...], source: str) -> Any:
+    """``data[k1][k2]...``, {} where a key is missing; an error where a level is not a table."""
+    for depth, key in enumerate(keys):
+        if not isinstance(data, dict):
+            raise ParameterError(f"{source}: {'.'.join(keys[:depth])} must be a table, not {_kind(data)}")
+        data = data.get(key, {})
+    return data
+
+
+def _kind(value: Any) -> str:
+    """How a parsed JSON / TOML value is named in an error (a JSON file's "list" is an array)."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)  # TOML's dates and times
+
+
+def _parse_rule(name: str, rule: Any, source: str = "") -> tuple[str, float]:
+    """(">=" or "<=", a finite number) from ">= 0.7". NaN would fail every check and
+    infinity pass or fail every one: neither is a threshold."""
+    prefix = f"{source}: " if source else ""
+    if isinstance(rule, dict):  # TOML reads an unquoted cache.hit_rate = ... as a table "cache"
+        raise ParameterError(f"{prefix}threshold {name} is a table, not a rule: quote dotted figure names "
+                             f"(\"cache.hit_rate\" = \">= 0.7\")")
+    text = rule.strip() if isinstance(rule, str) else ""
     for op in (">=", "<="):
         if text.startswith(op):
             try:
-                return op, float(text[len(op):])
+                limit = float(text[len(op):])
             except ValueError:
                 break
-    raise FpcliError(f"threshold {name} = {rule!r}: write it as '>= NUMBER' or '<= NUMBER'")
+            if math.isfinite(limit):
+                return op, limit
+    raise ParameterError(f"{prefix}threshold {name} = {rule!r}: write it as {RULE_FORM} (a finite number)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -433,21 +481,65 @@ class Change:
     name: str
     before: float
     after: float
-    change: float      # relative, signed (after / before - 1)
-    regression: bool   # worse by more than the tolerance
+    change: float | None  # relative, signed ((after - before) / |before|); None: undefined (before is 0)
+    regression: bool      # worse by more than the tolerance
+
+
+def load_earlier(path: Path) -> dict[str, Any]:
+    """An earlier ``--json`` result from a file or stdin (``-``), validated (see
+    ``check_earlier``) so that a bad file fails before the benchmark runs."""
+    source = _source_name(path)
+    data = _parse(read_text(path), source, "JSON")
+    check_earlier(data, source)
+    return data
+
+
+def check_earlier(data: Any, source: str = "the earlier result") -> None:
+    """ParameterError unless ``data`` is a bench result: the schema, and figures an object
+    of name -> {"value": number, ...}. Figures this version does not measure are
+    allowed (an older or newer fpcli wrote the file); ``compare`` skips them."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        schema = data.get("schema") if isinstance(data, dict) else None
+        raise ParameterError(f"{source}: not a bench result (schema {schema!r}, expected {SCHEMA})")
+    figures = data.get("figures")
+    if not isinstance(figures, dict):
+        raise ParameterError(f"{source}: figures must be an object of figure -> {{\"value\": number, ...}}, "
+                             f"not {_kind(figures)}")
+    for name, figure in figures.items():
+        if not isinstance(figure, dict) or _number(figure.get("value")) is None:
+            raise ParameterError(f"{source}: figure {name} must be an object with a number \"value\"")
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float, None if it is not a JSON number. JSON's true is not 1, and an
+    integer of 400 digits (exact in Python's json) has no float: both are errors."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
+def relative_change(before: float, after: float) -> float | None:
+    """(after - before) / |before|; None where that is undefined: a change from 0 (or
+    to or from NaN or infinity) has no relative size, and "+0 %" would claim none."""
+    if before == 0 or not (math.isfinite(before) and math.isfinite(after)):
+        return None
+    return (after - before) / abs(before)
 
 
 def compare(result: BenchResult, earlier: dict[str, Any], tolerance: float = COMPARE_TOLERANCE) -> list[Change]:
-    """Per figure present in both: the relative change, flagged when it is a regression."""
-    if earlier.get("schema") != SCHEMA:
-        raise FpcliError(f"not a bench result (schema {earlier.get('schema')!r}, expected {SCHEMA})")
+    """Per figure present in both: the relative change, flagged when it is a regression
+    (an undefined change is not one)."""
+    check_earlier(earlier)
     changes = []
     for name, figure in result.figures.items():
-        old = earlier.get("figures", {}).get(name)
-        if not old or not isinstance(old.get("value"), (int, float)):
+        old = earlier["figures"].get(name)
+        if old is None:
             continue
-        before, after = float(old["value"]), figure.value
-        change = after / before - 1 if before else 0.0
-        worse = -change if figure.better == "higher" else change
+        before, after = _number(old["value"]) or 0.0, figure.value  # a number: check_earlier said so
+        change = relative_change(before, after)
+        worse = 0.0 if change is None else -change if figure.better == "higher" else change
         changes.append(Change(name, before, after, change, worse > tolerance))
     return changes

@@ -1,14 +1,15 @@
 """fpcli bench: the schema, --check, --compare and atomic output files."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from fpcli import bench, synth
-from fpcli.cli import EXIT_BELOW_THRESHOLD, app
-from fpcli.errors import FpcliError
+from fpcli.cli import EXIT_BELOW_THRESHOLD, EXIT_USAGE, app
+from fpcli.errors import FpcliError, ParameterError
 from tests.conftest import write
 
 runner = CliRunner()
@@ -101,19 +102,120 @@ def test_cli_bench_check_json_markdown_compare(tiny_library, tmp_path):
 def test_bench_reads_an_earlier_result_and_thresholds_from_stdin_or_says_why_not(tmp_path, monkeypatch):
     import io
 
-    from fpcli.cli.bench_cmd import _read_json
-    from fpcli.errors import FpcliError
-
     monkeypatch.setattr("sys.stdin", io.StringIO('{"schema": "fpcli-bench/1", "figures": {}}'))
-    assert _read_json(Path("-"))["schema"] == "fpcli-bench/1"
+    assert bench.load_earlier(Path("-"))["schema"] == "fpcli-bench/1"
     monkeypatch.setattr("sys.stdin", io.StringIO('[thresholds]\n"cache.hit_rate" = ">= 0.25"\n'))
     assert bench.load_thresholds(Path("-"))["cache.hit_rate"] == (">=", 0.25)
-    for text, reason in [("not json", "stdin: not JSON"), ("[1, 2]", "not a bench --json result")]:
+    for text, reason in [("not json", "stdin: not JSON"), ("[1, 2]", "not a bench result")]:
         monkeypatch.setattr("sys.stdin", io.StringIO(text))
         with pytest.raises(FpcliError, match=reason):
-            _read_json(Path("-"))
+            bench.load_earlier(Path("-"))
     with pytest.raises(FpcliError, match="cannot read .*missing.json"):
-        _read_json(tmp_path / "missing.json")
+        bench.load_earlier(tmp_path / "missing.json")
+
+
+BAD_THRESHOLDS = [  # (file name, contents, what the error says)
+    ("t.json", "[1]", "thresholds must be an object of figure -> rule .*not an array"),
+    ("t.json", '{"thresholds": "x"}', "thresholds must be an object of figure -> rule .*not a string"),
+    ("t.json", '{"thresholds": null}', "thresholds must be an object .*not null"),
+    ("t.json", '{"cache.hit_rate": true}', "threshold cache.hit_rate = True: write it as"),
+    ("t.json", '{"cache.hit_rate": ">= nan"}', "a finite number"),
+    ("t.json", '{"cache.hit_rate": "<= 1e400"}', "a finite number"),
+    ("t.json", "[" * 100_000, "not JSON"),
+    ("t.toml", "a = " + "[" * 100_000, "not TOML"),
+    ("t.toml", '[thresholds]\ncache.hit_rate = ">= 0.5"\n', "threshold cache is a table.*quote dotted"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "reason"), BAD_THRESHOLDS)
+def test_a_bad_thresholds_file_names_the_file_and_what_is_wrong(tmp_path, name, text, reason):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ParameterError, match=f"^{re.escape(str(path))}: .*{reason}"):
+        bench.load_thresholds(path)
+
+
+def test_a_bad_thresholds_table_in_pyproject_names_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool]\nfpcli = "x"\n')
+    with pytest.raises(ParameterError, match="^pyproject.toml: tool.fpcli must be a table, not a string"):
+        bench.load_thresholds()
+    (tmp_path / "pyproject.toml").write_text('[tool.fpcli.bench]\nthresholds = [1]\n')
+    with pytest.raises(ParameterError, match="^pyproject.toml: thresholds must be an object"):
+        bench.load_thresholds()
+
+
+GOOD_EARLIER = {"schema": "fpcli-bench/1", "figures": {"analysis.streaming_x": {"value": 1.0}}}
+BAD_EARLIER = [  # (contents, what the error says)
+    ("[1]", "not a bench result"),
+    ('{"figures": {}}', r"not a bench result \(schema None, expected fpcli-bench/1\)"),
+    ('{"schema": "fpcli-bench/1"}', "figures must be an object .*not null"),
+    ('{"schema": "fpcli-bench/1", "figures": null}', "figures must be an object .*not null"),
+    ('{"schema": "fpcli-bench/1", "figures": []}', "figures must be an object .*not an array"),
+    ('{"schema": "fpcli-bench/1", "figures": {"analysis.streaming_x": "x"}}',
+     'figure analysis.streaming_x must be an object with a number "value"'),
+    ('{"schema": "fpcli-bench/1", "figures": {"cache.hit_rate": {"value": true}}}', "figure cache.hit_rate must"),
+    ('{"schema": "fpcli-bench/1", "figures": {"cache.hit_rate": {"value": 1' + "0" * 400 + "}}}",
+     "figure cache.hit_rate must"),
+    ("[" * 100_000, "not JSON"),
+]
+
+
+@pytest.mark.parametrize(("text", "reason"), BAD_EARLIER)
+def test_a_bad_compare_file_names_the_file_and_what_is_wrong(tmp_path, text, reason):
+    path = tmp_path / "earlier.json"
+    path.write_text(text)
+    with pytest.raises(ParameterError, match=f"^{re.escape(str(path))}: .*{reason}"):
+        bench.load_earlier(path)
+    path.write_text(json.dumps(GOOD_EARLIER))
+    assert bench.load_earlier(path) == GOOD_EARLIER
+
+
+def _no_benchmark(*args, **kwargs):
+    raise AssertionError("the benchmark ran before its input files were validated")
+
+
+@pytest.mark.parametrize(("option", "name", "text", "reason"), [
+    ("--thresholds", "t.json", "[1]", "thresholds must be an object of figure -> rule"),
+    ("--thresholds", "t.json", '{"thresholds": "x"}', "thresholds must be an object of figure -> rule"),
+    ("--thresholds", "missing.json", None, "No such file or directory"),
+    ("--compare", "c.json", '{"schema": "fpcli-bench/1", "figures": null}', "figures must be an object"),
+    ("--compare", "c.json", '{"figures": {"analysis.streaming_x": "x"}}', "not a bench result"),
+    ("--compare", "c.json", '{"schema": "fpcli-bench/1", "figures": {"analysis.streaming_x": "x"}}',
+     "figure analysis.streaming_x must be an object"),
+])
+def test_cli_bench_rejects_a_bad_file_before_running_as_a_usage_error(tmp_path, monkeypatch, option, name, text,
+                                                                      reason):
+    monkeypatch.setattr(bench, "run", _no_benchmark)
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    outcome = runner.invoke(app, ["bench", "--quick", option, str(path)], env={"COLUMNS": "400"})
+    assert outcome.exit_code == EXIT_USAGE, outcome.output
+    assert outcome.exception is None or isinstance(outcome.exception, SystemExit), outcome.exception
+    assert re.search(f"Invalid value for {option}: .*{re.escape(str(path.name))}.*{reason}", outcome.output)
+    assert "Traceback" not in outcome.output
+
+
+def test_cli_bench_refuses_stdin_for_both_files(monkeypatch):
+    monkeypatch.setattr(bench, "run", _no_benchmark)
+    outcome = runner.invoke(app, ["bench", "--thresholds", "-", "--compare", "-"], input="{}")
+    assert outcome.exit_code == EXIT_USAGE and "--thresholds already reads stdin" in outcome.output
+
+
+def test_a_change_from_zero_is_undefined_not_zero():
+    from fpcli.cli.bench_cmd import _change_cell
+
+    result = bench.BenchResult(date="", machine={}, library={}, quick=True, figures={
+        "analysis.streaming_x": bench.Figure(200.0, "x", "higher", "absolute"),
+        "cache.lookup_p99_ms": bench.Figure(0.0, "ms", "lower", "absolute"),
+        "cache.hit_rate": bench.Figure(0.8, "share", "higher", "share")})
+    zeros = {"schema": "fpcli-bench/1", "figures": {name: {"value": 0} for name in result.figures}}
+    changes = bench.compare(result, zeros)
+    assert [(c.change, c.regression, _change_cell(c)) for c in changes] == [(None, False, "n/a")] * 3
+    earlier = {"schema": "fpcli-bench/1", "figures": {"cache.hit_rate": {"value": 1.6}}}
+    [halved] = bench.compare(result, earlier)
+    assert halved.change == pytest.approx(-0.5) and halved.regression and _change_cell(halved) == "-50 % REGRESSION"
 
 
 def test_bench_on_redis_uses_a_private_namespace_and_removes_it(tiny_library, redis_url, redis_server):

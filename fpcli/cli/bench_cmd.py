@@ -13,7 +13,7 @@ from fpcli.cli.options import finite
 from fpcli.cli.render import note, number, rows_out, stderr
 from fpcli.cli.root import EXIT_BELOW_THRESHOLD, app
 from fpcli.errors import FpcliError
-from fpcli.files import read_text, write_text
+from fpcli.files import write_text
 from fpcli.store import is_redis_url
 
 if TYPE_CHECKING:
@@ -64,11 +64,9 @@ def bench(
     """
     from fpcli.bench import check as check_figures
     from fpcli.bench import compare as compare_figures
-    from fpcli.bench import load_thresholds
     from fpcli.bench import run as run_bench
 
-    limits = load_thresholds(thresholds)
-    earlier = _read_json(compare_with) if compare_with else None
+    limits, earlier = _bench_inputs(thresholds, compare_with)
     status = stderr().status("benchmarking")
     with status:
         location = ctx.obj.spec.resolved().location
@@ -93,15 +91,26 @@ def bench(
             raise typer.Exit(EXIT_BELOW_THRESHOLD)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """An earlier ``--json`` result, from a file or stdin (``-``)."""
+def _bench_inputs(thresholds: Path | None,
+                 compare_with: Path | None) -> tuple[dict[str, tuple[str, float]], dict[str, Any] | None]:
+    """The thresholds and the earlier result, read and validated before the benchmark
+    runs (a bad file fails in a second, not after a minute of measuring); a bad file
+    is a usage error (exit 2) naming the option, the file and what is wrong."""
+    from fpcli.bench import load_earlier, load_thresholds
+
+    if thresholds is not None and compare_with is not None and str(thresholds) == str(compare_with) == "-":
+        raise typer.BadParameter("--thresholds already reads stdin", param_hint="--compare")
     try:
-        data = json.loads(read_text(path))
-    except ValueError as exc:
-        raise FpcliError(f"cannot read {'stdin' if str(path) == '-' else path}: not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise FpcliError(f"cannot read {'stdin' if str(path) == '-' else path}: not a bench --json result")
-    return data
+        limits = load_thresholds(thresholds)
+    except FpcliError as exc:
+        if thresholds is None:  # ./pyproject.toml's table: not an option given, so not a usage error
+            raise
+        raise typer.BadParameter(str(exc), param_hint="--thresholds") from None
+    try:
+        earlier = load_earlier(compare_with) if compare_with is not None else None
+    except FpcliError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--compare") from None
+    return limits, earlier
 
 
 def _bench_rows(result: BenchResult, checks: list[Check], changes: list[Change]) -> list[list[str]]:
@@ -114,9 +123,16 @@ def _bench_rows(result: BenchResult, checks: list[Check], changes: list[Change])
                f"{chk.op} {chk.threshold:g}" if chk else "", ("ok" if chk.passed else "MISS") if chk else ""]
         if changes:
             change = by_change.get(name)
-            row.append(f"{100 * change.change:+.0f} %{' REGRESSION' if change.regression else ''}" if change else "")
+            row.append(_change_cell(change) if change else "")
         rows.append(row)
     return rows
+
+
+def _change_cell(change: Change) -> str:
+    """"+12 %", "-40 % REGRESSION", or "n/a" where a relative change is undefined (from 0)."""
+    if change.change is None:
+        return "n/a"
+    return f"{100 * change.change:+.0f} %{' REGRESSION' if change.regression else ''}"
 
 
 def _bench_header(result: BenchResult) -> str:
