@@ -85,6 +85,43 @@ def test_raw_pcm_on_stdin(tmp_path):
     assert bad.returncode == 2 and b"--rate and --channels" in bad.stderr
 
 
+@pytest.mark.parametrize("options,message", [
+    (["--raw-format", "xyz", "--rate", "44100", "--channels", "2"], b"'xyz' is not one of s16le"),
+    (["--raw-format", "s16le", "--rate", "1", "--channels", "2"], b"1 Hz is outside 8000-768000 Hz"),
+])
+def test_bad_raw_options_are_usage_errors(tmp_path, options, message):
+    run = _fpcli(tmp_path / "s", "analyze", "-", *options, stdin=b"\x00" * 4000)
+    assert run.returncode == 2 and message in run.stderr
+
+
+@pytest.mark.parametrize("raw_format", ["f32le", "f64le"])
+def test_float_bytes_that_are_not_audio_are_the_stream_s_failure(tmp_path, raw_format):
+    """Random float bytes hold NaNs (signalling ones warned on any arithmetic) and
+    values near 1e38: the stream fails with the reader's reason, exit 3 as any failed
+    track, and nothing else is printed."""
+    noise = np.random.default_rng(0).integers(0, 256, size=100_000, dtype=np.uint8).tobytes()
+    run = _fpcli(tmp_path / "s", "analyze", "-", "--raw-format", raw_format, "--rate", str(SR), "--channels", "2",
+                 stdin=noise)
+    assert run.returncode == 3
+    assert run.stderr.decode().startswith("error: -: float samples up to ") and "not audio scaled to" in \
+        run.stderr.decode()
+    assert b"Warning" not in run.stderr and b"Traceback" not in run.stderr and len(run.stderr.splitlines()) == 1
+
+
+def test_raw_reads_are_bounded_whatever_the_channel_count():
+    """131,072 frames of 100,000 channels would be a 26 GB read: a read is at most
+    MAX_READ_BYTES, and every frame still arrives whole."""
+    import io
+
+    from fpcli.audio.raw import MAX_READ_BYTES, RawSource
+
+    channels = 100_000
+    pcm = np.arange(3 * channels, dtype="<i2").tobytes()
+    blocks = list(RawSource(io.BytesIO(pcm), raw_format="s16le", samplerate=SR, channels=channels).blocks(131072))
+    assert sum(len(b) for b in blocks) == 3 and all(b.shape[1] == channels for b in blocks)
+    assert max(b.nbytes // 2 for b in blocks) <= MAX_READ_BYTES
+
+
 def test_not_audio_on_stdin_is_one_clear_error(tmp_path):
     run = _fpcli(tmp_path / "s", "analyze", "-", "--json", "--no-store", stdin=b"hello, not audio\n" * 100)
     assert run.returncode == 3 and b"Traceback" not in run.stderr

@@ -17,6 +17,9 @@ RAW_FORMATS: dict[str, tuple[str, float]] = {
 }
 
 
+MAX_READ_BYTES = 1 << 24
+
+
 class RawSource:
     """Interleaved PCM of a known format, rate and channel count; see ``base.Source``."""
 
@@ -35,7 +38,8 @@ class RawSource:
         the pipe has one, else what has arrived (a live source must not wait for 1.5 s
         of audio before its first snapshot); a trailing partial frame is dropped."""
         frame_bytes = self._dtype.itemsize * self.info.channels
-        wanted = block_frames * frame_bytes
+        # At most MAX_READ_BYTES a read: 131,072 frames of 100,000 channels asked for 26 GB.
+        wanted = max(1, min(block_frames, MAX_READ_BYTES // frame_bytes)) * frame_bytes
         read = getattr(self._stream, "read1", self._stream.read)  # read1: what is there, waiting only for 1 byte
         pending = b""
         while True:
@@ -52,6 +56,12 @@ class RawSource:
         samples = np.frombuffer(data, dtype=self._dtype).reshape(-1, self.info.channels)
         if self._dtype.kind == "u":  # unsigned 8-bit: 128 is silence
             return ((samples.astype(np.float32) - 128.0) / self._scale).astype(np.float32)
+        if self._dtype.kind == "f":
+            # Float bytes may hold NaN (signalling ones raise "invalid" in any arithmetic)
+            # or, as f64, values beyond float32: converted quietly, then counted and
+            # judged by the reader like those of a float file.
+            with np.errstate(invalid="ignore", over="ignore"):
+                return samples.astype(np.float32)
         return (samples.astype(np.float32) / np.float32(self._scale)).astype(np.float32, copy=False)
 
     def truncation(self, seconds_read: float) -> str | None:

@@ -121,6 +121,21 @@ def analyze(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
+def _check_raw(raw_format: str | None, rate: int | None, channels: int | None) -> None:
+    """Usage errors of the raw PCM options, found before a byte of stdin is read."""
+    from fpcli.audio.base import MAX_SAMPLERATE, MIN_SAMPLERATE
+    from fpcli.audio.raw import RAW_FORMATS
+
+    if raw_format is None:
+        return
+    if raw_format not in RAW_FORMATS:
+        raise typer.BadParameter(f"{raw_format!r} is not one of {', '.join(RAW_FORMATS)}", param_hint="--raw-format")
+    if not (rate and channels):
+        raise typer.BadParameter("raw PCM needs --rate and --channels", param_hint="--raw-format")
+    if not MIN_SAMPLERATE <= rate <= MAX_SAMPLERATE:
+        raise typer.BadParameter(f"{rate} Hz is outside {MIN_SAMPLERATE}-{MAX_SAMPLERATE} Hz", param_hint="--rate")
+
+
 def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool, seconds: float | None,
             every: float | None, name: str | None, no_store: bool,
             raw: tuple[str | None, int | None, int | None]) -> None:
@@ -136,8 +151,7 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
         raise typer.BadParameter("follows one file, or - for a stream on stdin", param_hint="--every / -")
     path = texts[0]
     raw_format, rate, channels = raw
-    if raw_format is not None and not (rate and channels):
-        raise typer.BadParameter("raw PCM needs --rate and --channels", param_hint="--raw-format")
+    _check_raw(raw_format, rate, channels)
     if path == "-" and name and no_store:
         raise typer.BadParameter("--name stores the stream; --no-store does not: choose one", param_hint="--name")
     reporter = Reporter(as_json=as_json, quiet=quiet)
@@ -160,6 +174,9 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
         try:
             final = follow(reader, label, every_s=every, max_seconds=seconds, keep=keep,
                            on_snapshot=lambda result: reporter.snapshot(result))
+        except AudioReadError as exc:  # found while decoding (float samples far beyond full scale)
+            reporter.event("track", failed_result(label, exc))
+            raise typer.Exit(EXIT_SOME_FAILED) from None
         except KeyboardInterrupt:
             note("[yellow]interrupted:[/yellow]", "what was heard is stored" if storing else "nothing stored")
             raise typer.Exit(EXIT_INTERRUPTED) from None
