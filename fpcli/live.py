@@ -12,10 +12,14 @@ store keeps the record that heard the most of a name, like any other record.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -119,26 +123,11 @@ def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = No
     expected = reader.expected_frames / info.samplerate if reader.expected_frames else None
     live = LiveFingerprint(info.samplerate, info.channels, params, expected_seconds=expected)
     started = time.perf_counter()
-    next_mark = every_s
-    whole = True
     try:
-        for block in reader:
-            while block.size:
-                pushed = int(round(live.seconds * info.samplerate))
-                targets = [int(round(x * info.samplerate)) for x in (next_mark, max_seconds) if x is not None]
-                take = len(block) if not targets else min(len(block), max(min(targets) - pushed, 1))
-                live.push(block[:take])
-                block = block[take:]
-                if next_mark is not None and live.seconds >= next_mark - 1e-9:
-                    snapshot = _result(live, reader, path, started)
-                    on_snapshot(snapshot)
-                    keep(snapshot)
-                    next_mark += every_s or 0.0
-                if max_seconds is not None and live.seconds >= max_seconds - 1e-9:
-                    whole = False
-                    break
-            if not whole:
-                break
+        with _noticing_interrupts() as interrupted:
+            whole = _push_blocks(reader, live, path, started, every_s, max_seconds, on_snapshot, keep)
+        if interrupted():
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         keep(_result(live, reader, path, started))
         raise
@@ -147,6 +136,57 @@ def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = No
     final = _result(live, reader, path, started)
     keep(final)
     return final
+
+
+def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started: float, every_s: float | None,
+                 max_seconds: float | None, on_snapshot: Snapshot, keep: Callable[[TrackResult], None]) -> bool:
+    """Push the reader's blocks into ``live``, with a snapshot every ``every_s``
+    seconds; True when the stream ended, False when ``max_seconds`` stopped it."""
+    info = reader.info
+    next_mark = every_s
+    for block in reader:
+        while block.size:
+            pushed = int(round(live.seconds * info.samplerate))
+            targets = [int(round(x * info.samplerate)) for x in (next_mark, max_seconds) if x is not None]
+            take = len(block) if not targets else min(len(block), max(min(targets) - pushed, 1))
+            live.push(block[:take])
+            block = block[take:]
+            if next_mark is not None and live.seconds >= next_mark - 1e-9:
+                snapshot = _result(live, reader, path, started)
+                on_snapshot(snapshot)
+                keep(snapshot)
+                next_mark += every_s or 0.0
+            if max_seconds is not None and live.seconds >= max_seconds - 1e-9:
+                return False
+    return True
+
+
+@contextlib.contextmanager
+def _noticing_interrupts() -> Iterator[Callable[[], bool]]:
+    """Yield "was Ctrl-C pressed meanwhile?". The interrupt is raised as usual, but a
+    decoder may swallow it: PyAV reading a pipe calls back into Python, and a
+    KeyboardInterrupt raised in its callback is printed as "Exception ignored" and
+    taken as the end of the stream, which was then stored as a whole track. Only the
+    main thread receives signals; elsewhere nothing is noticed (nor needed)."""
+    received = False
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous is None or previous == signal.SIG_IGN:
+        yield lambda: received
+        return
+
+    def note_then_interrupt(signum: int, frame: Any) -> None:
+        nonlocal received
+        received = True
+        if callable(previous):
+            previous(signum, frame)   # the default handler raises KeyboardInterrupt
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note_then_interrupt)
+    try:
+        yield lambda: received
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _result(live: LiveFingerprint, reader: AudioReader, path: str, started: float) -> TrackResult:

@@ -238,3 +238,41 @@ def test_search_a_stream_on_stdin(searchable, tmp_path):
     assert not data["stats"]["query_complete"]
     human = _fpcli(store_dir, "search", "-", "--seconds", "3", stdin=open(query, "rb").read())
     assert human.returncode == 0 and b"a partial query: 3 s heard" in human.stderr
+
+
+class _SwallowingDecoder:
+    """An AudioReader stand-in whose decoder swallows a Ctrl-C, as PyAV's read callback
+    can: two blocks, then SIGINT arrives while it reads, and the stream just ends."""
+
+    def __init__(self):
+        from fpcli.audio.base import AudioInfo
+
+        self.info = AudioInfo("-", "FLAC", "FLAC", SR, 2, 0)
+        self.expected_frames, self.partial, self.partial_reason = 0, False, None
+
+    def __iter__(self):
+        audio = synth.music_like(4.0, SR, seed=2)
+        yield audio[:SR]
+        yield audio[SR:2 * SR]
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)   # the handler runs here
+        except KeyboardInterrupt:
+            pass              # swallowed: the decoder sees the end of its input
+
+
+def test_an_interrupt_a_decoder_swallows_still_interrupts_and_keeps_a_partial():
+    """Seen once in 40 Ctrl-Cs of a piped stream: PyAV printed "Exception ignored" and
+    the stream ended early, and 267 s of a 327 s track were stored as the whole track."""
+    from fpcli.live import follow
+
+    kept = []
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            follow(_SwallowingDecoder(), "stream:test", keep=kept.append)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert [result.streaming.complete for result in kept] == [False]
+    assert kept[0].streaming.seconds == pytest.approx(2.0)
