@@ -340,6 +340,37 @@ def test_a_meta_part_rebuilt_empty_never_serves_the_old_index(template, tmp_path
         assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
 
 
+@pytest.mark.parametrize("repair_by", ["salvage", "rebuild"])
+def test_a_data_part_rebuilt_never_serves_the_old_index(template, tmp_path, repair_by):
+    """A damaged data database rebuilt by `cache verify --repair` (``salvage`` when the
+    store cannot open, ``rebuild`` when it opens) has lost what could not be read, while
+    the meta part kept its epoch and generation: the saved index passed for current and
+    search answered from rows whose records were gone (no hits, exit 0)."""
+    from fpcli.store.diskcache_sqlite import salvage
+
+    location = str(tmp_path / "store")
+    _fill(location, template, 20)
+    with FingerprintStore.open(location) as store:
+        current_index(store, "streaming", KEY)
+    database = tmp_path / "store" / "data" / "cache.db"
+    if repair_by == "salvage":
+        database.write_bytes(database.read_bytes()[:5000])     # cannot even open
+        assert salvage(location)["moved_aside"] == 1
+    else:
+        from fpcli.store import repair
+
+        damaged = bytearray(database.read_bytes())
+        damaged[-8192:-4096] = b"\xff" * 4096                  # a page of records: opens, fails its check
+        database.write_bytes(bytes(damaged))
+        with FingerprintStore.open(location) as store:
+            assert repair(store, tmp_path / "quarantine.jsonl")["rebuilt"] > 0
+    saved_module._RECENT.clear()
+    with FingerprintStore.open(location) as store:
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index"] == "rebuilt"
+        assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
+
+
 def test_odd_paths_come_back_from_a_shared_copy(redis_url, template, client):
     """Paths that are not UTF-8, hold a newline, lie outside the BMP or are long travel
     through the shared copy (keys and digests go as ASCII; paths as saved)."""

@@ -31,7 +31,7 @@ import diskcache.core
 
 from fpcli.errors import BadEntryError, DamagedStoreError, StoreError
 from fpcli.store.diskcache_meta import MetaCounters
-from fpcli.store.diskcache_sqlite import SafeDisk, guard, salvage_part
+from fpcli.store.diskcache_sqlite import SafeDisk, guard, new_epoch, salvage_part
 from fpcli.store.protocol import BATCH, Put, Tag, TagOf
 
 RECORD_PREFIX = "rec:"
@@ -459,6 +459,7 @@ class DiskcacheBackend(MetaCounters):
             return 0
         self.close()
         kept = sum(salvage_part(os.path.join(self.location, name)) for name in dict.fromkeys(damaged))
+        new_epoch(self.location)
         self._open()
         return kept
 

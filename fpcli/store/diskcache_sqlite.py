@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -78,7 +79,20 @@ def salvage(directory: str) -> dict[str, int]:
             pass
         counts["salvaged"] += salvage_part(folder)
         counts["moved_aside"] += 1
+    if counts["moved_aside"]:
+        new_epoch(directory)
     return counts
+
+
+def new_epoch(directory: str) -> None:
+    """Move the store's epoch on after a part was rebuilt: entries (and journal
+    entries) that could not be read are gone, so a search index saved before must
+    not pass for current (it served hits of records no longer there, or none)."""
+    try:
+        with diskcache.Cache(os.path.join(directory, "meta"), disk=SafeDisk) as meta:
+            meta.incr("epoch", 1, default=secrets.randbelow(1 << 48))
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot update the rebuilt store at {directory}: {exc}") from None
 
 
 def salvage_part(folder: str) -> int:
