@@ -485,7 +485,8 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
         from fpcli.store.diskcache_sqlite import salvage  # diskcache only for a damaged store
 
         done = salvage(exc.location)
-        note("", f"repaired: rebuilt the damaged database, {done} (the damaged part is kept as *.damaged-*)")
+        note("", f"repaired: rebuilt the damaged database: {repair_summary(done)} (the damaged part is kept as "
+                 "*.damaged-*)")
         opened = ctx.obj.open_store()
     from fpcli.store import repair
     from fpcli.store.maintenance import verify_counted
@@ -496,7 +497,7 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
         if repair_ and problems:
             quarantine = _quarantine_path(store)
             done = repair(store, quarantine)
-            note("", f"repaired: {done} (bad entries saved to {quarantine})")
+            note("", f"repaired: {repair_summary(done)} (bad entries saved to {quarantine})")
             problems, entries = verify_counted(store)
     if as_json:
         print_json({"entries": entries, "problems": [str(p) for p in problems], "repaired": done})
@@ -505,6 +506,18 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
         note("", f"checked {entries} entries: {len(problems)} problem(s)")
     if problems:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+# What each count of a repair means (``salvage`` and ``repair`` return them).
+REPAIR_WORDS = {"moved_aside": "damaged database parts moved aside", "salvaged": "rows read back",
+                "rebuilt": "entries kept from a rebuilt database", "quarantined": "bad entries removed",
+                "unsafe": "unsafe (pickled) entries removed", "counters": "damaged counters reset"}
+
+
+def repair_summary(done: dict[str, int]) -> str:
+    """"2 bad entries removed, 1 damaged counters reset" ("nothing to mend" when all are 0)."""
+    parts = [f"{n} {REPAIR_WORDS.get(name, name)}" for name, n in done.items() if n]
+    return ", ".join(parts) or "nothing to mend"
 
 
 def _quarantine_path(store: FingerprintStore) -> str:
