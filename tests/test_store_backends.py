@@ -142,6 +142,36 @@ def test_redis_ttl_expires_records(redis_url, tracks):
         assert store.stats()["expiries"] >= 1
 
 
+@pytest.mark.parametrize("key,damage", [
+    ("generation", ("set", "abc")), ("census", ("set", "xyz")), ("journal", ("set", "1")),
+    ("shared", ("set", "1")), ("epoch", ("hset", "e", "1")), ("hits", ("rpush", "1")),
+])
+def test_redis_meta_keys_of_the_wrong_kind_are_mended_on_open(redis_url, tracks, key, damage):
+    """A meta key overwritten with another Redis type or a counter with text in it
+    stopped every command (WRONGTYPE, "not an integer", a ValueError traceback from the
+    journal), `cache verify --repair` and `cache clear` included. They are reset when
+    the store opens; a damaged journal or generation moves the epoch on, so a search
+    index saved before is rebuilt, not trusted."""
+    import redis
+
+    with FingerprintStore.open(redis_url) as store:
+        _save(store, tracks[0])
+        index, _ = current_index(store, "streaming", KEY)
+        epoch = store.index_epoch()
+    client = redis.Redis.from_url(redis_url)
+    client.delete(f"fpcli:meta:{key}")
+    getattr(client, damage[0])(f"fpcli:meta:{key}", *damage[1:])
+    with FingerprintStore.open(redis_url) as store:
+        _save(store, tracks[1])
+        assert store.lookup(tracks[0], NEED).record is not None
+        assert store.stats(recount=True)["entries"] == 2
+        _, info = current_index(store, "streaming", KEY)
+        if key in ("generation", "journal", "epoch"):
+            assert store.index_epoch() != epoch and info["index"] == "rebuilt"
+        assert verify(store) == []
+        assert store.clear() > 0 and store.stats()["entries"] == 0
+
+
 def test_redis_eviction_keeps_shared_counters(tmp_path, tracks):
     import redis
 

@@ -110,6 +110,20 @@ def tag_of_value(value: bytes | str | None) -> Tag:
     return value[1:value.index(b"\x00")].decode("ascii", "replace") or None
 
 
+# The meta keys every command may touch, and the Redis type each must have.
+META_TYPES = {"epoch": "string", "generation": "string", "hits": "string", "misses": "string",
+              "journal": "list", "census": "hash", "shared": "set"}
+COUNTER_KEYS = ("epoch", "generation", "hits", "misses")
+
+
+def _is_integer(value: Any) -> bool:
+    """A Redis integer value: what INCR accepts (a signed 64-bit decimal)."""
+    try:
+        return isinstance(value, str) and -(2**63) <= int(value) < 2**63 and str(int(value)) == value
+    except ValueError:
+        return False
+
+
 def is_redis_url(location: str | os.PathLike | None) -> bool:
     return isinstance(location, str) and location.startswith(SCHEMES)
 
@@ -147,6 +161,7 @@ class RedisBackend:
         self._client = redis.Redis(**options, decode_responses=True)  # meta: text
         self._bin = redis.Redis(**options, decode_responses=False)    # data: encoded bytes
         self._call(self._client.ping)
+        self._mend_meta()
         # A namespace's epoch starts at a random number, not 0. Each client keeps its
         # search index in its own folder, named by the epoch it was built at: when the
         # keys are lost (FLUSHDB, a restart without persistence), the store that fills
@@ -154,6 +169,30 @@ class RedisBackend:
         self._call(self._client.set, self._meta + "epoch", secrets.randbelow(1 << 48), nx=True)
         self._census_start()
         self._files = RedisFileSets(self._call, self._client, self._bin, self._meta + "shared:")
+
+    def _mend_meta(self) -> None:
+        """Delete meta keys that hold the wrong Redis type, and counters that are not
+        integers (a hostile or mistaken SET): every command touches them, and a
+        WRONGTYPE or "not an integer" error stopped every command, ``cache verify
+        --repair`` and ``cache clear`` included. They are derived data: the census is
+        counted again (``cache stats --recount``), the shared sets' names are lost (the
+        sets are shared again), and a damaged journal or generation takes the epoch with
+        it, so every client's search index is rebuilt rather than trusted."""
+        names = list(META_TYPES)
+        pipe = self._client.pipeline(transaction=False)
+        for name in names:
+            pipe.type(self._meta + name)
+        for name in COUNTER_KEYS:
+            pipe.get(self._meta + name)
+        answers = self._call(pipe.execute, raise_on_error=False)   # a GET of a list is an error
+        kinds, values = dict(zip(names, answers[:len(names)], strict=True)), answers[len(names):]
+        damaged = {name for name, kind in kinds.items() if kind not in ("none", META_TYPES[name])}
+        damaged |= {name for name, value in zip(COUNTER_KEYS, values, strict=True)
+                    if kinds[name] == "string" and not _is_integer(value)}
+        if damaged & {"epoch", "generation", "journal"}:
+            damaged |= {"epoch", "generation", "journal"}
+        if damaged:
+            self._call(self._client.delete, *(self._meta + name for name in damaged))
 
     def _census_start(self) -> None:
         """An empty namespace's census is exact from the start (all zero), so the
@@ -380,6 +419,8 @@ class RedisBackend:
         pipe.get(self._meta + "generation")
         pipe.lrange(self._meta + "journal", 0, -1)
         current_text, journal = self._call(pipe.execute)
+        if not _is_integer(current_text or "0"):
+            return None   # damaged since this client opened the store: the changes are unknown
         missing = int(current_text or 0) - generation
         if missing < 0 or missing > len(journal):
             return None
