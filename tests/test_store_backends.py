@@ -241,3 +241,24 @@ def test_wrong_password_and_bad_urls(tmp_path, monkeypatch):
         FingerprintStore.open("redis://")
     with pytest.raises(StoreError, match="database must be a number"):
         FingerprintStore.open("redis://localhost:6379/zero")
+
+
+@pytest.mark.parametrize("location,message", [
+    ("redis:/127.0.0.1:6379/0", "write a Redis URL as redis://host:port/db"),
+    ("REDIS://127.0.0.1:6379/0", "write a Redis URL as redis://host:port/db"),
+    ("http://example.org/store", "not http://"),
+])
+def test_a_location_that_looks_like_a_url_is_refused(tmp_path, monkeypatch, location, message):
+    """It used to become a folder of that name (./redis:/127.0.0.1:6379/0): a typo
+    of the Redis URL silently stored everything locally."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match=message):
+        FingerprintStore.open(location)
+    assert os.listdir(tmp_path) == []
+
+
+def test_folders_with_colons_are_still_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for location in ("./http:/x", "C:/Music"):   # the way to name such a folder; a Windows drive
+        with FingerprintStore.open(location) as store:
+            assert os.path.isdir(store.location)

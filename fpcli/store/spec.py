@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import platformdirs
@@ -28,6 +29,25 @@ def default_store_path() -> Path:
 
 def is_redis_url(location: str | os.PathLike[str] | None) -> bool:
     return isinstance(location, str) and location.startswith(REDIS_SCHEMES)
+
+
+# "scheme:" then a slash: what a URL looks like (http://x, redis:/host, s3://bucket,
+# REDIS://host: Redis URLs are taken in lower case only).
+# One letter is a Windows drive (C:/Music), not a scheme.
+URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
+
+
+def _refuse_url_like(location: str) -> None:
+    """A location that looks like a URL but is not a Redis one is a mistake (a typo
+    such as ``redis:/host:6379/0``, or a store fpcli does not have): as a folder
+    name it silently made ./redis:/host:6379/0. (Write ./http:/x for such a folder.)"""
+    if not URL_LIKE.match(location):
+        return
+    scheme = location.split(":", 1)[0].lower()
+    if scheme in ("redis", "rediss"):
+        raise StoreError(f"{location}: write a Redis URL as {scheme}://host:port/db")
+    raise StoreError(f"{location}: a store is a folder or a Redis URL (redis://host:port/db), not {scheme}:// "
+                     f"(for a folder of that name, write ./{location})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +71,7 @@ class StoreSpec:
         if not location.strip():
             raise StoreError("the store location is empty: give a directory or a redis:// URL")
         if not is_redis_url(location):
+            _refuse_url_like(location)
             location = os.path.abspath(location)
         return dataclasses.replace(self, location=location)
 
