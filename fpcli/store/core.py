@@ -20,6 +20,7 @@ candidates; a candidate is served only when the file's full digest equals it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -338,8 +339,11 @@ class FingerprintStore(StoreImports):
     def stats(self, *, recount: bool = False) -> dict[str, Any]:
         """Counts kept across runs and the census of the store, from maintained
         counters (no record is read; ``recount`` or a store never counted counts
-        every entry once). Plain data."""
+        every entry once). Plain data. Records past their TTL are removed first (and
+        counted as expiries), or the census still counted them."""
         self.flush_stats()
+        with contextlib.suppress(StoreError):   # a read-only store: counted as it is
+            self.backend.maintain()
         counters = {name: self.backend.counter(name) for name in COUNTERS}
         lookups = counters["hits"] + counters["misses"]
         counts, note = (None, None) if recount else self.backend.census()
