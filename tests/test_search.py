@@ -329,6 +329,60 @@ def test_cli_search_errors(tmp_path, library):
     assert strategy.exit_code == 2 and "one of fast, accurate, batch, auto" in strategy.output
 
 
+def test_a_preview_query_hears_only_its_first_seconds_even_when_the_file_is_stored(store, library):
+    """--seconds N is the query's first N s whether or not the store holds the whole
+    file: the full record must not silently replace the preview (and stays stored)."""
+    track = str(library / "t4.flac")
+    result = search(store, track, k=2, seconds=1.0)
+    assert result.strategy == "fast" and "partial query" in result.reason
+    assert not result.stats["query_complete"] and result.stats["query_seconds"] == pytest.approx(1.0)
+    assert all(os.path.basename(h.path) != "t4.flac" for h in result.hits)
+    assert store.record_for_path(track).complete                    # the fuller record is kept
+    whole = search(store, track, k=2, seconds=10.0)                   # longer than the track: all of it
+    assert whole.stats["query_complete"] and whole.stats["query_cached"]
+
+
+def test_include_duplicates_never_lists_the_query_itself(store, library):
+    """The copies share one record (one index row under one of their paths): with
+    --include-duplicates the other copy is a hit, the query's own file never is."""
+    for query, other in (("t0.flac", "copy_of_t0.flac"), ("copy_of_t0.flac", "t0.flac")):
+        hits = search(store, str(library / query), k=3, strategy="fast", include_duplicates=True).hits
+        names = [os.path.basename(h.path) for h in hits]
+        assert query not in names and names[0] == other and hits[0].distance == 0 and len(hits) == 3
+    under = search(store, str(library / "t0.flac"), k=3, include_duplicates=True, under=str(library / "none"))
+    assert under.hits == []                                           # a copy is still held to --library
+
+
+def test_cli_m3u_on_stdout_is_the_playlist_alone_without_streams(store, library, tmp_path):
+    from fpcli.live import LiveFingerprint
+    from fpcli.search import Hit, SearchResult, write_m3u
+
+    live = LiveFingerprint(22050, 2, expected_seconds=3.0)
+    live.push(synth.music_like(3.0, 22050, seed=50, bpm=100))
+    live.finish()
+    live.save(store, "radio")                                         # a stream record: no file behind it
+    args = ["--store", store.location, "search", str(library / "t5.flac"), "-k", "10", "--m3u", "-"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "#EXTM3U" and len(lines) == 1 + 2 * 8          # the query and 7 files, no table row
+    assert all(line.startswith("#EXTINF:-1,") for line in lines[1::2]) and "stream:" not in result.stdout
+    assert "left 1 stream out of the playlist" in result.stderr and "\t" not in result.stdout
+    both = runner.invoke(app, [*args, "--json"])
+    assert both.exit_code == 2 and "choose one" in both.output
+    stdin_query = SearchResult("-", "fast", "", [Hit("stream:radio", 0.1, "a"), Hit("/m/a.flac", 0.2, "b")], {})
+    assert write_m3u(stdin_query, tmp_path / "p.m3u") == 2            # the query on stdin is a stream too
+    assert (tmp_path / "p.m3u").read_text().splitlines()[1:] == ["#EXTINF:-1,a", os.path.relpath("/m/a.flac",
+                                                                                                  tmp_path)]
+
+
+def test_cli_library_must_be_a_folder(store, library, tmp_path):
+    for folder, reason in ((tmp_path / "nonexistent", "no such folder"), (library / "t1.flac", "not a folder")):
+        result = runner.invoke(app, ["--store", store.location, "search", str(library / "t0.flac"), "-l",
+                                     str(folder)])
+        assert result.exit_code == 2 and reason in result.output
+
+
 def _index_by_full_parse(store, kind):
     """The index rows as every record parsed whole gives them (row_of, pack): the reference."""
     from fpcli.search.index import row_of

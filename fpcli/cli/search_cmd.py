@@ -32,26 +32,31 @@ def search(
     strategy: Annotated[str, typer.Option("--strategy", "-s",
                                           help="fast, accurate, batch or auto (chooses and says why).")] = "auto",
     library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False,
-                                                 help="Only tracks under this folder.")] = None,
+                                                 help="Only tracks under this folder (which must exist).")] = None,
     weights: Annotated[str | None, typer.Option(
         "--weights", show_default=False,
         help="Group weights, e.g. temporal=2,stereo=0,timbre=4 (groups: frequency, dynamics, temporal, spectral, "
              "harmonic, variation, stereo, default 1 each; timbre, default 2).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show the dims that contributed most.")] = False,
     m3u: Annotated[Path | None, typer.Option("--m3u", show_default=False,
-                                             help="Write a playlist of the query and its hits (- for stdout).")] = None,
+                                             help="Write a playlist of the query and its hits, streams left out "
+                                                  "(- for stdout: then stdout holds the playlist alone, the "
+                                                  "table is not printed and --json cannot be).")] = None,
     compute_missing: Annotated[bool, typer.Option(
         "--compute-missing", help="batch: compute missing batch fingerprints first.")] = False,
     include_duplicates: Annotated[bool, typer.Option(
         "--include-duplicates",
-        help="Keep other files of the query's recording, and second files of a hit's, among the hits.")] = False,
+        help="Keep other files of the query's recording, and second files of a hit's, among the hits "
+             "(never the query's own file).")] = False,
     mutual_proximity: Annotated[bool, typer.Option(
         "--mp/--no-mp",
         help="Rank the 30 nearest by mutual proximity: how likely each is to be the other's near neighbour "
              "(tracks near everything crowd fewer lists). --no-mp: by distance alone.")] = True,
     seconds: Annotated[float | None, typer.Option(
         "--seconds", min=0.5, show_default=False, callback=finite,
-        help="Search with the query's first N seconds only (a preview; required for - unless the stream ends).")]
+        help="Search with the query's first N seconds only (a preview; required for - unless the stream ends), "
+             "even when the store holds the whole file: those seconds are analysed now unless a stored preview "
+             "heard just N s.")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     jobs: JobsOption = DEFAULT_JOBS,
@@ -88,6 +93,11 @@ def search(
         group_weights = parse_weights(weights)
     except ParameterError as exc:
         raise typer.BadParameter(exc.reason, param_hint="--weights") from None
+    if m3u is not None and path_text(m3u) == "-" and as_json:
+        raise typer.BadParameter("--m3u - writes the playlist to stdout, --json the result: choose one",
+                                 param_hint="--m3u / --json")
+    if library is not None:
+        _check_folder(library)
     text = path_text(query)
     streamed = _stream_query(seconds) if text == "-" else None
     from fpcli.cli.tracks import Reporter  # rich: only when a command runs (start-up time)
@@ -100,13 +110,24 @@ def search(
                             seconds=seconds, query=streamed, compute=compute,
                             mutual_proximity=mutual_proximity, index_progress=reporter.index_progress())
     if m3u is not None:
-        write_m3u(result, m3u)
+        streams = write_m3u(result, m3u)
+        if streams:
+            note("", f"left {streams} stream{'s' if streams != 1 else ''} out of the playlist (no file to play)")
     for path, error in result.skipped:
         warn_line(f"{path}: skipped as a candidate ({error})")
     if as_json:
         print_json(result.to_json())
         return
-    render_search(result, explain)
+    render_search(result, explain, table=m3u is None or path_text(m3u) != "-")  # --m3u -: stdout is the playlist
+
+
+def _check_folder(library: Path) -> None:
+    """A usage error (exit 2) for a --library that is not a folder: under it, nothing
+    would ever be found, and an empty result would hide the typo."""
+    if not library.exists():
+        raise typer.BadParameter(f"{path_text(library)}: no such folder", param_hint="--library")
+    if not library.is_dir():
+        raise typer.BadParameter(f"{path_text(library)}: not a folder", param_hint="--library")
 
 
 def _progress(reporter: Reporter, jobs: int) -> Callable[[str, Any], None]:
@@ -143,7 +164,9 @@ def _stream_query(seconds: float | None) -> Record:
     return record_from_result(stream_identity("query"), result, time.time())
 
 
-def render_search(result: SearchResult, explain: bool) -> None:
+def render_search(result: SearchResult, explain: bool, *, table: bool = True) -> None:
+    """The hits as a table on stdout (unless not ``table``), then the summary and
+    warnings on stderr."""
     # MP is the last column so that a script's fields (#, distance, path, explanation) stay where they were.
     ranked = any(hit.mutual_proximity is not None for hit in result.hits)
     columns = ["#", "distance", "path"] + (["closest differences (query -> hit)"] if explain else []) + \
@@ -156,8 +179,9 @@ def render_search(result: SearchResult, explain: bool) -> None:
         if ranked:
             row.append("—" if hit.mutual_proximity is None else f"{hit.mutual_proximity:.3f}")
         rows.append(row)
-    rows_out(f"{len(result.hits)} tracks like {result.query}" + (", by mutual proximity (MP)" if ranked else ""),
-             columns, rows, {"#": "right", "distance": "right", "MP": "right"})
+    if table:
+        rows_out(f"{len(result.hits)} tracks like {result.query}" + (", by mutual proximity (MP)" if ranked else ""),
+                 columns, rows, {"#": "right", "distance": "right", "MP": "right"})
     stats = result.stats
     copied = " (copied from the store's shared index)" if stats.get("index_fetched") else ""
     note("", f"strategy {result.strategy} ({result.reason}); index {stats.get('index', '—')}{copied}, "

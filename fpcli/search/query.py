@@ -22,7 +22,7 @@ from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, 
 from fpcli.search.saved import IndexProgress, current_index
 from fpcli.search.timbre import pack
 from fpcli.store import FingerprintStore, Record
-from fpcli.store.records import record_key
+from fpcli.store.records import STREAM_PREFIX, record_key, resolve
 
 if TYPE_CHECKING:  # fpcli.library (the analysis stack) is imported only when something is missing
     from fpcli.library import Event
@@ -36,7 +36,8 @@ STRATEGIES = ("fast", "accurate", "batch", "auto")
 class Query:
     """How to rank: k, weights per group (and "timbre"), a folder to stay under,
     explanations, and whether duplicates (the query's and each other's: other files
-    of one recording) are dropped from the hits."""
+    of one recording) are dropped from the hits. The query's own file (``query_file``,
+    resolved; None for a stream) is never a hit, even when duplicates are kept."""
 
     k: int
     group_weights: dict[str, float]
@@ -45,6 +46,7 @@ class Query:
     exclude: str | None  # the query's digest (the query and its copies are not hits)
     drop_duplicates: bool = True
     mutual_proximity: bool = True  # re-rank the nearest by mutual proximity (search.proximity)
+    query_file: str | None = None
 
     @property
     def timbre_weight(self) -> float:
@@ -92,14 +94,47 @@ def expected_recall(seconds: float) -> float | None:
 
 def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
                  batch: bool = False, seconds: float | None = None) -> tuple[Record, bool]:
-    """The query's stored record, or analyse it now (stream, and batch when asked; the
-    first ``seconds`` only for a preview query) and store it. Returns (record,
-    was_cached). Raises SearchError for a bad query."""
-    from fpcli.analyze import Want, fingerprint_of  # the analyzers: only imported when a search needs them
+    """The query's stored record, or analyse it now (stream, and batch when asked) and
+    store it. Returns (record, was_cached). Raises SearchError for a bad query.
 
-    result = fingerprint_of(store, path, Want(params, batch=batch and seconds is None, seconds=seconds))
+    A preview query (``seconds``) is the file's first ``seconds`` whatever the store
+    holds: a stored record serves only when it heard just that much (a preview of that
+    length, or a whole track no longer); otherwise those seconds are analysed now, and
+    stored only when the store holds less of the track (a fuller record is kept)."""
+    from fpcli.analyze import Want, answer, compute, keep, look_up  # the analyzers: only when a search needs them
+
+    want = Want(params, batch=batch and seconds is None, seconds=seconds)
+    found = look_up(store, path, want)
+    known = answer(path, found)
+    if known is not None and known.failed:
+        raise SearchError(f"cannot analyse the query {printable_path(path)}: {known.error}")
+    if found.record is not None and (seconds is None or _hears_just(found.record, seconds)):
+        return found.record, True
+    assert found.identity is not None  # answer() reports an unreadable file
+    identity, result = compute(path, want, found.identity)
+    if found.record is None:  # the store holds less than this: keep it (as any analysed file)
+        result = keep(store, path, identity, result)
     if result.failed:
         raise SearchError(f"cannot analyse the query {printable_path(path)}: {result.error}")
+    if seconds is not None:  # the preview itself, not the fuller record the store may hold
+        from fpcli.store.records import record_from_result
+
+        return record_from_result(identity, result, time.time()), False
+    return _stored_query(store, path, params), False
+
+
+PREVIEW_MATCH_S = 0.05  # a stored preview this close to the seconds asked for is that preview
+
+
+def _hears_just(record: Record, seconds: float) -> bool:
+    """Whether ``record`` heard the first ``seconds`` of its track and no more: a
+    preview of that length, or a whole track that is no longer."""
+    return abs(record.streaming.seconds - seconds) <= PREVIEW_MATCH_S or \
+        (record.complete and record.streaming.seconds <= seconds)
+
+
+def _stored_query(store: FingerprintStore, path: str, params: AnalysisParams) -> Record:
+    """The query's record as stored after its analysis (merged with what was there)."""
     try:
         # Not a second counted look-up; named by its parameters, it is one read (without
         # them, a scan of every key: seconds per query on a Redis store of 1,000,000).
@@ -109,7 +144,7 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
     if record is None:
         raise SearchError(f"the query {printable_path(path)} was analysed but its record was evicted at once: "
                           "raise the store's size limit")
-    return record, result.cached
+    return record
 
 
 def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: str = "auto",
@@ -159,7 +194,8 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     elif strategy == "auto":
         strategy, reason = _choose(record)
     plan = Query(k, {**default_weights(), **(group_weights or {})}, under, explain,
-                 None if include_duplicates else record.digest, not include_duplicates, mutual_proximity)
+                 None if include_duplicates else record.digest, not include_duplicates, mutual_proximity,
+                 None if query is not None else resolve(query_path))
     stats: dict[str, Any] = {"query_cached": cached, "query_seconds": record.streaming.seconds,
                              "query_complete": record.complete}
     if not record.complete:
@@ -226,18 +262,35 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
     if index.kind == "streaming" and not record.complete:  # a partial query: trust each dim as far as it is known
         confidence = record.streaming.confidence
         weights = weights * np.array([confidence.get(dim, 0.0) for dim in index.dims])
-    wanted = query.k + DUPLICATE_SLACK if query.drop_duplicates else query.k
+    wanted = query.k + (DUPLICATE_SLACK if query.drop_duplicates else 1)  # 1: the query's own row, if indexed
     hits = top_k(index, _query_row(record, index.kind), wanted, weights, exclude_content=query.exclude,
                  under=query.under, explain=query.explain,
                  query_timbre=pack(record.timbre), timbre_weight=query.timbre_weight,
                  mutual=query.mutual_proximity, query_content=record.digest)
     if not query.drop_duplicates:
-        return hits
+        return _other_files(store, index, record, query, hits)[: query.k]
     found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
     usable = [i for i, r in enumerate(found) if r is not None]
     kept, dropped = drop_duplicates(record, [found[i] for i in usable])  # type: ignore[misc]
     stats["duplicates_dropped"] = stats.get("duplicates_dropped", 0) + dropped
     return [hits[usable[i]] for i in kept][: query.k]
+
+
+def _other_files(store: FingerprintStore, index: Index, record: Record, query: Query, hits: list[Hit]) -> list[Hit]:
+    """``hits`` with the query's own row (the one record of every byte-identical copy,
+    indexed under one of their paths) replaced by a hit per other path of that record
+    under the folder asked for: the query's own file is never a hit, its copies are."""
+    out: list[Hit] = []
+    for hit in hits:
+        if hit.digest != record.digest:
+            out.append(hit)
+            continue
+        stored = store.read_record(record_key(hit.digest, index.params_key))
+        paths = [p.path for p in stored.paths] if stored is not None else [hit.path]
+        prefix = None if query.under is None else os.path.join(os.path.realpath(query.under), "")
+        out.extend(dataclasses.replace(hit, path=path) for path in paths
+                   if resolve(path) != query.query_file and (prefix is None or path.startswith(prefix)))
+    return out
 
 
 def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams, compute: Compute,
@@ -301,17 +354,22 @@ def _batch(store: FingerprintStore, record: Record, query: Query, params: Analys
     return _rank_all(store, "batch", record, query, params, stats, progress)
 
 
-def write_m3u(result: SearchResult, destination: str | os.PathLike[str]) -> None:
+def write_m3u(result: SearchResult, destination: str | os.PathLike[str]) -> int:
     """An extended M3U playlist of the query and its hits, paths relative to the
     playlist (``-`` is stdout). A path an M3U line cannot hold (a newline, bytes that
-    are not UTF-8) is written as a percent-encoded file:// URI."""
+    are not UTF-8) is written as a percent-encoded file:// URI. Streams (a query on
+    stdin, hits stored by ``analyze - --name``) have no file a player could open: they
+    are left out. Returns how many were."""
     base = Path("-" if os.fspath(destination) == "-" else os.path.abspath(destination)).parent
+    query = [] if result.query == "-" else [result.query]  # as given: a relative file may be named stream:...
+    paths = query + [h.path for h in result.hits if not h.path.startswith(STREAM_PREFIX)]  # stored: absolute
     lines = ["#EXTM3U"]
-    for path in [result.query, *(h.path for h in result.hits)]:
+    for path in paths:
         lines.append(f"#EXTINF:-1,{printable_path(Path(path).stem)}")
         lines.append(_m3u_location(os.path.realpath(path), str(base)))
     with atomic_text(destination) as out:
         out.write("\n".join(lines) + "\n")
+    return 1 + len(result.hits) - len(paths)
 
 
 def _m3u_location(path: str, base: str) -> str:
