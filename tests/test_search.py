@@ -135,6 +135,9 @@ def test_parse_weights():
     for hostile in ("timbre=1e308", "stereo=inf", "stereo=nan", "stereo=-1"):
         with pytest.raises(ParameterError, match="from 0 to 1000"):
             parse_weights(hostile)
+    with pytest.raises(ParameterError, match="write GROUP=WEIGHT, e.g. temporal=2"):
+        parse_weights("temporal")       # said "'' is not a number"
+    assert parse_weights("temporal =3")["temporal"] == 3.0
 
 
 @pytest.fixture

@@ -65,7 +65,10 @@ def parse_weights(text: str | None) -> dict[str, float]:
     """``"temporal=2,stereo=0,timbre=4"`` -> group weights (others at their default)."""
     weights = default_weights()
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        group, _, value = item.partition("=")
+        group, equals, value = item.partition("=")
+        if not equals:
+            raise ParameterError(f"{item!r}: write GROUP=WEIGHT, e.g. {item}=2", "weights")
+        group = group.strip()
         if group not in weights:
             raise ParameterError(f"{item!r}: {group!r} is not a group ({', '.join(WEIGHT_GROUPS)})", "weights")
         try:
