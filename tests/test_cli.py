@@ -329,3 +329,17 @@ def test_output_to_a_full_device_is_one_clear_error(folder, tmp_path, argv):
                               stderr=subprocess.PIPE, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr == "error: cannot write the output: No space left on device\n"
+
+
+def test_an_empty_argument_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    """`fpcli analyze "$MUSIC"` with MUSIC unset: "" reads as "." and the command ran
+    on the current folder."""
+    from fpcli.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["fpcli", "--store", str(tmp_path / "s"), "analyze", ""])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: argument 4 is empty (an unset shell variable?)")
+    assert not (tmp_path / "s").exists()

@@ -95,6 +95,11 @@ def main() -> None:
     from fpcli.memory import keep_buffers_on_heap
 
     keep_buffers_on_heap()  # 12-15 % faster analysis in this process (fpcli/memory.py)
+    if "" in sys.argv[1:]:
+        # `fpcli analyze "$MUSIC"` with MUSIC unset: an empty path reads as ".", and the
+        # command ran on whatever folder the shell was in. No fpcli argument may be empty.
+        error_line(f"argument {sys.argv.index('', 1)} is empty (an unset shell variable?): give a path or a value")
+        sys.exit(EXIT_USAGE)
     try:
         application(sys.argv[1:])()
     except ParameterError as exc:
