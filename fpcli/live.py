@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import signal
 import threading
 import time
@@ -29,17 +28,9 @@ from fpcli.errors import ParameterError
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
-from fpcli.store import FileIdentity, FingerprintStore, Record
-from fpcli.store.records import STREAM_PREFIX
+from fpcli.store import FingerprintStore, Record
+from fpcli.store.records import stream_identity
 from fpcli.streaming import StreamingAnalyzer
-
-
-def stream_identity(name: str) -> FileIdentity:
-    """The identity a named stream is stored under (the name is its content)."""
-    if not name or "\n" in name:
-        raise ParameterError(f"{name!r}: a non-empty name on one line", "name")
-    digest = hashlib.blake2b(f"{STREAM_PREFIX}{name}".encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
-    return FileIdentity(f"{STREAM_PREFIX}{name}", 0, 0, digest, digest)
 
 
 class LiveFingerprint:

@@ -276,3 +276,15 @@ def test_an_interrupt_a_decoder_swallows_still_interrupts_and_keeps_a_partial():
         signal.signal(signal.SIGINT, handler)
     assert [result.streaming.complete for result in kept] == [False]
     assert kept[0].streaming.seconds == pytest.approx(2.0)
+
+
+def test_cache_show_finds_a_named_stream(tmp_path, song):
+    """`cache list` shows a named stream as stream:NAME; `cache show stream:NAME` said
+    "no such file or folder"."""
+    store = tmp_path / "s"
+    assert _fpcli(store, "analyze", "-", "--name", "radio", stdin=open(song, "rb").read()).returncode == 0
+    shown = _fpcli(store, "cache", "show", "stream:radio", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["paths"][0]["path"] == "stream:radio"
+    missing = _fpcli(store, "cache", "show", "stream:tv")
+    assert missing.returncode == 1 and b"fpcli analyze - --name NAME" in missing.stderr

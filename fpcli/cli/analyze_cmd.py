@@ -181,5 +181,5 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
             note("[yellow]interrupted:[/yellow]", "what was heard is stored" if storing else "nothing stored")
             raise typer.Exit(EXIT_INTERRUPTED) from None
     reporter.final(final)
-    if path == "-" and not storing and not quiet:
+    if path == "-" and not storing and not quiet and not no_store:  # --no-store: the user knows
         note("", "not stored (a stream is stored with --name NAME)")

@@ -198,7 +198,8 @@ def cache_list(
 
 
 @cache_app.command("show")
-def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="An audio file.")],
+def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(
+                   help="An audio file, or stream:NAME for a named stream.")],
                as_json: Annotated[bool, typer.Option("--json", help="Print the stored record as JSON.")] = False
                ) -> None:
     """Show the stored record of a file (found by content, so moved files work too).
@@ -222,7 +223,8 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="An
             raise FpcliError(f"{text}: {os_reason(exc)}") from None
         report_bad_entries(store)
     if record is None:
-        raise FpcliError(f"{text}: not in the store (run: fpcli analyze {text})")
+        how = "fpcli analyze - --name NAME" if text.startswith("stream:") else f"fpcli analyze {text}"
+        raise FpcliError(f"{text}: not in the store (run: {how})")
     if as_json:
         print_json(record_to_json(record))
         return

@@ -34,6 +34,7 @@ from fpcli.store.census import COUNTERS, FAILURE_TAG, census_summary, census_tag
 from fpcli.store.protocol import Backend
 from fpcli.store.reading import MAX_CANDIDATES, StoreImports, _batches
 from fpcli.store.records import (
+    STREAM_PREFIX,
     Failure,
     FileIdentity,
     Record,
@@ -44,6 +45,7 @@ from fpcli.store.records import (
     record_key,
     resolve,
     stat_regular,
+    stream_identity,
 )
 from fpcli.store.schema import dumps, failure_to_json, path_entry_text, record_text
 from fpcli.store.spec import StoreSpec
@@ -327,8 +329,11 @@ class FingerprintStore(StoreImports):
         """The newest record of a file's content, not counted as a look-up: the one
         under ``params_key`` when stored (one read), else of any parameters (a key
         range on diskcache, a keyspace scan on Redis). Raises OSError when the file
-        cannot be read."""
-        identity = self.identify(path)
+        cannot be read. ``stream:NAME`` (what ``cache list`` shows of a named stream)
+        is that stream's record, unless a file of that name exists."""
+        text = os.fspath(path)
+        stream = isinstance(text, str) and text.startswith(STREAM_PREFIX) and not os.path.lexists(text)
+        identity = stream_identity(text[len(STREAM_PREFIX):]) if stream else self.identify(path)
         if params_key is not None and identity.digest is not None:
             record = self.read_record(record_key(identity.digest, params_key))
             if record is not None:

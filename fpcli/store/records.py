@@ -26,6 +26,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from fpcli.cue import salted, track_of_entry
+from fpcli.errors import ParameterError
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.results import TrackResult
@@ -47,6 +48,14 @@ DIGEST_CHUNK_BYTES = 1 << 20
 def path_key(path: str) -> str:
     """32 hex digits naming a path in keys, whatever bytes the path holds."""
     return hashlib.blake2b(os.fsencode(path), digest_size=16).hexdigest()
+
+
+def stream_identity(name: str) -> FileIdentity:
+    """The identity a named stream is stored under (the name is its content)."""
+    if not name or "\n" in name:
+        raise ParameterError(f"{name!r}: a non-empty name on one line", "name")
+    digest = hashlib.blake2b(f"{STREAM_PREFIX}{name}".encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    return FileIdentity(f"{STREAM_PREFIX}{name}", 0, 0, digest, digest)
 
 
 def content_key(path: str, size: int) -> str:
