@@ -440,3 +440,28 @@ def test_index_build_fast_path_gives_the_full_parse_rows_and_reports_odd_records
     np.testing.assert_array_equal(index.timbre_rows(), np.array([r[4] for r in reference]))
     assert f"rec:{'a' * 32}:{KEY}" in index.keys and f"rec:{'e' * 32}:{KEY}" in index.keys
     assert np.isnan(index.timbre_rows()[index.keys.tolist().index(f"rec:{'e' * 32}:{KEY}")]).all()
+
+
+def test_library_folder_finds_a_track_whose_copy_elsewhere_was_analysed_last(tmp_path):
+    """An index keeps one path per record (the last seen): a track under -l whose
+    byte-identical copy elsewhere was analysed after it was left out, and -l of the
+    copy's folder found the copy only if it was analysed last."""
+    import shutil
+
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+    for i in range(4):
+        write(tmp_path / "x" / f"t{i}.flac", synth.music_like(4.0, 22050, seed=40 + i), 22050)
+    shutil.copyfile(tmp_path / "x" / "t3.flac", tmp_path / "y" / "copy_of_t3.flac")
+    store = ["--store", str(tmp_path / "s")]
+    for folder in ("x", "y"):
+        assert runner.invoke(app, [*store, "analyze", str(tmp_path / folder), "--quiet"]).exit_code == 0
+
+    def hits(folder):
+        result = runner.invoke(app, [*store, "search", str(tmp_path / "x" / "t0.flac"), "-l", str(tmp_path / folder),
+                                     "--json"])
+        assert result.exit_code == 0, result.output
+        return sorted(os.path.basename(h["path"]) for h in json.loads(result.stdout)["hits"])
+
+    assert hits("x") == ["t1.flac", "t2.flac", "t3.flac"]
+    assert hits("y") == ["copy_of_t3.flac"]

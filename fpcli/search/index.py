@@ -10,7 +10,7 @@ records) are not indexed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -152,15 +152,33 @@ class Index:
         digits as four 64-bit words (a string comparison costs 20x more at 1M rows)."""
         target = content_words_of(np.array([content]))[0]
         words = self.content_words()
-        if self._content_folded is None or len(self._content_folded) != len(words):
-            self._content_folded = np.bitwise_xor.reduce(words, axis=1)
         # The four words XOR-ed into one single out the rows (almost always just the
         # right ones); only those are compared in full. Comparing every (n, 4) row and
         # reducing costs ~30x more.
-        maybe = np.flatnonzero(self._content_folded == np.bitwise_xor.reduce(target))
+        maybe = np.flatnonzero(self._folded_contents() == np.bitwise_xor.reduce(target))
         rows = np.zeros(len(words), dtype=bool)
         rows[maybe[(words[maybe] == target).all(axis=1)]] = True
         return rows
+
+    def rows_with_contents(self, contents: Sequence[str]) -> np.ndarray:
+        """Boolean (n,) rows whose content key is any of ``contents``: the folded words
+        looked up at once (np.isin), then the few rows they single out compared in full."""
+        rows = np.zeros(len(self.contents), dtype=bool)
+        if not len(contents):
+            return rows
+        targets = content_words_of(np.array(list(contents)))
+        maybe = np.flatnonzero(np.isin(self._folded_contents(), np.bitwise_xor.reduce(targets, axis=1)))
+        wanted = set(map(tuple, targets.tolist()))
+        rows[[i for i, words in zip(maybe.tolist(), self.content_words()[maybe].tolist(), strict=True)
+              if tuple(words) in wanted]] = True
+        return rows
+
+    def _folded_contents(self) -> np.ndarray:
+        """(n,) uint64: each row's four content words XOR-ed into one (kept)."""
+        words = self.content_words()
+        if self._content_folded is None or len(self._content_folded) != len(words):
+            self._content_folded = np.bitwise_xor.reduce(words, axis=1)
+        return self._content_folded
 
     def content_words(self) -> np.ndarray:
         """(n, 4) uint64: each row's content digest as four 64-bit words."""

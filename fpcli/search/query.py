@@ -47,6 +47,11 @@ class Query:
     drop_duplicates: bool = True
     mutual_proximity: bool = True  # re-rank the nearest by mutual proximity (search.proximity)
     query_file: str | None = None
+    copies: dict[str, str] = dataclasses.field(default_factory=dict)  # digest -> its file under ``under``
+
+    @property
+    def under_prefix(self) -> str | None:
+        return None if self.under is None else os.path.join(os.path.realpath(self.under), "")
 
     @property
     def timbre_weight(self) -> float:
@@ -195,7 +200,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
         strategy, reason = _choose(record)
     plan = Query(k, {**default_weights(), **(group_weights or {})}, under, explain,
                  None if include_duplicates else record.digest, not include_duplicates, mutual_proximity,
-                 None if query is not None else resolve(query_path))
+                 None if query is not None else resolve(query_path), files_under(store, under) if under else {})
     stats: dict[str, Any] = {"query_cached": cached, "query_seconds": record.streaming.seconds,
                              "query_complete": record.complete}
     if not record.complete:
@@ -266,7 +271,9 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
     hits = top_k(index, _query_row(record, index.kind), wanted, weights, exclude_content=query.exclude,
                  under=query.under, explain=query.explain,
                  query_timbre=pack(record.timbre), timbre_weight=query.timbre_weight,
-                 mutual=query.mutual_proximity, query_content=record.digest)
+                 mutual=query.mutual_proximity, query_content=record.digest,
+                 also_under=index.rows_with_contents(list(query.copies)) if query.copies else None)
+    hits = [_filed_under(hit, query) for hit in hits]
     if not query.drop_duplicates:
         return _other_files(store, index, record, query, hits)[: query.k]
     found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
@@ -274,6 +281,30 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
     kept, dropped = drop_duplicates(record, [found[i] for i in usable])  # type: ignore[misc]
     stats["duplicates_dropped"] = stats.get("duplicates_dropped", 0) + dropped
     return [hits[usable[i]] for i in kept][: query.k]
+
+
+def files_under(store: FingerprintStore, folder: str) -> dict[str, str]:
+    """digest -> a file under ``folder`` with that content (the first by path), for the
+    files there the store knows unchanged. An index keeps one path per record, the
+    last one seen: a byte-identical copy under the folder of a track filed under
+    another path was left out of ``--library`` by its path alone. The folder is
+    walked (``fpcli.scan``) and its files' path entries read in batches."""
+    from fpcli.scan import scan
+
+    files = sorted(resolve(path) for path in scan([folder]).files if os.path.isfile(path))  # not CUE tracks
+    found: dict[str, str] = {}
+    for path, digest in store.digests_of(files).items():
+        found.setdefault(digest, path)
+    return found
+
+
+def _filed_under(hit: Hit, query: Query) -> Hit:
+    """``hit`` with the path of its copy under ``--library`` when its row is filed
+    under a path outside it."""
+    prefix = query.under_prefix
+    if prefix is None or hit.path.startswith(prefix) or hit.digest not in query.copies:
+        return hit
+    return dataclasses.replace(hit, path=query.copies[hit.digest])
 
 
 def _other_files(store: FingerprintStore, index: Index, record: Record, query: Query, hits: list[Hit]) -> list[Hit]:
@@ -287,7 +318,7 @@ def _other_files(store: FingerprintStore, index: Index, record: Record, query: Q
             continue
         stored = store.read_record(record_key(hit.digest, index.params_key))
         paths = [p.path for p in stored.paths] if stored is not None else [hit.path]
-        prefix = None if query.under is None else os.path.join(os.path.realpath(query.under), "")
+        prefix = query.under_prefix
         out.extend(dataclasses.replace(hit, path=path) for path in paths
                    if resolve(path) != query.query_file and (prefix is None or path.startswith(prefix)))
     return out

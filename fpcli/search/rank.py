@@ -248,31 +248,33 @@ def _proximity(index: Index, query: np.ndarray, weights: np.ndarray, rows: np.nd
 def top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, *, exclude_content: str | None = None,
           under: str | None = None, explain: bool = False, query_timbre: np.ndarray | None = None,
           timbre_weight: float = 0.0, candidates: int = PREFILTER_ROWS, mutual: bool = False,
-          query_content: str | None = None) -> list[Hit]:
+          query_content: str | None = None, also_under: np.ndarray | None = None) -> list[Hit]:
     """The k nearest rows, nearest first, ties by path: every row ranked by the
     prefilter, the best ``max(candidates, k)`` re-ranked exactly (all rows when the
     timbre weighs nothing: the prefilter is then exact). With ``mutual``, the
     max(MP_ROWS, k) nearest (at most MP_LIMIT; any further hits follow by distance)
     are then ranked by mutual proximity (``search.proximity``; ties by distance, then
     path; ``query_content``, default ``exclude_content``, is the query's digest: its
-    row, when indexed, is never one of the query's references). Excluded rows get an
-    infinite distance rather than a copy of the matrix without them."""
+    row, when indexed, is never one of the query's references). ``under``: only rows
+    filed under that folder, and the rows of the boolean mask ``also_under`` (records
+    with another file there). Excluded rows get an infinite distance rather than a
+    copy of the matrix without them."""
     if len(index) == 0 or k <= 0:
         return []
     with one_blas_thread():
         return _top_k(index, query, k, weights, exclude_content, under, explain, query_timbre, timbre_weight,
-                      candidates, mutual, query_content or exclude_content)
+                      candidates, mutual, query_content or exclude_content, also_under)
 
 
 def _top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, exclude_content: str | None,
            under: str | None, explain: bool, query_timbre: np.ndarray | None, timbre_weight: float,
-           candidates: int, mutual: bool, query_content: str | None) -> list[Hit]:
+           candidates: int, mutual: bool, query_content: str | None, also_under: np.ndarray | None) -> list[Hit]:
     d = prefilter_distances(index, query, weights, query_timbre, timbre_weight)
     if exclude_content is not None:
         d[index.rows_with_content(exclude_content)] = np.inf
     if under is not None:
-        prefix = os.path.join(os.path.realpath(under), "")
-        d[~index.rows_under(prefix)] = np.inf
+        allowed = index.rows_under(os.path.join(os.path.realpath(under), ""))
+        d[~(allowed if also_under is None else allowed | also_under)] = np.inf
     wanted = max(MP_ROWS, k) if mutual else k
     take = min(wanted if timbre_weight == 0 else max(candidates, wanted), len(d))
     best = np.argpartition(d, take - 1)[:take] if take < len(d) else np.arange(len(d))

@@ -9,6 +9,7 @@ bulk writes of an import.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -117,6 +118,25 @@ class StoreReader:
         self._ahead_data.pop(key, None)
         self._ahead_records.pop(key, None)
         self.backend.delete(key)
+
+    def digests_of(self, paths: Sequence[str]) -> dict[str, str]:
+        """path -> content digest of each path (resolved) whose path entry says its size
+        and mtime are the file's now: what the store knows of those files unread, in
+        one backend call per BATCH paths. Changed, unknown and unreadable files
+        and bad entries are left out (not counted as look-ups)."""
+        found: dict[str, str] = {}
+        for chunk in _batches(paths, BATCH):
+            keys = [f"path:{path_key(path)}" for path in chunk]
+            for path, key, text in zip(chunk, keys, self.backend.get_many(keys), strict=True):
+                try:
+                    entry = None if text is None else parse_path_entry(key, loads(key, text))
+                    st = None if entry is None else os.stat(path)
+                except (BadEntryError, OSError):
+                    continue
+                if entry is not None and st is not None and entry["path"] == path and \
+                        (entry["size"], entry["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
+                    found[path] = entry["digest"]
+        return found
 
     def _read_path_entry(self, path: str) -> dict[str, Any] | None:
         return self._read_checked(f"path:{path_key(path)}", parse_path_entry)
