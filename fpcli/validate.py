@@ -25,6 +25,9 @@ from fpcli.store import FingerprintStore, Record
 from fpcli.store.records import Validation
 
 DEFAULT_THRESHOLD = 0.95
+# The error_type of the failed result ``fpcli.library.run_library`` reports for a scan
+# problem (a missing path, an unreadable folder, a loop): nothing was there to decode.
+SCAN_PROBLEM = "ScanError"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,7 +219,7 @@ CONFIDENCE_BUCKETS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0)
 @dataclasses.dataclass(frozen=True)
 class TrackValidation:
     path: str
-    status: str                  # valid, invalid or error (could not be decoded)
+    status: str                  # valid, invalid, error (could not be decoded) or not_analysable (scan problem)
     result: ValidationResult | None = None
     error: str | None = None
 
@@ -250,8 +253,16 @@ class LibraryValidation:
 
     @property
     def valid_share(self) -> float | None:
+        """The share of valid tracks among those compared (None when none was): a
+        file that could not be decoded says nothing about the streaming analyzer, so
+        it is not in the share; it is counted in ``failed`` (exit code 3) instead."""
         compared = self.compared
         return sum(t.status == "valid" for t in compared) / len(compared) if compared else None
+
+    @property
+    def failed(self) -> int:
+        """Tracks that could not be validated: undecodable files and scan problems."""
+        return sum(t.status in ("error", "not_analysable") for t in self.tracks)
 
     def metric_table(self) -> list[dict[str, Any]]:
         """Per metric: kind, tolerance, mean and max error, pass rate, tracks."""
@@ -277,6 +288,8 @@ class LibraryValidation:
             "valid": sum(t.status == "valid" for t in self.tracks),
             "invalid": sum(t.status == "invalid" for t in self.tracks),
             "failed_to_decode": sum(t.status == "error" for t in self.tracks),
+            "not_analysable": sum(t.status == "not_analysable" for t in self.tracks),
+            "compared": len(self.compared),
             "valid_share": self.valid_share,
             "median_similarity": _median(similarities),
             "worst_similarity": similarities[0] if similarities else None,
@@ -397,7 +410,9 @@ def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
                   tolerances: Mapping[str, Tolerance], threshold: float,
                   store_verdict: bool) -> tuple[TrackValidation, Record | None]:
     if result.failed:
-        return TrackValidation(result.path, "error", error=result.error), None
+        # A missing path is not a file that failed to decode (as in fpcli analyze: "not analysable").
+        status = "not_analysable" if result.error_type == SCAN_PROBLEM else "error"
+        return TrackValidation(result.path, status, error=result.error), None
     try:
         record = store.record_for_path(result.path, params_key)  # one read, not a scan of every key
     except OSError as exc:

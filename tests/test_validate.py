@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fpcli import synth
-from fpcli.cli import EXIT_BELOW_THRESHOLD, app
+from fpcli.cli import EXIT_BELOW_THRESHOLD, EXIT_SOME_FAILED, app
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.library import RunOptions
@@ -190,8 +190,8 @@ def test_validate_library_stores_results(library, tmp_path):
 
 def test_validate_cli_table_json_and_fail_under(library):
     result = runner.invoke(app, ["validate", "--library", str(library)], env={"COLUMNS": "160"})
-    assert result.exit_code == 0, result.output
-    assert "tempo_bpm" in result.stdout and "valid 3 (100.0 %)" in result.stdout
+    assert result.exit_code == EXIT_SOME_FAILED, result.output  # broken.flac
+    assert "tempo_bpm" in result.stdout and "valid 3 (100.0 % of 3 compared)" in result.stdout
     assert "failed to decode 1" in result.stdout
     data = json.loads(runner.invoke(app, ["validate", "-l", str(library), "--json"]).stdout)
     assert data["summary"]["valid_share"] == 1.0
@@ -201,6 +201,8 @@ def test_validate_cli_table_json_and_fail_under(library):
     failed = runner.invoke(app, strict)
     assert failed.exit_code == EXIT_BELOW_THRESHOLD
     assert "below --fail-under 0.9" in failed.stderr
+    assert runner.invoke(app, [*strict[:-2], "--fail-under", "0"]).exit_code == EXIT_SOME_FAILED
+    (library / "broken.flac").unlink()
     assert runner.invoke(app, [*strict[:-2], "--fail-under", "0"]).exit_code == 0
 
 
@@ -217,3 +219,59 @@ def test_validate_partial_shows_error_by_confidence(library):
 def test_validate_bad_partial_option(library):
     result = runner.invoke(app, ["validate", "-l", str(library), "--partial", "soon"])
     assert result.exit_code == 2
+
+
+@pytest.fixture
+def small_library(tmp_path):
+    """One short track and one file that is not audio: fast CLI runs."""
+    root = tmp_path / "small"
+    root.mkdir()
+    write(root / "a.flac", synth.music_like(4.0, 22050, seed=1, bpm=110), 22050)
+    (root / "broken.flac").write_text("not audio\n" * 20)
+    return root
+
+
+def test_validate_missing_path_is_not_analysable_and_fails_the_run(tmp_path):
+    # Was exit 0 and "failed to decode 1": as fpcli analyze, a missing path is "not analysable", exit 3.
+    result = runner.invoke(app, ["validate", "-l", str(tmp_path / "nowhere"), "-q"])
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
+    assert "failed to decode 0, not analysable 1" in result.stdout
+    assert "not analysable" in result.stdout and "no such file or folder" in result.stdout
+    summary = json.loads(runner.invoke(app, ["validate", "-l", str(tmp_path / "nowhere"), "--json"]).stdout)["summary"]
+    assert (summary["failed_to_decode"], summary["not_analysable"], summary["compared"]) == (0, 1, 0)
+
+
+def test_validate_fail_under_with_nothing_validated(tmp_path):
+    # Was "valid share None is below --fail-under 0.5": no evidence fails the gate, in words.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    gated = runner.invoke(app, ["validate", "-l", str(empty), "--fail-under", "0.5"])
+    assert gated.exit_code == EXIT_BELOW_THRESHOLD
+    assert "no track could be validated (no audio file found)" in gated.stderr and "None" not in gated.stderr
+    assert runner.invoke(app, ["validate", "-l", str(empty)]).exit_code == 0  # no gate, nothing failed
+    missing = runner.invoke(app, ["validate", "-l", str(tmp_path / "nowhere"), "--fail-under", "0"])
+    assert missing.exit_code == EXIT_BELOW_THRESHOLD and "not analysable 1" in missing.stderr
+
+
+def test_validate_decode_failures_do_not_pass_fail_under_silently(small_library):
+    # Was exit 0 with "valid 1 (100.0 %)": the share is of the compared tracks, and says so;
+    # the undecodable file makes the run fail (3) even though the gate is met.
+    result = runner.invoke(app, ["validate", "-l", str(small_library), "--fail-under", "1", "-q"])
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
+    assert "valid 1 (100.0 % of 1 compared), invalid 0, failed to decode 1" in result.stdout
+    assert "--fail-under" in runner.invoke(app, ["validate", "--help"]).stdout
+
+
+def test_validate_tables_are_not_cut_in_a_pipe(small_library):
+    # Was "2.99…" and "0.0-…" in a pipe: rich assumed 80 columns. CliRunner's stdout is not a terminal.
+    result = runner.invoke(app, ["validate", "-l", str(small_library), "--partial", "2", "-q"],
+                           env={"COLUMNS": "80"})
+    assert "…" not in result.stdout
+    assert "1.0 (complete)" in result.stdout and "0.0-0.2" in result.stdout and "mean err" in result.stdout
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("tracks "))
+    assert summary.endswith("(threshold 0.95)")  # the counts line is not wrapped either
+    partial = json.loads(runner.invoke(app, ["validate", "-l", str(small_library), "--partial", "2",
+                                             "--json"]).stdout)["partial"]
+    cells = [f"{row['mean_error']:.3g} ({row['samples']})" for rows in partial["buckets"].values() for row in rows
+             if row["mean_error"] is not None]
+    assert cells and all(cell in result.stdout for cell in cells)

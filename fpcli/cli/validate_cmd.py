@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,12 +22,14 @@ from fpcli.cli.options import (
     path_text,
     run_options,
 )
-from fpcli.cli.render import error_line, print_json, shown, stdout
-from fpcli.cli.root import EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED, app
+from fpcli.cli.render import error_line, is_terminal, print_json, shown, stdout
+from fpcli.cli.root import EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, app
 from fpcli.errors import ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from fpcli.validate import LibraryValidation
 
 DEFAULT_THRESHOLD = 0.95  # fpcli.validate.DEFAULT_THRESHOLD (checked by a test; not imported: start-up time)
@@ -41,7 +44,9 @@ def validate(
     jobs: JobsOption = DEFAULT_JOBS,
     fail_under: Annotated[float | None, typer.Option(
         "--fail-under", min=0, max=1, show_default=False, callback=finite,
-        help="Exit 4 when the share of valid tracks is below this (0-1), for CI.")] = None,
+        help="Exit 4 when the share of valid tracks among those compared is below this (0-1), or when no "
+             "track could be compared, for CI. Files that cannot be decoded or found are not in the share: "
+             "they fail the run (exit 3) even when the share passes.")] = None,
     partial: Annotated[str | None, typer.Option(
         "--partial", show_default=False,
         help="Also validate streams cut after these seconds (e.g. 10,30) and show error by confidence.")] = None,
@@ -65,7 +70,10 @@ def validate(
 
     Fingerprints come from the store; missing ones are computed (and stored) in
     parallel. Each track's result (valid/invalid, similarity, per-metric errors) is
-    stored in its record. Files that cannot be decoded are reported, not fatal.
+    stored in its record. Files that cannot be decoded, and paths that cannot be
+    read (missing, say: "not analysable"), are reported and the other tracks still
+    validated; they are not in the valid share (the streaming analyzer never saw
+    them) but make the exit code 3.
 
     Examples:
 
@@ -75,7 +83,8 @@ def validate(
 
       fpcli validate -l ~/Music --fail-under 0.95 --json > validation.json
 
-    Exit codes: 0 ok, 4 valid share below --fail-under, 1 fatal, 2 usage, 130 interrupted.
+    Exit codes: 0 ok, 3 some files could not be decoded or found, 4 valid share below
+    --fail-under (or nothing compared; wins over 3), 1 fatal, 2 usage, 130 interrupted.
     """
     from fpcli.validate import parse_tolerances, validate_library
 
@@ -96,25 +105,58 @@ def validate(
         print_json(report.to_json())
     else:
         render_validation(report, worst)
+    raise typer.Exit(exit_code(report, fail_under))
+
+
+def exit_code(report: LibraryValidation, fail_under: float | None) -> int:
+    """The exit code of a finished run, with an error line for a failed --fail-under.
+
+    The gate wins over failed files (4 over 3): it is what a CI job asked about, and
+    the summary line already counts the failures.
+    """
     if report.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     share = report.valid_share
-    if fail_under is not None and (share is None or share < fail_under):
-        error_line(f"valid share {share if share is None else f'{share:.3f}'} is below --fail-under {fail_under}")
-        raise typer.Exit(EXIT_BELOW_THRESHOLD)
+    if fail_under is not None and share is None:  # no evidence is not a pass
+        error_line(f"no track could be validated ({_failures(report)}): --fail-under {fail_under} is not met")
+        return EXIT_BELOW_THRESHOLD
+    if fail_under is not None and share is not None and share < fail_under:
+        error_line(f"valid share {share:.3f} is below --fail-under {fail_under}")
+        return EXIT_BELOW_THRESHOLD
+    return EXIT_SOME_FAILED if report.failed else EXIT_OK
+
+
+def _failures(report: LibraryValidation) -> str:
+    """Why nothing was compared: no audio file at all, or the counts of the failed tracks."""
+    summary = report.summary()
+    if not summary["tracks"]:
+        return "no audio file found"
+    return f"failed to decode {summary['failed_to_decode']}, not analysable {summary['not_analysable']}"
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def report_console() -> Console:
+    """The console for the report: the terminal's width on a terminal; in a pipe or a
+    file, no width limit (rich would assume 80 columns and cut numbers to "2.99…")."""
+    if is_terminal(sys.stdout):
+        return stdout()
+    from rich.console import Console
+
+    return Console(highlight=False, width=100_000)  # tables still take only the width they need
+
+
 def render_validation(report: LibraryValidation, worst: int) -> None:
-    out = stdout()
+    out = report_console()
     from rich.table import Table
 
     table = Table(title="Streaming vs batch, per metric", title_justify="left")
     for name in ("metric", "error", "tol", "mean err", "max err", "pass", "n"):
-        table.add_column(name, justify="left" if name in ("metric", "error") else "right", no_wrap=name == "metric")
+        # A narrow terminal folds a number onto two lines rather than cut it to a wrong one.
+        table.add_column(name, justify="left" if name in ("metric", "error") else "right", no_wrap=name == "metric",
+                         overflow="fold")
     for row in report.metric_table():
         rate = "—" if row["pass_rate"] is None else f"{100 * row['pass_rate']:.1f} %"
         name = row["metric"]
@@ -125,10 +167,7 @@ def render_validation(report: LibraryValidation, worst: int) -> None:
                       rate, str(row["tracks"]))
     out.print(table)
     summary = report.summary()
-    share = "—" if summary["valid_share"] is None else f"{100 * summary['valid_share']:.1f} %"
-    out.print(f"tracks {summary['tracks']}: valid {summary['valid']} ({share}), invalid {summary['invalid']}, "
-              f"failed to decode {summary['failed_to_decode']}; similarity median {_fmt(summary['median_similarity'])}"
-              f", worst {_fmt(summary['worst_similarity'])} (threshold {summary['threshold']:g})")
+    out.print(summary_line(summary), soft_wrap=True)
     for track in report.worst(worst):
         if track.result is None:
             continue
@@ -136,13 +175,27 @@ def render_validation(report: LibraryValidation, worst: int) -> None:
         out.print(f"  {track.status:8} similarity {_fmt(track.result.similarity)}  failed: {failed}  "
                   f"{shown(track.path)}", soft_wrap=True)
     for track in report.tracks:
-        if track.status == "error":
-            out.print(f"  [red]error[/red]    {shown(track.path)}: {shown(track.error)}", soft_wrap=True)
+        if track.status in ("error", "not_analysable"):
+            label = "error   " if track.status == "error" else "not analysable"
+            out.print(f"  [red]{label}[/red] {shown(track.path)}: {shown(track.error)}", soft_wrap=True)
     if report.partial:
-        render_partial(report.partial)
+        render_partial(report.partial, out)
 
 
-def render_partial(partial: dict[str, Any]) -> None:
+def summary_line(summary: dict[str, Any]) -> str:
+    """The counts line. The share is of the tracks compared, and says so when some
+    could not be (they are not in it, so "100.0 %" alone would overstate the run)."""
+    share = "—" if summary["valid_share"] is None else f"{100 * summary['valid_share']:.1f} %"
+    if summary["valid_share"] is not None and summary["compared"] != summary["tracks"]:
+        share += f" of {summary['compared']} compared"
+    unanalysable = f", not analysable {summary['not_analysable']}" if summary["not_analysable"] else ""
+    return (f"tracks {summary['tracks']}: valid {summary['valid']} ({share}), invalid {summary['invalid']}, "
+            f"failed to decode {summary['failed_to_decode']}{unanalysable}; similarity median "
+            f"{_fmt(summary['median_similarity'])}, worst {_fmt(summary['worst_similarity'])} "
+            f"(threshold {summary['threshold']:g})")
+
+
+def render_partial(partial: dict[str, Any], out: Console) -> None:
     buckets = partial["buckets"]
     labels = [row["confidence"] for row in next(iter(buckets.values()))]
     from rich.table import Table
@@ -151,9 +204,9 @@ def render_partial(partial: dict[str, Any]) -> None:
                         f"({partial['tracks']} tracks): mean error (samples)", title_justify="left")
     table.add_column("metric", no_wrap=True)
     for label in labels:
-        table.add_column(label, justify="right")
+        table.add_column(label, justify="right", overflow="fold")  # see render_validation
     table.add_column("monotone")
     for name, rows in buckets.items():
         cells = ["—" if r["mean_error"] is None else f"{r['mean_error']:.3g} ({r['samples']})" for r in rows]
         table.add_row(name, *cells, "yes" if partial["monotone"][name] else "[red]no[/red]")
-    stdout().print(table)
+    out.print(table)
