@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from fpcli import synth
 from fpcli.fingerprint import STREAMING_DIMS
+from fpcli.batch import BatchAnalyzer
 from fpcli.streaming import StreamingAnalyzer
 from tests.conftest import run_batch, run_streaming
 
@@ -220,3 +221,27 @@ def test_analyzers_run_with_one_blas_thread_and_restore_the_caller_s(kind):
         after = blas_threads()
     assert seen == [{1}, {1}]
     assert after == {2}
+
+
+@pytest.mark.parametrize("analyzer", [StreamingAnalyzer, BatchAnalyzer])
+def test_the_analyzer_classes_say_what_is_wrong_with_their_input(analyzer):
+    """The public classes met bad input with numpy's errors from deep inside ("cannot
+    reshape array of size 12", "'list' argument must have no negative elements" for a
+    NaN) or took integer PCM as 30,000 times full scale."""
+    from fpcli.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="rate from 8000"):
+        analyzer(0, 2)
+    with pytest.raises(ParameterError, match="channel count"):
+        analyzer(SR, 0)
+    stereo = analyzer(SR, 2)
+    for block, message in [(np.zeros((10, 3), np.float32), r"shape \(10, 3\): expected \(frames, 2\)"),
+                           (np.zeros(10, np.float32), r"shape \(10,\): expected \(frames, 2\)"),
+                           (np.zeros((10, 2), np.int16), "floats scaled to"),
+                           (np.full((10, 2), np.nan, np.float32), "not finite")]:
+        with pytest.raises(ParameterError, match=message):
+            stereo.push(block)
+    mono = analyzer(SR, 1)
+    mono.push(synth.sine(440, 1.0, SR)[:, 0])        # one channel may come as a 1-D array
+    mono.push(synth.sine(440, 1.0, SR).astype(np.float64))
+    assert mono.finish().values["spectral_centroid_hz"] == pytest.approx(440, rel=0.05)

@@ -9,10 +9,12 @@ output does not depend on how the audio was chunked.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
 from fpcli.audio import mixdown
+from fpcli.audio.base import MAX_SAMPLERATE, MIN_SAMPLERATE
 from fpcli.dsp.dupes import SignatureBuilder
 from fpcli.dsp.framing import Framer
 from fpcli.dsp.hpss import HarmonicRatio
@@ -22,10 +24,43 @@ from fpcli.dsp.pitch import PitchTracker, stable_pairs
 from fpcli.dsp.spectral import SpectralTools, spectral_centroid, spectral_flatness, spectral_rolloff
 from fpcli.dsp.tempo import autocorrelation_lags
 from fpcli.dsp.timbre import N_MFCC, dct_matrix, mfcc
+from fpcli.errors import ParameterError
 from fpcli.params import AnalysisParams
 
 PEAK_WINDOW_S = 1.0          # peak_consistency windows (#23)
 SILENT_PEAK_DB = -60.0       # windows whose peak is below this are ignored (#23)
+
+
+def _check_format(samplerate: int, channels: int) -> None:
+    """ParameterError unless the rate is an integer the analyzers support (8-768 kHz,
+    as for files) and the channel count is a positive integer."""
+    if not isinstance(samplerate, int | np.integer) or not MIN_SAMPLERATE <= samplerate <= MAX_SAMPLERATE:
+        raise ParameterError(f"{samplerate!r}: an integer rate from {MIN_SAMPLERATE} to {MAX_SAMPLERATE} Hz",
+                             "samplerate")
+    if not isinstance(channels, int | np.integer) or channels < 1:
+        raise ParameterError(f"{channels!r}: a channel count of at least 1", "channels")
+
+
+def checked_block(block: Any, channels: int) -> np.ndarray:
+    """``block`` as (frames, channels) float32, or a ParameterError saying what is
+    wrong: samples must be floats scaled to +-1 (integer PCM would be read as a
+    deafening 30,000 times full scale), in a 2-D array of the analyzer's channel
+    count (a 1-D array for one channel), and finite (one NaN, once binned, stopped the
+    analyzer with a numpy error far from its cause). The finiteness test is one sum
+    of the block (a NaN or infinity makes it one), about 1 % of a block's analysis."""
+    array = np.asarray(block)
+    if array.dtype.kind != "f":
+        raise ParameterError(f"samples must be floats scaled to +-1, not {array.dtype} (integer PCM: divide "
+                             "by its full scale, e.g. int16 by 32768)", "block")
+    if array.ndim == 1 and channels == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[1] != channels:
+        raise ParameterError(f"a block of shape {array.shape}: expected (frames, {channels})", "block")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array.sum()):
+        raise ParameterError("the block holds samples that are not finite (NaN or infinity), or far beyond "
+                             "full scale: replace them first (e.g. np.nan_to_num)", "block")
+    return array
 
 
 @dataclasses.dataclass
@@ -58,6 +93,7 @@ class FeaturePipeline:
         """``signal_sums``: keep the whole-signal sums of the batch-only dims (``peak``,
         ``sum_squares``, ``stereo_sums``); the streaming analyzer does without them,
         which saves about 5 % of its time (two passes over every sample)."""
+        _check_format(samplerate, channels)
         self.samplerate = samplerate
         self.signal_sums = signal_sums
         self.channels = channels
@@ -91,6 +127,7 @@ class FeaturePipeline:
 
     def push(self, block: np.ndarray) -> FrameStep:
         """Feed a (frames, channels) float32 block; return the features completed now."""
+        block = checked_block(block, self.channels)
         self._sample_sums(block)
         frames, buffer = self._framer.push(mixdown(block))
         step = self._frame_features(frames, buffer)
