@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fpcli import synth
-from fpcli.fingerprint import STREAMING_DIMS
 from fpcli.batch import BatchAnalyzer
+from fpcli.fingerprint import STREAMING_DIMS
 from fpcli.streaming import StreamingAnalyzer
 from tests.conftest import run_batch, run_streaming
 
