@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -158,7 +159,9 @@ def _noticing_interrupts() -> Iterator[Callable[[], bool]]:
     decoder may swallow it: PyAV reading a pipe calls back into Python, and a
     KeyboardInterrupt raised in its callback is printed as "Exception ignored" and
     taken as the end of the stream, which was then stored as a whole track. Only the
-    main thread receives signals; elsewhere nothing is noticed (nor needed)."""
+    main thread receives signals; elsewhere nothing is noticed (nor needed). The
+    swallowed interrupt's "Exception ignored" report (``sys.unraisablehook``) is not
+    printed: the interrupt is raised again here, once."""
     received = False
     previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
     if previous is None or previous == signal.SIG_IGN:
@@ -173,11 +176,19 @@ def _noticing_interrupts() -> Iterator[Callable[[], bool]]:
         else:
             raise KeyboardInterrupt
 
+    report_unraisable = sys.unraisablehook
+
+    def quiet_about_interrupts(unraisable: Any) -> None:
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            report_unraisable(unraisable)
+
     signal.signal(signal.SIGINT, note_then_interrupt)
+    sys.unraisablehook = quiet_about_interrupts
     try:
         yield lambda: received
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = report_unraisable
 
 
 def _result(live: LiveFingerprint, reader: AudioReader, path: str, started: float) -> TrackResult:
