@@ -28,7 +28,7 @@ from fpcli.memory import keep_buffers_on_heap
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, Lookup, Need
-from fpcli.store.records import entry_identity_keys, os_reason
+from fpcli.store.records import entry_identity_keys, os_reason, stat_regular
 
 if TYPE_CHECKING:  # imported where they run: a library run's parent and a stored search never need them
     from fpcli.batch import BatchAnalyzer
@@ -207,7 +207,26 @@ def compute(path: str, want: Want, identity: FileIdentity) -> tuple[FileIdentity
         except OSError as exc:
             return identity, failed(identity.path, "OSError", os_reason(exc))
     result = analyse(path, want)
+    if not result.failed and _changed_since(path, identity):
+        # Stored, it would be the new audio's fingerprint under the old content's digest:
+        # served to every true copy of the old file, and no check could tell.
+        return identity, failed(identity.path, "ChangedWhileRead",
+                                "the file changed while it was analysed (analyse it again when it is written)")
     return identity, dataclasses.replace(result, path=identity.path)
+
+
+# Failures that are not the file's: not recorded, so that they are not skipped later.
+TRANSIENT_FAILURES = frozenset({"ChangedWhileRead"})
+
+
+def _changed_since(path: str, identity: FileIdentity) -> bool:
+    """Whether the file at ``path`` (a CUE track's image) no longer has the size and
+    modification time it had when it was identified, or is gone."""
+    try:
+        st = stat_regular(path)
+    except OSError:
+        return True
+    return (st.st_size, st.st_mtime_ns) != (identity.size, identity.mtime_ns)
 
 
 def keep(store: FingerprintStore, path: str, identity: FileIdentity | None, result: TrackResult) -> TrackResult:
@@ -215,7 +234,9 @@ def keep(store: FingerprintStore, path: str, identity: FileIdentity | None, resu
     failure (skipped on later runs until the file changes). Returns the result under
     the caller's ``path``."""
     result = dataclasses.replace(result, path=path)
-    if result.failed:
+    if result.failed and result.error_type in TRANSIENT_FAILURES:
+        pass   # says nothing of the file as it is now: the next run tries it again
+    elif result.failed:
         store.save_failure(path, identity, result.error_type or "Error", result.error or "failed")
     elif identity is not None:
         store.save(identity, result)

@@ -326,3 +326,34 @@ def test_record_json_round_trips_an_undecodable_path(tmp_path):
         record = next(store.records()).with_path(name, 1)
         text = json.dumps(record_to_json(record))
         assert text.isascii() and os.fsencode(json.loads(text)["paths"][-1]["path"]) == b"/music/caf\xe9.wav"
+
+
+def test_a_file_overwritten_while_analysed_stores_nothing_under_its_old_digest(tmp_path, monkeypatch):
+    """The digest is read before the decode: a file rewritten in between (same size)
+    had the new audio's fingerprint stored under the old content's digest, and a true
+    copy of the old file was served it as cached. Now the run reports the change and
+    stores no record; the next run analyses the file as it is."""
+    import fpcli.analyze
+
+    old = synth.music_like(3.0, SR, bpm=120, seed=50)
+    new = synth.music_like(3.0, SR, bpm=80, seed=51)
+    track, copy = write(tmp_path / "x.wav", old, SR), write(tmp_path / "copy.wav", old, SR)
+    real_analyse = fpcli.analyze.analyse
+
+    def analyse_then_overwrite(path, want=None, **kw):
+        result = real_analyse(path, want, **kw)
+        if os.path.realpath(path) == os.path.realpath(track):
+            sf.write(track, new, SR, subtype="PCM_16")          # same size, other audio
+            os.utime(track, ns=(os.stat(track).st_atime_ns, os.stat(track).st_mtime_ns + 10**9))
+        return result
+
+    monkeypatch.setattr(fpcli.analyze, "analyse", analyse_then_overwrite)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        first = fingerprint_of(store, track, Want())
+        assert first.failed and first.error_type == "ChangedWhileRead" and "changed while" in first.error
+        monkeypatch.setattr(fpcli.analyze, "analyse", real_analyse)
+        assert not fingerprint_of(store, copy, Want()).cached           # the old audio: nothing stored for it
+        again = fingerprint_of(store, track, Want())                    # the file as it is now
+        assert not again.failed and not again.cached
+        assert again.streaming.values["tempo_bpm"] != pytest.approx(
+            fingerprint_of(store, copy, Want()).streaming.values["tempo_bpm"], rel=0.05)
