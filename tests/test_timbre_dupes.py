@@ -364,3 +364,19 @@ def test_refresh_carries_the_embedding_and_log_determinants_over_exactly():
     np.testing.assert_allclose(carried, embed(new.timbre_rows(), fit), atol=1e-5)
     carried = _carried(old.timbre_logdets(), logdets, old, new, keep, [5, 20], 4)
     np.testing.assert_array_equal(carried, logdets(new.timbre_rows()))
+
+
+def test_more_duplicates_than_the_slack_still_leave_k_hits(copies, tmp_path, monkeypatch):
+    """Candidates are k + DUPLICATE_SLACK; when more of them than that are duplicates
+    (15 encodings of one track left 8 of 10 hits, 800 left none, without a word), more
+    are asked for until k remain or the rows run out. Here the slack is 0 and the
+    query's three other encodings are its nearest rows."""
+    import fpcli.search.query
+
+    store_dir = str(tmp_path / "store")
+    with FingerprintStore.open(store_dir) as store:
+        run_library([str(copies)], store, RunOptions(jobs=1))
+        monkeypatch.setattr(fpcli.search.query, "DUPLICATE_SLACK", 0)
+        result = search(store, str(copies / "song.flac"), k=2, strategy="fast")
+    assert sorted(h.path.rsplit("/", 1)[1] for h in result.hits) == ["other.flac", "third.flac"]
+    assert result.stats["duplicates_dropped"] >= 1

@@ -268,19 +268,24 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
         confidence = record.streaming.confidence
         weights = weights * np.array([confidence.get(dim, 0.0) for dim in index.dims])
     wanted = query.k + (DUPLICATE_SLACK if query.drop_duplicates else 1)  # 1: the query's own row, if indexed
-    hits = top_k(index, _query_row(record, index.kind), wanted, weights, exclude_content=query.exclude,
-                 under=query.under, explain=query.explain,
-                 query_timbre=pack(record.timbre), timbre_weight=query.timbre_weight,
-                 mutual=query.mutual_proximity, query_content=record.digest,
-                 also_under=index.rows_with_contents(list(query.copies)) if query.copies else None)
-    hits = [_filed_under(hit, query) for hit in hits]
-    if not query.drop_duplicates:
-        return _other_files(store, index, record, query, hits)[: query.k]
-    found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
-    usable = [i for i, r in enumerate(found) if r is not None]
-    kept, dropped = drop_duplicates(record, [found[i] for i in usable])  # type: ignore[misc]
-    stats["duplicates_dropped"] = stats.get("duplicates_dropped", 0) + dropped
-    return [hits[usable[i]] for i in kept][: query.k]
+    also_under = index.rows_with_contents(list(query.copies)) if query.copies else None
+    while True:
+        hits = top_k(index, _query_row(record, index.kind), wanted, weights, exclude_content=query.exclude,
+                     under=query.under, explain=query.explain,
+                     query_timbre=pack(record.timbre), timbre_weight=query.timbre_weight,
+                     mutual=query.mutual_proximity, query_content=record.digest, also_under=also_under)
+        hits = [_filed_under(hit, query) for hit in hits]
+        if not query.drop_duplicates:
+            return _other_files(store, index, record, query, hits)[: query.k]
+        found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
+        usable = [i for i, r in enumerate(found) if r is not None]
+        kept, dropped = drop_duplicates(record, [found[i] for i in usable])  # type: ignore[misc]
+        if len(kept) >= query.k or len(hits) < wanted or wanted >= len(index):
+            stats["duplicates_dropped"] = stats.get("duplicates_dropped", 0) + dropped
+            return [hits[usable[i]] for i in kept][: query.k]
+        # More duplicates than the slack (15 encodings of the query left 8 of 10 hits,
+        # 800 left none): ask for four times as many, until k remain or the rows run out.
+        wanted = min(4 * wanted, len(index))
 
 
 def files_under(store: FingerprintStore, folder: str) -> dict[str, str]:
