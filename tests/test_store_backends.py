@@ -262,3 +262,24 @@ def test_folders_with_colons_are_still_folders(tmp_path, monkeypatch):
     for location in ("./http:/x", "C:/Music"):   # the way to name such a folder; a Windows drive
         with FingerprintStore.open(location) as store:
             assert os.path.isdir(store.location)
+
+
+def test_repair_of_records_overwritten_from_outside_leaves_the_counts_right(redis_url, tracks, tmp_path):
+    """Records replaced by junk from outside fpcli (redis-cli SET) are removed by a
+    repair; the census had counted them as records and could not tell what it
+    removed: stats said 24 entries where 21 were left, as exact."""
+    import redis
+
+    from fpcli.store import repair
+
+    with FingerprintStore.open(redis_url) as store:
+        store.clear()
+        for track in tracks:
+            _save(store, track)
+        client = redis.Redis.from_url(redis_url)
+        for key in list(store.backend.keys("rec:"))[:2]:
+            client.set(f"fpcli:data:{key}", '{"garbage":')
+        assert repair(store, tmp_path / "q.jsonl")["quarantined"] == 2
+        stats = store.stats()
+        assert stats["entries"] == 2 == sum(1 for _ in store.records()) and stats["census_exact"]
+        assert verify(store) == []

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from fpcli.errors import BadEntryError, StoreError
 from fpcli.files import atomic_text
+from fpcli.store.census import tag_of_entry
 from fpcli.store.core import FingerprintStore
 from fpcli.store.protocol import BATCH
 from fpcli.store.records import STREAM_PREFIX, Failure, Record, entry_file, path_key
@@ -172,6 +173,10 @@ def repair(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> dict[
                                       "problems": [p.message for p in bad if p.key == key]}) + "\n")
                 store.backend.delete(key)
                 counts["quarantined"] += 1
+        # A bad entry may be a counted one overwritten from outside (a hand-made SET on
+        # Redis): removing it could not say what the census had counted it as, so stats
+        # kept counting it. Count again.
+        store.backend.recount(tag_of_entry)
     return counts
 
 
