@@ -151,3 +151,20 @@ def test_confidence_is_one_only_for_a_complete_track():
     assert all(0.0 <= c <= 0.99 for c in partial.values())
     analyzer.push(x[6 * SR :])
     assert all(c == 1.0 for c in analyzer.finish().confidence.values())
+
+
+@pytest.mark.parametrize("analyzer", [StreamingAnalyzer, BatchAnalyzer])
+@pytest.mark.parametrize("offset", [0.0, 0.2])
+def test_a_steady_tone_has_no_tempo(analyzer, offset):
+    """A sine has a flat onset envelope: its rounding noise picked one lag, reported as
+    172.27 BPM at 44.1 kHz (30 hops) with full confidence. No beat, no tempo: null
+    with its reason, and a rhythm stability of 0."""
+    sr = 44100
+    t = np.arange(sr * 8) / sr
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t) + offset).astype(np.float32)[:, None]
+    a = analyzer(sr, 1)
+    a.push(tone)
+    fingerprint = a.finish()
+    assert fingerprint.values["tempo_bpm"] is None
+    assert fingerprint.reasons["tempo_bpm"] == "no periodicity in the onset envelope"
+    assert fingerprint.values["rhythm_stability"] == 0.0

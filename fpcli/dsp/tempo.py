@@ -135,6 +135,11 @@ def estimate_tempo(acf: np.ndarray, frame_rate: float, params: AnalysisParams) -
     # Rhythm stability (#12) stays the all-band autocorrelation height at the beat.
     top = max((best - 1, best, best + 1), key=lambda i: overall[i] if 1 <= i < len(overall) - 1 else -np.inf)
     stability = float(np.clip(parabolic_peak(overall, top)[1], 0.0, 1.0))
+    if stability == 0.0:
+        # No periodicity at the best lag: a steady tone's onset envelope is flat, and its
+        # rounding noise picked a lag (172.27 BPM, one of 30 hops at 44.1 kHz) that was
+        # reported as a tempo. No beat, no tempo; the stability 0 says so.
+        return TempoEstimate(math.nan, 0.0)
     tempo = float(np.clip(60 * frame_rate / lag, params.tempo_min_bpm, params.tempo_max_bpm))
     others = np.abs(lags / lag - 1) > SAME_TEMPO
     margin = float(scores.max() - scores[others].max()) if others.any() else math.inf
