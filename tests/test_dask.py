@@ -152,3 +152,37 @@ def test_a_worker_keeps_its_store_open_until_the_directory_is_replaced(tmp_path)
     assert again is not first and (tmp_path / "store").is_dir()
     assert _worker_store(spec) is again
     again.close()
+
+
+def _sleep_then(value, seconds):
+    import time
+
+    time.sleep(seconds)
+    return value
+
+
+def test_a_cluster_without_workers_is_a_clear_error_not_a_hang(monkeypatch):
+    """With no worker, or once every worker has died, tasks waited for one forever and
+    the command printed nothing: now a missing worker is an error within
+    WORKER_WAIT_S, and the tasks of workers that all died fail with the reason."""
+    import functools
+
+    import fpcli.executors.dask as dask_executor
+
+    monkeypatch.setattr(dask_executor, "WORKER_WAIT_S", 2.0)
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None, silence_logs=50) as empty:
+        with pytest.raises(FpcliError, match="no Dask worker joined the scheduler"):
+            list(dask_executor.run_on_dask([("a", functools.partial(_sleep_then, 1, 0.0))], empty.scheduler_address))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=50) as dying:
+        calls = [(f"t{i}", functools.partial(_sleep_then, i, 0.5)) for i in range(6)]
+        outcomes = {}
+        for label, outcome in dask_executor.run_on_dask(calls, dying.scheduler_address):
+            outcomes[label] = outcome
+            if len(outcomes) == 1:
+                dying.scale(0)          # every worker leaves after the first result
+        first = next(iter(outcomes))
+        assert outcomes[first] == int(first[1:])
+        lost = [o for o in outcomes.values() if isinstance(o, tuple)]
+        assert lost and all(kind == "NoDaskWorker" and "no Dask worker left" in why for kind, why in lost)
+        assert len(outcomes) == len(calls)

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -28,6 +29,8 @@ from fpcli.store import FileIdentity, FingerprintStore, StoreSpec, is_redis_url
 IN_FLIGHT_PER_WORKER = 4   # tasks submitted ahead per worker thread (bounds the client's memory)
 TASK_RETRIES = 2           # Dask re-runs a task that raised; a lost worker's tasks are rescheduled anyway
 CONNECT_TIMEOUT = "15s"    # to reach the scheduler
+WORKER_WAIT_S = 60.0       # with no worker for this long (none joined, or all died), the run stops
+POLL_S = 0.01              # how often the client looks for finished tasks (cheap: no blocking call)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,25 +131,53 @@ def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str) 
     except (OSError, TimeoutError) as exc:
         raise FpcliError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     with client:
+        _wait_for_a_worker(client, scheduler)
         limit = IN_FLIGHT_PER_WORKER * max(sum(client.nthreads().values()), 1)
         pending = iter(calls)
         running = as_completed(loop=client.loop)
-        labels: dict[str, str] = {}  # future key -> label
+        labels: dict[str, tuple[Any, str]] = {}  # future key -> (future, label)
         for label, call in _take(pending, limit):
             running.add(_submit(client, label, call, labels))
-        for future in running:
-            yield labels.pop(future.key, "?"), _outcome(future)
-            for label, call in _take(pending, 1):
-                running.add(_submit(client, label, call, labels))
+        idle_since = time.monotonic()
+        while not running.is_empty():
+            done = running.next_batch(block=False)
+            if done:
+                idle_since = time.monotonic()
+            elif client.nthreads():
+                idle_since = time.monotonic()
+                time.sleep(POLL_S)
+            elif time.monotonic() - idle_since > WORKER_WAIT_S:
+                # Every worker is gone: the tasks would wait for one forever, silently.
+                client.cancel([future for future, _ in labels.values()])
+                reason = ("NoDaskWorker", f"no Dask worker left at {scheduler} for {WORKER_WAIT_S:g} s")
+                yield from ((label, reason) for _, label in labels.values())
+                yield from ((label, reason) for label, _ in pending)
+                return
+            else:
+                time.sleep(POLL_S)
+            for future in done:
+                yield labels.pop(future.key, (None, "?"))[1], _outcome(future)
+                for label, call in _take(pending, 1):
+                    running.add(_submit(client, label, call, labels))
+
+
+def _wait_for_a_worker(client: Any, scheduler: str) -> None:
+    """FpcliError unless a worker joins within WORKER_WAIT_S: with none, the tasks would
+    wait for one forever, with no output."""
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except (TimeoutError, OSError):
+        raise FpcliError(f"no Dask worker joined the scheduler at {scheduler} within {WORKER_WAIT_S:g} s: "
+                         f"start workers (dask worker {scheduler})") from None
 
 
 def _take(iterator: Iterator[Any], n: int) -> list[Any]:
     return [item for _, item in zip(range(n), iterator, strict=False)]
 
 
-def _submit(client, label: str, call: Callable[[], Any], labels: dict[str, str]):
+def _submit(client, label: str, call: Callable[[], Any], labels: dict[str, tuple[Any, str]]):
     future = client.submit(_invoke, call, retries=TASK_RETRIES, pure=False, key=f"fpcli-{os.urandom(8).hex()}")
-    labels[future.key] = label
+    labels[future.key] = (future, label)
     return future
 
 
