@@ -459,7 +459,8 @@ def cache_share_index(ctx: typer.Context, as_json: JsonOption = False,
 @cache_app.command("verify")
 def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
                  repair_: Annotated[bool, typer.Option(
-                     "--repair", help="Remove bad entries (saved first to a quarantine file beside the store).")]
+                     "--repair", help="Remove bad entries (saved first to a quarantine-*.jsonl file in the store "
+                                      "folder; for Redis, in the current folder).")]
                  = False) -> None:
     """Check the store's integrity (SQLite, counters) and every entry; exit 3 on problems.
 
