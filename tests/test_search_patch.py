@@ -230,3 +230,19 @@ def test_a_fifo_in_the_index_folder_never_blocks_a_search(template, tmp_path, ta
         assert found == [None]
         index, info = current_index(store, "streaming", KEY)
         assert info["index"] == "built" and _rows(index) == _rows(build_index(store, "streaming", KEY))
+
+
+def test_a_save_removes_what_writers_killed_mid_write_left(template, tmp_path):
+    """kill -9 during a save leaves its temporary array (4 MB at 10,000 rows) in the
+    index folder; later saves left it there for good. A save holds the folder's lock,
+    as every writer of it does, so such files are stale and go."""
+    from fpcli.search.saved import save_index
+
+    with _indexed_store(tmp_path / "store", template, tmp_path) as store:
+        folder = store.backend.index_dir
+        index, _ = current_index(store, "streaming", KEY)
+        (folder / ".fpcli-killed.npy").write_bytes(b"\0" * 4096)
+        (folder / ".fpcli-header.tmp").write_text("{")
+        assert save_index(index, folder)
+        assert not list(folder.glob(".fpcli-*"))
+        assert _rows(load_index(folder, "streaming", KEY)) == _rows(index)
