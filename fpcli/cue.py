@@ -78,6 +78,14 @@ def parse_sheet(path: str) -> dict[str, list[CueTrack]]:
 
 
 def _tracks(sheet: str, name: str, entries: list[tuple[int, float | None]]) -> list[CueTrack]:
+    """The tracks of one FILE. A number given twice (the second track was lost under
+    the first one's name) or a track without INDEX 01 (only INDEX 00: where it starts
+    is unknown) makes the sheet unusable, said so, rather than silently short."""
+    numbers = [number for number, _ in entries]
+    if twice := sorted({n for n in numbers if numbers.count(n) > 1}):
+        raise CueError(sheet, f"track {twice[0]:02d} appears twice in {name}")
+    if missing := [number for number, start in entries if start is None]:
+        raise CueError(sheet, f"track {missing[0]:02d} of {name} has no INDEX 01 (where it starts)")
     starts = [(number, start) for number, start in entries if start is not None]
     tracks = []
     for i, (number, start) in enumerate(starts):
@@ -89,7 +97,14 @@ def _tracks(sheet: str, name: str, entries: list[tuple[int, float | None]]) -> l
 
 
 def _decode(raw: bytes) -> str:
-    """Sheets are UTF-8 (maybe with a BOM) or, from older rippers, Latin-1."""
+    """Sheets are UTF-8 (maybe with a BOM), UTF-16 with its BOM (some Windows tools
+    write it; read as Latin-1 it held no FILE line and was skipped without a word) or,
+    from older rippers, Latin-1."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -156,6 +156,33 @@ def test_bad_cue_sheets_are_problems_not_crashes(tmp_path):
         parse_sheet(str(folder / "bad.cue"))
 
 
+@pytest.mark.parametrize("body,message", [
+    ("TRACK 01 AUDIO\nINDEX 01 00:00:00\nTRACK 01 AUDIO\nINDEX 01 00:03:00\n",
+     "track 01 appears twice in Album Image.flac"),
+    ("TRACK 01 AUDIO\nINDEX 01 00:00:00\nTRACK 02 AUDIO\nINDEX 00 00:03:00\n",
+     "track 02 of Album Image.flac has no INDEX 01 (where it starts)"),
+])
+def test_cue_sheets_that_would_lose_a_track_are_problems(tmp_path, body, message):
+    """A number given twice lost the second track under the first one's name; a track
+    with only INDEX 00 was dropped and the image analysed whole, both without a word."""
+    folder = tmp_path / "album"
+    _album(folder, sheet=False)
+    (folder / "album.cue").write_text('FILE "Album Image.flac" WAVE\n' + body)
+    found = scan([folder])
+    assert [p.message for p in found.problems] == [message]
+    assert [os.path.basename(f) for f in found.files] == ["Album Image.flac"]
+
+
+def test_a_utf16_cue_sheet_is_read(tmp_path):
+    """Some Windows tools write sheets in UTF-16 with a BOM: read as Latin-1 it had no
+    FILE line and was skipped without a word."""
+    folder = tmp_path / "album"
+    _album(folder)
+    sheet = folder / "Album Image.cue"
+    sheet.write_bytes(sheet.read_bytes().decode("latin-1").encode("utf-16"))
+    assert [os.path.basename(f) for f in scan([folder]).files] == [f"Album Image.flac#{n:02d}" for n in (1, 2, 3)]
+
+
 def test_missing_loop_and_unreadable_paths_are_json_errors(tmp_path):
     os.symlink(tmp_path / "loop", tmp_path / "loop")
     result = runner.invoke(app, ["analyze", str(tmp_path / "missing.flac"), str(tmp_path / "loop"), "--json"])
