@@ -306,7 +306,8 @@ def test_an_import_that_fails_keeps_whole_batches_and_says_why(template, tmp_pat
             return real(records)
 
         monkeypatch.setattr(store, "import_records", fail_on_the_third)
-        with pytest.raises(StoreError, match="full"):
+        with pytest.raises(StoreError, match="full; 20 records and 0 failures were imported before it, in whole "
+                                             "batches: run the import again to complete it"):
             import_store(store, path)
         assert store.stats()["entries"] == 2 * BATCH
 
@@ -323,7 +324,8 @@ def test_an_import_that_fails_keeps_whole_batches_and_says_why(template, tmp_pat
     lines = path.read_bytes().splitlines(keepends=True)[: BATCH + 5]
     monkeypatch.setattr(maintenance, "_open_source", lambda source: contextlib.nullcontext(BreaksOff(lines)))
     with FingerprintStore.open(tmp_path / "store2") as store:
-        with pytest.raises(StoreError, match="reading the export failed .Input/output error.; the batches"):
+        with pytest.raises(StoreError, match="reading the export failed .Input/output error.; 10 records and 0 "
+                                             "failures were imported before it, in whole batches"):
             import_store(store, "-")
         assert store.stats()["entries"] == BATCH  # the whole batch before the failure
 

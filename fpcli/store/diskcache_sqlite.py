@@ -52,7 +52,7 @@ def guard(location: str) -> Iterator[None]:
         yield
     except sqlite3.OperationalError as exc:
         if "disk is full" in str(exc) or "disk I/O" in str(exc):
-            raise StoreError(f"the store at {location}: {exc} (finished tracks are kept)") from None
+            raise StoreError(f"the store at {location}: {exc} (what was written before is kept)") from None
         if "readonly" in str(exc) or "read-only" in str(exc):
             raise StoreError(f"the store at {location} is read-only ({exc})") from None
         raise StoreError(f"the store at {location} is damaged ({exc})", repairable=True) from None

@@ -269,16 +269,23 @@ def import_store(store: FingerprintStore, source: str | os.PathLike[str],
     report = ImportReport()
     batch = _Batch(on_records)
     rejected: list[tuple[int, str]] = []
-    with _open_source(source) as handle, store.backend.bulk_writes():
-        for number, raw in enumerate(_lines(handle), start=1):
-            reason = _import_line(store, raw, number, report, batch)
-            if reason:
-                rejected.append((number, reason))
-            if len(batch) >= BATCH:
-                batch.flush(store, report, rejected)
-            if number % BATCH == 0:
-                progress(number)
-        batch.flush(store, report, rejected)
+    try:
+        with _open_source(source) as handle, store.backend.bulk_writes():
+            for number, raw in enumerate(_lines(handle), start=1):
+                reason = _import_line(store, raw, number, report, batch)
+                if reason:
+                    rejected.append((number, reason))
+                if len(batch) >= BATCH:
+                    batch.flush(store, report, rejected)
+                if number % BATCH == 0:
+                    progress(number)
+            batch.flush(store, report, rejected)
+    except StoreError as exc:
+        if report.records + report.failures == 0:
+            raise
+        # A full disk, say: the user must know how far it got, not only that it stopped.
+        raise StoreError(f"{exc}; {report.records} records and {report.failures} failures were imported "
+                         "before it, in whole batches: run the import again to complete it") from None
     report.rejected = [f"line {number}: {reason}" for number, reason in sorted(rejected)]
     report.evicted = store.backend.counter("evictions") - report.evicted
     return report
@@ -304,11 +311,12 @@ class _Batch:
                 rejected.append((number, "invalid record: " + "; ".join(result.problems[:3])))
             else:
                 good.append(result)
-        report.records += len(good)
         if good:
             self.on_records(store.import_records(good))
+        report.records += len(good)        # counted once written: a failed write is not imported
         if self.failures:
             store.import_failures(self.failures)
+            report.failures += len(self.failures)
         self.records, self.failures = [], []
 
 
@@ -352,8 +360,7 @@ def _read_line(handle: IO[bytes], limit: int) -> bytes:
     try:
         return handle.readline(limit)
     except OSError as exc:
-        raise StoreError(f"reading the export failed ({exc.strerror or exc}); the batches before it are "
-                         "imported: run the import again to complete it") from None
+        raise StoreError(f"reading the export failed ({exc.strerror or exc})") from None   # import_store says how far
 
 
 def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report: ImportReport,
@@ -381,8 +388,7 @@ def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report
             batch.records.append((number, data))  # checked with its batch (``_Batch.flush``)
             return None
         if kind == "failure":
-            batch.failures.append(parse_failure(f"line {number}", data))
-            report.failures += 1
+            batch.failures.append(parse_failure(f"line {number}", data))   # counted once written
             return None
     except BadEntryError as exc:
         return f"invalid {kind}: " + "; ".join(exc.problems[:3])
