@@ -126,6 +126,21 @@ def test_cache_import_says_it_saved_the_index(template, tmp_path):
     assert not (tmp_path / "other" / "index").exists()
 
 
+def test_cache_import_says_which_index_it_could_not_save(template, tmp_path, monkeypatch):
+    """On a full disk the streaming index was not saved and the line named only the
+    batch one: every search then built it again, and nothing said why."""
+    import fpcli.search.keeper
+
+    real_save = fpcli.search.keeper.save_index
+    monkeypatch.setattr(fpcli.search.keeper, "save_index",
+                        lambda index, folder: index.kind != "streaming" and real_save(index, folder))
+    path = _export(tmp_path, template, 30, 1, "a.jsonl")
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "store"), "cache", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "search index saved (batch 25 rows" in result.output
+    assert "the streaming search index could not be saved" in result.output
+
+
 def test_odd_paths_and_a_path_longer_than_any_other_survive_the_kept_index(location, template, tmp_path):
     """The rows' paths are kept as UTF-8 bytes (surrogateescape) during the import: a
     name that is not UTF-8, one with a newline, one outside the BMP and a long one

@@ -397,6 +397,9 @@ def cache_import(ctx: typer.Context,
     if kept.get("saved"):
         line += "; search index saved (" + ", ".join(f"{kind} {rows}" for kind, rows in kept["saved"].items()) \
             + f" rows, {kept['seconds']:.1f} s)"
+    if kept.get("unsaved"):
+        line += (f"; the {' and '.join(kept['unsaved'])} search index could not be saved in the store's index "
+                 "folder (full, or not writable?): the first search builds it")
     if kept.get("shared_bytes"):
         line += f"; shared index updated ({mib(kept['shared_bytes'])})"
     if report.evicted:

@@ -141,7 +141,8 @@ class ImportedRows:
 
     def finish(self) -> dict[str, Any]:
         """Save the indexes kept (and share them again when the store shares its index);
-        returns what was done: ``saved`` {kind: rows}, the seconds it took and the
+        returns what was done: ``saved`` {kind: rows}, the kinds that could not be saved
+        (``unsaved``: a full disk, a folder not writable), the seconds it took and the
         ``shared_bytes``, or ``skipped`` with the reason."""
         started = time.perf_counter()
         generation, epoch = self.store.generation(), self.store.index_epoch()
@@ -151,6 +152,7 @@ class ImportedRows:
             return {"skipped": "the store changed during the import (another writer, an eviction or an expiry)"}
         folder = self.store.backend.index_dir
         saved: dict[str, int] = {}
+        unsaved: list[str] = []
         shared = 0
         for kind in list(self.kinds):
             # One kind at a time, each let go once saved: at a million records the rows
@@ -159,6 +161,9 @@ class ImportedRows:
             if save_index(index, folder):
                 saved[kind] = len(index)
                 shared += keep_shared_current(self.store, index, rebuilt=True)
+            else:
+                unsaved.append(kind)
             del index
         self.taken = _Taken()
-        return {"saved": saved, "seconds": time.perf_counter() - started, "shared_bytes": shared}
+        return {"saved": saved, "unsaved": unsaved, "seconds": time.perf_counter() - started,
+                "shared_bytes": shared}

@@ -177,3 +177,4 @@ def test_unreadable_files_and_an_unwritable_index_folder(analysed, tmp_path):
         (row,) = [r for r in run.json_lines() if r["path"].endswith("secret.wav")]
         assert row["status"] == "error" and "permission denied" in row["error"] and row["cached"] is cached
     assert_clear(found, 0)
+    assert "the search index could not be saved" in found.stderr   # said, not silently rebuilt every time
