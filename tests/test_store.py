@@ -425,3 +425,30 @@ def _same_json(got, expected) -> bool:
         return isinstance(got, list) and len(got) == len(expected) and all(map(_same_json, got, expected))
     return isinstance(got, dict) and got.keys() == expected.keys() and all(
         _same_json(got[k], expected[k]) for k in expected)
+
+
+def test_a_store_on_a_read_only_file_system_is_not_called_damaged(tmp_path, monkeypatch):
+    """SQLite says "unable to open database file" for a store on a read-only mount:
+    that was reported as damage, and the repair it advised failed to move the database
+    aside. (A real read-only mount needs privileges; the file system's flag is faked.)"""
+    import os
+    import sqlite3
+
+    from fpcli.errors import DamagedStoreError
+    from fpcli.store import diskcache_backend
+
+    def unable(self):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(diskcache_backend.DiskcacheBackend, "_open", unable)
+    monkeypatch.setattr(diskcache_backend.os, "statvfs", lambda path: ReadOnly())
+    with pytest.raises(StoreError, match="it is read-only .* copy it to a writable place") as error:
+        FingerprintStore.open(tmp_path / "ro")
+    assert not isinstance(error.value, DamagedStoreError)
+    monkeypatch.undo()
+    monkeypatch.setattr(diskcache_backend.DiskcacheBackend, "_open", unable)
+    with pytest.raises(DamagedStoreError):              # on a writable file system it is damage
+        FingerprintStore.open(tmp_path / "rw")

@@ -62,6 +62,17 @@ SQLITE_MEMORY = {"sqlite_cache_size": 1024, "sqlite_mmap_size": 0}  # pages of 4
 BULK_SQLITE_MEMORY = {name: int(diskcache.core.DEFAULT_SETTINGS[name]) for name in SQLITE_MEMORY}
 
 
+def _read_only_folder(directory: str) -> bool:
+    """Whether ``directory`` is on a read-only file system or not writable by this
+    process: SQLite then says "unable to open database file", which is no damage (a
+    repair would only fail to move the database aside)."""
+    try:
+        read_only_mount = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        read_only_mount = False
+    return read_only_mount or not os.access(directory, os.W_OK)
+
+
 class DiskcacheBackend(MetaCounters):
     """Key/value text in a diskcache directory: ``data`` (records and identity entries,
     size-limited) and ``meta`` (counters and the change journal, never evicted)."""
@@ -77,9 +88,11 @@ class DiskcacheBackend(MetaCounters):
             raise StoreError(f"cannot open the store at {directory}: {exc.strerror or exc}") from None
         except (sqlite3.Error, diskcache.Timeout) as exc:
             message = f"cannot open the store at {directory}: {exc}"
-            if "readonly" in str(exc):
-                message = f"cannot open the store at {directory}: it is read-only ({exc})"
-            if isinstance(exc, diskcache.Timeout) or any(w in str(exc) for w in _NOT_DAMAGE):
+            read_only = "readonly" in str(exc) or _read_only_folder(directory)
+            if read_only:
+                message = (f"cannot open the store at {directory}: it is read-only ({exc}); fpcli writes to its "
+                           "store even to read it (counters, journal): copy it to a writable place to read it")
+            if read_only or isinstance(exc, diskcache.Timeout) or any(w in str(exc) for w in _NOT_DAMAGE):
                 raise StoreError(message) from None
             raise DamagedStoreError(message, directory) from None
 
