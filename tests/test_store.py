@@ -452,3 +452,18 @@ def test_a_store_on_a_read_only_file_system_is_not_called_damaged(tmp_path, monk
     monkeypatch.setattr(diskcache_backend.DiskcacheBackend, "_open", unable)
     with pytest.raises(DamagedStoreError):              # on a writable file system it is damage
         FingerprintStore.open(tmp_path / "rw")
+
+
+def test_a_store_on_a_full_disk_says_what_to_do(tmp_path, monkeypatch):
+    """Opening a diskcache store writes to it: on a full disk every command, `cache
+    clear` included, failed with SQLite's words alone."""
+    import sqlite3
+
+    from fpcli.store import diskcache_backend
+
+    def full(self):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(diskcache_backend.DiskcacheBackend, "_open", full)
+    with pytest.raises(StoreError, match="disk is full; opening a store writes to it .* free some space"):
+        FingerprintStore.open(tmp_path / "full")

@@ -92,6 +92,9 @@ class DiskcacheBackend(MetaCounters):
             if read_only:
                 message = (f"cannot open the store at {directory}: it is read-only ({exc}); fpcli writes to its "
                            "store even to read it (counters, journal): copy it to a writable place to read it")
+            if "disk is full" in str(exc):
+                message += ("; opening a store writes to it (SQLite's settings), so free some space on its "
+                            "disk first, or remove the store's folder to start over")
             if read_only or isinstance(exc, diskcache.Timeout) or any(w in str(exc) for w in _NOT_DAMAGE):
                 raise StoreError(message) from None
             raise DamagedStoreError(message, directory) from None
