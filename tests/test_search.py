@@ -465,3 +465,14 @@ def test_library_folder_finds_a_track_whose_copy_elsewhere_was_analysed_last(tmp
 
     assert hits("x") == ["t1.flac", "t2.flac", "t3.flac"]
     assert hits("y") == ["copy_of_t3.flac"]
+    # A folder too big to walk (-l / must not walk the disk): by path alone, and said.
+    import fpcli.search.query
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(fpcli.search.query, "COPY_WALK_ENTRIES", 2)
+    try:
+        assert hits("x") == ["t1.flac", "t2.flac"]
+        result = runner.invoke(app, [*store, "search", str(tmp_path / "x" / "t0.flac"), "-l", str(tmp_path / "x")])
+        assert "copies elsewhere not looked for: more than 2 entries under the folder" in result.stderr
+    finally:
+        monkey.undo()

@@ -115,6 +115,8 @@ def search(
             note("", f"left {streams} stream{'s' if streams != 1 else ''} out of the playlist (no file to play)")
     for path, error in result.skipped:
         warn_line(f"{path}: skipped as a candidate ({error})")
+    if result.stats.get("copies_elsewhere"):
+        warn_line(f"--library: copies elsewhere {result.stats['copies_elsewhere']}")
     if result.stats.get("index_saved") is False:
         warn_line("the search index could not be saved (a full disk, or a folder that is not writable?): "
                   "every search builds it again until it can be")

@@ -198,11 +198,15 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
                                     "fingerprints, each dim weighted by its confidence")
     elif strategy == "auto":
         strategy, reason = _choose(record)
+    copies = files_under(store, under) if under else {}
     plan = Query(k, {**default_weights(), **(group_weights or {})}, under, explain,
                  None if include_duplicates else record.digest, not include_duplicates, mutual_proximity,
-                 None if query is not None else resolve(query_path), files_under(store, under) if under else {})
+                 None if query is not None else resolve(query_path), copies or {})
     stats: dict[str, Any] = {"query_cached": cached, "query_seconds": record.streaming.seconds,
                              "query_complete": record.complete}
+    if copies is None:
+        stats["copies_elsewhere"] = (f"not looked for: more than {COPY_WALK_ENTRIES:,} entries under the folder "
+                                     "(a track there whose identical copy elsewhere was analysed last is left out)")
     if not record.complete:
         stats["expected_recall"] = expected_recall(record.streaming.seconds)  # None until measured
     skipped: list[tuple[str, str]] = []
@@ -288,19 +292,38 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
         wanted = min(4 * wanted, len(index))
 
 
-def files_under(store: FingerprintStore, folder: str) -> dict[str, str]:
+def files_under(store: FingerprintStore, folder: str) -> dict[str, str] | None:
     """digest -> a file under ``folder`` with that content (the first by path), for the
     files there the store knows unchanged. An index keeps one path per record, the
     last one seen: a byte-identical copy under the folder of a track filed under
     another path was left out of ``--library`` by its path alone. The folder is
-    walked (``fpcli.scan``) and its files' path entries read in batches."""
-    from fpcli.scan import scan
-
-    files = sorted(resolve(path) for path in scan([folder]).files if os.path.isfile(path))  # not CUE tracks
+    walked and its audio files' path entries read in batches; None when the walk
+    meets more than COPY_WALK_ENTRIES entries (``-l /`` must not walk the disk)."""
+    files = _audio_files(folder)
+    if files is None:
+        return None
     found: dict[str, str] = {}
-    for path, digest in store.digests_of(files).items():
+    for path, digest in store.digests_of(sorted(files)).items():
         found.setdefault(digest, path)
     return found
+
+
+COPY_WALK_ENTRIES = 200_000   # folder entries looked at under --library for copies filed elsewhere
+
+
+def _audio_files(folder: str) -> list[str] | None:
+    """The resolved audio files under ``folder`` (symlinked folders not followed; an
+    unreadable folder is skipped), or None past COPY_WALK_ENTRIES entries."""
+    from fpcli.audio import AUDIO_EXTENSIONS
+
+    files: list[str] = []
+    seen = 0
+    for root, folders, names in os.walk(os.path.realpath(folder)):
+        seen += len(folders) + len(names)
+        if seen > COPY_WALK_ENTRIES:
+            return None
+        files += [os.path.join(root, name) for name in names if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS]
+    return files
 
 
 def _filed_under(hit: Hit, query: Query) -> Hit:
