@@ -154,7 +154,7 @@ def analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
         if not options.scheduler:
             raise FpcliError("the Dask executor needs a scheduler address (tcp://HOST:PORT)")
         yield from analyse_on_dask(todo, options.scheduler, store.spec, options.want,
-                                   PathMap.parse(list(options.path_map)))
+                                   PathMap.parse(list(options.path_map)), options.timeout_s)
         return
     identities = dict(todo)
     tasks = [Task(path, functools.partial(compute, path, options.want, identity)) for path, identity in todo]

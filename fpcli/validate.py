@@ -456,7 +456,7 @@ def _checkpoints(paths: list[str], seconds: list[float], options: RunOptions) ->
         path_map = PathMap.parse(list(options.path_map))
         calls = [(p, functools.partial(stream_checkpoints, path_map.to_worker(p), seconds, options.params))
                  for p in paths]
-        yield from run_on_dask(calls, options.scheduler or "")
+        yield from run_on_dask(calls, options.scheduler or "", timeout_s=options.timeout_s)
         return
     tasks = [Task(p, functools.partial(stream_checkpoints, p, seconds, options.params)) for p in paths]
     for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s, warm_up=preload):

@@ -186,3 +186,21 @@ def test_a_cluster_without_workers_is_a_clear_error_not_a_hang(monkeypatch):
         lost = [o for o in outcomes.values() if isinstance(o, tuple)]
         assert lost and all(kind == "NoDaskWorker" and "no Dask worker left" in why for kind, why in lost)
         assert len(outcomes) == len(calls)
+
+
+def test_the_time_limit_applies_on_dask(monkeypatch):
+    """--timeout was ignored on Dask: a decode that hung held its file (and the run's
+    end) forever. A task running longer than the limit is now reported as a Timeout
+    and the run goes on."""
+    import functools
+
+    import fpcli.executors.dask as dask_executor
+
+    monkeypatch.setattr(dask_executor, "CLOCK_S", 0.2)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None,
+                                  silence_logs=50) as local:
+        calls = [("slow", functools.partial(_sleep_then, 1, 30.0)), ("quick", functools.partial(_sleep_then, 2, 0.0))]
+        outcomes = dict(dask_executor.run_on_dask(calls, local.scheduler_address, timeout_s=1.0))
+    assert outcomes["quick"] == 2
+    kind, message = outcomes["slow"]
+    assert kind == "Timeout" and "longer than 1 s on a Dask worker" in message

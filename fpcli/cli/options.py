@@ -51,7 +51,8 @@ def finite(value: float | None) -> float | None:
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for lists) instead of a table.")]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")]
 TimeoutOption = Annotated[float, typer.Option(
-    "--timeout", min=1, callback=finite, help="Per-file time limit, seconds.")]
+    "--timeout", min=1, callback=finite,
+    help="Per-file time limit, seconds (on Dask the file is reported, but its worker thread may stay busy).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, notices or summary.")]
 ExecutorOption = Annotated[str, typer.Option(
     "--executor", help="local (worker processes) or dask (a Dask cluster; needs --scheduler and a shared store).")]

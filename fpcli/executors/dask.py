@@ -31,6 +31,7 @@ TASK_RETRIES = 2           # Dask re-runs a task that raised; a lost worker's ta
 CONNECT_TIMEOUT = "15s"    # to reach the scheduler
 WORKER_WAIT_S = 60.0       # with no worker for this long (none joined, or all died), the run stops
 POLL_S = 0.01              # how often the client looks for finished tasks (cheap: no blocking call)
+CLOCK_S = 1.0              # how often it asks the scheduler which tasks run, for --timeout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +107,7 @@ def _directory_identity(spec: StoreSpec) -> tuple[int, int] | None:
 
 
 def analyse_on_dask(jobs: list[tuple[str, FileIdentity]], scheduler: str, spec: StoreSpec, want: Want,
-                    path_map: PathMap) -> Iterator[TrackResult]:
+                    path_map: PathMap, timeout_s: float | None = None) -> Iterator[TrackResult]:
     """Results in completion order for (client path, identity) pairs; workers save
     them into the shared store."""
     if not (is_redis_url(spec.location) or os.path.isabs(spec.location or "")):
@@ -114,14 +115,16 @@ def analyse_on_dask(jobs: list[tuple[str, FileIdentity]], scheduler: str, spec: 
                          "or an absolute path on shared storage")
     calls = [(path, functools.partial(compute_and_keep, path, path_map.to_worker(path), identity, spec, want))
              for path, identity in jobs]
-    for path, outcome in run_on_dask(calls, scheduler):
+    for path, outcome in run_on_dask(calls, scheduler, timeout_s=timeout_s):
         yield failed(path, *outcome) if isinstance(outcome, tuple) else outcome
 
 
-def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str) -> Iterator[tuple[str, Any]]:
+def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str, *,
+                timeout_s: float | None = None) -> Iterator[tuple[str, Any]]:
     """(label, outcome) in completion order for picklable zero-argument calls; an outcome
-    is the call's value, or (error_type, message) when it failed on every try. At most
-    IN_FLIGHT_PER_WORKER x threads calls are submitted at once."""
+    is the call's value, or (error_type, message) when it failed on every try or ran
+    on a worker longer than ``timeout_s``. At most IN_FLIGHT_PER_WORKER x threads calls
+    are submitted at once."""
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -139,7 +142,17 @@ def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str) 
         for label, call in _take(pending, limit):
             running.add(_submit(client, label, call, labels))
         idle_since = time.monotonic()
+        clock = _TaskClock(timeout_s)
         while not running.is_empty():
+            for key in clock.overdue(client, labels):
+                # The task's thread cannot be stopped (Python threads cannot be killed):
+                # the file is reported and the run goes on, as with the local time limit.
+                future, label = labels.pop(key)
+                future.cancel()
+                yield label, ("Timeout", f"analysis took longer than {timeout_s:g} s on a Dask worker (whose "
+                                         "thread may still be busy with it)")
+                for label, call in _take(pending, 1):
+                    running.add(_submit(client, label, call, labels))
             done = running.next_batch(block=False)
             if done:
                 idle_since = time.monotonic()
@@ -156,9 +169,31 @@ def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str) 
             else:
                 time.sleep(POLL_S)
             for future in done:
-                yield labels.pop(future.key, (None, "?"))[1], _outcome(future)
+                if future.key not in labels:   # timed out and reported already
+                    continue
+                yield labels.pop(future.key)[1], _outcome(future)
                 for label, call in _take(pending, 1):
                     running.add(_submit(client, label, call, labels))
+
+
+@dataclasses.dataclass
+class _TaskClock:
+    """When each task was first seen running on a worker (the scheduler's "processing"
+    state, asked at most every CLOCK_S), to apply the per-file time limit on Dask."""
+
+    timeout_s: float | None
+    started: dict[str, float] = dataclasses.field(default_factory=dict)
+    next_look: float = 0.0
+
+    def overdue(self, client: Any, labels: dict[str, tuple[Any, str]]) -> list[str]:
+        now = time.monotonic()
+        if self.timeout_s is None or now < self.next_look:
+            return []
+        self.next_look = now + CLOCK_S
+        running = {key for keys in client.processing().values() for key in keys}
+        for key in running & labels.keys():
+            self.started.setdefault(key, now)
+        return [key for key, since in self.started.items() if key in labels and now - since > self.timeout_s]
 
 
 def _wait_for_a_worker(client: Any, scheduler: str) -> None:
