@@ -93,14 +93,19 @@ def new_token() -> str:
 
 def remove_other_arrays(folder: Path, stem: str, header: dict[str, Any]) -> None:
     """Remove the array files of index ``stem`` that ``header`` does not name (the
-    previous saves'), and the temporary files of writers killed mid-write (``.fpcli-*``:
-    the caller holds the folder's lock, which every writer of it holds, so none is
-    being written now; a kill -9 during a save left a 4 MB one for good). A process
-    that mapped an array keeps its mapping."""
+    previous saves'), then the leftovers of killed writers (``remove_leftovers``). A
+    process that mapped an array keeps its mapping."""
     keep = f"{stem}.{header['token']}."
     for path in folder.glob(f"{stem}.*.npy"):
         if not path.name.startswith(keep):
             path.unlink(missing_ok=True)
+    remove_leftovers(folder)
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Remove the temporary files (``.fpcli-*``) of writers killed mid-write: a kill -9
+    during a save left a 4 MB one for good. Only under the folder's lock, which every
+    writer of the folder holds, so that none of them is being written now."""
     for path in folder.glob(".fpcli-*"):
         if path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
