@@ -135,55 +135,71 @@ def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str, 
         raise FpcliError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     with client:
         _wait_for_a_worker(client, scheduler)
-        limit = IN_FLIGHT_PER_WORKER * max(sum(client.nthreads().values()), 1)
-        pending = iter(calls)
-        running = as_completed(loop=client.loop)
-        labels: dict[str, tuple[Any, str]] = {}  # future key -> (future, label)
-        for label, call in _take(pending, limit):
-            running.add(_submit(client, label, call, labels))
-        idle_since = time.monotonic()
-        clock = _TaskClock(timeout_s)
-        while not running.is_empty():
-            for key in clock.overdue(client, labels):
+        flight = _Flight(client, iter(calls), as_completed(loop=client.loop))
+        flight.submit(IN_FLIGHT_PER_WORKER * max(sum(client.nthreads().values()), 1))
+        watch = _Watch(timeout_s)
+        while not flight.running.is_empty():
+            for key in watch.overdue(client, flight.labels):
                 # The task's thread cannot be stopped (Python threads cannot be killed):
                 # the file is reported and the run goes on, as with the local time limit.
-                future, label = labels.pop(key)
-                future.cancel()
-                yield label, ("Timeout", f"analysis took longer than {timeout_s:g} s on a Dask worker (whose "
-                                         "thread may still be busy with it)")
-                for label, call in _take(pending, 1):
-                    running.add(_submit(client, label, call, labels))
-            done = running.next_batch(block=False)
-            if done:
-                idle_since = time.monotonic()
-            elif client.nthreads():
-                idle_since = time.monotonic()
-                time.sleep(POLL_S)
-            elif time.monotonic() - idle_since > WORKER_WAIT_S:
+                late = ("Timeout", f"analysis took longer than {timeout_s:g} s on a Dask worker (whose thread "
+                                   "may still be busy with it)")
+                yield flight.finish(key, cancel=True), late
+            done = flight.running.next_batch(block=False)
+            if not done and watch.workers_gone(client):
                 # Every worker is gone: the tasks would wait for one forever, silently.
-                client.cancel([future for future, _ in labels.values()])
                 reason = ("NoDaskWorker", f"no Dask worker left at {scheduler} for {WORKER_WAIT_S:g} s")
-                yield from ((label, reason) for _, label in labels.values())
-                yield from ((label, reason) for label, _ in pending)
+                yield from ((label, reason) for label in flight.abandon())
                 return
-            else:
+            if not done:
                 time.sleep(POLL_S)
             for future in done:
-                if future.key not in labels:   # timed out and reported already
-                    continue
-                yield labels.pop(future.key)[1], _outcome(future)
-                for label, call in _take(pending, 1):
-                    running.add(_submit(client, label, call, labels))
+                if future.key in flight.labels:   # else timed out and reported already
+                    yield flight.finish(future.key), _outcome(future)
 
 
 @dataclasses.dataclass
-class _TaskClock:
-    """When each task was first seen running on a worker (the scheduler's "processing"
-    state, asked at most every CLOCK_S), to apply the per-file time limit on Dask."""
+class _Flight:
+    """The calls on the cluster: futures by key with their labels, and the calls not
+    submitted yet (one goes out for each that finishes: bounded memory)."""
+
+    client: Any
+    pending: Iterator[tuple[str, Callable[[], Any]]]
+    running: Any                                    # distributed.as_completed
+    labels: dict[str, tuple[Any, str]] = dataclasses.field(default_factory=dict)  # key -> (future, label)
+
+    def submit(self, n: int) -> None:
+        for label, call in _take(self.pending, n):
+            future = self.client.submit(_invoke, call, retries=TASK_RETRIES, pure=False,
+                                        key=f"fpcli-{os.urandom(8).hex()}")
+            self.labels[future.key] = (future, label)
+            self.running.add(future)
+
+    def finish(self, key: str, *, cancel: bool = False) -> str:
+        """The label of a finished (or, with ``cancel``, abandoned) task; the next call goes out."""
+        future, label = self.labels.pop(key)
+        if cancel:
+            future.cancel()
+        self.submit(1)
+        return label
+
+    def abandon(self) -> list[str]:
+        """Cancel every task; the labels of those submitted and of those never submitted."""
+        self.client.cancel([future for future, _ in self.labels.values()])
+        return [label for _, label in self.labels.values()] + [label for label, _ in self.pending]
+
+
+@dataclasses.dataclass
+class _Watch:
+    """What the client asks the scheduler at most every CLOCK_S: which tasks run (for
+    the per-file time limit: when each was first seen running) and whether any worker
+    is left (none for WORKER_WAIT_S ends the run)."""
 
     timeout_s: float | None
     started: dict[str, float] = dataclasses.field(default_factory=dict)
     next_look: float = 0.0
+    next_count: float = 0.0
+    workers_seen: float = dataclasses.field(default_factory=time.monotonic)
 
     def overdue(self, client: Any, labels: dict[str, tuple[Any, str]]) -> list[str]:
         now = time.monotonic()
@@ -194,6 +210,14 @@ class _TaskClock:
         for key in running & labels.keys():
             self.started.setdefault(key, now)
         return [key for key, since in self.started.items() if key in labels and now - since > self.timeout_s]
+
+    def workers_gone(self, client: Any) -> bool:
+        now = time.monotonic()
+        if now >= self.next_count:
+            self.next_count = now + CLOCK_S
+            if client.nthreads():
+                self.workers_seen = now
+        return now - self.workers_seen > WORKER_WAIT_S
 
 
 def _wait_for_a_worker(client: Any, scheduler: str) -> None:
@@ -208,12 +232,6 @@ def _wait_for_a_worker(client: Any, scheduler: str) -> None:
 
 def _take(iterator: Iterator[Any], n: int) -> list[Any]:
     return [item for _, item in zip(range(n), iterator, strict=False)]
-
-
-def _submit(client, label: str, call: Callable[[], Any], labels: dict[str, tuple[Any, str]]):
-    future = client.submit(_invoke, call, retries=TASK_RETRIES, pure=False, key=f"fpcli-{os.urandom(8).hex()}")
-    labels[future.key] = (future, label)
-    return future
 
 
 def _invoke(call: Callable[[], Any]) -> Any:
