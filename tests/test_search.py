@@ -1,5 +1,6 @@
 """Similarity search: exact top-k, normalisation, index refresh, strategies, CLI."""
 
+import dataclasses
 import json
 import os
 
@@ -30,6 +31,7 @@ from fpcli.search import (
 from fpcli.search.index import fit_scaling, scale
 from fpcli.search.rank import NULL_PENALTY, TIMBRE_WEIGHT
 from fpcli.store import FingerprintStore
+from fpcli.store.records import Validation
 from tests.conftest import write
 
 KEY = AnalysisParams().key()
@@ -476,3 +478,31 @@ def test_library_folder_finds_a_track_whose_copy_elsewhere_was_analysed_last(tmp
         assert "copies elsewhere not looked for: more than 2 entries under the folder" in result.stderr
     finally:
         monkey.undo()
+
+
+def test_auto_choosing_accurate_computes_the_querys_own_batch_fingerprint(store, library):
+    """auto chooses after reading the query's streaming record; when it re-ranks with
+    batch (here: the query failed validation), the query's batch fingerprint is
+    computed too (it was "the query has no batch fingerprint values")."""
+    record = store.record_for_path(library / "t2.flac")
+    assert record.batch is None
+    failed = Validation("invalid", 0.5, 0.95, "high", ("tempo_bpm",), {"tempo_bpm": 0.5}, 0.0)
+    store.update_record(dataclasses.replace(record, validation=failed))
+    result = search(store, str(library / "t2.flac"), k=1, strategy="auto")
+    assert result.strategy == "accurate" and "failed validation" in result.reason
+    assert len(result.hits) == 1 and not result.hits[0].path.endswith("t2.flac")
+    assert store.record_for_path(library / "t2.flac").batch is not None
+
+
+def test_a_stream_query_is_never_re_ranked_with_batch(store, library):
+    """A stream query has no batch fingerprint: auto keeps fast and says why, and the
+    CLI refuses accurate and batch before reading stdin (exit 2)."""
+    record = store.record_for_path(library / "t2.flac")
+    failed = Validation("invalid", 0.5, 0.95, "high", ("tempo_bpm",), {"tempo_bpm": 0.5}, 0.0)
+    streamed = dataclasses.replace(record, validation=failed)
+    result = search(store, "-", k=1, strategy="auto", query=streamed)
+    assert result.strategy == "fast" and "a stream has no batch fingerprint" in result.reason
+    for strategy in ("accurate", "batch"):
+        refused = runner.invoke(app, ["--store", store.location, "search", "-", "--strategy", strategy],
+                                input=b"not read")
+        assert refused.exit_code == 2 and "a stream query does not have" in refused.output

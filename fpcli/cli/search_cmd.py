@@ -99,6 +99,9 @@ def search(
     if library is not None:
         _check_folder(library)
     text = path_text(query)
+    if text == "-" and strategy in ("accurate", "batch"):
+        raise typer.BadParameter(f"{strategy} ranks by batch fingerprints, which a stream query does not have "
+                                 "(it is analysed as it arrives): use fast or auto", param_hint="--strategy")
     streamed = _stream_query(seconds) if text == "-" else None
     from fpcli.cli.tracks import Reporter  # rich: only when a command runs (start-up time)
 

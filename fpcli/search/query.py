@@ -197,7 +197,10 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
         strategy, reason = "fast", (f"a partial query ({record.streaming.seconds:.0f} s heard): streaming "
                                     "fingerprints, each dim weighted by its confidence")
     elif strategy == "auto":
-        strategy, reason = _choose(record)
+        strategy, reason = _choose(record, can_rerank=query is None)
+        if strategy != "fast" and record.batch is None:
+            # Chosen after the look-up, which asked for the streaming fingerprint only.
+            record, _ = query_record(store, query_path, params, batch=True)
     copies = files_under(store, under) if under else {}
     plan = Query(k, {**default_weights(), **(group_weights or {})}, under, explain,
                  None if include_duplicates else record.digest, not include_duplicates, mutual_proximity,
@@ -233,17 +236,21 @@ def _ranking(hits: list[Hit], mutual_proximity: bool) -> str:
     return "distance (too few tracks to model mutual proximity)" if hits else "distance"
 
 
-def _choose(record: Record) -> tuple[str, str]:
+def _choose(record: Record, *, can_rerank: bool = True) -> tuple[str, str]:
+    """auto's strategy and why. ``can_rerank`` is False for a stream query, which has
+    no batch fingerprint (its audio is gone once analysed)."""
     status = record.validation.status if record.validation else None
     confidence = record.streaming.confidence
     mean = sum(confidence.values()) / len(confidence) if confidence else 0.0
-    if status == "invalid":
-        return "accurate", "auto: the query's streaming fingerprint failed validation, so re-rank with batch"
-    if mean < 0.9:
-        return "accurate", f"auto: the query's streaming confidence is low ({mean:.2f}), so re-rank with batch"
+    doubt = ("the query's streaming fingerprint failed validation" if status == "invalid" else
+             f"the query's streaming confidence is low ({mean:.2f})" if mean < 0.9 else None)
+    if doubt and can_rerank:
+        return "accurate", f"auto: {doubt}, so re-rank with batch"
+    if doubt:
+        return "fast", f"auto: {doubt}, but a stream has no batch fingerprint to re-rank with"
     if status == "valid":
         return "fast", "auto: the query's streaming fingerprint is validated against batch"
-    return "fast", "auto: the query's streaming fingerprint is complete (confidence 1.0); validate to be sure"
+    return "fast", f"auto: the query's streaming confidence is high ({mean:.2f}); validate to be sure"
 
 
 def _query_row(record: Record, kind: str) -> np.ndarray:
