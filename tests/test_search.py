@@ -506,3 +506,19 @@ def test_a_stream_query_is_never_re_ranked_with_batch(store, library):
         refused = runner.invoke(app, ["--store", store.location, "search", "-", "--strategy", strategy],
                                 input=b"not read")
         assert refused.exit_code == 2 and "a stream query does not have" in refused.output
+
+
+def test_previews_are_left_out_of_search_and_it_says_so(tmp_path, library):
+    """A preview pass (--seconds) leaves records that are no search candidates: the
+    search says how many it left out and how to finish them, also when they are all
+    there is (it said "analyse the library first" of an analysed library)."""
+    with FingerprintStore.open(tmp_path / "p") as previews:
+        run_library([str(library)], previews, RunOptions(jobs=1, seconds=1.0))
+        with pytest.raises(SearchError, match="7 of its records are previews .*--upgrade"):  # t1 is now whole
+            search(previews, str(library / "t1.flac"), k=2, strategy="fast")
+        run_library([str(library / "t2.flac"), str(library / "t3.flac")], previews, RunOptions(jobs=1))
+        result = search(previews, str(library / "t1.flac"), k=2, strategy="fast")
+        assert {os.path.basename(h.path) for h in result.hits} == {"t2.flac", "t3.flac"}
+        assert result.stats["previews_left_out"] == 5
+        cli = runner.invoke(app, ["--store", previews.location, "search", str(library / "t1.flac"), "-k", "2"])
+        assert cli.exit_code == 0 and "left out 5 preview records" in cli.stderr

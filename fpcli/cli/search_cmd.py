@@ -86,6 +86,7 @@ def search(
     """
     from fpcli.search import Compute, parse_weights, write_m3u
     from fpcli.search import search as run_search
+    from fpcli.search.query import PREVIEWS_LEFT_OUT
 
     if strategy not in STRATEGIES:
         raise typer.BadParameter(f"{strategy!r}: one of {', '.join(STRATEGIES)}", param_hint="--strategy")
@@ -120,6 +121,9 @@ def search(
         warn_line(f"{path}: skipped as a candidate ({error})")
     if result.stats.get("copies_elsewhere"):
         warn_line(f"--library: copies elsewhere {result.stats['copies_elsewhere']}")
+    if result.stats.get("previews_left_out"):
+        n = result.stats["previews_left_out"]
+        note("", f"left out {n} preview record{'s' if n != 1 else ''} ({PREVIEWS_LEFT_OUT})")
     if result.stats.get("index_saved") is False:
         warn_line("the search index could not be saved (a full disk, or a folder that is not writable?): "
                   "every search builds it again until it can be")

@@ -128,6 +128,10 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
     return _stored_query(store, path, params), False
 
 
+# Why a preview record (the first N seconds of a track) is no search candidate, and
+# what to do: its values describe the start of the track only, not the track.
+PREVIEWS_LEFT_OUT = ("the first seconds of a track only, which search leaves out: "
+                     "`fpcli analyze FOLDER --upgrade` finishes them")
 PREVIEW_MATCH_S = 0.05  # a stored preview this close to the seconds asked for is that preview
 
 
@@ -220,6 +224,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     else:
         hits = _batch(store, record, plan, params, compute if compute_missing else None, stats, skipped,
                       index_progress)
+    stats["previews_left_out"] = store.record_count("previews")
     store.flush_stats()
     stats["cache_hits"] = store.backend.counter("hits") - hits_before
     stats["ranking"] = _ranking(hits, mutual_proximity)
@@ -266,8 +271,12 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
     index, info = current_index(store, kind, params.key(), progress)
     stats.update(info)
     if len(index) <= 1:
-        raise SearchError(f"the store holds no other {kind} fingerprints to search: analyse the library first"
-                          + (" with batch fingerprints" if kind == "batch" else ""))
+        message = f"the store holds no other {kind} fingerprints to search: analyse the library first"
+        previews = store.record_count("previews")
+        if kind == "streaming" and previews:
+            message = (f"the store holds no other complete fingerprints to search: {previews} of its records are "
+                       f"previews ({PREVIEWS_LEFT_OUT})")
+        raise SearchError(message + (" with batch fingerprints" if kind == "batch" else ""))
     return _ranked(store, index, record, query, stats)
 
 

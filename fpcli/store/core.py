@@ -362,11 +362,12 @@ class FingerprintStore(StoreImports):
             "warnings": [w for w in [self.backend.policy_warning(), note] if w],
         }
 
-    def record_count(self) -> int | None:
-        """How many records the store holds, from its kept census (no scan); None
-        when it keeps none (a store that must be counted first)."""
+    def record_count(self, kind: str = "entries") -> int | None:
+        """How many records the store holds (``kind``: entries, or one of the census's
+        other counts, e.g. previews), from its kept census (no scan); None when it
+        keeps none (a store that must be counted first)."""
         counts, _ = self.backend.census()
-        return None if counts is None else int(census_summary(counts)["entries"])
+        return None if counts is None else int(census_summary(counts)[kind])
 
     # -- change journal (for incremental index refresh) ----------------------------------------
 
