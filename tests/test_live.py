@@ -95,6 +95,13 @@ def test_bad_raw_options_are_usage_errors(tmp_path, options, message):
     assert run.returncode == 2 and message in run.stderr
 
 
+def test_a_stream_or_a_followed_file_comes_alone(tmp_path, song):
+    with_path = _fpcli(tmp_path / "s", "analyze", "-", str(song), stdin=b"")
+    assert with_path.returncode == 2 and b"give no other path with it" in with_path.stderr
+    two_files = _fpcli(tmp_path / "s", "analyze", str(song), str(song), "--every", "1")
+    assert two_files.returncode == 2 and b"--every follows one file" in two_files.stderr
+
+
 @pytest.mark.parametrize("raw_format", ["f32le", "f64le"])
 def test_float_bytes_that_are_not_audio_are_the_stream_s_failure(tmp_path, raw_format):
     """Random float bytes hold NaNs (signalling ones warned on any arithmetic) and

@@ -148,7 +148,9 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
     from fpcli.live import follow, stream_identity
 
     if len(texts) != 1:
-        raise typer.BadParameter("follows one file, or - for a stream on stdin", param_hint="--every / -")
+        what, hint = (("- (a stream on stdin) is analysed alone: give no other path with it", "-") if "-" in texts
+                      else ("--every follows one file (or - for a stream on stdin), not several", "--every"))
+        raise typer.BadParameter(what, param_hint=hint)
     path = texts[0]
     raw_format, rate, channels = raw
     _check_raw(raw_format, rate, channels)
