@@ -4,7 +4,8 @@ searched and listed on its own; the image itself is not a track.
 
 A track runs from its ``INDEX 01`` to the next track's ``INDEX 01`` (a pregap stays
 with the track before it, as most splitters do); the last track runs to the end of
-the image. Times are mm:ss:ff with 75 frames per second (the CD sector rate).
+the image, which no track may start after (its header says its length). Times are
+mm:ss:ff with 75 frames per second (the CD sector rate).
 Sheets referencing one file per track describe ordinary files and add nothing.
 """
 
@@ -22,7 +23,7 @@ _TIME = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2})$")
 
 
 class CueError(Exception):
-    """A CUE sheet that cannot be used (unreadable, or tracks out of order)."""
+    """A CUE sheet that cannot be used (unreadable, tracks out of order, or past the end of the image)."""
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(reason)
@@ -142,8 +143,44 @@ def cue_tracks_of_folder(folder: str, names: list[str]) -> tuple[list[CueTrack],
                 images.add(image)
                 sheets.add(name)
                 path = os.path.join(folder, image)
+                _check_within(sheet, path, image_tracks)
                 tracks += [dataclasses.replace(t, image=path) for t in image_tracks]
     return tracks, images, sheets
+
+
+def _check_within(sheet: str, image: str, tracks: list[CueTrack]) -> None:
+    """``CueError`` for a track that starts at or after the end of its image (a sheet
+    of another rip, a typo in a time): read, it has no audio at all, and it failed as
+    "no audio frames could be decoded", naming neither the sheet nor the time."""
+    seconds = _image_seconds(image)
+    late = next((t for t in tracks if seconds is not None and t.start_s >= seconds), None)
+    if late is not None:
+        raise CueError(sheet, f"track {late.number:02d} starts at {late.start_s:.2f} s, after the end of "
+                              f"{os.path.basename(image)} ({seconds:.2f} s)")
+
+
+def _image_seconds(image: str) -> float | None:
+    """The image's length as its header states it; None when unknown (an image that
+    cannot be opened is reported by its own analysis; an estimated length, as of an
+    MP3 without a stated frame count, might be short)."""
+    from fpcli.audio import open_source  # the decoders: only for a folder with a sheet
+    from fpcli.errors import AudioReadError
+
+    try:
+        source = open_source(image)
+    except (AudioReadError, OSError):
+        return None
+    source.close()
+    if not source.length_exact or source.expected_frames <= 0:
+        return None
+    return source.expected_frames / source.info.samplerate
+
+
+def is_entry(path: str) -> bool:
+    """Whether ``path`` is shaped as a CUE track's entry (``album.flac#03``) with no
+    file of that name. Reads no sheet: an entry whose sheet has changed since is still
+    no file a player could open (``track_of_entry`` finds the track itself)."""
+    return _ENTRY.match(path) is not None and not os.path.lexists(path)
 
 
 def track_of_entry(path: str) -> CueTrack | None:

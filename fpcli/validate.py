@@ -114,9 +114,23 @@ class ValidationResult:
     def failed_metrics(self) -> list[str]:
         return [m.name for m in self.metrics if not m.passed]
 
+    @property
+    def comparable(self) -> bool:
+        """Whether any metric was measured: a track shorter than one analysis frame has
+        every value null on both sides, which is no evidence for or against the
+        streaming analyzer (a value on one side only is a failed metric instead)."""
+        return any(m.streaming is not None or m.batch is not None for m in self.metrics)
+
+    @property
+    def status(self) -> str:
+        """valid, invalid, or not_comparable (see ``comparable``)."""
+        if not self.comparable:
+            return "not_comparable"
+        return "valid" if self.is_valid else "invalid"
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "status": "valid" if self.is_valid else "invalid",
+            "status": self.status,
             "similarity": self.similarity,
             "threshold": self.threshold,
             "confidence_quality": self.confidence_quality,
@@ -219,7 +233,9 @@ CONFIDENCE_BUCKETS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0)
 @dataclasses.dataclass(frozen=True)
 class TrackValidation:
     path: str
-    status: str                  # valid, invalid, error (could not be decoded) or not_analysable (scan problem)
+    # valid, invalid, not_comparable (nothing measured), error (could not be decoded)
+    # or not_analysable (scan problem)
+    status: str
     result: ValidationResult | None = None
     error: str | None = None
 
@@ -245,17 +261,19 @@ class LibraryValidation:
 
     @property
     def compared(self) -> list[TrackValidation]:
-        return [t for t in self.tracks if t.result is not None]
+        """The tracks with a verdict: valid or invalid (not the not comparable ones)."""
+        return [t for t in self.tracks if t.status in ("valid", "invalid")]
 
     @property
     def results(self) -> list[ValidationResult]:
-        return [t.result for t in self.tracks if t.result is not None]
+        return [t.result for t in self.compared if t.result is not None]
 
     @property
     def valid_share(self) -> float | None:
         """The share of valid tracks among those compared (None when none was): a
         file that could not be decoded says nothing about the streaming analyzer, so
-        it is not in the share; it is counted in ``failed`` (exit code 3) instead."""
+        it is not in the share; it is counted in ``failed`` (exit code 3) instead. A
+        track not comparable (nothing measured) is in neither."""
         compared = self.compared
         return sum(t.status == "valid" for t in compared) / len(compared) if compared else None
 
@@ -289,6 +307,7 @@ class LibraryValidation:
             "invalid": sum(t.status == "invalid" for t in self.tracks),
             "failed_to_decode": sum(t.status == "error" for t in self.tracks),
             "not_analysable": sum(t.status == "not_analysable" for t in self.tracks),
+            "not_comparable": sum(t.status == "not_comparable" for t in self.tracks),
             "compared": len(self.compared),
             "valid_share": self.valid_share,
             "median_similarity": _median(similarities),
@@ -421,13 +440,21 @@ def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
         return TrackValidation(result.path, "error", error="no stored fingerprints (evicted meanwhile?)"), None
     verdict = validate_record(record, tolerances=tolerances, threshold=threshold)
     if store_verdict:
-        record = dataclasses.replace(record, validation=Validation(
-            "valid" if verdict.is_valid else "invalid", verdict.similarity, verdict.threshold,
-            verdict.confidence_quality, tuple(verdict.failed_metrics),
-            {m.name: (m.error if m.error is not None and math.isfinite(m.error) else None) for m in verdict.metrics},
-            time.time()))
+        record = dataclasses.replace(record, validation=_stored_verdict(verdict))
         store.update_record(record)
-    return TrackValidation(result.path, "valid" if verdict.is_valid else "invalid", verdict), record
+    return TrackValidation(result.path, verdict.status, verdict), record
+
+
+def _stored_verdict(verdict: ValidationResult) -> Validation | None:
+    """The verdict to keep in the record. None for a track not comparable: it was
+    neither valid nor invalid, and a stale "invalid" must not make search auto doubt it."""
+    if not verdict.comparable:
+        return None
+    return Validation(
+        verdict.status, verdict.similarity, verdict.threshold, verdict.confidence_quality,
+        tuple(verdict.failed_metrics),
+        {m.name: (m.error if m.error is not None and math.isfinite(m.error) else None) for m in verdict.metrics},
+        time.time())
 
 
 def _partial(records: dict[str, Record], seconds: list[float], options: RunOptions,

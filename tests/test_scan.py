@@ -173,6 +173,22 @@ def test_cue_sheets_that_would_lose_a_track_are_problems(tmp_path, body, message
     assert [os.path.basename(f) for f in found.files] == ["Album Image.flac"]
 
 
+def test_a_cue_track_starting_after_the_end_of_its_image_is_a_sheet_problem(tmp_path):
+    """Was "album.flac#03: no audio frames could be decoded", a failure of the track
+    that named neither the sheet nor the time."""
+    folder = tmp_path / "album"
+    _album(folder, seconds=(1.0, 1.0, 1.0), sheet=False)
+    (folder / "album.cue").write_text('FILE "Album Image.flac" WAVE\nTRACK 01 AUDIO\nINDEX 01 00:00:00\n'
+                                      'TRACK 02 AUDIO\nINDEX 01 00:01:00\nTRACK 03 AUDIO\nINDEX 01 05:00:00\n')
+    found = scan([folder])
+    assert [p.message for p in found.problems] == [
+        "track 03 starts at 300.00 s, after the end of Album Image.flac (3.00 s)"]
+    assert [os.path.basename(f) for f in found.files] == ["Album Image.flac"]  # analysed as one file
+    result = runner.invoke(app, ["analyze", str(folder), "-q", "--jobs", "1"])
+    assert result.exit_code == 3 and "album.cue: track 03 starts at 300.00 s" in result.stderr
+    assert "no audio frames" not in result.output
+
+
 def test_a_utf16_cue_sheet_is_read(tmp_path):
     """Some Windows tools write sheets in UTF-16 with a BOM: read as Latin-1 it had no
     FILE line and was skipped without a word."""

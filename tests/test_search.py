@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -262,6 +263,22 @@ def test_auto_explains_its_choice(store, library):
     assert result.strategy == "fast" and result.reason.startswith("auto:")
 
 
+def test_auto_averages_the_confidence_of_measured_dims_only(template):
+    # Was "low confidence (0.69)" for a fully heard silent or short file: its null dims
+    # (confidence 0) pulled the mean down, and auto re-ranked with batch for nothing.
+    from fpcli.search.query import _choose
+
+    nulls = ("tempo_bpm", "rhythm_stability", "key_clarity", "pitch_stability")
+    values = {d: None if d in nulls else 0.5 for d in STREAMING_DIMS}
+    confidence = {d: 0.0 if d in nulls else 1.0 for d in STREAMING_DIMS}  # mean over all 13: 0.69
+    streaming = dataclasses.replace(template.streaming, values=values, confidence=confidence)
+    record = dataclasses.replace(template, streaming=streaming, validation=None)
+    assert _choose(record) == ("fast", "auto: the query's streaming confidence is high (1.00); validate to be sure")
+    nothing = dataclasses.replace(streaming, values=dict.fromkeys(STREAMING_DIMS), confidence=confidence)
+    strategy, reason = _choose(dataclasses.replace(record, streaming=nothing))  # no value: every dim, as before
+    assert strategy == "accurate" and "low (0.69)" in reason
+
+
 def test_query_outside_the_store_is_analysed_and_cached(store, tmp_path):
     outside = write(tmp_path / "outside.flac", synth.music_like(3.0, 22050, seed=42), 22050)
     result = search(store, outside, k=2, strategy="fast")
@@ -361,6 +378,7 @@ def test_include_duplicates_never_lists_the_query_itself(store, library):
 def test_cli_m3u_on_stdout_is_the_playlist_alone_without_streams(store, library, tmp_path):
     from fpcli.live import LiveFingerprint
     from fpcli.search import Hit, SearchResult, write_m3u
+    from fpcli.search.query import LeftOut
 
     live = LiveFingerprint(22050, 2, expected_seconds=3.0)
     live.push(synth.music_like(3.0, 22050, seed=50, bpm=100))
@@ -376,9 +394,54 @@ def test_cli_m3u_on_stdout_is_the_playlist_alone_without_streams(store, library,
     both = runner.invoke(app, [*args, "--json"])
     assert both.exit_code == 2 and "choose one" in both.output
     stdin_query = SearchResult("-", "fast", "", [Hit("stream:radio", 0.1, "a"), Hit("/m/a.flac", 0.2, "b")], {})
-    assert write_m3u(stdin_query, tmp_path / "p.m3u") == 2            # the query on stdin is a stream too
+    assert write_m3u(stdin_query, tmp_path / "p.m3u") == LeftOut(streams=2)  # the query on stdin is a stream too
     assert (tmp_path / "p.m3u").read_text().splitlines()[1:] == ["#EXTINF:-1,a", os.path.relpath("/m/a.flac",
                                                                                                   tmp_path)]
+
+
+def test_cli_m3u_leaves_cue_sheet_tracks_out(store, library, tmp_path):
+    # Was "album.flac#01" in the playlist: a CUE track is a part of an album image, which no player opens.
+    from fpcli.search import Hit, SearchResult, write_m3u
+    from fpcli.search.query import LeftOut
+
+    album = tmp_path / "album"
+    album.mkdir()
+    write(album / "album.flac", np.concatenate([synth.music_like(2.0, 22050, seed=60 + i, bpm=95 + 10 * i)
+                                                for i in range(2)]), 22050)
+    (album / "album.cue").write_text('FILE "album.flac" WAVE\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
+                                     '  TRACK 02 AUDIO\n    INDEX 01 00:02:00\n')
+    run_library([str(album)], store, RunOptions())
+    playlist = tmp_path / "p.m3u"
+    args = ["--store", store.location, "search", str(library / "t5.flac"), "-k", "20", "-s", "fast"]
+    result = runner.invoke(app, [*args, "--m3u", str(playlist)])
+    assert result.exit_code == 0, result.output
+    assert "album.flac#01" in result.stdout and "#0" not in playlist.read_text()  # a hit, not a playlist line
+    assert "left 2 CUE-sheet tracks out of the playlist (no file of their own)" in result.stderr
+    hits = [Hit(str(album / "album.flac#02"), 0.1, "a"), Hit("stream:radio", 0.2, "b")]
+    cue_query = SearchResult(str(album / "album.flac#01"), "fast", "", hits, {})
+    assert write_m3u(cue_query, playlist) == LeftOut(streams=1, cue_tracks=2)
+    assert playlist.read_text() == "#EXTM3U\n"
+
+
+def test_cli_library_with_no_hits_says_why(store, library, tmp_path):
+    # Was an empty stdout and exit 0 without a word: every track there was the query's
+    # recording (a byte copy, another encoding), or the store had nothing there.
+    dupes, empty = tmp_path / "dupes", tmp_path / "empty"
+    dupes.mkdir()
+    empty.mkdir()
+    song = write(tmp_path / "song.flac", synth.music_like(8.0, 22050, seed=70, bpm=97), 22050)  # long enough
+    (dupes / "song_copy.flac").write_bytes((tmp_path / "song.flac").read_bytes())      # for a duplicate key
+    write(dupes / "song.wav", *sf.read(song, dtype="int16"))  # the same samples, another format
+    run_library([song, str(dupes)], store, RunOptions(jobs=2))
+    args = ["--store", store.location, "search", song, "-s", "fast", "-l"]
+    result = runner.invoke(app, [*args, str(dupes)])
+    assert result.exit_code == 0 and result.stdout == "", result.output
+    assert f"no hits under {dupes} (2 copies of the query left out)" in result.stderr
+    assert json.loads(runner.invoke(app, [*args, str(dupes), "--json"]).stdout)["stats"]["query_copies_under"] == 2
+    nothing = runner.invoke(app, [*args, str(empty)])
+    assert nothing.exit_code == 0 and f"no hits under {empty} (the store has no other track there)" in nothing.stderr
+    kept = runner.invoke(app, [*args, str(dupes), "--include-duplicates"])
+    assert "no hits" not in kept.stderr and "song_copy.flac" in kept.stdout
 
 
 def test_cli_library_must_be_a_folder(store, library, tmp_path):
@@ -514,7 +577,7 @@ def test_previews_are_left_out_of_search_and_it_says_so(tmp_path, library):
     there is (it said "analyse the library first" of an analysed library)."""
     with FingerprintStore.open(tmp_path / "p") as previews:
         run_library([str(library)], previews, RunOptions(jobs=1, seconds=1.0))
-        with pytest.raises(SearchError, match="7 of its records are previews .*--upgrade"):  # t1 is now whole
+        with pytest.raises(SearchError, match="7 of its records are previews .*upgrade"):  # t1 is now whole
             search(previews, str(library / "t1.flac"), k=2, strategy="fast")
         run_library([str(library / "t2.flac"), str(library / "t3.flac")], previews, RunOptions(jobs=1))
         result = search(previews, str(library / "t1.flac"), k=2, strategy="fast")

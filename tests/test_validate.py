@@ -275,3 +275,30 @@ def test_validate_tables_are_not_cut_in_a_pipe(small_library):
     cells = [f"{row['mean_error']:.3g} ({row['samples']})" for rows in partial["buckets"].values() for row in rows
              if row["mean_error"] is not None]
     assert cells and all(cell in result.stdout for cell in cells)
+
+
+def test_all_null_comparison_is_not_comparable():
+    nothing = compare(dict.fromkeys(STREAMING_DIMS), dict.fromkeys(BATCH_DIMS))
+    assert not nothing.comparable and nothing.status == "not_comparable"
+    assert nothing.to_json()["status"] == "not_comparable"
+    # A value on one side only is a disagreement, not "nothing measured".
+    one_sided = compare({**dict.fromkeys(STREAMING_DIMS), "silence_ratio": 1.0}, dict.fromkeys(BATCH_DIMS))
+    assert one_sided.comparable and one_sided.status == "invalid"
+
+
+def test_validate_track_shorter_than_a_frame_is_not_comparable(small_library, tmp_path):
+    # Was "invalid, failed: none, similarity —", counted against --fail-under (exit 4) and stored
+    # as invalid: a 1-sample file has nothing measured on either side, so no verdict at all.
+    (small_library / "broken.flac").unlink()
+    write(small_library / "tiny.wav", synth.music_like(4.0, 22050, seed=2)[:1], 22050)
+    store = ["--store", str(tmp_path / "s")]
+    result = runner.invoke(app, [*store, "validate", "-l", str(small_library), "--fail-under", "0.9", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "valid 1 (100.0 % of 1 compared), invalid 0, failed to decode 0, not comparable 1" in result.stdout
+    assert "not comparable" in result.stdout and "tiny.wav" in result.stdout
+    data = json.loads(runner.invoke(app, [*store, "validate", "-l", str(small_library), "--json"]).stdout)
+    assert (data["summary"]["not_comparable"], data["summary"]["invalid"], data["summary"]["compared"]) == (1, 0, 1)
+    assert {t["path"].rsplit("/", 1)[-1]: t["status"] for t in data["tracks"]} == {
+        "a.flac": "valid", "tiny.wav": "not_comparable"}
+    with FingerprintStore.open(tmp_path / "s") as opened:
+        assert sorted(str(r.validation and r.validation.status) for r in opened.records()) == ["None", "valid"]

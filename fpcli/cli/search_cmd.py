@@ -18,6 +18,7 @@ from fpcli.executors import DEFAULT_TIMEOUT_S
 if TYPE_CHECKING:
     from fpcli.cli.tracks import Reporter
     from fpcli.search import SearchResult
+    from fpcli.search.query import LeftOut
     from fpcli.store import Record
 
 STRATEGIES = ("fast", "accurate", "batch", "auto")  # fpcli.search.STRATEGIES (checked by a test)
@@ -39,9 +40,10 @@ def search(
              "harmonic, variation, stereo, default 1 each; timbre, default 2).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show the dims that contributed most.")] = False,
     m3u: Annotated[Path | None, typer.Option("--m3u", show_default=False,
-                                             help="Write a playlist of the query and its hits, streams left out "
-                                                  "(- for stdout: then stdout holds the playlist alone, the "
-                                                  "table is not printed and --json cannot be).")] = None,
+                                             help="Write a playlist of the query and its hits, streams and CUE-sheet "
+                                                  "tracks left out (- for stdout: then stdout holds the playlist "
+                                                  "alone, the table is not printed and --json cannot be).")]
+    = None,
     compute_missing: Annotated[bool, typer.Option(
         "--compute-missing", help="batch: compute missing batch fingerprints first.")] = False,
     include_duplicates: Annotated[bool, typer.Option(
@@ -86,7 +88,6 @@ def search(
     """
     from fpcli.search import Compute, parse_weights, write_m3u
     from fpcli.search import search as run_search
-    from fpcli.search.query import PREVIEWS_LEFT_OUT
 
     if strategy not in STRATEGIES:
         raise typer.BadParameter(f"{strategy!r}: one of {', '.join(STRATEGIES)}", param_hint="--strategy")
@@ -114,16 +115,17 @@ def search(
                             seconds=seconds, query=streamed, compute=compute,
                             mutual_proximity=mutual_proximity, index_progress=reporter.index_progress())
     if m3u is not None:
-        streams = write_m3u(result, m3u)
-        if streams:
-            note("", f"left {streams} stream{'s' if streams != 1 else ''} out of the playlist (no file to play)")
+        _note_left_out(write_m3u(result, m3u))
     for path, error in result.skipped:
         warn_line(f"{path}: skipped as a candidate ({error})")
     if result.stats.get("copies_elsewhere"):
         warn_line(f"--library: copies elsewhere {result.stats['copies_elsewhere']}")
     if result.stats.get("previews_left_out"):
         n = result.stats["previews_left_out"]
-        note("", f"left out {n} preview record{'s' if n != 1 else ''} ({PREVIEWS_LEFT_OUT})")
+        note("", f"left out {n} preview record{'s' if n != 1 else ''} (the first seconds of a track only): "
+                 "`fpcli analyze FOLDER --upgrade` finishes them")
+    if "query_copies_under" in result.stats:
+        note("", _nothing_under(path_text(library) if library else "", result.stats["query_copies_under"]))
     if result.stats.get("index_saved") is False:
         warn_line("the search index could not be saved (a full disk, or a folder that is not writable?): "
                   "every search builds it again until it can be")
@@ -131,6 +133,23 @@ def search(
         print_json(result.to_json())
         return
     render_search(result, explain, table=m3u is None or path_text(m3u) != "-")  # --m3u -: stdout is the playlist
+
+
+def _note_left_out(left: LeftOut) -> None:
+    """Say what the playlist lacks: a hit missing from it without a word looks lost."""
+    if left.streams:
+        note("", f"left {left.streams} stream{'s' if left.streams != 1 else ''} out of the playlist (no file to play)")
+    if left.cue_tracks:
+        note("", f"left {left.cue_tracks} CUE-sheet track{'s' if left.cue_tracks != 1 else ''} out of the playlist "
+                 "(no file of their own)")
+
+
+def _nothing_under(folder: str, copies: int) -> str:
+    """Why --library gave no hit (an empty table alone looks like a failure): every
+    track there was a copy of the query, or the store has none there."""
+    if copies:
+        return f"no hits under {folder} ({copies} cop{'ies' if copies != 1 else 'y'} of the query left out)"
+    return f"no hits under {folder} (the store has no other track there)"
 
 
 def _check_folder(library: Path) -> None:

@@ -131,7 +131,8 @@ def _failures(report: LibraryValidation) -> str:
     summary = report.summary()
     if not summary["tracks"]:
         return "no audio file found"
-    return f"failed to decode {summary['failed_to_decode']}, not analysable {summary['not_analysable']}"
+    return (f"failed to decode {summary['failed_to_decode']}, not analysable {summary['not_analysable']}"
+            + _not_comparable(summary))
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -178,6 +179,9 @@ def render_validation(report: LibraryValidation, worst: int) -> None:
         if track.status in ("error", "not_analysable"):
             label = "error   " if track.status == "error" else "not analysable"
             out.print(f"  [red]{label}[/red] {shown(track.path)}: {shown(track.error)}", soft_wrap=True)
+        elif track.status == "not_comparable":
+            out.print(f"  not comparable {shown(track.path)}: no metric measured (shorter than one analysis "
+                      "frame?)", soft_wrap=True)
     if report.partial:
         render_partial(report.partial, out)
 
@@ -190,9 +194,17 @@ def summary_line(summary: dict[str, Any]) -> str:
         share += f" of {summary['compared']} compared"
     unanalysable = f", not analysable {summary['not_analysable']}" if summary["not_analysable"] else ""
     return (f"tracks {summary['tracks']}: valid {summary['valid']} ({share}), invalid {summary['invalid']}, "
-            f"failed to decode {summary['failed_to_decode']}{unanalysable}; similarity median "
+            f"failed to decode {summary['failed_to_decode']}{unanalysable}{_not_comparable(summary)}; "
+            "similarity median "
             f"{_fmt(summary['median_similarity'])}, worst {_fmt(summary['worst_similarity'])} "
             f"(threshold {summary['threshold']:g})")
+
+
+def _not_comparable(summary: dict[str, Any]) -> str:
+    """The count of tracks with nothing measured, when there are any (tracks too short
+    to analyse: not in the share, not a failure, but not silently dropped either)."""
+    count = summary["not_comparable"]
+    return f", not comparable {count}" if count else ""
 
 
 def render_partial(partial: dict[str, Any], out: Console) -> None:

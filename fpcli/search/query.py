@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fpcli.cue import is_entry
 from fpcli.errors import ParameterError, SearchError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.files import atomic_text, printable_path
@@ -130,8 +131,8 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
 
 # Why a preview record (the first N seconds of a track) is no search candidate, and
 # what to do: its values describe the start of the track only, not the track.
-PREVIEWS_LEFT_OUT = ("the first seconds of a track only, which search leaves out: "
-                     "`fpcli analyze FOLDER --upgrade` finishes them")
+PREVIEWS_LEFT_OUT = ("the first seconds of a track only, which search leaves out: analyse those tracks in "
+                     "full; an analyze run with upgrade finishes every preview")
 PREVIEW_MATCH_S = 0.05  # a stored preview this close to the seconds asked for is that preview
 
 
@@ -224,12 +225,27 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     else:
         hits = _batch(store, record, plan, params, compute if compute_missing else None, stats, skipped,
                       index_progress)
+    if under is not None and not hits:  # say why the answer is empty: copies, or nothing there
+        stats["query_copies_under"] = _copies_under(record, plan, stats)
     stats["previews_left_out"] = store.record_count("previews")
     store.flush_stats()
     stats["cache_hits"] = store.backend.counter("hits") - hits_before
     stats["ranking"] = _ranking(hits, mutual_proximity)
     stats["seconds"] = time.perf_counter() - started
     return SearchResult(query_path, strategy, reason, hits, stats, skipped)
+
+
+def _copies_under(record: Record, query: Query, stats: dict[str, Any]) -> int:
+    """How many tracks under ``--library`` were left out as the query's recording, for a
+    search with no hit there: byte-identical copies (other paths of the query's record)
+    and other encodings (duplicates dropped: with no hit kept, each was the query's).
+    0 with duplicates kept (copies are hits then)."""
+    prefix = query.under_prefix
+    if not query.drop_duplicates or prefix is None:
+        return 0
+    same_bytes = [seen.path for seen in record.paths if seen.path.startswith(prefix)
+                  and resolve(seen.path) != query.query_file and os.path.exists(seen.path)]
+    return len(same_bytes) + stats.get("duplicates_dropped", 0)
 
 
 def _ranking(hits: list[Hit], mutual_proximity: bool) -> str:
@@ -245,8 +261,7 @@ def _choose(record: Record, *, can_rerank: bool = True) -> tuple[str, str]:
     """auto's strategy and why. ``can_rerank`` is False for a stream query, which has
     no batch fingerprint (its audio is gone once analysed)."""
     status = record.validation.status if record.validation else None
-    confidence = record.streaming.confidence
-    mean = sum(confidence.values()) / len(confidence) if confidence else 0.0
+    mean = _mean_confidence(record)
     doubt = ("the query's streaming fingerprint failed validation" if status == "invalid" else
              f"the query's streaming confidence is low ({mean:.2f})" if mean < 0.9 else None)
     if doubt and can_rerank:
@@ -256,6 +271,16 @@ def _choose(record: Record, *, can_rerank: bool = True) -> tuple[str, str]:
     if status == "valid":
         return "fast", "auto: the query's streaming fingerprint is validated against batch"
     return "fast", f"auto: the query's streaming confidence is high ({mean:.2f}); validate to be sure"
+
+
+def _mean_confidence(record: Record) -> float:
+    """The mean streaming confidence over the dims that have a value: a null dim (a
+    silent or short track has several) is confidently unmeasurable, and its confidence
+    0 would call a fully heard track unreliable. Over every dim when none has a value."""
+    confidence = record.streaming.confidence
+    measured = [c for dim, c in confidence.items() if record.streaming.values.get(dim) is not None]
+    chosen = measured or list(confidence.values())
+    return sum(chosen) / len(chosen) if chosen else 0.0
 
 
 def _query_row(record: Record, kind: str) -> np.ndarray:
@@ -429,22 +454,33 @@ def _batch(store: FingerprintStore, record: Record, query: Query, params: Analys
     return _rank_all(store, "batch", record, query, params, stats, progress)
 
 
-def write_m3u(result: SearchResult, destination: str | os.PathLike[str]) -> int:
+@dataclasses.dataclass(frozen=True)
+class LeftOut:
+    """What ``write_m3u`` left out of a playlist, and why: streams have no file at all,
+    CUE-sheet tracks (``album.flac#03``) are a part of an album image, no file of
+    their own."""
+
+    streams: int = 0
+    cue_tracks: int = 0
+
+
+def write_m3u(result: SearchResult, destination: str | os.PathLike[str]) -> LeftOut:
     """An extended M3U playlist of the query and its hits, paths relative to the
     playlist (``-`` is stdout). A path an M3U line cannot hold (a newline, bytes that
     are not UTF-8) is written as a percent-encoded file:// URI. Streams (a query on
-    stdin, hits stored by ``analyze - --name``) have no file a player could open: they
-    are left out. Returns how many were."""
+    stdin, hits stored by ``analyze - --name``) and CUE-sheet tracks have no file a
+    player could open: they are left out, and counted in the answer."""
     base = Path("-" if os.fspath(destination) == "-" else os.path.abspath(destination)).parent
     query = [] if result.query == "-" else [result.query]  # as given: a relative file may be named stream:...
-    paths = query + [h.path for h in result.hits if not h.path.startswith(STREAM_PREFIX)]  # stored: absolute
+    files = query + [h.path for h in result.hits if not h.path.startswith(STREAM_PREFIX)]  # stored: absolute
+    paths = [path for path in files if not is_entry(path)]
     lines = ["#EXTM3U"]
     for path in paths:
         lines.append(f"#EXTINF:-1,{printable_path(Path(path).stem)}")
         lines.append(_m3u_location(os.path.realpath(path), str(base)))
     with atomic_text(destination) as out:
         out.write("\n".join(lines) + "\n")
-    return 1 + len(result.hits) - len(paths)
+    return LeftOut(streams=1 + len(result.hits) - len(files), cue_tracks=len(files) - len(paths))
 
 
 def _m3u_location(path: str, base: str) -> str:
@@ -460,4 +496,4 @@ def _m3u_location(path: str, base: str) -> str:
     return os.path.relpath(text, base)
 
 
-__all__ = ["KINDS", "STRATEGIES", "Compute", "SearchResult", "search", "write_m3u"]
+__all__ = ["KINDS", "STRATEGIES", "Compute", "LeftOut", "SearchResult", "search", "write_m3u"]
