@@ -121,8 +121,9 @@ class BatchAnalyzer:
         rms = math.sqrt(p.sum_squares / count) if count else 0.0
         crest = 20 * math.log10(p.peak / rms) if rms > 0 else None
         width, correlation = stereo_image(p.stereo_sums, p.samples, p.channels)
+        uncorrelated = silent if rms == 0 else "one channel is digital silence or constant: nothing to correlate"
         return {"crest_db": (crest, silent), "stereo_width": (width, silent),
-                "phase_correlation": (correlation, silent)}
+                "phase_correlation": (correlation, uncorrelated)}
 
 
 def stereo_image(sums: np.ndarray, n: int, channels: int) -> tuple[float | None, float | None]:

@@ -10,10 +10,15 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 
 from fpcli.errors import ParameterError
 
-FINGERPRINT_VERSION = 2   # 2: timbre block, duplicate key (docs/fingerprint.md)
+# 2: timbre block, duplicate key. 3: frames of the same duration at every sample rate,
+# chroma spread over the pitch classes a bin spans, flatness up to 11,025 Hz
+# (docs/fingerprint.md, "Version history").
+FINGERPRINT_VERSION = 3
+REFERENCE_RATE = 44100    # n_fft and hop are given for this rate (and any within a factor of sqrt(2))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +28,7 @@ class AnalysisParams:
     Frequencies are in Hz, times in seconds unless the name says otherwise.
     """
 
-    n_fft: int = 2048
+    n_fft: int = 2048   # samples at REFERENCE_RATE (46 ms); scaled with the rate, see at_rate
     hop: int = 512
     silence_db: float = -60.0
     rolloff_fraction: float = 0.85
@@ -55,9 +60,25 @@ class AnalysisParams:
         if not 0 < self.tempo_min_bpm < self.tempo_max_bpm:
             raise ParameterError("tempo_min_bpm must be positive and below tempo_max_bpm")
 
+    def at_rate(self, samplerate: int) -> AnalysisParams:
+        """These parameters with ``n_fft`` and ``hop`` scaled by ``frame_scale``, so
+        that a frame lasts about as long at any rate: with 2048 samples at 192 kHz
+        (11 ms, bins 94 Hz apart) the onset envelope, pitch range, harmonic ratio and
+        sub-bass band of a hi-res copy were another track's (a tempo of 200 for 100)."""
+        scale = frame_scale(samplerate)
+        n_fft = max(256, round(self.n_fft * scale))
+        return dataclasses.replace(self, n_fft=n_fft, hop=max(1, self.hop * n_fft // self.n_fft))
+
     def key(self) -> str:
         """A short stable hash of the fingerprint version and every field."""
         return _params_key(self)
+
+
+def frame_scale(samplerate: int) -> float:
+    """The power of two nearest to samplerate / REFERENCE_RATE (0.25 at 8-12 kHz,
+    0.5 at 16-24 kHz, 1 at 32-48 kHz, 2 at 88.2-96 kHz, 4 at 176.4-192 kHz, ...): frames
+    of a power-of-two length whose duration stays within a factor of sqrt(2) of 46 ms."""
+    return float(2.0 ** round(math.log2(samplerate / REFERENCE_RATE)))
 
 
 @functools.lru_cache(maxsize=32)

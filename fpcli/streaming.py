@@ -135,8 +135,9 @@ class StreamingAnalyzer:
         self.chunks = 0
         self._finished = False
         self._margin = (-1, 0.0)  # (onset frames, tempo margin) of the last confidence
-        nyquist_bins = self.params.n_fft // 2 + 1
-        bin_hz = samplerate / self.params.n_fft
+        frames = self.pipeline.params    # n_fft and hop at this rate
+        nyquist_bins = frames.n_fft // 2 + 1
+        bin_hz = samplerate / frames.n_fft
         self._centroid = Histogram(CENTROID_LOW_HZ, CENTROID_HIGH_HZ, CENTROID_BINS, log=True)
         self._rolloff = Histogram(-bin_hz / 2, (nyquist_bins - 0.5) * bin_hz, nyquist_bins)
         self._flatness = Histogram(1e-8, 1.0, 4000, log=True)
@@ -245,7 +246,7 @@ class StreamingAnalyzer:
 
     def _evidence(self, name: str) -> float:
         unit, _ = EVIDENCE_SCALES[name]
-        seconds_per_frame = self.params.hop / self.pipeline.samplerate
+        seconds_per_frame = self.pipeline.params.hop / self.pipeline.samplerate
         t = self.tally
         if unit == "onset seconds":
             return self.pipeline.autocorrelation.count * seconds_per_frame

@@ -107,3 +107,15 @@ def test_key_clarity_higher_for_a_chord_than_for_noise(rng):
     chord = sum(synth.sine(440 * 2 ** (k / 12), 4.0, SR, dbfs=-12) for k in (-9, -5, -2))  # C major
     noise = (0.1 * rng.standard_normal((SR * 4, 1))).astype(np.float32)
     assert run_batch(chord, SR).values["key_clarity"] > run_batch(noise, SR).values["key_clarity"] + 0.3
+
+
+def test_a_silent_channel_is_the_reason_for_no_phase_correlation():
+    """It said "the signal is digital silence" of a track at -26 LUFS with a tempo."""
+    from fpcli.batch import BatchAnalyzer
+
+    left = synth.music_like(4.0, 22050, seed=2, stereo=False).reshape(-1, 1)
+    analyzer = BatchAnalyzer(22050, 2)
+    analyzer.push(np.concatenate([left, np.zeros_like(left)], axis=1).astype(np.float32))
+    fingerprint = analyzer.finish()
+    assert fingerprint.values["phase_correlation"] is None and fingerprint.values["lufs"] is not None
+    assert fingerprint.reasons["phase_correlation"].startswith("one channel is digital silence")

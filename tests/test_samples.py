@@ -20,7 +20,10 @@ def test_designed_properties(results):
     drums = results["drums_120bpm.flac"].batch.values
     assert drums["tempo_bpm"] == pytest.approx(120, rel=0.01)
     chords = results["chords_c_g_am_f.flac"].batch.values
-    assert chords["key_clarity"] > 0.85 and chords["stereo_width"] == pytest.approx(0, abs=1e-6)
+    # Tonal against percussive: v3's chroma spreads a bin over the semitones it spans,
+    # so clarity is lower than v2's 0.85+ but no longer high for drums (0.70 in v2).
+    assert chords["key_clarity"] > 0.6 > 0.35 > drums["key_clarity"]
+    assert chords["stereo_width"] == pytest.approx(0, abs=1e-6)
     assert chords["tempo_bpm"] is None  # one change every 3 s: no tempo in 40-220 BPM
     wide = results["wide_stereo.ogg"].batch.values
     assert wide["stereo_width"] > 0.3 and wide["phase_correlation"] < 0.3

@@ -16,6 +16,11 @@ from fpcli.params import AnalysisParams
 ONSET_FLOOR_DB = -80.0  # log-mel floor relative to a full-scale sine
 # Tempo bands (Hz): kick and bass / snare, voices and chords / hi-hats and cymbals.
 TEMPO_BANDS_HZ = ((0.0, 250.0), (250.0, 3000.0), (3000.0, 1e9))
+# An onset envelope whose standard deviation is below this (dB) has no rhythm: a steady
+# tone's flux is float rounding (3e-5 to 2e-4 dB measured), which the normalised
+# autocorrelation turned into a confident tempo (144 BPM for a 1 kHz sine at 48 kHz).
+# Music's envelopes vary by 0.2-4 dB (every clip of the quality corpus).
+MIN_ONSET_SPREAD_DB = 0.01
 
 
 class OnsetEnvelope:
@@ -137,10 +142,22 @@ class OnsetAutocorrelation:
         self.count += new.shape[0]
         self._totals += new.sum(axis=0)
 
+    @property
+    def steady(self) -> bool:
+        """Whether the envelope (the first channel) varies, but by less than
+        MIN_ONSET_SPREAD_DB: a steady tone, whose rhythm stability is 0 (silence, which
+        does not vary at all, has none)."""
+        n = self.count
+        if n < 2:
+            return False
+        variance = (self._products[0, 0] - self._totals[0] ** 2 / n) / n
+        return 0 < variance < MIN_ONSET_SPREAD_DB ** 2
+
     def normalized(self) -> np.ndarray:
         """r[l] / r[0] with the global mean removed and each lag scaled by N / (N - l).
 
-        Lags >= N are 0. A channel without variance is all zeros.
+        Lags >= N are 0. A channel without variance (a standard deviation below
+        MIN_ONSET_SPREAD_DB) is all zeros.
         """
         n = self.count
         lags = np.arange(self.max_lag + 1)[:, None]
@@ -157,6 +174,6 @@ class OnsetAutocorrelation:
             centred = self._products - mean * (head + tail) + (n - lags) * mean * mean
             with np.errstate(divide="ignore", invalid="ignore"):
                 unbiased = np.where(lags < n, centred * n / np.maximum(n - lags, 1), 0.0)
-            ok = centred[0] > 0
+            ok = centred[0] > n * MIN_ONSET_SPREAD_DB ** 2
             out[:, ok] = unbiased[:, ok] / unbiased[0, ok]
         return out[:, 0] if self._squeeze else out

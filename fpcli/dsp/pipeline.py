@@ -95,6 +95,7 @@ class FeaturePipeline:
         ``sum_squares``, ``stereo_sums``); the streaming analyzer does without them,
         which saves about 5 % of its time (two passes over every sample)."""
         _check_format(samplerate, channels)
+        params = params.at_rate(samplerate)   # frames of the same duration at every rate
         self.samplerate = samplerate
         self.signal_sums = signal_sums
         self.channels = channels
@@ -155,7 +156,8 @@ class FeaturePipeline:
         step.silent = silent
         step.centroid_hz = spectral_centroid(magnitude, tools.freqs)
         step.rolloff_hz = spectral_rolloff(power, tools.freqs, self.params.rolloff_fraction)
-        step.flatness = spectral_flatness(power, magnitude)
+        band = slice(1, tools.flatness_bins)    # DC excluded, and nothing above FLATNESS_MAX_HZ
+        step.flatness = spectral_flatness(power[:, band], magnitude[:, band])
         step.band_power = bands.sum(axis=0, dtype=np.float64)
         chroma = chroma[~silent]
         totals = chroma.sum(axis=1, keepdims=True, dtype=np.float64)

@@ -3,9 +3,10 @@
 The autocorrelation comes from the power spectrum we already have (Wiener-Khinchin),
 divided by the window's own autocorrelation (Boersma 1993) so a periodic frame keeps
 r(T) close to r(0) despite the Hann taper. At rates >= 32 kHz only the bins below
-sr/4 are used, i.e. the ACF of the signal low-passed and decimated by 2, as YIN
-implementations commonly do: f0 <= 2100 Hz needs no more bandwidth, and the inverse
-FFT and the difference function cost half; a parabola restores sub-lag precision. YIN's cumulative-mean-normalised
+sr / (2 x decimation) are used, i.e. the ACF of the signal low-passed and decimated
+(by 2 at 32-48 kHz, 4 at 88.2-96 kHz, 8 at 176.4-192 kHz), as YIN implementations
+commonly do: f0 <= 2100 Hz needs no more bandwidth, and the inverse FFT and the
+difference function cost a fraction; a parabola restores sub-lag precision. YIN's cumulative-mean-normalised
 difference d'(tau) with an absolute threshold picks the period (de Cheveigne & Kawahara
 2002, steps 2-5).
 """
@@ -17,7 +18,7 @@ import math
 import numpy as np
 import scipy.fft
 
-from fpcli.params import AnalysisParams
+from fpcli.params import AnalysisParams, frame_scale
 
 STABLE_CENTS = 50.0
 DECIMATE_FROM_HZ = 32000
@@ -27,14 +28,16 @@ class PitchTracker:
     """Power frames (n, n_bins) -> f0 per frame in Hz (NaN when unvoiced)."""
 
     def __init__(self, samplerate: int, window: np.ndarray, params: AnalysisParams) -> None:
-        decimation = 2 if samplerate >= DECIMATE_FROM_HZ else 1
+        # Frames are scaled with the rate (AnalysisParams.at_rate), so the decimation is
+        # too: the ACF always has about n_fft/2 lags at 44.1 kHz's, whatever the rate.
+        decimation = round(2 * frame_scale(samplerate)) if samplerate >= DECIMATE_FROM_HZ else 1
         n_acf = params.n_fft // decimation
         self.samplerate = samplerate / decimation   # rate of the ACF's lag axis
         self.threshold = params.yin_threshold
         # The circular ACF of a frame is trustworthy to about half the frame, and the
-        # search needs the lag after tau_max (the parabola): at most n_acf / 2 - 1. Above
-        # about 66 kHz that, not f0_min_hz, sets the lowest f0 found (94 Hz at 96 kHz,
-        # 188 Hz at 192 kHz: the frame is n_fft samples, a shorter time at a higher rate).
+        # search needs the lag after tau_max (the parabola): at most n_acf / 2 - 1. With
+        # frames of ~46 ms at every rate, f0_min_hz sets the lowest f0 found (a fixed
+        # 2048-sample frame stopped it at 94 Hz at 96 kHz and 188 Hz at 192 kHz).
         self.tau_max = min(math.ceil(self.samplerate / params.f0_min_hz), n_acf // 2 - 1)
         self.tau_min = max(2, math.floor(self.samplerate / params.f0_max_hz))
         self._bins = n_acf // 2 + 1

@@ -15,7 +15,7 @@ import numpy as np
 from fpcli.dsp.pipeline import SILENT_PEAK_DB, FeaturePipeline, FrameStep
 from fpcli.dsp.spectral import key_clarity
 from fpcli.dsp.stats import Welford
-from fpcli.dsp.tempo import estimate_tempo
+from fpcli.dsp.tempo import TempoEstimate, estimate_tempo
 
 NO_FRAMES = "track is shorter than one analysis frame"
 ALL_SILENT = "every frame is silent (below the silence threshold)"
@@ -70,6 +70,8 @@ class FrameTally:
         seconds = pipeline.samples / pipeline.samplerate
         no_frames = self.frames == 0
         tempo = estimate_tempo(pipeline.autocorrelation.normalized(), pipeline.frame_rate, pipeline.params)
+        if pipeline.autocorrelation.steady:
+            tempo = TempoEstimate(math.nan, 0.0)   # no beat: no tempo, and no rhythm at all
         tempo_reason = NO_FRAMES if no_frames else "no periodicity in the onset envelope"
         put("tempo_bpm", tempo.bpm, tempo_reason)
         put("rhythm_stability", tempo.stability, tempo_reason)
