@@ -18,10 +18,23 @@ from fpcli.errors import FpcliError
 
 def printable_path(path: str) -> str:
     """A path for people: undecodable bytes as ``\\xNN``, control characters escaped."""
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    text = _path_bytes(path).decode("utf-8", "backslashreplace")
     if text.isprintable():  # the common case, at C speed (a library run prints every path)
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _path_bytes(text: str) -> bytes:
+    """The bytes of a path, or of text that never was one (a message, a table cell) in
+    UTF-8 when the file-system encoding cannot hold it (a dash under a Latin-1 locale)."""
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape")  # an undecodable byte of a name stays that byte
+    except UnicodeEncodeError:  # a surrogate that no byte gave: shown as its escape
+        return text.encode("utf-8", "backslashreplace")
 
 
 @contextlib.contextmanager
@@ -30,6 +43,8 @@ def atomic_text(destination: str | os.PathLike[str]) -> Iterator[IO[str]]:
     without an error (or stdout for ``-``). Raises FpcliError naming the file."""
     target = os.fspath(destination)
     if target == "-":
+        if sys.stdout is None:  # closed when the process started (``>&-``)
+            raise FpcliError("cannot write stdout: it is closed")
         yield sys.stdout
         sys.stdout.flush()
         return

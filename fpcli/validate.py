@@ -152,8 +152,8 @@ def parse_tolerances(overrides: list[str]) -> dict[str, Tolerance]:
             limit = float(text)
         except ValueError:
             raise ParameterError(f"{item!r}: {text!r} is not a number", "tolerances") from None
-        if not limit >= 0:
-            raise ParameterError(f"{item!r}: must be >= 0", "tolerances")
+        if not (math.isfinite(limit) and limit >= 0):   # inf broke the JSON report; nan compares as nothing
+            raise ParameterError(f"{item!r}: must be a finite number >= 0", "tolerances")
         tolerances[name] = dataclasses.replace(tolerances[name], limit=limit)
     return tolerances
 

@@ -136,6 +136,9 @@ def test_bad_tolerance_override():
         parse_tolerances(["lufs=1"])
     with pytest.raises(ParameterError, match="not a number"):
         parse_tolerances(["tempo_bpm=fast"])
+    for limit in ("inf", "nan", "-1"):   # the library refuses what the command line does
+        with pytest.raises(ParameterError, match="a finite number >= 0"):
+            parse_tolerances([f"tempo_bpm={limit}"])
 
 
 def test_real_analyzers_validate_on_music_like_audio():

@@ -13,7 +13,6 @@ gives the application with every command.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import os
 import sys
@@ -32,8 +31,8 @@ from fpcli.errors import FpcliError, ParameterError
 if TYPE_CHECKING:
     import typer
 
-__all__ = ["EXIT_BELOW_THRESHOLD", "EXIT_FATAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE",
-           "app", "main"]
+__all__ = ["EXIT_BELOW_THRESHOLD", "EXIT_BROKEN_PIPE", "EXIT_FATAL", "EXIT_INTERRUPTED", "EXIT_OK",
+           "EXIT_SOME_FAILED", "EXIT_USAGE", "app", "main"]
 
 # Each top-level command and the module that registers it on the root application.
 COMMAND_MODULES = {"analyze": "analyze_cmd", "validate": "validate_cmd", "search": "search_cmd",
@@ -88,12 +87,15 @@ def main() -> None:
 
     Typer's standalone mode handles usage errors (exit 2) and --help; a
     ParameterError from the core is a usage error too; anything that is neither a
-    usage error nor an FpcliError is a bug and keeps its traceback.
+    usage error nor an FpcliError is a bug and keeps its traceback (the store and the
+    files read raise FpcliErrors of their own). stdout that cannot take the output is a
+    fatal error (``OutputError``); a reader that left (``| head``) a quiet exit 141.
     """
     from fpcli.cli.options import user_message
-    from fpcli.cli.render import error_line
+    from fpcli.cli.render import OutputError, ReaderGone, error_line, guard_standard_streams
     from fpcli.memory import keep_buffers_on_heap
 
+    guard_standard_streams()
     keep_buffers_on_heap()  # 12-15 % faster analysis in this process (fpcli/memory.py)
     if "" in sys.argv[1:]:
         # `fpcli analyze "$MUSIC"` with MUSIC unset: an empty path reads as ".", and the
@@ -101,7 +103,7 @@ def main() -> None:
         error_line(f"argument {sys.argv.index('', 1)} is empty (an unset shell variable?): give a path or a value")
         sys.exit(EXIT_USAGE)
     try:
-        application(sys.argv[1:])()
+        _run(sys.argv[1:])
     except ParameterError as exc:
         error_line(user_message(exc))
         sys.exit(EXIT_USAGE)
@@ -111,26 +113,37 @@ def main() -> None:
     except KeyboardInterrupt:
         error_line("interrupted")
         sys.exit(EXIT_INTERRUPTED)
-    except BrokenPipeError:  # `fpcli cache list | head`: the reader left; not an error of ours
+    except ReaderGone:  # `fpcli cache list | head -1`: the reader left; quiet, as other tools
         _drop_stdout()
-        sys.exit(EXIT_OK)
-    except OSError as exc:
-        if exc.errno not in OUTPUT_ERRNOS:
-            raise
-        # `fpcli cache export - > /dev/full`: where the output goes is full or failing.
+        sys.exit(EXIT_BROKEN_PIPE)
+    except OutputError as exc:  # `fpcli cache list >&-`, `> /dev/full`
         _drop_stdout()
-        error_line(f"cannot write the output: {exc.strerror or exc}")
+        error_line(str(exc))
         sys.exit(EXIT_FATAL)
 
 
-# Errors of writing to a file or device (a full disk, a quota, an I/O error), which
-# reach ``main`` only from writing the command's output: the store and the files read
-# turn theirs into FpcliErrors.
-OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+# The exit code of a process that a broken pipe's SIGPIPE ends (128 + 13), as `yes | head`
+# gives it: `set -o pipefail` scripts see that the output was cut, as with other tools.
+EXIT_BROKEN_PIPE = 141
+
+
+def _run(argv: list[str]) -> None:
+    """Run the command line; stdout is flushed before the exit, so that a reader that
+    left or a full disk is found here and not in the interpreter's last flush (which
+    would print "Exception ignored ..." and exit 120)."""
+    try:
+        application(argv)()
+    finally:
+        sys.stdout.flush()
 
 
 def _drop_stdout() -> None:
     """Point stdout at /dev/null, so that the interpreter's last flush of what is still
     buffered cannot fail again (and print "Exception ignored ...") on the way out."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # closed when fpcli started: nothing buffered
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, descriptor)
+    os.close(devnull)

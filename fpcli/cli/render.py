@@ -5,14 +5,17 @@ that quotes one) is printed as plain text, never parsed as Rich markup: a file c
 
 from __future__ import annotations
 
+import codecs
 import datetime
+import errno
+import io
 import json
 import math
 import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 from fpcli.files import printable_path
 
@@ -59,11 +62,24 @@ def shown(text: object) -> str:
 
 
 def json_text(data: Any, *, indent: int | None = None) -> str:
-    """JSON for stdout: UTF-8 text where possible; a path byte that is not UTF-8
-    (a lone surrogate) is written as its ``\\udcXX`` escape, so the output is always
-    valid UTF-8 and ``os.fsencode(json.loads(...))`` gives the exact bytes back."""
+    """JSON for stdout, always valid UTF-8. On a UTF-8 stdout, UTF-8 text; a path byte
+    that is not UTF-8 (a lone surrogate) is written as its ``\\udcXX`` escape, so that
+    ``os.fsencode(json.loads(...))`` gives the exact bytes back. On any other stdout
+    (``PYTHONIOENCODING=ascii``, a Latin-1 locale) every non-ASCII character is escaped:
+    ASCII reads the same in the encoding the stream declares and as UTF-8, so a reader
+    of either kind gets the same document, and nothing needs the binary layer behind
+    ``sys.stdout``, which a replaced stream may not have."""
+    if not writes_utf8(sys.stdout):
+        return json.dumps(data, ensure_ascii=True, indent=indent, allow_nan=False)
     text = json.dumps(data, ensure_ascii=False, indent=indent, allow_nan=False)
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def writes_utf8(stream: IO[str] | None) -> bool:
+    """Whether ``stream`` encodes its text as UTF-8 (a stream without an encoding, as
+    tests' in-memory ones, takes text as it is: as good as UTF-8)."""
+    encoding = getattr(stream, "encoding", None)
+    return not encoding or codecs.lookup(encoding).name == "utf-8"
 
 
 def print_json_line(data: Any) -> None:
@@ -145,3 +161,116 @@ def when(timestamp: float | None) -> str:
 
 def mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
+
+
+# -- the standard streams ------------------------------------------------------------------------
+
+class OutputError(Exception):
+    """stdout cannot take the command's output: closed when fpcli started (``>&-``), a
+    full disk, an I/O error. A fatal error. Not an OSError: click would take that for
+    its own and exit 1 without a word."""
+
+
+class ReaderGone(Exception):
+    """The reader of stdout left (a broken pipe: ``fpcli cache list | head -1``). Not a
+    BrokenPipeError, which click and rich catch and turn into a silent exit 1."""
+
+
+# Characters fpcli prints that an ASCII or Latin-1 stream cannot hold, as plain ASCII;
+# any other is written as its backslash escape (see ``_plain_or_escaped``).
+_PLAIN = {"\u2014": "-", "\u2013": "-", "\u00b7": "-", "\u2026": "...", "\u2265": ">=", "\u2264": "<="}
+PLAIN_ERRORS = "fpcli-plain"  # the codecs error handler of a stream that is not UTF-8
+
+
+def _plain_or_escaped(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: a dash for an em-dash, a backslash escape for the rest."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    char = error.object[error.start]
+    return _PLAIN.get(char) or char.encode("ascii", "backslashreplace").decode("ascii"), error.start + 1
+
+
+class GuardedStream:
+    """sys.stdout or sys.stderr as fpcli writes to them (``guard_standard_streams``).
+
+    Results (stdout) that cannot be written end the run: ``ReaderGone`` when the
+    reader left, ``OutputError`` otherwise, closed stdout included. Diagnostics
+    (stderr) that cannot be written are dropped, so that the exit code still tells
+    how the run went. Everything else is the wrapped stream's."""
+
+    def __init__(self, stream: TextIO | None, *, results: bool) -> None:
+        self._stream = stream
+        self._results = results
+
+    def write(self, text: str) -> int:
+        if self._stream is None:
+            if self._results:
+                raise OutputError("cannot write the output: stdout is closed")
+            return len(text)
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            self._failed(exc)
+            return len(text)
+
+    def flush(self) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self._failed(exc)
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream is not None and self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, buffer, reconfigure...
+        if self._stream is None:
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+    def _failed(self, exc: OSError) -> None:
+        if not self._results:
+            self._stream = None  # and every later diagnostic with it
+            return
+        if exc.errno == errno.EPIPE:
+            raise ReaderGone from None
+        raise OutputError(f"cannot write the output: {exc.strerror or exc}") from None
+
+
+def guard_standard_streams() -> None:
+    """Make the standard streams safe to write whatever the shell gave: closed ones
+    (``>&-``, ``2>&-``, ``<&-``), a reader that leaves, an encoding that is not UTF-8.
+
+    A closed descriptor 0, 1 or 2 gets /dev/null, so that no file the run opens takes
+    its number (and then someone's prints); worker processes inherit it. A closed stdin
+    reads as empty. Text a stream's encoding cannot hold degrades (``PLAIN_ERRORS``)."""
+    codecs.register_error(PLAIN_ERRORS, _plain_or_escaped)
+    for descriptor in (0, 1, 2):
+        _occupy(descriptor)
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - for the process, as the interpreter's own
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and not writes_utf8(stream):
+            stream.reconfigure(errors=PLAIN_ERRORS)
+    if not isinstance(sys.stdout, GuardedStream):
+        sys.stdout = cast(TextIO, GuardedStream(sys.stdout, results=True))
+    if not isinstance(sys.stderr, GuardedStream):
+        sys.stderr = cast(TextIO, GuardedStream(sys.stderr, results=False))
+
+
+def _occupy(descriptor: int) -> None:
+    """Point a closed ``descriptor`` at /dev/null (inheritable, as the standard ones are)."""
+    try:
+        os.fstat(descriptor)
+        return
+    except OSError:
+        pass
+    devnull = os.open(os.devnull, os.O_RDWR)  # the lowest free number: maybe ``descriptor`` itself
+    if devnull != descriptor:
+        os.dup2(devnull, descriptor)
+        os.close(devnull)
+    os.set_inheritable(descriptor, True)

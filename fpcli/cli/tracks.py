@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fpcli.cli.render import format_value, note, print_json_line, shown, stderr, stdout
+from fpcli.cli.render import format_value, is_terminal, note, print_json_line, shown, stderr, stdout
 from fpcli.fingerprint import DIM_BY_NAME, DIMS, Fingerprint
 from fpcli.results import TrackResult
 
@@ -116,7 +116,7 @@ class Reporter:
         """Human results go to stdout (None: the plain stdout); only when stdout is the
         terminal the live bar is drawn on are they printed through the bar's console,
         above it (two consoles writing to one screen would tear the bar)."""
-        if self._progress.live.is_started and sys.stdout.isatty():
+        if self._progress.live.is_started and is_terminal(sys.stdout):
             return self._progress.console
         return None
 
@@ -170,7 +170,7 @@ def render_track_line(result: TrackResult, out: Console | None = None) -> None:
         confidence = result.streaming.confidence or {}
         mean = sum(confidence.values()) / len(confidence) if confidence else 0.0
         parts.append((f" heard {result.streaming.seconds:.0f} s, confidence {mean:.2f}", "yellow"))
-    if out is None and not sys.stdout.isatty():  # plain text, as rich would write it, at a tenth of the cost
+    if out is None and not is_terminal(sys.stdout):  # plain text, as rich would write it, at a tenth of the cost
         sys.stdout.write("".join(text for text, _ in parts) + "\n")
         return
     (out or stdout()).print(Text.assemble(*parts), soft_wrap=True)
@@ -198,7 +198,8 @@ def render_track(result: TrackResult, out: Console | None = None) -> None:
         _track_table(title, rows, reference is not None, out)
     for kind, fp in (("streaming", streaming), ("batch", reference)):
         for name, reason in (fp.reasons.items() if fp else ()):
-            out.print(f"  [dim]{kind} {name} ({DIM_BY_NAME[name].unit}) is null: {shown(reason)}[/dim]")
+            out.print(f"  [dim]{kind} {name} ({DIM_BY_NAME[name].unit}) is null: {shown(reason)}[/dim]",
+                      soft_wrap=True)  # one line however long: a pipe is not 80 columns wide
 
 
 def _track_rows(streaming: Fingerprint, reference: Fingerprint | None) -> list[list[str]]:

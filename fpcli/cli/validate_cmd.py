@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,10 +23,11 @@ from fpcli.cli.options import (
     path_text,
     run_options,
 )
-from fpcli.cli.render import error_line, is_terminal, print_json, shown, stdout
+from fpcli.cli.render import error_line, is_terminal, print_json, stdout, warn_line
 from fpcli.cli.root import EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, app
 from fpcli.errors import ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
+from fpcli.files import printable_path
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,8 +56,8 @@ def validate(
         "--no-store", help="A what-if run: do not store the verdicts (search --strategy auto relies on them).")]
     = False,
     tolerance: Annotated[list[str] | None, typer.Option(
-        "--tolerance", show_default=False, help="Override a metric's tolerance, e.g. tempo_bpm=0.05 (repeatable).")]
-    = None,
+        "--tolerance", show_default=False, callback=finite_tolerances,
+        help="Override a metric's tolerance, e.g. tempo_bpm=0.05 (repeatable).")] = None,
     threshold: Annotated[float, typer.Option("--threshold", min=0, max=1, callback=finite,
                                              help="Minimum normalised cosine similarity.")] = DEFAULT_THRESHOLD,
     worst: Annotated[int, typer.Option("--worst", min=0, help="How many of the worst tracks to list.")] = 5,
@@ -83,8 +85,9 @@ def validate(
 
       fpcli validate -l ~/Music --fail-under 0.95 --json > validation.json
 
-    Exit codes: 0 ok, 3 some files could not be decoded or found, 4 valid share below
-    --fail-under (or nothing compared; wins over 3), 1 fatal, 2 usage, 130 interrupted.
+    Exit codes: 0 ok (a folder without audio says so and exits 0), 3 some files could not
+    be decoded or found, 4 valid share below --fail-under or, with --fail-under, nothing
+    compared (4 wins over 3), 1 fatal, 2 usage, 130 interrupted.
     """
     from fpcli.validate import parse_tolerances, validate_library
 
@@ -103,9 +106,31 @@ def validate(
                                   on_event=reporter.event)
     if as_json:
         print_json(report.to_json())
-    else:
+    elif report.tracks:
         render_validation(report, worst)
+    if not report.tracks and fail_under is None and not report.interrupted:
+        warn_line(_nothing_found(library))  # rather than a table of dashes; --fail-under says it in its error
     raise typer.Exit(exit_code(report, fail_under))
+
+
+def finite_tolerances(values: list[str] | None) -> list[str] | None:
+    """Callback of --tolerance: a limit must be a finite number >= 0. Infinity passed
+    the core's ">= 0" and then could not be written as JSON; NaN was refused as
+    "must be >= 0", which misleads. The rest (a known metric, a number at all, >= 0)
+    is the core's parser's."""
+    for item in values or []:
+        _, _, text = item.partition("=")
+        try:
+            limit = float(text)
+        except ValueError:
+            continue
+        if not math.isfinite(limit):
+            raise typer.BadParameter(f"{item!r}: {text!r} is not a finite number (give a number >= 0)")
+    return values
+
+
+def _nothing_found(library: list[Path]) -> str:
+    return "no audio file found under " + ", ".join(path_text(p) for p in library)
 
 
 def exit_code(report: LibraryValidation, fail_under: float | None) -> int:
@@ -139,51 +164,74 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def report_console() -> Console:
-    """The console for the report: the terminal's width on a terminal; in a pipe or a
-    file, no width limit (rich would assume 80 columns and cut numbers to "2.99…")."""
-    if is_terminal(sys.stdout):
-        return stdout()
-    from rich.console import Console
-
-    return Console(highlight=False, width=100_000)  # tables still take only the width they need
-
-
 def render_validation(report: LibraryValidation, worst: int) -> None:
-    out = report_console()
-    from rich.table import Table
-
-    table = Table(title="Streaming vs batch, per metric", title_justify="left")
-    for name in ("metric", "error", "tol", "mean err", "max err", "pass", "n"):
-        # A narrow terminal folds a number onto two lines rather than cut it to a wrong one.
-        table.add_column(name, justify="left" if name in ("metric", "error") else "right", no_wrap=name == "metric",
-                         overflow="fold")
+    """The per-metric table, the counts, the worst tracks and the failed ones, and the
+    partial table: tables on a terminal; in a pipe plain lines (each table its title, its
+    column names and one tab-separated line per row), nothing cut or wrapped."""
+    out = stdout() if is_terminal(sys.stdout) else None
+    rows = []
     for row in report.metric_table():
         rate = "—" if row["pass_rate"] is None else f"{100 * row['pass_rate']:.1f} %"
         name = row["metric"]
         if row["relations"]:
             name += " (" + ", ".join(f"{k} {v}" for k, v in sorted(row["relations"].items())) + ")"
         tolerance = f"{row['tolerance']:g}" + (f" (+{row['floor']:g})" if row.get("floor") else "")
-        table.add_row(name, row["kind"], tolerance, _fmt(row["mean_error"]), _fmt(row["max_error"]),
-                      rate, str(row["tracks"]))
-    out.print(table)
-    summary = report.summary()
-    out.print(summary_line(summary), soft_wrap=True)
+        rows.append([(name, ""), (row["kind"], ""), (tolerance, ""), (_fmt(row["mean_error"]), ""),
+                     (_fmt(row["max_error"]), ""), (rate, ""), (str(row["tracks"]), "")])
+    _table("Streaming vs batch, per metric", ["metric", "error", "tol", "mean err", "max err", "pass", "n"],
+           rows, out)
+    _line([(summary_line(report.summary()), "")], out)
     for track in report.worst(worst):
         if track.result is None:
             continue
         failed = ", ".join(track.result.failed_metrics) or "none"
-        out.print(f"  {track.status:8} similarity {_fmt(track.result.similarity)}  failed: {failed}  "
-                  f"{shown(track.path)}", soft_wrap=True)
+        _line([(f"  {track.status:8} similarity {_fmt(track.result.similarity)}  failed: {failed}  "
+                f"{printable_path(track.path)}", "")], out)
     for track in report.tracks:
         if track.status in ("error", "not_analysable"):
             label = "error   " if track.status == "error" else "not analysable"
-            out.print(f"  [red]{label}[/red] {shown(track.path)}: {shown(track.error)}", soft_wrap=True)
+            _line([("  ", ""), (label, "red"), (f" {printable_path(track.path)}: {printable_path(track.error or '')}",
+                                                  "")], out)
         elif track.status == "not_comparable":
-            out.print(f"  not comparable {shown(track.path)}: no metric measured (shorter than one analysis "
-                      "frame?)", soft_wrap=True)
+            _line([(f"  not comparable {printable_path(track.path)}: no metric measured (shorter than one analysis "
+                    "frame?)", "")], out)
     if report.partial:
         render_partial(report.partial, out)
+
+
+# A cell or a line piece: its text and a rich style ("" for none), which only a terminal shows.
+Piece = tuple[str, str]
+
+
+def _line(pieces: list[Piece], out: Console | None) -> None:
+    """One line, never wrapped: styled on a terminal (``out``), plain in a pipe (None)."""
+    if out is None:
+        sys.stdout.write("".join(text for text, _ in pieces) + "\n")
+        return
+    from rich.text import Text
+
+    out.print(Text.assemble(*pieces), soft_wrap=True)
+
+
+def _table(title: str, columns: list[str], rows: list[list[Piece]], out: Console | None) -> None:
+    """A table on a terminal; in a pipe its title, its column names and its rows as
+    tab-separated lines (numbers only would not say which column is which)."""
+    if out is None:
+        for line in ([title], columns, *[[text for text, _ in row] for row in rows]):
+            sys.stdout.write("\t".join(line) + "\n")
+        return
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=escape(title), title_justify="left")
+    for index, name in enumerate(columns):
+        # A narrow terminal folds a number onto two lines rather than cut it to a wrong one.
+        left = index == 0 or name in ("error", "monotone")
+        table.add_column(name, justify="left" if left else "right", no_wrap=index == 0, overflow="fold")
+    for row in rows:
+        table.add_row(*[Text(text, style=style) for text, style in row])
+    out.print(table)
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -207,18 +255,15 @@ def _not_comparable(summary: dict[str, Any]) -> str:
     return f", not comparable {count}" if count else ""
 
 
-def render_partial(partial: dict[str, Any], out: Console) -> None:
+def render_partial(partial: dict[str, Any], out: Console | None) -> None:
+    """Mean error by confidence bucket per metric, and whether it falls as confidence rises."""
     buckets = partial["buckets"]
     labels = [row["confidence"] for row in next(iter(buckets.values()))]
-    from rich.table import Table
-
-    table = Table(title=f"Error by streaming confidence, streams cut at {partial['seconds']} s "
-                        f"({partial['tracks']} tracks): mean error (samples)", title_justify="left")
-    table.add_column("metric", no_wrap=True)
-    for label in labels:
-        table.add_column(label, justify="right", overflow="fold")  # see render_validation
-    table.add_column("monotone")
-    for name, rows in buckets.items():
-        cells = ["—" if r["mean_error"] is None else f"{r['mean_error']:.3g} ({r['samples']})" for r in rows]
-        table.add_row(name, *cells, "yes" if partial["monotone"][name] else "[red]no[/red]")
-    out.print(table)
+    rows = []
+    for name, cells in buckets.items():
+        rows.append([(name, ""),
+                     *[("—" if r["mean_error"] is None else f"{r['mean_error']:.3g} ({r['samples']})", "")
+                       for r in cells],
+                     ("yes", "") if partial["monotone"][name] else ("no", "red")])
+    _table(f"Error by streaming confidence, streams cut at {partial['seconds']} s ({partial['tracks']} tracks): "
+           "mean error (samples)", ["metric", *labels, "monotone"], rows, out)

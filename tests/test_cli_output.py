@@ -1,0 +1,184 @@
+"""What the command line writes when its streams are not a plain UTF-8 terminal or file:
+closed (``>&-``, ``2>&-``), a pipe whose reader left, an encoding that is not UTF-8;
+and plain lines in a pipe."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fpcli import synth
+from fpcli.cli import EXIT_BELOW_THRESHOLD, EXIT_BROKEN_PIPE, EXIT_FATAL, EXIT_SOME_FAILED, EXIT_USAGE, app
+from fpcli.cli.render import GuardedStream, json_text
+from fpcli.files import printable_path
+from tests.conftest import write
+
+runner = CliRunner()
+
+
+def _main(monkeypatch, *argv: str) -> int:
+    """Run the console entry point in this process; its exit code."""
+    from fpcli.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["fpcli", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code or 0
+
+
+def _fpcli(tmp_path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
+    """fpcli in a new process, on a store of its own."""
+    return subprocess.run([sys.executable, "-m", "fpcli", "--store", str(tmp_path / "store"), *argv],
+                          timeout=60, **kwargs)
+
+
+# -- bug 1: closed streams -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["cache", "stats"], ["analyze", "--json", "missing.flac"]])
+def test_closed_stdout_is_one_error_line_and_exit_1(tmp_path, monkeypatch, capsys, argv):
+    """Was an AttributeError traceback ('NoneType' object has no attribute 'write')."""
+    monkeypatch.setattr(sys, "stdout", None)  # what the interpreter gives for `>&-`
+    assert _main(monkeypatch, "--store", str(tmp_path / "s"), *argv) == EXIT_FATAL
+    assert capsys.readouterr().err == "error: cannot write the output: stdout is closed\n"
+
+
+def test_closed_stdout_in_a_real_process(tmp_path):
+    """`fpcli cache export - >&-`: descriptor 1 closed, one line, exit 1."""
+    done = _fpcli(tmp_path, "cache", "export", "-", preexec_fn=lambda: os.close(1), stderr=subprocess.PIPE,
+                  text=True)
+    assert (done.returncode, done.stderr) == (EXIT_FATAL, "error: cannot write the output: stdout is closed\n")
+
+
+def test_closed_stderr_drops_diagnostics_and_keeps_the_exit_code(tmp_path, monkeypatch, capsys):
+    """Was exit 1 and nothing more (the error line about the missing file crashed)."""
+    monkeypatch.setattr(sys, "stderr", None)
+    assert _main(monkeypatch, "--store", str(tmp_path / "s"), "analyze", "--json", "missing.flac") \
+        == EXIT_SOME_FAILED
+    assert json.loads(capsys.readouterr().out)["status"] == "error"
+
+
+def test_closed_stderr_in_a_real_process(tmp_path):
+    done = _fpcli(tmp_path, "analyze", "--json", "missing.flac", preexec_fn=lambda: os.close(2),
+                  stdout=subprocess.PIPE, text=True)
+    assert done.returncode == EXIT_SOME_FAILED and json.loads(done.stdout)["status"] == "error"
+
+
+def test_a_guarded_stderr_that_fails_drops_what_follows():
+    class Failing(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    stream = GuardedStream(Failing(), results=False)
+    assert stream.write("a diagnostic\n") == len("a diagnostic\n")
+    stream.flush()
+    assert not stream.isatty()
+
+
+# -- bug 3: a reader that leaves -----------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["cache", "stats", "--json"], ["cache", "export", "-"],
+                                  ["analyze", "--json", "missing.flac"]])
+def test_a_reader_that_left_is_a_quiet_exit_141(tmp_path, argv):
+    """`fpcli cache list | head -1`: was exit 1 (click's own handling of EPIPE), or
+    "Exception ignored ... BrokenPipeError" and exit 120 from the last flush."""
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before the first line
+    try:
+        done = _fpcli(tmp_path, *argv, stdout=writer, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(writer)
+    assert done.returncode == EXIT_BROKEN_PIPE
+    assert "error" not in done.stderr and "Exception" not in done.stderr
+
+
+# -- bug 2: an output encoding that is not UTF-8 -------------------------------------------------
+
+def test_json_on_a_stdout_that_is_not_utf8_is_ascii(monkeypatch):
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    text = json_text({"path": "Canci\u00f3n \udcff.flac"})
+    assert text == '{"path": "Canci\\u00f3n \\udcff.flac"}'
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+    assert json_text({"path": "Canci\u00f3n \udcff.flac"}) == '{"path": "Canci\u00f3n \\udcff.flac"}'
+
+
+def test_an_ascii_stdout_gets_json_and_text_it_can_hold(tmp_path):
+    """Was a UnicodeEncodeError for a non-ASCII path in JSON and for the em-dash of a
+    missing value (the hit rate of a new store) in text."""
+    ascii_env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    done = _fpcli(tmp_path, "analyze", "--json", "Canci\u00f3n.flac", capture_output=True, env=ascii_env)
+    assert done.returncode == EXIT_SOME_FAILED, done.stderr
+    assert json.loads(done.stdout.decode("ascii"))["path"] == "Canci\u00f3n.flac"
+    done = _fpcli(tmp_path, "cache", "stats", capture_output=True, env=ascii_env)
+    assert done.returncode == 0, done.stderr
+    assert "hit rate: - (0 hits, 0 misses)" in done.stdout.decode("ascii")
+
+
+def test_printable_text_under_a_file_system_encoding_without_the_character(monkeypatch):
+    """Under a Latin-1 locale os.fsencode cannot hold the em-dash of a table cell: was a
+    UnicodeEncodeError in every table of a pipe."""
+    monkeypatch.setattr(os, "fsencode", lambda text: text.encode("latin-1", "surrogateescape"))
+    assert printable_path("\u2014") == "\u2014"
+    assert printable_path("a\udcffb \u2014") == "a\\xffb \u2014"
+    assert printable_path("\ud800") == "\\ud800"
+
+
+# -- bug 4: plain lines in a pipe ----------------------------------------------------------------
+
+def test_validate_in_a_pipe_prints_plain_tab_separated_lines(tmp_path):
+    """Was rich's box-drawn table, padded with trailing spaces."""
+    write(tmp_path / "a.flac", synth.music_like(3.0, 22050, seed=1, bpm=110), 22050)
+    result = runner.invoke(app, ["validate", "-l", str(tmp_path / "a.flac")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["Streaming vs batch, per metric", "metric\terror\ttol\tmean err\tmax err\tpass\tn"]
+    assert lines[2].startswith("tempo_bpm") and lines[2].count("\t") == 6
+    assert lines[15].startswith("tracks 1: valid 1")
+    assert all(line == line.rstrip() and not set(line) & set("│┃━┏└") for line in lines)
+
+
+def test_validate_partial_table_in_a_pipe(capsys):
+    from fpcli.cli.validate_cmd import render_partial
+
+    buckets = {"tempo_bpm": [{"confidence": "0.0-0.5", "mean_error": None, "samples": 0},
+                             {"confidence": "0.5-1.0", "mean_error": 0.25, "samples": 3}]}
+    render_partial({"seconds": [2.0], "tracks": 3, "buckets": buckets, "monotone": {"tempo_bpm": False}}, None)
+    assert capsys.readouterr().out.splitlines()[1:] == ["metric\t0.0-0.5\t0.5-1.0\tmonotone",
+                                                        "tempo_bpm\t—\t0.25 (3)\tno"]
+
+
+def test_null_reasons_are_not_wrapped_in_a_pipe(tmp_path):
+    """A silent track's null reasons were cut into 80-column pieces."""
+    silent = write(tmp_path / "silent.wav", np.zeros((22050 * 4, 2)), 22050)
+    result = runner.invoke(app, ["analyze", silent])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "  streaming loudness_range_lu (LU) is null: fewer than two 3 s short-term blocks pass the gates" in lines
+    assert all(" is null: " in line for line in lines if line.startswith("  "))
+
+
+# -- bug 5: validate with nothing to compare, and --tolerance limits -----------------------------
+
+def test_validate_an_empty_folder_says_so(tmp_path):
+    """Was exit 0 with a table of dashes."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["validate", "-l", str(empty)])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr == f"warning: no audio file found under {empty}\n"
+    gated = runner.invoke(app, ["validate", "-l", str(empty), "--fail-under", "0.5"])
+    assert gated.exit_code == EXIT_BELOW_THRESHOLD and gated.stdout == ""
+    assert "no track could be validated (no audio file found)" in gated.stderr
+
+
+@pytest.mark.parametrize("limit", ["inf", "nan", "-inf", "1e999"])
+def test_a_tolerance_must_be_a_finite_number(tmp_path, limit):
+    """inf crashed writing --json ("Out of range float values are not JSON compliant");
+    nan was refused as "must be >= 0"."""
+    result = runner.invoke(app, ["validate", "-l", str(tmp_path), "--json", "--tolerance", f"tempo_bpm={limit}"])
+    assert result.exit_code == EXIT_USAGE
+    assert "is not a finite number" in result.stderr and "Traceback" not in result.output
