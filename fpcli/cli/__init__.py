@@ -13,8 +13,11 @@ gives the application with every command.
 
 from __future__ import annotations
 
+import codecs
 import importlib
+import locale
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +98,9 @@ def main() -> None:
     from fpcli.cli.render import OutputError, ReaderGone, error_line, guard_standard_streams
     from fpcli.memory import keep_buffers_on_heap
 
+    _rerun_in_utf8_mode()
     guard_standard_streams()
+    _stop_gracefully_on(signal.SIGTERM, signal.SIGHUP)
     keep_buffers_on_heap()  # 12-15 % faster analysis in this process (fpcli/memory.py)
     if "" in sys.argv[1:]:
         # `fpcli analyze "$MUSIC"` with MUSIC unset: an empty path reads as ".", and the
@@ -112,7 +117,7 @@ def main() -> None:
         sys.exit(EXIT_FATAL)
     except KeyboardInterrupt:
         error_line("interrupted")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(_interrupted_code())
     except ReaderGone:  # `fpcli cache list | head -1`: the reader left; quiet, as other tools
         _drop_stdout()
         sys.exit(EXIT_BROKEN_PIPE)
@@ -130,11 +135,55 @@ EXIT_BROKEN_PIPE = 141
 def _run(argv: list[str]) -> None:
     """Run the command line; stdout is flushed before the exit, so that a reader that
     left or a full disk is found here and not in the interpreter's last flush (which
-    would print "Exception ignored ..." and exit 120)."""
+    would print "Exception ignored ..." and exit 120). A run stopped by SIGTERM or
+    SIGHUP exits as such (143, 129), not as a Ctrl-C (130)."""
     try:
         application(argv)()
+    except SystemExit as exc:
+        if exc.code == EXIT_INTERRUPTED:
+            raise SystemExit(_interrupted_code()) from None
+        raise
     finally:
         sys.stdout.flush()
+
+
+def _rerun_in_utf8_mode() -> None:
+    """Run again in Python's UTF-8 mode when the file-system encoding is not UTF-8 (a
+    Latin-1 locale): paths are decoded by it, and the store keys them by that text, so
+    a run under another locale named the same file differently (``cache prune`` then
+    dropped the records of files that exist, and analyze added mojibake paths). In
+    UTF-8 mode every run decodes paths alike; stdout and stderr keep the locale's
+    encoding (PYTHONIOENCODING), so the terminal shows what it can."""
+    if sys.flags.utf8_mode or codecs.lookup(sys.getfilesystemencoding()).name == "utf-8" or not sys.executable:
+        return
+    environment = dict(os.environ)
+    environment.setdefault("PYTHONIOENCODING", locale.getpreferredencoding(False))
+    os.execve(sys.executable, [sys.executable, "-X", "utf8", "-m", "fpcli", *sys.argv[1:]], environment)
+
+
+_stopped_by: list[int] = []   # the termination signal received, if any
+
+
+def _stop_gracefully_on(*signals: signal.Signals) -> None:
+    """SIGTERM and SIGHUP stop a run as Ctrl-C does (finished tracks stored, workers
+    stopped, a summary): the default ended the process at once and left its workers
+    analysing a file whose result nobody would store."""
+    def stop(signum: int, frame: Any) -> None:
+        _stopped_by.append(signum)
+        ctrl_c = signal.getsignal(signal.SIGINT)   # Python's raises KeyboardInterrupt; a stream's notes it
+        if callable(ctrl_c):
+            ctrl_c(signal.SIGINT, frame)
+        else:   # SIGINT ignored (a background job of a script): stop all the same
+            raise KeyboardInterrupt
+
+    for number in signals:
+        if signal.getsignal(number) == signal.SIG_DFL:   # not when the user chose to ignore it (nohup)
+            signal.signal(number, stop)
+
+
+def _interrupted_code() -> int:
+    """130 for Ctrl-C; 128 + the signal for SIGTERM (143) and SIGHUP (129)."""
+    return 128 + _stopped_by[0] if _stopped_by else EXIT_INTERRUPTED
 
 
 def _drop_stdout() -> None:

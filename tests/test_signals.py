@@ -1,0 +1,70 @@
+"""SIGTERM and SIGHUP stop a run as Ctrl-C does: finished tracks stored, workers
+stopped, an exit code that names the signal (128 + its number)."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from fpcli.store import FingerprintStore, verify
+from tests.test_library import _cli, _json_lines, make_library
+
+
+def _group_gone(pgid: int, wait_s: float = 15.0) -> bool:
+    """Whether every process of the run's session (its workers too) has ended."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_termination_signal_stops_the_run_and_its_workers(tmp_path, sig):
+    """The default action ended the command at once: exit 143 with nothing said, and its
+    workers, reparented, went on analysing files whose results nobody stored."""
+    library = make_library(tmp_path / "lib", tracks=12, seconds=8.0)
+    store = tmp_path / "s"
+    process = subprocess.Popen(_cli("analyze", library, "--json", "--jobs", "2", store=store),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    done = []
+    for line in process.stdout:
+        done.append(json.loads(line))
+        if len(done) >= 3:
+            break
+    process.send_signal(sig)                 # to the command alone, as `kill` or a supervisor sends it
+    rest, errors = process.communicate(timeout=60)
+    done += _json_lines(rest)
+    assert process.returncode == 128 + sig and "interrupted" in errors
+    assert _group_gone(process.pid)          # no worker outlives the command
+    with FingerprintStore.open(store) as s:
+        stored = {seen.path for r in s.records() for seen in r.paths}
+        assert verify(s) == []
+    assert {os.path.realpath(r["path"]) for r in done if r["status"] != "error"} <= stored
+
+
+def test_a_locale_that_is_not_utf8_runs_again_in_utf8_mode(monkeypatch):
+    """Under a Latin-1 locale paths were decoded as Latin-1, so the store knew one file
+    by two names across locales (cache prune dropped the records of files that exist).
+    fpcli runs itself again in Python's UTF-8 mode, keeping the terminal's encoding."""
+    import sys
+
+    import fpcli.cli as cli
+
+    calls = []
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "iso8859-1")
+    monkeypatch.setattr(sys, "argv", ["fpcli", "cache", "prune"])
+    monkeypatch.delenv("PYTHONIOENCODING", raising=False)
+    monkeypatch.setattr(os, "execve", lambda path, args, env: calls.append((path, args, env)))
+    cli._rerun_in_utf8_mode()
+    ((path, args, env),) = calls
+    assert args == [sys.executable, "-X", "utf8", "-m", "fpcli", "cache", "prune"] and env["PYTHONIOENCODING"]
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "utf-8")
+    cli._rerun_in_utf8_mode()
+    assert len(calls) == 1                   # a UTF-8 file system: no second run
