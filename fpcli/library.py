@@ -31,7 +31,7 @@ class RunSummary:
     cached: int = 0
     failed: int = 0           # failed now, or before and unchanged (then also counted in ``skipped``)
     skipped: int = 0          # known failures of unchanged files, not retried
-    problems: int = 0         # scan problems (missing paths, unreadable folders, loops)
+    problems: int = 0         # scan problems (missing or unreadable paths, a symlink loop given)
     ignored: str = ""         # what the scan did not analyse and why ("ignored 3 files: .jpg 2, ...")
     skipped_new: int = 0      # --upgrade: files with no record at all, left for a later run
     audio_seconds: float = 0.0  # of the tracks analysed in this run (not those from the store)
@@ -83,15 +83,21 @@ class RunOptions:
 Event = Callable[[str, Any], None]
 
 
+Todo = list[tuple[float, str, FileIdentity]]  # (how well known, path, identity) of files to analyse
+
+
 def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
                 on_event: Event = lambda kind, payload: None) -> RunSummary:
     """Analyse every audio file under ``paths`` that the store cannot answer, saving
     each result as it arrives; answer the others from the store without decoding.
+    Files that look like copies of one another (hard links, duplicates) are analysed
+    once: the others wait, and are then answered from the store when their content
+    is the same.
 
     Interrupting (KeyboardInterrupt) keeps every finished track and returns a summary
     with ``interrupted`` set.
     """
-    started = time.perf_counter()
+    started, began = time.perf_counter(), time.time()
     summary = RunSummary()
     found = scan(paths, exclude=options.exclude)
     files, problems = found.files, found.problems
@@ -100,28 +106,64 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
     on_event("start", (len(files) + len(problems), "analysing"))
     for problem in problems:
         on_event("track", failed(problem.path, "ScanError", problem.message))
-    todo: list[tuple[float, str, FileIdentity]] = []
     try:
-        for path, lookup in zip(files, look_up_all(store, files, options.want, force=options.force), strict=True):
-            known = answer(path, lookup, retry_failed=options.retry_failed)
-            if known is not None:
-                if lookup.error is not None and not known.cached:  # unreadable: recorded, skipped until it changes
-                    store.save_failure(path, None, known.error_type or "OSError", known.error or "unreadable")
-                summary.count(known)
-                on_event("track", known)
-            elif lookup.identity is not None and (lookup.previous is not None or not options.upgrade):
-                todo.append((_heard(lookup.previous), path, lookup.identity))
-            else:
-                summary.skipped_new += 1
-        for result in analyse_all(dispatch_order(todo), options, store):
-            summary.count(result)
-            on_event("track", result)
+        first, copies = split_copies(_answer_known(files, store, options, summary, on_event))
+        _analyse(first, store, options, summary, on_event)
+        if copies:  # their content is stored now (unless it failed, or only the content keys were equal)
+            rest = _answer_known([path for _, path, _ in copies], store, dataclasses.replace(options, force=False),
+                                 summary, on_event, analysed_since=began if options.force else None)
+            _analyse(rest, store, options, summary, on_event)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
         store.flush_stats()
         summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def _answer_known(files: list[str], store: FingerprintStore, options: RunOptions, summary: RunSummary,
+                  on_event: Event, *, analysed_since: float | None = None) -> Todo:
+    """Report each file the store can answer (a hit, a known failure, an unreadable
+    file); the others are returned to be analysed. ``analysed_since``: only records
+    analysed since then answer (a forced run's copies, served what it analysed)."""
+    todo: Todo = []
+    for path, lookup in zip(files, look_up_all(store, files, options.want, force=options.force), strict=True):
+        if analysed_since is not None and lookup.record is not None and lookup.record.analysed_at < analysed_since:
+            lookup = dataclasses.replace(lookup, record=None)
+        known = answer(path, lookup, retry_failed=options.retry_failed)
+        if known is not None:
+            if lookup.error is not None and not known.cached:  # unreadable: recorded, skipped until it changes
+                store.save_failure(path, None, known.error_type or "OSError", known.error or "unreadable")
+            summary.count(known)
+            on_event("track", known)
+        elif lookup.identity is not None and (lookup.previous is not None or not options.upgrade):
+            todo.append((_heard(lookup.previous), path, lookup.identity))
+        else:
+            summary.skipped_new += 1
+    return todo
+
+
+def _analyse(todo: Todo, store: FingerprintStore, options: RunOptions, summary: RunSummary,
+             on_event: Event) -> None:
+    for result in analyse_all(dispatch_order(todo), options, store):
+        summary.count(result)
+        on_event("track", result)
+
+
+def split_copies(todo: Todo) -> tuple[Todo, Todo]:
+    """(the first file of each content, the others): files whose digest, or when it is
+    not known yet (a content never stored) whose content key, another file has. Ten
+    thousand links to one file are one analysis, not ten thousand; a file whose
+    content key only looked the same is analysed after the others."""
+    first: Todo = []
+    copies: Todo = []
+    seen: set[tuple[str, str]] = set()
+    for item in todo:
+        identity = item[2]
+        content = ("digest", identity.digest) if identity.digest else ("content", identity.content_key)
+        (copies if content in seen else first).append(item)
+        seen.add(content)
+    return first, copies
 
 
 def dispatch_order(todo: list[tuple[float, str, FileIdentity]]) -> list[tuple[str, FileIdentity]]:

@@ -33,28 +33,43 @@ class ScanProblem:
 @dataclasses.dataclass
 class Scan:
     """What a scan found: ``files`` to analyse (paths, or ``image#NN`` CUE tracks),
-    ``problems`` (missing paths, unreadable folders, loops, bad CUE sheets) and
-    ``ignored``: files not analysed, counted by reason (".jpg", "excluded", ...)."""
+    ``problems`` (missing paths, unreadable folders, bad CUE sheets), ``ignored``:
+    files not analysed, counted by reason (".jpg", "excluded", ...), and
+    ``skipped_folders``: folders not walked again, counted by reason ("already
+    scanned": given twice, inside another folder given, or linked to from inside the
+    library; "symlink loop": a link to a folder above it). Skipping those is what a
+    user wants (each file once), so they are not problems."""
 
     files: list[str] = dataclasses.field(default_factory=list)
     problems: list[ScanProblem] = dataclasses.field(default_factory=list)
     ignored: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    skipped_folders: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
     def ignored_summary(self) -> str:
-        """"ignored 14 files: .jpg 9, .cue 2, excluded 3" ('' when nothing was ignored)."""
-        total = sum(self.ignored.values())
-        if not total:
-            return ""
-        parts = ", ".join(f"{reason} {count}" for reason, count in self.ignored.most_common())
-        return f"ignored {total} file{'s' if total != 1 else ''}: {parts}"
+        """"ignored 14 files: .jpg 9, .cue 2, excluded 3; skipped 1 folder: already
+        scanned 1" ('' when nothing was ignored or skipped)."""
+        notes = [_counted("ignored", "file", self.ignored), _counted("skipped", "folder", self.skipped_folders)]
+        return "; ".join(note for note in notes if note)
+
+
+def _counted(verb: str, noun: str, reasons: collections.Counter[str]) -> str:
+    """"ignored 3 files: .jpg 2, .txt 1" ('' for no count)."""
+    total = sum(reasons.values())
+    if not total:
+        return ""
+    parts = ", ".join(f"{reason} {count}" for reason, count in reasons.most_common())
+    return f"{verb} {total} {noun}{'s' if total != 1 else ''}: {parts}"
 
 
 def scan(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = ()) -> Scan:
     """Audio files (by extension) under ``paths``, recursively, in a stable order.
 
-    Files given explicitly are taken whatever their extension. Symlinked folders are
-    followed once (a loop is reported, not followed again); unreadable folders and
-    missing paths are reported as problems, never fatal. ``exclude``: gitignore-style
+    Files given explicitly are taken whatever their extension. Every file and folder
+    is taken once however many ways it is reached (a folder given twice or inside
+    another given, a symlink to a folder already walked or to one above it): a
+    folder reached again is skipped and counted in ``skipped_folders``. Unreadable
+    folders and missing paths (a path given that is a symlink loop) are reported as
+    problems, never fatal. ``exclude``: gitignore-style
     patterns matched against paths relative to each root given.
     """
     result = Scan()
@@ -108,7 +123,7 @@ class _Walker:
             self.result.problems.append(ScanProblem(exc.filename or root, f"cannot list folder: {os_reason(exc)}"))
 
         for folder, subfolders, names in os.walk(root, onerror=on_error, followlinks=True):
-            if not self._enter(folder, names, subfolders):
+            if not self._enter(folder, names, subfolders, given=folder == root):
                 continue
             spec = _ignore_file(folder, names, self.result)
             if spec is not None:
@@ -117,7 +132,10 @@ class _Walker:
             subfolders[:] = sorted(d for d in subfolders if not ignored(os.path.join(folder, d), True))
             self._files(folder, sorted(names), ignored)
 
-    def _enter(self, folder: str, names: list[str], subfolders: list[str]) -> bool:
+    def _enter(self, folder: str, names: list[str], subfolders: list[str], *, given: bool) -> bool:
+        """Whether to take the files of ``folder`` (``given``: a path given, not one
+        reached by the walk): not when it cannot be read, was walked already or is
+        marked to be skipped; its subfolders are then not walked either."""
         try:
             st = os.stat(folder)
         except OSError as exc:
@@ -125,7 +143,8 @@ class _Walker:
             subfolders[:] = []
             return False
         if (st.st_dev, st.st_ino) in self.seen_dirs:
-            self.result.problems.append(ScanProblem(folder, "symlink loop or repeated folder: skipped"))
+            looped = not given and _is_loop(folder)
+            self.result.skipped_folders["symlink loop" if looped else "already scanned"] += 1
             subfolders[:] = []
             return False
         self.seen_dirs.add((st.st_dev, st.st_ino))
@@ -174,6 +193,13 @@ class _Walker:
                 self.add(path, real_folder)
             else:
                 self.result.ignored[extension] += 1
+
+
+def _is_loop(folder: str) -> bool:
+    """Whether ``folder`` (reached again) is a symlink to a folder above it: its real
+    path is an ancestor of its parent's, so walking it would never end."""
+    real = os.path.realpath(folder)
+    return os.path.join(os.path.realpath(os.path.dirname(folder) or "."), "").startswith(os.path.join(real, ""))
 
 
 def _ignore_file(folder: str, names: list[str], result: Scan) -> pathspec.PathSpec | None:

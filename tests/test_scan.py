@@ -216,3 +216,32 @@ def test_json_goes_to_stdout_even_with_the_progress_bar_on_a_terminal(library, t
     subprocess.run(["script", "-qec", command, "/dev/null"], check=True, capture_output=True, timeout=120)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(os.path.basename(r["path"]) for r in rows) == ["1.flac", "2.wav", "3.flac"]
+
+
+def test_a_folder_reached_twice_is_walked_once_and_is_not_a_failure(tmp_path):
+    """A folder given twice, inside another folder given, or linked to from inside the
+    library is walked once; a symlink to a folder above it is not followed. Each is a
+    count in the summary's note, not a problem."""
+    nest = tmp_path / "nest"
+    (nest / "sub").mkdir(parents=True)
+    write(nest / "b.flac", synth.sine(440, 0.2, SR), SR)
+    write(nest / "sub" / "a.flac", synth.sine(550, 0.2, SR), SR)
+    for roots in ([nest, nest / "sub"], [nest / "sub", nest], [nest, f"{nest}/"], [nest, nest]):
+        found = scan(roots)
+        assert sorted(os.path.basename(f) for f in found.files) == ["a.flac", "b.flac"]
+        assert (found.problems, found.skipped_folders) == ([], {"already scanned": 1})
+    library = tmp_path / "lib"
+    (library / "Albums" / "X").mkdir(parents=True)
+    (library / "Fav").mkdir()
+    write(library / "Albums" / "X" / "c.flac", synth.sine(660, 0.2, SR), SR)
+    os.symlink("../Albums/X", library / "Fav" / "X")       # a second way to a folder of the library
+    os.symlink("../..", library / "Albums" / "X" / "up")    # a loop: the library's own root
+    found = scan([library])
+    assert [os.path.relpath(f, library) for f in found.files] == ["Albums/X/c.flac"]
+    assert found.problems == []
+    assert found.ignored_summary() == "skipped 2 folders: symlink loop 1, already scanned 1"
+    (tmp_path / "art").mkdir()
+    (tmp_path / "art" / "cover.jpg").write_bytes(b"\xff\xd8")
+    result = runner.invoke(app, ["analyze", str(tmp_path / "art"), f"{tmp_path / 'art'}/"])
+    assert result.exit_code == 0, result.output
+    assert "ignored 1 file: .jpg 1; skipped 1 folder: already scanned 1" in result.output

@@ -467,3 +467,33 @@ def test_a_store_on_a_full_disk_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(diskcache_backend.DiskcacheBackend, "_open", full)
     with pytest.raises(StoreError, match="disk is full; opening a store writes to it .* free some space"):
         FingerprintStore.open(tmp_path / "full")
+
+
+def test_a_content_with_many_paths_costs_a_look_up_no_more(store, tmp_path, monkeypatch):
+    """Links of one file: the record lists the latest MAX_PATHS of them; a warm pass
+    parses the shared record once per batch read ahead (not once per link) and writes
+    nothing (a link the record no longer lists is known by its own path entry)."""
+    import fpcli.store.core as core
+    import fpcli.store.reading as reading
+    from fpcli.store.records import MAX_PATHS
+
+    folder = tmp_path / "links"
+    folder.mkdir()
+    links = [write(folder / "0.wav", synth.sine(440, 0.3, 8000), 8000)]
+    for i in range(1, MAX_PATHS + 40):
+        os.link(links[0], folder / f"{i}.wav")
+        links.append(str(folder / f"{i}.wav"))
+    _analysed(store, links[0])
+    assert all(store.lookup(link, NEED).record is not None for link in links[1:])
+    [record] = list(store.records())
+    assert len(record.paths) == MAX_PATHS and record.path == os.path.realpath(links[-1])
+
+    parsed, writes = [], []
+    parse_records, parse_record = reading.parse_records, reading.parse_record
+    monkeypatch.setattr(reading, "parse_records", lambda items: parsed.extend(items) or parse_records(items))
+    monkeypatch.setattr(reading, "parse_record", lambda key, data: parsed.append(key) or parse_record(key, data))
+    monkeypatch.setattr(store.backend, "put", lambda *args: writes.append(args))
+    monkeypatch.setattr(core, "LOOKUP_BATCH", 16)
+    found = list(store.lookup_many(links, NEED))
+    assert all(f.record is not None for f in found)
+    assert len(parsed) == -(-len(links) // 16) and writes == []

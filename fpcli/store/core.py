@@ -34,6 +34,7 @@ from fpcli.store.census import COUNTERS, FAILURE_TAG, census_summary, census_tag
 from fpcli.store.protocol import Backend
 from fpcli.store.reading import MAX_CANDIDATES, StoreImports, _batches
 from fpcli.store.records import (
+    MAX_PATHS,
     STREAM_PREFIX,
     Failure,
     FileIdentity,
@@ -208,15 +209,25 @@ class FingerprintStore(StoreImports):
         return None
 
     def _touch(self, record: Record, identity: FileIdentity, entry: dict[str, Any] | None) -> Record:
-        """A hit: remember a new path of this content (a copy, a move, a second root);
-        refresh last_used at most daily (LAST_USED_RESOLUTION_S)."""
+        """A hit: remember a new path of this content (a copy, a move, a second root)
+        and a new mtime of a listed one; refresh last_used at most daily
+        (LAST_USED_RESOLUTION_S). A known unchanged path writes nothing, however many
+        paths the content has."""
         now = time.time()
-        new_path = identity.path not in {p.path for p in record.paths}
-        if new_path or entry is None or entry["digest"] != identity.digest:
+        vouched = entry is not None and (entry["digest"], entry["size"], entry["mtime_ns"]) == (
+            identity.digest, identity.size, identity.mtime_ns)
+        seen = record.seen_at(identity.path)
+        # A path its entry vouches for is known even when the record no longer lists
+        # it (only the latest MAX_PATHS are): listing it again would push another out,
+        # and every look-up of a content with more paths than that would write.
+        new_path = seen is None and (not vouched or len(record.paths) < MAX_PATHS)
+        changed = new_path or (seen is not None and seen.mtime_ns != identity.mtime_ns)
+        if changed:
             record = record.with_path(identity.path, identity.mtime_ns)
+        if not vouched:
             self._claim_path(identity, entry, record.params_key)
-        if new_path or now - record.last_used_at > LAST_USED_RESOLUTION_S:
-            record = dataclasses.replace(record, last_used_at=now)
+        if changed or now - record.last_used_at > LAST_USED_RESOLUTION_S:
+            record = dataclasses.replace(record, last_used_at=now, paths=record.paths[-MAX_PATHS:])
             self._write_record(record, journal=new_path)
         return record
 

@@ -48,7 +48,8 @@ class StoreReader:
         # Entries read ahead (``read_ahead``) for the reads about to ask for them: texts
         # of present entries as parsed JSON, and records parsed as one batch. Every write through
         # ``_put`` / ``_delete`` drops its key, so a read never sees an entry older than
-        # this process's own last write.
+        # this process's own last write. A record stays until the next batch: many
+        # paths of one content (links, copies) share it, parsed once.
         self._ahead_data: dict[str, Any] = {}
         self._ahead_records: dict[str, Record | BadEntryError] = {}
 
@@ -65,8 +66,9 @@ class StoreReader:
         """The record under ``key``; None if absent or bad (a bad one is remembered in
         ``bad_entries`` and will be overwritten by the next save)."""
         try:
-            ahead = self._ahead_records.pop(key, None)
+            ahead = self._ahead_records.get(key)
             if isinstance(ahead, BadEntryError):
+                del self._ahead_records[key]  # read again, and reported, as any bad entry is
                 raise ahead
             if ahead is not None:
                 return ahead
@@ -79,9 +81,10 @@ class StoreReader:
     def read_ahead(self, keys: Sequence[str], records: Callable[[dict[str, Any]], str | None]) -> None:
         """Read the entries under ``keys`` in one backend call, and then the records named
         by ``records(entry)`` of those that are path entries (None: no record), parsed
-        as one batch (their covariances checked in one stack). A key read ahead is
-        served once, by the next read of it; absent and unreadable ones are left to that
-        read, which reports them as it always does."""
+        as one batch (their covariances checked in one stack). An entry read ahead is
+        served once, by the next read of it, a record by every read of it until the
+        next batch or a write of it (the paths of one content share it); absent and
+        unreadable ones are left to that read, which reports them as it always does."""
         self.forget_ahead()
         record_keys: list[str] = []
         for key, text in zip(keys, self.backend.get_many(keys), strict=True):

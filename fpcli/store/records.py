@@ -40,6 +40,11 @@ READABLE_SCHEMAS = (2, 3)  # what a read, an import or verify accepts (fingerpri
 COV_TOLERANCE = 1e-6       # relative asymmetry / negative eigenvalue a stored covariance may show (rounding)
 STREAM_PREFIX = "stream:"  # paths of named streams (fpcli analyze - --name NAME): no file behind them
 CONTENT_SAMPLE_BYTES = 64 * 1024
+# Paths a record lists (the most recently seen): ten thousand links to one file made a
+# record of a megabyte, parsed and rewritten on every look-up. Identity does not need
+# the list (each path's own entry names its content), so a path dropped from it is
+# still answered unread.
+MAX_PATHS = 64
 DIGEST_CHUNK_BYTES = 1 << 20
 
 
@@ -205,7 +210,8 @@ class Record:
     ``complete`` is False for a preview (the analysis stopped before the end of the
     track; ``streaming.seconds`` says how much was heard): a partial record is never
     served where a complete one is asked for, and is replaced only by one that heard
-    more. ``paths`` lists every path where this content was seen (copies, library roots).
+    more. ``paths`` lists the paths where this content was seen (copies, library
+    roots), the most recent last, at most MAX_PATHS of them.
     """
 
     digest: str
@@ -240,8 +246,14 @@ class Record:
         return not other.complete and self.streaming.seconds >= other.streaming.seconds
 
     def with_path(self, path: str, mtime_ns: int) -> Record:
+        """This record with ``path`` as the path seen most recently (the oldest are
+        dropped beyond MAX_PATHS)."""
         kept = tuple(p for p in self.paths if p.path != path)
-        return dataclasses.replace(self, paths=(*kept, PathSeen(path, mtime_ns)))
+        return dataclasses.replace(self, paths=(*kept, PathSeen(path, mtime_ns))[-MAX_PATHS:])
+
+    def seen_at(self, path: str) -> PathSeen | None:
+        """The listed sighting of ``path`` (None when the record does not list it)."""
+        return next((seen for seen in self.paths if seen.path == path), None)
 
     def without_path(self, path: str) -> Record:
         return dataclasses.replace(self, paths=tuple(p for p in self.paths if p.path != path))
