@@ -14,7 +14,7 @@ import numpy as np
 from fpcli.blas import one_blas_thread
 from fpcli.dsp.loudness import gated_momentary_loudness, integrated_loudness, loudness_range
 from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
-from fpcli.dsp.tally import ALL_SILENT, NO_FRAMES, FrameTally
+from fpcli.dsp.tally import FrameTally, silent_reason
 from fpcli.dsp.timbre import N_MFCC, Timbre, gaussian_of
 from fpcli.fingerprint import BANDS_HZ, BATCH_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
@@ -80,7 +80,7 @@ class BatchAnalyzer:
 
     def _spectral_medians(self) -> dict[str, tuple[float | None, str]]:
         audible = ~self.series("silent").astype(bool)
-        reason = NO_FRAMES if audible.size == 0 else ALL_SILENT
+        reason = silent_reason(self.pipeline, audible.size)
         out = {}
         for name, series in (("spectral_centroid_hz", "centroid_hz"), ("spectral_rolloff_hz", "rolloff_hz"),
                              ("spectral_flatness", "flatness")):

@@ -32,7 +32,7 @@ from fpcli.dsp.loudness import (
 )
 from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
 from fpcli.dsp.stats import Histogram
-from fpcli.dsp.tally import ALL_SILENT, NO_FRAMES, FrameTally
+from fpcli.dsp.tally import FrameTally, silent_reason
 from fpcli.dsp.tempo import estimate_tempo
 from fpcli.dsp.timbre import GaussianSums, Timbre
 from fpcli.fingerprint import STREAMING_DIMS, Fingerprint
@@ -197,7 +197,7 @@ class StreamingAnalyzer:
         )
 
     def _histogram_values(self) -> dict[str, tuple[float | None, str]]:
-        reason = NO_FRAMES if self.tally.frames == 0 else ALL_SILENT
+        reason = silent_reason(self.pipeline, self.tally.frames)
         too_short = "track is shorter than one 400 ms gating block"
         return {
             "spectral_centroid_hz": (self._centroid.quantile(0.5), reason),

@@ -119,3 +119,20 @@ def test_a_silent_channel_is_the_reason_for_no_phase_correlation():
     fingerprint = analyzer.finish()
     assert fingerprint.values["phase_correlation"] is None and fingerprint.values["lufs"] is not None
     assert fingerprint.reasons["phase_correlation"].startswith("one channel is digital silence")
+
+
+@pytest.mark.parametrize("analyzer_class", ["StreamingAnalyzer", "BatchAnalyzer"])
+def test_channels_that_cancel_in_the_mix_are_named_as_the_reason(analyzer_class):
+    """L = -R: the mono mix is silent though the track is at -23 LUFS; the reason said
+    "every frame is silent"."""
+    import fpcli.batch
+    import fpcli.streaming
+
+    analyzer = {"StreamingAnalyzer": fpcli.streaming.StreamingAnalyzer,
+                "BatchAnalyzer": fpcli.batch.BatchAnalyzer}[analyzer_class](22050, 2)
+    left = synth.music_like(4.0, 22050, seed=2, stereo=False).reshape(-1, 1)
+    analyzer.push(np.concatenate([left, -left], axis=1).astype(np.float32))
+    fingerprint = analyzer.finish()
+    assert fingerprint.values["spectral_centroid_hz"] is None
+    assert "they cancel out" in fingerprint.reasons["spectral_centroid_hz"]
+    assert "they cancel out" in fingerprint.reasons["harmonic_ratio"]

@@ -121,6 +121,9 @@ class FeaturePipeline:
         self._peak_window = max(1, round(PEAK_WINDOW_S * samplerate))
         self._peak_partial = 0.0
         self._peak_filled = 0
+        # The loudest 400 ms block's channel-weighted mean square (the loudness meter's
+        # energy): what the channels carry when the mono mix is silent (``silent_reason``).
+        self.loudest_block = 0.0
         # Whole-signal sums for the batch-only dims (#9, #24, #25), float64.
         self.samples = 0
         self.peak = 0.0
@@ -134,6 +137,8 @@ class FeaturePipeline:
         frames, buffer = self._framer.push(mixdown(block))
         step = self._frame_features(frames, buffer)
         step.momentary, step.short_term = self._loudness.push(block)
+        if step.momentary.size:
+            self.loudest_block = max(self.loudest_block, float(step.momentary.max()))
         step.window_peaks = self._window_peaks(block)
         return step
 

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from fpcli.dsp.loudness import LOUDNESS_OFFSET
 from fpcli.dsp.pipeline import SILENT_PEAK_DB, FeaturePipeline, FrameStep
 from fpcli.dsp.spectral import key_clarity
 from fpcli.dsp.stats import Welford
@@ -19,6 +20,21 @@ from fpcli.dsp.tempo import TempoEstimate, estimate_tempo
 
 NO_FRAMES = "track is shorter than one analysis frame"
 ALL_SILENT = "every frame is silent (below the silence threshold)"
+MIX_CANCELS = ("every frame of the mono mix is silent though the channels are not: they cancel out "
+               "(one channel polarity-inverted?)")
+# A 400 ms block this loud (LUFS) while every frame of the mix is below -60 dBFS means
+# the channels cancelled in the mix: 10 LU of margin over the frames' threshold.
+CANCELLED_MIX_LUFS = -50.0
+
+
+def silent_reason(pipeline: FeaturePipeline, frames: int) -> str:
+    """Why the frame-based dims are null when no frame of the mono mix is audible: no
+    frame at all, silence, or channels that cancel in the mix (a track at -23 LUFS
+    with one channel inverted was called "every frame is silent")."""
+    if frames == 0:
+        return NO_FRAMES
+    loudest = LOUDNESS_OFFSET + 10 * math.log10(pipeline.loudest_block) if pipeline.loudest_block > 0 else -math.inf
+    return MIX_CANCELS if pipeline.channels > 1 and loudest > CANCELLED_MIX_LUFS else ALL_SILENT
 
 
 class FrameTally:
@@ -77,7 +93,7 @@ class FrameTally:
         put("rhythm_stability", tempo.stability, tempo_reason)
         put("transient_density", self.onsets / seconds if not no_frames else math.nan, NO_FRAMES)
         put("silence_ratio", self.silent_frames / self.frames if not no_frames else math.nan, NO_FRAMES)
-        sound_reason = NO_FRAMES if no_frames else ALL_SILENT
+        sound_reason = silent_reason(pipeline, self.frames)
         audible = self.voiced_frames > 0
         put("harmonic_ratio", self.harmonic_energy / self.total_energy if audible and self.total_energy > 0
             else math.nan, sound_reason)
