@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -108,7 +108,9 @@ def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = No
     """Fingerprint ``reader`` as it is read: every ``every_s`` seconds of audio call
     ``on_snapshot`` and ``keep`` (which saves a partial record) with the snapshot; stop
     after ``max_seconds`` (a preview) or at the end (complete). Returns the last result.
-    A KeyboardInterrupt keeps (``keep``) what was heard, then propagates."""
+    A Ctrl-C stops the reading (``reader.stop()``: a pipe within a fraction of a
+    second), keeps (``keep``) what was heard, if anything, as a partial record, then
+    raises KeyboardInterrupt."""
     if every_s is not None and not every_s > 0:
         raise ParameterError(f"{every_s}: a positive number of seconds", "every_s")
     info = reader.info
@@ -116,12 +118,13 @@ def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = No
     live = LiveFingerprint(info.samplerate, info.channels, params, expected_seconds=expected)
     started = time.perf_counter()
     try:
-        with _noticing_interrupts() as interrupted:
+        with _noticing_interrupts(reader.stop) as interrupted:
             whole = _push_blocks(reader, live, path, started, every_s, max_seconds, on_snapshot, keep)
         if interrupted():
             raise KeyboardInterrupt
     except KeyboardInterrupt:
-        keep(_result(live, reader, path, started))
+        if live.seconds:  # nothing heard: no record of nothing
+            keep(_result(live, reader, path, started))
         raise
     if whole:
         live.finish()
@@ -139,8 +142,10 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
     for block in reader:
         while block.size:
             pushed = int(round(live.seconds * info.samplerate))
-            targets = [int(round(x * info.samplerate)) for x in (next_mark, max_seconds) if x is not None]
-            take = len(block) if not targets else min(len(block), max(min(targets) - pushed, 1))
+            # The frame of the nearest mark (a snapshot, the end of a preview), kept a float
+            # until it falls inside this block: a mark of 1e308 s is an infinite frame count.
+            target = min((x * info.samplerate for x in (next_mark, max_seconds) if x is not None), default=math.inf)
+            take = len(block) if target - pushed >= len(block) else max(int(round(target)) - pushed, 1)
             live.push(block[:take])
             block = block[take:]
             if next_mark is not None and live.seconds >= next_mark - 1e-9:
@@ -154,41 +159,32 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
 
 
 @contextlib.contextmanager
-def _noticing_interrupts() -> Iterator[Callable[[], bool]]:
-    """Yield "was Ctrl-C pressed meanwhile?". The interrupt is raised as usual, but a
-    decoder may swallow it: PyAV reading a pipe calls back into Python, and a
-    KeyboardInterrupt raised in its callback is printed as "Exception ignored" and
-    taken as the end of the stream, which was then stored as a whole track. Only the
-    main thread receives signals; elsewhere nothing is noticed (nor needed). The
-    swallowed interrupt's "Exception ignored" report (``sys.unraisablehook``) is not
-    printed: the interrupt is raised again here, once."""
+def _noticing_interrupts(stop: Callable[[], None]) -> Iterator[Callable[[], bool]]:
+    """Yield "was Ctrl-C pressed meanwhile?"; inside, a Ctrl-C only notes itself and
+    calls ``stop`` (which must only set flags), and the caller raises KeyboardInterrupt
+    once the reading has stopped. Raised where the main thread happens to be, the
+    interrupt could land in a decoder's read callback (PyAV reading a pipe calls back
+    into Python), which prints it as a traceback, swallows it and reads on to the
+    stream's end. Only where Ctrl-C would raise KeyboardInterrupt (Python's default
+    handler, in the main thread: only it receives signals) is the handler replaced; a
+    program's own handler is left alone."""
     received = False
-    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-    if previous is None or previous == signal.SIG_IGN:
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if on_main_thread else None
+    if previous is not signal.default_int_handler:
         yield lambda: received
         return
 
-    def note_then_interrupt(signum: int, frame: Any) -> None:
+    def note_and_stop(signum: int, frame: Any) -> None:
         nonlocal received
         received = True
-        if callable(previous):
-            previous(signum, frame)   # the default handler raises KeyboardInterrupt
-        else:
-            raise KeyboardInterrupt
+        stop()
 
-    report_unraisable = sys.unraisablehook
-
-    def quiet_about_interrupts(unraisable: Any) -> None:
-        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
-            report_unraisable(unraisable)
-
-    signal.signal(signal.SIGINT, note_then_interrupt)
-    sys.unraisablehook = quiet_about_interrupts
+    signal.signal(signal.SIGINT, note_and_stop)
     try:
         yield lambda: received
     finally:
         signal.signal(signal.SIGINT, previous)
-        sys.unraisablehook = report_unraisable
 
 
 def _result(live: LiveFingerprint, reader: AudioReader, path: str, started: float) -> TrackResult:

@@ -300,6 +300,83 @@ def test_cut_ogg_is_partial(tmp_path, subtype, sr, ext):
         assert f"truncated after {len(decoded) / sr:.2f} s" in reader.partial_reason
 
 
+# -- Ogg: a chained file is Ogg files one after another --------------------------------
+
+
+def _chain(tmp_path, *links: tuple[str, int, int]) -> str:
+    """Ogg files of (subtype, rate, channels), 1.5 s each, concatenated into one (as
+    internet-radio recorders write a new link at each track)."""
+    parts = []
+    for number, (subtype, rate, channels) in enumerate(links):
+        x = synth.sine(330.0 * (number + 1), 1.5, rate, channels=channels)
+        parts.append(open(write(tmp_path / f"link{number}.ogg", x, rate, format="OGG", subtype=subtype), "rb").read())
+    path = tmp_path / "chained.ogg"
+    path.write_bytes(b"".join(parts))
+    return str(path)
+
+
+# FFmpeg does not trim the last Vorbis block of a link that is not the file's last to
+# its stated length: each link may give up to this much more than was encoded.
+_UNTRIMMED_S = 0.05
+
+
+@pytest.mark.parametrize("subtype,rate", [("VORBIS", 44100), ("OPUS", 48000)])
+def test_a_chained_ogg_is_read_to_its_end(tmp_path, subtype, rate):
+    """libsndfile read the first link only and called it complete: 5 s of a 10 s file."""
+    path = _chain(tmp_path, (subtype, rate, 1), (subtype, rate, 1), (subtype, rate, 1))
+    reader, decoded = read_all(path)
+    assert not reader.partial, reader.partial_reason
+    assert 4.5 - 0.01 <= len(decoded) / rate <= 4.5 + _UNTRIMMED_S * 3
+    assert (reader.info.format, reader.info.subtype, reader.info.samplerate) == ("OGG", subtype, rate)
+
+
+@pytest.mark.parametrize("second,changed", [
+    (("VORBIS", 48000, 1), "Vorbis, 48000 Hz, 1 channel after Vorbis, 44100 Hz, 1 channel"),
+    (("VORBIS", 44100, 2), "Vorbis, 44100 Hz, 2 channels after Vorbis, 44100 Hz, 1 channel"),
+])
+def test_a_chained_ogg_whose_link_changes_format_is_partial_and_says_why(tmp_path, second, changed):
+    path = _chain(tmp_path, ("VORBIS", 44100, 1), ("VORBIS", 44100, 1), second)
+    reader, decoded = read_all(path)
+    assert 3.0 - 0.01 <= len(decoded) / SR <= 3.0 + _UNTRIMMED_S * 2   # the links before the change
+    assert reader.partial
+    assert f"link 3 of this chained Ogg is {changed}" in reader.partial_reason
+    assert reader.partial_reason.endswith("so link 3 was not read")
+
+
+def test_a_chained_ogg_libsndfile_reads_alone_is_partial(tmp_path, monkeypatch):
+    """Where FFmpeg cannot open the file, libsndfile's first link is kept, as partial."""
+    import fpcli.audio
+    from fpcli.audio.pyav import NotAv
+
+    def refuse(path, **kwargs):
+        raise NotAv("refused")
+
+    monkeypatch.setattr(fpcli.audio, "AvSource", refuse)
+    reader, decoded = read_all(_chain(tmp_path, ("VORBIS", SR, 1), ("VORBIS", SR, 1)))
+    assert len(decoded) == int(1.5 * SR)
+    assert reader.partial and reader.partial_reason == "a chained Ogg of 2 links: only the first (1.50 s) was read"
+
+
+def test_streams_side_by_side_in_one_ogg_are_one_link(tmp_path):
+    """Multiplexed streams begin together (their first pages all at the start): not a chain."""
+    from fpcli.audio import headers
+
+    path = str(tmp_path / "two-streams.ogg")
+    with av.open(path, "w", format="ogg") as out:
+        streams: list[Any] = [out.add_stream("opus", rate=48000, layout="mono") for _ in range(2)]
+        for start in range(0, 48000, 960):
+            for stream in streams:
+                frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="flt", layout="mono")
+                frame.sample_rate, frame.pts = 48000, start
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+        for stream in streams:
+            for packet in stream.encode(None):
+                out.mux(packet)
+    assert [link.codec for link in headers.ogg_links(path)] == ["Opus"]
+    assert len(headers.ogg_links(_chain(tmp_path, ("OPUS", 48000, 1), ("OPUS", 48000, 2)))) == 2
+
+
 # -- files the analyzers cannot work with ---------------------------------------------
 
 

@@ -1,17 +1,20 @@
 """Partial and live fingerprints: previews, upgrades, streams on stdin, snapshots, the
 player API, and what an interrupted stream keeps."""
 
+import io
 import json
 import os
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 
 import numpy as np
 import pytest
+import soundfile as sf
 from typer.testing import CliRunner
 
 from fpcli import synth
@@ -258,6 +261,9 @@ class _SwallowingDecoder:
         self.info = AudioInfo("-", "FLAC", "FLAC", SR, 2, 0)
         self.expected_frames, self.partial, self.partial_reason = 0, False, None
 
+    def stop(self):
+        pass
+
     def __iter__(self):
         audio = synth.music_like(4.0, SR, seed=2)
         yield audio[:SR]
@@ -287,6 +293,106 @@ def test_an_interrupt_a_decoder_swallows_still_interrupts_and_keeps_a_partial(mo
     assert [result.streaming.complete for result in kept] == [False]
     assert kept[0].streaming.seconds == pytest.approx(2.0)
     assert reported == []   # the swallowed interrupt is not reported as "Exception ignored in: ..."
+
+
+def _stalling_pipe(data: bytes, stall_s: float, on_silence):
+    """A pipe that delivers ``data``, then falls silent for ``stall_s`` before it ends,
+    as a radio stream does when the network stalls; ``on_silence()`` is called 0.6 s
+    into the silence, when the reader has long decoded all and waits for more."""
+    read_end, write_end = os.pipe()
+
+    def produce() -> None:
+        os.write(write_end, data)
+        time.sleep(0.6)
+        on_silence()
+        time.sleep(stall_s)
+        os.close(write_end)
+
+    threading.Thread(target=produce, daemon=True).start()
+    return os.fdopen(read_end, "rb")
+
+
+def _stream_bytes(kind: str, audio: np.ndarray) -> tuple[bytes, dict]:
+    """``audio`` as a stream of ``kind`` and the options ``open_stream`` needs for it."""
+    if kind == "raw":
+        return (audio * 32767).astype("<i2").tobytes(), {"raw_format": "s16le", "samplerate": SR, "channels": 1}
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, SR, format=kind.upper(), subtype="PCM_16")
+    return buffer.getvalue(), {}
+
+
+@pytest.mark.parametrize("kind", ["flac", "wav", "raw"])
+def test_ctrl_c_ends_a_silent_stream_at_once_and_keeps_what_was_heard(kind, capfd):
+    """Ctrl-C while a stream's decoder waited on stdin printed a traceback (raised in
+    PyAV's read callback, which swallowed it) and was ignored until the stream ended;
+    the whole stream was then stored. Now it ends the reading within a fraction of a
+    second, even while no byte comes, and keeps the seconds heard as a preview."""
+    from fpcli.audio import open_stream
+    from fpcli.live import follow
+
+    # 6 s: FFmpeg waits for 5 s of a WAV before it opens the stream
+    data, raw = _stream_bytes(kind, synth.music_like(6.0, SR, seed=3, stereo=False) * 0.5)
+    sent = []
+
+    def interrupt() -> None:
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    kept = []
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        reader = open_stream(_stalling_pipe(data, stall_s=3.0, on_silence=interrupt), block_frames=4096, **raw)
+        with pytest.raises(KeyboardInterrupt):
+            follow(reader, "stream:radio", every_s=1.0, keep=kept.append)
+        waited = time.monotonic() - sent[0]
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert waited < 1.0
+    assert "Traceback" not in capfd.readouterr().err
+    assert not kept[-1].streaming.complete and kept[-1].status == "ok"
+    assert kept[-1].duration_s == pytest.approx(6.0)   # all that came before the Ctrl-C
+
+
+def test_a_program_s_own_interrupt_handler_is_kept_and_still_ends_a_stream():
+    """A player's own SIGINT handler is left in place; the KeyboardInterrupt it raises
+    inside the decoder's read ends the stream, and is raised again after it."""
+    from fpcli.audio import open_stream
+    from fpcli.live import follow
+
+    def players_handler(signum, frame):
+        raise KeyboardInterrupt
+
+    data, _ = _stream_bytes("flac", synth.music_like(6.0, SR, seed=3, stereo=False) * 0.5)
+    kept, sent = [], []
+    handler = signal.signal(signal.SIGINT, players_handler)
+    try:
+        pipe = _stalling_pipe(data, stall_s=3.0, on_silence=lambda: sent.append(os.kill(os.getpid(), signal.SIGINT)
+                                                                                or time.monotonic()))
+        with pytest.raises(KeyboardInterrupt):
+            follow(open_stream(pipe), "stream:radio", keep=kept.append)
+        waited = time.monotonic() - sent[0]
+        assert signal.getsignal(signal.SIGINT) is players_handler
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert waited < 1.0
+    assert not kept[-1].streaming.complete and kept[-1].duration_s == pytest.approx(6.0)
+
+
+def test_ctrl_c_before_any_audio_stores_nothing():
+    """A stream interrupted before its first byte was stored as a 0 s preview."""
+    from fpcli.audio import open_stream
+    from fpcli.live import follow
+
+    kept = []
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        pipe = _stalling_pipe(b"", stall_s=3.0, on_silence=lambda: os.kill(os.getpid(), signal.SIGINT))
+        reader = open_stream(pipe, raw_format="s16le", samplerate=SR, channels=2)
+        with pytest.raises(KeyboardInterrupt):
+            follow(reader, "stream:radio", keep=kept.append)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert kept == []
 
 
 def test_cache_show_finds_a_named_stream(tmp_path, song):

@@ -68,3 +68,28 @@ def test_a_locale_that_is_not_utf8_runs_again_in_utf8_mode(monkeypatch):
     monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "utf-8")
     cli._rerun_in_utf8_mode()
     assert len(calls) == 1                   # a UTF-8 file system: no second run
+
+
+def test_a_termination_signal_ends_a_stream_that_stalls(tmp_path):
+    """`analyze -` waiting on a stream that sends nothing more: SIGTERM ends it at once,
+    as Ctrl-C does (it went through the stream's own interrupt handling)."""
+    import io
+
+    import soundfile as sf
+
+    from fpcli import synth
+
+    flac = io.BytesIO()
+    sf.write(flac, synth.music_like(3.0, 22050, seed=1), 22050, format="FLAC")
+    process = subprocess.Popen(_cli("analyze", "-", "--name", "radio", store=tmp_path / "s"),
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    process.stdin.write(flac.getvalue())
+    process.stdin.flush()                    # ... and the stream stalls: stdin stays open
+    time.sleep(1.0)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    assert process.returncode == 143 and time.monotonic() - sent < 5.0
+    assert b"Traceback" not in process.stderr.read()
+    process.stdin.close()

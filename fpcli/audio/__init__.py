@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 
-from fpcli.audio.base import AudioInfo, DecodeFailure, Source, check_info
+from fpcli.audio import headers
+from fpcli.audio.base import AudioInfo, DecodeFailure, Source, StoppablePipe, check_info
 from fpcli.audio.pyav import AV_EXTENSIONS, AvMissing, AvSource, NotAv, is_av_path
 from fpcli.audio.raw import RAW_FORMATS, RawSource
 from fpcli.audio.sndfile import NotSndfile, SndfileSource, check_readable
@@ -48,20 +49,26 @@ MAX_FLOAT_PEAK = 1e6
 def open_stream(stream: BinaryIO, *, raw_format: str | None = None, samplerate: int = 0, channels: int = 0,
                 block_frames: int = DEFAULT_BLOCK_FRAMES) -> AudioReader:
     """A reader of a pipe (stdin): raw PCM when ``raw_format`` is given, else any
-    container FFmpeg can read from a pipe (WAV, FLAC, Ogg, MP3, ...)."""
+    container FFmpeg can read from a pipe (WAV, FLAC, Ogg, MP3, ...). Its ``stop()``
+    ends the stream within a fraction of a second, even while the pipe is silent; a
+    Ctrl-C while the header is awaited raises KeyboardInterrupt."""
+    pipe = StoppablePipe(stream)
+    readable = cast(BinaryIO, pipe)  # it reads, and says it seeks or not, as the stream would
     source: Source
     if raw_format is not None:
         try:
-            source = RawSource(stream, raw_format=raw_format, samplerate=samplerate, channels=channels)
+            source = RawSource(readable, raw_format=raw_format, samplerate=samplerate, channels=channels)
         except ValueError as exc:
             raise AudioReadError("-", str(exc)) from None
     else:
         try:
-            source = AvSource("-", stream=stream)
+            source = AvSource("-", stream=readable)
         except NotAv as exc:
+            if pipe.interrupted:  # the Ctrl-C ended the header, not bad bytes
+                raise KeyboardInterrupt from None
             raise AudioReadError("-", f"not a decodable audio stream ({exc})") from None
         check_info(source.info)
-    return AudioReader.from_stream(source, block_frames=block_frames)
+    return AudioReader.from_stream(source, block_frames=block_frames, pipe=pipe)
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:
@@ -86,7 +93,7 @@ def open_source(path: str | os.PathLike) -> Source:
             raise AudioReadError(path, f"not a decodable audio file ({exc})") from None
     else:
         try:
-            source = SndfileSource(path)
+            source = _whole_chain(SndfileSource(path))
         except NotSndfile as sndfile_refusal:
             try:
                 source = AvSource(path)
@@ -99,6 +106,20 @@ def open_source(path: str | os.PathLike) -> Source:
         source.close()
         raise
     return source
+
+
+def _whole_chain(source: SndfileSource) -> Source:
+    """FFmpeg for a chained Ogg file (Ogg files one after another), of which libsndfile
+    reads the first only and calls it complete; ``source`` (whose ``truncation`` then
+    names the chain) for any other file, or if FFmpeg cannot open it."""
+    if source.info.format != "OGG" or len(headers.ogg_links(source.path)) < 2:
+        return source
+    try:
+        chained = AvSource(source.path)
+    except NotAv:
+        return source
+    source.close()
+    return chained
 
 
 class AudioReader:
@@ -137,24 +158,38 @@ class AudioReader:
             self.expected_frames = max(whole - self._start, 0)
         self.length_exact: bool = source.length_exact
         self._opened: Source | None = None  # set by from_stream: a pipe read once
+        self._pipe: StoppablePipe | None = None
+        self.stopped = False
         self.frames_read = 0
         self.partial = False
         self.partial_reason: str | None = None
         self.nonfinite_samples = 0
 
     @classmethod
-    def from_stream(cls, source: Source, *, block_frames: int = DEFAULT_BLOCK_FRAMES) -> AudioReader:
+    def from_stream(cls, source: Source, *, block_frames: int = DEFAULT_BLOCK_FRAMES,
+                    pipe: StoppablePipe | None = None) -> AudioReader:
         """A reader of an already opened source that cannot be opened twice (a pipe:
-        stdin). It can be iterated once."""
+        stdin), reading ``pipe`` when given. It can be iterated once."""
         reader = cls.__new__(cls)
         reader.path, reader.block_frames, reader.info = source.info.path, block_frames, source.info
         reader._start, reader._end = 0, None
         reader.expected_frames, reader.length_exact = source.expected_frames, source.length_exact
         reader.frames_read, reader.partial, reader.partial_reason, reader.nonfinite_samples = 0, False, None, 0
-        reader._opened = source
+        reader._opened, reader._pipe, reader.stopped = source, pipe, False
         return reader
 
+    def stop(self) -> None:
+        """End the iteration early (safe in a signal handler: it only sets flags). A
+        pipe ends within a fraction of a second, its audio already read still decoded;
+        a file after the block in hand. What was read is then neither checked for
+        completeness nor marked partial: its end was not reached."""
+        self.stopped = True
+        if self._pipe is not None:
+            self._pipe.stop()
+
     def __iter__(self) -> Iterator[np.ndarray]:
+        """The blocks; a KeyboardInterrupt that ended a pipe inside the decoder (which
+        would take it for the stream's end) is raised again after the last one."""
         source = self._opened or open_source(self.path)
         try:
             try:
@@ -162,10 +197,17 @@ class AudioReader:
                     block = self._sanitized(block)
                     self.frames_read += len(block)
                     yield block
+                    if self.stopped and self._pipe is None:
+                        return
             except DecodeFailure as exc:
-                if self.frames_read == 0:
-                    raise AudioReadError(self.path, f"decoding failed: {exc}") from None
-                self._mark_partial(f"decoding failed after {self._seconds_read():.2f} s: {exc}")
+                if not self.stopped:  # a pipe cut by a stop may end mid-frame: no damage
+                    if self.frames_read == 0:
+                        raise AudioReadError(self.path, f"decoding failed: {exc}") from None
+                    self._mark_partial(f"decoding failed after {self._seconds_read():.2f} s: {exc}")
+            if self._pipe is not None and self._pipe.interrupted:
+                raise KeyboardInterrupt
+            if self.stopped:
+                return
             if self.frames_read == 0:
                 raise AudioReadError(self.path, "no audio frames could be decoded")
             self._check_complete(source)

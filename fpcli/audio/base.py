@@ -1,11 +1,13 @@
 """What every decoder back end shares: the header facts, the failure signal, the
-sample-rate bounds the analyzers can work with."""
+sample-rate bounds the analyzers can work with, and a pipe that a Ctrl-C can end."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import select
 from collections.abc import Iterator
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -74,3 +76,89 @@ def check_info(info: AudioInfo) -> AudioInfo:
     if info.samplerate > MAX_SAMPLERATE:
         raise AudioReadError(info.path, f"sample rate {info.samplerate} Hz is above the 768 kHz maximum")
     return info
+
+
+class StoppablePipe:
+    """A pipe (stdin) read so that a stop request ends the stream within ``POLL_S``.
+
+    A blocking read of a pipe cannot be told to stop: a signal handler that does not
+    raise lets the read resume waiting (a stalled producer then holds fpcli forever),
+    and one that raises KeyboardInterrupt inside a decoder's read callback (FFmpeg's,
+    through PyAV) has it printed as a traceback and swallowed. So this waits for data in
+    short ``select`` polls and reads only what is there; after ``stop()`` (safe to call
+    from a signal handler: it sets a flag) every read returns b"" -- the end of the
+    stream -- and the decoder finishes what it already has. A KeyboardInterrupt that
+    does arrive during a read stops it the same way and is remembered in
+    ``interrupted`` for the caller to raise again outside the decoder.
+
+    The bytes come from the file descriptor (``os.read``), bypassing the stream's
+    buffer: nothing must have been read from ``stream`` before. Streams without a
+    descriptor (in memory) and seekable ones (a redirected file) never block and are
+    read, and seeked, through their own methods."""
+
+    POLL_S = 0.1
+    CHUNK_BYTES = 65536  # for a read of "everything": what a pipe holds at once
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.stopped = False
+        self.interrupted = False
+        self._fd = None if _seekable(stream) else _descriptor(stream)
+
+    def stop(self) -> None:
+        """End the stream: every read from now on returns b""."""
+        self.stopped = True
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes, as soon as some are there; b"" at the end or once stopped."""
+        if self.stopped:
+            return b""
+        try:
+            if self._fd is None:
+                return getattr(self._stream, "read1", self._stream.read)(size)
+            while not self._readable():
+                if self.stopped:
+                    return b""
+            return os.read(self._fd, size if size > 0 else self.CHUNK_BYTES)
+        except KeyboardInterrupt:
+            self.interrupted = self.stopped = True
+            return b""
+
+    read1 = read  # what RawSource calls: a read already returns what has arrived
+
+    def _readable(self) -> bool:
+        """Wait up to ``POLL_S`` for bytes (or the end); True when a read won't block."""
+        assert self._fd is not None
+        try:
+            return bool(select.select([self._fd], [], [], self.POLL_S)[0])
+        except (OSError, ValueError):  # no select() on this descriptor (Windows pipes): block
+            return True
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._fd is None and _seekable(self._stream)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _descriptor(stream: BinaryIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return None

@@ -9,11 +9,17 @@
 - Whether an Ogg file ends with its end-of-stream page: libsndfile takes an Ogg
   file's length from the last page's granule position, so a truncated file reports
   exactly the length it still has; the missing end-of-stream flag is the evidence.
+- The links of a chained Ogg file (whole Ogg streams one after another, as
+  internet-radio recorders write them): libsndfile reads only the first, FFmpeg
+  reads on while the codec, rate and channel count stay the same.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+import re
 import struct
 from typing import BinaryIO
 
@@ -142,23 +148,128 @@ def ogg_ends_with_eos(path: str | os.PathLike) -> bool | None:
     return None
 
 
-def _complete_page_type(data: bytes, pos: int) -> int | None:
-    """The header_type byte of the Ogg page at ``data[pos]`` if the whole page is present
-    and its CRC matches, else None."""
-    if pos + 27 > len(data) or data[pos + 4] != 0:
+@dataclasses.dataclass(frozen=True)
+class OggLink:
+    """One link of an Ogg file: where it starts, and its audio as its first packet
+    states it (``codec`` "" and rate 0 for a codec not read here)."""
+
+    offset: int
+    codec: str
+    samplerate: int
+    channels: int
+
+    @property
+    def audio_format(self) -> tuple[str, int, int]:
+        return self.codec, self.samplerate, self.channels
+
+    def describe(self) -> str:
+        channels = f"{self.channels} channel{'s' if self.channels != 1 else ''}"
+        return f"{self.codec}, {self.samplerate} Hz, {channels}" if self.codec else "another codec"
+
+
+# A beginning-of-stream page: capture pattern, version 0, header type BOS (never a
+# continuation; possibly also EOS when the stream is one page long).
+_OGG_BOS = re.compile(rb"OggS\x00[\x02\x06]")
+_SCAN_BYTES = 1 << 20
+
+
+def ogg_links(path: str | os.PathLike) -> list[OggLink]:
+    """The links of an Ogg file in order: one for a plain file, more for a chained one;
+    [] if no beginning-of-stream page is found (not Ogg, or unreadable). Streams
+    multiplexed side by side (their beginning pages all together) are one link."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return []
+    return list(_ogg_links(os.fspath(path), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)  # a file is opened twice (its header, then its audio)
+def _ogg_links(path: str, size: int, mtime_ns: int) -> tuple[OggLink, ...]:
+    links: list[OggLink] = []
+    previous_end = -1  # where the last beginning page ended: the next one there is grouped
+    try:
+        with open(path, "rb") as fh:
+            for offset in _bos_candidates(fh):
+                fh.seek(offset)
+                page = fh.read(_OGG_MAX_PAGE)
+                length = _complete_page_length(page)
+                if length is None:
+                    continue  # "OggS" inside packet data, or a damaged page
+                link = _link_of(offset, page[:length])
+                if offset != previous_end:
+                    links.append(link)
+                elif not links[-1].codec and link.codec:
+                    links[-1] = dataclasses.replace(link, offset=links[-1].offset)  # the audio of a group
+                previous_end = offset + length
+    except OSError:
+        return ()
+    return tuple(links)
+
+
+def _bos_candidates(fh: BinaryIO) -> list[int]:
+    """Offsets of every byte run that looks like a beginning-of-stream page header, read
+    in large chunks: a regular expression finds them without a Python step per page."""
+    found: list[int] = []
+    start, overlap = 0, b""
+    while chunk := fh.read(_SCAN_BYTES):
+        data = overlap + chunk
+        base = start - len(overlap)
+        found.extend(base + match.start() for match in _OGG_BOS.finditer(data))
+        overlap, start = data[-5:], start + len(chunk)  # a pattern cut by the chunk's end
+    return found
+
+
+def _link_of(offset: int, page: bytes) -> OggLink:
+    """The link starting with the beginning page ``page``: what its first packet says."""
+    segments = page[26]
+    table = page[27 : 27 + segments]
+    packet_length = 0
+    for lacing in table:  # the first packet ends at the first lacing value below 255
+        packet_length += lacing
+        if lacing < 255:
+            break
+    body = 27 + segments
+    codec, rate, channels = _audio_header(page[body : body + packet_length])
+    return OggLink(offset, codec, rate, channels)
+
+
+def _audio_header(packet: bytes) -> tuple[str, int, int]:
+    """(codec, sample rate, channels) from the identification packet of the codecs
+    libsndfile reads in Ogg; ("", 0, 0) for any other."""
+    if packet[:7] == b"\x01vorbis" and len(packet) >= 16:
+        return "Vorbis", struct.unpack("<I", packet[12:16])[0], packet[11]
+    if packet[:8] == b"OpusHead" and len(packet) >= 10:
+        return "Opus", 48000, packet[9]  # Opus always decodes at 48 kHz
+    if packet[:5] == b"\x7fFLAC" and len(packet) >= 30 and packet[9:13] == b"fLaC":
+        info = packet[17:]  # STREAMINFO: rate in 20 bits after 10 bytes, then channels - 1 in 3
+        return "FLAC", info[10] << 12 | info[11] << 4 | info[12] >> 4, ((info[12] >> 1) & 7) + 1
+    return "", 0, 0
+
+
+def _complete_page_length(data: bytes) -> int | None:
+    """The length of the Ogg page at the start of ``data`` if all of it is there and its
+    CRC matches, else None."""
+    if len(data) < 27 or data[:4] != b"OggS" or data[4] != 0:
         return None
-    segments = data[pos + 26]
-    table = data[pos + 27 : pos + 27 + segments]
+    segments = data[26]
+    table = data[27 : 27 + segments]
     if len(table) < segments:
         return None
     length = 27 + segments + sum(table)
-    page = data[pos : pos + length]
+    page = data[:length]
     if len(page) < length:
         return None
     stored = struct.unpack("<I", page[22:26])[0]
-    if _ogg_crc(page[:22] + b"\0\0\0\0" + page[26:]) != stored:
+    return length if _ogg_crc(page[:22] + b"\0\0\0\0" + page[26:]) == stored else None
+
+
+def _complete_page_type(data: bytes, pos: int) -> int | None:
+    """The header_type byte of the Ogg page at ``data[pos]`` if the whole page is present
+    and its CRC matches, else None."""
+    if _complete_page_length(data[pos : pos + _OGG_MAX_PAGE]) is None:
         return None
-    return page[5]
+    return data[pos + 5]
 
 
 def _make_crc_table() -> tuple[int, ...]:

@@ -1,5 +1,6 @@
 """The PyAV (FFmpeg) back end, for what libsndfile cannot read: AAC and ALAC in MP4,
-raw AAC/AC-3, WMA, Monkey's Audio, WavPack, Musepack, Matroska/WebM audio.
+raw AAC/AC-3, WMA, Monkey's Audio, WavPack, Musepack, Matroska/WebM audio, and the
+links after the first of a chained Ogg file.
 
 ``av`` is imported on first use only: it loads FFmpeg's shared libraries (tens of
 milliseconds), which ``fpcli --help`` and libsndfile-only libraries never need.
@@ -9,6 +10,7 @@ layout, integer formats scaled by their full range (s16 by 2**15, s32 by 2**31).
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Iterator
 from types import ModuleType
@@ -31,6 +33,7 @@ _EXACT_LENGTH_DEMUXERS = frozenset({"mov", "matroska", "ape", "wv"})
 # Integer sample formats: scale that maps the full range to ±1.
 _INT_SCALE = {"s16": 2.0**15, "s32": 2.0**31, "s64": 2.0**63}
 _AV_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)
+_AVERROR_PATCHWELCOME = 0x45574150  # "not yet implemented": FFmpeg's -MKTAG("P", "A", "W", "E"), negated by PyAV
 
 
 class NotAv(Exception):
@@ -85,6 +88,10 @@ class AvSource:
             self.close()
             raise
         self.expected_frames = self.info.frames
+        # What a chained Ogg's first differing link is, to name when FFmpeg stops there.
+        self._link_change: str | None = None
+        if not self._is_pipe and self.info.format == "OGG":
+            self._link_change = link_change(headers.ogg_links(path))
 
     def _first_audio_stream(self) -> Any:
         streams = self._container.streams.audio
@@ -127,11 +134,22 @@ class AvSource:
                     if frame.samples == 0:
                         continue
                     if frame.sample_rate != rate or len(frame.layout.channels) != channels:
-                        raise DecodeFailure(f"the stream changes to {frame.sample_rate} Hz, "
+                        raise DecodeFailure(self._link_change or f"the stream changes to {frame.sample_rate} Hz, "
                                             f"{len(frame.layout.channels)} channels")
                     yield frame_to_float32(frame)
         except _AV_ERRORS as exc:
-            raise DecodeFailure(av_reason(exc)) from None
+            raise DecodeFailure(self._failure_reason(exc)) from None
+
+    def _failure_reason(self, exc: BaseException) -> str:
+        """FFmpeg's reason, or the chained Ogg's change of format where FFmpeg stops at
+        one: "not yet implemented" for another rate or channel count, "invalid
+        argument" for another codec."""
+        if self.info.format == "OGG" and getattr(exc, "errno", None) in (_AVERROR_PATCHWELCOME, errno.EINVAL):
+            if self._link_change:
+                return self._link_change
+            if self._is_pipe:  # its links cannot be looked at ahead
+                return "the chained Ogg stream changes its codec, sample rate or channel count"
+        return av_reason(exc)
 
     def truncation(self, seconds_read: float) -> str | None:
         """A reason if the file's own structure shows it was cut (Ogg: no end page)."""
@@ -142,6 +160,18 @@ class AvSource:
     def close(self) -> None:
         self._container.close()
         self._file.close()
+
+
+def link_change(links: list[headers.OggLink]) -> str | None:
+    """The first link of a chained Ogg whose codec, rate or channel count differs from
+    the first link's, said as the reason why it and the links after it are not read
+    (an analysis needs one of each); None if all links are alike."""
+    for number, link in enumerate(links[1:], start=2):
+        if link.audio_format != links[0].audio_format:
+            rest = f"links {number}-{len(links)} were" if number < len(links) else f"link {number} was"
+            return (f"link {number} of this chained Ogg is {link.describe()} after {links[0].describe()}: "
+                    f"one analysis needs one codec, rate and channel count, so {rest} not read")
+    return None
 
 
 def frame_to_float32(frame: Any) -> np.ndarray:

@@ -85,9 +85,15 @@ class SndfileSource:
         return True
 
     def truncation(self, seconds_read: float) -> str | None:
-        """A reason if the file's own structure shows it was cut (Ogg: no end page)."""
-        if self.info.format == "OGG" and headers.ogg_ends_with_eos(self.path) is False:
+        """A reason if the file's own structure shows it was cut (Ogg: no end page), or
+        that libsndfile stopped short of its end (a chained Ogg: at the first link's)."""
+        if self.info.format != "OGG":
+            return None
+        if headers.ogg_ends_with_eos(self.path) is False:
             return f"Ogg stream ends without its end-of-stream page: truncated after {seconds_read:.2f} s"
+        links = len(headers.ogg_links(self.path))
+        if links > 1:
+            return f"a chained Ogg of {links} links: only the first ({seconds_read:.2f} s) was read"
         return None
 
     def close(self) -> None:
