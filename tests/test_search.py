@@ -585,3 +585,132 @@ def test_previews_are_left_out_of_search_and_it_says_so(tmp_path, library):
         assert result.stats["previews_left_out"] == 5
         cli = runner.invoke(app, ["--store", previews.location, "search", str(library / "t1.flac"), "-k", "2"])
         assert cli.exit_code == 0 and "left out 5 preview records" in cli.stderr
+
+
+# -- partial queries: how reliable, and the query's own recording ------------------------------
+
+def test_expected_recall_is_unknown_under_the_shortest_length_measured():
+    """The measured table starts at 5 s: under it the figure is unknown (the 5 s figure
+    was printed for a 0.5 s query), from it on interpolated."""
+    from fpcli.search.query import PREVIEW_RECALL, expected_recall, seconds_text
+
+    shortest, figure = PREVIEW_RECALL[0]
+    assert [expected_recall(s) for s in (0.5, 1.0, 2.0, shortest - 0.01)] == [None] * 4
+    assert expected_recall(shortest) == pytest.approx(figure)
+    assert figure < expected_recall(7.5) < PREVIEW_RECALL[1][1]
+    assert [seconds_text(s) for s in (0.5, 2.0, 12.34, 20.0)] == ["0.5", "2", "12.3", "20"]
+
+
+def test_cli_partial_query_says_half_a_second_and_no_recall_figure(openings):
+    result = runner.invoke(app, ["--store", str(openings / "store"), "search", str(openings / "o1.wav"),
+                                 "--seconds", "0.5", "-k", "1"])
+    assert result.exit_code == 0, result.output
+    assert "0.5 s heard" in result.stderr and "0 s heard" not in result.stderr
+    assert "expected recall@10 unknown under 5 s" in result.stderr and "recall@10 0.61" not in result.stderr
+
+
+def test_cli_weights_refuse_a_group_given_twice(tmp_path):
+    result = runner.invoke(app, ["--store", str(tmp_path / "s"), "search", str(tmp_path / "never-read.flac"),
+                                 "--weights", "temporal=1, stereo=0,temporal=3"])
+    assert result.exit_code == 2 and "'temporal' is given twice (temporal=1, temporal=3)" in result.output
+
+
+def test_cli_m3u_that_cannot_be_written_is_refused_before_the_query_is_read(tmp_path, library):
+    """A folder for --m3u was found after the search (and a stream query, read)."""
+    result = runner.invoke(app, ["--store", str(tmp_path / "s"), "search", "-", "--seconds", "5",
+                                 "--m3u", str(tmp_path)], input=b"not audio, never read")
+    assert result.exit_code == 2 and "it is a folder" in result.output
+
+
+SR_OPENING = 22050
+
+
+@pytest.fixture(scope="module")
+def openings(tmp_path_factory):
+    """``a``; ``b``, which opens with a's first 6 s and then goes its own way (two tracks
+    of one score can: it is another recording, and longer); three other tracks. Stored."""
+    root = tmp_path_factory.mktemp("openings")
+    a = synth.music_like(9.0, SR_OPENING, seed=21, bpm=100)
+    b = np.concatenate([a[: 6 * SR_OPENING], synth.music_like(6.0, SR_OPENING, seed=22, bpm=140)])
+    tracks = {"a": a, "b": b, **{f"o{i}": synth.music_like(9.0, SR_OPENING, seed=30 + i, bpm=80 + 15 * i)
+                                 for i in range(3)}}
+    from fpcli.analyze import fingerprint_of
+
+    with FingerprintStore.open(root / "store") as s:
+        for name, x in tracks.items():
+            fingerprint_of(s, write(root / f"{name}.wav", x, SR_OPENING))   # in this process: no worker to start
+    return root
+
+
+def _stream_of(path, seconds, *, declared_s=None):
+    """The record of a stream query of ``path``'s first ``seconds``, as the command line
+    makes it, with the length a header may state."""
+    import time
+
+    from fpcli.audio import AudioReader
+    from fpcli.live import follow, stream_identity
+    from fpcli.store.records import record_from_result
+
+    result = follow(AudioReader(str(path)), "stream:query", max_seconds=seconds)
+    if declared_s is not None:
+        result = dataclasses.replace(result, duration_s=declared_s)
+    return record_from_result(stream_identity("query"), result, time.time())
+
+
+def _names(hits):
+    return [os.path.basename(h.path) for h in hits]
+
+
+def test_a_stream_preview_of_unknown_length_marks_the_tracks_it_opens_like(openings):
+    """A 6 s stream of a: its key matches a's and b's over those 6 s (b opens alike), so
+    neither can be told from the query: both are kept, named as probably the query,
+    and k other tracks are still found. Whole tracks never match so."""
+    with FingerprintStore.open(openings / "store") as s:
+        result = search(s, "-", k=2, strategy="fast", query=_stream_of(openings / "a.wav", 6.0))
+    names = _names(result.hits)
+    marked = {os.path.basename(p) for p in result.stats["probably_the_query"]}
+    assert marked == {"a.wav", "b.wav"} and {"a.wav", "b.wav"} <= set(names)
+    assert len([n for n in names if n not in marked]) == 2
+
+
+def test_a_stream_preview_of_stated_length_leaves_its_recording_out_as_a_file_preview_does(openings):
+    """With the length the stream's header states (9 s), a is the query's recording
+    (dropped, as a file query's own file is) and b, 12 s, another track: the same
+    hits as the file's own preview query."""
+    with FingerprintStore.open(openings / "store") as s:
+        streamed = search(s, "-", k=3, strategy="fast", query=_stream_of(openings / "a.wav", 6.0, declared_s=9.0))
+        filed = search(s, str(openings / "a.wav"), k=3, strategy="fast", seconds=6.0)
+    assert "a.wav" not in _names(streamed.hits) and "b.wav" in _names(streamed.hits)
+    assert _names(streamed.hits) == _names(filed.hits) and "probably_the_query" not in streamed.stats
+
+
+def test_a_whole_stream_is_told_from_a_track_that_opens_like_it(openings):
+    with FingerprintStore.open(openings / "store") as s:
+        result = search(s, "-", k=4, strategy="fast", query=_stream_of(openings / "a.wav", None))
+    assert _names(result.hits)[:4] == [n for n in _names(result.hits) if n != "a.wav"][:4]
+    assert "a.wav" not in _names(result.hits) and "b.wav" in _names(result.hits)
+    assert "probably_the_query" not in result.stats
+
+
+def test_cli_stream_query_names_the_hit_that_is_probably_itself(openings):
+    pcm = (openings / "a.wav").read_bytes()                 # WAV on a pipe states no length
+    result = runner.invoke(app, ["--store", str(openings / "store"), "search", "-", "--seconds", "6", "-k", "2"],
+                           input=pcm)
+    assert result.exit_code == 0, result.output
+    assert f"{openings / 'a.wav'} is probably the query itself" in result.stderr
+
+
+def test_cli_stream_query_takes_the_length_its_header_states(openings):
+    """Only a stated count (not a bit-rate estimate) is taken, and only for a preview."""
+    import types
+
+    from fpcli.cli.search_cmd import _with_declared_length
+    from fpcli.results import TrackResult
+
+    heard = TrackResult("stream:query", "ok", duration_s=6.0,
+                        streaming=_stream_of(openings / "a.wav", 6.0).to_result().streaming)
+    info = types.SimpleNamespace(samplerate=SR_OPENING)
+    stated = types.SimpleNamespace(info=info, expected_frames=9 * SR_OPENING, length_exact=True)
+    estimated = types.SimpleNamespace(info=info, expected_frames=9 * SR_OPENING, length_exact=False)
+    assert _with_declared_length(heard, stated).duration_s == pytest.approx(9.0)
+    assert _with_declared_length(heard, estimated).duration_s == 6.0

@@ -26,6 +26,10 @@ from fpcli.cli.render import note
 from fpcli.cli.root import EXIT_INTERRUPTED, EXIT_SOME_FAILED, app
 from fpcli.executors import DEFAULT_TIMEOUT_S
 
+# The most channels raw PCM may declare: WAV's channel count is 16 bits. A count in the
+# billions made the analyzer ask for terabytes of state (a traceback, not an answer).
+MAX_RAW_CHANNELS = 65535
+
 if TYPE_CHECKING:
     from fpcli.results import TrackResult
 
@@ -62,7 +66,7 @@ def analyze(
         help="Raw PCM on stdin: s16le, s32le, f32le, f64le or u8 (with --rate and --channels).")] = None,
     rate: Annotated[int | None, typer.Option("--rate", min=1, show_default=False,
                                              help="Raw PCM sample rate, Hz.")] = None,
-    channels: Annotated[int | None, typer.Option("--channels", min=1, show_default=False,
+    channels: Annotated[int | None, typer.Option("--channels", min=1, max=MAX_RAW_CHANNELS, show_default=False,
                                                  help="Raw PCM channels.")] = None,
     exclude: ExcludeOption = None,
     executor: ExecutorOption = "local",

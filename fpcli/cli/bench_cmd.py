@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fpcli.cli.options import finite
+from fpcli.cli.options import check_outputs, finite
 from fpcli.cli.render import note, number, rows_out, stderr
 from fpcli.cli.root import EXIT_BELOW_THRESHOLD, app
 from fpcli.errors import FpcliError
@@ -67,6 +67,7 @@ def bench(
     from fpcli.bench import run as run_bench
 
     limits, earlier = _bench_inputs(thresholds, compare_with)
+    check_outputs({"--json": json_file, "--markdown": markdown})  # before a minute of measuring, not after
     status = stderr().status("benchmarking")
     with status:
         location = ctx.obj.spec.resolved().location

@@ -30,6 +30,7 @@ from fpcli.errors import DamagedStoreError, FpcliError
 
 if TYPE_CHECKING:
     from fpcli.store import FingerprintStore, Record
+    from fpcli.store.records import Failure
 
 
 def progress_line(what: str) -> Callable[[int], None]:
@@ -89,13 +90,13 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
         print_json(stats)
         return
     rate = "—" if stats["hit_rate"] is None else f"{100 * stats['hit_rate']:.1f} %"
-    limit = f"{mib(stats['size_limit_bytes'])} limit" if stats["size_limit_bytes"] else "no limit"
+    limit = f"of {mib(stats['size_limit_bytes'])} limit" if _limited(stats["size_limit_bytes"]) else "(no limit)"
     rows = [
         ("location", stats["location"]),
         ("entries", f"{stats['entries']} ({stats['with_batch']} with batch, {stats['validated']} validated, "
                     f"{stats['previews']} previews)"),
         ("failures", str(stats["failures"])),
-        ("size", f"{mib(stats['size_bytes'])} of {limit}"),
+        ("size", f"{mib(stats['size_bytes'])} {limit}"),
         ("ttl", "none" if stats["ttl_s"] is None else f"{stats['ttl_s']:g} s"),
         ("hit rate", f"{rate} ({stats['hits']} hits, {stats['misses']} misses)"),
         ("evictions", str(stats["evictions"])),
@@ -122,6 +123,14 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
         warn_line(warning)
     if not stats["census_exact"]:
         warn_line("fpcli cache stats --recount counts every entry again")
+
+
+def _limited(size_limit_bytes: int) -> bool:
+    """Whether a store's size limit limits anything: 0 is none (Redis without maxmemory),
+    and so is the largest limit kept (a --store-size-mb beyond any disk)."""
+    from fpcli.store.spec import MAX_SIZE_LIMIT_MB
+
+    return 0 < size_limit_bytes < MAX_SIZE_LIMIT_MB * 2**20
 
 
 def _shared_indexes(store: FingerprintStore) -> list[dict[str, Any]] | None:
@@ -182,7 +191,9 @@ def cache_list(
         selected = ((os.fsencode(seen.path), seen.path, r) for r in store.records() for seen in r.paths
                     if (contains is None or contains in seen.path) and not (missing_batch and r.batch is not None)
                     and not (previews and r.complete))
-        chosen = sorted(itertools.islice(selected, limit) if limit else selected, key=lambda item: item[0])
+        # A limit past sys.maxsize (islice's bound, 9.2e18) is more paths than a store holds: no limit.
+        chosen = sorted(itertools.islice(selected, min(limit, sys.maxsize)) if limit else selected,
+                        key=lambda item: item[0])
         listed = [_listing(record, path) for _, path, record in chosen]
         report_bad_entries(store)
     if as_json:
@@ -191,7 +202,7 @@ def cache_list(
         return
     rows = [[item["path"], f"{item['duration_s']:.1f} s", f"{item['samplerate']}/{item['channels']}",
              format_value(item["tempo_bpm"], "BPM"), "yes" if item["has_batch"] else "no",
-             "full" if item["complete"] else f"preview {item['seconds']:.0f} s",
+             "full" if item["complete"] else f"preview {item['seconds']:.1f}".removesuffix(".0") + " s",
              item["validation"] or "—", when(item["analysed_at"])] for item in listed]
     rows_out(f"{len(listed)} path(s)", ["path", "duration", "rate/ch", "tempo", "batch", "heard", "validation",
                                         "analysed"], rows)
@@ -221,10 +232,10 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(
             from fpcli.store.records import os_reason
 
             raise FpcliError(f"{text}: {os_reason(exc)}") from None
+        failure = _recorded_failure(store, text) if record is None else None
         report_bad_entries(store)
     if record is None:
-        how = "fpcli analyze - --name NAME" if text.startswith("stream:") else f"fpcli analyze {text}"
-        raise FpcliError(f"{text}: not in the store (run: {how})")
+        raise FpcliError(_not_stored(text, failure))
     if as_json:
         print_json(record_to_json(record))
         return
@@ -235,6 +246,54 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(
     note("", f"analysed {when(record.analysed_at)}, last used {when(record.last_used_at)}, "
              f"validation: {validation.status if validation else 'not validated'}; "
              f"{len(record.paths)} known path(s)", stdout())
+
+
+def _recorded_failure(store: FingerprintStore, text: str) -> Failure | None:
+    """The failure recorded for the file ``text`` names (None: none, or a stream name).
+    Found among every failure: the store's look-up of one file would count as a miss
+    in the hit rate, and a store holds few failures."""
+    from fpcli.store.records import STREAM_PREFIX, resolve
+
+    if text.startswith(STREAM_PREFIX) and not os.path.lexists(text):
+        return None
+    resolved = resolve(text)
+    return next((failure for failure in store.failures() if failure.path == resolved), None)
+
+
+def _not_stored(text: str, failure: Failure | None) -> str:
+    """Why ``text`` has no record, and what to do: a failure analyze skips (retried with
+    --retry-failed), or a file to analyse. A file that is not audio by its name (a
+    README) is not sent to analyze, whose folder runs leave it out."""
+    import shlex
+
+    from fpcli.audio import AUDIO_EXTENSIONS
+    from fpcli.store.records import STREAM_PREFIX, entry_file
+
+    if text.startswith(STREAM_PREFIX) and not os.path.lexists(text):
+        return f"{text}: not in the store (run: fpcli analyze - --name NAME)"
+    extension = os.path.splitext(entry_file(text)[0])[1].lower()
+    if extension not in AUDIO_EXTENSIONS:
+        kind = f"{extension} is not an audio file extension" if extension else "its name has no audio extension"
+        return f"{text}: not in the store ({kind}: fpcli analyses audio files only)"
+    analyze = f"fpcli analyze {shlex.quote(text)}"
+    if failure is None:
+        return f"{text}: not in the store (run: {analyze})"
+    failed = f"its analysis failed {when(failure.failed_at)}: {failure.message}"
+    if _unchanged(failure):
+        return (f"{text}: not in the store: {failed}; analyze skips it until the file changes "
+                f"(to try again: {analyze} --retry-failed)")
+    return f"{text}: not in the store ({failed}; the file has changed since: run {analyze})"
+
+
+def _unchanged(failure: Failure) -> bool:
+    """Whether the failed file is as it was when it failed (analyze skips it then)."""
+    from fpcli.store.records import entry_file
+
+    try:
+        st = os.stat(entry_file(failure.path)[0])
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (failure.size, failure.mtime_ns)
 
 
 @cache_app.command("clear")

@@ -63,7 +63,8 @@ def _root(
              "shared Redis URL redis://user:password@host:port/db (user and password optional).")] = None,
     store_size_mb: Annotated[float, typer.Option(
         "--store-size-mb", envvar="FPCLI_STORE_SIZE_MB", min=1, callback=finite,
-        help="Store size limit in MiB; least-recently-used records are evicted beyond it.")] = DEFAULT_SIZE_LIMIT_MB,
+        help="Store size limit in MiB; least-recently-used records are evicted beyond it (4 EiB, "
+             "4398046511104, or more: no limit).")] = DEFAULT_SIZE_LIMIT_MB,
     store_ttl: Annotated[float | None, typer.Option(
         "--store-ttl", envvar="FPCLI_STORE_TTL", min=1, show_default=False, callback=finite,
         help="Expire records this many seconds after they were written (default: never).")] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -9,14 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fpcli.cli.options import DEFAULT_JOBS, JobsOption, TimeoutOption, finite, path_text
+from fpcli.cli.options import DEFAULT_JOBS, JobsOption, TimeoutOption, check_outputs, finite, path_text
 from fpcli.cli.render import format_value, note, print_json, rows_out, warn_line
 from fpcli.cli.root import app
 from fpcli.errors import ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
+    from fpcli.audio import AudioReader
     from fpcli.cli.tracks import Reporter
+    from fpcli.results import TrackResult
     from fpcli.search import SearchResult
     from fpcli.search.query import LeftOut
     from fpcli.store import Record
@@ -91,6 +94,7 @@ def search(
 
     if strategy not in STRATEGIES:
         raise typer.BadParameter(f"{strategy!r}: one of {', '.join(STRATEGIES)}", param_hint="--strategy")
+    _refuse_repeated_groups(weights)
     try:
         group_weights = parse_weights(weights)
     except ParameterError as exc:
@@ -98,6 +102,7 @@ def search(
     if m3u is not None and path_text(m3u) == "-" and as_json:
         raise typer.BadParameter("--m3u - writes the playlist to stdout, --json the result: choose one",
                                  param_hint="--m3u / --json")
+    check_outputs({"--m3u": m3u})  # before the search, which may compute for minutes or read a stream
     if library is not None:
         _check_folder(library)
     text = path_text(query)
@@ -133,6 +138,18 @@ def search(
         print_json(result.to_json())
         return
     render_search(result, explain, table=m3u is None or path_text(m3u) != "-")  # --m3u -: stdout is the playlist
+
+
+def _refuse_repeated_groups(weights: str | None) -> None:
+    """A usage error for a group weighted twice (``temporal=1,temporal=3``): the last
+    one silently won, and which one the user meant is a guess."""
+    items = [item.strip() for item in (weights or "").split(",") if item.strip()]
+    groups = [item.partition("=")[0].strip() for item in items]
+    for group in dict.fromkeys(groups):
+        given = [item for item, name in zip(items, groups, strict=True) if name == group]
+        if len(given) > 1:
+            raise typer.BadParameter(f"{group!r} is given {'twice' if len(given) == 2 else f'{len(given)} times'} "
+                                     f"({', '.join(given)}): give each group once", param_hint="--weights")
 
 
 def _note_left_out(left: LeftOut) -> None:
@@ -192,12 +209,28 @@ def _stream_query(seconds: float | None) -> Record:
     except AudioReadError as exc:
         raise FpcliError(f"cannot read the query stream: {exc.reason}") from None
     result = follow(reader, "stream:query", max_seconds=seconds)
-    return record_from_result(stream_identity("query"), result, time.time())
+    return record_from_result(stream_identity("query"), _with_declared_length(result, reader), time.time())
+
+
+def _with_declared_length(result: TrackResult, reader: AudioReader) -> TrackResult:
+    """A stream stopped after its first seconds, with the length its header states (a
+    FLAC stream's frame count), as a file's preview query has its file's length: the
+    duplicate rule (lengths within a second, keys over what both heard) then tells the
+    stream's own recording, which it leaves out of the hits, from a track that merely
+    opens alike. Without a stated length the query's recording cannot be told; search
+    marks the hits it may be instead."""
+    if result.streaming is None or result.streaming.complete or not reader.length_exact \
+            or reader.expected_frames <= 0:
+        return result
+    declared = reader.expected_frames / reader.info.samplerate
+    return dataclasses.replace(result, duration_s=declared) if declared > (result.duration_s or 0.0) else result
 
 
 def render_search(result: SearchResult, explain: bool, *, table: bool = True) -> None:
     """The hits as a table on stdout (unless not ``table``), then the summary and
     warnings on stderr."""
+    from fpcli.search.query import seconds_text
+
     # MP is the last column so that a script's fields (#, distance, path, explanation) stay where they were.
     ranked = any(hit.mutual_proximity is not None for hit in result.hits)
     columns = ["#", "distance", "path"] + (["closest differences (query -> hit)"] if explain else []) + \
@@ -219,12 +252,29 @@ def render_search(result: SearchResult, explain: bool, *, table: bool = True) ->
              f"{stats.get('rows', '—')} tracks; ranked by {stats.get('ranking', 'distance')}; "
              f"cache hits {stats['cache_hits']}; {1000 * stats['seconds']:.1f} ms")
     if not stats.get("query_complete", True):
-        recall = stats.get("expected_recall")
-        reliability = "" if recall is None else f"; expected recall@10 {recall:.2f}"
-        note("", f"a partial query: {stats['query_seconds']:.0f} s heard{reliability} (benchmarks/preview.md)")
+        note("", f"a partial query: {seconds_text(stats['query_seconds'])} s heard{_reliability(stats)} "
+                 "(benchmarks/preview.md)")
+    for path in stats.get("probably_the_query", []):
+        note("", f"{path} is probably the query itself: it opens as the {seconds_text(stats['query_seconds'])} s "
+                 "heard do, and a stream that does not state its length cannot be told from it by more")
     if stats.get("missing_batch"):
         warn_line(f"{stats['missing_batch']} track(s) have no batch fingerprint and were not searched: "
                   "use --compute-missing or `fpcli analyze --batch`")
+
+
+def _reliability(stats: dict[str, Any]) -> str:
+    """"; expected recall@10 0.76" for a partial query; under the shortest length
+    measured, that the figure is unknown (the shortest's figure would promise more than
+    was measured)."""
+    from fpcli.search.query import PREVIEW_RECALL
+
+    recall = stats.get("expected_recall")
+    if recall is not None:
+        return f"; expected recall@10 {recall:.2f}"
+    shortest, figure = PREVIEW_RECALL[0]
+    if stats["query_seconds"] < shortest:
+        return f"; expected recall@10 unknown under {shortest:g} s ({figure:.2f} at {shortest:g} s)"
+    return ""
 
 
 def _explained(line: dict[str, Any]) -> str:

@@ -8,6 +8,8 @@ sample rate, or a byte-identical copy), recognised by the records' duplicate key
   pairs of near-equal duration, not n^2.
 * ``drop_duplicates``: search hits without the query's duplicates and without a
   second copy of an earlier hit.
+* ``starts_like``: a hit that a stream query of unknown length may be the start of
+  (its key agrees over what both heard), which search marks and does not drop.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
-from fpcli.dsp.dupes import DURATION_TOLERANCE_S, same_recording
+from fpcli.dsp.dupes import DURATION_TOLERANCE_S, MAX_BIT_ERRORS, MIN_SHARED_BITS, bit_errors, same_recording
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.store import Record
 
@@ -79,3 +81,23 @@ def drop_duplicates(query: Record, hits: Sequence[Record]) -> tuple[list[int], i
         kept.append(i)
         seen.append(record)
     return kept, len(hits) - len(kept)
+
+
+def starts_like(query: Record, other: Record) -> bool:
+    """Whether ``other`` may be the recording that a partial query of unknown length (a
+    stream stopped after its first seconds, whose length no header declared) is the
+    start of: ``other`` lasts at least as long as what the query heard, and their keys
+    agree over the windows both heard, as ``same_recording`` asks of two whole keys.
+
+    Not proof enough to drop the hit, as the query's digest or duration would be: two
+    different tracks may share their opening (measured: two tracks of one game score
+    agree on 95 % of the bits of their first 10 s, 75 % over a minute), and which of
+    them the stream is, its first seconds cannot tell. False for a complete query and
+    for one whose length is known (``same`` decides those)."""
+    if query.complete or query.dupe_key is None or other.dupe_key is None:
+        return False
+    heard = query.streaming.seconds
+    if query.audio.duration_s > heard + DURATION_TOLERANCE_S or other.audio.duration_s < heard - DURATION_TOLERANCE_S:
+        return False
+    errors, count = bit_errors(query.dupe_key, other.dupe_key)
+    return count >= MIN_SHARED_BITS and errors <= MAX_BIT_ERRORS

@@ -16,7 +16,7 @@ from fpcli.errors import ParameterError, SearchError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.files import atomic_text, printable_path
 from fpcli.params import AnalysisParams
-from fpcli.search.dupes import drop_duplicates
+from fpcli.search.dupes import drop_duplicates, starts_like
 from fpcli.search.index import KINDS, Index, row_of
 from fpcli.search.proximity import reference_of, use_reference
 from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, top_k
@@ -91,11 +91,19 @@ PREVIEW_RECALL = ((5.0, 0.607), (10.0, 0.664), (20.0, 0.756), (30.0, 0.825), (60
 
 
 def expected_recall(seconds: float) -> float | None:
-    """The measured recall@10 of a query that heard ``seconds`` (None: not measured)."""
+    """The measured recall@10 of a query that heard ``seconds``, linear between the
+    lengths measured; None when nothing was measured, or ``seconds`` is under the
+    shortest length measured (that length's figure says nothing of less). Past the
+    longest, the longest's figure (hearing more is no worse)."""
     points = [p for p in PREVIEW_RECALL if p[1] > 0]
-    if not points:
+    if not points or seconds < points[0][0]:
         return None
     return float(np.interp(seconds, [s for s, _ in points], [r for _, r in points]))
+
+
+def seconds_text(seconds: float) -> str:
+    """Seconds heard for people: "0.5", "2", "12.3" (``:.0f`` made half a second "0")."""
+    return f"{seconds:.1f}".removesuffix(".0")
 
 
 def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
@@ -199,7 +207,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
                                       seconds=seconds)
     reason = f"strategy {strategy} asked for"
     if not record.complete:
-        strategy, reason = "fast", (f"a partial query ({record.streaming.seconds:.0f} s heard): streaming "
+        strategy, reason = "fast", (f"a partial query ({seconds_text(record.streaming.seconds)} s heard): streaming "
                                     "fingerprints, each dim weighted by its confidence")
     elif strategy == "auto":
         strategy, reason = _choose(record, can_rerank=query is None)
@@ -323,14 +331,34 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
         if not query.drop_duplicates:
             return _other_files(store, index, record, query, hits)[: query.k]
         found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
-        usable = [i for i, r in enumerate(found) if r is not None]
-        kept, dropped = drop_duplicates(record, [found[i] for i in usable])  # type: ignore[misc]
-        if len(kept) >= query.k or len(hits) < wanted or wanted >= len(index):
+        usable = [(hit, r) for hit, r in zip(hits, found, strict=True) if r is not None]
+        kept, dropped = drop_duplicates(record, [r for _, r in usable])
+        kept_hits = [usable[i][0] for i in kept]
+        maybe_query = {usable[i][0].digest for i in kept if starts_like(record, usable[i][1])}
+        if len(kept_hits) - len(maybe_query) >= query.k or len(hits) < wanted or wanted >= len(index):
             stats["duplicates_dropped"] = stats.get("duplicates_dropped", 0) + dropped
-            return [hits[usable[i]] for i in kept][: query.k]
+            return _marking_the_query(kept_hits, maybe_query, query.k, stats)
         # More duplicates than the slack (15 encodings of the query left 8 of 10 hits,
         # 800 left none): ask for four times as many, until k remain or the rows run out.
         wanted = min(4 * wanted, len(index))
+
+
+def _marking_the_query(hits: list[Hit], maybe_query: set[str], k: int, stats: dict[str, Any]) -> list[Hit]:
+    """The hits up to the k-th that is not perhaps the query's own recording (the
+    digests ``maybe_query``: a stream query of unknown length starts like them), those
+    kept in their place, and named in ``stats["probably_the_query"]``: k other tracks
+    are still found, and the query itself is shown for what it probably is."""
+    out: list[Hit] = []
+    others = 0
+    for hit in hits:
+        if others == k:
+            break
+        out.append(hit)
+        others += hit.digest not in maybe_query
+    marked = [hit.path for hit in out if hit.digest in maybe_query]
+    if marked:
+        stats["probably_the_query"] = marked
+    return out
 
 
 def files_under(store: FingerprintStore, folder: str) -> dict[str, str] | None:

@@ -19,6 +19,10 @@ from fpcli.errors import StoreError
 from fpcli.store.protocol import Backend
 
 DEFAULT_SIZE_LIMIT_MB = 256
+# The largest size limit kept as given: 2**42 MiB (4 EiB), beyond any disk. A larger one
+# means "no limit" and is kept as this one: diskcache stores the limit in bytes as a
+# SQLite INTEGER, which ends at 2**63 - 1 (8 EiB), and 1e308 MiB is an infinite float.
+MAX_SIZE_LIMIT_MB = 2**42
 REDIS_SCHEMES = ("redis://", "rediss://")
 
 
@@ -53,7 +57,9 @@ def _refuse_url_like(location: str) -> None:
 @dataclasses.dataclass(frozen=True)
 class StoreSpec:
     """How to open a store: location (None: FPCLI_STORE or the default directory),
-    size limit in MiB (diskcache) and TTL in seconds (None: no expiry)."""
+    size limit in MiB (diskcache; any beyond MAX_SIZE_LIMIT_MB is that one, in effect no
+    limit) and TTL in seconds (None: no expiry). A location starting with ``~`` is in the
+    user's home, as in a shell (a quoted ``~`` in a config file made a folder named ~)."""
 
     location: str | None = None
     size_limit_mb: float = DEFAULT_SIZE_LIMIT_MB
@@ -72,8 +78,8 @@ class StoreSpec:
             raise StoreError("the store location is empty: give a directory or a redis:// URL")
         if not is_redis_url(location):
             _refuse_url_like(location)
-            location = os.path.abspath(location)
-        return dataclasses.replace(self, location=location)
+            location = os.path.abspath(os.path.expanduser(location))
+        return dataclasses.replace(self, location=location, size_limit_mb=min(self.size_limit_mb, MAX_SIZE_LIMIT_MB))
 
     def open_backend(self) -> Backend:
         spec = self.resolved()

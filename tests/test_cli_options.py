@@ -1,0 +1,193 @@
+"""Option values at and past their ends: huge numbers (a usage error, or "no limit"
+where that is what they mean), output files checked before the work, repeated or
+home-relative values; and what ``cache show`` says of a file it has no record of."""
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from fpcli import bench, synth
+from fpcli.cli import EXIT_USAGE, app
+from fpcli.store.spec import MAX_SIZE_LIMIT_MB, StoreSpec
+from tests.conftest import write
+
+runner = CliRunner()
+SR = 22050
+HUGE = "1e308"                        # finite, but infinite once multiplied by a sample rate or 2**20
+PAST_MAXSIZE = str(10**19)            # an int past sys.maxsize (islice's bound)
+
+
+@pytest.fixture
+def song(tmp_path):
+    return write(tmp_path / "song.flac", synth.music_like(3.0, SR, seed=4), SR)
+
+
+# -- huge numbers ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size_mb", [HUGE, "1e13", str(MAX_SIZE_LIMIT_MB)])
+def test_a_size_limit_beyond_any_disk_is_no_limit(tmp_path, size_mb):
+    """1e308 MiB overflowed to an infinite float, 1e13 MiB past SQLite's integers:
+    both are no limit, kept as the largest limit, from the option and the variable."""
+    for args, env in ((["--store-size-mb", size_mb], {}), ([], {"FPCLI_STORE_SIZE_MB": size_mb})):
+        stats = runner.invoke(app, ["--store", str(tmp_path / "s"), *args, "cache", "stats"], env=env)
+        assert stats.exit_code == 0, stats.output
+        assert "(no limit)" in stats.stdout
+    as_json = runner.invoke(app, ["--store", str(tmp_path / "s"), "--store-size-mb", size_mb, "cache", "stats",
+                                  "--json"])
+    assert json.loads(as_json.stdout)["size_limit_bytes"] == MAX_SIZE_LIMIT_MB * 2**20
+
+
+def test_an_ordinary_size_limit_is_kept_and_shown():
+    assert StoreSpec("/tmp/x", 1e308).resolved().size_limit_mb == MAX_SIZE_LIMIT_MB
+    assert StoreSpec("/tmp/x", 300).resolved().size_limit_mb == 300
+    stats = runner.invoke(app, ["--store-size-mb", "300", "cache", "stats"])
+    assert stats.exit_code == 0 and "of 300.0 MiB limit" in stats.stdout
+
+
+def _stored(store: str, *paths: str, seconds: float | None = None) -> None:
+    """Analyse ``paths`` into ``store`` in this process (no worker pool to start);
+    failures are recorded, as a library run records them."""
+    from fpcli.analyze import Want, fingerprint_of
+    from fpcli.store import FingerprintStore
+
+    with FingerprintStore.open(store) as opened:
+        for path in paths:
+            fingerprint_of(opened, path, Want(seconds=seconds))
+
+
+def test_a_list_limit_past_any_store_lists_everything(tmp_path, song):
+    store = str(tmp_path / "s")
+    _stored(store, song)
+    listed = runner.invoke(app, ["--store", store, "cache", "list", "--limit", PAST_MAXSIZE, "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [json.loads(line)["path"] for line in listed.stdout.splitlines()] == [os.path.realpath(song)]
+
+
+def test_every_and_seconds_longer_than_any_track_follow_it_to_its_end(tmp_path, song):
+    """--every 1e308 (no snapshot before the end) and --seconds 1e308 (all of it) were
+    an OverflowError in the frame arithmetic."""
+    store = str(tmp_path / "s")
+    followed = runner.invoke(app, ["--store", store, "analyze", song, "--every", HUGE, "--json"])
+    assert followed.exit_code == 0, followed.output
+    [row] = [json.loads(line) for line in followed.stdout.splitlines()]
+    assert row["complete"] and row["seconds"] == pytest.approx(3.0)
+    audio = open(song, "rb").read()
+    streamed = runner.invoke(app, ["--store", store, "analyze", "-", "--seconds", HUGE, "--json", "--no-store"],
+                             input=audio)
+    assert streamed.exit_code == 0, streamed.output
+    assert json.loads(streamed.stdout.splitlines()[-1])["complete"]
+
+
+def test_a_stream_query_longer_than_any_track_is_the_whole_stream(tmp_path):
+    """The whole stream, complete: its own recording is told (8 s give its duplicate
+    key enough bits) and left out."""
+    store = str(tmp_path / "s")
+    song = write(tmp_path / "song.flac", synth.music_like(8.0, SR, seed=4), SR)
+    other = write(tmp_path / "other.flac", synth.music_like(8.0, SR, seed=5, bpm=90), SR)
+    _stored(store, song, other)
+    found = runner.invoke(app, ["--store", store, "search", "-", "--seconds", HUGE, "--json"],
+                          input=open(song, "rb").read())
+    assert found.exit_code == 0, found.output
+    result = json.loads(found.stdout)
+    assert result["stats"]["query_complete"] and [os.path.basename(h["path"]) for h in result["hits"]] == \
+        ["other.flac"]
+
+
+def test_follow_takes_marks_past_any_frame_count():
+    from fpcli.live import follow
+
+    pcm = (synth.music_like(2.0, SR, seed=6) * 32767).astype("<i2").tobytes()
+    reader = _raw_reader(pcm)
+    seen = []
+    final = follow(reader, "stream:x", every_s=1e308, max_seconds=1e308, on_snapshot=seen.append)
+    assert seen == [] and final.streaming is not None and final.streaming.complete
+
+
+def _raw_reader(pcm: bytes):
+    import io
+
+    from fpcli.audio import open_stream
+
+    return open_stream(io.BytesIO(pcm), raw_format="s16le", samplerate=SR, channels=2)
+
+
+def test_a_raw_channel_count_past_any_format_is_a_usage_error():
+    result = runner.invoke(app, ["analyze", "-", "--raw-format", "s16le", "--rate", "44100", "--channels",
+                                 PAST_MAXSIZE, "--no-store"], input=b"\0" * 4000)
+    assert result.exit_code == EXIT_USAGE and "1<=x<=65535" in result.output
+
+
+# -- output files, checked before the work --------------------------------------------------
+
+def _no_benchmark(*args, **kwargs):
+    raise AssertionError("the benchmark ran before its output files were checked")
+
+
+@pytest.mark.parametrize(("args", "reason"), [
+    (["--json", "{tmp}"], "Invalid value for --json: cannot write {tmp}: it is a folder"),
+    (["--markdown", "{tmp}/missing/b.md"], "Invalid value for --markdown: cannot write {tmp}/missing/b.md: no such "
+                                           "folder {tmp}/missing"),
+    (["--json", "{tmp}/link.json"], "it is a symbolic link"),
+    (["--json", "{tmp}/a.json", "--markdown", "{tmp}/a.json"], "is the --json file too"),
+])
+def test_bench_checks_every_output_before_it_runs(tmp_path, monkeypatch, args, reason):
+    monkeypatch.setattr(bench, "run", _no_benchmark)
+    os.symlink(tmp_path / "target.json", tmp_path / "link.json")
+    outcome = runner.invoke(app, ["bench", "--quick", *(a.format(tmp=tmp_path) for a in args)],
+                            env={"COLUMNS": "400"})
+    assert outcome.exit_code == EXIT_USAGE, outcome.output
+    assert reason.format(tmp=tmp_path) in outcome.output
+    assert not any(name.startswith(".fpcli-") for name in os.listdir(tmp_path))  # the trial file is gone
+
+
+# -- cache show of a file without a record --------------------------------------------------
+
+def test_cache_show_of_a_recorded_failure_says_why_and_how_to_retry(tmp_path):
+    store = str(tmp_path / "s")
+    broken = tmp_path / "broken.flac"
+    broken.write_bytes(b"")
+    _stored(store, str(broken))
+    shown = runner.invoke(app, ["--store", store, "cache", "show", str(broken)])
+    message = str(shown.exception)
+    assert shown.exit_code == 1 and "its analysis failed" in message and "empty file" in message
+    assert f"fpcli analyze {broken} --retry-failed" in message
+    broken.write_bytes(b"still not audio")                           # changed: analyze would try it again
+    changed = str(runner.invoke(app, ["--store", store, "cache", "show", str(broken)]).exception)
+    assert "has changed since: run fpcli analyze" in changed and "--retry-failed" not in changed
+
+
+@pytest.mark.parametrize("name", ["README.md", "Makefile"])
+def test_cache_show_does_not_send_a_file_that_is_not_audio_to_analyze(tmp_path, name):
+    other = tmp_path / name
+    other.write_text("# notes\n")
+    shown = runner.invoke(app, ["--store", str(tmp_path / "s"), "cache", "show", str(other)])
+    assert shown.exit_code == 1 and "fpcli analyses audio files only" in str(shown.exception)
+    assert "fpcli analyze" not in str(shown.exception)
+
+
+def test_cache_show_of_an_unanalysed_track_still_says_how(tmp_path, song):
+    shown = runner.invoke(app, ["--store", str(tmp_path / "s"), "cache", "show", song])
+    assert shown.exit_code == 1 and f"(run: fpcli analyze {song})" in str(shown.exception)
+
+
+def test_cache_list_shows_a_half_second_preview_as_such(tmp_path, song):
+    store = str(tmp_path / "s")
+    _stored(store, song, seconds=0.5)
+    listed = runner.invoke(app, ["--store", store, "cache", "list"])
+    assert "preview 0.5 s" in listed.stdout
+
+
+# -- the store's location -------------------------------------------------------------------
+
+def test_a_store_location_starting_with_a_tilde_is_in_the_home_folder(tmp_path, monkeypatch):
+    """FPCLI_STORE='~/fp' from a config file (no shell expanded it) made ./~/fp."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert StoreSpec("~/fp").resolved().location == str(tmp_path / "home" / "fp")
+    for args, env in ((["--store", "~/by-option"], {}), ([], {"FPCLI_STORE": "~/by-variable"})):
+        stats = runner.invoke(app, [*args, "cache", "stats", "--json"], env=env)
+        assert stats.exit_code == 0, stats.output
+        assert json.loads(stats.stdout)["location"].startswith(str(tmp_path / "home") + os.sep)
+    assert not (tmp_path / "~").exists()
