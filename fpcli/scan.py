@@ -142,6 +142,12 @@ class _Walker:
             self.result.problems.append(ScanProblem(folder, f"cannot read: {os_reason(exc)}"))
             subfolders[:] = []
             return False
+        if not given and os.path.islink(folder) and _is_loop(folder):
+            # A link to a folder above it, whether or not that folder was walked: given a
+            # subfolder, a link to its parent took the walk up through the whole library.
+            self.result.skipped_folders["symlink loop"] += 1
+            subfolders[:] = []
+            return False
         if (st.st_dev, st.st_ino) in self.seen_dirs:
             looped = not given and _is_loop(folder)
             self.result.skipped_folders["symlink loop" if looped else "already scanned"] += 1

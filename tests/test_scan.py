@@ -245,3 +245,7 @@ def test_a_folder_reached_twice_is_walked_once_and_is_not_a_failure(tmp_path):
     result = runner.invoke(app, ["analyze", str(tmp_path / "art"), f"{tmp_path / 'art'}/"])
     assert result.exit_code == 0, result.output
     assert "ignored 1 file: .jpg 1; skipped 1 folder: already scanned 1" in result.output
+    # Given a subfolder, a link in it to the library's root is a loop too, not a way up.
+    found = scan([library / "Albums" / "X"])
+    assert [os.path.relpath(f, library) for f in found.files] == ["Albums/X/c.flac"]
+    assert found.skipped_folders == {"symlink loop": 1}
