@@ -148,6 +148,24 @@ def cue_tracks_of_folder(folder: str, names: list[str]) -> tuple[list[CueTrack],
     return tracks, images, sheets
 
 
+def is_album_image(path: str) -> bool:
+    """Whether ``path`` is the album image of a CUE sheet beside it (its tracks are the
+    tracks: the image is none). False when the folder cannot be read or its sheet is
+    unusable (then the file is an ordinary one, as the scan takes it)."""
+    folder, name = os.path.split(path)
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return False
+    if not any(n.lower().endswith(CUE_EXTENSION) for n in names):
+        return False
+    try:
+        _, images, _ = cue_tracks_of_folder(folder or ".", names)
+    except CueError:
+        return False
+    return name in images
+
+
 def _check_within(sheet: str, image: str, tracks: list[CueTrack]) -> None:
     """``CueError`` for a track that starts at or after the end of its image (a sheet
     of another rip, a typo in a time): read, it has no audio at all, and it failed as

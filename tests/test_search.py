@@ -714,3 +714,18 @@ def test_cli_stream_query_takes_the_length_its_header_states(openings):
     estimated = types.SimpleNamespace(info=info, expected_frames=9 * SR_OPENING, length_exact=False)
     assert _with_declared_length(heard, stated).duration_s == pytest.approx(9.0)
     assert _with_declared_length(heard, estimated).duration_s == 6.0
+
+
+def test_an_album_image_is_no_query_and_is_never_stored_as_a_track(store, library, tmp_path):
+    """`search album.flac` of a CUE image analysed the image and stored it as a track:
+    a search candidate for good (prune keeps it: the file exists)."""
+    album = tmp_path / "album"
+    album.mkdir()
+    write(album / "album.flac", np.concatenate([synth.music_like(2.0, 22050, seed=70 + i) for i in range(2)]), 22050)
+    (album / "album.cue").write_text('FILE "album.flac" WAVE\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
+                                     '  TRACK 02 AUDIO\n    INDEX 01 00:02:00\n')
+    before = store.record_count()
+    with pytest.raises(SearchError, match="album image of a CUE sheet.*album.flac#01"):
+        search(store, str(album / "album.flac"), k=2, strategy="fast")
+    assert store.record_count() == before
+    assert search(store, str(album / "album.flac#01"), k=2, strategy="fast").hits   # its tracks are queries
