@@ -30,6 +30,7 @@ from fpcli.search.index import tempo_point
 from fpcli.search.rank import default_weights, exact_distances
 from fpcli.search.timbre import TIMBRE_COLUMNS, js_divergence, pack
 from fpcli.store import FingerprintStore
+from fpcli.store.records import PathSeen
 from fpcli.store.schema import parse_record, record_to_json
 from fpcli.store.timbre_block import pack_timbre
 from fpcli.streaming import StreamingAnalyzer
@@ -380,3 +381,21 @@ def test_more_duplicates_than_the_slack_still_leave_k_hits(copies, tmp_path, mon
         result = search(store, str(copies / "song.flac"), k=2, strategy="fast")
     assert sorted(h.path.rsplit("/", 1)[1] for h in result.hits) == ["other.flac", "third.flac"]
     assert result.stats["duplicates_dropped"] >= 1
+
+
+def test_duplicate_groups_do_not_chain_different_tracks(tmp_path):
+    """A like B and B like C (each 14 of 160 bits apart) but A unlike C (28): A and B
+    are one recording, C is not theirs. Union-find put all three in one group."""
+    from fpcli.dsp.dupes import DupeKey
+    from fpcli.search.dupes import duplicate_groups
+
+    def key(flipped: range) -> DupeKey:
+        bits = np.zeros(160, dtype=bool)
+        bits[list(flipped)] = True
+        return DupeKey(np.packbits(bits).tobytes().hex(), np.packbits(np.ones(160, dtype=bool)).tobytes().hex(), 10)
+
+    base = _record(tmp_path)
+    records = [dataclasses.replace(base, digest=f"{i:032x}", dupe_key=k, paths=(PathSeen(f"/m/{name}.flac", 1),))
+               for i, (name, k) in enumerate([("a", key(range(0))), ("b", key(range(14))), ("c", key(range(28)))])]
+    groups = duplicate_groups(records)
+    assert [g.paths for g in groups] == [("/m/a.flac", "/m/b.flac")]

@@ -41,33 +41,30 @@ def same(a: Record, b: Record) -> bool:
 
 
 def duplicate_groups(records: Iterable[Record]) -> list[DupeGroup]:
-    """Groups (two paths or more) of the v2 records of one recording, by union-find
-    over matching pairs; largest group first, then by first path."""
+    """Groups (two paths or more) of the v2+ records of one recording: each record joins
+    the first group whose first record it matches, else starts one; largest group
+    first, then by first path. Not the transitive closure of matching pairs: A like B
+    and B like C chained different short tracks into one group (7 tracks of 4-5 s in
+    one measured library), which a user would delete as copies."""
     items = sorted((r for r in records if r.fingerprint_version == FINGERPRINT_VERSION),
                    key=lambda r: r.audio.duration_s)
-    parent = list(range(len(items)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, record in enumerate(items):
-        for j in range(i + 1, len(items)):
-            if items[j].audio.duration_s - record.audio.duration_s > DURATION_TOLERANCE_S:
-                break
-            if same(record, items[j]):
-                parent[root(j)] = root(i)
-    members: dict[int, list[Record]] = {}
-    for i, record in enumerate(items):
-        members.setdefault(root(i), []).append(record)
-    groups = []
-    for group in members.values():
+    groups: list[list[Record]] = []
+    near: list[list[Record]] = []     # the groups whose first record is within the duration tolerance
+    for record in items:
+        near = [g for g in near if record.audio.duration_s - g[0].audio.duration_s <= DURATION_TOLERANCE_S]
+        home = next((g for g in near if same(g[0], record)), None)
+        if home is None:
+            home = [record]
+            groups.append(home)
+            near.append(home)
+        else:
+            home.append(record)
+    found = []
+    for group in groups:
         paths = tuple(sorted({p.path for r in group for p in r.paths}))
         if len(paths) > 1:
-            groups.append(DupeGroup(paths, tuple(sorted({r.digest for r in group}))))
-    return sorted(groups, key=lambda g: (-len(g.paths), g.paths[0]))
+            found.append(DupeGroup(paths, tuple(sorted({r.digest for r in group}))))
+    return sorted(found, key=lambda g: (-len(g.paths), g.paths[0]))
 
 
 def drop_duplicates(query: Record, hits: Sequence[Record]) -> tuple[list[int], int]:
