@@ -309,8 +309,10 @@ def cache_clear(ctx: typer.Context,
     with ctx.obj.open_store() as store:
         if not yes:
             typer.confirm(f"Remove everything in the store at {store.location}?", abort=True, err=True)
+        counts = store.stats()   # what the user knows the store by: records and failures
         removed = store.clear()
-    note("", f"removed {removed} entries")
+    note("", f"removed {counts['entries']} records and {counts['failures']} failures "
+             f"({removed} store entries with path and duplicate indexes)")
 
 
 @cache_app.command("prune")
