@@ -23,7 +23,7 @@ from fpcli.cli.options import (
     path_text,
     run_options,
 )
-from fpcli.cli.render import error_line, is_terminal, print_json, stdout, warn_line
+from fpcli.cli.render import error_line, is_terminal, note, print_json, stdout, warn_line
 from fpcli.cli.root import EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, app
 from fpcli.errors import ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
@@ -140,6 +140,10 @@ def exit_code(report: LibraryValidation, fail_under: float | None) -> int:
     the summary line already counts the failures.
     """
     if report.interrupted:
+        # The tables printed cover the tracks compared before it: a log of stdout alone
+        # read as a complete run (5 valid of 26 looked like a 100 % pass).
+        note("[yellow]interrupted:[/yellow]", f"the report covers {len(report.tracks)} tracks, those done before "
+                                              "the interrupt; verdicts are stored, run again to complete it")
         return EXIT_INTERRUPTED
     share = report.valid_share
     if fail_under is not None and share is None:  # no evidence is not a pass
