@@ -200,7 +200,9 @@ def test_the_time_limit_applies_on_dask(monkeypatch):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None,
                                   silence_logs=50) as local:
         calls = [("slow", functools.partial(_sleep_then, 1, 30.0)), ("quick", functools.partial(_sleep_then, 2, 0.0))]
-        outcomes = dict(dask_executor.run_on_dask(calls, local.scheduler_address, timeout_s=1.0))
+        # 5 s, not 1: on a loaded machine a task that sleeps 0 s was once "processing" for
+        # more than 1 s (its transfer and start count), and timed out.
+        outcomes = dict(dask_executor.run_on_dask(calls, local.scheduler_address, timeout_s=5.0))
     assert outcomes["quick"] == 2
     kind, message = outcomes["slow"]
-    assert kind == "Timeout" and "longer than 1 s on a Dask worker" in message
+    assert kind == "Timeout" and "longer than 5 s on a Dask worker" in message
