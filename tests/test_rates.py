@@ -39,8 +39,12 @@ def test_a_resampled_copy_gives_the_same_values(clip, rate, up, down):
         assert copy[name] == pytest.approx(base[name], abs=0.05), name
     # 44.1 and 48 kHz hops differ by 9 % (512 samples): the beat falls between other lags.
     assert copy["rhythm_stability"] == pytest.approx(base["rhythm_stability"], abs=0.08)
-    for name in ("transient_density", "spectral_flatness", "spectral_centroid_hz"):
+    for name in ("transient_density", "spectral_flatness"):
         assert copy[name] == pytest.approx(base[name], rel=0.1), name
+    # Up to 20 kHz only: the empty bins above a hi-res copy's content raised it 5-10 %.
+    # (4 %: resample_poly's anti-alias filter takes some of this clip's white noise floor
+    # between 18 and 20 kHz at 192 kHz, -2.4 %; real tracks agree within 0.05 %.)
+    assert copy["spectral_centroid_hz"] == pytest.approx(base["spectral_centroid_hz"], rel=0.04)
 
 
 def test_flatness_ignores_what_a_lossy_codec_cuts(clip):
@@ -69,3 +73,15 @@ def test_frames_keep_their_duration_at_every_rate():
     for rate in (8000, 22050, 44100, 96000, 192000):
         scaled = AnalysisParams().at_rate(rate)
         assert 0.03 < scaled.n_fft / rate < 0.07 and scaled.n_fft == 4 * scaled.hop
+
+
+def test_a_dark_track_keeps_its_centroid_at_192_khz():
+    """The near-empty bins above a hi-res copy's content (float rounding of the
+    resampling, weighted by magnitude and frequency) raised a dark track's centroid
+    by 6.5 % (453 -> 482 Hz); measured up to 20 kHz, 0.7 %."""
+    from scipy.signal import butter, sosfilt
+
+    dark = sosfilt(butter(4, 1500, fs=SR, output="sos"), synth.music_like(8.0, SR, bpm=104, seed=3), axis=0) * 0.1
+    base = _values(dark.astype(np.float32), SR)["spectral_centroid_hz"]
+    copy = _values(resample_poly(dark, 640, 147, axis=0).astype(np.float32), 192000)["spectral_centroid_hz"]
+    assert copy == pytest.approx(base, rel=0.015)

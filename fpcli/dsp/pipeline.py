@@ -159,7 +159,8 @@ class FeaturePipeline:
         power, magnitude = tools.spectrum(frames)
         mel, chroma, bands = tools.project(power)
         step.silent = silent
-        step.centroid_hz = spectral_centroid(magnitude, tools.freqs)
+        audible = slice(0, tools.centroid_bins)    # nothing above CENTROID_MAX_HZ
+        step.centroid_hz = spectral_centroid(magnitude[:, audible], tools.freqs[audible])
         step.rolloff_hz = spectral_rolloff(power, tools.freqs, self.params.rolloff_fraction)
         band = slice(1, tools.flatness_bins)    # DC excluded, and nothing above FLATNESS_MAX_HZ
         step.flatness = spectral_flatness(power[:, band], magnitude[:, band])
