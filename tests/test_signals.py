@@ -93,3 +93,32 @@ def test_a_termination_signal_ends_a_stream_that_stalls(tmp_path):
     assert process.returncode == 143 and time.monotonic() - sent < 5.0
     assert b"Traceback" not in process.stderr.read()
     process.stdin.close()
+
+
+def test_an_interrupt_no_command_caught_is_said():
+    """`cache import`, `cache verify` and `search` interrupted exited 130 with nothing on
+    stderr: Typer turned the KeyboardInterrupt into a silent exit. A command that caught
+    it (analyze) says so itself, and is not said twice."""
+    import sys
+
+    import typer
+
+    import fpcli.cli as cli
+
+    def exit_after(handled: bool) -> SystemExit:
+        try:
+            try:
+                try:
+                    raise KeyboardInterrupt
+                except KeyboardInterrupt as interrupt:
+                    if handled:
+                        raise typer.Exit(130) from None     # as analyze does, after its own line
+                    raise typer.Exit(130) from interrupt    # as Typer does with one no command caught
+            except typer.Exit as exc:
+                sys.exit(exc.exit_code)
+        except SystemExit as exc:
+            return exc
+        raise AssertionError("no exit")
+
+    assert cli._unhandled_interrupt(exit_after(handled=False))
+    assert not cli._unhandled_interrupt(exit_after(handled=True))

@@ -141,10 +141,20 @@ def _run(argv: list[str]) -> None:
         application(argv)()
     except SystemExit as exc:
         if exc.code == EXIT_INTERRUPTED:
+            if _unhandled_interrupt(exc):
+                from fpcli.cli.render import error_line
+
+                error_line("interrupted")   # a command without its own words for it (search, import, verify)
             raise SystemExit(_interrupted_code()) from None
         raise
     finally:
         sys.stdout.flush()
+
+
+def _unhandled_interrupt(exc: SystemExit) -> bool:
+    """Whether Typer turned a KeyboardInterrupt that no command caught into this exit
+    (its ``Exit(130)`` is raised from the interrupt); a command that caught it said so."""
+    return isinstance(getattr(exc.__context__, "__cause__", None), KeyboardInterrupt)
 
 
 def _rerun_in_utf8_mode() -> None:
