@@ -249,15 +249,12 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(
 
 
 def _recorded_failure(store: FingerprintStore, text: str) -> Failure | None:
-    """The failure recorded for the file ``text`` names (None: none, or a stream name).
-    Found among every failure: the store's look-up of one file would count as a miss
-    in the hit rate, and a store holds few failures."""
+    """The failure recorded for the file ``text`` names (None: none, or a stream name)."""
     from fpcli.store.records import STREAM_PREFIX, resolve
 
     if text.startswith(STREAM_PREFIX) and not os.path.lexists(text):
         return None
-    resolved = resolve(text)
-    return next((failure for failure in store.failures() if failure.path == resolved), None)
+    return store.failure_for(resolve(text))
 
 
 def _not_stored(text: str, failure: Failure | None) -> str:
@@ -290,10 +287,9 @@ def _unchanged(failure: Failure) -> bool:
     from fpcli.store.records import entry_file
 
     try:
-        st = os.stat(entry_file(failure.path)[0])
+        return failure.unchanged(os.stat(entry_file(failure.path)[0]))
     except OSError:
         return False
-    return (st.st_size, st.st_mtime_ns) == (failure.size, failure.mtime_ns)
 
 
 @cache_app.command("clear")

@@ -203,10 +203,8 @@ class FingerprintStore(StoreImports):
         return Lookup(identity, record=record, previous=stored)
 
     def _unchanged_failure(self, resolved: str, st: os.stat_result) -> Failure | None:
-        failure = self._read_failure(resolved)
-        if failure and (failure.size, failure.mtime_ns) == (st.st_size, st.st_mtime_ns):
-            return failure
-        return None
+        failure = self.failure_for(resolved)
+        return failure if failure is not None and failure.unchanged(st) else None
 
     def _touch(self, record: Record, identity: FileIdentity, entry: dict[str, Any] | None) -> Record:
         """A hit: remember a new path of this content (a copy, a move, a second root)

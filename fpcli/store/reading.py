@@ -144,7 +144,9 @@ class StoreReader:
     def _read_path_entry(self, path: str) -> dict[str, Any] | None:
         return self._read_checked(f"path:{path_key(path)}", parse_path_entry)
 
-    def _read_failure(self, path: str) -> Failure | None:
+    def failure_for(self, path: str) -> Failure | None:
+        """The failure recorded for the resolved ``path``, read by its key (no look-up
+        counted as a hit or miss); None when there is none or it is bad."""
         return self._read_checked(f"fail:{path_key(path)}", parse_failure)
 
     def _read_checked(self, key: str, parse: Callable[[str, Any], T]) -> T | None:

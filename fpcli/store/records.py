@@ -309,3 +309,8 @@ class Failure:
     size: int
     mtime_ns: int
     failed_at: float
+
+    def unchanged(self, st: os.stat_result) -> bool:
+        """Whether the file (as ``os.stat`` gives it) is as it was when it failed: then
+        analyze skips it."""
+        return (self.size, self.mtime_ns) == (st.st_size, st.st_mtime_ns)
