@@ -87,6 +87,22 @@ def write_text(destination: str | os.PathLike[str], text: str) -> None:
         out.write(text)
 
 
+def check_writable(target: str) -> None:
+    """FpcliError unless ``atomic_text`` could write ``target`` now: checked before work
+    that takes minutes to fill it. A trial file is created and removed in its folder
+    (``os.access`` says yes to root on a read-only mount)."""
+    _refuse_non_regular(target)
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise FpcliError(f"cannot write {target}: no such folder {folder}")
+    try:
+        handle, trial = tempfile.mkstemp(prefix=".fpcli-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise FpcliError(f"cannot write {target}: cannot create a file in {folder}: {exc.strerror or exc}") from None
+    os.close(handle)
+    _unlink_quietly(trial)
+
+
 def _refuse_non_regular(target: str) -> None:
     try:
         st = os.lstat(target)
@@ -96,6 +112,8 @@ def _refuse_non_regular(target: str) -> None:
         raise FpcliError(f"cannot write {target}: {exc.strerror or exc}") from None
     if stat.S_ISLNK(st.st_mode):
         raise FpcliError(f"cannot write {target}: it is a symbolic link (write to its target instead)")
+    if stat.S_ISDIR(st.st_mode):
+        raise FpcliError(f"cannot write {target}: it is a folder")
     if not stat.S_ISREG(st.st_mode):
         raise FpcliError(f"cannot write {target}: it exists and is not a regular file")
 

@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import stat
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -114,47 +111,23 @@ def path_text(path: Path) -> str:
 
 def check_outputs(outputs: dict[str, Path | None]) -> None:
     """Usage errors (exit 2) for output files (option -> file; None: not asked for) that
-    could not be written, found before the work that fills them (a benchmark, a search
-    that computes or reads a stream): a folder, a device, a symbolic link (the writing
-    replaces a regular file only), a missing or read-only folder, one file for two
-    outputs. ``-`` (stdout) is always writable."""
+    could not be written (``fpcli.files.check_writable``), found before the work that
+    fills them (a benchmark, a search that computes or reads a stream), and for one
+    file given for two outputs. ``-`` (stdout) is always writable."""
+    from fpcli.errors import FpcliError
+    from fpcli.files import check_writable
+
     seen: dict[str, str] = {}
     for flag, path in outputs.items():
         if path is None or path_text(path) == "-":
             continue
         target = path_text(path)
-        problem = _unwritable(target)
-        if problem:
-            raise typer.BadParameter(f"cannot write {target}: {problem}", param_hint=flag)
+        try:
+            check_writable(target)
+        except FpcliError as exc:
+            raise typer.BadParameter(str(exc), param_hint=flag) from None
         real = os.path.realpath(target)
         if real in seen:
             raise typer.BadParameter(f"{target} is the {seen[real]} file too: give each output its own file",
                                      param_hint=flag)
         seen[real] = flag
-
-
-def _unwritable(target: str) -> str | None:
-    """Why ``target`` could not be written (replaced by a new file) now; None if it can."""
-    try:
-        mode: int | None = os.lstat(target).st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    if mode is not None and stat.S_ISLNK(mode):
-        return "it is a symbolic link (write to its target instead)"
-    if mode is not None and stat.S_ISDIR(mode):
-        return "it is a folder"
-    if mode is not None and not stat.S_ISREG(mode):
-        return "it exists and is not a regular file"
-    folder = os.path.dirname(os.path.abspath(target))
-    if not os.path.isdir(folder):
-        return f"no such folder {folder}"
-    try:  # what the writing will do first (os.access says yes to root on a read-only mount)
-        handle, trial = tempfile.mkstemp(prefix=".fpcli-", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        return f"cannot create a file in {folder}: {exc.strerror or exc}"
-    os.close(handle)
-    with contextlib.suppress(OSError):
-        os.unlink(trial)
-    return None
