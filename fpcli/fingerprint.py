@@ -122,3 +122,8 @@ def clean(value: float | None) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def seconds_text(seconds: float) -> str:
+    """Seconds heard, for people: "0.5", "2", "12.3" (``:.0f`` made half a second "0")."""
+    return f"{seconds:.1f}".removesuffix(".0")

@@ -27,6 +27,7 @@ from fpcli.cli.render import (
 )
 from fpcli.cli.root import EXIT_SOME_FAILED, cache_app
 from fpcli.errors import DamagedStoreError, FpcliError
+from fpcli.fingerprint import seconds_text
 
 if TYPE_CHECKING:
     from fpcli.store import FingerprintStore, Record
@@ -202,7 +203,7 @@ def cache_list(
         return
     rows = [[item["path"], f"{item['duration_s']:.1f} s", f"{item['samplerate']}/{item['channels']}",
              format_value(item["tempo_bpm"], "BPM"), "yes" if item["has_batch"] else "no",
-             "full" if item["complete"] else f"preview {item['seconds']:.1f}".removesuffix(".0") + " s",
+             "full" if item["complete"] else f"preview {seconds_text(item['seconds'])} s",
              item["validation"] or "—", when(item["analysed_at"])] for item in listed]
     rows_out(f"{len(listed)} path(s)", ["path", "duration", "rate/ch", "tempo", "batch", "heard", "validation",
                                         "analysed"], rows)

@@ -229,7 +229,7 @@ def _with_declared_length(result: TrackResult, reader: AudioReader) -> TrackResu
 def render_search(result: SearchResult, explain: bool, *, table: bool = True) -> None:
     """The hits as a table on stdout (unless not ``table``), then the summary and
     warnings on stderr."""
-    from fpcli.search.query import seconds_text
+    from fpcli.fingerprint import seconds_text
 
     # MP is the last column so that a script's fields (#, distance, path, explanation) stay where they were.
     ranked = any(hit.mutual_proximity is not None for hit in result.hits)

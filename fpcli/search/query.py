@@ -15,6 +15,7 @@ from fpcli.cue import is_album_image, is_entry
 from fpcli.errors import ParameterError, SearchError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.files import atomic_text, printable_path
+from fpcli.fingerprint import seconds_text
 from fpcli.params import AnalysisParams
 from fpcli.search.dupes import drop_duplicates, starts_like
 from fpcli.search.index import KINDS, Index, row_of
@@ -99,11 +100,6 @@ def expected_recall(seconds: float) -> float | None:
     if not points or seconds < points[0][0]:
         return None
     return float(np.interp(seconds, [s for s, _ in points], [r for _, r in points]))
-
-
-def seconds_text(seconds: float) -> str:
-    """Seconds heard for people: "0.5", "2", "12.3" (``:.0f`` made half a second "0")."""
-    return f"{seconds:.1f}".removesuffix(".0")
 
 
 def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
