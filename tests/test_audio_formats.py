@@ -433,3 +433,20 @@ def test_infinite_samples_are_silenced_and_reported(tmp_path):
     assert np.isfinite(decoded).all() and decoded[5000, 0] == 0 and decoded[6000, 1] == 0
     assert reader.nonfinite_samples == 5
     assert reader.partial and reader.partial_reason == "5 non-finite samples were replaced by silence"
+
+
+def test_a_plain_ogg_is_not_read_twice_to_find_links(tmp_path, monkeypatch):
+    """Every Ogg file was scanned whole for chained links before its decoding: a second
+    read of the file. Its last page's serial number says whether there is more than one
+    link; only a chained file (or one whose streams are multiplexed) is scanned whole."""
+    from fpcli.audio import headers
+
+    limits = []
+    real = headers._bos_candidates
+    monkeypatch.setattr(headers, "_bos_candidates", lambda fh, limit=None: limits.append(limit) or real(fh, limit))
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "chained").mkdir()
+    plain = _chain(tmp_path / "plain", ("VORBIS", 44100, 1))
+    chained = _chain(tmp_path / "chained", ("VORBIS", 44100, 1), ("VORBIS", 44100, 1))
+    assert len(headers.ogg_links(plain)) == 1 and len(headers.ogg_links(chained)) == 2
+    assert limits == [headers._SCAN_BYTES, None]

@@ -130,6 +130,13 @@ _OGG_EOS = 0x04
 def ogg_ends_with_eos(path: str | os.PathLike) -> bool | None:
     """Whether the last complete Ogg page of ``path`` carries the end-of-stream flag;
     None if no complete page is found in the tail (not Ogg, or unreadable)."""
+    header = _last_page_header(path)
+    return None if header is None else bool(header[5] & _OGG_EOS)
+
+
+def _last_page_header(path: str | os.PathLike) -> bytes | None:
+    """The 27-byte header of the last complete Ogg page of ``path``, read from its tail
+    alone; None if there is none there (not Ogg, or unreadable)."""
     try:
         with open(path, "rb") as fh:
             size = fh.seek(0, os.SEEK_END)
@@ -141,9 +148,8 @@ def ogg_ends_with_eos(path: str | os.PathLike) -> bool | None:
         return None
     end = len(tail)
     while (pos := tail.rfind(b"OggS", 0, end)) != -1:
-        header_type = _complete_page_type(tail, pos)
-        if header_type is not None:
-            return bool(header_type & _OGG_EOS)
+        if _complete_page_type(tail, pos) is not None:
+            return tail[pos : pos + 27]
         end = pos  # a cut page, or "OggS" inside packet data: look further back
     return None
 
@@ -190,7 +196,14 @@ def _ogg_links(path: str, size: int, mtime_ns: int) -> tuple[OggLink, ...]:
     previous_end = -1  # where the last beginning page ended: the next one there is grouped
     try:
         with open(path, "rb") as fh:
-            for offset in _bos_candidates(fh):
+            # One link when the last page belongs to the first page's stream (each link
+            # has its own serial number): its beginning pages are at the start, and the
+            # rest of the file need not be read (a second pass over every Ogg file).
+            first = fh.read(27)
+            last = _last_page_header(path)
+            one_link = last is not None and len(first) == 27 and first[14:18] == last[14:18]
+            fh.seek(0)
+            for offset in _bos_candidates(fh, limit=_SCAN_BYTES if one_link else None):
                 fh.seek(offset)
                 page = fh.read(_OGG_MAX_PAGE)
                 length = _complete_page_length(page)
@@ -207,12 +220,13 @@ def _ogg_links(path: str, size: int, mtime_ns: int) -> tuple[OggLink, ...]:
     return tuple(links)
 
 
-def _bos_candidates(fh: BinaryIO) -> list[int]:
+def _bos_candidates(fh: BinaryIO, limit: int | None = None) -> list[int]:
     """Offsets of every byte run that looks like a beginning-of-stream page header, read
-    in large chunks: a regular expression finds them without a Python step per page."""
+    in large chunks (up to ``limit`` bytes): a regular expression finds them without a
+    Python step per page."""
     found: list[int] = []
     start, overlap = 0, b""
-    while chunk := fh.read(_SCAN_BYTES):
+    while (limit is None or start < limit) and (chunk := fh.read(_SCAN_BYTES)):
         data = overlap + chunk
         base = start - len(overlap)
         found.extend(base + match.start() for match in _OGG_BOS.finditer(data))
