@@ -109,8 +109,8 @@ def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = No
     ``on_snapshot`` and ``keep`` (which saves a partial record) with the snapshot; stop
     after ``max_seconds`` (a preview) or at the end (complete). Returns the last result.
     A Ctrl-C stops the reading (``reader.stop()``: a pipe within a fraction of a
-    second), keeps (``keep``) what was heard, if anything, as a partial record, then
-    raises KeyboardInterrupt."""
+    second), keeps (``keep``) what was heard as a partial record when it measured
+    anything, then raises KeyboardInterrupt."""
     if every_s is not None and not every_s > 0:
         raise ParameterError(f"{every_s}: a positive number of seconds", "every_s")
     info = reader.info
@@ -123,7 +123,9 @@ def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = No
         if interrupted():
             raise KeyboardInterrupt
     except KeyboardInterrupt:
-        if live.seconds:  # nothing heard: no record of nothing
+        # Nothing measured (no audio, or less than one analysis frame): no record of
+        # nothing, which would stand in the store as a preview of the stream.
+        if any(value is not None for value in live.snapshot().values.values()):
             keep(_result(live, reader, path, started))
         raise
     if whole:

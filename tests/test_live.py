@@ -395,6 +395,25 @@ def test_ctrl_c_before_any_audio_stores_nothing():
     assert kept == []
 
 
+def test_ctrl_c_after_less_than_a_frame_stores_nothing():
+    """A stream interrupted after a few milliseconds of audio (a header and a first
+    block) was stored as a 0.003 s preview with nothing measured."""
+    from fpcli.audio import open_stream
+    from fpcli.live import follow
+
+    few_ms = (synth.music_like(0.003, SR, seed=3, stereo=True) * 0.5 * 32767).astype("<i2").tobytes()
+    kept = []
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        pipe = _stalling_pipe(few_ms, stall_s=3.0, on_silence=lambda: os.kill(os.getpid(), signal.SIGINT))
+        reader = open_stream(pipe, raw_format="s16le", samplerate=SR, channels=2, block_frames=64)
+        with pytest.raises(KeyboardInterrupt):
+            follow(reader, "stream:radio", keep=kept.append)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert kept == []
+
+
 def test_cache_show_finds_a_named_stream(tmp_path, song):
     """`cache list` shows a named stream as stream:NAME; `cache show stream:NAME` said
     "no such file or folder"."""
