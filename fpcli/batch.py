@@ -16,12 +16,14 @@ from fpcli.dsp.loudness import gated_momentary_loudness, integrated_loudness, lo
 from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
 from fpcli.dsp.tally import FrameTally, silent_reason
 from fpcli.dsp.timbre import N_MFCC, Timbre, gaussian_of
+from fpcli.errors import ParameterError
 from fpcli.fingerprint import BANDS_HZ, BATCH_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
 
 
 class BatchAnalyzer:
-    """Push (frames, channels) float32 blocks, then ``finish()`` for the 25D fingerprint."""
+    """Push (frames, channels) float32 blocks, then ``finish()`` for the 25D fingerprint
+    (the same one however often it is called; no push after it)."""
 
     def __init__(self, samplerate: int, channels: int, params: AnalysisParams | None = None) -> None:
         self.params = params or AnalysisParams()
@@ -32,11 +34,20 @@ class BatchAnalyzer:
             name: [] for name in ("silent", "centroid_hz", "rolloff_hz", "flatness", "momentary", "short_term",
                                   "mfcc")
         }
+        self._final: Fingerprint | None = None
 
     def push(self, block: np.ndarray) -> None:
-        self.chunks += 1
+        """Add a (frames, channels) float block (1-D for mono); an empty one changes nothing."""
+        if self._final is not None:
+            # Its look-ahead stages were flushed: more audio would be analysed as if
+            # after a gap, and a second finish() would differ from one straight pass.
+            raise ParameterError("the analyzer was finished: push() after finish() (start a new analyzer for "
+                                 "more audio)")
+        samples_before = self.pipeline.samples
         with one_blas_thread():
             self._keep(self.pipeline.push(block))
+        if self.pipeline.samples > samples_before:
+            self.chunks += 1
 
     def _keep(self, step: FrameStep) -> None:
         self.tally.add(step)
@@ -50,6 +61,12 @@ class BatchAnalyzer:
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def finish(self) -> Fingerprint:
+        """The fingerprint of everything pushed (computed once)."""
+        if self._final is None:
+            self._final = self._fingerprint()
+        return self._final
+
+    def _fingerprint(self) -> Fingerprint:
         with one_blas_thread():
             self._keep(self.pipeline.finish())
         values, reasons = self.tally.values(self.pipeline)

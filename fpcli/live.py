@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import numbers
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from fpcli.analyze import checked_max_seconds, ended_here
 from fpcli.audio import AudioReader
 from fpcli.blas import one_blas_thread
 from fpcli.errors import ParameterError
@@ -40,21 +42,22 @@ class LiveFingerprint:
     Example (a player)::
 
         live = LiveFingerprint(44100, 2)
-        def on_audio(block):              # float32 or int16, shape (frames, channels)
+        def on_audio(block):              # float, int16 or int32 PCM, shape (frames, channels)
             live.push(block)
         live.snapshot().values["tempo_bpm"], live.snapshot().confidence["tempo_bpm"]
         with FingerprintStore.open() as store:   # when the track changes
             live.save(store, "radio-2026-11-25T18:00")
 
-    ``expected_seconds`` (the track's length, when known) lets the confidence use
-    the share heard; a snapshot's ``complete`` is False until ``finish()``.
+    ``expected_seconds`` (the track's length, when known; None, 0 or infinity:
+    unknown) lets the confidence use the share heard; a snapshot's ``complete`` is
+    False until ``finish()``.
     """
 
     def __init__(self, samplerate: int, channels: int, params: AnalysisParams | None = None, *,
                  expected_seconds: float | None = None) -> None:
         self.samplerate, self.channels = samplerate, channels
-        expected = int(expected_seconds * samplerate) if expected_seconds else None
-        self._analyzer = StreamingAnalyzer(samplerate, channels, params, expected_frames=expected)
+        self._analyzer = StreamingAnalyzer(samplerate, channels, params)   # refuses a bad rate or channel count
+        self._analyzer.expected_frames = _expected_frames(expected_seconds, samplerate)
         self._final: Fingerprint | None = None
 
     @property
@@ -63,17 +66,21 @@ class LiveFingerprint:
         return self._analyzer.pipeline.samples / self.samplerate
 
     def push(self, block: np.ndarray) -> None:
-        """Add audio: (frames, channels) or (frames,) for mono; float in [-1, 1] or int16."""
-        samples = np.asarray(block)
+        """Add audio: (frames, channels), or (frames,) for mono. Samples are floats
+        scaled to +-1, or signed integer PCM scaled by its full scale (int16 by 32768,
+        int32 by 2**31); other integer types (unsigned, int8, int64) are refused, their
+        scale being a guess."""
+        samples = _float_samples(np.asarray(block))
         if samples.ndim == 1:
             samples = samples[:, None]
-        if samples.dtype == np.int16:
-            samples = samples.astype(np.float32) / np.float32(32768.0)
+        if samples.ndim != 2:
+            raise ParameterError(f"a block of shape {samples.shape}: expected (frames, {self.channels}), or "
+                                 "(frames,) for mono", "block")
         if samples.shape[1] != self.channels:
             raise ParameterError(f"a block of {samples.shape[1]} channels pushed into a {self.channels}-channel "
-                                 "fingerprint")
+                                 "fingerprint", "block")
         with one_blas_thread():
-            self._analyzer.push(samples.astype(np.float32, copy=False))
+            self._analyzer.push(samples)
 
     def snapshot(self) -> Fingerprint:
         """The fingerprint of what has been heard (the final one after ``finish``)."""
@@ -99,6 +106,37 @@ class LiveFingerprint:
         return store.save(identity, self.result(identity.path))
 
 
+# The full scale of the integer PCM types a player hands over: float = int / full scale.
+PCM_FULL_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
+
+
+def _float_samples(samples: np.ndarray) -> np.ndarray:
+    """Integer PCM (int16, int32) as float32 scaled to +-1; a ParameterError naming
+    any other integer type; anything else as it is (the analyzer checks it)."""
+    full_scale = PCM_FULL_SCALE.get(samples.dtype)
+    if full_scale is not None:
+        # A power of two: the division is exact in float32 (int32's low bits round).
+        return samples.astype(np.float32) / np.float32(full_scale)
+    if samples.dtype.kind in "iu":
+        raise ParameterError(f"samples of type {samples.dtype}: give floats scaled to +-1, or int16 or int32 "
+                             "PCM (the full scale of other integer types is not known)", "block")
+    return samples
+
+
+def _expected_frames(expected_seconds: float | None, samplerate: int) -> int | None:
+    """The expected length in frames (None: unknown, for None, 0 or infinity), or a
+    ParameterError for a negative length, NaN or a non-number."""
+    if expected_seconds is None:
+        return None
+    if isinstance(expected_seconds, bool) or not isinstance(expected_seconds, numbers.Real) \
+            or not expected_seconds >= 0:
+        raise ParameterError(f"{expected_seconds!r}: a length in seconds of at least 0 (or None: unknown)",
+                             "expected_seconds")
+    if math.isinf(expected_seconds):
+        return None
+    return int(expected_seconds * samplerate) or None
+
+
 Snapshot = Callable[[TrackResult], None]
 
 
@@ -113,6 +151,7 @@ def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = No
     anything, then raises KeyboardInterrupt."""
     if every_s is not None and not every_s > 0:
         raise ParameterError(f"{every_s}: a positive number of seconds", "every_s")
+    max_seconds = checked_max_seconds(max_seconds)
     info = reader.info
     expected = reader.expected_frames / info.samplerate if reader.expected_frames else None
     live = LiveFingerprint(info.samplerate, info.channels, params, expected_seconds=expected)
@@ -138,10 +177,12 @@ def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = No
 def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started: float, every_s: float | None,
                  max_seconds: float | None, on_snapshot: Snapshot, keep: Callable[[TrackResult], None]) -> bool:
     """Push the reader's blocks into ``live``, with a snapshot every ``every_s``
-    seconds; True when the stream ended, False when ``max_seconds`` stopped it."""
+    seconds; True when the stream ended (a file also when it ended exactly at
+    ``max_seconds``), False when ``max_seconds`` stopped it."""
     info = reader.info
     next_mark = every_s
-    for block in reader:
+    blocks = iter(reader)
+    for block in blocks:
         while block.size:
             pushed = int(round(live.seconds * info.samplerate))
             # The frame of the nearest mark (a snapshot, the end of a preview), kept a float
@@ -156,7 +197,7 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
                 keep(snapshot)
                 next_mark += every_s or 0.0
             if max_seconds is not None and live.seconds >= max_seconds - 1e-9:
-                return False
+                return not block.size and ended_here(reader, blocks)
     return True
 
 

@@ -35,6 +35,7 @@ from fpcli.dsp.stats import Histogram
 from fpcli.dsp.tally import FrameTally, silent_reason
 from fpcli.dsp.tempo import estimate_tempo
 from fpcli.dsp.timbre import GaussianSums, Timbre
+from fpcli.errors import ParameterError
 from fpcli.fingerprint import STREAMING_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
 
@@ -42,6 +43,7 @@ from fpcli.params import AnalysisParams
 # scale: a mix left unnormalised at +30 dBFS reads about +30 LUFS, and a top of +10 put
 # all of it in the last bin, out of its own relative gate.
 LOUDNESS_LOW, LOUDNESS_HIGH, LOUDNESS_BIN = -80.0, 40.0, 0.01
+ABOVE_TOP_REASON = f"louder than {LOUDNESS_HIGH:+.0f} LUFS, the top of the meter's range"
 
 # The centroid histogram: 1,230 log bins from 10 Hz to 50 kHz (1/100 octave), with
 # 332 more of the same width below, down to 1.0 Hz. A frame of DC alone has its
@@ -116,6 +118,18 @@ def confidence_from_evidence(name: str, evidence: float, share: float | None, se
     return round(min(1.0 / (1.0 + math.exp(-min(max(logit, -50.0), 50.0))), UNFINISHED_CAP), 4)
 
 
+def checked_expected_frames(frames: float | None) -> float | None:
+    """``frames`` (the track's expected length in frames; None or 0: unknown), or a
+    ParameterError: a NaN length made every confidence NaN."""
+    if frames is None:
+        return None
+    if isinstance(frames, bool) or not isinstance(frames, int | float | np.integer | np.floating) \
+            or not 0 <= frames < math.inf:
+        raise ParameterError(f"{frames!r}: a number of frames of at least 0 (or None: unknown)",
+                             "expected_frames")
+    return frames or None
+
+
 class StreamingAnalyzer:
     """Feed blocks with ``push``; ``snapshot()`` any time; ``finish()`` at the end.
 
@@ -131,7 +145,7 @@ class StreamingAnalyzer:
         self.pipeline = FeaturePipeline(samplerate, channels, self.params, signal_sums=False)
         self.tally = FrameTally()
         self.timbre = GaussianSums()
-        self.expected_frames = expected_frames
+        self.expected_frames = checked_expected_frames(expected_frames)
         self.chunks = 0
         self._finished = False
         self._margin = (-1, 0.0)  # (onset frames, tempo margin) of the last confidence
@@ -145,13 +159,20 @@ class StreamingAnalyzer:
         self._momentary = Histogram(LOUDNESS_LOW, LOUDNESS_HIGH, n_loudness_bins,
                                     sums=("energy", "loudness", "loudness_sq"))
         self._short_term = Histogram(LOUDNESS_LOW, LOUDNESS_HIGH, n_loudness_bins, sums=("energy",))
+        # 3 s blocks above LOUDNESS_HIGH: the histogram counts them in its top bin, where
+        # a percentile landing on them would be a made-up number.
+        self._short_term_above_top = 0
 
     def push(self, block: np.ndarray) -> None:
+        """Add a (frames, channels) float block (1-D for mono); an empty one changes nothing."""
         if self._finished:
-            raise RuntimeError("push() after finish()")
-        self.chunks += 1
+            raise ParameterError("the analyzer was finished: push() after finish() (start a new analyzer for "
+                                 "more audio)")
+        samples_before = self.pipeline.samples
         with one_blas_thread():
             self._fold(self.pipeline.push(block))
+        if self.pipeline.samples > samples_before:
+            self.chunks += 1
 
     def finish(self) -> Fingerprint:
         if not self._finished:
@@ -172,7 +193,9 @@ class StreamingAnalyzer:
             loud = energy_to_lufs(step.momentary)
             self._momentary.add(loud, energy=step.momentary, loudness=loud, loudness_sq=loud * loud)
         if step.short_term.size:
-            self._short_term.add(energy_to_lufs(step.short_term), energy=step.short_term)
+            short_term = energy_to_lufs(step.short_term)
+            self._short_term.add(short_term, energy=step.short_term)
+            self._short_term_above_top += int(np.count_nonzero(short_term >= LOUDNESS_HIGH))
 
     def snapshot(self) -> Fingerprint:
         """The fingerprint of everything pushed so far (final after ``finish``)."""
@@ -204,7 +227,7 @@ class StreamingAnalyzer:
             "spectral_rolloff_hz": (self._rolloff.quantile(0.5), reason),
             "spectral_flatness": (self._flatness.quantile(0.5), reason),
             "loudness_std_lu": (self._gated_loudness_std(), self._loudness_std_reason(too_short)),
-            "loudness_range_lu": (self._loudness_range(), "fewer than two 3 s short-term blocks pass the gates"),
+            "loudness_range_lu": self._loudness_range(),
         }
 
     def _gate_masks(self, histogram: Histogram, relative_lu: float) -> np.ndarray | None:
@@ -224,7 +247,7 @@ class StreamingAnalyzer:
             return too_short
         if self._gate_masks(self._momentary, RELATIVE_GATE_LU) is None:
             return "every 400 ms block is below the -70 LUFS absolute gate"
-        return f"louder than {LOUDNESS_HIGH:+.0f} LUFS, the top of the meter's range"
+        return ABOVE_TOP_REASON
 
     def _gated_loudness_std(self) -> float:
         mask = self._gate_masks(self._momentary, RELATIVE_GATE_LU)
@@ -238,11 +261,25 @@ class StreamingAnalyzer:
         variance = h.sums["loudness_sq"][mask].sum() / n - mean * mean
         return math.sqrt(max(variance, 0.0))
 
-    def _loudness_range(self) -> float:
-        mask = self._gate_masks(self._short_term, LRA_RELATIVE_GATE_LU)
-        if mask is None or self._short_term.counts[mask].sum() < 2:
-            return math.nan
-        return self._short_term.quantile(0.95, mask=mask) - self._short_term.quantile(0.10, mask=mask)
+    def _loudness_range(self) -> tuple[float, str]:
+        """The loudness range and why it is null (NaN) when it is. 3 s blocks above the
+        histogram's top all sit in its top bin: a 95th percentile there (or a relative
+        gate above the top, which passes no bin) would be a number the audio does not
+        have, so the range is null for that reason instead."""
+        histogram = self._short_term
+        mask = self._gate_masks(histogram, LRA_RELATIVE_GATE_LU)
+        too_few = "fewer than two 3 s short-term blocks pass the gates"
+        if mask is None:
+            return math.nan, too_few
+        above_top = self._short_term_above_top
+        if histogram.counts[mask].sum() < 2:
+            # With two blocks or more above the top, the bins passed none because the gate
+            # rose above the top: how many the true gate passes is past knowing.
+            return math.nan, ABOVE_TOP_REASON if above_top >= 2 else too_few
+        high = histogram.quantile(0.95, mask=mask)
+        if above_top and high >= LOUDNESS_HIGH - histogram.width:
+            return math.nan, ABOVE_TOP_REASON
+        return high - histogram.quantile(0.10, mask=mask), too_few
 
     def _evidence(self, name: str) -> float:
         unit, _ = EVIDENCE_SCALES[name]

@@ -327,3 +327,58 @@ def test_copies_in_one_run_are_analysed_once(tmp_path):
         forced = run_library([folder], store, RunOptions(jobs=1, force=True))
         assert (forced.analysed, forced.cached, forced.failed) == (2, 4, 0)
         assert sorted(len(record.paths) for record in store.records()) == [1, 5]
+
+
+@pytest.mark.parametrize("max_seconds", [-1.0, 0, float("nan"), "4"])
+def test_a_bad_preview_length_is_a_parameter_error(tmp_path, max_seconds):
+    """-1 read 1.97 s (a slice cut from the end), 0 nothing, NaN a ValueError."""
+    from fpcli.analyze import analyze_streaming
+    from fpcli.errors import ParameterError
+
+    path = write(tmp_path / "t.flac", synth.music_like(2.0, SR, seed=1), SR)
+    with pytest.raises(ParameterError, match="max_seconds"):
+        analyze_streaming(path, max_seconds=max_seconds)
+
+
+def test_an_infinite_preview_length_is_no_limit(tmp_path):
+    """inf raised an OverflowError."""
+    from fpcli.analyze import analyze_streaming
+
+    path = write(tmp_path / "t.flac", synth.music_like(2.0, SR, seed=1), SR)
+    for limit in (float("inf"), 1e300):
+        fingerprint, _ = analyze_streaming(path, max_seconds=limit)
+        assert fingerprint.complete and fingerprint.seconds == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("seconds,block_frames,complete", [
+    (4.0, 2**17, True),      # all of it heard
+    (4.5, 2**17, False),     # a preview
+    (4.5, SR, False),        # the limit on a block's end, with more after it
+    (4.0, SR, True),         # the limit on the last block's end
+])
+def test_a_preview_as_long_as_the_track_is_complete(tmp_path, seconds, block_frames, complete):
+    """A 20.0 s file read with a 20 s limit was an incomplete preview (confidence
+    below 1) though all of it was heard."""
+    from fpcli.analyze import analyze_streaming
+
+    path = write(tmp_path / "t.flac", synth.music_like(seconds, SR, seed=2), SR)
+    fingerprint, reader = analyze_streaming(path, max_seconds=4.0, block_frames=block_frames)
+    assert fingerprint.complete is complete and fingerprint.seconds == pytest.approx(4.0)
+    assert (set(fingerprint.confidence.values()) == {1.0}) is complete and not reader.partial
+
+
+def test_the_command_line_stores_a_preview_as_long_as_the_track_as_complete(tmp_path):
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    write(library / "exact.flac", synth.music_like(4.0, SR, seed=3), SR)
+    write(library / "longer.flac", synth.music_like(4.5, SR, seed=4), SR)
+    store = tmp_path / "s"
+    run = CliRunner().invoke(app, ["--store", str(store), "analyze", str(library), "--seconds", "4", "--quiet"])
+    assert run.exit_code == 0, run.output
+    with FingerprintStore.open(store) as s:
+        complete = {os.path.basename(r.path): (r.complete, r.streaming.seconds) for r in s.records()}
+    assert complete == {"exact.flac": (True, pytest.approx(4.0)), "longer.flac": (False, pytest.approx(4.0))}

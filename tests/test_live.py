@@ -424,3 +424,79 @@ def test_cache_show_finds_a_named_stream(tmp_path, song):
     assert json.loads(shown.stdout)["paths"][0]["path"] == "stream:radio"
     missing = _fpcli(store, "cache", "show", "stream:tv")
     assert missing.returncode == 1 and b"fpcli analyze - --name NAME" in missing.stderr
+
+
+PCM = synth.music_like(4.0, SR, seed=11)
+PCM = 0.9 * PCM / np.abs(PCM).max()
+
+
+def _live_values(block):
+    live = LiveFingerprint(SR, 2)
+    live.push(block)
+    return live.finish().values
+
+
+@pytest.mark.parametrize("dtype,full_scale", [(np.int16, 2**15), (np.int32, 2**31)])
+def test_signed_integer_pcm_is_scaled_by_its_full_scale(dtype, full_scale):
+    """int32 was taken as floats 2**31 times full scale (transient_density 7.25 instead
+    of 3.88, the loudness dims null)."""
+    from_float = _live_values(PCM)
+    from_pcm = _live_values(np.round(PCM * (full_scale - 1)).astype(dtype))
+    for name, value in from_float.items():
+        assert from_pcm[name] == pytest.approx(value, rel=2e-3, abs=2e-3), name
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int8, np.int64])
+def test_integer_types_of_unknown_scale_are_refused(dtype):
+    """uint8 was taken as floats up to 255 (centroid 295 Hz instead of 495)."""
+    from fpcli.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=f"samples of type {np.dtype(dtype)}"):
+        LiveFingerprint(SR, 2).push((PCM * 100).astype(dtype))
+
+
+def test_a_block_without_frames_or_a_bad_length_is_a_parameter_error():
+    """A 0-d block gave an IndexError; a NaN or infinite length a ValueError or an
+    OverflowError."""
+    from fpcli.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"shape \(\)"):
+        LiveFingerprint(SR, 2).push(np.float32(0.5))
+    for length in (float("nan"), -1.0, "6"):
+        with pytest.raises(ParameterError, match="expected_seconds"):
+            LiveFingerprint(SR, 2, expected_seconds=length)
+    unknown = LiveFingerprint(SR, 2, expected_seconds=float("inf"))
+    known = LiveFingerprint(SR, 2, expected_seconds=4.0)
+    for live in (unknown, known):
+        live.push(PCM[: 2 * SR])
+    assert known.snapshot().confidence != unknown.snapshot().confidence   # the share heard counts only when known
+
+
+@pytest.mark.parametrize("seconds,block_frames,complete", [
+    (4.0, 2**17, True),      # the limit is the file's end: all of it was heard
+    (4.5, 2**17, False),     # half a second more: a preview
+    (4.5, SR, False),        # the limit falls on a block's end, with more after it
+])
+def test_a_followed_file_ending_at_the_limit_is_complete(tmp_path, seconds, block_frames, complete):
+    """A file exactly as long as the limit was stored as a preview of itself."""
+    from fpcli.audio import AudioReader
+    from fpcli.live import follow
+
+    path = write(tmp_path / "track.wav", synth.music_like(seconds, SR, seed=12), SR)
+    result = follow(AudioReader(path, block_frames=block_frames), path, max_seconds=4.0)
+    assert result.streaming.complete is complete and result.streaming.seconds == pytest.approx(4.0)
+
+
+def test_a_stream_stopped_at_the_limit_stays_a_preview_without_waiting():
+    """A stream is not read past the limit to see whether it ends there: its next
+    block may be long in coming."""
+    from fpcli.audio import open_stream
+    from fpcli.live import follow
+
+    pcm = (PCM * 32767).astype("<i2").tobytes()
+    pipe = _stalling_pipe(pcm, stall_s=3.0, on_silence=lambda: None)
+    reader = open_stream(pipe, raw_format="s16le", samplerate=SR, channels=2, block_frames=SR)
+    started = time.monotonic()
+    result = follow(reader, "stream:radio", max_seconds=4.0)
+    assert not result.streaming.complete and result.streaming.seconds == pytest.approx(4.0)
+    assert time.monotonic() - started < 3.0   # the pipe stays open for 3.6 s

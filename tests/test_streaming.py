@@ -246,3 +246,88 @@ def test_the_analyzer_classes_say_what_is_wrong_with_their_input(analyzer):
     mono.push(synth.sine(440, 1.0, SR)[:, 0])        # one channel may come as a 1-D array
     mono.push(synth.sine(440, 1.0, SR).astype(np.float64))
     assert mono.finish().values["spectral_centroid_hz"] == pytest.approx(440, rel=0.05)
+
+
+@pytest.mark.parametrize("analyzer", [StreamingAnalyzer, BatchAnalyzer])
+def test_an_empty_block_changes_nothing(analyzer):
+    """The batch pipeline took the peak of an empty block ("zero-size array to
+    reduction operation maximum")."""
+    with_empty = analyzer(SR, 2)
+    with_empty.push(np.zeros((0, 2), np.float32))
+    with_empty.push(MUSIC[: 2 * SR])
+    with_empty.push(np.zeros((0, 2), np.float32))
+    straight = analyzer(SR, 2)
+    straight.push(MUSIC[: 2 * SR])
+    assert with_empty.finish() == straight.finish()
+
+
+@pytest.mark.parametrize("analyzer", [StreamingAnalyzer, BatchAnalyzer])
+def test_push_after_finish_is_refused(analyzer):
+    """The batch analyzer took more audio after finish() (a later finish() differed
+    from one straight pass); the streaming one raised a plain RuntimeError."""
+    from fpcli.errors import FpcliError
+
+    fingerprint = analyzer(SR, 2)
+    fingerprint.push(MUSIC[:SR])
+    first = fingerprint.finish()
+    with pytest.raises(FpcliError, match="the analyzer was finished"):
+        fingerprint.push(MUSIC[SR : 2 * SR])
+    assert fingerprint.finish() == first
+
+
+@pytest.mark.parametrize("analyzer", [StreamingAnalyzer, BatchAnalyzer])
+def test_values_are_plain_python_floats(analyzer):
+    """The batch band dims were np.float64: printed as np.float64(...), and refused by
+    orjson."""
+    fingerprint = analyzer(SR, 2)
+    fingerprint.push(MUSIC[: 2 * SR])
+    result = fingerprint.finish()
+    assert {type(value) for value in result.values.values()} <= {float, type(None)}
+    assert {type(value) for value in (result.confidence or {}).values()} <= {float}
+
+
+def test_blocks_beyond_the_readers_float_limit_are_refused():
+    """A block scaled by 1e17 passed the check (its sum was finite) and gave overflow
+    warnings and false reasons; the limit is the file reader's."""
+    from fpcli.audio import MAX_FLOAT_PEAK
+    from fpcli.errors import ParameterError
+
+    loud = MUSIC[:SR] / np.abs(MUSIC[:SR]).max()
+    for analyzer in (StreamingAnalyzer(SR, 2), BatchAnalyzer(SR, 2)):
+        with pytest.raises(ParameterError, match="not audio scaled"):
+            analyzer.push(loud * np.float32(MAX_FLOAT_PEAK * 2))
+        analyzer.push(loud * np.float32(MAX_FLOAT_PEAK))
+
+
+LOUD = synth.music_like(10.0, SR, seed=3)
+LOUD = LOUD / np.abs(LOUD).max()
+
+
+@pytest.mark.parametrize("peak", [10.0, 500.0, 5e4])
+def test_loudness_above_the_meter_s_top_is_a_null_not_a_made_up_range(peak):
+    """Peak 500 (about +42 LUFS) put every 3 s block in the histogram's top bin: a
+    range of 0.0085 LU against the batch 1.5; at 5e4 the null blamed the gates."""
+    streaming = run_streaming(LOUD * np.float32(peak), SR)
+    batch = run_batch(LOUD * np.float32(peak), SR)
+    assert batch.values["loudness_range_lu"] > 1.0
+    if peak == 10.0:  # +22 LUFS: inside the meter's range
+        assert _close("loudness_range_lu", streaming.values["loudness_range_lu"], batch.values["loudness_range_lu"])
+    else:
+        assert streaming.values["loudness_range_lu"] is None
+        assert streaming.reasons["loudness_range_lu"] == "louder than +40 LUFS, the top of the meter's range"
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"channels": True}, "channel count"),
+    ({"samplerate": True}, "rate from 8000"),
+    ({"expected_frames": float("nan")}, "expected_frames"),
+    ({"expected_frames": -1}, "expected_frames"),
+    ({"expected_frames": float("inf")}, "expected_frames"),
+])
+def test_bad_format_and_length_arguments_are_parameter_errors(arguments, message):
+    """channels=True passed as one channel (a TypeError later); a NaN length made
+    every confidence NaN."""
+    from fpcli.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=message):
+        StreamingAnalyzer(**{"samplerate": SR, "channels": 2, **arguments})

@@ -178,6 +178,12 @@ class AudioReader:
         reader._opened, reader._pipe, reader.stopped = source, pipe, False
         return reader
 
+    @property
+    def is_stream(self) -> bool:
+        """Whether this reader reads a stream opened once (stdin: ``from_stream``),
+        which cannot be read again or read ahead of without waiting for it."""
+        return self._opened is not None
+
     def stop(self) -> None:
         """End the iteration early (safe in a signal handler: it only sets flags). A
         pipe ends within a fraction of a second, its audio already read still decoded;

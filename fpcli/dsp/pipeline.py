@@ -9,11 +9,12 @@ output does not depend on how the audio was chunked.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
 
-from fpcli.audio import mixdown
+from fpcli.audio import MAX_FLOAT_PEAK, mixdown
 from fpcli.audio.base import MAX_SAMPLERATE, MIN_SAMPLERATE
 from fpcli.dsp.dupes import SignatureBuilder
 from fpcli.dsp.framing import Framer
@@ -34,21 +35,28 @@ SILENT_PEAK_DB = -60.0       # windows whose peak is below this are ignored (#23
 def _check_format(samplerate: int, channels: int) -> None:
     """ParameterError unless the rate is an integer the analyzers support (8-768 kHz,
     as for files) and the channel count is a positive integer."""
-    if not isinstance(samplerate, int | np.integer) or not MIN_SAMPLERATE <= samplerate <= MAX_SAMPLERATE:
+    # bool is an int to Python: True would pass as one channel, then break the framing.
+    if not _is_integer(samplerate) or not MIN_SAMPLERATE <= samplerate <= MAX_SAMPLERATE:
         raise ParameterError(f"{samplerate!r}: an integer rate from {MIN_SAMPLERATE} to {MAX_SAMPLERATE} Hz",
                              "samplerate")
-    if not isinstance(channels, int | np.integer) or channels < 1:
+    if not _is_integer(channels) or channels < 1:
         raise ParameterError(f"{channels!r}: a channel count of at least 1", "channels")
+
+
+def _is_integer(value: Any) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's), not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
 def checked_block(block: Any, channels: int) -> np.ndarray:
     """``block`` as (frames, channels) float32, or a ParameterError saying what is
     wrong: samples must be floats scaled to +-1 (integer PCM would be read as a
     deafening 30,000 times full scale), in a 2-D array of the analyzer's channel
-    count (a 1-D array for one channel), and finite (one NaN, once binned, stopped the
-    analyzer with a numpy error far from its cause). The finiteness test is one sum
-    of the block (a NaN or infinity makes it one): 54 us for a 3 s stereo block,
-    0.4 % of its analysis."""
+    count (a 1-D array for one channel), finite (one NaN, once binned, stopped the
+    analyzer with a numpy error far from its cause) and within ``MAX_FLOAT_PEAK``, the
+    limit the file reader applies (beyond it the loudness sums overflow float32 and
+    every loudness value is lost). The test is the block's minimum and maximum (NaN
+    if any sample is NaN): 47 us for a 3 s stereo block, 0.4 % of its analysis."""
     array = np.asarray(block)
     if array.dtype.kind != "f":
         raise ParameterError(f"samples must be floats scaled to +-1, not {array.dtype} (integer PCM: divide "
@@ -58,10 +66,20 @@ def checked_block(block: Any, channels: int) -> np.ndarray:
     if array.ndim != 2 or array.shape[1] != channels:
         raise ParameterError(f"a block of shape {array.shape}: expected (frames, {channels})", "block")
     array = array.astype(np.float32, copy=False)
-    if not np.isfinite(array.sum()):
-        raise ParameterError("the block holds samples that are not finite (NaN or infinity), or far beyond "
-                             "full scale: replace them first (e.g. np.nan_to_num)", "block")
+    if array.size:
+        _check_scale(float(array.min()), float(array.max()))
     return array
+
+
+def _check_scale(low: float, high: float) -> None:
+    """ParameterError unless a block's extremes are finite and within ``MAX_FLOAT_PEAK``."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ParameterError("the block holds samples that are not finite (NaN or infinity): replace them "
+                             "first (e.g. np.nan_to_num)", "block")
+    peak = max(high, -low)
+    if peak > MAX_FLOAT_PEAK:
+        raise ParameterError(f"samples up to {peak:.0e}: not audio scaled to +-1 (the limit is "
+                             f"{MAX_FLOAT_PEAK:.0e})", "block")
 
 
 @dataclasses.dataclass
@@ -133,6 +151,8 @@ class FeaturePipeline:
     def push(self, block: np.ndarray) -> FrameStep:
         """Feed a (frames, channels) float32 block; return the features completed now."""
         block = checked_block(block, self.channels)
+        if not len(block):  # nothing to add (and the peak's max() has no empty answer)
+            return _empty_step()
         self._sample_sums(block)
         frames, buffer = self._framer.push(mixdown(block))
         step = self._frame_features(frames, buffer)
