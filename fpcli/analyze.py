@@ -27,7 +27,7 @@ from fpcli.cue import track_of_entry
 from fpcli.errors import AnalysisError, AudioReadError, ParameterError
 from fpcli.fingerprint import Fingerprint
 from fpcli.memory import keep_buffers_on_heap
-from fpcli.params import AnalysisParams
+from fpcli.params import AnalysisParams, checked_params
 from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, Lookup, Need
 from fpcli.store.records import entry_identity_keys, os_reason, stat_regular
@@ -50,6 +50,7 @@ class Want:
     seconds: float | None = None
 
     def __post_init__(self) -> None:
+        checked_params(self.params)
         if self.seconds is not None and not (0 < self.seconds < float("inf")):
             raise ParameterError(f"seconds={self.seconds}: must be a positive number of seconds")
 
@@ -190,6 +191,8 @@ def analyze_streaming(path: str | os.PathLike[str], params: AnalysisParams | Non
     there. Returns the fingerprint and the reader."""
     from fpcli.streaming import StreamingAnalyzer
 
+    params = checked_params(params)  # before the file is opened
+
     reader = AudioReader(path, block_frames=block_frames)
     analyzer = StreamingAnalyzer(reader.info.samplerate, reader.info.channels, params,
                                  expected_frames=reader.expected_frames or None)
@@ -201,6 +204,8 @@ def analyze_batch(path: str | os.PathLike[str], params: AnalysisParams | None = 
                   block_frames: int = DEFAULT_BLOCK_FRAMES) -> tuple[Fingerprint, AudioReader]:
     """Batch-analyse a file; returns the fingerprint and the reader (partial flags, info)."""
     from fpcli.batch import BatchAnalyzer
+
+    params = checked_params(params)  # before the file is opened
 
     reader = AudioReader(path, block_frames=block_frames)
     analyzer = BatchAnalyzer(reader.info.samplerate, reader.info.channels, params)
@@ -214,6 +219,8 @@ def stream_checkpoints(path: str | os.PathLike[str], seconds: list[float], param
     over the file; a checkpoint past the end gets the final fingerprint.
     Used by ``fpcli validate --partial`` to see whether confidence predicts accuracy."""
     from fpcli.streaming import StreamingAnalyzer
+
+    params = checked_params(params)  # before the file is opened
 
     reader = AudioReader(path, block_frames=block_frames)
     analyzer = StreamingAnalyzer(reader.info.samplerate, reader.info.channels, params,

@@ -18,7 +18,7 @@ from fpcli.dsp.tally import FrameTally, silent_reason
 from fpcli.dsp.timbre import N_MFCC, Timbre, gaussian_of
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import BANDS_HZ, BATCH_DIMS, Fingerprint
-from fpcli.params import AnalysisParams
+from fpcli.params import AnalysisParams, checked_params
 
 
 class BatchAnalyzer:
@@ -26,7 +26,7 @@ class BatchAnalyzer:
     (the same one however often it is called; no push after it)."""
 
     def __init__(self, samplerate: int, channels: int, params: AnalysisParams | None = None) -> None:
-        self.params = params or AnalysisParams()
+        self.params = checked_params(params)
         self.pipeline = FeaturePipeline(samplerate, channels, self.params)
         self.tally = FrameTally()
         self.chunks = 0

@@ -37,7 +37,7 @@ from fpcli.dsp.tempo import estimate_tempo
 from fpcli.dsp.timbre import GaussianSums, Timbre
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import STREAMING_DIMS, Fingerprint
-from fpcli.params import AnalysisParams
+from fpcli.params import AnalysisParams, checked_params
 
 # The loudness histograms' range (LUFS) and bin. Float files may hold audio above full
 # scale: a mix left unnormalised at +30 dBFS reads about +30 LUFS, and a top of +10 put
@@ -141,7 +141,7 @@ class StreamingAnalyzer:
 
     def __init__(self, samplerate: int, channels: int, params: AnalysisParams | None = None, *,
                  expected_frames: int | None = None) -> None:
-        self.params = params or AnalysisParams()
+        self.params = checked_params(params)
         self.pipeline = FeaturePipeline(samplerate, channels, self.params, signal_sums=False)
         self.tally = FrameTally()
         self.timbre = GaussianSums()

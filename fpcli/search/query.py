@@ -16,7 +16,7 @@ from fpcli.errors import ParameterError, SearchError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.files import atomic_text, printable_path
 from fpcli.fingerprint import seconds_text
-from fpcli.params import AnalysisParams
+from fpcli.params import AnalysisParams, checked_params
 from fpcli.search.dupes import drop_duplicates, starts_like
 from fpcli.search.index import KINDS, Index, row_of
 from fpcli.search.proximity import reference_of, use_reference
@@ -195,7 +195,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
         raise ParameterError(f"{strategy!r}: one of {', '.join(STRATEGIES)}", "strategy")
     if k < 1:
         raise ParameterError(f"{k}: must be at least 1", "k")
-    params = params or AnalysisParams()
+    params = checked_params(params)
     compute = compute or Compute()
     started = time.perf_counter()
     store.flush_stats()

@@ -1,0 +1,301 @@
+"""The public library API (``fpcli/__init__.py``): parameter checks, what type checkers
+and ``dir`` see of the package, and the BLAS limit the analyzers share between threads."""
+
+import ast
+import dataclasses
+import math
+import os
+import pydoc
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fpcli
+from fpcli import blas, synth
+from fpcli.errors import ParameterError
+from fpcli.params import (
+    FIELD_RULES,
+    MAX_HOP,
+    MAX_N_FFT,
+    MIN_N_FFT,
+    AnalysisParams,
+    checked_params,
+    frame_scale,
+)
+from fpcli.streaming import StreamingAnalyzer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- AnalysisParams: every field checked at construction ----------------------------
+
+@pytest.mark.parametrize("field,value", [
+    ("n_fft", math.nan), ("n_mel_bands", 0), ("f0_min_hz", 0), ("onset_max_s", 1e9), ("silence_db", 1e9),
+    ("hpss_time_radius", -1), ("hpss_freq_radius", -1), ("tempo_prior_bpm", math.nan), ("tempo_prior_bpm", -1),
+    ("tempo_prior_octaves", 0), ("onset_delta", math.nan), ("onset_mean_s", math.inf), ("yin_threshold", 0),
+])
+def test_a_value_that_failed_inside_the_analyzers_is_refused_naming_field_and_range(field, value):
+    """Each gave a TypeError, ValueError, ZeroDivisionError, MemoryError (321 GiB) or
+    OverflowError from deep inside the analyzers, or a wrong fingerprint without a word
+    (a NaN or negative tempo prior: tempo 220; a NaN onset delta: no transients)."""
+    with pytest.raises(ParameterError, match=rf"^{field}: .* in [\[(]") as caught:
+        AnalysisParams(**{field: value})
+    assert caught.value.parameter == field
+
+
+@pytest.mark.parametrize("field", sorted(FIELD_RULES))
+def test_every_field_refuses_bools_strings_non_numbers_and_values_out_of_range(field):
+    rule = FIELD_RULES[field]
+    bad: list[object] = [True, np.bool_(False), str(getattr(AnalysisParams(), field)), None, [1], math.nan,
+                         math.inf, -math.inf, rule.low - 1, rule.high + 1]
+    if rule.kind is int:
+        bad.append(float(getattr(AnalysisParams(), field)))
+    for value in bad:
+        with pytest.raises(ParameterError) as caught:
+            AnalysisParams(**{field: value})
+        assert caught.value.parameter == field, value
+
+
+def test_every_field_has_a_rule():
+    assert set(FIELD_RULES) == {f.name for f in dataclasses.fields(AnalysisParams)}
+
+
+@pytest.mark.parametrize("changes,field,message", [
+    ({"n_fft": 3000}, "n_fft", "power of two"),
+    ({"hop": 4096}, "hop", r"in \[1, 2048\] samples"),
+    ({"hop": 64}, "hop", r"in \[128, 2048\]"),
+    ({"n_fft": 8192, "hop": 256}, "hop", r"in \[512, 2048\] \(n_fft / 16 to n_fft, at most 2048; n_fft=8192\)"),
+    ({"f0_min_hz": 1500.0}, "f0_min_hz", "at most half f0_max_hz=2100.0"),
+    ({"chroma_min_hz": 3000.0}, "chroma_min_hz", "at most half chroma_max_hz=5000.0"),
+    ({"tempo_min_bpm": 230.0, "tempo_prior_bpm": 230.0}, "tempo_min_bpm", "below tempo_max_bpm=220.0"),
+    ({"tempo_prior_bpm": 300.0}, "tempo_prior_bpm", r"in \[tempo_min_bpm=40.0, tempo_max_bpm=220.0\]"),
+])
+def test_fields_that_depend_on_each_other_are_checked_together(changes, field, message):
+    with pytest.raises(ParameterError, match=message) as caught:
+        AnalysisParams(**changes)
+    assert caught.value.parameter == field
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"n_mel_bands": 32},   # the defaults, and the store tests' "other parameters"
+    {"n_fft": MIN_N_FFT, "hop": MIN_N_FFT // 16}, {"n_fft": MAX_N_FFT, "hop": MAX_HOP}, {"hop": 2048},
+    {"silence_db": -200}, {"silence_db": 0}, {"rolloff_fraction": 0.999}, {"n_mel_bands": 13}, {"n_mel_bands": 128},
+    {"hpss_time_radius": 1, "hpss_freq_radius": 32}, {"hpss_time_radius": 32, "hpss_freq_radius": 1},
+    {"onset_max_s": 0.001, "onset_mean_s": 0.001}, {"onset_max_s": 0.5, "onset_mean_s": 2.0},
+    {"onset_delta": 0}, {"onset_delta": 60}, {"yin_threshold": 1}, {"yin_threshold": 1e-6},
+    {"f0_min_hz": 20, "f0_max_hz": 20000}, {"f0_min_hz": 250, "f0_max_hz": 500}, {"f0_min_hz": 2000, "f0_max_hz": 4000},
+    {"chroma_min_hz": 20, "chroma_max_hz": 40}, {"chroma_min_hz": 10000, "chroma_max_hz": 20000},
+    {"tempo_min_bpm": 20, "tempo_max_bpm": 500, "tempo_prior_bpm": 20},
+    {"tempo_min_bpm": 20, "tempo_max_bpm": 500, "tempo_prior_bpm": 500},
+    {"tempo_prior_octaves": 0.1}, {"tempo_prior_octaves": 10},
+])
+def test_the_values_fpcli_uses_and_the_range_ends_are_accepted(changes):
+    AnalysisParams(**changes)
+
+
+def test_numbers_are_stored_as_the_field_s_type():
+    """-60 for -60.0 hashed into another cache key (and numpy scalars did not serialise)."""
+    assert AnalysisParams(silence_db=-60, tempo_prior_bpm=120).key() == AnalysisParams().key()
+    params = AnalysisParams(n_fft=np.int64(4096), hop=np.int32(1024), silence_db=np.float32(-50))
+    assert type(params.n_fft) is int and type(params.silence_db) is float
+    assert params.key().startswith("v")
+
+
+@pytest.mark.parametrize("n_fft,hop", [(MIN_N_FFT, MIN_N_FFT // 16), (2048, 512), (MAX_N_FFT, MAX_HOP)])
+def test_at_rate_scales_any_valid_frame_to_every_supported_rate(n_fft, hop):
+    """The scaled copy holds more samples than the fields admit (16 x at 768 kHz): it
+    keeps the duration, and is not refused."""
+    params = AnalysisParams(n_fft=n_fft, hop=hop)
+    for rate in (8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 192000, 384000, 705600, 768000):
+        scaled = params.at_rate(rate)
+        assert scaled.n_fft == max(MIN_N_FFT, round(n_fft * frame_scale(rate)))
+        if scaled.n_fft > MIN_N_FFT:   # the same duration, within a factor of sqrt(2)
+            assert 0.7 < (scaled.n_fft / rate) / (n_fft / 44100) < 1.42
+        assert 1 <= scaled.hop <= scaled.n_fft
+
+
+@pytest.mark.parametrize("rate", [8000, 62000])
+@pytest.mark.parametrize("changes", [
+    # The shortest frames with the narrowest pitch ranges: the pitch search keeps two lags
+    # (a range of one lag stopped the analyzer with numpy's "argmax of an empty sequence").
+    {"n_fft": MIN_N_FFT, "hop": MIN_N_FFT // 16, "f0_min_hz": 250.0, "f0_max_hz": 500.0},
+    {"n_fft": MIN_N_FFT, "hop": MIN_N_FFT, "f0_min_hz": 2000.0, "f0_max_hz": 4000.0, "n_mel_bands": 128,
+     "hpss_freq_radius": 32, "chroma_min_hz": 10000.0, "chroma_max_hz": 20000.0},
+    {"n_fft": MAX_N_FFT, "hop": MAX_HOP, "n_mel_bands": 13, "hpss_time_radius": 32, "onset_max_s": 0.5,
+     "onset_mean_s": 2.0, "onset_delta": 60.0, "silence_db": 0.0, "tempo_min_bpm": 20.0, "tempo_max_bpm": 21.0,
+     "tempo_prior_bpm": 20.0, "tempo_prior_octaves": 0.1, "yin_threshold": 1.0},
+])
+def test_the_analyzer_runs_at_the_ends_of_the_ranges(rate, changes):
+    x = synth.music_like(1.0, rate).astype(np.float32)
+    analyzer = StreamingAnalyzer(rate, 2, AnalysisParams(**changes))
+    analyzer.push(x)
+    assert analyzer.finish().complete
+
+
+def test_params_must_be_analysis_params():
+    """A dict where AnalysisParams belongs failed with "'dict' object has no attribute
+    'at_rate'" (an empty one silently meant the defaults)."""
+    assert checked_params(None) == AnalysisParams()
+    params = AnalysisParams(n_mel_bands=32)
+    assert checked_params(params) is params
+    for wrong in ({}, {"n_fft": 4096}, "n_fft=4096"):
+        with pytest.raises(ParameterError, match=r"^params: a \w+: must be an AnalysisParams") as caught:
+            checked_params(wrong)
+        assert caught.value.parameter == "params"
+
+
+def test_every_entry_point_refuses_a_dict_for_params(tmp_path):
+    """analyze_streaming(path, params={...}) raised AttributeError from inside; the
+    analyzers took an empty dict for the defaults."""
+    from fpcli.analyze import Want, analyze_batch, analyze_streaming, stream_checkpoints
+    from fpcli.batch import BatchAnalyzer
+    from fpcli.streaming import StreamingAnalyzer
+
+    missing = str(tmp_path / "never-opened.flac")   # the params are checked before the file is opened
+    calls = [lambda: analyze_streaming(missing, params={"n_fft": 4096}),
+             lambda: analyze_batch(missing, params={}),
+             lambda: stream_checkpoints(missing, [1.0], params={}),
+             lambda: Want(params={}),
+             lambda: StreamingAnalyzer(44100, 2, {}),
+             lambda: BatchAnalyzer(44100, 2, {"n_fft": 4096})]
+    for call in calls:
+        with pytest.raises(ParameterError, match="must be an AnalysisParams"):
+            call()
+
+
+# --- What type checkers, dir() and help() see ---------------------------------------
+
+def test_type_checkers_see_the_types_of_the_public_names(tmp_path):
+    """The lazy __getattr__ made every public name Any to mypy: a str sample rate passed."""
+    pytest.importorskip("mypy")
+    script = tmp_path / "user.py"
+    script.write_text("import fpcli\n\nfpcli.StreamingAnalyzer(samplerate='44100', channels=2)\n"
+                      + "".join(f"reveal_type(fpcli.{name})\n" for name in fpcli.__all__))
+    # numpy's own stubs are most of mypy's time: skipped, the run takes ~4 s instead of 11.
+    (tmp_path / "mypy.ini").write_text("[mypy]\nfollow_imports = silent\nignore_missing_imports = True\n"
+                                       "[mypy-numpy.*]\nfollow_imports = skip\n")
+    run = subprocess.run([sys.executable, "-m", "mypy", "--config-file", "mypy.ini", "--no-incremental",
+                          "--cache-dir", os.devnull, "--no-error-summary", "user.py"],
+                         cwd=tmp_path, env={**os.environ, "MYPYPATH": str(REPO)},
+                         capture_output=True, text=True, timeout=60)
+    lines = run.stdout.splitlines()
+    assert any(line.startswith("user.py:3: error: Argument \"samplerate\"") for line in lines), run.stdout
+    revealed = [line for line in lines if "Revealed type is" in line]
+    assert len(revealed) == len(fpcli.__all__) and not [line for line in revealed if line.endswith('"Any"')], \
+        run.stdout
+
+
+def test_the_type_checking_imports_are_the_public_names():
+    tree = ast.parse((REPO / "fpcli" / "__init__.py").read_text())
+    guarded = [node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"]
+    imported = {alias.asname: node.module for block in guarded for node in block.body
+                if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert imported == fpcli._PUBLIC
+
+
+def test_an_installed_fpcli_is_type_checked():
+    assert (REPO / "fpcli" / "py.typed").is_file()
+
+
+def test_importing_fpcli_does_not_import_numpy():
+    run = subprocess.run([sys.executable, "-c", "import sys, fpcli; print('numpy' in sys.modules)"],
+                         cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert run.stdout.strip() == "False", run.stderr
+
+
+def test_dir_and_help_list_the_public_names():
+    assert set(fpcli.__all__) <= set(dir(fpcli))
+    text = pydoc.render_doc(fpcli, renderer=pydoc.plaintext)
+    assert "class StreamingAnalyzer" in text and "analyze_streaming(" in text
+
+
+# --- One BLAS thread, counted for the process ---------------------------------------
+
+class FakeController:
+    """threadpoolctl's controller as the analyzers use it, with one process-wide pool."""
+
+    def __init__(self, threads):
+        self.threads = threads
+
+    def limit(self, *, limits):
+        return FakeLimiter(self, limits)
+
+
+class FakeLimiter:
+    def __init__(self, controller, limits):
+        self.controller, self.original = controller, controller.threads
+        controller.threads = limits
+
+    def restore_original_limits(self):
+        self.controller.threads = self.original
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.restore_original_limits()
+
+
+def _overlap(inside):
+    """Two threads in one_blas_thread: the first enters, then the second, the first
+    leaves, then the second; ``inside()`` is recorded after each step."""
+    seen = {}
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with blas.one_blas_thread():
+            seen["first in"] = inside()
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second():
+        first_in.wait(5)
+        with blas.one_blas_thread():
+            second_in.set()
+            first_out.wait(5)
+            seen["first out"] = inside()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return seen
+
+
+def test_two_overlapping_threads_restore_the_process_s_limit(monkeypatch):
+    """Each thread restored what it found: the second found the first's limit, and left
+    the process's BLAS at one thread for good."""
+    controller = FakeController(threads=4)
+    monkeypatch.setattr(blas, "_controllers", [controller])
+    seen = _overlap(lambda: controller.threads)
+    assert seen == {"first in": 1, "first out": 1}    # limited while either runs
+    assert controller.threads == 4
+
+
+def test_two_overlapping_threads_restore_the_real_blas_pools():
+    from threadpoolctl import threadpool_info
+
+    def pools():
+        return [info["num_threads"] for info in threadpool_info()]
+
+    blas._controller()   # the pools of the libraries loaded now
+    before = pools()
+    _overlap(pools)
+    assert pools() == before
+
+
+def test_a_failing_body_and_a_nested_one_restore_the_limit(monkeypatch):
+    controller = FakeController(threads=3)
+    monkeypatch.setattr(blas, "_controllers", [controller])
+    with pytest.raises(RuntimeError), blas.one_blas_thread():
+        with blas.one_blas_thread():
+            assert controller.threads == 1
+        assert controller.threads == 1
+        raise RuntimeError
+    assert controller.threads == 3
