@@ -182,3 +182,51 @@ def test_a_tolerance_must_be_a_finite_number(tmp_path, limit):
     result = runner.invoke(app, ["validate", "-l", str(tmp_path), "--json", "--tolerance", f"tempo_bpm={limit}"])
     assert result.exit_code == EXIT_USAGE
     assert "is not a finite number" in result.stderr and "Traceback" not in result.output
+
+
+# -- marks of a partial result in a pipe ---------------------------------------------------------
+
+def test_a_preview_in_a_pipe_says_it_is_one(tmp_path):
+    """The pipe's heading was the path and the track's length alone: a preview read as
+    a whole-track result (the terminal's table title said "preview")."""
+    song = write(tmp_path / "song.flac", synth.music_like(3.0, 22050, seed=2), 22050)
+    for argv in (["analyze", song, "--seconds", "1"], ["cache", "show", song]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[1] == "preview: the first 1.0 s only", argv
+
+
+def test_a_damaged_file_in_a_pipe_says_why_it_is_partial(tmp_path):
+    """A truncated Ogg file's heading had no "partial" and no reason in a pipe."""
+    write(tmp_path / "whole.ogg", synth.music_like(4.0, 22050, seed=3), 22050, format="OGG",
+                  subtype="VORBIS")
+    data = (tmp_path / "whole.ogg").read_bytes()
+    (tmp_path / "cut.ogg").write_bytes(data[:len(data) // 2])
+    result = runner.invoke(app, ["analyze", str(tmp_path / "cut.ogg")])
+    assert result.exit_code == 0, result.output
+    heading, mark = result.stdout.splitlines()[:2]
+    assert heading.startswith(f"{tmp_path / 'cut.ogg'}  (") and "OGG/VORBIS" in heading
+    assert mark.startswith("partial: ") and "truncated" in mark
+
+
+def test_the_terminal_and_the_pipe_share_the_heading(tmp_path, private_store):
+    """Both branches of render_track print the same lines above the dims."""
+    from rich.console import Console
+
+    from fpcli.cli.tracks import render_track
+    from fpcli.params import AnalysisParams
+    from fpcli.store import FingerprintStore
+
+    song = write(tmp_path / "song.flac", synth.music_like(3.0, 22050, seed=2), 22050)
+    assert runner.invoke(app, ["analyze", song, "--seconds", "1", "--quiet"]).exit_code == 0
+    with FingerprintStore.open(str(private_store)) as store:
+        record = store.record_for_path(song, AnalysisParams().key())
+    screens = []
+    for terminal in (True, False):
+        out = Console(file=io.StringIO(), force_terminal=terminal, color_system=None, width=200)
+        render_track(record.to_result(song), out)
+        screens.append(out.file.getvalue())
+    heading = [f"{song}  (3.0 s, 22050 Hz, 2 ch, FLAC/PCM_16, from the store)", "preview: the first 1.0 s only"]
+    assert screens[1].splitlines()[:2] == heading
+    squeezed = "".join(screens[0].split())  # the table's title wraps at the table's width
+    assert squeezed.startswith("".join("".join(heading).split()))

@@ -181,25 +181,36 @@ def render_track(result: TrackResult, out: Console | None = None) -> None:
     out = out or stdout()
     streaming, reference = result.streaming, result.batch
     assert streaming is not None
-    facts = (f"{result.duration_s or 0:.1f} s, {result.samplerate} Hz, {result.channels} ch, "
-             f"{result.format}/{result.subtype}")
-    title = f"{shown(result.path)}  ({shown(facts)}{', from the store' if result.cached else ''})"
-    if result.status == "partial":
-        title += f"\n[yellow]partial: {shown(result.partial_reason)}[/yellow]"
-    if not streaming.complete:
-        title += f"\n[yellow]preview: the first {streaming.seconds:.1f} s only[/yellow]"
+    heading = track_heading(result)
     rows = _track_rows(streaming, reference)
-    if not out.is_terminal:  # a pipe: the title, then one plain tab-separated line per dim
-        out.print(Text(printable_path(result.path) + f"  ({facts}{', from the store' if result.cached else ''})"),
-                  soft_wrap=True)
+    if not out.is_terminal:  # a pipe: the heading, then one plain tab-separated line per dim
+        for text, style in heading:
+            out.print(Text(printable_path(text), style=style), soft_wrap=True)
         for row in rows:
             out.print(Text("\t".join(row)), soft_wrap=True)
     else:
+        title = "\n".join(f"[{style}]{shown(text)}[/{style}]" if style else shown(text) for text, style in heading)
         _track_table(title, rows, reference is not None, out)
     for kind, fp in (("streaming", streaming), ("batch", reference)):
         for name, reason in (fp.reasons.items() if fp else ()):
             out.print(f"  [dim]{kind} {name} ({DIM_BY_NAME[name].unit}) is null: {shown(reason)}[/dim]",
                       soft_wrap=True)  # one line however long: a pipe is not 80 columns wide
+
+
+def track_heading(result: TrackResult) -> list[tuple[str, str]]:
+    """(plain text, style) of each line above a track's dims: the path and the file's
+    facts, then what is partial about the result (damage, a preview). One builder for
+    the terminal's table title and a pipe's plain lines: a script reading the pipe
+    must not take a damaged file or a preview for a whole-track result."""
+    assert result.streaming is not None
+    facts = (f"{result.duration_s or 0:.1f} s, {result.samplerate} Hz, {result.channels} ch, "
+             f"{result.format}/{result.subtype}{', from the store' if result.cached else ''}")
+    lines = [(f"{result.path}  ({facts})", "")]
+    if result.status == "partial":
+        lines.append((f"partial: {result.partial_reason}", "yellow"))
+    if not result.streaming.complete:
+        lines.append((f"preview: the first {result.streaming.seconds:.1f} s only", "yellow"))
+    return lines
 
 
 def _track_rows(streaming: Fingerprint, reference: Fingerprint | None) -> list[list[str]]:
