@@ -355,6 +355,53 @@ def test_prune_drops_gone_and_changed_files(store, tmp_path):
     assert [r.path for r in store.records()] == [str(c.resolve())]
 
 
+def _linked_content(store, tmp_path, count):
+    """``count`` hard links of one file, each looked up (the record lists the latest
+    MAX_PATHS; the others are known by their path entries)."""
+    folder = tmp_path / "links"
+    folder.mkdir()
+    links = [write(folder / "00.wav", synth.sine(440, 0.3, 8000), 8000)]
+    for i in range(1, count):
+        os.link(links[0], folder / f"{i:02d}.wav")
+        links.append(str(folder / f"{i:02d}.wav"))
+    _analysed(store, links[0])
+    assert all(store.lookup(link, NEED).record is not None for link in links[1:])
+    return [os.path.realpath(link) for link in links]
+
+
+def test_prune_keeps_a_record_whose_unlisted_copies_remain(store, tmp_path):
+    """A content with more than MAX_PATHS paths lists the latest 64: when all of those
+    went, prune dropped the record though 6 copies remained (they were analysed again,
+    their batch values and verdict lost)."""
+    from fpcli.store.records import MAX_PATHS
+
+    links = _linked_content(store, tmp_path, MAX_PATHS + 6)
+    for link in links[6:]:
+        os.remove(link)
+    removed = prune(store)
+    assert sorted(p.path for p in removed) == sorted(links[6:]) and {p.reason for p in removed} == {"gone"}
+    [record] = list(store.records())
+    assert sorted(seen.path for seen in record.paths) == sorted(links[:6])
+    assert all(store.lookup(link, NEED).record is not None for link in links[:6])
+    assert prune(store) == []
+
+
+def test_prune_forgets_gone_copies_the_record_no_longer_lists(store, tmp_path):
+    """The path entries of gone copies beyond a record's MAX_PATHS were never pruned."""
+    from fpcli.store.records import MAX_PATHS, path_key
+
+    links = _linked_content(store, tmp_path, MAX_PATHS + 6)
+    for link in links[:3]:
+        os.remove(link)
+    assert sorted(p.path for p in prune(store, dry_run=True)) == sorted(links[:3])
+    assert store.backend.get(f"path:{path_key(links[0])}") is not None   # a dry run removes nothing
+    assert sorted(p.path for p in prune(store)) == sorted(links[:3])
+    assert all(store.backend.get(f"path:{path_key(link)}") is None for link in links[:3])
+    [record] = list(store.records())
+    assert len(record.paths) == MAX_PATHS and record.path == links[-1]
+    assert prune(store) == []
+
+
 def test_verify_reports_a_corrupt_record(store, track):
     _analysed(store, track)
     key = next(store.backend.keys("rec:"))

@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from fpcli.errors import StoreError
@@ -38,6 +38,7 @@ from fpcli.store.records import (
     STREAM_PREFIX,
     Failure,
     FileIdentity,
+    PathSeen,
     Record,
     entry_identity_keys,
     os_reason,
@@ -315,6 +316,17 @@ class FingerprintStore(StoreImports):
         entry = self._read_path_entry(path)
         if entry is None or entry["digest"] == record.digest:
             self._delete(f"path:{path_key(path)}")
+
+    def reset_paths(self, record: Record, paths: Sequence[PathSeen], gone: Iterable[str]) -> None:
+        """Give ``record`` the paths still seen (``paths``, oldest first; it keeps the
+        latest MAX_PATHS) and forget the ``gone`` ones: their path entries go when they
+        point at this content. The record goes when no path is left. One write, however
+        many paths changed (``forget_path`` writes the record once per path)."""
+        for path in gone:
+            entry = self._read_path_entry(path)
+            if entry is None or entry["digest"] == record.digest:
+                self._delete(f"path:{path_key(path)}")
+        self._keep_or_drop(dataclasses.replace(record, paths=tuple(paths)[-MAX_PATHS:]))
 
     def delete_record(self, record: Record) -> None:
         """Remove a record and the path entries that point at it."""

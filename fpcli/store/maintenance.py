@@ -26,7 +26,7 @@ from fpcli.files import atomic_text
 from fpcli.store.census import tag_of_entry
 from fpcli.store.core import FingerprintStore
 from fpcli.store.protocol import BATCH
-from fpcli.store.records import STREAM_PREFIX, Failure, Record, entry_file, path_key
+from fpcli.store.records import MAX_PATHS, STREAM_PREFIX, Failure, PathSeen, Record, entry_file, path_key
 from fpcli.store.schema import (
     dumps,
     failure_to_json,
@@ -56,11 +56,17 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
     dropped from its record (a record goes with its last path). With ``dry_run``
     nothing is removed. Records are read in batches while they are pruned (the
     batches resume after the last key read, so a deletion does not disturb them);
-    ``progress`` gets the records checked every BATCH."""
-    removed = []
+    ``progress`` gets the records checked every BATCH. A record listing MAX_PATHS
+    paths may have more copies, known only by their path entries: those records are
+    pruned after one pass over the path entries (``_prune_crowded``)."""
+    removed: list[Pruned] = []
+    crowded: dict[str, list[str]] = {}  # digest -> keys of its records that list MAX_PATHS paths
     for number, record in enumerate(store.records(), start=1):
         if number % BATCH == 0:
             progress(number)
+        if len(record.paths) >= MAX_PATHS:
+            crowded.setdefault(record.digest, []).append(record.key)
+            continue
         for seen in record.paths:
             why = _file_state(seen.path, record.size, seen.mtime_ns)
             if why:
@@ -69,6 +75,8 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
                     fresh = store.read_record(record.key)
                     if fresh is not None:
                         store.forget_path(fresh, seen.path)
+    if crowded:
+        removed += _prune_crowded(store, crowded, dry_run)
     for failure in store.failures():
         why = _file_state(failure.path, failure.size, failure.mtime_ns)
         if why:
@@ -76,6 +84,54 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
             if not dry_run:
                 store.delete_failure(failure.path)
     return removed
+
+
+def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_run: bool) -> list[Pruned]:
+    """Prune the records that list MAX_PATHS paths (keys by digest): every path of
+    their content, listed or known only by its path entry, is checked, the gone ones
+    forgotten, and each record lists the latest MAX_PATHS of those still there. Such
+    a record lost its listed paths while unlisted copies remained, and was dropped
+    with them (the copies then analysed again); the gone unlisted ones were never
+    pruned."""
+    gone: dict[str, dict[str, str]] = {digest: {} for digest in crowded}        # digest -> path -> why
+    unlisted: dict[str, list[PathSeen]] = {digest: [] for digest in crowded}   # the copies still there
+    for entry in _path_entries(store):
+        digest = entry["digest"]
+        if digest in gone:
+            why = _file_state(entry["path"], entry["size"], entry["mtime_ns"])
+            if why:
+                gone[digest][entry["path"]] = why
+            else:
+                unlisted[digest].append(PathSeen(entry["path"], entry["mtime_ns"]))
+    removed = []
+    for digest, keys in crowded.items():
+        for key in keys:
+            record = store.read_record(key)
+            if record is None:
+                continue
+            for seen in record.paths:
+                why = _file_state(seen.path, record.size, seen.mtime_ns)
+                if why:
+                    gone[digest].setdefault(seen.path, why)
+            listed = [seen for seen in record.paths if seen.path not in gone[digest]]
+            known = {seen.path for seen in listed}
+            others = sorted((seen for seen in unlisted[digest] if seen.path not in known),
+                            key=lambda seen: seen.mtime_ns)
+            if gone[digest] and not dry_run:
+                store.reset_paths(record, [*others, *listed], gone[digest])
+        removed += [Pruned(path, why) for path, why in gone[digest].items()]
+    return removed
+
+
+def _path_entries(store: FingerprintStore) -> Iterator[dict[str, Any]]:
+    """Every readable path entry, read in batches (bad ones are left to verify)."""
+    for key, text in store.backend.items("path:"):
+        if text is None:
+            continue
+        try:
+            yield parse_path_entry(key, loads(key, text))
+        except (BadEntryError, StoreError):
+            continue
 
 
 def _file_state(path: str, size: int, mtime_ns: int) -> str | None:
