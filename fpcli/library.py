@@ -34,7 +34,7 @@ class RunSummary:
     problems: int = 0         # scan problems (missing or unreadable paths, a symlink loop given)
     ignored: str = ""         # what the scan did not analyse and why ("ignored 3 files: .jpg 2, ...")
     skipped_new: int = 0      # --upgrade: files with no record at all, left for a later run
-    audio_seconds: float = 0.0  # of the tracks analysed in this run (not those from the store)
+    audio_seconds: float = 0.0  # heard by this run's analyses (a preview: its seconds, not the track's)
     wall_seconds: float = 0.0
     interrupted: bool = False
 
@@ -50,7 +50,10 @@ class RunSummary:
             self.cached += 1
         else:
             self.analysed += 1
-            self.audio_seconds += result.duration_s or 0.0
+            # What was decoded: a preview's seconds heard, not its track's length (a
+            # --seconds 5 pass over 2-minute tracks reported 495 s analysed per second).
+            heard = result.streaming.seconds if result.streaming is not None else result.duration_s
+            self.audio_seconds += heard or 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "audio_per_second": self.audio_per_second}

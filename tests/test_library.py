@@ -382,3 +382,16 @@ def test_the_command_line_stores_a_preview_as_long_as_the_track_as_complete(tmp_
     with FingerprintStore.open(store) as s:
         complete = {os.path.basename(r.path): (r.complete, r.streaming.seconds) for r in s.records()}
     assert complete == {"exact.flac": (True, pytest.approx(4.0)), "longer.flac": (False, pytest.approx(4.0))}
+
+
+def test_a_preview_run_counts_the_seconds_it_heard(tmp_path):
+    """The summary's speed added each preview's track length: a --seconds 5 pass over
+    2-minute tracks reported 495 s of audio analysed per second."""
+    (tmp_path / "lib").mkdir()
+    write(tmp_path / "lib" / "a.wav", synth.music_like(4.0, 8000, seed=1), 8000)
+    write(tmp_path / "lib" / "b.wav", synth.music_like(3.0, 8000, seed=2), 8000)
+    with FingerprintStore.open(tmp_path / "store") as store:
+        preview = run_library([str(tmp_path / "lib")], store, RunOptions(seconds=1.0))
+        whole = run_library([str(tmp_path / "lib")], store, RunOptions())
+    assert preview.analysed == 2 and preview.audio_seconds == pytest.approx(2.0)
+    assert whole.analysed == 2 and whole.audio_seconds == pytest.approx(7.0)
