@@ -183,6 +183,19 @@ def test_ttl_expiry_happens_and_is_counted(tmp_path, track):
         assert s.stats()["expiries"] >= 1
 
 
+def test_an_expired_record_analysed_again_counts_one_expiry(tmp_path, track):
+    """A record read after its expiry (a miss) and analysed again replaced the expired
+    row before maintenance saw it: `cache stats` said "expiries: 0"."""
+    with FingerprintStore.open(tmp_path / "s", ttl_s=0.5) as s:
+        _analysed(s, track)
+        time.sleep(0.7)
+        assert s.lookup(track, NEED).record is None
+        _analysed(s, track)          # saving maintains the store too: nothing else has expired
+        s.backend.maintain()
+        assert s.stats()["expiries"] == 1
+        assert s.lookup(track, NEED).record is not None
+
+
 # Any value an analysis can give (a stored value beyond +-VALUE_LIMIT is refused on reading).
 record_values = st.one_of(st.none(), st.floats(min_value=-VALUE_LIMIT, max_value=VALUE_LIMIT, width=64))
 

@@ -209,8 +209,11 @@ class DiskcacheBackend(MetaCounters):
         inserts: list[tuple[Any, ...]] = []
         with guard(self.location), self._data.transact():
             old = self._old_rows(list(latest))
+            # A record read after its expiry is a miss; analysed again, its new text
+            # replaces the expired row here, before maintain() could count it as expired.
+            expired = sum(key.startswith(RECORD_PREFIX) and _expired(old.get(key), now) for key in latest)
             for key, (text, tag) in latest.items():
-                rowid, old_tag, old_file = old.get(key, (None, None, None))
+                rowid, old_tag, old_file, _ = old.get(key, (None, None, None, None))
                 if old_tag:
                     deltas[old_tag] -= 1
                 if tag:
@@ -228,16 +231,18 @@ class DiskcacheBackend(MetaCounters):
             con.executemany("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, "
                             "tag, size, mode, filename, value) VALUES (?, 1, ?, ?, ?, 0, ?, 0, ?, NULL, ?)", inserts)
             self._census_add(deltas)
+        if expired:
+            self.add_counters({"expiries": expired})
 
-    def _old_rows(self, keys: list[str]) -> dict[str, tuple[int, Tag, str | None]]:
-        """rowid, census tag and file name of the rows now under ``keys``."""
-        found: dict[str, tuple[int, Tag, str | None]] = {}
+    def _old_rows(self, keys: list[str]) -> dict[str, tuple[int, Tag, str | None, float | None]]:
+        """rowid, census tag, file name and expiry time of the rows now under ``keys``."""
+        found: dict[str, tuple[int, Tag, str | None, float | None]] = {}
         for start in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[start:start + LOOKUP_CHUNK]
-            rows = self._data._sql(f"SELECT key, rowid, tag, filename FROM Cache WHERE raw = 1 AND key IN "
-                                   f"({','.join('?' * len(chunk))})", chunk).fetchall()
-            for key, rowid, tag, filename in rows:
-                found[key] = (rowid, tag if isinstance(tag, str) else None, filename)
+            rows = self._data._sql(f"SELECT key, rowid, tag, filename, expire_time FROM Cache WHERE raw = 1 AND "
+                                   f"key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+            for key, rowid, tag, filename, expire_time in rows:
+                found[key] = (rowid, tag if isinstance(tag, str) else None, filename, expire_time)
         return found
 
     def delete(self, key: str) -> bool:
@@ -510,3 +515,9 @@ class DiskcacheBackend(MetaCounters):
         self._meta.close()
 
 
+
+
+def _expired(row: tuple[int, Tag, str | None, float | None] | None, now: float) -> bool:
+    """Whether a row found by ``DiskcacheBackend._old_rows`` had expired by ``now``."""
+    expire_time = None if row is None else row[3]
+    return expire_time is not None and expire_time <= now
