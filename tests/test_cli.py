@@ -240,6 +240,36 @@ def test_a_core_parameter_error_is_shown_with_its_option():
     assert "cache verify --repair" in user_message(DamagedStoreError("cannot open the store at s", "s"))
 
 
+@pytest.mark.parametrize("argv", [["cache", "stats"], ["cache", "export", "-"]])
+def test_a_damaged_store_sends_the_user_to_the_repair_only(tmp_path, monkeypatch, capsys, argv):
+    """The hint named `cache export` "to save what is readable", and `cache export`
+    failed with the same hint: it stops at the damage as every other command does."""
+    from fpcli.cli import EXIT_FATAL, main
+
+    store = tmp_path / "store"
+    assert runner.invoke(app, ["--store", str(store), "cache", "stats"]).exit_code == 0  # a new store
+    with open(store / "data" / "cache.db", "r+b") as database:
+        database.seek(8192)
+        database.write(b"\xab" * 4096)
+    monkeypatch.setattr(sys, "argv", ["fpcli", "--store", str(store), *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    error = capsys.readouterr().err
+    assert exit_info.value.code == EXIT_FATAL and error.startswith("error: cannot open the store at ")
+    assert "fpcli cache verify --repair" in error and "`fpcli cache export`" not in error
+    repaired = runner.invoke(app, ["--store", str(store), "cache", "verify", "--repair"])
+    assert repaired.exit_code == 0, repaired.output
+
+
+def test_damage_met_while_reading_gets_the_same_hint():
+    from fpcli.cli.options import REPAIR_HINT, user_message
+    from fpcli.errors import StoreError
+
+    message = user_message(StoreError("the store at s is damaged (database disk image is malformed)",
+                                      repairable=True))
+    assert message.endswith(REPAIR_HINT) and "`fpcli cache export`" not in message
+
+
 SEARCH_NEVER_NEEDS = ("scipy", "fpcli.batch", "fpcli.streaming", "fpcli.dsp.pipeline", "fpcli.library", "fpcli.bench")
 
 
@@ -344,3 +374,27 @@ def test_an_empty_argument_is_a_usage_error(tmp_path, capsys, monkeypatch):
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("error: argument 4 is empty (an unset shell variable?)")
     assert not (tmp_path / "s").exists()
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_help_lists_every_exit_code_of_the_readme():
+    """`fpcli --help` left out 141, 143 and 129, which the README's table has."""
+    import re
+
+    table = README.read_text().split("### Exit codes", 1)[1].split("\n\n", 2)[1]
+    codes = {code for row in table.splitlines()[2:] for code in re.findall(r"\d+", row.split("|")[1])}
+    assert {"0", "130", "141", "143", "129"} <= codes
+    shown = " ".join(runner.invoke(app, ["--help"]).stdout.split())
+    assert [code for code in sorted(codes) if not re.search(rf"\b{code}\b", shown.split("Exit codes:")[1])] == []
+
+
+def test_the_no_index_help_gives_the_measured_import_peak():
+    """It said "about 4.6 GB at 1,000,000 records"; the README's measured peak is 3.0 GB."""
+    import re
+
+    measured = re.search(r"peak RSS [^;]*? and ([\d.]+ GB) at 1,000,000", " ".join(README.read_text().split()))
+    assert measured is not None
+    shown = " ".join(runner.invoke(app, ["cache", "import", "--help"]).stdout.split())
+    assert f"{measured.group(1)} at 1,000,000 records" in shown

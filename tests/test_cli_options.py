@@ -191,3 +191,46 @@ def test_a_store_location_starting_with_a_tilde_is_in_the_home_folder(tmp_path, 
         assert stats.exit_code == 0, stats.output
         assert json.loads(stats.stdout)["location"].startswith(str(tmp_path / "home") + os.sep)
     assert not (tmp_path / "~").exists()
+
+
+# -- options a run would ignore ------------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["accurate", "batch"])
+def test_a_preview_query_refuses_a_strategy_that_ranks_by_batch(tmp_path, song, strategy):
+    """`search FILE --seconds 5 -s accurate` ran fast and exited 0; `search -` refused it."""
+    store = tmp_path / "s"
+    result = runner.invoke(app, ["--store", str(store), "search", song, "--seconds", "1", "-s", strategy])
+    assert result.exit_code == EXIT_USAGE
+    assert f"{strategy} ranks by batch fingerprints, which a preview query does not have" in result.stderr
+    assert "search without --seconds" in result.stderr and not store.exists()  # refused before any work
+
+
+@pytest.mark.parametrize(("args", "refused"), [
+    (["{song}", "--rate", "44100"], "--rate is for a stream on stdin"),
+    (["{song}", "--channels", "2", "--name", "x"], "--channels and --name are for a stream on stdin"),
+    (["{song}", "--every", "1", "--raw-format", "s16le"], "--raw-format is for a stream on stdin (-)"),
+    (["{song}", "--every", "1", "--batch", "--jobs", "2"],
+     "--batch and --jobs are for runs over files and folders, not for a file followed with --every"),
+    (["-", "--upgrade", "--no-store"], "--upgrade is for runs over files and folders, not for a stream (-)"),
+    (["-", "--rate", "44100", "--no-store"], "--rate is for raw PCM, with --raw-format"),
+])
+def test_an_option_the_run_would_ignore_is_a_usage_error(tmp_path, song, args, refused):
+    """`analyze song.flac --rate 44100` analysed the file at its own rate without a word."""
+    store = tmp_path / "s"
+    argv = ["--store", str(store), "analyze", *[arg.format(song=song) for arg in args]]
+    result = runner.invoke(app, argv, input=b"not read")
+    assert result.exit_code == EXIT_USAGE and refused in result.stderr
+    assert not store.exists()
+
+
+def test_upgrade_with_seconds_extends_the_previews(tmp_path, song):
+    """Not an ignored option: --upgrade --seconds N extends each preview to N s and
+    leaves files never analysed alone."""
+    store = str(tmp_path / "s")
+    other = write(tmp_path / "other.flac", synth.music_like(3.0, SR, seed=5), SR)
+    assert runner.invoke(app, ["--store", store, "analyze", song, "--seconds", "1", "-q"]).exit_code == 0
+    result = runner.invoke(app, ["--store", store, "analyze", song, other, "--upgrade", "--seconds", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    (line,) = [json.loads(text) for text in result.stdout.splitlines()]
+    assert (line["path"], line["seconds"], line["complete"]) == (song, 2.0, False)
+    assert "1 never analysed" in result.stderr

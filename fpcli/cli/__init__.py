@@ -3,7 +3,8 @@ imports typer, rich or tabulate.
 
 Exit codes: 0 ok; 3 the run completed but some files failed (or a check found
 problems); 1 a fatal error (one ``error:`` line on stderr); 2 a usage error;
-4 below a threshold; 130 interrupted (finished work is kept).
+4 below a threshold; 130 interrupted (finished work is kept); 143 and 129 stopped by
+SIGTERM and SIGHUP (as an interrupt); 141 the reader of stdout left.
 
 Start-up: a command's module (and through it the core it needs) is imported only
 when that command runs; ``--version`` imports none and ``--help`` only the command

@@ -52,7 +52,8 @@ def analyze(
         help="A preview: analyse at most the first N seconds of each track (stored as partial; a later "
              "full run upgrades it).")] = None,
     upgrade: Annotated[bool, typer.Option(
-        "--upgrade", help="Finish the previews (lowest confidence first); files never analysed are left alone.")]
+        "--upgrade", help="Finish the previews (lowest confidence first; with --seconds, extend them to N s "
+                          "instead); files never analysed are left alone.")]
     = False,
     every: Annotated[float | None, typer.Option(
         "--every", min=0.1, show_default=False, callback=finite,
@@ -98,18 +99,17 @@ def analyze(
 
       fpcli --store redis://cache:6379/0 analyze /music --executor dask --scheduler tcp://sched:8786
 
-    Exit codes: 0 all ok, 3 some files failed, 1 fatal error, 2 usage error, 130 interrupted.
+    Exit codes: 0 all ok, 3 some files failed, 1 fatal error, 2 usage error, 130 interrupted
+    (143, 129: stopped by SIGTERM, SIGHUP).
     """
     from fpcli.library import run_library
 
     texts = [path_text(p) for p in paths]
+    _refuse_ignored(ctx, stream="-" in texts, followed=every is not None, raw=raw_format is not None)
     if "-" in texts or every is not None:
         _follow(ctx, texts, as_json=as_json, quiet=quiet, seconds=seconds, every=every, name=name,
                 no_store=no_store, raw=(raw_format, rate, channels))
         return
-    if raw_format or name or no_store:
-        raise typer.BadParameter("--raw-format, --name and --no-store are for a stream: fpcli analyze - ...",
-                                 param_hint="-")
     from fpcli.cli.tracks import Reporter, render_summary  # rich: only when a command runs (start-up time)
 
     options = run_options(seconds=seconds, upgrade=upgrade, batch=batch, force=force, retry_failed=retry_failed,
@@ -123,6 +123,42 @@ def analyze(
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed or summary.problems:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+# Options of one kind of run (parameter names), which the other kinds would ignore.
+RAW_OPTIONS = ("raw_format", "rate", "channels")
+STREAM_OPTIONS = (*RAW_OPTIONS, "name")
+LIBRARY_OPTIONS = ("batch", "force", "retry_failed", "upgrade", "jobs", "timeout", "exclude", "executor",
+                   "scheduler", "path_map")
+
+
+def _refuse_ignored(ctx: typer.Context, *, stream: bool, followed: bool, raw: bool) -> None:
+    """Usage errors (exit 2) for options given that this kind of run would ignore: the
+    stream's options (raw PCM, --name, --no-store) on files and folders, the library
+    run's (--batch, --jobs, --upgrade, ...) on a stream or a file followed with --every,
+    --rate and --channels without --raw-format (a container states its own). Accepted
+    without a word, they read as honoured: a file analysed "at 44100 Hz", a stream
+    "with its batch reference"."""
+    if not stream and not followed:
+        _refuse(ctx, (*STREAM_OPTIONS, "no_store"), "for a stream on stdin: fpcli analyze - ...")
+        return
+    what = "a stream (-)" if stream else "a file followed with --every"
+    _refuse(ctx, LIBRARY_OPTIONS, f"for runs over files and folders, not for {what}")
+    if not stream:
+        _refuse(ctx, STREAM_OPTIONS, "for a stream on stdin (-): a followed file is stored under its path")
+    elif not raw:
+        _refuse(ctx, ("rate", "channels"), "for raw PCM, with --raw-format (a container's header states its own)")
+
+
+def _refuse(ctx: typer.Context, names: tuple[str, ...], reason: str) -> None:
+    """A usage error naming the options among ``names`` that the command line gave."""
+    flags = {param.name: param.opts[0] for param in ctx.command.params}
+    # By the source's name: typer carries a click of its own, whose enum is not click's.
+    given = [flags[name] for name in names
+             if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")]
+    if given:
+        listed = ", ".join(given[:-1]) + f" and {given[-1]}" if len(given) > 1 else given[0]
+        raise typer.BadParameter(f"{listed} {'are' if len(given) > 1 else 'is'} {reason}", param_hint=given[0])
 
 
 def _check_raw(raw_format: str | None, rate: int | None, channels: int | None) -> None:

@@ -21,8 +21,11 @@ if TYPE_CHECKING:
 OPTION_OF = {"weights": "--weights", "tolerances": "--tolerance", "strategy": "--strategy", "k": "-k",
              "name": "--name", "every_s": "--every", "path_map": "--path-map", "seconds": "--seconds",
              "exclude": "--exclude"}
-REPAIR_HINT = ("run `fpcli cache verify --repair` (it moves the damaged database aside and keeps what can be "
-               "read), or `fpcli cache export` to save what is readable")
+# What mends a damaged database, and the only command that reads past the damage:
+# every other one, `cache export` included, stops at the first damaged page, so it is
+# no way to save what is readable (it failed with this same hint).
+REPAIR_HINT = ("run `fpcli cache verify --repair`: it rebuilds the store from every entry that can still be read "
+               "and keeps the damaged database aside (other commands, `cache export` too, stop at the damage)")
 
 
 def option_of(exc: ParameterError) -> str | None:

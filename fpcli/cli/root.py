@@ -20,7 +20,8 @@ app = typer.Typer(
     name="fpcli",
     help="Acoustic fingerprints for music libraries: analyze, cache, validate, search, bench.\n\n"
          "Exit codes: 0 ok, 1 fatal error, 2 usage error, 3 some files failed, 4 below a --fail-under or\n"
-         "--check threshold, 130 interrupted.",
+         "--check threshold, 130 interrupted (Ctrl-C), 143 and 129 stopped by SIGTERM and SIGHUP (as\n"
+         "Ctrl-C), 141 the reader of the output left (a closed pipe: `fpcli cache list | head -1`).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,

@@ -61,7 +61,7 @@ def search(
         "--seconds", min=0.5, show_default=False, callback=finite,
         help="Search with the query's first N seconds only (a preview; required for - unless the stream ends), "
              "even when the store holds the whole file: those seconds are analysed now unless a stored preview "
-             "heard just N s.")]
+             "heard just N s. A preview is searched by its streaming fingerprint: strategy fast or auto.")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     jobs: JobsOption = DEFAULT_JOBS,
@@ -106,9 +106,7 @@ def search(
     if library is not None:
         _check_folder(library)
     text = path_text(query)
-    if text == "-" and strategy in ("accurate", "batch"):
-        raise typer.BadParameter(f"{strategy} ranks by batch fingerprints, which a stream query does not have "
-                                 "(it is analysed as it arrives): use fast or auto", param_hint="--strategy")
+    _refuse_batch_ranking(strategy, stream=text == "-", preview=seconds is not None)
     streamed = _stream_query(seconds) if text == "-" else None
     from fpcli.cli.tracks import Reporter  # rich: only when a command runs (start-up time)
 
@@ -138,6 +136,20 @@ def search(
         print_json(result.to_json())
         return
     render_search(result, explain, table=m3u is None or path_text(m3u) != "-")  # --m3u -: stdout is the playlist
+
+
+def _refuse_batch_ranking(strategy: str, *, stream: bool, preview: bool) -> None:
+    """A usage error for ``accurate`` or ``batch`` with a query that has no batch
+    fingerprint to rank by: a stream (analysed as it arrives) or a preview (its first
+    --seconds, searched with their streaming fingerprint). The search would run
+    ``fast`` instead, and an explicit choice overruled without a word reads as the
+    one asked for."""
+    if strategy not in ("accurate", "batch") or not (stream or preview):
+        return
+    why = ("a stream query does not have (it is analysed as it arrives): use fast or auto" if stream else
+           "a preview query does not have (--seconds searches with the streaming fingerprint of the first seconds "
+           "heard): use fast or auto, or search without --seconds")
+    raise typer.BadParameter(f"{strategy} ranks by batch fingerprints, which {why}", param_hint="--strategy")
 
 
 def _refuse_repeated_groups(weights: str | None) -> None:

@@ -87,7 +87,8 @@ def validate(
 
     Exit codes: 0 ok (a folder without audio says so and exits 0), 3 some files could not
     be decoded or found, 4 valid share below --fail-under or, with --fail-under, nothing
-    compared (4 wins over 3), 1 fatal, 2 usage, 130 interrupted.
+    compared (4 wins over 3), 1 fatal, 2 usage, 130 interrupted (143, 129: stopped by
+    SIGTERM, SIGHUP).
     """
     from fpcli.validate import parse_tolerances, validate_library
 
