@@ -46,6 +46,21 @@ def test_an_ordinary_size_limit_is_kept_and_shown():
     assert stats.exit_code == 0 and "of 300.0 MiB limit" in stats.stdout
 
 
+@pytest.mark.parametrize(("split", "shown"), [
+    ({"data_bytes": 2 * 2**20, "meta_bytes": 3 * 2**18},
+     "2.0 MiB of 2.0 MiB limit; 0.8 MiB more of counters and change journal (never evicted)"),
+    ({"data_bytes": int(2.75 * 2**20), "meta_bytes": None}, "2.8 MiB of 2.0 MiB limit"),   # Redis: one memory
+])
+def test_the_size_is_compared_with_the_limit_it_is_under(split, shown):
+    """`cache stats` said "2.3 MiB of 2.0 MiB limit" right after evicting to the limit:
+    the size counted the meta part (counters, journal), which the limit does not cover."""
+    from fpcli.cli.cache_cmd import size_text
+
+    stats = {"size_bytes": int(2.75 * 2**20), "size_limit_bytes": 2 * 2**20, **split}
+    assert size_text(stats) == shown
+    assert size_text({**stats, "size_limit_bytes": 0}).endswith("(no limit)" + shown.partition("limit")[2])
+
+
 def _stored(store: str, *paths: str, seconds: float | None = None) -> None:
     """Analyse ``paths`` into ``store`` in this process (no worker pool to start);
     failures are recorded, as a library run records them."""

@@ -168,6 +168,9 @@ def test_lru_eviction_happens_and_is_counted(tmp_path, monkeypatch):
         stats = s.stats()
         assert stats["evictions"] > 0
         assert stats["size_bytes"] <= stats["size_limit_bytes"] * 1.1
+        # the records' part is what the limit covers; counters and journal lie outside it
+        assert stats["data_bytes"] <= stats["size_limit_bytes"] and stats["meta_bytes"] > 0
+        assert stats["size_bytes"] == stats["data_bytes"] + stats["meta_bytes"]
         assert stats["entries"] < 500
         assert s.lookup(first[0], NEED).record is not None     # recently used: kept
         assert s.lookup(first[10], NEED).record is None        # least recently used: evicted

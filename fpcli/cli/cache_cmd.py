@@ -91,13 +91,12 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
         print_json(stats)
         return
     rate = "—" if stats["hit_rate"] is None else f"{100 * stats['hit_rate']:.1f} %"
-    limit = f"of {mib(stats['size_limit_bytes'])} limit" if _limited(stats["size_limit_bytes"]) else "(no limit)"
     rows = [
         ("location", stats["location"]),
         ("entries", f"{stats['entries']} ({stats['with_batch']} with batch, {stats['validated']} validated, "
                     f"{stats['previews']} previews)"),
         ("failures", str(stats["failures"])),
-        ("size", f"{mib(stats['size_bytes'])} {limit}"),
+        ("size", size_text(stats)),
         ("ttl", "none" if stats["ttl_s"] is None else f"{stats['ttl_s']:g} s"),
         ("hit rate", f"{rate} ({stats['hits']} hits, {stats['misses']} misses)"),
         ("evictions", str(stats["evictions"])),
@@ -124,6 +123,20 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
         warn_line(warning)
     if not stats["census_exact"]:
         warn_line("fpcli cache stats --recount counts every entry again")
+
+
+def size_text(stats: dict[str, Any]) -> str:
+    """The store's size against its limit, like with like: the part the limit covers
+    (``data_bytes``: a diskcache store's records; all of a Redis server's memory), then
+    what lies outside it (``meta_bytes``: a diskcache store's counters and change
+    journal, never evicted). The whole store's size against the data's limit read as
+    a store over its limit right after an eviction to it."""
+    limited = stats["data_bytes"]
+    limit = stats["size_limit_bytes"]
+    text = f"{mib(limited)} of {mib(limit)} limit" if _limited(limit) else f"{mib(limited)} (no limit)"
+    if stats.get("meta_bytes") is not None:
+        text += f"; {mib(stats['meta_bytes'])} more of counters and change journal (never evicted)"
+    return text
 
 
 def _limited(size_limit_bytes: int) -> bool:

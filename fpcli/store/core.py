@@ -375,8 +375,10 @@ class FingerprintStore(StoreImports):
         counts, note = (None, None) if recount else self.backend.census()
         if counts is None:
             counts, note = self.backend.recount(tag_of_entry), None
+        data_bytes, meta_bytes = self.backend.volumes()
         return {
-            "location": self.location, **census_summary(counts), "size_bytes": self.backend.volume(),
+            "location": self.location, **census_summary(counts), "size_bytes": data_bytes + (meta_bytes or 0),
+            "data_bytes": data_bytes, "meta_bytes": meta_bytes,
             "size_limit_bytes": self.backend.size_limit, "ttl_s": self.backend.ttl_s, **counters,
             "lookups": lookups, "hit_rate": counters["hits"] / lookups if lookups else None,
             "bad_entries": len(self.bad_entries), "census_exact": note is None,

@@ -381,9 +381,9 @@ class DiskcacheBackend(MetaCounters):
                     removed += 1
         return removed
 
-    def volume(self) -> int:
+    def volumes(self) -> tuple[int, int | None]:
         with guard(self.location):
-            return int(self._data.volume()) + int(self._meta.volume())
+            return int(self._data.volume()), int(self._meta.volume())
 
     # -- maintenance -------------------------------------------------------------------------
 

@@ -375,8 +375,8 @@ class RedisBackend:
         self._call(self._bin.set, full_key, encode(text, tag), keepttl=True, xx=True)
         return tag
 
-    def volume(self) -> int:
-        return int(self._call(self._client.info, "memory").get("used_memory", 0))
+    def volumes(self) -> tuple[int, int | None]:
+        return int(self._call(self._client.info, "memory").get("used_memory", 0)), None
 
     def add_counters(self, deltas: dict[str, int]) -> None:
         pipe = self._client.pipeline()
