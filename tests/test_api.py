@@ -299,3 +299,17 @@ def test_a_failing_body_and_a_nested_one_restore_the_limit(monkeypatch):
         assert controller.threads == 1
         raise RuntimeError
     assert controller.threads == 3
+
+
+def test_a_nul_in_a_path_and_a_bad_block_size_are_fpcli_errors(tmp_path):
+    """A path with a NUL byte gave "ValueError: embedded null byte"; block_frames=0 a
+    plain ValueError and 1.5 a TypeError from inside libsndfile."""
+    from fpcli import AudioReadError, analyze_streaming
+    from tests.conftest import write
+
+    with pytest.raises(AudioReadError, match="NUL byte"):
+        analyze_streaming(str(tmp_path / "a\x00b.flac"))
+    song = write(tmp_path / "a.wav", synth.sine(440, 0.5, 8000), 8000)
+    for bad in (0, -1, 1.5, True, "4096"):
+        with pytest.raises(ParameterError, match="block_frames"):
+            analyze_streaming(song, block_frames=bad)

@@ -127,6 +127,8 @@ def check_readable(path: str) -> None:
         raise AudioReadError(path, "permission denied") from None
     except OSError as exc:
         raise AudioReadError(path, f"cannot read: {exc.strerror or exc}") from None
+    except ValueError:  # "embedded null byte": no file system allows one in a name
+        raise AudioReadError(path, "the path holds a NUL byte, which no file name can") from None
 
 
 def _read_float32(f: sf.SoundFile, frames: int) -> np.ndarray:
