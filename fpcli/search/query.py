@@ -307,8 +307,8 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
         message = f"the store holds no other {kind} fingerprints to search: analyse the library first"
         previews = store.record_count("previews")
         if kind == "streaming" and previews:
-            message = (f"the store holds no other complete fingerprints to search: {previews} of its records are "
-                       f"previews ({PREVIEWS_LEFT_OUT})")
+            some = "1 of its records is a preview" if previews == 1 else f"{previews} of its records are previews"
+            message = f"the store holds no other complete fingerprints to search: {some} ({PREVIEWS_LEFT_OUT})"
         raise SearchError(message + (" with batch fingerprints" if kind == "batch" else ""))
     return _ranked(store, index, record, query, stats)
 
