@@ -14,7 +14,7 @@ import numpy as np
 from fpcli.blas import one_blas_thread
 from fpcli.dsp.loudness import gated_momentary_loudness, integrated_loudness, loudness_range
 from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
-from fpcli.dsp.tally import FrameTally, silent_reason
+from fpcli.dsp.tally import NO_FRAMES, FrameTally, silent_reason
 from fpcli.dsp.timbre import N_MFCC, Timbre, gaussian_of
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import BANDS_HZ, BATCH_DIMS, Fingerprint
@@ -112,11 +112,13 @@ class BatchAnalyzer:
     def _band_values(self) -> dict[str, tuple[float | None, str]]:
         power = self.tally.band_power
         total = power.sum()
-        reason = "no spectral energy between 20 Hz and 20 kHz"
+        no_frames = self.tally.frames == 0   # a track shorter than one frame has no spectrum at all
+        reason = NO_FRAMES if no_frames else "no spectral energy between 20 Hz and 20 kHz"
         out = {name: (power[i] / total if total > 0 else None, reason) for i, (name, _, _) in enumerate(BANDS_HZ)}
         bass, mid = power[1], power[2] + power[3]
         ratio = 10 * math.log10(bass / mid) if bass > 0 and mid > 0 else None
-        out["bass_mid_ratio_db"] = (ratio, "no energy in the 60-250 Hz or 250-2000 Hz range")
+        no_ratio = NO_FRAMES if no_frames else "no energy in the 60-250 Hz or 250-2000 Hz range"
+        out["bass_mid_ratio_db"] = (ratio, no_ratio)
         return out
 
     def _loudness_values(self) -> dict[str, tuple[float | None, str]]:

@@ -78,6 +78,9 @@ def test_shorter_than_one_frame():
     fp = run_batch(synth.sine(440, 0.02, SR), SR)
     assert fp.values["spectral_centroid_hz"] is None
     assert "shorter than one analysis frame" in fp.reasons["spectral_centroid_hz"]
+    # the bands said "no spectral energy between 20 Hz and 20 kHz" of a loud sine
+    for name in [name for name, _, _ in BANDS_HZ] + ["bass_mid_ratio_db"]:
+        assert fp.values[name] is None and fp.reasons[name] == "track is shorter than one analysis frame"
 
 
 def test_sine_crest_factor_and_pitch():
