@@ -138,6 +138,20 @@ def test_cue_tracks_are_analysed_stored_listed_and_pruned_on_their_own(tmp_path)
         assert len(prune(store)) == 3 and list(store.records()) == []
 
 
+def test_an_edited_cue_sheet_is_analysed_again(tmp_path):
+    """The image unchanged, its path entries vouched for each track: a sheet whose track
+    02 was moved served the old tracks' values as cached (track 01 still 3.0 s)."""
+    _album(tmp_path / "album")
+    store_dir = str(tmp_path / "s")
+    assert runner.invoke(app, ["--store", store_dir, "analyze", str(tmp_path / "album"), "-q"]).exit_code == 0
+    sheet = tmp_path / "album" / "Album Image.cue"
+    sheet.write_bytes(sheet.read_bytes().replace(b"INDEX 01 00:03:00", b"INDEX 01 00:04:00"))
+    again = runner.invoke(app, ["--store", store_dir, "analyze", str(tmp_path / "album"), "--json"])
+    rows = sorted((json.loads(line) for line in again.stdout.splitlines()), key=lambda r: r["path"])
+    assert [round(r["duration_s"], 2) for r in rows] == [4.0, 1.0, 4.0]
+    assert [r["cached"] for r in rows] == [False, False, True]   # track 03 kept its bounds
+
+
 def test_a_real_file_with_a_hash_in_its_name_wins(tmp_path):
     _album(tmp_path / "album")
     real = write(tmp_path / "album" / "Album Image.flac#02", synth.sine(440, 0.5, SR), SR, format="FLAC")

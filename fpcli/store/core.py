@@ -40,6 +40,7 @@ from fpcli.store.records import (
     FileIdentity,
     PathSeen,
     Record,
+    entry_file,
     entry_identity_keys,
     os_reason,
     path_key,
@@ -151,9 +152,18 @@ class FingerprintStore(StoreImports):
         stat when the caller has just taken it."""
         st = st or stat_regular(resolved)
         entry = self._read_path_entry(resolved)
+        content = None
         if entry and (entry["size"], entry["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
-            return FileIdentity(resolved, st.st_size, st.st_mtime_ns, entry["content_key"], entry["digest"]), entry
-        content, _ = entry_identity_keys(resolved, st.st_size, digest=False)
+            if not entry_file(resolved)[1]:
+                return FileIdentity(resolved, st.st_size, st.st_mtime_ns, entry["content_key"], entry["digest"]), entry
+            # A CUE track: its image unchanged says nothing of its sheet, whose edited
+            # bounds (the salt of its keys) make another track of the same image; the
+            # salted content key (128 KiB read) tells.
+            content, _ = entry_identity_keys(resolved, st.st_size, digest=False)
+            if content == entry["content_key"]:
+                return FileIdentity(resolved, st.st_size, st.st_mtime_ns, content, entry["digest"]), entry
+        if content is None:
+            content, _ = entry_identity_keys(resolved, st.st_size, digest=False)
         if want_digest or self._candidates(content):
             _, digest = entry_identity_keys(resolved, st.st_size, digest=True)
         else:
