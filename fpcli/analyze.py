@@ -247,11 +247,14 @@ def compute(path: str, want: Want, identity: FileIdentity) -> tuple[FileIdentity
         except OSError as exc:
             return identity, failed(identity.path, "OSError", os_reason(exc))
     result = analyse(path, want)
-    if not result.failed and _changed_since(path, identity):
-        # Stored, it would be the new audio's fingerprint under the old content's digest:
-        # served to every true copy of the old file, and no check could tell.
-        return identity, failed(identity.path, "ChangedWhileRead",
-                                "the file changed while it was analysed (analyse it again when it is written)")
+    change = _change_since(path, identity)
+    if change is not None:
+        # Stored, a result would be the new audio's fingerprint under the old content's
+        # digest (served to every true copy of the old file, and no check could tell), and
+        # a failure would be the old content's, skipping the new one (a download that
+        # replaced a preallocated file) until it changed again. Neither is kept.
+        return identity, failed(identity.path, "ChangedWhileRead", f"the file was {change} while it was analysed"
+                                + (" (analyse it again when it is written)" if change == "changed" else ""))
     return identity, dataclasses.replace(result, path=identity.path)
 
 
@@ -259,14 +262,15 @@ def compute(path: str, want: Want, identity: FileIdentity) -> tuple[FileIdentity
 TRANSIENT_FAILURES = frozenset({"ChangedWhileRead"})
 
 
-def _changed_since(path: str, identity: FileIdentity) -> bool:
-    """Whether the file at ``path`` (a CUE track's image) no longer has the size and
-    modification time it had when it was identified, or is gone."""
+def _change_since(path: str, identity: FileIdentity) -> str | None:
+    """"changed" when the file at ``path`` (a CUE track's image) no longer has the size
+    and modification time it had when it was identified, "deleted" when it is gone,
+    else None."""
     try:
         st = stat_regular(path)
     except OSError:
-        return True
-    return (st.st_size, st.st_mtime_ns) != (identity.size, identity.mtime_ns)
+        return "deleted"
+    return None if (st.st_size, st.st_mtime_ns) == (identity.size, identity.mtime_ns) else "changed"
 
 
 def keep(store: FingerprintStore, path: str, identity: FileIdentity | None, result: TrackResult) -> TrackResult:

@@ -328,6 +328,63 @@ def test_record_json_round_trips_an_undecodable_path(tmp_path):
         assert text.isascii() and os.fsencode(json.loads(text)["paths"][-1]["path"]) == b"/music/caf\xe9.wav"
 
 
+def test_a_file_replaced_while_its_decode_failed_is_not_recorded_as_failed(tmp_path, monkeypatch):
+    """A downloader filling a preallocated file: the decode of the zeros failed, the
+    good file replaced it meanwhile, and the failure was recorded with the new file's
+    size and time, so every later run skipped the good file as a known failure."""
+    import fpcli.analyze
+
+    track = tmp_path / "song.wav"
+    track.write_bytes(b"\x00" * 50_000)
+    real_analyse = fpcli.analyze.analyse
+
+    def fail_then_replace(path, want=None, **kw):
+        result = real_analyse(path, want, **kw)
+        assert result.failed
+        write(tmp_path / "part.wav", synth.music_like(2.0, SR, seed=52), SR)
+        os.replace(tmp_path / "part.wav", track)
+        return result
+
+    monkeypatch.setattr(fpcli.analyze, "analyse", fail_then_replace)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        first = fingerprint_of(store, str(track), Want())
+        assert first.failed and first.error_type == "ChangedWhileRead" and "changed while" in first.error
+        assert list(store.failures()) == []
+        monkeypatch.setattr(fpcli.analyze, "analyse", real_analyse)
+        again = fingerprint_of(store, str(track), Want())
+        assert not again.failed and not again.cached
+
+
+def test_a_failure_is_recorded_with_the_file_as_it_was_identified(tmp_path):
+    """save_failure took a fresh stat: a file replaced after its identity was taken was
+    recorded as the one that failed."""
+    track = write(tmp_path / "a.wav", synth.sine(440, 0.5, SR), SR)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        identity = store.identify(track)
+        os.utime(track, ns=(identity.mtime_ns, identity.mtime_ns + 10**9))
+        failure = store.save_failure(track, identity, "Error", "failed")
+        assert (failure.size, failure.mtime_ns) == (identity.size, identity.mtime_ns)
+
+
+def test_a_file_deleted_while_analysed_is_said_to_be_deleted(tmp_path, monkeypatch):
+    """It was reported as "the file changed while it was analysed"."""
+    import fpcli.analyze
+
+    track = write(tmp_path / "a.wav", synth.music_like(2.0, SR, seed=53), SR)
+    real_analyse = fpcli.analyze.analyse
+
+    def analyse_then_delete(path, want=None, **kw):
+        result = real_analyse(path, want, **kw)
+        os.remove(track)
+        return result
+
+    monkeypatch.setattr(fpcli.analyze, "analyse", analyse_then_delete)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        result = fingerprint_of(store, track, Want())
+        assert result.failed and result.error == "the file was deleted while it was analysed"
+        assert list(store.failures()) == [] and list(store.records()) == []
+
+
 def test_a_file_overwritten_while_analysed_stores_nothing_under_its_old_digest(tmp_path, monkeypatch):
     """The digest is read before the decode: a file rewritten in between (same size)
     had the new audio's fingerprint stored under the old content's digest, and a true

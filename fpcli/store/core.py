@@ -309,13 +309,18 @@ class FingerprintStore(StoreImports):
         self.backend.maintain()
 
     def save_failure(self, path: str, identity: FileIdentity | None, error_type: str, message: str) -> Failure:
-        """Record that ``path`` could not be analysed; skipped until it changes."""
+        """Record that ``path`` could not be analysed; skipped until it changes. The file
+        as ``identity`` saw it before the analysis is what failed (a fresh stat could be
+        of a file that replaced it meanwhile, which would then be skipped unread)."""
         resolved = identity.path if identity else resolve(path)
-        try:
-            st = os.stat(resolved)
-            size, mtime_ns = st.st_size, st.st_mtime_ns
-        except OSError:
-            size, mtime_ns = -1, -1
+        if identity is not None:
+            size, mtime_ns = identity.size, identity.mtime_ns
+        else:
+            try:
+                st = stat_regular(resolved)
+                size, mtime_ns = st.st_size, st.st_mtime_ns
+            except OSError:
+                size, mtime_ns = -1, -1
         failure = Failure(resolved, error_type, message, size, mtime_ns, time.time())
         self._put(f"fail:{path_key(resolved)}", dumps(failure_to_json(failure)), FAILURE_TAG)
         return failure
