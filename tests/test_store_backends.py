@@ -283,3 +283,33 @@ def test_repair_of_records_overwritten_from_outside_leaves_the_counts_right(redi
         stats = store.stats()
         assert stats["entries"] == 2 == sum(1 for _ in store.records()) and stats["census_exact"]
         assert verify(store) == []
+
+
+def test_a_preview_saved_while_another_process_saves_the_whole_track_keeps_it_whole(location, tracks):
+    """save read the record, merged and wrote it with nothing in between guarded: a
+    preview run whose read came just before another run's complete record overwrote
+    that record with its preview ("a record is never replaced by one that heard less"
+    broke in 3 of 8 concurrent runs). The write is now a compare-and-swap."""
+    path = tracks[0]
+    with FingerprintStore.open(location) as store, FingerprintStore.open(location) as other:
+        identity, preview = compute(path, Want(seconds=0.5), store.lookup(path, NEED).identity)
+        _, whole = compute(path, Want(), identity)
+        assert not preview.streaming.complete and whole.streaming.complete
+        key = f"rec:{identity.digest}:{KEY}"
+        real_get, raced = store.backend.get, []
+
+        def get_then_race(entry_key):
+            text = real_get(entry_key)
+            if entry_key == key and not raced:     # the other run saves right after this read
+                raced.append(other.save(identity, whole))
+            return text
+
+        store.backend.get = get_then_race
+        try:
+            store.save(identity, preview)
+        finally:
+            store.backend.get = real_get
+        assert raced
+        [record] = list(store.records())
+        assert record.complete and record.streaming.seconds == pytest.approx(2.0)
+        assert store.stats()["previews"] == 0

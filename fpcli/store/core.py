@@ -98,6 +98,9 @@ class Lookup:
     error: str | None = None
 
 
+SAVE_ATTEMPTS = 20  # compare-and-swap rounds of one save against concurrent writers of its record
+
+
 class FingerprintStore(StoreImports):
     """Records of analysed tracks, failures and hit statistics over a backend."""
 
@@ -288,15 +291,29 @@ class FingerprintStore(StoreImports):
         if identity.digest is None or result.streaming is None:
             raise StoreError(f"{identity.path}: cannot store a result without its digest and fingerprint")
         fresh = record_from_result(identity, result, time.time())
-        existing = self.read_record(fresh.key)
-        record = fresh if existing is None else _merge(existing, fresh)
+        record = self._swap_merged(fresh, identity)
         entry = self._read_path_entry(identity.path)
-        self._write_record(record.with_path(identity.path, identity.mtime_ns))
         self._claim_path(identity, entry, record.params_key)
         self._add_candidate(identity.content_key, identity.digest)
         self._delete(f"fail:{path_key(identity.path)}")
         self.backend.maintain()
-        return record.with_path(identity.path, identity.mtime_ns)
+        return record
+
+    def _swap_merged(self, fresh: Record, identity: FileIdentity) -> Record:
+        """Write ``fresh`` merged with the record stored under its key, as one
+        compare-and-swap: a record another process wrote between the read and the write
+        (a complete one, while this run saves a preview) is read again and merged, never
+        overwritten. Returns the record written."""
+        for _ in range(SAVE_ATTEMPTS):
+            text, existing = self.read_current(fresh.key)
+            merged = fresh if existing is None else _merge(existing, fresh)
+            record = merged.with_path(identity.path, identity.mtime_ns)
+            if self.backend.swap(record.key, text, record_text(record), census_tag(record)):
+                self._ahead_data.pop(record.key, None)
+                self._ahead_records.pop(record.key, None)
+                self.backend.journal_append(record.key)
+                return record
+        raise StoreError(f"{identity.path}: its record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
 
     def _add_candidate(self, content: str, digest: str) -> None:
         known = self._candidates(content)

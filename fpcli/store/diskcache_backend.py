@@ -191,6 +191,18 @@ class DiskcacheBackend(MetaCounters):
     def put(self, key: str, text: str, tag: Tag = None) -> None:
         self.put_many([(key, text, tag)])
 
+    def swap(self, key: str, expected: str | None, text: str, tag: Tag = None) -> bool:
+        # One SQLite write transaction (BEGIN IMMEDIATE): other processes' writes wait.
+        with guard(self.location), self._data.transact():
+            try:
+                current = self.get(key)
+            except BadEntryError:
+                current = None   # unreadable: no one's record to keep (``verify`` lists such entries)
+            if current != expected:
+                return False
+            self.put_many([(key, text, tag)])
+        return True
+
     def put_many(self, items: Sequence[Put]) -> None:
         """Write in one transaction (one commit for a whole import batch), adjusting
         the census by the tag of each row replaced.

@@ -78,6 +78,23 @@ class StoreReader:
             self.bad_entries.append(exc)
             return None
 
+    def read_current(self, key: str) -> tuple[str | None, Record | None]:
+        """(the text under ``key`` as the backend holds it now, its record): read past
+        the read-ahead, for a compare-and-swap (``Backend.swap``). A bad entry is its
+        text and None (remembered in ``bad_entries``), an unreadable one (None, None)."""
+        try:
+            text = self.backend.get(key)
+        except BadEntryError as exc:   # a pickled or undecodable value: the backend gives no text
+            self.bad_entries.append(exc)
+            return None, None
+        if text is None:
+            return None, None
+        try:
+            return text, parse_record(key, loads(key, text))
+        except BadEntryError as exc:
+            self.bad_entries.append(exc)
+            return text, None
+
     def read_ahead(self, keys: Sequence[str], records: Callable[[dict[str, Any]], str | None]) -> None:
         """Read the entries under ``keys`` in one backend call, and then the records named
         by ``records(entry)`` of those that are path entries (None: no record), parsed

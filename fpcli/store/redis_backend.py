@@ -272,6 +272,36 @@ class RedisBackend:
                 deltas[old_tag] -= 1
         self._census_add(deltas)
 
+    def swap(self, key: str, expected: str | None, text: str, tag: Tag = None) -> bool:
+        """WATCH the key, compare, then SET ... GET in MULTI/EXEC (which fails when the key
+        changed after the WATCH); the census is adjusted as ``put_many`` does."""
+        full = self._data + key
+        expiry = int(self.ttl_s) if self.ttl_s and key.startswith("rec:") else DEFAULT_EXPIRY_S
+
+        def attempt() -> tuple[bool, bytes | None]:
+            with self._bin.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(full)
+                    current = pipe.get(full)
+                    if (None if current is None else decode(current)) != expected:
+                        return False, None
+                    pipe.multi()
+                    pipe.set(full, encode(text, tag), ex=max(expiry, 1), get=True)
+                    (old,) = pipe.execute()
+                except redis.exceptions.WatchError:
+                    return False, None
+                return True, old
+
+        swapped, old = self._call(attempt)
+        if swapped:
+            deltas: collections.Counter[str] = collections.Counter()
+            if tag:
+                deltas[tag] += 1
+            if (old_tag := tag_of_value(old)) is not None:
+                deltas[old_tag] -= 1
+            self._census_add(deltas)
+        return swapped
+
     def delete(self, key: str) -> bool:
         old = self._call(self._bin.getdel, self._data + key)
         if (tag := tag_of_value(old)) is not None:
