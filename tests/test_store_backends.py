@@ -313,3 +313,35 @@ def test_a_preview_saved_while_another_process_saves_the_whole_track_keeps_it_wh
         [record] = list(store.records())
         assert record.complete and record.streaming.seconds == pytest.approx(2.0)
         assert store.stats()["previews"] == 0
+
+
+def test_an_interrupt_between_a_redis_write_and_its_count_waits_for_the_count(redis_url, tracks, monkeypatch):
+    """A write and its census count are two round trips: a Ctrl-C between them (2 of
+    20 interrupted runs) left `cache stats` a record short while it said its counts
+    were exact. The interrupt now waits for the count."""
+    import signal
+
+    import redis.client
+
+    from fpcli.store.census import tag_of_entry
+
+    with FingerprintStore.open(redis_url) as store:
+        identity, result = compute(tracks[0], Want(), store.lookup(tracks[0], NEED).identity)
+        real_execute, sent = redis.client.Pipeline.execute, []
+
+        def execute_then_interrupt(self, *args, **kwargs):
+            replies = real_execute(self, *args, **kwargs)
+            if not sent:      # right after the first write's replies, before its count
+                sent.append(os.kill(os.getpid(), signal.SIGINT))
+            return replies
+
+        monkeypatch.setattr(redis.client.Pipeline, "execute", execute_then_interrupt)
+        handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                store.save(identity, result)
+        finally:
+            signal.signal(signal.SIGINT, handler)
+            monkeypatch.setattr(redis.client.Pipeline, "execute", real_execute)
+        counted, _ = store.backend.census()
+        assert sent and counted == store.backend.recount(tag_of_entry)
