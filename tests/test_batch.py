@@ -156,3 +156,16 @@ def test_a_steady_bass_note_is_harmonic(analyze, rng):
     assert run(bass_and_tone, SR).values["harmonic_ratio"] > 0.95
     noise = (0.1 * rng.standard_normal((4 * SR, 1))).astype(np.float32)
     assert run(noise, SR).values["harmonic_ratio"] == pytest.approx(0.5, abs=0.03)
+
+
+@pytest.mark.parametrize("analyze", ["batch", "streaming"])
+def test_a_track_shorter_than_the_harmonic_split_has_no_harmonic_ratio(analyze):
+    """A 50 ms sine (a one-shot sample) read harmonic_ratio 0.0: the split's median over
+    9 frames was mostly the zeros padded at the ends."""
+    from tests.conftest import run_streaming
+
+    run = run_batch if analyze == "batch" else run_streaming
+    short = run(synth.sine(440.0, 0.05, SR), SR)
+    assert short.values["harmonic_ratio"] is None
+    assert "shorter than the 9 frames" in short.reasons["harmonic_ratio"]
+    assert run(synth.sine(440.0, 0.15, SR), SR).values["harmonic_ratio"] > 0.95

@@ -95,8 +95,14 @@ class FrameTally:
         put("silence_ratio", self.silent_frames / self.frames if not no_frames else math.nan, NO_FRAMES)
         sound_reason = silent_reason(pipeline, self.frames)
         audible = self.voiced_frames > 0
-        put("harmonic_ratio", self.harmonic_energy / self.total_energy if audible and self.total_energy > 0
-            else math.nan, sound_reason)
+        # Fewer frames than the split's median in time: that median was mostly the zeros
+        # padded at the ends, so one 50 ms sine read 0.0 (all "percussive").
+        window = 2 * pipeline.params.hpss_time_radius + 1
+        split = audible and self.total_energy > 0 and self.frames >= window
+        short = f"track is shorter than the {window} frames ({window / pipeline.frame_rate:.2f} s) the " \
+                "harmonic/percussive split needs"
+        put("harmonic_ratio", self.harmonic_energy / self.total_energy if split else math.nan,
+            short if audible and not no_frames and self.frames < window else sound_reason)
         put("pitch_stability", self.stable_pairs / self.voiced_pairs if self.voiced_pairs else math.nan,
             sound_reason if not audible else "no pair of consecutive voiced (pitched) frames")
         put("key_clarity", key_clarity(self.chroma_sum / self.chroma_frames) if self.chroma_frames else math.nan,
