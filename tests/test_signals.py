@@ -31,8 +31,14 @@ def test_a_termination_signal_stops_the_run_and_its_workers(tmp_path, sig):
     workers, reparented, went on analysing files whose results nobody stored."""
     library = make_library(tmp_path / "lib", tracks=12, seconds=8.0)
     store = tmp_path / "s"
-    process = subprocess.Popen(_cli("analyze", library, "--json", "--jobs", "2", store=store),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # The command inherits its signal dispositions, and keeps an ignored SIGHUP ignored (as
+    # under nohup, on purpose): a test run started with nohup must not hand it on.
+    inherited = signal.signal(sig, signal.SIG_DFL)
+    try:
+        process = subprocess.Popen(_cli("analyze", library, "--json", "--jobs", "2", store=store),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    finally:
+        signal.signal(sig, inherited)
     done = []
     for line in process.stdout:
         done.append(json.loads(line))
