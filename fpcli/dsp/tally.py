@@ -86,9 +86,15 @@ class FrameTally:
         seconds = pipeline.samples / pipeline.samplerate
         no_frames = self.frames == 0
         tempo = estimate_tempo(pipeline.autocorrelation.normalized(), pipeline.frame_rate, pipeline.params)
+        tempo_reason = NO_FRAMES if no_frames else "no periodicity in the onset envelope"
         if pipeline.autocorrelation.steady:
             tempo = TempoEstimate(math.nan, 0.0)   # no beat: no tempo, and no rhythm at all
-        tempo_reason = NO_FRAMES if no_frames else "no periodicity in the onset envelope"
+        elif not self.onsets and not no_frames:
+            # Nothing marks a beat: a steady tone with low partials, a held chord or a drone
+            # beats against the hop, and its envelope's periodicity read as a confident
+            # tempo (a 110 Hz sine: 143.6 BPM, rhythm stability 0.92).
+            tempo = TempoEstimate(math.nan, 0.0)
+            tempo_reason = "no onset heard: nothing marks a beat"
         put("tempo_bpm", tempo.bpm, tempo_reason)
         put("rhythm_stability", tempo.stability, tempo_reason)
         put("transient_density", self.onsets / seconds if not no_frames else math.nan, NO_FRAMES)
