@@ -440,8 +440,8 @@ def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
         return TrackValidation(result.path, "error", error="no stored fingerprints (evicted meanwhile?)"), None
     verdict = validate_record(record, tolerances=tolerances, threshold=threshold)
     if store_verdict:
-        record = dataclasses.replace(record, validation=_stored_verdict(verdict))
-        store.update_record(record)
+        stored = _stored_verdict(verdict)
+        record = store.set_validation(record, stored) or dataclasses.replace(record, validation=stored)
     return TrackValidation(result.path, verdict.status, verdict), record
 
 

@@ -1,6 +1,7 @@
 """The store contract, run on both backends (diskcache and a real Redis), plus the
 Redis-only behaviours: shared counters, eviction policy, restart, bad URLs."""
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -345,3 +346,53 @@ def test_an_interrupt_between_a_redis_write_and_its_count_waits_for_the_count(re
             monkeypatch.setattr(redis.client.Pipeline, "execute", real_execute)
         counted, _ = store.backend.census()
         assert sent and counted == store.backend.recount(tag_of_entry)
+
+
+def test_a_verdict_stored_while_another_run_adds_a_path_keeps_the_path(location, tracks, tmp_path):
+    """validate wrote back the record it had read before validating: a path (a copy)
+    another run added meanwhile was dropped from the record."""
+    import shutil
+
+    from fpcli.store.records import Validation
+
+    copy = str(shutil.copy(tracks[0], tmp_path / "copy.flac"))
+    with FingerprintStore.open(location) as store, FingerprintStore.open(location) as other:
+        _save(store, tracks[0], batch=True)
+        [record] = list(store.records())
+        assert other.lookup(copy, NEED).record is not None          # the other run finds the copy
+        verdict = Validation(status="valid", similarity=0.99, threshold=0.9, confidence_quality="high",
+                             failed_metrics=(), errors={}, validated_at=time.time())
+        updated = store.set_validation(record, verdict)
+        assert updated is not None and updated.validation == verdict
+        [stored] = list(store.records())
+        assert stored.validation == verdict
+        assert {os.path.basename(seen.path) for seen in stored.paths} == {"t0.flac", "copy.flac"}
+        stale = dataclasses.replace(record, streaming=dataclasses.replace(record.streaming, seconds=1.0))
+        assert store.set_validation(stale, None) is None            # values analysed again: not stored
+        assert next(iter(store.records())).validation == verdict
+
+
+def test_validate_keeps_a_path_another_run_added_while_it_validated(location, tracks, tmp_path, monkeypatch):
+    """validate wrote back the record it had read before validating: a copy another run
+    found meanwhile lost its place in the record."""
+    import shutil
+
+    import fpcli.validate as validate
+
+    folder = tmp_path / "one"
+    folder.mkdir()
+    track = str(shutil.copy(tracks[0], folder / "t0.flac"))
+    copy = str(shutil.copy(tracks[0], tmp_path / "copy.flac"))
+    with FingerprintStore.open(location) as store, FingerprintStore.open(location) as other:
+        _save(store, track, batch=True)
+        real_validate_record = validate.validate_record
+
+        def validate_while_another_run_finds_a_copy(record, **kwargs):
+            assert other.lookup(copy, NEED).record is not None
+            return real_validate_record(record, **kwargs)
+
+        monkeypatch.setattr(validate, "validate_record", validate_while_another_run_finds_a_copy)
+        report = validate.validate_library([str(folder)], store, RunOptions(jobs=1))
+        [record] = list(store.records())
+        assert [t.status for t in report.tracks] == [record.validation.status]
+        assert {os.path.basename(seen.path) for seen in record.paths} == {"t0.flac", "copy.flac"}

@@ -40,6 +40,7 @@ from fpcli.store.records import (
     FileIdentity,
     PathSeen,
     Record,
+    Validation,
     entry_file,
     entry_identity_keys,
     os_reason,
@@ -319,6 +320,25 @@ class FingerprintStore(StoreImports):
         known = self._candidates(content)
         if digest not in known:
             self._put(f"cand:{content}", dumps([*known, digest][-MAX_CANDIDATES:]))
+
+    def set_validation(self, record: Record, validation: Validation | None) -> Record | None:
+        """Store ``validation`` (a verdict on ``record``'s values) in the record as it is
+        now, as one compare-and-swap: paths or batch values another process wrote
+        meanwhile are kept, where writing back the record read before the validation
+        dropped them. A verdict on values analysed again meanwhile is stale and not
+        stored (None)."""
+        for _ in range(SAVE_ATTEMPTS):
+            text, current = self.read_current(record.key)
+            if current is None or (current.streaming, current.batch) != (record.streaming, record.batch):
+                return None
+            updated = dataclasses.replace(current, validation=validation)
+            if self.backend.swap(updated.key, text, record_text(updated), census_tag(updated)):
+                self._ahead_data.pop(updated.key, None)
+                self._ahead_records.pop(updated.key, None)
+                self.backend.journal_append(updated.key)
+                self.backend.maintain()
+                return updated
+        raise StoreError(f"{record.path}: its record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
 
     def update_record(self, record: Record) -> None:
         """Write back a record changed by the caller (e.g. a validation verdict)."""
