@@ -49,3 +49,26 @@ def test_refuses_to_replace_a_symlink_a_fifo_or_a_device(tmp_path):
 def test_dash_is_stdout(capsys):
     files.write_text("-", "to stdout\n")
     assert capsys.readouterr().out == "to stdout\n"
+
+
+def test_a_write_removes_what_a_killed_write_left_behind(tmp_path):
+    """kill -9 of `cache export` left its hidden partial copy (.fpcli-*.tmp, 40 MB for
+    10,000 records) in the folder for good. A later write removes this host's copies
+    whose process is gone, and leaves a live process's and another host's."""
+    import subprocess
+
+    from fpcli.files import _temporary_prefix, atomic_text
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    prefix = _temporary_prefix()
+    orphan = tmp_path / f"{prefix}{gone.pid}-abc.tmp"
+    live = tmp_path / f"{prefix}{os.getpid()}-def.tmp"
+    elsewhere = tmp_path / f".fpcli-otherhost-{gone.pid}-ghi.tmp"
+    odd = tmp_path / f"{prefix}99999999999999999999-jkl.tmp"
+    for path in (orphan, live, elsewhere, odd):
+        path.write_text("partial")
+    with atomic_text(tmp_path / "export.jsonl") as out:
+        out.write("done\n")
+    assert (tmp_path / "export.jsonl").read_text() == "done\n"
+    assert not orphan.exists() and live.exists() and elsewhere.exists() and odd.exists()
