@@ -309,12 +309,20 @@ class FingerprintStore(StoreImports):
             text, existing = self.read_current(fresh.key)
             merged = fresh if existing is None else _merge(existing, fresh)
             record = merged.with_path(identity.path, identity.mtime_ns)
-            if self.backend.swap(record.key, text, record_text(record), census_tag(record)):
-                self._ahead_data.pop(record.key, None)
-                self._ahead_records.pop(record.key, None)
-                self.backend.journal_append(record.key)
+            if self._swap(record, text):
                 return record
         raise StoreError(f"{identity.path}: its record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
+
+    def _swap(self, record: Record, expected: str | None) -> bool:
+        """Write ``record`` if its key still holds ``expected`` (``Backend.swap``), then
+        forget what was read ahead of it and journal the change; False if another
+        writer came first."""
+        if not self.backend.swap(record.key, expected, record_text(record), census_tag(record)):
+            return False
+        self._ahead_data.pop(record.key, None)
+        self._ahead_records.pop(record.key, None)
+        self.backend.journal_append(record.key)
+        return True
 
     def _add_candidate(self, content: str, digest: str) -> None:
         known = self._candidates(content)
@@ -332,10 +340,7 @@ class FingerprintStore(StoreImports):
             if current is None or (current.streaming, current.batch) != (record.streaming, record.batch):
                 return None
             updated = dataclasses.replace(current, validation=validation)
-            if self.backend.swap(updated.key, text, record_text(updated), census_tag(updated)):
-                self._ahead_data.pop(updated.key, None)
-                self._ahead_records.pop(updated.key, None)
-                self.backend.journal_append(updated.key)
+            if self._swap(updated, text):
                 self.backend.maintain()
                 return updated
         raise StoreError(f"{record.path}: its record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
