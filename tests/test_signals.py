@@ -128,3 +128,32 @@ def test_an_interrupt_no_command_caught_is_said():
 
     assert cli._unhandled_interrupt(exit_after(handled=False))
     assert not cli._unhandled_interrupt(exit_after(handled=True))
+
+
+def test_a_termination_signal_during_start_up_exits_as_that_signal(monkeypatch, capsys):
+    """A SIGTERM in the first fraction of a second, once fpcli's handler was set but
+    before the command's own code ran, escaped as an unhandled KeyboardInterrupt: the
+    interpreter then ended the process as killed by SIGINT (130), not 143."""
+    import sys
+
+    import fpcli.cli as cli
+    import fpcli.memory
+
+    def terminated_meanwhile() -> None:
+        cli._stopped_by.append(signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["fpcli", "--version"])
+    monkeypatch.setattr(fpcli.memory, "keep_buffers_on_heap", terminated_meanwhile)
+    monkeypatch.setattr(cli, "_rerun_in_utf8_mode", lambda: None)
+    monkeypatch.setattr(cli, "_stop_gracefully_on", lambda *signals: None)
+    monkeypatch.setattr(cli, "_stopped_by", [])
+    try:
+        cli.main()
+        code: object = "no exit"
+    except SystemExit as stopped:
+        code = stopped.code
+    except KeyboardInterrupt:   # escaped: the interpreter would end the process as SIGINT's
+        code = "escaped"
+    assert code == 128 + signal.SIGTERM
+    assert "interrupted" in capsys.readouterr().err
