@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +26,7 @@ from fpcli.cue import track_of_entry
 from fpcli.errors import AnalysisError, AudioReadError, ParameterError
 from fpcli.fingerprint import Fingerprint
 from fpcli.memory import keep_buffers_on_heap
-from fpcli.params import AnalysisParams, checked_params
+from fpcli.params import AnalysisParams, as_number, checked_params
 from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, Lookup, Need
 from fpcli.store.records import entry_identity_keys, os_reason, stat_regular
@@ -86,10 +85,11 @@ def checked_max_seconds(max_seconds: float | None) -> float | None:
     limit read a slice of the track cut from its end, zero read nothing)."""
     if max_seconds is None:
         return None
-    if isinstance(max_seconds, bool) or not isinstance(max_seconds, numbers.Real) or not max_seconds > 0:
+    seconds = as_number(max_seconds)
+    if seconds is None or not seconds > 0:
         raise ParameterError(f"{max_seconds!r}: a positive number of seconds (or None: the whole track)",
                              "max_seconds")
-    return None if math.isinf(max_seconds) else float(max_seconds)
+    return None if math.isinf(seconds) else seconds
 
 
 def _read_into(reader: AudioReader, analyzers: Sequence[Analyzer], max_seconds: float | None,

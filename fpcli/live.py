@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import numbers
 import signal
 import threading
 import time
@@ -29,7 +28,7 @@ from fpcli.audio import AudioReader
 from fpcli.blas import one_blas_thread
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import Fingerprint
-from fpcli.params import AnalysisParams
+from fpcli.params import AnalysisParams, as_number
 from fpcli.results import TrackResult
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.records import stream_identity
@@ -128,13 +127,11 @@ def _expected_frames(expected_seconds: float | None, samplerate: int) -> int | N
     ParameterError for a negative length, NaN or a non-number."""
     if expected_seconds is None:
         return None
-    if isinstance(expected_seconds, bool) or not isinstance(expected_seconds, numbers.Real) \
-            or not expected_seconds >= 0:
+    seconds = as_number(expected_seconds)
+    if seconds is None or not seconds >= 0:
         raise ParameterError(f"{expected_seconds!r}: a length in seconds of at least 0 (or None: unknown)",
                              "expected_seconds")
-    if math.isinf(expected_seconds):
-        return None
-    return int(expected_seconds * samplerate) or None
+    return None if math.isinf(seconds) else int(seconds * samplerate) or None
 
 
 Snapshot = Callable[[TrackResult], None]

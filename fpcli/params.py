@@ -153,14 +153,21 @@ def _checked_value(name: str, value: object, rule: FieldRule) -> int | float:
 
 
 def _as_number(value: object, kind: type) -> int | float | None:
-    """``value`` as a finite int or float (numpy scalars included), else None: a bool
-    is not a number here, nor is a numeric string, and a float is not an integer."""
+    """``value`` as a finite int or float (``as_number``), else None."""
+    number = as_number(value, kind)
+    return number if number is not None and math.isfinite(number) else None
+
+
+def as_number(value: object, kind: type = float) -> int | float | None:
+    """``value`` as an int or a float (Python's or numpy's; NaN and infinity stay), else
+    None: a bool is not a number here (True passed as one channel), nor is a numeric
+    string, and for ``kind`` int a float is not an integer. The one test of the numbers
+    a caller hands the analyzers, before each checks its own range."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     if kind is int:
         return int(value) if isinstance(value, numbers.Integral) else None
-    number = float(value)
-    return number if math.isfinite(number) else None
+    return float(value)
 
 
 def _check_related(params: AnalysisParams) -> None:

@@ -37,7 +37,7 @@ from fpcli.dsp.tempo import estimate_tempo
 from fpcli.dsp.timbre import GaussianSums, Timbre
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import STREAMING_DIMS, Fingerprint
-from fpcli.params import AnalysisParams, checked_params
+from fpcli.params import AnalysisParams, as_number, checked_params
 
 # The loudness histograms' range (LUFS) and bin. Float files may hold audio above full
 # scale: a mix left unnormalised at +30 dBFS reads about +30 LUFS, and a top of +10 put
@@ -123,11 +123,11 @@ def checked_expected_frames(frames: float | None) -> float | None:
     ParameterError: a NaN length made every confidence NaN."""
     if frames is None:
         return None
-    if isinstance(frames, bool) or not isinstance(frames, int | float | np.integer | np.floating) \
-            or not 0 <= frames < math.inf:
+    number = as_number(frames)
+    if number is None or not 0 <= number < math.inf:
         raise ParameterError(f"{frames!r}: a number of frames of at least 0 (or None: unknown)",
                              "expected_frames")
-    return frames or None
+    return number or None
 
 
 class StreamingAnalyzer:

@@ -28,6 +28,7 @@ from fpcli.audio.pyav import AV_EXTENSIONS, AvMissing, AvSource, NotAv, is_av_pa
 from fpcli.audio.raw import RAW_FORMATS, RawSource
 from fpcli.audio.sndfile import NotSndfile, SndfileSource, check_readable
 from fpcli.errors import AudioReadError, ParameterError
+from fpcli.params import as_number
 
 __all__ = [
     "AUDIO_EXTENSIONS", "DEFAULT_BLOCK_FRAMES", "MAX_FLOAT_PEAK", "PARTIAL_TOLERANCE_S",
@@ -142,7 +143,7 @@ class AudioReader:
                  start_s: float = 0.0, end_s: float | None = None):
         """``start_s`` / ``end_s``: read only that window of the file, in seconds (a
         track of an album image); ``end_s`` None reads to the end."""
-        if isinstance(block_frames, bool) or not isinstance(block_frames, int | np.integer) or block_frames <= 0:
+        if (as_number(block_frames, int) or 0) <= 0:
             raise ParameterError(f"{block_frames!r}: a positive whole number of frames", "block_frames")
         self.path = os.fspath(path)
         self.block_frames = block_frames

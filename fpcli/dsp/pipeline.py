@@ -26,7 +26,7 @@ from fpcli.dsp.spectral import SpectralTools, spectral_centroid, spectral_flatne
 from fpcli.dsp.tempo import autocorrelation_lags
 from fpcli.dsp.timbre import N_MFCC, dct_matrix, mfcc
 from fpcli.errors import ParameterError
-from fpcli.params import AnalysisParams
+from fpcli.params import AnalysisParams, as_number
 
 PEAK_WINDOW_S = 1.0          # peak_consistency windows (#23)
 SILENT_PEAK_DB = -60.0       # windows whose peak is below this are ignored (#23)
@@ -36,16 +36,11 @@ def _check_format(samplerate: int, channels: int) -> None:
     """ParameterError unless the rate is an integer the analyzers support (8-768 kHz,
     as for files) and the channel count is a positive integer."""
     # bool is an int to Python: True would pass as one channel, then break the framing.
-    if not _is_integer(samplerate) or not MIN_SAMPLERATE <= samplerate <= MAX_SAMPLERATE:
+    if not MIN_SAMPLERATE <= (as_number(samplerate, int) or 0) <= MAX_SAMPLERATE:
         raise ParameterError(f"{samplerate!r}: an integer rate from {MIN_SAMPLERATE} to {MAX_SAMPLERATE} Hz",
                              "samplerate")
-    if not _is_integer(channels) or channels < 1:
+    if (as_number(channels, int) or 0) < 1:
         raise ParameterError(f"{channels!r}: a channel count of at least 1", "channels")
-
-
-def _is_integer(value: Any) -> bool:
-    """Whether ``value`` is an integer (Python's or numpy's), not a bool."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
 def checked_block(block: Any, channels: int) -> np.ndarray:
