@@ -16,7 +16,6 @@ from fpcli.dsp.loudness import gated_momentary_loudness, integrated_loudness, lo
 from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
 from fpcli.dsp.tally import NO_FRAMES, FrameTally, silent_reason
 from fpcli.dsp.timbre import N_MFCC, Timbre, gaussian_of
-from fpcli.errors import ParameterError
 from fpcli.fingerprint import BANDS_HZ, BATCH_DIMS, Fingerprint
 from fpcli.params import AnalysisParams, checked_params
 
@@ -29,7 +28,6 @@ class BatchAnalyzer:
         self.params = checked_params(params)
         self.pipeline = FeaturePipeline(samplerate, channels, self.params)
         self.tally = FrameTally()
-        self.chunks = 0
         self._series: dict[str, list[np.ndarray]] = {
             name: [] for name in ("silent", "centroid_hz", "rolloff_hz", "flatness", "momentary", "short_term",
                                   "mfcc")
@@ -37,17 +35,10 @@ class BatchAnalyzer:
         self._final: Fingerprint | None = None
 
     def push(self, block: np.ndarray) -> None:
-        """Add a (frames, channels) float block (1-D for mono); an empty one changes nothing."""
-        if self._final is not None:
-            # Its look-ahead stages were flushed: more audio would be analysed as if
-            # after a gap, and a second finish() would differ from one straight pass.
-            raise ParameterError("the analyzer was finished: push() after finish() (start a new analyzer for "
-                                 "more audio)")
-        samples_before = self.pipeline.samples
+        """Add a (frames, channels) float block (1-D for mono); an empty one changes
+        nothing, one after ``finish`` is refused (``FeaturePipeline.push``)."""
         with one_blas_thread():
             self._keep(self.pipeline.push(block))
-        if self.pipeline.samples > samples_before:
-            self.chunks += 1
 
     def _keep(self, step: FrameStep) -> None:
         self.tally.add(step)
@@ -83,7 +74,7 @@ class BatchAnalyzer:
             params_key=self.params.key(),
             seconds=pipeline.samples / pipeline.samplerate,
             complete=True,
-            chunks=self.chunks,
+            chunks=self.pipeline.chunks,
             timbre=Timbre.of(gaussian_of(mfcc), len(mfcc)),
         )
 

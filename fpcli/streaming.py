@@ -146,7 +146,6 @@ class StreamingAnalyzer:
         self.tally = FrameTally()
         self.timbre = GaussianSums()
         self.expected_frames = checked_expected_frames(expected_frames)
-        self.chunks = 0
         self._finished = False
         self._margin = (-1, 0.0)  # (onset frames, tempo margin) of the last confidence
         frames = self.pipeline.params    # n_fft and hop at this rate
@@ -164,15 +163,10 @@ class StreamingAnalyzer:
         self._short_term_above_top = 0
 
     def push(self, block: np.ndarray) -> None:
-        """Add a (frames, channels) float block (1-D for mono); an empty one changes nothing."""
-        if self._finished:
-            raise ParameterError("the analyzer was finished: push() after finish() (start a new analyzer for "
-                                 "more audio)")
-        samples_before = self.pipeline.samples
+        """Add a (frames, channels) float block (1-D for mono); an empty one changes
+        nothing, one after ``finish`` is refused (``FeaturePipeline.push``)."""
         with one_blas_thread():
             self._fold(self.pipeline.push(block))
-        if self.pipeline.samples > samples_before:
-            self.chunks += 1
 
     def finish(self) -> Fingerprint:
         if not self._finished:
@@ -214,7 +208,7 @@ class StreamingAnalyzer:
             seconds=self.pipeline.samples / self.pipeline.samplerate,
             complete=self._finished,
             confidence={name: self.confidence_of(name, values[name]) for name in STREAMING_DIMS},
-            chunks=self.chunks,
+            chunks=self.pipeline.chunks,
             timbre=Timbre.of(self.timbre.gaussian(), self.timbre.count),
             dupe_key=self.pipeline.signature.key(),
         )

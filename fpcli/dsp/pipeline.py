@@ -139,15 +139,24 @@ class FeaturePipeline:
         self.loudest_block = 0.0
         # Whole-signal sums for the batch-only dims (#9, #24, #25), float64.
         self.samples = 0
+        self.chunks = 0              # blocks pushed that held audio
+        self.finished = False
         self.peak = 0.0
         self.sum_squares = 0.0      # over all samples of all channels
         self.stereo_sums = np.zeros(5)  # sum L, sum R, sum L^2, sum R^2, sum L*R
 
     def push(self, block: np.ndarray) -> FrameStep:
-        """Feed a (frames, channels) float32 block; return the features completed now."""
+        """Feed a (frames, channels) float32 block; return the features completed now.
+        An empty block changes nothing (and is no chunk); a block after ``finish`` is
+        a ParameterError: the look-ahead stages were flushed, so more audio would be
+        analysed as if after a gap."""
+        if self.finished:
+            raise ParameterError("the analyzer was finished: push() after finish() (start a new analyzer for "
+                                 "more audio)")
         block = checked_block(block, self.channels)
         if not len(block):  # nothing to add (and the peak's max() has no empty answer)
             return _empty_step()
+        self.chunks += 1
         self._sample_sums(block)
         frames, buffer = self._framer.push(mixdown(block))
         step = self._frame_features(frames, buffer)
@@ -159,6 +168,7 @@ class FeaturePipeline:
 
     def finish(self) -> FrameStep:
         """Flush the look-ahead stages at the end of the stream."""
+        self.finished = True
         step = _empty_step()
         step.onsets = self._onset_picker.finish()
         step.harmonic_energy, step.total_energy = self._hpss.finish()
