@@ -622,6 +622,45 @@ def test_cli_m3u_that_cannot_be_written_is_refused_before_the_query_is_read(tmp_
     assert result.exit_code == 2 and "it is a folder" in result.output
 
 
+@pytest.mark.parametrize("target", ["query", "hit", "query under another name"])
+def test_cli_m3u_never_replaces_a_track(store, library, tmp_path, target):
+    """``search x.flac --m3u x.flac`` replaced the query's audio with a playlist, exit 0;
+    a hit's file went the same way."""
+    query = library / "t5.flac"
+    other = {"query": query, "hit": library / "t4.flac", "query under another name": tmp_path / "t5.playlist"}
+    if target == "query under another name":
+        os.link(query, other[target])  # the same file, a name without an audio extension
+        query = other[target]
+    before = {path: path.read_bytes() for path in library.iterdir()}
+    result = runner.invoke(app, ["--store", store.location, "search", str(query), "--m3u", str(other[target])])
+    assert result.exit_code == 2, result.output
+    assert "audio file" in result.output or "is the query" in result.output
+    assert {path: path.read_bytes() for path in library.iterdir()} == before
+
+
+def test_cache_export_never_replaces_a_track(store, library):
+    before = (library / "t1.flac").read_bytes()
+    result = runner.invoke(app, ["--store", store.location, "cache", "export", str(library / "t1.flac")])
+    assert result.exit_code == 2 and "audio file" in result.output
+    assert (library / "t1.flac").read_bytes() == before
+
+
+def test_m3u_names_starting_with_a_hash_are_not_comments(tmp_path):
+    """A relative line "#1 hit.flac" is a comment to every M3U reader: the track was lost."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for name, seed in (("#1 hit.flac", 1), ("q.flac", 2), ("other.flac", 3)):
+        write(folder / name, synth.music_like(3.0, 22050, seed=seed, bpm=90 + 10 * seed), 22050)
+    with FingerprintStore.open(tmp_path / "s") as s:
+        run_library([str(folder)], s, RunOptions(jobs=1))
+    playlist = folder / "similar.m3u"
+    result = runner.invoke(app, ["--store", str(tmp_path / "s"), "search", str(folder / "q.flac"), "--m3u",
+                                 str(playlist)])
+    assert result.exit_code == 0, result.output
+    entries = [line for line in playlist.read_text().splitlines() if not line.startswith("#")]
+    assert sorted(entries) == ["./#1 hit.flac", "other.flac", "q.flac"]
+
+
 SR_OPENING = 22050
 
 

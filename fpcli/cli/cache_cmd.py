@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fpcli.cli.options import JsonOption, path_text
+from fpcli.cli.options import JsonOption, check_outputs, path_text
 from fpcli.cli.render import (
     format_value,
     is_terminal,
@@ -412,6 +412,7 @@ def cache_export(ctx: typer.Context,
 
       fpcli cache export - | gzip > backup.jsonl.gz
     """
+    check_outputs({"FILE": Path(file)})  # e.g. not over an audio file, and before reading every record
     with ctx.obj.open_store() as store:
         from fpcli.store import export_store
 

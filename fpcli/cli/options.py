@@ -107,16 +107,26 @@ def parse_seconds(text: str | None, flag: str = "--partial") -> list[float] | No
     return seconds
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one existing file (a missing one is no file)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def path_text(path: Path) -> str:
     """A command-line path as the str the core uses (bytes-safe)."""
     return os.fsdecode(path)
 
 
-def check_outputs(outputs: dict[str, Path | None]) -> None:
+def check_outputs(outputs: dict[str, Path | None], reads: dict[str, str] | None = None) -> None:
     """Usage errors (exit 2) for output files (option -> file; None: not asked for) that
-    could not be written (``fpcli.files.check_writable``), found before the work that
-    fills them (a benchmark, a search that computes or reads a stream), and for one
-    file given for two outputs. ``-`` (stdout) is always writable."""
+    could not be written (``fpcli.files.check_writable``, which also refuses to replace
+    an audio file), found before the work that fills them (a benchmark, a search that
+    computes or reads a stream), for one file given for two outputs, and for an output
+    that is one of the files the command reads (``reads``: what -> path). ``-``
+    (stdout) is always writable."""
     from fpcli.errors import FpcliError
     from fpcli.files import check_writable
 
@@ -129,6 +139,10 @@ def check_outputs(outputs: dict[str, Path | None]) -> None:
             check_writable(target)
         except FpcliError as exc:
             raise typer.BadParameter(str(exc), param_hint=flag) from None
+        for what, read in (reads or {}).items():
+            if read != "-" and _same_file(target, read):
+                raise typer.BadParameter(f"{target} is the {what}: writing it would replace what is read",
+                                         param_hint=flag)
         real = os.path.realpath(target)
         if real in seen:
             raise typer.BadParameter(f"{target} is the {seen[real]} file too: give each output its own file",

@@ -102,7 +102,8 @@ def search(
     if m3u is not None and path_text(m3u) == "-" and as_json:
         raise typer.BadParameter("--m3u - writes the playlist to stdout, --json the result: choose one",
                                  param_hint="--m3u / --json")
-    check_outputs({"--m3u": m3u})  # before the search, which may compute for minutes or read a stream
+    # Before the search, which may compute for minutes or read a stream.
+    check_outputs({"--m3u": m3u}, reads={"query": path_text(query)})
     if library is not None:
         _check_folder(library)
     text = path_text(query)

@@ -521,7 +521,10 @@ def _m3u_location(path: str, base: str) -> str:
         from urllib.parse import quote
 
         return "file://" + quote(raw)
-    return os.path.relpath(text, base)
+    relative = os.path.relpath(text, base)
+    # A line starting with # is a comment or directive to every M3U reader: the track
+    # "#1 hit.flac" would be dropped from the playlist.
+    return os.path.join(".", relative) if relative.startswith("#") else relative
 
 
 __all__ = ["KINDS", "STRATEGIES", "Compute", "LeftOut", "SearchResult", "search", "write_m3u"]
