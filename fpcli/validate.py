@@ -18,7 +18,7 @@ from typing import Any
 from fpcli.analyze import preload, stream_checkpoints
 from fpcli.errors import ParameterError
 from fpcli.executors.local import Task, run_tasks
-from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS
+from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS, Fingerprint
 from fpcli.library import RunOptions, run_library
 from fpcli.results import TrackResult
 from fpcli.store import FingerprintStore, Record
@@ -357,13 +357,19 @@ def validate_record(record: Record, *, tolerances: Mapping[str, Tolerance] = DEF
                    tolerances=tolerances, threshold=threshold)
 
 
+RISE_FLOOR_SHARE = 0.01  # of a metric's tolerance: a smaller rise of mean error is no rise to a user
+
+
 def confidence_buckets(samples: list[tuple[str, float, MetricResult]]) -> dict[str, Any]:
     """Error by confidence bucket per metric, from (metric, confidence, result) samples.
 
     ``monotone`` says whether, in expectation, error does not grow with confidence:
     no step from a non-empty bucket to the next more confident one raises the mean
     error by more than two standard errors of the difference (a rise within sampling
-    noise is not evidence against the confidence model).
+    noise is not evidence against the confidence model) nor by more than
+    RISE_FLOOR_SHARE of the metric's tolerance (a bucket of one sample, or of equal
+    errors, has a standard error of 0: a step from 0 to 1e-9, float rounding of the
+    complete track, read as "monotone: no").
     """
     table: dict[str, list[dict[str, Any]]] = {}
     monotone: dict[str, bool] = {}
@@ -380,8 +386,9 @@ def confidence_buckets(samples: list[tuple[str, float, MetricResult]]) -> dict[s
                          "pass_rate": sum(m.passed for m in inside) / len(inside) if inside else None})
         table[name] = rows
         filled = [(r["mean_error"], r["standard_error"]) for r in rows if r["mean_error"] is not None]
+        floor = RISE_FLOOR_SHARE * max((m.tolerance for metric, _, m in samples if metric == name), default=0.0)
         monotone[name] = all(
-            later - earlier <= 2 * math.hypot(error_a, error_b)
+            later - earlier <= max(2 * math.hypot(error_a, error_b), floor)
             for (earlier, error_a), (later, error_b) in zip(filled, filled[1:], strict=False))
     return {"buckets": table, "monotone": monotone}
 
@@ -468,11 +475,23 @@ def _partial(records: dict[str, Record], seconds: list[float], options: RunOptio
             failures += 1
             continue
         batch = records[path].batch.values  # type: ignore[union-attr]  # validated records have batch values
-        for snapshot in outcome:
+        for snapshot in _distinct_snapshots(outcome):
+            confidence = snapshot.confidence or {}  # streaming snapshots always carry it
             for name in STREAMING_DIMS:
                 metric = _metric(name, snapshot.values[name], batch[name], tolerances[name])
-                samples.append((name, snapshot.confidence[name], metric))
+                samples.append((name, confidence[name], metric))
     return {"seconds": sorted(seconds), "tracks": len(records) - failures, **confidence_buckets(samples)}
+
+
+def _distinct_snapshots(snapshots: list[Fingerprint]) -> list[Fingerprint]:
+    """The snapshots that heard more than the one before: every cut at or beyond a
+    track's end is the same whole-track fingerprint, counted once (``--partial 5,10,30``
+    on 8 s tracks counted each complete stream twice in the "1.0 (complete)" bucket)."""
+    kept: list[Fingerprint] = []
+    for snapshot in snapshots:
+        if not kept or snapshot.seconds > kept[-1].seconds:
+            kept.append(snapshot)
+    return kept
 
 
 def _checkpoints(paths: list[str], seconds: list[float], options: RunOptions) -> Iterator[tuple[str, Any]]:

@@ -163,6 +163,20 @@ def test_confidence_buckets_and_monotonicity():
     assert not bad["monotone"]["tempo_bpm"]
 
 
+def test_a_rise_of_float_rounding_is_no_rise():
+    """Buckets of one sample or of equal errors have a standard error of 0: a complete
+    track's 1e-9 after a bucket at exactly 0 read "monotone: no"."""
+    from fpcli.validate import MetricResult
+
+    def sample(c, e):
+        return ("rhythm_stability", c, MetricResult("rhythm_stability", "absolute", 1.0, 1.0, e, 0.05, True))
+    rounding = confidence_buckets([sample(0.5, 0.0145), sample(0.7, 0.003), sample(0.9, 0.0), sample(0.9, 0.0),
+                                   sample(1.0, 1e-9), sample(1.0, 1.2e-9)])
+    assert rounding["monotone"]["rhythm_stability"]
+    real = confidence_buckets([sample(0.7, 0.0), sample(0.7, 0.0), sample(0.9, 0.01), sample(0.9, 0.01)])
+    assert not real["monotone"]["rhythm_stability"]  # a fifth of the tolerance is a rise
+
+
 # -- library and CLI -------------------------------------------------------------------------
 
 runner = CliRunner()
@@ -215,8 +229,20 @@ def test_validate_partial_shows_error_by_confidence(library):
     assert partial["seconds"] == [2.0, 6.0] and partial["tracks"] == 3
     samples = sum(row["samples"] for row in partial["buckets"]["spectral_centroid_hz"])
     assert samples == 6
+    # Cuts beyond the 12 s tracks are each the whole track: one complete sample per track.
+    beyond = runner.invoke(app, ["validate", "-l", str(library), "--partial", "6,20,30", "--json"])
+    rows = {row["confidence"]: row for row in json.loads(beyond.stdout)["partial"]["buckets"]["tempo_bpm"]}
+    assert rows["1.0 (complete)"]["samples"] == 3 and sum(row["samples"] for row in rows.values()) == 6
     table = runner.invoke(app, ["validate", "-l", str(library), "--partial", "2,6"], env={"COLUMNS": "200"})
     assert "Error by streaming confidence" in table.stdout and "monotone" in table.stdout
+
+
+def test_a_shown_similarity_never_contradicts_its_verdict(library):
+    """Rounded to 4 decimals, 0.9999998 under --threshold 1 read "invalid  similarity 1.0000"."""
+    result = runner.invoke(app, ["validate", "-l", str(library), "--threshold", "1", "--worst", "5"])
+    invalid = [line for line in result.stdout.splitlines() if line.strip().startswith("invalid ")]
+    assert invalid, result.stdout
+    assert all(float(line.split("similarity")[1].split()[0]) < 1.0 for line in invalid), invalid
 
 
 def test_validate_bad_partial_option(library):

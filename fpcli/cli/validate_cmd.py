@@ -169,6 +169,12 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _similarity(value: float | None) -> str:
+    """A similarity to 4 decimals, cut, not rounded: 0.9999998 under --threshold 1 was
+    shown as "invalid  similarity 1.0000", a verdict its own number contradicted."""
+    return "—" if value is None else f"{math.floor(value * 1e4) / 1e4:.4f}"
+
+
 def render_validation(report: LibraryValidation, worst: int) -> None:
     """The per-metric table, the counts, the worst tracks and the failed ones, and the
     partial table: tables on a terminal; in a pipe plain lines (each table its title, its
@@ -190,7 +196,7 @@ def render_validation(report: LibraryValidation, worst: int) -> None:
         if track.result is None:
             continue
         failed = ", ".join(track.result.failed_metrics) or "none"
-        _line([(f"  {track.status:8} similarity {_fmt(track.result.similarity)}  failed: {failed}  "
+        _line([(f"  {track.status:8} similarity {_similarity(track.result.similarity)}  failed: {failed}  "
                 f"{printable_path(track.path)}", "")], out)
     for track in report.tracks:
         if track.status in ("error", "not_analysable"):
@@ -249,7 +255,7 @@ def summary_line(summary: dict[str, Any]) -> str:
     return (f"tracks {summary['tracks']}: valid {summary['valid']} ({share}), invalid {summary['invalid']}, "
             f"failed to decode {summary['failed_to_decode']}{unanalysable}{_not_comparable(summary)}; "
             "similarity median "
-            f"{_fmt(summary['median_similarity'])}, worst {_fmt(summary['worst_similarity'])} "
+            f"{_similarity(summary['median_similarity'])}, worst {_similarity(summary['worst_similarity'])} "
             f"(threshold {summary['threshold']:g})")
 
 
