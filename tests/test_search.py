@@ -222,6 +222,33 @@ def test_accurate_computes_batch_for_candidates_only(store, library):
     assert len(result.hits) == 1
 
 
+@pytest.mark.parametrize("strategy", ["accurate", "batch"])
+def test_a_candidate_deleted_since_it_was_stored_is_reported(store, library, strategy):
+    """accurate and batch --compute-missing dropped a deleted candidate without a word
+    (they kept only files that existed; that also dropped every CUE track)."""
+    nearest = search(store, str(library / "t2.flac"), k=1, strategy="fast").hits[0].path
+    os.unlink(nearest)
+    result = search(store, str(library / "t2.flac"), k=3, strategy=strategy, compute_missing=True)
+    assert [path for path, _ in result.skipped] == [nearest]
+    assert "no such file" in result.skipped[0][1]
+    assert nearest not in {hit.path for hit in result.hits}
+
+
+def test_accurate_ranks_cue_sheet_tracks_too(store, library, tmp_path):
+    """A CUE track (``album.flac#01``) is no file of that name: a filter on existing
+    files left every one out of the accurate ranking."""
+    album = tmp_path / "album"
+    album.mkdir()
+    write(album / "album.flac", np.concatenate([synth.music_like(3.0, 22050, seed=60 + i, bpm=95 + 10 * i)
+                                                for i in range(2)]), 22050)
+    (album / "album.cue").write_text('FILE "album.flac" WAVE\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
+                                     '  TRACK 02 AUDIO\n    INDEX 01 00:03:00\n')
+    run_library([str(album)], store, RunOptions())
+    result = search(store, str(library / "t2.flac"), k=10, strategy="accurate")
+    assert {str(album / "album.flac#01"), str(album / "album.flac#02")} <= {hit.path for hit in result.hits}
+    assert result.skipped == []
+
+
 def test_accurate_computes_missing_batch_on_workers_with_progress(store, library, monkeypatch):
     import fpcli.library as analysis  # search imports it where something is missing
 

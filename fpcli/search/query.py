@@ -426,13 +426,18 @@ def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams
     """Compute the missing batch fingerprints of ``paths`` on ``compute.jobs`` worker
     processes (the store answers the others), each stored as it arrives; a file that
     fails is skipped and reported, never the end of the search. Returns how many were
-    computed."""
+    computed. Every path is looked up, so that a file deleted or damaged since it was
+    stored is reported (a filter on existing files dropped it, and every CUE track,
+    without a word); a stream has no file to compute from and is reported so."""
     from fpcli.analyze import Want, answer, look_up  # the analysis stack: only when something is missing
     from fpcli.library import RunOptions, analyse_all
 
     want = Want(params, batch=True)
     todo = []
     for path in paths:
+        if path.startswith(STREAM_PREFIX):
+            skipped.append((path, "a stream: no file to compute batch values from"))
+            continue
         found = look_up(store, path, want)
         known = answer(path, found)
         if known is not None:
@@ -457,8 +462,7 @@ def _accurate(store: FingerprintStore, record: Record, query: Query, params: Ana
               stats: dict[str, Any], skipped: list[tuple[str, str]], progress: IndexProgress | None) -> list[Hit]:
     wide = dataclasses.replace(query, k=query.k * ACCURATE_CANDIDATES, explain=False)
     candidates = _rank_all(store, "streaming", record, wide, params, stats, progress)
-    stats["batch_computed"] = _batch_for(store, [h.path for h in candidates if os.path.exists(h.path)],
-                                         params, compute, skipped)
+    stats["batch_computed"] = _batch_for(store, [h.path for h in candidates], params, compute, skipped)
     index, info = current_index(store, "batch", params.key(), progress)
     stats["batch_index"] = info
     rows = np.flatnonzero(np.isin(index.contents, [h.digest for h in candidates]))
@@ -477,7 +481,7 @@ def _batch(store: FingerprintStore, record: Record, query: Query, params: Analys
     index, _ = current_index(store, "batch", params.key(), progress)
     missing = streaming.path_strings(~np.isin(streaming.contents, index.contents))
     if compute is not None:
-        _batch_for(store, [p for p in missing if os.path.exists(p)], params, compute, skipped)
+        _batch_for(store, missing, params, compute, skipped)
     stats["missing_batch"] = 0 if compute is not None else len(missing)
     return _rank_all(store, "batch", record, query, params, stats, progress)
 
