@@ -758,6 +758,45 @@ def test_a_whole_stream_is_told_from_a_track_that_opens_like_it(openings):
     assert "probably_the_query" not in result.stats
 
 
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory):
+    """``q.flac`` and ``q_copy.wav``: one recording in two encodings; three other
+    tracks; all stored. ``unstored.wav``, the same recording again (24-bit), is not."""
+    root = tmp_path_factory.mktemp("copies")
+    q = synth.music_like(9.0, SR_OPENING, seed=41, bpm=105)
+    tracks = {"q.flac": q, "q_copy.wav": q, **{f"o{i}.flac": synth.music_like(9.0, SR_OPENING, seed=50 + i,
+                                                                                bpm=85 + 15 * i)
+                                               for i in range(3)}}
+    from fpcli.analyze import fingerprint_of
+
+    with FingerprintStore.open(root / "store") as s:
+        for name, x in tracks.items():
+            fingerprint_of(s, write(root / name, x, SR_OPENING))
+    sf.write(root / "unstored.wav", q, SR_OPENING, subtype="PCM_24")  # other bytes: no stored record
+    return root
+
+
+@pytest.mark.parametrize("seconds", [2.0, 3.0])
+def test_a_short_preview_leaves_its_own_recording_out(copies, seconds):
+    """A 2-4 s preview's key shares fewer bits than the duplicate test needs: the query's
+    own WAV copy came back as the first hit. The stored whole record of the query's
+    file answers for it."""
+    with FingerprintStore.open(copies / "store") as s:
+        result = search(s, str(copies / "q.flac"), k=3, strategy="fast", seconds=seconds)
+    assert "q_copy.wav" not in _names(result.hits) and len(result.hits) == 3
+    assert result.stats["duplicates_dropped"] == 1
+
+
+def test_a_short_preview_of_a_file_not_stored_marks_its_recording(copies):
+    """No whole record to answer for the query: the copies its 3 s agree with are
+    shown, named as probably the query, and k other tracks are still found."""
+    with FingerprintStore.open(copies / "store") as s:
+        result = search(s, str(copies / "unstored.wav"), k=3, strategy="fast", seconds=3.0)
+    marked = {os.path.basename(p) for p in result.stats["probably_the_query"]}
+    assert marked and marked <= {"q.flac", "q_copy.wav"}  # one, when the other is dropped as its copy
+    assert len([n for n in _names(result.hits) if n not in marked]) == 3
+
+
 def test_cli_stream_query_names_the_hit_that_is_probably_itself(openings):
     pcm = (openings / "a.wav").read_bytes()                 # WAV on a pipe states no length
     result = runner.invoke(app, ["--store", str(openings / "store"), "search", "-", "--seconds", "6", "-k", "2"],

@@ -8,8 +8,8 @@ sample rate, or a byte-identical copy), recognised by the records' duplicate key
   pairs of near-equal duration, not n^2.
 * ``drop_duplicates``: search hits without the query's duplicates and without a
   second copy of an earlier hit.
-* ``starts_like``: a hit that a stream query of unknown length may be the start of
-  (its key agrees over what both heard), which search marks and does not drop.
+* ``starts_like``: a hit that a partial query (a preview, a stream) may be the start
+  of (its key agrees over what both heard), which search marks and does not drop.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
-from fpcli.dsp.dupes import DURATION_TOLERANCE_S, MAX_BIT_ERRORS, MIN_SHARED_BITS, bit_errors, same_recording
+from fpcli.dsp.dupes import DURATION_TOLERANCE_S, MAX_BIT_ERRORS, bit_errors, same_recording
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.store import Record
 
@@ -80,21 +80,32 @@ def drop_duplicates(query: Record, hits: Sequence[Record]) -> tuple[list[int], i
     return kept, len(hits) - len(kept)
 
 
-def starts_like(query: Record, other: Record) -> bool:
-    """Whether ``other`` may be the recording that a partial query of unknown length (a
-    stream stopped after its first seconds, whose length no header declared) is the
-    start of: ``other`` lasts at least as long as what the query heard, and their keys
-    agree over the windows both heard, as ``same_recording`` asks of two whole keys.
+# Reliable bits a partial query's key must share with a hit's to mark the hit as
+# probably the query's own recording (shown, not dropped). ``same`` needs
+# MIN_SHARED_BITS; a preview of 2-4 s has 30-55 (real music, the same recording at 0
+# errors, five other tracks at 28-61 % errors), so it was never marked: the query's
+# own WAV copy came back as the first hit, unmarked.
+MIN_MARK_BITS = 24
 
-    Not proof enough to drop the hit, as the query's digest or duration would be: two
-    different tracks may share their opening (measured: two tracks of one game score
-    agree on 95 % of the bits of their first 10 s, 75 % over a minute), and which of
-    them the stream is, its first seconds cannot tell. False for a complete query and
-    for one whose length is known (``same`` decides those)."""
+
+def starts_like(query: Record, other: Record) -> bool:
+    """Whether ``other`` may be the recording that a partial query (a preview, or a
+    stream stopped after its first seconds) is the start of: ``other`` lasts as long
+    as the query's stated length (or, when no header stated one, at least as long as
+    what it heard), and their keys agree over the windows both heard, on at least
+    MIN_MARK_BITS bits.
+
+    Not proof enough to drop the hit, as the query's digest or a whole key would be:
+    two different tracks may share their opening (measured: two tracks of one game
+    score agree on 95 % of the bits of their first 10 s, 75 % over a minute), and which
+    of them the query is, its first seconds cannot tell. False for a complete query."""
     if query.complete or query.dupe_key is None or other.dupe_key is None:
         return False
     heard = query.streaming.seconds
-    if query.audio.duration_s > heard + DURATION_TOLERANCE_S or other.audio.duration_s < heard - DURATION_TOLERANCE_S:
+    if query.audio.duration_s > heard + DURATION_TOLERANCE_S:  # a stated length: the same length
+        if abs(query.audio.duration_s - other.audio.duration_s) > DURATION_TOLERANCE_S:
+            return False
+    elif other.audio.duration_s < heard - DURATION_TOLERANCE_S:
         return False
     errors, count = bit_errors(query.dupe_key, other.dupe_key)
-    return count >= MIN_SHARED_BITS and errors <= MAX_BIT_ERRORS
+    return count >= MIN_MARK_BITS and errors <= MAX_BIT_ERRORS

@@ -332,7 +332,8 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
             return _other_files(store, index, record, query, hits)[: query.k]
         found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
         usable = [(hit, r) for hit, r in zip(hits, found, strict=True) if r is not None]
-        kept, dropped = drop_duplicates(record, [r for _, r in usable])
+        reference = _whole_copy(store, record, index.params_key) if query.query_file else record
+        kept, dropped = drop_duplicates(reference, [r for _, r in usable])
         kept_hits = [usable[i][0] for i in kept]
         maybe_query = {usable[i][0].digest for i in kept if starts_like(record, usable[i][1])}
         if len(kept_hits) - len(maybe_query) >= query.k or len(hits) < wanted or wanted >= len(index):
@@ -343,9 +344,20 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
         wanted = min(4 * wanted, len(index))
 
 
+def _whole_copy(store: FingerprintStore, record: Record, params_key: str) -> Record:
+    """A file query's record for the duplicate checks: for a preview, the stored
+    complete record of the same file content when there is one, whose key covers the
+    first minute (a 3 s preview's key is too short to tell its own WAV copy from a
+    stranger). Not for a stream: a stored stream of its name may be another broadcast."""
+    if record.complete:
+        return record
+    stored = store.read_record(record_key(record.digest, params_key))
+    return stored if stored is not None and stored.complete else record
+
+
 def _marking_the_query(hits: list[Hit], maybe_query: set[str], k: int, stats: dict[str, Any]) -> list[Hit]:
     """The hits up to the k-th that is not perhaps the query's own recording (the
-    digests ``maybe_query``: a stream query of unknown length starts like them), those
+    digests ``maybe_query``: a partial query starts like them), those
     kept in their place, and named in ``stats["probably_the_query"]``: k other tracks
     are still found, and the query itself is shown for what it probably is."""
     out: list[Hit] = []
