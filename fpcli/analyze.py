@@ -29,7 +29,7 @@ from fpcli.memory import keep_buffers_on_heap
 from fpcli.params import AnalysisParams, as_number, checked_params
 from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, Lookup, Need
-from fpcli.store.records import entry_identity_keys, os_reason, stat_regular
+from fpcli.store.records import ACCESS_ERROR_TYPE, entry_identity_keys, os_reason, stat_regular
 
 if TYPE_CHECKING:  # imported where they run: a library run's parent and a stored search never need them
     import numpy as np
@@ -245,7 +245,7 @@ def compute(path: str, want: Want, identity: FileIdentity) -> tuple[FileIdentity
         try:
             identity = dataclasses.replace(identity, digest=entry_identity_keys(path, identity.size, digest=True)[1])
         except OSError as exc:
-            return identity, failed(identity.path, "OSError", os_reason(exc))
+            return identity, failed(identity.path, ACCESS_ERROR_TYPE, os_reason(exc))
     result = analyse(path, want)
     change = _change_since(path, identity)
     if change is not None:
@@ -317,7 +317,7 @@ def answer(path: str, found: Lookup, *, retry_failed: bool = False) -> TrackResu
     if found.failure is not None and not retry_failed:
         return failed(path, found.failure.error_type, found.failure.message, cached=True)
     if found.error is not None:
-        return failed(path, "OSError", found.error)
+        return failed(path, ACCESS_ERROR_TYPE, found.error)
     if found.record is not None:
         return found.record.to_result(path)
     return None

@@ -135,7 +135,7 @@ def _answer_known(files: list[str], store: FingerprintStore, options: RunOptions
             lookup = dataclasses.replace(lookup, record=None)
         known = answer(path, lookup, retry_failed=options.retry_failed)
         if known is not None:
-            if lookup.error is not None and not known.cached:  # unreadable: recorded, skipped until it changes
+            if lookup.error is not None and not known.cached:  # unreadable: recorded (and tried again next run)
                 store.save_failure(path, None, known.error_type or "OSError", known.error or "unreadable")
             summary.count(known)
             on_event("track", known)

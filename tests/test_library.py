@@ -282,6 +282,25 @@ def test_unreadable_folder_is_a_problem_not_a_crash(library, tmp_path):
     assert any("cannot list folder" in m for m in messages)
 
 
+def test_a_file_that_could_not_be_read_is_tried_again_when_readable(tmp_path):
+    """Permission denied, or gone mid-run, was recorded against the file's size and
+    mtime, which a chmod or a file put back with its mtime (cp -p, rsync -a) keep: the
+    readable file was skipped as "permission denied" for good. A failure of the
+    content (not audio) stays skipped while the file is unchanged."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    good = write(folder / "good.flac", synth.music_like(2.0, SR, seed=1), SR)
+    bad = folder / "bad.flac"
+    bad.write_text("not audio\n" * 50)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        store.save_failure(str(good), None, "OSError", "permission denied")   # as a denied run left it
+        store.save_failure(str(bad), None, "AudioReadError", "not a decodable audio file")
+        summary = run_library([str(folder)], store, RunOptions(jobs=1))
+        assert store.record_for_path(str(good)) is not None
+        assert store.failure_for(str(good)) is None
+        assert summary.skipped == 1 and store.failure_for(str(bad)) is not None
+
+
 def test_interrupt_keeps_summary(library, tmp_path):
     """KeyboardInterrupt inside a run returns a summary marked interrupted."""
     calls = []

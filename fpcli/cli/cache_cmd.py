@@ -290,6 +290,8 @@ def _not_stored(text: str, failure: Failure | None) -> str:
     if failure is None:
         return f"{text}: not in the store (run: {analyze})"
     failed = f"its analysis failed {when(failure.failed_at)}: {failure.message}"
+    if failure.access_failure:
+        return f"{text}: not in the store ({failed}; analyze tries it again on every run: {analyze})"
     if _unchanged(failure):
         return (f"{text}: not in the store: {failed}; analyze skips it until the file changes "
                 f"(to try again: {analyze} --retry-failed)")

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # numpy and scipy come with them: the CLI's start-up does not
 RECORD_SCHEMA = 3          # 3: the timbre block stored packed; 2: v2 fields (timbre, dupe_key) as lists
 READABLE_SCHEMAS = (2, 3)  # what a read, an import or verify accepts (fingerprints of version 1 still parse)
 COV_TOLERANCE = 1e-6       # relative asymmetry / negative eigenvalue a stored covariance may show (rounding)
+ACCESS_ERROR_TYPE = "OSError"  # a Failure's error_type when the file could not be opened or read
 STREAM_PREFIX = "stream:"  # paths of named streams (fpcli analyze - --name NAME): no file behind them
 CONTENT_SAMPLE_BYTES = 64 * 1024
 # Paths a record lists (the most recently seen): ten thousand links to one file made a
@@ -312,5 +313,14 @@ class Failure:
 
     def unchanged(self, st: os.stat_result) -> bool:
         """Whether the file (as ``os.stat`` gives it) is as it was when it failed: then
-        analyze skips it."""
-        return (self.size, self.mtime_ns) == (st.st_size, st.st_mtime_ns)
+        analyze skips it. Never for a failure to reach the file (``access_failure``)."""
+        return not self.access_failure and (self.size, self.mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+    @property
+    def access_failure(self) -> bool:
+        """Whether the file could not be opened or read at all (permission denied, gone
+        mid-run): a fact about the moment, not the content. A ``chmod`` or a file put
+        back with its mtime (``mv`` away and back, ``cp -p``, ``rsync -a``) changes
+        neither size nor mtime, so such a failure was served as unchanged and the
+        readable file skipped ("permission denied") for good. Opening again is cheap."""
+        return self.error_type == ACCESS_ERROR_TYPE
