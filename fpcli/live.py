@@ -6,8 +6,9 @@ changes. ``follow`` runs one over a reader (a file, or a stream on stdin), calli
 back every N seconds of audio and saving each snapshot as a partial record, so an
 interrupted stream (Ctrl-C, kill -9) keeps what was heard.
 
-A stream has no path: it is stored under a name (``stream:NAME`` in listings). The
-store keeps the record that heard the most of a name, like any other record.
+A stream has no path: it is stored under a name (``stream:NAME`` in listings). A name
+holds its latest stream, as far as it was heard: each snapshot of a new stream of the
+name replaces what the name held (an earlier stream is other audio).
 """
 
 from __future__ import annotations

@@ -426,6 +426,19 @@ def test_cache_show_finds_a_named_stream(tmp_path, song):
     assert missing.returncode == 1 and b"fpcli analyze - --name NAME" in missing.stderr
 
 
+def test_a_name_holds_its_latest_stream_even_an_interrupted_one(tmp_path, song):
+    """A new stream of a name is other audio: its snapshots (here: the first 2 s) were
+    dropped for the name's earlier complete stream, so an interrupted stream kept
+    nothing of what it heard."""
+    store = tmp_path / "s"
+    assert _fpcli(store, "analyze", "-", "--name", "radio", stdin=open(song, "rb").read()).returncode == 0
+    other = write(tmp_path / "other.wav", synth.music_like(6.0, SR, seed=9, bpm=140), SR)
+    assert _fpcli(store, "analyze", "-", "--name", "radio", "--seconds", "2",
+                  stdin=open(other, "rb").read()).returncode == 0
+    shown = json.loads(_fpcli(store, "cache", "show", "stream:radio", "--json").stdout)
+    assert not shown["complete"] and shown["streaming"]["seconds"] == pytest.approx(2.0)
+
+
 PCM = synth.music_like(4.0, SR, seed=11)
 PCM = 0.9 * PCM / np.abs(PCM).max()
 

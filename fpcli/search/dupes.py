@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
-from fpcli.dsp.dupes import DURATION_TOLERANCE_S, MAX_BIT_ERRORS, bit_errors, same_recording
+from fpcli.dsp.dupes import DURATION_TOLERANCE_S, MAX_BIT_ERRORS, MIN_SHARED_BITS, bit_errors, same_recording
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.store import Record
 
@@ -84,8 +84,11 @@ def drop_duplicates(query: Record, hits: Sequence[Record]) -> tuple[list[int], i
 # probably the query's own recording (shown, not dropped). ``same`` needs
 # MIN_SHARED_BITS; a preview of 2-4 s has 30-55 (real music, the same recording at 0
 # errors, five other tracks at 28-61 % errors), so it was never marked: the query's
-# own WAV copy came back as the first hit, unmarked.
+# own WAV copy came back as the first hit, unmarked. Below MIN_SHARED_BITS the share
+# of errors allowed is SHORT_KEY_ERRORS: tracks made alike (one generator, other
+# seeds) agreed on 39 of 42 bits of their first 3 s.
 MIN_MARK_BITS = 24
+SHORT_KEY_ERRORS = 0.03
 
 
 def starts_like(query: Record, other: Record) -> bool:
@@ -108,4 +111,4 @@ def starts_like(query: Record, other: Record) -> bool:
     elif other.audio.duration_s < heard - DURATION_TOLERANCE_S:
         return False
     errors, count = bit_errors(query.dupe_key, other.dupe_key)
-    return count >= MIN_MARK_BITS and errors <= MAX_BIT_ERRORS
+    return count >= MIN_MARK_BITS and errors <= (MAX_BIT_ERRORS if count >= MIN_SHARED_BITS else SHORT_KEY_ERRORS)

@@ -470,10 +470,15 @@ def _merge(existing: Record, fresh: Record) -> Record:
 
     The one that heard more of the track keeps its streaming values (a tie goes to
     the fresh analysis); paths are united; batch values and a verdict on complete
-    values survive from the existing record when the fresh one has none.
+    values survive from the existing record when the fresh one has none. A named
+    stream's name holds its latest stream as far as it was heard: a new stream of the
+    name is other audio, which no earlier one covers (an interrupted stream's
+    snapshots, kept "so that kill -9 keeps what was heard", were dropped for an
+    earlier complete stream of the name).
     """
-    heard_more = existing.complete and not fresh.complete or (
-        not existing.complete and not fresh.complete and existing.streaming.seconds > fresh.streaming.seconds)
+    latest_stream = fresh.path.startswith(STREAM_PREFIX)
+    heard_more = not latest_stream and (existing.complete and not fresh.complete or (
+        not existing.complete and not fresh.complete and existing.streaming.seconds > fresh.streaming.seconds))
     base = existing if heard_more else fresh
     validation = existing.validation if existing.complete and base.complete else None
     merged = dataclasses.replace(base, paths=existing.paths, batch=fresh.batch or existing.batch,
