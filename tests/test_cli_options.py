@@ -249,3 +249,26 @@ def test_upgrade_with_seconds_extends_the_previews(tmp_path, song):
     (line,) = [json.loads(text) for text in result.stdout.splitlines()]
     assert (line["path"], line["seconds"], line["complete"]) == (song, 2.0, False)
     assert "1 never analysed" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["analyze", "validate"])
+@pytest.mark.parametrize(("args", "refused"), [
+    (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler is for --executor dask: without it the run is local"),
+    (["--executor", "local", "--path-map", "/a=/b"], "--path-map is for --executor dask"),
+    (["--path-map", "/a=/b", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler and --path-map are for --executor dask"),
+    (["--jobs", "2", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:1"],
+     "--jobs is for local worker processes: with --executor dask the cluster's workers decide"),
+    (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:1", "-j", "1"], "--jobs is for local worker processes"),
+    (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:1", "--path-map", "/music=mnt"],
+     "WORKER_PREFIX must be an absolute path"),
+])
+def test_an_executor_option_the_run_would_ignore_is_a_usage_error(tmp_path, song, command, args, refused):
+    """`analyze DIR --scheduler ...` without `--executor dask` ran locally and exited 0;
+    `--jobs 2` on Dask was dropped (the cluster's workers decide). Refused before any
+    work, in either order of the options."""
+    store = tmp_path / "s"
+    target = [song] if command == "analyze" else ["-l", song]
+    result = runner.invoke(app, ["--store", str(store), command, *target, *args])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert refused in " ".join(result.stderr.split())   # rich wraps the message
+    assert not store.exists()

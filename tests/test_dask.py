@@ -79,6 +79,58 @@ def test_path_map_rewrites_paths_for_workers(cluster, library, redis_url, tmp_pa
         assert (summary.analysed, summary.failed) == (6, 1)
 
 
+def test_relative_paths_reach_workers_whose_working_folder_is_another(cluster, library, redis_url, tmp_path,
+                                                                     monkeypatch):
+    """Workers got the path as typed (`../lib/t0.flac`) and resolved it against their
+    own working folder: every good file was a recorded "no such file" failure, skipped
+    by later local runs too. They now get the path the store identified."""
+    import json
+
+    client = distributed.Client(cluster.scheduler_address, set_as_default=False)
+    worker_folders = set(client.run(os.getcwd).values())
+    client.close()
+    (tmp_path / "client").mkdir()
+    monkeypatch.chdir(tmp_path / "client")
+    assert not any(os.path.exists(os.path.join(folder, "../lib/t0.flac")) for folder in worker_folders)
+
+    def run(store, *options):
+        result = runner.invoke(app, ["--store", store, "analyze", "../lib", "--json", *options])
+        assert result.exit_code == EXIT_SOME_FAILED, result.output  # the broken file alone
+        return {line["path"]: line for line in map(json.loads, result.stdout.splitlines())}
+
+    on_dask = run(redis_url, "--executor", "dask", "--scheduler", cluster.scheduler_address)
+    local = run(str(tmp_path / "local"))
+    assert on_dask.keys() == local.keys() and len(on_dask) == 7
+    for path, line in on_dask.items():
+        facts = ("status", "error", "streaming")
+        assert [line.get(key) for key in facts] == [local[path].get(key) for key in facts], path
+    with FingerprintStore.open(redis_url) as store:
+        assert [failure.path for failure in store.failures()] == [os.path.realpath(library / "broken.flac")]
+    again = runner.invoke(app, ["--store", redis_url, "analyze", "../lib"])
+    assert "analysed 0, from cache 6, failed 1 (1 failed before, skipped)" in again.stderr
+
+
+def test_path_map_matches_relative_and_symlinked_client_paths(tmp_path, monkeypatch):
+    """A client prefix is matched against the absolute and the symlink-free path
+    (`--path-map lib=...` never matched `lib/a.flac` as typed, nor the store's resolved
+    path of a library reached through a link); unmapped, a worker gets the resolved
+    path; a relative worker prefix would be read in each worker's own folder."""
+    from fpcli.errors import ParameterError
+    from fpcli.executors.dask import PathMap
+
+    (tmp_path / "data").mkdir()
+    os.symlink(tmp_path / "data", tmp_path / "music")
+    monkeypatch.chdir(tmp_path)
+    assert PathMap.parse([f"{tmp_path / 'music'}=/mnt/music"]).to_worker("music/a.flac") == "/mnt/music/a.flac"
+    assert PathMap.parse(["music=/mnt/music"]).to_worker(str(tmp_path / "data" / "a.flac")) == "/mnt/music/a.flac"
+    linked = PathMap.parse([f"{tmp_path / 'music'}=/mnt/music"])
+    assert linked.to_worker("x", resolved=str(tmp_path / "data" / "a.flac")) == "/mnt/music/a.flac"
+    assert PathMap.parse(["elsewhere=/mnt"]).to_worker("music/a.flac") == str(tmp_path / "data" / "a.flac")
+    assert PathMap().to_worker("music/b.flac#02") == str(tmp_path / "data" / "b.flac#02")
+    with pytest.raises(ParameterError, match="WORKER_PREFIX must be an absolute path"):
+        PathMap.parse(["music=mnt/music"])
+
+
 def test_killed_worker_costs_no_result(cluster, redis_url, tmp_path):
     root = tmp_path / "long"
     root.mkdir()

@@ -51,14 +51,41 @@ def finite(value: float | None) -> float | None:
     return value
 
 
+def _refuse_jobs_on_dask(ctx: typer.Context, executor: object) -> None:
+    """Usage error (exit 2) for --jobs given with --executor dask: the cluster's workers
+    and their threads decide how many files run at once, so the option would be
+    ignored. Both options' callbacks call this, as click runs them in command-line
+    order: the later one sees the other's value (``ctx.params``) and how --jobs was
+    set (a --jobs left at its default, the number of cores, is no refusal)."""
+    source = getattr(ctx.get_parameter_source("jobs"), "name", None)  # by name: typer's click is its own
+    if executor == "dask" and source in ("COMMANDLINE", "ENVIRONMENT"):
+        raise typer.BadParameter("--jobs is for local worker processes: with --executor dask the cluster's "
+                                 "workers decide (dask worker SCHEDULER --nworkers N --nthreads 1)",
+                                 param_hint="--jobs")
+
+
+def _checked_jobs(ctx: typer.Context, value: int) -> int:
+    """Callback of --jobs (see ``_refuse_jobs_on_dask``); commands without --executor have none."""
+    _refuse_jobs_on_dask(ctx, ctx.params.get("executor"))
+    return value
+
+
+def _checked_executor(ctx: typer.Context, value: str) -> str:
+    """Callback of --executor (see ``_refuse_jobs_on_dask``)."""
+    _refuse_jobs_on_dask(ctx, value)
+    return value
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for lists) instead of a table.")]
-JobsOption = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")]
+JobsOption = Annotated[int, typer.Option("--jobs", "-j", min=1, callback=_checked_jobs,
+                                         help="Worker processes.")]
 TimeoutOption = Annotated[float, typer.Option(
     "--timeout", min=1, callback=finite,
     help="Per-file time limit, seconds (on Dask the file is reported, but its worker thread may stay busy).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, notices or summary.")]
 ExecutorOption = Annotated[str, typer.Option(
-    "--executor", help="local (worker processes) or dask (a Dask cluster; needs --scheduler and a shared store).")]
+    "--executor", callback=_checked_executor,
+    help="local (worker processes) or dask (a Dask cluster; needs --scheduler and a shared store).")]
 SchedulerOption = Annotated[str | None, typer.Option(
     "--scheduler", show_default=False, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786.")]
 ExcludeOption = Annotated[list[str] | None, typer.Option(
@@ -83,15 +110,36 @@ def run_options(*, executor: str, scheduler: str | None, path_map: list[str] | N
         raise typer.BadParameter(f"{executor!r}: local or dask", param_hint="--executor")
     if executor == "dask" and not scheduler:
         raise typer.BadParameter("--executor dask needs --scheduler tcp://HOST:PORT", param_hint="--scheduler")
-    for item in path_map or []:
-        local, sep, remote = item.partition("=")
-        if not sep or not local or not remote:
-            raise typer.BadParameter(f"{item!r}: expected CLIENT_PREFIX=WORKER_PREFIX", param_hint="--path-map")
+    if executor != "dask":
+        _refuse_dask_options(scheduler=scheduler, path_map=path_map)
+    else:
+        _check_path_map(path_map)
     if seconds is not None and not 0 < seconds < math.inf:
         raise typer.BadParameter(f"{seconds}: a positive number of seconds", param_hint="--seconds")
     return RunOptions(params=AnalysisParams(), batch=batch, seconds=seconds, force=force, retry_failed=retry_failed,
                       jobs=jobs, timeout_s=timeout_s, executor=executor, scheduler=scheduler,
                       path_map=tuple(path_map or ()), exclude=tuple(exclude or ()), upgrade=upgrade)
+
+
+def _refuse_dask_options(*, scheduler: str | None, path_map: list[str] | None) -> None:
+    """Usage error (exit 2) for --scheduler or --path-map on a local run, which would
+    ignore them (neither has a default, so given is not None)."""
+    given = [flag for flag, value in (("--scheduler", scheduler), ("--path-map", path_map))
+             if value is not None]
+    if given:
+        raise typer.BadParameter(f"{' and '.join(given)} {'are' if len(given) > 1 else 'is'} for --executor dask: "
+                                 "without it the run is local", param_hint=given[0])
+
+
+def _check_path_map(path_map: list[str] | None) -> None:
+    """Usage errors of --path-map before any file is scanned (the Dask executor parses it
+    again when it submits)."""
+    from fpcli.executors.dask import PathMap
+
+    try:
+        PathMap.parse(path_map)
+    except ParameterError as exc:
+        raise typer.BadParameter(exc.reason, param_hint="--path-map") from None
 
 
 def parse_seconds(text: str | None, flag: str = "--partial") -> list[float] | None:

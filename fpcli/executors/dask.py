@@ -25,6 +25,7 @@ from fpcli.errors import FpcliError, ParameterError, StoreError
 from fpcli.memory import keep_buffers_on_heap
 from fpcli.results import TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, StoreSpec, is_redis_url
+from fpcli.store.records import resolve
 
 IN_FLIGHT_PER_WORKER = 4   # tasks submitted ahead per worker thread (bounds the client's memory)
 TASK_RETRIES = 2           # Dask re-runs a task that raised; a lost worker's tasks are rescheduled anyway
@@ -36,25 +37,44 @@ CLOCK_S = 1.0              # how often it asks the scheduler which tasks run, fo
 
 @dataclasses.dataclass(frozen=True)
 class PathMap:
-    """Rewrite client paths to the paths workers see: ``--path-map /music=/mnt/music``."""
+    """Rewrite client paths to the paths workers see: ``--path-map /music=/mnt/music``.
 
-    pairs: tuple[tuple[str, str], ...] = ()
+    A worker never gets a path as the user typed it: it would resolve a relative one
+    against its own working folder, where ``../lib/a.flac`` is another file or none
+    (each such file was recorded as failed, and skipped by later local runs too)."""
+
+    pairs: tuple[tuple[str, str], ...] = ()   # (absolute client prefix, worker prefix), each ending in a separator
 
     @classmethod
     def parse(cls, items: list[str] | None) -> PathMap:
+        """Pairs of ``CLIENT_PREFIX=WORKER_PREFIX`` items. The client prefix is made
+        absolute here, on the client, and kept also symlink-free, as the store names
+        files (``/music`` may be a link to ``/data/music``); the worker prefix must be
+        absolute, for the reason above."""
         pairs = []
         for item in items or []:
             local, sep, remote = item.partition("=")
             if not sep or not local or not remote:
                 raise ParameterError(f"{item!r}: expected CLIENT_PREFIX=WORKER_PREFIX", "path_map")
-            pairs.append((os.path.join(local, ""), os.path.join(remote, "")))
+            if not os.path.isabs(remote):
+                raise ParameterError(f"{item!r}: WORKER_PREFIX must be an absolute path (a worker's working "
+                                     "folder is not the client's)", "path_map")
+            for client in dict.fromkeys((os.path.abspath(local), resolve(local))):
+                pairs.append((os.path.join(client, ""), os.path.join(remote, "")))
         return cls(tuple(pairs))
 
-    def to_worker(self, path: str) -> str:
-        for local, remote in self.pairs:
-            if path.startswith(local):
-                return remote + path[len(local):]
-        return path
+    def to_worker(self, path: str, resolved: str | None = None) -> str:
+        """Where a worker reads the client's file ``path`` (absolute, or relative to the
+        client's working folder; ``resolved``: its symlink-free path when known, the
+        store identity's): its absolute path, else its resolved one, rewritten by the
+        first pair whose client prefix starts it; with none, the resolved path itself.
+        Called on the client."""
+        resolved = resolved or resolve(path)
+        for candidate in dict.fromkeys((os.path.abspath(path), resolved)):
+            for local, remote in self.pairs:
+                if candidate.startswith(local):
+                    return remote + candidate[len(local):]
+        return resolved
 
 
 def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: StoreSpec,
@@ -113,7 +133,8 @@ def analyse_on_dask(jobs: list[tuple[str, FileIdentity]], scheduler: str, spec: 
     if not (is_redis_url(spec.location) or os.path.isabs(spec.location or "")):
         raise FpcliError("a Dask cluster needs a store its workers can reach: a Redis store (redis://...) "
                          "or an absolute path on shared storage")
-    calls = [(path, functools.partial(compute_and_keep, path, path_map.to_worker(path), identity, spec, want))
+    calls = [(path, functools.partial(compute_and_keep, path, path_map.to_worker(path, identity.path), identity,
+                                      spec, want))
              for path, identity in jobs]
     for path, outcome in run_on_dask(calls, scheduler, timeout_s=timeout_s):
         yield failed(path, *outcome) if isinstance(outcome, tuple) else outcome
