@@ -234,6 +234,16 @@ def test_a_candidate_deleted_since_it_was_stored_is_reported(store, library, str
     assert nearest not in {hit.path for hit in result.hits}
 
 
+def test_weights_that_leave_the_fingerprint_nothing_are_refused(store, library):
+    """Every streaming group and the timbre at 0 passed (the batch-only groups still
+    weighed 1): every distance was 0 and the hits in arbitrary order, exit 0."""
+    zero = parse_weights("temporal=0,spectral=0,harmonic=0,variation=0,timbre=0")
+    with pytest.raises(SearchError, match="every group of the streaming fingerprint weighs 0"):
+        search(store, str(library / "t2.flac"), k=3, strategy="fast", group_weights=zero)
+    batch = search(store, str(library / "t2.flac"), k=3, strategy="batch", group_weights=zero, compute_missing=True)
+    assert len(batch.hits) == 3 and len({hit.distance for hit in batch.hits}) > 1  # frequency, dynamics, stereo
+
+
 def test_accurate_ranks_cue_sheet_tracks_too(store, library, tmp_path):
     """A CUE track (``album.flac#01``) is no file of that name: a filter on existing
     files left every one out of the accurate ranking."""

@@ -55,8 +55,9 @@ def search(
              "(never the query's own file).")] = False,
     mutual_proximity: Annotated[bool, typer.Option(
         "--mp/--no-mp",
-        help="Rank the 30 nearest by mutual proximity: how likely each is to be the other's near neighbour "
-             "(tracks near everything crowd fewer lists). --no-mp: by distance alone.")] = True,
+        help="Rank the nearest (30, or k if more, at most 1000) by mutual proximity: how likely each is to be "
+             "the other's near neighbour (tracks near everything crowd fewer lists). --no-mp: by distance alone.")]
+    = True,
     seconds: Annotated[float | None, typer.Option(
         "--seconds", min=0.5, show_default=False, callback=finite,
         help="Search with the query's first N seconds only (a preview; required for - unless the stream ends), "

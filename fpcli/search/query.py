@@ -15,7 +15,7 @@ from fpcli.cue import is_album_image, is_entry
 from fpcli.errors import ParameterError, SearchError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.files import atomic_text, printable_path
-from fpcli.fingerprint import seconds_text
+from fpcli.fingerprint import DIM_BY_NAME, seconds_text
 from fpcli.params import AnalysisParams, checked_params
 from fpcli.search.dupes import drop_duplicates, starts_like
 from fpcli.search.index import KINDS, Index, row_of
@@ -316,6 +316,7 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
 def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query, stats: dict[str, Any]) -> list[Hit]:
     """top_k of ``index``, then (unless duplicates are kept) the hits that are the
     query's recording or an earlier hit's dropped, reading the hits' records."""
+    _refuse_all_weights_zero(index, query)
     weights = dim_weights(index.dims, query.group_weights, index.low, index.high)
     if index.kind == "streaming" and not record.complete:  # a partial query: trust each dim as far as it is known
         confidence = record.streaming.confidence
@@ -342,6 +343,17 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
         # More duplicates than the slack (15 encodings of the query left 8 of 10 hits,
         # 800 left none): ask for four times as many, until k remain or the rows run out.
         wanted = min(4 * wanted, len(index))
+
+
+def _refuse_all_weights_zero(index: Index, query: Query) -> None:
+    """SearchError when no group of this index's dims, nor the timbre, weighs more than 0:
+    every distance would be 0 and the hits an arbitrary order (``--weights
+    temporal=0,spectral=0,harmonic=0,variation=0,timbre=0`` passed the check of the
+    weights alone, as the batch-only groups still weighed 1)."""
+    groups = sorted({DIM_BY_NAME[dim].group for dim in index.dims})
+    if query.timbre_weight == 0 and not any(query.group_weights.get(group, 1.0) for group in groups):
+        raise SearchError(f"every group of the {index.kind} fingerprint weighs 0 ({', '.join(groups)}, timbre): "
+                          "give one of them a weight, or search by batch fingerprints (--strategy batch)")
 
 
 def _whole_copy(store: FingerprintStore, record: Record, params_key: str) -> Record:
