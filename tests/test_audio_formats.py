@@ -3,11 +3,13 @@
 Every file is generated here: AAC and ALAC through PyAV's encoders, MP3/Ogg/WAV
 through libsndfile, then cut, stripped or patched with plain byte edits."""
 
+import io
 import os
 import struct
 import subprocess
 import sys
-from typing import Any
+import threading
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
@@ -16,7 +18,7 @@ import soundfile as sf
 
 import fpcli
 from fpcli import synth
-from fpcli.audio import AUDIO_EXTENSIONS, AudioReader, probe
+from fpcli.audio import AUDIO_EXTENSIONS, AudioReader, open_stream, probe
 from fpcli.audio.base import DecodeFailure
 from fpcli.audio.pyav import rebuffer
 from fpcli.errors import AudioReadError
@@ -450,3 +452,154 @@ def test_a_plain_ogg_is_not_read_twice_to_find_links(tmp_path, monkeypatch):
     chained = _chain(tmp_path / "chained", ("VORBIS", 44100, 1), ("VORBIS", 44100, 1))
     assert len(headers.ogg_links(plain)) == 1 and len(headers.ogg_links(chained)) == 2
     assert limits == [headers._SCAN_BYTES, None]
+
+
+# -- Streams on stdin: the length a header states, and how a pipe ends -----------------
+
+
+class _Sink:
+    """A pipe as a streaming encoder sees it: written in order, never seeked back."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data) -> int:
+        self.data += bytes(data)
+        return len(data)
+
+    def seekable(self) -> bool:
+        return False
+
+
+def encoded_to_pipe(x: np.ndarray, sr: int, container: str, codec: str) -> bytes:
+    """``x`` (n, 2) as FFmpeg writes it to a pipe: it cannot fill in the sizes it only
+    knows at the end (a WAV's data size, a FLAC's total samples)."""
+    sink = _Sink()
+    with av.open(sink, "w", format=container) as out:
+        stream: Any = out.add_stream(codec, rate=sr, layout="stereo")
+        for start in range(0, len(x), 1024):
+            frame = av.AudioFrame.from_ndarray(to_int16(x[start : start + 1024]).reshape(1, -1), format="s16",
+                                               layout="stereo")
+            frame.sample_rate, frame.pts = sr, start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return bytes(sink.data)
+
+
+def written(x: np.ndarray, sr: int, fmt: str, subtype: str = "PCM_16") -> bytes:
+    """``x`` as libsndfile writes a file of ``fmt``: every size in its header filled in."""
+    buffer = io.BytesIO()
+    sf.write(buffer, x, sr, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+def pipe_carrying(data: bytes) -> BinaryIO:
+    """A pipe (not seekable: stdin fed by a producer) that carries ``data``, then ends."""
+    read_end, write_end = os.pipe()
+
+    def produce() -> None:
+        with os.fdopen(write_end, "wb") as out:
+            out.write(data)
+
+    threading.Thread(target=produce, daemon=True).start()
+    return os.fdopen(read_end, "rb")
+
+
+def read_stream(data: bytes, how: str) -> tuple[AudioReader, np.ndarray]:
+    """All of ``data`` read as stdin is: through a pipe, or a redirected file (seekable)."""
+    reader = open_stream(pipe_carrying(data) if how == "pipe" else io.BytesIO(data), block_frames=4096)
+    blocks = list(reader)
+    return reader, np.concatenate(blocks)
+
+
+@pytest.mark.parametrize("how", ["pipe", "seekable"])
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+def test_a_stream_is_held_to_the_length_its_header_states(fmt, how):
+    """A WAV or FLAC stream cut short was "ok" (and a search could not leave the
+    query's own recording out): FFmpeg reports no WAV length from a pipe, and neither
+    length was taken as stated. Now both are, as for a file."""
+    x = synth.music_like(4.0, SR, seed=4)
+    data = written(x, SR, fmt)
+    reader, decoded = read_stream(data, how)
+    assert reader.length_exact and reader.expected_frames == len(x) == len(decoded)
+    assert not reader.partial, reader.partial_reason
+    reader, decoded = read_stream(data[: frame_start_after(data, len(data) * 3 // 5)], how)
+    assert reader.partial and reader.info.frames == len(x)
+    assert reader.partial_reason == f"header says 4.00 s, decoded {len(decoded) / SR:.2f} s"
+
+
+def frame_start_after(data: bytes, offset: int) -> int:
+    """Where the first packet at or after ``offset`` starts: a cut there leaves whole
+    frames (a cut inside a FLAC frame is a decoding failure, partial for that reason)."""
+    with av.open(io.BytesIO(data)) as container:
+        return next(p.pos for p in container.demux(container.streams.audio[0]) if p.pos >= offset)
+
+
+@pytest.mark.parametrize("container,codec", [("wav", "pcm_s16le"), ("flac", "flac")])
+def test_a_stream_from_a_streaming_encoder_states_no_length(container, codec):
+    """Written to a pipe, a WAV's data size is a placeholder (0xFFFFFFFF) and a FLAC's
+    total samples 0 ("unknown"): neither is taken as a length, so its end is no damage."""
+    x = synth.music_like(3.0, SR, seed=5)
+    reader, decoded = read_stream(encoded_to_pipe(x, SR, container, codec), "pipe")
+    assert len(decoded) == len(x) and not reader.length_exact and not reader.partial
+
+
+@pytest.mark.parametrize("data_size", [0, 0xFFFFFFFF, 0x7FFFF000])
+def test_a_wav_data_size_meaning_until_the_end_is_no_length(data_size):
+    """Writers that cannot seek back put 0, 0xFFFFFFFF (FFmpeg) or 0x7FFFF000 (SoX)
+    where the data size goes: the stream is read to its end and not called cut."""
+    data = bytearray(written(synth.music_like(3.0, SR, seed=6), SR, "WAV"))
+    size_at = data.index(b"data") + 4
+    data[size_at : size_at + 4] = struct.pack("<I", data_size)
+    data[4:8] = struct.pack("<I", 0xFFFFFFFF if data_size == 0xFFFFFFFF else data_size + 36 if data_size else 0)
+    reader, decoded = read_stream(bytes(data[: len(data) // 2]), "pipe")
+    assert not reader.length_exact and not reader.partial and len(decoded) > SR
+
+
+@pytest.mark.parametrize("how", ["pipe", "seekable"])
+def test_an_ogg_stream_without_its_end_page_is_partial(how):
+    """A cut Ogg file is partial (no end-of-stream page); the same bytes on stdin were
+    "ok". The stream's last bytes are kept as it is read, and judged as a file's."""
+    data = written(synth.music_like(4.0, SR, seed=7), SR, "OGG", "VORBIS")
+    reader, _ = read_stream(data, how)
+    assert not reader.partial, reader.partial_reason
+    reader, decoded = read_stream(data[: len(data) * 4 // 5], how)
+    assert reader.partial
+    assert reader.partial_reason == ("Ogg stream ends without its end-of-stream page: "
+                                     f"truncated after {len(decoded) / SR:.2f} s")
+
+
+def test_rebuffer_hands_on_what_it_holds_when_no_more_input_is_waiting():
+    """Blocks fill up while input is waiting; once none is, what is held goes on at
+    once, so a live source never keeps decoded audio back for a full block."""
+    waiting = iter([True, True, False, True, True, True, True])
+    chunks = (np.full((300, 1), i, np.float32) for i in range(7))
+    blocks = list(rebuffer(chunks, 1000, more_waiting=lambda: next(waiting)))
+    assert [len(b) for b in blocks] == [900, 1000, 200]
+    assert np.array_equal(np.concatenate(blocks)[:, 0], np.repeat(np.arange(7), 300))
+
+
+def test_a_recorded_stream_keeps_its_true_head_and_tail_across_seeks(monkeypatch):
+    """FFmpeg seeks a redirected file (an Ogg's length is read at its end, then it goes
+    back): the bytes kept are still the stream's first and last ones."""
+    from fpcli.audio.pyav import RecordedStream
+
+    monkeypatch.setattr(RecordedStream, "HEAD_BYTES", 100)
+    monkeypatch.setattr(RecordedStream, "TAIL_BYTES", 70)
+    data = bytes(np.random.default_rng(3).integers(0, 256, 1000, dtype=np.uint8))
+    recorded = RecordedStream(io.BytesIO(data))
+    recorded.read(60)
+    recorded.seek(-1, os.SEEK_END)
+    recorded.read(30)                 # the last byte, then the end: not where the reading goes on from
+    recorded.seek(20)
+    recorded.read(10)                 # read again
+    recorded.seek(60)
+    while recorded.read(33):
+        pass
+    recorded.seek(-1, os.SEEK_END)   # FFmpeg's look at the size, at the end of an Ogg stream
+    recorded.seek(0, os.SEEK_END)
+    assert recorded.read(33) == b"" and recorded.ended
+    assert bytes(recorded.head) == data[:100]
+    assert bytes(recorded.tail) == data[-len(recorded.tail):] and len(recorded.tail) >= 70

@@ -140,13 +140,65 @@ def test_not_audio_on_stdin_is_one_clear_error(tmp_path):
     assert row["status"] == "error" and "not a decodable audio stream" in row["error"]
 
 
-def test_kill_9_during_a_followed_stream_keeps_what_was_heard(tmp_path, song):
+def _falling_silent(data: bytes, silence_s: float) -> tuple[io.BufferedReader, threading.Event]:
+    """A pipe that carries ``data`` and then falls silent for ``silence_s`` before it
+    ends (a live producer between two pieces), and an event set as it ends."""
+    read_end, write_end = os.pipe()
+    ended = threading.Event()
+
+    def produce() -> None:
+        os.write(write_end, data)
+        time.sleep(silence_s)
+        ended.set()
+        os.close(write_end)
+
+    threading.Thread(target=produce, daemon=True).start()
+    return os.fdopen(read_end, "rb"), ended
+
+
+@pytest.mark.parametrize("kind,heard_s", [
+    ("wav", 2.9),    # FFmpeg's WAV demuxer waits for its next packet (1024 frames here) to be whole
+    ("flac", 1.5),   # FFmpeg's FLAC parser checks ten frame headers ahead (10 x 4096 frames here)
+])
+def test_a_stream_hands_on_what_it_decoded_while_its_producer_is_silent(kind, heard_s):
+    """A container stream on stdin held its decoded audio back until 131,072 frames
+    had built up (6 s at 22.05 kHz), and FFmpeg read 820 KB of a WAV (4.6 s at 44.1
+    kHz) before opening it: a live stream's snapshots came late, and a kill -9 lost
+    what had been heard. Now the audio decoded is handed on as soon as the pipe has
+    no more to give, in blocks still no larger than asked."""
+    from fpcli.audio import DEFAULT_BLOCK_FRAMES, open_stream
+
+    audio = synth.music_like(3.0 if kind == "wav" else 4.0, SR, seed=8, stereo=kind == "wav") * 0.5
+    pipe, ended = _falling_silent(_stream_bytes(kind, audio)[0], silence_s=1.5)
+    before_the_end, sizes = 0, []
+    for block in open_stream(pipe):
+        before_the_end += 0 if ended.is_set() else len(block)
+        sizes.append(len(block))
+    assert sum(sizes) == len(audio) and max(sizes) <= DEFAULT_BLOCK_FRAMES
+    assert before_the_end >= heard_s * SR
+
+
+@pytest.mark.parametrize("raw", [[], ["--raw-format", "s16le", "--rate", str(SR), "--channels", "2"]])
+def test_an_empty_stream_is_said_to_be_empty(raw):
+    """Nothing on stdin was "not a decodable audio stream (Invalid data found when
+    processing input)"."""
+    result = runner.invoke(app, ["analyze", "-", "--json", "--no-store", *raw], input=b"")
+    assert result.exit_code == 3
+    [row] = _lines(result.stdout.encode())
+    assert row["status"] == "error" and row["error"] == "the stream was empty: no bytes came on stdin"
+
+
+@pytest.mark.parametrize("kind", ["raw", "wav"])
+def test_kill_9_during_a_followed_stream_keeps_what_was_heard(tmp_path, song, kind):
+    """A WAV stream's snapshots came late or never: FFmpeg read 4.6 s of it before
+    opening it, and 131,072 decoded frames (5.9 s here) were held for a full block."""
     store = tmp_path / "s"
+    raw = ["--raw-format", "s16le", "--rate", str(SR), "--channels", "2"] if kind == "raw" else []
     process = subprocess.Popen([sys.executable, "-m", "fpcli", "--store", str(store), "analyze", "-", "--json",
-                                "--every", "2", "--name", "live", "--raw-format", "s16le", "--rate", str(SR),
-                                "--channels", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                "--every", "2", "--name", "live", *raw], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, bufsize=0)  # unbuffered: select() sees every line
-    pcm = (synth.music_like(30.0, SR, seed=7) * 32767).astype("<i2").tobytes()
+    audio = synth.music_like(30.0, SR, seed=7)
+    pcm = (audio * 32767).astype("<i2").tobytes() if kind == "raw" else _stream_bytes("wav", audio)[0]
     second = SR * 4  # bytes per second of s16 stereo
     seen = []
     for start in range(0, len(pcm), second // 2):  # a live source: half a second at a time
@@ -158,6 +210,7 @@ def test_kill_9_during_a_followed_stream_keeps_what_was_heard(tmp_path, song):
     while len(seen) < 2 and time.monotonic() < deadline:
         if select.select([process.stdout], [], [], 1.0)[0]:
             seen.append(json.loads(process.stdout.readline()))
+    time.sleep(0.5)  # a snapshot is printed, then stored: the kill comes after that save, not inside it
     os.kill(process.pid, signal.SIGKILL)
     process.wait(30)
     assert [r["seconds"] for r in seen] == pytest.approx([2.0, 4.0])
@@ -251,6 +304,20 @@ def test_search_a_stream_on_stdin(searchable, tmp_path):
     assert human.returncode == 0 and b"a partial query: 3 s heard" in human.stderr
 
 
+def test_a_stream_query_whose_header_states_its_length_leaves_its_recording_out(searchable, tmp_path):
+    """A WAV stream query (README: "leaves its own recording out of the hits when its
+    header states its length") listed its own recording: a WAV's data size was not
+    taken as a stated length."""
+    library, store_dir = searchable
+    own = sf.read(library / "t1.flac", dtype="float32")[0]
+    run = runner.invoke(app, ["--store", str(store_dir), "search", "-", "--seconds", "6", "-k", "3", "--json"],
+                        input=_stream_bytes("wav", own)[0])
+    assert run.exit_code == 0, run.output
+    data = json.loads(run.stdout)
+    assert len(data["hits"]) == 3 and str(library / "t1.flac") not in [hit["path"] for hit in data["hits"]]
+    assert not data["stats"].get("probably_the_query")
+
+
 class _SwallowingDecoder:
     """An AudioReader stand-in whose decoder swallows a Ctrl-C, as PyAV's read callback
     can: two blocks, then SIGINT arrives while it reads, and the stream just ends."""
@@ -330,7 +397,7 @@ def test_ctrl_c_ends_a_silent_stream_at_once_and_keeps_what_was_heard(kind, capf
     from fpcli.audio import open_stream
     from fpcli.live import follow
 
-    # 6 s: FFmpeg waits for 5 s of a WAV before it opens the stream
+    # 6 s, all sent before the silence (FFmpeg once read 4.6 s of a WAV before opening it)
     data, raw = _stream_bytes(kind, synth.music_like(6.0, SR, seed=3, stereo=False) * 0.5)
     sent = []
 

@@ -807,8 +807,17 @@ def test_a_short_preview_of_a_file_not_stored_marks_its_recording(copies):
     assert len([n for n in _names(result.hits) if n not in marked]) == 3
 
 
+def _streamed_wav(path):
+    """``path``'s WAV bytes as a writer to a pipe makes them: no length stated (the RIFF
+    and data sizes are 0xFFFFFFFF, as FFmpeg leaves them when it cannot seek back)."""
+    wav = bytearray(path.read_bytes())
+    data = wav.index(b"data")
+    wav[4:8] = wav[data + 4 : data + 8] = b"\xff\xff\xff\xff"
+    return bytes(wav)
+
+
 def test_cli_stream_query_names_the_hit_that_is_probably_itself(openings):
-    pcm = (openings / "a.wav").read_bytes()                 # WAV on a pipe states no length
+    pcm = _streamed_wav(openings / "a.wav")                 # a WAV streamed to a pipe states no length
     result = runner.invoke(app, ["--store", str(openings / "store"), "search", "-", "--seconds", "6", "-k", "2"],
                            input=pcm)
     assert result.exit_code == 0, result.output

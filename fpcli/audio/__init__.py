@@ -8,9 +8,10 @@ extensions libsndfile never reads and for files libsndfile refuses.
 A file is ``partial`` only on evidence of damage: a decoding error after some audio
 (the audio before it is kept), a decoded length that differs by more than 0.1 s from
 a length the file states exactly (WAV/FLAC/AIFF frame counts, an MP3 Xing/Info or
-VBRI frame count, an MP4/Matroska/APE/WavPack duration; never a bit-rate estimate),
-an Ogg stream without its end-of-stream page, or NaN/Inf samples (replaced by
-silence). Files the analyzers cannot work with raise ``AudioReadError``: sample rates
+VBRI frame count, an MP4/Matroska/APE/WavPack duration; never a bit-rate estimate;
+on stdin a WAV's data size or a FLAC's total samples unless a streaming writer left
+its placeholder), an Ogg stream without its end-of-stream page, or NaN/Inf samples
+(replaced by silence). Files the analyzers cannot work with raise ``AudioReadError``: sample rates
 outside 8-768 kHz, float samples beyond ±1e6 (not audio scaled to ±1).
 """
 
@@ -45,6 +46,7 @@ PARTIAL_TOLERANCE_S = 0.1
 # lossy codec's overshoot). Far beyond, the file is not audio-scaled and the
 # analyzers' squares and sums would overflow float32 (1e18 squared is inf).
 MAX_FLOAT_PEAK = 1e6
+EMPTY_STREAM = "the stream was empty: no bytes came on stdin"
 
 
 def open_stream(stream: BinaryIO, *, raw_format: str | None = None, samplerate: int = 0, channels: int = 0,
@@ -63,10 +65,12 @@ def open_stream(stream: BinaryIO, *, raw_format: str | None = None, samplerate: 
             raise AudioReadError("-", str(exc)) from None
     else:
         try:
-            source = AvSource("-", stream=readable)
+            source = AvSource("-", stream=readable, has_input=pipe.has_input)
         except NotAv as exc:
             if pipe.interrupted:  # the Ctrl-C ended the header, not bad bytes
                 raise KeyboardInterrupt from None
+            if not pipe.bytes_read:  # FFmpeg calls that "invalid data"
+                raise AudioReadError("-", EMPTY_STREAM) from None
             raise AudioReadError("-", f"not a decodable audio stream ({exc})") from None
         check_info(source.info)
     return AudioReader.from_stream(source, block_frames=block_frames, pipe=pipe)
@@ -216,7 +220,8 @@ class AudioReader:
             if self.stopped:
                 return
             if self.frames_read == 0:
-                raise AudioReadError(self.path, "no audio frames could be decoded")
+                empty = self._pipe is not None and not self._pipe.bytes_read
+                raise AudioReadError(self.path, EMPTY_STREAM if empty else "no audio frames could be decoded")
             self._check_complete(source)
         finally:
             source.close()

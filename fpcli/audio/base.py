@@ -103,6 +103,7 @@ class StoppablePipe:
         self._stream = stream
         self.stopped = False
         self.interrupted = False
+        self.bytes_read = 0  # none at all: the stream was empty, whatever a decoder makes of that
         self._fd = None if _seekable(stream) else _descriptor(stream)
 
     def stop(self) -> None:
@@ -115,14 +116,29 @@ class StoppablePipe:
             return b""
         try:
             if self._fd is None:
-                return getattr(self._stream, "read1", self._stream.read)(size)
-            while not self._readable():
-                if self.stopped:
-                    return b""
-            return os.read(self._fd, size if size > 0 else self.CHUNK_BYTES)
+                data = getattr(self._stream, "read1", self._stream.read)(size)
+            else:
+                while not self._readable():
+                    if self.stopped:
+                        return b""
+                data = os.read(self._fd, size if size > 0 else self.CHUNK_BYTES)
         except KeyboardInterrupt:
             self.interrupted = self.stopped = True
             return b""
+        self.bytes_read += len(data)
+        return data
+
+    def has_input(self) -> bool:
+        """Whether a read would return at once: bytes are waiting, the stream has
+        ended or was stopped, or it never blocks (in memory, a redirected file). False
+        while a producer is silent: audio decoded so far is then to be handed on, not
+        held back for more."""
+        if self._fd is None or self.stopped:
+            return True
+        try:
+            return bool(select.select([self._fd], [], [], 0)[0])
+        except (OSError, ValueError):  # no select() on this descriptor: as a file
+            return True
 
     read1 = read  # what RawSource calls: a read already returns what has arrived
 

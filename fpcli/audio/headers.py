@@ -130,26 +130,43 @@ _OGG_EOS = 0x04
 def ogg_ends_with_eos(path: str | os.PathLike) -> bool | None:
     """Whether the last complete Ogg page of ``path`` carries the end-of-stream flag;
     None if no complete page is found in the tail (not Ogg, or unreadable)."""
-    header = _last_page_header(path)
-    return None if header is None else bool(header[5] & _OGG_EOS)
+    tail = _file_tail(path)
+    return None if tail is None else ogg_tail_ends_with_eos(tail)
+
+
+def ogg_tail_ends_with_eos(tail: bytes) -> bool | None:
+    """Whether the last complete Ogg page in ``tail`` (a file's or a stream's last two
+    pages' worth of bytes) carries the end-of-stream flag; None if none is there."""
+    pos = _last_complete_page(tail)
+    return None if pos is None else bool(tail[pos + 5] & _OGG_EOS)
 
 
 def _last_page_header(path: str | os.PathLike) -> bytes | None:
     """The 27-byte header of the last complete Ogg page of ``path``, read from its tail
     alone; None if there is none there (not Ogg, or unreadable)."""
+    tail = _file_tail(path)
+    pos = None if tail is None else _last_complete_page(tail)
+    return None if tail is None or pos is None else tail[pos : pos + 27]
+
+
+def _file_tail(path: str | os.PathLike) -> bytes | None:
+    """The last two largest Ogg pages' worth of ``path`` (a cut inside the last page
+    leaves the previous page up to two pages back); None if unreadable."""
     try:
         with open(path, "rb") as fh:
             size = fh.seek(0, os.SEEK_END)
-            # A cut inside the last page leaves the previous page up to two pages back.
-            start = max(0, size - 2 * _OGG_MAX_PAGE)
-            fh.seek(start)
-            tail = fh.read()
+            fh.seek(max(0, size - 2 * _OGG_MAX_PAGE))
+            return fh.read()
     except OSError:
         return None
+
+
+def _last_complete_page(tail: bytes) -> int | None:
+    """Where the last complete (CRC-checked) Ogg page in ``tail`` starts, or None."""
     end = len(tail)
     while (pos := tail.rfind(b"OggS", 0, end)) != -1:
         if _complete_page_type(tail, pos) is not None:
-            return tail[pos : pos + 27]
+            return pos
         end = pos  # a cut page, or "OggS" inside packet data: look further back
     return None
 

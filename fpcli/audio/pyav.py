@@ -1,6 +1,6 @@
 """The PyAV (FFmpeg) back end, for what libsndfile cannot read: AAC and ALAC in MP4,
 raw AAC/AC-3, WMA, Monkey's Audio, WavPack, Musepack, Matroska/WebM audio, and the
-links after the first of a chained Ogg file.
+links after the first of a chained Ogg file; and every container on stdin.
 
 ``av`` is imported on first use only: it loads FFmpeg's shared libraries (tens of
 milliseconds), which ``fpcli --help`` and libsndfile-only libraries never need.
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Iterator
+import struct
+from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any, BinaryIO
 
@@ -34,6 +35,13 @@ _EXACT_LENGTH_DEMUXERS = frozenset({"mov", "matroska", "ape", "wv"})
 _INT_SCALE = {"s16": 2.0**15, "s32": 2.0**31, "s64": 2.0**63}
 _AV_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)
 _AVERROR_PATCHWELCOME = 0x45574150  # "not yet implemented": FFmpeg's -MKTAG("P", "A", "W", "E"), negated by PyAV
+# What FFmpeg may read of a pipe to find its streams before the first packet is handed
+# on (its default: 5 MB). A WAV's PCM is read until then in case it hides another
+# codec: 820 KB (4.6 s of CD audio) before the stream opened. 64 KiB is what the WAV
+# demuxer reads ahead anyway; every container tried on a pipe (WAV, AU, FLAC, Ogg FLAC/
+# Opus, MP3, MP2, ADTS, AC-3, MPEG-TS, Matroska, fragmented MP4, CAF) needed less to
+# find its parameters. ``analyzeduration`` never ended the probing first: left as is.
+PIPE_PROBE_BYTES = 65536
 
 
 class NotAv(Exception):
@@ -64,18 +72,25 @@ def load_av() -> ModuleType:
 class AvSource:
     """The first audio stream of a file opened with FFmpeg; see ``base.Source``."""
 
-    def __init__(self, path: str, *, stream: BinaryIO | None = None) -> None:
-        """Open ``path``, or read ``stream`` (a pipe: stdin) which ``path`` only names."""
+    def __init__(self, path: str, *, stream: BinaryIO | None = None,
+                 has_input: Callable[[], bool] | None = None) -> None:
+        """Open ``path``, or read ``stream`` (a pipe: stdin) which ``path`` only names.
+        ``has_input``: whether a read of ``stream`` would return at once; while it
+        would not, what was decoded is handed on in a short block."""
         av = load_av()
         self.path = path
         self._is_pipe = stream is not None
+        self._has_input = has_input
+        # A pipe cannot be read twice: what its header states and how it ends are kept as it is read.
+        self._recorded: RecordedStream | None = RecordedStream(stream) if stream is not None else None
         try:
-            # FFmpeg gets an open file, not a name: any bytes the OS allows in a name work
-            self._file = stream if stream is not None else open(path, "rb")  # noqa: SIM115  (closed in close())
+            # FFmpeg gets an open file, not a name: any bytes the OS allows in a name work (closed in close())
+            self._file: Any = self._recorded if self._recorded is not None else open(path, "rb")  # noqa: SIM115
         except OSError as exc:
             raise NotAv(exc.strerror or str(exc)) from None
         try:
-            self._container: Any = av.open(self._file, metadata_errors="ignore")
+            probing = {"probesize": str(PIPE_PROBE_BYTES)} if self._is_pipe else None
+            self._container: Any = av.open(self._file, metadata_errors="ignore", container_options=probing)
         except _AV_ERRORS as exc:
             self._file.close()
             if not self._is_pipe and headers.mp4_lacks_index(path):
@@ -115,13 +130,23 @@ class AvSource:
             frames = round(self._container.duration / 1_000_000 * rate)  # AV_TIME_BASE: µs
         else:
             frames = 0
+        exact = demuxer in _EXACT_LENGTH_DEMUXERS and frames > 0
+        if self._recorded is not None:
+            # On stdin FFmpeg reports no WAV length (it takes the data size only where it
+            # can check it against the file's size): a WAV's data size and a FLAC's
+            # STREAMINFO count are read from the header itself, unless placeholders.
+            stated = stated_frames(bytes(self._recorded.head))
+            if stated is not None:
+                frames, exact = stated, True
         info = AudioInfo(self.path, _FORMAT_NAMES.get(demuxer, demuxer.upper()), codec.name.upper(),
                          rate, channels, frames)
-        return info, demuxer in _EXACT_LENGTH_DEMUXERS and frames > 0
+        return info, exact
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
-        """float32 (n, channels) blocks of exactly ``block_frames`` frames but the last."""
-        return rebuffer(self._decoded(), block_frames)
+        """float32 (n, channels) blocks of ``block_frames`` frames but the last; from a
+        pipe also a shorter one whenever its producer falls silent, so that a live
+        stream's snapshots (and a kill -9) find all audio decoded so far."""
+        return rebuffer(self._decoded(), block_frames, more_waiting=self._has_input)
 
     def _decoded(self) -> Iterator[np.ndarray]:
         """Each decoded frame as float32 (n, channels); ``DecodeFailure`` on an FFmpeg
@@ -153,7 +178,13 @@ class AvSource:
 
     def truncation(self, seconds_read: float) -> str | None:
         """A reason if the file's own structure shows it was cut (Ogg: no end page)."""
-        if not self._is_pipe and self.info.format == "OGG" and headers.ogg_ends_with_eos(self.path) is False:
+        if self.info.format != "OGG":
+            return None
+        if self._recorded is None:
+            ends_with_eos = headers.ogg_ends_with_eos(self.path)
+        else:
+            ends_with_eos = headers.ogg_tail_ends_with_eos(bytes(self._recorded.tail)) if self._recorded.ended else None
+        if ends_with_eos is False:
             return f"Ogg stream ends without its end-of-stream page: truncated after {seconds_read:.2f} s"
         return None
 
@@ -194,10 +225,13 @@ def frame_to_float32(frame: Any) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def rebuffer(chunks: Iterable[np.ndarray], block_frames: int) -> Iterator[np.ndarray]:
+def rebuffer(chunks: Iterable[np.ndarray], block_frames: int,
+             more_waiting: Callable[[], bool] | None = None) -> Iterator[np.ndarray]:
     """Regroup (n_i, channels) chunks into blocks of ``block_frames`` frames (the last
-    may be shorter). A ``DecodeFailure`` from ``chunks`` is raised only after the audio
-    decoded before it has been yielded, so that audio is kept."""
+    may be shorter). With ``more_waiting`` (a live source: is more input there?), what
+    is held is also yielded, as a shorter block, whenever it says no: the next chunk
+    may be seconds away. A ``DecodeFailure`` from ``chunks`` is raised only after the
+    audio decoded before it has been yielded, so that audio is kept."""
     pending: list[np.ndarray] = []
     held = 0
     failure: DecodeFailure | None = None
@@ -210,12 +244,122 @@ def rebuffer(chunks: Iterable[np.ndarray], block_frames: int) -> Iterator[np.nda
                 yield joined[:block_frames]
                 rest = joined[block_frames:]
                 pending, held = ([rest] if len(rest) else []), len(rest)
+            if held and more_waiting is not None and not more_waiting():
+                yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+                pending, held = [], 0
     except DecodeFailure as exc:
         failure = exc
     if held:
         yield np.concatenate(pending)
     if failure is not None:
         raise failure
+
+
+class RecordedStream:
+    """A stream (stdin) read on FFmpeg's behalf, keeping its first ``HEAD_BYTES`` (the
+    header, for the length it states) and its last ``TAIL_BYTES`` (an Ogg stream's
+    last pages): a pipe cannot be read again to look at them. Seeks (a redirected
+    file) are passed on, and the bytes are kept where they lie in the stream."""
+
+    HEAD_BYTES = 1 << 20  # a WAV's chunks before its data (tags, cover art) fit in this or are not read
+    TAIL_BYTES = 2 * (27 + 255 + 255 * 255)  # two of the largest Ogg pages: a cut one leaves the page before
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.ended = False  # the last read found the end right after ``tail`` (or a stop: then nothing is judged)
+        self._position = 0
+        self._tail_end = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        at = self._position
+        if not data:
+            self.ended = at == self._tail_end
+            return data
+        self.ended = False
+        end = self._position = at + len(data)
+        if at <= len(self.head) < min(end, self.HEAD_BYTES):  # new bytes next to the head (a seek back reads old ones)
+            self.head += data[len(self.head) - at : self.HEAD_BYTES - at]
+        if not self._tail_end - len(self.tail) <= at <= self._tail_end:  # a seek away: the tail starts again
+            self.tail.clear()
+            self._tail_end = at
+        if end > self._tail_end:
+            self.tail += data[self._tail_end - at :]
+            self._tail_end = end
+            if len(self.tail) > 2 * self.TAIL_BYTES:  # trimmed now and then: a copy of the tail per read is slow
+                del self.tail[: -self.TAIL_BYTES]
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._stream.seekable()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._position = self._stream.seek(offset, whence)
+        return self._position
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+# Data sizes a WAV writer that cannot seek back (to a pipe) puts in its header for "up
+# to the stream's end": 0, 0xFFFFFFFF (FFmpeg), 0x7FFFF000 (SoX); above that nothing
+# is taken as a stated length (a real 2 GB data chunk only loses the check).
+_WAV_UNKNOWN_SIZE_FROM = 0x7FFFF000
+# WAVE format tags whose data size divided by the block size is the frame count: PCM,
+# IEEE float, A-law, mu-law (EXTENSIBLE: its subformat's tag).
+_WAV_FRAME_TAGS = frozenset({1, 3, 6, 7})
+_WAV_EXTENSIBLE = 0xFFFE
+
+
+def stated_frames(head: bytes) -> int | None:
+    """The frame count a WAV or FLAC header at the start of ``head`` states exactly
+    (the data size over the block size; STREAMINFO's total samples), or None when it
+    states none: a placeholder a streaming writer left, or another format."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return _wav_stated_frames(head)
+    if head[:4] == b"fLaC":
+        return _flac_stated_frames(head)
+    return None
+
+
+def _wav_stated_frames(head: bytes) -> int | None:
+    riff_size = struct.unpack("<I", head[4:8])[0]
+    if not 0 < riff_size < _WAV_UNKNOWN_SIZE_FROM:
+        return None
+    block_align = 0
+    offset = 12
+    while offset + 8 <= len(head):
+        tag, size = head[offset : offset + 4], struct.unpack("<I", head[offset + 4 : offset + 8])[0]
+        if tag == b"fmt " and size >= 16 and offset + 24 <= len(head):
+            fmt = head[offset + 8 : offset + 8 + min(size, 26)]
+            format_tag, block_align = struct.unpack("<H", fmt[:2])[0], struct.unpack("<H", fmt[12:14])[0]
+            if format_tag == _WAV_EXTENSIBLE and len(fmt) >= 26:
+                format_tag = struct.unpack("<H", fmt[24:26])[0]  # the subformat GUID starts with the tag
+            if format_tag not in _WAV_FRAME_TAGS:
+                return None
+        elif tag == b"data":
+            if not block_align or not 0 < size < _WAV_UNKNOWN_SIZE_FROM or size > riff_size:
+                return None
+            return size // block_align
+        offset += 8 + size + (size & 1)  # chunks are padded to an even length
+    return None
+
+
+def _flac_stated_frames(head: bytes) -> int | None:
+    if len(head) < 42 or head[4] & 0x7F != 0:  # STREAMINFO must be the first metadata block
+        return None
+    streaminfo = head[8:42]
+    # 36 bits after the rate, channels and bits per sample; 0 means unknown (a pipe's encoder)
+    total = (streaminfo[13] & 0x0F) << 32 | struct.unpack(">I", streaminfo[14:18])[0]
+    return total or None
 
 
 def av_reason(exc: BaseException) -> str:
