@@ -191,8 +191,8 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
             block = block[take:]
             if next_mark is not None and live.seconds >= next_mark - 1e-9:
                 snapshot = _result(live, reader, path, started)
+                keep(snapshot)  # stored before it is shown: a kill -9 after the line keeps what it says
                 on_snapshot(snapshot)
-                keep(snapshot)
                 next_mark += every_s or 0.0
             if max_seconds is not None and live.seconds >= max_seconds - 1e-9:
                 return not block.size and ended_here(reader, blocks)
