@@ -353,7 +353,7 @@ def _refuse_all_weights_zero(index: Index, query: Query) -> None:
     groups = sorted({DIM_BY_NAME[dim].group for dim in index.dims})
     if query.timbre_weight == 0 and not any(query.group_weights.get(group, 1.0) for group in groups):
         raise SearchError(f"every group of the {index.kind} fingerprint weighs 0 ({', '.join(groups)}, timbre): "
-                          "give one of them a weight, or search by batch fingerprints (--strategy batch)")
+                          "give one of them a weight, or search by batch fingerprints (strategy batch)")
 
 
 def _whole_copy(store: FingerprintStore, record: Record, params_key: str) -> Record:
