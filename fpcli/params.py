@@ -17,9 +17,10 @@ import numbers
 from fpcli.errors import ParameterError
 
 # 2: timbre block, duplicate key. 3: frames of the same duration at every sample rate,
-# chroma spread over the pitch classes a bin spans, flatness up to 11,025 Hz
-# (docs/fingerprint.md, "Version history").
-FINGERPRINT_VERSION = 4
+# chroma spread over the pitch classes a bin spans, flatness up to 11,025 Hz. 4: the
+# harmonic ratio of bass, no tempo without an onset. 5: onsets at any playback level
+# (docs/fingerprint.md, "Version 4", "Version 5").
+FINGERPRINT_VERSION = 5
 REFERENCE_RATE = 44100    # n_fft and hop are given for this rate (and any within a factor of sqrt(2))
 
 

@@ -84,7 +84,10 @@ def test_drones_and_noise_without_onsets_have_no_tempo(analyzer, sr, rng):
         result = fingerprint.finish()
         assert result.values["transient_density"] == 0.0
         assert result.values["tempo_bpm"] is None and result.values["rhythm_stability"] == 0.0
-        assert result.reasons["tempo_bpm"] == "no onset heard: nothing marks a beat"
+        # v5 (the floor below the loudest band) finds some of these steady (no periodicity)
+        # before it finds them without onsets: either reason says there is no beat.
+        assert result.reasons["tempo_bpm"] in ("no onset heard: nothing marks a beat",
+                                               "no periodicity in the onset envelope")
 
 
 def test_frames_keep_their_duration_at_every_rate():

@@ -177,3 +177,35 @@ def test_a_steady_tone_has_no_tempo(analyzer, offset):
     assert fingerprint.values["tempo_bpm"] is None
     assert fingerprint.reasons["tempo_bpm"] == "no periodicity in the onset envelope"
     assert fingerprint.values["rhythm_stability"] == 0.0
+
+
+# The rhythm dims read the onset envelope, whose log-mel floor follows the loudest band
+# heard so far: a track played 15 dB quieter or 6 dB louder has the same rhythm (v5).
+RHYTHM_DIMS = ("tempo_bpm", "rhythm_stability", "transient_density")
+
+
+@pytest.mark.parametrize("analyzer", [StreamingAnalyzer, BatchAnalyzer])
+@pytest.mark.parametrize("gain_db", [-15.0, 6.0])
+def test_rhythm_does_not_depend_on_playback_level(analyzer, gain_db):
+    """The same music 15 dB quieter or 6 dB louder has the same tempo, rhythm stability
+    and transient density. With a floor fixed at -80 dB re full scale (v4), this clip at
+    0 / -15 / +6 dB read rhythm stability 0.909 / 0.851 / 0.903 and transient density
+    3.25 / 3.25 / 4.83 onsets per second."""
+    x = synth.music_like(12.0, SR, bpm=100.0, seed=3)
+    results = []
+    for gain in (0.0, gain_db):
+        a = analyzer(SR, 2)
+        a.push((x * 10 ** (gain / 20)).astype(np.float32))
+        results.append(a.finish().values)
+    for dim in RHYTHM_DIMS:
+        assert results[1][dim] == pytest.approx(results[0][dim], rel=1e-4), dim
+
+
+def test_rhythm_floor_stops_at_dither_level():
+    """Below the absolute floor (-110 dB re a full-scale sine, under 16-bit dither in a
+    mel band) nothing is onset: a faint hiss after digital silence has no onsets."""
+    rng = np.random.default_rng(5)
+    hiss = (rng.standard_normal((SR * 6, 1)) * 10 ** (-125 / 20)).astype(np.float32)
+    a = StreamingAnalyzer(SR, 1)
+    a.push(hiss)
+    assert a.finish().values["transient_density"] == 0.0
