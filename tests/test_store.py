@@ -19,7 +19,7 @@ from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.store import FingerprintStore, Need, StoreError, export_store, import_store, prune, verify
-from fpcli.store.records import record_from_result
+from fpcli.store.records import Validation, record_from_result
 from fpcli.store.schema import VALUE_LIMIT, parse_record, record_to_json
 from tests.conftest import write
 
@@ -294,6 +294,45 @@ def test_export_import_round_trip(tmp_path, track):
         assert sorted(b.records(), key=lambda r: r.key) == originals
         assert b.record_for_path(track) is not None  # path entries came along
         assert verify(b) == []
+
+
+def test_import_merges_as_a_save_does(tmp_path, track):
+    """An import wrote over the stored record whatever it held: a 1 s preview's export
+    imported into a store holding the whole track with batch values and a verdict left
+    a preview without batch values. It merges as a save does now, also two records of
+    one key in one export."""
+    with FingerprintStore.open(tmp_path / "preview") as p:
+        found = p.lookup(track, NEED)
+        identity, result = compute(str(track), Want(seconds=1.0), found.identity)
+        p.save(identity, result)
+        export_store(p, tmp_path / "preview.jsonl")
+    with FingerprintStore.open(tmp_path / "whole") as w:
+        _analysed(w, track, batch=True)
+        whole = w.record_for_path(track)
+        verdict = Validation("valid", 0.999, 0.9, "high", (), {}, 1.0)
+        assert w.set_validation(whole, verdict)
+        export_store(w, tmp_path / "whole.jsonl")
+        assert import_store(w, tmp_path / "preview.jsonl").records == 1
+        kept = w.record_for_path(track)
+        assert kept.complete and kept.batch is not None and kept.validation == verdict
+        assert w.stats()["previews"] == 0
+    lines = (tmp_path / "whole.jsonl").read_text().splitlines()
+    both = [*lines, (tmp_path / "preview.jsonl").read_text().splitlines()[1]]  # the preview after the whole
+    (tmp_path / "both.jsonl").write_text("\n".join(both) + "\n")
+    with FingerprintStore.open(tmp_path / "fresh") as f:
+        import_store(f, tmp_path / "both.jsonl")
+        assert f.record_for_path(track).complete and f.record_for_path(track).batch is not None
+
+
+def test_a_stream_name_keeps_the_later_stream_whichever_comes_second(tmp_path, track):
+    """A name holds its latest stream: an old export imported must not replace it."""
+    from fpcli.store.records import merged_record, stream_identity
+
+    result = analyse(track, Want())
+    old = record_from_result(stream_identity("radio"), result, 1000.0)
+    new = dataclasses.replace(record_from_result(stream_identity("radio"), result, 2000.0), complete=False)
+    assert merged_record(old, new).analysed_at == 2000.0          # a new stream's snapshot replaces
+    assert merged_record(new, old).analysed_at == 2000.0           # an older one, imported, does not
 
 
 def test_import_rejects_malformed_and_hostile_lines(tmp_path, track):

@@ -43,6 +43,7 @@ from fpcli.store.records import (
     Validation,
     entry_file,
     entry_identity_keys,
+    merged_record,
     os_reason,
     path_key,
     record_from_result,
@@ -307,7 +308,7 @@ class FingerprintStore(StoreImports):
         overwritten. Returns the record written."""
         for _ in range(SAVE_ATTEMPTS):
             text, existing = self.read_current(fresh.key)
-            merged = fresh if existing is None else _merge(existing, fresh)
+            merged = fresh if existing is None else merged_record(existing, fresh)
             record = merged.with_path(identity.path, identity.mtime_ns)
             if self._swap(record, text):
                 return record
@@ -463,26 +464,3 @@ class FingerprintStore(StoreImports):
         """(epoch, evictions + expiries): when either moves, records vanished without
         passing through the journal, and indexes must be rebuilt."""
         return self.backend.counter("epoch"), self.backend.counter("evictions") + self.backend.counter("expiries")
-
-
-def _merge(existing: Record, fresh: Record) -> Record:
-    """The record to keep when ``fresh`` analysed content already stored.
-
-    The one that heard more of the track keeps its streaming values (a tie goes to
-    the fresh analysis); paths are united; batch values and a verdict on complete
-    values survive from the existing record when the fresh one has none. A named
-    stream's name holds its latest stream as far as it was heard: a new stream of the
-    name is other audio, which no earlier one covers (an interrupted stream's
-    snapshots, kept "so that kill -9 keeps what was heard", were dropped for an
-    earlier complete stream of the name).
-    """
-    latest_stream = fresh.path.startswith(STREAM_PREFIX)
-    heard_more = not latest_stream and (existing.complete and not fresh.complete or (
-        not existing.complete and not fresh.complete and existing.streaming.seconds > fresh.streaming.seconds))
-    base = existing if heard_more else fresh
-    validation = existing.validation if existing.complete and base.complete else None
-    merged = dataclasses.replace(base, paths=existing.paths, batch=fresh.batch or existing.batch,
-                                 validation=base.validation or validation)
-    for seen in fresh.paths:
-        merged = merged.with_path(seen.path, seen.mtime_ns)
-    return merged

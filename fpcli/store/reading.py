@@ -18,7 +18,7 @@ from fpcli.params import FINGERPRINT_VERSION
 from fpcli.store.census import FAILURE_TAG, census_tag
 from fpcli.store.index_rows import IndexRow, index_row, index_row_of
 from fpcli.store.protocol import BATCH, Backend, Put, Tag
-from fpcli.store.records import Failure, Record, path_key
+from fpcli.store.records import Failure, Record, merged_record, path_key
 from fpcli.store.schema import (
     dumps,
     failure_to_json,
@@ -288,12 +288,15 @@ class StoreImports(StoreReader):
     """The bulk writes of ``cache import``."""
 
     def import_records(self, records: list[Record]) -> list[Record]:
-        """Store a batch of records read from an export: each merged with the paths of
-        the stored one, with their path entries and candidates, in one transaction
-        or pipeline per kind; one journal extension (one change per record returned)
-        and one ``maintain`` per batch. Returns the records as written, one per key."""
+        """Store a batch of records read from an export: each merged with the stored one
+        as a save merges (``merged_record``: a preview never replaces a complete record,
+        batch values and a verdict are kept, paths united; an import had written over
+        the stored record whatever it held), with their path entries and candidates, in
+        one transaction or pipeline per kind; one journal extension (one change per
+        record returned) and one ``maintain`` per batch. Returns the records as
+        written, one per key."""
         self.forget_ahead()
-        unique = list({r.key: r for r in records}.values())
+        unique = _folded(records)
         stored = self.backend.get_many([r.key for r in unique])
         present = {key: text for key, text in zip([r.key for r in unique], stored, strict=True) if text is not None}
         known = {record.key: record for record, _ in self._parse_batch(list(present.items()))}
@@ -301,9 +304,8 @@ class StoreImports(StoreReader):
         written: list[Record] = []
         for record in unique:
             existing = known.get(record.key)
-            for seen in existing.paths if existing is not None else ():
-                if seen.path not in {p.path for p in record.paths}:
-                    record = record.with_path(seen.path, seen.mtime_ns)
+            if existing is not None:
+                record = merged_record(existing, record)
             written.append(record)
             puts.append((record.key, record_text(record), census_tag(record)))
             puts += [(f"path:{path_key(seen.path)}", path_entry_text(
@@ -337,6 +339,16 @@ class StoreImports(StoreReader):
     def import_failures(self, failures: list[Failure]) -> None:
         self.backend.put_many([(f"fail:{path_key(f.path)}", dumps(failure_to_json(f)), FAILURE_TAG)
                                for f in failures])
+
+
+def _folded(records: list[Record]) -> list[Record]:
+    """One record per key, in first-seen order: records of one key (a file's preview and
+    its whole record in one export) merged in their order, as saves would have."""
+    by_key: dict[str, Record] = {}
+    for record in records:
+        earlier = by_key.get(record.key)
+        by_key[record.key] = record if earlier is None else merged_record(earlier, record)
+    return list(by_key.values())
 
 
 def _batches(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:

@@ -278,6 +278,33 @@ class Record:
         )
 
 
+def merged_record(existing: Record, fresh: Record) -> Record:
+    """The record to keep when ``fresh`` (a new analysis, or an imported record) is of
+    content already stored as ``existing``; saves and imports both keep this one rule.
+
+    The one that heard more of the track keeps its streaming values (a tie goes to
+    the fresh analysis); paths are united; batch values and a verdict on complete
+    values survive from the existing record when the fresh one has none. A named
+    stream's name holds its latest stream as far as it was heard: a new stream of the
+    name is other audio, which no earlier one covers (an interrupted stream's
+    snapshots, kept "so that kill -9 keeps what was heard", were dropped for an
+    earlier complete stream of the name); "latest" by ``analysed_at``, so that an old
+    export imported does not replace a newer stream.
+    """
+    if fresh.path.startswith(STREAM_PREFIX):
+        base = fresh if fresh.analysed_at >= existing.analysed_at else existing
+    else:
+        heard_more = existing.complete and not fresh.complete or (
+            not existing.complete and not fresh.complete and existing.streaming.seconds > fresh.streaming.seconds)
+        base = existing if heard_more else fresh
+    validation = existing.validation if existing.complete and base.complete else None
+    merged = dataclasses.replace(base, paths=existing.paths, batch=fresh.batch or existing.batch,
+                                 validation=base.validation or validation)
+    for seen in fresh.paths:
+        merged = merged.with_path(seen.path, seen.mtime_ns)
+    return merged
+
+
 def record_key(digest: str, params_key: str) -> str:
     return f"rec:{digest}:{params_key}"
 
