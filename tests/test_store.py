@@ -335,6 +335,20 @@ def test_a_stream_name_keeps_the_later_stream_whichever_comes_second(tmp_path, t
     assert merged_record(new, old).analysed_at == 2000.0           # an older one, imported, does not
 
 
+def test_an_export_of_another_version_is_refused_whole(tmp_path, track):
+    """Its header was rejected with "re-analyse instead", and every record imported."""
+    with FingerprintStore.open(tmp_path / "a") as a:
+        _analysed(a, track)
+        export_store(a, tmp_path / "dump.jsonl")
+    lines = (tmp_path / "dump.jsonl").read_text().splitlines()
+    lines[0] = json.dumps({"type": "fpcli-store-export", "version": 99})
+    (tmp_path / "v99.jsonl").write_text("\n".join(lines) + "\n")
+    with FingerprintStore.open(tmp_path / "b") as b:
+        with pytest.raises(StoreError, match="an export of version 99; this fpcli reads version 2: nothing"):
+            import_store(b, tmp_path / "v99.jsonl")
+        assert list(b.records()) == []
+
+
 def test_import_rejects_malformed_and_hostile_lines(tmp_path, track):
     with FingerprintStore.open(tmp_path / "a") as a:
         _analysed(a, track)

@@ -438,8 +438,13 @@ def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report
         if kind == EXPORT_FORMAT:
             if number != 1:
                 return "export header in the middle of the file"
-            return None if item.get("version") == EXPORT_VERSION else \
-                f"an export of version {str(item.get('version'))[:10]}, not {EXPORT_VERSION}: re-analyse instead"
+            if item.get("version") != EXPORT_VERSION:
+                # The whole file is of that version: rejecting the header alone imported
+                # every record anyway, under a message that said to re-analyse instead.
+                raise StoreError(f"an export of version {str(item.get('version'))[:10]}; this fpcli reads version "
+                                 f"{EXPORT_VERSION}: nothing was imported (import it with the fpcli that wrote it, "
+                                 "or analyse the library again)")
+            return None
         if kind == "record":
             batch.records.append((number, data))  # checked with its batch (``_Batch.flush``)
             return None
