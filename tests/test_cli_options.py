@@ -228,6 +228,8 @@ def test_a_preview_query_refuses_a_strategy_that_ranks_by_batch(tmp_path, song, 
      "--batch and --jobs are for runs over files and folders, not for a file followed with --every"),
     (["-", "--upgrade", "--no-store"], "--upgrade is for runs over files and folders, not for a stream (-)"),
     (["-", "--rate", "44100", "--no-store"], "--rate is for raw PCM, with --raw-format"),
+    # Batch values are of whole tracks: dropped without a word, and no run was ever answered by the store.
+    (["{song}", "--seconds", "4", "--batch"], "--batch is for whole tracks: a preview (--seconds) has streaming"),
 ])
 def test_an_option_the_run_would_ignore_is_a_usage_error(tmp_path, song, args, refused):
     """`analyze song.flac --rate 44100` analysed the file at its own rate without a word."""

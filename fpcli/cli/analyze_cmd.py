@@ -141,6 +141,10 @@ def _refuse_ignored(ctx: typer.Context, *, stream: bool, followed: bool, raw: bo
     "with its batch reference"."""
     if not stream and not followed:
         _refuse(ctx, (*STREAM_OPTIONS, "no_store"), "for a stream on stdin: fpcli analyze - ...")
+        if ctx.params.get("seconds") is not None:
+            # Batch values are of whole tracks: with a preview they were dropped without a
+            # word, and no stored record could answer (each run analysed every file again).
+            _refuse(ctx, ("batch",), "for whole tracks: a preview (--seconds) has streaming values only")
         return
     what = "a stream (-)" if stream else "a file followed with --every"
     _refuse(ctx, LIBRARY_OPTIONS, f"for runs over files and folders, not for {what}")
