@@ -286,6 +286,30 @@ def test_repair_of_records_overwritten_from_outside_leaves_the_counts_right(redi
         assert verify(store) == []
 
 
+def test_verify_finds_counts_an_outside_write_left_wrong_and_repair_counts_again(redis_url, tracks, tmp_path):
+    """A record replaced by junk from outside (redis-cli SET), then written again by a
+    run: the write counted one record more and took nothing off, so stats said one
+    entry too many while verify called the store sound and repair changed nothing."""
+    import redis
+
+    from fpcli.store import repair
+
+    with FingerprintStore.open(redis_url) as store:
+        store.clear()
+        for track in tracks:
+            _save(store, track)
+        client = redis.Redis.from_url(redis_url)
+        [key] = [k for k in store.backend.keys("rec:") if store.read_record(k).path == tracks[0]]
+        client.set(f"fpcli:data:{key}", "not json{")
+        _save(store, tracks[0])   # the run that writes it again
+        assert store.stats()["entries"] == len(tracks) + 1
+        [problem] = verify(store)
+        assert str(problem).startswith("census:") and f"entries {len(tracks) + 1} counted, {len(tracks)} found" \
+            in str(problem)
+        assert repair(store, tmp_path / "q.jsonl")["census"] == 1
+        assert store.stats()["entries"] == len(tracks) and verify(store) == []
+
+
 def test_a_preview_saved_while_another_process_saves_the_whole_track_keeps_it_whole(location, tracks):
     """save read the record, merged and wrote it with nothing in between guarded: a
     preview run whose read came just before another run's complete record overwrote

@@ -592,7 +592,8 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
 # What each count of a repair means (``salvage`` and ``repair`` return them).
 REPAIR_WORDS = {"moved_aside": "damaged database parts moved aside", "salvaged": "rows read back",
                 "rebuilt": "entries kept from a rebuilt database", "quarantined": "bad entries removed",
-                "unsafe": "unsafe (pickled) entries removed", "counters": "damaged counters reset"}
+                "unsafe": "unsafe (pickled) entries removed", "counters": "damaged counters reset",
+                "census": "census counted again"}
 
 
 def repair_summary(done: dict[str, int]) -> str:

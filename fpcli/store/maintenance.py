@@ -12,6 +12,7 @@ of the store.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import json
@@ -23,7 +24,7 @@ from typing import IO, Any
 
 from fpcli.errors import BadEntryError, StoreError
 from fpcli.files import atomic_text
-from fpcli.store.census import tag_of_entry
+from fpcli.store.census import FAILURE_TAG, census_summary, census_tag, tag_of_entry
 from fpcli.store.core import FingerprintStore
 from fpcli.store.protocol import BATCH
 from fpcli.store.records import MAX_PATHS, STREAM_PREFIX, Failure, PathSeen, Record, entry_file, path_key
@@ -173,17 +174,42 @@ def verify_counted(store: FingerprintStore, progress: Progress = lambda n: None)
     if unsafe:
         problems.append(Problem("", f"{unsafe} pickled key(s): refusing to unpickle them (not written by fpcli)"))
     number = 0
+    found: collections.Counter[str] = collections.Counter()  # census tags of the sound entries
     try:
         for number, (key, text) in enumerate(store.backend.items(), start=1):
-            problems += [Problem(key, m) for m in _entry_problems(store, key, text)]
+            problems += [Problem(key, m) for m in _entry_problems(store, key, text, found)]
             if number % BATCH == 0:
                 progress(number)
     except StoreError as exc:
         problems.append(Problem("", str(exc)))
+        return problems, number
+    problems += [Problem("", m) for m in _census_problems(store, found)]
     return problems, number
 
 
-def _entry_problems(store: FingerprintStore, key: str, text: str | None = None) -> list[str]:
+def _census_problems(store: FingerprintStore, found: collections.Counter[str]) -> list[str]:
+    """A problem when the counts ``stats`` reads differ from the entries just read. On
+    Redis an entry written from outside fpcli (a hand-made SET) is counted by no one,
+    and overwriting it then adds a count that nothing takes off: stats counted a record
+    too many while verify called the store sound. Not judged when the backend itself
+    says its counts may be stale (evictions, a restart: ``stats`` says so)."""
+    counted, note = store.backend.census()
+    if counted is None or note is not None or counted == dict(found):
+        return []
+    stated, actual = census_summary(counted), census_summary(dict(found))
+    differ = [f"{name} {stated[name]} counted, {actual[name]} found"
+              for name in ("entries", "previews", "with_batch", "validated", "failures")
+              if stated[name] != actual[name]]
+    what = "; ".join(differ) or "by version"
+    return [f"census: the counts of the store's statistics differ from its entries ({what}; or the store was "
+            "written meanwhile): a repair counts them again"]
+
+
+def _entry_problems(store: FingerprintStore, key: str, text: str | None = None,
+                    found: collections.Counter[str] | None = None) -> list[str]:
+    """What is wrong with one entry ([] when sound); a sound record or failure adds its
+    census tag to ``found``."""
+    found = collections.Counter() if found is None else found
     try:
         if text is None:  # not read in the batch (unreadable as text): read alone to learn why
             text = store.backend.get(key)
@@ -192,10 +218,16 @@ def _entry_problems(store: FingerprintStore, key: str, text: str | None = None) 
         data = loads(key, text)
         if key.startswith("rec:"):
             record = parse_record(key, data)
-            return [] if record.key == key else ["digest/params_key do not match the key"]
+            if record.key != key:
+                return ["digest/params_key do not match the key"]
+            found[census_tag(record)] += 1
+            return []
         if key.startswith("fail:"):
             failure = parse_failure(key, data)
-            return [] if key == f"fail:{path_key(failure.path)}" else ["path does not match the key"]
+            if key != f"fail:{path_key(failure.path)}":
+                return ["path does not match the key"]
+            found[FAILURE_TAG] += 1
+            return []
         if key.startswith("path:"):
             entry = parse_path_entry(key, data)
             return [] if key == f"path:{path_key(entry['path'])}" else ["path does not match the key"]
@@ -221,7 +253,11 @@ def repair(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> dict[
         if problem.startswith("meta: counter "):
             store.backend.reset_meta(problem.split()[2])
             counts["counters"] += 1
-    bad = [p for p in verify(store) if p.key]
+    checked = verify(store)
+    bad = [p for p in checked if p.key]
+    if any(p.message.startswith("census:") for p in checked) and not bad:
+        store.backend.recount(tag_of_entry)
+        counts["census"] = 1
     if bad:
         with open(quarantine, "a", encoding="utf-8") as out:
             for key in dict.fromkeys(p.key for p in bad):
