@@ -84,7 +84,9 @@ def test_a_newline_in_a_name_does_not_split_its_m3u_entry(analysed, tmp_path):
     finally:
         odd.unlink()
     lines = (tmp_path / "p.m3u").read_text().splitlines()
-    assert lines[0] == "#EXTM3U" and len(lines) == 1 + 2 * 6
+    # The query and its hits (5, or 6 when track002, the same audio, is kept: 1 s tracks
+    # have too few key bits to tell a copy), each one #EXTINF line and one location line.
+    assert lines[0] == "#EXTM3U" and len(lines) in (1 + 2 * 6, 1 + 2 * 7)
     assert all(line.startswith("#EXTINF") for line in lines[1::2])
     assert "new%0Aline.wav" in lines[2]
 
@@ -162,7 +164,8 @@ def test_unreadable_files_and_an_unwritable_index_folder(analysed, tmp_path):
     secret = library / "secret.wav"
     secret.write_bytes(wav_bytes(signal(0.5, 16000, 1, 77)[:, 0], 16000))
     os.chmod(secret, 0)
-    (store / "index").mkdir(exist_ok=True)
+    shutil.rmtree(store / "index", ignore_errors=True)   # an index saved by an earlier test would be current
+    (store / "index").mkdir()
     os.chmod(store / "index", 0o555)
     prefix = ("setpriv", "--bounding-set=-dac_override,-dac_read_search") if os.geteuid() == 0 else ()
     try:
