@@ -244,16 +244,22 @@ def test_weights_that_leave_the_fingerprint_nothing_are_refused(store, library):
     assert len(batch.hits) == 3 and len({hit.distance for hit in batch.hits}) > 1  # frequency, dynamics, stereo
 
 
+def _stored_cue_album(store, tmp_path, track_s):
+    """An album image of two tracks of ``track_s`` seconds with its CUE sheet, analysed into ``store``."""
+    album = tmp_path / "album"
+    album.mkdir()
+    write(album / "album.flac", np.concatenate([synth.music_like(float(track_s), 22050, seed=60 + i,
+                                                                 bpm=95 + 10 * i) for i in range(2)]), 22050)
+    (album / "album.cue").write_text('FILE "album.flac" WAVE\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
+                                     f'  TRACK 02 AUDIO\n    INDEX 01 00:0{track_s}:00\n')
+    run_library([str(album)], store, RunOptions())
+    return album
+
+
 def test_accurate_ranks_cue_sheet_tracks_too(store, library, tmp_path):
     """A CUE track (``album.flac#01``) is no file of that name: a filter on existing
     files left every one out of the accurate ranking."""
-    album = tmp_path / "album"
-    album.mkdir()
-    write(album / "album.flac", np.concatenate([synth.music_like(3.0, 22050, seed=60 + i, bpm=95 + 10 * i)
-                                                for i in range(2)]), 22050)
-    (album / "album.cue").write_text('FILE "album.flac" WAVE\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
-                                     '  TRACK 02 AUDIO\n    INDEX 01 00:03:00\n')
-    run_library([str(album)], store, RunOptions())
+    album = _stored_cue_album(store, tmp_path, track_s=3)
     result = search(store, str(library / "t2.flac"), k=10, strategy="accurate")
     assert {str(album / "album.flac#01"), str(album / "album.flac#02")} <= {hit.path for hit in result.hits}
     assert result.skipped == []
@@ -441,13 +447,7 @@ def test_cli_m3u_leaves_cue_sheet_tracks_out(store, library, tmp_path):
     from fpcli.search import Hit, SearchResult, write_m3u
     from fpcli.search.query import LeftOut
 
-    album = tmp_path / "album"
-    album.mkdir()
-    write(album / "album.flac", np.concatenate([synth.music_like(2.0, 22050, seed=60 + i, bpm=95 + 10 * i)
-                                                for i in range(2)]), 22050)
-    (album / "album.cue").write_text('FILE "album.flac" WAVE\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
-                                     '  TRACK 02 AUDIO\n    INDEX 01 00:02:00\n')
-    run_library([str(album)], store, RunOptions())
+    album = _stored_cue_album(store, tmp_path, track_s=2)
     playlist = tmp_path / "p.m3u"
     args = ["--store", store.location, "search", str(library / "t5.flac"), "-k", "20", "-s", "fast"]
     result = runner.invoke(app, [*args, "--m3u", str(playlist)])
