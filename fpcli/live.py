@@ -190,13 +190,21 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
             live.push(block[:take])
             block = block[take:]
             if next_mark is not None and live.seconds >= next_mark - 1e-9:
-                snapshot = _result(live, reader, path, started)
-                keep(snapshot)  # stored before it is shown: a kill -9 after the line keeps what it says
-                on_snapshot(snapshot)
+                if not _at_stated_end(reader, live):  # else the final result follows for the same second
+                    snapshot = _result(live, reader, path, started)
+                    keep(snapshot)  # stored before it is shown: a kill -9 after the line keeps what it says
+                    on_snapshot(snapshot)
                 next_mark += every_s or 0.0
             if max_seconds is not None and live.seconds >= max_seconds - 1e-9:
                 return not block.size and ended_here(reader, blocks)
     return True
+
+
+def _at_stated_end(reader: AudioReader, live: LiveFingerprint) -> bool:
+    """Whether all the frames the source states it holds have been pushed: a snapshot
+    there was printed, then the final result for the same second (``--every 2`` on an
+    8 s file: "8.0 s, partial" and "8.0 s, complete")."""
+    return bool(reader.expected_frames) and round(live.seconds * reader.info.samplerate) >= reader.expected_frames
 
 
 @contextlib.contextmanager
