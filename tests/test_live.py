@@ -52,6 +52,8 @@ def test_a_stream_on_stdin_gives_the_files_fingerprint(tmp_path, song, fmt):
     [streamed] = _lines(piped.stdout)
     assert streamed["complete"] and streamed["seconds"] == pytest.approx(12.0)
     _same_fingerprint(streamed, from_file)
+    # Named as libsndfile names them: a WAV's subtype was PCM_16 as a file, PCM_S16LE on a pipe.
+    assert (streamed["format"], streamed["subtype"]) == (from_file["format"], from_file["subtype"])
 
 
 def _same_fingerprint(a, b):

@@ -27,6 +27,15 @@ _FORMAT_NAMES = {
     "mov": "MP4", "matroska": "MATROSKA", "asf": "ASF", "ape": "APE", "wv": "WAVPACK",
     "mpc": "MUSEPACK", "mpc8": "MUSEPACK", "aac": "ADTS", "ac3": "AC3", "eac3": "EAC3",
 }
+# Codec names as libsndfile names the same subtype, so that a file reads alike from a
+# path and from stdin (a WAV's was PCM_16 as a file and PCM_S16LE on a pipe). Others
+# keep FFmpeg's name (AAC, ALAC, ...); FLAC's is its bit depth, as libsndfile gives it.
+_SNDFILE_SUBTYPES = {
+    "pcm_s16le": "PCM_16", "pcm_s16be": "PCM_16", "pcm_s24le": "PCM_24", "pcm_s24be": "PCM_24",
+    "pcm_s32le": "PCM_32", "pcm_s32be": "PCM_32", "pcm_f32le": "FLOAT", "pcm_f32be": "FLOAT",
+    "pcm_f64le": "DOUBLE", "pcm_f64be": "DOUBLE", "pcm_u8": "PCM_U8", "pcm_s8": "PCM_S8",
+    "pcm_alaw": "ALAW", "pcm_mulaw": "ULAW", "mp3": "MPEG_LAYER_III", "mp2": "MPEG_LAYER_II",
+}
 # Demuxers whose duration is a stated sample count (MP4 sample tables, Matroska's
 # Duration element, APE and WavPack headers), not a bit-rate estimate: only these can
 # prove that a file which decodes short was cut.
@@ -138,7 +147,7 @@ class AvSource:
             stated = stated_frames(bytes(self._recorded.head))
             if stated is not None:
                 frames, exact = stated, True
-        info = AudioInfo(self.path, _FORMAT_NAMES.get(demuxer, demuxer.upper()), codec.name.upper(),
+        info = AudioInfo(self.path, _FORMAT_NAMES.get(demuxer, demuxer.upper()), _subtype(codec),
                          rate, channels, frames)
         return info, exact
 
@@ -203,6 +212,14 @@ def link_change(links: list[headers.OggLink]) -> str | None:
             return (f"link {number} of this chained Ogg is {link.describe()} after {links[0].describe()}: "
                     f"one analysis needs one codec, rate and channel count, so {rest} not read")
     return None
+
+
+def _subtype(codec: Any) -> str:
+    """The subtype of a codec context, in libsndfile's names where it has one (FLAC's
+    by the sample format FFmpeg decodes it to: 16-bit to s16, 24-bit to s32)."""
+    if codec.name == "flac":
+        return {"s16": "PCM_16", "s16p": "PCM_16", "s32": "PCM_24", "s32p": "PCM_24"}.get(codec.format.name, "FLAC")
+    return _SNDFILE_SUBTYPES.get(codec.name, codec.name.upper())
 
 
 def frame_to_float32(frame: Any) -> np.ndarray:
