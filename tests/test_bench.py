@@ -24,6 +24,27 @@ def tiny_library(tmp_path_factory):
     return root
 
 
+def test_a_file_whose_audio_does_not_decode_is_left_out(tmp_path):
+    """A FLAC cut after 3 KB opens but decodes nothing: its decoding error, met while it
+    was timed, stopped the whole benchmark (exit 1, no tables)."""
+    library = tmp_path / "lib"
+    library.mkdir()
+    for i in range(2):
+        write(library / f"t{i}.flac", synth.music_like(3.0, 22050, seed=i), 22050)
+    (library / "cut.flac").write_bytes((library / "t0.flac").read_bytes()[:3000])
+    assert bench._decodes(str(library / "t0.flac")) and not bench._decodes(str(library / "cut.flac"))
+
+
+def test_cli_bench_library_errors_say_what_is_wrong(tmp_path):
+    missing = runner.invoke(app, ["bench", "--quick", "--library", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no such file or folder" in missing.output
+    one = tmp_path / "one.flac"
+    write(one, synth.music_like(2.0, 22050, seed=1), 22050)
+    single = runner.invoke(app, ["bench", "--quick", "--library", str(one)])
+    assert single.exit_code == 1
+    assert "1 decodable audio file of 1: the benchmark needs at least 2" in str(single.exception)
+
+
 @pytest.fixture(scope="module")
 def result(tiny_library):
     return bench.run(tiny_library, quick=True, jobs=1)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fpcli.cli.options import check_outputs, finite
+from fpcli.cli.options import check_outputs, finite, path_text
 from fpcli.cli.render import note, number, rows_out, stderr
 from fpcli.cli.root import EXIT_BELOW_THRESHOLD, app
 from fpcli.errors import FpcliError
@@ -68,6 +69,8 @@ def bench(
 
     limits, earlier = _bench_inputs(thresholds, compare_with)
     check_outputs({"--json": json_file, "--markdown": markdown})  # before a minute of measuring, not after
+    if library is not None and not os.path.lexists(library):  # "no decodable audio files" hid the typo
+        raise typer.BadParameter(f"{path_text(library)}: no such file or folder", param_hint="--library")
     status = stderr().status("benchmarking")
     with status:
         location = ctx.obj.spec.resolved().location
