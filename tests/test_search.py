@@ -821,7 +821,8 @@ def test_cli_stream_query_names_the_hit_that_is_probably_itself(openings):
     result = runner.invoke(app, ["--store", str(openings / "store"), "search", "-", "--seconds", "6", "-k", "2"],
                            input=pcm)
     assert result.exit_code == 0, result.output
-    assert f"{openings / 'a.wav'} is probably the query itself" in result.stderr
+    assert f"{openings / 'a.wav'} is probably the query itself: it opens as the 6 s heard do, which are too few" \
+        in result.stderr
 
 
 def test_cli_stream_query_takes_the_length_its_header_states(openings):

@@ -270,7 +270,7 @@ def render_search(result: SearchResult, explain: bool, *, table: bool = True) ->
                  "(benchmarks/preview.md)")
     for path in stats.get("probably_the_query", []):
         note("", f"{path} is probably the query itself: it opens as the {seconds_text(stats['query_seconds'])} s "
-                 "heard do, and a stream that does not state its length cannot be told from it by more")
+                 "heard do, which are too few to tell it from another recording that opens alike")
     if stats.get("missing_batch"):
         warn_line(f"{stats['missing_batch']} track(s) have no batch fingerprint and were not searched: "
                   "use --compute-missing or `fpcli analyze --batch`")
