@@ -230,3 +230,15 @@ def test_the_terminal_and_the_pipe_share_the_heading(tmp_path, private_store):
     assert screens[1].splitlines()[:2] == heading
     squeezed = "".join(screens[0].split())  # the table's title wraps at the table's width
     assert squeezed.startswith("".join("".join(heading).split()))
+
+
+def test_a_track_table_in_a_pipe_is_tab_separated(tmp_path):
+    """The rows went through rich, which expanded each tab to spaces: empty cells (a dim
+    with a batch value only) collapsed and the columns could not be split."""
+    track = write(tmp_path / "t.flac", synth.music_like(3.0, 22050, seed=1), 22050)
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "analyze", "--batch", str(track)])
+    assert result.exit_code == 0, result.output
+    rows = [line.split("\t") for line in result.stdout.splitlines()[1:] if "\t" in line]
+    assert len(rows) == 25 and {len(row) for row in rows} == {6}
+    assert [row[1] for row in rows if row[0] == "frequency"][0] == "band_sub_bass"
+

@@ -186,8 +186,8 @@ def render_track(result: TrackResult, out: Console | None = None) -> None:
     if not out.is_terminal:  # a pipe: the heading, then one plain tab-separated line per dim
         for text, style in heading:
             out.print(Text(printable_path(text), style=style), soft_wrap=True)
-        for row in rows:
-            out.print(Text("\t".join(row)), soft_wrap=True)
+        out.file.write("".join("\t".join(row) + "\n" for row in rows))  # rich expanded each tab to spaces
+        out.file.flush()
     else:
         title = "\n".join(f"[{style}]{shown(text)}[/{style}]" if style else shown(text) for text, style in heading)
         _track_table(title, rows, reference is not None, out)
