@@ -108,6 +108,7 @@ def test_cli_bench_check_json_markdown_compare(tiny_library, tmp_path):
     ok = runner.invoke(app, [*base, "--check", "--thresholds", str(loose), "--json", str(out), "--markdown", str(md)],
                        env={"COLUMNS": "160"})
     assert ok.exit_code == 0, ok.output
+    assert "fpcli bench — " in ok.stderr and " · library: " in ok.stderr  # the run's facts, also in a pipe
     assert json.loads(out.read_text())["schema"] == "fpcli-bench/1"
     assert "| figure" in md.read_text() and "cache.hit_rate" in md.read_text()
     impossible = _thresholds_file(tmp_path / "strict.toml", "impossible")

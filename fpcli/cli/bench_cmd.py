@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fpcli.cli.options import check_outputs, finite, path_text
-from fpcli.cli.render import note, number, rows_out, stderr
+from fpcli.cli.render import is_terminal, note, number, rows_out, stderr
 from fpcli.cli.root import EXIT_BELOW_THRESHOLD, app
 from fpcli.errors import FpcliError
 from fpcli.files import write_text
@@ -149,6 +149,8 @@ def _bench_header(result: BenchResult) -> str:
 
 def _render_bench(result: BenchResult, checks: list[Check], changes: list[Change]) -> None:
     columns = ["figure", "value", "unit", "kind", "threshold", "check"] + (["change"] if changes else [])
+    if not is_terminal(sys.stdout):  # rows_out leaves a table's title out of a pipe: these facts go to stderr
+        note("", f"fpcli bench — {_bench_header(result)}")
     rows_out(f"fpcli bench — {_bench_header(result)}", columns, _bench_rows(result, checks, changes),
              {"value": "right", "change": "right"})
 
