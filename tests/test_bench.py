@@ -109,7 +109,11 @@ def test_cli_bench_check_json_markdown_compare(tiny_library, tmp_path):
                        env={"COLUMNS": "160"})
     assert ok.exit_code == 0, ok.output
     assert "fpcli bench — " in ok.stderr and " · library: " in ok.stderr  # the run's facts, also in a pipe
-    assert json.loads(out.read_text())["schema"] == "fpcli-bench/1"
+    written = json.loads(out.read_text())
+    assert written["schema"] == "fpcli-bench/1" and written["changes"] == []
+    # The table's verdicts are in the file too: a CI job had to check the thresholds again.
+    assert written["checks"] and all(set(c) == {"name", "value", "op", "threshold", "passed"} and c["passed"]
+                                     for c in written["checks"])
     assert "| figure" in md.read_text() and "cache.hit_rate" in md.read_text()
     impossible = _thresholds_file(tmp_path / "strict.toml", "impossible")
     strict = runner.invoke(app, [*base, "--check", "--thresholds", str(impossible)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -81,7 +82,7 @@ def bench(
     changes = compare_figures(result, earlier, tolerance) if earlier is not None else []
     _render_bench(result, checks, changes)
     if json_file:
-        write_text(json_file, json.dumps(result.to_json(), indent=1) + "\n")
+        write_text(json_file, json.dumps(_bench_json(result, checks, changes), indent=1) + "\n")
     if markdown:
         write_text(markdown, _bench_markdown(result, checks, changes))
     misses = [c for c in checks if not c.passed]
@@ -153,6 +154,14 @@ def _render_bench(result: BenchResult, checks: list[Check], changes: list[Change
         note("", f"fpcli bench — {_bench_header(result)}")
     rows_out(f"fpcli bench — {_bench_header(result)}", columns, _bench_rows(result, checks, changes),
              {"value": "right", "change": "right"})
+
+
+def _bench_json(result: BenchResult, checks: list[Check], changes: list[Change]) -> dict[str, Any]:
+    """The --json result: the figures, and the verdicts the table shows (each threshold
+    checked, each change against --compare), which a CI job otherwise had to redo."""
+    return {**result.to_json(),
+            "checks": [dataclasses.asdict(check) for check in checks],
+            "changes": [dataclasses.asdict(change) for change in changes]}
 
 
 def _bench_markdown(result: BenchResult, checks: list[Check], changes: list[Change]) -> str:
