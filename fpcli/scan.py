@@ -129,7 +129,11 @@ class _Walker:
             if spec is not None:
                 rules[folder] = spec
             ignored = self._ignored_by(root, folder, rules)
-            subfolders[:] = sorted(d for d in subfolders if not ignored(os.path.join(folder, d), True))
+            kept = sorted(d for d in subfolders if not ignored(os.path.join(folder, d), True))
+            # Said in the summary: "--exclude 'Podcasts/'" left a folder out without a word.
+            if len(kept) < len(subfolders):
+                self.result.skipped_folders["excluded"] += len(subfolders) - len(kept)
+            subfolders[:] = kept
             self._files(folder, sorted(names), ignored)
 
     def _enter(self, folder: str, names: list[str], subfolders: list[str], *, given: bool) -> bool:
@@ -175,11 +179,14 @@ class _Walker:
         return ignored
 
     def _files(self, folder: str, names: list[str], ignored: Callable[[str, bool], bool]) -> None:
+        reported: str | None = None  # a bad sheet's name
         try:
             tracks, images, sheets = cue_tracks_of_folder(folder, names)
         except CueError as exc:
             self.result.problems.append(ScanProblem(exc.path, str(exc)))
+            # The bad sheet is that problem; counted among the ignored files too, it was two.
             tracks, images, sheets = [], set(), set()
+            reported = os.path.basename(exc.path)
         for track in tracks:
             if not ignored(track.image, False):
                 self.result.files.append(track.entry)
@@ -193,6 +200,8 @@ class _Walker:
                 self.result.ignored["excluded"] += 1
             elif name in images:
                 continue  # an album image: its tracks were added above
+            elif name == reported:
+                continue
             elif name in sheets:
                 self.result.ignored[".cue (tracks listed)"] += 1
             elif extension in AUDIO_EXTENSIONS:

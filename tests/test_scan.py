@@ -44,7 +44,10 @@ def test_exclusions_markers_and_the_ignored_account(library):
     found = scan([library], exclude=["Podcasts/", "*.wav"])
     assert _names(found, library) == ["albums/a/1.flac", "albums/b/3.flac"]
     assert found.ignored == {"excluded": 1, ".jpg": 1, ".txt": 1, "in a .nomedia/.notmusic folder": 2}
+    # The excluded folder is said too ("--exclude 'Podcasts/'" left it out without a word).
+    assert found.skipped_folders == {"excluded": 1}
     assert found.ignored_summary().startswith("ignored 5 files: ")
+    assert found.ignored_summary().endswith("; skipped 1 folder: excluded 1")
     assert scan([library]).ignored_summary() == "ignored 4 files: in a .nomedia/.notmusic folder 2, .jpg 1, .txt 1"
 
 
@@ -166,6 +169,7 @@ def test_bad_cue_sheets_are_problems_not_crashes(tmp_path):
     found = scan([folder])
     assert [p.message for p in found.problems] == ["track 01 ends before it starts (120.00 s, then 60.00 s)"]
     assert [os.path.basename(f) for f in found.files] == ["Album Image.flac"]  # analysed as one file
+    assert found.ignored == {}   # the sheet is its problem, not also an ignored .cue file
     with pytest.raises(CueError):
         parse_sheet(str(folder / "bad.cue"))
 
@@ -198,6 +202,7 @@ def test_a_cue_track_starting_after_the_end_of_its_image_is_a_sheet_problem(tmp_
     assert [p.message for p in found.problems] == [
         "track 03 starts at 300.00 s, after the end of Album Image.flac (3.00 s)"]
     assert [os.path.basename(f) for f in found.files] == ["Album Image.flac"]  # analysed as one file
+    assert found.ignored == {}   # the sheet is its problem, not also an ignored .cue file
     result = runner.invoke(app, ["analyze", str(folder), "-q", "--jobs", "1"])
     assert result.exit_code == 3 and "album.cue: track 03 starts at 300.00 s" in result.stderr
     assert "no audio frames" not in result.output
