@@ -420,3 +420,39 @@ def test_validate_keeps_a_path_another_run_added_while_it_validated(location, tr
         [record] = list(store.records())
         assert [t.status for t in report.tracks] == [record.validation.status]
         assert {os.path.basename(seen.path) for seen in record.paths} == {"t0.flac", "copy.flac"}
+
+
+def test_a_redis_url_with_anything_after_the_database_is_refused_without_its_secret(redis_url):
+    """"?password=secret" was ignored, and printed in clear in stats and errors; "?db=3"
+    wrote to db 0."""
+    for tail in ("?password=hunter2", "?db=3", "#hunter2"):
+        with pytest.raises(StoreError, match="nothing after the database") as raised:
+            FingerprintStore.open(redis_url + tail)
+        assert "hunter2" not in str(raised.value)
+
+
+def test_a_percent_encoded_redis_password_is_decoded(redis_url, redis_server):
+    """A password holding @ / : can only be written percent-encoded in a URL; it was sent
+    as written ("invalid username-password pair")."""
+    import urllib.parse
+
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    admin.execute_command("ACL", "SETUSER", "fpcli-test", "on", ">pa@ss/x:y", "~*", "&*", "+@all")
+    try:
+        parsed = urllib.parse.urlparse(redis_url)
+        url = f"redis://fpcli-test:{urllib.parse.quote('pa@ss/x:y', safe='')}@{parsed.netloc}{parsed.path}"
+        with FingerprintStore.open(url) as store:
+            assert store.stats()["entries"] == 0 and "***" in store.location
+    finally:
+        admin.execute_command("ACL", "DELUSER", "fpcli-test")
+
+
+def test_a_ttl_beyond_what_redis_takes_is_capped(redis_url, tracks):
+    """--store-ttl 1e30 passed the option's checks, then Redis refused the expiry: "value
+    is not an integer or out of range" ended the run."""
+    with FingerprintStore.open(redis_url, ttl_s=1e30) as store:
+        _save(store, tracks[0])
+        assert store.stats()["entries"] == 1
+

@@ -54,6 +54,9 @@ from fpcli.store.redis_files import RedisFileSets
 from fpcli.store.redis_files import glob_escape as _glob_escape
 
 DEFAULT_EXPIRY_S = 365 * 24 * 3600  # data keys always expire, so volatile-lru can evict them
+# The longest expiry set: Redis refuses one beyond a 64-bit count of milliseconds, and a
+# --store-ttl of 1e30 s aborted a run with Redis's "value is not an integer or out of range".
+MAX_EXPIRY_S = 1000 * 365 * 24 * 3600
 RECOMMENDED_POLICY = "volatile-lru"
 SCHEMES = ("redis://", "rediss://")
 T = TypeVar("T")
@@ -143,10 +146,17 @@ class RedisBackend:
             raise StoreError(f"{_redact(url)}: the port must be a number from 1 to 65535") from None
         if not parsed.hostname:
             raise StoreError(f"{_redact(url)}: not a Redis URL (redis://[user:password@]host:port/db)")
+        if parsed.query or parsed.fragment or parsed.params:
+            # Nothing after the database is read: "?password=..." was ignored (and printed),
+            # "?db=3" wrote to db 0.
+            raise StoreError(f"{_redact(url)}: a Redis URL is redis://[user:password@]host:port/db, nothing after "
+                             "the database (a password goes before the host, or in FPCLI_REDIS_PASSWORD)")
         self.host, self.port = parsed.hostname, port or 6379
         self.location = _redact(url)
-        self.ttl_s = ttl_s
-        password = parsed.password or os.environ.get("FPCLI_REDIS_PASSWORD")
+        self.ttl_s = None if ttl_s is None else min(ttl_s, MAX_EXPIRY_S)
+        # Percent-encoded in the URL (a password with @ : / # ? can only be written so).
+        user = urllib.parse.unquote(parsed.username) if parsed.username else None
+        password = urllib.parse.unquote(parsed.password) if parsed.password else os.environ.get("FPCLI_REDIS_PASSWORD")
         try:
             db = int((parsed.path or "/0").lstrip("/") or 0)
         except ValueError:
@@ -157,7 +167,7 @@ class RedisBackend:
         retry = redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=1.0, base=0.1), retries=6,
                                   supported_errors=(redis.exceptions.ConnectionError,))
         options: dict[str, Any] = dict(
-            host=self.host, port=self.port, db=db, username=parsed.username or None, password=password,
+            host=self.host, port=self.port, db=db, username=user, password=password,
             ssl=parsed.scheme == "rediss", socket_timeout=10, socket_connect_timeout=3, retry=retry,
             retry_on_error=[redis.exceptions.ConnectionError])
         self._client = redis.Redis(**options, decode_responses=True)  # meta: text
@@ -560,13 +570,13 @@ def shielded() -> Iterator[None]:
 
 
 def _redact(url: str) -> str:
-    """The URL without its password (it goes into messages and stats)."""
-    parsed = urllib.parse.urlparse(url)
-    if parsed.password is None:
-        return url
-    host_and_port = parsed.netloc.rpartition("@")[2]
-    netloc = f"{parsed.username + ':' if parsed.username else ':'}***@{host_and_port}"
-    return urllib.parse.urlunparse(parsed._replace(netloc=netloc))
+    """The URL without its password or anything after the database, where a password
+    may have been put (it goes into messages and stats)."""
+    parsed = urllib.parse.urlparse(url)._replace(params="", query="", fragment="")
+    if parsed.password is not None:
+        host_and_port = parsed.netloc.rpartition("@")[2]
+        parsed = parsed._replace(netloc=f"{parsed.username + ':' if parsed.username else ':'}***@{host_and_port}")
+    return urllib.parse.urlunparse(parsed)
 
 
 def _first_line(exc: Exception) -> str:
