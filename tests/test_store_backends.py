@@ -456,3 +456,27 @@ def test_a_ttl_beyond_what_redis_takes_is_capped(redis_url, tracks):
         _save(store, tracks[0])
         assert store.stats()["entries"] == 1
 
+
+def test_a_full_redis_still_says_so_and_can_be_cleared(redis_url, tracks):
+    """At its maxmemory under noeviction (Redis's default policy) Redis refuses writes,
+    and the writes of opening the store stopped every command: stats, clear and verify
+    --repair too, with Redis's own "command not allowed when used memory > 'maxmemory'"."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    with FingerprintStore.open(redis_url) as store:
+        for track in tracks:
+            _save(store, track)
+    policy = admin.config_get("maxmemory-policy")["maxmemory-policy"]
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) - 4096)
+    try:
+        with FingerprintStore.open(redis_url) as store:
+            assert store.stats()["entries"] == len(tracks)
+            with pytest.raises(StoreError, match=r"is full: .* \(maxmemory-policy volatile-lru\)"):
+                store.save_failure(str(tracks[0]), None, "AudioReadError", "a write")
+            assert store.clear() == 3 * len(tracks)      # records, path entries, candidate lists
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.config_set("maxmemory-policy", policy)
+

@@ -58,6 +58,7 @@ DEFAULT_EXPIRY_S = 365 * 24 * 3600  # data keys always expire, so volatile-lru c
 # --store-ttl of 1e30 s aborted a run with Redis's "value is not an integer or out of range".
 MAX_EXPIRY_S = 1000 * 365 * 24 * 3600
 RECOMMENDED_POLICY = "volatile-lru"
+FULL = "is full"  # in the error of a write Redis refused for memory
 SCHEMES = ("redis://", "rediss://")
 T = TypeVar("T")
 MARK = b"\x01"      # an encoded value: MARK, census tag, NUL, raw deflate of the JSON with ZDICT
@@ -178,9 +179,22 @@ class RedisBackend:
         # search index in its own folder, named by the epoch it was built at: when the
         # keys are lost (FLUSHDB, a restart without persistence), the store that fills
         # the namespace again must not pass for the old one at the same generation.
-        self._call(self._client.set, self._meta + "epoch", secrets.randbelow(1 << 48), nx=True)
-        self._census_start()
+        self._opened_full(lambda: self._call(self._client.set, self._meta + "epoch", secrets.randbelow(1 << 48),
+                                             nx=True))
+        self._opened_full(self._census_start)
         self._files = RedisFileSets(self._call, self._client, self._bin, self._meta + "shared:")
+
+    def _opened_full(self, setup: Callable[[], Any]) -> None:
+        """Run a set-up step that writes, unless Redis is full. A Redis at its maxmemory
+        under ``noeviction`` (Redis's default policy) refuses every write, and the
+        writes of opening stopped every command, those that free room (clear, prune, a
+        repair) and the one that says why (stats) among them. Opened so, a store reads
+        and deletes; its first write says Redis is full and what to do."""
+        try:
+            setup()
+        except StoreError as exc:
+            if FULL not in str(exc):
+                raise
 
     def _mend_meta(self) -> None:
         """Delete meta keys that hold the wrong Redis type, and counters that are not
@@ -224,6 +238,10 @@ class RedisBackend:
             return function(*args, **kwargs)
         except redis.exceptions.AuthenticationError as exc:
             raise StoreError(f"Redis at {self.host}:{self.port}: authentication failed ({exc})") from None
+        except redis.exceptions.OutOfMemoryError:
+            raise StoreError(f"Redis at {self.host}:{self.port} {FULL}: its used memory is above its maxmemory "
+                             "and its policy refuses writes; let it evict fingerprints (maxmemory-policy "
+                             "volatile-lru), raise maxmemory, or make room (fpcli cache prune, cache clear)") from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise StoreError(f"Redis at {self.host}:{self.port}: cannot connect ({_first_line(exc)})") from None
         except redis.exceptions.RedisError as exc:
@@ -410,7 +428,7 @@ class RedisBackend:
         pipe.hset(self._meta + "census", "basis", basis)
         for tag, n in counts.items():
             pipe.hset(self._meta + "census", tag, n)
-        self._call(pipe.execute)
+        self._opened_full(lambda: self._call(pipe.execute))  # a full Redis: counted, not kept
         return dict(counts)
 
     def _migrate(self, full_key: str, tag_of: TagOf) -> Tag:
@@ -490,8 +508,10 @@ class RedisBackend:
             for start in range(0, len(keys), 1000):
                 deleted = self._call(self._client.delete, *keys[start : start + 1000])
                 removed += deleted if namespace == self._data else 0
-        self._call(self._client.set, self._meta + "epoch", epoch + 1)
-        self._call(self._client.hset, self._meta + "census", "basis", self._dropped())  # empty, counted
+        # Still full (of other data, or not yet freed): the keys are gone all the same, and a
+        # missing epoch is a new one to every client (their indexes are rebuilt).
+        self._opened_full(lambda: self._call(self._client.set, self._meta + "epoch", epoch + 1))
+        self._opened_full(lambda: self._call(self._client.hset, self._meta + "census", "basis", self._dropped()))
         return removed
 
     # -- shared file sets (protocol.SharedFiles: the search index for every client) -------
