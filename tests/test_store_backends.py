@@ -480,3 +480,29 @@ def test_a_full_redis_still_says_so_and_can_be_cleared(redis_url, tracks):
         admin.config_set("maxmemory", 0)
         admin.config_set("maxmemory-policy", policy)
 
+
+def test_a_store_path_that_is_a_file_or_a_dangling_link_says_so(tmp_path):
+    """It said "File exists" (os.makedirs), also where nothing existed (a dangling link)."""
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "a-link").symlink_to(tmp_path / "nowhere" / "x")
+    for name, said in (("a-file", "it is not a folder"), ("a-link", "it is a link to nothing")):
+        with pytest.raises(StoreError, match=said):
+            FingerprintStore.open(tmp_path / name)
+
+
+def test_a_redis_that_wants_a_password_says_where_to_give_it(redis_url, monkeypatch):
+    """The server's HELLO message alone named neither the URL's password nor FPCLI_REDIS_PASSWORD."""
+    import redis
+
+    monkeypatch.delenv("FPCLI_REDIS_PASSWORD", raising=False)
+    admin = redis.Redis.from_url(redis_url)
+    admin.config_set("requirepass", "sesame")
+    try:
+        with pytest.raises(StoreError, match="this server wants a password: in the URL .* or in FPCLI_REDIS_PASSWORD"):
+            FingerprintStore.open(redis_url)
+        monkeypatch.setenv("FPCLI_REDIS_PASSWORD", "sesame")
+        with FingerprintStore.open(redis_url) as store:
+            assert store.stats()["entries"] == 0
+    finally:
+        redis.Redis.from_url(redis_url, password="sesame").config_set("requirepass", "")
+

@@ -84,6 +84,11 @@ class DiskcacheBackend(MetaCounters):
         try:
             os.makedirs(directory, exist_ok=True)
             self._open()
+        except FileExistsError:
+            # makedirs' "File exists" for a path that is a file, or a link to nothing.
+            dangling = os.path.islink(directory) and not os.path.exists(directory)
+            what = "a link to nothing" if dangling else "not a folder"
+            raise StoreError(f"cannot open the store at {directory}: it is {what} (a store is a folder)") from None
         except OSError as exc:
             raise StoreError(f"cannot open the store at {directory}: {exc.strerror or exc}") from None
         except (sqlite3.Error, diskcache.Timeout) as exc:

@@ -158,6 +158,7 @@ class RedisBackend:
         # Percent-encoded in the URL (a password with @ : / # ? can only be written so).
         user = urllib.parse.unquote(parsed.username) if parsed.username else None
         password = urllib.parse.unquote(parsed.password) if parsed.password else os.environ.get("FPCLI_REDIS_PASSWORD")
+        self._password_given, self._tls = bool(password), parsed.scheme == "rediss"
         try:
             db = int((parsed.path or "/0").lstrip("/") or 0)
         except ValueError:
@@ -237,13 +238,19 @@ class RedisBackend:
         try:
             return function(*args, **kwargs)
         except redis.exceptions.AuthenticationError as exc:
-            raise StoreError(f"Redis at {self.host}:{self.port}: authentication failed ({exc})") from None
+            hint = "" if self._password_given else (
+                "; this server wants a password: in the URL (redis://[user:]password@host:port/db) or in "
+                "FPCLI_REDIS_PASSWORD")
+            raise StoreError(f"Redis at {self.host}:{self.port}: authentication failed ({_first_line(exc)}){hint}") \
+                from None
         except redis.exceptions.OutOfMemoryError:
             raise StoreError(f"Redis at {self.host}:{self.port} {FULL}: its used memory is above its maxmemory "
                              "and its policy refuses writes; let it evict fingerprints (maxmemory-policy "
                              "volatile-lru), raise maxmemory, or make room (fpcli cache prune, cache clear)") from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            raise StoreError(f"Redis at {self.host}:{self.port}: cannot connect ({_first_line(exc)})") from None
+            tls = " (rediss:// speaks TLS: is this a plain redis:// server?)" if self._tls and "imeout" in str(exc) \
+                else ""
+            raise StoreError(f"Redis at {self.host}:{self.port}: cannot connect ({_first_line(exc)}){tls}") from None
         except redis.exceptions.RedisError as exc:
             raise StoreError(f"Redis at {self.host}:{self.port}: {_first_line(exc)}") from None
 
