@@ -18,7 +18,7 @@ from fpcli.params import AnalysisParams
 # scale hid the decays of a quiet copy's notes: a track's transient density read 0.43
 # at -20 dB, 2.08 at its own level and 2.27 at +6 dB. Near where the fixed floor sat
 # for music at its own level (loudest bands -3 to -14 dB); on the quality corpus 65 dB
-# kept the search figures of the fixed floor, 70 dB lost 0.005-0.012 of them.
+# stayed within a query of the fixed floor's search figures, 70 dB lost up to 0.012.
 ONSET_FLOOR_DB = -65.0
 # The floor never goes below this (dB re a full-scale sine): 16-bit dither in a mel band
 # lies at about -112 to -129 dB, so it is never onset. Music whose loudest band is above
