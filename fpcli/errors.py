@@ -59,6 +59,11 @@ class DamagedStoreError(StoreError):
         self.location = location
 
 
+class StoreFullError(StoreError):
+    """The store refused a write for lack of room (a Redis at its maxmemory whose policy
+    evicts nothing); reads and deletes still work."""
+
+
 class BadEntryError(StoreError):
     """One entry of the store (or one line of an import) cannot be used: not JSON, a
     pickle, or a value that breaks the record schema. One bad entry is one bad entry:

@@ -48,7 +48,7 @@ import redis.backoff
 import redis.exceptions
 import redis.retry
 
-from fpcli.errors import StoreError
+from fpcli.errors import StoreError, StoreFullError
 from fpcli.store.protocol import BATCH, JOURNAL_LIMIT, Put, Tag, TagOf
 from fpcli.store.redis_files import RedisFileSets
 from fpcli.store.redis_files import glob_escape as _glob_escape
@@ -58,7 +58,6 @@ DEFAULT_EXPIRY_S = 365 * 24 * 3600  # data keys always expire, so volatile-lru c
 # --store-ttl of 1e30 s aborted a run with Redis's "value is not an integer or out of range".
 MAX_EXPIRY_S = 1000 * 365 * 24 * 3600
 RECOMMENDED_POLICY = "volatile-lru"
-FULL = "is full"  # in the error of a write Redis refused for memory
 SCHEMES = ("redis://", "rediss://")
 T = TypeVar("T")
 MARK = b"\x01"      # an encoded value: MARK, census tag, NUL, raw deflate of the JSON with ZDICT
@@ -191,11 +190,8 @@ class RedisBackend:
         writes of opening stopped every command, those that free room (clear, prune, a
         repair) and the one that says why (stats) among them. Opened so, a store reads
         and deletes; its first write says Redis is full and what to do."""
-        try:
+        with contextlib.suppress(StoreFullError):
             setup()
-        except StoreError as exc:
-            if FULL not in str(exc):
-                raise
 
     def _mend_meta(self) -> None:
         """Delete meta keys that hold the wrong Redis type, and counters that are not
@@ -244,7 +240,7 @@ class RedisBackend:
             raise StoreError(f"Redis at {self.host}:{self.port}: authentication failed ({_first_line(exc)}){hint}") \
                 from None
         except redis.exceptions.OutOfMemoryError:
-            raise StoreError(f"Redis at {self.host}:{self.port} {FULL}: its used memory is above its maxmemory "
+            raise StoreFullError(f"Redis at {self.host}:{self.port} is full: its used memory is above its maxmemory "
                              "and its policy refuses writes; let it evict fingerprints (maxmemory-policy "
                              "volatile-lru), raise maxmemory, or make room (fpcli cache prune, cache clear)") from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
