@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import os
 import re
 import struct
@@ -324,3 +325,75 @@ def _ogg_crc(data: bytes) -> int:
     for byte in data:
         crc = ((crc << 8) & 0xFFFFFFFF) ^ table[(crc >> 24) ^ byte]
     return crc
+
+
+# Data sizes a WAV writer that cannot seek back (to a pipe) puts in its header for "up
+# to the stream's end": 0, 0xFFFFFFFF (FFmpeg), 0x7FFFF000 (SoX); above that nothing
+# is taken as a stated length (a real 2 GB data chunk only loses the check).
+_WAV_UNKNOWN_SIZE_FROM = 0x7FFFF000
+# WAVE format tags whose data size divided by the block size is the frame count: PCM,
+# IEEE float, A-law, mu-law (EXTENSIBLE: its subformat's tag).
+_WAV_FRAME_TAGS = frozenset({1, 3, 6, 7})
+_WAV_EXTENSIBLE = 0xFFFE
+
+
+def stated_frames(head: bytes) -> int | None:
+    """The frame count a WAV or FLAC header at the start of ``head`` (a stream's first
+    bytes) states exactly, or None when it states none: a placeholder a streaming
+    writer left, a data chunk beyond ``head``, or another format."""
+    if head[:4] == b"RIFF":
+        return wav_stated_frames(io.BytesIO(head))
+    if head[:4] == b"fLaC":
+        return _flac_stated_frames(head)
+    return None
+
+
+def wav_stated_frames(fh: BinaryIO) -> int | None:
+    """The frames the RIFF header read from ``fh`` (at its start: a file, or a stream's
+    first bytes) states exactly: the ``data`` chunk's size over the ``fmt`` block size.
+    None when it states none: not a WAV, a placeholder size, a codec whose size is no
+    frame count, or no data chunk within what ``fh`` holds. One reader for files and
+    streams (libsndfile clamps a file's count to the bytes present, so a truncated WAV
+    looked complete; on stdin FFmpeg gives no length at all)."""
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    riff_size = struct.unpack("<I", head[4:8])[0]
+    if not 0 < riff_size < _WAV_UNKNOWN_SIZE_FROM:
+        return None
+    block_align = 0
+    while len(header := fh.read(8)) == 8:
+        tag, size = header[:4], struct.unpack("<I", header[4:])[0]
+        if tag == b"data":
+            if not block_align or not 0 < size < _WAV_UNKNOWN_SIZE_FROM or size > riff_size:
+                return None
+            return size // block_align
+        body = fh.read(min(size, 26)) if tag == b"fmt " else b""
+        if tag == b"fmt ":
+            if len(body) < 16:
+                return None
+            format_tag, block_align = struct.unpack("<H", body[:2])[0], struct.unpack("<H", body[12:14])[0]
+            if format_tag == _WAV_EXTENSIBLE and len(body) >= 26:
+                format_tag = struct.unpack("<H", body[24:26])[0]  # the subformat GUID starts with the tag
+            if format_tag not in _WAV_FRAME_TAGS:
+                return None
+        fh.seek(size - len(body) + (size & 1), os.SEEK_CUR)  # chunks are padded to an even length
+    return None
+
+
+def wav_file_stated_frames(path: str | os.PathLike) -> int | None:
+    """``wav_stated_frames`` of a file; None if it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return wav_stated_frames(fh)
+    except OSError:
+        return None
+
+
+def _flac_stated_frames(head: bytes) -> int | None:
+    if len(head) < 42 or head[4] & 0x7F != 0:  # STREAMINFO must be the first metadata block
+        return None
+    streaminfo = head[8:42]
+    # 36 bits after the rate, channels and bits per sample; 0 means unknown (a pipe's encoder)
+    total = (streaminfo[13] & 0x0F) << 32 | struct.unpack(">I", streaminfo[14:18])[0]
+    return total or None

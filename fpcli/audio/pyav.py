@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any, BinaryIO
@@ -144,7 +143,7 @@ class AvSource:
             # On stdin FFmpeg reports no WAV length (it takes the data size only where it
             # can check it against the file's size): a WAV's data size and a FLAC's
             # STREAMINFO count are read from the header itself, unless placeholders.
-            stated = stated_frames(bytes(self._recorded.head))
+            stated = headers.stated_frames(bytes(self._recorded.head))
             if stated is not None:
                 frames, exact = stated, True
         info = AudioInfo(self.path, _FORMAT_NAMES.get(demuxer, demuxer.upper()), _subtype(codec),
@@ -324,59 +323,6 @@ class RecordedStream:
 
     def close(self) -> None:
         self._stream.close()
-
-
-# Data sizes a WAV writer that cannot seek back (to a pipe) puts in its header for "up
-# to the stream's end": 0, 0xFFFFFFFF (FFmpeg), 0x7FFFF000 (SoX); above that nothing
-# is taken as a stated length (a real 2 GB data chunk only loses the check).
-_WAV_UNKNOWN_SIZE_FROM = 0x7FFFF000
-# WAVE format tags whose data size divided by the block size is the frame count: PCM,
-# IEEE float, A-law, mu-law (EXTENSIBLE: its subformat's tag).
-_WAV_FRAME_TAGS = frozenset({1, 3, 6, 7})
-_WAV_EXTENSIBLE = 0xFFFE
-
-
-def stated_frames(head: bytes) -> int | None:
-    """The frame count a WAV or FLAC header at the start of ``head`` states exactly
-    (the data size over the block size; STREAMINFO's total samples), or None when it
-    states none: a placeholder a streaming writer left, or another format."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return _wav_stated_frames(head)
-    if head[:4] == b"fLaC":
-        return _flac_stated_frames(head)
-    return None
-
-
-def _wav_stated_frames(head: bytes) -> int | None:
-    riff_size = struct.unpack("<I", head[4:8])[0]
-    if not 0 < riff_size < _WAV_UNKNOWN_SIZE_FROM:
-        return None
-    block_align = 0
-    offset = 12
-    while offset + 8 <= len(head):
-        tag, size = head[offset : offset + 4], struct.unpack("<I", head[offset + 4 : offset + 8])[0]
-        if tag == b"fmt " and size >= 16 and offset + 24 <= len(head):
-            fmt = head[offset + 8 : offset + 8 + min(size, 26)]
-            format_tag, block_align = struct.unpack("<H", fmt[:2])[0], struct.unpack("<H", fmt[12:14])[0]
-            if format_tag == _WAV_EXTENSIBLE and len(fmt) >= 26:
-                format_tag = struct.unpack("<H", fmt[24:26])[0]  # the subformat GUID starts with the tag
-            if format_tag not in _WAV_FRAME_TAGS:
-                return None
-        elif tag == b"data":
-            if not block_align or not 0 < size < _WAV_UNKNOWN_SIZE_FROM or size > riff_size:
-                return None
-            return size // block_align
-        offset += 8 + size + (size & 1)  # chunks are padded to an even length
-    return None
-
-
-def _flac_stated_frames(head: bytes) -> int | None:
-    if len(head) < 42 or head[4] & 0x7F != 0:  # STREAMINFO must be the first metadata block
-        return None
-    streaminfo = head[8:42]
-    # 36 bits after the rate, channels and bits per sample; 0 means unknown (a pipe's encoder)
-    total = (streaminfo[13] & 0x0F) << 32 | struct.unpack(">I", streaminfo[14:18])[0]
-    return total or None
 
 
 def av_reason(exc: BaseException) -> str:

@@ -50,7 +50,7 @@ class SndfileSource:
         if self.info.format == "WAV":
             # libsndfile clamps a WAV's frame count to the bytes present, so a truncated
             # WAV would look complete; the RIFF data chunk size still tells the truth.
-            claimed = _wav_data_frames(path, self.info.channels, self.info.subtype)
+            claimed = headers.wav_file_stated_frames(path)
             if claimed is not None:
                 self.expected_frames = claimed
         elif self.info.format == "AIFF":
@@ -179,33 +179,6 @@ def _reason(exc: Exception) -> str:
     # libsndfile prefixes messages with the path it was given; the caller names the file.
     text = text.split(": ", 1)[-1] if text.startswith("Error opening") else text
     return _MISLEADING.get(text, text)
-
-
-_WAV_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
-
-
-def _wav_data_frames(path: str, channels: int, subtype: str) -> int | None:
-    """Frames the RIFF ``data`` chunk declares, or None if not a plain PCM/float RIFF."""
-    width = _WAV_SAMPLE_BYTES.get(subtype)
-    if width is None:
-        return None
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(4) != b"RIFF" or len(fh.read(4)) != 4 or fh.read(4) != b"WAVE":
-                return None
-            while True:
-                header = fh.read(8)
-                if len(header) < 8:
-                    return None
-                chunk_id, size = header[:4], struct.unpack("<I", header[4:])[0]
-                if chunk_id == b"data":
-                    # 0 and 0xFFFFFFFF mean "unknown / streamed" (and RF64): trust libsndfile.
-                    if size in (0, 0xFFFFFFFF):
-                        return None
-                    return size // (width * channels)
-                fh.seek(size + (size & 1), os.SEEK_CUR)
-    except OSError:
-        return None
 
 
 def _aiff_frames(path: str) -> int | None:
