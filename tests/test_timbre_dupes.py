@@ -4,6 +4,7 @@ duplicates (another codec or sample rate of one recording)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import math
@@ -123,7 +124,7 @@ def _record(tmp_path):
 def test_packed_timbre_is_made_once_and_never_outlives_a_change():
     rng = np.random.default_rng(3)
     a = rng.normal(size=(N_MFCC, N_MFCC))
-    t = Timbre(tuple(rng.normal(size=N_MFCC)), tuple(map(tuple, a @ a.T)), 50)
+    t = Timbre.rounded(rng.normal(size=N_MFCC), a @ a.T, 50)
     packed = t.packed()
     rows, cols = np.triu_indices(N_MFCC)
     assert np.array_equal(packed, np.concatenate([t.mean, np.array(t.cov)[rows, cols]]))
@@ -171,6 +172,34 @@ def test_record_round_trips_and_checks_the_timbre_block(tmp_path):
     bad_key["dupe_key"]["bits"] = "zz"
     with pytest.raises(BadEntryError, match="dupe_key.bits"):
         parse_record(record.key, bad_key)
+
+
+def test_a_timbre_is_single_precision_fresh_stored_and_shown(tmp_path):
+    # Single precision is what search ranks by; the stored block is half the bytes of
+    # doubles (the largest part of a record, and of a Redis store's memory).
+    record = _record(tmp_path)
+    values = record.timbre.packed()
+    assert np.array_equal(values, values.astype(np.float32).astype(np.float64))
+    stored = record_to_json(record)
+    assert len(base64.b64decode(stored["timbre"]["packed"])) == 4 * TIMBRE_COLUMNS   # float32
+    # a record stored when timbres were doubles still reads, rounded to the same values
+    doubles = np.array(values) * (1 + 1e-9)
+    old = {**stored, "timbre": {"packed": base64.b64encode(doubles.astype("<f8").tobytes()).decode(),
+                                "frames": record.timbre.frames}}
+    assert parse_record(record.key, old) == record
+    # what --json shows reads back to the same timbre, and a cached answer shows the same
+    path = write(tmp_path / "b.flac", CLIP, SR)
+    fresh, cached = (CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "analyze", path, "--json"])
+                     for _ in range(2))
+    assert fresh.exit_code == cached.exit_code == 0, fresh.output + cached.output
+    shown = [json.loads(out.stdout.splitlines()[0]) for out in (fresh, cached)]
+    assert shown[0]["cached"] is False and shown[1]["cached"] is True
+    assert shown[0]["timbre"] == shown[1]["timbre"]
+    assert Timbre.from_dict(shown[0]["timbre"]) == Timbre.from_dict(Timbre.from_dict(shown[0]["timbre"]).to_dict())
+    rng = np.random.default_rng(5)
+    spread = rng.normal(size=(N_MFCC, N_MFCC)) * 10.0 ** rng.integers(-6, 6, size=(N_MFCC, 1))
+    random = Timbre.rounded(rng.normal(size=N_MFCC) * 1e3, spread @ spread.T, 9)
+    assert Timbre.from_dict(json.loads(json.dumps(random.to_dict()))) == random
 
 
 def test_v1_records_still_parse_and_are_a_miss(tmp_path):

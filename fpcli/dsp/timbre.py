@@ -10,7 +10,9 @@ as in Mandel & Ellis 2005). 13 coefficients scored as well as 20 on the quality 
 The streaming analyzer keeps the running sums (count, sum x, sum x x^T: O(1) memory,
 exactly mergeable across blocks); the batch analyzer keeps every frame's vector and
 computes ``np.mean`` / ``np.cov`` at the end, so the two are independent computations
-of the same statistic, equal up to float rounding.
+of the same statistic, equal up to float rounding. A ``Timbre`` holds single-precision
+values (float32, about 7 significant digits): what search ranks by, far below the
+statistic's own noise, and half the bytes of a stored record's largest block.
 """
 
 from __future__ import annotations
@@ -104,10 +106,11 @@ class Timbre:
     @classmethod
     def from_packed(cls, packed: np.ndarray, cov: np.ndarray, frames: int) -> Timbre:
         """The timbre of ``packed`` values (``packed()``'s layout) whose full covariance
-        (d, d) the caller has unpacked already."""
+        (d, d) the caller has unpacked already, rounded to single precision (records
+        stored before timbres were single precision hold doubles)."""
         d = len(cov)
-        timbre = cls(tuple(packed[:d].tolist()), tuple(map(tuple, np.asarray(cov).tolist())), frames)
-        values = np.array(packed, dtype=np.float64)
+        values = _single(packed)
+        timbre = cls(tuple(values[:d].tolist()), tuple(map(tuple, _single(cov).tolist())), frames)
         values.flags.writeable = False
         object.__setattr__(timbre, "_packed", values)
         return timbre
@@ -119,20 +122,37 @@ class Timbre:
         mean, cov = gaussian
         if not (np.isfinite(mean).all() and np.isfinite(cov).all()):
             return None
-        return cls(tuple(_short(v) for v in mean), tuple(tuple(_short(v) for v in row) for row in cov), frames)
+        return cls.rounded(mean, cov, frames)
+
+    @classmethod
+    def rounded(cls, mean: Any, cov: Any, frames: int) -> Timbre:
+        """The timbre of a mean (d,) and a covariance (d, d), rounded to single precision."""
+        return cls(tuple(_single(mean).tolist()), tuple(map(tuple, _single(cov).tolist())), int(frames))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mean": list(self.mean), "cov": [list(row) for row in self.cov], "frames": self.frames}
+        """{"mean": [d], "cov": [[d] x d], "frames": n}, each value written with the 9
+        significant digits that name its float32 exactly (``from_dict`` reads it back
+        to the same value)."""
+        return {"mean": [_shortest(v) for v in self.mean], "cov": [[_shortest(v) for v in row] for row in self.cov],
+                "frames": self.frames}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Timbre:
-        return cls(tuple(data["mean"]), tuple(tuple(row) for row in data["cov"]), int(data["frames"]))
+        return cls.rounded(data["mean"], data["cov"], data["frames"])
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return np.array(self.mean, dtype=np.float64), np.array(self.cov, dtype=np.float64)
 
 
-def _short(value: float) -> float:
-    """Nine significant digits: far below the statistic's own noise, and a third of
-    the JSON of a full float repr."""
-    return float(f"{float(value):.9g}") if math.isfinite(value) else float(value)
+def _single(values: np.ndarray) -> np.ndarray:
+    """float64 values rounded to the nearest float32 (read-only float64 array of the same
+    shape): the precision a timbre holds, so a fresh and a stored one are equal."""
+    rounded = np.asarray(values, dtype=np.float64).astype(np.float32).astype(np.float64)
+    rounded.flags.writeable = False
+    return rounded
+
+
+def _shortest(value: float) -> float:
+    """A float32 value as the shortest decimal that reads back to it (9 significant
+    digits always do): a third of the JSON of its float64 repr."""
+    return float(f"{value:.9g}") if math.isfinite(value) else value

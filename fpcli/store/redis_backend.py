@@ -14,7 +14,8 @@ Redis's own INFO counters (server-wide).
 
 Values are stored compactly (``encode``): a marker byte, the entry's census tag, then
 the JSON text deflated with a fixed preset dictionary of the record's field names, so
-the repeated keys cost almost nothing (about 0.6 KB per record instead of 2.1 KB).
+the repeated keys cost almost nothing (a record of a real track: about 1.5 KB instead
+of 3.0 KB of JSON; `benchmarks/scale.md` has the memory per record).
 Plain JSON values written by older versions are still read, and rewritten compactly
 by ``cache stats --recount``.
 

@@ -300,7 +300,7 @@ class _Draft:
             from fpcli.dsp.timbre import Timbre
 
             timbre = Timbre.from_packed(self.packed, self.cov, self.frames) if self.packed is not None else \
-                Timbre(tuple(self.mean.tolist()), tuple(map(tuple, self.cov.tolist())), self.frames)
+                Timbre.rounded(self.mean, self.cov, self.frames)
         return Record(**self.fields, timbre=timbre, dupe_key=self.dupe_key)
 
 
@@ -412,7 +412,7 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
     if "packed" in t:
         values = packed_values(t.get("packed"), finite=False)
         if values is None:
-            c.problems.append(f"timbre.packed must be the base64 of {TIMBRE_VALUES} float64 values")
+            c.problems.append(f"timbre.packed must be the base64 of {TIMBRE_VALUES} float32 values")
         elif len(c.problems) == problems and not _plausible(values):
             c.problems.append(TIMBRE_NOT_PLAUSIBLE)
         elif len(c.problems) == problems:

@@ -1,7 +1,9 @@
 """The stored form of a timbre block and the soundness checks of its covariance.
 
-A timbre is stored packed: the base64 of little-endian float64 values, the mean
-(N_MFCC) then the covariance's upper triangle row by row. ``schema`` parses records
+A timbre is stored packed: the base64 of little-endian float32 values (the precision
+a ``Timbre`` holds), the mean (N_MFCC) then the covariance's upper triangle row by
+row. Records stored before timbres were single precision hold float64 values, and
+are still read. ``schema`` parses records
 with these; search indexes check whole stacks of packed timbres with
 ``sound_covariances``.
 """
@@ -23,11 +25,12 @@ if TYPE_CHECKING:
 
 def pack_timbre(timbre: Timbre) -> dict[str, Any]:
     """The stored form of a timbre block: ``{"packed": base64, "frames": n}``, the base64
-    of little-endian float64 values, the mean (N_MFCC) then the covariance's upper
-    triangle row by row (N_MFCC * (N_MFCC + 1) / 2). Lossless, 1.1 KB of text instead of
-    2.7 KB of JSON numbers, and a look-up decodes it at C speed (parsing the numbers was
-    most of a cached look-up). ``fpcli analyze --json`` shows the plain lists."""
-    values = timbre.packed().astype("<f8", copy=False)
+    of little-endian float32 values, the mean (N_MFCC) then the covariance's upper
+    triangle row by row (N_MFCC * (N_MFCC + 1) / 2). Lossless (a timbre holds float32
+    values), 556 bytes of text instead of 2.7 KB of JSON numbers, and a look-up decodes
+    it at C speed (parsing the numbers was most of a cached look-up). ``fpcli analyze
+    --json`` shows the plain lists."""
+    values = timbre.packed().astype("<f4")
     return {"packed": base64.b64encode(values.tobytes()).decode("ascii"), "frames": timbre.frames}
 
 
@@ -36,16 +39,18 @@ TIMBRE_VALUES = 13 + 13 * 14 // 2  # a packed timbre: N_MFCC means, then the cov
 
 def packed_values(packed: Any, *, finite: bool = True) -> np.ndarray | None:
     """(TIMBRE_VALUES,) float64 of a packed timbre's text; None when it is not the
-    base64 of that many values (or, with ``finite``, holds one that is not finite)."""
+    base64 of that many float32 values, or of float64 ones as stored before (or, with
+    ``finite``, holds one that is not finite)."""
     import numpy as np
 
     try:
         raw = base64.b64decode(packed, validate=True) if isinstance(packed, str) else b""
     except (binascii.Error, ValueError):
         raw = b""
-    if len(raw) != 8 * TIMBRE_VALUES:
+    width = len(raw) // TIMBRE_VALUES
+    if width not in (4, 8) or len(raw) != width * TIMBRE_VALUES:
         return None
-    values = np.frombuffer(raw, dtype="<f8").astype(np.float64)
+    values = np.frombuffer(raw, dtype=f"<f{width}").astype(np.float64)
     return None if finite and not np.isfinite(values).all() else values
 
 
