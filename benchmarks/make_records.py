@@ -2,10 +2,13 @@
 
     python benchmarks/make_records.py --count 100000 --out records-100k.jsonl [--seed 1]
 
-Analyses one generated 6 s track (``fpcli.synth``) into a temporary store, then
+Analyses one generated 65 s track (``fpcli.synth``) into a temporary store, then
 writes an export (the format ``fpcli cache import`` reads) of N records cloned from
-it, each with its own digest, content key and path and values perturbed by a few per
-cent, so that stores, indexes and searches see N distinct fingerprints. A tenth of the
+it, each with its own digest, content key, path and duplicate-key bits and values
+perturbed by a few per cent, so that stores, indexes and searches see N distinct
+fingerprints. 65 s: a duplicate key covers a track's first minute, so a record is as
+large as a real track's (a 6 s template's was 11 windows instead of 119, and its
+records about 400 bytes smaller than real ones). A tenth of the
 records lack batch values, a twentieth are previews and a tenth carry a validation
 verdict, so that every census count is exercised. Never commit the output.
 """
@@ -32,6 +35,7 @@ from fpcli.store.records import PathSeen, Validation
 from fpcli.store.schema import record_text
 
 SR = 22050
+TEMPLATE_SECONDS = 65.0
 
 
 def template_record() -> Record:
@@ -42,7 +46,7 @@ def template_record() -> Record:
 
     with tempfile.TemporaryDirectory() as folder:
         track = os.path.join(folder, "template.flac")
-        sf.write(track, synth.music_like(6.0, SR, seed=7), SR)
+        sf.write(track, synth.music_like(TEMPLATE_SECONDS, SR, seed=7), SR)
         store_dir = os.path.join(folder, "store")
         result = CliRunner().invoke(app, ["--store", store_dir, "analyze", "--batch", "--quiet", track])
         if result.exit_code != 0:
@@ -68,8 +72,10 @@ def clone(template: Record, n: int, rng: random.Random) -> Record:
     validation = Validation("valid", 0.99, 0.9, "high", (), {}, time.time()) if n % 10 == 3 and not preview \
         else None
     path = f"/catalogue/{n % 997:03d}/artist {n % 7919}/track {n:07d}.flac"
+    dupe_key = None if template.dupe_key is None else dataclasses.replace(
+        template.dupe_key, bits=f"{rng.getrandbits(4 * len(template.dupe_key.bits)):0{len(template.dupe_key.bits)}x}")
     return dataclasses.replace(
-        template, digest=_hex(n, "d"), content_key=_hex(n, "c"), size=template.size + n,
+        template, digest=_hex(n, "d"), content_key=_hex(n, "c"), size=template.size + n, dupe_key=dupe_key,
         paths=(PathSeen(path, 1_700_000_000_000_000_000 + n),), complete=not preview,
         streaming=dataclasses.replace(streaming, seconds=30.0) if preview else streaming,
         batch=None if preview else batch, validation=validation)
