@@ -182,7 +182,7 @@ def test_main_turns_fpcli_errors_into_one_line(tmp_path, capsys, monkeypatch):
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    monkeypatch.setattr(sys, "argv", ["fpcli", "--store", str(blocker / "s"), "cache", "stats"])
+    monkeypatch.setattr(sys, "argv", ["fpcli", "--store", str(blocker), "cache", "stats"])
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 1
@@ -247,6 +247,7 @@ def test_a_damaged_store_sends_the_user_to_the_repair_only(tmp_path, monkeypatch
     from fpcli.cli import EXIT_FATAL, main
 
     store = tmp_path / "store"
+    store.mkdir()
     assert runner.invoke(app, ["--store", str(store), "cache", "stats"]).exit_code == 0  # a new store
     with open(store / "data" / "cache.db", "r+b") as database:
         database.seek(8192)

@@ -30,6 +30,7 @@ def song(tmp_path):
 def test_a_size_limit_beyond_any_disk_is_no_limit(tmp_path, size_mb):
     """1e308 MiB overflowed to an infinite float, 1e13 MiB past SQLite's integers:
     both are no limit, kept as the largest limit, from the option and the variable."""
+    (tmp_path / "s").mkdir()
     for args, env in ((["--store-size-mb", size_mb], {}), ([], {"FPCLI_STORE_SIZE_MB": size_mb})):
         stats = runner.invoke(app, ["--store", str(tmp_path / "s"), *args, "cache", "stats"], env=env)
         assert stats.exit_code == 0, stats.output
@@ -177,12 +178,14 @@ def test_cache_show_of_a_recorded_failure_says_why_and_how_to_retry(tmp_path):
 def test_cache_show_does_not_send_a_file_that_is_not_audio_to_analyze(tmp_path, name):
     other = tmp_path / name
     other.write_text("# notes\n")
+    (tmp_path / "s").mkdir()
     shown = runner.invoke(app, ["--store", str(tmp_path / "s"), "cache", "show", str(other)])
     assert shown.exit_code == 1 and "fpcli analyses audio files only" in str(shown.exception)
     assert "fpcli analyze" not in str(shown.exception)
 
 
 def test_cache_show_of_an_unanalysed_track_still_says_how(tmp_path, song):
+    (tmp_path / "s").mkdir()
     shown = runner.invoke(app, ["--store", str(tmp_path / "s"), "cache", "show", song])
     assert shown.exit_code == 1 and f"(run: fpcli analyze {song})" in str(shown.exception)
 
@@ -201,6 +204,7 @@ def test_a_store_location_starting_with_a_tilde_is_in_the_home_folder(tmp_path, 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     assert StoreSpec("~/fp").resolved().location == str(tmp_path / "home" / "fp")
+    (tmp_path / "home" / "by-option").mkdir(parents=True)   # --store names an existing store
     for args, env in ((["--store", "~/by-option"], {}), ([], {"FPCLI_STORE": "~/by-variable"})):
         stats = runner.invoke(app, [*args, "cache", "stats", "--json"], env=env)
         assert stats.exit_code == 0, stats.output
@@ -274,3 +278,43 @@ def test_an_executor_option_the_run_would_ignore_is_a_usage_error(tmp_path, song
     assert result.exit_code == EXIT_USAGE, result.output
     assert refused in " ".join(result.stderr.split())   # rich wraps the message
     assert not store.exists()
+
+
+# -- a store that is not there ---------------------------------------------------------------
+
+READ_OR_TIDY = (["cache", "stats"], ["cache", "list"], ["cache", "show", "x.flac"], ["cache", "failures"],
+                ["cache", "dupes"], ["cache", "verify"], ["cache", "prune"], ["cache", "clear", "--yes"],
+                ["cache", "export", "out.jsonl"])
+
+
+def test_a_mistyped_store_is_named_not_made_empty(tmp_path, monkeypatch):
+    """`--store ~/musci-store cache stats` made an empty store there and reported 0
+    records, as if the store meant were empty; `cache verify` called it sound."""
+    monkeypatch.chdir(tmp_path)
+    typo = tmp_path / "musci-store"
+    for args in READ_OR_TIDY:
+        result = runner.invoke(app, ["--store", str(typo), *args])
+        assert result.exit_code == EXIT_USAGE, (args, result.output)
+        assert "no store there" in result.output and "--store" in result.output
+        assert not typo.exists() and not (tmp_path / "out.jsonl").exists()
+    # what makes a store still does, and then every command reads it
+    real = tmp_path / "music-store"
+    assert runner.invoke(app, ["--store", str(real), "cache", "export", "empty.jsonl"]).exit_code == EXIT_USAGE
+    real.mkdir()
+    assert runner.invoke(app, ["--store", str(real), "cache", "export", "empty.jsonl"]).exit_code == 0
+    made = runner.invoke(app, ["--store", str(typo), "cache", "import", "empty.jsonl"])
+    assert made.exit_code == 0, made.output
+    for args in READ_OR_TIDY[:2]:
+        assert runner.invoke(app, ["--store", str(typo), *args]).exit_code == 0
+
+
+def test_the_default_store_and_fpcli_store_may_be_new(tmp_path, monkeypatch):
+    """Nothing analysed yet on this machine: the default store, or the one FPCLI_STORE
+    names for every command, is empty, not missing."""
+    monkeypatch.setenv("FPCLI_STORE", str(tmp_path / "new-store"))
+    assert json.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)["entries"] == 0
+    monkeypatch.delenv("FPCLI_STORE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    stats = runner.invoke(app, ["cache", "stats", "--json"])
+    assert stats.exit_code == 0, stats.output
+    assert json.loads(stats.stdout)["entries"] == 0 and (tmp_path / "cache").exists()

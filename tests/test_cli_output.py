@@ -33,6 +33,7 @@ def _main(monkeypatch, *argv: str) -> int:
 
 def _fpcli(tmp_path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
     """fpcli in a new process, on a store of its own."""
+    (tmp_path / "store").mkdir(exist_ok=True)
     return subprocess.run([sys.executable, "-m", "fpcli", "--store", str(tmp_path / "store"), *argv],
                           timeout=60, **kwargs)
 
@@ -43,6 +44,7 @@ def _fpcli(tmp_path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
 def test_closed_stdout_is_one_error_line_and_exit_1(tmp_path, monkeypatch, capsys, argv):
     """Was an AttributeError traceback ('NoneType' object has no attribute 'write')."""
     monkeypatch.setattr(sys, "stdout", None)  # what the interpreter gives for `>&-`
+    (tmp_path / "s").mkdir()
     assert _main(monkeypatch, "--store", str(tmp_path / "s"), *argv) == EXIT_FATAL
     assert capsys.readouterr().err == "error: cannot write the output: stdout is closed\n"
 

@@ -81,7 +81,7 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
 
       fpcli --store /data/fp cache stats --json | jq .hit_rate
     """
-    with ctx.obj.open_store() as store:
+    with ctx.obj.open_store(existing=True) as store:
         stats = store.stats(recount=recount)
         shared = _shared_indexes(store)
         report_bad_entries(store)
@@ -199,7 +199,7 @@ def cache_list(
 
       fpcli cache list --missing-batch --json
     """
-    with ctx.obj.open_store() as store:
+    with ctx.obj.open_store(existing=True) as store:
         # Records stream in batches; with --limit reading stops at the Nth path (the
         # N smallest paths of the whole store would need every record read).
         selected = ((os.fsencode(seen.path), seen.path, r) for r in store.records() for seen in r.paths
@@ -239,7 +239,7 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(
     from fpcli.store.schema import record_to_json
 
     text = path_text(path)
-    with ctx.obj.open_store() as store:
+    with ctx.obj.open_store(existing=True) as store:
         try:
             record = store.record_for_path(text, AnalysisParams().key())
         except OSError as exc:
@@ -318,7 +318,7 @@ def cache_clear(ctx: typer.Context,
 
       fpcli cache clear --yes
     """
-    with ctx.obj.open_store() as store:
+    with ctx.obj.open_store(existing=True) as store:
         if not yes:
             typer.confirm(f"Remove everything in the store at {store.location}?", abort=True, err=True)
         counts = store.stats()   # what the user knows the store by: records and failures
@@ -340,7 +340,7 @@ def cache_prune(ctx: typer.Context, as_json: JsonOption = False,
 
       fpcli cache prune --json
     """
-    with ctx.obj.open_store() as store:
+    with ctx.obj.open_store(existing=True) as store:
         from fpcli.store import prune
 
         removed = prune(store, dry_run=dry_run, progress=progress_line("records checked"))
@@ -367,7 +367,7 @@ def cache_failures(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """
     from fpcli.store.schema import failure_to_json
 
-    with ctx.obj.open_store() as store:
+    with ctx.obj.open_store(existing=True) as store:
         failures = sorted(store.failures(), key=lambda f: os.fsencode(f.path))
         report_bad_entries(store)
     if as_json:
@@ -392,7 +392,7 @@ def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """
     from fpcli.search.dupes import duplicate_groups
 
-    with ctx.obj.open_store() as store:
+    with ctx.obj.open_store(existing=True) as store:
         groups = duplicate_groups(store.records())
         report_bad_entries(store)
     if as_json:
@@ -415,7 +415,7 @@ def cache_export(ctx: typer.Context,
       fpcli cache export - | gzip > backup.jsonl.gz
     """
     check_outputs({"FILE": Path(file)})  # e.g. not over an audio file, and before reading every record
-    with ctx.obj.open_store() as store:
+    with ctx.obj.open_store(existing=True) as store:
         from fpcli.store import export_store
 
         counts = export_store(store, file, progress_line("exported"))
@@ -511,7 +511,8 @@ def cache_share_index(ctx: typer.Context, as_json: JsonOption = False,
     from fpcli.search.saved import share_indexes, unshare_indexes
     from fpcli.search.shared import file_sets
 
-    with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=False, show_tracks=False) as reporter:
+    with ctx.obj.open_store(existing=True) as store, \
+            Reporter(as_json=as_json, quiet=False, show_tracks=False) as reporter:
         if file_sets(store) is None:
             reason = ("this store keeps its search index in its own folder, where every user of "
                       "the store finds it")
@@ -554,7 +555,7 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
     """
     done: dict[str, int] | None = None
     try:
-        opened = ctx.obj.open_store()
+        opened = ctx.obj.open_store(existing=True)
     except DamagedStoreError as exc:
         if not repair_:
             if as_json:
@@ -568,7 +569,7 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
         done = salvage(exc.location)
         note("", f"repaired: rebuilt the damaged database: {repair_summary(done)} (the damaged part is kept as "
                  "*.damaged-*)")
-        opened = ctx.obj.open_store()
+        opened = ctx.obj.open_store(existing=True)
     from fpcli.store import repair
     from fpcli.store.maintenance import verify_counted
 

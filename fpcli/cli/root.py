@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fpcli import __version__
 from fpcli.cli.options import finite
-from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB, StoreSpec
+from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB, StoreSpec, is_redis_url
 
 if TYPE_CHECKING:
     from fpcli.store import FingerprintStore
@@ -42,11 +43,28 @@ class Settings:
     """Global options, handed to every command through the typer context."""
 
     spec: StoreSpec
+    store_on_command_line: bool = False   # --store given (not FPCLI_STORE, not the default)
 
-    def open_store(self) -> FingerprintStore:
+    def open_store(self, *, existing: bool = False) -> FingerprintStore:
+        """The store; with ``existing``, for commands that only read or tidy one, a store
+        folder named by --store must exist: a mistyped name made an empty store there and
+        reported it empty (0 records, nothing to verify) as if it were the one meant.
+        (The default folder, or FPCLI_STORE's, may be new: set once, for every command,
+        they are where a first run makes the store.)"""
         from fpcli.store import FingerprintStore  # the store only for commands that open it (start-up time)
 
+        if existing:
+            self._require_existing()
         return FingerprintStore.from_spec(self.spec)
+
+    def _require_existing(self) -> None:
+        if not self.store_on_command_line:
+            return
+        location = self.spec.resolved().location
+        if location is None or is_redis_url(location) or os.path.lexists(location):
+            return
+        raise typer.BadParameter(f"{location}: no store there (fpcli analyze or cache import makes one)",
+                                 param_hint="--store")
 
 
 def _version(value: bool) -> None:
@@ -75,4 +93,6 @@ def _root(
     """fpcli: acoustic fingerprints for music libraries."""
     if store is not None and not store.strip():
         raise typer.BadParameter("is empty: give a directory or a redis:// URL", param_hint="--store")
-    ctx.obj = Settings(StoreSpec(store, store_size_mb, store_ttl))
+    source = ctx.get_parameter_source("store")  # typer's own click: its enum is compared by name
+    ctx.obj = Settings(StoreSpec(store, store_size_mb, store_ttl),
+                       store_on_command_line=getattr(source, "name", None) == "COMMANDLINE")

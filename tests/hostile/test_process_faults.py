@@ -92,6 +92,7 @@ def test_disk_full_stops_cleanly_and_keeps_finished_tracks(library, tmp_path):
     _tmpfs(disk, 2048)
     try:
         store = disk / "store"
+        store.mkdir()
         assert_clear(cli("cache", "stats", store=store), 0)
         filler = disk / "filler"
         with open(filler, "wb") as fh:  # leave about 40 KiB
