@@ -123,6 +123,17 @@ def write_text(destination: str | os.PathLike[str], text: str) -> None:
         out.write(text)
 
 
+def special_file_kind(st: os.stat_result) -> str | None:
+    """What a file that is not a regular one is ("a folder", "a FIFO", "a device",
+    "a socket or other special file"); None for a regular file. A FIFO or a device
+    would block a reader forever, and says nothing of audio by its size."""
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return None
+    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+        "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket or other special file"
+
+
 def check_writable(target: str) -> None:
     """FpcliError unless ``atomic_text`` could write ``target`` now: checked before work
     that takes minutes to fill it. A trial file is created and removed in its folder

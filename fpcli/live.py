@@ -113,7 +113,7 @@ PCM_FULL_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 def _float_samples(samples: np.ndarray) -> np.ndarray:
     """Integer PCM (int16, int32) as float32 scaled to +-1; a ParameterError naming
     any other integer type; anything else as it is (the analyzer checks it)."""
-    full_scale = PCM_FULL_SCALE.get(samples.dtype)
+    full_scale = PCM_FULL_SCALE.get(samples.dtype.newbyteorder("="))  # big-endian int16 is int16 too
     if full_scale is not None:
         # A power of two: the division is exact in float32 (int32's low bits round).
         return samples.astype(np.float32) / np.float32(full_scale)
@@ -124,15 +124,17 @@ def _float_samples(samples: np.ndarray) -> np.ndarray:
 
 
 def _expected_frames(expected_seconds: float | None, samplerate: int) -> int | None:
-    """The expected length in frames (None: unknown, for None, 0 or infinity), or a
-    ParameterError for a negative length, NaN or a non-number."""
+    """The expected length in frames (None: unknown, for None, 0 or a length whose
+    frames no float can count, infinity or 1e308 s), or a ParameterError for a negative
+    length, NaN or a non-number."""
     if expected_seconds is None:
         return None
     seconds = as_number(expected_seconds)
     if seconds is None or not seconds >= 0:
         raise ParameterError(f"{expected_seconds!r}: a length in seconds of at least 0 (or None: unknown)",
                              "expected_seconds")
-    return None if math.isinf(seconds) else int(seconds * samplerate) or None
+    frames = seconds * samplerate
+    return None if math.isinf(frames) else int(frames) or None
 
 
 Snapshot = Callable[[TrackResult], None]

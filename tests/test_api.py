@@ -313,3 +313,19 @@ def test_a_nul_in_a_path_and_a_bad_block_size_are_fpcli_errors(tmp_path):
     for bad in (0, -1, 1.5, True, "4096"):
         with pytest.raises(ParameterError, match="block_frames"):
             analyze_streaming(song, block_frames=bad)
+
+
+def test_a_fifo_or_a_device_is_named_as_such_not_empty(tmp_path):
+    """`analyze_streaming` of a FIFO or /dev/null said "empty file (0 bytes)" (their
+    size), where the command line says what they are."""
+    from fpcli import AudioReadError, analyze_streaming
+
+    fifo = tmp_path / "stream.wav"
+    os.mkfifo(fifo)
+    for path, kind in ((str(fifo), "is a FIFO, not an audio file"), (os.devnull, "is a device, not an audio file"),
+                       (str(tmp_path), "is a directory, not an audio file")):
+        with pytest.raises(AudioReadError, match=kind):
+            analyze_streaming(path)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioReadError, match="empty file"):
+        analyze_streaming(str(tmp_path / "empty.wav"))

@@ -518,10 +518,10 @@ def _live_values(block):
     return live.finish().values
 
 
-@pytest.mark.parametrize("dtype,full_scale", [(np.int16, 2**15), (np.int32, 2**31)])
+@pytest.mark.parametrize("dtype,full_scale", [(np.int16, 2**15), (np.int32, 2**31), (">i2", 2**15), (">i4", 2**31)])
 def test_signed_integer_pcm_is_scaled_by_its_full_scale(dtype, full_scale):
     """int32 was taken as floats 2**31 times full scale (transient_density 7.25 instead
-    of 3.88, the loudness dims null)."""
+    of 3.88, the loudness dims null); big-endian int16 was refused as not int16."""
     from_float = _live_values(PCM)
     from_pcm = _live_values(np.round(PCM * (full_scale - 1)).astype(dtype))
     for name, value in from_float.items():
@@ -548,10 +548,12 @@ def test_a_block_without_frames_or_a_bad_length_is_a_parameter_error():
         with pytest.raises(ParameterError, match="expected_seconds"):
             LiveFingerprint(SR, 2, expected_seconds=length)
     unknown = LiveFingerprint(SR, 2, expected_seconds=float("inf"))
+    beyond_counting = LiveFingerprint(SR, 2, expected_seconds=1e308)   # finite, its frames not (OverflowError)
     known = LiveFingerprint(SR, 2, expected_seconds=4.0)
-    for live in (unknown, known):
+    for live in (unknown, beyond_counting, known):
         live.push(PCM[: 2 * SR])
     assert known.snapshot().confidence != unknown.snapshot().confidence   # the share heard counts only when known
+    assert beyond_counting.snapshot().confidence == unknown.snapshot().confidence
 
 
 @pytest.mark.parametrize("seconds,block_frames,complete", [

@@ -27,6 +27,7 @@ import soundfile as sf
 from fpcli.audio import headers
 from fpcli.audio.base import AudioInfo, DecodeFailure
 from fpcli.errors import AudioReadError
+from fpcli.files import special_file_kind
 
 _SNDFILE: Any = getattr(sf, "_snd", None)  # cffi handles: untyped
 _FFI: Any = getattr(sf, "_ffi", None)
@@ -114,10 +115,12 @@ def open_sndfile(path: str) -> sf.SoundFile:
 def check_readable(path: str) -> None:
     """``AudioReadError`` for what no decoder can fix: a directory, a missing, empty or
     unreadable file (libsndfile would report these as "System error.")."""
-    if os.path.isdir(path):
-        raise AudioReadError(path, "is a directory, not an audio file")
     try:
-        if os.path.getsize(path) == 0:
+        st = os.stat(path)
+        kind = special_file_kind(st)
+        if kind is not None:  # a FIFO or a device said "empty file (0 bytes)" by its size
+            raise AudioReadError(path, f"is {'a directory' if kind == 'a folder' else kind}, not an audio file")
+        if st.st_size == 0:
             raise AudioReadError(path, "empty file (0 bytes)")
         with open(path, "rb"):
             pass

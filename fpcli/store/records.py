@@ -22,11 +22,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import stat
 from typing import TYPE_CHECKING
 
 from fpcli.cue import salted, track_of_entry
 from fpcli.errors import ParameterError
+from fpcli.files import special_file_kind
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.results import TrackResult
@@ -110,10 +110,9 @@ def stat_regular(path: str) -> os.stat_result:
     OSError with a clear message otherwise (a FIFO or a device would block a reader
     forever)."""
     st = os.stat(entry_file(path)[0])
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
-            "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
-        raise OSError(0, f"is {kind}, not an audio file" if kind != "not a regular file" else kind)
+    kind = special_file_kind(st)
+    if kind is not None:
+        raise OSError(0, f"is {kind}, not an audio file")
     return st
 
 
