@@ -18,6 +18,16 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
+def new_store(location) -> str:
+    """An empty store made at ``location`` (what a first analyze or import makes): the
+    read-only cache commands refuse a --store folder that holds none."""
+    from fpcli.store import FingerprintStore
+
+    with FingerprintStore.open(location):
+        pass
+    return str(location)
+
+
 @pytest.fixture(autouse=True)
 def private_store(tmp_path, monkeypatch):
     """No test touches the user's cache directory: the default store is per test."""

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from fpcli import synth
 from fpcli.cli import EXIT_SOME_FAILED, app, command_named
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
-from tests.conftest import write
+from tests.conftest import new_store, write
 
 runner = CliRunner()
 
@@ -247,7 +247,7 @@ def test_a_damaged_store_sends_the_user_to_the_repair_only(tmp_path, monkeypatch
     from fpcli.cli import EXIT_FATAL, main
 
     store = tmp_path / "store"
-    store.mkdir()
+    new_store(store)
     assert runner.invoke(app, ["--store", str(store), "cache", "stats"]).exit_code == 0  # a new store
     with open(store / "data" / "cache.db", "r+b") as database:
         database.seek(8192)

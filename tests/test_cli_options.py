@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from fpcli import bench, synth
 from fpcli.cli import EXIT_USAGE, app
 from fpcli.store.spec import MAX_SIZE_LIMIT_MB, StoreSpec
-from tests.conftest import write
+from tests.conftest import new_store, write
 
 runner = CliRunner()
 SR = 22050
@@ -30,7 +30,7 @@ def song(tmp_path):
 def test_a_size_limit_beyond_any_disk_is_no_limit(tmp_path, size_mb):
     """1e308 MiB overflowed to an infinite float, 1e13 MiB past SQLite's integers:
     both are no limit, kept as the largest limit, from the option and the variable."""
-    (tmp_path / "s").mkdir()
+    new_store(tmp_path / "s")
     for args, env in ((["--store-size-mb", size_mb], {}), ([], {"FPCLI_STORE_SIZE_MB": size_mb})):
         stats = runner.invoke(app, ["--store", str(tmp_path / "s"), *args, "cache", "stats"], env=env)
         assert stats.exit_code == 0, stats.output
@@ -178,14 +178,14 @@ def test_cache_show_of_a_recorded_failure_says_why_and_how_to_retry(tmp_path):
 def test_cache_show_does_not_send_a_file_that_is_not_audio_to_analyze(tmp_path, name):
     other = tmp_path / name
     other.write_text("# notes\n")
-    (tmp_path / "s").mkdir()
+    new_store(tmp_path / "s")
     shown = runner.invoke(app, ["--store", str(tmp_path / "s"), "cache", "show", str(other)])
     assert shown.exit_code == 1 and "fpcli analyses audio files only" in str(shown.exception)
     assert "fpcli analyze" not in str(shown.exception)
 
 
 def test_cache_show_of_an_unanalysed_track_still_says_how(tmp_path, song):
-    (tmp_path / "s").mkdir()
+    new_store(tmp_path / "s")
     shown = runner.invoke(app, ["--store", str(tmp_path / "s"), "cache", "show", song])
     assert shown.exit_code == 1 and f"(run: fpcli analyze {song})" in str(shown.exception)
 
@@ -204,7 +204,7 @@ def test_a_store_location_starting_with_a_tilde_is_in_the_home_folder(tmp_path, 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     assert StoreSpec("~/fp").resolved().location == str(tmp_path / "home" / "fp")
-    (tmp_path / "home" / "by-option").mkdir(parents=True)   # --store names an existing store
+    new_store(tmp_path / "home" / "by-option")   # --store names an existing store
     for args, env in ((["--store", "~/by-option"], {}), ([], {"FPCLI_STORE": "~/by-variable"})):
         stats = runner.invoke(app, [*args, "cache", "stats", "--json"], env=env)
         assert stats.exit_code == 0, stats.output
@@ -297,10 +297,20 @@ def test_a_mistyped_store_is_named_not_made_empty(tmp_path, monkeypatch):
         assert result.exit_code == EXIT_USAGE, (args, result.output)
         assert "no store there" in result.output and "--store" in result.output
         assert not typo.exists() and not (tmp_path / "out.jsonl").exists()
-    # what makes a store still does, and then every command reads it
+    # a folder that exists but holds no store (`--store ~/Music`, `--store .`) is not one either
+    music = tmp_path / "Music"
+    music.mkdir()
+    (music / "notes.txt").write_text("mine")
+    for args in READ_OR_TIDY:
+        result = runner.invoke(app, ["--store", str(music), *args])
+        assert result.exit_code == EXIT_USAGE and "holds no fpcli store" in result.output, (args, result.output)
+    assert sorted(p.name for p in music.iterdir()) == ["notes.txt"]
+    # an import makes a store, but not when its input cannot be read
+    missing = runner.invoke(app, ["--store", str(typo), "cache", "import", "missing.jsonl"])
+    assert missing.exit_code == 1 and "cannot read missing.jsonl" in str(missing.exception) and not typo.exists()
     real = tmp_path / "music-store"
     assert runner.invoke(app, ["--store", str(real), "cache", "export", "empty.jsonl"]).exit_code == EXIT_USAGE
-    real.mkdir()
+    new_store(real)
     assert runner.invoke(app, ["--store", str(real), "cache", "export", "empty.jsonl"]).exit_code == 0
     made = runner.invoke(app, ["--store", str(typo), "cache", "import", "empty.jsonl"])
     assert made.exit_code == 0, made.output

@@ -16,7 +16,7 @@ from fpcli import synth
 from fpcli.cli import EXIT_BELOW_THRESHOLD, EXIT_BROKEN_PIPE, EXIT_FATAL, EXIT_SOME_FAILED, EXIT_USAGE, app
 from fpcli.cli.render import GuardedStream, json_text
 from fpcli.files import printable_path
-from tests.conftest import write
+from tests.conftest import new_store, write
 
 runner = CliRunner()
 
@@ -33,7 +33,8 @@ def _main(monkeypatch, *argv: str) -> int:
 
 def _fpcli(tmp_path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
     """fpcli in a new process, on a store of its own."""
-    (tmp_path / "store").mkdir(exist_ok=True)
+    if not (tmp_path / "store").exists():
+        new_store(tmp_path / "store")
     return subprocess.run([sys.executable, "-m", "fpcli", "--store", str(tmp_path / "store"), *argv],
                           timeout=60, **kwargs)
 
@@ -44,7 +45,7 @@ def _fpcli(tmp_path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
 def test_closed_stdout_is_one_error_line_and_exit_1(tmp_path, monkeypatch, capsys, argv):
     """Was an AttributeError traceback ('NoneType' object has no attribute 'write')."""
     monkeypatch.setattr(sys, "stdout", None)  # what the interpreter gives for `>&-`
-    (tmp_path / "s").mkdir()
+    new_store(tmp_path / "s")
     assert _main(monkeypatch, "--store", str(tmp_path / "s"), *argv) == EXIT_FATAL
     assert capsys.readouterr().err == "error: cannot write the output: stdout is closed\n"
 

@@ -4,7 +4,6 @@ bulk import/export round-trips; Redis values are compact."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -322,11 +321,10 @@ def test_an_import_that_fails_keeps_whole_batches_and_says_why(template, tmp_pat
             return line
 
     lines = path.read_bytes().splitlines(keepends=True)[: BATCH + 5]
-    monkeypatch.setattr(maintenance, "_open_source", lambda source: contextlib.nullcontext(BreaksOff(lines)))
     with FingerprintStore.open(tmp_path / "store2") as store:
         with pytest.raises(StoreError, match="reading the export failed .Input/output error.; 10 records and 0 "
                                              "failures were imported before it, in whole batches"):
-            import_store(store, "-")
+            import_store(store, BreaksOff(lines))  # type: ignore[arg-type]
         assert store.stats()["entries"] == BATCH  # the whole batch before the failure
 
 

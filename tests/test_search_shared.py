@@ -22,7 +22,7 @@ from fpcli.search.index import index_stem
 from fpcli.search.saved import share_indexes, unshare_indexes
 from fpcli.store import FingerprintStore
 from fpcli.store.redis_files import RedisFileSets
-from tests.conftest import write
+from tests.conftest import new_store, write
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import make_records  # noqa: E402  (benchmarks/make_records.py: one real record, cloned)
@@ -226,7 +226,7 @@ def test_the_command(redis_url, template, client, tmp_path):
     result = runner.invoke(app, ["--store", redis_url, "cache", "share-index", "--stop"])
     assert result.exit_code == 0 and "stopped sharing" in result.output
     assert "off (fpcli cache share-index)" in runner.invoke(app, ["--store", redis_url, "cache", "stats"]).output
-    (tmp_path / "disk").mkdir()
+    new_store(tmp_path / "disk")
     result = runner.invoke(app, ["--store", str(tmp_path / "disk"), "cache", "share-index"])
     assert result.exit_code == 0 and "nothing to share" in result.output
     assert "shared index" not in runner.invoke(app, ["--store", str(tmp_path / "disk"), "cache", "stats"]).output
@@ -278,7 +278,7 @@ def test_an_index_folder_that_cannot_be_written_is_a_clear_error(redis_url, temp
     # An FpcliError: `fpcli` (cli.main) prints it as one line, exit code 1, no traceback.
     assert isinstance(result.exception, FpcliError) and "could not be saved in" in str(result.exception)
     assert _shared_keys(redis_url) == []
-    (tmp_path / "disk").mkdir()
+    new_store(tmp_path / "disk")
     disk = CliRunner().invoke(app, ["--store", str(tmp_path / "disk"), "cache", "share-index", "--json"])
     assert disk.exit_code == 0 and json.loads(disk.stdout) == {
         "shared": False, "indexes": [], "reason": json.loads(disk.stdout)["reason"]}

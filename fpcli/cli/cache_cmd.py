@@ -449,13 +449,15 @@ def cache_import(ctx: typer.Context,
 
       gunzip -c backup.jsonl.gz | fpcli cache import -
     """
-    with ctx.obj.open_store() as store:
+    from fpcli.store.maintenance import open_export
+
+    with open_export(file) as source, ctx.obj.open_store() as store:  # the input first: a typo makes no store
         from fpcli.params import AnalysisParams
         from fpcli.search.keeper import ImportedRows
         from fpcli.store import import_store
 
         indexes = None if no_index else ImportedRows(store, AnalysisParams().key())
-        report = import_store(store, file, progress_line("lines read"),
+        report = import_store(store, source, progress_line("lines read"),
                               on_records=indexes.add if indexes is not None else lambda records: None)
         end_progress()
         if indexes is not None and report.records:

@@ -47,10 +47,11 @@ class Settings:
 
     def open_store(self, *, existing: bool = False) -> FingerprintStore:
         """The store; with ``existing``, for commands that only read or tidy one, a store
-        folder named by --store must exist: a mistyped name made an empty store there and
-        reported it empty (0 records, nothing to verify) as if it were the one meant.
-        (The default folder, or FPCLI_STORE's, may be new: set once, for every command,
-        they are where a first run makes the store.)"""
+        folder named by --store must hold a store: a mistyped name made an empty store
+        there and reported it empty (0 records, nothing to verify) as if it were the one
+        meant, and `--store ~/Music` wrote a store's database among the audio. (The
+        default folder, or FPCLI_STORE's, may be new: set once, for every command, they
+        are where a first run makes the store.)"""
         from fpcli.store import FingerprintStore  # the store only for commands that open it (start-up time)
 
         if existing:
@@ -60,11 +61,18 @@ class Settings:
     def _require_existing(self) -> None:
         if not self.store_on_command_line:
             return
+        from fpcli.store.diskcache_backend import DiskcacheBackend
+
         location = self.spec.resolved().location
-        if location is None or is_redis_url(location) or os.path.lexists(location):
+        if location is None or is_redis_url(location):
             return
-        raise typer.BadParameter(f"{location}: no store there (fpcli analyze or cache import makes one)",
-                                 param_hint="--store")
+        if not os.path.lexists(location):
+            raise typer.BadParameter(f"{location}: no store there (fpcli analyze or cache import makes one)",
+                                     param_hint="--store")
+        if os.path.isdir(location) and not DiskcacheBackend.holds_store(location):
+            raise typer.BadParameter(f"{location}: a folder that holds no fpcli store (fpcli analyze or cache "
+                                     "import makes one)", param_hint="--store")
+        # a file or a link to nothing: the store says what it is
 
 
 def _version(value: bool) -> None:

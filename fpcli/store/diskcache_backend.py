@@ -104,6 +104,12 @@ class DiskcacheBackend(MetaCounters):
                 raise StoreError(message) from None
             raise DamagedStoreError(message, directory) from None
 
+    @staticmethod
+    def holds_store(directory: str) -> bool:
+        """Whether ``directory`` holds a store (either part's database: a store whose
+        other part is damaged or gone is still one, for ``cache verify --repair``)."""
+        return any(os.path.isfile(os.path.join(directory, part, "cache.db")) for part in ("data", "meta"))
+
     def _open(self) -> None:
         self._data = diskcache.Cache(
             os.path.join(self.location, "data"), disk=SafeDisk, eviction_policy="least-recently-used",

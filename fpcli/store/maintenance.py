@@ -13,6 +13,7 @@ of the store.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -349,10 +350,12 @@ class ImportReport:
     rejected: list[str] = dataclasses.field(default_factory=list)  # "line N: reason"
 
 
-def import_store(store: FingerprintStore, source: str | os.PathLike[str],
+def import_store(store: FingerprintStore, source: str | os.PathLike[str] | IO[bytes],
                  progress: Progress = lambda n: None,
                  on_records: Callable[[list[Record]], None] = lambda records: None) -> ImportReport:
-    """Read an export (``-`` is stdin): every line is parsed as JSON only and checked
+    """Read an export (a path, ``-`` for stdin, or a binary file ``open_export`` opened:
+    a command opens its input before the store, so that a missing file does not leave
+    a new, empty store behind): every line is parsed as JSON only and checked
     with the store's own record parser (a batch of lines at a time); valid records
     and failures are stored, other lines rejected with a reason (in line order).
     A batch is written in one transaction or pipeline, so an interrupted import
@@ -362,7 +365,9 @@ def import_store(store: FingerprintStore, source: str | os.PathLike[str],
     batch = _Batch(on_records)
     rejected: list[tuple[int, str]] = []
     try:
-        with _open_source(source) as handle, store.backend.bulk_writes():
+        opened = contextlib.nullcontext(source) if not isinstance(source, (str, os.PathLike)) else \
+            open_export(source)
+        with opened as handle, store.backend.bulk_writes():
             for number, raw in enumerate(_lines(handle), start=1):
                 reason = _import_line(store, raw, number, report, batch)
                 if reason:
@@ -412,7 +417,10 @@ class _Batch:
         self.records, self.failures = [], []
 
 
-class _open_source:
+class open_export:  # noqa: N801 (used as a function: with open_export(path) as handle)
+    """The binary input of an import: a file, or stdin for ``-``; ``StoreError`` naming
+    a file that cannot be read."""
+
     def __init__(self, source: str | os.PathLike[str]) -> None:
         self.source = os.fspath(source)
         self.handle: IO[bytes] | None = None

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, new_store
 from tests.hostile.faults import clean_library
 from tests.hostile.harness import assert_clear, cli, cli_subprocess
 
@@ -92,7 +92,7 @@ def test_disk_full_stops_cleanly_and_keeps_finished_tracks(library, tmp_path):
     _tmpfs(disk, 2048)
     try:
         store = disk / "store"
-        store.mkdir()
+        new_store(store)
         assert_clear(cli("cache", "stats", store=store), 0)
         filler = disk / "filler"
         with open(filler, "wb") as fh:  # leave about 40 KiB
