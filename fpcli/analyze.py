@@ -27,7 +27,7 @@ from fpcli.errors import AnalysisError, AudioReadError, ParameterError
 from fpcli.fingerprint import Fingerprint
 from fpcli.memory import keep_buffers_on_heap
 from fpcli.params import AnalysisParams, as_number, checked_params
-from fpcli.results import TrackResult
+from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, Lookup, Need
 from fpcli.store.records import ACCESS_ERROR_TYPE, entry_identity_keys, os_reason, stat_regular
 
@@ -273,15 +273,18 @@ def _change_since(path: str, identity: FileIdentity) -> str | None:
     return None if (st.st_size, st.st_mtime_ns) == (identity.size, identity.mtime_ns) else "changed"
 
 
-def keep(store: FingerprintStore, path: str, identity: FileIdentity | None, result: TrackResult) -> TrackResult:
+def keep(store: FingerprintStore, path: str, identity: FileIdentity | None, result: TrackResult,
+         limit_s: float | None = None) -> TrackResult:
     """The store's half: save the result merged with the stored record, or record the
-    failure (skipped on later runs until the file changes). Returns the result under
-    the caller's ``path``."""
+    failure (skipped on later runs until the file changes; a timeout, until a run
+    allows more than ``limit_s``, the limit it outran). Returns the result under the
+    caller's ``path``."""
     result = dataclasses.replace(result, path=path)
     if result.failed and result.error_type in TRANSIENT_FAILURES:
         pass   # says nothing of the file as it is now: the next run tries it again
     elif result.failed:
-        store.save_failure(path, identity, result.error_type or "Error", result.error or "failed")
+        store.save_failure(path, identity, result.error_type or "Error", result.error or "failed",
+                           limit_s if result.error_type == TIMEOUT_ERROR_TYPE else None)
     elif identity is not None:
         store.save(identity, result)
     return result
@@ -311,10 +314,12 @@ def look_up_all(store: FingerprintStore, paths: Sequence[str], want: Want, *,
     return store.lookup_many(paths, want.need())
 
 
-def answer(path: str, found: Lookup, *, retry_failed: bool = False) -> TrackResult | None:
+def answer(path: str, found: Lookup, *, retry_failed: bool = False,
+           limit_s: float | None = None) -> TrackResult | None:
     """The result the store gives without analysing: a hit, a known failure (skipped
-    unless ``retry_failed``) or an unreadable file; None when it must be analysed."""
-    if found.failure is not None and not retry_failed:
+    unless ``retry_failed``, or a timeout under a shorter limit than this run's
+    ``limit_s``, s; None: none) or an unreadable file; None when it must be analysed."""
+    if found.failure is not None and not retry_failed and not found.failure.retried_under(limit_s):
         return failed(path, found.failure.error_type, found.failure.message, cached=True)
     if found.error is not None:
         return failed(path, ACCESS_ERROR_TYPE, found.error)

@@ -133,7 +133,7 @@ def _answer_known(files: list[str], store: FingerprintStore, options: RunOptions
     for path, lookup in zip(files, look_up_all(store, files, options.want, force=options.force), strict=True):
         if analysed_since is not None and lookup.record is not None and lookup.record.analysed_at < analysed_since:
             lookup = dataclasses.replace(lookup, record=None)
-        known = answer(path, lookup, retry_failed=options.retry_failed)
+        known = answer(path, lookup, retry_failed=options.retry_failed, limit_s=options.timeout_s)
         if known is not None:
             if lookup.error is not None and not known.cached:  # unreadable: recorded (and tried again next run)
                 store.save_failure(path, None, known.error_type or "OSError", known.error or "unreadable")
@@ -208,4 +208,4 @@ def analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
             identity, result = outcome
             yield keep(store, task.label, identity, result)
         else:  # the worker crashed or timed out: a failure of this file
-            yield keep(store, task.label, identities[task.label], failed(task.label, *outcome))
+            yield keep(store, task.label, identities[task.label], failed(task.label, *outcome), options.timeout_s)

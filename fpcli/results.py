@@ -9,6 +9,8 @@ from typing import Any
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import FINGERPRINT_VERSION
 
+TIMEOUT_ERROR_TYPE = "Timeout"  # a result's error_type when the analysis outran the run's time limit
+
 
 @dataclasses.dataclass(frozen=True)
 class TrackResult:

@@ -20,7 +20,7 @@ from fpcli.errors import ParameterError
 from fpcli.executors.local import Task, run_tasks
 from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS, Fingerprint
 from fpcli.library import RunOptions, run_library
-from fpcli.results import TrackResult
+from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.records import Validation
 
@@ -28,6 +28,7 @@ DEFAULT_THRESHOLD = 0.95
 # The error_type of the failed result ``fpcli.library.run_library`` reports for a scan
 # problem (a missing path, an unreadable folder, a loop): nothing was there to decode.
 SCAN_PROBLEM = "ScanError"
+FAILED_STATUSES = ("error", "timed_out", "not_analysable")  # tracks that could not be validated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,8 +234,8 @@ CONFIDENCE_BUCKETS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0)
 @dataclasses.dataclass(frozen=True)
 class TrackValidation:
     path: str
-    # valid, invalid, not_comparable (nothing measured), error (could not be decoded)
-    # or not_analysable (scan problem)
+    # valid, invalid, not_comparable (nothing measured), error (could not be decoded),
+    # timed_out (the run's time limit, not the file) or not_analysable (scan problem)
     status: str
     result: ValidationResult | None = None
     error: str | None = None
@@ -280,7 +281,7 @@ class LibraryValidation:
     @property
     def failed(self) -> int:
         """Tracks that could not be validated: undecodable files and scan problems."""
-        return sum(t.status in ("error", "not_analysable") for t in self.tracks)
+        return sum(t.status in FAILED_STATUSES for t in self.tracks)
 
     def metric_table(self) -> list[dict[str, Any]]:
         """Per metric: kind, tolerance, mean and max error, pass rate, tracks."""
@@ -306,6 +307,7 @@ class LibraryValidation:
             "valid": sum(t.status == "valid" for t in self.tracks),
             "invalid": sum(t.status == "invalid" for t in self.tracks),
             "failed_to_decode": sum(t.status == "error" for t in self.tracks),
+            "timed_out": sum(t.status == "timed_out" for t in self.tracks),
             "not_analysable": sum(t.status == "not_analysable" for t in self.tracks),
             "not_comparable": sum(t.status == "not_comparable" for t in self.tracks),
             "compared": len(self.compared),
@@ -437,7 +439,8 @@ def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
                   store_verdict: bool) -> tuple[TrackValidation, Record | None]:
     if result.failed:
         # A missing path is not a file that failed to decode (as in fpcli analyze: "not analysable").
-        status = "not_analysable" if result.error_type == SCAN_PROBLEM else "error"
+        status = "not_analysable" if result.error_type == SCAN_PROBLEM else \
+            "timed_out" if result.error_type == TIMEOUT_ERROR_TYPE else "error"  # a timeout: not the file's fault
         return TrackValidation(result.path, status, error=result.error), None
     try:
         record = store.record_for_path(result.path, params_key)  # one read, not a scan of every key

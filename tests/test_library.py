@@ -182,6 +182,35 @@ def test_timeout_costs_one_file(tmp_path):
     assert results[short].status == "ok"
 
 
+def test_a_timeout_is_tried_again_under_a_longer_limit_only(tmp_path):
+    """One run's --timeout (or a machine busy with other work) marked the file as
+    failed for good: a later run allowing far more time skipped it, quoting the old
+    limit, and validate counted it as a file that failed to decode."""
+    from fpcli.validate import validate_library
+
+    long_track = write(tmp_path / "long.wav", synth.sine(440, 300.0, 44100, channels=2), 44100)
+    with FingerprintStore.open(tmp_path / "store") as store:
+        def run(limit_s):
+            events = []
+            run_library([long_track], store, RunOptions(timeout_s=limit_s),
+                        lambda kind, payload: events.append(payload) if kind == "track" else None)
+            (result,) = events
+            return result
+
+        first = run(0.5)
+        assert first.error_type == "Timeout" and not first.cached
+        (failure,) = store.failures()
+        assert failure.limit_s == 0.5
+        again = run(0.5)                                  # the same limit: skipped, as a broken file is
+        assert again.error_type == "Timeout" and again.cached
+        assert run(600.0).status == "ok"                  # a longer one tries it again
+        assert list(store.failures()) == []
+    with FingerprintStore.open(tmp_path / "store2") as other:
+        report = validate_library([long_track], other, RunOptions(timeout_s=0.5))
+    assert [t.status for t in report.tracks] == ["timed_out"]
+    assert report.summary()["timed_out"] == 1 and report.summary()["failed_to_decode"] == 0 and report.failed == 1
+
+
 def _tasks(paths):
     return [Task(p, functools.partial(analyse, p)) for p in paths]
 

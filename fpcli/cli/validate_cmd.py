@@ -162,7 +162,13 @@ def _failures(report: LibraryValidation) -> str:
     if not summary["tracks"]:
         return "no audio file found"
     return (f"failed to decode {summary['failed_to_decode']}, not analysable {summary['not_analysable']}"
-            + _not_comparable(summary))
+            + _timed_out(summary) + _not_comparable(summary))
+
+
+def _timed_out(summary: dict[str, Any]) -> str:
+    """", timed out N" when the run's time limit stopped any track (not the file's fault:
+    a longer --timeout tries it again)."""
+    return f", timed out {summary['timed_out']} (a longer --timeout tries again)" if summary["timed_out"] else ""
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -179,6 +185,8 @@ def render_validation(report: LibraryValidation, worst: int) -> None:
     """The per-metric table, the counts, the worst tracks and the failed ones, and the
     partial table: tables on a terminal; in a pipe plain lines (each table its title, its
     column names and one tab-separated line per row), nothing cut or wrapped."""
+    from fpcli.validate import FAILED_STATUSES  # imported by the run already
+
     out = stdout() if is_terminal(sys.stdout) else None
     rows = []
     for row in report.metric_table():
@@ -199,8 +207,8 @@ def render_validation(report: LibraryValidation, worst: int) -> None:
         _line([(f"  {track.status:8} similarity {_similarity(track.result.similarity)}  failed: {failed}  "
                 f"{printable_path(track.path)}", "")], out)
     for track in report.tracks:
-        if track.status in ("error", "not_analysable"):
-            label = "error   " if track.status == "error" else "not analysable"
+        if track.status in FAILED_STATUSES:
+            label = {"error": "error   ", "timed_out": "timed out"}.get(track.status, "not analysable")
             _line([("  ", ""), (label, "red"), (f" {printable_path(track.path)}: {printable_path(track.error or '')}",
                                                   "")], out)
         elif track.status == "not_comparable":
@@ -253,7 +261,8 @@ def summary_line(summary: dict[str, Any]) -> str:
         share += f" of {summary['compared']} compared"
     unanalysable = f", not analysable {summary['not_analysable']}" if summary["not_analysable"] else ""
     return (f"tracks {summary['tracks']}: valid {summary['valid']} ({share}), invalid {summary['invalid']}, "
-            f"failed to decode {summary['failed_to_decode']}{unanalysable}{_not_comparable(summary)}; "
+            f"failed to decode {summary['failed_to_decode']}{unanalysable}{_timed_out(summary)}"
+            f"{_not_comparable(summary)}; "
             "similarity median "
             f"{_similarity(summary['median_similarity'])}, worst {_similarity(summary['worst_similarity'])} "
             f"(threshold {summary['threshold']:g})")

@@ -23,7 +23,7 @@ from typing import Any
 from fpcli.analyze import Want, compute, failed, keep
 from fpcli.errors import FpcliError, ParameterError, StoreError
 from fpcli.memory import keep_buffers_on_heap
-from fpcli.results import TrackResult
+from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, StoreSpec, is_redis_url
 from fpcli.store.records import resolve
 
@@ -163,8 +163,8 @@ def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str, 
             for key in watch.overdue(client, flight.labels):
                 # The task's thread cannot be stopped (Python threads cannot be killed):
                 # the file is reported and the run goes on, as with the local time limit.
-                late = ("Timeout", f"analysis took longer than {timeout_s:g} s on a Dask worker (whose thread "
-                                   "may still be busy with it)")
+                late = (TIMEOUT_ERROR_TYPE, f"analysis took longer than {timeout_s:g} s on a Dask worker (whose "
+                                            "thread may still be busy with it)")
                 yield flight.finish(key, cancel=True), late
             done = flight.running.next_batch(block=False)
             if not done and watch.workers_gone(client):

@@ -24,6 +24,7 @@ from typing import Any
 
 from fpcli.errors import FpcliError
 from fpcli.memory import keep_buffers_on_heap
+from fpcli.results import TIMEOUT_ERROR_TYPE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +156,7 @@ class WorkerPool:
                     yield task, ("WorkerCrashed", f"the analysis process died (exit code {code})")
                     self._workers[index] = self._replace(worker)
                 elif time.monotonic() - worker.started > self.timeout_s:
-                    yield task, ("Timeout", f"analysis took longer than {self.timeout_s:g} s")
+                    yield task, (TIMEOUT_ERROR_TYPE, f"analysis took longer than {self.timeout_s:g} s")
                     self._workers[index] = self._replace(worker)
 
     def _give(self, index: int, task: Task) -> None:

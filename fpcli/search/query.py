@@ -463,7 +463,7 @@ def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams
             skipped.append((path, "a stream: no file to compute batch values from"))
             continue
         found = look_up(store, path, want)
-        known = answer(path, found)
+        known = answer(path, found, limit_s=compute.timeout_s)
         if known is not None:
             if known.failed:
                 skipped.append((path, known.error or "failed"))

@@ -351,10 +351,12 @@ class FingerprintStore(StoreImports):
         self._write_record(record)
         self.backend.maintain()
 
-    def save_failure(self, path: str, identity: FileIdentity | None, error_type: str, message: str) -> Failure:
+    def save_failure(self, path: str, identity: FileIdentity | None, error_type: str, message: str,
+                     limit_s: float | None = None) -> Failure:
         """Record that ``path`` could not be analysed; skipped until it changes. The file
         as ``identity`` saw it before the analysis is what failed (a fresh stat could be
-        of a file that replaced it meanwhile, which would then be skipped unread)."""
+        of a file that replaced it meanwhile, which would then be skipped unread).
+        ``limit_s``: a timeout's time limit (a longer one tries the file again)."""
         resolved = identity.path if identity else resolve(path)
         if identity is not None:
             size, mtime_ns = identity.size, identity.mtime_ns
@@ -364,7 +366,7 @@ class FingerprintStore(StoreImports):
                 size, mtime_ns = st.st_size, st.st_mtime_ns
             except OSError:
                 size, mtime_ns = -1, -1
-        failure = Failure(resolved, error_type, message, size, mtime_ns, time.time())
+        failure = Failure(resolved, error_type, message, size, mtime_ns, time.time(), limit_s)
         self._put(f"fail:{path_key(resolved)}", dumps(failure_to_json(failure)), FAILURE_TAG)
         return failure
 

@@ -29,7 +29,7 @@ from fpcli.errors import ParameterError
 from fpcli.files import special_file_kind
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import FINGERPRINT_VERSION
-from fpcli.results import TrackResult
+from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 
 if TYPE_CHECKING:  # numpy and scipy come with them: the CLI's start-up does not pay for them
     from fpcli.dsp.dupes import DupeKey
@@ -336,6 +336,7 @@ class Failure:
     size: int
     mtime_ns: int
     failed_at: float
+    limit_s: float | None = None   # a timeout's: the time limit, s, the analysis outran
 
     def unchanged(self, st: os.stat_result) -> bool:
         """Whether the file (as ``os.stat`` gives it) is as it was when it failed: then
@@ -350,3 +351,13 @@ class Failure:
         neither size nor mtime, so such a failure was served as unchanged and the
         readable file skipped ("permission denied") for good. Opening again is cheap."""
         return self.error_type == ACCESS_ERROR_TYPE
+
+    def retried_under(self, limit_s: float | None) -> bool:
+        """Whether a run whose analyses may take ``limit_s`` seconds (None: no limit)
+        tries the file again: a timeout under a shorter limit than this one (a run's
+        --timeout 1, or a machine busy with other work) says nothing of the file, and
+        was skipped as a broken file until --retry-failed; a run with the same or a
+        shorter limit skips it (a file that hangs a decoder costs its limit once)."""
+        if self.error_type != TIMEOUT_ERROR_TYPE:
+            return False
+        return limit_s is None or self.limit_s is None or limit_s > self.limit_s

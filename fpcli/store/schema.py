@@ -513,10 +513,11 @@ def parse_failure(key: str, data: Any) -> Failure:
         c.field(data, "size", integer_at_least(-1), "a size in bytes"),
         c.field(data, "mtime_ns", integer_at_least(-1), "a time in ns"),
         c.field(data, "failed_at", _nonneg, "a time"),
+        c.field(data, "limit_s", lambda v: v is None or (_number(v) and v > 0), "a time limit in s or null"),
     )
     if c.problems:
         raise BadEntryError(key, c.problems)
-    return Failure(*values)
+    return Failure(*values[:5], float(values[5]), None if values[6] is None else float(values[6]))
 
 
 def parse_path_entry(key: str, data: Any) -> dict[str, Any]:
