@@ -124,6 +124,8 @@ def _seconds(sheet: str, text: str) -> float:
     if not match:
         raise CueError(sheet, f"bad INDEX time {text!r} (expected mm:ss:ff)")
     minutes, seconds, frames = (int(g) for g in match.groups())
+    if seconds >= 60 or frames >= 75:  # 00:03:80 read as 3 + 80/75 s moved a boundary by a second
+        raise CueError(sheet, f"bad INDEX time {text!r} (seconds 0-59, frames 0-74: 75 frames a second)")
     return minutes * 60 + seconds + frames / 75
 
 

@@ -159,7 +159,9 @@ class _Walker:
             return False
         self.seen_dirs.add((st.st_dev, st.st_ino))
         if any(marker in names for marker in SKIP_MARKERS):
-            self.result.ignored["in a .nomedia/.notmusic folder"] += len(names)
+            others = sum(name not in (IGNORE_FILE, *SKIP_MARKERS) for name in names)  # the marker is no file
+            if others:
+                self.result.ignored["in a .nomedia/.notmusic folder"] += others
             subfolders[:] = []
             return False
         return True

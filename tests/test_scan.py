@@ -43,12 +43,13 @@ def library(tmp_path):
 def test_exclusions_markers_and_the_ignored_account(library):
     found = scan([library], exclude=["Podcasts/", "*.wav"])
     assert _names(found, library) == ["albums/a/1.flac", "albums/b/3.flac"]
-    assert found.ignored == {"excluded": 1, ".jpg": 1, ".txt": 1, "in a .nomedia/.notmusic folder": 2}
+    # the .nomedia marker is not counted as a file of its folder (it was: 2 for kick.wav alone)
+    assert found.ignored == {"excluded": 1, ".jpg": 1, ".txt": 1, "in a .nomedia/.notmusic folder": 1}
     # The excluded folder is said too ("--exclude 'Podcasts/'" left it out without a word).
     assert found.skipped_folders == {"excluded": 1}
-    assert found.ignored_summary().startswith("ignored 5 files: ")
+    assert found.ignored_summary().startswith("ignored 4 files: ")
     assert found.ignored_summary().endswith("; skipped 1 folder: excluded 1")
-    assert scan([library]).ignored_summary() == "ignored 4 files: in a .nomedia/.notmusic folder 2, .jpg 1, .txt 1"
+    assert scan([library]).ignored_summary() == "ignored 3 files: .jpg 1, .txt 1, in a .nomedia/.notmusic folder 1"
 
 
 def test_fpcliignore_files_apply_to_their_folder_and_below(library):
@@ -179,6 +180,11 @@ def test_bad_cue_sheets_are_problems_not_crashes(tmp_path):
      "track 01 appears twice in Album Image.flac"),
     ("TRACK 01 AUDIO\nINDEX 01 00:00:00\nTRACK 02 AUDIO\nINDEX 00 00:03:00\n",
      "track 02 of Album Image.flac has no INDEX 01 (where it starts)"),
+    # 75 frames a second: 00:03:80 was read as 3 + 80/75 s, a boundary a second late
+    ("TRACK 01 AUDIO\nINDEX 01 00:00:00\nTRACK 02 AUDIO\nINDEX 01 00:03:80\n",
+     "bad INDEX time '00:03:80' (seconds 0-59, frames 0-74: 75 frames a second)"),
+    ("TRACK 01 AUDIO\nINDEX 01 00:00:00\nTRACK 02 AUDIO\nINDEX 01 00:61:00\n",
+     "bad INDEX time '00:61:00' (seconds 0-59, frames 0-74: 75 frames a second)"),
 ])
 def test_cue_sheets_that_would_lose_a_track_are_problems(tmp_path, body, message):
     """A number given twice lost the second track under the first one's name; a track
