@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import os
 import re
+from collections.abc import Callable
 
 CUE_EXTENSION = ".cue"
 MAX_SHEET_BYTES = 1 << 20
@@ -51,9 +52,10 @@ class CueTrack:
         return f"#{self.number}:{self.start_s!r}:{self.end_s!r}"
 
 
-def parse_sheet(path: str) -> dict[str, list[CueTrack]]:
-    """{image file name as written in the sheet: its tracks in order}; ``CueError`` for
-    a sheet that cannot be read or whose times go backwards."""
+def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True) -> dict[str, list[CueTrack]]:
+    """{image file name as written in the sheet: its tracks in order} of the FILEs
+    ``present`` accepts (a sheet may name files that are not there: they add nothing);
+    ``CueError`` for a sheet that cannot be read or whose times go backwards."""
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_SHEET_BYTES + 1)
@@ -62,8 +64,8 @@ def parse_sheet(path: str) -> dict[str, list[CueTrack]]:
     if len(raw) > MAX_SHEET_BYTES:
         raise CueError(path, "not a CUE sheet (larger than 1 MiB)")
     text = _decode(raw)
-    files: dict[str, list[tuple[int, float | None]]] = {}
-    current: list[tuple[int, float | None]] | None = None
+    files: dict[str, list[tuple[int, str | None]]] = {}   # FILE: (track number, INDEX 01 time as written)
+    current: list[tuple[int, str | None]] | None = None
     for line in text.splitlines():
         words = line.strip().split()
         if not words:
@@ -74,20 +76,23 @@ def parse_sheet(path: str) -> dict[str, list[CueTrack]]:
         elif keyword == "TRACK" and current is not None and len(words) >= 2 and words[1].isdigit():
             current.append((int(words[1]), None))
         elif keyword == "INDEX" and current and len(words) >= 3 and words[1] == "01":
-            current[-1] = (current[-1][0], _seconds(path, words[2]))
-    return {name: _tracks(path, name, entries) for name, entries in files.items()}
+            current[-1] = (current[-1][0], words[2])
+    return {name: _tracks(path, name, entries) for name, entries in files.items() if present(name)}
 
 
-def _tracks(sheet: str, name: str, entries: list[tuple[int, float | None]]) -> list[CueTrack]:
+def _tracks(sheet: str, name: str, entries: list[tuple[int, str | None]]) -> list[CueTrack]:
     """The tracks of one FILE. A number given twice (the second track was lost under
     the first one's name) or a track without INDEX 01 (only INDEX 00: where it starts
-    is unknown) makes the sheet unusable, said so, rather than silently short."""
+    is unknown) makes the sheet unusable, said so, rather than silently short. The
+    times of a FILE of one track are not read: it is an ordinary file, whole."""
     numbers = [number for number, _ in entries]
     if twice := sorted({n for n in numbers if numbers.count(n) > 1}):
         raise CueError(sheet, f"track {twice[0]:02d} appears twice in {name}")
     if missing := [number for number, start in entries if start is None]:
         raise CueError(sheet, f"track {missing[0]:02d} of {name} has no INDEX 01 (where it starts)")
-    starts = [(number, start) for number, start in entries if start is not None]
+    if len(entries) < 2:
+        return [CueTrack(name, number, 0.0, None) for number, _ in entries]
+    starts = [(number, _seconds(sheet, text)) for number, text in entries if text is not None]
     tracks = []
     for i, (number, start) in enumerate(starts):
         end = starts[i + 1][1] if i + 1 < len(starts) else None
@@ -139,15 +144,20 @@ def cue_tracks_of_folder(folder: str, names: list[str]) -> tuple[list[CueTrack],
     sheets: set[str] = set()
     for name in sorted(n for n in names if n.lower().endswith(CUE_EXTENSION)):
         sheet = os.path.join(folder, name)
-        for image_name, image_tracks in parse_sheet(sheet).items():
-            image = os.path.basename(image_name.replace("\\", "/"))
-            if image in present and len(image_tracks) >= 2 and image not in images:
+        for image_name, image_tracks in parse_sheet(sheet, lambda written: _base_name(written) in present).items():
+            image = _base_name(image_name)
+            if len(image_tracks) >= 2 and image not in images:
                 images.add(image)
                 sheets.add(name)
                 path = os.path.join(folder, image)
                 _check_within(sheet, path, image_tracks)
                 tracks += [dataclasses.replace(t, image=path) for t in image_tracks]
     return tracks, images, sheets
+
+
+def _base_name(written: str) -> str:
+    """The file name of a sheet's FILE (Windows rippers write backslashes)."""
+    return os.path.basename(written.replace("\\", "/"))
 
 
 def is_album_image(path: str) -> bool:

@@ -43,13 +43,19 @@ def library(tmp_path):
 def test_exclusions_markers_and_the_ignored_account(library):
     found = scan([library], exclude=["Podcasts/", "*.wav"])
     assert _names(found, library) == ["albums/a/1.flac", "albums/b/3.flac"]
-    # the .nomedia marker is not counted as a file of its folder (it was: 2 for kick.wav alone)
-    assert found.ignored == {"excluded": 1, ".jpg": 1, ".txt": 1, "in a .nomedia/.notmusic folder": 1}
-    # The excluded folder is said too ("--exclude 'Podcasts/'" left it out without a word).
-    assert found.skipped_folders == {"excluded": 1}
-    assert found.ignored_summary().startswith("ignored 4 files: ")
-    assert found.ignored_summary().endswith("; skipped 1 folder: excluded 1")
-    assert scan([library]).ignored_summary() == "ignored 3 files: .jpg 1, .txt 1, in a .nomedia/.notmusic folder 1"
+    assert found.ignored == {"excluded": 1, ".jpg": 1, ".txt": 1}
+    # The excluded folder is said too ("--exclude 'Podcasts/'" left it out without a word), and
+    # a marked folder is a folder left out (its files were counted with the marker, its
+    # subfolders' files not at all)
+    assert found.skipped_folders == {"excluded": 1, "marked .nomedia/.notmusic": 1}
+    assert found.ignored_summary().startswith("ignored 3 files: ")
+    assert found.ignored_summary().endswith("; skipped 2 folders: excluded 1, marked .nomedia/.notmusic 1")
+    assert scan([library]).ignored_summary() == "ignored 2 files: .jpg 1, .txt 1; skipped 1 folder: marked " \
+        ".nomedia/.notmusic 1"
+    (library / "marked" / "sub").mkdir(parents=True)
+    write(library / "marked" / "sub" / "deep.wav", synth.sine(440, 0.5, SR), SR)
+    (library / "marked" / ".notmusic").write_text("")
+    assert scan([library / "marked"]).ignored_summary() == "skipped 1 folder: marked .nomedia/.notmusic 1"
 
 
 def test_fpcliignore_files_apply_to_their_folder_and_below(library):
@@ -195,6 +201,21 @@ def test_cue_sheets_that_would_lose_a_track_are_problems(tmp_path, body, message
     found = scan([folder])
     assert [p.message for p in found.problems] == [message]
     assert [os.path.basename(f) for f in found.files] == ["Album Image.flac"]
+
+
+def test_the_times_of_files_a_sheet_does_not_split_are_not_read(tmp_path):
+    """A sheet of one FILE per track, or naming a file that is not there, adds nothing:
+    a time of theirs out of range (00:00:75) made the folder's run exit 3."""
+    folder = tmp_path / "per-file"
+    folder.mkdir()
+    for name in ("one.wav", "two.wav"):
+        write(folder / name, synth.sine(440, 1.0, SR), SR)
+    (folder / "disc.cue").write_text('FILE "one.wav" WAVE\nTRACK 01 AUDIO\nINDEX 01 00:00:75\n'
+                                     'FILE "two.wav" WAVE\nTRACK 02 AUDIO\nINDEX 01 00:00:33\n'
+                                     'FILE "gone.flac" WAVE\nTRACK 03 AUDIO\nINDEX 01 00:00:00\n'
+                                     'TRACK 04 AUDIO\nINDEX 01 00:00:99\n')
+    found = scan([folder])
+    assert found.problems == [] and sorted(os.path.basename(f) for f in found.files) == ["one.wav", "two.wav"]
 
 
 def test_a_cue_track_starting_after_the_end_of_its_image_is_a_sheet_problem(tmp_path):
