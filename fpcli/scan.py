@@ -159,9 +159,10 @@ class _Walker:
             return False
         self.seen_dirs.add((st.st_dev, st.st_ino))
         if any(marker in names for marker in SKIP_MARKERS):
-            others = sum(name not in (IGNORE_FILE, *SKIP_MARKERS) for name in names)  # the marker is no file
-            if others:
-                self.result.ignored["in a .nomedia/.notmusic folder"] += others
+            # Counted as a folder, as an excluded one is: its own files alone were counted
+            # (the marker among them), its subfolders' not at all, and a marked folder of
+            # subfolders only was left out without a word.
+            self.result.skipped_folders["marked .nomedia/.notmusic"] += 1
             subfolders[:] = []
             return False
         return True
