@@ -182,10 +182,14 @@ def test_timeout_costs_one_file(tmp_path):
     assert results[short].status == "ok"
 
 
-def test_a_timeout_is_tried_again_under_a_longer_limit_only(tmp_path):
+def test_a_timeout_is_tried_again_under_a_longer_limit_only(tmp_path, capsys):
     """One run's --timeout (or a machine busy with other work) marked the file as
     failed for good: a later run allowing far more time skipped it, quoting the old
     limit, and validate counted it as a file that failed to decode."""
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app
+    from fpcli.cli.tracks import Reporter
     from fpcli.validate import validate_library
 
     long_track = write(tmp_path / "long.wav", synth.sine(440, 300.0, 44100, channels=2), 44100)
@@ -203,6 +207,12 @@ def test_a_timeout_is_tried_again_under_a_longer_limit_only(tmp_path):
         assert failure.limit_s == 0.5
         again = run(0.5)                                  # the same limit: skipped, as a broken file is
         assert again.error_type == "Timeout" and again.cached
+        # and said so: neither "skipped until the file changes" nor "--retry-failed" alone
+        shown = CliRunner().invoke(app, ["--store", str(tmp_path / "store"), "cache", "show", long_track])
+        assert "skips it under a --timeout of 0.5 s or less and tries it under a longer one" in str(shown.exception)
+        with Reporter(as_json=False, quiet=False) as reporter:
+            reporter.event("track", again)
+        assert "a longer --timeout or --retry-failed retries" in capsys.readouterr().err
         assert run(600.0).status == "ok"                  # a longer one tries it again
         assert list(store.failures()) == []
     with FingerprintStore.open(tmp_path / "store2") as other:

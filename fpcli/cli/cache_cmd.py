@@ -27,7 +27,9 @@ from fpcli.cli.render import (
 )
 from fpcli.cli.root import EXIT_SOME_FAILED, cache_app
 from fpcli.errors import DamagedStoreError, FpcliError
+from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.fingerprint import seconds_text
+from fpcli.results import TIMEOUT_ERROR_TYPE
 
 if TYPE_CHECKING:
     from fpcli.store import FingerprintStore, Record
@@ -292,6 +294,11 @@ def _not_stored(text: str, failure: Failure | None) -> str:
     failed = f"its analysis failed {when(failure.failed_at)}: {failure.message}"
     if failure.access_failure:
         return f"{text}: not in the store ({failed}; analyze tries it again on every run: {analyze})"
+    if failure.error_type == TIMEOUT_ERROR_TYPE:
+        if failure.limit_s is None:  # imported from an export made before the limit was kept
+            return f"{text}: not in the store ({failed}; analyze tries it again: {analyze})"
+        return (f"{text}: not in the store: {failed}; analyze skips it under a --timeout of {failure.limit_s:g} s "
+                f"or less and tries it under a longer one (the default is {DEFAULT_TIMEOUT_S:g} s: {analyze})")
     if _unchanged(failure):
         return (f"{text}: not in the store: {failed}; analyze skips it until the file changes "
                 f"(to try again: {analyze} --retry-failed)")

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from fpcli.cli.render import format_value, is_terminal, note, print_json_line, shown, stderr, stdout
 from fpcli.fingerprint import DIM_BY_NAME, DIMS, Fingerprint
-from fpcli.results import TrackResult
+from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -125,14 +125,23 @@ class Reporter:
             print_json_line(result.to_json())
         elif result.failed:
             if self.show_tracks or not self.quiet:  # validate lists them in its report too
-                note("[red]error:[/red]", f"{result.path}: {result.error}"
-                     + (" (failed before and unchanged: skipped; --retry-failed retries)" if result.cached else ""),
-                     self._diagnostics())
+                note("[red]error:[/red]", f"{result.path}: {result.error}" + _skipped(result), self._diagnostics())
         elif self.show_tracks:  # results are data: printed even with --quiet
             if self.total <= MAX_FULL_TABLES:
                 render_track(result, self._results())
             else:
                 render_track_line(result, self._results())
+
+
+def _skipped(result: TrackResult) -> str:
+    """What a failure the store answered means: a file skipped until it changes, or a
+    timeout skipped until a run allows more time."""
+    if not result.cached:
+        return ""
+    if result.error_type == TIMEOUT_ERROR_TYPE:
+        return " (timed out before under this --timeout or a longer one: skipped; a longer --timeout or " \
+               "--retry-failed retries)"
+    return " (failed before and unchanged: skipped; --retry-failed retries)"
 
 
 def failed_result(path: str, exc: Exception) -> TrackResult:
