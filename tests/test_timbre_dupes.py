@@ -202,6 +202,23 @@ def test_a_timbre_is_single_precision_fresh_stored_and_shown(tmp_path):
     assert Timbre.from_dict(json.loads(json.dumps(random.to_dict()))) == random
 
 
+def test_a_fresh_timbre_equals_one_stored_in_double_precision_before():
+    """Records of fpcli before single precision hold each value to 9 significant digits
+    as float64; rounded to float32 they must equal a fresh analysis of the same audio
+    (rounded straight to float32, a fresh one differed in the last bit of a few values)."""
+    from fpcli.store.timbre_block import packed_values, symmetric_layout
+
+    rng = np.random.default_rng(8)
+    for _ in range(50):
+        a = rng.normal(size=(N_MFCC, N_MFCC)) * rng.uniform(0.01, 100)
+        mean, cov = rng.normal(size=N_MFCC) * 50, a @ a.T
+        fresh = Timbre.of((mean, cov), 100)
+        rows, cols = np.triu_indices(N_MFCC)
+        before = np.array([float(f"{v:.9g}") for v in np.concatenate([mean, cov[rows, cols]])])  # as v5 stored it
+        stored = packed_values(base64.b64encode(before.astype("<f8").tobytes()).decode())
+        assert Timbre.from_packed(stored, stored[N_MFCC:][symmetric_layout()], 100) == fresh
+
+
 def test_v1_records_still_parse_and_are_a_miss(tmp_path):
     record = _record(tmp_path)
     data = record_to_json(record)

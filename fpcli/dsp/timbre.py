@@ -122,7 +122,10 @@ class Timbre:
         mean, cov = gaussian
         if not (np.isfinite(mean).all() and np.isfinite(cov).all()):
             return None
-        return cls.rounded(mean, cov, frames)
+        # Through 9 significant digits first, as records stored before timbres were single
+        # precision hold them: rounded straight to float32, a fresh analysis differed from
+        # such a stored one in the last bit of a few values.
+        return cls.rounded(_nine_digits(mean), _nine_digits(cov), frames)
 
     @classmethod
     def rounded(cls, mean: Any, cov: Any, frames: int) -> Timbre:
@@ -150,6 +153,12 @@ def _single(values: np.ndarray) -> np.ndarray:
     rounded = np.asarray(values, dtype=np.float64).astype(np.float32).astype(np.float64)
     rounded.flags.writeable = False
     return rounded
+
+
+def _nine_digits(values: np.ndarray) -> np.ndarray:
+    """Each value rounded to 9 significant decimal digits (same shape, float64)."""
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    return np.array([float(f"{v:.9g}") for v in flat.tolist()]).reshape(np.shape(values))
 
 
 def _shortest(value: float) -> float:
