@@ -342,6 +342,24 @@ def test_a_meta_part_rebuilt_empty_never_serves_the_old_index(template, tmp_path
         assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
 
 
+def test_a_data_part_deleted_never_serves_the_old_index(template, tmp_path):
+    """The data part removed by hand (the meta part kept): the store was made again
+    empty under the same epoch, and search loaded the saved index of 20 records that
+    were gone (no hits, exit 0)."""
+    import shutil
+
+    location = str(tmp_path / "store")
+    _fill(location, template, 20)
+    with FingerprintStore.open(location) as store:
+        current_index(store, "streaming", KEY)
+    shutil.rmtree(tmp_path / "store" / "data")
+    _fill(location, template, 23, start=20)
+    saved_module._RECENT.clear()
+    with FingerprintStore.open(location) as store:
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index"] == "rebuilt" and len(_rows(index)[0]) == 3
+
+
 @pytest.mark.parametrize("repair_by", ["salvage", "rebuild"])
 def test_a_data_part_rebuilt_never_serves_the_old_index(template, tmp_path, repair_by):
     """A damaged data database rebuilt by `cache verify --repair` (``salvage`` when the

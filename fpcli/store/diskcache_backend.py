@@ -111,6 +111,11 @@ class DiskcacheBackend(MetaCounters):
         return any(os.path.isfile(os.path.join(directory, part, "cache.db")) for part in ("data", "meta"))
 
     def _open(self) -> None:
+        # A data part that is gone while the meta part is not (deleted by hand, or lost)
+        # is made again empty: the epoch moves on, or a search index saved before passed
+        # for current and answered every query with no hits (its rows all gone).
+        data_lost = not os.path.isfile(os.path.join(self.location, "data", "cache.db")) and \
+            os.path.isfile(os.path.join(self.location, "meta", "cache.db"))
         self._data = diskcache.Cache(
             os.path.join(self.location, "data"), disk=SafeDisk, eviction_policy="least-recently-used",
             size_limit=int(self._size_limit_mb * 2**20), cull_limit=0, statistics=False, **SQLITE_MEMORY,
@@ -122,6 +127,8 @@ class DiskcacheBackend(MetaCounters):
         # and generation the saved search index names. (Read-only stores keep theirs.)
         with contextlib.suppress(sqlite3.Error, OSError):
             self._meta.add("epoch", secrets.randbelow(1 << 48))
+            if data_lost:
+                self._meta.incr("epoch", 1)
         self._data._sql(f"CREATE TABLE IF NOT EXISTS {CENSUS_TABLE} (tag TEXT PRIMARY KEY, n INTEGER NOT NULL)")
         self._census_start()
 
