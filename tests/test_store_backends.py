@@ -7,11 +7,14 @@ import multiprocessing
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from fpcli import synth
 from fpcli.analyze import Want, compute, fingerprint_of
+from fpcli.cli import app
 from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
 from fpcli.search import current_index, search
@@ -308,6 +311,12 @@ def test_verify_finds_counts_an_outside_write_left_wrong_and_repair_counts_again
             in str(problem)
         assert repair(store, tmp_path / "q.jsonl")["census"] == 1
         assert store.stats()["entries"] == len(tracks) and verify(store) == []
+        # through the command: the quarantine file is named only when something went into it
+        _save(store, tracks[0])
+        client.hincrby("fpcli:meta:census", "rec:v5:---", 1)   # a count off, nothing bad to keep
+    repaired = CliRunner().invoke(app, ["--store", redis_url, "cache", "verify", "--repair"])
+    assert "census counted again" in repaired.output and "saved to" not in repaired.output, repaired.output
+    assert not list(tmp_path.glob("quarantine*")) and not list(Path().glob("quarantine-*.jsonl"))
 
 
 def test_a_preview_saved_while_another_process_saves_the_whole_track_keeps_it_whole(location, tracks):

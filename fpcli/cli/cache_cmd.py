@@ -588,7 +588,9 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
         if repair_ and problems:
             quarantine = _quarantine_path(store)
             done = repair(store, quarantine)
-            note("", f"repaired: {repair_summary(done)} (bad entries saved to {quarantine})")
+            # The file is written only for what it keeps (it was named when nothing was).
+            saved = f" (bad entries saved to {quarantine})" if done.get("quarantined") or done.get("rebuilt") else ""
+            note("", f"repaired: {repair_summary(done)}{saved}")
             problems, entries = verify_counted(store)
     if as_json:
         print_json({"entries": entries, "problems": [str(p) for p in problems], "repaired": done})
