@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fpcli import synth
-from fpcli.analyze import Want, analyse, compute
+from fpcli.analyze import Want, analyse, compute, fingerprint_of
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
@@ -613,3 +613,20 @@ def test_a_content_with_many_paths_costs_a_look_up_no_more(store, tmp_path, monk
     found = list(store.lookup_many(links, NEED))
     assert all(f.record is not None for f in found)
     assert len(parsed) == -(-len(links) // 16) and writes == []
+
+
+def test_a_store_removed_while_in_use_is_an_error_not_a_silent_loss(tmp_path):
+    """`rm -rf` of the store folder during `analyze`: SQLite went on writing to the
+    deleted files, every result was lost, and the run ended "analysed 126", exit 0."""
+    import shutil
+
+    song = write(tmp_path / "a.wav", synth.sine(440, 1.0, 22050), 22050)
+    location = tmp_path / "store"
+    store = FingerprintStore.open(location)
+    fingerprint_of(store, song)
+    shutil.rmtree(location)
+    fingerprint_of(store, write(tmp_path / "b.wav", synth.sine(660, 1.0, 22050), 22050))
+    with pytest.raises(StoreError, match="was removed or replaced while fpcli used it"):
+        store.close()
+    with FingerprintStore.open(tmp_path / "kept") as kept:   # a store left alone closes quietly
+        fingerprint_of(kept, song)

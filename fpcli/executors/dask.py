@@ -12,6 +12,7 @@ future completes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -109,7 +110,8 @@ def _worker_store(spec: StoreSpec) -> FingerprintStore:
         if kept is not None and kept[0] == identity:
             return kept[1]
         if kept is not None:
-            kept[1].close()
+            with contextlib.suppress(StoreError):  # "removed while in use": known, and why it is opened again
+                kept[1].close()
         store = FingerprintStore.from_spec(spec)
         _OPEN_STORES[spec] = (_directory_identity(spec), store)
         return store

@@ -81,6 +81,7 @@ class DiskcacheBackend(MetaCounters):
         self.location = directory
         self.ttl_s = ttl_s
         self._size_limit_mb = size_limit_mb
+        self._opened: tuple[int, int] | None = None   # the data database, as opened
         try:
             os.makedirs(directory, exist_ok=True)
             self._open()
@@ -110,6 +111,10 @@ class DiskcacheBackend(MetaCounters):
         other part is damaged or gone is still one, for ``cache verify --repair``)."""
         return any(os.path.isfile(os.path.join(directory, part, "cache.db")) for part in ("data", "meta"))
 
+    @property
+    def _data_file(self) -> str:
+        return os.path.join(self.location, "data", "cache.db")
+
     def _open(self) -> None:
         # A data part that is gone while the meta part is not (deleted by hand, or lost)
         # is made again empty: the epoch moves on, or a search index saved before passed
@@ -130,6 +135,7 @@ class DiskcacheBackend(MetaCounters):
             if data_lost:
                 self._meta.incr("epoch", 1)
         self._data._sql(f"CREATE TABLE IF NOT EXISTS {CENSUS_TABLE} (tag TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+        self._opened = _file_id(self._data_file)
         self._census_start()
 
     def _census_start(self) -> None:
@@ -541,10 +547,25 @@ class DiskcacheBackend(MetaCounters):
             cache._sql(f"PRAGMA mmap_size = {int(settings['sqlite_mmap_size'])}").fetchall()
 
     def close(self) -> None:
+        """Close both parts; ``StoreError`` when the data part's database is no longer the
+        one opened (its folder removed or replaced meanwhile): SQLite went on writing to
+        the deleted file, and a run that lost every result ended "analysed 126", exit 0."""
         self._data.close()
         self._meta.close()
+        if self._opened is not None and _file_id(self._data_file) != self._opened:
+            raise StoreError(f"the store at {self.location} was removed or replaced while fpcli used it: what "
+                             "this run stored is lost (run it again)")
 
 
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """(device, inode) of a file; None when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _expired(row: tuple[int, Tag, str | None, float | None] | None, now: float) -> bool:
