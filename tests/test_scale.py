@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fpcli.store import FingerprintStore, export_store, import_store, prune
+from fpcli.store import FingerprintStore, export_store, import_store, prune, verify
 from fpcli.store.census import census_tag, tag_of_entry
 from fpcli.store.schema import record_to_json
 
@@ -38,6 +38,21 @@ def _export_file(template, count, path):
         for record in make_records.records(count, template=template):
             fh.write(json.dumps({"type": "record", "data": record_to_json(record)}) + "\n")
     return path
+
+
+def test_an_import_batch_is_written_in_one_transaction(location, template, monkeypatch):
+    """A batch's records, path entries and candidates went in slices of 1,000 writes,
+    each its own transaction or pipeline: a kill -9 between them left records without
+    their path entries (a sweep found 1,000 records with 2,000 entries). One batch of
+    400 records (1,200 writes) is now one put_many: one transaction on diskcache."""
+    with FingerprintStore.open(location) as store:
+        store.clear()
+        calls = []
+        real = store.backend.put_many
+        monkeypatch.setattr(store.backend, "put_many", lambda items: (calls.append(len(items)), real(items))[1])
+        store.import_records(list(make_records.records(400, template=template)))
+        assert calls == [1200]
+        assert store.stats()["entries"] == 400 and verify(store) == []
 
 
 def test_census_matches_a_recount_through_imports_and_deletes(location, template, tmp_path):

@@ -292,8 +292,11 @@ class StoreImports(StoreReader):
         as a save merges (``merged_record``: a preview never replaces a complete record,
         batch values and a verdict are kept, paths united; an import had written over
         the stored record whatever it held), with their path entries and candidates, in
-        one transaction or pipeline per kind; one journal extension (one change per
-        record returned) and one ``maintain`` per batch. Returns the records as
+        one transaction (diskcache: a batch is stored whole or not at all; written in
+        slices of BATCH entries, a kill -9 between them left records without their path
+        entries) or one pipeline (Redis: not a MULTI, which a Redis at its maxmemory
+        refuses whole where a pipeline lets it evict); one journal extension (one change
+        per record returned) and one ``maintain`` per batch. Returns the records as
         written, one per key."""
         self.forget_ahead()
         unique = _folded(records)
@@ -312,8 +315,7 @@ class StoreImports(StoreReader):
                 seen.path, record.size, seen.mtime_ns, record.digest, record.content_key), None)
                 for seen in record.paths]
         puts += self._candidate_puts(unique)
-        for start in range(0, len(puts), BATCH):
-            self.backend.put_many(puts[start:start + BATCH])
+        self.backend.put_many(puts)
         self.backend.journal_extend([r.key for r in unique])
         self.backend.maintain()
         return written
