@@ -161,6 +161,37 @@ def test_redis_evictions_are_recounted(template, tmp_path, redis_url, redis_serv
         assert fresh["entries"] < 2000 and fresh["entries"] == sum(1 for _ in store.records())
 
 
+def test_redis_counts_are_not_called_exact_after_a_race_or_a_killed_clear(template, tmp_path, redis_url,
+                                                                           monkeypatch):
+    """A recount while another client wrote replaced that client's counts with its own
+    scan's (14,500 counted, 15,000 there, "exact"); a clear killed after deleting the
+    records left the old counts against an empty store (15,000 counted, 0 there)."""
+    with FingerprintStore.open(redis_url) as store:
+        store.clear()
+        _import(store, template, 30, tmp_path)
+        backend = store.backend
+        generations = iter([7, 8])          # a write by another client during the scan
+        monkeypatch.setattr(backend, "generation", lambda: next(generations))
+        backend.recount(tag_of_entry)
+        monkeypatch.undo()
+        stats = store.stats()
+        assert not stats["census_exact"] and any("other clients wrote" in w for w in stats["warnings"])
+        assert store.stats(recount=True)["census_exact"]
+
+        real_delete = backend._client.delete
+
+        def killed_at_the_meta_keys(*keys):
+            if any(str(k).startswith("fpcli:meta:") for k in keys):
+                raise KeyboardInterrupt
+            return real_delete(*keys)
+
+        monkeypatch.setattr(backend._client, "delete", killed_at_the_meta_keys)
+        with pytest.raises(KeyboardInterrupt):
+            store.clear()
+        monkeypatch.undo()
+        assert store.stats()["entries"] == 0 == sum(1 for _ in store.records())
+
+
 def test_redis_values_are_compact_and_tagged(template, redis_url):
     from fpcli.store.redis_backend import decode, encode, tag_of_value
 

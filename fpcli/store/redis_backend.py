@@ -116,6 +116,8 @@ def tag_of_value(value: bytes | str | None) -> Tag:
     return value[1:value.index(b"\x00")].decode("ascii", "replace") or None
 
 
+WRITTEN_MEANWHILE = "written-meanwhile:"  # a census basis: other clients wrote during the count
+
 # The meta keys every command may touch, and the Redis type each must have.
 META_TYPES = {"epoch": "string", "generation": "string", "hits": "string", "misses": "string",
               "journal": "list", "census": "hash", "shared": "set"}
@@ -403,7 +405,9 @@ class RedisBackend:
             return None, None
         now = self._dropped()
         note = None
-        if now != basis:
+        if basis.startswith(WRITTEN_MEANWHILE):
+            note = "other clients wrote while these counts were taken: they may be off until they are counted again"
+        elif now != basis:
             run, _, dropped = basis.rpartition(":")
             note = ("Redis restarted since the last count" if now.rpartition(":")[0] != run else
                     f"Redis evicted or expired {int(now.rpartition(':')[2]) - int(dropped)} keys (of any "
@@ -415,7 +419,7 @@ class RedisBackend:
         """Count the tags of every data key (reading only the head of each value);
         values written plain by older versions are read whole, tagged and rewritten
         compactly. Writes from other clients meanwhile may be missed or counted twice."""
-        basis = self._dropped()
+        basis, before = self._dropped(), self.generation()
         counts: collections.Counter[str] = collections.Counter()
         for prefix in ("rec:", "fail:"):
             for batch in self._scan(prefix):
@@ -427,6 +431,10 @@ class RedisBackend:
                     tag = tag_of_value(head) if head and head.startswith(MARK) else self._migrate(key, tag_of)
                     if tag:
                         counts[tag] += 1
+        if self.generation() != before:
+            # Records written meanwhile may have been counted by this scan and by their
+            # writer (or by neither): the counts replaced theirs, so say they may be off.
+            basis = WRITTEN_MEANWHILE + basis
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(self._meta + "census")
         pipe.hset(self._meta + "census", "basis", basis)
@@ -506,6 +514,9 @@ class RedisBackend:
     def clear(self) -> int:
         """Delete every fpcli key; the epoch survives and goes up by one."""
         epoch = self.counter("epoch")
+        # Not counted until the end: a clear killed half way left the old counts against
+        # the keys it had not yet deleted (15,000 counted, 10,996 there).
+        self._opened_full(lambda: self._call(self._client.hset, self._meta + "census", "basis", ""))
         removed = 0
         for namespace in (self._data, self._meta):
             keys = self._call(lambda ns=namespace: list(self._client.scan_iter(match=ns + "*", count=1000)))
@@ -515,7 +526,11 @@ class RedisBackend:
         # Still full (of other data, or not yet freed): the keys are gone all the same, and a
         # missing epoch is a new one to every client (their indexes are rebuilt).
         self._opened_full(lambda: self._call(self._client.set, self._meta + "epoch", epoch + 1))
-        self._opened_full(lambda: self._call(self._client.hset, self._meta + "census", "basis", self._dropped()))
+        # Empty now, the census is exact from here, unless a client wrote meanwhile: its
+        # count may have gone with the old census, so the next stats counts again.
+        written = next(self._scan(""), None) is not None
+        self._opened_full(lambda: self._call(self._client.hset, self._meta + "census", "basis",
+                                             "" if written else self._dropped()))
         return removed
 
     # -- shared file sets (protocol.SharedFiles: the search index for every client) -------
