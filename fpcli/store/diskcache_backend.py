@@ -547,14 +547,15 @@ class DiskcacheBackend(MetaCounters):
             cache._sql(f"PRAGMA mmap_size = {int(settings['sqlite_mmap_size'])}").fetchall()
 
     def close(self) -> None:
-        """Close both parts; ``StoreError`` when the data part's database is no longer the
-        one opened (its folder removed or replaced meanwhile): SQLite went on writing to
-        the deleted file, and a run that lost every result ended "analysed 126", exit 0."""
+        """Close both parts; ``StoreError`` when the data part's database file is gone
+        (its folder removed meanwhile): SQLite went on writing to the deleted file, and a
+        run that lost every result ended "analysed 126", exit 0. (Only a missing file is
+        taken as removed: some network file systems do not keep inode numbers stable.)"""
         self._data.close()
         self._meta.close()
-        if self._opened is not None and _file_id(self._data_file) != self._opened:
-            raise StoreError(f"the store at {self.location} was removed or replaced while fpcli used it: what "
-                             "this run stored is lost (run it again)")
+        if self._opened is not None and _file_id(self._data_file) is None:
+            raise StoreError(f"the store at {self.location} was removed while fpcli used it: what this run "
+                             "stored is lost (run it again)")
 
 
 
