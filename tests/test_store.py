@@ -630,3 +630,20 @@ def test_a_store_removed_while_in_use_is_an_error_not_a_silent_loss(tmp_path):
         store.close()
     with FingerprintStore.open(tmp_path / "kept") as kept:   # a store left alone closes quietly
         fingerprint_of(kept, song)
+
+
+def test_a_failed_file_answered_by_a_copy_s_record_is_no_longer_listed_as_failed(tmp_path):
+    """A file whose worker was killed (a recorded failure), then answered by content from
+    its copy's record on the next run, stayed in `cache failures` and in stats."""
+    from fpcli.library import RunOptions, run_library
+
+    original = write(tmp_path / "a.wav", synth.sine(440, 1.0, 22050), 22050)
+    copy = tmp_path / "copy.wav"
+    copy.write_bytes(open(original, "rb").read())
+    with FingerprintStore.open(tmp_path / "store") as store:
+        store.save_failure(str(copy), store.identify(copy), "WorkerCrashed", "the worker was killed")
+        run_library([original], store, RunOptions())
+        assert store.stats()["failures"] == 1
+        summary = run_library([str(copy)], store, RunOptions())
+        assert (summary.cached, summary.failed) == (1, 0)
+        assert list(store.failures()) == [] and store.stats()["failures"] == 0

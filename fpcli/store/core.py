@@ -247,7 +247,9 @@ class FingerprintStore(StoreImports):
 
     def _claim_path(self, identity: FileIdentity, entry: dict[str, Any] | None, params_key: str) -> None:
         """Point the path entry at this content; a record of the content that was there
-        before (the file changed at its path) loses the path."""
+        before (the file changed at its path) loses the path, and a failure recorded for
+        the path goes (a file answered by a copy's record stayed listed as failed, in
+        cache failures and stats)."""
         assert identity.digest is not None
         if entry and entry["digest"] != identity.digest:
             old = self.read_record(record_key(entry["digest"], params_key))
@@ -255,6 +257,7 @@ class FingerprintStore(StoreImports):
                 self._keep_or_drop(old.without_path(identity.path))
         self._put(f"path:{path_key(identity.path)}", path_entry_text(
             identity.path, identity.size, identity.mtime_ns, identity.digest, identity.content_key))
+        self.delete_failure(identity.path)
 
     def _keep_or_drop(self, record: Record) -> None:
         """Write a record that lost a path, or delete it when it has none left."""
