@@ -158,7 +158,7 @@ def _single(values: np.ndarray) -> np.ndarray:
 def _nine_digits(values: np.ndarray) -> np.ndarray:
     """Each value rounded to 9 significant decimal digits (same shape, float64)."""
     flat = np.asarray(values, dtype=np.float64).ravel()
-    return np.array([float(f"{v:.9g}") for v in flat.tolist()]).reshape(np.shape(values))
+    return np.array([_shortest(v) for v in flat.tolist()]).reshape(np.shape(values))
 
 
 def _shortest(value: float) -> float:

@@ -81,7 +81,6 @@ class DiskcacheBackend(MetaCounters):
         self.location = directory
         self.ttl_s = ttl_s
         self._size_limit_mb = size_limit_mb
-        self._opened: tuple[int, int] | None = None   # the data database, as opened
         try:
             os.makedirs(directory, exist_ok=True)
             self._open()
@@ -109,18 +108,14 @@ class DiskcacheBackend(MetaCounters):
     def holds_store(directory: str) -> bool:
         """Whether ``directory`` holds a store (either part's database: a store whose
         other part is damaged or gone is still one, for ``cache verify --repair``)."""
-        return any(os.path.isfile(os.path.join(directory, part, "cache.db")) for part in ("data", "meta"))
-
-    @property
-    def _data_file(self) -> str:
-        return os.path.join(self.location, "data", "cache.db")
+        return any(os.path.isfile(_database(directory, part)) for part in ("data", "meta"))
 
     def _open(self) -> None:
         # A data part that is gone while the meta part is not (deleted by hand, or lost)
         # is made again empty: the epoch moves on, or a search index saved before passed
         # for current and answered every query with no hits (its rows all gone).
-        data_lost = not os.path.isfile(os.path.join(self.location, "data", "cache.db")) and \
-            os.path.isfile(os.path.join(self.location, "meta", "cache.db"))
+        data_lost = not os.path.isfile(_database(self.location, "data")) and \
+            os.path.isfile(_database(self.location, "meta"))
         self._data = diskcache.Cache(
             os.path.join(self.location, "data"), disk=SafeDisk, eviction_policy="least-recently-used",
             size_limit=int(self._size_limit_mb * 2**20), cull_limit=0, statistics=False, **SQLITE_MEMORY,
@@ -135,7 +130,6 @@ class DiskcacheBackend(MetaCounters):
             if data_lost:
                 self._meta.incr("epoch", 1)
         self._data._sql(f"CREATE TABLE IF NOT EXISTS {CENSUS_TABLE} (tag TEXT PRIMARY KEY, n INTEGER NOT NULL)")
-        self._opened = _file_id(self._data_file)
         self._census_start()
 
     def _census_start(self) -> None:
@@ -553,20 +547,16 @@ class DiskcacheBackend(MetaCounters):
         taken as removed: some network file systems do not keep inode numbers stable.)"""
         self._data.close()
         self._meta.close()
-        if self._opened is not None and _file_id(self._data_file) is None:
+        if not os.path.isfile(_database(self.location, "data")):
             raise StoreError(f"the store at {self.location} was removed while fpcli used it: what this run "
                              "stored is lost (run it again)")
 
 
 
 
-def _file_id(path: str) -> tuple[int, int] | None:
-    """(device, inode) of a file; None when it is gone."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
+def _database(directory: str, part: str) -> str:
+    """The SQLite file of a store part ("data" or "meta"), as diskcache names it."""
+    return os.path.join(directory, part, "cache.db")
 
 
 def _expired(row: tuple[int, Tag, str | None, float | None] | None, now: float) -> bool:
