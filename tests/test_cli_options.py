@@ -318,6 +318,27 @@ def test_a_mistyped_store_is_named_not_made_empty(tmp_path, monkeypatch):
         assert runner.invoke(app, ["--store", str(typo), *args]).exit_code == 0
 
 
+@pytest.mark.parametrize("url,says", [
+    ("redis://[::1", "not a Redis URL"),                   # urlparse itself raised: a traceback
+    ("redis://u:hunter2@[::1/0", "not a Redis URL"),
+    ("redis://localhost:notaport/0", "the port must be a number"),
+    ("redis://localhost:6379/zero", "the database must be a number"),
+    ("redis://localhost:6379/0?db=3", "nothing after the database"),
+    ("redis:/localhost:6379/0", "write a Redis URL as"),
+])
+def test_a_malformed_redis_url_is_a_bad_store_value(tmp_path, monkeypatch, url, says):
+    """A URL that cannot name a Redis server is a bad option value (exit 2, as the
+    exit-code table says), refused before anything connects; it exited 1, and an
+    unclosed IPv6 bracket raised a traceback. The password is never echoed."""
+    monkeypatch.chdir(tmp_path)
+    for env in ({}, {"FPCLI_STORE": url}):
+        args = ["cache", "stats"] if env else ["--store", url, "cache", "stats"]
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == EXIT_USAGE, (url, result.output, result.exception)
+        assert says in result.output and "hunter2" not in result.output
+    assert os.listdir(tmp_path) == []
+
+
 def test_the_default_store_and_fpcli_store_may_be_new(tmp_path, monkeypatch):
     """Nothing analysed yet on this machine: the default store, or the one FPCLI_STORE
     names for every command, is empty, not missing."""

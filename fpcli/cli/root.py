@@ -10,6 +10,7 @@ import typer
 
 from fpcli import __version__
 from fpcli.cli.options import finite
+from fpcli.errors import StoreError
 from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB, StoreSpec, is_redis_url
 
 if TYPE_CHECKING:
@@ -101,6 +102,11 @@ def _root(
     """fpcli: acoustic fingerprints for music libraries."""
     if store is not None and not store.strip():
         raise typer.BadParameter("is empty: give a directory or a redis:// URL", param_hint="--store")
+    if store is not None:
+        try:
+            StoreSpec(store).resolved()  # a malformed Redis URL or a non-Redis URL: a bad value (exit 2)
+        except StoreError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--store") from None
     source = ctx.get_parameter_source("store")  # typer's own click: its enum is compared by name
     ctx.obj = Settings(StoreSpec(store, store_size_mb, store_ttl),
                        store_on_command_line=getattr(source, "name", None) == "COMMANDLINE")

@@ -37,7 +37,6 @@ import os
 import secrets
 import signal
 import threading
-import urllib.parse
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -53,13 +52,13 @@ from fpcli.errors import StoreError, StoreFullError
 from fpcli.store.protocol import BATCH, JOURNAL_LIMIT, Put, Tag, TagOf
 from fpcli.store.redis_files import RedisFileSets
 from fpcli.store.redis_files import glob_escape as _glob_escape
+from fpcli.store.spec import RedisAddress
 
 DEFAULT_EXPIRY_S = 365 * 24 * 3600  # data keys always expire, so volatile-lru can evict them
 # The longest expiry set: Redis refuses one beyond a 64-bit count of milliseconds, and a
 # --store-ttl of 1e30 s aborted a run with Redis's "value is not an integer or out of range".
 MAX_EXPIRY_S = 1000 * 365 * 24 * 3600
 RECOMMENDED_POLICY = "volatile-lru"
-SCHEMES = ("redis://", "rediss://")
 T = TypeVar("T")
 MARK = b"\x01"      # an encoded value: MARK, census tag, NUL, raw deflate of the JSON with ZDICT
 TAG_BYTES = 48       # the longest tag plus its marker and NUL (what a recount reads of each value)
@@ -132,47 +131,25 @@ def _is_integer(value: Any) -> bool:
         return False
 
 
-def is_redis_url(location: str | os.PathLike | None) -> bool:
-    return isinstance(location, str) and location.startswith(SCHEMES)
-
-
 class RedisBackend:
     """Key/value storage in a Redis database; values are JSON-able data."""
 
     def __init__(self, url: str, *, ttl_s: float | None = None, namespace: str = "fpcli") -> None:
         self._data = f"{namespace}:data:"
         self._meta = f"{namespace}:meta:"
-        parsed = urllib.parse.urlparse(url)
-        try:
-            port = parsed.port
-        except ValueError:
-            raise StoreError(f"{_redact(url)}: the port must be a number from 1 to 65535") from None
-        if not parsed.hostname:
-            raise StoreError(f"{_redact(url)}: not a Redis URL (redis://[user:password@]host:port/db)")
-        if parsed.query or parsed.fragment or parsed.params:
-            # Nothing after the database is read: "?password=..." was ignored (and printed),
-            # "?db=3" wrote to db 0.
-            raise StoreError(f"{_redact(url)}: a Redis URL is redis://[user:password@]host:port/db, nothing after "
-                             "the database (a password goes before the host, or in FPCLI_REDIS_PASSWORD)")
-        self.host, self.port = parsed.hostname, port or 6379
-        self.location = _redact(url)
+        address = RedisAddress.parse(url)
+        self.host, self.port, self.location = address.host, address.port, address.location
         self.ttl_s = None if ttl_s is None else min(ttl_s, MAX_EXPIRY_S)
-        # Percent-encoded in the URL (a password with @ : / # ? can only be written so).
-        user = urllib.parse.unquote(parsed.username) if parsed.username else None
-        password = urllib.parse.unquote(parsed.password) if parsed.password else os.environ.get("FPCLI_REDIS_PASSWORD")
-        self._password_given, self._tls = bool(password), parsed.scheme == "rediss"
-        try:
-            db = int((parsed.path or "/0").lstrip("/") or 0)
-        except ValueError:
-            raise StoreError(f"{self.location}: the database must be a number (redis://host:port/0)") from None
+        password = address.password or os.environ.get("FPCLI_REDIS_PASSWORD")
+        self._password_given, self._tls = bool(password), address.tls
         # About 4 s of retries of a refused or dropped connection: rides through a restart,
         # yet a dead server is reported quickly. A timeout is not retried: a TLS handshake
         # with a plain server (rediss:// by mistake) would otherwise hang 7 x 10 s.
         retry = redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=1.0, base=0.1), retries=6,
                                   supported_errors=(redis.exceptions.ConnectionError,))
         options: dict[str, Any] = dict(
-            host=self.host, port=self.port, db=db, username=user, password=password,
-            ssl=parsed.scheme == "rediss", socket_timeout=10, socket_connect_timeout=3, retry=retry,
+            host=self.host, port=self.port, db=address.db, username=address.user, password=password,
+            ssl=address.tls, socket_timeout=10, socket_connect_timeout=3, retry=retry,
             retry_on_error=[redis.exceptions.ConnectionError])
         self._client = redis.Redis(**options, decode_responses=True)  # meta: text
         self._bin = redis.Redis(**options, decode_responses=False)    # data: encoded bytes
@@ -606,16 +583,6 @@ def shielded() -> Iterator[None]:
             signal.signal(stop, handler)
         for signum in dict.fromkeys(noted):
             signal.raise_signal(signum)
-
-
-def _redact(url: str) -> str:
-    """The URL without its password or anything after the database, where a password
-    may have been put (it goes into messages and stats)."""
-    parsed = urllib.parse.urlparse(url)._replace(params="", query="", fragment="")
-    if parsed.password is not None:
-        host_and_port = parsed.netloc.rpartition("@")[2]
-        parsed = parsed._replace(netloc=f"{parsed.username + ':' if parsed.username else ':'}***@{host_and_port}")
-    return urllib.parse.urlunparse(parsed)
 
 
 def _first_line(exc: Exception) -> str:

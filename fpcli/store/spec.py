@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import urllib.parse
 from pathlib import Path
 
 import platformdirs
@@ -55,6 +56,67 @@ def _refuse_url_like(location: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class RedisAddress:
+    """Where a Redis URL points: host, port, database, user, password (``None`` when the
+    URL holds none; the caller may take one from the environment) and TLS
+    (``rediss://``). ``location`` is the URL without its password, for messages."""
+
+    location: str
+    host: str
+    port: int
+    db: int
+    user: str | None
+    password: str | None
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> RedisAddress:
+        """The address of ``redis://[user:password@]host[:port][/db]``; ``StoreError``
+        saying what is wrong with any other form. Checked before anything connects, so
+        the command line reports a malformed URL as a bad option (exit 2)."""
+        try:
+            parsed = urllib.parse.urlparse(url)
+            port = parsed.port
+        except ValueError as exc:
+            # "redis://[::1" (an unclosed IPv6 bracket) raised from urlparse itself
+            what = "the port must be a number from 1 to 65535" if "port" in str(exc) else \
+                "not a Redis URL (redis://[user:password@]host:port/db)"
+            raise StoreError(f"{_redacted(url)}: {what}") from None
+        location = _redacted(url)
+        if not parsed.hostname:
+            raise StoreError(f"{location}: not a Redis URL (redis://[user:password@]host:port/db)")
+        if parsed.query or parsed.fragment or parsed.params:
+            # Nothing after the database is read: "?password=..." was ignored (and printed),
+            # "?db=3" wrote to db 0.
+            raise StoreError(f"{location}: a Redis URL is redis://[user:password@]host:port/db, nothing after "
+                             "the database (a password goes before the host, or in FPCLI_REDIS_PASSWORD)")
+        try:
+            db = int((parsed.path or "/0").lstrip("/") or 0)
+        except ValueError:
+            raise StoreError(f"{location}: the database must be a number (redis://host:port/0)") from None
+        # Percent-encoded in the URL (a password with @ : / # ? can only be written so).
+        user = urllib.parse.unquote(parsed.username) if parsed.username else None
+        password = urllib.parse.unquote(parsed.password) if parsed.password else None
+        return cls(location, parsed.hostname, port or 6379, db, user, password, parsed.scheme == "rediss")
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password or anything after the database, where a password
+    may have been put (it goes into messages and stats); a URL too malformed to parse
+    is cut at its ``@`` for the same reason."""
+    try:
+        parsed = urllib.parse.urlparse(url)._replace(params="", query="", fragment="")
+        password = parsed.password
+    except ValueError:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else url.split("?")[0].split("#")[0]
+    if password is not None:
+        host_and_port = parsed.netloc.rpartition("@")[2]
+        parsed = parsed._replace(netloc=f"{parsed.username + ':' if parsed.username else ':'}***@{host_and_port}")
+    return urllib.parse.urlunparse(parsed)
+
+
+@dataclasses.dataclass(frozen=True)
 class StoreSpec:
     """How to open a store: location (None: FPCLI_STORE or the default directory),
     size limit in MiB (diskcache; any beyond MAX_SIZE_LIMIT_MB is that one, in effect no
@@ -76,7 +138,9 @@ class StoreSpec:
             location = str(default_store_path())
         if not location.strip():
             raise StoreError("the store location is empty: give a directory or a redis:// URL")
-        if not is_redis_url(location):
+        if is_redis_url(location):
+            RedisAddress.parse(location)   # a malformed URL is refused before anything connects
+        else:
             _refuse_url_like(location)
             location = os.path.abspath(os.path.expanduser(location))
         return dataclasses.replace(self, location=location, size_limit_mb=min(self.size_limit_mb, MAX_SIZE_LIMIT_MB))
