@@ -281,9 +281,16 @@ def render_partial(partial: dict[str, Any], out: Console | None) -> None:
     labels = [row["confidence"] for row in next(iter(buckets.values()))]
     rows = []
     for name, cells in buckets.items():
-        rows.append([(name, ""),
-                     *[("—" if r["mean_error"] is None else f"{r['mean_error']:.3g} ({r['samples']})", "")
-                       for r in cells],
+        rows.append([(name, ""), *[(_bucket_cell(r), "") for r in cells],
                      ("yes", "") if partial["monotone"][name] else ("no", "red")])
     _table(f"Error by streaming confidence, streams cut at {partial['seconds']} s ({partial['tracks']} tracks): "
-           "mean error (samples)", ["metric", *labels, "monotone"], rows, out)
+           "mean error (samples); null (n): n samples where both sides are null (they agree: passed)",
+           ["metric", *labels, "monotone"], rows, out)
+
+
+def _bucket_cell(row: dict[str, Any]) -> str:
+    """A bucket's mean error and sample count; samples with no error measured (both
+    sides null, which ``--json`` counts as passed) are counted, not shown as empty."""
+    if row["mean_error"] is not None:
+        return f"{row['mean_error']:.3g} ({row['samples']})"
+    return f"null ({row['samples']})" if row["samples"] else "—"
