@@ -20,8 +20,9 @@ Plain JSON values written by older versions are still read, and rewritten compac
 by ``cache stats --recount``.
 
 The census (``cache stats``) is a hash of counts per tag, kept by every client: a
-write is ``SET ... GET`` and a delete ``GETDEL``, both atomic, so each client learns
-the tag of exactly the value it replaced or removed and adjusts the counts. Keys that
+write and a delete are each one script call (``WRITE_COUNTED``, ``DELETE_COUNTED``)
+that replaces or removes the value and moves the count from the tag of exactly that
+value, atomically, so no client killed half way leaves the counts off. Keys that
 Redis itself evicts or expires never pass through a client: the hash then counts too
 many. It remembers Redis's evicted+expired totals at the last full count, and
 ``cache stats`` says the counts may be stale when those moved (they are server-wide);
@@ -115,6 +116,43 @@ def tag_of_value(value: bytes | str | None) -> Tag:
     return value[1:value.index(b"\x00")].decode("ascii", "replace") or None
 
 
+# The census kept in the same atomic step as the write: a script sets the value and
+# moves the counts from the tag of the value it replaced (MARK, tag, NUL: see
+# ``encode``) to the new one. Written as a SET ... GET and a later HINCRBY from the
+# client, a client killed between the two left the counts off (one in about 30
+# kill -9s of an import), and every write sent the old value back over the network.
+# Tags are printable ASCII; anything else at a value's head is not counted (junk
+# written from outside fpcli, which ``verify --repair`` removes).
+_MOVE_COUNT = """
+local function tag_of(value)
+  if value and string.byte(value, 1) == 1 then
+    local nul = string.find(value, "\\0", 2, true)
+    if nul and nul > 2 then
+      local tag = string.sub(value, 2, nul - 1)
+      if string.find(tag, "^[%w%p]+$") then return tag end
+    end
+  end
+  return nil
+end
+"""
+WRITE_COUNTED = _MOVE_COUNT + """
+local old = redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2], "GET")
+local old_tag, new_tag = tag_of(old), ARGV[3]
+if new_tag == "" then new_tag = nil end
+if old_tag ~= new_tag then
+  if old_tag then redis.call("HINCRBY", KEYS[2], old_tag, -1) end
+  if new_tag then redis.call("HINCRBY", KEYS[2], new_tag, 1) end
+end
+return 0
+"""
+DELETE_COUNTED = _MOVE_COUNT + """
+local old = redis.call("GETDEL", KEYS[1])
+local old_tag = tag_of(old)
+if old_tag then redis.call("HINCRBY", KEYS[2], old_tag, -1) end
+if old then return 1 end
+return 0
+"""
+
 WRITTEN_MEANWHILE = "written-meanwhile:"  # a census basis: other clients wrote during the count
 
 # The meta keys every command may touch, and the Redis type each must have.
@@ -153,6 +191,8 @@ class RedisBackend:
             retry_on_error=[redis.exceptions.ConnectionError])
         self._client = redis.Redis(**options, decode_responses=True)  # meta: text
         self._bin = redis.Redis(**options, decode_responses=False)    # data: encoded bytes
+        self._write_counted = self._bin.register_script(WRITE_COUNTED)
+        self._delete_counted = self._bin.register_script(DELETE_COUNTED)
         self._call(self._client.ping)
         self._mend_meta()
         # A namespace's epoch starts at a random number, not 0. Each client keeps its
@@ -270,70 +310,44 @@ class RedisBackend:
         self.put_many([(key, text, tag)])
 
     def put_many(self, items: Sequence[Put]) -> None:
-        """SET ... GET each value in one pipeline, then adjust the census by the tags
-        of the values replaced, in a second one (a Ctrl-C waits for both)."""
-        with shielded():
-            self._put_many(items)
-
-    def _put_many(self, items: Sequence[Put]) -> None:
+        """Each value written and counted by one script call (``WRITE_COUNTED``), all in
+        one pipeline (a Ctrl-C waits for it)."""
         pipe = self._bin.pipeline(transaction=False)
         for key, text, tag in items:
-            expiry = int(self.ttl_s) if self.ttl_s and key.startswith("rec:") else DEFAULT_EXPIRY_S
-            pipe.set(self._data + key, encode(text, tag), ex=max(expiry, 1), get=True)
-        replaced = self._call(pipe.execute)
-        deltas: collections.Counter[str] = collections.Counter()
-        for (_, _, tag), old in zip(items, replaced, strict=True):
-            if tag:
-                deltas[tag] += 1
-            if (old_tag := tag_of_value(old)) is not None:
-                deltas[old_tag] -= 1
-        self._census_add(deltas)
+            self._queue_write(pipe, key, text, tag)
+        with shielded():
+            self._call(pipe.execute)
+
+    def _queue_write(self, pipe: redis.client.Pipeline, key: str, text: str, tag: Tag) -> None:
+        expiry = int(self.ttl_s) if self.ttl_s and key.startswith("rec:") else DEFAULT_EXPIRY_S
+        self._write_counted(keys=[self._data + key, self._meta + "census"],
+                            args=[encode(text, tag), max(expiry, 1), tag or ""], client=pipe)
 
     def swap(self, key: str, expected: str | None, text: str, tag: Tag = None) -> bool:
-        """WATCH the key, compare, then SET ... GET in MULTI/EXEC (which fails when the key
-        changed after the WATCH); the census is adjusted as ``put_many`` does."""
+        """WATCH the key, compare, then write and count it as ``put_many`` does, in
+        MULTI/EXEC (which fails when the key changed after the WATCH)."""
         full = self._data + key
-        expiry = int(self.ttl_s) if self.ttl_s and key.startswith("rec:") else DEFAULT_EXPIRY_S
 
-        def attempt() -> tuple[bool, bytes | None]:
+        def attempt() -> bool:
             with self._bin.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(full)
                     current = pipe.get(full)
                     if (None if current is None else decode(current)) != expected:
-                        return False, None
+                        return False
                     pipe.multi()
-                    pipe.set(full, encode(text, tag), ex=max(expiry, 1), get=True)
-                    (old,) = pipe.execute()
+                    self._queue_write(pipe, key, text, tag)
+                    pipe.execute()
                 except redis.exceptions.WatchError:
-                    return False, None
-                return True, old
+                    return False
+                return True
 
         with shielded():
-            swapped, old = self._call(attempt)
-            if swapped:
-                deltas: collections.Counter[str] = collections.Counter()
-                if tag:
-                    deltas[tag] += 1
-                if (old_tag := tag_of_value(old)) is not None:
-                    deltas[old_tag] -= 1
-                self._census_add(deltas)
-        return swapped
+            return self._call(attempt)
 
     def delete(self, key: str) -> bool:
         with shielded():
-            old = self._call(self._bin.getdel, self._data + key)
-            if (tag := tag_of_value(old)) is not None:
-                self._census_add(collections.Counter({tag: -1}))
-        return old is not None
-
-    def _census_add(self, deltas: collections.Counter[str]) -> None:
-        changed = {tag: n for tag, n in deltas.items() if n}
-        if changed:
-            pipe = self._client.pipeline(transaction=False)
-            for tag, n in changed.items():
-                pipe.hincrby(self._meta + "census", tag, n)
-            self._call(pipe.execute)
+            return bool(self._call(self._delete_counted, keys=[self._data + key, self._meta + "census"]))
 
     def _scan(self, prefix: str) -> Iterator[list[str]]:
         """Batches of full keys starting with ``prefix`` (SCAN: constant memory; a key
