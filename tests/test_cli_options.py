@@ -339,6 +339,31 @@ def test_a_malformed_redis_url_is_a_bad_store_value(tmp_path, monkeypatch, url, 
     assert os.listdir(tmp_path) == []
 
 
+def test_no_output_is_written_into_the_store(tmp_path, song, monkeypatch):
+    """`search --m3u STORE/data/cache.db` replaced the database of every record with the
+    playlist (exit 0; after a repair the store held 0 records); `cache export` there
+    wrecked it too. Any output inside the store's folder is refused, also when the
+    store is reached through a link or named by FPCLI_STORE."""
+    store = tmp_path / "store"
+    assert runner.invoke(app, ["--store", str(store), "analyze", song]).exit_code == 0
+    database = store / "data" / "cache.db"
+    before = database.read_bytes()
+    link = tmp_path / "link-to-store"
+    link.symlink_to(store)
+    attempts = [["--store", str(store), "search", song, "--m3u", str(database)],
+                ["--store", str(store), "cache", "export", str(database)],
+                ["--store", str(link), "cache", "export", str(link / "meta" / "cache.db")],
+                ["--store", str(store), "cache", "export", str(store / "backup.jsonl")]]
+    for args in attempts:
+        result = runner.invoke(app, args)
+        assert result.exit_code == EXIT_USAGE and "inside the store's folder" in result.output, (args, result.output)
+    monkeypatch.setenv("FPCLI_STORE", str(store))
+    assert runner.invoke(app, ["cache", "export", str(database)]).exit_code == EXIT_USAGE
+    assert database.read_bytes() == before and not (store / "backup.jsonl").exists()
+    assert json.loads(runner.invoke(app, ["--store", str(store), "cache", "stats", "--json"]).stdout)["entries"] == 1
+    assert runner.invoke(app, ["--store", str(store), "cache", "export", str(tmp_path / "out.jsonl")]).exit_code == 0
+
+
 def test_the_default_store_and_fpcli_store_may_be_new(tmp_path, monkeypatch):
     """Nothing analysed yet on this machine: the default store, or the one FPCLI_STORE
     names for every command, is empty, not missing."""

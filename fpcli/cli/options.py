@@ -163,6 +163,29 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
+def _store_folder() -> str | None:
+    """The folder of the command's store (its global options), None for a Redis store
+    or outside a command."""
+    from fpcli.cli.root import COMMAND_SETTINGS
+    from fpcli.store.spec import is_redis_url
+
+    settings = COMMAND_SETTINGS.get()
+    if settings is None:
+        return None
+    try:
+        location = settings.spec.resolved().location
+    except StoreError:
+        return None   # the store's own error comes when it is opened
+    return None if location is None or is_redis_url(location) else location
+
+
+def _inside(target: str, folder: str) -> bool:
+    """Whether ``target`` is ``folder`` or lies under it, links resolved (a missing
+    file's folder still counts)."""
+    real_target, real_folder = os.path.realpath(target), os.path.realpath(folder)
+    return real_target == real_folder or real_target.startswith(real_folder.rstrip(os.sep) + os.sep)
+
+
 def path_text(path: Path) -> str:
     """A command-line path as the str the core uses (bytes-safe)."""
     return os.fsdecode(path)
@@ -179,10 +202,16 @@ def check_outputs(outputs: dict[str, Path | None], reads: dict[str, str] | None 
     from fpcli.files import check_writable
 
     seen: dict[str, str] = {}
+    store = _store_folder()
     for flag, path in outputs.items():
         if path is None or path_text(path) == "-":
             continue
         target = path_text(path)
+        if store is not None and _inside(target, store):
+            # `--m3u STORE/data/cache.db` replaced the database of every record (nothing left
+            # to repair); any file there is the store's to manage.
+            raise typer.BadParameter(f"{target} is inside the store's folder {store}: writing it could destroy "
+                                     "the store; write it elsewhere", param_hint=flag)
         try:
             check_writable(target)
         except FpcliError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import os
 from typing import TYPE_CHECKING, Annotated
@@ -76,6 +77,11 @@ class Settings:
         # a file or a link to nothing: the store says what it is
 
 
+# The running command's settings, for checks that every command shares and that have no
+# context at hand (``options.check_outputs``: no output file inside the store's folder).
+COMMAND_SETTINGS: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("COMMAND_SETTINGS", default=None)
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"fpcli {__version__}")
@@ -110,3 +116,4 @@ def _root(
     source = ctx.get_parameter_source("store")  # typer's own click: its enum is compared by name
     ctx.obj = Settings(StoreSpec(store, store_size_mb, store_ttl),
                        store_on_command_line=getattr(source, "name", None) == "COMMANDLINE")
+    COMMAND_SETTINGS.set(ctx.obj)
