@@ -57,7 +57,8 @@ def main() -> int:
     partial = report.partial
     labels = [row["confidence"] for row in next(iter(partial["buckets"].values()))]
     partial_rows = [[name, *[f"{fmt(r['mean_error'], 3)} ({r['samples']})" for r in rows],
-                     "yes" if partial["monotone"][name] else "NO"] for name, rows in partial["buckets"].items()]
+                     {True: "yes", False: "NO", None: "-"}[partial["monotone"][name]]]
+                    for name, rows in partial["buckets"].items()]
     lines = [
         f"# Validation on the real-music library ({datetime.date.today()})", "",
         f"Command: `python benchmarks/bench_validate.py --library {args.library} --partial {args.partial}`", "",

@@ -371,10 +371,12 @@ def confidence_buckets(samples: list[tuple[str, float, MetricResult]]) -> dict[s
     noise is not evidence against the confidence model) nor by more than
     RISE_FLOOR_SHARE of the metric's tolerance (a bucket of one sample, or of equal
     errors, has a standard error of 0: a step from 0 to 1e-9, float rounding of the
-    complete track, read as "monotone: no").
+    complete track, read as "monotone: no"). It is None for a metric with no error
+    measured in any bucket (every sample null on one side or both): nothing says
+    either way.
     """
     table: dict[str, list[dict[str, Any]]] = {}
-    monotone: dict[str, bool] = {}
+    monotone: dict[str, bool | None] = {}
     for name in STREAMING_DIMS:
         rows: list[dict[str, Any]] = []
         for low, high in CONFIDENCE_BUCKETS:
@@ -389,7 +391,7 @@ def confidence_buckets(samples: list[tuple[str, float, MetricResult]]) -> dict[s
         table[name] = rows
         filled = [(r["mean_error"], r["standard_error"]) for r in rows if r["mean_error"] is not None]
         floor = RISE_FLOOR_SHARE * max((m.tolerance for metric, _, m in samples if metric == name), default=0.0)
-        monotone[name] = all(
+        monotone[name] = None if not filled else all(   # None: no error measured in any bucket
             later - earlier <= max(2 * math.hypot(error_a, error_b), floor)
             for (earlier, error_a), (later, error_b) in zip(filled, filled[1:], strict=False))
     return {"buckets": table, "monotone": monotone}

@@ -150,13 +150,13 @@ def test_validate_partial_table_in_a_pipe(capsys):
     buckets = {"tempo_bpm": [{"confidence": "0.0-0.5", "mean_error": None, "samples": 0},
                              {"confidence": "0.5-1.0", "mean_error": 0.25, "samples": 3}],
                # both sides null in 2 samples: --json says pass_rate 1.0; the table showed an empty "—"
-               "pitch_stability": [{"confidence": "0.0-0.5", "mean_error": None, "samples": 2},
-                                   {"confidence": "0.5-1.0", "mean_error": None, "samples": 0}]}
+               "pitch_stability": [{"confidence": "0.0-0.5", "mean_error": None, "samples": 2, "pass_rate": 1.0},
+                                   {"confidence": "0.5-1.0", "mean_error": None, "samples": 0, "pass_rate": None}]}
     render_partial({"seconds": [2.0], "tracks": 3, "buckets": buckets,
                     "monotone": {"tempo_bpm": False, "pitch_stability": True}}, None)
     assert capsys.readouterr().out.splitlines()[1:] == ["metric\t0.0-0.5\t0.5-1.0\tmonotone",
                                                         "tempo_bpm\t—\t0.25 (3)\tno",
-                                                        "pitch_stability\tnull (2)\t—\tyes"]
+                                                        "pitch_stability\tnull (2, 100 % pass)\t—\tyes"]
 
 
 def test_null_reasons_are_not_wrapped_in_a_pipe(tmp_path):

@@ -177,6 +177,22 @@ def test_a_rise_of_float_rounding_is_no_rise():
     assert not real["monotone"]["rhythm_stability"]  # a fifth of the tolerance is a rise
 
 
+def test_a_metric_with_no_error_measured_is_neither_monotone_nor_not():
+    """Every sample null on the streaming side (failed): the buckets have no mean error,
+    and "monotone: yes" was claimed with no data; the table showed only dashes, hiding
+    the failures that --json counted."""
+    from fpcli.cli.validate_cmd import _bucket_cell
+    from fpcli.validate import MetricResult
+
+    def sample(c, passed):
+        return ("loudness_range_lu", c, MetricResult("loudness_range_lu", "absolute", None, 3.0, None, 1.0, passed))
+    partial = confidence_buckets([sample(0.1, False), sample(0.1, False), sample(0.9, True)])
+    assert partial["monotone"]["loudness_range_lu"] is None
+    rows = {r["confidence"]: r for r in partial["buckets"]["loudness_range_lu"]}
+    assert _bucket_cell(rows["0.0-0.2"]) == "null (2, 0 % pass)" and _bucket_cell(rows["0.8-1.0"]) == \
+        "null (1, 100 % pass)"
+
+
 # -- library and CLI -------------------------------------------------------------------------
 
 runner = CliRunner()
@@ -248,6 +264,9 @@ def test_a_shown_similarity_never_contradicts_its_verdict(library):
 def test_validate_bad_partial_option(library):
     result = runner.invoke(app, ["validate", "-l", str(library), "--partial", "soon"])
     assert result.exit_code == 2
+    # no number at all: said to be under 0.5 s before
+    commas = runner.invoke(app, ["validate", "-l", str(library), "--partial", ","])
+    assert commas.exit_code == 2 and "expected seconds like" in commas.output and "at least" not in commas.output
 
 
 @pytest.fixture

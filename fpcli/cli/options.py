@@ -150,7 +150,9 @@ def parse_seconds(text: str | None, flag: str = "--partial") -> list[float] | No
         seconds = sorted({float(part) for part in text.split(",") if part.strip()})
     except ValueError:
         raise typer.BadParameter(f"{text!r}: expected seconds like 10,30,60", param_hint=flag) from None
-    if not seconds or seconds[0] < 0.5 or not math.isfinite(seconds[-1]):
+    if not seconds:   # "," or " , ": no number at all (an empty entry beside others is a stray comma)
+        raise typer.BadParameter(f"{text!r}: expected seconds like 10,30,60", param_hint=flag)
+    if seconds[0] < 0.5 or not math.isfinite(seconds[-1]):
         raise typer.BadParameter(f"{text!r}: seconds must be finite and at least 0.5", param_hint=flag)
     return seconds
 

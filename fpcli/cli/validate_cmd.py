@@ -282,15 +282,20 @@ def render_partial(partial: dict[str, Any], out: Console | None) -> None:
     rows = []
     for name, cells in buckets.items():
         rows.append([(name, ""), *[(_bucket_cell(r), "") for r in cells],
-                     ("yes", "") if partial["monotone"][name] else ("no", "red")])
+                     _monotone_cell(partial["monotone"][name])])
     _table(f"Error by streaming confidence, streams cut at {partial['seconds']} s ({partial['tracks']} tracks): "
-           "mean error (samples); null (n): n samples where both sides are null (they agree: passed)",
-           ["metric", *labels, "monotone"], rows, out)
+           "mean error (samples); null: samples with no error to measure (a null on either side), with their "
+           "pass rate", ["metric", *labels, "monotone"], rows, out)
+
+
+def _monotone_cell(monotone: bool | None) -> Piece:
+    return ("—", "") if monotone is None else ("yes", "") if monotone else ("no", "red")
 
 
 def _bucket_cell(row: dict[str, Any]) -> str:
-    """A bucket's mean error and sample count; samples with no error measured (both
-    sides null, which ``--json`` counts as passed) are counted, not shown as empty."""
+    """A bucket's mean error and sample count; samples with no error measured (a null
+    on either side: passed when both are null, failed when one is) are counted with
+    their pass rate, not shown as an empty dash (``--json`` has the same figures)."""
     if row["mean_error"] is not None:
         return f"{row['mean_error']:.3g} ({row['samples']})"
-    return f"null ({row['samples']})" if row["samples"] else "—"
+    return f"null ({row['samples']}, {100 * row['pass_rate']:.0f} % pass)" if row["samples"] else "—"
