@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -89,7 +88,12 @@ def checked_max_seconds(max_seconds: float | None) -> float | None:
     if seconds is None or not seconds > 0:
         raise ParameterError(f"{max_seconds!r}: a positive number of seconds (or None: the whole track)",
                              "max_seconds")
-    return None if math.isinf(seconds) else seconds
+    # Longer than any track is no limit: 1e308 s times a sample rate is an infinite
+    # float, whose int() raised OverflowError for every file (recorded as its failure).
+    return None if seconds > NO_LIMIT_S else seconds
+
+
+NO_LIMIT_S = 1e12   # 31,700 years; times 768 kHz still well inside an int64 frame count
 
 
 def _read_into(reader: AudioReader, analyzers: Sequence[Analyzer], max_seconds: float | None,

@@ -10,6 +10,7 @@ from fpcli.fingerprint import Fingerprint
 from fpcli.params import FINGERPRINT_VERSION
 
 TIMEOUT_ERROR_TYPE = "Timeout"  # a result's error_type when the analysis outran the run's time limit
+INTERNAL_ERROR_TYPE = "InternalError"  # a result's error_type for a fault of fpcli's, not of the file
 
 
 @dataclasses.dataclass(frozen=True)

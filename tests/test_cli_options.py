@@ -96,6 +96,26 @@ def test_every_and_seconds_longer_than_any_track_follow_it_to_its_end(tmp_path, 
     assert json.loads(streamed.stdout.splitlines()[-1])["complete"]
 
 
+def test_seconds_longer_than_any_track_read_a_file_whole(tmp_path, song):
+    """`--seconds 1e308` on a file raised OverflowError for every file, recorded as its
+    failure, so every later full run skipped it ("failed before"); a search and the
+    API raised it too."""
+    from fpcli import analyze_streaming
+
+    store = str(tmp_path / "s")
+    previewed = runner.invoke(app, ["--store", store, "analyze", song, "--seconds", HUGE, "--json"])
+    assert previewed.exit_code == 0, previewed.output
+    assert json.loads(previewed.stdout)["complete"]
+    again = runner.invoke(app, ["--store", store, "analyze", song, "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["cached"], again.output
+    other = write(tmp_path / "other.flac", synth.music_like(3.0, SR, seed=5, bpm=90), SR)
+    _stored(store, other)
+    found = runner.invoke(app, ["--store", store, "search", song, "--seconds", HUGE, "--json"])
+    assert found.exit_code == 0 and json.loads(found.stdout)["stats"]["query_complete"], found.output
+    fingerprint, _ = analyze_streaming(song, max_seconds=1e308)
+    assert fingerprint.complete
+
+
 def test_a_stream_query_longer_than_any_track_is_the_whole_stream(tmp_path):
     """The whole stream, complete: its own recording is told (8 s give its duplicate
     key enough bits) and left out."""

@@ -17,7 +17,7 @@ from fpcli.analyze import analyse, preload
 from fpcli.executors.local import UNDELIVERED_RETRIES, Task, WorkerPool
 from fpcli.library import RunOptions, dispatch_order, run_library
 from fpcli.scan import scan
-from fpcli.store import FileIdentity, FingerprintStore, verify
+from fpcli.store import Failure, FileIdentity, FingerprintStore, verify
 from tests.conftest import write
 
 SR = 22050
@@ -219,6 +219,22 @@ def test_a_timeout_is_tried_again_under_a_longer_limit_only(tmp_path, capsys):
         report = validate_library([long_track], other, RunOptions(timeout_s=0.5))
     assert [t.status for t in report.tracks] == ["timed_out"]
     assert report.summary()["timed_out"] == 1 and report.summary()["failed_to_decode"] == 0 and report.failed == 1
+
+
+def test_a_fault_of_fpcli_is_tried_again_by_the_next_run(tmp_path):
+    """A fault of fpcli's (``--seconds 1e308`` once overflowed) was recorded as the
+    file's failure, and every later run skipped the file as broken, even with the
+    fault fixed. It says nothing of the file: the next run analyses it."""
+    song = write(tmp_path / "song.wav", synth.music_like(2.0, 22050, seed=2), 22050)
+    st = os.stat(song)
+    with FingerprintStore.open(tmp_path / "store") as store:
+        store.import_failures([Failure(song, "InternalError", "OverflowError: cannot convert float infinity to "
+                                       "integer (a fault of fpcli: please report it)", st.st_size, st.st_mtime_ns,
+                                       time.time())])
+        events = []
+        run_library([song], store, RunOptions(), lambda kind, payload: events.append(payload) if kind == "track"
+                    else None)
+        assert [(r.status, r.cached) for r in events] == [("ok", False)] and list(store.failures()) == []
 
 
 def _tasks(paths):

@@ -24,7 +24,7 @@ from typing import Any
 
 from fpcli.errors import FpcliError
 from fpcli.memory import keep_buffers_on_heap
-from fpcli.results import TIMEOUT_ERROR_TYPE
+from fpcli.results import INTERNAL_ERROR_TYPE, TIMEOUT_ERROR_TYPE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +73,7 @@ def _outcome_of(call: Callable[[], Any]) -> Any:
         return call()
     except Exception as exc:
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        return "InternalError", (f"{type(exc).__name__}: {exc} (at {os.path.basename(where.filename)}:"
+        return INTERNAL_ERROR_TYPE, (f"{type(exc).__name__}: {exc} (at {os.path.basename(where.filename)}:"
                                  f"{where.lineno}; a fault of fpcli: please report it)")
 
 

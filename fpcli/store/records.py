@@ -29,7 +29,7 @@ from fpcli.errors import ParameterError
 from fpcli.files import special_file_kind
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import FINGERPRINT_VERSION
-from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
+from fpcli.results import INTERNAL_ERROR_TYPE, TIMEOUT_ERROR_TYPE, TrackResult
 
 if TYPE_CHECKING:  # numpy and scipy come with them: the CLI's start-up does not pay for them
     from fpcli.dsp.dupes import DupeKey
@@ -357,7 +357,11 @@ class Failure:
         tries the file again: a timeout under a shorter limit than this one (a run's
         --timeout 1, or a machine busy with other work) says nothing of the file, and
         was skipped as a broken file until --retry-failed; a run with the same or a
-        shorter limit skips it (a file that hangs a decoder costs its limit once)."""
+        shorter limit skips it (a file that hangs a decoder costs its limit once).
+        A fault of fpcli's is tried by every run: it says nothing of the file, and a
+        fixed fpcli skipped the file for good (``--seconds 1e308`` once overflowed)."""
+        if self.error_type == INTERNAL_ERROR_TYPE:
+            return True
         if self.error_type != TIMEOUT_ERROR_TYPE:
             return False
         return limit_s is None or self.limit_s is None or limit_s > self.limit_s
