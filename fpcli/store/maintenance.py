@@ -323,7 +323,7 @@ def export_store(store: FingerprintStore, destination: str | os.PathLike[str],
     with atomic_text(destination) as out:
         out.write(json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": time.time()}) + "\n")
         lines: Iterator[tuple[str, str]] = itertools.chain(
-            (("record", _record_line(record, text)) for record, text in store.record_texts()),
+            (("record", _record_line(record, text)) for text, record in store.sound_texts()),
             (("failure", dumps({"type": "failure", "data": failure_to_json(f)})) for f in store.failures()))
         for kind, line in lines:
             out.write(line + "\n")
@@ -333,11 +333,12 @@ def export_store(store: FingerprintStore, destination: str | os.PathLike[str],
     return counts
 
 
-def _record_line(record: Record, text: str) -> str:
-    """The export line of a record: its stored text as is (it was just parsed and
-    checked, so it is one JSON object; writing it again would cost as much as the
-    parse), or written afresh unless it is one line of ASCII, as fpcli writes it."""
-    if not text.isascii() or "\n" in text or "\r" in text:
+def _record_line(record: Record | None, text: str) -> str:
+    """The export line of a record: its stored text as is (it was just checked, so it
+    is one JSON object; writing it again would cost as much as the check), or written
+    afresh from the ``record`` parsed unless it is one line of ASCII, as fpcli writes
+    it (a text the fast check vouched for comes without a record: it is such a line)."""
+    if record is not None and (not text.isascii() or "\n" in text or "\r" in text):
         text = record_text(record)
     return '{"type":"record","data":' + text + "}"
 

@@ -1,0 +1,131 @@
+"""The fast gate of bulk reads (``fast_schema.sound_texts``) says yes only to records
+the full parser accepts, and says yes to what fpcli writes (or it would save nothing)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fpcli.errors import BadEntryError
+from fpcli.store.fast_schema import sound_texts
+from fpcli.store.schema import parse_records, record_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import make_records  # noqa: E402  (benchmarks/make_records.py: one real record, cloned)
+
+
+@pytest.fixture(scope="module")
+def written(template):
+    """fpcli's own texts: with and without each optional block."""
+    records = list(make_records.records(6, template=template))
+    records.append(dataclasses.replace(records[0], timbre=None, dupe_key=None, batch=None, validation=None))
+    return [record_text(r) for r in records]
+
+
+def _accepted(texts):
+    return [not isinstance(r, BadEntryError) for r in parse_records([(f"t{i}", json.loads(t))
+                                                                     for i, t in enumerate(texts)])]
+
+
+def test_what_fpcli_writes_passes_the_gate(written):
+    assert sound_texts(written) == [True] * len(written) == _accepted(written)
+
+
+def test_texts_the_gate_cannot_vouch_for_go_to_the_parser(written):
+    data = json.loads(written[0])
+    odd_path = copy.deepcopy(data)
+    odd_path["paths"][0]["path"] = "/música/é.flac"       # not ASCII: exports write it afresh
+    two_point_oh = {**data, "schema": 2.0}                   # the parser takes 2.0 for 2
+    texts = [json.dumps(odd_path, ensure_ascii=False), json.dumps(two_point_oh), None, "{", written[0] + "\n"]
+    assert sound_texts(texts) == [False] * 5
+
+
+# Values that break one rule or another of the schema, put anywhere in a record.
+ODD = [None, -1, 0, 1, -1.5, 0.5, 1.5, 2, 3, 1e9, 1.1e9, -1e10, 2**63, 2**63 - 1, 1e308, "", "x", "0" * 32,
+       "a" * 32, "A" * 32, "v5-", "-", "é", "a" * 65, True, False, [], [1], {}, {"x": 1},
+       {"path": "", "mtime_ns": 0}, {"path": "/a", "mtime_ns": -1}, "AAAA", "valid", "high", "tempo_bpm"]
+
+
+def _paths_in(value, prefix=()):
+    """Every (path, container) of a JSON document, leaves and inner nodes."""
+    yield prefix
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _paths_in(inner, (*prefix, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _paths_in(inner, (*prefix, index))
+
+
+def _mutated(data, path, action, odd):
+    data = copy.deepcopy(data)
+    if not path:
+        return odd
+    parent = data
+    for step in path[:-1]:
+        parent = parent[step]
+    last = path[-1]
+    if action == "delete" and isinstance(parent, dict):
+        del parent[last]
+    elif action == "add" and isinstance(parent, dict):
+        parent["unknown_field"] = odd
+    else:
+        parent[last] = odd
+    return data
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(choice=st.data())
+def test_the_gate_says_yes_only_to_what_the_parser_accepts(written, choice):
+    """One or two mutations of a written record (a value replaced by an odd one, a key
+    deleted or added); whatever the gate passes, the parser must accept."""
+    data = json.loads(choice.draw(st.sampled_from(written)))
+    for _ in range(choice.draw(st.integers(1, 2))):
+        paths = list(_paths_in(data))
+        path = choice.draw(st.sampled_from(paths))
+        data = _mutated(data, path, choice.draw(st.sampled_from(["replace", "delete", "add"])),
+                        choice.draw(st.sampled_from(ODD)))
+    text = json.dumps(data)
+    if sound_texts([text]) == [True]:
+        assert _accepted([text]) == [True], text[:300]
+
+
+def test_every_single_replacement_is_judged_as_the_parser_judges(written):
+    """Exhaustive over one record: each value replaced by each odd value. The gate's
+    yes implies the parser's yes; the gate may say no where the parser says yes."""
+    data = json.loads(written[0])
+    texts = [json.dumps(_mutated(data, path, "replace", odd)) for path in _paths_in(data) if path
+             for odd in ODD]
+    gate, parser = sound_texts(texts), _accepted(texts)
+    assert not [t for t, g, p in zip(texts, gate, parser, strict=True) if g and not p]
+    assert sum(gate) > 0.2 * sum(parser)  # it still vouches for many sound variants
+
+
+def test_timbres_the_parser_refuses_do_not_pass(written):
+    """An indefinite covariance, a value past VALUE_LIMIT, a NaN, a short block: well-formed
+    base64 each, so only the checks after the decoding can tell."""
+    import base64
+
+    import numpy as np
+
+    from fpcli.store.timbre_block import TIMBRE_VALUES, symmetric_layout
+
+    data = json.loads(written[0])
+    good = np.frombuffer(base64.b64decode(data["timbre"]["packed"]), dtype="<f4").copy()
+    indefinite = good.copy()
+    indefinite[13 + symmetric_layout()[0, 0]] = -1e3     # a negative variance (after the 13 means)
+    huge, nan = good.copy(), good.copy()
+    huge[0], nan[1] = 2e9, np.nan
+    texts = []
+    for values in (indefinite, huge, nan, good[:TIMBRE_VALUES - 1]):
+        data["timbre"]["packed"] = base64.b64encode(values.astype("<f4").tobytes()).decode("ascii")
+        texts.append(json.dumps(data))
+    assert sound_texts(texts) == [False] * 4
+    assert _accepted(texts) == [False] * 4
