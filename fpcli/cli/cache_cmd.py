@@ -32,6 +32,7 @@ from fpcli.fingerprint import seconds_text
 from fpcli.results import TIMEOUT_ERROR_TYPE
 
 if TYPE_CHECKING:
+    from fpcli.search.dupes import DupeGroup
     from fpcli.store import FingerprintStore, Record
     from fpcli.store.records import Failure
 
@@ -389,7 +390,8 @@ def cache_failures(ctx: typer.Context, as_json: JsonOption = False) -> None:
 def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List groups of files that hold the same recording: byte-identical copies, and
     other encodings or sample rates of it (matched by the duplicate key of the
-    decoded audio; fingerprint v2 records only).
+    decoded audio; fingerprint v2 records only). Files gone since they were analysed
+    are left out (`fpcli cache prune` forgets them).
 
     Examples:
 
@@ -397,10 +399,8 @@ def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
       fpcli cache dupes --json | jq '.paths'
     """
-    from fpcli.search.dupes import duplicate_groups
-
     with ctx.obj.open_store(existing=True) as store:
-        groups = duplicate_groups(store.records())
+        groups = _groups_on_disk(list(store.records()))
         report_bad_entries(store)
     if as_json:
         for group in groups:
@@ -408,6 +408,34 @@ def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     rows_out(f"{len(groups)} group(s) of duplicates", ["group", "path"],
              [[str(n), path] for n, group in enumerate(groups, start=1) for path in group.paths])
+
+
+def _groups_on_disk(records: list[Record]) -> list[DupeGroup]:
+    """The duplicate groups of ``records`` as their files on disk have them: gone paths
+    left out, a group left with one path none. Only the records in a group are looked
+    for on disk (a stat per path of theirs, not per record of the store); the groups
+    are then formed again, as a record with no file left no longer decides which
+    group a later one joins, until every record in a group has been looked for."""
+    from fpcli.search.dupes import duplicate_groups
+
+    looked: set[str] = set()  # digests of the records whose paths were checked
+    while True:
+        groups = duplicate_groups(records)
+        unchecked = {digest for group in groups for digest in group.digests} - looked
+        if not unchecked:
+            return groups
+        on_disk = [_on_disk(record) if record.digest in unchecked else record for record in records]
+        records = [record for record in on_disk if record.paths]
+        looked |= unchecked
+
+
+def _on_disk(record: Record) -> Record:
+    """``record`` with only the paths whose file is still there."""
+    import dataclasses
+
+    from fpcli.search.query import file_left
+
+    return dataclasses.replace(record, paths=tuple(seen for seen in record.paths if file_left(seen.path)))
 
 
 @cache_app.command("export")

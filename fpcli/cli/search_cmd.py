@@ -92,6 +92,7 @@ def search(
     """
     from fpcli.search import Compute, parse_weights, write_m3u
     from fpcli.search import search as run_search
+    from fpcli.search.query import WeightsError
 
     if strategy not in STRATEGIES:
         raise typer.BadParameter(f"{strategy!r}: one of {', '.join(STRATEGIES)}", param_hint="--strategy")
@@ -112,13 +113,16 @@ def search(
     streamed = _stream_query(seconds) if text == "-" else None
     from fpcli.cli.tracks import Reporter  # rich: only when a command runs (start-up time)
 
-    with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=False, show_tracks=False) as reporter:
-        compute = Compute(jobs, timeout, _progress(reporter, jobs))
-        result = run_search(store, text, k=k, strategy=strategy, group_weights=group_weights,
-                            under=path_text(library) if library else None, explain=explain,
-                            compute_missing=compute_missing, include_duplicates=include_duplicates,
-                            seconds=seconds, query=streamed, compute=compute,
-                            mutual_proximity=mutual_proximity, index_progress=reporter.index_progress())
+    try:
+        with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=False, show_tracks=False) as reporter:
+            compute = Compute(jobs, timeout, _progress(reporter, jobs))
+            result = run_search(store, text, k=k, strategy=strategy, group_weights=group_weights,
+                                under=path_text(library) if library else None, explain=explain,
+                                compute_missing=compute_missing, include_duplicates=include_duplicates,
+                                seconds=seconds, query=streamed, compute=compute,
+                                mutual_proximity=mutual_proximity, index_progress=reporter.index_progress())
+    except WeightsError as exc:  # known once the index's groups are: a bad value all the same (exit 2)
+        raise typer.BadParameter(exc.reason, param_hint="--weights") from None
     if m3u is not None:
         _note_left_out(write_m3u(result, m3u))
     for path, error in result.skipped:

@@ -24,7 +24,7 @@ from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, 
 from fpcli.search.saved import IndexProgress, current_index
 from fpcli.search.timbre import pack
 from fpcli.store import FingerprintStore, Record
-from fpcli.store.records import STREAM_PREFIX, record_key, resolve
+from fpcli.store.records import STREAM_PREFIX, entry_file, record_key, resolve
 
 if TYPE_CHECKING:  # fpcli.library (the analysis stack) is imported only when something is missing
     from fpcli.library import Event
@@ -32,6 +32,13 @@ if TYPE_CHECKING:  # fpcli.library (the analysis stack) is imported only when so
 ACCURATE_CANDIDATES = 5  # "accurate" re-ranks k x this many fast candidates
 DUPLICATE_SLACK = 10     # extra hits asked for so that dropping duplicates still leaves k
 STRATEGIES = ("fast", "accurate", "batch", "auto")
+GONE = "no such file or folder"  # why a hit whose every file is gone was skipped (as a failed look-up says it)
+
+
+class WeightsError(SearchError, ParameterError):
+    """Weights that leave a fingerprint kind nothing to measure: a bad weights value
+    (a usage error, as any other), found only once the index's groups are known. Still
+    a SearchError, which it was raised as before."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +234,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
         stats["expected_recall"] = expected_recall(record.streaming.seconds)  # None until measured
     skipped: list[tuple[str, str]] = []
     if strategy == "fast":
-        hits = _rank_all(store, "streaming", record, plan, params, stats, index_progress)
+        hits = _rank_all(store, "streaming", record, plan, params, stats, skipped, index_progress)
     elif strategy == "accurate":
         hits = _accurate(store, record, plan, params, compute, stats, skipped, index_progress)
     else:
@@ -299,23 +306,31 @@ def _query_row(record: Record, kind: str) -> np.ndarray:
 
 
 def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, params: AnalysisParams,
-              stats: dict[str, Any], progress: IndexProgress | None = None) -> list[Hit]:
-    """The k nearest of every indexed track of ``kind`` (refreshing the index first)."""
+              stats: dict[str, Any], skipped: list[tuple[str, str]],
+              progress: IndexProgress | None = None) -> list[Hit]:
+    """The k nearest of every indexed track of ``kind`` (refreshing the index first).
+    Nothing to search is an error, unless tracks lacking a batch fingerprint were
+    counted (``stats["missing_batch"]``): that count, and how to compute them, is the
+    answer then, as it is when some other track has one."""
     index, info = current_index(store, kind, params.key(), progress)
     stats.update(info)
-    if len(index) <= 1:
+    if len(index) <= 1 and not (kind == "batch" and stats.get("missing_batch")):
         message = f"the store holds no other {kind} fingerprints to search: analyse the library first"
         previews = store.record_count("previews")
         if kind == "streaming" and previews:
             some = "1 of its records is a preview" if previews == 1 else f"{previews} of its records are previews"
             message = f"the store holds no other complete fingerprints to search: {some} ({PREVIEWS_LEFT_OUT})"
         raise SearchError(message + (" with batch fingerprints" if kind == "batch" else ""))
-    return _ranked(store, index, record, query, stats)
+    return _ranked(store, index, record, query, stats, skipped)
 
 
-def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query, stats: dict[str, Any]) -> list[Hit]:
+def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query, stats: dict[str, Any],
+            skipped: list[tuple[str, str]]) -> list[Hit]:
     """top_k of ``index``, then (unless duplicates are kept) the hits that are the
-    query's recording or an earlier hit's dropped, reading the hits' records."""
+    query's recording or an earlier hit's dropped, reading the hits' records. A hit
+    shows a file of its record that still exists; a record with none left is no hit,
+    and is named in ``skipped`` (the next row takes its place). Only the hits shown
+    are looked for on disk: about k stat calls, not one per record."""
     _refuse_all_weights_zero(index, query)
     weights = dim_weights(index.dims, query.group_weights, index.low, index.high)
     if index.kind == "streaming" and not record.complete:  # a partial query: trust each dim as far as it is known
@@ -329,31 +344,109 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
                      query_timbre=pack(record.timbre), timbre_weight=query.timbre_weight,
                      mutual=query.mutual_proximity, query_content=record.digest, also_under=also_under)
         hits = [_filed_under(hit, query) for hit in hits]
+        rows_left = len(hits) == wanted and wanted < len(index)
         if not query.drop_duplicates:
-            return _other_files(store, index, record, query, hits)[: query.k]
-        found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
-        usable = [(hit, r) for hit, r in zip(hits, found, strict=True) if r is not None]
-        reference = _whole_copy(store, record, index.params_key) if query.query_file else record
-        kept, dropped = drop_duplicates(reference, [r for _, r in usable])
-        kept_hits = [usable[i][0] for i in kept]
-        maybe_query = {usable[i][0].digest for i in kept if starts_like(record, usable[i][1])}
-        if len(kept_hits) - len(maybe_query) >= query.k or len(hits) < wanted or wanted >= len(index):
-            stats["duplicates_dropped"] = stats.get("duplicates_dropped", 0) + dropped
-            return _marking_the_query(kept_hits, maybe_query, query.k, stats)
-        # More duplicates than the slack (15 encodings of the query left 8 of 10 hits,
-        # 800 left none): ask for four times as many, until k remain or the rows run out.
+            shown, gone = _on_disk(store, index, _other_files(store, index, record, query, hits), query)
+            if len(shown) == query.k or not rows_left:
+                skipped += [(hit.path, GONE) for hit in gone]
+                return shown
+        else:
+            found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
+            usable = [(hit, r) for hit, r in zip(hits, found, strict=True) if r is not None]
+            reference = _whole_copy(store, record, index.params_key) if query.query_file else record
+            kept_hits, maybe_query, dropped, gone = _kept_on_disk(usable, reference, record, query)
+            if len(kept_hits) - len(maybe_query) >= query.k or not rows_left:
+                stats["duplicates_dropped"] = stats.get("duplicates_dropped", 0) + dropped
+                skipped += [(hit.path, GONE) for hit in gone]
+                return _marking_the_query(kept_hits, maybe_query, query.k, stats)
+        # More duplicates (or gone files) than the slack (15 encodings of the query left
+        # 8 of 10 hits, 800 left none): ask for four times as many, until k remain or
+        # the rows run out.
         wanted = min(4 * wanted, len(index))
 
 
+def _kept_on_disk(usable: list[tuple[Hit, Record]], reference: Record, record: Record,
+                  query: Query) -> tuple[list[Hit], set[str], int, list[Hit]]:
+    """The hits of ``usable`` (hits with their records, nearest first) that are neither
+    the query's recording nor an earlier kept hit's, those shown (up to the k-th that
+    is not perhaps the query: ``starts_like``) each with a file that still exists.
+    Returns (kept hits, digests of those perhaps the query, how many were dropped as
+    duplicates, hits whose every file is gone). A gone record is taken out and the
+    duplicates dropped again: a copy of it in another encoding is then a hit."""
+    gone: dict[str, Hit] = {}
+    placed: dict[str, Hit] = {}  # digest -> the hit with a path whose file exists
+    while True:
+        left = [(hit, r) for hit, r in usable if hit.digest not in gone]
+        kept, dropped = drop_duplicates(reference, [r for _, r in left])
+        maybe_query = {left[i][0].digest for i in kept if starts_like(record, left[i][1])}
+        lost = _first_gone([left[i] for i in kept], maybe_query, placed, query)
+        if lost is None:
+            hits = [placed.get(left[i][0].digest, left[i][0]) for i in kept]
+            return hits, maybe_query, dropped, list(gone.values())
+        gone[lost.digest] = lost
+
+
+def _first_gone(kept: list[tuple[Hit, Record]], maybe_query: set[str], placed: dict[str, Hit],
+                query: Query) -> Hit | None:
+    """Look the hits to be shown of ``kept`` up on disk, nearest first, adding each to
+    ``placed`` with a path whose file exists; the first with no file left, or None."""
+    others = 0
+    for hit, stored in kept:
+        if others == query.k:
+            break
+        if hit.digest not in placed:
+            path = _path_left(hit, stored, query.under_prefix)
+            if path is None:
+                return hit
+            placed[hit.digest] = dataclasses.replace(hit, path=path)
+        others += hit.digest not in maybe_query
+    return None
+
+
+def _on_disk(store: FingerprintStore, index: Index, hits: list[Hit], query: Query) -> tuple[list[Hit], list[Hit]]:
+    """The first k of ``hits`` that have a file left, each showing one (its record read
+    only when its own path is gone), and the hits passed over whose every file is gone."""
+    shown: list[Hit] = []
+    gone: list[Hit] = []
+    for hit in hits:
+        if len(shown) == query.k:
+            break
+        path = hit.path if file_left(hit.path) else \
+            _path_left(hit, store.read_record(record_key(hit.digest, index.params_key)), query.under_prefix)
+        if path is None:
+            gone.append(hit)
+        else:
+            shown.append(dataclasses.replace(hit, path=path))
+    return shown, gone
+
+
+def _path_left(hit: Hit, stored: Record | None, prefix: str | None) -> str | None:
+    """The path ``hit`` is shown by: its own when its file exists, else the most
+    recently seen path of its record (under ``prefix`` when given) whose file does;
+    None when none is left. An index keeps one path per record, the last one seen,
+    which may be a copy deleted since while the others remain."""
+    seen = [p.path for p in reversed(stored.paths)] if stored is not None else []
+    for path in dict.fromkeys([hit.path, *seen]):
+        if (prefix is None or path.startswith(prefix)) and file_left(path):
+            return path
+    return None
+
+
+def file_left(path: str) -> bool:
+    """Whether the file of a stored path is still there (one stat): a CUE track's file
+    is its album image; a named stream has no file that could be gone."""
+    return path.startswith(STREAM_PREFIX) or os.path.exists(entry_file(path)[0])
+
+
 def _refuse_all_weights_zero(index: Index, query: Query) -> None:
-    """SearchError when no group of this index's dims, nor the timbre, weighs more than 0:
+    """WeightsError when no group of this index's dims, nor the timbre, weighs more than 0:
     every distance would be 0 and the hits an arbitrary order (``--weights
     temporal=0,spectral=0,harmonic=0,variation=0,timbre=0`` passed the check of the
     weights alone, as the batch-only groups still weighed 1)."""
     groups = sorted({DIM_BY_NAME[dim].group for dim in index.dims})
     if query.timbre_weight == 0 and not any(query.group_weights.get(group, 1.0) for group in groups):
-        raise SearchError(f"every group of the {index.kind} fingerprint weighs 0 ({', '.join(groups)}, timbre): "
-                          "give one of them a weight, or search by batch fingerprints (strategy batch)")
+        raise WeightsError(f"every group of the {index.kind} fingerprint weighs 0 ({', '.join(groups)}, timbre): "
+                           "give one of them a weight, or search by batch fingerprints (strategy batch)", "weights")
 
 
 def _whole_copy(store: FingerprintStore, record: Record, params_key: str) -> Record:
@@ -441,7 +534,8 @@ def _other_files(store: FingerprintStore, index: Index, record: Record, query: Q
         paths = [p.path for p in stored.paths] if stored is not None else [hit.path]
         prefix = query.under_prefix
         out.extend(dataclasses.replace(hit, path=path) for path in paths
-                   if resolve(path) != query.query_file and (prefix is None or path.startswith(prefix)))
+                   if resolve(path) != query.query_file and (prefix is None or path.startswith(prefix))
+                   and file_left(path))  # a copy moved away since is no hit (its record stays: the query's)
     return out
 
 
@@ -485,7 +579,7 @@ def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams
 def _accurate(store: FingerprintStore, record: Record, query: Query, params: AnalysisParams, compute: Compute,
               stats: dict[str, Any], skipped: list[tuple[str, str]], progress: IndexProgress | None) -> list[Hit]:
     wide = dataclasses.replace(query, k=query.k * ACCURATE_CANDIDATES, explain=False)
-    candidates = _rank_all(store, "streaming", record, wide, params, stats, progress)
+    candidates = _rank_all(store, "streaming", record, wide, params, stats, skipped, progress)
     stats["batch_computed"] = _batch_for(store, [h.path for h in candidates], params, compute, skipped)
     index, info = current_index(store, "batch", params.key(), progress)
     stats["batch_index"] = info
@@ -494,7 +588,7 @@ def _accurate(store: FingerprintStore, record: Record, query: Query, params: Ana
                 index.contents[rows], index.low, index.high, timbre=index.timbre_rows()[rows],
                 timbre_fit=index.timbre_fit)
     use_reference(sub, reference_of(index))  # mutual proximity against the whole library, not the candidates
-    return _ranked(store, sub, record, query, stats)
+    return _ranked(store, sub, record, query, stats, skipped)
 
 
 def _batch(store: FingerprintStore, record: Record, query: Query, params: AnalysisParams, compute: Compute | None,
@@ -507,7 +601,7 @@ def _batch(store: FingerprintStore, record: Record, query: Query, params: Analys
     if compute is not None:
         _batch_for(store, missing, params, compute, skipped)
     stats["missing_batch"] = 0 if compute is not None else len(missing)
-    return _rank_all(store, "batch", record, query, params, stats, progress)
+    return _rank_all(store, "batch", record, query, params, stats, skipped, progress)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,215 @@
+"""Files gone since they were analysed: search hits, --library, playlists and `cache
+dupes` show only files that exist; weights that zero every streaming group and a
+batch search with no other batch fingerprint are answered as the README says."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from fpcli import synth
+from fpcli.cli import app
+from fpcli.errors import ParameterError, SearchError
+from fpcli.library import RunOptions, run_library
+from fpcli.search import search
+from fpcli.store import FingerprintStore
+from tests.conftest import write
+
+SR = 22050
+GONE = "no such file or folder"  # as accurate reports a candidate deleted since it was stored
+runner = CliRunner()
+
+
+@pytest.fixture
+def lib(tmp_path):
+    """Six different tracks of 3 s."""
+    root = tmp_path / "lib"
+    root.mkdir()
+    for i in range(6):
+        write(root / f"song{i}.wav", synth.music_like(3.0, SR, seed=i, bpm=80 + 12 * i), SR)
+    return root
+
+
+def _analyse(store_dir, *folders) -> None:
+    with FingerprintStore.open(store_dir) as store:
+        for folder in folders:
+            run_library([str(folder)], store, RunOptions(jobs=1))
+
+
+def _search(store_dir, query, **kwargs):
+    with FingerprintStore.open(store_dir) as store:
+        return search(store, str(query), strategy="fast", **kwargs)
+
+
+def _copied_then_deleted(tmp_path, lib):
+    """song0's content seen last at lib2/x.wav (the path its index row keeps), which is
+    then deleted: lib/song0.wav still holds it."""
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    (tmp_path / "lib2").mkdir()
+    shutil.copy(lib / "song0.wav", tmp_path / "lib2" / "x.wav")
+    _analyse(store_dir, tmp_path / "lib2")
+    os.unlink(tmp_path / "lib2" / "x.wav")
+    return store_dir
+
+
+def test_a_hit_shows_a_copy_that_exists_when_the_path_indexed_is_gone(tmp_path, lib):
+    store_dir = _copied_then_deleted(tmp_path, lib)
+    result = _search(store_dir, lib / "song1.wav", k=5)
+    assert sorted(os.path.basename(h.path) for h in result.hits) == ["song0.wav", "song2.wav", "song3.wav",
+                                                                      "song4.wav", "song5.wav"]
+    assert all(os.path.exists(h.path) for h in result.hits) and result.skipped == []
+
+
+def test_a_record_with_no_file_left_is_skipped_and_the_next_one_ranked(tmp_path, lib):
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    nearest = _search(store_dir, lib / "song1.wav", k=1).hits[0].path
+    os.unlink(nearest)
+    result = _search(store_dir, lib / "song1.wav", k=4)
+    assert len(result.hits) == 4 and nearest not in {h.path for h in result.hits}
+    assert all(os.path.exists(h.path) for h in result.hits)
+    assert result.skipped == [(nearest, GONE)]
+
+
+def test_only_the_hits_shown_are_looked_for_on_disk(tmp_path, lib, monkeypatch):
+    """Existence is checked per hit shown (about k stat calls), never per record."""
+    import fpcli.search.query
+
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    looked: list[str] = []
+    checked = fpcli.search.query.file_left
+    monkeypatch.setattr(fpcli.search.query, "file_left", lambda path: looked.append(path) or checked(path))
+    assert len(_search(store_dir, lib / "song1.wav", k=2).hits) == 2
+    assert len(looked) == 2
+
+
+def test_library_keeps_only_hits_with_a_file_there(tmp_path, lib):
+    store_dir = _copied_then_deleted(tmp_path, lib)
+    result = _search(store_dir, lib / "song1.wav", k=4, under=str(tmp_path / "lib2"))
+    assert result.hits == [] and result.skipped == [(str(tmp_path / "lib2" / "x.wav"), GONE)]
+
+
+def test_the_cli_reports_gone_hits_as_skipped_and_plays_only_files_that_exist(tmp_path, lib):
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    nearest = _search(store_dir, lib / "song1.wav", k=1).hits[0].path
+    os.unlink(nearest)
+    playlist = tmp_path / "similar.m3u"
+    base = ["--store", store_dir, "search", str(lib / "song1.wav"), "-k", "3", "--strategy", "fast"]
+    done = runner.invoke(app, [*base, "--json", "--m3u", str(playlist)])
+    assert done.exit_code == 0
+    data = json.loads(done.stdout)
+    assert data["skipped"] == [{"path": nearest, "error": GONE}] and len(data["hits"]) == 3
+    entries = [line for line in playlist.read_text().splitlines() if not line.startswith("#")]
+    assert len(entries) == 4 and all((tmp_path / entry).exists() for entry in entries)
+    human = runner.invoke(app, base)
+    assert human.exit_code == 0 and f"{nearest}: skipped as a candidate ({GONE})" in human.stderr
+
+
+def _four_copies(tmp_path):
+    """One recording at four paths (one record), analysed, and a store with it."""
+    root = tmp_path / "copies"
+    root.mkdir()
+    write(root / "a.wav", synth.music_like(3.0, SR, seed=7, bpm=110), SR)
+    for name in ("b.wav", "c.wav", "d.wav"):
+        shutil.copy(root / "a.wav", root / name)
+    write(root / "other.wav", synth.music_like(3.0, SR, seed=8, bpm=90), SR)
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, root)
+    return root, store_dir
+
+
+def _dupes(store_dir) -> list[list[str]]:
+    done = runner.invoke(app, ["--store", store_dir, "cache", "dupes", "--json"])
+    assert done.exit_code == 0
+    return [json.loads(line)["paths"] for line in done.stdout.splitlines()]
+
+
+def test_dupes_lists_only_files_that_exist(tmp_path):
+    root, store_dir = _four_copies(tmp_path)
+    assert [[os.path.basename(p) for p in paths] for paths in _dupes(store_dir)] == [["a.wav", "b.wav", "c.wav",
+                                                                                       "d.wav"]]
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    os.rename(root / "d.wav", moved / "d.wav")
+    assert _dupes(store_dir) == [[str(root / "a.wav"), str(root / "b.wav"), str(root / "c.wav")]]
+    for name in ("b.wav", "c.wav"):
+        os.rename(root / name, moved / name)
+    assert _dupes(store_dir) == []  # one file left: no group
+
+
+def _two_encodings(folder) -> tuple[str, str]:
+    """One recording as FLAC and as 24-bit WAV (two records, one duplicate group: 9 s
+    give the duplicate key the bits it needs)."""
+    x = synth.music_like(9.0, SR, seed=9, bpm=100)
+    return write(folder / "enc.flac", x, SR), write(folder / "enc.wav", x, SR, subtype="PCM_24")
+
+
+def test_dupes_of_other_encodings_drop_a_group_left_with_one_file(tmp_path):
+    root = tmp_path / "enc"
+    root.mkdir()
+    flac, wav = _two_encodings(root)
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, root)
+    assert _dupes(store_dir) == [[flac, wav]]
+    os.unlink(wav)
+    assert _dupes(store_dir) == []
+
+
+def test_included_duplicates_moved_away_are_no_hits(tmp_path):
+    root, store_dir = _four_copies(tmp_path)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("b.wav", "c.wav", "d.wav"):
+        os.rename(root / name, moved / name)
+    result = _search(store_dir, root / "a.wav", k=5, include_duplicates=True)
+    assert [os.path.basename(h.path) for h in result.hits] == ["other.wav"]
+
+
+def test_a_gone_hit_leaves_its_other_encoding_a_hit(tmp_path, lib):
+    """A hit's other encoding is dropped as its duplicate; when every file of the hit
+    is gone, the other encoding is the hit (it was dropped for a record with no file)."""
+    encodings = {os.path.basename(path) for path in _two_encodings(lib)}
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    before = {os.path.basename(h.path) for h in _search(store_dir, lib / "song1.wav", k=6).hits}
+    assert len(before) == 6 and len(before & encodings) == 1  # one recording, one hit
+    shown = next(iter(before & encodings))
+    os.unlink(lib / shown)
+    result = _search(store_dir, lib / "song1.wav", k=6)
+    assert {os.path.basename(h.path) for h in result.hits} == (before - {shown}) | (encodings - {shown})
+    assert result.skipped == [(str(lib / shown), GONE)]
+
+
+ZERO_STREAMING = "temporal=0,spectral=0,harmonic=0,variation=0,timbre=0"
+
+
+def test_weights_zeroing_every_streaming_group_are_a_usage_error(tmp_path, lib):
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    done = runner.invoke(app, ["--store", store_dir, "search", str(lib / "song1.wav"), "--weights", ZERO_STREAMING])
+    assert done.exit_code == 2 and "--weights" in done.output and "weighs 0" in done.output
+    from fpcli.search import parse_weights
+
+    with pytest.raises(SearchError) as raised:  # the library's callers still catch it as before
+        _search(store_dir, lib / "song1.wav", group_weights=parse_weights(ZERO_STREAMING))
+    assert isinstance(raised.value, ParameterError) and raised.value.parameter == "weights"
+
+
+def test_batch_with_no_other_batch_fingerprint_reports_how_many_lack_one(tmp_path, lib):
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    base = ["--store", store_dir, "search", str(lib / "song1.wav"), "--strategy", "batch"]
+    done = runner.invoke(app, [*base, "--json"])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.stdout)
+    assert data["hits"] == [] and data["stats"]["missing_batch"] == 5
+    human = runner.invoke(app, base)
+    assert human.exit_code == 0 and "5 track(s) have no batch fingerprint" in human.stderr
+    assert "--compute-missing" in human.stderr
