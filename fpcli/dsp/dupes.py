@@ -30,7 +30,8 @@ BAND_LOW_HZ, BAND_HIGH_HZ, N_BANDS = 300.0, 4000.0, 17
 RELIABLE_DB = 1.0                    # |D| below this: the bit is not used
 AUDIBLE_DB = -70.0                   # window band power re a full-scale sine (per frame)
 FULL_WINDOW_SHARE = 0.9              # a window needs 90 % of its frames (drops the last, cut one)
-MIN_SHARED_BITS = 64                 # fewer reliable bits in common: cannot tell
+MIN_SHARED_BITS = 64                 # fewer reliable bits in common: cannot tell (steady or 2-3 s
+                                     # tracks: lossless copies are told by fpcli.search.dupes.same_decoded_audio)
 MAX_BIT_ERRORS = 0.10                # share of disagreeing shared bits for "same recording"
 DURATION_TOLERANCE_S = 1.0           # codec padding and delay are far below this
 
@@ -119,7 +120,10 @@ def bit_errors(a: DupeKey, b: DupeKey) -> tuple[float, int]:
 def same_recording(a: DupeKey, b: DupeKey, seconds_a: float, seconds_b: float) -> bool:
     """Whether two keys (and durations, s) are the same recording: durations within
     DURATION_TOLERANCE_S, at least MIN_SHARED_BITS reliable bits in common and at most
-    MAX_BIT_ERRORS of them differing."""
+    MAX_BIT_ERRORS of them differing. Steady tracks (white noise, a sine, a click
+    track: 0-37 reliable bits in 5 s) and tracks of 2-3 s (38-60) have too few, so
+    this is False even for two copies of one decoded audio; the records' rule
+    (``fpcli.search.dupes.same``) tells those by their whole fingerprints."""
     if abs(seconds_a - seconds_b) > DURATION_TOLERANCE_S:
         return False
     errors, count = bit_errors(a, b)

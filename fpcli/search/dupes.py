@@ -1,11 +1,13 @@
 """Duplicates: the same recording in several files (another codec, bit depth or
 sample rate, or a byte-identical copy), recognised by the records' duplicate keys
-(``fpcli.dsp.dupes``).
+(``fpcli.dsp.dupes``), and lossless copies (the same decoded audio in another
+container or codec) also by their identical fingerprints (``same_decoded_audio``).
 
 * ``duplicate_groups``: every group of records of one recording in the store
   (``fpcli cache dupes``). Candidates are records of similar duration (sorted by
   duration, compared within DURATION_TOLERANCE_S), so the cost is n log n plus the
-  pairs of near-equal duration, not n^2.
+  pairs of near-equal duration, not n^2 (the exact rule adds a few comparisons per
+  such pair, most of them stopping at the length in samples).
 * ``drop_duplicates``: search hits without the query's duplicates and without a
   second copy of an earlier hit.
 * ``starts_like``: a hit that a partial query (a preview, a stream) may be the start
@@ -15,11 +17,16 @@ sample rate, or a byte-identical copy), recognised by the records' duplicate key
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from fpcli.dsp.dupes import DURATION_TOLERANCE_S, MAX_BIT_ERRORS, MIN_SHARED_BITS, bit_errors, same_recording
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.store import Record
+
+if TYPE_CHECKING:
+    from fpcli.dsp.timbre import Timbre
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,12 +39,73 @@ class DupeGroup:
 
 
 def same(a: Record, b: Record) -> bool:
-    """Whether two records hold the same recording (same content, or matching keys)."""
+    """Whether two records hold the same recording (same content, the same decoded
+    audio, or matching keys). The exact rule goes first: its cheap comparisons reject
+    most pairs before the keys' bits are unpacked."""
     if a.digest == b.digest:
         return True
     if a.dupe_key is None or b.dupe_key is None:
         return False
-    return same_recording(a.dupe_key, b.dupe_key, a.audio.duration_s, b.audio.duration_s)
+    return same_decoded_audio(a, b) or same_recording(a.dupe_key, b.dupe_key, a.audio.duration_s, b.audio.duration_s)
+
+
+# Streaming values and timbre means of one decoded audio differ only by float rounding,
+# which depends on how the stream was cut into blocks: over blocks of 777 to 65,536
+# frames, measured up to 1.1e-6 relative (a loudness std of 4.55 LU), 8e-7 absolute
+# (a std of 0 LU) and 1.2e-7 in the timbre mean (stored as float32: one unit in the
+# last place of a c0 near -100 is 7.6e-6). Other audio lies far outside: a shift of
+# one sample moves some streaming value of 3 s of music or noise by 1.6e-4 relative or
+# more, a gain change of 0.1 dB the timbre mean's c0 (the level) by 0.07-0.18 (a sine,
+# music, noise), which the keys and the streaming values do not see.
+VALUE_TOLERANCE = 1e-5          # relative, and absolute near 0 (values in their own units)
+TIMBRE_MEAN_TOLERANCE = 1e-4    # absolute, in the MFCCs' natural-log units
+
+
+def same_decoded_audio(a: Record, b: Record) -> bool:
+    """Whether two complete records were analysed, with the same parameters, from the
+    same decoded audio (WAV, FLAC, ALAC... of the same samples): same sample rate,
+    channels and length to the sample, identical duplicate keys (bits and mask), and
+    equal streaming values and timbre means up to float rounding.
+
+    ``same_recording`` needs MIN_SHARED_BITS reliable key bits in common, which a steady
+    signal (white noise, a sine, a click track: 0-37 in 5 s) or a track of 2-3 s (38-60)
+    does not reach, so a lossless copy of one stayed a search hit at distance 0 and
+    outside ``cache dupes``. Here every bit counts, reliable or not (the unreliable
+    ones follow the audio's smallest changes), and the values cover the whole track.
+    Not identical audio, and so left to ``same_recording``: another gain (the keys
+    and streaming values agree, the timbre's c0 does not), a shift by one sample,
+    another rounding to 16 bits, another sample rate."""
+    if not (a.complete and b.complete) or a.params_key != b.params_key:
+        return False
+    if (a.audio.samplerate, a.audio.channels, _frames(a)) != (b.audio.samplerate, b.audio.channels, _frames(b)):
+        return False
+    if a.dupe_key is None or a.dupe_key != b.dupe_key:
+        return False
+    return _values_agree(a.streaming.values, b.streaming.values) and _timbre_means_agree(a.timbre, b.timbre)
+
+
+def _frames(record: Record) -> int:
+    """The record's length in samples (its duration is frames decoded / rate)."""
+    return round(record.audio.duration_s * record.audio.samplerate)
+
+
+def _values_agree(a: Mapping[str, float | None], b: Mapping[str, float | None]) -> bool:
+    """Every dim null on both sides or equal within VALUE_TOLERANCE."""
+    return a.keys() == b.keys() and all(_value_agrees(a[dim], b[dim]) for dim in a)
+
+
+def _value_agrees(x: float | None, y: float | None) -> bool:
+    if x is None or y is None:
+        return x is y
+    return math.isclose(x, y, rel_tol=VALUE_TOLERANCE, abs_tol=VALUE_TOLERANCE)
+
+
+def _timbre_means_agree(a: Timbre | None, b: Timbre | None) -> bool:
+    """Both without a timbre (every frame silent), or means within TIMBRE_MEAN_TOLERANCE."""
+    if a is None or b is None:
+        return a is b
+    return len(a.mean) == len(b.mean) and all(
+        abs(x - y) <= TIMBRE_MEAN_TOLERANCE for x, y in zip(a.mean, b.mean, strict=True))
 
 
 def duplicate_groups(records: Iterable[Record]) -> list[DupeGroup]:
