@@ -27,7 +27,7 @@ import numpy as np
 from fpcli.analyze import checked_max_seconds, ended_here
 from fpcli.audio import AudioReader
 from fpcli.blas import one_blas_thread
-from fpcli.errors import ParameterError
+from fpcli.errors import AnalysisError, ParameterError
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import AnalysisParams, as_number
 from fpcli.results import TrackResult
@@ -49,21 +49,29 @@ class LiveFingerprint:
             live.save(store, "radio-2026-11-25T18:00")
 
     ``expected_seconds`` (the track's length, when known; None, 0 or infinity:
-    unknown) lets the confidence use the share heard; a snapshot's ``complete`` is
-    False until ``finish()``.
+    unknown) lets the confidence use the share heard, and is the duration a result
+    reports before ``finish()``; a snapshot's ``complete`` is False until then.
     """
 
     def __init__(self, samplerate: int, channels: int, params: AnalysisParams | None = None, *,
                  expected_seconds: float | None = None) -> None:
+        _check_channels(channels)
         self.samplerate, self.channels = samplerate, channels
         self._analyzer = StreamingAnalyzer(samplerate, channels, params)   # refuses a bad rate or channel count
-        self._analyzer.expected_frames = _expected_frames(expected_seconds, samplerate)
+        self._expected_s = _known_length(expected_seconds, samplerate)
+        self._analyzer.expected_frames = None if self._expected_s is None else int(self._expected_s * samplerate)
         self._final: Fingerprint | None = None
 
     @property
     def seconds(self) -> float:
         """Seconds of audio pushed so far."""
         return self._analyzer.pipeline.samples / self.samplerate
+
+    @property
+    def duration_s(self) -> float:
+        """The track's length in seconds (``expected_seconds`` until ``finish``, see
+        ``track_length_s``)."""
+        return track_length_s(self.seconds, self._expected_s, finished=self._final is not None)
 
     def push(self, block: np.ndarray) -> None:
         """Add audio: (frames, channels), or (frames,) for mono. Samples are floats
@@ -96,14 +104,54 @@ class LiveFingerprint:
     def result(self, path: str, *, status: str = "ok", partial_reason: str | None = None,
                format: str = "STREAM", subtype: str = "") -> TrackResult:
         """The current snapshot as a ``TrackResult`` for ``path`` (or ``stream:NAME``)."""
-        return TrackResult(path=path, status=status, duration_s=self.seconds, samplerate=self.samplerate,
+        return TrackResult(path=path, status=status, duration_s=self.duration_s, samplerate=self.samplerate,
                            channels=self.channels, format=format, subtype=subtype, partial_reason=partial_reason,
                            streaming=self.snapshot())
 
     def save(self, store: FingerprintStore, name: str) -> Record:
-        """Store the current snapshot under ``name`` (a partial record until ``finish``)."""
+        """Store the current snapshot under ``name`` (a partial record until ``finish``).
+        An AnalysisError, and nothing stored, while there is nothing to keep: no audio
+        pushed, or before ``finish`` less than one analysis frame (a record of nothing
+        would stand in the store as a preview of the stream)."""
+        if not isinstance(name, str):
+            raise ParameterError(f"{name!r}: a stream's name is a string", "name")
         identity = stream_identity(name)
+        if not self._holds_something():
+            raise AnalysisError(f"{name!r}: nothing measured yet ({self.seconds:.3f} s of audio pushed, less than "
+                                "one analysis frame): no record of nothing is stored")
         return store.save(identity, self.result(identity.path))
+
+    def _holds_something(self) -> bool:
+        """Whether a record of this fingerprint would say anything: audio was pushed, and
+        it measured a value or was finished (a whole track too short to measure is a fact)."""
+        return self.seconds > 0 and (self._final is not None or _measured(self.snapshot()))
+
+
+# A channel count fits in 16 bits (WAV's field, FFmpeg's limit); the analyzer's state
+# grows with it: 10**9 channels asked for 29.8 GiB (a MemoryError, not an answer).
+MAX_CHANNELS = 65535
+
+
+def _check_channels(channels: int) -> None:
+    """A ParameterError for a channel count above ``MAX_CHANNELS`` (the analyzer
+    refuses what is not a whole number of at least 1)."""
+    count = as_number(channels, int)
+    if count is not None and count > MAX_CHANNELS:
+        raise ParameterError(f"{channels!r}: a channel count from 1 to {MAX_CHANNELS}", "channels")
+
+
+def track_length_s(heard_s: float, length_s: float | None, *, finished: bool) -> float:
+    """A track's duration in seconds, as ``analyze`` reports it: what was heard once the
+    end was reached or when the length is not known (None); else ``length_s``, or what
+    was heard when that is more (a stream that runs past the length its header states)."""
+    if finished or length_s is None:
+        return heard_s
+    return max(length_s, heard_s)
+
+
+def _measured(fingerprint: Fingerprint) -> bool:
+    """Whether ``fingerprint`` holds any value (none before one analysis frame is heard)."""
+    return any(value is not None for value in fingerprint.values.values())
 
 
 # The full scale of the integer PCM types a player hands over: float = int / full scale.
@@ -123,10 +171,10 @@ def _float_samples(samples: np.ndarray) -> np.ndarray:
     return samples
 
 
-def _expected_frames(expected_seconds: float | None, samplerate: int) -> int | None:
-    """The expected length in frames (None: unknown, for None, 0 or a length whose
-    frames no float can count, infinity or 1e308 s), or a ParameterError for a negative
-    length, NaN or a non-number."""
+def _known_length(expected_seconds: float | None, samplerate: int) -> float | None:
+    """The expected length in seconds (None: unknown, for None, less than a frame, or a
+    length whose frames no float can count, infinity or 1e308 s), or a ParameterError
+    for a negative length, NaN or a non-number."""
     if expected_seconds is None:
         return None
     seconds = as_number(expected_seconds)
@@ -134,7 +182,7 @@ def _expected_frames(expected_seconds: float | None, samplerate: int) -> int | N
         raise ParameterError(f"{expected_seconds!r}: a length in seconds of at least 0 (or None: unknown)",
                              "expected_seconds")
     frames = seconds * samplerate
-    return None if math.isinf(frames) else int(frames) or None
+    return None if math.isinf(frames) or int(frames) == 0 else seconds
 
 
 Snapshot = Callable[[TrackResult], None]
@@ -164,7 +212,7 @@ def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = No
     except KeyboardInterrupt:
         # Nothing measured (no audio, or less than one analysis frame): no record of
         # nothing, which would stand in the store as a preview of the stream.
-        if any(value is not None for value in live.snapshot().values.values()):
+        if _measured(live.snapshot()):
             keep(_result(live, reader, path, started))
         raise
     if whole:
@@ -178,12 +226,19 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
                  max_seconds: float | None, on_snapshot: Snapshot, keep: Callable[[TrackResult], None]) -> bool:
     """Push the reader's blocks into ``live``, with a snapshot every ``every_s``
     seconds; True when the stream ended (a file also when it ended exactly at
-    ``max_seconds``), False when ``max_seconds`` stopped it."""
+    ``max_seconds``), False when ``max_seconds`` stopped it. A mark where the final
+    result follows for the same second gives no snapshot of its own: at ``max_seconds``,
+    and at the length the source states, where its line waits for more audio (a
+    stream may run past the length its header states: its snapshots go on)."""
     info = reader.info
     next_mark = every_s
+    at_stated_end: TrackResult | None = None   # stored, its line held back until more audio comes
     blocks = iter(reader)
     for block in blocks:
         while block.size:
+            if at_stated_end is not None:   # the source runs past its stated length: no final result yet
+                on_snapshot(at_stated_end)
+                at_stated_end = None
             pushed = int(round(live.seconds * info.samplerate))
             # The frame of the nearest mark (a snapshot, the end of a preview), kept a float
             # until it falls inside this block: a mark of 1e308 s is an infinite frame count.
@@ -191,22 +246,27 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
             take = len(block) if target - pushed >= len(block) else max(int(round(target)) - pushed, 1)
             live.push(block[:take])
             block = block[take:]
+            stopping = max_seconds is not None and live.seconds >= max_seconds - 1e-9
             if next_mark is not None and live.seconds >= next_mark - 1e-9:
-                if not _at_stated_end(reader, live):  # else the final result follows for the same second
+                if not stopping:  # else the final result follows for the same second
                     snapshot = _result(live, reader, path, started)
                     keep(snapshot)  # stored before it is shown: a kill -9 after the line keeps what it says
-                    on_snapshot(snapshot)
+                    if _at_stated_end(reader, live):
+                        at_stated_end = snapshot
+                    else:
+                        on_snapshot(snapshot)
                 next_mark += every_s or 0.0
-            if max_seconds is not None and live.seconds >= max_seconds - 1e-9:
+            if stopping:
                 return not block.size and ended_here(reader, blocks)
     return True
 
 
 def _at_stated_end(reader: AudioReader, live: LiveFingerprint) -> bool:
-    """Whether all the frames the source states it holds have been pushed: a snapshot
-    there was printed, then the final result for the same second (``--every 2`` on an
-    8 s file: "8.0 s, partial" and "8.0 s, complete")."""
-    return bool(reader.expected_frames) and round(live.seconds * reader.info.samplerate) >= reader.expected_frames
+    """Whether exactly the frames the source states it holds have been pushed, where
+    a snapshot's line would be followed by the final result for the same second
+    (``--every 2`` on an 8 s file: "8.0 s, partial" and "8.0 s, complete"). Exactly:
+    past that point (a stream longer than its header says) every snapshot was lost."""
+    return bool(reader.expected_frames) and round(live.seconds * reader.info.samplerate) == reader.expected_frames
 
 
 @contextlib.contextmanager
@@ -242,4 +302,17 @@ def _result(live: LiveFingerprint, reader: AudioReader, path: str, started: floa
     info = reader.info
     result = live.result(path, status="partial" if reader.partial else "ok", partial_reason=reader.partial_reason,
                          format=info.format, subtype=info.subtype)
-    return dataclasses.replace(result, seconds_taken=time.perf_counter() - started)
+    duration_s = track_length_s(live.seconds, _known_length_s(reader), finished=live.snapshot().complete)
+    return dataclasses.replace(result, duration_s=duration_s, seconds_taken=time.perf_counter() - started)
+
+
+def _known_length_s(reader: AudioReader) -> float | None:
+    """The length in seconds a result reports before the end is heard (None: unknown).
+    A file's as its header gives it, stated or estimated (as ``analyze`` reports a
+    preview's); a stream's only as its header states it (a WAV's data size, a FLAC's
+    sample count), the length a stream is held to: on a redirected file FFmpeg also
+    estimates one from the bytes there, which a search's duplicate rule must not take
+    for a stated length."""
+    if not reader.expected_frames or (reader.is_stream and not reader.length_exact):
+        return None
+    return reader.expected_frames / reader.info.samplerate

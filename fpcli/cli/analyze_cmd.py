@@ -28,6 +28,7 @@ from fpcli.executors import DEFAULT_TIMEOUT_S
 
 # The most channels raw PCM may declare: WAV's channel count is 16 bits. A count in the
 # billions made the analyzer ask for terabytes of state (a traceback, not an answer).
+# The player API's limit is the same (fpcli.live.MAX_CHANNELS, not imported: numpy).
 MAX_RAW_CHANNELS = 65535
 
 if TYPE_CHECKING:
@@ -211,7 +212,9 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(ctx.obj.open_store()) if storing else None
         identity = (stream_identity(name) if path == "-" and name else store.identify(path)) if store else None
-        label = identity.path if identity else path
+        # A file is reported by the path as given, as a run over files reports it (the
+        # store knows it by its absolute path); a named stream by its name.
+        label = identity.path if identity and path == "-" else path
 
         def keep(result: TrackResult) -> None:
             if store is not None and identity is not None:

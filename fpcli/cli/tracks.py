@@ -98,10 +98,11 @@ class Reporter:
 
     def snapshot(self, result: TrackResult) -> None:
         """One snapshot of a followed stream: a JSON line, or one line of the rising
-        fingerprint (seconds heard, tempo and confidence) on the terminal."""
+        fingerprint (seconds heard, tempo and confidence). Snapshots are results of a
+        live run: printed even with quiet, which leaves results and errors only."""
         if self.as_json:
             print_json_line(result.to_json())
-        elif not self.quiet:
+        else:
             render_track_line(result)
 
     def final(self, result: TrackResult) -> None:
@@ -178,7 +179,8 @@ def render_track_line(result: TrackResult, out: Console | None = None) -> None:
     if not result.streaming.complete:
         confidence = result.streaming.confidence or {}
         mean = sum(confidence.values()) / len(confidence) if confidence else 0.0
-        parts.append((f" heard {result.streaming.seconds:.0f} s, confidence {mean:.2f}", "yellow"))
+        # To a tenth of a second, as the duration beside it: whole seconds said "heard 0 s" at 0.3 s.
+        parts.append((f" heard {result.streaming.seconds:.1f} s, confidence {mean:.2f}", "yellow"))
     if out is None and not is_terminal(sys.stdout):  # plain text, as rich would write it, at a tenth of the cost
         sys.stdout.write("".join(text for text, _ in parts) + "\n")
         return
