@@ -3,7 +3,8 @@
 Two back ends sit behind ``AudioReader``: libsndfile (``sndfile.py``: WAV, FLAC, Ogg
 Vorbis/Opus, MP3, AIFF), tried first wherever it can open a file, and FFmpeg through
 PyAV (``pyav.py``: AAC/ALAC in MP4, WMA, APE, WavPack, Musepack, Matroska...), used for
-extensions libsndfile never reads and for files libsndfile refuses.
+extensions libsndfile never reads, for files libsndfile refuses, and for those it would
+read short of their end (a chained Ogg, a FLAC whose header understates its length).
 
 A file is ``partial`` only on evidence of damage: a decoding error after some audio
 (the audio before it is kept), a decoded length that differs by more than 0.1 s from
@@ -98,7 +99,7 @@ def open_source(path: str | os.PathLike) -> Source:
             raise AudioReadError(path, f"not a decodable audio file ({exc})") from None
     else:
         try:
-            source = _whole_chain(SndfileSource(path))
+            source = _all_audio(SndfileSource(path))
         except NotSndfile as sndfile_refusal:
             try:
                 source = AvSource(path)
@@ -113,11 +114,16 @@ def open_source(path: str | os.PathLike) -> Source:
     return source
 
 
-def _whole_chain(source: SndfileSource) -> Source:
-    """FFmpeg for a chained Ogg file (Ogg files one after another), of which libsndfile
-    reads the first only and calls it complete; ``source`` (whose ``truncation`` then
-    names the chain) for any other file, or if FFmpeg cannot open it."""
-    if source.info.format != "OGG" or len(headers.ogg_links(source.path)) < 2:
+def _all_audio(source: SndfileSource) -> Source:
+    """FFmpeg where libsndfile would stop short of the audio the file holds and call it
+    complete: a chained Ogg file (Ogg files one after another), of which it reads the
+    first only, and a FLAC whose STREAMINFO states fewer samples than its frames hold,
+    which it reads no further than that count (a stream, read by FFmpeg, was partial
+    with all its audio where the file was "ok" with the stated part). ``source`` for any
+    other file, or if FFmpeg cannot open it (its ``truncation`` then names a chain)."""
+    lengths = source.flac_lengths
+    understated = lengths is not None and lengths.stated is not None and (lengths.held or 0) > lengths.stated
+    if not understated and (source.info.format != "OGG" or len(headers.ogg_links(source.path)) < 2):
         return source
     try:
         chained = AvSource(source.path)
@@ -130,9 +136,11 @@ def _whole_chain(source: SndfileSource) -> Source:
 class AudioReader:
     """Iterate a file as float32 blocks of shape (frames, channels).
 
-    After iteration, ``frames_read``, ``partial`` and ``partial_reason`` describe what
-    was decoded (see the module docstring for what makes a file partial); a file that
-    yields no audio at all raises ``AudioReadError``. ``expected_frames`` is the length
+    ``frames_read``, ``partial`` and ``partial_reason`` describe what was decoded (see
+    the module docstring for what makes a file partial): NaN/Inf samples as soon as a
+    block holding them is handed on (so a preview or a snapshot says so; one that stops
+    inside such a block counts all of it), the rest after iteration; a file that yields
+    no audio at all raises ``AudioReadError``. ``expected_frames`` is the length
     the header claims and ``length_exact`` whether that claim is a stated count.
 
     Example::
@@ -166,8 +174,7 @@ class AudioReader:
         self._pipe: StoppablePipe | None = None
         self.stopped = False
         self.frames_read = 0
-        self.partial = False
-        self.partial_reason: str | None = None
+        self._damage: list[str] = []  # why the file is partial, NaN/Inf samples apart
         self.nonfinite_samples = 0
 
     @classmethod
@@ -179,9 +186,21 @@ class AudioReader:
         reader.path, reader.block_frames, reader.info = source.info.path, block_frames, source.info
         reader._start, reader._end = 0, None
         reader.expected_frames, reader.length_exact = source.expected_frames, source.length_exact
-        reader.frames_read, reader.partial, reader.partial_reason, reader.nonfinite_samples = 0, False, None, 0
+        reader.frames_read, reader._damage, reader.nonfinite_samples = 0, [], 0
         reader._opened, reader._pipe, reader.stopped = source, pipe, False
         return reader
+
+    @property
+    def partial(self) -> bool:
+        """Whether what was decoded so far shows damage."""
+        return bool(self._damage or self.nonfinite_samples)
+
+    @property
+    def partial_reason(self) -> str | None:
+        """Why the file is partial (reasons joined by "; "), None when it is not."""
+        replaced = [f"{self.nonfinite_samples} non-finite samples were replaced by silence"] \
+            if self.nonfinite_samples else []
+        return "; ".join(self._damage + replaced) or None
 
     @property
     def is_stream(self) -> bool:
@@ -193,7 +212,8 @@ class AudioReader:
         """End the iteration early (safe in a signal handler: it only sets flags). A
         pipe ends within a fraction of a second, its audio already read still decoded;
         a file after the block in hand. What was read is then neither checked for
-        completeness nor marked partial: its end was not reached."""
+        completeness nor marked partial for its length: its end was not reached (NaN/Inf
+        samples in it still make it partial)."""
         self.stopped = True
         if self._pipe is not None:
             self._pipe.stop()
@@ -249,8 +269,9 @@ class AudioReader:
                 return
 
     def _sanitized(self, block: np.ndarray) -> np.ndarray:
-        """``block`` (n, channels) float32 with NaN/Inf replaced by 0 (and counted);
-        ``AudioReadError`` if its samples are far beyond audio scale."""
+        """``block`` (n, channels) float32 with NaN/Inf replaced by 0 and counted at once
+        (``partial`` says so from this block on: a preview or a snapshot of it heard
+        them); ``AudioReadError`` if its samples are far beyond audio scale."""
         if block.size == 0:
             return block
         low, high = float(block.min()), float(block.max())  # NaN if any sample is NaN
@@ -267,24 +288,22 @@ class AudioReader:
         return self.frames_read / self.info.samplerate
 
     def _check_complete(self, source: Source) -> None:
-        """After a full read: mark the file partial on any evidence of damage."""
+        """After a full read: mark the file partial on any evidence of damage (a
+        decoding failure already did; NaN/Inf samples as they were replaced)."""
         expected = self.expected_frames
-        if not self.partial and self.length_exact and expected > 0:
+        if not self._damage and self.length_exact and expected > 0:
             if abs(expected - self.frames_read) > PARTIAL_TOLERANCE_S * self.info.samplerate:
                 self._mark_partial(
                     f"header says {expected / self.info.samplerate:.2f} s, "
                     f"decoded {self._seconds_read():.2f} s"
                 )
-        if not self.partial and self._end is None:  # the file's end was read
+        if not self._damage and self._end is None:  # the file's end was read
             reason = source.truncation(self._seconds_read())
             if reason:
                 self._mark_partial(reason)
-        if self.nonfinite_samples:
-            self._mark_partial(f"{self.nonfinite_samples} non-finite samples were replaced by silence")
 
     def _mark_partial(self, reason: str) -> None:
-        self.partial = True
-        self.partial_reason = f"{self.partial_reason}; {reason}" if self.partial_reason else reason
+        self._damage.append(reason)
 
 
 def mixdown(block: np.ndarray) -> np.ndarray:

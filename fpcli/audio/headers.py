@@ -12,6 +12,11 @@
 - The links of a chained Ogg file (whole Ogg streams one after another, as
   internet-radio recorders write them): libsndfile reads only the first, FFmpeg
   reads on while the codec, rate and channel count stay the same.
+- How many samples a FLAC file's frames hold: libsndfile stops at the total that
+  STREAMINFO states, so a header that understates it would hide the rest.
+- Where a WAV file's header starts in a stream of WAV files joined one after another:
+  FFmpeg reads a WAV whose sizes are a pipe's placeholders to the stream's end, the
+  next file's header and samples as audio of the first file's format.
 """
 
 from __future__ import annotations
@@ -343,9 +348,14 @@ def stated_frames(head: bytes) -> int | None:
     writer left, a data chunk beyond ``head``, or another format."""
     if head[:4] == b"RIFF":
         return wav_stated_frames(io.BytesIO(head))
-    if head[:4] == b"fLaC":
-        return _flac_stated_frames(head)
-    return None
+    info = flac_streaminfo(head)
+    return None if info is None else info.total or None  # 0: unknown (a pipe's encoder)
+
+
+def file_stated_frames(path: str | os.PathLike) -> int | None:
+    """``stated_frames`` of a file's header (a FLAC's after an ID3v2 tag of any size)."""
+    lengths = flac_file_lengths(path)
+    return lengths.stated if lengths is not None else wav_file_stated_frames(path)
 
 
 def wav_stated_frames(fh: BinaryIO) -> int | None:
@@ -390,10 +400,227 @@ def wav_file_stated_frames(path: str | os.PathLike) -> int | None:
         return None
 
 
-def _flac_stated_frames(head: bytes) -> int | None:
-    if len(head) < 42 or head[4] & 0x7F != 0:  # STREAMINFO must be the first metadata block
+# -- WAV files joined on a stream ---------------------------------------------------------
+
+WAV_HEADER_BYTES = 12  # "RIFF", the RIFF size, "WAVE": what makes a WAV file's start
+
+
+def is_wav_header(data: bytes | bytearray, at: int = 0) -> bool:
+    """Whether ``data[at:]`` starts with a WAV file's first 12 bytes."""
+    return data[at : at + 4] == b"RIFF" and data[at + 8 : at + 12] == b"WAVE"
+
+
+def find_wav_header(data: bytes | bytearray, start: int = 0) -> int:
+    """Where the first WAV file header (``RIFF....WAVE``) wholly inside ``data`` at or
+    after ``start`` begins, or -1. ``find`` runs at memory speed: PCM holds a chance
+    "RIFF" about once per 4 GB, and "RIFF....WAVE" practically never."""
+    at = data.find(b"RIFF", start)
+    while at != -1 and at + WAV_HEADER_BYTES <= len(data):
+        if is_wav_header(data, at):
+            return at
+        at = data.find(b"RIFF", at + 1)
+    return -1
+
+
+def incomplete_wav_header(data: bytes | bytearray, start: int = 0) -> int:
+    """Where, among the last 11 bytes of ``data`` (at or after ``start``), a WAV header
+    that the next bytes may complete begins; ``len(data)`` if nowhere."""
+    at = data.find(b"R", max(start, len(data) - WAV_HEADER_BYTES + 1))
+    while at != -1:
+        tail = bytes(data[at:])
+        if b"RIFF".startswith(tail[:4]) and b"WAVE".startswith(tail[8:]):
+            return at
+        at = data.find(b"R", at + 1)
+    return len(data)
+
+
+# -- FLAC: what STREAMINFO states and what the frames hold --------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FlacStreamInfo:
+    """The STREAMINFO block's facts used here; ``total`` 0 means "unknown" (what an
+    encoder writing to a pipe leaves), ``max_frame`` 0 too."""
+
+    max_block: int
+    max_frame: int
+    samplerate: int
+    channels: int
+    bits: int
+    total: int
+
+
+def flac_streaminfo(head: bytes) -> FlacStreamInfo | None:
+    """STREAMINFO of the FLAC stream at the start of ``head`` (after an ID3v2 tag, which
+    some taggers put there), or None if ``head`` does not start with one."""
+    start = _id3v2_size(head)
+    head = head[start : start + 42]
+    if len(head) < 42 or head[:4] != b"fLaC" or head[4] & 0x7F != 0:  # STREAMINFO must come first
         return None
-    streaminfo = head[8:42]
-    # 36 bits after the rate, channels and bits per sample; 0 means unknown (a pipe's encoder)
-    total = (streaminfo[13] & 0x0F) << 32 | struct.unpack(">I", streaminfo[14:18])[0]
-    return total or None
+    info = head[8:42]
+    return FlacStreamInfo(
+        max_block=struct.unpack(">H", info[2:4])[0],
+        max_frame=int.from_bytes(info[7:10], "big"),
+        samplerate=info[10] << 12 | info[11] << 4 | info[12] >> 4,
+        channels=((info[12] >> 1) & 7) + 1,
+        bits=((info[12] & 1) << 4 | info[13] >> 4) + 1,
+        # 36 bits after the rate, channels and bits per sample
+        total=(info[13] & 0x0F) << 32 | struct.unpack(">I", info[14:18])[0],
+    )
+
+
+def _id3v2_size(head: bytes) -> int:
+    """The bytes of the ID3v2 tag(s) at the start of ``head`` (0 if none)."""
+    with io.BytesIO(head) as fh:
+        return _id3v2_end(fh)
+
+
+@dataclasses.dataclass(frozen=True)
+class FlacLengths:
+    """A FLAC file's length twice: as STREAMINFO states it (None: "unknown") and as its
+    last frame's header numbers it (None if the file's end holds no frame header that
+    the frame before confirms)."""
+
+    stated: int | None
+    held: int | None
+
+
+def flac_file_lengths(path: str | os.PathLike) -> FlacLengths | None:
+    """``FlacLengths`` of a FLAC file; None if it is not one (or cannot be read).
+
+    libsndfile reads a FLAC file no further than STREAMINFO's total, so a header that
+    understates the length (a tool that rewrote it, a file joined to another) drops
+    audio in silence; FFmpeg reads every frame, as it does on stdin. Each frame header
+    numbers its frame (fixed block size) or first sample (variable), so the last one
+    in the file's tail says what the frames hold, at the cost of one read of the tail."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return _flac_file_lengths(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)  # a file is opened twice (its header, then its audio)
+def _flac_file_lengths(path: str, size: int, mtime_ns: int) -> FlacLengths | None:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(_id3v2_end(fh))
+            info = flac_streaminfo(fh.read(42))
+            if info is None:
+                return None
+            fh.seek(max(0, size - _flac_tail_bytes(info)))
+            tail = fh.read()
+    except OSError:
+        return None
+    return FlacLengths(info.total or None, _flac_frames_held(tail, info))
+
+
+def _flac_tail_bytes(info: FlacStreamInfo) -> int:
+    """How much of a file's end to read to hold its last three frames: by STREAMINFO's
+    largest frame, bounded by what an uncompressed block takes (the bound alone when
+    the largest is unknown, 0; a damaged header may claim 16 MB); plus room for a tag
+    after the audio (ID3v1, APE)."""
+    uncompressed = info.max_block * info.channels * (info.bits + 7) // 8 + 64
+    largest = min(info.max_frame, uncompressed) if info.max_frame else uncompressed
+    return 3 * largest + 65536
+
+
+# Frame header fields (RFC 9639, 9.1): sample rates and sample sizes by their codes.
+_FLAC_RATES = {1: 88200, 2: 176400, 3: 192000, 4: 8000, 5: 16000, 6: 22050, 7: 24000, 8: 32000,
+               9: 44100, 10: 48000, 11: 96000}
+_FLAC_BITS = {1: 8, 2: 12, 4: 16, 5: 20, 6: 24, 7: 32}
+_FLAC_SYNC = re.compile(rb"\xff[\xf8\xf9]")  # 14 sync bits, a reserved 0, the blocking strategy
+
+
+@dataclasses.dataclass(frozen=True)
+class _FlacFrame:
+    variable: bool  # blocking strategy: ``number`` is a sample number, else a frame number
+    number: int
+    block: int  # samples in the frame
+
+
+def _flac_frames_held(tail: bytes, info: FlacStreamInfo) -> int | None:
+    """The samples up to the end of the last frame whose header is in ``tail``. A sync
+    code with a matching CRC-8 turns up by chance in compressed audio, so a frame counts
+    only when a frame header before it numbers the frame just before it."""
+    frames = [frame for match in _FLAC_SYNC.finditer(tail) if (frame := _flac_frame_at(tail, match.start(), info))]
+    held = None
+    for index, frame in enumerate(frames):
+        for before in frames[max(0, index - 4) : index]:  # a chance match may lie between two frames
+            if before.variable == frame.variable:
+                if frame.variable and frame.number == before.number + before.block:
+                    held = frame.number + frame.block
+                elif not frame.variable and frame.number == before.number + 1:
+                    held = frame.number * before.block + frame.block  # every frame but the last has one size
+    return held
+
+
+def _flac_frame_at(data: bytes, at: int, info: FlacStreamInfo) -> _FlacFrame | None:
+    """The frame whose header starts at ``data[at]`` (its sync code), if its CRC-8 is
+    right and it agrees with STREAMINFO; else None."""
+    if at + 6 > len(data):
+        return None
+    size_code, rate_code = data[at + 2] >> 4, data[at + 2] & 0x0F
+    assignment, bits_code = data[at + 3] >> 4, (data[at + 3] >> 1) & 7
+    if size_code == 0 or rate_code == 15 or assignment > 10 or bits_code == 3 or data[at + 3] & 1:
+        return None  # reserved or forbidden codes
+    if (assignment + 1 if assignment < 8 else 2) != info.channels:
+        return None
+    if bits_code and _FLAC_BITS[bits_code] != info.bits:
+        return None
+    if _FLAC_RATES.get(rate_code, info.samplerate) != info.samplerate:
+        return None
+    coded = _utf8_coded_number(data, at + 4)
+    if coded is None:
+        return None
+    number, pos = coded
+    if size_code == 6:
+        block, pos = data[pos] + 1 if pos < len(data) else 0, pos + 1
+    elif size_code == 7:
+        block, pos = int.from_bytes(data[pos : pos + 2], "big") + 1, pos + 2
+    else:
+        block = 192 if size_code == 1 else 576 << (size_code - 2) if size_code < 6 else 256 << (size_code - 8)
+    pos += {12: 1, 13: 2, 14: 2}.get(rate_code, 0)  # a rate stated in the header's own bytes
+    if pos >= len(data) or not 0 < block <= max(info.max_block, 16) or _crc8(data[at:pos]) != data[pos]:
+        return None
+    return _FlacFrame(bool(data[at + 1] & 1), number, block)
+
+
+def _utf8_coded_number(data: bytes, at: int) -> tuple[int, int] | None:
+    """(the number, where its bytes end) of the UTF-8-like coded frame or sample number
+    at ``data[at]`` (1 to 7 bytes), or None if its bytes are not such a code."""
+    if at >= len(data):
+        return None
+    first = data[at]
+    if first < 0x80:
+        return first, at + 1
+    length = 8 - (first ^ 0xFF).bit_length()  # its leading one bits: the bytes of the code
+    if not 2 <= length <= 7 or at + length > len(data):
+        return None
+    number = first & (0x7F >> length)
+    for byte in data[at + 1 : at + length]:
+        if byte & 0xC0 != 0x80:
+            return None
+        number = number << 6 | byte & 0x3F
+    return number, at + length
+
+
+def _make_crc8_table() -> tuple[int, ...]:
+    """CRC-8 of FLAC frame headers: polynomial 0x07, initial value 0."""
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else crc << 1
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC8_TABLE = _make_crc8_table()
+
+
+def _crc8(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc = _CRC8_TABLE[crc ^ byte]
+    return crc

@@ -91,14 +91,15 @@ class AvSource:
         self._has_input = has_input
         # A pipe cannot be read twice: what its header states and how it ends are kept as it is read.
         self._recorded: RecordedStream | None = RecordedStream(stream) if stream is not None else None
+        # WAV files joined on a pipe are read one at a time (see WavLinks).
+        self._links: WavLinks | None = WavLinks(self._recorded) if self._recorded is not None else None
         try:
             # FFmpeg gets an open file, not a name: any bytes the OS allows in a name work (closed in close())
-            self._file: Any = self._recorded if self._recorded is not None else open(path, "rb")  # noqa: SIM115
+            self._file: Any = self._links if self._links is not None else open(path, "rb")  # noqa: SIM115
         except OSError as exc:
             raise NotAv(exc.strerror or str(exc)) from None
         try:
-            probing = {"probesize": str(PIPE_PROBE_BYTES)} if self._is_pipe else None
-            self._container: Any = av.open(self._file, metadata_errors="ignore", container_options=probing)
+            self._container: Any = av.open(self._file, metadata_errors="ignore", container_options=self._probing())
         except _AV_ERRORS as exc:
             self._file.close()
             if not self._is_pipe and headers.mp4_lacks_index(path):
@@ -115,6 +116,9 @@ class AvSource:
         self._link_change: str | None = None
         if not self._is_pipe and self.info.format == "OGG":
             self._link_change = link_change(headers.ogg_links(path))
+
+    def _probing(self) -> dict[str, str] | None:
+        return {"probesize": str(PIPE_PROBE_BYTES)} if self._is_pipe else None
 
     def _first_audio_stream(self) -> Any:
         streams = self._container.streams.audio
@@ -139,13 +143,16 @@ class AvSource:
         else:
             frames = 0
         exact = demuxer in _EXACT_LENGTH_DEMUXERS and frames > 0
+        # On stdin FFmpeg reports no WAV length (it takes the data size only where it
+        # can check it against the file's size), and a FLAC's duration is no stated count
+        # to it: a WAV's data size and a FLAC's STREAMINFO count are read from the header
+        # itself, unless placeholders, from a stream's first bytes or a file's.
         if self._recorded is not None:
-            # On stdin FFmpeg reports no WAV length (it takes the data size only where it
-            # can check it against the file's size): a WAV's data size and a FLAC's
-            # STREAMINFO count are read from the header itself, unless placeholders.
             stated = headers.stated_frames(bytes(self._recorded.head))
-            if stated is not None:
-                frames, exact = stated, True
+        else:
+            stated = headers.file_stated_frames(self.path) if demuxer in ("wav", "flac") else None
+        if stated is not None:
+            frames, exact = stated, True
         info = AudioInfo(self.path, _FORMAT_NAMES.get(demuxer, demuxer.upper()), _subtype(codec),
                          rate, channels, frames)
         return info, exact
@@ -162,16 +169,34 @@ class AvSource:
         are built for one of each)."""
         rate, channels = self.info.samplerate, self.info.channels
         try:
-            for packet in self._container.demux(self._stream):
-                for frame in packet.decode():
-                    if frame.samples == 0:
-                        continue
-                    if frame.sample_rate != rate or len(frame.layout.channels) != channels:
-                        raise DecodeFailure(self._link_change or f"the stream changes to {frame.sample_rate} Hz, "
-                                            f"{len(frame.layout.channels)} channels")
-                    yield frame_to_float32(frame)
+            while True:
+                for packet in self._container.demux(self._stream):
+                    for frame in packet.decode():
+                        if frame.samples == 0:
+                            continue
+                        if frame.sample_rate != rate or len(frame.layout.channels) != channels:
+                            raise DecodeFailure(self._link_change or f"the stream changes to {frame.sample_rate} Hz, "
+                                                f"{len(frame.layout.channels)} channels")
+                        yield frame_to_float32(frame)
+                if not self._open_next_wav():
+                    return
         except _AV_ERRORS as exc:
             raise DecodeFailure(self._failure_reason(exc)) from None
+
+    def _open_next_wav(self) -> bool:
+        """Go on with the next WAV file of a stream of WAV files joined one after another,
+        decoded as what it is (its own sample format; a change of rate or channel count
+        ends the reading, as in a FLAC stream); False at the stream's end."""
+        if self._links is None or not self._links.next_link():
+            return False
+        self._container.close()
+        self._container = load_av().open(self._links, format="wav", metadata_errors="ignore",
+                                         container_options=self._probing())
+        try:
+            self._stream = self._first_audio_stream()
+        except NotAv as exc:
+            raise DecodeFailure(f"the next WAV file in the stream: {exc}") from None
+        return True
 
     def _failure_reason(self, exc: BaseException) -> str:
         """FFmpeg's reason, or the chained Ogg's change of format where FFmpeg stops at
@@ -320,6 +345,162 @@ class RecordedStream:
 
     def tell(self) -> int:
         return self._stream.tell()
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class WavLinks:
+    """A stream (stdin) handed to FFmpeg one WAV file at a time when it holds WAV files
+    joined one after another (``cat a.wav b.wav |``); any other stream passes as it is.
+
+    FFmpeg reads a WAV whose sizes are the placeholders of a writer to a pipe up to the
+    stream's end: the next file's header and samples became audio in the first file's
+    format (two 3 s files at 44.1 and 22.05 kHz read as 4.5 s at 44.1 kHz, "ok"); after
+    a sized file's data it skipped the rest of the stream. So the bytes are searched for
+    the next ``RIFF....WAVE`` as they pass, wherever it falls in FFmpeg's reads: the
+    current file ends right before it (FFmpeg finds the stream's end there), and
+    ``next_link`` goes on from it. Up to 11 bytes that may begin a header cut by a
+    read's end are held back until the next read settles it. Positions (``tell``,
+    ``seek``: a redirected file) count from the current file's start."""
+
+    CHUNK_BYTES = 65536  # a read of "everything", and the search's steps when FFmpeg stopped early
+    _FAR = 1 << 62  # FFmpeg seeks to INT64_MAX to find a sizeless data chunk's end: no offset past this exists
+
+    def __init__(self, stream: BinaryIO | RecordedStream) -> None:
+        self._stream = stream
+        self._wav: bool | None = None  # whether the stream starts with a WAV header; None until 12 bytes came
+        self._ahead = bytearray()  # bytes read from the stream and not handed on; the first lies at ``_pos``
+        self._pos = 0  # where the next byte handed on lies in the stream
+        self._base = 0  # where the current WAV file starts
+        self._next: int | None = None  # where the next WAV file starts, once found
+        self._searched = 0  # how much of ``_ahead`` holds no header start (a header begun in its last 11 is unsettled)
+        self._ended = False  # the stream ended after ``_ahead``
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes of the current file; b"" at its end (the next file's start)."""
+        if self._wav is False and not self._ahead:
+            return self._stream.read(size)
+        wanted = size if size > 0 else self.CHUNK_BYTES
+        if self._wav and not self._ahead and self._next is None and not self._ended:
+            return self._read_direct(wanted)
+        return self._hand_on(wanted)
+
+    def _hand_on(self, wanted: int) -> bytes:
+        """Up to ``wanted`` bytes of ``_ahead``, read on until some can be handed on."""
+        while not (ready := self._ready()) and not self._ended and not self._at_next():
+            self._fill(max(wanted - len(self._ahead), headers.WAV_HEADER_BYTES))
+        data = bytes(self._ahead[: min(ready, wanted)])
+        self._discard(len(data))
+        return data
+
+    def _read_direct(self, wanted: int) -> bytes:
+        """A read as it came when it holds no header, whole or begun at its end (nearly
+        every read: no copy is kept); else the bytes go the way of ``_ahead``."""
+        data = self._stream.read(wanted)
+        own_header_end = max(0, self._base + headers.WAV_HEADER_BYTES - self._pos)
+        if data and headers.find_wav_header(data, own_header_end) == -1 \
+                and headers.incomplete_wav_header(data, own_header_end) == len(data):
+            self._pos += len(data)
+            return data
+        self._ended = not data
+        self._ahead += data
+        self._search()
+        return self._hand_on(wanted)
+
+    def next_link(self) -> bool:
+        """Move on to the next WAV file in the stream: True if there is one, False at
+        the stream's end (always for a stream that does not start with a WAV file)."""
+        if not self._wav:
+            return False
+        while self._next is None and not self._ended:  # FFmpeg stopped before it (chunks after a sized data chunk)
+            self._discard(self._searched)
+            self._fill(self.CHUNK_BYTES)
+        if self._next is None:
+            return False
+        if self._pos <= self._next <= self._pos + len(self._ahead):
+            self._discard(self._next - self._pos)
+        else:  # FFmpeg seeked away (a redirected file)
+            self._jump(self._next)
+        self._base, self._next = self._pos, None
+        self._search()  # what is held may hold the header after this one
+        return True
+
+    def _fill(self, size: int) -> None:
+        """Read up to ``size`` more bytes of the stream and search them."""
+        data = self._stream.read(size)
+        self._ended = not data
+        self._ahead += data
+        if self._wav is None and (len(self._ahead) >= headers.WAV_HEADER_BYTES or self._ended):
+            self._wav = headers.is_wav_header(self._ahead)  # nothing was handed on: ``_ahead`` starts the stream
+        if self._wav:
+            self._search()
+
+    def _search(self) -> None:
+        """Note where the next WAV file starts if ``_ahead`` holds its header; its own
+        first 12 bytes are the current file's header."""
+        if self._next is not None:
+            return
+        start = max(self._searched, self._base + headers.WAV_HEADER_BYTES - self._pos)
+        found = headers.find_wav_header(self._ahead, start)
+        if found != -1:
+            self._next = self._pos + found
+        self._searched = max(self._searched, len(self._ahead) - headers.WAV_HEADER_BYTES + 1)
+
+    def _ready(self) -> int:
+        """How many bytes of ``_ahead`` can be handed on: all but the next file's, and but
+        a possible header's start at the end while more may come."""
+        if self._wav is None:
+            return len(self._ahead) if self._ended else 0
+        if self._next is not None:
+            return max(0, min(len(self._ahead), self._next - self._pos))
+        if not self._wav or self._ended:
+            return len(self._ahead)
+        own_header_end = self._base + headers.WAV_HEADER_BYTES - self._pos
+        return headers.incomplete_wav_header(self._ahead, max(self._searched, own_header_end, 0))
+
+    def _at_next(self) -> bool:
+        return self._next is not None and self._pos >= self._next
+
+    def _discard(self, count: int) -> None:
+        del self._ahead[:count]
+        self._pos += count
+        self._searched = max(0, self._searched - count)
+
+    def _jump(self, position: int) -> None:
+        """Go to ``position`` of the stream (seekable: a redirected file)."""
+        if self._next is None or position <= self._next:  # beyond the next file's start nothing is read
+            self._stream.seek(min(position, self._FAR))
+        self._ahead.clear()
+        self._pos, self._searched, self._ended = position, 0, False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._stream.seekable()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if self._wav is False:  # passed on as it is, once what was read to tell is handed on
+            if whence == os.SEEK_CUR:
+                offset, whence = self.tell() + offset, os.SEEK_SET
+            self._ahead.clear()
+            return self._stream.seek(offset, whence)
+        if whence == os.SEEK_END:  # FFmpeg's look at an Ogg's end; never a WAV's
+            self._ahead.clear()
+            self._pos, self._searched, self._ended = self._stream.seek(offset, whence), 0, False
+            return self._pos - self._base
+        position = self._base + offset if whence == os.SEEK_SET else self._pos + offset
+        if self._pos <= position <= self._pos + len(self._ahead):
+            self._discard(position - self._pos)
+        else:
+            self._jump(position)
+        return self._pos - self._base
+
+    def tell(self) -> int:
+        if self._wav is False:
+            return self._stream.tell() - len(self._ahead)
+        return self._pos - self._base
 
     def close(self) -> None:
         self._stream.close()

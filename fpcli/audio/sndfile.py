@@ -44,11 +44,19 @@ class SndfileSource:
     def __init__(self, path: str) -> None:
         self.path = path
         self._file = open_sndfile(path)
+        frames = int(self._file.frames)
+        self.flac_lengths = headers.flac_file_lengths(path) if self._file.format == "FLAC" else None
+        if self.flac_lengths is not None and self.flac_lengths.stated is None:
+            frames = 0  # STREAMINFO's "unknown" (0), which libsndfile gives as 2**63 - 1 frames
         self.info = AudioInfo(path, self._file.format, self._file.subtype, int(self._file.samplerate),
-                              int(self._file.channels), int(self._file.frames))
+                              int(self._file.channels), frames)
         self.expected_frames = self.info.frames
         self.length_exact = True
-        if self.info.format == "WAV":
+        if self.flac_lengths is not None:
+            # A FLAC written by an encoder that could not seek back (to a pipe) states no
+            # total: it was "header says 209146758205323.72 s", partial, as a file.
+            self.length_exact = self.flac_lengths.stated is not None
+        elif self.info.format == "WAV":
             # libsndfile clamps a WAV's frame count to the bytes present, so a truncated
             # WAV would look complete; the RIFF data chunk size still tells the truth.
             claimed = headers.wav_file_stated_frames(path)

@@ -1,0 +1,263 @@
+"""Three ways the reading of audio gave a wrong result without a word: WAV files joined
+on stdin (the next file's header and samples read as audio), NaN/Inf samples inside a
+preview or a snapshot ("ok"), and a FLAC file whose STREAMINFO understates its length
+(the rest dropped, where the same bytes on stdin were read whole and called partial)."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import threading
+from typing import Any, BinaryIO
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+
+from fpcli import synth
+from fpcli.analyze import Want, analyse
+from fpcli.audio import AudioReader, headers, open_source, open_stream
+from fpcli.audio.pyav import WavLinks
+from fpcli.audio.sndfile import SndfileSource
+from tests.conftest import write
+
+SR = 44100
+
+
+class _Sink:
+    """A pipe as a streaming encoder sees it: written in order, never seeked back."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: Any) -> int:
+        self.data += bytes(data)
+        return len(data)
+
+    def seekable(self) -> bool:
+        return False
+
+
+def encoded(x: np.ndarray, sr: int, container: str, codec: str, sink: Any) -> bytes:
+    """``x`` (n, 2) encoded by FFmpeg into ``sink``: a pipe leaves a WAV's sizes as
+    placeholders (0xFFFFFFFF), a seekable sink gets them filled in."""
+    with av.open(sink, "w", format=container) as out:
+        stream: Any = out.add_stream(codec, rate=sr, layout="stereo")
+        for start in range(0, len(x), 1024):
+            frame = av.AudioFrame.from_ndarray(as_int16(x[start : start + 1024]).reshape(1, -1), format="s16",
+                                               layout="stereo")
+            frame.sample_rate, frame.pts = sr, start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return bytes(sink.data) if isinstance(sink, _Sink) else sink.getvalue()
+
+
+def as_int16(x: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(x, -1, 32767 / 32768) * 32768).astype(np.int16)
+
+
+def pipe_wav(x: np.ndarray, sr: int) -> bytes:
+    return encoded(x, sr, "wav", "pcm_s16le", _Sink())
+
+
+def pipe_carrying(data: bytes) -> BinaryIO:
+    """A pipe (stdin fed by a producer) that carries ``data``, then ends."""
+    read_end, write_end = os.pipe()
+
+    def produce() -> None:
+        with os.fdopen(write_end, "wb") as out:
+            out.write(data)
+
+    threading.Thread(target=produce, daemon=True).start()
+    return os.fdopen(read_end, "rb")
+
+
+def read_stream(data: bytes, how: str) -> tuple[AudioReader, np.ndarray]:
+    """All of ``data`` read as stdin is: through a pipe, or a redirected file (seekable)."""
+    reader = open_stream(pipe_carrying(data) if how == "pipe" else io.BytesIO(data), block_frames=4096)
+    return reader, np.concatenate(list(reader))
+
+
+def music(seconds: float, sr: int = SR, seed: int = 1) -> np.ndarray:
+    return synth.music_like(seconds, sr, seed=seed)
+
+
+# -- WAV files joined on stdin -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["pipe", "seekable"])
+def test_wavs_joined_on_stdin_at_another_rate_are_partial_and_say_why(how):
+    """``cat a44.wav b22.wav |`` (sizes left as a pipe's placeholders) read as 1.5 s at
+    44.1 kHz, "ok": the second file's header and its 22.05 kHz samples were audio of the
+    first. Now the first file is read, and the change stops the reading as in FLAC."""
+    first = music(1.0)
+    reader, decoded = read_stream(pipe_wav(first, SR) + pipe_wav(music(1.0, 22050, seed=2), 22050), how)
+    assert reader.partial_reason == "decoding failed after 1.00 s: the stream changes to 22050 Hz, 2 channels"
+    np.testing.assert_array_equal(decoded, as_int16(first) / np.float32(32768))
+
+
+@pytest.mark.parametrize("how", ["pipe", "seekable"])
+def test_wavs_joined_on_stdin_in_one_format_are_read_file_by_file(how):
+    """Two copies of one pipe-written WAV read 19 frames too many (the second RIFF
+    header as audio); three in a row now read as exactly their samples, "ok"."""
+    x = music(0.5)
+    reader, decoded = read_stream(pipe_wav(x, SR) * 3, how)
+    assert not reader.partial, reader.partial_reason
+    np.testing.assert_array_equal(decoded, np.tile(as_int16(x), (3, 1)) / np.float32(32768))
+
+
+@pytest.mark.parametrize("how", ["pipe", "seekable"])
+def test_sized_wavs_joined_on_stdin_are_held_to_the_first_files_length(how):
+    """After a sized WAV's data FFmpeg skipped the rest of the stream: the second file
+    went unheard and the first was "ok". Now both are read, and the length the first
+    header states is held to, as for joined FLAC streams."""
+    x = music(1.0)
+    reader, decoded = read_stream(encoded(x, SR, "wav", "pcm_s16le", io.BytesIO()) * 2, how)
+    assert reader.partial_reason == "header says 1.00 s, decoded 2.00 s"
+    np.testing.assert_array_equal(decoded, np.tile(as_int16(x), (2, 1)) / np.float32(32768))
+
+
+class _Trickle:
+    """A pipe that hands on at most ``step`` bytes a read: a header falls anywhere."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data, self._step, self._at = data, step, 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._data[self._at : self._at + min(self._step, size if size > 0 else self._step)]
+        self._at += len(chunk)
+        return chunk
+
+    def seekable(self) -> bool:
+        return False
+
+
+def links_read(links: WavLinks, size: int) -> bytes:
+    out = bytearray()
+    while chunk := links.read(size):
+        assert len(chunk) <= size
+        out += chunk
+    return bytes(out)
+
+
+@pytest.mark.parametrize("step", [1, 5, 11, 12, 13, 4096])
+@pytest.mark.parametrize("size", [7, 100, 32768])
+def test_the_next_wav_header_is_found_wherever_the_reads_cut_it(step, size):
+    x = music(0.05)
+    first, second = pipe_wav(x, SR), pipe_wav(x[:1000], 22050)
+    cut_header = b"RIFF\xff\xff\xff\xffWAV"  # at the stream's end: bytes of the file before, no next file
+    links = WavLinks(_Trickle(first + second + cut_header, step))
+    assert links_read(links, size) == first
+    assert links.next_link() and links.tell() == 0
+    assert links_read(links, size) == second + cut_header
+    assert not links.next_link()
+
+
+def test_a_stream_that_is_no_wav_passes_as_it_is():
+    data = write_flac(music(0.2))
+    links = WavLinks(_Trickle(data + data, 1000))
+    assert links_read(links, 4096) == data + data and not links.next_link()
+
+
+# -- NaN/Inf samples in a preview or a snapshot ------------------------------------------
+
+
+def test_a_preview_that_heard_nan_samples_is_partial(tmp_path):
+    """A preview of a float file with NaN samples (or only NaN) was "ok", the all-NaN one
+    stored as a silent track: the replacement was noted only after a full read."""
+    x = music(2.0)
+    x[::5000] = np.nan
+    for name, audio in (("nan", x), ("allnan", np.full_like(x, np.nan))):
+        result = analyse(write(tmp_path / f"{name}.wav", audio, SR, subtype="FLOAT"), Want(seconds=1.0))
+        assert result.status == "partial" and result.streaming is not None and not result.streaming.complete, name
+        assert (result.partial_reason or "").endswith("non-finite samples were replaced by silence"), name
+
+
+@pytest.mark.parametrize("how", ["file", "pipe"])
+def test_nan_samples_make_the_reader_partial_when_their_block_is_handed_on(tmp_path, how):
+    """A snapshot (read between blocks) says so from the block that held them on, not
+    before; a preview that stopped before them stays "ok"."""
+    x = music(1.0)
+    x[10000, :] = np.nan
+    path = write(tmp_path / "late.wav", x, SR, subtype="FLOAT")
+    reader = AudioReader(path, block_frames=4096) if how == "file" else \
+        open_stream(pipe_carrying(open(path, "rb").read()), block_frames=4096)
+    states = []
+    for _ in reader:
+        states.append((reader.frames_read >= 10001, reader.partial, reader.partial_reason))
+    assert all(heard == partial for heard, partial, _ in states), states
+    assert states[-1][2] == "2 non-finite samples were replaced by silence"
+
+
+def test_a_cut_float_file_with_nan_samples_is_partial_for_both(tmp_path):
+    """NaN noted as it comes does not hide the length check that follows a full read."""
+    x = music(2.0)
+    x[100, 0] = np.inf
+    data = open(write(tmp_path / "whole.wav", x, SR, subtype="FLOAT"), "rb").read()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    reader = AudioReader(cut)
+    decoded = sum(len(block) for block in reader)
+    assert reader.partial_reason == (f"header says 2.00 s, decoded {decoded / SR:.2f} s; "
+                                     "1 non-finite samples were replaced by silence")
+
+
+# -- a FLAC whose STREAMINFO understates its length --------------------------------------
+
+
+def write_flac(x: np.ndarray, encoder: str = "libsndfile") -> bytes:
+    if encoder == "ffmpeg":
+        return encoded(x, SR, "flac", "flac", io.BytesIO())
+    buffer = io.BytesIO()
+    sf.write(buffer, x, SR, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def with_total(flac: bytes, total: int) -> bytes:
+    """``flac`` with STREAMINFO's total samples (36 bits, 21.5 bytes in) set to ``total``."""
+    data = bytearray(flac)
+    at = 4 + 4 + 13  # "fLaC", the block header, then rate, channels, bits and the total's top 4 bits
+    data[at] = data[at] & 0xF0 | total >> 32
+    data[at + 1 : at + 5] = struct.pack(">I", total & 0xFFFFFFFF)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("encoder", ["libsndfile", "ffmpeg"])
+def test_a_flac_whose_header_understates_its_length_reads_as_its_stream(tmp_path, encoder):
+    """Patched to say 1 s of 3 s: as a file "ok", 1.00 s (libsndfile reads no further
+    than STREAMINFO's total); on stdin partial with all 3 s. Now the same bytes give the
+    same samples and the same reason."""
+    x = music(3.0)
+    data = with_total(write_flac(x, encoder), SR)
+    path = tmp_path / "short.flac"
+    path.write_bytes(data)
+    reader = AudioReader(path, block_frames=4096)
+    decoded = np.concatenate(list(reader))
+    streamed, from_stdin = read_stream(data, "pipe")
+    assert len(decoded) == len(x) and reader.partial_reason == "header says 1.00 s, decoded 3.00 s"
+    assert reader.partial_reason == streamed.partial_reason and reader.expected_frames == streamed.expected_frames
+    np.testing.assert_array_equal(decoded, from_stdin)
+
+
+def test_a_flac_file_that_states_no_length_is_read_whole_and_not_partial(tmp_path):
+    """Total 0 is STREAMINFO's "unknown" (an encoder writing to a pipe): libsndfile gives
+    it as 2**63 - 1 frames, and the file was partial, "header says 209146758205323.72 s"."""
+    path = tmp_path / "unknown.flac"
+    path.write_bytes(with_total(write_flac(music(1.0)), 0))
+    reader = AudioReader(path)
+    assert sum(len(block) for block in reader) == SR
+    assert not reader.partial and not reader.length_exact and reader.info.frames == 0, reader.partial_reason
+
+
+def test_an_intact_flac_is_still_read_by_libsndfile(tmp_path):
+    """Only a FLAC whose frames hold more than it states goes to FFmpeg: every other
+    keeps the faster decoder, the cost being a look at the file's last frames."""
+    path = write(tmp_path / "t.flac", music(2.0), SR)
+    source = open_source(path)
+    source.close()
+    assert isinstance(source, SndfileSource)
+    assert headers.flac_file_lengths(path) == headers.FlacLengths(2 * SR, 2 * SR)
