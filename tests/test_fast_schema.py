@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from fpcli.errors import BadEntryError
 from fpcli.store.fast_schema import sound_texts
-from fpcli.store.schema import parse_records, record_text
+from fpcli.store.schema import parse_records, parse_records_checked, record_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import make_records  # noqa: E402  (benchmarks/make_records.py: one real record, cloned)
@@ -24,18 +24,38 @@ import make_records  # noqa: E402  (benchmarks/make_records.py: one real record,
 @pytest.fixture(scope="module")
 def written(template):
     """fpcli's own texts: with and without each optional block."""
+    from fpcli.store.records import Validation
+
     records = list(make_records.records(6, template=template))
-    records.append(dataclasses.replace(records[0], timbre=None, dupe_key=None, batch=None, validation=None))
+    verdict = Validation("invalid", 0.93, 0.95, "medium", ("tempo_bpm",), {"tempo_bpm": 0.5, "key_clarity": None},
+                         1.7e9)
+    records[0] = dataclasses.replace(records[0], validation=verdict)   # the mutations start from it
+    records.append(dataclasses.replace(records[1], timbre=None, dupe_key=None, batch=None, validation=None))
     return [record_text(r) for r in records]
 
 
 def _accepted(texts):
-    return [not isinstance(r, BadEntryError) for r in parse_records([(f"t{i}", json.loads(t))
-                                                                     for i, t in enumerate(texts)])]
+    return [not isinstance(r, BadEntryError) for r in parse_records_checked([(f"t{i}", json.loads(t))
+                                                                             for i, t in enumerate(texts)])]
+
+
+def _same_parse(texts):
+    """``parse_records`` (the gate, then records built unchecked) gives what the checked
+    parser gives: equal records that write the same text, or the same problems."""
+    items = [(f"t{i}", json.loads(t)) for i, t in enumerate(texts)]
+    for fast, checked, text in zip(parse_records(items), parse_records_checked(items), texts, strict=True):
+        if isinstance(checked, BadEntryError):
+            assert isinstance(fast, BadEntryError) and fast.problems == checked.problems, text[:300]
+        else:   # and the same text written (key order, 1 against 1.0)
+            assert fast == checked and record_text(fast) == record_text(checked), text[:300]
 
 
 def test_what_fpcli_writes_passes_the_gate(written):
+    from fpcli.store.fast_schema import vouched
+
     assert sound_texts(written) == [True] * len(written) == _accepted(written)
+    assert vouched([json.loads(t) for t in written]) == [True] * len(written)
+    _same_parse(written)
 
 
 def test_texts_the_gate_cannot_vouch_for_go_to_the_parser(written):
@@ -95,6 +115,7 @@ def test_the_gate_says_yes_only_to_what_the_parser_accepts(written, choice):
     text = json.dumps(data)
     if sound_texts([text]) == [True]:
         assert _accepted([text]) == [True], text[:300]
+    _same_parse([text])
 
 
 def test_every_single_replacement_is_judged_as_the_parser_judges(written):
@@ -106,6 +127,7 @@ def test_every_single_replacement_is_judged_as_the_parser_judges(written):
     gate, parser = sound_texts(texts), _accepted(texts)
     assert not [t for t, g, p in zip(texts, gate, parser, strict=True) if g and not p]
     assert sum(gate) > 0.2 * sum(parser)  # it still vouches for many sound variants
+    _same_parse(texts)
 
 
 def test_timbres_the_parser_refuses_do_not_pass(written):
@@ -129,3 +151,4 @@ def test_timbres_the_parser_refuses_do_not_pass(written):
         texts.append(json.dumps(data))
     assert sound_texts(texts) == [False] * 4
     assert _accepted(texts) == [False] * 4
+    _same_parse(texts)
