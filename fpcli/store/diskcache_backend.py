@@ -60,6 +60,7 @@ CENSUS_READY = ""  # the row whose presence says the counts are complete (set by
 # hundreds of MB of rows anyway, and gets diskcache's defaults meanwhile.
 SQLITE_MEMORY = {"sqlite_cache_size": 1024, "sqlite_mmap_size": 0}  # pages of 4 KiB; bytes
 BULK_SQLITE_MEMORY = {name: int(diskcache.core.DEFAULT_SETTINGS[name]) for name in SQLITE_MEMORY}
+WAL_PAGES, BULK_WAL_PAGES = 1000, 16384   # SQLite's default; 64 MiB of 4 KiB pages (bulk_writes)
 
 
 def _read_only_folder(directory: str) -> bool:
@@ -529,10 +530,20 @@ class DiskcacheBackend(MetaCounters):
     @contextlib.contextmanager
     def bulk_writes(self) -> Iterator[None]:
         self._sqlite_memory(BULK_SQLITE_MEMORY)
+        self._wal_pages(BULK_WAL_PAGES)
         try:
             yield
         finally:
             self._sqlite_memory(SQLITE_MEMORY)
+            self._wal_pages(WAL_PAGES)
+
+    def _wal_pages(self, pages: int) -> None:
+        """Let the write-ahead log grow to ``pages`` before a commit copies it into the
+        database (a checkpoint): a bulk write commits a batch of 1,000 records (about 4
+        MB) at a time, and SQLite's default of 1,000 pages checkpointed after every
+        one, rewriting the table's and the indexes' inner pages each time."""
+        for cache in (self._data, self._meta):
+            cache._sql(f"PRAGMA wal_autocheckpoint = {int(pages)}").fetchall()
 
     def _sqlite_memory(self, settings: dict[str, int]) -> None:
         """Set the page cache (pages) and memory map (bytes) of both connections."""
