@@ -484,3 +484,18 @@ def test_maintenance_selects_through_the_time_indexes_not_every_record(tmp_path)
         oldest = " ".join(row[-1] for row in sql("EXPLAIN QUERY PLAN " + LEAST_RECENT_RECORDS, (10,)))
     assert "Cache_expire_time" in expired and "Cache_key_raw" not in expired
     assert "Cache_access_time" in oldest and "TEMP B-TREE" not in oldest and "Cache_key_raw" not in oldest
+
+
+def test_verify_checks_records_a_batch_at_a_time_and_names_each_bad_one(template, tmp_path):
+    """Records are checked in batches (verify ran at a third of an export's pace, one
+    parse and one covariance check at a time); each bad one is still named by its key,
+    a record stored under another record's key too."""
+    with FingerprintStore.open(tmp_path / "s") as store:
+        records = list(make_records.records(2500, template=template))
+        store.import_records(records)
+        first, moved, broken = records[0], records[1200], records[2400]
+        store.backend.put(moved.key, store.backend.get(first.key), census_tag(moved))
+        store.backend.put(broken.key, '{"schema": 3}', census_tag(broken))
+        by_key = {p.key: p.message for p in verify(store) if p.key}
+    assert by_key[moved.key] == "digest/params_key do not match the key"
+    assert broken.key in by_key and set(by_key) == {moved.key, broken.key}
