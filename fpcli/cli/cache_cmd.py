@@ -400,7 +400,10 @@ def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
       fpcli cache dupes --json | jq '.paths'
     """
     with ctx.obj.open_store(existing=True) as store:
-        groups = _groups_on_disk(list(store.records()))
+        from fpcli.params import FINGERPRINT_VERSION
+
+        # only current records can be grouped: older ones are not held in memory
+        groups = _groups_on_disk([r for r in store.records() if r.fingerprint_version == FINGERPRINT_VERSION])
         report_bad_entries(store)
     if as_json:
         for group in groups:
