@@ -84,7 +84,8 @@ def test_only_the_hits_shown_are_looked_for_on_disk(tmp_path, lib, monkeypatch):
     _analyse(store_dir, lib)
     looked: list[str] = []
     checked = fpcli.search.query.file_left
-    monkeypatch.setattr(fpcli.search.query, "file_left", lambda path: looked.append(path) or checked(path))
+    monkeypatch.setattr(fpcli.search.query, "file_left",
+                        lambda path, mtime_ns: looked.append(path) or checked(path, mtime_ns))
     assert len(_search(store_dir, lib / "song1.wav", k=2).hits) == 2
     assert len(looked) == 2
 
@@ -213,3 +214,31 @@ def test_batch_with_no_other_batch_fingerprint_reports_how_many_lack_one(tmp_pat
     human = runner.invoke(app, base)
     assert human.exit_code == 0 and "5 track(s) have no batch fingerprint" in human.stderr
     assert "--compute-missing" in human.stderr
+
+
+def test_a_file_rewritten_or_replaced_by_a_folder_is_no_file_of_its_record(tmp_path, lib):
+    """A path whose file changed since it was analysed (other audio written over it, or
+    a folder in its place) was still shown as a hit, put in playlists and grouped as a
+    duplicate: only its existence was checked. As `cache prune` does, a changed file
+    is no file of the record."""
+    import numpy as np
+
+    store_dir = str(tmp_path / "store")
+    shutil.copy(lib / "song2.wav", lib / "copy2.flac.wav")
+    _analyse(store_dir, lib)
+    before = {os.path.basename(h.path) for h in _search(store_dir, lib / "song0.wav", k=6).hits}
+    assert {"song3.wav", "song4.wav"} <= before
+    noise = 0.3 * np.random.default_rng(9).standard_normal((3 * SR, 1))
+    write(lib / "song3.wav", noise, SR)                   # other audio, written over it
+    os.unlink(lib / "song4.wav")
+    os.mkdir(lib / "song4.wav")                            # a folder in its place
+    result = _search(store_dir, lib / "song0.wav", k=6)
+    names = {os.path.basename(h.path) for h in result.hits}
+    assert not names & {"song3.wav", "song4.wav"}
+    assert dict(result.skipped) == {str(lib / "song3.wav"): "changed since it was analysed",
+                                    str(lib / "song4.wav"): "changed since it was analysed"}
+    grouped = runner.invoke(app, ["--store", store_dir, "cache", "dupes", "--json"])
+    assert [json.loads(line)["paths"] for line in grouped.stdout.splitlines()] == \
+        [[str(lib / "copy2.flac.wav"), str(lib / "song2.wav")]]
+    write(lib / "song2.wav", noise, SR)                    # one of the two copies rewritten: no group left
+    assert runner.invoke(app, ["--store", store_dir, "cache", "dupes", "--json"]).stdout == ""

@@ -433,12 +433,13 @@ def _groups_on_disk(records: list[Record]) -> list[DupeGroup]:
 
 
 def _on_disk(record: Record) -> Record:
-    """``record`` with only the paths whose file is still there."""
+    """``record`` with only the paths whose file is still the one analysed."""
     import dataclasses
 
     from fpcli.search.query import file_left
 
-    return dataclasses.replace(record, paths=tuple(seen for seen in record.paths if file_left(seen.path)))
+    return dataclasses.replace(record, paths=tuple(seen for seen in record.paths
+                                                   if file_left(seen.path, seen.mtime_ns)))
 
 
 @cache_app.command("export")

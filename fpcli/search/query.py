@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ ACCURATE_CANDIDATES = 5  # "accurate" re-ranks k x this many fast candidates
 DUPLICATE_SLACK = 10     # extra hits asked for so that dropping duplicates still leaves k
 STRATEGIES = ("fast", "accurate", "batch", "auto")
 GONE = "no such file or folder"  # why a hit whose every file is gone was skipped (as a failed look-up says it)
+CHANGED = "changed since it was analysed"  # ... or whose file is another one now (rewritten, or a folder)
 
 
 class WeightsError(SearchError, ParameterError):
@@ -348,7 +350,7 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
         if not query.drop_duplicates:
             shown, gone = _on_disk(store, index, _other_files(store, index, record, query, hits), query)
             if len(shown) == query.k or not rows_left:
-                skipped += [(hit.path, GONE) for hit in gone]
+                skipped += [(hit.path, gone_reason(hit.path)) for hit in gone]
                 return shown
         else:
             found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
@@ -357,7 +359,7 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
             kept_hits, maybe_query, dropped, gone = _kept_on_disk(usable, reference, record, query)
             if len(kept_hits) - len(maybe_query) >= query.k or not rows_left:
                 stats["duplicates_dropped"] = stats.get("duplicates_dropped", 0) + dropped
-                skipped += [(hit.path, GONE) for hit in gone]
+                skipped += [(hit.path, gone_reason(hit.path)) for hit in gone]
                 return _marking_the_query(kept_hits, maybe_query, query.k, stats)
         # More duplicates (or gone files) than the slack (15 encodings of the query left
         # 8 of 10 hits, 800 left none): ask for four times as many, until k remain or
@@ -404,15 +406,15 @@ def _first_gone(kept: list[tuple[Hit, Record]], maybe_query: set[str], placed: d
 
 
 def _on_disk(store: FingerprintStore, index: Index, hits: list[Hit], query: Query) -> tuple[list[Hit], list[Hit]]:
-    """The first k of ``hits`` that have a file left, each showing one (its record read
-    only when its own path is gone), and the hits passed over whose every file is gone."""
+    """The first k of ``hits`` that still have a file of theirs, each showing one (its
+    record read: the times its paths were seen at), and the hits passed over whose
+    every file is gone or changed."""
     shown: list[Hit] = []
     gone: list[Hit] = []
     for hit in hits:
         if len(shown) == query.k:
             break
-        path = hit.path if file_left(hit.path) else \
-            _path_left(hit, store.read_record(record_key(hit.digest, index.params_key)), query.under_prefix)
+        path = _path_left(hit, store.read_record(record_key(hit.digest, index.params_key)), query.under_prefix)
         if path is None:
             gone.append(hit)
         else:
@@ -421,21 +423,38 @@ def _on_disk(store: FingerprintStore, index: Index, hits: list[Hit], query: Quer
 
 
 def _path_left(hit: Hit, stored: Record | None, prefix: str | None) -> str | None:
-    """The path ``hit`` is shown by: its own when its file exists, else the most
-    recently seen path of its record (under ``prefix`` when given) whose file does;
-    None when none is left. An index keeps one path per record, the last one seen,
-    which may be a copy deleted since while the others remain."""
-    seen = [p.path for p in reversed(stored.paths)] if stored is not None else []
-    for path in dict.fromkeys([hit.path, *seen]):
-        if (prefix is None or path.startswith(prefix)) and file_left(path):
+    """The path ``hit`` is shown by: its own while its file is the one analysed, else
+    the most recently seen path of its record (under ``prefix`` when given) whose file
+    is; None when none is left. An index keeps one path per record, the last one seen,
+    which may be a copy deleted, rewritten or replaced by a folder since, while the
+    others remain."""
+    if stored is None:
+        return None   # the record itself is gone (pruned, evicted) since the index was made
+    seen = {p.path: p.mtime_ns for p in reversed(stored.paths)}
+    for path in dict.fromkeys([hit.path, *seen] if hit.path in seen else seen):
+        if (prefix is None or path.startswith(prefix)) and file_left(path, seen[path]):
             return path
     return None
 
 
-def file_left(path: str) -> bool:
-    """Whether the file of a stored path is still there (one stat): a CUE track's file
-    is its album image; a named stream has no file that could be gone."""
-    return path.startswith(STREAM_PREFIX) or os.path.exists(entry_file(path)[0])
+def file_left(path: str, mtime_ns: int) -> bool:
+    """Whether the file of a stored path is still the one analysed (one stat): a regular
+    file with the modification time it was seen at (``cache prune`` forgets the others:
+    a file rewritten with other audio, or replaced by a folder, was shown as a hit and
+    a duplicate). A CUE track's file is its album image; a named stream has no file
+    that could be gone."""
+    if path.startswith(STREAM_PREFIX):
+        return True
+    try:
+        st = os.stat(entry_file(path)[0])
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_mtime_ns == mtime_ns
+
+
+def gone_reason(path: str) -> str:
+    """Why a stored path is no file of its record any more."""
+    return GONE if not os.path.lexists(entry_file(path)[0]) else CHANGED
 
 
 def _refuse_all_weights_zero(index: Index, query: Query) -> None:
@@ -531,11 +550,10 @@ def _other_files(store: FingerprintStore, index: Index, record: Record, query: Q
             out.append(hit)
             continue
         stored = store.read_record(record_key(hit.digest, index.params_key))
-        paths = [p.path for p in stored.paths] if stored is not None else [hit.path]
         prefix = query.under_prefix
-        out.extend(dataclasses.replace(hit, path=path) for path in paths
-                   if resolve(path) != query.query_file and (prefix is None or path.startswith(prefix))
-                   and file_left(path))  # a copy moved away since is no hit (its record stays: the query's)
+        out.extend(dataclasses.replace(hit, path=seen.path) for seen in (stored.paths if stored is not None else ())
+                   if resolve(seen.path) != query.query_file and (prefix is None or seen.path.startswith(prefix))
+                   and file_left(seen.path, seen.mtime_ns))  # a copy moved away since is no hit (its record stays)
     return out
 
 
