@@ -343,6 +343,12 @@ def test_a_mistyped_store_is_named_not_made_empty(tmp_path, monkeypatch):
     ("redis://u:hunter2@[::1/0", "not a Redis URL"),
     ("redis://localhost:notaport/0", "the port must be a number"),
     ("redis://localhost:6379/zero", "the database must be a number"),
+    ("redis://localhost:0/0", "the port must be a number"),            # was port 6379, quietly
+    ("redis://localhost:6379/+2", "the database must be a number"),    # int() read these as 2, 10, 1
+    ("redis://localhost:6379/1_0", "the database must be a number"),
+    ("redis://localhost:6379/%201", "the database must be a number"),
+    ("redis://localhost:6379/-1", "the database must be a number"),    # refused by Redis only, exit 1
+    ("redis://", "redis://: not a Redis URL"),                         # it was shown as "redis:"
     ("redis://localhost:6379/0?db=3", "nothing after the database"),
     ("redis:/localhost:6379/0", "write a Redis URL as"),
 ])

@@ -77,6 +77,8 @@ class RedisAddress:
         try:
             parsed = urllib.parse.urlparse(url)
             port = parsed.port
+            if port == 0:   # urllib reads ":0" as port 0, which ``port or 6379`` made the default port
+                raise ValueError("port out of range")
         except ValueError as exc:
             # "redis://[::1" (an unclosed IPv6 bracket) raised from urlparse itself
             what = "the port must be a number from 1 to 65535" if "port" in str(exc) else \
@@ -90,10 +92,12 @@ class RedisAddress:
             # "?db=3" wrote to db 0.
             raise StoreError(f"{location}: a Redis URL is redis://[user:password@]host:port/db, nothing after "
                              "the database (a password goes before the host, or in FPCLI_REDIS_PASSWORD)")
-        try:
-            db = int((parsed.path or "/0").lstrip("/") or 0)
-        except ValueError:
-            raise StoreError(f"{location}: the database must be a number (redis://host:port/0)") from None
+        db_text = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
+        # Digits only: int() also takes "+2", " 1" and "1_0"; Redis numbers its databases
+        # from 0 (a server has 16 unless configured otherwise).
+        if not (db_text == "" or (db_text.isascii() and db_text.isdigit() and len(db_text) <= 9)):
+            raise StoreError(f"{location}: the database must be a number from 0 (redis://host:port/0)")
+        db = int(db_text or 0)
         # Percent-encoded in the URL (a password with @ : / # ? can only be written so).
         user = urllib.parse.unquote(parsed.username) if parsed.username else None
         password = urllib.parse.unquote(parsed.password) if parsed.password else None
@@ -107,6 +111,8 @@ def _redacted(url: str) -> str:
     try:
         parsed = urllib.parse.urlparse(url)._replace(params="", query="", fragment="")
         password = parsed.password
+        if password is None and not (parsed.params or parsed.query or parsed.fragment or "?" in url or "#" in url):
+            return url   # nothing to hide (urlunparse turned "redis://" into "redis:")
     except ValueError:
         scheme, _, rest = url.partition("://")
         return f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else url.split("?")[0].split("#")[0]
