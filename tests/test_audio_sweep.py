@@ -121,6 +121,22 @@ def test_sized_wavs_joined_on_stdin_are_held_to_the_first_files_length(how):
     np.testing.assert_array_equal(decoded, np.tile(as_int16(x), (2, 1)) / np.float32(32768))
 
 
+@pytest.mark.parametrize("how", ["pipe", "seekable"])
+def test_a_sized_wav_whose_samples_hold_riff_wave_is_read_whole(how):
+    """The bytes "RIFF....WAVE" inside a sized file's samples were taken for the next
+    file's header: 4 s on stdin read 2 s, "partial" (by path 4 s, "ok"). Within the
+    length its header states, a file's bytes are its own."""
+    wav = bytearray(encoded(music(4.0), SR, "wav", "pcm_s16le", io.BytesIO()))
+    middle = len(wav) // 2 & ~1
+    wav[middle : middle + 12] = b"RIFF" + struct.pack("<I", 36) + b"WAVE"
+    reader, decoded = read_stream(bytes(wav), how)
+    assert not reader.partial, reader.partial_reason
+    assert len(decoded) == 4 * SR
+    # two such files joined: each read whole, and the join still seen (held to the first's length)
+    reader, decoded = read_stream(bytes(wav) * 2, how)
+    assert reader.partial_reason == "header says 4.00 s, decoded 8.00 s" and len(decoded) == 8 * SR
+
+
 class _Trickle:
     """A pipe that hands on at most ``step`` bytes a read: a header falls anywhere."""
 

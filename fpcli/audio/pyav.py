@@ -376,6 +376,7 @@ class WavLinks:
         self._next: int | None = None  # where the next WAV file starts, once found
         self._searched = 0  # how much of ``_ahead`` holds no header start (a header begun in its last 11 is unsettled)
         self._ended = False  # the stream ended after ``_ahead``
+        self._own_end: int | None = None  # where the current file ends by its stated RIFF size (None: unstated)
 
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes of the current file; b"" at its end (the next file's start)."""
@@ -398,7 +399,9 @@ class WavLinks:
         """A read as it came when it holds no header, whole or begun at its end (nearly
         every read: no copy is kept); else the bytes go the way of ``_ahead``."""
         data = self._stream.read(wanted)
-        own_header_end = max(0, self._base + headers.WAV_HEADER_BYTES - self._pos)
+        if self._pos == self._base:
+            self._note_own_size(data)   # the file's first bytes (after a jump to its start)
+        own_header_end = max(0, self._search_start() - self._pos)
         if data and headers.find_wav_header(data, own_header_end) == -1 \
                 and headers.incomplete_wav_header(data, own_header_end) == len(data):
             self._pos += len(data)
@@ -422,9 +425,25 @@ class WavLinks:
             self._discard(self._next - self._pos)
         else:  # FFmpeg seeked away (a redirected file)
             self._jump(self._next)
-        self._base, self._next = self._pos, None
+        self._base, self._next, self._own_end = self._pos, None, None
+        self._note_own_size(self._ahead)   # held unless FFmpeg seeked away: then at the first read
         self._search()  # what is held may hold the header after this one
         return True
+
+    def _note_own_size(self, head: bytes | bytearray) -> None:
+        """Note where the current file ends by the RIFF size its header states, ``head``
+        being its first bytes: no next file is looked for before it (a file's samples
+        may hold the bytes "RIFF....WAVE": a sized WAV was cut there). The size of a
+        writer to a pipe (0 or 0xFFFFFFFF, a placeholder) says nothing."""
+        if self._own_end is None and len(head) >= 8 and head[:4] == b"RIFF":
+            size = int.from_bytes(head[4:8], "little")
+            if 4 <= size < 0xFFFFFFFF:
+                self._own_end = self._base + 8 + size + (size & 1)   # chunks are padded to even sizes
+
+    def _search_start(self) -> int:
+        """The first stream position where the next file's header may begin: after the
+        current file's own header, and after its stated end if it states one."""
+        return max(self._base + headers.WAV_HEADER_BYTES, self._own_end or 0)
 
     def _fill(self, size: int) -> None:
         """Read up to ``size`` more bytes of the stream and search them."""
@@ -433,6 +452,8 @@ class WavLinks:
         self._ahead += data
         if self._wav is None and (len(self._ahead) >= headers.WAV_HEADER_BYTES or self._ended):
             self._wav = headers.is_wav_header(self._ahead)  # nothing was handed on: ``_ahead`` starts the stream
+        if self._wav and self._pos == self._base:
+            self._note_own_size(self._ahead)
         if self._wav:
             self._search()
 
@@ -441,7 +462,7 @@ class WavLinks:
         first 12 bytes are the current file's header."""
         if self._next is not None:
             return
-        start = max(self._searched, self._base + headers.WAV_HEADER_BYTES - self._pos)
+        start = max(self._searched, self._search_start() - self._pos)
         found = headers.find_wav_header(self._ahead, start)
         if found != -1:
             self._next = self._pos + found
@@ -456,8 +477,7 @@ class WavLinks:
             return max(0, min(len(self._ahead), self._next - self._pos))
         if not self._wav or self._ended:
             return len(self._ahead)
-        own_header_end = self._base + headers.WAV_HEADER_BYTES - self._pos
-        return headers.incomplete_wav_header(self._ahead, max(self._searched, own_header_end, 0))
+        return headers.incomplete_wav_header(self._ahead, max(self._searched, self._search_start() - self._pos, 0))
 
     def _at_next(self) -> bool:
         return self._next is not None and self._pos >= self._next
