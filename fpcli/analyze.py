@@ -110,6 +110,7 @@ def _read_into(reader: AudioReader, analyzers: Sequence[Analyzer], max_seconds: 
             for analyzer in analyzers:
                 analyzer.push(block[:take])
             pushed += take
+            reader.heard(pushed)
             block = block[take:]
             while marks and marks[0] <= pushed:
                 on_checkpoint(marks.pop(0) / rate)

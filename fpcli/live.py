@@ -245,6 +245,7 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
             target = min((x * info.samplerate for x in (next_mark, max_seconds) if x is not None), default=math.inf)
             take = len(block) if target - pushed >= len(block) else max(int(round(target)) - pushed, 1)
             live.push(block[:take])
+            reader.heard(pushed + min(take, len(block)))   # the snapshot's partial: what it heard
             block = block[take:]
             stopping = max_seconds is not None and live.seconds >= max_seconds - 1e-9
             if next_mark is not None and live.seconds >= next_mark - 1e-9:

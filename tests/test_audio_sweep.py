@@ -193,6 +193,29 @@ def test_a_preview_that_heard_nan_samples_is_partial(tmp_path):
         assert (result.partial_reason or "").endswith("non-finite samples were replaced by silence"), name
 
 
+def test_nan_samples_past_a_previews_end_are_not_heard(tmp_path):
+    """A NaN at 3.1 s made a 0.5 s preview partial: it lay in the same decoded block
+    (several seconds long). Only the samples a preview or a snapshot heard count, and
+    the count is of those."""
+    from fpcli.live import follow
+
+    x = music(8.0)
+    x[int(3.1 * SR)] = np.nan
+    x[int(0.2 * SR), 0] = np.nan
+    path = write(tmp_path / "nan.wav", x, SR, subtype="FLOAT")
+    early = analyse(path, Want(seconds=0.1))
+    assert early.status == "ok" and early.partial_reason is None
+    heard = analyse(path, Want(seconds=0.5))
+    assert heard.status == "partial" and heard.partial_reason == "1 non-finite samples were replaced by silence"
+    whole = analyse(path, Want())
+    assert whole.partial_reason == "3 non-finite samples were replaced by silence"   # the stereo frame's two
+    snapshots = []
+    follow(AudioReader(path, block_frames=8 * SR), "nan.wav", every_s=3.0, on_snapshot=snapshots.append)
+    assert [(s.streaming.seconds, s.status) for s in snapshots][:2] == [(3.0, "partial"), (6.0, "partial")]
+    assert [s.partial_reason for s in snapshots][:2] == ["1 non-finite samples were replaced by silence",
+                                                         "3 non-finite samples were replaced by silence"]
+
+
 @pytest.mark.parametrize("how", ["file", "pipe"])
 def test_nan_samples_make_the_reader_partial_when_their_block_is_handed_on(tmp_path, how):
     """A snapshot (read between blocks) says so from the block that held them on, not

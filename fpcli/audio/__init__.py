@@ -176,6 +176,7 @@ class AudioReader:
         self.frames_read = 0
         self._damage: list[str] = []  # why the file is partial, NaN/Inf samples apart
         self.nonfinite_samples = 0
+        self._reset_heard()
 
     @classmethod
     def from_stream(cls, source: Source, *, block_frames: int = DEFAULT_BLOCK_FRAMES,
@@ -187,20 +188,41 @@ class AudioReader:
         reader._start, reader._end = 0, None
         reader.expected_frames, reader.length_exact = source.expected_frames, source.length_exact
         reader.frames_read, reader._damage, reader.nonfinite_samples = 0, [], 0
+        reader._reset_heard()
         reader._opened, reader._pipe, reader.stopped = source, pipe, False
         return reader
 
+    def _reset_heard(self) -> None:
+        self._heard: int | None = None      # frames the consumer used (``heard``); None: all decoded
+        self._last_start = 0                # the first frame of the last block handed on
+        self._nonfinite_before = 0          # non-finite samples in the blocks before it
+        self._last_nonfinite: np.ndarray | None = None  # (frames,) running count within it; None: none
+
+    def heard(self, frames: int) -> None:
+        """The consumer used the first ``frames`` frames decoded (a preview or a snapshot
+        that ends inside the last block handed on): ``partial`` counts the non-finite
+        samples among those only. A 0.5 s preview was partial for a NaN at 3.1 s, in
+        the same decoded block."""
+        self._heard = frames
+
+    def _nonfinite_heard(self) -> int:
+        """The non-finite samples replaced among the frames heard."""
+        if self._heard is None or self._last_nonfinite is None or self._heard >= self.frames_read:
+            return self.nonfinite_samples
+        inside = self._heard - self._last_start
+        return self._nonfinite_before + (int(self._last_nonfinite[inside - 1]) if inside > 0 else 0)
+
     @property
     def partial(self) -> bool:
-        """Whether what was decoded so far shows damage."""
-        return bool(self._damage or self.nonfinite_samples)
+        """Whether what was decoded (and heard) so far shows damage."""
+        return bool(self._damage or self._nonfinite_heard())
 
     @property
     def partial_reason(self) -> str | None:
         """Why the file is partial (reasons joined by "; "), None when it is not."""
-        replaced = [f"{self.nonfinite_samples} non-finite samples were replaced by silence"] \
-            if self.nonfinite_samples else []
-        return "; ".join(self._damage + replaced) or None
+        replaced = self._nonfinite_heard()
+        return "; ".join(self._damage + ([f"{replaced} non-finite samples were replaced by silence"]
+                                         if replaced else [])) or None
 
     @property
     def is_stream(self) -> bool:
@@ -274,9 +296,13 @@ class AudioReader:
         them); ``AudioReadError`` if its samples are far beyond audio scale."""
         if block.size == 0:
             return block
+        self._last_start, self._nonfinite_before, self._last_nonfinite = \
+            self.frames_read, self.nonfinite_samples, None
         low, high = float(block.min()), float(block.max())  # NaN if any sample is NaN
         if not (np.isfinite(low) and np.isfinite(high)):
-            self.nonfinite_samples += int(np.count_nonzero(~np.isfinite(block)))
+            per_frame = np.count_nonzero(~np.isfinite(block.reshape(len(block), -1)), axis=1)
+            self._last_nonfinite = np.cumsum(per_frame)
+            self.nonfinite_samples += int(self._last_nonfinite[-1])
             block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
             low, high = float(block.min()), float(block.max())
         peak = max(high, -low)
