@@ -333,6 +333,9 @@ class _SwallowingDecoder:
     def stop(self):
         pass
 
+    def heard(self, frames):
+        pass
+
     def __iter__(self):
         audio = synth.music_like(4.0, SR, seed=2)
         yield audio[:SR]
