@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+import threading
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -143,3 +146,24 @@ def redis_server(tmp_path_factory):
 def redis_url(redis_server):
     redis_server.flush()
     return redis_server.url
+
+
+def pipe_carrying(data: bytes) -> BinaryIO:
+    """A pipe (not seekable: stdin fed by a producer) that carries ``data``, then ends."""
+    read_end, write_end = os.pipe()
+
+    def produce() -> None:
+        with os.fdopen(write_end, "wb") as out:
+            out.write(data)
+
+    threading.Thread(target=produce, daemon=True).start()
+    return os.fdopen(read_end, "rb")
+
+
+def read_stream(data: bytes, how: str):
+    """(reader, all its samples) of ``data`` read as stdin is: through a pipe, or a
+    redirected file (seekable)."""
+    from fpcli.audio import open_stream
+
+    reader = open_stream(pipe_carrying(data) if how == "pipe" else io.BytesIO(data), block_frames=4096)
+    return reader, np.concatenate(list(reader))

@@ -8,8 +8,7 @@ import os
 import struct
 import subprocess
 import sys
-import threading
-from typing import Any, BinaryIO
+from typing import Any
 
 import av
 import numpy as np
@@ -18,11 +17,11 @@ import soundfile as sf
 
 import fpcli
 from fpcli import synth
-from fpcli.audio import AUDIO_EXTENSIONS, AudioReader, open_stream, probe
+from fpcli.audio import AUDIO_EXTENSIONS, AudioReader, probe
 from fpcli.audio.base import DecodeFailure
 from fpcli.audio.pyav import rebuffer
 from fpcli.errors import AudioReadError
-from tests.conftest import write
+from tests.conftest import read_stream, write
 
 SR = 44100
 
@@ -493,25 +492,6 @@ def written(x: np.ndarray, sr: int, fmt: str, subtype: str = "PCM_16") -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, x, sr, format=fmt, subtype=subtype)
     return buffer.getvalue()
-
-
-def pipe_carrying(data: bytes) -> BinaryIO:
-    """A pipe (not seekable: stdin fed by a producer) that carries ``data``, then ends."""
-    read_end, write_end = os.pipe()
-
-    def produce() -> None:
-        with os.fdopen(write_end, "wb") as out:
-            out.write(data)
-
-    threading.Thread(target=produce, daemon=True).start()
-    return os.fdopen(read_end, "rb")
-
-
-def read_stream(data: bytes, how: str) -> tuple[AudioReader, np.ndarray]:
-    """All of ``data`` read as stdin is: through a pipe, or a redirected file (seekable)."""
-    reader = open_stream(pipe_carrying(data) if how == "pipe" else io.BytesIO(data), block_frames=4096)
-    blocks = list(reader)
-    return reader, np.concatenate(blocks)
 
 
 @pytest.mark.parametrize("how", ["pipe", "seekable"])

@@ -6,10 +6,8 @@ preview or a snapshot ("ok"), and a FLAC file whose STREAMINFO understates its l
 from __future__ import annotations
 
 import io
-import os
 import struct
-import threading
-from typing import Any, BinaryIO
+from typing import Any
 
 import av
 import numpy as np
@@ -21,7 +19,7 @@ from fpcli.analyze import Want, analyse
 from fpcli.audio import AudioReader, headers, open_source, open_stream
 from fpcli.audio.pyav import WavLinks
 from fpcli.audio.sndfile import SndfileSource
-from tests.conftest import write
+from tests.conftest import pipe_carrying, read_stream, write
 
 SR = 44100
 
@@ -62,24 +60,6 @@ def as_int16(x: np.ndarray) -> np.ndarray:
 
 def pipe_wav(x: np.ndarray, sr: int) -> bytes:
     return encoded(x, sr, "wav", "pcm_s16le", _Sink())
-
-
-def pipe_carrying(data: bytes) -> BinaryIO:
-    """A pipe (stdin fed by a producer) that carries ``data``, then ends."""
-    read_end, write_end = os.pipe()
-
-    def produce() -> None:
-        with os.fdopen(write_end, "wb") as out:
-            out.write(data)
-
-    threading.Thread(target=produce, daemon=True).start()
-    return os.fdopen(read_end, "rb")
-
-
-def read_stream(data: bytes, how: str) -> tuple[AudioReader, np.ndarray]:
-    """All of ``data`` read as stdin is: through a pipe, or a redirected file (seekable)."""
-    reader = open_stream(pipe_carrying(data) if how == "pipe" else io.BytesIO(data), block_frames=4096)
-    return reader, np.concatenate(list(reader))
 
 
 def music(seconds: float, sr: int = SR, seed: int = 1) -> np.ndarray:
