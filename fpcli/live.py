@@ -55,7 +55,6 @@ class LiveFingerprint:
 
     def __init__(self, samplerate: int, channels: int, params: AnalysisParams | None = None, *,
                  expected_seconds: float | None = None) -> None:
-        _check_channels(channels)
         self.samplerate, self.channels = samplerate, channels
         self._analyzer = StreamingAnalyzer(samplerate, channels, params)   # refuses a bad rate or channel count
         self._expected_s = _known_length(expected_seconds, samplerate)
@@ -125,19 +124,6 @@ class LiveFingerprint:
         """Whether a record of this fingerprint would say anything: audio was pushed, and
         it measured a value or was finished (a whole track too short to measure is a fact)."""
         return self.seconds > 0 and (self._final is not None or _measured(self.snapshot()))
-
-
-# A channel count fits in 16 bits (WAV's field, FFmpeg's limit); the analyzer's state
-# grows with it: 10**9 channels asked for 29.8 GiB (a MemoryError, not an answer).
-MAX_CHANNELS = 65535
-
-
-def _check_channels(channels: int) -> None:
-    """A ParameterError for a channel count above ``MAX_CHANNELS`` (the analyzer
-    refuses what is not a whole number of at least 1)."""
-    count = as_number(channels, int)
-    if count is not None and count > MAX_CHANNELS:
-        raise ParameterError(f"{channels!r}: a channel count from 1 to {MAX_CHANNELS}", "channels")
 
 
 def track_length_s(heard_s: float, length_s: float | None, *, finished: bool) -> float:

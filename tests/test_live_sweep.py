@@ -130,13 +130,18 @@ def test_quiet_keeps_the_snapshots_and_lines_say_the_tenths_heard(tmp_path):
 
 def test_the_player_api_refuses_channel_counts_beyond_any_format():
     """10**9 channels raised MemoryError (29.8 GiB of analyzer state)."""
-    from fpcli.live import MAX_CHANNELS
+    from fpcli.dsp.pipeline import MAX_CHANNELS
 
     for channels in (10**9, MAX_CHANNELS + 1):
         with pytest.raises(ParameterError, match=f"channels: {channels}: a channel count from 1 to {MAX_CHANNELS}"):
             LiveFingerprint(SR, channels)
     with pytest.raises(ParameterError, match="samplerate"):
         LiveFingerprint(10**9, 2)
+    from fpcli import BatchAnalyzer, StreamingAnalyzer
+
+    for analyzer in (StreamingAnalyzer, BatchAnalyzer):   # the public analyzers too (MemoryError)
+        with pytest.raises(ParameterError, match="a channel count from 1 to"):
+            analyzer(SR, 10**9)
 
 
 def test_the_player_api_stores_no_record_of_nothing_and_names_a_bad_name(tmp_path):

@@ -28,7 +28,7 @@ from fpcli.executors import DEFAULT_TIMEOUT_S
 
 # The most channels raw PCM may declare: WAV's channel count is 16 bits. A count in the
 # billions made the analyzer ask for terabytes of state (a traceback, not an answer).
-# The player API's limit is the same (fpcli.live.MAX_CHANNELS, not imported: numpy).
+# The analyzers' limit is the same (fpcli.dsp.pipeline.MAX_CHANNELS, not imported: numpy).
 MAX_RAW_CHANNELS = 65535
 
 if TYPE_CHECKING:

@@ -32,15 +32,20 @@ PEAK_WINDOW_S = 1.0          # peak_consistency windows (#23)
 SILENT_PEAK_DB = -60.0       # windows whose peak is below this are ignored (#23)
 
 
+# A channel count fits in 16 bits (WAV's field, FFmpeg's limit); the analyzers' state
+# grows with it: 10**9 channels asked for 29.8 GiB (a MemoryError, not an answer).
+MAX_CHANNELS = 65535
+
+
 def _check_format(samplerate: int, channels: int) -> None:
     """ParameterError unless the rate is an integer the analyzers support (8-768 kHz,
-    as for files) and the channel count is a positive integer."""
+    as for files) and the channel count an integer from 1 to MAX_CHANNELS."""
     # bool is an int to Python: True would pass as one channel, then break the framing.
     if not MIN_SAMPLERATE <= (as_number(samplerate, int) or 0) <= MAX_SAMPLERATE:
         raise ParameterError(f"{samplerate!r}: an integer rate from {MIN_SAMPLERATE} to {MAX_SAMPLERATE} Hz",
                              "samplerate")
-    if (as_number(channels, int) or 0) < 1:
-        raise ParameterError(f"{channels!r}: a channel count of at least 1", "channels")
+    if not 1 <= (as_number(channels, int) or 0) <= MAX_CHANNELS:
+        raise ParameterError(f"{channels!r}: a channel count from 1 to {MAX_CHANNELS}", "channels")
 
 
 def checked_block(block: Any, channels: int) -> np.ndarray:
