@@ -94,6 +94,9 @@ def test_library_keeps_only_hits_with_a_file_there(tmp_path, lib):
     store_dir = _copied_then_deleted(tmp_path, lib)
     result = _search(store_dir, lib / "song1.wav", k=4, under=str(tmp_path / "lib2"))
     assert result.hits == [] and result.skipped == [(str(tmp_path / "lib2" / "x.wav"), GONE)]
+    # and the note says why, not "the store has no other track there" after naming it
+    told = runner.invoke(app, ["--store", store_dir, "search", str(lib / "song1.wav"), "-l", str(tmp_path / "lib2")])
+    assert told.exit_code == 0 and "its other tracks in the store were skipped" in told.stderr, told.stderr
 
 
 def test_the_cli_reports_gone_hits_as_skipped_and_plays_only_files_that_exist(tmp_path, lib):

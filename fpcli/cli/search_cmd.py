@@ -134,7 +134,8 @@ def search(
         note("", f"left out {n} preview record{'s' if n != 1 else ''} (the first seconds of a track only): "
                  "`fpcli analyze FOLDER --upgrade` finishes them")
     if "query_copies_under" in result.stats:
-        note("", _nothing_under(path_text(library) if library else "", result.stats["query_copies_under"]))
+        note("", _nothing_under(path_text(library) if library else "", result.stats["query_copies_under"],
+                                len(result.skipped)))
     if result.stats.get("index_saved") is False:
         warn_line("the search index could not be saved (a full disk, or a folder that is not writable?): "
                   "every search builds it again until it can be")
@@ -179,11 +180,14 @@ def _note_left_out(left: LeftOut) -> None:
                  "(no file of their own)")
 
 
-def _nothing_under(folder: str, copies: int) -> str:
+def _nothing_under(folder: str, copies: int, skipped: int) -> str:
     """Why --library gave no hit (an empty table alone looks like a failure): every
-    track there was a copy of the query, or the store has none there."""
+    track there was a copy of the query, or skipped (its file gone or changed: named
+    above), or the store has none there."""
     if copies:
         return f"no hits under {folder} ({copies} cop{'ies' if copies != 1 else 'y'} of the query left out)"
+    if skipped:
+        return f"no hits under {folder} (its other tracks in the store were skipped: see above)"
     return f"no hits under {folder} (the store has no other track there)"
 
 
