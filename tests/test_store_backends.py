@@ -458,6 +458,32 @@ def test_a_percent_encoded_redis_password_is_decoded(redis_url, redis_server):
         admin.execute_command("ACL", "DELUSER", "fpcli-test")
 
 
+def test_a_redis_user_without_scripts_still_writes_and_counts(redis_url, tracks):
+    """Writes and their counts became one script call each; a user whose ACL refuses
+    scripts (as some managed services give) then failed every write ("no permissions
+    to run the 'script|exists' command"). Such a user writes as before: SET ... GET,
+    then the counts."""
+    import urllib.parse
+
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    admin.execute_command("ACL", "SETUSER", "no-scripts", "on", ">pw", "~*", "&*", "+@all", "-@scripting")
+    try:
+        parsed = urllib.parse.urlparse(redis_url)
+        with FingerprintStore.open(f"redis://no-scripts:pw@{parsed.netloc}{parsed.path}") as store:
+            store.clear()
+            for path in tracks[:3]:
+                _save(store, path)
+            _save(store, tracks[0], batch=True)                 # a record replaced (its tag moves)
+            assert store.backend.delete(store.lookup(tracks[1], NEED).record.key)
+            stats = store.stats()
+            assert stats["census_exact"] and (stats["entries"], stats["with_batch"]) == (2, 1)
+            assert store.stats(recount=True)["entries"] == 2 and verify(store) == []
+    finally:
+        admin.execute_command("ACL", "DELUSER", "no-scripts")
+
+
 def test_a_ttl_beyond_what_redis_takes_is_capped(redis_url, tracks):
     """--store-ttl 1e30 passed the option's checks, then Redis refused the expiry: "value
     is not an integer or out of range" ended the run."""

@@ -22,7 +22,10 @@ by ``cache stats --recount``.
 The census (``cache stats``) is a hash of counts per tag, kept by every client: a
 write and a delete are each one script call (``WRITE_COUNTED``, ``DELETE_COUNTED``)
 that replaces or removes the value and moves the count from the tag of exactly that
-value, atomically, so no client killed half way leaves the counts off. Keys that
+value, atomically, so no client killed half way leaves the counts off (a user whose
+ACL refuses scripts writes with ``SET ... GET`` and moves the counts after, as fpcli
+did before: the counts may then be left off by a client killed between the two).
+Keys that
 Redis itself evicts or expires never pass through a client: the hash then counts too
 many. It remembers Redis's evicted+expired totals at the last full count, and
 ``cache stats`` says the counts may be stale when those moved (they are server-wide);
@@ -153,6 +156,18 @@ if old then return 1 end
 return 0
 """
 
+class _ScriptsRefused(Exception):
+    """This Redis user may not run scripts (or the server has them renamed away)."""
+
+
+def _refuses_scripts(exc: redis.exceptions.ResponseError) -> bool:
+    """Whether a reply refuses the scripting commands themselves: an ACL without
+    @scripting ("no permissions to run the 'evalsha' command", or 'script|exists'),
+    or EVALSHA/SCRIPT renamed away ("unknown command")."""
+    text = str(exc).lower()
+    return ("no permissions" in text or "unknown command" in text) and ("evalsha" in text or "script" in text)
+
+
 WRITTEN_MEANWHILE = "written-meanwhile:"  # a census basis: other clients wrote during the count
 
 # The meta keys every command may touch, and the Redis type each must have.
@@ -193,6 +208,7 @@ class RedisBackend:
         self._bin = redis.Redis(**options, decode_responses=False)    # data: encoded bytes
         self._write_counted = self._bin.register_script(WRITE_COUNTED)
         self._delete_counted = self._bin.register_script(DELETE_COUNTED)
+        self._scripts = True   # until this user is refused them (``_scripted``)
         self._call(self._client.ping)
         self._mend_meta()
         # A namespace's epoch starts at a random number, not 0. Each client keeps its
@@ -267,6 +283,10 @@ class RedisBackend:
             tls = " (rediss:// speaks TLS: is this a plain redis:// server?)" if self._tls and "imeout" in str(exc) \
                 else ""
             raise StoreError(f"Redis at {self.host}:{self.port}: cannot connect ({_first_line(exc)}){tls}") from None
+        except redis.exceptions.ResponseError as exc:
+            if _refuses_scripts(exc):
+                raise _ScriptsRefused from None
+            raise StoreError(f"Redis at {self.host}:{self.port}: {_first_line(exc)}") from None
         except redis.exceptions.RedisError as exc:
             raise StoreError(f"Redis at {self.host}:{self.port}: {_first_line(exc)}") from None
 
@@ -311,17 +331,52 @@ class RedisBackend:
 
     def put_many(self, items: Sequence[Put]) -> None:
         """Each value written and counted by one script call (``WRITE_COUNTED``), all in
-        one pipeline (a Ctrl-C waits for it)."""
+        one pipeline (a Ctrl-C waits for it); without scripts, as ``_put_plain``."""
+        with shielded():
+            if self._scripts:
+                pipe = self._bin.pipeline(transaction=False)
+                for key, text, tag in items:
+                    self._queue_write(pipe, key, text, tag)
+                if self._scripted(pipe.execute):
+                    return
+            self._put_plain(items)
+
+    def _scripted(self, run: Callable[[], Any]) -> bool:
+        """Run a call of fpcli's scripts; False (nothing done, and scripts not tried
+        again) when this Redis user may not run scripts (an ACL without @scripting,
+        as some managed services give): every write failed there."""
+        try:
+            self._call(run)
+        except _ScriptsRefused:
+            self._scripts = False
+            return False
+        return True
+
+    def _put_plain(self, items: Sequence[Put]) -> None:
+        """SET ... GET each value in one pipeline, then move the counts by the tags of
+        the values replaced in a second one: for users who may not run scripts (a
+        client killed between the two leaves the counts off: ``cache stats
+        --recount`` counts again)."""
         pipe = self._bin.pipeline(transaction=False)
         for key, text, tag in items:
-            self._queue_write(pipe, key, text, tag)
-        with shielded():
-            self._call(pipe.execute)
+            pipe.set(self._data + key, encode(text, tag), ex=self._expiry(key), get=True)
+        replaced = self._call(pipe.execute)
+        deltas: collections.Counter[str] = collections.Counter()
+        for (_, _, tag), old in zip(items, replaced, strict=True):
+            deltas[tag or ""] += 1
+            deltas[tag_of_value(old) or ""] -= 1
+        counts = self._client.pipeline(transaction=False)
+        for tag, n in deltas.items():
+            if tag and n:
+                counts.hincrby(self._meta + "census", tag, n)
+        self._call(counts.execute)
+
+    def _expiry(self, key: str) -> int:
+        return max(int(self.ttl_s) if self.ttl_s and key.startswith("rec:") else DEFAULT_EXPIRY_S, 1)
 
     def _queue_write(self, pipe: redis.client.Pipeline, key: str, text: str, tag: Tag) -> None:
-        expiry = int(self.ttl_s) if self.ttl_s and key.startswith("rec:") else DEFAULT_EXPIRY_S
         self._write_counted(keys=[self._data + key, self._meta + "census"],
-                            args=[encode(text, tag), max(expiry, 1), tag or ""], client=pipe)
+                            args=[encode(text, tag), self._expiry(key), tag or ""], client=pipe)
 
     def swap(self, key: str, expected: str | None, text: str, tag: Tag = None) -> bool:
         """WATCH the key, compare, then write and count it as ``put_many`` does, in
@@ -336,18 +391,46 @@ class RedisBackend:
                     if (None if current is None else decode(current)) != expected:
                         return False
                     pipe.multi()
-                    self._queue_write(pipe, key, text, tag)
-                    pipe.execute()
+                    if self._scripts:
+                        self._queue_write(pipe, key, text, tag)
+                    else:
+                        pipe.set(full, encode(text, tag), ex=self._expiry(key), get=True)
+                    (old,) = pipe.execute()
                 except redis.exceptions.WatchError:
                     return False
+                if not self._scripts:
+                    self._move_count(tag_of_value(old), tag)
                 return True
 
         with shielded():
+            if self._scripts:
+                done: list[bool] = []
+                if self._scripted(lambda: done.append(attempt())):
+                    return done[0]
             return self._call(attempt)
 
     def delete(self, key: str) -> bool:
         with shielded():
-            return bool(self._call(self._delete_counted, keys=[self._data + key, self._meta + "census"]))
+            if self._scripts:
+                found: list[Any] = []
+                keys = [self._data + key, self._meta + "census"]
+                if self._scripted(lambda: found.append(self._delete_counted(keys=keys))):
+                    return bool(found[0])
+            old = self._call(self._bin.getdel, self._data + key)
+            self._move_count(tag_of_value(old), None)
+            return old is not None
+
+    def _move_count(self, old_tag: Tag, new_tag: Tag) -> None:
+        """The census moved from the tag of a value replaced or removed to its new one
+        (without scripts; the scripts do this in the write itself)."""
+        if old_tag == new_tag:
+            return
+        counts = self._client.pipeline(transaction=False)
+        if old_tag:
+            counts.hincrby(self._meta + "census", old_tag, -1)
+        if new_tag:
+            counts.hincrby(self._meta + "census", new_tag, 1)
+        self._call(counts.execute)
 
     def _scan(self, prefix: str) -> Iterator[list[str]]:
         """Batches of full keys starting with ``prefix`` (SCAN: constant memory; a key
