@@ -3,7 +3,10 @@ with a real Redis store."""
 
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -238,6 +241,47 @@ def test_a_cluster_without_workers_is_a_clear_error_not_a_hang(monkeypatch):
         lost = [o for o in outcomes.values() if isinstance(o, tuple)]
         assert lost and all(kind == "NoDaskWorker" and "no Dask worker left" in why for kind, why in lost)
         assert len(outcomes) == len(calls)
+
+
+def test_a_scheduler_address_without_a_port_is_a_usage_error_and_nothing_to_do_needs_none(tmp_path):
+    """`--scheduler nonsense` gave a 60-line traceback after 30 s (Dask raised its
+    ValueError inside its connection attempts); a run whose every file came from the
+    store still connected, and exited 1 when the scheduler was down."""
+    import functools
+
+    import fpcli.executors.dask as dask_executor
+    from fpcli.errors import ParameterError
+
+    started = time.monotonic()
+    with pytest.raises(ParameterError, match="not a scheduler address"):
+        list(dask_executor.run_on_dask([("x", functools.partial(_sleep_then, 1, 0.0))], "nonsense"))
+    assert time.monotonic() - started < 5
+    assert list(dask_executor.run_on_dask([], "tcp://127.0.0.1:1")) == []
+    song = write(tmp_path / "s.flac", synth.music_like(2.0, 22050, seed=1), 22050)
+    store = str(tmp_path / "store")
+    assert runner.invoke(app, ["--store", store, "analyze", str(song)]).exit_code == 0
+    cached = runner.invoke(app, ["--store", store, "analyze", str(song), "--executor", "dask", "--scheduler",
+                                 "tcp://127.0.0.1:1"])
+    assert cached.exit_code == 0, cached.output
+    bad = subprocess.run([sys.executable, "-m", "fpcli", "--store", str(tmp_path / "other"), "analyze", str(song),
+                          "--executor", "dask", "--scheduler", "nonsense"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--scheduler" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_the_time_limit_counts_only_the_time_a_task_computes(monkeypatch):
+    """A worker holds more tasks than it has threads: a task waiting there behind a
+    long one had its clock running, and 3 of 10 files that each took 1.1 s "took
+    longer than 2 s". The clock starts when the worker starts computing it."""
+    import functools
+
+    import fpcli.executors.dask as dask_executor
+
+    monkeypatch.setattr(dask_executor, "CLOCK_S", 0.2)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=50) as local:
+        calls = [(f"t{i}", functools.partial(_sleep_then, i, 2.0)) for i in range(3)]
+        outcomes = dict(dask_executor.run_on_dask(calls, local.scheduler_address, timeout_s=3.5))
+    assert outcomes == {"t0": 0, "t1": 1, "t2": 2}
 
 
 def test_the_time_limit_applies_on_dask(monkeypatch):

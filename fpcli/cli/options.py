@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 # The core's parameter names (ParameterError.parameter) as the options that set them.
 OPTION_OF = {"weights": "--weights", "tolerances": "--tolerance", "strategy": "--strategy", "k": "-k",
              "name": "--name", "every_s": "--every", "path_map": "--path-map", "seconds": "--seconds",
-             "exclude": "--exclude"}
+             "exclude": "--exclude", "scheduler": "--scheduler"}
 # What mends a damaged database, and the only command that reads past the damage:
 # every other one, `cache export` included, stops at the first damaged page, so it is
 # no way to save what is readable (it failed with this same hint).
