@@ -469,3 +469,24 @@ def test_a_preview_run_counts_the_seconds_it_heard(tmp_path):
         whole = run_library([str(tmp_path / "lib")], store, RunOptions())
     assert preview.analysed == 2 and preview.audio_seconds == pytest.approx(2.0)
     assert whole.analysed == 2 and whole.audio_seconds == pytest.approx(7.0)
+
+
+FORK_SERVER_CHECK = """
+import multiprocessing.forkserver
+from fpcli.executors.local import _start_fork_server, _worker_context
+_start_fork_server(_worker_context())
+pid = multiprocessing.forkserver._forkserver._forkserver_pid
+status = open(f"/proc/{pid}/status").read()
+ignored = int([line for line in status.splitlines() if line.startswith("SigIgn")][0].split()[1], 16)
+print(bool(ignored & (1 << (2 - 1))))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads a process's signal mask from /proc")
+def test_the_fork_server_ignores_ctrl_c_while_it_imports():
+    """Ctrl-C in a run's first second printed the fork server's KeyboardInterrupt
+    traceback (40 lines, while it imported numpy and scipy, before it ignores SIGINT
+    itself) under the run's clean "interrupted". It now starts with SIGINT ignored;
+    looked at right after it starts, while it is still importing."""
+    checked = subprocess.run([sys.executable, "-c", FORK_SERVER_CHECK], capture_output=True, text=True, timeout=60)
+    assert checked.stdout.strip() == "True", checked.stderr

@@ -16,6 +16,7 @@ import multiprocessing.process
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -121,6 +122,7 @@ class WorkerPool:
         parent, child = self._context.Pipe()
         process = self._context.Process(target=_worker_main, args=(child, self.warm_up), daemon=True)
         with _single_threaded_blas():
+            _start_fork_server(self._context)
             process.start()
         child.close()
         return _Worker(process, parent)
@@ -200,6 +202,23 @@ def _worker_context() -> multiprocessing.context.ForkServerContext | multiproces
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     return context
+
+
+def _start_fork_server(context: Any) -> None:
+    """Start the fork server (once) with Ctrl-C ignored, which it inherits: it imports
+    ``PRELOAD`` before it ignores SIGINT itself, so a Ctrl-C in a run's first second
+    printed its KeyboardInterrupt traceback (40 lines) under the run's own clean end.
+    The parent ignores SIGINT only while the server is spawned (milliseconds)."""
+    import multiprocessing.forkserver
+
+    if not isinstance(context, multiprocessing.context.ForkServerContext) or \
+            threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
