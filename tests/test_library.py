@@ -212,7 +212,7 @@ def test_a_timeout_is_tried_again_under_a_longer_limit_only(tmp_path, capsys):
         assert "skips it under a --timeout of 0.5 s or less and tries it under a longer one" in str(shown.exception)
         with Reporter(as_json=False, quiet=False) as reporter:
             reporter.event("track", again)
-        assert "a longer --timeout or --retry-failed retries" in capsys.readouterr().err
+        assert "a longer --timeout or fpcli analyze --retry-failed retries" in capsys.readouterr().err
         assert run(600.0).status == "ok"                  # a longer one tries it again
         assert list(store.failures()) == []
     with FingerprintStore.open(tmp_path / "store2") as other:

@@ -139,10 +139,11 @@ def _skipped(result: TrackResult) -> str:
     timeout skipped until a run allows more time."""
     if not result.cached:
         return ""
+    # Named with its command: validate shares these lines and has no --retry-failed.
     if result.error_type == TIMEOUT_ERROR_TYPE:
         return " (timed out before under this --timeout or a longer one: skipped; a longer --timeout or " \
-               "--retry-failed retries)"
-    return " (failed before and unchanged: skipped; --retry-failed retries)"
+               "fpcli analyze --retry-failed retries)"
+    return " (failed before and unchanged: skipped; fpcli analyze --retry-failed retries)"
 
 
 def failed_result(path: str, exc: Exception) -> TrackResult:
