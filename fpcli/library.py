@@ -111,8 +111,9 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
         on_event("track", failed(problem.path, "ScanError", problem.message))
     try:
         first, copies = split_copies(_answer_known(files, store, options, summary, on_event))
-        _analyse(first, store, options, summary, on_event)
-        if copies:  # their content is stored now (unless it failed, or only the content keys were equal)
+        failed_contents = _analyse(first, store, options, summary, on_event)
+        copies = _share_failures(copies, failed_contents, store, options, summary, on_event)
+        if copies:  # their content is stored now (unless only the content keys were equal)
             rest = _answer_known([path for _, path, _ in copies], store, dataclasses.replace(options, force=False),
                                  summary, on_event, analysed_since=began if options.force else None)
             _analyse(rest, store, options, summary, on_event)
@@ -147,10 +148,61 @@ def _answer_known(files: list[str], store: FingerprintStore, options: RunOptions
 
 
 def _analyse(todo: Todo, store: FingerprintStore, options: RunOptions, summary: RunSummary,
-             on_event: Event) -> None:
+             on_event: Event) -> dict[tuple[str, str], TrackResult]:
+    """Analyse ``todo``, reporting each result; returns the failures by content (of
+    the content itself: a file that could not be read is no news of its copies)."""
+    content_of = {path: _content(identity) for _, path, identity in todo}
+    failures: dict[tuple[str, str], TrackResult] = {}
     for result in analyse_all(dispatch_order(todo), options, store):
         summary.count(result)
         on_event("track", result)
+        if result.failed and result.error_type not in PATH_FAILURES and result.path in content_of:
+            failures[content_of[result.path]] = result
+    return failures
+
+
+# Failures of a path, not of a content: its copies may still be read.
+PATH_FAILURES = frozenset({"OSError", "ChangedWhileRead"})
+
+
+def _share_failures(copies: Todo, failures: dict[tuple[str, str], TrackResult], store: FingerprintStore,
+                    options: RunOptions, summary: RunSummary, on_event: Event) -> Todo:
+    """Answer the copies of a content whose first file failed with its failure (saved
+    for each, as for any failed file); the others are returned. A copy of a file that
+    timed out was analysed again, to the same timeout: N copies of a file that hangs
+    a decoder cost N time limits, though copies are analysed once."""
+    left: Todo = []
+    for item in copies:
+        _, path, identity = item
+        first = failures.get(_content(identity))
+        if first is None or not _same_bytes(first.path, path, identity):
+            left.append(item)
+            continue
+        result = keep(store, path, identity, failed(path, first.error_type or "Error", first.error or "failed"),
+                      options.timeout_s)
+        summary.count(result)
+        on_event("track", result)
+    return left
+
+
+def _same_bytes(first: str, copy: str, identity: FileIdentity) -> bool:
+    """Whether ``copy`` holds what ``first`` holds: by its digest when known, else by
+    reading both whole (a content key, the file's ends, only looked the same; reading
+    runs at about 1 GB/s, far below a time limit)."""
+    if identity.digest:
+        return True   # grouped by digest: the same bytes
+    from fpcli.store import file_digest
+    from fpcli.store.records import entry_file
+
+    try:
+        return file_digest(entry_file(first)[0]) == file_digest(entry_file(copy)[0])
+    except OSError:
+        return False
+
+
+def _content(identity: FileIdentity) -> tuple[str, str]:
+    """What ``split_copies`` groups files by: the digest, or the content key before one is known."""
+    return ("digest", identity.digest) if identity.digest else ("content", identity.content_key)
 
 
 def split_copies(todo: Todo) -> tuple[Todo, Todo]:
@@ -162,8 +214,7 @@ def split_copies(todo: Todo) -> tuple[Todo, Todo]:
     copies: Todo = []
     seen: set[tuple[str, str]] = set()
     for item in todo:
-        identity = item[2]
-        content = ("digest", identity.digest) if identity.digest else ("content", identity.content_key)
+        content = _content(item[2])
         (copies if content in seen else first).append(item)
         seen.add(content)
     return first, copies

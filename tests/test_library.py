@@ -490,3 +490,35 @@ def test_the_fork_server_ignores_ctrl_c_while_it_imports():
     looked at right after it starts, while it is still importing."""
     checked = subprocess.run([sys.executable, "-c", FORK_SERVER_CHECK], capture_output=True, text=True, timeout=60)
     assert checked.stdout.strip() == "True", checked.stderr
+
+
+def test_copies_of_a_file_that_failed_are_not_analysed_again(tmp_path, monkeypatch):
+    """Copies are analysed once, but a copy of a file whose analysis failed (a timeout
+    here) was analysed again in the same run, to the same end: N copies of a file that
+    hangs a decoder cost N time limits. They now share its failure, each recorded."""
+    import shutil
+
+    import fpcli.library
+
+    source = write(tmp_path / "long.wav", synth.sine(440, 300.0, 44100, channels=2), 44100)
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav"):
+        shutil.copy(source, folder / name)
+    os.link(folder / "a.wav", folder / "c.wav")
+    dispatched: list[str] = []
+    real = fpcli.library.analyse_all
+
+    def counted(todo, options, store):
+        dispatched.extend(path for path, _ in todo)
+        return real(todo, options, store)
+
+    monkeypatch.setattr(fpcli.library, "analyse_all", counted)
+    events = []
+    with FingerprintStore.open(tmp_path / "store") as store:
+        run_library([str(folder)], store, RunOptions(timeout_s=0.5, jobs=1),
+                    lambda kind, payload: events.append(payload) if kind == "track" else None)
+        assert len(dispatched) == 1
+        assert sorted((os.path.basename(r.path), r.error_type) for r in events) == \
+            [("a.wav", "Timeout"), ("b.wav", "Timeout"), ("c.wav", "Timeout")]
+        assert len(list(store.failures())) == 3 and {f.limit_s for f in store.failures()} == {0.5}
