@@ -80,6 +80,15 @@ def test_path_map_rewrites_paths_for_workers(cluster, library, redis_url, tmp_pa
     with FingerprintStore.open(redis_url) as store:
         summary = run_library([str(library)], store, options)
         assert (summary.analysed, summary.failed) == (6, 1)
+    # A map to where the workers have nothing: the worker's path is named, not the
+    # client's (which exists: "no such file" of it blamed the wrong one)
+    nowhere = RunOptions(executor="dask", scheduler=cluster.scheduler_address, path_map=(f"{library}={tmp_path}/x",))
+    events = []
+    with FingerprintStore.open(tmp_path / "other-store") as store:
+        run_library([str(library / "t0.flac")], store, nowhere,
+                    lambda kind, payload: events.append(payload) if kind == "track" else None)
+    [result] = events
+    assert result.error == f"no such file or folder on the worker, as {tmp_path}/x/t0.flac (check the path map)"
 
 
 def test_relative_paths_reach_workers_whose_working_folder_is_another(cluster, library, redis_url, tmp_path,

@@ -26,7 +26,7 @@ from fpcli.errors import FpcliError, ParameterError, StoreError
 from fpcli.memory import keep_buffers_on_heap
 from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, StoreSpec, is_redis_url
-from fpcli.store.records import resolve
+from fpcli.store.records import entry_file, resolve
 
 IN_FLIGHT_PER_WORKER = 4   # tasks submitted ahead per worker thread (bounds the client's memory)
 TASK_RETRIES = 2           # Dask re-runs a task that raised; a lost worker's tasks are rescheduled anyway
@@ -84,6 +84,11 @@ def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: 
     at the worker's path, then save merged into the shared store under the path the
     client knows), returning the result."""
     identity, result = compute(worker_path, want, identity)
+    if result.failed and worker_path != path and not os.path.lexists(entry_file(worker_path)[0]):
+        # The client's file exists (it was stat'ed there): the worker's copy is what is
+        # missing, and saying "no such file" of the client's path blamed the wrong one.
+        result = dataclasses.replace(result, error=f"{result.error} on the worker, as {worker_path} (check the "
+                                                   "path map)")
     store = _worker_store(spec)
     try:
         return keep(store, path, identity, result)
