@@ -130,6 +130,15 @@ def test_every_single_replacement_is_judged_as_the_parser_judges(written):
     _same_parse(texts)
 
 
+def test_a_version_its_parameter_key_does_not_name_is_refused(written):
+    """An import of fingerprint_version 99 under a v5 parameter key was accepted and
+    counted as a version 99 record; the key names its version."""
+    data = json.loads(written[0])
+    texts = [json.dumps({**data, "fingerprint_version": 99}), json.dumps({**data, "params_key": "v4-0123abcd"})]
+    assert sound_texts(texts) == [False, False] and _accepted(texts) == [False, False]
+    _same_parse(texts)
+
+
 def test_timbres_the_parser_refuses_do_not_pass(written):
     """An indefinite covariance, a value past VALUE_LIMIT, a NaN, a short block: well-formed
     base64 each, so only the checks after the decoding can tell."""

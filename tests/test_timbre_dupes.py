@@ -225,6 +225,7 @@ def test_v1_records_still_parse_and_are_a_miss(tmp_path):
     data.pop("timbre")
     data.pop("dupe_key")
     data["fingerprint_version"] = 1
+    data["params_key"] = "v1-" + data["params_key"].split("-", 1)[1]   # a v1 record's key names v1
     old = parse_record(record.key, data)
     assert old.timbre is None and old.fingerprint_version == 1
     assert AnalysisParams().key().startswith("v5-")

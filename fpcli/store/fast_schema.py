@@ -165,10 +165,12 @@ def _decoded(text: str | None) -> Record | None:
 
 
 def _rest_sound(record: Record) -> bool:
-    """The checks the structs cannot state: the dims a reasons or errors map names,
-    a duplicate key's length (4 hex digits a window)."""
+    """The checks the structs cannot state: the parameter key of the record's version,
+    the dims a reasons or errors map names, a duplicate key's length (4 hex digits a
+    window)."""
     streaming, batch, validation, dupe = record.streaming, record.batch, record.validation, record.dupe_key
-    return (streaming.reasons.keys() <= _STREAMING_NAMES
+    return (record.params_key.startswith(f"v{record.fingerprint_version}-")
+            and streaming.reasons.keys() <= _STREAMING_NAMES
             and (batch is None or batch.reasons.keys() <= _BATCH_NAMES)
             and (validation is None or validation.errors.keys() <= _STREAMING_NAMES)
             and (dupe is None or len(dupe.bits) == len(dupe.mask) == 4 * dupe.windows))

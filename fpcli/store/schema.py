@@ -326,6 +326,10 @@ def _draft(key: str, data: Any) -> _Draft:
     ck = c.field(data, "content_key", is_hex32, "32 hex digits")
     params_key = c.field(data, "params_key", _params_key, "a parameter key")
     version = c.field(data, "fingerprint_version", integer_at_least(0), "a version number")
+    if version is not None and params_key is not None and not params_key.startswith(f"v{version}-"):
+        # A parameter key names its fingerprint version (params.py): v99 under a v5 key
+        # was imported, and counted as a version 99 record.
+        c.problems.append(f"params_key {_show(params_key)} is not of fingerprint_version {version}")
     size = c.field(data, "size", integer_at_least(0), "a size in bytes")
     complete = c.field(data, "complete", lambda v: isinstance(v, bool), "true/false")
     analysed_at = c.field(data, "analysed_at", _nonneg, "a time")
