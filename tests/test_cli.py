@@ -157,9 +157,17 @@ def test_cache_commands(folder, tmp_path):
     assert imported.exit_code == 0 and "imported 4 records and 1 failures" in imported.stderr
 
 
-def test_cache_show_unknown_file_is_a_clear_error(folder):
+def test_cache_show_unknown_file_is_a_clear_error(folder, tmp_path):
     result = runner.invoke(app, ["cache", "show", str(folder / "t0.flac")])
     assert result.exit_code == 1 and "not in the store" in str(result.exception)
+    # a failed file with --json: the failure as JSON on stdout too (it printed none)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really")
+    runner.invoke(app, ["analyze", str(broken)])
+    shown = runner.invoke(app, ["cache", "show", str(broken), "--json"])
+    data = json.loads(shown.stdout)
+    assert shown.exit_code == 1 and data["stored"] is False and data["failure"]["path"] == str(broken)
+    assert data["failure"]["error_type"] and "its analysis failed" in data["why"]
 
 
 def test_cache_import_rejects_bad_lines(tmp_path):
@@ -173,7 +181,8 @@ def test_cache_import_rejects_bad_lines(tmp_path):
 def test_cache_clear_asks_first(folder):
     runner.invoke(app, ["analyze", str(folder / "t0.flac"), "--quiet"])
     result = runner.invoke(app, ["cache", "clear"], input="n\n")
-    assert result.exit_code == 1
+    # declined: nothing done, no fatal error ("Aborted!", exit 1 before)
+    assert result.exit_code == 0 and "nothing removed" in result.stderr and "Aborted" not in result.output
     assert json.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)["entries"] == 1
 
 

@@ -252,6 +252,11 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(
         failure = _recorded_failure(store, text) if record is None else None
         report_bad_entries(store)
     if record is None:
+        if as_json and failure is not None:   # a script asked: the failure as data too (stdout)
+            from fpcli.store.schema import failure_to_json
+
+            print_json({"path": text, "stored": False, "failure": failure_to_json(failure),
+                        "why": _not_stored(text, failure)})
         raise FpcliError(_not_stored(text, failure))
     if as_json:
         print_json(record_to_json(record))
@@ -327,8 +332,10 @@ def cache_clear(ctx: typer.Context,
       fpcli cache clear --yes
     """
     with ctx.obj.open_store(existing=True) as store:
-        if not yes:
-            typer.confirm(f"Remove everything in the store at {store.location}?", abort=True, err=True)
+        # Declined: nothing done, which is no fatal error ("Aborted!", exit 1, said so).
+        if not yes and not typer.confirm(f"Remove everything in the store at {store.location}?", err=True):
+            note("", "nothing removed")
+            return
         counts = store.stats()   # what the user knows the store by: records and failures
         removed = store.clear()
     note("", f"removed {counts['entries']} records and {counts['failures']} failures "
