@@ -329,3 +329,18 @@ def test_a_fifo_or_a_device_is_named_as_such_not_empty(tmp_path):
     (tmp_path / "empty.wav").write_bytes(b"")
     with pytest.raises(AudioReadError, match="empty file"):
         analyze_streaming(str(tmp_path / "empty.wav"))
+
+
+def test_a_path_that_is_no_path_and_a_block_beyond_memory_are_parameter_errors(tmp_path):
+    """None or 5 as the path raised TypeError from os.fspath, block_frames=10**12 a
+    MemoryError (3.6 TiB): the README promises an FpcliError for bad input."""
+    import soundfile as sf
+
+    song = str(tmp_path / "s.wav")
+    sf.write(song, synth.music_like(1.0, 22050, seed=3), 22050)
+    for call in (lambda: fpcli.analyze_streaming(None), lambda: fpcli.analyze_streaming(5),
+                 lambda: fpcli.analyze_batch(None)):
+        with pytest.raises(ParameterError, match="path"):
+            call()
+    with pytest.raises(ParameterError, match="block_frames"):
+        fpcli.analyze_streaming(song, block_frames=10**12)

@@ -133,6 +133,11 @@ def _all_audio(source: SndfileSource) -> Source:
     return chained
 
 
+# A block is held in memory, decoded (float32, every channel): 2**24 frames are 128 MiB
+# of stereo; 10**12 asked for 3.6 TiB (a MemoryError, not an answer).
+MAX_BLOCK_FRAMES = 2**24
+
+
 class AudioReader:
     """Iterate a file as float32 blocks of shape (frames, channels).
 
@@ -155,8 +160,11 @@ class AudioReader:
                  start_s: float = 0.0, end_s: float | None = None):
         """``start_s`` / ``end_s``: read only that window of the file, in seconds (a
         track of an album image); ``end_s`` None reads to the end."""
-        if (as_number(block_frames, int) or 0) <= 0:
-            raise ParameterError(f"{block_frames!r}: a positive whole number of frames", "block_frames")
+        if not 0 < (as_number(block_frames, int) or 0) <= MAX_BLOCK_FRAMES:
+            raise ParameterError(f"{block_frames!r}: a whole number of frames from 1 to {MAX_BLOCK_FRAMES}",
+                                 "block_frames")
+        if not isinstance(path, (str, bytes, os.PathLike)):   # None, 5: a TypeError from os.fspath
+            raise ParameterError(f"{path!r}: a path (str or os.PathLike)", "path")
         self.path = os.fspath(path)
         self.block_frames = block_frames
         source = open_source(self.path)
