@@ -245,3 +245,13 @@ def test_a_file_rewritten_or_replaced_by_a_folder_is_no_file_of_its_record(tmp_p
         [[str(lib / "copy2.flac.wav"), str(lib / "song2.wav")]]
     write(lib / "song2.wav", noise, SR)                    # one of the two copies rewritten: no group left
     assert runner.invoke(app, ["--store", store_dir, "cache", "dupes", "--json"]).stdout == ""
+
+
+def test_compute_missing_without_the_batch_strategy_is_a_usage_error(tmp_path, lib):
+    """It was accepted and ignored (auto ran fast, nothing computed, no word); the
+    exit-code table makes an option the run would ignore a usage error."""
+    store_dir = str(tmp_path / "store")
+    for strategy in ([], ["--strategy", "fast"], ["--strategy", "accurate"]):
+        result = runner.invoke(app, ["--store", store_dir, "search", str(lib / "song1.wav"), "--compute-missing",
+                                     *strategy])
+        assert result.exit_code == 2 and "--compute-missing" in result.output, (strategy, result.output)

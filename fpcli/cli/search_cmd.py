@@ -96,6 +96,9 @@ def search(
 
     if strategy not in STRATEGIES:
         raise typer.BadParameter(f"{strategy!r}: one of {', '.join(STRATEGIES)}", param_hint="--strategy")
+    if compute_missing and strategy != "batch":   # an option the run would ignore (the exit-code table)
+        raise typer.BadParameter("is for --strategy batch (accurate computes its candidates' own)",
+                                 param_hint="--compute-missing")
     _refuse_repeated_groups(weights)
     try:
         group_weights = parse_weights(weights)
