@@ -525,7 +525,7 @@ def test_index_build_fast_path_gives_the_full_parse_rows_and_reports_odd_records
     from fpcli.store.timbre_block import pack_timbre
     variant("b" * 32, timbre=pack_timbre(Timbre(records[0].timbre.mean, tuple(map(tuple, cov)), 9)))  # bad
     variant("c" * 32, complete=False)                                              # a preview: not indexed
-    variant("d" * 32, params_key="v9-0000000000000000")                           # other parameters
+    variant("d" * 32, params_key="v9-0000000000000000", fingerprint_version=9)    # other parameters
     variant("e" * 32, timbre=None)                                                 # no timbre: a NaN row
     variant("f" * 32, streaming={**base["streaming"], "values": dict.fromkeys(base["streaming"]["values"])})
     variant("0" * 32, streaming={**base["streaming"], "values": {**base["streaming"]["values"],
