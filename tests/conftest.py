@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import threading
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pytest
@@ -167,3 +167,36 @@ def read_stream(data: bytes, how: str):
 
     reader = open_stream(pipe_carrying(data) if how == "pipe" else io.BytesIO(data), block_frames=4096)
     return reader, np.concatenate(list(reader))
+
+
+class PipeSink:
+    """A pipe as a streaming encoder sees it: written in order, never seeked back (a
+    WAV's sizes stay placeholders, a FLAC's total samples 0)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data) -> int:
+        self.data += bytes(data)
+        return len(data)
+
+    def seekable(self) -> bool:
+        return False
+
+
+def av_encoded(pcm: np.ndarray, sr: int, container: str, codec: str, sink: Any) -> bytes:
+    """(n, 2) int16 samples encoded by FFmpeg (PyAV) into ``sink``: a ``PipeSink``, or a
+    seekable one (io.BytesIO), which gets the sizes filled in."""
+    import av
+
+    with av.open(sink, "w", format=container) as out:
+        stream: Any = out.add_stream(codec, rate=sr, layout="stereo")
+        for start in range(0, len(pcm), 1024):
+            frame = av.AudioFrame.from_ndarray(pcm[start : start + 1024].reshape(1, -1), format="s16",
+                                               layout="stereo")
+            frame.sample_rate, frame.pts = sr, start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return bytes(sink.data) if isinstance(sink, PipeSink) else sink.getvalue()

@@ -21,7 +21,7 @@ from fpcli.audio import AUDIO_EXTENSIONS, AudioReader, probe
 from fpcli.audio.base import DecodeFailure
 from fpcli.audio.pyav import rebuffer
 from fpcli.errors import AudioReadError
-from tests.conftest import read_stream, write
+from tests.conftest import PipeSink, av_encoded, read_stream, write
 
 SR = 44100
 
@@ -456,35 +456,10 @@ def test_a_plain_ogg_is_not_read_twice_to_find_links(tmp_path, monkeypatch):
 # -- Streams on stdin: the length a header states, and how a pipe ends -----------------
 
 
-class _Sink:
-    """A pipe as a streaming encoder sees it: written in order, never seeked back."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data) -> int:
-        self.data += bytes(data)
-        return len(data)
-
-    def seekable(self) -> bool:
-        return False
-
-
 def encoded_to_pipe(x: np.ndarray, sr: int, container: str, codec: str) -> bytes:
     """``x`` (n, 2) as FFmpeg writes it to a pipe: it cannot fill in the sizes it only
     knows at the end (a WAV's data size, a FLAC's total samples)."""
-    sink = _Sink()
-    with av.open(sink, "w", format=container) as out:
-        stream: Any = out.add_stream(codec, rate=sr, layout="stereo")
-        for start in range(0, len(x), 1024):
-            frame = av.AudioFrame.from_ndarray(to_int16(x[start : start + 1024]).reshape(1, -1), format="s16",
-                                               layout="stereo")
-            frame.sample_rate, frame.pts = sr, start
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return bytes(sink.data)
+    return av_encoded(to_int16(x), sr, container, codec, PipeSink())
 
 
 def written(x: np.ndarray, sr: int, fmt: str, subtype: str = "PCM_16") -> bytes:

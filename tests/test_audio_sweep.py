@@ -9,7 +9,6 @@ import io
 import struct
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -19,39 +18,15 @@ from fpcli.analyze import Want, analyse
 from fpcli.audio import AudioReader, headers, open_source, open_stream
 from fpcli.audio.pyav import WavLinks
 from fpcli.audio.sndfile import SndfileSource
-from tests.conftest import pipe_carrying, read_stream, write
+from tests.conftest import PipeSink, av_encoded, pipe_carrying, read_stream, write
 
 SR = 44100
-
-
-class _Sink:
-    """A pipe as a streaming encoder sees it: written in order, never seeked back."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data: Any) -> int:
-        self.data += bytes(data)
-        return len(data)
-
-    def seekable(self) -> bool:
-        return False
 
 
 def encoded(x: np.ndarray, sr: int, container: str, codec: str, sink: Any) -> bytes:
     """``x`` (n, 2) encoded by FFmpeg into ``sink``: a pipe leaves a WAV's sizes as
     placeholders (0xFFFFFFFF), a seekable sink gets them filled in."""
-    with av.open(sink, "w", format=container) as out:
-        stream: Any = out.add_stream(codec, rate=sr, layout="stereo")
-        for start in range(0, len(x), 1024):
-            frame = av.AudioFrame.from_ndarray(as_int16(x[start : start + 1024]).reshape(1, -1), format="s16",
-                                               layout="stereo")
-            frame.sample_rate, frame.pts = sr, start
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return bytes(sink.data) if isinstance(sink, _Sink) else sink.getvalue()
+    return av_encoded(as_int16(x), sr, container, codec, sink)
 
 
 def as_int16(x: np.ndarray) -> np.ndarray:
@@ -59,7 +34,7 @@ def as_int16(x: np.ndarray) -> np.ndarray:
 
 
 def pipe_wav(x: np.ndarray, sr: int) -> bytes:
-    return encoded(x, sr, "wav", "pcm_s16le", _Sink())
+    return encoded(x, sr, "wav", "pcm_s16le", PipeSink())
 
 
 def music(seconds: float, sr: int = SR, seed: int = 1) -> np.ndarray:
