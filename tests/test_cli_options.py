@@ -390,6 +390,17 @@ def test_no_output_is_written_into_the_store(tmp_path, song, monkeypatch):
     assert runner.invoke(app, ["--store", str(store), "cache", "export", str(tmp_path / "out.jsonl")]).exit_code == 0
 
 
+def test_a_size_limit_on_a_redis_store_is_a_usage_error(tmp_path):
+    """`--store-size-mb 10` with a Redis store was accepted and ignored (stats said "no
+    limit" beside it); its limit is Redis's maxmemory. Set in the environment (once,
+    for every store) it is no error."""
+    url = "redis://127.0.0.1:1/0"   # nothing listens there: the refusal comes before any connection
+    given = runner.invoke(app, ["--store", url, "--store-size-mb", "10", "cache", "stats"])
+    assert given.exit_code == EXIT_USAGE and "--store-size-mb" in given.output and "maxmemory" in given.output
+    from_env = runner.invoke(app, ["--store", url, "cache", "stats"], env={"FPCLI_STORE_SIZE_MB": "10"})
+    assert from_env.exit_code == 1 and "cannot connect" in str(from_env.exception)
+
+
 def test_the_default_store_and_fpcli_store_may_be_new(tmp_path, monkeypatch):
     """Nothing analysed yet on this machine: the default store, or the one FPCLI_STORE
     names for every command, is empty, not missing."""

@@ -82,6 +82,13 @@ class Settings:
 COMMAND_SETTINGS: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("COMMAND_SETTINGS", default=None)
 
 
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` was given on the command line (not an environment
+    variable, which may be set once for every store, nor its default). Typer has its
+    own copy of click: its enum is compared by name."""
+    return getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"fpcli {__version__}")
@@ -113,7 +120,11 @@ def _root(
             StoreSpec(store).resolved()  # a malformed Redis URL or a non-Redis URL: a bad value (exit 2)
         except StoreError as exc:
             raise typer.BadParameter(str(exc), param_hint="--store") from None
-    source = ctx.get_parameter_source("store")  # typer's own click: its enum is compared by name
+    if is_redis_url(store) and _on_command_line(ctx, "store_size_mb"):
+        # An option the run would ignore (the exit-code table): it was accepted, and stats
+        # said "no limit" beside it.
+        raise typer.BadParameter("is for a folder store: a Redis store's limit is its maxmemory (redis-cli CONFIG "
+                                 "SET maxmemory ...)", param_hint="--store-size-mb")
     ctx.obj = Settings(StoreSpec(store, store_size_mb, store_ttl),
-                       store_on_command_line=getattr(source, "name", None) == "COMMANDLINE")
+                       store_on_command_line=_on_command_line(ctx, "store"))
     COMMAND_SETTINGS.set(ctx.obj)
