@@ -27,8 +27,8 @@ import msgspec
 from fpcli.dsp.dupes import MAX_WINDOWS
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.store.records import READABLE_SCHEMAS
-from fpcli.store.schema import VALUE_LIMIT
-from fpcli.store.timbre_block import TIMBRE_VALUES, indefinite_covariances, unpack_stack
+from fpcli.store.schema import VALUE_LIMIT, plausible
+from fpcli.store.timbre_block import packed_values, sound_covariances
 
 _INT64 = 2**63 - 1
 _FLOAT_MAX = sys.float_info.max
@@ -177,26 +177,23 @@ def _rest_sound(record: Record) -> bool:
 
 
 def _with_sound_timbres(records: list[Record | None]) -> list[bool]:
-    """Whether each record passed and its packed timbre (if any) holds TIMBRE_VALUES
-    finite float32 values within VALUE_LIMIT whose covariance is positive semi-definite
-    (checked as one stack, as the parser does)."""
+    """Whether each record passed and its packed timbre (if any) holds plausible values
+    (``schema.plausible``) whose covariance is positive semi-definite, checked as one
+    stack (``sound_covariances``, what the parser and index builds apply)."""
     import numpy as np
-
-    from fpcli.store.timbre_block import packed_values
 
     sound = [record is not None for record in records]
     positions, stack = [], []
     for position, record in enumerate(records):
         if record is None or record.timbre is None:
             continue
-        values = packed_values(record.timbre.packed, finite=False)
-        if values is None or len(values) != TIMBRE_VALUES or not bool((abs(values) <= VALUE_LIMIT).all()):
+        values = packed_values(record.timbre.packed, finite=False)   # None unless TIMBRE_VALUES of them
+        if values is None or not plausible(values):
             sound[position] = False
             continue
         positions.append(position)
         stack.append(values)
     if stack:
-        for position, bad in zip(positions, indefinite_covariances(unpack_stack(np.stack(stack))[1]).tolist(),
-                                 strict=True):
-            sound[position] = sound[position] and not bad
+        for position, ok in zip(positions, sound_covariances(np.stack(stack)).tolist(), strict=True):
+            sound[position] = sound[position] and ok
     return sound

@@ -359,7 +359,7 @@ def _trusted_draft(key: str, data: dict[str, Any]) -> _Draft | None:
     timbre = data.get("timbre")
     if timbre is not None:
         values = packed_values(timbre.get("packed"), finite=False)
-        if values is None or not _plausible(values):
+        if values is None or not plausible(values):
             return None
         draft.packed, draft.frames = values, timbre["frames"]
     if (dupe := data.get("dupe_key")) is not None:
@@ -467,7 +467,7 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
         values = packed_values(t.get("packed"), finite=False)
         if values is None:
             c.problems.append(f"timbre.packed must be the base64 of {TIMBRE_VALUES} float32 values")
-        elif len(c.problems) == problems and not _plausible(values):
+        elif len(c.problems) == problems and not plausible(values):
             c.problems.append(TIMBRE_NOT_PLAUSIBLE)
         elif len(c.problems) == problems:
             draft.packed, draft.frames = values, frames  # unpacked with the batch's
@@ -476,7 +476,7 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
     if arrays is None or len(c.problems) > problems:
         return
     mean, cov = arrays
-    if not (_plausible(mean) and _plausible(cov)):
+    if not (plausible(mean) and plausible(cov)):
         c.problems.append(TIMBRE_NOT_PLAUSIBLE)
         return
     draft.mean, draft.cov, draft.frames = mean, cov, frames
@@ -485,7 +485,7 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
 TIMBRE_NOT_PLAUSIBLE = f"timbre holds a value that is not a finite number within +-{VALUE_LIMIT:g}"
 
 
-def _plausible(values: np.ndarray) -> bool:
+def plausible(values: np.ndarray) -> bool:
     """Every value finite and within VALUE_LIMIT (NaN fails the comparison too)."""
     return bool((abs(values) <= VALUE_LIMIT).all())
 
