@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fpcli.analyze import Want, answer, compute, failed, keep, look_up_all, preload
+from fpcli.analyze import TRANSIENT_FAILURES, Want, answer, compute, failed, keep, look_up_all, preload
 from fpcli.errors import FpcliError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.executors.local import Task, run_tasks
@@ -21,6 +21,7 @@ from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.scan import scan
 from fpcli.store import FileIdentity, FingerprintStore, Record
+from fpcli.store.records import ACCESS_ERROR_TYPE
 
 
 @dataclasses.dataclass
@@ -162,7 +163,7 @@ def _analyse(todo: Todo, store: FingerprintStore, options: RunOptions, summary: 
 
 
 # Failures of a path, not of a content: its copies may still be read.
-PATH_FAILURES = frozenset({"OSError", "ChangedWhileRead"})
+PATH_FAILURES = TRANSIENT_FAILURES | {ACCESS_ERROR_TYPE}
 
 
 def _share_failures(copies: Todo, failures: dict[tuple[str, str], TrackResult], store: FingerprintStore,
@@ -172,10 +173,11 @@ def _share_failures(copies: Todo, failures: dict[tuple[str, str], TrackResult], 
     timed out was analysed again, to the same timeout: N copies of a file that hangs
     a decoder cost N time limits, though copies are analysed once."""
     left: Todo = []
+    digests: dict[str, str | None] = {}   # each file read whole once, however many copies it has
     for item in copies:
         _, path, identity = item
         first = failures.get(_content(identity))
-        if first is None or not _same_bytes(first.path, path, identity):
+        if first is None or not _same_bytes(first.path, path, identity, digests):
             left.append(item)
             continue
         result = keep(store, path, identity, failed(path, first.error_type or "Error", first.error or "failed"),
@@ -185,19 +187,28 @@ def _share_failures(copies: Todo, failures: dict[tuple[str, str], TrackResult], 
     return left
 
 
-def _same_bytes(first: str, copy: str, identity: FileIdentity) -> bool:
+def _same_bytes(first: str, copy: str, identity: FileIdentity, digests: dict[str, str | None]) -> bool:
     """Whether ``copy`` holds what ``first`` holds: by its digest when known, else by
     reading both whole (a content key, the file's ends, only looked the same; reading
-    runs at about 1 GB/s, far below a time limit)."""
+    runs at about 1 GB/s, far below a time limit). ``digests`` keeps what was read."""
     if identity.digest:
         return True   # grouped by digest: the same bytes
+    ours, theirs = _digest_of(first, digests), _digest_of(copy, digests)
+    return ours is not None and ours == theirs
+
+
+def _digest_of(path: str, digests: dict[str, str | None]) -> str | None:
+    """The digest of the file of ``path`` (its album image for a CUE track), read once;
+    None when it cannot be read."""
     from fpcli.store import file_digest
     from fpcli.store.records import entry_file
 
-    try:
-        return file_digest(entry_file(first)[0]) == file_digest(entry_file(copy)[0])
-    except OSError:
-        return False
+    if path not in digests:
+        try:
+            digests[path] = file_digest(entry_file(path)[0])
+        except OSError:
+            digests[path] = None
+    return digests[path]
 
 
 def _content(identity: FileIdentity) -> tuple[str, str]:
