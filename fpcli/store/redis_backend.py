@@ -337,20 +337,20 @@ class RedisBackend:
                 pipe = self._bin.pipeline(transaction=False)
                 for key, text, tag in items:
                     self._queue_write(pipe, key, text, tag)
-                if self._scripted(pipe.execute):
+                if self._scripted(pipe.execute)[0]:
                     return
             self._put_plain(items)
 
-    def _scripted(self, run: Callable[[], Any]) -> bool:
-        """Run a call of fpcli's scripts; False (nothing done, and scripts not tried
-        again) when this Redis user may not run scripts (an ACL without @scripting,
-        as some managed services give): every write failed there."""
+    def _scripted(self, run: Callable[[], T]) -> tuple[bool, T | None]:
+        """(True, what ``run`` returned) for a call of fpcli's scripts; (False, None)
+        (nothing done, and scripts not tried again) when this Redis user may not run
+        scripts (an ACL without @scripting, as some managed services give): every
+        write failed there."""
         try:
-            self._call(run)
+            return True, self._call(run)
         except _ScriptsRefused:
             self._scripts = False
-            return False
-        return True
+            return False, None
 
     def _put_plain(self, items: Sequence[Put]) -> None:
         """SET ... GET each value in one pipeline, then move the counts by the tags of
@@ -404,18 +404,18 @@ class RedisBackend:
 
         with shielded():
             if self._scripts:
-                done: list[bool] = []
-                if self._scripted(lambda: done.append(attempt())):
-                    return done[0]
+                ran, swapped = self._scripted(attempt)
+                if ran:
+                    return bool(swapped)
             return self._call(attempt)
 
     def delete(self, key: str) -> bool:
         with shielded():
             if self._scripts:
-                found: list[Any] = []
                 keys = [self._data + key, self._meta + "census"]
-                if self._scripted(lambda: found.append(self._delete_counted(keys=keys))):
-                    return bool(found[0])
+                ran, found = self._scripted(lambda: self._delete_counted(keys=keys))
+                if ran:
+                    return bool(found)
             old = self._call(self._bin.getdel, self._data + key)
             self._move_count(tag_of_value(old), None)
             return old is not None
