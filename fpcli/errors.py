@@ -77,3 +77,8 @@ class BadEntryError(StoreError):
 
 class SearchError(FpcliError):
     """A search that cannot be answered (empty store, undecodable query, ...)."""
+
+
+class QueryError(SearchError):
+    """The query file itself cannot be analysed (missing, empty, not audio): like a
+    file that fails in ``analyze``, a failed input rather than a fatal error."""

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from fpcli import synth
 from fpcli.cli import app
-from fpcli.errors import ParameterError
+from fpcli.errors import ParameterError, QueryError
 from fpcli.fingerprint import GROUPS, STREAMING_DIMS
 from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
@@ -390,7 +391,7 @@ def test_cli_search_errors(tmp_path, library):
     broken = tmp_path / "broken.flac"
     broken.write_text("nope")
     bad = runner.invoke(app, ["--store", str(tmp_path / "empty"), "search", str(broken)])
-    assert bad.exit_code == 1 and "cannot analyse the query" in str(bad.exception)
+    assert isinstance(bad.exception, QueryError) and "cannot analyse the query" in str(bad.exception)
     strategy = runner.invoke(app, ["search", str(library / "t0.flac"), "--strategy", "psychic"])
     assert strategy.exit_code == 2 and "one of fast, accurate, batch, auto" in strategy.output
 
@@ -855,3 +856,18 @@ def test_an_album_image_is_no_query_and_is_never_stored_as_a_track(store, librar
         search(store, str(album / "album.flac"), k=2, strategy="fast")
     assert store.record_count() == before
     assert search(store, str(album / "album.flac#01"), k=2, strategy="fast").hits   # its tracks are queries
+
+
+@pytest.mark.parametrize("query", ["missing.flac", "broken.flac", "."])
+def test_a_query_that_cannot_be_analysed_exits_3_as_a_failed_file(tmp_path, monkeypatch, capsys, query):
+    """A missing or broken query exited 1 (a fatal error) where ``analyze`` of the same
+    path exits 3 (a file failed)."""
+    from fpcli.cli import EXIT_SOME_FAILED, main
+
+    (tmp_path / "broken.flac").write_text("nope")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["fpcli", "--store", str(tmp_path / "s"), "search", query])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == EXIT_SOME_FAILED
+    assert capsys.readouterr().err.startswith("error: cannot analyse the query")

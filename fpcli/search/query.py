@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fpcli.cue import is_album_image, is_entry
-from fpcli.errors import ParameterError, SearchError
+from fpcli.errors import ParameterError, QueryError, SearchError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.files import atomic_text, printable_path
 from fpcli.fingerprint import DIM_BY_NAME, seconds_text
@@ -130,7 +130,7 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
     found = look_up(store, path, want)
     known = answer(path, found)
     if known is not None and known.failed:
-        raise SearchError(f"cannot analyse the query {printable_path(path)}: {known.error}")
+        raise QueryError(f"cannot analyse the query {printable_path(path)}: {known.error}")
     if found.record is not None and (seconds is None or _hears_just(found.record, seconds)):
         return found.record, True
     assert found.identity is not None  # answer() reports an unreadable file
@@ -138,7 +138,7 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
     if found.record is None:  # the store holds less than this: keep it (as any analysed file)
         result = keep(store, path, identity, result)
     if result.failed:
-        raise SearchError(f"cannot analyse the query {printable_path(path)}: {result.error}")
+        raise QueryError(f"cannot analyse the query {printable_path(path)}: {result.error}")
     if seconds is not None:  # the preview itself, not the fuller record the store may hold
         from fpcli.store.records import record_from_result
 
@@ -167,7 +167,7 @@ def _stored_query(store: FingerprintStore, path: str, params: AnalysisParams) ->
         # them, a scan of every key: seconds per query on a Redis store of 1,000,000).
         record = store.record_for_path(path, params.key())
     except OSError as exc:
-        raise SearchError(f"cannot read the query {printable_path(path)}: {exc.strerror}") from None
+        raise QueryError(f"cannot read the query {printable_path(path)}: {exc.strerror}") from None
     if record is None:
         raise SearchError(f"the query {printable_path(path)} was analysed but its record was evicted at once: "
                           "raise the store's size limit")
