@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
 import sys
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 import soundfile as sf
 
 from fpcli import synth
+from fpcli.fingerprint import DOMAINS
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.maintenance import EXPORT_FORMAT, EXPORT_VERSION
 from fpcli.store.records import PathSeen, Validation
@@ -60,7 +62,10 @@ def _hex(n: int, salt: str) -> str:
 
 
 def _jitter(values: dict[str, float | None], rng: random.Random) -> dict[str, float | None]:
-    return {k: None if v is None else v * rng.uniform(0.95, 1.05) for k, v in values.items()}
+    """Each value times 0.95-1.05, kept within its dim's domain (a share stays <= 1)."""
+    return {k: None if v is None else min(max(v * rng.uniform(0.95, 1.05), DOMAINS.get(k, (-math.inf,))[0]),
+                                          DOMAINS.get(k, (0.0, math.inf))[1])
+            for k, v in values.items()}
 
 
 def clone(template: Record, n: int, rng: random.Random) -> Record:

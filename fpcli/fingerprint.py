@@ -71,6 +71,25 @@ GROUPS: tuple[str, ...] = (
 
 assert len(BATCH_DIMS) == 25 and len(STREAMING_DIMS) == 13
 
+# The values a dim's definition allows, where it bounds them (``low``-``high`` above is
+# the typical range, which real audio may leave): shares and clipped scores in [0, 1],
+# a correlation in [-1, 1], rates, levels above a floor and ratios of a peak to a mean
+# never below 0. A stored value outside its domain was not made by an analyzer (a
+# hand-edited import, say); the store refuses it. The others are bounded only as every
+# stored number is.
+_SHARES = ("band_sub_bass", "band_bass", "band_low_mid", "band_mid", "band_upper_mid", "band_presence",
+           "band_air", "rhythm_stability", "silence_ratio", "spectral_flatness", "harmonic_ratio",
+           "pitch_stability", "key_clarity", "peak_consistency", "stereo_width")
+_NON_NEGATIVE = ("crest_db", "tempo_bpm", "transient_density", "spectral_centroid_hz", "spectral_rolloff_hz",
+                 "loudness_range_lu", "loudness_std_lu")
+DOMAINS: dict[str, tuple[float, float]] = {
+    **{name: (0.0, 1.0) for name in _SHARES},
+    **{name: (0.0, math.inf) for name in _NON_NEGATIVE},
+    "phase_correlation": (-1.0, 1.0),
+}
+# Room for float rounding at a domain's edge (a correlation of 1 + 2e-16).
+DOMAIN_SLACK = 1e-9
+
 
 @dataclasses.dataclass(frozen=True)
 class Fingerprint:

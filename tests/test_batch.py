@@ -5,7 +5,7 @@ import pytest
 
 from fpcli import synth
 from fpcli.fingerprint import BANDS_HZ, BATCH_DIMS
-from tests.conftest import run_batch
+from tests.conftest import run_batch, run_streaming
 
 SR = 44100
 
@@ -169,3 +169,35 @@ def test_a_track_shorter_than_the_harmonic_split_has_no_harmonic_ratio(analyze):
     assert short.values["harmonic_ratio"] is None
     assert "shorter than the 9 frames" in short.reasons["harmonic_ratio"]
     assert run(synth.sine(440.0, 0.15, SR), SR).values["harmonic_ratio"] > 0.95
+
+
+def _extreme_signals(sr: int) -> dict[str, np.ndarray]:
+    """(n, 2) float32 signals at the edges of what the analyzers measure."""
+    rng = np.random.default_rng(3)
+    n = 6 * sr
+    mono = {
+        "constant": np.full(n, 0.5),
+        "full-scale square": np.sign(np.sin(2 * np.pi * 100 * np.arange(n) / sr)),
+        "white noise": rng.uniform(-1, 1, n),
+        "one click": np.pad([1.0], (n // 2, n - n // 2 - 1)),
+        "sine": synth.sine(440.0, 6.0, sr)[:, 0],
+        "clicks": synth.click_track(180.0, 6.0, sr)[:, 0],
+    }
+    signals = {name: np.stack([x, x], axis=1) for name, x in mono.items()}
+    signals["opposite channels"] = np.stack([mono["white noise"], -mono["white noise"]], axis=1)
+    signals["music"] = synth.music_like(6.0, sr, seed=2)
+    return {name: x.astype(np.float32) for name, x in signals.items()}
+
+
+@pytest.mark.parametrize("analyzer", [run_batch, run_streaming])
+def test_every_value_lies_in_its_dims_domain(analyzer):
+    """The store refuses a value outside its dim's domain (fingerprint.DOMAINS), so no
+    analysis may give one, on any signal: here the edges (DC, a full-scale square,
+    a lone click, channels in opposite phase)."""
+    from fpcli.store.schema import value_bounds
+
+    for name, x in _extreme_signals(SR).items():
+        fp = analyzer(x, SR)
+        for dim, value in fp.values.items():
+            low, high = value_bounds(dim)
+            assert value is None or low <= value <= high, (name, dim, value)

@@ -161,3 +161,21 @@ def test_timbres_the_parser_refuses_do_not_pass(written):
     assert sound_texts(texts) == [False] * 4
     assert _accepted(texts) == [False] * 4
     _same_parse(texts)
+
+
+@pytest.mark.parametrize(("block", "dim", "value"), [("streaming", "tempo_bpm", -120.0),
+                                                     ("streaming", "spectral_flatness", 1.5),
+                                                     ("batch", "phase_correlation", -1.01),
+                                                     ("batch", "crest_db", -3.0)])
+def test_a_value_outside_its_dims_domain_is_refused(written, block, dim, value):
+    """A hand-made import with a negative tempo or a share above 1 was stored and
+    searched as a track (every value within +-1e9 passed)."""
+    data = json.loads(written[1])
+    data[block]["values"][dim] = value
+    text = json.dumps(data)
+    assert sound_texts([text]) == [False]
+    (problem,) = parse_records_checked([("t", data)])
+    assert isinstance(problem, BadEntryError)
+    assert problem.problems == [f"{block}.values.{dim} is {value}, outside its domain "
+                                f"[{'-1' if dim == 'phase_correlation' else '0'}, "
+                                f"{'inf' if dim in ('tempo_bpm', 'crest_db') else '1'}]"]

@@ -20,7 +20,7 @@ from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.store import FingerprintStore, Need, StoreError, export_store, import_store, prune, verify
 from fpcli.store.records import Validation, record_from_result
-from fpcli.store.schema import VALUE_LIMIT, parse_record, record_to_json
+from fpcli.store.schema import parse_record, record_to_json, value_bounds
 from tests.conftest import write
 
 KEY = AnalysisParams().key()
@@ -199,13 +199,16 @@ def test_an_expired_record_analysed_again_counts_one_expiry(tmp_path, track):
         assert s.lookup(track, NEED).record is not None
 
 
-# Any value an analysis can give (a stored value beyond +-VALUE_LIMIT is refused on reading).
-record_values = st.one_of(st.none(), st.floats(min_value=-VALUE_LIMIT, max_value=VALUE_LIMIT, width=64))
+def record_values(name):
+    """Any value an analysis can give for dim ``name`` (a stored value outside its domain,
+    or beyond +-VALUE_LIMIT, is refused on reading)."""
+    low, high = value_bounds(name)
+    return st.one_of(st.none(), st.floats(min_value=low, max_value=high, width=64))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.fixed_dictionaries({name: record_values for name in STREAMING_DIMS}),
-       st.fixed_dictionaries({name: record_values for name in BATCH_DIMS}),
+@given(st.fixed_dictionaries({name: record_values(name) for name in STREAMING_DIMS}),
+       st.fixed_dictionaries({name: record_values(name) for name in BATCH_DIMS}),
        st.text(min_size=1, max_size=30).filter(lambda t: "\x00" not in t and "/" not in t))
 def test_record_round_trip(tmp_path, values, batch_values, name):
     path = tmp_path / f"x{abs(hash(name))}.wav"

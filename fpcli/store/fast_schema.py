@@ -27,7 +27,7 @@ import msgspec
 from fpcli.dsp.dupes import MAX_WINDOWS
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.store.records import READABLE_SCHEMAS
-from fpcli.store.schema import VALUE_LIMIT, plausible
+from fpcli.store.schema import VALUE_LIMIT, plausible, value_bounds
 from fpcli.store.timbre_block import packed_values, sound_covariances
 
 _INT64 = 2**63 - 1
@@ -36,7 +36,6 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=_INT64)]
 Positive = Annotated[int, msgspec.Meta(ge=1, le=_INT64)]
 Time = Annotated[float, msgspec.Meta(ge=0.0, le=_FLOAT_MAX)]
 Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=VALUE_LIMIT)]
-Value = Annotated[float, msgspec.Meta(ge=-VALUE_LIMIT, le=VALUE_LIMIT)]
 Share = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 # \Z, not $: "$" also matches before a final newline, which the parser refuses.
 Hex32 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}\Z")]
@@ -48,13 +47,20 @@ StreamingDim = Literal[STREAMING_DIMS]  # type: ignore[valid-type]
 
 
 def _dims_struct(name: str, names: tuple[str, ...], kind: Any) -> Any:
-    """A struct of exactly these dims (every one present, no other), each of ``kind``."""
-    return msgspec.defstruct(name, [(dim, kind) for dim in names], forbid_unknown_fields=True)
+    """A struct of exactly these dims (every one present, no other), each of the type
+    ``kind(dim)``."""
+    return msgspec.defstruct(name, [(dim, kind(dim)) for dim in names], forbid_unknown_fields=True)
 
 
-StreamingValues = _dims_struct("StreamingValues", STREAMING_DIMS, Value | None)
-StreamingConfidence = _dims_struct("StreamingConfidence", STREAMING_DIMS, Share)
-BatchValues = _dims_struct("BatchValues", BATCH_DIMS, Value | None)
+def _value_or_null(dim: str) -> Any:
+    """A dim's value as the parser bounds it (``schema.value_bounds``), or null."""
+    low, high = value_bounds(dim)
+    return Annotated[float, msgspec.Meta(ge=low, le=high)] | None
+
+
+StreamingValues = _dims_struct("StreamingValues", STREAMING_DIMS, _value_or_null)
+StreamingConfidence = _dims_struct("StreamingConfidence", STREAMING_DIMS, lambda dim: Share)
+BatchValues = _dims_struct("BatchValues", BATCH_DIMS, _value_or_null)
 
 
 class PathSeen(msgspec.Struct):

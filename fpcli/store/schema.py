@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fpcli.errors import BadEntryError
-from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
+from fpcli.fingerprint import BATCH_DIMS, DOMAIN_SLACK, DOMAINS, STREAMING_DIMS
 from fpcli.store.records import (
     COV_TOLERANCE,
     READABLE_SCHEMAS,
@@ -233,13 +233,31 @@ def _dims(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[
     if not isinstance(values, dict) or values.keys() != _name_set(names):
         c.problems.append(f"{where} must map exactly the {len(names)} dims to numbers or null")
         return {}
+    bounds = _bounds()
     if set(map(type, values.values())) <= FLOAT_OR_NULL and all(
-            -VALUE_LIMIT <= v <= VALUE_LIMIT for v in values.values() if v is not None):
+            bounds[name][0] <= v <= bounds[name][1] for name, v in values.items() if v is not None):
         return {name: values[name] for name in names}  # all finite floats or null: nothing to convert
     for name, value in values.items():
-        if value is not None and not (_number(value) and abs(value) <= VALUE_LIMIT):
+        if value is None:
+            continue
+        if not (_number(value) and abs(value) <= VALUE_LIMIT):
             c.problems.append(f"{where}.{name} is {_show(value)}, not a number within +-{VALUE_LIMIT:g} or null")
+        elif not bounds[name][0] <= value <= bounds[name][1]:
+            low, high = DOMAINS[name]
+            c.problems.append(f"{where}.{name} is {_show(value)}, outside its domain [{low:g}, {high:g}]")
     return {name: (float(values[name]) if _number(values[name]) else None) for name in names}
+
+
+def value_bounds(name: str) -> tuple[float, float]:
+    """(lowest, highest) value a record may hold for dim ``name``: its domain
+    (fingerprint.DOMAINS) widened by DOMAIN_SLACK for rounding, within +-VALUE_LIMIT."""
+    low, high = DOMAINS.get(name, (-VALUE_LIMIT, VALUE_LIMIT))
+    return max(low - DOMAIN_SLACK, -VALUE_LIMIT), min(high + DOMAIN_SLACK, VALUE_LIMIT)
+
+
+@functools.cache
+def _bounds() -> dict[str, tuple[float, float]]:
+    return {name: value_bounds(name) for name in BATCH_DIMS}
 
 
 FLOAT_OR_NULL = frozenset({float, type(None)})
