@@ -18,7 +18,7 @@ from fpcli.errors import FpcliError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.executors.local import Task, run_tasks
 from fpcli.params import AnalysisParams
-from fpcli.results import TrackResult
+from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.scan import scan
 from fpcli.store import FileIdentity, FingerprintStore, Record
 from fpcli.store.records import ACCESS_ERROR_TYPE
@@ -260,8 +260,15 @@ def analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
 
         if not options.scheduler:
             raise FpcliError("the Dask executor needs a scheduler address (tcp://HOST:PORT)")
-        yield from analyse_on_dask(todo, options.scheduler, store.spec, options.want,
-                                   PathMap.parse(list(options.path_map)), options.timeout_s)
+        identities = dict(todo)
+        for result in analyse_on_dask(todo, options.scheduler, store.spec, options.want,
+                                      PathMap.parse(list(options.path_map)), options.timeout_s):
+            if result.error_type == TIMEOUT_ERROR_TYPE:
+                # Workers keep what they compute; a time limit is the client's verdict, and
+                # recorded as a local one is (a later result of the worker's thread, if it
+                # finishes, still serves: a record outranks a failure).
+                result = keep(store, result.path, identities[result.path], result, options.timeout_s)
+            yield result
         return
     identities = dict(todo)
     tasks = [Task(path, functools.partial(compute, path, options.want, identity)) for path, identity in todo]

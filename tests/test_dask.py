@@ -288,9 +288,11 @@ def test_the_time_limit_counts_only_the_time_a_task_computes(monkeypatch):
     monkeypatch.setattr(dask_executor, "CLOCK_S", 0.2)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=50) as local:
-        calls = [(f"t{i}", functools.partial(_sleep_then, i, 2.0)) for i in range(3)]
-        outcomes = dict(dask_executor.run_on_dask(calls, local.scheduler_address, timeout_s=3.5))
-    assert outcomes == {"t0": 0, "t1": 1, "t2": 2}
+        # Counted from submission the last task would take 8 s; 5 s leaves 3 s for a
+        # loaded machine (with 3.5 s a run beside other jobs once failed).
+        calls = [(f"t{i}", functools.partial(_sleep_then, i, 2.0)) for i in range(4)]
+        outcomes = dict(dask_executor.run_on_dask(calls, local.scheduler_address, timeout_s=5.0))
+    assert outcomes == {"t0": 0, "t1": 1, "t2": 2, "t3": 3}
 
 
 def test_the_time_limit_applies_on_dask(monkeypatch):
@@ -311,3 +313,29 @@ def test_the_time_limit_applies_on_dask(monkeypatch):
     assert outcomes["quick"] == 2
     kind, message = outcomes["slow"]
     assert kind == "Timeout" and "longer than 5 s on a Dask worker" in message
+
+
+def test_a_file_that_outruns_the_time_limit_on_dask_is_recorded(monkeypatch, cluster, redis_url, tmp_path):
+    """A Dask timeout was reported but not recorded: every later run analysed the file
+    again, and waited for the limit again, where a local run skips it."""
+    import numpy as np
+
+    import fpcli.executors.dask as dask_executor
+
+    monkeypatch.setattr(dask_executor, "CLOCK_S", 0.2)
+    long = tmp_path / "long.wav"   # about 2 s of analysis, far beyond the limit
+    write(long, np.random.default_rng(0).uniform(-0.5, 0.5, (600 * 22050, 1)).astype(np.float32), 22050)
+    options = RunOptions(executor="dask", scheduler=cluster.scheduler_address, timeout_s=0.3)
+    with FingerprintStore.open(redis_url) as store:
+        (first,) = [r for kind, r in _events(store, [str(long)], options) if kind == "track"]
+        assert first.error_type == "Timeout"
+        (failure,) = store.failures()
+        assert failure.error_type == "Timeout" and failure.limit_s == 0.3
+        (again,) = [r for kind, r in _events(store, [str(long)], options) if kind == "track"]
+        assert again.error_type == "Timeout" and again.cached   # skipped, not analysed again
+
+
+def _events(store, paths, options):
+    events = []
+    run_library(paths, store, options, lambda kind, payload: events.append((kind, payload)))
+    return events
