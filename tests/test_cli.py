@@ -408,3 +408,14 @@ def test_the_no_index_help_gives_the_measured_import_peak():
     assert measured is not None
     shown = " ".join(runner.invoke(app, ["cache", "import", "--help"]).stdout.split())
     assert f"{measured.group(1)} at 1,000,000 records" in shown
+
+
+def test_a_cached_single_look_up_does_not_import_the_typed_gate(tmp_path):
+    """The bulk parses' typed gate (msgspec and its structs, about 15 ms to import) was
+    imported by every look-up, a cached `fpcli analyze track.flac` too."""
+    track = tmp_path / "t.flac"
+    write(track, synth.music_like(3.0, 22050, seed=1), 22050)
+    store = str(tmp_path / "store")
+    assert runner.invoke(app, ["--store", store, "analyze", str(track)]).exit_code == 0
+    loaded = _modules_loaded_by(["analyze", "--json", str(track)], store, ("msgspec", "fpcli.store.fast_schema"))
+    assert loaded == []

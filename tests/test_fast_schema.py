@@ -21,6 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import make_records  # noqa: E402  (benchmarks/make_records.py: one real record, cloned)
 
 
+@pytest.fixture(autouse=True)
+def gate_every_batch(monkeypatch):
+    """The gate serves batches of GATE_MIN_BATCH records or more; these tests hold it to
+    the parser on a few records at a time."""
+    from fpcli.store import schema
+
+    monkeypatch.setattr(schema, "GATE_MIN_BATCH", 1)
+
+
 @pytest.fixture(scope="module")
 def written(template):
     """fpcli's own texts: with and without each optional block."""

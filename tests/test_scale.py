@@ -313,9 +313,12 @@ def _with_nan(obj, path):
     return dataclasses.replace(obj, **{head: _with_nan(getattr(obj, head), rest)})
 
 
-def test_a_batch_parse_gives_what_each_parse_gives(template):
+def test_a_batch_parse_gives_what_each_parse_gives(template, monkeypatch):
     from fpcli.errors import BadEntryError
+    from fpcli.store import schema
     from fpcli.store.schema import parse_record, parse_records
+
+    monkeypatch.setattr(schema, "GATE_MIN_BATCH", 2)   # the batch through the typed gate, singles not
 
     variants = _variants(template)[:3]
     good = [record_to_json(r) for r in variants]  # the timbre packed, as stored

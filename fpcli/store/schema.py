@@ -285,13 +285,20 @@ def parse_record(key: str, data: Any) -> Record:
     return result
 
 
+GATE_MIN_BATCH = 16
+
+
 def parse_records(items: Sequence[tuple[str, Any]]) -> list[Record | BadEntryError]:
     """``parse_record`` of each (key, JSON data), in order: the record, or the
     ``BadEntryError`` listing its problems (one bad entry never stops the others).
     The same checks, made for a whole batch at once where that is cheaper: the
     timbre covariances are checked for symmetry and positive semi-definiteness as
     one stacked array (one ``eigvalsh`` call instead of one per record, which was a
-    third of an import's parse time)."""
+    third of an import's parse time). A batch smaller than GATE_MIN_BATCH is checked
+    in Python alone: the typed gate saves little per record and costs about 15 ms to
+    import (msgspec and its structs), a cached single look-up's whole budget."""
+    if len(items) < GATE_MIN_BATCH:
+        return parse_records_checked(items)
     from fpcli.store.fast_schema import vouched
 
     drafts = [(_trusted_draft(key, data) if sound else None) or _draft(key, data)
