@@ -27,7 +27,7 @@ COMPARE_TOLERANCE = 0.25  # fpcli.bench.COMPARE_TOLERANCE (checked by a test; no
 @app.command()
 def bench(
     ctx: typer.Context,
-    library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False,
+    library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False, readable=False,
                                                  help="Measure on this library (default: a copy of sample_audio/).")]
     = None,
     quick: Annotated[bool, typer.Option("--quick", help="A reduced run for CI (under a minute).")] = False,

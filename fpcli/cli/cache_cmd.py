@@ -227,6 +227,7 @@ def cache_list(
 
 @cache_app.command("show")
 def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(
+                   readable=False,
                    help="An audio file, or stream:NAME for a named stream.")],
                as_json: Annotated[bool, typer.Option("--json", help="Print the stored record as JSON.")] = False
                ) -> None:

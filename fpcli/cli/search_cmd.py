@@ -31,11 +31,12 @@ STRATEGIES = ("fast", "accurate", "batch", "auto")  # fpcli.search.STRATEGIES (c
 def search(
     ctx: typer.Context,
     query: Annotated[Path, typer.Argument(
+        readable=False,
         help="An audio file (analysed now if the store lacks it), or - for a stream on stdin.")],
     k: Annotated[int, typer.Option("-k", min=1, help="How many similar tracks.")] = 10,
     strategy: Annotated[str, typer.Option("--strategy", "-s",
                                           help="fast, accurate, batch or auto (chooses and says why).")] = "auto",
-    library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False,
+    library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False, readable=False,
                                                  help="Only tracks under this folder (which must exist).")] = None,
     weights: Annotated[str | None, typer.Option(
         "--weights", show_default=False,

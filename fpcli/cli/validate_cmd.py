@@ -41,7 +41,7 @@ DEFAULT_THRESHOLD = 0.95  # fpcli.validate.DEFAULT_THRESHOLD (checked by a test;
 def validate(
     ctx: typer.Context,
     library: Annotated[list[Path], typer.Option("--library", "-l", help="Folder or file to validate (repeatable).",
-                                                show_default=False)],
+                                                show_default=False, readable=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")] = False,
     jobs: JobsOption = DEFAULT_JOBS,
     fail_under: Annotated[float | None, typer.Option(

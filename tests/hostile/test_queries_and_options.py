@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +186,37 @@ def test_unreadable_files_and_an_unwritable_index_folder(analysed, tmp_path):
         assert row["status"] == "error" and "permission denied" in row["error"] and row["cached"] is False
     assert_clear(found, 0)
     assert "the search index could not be saved" in found.stderr   # said, not silently rebuilt every time
+
+
+def test_an_unreadable_path_on_the_command_line_is_one_failed_entry(analysed, tmp_path):
+    """The command line refused an unreadable file or folder before fpcli saw it:
+    `analyze ok.wav locked.wav` exited 2 ("Path 'locked.wav' is not readable") with
+    nothing analysed, and validate, search and cache show alike."""
+    _, library, source = analysed
+    store = tmp_path / "store"
+    shutil.copytree(source, store)
+    locked_file = tmp_path / "locked.wav"
+    locked_file.write_bytes(wav_bytes(signal(0.5, 16000, 1, 78)[:, 0], 16000))
+    locked_folder = tmp_path / "locked"
+    locked_folder.mkdir()
+    shutil.copy(locked_file, locked_folder / "inside.wav")
+    os.chmod(locked_file, 0)
+    os.chmod(locked_folder, 0)
+    prefix = ("setpriv", "--bounding-set=-dac_override,-dac_read_search") if os.geteuid() == 0 else ()
+    try:
+        analysed_now = cli_subprocess("analyze", library / "track000.wav", locked_file, locked_folder, "--json",
+                                      store=store, prefix=prefix)
+        validated = cli_subprocess("validate", "--library", locked_folder, store=store, prefix=prefix)
+        searched = cli_subprocess("search", locked_file, store=store, prefix=prefix)
+        shown = cli_subprocess("cache", "show", locked_file, store=store, prefix=prefix)
+    finally:
+        os.chmod(locked_folder, 0o755)
+        os.chmod(locked_file, 0o644)
+    assert_clear(analysed_now, 3)
+    rows = {Path(r["path"]).name: r for r in analysed_now.json_lines()}
+    assert rows["track000.wav"]["status"] == "ok"
+    assert rows["locked.wav"]["status"] == "error" and "permission denied" in rows["locked.wav"]["error"]
+    assert rows["locked"]["status"] == "error" and "permission denied" in rows["locked"]["error"]
+    for run in (validated, searched, shown):
+        assert_clear(run)
+        assert run.code != 2 and "permission denied" in run.stderr, run.describe()
