@@ -129,7 +129,7 @@ def test_block_size_does_not_change_pyav_samples(tmp_path):
 
 
 def test_new_extensions_are_scanned():
-    assert {".m4a", ".mp4", ".aac", ".wma", ".ape", ".wv", ".mka", ".webm", ".mpc", ".ac3"} <= AUDIO_EXTENSIONS
+    assert {".m4a", ".mp4", ".aac", ".wma", ".ape", ".wv", ".mka", ".mkv", ".webm", ".mpc", ".ac3"} <= AUDIO_EXTENSIONS
     assert {".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff"} <= AUDIO_EXTENSIONS
 
 

@@ -538,5 +538,5 @@ def is_av_path(path: str | os.PathLike) -> bool:
 
 
 AV_EXTENSIONS = frozenset(
-    {".m4a", ".m4b", ".mp4", ".aac", ".wma", ".ape", ".wv", ".mka", ".webm", ".mpc", ".ac3"}
+    {".m4a", ".m4b", ".mp4", ".aac", ".wma", ".ape", ".wv", ".mka", ".mkv", ".webm", ".mpc", ".ac3"}
 )
