@@ -135,6 +135,26 @@ def test_truncated_wav_data_chunk_is_partial(tmp_path):
     assert "header says 4.00 s" in reader.partial_reason
 
 
+@pytest.mark.parametrize("riff_size", ["placeholder", "file"])
+def test_a_wav_whose_data_size_was_never_filled_in_is_read_to_its_end(tmp_path, riff_size):
+    """A recorder that crashed leaves data size 0: the file failed ("no audio frames
+    could be decoded") and was skipped for good, where the same bytes on stdin were read
+    whole."""
+    x = synth.sine(440, 3.0, 22050)
+    data = bytearray(open(write(tmp_path / "good.wav", x, 22050), "rb").read())
+    assert data[36:40] == b"data"
+    data[40:44] = (0).to_bytes(4, "little")
+    data[4:8] = (36 if riff_size == "placeholder" else len(data) - 8).to_bytes(4, "little")
+    (tmp_path / "unfinished.wav").write_bytes(data)
+    reader = AudioReader(tmp_path / "unfinished.wav")
+    decoded = np.concatenate(list(reader))
+    assert len(decoded) == len(x) and not reader.partial
+    np.testing.assert_allclose(decoded[:, 0], x[:, 0], atol=1 / 32768)
+    (tmp_path / "header_only.wav").write_bytes(data[:44])
+    with pytest.raises(AudioReadError):
+        list(AudioReader(tmp_path / "header_only.wav"))
+
+
 def test_nonfinite_float_samples_are_zeroed_and_counted(tmp_path):
     x = synth.sine(440, 1.0, 44100)
     x[100:110] = np.nan

@@ -119,11 +119,16 @@ def _all_audio(source: SndfileSource) -> Source:
     complete: a chained Ogg file (Ogg files one after another), of which it reads the
     first only, and a FLAC whose STREAMINFO states fewer samples than its frames hold,
     which it reads no further than that count (a stream, read by FFmpeg, was partial
-    with all its audio where the file was "ok" with the stated part). ``source`` for any
-    other file, or if FFmpeg cannot open it (its ``truncation`` then names a chain)."""
+    with all its audio where the file was "ok" with the stated part), and a WAV whose
+    data size is 0, the placeholder of a writer that never came back to fill it in (a
+    recorder that crashed): libsndfile reads no frame of it, FFmpeg reads the data to
+    the file's end, as it does on stdin. ``source`` for any other file, or if FFmpeg
+    cannot open it (its ``truncation`` then names a chain)."""
     lengths = source.flac_lengths
     understated = lengths is not None and lengths.stated is not None and (lengths.held or 0) > lengths.stated
-    if not understated and (source.info.format != "OGG" or len(headers.ogg_links(source.path)) < 2):
+    unfinished_wav = source.info.format == "WAV" and source.info.frames == 0
+    if not (understated or unfinished_wav) and (source.info.format != "OGG"
+                                                or len(headers.ogg_links(source.path)) < 2):
         return source
     try:
         chained = AvSource(source.path)
