@@ -284,6 +284,20 @@ def test_truncated_mp3_with_xing_frame_is_still_partial(tmp_path):
     assert reader.partial and "header says 9.00 s" in reader.partial_reason
 
 
+@pytest.mark.parametrize("how", ["pipe", "file"])
+def test_a_truncated_mp3_on_stdin_is_partial_as_the_file_is(tmp_path, how):
+    """The same cut MP3 was partial as a file ("header says 9.00 s") and ok on stdin,
+    where FFmpeg reads no length: stored healthy under --name. A whole one stays ok,
+    with the length its Xing frame states."""
+    good = _mp3_with_silent_start(tmp_path / "x.mp3")
+    data = open(good, "rb").read()
+    whole, decoded = read_stream(data, how)
+    assert not whole.partial and whole.length_exact and whole.info.frames == AudioReader(good).info.frames
+    assert len(decoded) == pytest.approx(whole.info.frames, abs=0.1 * whole.info.samplerate)
+    cut_reader, _ = read_stream(data[: len(data) // 2], how)
+    assert cut_reader.partial and "header says 9.00 s" in cut_reader.partial_reason
+
+
 # -- Ogg: a cut file lacks its end-of-stream page -------------------------------------
 
 

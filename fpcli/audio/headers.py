@@ -49,6 +49,48 @@ def mp3_states_length(path: str | os.PathLike) -> bool:
     return _has_length_header(data[start:])
 
 
+def mp3_stated_frames(head: bytes) -> int | None:
+    """The sample frames the Xing/Info frame at the start of ``head`` (a stream's first
+    bytes, after any ID3v2 tag) states: its MPEG frame count times the samples of a
+    frame, less the encoder's delay and padding when a LAME tag gives them (as a
+    gapless decoder reads a file). None without such a frame (a VBRI header's count is
+    not read: a stream then has no stated length, as before)."""
+    data = head[_id3v2_size(head):][:_MP3_SCAN_BYTES]
+    start = _first_frame(data)
+    if start is None:
+        return None
+    frame = data[start:]
+    header = _frame_header(frame, 0)
+    tag_at = _xing_offset(frame)
+    if header is None or tag_at is None:
+        return None
+    flags = struct.unpack(">I", frame[tag_at + 4 : tag_at + 8])[0]
+    if not flags & 0x1 or len(frame) < tag_at + 12:
+        return None
+    count = struct.unpack(">I", frame[tag_at + 8 : tag_at + 12])[0]
+    samples = count * (1152 if header[0] == 3 else 576)   # MPEG-1 layer III frames hold 1152
+    # The optional fields after the count: byte count (flag 2), table of contents (4), quality (8).
+    lame_at = tag_at + 12 + (4 if flags & 0x2 else 0) + (100 if flags & 0x4 else 0) + (4 if flags & 0x8 else 0)
+    if frame[lame_at : lame_at + 4] == b"LAME" and len(frame) >= lame_at + 24:
+        delays = int.from_bytes(frame[lame_at + 21 : lame_at + 24], "big")  # 12 bits delay, 12 bits padding
+        samples -= (delays >> 12) + (delays & 0xFFF)
+    return samples if samples > 0 else None
+
+
+def _xing_offset(frame: bytes) -> int | None:
+    """Where a Xing/Info tag starts in this first frame (it follows the side
+    information, whose size depends on the MPEG version and mode), or None."""
+    header = _frame_header(frame, 0)
+    if header is None:
+        return None
+    version, mono, crc = header
+    side = (17 if mono else 32) if version == 3 else (9 if mono else 17)
+    for offset in (4 + side, 4 + side + 2) if crc else (4 + side,):
+        if frame[offset : offset + 4] in (b"Xing", b"Info") and len(frame) >= offset + 8:
+            return offset
+    return None
+
+
 def _id3v2_end(fh: BinaryIO) -> int:
     """Byte offset after the ID3v2 tag(s) at the start of the file (0 if none)."""
     offset = 0
@@ -86,17 +128,11 @@ def _first_frame(data: bytes) -> int | None:
 
 def _has_length_header(frame: bytes) -> bool:
     """Does this first frame (bytes from its sync word on) state the stream length?"""
-    header = _frame_header(frame, 0)
-    if header is None:
+    if _frame_header(frame, 0) is None:
         return False
-    version, mono, crc = header
-    # The Xing tag follows the side information, whose size depends on version/mode.
-    side = (17 if mono else 32) if version == 3 else (9 if mono else 17)
-    for offset in (4 + side, 4 + side + 2) if crc else (4 + side,):
-        tag = frame[offset : offset + 8]
-        if tag[:4] in (b"Xing", b"Info") and len(tag) == 8:
-            flags = struct.unpack(">I", tag[4:])[0]
-            return bool(flags & 0x1)  # bit 0: the frame count field is present
+    tag_at = _xing_offset(frame)
+    if tag_at is not None:
+        return bool(struct.unpack(">I", frame[tag_at + 4 : tag_at + 8])[0] & 0x1)  # bit 0: a frame count
     return frame[36:40] == b"VBRI"  # always 32 bytes after the 4-byte header
 
 
@@ -349,7 +385,9 @@ def stated_frames(head: bytes) -> int | None:
     if head[:4] == b"RIFF":
         return wav_stated_frames(io.BytesIO(head))
     info = flac_streaminfo(head)
-    return None if info is None else info.total or None  # 0: unknown (a pipe's encoder)
+    if info is not None:
+        return info.total or None  # 0: unknown (a pipe's encoder)
+    return mp3_stated_frames(head)
 
 
 def file_stated_frames(path: str | os.PathLike) -> int | None:
