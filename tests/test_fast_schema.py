@@ -79,7 +79,9 @@ def test_texts_the_gate_cannot_vouch_for_go_to_the_parser(written):
 # Values that break one rule or another of the schema, put anywhere in a record.
 ODD = [None, -1, 0, 1, -1.5, 0.5, 1.5, 2, 3, 1e9, 1.1e9, -1e10, 2**63, 2**63 - 1, 1e308, "", "x", "0" * 32,
        "a" * 32, "A" * 32, "v5-", "-", "é", "a" * 65, True, False, [], [1], {}, {"x": 1},
-       {"path": "", "mtime_ns": 0}, {"path": "/a", "mtime_ns": -1}, "AAAA", "valid", "high", "tempo_bpm"]
+       {"path": "", "mtime_ns": 0}, {"path": "/a", "mtime_ns": -1}, "AAAA", "valid", "high", "tempo_bpm",
+       1e300, {"path": "/a\x00b", "mtime_ns": 1}, {"path": "/a\ud800", "mtime_ns": 1},
+       {"path": "/a\udcff", "mtime_ns": 1}]
 
 
 def _paths_in(value, prefix=()):
@@ -188,3 +190,22 @@ def test_a_value_outside_its_dims_domain_is_refused(written, block, dim, value):
     assert problem.problems == [f"{block}.values.{dim} is {value}, outside its domain "
                                 f"[{'-1' if dim == 'phase_correlation' else '0'}, "
                                 f"{'inf' if dim in ('tempo_bpm', 'crest_db') else '1'}]"]
+
+
+@pytest.mark.parametrize(("path", "good"), [("/a\x00b", False), ("/a\ud800b", False), ("/a\udfffb", False),
+                                            ("/a\udc80b", True), ("/é", True)])
+def test_a_path_no_file_can_have_is_refused(written, path, good):
+    """A path with NUL, or a lone surrogate that stands for no byte, was stored: the
+    import then failed with a traceback (and lost its good lines) or every prune did."""
+    data = json.loads(written[1])
+    data["paths"][0]["path"] = path
+    assert _accepted([json.dumps(data)]) == [good]
+    assert not sound_texts([json.dumps(data)])[0] or good
+    _same_parse([json.dumps(data)])
+
+
+def test_a_time_beyond_year_9999_is_refused(written):
+    """An analysed_at of 1e300 was stored, then every listing failed on it."""
+    data = json.loads(written[1])
+    texts = [json.dumps({**data, "analysed_at": 1e300}), json.dumps({**data, "last_used_at": 253402300800.0})]
+    assert sound_texts(texts) == [False, False] and _accepted(texts) == [False, False]

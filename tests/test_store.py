@@ -416,6 +416,29 @@ def test_import_refuses_absurd_values_and_records_without_paths(tmp_path, track)
         assert "paths must be a non-empty list" in reasons
 
 
+def test_an_import_refuses_paths_and_times_no_file_can_have(tmp_path, track):
+    """A path with a lone surrogate crashed the import with a traceback (its good lines
+    lost with it); one with NUL was stored and every later prune failed; a failure time
+    of 1e300 was stored and every `cache failures` failed."""
+    with FingerprintStore.open(tmp_path / "a") as a:
+        _analysed(a, track)
+        good = record_to_json(next(a.records()))
+    failure = {"path": "/x/ok", "error_type": "E", "message": "m", "size": 3, "mtime_ns": 1, "failed_at": 1.0,
+               "limit_s": None}
+    lines = [{"type": "record", "data": good},
+             {"type": "record", "data": {**good, "paths": [{"path": "/x/a\ud800b", "mtime_ns": 1}]}},
+             {"type": "failure", "data": failure},
+             {"type": "failure", "data": {**failure, "path": "/x/a\ud800b"}},
+             {"type": "failure", "data": {**failure, "path": "/x/a\x00b"}},
+             {"type": "failure", "data": {**failure, "path": "/x/late", "failed_at": 1e300}}]
+    (tmp_path / "odd.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    with FingerprintStore.open(tmp_path / "b") as b:
+        report = import_store(b, tmp_path / "odd.jsonl")
+        assert (report.records, report.failures, len(report.rejected)) == (1, 1, 4), report.rejected
+        assert [f.path for f in b.failures()] == ["/x/ok"]
+        assert prune(b, dry_run=True) is not None
+
+
 def test_prune_drops_gone_and_changed_files(store, tmp_path):
     folder = tmp_path / "p"
     folder.mkdir()

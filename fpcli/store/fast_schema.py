@@ -27,14 +27,14 @@ import msgspec
 from fpcli.dsp.dupes import MAX_WINDOWS
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.store.records import READABLE_SCHEMAS
-from fpcli.store.schema import VALUE_LIMIT, plausible, value_bounds
+from fpcli.store.schema import PATH_PATTERN, TIME_LIMIT, VALUE_LIMIT, plausible, value_bounds
 from fpcli.store.timbre_block import packed_values, sound_covariances
 
 _INT64 = 2**63 - 1
 _FLOAT_MAX = sys.float_info.max
 Count = Annotated[int, msgspec.Meta(ge=0, le=_INT64)]
 Positive = Annotated[int, msgspec.Meta(ge=1, le=_INT64)]
-Time = Annotated[float, msgspec.Meta(ge=0.0, le=_FLOAT_MAX)]
+Time = Annotated[float, msgspec.Meta(ge=0.0, le=TIME_LIMIT)]
 Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=VALUE_LIMIT)]
 Share = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 # \Z, not $: "$" also matches before a final newline, which the parser refuses.
@@ -64,7 +64,7 @@ BatchValues = _dims_struct("BatchValues", BATCH_DIMS, _value_or_null)
 
 
 class PathSeen(msgspec.Struct):
-    path: Annotated[str, msgspec.Meta(min_length=1)]
+    path: Annotated[str, msgspec.Meta(pattern=PATH_PATTERN)]
     mtime_ns: Count
 
 
@@ -154,7 +154,7 @@ def vouched(items: Sequence[Any]) -> list[bool]:
 def _converted(data: Any) -> Record | None:
     try:
         record = msgspec.convert(data, Record)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, UnicodeEncodeError):  # text with a lone surrogate: the parser judges
         return None
     return record if _rest_sound(record) else None
 

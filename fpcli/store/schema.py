@@ -210,6 +210,26 @@ def _nonneg(value: Any) -> bool:
 VALUE_LIMIT = 1e9
 
 
+# The latest time a record may name, s since 1970: the end of year 9999, the last a
+# date can show (an imported 1e300 was stored, then every listing failed on it).
+TIME_LIMIT = 253402300799.0
+
+
+def _time(value: Any) -> bool:
+    return _nonneg(value) and value <= TIME_LIMIT
+
+
+# A path a file can have: text without NUL whose lone surrogates stand for bytes that
+# are not UTF-8 (surrogateescape's U+DC80-U+DCFF), so that it encodes back to bytes.
+# An imported "\ud800" or NUL was stored, then every key built from it or stat of it failed.
+PATH_PATTERN = "^[^\x00\ud800-\udc7f\udd00-\udfff]+\\Z"
+_path_text = re.compile(PATH_PATTERN).search
+
+
+def storable_path(value: Any) -> bool:
+    return isinstance(value, str) and _path_text(value) is not None
+
+
 def _seconds(value: Any) -> bool:
     return _nonneg(value) and value <= VALUE_LIMIT
 
@@ -357,8 +377,8 @@ def _draft(key: str, data: Any) -> _Draft:
         c.problems.append(f"params_key {_show(params_key)} is not of fingerprint_version {version}")
     size = c.field(data, "size", integer_at_least(0), "a size in bytes")
     complete = c.field(data, "complete", lambda v: isinstance(v, bool), "true/false")
-    analysed_at = c.field(data, "analysed_at", _nonneg, "a time")
-    last_used_at = c.field(data, "last_used_at", _nonneg, "a time")
+    analysed_at = c.field(data, "analysed_at", _time, "a time")
+    last_used_at = c.field(data, "last_used_at", _time, "a time")
     paths = _paths(c, data.get("paths"))
     audio = _audio(c, c.obj(data, "audio"))
     streaming = _streaming(c, c.obj(data, "streaming"))
@@ -418,7 +438,7 @@ def _paths(c: _Checker, items: Any) -> tuple[PathSeen, ...]:
     """At least one path: a record whose last path is forgotten is deleted, and one
     with none would be a search hit with no file."""
     if not isinstance(items, list) or not items or not all(
-            isinstance(p, dict) and isinstance(p.get("path"), str) and p["path"]
+            isinstance(p, dict) and storable_path(p.get("path"))
             and integer_at_least(0)(p.get("mtime_ns")) for p in items):
         c.problems.append("paths must be a non-empty list of {path, mtime_ns}")
         return ()
@@ -473,7 +493,7 @@ def _validation(c: _Checker, v: Mapping[str, Any]) -> Validation:
             e is None or (_number(e) and e >= 0) for e in errors.values()):
         c.problems.append("validation.errors must map streaming dims to numbers >= 0 or null")
         errors = {}
-    validated_at = c.field(v, "validated_at", _nonneg, "a time", w)
+    validated_at = c.field(v, "validated_at", _time, "a time", w)
     return Validation(status, similarity, threshold, quality, tuple(failed or ()), dict(errors), validated_at)
 
 
@@ -586,12 +606,12 @@ def parse_failure(key: str, data: Any) -> Failure:
     if not isinstance(data, dict):
         raise BadEntryError(key, ["failure is not a JSON object"])
     values = (
-        c.field(data, "path", lambda v: isinstance(v, str) and bool(v), "a path"),
+        c.field(data, "path", storable_path, "a path"),
         c.field(data, "error_type", _text, "text"),
         c.field(data, "message", _text, "text"),
         c.field(data, "size", integer_at_least(-1), "a size in bytes"),
         c.field(data, "mtime_ns", integer_at_least(-1), "a time in ns"),
-        c.field(data, "failed_at", _nonneg, "a time"),
+        c.field(data, "failed_at", _time, "a time"),
         c.field(data, "limit_s", lambda v: v is None or (_number(v) and v > 0), "a time limit in s or null"),
     )
     if c.problems:
@@ -602,7 +622,7 @@ def parse_failure(key: str, data: Any) -> Failure:
 def parse_path_entry(key: str, data: Any) -> dict[str, Any]:
     """A path entry {path, size, mtime_ns, digest, content_key}; raises ``BadEntryError``."""
     c = _Checker()
-    c.field(data, "path", lambda v: isinstance(v, str) and bool(v), "a path")
+    c.field(data, "path", storable_path, "a path")
     c.field(data, "size", integer_at_least(0), "a size")
     c.field(data, "mtime_ns", integer_at_least(0), "a time in ns")
     c.field(data, "digest", is_hex32, "32 hex digits")
