@@ -19,7 +19,7 @@ from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.store import FingerprintStore, Need, StoreError, export_store, import_store, prune, verify
-from fpcli.store.records import Validation, record_from_result
+from fpcli.store.records import Validation, path_key, record_from_result
 from fpcli.store.schema import parse_record, record_to_json, value_bounds
 from tests.conftest import write
 
@@ -174,6 +174,69 @@ def test_lru_eviction_happens_and_is_counted(tmp_path, monkeypatch):
         assert stats["entries"] < 500
         assert s.lookup(first[0], NEED).record is not None     # recently used: kept
         assert s.lookup(first[10], NEED).record is None        # least recently used: evicted
+
+
+def _identity_entries(store):
+    return [key for key in store.backend.keys() if key.startswith(("path:", "cand:"))]
+
+
+def test_records_evicted_or_expired_take_their_identity_entries(tmp_path, monkeypatch):
+    """Evicted and expired records left their path and candidate entries behind: they
+    filled the size limit (1 MiB after 3,000 imported records: 0 records and 2.1 MiB of
+    those), and from then on every new record was evicted at once."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    real_time, days = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: real_time() + 86400.0 * days[0])
+    with FingerprintStore.open(tmp_path / "s", size_limit_mb=1) as s:
+        for round_ in range(4):
+            days[0] += 2
+            _fill(s, folder, 150, start=round_ * 150)
+        assert s.stats()["evictions"] > 0
+        records = {key.split(":")[1] for key in s.backend.keys("rec:")}
+        kept = [json.loads(s.backend.get(key)) for key in _identity_entries(s) if key.startswith("path:")]
+        assert kept and {entry["digest"] for entry in kept} <= records
+        assert len(_identity_entries(s)) <= 2 * len(records)
+    with FingerprintStore.open(tmp_path / "t", ttl_s=0.5) as t:
+        _fill(t, folder, 5, start=2000)
+        assert _identity_entries(t)
+        time.sleep(0.7)
+        t.stats()                      # maintains the store: the records expire
+        assert t.stats()["entries"] == 0 and _identity_entries(t) == []
+
+
+def test_forget_orphans_removes_identity_entries_of_no_record(tmp_path):
+    """A store written before its records took their identity entries along keeps
+    those; `cache prune` forgets them, and keeps the live ones."""
+    from fpcli.store import forget_orphans
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    with FingerprintStore.open(tmp_path / "s") as s:
+        _fill(s, folder, 3)
+        live = sorted(_identity_entries(s))
+        s.backend.put("path:" + path_key("/gone.wav"), json.dumps({"path": "/gone.wav", "size": 1, "mtime_ns": 1,
+                                                       "digest": "f" * 32, "content_key": "e" * 32}))
+        s.backend.put("cand:" + "e" * 32, json.dumps(["f" * 32]))
+        cand = next(k for k in live if k.startswith("cand:"))
+        mixed = json.loads(s.backend.get(cand)) + ["f" * 32]
+        s.backend.put(cand, json.dumps(mixed))
+        assert forget_orphans(s, dry_run=True) == 3 and len(_identity_entries(s)) == len(live) + 2
+        assert forget_orphans(s) == 3
+        assert sorted(_identity_entries(s)) == live and "f" * 32 not in s.backend.get(cand)
+        assert forget_orphans(s) == 0
+
+
+def test_a_record_pruned_with_its_last_path_takes_its_candidate_entry(tmp_path):
+    """`cache prune` dropped records whose files were gone but kept their candidate
+    entries (3,000 of them after pruning 3,000 records)."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    with FingerprintStore.open(tmp_path / "s") as s:
+        for path in _fill(s, folder, 3):
+            os.remove(path)
+        assert len(prune(s)) == 3
+        assert list(s.backend.keys("rec:")) == [] and _identity_entries(s) == []
 
 
 def test_ttl_expiry_happens_and_is_counted(tmp_path, track):

@@ -348,7 +348,9 @@ def cache_prune(ctx: typer.Context, as_json: JsonOption = False,
                 dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be dropped.")]
                 = False) -> None:
     """Drop the paths of records and failures whose file is gone or has changed; a
-    record goes with its last path (a copy elsewhere keeps it).
+    record goes with its last path (a copy elsewhere keeps it). Also forgets the
+    identity entries (what a path or a file's content was seen to be) of records no
+    longer stored.
 
     Examples:
 
@@ -357,11 +359,15 @@ def cache_prune(ctx: typer.Context, as_json: JsonOption = False,
       fpcli cache prune --json
     """
     with ctx.obj.open_store(existing=True) as store:
-        from fpcli.store import prune
+        from fpcli.store import forget_orphans, prune
 
         removed = prune(store, dry_run=dry_run, progress=progress_line("records checked"))
         end_progress()
+        orphans = forget_orphans(store, dry_run=dry_run)
         report_bad_entries(store)
+    if orphans:
+        note("", f"{'would forget' if dry_run else 'forgot'} {orphans} identity entries of records no longer "
+                 "stored")
     if as_json:
         for item in removed:
             print_json_line({"path": item.path, "reason": item.reason, "dry_run": dry_run})

@@ -19,14 +19,24 @@ from fpcli.errors import BadEntryError, StoreError
 
 if TYPE_CHECKING:
     from fpcli.store.core import FingerprintStore, Lookup, Need
-    from fpcli.store.maintenance import ImportReport, Problem, Pruned, export_store, import_store, prune, repair, verify
+    from fpcli.store.maintenance import (
+        ImportReport,
+        Problem,
+        Pruned,
+        export_store,
+        forget_orphans,
+        import_store,
+        prune,
+        repair,
+        verify,
+    )
     from fpcli.store.records import Failure, FileIdentity, Record, file_digest
     from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB, StoreSpec, default_store_path, is_redis_url
 
 _MODULE_OF = {
     **dict.fromkeys(("FingerprintStore", "Lookup", "Need"), "core"),
-    **dict.fromkeys(("ImportReport", "Problem", "Pruned", "export_store", "import_store", "prune", "repair",
-                     "verify"), "maintenance"),
+    **dict.fromkeys(("ImportReport", "Problem", "Pruned", "export_store", "forget_orphans", "import_store", "prune",
+                     "repair", "verify"), "maintenance"),
     **dict.fromkeys(("Failure", "FileIdentity", "Record", "file_digest"), "records"),
     **dict.fromkeys(("DEFAULT_SIZE_LIMIT_MB", "StoreSpec", "default_store_path", "is_redis_url"), "spec"),
 }
@@ -34,7 +44,7 @@ _MODULE_OF = {
 __all__ = [
     "BadEntryError", "DEFAULT_SIZE_LIMIT_MB", "Failure", "FileIdentity", "FingerprintStore", "ImportReport",
     "Lookup", "Need", "Problem", "Pruned", "Record", "StoreError", "StoreSpec", "default_store_path",
-    "export_store", "file_digest", "import_store", "is_redis_url", "prune", "repair", "verify",
+    "export_store", "file_digest", "forget_orphans", "import_store", "is_redis_url", "prune", "repair", "verify",
 ]
 
 

@@ -266,6 +266,7 @@ class FingerprintStore(StoreImports):
         else:
             self._delete(record.key)
             self.backend.journal_append(record.key)
+            self.forget_identity(record.digest, record.content_key, ())
 
     def _count(self, name: str) -> None:
         self._pending[name] += 1
@@ -301,7 +302,7 @@ class FingerprintStore(StoreImports):
         self._claim_path(identity, entry, record.params_key)
         self._add_candidate(identity.content_key, identity.digest)
         self._delete(f"fail:{path_key(identity.path)}")
-        self.backend.maintain()
+        self._maintain()
         return record
 
     def _swap_merged(self, fresh: Record, identity: FileIdentity) -> Record:
@@ -345,14 +346,14 @@ class FingerprintStore(StoreImports):
                 return None
             updated = dataclasses.replace(current, validation=validation)
             if self._swap(updated, text):
-                self.backend.maintain()
+                self._maintain()
                 return updated
         raise StoreError(f"{record.path}: its record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
 
     def update_record(self, record: Record) -> None:
         """Write back a record changed by the caller (e.g. a validation verdict)."""
         self._write_record(record)
-        self.backend.maintain()
+        self._maintain()
 
     def save_failure(self, path: str, identity: FileIdentity | None, error_type: str, message: str,
                      limit_s: float | None = None) -> Failure:
@@ -392,13 +393,15 @@ class FingerprintStore(StoreImports):
         self._keep_or_drop(dataclasses.replace(record, paths=tuple(paths)[-MAX_PATHS:]))
 
     def delete_record(self, record: Record) -> None:
-        """Remove a record and the path entries that point at it."""
+        """Remove a record and the path entries that point at it (and its content's
+        candidate entry when no record of it remains)."""
         for seen in record.paths:
             entry = self._read_path_entry(seen.path)
             if entry is not None and entry["digest"] == record.digest:
                 self._delete(f"path:{path_key(seen.path)}")
         self._delete(record.key)
         self.backend.journal_append(record.key)
+        self.forget_identity(record.digest, record.content_key, ())
 
     def delete_failure(self, path: str) -> None:
         self._delete(f"fail:{path_key(path)}")
@@ -432,7 +435,7 @@ class FingerprintStore(StoreImports):
         counted as expiries), or the census still counted them."""
         self.flush_stats()
         with contextlib.suppress(StoreError):   # a read-only store: counted as it is
-            self.backend.maintain()
+            self._maintain()
         counters = {name: self.backend.counter(name) for name in COUNTERS}
         lookups = counters["hits"] + counters["misses"]
         counts, note = (None, None) if recount else self.backend.census()

@@ -3,7 +3,8 @@
 Values are JSON text. ``SafeDisk`` refuses to write or read pickles, so a store
 shared with others cannot run code on load. Culling is done here rather than inside
 diskcache's ``set`` so that only records are evicted and each evicted record is
-counted once (identity entries are small and removed by ``cache prune``).
+counted once; the store then forgets the identity entries of the records removed
+(``removed_records``), which would otherwise fill the size limit over time.
 
 The census (``cache stats``): every row carries its census tag in diskcache's
 ``tag`` column, and a small ``FpcliCensus`` table in the same SQLite database holds
@@ -45,10 +46,10 @@ EVICT_ROW_BYTES = 8192  # bytes freed per record evicted, at least (a v2 record'
 # row: 0.1 s per call at 50,000 records, seconds at 1,000,000, on every save and every
 # import batch); they use diskcache's expire_time and access_time indexes instead and
 # read only the rows they return.
-EXPIRED_RECORDS = ("SELECT rowid, tag, filename FROM Cache WHERE raw = 1 AND expire_time IS NOT NULL "
+EXPIRED_RECORDS = ("SELECT rowid, tag, filename, key, mode, value FROM Cache WHERE raw = 1 AND expire_time IS NOT NULL "
                    "AND expire_time < ? AND +key >= 'rec:' AND +key < 'rec;' LIMIT 100")
-LEAST_RECENT_RECORDS = ("SELECT rowid, tag, filename FROM Cache WHERE raw = 1 AND +key >= 'rec:' AND +key < 'rec;' "
-                        "ORDER BY access_time LIMIT ?")
+LEAST_RECENT_RECORDS = ("SELECT rowid, tag, filename, key, mode, value FROM Cache WHERE raw = 1 AND +key >= 'rec:' "
+                        "AND +key < 'rec;' ORDER BY access_time LIMIT ?")
 LOOKUP_CHUNK = 500  # keys per ``IN (...)`` query (SQLite allows 999 parameters in older builds)
 CENSUS_READY = ""  # the row whose presence says the counts are complete (set by a recount)
 # SQLite's own memory per connection. diskcache's defaults (a 32 MiB page cache and a
@@ -78,10 +79,13 @@ class DiskcacheBackend(MetaCounters):
     """Key/value text in a diskcache directory: ``data`` (records and identity entries,
     size-limited) and ``meta`` (counters and the change journal, never evicted)."""
 
+    expires_identities = False
+
     def __init__(self, directory: str, *, size_limit_mb: float, ttl_s: float | None = None) -> None:
         self.location = directory
         self.ttl_s = ttl_s
         self._size_limit_mb = size_limit_mb
+        self._removed: list[tuple[str, str]] = []   # records maintain() removed (removed_records)
         try:
             os.makedirs(directory, exist_ok=True)
             self._open()
@@ -439,21 +443,39 @@ class DiskcacheBackend(MetaCounters):
         return expired, evicted
 
     def _remove_batch(self, query: str, args: tuple[Any, ...]) -> int:
-        """Delete the rows (rowid, tag, filename) ``query`` selects, expired or not
-        (diskcache's ``delete`` skips expired rows), and their census counts, in one
-        transaction; diskcache's triggers keep its count and size."""
+        """Delete the rows (rowid, tag, filename, key, mode, value) ``query`` selects,
+        expired or not (diskcache's ``delete`` skips expired rows), and their census
+        counts, in one transaction; diskcache's triggers keep its count and size. Their
+        keys and texts wait in ``removed_records`` for the store to forget them."""
         deltas: collections.Counter[str] = collections.Counter()
         with self._data.transact():
             rows = self._data._sql(query, args).fetchall()
-            for rowid, tag, _ in rows:
+            for rowid, tag, *_ in rows:
                 self._data._sql("DELETE FROM Cache WHERE rowid = ?", (rowid,))
                 if tag:
                     deltas[tag] -= 1
             self._census_add(deltas)
-        for _, _, filename in rows:
+        for _, _, filename, key, mode, value in rows:
+            text = self._removed_text(mode, filename, value)
+            if text is not None:
+                self._removed.append((key, text))
             if filename:
                 self._data._disk.remove(filename)
         return len(rows)
+
+    def _removed_text(self, mode: int, filename: str | None, value: Any) -> str | None:
+        """The text of a row just deleted (a large one is still in its file); None when
+        it cannot be read."""
+        try:
+            text = self._data._disk.fetch(mode, filename, value, False)
+        except (OSError, StoreError, ValueError):
+            return None
+        return text if isinstance(text, str) else None
+
+    def removed_records(self) -> list[tuple[str, str]]:
+        """(key, text) of the records ``maintain`` removed since the last call."""
+        removed, self._removed = self._removed, []
+        return removed
 
     def clear(self) -> int:
         """Remove all data and counters; the epoch survives and goes up by one, so an

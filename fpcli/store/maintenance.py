@@ -88,6 +88,50 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
     return removed
 
 
+def forget_orphans(store: FingerprintStore, *, dry_run: bool = False) -> int:
+    """Remove the identity entries that name no stored content: path entries whose
+    digest has no record, and such digests in candidate lists. A store forgets them
+    with the records it removes; older stores (and any record removed behind its
+    back) left them, and they count against the size limit. One indexed look-up per
+    entry, so memory stays flat. None where the backend expires them itself (Redis,
+    where each look-up would scan the keyspace). Returns the entries removed or
+    mended (or that would be, with ``dry_run``)."""
+    if store.backend.expires_identities:
+        return 0
+    stored: dict[str, bool] = {}
+
+    def has_record(digest: str) -> bool:
+        if digest not in stored:
+            if len(stored) >= BATCH:
+                stored.clear()
+            stored[digest] = any(True for _ in store.backend.keys(f"rec:{digest}:"))
+        return stored[digest]
+
+    orphans = 0
+    for entry in _path_entries(store):   # read in key ranges: deleting behind the reader is safe
+        if not has_record(entry["digest"]):
+            orphans += 1
+            if not dry_run:
+                store.backend.delete(f"path:{path_key(entry['path'])}")
+    for key, text in store.backend.items("cand:"):
+        try:
+            known = [] if text is None else loads(key, text)
+        except (BadEntryError, StoreError):
+            continue   # verify reports it
+        if not isinstance(known, list):
+            continue
+        kept = [d for d in known if isinstance(d, str) and has_record(d)]
+        if len(kept) < len(known):
+            orphans += 1
+            if dry_run:
+                continue
+            if kept:
+                store.backend.put(key, dumps(kept))
+            else:
+                store.backend.delete(key)
+    return orphans
+
+
 def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_run: bool) -> list[Pruned]:
     """Prune the records that list MAX_PATHS paths (keys by digest): every path of
     their content, listed or known only by its path entry, is checked, the gone ones

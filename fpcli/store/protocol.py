@@ -27,6 +27,9 @@ TagOf = Callable[[str, str], Tag]          # (key, text) -> tag, to recount lega
 class Backend(Protocol):
     location: str
     ttl_s: float | None
+    # Whether identity entries (path and candidate entries) expire and are evicted by
+    # the backend itself, as records are (Redis); else the store forgets them.
+    expires_identities: bool
 
     @property
     def index_dir(self) -> Path:
@@ -107,6 +110,12 @@ class Backend(Protocol):
 
     def maintain(self) -> tuple[int, int]:
         """Enforce TTL and size limit: (records expired, records evicted)."""
+        ...
+
+    def removed_records(self) -> list[tuple[str, str]]:
+        """(key, text) of the records ``maintain`` removed since the last call, so that
+        the store can forget their identity entries (none where the backend expires
+        and evicts those itself)."""
         ...
 
     def volumes(self) -> tuple[int, int | None]:

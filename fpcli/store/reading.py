@@ -29,6 +29,7 @@ from fpcli.store.schema import (
     parse_records,
     path_entry_text,
     record_text,
+    storable_path,
 )
 from fpcli.store.timbre_block import sound_covariances
 
@@ -175,6 +176,40 @@ class StoreReader:
         except BadEntryError as exc:
             self.bad_entries.append(exc)
             return None
+
+    def _maintain(self) -> None:
+        """The backend's expiry and size limit, then the identity entries of the records
+        it removed are forgotten: left behind, they filled the size limit over time (a
+        store of 1 MiB held nothing else, and evicted every new record at once)."""
+        self.backend.maintain()
+        for key, text in self.backend.removed_records():
+            try:
+                data = loads(key, text)
+            except BadEntryError:
+                continue
+            if isinstance(data, dict) and isinstance(data.get("paths"), list):
+                paths = [p.get("path") for p in data["paths"] if isinstance(p, dict)]
+                self.forget_identity(data.get("digest"), data.get("content_key"), paths)
+
+    def forget_identity(self, digest: Any, content: Any, paths: Iterable[Any]) -> None:
+        """Forget the path entries of ``paths`` that name ``digest`` and ``digest`` in the
+        candidate list of ``content``, unless a record of that content remains (under
+        other parameters). Odd values (a removed record may be a bad one) are skipped."""
+        if not isinstance(digest, str) or any(True for _ in self.backend.keys(f"rec:{digest}:")):
+            return
+        for path in paths:
+            if storable_path(path):
+                entry = self._read_path_entry(path)
+                if entry is not None and entry["digest"] == digest:
+                    self._delete(f"path:{path_key(path)}")
+        if isinstance(content, str) and storable_path(content):
+            known = self._candidates(content)
+            if digest in known:
+                rest = [d for d in known if d != digest]
+                if rest:
+                    self._put(f"cand:{content}", dumps(rest))
+                else:
+                    self._delete(f"cand:{content}")
 
     def _candidates(self, content: str) -> list[str]:
         try:
@@ -331,7 +366,7 @@ class StoreImports(StoreReader):
         puts += self._candidate_puts(unique)
         self.backend.put_many(puts)
         self.backend.journal_extend([r.key for r in unique])
-        self.backend.maintain()
+        self._maintain()
         return written
 
     def _candidate_puts(self, records: list[Record]) -> list[Put]:

@@ -187,6 +187,8 @@ def _is_integer(value: Any) -> bool:
 class RedisBackend:
     """Key/value storage in a Redis database; values are JSON-able data."""
 
+    expires_identities = True   # every data key carries an expiry
+
     def __init__(self, url: str, *, ttl_s: float | None = None, namespace: str = "fpcli") -> None:
         self._data = f"{namespace}:data:"
         self._meta = f"{namespace}:meta:"
@@ -584,6 +586,11 @@ class RedisBackend:
     def maintain(self) -> tuple[int, int]:
         """Nothing to do: Redis enforces expiry and maxmemory itself."""
         return 0, 0
+
+    def removed_records(self) -> list[tuple[str, str]]:
+        """None: Redis expires and evicts identity entries as it does records (each
+        carries an expiry)."""
+        return []
 
     def clear(self) -> int:
         """Delete every fpcli key; the epoch survives and goes up by one."""
