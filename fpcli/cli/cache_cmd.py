@@ -636,7 +636,9 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
             done = repair(store, quarantine)
             # The file is written only for what it keeps (it was named when nothing was).
             saved = f" (bad entries saved to {quarantine})" if done.get("quarantined") or done.get("rebuilt") else ""
-            note("", f"repaired: {repair_summary(done)}{saved}")
+            aside = " (the damaged database is kept as *.damaged-* in the store's folder)" if done.get(
+                "moved_aside") else ""
+            note("", f"repaired: {repair_summary(done)}{saved}{aside}")
             problems, entries = verify_counted(store)
     if as_json:
         print_json({"entries": entries, "problems": [str(p) for p in problems], "repaired": done})

@@ -532,17 +532,19 @@ class DiskcacheBackend(MetaCounters):
                 problems.append(f"meta: journal entry {key} is not a key")
         return problems
 
-    def rebuild(self) -> int:
-        """Repair: each part whose database SQLite finds damaged is moved aside and
-        rebuilt from the rows that can still be read. Returns the rows kept."""
+    def rebuild(self) -> dict[str, int]:
+        """Repair: each part whose database SQLite finds damaged is moved aside (kept
+        as ``<part>.damaged-<time>``) and rebuilt from the rows that can still be read.
+        Returns {"moved_aside": parts, "rebuilt": rows kept}."""
         damaged = [name for name, problem in ((p.split(":")[0], p) for p in self.check()) if "SQLite" in problem]
         if not damaged:
-            return 0
+            return {"moved_aside": 0, "rebuilt": 0}
         self.close()
-        kept = sum(salvage_part(os.path.join(self.location, name)) for name in dict.fromkeys(damaged))
+        parts = list(dict.fromkeys(damaged))
+        kept = sum(salvage_part(os.path.join(self.location, name)) for name in parts)
         new_epoch(self.location)
         self._open()
-        return kept
+        return {"moved_aside": len(parts), "rebuilt": kept}
 
     def reset_meta(self, name: str) -> None:
         """Repair: drop one meta entry (a damaged counter restarts from 0)."""

@@ -16,6 +16,7 @@ import diskcache
 import diskcache.core
 
 from fpcli.errors import StoreError
+from fpcli.store import sqlite_pages
 
 
 class SafeDisk(diskcache.Disk):
@@ -72,16 +73,24 @@ def salvage(directory: str) -> dict[str, int]:
     counts = {"moved_aside": 0, "salvaged": 0}
     for part in ("data", "meta"):
         folder = os.path.join(directory, part)
-        try:
-            diskcache.Cache(folder, disk=SafeDisk).close()
+        if sound_part(folder):
             continue
-        except (sqlite3.Error, OSError):
-            pass
         counts["salvaged"] += salvage_part(folder)
         counts["moved_aside"] += 1
     if counts["moved_aside"]:
         new_epoch(directory)
     return counts
+
+
+def sound_part(folder: str) -> bool:
+    """Whether the part at ``folder`` opens and SQLite's quick check of its database
+    finds nothing: opening alone reads few pages (a store whose damage only a later
+    query met was "rebuilt" with nothing done, and failed to open again, for ever)."""
+    try:
+        with diskcache.Cache(folder, disk=SafeDisk) as cache:
+            return [row[0] for row in cache._sql("PRAGMA quick_check").fetchall()] == ["ok"]
+    except (sqlite3.Error, OSError):
+        return False
 
 
 def new_epoch(directory: str) -> None:
@@ -110,16 +119,37 @@ def salvage_part(folder: str) -> int:
 
 
 def _readable_rows(folder: str) -> list[tuple[str, str | int | float]]:
-    """(key, value) of every plain row SQLite can still read from ``folder``'s
-    database, skipping past damaged pages (rowid order)."""
+    """(key, value) of every plain row that can still be read from ``folder``'s
+    database: through SQL, skipping past damaged pages (rowid order), then straight
+    from the table's leaf pages (``sqlite_pages``) for the keys SQL could not reach
+    (a damaged interior page hides every row below it from SQL)."""
     db = os.path.join(folder, "cache.db")
     if not os.path.isfile(db):
         return []
+    rows = _rows_through_sql(folder, db)
+    found = {key for key, _ in rows}
+    for _, values in sqlite_pages.table_rows(db, CACHE_COLUMNS):
+        _, key, raw, *_, mode, filename, value = values
+        item = _plain_row(folder, key, raw, value, mode, filename)
+        if item is not None and item[0] not in found:
+            rows.append(item)
+            found.add(item[0])
+    return rows
+
+
+# diskcache's Cache table: rowid, key, raw, store_time, expire_time, access_time,
+# access_count, tag, size, mode, filename, value.
+CACHE_COLUMNS = 12
+
+
+def _rows_through_sql(folder: str, db: str) -> list[tuple[str, str | int | float]]:
     rows: list[tuple[str, str | int | float]] = []
     try:
         connection = sqlite3.connect(db, timeout=5)
     except sqlite3.Error:
         return rows
+    with contextlib.suppress(sqlite3.Error):  # the latest pages into the file, for the page reader
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     last, misses = 0, 0
     try:
         while misses < 40:

@@ -320,8 +320,9 @@ def repair(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> dict[
     A database SQLite finds damaged is rebuilt from what can still be read.
     Returns counts of what was done."""
     storage = store.backend.check()
-    rebuilt = _rebuild(store, quarantine) if any("SQLite" in p for p in storage) else 0
-    counts = {"rebuilt": rebuilt, "quarantined": 0, "unsafe": store.backend.remove_unsafe(), "counters": 0}
+    rebuilt = _rebuild(store, quarantine) if any("SQLite" in p for p in storage) else {}
+    counts = {"moved_aside": 0, "rebuilt": 0, **rebuilt, "quarantined": 0, "unsafe": store.backend.remove_unsafe(),
+              "counters": 0}
     for problem in store.backend.check():
         if problem.startswith("meta: counter "):
             store.backend.reset_meta(problem.split()[2])
@@ -352,15 +353,16 @@ def _raw_text(store: FingerprintStore, key: str) -> str | None:
         return None
 
 
-def _rebuild(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> int:
-    """A damaged diskcache database: read every entry that can still be read, clear the
-    store, write them back. Returns how many entries were saved."""
+def _rebuild(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> dict[str, int]:
+    """A damaged database: read every entry that can still be read, clear the store,
+    write them back. Returns {"rebuilt": entries kept} (and on diskcache
+    "moved_aside": the damaged parts kept aside)."""
     rebuild = getattr(store.backend, "rebuild", None)
     if rebuild is not None:  # diskcache: move the damaged database aside, keep its readable rows
-        kept = int(rebuild())
+        done = dict(rebuild())
         with open(quarantine, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"rebuilt": kept, "at": time.time()}) + "\n")
-        return kept
+            out.write(json.dumps({"rebuilt": done["rebuilt"], "at": time.time()}) + "\n")
+        return done
     saved: list[tuple[str, str]] = []
     try:
         keys = list(store.backend.keys())
@@ -381,7 +383,7 @@ def _rebuild(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> int
         store.backend.put(key, text)
     with open(quarantine, "a", encoding="utf-8") as out:
         out.write(json.dumps({"rebuilt": len(saved), "at": time.time()}) + "\n")
-    return len(saved)
+    return {"rebuilt": len(saved)}
 
 
 # -- export and import ---------------------------------------------------------------------------

@@ -162,3 +162,32 @@ def test_read_only_store_gives_one_line(populated, tmp_path):
         (library / "new.wav").unlink()
         subprocess.run(["chmod", "-R", "u+w", str(store)], check=True)
     shutil.rmtree(store)
+
+
+def _cache_table_root(store) -> int:
+    import sqlite3
+
+    with sqlite3.connect(store / "data" / "cache.db") as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return int(db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'Cache'").fetchone()[0])
+
+
+@pytest.mark.parametrize("damage", ["the records table's root page", "the tenth page"])
+def test_a_repair_reads_back_every_row_on_an_intact_page(populated, tmp_path, damage):
+    """Damage above the rows (the table's root page) hid every row from SQL: the
+    repair rebuilt the store empty and said "nothing to mend". Damage that only a
+    later query met was "rebuilt" with nothing done, and the store failed to open
+    again after every repair. Rows are now read from the table's leaf pages too."""
+    _, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    page = _cache_table_root(store) if damage.startswith("the records") else 10
+    assert page > 1
+    with open(store / "data" / "cache.db", "r+b") as db:
+        db.seek((page - 1) * 4096)
+        db.write(b"\xde\xad" * 2048)
+    repaired = assert_clear(cli("cache", "verify", "--repair", store=store), 0)
+    assert "nothing to mend" not in repaired.stderr and ".damaged-" in repaired.stderr, repaired.describe()
+    assert_clear(cli("cache", "verify", store=store), 0)
+    rerun = assert_clear(cli("analyze", library, "--json", store=store), 3)
+    cached = [r for r in rerun.json_lines() if r["status"] == "ok" and r["cached"]]
+    assert len(cached) >= (TRACKS if damage.startswith("the records") else TRACKS - 1)
