@@ -22,6 +22,8 @@ from fpcli.store import FingerprintStore, Need, StoreError, export_store, import
 from fpcli.store.schema import record_to_json
 from tests.conftest import RedisServer, write
 
+runner = CliRunner()
+
 KEY = AnalysisParams().key()
 NEED = Need(KEY)
 
@@ -287,6 +289,36 @@ def test_repair_of_records_overwritten_from_outside_leaves_the_counts_right(redi
         stats = store.stats()
         assert stats["entries"] == 2 == sum(1 for _ in store.records()) and stats["census_exact"]
         assert verify(store) == []
+
+
+def test_a_key_of_another_redis_type_is_one_bad_entry(redis_url, tracks, tmp_path):
+    """A list pushed under a record key and a set under a path key (redis-cli RPUSH,
+    SADD) stopped every run with "WRONGTYPE Operation against a key holding the wrong
+    kind of value": analyze after 4 files, cache show, stats --recount, the repair."""
+    import redis
+
+    from fpcli.store import repair
+
+    with FingerprintStore.open(redis_url) as store:
+        for track in tracks:
+            _save(store, track)
+        client = redis.Redis.from_url(redis_url)
+        record_key, other_record = list(store.backend.keys("rec:"))[:2]
+        path_key = next(iter(store.backend.keys("path:")))
+        for key in (record_key, path_key):
+            client.delete(f"fpcli:data:{key}")
+        client.rpush(f"fpcli:data:{record_key}", "x")
+        client.sadd(f"fpcli:data:{path_key}", "x")
+        assert store.read_record(record_key) is None and store.bad_entries   # one bad entry, said
+        assert store.lookup(tracks[0], NEED) is not None
+        store.stats(recount=True)
+        repair(store, tmp_path / "q.jsonl")
+        assert verify(store) == []
+        client.delete(f"fpcli:data:{other_record}")
+        client.rpush(f"fpcli:data:{other_record}", "x")
+    result = runner.invoke(app, ["--store", redis_url, "analyze", "--force", "--json", *map(str, tracks)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count('"status": "ok"') == len(tracks)
 
 
 def test_verify_finds_counts_an_outside_write_left_wrong_and_repair_counts_again(redis_url, tracks, tmp_path):

@@ -112,6 +112,15 @@ def decode(value: bytes | str) -> str:
         return "\x00 not an fpcli value"  # parses as no JSON: a bad entry, reported as such
 
 
+# What ``get`` gives for a key of another Redis type: text that parses as no JSON, so
+# the key is one bad entry (``verify --repair`` removes it), not a failed command.
+WRONG_TYPE_TEXT = "\x00 a Redis value of another type (a list, set or hash), not fpcli's text"
+
+
+def _wrong_type(exc: redis.exceptions.ResponseError) -> bool:
+    return str(exc).startswith("WRONGTYPE")
+
+
 def tag_of_value(value: bytes | str | None) -> Tag:
     """The census tag at the head of a stored value (None: absent, untagged or plain)."""
     if not isinstance(value, bytes) or not value or not value.startswith(MARK) or b"\x00" not in value:
@@ -127,6 +136,10 @@ def tag_of_value(value: bytes | str | None) -> Tag:
 # Tags are printable ASCII; anything else at a value's head is not counted (junk
 # written from outside fpcli, which ``verify --repair`` removes).
 _MOVE_COUNT = """
+local function plain(key)
+  local kind = redis.call("TYPE", key)["ok"]
+  if kind ~= "string" and kind ~= "none" then redis.call("DEL", key) end
+end
 local function tag_of(value)
   if value and string.byte(value, 1) == 1 then
     local nul = string.find(value, "\\0", 2, true)
@@ -138,7 +151,10 @@ local function tag_of(value)
   return nil
 end
 """
+# A key of another Redis type (a list someone pushed under fpcli's name) is junk in the
+# way: dropped, never counted, rather than a WRONGTYPE error that stopped every run.
 WRITE_COUNTED = _MOVE_COUNT + """
+plain(KEYS[1])
 local old = redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2], "GET")
 local old_tag, new_tag = tag_of(old), ARGV[3]
 if new_tag == "" then new_tag = nil end
@@ -149,6 +165,7 @@ end
 return 0
 """
 DELETE_COUNTED = _MOVE_COUNT + """
+plain(KEYS[1])
 local old = redis.call("GETDEL", KEYS[1])
 local old_tag = tag_of(old)
 if old_tag then redis.call("HINCRBY", KEYS[2], old_tag, -1) end
@@ -319,8 +336,18 @@ class RedisBackend:
                 "fingerprints, not the shared counters, are evicted")
 
     def get(self, key: str) -> str | None:
-        value = self._call(self._bin.get, self._data + key)
+        value = self._call(self._get_text, self._data + key)
         return None if value is None else decode(value)
+
+    def _get_text(self, full_key: str, client: Any = None) -> bytes | str | None:
+        """GET, with a key of another Redis type read as WRONG_TYPE_TEXT."""
+        try:
+            value: bytes | str | None = (client or self._bin).get(full_key)
+        except redis.exceptions.ResponseError as exc:
+            if not _wrong_type(exc):
+                raise
+            return WRONG_TYPE_TEXT
+        return value
 
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
         if not keys:
@@ -389,7 +416,7 @@ class RedisBackend:
             with self._bin.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(full)
-                    current = pipe.get(full)
+                    current = self._get_text(full, pipe)
                     if (None if current is None else decode(current)) != expected:
                         return False
                     pipe.multi()
@@ -502,8 +529,12 @@ class RedisBackend:
                 pipe = self._bin.pipeline(transaction=False)
                 for key in batch:
                     pipe.getrange(key, 0, TAG_BYTES)
-                heads = self._call(pipe.execute)
+                heads = self._call(pipe.execute, raise_on_error=False)
                 for key, head in zip(batch, heads, strict=True):
+                    if isinstance(head, redis.exceptions.ResponseError):
+                        if not _wrong_type(head):
+                            raise StoreError(f"Redis at {self.host}:{self.port}: {_first_line(head)}")
+                        continue   # not fpcli's value: counted as nothing, as writes count it
                     tag = tag_of_value(head) if head and head.startswith(MARK) else self._migrate(key, tag_of)
                     if tag:
                         counts[tag] += 1
