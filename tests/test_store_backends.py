@@ -291,6 +291,23 @@ def test_repair_of_records_overwritten_from_outside_leaves_the_counts_right(redi
         assert verify(store) == []
 
 
+def test_a_repair_that_cannot_write_its_quarantine_file_removes_nothing(redis_url, tracks, tmp_path):
+    """On Redis the quarantine file goes to the current folder: a read-only one gave a
+    traceback (OSError: Read-only file system)."""
+    import redis
+
+    from fpcli.store import repair
+
+    with FingerprintStore.open(redis_url) as store:
+        for track in tracks:
+            _save(store, track)
+        key = next(iter(store.backend.keys("rec:")))
+        redis.Redis.from_url(redis_url).set(f"fpcli:data:{key}", '{"garbage":')
+        with pytest.raises(StoreError, match="cannot write the quarantine file .* nothing was removed"):
+            repair(store, tmp_path / "no such folder" / "q.jsonl")
+        assert store.backend.get(key) == '{"garbage":'
+
+
 def test_a_key_of_another_redis_type_is_one_bad_entry(redis_url, tracks, tmp_path):
     """A list pushed under a record key and a set under a path key (redis-cli RPUSH,
     SADD) stopped every run with "WRONGTYPE Operation against a key holding the wrong

@@ -333,7 +333,7 @@ def repair(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> dict[
         store.backend.recount(tag_of_entry)
         counts["census"] = 1
     if bad:
-        with open(quarantine, "a", encoding="utf-8") as out:
+        with _open_quarantine(quarantine) as out:
             for key in dict.fromkeys(p.key for p in bad):
                 out.write(json.dumps({"key": key, "text": _raw_text(store, key),
                                       "problems": [p.message for p in bad if p.key == key]}) + "\n")
@@ -344,6 +344,17 @@ def repair(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> dict[
         # kept counting it. Count again.
         store.backend.recount(tag_of_entry)
     return counts
+
+
+def _open_quarantine(quarantine: str | os.PathLike[str]) -> IO[str]:
+    """The quarantine file, opened to append before anything is removed: a folder the
+    repair cannot write to (a read-only current folder, for Redis) stops it with one
+    line, nothing removed (it was a traceback)."""
+    try:
+        return open(quarantine, "a", encoding="utf-8")
+    except OSError as exc:
+        raise StoreError(f"cannot write the quarantine file {quarantine}: {exc.strerror or exc}; nothing was "
+                         "removed (run the repair from a folder you can write to)") from None
 
 
 def _raw_text(store: FingerprintStore, key: str) -> str | None:
@@ -359,10 +370,23 @@ def _rebuild(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> dic
     "moved_aside": the damaged parts kept aside)."""
     rebuild = getattr(store.backend, "rebuild", None)
     if rebuild is not None:  # diskcache: move the damaged database aside, keep its readable rows
-        done = dict(rebuild())
-        with open(quarantine, "a", encoding="utf-8") as out:
+        with _open_quarantine(quarantine) as out:   # before the rebuild: a folder it cannot write stops it
+            done = dict(rebuild())
             out.write(json.dumps({"rebuilt": done["rebuilt"], "at": time.time()}) + "\n")
         return done
+    with _open_quarantine(quarantine) as out:
+        saved = _every_readable_entry(store)
+        try:
+            store.backend.clear()
+        except StoreError as exc:
+            raise StoreError(f"{exc}; move the store folder aside and import an export into a new one") from None
+        for key, text in saved:
+            store.backend.put(key, text)
+        out.write(json.dumps({"rebuilt": len(saved), "at": time.time()}) + "\n")
+    return {"rebuilt": len(saved)}
+
+
+def _every_readable_entry(store: FingerprintStore) -> list[tuple[str, str]]:
     saved: list[tuple[str, str]] = []
     try:
         keys = list(store.backend.keys())
@@ -375,15 +399,7 @@ def _rebuild(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> dic
             continue
         if text is not None:
             saved.append((key, text))
-    try:
-        store.backend.clear()
-    except StoreError as exc:
-        raise StoreError(f"{exc}; move the store folder aside and import an export into a new one") from None
-    for key, text in saved:
-        store.backend.put(key, text)
-    with open(quarantine, "a", encoding="utf-8") as out:
-        out.write(json.dumps({"rebuilt": len(saved), "at": time.time()}) + "\n")
-    return {"rebuilt": len(saved)}
+    return saved
 
 
 # -- export and import ---------------------------------------------------------------------------
