@@ -161,6 +161,26 @@ def test_redis_evictions_are_recounted(template, tmp_path, redis_url, redis_serv
         assert fresh["entries"] < 2000 and fresh["entries"] == sum(1 for _ in store.records())
 
 
+def test_an_import_says_what_redis_evicted_as_redis_counts_it(template, tmp_path, redis_url, redis_server):
+    """On Redis the import said "1459 records were evicted by the store's size limit
+    meanwhile (--store-size-mb)": Redis counts keys of any kind and database (505
+    records were lost), and --store-size-mb is refused with a Redis store."""
+    import redis
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app
+
+    export = _export_file(template, 1500, tmp_path / "in.jsonl")
+    admin = redis.Redis(port=redis_server.port)
+    admin.config_set("maxmemory", str(int(admin.info("memory")["used_memory"]) + 1_500_000))
+    try:
+        result = CliRunner().invoke(app, ["--store", redis_url, "cache", "import", str(export), "--no-index"])
+    finally:
+        admin.config_set("maxmemory", "0")
+    assert "Redis evicted" in result.stderr and "keys meanwhile" in result.stderr, result.stderr
+    assert "--store-size-mb" not in result.stderr
+
+
 def test_redis_counts_are_not_called_exact_after_a_race_or_a_killed_clear(template, tmp_path, redis_url,
                                                                            monkeypatch):
     """A recount while another client wrote replaced that client's counts with its own

@@ -507,12 +507,13 @@ def cache_import(ctx: typer.Context,
     with open_export(file) as source, ctx.obj.open_store() as store:  # the input first: a typo makes no store
         from fpcli.params import AnalysisParams
         from fpcli.search.keeper import ImportedRows
-        from fpcli.store import import_store
+        from fpcli.store import import_store, is_redis_url
 
         indexes = None if no_index else ImportedRows(store, AnalysisParams().key())
         report = import_store(store, source, progress_line("lines read"),
                               on_records=indexes.add if indexes is not None else lambda records: None)
         end_progress()
+        redis = is_redis_url(store.location)
         if indexes is not None and report.records:
             # About 75 s at a million records: say what the wait is for.
             status_line(f"saving the search index of {report.records:,} imported records ...")
@@ -532,7 +533,10 @@ def cache_import(ctx: typer.Context,
                  "folder (full, or not writable?): the first search builds it")
     if kept.get("shared_bytes"):
         line += f"; shared index updated ({mib(kept['shared_bytes'])})"
-    if report.evicted:
+    if report.evicted and redis:
+        # Redis counts what it evicts server-wide: keys of any kind, of any database.
+        line += f"; Redis evicted {report.evicted} keys meanwhile (its maxmemory; of any kind and database)"
+    elif report.evicted:
         line += f"; {report.evicted} records were evicted by the store's size limit meanwhile (--store-size-mb)"
     note("", line)
     if report.rejected:
