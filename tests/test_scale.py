@@ -161,6 +161,21 @@ def test_redis_evictions_are_recounted(template, tmp_path, redis_url, redis_serv
         assert fresh["entries"] < 2000 and fresh["entries"] == sum(1 for _ in store.records())
 
 
+def test_records_expired_on_redis_are_a_census_problem_a_repair_mends(template, tmp_path, redis_url):
+    """After every record expired, stats counted them still (with a warning), verify
+    called the store sound and its repair, finding no problem, never counted again."""
+    from fpcli.store import repair
+
+    with FingerprintStore.open(redis_url, ttl_s=1) as store:
+        _import(store, template, 20, tmp_path)
+    time.sleep(2.2)
+    with FingerprintStore.open(redis_url) as store:
+        (problem,) = verify(store)
+        assert problem.message.startswith("census:") and "expired" in problem.message
+        assert repair(store, tmp_path / "q.jsonl")["census"] == 1
+        assert verify(store) == [] and store.stats()["entries"] == 0
+
+
 def test_an_import_says_what_redis_evicted_as_redis_counts_it(template, tmp_path, redis_url, redis_server):
     """On Redis the import said "1459 records were evicted by the store's size limit
     meanwhile (--store-size-mb)": Redis counts keys of any kind and database (505

@@ -264,18 +264,22 @@ def _census_problems(store: FingerprintStore, found: collections.Counter[str]) -
     """A problem when the counts ``stats`` reads differ from the entries just read. On
     Redis an entry written from outside fpcli (a hand-made SET) is counted by no one,
     and overwriting it then adds a count that nothing takes off: stats counted a record
-    too many while verify called the store sound. Not judged when the backend itself
-    says its counts may be stale (evictions, a restart: ``stats`` says so)."""
+    too many while verify called the store sound. Where the backend says its counts
+    may be stale (Redis evicted or expired keys, or restarted: ``stats`` says so too),
+    the difference is reported with that reason: a store whose records had all
+    expired was called sound with 10 entries counted and 0 there, and its repair,
+    finding no problem, never counted again."""
     counted, note = store.backend.census()
-    if counted is None or note is not None or counted == dict(found):
+    if counted is None or counted == dict(found):
         return []
     stated, actual = census_summary(counted), census_summary(dict(found))
     differ = [f"{name} {stated[name]} counted, {actual[name]} found"
               for name in ("entries", "previews", "with_batch", "validated", "failures")
               if stated[name] != actual[name]]
     what = "; ".join(differ) or "by version"
-    return [f"census: the counts of the store's statistics differ from its entries ({what}; or the store was "
-            "written meanwhile): a repair counts them again"]
+    why = note.split(":")[0] if note else "or the store was written meanwhile"
+    return [f"census: the counts of the store's statistics differ from its entries ({what}; {why}): a repair "
+            "counts them again"]
 
 
 def _entry_problems(store: FingerprintStore, key: str, text: str | None = None,
