@@ -415,6 +415,24 @@ def test_an_export_of_another_version_is_refused_whole(tmp_path, track):
         assert list(b.records()) == []
 
 
+def test_an_export_header_after_blank_lines_or_with_a_text_version_is_said_as_it_is(tmp_path, track):
+    """A blank line before the header rejected it as "in the middle of the file" (exit
+    3); a version "2" (text) was refused as "an export of version 2; this fpcli reads
+    version 2"."""
+    with FingerprintStore.open(tmp_path / "a") as a:
+        _analysed(a, track)
+        export_store(a, tmp_path / "dump.jsonl")
+    text = (tmp_path / "dump.jsonl").read_text()
+    (tmp_path / "blank.jsonl").write_text("\n\n" + text)
+    header, rest = text.split("\n", 1)
+    (tmp_path / "text.jsonl").write_text(json.dumps({**json.loads(header), "version": "2"}) + "\n" + rest)
+    with FingerprintStore.open(tmp_path / "b") as b:
+        report = import_store(b, tmp_path / "blank.jsonl")
+        assert report.rejected == [] and report.records == 1
+        with pytest.raises(StoreError, match='an export of version "2"; this fpcli reads version 2'):
+            import_store(b, tmp_path / "text.jsonl")
+
+
 def test_import_rejects_malformed_and_hostile_lines(tmp_path, track):
     with FingerprintStore.open(tmp_path / "a") as a:
         _analysed(a, track)

@@ -575,12 +575,14 @@ def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report
     kind, data = item.get("type"), item.get("data")
     try:
         if kind == EXPORT_FORMAT:
-            if number != 1:
-                return "export header in the middle of the file"
+            if batch.records or batch.failures or report.records or report.failures or report.rejected:
+                return "export header in the middle of the file"   # blank lines before it are no content
             if item.get("version") != EXPORT_VERSION:
                 # The whole file is of that version: rejecting the header alone imported
                 # every record anyway, under a message that said to re-analyse instead.
-                raise StoreError(f"an export of version {str(item.get('version'))[:10]}; this fpcli reads version "
+                # Shown as JSON: a version "2" (text) is not version 2.
+                version = json.dumps(item.get("version"))[:10]
+                raise StoreError(f"an export of version {version}; this fpcli reads version "
                                  f"{EXPORT_VERSION}: nothing was imported (import it with the fpcli that wrote it, "
                                  "or analyse the library again)")
             return None
