@@ -50,7 +50,8 @@ def test_an_ordinary_size_limit_is_kept_and_shown():
 @pytest.mark.parametrize(("split", "shown"), [
     ({"data_bytes": 2 * 2**20, "meta_bytes": 3 * 2**18},
      "2.0 MiB of 2.0 MiB limit; 0.8 MiB more of counters and change journal (never evicted)"),
-    ({"data_bytes": int(2.75 * 2**20), "meta_bytes": None}, "2.8 MiB of 2.0 MiB limit"),   # Redis: one memory
+    ({"data_bytes": int(2.75 * 2**20), "meta_bytes": None},   # Redis: one memory, the server's
+     "2.8 MiB of 2.0 MiB limit; the Redis server's memory, every database's"),
 ])
 def test_the_size_is_compared_with_the_limit_it_is_under(split, shown):
     """`cache stats` said "2.3 MiB of 2.0 MiB limit" right after evicting to the limit:
