@@ -106,6 +106,8 @@ def test_a_stream_or_a_followed_file_comes_alone(tmp_path, song):
     assert with_path.returncode == 2 and b"give no other path with it" in with_path.stderr
     two_files = _fpcli(tmp_path / "s", "analyze", str(song), str(song), "--every", "1")
     assert two_files.returncode == 2 and b"--every follows one file" in two_files.stderr
+    folder = _fpcli(tmp_path / "s", "analyze", str(tmp_path), "--every", "1")   # was exit 3, "not an audio file"
+    assert folder.returncode == 2 and b"not a folder" in folder.stderr
 
 
 @pytest.mark.parametrize("raw_format", ["f32le", "f64le"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -197,6 +198,9 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
                       else ("--every follows one file (or - for a stream on stdin), not several", "--every"))
         raise typer.BadParameter(what, param_hint=hint)
     path = texts[0]
+    if path != "-" and os.path.isdir(path):   # several files, as a list of them is (it failed as "a file")
+        raise typer.BadParameter("--every follows one file (or - for a stream on stdin), not a folder",
+                                 param_hint="--every")
     raw_format, rate, channels = raw
     _check_raw(raw_format, rate, channels)
     if path == "-" and name and no_store:
