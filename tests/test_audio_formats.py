@@ -572,3 +572,40 @@ def test_a_recorded_stream_keeps_its_true_head_and_tail_across_seeks(monkeypatch
     assert recorded.read(33) == b"" and recorded.ended
     assert bytes(recorded.head) == data[:100]
     assert bytes(recorded.tail) == data[-len(recorded.tail):] and len(recorded.tail) >= 70
+
+
+def test_opening_a_file_reads_a_bounded_part_of_it(tmp_path, monkeypatch):
+    """FFmpeg read a large file of zeros named .mp3 whole before refusing it (1 GB:
+    12 s, 10 GB: 79 s): its MP3 demuxer skips what it cannot sync to without counting
+    it against its probe limit. Opening now reads a bounded part (past ID3v2 tags),
+    while an MP4 whose index lies at its end is still found by seeking to it."""
+    import fpcli.audio.pyav as pyav
+
+    monkeypatch.setattr(pyav, "PROBE_BUDGET_BYTES", 256 << 10, raising=False)
+    read = []
+
+    class Counted(io.FileIO):
+        def read(self, size=-1):
+            data = super().read(size)
+            read.append(len(data))
+            return data
+
+        def readinto(self, buffer):
+            n = super().readinto(buffer)
+            read.append(n or 0)
+            return n
+
+    monkeypatch.setattr(pyav, "open", lambda path, mode: Counted(path, "r"), raising=False)
+    zeros = tmp_path / "zeros.mp3"
+    with open(zeros, "wb") as fh:
+        fh.truncate(64 << 20)
+    with pytest.raises(pyav.NotAv):
+        pyav.AvSource(str(zeros))
+    assert sum(read) <= (256 << 10) + 65536
+    late_index = write_av(tmp_path / "late.m4a", noise(30.0, 2), SR, "aac")   # moov written last,
+    assert os.path.getsize(late_index) > (384 << 10)                            # beyond the budget
+    source = pyav.AvSource(late_index)
+    assert source.info.frames == pytest.approx(30.0 * SR, abs=2048)
+    decoded = sum(len(block) for block in source.blocks(65536))   # and read whole once open
+    source.close()
+    assert decoded == pytest.approx(30.0 * SR, abs=2048)
