@@ -16,7 +16,7 @@ from fpcli.dsp.loudness import gated_momentary_loudness, integrated_loudness, lo
 from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
 from fpcli.dsp.tally import NO_FRAMES, FrameTally, silent_reason
 from fpcli.dsp.timbre import N_MFCC, Timbre, gaussian_of
-from fpcli.fingerprint import BANDS_HZ, BATCH_DIMS, Fingerprint
+from fpcli.fingerprint import BANDS_HZ, BATCH_DIMS, Fingerprint, within_domains
 from fpcli.params import AnalysisParams, checked_params
 
 
@@ -69,7 +69,7 @@ class BatchAnalyzer:
         mfcc = self.series("mfcc").reshape(-1, N_MFCC)
         return Fingerprint(
             kind="batch",
-            values={name: values[name] for name in BATCH_DIMS},
+            values=within_domains({name: values[name] for name in BATCH_DIMS}),
             reasons=reasons,
             params_key=self.params.key(),
             seconds=pipeline.samples / pipeline.samplerate,

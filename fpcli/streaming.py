@@ -36,7 +36,7 @@ from fpcli.dsp.tally import FrameTally, silent_reason
 from fpcli.dsp.tempo import estimate_tempo
 from fpcli.dsp.timbre import GaussianSums, Timbre
 from fpcli.errors import ParameterError
-from fpcli.fingerprint import STREAMING_DIMS, Fingerprint
+from fpcli.fingerprint import STREAMING_DIMS, Fingerprint, within_domains
 from fpcli.params import AnalysisParams, as_number, checked_params
 
 # The loudness histograms' range (LUFS) and bin. Float files may hold audio above full
@@ -198,7 +198,7 @@ class StreamingAnalyzer:
             values[name] = value if value is not None and math.isfinite(value) else None
             if values[name] is None:
                 reasons[name] = reason
-        values = {name: values[name] for name in STREAMING_DIMS}
+        values = within_domains({name: values[name] for name in STREAMING_DIMS})
         reasons = {name: reasons[name] for name in STREAMING_DIMS if values[name] is None}
         return Fingerprint(
             kind="streaming",

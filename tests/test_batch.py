@@ -194,10 +194,32 @@ def test_every_value_lies_in_its_dims_domain(analyzer):
     """The store refuses a value outside its dim's domain (fingerprint.DOMAINS), so no
     analysis may give one, on any signal: here the edges (DC, a full-scale square,
     a lone click, channels in opposite phase)."""
+    from fpcli.fingerprint import DOMAINS
     from fpcli.store.schema import value_bounds
 
     for name, x in _extreme_signals(SR).items():
         fp = analyzer(x, SR)
         for dim, value in fp.values.items():
-            low, high = value_bounds(dim)
+            low, high = DOMAINS.get(dim, value_bounds(dim))   # exactly inside: clipped, not within slack
             assert value is None or low <= value <= high, (name, dim, value)
+
+
+def test_a_width_and_a_correlation_at_their_bounds_stay_inside_them(tmp_path):
+    """A 16-bit file of a gated tone with one channel inverted had a stereo width of
+    1 + 5.5e-9, and dual mono apart by dither one of -5.5e-9 (float32 sums, blocks of
+    131,072 frames): the store refused both records, and every run analysed the files
+    again."""
+    import soundfile as sf
+
+    from fpcli import analyze_batch
+
+    rng = np.random.default_rng(1)
+    t = np.arange(20 * SR) / SR
+    m = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sign(np.sin(2 * np.pi * 2 * t))) / 2
+         + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    sf.write(tmp_path / "opposite.wav", np.stack([m, -m], 1), SR, "PCM_16")
+    sf.write(tmp_path / "near.wav", np.stack([m + 3e-5 * rng.standard_normal(t.size).astype(np.float32), m], 1),
+             SR, "PCM_16")
+    for name in ("opposite.wav", "near.wav"):
+        fp, _ = analyze_batch(str(tmp_path / name))
+        assert 0.0 <= fp.values["stereo_width"] <= 1.0 and -1.0 <= fp.values["phase_correlation"] <= 1.0, name
