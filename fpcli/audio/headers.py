@@ -39,7 +39,7 @@ def mp3_states_length(path: str | os.PathLike) -> bool:
     count, or carries a VBRI header: then the decoder's length is exact."""
     try:
         with open(path, "rb") as fh:
-            fh.seek(id3v2_end(fh))
+            fh.seek(_id3v2_end(fh))
             data = fh.read(_MP3_SCAN_BYTES)
     except OSError:
         return False
@@ -91,7 +91,7 @@ def _xing_offset(frame: bytes) -> int | None:
     return None
 
 
-def id3v2_end(fh: BinaryIO) -> int:
+def _id3v2_end(fh: BinaryIO) -> int:
     """Byte offset after the ID3v2 tag(s) at the start of the file (0 if none)."""
     offset = 0
     while True:
@@ -510,7 +510,7 @@ def flac_streaminfo(head: bytes) -> FlacStreamInfo | None:
 def _id3v2_size(head: bytes) -> int:
     """The bytes of the ID3v2 tag(s) at the start of ``head`` (0 if none)."""
     with io.BytesIO(head) as fh:
-        return id3v2_end(fh)
+        return _id3v2_end(fh)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -542,7 +542,7 @@ def flac_file_lengths(path: str | os.PathLike) -> FlacLengths | None:
 def _flac_file_lengths(path: str, size: int, mtime_ns: int) -> FlacLengths | None:
     try:
         with open(path, "rb") as fh:
-            fh.seek(id3v2_end(fh))
+            fh.seek(_id3v2_end(fh))
             info = flac_streaminfo(fh.read(42))
             if info is None:
                 return None

@@ -95,13 +95,11 @@ class AvSource:
         self._links: WavLinks | None = WavLinks(self._recorded) if self._recorded is not None else None
         try:
             # FFmpeg gets an open file, not a name: any bytes the OS allows in a name work (closed in close())
-            self._file: Any = self._links if self._links is not None else ProbeBudget(open(path, "rb"))  # noqa: SIM115
+            self._file: Any = self._links if self._links is not None else open(path, "rb")  # noqa: SIM115
         except OSError as exc:
             raise NotAv(exc.strerror or str(exc)) from None
         try:
             self._container: Any = av.open(self._file, metadata_errors="ignore", container_options=self._probing())
-            if isinstance(self._file, ProbeBudget):
-                self._file.spent()
         except _AV_ERRORS as exc:
             self._file.close()
             if not self._is_pipe and headers.mp4_lacks_index(path):
@@ -225,45 +223,6 @@ class AvSource:
 
     def close(self) -> None:
         self._container.close()
-        self._file.close()
-
-
-# Bytes FFmpeg may read to open a file, beyond its ID3v2 tags: real audio states its
-# format in its first kilobytes (an MP4's index at the end is read by seeking to it).
-# FFmpeg's MP3 demuxer skips junk it cannot sync to without counting it against its
-# probe limit: a 1 GB file of zeros named .mp3 was read whole (12 s; 79 s at 10 GB).
-PROBE_BUDGET_BYTES = 32 << 20
-
-
-class ProbeBudget:
-    """A file as FFmpeg reads it while opening it: reads end (as at the file's end) once
-    PROBE_BUDGET_BYTES past its ID3v2 tags were read; ``spent()`` lifts the bound for
-    decoding."""
-
-    def __init__(self, file: BinaryIO) -> None:
-        self._file = file
-        try:
-            self._left: int | None = PROBE_BUDGET_BYTES + headers.id3v2_end(file)
-        finally:
-            file.seek(0)
-
-    def read(self, size: int = -1) -> bytes:
-        if self._left is None:
-            return self._file.read(size)
-        data = self._file.read(self._left if size < 0 else min(size, self._left))
-        self._left -= len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self._file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def spent(self) -> None:
-        self._left = None
-
-    def close(self) -> None:
         self._file.close()
 
 
