@@ -572,3 +572,19 @@ def test_a_recorded_stream_keeps_its_true_head_and_tail_across_seeks(monkeypatch
     assert recorded.read(33) == b"" and recorded.ended
     assert bytes(recorded.head) == data[:100]
     assert bytes(recorded.tail) == data[-len(recorded.tail):] and len(recorded.tail) >= 70
+
+
+def test_a_matroska_file_with_a_large_attachment_opens(tmp_path):
+    """A 40 MB attachment (cover art) at a Matroska file's start is read while FFmpeg
+    opens the file: a bound on the bytes read while opening refused it as not audio."""
+    x = noise(2.0, 2)
+    path = tmp_path / "attached.mkv"
+    with av.open(str(path), "w", format="matroska") as out:
+        stream: Any = out.add_stream("pcm_s16le", rate=SR, layout="stereo")
+        out.add_attachment("cover.jpg", "image/jpeg", b"\xff" * (40 << 20))
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(to_int16(x).T), format="s16p", layout="stereo")
+        frame.sample_rate = SR
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    reader, decoded = read_all(str(path))
+    assert len(decoded) == len(x) and not reader.partial
