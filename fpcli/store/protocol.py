@@ -152,6 +152,12 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+# How a backend hands on a value it cannot give as text (a Redis key of another type, a
+# value that does not decode): this mark, then the reason. It parses as no JSON: the
+# entry is one bad entry, reported with that reason.
+UNREADABLE_MARK = "\x00 "
+
+
 @runtime_checkable
 class SharedFiles(Protocol):
     """A backend that keeps named sets of files for every client of the store (Redis:

@@ -53,7 +53,7 @@ import redis.exceptions
 import redis.retry
 
 from fpcli.errors import StoreError, StoreFullError
-from fpcli.store.protocol import BATCH, JOURNAL_LIMIT, Put, Tag, TagOf
+from fpcli.store.protocol import BATCH, JOURNAL_LIMIT, UNREADABLE_MARK, Put, Tag, TagOf
 from fpcli.store.redis_files import RedisFileSets
 from fpcli.store.redis_files import glob_escape as _glob_escape
 from fpcli.store.spec import RedisAddress
@@ -109,12 +109,12 @@ def decode(value: bytes | str) -> str:
         unpacker = zlib.decompressobj(-15, ZDICT)
         return (unpacker.decompress(value[value.index(b"\x00") + 1:]) + unpacker.flush()).decode("utf-8")
     except (ValueError, zlib.error, UnicodeDecodeError):
-        return "\x00 not an fpcli value"  # parses as no JSON: a bad entry, reported as such
+        return UNREADABLE_MARK + "not an fpcli value (it does not decode)"  # a bad entry, reported as such
 
 
 # What ``get`` gives for a key of another Redis type: text that parses as no JSON, so
 # the key is one bad entry (``verify --repair`` removes it), not a failed command.
-WRONG_TYPE_TEXT = "\x00 a Redis value of another type (a list, set or hash), not fpcli's text"
+WRONG_TYPE_TEXT = UNREADABLE_MARK + "a Redis value of another type (a list, set or hash), not fpcli's text"
 
 
 def _wrong_type(exc: redis.exceptions.ResponseError) -> bool:
@@ -478,12 +478,27 @@ class RedisBackend:
             yield from (key[len(self._data):] for key in batch)
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, str | None]]:
-        """(key, text) of entries with ``prefix``, BATCH keys per SCAN and MGET."""
+        """(key, text) of entries with ``prefix``, BATCH keys per SCAN and MGET. MGET
+        gives nothing for a key of another Redis type: such a key is WRONG_TYPE_TEXT
+        (one bad entry, which a repair removes), where verify passed over it."""
         for batch in self._scan(prefix):
             values = self._call(self._bin.mget, batch)
+            missing = [key for key, value in zip(batch, values, strict=True) if value is None]
+            other_types = set(self._other_types(missing)) if missing else set()
             for key, value in zip(batch, values, strict=True):
                 if value is not None:
                     yield key[len(self._data):], decode(value)
+                elif key in other_types:
+                    yield key[len(self._data):], WRONG_TYPE_TEXT
+
+    def _other_types(self, keys: list[str]) -> list[str]:
+        """Which of ``keys`` hold a Redis value that is not a string (the rest are gone)."""
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(key)
+        kinds = self._call(pipe.execute)
+        return [key for key, kind in zip(keys, kinds, strict=True)
+                if (kind.decode() if isinstance(kind, bytes) else kind) not in ("none", "string")]
 
     def count(self, prefix: str) -> int:
         return sum(len(batch) for batch in self._scan(prefix))

@@ -19,6 +19,7 @@ import orjson
 
 from fpcli.errors import BadEntryError
 from fpcli.fingerprint import BATCH_DIMS, DOMAIN_SLACK, DOMAINS, STREAMING_DIMS
+from fpcli.store.protocol import UNREADABLE_MARK
 from fpcli.store.records import (
     COV_TOLERANCE,
     READABLE_SCHEMAS,
@@ -81,6 +82,8 @@ def loads(key: str, text: str | bytes) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         pass
+    if isinstance(text, str) and text.startswith(UNREADABLE_MARK):
+        raise BadEntryError(key, [text[len(UNREADABLE_MARK):]])   # a backend's reason, said as it is
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
