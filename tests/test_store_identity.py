@@ -15,7 +15,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from fpcli import synth
-from fpcli.analyze import Want, fingerprint_of
+from fpcli.analyze import Want, compute, fingerprint_of
 from fpcli.cli import EXIT_SOME_FAILED, app
 from fpcli.params import AnalysisParams
 from fpcli.search import search
@@ -414,3 +414,20 @@ def test_a_file_overwritten_while_analysed_stores_nothing_under_its_old_digest(t
         assert not again.failed and not again.cached
         assert again.streaming.values["tempo_bpm"] != pytest.approx(
             fingerprint_of(store, copy, Want()).streaming.values["tempo_bpm"], rel=0.05)
+
+
+@pytest.mark.parametrize("seconds", [-5_000_000_000, -1, 300_000_000_000])
+def test_a_file_dated_before_1970_or_after_2262_is_stored_and_served(tmp_path, seconds):
+    """os.stat gives a negative mtime before 1970 and one past a signed 64-bit count of
+    ns after 2262 (ext4 keeps dates until 2446): the record was refused on every read,
+    and the file analysed again on every run."""
+    track = write(tmp_path / "dated.wav", synth.sine(440.0, 1.0, 22050), 22050)
+    os.utime(track, ns=(0, seconds * 10**9))
+    mtime_ns = os.stat(track).st_mtime_ns
+    with FingerprintStore.open(tmp_path / "s") as store:
+        need = Need(AnalysisParams().key())
+        found = store.lookup(track, need)
+        store.save(*compute(track, Want(), found.identity))
+        again = store.lookup(track, need)
+        assert again.record is not None and again.record.paths[0].mtime_ns == mtime_ns
+        assert verify(store) == []

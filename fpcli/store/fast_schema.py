@@ -27,7 +27,7 @@ import msgspec
 from fpcli.dsp.dupes import MAX_WINDOWS
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.store.records import READABLE_SCHEMAS
-from fpcli.store.schema import PATH_PATTERN, TIME_LIMIT, VALUE_LIMIT, plausible, value_bounds
+from fpcli.store.schema import MTIME_NS_RANGE, PATH_PATTERN, TIME_LIMIT, VALUE_LIMIT, plausible, value_bounds
 from fpcli.store.timbre_block import packed_values, sound_covariances
 
 _INT64 = 2**63 - 1
@@ -65,7 +65,8 @@ BatchValues = _dims_struct("BatchValues", BATCH_DIMS, _value_or_null)
 
 class PathSeen(msgspec.Struct):
     path: Annotated[str, msgspec.Meta(pattern=PATH_PATTERN)]
-    mtime_ns: Count
+    # msgspec bounds only int64: a time past 2262 is left to the parser (which allows it)
+    mtime_ns: Annotated[int, msgspec.Meta(ge=MTIME_NS_RANGE[0], le=_INT64)]
 
 
 class Audio(msgspec.Struct):

@@ -202,6 +202,16 @@ def integer_at_least(low: int = 0) -> Callable[[Any], bool]:
     return lambda v: type(v) is int and low <= v < 2**63
 
 
+# A file's modification time in ns as os.stat gives it: before 1970 it is negative, and
+# file systems keep times past 2262 (ext4 until 2446), beyond a signed 64-bit integer.
+# Such files were analysed again on every run: their records were refused.
+MTIME_NS_RANGE = (-(2**63), 2**64 - 1)
+
+
+def mtime_ns_value(value: Any) -> bool:
+    return type(value) is int and MTIME_NS_RANGE[0] <= value <= MTIME_NS_RANGE[1]
+
+
 def _nonneg(value: Any) -> bool:
     return _number(value) and value >= 0
 
@@ -442,7 +452,7 @@ def _paths(c: _Checker, items: Any) -> tuple[PathSeen, ...]:
     with none would be a search hit with no file."""
     if not isinstance(items, list) or not items or not all(
             isinstance(p, dict) and storable_path(p.get("path"))
-            and integer_at_least(0)(p.get("mtime_ns")) for p in items):
+            and mtime_ns_value(p.get("mtime_ns")) for p in items):
         c.problems.append("paths must be a non-empty list of {path, mtime_ns}")
         return ()
     return tuple(PathSeen(p["path"], p["mtime_ns"]) for p in items)
@@ -613,7 +623,7 @@ def parse_failure(key: str, data: Any) -> Failure:
         c.field(data, "error_type", _text, "text"),
         c.field(data, "message", _text, "text"),
         c.field(data, "size", integer_at_least(-1), "a size in bytes"),
-        c.field(data, "mtime_ns", integer_at_least(-1), "a time in ns"),
+        c.field(data, "mtime_ns", mtime_ns_value, "a time in ns"),   # -1: not known
         c.field(data, "failed_at", _time, "a time"),
         c.field(data, "limit_s", lambda v: v is None or (_number(v) and v > 0), "a time limit in s or null"),
     )
@@ -627,7 +637,7 @@ def parse_path_entry(key: str, data: Any) -> dict[str, Any]:
     c = _Checker()
     c.field(data, "path", storable_path, "a path")
     c.field(data, "size", integer_at_least(0), "a size")
-    c.field(data, "mtime_ns", integer_at_least(0), "a time in ns")
+    c.field(data, "mtime_ns", mtime_ns_value, "a time in ns")
     c.field(data, "digest", is_hex32, "32 hex digits")
     c.field(data, "content_key", is_hex32, "32 hex digits")
     if c.problems:
