@@ -43,11 +43,14 @@ def table_rows(path: str | os.PathLike[str], columns: int) -> Iterator[tuple[int
 class _File:
     def __init__(self, data: mmap.mmap) -> None:
         self.data = data
-        header_ok = data[:16] == _HEADER
-        size = int.from_bytes(data[16:18], "big") if header_ok else _DEFAULT_PAGE_SIZE
-        self.page_size = 65536 if size == 1 else size
-        if self.page_size < 512 or self.page_size & (self.page_size - 1):
-            self.page_size = _DEFAULT_PAGE_SIZE
+        size = int.from_bytes(data[16:18], "big")
+        size = 65536 if size == 1 else size
+        # The header is trusted only whole: its magic, a page size SQLite allows, and the
+        # three bytes the format fixes (64, 32, 32). Damage past an intact magic once made
+        # 255 reserved bytes a page, and every row with an overflow chain was lost.
+        header_ok = (data[:16] == _HEADER and 512 <= size <= 65536 and not size & (size - 1)
+                     and data[21:24] == b"\x40\x20\x20")
+        self.page_size = size if header_ok else _DEFAULT_PAGE_SIZE
         self.usable = self.page_size - (data[20] if header_ok else 0)
         self.pages = len(data) // self.page_size
         self.free = self._freelist() if header_ok else set()
