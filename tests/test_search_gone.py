@@ -255,3 +255,35 @@ def test_compute_missing_without_the_batch_strategy_is_a_usage_error(tmp_path, l
         result = runner.invoke(app, ["--store", store_dir, "search", str(lib / "song1.wav"), "--compute-missing",
                                      *strategy])
         assert result.exit_code == 2 and "--compute-missing" in result.output, (strategy, result.output)
+
+
+def test_many_gone_copies_of_a_recording_cost_one_comparison_each(tmp_path, lib, monkeypatch):
+    """300 records of one recording whose files are all gone (a library on a drive not
+    mounted) ranked nearest: each gone hit was taken out alone and the duplicates of
+    the whole list dropped again, about n^2 comparisons (65 s for 2,000 records)."""
+    import fpcli.search.dupes
+    from fpcli.store.schema import record_to_json
+
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    nearest = _search(store_dir, lib / "song1.wav", k=1).hits[0].path
+    with FingerprintStore.open(store_dir) as store:
+        near = store.record_for_path(nearest)
+        assert near is not None
+        clone = record_to_json(near)
+        lines = [json.dumps({"type": "fpcli-store-export", "version": 2})]
+        for i in range(300):
+            lines.append(json.dumps({"type": "record", "data": {
+                **clone, "digest": f"{i:032x}", "paths": [{"path": f"/unmounted/{i}.wav", "mtime_ns": 1}]}}))
+        (tmp_path / "gone.jsonl").write_text("\n".join(lines) + "\n")
+        from fpcli.store import import_store
+
+        assert import_store(store, tmp_path / "gone.jsonl").records == 300
+    os.remove(nearest)   # the nearest recording's every file gone
+    compared = []
+    exact = fpcli.search.dupes.same_decoded_audio   # what every comparison of two records asks
+    monkeypatch.setattr(fpcli.search.dupes, "same_decoded_audio", lambda a, b: compared.append(1) or exact(a, b))
+    result = _search(store_dir, lib / "song1.wav", k=4)
+    assert len(result.hits) == 4 and all(h.path.startswith(str(lib)) for h in result.hits)
+    assert nearest not in {h.path for h in result.hits}
+    assert len(compared) < 10 * 300, len(compared)

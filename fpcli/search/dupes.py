@@ -8,8 +8,8 @@ container or codec) also by their identical fingerprints (``same_decoded_audio``
   duration, compared within DURATION_TOLERANCE_S), so the cost is n log n plus the
   pairs of near-equal duration, not n^2 (the exact rule adds a few comparisons per
   such pair, most of them stopping at the length in samples).
-* ``drop_duplicates``: search hits without the query's duplicates and without a
-  second copy of an earlier hit.
+* ``same``: whether two records hold one recording; search drops a hit that is the
+  query's recording or an earlier hit's.
 * ``starts_like``: a hit that a partial query (a preview, a stream) may be the start
   of (its key agrees over what both heard), which search marks and does not drop.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from fpcli.dsp.dupes import DURATION_TOLERANCE_S, MAX_BIT_ERRORS, MIN_SHARED_BITS, bit_errors, same_recording
@@ -133,19 +133,6 @@ def duplicate_groups(records: Iterable[Record]) -> list[DupeGroup]:
         if len(paths) > 1:
             found.append(DupeGroup(paths, tuple(sorted({r.digest for r in group}))))
     return sorted(found, key=lambda g: (-len(g.paths), g.paths[0]))
-
-
-def drop_duplicates(query: Record, hits: Sequence[Record]) -> tuple[list[int], int]:
-    """Indices of ``hits`` to keep (in order): not the query's recording, not the
-    recording of an earlier kept hit. Returns (kept indices, how many dropped)."""
-    kept: list[int] = []
-    seen = [query]
-    for i, record in enumerate(hits):
-        if any(same(record, other) for other in seen):
-            continue
-        kept.append(i)
-        seen.append(record)
-    return kept, len(hits) - len(kept)
 
 
 # Reliable bits a partial query's key must share with a hit's to mark the hit as

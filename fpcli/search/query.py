@@ -18,7 +18,7 @@ from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.files import atomic_text, printable_path
 from fpcli.fingerprint import DIM_BY_NAME, seconds_text
 from fpcli.params import AnalysisParams, checked_params
-from fpcli.search.dupes import drop_duplicates, starts_like
+from fpcli.search.dupes import same, starts_like
 from fpcli.search.index import KINDS, Index, row_of
 from fpcli.search.proximity import reference_of, use_reference
 from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, top_k
@@ -370,39 +370,35 @@ def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query,
 def _kept_on_disk(usable: list[tuple[Hit, Record]], reference: Record, record: Record,
                   query: Query) -> tuple[list[Hit], set[str], int, list[Hit]]:
     """The hits of ``usable`` (hits with their records, nearest first) that are neither
-    the query's recording nor an earlier kept hit's, those shown (up to the k-th that
-    is not perhaps the query: ``starts_like``) each with a file that still exists.
-    Returns (kept hits, digests of those perhaps the query, how many were dropped as
-    duplicates, hits whose every file is gone). A gone record is taken out and the
-    duplicates dropped again: a copy of it in another encoding is then a hit."""
-    gone: dict[str, Hit] = {}
-    placed: dict[str, Hit] = {}  # digest -> the hit with a path whose file exists
-    while True:
-        left = [(hit, r) for hit, r in usable if hit.digest not in gone]
-        kept, dropped = drop_duplicates(reference, [r for _, r in left])
-        maybe_query = {left[i][0].digest for i in kept if starts_like(record, left[i][1])}
-        lost = _first_gone([left[i] for i in kept], maybe_query, placed, query)
-        if lost is None:
-            hits = [placed.get(left[i][0].digest, left[i][0]) for i in kept]
-            return hits, maybe_query, dropped, list(gone.values())
-        gone[lost.digest] = lost
-
-
-def _first_gone(kept: list[tuple[Hit, Record]], maybe_query: set[str], placed: dict[str, Hit],
-                query: Query) -> Hit | None:
-    """Look the hits to be shown of ``kept`` up on disk, nearest first, adding each to
-    ``placed`` with a path whose file exists; the first with no file left, or None."""
-    others = 0
-    for hit, stored in kept:
-        if others == query.k:
+    the query's recording nor an earlier kept hit's and have a file still there, each
+    shown by such a file, until k are kept that are not perhaps the query
+    (``starts_like``). Returns (kept hits, digests of those perhaps the query, how many
+    were dropped as duplicates, hits passed over because every file of theirs is
+    gone). A gone hit is no kept hit, so a copy of it in another encoding is a hit.
+    Only a hit that would be kept is looked for on disk (about k stat calls), and each
+    is compared with the kept ones once: taking out one gone hit at a time and
+    dropping the duplicates of the whole list again took 65 s for a search over 2,000
+    records whose files were gone (a library on a drive not mounted)."""
+    kept: list[Hit] = []
+    kept_records = [reference]
+    maybe_query: set[str] = set()
+    gone: list[Hit] = []
+    dropped = 0
+    for hit, stored in usable:
+        if len(kept) - len(maybe_query) == query.k:
             break
-        if hit.digest not in placed:
-            path = _path_left(hit, stored, query.under_prefix)
-            if path is None:
-                return hit
-            placed[hit.digest] = dataclasses.replace(hit, path=path)
-        others += hit.digest not in maybe_query
-    return None
+        if any(same(stored, other) for other in kept_records):
+            dropped += 1
+            continue
+        path = _path_left(hit, stored, query.under_prefix)
+        if path is None:
+            gone.append(hit)
+            continue
+        kept.append(dataclasses.replace(hit, path=path))
+        kept_records.append(stored)
+        if starts_like(record, stored):
+            maybe_query.add(hit.digest)
+    return kept, maybe_query, dropped, gone
 
 
 def _on_disk(store: FingerprintStore, index: Index, hits: list[Hit], query: Query) -> tuple[list[Hit], list[Hit]]:
