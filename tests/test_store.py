@@ -227,6 +227,24 @@ def test_forget_orphans_removes_identity_entries_of_no_record(tmp_path):
         assert forget_orphans(s) == 0
 
 
+def test_a_bad_record_removed_by_a_repair_takes_its_identity_entries(tmp_path):
+    """verify --repair removed a bad record and left its path and candidate entries
+    (only a later `cache prune` forgot them)."""
+    from fpcli.store import repair
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    with FingerprintStore.open(tmp_path / "s") as s:
+        _fill(s, folder, 3)
+        key = next(iter(s.backend.keys("rec:")))
+        digest = key.split(":")[1]
+        s.backend.put(key, '{"cut":')
+        done = repair(s, tmp_path / "q.jsonl")
+        assert done["quarantined"] == 1 and done["orphans"] == 2   # its path entry and its candidate list
+        left = [json.loads(s.backend.get(k)) for k in _identity_entries(s)]
+        assert len(left) == 4 and not any(digest in json.dumps(entry) for entry in left)
+
+
 def test_a_record_pruned_with_its_last_path_takes_its_candidate_entry(tmp_path):
     """`cache prune` dropped records whose files were gone but kept their candidate
     entries (3,000 of them after pruning 3,000 records)."""

@@ -659,7 +659,7 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
 REPAIR_WORDS = {"moved_aside": "damaged database parts moved aside", "salvaged": "rows read back",
                 "rebuilt": "entries kept from a rebuilt database", "quarantined": "bad entries removed",
                 "unsafe": "unsafe (pickled) entries removed", "counters": "damaged counters reset",
-                "census": "census counted again"}
+                "census": "census counted again", "orphans": "identity entries of removed records forgotten"}
 
 
 def repair_summary(done: dict[str, int]) -> str:

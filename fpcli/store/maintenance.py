@@ -347,6 +347,9 @@ def repair(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> dict[
         # Redis): removing it could not say what the census had counted it as, so stats
         # kept counting it. Count again.
         store.backend.recount(tag_of_entry)
+        if any(p.key.startswith("rec:") for p in bad):
+            # A bad record cannot say which paths it had: its identity entries go as orphans.
+            counts["orphans"] = forget_orphans(store)
     return counts
 
 
