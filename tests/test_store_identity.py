@@ -219,7 +219,8 @@ def test_one_corrupt_record_is_one_bad_entry(tmp_path):
     assert len(open(tmp_path / "e.jsonl").read().splitlines()) == 1 + 2  # header + the two good records
     repaired = runner.invoke(app, [*base, "cache", "verify", "--repair"])
     assert repaired.exit_code == 0, repaired.output
-    assert "repaired: 1 bad entries removed (bad entries saved to " in repaired.stderr  # words, not a dict
+    assert "repaired: 1 bad entries removed, 2 identity entries of removed records forgotten (bad entries saved to " \
+        in repaired.stderr  # words, not a dict
     [quarantine] = [p for p in os.listdir(store_dir) if p.startswith("quarantine-")]
     saved = [json.loads(line) for line in open(os.path.join(store_dir, quarantine))]
     assert [item["key"] for item in saved] == [bad_key] and saved[0]["text"].startswith('{"schema"')
