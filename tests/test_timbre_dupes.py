@@ -446,3 +446,23 @@ def test_duplicate_groups_do_not_chain_different_tracks(tmp_path):
                for i, (name, k) in enumerate([("a", key(range(0))), ("b", key(range(14))), ("c", key(range(28)))])]
     groups = duplicate_groups(records)
     assert [g.paths for g in groups] == [("/m/a.flac", "/m/b.flac")]
+
+
+def test_bit_errors_on_packed_bits_count_as_the_bits_do():
+    """bit_errors works on the keys' packed bytes (parsed once per key); the share and
+    count are those of the unpacked bits, for keys of other lengths too."""
+    from fpcli.dsp.dupes import DupeKey
+
+    rng = np.random.default_rng(5)
+
+    def key(windows):
+        bits, mask = rng.integers(0, 2, 16 * windows).astype(bool), rng.random(16 * windows) < 0.6
+        return DupeKey(np.packbits(bits).tobytes().hex(), np.packbits(mask).tobytes().hex(), windows), bits, mask
+
+    for wa, wb in [(119, 119), (40, 119), (3, 2), (1, 1)]:
+        (a, bits_a, mask_a), (b, bits_b, mask_b) = key(wa), key(wb)
+        n = 16 * min(wa, wb)
+        shared = mask_a[:n] & mask_b[:n]
+        share, count = bit_errors(a, b)
+        assert count == shared.sum()
+        assert share == pytest.approx((bits_a[:n] != bits_b[:n])[shared].mean()) if count else np.isnan(share)

@@ -20,6 +20,7 @@ both sides. Memory is O(1): a fixed (MAX_WINDOWS, 17) table of sums.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -45,12 +46,14 @@ class DupeKey:
     mask: str
     windows: int
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(bits, mask) as bool arrays of 16 * windows."""
-        n = 16 * self.windows
-        bits = np.unpackbits(np.frombuffer(bytes.fromhex(self.bits), dtype=np.uint8))[:n].astype(bool)
-        mask = np.unpackbits(np.frombuffer(bytes.fromhex(self.mask), dtype=np.uint8))[:n].astype(bool)
-        return bits, mask
+    @functools.cached_property
+    def packed(self) -> tuple[np.ndarray, np.ndarray]:
+        """(bits, mask) as uint8 arrays of packed bits, 2 bytes a window pair; parsed
+        once per key (a search or ``cache dupes`` compares one key with many, and
+        parsing the hex and unpacking the bits again for every pair was most of the
+        cost of a comparison)."""
+        return (np.frombuffer(bytes.fromhex(self.bits), dtype=np.uint8),
+                np.frombuffer(bytes.fromhex(self.mask), dtype=np.uint8))
 
 
 def band_matrix(freqs: np.ndarray) -> np.ndarray:
@@ -107,14 +110,17 @@ class SignatureBuilder:
 def bit_errors(a: DupeKey, b: DupeKey) -> tuple[float, int]:
     """(share of disagreeing bits, bits compared) over the bits reliable in both keys
     (NaN share when none)."""
-    n = 16 * min(a.windows, b.windows)
-    bits_a, mask_a = a.arrays()
-    bits_b, mask_b = b.arrays()
+    n = 2 * min(a.windows, b.windows)   # bytes of 8 bits
+    bits_a, mask_a = a.packed
+    bits_b, mask_b = b.packed
     shared = mask_a[:n] & mask_b[:n]
-    count = int(shared.sum())
+    count = int(_ONES[shared].sum())
     if count == 0:
         return math.nan, 0
-    return float((bits_a[:n] != bits_b[:n])[shared].mean()), count
+    return int(_ONES[(bits_a[:n] ^ bits_b[:n]) & shared].sum()) / count, count
+
+
+_ONES = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.int64)   # set bits of each byte
 
 
 def same_recording(a: DupeKey, b: DupeKey, seconds_a: float, seconds_b: float) -> bool:
