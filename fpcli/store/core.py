@@ -376,10 +376,17 @@ class FingerprintStore(StoreImports):
 
     def forget_path(self, record: Record, path: str) -> None:
         """Remove one path of a record (and the record with its last path)."""
-        self._keep_or_drop(record.without_path(path))
-        entry = self._read_path_entry(path)
-        if entry is None or entry["digest"] == record.digest:
-            self._delete(f"path:{path_key(path)}")
+        self.forget_paths(record, [path])
+
+    def forget_paths(self, record: Record, paths: Sequence[str]) -> None:
+        """Remove these paths of a record, written once (the record goes with its last
+        path), and their path entries that name its content."""
+        gone = set(paths)
+        self._keep_or_drop(dataclasses.replace(record, paths=tuple(p for p in record.paths if p.path not in gone)))
+        for path in gone:
+            entry = self._read_path_entry(path)
+            if entry is None or entry["digest"] == record.digest:
+                self._delete(f"path:{path_key(path)}")
 
     def reset_paths(self, record: Record, paths: Sequence[PathSeen], gone: Iterable[str]) -> None:
         """Give ``record`` the paths still seen (``paths``, oldest first; it keeps the

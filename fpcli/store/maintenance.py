@@ -69,14 +69,15 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
         if len(record.paths) >= MAX_PATHS:
             crowded.setdefault(record.digest, []).append(record.key)
             continue
-        for seen in record.paths:
-            why = _file_state(seen.path, record.size, seen.mtime_ns)
-            if why:
-                removed.append(Pruned(seen.path, why))
-                if not dry_run:
-                    fresh = store.read_record(record.key)
-                    if fresh is not None:
-                        store.forget_path(fresh, seen.path)
+        gone = [Pruned(seen.path, why) for seen in record.paths
+                if (why := _file_state(seen.path, record.size, seen.mtime_ns))]
+        removed += gone
+        if gone and not dry_run:
+            # One read and one write per record (a read and a write per gone path cost
+            # 1.45 ms a path: 183 s for 2,000 records of 63 gone paths).
+            fresh = store.read_record(record.key)
+            if fresh is not None:
+                store.forget_paths(fresh, [p.path for p in gone])
     if crowded:
         removed += _prune_crowded(store, crowded, dry_run)
     for failure in store.failures():
