@@ -4,8 +4,11 @@ sample-rate bounds the analyzers can work with, and a pipe that a Ctrl-C can end
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import select
+import sys
+import termios
 from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
@@ -98,6 +101,7 @@ class StoppablePipe:
 
     POLL_S = 0.1
     CHUNK_BYTES = 65536  # for a read of "everything": what a pipe holds at once
+    PACKET_BYTES = 65536  # the most a decoder reads at once for one packet (an Ogg page: 65,307)
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
@@ -136,9 +140,16 @@ class StoppablePipe:
         if self._fd is None or self.stopped:
             return True
         try:
-            return bool(select.select([self._fd], [], [], 0)[0])
-        except (OSError, ValueError):  # no select() on this descriptor: as a file
+            if not select.select([self._fd], [], [], 0)[0]:
+                return False
+            waiting = int.from_bytes(fcntl.ioctl(self._fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
+        except (OSError, ValueError):  # no select() or FIONREAD on this descriptor: as a file
             return True
+        # Fewer bytes than a packet may need is no input yet: the decoder would block in
+        # a read for the rest while the producer is silent, and the audio decoded so far
+        # waited with it (a snapshot due at 4 s of 5.5 s sent never came). 0 with the
+        # descriptor readable is the stream's end, which a read returns at once.
+        return waiting == 0 or waiting >= self.PACKET_BYTES
 
     read1 = read  # what RawSource calls: a read already returns what has arrived
 

@@ -161,12 +161,7 @@ class AvSource:
         """float32 (n, channels) blocks of ``block_frames`` frames but the last; from a
         pipe also a shorter one whenever its producer falls silent, so that a live
         stream's snapshots (and a kill -9) find all audio decoded so far."""
-        if self._has_input is None:
-            return rebuffer(self._decoded(), block_frames)
-        # From a pipe, blocks of at most LIVE_BLOCK_FRAMES: audio held for a full block
-        # waits on the decoder, which blocks inside a read while the producer is silent
-        # and the pipe holds part of a packet (a snapshot at 4 s of 5.5 s sent never came).
-        return rebuffer(self._decoded(), min(block_frames, LIVE_BLOCK_FRAMES), more_waiting=self._has_input)
+        return rebuffer(self._decoded(), block_frames, more_waiting=self._has_input)
 
     def _decoded(self) -> Iterator[np.ndarray]:
         """Each decoded frame as float32 (n, channels); ``DecodeFailure`` on an FFmpeg
@@ -269,9 +264,6 @@ def frame_to_float32(frame: Any) -> np.ndarray:
         # float32's 24-bit mantissa as any float32 decoder output does.
         out = data.astype(np.float32) * np.float32(1.0 / _INT_SCALE[kind])
     return np.ascontiguousarray(out)
-
-
-LIVE_BLOCK_FRAMES = 16384   # about 0.37 s at 44.1 kHz: the most a pipe's reader holds back
 
 
 def rebuffer(chunks: Iterable[np.ndarray], block_frames: int,
