@@ -589,3 +589,24 @@ def test_a_stream_stopped_at_the_limit_stays_a_preview_without_waiting():
     result = follow(reader, "stream:radio", max_seconds=4.0)
     assert not result.streaming.complete and result.streaming.seconds == pytest.approx(4.0)
     assert time.monotonic() - started < 3.0   # the pipe stays open for 3.6 s
+
+
+def test_a_pipe_holding_part_of_a_packet_counts_as_no_input_yet():
+    """A pipe with a few bytes waiting said "more input": the audio decoded so far was
+    held while the decoder blocked in a read for the rest of a packet, and a snapshot
+    due at 4 s of 5.5 s sent never came (a kill -9 test failed now and then)."""
+    from fpcli.audio.base import StoppablePipe
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as reader, os.fdopen(write_end, "wb", buffering=0) as writer:
+        pipe = StoppablePipe(reader)
+        assert not pipe.has_input()                       # nothing yet
+        writer.write(b"x" * 100)
+        assert not pipe.has_input()                       # less than a packet: hand on what is decoded
+        writer.write(b"x" * (StoppablePipe.PACKET_BYTES - 100))   # (a pipe holds 64 KiB)
+        assert pipe.has_input()                           # a packet's worth: a read will not wait
+        assert len(pipe.read(1 << 20)) > 0
+        writer.close()
+        while pipe.read(1 << 20):
+            pass
+        assert pipe.has_input()                           # the end: a read returns at once
