@@ -374,25 +374,17 @@ class FingerprintStore(StoreImports):
         self._put(f"fail:{path_key(resolved)}", dumps(failure_to_json(failure)), FAILURE_TAG)
         return failure
 
-    def forget_path(self, record: Record, path: str) -> None:
-        """Remove one path of a record (and the record with its last path)."""
-        self.forget_paths(record, [path])
-
     def forget_paths(self, record: Record, paths: Sequence[str]) -> None:
         """Remove these paths of a record, written once (the record goes with its last
         path), and their path entries that name its content."""
         gone = set(paths)
-        self._keep_or_drop(dataclasses.replace(record, paths=tuple(p for p in record.paths if p.path not in gone)))
-        for path in gone:
-            entry = self._read_path_entry(path)
-            if entry is None or entry["digest"] == record.digest:
-                self._delete(f"path:{path_key(path)}")
+        self.reset_paths(record, [seen for seen in record.paths if seen.path not in gone], gone)
 
     def reset_paths(self, record: Record, paths: Sequence[PathSeen], gone: Iterable[str]) -> None:
         """Give ``record`` the paths still seen (``paths``, oldest first; it keeps the
         latest MAX_PATHS) and forget the ``gone`` ones: their path entries go when they
         point at this content. The record goes when no path is left. One write, however
-        many paths changed (``forget_path`` writes the record once per path)."""
+        many paths changed."""
         for path in gone:
             entry = self._read_path_entry(path)
             if entry is None or entry["digest"] == record.digest:
@@ -402,13 +394,7 @@ class FingerprintStore(StoreImports):
     def delete_record(self, record: Record) -> None:
         """Remove a record and the path entries that point at it (and its content's
         candidate entry when no record of it remains)."""
-        for seen in record.paths:
-            entry = self._read_path_entry(seen.path)
-            if entry is not None and entry["digest"] == record.digest:
-                self._delete(f"path:{path_key(seen.path)}")
-        self._delete(record.key)
-        self.backend.journal_append(record.key)
-        self.forget_identity(record.digest, record.content_key, ())
+        self.forget_paths(record, [seen.path for seen in record.paths])
 
     def delete_failure(self, path: str) -> None:
         self._delete(f"fail:{path_key(path)}")
