@@ -68,8 +68,12 @@ def _jitter(values: dict[str, float | None], rng: random.Random) -> dict[str, fl
             for k, v in values.items()}
 
 
-def clone(template: Record, n: int, rng: random.Random) -> Record:
-    """The n-th synthetic record: distinct identity and path, perturbed values."""
+SPREAD_SECONDS = (90.0, 480.0)   # --durations spread: a library's songs, 1.5 to 8 minutes
+
+
+def clone(template: Record, n: int, rng: random.Random, spread: bool = False) -> Record:
+    """The n-th synthetic record: distinct identity and path, perturbed values; with
+    ``spread``, a duration drawn from SPREAD_SECONDS (else the template's)."""
     streaming = dataclasses.replace(template.streaming, values=_jitter(template.streaming.values, rng))
     batch = None if n % 10 == 9 or template.batch is None else \
         dataclasses.replace(template.batch, values=_jitter(template.batch.values, rng))
@@ -79,24 +83,26 @@ def clone(template: Record, n: int, rng: random.Random) -> Record:
     path = f"/catalogue/{n % 997:03d}/artist {n % 7919}/track {n:07d}.flac"
     dupe_key = None if template.dupe_key is None else dataclasses.replace(
         template.dupe_key, bits=f"{rng.getrandbits(4 * len(template.dupe_key.bits)):0{len(template.dupe_key.bits)}x}")
+    audio = dataclasses.replace(template.audio, duration_s=round(rng.uniform(*SPREAD_SECONDS), 3)) if spread \
+        else template.audio
     return dataclasses.replace(
-        template, digest=_hex(n, "d"), content_key=_hex(n, "c"), size=template.size + n, dupe_key=dupe_key,
+        template, audio=audio, digest=_hex(n, "d"), content_key=_hex(n, "c"), size=template.size + n, dupe_key=dupe_key,
         paths=(PathSeen(path, 1_700_000_000_000_000_000 + n),), complete=not preview,
         streaming=dataclasses.replace(streaming, seconds=30.0) if preview else streaming,
         batch=None if preview else batch, validation=validation)
 
 
-def records(count: int, seed: int = 1, template: Record | None = None) -> Iterator[Record]:
+def records(count: int, seed: int = 1, template: Record | None = None, spread: bool = False) -> Iterator[Record]:
     rng = random.Random(seed)
     base = template or template_record()
     for n in range(count):
-        yield clone(base, n, rng)
+        yield clone(base, n, rng, spread)
 
 
-def write_export(count: int, out: str, seed: int = 1) -> None:
+def write_export(count: int, out: str, seed: int = 1, spread: bool = False) -> None:
     with open(out, "w", encoding="utf-8") as fh:
         fh.write(json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": time.time()}) + "\n")
-        for record in records(count, seed):
+        for record in records(count, seed, spread=spread):
             fh.write('{"type":"record","data":' + record_text(record) + "}\n")
 
 
@@ -106,12 +112,14 @@ def main() -> int:
     parser.add_argument("--count", dest="count_option", type=int)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--durations", choices=["template", "spread"], default="template",
+                        help="every record the template's 65 s (the default), or spread over 90-480 s")
     args = parser.parse_args()
     count = args.count_option if args.count_option is not None else args.count
     if count is None:
         parser.error("give the number of records (--count N)")
     started = time.perf_counter()
-    write_export(count, args.out, args.seed)
+    write_export(count, args.out, args.seed, spread=args.durations == "spread")
     print(f"wrote {count:,} records to {args.out} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 

@@ -5,9 +5,8 @@ container or codec) also by their identical fingerprints (``same_decoded_audio``
 
 * ``duplicate_groups``: every group of records of one recording in the store
   (``fpcli cache dupes``). Candidates are records of similar duration (sorted by
-  duration, compared within DURATION_TOLERANCE_S), so the cost is n log n plus the
-  pairs of near-equal duration, not n^2 (the exact rule adds a few comparisons per
-  such pair, most of them stopping at the length in samples).
+  duration, compared within DURATION_TOLERANCE_S), each record with all of its
+  candidates in one numpy pass (``RecordingTable``).
 * ``same``: whether two records hold one recording; search drops a hit that is the
   query's recording or an earlier hit's.
 * ``starts_like``: a hit that a partial query (a preview, a stream) may be the start
@@ -21,7 +20,17 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from fpcli.dsp.dupes import DURATION_TOLERANCE_S, MAX_BIT_ERRORS, MIN_SHARED_BITS, bit_errors, same_recording
+import numpy as np
+
+from fpcli.dsp.dupes import (
+    DURATION_TOLERANCE_S,
+    MAX_BIT_ERRORS,
+    MIN_SHARED_BITS,
+    DupeKey,
+    KeyRows,
+    bit_errors,
+    same_recording,
+)
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.store import Record
 
@@ -108,25 +117,69 @@ def _timbre_means_agree(a: Timbre | None, b: Timbre | None) -> bool:
         abs(x - y) <= TIMBRE_MEAN_TOLERANCE for x, y in zip(a.mean, b.mean, strict=True))
 
 
+class RecordingTable:
+    """Records added one by one, each to be told whether it holds the recording of one
+    added earlier (``same``), against all of them in one pass: digests and identical
+    keys (``same_decoded_audio``) are looked up, and the keys' bits compared for every
+    row at once (``KeyRows``). ``first_same`` gives what the first ``same`` in a loop
+    over the rows would, without the loop: ``cache dupes`` over 20,000 records, and
+    ``search -k 1000`` whose hits share one duration, spent minutes in that loop."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self._keys = KeyRows()
+        self._by_digest: dict[str, list[int]] = {}
+        self._by_key: dict[DupeKey, list[int]] = {}
+
+    def add(self, record: Record) -> int:
+        """Append ``record``; returns its row."""
+        row = self._keys.add(record.dupe_key, record.audio.duration_s)
+        self.records.append(record)
+        self._by_digest.setdefault(record.digest, []).append(row)
+        if record.dupe_key is not None:
+            self._by_key.setdefault(record.dupe_key, []).append(row)
+        return row
+
+    def first_same(self, record: Record, start: int = 0) -> int | None:
+        """The first row from ``start`` on whose record is ``same`` as ``record``, or None."""
+        rows = [row for row in self._by_digest.get(record.digest, ()) if row >= start]
+        if record.dupe_key is not None:
+            rows += [row for row in self._by_key.get(record.dupe_key, ())
+                     if row >= start and same_decoded_audio(self.records[row], record)]
+            matched = np.flatnonzero(self._keys.matches(record.dupe_key, record.audio.duration_s, start))
+            if len(matched):
+                rows.append(start + int(matched[0]))
+        return min(rows, default=None)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
 def duplicate_groups(records: Iterable[Record]) -> list[DupeGroup]:
     """Groups (two paths or more) of the v2+ records of one recording: each record joins
     the first group whose first record it matches, else starts one; largest group
     first, then by first path. Not the transitive closure of matching pairs: A like B
     and B like C chained different short tracks into one group (7 tracks of 4-5 s in
-    one measured library), which a user would delete as copies."""
+    one measured library), which a user would delete as copies.
+
+    Records are taken in order of duration, so the groups whose first record lies
+    within DURATION_TOLERANCE_S of a record are the last ones started: the rows of
+    ``leaders`` (one per group) from ``near`` on."""
     items = sorted((r for r in records if r.fingerprint_version == FINGERPRINT_VERSION),
                    key=lambda r: r.audio.duration_s)
     groups: list[list[Record]] = []
-    near: list[list[Record]] = []     # the groups whose first record is within the duration tolerance
+    leaders = RecordingTable()
+    near = 0
     for record in items:
-        near = [g for g in near if record.audio.duration_s - g[0].audio.duration_s <= DURATION_TOLERANCE_S]
-        home = next((g for g in near if same(g[0], record)), None)
+        while near < len(leaders) and \
+                record.audio.duration_s - leaders.records[near].audio.duration_s > DURATION_TOLERANCE_S:
+            near += 1
+        home = leaders.first_same(record, near)
         if home is None:
-            home = [record]
-            groups.append(home)
-            near.append(home)
+            leaders.add(record)
+            groups.append([record])
         else:
-            home.append(record)
+            groups[home].append(record)
     found = []
     for group in groups:
         paths = tuple(sorted({p.path for r in group for p in r.paths}))
