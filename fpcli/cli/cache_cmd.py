@@ -206,14 +206,16 @@ def cache_list(
     """
     with ctx.obj.open_store(existing=True) as store:
         # Records stream in batches; with --limit reading stops at the Nth path (the
-        # N smallest paths of the whole store would need every record read).
-        selected = ((os.fsencode(seen.path), seen.path, r) for r in store.records() for seen in r.paths
+        # N smallest paths of the whole store would need every record read). Each
+        # path's listing is made as its record is read, so the records themselves
+        # are not all held until the sort (16 KB each: 379 MB at 20,000 records).
+        selected = ((os.fsencode(seen.path), _listing(r, seen.path)) for r in store.records() for seen in r.paths
                     if (contains is None or contains in seen.path) and not (missing_batch and r.batch is not None)
                     and not (previews and r.complete))
         # A limit past sys.maxsize (islice's bound, 9.2e18) is more paths than a store holds: no limit.
         chosen = sorted(itertools.islice(selected, min(limit, sys.maxsize)) if limit else selected,
                         key=lambda item: item[0])
-        listed = [_listing(record, path) for _, path, record in chosen]
+        listed = [listing for _, listing in chosen]
         report_bad_entries(store)
     if as_json:
         for item in listed:
