@@ -245,6 +245,23 @@ def test_a_bad_record_removed_by_a_repair_takes_its_identity_entries(tmp_path):
         assert len(left) == 4 and not any(digest in json.dumps(entry) for entry in left)
 
 
+def test_read_records_reads_each_key_as_read_record_does(tmp_path):
+    """In batches, in the order asked (repeats too); an absent key is None, a bad
+    record None and remembered in bad_entries, as one read alone would have it."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    with FingerprintStore.open(tmp_path / "s") as s:
+        _fill(s, folder, 20)
+        keys = sorted(s.backend.keys("rec:"))
+        s.backend.put(keys[3], '{"cut":')
+        asked = [keys[5], "rec:" + "0" * 32 + ":v5-x", *keys, keys[5]]
+        got = s.read_records(asked)
+        assert len(s.bad_entries) == 1 and s.bad_entries[0].key == keys[3]
+        alone = [s.read_record(key) for key in asked]
+        assert got == alone and got[1] is None and got[2 + 3] is None
+        assert sum(r is not None for r in got) == 21
+
+
 def test_prune_writes_a_record_once_however_many_of_its_paths_are_gone(tmp_path, track, monkeypatch):
     """Each gone path was a read and a write of its record: 183 s for 2,000 records of
     63 gone paths each."""

@@ -362,6 +362,7 @@ def _kept_hits(store: FingerprintStore, index: Index, record: Record, query: Que
     """The hits of ``_ranked``, not yet explained."""
     wanted = query.k + (DUPLICATE_SLACK if query.drop_duplicates else 1)  # 1: the query's own row, if indexed
     also_under = index.rows_with_contents(list(query.copies)) if query.copies else None
+    read: dict[str, Record | None] = {}   # records read, kept as the request widens
     while True:
         hits = top_k(index, _query_row(record, index.kind), wanted, weights, exclude_content=query.exclude,
                      under=query.under, query_timbre=pack(record.timbre), timbre_weight=query.timbre_weight,
@@ -374,7 +375,10 @@ def _kept_hits(store: FingerprintStore, index: Index, record: Record, query: Que
                 skipped += [(hit.path, gone_reason(hit.path)) for hit in gone]
                 return shown
         else:
-            found = [store.read_record(record_key(h.digest, index.params_key)) for h in hits]
+            keys = [record_key(h.digest, index.params_key) for h in hits]
+            unread = [key for key in dict.fromkeys(keys) if key not in read]
+            read.update(zip(unread, store.read_records(unread), strict=True))
+            found = [read[key] for key in keys]
             usable = [(hit, r) for hit, r in zip(hits, found, strict=True) if r is not None]
             reference = _whole_copy(store, record, index.params_key) if query.query_file else record
             kept_hits, maybe_query, dropped, gone = _kept_on_disk(usable, reference, record, query)

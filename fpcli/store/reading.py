@@ -79,6 +79,21 @@ class StoreReader:
             self.bad_entries.append(exc)
             return None
 
+    def read_records(self, keys: Sequence[str]) -> list[Record | None]:
+        """``read_record`` of each of ``keys``, read BATCH keys per backend call and parsed
+        as batches (the typed gate, covariances checked as one stack): a search whose
+        candidates' files were all gone read 26,000 records one by one, 16 s of its
+        time at 20,000 records."""
+        found: dict[str, Record | None] = {}
+        for start in range(0, len(keys), BATCH):
+            chunk = [key for key in dict.fromkeys(keys[start:start + BATCH]) if key not in found]
+            ahead = [key for key in chunk if key in self._ahead_records]
+            found.update((key, self.read_record(key)) for key in ahead)
+            rest = [key for key in chunk if key not in found]
+            found.update((record.key, record) for record, _ in
+                         self._parse_batch(list(zip(rest, self.backend.get_many(rest), strict=True))))
+        return [found.get(key) for key in keys]
+
     def read_current(self, key: str) -> tuple[str | None, Record | None]:
         """(the text under ``key`` as the backend holds it now, its record): read past
         the read-ahead, for a compare-and-swap (``Backend.swap``). A bad entry is its
