@@ -214,17 +214,19 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
     seconds; True when the stream ended (a file also when it ended exactly at
     ``max_seconds``), False when ``max_seconds`` stopped it. A mark where the final
     result follows for the same second gives no snapshot of its own: at ``max_seconds``,
-    and at the length the source states, where its line waits for more audio (a
-    stream may run past the length its header states: its snapshots go on)."""
+    and where the stream may end, whose line waits for more audio: at the length the
+    source states (a stream may run past it: its snapshots go on) and, for a stream
+    that states none, at the end of the audio read so far (a mark there printed the
+    last second twice, as a snapshot and as the final result)."""
     info = reader.info
     next_mark = every_s
-    at_stated_end: TrackResult | None = None   # stored, its line held back until more audio comes
+    held: TrackResult | None = None   # stored, its line held back until more audio comes
     blocks = iter(reader)
     for block in blocks:
         while block.size:
-            if at_stated_end is not None:   # the source runs past its stated length: no final result yet
-                on_snapshot(at_stated_end)
-                at_stated_end = None
+            if held is not None:   # more audio came: no final result for that second
+                on_snapshot(held)
+                held = None
             pushed = int(round(live.seconds * info.samplerate))
             # The frame of the nearest mark (a snapshot, the end of a preview), kept a float
             # until it falls inside this block: a mark of 1e308 s is an infinite frame count.
@@ -238,8 +240,8 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
                 if not stopping:  # else the final result follows for the same second
                     snapshot = _result(live, reader, path, started)
                     keep(snapshot)  # stored before it is shown: a kill -9 after the line keeps what it says
-                    if _at_stated_end(reader, live):
-                        at_stated_end = snapshot
+                    if _at_stated_end(reader, live) or (not reader.expected_frames and not block.size):
+                        held = snapshot
                     else:
                         on_snapshot(snapshot)
                 next_mark += every_s or 0.0

@@ -106,13 +106,17 @@ def test_a_stream_preview_has_the_length_its_header_states_and_no_estimate(tmp_p
 
 
 def test_a_stream_of_unknown_length_lasts_as_long_as_what_was_heard():
+    """And its last second is the final result's alone: a mark at the end of a stream
+    that states no length printed that second twice, as a snapshot and as the final."""
     pcm = (synth.music_like(3.0, SR, seed=6) * 32767).astype("<i2").tobytes()
     shown: list = []
+    kept: list = []
     final = follow(open_stream(io.BytesIO(pcm), raw_format="s16le", samplerate=SR, channels=2), "stream:raw",
-                   every_s=1.0, on_snapshot=shown.append)
+                   every_s=1.0, on_snapshot=shown.append, keep=kept.append)
     assert [(r.streaming.seconds, r.duration_s) for r in shown] == [(pytest.approx(s), pytest.approx(s))
-                                                                     for s in (1, 2, 3)]
-    assert final.duration_s == pytest.approx(3.0)
+                                                                     for s in (1, 2)]
+    assert final.duration_s == pytest.approx(3.0) and final.streaming.complete
+    assert [r.streaming.seconds for r in kept] == pytest.approx([1, 2, 3, 3])   # stored before shown, as ever
 
 
 def test_quiet_keeps_the_snapshots_and_lines_say_the_tenths_heard(tmp_path):
