@@ -286,8 +286,39 @@ def compile_patterns(lines: Iterable[str]) -> tuple[pathspec.PathSpec, list[tupl
         except (re.error, ValueError) as exc:
             bad.append((number, line, _pattern_reason(exc)))
         else:
-            good.append(line)
+            if _unclosed_bracket(line):   # git's rule: it matches nothing, which no one means
+                bad.append((number, line, UNCLOSED_BRACKET))
+            else:
+                good.append(line)
     return pathspec.GitIgnoreSpec.from_lines(good), bad
+
+
+UNCLOSED_BRACKET = "a '[' that no ']' closes matches nothing; write \\[ for the character itself"
+
+
+def _unclosed_bracket(line: str) -> bool:
+    """Whether a '[' of ``line`` opens a character class that no ']' closes (after the
+    '[', a '!' or '^' and then a ']' belong to the class; a backslash escapes the next
+    character). Git, and pathspec after it, make such a pattern match nothing:
+    ``--exclude '[Live'`` excluded nothing, silently."""
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "[":
+            j = i + 1
+            if j < len(line) and line[j] in "!^":
+                j += 1
+            if j < len(line) and line[j] == "]":
+                j += 1
+            close = line.find("]", j)
+            if close < 0:
+                return True
+            i = close
+        i += 1
+    return False
 
 
 def _pattern_reason(exc: Exception) -> str:

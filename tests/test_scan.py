@@ -111,15 +111,16 @@ def test_a_bad_line_of_an_ignore_file_costs_that_line_only(library):
     """Patterns pathspec refuses (``[z-a]`` raises re.error, ``!`` ValueError) are
     problems naming the file and line; the file's other lines still apply and the
     scan goes on (a bad line used to stop the whole run with a traceback)."""
-    (library / "albums" / ".fpcliignore").write_text("b/\n[z-a]\n!\n*.wav\n")
+    (library / "albums" / ".fpcliignore").write_text("b/\n[z-a]\n!\n*.wav\n[Live\n")
     found = scan([library / "albums"])
     assert _names(found, library) == ["albums/a/1.flac"]
     assert [(p.path.endswith(".fpcliignore"), p.message.split(":")[0]) for p in found.problems] == \
-        [(True, "line 2"), (True, "line 3")]
+        [(True, "line 2"), (True, "line 3"), (True, "line 5")]
     assert "bad character range z-a" in found.problems[0].message
+    assert "no ']' closes" in found.problems[2].message   # git's rule makes it match nothing, silently
 
 
-@pytest.mark.parametrize("pattern", ["[z-a]", "!", "\\"])
+@pytest.mark.parametrize("pattern", ["[z-a]", "!", "\\", "[", "[Live", "[!]"])
 def test_a_bad_exclude_pattern_is_a_usage_error(library, tmp_path, pattern, capsys, monkeypatch):
     from fpcli.cli import main
 
