@@ -120,12 +120,12 @@ def test_other_audio_of_the_same_length_is_judged_as_before(library, a, b):
 def test_another_gain_is_told_apart_by_the_timbres_level(library):
     """Keys and streaming values do not see a gain change (they are level differences
     and ratios); the timbre's c0, the level, does."""
-    from fpcli.search.dupes import _values_agree, same_decoded_audio
+    from fpcli.search.dupes import Recording, _values_agree, same_decoded_audio
 
     _, _, records = library
     music, quieter = records["music.flac"], records["music-1dB-quieter.wav"]
     assert music.dupe_key == quieter.dupe_key
-    assert _values_agree(music.streaming.values, quieter.streaming.values)
+    assert _values_agree(Recording.of(music).values, Recording.of(quieter).values)
     assert music.timbre is not None and quieter.timbre is not None
     assert abs(music.timbre.mean[0] - quieter.timbre.mean[0]) > 0.5
     assert not same_decoded_audio(music, quieter)

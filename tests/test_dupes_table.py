@@ -14,7 +14,7 @@ import pytest
 from fpcli import synth
 from fpcli.dsp.dupes import DURATION_TOLERANCE_S, MAX_WINDOWS, DupeKey, KeyRows, same_recording
 from fpcli.library import RunOptions, run_library
-from fpcli.search.dupes import DupeGroup, RecordingTable, duplicate_groups, same
+from fpcli.search.dupes import DupeGroup, Recording, RecordingTable, duplicate_groups, same
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.records import PathSeen
 from tests.conftest import write
@@ -99,12 +99,12 @@ def test_first_same_is_the_first_row_same_finds(template):
     records = _records(template, 150, seed=1)
     table = RecordingTable()
     outcomes = set()
-    for record in records:
-        for start in (0, len(table) // 2):
-            want = next((row for row in range(start, len(table)) if same(table.records[row], record)), None)
-            assert table.first_same(record, start) == want
+    for row, record in enumerate(records):
+        for start in (0, row // 2):
+            want = next((earlier for earlier in range(start, row) if same(records[earlier], record)), None)
+            assert table.first_same(Recording.of(record), start) == want
             outcomes.add(want is None)
-        table.add(record)
+        table.add(Recording.of(record))
     assert outcomes == {True, False}
 
 

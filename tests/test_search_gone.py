@@ -305,8 +305,8 @@ def test_many_gone_copies_of_a_recording_cost_one_comparison_each(tmp_path, lib,
         assert import_store(store, tmp_path / "gone.jsonl").records == 300
     os.remove(nearest)   # the nearest recording's every file gone
     compared = []
-    exact = fpcli.search.dupes.same_decoded_audio   # what every comparison of two records asks
-    monkeypatch.setattr(fpcli.search.dupes, "same_decoded_audio", lambda a, b: compared.append(1) or exact(a, b))
+    exact = fpcli.search.dupes._decoded_alike   # what every comparison of two records asks
+    monkeypatch.setattr(fpcli.search.dupes, "_decoded_alike", lambda a, b: compared.append(1) or exact(a, b))
     result = _search(store_dir, lib / "song1.wav", k=4)
     assert len(result.hits) == 4 and all(h.path.startswith(str(lib)) for h in result.hits)
     assert nearest not in {h.path for h in result.hits}

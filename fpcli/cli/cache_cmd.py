@@ -32,7 +32,7 @@ from fpcli.fingerprint import seconds_text
 from fpcli.results import TIMEOUT_ERROR_TYPE
 
 if TYPE_CHECKING:
-    from fpcli.search.dupes import DupeGroup
+    from fpcli.search.dupes import DupeGroup, Recording
     from fpcli.store import FingerprintStore, Record
     from fpcli.store.records import Failure
 
@@ -419,9 +419,12 @@ def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """
     with ctx.obj.open_store(existing=True) as store:
         from fpcli.params import FINGERPRINT_VERSION
+        from fpcli.search.dupes import Recording
 
-        # only current records can be grouped: older ones are not held in memory
-        groups = _groups_on_disk([r for r in store.records() if r.fingerprint_version == FINGERPRINT_VERSION])
+        # Only current records can be grouped: older ones are not held in memory, and
+        # of the others only what the duplicate rules read (a Recording, not the record).
+        groups = _groups_on_disk([Recording.of(r) for r in store.records()
+                                  if r.fingerprint_version == FINGERPRINT_VERSION])
         report_bad_entries(store)
     if as_json:
         for group in groups:
@@ -431,7 +434,7 @@ def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
              [[str(n), path] for n, group in enumerate(groups, start=1) for path in group.paths])
 
 
-def _groups_on_disk(records: list[Record]) -> list[DupeGroup]:
+def _groups_on_disk(records: list[Recording]) -> list[DupeGroup]:
     """The duplicate groups of ``records`` as their files on disk have them: gone paths
     left out, a group left with one path none. Only the records in a group are looked
     for on disk (a stat per path of theirs, not per record of the store); the groups
@@ -450,7 +453,7 @@ def _groups_on_disk(records: list[Record]) -> list[DupeGroup]:
         looked |= unchecked
 
 
-def _on_disk(record: Record) -> Record:
+def _on_disk(record: Recording) -> Recording:
     """``record`` with only the paths whose file is still the one analysed."""
     import dataclasses
 

@@ -56,15 +56,15 @@ class DupeKey:
         return (np.frombuffer(bytes.fromhex(self.bits), dtype=np.uint8),
                 np.frombuffer(bytes.fromhex(self.mask), dtype=np.uint8))
 
-    @functools.cached_property
     def row(self) -> tuple[np.ndarray, np.ndarray]:
         """(KEY_BYTES,) uint8 bits and mask, zero past the key's windows: the key as a
-        row of ``KeyRows``, made once per key."""
+        row of ``KeyRows``. Made on each call, not kept: a table copies it, and kept on
+        every key it was 700 bytes more per record that ``cache dupes`` holds."""
         bits = np.zeros(KEY_BYTES, dtype=np.uint8)
         mask = np.zeros(KEY_BYTES, dtype=np.uint8)
         n = min(2 * self.windows, KEY_BYTES)
-        packed_bits, packed_mask = self.packed
-        bits[:n], mask[:n] = packed_bits[:n], packed_mask[:n]
+        bits[:n] = np.frombuffer(bytes.fromhex(self.bits), dtype=np.uint8)[:n]
+        mask[:n] = np.frombuffer(bytes.fromhex(self.mask), dtype=np.uint8)[:n]
         return bits, mask
 
 
@@ -164,7 +164,7 @@ class KeyRows:
         if key is None:
             self._bits[row], self._mask[row] = 0, 0
         else:
-            self._bits[row], self._mask[row] = key.row
+            self._bits[row], self._mask[row] = key.row()
         self._seconds[row] = seconds
         self.size += 1
         return row
@@ -175,7 +175,7 @@ class KeyRows:
         stop = self.size if stop is None else stop
         if key is None or stop <= start:
             return np.zeros(max(stop - start, 0), dtype=bool)
-        bits, mask = key.row
+        bits, mask = key.row()
         shared = self._mask[start:stop] & mask
         count = _popcount_rows(shared)
         errors = _popcount_rows((self._bits[start:stop] ^ bits) & shared)

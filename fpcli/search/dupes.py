@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -33,9 +32,7 @@ from fpcli.dsp.dupes import (
 )
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.store import Record
-
-if TYPE_CHECKING:
-    from fpcli.dsp.timbre import Timbre
+from fpcli.store.records import PathSeen
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,15 +44,48 @@ class DupeGroup:
     digests: tuple[str, ...]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recording:
+    """What the duplicate rules read of a record: about 3 KB in memory against 20 KB
+    for the record (its batch values, its timbre's covariance and confidences left
+    behind). ``cache dupes`` holds one per record of the store: 16 KB a record more
+    was 16 GB at 1,000,000 records. ``decoded`` is (params key, sample rate,
+    channels, length in samples) for a complete record, None for a partial one;
+    ``values`` the streaming values as (dim, value) pairs in dim order."""
+
+    digest: str
+    paths: tuple[PathSeen, ...]
+    version: int
+    seconds: float
+    key: DupeKey | None
+    decoded: tuple[str, int, int, int] | None
+    values: tuple[tuple[str, float | None], ...]
+    timbre_mean: tuple[float, ...] | None
+
+    @classmethod
+    def of(cls, record: Record) -> Recording:
+        audio = record.audio
+        decoded = (record.params_key, audio.samplerate, audio.channels, round(audio.duration_s * audio.samplerate)) \
+            if record.complete else None
+        return cls(record.digest, record.paths, record.fingerprint_version, audio.duration_s, record.dupe_key,
+                   decoded, tuple(sorted(record.streaming.values.items())),
+                   None if record.timbre is None else record.timbre.mean)
+
+
 def same(a: Record, b: Record) -> bool:
     """Whether two records hold the same recording (same content, the same decoded
-    audio, or matching keys). The exact rule goes first: its cheap comparisons reject
-    most pairs before the keys' bits are unpacked."""
+    audio, or matching keys)."""
+    return _same(Recording.of(a), Recording.of(b))
+
+
+def _same(a: Recording, b: Recording) -> bool:
+    """``same`` of two recordings. The exact rule goes first: its cheap comparisons
+    reject most pairs before the keys' bits are unpacked."""
     if a.digest == b.digest:
         return True
-    if a.dupe_key is None or b.dupe_key is None:
+    if a.key is None or b.key is None:
         return False
-    return same_decoded_audio(a, b) or same_recording(a.dupe_key, b.dupe_key, a.audio.duration_s, b.audio.duration_s)
+    return _decoded_alike(a, b) or same_recording(a.key, b.key, a.seconds, b.seconds)
 
 
 # Streaming values and timbre means of one decoded audio differ only by float rounding,
@@ -84,23 +114,20 @@ def same_decoded_audio(a: Record, b: Record) -> bool:
     Not identical audio, and so left to ``same_recording``: another gain (the keys
     and streaming values agree, the timbre's c0 does not), a shift by one sample,
     another rounding to 16 bits, another sample rate."""
-    if not (a.complete and b.complete) or a.params_key != b.params_key:
+    return _decoded_alike(Recording.of(a), Recording.of(b))
+
+
+def _decoded_alike(a: Recording, b: Recording) -> bool:
+    """``same_decoded_audio`` of two recordings."""
+    if a.decoded is None or a.decoded != b.decoded or a.key is None or a.key != b.key:
         return False
-    if (a.audio.samplerate, a.audio.channels, _frames(a)) != (b.audio.samplerate, b.audio.channels, _frames(b)):
-        return False
-    if a.dupe_key is None or a.dupe_key != b.dupe_key:
-        return False
-    return _values_agree(a.streaming.values, b.streaming.values) and _timbre_means_agree(a.timbre, b.timbre)
+    return _values_agree(a.values, b.values) and _timbre_means_agree(a.timbre_mean, b.timbre_mean)
 
 
-def _frames(record: Record) -> int:
-    """The record's length in samples (its duration is frames decoded / rate)."""
-    return round(record.audio.duration_s * record.audio.samplerate)
-
-
-def _values_agree(a: Mapping[str, float | None], b: Mapping[str, float | None]) -> bool:
-    """Every dim null on both sides or equal within VALUE_TOLERANCE."""
-    return a.keys() == b.keys() and all(_value_agrees(a[dim], b[dim]) for dim in a)
+def _values_agree(a: tuple[tuple[str, float | None], ...], b: tuple[tuple[str, float | None], ...]) -> bool:
+    """The same dims, each null on both sides or equal within VALUE_TOLERANCE."""
+    return len(a) == len(b) and all(dim_a == dim_b and _value_agrees(x, y)
+                                    for (dim_a, x), (dim_b, y) in zip(a, b, strict=True))
 
 
 def _value_agrees(x: float | None, y: float | None) -> bool:
@@ -109,12 +136,11 @@ def _value_agrees(x: float | None, y: float | None) -> bool:
     return math.isclose(x, y, rel_tol=VALUE_TOLERANCE, abs_tol=VALUE_TOLERANCE)
 
 
-def _timbre_means_agree(a: Timbre | None, b: Timbre | None) -> bool:
+def _timbre_means_agree(a: tuple[float, ...] | None, b: tuple[float, ...] | None) -> bool:
     """Both without a timbre (every frame silent), or means within TIMBRE_MEAN_TOLERANCE."""
     if a is None or b is None:
         return a is b
-    return len(a.mean) == len(b.mean) and all(
-        abs(x - y) <= TIMBRE_MEAN_TOLERANCE for x, y in zip(a.mean, b.mean, strict=True))
+    return len(a) == len(b) and all(abs(x - y) <= TIMBRE_MEAN_TOLERANCE for x, y in zip(a, b, strict=True))
 
 
 class RecordingTable:
@@ -126,27 +152,27 @@ class RecordingTable:
     ``search -k 1000`` whose hits share one duration, spent minutes in that loop."""
 
     def __init__(self) -> None:
-        self.records: list[Record] = []
+        self.records: list[Recording] = []
         self._keys = KeyRows()
         self._by_digest: dict[str, list[int]] = {}
         self._by_key: dict[DupeKey, list[int]] = {}
 
-    def add(self, record: Record) -> int:
+    def add(self, record: Recording) -> int:
         """Append ``record``; returns its row."""
-        row = self._keys.add(record.dupe_key, record.audio.duration_s)
+        row = self._keys.add(record.key, record.seconds)
         self.records.append(record)
         self._by_digest.setdefault(record.digest, []).append(row)
-        if record.dupe_key is not None:
-            self._by_key.setdefault(record.dupe_key, []).append(row)
+        if record.key is not None:
+            self._by_key.setdefault(record.key, []).append(row)
         return row
 
-    def first_same(self, record: Record, start: int = 0) -> int | None:
-        """The first row from ``start`` on whose record is ``same`` as ``record``, or None."""
+    def first_same(self, record: Recording, start: int = 0) -> int | None:
+        """The first row from ``start`` on whose recording is ``_same`` as ``record``, or None."""
         rows = [row for row in self._by_digest.get(record.digest, ()) if row >= start]
-        if record.dupe_key is not None:
-            rows += [row for row in self._by_key.get(record.dupe_key, ())
-                     if row >= start and same_decoded_audio(self.records[row], record)]
-            matched = np.flatnonzero(self._keys.matches(record.dupe_key, record.audio.duration_s, start))
+        if record.key is not None:
+            rows += [row for row in self._by_key.get(record.key, ())
+                     if row >= start and _decoded_alike(self.records[row], record)]
+            matched = np.flatnonzero(self._keys.matches(record.key, record.seconds, start))
             if len(matched):
                 rows.append(start + int(matched[0]))
         return min(rows, default=None)
@@ -155,7 +181,7 @@ class RecordingTable:
         return len(self.records)
 
 
-def duplicate_groups(records: Iterable[Record]) -> list[DupeGroup]:
+def duplicate_groups(records: Iterable[Record | Recording]) -> list[DupeGroup]:
     """Groups (two paths or more) of the v2+ records of one recording: each record joins
     the first group whose first record it matches, else starts one; largest group
     first, then by first path. Not the transitive closure of matching pairs: A like B
@@ -165,14 +191,13 @@ def duplicate_groups(records: Iterable[Record]) -> list[DupeGroup]:
     Records are taken in order of duration, so the groups whose first record lies
     within DURATION_TOLERANCE_S of a record are the last ones started: the rows of
     ``leaders`` (one per group) from ``near`` on."""
-    items = sorted((r for r in records if r.fingerprint_version == FINGERPRINT_VERSION),
-                   key=lambda r: r.audio.duration_s)
-    groups: list[list[Record]] = []
+    kept = (r if isinstance(r, Recording) else Recording.of(r) for r in records)  # records not held: read lazily
+    items = sorted((r for r in kept if r.version == FINGERPRINT_VERSION), key=lambda r: r.seconds)
+    groups: list[list[Recording]] = []
     leaders = RecordingTable()
     near = 0
     for record in items:
-        while near < len(leaders) and \
-                record.audio.duration_s - leaders.records[near].audio.duration_s > DURATION_TOLERANCE_S:
+        while near < len(leaders) and record.seconds - leaders.records[near].seconds > DURATION_TOLERANCE_S:
             near += 1
         home = leaders.first_same(record, near)
         if home is None:

@@ -18,7 +18,7 @@ from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.files import atomic_text, printable_path
 from fpcli.fingerprint import DIM_BY_NAME, seconds_text
 from fpcli.params import AnalysisParams, checked_params
-from fpcli.search.dupes import RecordingTable, starts_like
+from fpcli.search.dupes import Recording, RecordingTable, starts_like
 from fpcli.search.index import KINDS, Index, row_of
 from fpcli.search.proximity import reference_of, use_reference
 from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, explain_row, top_k
@@ -406,14 +406,15 @@ def _kept_on_disk(usable: list[tuple[Hit, Record]], reference: Record, record: R
     records whose files were gone (a library on a drive not mounted)."""
     kept: list[Hit] = []
     kept_records = RecordingTable()
-    kept_records.add(reference)
+    kept_records.add(Recording.of(reference))
     maybe_query: set[str] = set()
     gone: list[Hit] = []
     dropped = 0
     for hit, stored in usable:
         if len(kept) - len(maybe_query) == query.k:
             break
-        if kept_records.first_same(stored) is not None:
+        recording = Recording.of(stored)
+        if kept_records.first_same(recording) is not None:
             dropped += 1
             continue
         path = _path_left(hit, stored, query.under_prefix)
@@ -421,7 +422,7 @@ def _kept_on_disk(usable: list[tuple[Hit, Record]], reference: Record, record: R
             gone.append(hit)
             continue
         kept.append(dataclasses.replace(hit, path=path))
-        kept_records.add(stored)
+        kept_records.add(recording)
         if starts_like(record, stored):
             maybe_query.add(hit.digest)
     return kept, maybe_query, dropped, gone
