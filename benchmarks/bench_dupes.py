@@ -22,7 +22,7 @@ from collections.abc import Callable
 from make_records import records, template_record
 
 from fpcli.dsp.dupes import DURATION_TOLERANCE_S
-from fpcli.search.dupes import RecordingTable, duplicate_groups, same
+from fpcli.search.dupes import Recording, RecordingTable, duplicate_groups, same
 from fpcli.store import Record
 
 
@@ -55,7 +55,7 @@ def pairwise_kept(hits: list[Record]) -> int:
 def table_kept(hits: list[Record]) -> int:
     """The search loop now: each hit against every hit kept in one pass."""
     kept = RecordingTable()
-    for hit in hits:
+    for hit in map(Recording.of, hits):
         if kept.first_same(hit) is None:
             kept.add(hit)
     return len(kept)
