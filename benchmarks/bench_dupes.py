@@ -22,18 +22,19 @@ from collections.abc import Callable
 from make_records import records, template_record
 
 from fpcli.dsp.dupes import DURATION_TOLERANCE_S
-from fpcli.search.dupes import Recording, RecordingTable, duplicate_groups, same
+from fpcli.search.dupes import Recording, RecordingTable, _same, duplicate_groups
 from fpcli.store import Record
 
 
 def pairwise_groups(items: list[Record]) -> int:
     """The former ``duplicate_groups`` loop (each record against each near group's
-    first record, one ``same`` at a time); returns the number of groups."""
-    groups: list[list[Record]] = []
-    near: list[list[Record]] = []
-    for record in sorted(items, key=lambda r: r.audio.duration_s):
-        near = [g for g in near if record.audio.duration_s - g[0].audio.duration_s <= DURATION_TOLERANCE_S]
-        home = next((g for g in near if same(g[0], record)), None)
+    first record, one ``same`` at a time, on the records' Recordings); returns the
+    number of groups."""
+    groups: list[list[Recording]] = []
+    near: list[list[Recording]] = []
+    for record in sorted(map(Recording.of, items), key=lambda r: r.seconds):
+        near = [g for g in near if record.seconds - g[0].seconds <= DURATION_TOLERANCE_S]
+        home = next((g for g in near if _same(g[0], record)), None)
         if home is None:
             home = [record]
             groups.append(home)
@@ -45,9 +46,9 @@ def pairwise_groups(items: list[Record]) -> int:
 
 def pairwise_kept(hits: list[Record]) -> int:
     """The former search loop: each hit against every hit kept."""
-    kept: list[Record] = []
-    for hit in hits:
-        if not any(same(hit, other) for other in kept):
+    kept: list[Recording] = []
+    for hit in map(Recording.of, hits):
+        if not any(_same(hit, other) for other in kept):
             kept.append(hit)
     return len(kept)
 
