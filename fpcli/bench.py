@@ -78,6 +78,11 @@ class Figure:
     kind: str    # "ratio", "absolute" or "share"
     note: str = ""
 
+    def __post_init__(self) -> None:
+        # A Python float: measured as numpy scalars, a value made every comparison with it
+        # a numpy bool, which the --json writer refused (``bench --compare F --json R``).
+        object.__setattr__(self, "value", float(self.value))
+
 
 @dataclasses.dataclass
 class BenchResult:
@@ -550,5 +555,5 @@ def compare(result: BenchResult, earlier: dict[str, Any], tolerance: float = COM
         before, after = _number(old["value"]) or 0.0, figure.value  # a number: check_earlier said so
         change = relative_change(before, after)
         worse = 0.0 if change is None else -change if figure.better == "higher" else change
-        changes.append(Change(name, before, after, change, worse > tolerance))
+        changes.append(Change(name, before, after, change, bool(worse > tolerance)))
     return changes

@@ -123,6 +123,14 @@ def test_cli_bench_check_json_markdown_compare(tiny_library, tmp_path):
     earlier["figures"]["analysis.batch_x"]["value"] *= 10
     compared = runner.invoke(app, [*base, "--compare", "-"], input=json.dumps(earlier), env={"COLUMNS": "200"})
     assert compared.exit_code == 0 and "REGRESSION" in compared.stdout
+    # The help's own example: --compare with --json (its verdicts were numpy bools: a traceback,
+    # no file); and --json - leaves stdout to the document alone.
+    both = runner.invoke(app, [*base, "--compare", str(out), "--json", "-"])
+    assert both.exit_code == 0, both.output
+    changes = json.loads(both.stdout)["changes"]
+    assert changes and all(isinstance(c["regression"], bool) for c in changes)
+    twice = runner.invoke(app, [*base, "--json", "-", "--markdown", "-"])
+    assert twice.exit_code == 2 and "already writes to stdout" in twice.stderr
 
 
 def test_bench_reads_an_earlier_result_and_thresholds_from_stdin_or_says_why_not(tmp_path, monkeypatch):

@@ -70,6 +70,8 @@ def bench(
 
     limits, earlier = _bench_inputs(thresholds, compare_with)
     check_outputs({"--json": json_file, "--markdown": markdown})  # before a minute of measuring, not after
+    if json_file and markdown and path_text(json_file) == path_text(markdown) == "-":
+        raise typer.BadParameter("--json already writes to stdout", param_hint="--markdown")
     if library is not None and not os.path.lexists(library):  # "no decodable audio files" hid the typo
         raise typer.BadParameter(f"{path_text(library)}: no such file or folder", param_hint="--library")
     status = stderr().status("benchmarking")
@@ -80,7 +82,8 @@ def bench(
                            on_step=lambda step: status.update(f"benchmarking: {step}"))
     checks = check_figures(result, limits)
     changes = compare_figures(result, earlier, tolerance) if earlier is not None else []
-    _render_bench(result, checks, changes)
+    if "-" not in (path_text(json_file) if json_file else None, path_text(markdown) if markdown else None):
+        _render_bench(result, checks, changes)   # else stdout carries that document alone
     if json_file:
         write_text(json_file, json.dumps(_bench_json(result, checks, changes), indent=1) + "\n")
     if markdown:
