@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 import pathspec
 
 from fpcli.audio import AUDIO_EXTENSIONS
-from fpcli.cue import CueError, cue_tracks_of_folder
+from fpcli.cue import CUE_EXTENSION, CueError, CueTrack, cue_tracks_of_folder
 from fpcli.errors import ParameterError
 from fpcli.store.records import os_reason, stat_regular
 
@@ -87,7 +87,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = ()
         if is_folder:
             walker.walk(root)
         else:
-            walker.add(root)
+            walker.add_given(root)
     return result
 
 
@@ -97,6 +97,7 @@ class _Walker:
         self.exclude = exclude
         self.seen_dirs: set[tuple[int, int]] = set()
         self.seen_files: set[str] = set()
+        self.seen_tracks: set[tuple[str, int]] = set()   # (image's real path, track number)
         self.real_folders: dict[str, str] = {}   # folder walked -> its realpath
 
     def add(self, path: str, real_folder: str | None = None) -> None:
@@ -116,6 +117,39 @@ class _Walker:
             self.result.problems.append(ScanProblem(path, os_reason(exc)))
             return
         self.result.files.append(path)
+
+    def add_given(self, path: str) -> None:
+        """Take a file named on the command line: the tracks of an album image with its
+        CUE sheet beside it (the image is no track, however it is reached: named, it
+        was analysed as one 20-minute track besides its tracks, and searched as a hit
+        holding the query), else the file itself, whatever its extension."""
+        folder = os.path.dirname(path) or "."
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            names = []
+        if not any(name.lower().endswith(CUE_EXTENSION) for name in names):
+            self.add(path)
+            return
+        try:
+            tracks, images, _ = cue_tracks_of_folder(folder, names)
+        except CueError as exc:   # as in a walk: the sheet named, the image taken as a file
+            self.result.problems.append(ScanProblem(exc.path, str(exc)))
+            tracks, images = [], set()
+        name = os.path.basename(path)
+        if name not in images:
+            self.add(path)
+            return
+        for track in tracks:
+            if os.path.basename(track.image) == name:
+                self.add_track(dataclasses.replace(track, image=path))   # named as given
+
+    def add_track(self, track: CueTrack) -> None:
+        """Take one track of an album image (once, however the image is reached)."""
+        key = (os.path.realpath(track.image), track.number)
+        if key not in self.seen_tracks:
+            self.seen_tracks.add(key)
+            self.result.files.append(track.entry)
 
     def walk(self, root: str) -> None:
         rules: dict[str, list[tuple[str, pathspec.PathSpec]]] = {}  # folder -> the ignore files that apply
@@ -203,7 +237,7 @@ class _Walker:
             reported = os.path.basename(exc.path)
         for track in tracks:
             if not ignored(track.image, False):
-                self.result.files.append(track.entry)
+                self.add_track(track)
         real_folder = self._real_folder(folder)
         for name in names:
             path = os.path.join(folder, name)

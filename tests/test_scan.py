@@ -170,6 +170,26 @@ def test_a_cue_sheet_turns_an_image_into_tracks(tmp_path):
         np.testing.assert_allclose(audio, piece, atol=1e-4)
 
 
+def test_an_album_image_named_is_its_tracks_once_however_it_is_reached(tmp_path, monkeypatch):
+    """Named on the command line, the image was analysed as one whole track besides
+    its tracks (and came back as search hit 1 for one of them)."""
+    image, _ = _album(tmp_path / "album")
+    tracks = [f"{image}#{n:02d}" for n in (1, 2, 3)]
+    assert scan([image]).files == tracks
+    assert scan([image, tmp_path / "album", image]).files == tracks
+    assert scan([tmp_path / "album", image]).files == tracks
+    monkeypatch.chdir(tmp_path / "album")
+    assert scan(["Album Image.flac"]).files == [f"Album Image.flac#{n:02d}" for n in (1, 2, 3)]  # as named
+    (tmp_path / "plain").mkdir()
+    lone = write(tmp_path / "plain" / "Album Image.flac", synth.music_like(2.0, SR, seed=1), SR)
+    assert scan([lone]).files == [lone]                 # no sheet beside it: the file itself
+    (tmp_path / "album" / "Album Image.cue").write_text('FILE "Album Image.flac" WAVE\n  TRACK 01 AUDIO\n'
+                                                       '    INDEX 01 00:05:00\n  TRACK 02 AUDIO\n'
+                                                       '    INDEX 01 00:01:00\n')
+    bad = scan([image])
+    assert bad.files == [image] and "Album Image.cue" in bad.problems[0].path   # a bad sheet: named, the file
+
+
 def test_cue_tracks_are_analysed_stored_listed_and_pruned_on_their_own(tmp_path):
     _album(tmp_path / "album")
     store_dir = str(tmp_path / "s")
