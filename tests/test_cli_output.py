@@ -250,3 +250,27 @@ def test_a_track_table_in_a_pipe_is_tab_separated(tmp_path):
     assert len(rows) == 25 and {len(row) for row in rows} == {6}
     assert [row[1] for row in rows if row[0] == "frequency"][0] == "band_sub_bass"
 
+
+
+@pytest.mark.parametrize("width", [200, 90, 60, 20])
+def test_a_table_on_a_terminal_never_cuts_a_cell(monkeypatch, width):
+    """Rich's default cut every path to "/tmp/sw…" at 80 columns and left every cell
+    empty at 20; the widest column now folds, the others wrap between words, and a
+    terminal too narrow for that gets plain lines under the title and column names."""
+    from rich.console import Console
+
+    from fpcli.cli import render
+
+    screen = io.StringIO()
+    monkeypatch.setattr(render, "stdout", lambda: Console(file=screen, width=width, force_terminal=True,
+                                                          color_system=None, highlight=False))
+    monkeypatch.setattr(render, "is_terminal", lambda stream: True)
+    monkeypatch.setattr(sys, "stdout", screen)
+    path = "/music/a rather long folder name/and an even longer album name (deluxe)/07 - track.flac"
+    render.rows_out("1 path(s)", ["path", "duration", "rate/ch", "tempo", "heard", "validation", "analysed"],
+                    [[path, "65.0 s", "44100/2", "123.5", "preview 30 s", "DecodeError", "2026-11-27 04:33"]])
+    text = screen.getvalue()
+    assert "…" not in text and "DecodeError" in text
+    flat = "".join(line.split("│")[1].strip() if "│" in line else "" for line in text.splitlines())
+    assert path.replace(" ", "") in (flat.replace(" ", "") if "┃" in text else text.replace(" ", ""))
+    assert ("┃" in text) == (width >= 90)

@@ -117,21 +117,52 @@ def warn_line(message: str) -> None:
 def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
              justify: dict[str, str] | None = None) -> None:
     """A table on a terminal; in a pipe, one tab-separated plain line per row (no
-    header, nothing truncated), as ``ls`` or ``git`` do. Cells are plain text."""
-    if not is_terminal(sys.stdout):
-        for row in rows:
-            sys.stdout.write("\t".join(printable_path(cell) for cell in row) + "\n")
+    header, nothing truncated), as ``ls`` or ``git`` do. Cells are plain text.
+
+    Nothing is cut on a terminal either: the widest column (a path) folds onto more
+    lines, the others keep their cells whole up to FIXED_COLUMN_MAX characters (on a
+    narrower terminal they wrap between words).
+    Rich's default had cut every path to "/tmp/sw…" at 80 columns, the one thing a
+    failure or a listing is for. A terminal too narrow for that gets the plain lines."""
+    shown = [[printable_path(cell) for cell in row] for row in rows]
+    widths = [max([len(name), *(len(row[i]) for row in shown)]) for i, name in enumerate(columns)]
+    folding = max(range(len(columns)), key=lambda i: widths[i]) if columns else 0
+    # The others keep their cells on one line where the terminal allows it, else wrap
+    # between words ("2026-11-27 04:33" onto two lines), never inside one.
+    words = [min(FIXED_COLUMN_MAX, max(len(word) for cell in [name, *(row[i] for row in shown)]
+                                       for word in [*cell.split(" "), ""])) for i, name in enumerate(columns)]
+    console = stdout()
+    fixed = [min(FIXED_COLUMN_MAX, width) for width in widths]
+    if _table_width(fixed, folding) > console.width:
+        fixed = words
+    if not is_terminal(sys.stdout) or _table_width(fixed, folding) > console.width:
+        if is_terminal(sys.stdout):   # a terminal too narrow: the title and column names say what follows
+            sys.stdout.write(f"{title}\n" + "\t".join(columns) + "\n")
+        for row in shown:
+            sys.stdout.write("\t".join(row) + "\n")
         return
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=escape(title), title_justify="left")
-    for name in columns:
-        table.add_column(name, justify=(justify or {}).get(name, "left"))  # type: ignore[arg-type]
-    for row in rows:
-        table.add_row(*[Text(printable_path(cell)) for cell in row])
-    stdout().print(table)
+    for i, name in enumerate(columns):
+        width = None if i == folding else fixed[i]
+        table.add_column(name, justify=(justify or {}).get(name, "left"),  # type: ignore[arg-type]
+                         overflow="fold", min_width=width, max_width=width)
+    for row in shown:
+        table.add_row(*[Text(cell) for cell in row])
+    console.print(table)
+
+
+FIXED_COLUMN_MAX = 24    # characters: a column other than the widest keeps its cells whole up to this
+FOLDED_COLUMN_MIN = 12   # characters the widest column needs to be worth folding into
+
+
+def _table_width(fixed: list[int], folding: int) -> int:
+    """Characters a table of columns this wide needs (the folding one at its least),
+    with rich's borders and padding (3 a column, and 1)."""
+    return sum(fixed) - fixed[folding] + FOLDED_COLUMN_MIN + 3 * len(fixed) + 1 if fixed else 0
 
 
 def format_value(value: float | None, unit: str) -> str:
