@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -386,8 +387,16 @@ def test_cli_search_table(store, library):
 
 
 def test_cli_search_errors(tmp_path, library):
-    empty = runner.invoke(app, ["--store", str(tmp_path / "empty"), "search", str(library / "t0.flac")])
-    assert empty.exit_code == 1 and "no other streaming fingerprints" in str(empty.exception)
+    # Nothing to search is an answer with no hits, as the batch strategy's (it was exit 1,
+    # and nothing on stdout for --json); its reason on stderr and in the stats.
+    for strategy in ("fast", "accurate", "auto"):
+        empty = runner.invoke(app, ["--store", str(tmp_path / "empty"), "search", str(library / "t0.flac"),
+                                    "--json", "--strategy", strategy])
+        assert empty.exit_code == 0 and "no other streaming fingerprints" in empty.stderr, empty.output
+        answer = json.loads(empty.stdout)
+        assert answer["hits"] == [] and "analyse the library first" in answer["stats"]["nothing_to_search"]
+    garbage = runner.invoke(app, ["--store", str(tmp_path / "empty"), "search", "-"], input=b"garbage" * 100)
+    assert isinstance(garbage.exception, QueryError)   # exit 3 from main(), as a file query that fails
     broken = tmp_path / "broken.flac"
     broken.write_text("nope")
     bad = runner.invoke(app, ["--store", str(tmp_path / "empty"), "search", str(broken)])
@@ -616,8 +625,9 @@ def test_previews_are_left_out_of_search_and_it_says_so(tmp_path, library):
     there is (it said "analyse the library first" of an analysed library)."""
     with FingerprintStore.open(tmp_path / "p") as previews:
         run_library([str(library)], previews, RunOptions(jobs=1, seconds=1.0))
-        with pytest.raises(SearchError, match="7 of its records are previews .*upgrade"):  # t1 is now whole
-            search(previews, str(library / "t1.flac"), k=2, strategy="fast")
+        only = search(previews, str(library / "t1.flac"), k=2, strategy="fast")  # t1 is now whole
+        assert only.hits == [] and re.search("7 of its records are previews .*upgrade",
+                                             only.stats["nothing_to_search"])
         run_library([str(library / "t2.flac"), str(library / "t3.flac")], previews, RunOptions(jobs=1))
         result = search(previews, str(library / "t1.flac"), k=2, strategy="fast")
         assert {os.path.basename(h.path) for h in result.hits} == {"t2.flac", "t3.flac"}

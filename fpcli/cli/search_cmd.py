@@ -129,6 +129,8 @@ def search(
         raise typer.BadParameter(exc.reason, param_hint="--weights") from None
     if m3u is not None:
         _note_left_out(write_m3u(result, m3u))
+    if result.stats.get("nothing_to_search"):
+        warn_line(result.stats["nothing_to_search"])
     for path, error in result.skipped:
         warn_line(f"{path}: skipped as a candidate ({error})")
     if result.stats.get("copies_elsewhere"):
@@ -226,14 +228,14 @@ def _stream_query(seconds: float | None) -> Record:
     import time
 
     from fpcli.audio import open_stream
-    from fpcli.errors import AudioReadError, FpcliError
+    from fpcli.errors import AudioReadError, QueryError
     from fpcli.live import follow, stream_identity
     from fpcli.store.records import record_from_result
 
     try:
         reader = open_stream(sys.stdin.buffer)
-    except AudioReadError as exc:
-        raise FpcliError(f"cannot read the query stream: {exc.reason}") from None
+    except AudioReadError as exc:   # a query that cannot be analysed, as a file's (exit 3)
+        raise QueryError(f"cannot read the query stream: {exc.reason}") from None
     result = follow(reader, "stream:query", max_seconds=seconds)
     return record_from_result(stream_identity("query"), _with_declared_length(result, reader), time.time())
 

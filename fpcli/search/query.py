@@ -311,9 +311,11 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
               stats: dict[str, Any], skipped: list[tuple[str, str]],
               progress: IndexProgress | None = None) -> list[Hit]:
     """The k nearest of every indexed track of ``kind`` (refreshing the index first).
-    Nothing to search is an error, unless tracks lacking a batch fingerprint were
-    counted (``stats["missing_batch"]``): that count, and how to compute them, is the
-    answer then, as it is when some other track has one."""
+    Nothing to search is an answer with no hits, its reason in
+    ``stats["nothing_to_search"]`` (it was an error, exit 1 with nothing on stdout for
+    ``--json``, where a batch search of a store without batch fingerprints answered
+    with no hits and exit 0); tracks lacking a batch fingerprint are counted in
+    ``stats["missing_batch"]`` then, with how to compute them."""
     index, info = current_index(store, kind, params.key(), progress)
     stats.update(info)
     if len(index) <= 1 and not (kind == "batch" and stats.get("missing_batch")):
@@ -322,7 +324,8 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
         if kind == "streaming" and previews:
             some = "1 of its records is a preview" if previews == 1 else f"{previews} of its records are previews"
             message = f"the store holds no other complete fingerprints to search: {some} ({PREVIEWS_LEFT_OUT})"
-        raise SearchError(message + (" with batch fingerprints" if kind == "batch" else ""))
+        stats["nothing_to_search"] = message + (" with batch fingerprints" if kind == "batch" else "")
+        return []
     return _ranked(store, index, record, query, stats, skipped)
 
 
@@ -621,6 +624,8 @@ def _accurate(store: FingerprintStore, record: Record, query: Query, params: Ana
               stats: dict[str, Any], skipped: list[tuple[str, str]], progress: IndexProgress | None) -> list[Hit]:
     wide = dataclasses.replace(query, k=query.k * ACCURATE_CANDIDATES, explain=False)
     candidates = _rank_all(store, "streaming", record, wide, params, stats, skipped, progress)
+    if not candidates:
+        return []
     stats["batch_computed"] = _batch_for(store, [h.path for h in candidates], params, compute, skipped)
     index, info = current_index(store, "batch", params.key(), progress)
     stats["batch_index"] = info
