@@ -79,6 +79,14 @@ class SearchError(FpcliError):
     """A search that cannot be answered (empty store, undecodable query, ...)."""
 
 
-class QueryError(SearchError):
-    """The query file itself cannot be analysed (missing, empty, not audio): like a
-    file that fails in ``analyze``, a failed input rather than a fatal error."""
+class InputFailed(FpcliError):
+    """The one input a command was given failed, as a failed file in ``analyze`` does:
+    not a fatal error (the command exits 3, not 1)."""
+
+
+class QueryError(SearchError, InputFailed):
+    """The query file itself cannot be analysed (missing, empty, not audio)."""
+
+
+class NotStoredError(InputFailed):
+    """``cache show`` of a file or stream the store holds no record of."""

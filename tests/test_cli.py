@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from fpcli import synth
 from fpcli.cli import EXIT_SOME_FAILED, app, command_named
+from fpcli.errors import NotStoredError
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from tests.conftest import new_store, write
 
@@ -159,7 +160,10 @@ def test_cache_commands(folder, tmp_path):
 
 def test_cache_show_unknown_file_is_a_clear_error(folder, tmp_path):
     result = runner.invoke(app, ["cache", "show", str(folder / "t0.flac")])
-    assert result.exit_code == 1 and "not in the store" in str(result.exception)
+    assert isinstance(result.exception, NotStoredError) and "not in the store" in str(result.exception)
+    # --json answers either way (a file never analysed printed nothing at all)
+    unknown = json.loads(runner.invoke(app, ["cache", "show", str(folder / "t0.flac"), "--json"]).stdout)
+    assert unknown["stored"] is False and unknown["failure"] is None and "fpcli analyze" in unknown["why"]
     # a failed file with --json: the failure as JSON on stdout too (it printed none)
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF not really")

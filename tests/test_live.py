@@ -497,7 +497,7 @@ def test_cache_show_finds_a_named_stream(tmp_path, song):
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["paths"][0]["path"] == "stream:radio"
     missing = _fpcli(store, "cache", "show", "stream:tv")
-    assert missing.returncode == 1 and b"fpcli analyze - --name NAME" in missing.stderr
+    assert missing.returncode == 3 and b"fpcli analyze - --name NAME" in missing.stderr   # an input that failed
 
 
 def test_a_name_holds_its_latest_stream_even_an_interrupted_one(tmp_path, song):

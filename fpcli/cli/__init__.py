@@ -30,7 +30,7 @@ from fpcli.cli.root import (
     EXIT_SOME_FAILED,
     EXIT_USAGE,
 )
-from fpcli.errors import FpcliError, ParameterError, QueryError
+from fpcli.errors import FpcliError, InputFailed, ParameterError
 
 if TYPE_CHECKING:
     import typer
@@ -114,7 +114,7 @@ def main() -> None:
     except ParameterError as exc:
         error_line(user_message(exc))
         sys.exit(EXIT_USAGE)
-    except QueryError as exc:  # the one input failed, as a failed file in `analyze`
+    except InputFailed as exc:  # the one input failed, as a failed file in `analyze`
         error_line(user_message(exc))
         sys.exit(EXIT_SOME_FAILED)
     except FpcliError as exc:

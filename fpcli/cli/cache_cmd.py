@@ -26,7 +26,7 @@ from fpcli.cli.render import (
     when,
 )
 from fpcli.cli.root import EXIT_SOME_FAILED, cache_app
-from fpcli.errors import DamagedStoreError, FpcliError
+from fpcli.errors import DamagedStoreError, FpcliError, NotStoredError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.fingerprint import seconds_text
 from fpcli.results import TIMEOUT_ERROR_TYPE
@@ -257,12 +257,12 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(
         failure = _recorded_failure(store, text) if record is None else None
         report_bad_entries(store)
     if record is None:
-        if as_json and failure is not None:   # a script asked: the failure as data too (stdout)
+        if as_json:   # a script asked: the answer as data too (stdout), with the failure if one is recorded
             from fpcli.store.schema import failure_to_json
 
-            print_json({"path": text, "stored": False, "failure": failure_to_json(failure),
-                        "why": _not_stored(text, failure)})
-        raise FpcliError(_not_stored(text, failure))
+            print_json({"path": text, "stored": False, "failure": None if failure is None else
+                        failure_to_json(failure), "why": _not_stored(text, failure)})
+        raise NotStoredError(_not_stored(text, failure))
     if as_json:
         print_json(record_to_json(record))
         return
