@@ -230,7 +230,7 @@ def cache_list(
 
 
 @cache_app.command("show")
-def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(
+def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(metavar="PATH",
                    readable=False,
                    help="An audio file, or stream:NAME for a named stream.")],
                as_json: Annotated[bool, typer.Option("--json", help="Print the stored record as JSON.")] = False
@@ -465,7 +465,8 @@ def _on_disk(record: Recording) -> Recording:
 
 @cache_app.command("export")
 def cache_export(ctx: typer.Context,
-                 file: Annotated[str, typer.Argument(help="JSON Lines file to write, or - for stdout.")]) -> None:
+                 file: Annotated[str, typer.Argument(metavar="FILE",
+                                                     help="JSON Lines file to write, or - for stdout.")]) -> None:
     """Write every record and failure as JSON Lines (atomically; - writes to stdout).
 
     Examples:
@@ -487,7 +488,7 @@ def cache_export(ctx: typer.Context,
 
 @cache_app.command("import")
 def cache_import(ctx: typer.Context,
-                 file: Annotated[str, typer.Argument(help="JSON Lines file to read, or - for stdin.")],
+                 file: Annotated[str, typer.Argument(metavar="FILE", help="JSON Lines file to read, or - for stdin.")],
                  no_index: Annotated[bool, typer.Option(
                      "--no-index", help="Do not save the search index at the end, and so do not hold its rows "
                                         "in memory meanwhile (an import that saves it peaked at 3.0 GB at "

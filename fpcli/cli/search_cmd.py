@@ -30,7 +30,7 @@ STRATEGIES = ("fast", "accurate", "batch", "auto")  # fpcli.search.STRATEGIES (c
 @app.command()
 def search(
     ctx: typer.Context,
-    query: Annotated[Path, typer.Argument(
+    query: Annotated[Path, typer.Argument(metavar="QUERY",
         readable=False,
         help="An audio file (analysed now if the store lacks it), or - for a stream on stdin.")],
     k: Annotated[int, typer.Option("-k", min=1, help="How many similar tracks.")] = 10,
