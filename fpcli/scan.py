@@ -96,26 +96,41 @@ class _Walker:
         self.result = result
         self.exclude = exclude
         self.seen_dirs: set[tuple[int, int]] = set()
-        self.seen_files: set[str] = set()
+        self.seen_files: dict[str, tuple[int, int]] = {}   # real path -> (its place in files, rank of its name)
         self.seen_tracks: set[tuple[str, int]] = set()   # (image's real path, track number)
         self.real_folders: dict[str, str] = {}   # folder walked -> its realpath
 
-    def add(self, path: str, real_folder: str | None = None) -> None:
+    def add(self, path: str, real_folder: str | None = None, *, given: bool = False) -> None:
         """Take one file (once, however many ways it is reached). ``real_folder``: the
         symlink-free path of its folder, when known: then only a symlinked file needs a
-        full ``realpath`` (one lstat per file instead of one per path component)."""
-        if real_folder is not None and not os.path.islink(path):
+        full ``realpath`` (one lstat per file instead of one per path component).
+
+        Reached again by a better name, the file keeps its place under that name: a
+        name given on the command line before one a walk found, a file's own name
+        before a symlink's. The first name in walk order was kept, so a path named
+        on the command line could get no line at all (a link to it in a folder given
+        before it stood in for it), and a folder of a file and links to it reported
+        the link that sorted first."""
+        is_link = os.path.islink(path)
+        if real_folder is not None and not is_link:
             resolved = os.path.join(real_folder, os.path.basename(path))
         else:
             resolved = os.path.realpath(path)
-        if resolved in self.seen_files:
+        rank = 2 if given else 0 if is_link else 1
+        seen = self.seen_files.get(resolved)
+        if seen is not None:
+            place, earlier = seen
+            if rank > earlier:
+                self.result.files[place] = path
+                self.seen_files[resolved] = (place, rank)
             return
-        self.seen_files.add(resolved)
         try:
             stat_regular(resolved)  # a FIFO or device named *.wav would block the reader forever
         except OSError as exc:
+            self.seen_files[resolved] = (-1, 3)   # reported once, never taken
             self.result.problems.append(ScanProblem(path, os_reason(exc)))
             return
+        self.seen_files[resolved] = (len(self.result.files), rank)
         self.result.files.append(path)
 
     def add_given(self, path: str) -> None:
@@ -129,7 +144,7 @@ class _Walker:
         except OSError:
             names = []
         if not any(name.lower().endswith(CUE_EXTENSION) for name in names):
-            self.add(path)
+            self.add(path, given=True)
             return
         try:
             tracks, images, _ = cue_tracks_of_folder(folder, names)
@@ -138,7 +153,7 @@ class _Walker:
             tracks, images = [], set()
         name = os.path.basename(path)
         if name not in images:
-            self.add(path)
+            self.add(path, given=True)
             return
         for track in tracks:
             if os.path.basename(track.image) == name:

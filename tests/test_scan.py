@@ -309,6 +309,24 @@ def test_a_utf16_cue_sheet_is_read(tmp_path):
     assert [os.path.basename(f) for f in scan([folder]).files] == [f"Album Image.flac#{n:02d}" for n in (1, 2, 3)]
 
 
+def test_a_file_reached_by_several_names_is_listed_once_by_its_best_one(tmp_path):
+    """A name given on the command line wins over one a walk found, a file's own name
+    over a symlink's, whatever their order: the first name walked was kept, so a path
+    named on the command line got no line, and a folder reported a link that sorted
+    before the file."""
+    folder = tmp_path / "sl"
+    folder.mkdir()
+    real = write(folder / "real.flac", synth.sine(440, 0.2, SR), SR)
+    for link in ("alink.flac", "zlink.flac"):
+        os.symlink("real.flac", folder / link)
+    assert scan([folder]).files == [real]
+    given = str(folder / "alink.flac")
+    for roots in ([folder, given], [given, folder], [given, folder, real]):
+        assert scan(roots).files == [given], roots
+    other = write(tmp_path / "other.flac", synth.sine(660, 0.2, SR), SR)
+    assert scan([folder, other, real]).files == [real, other]   # each keeps its place
+
+
 def test_missing_loop_and_unreadable_paths_are_json_errors(tmp_path):
     os.symlink(tmp_path / "loop", tmp_path / "loop")
     result = runner.invoke(app, ["analyze", str(tmp_path / "missing.flac"), str(tmp_path / "loop"), "--json"])
