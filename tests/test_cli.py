@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from fpcli import synth
 from fpcli.cli import EXIT_SOME_FAILED, app, command_named
-from fpcli.errors import NotStoredError
+from fpcli.errors import NotStoredError, ParameterError
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from tests.conftest import new_store, write
 
@@ -187,6 +187,11 @@ def test_cache_clear_asks_first(folder):
     result = runner.invoke(app, ["cache", "clear"], input="n\n")
     # declined: nothing done, no fatal error ("Aborted!", exit 1 before)
     assert result.exit_code == 0 and "nothing removed" in result.stderr and "Aborted" not in result.output
+    assert json.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)["entries"] == 1
+    # no answer at all (a script's stdin ended): a usage error naming --yes, not "Aborted!", exit 1
+    unanswered = runner.invoke(app, ["cache", "clear"], input="")
+    assert isinstance(unanswered.exception, ParameterError) and "--yes" in str(unanswered.exception)
+    assert "Aborted" not in unanswered.output
     assert json.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)["entries"] == 1
 
 

@@ -26,7 +26,7 @@ from fpcli.cli.render import (
     when,
 )
 from fpcli.cli.root import EXIT_SOME_FAILED, cache_app
-from fpcli.errors import DamagedStoreError, FpcliError, NotStoredError
+from fpcli.errors import DamagedStoreError, FpcliError, NotStoredError, ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.fingerprint import seconds_text
 from fpcli.results import TIMEOUT_ERROR_TYPE
@@ -338,13 +338,27 @@ def cache_clear(ctx: typer.Context,
     """
     with ctx.obj.open_store(existing=True) as store:
         # Declined: nothing done, which is no fatal error ("Aborted!", exit 1, said so).
-        if not yes and not typer.confirm(f"Remove everything in the store at {store.location}?", err=True):
+        if not yes and not _confirmed(f"Remove everything in the store at {store.location}?"):
             note("", "nothing removed")
             return
         counts = store.stats()   # what the user knows the store by: records and failures
         removed = store.clear()
     note("", f"removed {counts['entries']} records and {counts['failures']} failures "
              f"({removed} store entries with path and duplicate indexes)")
+
+
+def _confirmed(question: str) -> bool:
+    """The user's yes to ``question`` on stderr. No answer at all (the end of a script's
+    stdin: click said "Aborted!", exit 1) is a usage error naming --yes; Ctrl-C at the
+    prompt is an interrupt (exit 130)."""
+    try:
+        return typer.confirm(question, err=True)
+    except typer.Abort:
+        if sys.stdin is not None and sys.stdin.isatty():
+            raise KeyboardInterrupt from None
+        note("", "")   # the prompt's line ends: the error has a line of its own
+        raise ParameterError("cache clear asks first, and stdin ended before an answer: nothing removed "
+                             "(--yes clears without asking)") from None
 
 
 @cache_app.command("prune")
