@@ -155,7 +155,7 @@ def test_cache_commands(folder, tmp_path):
     assert cleared.exit_code == 0 and "removed 3 records and 1 failures (" in cleared.stderr   # as stats counts
     assert json.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)["entries"] == 0
     imported = runner.invoke(app, ["cache", "import", str(export)])
-    assert imported.exit_code == 0 and "imported 4 records and 1 failures" in imported.stderr
+    assert imported.exit_code == 0 and "imported 4 records and 1 failure," in imported.stderr
 
 
 def test_cache_show_unknown_file_is_a_clear_error(folder, tmp_path):

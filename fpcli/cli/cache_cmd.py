@@ -347,6 +347,11 @@ def cache_clear(ctx: typer.Context,
              f"({removed} store entries with path and duplicate indexes)")
 
 
+def _count(n: int, noun: str) -> str:
+    """"1 record", "2 records", "0 lines"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _confirmed(question: str) -> bool:
     """The user's yes to ``question`` on stderr. No answer at all (the end of a script's
     stdin: click said "Aborted!", exit 1) is a usage error naming --yes; Ctrl-C at the
@@ -545,8 +550,8 @@ def cache_import(ctx: typer.Context,
             kept = {}
     for reason in report.rejected:
         note("[red]rejected[/red]", reason)
-    line = (f"imported {report.records} records and {report.failures} failures, "
-            f"rejected {len(report.rejected)} lines")
+    line = (f"imported {_count(report.records, 'record')} and {_count(report.failures, 'failure')}, "
+            f"rejected {_count(len(report.rejected), 'line')}")
     if kept.get("saved"):
         line += "; search index saved (" + ", ".join(f"{kind} {rows}" for kind, rows in kept["saved"].items()) \
             + f" rows, {kept['seconds']:.1f} s)"

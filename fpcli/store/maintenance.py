@@ -571,7 +571,7 @@ def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report
     if not raw.strip():
         return None
     try:
-        item = loads("line", raw)
+        item = loads("line", raw.rstrip(b"\r\n"))   # a cut line's error then names its own line, not "line 2"
     except BadEntryError as exc:
         return exc.problems[0]
     if not isinstance(item, dict) or "type" not in item:
