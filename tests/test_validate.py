@@ -256,9 +256,11 @@ def test_validate_partial_shows_error_by_confidence(library):
 def test_a_shown_similarity_never_contradicts_its_verdict(library):
     """Rounded to 4 decimals, 0.9999998 under --threshold 1 read "invalid  similarity 1.0000"."""
     result = runner.invoke(app, ["validate", "-l", str(library), "--threshold", "1", "--worst", "5"])
-    invalid = [line for line in result.stdout.splitlines() if line.strip().startswith("invalid ")]
+    lines = result.stdout.splitlines()
+    worst = lines[lines.index("status\tsimilarity\tfailed metrics\tpath") + 1:]   # the worst tracks' table
+    invalid = [line.split("\t") for line in worst if line.startswith("invalid\t")]
     assert invalid, result.stdout
-    assert all(float(line.split("similarity")[1].split()[0]) < 1.0 for line in invalid), invalid
+    assert all(float(cells[1]) < 1.0 for cells in invalid), invalid
 
 
 def test_validate_bad_partial_option(library):

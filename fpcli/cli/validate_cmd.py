@@ -200,12 +200,13 @@ def render_validation(report: LibraryValidation, worst: int) -> None:
     _table("Streaming vs batch, per metric", ["metric", "error", "tol", "mean err", "max err", "pass", "n"],
            rows, out)
     _line([(summary_line(report.summary()), "")], out)
-    for track in report.worst(worst):
-        if track.result is None:
-            continue
-        failed = ", ".join(track.result.failed_metrics) or "none"
-        _line([(f"  {track.status:8} similarity {_similarity(track.result.similarity)}  failed: {failed}  "
-                f"{printable_path(track.path)}", "")], out)
+    # A table as the others are (a pipe had lines of spaces, with no title or column names).
+    worst_rows = [[(track.status, ""), (_similarity(track.result.similarity), ""),
+                   (", ".join(track.result.failed_metrics) or "none", ""), (printable_path(track.path), "")]
+                  for track in report.worst(worst) if track.result is not None]
+    if worst_rows:
+        _table(f"Worst {len(worst_rows)} track(s)", ["status", "similarity", "failed metrics", "path"], worst_rows,
+               out)
     for track in report.tracks:
         if track.status in FAILED_STATUSES:
             label = {"error": "error   ", "timed_out": "timed out"}.get(track.status, "not analysable")
@@ -246,7 +247,7 @@ def _table(title: str, columns: list[str], rows: list[list[Piece]], out: Console
     table = Table(title=escape(title), title_justify="left")
     for index, name in enumerate(columns):
         # A narrow terminal folds a number onto two lines rather than cut it to a wrong one.
-        left = index == 0 or name in ("error", "monotone")
+        left = index == 0 or name in ("error", "monotone", "failed metrics", "path")
         table.add_column(name, justify="left" if left else "right", no_wrap=index == 0, overflow="fold")
     for row in rows:
         table.add_row(*[Text(text, style=style) for text, style in row])
