@@ -460,6 +460,49 @@ def test_diskcache_bulk_writes_replace_rows_and_keep_the_census(tmp_path):
         assert backend.get_many(["rec:a"]) == ['"6"'] and backend.census()[0]["fail"] == 1
 
 
+def test_diskcache_bulk_writes_keep_diskcache_count_and_size_without_its_row_triggers(tmp_path):
+    """Batches large enough write with diskcache's row triggers paused (half the SQL
+    time of an import) and adjust its count and size once; they stand as they were
+    after, and a batch that fails takes its changes back with it."""
+    from fpcli.store import StoreError
+    from fpcli.store.diskcache_backend import PAUSE_MIN_ROWS, ROW_TRIGGERS
+
+    def facts(backend):
+        con = backend._data._con
+        settings = dict(con.execute("SELECT key, value FROM Settings WHERE key IN ('count', 'size')").fetchall())
+        rows = con.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM Cache").fetchone()
+        triggers = dict(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
+        return (settings["count"], settings["size"]), tuple(rows), triggers
+
+    with FingerprintStore.open(tmp_path / "store") as store:
+        backend = store.backend
+        before = facts(backend)[2]
+        assert set(ROW_TRIGGERS) <= set(before)
+        long = '"' + "x" * 40_000 + '"'                              # kept in a file: counted by its size
+        backend.put_many([("path:big", long, None)])
+        n = 3 * PAUSE_MIN_ROWS
+        backend.put_many([(f"rec:{i}", f'"{i}"', "fail") for i in range(n)])          # inserts
+        backend.put_many([(f"rec:{i}", f'"{i}!"', "fail") for i in range(0, n, 2)] +  # updates and inserts
+                         [(f"path:{i}", '"p"', None) for i in range(n)])
+        settings, rows, triggers = facts(backend)
+        assert settings == rows and rows[0] == 2 * n + 1 and rows[1] > 40_000 and triggers == before
+        assert backend.count("") == len(backend._data) == 2 * n + 1
+
+        class Refused(Exception):
+            pass
+
+        con = backend._data._con
+        con.create_function("refuse", 1, lambda v: (_ for _ in ()).throw(Refused()) if v == '"stop"' else 0)
+        con.execute("CREATE TRIGGER refuse_stop BEFORE INSERT ON Cache BEGIN SELECT refuse(NEW.value); END")
+        with pytest.raises(StoreError):                               # the guard's word for the SQLite error
+            backend.put_many([(f"new:{i}", '"stop"' if i == n - 1 else '"x"', None) for i in range(n)])
+        con.execute("DROP TRIGGER refuse_stop")
+        assert facts(backend) == (settings, rows, triggers)           # nothing of the failed batch
+        backend.put_many([(f"new:{i}", '"x"', None) for i in range(n)])
+        settings, rows, _ = facts(backend)
+        assert settings == rows and rows[0] == 3 * n + 1
+
+
 def test_diskcache_bulk_reads_skip_expired_rows(tmp_path):
     with FingerprintStore.open(tmp_path / "store", ttl_s=0.2) as store:
         store.backend.put_many([("rec:a", '"1"', None), ("path:a", '"2"', None)])
