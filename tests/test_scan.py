@@ -190,6 +190,41 @@ def test_an_album_image_named_is_its_tracks_once_however_it_is_reached(tmp_path,
     assert bad.files == [image] and "Album Image.cue" in bad.problems[0].path   # a bad sheet: named, the file
 
 
+def test_an_album_image_reached_through_a_link_is_its_tracks(tmp_path):
+    """A link to the image, beside it or in another folder, walked or named, stood for
+    the whole image: one more track, and a search hit for the image's own track."""
+    image, _ = _album(tmp_path / "album")
+    os.symlink("Album Image.flac", tmp_path / "album" / "link.flac")
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(image, tmp_path / "elsewhere" / "image.flac")
+    tracks = [f"{image}#{n:02d}" for n in (1, 2, 3)]
+    assert scan([tmp_path / "album"]).files == tracks
+    assert scan([tmp_path / "album" / "link.flac"]).files == tracks      # read where the sheet is
+    assert scan([tmp_path / "elsewhere"]).files == tracks
+    assert scan([tmp_path / "elsewhere", tmp_path / "album"]).files == tracks
+    for entry in tracks:
+        assert open_entry(entry).info.frames > 0
+
+
+def test_files_named_in_one_folder_read_its_sheets_once(tmp_path, monkeypatch):
+    """Each file named listed its folder and parsed its sheets again (a shell glob of
+    3,000 files: 11 s instead of 4), and a bad sheet was one problem per file."""
+    import fpcli.scan
+
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    names = [write(folder / f"{i}.wav", synth.sine(440, 0.1, SR), SR) for i in range(20)]
+    write(folder / "album.wav", synth.sine(440, 1.0, SR), SR)
+    (folder / "album.cue").write_text('FILE "album.wav" WAVE\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
+                                      '  TRACK 02 AUDIO\n    INDEX 01 00:25:00\n')
+    listed = []
+    listdir = os.listdir
+    monkeypatch.setattr(fpcli.scan.os, "listdir", lambda path=".": listed.append(path) or listdir(path))
+    found = scan([*names, folder / "album.wav"])
+    assert len(found.files) == 21 and len(listed) == 1
+    assert [p.path for p in found.problems] == [str(folder / "album.cue")]
+
+
 def test_cue_tracks_are_analysed_stored_listed_and_pruned_on_their_own(tmp_path):
     _album(tmp_path / "album")
     store_dir = str(tmp_path / "s")
