@@ -205,6 +205,18 @@ def test_cache_show_does_not_send_a_file_that_is_not_audio_to_analyze(tmp_path, 
     assert "fpcli analyze" not in str(shown.exception)
 
 
+def test_cache_show_of_a_missing_path_or_a_folder_is_one_failed_input(tmp_path):
+    """Exit 1 (fatal) and nothing on stdout for --json; now as any path without a record."""
+    from fpcli.errors import NotStoredError
+
+    new_store(tmp_path / "s")
+    for path, reason in ((tmp_path / "gone.wav", "no such file"), (tmp_path, "is a folder")):
+        shown = runner.invoke(app, ["--store", str(tmp_path / "s"), "cache", "show", "--json", str(path)])
+        assert isinstance(shown.exception, NotStoredError) and reason in str(shown.exception)
+        answer = json.loads(shown.stdout)
+        assert answer["stored"] is False and answer["failure"] is None and reason in answer["why"]
+
+
 def test_cache_show_of_an_unanalysed_track_still_says_how(tmp_path, song):
     new_store(tmp_path / "s")
     shown = runner.invoke(app, ["--store", str(tmp_path / "s"), "cache", "show", song])

@@ -26,7 +26,7 @@ from fpcli.cli.render import (
     when,
 )
 from fpcli.cli.root import EXIT_SOME_FAILED, cache_app
-from fpcli.errors import DamagedStoreError, FpcliError, NotStoredError, ParameterError
+from fpcli.errors import DamagedStoreError, NotStoredError, ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.fingerprint import seconds_text
 from fpcli.results import TIMEOUT_ERROR_TYPE
@@ -250,19 +250,21 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(metavar=
     with ctx.obj.open_store(existing=True) as store:
         try:
             record = store.record_for_path(text, AnalysisParams().key())
-        except OSError as exc:
+            unreadable = None
+        except OSError as exc:   # no such file, a folder, unreadable: one input failed, as in search (exit 3)
             from fpcli.store.records import os_reason
 
-            raise FpcliError(f"{text}: {os_reason(exc)}") from None
-        failure = _recorded_failure(store, text) if record is None else None
+            record, unreadable = None, f"{text}: {os_reason(exc)}"
+        failure = _recorded_failure(store, text) if record is None and unreadable is None else None
         report_bad_entries(store)
     if record is None:
+        why = unreadable or _not_stored(text, failure)
         if as_json:   # a script asked: the answer as data too (stdout), with the failure if one is recorded
             from fpcli.store.schema import failure_to_json
 
             print_json({"path": text, "stored": False, "failure": None if failure is None else
-                        failure_to_json(failure), "why": _not_stored(text, failure)})
-        raise NotStoredError(_not_stored(text, failure))
+                        failure_to_json(failure), "why": why})
+        raise NotStoredError(why)
     if as_json:
         print_json(record_to_json(record))
         return
