@@ -214,10 +214,10 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
     seconds; True when the stream ended (a file also when it ended exactly at
     ``max_seconds``), False when ``max_seconds`` stopped it. A mark where the final
     result follows for the same second gives no snapshot of its own: at ``max_seconds``,
-    and where the stream may end, whose line waits for more audio: at the length the
-    source states (a stream may run past it: its snapshots go on) and, for a stream
-    that states none, at the end of the audio read so far (a mark there printed the
-    last second twice, as a snapshot and as the final result)."""
+    and at the end of the audio read so far, where the stream may end: its line waits
+    for more audio (a mark there printed the last second twice, as a snapshot and as
+    the final result: at the length a header states, on a stream that states none,
+    and on one cut short of what its header states)."""
     info = reader.info
     next_mark = every_s
     held: TrackResult | None = None   # stored, its line held back until more audio comes
@@ -240,7 +240,7 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
                 if not stopping:  # else the final result follows for the same second
                     snapshot = _result(live, reader, path, started)
                     keep(snapshot)  # stored before it is shown: a kill -9 after the line keeps what it says
-                    if _at_stated_end(reader, live) or (not reader.expected_frames and not block.size):
+                    if not block.size:   # the end of the audio read so far: the stream may end here
                         held = snapshot
                     else:
                         on_snapshot(snapshot)
@@ -248,14 +248,6 @@ def _push_blocks(reader: AudioReader, live: LiveFingerprint, path: str, started:
             if stopping:
                 return not block.size and ended_here(reader, blocks)
     return True
-
-
-def _at_stated_end(reader: AudioReader, live: LiveFingerprint) -> bool:
-    """Whether exactly the frames the source states it holds have been pushed, where
-    a snapshot's line would be followed by the final result for the same second
-    (``--every 2`` on an 8 s file: "8.0 s, partial" and "8.0 s, complete"). Exactly:
-    past that point (a stream longer than its header says) every snapshot was lost."""
-    return bool(reader.expected_frames) and round(live.seconds * reader.info.samplerate) == reader.expected_frames
 
 
 @contextlib.contextmanager

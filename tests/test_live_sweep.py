@@ -52,11 +52,12 @@ def test_a_stream_longer_than_its_header_states_goes_on_with_its_snapshots(strea
     one = _flac_bytes(2.0)
     data = one * 3 if stream.startswith("three") else _with_stated_frames(_flac_bytes(6.0), 2 * SR)
     shown, kept, final = _followed(data, every_s=1.0)
-    assert [r.streaming.seconds for r in shown] == pytest.approx([1, 2, 3, 4, 5, 6])
+    # The last second is the final result's line alone (it was shown as a snapshot too).
+    assert [r.streaming.seconds for r in shown] == pytest.approx([1, 2, 3, 4, 5])
     assert [r.streaming.seconds for r in kept] == pytest.approx([1, 2, 3, 4, 5, 6, 6])  # the last: the final one
     assert final.streaming.complete and final.streaming.seconds == pytest.approx(6.0)
     # Its length is at least what was heard, once the stated one is passed.
-    assert [r.duration_s for r in shown] == pytest.approx([2, 2, 3, 4, 5, 6])
+    assert [r.duration_s for r in shown] == pytest.approx([2, 2, 3, 4, 5])
 
 
 def test_a_mark_at_the_stated_end_or_at_the_limit_leaves_the_second_to_the_final_result(tmp_path):
@@ -117,6 +118,17 @@ def test_a_stream_of_unknown_length_lasts_as_long_as_what_was_heard():
                                                                      for s in (1, 2)]
     assert final.duration_s == pytest.approx(3.0) and final.streaming.complete
     assert [r.streaming.seconds for r in kept] == pytest.approx([1, 2, 3, 3])   # stored before shown, as ever
+
+
+def test_a_stream_cut_short_of_its_stated_length_shows_its_last_second_once(tmp_path):
+    """A WAV whose header states 4 s, cut at 2 s, followed every second: "heard 2.0 s"
+    came as a snapshot and again as the final result."""
+    wav = open(write(tmp_path / "w.wav", synth.music_like(4.0, SR, seed=8), SR, subtype="PCM_16"), "rb").read()
+    cut = wav[: wav.index(b"data") + 8 + 2 * SR * 2 * 2]       # 2 s of 16-bit stereo after the data header
+    shown, kept, final = _followed(cut, every_s=1.0)
+    assert [r.streaming.seconds for r in shown] == pytest.approx([1])
+    assert final.streaming.seconds == pytest.approx(2.0)
+    assert [r.streaming.seconds for r in kept] == pytest.approx([1, 2, 2])
 
 
 def test_quiet_keeps_the_snapshots_and_lines_say_the_tenths_heard(tmp_path):
