@@ -134,3 +134,20 @@ def test_duplicate_groups_are_the_pairwise_loops_groups(template, seed):
     groups = duplicate_groups(records)
     assert groups == _pairwise_groups(records)
     assert len(groups) >= 5 and any(len(g.digests) > 1 for g in groups)
+
+
+def test_rows_of_one_key_before_start_are_not_looked_at(template, monkeypatch):
+    """Tracks sharing one key (a minute of silence at their start) each looked at every
+    earlier row of that key: ``cache dupes`` was quadratic in them."""
+    import fpcli.search.dupes
+
+    key = DupeKey("00" * 240, "00" * 240, 120)
+    table = RecordingTable()
+    for i in range(200):
+        table.add(Recording.of(dataclasses.replace(template, digest=f"{i:032x}", dupe_key=key,
+                                                   params_key=f"v5-{i}")))   # no two of one decoded audio
+    looked: list[int] = []
+    alike = fpcli.search.dupes._decoded_alike
+    monkeypatch.setattr(fpcli.search.dupes, "_decoded_alike", lambda a, b: looked.append(1) or alike(a, b))
+    probe = Recording.of(dataclasses.replace(template, digest="f" * 32, dupe_key=key, params_key="v5-199"))
+    assert table.first_same(probe, start=190) == 199 and len(looked) == 10
