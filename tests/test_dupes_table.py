@@ -137,8 +137,10 @@ def test_duplicate_groups_are_the_pairwise_loops_groups(template, seed):
 
 
 def test_rows_of_one_key_before_start_are_not_looked_at(template, monkeypatch):
-    """Tracks sharing one key (a minute of silence at their start) each looked at every
-    earlier row of that key: ``cache dupes`` was quadratic in them."""
+    """Only rows from ``start`` on are compared (the list of a key's rows is entered by
+    bisection: walking every earlier row of a key that thousands of tracks share, a
+    minute of silence at their start, made ``cache dupes`` quadratic in them; that
+    cost is measured in ``benchmarks/scale.md``, not here)."""
     import fpcli.search.dupes
 
     key = DupeKey("00" * 240, "00" * 240, 120)
