@@ -152,7 +152,7 @@ def test_cache_commands(folder, tmp_path):
     pruned = _json_lines(runner.invoke(app, ["cache", "prune", "--json"]).stdout)
     assert [os.path.basename(p["path"]) for p in pruned] == ["t3.flac"]
     cleared = runner.invoke(app, ["cache", "clear", "--yes"])
-    assert cleared.exit_code == 0 and "removed 3 records and 1 failures (" in cleared.stderr   # as stats counts
+    assert cleared.exit_code == 0 and "removed 3 records and 1 failure (" in cleared.stderr   # as stats counts
     assert json.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)["entries"] == 0
     imported = runner.invoke(app, ["cache", "import", str(export)])
     assert imported.exit_code == 0 and "imported 4 records and 1 failure," in imported.stderr

@@ -345,7 +345,7 @@ def cache_clear(ctx: typer.Context,
             return
         counts = store.stats()   # what the user knows the store by: records and failures
         removed = store.clear()
-    note("", f"removed {counts['entries']} records and {counts['failures']} failures "
+    note("", f"removed {_count(counts['entries'], 'record')} and {_count(counts['failures'], 'failure')} "
              f"({removed} store entries with path and duplicate indexes)")
 
 
@@ -355,17 +355,19 @@ def _count(n: int, noun: str) -> str:
 
 
 def _confirmed(question: str) -> bool:
-    """The user's yes to ``question`` on stderr. No answer at all (the end of a script's
-    stdin: click said "Aborted!", exit 1) is a usage error naming --yes; Ctrl-C at the
-    prompt is an interrupt (exit 130)."""
-    try:
-        return typer.confirm(question, err=True)
-    except typer.Abort:
-        if sys.stdin is not None and sys.stdin.isatty():
-            raise KeyboardInterrupt from None
-        note("", "")   # the prompt's line ends: the error has a line of its own
+    """The user's yes to ``question``, asked on stderr. No answer at all (stdin at its
+    end: a script's, or Ctrl-D at the prompt) is a usage error naming --yes (click's
+    prompt said "Aborted!", exit 1, and took Ctrl-D for Ctrl-C); Ctrl-C is an
+    interrupt (exit 130)."""
+    sys.stderr.write(f"{question} [y/N]: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline() if sys.stdin is not None else ""
+    if not (sys.stdin is not None and sys.stdin.isatty()):
+        sys.stderr.write("\n")   # an answer from a pipe is not echoed: the prompt's line ends here
+    if not answer:
         raise ParameterError("cache clear asks first, and stdin ended before an answer: nothing removed "
-                             "(--yes clears without asking)") from None
+                             "(--yes clears without asking)")
+    return answer.strip().lower() in ("y", "yes")
 
 
 @cache_app.command("prune")

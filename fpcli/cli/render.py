@@ -124,6 +124,10 @@ def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
     narrower terminal they wrap between words).
     Rich's default had cut every path to "/tmp/sw…" at 80 columns, the one thing a
     failure or a listing is for. A terminal too narrow for that gets the plain lines."""
+    if not is_terminal(sys.stdout):   # written as it goes: 200,000 rows are no table to measure
+        for row in rows:
+            sys.stdout.write("\t".join(printable_path(cell) for cell in row) + "\n")
+        return
     shown = [[printable_path(cell) for cell in row] for row in rows]
     widths = [max([len(name), *(len(row[i]) for row in shown)]) for i, name in enumerate(columns)]
     folding = max(range(len(columns)), key=lambda i: widths[i]) if columns else 0
@@ -135,9 +139,8 @@ def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
     fixed = [min(FIXED_COLUMN_MAX, width) for width in widths]
     if _table_width(fixed, folding) > console.width:
         fixed = words
-    if not is_terminal(sys.stdout) or _table_width(fixed, folding) > console.width:
-        if is_terminal(sys.stdout):   # a terminal too narrow: the title and column names say what follows
-            sys.stdout.write(f"{title}\n" + "\t".join(columns) + "\n")
+    if _table_width(fixed, folding) > console.width:   # a terminal too narrow: plain lines, said what they are
+        sys.stdout.write(f"{title}\n" + "\t".join(columns) + "\n")
         for row in shown:
             sys.stdout.write("\t".join(row) + "\n")
         return

@@ -87,7 +87,7 @@ def loads(key: str, text: str | bytes) -> Any:
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
-        raise BadEntryError(key, [f"not valid JSON ({str(exc)[:60]})"]) from None
+        raise BadEntryError(key, [f"not valid JSON ({str(exc)[:120]})"]) from None
 
 
 def _reject_constant(name: str) -> None:
