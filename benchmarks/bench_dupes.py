@@ -26,10 +26,10 @@ from fpcli.search.dupes import Recording, RecordingTable, _same, duplicate_group
 from fpcli.store import Record
 
 
-def pairwise_groups(items: list[Record]) -> int:
+def pairwise_groups(items: list[Record]) -> list[list[Recording]]:
     """The former ``duplicate_groups`` loop (each record against each near group's
-    first record, one ``same`` at a time, on the records' Recordings); returns the
-    number of groups."""
+    first record, one ``same`` at a time, on the records' Recordings): every group,
+    of one record or more (``tests/test_dupes_table.py`` holds the new one to it)."""
     groups: list[list[Recording]] = []
     near: list[list[Recording]] = []
     for record in sorted(map(Recording.of, items), key=lambda r: r.seconds):
@@ -41,7 +41,7 @@ def pairwise_groups(items: list[Record]) -> int:
             near.append(home)
         else:
             home.append(record)
-    return len(groups)
+    return groups
 
 
 def pairwise_kept(hits: list[Record]) -> int:

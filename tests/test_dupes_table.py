@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,9 @@ from fpcli.search.dupes import DupeGroup, Recording, RecordingTable, duplicate_g
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.records import PathSeen
 from tests.conftest import write
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_dupes import pairwise_groups  # noqa: E402  (benchmarks/bench_dupes.py: the former loop)
 
 SR = 22050
 
@@ -110,20 +115,8 @@ def test_first_same_is_the_first_row_same_finds(template):
 
 def _pairwise_groups(records: list[Record]) -> list[DupeGroup]:
     """``duplicate_groups`` as it was: each record against each near group's first, in turn."""
-    items = sorted(records, key=lambda r: r.audio.duration_s)
-    groups: list[list[Record]] = []
-    near: list[list[Record]] = []
-    for record in items:
-        near = [g for g in near if record.audio.duration_s - g[0].audio.duration_s <= DURATION_TOLERANCE_S]
-        home = next((g for g in near if same(g[0], record)), None)
-        if home is None:
-            home = [record]
-            groups.append(home)
-            near.append(home)
-        else:
-            home.append(record)
     found = [DupeGroup(tuple(sorted({p.path for r in g for p in r.paths})), tuple(sorted({r.digest for r in g})))
-             for g in groups]
+             for g in pairwise_groups(records)]
     return sorted((g for g in found if len(g.paths) > 1), key=lambda g: (-len(g.paths), g.paths[0]))
 
 
