@@ -201,6 +201,23 @@ def _is_integer(value: Any) -> bool:
         return False
 
 
+class HandshakeBounded(redis.connection.SSLConnection):
+    """A TLS connection whose handshake is part of connecting (``socket_connect_timeout``),
+    not a read (``socket_timeout``): rediss:// to a plain server by mistake waited the
+    whole read timeout, 10 s, as the server waits for the end of a line that a TLS hello
+    never sends."""
+
+    def _connect(self) -> Any:
+        read_timeout = self.socket_timeout
+        self.socket_timeout = self.socket_connect_timeout   # what the TCP connect leaves set for the handshake
+        try:
+            sock = super()._connect()
+        finally:
+            self.socket_timeout = read_timeout
+        sock.settimeout(read_timeout)
+        return sock
+
+
 class RedisBackend:
     """Key/value storage in a Redis database; values are JSON-able data."""
 
@@ -225,6 +242,9 @@ class RedisBackend:
             retry_on_error=[redis.exceptions.ConnectionError])
         self._client = redis.Redis(**options, decode_responses=True)  # meta: text
         self._bin = redis.Redis(**options, decode_responses=False)    # data: encoded bytes
+        if address.tls:
+            for client in (self._client, self._bin):
+                client.connection_pool.connection_class = HandshakeBounded
         self._write_counted = self._bin.register_script(WRITE_COUNTED)
         self._delete_counted = self._bin.register_script(DELETE_COUNTED)
         self._scripts = True   # until this user is refused them (``_scripted``)

@@ -144,9 +144,11 @@ def test_bad_redis_urls_are_one_line(url):
 
 
 def test_rediss_against_a_plain_server_fails_quickly(redis_server):
+    """Within the connect timeout (3 s) and start-up: the handshake waited for the read
+    timeout, 10 s."""
     started = time.monotonic()
     run = assert_clear(cli("cache", "stats", store=redis_server.url.replace("redis://", "rediss://")), 1)
-    assert time.monotonic() - started < 12, run.describe()
+    assert time.monotonic() - started < 8, run.describe()
 
 
 def test_a_single_file_gets_its_time_limit(tmp_path):
