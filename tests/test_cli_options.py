@@ -4,6 +4,7 @@ home-relative values; and what ``cache show`` says of a file it has no record of
 
 import json
 import os
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -318,6 +319,24 @@ def test_an_executor_option_the_run_would_ignore_is_a_usage_error(tmp_path, song
 READ_OR_TIDY = (["cache", "stats"], ["cache", "list"], ["cache", "show", "x.flac"], ["cache", "failures"],
                 ["cache", "dupes"], ["cache", "verify"], ["cache", "prune"], ["cache", "clear", "--yes"],
                 ["cache", "export", "out.jsonl"])
+
+
+def test_a_store_is_not_made_among_other_files(tmp_path, song):
+    """`fpcli analyze ~/Music --store ~/Music` wrote the store's database folders into
+    the library. A folder of other files is refused; a new or empty one, or a store, is
+    used."""
+    music = tmp_path / "music"
+    music.mkdir()
+    shutil.copy(song, music / "a.flac")
+    for command in (["analyze", str(music)], ["validate", "-l", str(music)], ["search", str(music / "a.flac")],
+                    ["cache", "import", "-"]):
+        refused = runner.invoke(app, ["--store", str(music), *command], input="")
+        assert refused.exit_code == EXIT_USAGE and "a folder of other files" in refused.stderr, command
+        assert sorted(os.listdir(music)) == ["a.flac"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert runner.invoke(app, ["--store", str(empty), "analyze", str(music)]).exit_code == 0
+    assert runner.invoke(app, ["--store", str(empty), "analyze", str(music)]).exit_code == 0   # now a store
 
 
 def test_a_mistyped_store_is_named_not_made_empty(tmp_path, monkeypatch):

@@ -58,7 +58,28 @@ class Settings:
 
         if existing:
             self._require_existing()
+        else:
+            self._refuse_a_folder_of_other_files()
         return FingerprintStore.from_spec(self.spec)
+
+    def _refuse_a_folder_of_other_files(self) -> None:
+        """A usage error for a --store folder that holds files and no store: a store made
+        there lies among them (`fpcli analyze ~/Music --store ~/Music` wrote its
+        database folders into the library). A new or empty folder, or a store, is fine."""
+        if not self.store_on_command_line:
+            return
+        from fpcli.store.diskcache_backend import DiskcacheBackend
+
+        location = self.spec.resolved().location
+        if location is None or is_redis_url(location) or not os.path.isdir(location):
+            return
+        try:
+            entries = os.listdir(location)
+        except OSError:
+            return   # the store says what is wrong with it
+        if entries and not DiskcacheBackend.holds_store(location):
+            raise typer.BadParameter(f"{location}: a folder of other files, not an fpcli store; a store made there "
+                                     "would lie among them (give a new or empty folder)", param_hint="--store")
 
     def _require_existing(self) -> None:
         if not self.store_on_command_line:
