@@ -247,11 +247,14 @@ class _Walker:
         """A predicate: is this path excluded by --exclude or by one of ``applicable``,
         the .fpcliignore files (folder, rules) of a folder and of those above it?"""
 
+        if not self.exclude.patterns and not applicable:
+            return lambda path, is_dir: False   # no rule at all (the common case): no path to make relative
+
         def ignored(path: str, is_dir: bool) -> bool:
             suffix = "/" if is_dir else ""
-            if self.exclude.match_file(os.path.relpath(path, root) + suffix):
+            if self.exclude.patterns and self.exclude.match_file(_relative(path, root) + suffix):
                 return True
-            return any(spec.match_file(os.path.relpath(path, base) + suffix) for base, spec in applicable)
+            return any(spec.match_file(_relative(path, base) + suffix) for base, spec in applicable)
         return ignored
 
     def _real_folder(self, folder: str) -> str:
@@ -289,6 +292,16 @@ class _Walker:
                 self.add(path, real_folder)
             else:
                 self.result.ignored[extension] += 1
+
+
+def _relative(path: str, base: str) -> str:
+    """``os.path.relpath(path, base)`` for a path the walk made under ``base`` (a prefix
+    cut off, not both paths made absolute and compared part by part: 41,000 calls
+    were a tenth of a warm run over 20,000 files); relpath for any other."""
+    prefix = os.path.join(base, "")
+    if path.startswith(prefix):
+        return path[len(prefix):]
+    return os.path.relpath(path, base)
 
 
 def _is_loop(folder: str) -> bool:

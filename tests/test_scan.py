@@ -412,3 +412,12 @@ def test_a_folder_reached_twice_is_walked_once_and_is_not_a_failure(tmp_path):
     found = scan([library / "Albums" / "X"])
     assert [os.path.relpath(f, library) for f in found.files] == ["Albums/X/c.flac"]
     assert found.skipped_folders == {"symlink loop": 1}
+
+
+@pytest.mark.parametrize(("base", "path"), [("music", "music/a/b.flac"), ("music/", "music/a"), (".", "./a/b"),
+                                           ("/", "/a/b"), ("a/..", "a/../x"), ("/x/y", "/x/y/z"),
+                                           ("m", "other/z"), ("mus", "music/a")])
+def test_a_path_made_relative_by_its_prefix_is_what_relpath_gives(base, path):
+    from fpcli.scan import _relative
+
+    assert _relative(path, base) == os.path.relpath(path, base)
