@@ -432,3 +432,22 @@ def test_a_file_dated_before_1970_or_after_2262_is_stored_and_served(tmp_path, s
         again = store.lookup(track, need)
         assert again.record is not None and again.record.paths[0].mtime_ns == mtime_ns
         assert verify(store) == []
+
+
+def test_resolving_many_paths_gives_what_resolving_each_gives(tmp_path, monkeypatch):
+    """Each folder's real path is made once for a whole library's lookups; links, .. and
+    missing files come out as realpath has them."""
+    from fpcli.store.records import resolve, resolve_all
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lib" / "album").mkdir(parents=True)
+    (tmp_path / "lib" / "album" / "a.flac").write_bytes(b"x")
+    os.symlink("album", tmp_path / "lib" / "linked")
+    os.symlink("album/a.flac", tmp_path / "lib" / "b.flac")
+    os.symlink(str(tmp_path / "lib" / "album"), tmp_path / "far")
+    paths = ["lib/album/a.flac", "lib/linked/a.flac", "lib/b.flac", "lib/linked/../b.flac", "far/a.flac",
+             "lib/album/missing.flac", "lib/album/a.flac#02", "lib/album/", "lib/album/.", "lib/..",
+             str(tmp_path / "lib" / "album" / "a.flac"), "a.flac", os.fsdecode(b"lib/album/\xff.flac")]
+    folders: dict[str, str] = {}
+    assert resolve_all(paths, folders) == [resolve(p) for p in paths]
+    assert resolve_all(paths, folders) == [resolve(p) for p in paths]   # with the folders known

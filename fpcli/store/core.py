@@ -49,6 +49,7 @@ from fpcli.store.records import (
     record_from_result,
     record_key,
     resolve,
+    resolve_all,
     stat_regular,
     stream_identity,
 )
@@ -188,8 +189,9 @@ class FingerprintStore(StoreImports):
         entries and records of LOOKUP_BATCH files are read ahead in two backend calls
         (one SQL query each, or one MGET) and the records parsed as one batch, instead
         of two reads and a parse per file. A whole-library run looks its files up so."""
+        folders: dict[str, str] = {}   # each folder's real path, made once
         for chunk in _batches(paths, LOOKUP_BATCH):
-            resolved = [resolve(path) for path in chunk]
+            resolved = resolve_all(chunk, folders)
             self.read_ahead([f"path:{path_key(p)}" for p in resolved],
                             lambda entry: record_key(entry["digest"], need.params_key))
             try:

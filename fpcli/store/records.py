@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from fpcli.cue import salted, track_of_entry
@@ -103,6 +104,25 @@ def entry_identity_keys(path: str, size: int, *, digest: bool) -> tuple[str, str
 def resolve(path: str | os.PathLike[str]) -> str:
     """The absolute, symlink-free path as ``str`` (undecodable bytes as surrogates)."""
     return os.path.realpath(os.fsdecode(path))
+
+
+def resolve_all(paths: Iterable[str | os.PathLike[str]], folders: dict[str, str]) -> list[str]:
+    """``resolve`` of each path, each folder's real path made once (kept in ``folders``,
+    folder as given -> real path): realpath looks at every component of every path,
+    and the files of an album share one folder. A path that is itself a symlink (or
+    ends in . or ..) is resolved whole, as ``resolve`` does."""
+    resolved = []
+    for path in paths:
+        text = os.fsdecode(path)
+        head, tail = os.path.split(text)
+        if tail in ("", ".", "..") or os.path.islink(text):
+            resolved.append(os.path.realpath(text))
+            continue
+        real = folders.get(head)
+        if real is None:
+            real = folders[head] = os.path.realpath(head or ".")
+        resolved.append(os.path.join(real, tail))
+    return resolved
 
 
 def stat_regular(path: str) -> os.stat_result:
