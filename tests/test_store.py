@@ -277,12 +277,70 @@ def test_prune_writes_a_record_once_however_many_of_its_paths_are_gone(tmp_path,
         for copy in copies:
             os.remove(copy)
         writes = []
-        put = s.backend.put
+        put, swap = s.backend.put, s.backend.swap
         monkeypatch.setattr(s.backend, "put", lambda key, *a: writes.append(key) or put(key, *a))
+        monkeypatch.setattr(s.backend, "swap", lambda key, *a: writes.append(key) or swap(key, *a))
         assert len(prune(s)) == 8
         assert [k for k in writes if k.startswith("rec:")] == [record.key]
         (left,) = list(s.records())
         assert [p.path for p in left.paths] == [str(track)]
+
+
+def test_a_prune_keeps_a_path_another_process_gives_the_record_meanwhile(tmp_path, track):
+    """The file moved: a prune read its record (the old path gone), another run found
+    the file by content at its new path and added that path, then the prune wrote back
+    the record it had read without any path, and dropped it: the record was lost, and
+    the next run analysed the file again. Now the prune's write is a compare-and-swap
+    judged again on the record as it is."""
+    with FingerprintStore.open(tmp_path / "s") as s:
+        _analysed(s, track)
+        (record,) = list(s.records())
+        moved = os.path.join(os.path.dirname(track), "moved.flac")
+        os.rename(track, moved)
+        get = s.backend.get
+        armed = [True]
+
+        def get_then_another_process_finds_the_moved_file(key):
+            text = get(key)
+            if key == record.key and armed[0]:
+                armed[0] = False
+                with FingerprintStore.open(tmp_path / "s") as other:
+                    assert other.lookup(moved, NEED).record is not None   # found by content: its path added
+            return text
+
+        s.backend.get = get_then_another_process_finds_the_moved_file
+        assert [p.path for p in prune(s)] == [str(track)] and not armed[0]
+        (left,) = list(s.records())
+        assert [p.path for p in left.paths] == [str(moved)]
+        assert s.lookup(moved, NEED).record is not None
+        assert s.backend.get(f"cand:{record.content_key}") is not None
+
+
+@pytest.mark.parametrize("backend", ["diskcache", "redis"])
+def test_a_candidate_list_keeps_what_another_process_adds_meanwhile(tmp_path, backend, request):
+    """Two runs storing two files of one content key (equal heads and tails) each wrote
+    back the list they had read: one digest was lost, and its file was no longer found
+    by content. The list is changed by compare-and-swap now, as records are."""
+    location = str(tmp_path / "s") if backend == "diskcache" else request.getfixturevalue("redis_url")
+    content, mine, theirs = "c" * 32, "a" * 32, "b" * 32
+    with FingerprintStore.open(location) as s:
+        get = s.backend.get
+        armed = [True]
+
+        def get_then_another_process_adds(key):
+            text = get(key)
+            if key == f"cand:{content}" and armed[0]:
+                armed[0] = False
+                with FingerprintStore.open(location) as other:
+                    other._add_candidate(content, theirs)
+            return text
+
+        s.backend.get = get_then_another_process_adds
+        s._add_candidate(content, mine)
+        assert not armed[0] and json.loads(get(f"cand:{content}")) == [theirs, mine]
+        s.backend.get = get
+        s.forget_identity(mine, content, ())      # no record of it: it leaves the list, theirs stays
+        assert json.loads(get(f"cand:{content}")) == [theirs]
 
 
 def test_a_record_pruned_with_its_last_path_takes_its_candidate_entry(tmp_path):

@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from fpcli.errors import StoreError
@@ -102,6 +102,9 @@ class Lookup:
 
 
 SAVE_ATTEMPTS = 20  # compare-and-swap rounds of one save against concurrent writers of its record
+# A change of a record's paths: the record as stored now -> (paths kept, oldest first,
+# paths gone), or None for no change (``FingerprintStore.rewrite_paths``).
+PathChange = Callable[[Record], tuple[Sequence[PathSeen], Sequence[str]] | None]
 
 
 class FingerprintStore(StoreImports):
@@ -254,21 +257,50 @@ class FingerprintStore(StoreImports):
         cache failures and stats)."""
         assert identity.digest is not None
         if entry and entry["digest"] != identity.digest:
-            old = self.read_record(record_key(entry["digest"], params_key))
-            if old is not None:
-                self._keep_or_drop(old.without_path(identity.path))
+            path = identity.path
+            self.rewrite_paths(record_key(entry["digest"], params_key), lambda old: (
+                [seen for seen in old.paths if seen.path != path], []) if any(
+                    seen.path == path for seen in old.paths) else None)
         self._put(f"path:{path_key(identity.path)}", path_entry_text(
             identity.path, identity.size, identity.mtime_ns, identity.digest, identity.content_key))
         self.delete_failure(identity.path)
 
-    def _keep_or_drop(self, record: Record) -> None:
-        """Write a record that lost a path, or delete it when it has none left."""
-        if record.paths:
-            self._write_record(record)
-        else:
-            self._delete(record.key)
-            self.backend.journal_append(record.key)
-            self.forget_identity(record.digest, record.content_key, ())
+    def rewrite_paths(self, key: str, change: PathChange) -> Record | None:
+        """Give the record under ``key`` the paths ``change`` makes of it as it is now
+        ((paths kept, oldest first, and paths gone), or None: nothing to change), as one
+        compare-and-swap, read and changed again when another process wrote it
+        meanwhile: a prune wrote back the record it had read, so the path a concurrent
+        run had just added for a moved file was lost, and the record dropped with its
+        last old path. It keeps the latest MAX_PATHS paths and goes when none is left;
+        the path entries of the gone paths go when they name its content. Returns the
+        record as it was before the change, or None (absent, or nothing changed)."""
+        for _ in range(SAVE_ATTEMPTS):
+            text, record = self.read_current(key)
+            changed = None if record is None else change(record)
+            if record is None or changed is None:
+                return None
+            paths, gone = changed
+            updated = dataclasses.replace(record, paths=tuple(paths)[-MAX_PATHS:])
+            if self._swap(updated, text) if updated.paths else self._swap_out(record, text):
+                for path in gone:
+                    entry = self._read_path_entry(path)
+                    if entry is None or entry["digest"] == record.digest:
+                        self._delete(f"path:{path_key(path)}")
+                if not updated.paths:
+                    self.forget_identity(record.digest, record.content_key, ())
+                return record
+        raise StoreError(f"{key}: the record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
+
+    def _swap_out(self, record: Record, expected: str | None) -> bool:
+        """Delete ``record`` if its key still holds ``expected`` (``Backend.swap``), then
+        forget what was read ahead of it and journal the change; False if another
+        writer came first."""
+        if not self.backend.swap(record.key, expected, None):
+            return False
+        self._ahead_data.pop(record.key, None)
+        self._ahead_records.pop(record.key, None)
+        self.backend.journal_append(record.key)
+        return True
 
     def _count(self, name: str) -> None:
         self._pending[name] += 1
@@ -332,9 +364,8 @@ class FingerprintStore(StoreImports):
         return True
 
     def _add_candidate(self, content: str, digest: str) -> None:
-        known = self._candidates(content)
-        if digest not in known:
-            self._put(f"cand:{content}", dumps([*known, digest][-MAX_CANDIDATES:]))
+        self._change_candidates(content, lambda known: known if digest in known else
+                                [*known, digest][-MAX_CANDIDATES:])
 
     def set_validation(self, record: Record, validation: Validation | None) -> Record | None:
         """Store ``validation`` (a verdict on ``record``'s values) in the record as it is
@@ -377,21 +408,12 @@ class FingerprintStore(StoreImports):
         return failure
 
     def forget_paths(self, record: Record, paths: Sequence[str]) -> None:
-        """Remove these paths of a record, written once (the record goes with its last
-        path), and their path entries that name its content."""
+        """Remove these paths of the record stored under ``record``'s key, written once
+        (the record goes with its last path), and their path entries that name its
+        content (``rewrite_paths``)."""
         gone = set(paths)
-        self.reset_paths(record, [seen for seen in record.paths if seen.path not in gone], gone)
-
-    def reset_paths(self, record: Record, paths: Sequence[PathSeen], gone: Iterable[str]) -> None:
-        """Give ``record`` the paths still seen (``paths``, oldest first; it keeps the
-        latest MAX_PATHS) and forget the ``gone`` ones: their path entries go when they
-        point at this content. The record goes when no path is left. One write, however
-        many paths changed."""
-        for path in gone:
-            entry = self._read_path_entry(path)
-            if entry is None or entry["digest"] == record.digest:
-                self._delete(f"path:{path_key(path)}")
-        self._keep_or_drop(dataclasses.replace(record, paths=tuple(paths)[-MAX_PATHS:]))
+        self.rewrite_paths(record.key, lambda current: (
+            [seen for seen in current.paths if seen.path not in gone], sorted(gone)))
 
     def delete_record(self, record: Record) -> None:
         """Remove a record and the path entries that point at it (and its content's

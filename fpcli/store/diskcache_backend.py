@@ -214,7 +214,7 @@ class DiskcacheBackend(MetaCounters):
     def put(self, key: str, text: str, tag: Tag = None) -> None:
         self.put_many([(key, text, tag)])
 
-    def swap(self, key: str, expected: str | None, text: str, tag: Tag = None) -> bool:
+    def swap(self, key: str, expected: str | None, text: str | None, tag: Tag = None) -> bool:
         # One SQLite write transaction (BEGIN IMMEDIATE): other processes' writes wait.
         with guard(self.location), self._data.transact():
             try:
@@ -223,7 +223,12 @@ class DiskcacheBackend(MetaCounters):
                 current = None   # unreadable: no one's record to keep (``verify`` lists such entries)
             if current != expected:
                 return False
-            self.put_many([(key, text, tag)])
+            if text is None:
+                deltas: collections.Counter[str] = collections.Counter()
+                self._delete_counted(key, deltas)
+                self._census_add(deltas)
+            else:
+                self.put_many([(key, text, tag)])
         return True
 
     def put_many(self, items: Sequence[Put]) -> None:

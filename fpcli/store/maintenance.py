@@ -26,7 +26,7 @@ from typing import IO, Any
 from fpcli.errors import BadEntryError, StoreError
 from fpcli.files import atomic_text
 from fpcli.store.census import FAILURE_TAG, census_summary, census_tag, tag_of_entry
-from fpcli.store.core import FingerprintStore
+from fpcli.store.core import FingerprintStore, PathChange
 from fpcli.store.protocol import BATCH
 from fpcli.store.records import MAX_PATHS, STREAM_PREFIX, Failure, PathSeen, Record, entry_file, path_key
 from fpcli.store.schema import (
@@ -69,15 +69,23 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
         if len(record.paths) >= MAX_PATHS:
             crowded.setdefault(record.digest, []).append(record.key)
             continue
-        gone = [Pruned(seen.path, why) for seen in record.paths
-                if (why := _file_state(seen.path, record.size, seen.mtime_ns))]
-        removed += gone
-        if gone and not dry_run:
+        gone = _gone_paths(record)
+        if gone and dry_run:
+            removed += gone
+        elif gone:
             # One read and one write per record (a read and a write per gone path cost
-            # 1.45 ms a path: 183 s for 2,000 records of 63 gone paths).
-            fresh = store.read_record(record.key)
-            if fresh is not None:
-                store.forget_paths(fresh, [p.path for p in gone])
+            # 1.45 ms a path: 183 s for 2,000 records of 63 gone paths), judged again on
+            # the record as it is when written: another process may have given it a path
+            # meanwhile (the file moved), which must not be lost with the old ones.
+            judged: list[Pruned] = []
+
+            def without_gone(current: Record, judged: list[Pruned] = judged) -> tuple[list[PathSeen], list[str]] | None:
+                judged[:] = _gone_paths(current)
+                lost = {p.path for p in judged}
+                return ([seen for seen in current.paths if seen.path not in lost], sorted(lost)) if lost else None
+
+            if store.rewrite_paths(record.key, without_gone) is not None:
+                removed += judged
     if crowded:
         removed += _prune_crowded(store, crowded, dry_run)
     for failure in store.failures():
@@ -87,6 +95,12 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
             if not dry_run:
                 store.delete_failure(failure.path)
     return removed
+
+
+def _gone_paths(record: Record) -> list[Pruned]:
+    """The paths of ``record`` whose file is gone or changed, each with why."""
+    return [Pruned(seen.path, why) for seen in record.paths
+            if (why := _file_state(seen.path, record.size, seen.mtime_ns))]
 
 
 def forget_orphans(store: FingerprintStore, *, dry_run: bool = False) -> int:
@@ -160,14 +174,21 @@ def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_r
                 why = _file_state(seen.path, record.size, seen.mtime_ns)
                 if why:
                     gone[digest].setdefault(seen.path, why)
-            listed = [seen for seen in record.paths if seen.path not in gone[digest]]
-            known = {seen.path for seen in listed}
-            others = sorted((seen for seen in unlisted[digest] if seen.path not in known),
-                            key=lambda seen: seen.mtime_ns)
             if gone[digest] and not dry_run:
-                store.reset_paths(record, [*others, *listed], gone[digest])
+                store.rewrite_paths(key, _with_copies(gone[digest], unlisted[digest]))
         removed += [Pruned(path, why) for path, why in gone[digest].items()]
     return removed
+
+
+def _with_copies(gone: dict[str, str], unlisted: list[PathSeen]) -> PathChange:
+    """The change of a crowded record's paths: its listed paths still there, after the
+    unlisted copies still there (oldest first), and the gone ones forgotten."""
+    def change(record: Record) -> tuple[list[PathSeen], list[str]]:
+        listed = [seen for seen in record.paths if seen.path not in gone]
+        known = {seen.path for seen in listed}
+        others = sorted((seen for seen in unlisted if seen.path not in known), key=lambda seen: seen.mtime_ns)
+        return [*others, *listed], sorted(gone)
+    return change
 
 
 def _path_entries(store: FingerprintStore) -> Iterator[dict[str, Any]]:

@@ -55,10 +55,11 @@ class Backend(Protocol):
         count of ``tag`` goes up by one, and that of the entry replaced down."""
         ...
 
-    def swap(self, key: str, expected: str | None, text: str, tag: Tag = None) -> bool:
-        """Write ``text`` under ``key`` only if the entry there is still ``expected``
-        (None: absent), atomically across processes and clients; False, writing
-        nothing, when another writer changed it first (read it again and retry)."""
+    def swap(self, key: str, expected: str | None, text: str | None, tag: Tag = None) -> bool:
+        """Write ``text`` under ``key`` (None: delete the entry, its census count going
+        down) only if the entry there is still ``expected`` (None: absent), atomically
+        across processes and clients; False, writing nothing, when another writer
+        changed it first (read it again and retry)."""
         ...
 
     def put_many(self, items: Sequence[Put]) -> None:

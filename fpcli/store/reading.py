@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from fpcli.errors import BadEntryError
+from fpcli.errors import BadEntryError, StoreError
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.store.census import FAILURE_TAG, census_tag
 from fpcli.store.index_rows import IndexRow, index_row, index_row_of
@@ -34,6 +34,7 @@ from fpcli.store.schema import (
 from fpcli.store.timbre_block import sound_covariances
 
 MAX_CANDIDATES = 16              # digests kept per content key (distinct files with equal heads and tails)
+CANDIDATE_ATTEMPTS = 20          # compare-and-swap rounds of one candidate list against concurrent writers
 T = TypeVar("T")
 
 
@@ -218,13 +219,31 @@ class StoreReader:
                 if entry is not None and entry["digest"] == digest:
                     self._delete(f"path:{path_key(path)}")
         if isinstance(content, str) and storable_path(content):
-            known = self._candidates(content)
-            if digest in known:
-                rest = [d for d in known if d != digest]
-                if rest:
-                    self._put(f"cand:{content}", dumps(rest))
-                else:
-                    self._delete(f"cand:{content}")
+            self._change_candidates(content, lambda known: [d for d in known if d != digest])
+
+    def _change_candidates(self, content: str, change: Callable[[list[str]], list[str]]) -> None:
+        """Give the candidate list of ``content`` what ``change`` makes of it as it is
+        now (an empty list: the entry goes), as one compare-and-swap, read and changed
+        again when another process wrote it meanwhile: a prune that dropped a record
+        and a run that stored another of the same content each wrote back the list it
+        had read, and one of the two changes was lost (a record without its candidate
+        entry is found by content no more)."""
+        key = f"cand:{content}"
+        for _ in range(CANDIDATE_ATTEMPTS):
+            try:
+                text = self.backend.get(key)
+                data = None if text is None else loads(key, text)
+            except BadEntryError:   # unreadable: replaced (verify lists such entries)
+                text, data = None, None
+            known = [d for d in data if isinstance(d, str)] if isinstance(data, list) else []
+            wanted = change(known)
+            if wanted == known and data is not None:
+                return
+            if self.backend.swap(key, text, dumps(wanted) if wanted else None):
+                self._ahead_data.pop(key, None)
+                return
+        raise StoreError(f"{key}: the candidate list kept changing under other writers "
+                         f"({CANDIDATE_ATTEMPTS} attempts)")
 
     def _candidates(self, content: str) -> list[str]:
         try:

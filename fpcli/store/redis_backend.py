@@ -427,9 +427,10 @@ class RedisBackend:
         self._write_counted(keys=[self._data + key, self._meta + "census"],
                             args=[encode(text, tag), self._expiry(key), tag or ""], client=pipe)
 
-    def swap(self, key: str, expected: str | None, text: str, tag: Tag = None) -> bool:
-        """WATCH the key, compare, then write and count it as ``put_many`` does, in
-        MULTI/EXEC (which fails when the key changed after the WATCH)."""
+    def swap(self, key: str, expected: str | None, text: str | None, tag: Tag = None) -> bool:
+        """WATCH the key, compare, then write (or delete) and count it as ``put_many``
+        (``delete``) does, in MULTI/EXEC (which fails when the key changed after the
+        WATCH)."""
         full = self._data + key
 
         def attempt() -> bool:
@@ -440,7 +441,11 @@ class RedisBackend:
                     if (None if current is None else decode(current)) != expected:
                         return False
                     pipe.multi()
-                    if self._scripts:
+                    if text is None and self._scripts:
+                        self._delete_counted(keys=[full, self._meta + "census"], client=pipe)
+                    elif text is None:
+                        pipe.getdel(full)
+                    elif self._scripts:
                         self._queue_write(pipe, key, text, tag)
                     else:
                         pipe.set(full, encode(text, tag), ex=self._expiry(key), get=True)
@@ -448,7 +453,7 @@ class RedisBackend:
                 except redis.exceptions.WatchError:
                     return False
                 if not self._scripts:
-                    self._move_count(tag_of_value(old), tag)
+                    self._move_count(tag_of_value(old), None if text is None else tag)
                 return True
 
         with shielded():
