@@ -316,6 +316,34 @@ def test_a_prune_keeps_a_path_another_process_gives_the_record_meanwhile(tmp_pat
         assert s.backend.get(f"cand:{record.content_key}") is not None
 
 
+def test_a_file_found_moved_while_a_prune_drops_its_record_is_stored_with_its_new_path_alone(tmp_path, track):
+    """A run read the record of a moved file (found by content), a prune dropped the
+    record (its one path gone), then the run wrote back what it had read with the new
+    path added: the pruned path came back, listed and never there."""
+    with FingerprintStore.open(tmp_path / "s") as s:
+        _analysed(s, track)
+        (record,) = list(s.records())
+        moved = os.path.join(os.path.dirname(track), "moved.flac")
+        os.rename(track, moved)
+        get = s.backend.get
+        armed = [True]
+
+        def read_then_another_process_prunes(key):
+            text = get(key)
+            if key == record.key and armed[0]:
+                armed[0] = False
+                with FingerprintStore.open(tmp_path / "s") as other:
+                    assert [p.path for p in prune(other)] == [str(track)]
+            return text
+
+        s.backend.get = read_then_another_process_prunes
+        assert s.lookup(moved, NEED).record is not None and not armed[0]
+        s.backend.get = get
+        (left,) = list(s.records())
+        assert [p.path for p in left.paths] == [moved]
+        assert json.loads(s.backend.get(f"cand:{record.content_key}")) == [record.digest]
+
+
 @pytest.mark.parametrize("backend", ["diskcache", "redis"])
 def test_a_candidate_list_keeps_what_another_process_adds_meanwhile(tmp_path, backend, request):
     """Two runs storing two files of one content key (equal heads and tails) each wrote

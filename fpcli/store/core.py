@@ -241,14 +241,40 @@ class FingerprintStore(StoreImports):
         # and every look-up of a content with more paths than that would write.
         new_path = seen is None and (not vouched or len(record.paths) < MAX_PATHS)
         changed = new_path or (seen is not None and seen.mtime_ns != identity.mtime_ns)
-        if changed:
-            record = record.with_path(identity.path, identity.mtime_ns)
         if not vouched:
             self._claim_path(identity, entry, record.params_key)
-        if changed or now - record.last_used_at > LAST_USED_RESOLUTION_S:
-            record = dataclasses.replace(record, last_used_at=now, paths=record.paths[-MAX_PATHS:])
-            self._write_record(record, journal=new_path)
+        if not (changed or now - record.last_used_at > LAST_USED_RESOLUTION_S):
+            return record
+        read = record
+        dropped = [False]
+
+        def touched(current: Record | None) -> Record:
+            # Changed on the record as it is now: written back as it was read, it undid
+            # what another process did meanwhile (a prune's removal of a gone path came
+            # back; a path another run added was lost). Dropped meanwhile (a prune took
+            # its last old path while this run found the file moved): this file keeps it.
+            dropped[0] = current is None
+            # Dropped: its paths were all gone (the prune judged), this file's is the one left.
+            base = dataclasses.replace(read, paths=()) if current is None else current
+            if changed or current is None:
+                base = base.with_path(identity.path, identity.mtime_ns)
+            return dataclasses.replace(base, last_used_at=now, paths=base.paths[-MAX_PATHS:])
+
+        record = self._swap_changed(read.key, touched, journal=new_path)
+        if dropped[0]:
+            self._add_candidate(record.content_key, record.digest)
         return record
+
+    def _swap_changed(self, key: str, change: Callable[[Record | None], Record], *, journal: bool = True) -> Record:
+        """Write what ``change`` makes of the record under ``key`` as it is now (None:
+        absent or unreadable), as one compare-and-swap, read and changed again when
+        another process wrote it meanwhile. Returns the record written."""
+        for _ in range(SAVE_ATTEMPTS):
+            text, current = self.read_current(key)
+            updated = change(current)
+            if self._swap(updated, text, journal=journal):
+                return updated
+        raise StoreError(f"{key}: the record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
 
     def _claim_path(self, identity: FileIdentity, entry: dict[str, Any] | None, params_key: str) -> None:
         """Point the path entry at this content; a record of the content that was there
@@ -352,15 +378,17 @@ class FingerprintStore(StoreImports):
                 return record
         raise StoreError(f"{identity.path}: its record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
 
-    def _swap(self, record: Record, expected: str | None) -> bool:
+    def _swap(self, record: Record, expected: str | None, *, journal: bool = True) -> bool:
         """Write ``record`` if its key still holds ``expected`` (``Backend.swap``), then
-        forget what was read ahead of it and journal the change; False if another
-        writer came first."""
+        forget what was read ahead of it and journal the change (unless ``journal`` is
+        False: a new last-used time changes nothing a search index holds); False if
+        another writer came first."""
         if not self.backend.swap(record.key, expected, record_text(record), census_tag(record)):
             return False
         self._ahead_data.pop(record.key, None)
         self._ahead_records.pop(record.key, None)
-        self.backend.journal_append(record.key)
+        if journal:
+            self.backend.journal_append(record.key)
         return True
 
     def _add_candidate(self, content: str, digest: str) -> None:
