@@ -164,3 +164,24 @@ def test_the_exact_rule_needs_rate_channels_length_and_the_whole_track(library):
                     dataclasses.replace(flac, complete=False),
                     dataclasses.replace(flac, params_key="other")):
         assert not same_decoded_audio(wav, changed)
+
+
+def test_lossless_copies_of_a_clip_too_short_for_a_key_are_duplicates(tmp_path):
+    """A clip of 0.1 s has no duplicate key (two key windows need 1 s): its WAV and FLAC
+    copies were search hits at distance 0 and no `cache dupes` group. Another clip of
+    the same length is not one of them."""
+    clip = _pcm16(synth.music_like(0.1, SR, seed=61))
+    other = _pcm16(synth.music_like(0.1, SR, seed=62))
+    music = tmp_path / "music"
+    music.mkdir()
+    write(music / "clip.wav", clip, SR)
+    write(music / "clip.flac", clip, SR)
+    write(music / "other.flac", other, SR)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        run_library([str(music)], store, RunOptions(jobs=1))
+        records = {r.path.rsplit("/", 1)[1]: r for r in store.records()}
+        assert records["clip.wav"].dupe_key is None and records["clip.flac"].dupe_key is None
+        groups = duplicate_groups(records.values())
+        assert [tuple(p.rsplit("/", 1)[1] for p in g.paths) for g in groups] == [("clip.flac", "clip.wav")]
+        result = search(store, str(music / "clip.flac"), k=3, strategy="fast")
+    assert [h.path.rsplit("/", 1)[1] for h in result.hits] == ["other.flac"]

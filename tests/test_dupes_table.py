@@ -137,12 +137,16 @@ def test_rows_of_one_key_before_start_are_not_looked_at(template, monkeypatch):
     import fpcli.search.dupes
 
     key = DupeKey("00" * 240, "00" * 240, 120)
+
+    def made(i: int, digest: str) -> Recording:   # one key and length, values of their own: no two alike
+        values = {**template.streaming.values, "tempo_bpm": 60.0 + i}
+        return Recording.of(dataclasses.replace(template, digest=digest, dupe_key=key, streaming=dataclasses.replace(
+            template.streaming, values=values)))
+
     table = RecordingTable()
     for i in range(200):
-        table.add(Recording.of(dataclasses.replace(template, digest=f"{i:032x}", dupe_key=key,
-                                                   params_key=f"v5-{i}")))   # no two of one decoded audio
+        table.add(made(i, f"{i:032x}"))
     looked: list[int] = []
     alike = fpcli.search.dupes._decoded_alike
     monkeypatch.setattr(fpcli.search.dupes, "_decoded_alike", lambda a, b: looked.append(1) or alike(a, b))
-    probe = Recording.of(dataclasses.replace(template, digest="f" * 32, dupe_key=key, params_key="v5-199"))
-    assert table.first_same(probe, start=190) == 199 and len(looked) == 10
+    assert table.first_same(made(199, "f" * 32), start=190) == 199 and len(looked) == 10

@@ -82,11 +82,9 @@ def same(a: Record, b: Record) -> bool:
 def _same(a: Recording, b: Recording) -> bool:
     """``same`` of two recordings. The exact rule goes first: its cheap comparisons
     reject most pairs before the keys' bits are unpacked."""
-    if a.digest == b.digest:
+    if a.digest == b.digest or _decoded_alike(a, b):
         return True
-    if a.key is None or b.key is None:
-        return False
-    return _decoded_alike(a, b) or same_recording(a.key, b.key, a.seconds, b.seconds)
+    return a.key is not None and b.key is not None and same_recording(a.key, b.key, a.seconds, b.seconds)
 
 
 # Streaming values and timbre means of one decoded audio differ only by float rounding,
@@ -119,8 +117,10 @@ def same_decoded_audio(a: Record, b: Record) -> bool:
 
 
 def _decoded_alike(a: Recording, b: Recording) -> bool:
-    """``same_decoded_audio`` of two recordings."""
-    if a.decoded is None or a.decoded != b.decoded or a.key is None or a.key != b.key:
+    """``same_decoded_audio`` of two recordings. Two without a key (a clip shorter than
+    two key windows, 1 s) are alike on their values alone: lossless copies of a 0.1 s
+    clip were search hits at distance 0 and no duplicates."""
+    if a.decoded is None or a.decoded != b.decoded or a.key != b.key:
         return False
     return _values_agree(a.values, b.values) and _timbre_means_agree(a.timbre_mean, b.timbre_mean)
 
@@ -156,15 +156,15 @@ class RecordingTable:
         self.records: list[Recording] = []
         self._keys = KeyRows()
         self._by_digest: dict[str, list[int]] = {}
-        self._by_key: dict[DupeKey, list[int]] = {}
+        self._by_audio: dict[tuple[DupeKey | None, tuple[str, int, int, int]], list[int]] = {}
 
     def add(self, record: Recording) -> int:
         """Append ``record``; returns its row."""
         row = self._keys.add(record.key, record.seconds)
         self.records.append(record)
         self._by_digest.setdefault(record.digest, []).append(row)
-        if record.key is not None:
-            self._by_key.setdefault(record.key, []).append(row)
+        if record.decoded is not None:   # what ``_decoded_alike`` needs equal: key (or none) and decoded facts
+            self._by_audio.setdefault((record.key, record.decoded), []).append(row)
         return row
 
     def first_same(self, record: Recording, start: int = 0) -> int | None:
@@ -173,9 +173,10 @@ class RecordingTable:
         in row order): 50,000 tracks opening with a minute of silence share one key,
         and walking every earlier row of it made ``cache dupes`` quadratic."""
         rows = _from(self._by_digest.get(record.digest, []), start)[:1]
-        if record.key is not None:
-            rows += next(([row] for row in _from(self._by_key.get(record.key, []), start)
+        if record.decoded is not None:
+            rows += next(([row] for row in _from(self._by_audio.get((record.key, record.decoded), []), start)
                           if _decoded_alike(self.records[row], record)), [])
+        if record.key is not None:
             matched = np.flatnonzero(self._keys.matches(record.key, record.seconds, start))
             if len(matched):
                 rows.append(start + int(matched[0]))
