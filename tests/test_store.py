@@ -286,6 +286,33 @@ def test_prune_writes_a_record_once_however_many_of_its_paths_are_gone(tmp_path,
         assert [p.path for p in left.paths] == [str(track)]
 
 
+def _analysed_then_moved(store, track):
+    """(the record of ``track``, analysed, and the path it was then moved to)."""
+    _analysed(store, track)
+    (record,) = list(store.records())
+    moved = os.path.join(os.path.dirname(track), "moved.flac")
+    os.rename(track, moved)
+    return record, moved
+
+
+def _after_reading(store, key, meanwhile):
+    """Make the first read of ``key`` through ``store``'s backend run ``meanwhile`` (what
+    another process writes between this one's read and its write) before it returns.
+    Returns ([still armed], the backend's own get)."""
+    get = store.backend.get
+    armed = [True]
+
+    def read(k):
+        text = get(k)
+        if k == key and armed[0]:
+            armed[0] = False
+            meanwhile()
+        return text
+
+    store.backend.get = read
+    return armed, get
+
+
 def test_a_prune_keeps_a_path_another_process_gives_the_record_meanwhile(tmp_path, track):
     """The file moved: a prune read its record (the old path gone), another run found
     the file by content at its new path and added that path, then the prune wrote back
@@ -293,22 +320,13 @@ def test_a_prune_keeps_a_path_another_process_gives_the_record_meanwhile(tmp_pat
     the next run analysed the file again. Now the prune's write is a compare-and-swap
     judged again on the record as it is."""
     with FingerprintStore.open(tmp_path / "s") as s:
-        _analysed(s, track)
-        (record,) = list(s.records())
-        moved = os.path.join(os.path.dirname(track), "moved.flac")
-        os.rename(track, moved)
-        get = s.backend.get
-        armed = [True]
+        record, moved = _analysed_then_moved(s, track)
 
-        def get_then_another_process_finds_the_moved_file(key):
-            text = get(key)
-            if key == record.key and armed[0]:
-                armed[0] = False
-                with FingerprintStore.open(tmp_path / "s") as other:
-                    assert other.lookup(moved, NEED).record is not None   # found by content: its path added
-            return text
+        def another_process_finds_the_moved_file():
+            with FingerprintStore.open(tmp_path / "s") as other:
+                assert other.lookup(moved, NEED).record is not None   # found by content: its path added
 
-        s.backend.get = get_then_another_process_finds_the_moved_file
+        armed, _ = _after_reading(s, record.key, another_process_finds_the_moved_file)
         assert [p.path for p in prune(s)] == [str(track)] and not armed[0]
         (left,) = list(s.records())
         assert [p.path for p in left.paths] == [str(moved)]
@@ -321,22 +339,13 @@ def test_a_file_found_moved_while_a_prune_drops_its_record_is_stored_with_its_ne
     record (its one path gone), then the run wrote back what it had read with the new
     path added: the pruned path came back, listed and never there."""
     with FingerprintStore.open(tmp_path / "s") as s:
-        _analysed(s, track)
-        (record,) = list(s.records())
-        moved = os.path.join(os.path.dirname(track), "moved.flac")
-        os.rename(track, moved)
-        get = s.backend.get
-        armed = [True]
+        record, moved = _analysed_then_moved(s, track)
 
-        def read_then_another_process_prunes(key):
-            text = get(key)
-            if key == record.key and armed[0]:
-                armed[0] = False
-                with FingerprintStore.open(tmp_path / "s") as other:
-                    assert [p.path for p in prune(other)] == [str(track)]
-            return text
+        def another_process_prunes():
+            with FingerprintStore.open(tmp_path / "s") as other:
+                assert [p.path for p in prune(other)] == [str(track)]
 
-        s.backend.get = read_then_another_process_prunes
+        armed, get = _after_reading(s, record.key, another_process_prunes)
         assert s.lookup(moved, NEED).record is not None and not armed[0]
         s.backend.get = get
         (left,) = list(s.records())
@@ -352,18 +361,11 @@ def test_a_candidate_list_keeps_what_another_process_adds_meanwhile(tmp_path, ba
     location = str(tmp_path / "s") if backend == "diskcache" else request.getfixturevalue("redis_url")
     content, mine, theirs = "c" * 32, "a" * 32, "b" * 32
     with FingerprintStore.open(location) as s:
-        get = s.backend.get
-        armed = [True]
+        def another_process_adds():
+            with FingerprintStore.open(location) as other:
+                other._add_candidate(content, theirs)
 
-        def get_then_another_process_adds(key):
-            text = get(key)
-            if key == f"cand:{content}" and armed[0]:
-                armed[0] = False
-                with FingerprintStore.open(location) as other:
-                    other._add_candidate(content, theirs)
-            return text
-
-        s.backend.get = get_then_another_process_adds
+        armed, get = _after_reading(s, f"cand:{content}", another_process_adds)
         s._add_candidate(content, mine)
         assert not armed[0] and json.loads(get(f"cand:{content}")) == [theirs, mine]
         s.backend.get = get
