@@ -334,7 +334,7 @@ def test_a_store_is_not_made_among_other_files(tmp_path, song):
         assert refused.exit_code == EXIT_USAGE and "a folder of other files" in refused.stderr, command
         assert sorted(os.listdir(music)) == ["a.flac"]
     empty = tmp_path / "empty"
-    empty.mkdir()
+    (empty / "data").mkdir(parents=True)   # a first run that stopped before its databases: its own folder only
     assert runner.invoke(app, ["--store", str(empty), "analyze", str(music)]).exit_code == 0
     assert runner.invoke(app, ["--store", str(empty), "analyze", str(music)]).exit_code == 0   # now a store
 

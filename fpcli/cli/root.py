@@ -40,6 +40,9 @@ cache_app = typer.Typer(
 app.add_typer(cache_app, name="cache")
 
 
+STORE_FOLDERS = {"data", "meta", "index"}   # what a diskcache store makes in its folder
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Global options, handed to every command through the typer context."""
@@ -77,7 +80,8 @@ class Settings:
             entries = os.listdir(location)
         except OSError:
             return   # the store says what is wrong with it
-        if entries and not DiskcacheBackend.holds_store(location):
+        # The store's own folders alone (a first run stopped before its databases) are no other files.
+        if set(entries) - STORE_FOLDERS and not DiskcacheBackend.holds_store(location):
             raise typer.BadParameter(f"{location}: a folder of other files, not an fpcli store; a store made there "
                                      "would lie among them (give a new or empty folder)", param_hint="--store")
 
