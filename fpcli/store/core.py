@@ -307,26 +307,12 @@ class FingerprintStore(StoreImports):
                 return None
             paths, gone = changed
             updated = dataclasses.replace(record, paths=tuple(paths)[-MAX_PATHS:])
-            if self._swap(updated, text) if updated.paths else self._swap_out(record, text):
-                for path in gone:
-                    entry = self._read_path_entry(path)
-                    if entry is None or entry["digest"] == record.digest:
-                        self._delete(f"path:{path_key(path)}")
+            if self._swap(updated, text) if updated.paths else self._swap_entry(key, text, None, journal=True):
+                self._forget_path_entries(gone, record.digest)
                 if not updated.paths:
                     self.forget_identity(record.digest, record.content_key, ())
                 return record
         raise StoreError(f"{key}: the record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
-
-    def _swap_out(self, record: Record, expected: str | None) -> bool:
-        """Delete ``record`` if its key still holds ``expected`` (``Backend.swap``), then
-        forget what was read ahead of it and journal the change; False if another
-        writer came first."""
-        if not self.backend.swap(record.key, expected, None):
-            return False
-        self._ahead_data.pop(record.key, None)
-        self._ahead_records.pop(record.key, None)
-        self.backend.journal_append(record.key)
-        return True
 
     def _count(self, name: str) -> None:
         self._pending[name] += 1
@@ -383,13 +369,7 @@ class FingerprintStore(StoreImports):
         forget what was read ahead of it and journal the change (unless ``journal`` is
         False: a new last-used time changes nothing a search index holds); False if
         another writer came first."""
-        if not self.backend.swap(record.key, expected, record_text(record), census_tag(record)):
-            return False
-        self._ahead_data.pop(record.key, None)
-        self._ahead_records.pop(record.key, None)
-        if journal:
-            self.backend.journal_append(record.key)
-        return True
+        return self._swap_entry(record.key, expected, record_text(record), census_tag(record), journal=journal)
 
     def _add_candidate(self, content: str, digest: str) -> None:
         self._change_candidates(content, lambda known: known if digest in known else

@@ -156,6 +156,27 @@ class StoreReader:
         self._ahead_records.pop(key, None)
         self.backend.delete(key)
 
+    def _swap_entry(self, key: str, expected: str | None, text: str | None, tag: Tag = None, *,
+                    journal: bool = False) -> bool:
+        """``Backend.swap`` (``text`` None: delete), then forget what was read ahead of
+        ``key`` and, with ``journal``, journal the change; False if another writer
+        came first."""
+        if not self.backend.swap(key, expected, text, tag):
+            return False
+        self._ahead_data.pop(key, None)
+        self._ahead_records.pop(key, None)
+        if journal:
+            self.backend.journal_append(key)
+        return True
+
+    def _forget_path_entries(self, paths: Iterable[Any], digest: str) -> None:
+        """Delete the path entries of ``paths`` that name ``digest`` (or that are gone)."""
+        for path in paths:
+            if storable_path(path):
+                entry = self._read_path_entry(path)
+                if entry is None or entry["digest"] == digest:
+                    self._delete(f"path:{path_key(path)}")
+
     def digests_of(self, paths: Sequence[str]) -> dict[str, str]:
         """path -> content digest of each path (resolved) whose path entry says its size
         and mtime are the file's now: what the store knows of those files unread, in
@@ -213,11 +234,7 @@ class StoreReader:
         other parameters). Odd values (a removed record may be a bad one) are skipped."""
         if not isinstance(digest, str) or any(True for _ in self.backend.keys(f"rec:{digest}:")):
             return
-        for path in paths:
-            if storable_path(path):
-                entry = self._read_path_entry(path)
-                if entry is not None and entry["digest"] == digest:
-                    self._delete(f"path:{path_key(path)}")
+        self._forget_path_entries(paths, digest)
         if isinstance(content, str) and storable_path(content):
             self._change_candidates(content, lambda known: [d for d in known if d != digest])
 
@@ -237,10 +254,7 @@ class StoreReader:
                 text, data = None, None
             known = [d for d in data if isinstance(d, str)] if isinstance(data, list) else []
             wanted = change(known)
-            if wanted == known and data is not None:
-                return
-            if self.backend.swap(key, text, dumps(wanted) if wanted else None):
-                self._ahead_data.pop(key, None)
+            if wanted == known or self._swap_entry(key, text, dumps(wanted) if wanted else None):
                 return
         raise StoreError(f"{key}: the candidate list kept changing under other writers "
                          f"({CANDIDATE_ATTEMPTS} attempts)")
