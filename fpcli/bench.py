@@ -32,10 +32,11 @@ import numpy as np
 import soundfile as sf
 
 from fpcli import synth
-from fpcli.audio import AUDIO_EXTENSIONS, AudioReader
+from fpcli.audio import AudioReader
 from fpcli.batch import BatchAnalyzer
 from fpcli.blas import one_blas_thread
 from fpcli.errors import FpcliError, ParameterError
+from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.files import read_text
 from fpcli.fingerprint import GROUPS, STREAMING_DIMS
 from fpcli.library import RunOptions, run_library

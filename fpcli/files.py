@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from fpcli.errors import FpcliError
+from fpcli.extensions import AUDIO_EXTENSIONS
 
 
 def printable_path(path: str) -> str:
@@ -163,8 +164,6 @@ def _refuse_non_regular(target: str) -> None:
         raise FpcliError(f"cannot write {target}: it is a folder")
     if not stat.S_ISREG(st.st_mode):
         raise FpcliError(f"cannot write {target}: it exists and is not a regular file")
-    from fpcli.audio import AUDIO_EXTENSIONS  # only for a file that exists: numpy is not needed before
-
     if os.path.splitext(target)[1].lower() in AUDIO_EXTENSIONS:
         # A playlist or report written over a track is the track lost (``search x.flac
         # --m3u x.flac`` replaced the query's own audio).

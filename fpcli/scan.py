@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pathspec
 
-from fpcli.audio import AUDIO_EXTENSIONS
 from fpcli.cue import CUE_EXTENSION, CueError, CueTrack, cue_tracks_of_folder
 from fpcli.errors import ParameterError
+from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.store.records import os_reason, stat_regular
 
 IGNORE_FILE = ".fpcliignore"

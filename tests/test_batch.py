@@ -195,7 +195,7 @@ def test_every_value_lies_in_its_dims_domain(analyzer):
     analysis may give one, on any signal: here the edges (DC, a full-scale square,
     a lone click, channels in opposite phase)."""
     from fpcli.fingerprint import DOMAINS
-    from fpcli.store.schema import value_bounds
+    from fpcli.store.limits import value_bounds
 
     for name, x in _extreme_signals(SR).items():
         fp = analyzer(x, SR)

@@ -19,8 +19,9 @@ from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
 from fpcli.store import FingerprintStore, Need, StoreError, export_store, import_store, prune, verify
+from fpcli.store.limits import value_bounds
 from fpcli.store.records import Validation, path_key, record_from_result
-from fpcli.store.schema import parse_record, record_to_json, value_bounds
+from fpcli.store.schema import parse_record, record_to_json
 from tests.conftest import write
 
 KEY = AnalysisParams().key()

@@ -26,10 +26,11 @@ import numpy as np
 
 from fpcli.audio import headers
 from fpcli.audio.base import AudioInfo, DecodeFailure, Source, StoppablePipe, check_info
-from fpcli.audio.pyav import AV_EXTENSIONS, AvMissing, AvSource, NotAv, is_av_path
+from fpcli.audio.pyav import AvMissing, AvSource, NotAv, is_av_path
 from fpcli.audio.raw import RAW_FORMATS, RawSource
 from fpcli.audio.sndfile import NotSndfile, SndfileSource, check_readable
 from fpcli.errors import AudioReadError, ParameterError
+from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.params import as_number
 
 __all__ = [
@@ -37,10 +38,6 @@ __all__ = [
     "AudioInfo", "AudioReadError", "AudioReader", "RAW_FORMATS", "mixdown", "open_stream", "probe",
 ]
 
-SNDFILE_EXTENSIONS = frozenset(
-    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc"}
-)
-AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS | AV_EXTENSIONS
 DEFAULT_BLOCK_FRAMES = 131072
 PARTIAL_TOLERANCE_S = 0.1
 # Float files hold any value; music scaled to ±1 peaks near 1 (a few units after a

@@ -20,6 +20,7 @@ import numpy as np
 
 from fpcli.audio import headers
 from fpcli.audio.base import AudioInfo, DecodeFailure
+from fpcli.extensions import AV_EXTENSIONS
 
 # Container names (FFmpeg's first demuxer name) as fpcli reports them in ``info.format``.
 _FORMAT_NAMES = {
@@ -536,7 +537,3 @@ def is_av_path(path: str | os.PathLike) -> bool:
     """Extensions libsndfile never reads: go to PyAV directly."""
     return os.path.splitext(os.fspath(path))[1].lower() in AV_EXTENSIONS
 
-
-AV_EXTENSIONS = frozenset(
-    {".m4a", ".m4b", ".mp4", ".aac", ".wma", ".ape", ".wv", ".mka", ".mkv", ".webm", ".mpc", ".ac3"}
-)

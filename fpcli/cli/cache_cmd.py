@@ -28,6 +28,7 @@ from fpcli.cli.render import (
 from fpcli.cli.root import EXIT_SOME_FAILED, cache_app
 from fpcli.errors import DamagedStoreError, NotStoredError, ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
+from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.fingerprint import seconds_text
 from fpcli.results import TIMEOUT_ERROR_TYPE
 
@@ -292,7 +293,6 @@ def _not_stored(text: str, failure: Failure | None) -> str:
     README) is not sent to analyze, whose folder runs leave it out."""
     import shlex
 
-    from fpcli.audio import AUDIO_EXTENSIONS
     from fpcli.store.records import STREAM_PREFIX, entry_file
 
     if text.startswith(STREAM_PREFIX) and not os.path.lexists(text):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 from pathlib import Path
@@ -15,7 +16,13 @@ from fpcli.executors import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from fpcli.library import RunOptions
+    from fpcli.store.spec import StoreSpec
 
+
+# The running command's store (set by the root options), for checks that every command
+# shares and that have no context at hand (``check_outputs``: no output file inside the
+# store's folder).
+COMMAND_STORE: contextvars.ContextVar[StoreSpec | None] = contextvars.ContextVar("COMMAND_STORE", default=None)
 
 # The core's parameter names (ParameterError.parameter) as the options that set them.
 OPTION_OF = {"weights": "--weights", "tolerances": "--tolerance", "strategy": "--strategy", "k": "-k",
@@ -168,14 +175,13 @@ def _same_file(a: str, b: str) -> bool:
 def _store_folder() -> str | None:
     """The folder of the command's store (its global options), None for a Redis store
     or outside a command."""
-    from fpcli.cli.root import COMMAND_SETTINGS
     from fpcli.store.spec import is_redis_url
 
-    settings = COMMAND_SETTINGS.get()
-    if settings is None:
+    spec = COMMAND_STORE.get()
+    if spec is None:
         return None
     try:
-        location = settings.spec.resolved().location
+        location = spec.resolved().location
     except StoreError:
         return None   # the store's own error comes when it is opened
     return None if location is None or is_redis_url(location) else location

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import os
 from typing import TYPE_CHECKING, Annotated
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fpcli import __version__
-from fpcli.cli.options import finite
+from fpcli.cli.options import COMMAND_STORE, finite
 from fpcli.errors import StoreError
 from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB, StoreSpec, is_redis_url
 
@@ -102,11 +101,6 @@ class Settings:
         # a file or a link to nothing: the store says what it is
 
 
-# The running command's settings, for checks that every command shares and that have no
-# context at hand (``options.check_outputs``: no output file inside the store's folder).
-COMMAND_SETTINGS: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("COMMAND_SETTINGS", default=None)
-
-
 def _on_command_line(ctx: typer.Context, name: str) -> bool:
     """Whether the option ``name`` was given on the command line (not an environment
     variable, which may be set once for every store, nor its default). Typer has its
@@ -152,4 +146,4 @@ def _root(
                                  "SET maxmemory ...)", param_hint="--store-size-mb")
     ctx.obj = Settings(StoreSpec(store, store_size_mb, store_ttl),
                        store_on_command_line=_on_command_line(ctx, "store"))
-    COMMAND_SETTINGS.set(ctx.obj)
+    COMMAND_STORE.set(ctx.obj.spec)

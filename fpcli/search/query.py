@@ -15,6 +15,7 @@ import numpy as np
 from fpcli.cue import is_album_image, is_entry
 from fpcli.errors import ParameterError, QueryError, SearchError
 from fpcli.executors import DEFAULT_TIMEOUT_S
+from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.files import atomic_text, printable_path
 from fpcli.fingerprint import DIM_BY_NAME, seconds_text
 from fpcli.params import AnalysisParams, checked_params
@@ -545,8 +546,6 @@ COPY_WALK_ENTRIES = 200_000   # folder entries looked at under --library for cop
 def _audio_files(folder: str) -> list[str] | None:
     """The resolved audio files under ``folder`` (symlinked folders not followed; an
     unreadable folder is skipped), or None past COPY_WALK_ENTRIES entries."""
-    from fpcli.audio import AUDIO_EXTENSIONS
-
     files: list[str] = []
     seen = 0
     for root, folders, names in os.walk(os.path.realpath(folder)):

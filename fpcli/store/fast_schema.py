@@ -26,8 +26,8 @@ import msgspec
 
 from fpcli.dsp.dupes import MAX_WINDOWS
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
+from fpcli.store.limits import MTIME_NS_RANGE, PATH_PATTERN, TIME_LIMIT, VALUE_LIMIT, plausible, value_bounds
 from fpcli.store.records import READABLE_SCHEMAS
-from fpcli.store.schema import MTIME_NS_RANGE, PATH_PATTERN, TIME_LIMIT, VALUE_LIMIT, plausible, value_bounds
 from fpcli.store.timbre_block import packed_values, sound_covariances
 
 _INT64 = 2**63 - 1

@@ -54,9 +54,9 @@ import redis.retry
 
 from fpcli.errors import StoreError, StoreFullError
 from fpcli.store.protocol import BATCH, JOURNAL_LIMIT, UNREADABLE_MARK, Put, Tag, TagOf
+from fpcli.store.redis_address import RedisAddress
 from fpcli.store.redis_files import RedisFileSets
 from fpcli.store.redis_files import glob_escape as _glob_escape
-from fpcli.store.spec import RedisAddress
 
 DEFAULT_EXPIRY_S = 365 * 24 * 3600  # data keys always expire, so volatile-lru can evict them
 # The longest expiry set: Redis refuses one beyond a 64-bit count of milliseconds, and a

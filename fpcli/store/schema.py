@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fpcli.errors import BadEntryError
-from fpcli.fingerprint import BATCH_DIMS, DOMAIN_SLACK, DOMAINS, STREAMING_DIMS
+from fpcli.fingerprint import BATCH_DIMS, DOMAINS, STREAMING_DIMS
+from fpcli.store.limits import MTIME_NS_RANGE, PATH_PATTERN, TIME_LIMIT, VALUE_LIMIT, plausible, value_bounds
 from fpcli.store.protocol import UNREADABLE_MARK
 from fpcli.store.records import (
     COV_TOLERANCE,
@@ -202,12 +203,6 @@ def integer_at_least(low: int = 0) -> Callable[[Any], bool]:
     return lambda v: type(v) is int and low <= v < 2**63
 
 
-# A file's modification time in ns as os.stat gives it: before 1970 it is negative, and
-# file systems keep times past 2262 (ext4 until 2446), beyond a signed 64-bit integer.
-# Such files were analysed again on every run: their records were refused.
-MTIME_NS_RANGE = (-(2**63), 2**64 - 1)
-
-
 def mtime_ns_value(value: Any) -> bool:
     return type(value) is int and MTIME_NS_RANGE[0] <= value <= MTIME_NS_RANGE[1]
 
@@ -216,26 +211,10 @@ def _nonneg(value: Any) -> bool:
     return _number(value) and value >= 0
 
 
-# The largest magnitude of a measured value (a dim, a duration, a timbre number): far
-# beyond what any analysis gives (1e9 s is 31 years, 1e9 Hz a gigahertz), and well
-# inside float32, in which search indexes hold values (3.4e38): an imported 1e300
-# became inf there and showed as a 300-digit tempo.
-VALUE_LIMIT = 1e9
-
-
-# The latest time a record may name, s since 1970: the end of year 9999, the last a
-# date can show (an imported 1e300 was stored, then every listing failed on it).
-TIME_LIMIT = 253402300799.0
-
-
 def _time(value: Any) -> bool:
     return _nonneg(value) and value <= TIME_LIMIT
 
 
-# A path a file can have: text without NUL whose lone surrogates stand for bytes that
-# are not UTF-8 (surrogateescape's U+DC80-U+DCFF), so that it encodes back to bytes.
-# An imported "\ud800" or NUL was stored, then every key built from it or stat of it failed.
-PATH_PATTERN = "^[^\x00\ud800-\udc7f\udd00-\udfff]+\\Z"
 _path_text = re.compile(PATH_PATTERN).search
 
 
@@ -279,13 +258,6 @@ def _dims(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[
             low, high = DOMAINS[name]
             c.problems.append(f"{where}.{name} is {_show(value)}, outside its domain [{low:g}, {high:g}]")
     return {name: (float(values[name]) if _number(values[name]) else None) for name in names}
-
-
-def value_bounds(name: str) -> tuple[float, float]:
-    """(lowest, highest) value a record may hold for dim ``name``: its domain
-    (fingerprint.DOMAINS) widened by DOMAIN_SLACK for rounding, within +-VALUE_LIMIT."""
-    low, high = DOMAINS.get(name, (-VALUE_LIMIT, VALUE_LIMIT))
-    return max(low - DOMAIN_SLACK, -VALUE_LIMIT), min(high + DOMAIN_SLACK, VALUE_LIMIT)
 
 
 @functools.cache
@@ -543,9 +515,6 @@ def _timbre(c: _Checker, t: Any, draft: _Draft) -> None:
 TIMBRE_NOT_PLAUSIBLE = f"timbre holds a value that is not a finite number within +-{VALUE_LIMIT:g}"
 
 
-def plausible(values: np.ndarray) -> bool:
-    """Every value finite and within VALUE_LIMIT (NaN fails the comparison too)."""
-    return bool((abs(values) <= VALUE_LIMIT).all())
 
 
 def _listed_timbre(c: _Checker, t: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:

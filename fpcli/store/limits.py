@@ -1,0 +1,43 @@
+"""The bounds a stored value must keep, shared by the checked parser (``schema``) and
+the fast gate (``fast_schema``), which must agree on every record."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fpcli.fingerprint import DOMAIN_SLACK, DOMAINS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# A file's modification time in ns as os.stat gives it: before 1970 it is negative, and
+# file systems keep times past 2262 (ext4 until 2446), beyond a signed 64-bit integer.
+# Such files were analysed again on every run: their records were refused.
+MTIME_NS_RANGE = (-(2**63), 2**64 - 1)
+
+# The largest magnitude of a measured value (a dim, a duration, a timbre number): far
+# beyond what any analysis gives (1e9 s is 31 years, 1e9 Hz a gigahertz), and well
+# inside float32, in which search indexes hold values (3.4e38): an imported 1e300
+# became inf there and showed as a 300-digit tempo.
+VALUE_LIMIT = 1e9
+
+# The latest time a record may name, s since 1970: the end of year 9999, the last a
+# date can show (an imported 1e300 was stored, then every listing failed on it).
+TIME_LIMIT = 253402300799.0
+
+# A path a file can have: text without NUL whose lone surrogates stand for bytes that
+# are not UTF-8 (surrogateescape's U+DC80-U+DCFF), so that it encodes back to bytes.
+# An imported "\ud800" or NUL was stored, then every key built from it or stat of it failed.
+PATH_PATTERN = "^[^\x00\ud800-\udc7f\udd00-\udfff]+\\Z"
+
+
+def value_bounds(name: str) -> tuple[float, float]:
+    """(lowest, highest) value a record may hold for dim ``name``: its domain
+    (fingerprint.DOMAINS) widened by DOMAIN_SLACK for rounding, within +-VALUE_LIMIT."""
+    low, high = DOMAINS.get(name, (-VALUE_LIMIT, VALUE_LIMIT))
+    return max(low - DOMAIN_SLACK, -VALUE_LIMIT), min(high + DOMAIN_SLACK, VALUE_LIMIT)
+
+
+def plausible(values: np.ndarray) -> bool:
+    """Every value finite and within VALUE_LIMIT (NaN fails the comparison too)."""
+    return bool((abs(values) <= VALUE_LIMIT).all())
