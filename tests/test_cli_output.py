@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from fpcli import synth
 from fpcli.cli import EXIT_BELOW_THRESHOLD, EXIT_BROKEN_PIPE, EXIT_FATAL, EXIT_SOME_FAILED, EXIT_USAGE, app
-from fpcli.cli.render import GuardedStream, json_text
+from fpcli.cli.render import PIPE_CHUNK, GuardedStream, json_lines_out, json_text, lines_out
 from fpcli.files import printable_path
 from tests.conftest import new_store, write
 
@@ -97,6 +97,39 @@ def test_a_reader_that_left_is_a_quiet_exit_141(tmp_path, argv):
         os.close(writer)
     assert done.returncode == EXIT_BROKEN_PIPE
     assert "error" not in done.stderr and "Exception" not in done.stderr
+
+
+class _Writes(io.StringIO):
+    """A stdout that keeps each write apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_a_listing_that_fits_a_pipe_is_one_write(monkeypatch):
+    """`fpcli cache list | head -1` on a small store exited 0 or 141 by chance: each
+    line was its own write (flushed per line, or unbuffered under PYTHONUNBUFFERED),
+    and a reader that left after the first found the next write's pipe closed."""
+    out = _Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    json_lines_out({"path": f"/music/{n}.flac", "n": n} for n in range(200))
+    assert len(out.writes) == 1
+    assert [json.loads(line)["n"] for line in out.getvalue().splitlines()] == list(range(200))
+
+
+def test_a_long_listing_is_written_in_chunks_of_a_pipes_buffer(monkeypatch):
+    out = _Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    lines = [f"{n:09d}\t" + "x" * 90 + "\n" for n in range(3000)]   # 300,000 characters
+    lines_out(iter(lines))
+    assert out.getvalue() == "".join(lines)
+    assert 300_000 // (PIPE_CHUNK + 100) <= len(out.writes) <= 300_000 // PIPE_CHUNK + 1
+    assert all(len(chunk) < PIPE_CHUNK + 100 for chunk in out.writes)
 
 
 # -- bug 2: an output encoding that is not UTF-8 -------------------------------------------------

@@ -16,10 +16,10 @@ from fpcli.cli.options import JsonOption, check_outputs, path_text
 from fpcli.cli.render import (
     format_value,
     is_terminal,
+    json_lines_out,
     mib,
     note,
     print_json,
-    print_json_line,
     rows_out,
     stdout,
     warn_line,
@@ -219,8 +219,7 @@ def cache_list(
         listed = [listing for _, listing in chosen]
         report_bad_entries(store)
     if as_json:
-        for item in listed:
-            print_json_line(item)
+        json_lines_out(listed)
         return
     rows = [[item["path"], f"{item['duration_s']:.1f} s", f"{item['samplerate']}/{item['channels']}",
              format_value(item["tempo_bpm"], "BPM"), "yes" if item["has_batch"] else "no",
@@ -396,8 +395,7 @@ def cache_prune(ctx: typer.Context, as_json: JsonOption = False,
         note("", f"{'would forget' if dry_run else 'forgot'} {orphans} identity entries of records no longer "
                  "stored")
     if as_json:
-        for item in removed:
-            print_json_line({"path": item.path, "reason": item.reason, "dry_run": dry_run})
+        json_lines_out({"path": item.path, "reason": item.reason, "dry_run": dry_run} for item in removed)
         return
     rows_out(f"{len(removed)} path(s) {'to drop' if dry_run else 'dropped'}", ["reason", "path"],
              [[item.reason, item.path] for item in removed])
@@ -420,8 +418,7 @@ def cache_failures(ctx: typer.Context, as_json: JsonOption = False) -> None:
         failures = sorted(store.failures(), key=lambda f: os.fsencode(f.path))
         report_bad_entries(store)
     if as_json:
-        for failure in failures:
-            print_json_line(failure_to_json(failure))
+        json_lines_out(failure_to_json(failure) for failure in failures)
         return
     rows_out(f"{len(failures)} failure(s)", ["path", "error", "message", "when"],
              [[f.path, f.error_type, f.message, when(f.failed_at)] for f in failures])
@@ -450,8 +447,7 @@ def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
                                   if r.fingerprint_version == FINGERPRINT_VERSION])
         report_bad_entries(store)
     if as_json:
-        for group in groups:
-            print_json_line({"paths": list(group.paths), "digests": list(group.digests)})
+        json_lines_out({"paths": list(group.paths), "digests": list(group.digests)} for group in groups)
         return
     rows_out(f"{len(groups)} group(s) of duplicates", ["group", "path"],
              [[str(n), path] for n, group in enumerate(groups, start=1) for path in group.paths])

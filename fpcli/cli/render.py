@@ -14,7 +14,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 from fpcli.files import printable_path
@@ -83,8 +83,37 @@ def writes_utf8(stream: IO[str] | None) -> bool:
 
 
 def print_json_line(data: Any) -> None:
+    """One JSON line, flushed: a result of a run still going (``analyze --json``)
+    reaches a pipe's reader as it is made."""
     sys.stdout.write(json_text(data) + "\n")
     sys.stdout.flush()
+
+
+def json_lines_out(items: Iterable[Any]) -> None:
+    """A whole listing as JSON Lines (``lines_out``)."""
+    lines_out(json_text(item) + "\n" for item in items)
+
+
+# A pipe's buffer on Linux: a listing that fits is handed over in one write.
+PIPE_CHUNK = 65536
+
+
+def lines_out(lines: Iterable[str]) -> None:
+    """Write a listing's lines (each ending in a newline) in chunks of up to about
+    PIPE_CHUNK characters. A listing that fits a pipe's buffer is one write, so a reader
+    that stops early (``fpcli cache list | head -1``) has it all before it leaves, and the
+    exit is 0; written a line at a time (unbuffered, as ``PYTHONUNBUFFERED`` makes
+    stdout, or flushed per line) it was 0 or 141 by chance."""
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        chunk.append(line)
+        size += len(line)
+        if size >= PIPE_CHUNK:
+            sys.stdout.write("".join(chunk))
+            chunk, size = [], 0
+    if chunk:
+        sys.stdout.write("".join(chunk))
 
 
 def print_json(data: Any) -> None:
@@ -125,8 +154,7 @@ def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
     Rich's default had cut every path to "/tmp/sw…" at 80 columns, the one thing a
     failure or a listing is for. A terminal too narrow for that gets the plain lines."""
     if not is_terminal(sys.stdout):   # written as it goes: 200,000 rows are no table to measure
-        for row in rows:
-            sys.stdout.write("\t".join(printable_path(cell) for cell in row) + "\n")
+        lines_out("\t".join(printable_path(cell) for cell in row) + "\n" for row in rows)
         return
     shown = [[printable_path(cell) for cell in row] for row in rows]
     widths = [max([len(name), *(len(row[i]) for row in shown)]) for i, name in enumerate(columns)]
