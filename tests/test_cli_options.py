@@ -370,6 +370,34 @@ def test_a_mistyped_store_is_named_not_made_empty(tmp_path, monkeypatch):
         assert runner.invoke(app, ["--store", str(typo), *args]).exit_code == 0
 
 
+def test_fpcli_store_is_held_to_the_rules_of_store(tmp_path, song, monkeypatch):
+    """FPCLI_STORE=~/Music made the store's folders among the audio: the check of
+    --store did not apply to the same location named by the environment. The default
+    folder is refused too when it holds other files. (Both may be new: see
+    test_the_default_store_and_fpcli_store_may_be_new.)"""
+    monkeypatch.chdir(tmp_path)
+    music = tmp_path / "music"
+    music.mkdir()
+    shutil.copy(song, music / "a.flac")
+    refused = runner.invoke(app, ["analyze", str(music)], env={"FPCLI_STORE": str(music)})
+    assert refused.exit_code == EXIT_USAGE and "FPCLI_STORE" in refused.stderr
+    assert "a folder of other files" in " ".join(refused.stderr.split())
+    assert sorted(os.listdir(music)) == ["a.flac"]
+    for args in READ_OR_TIDY:
+        result = runner.invoke(app, list(args), env={"FPCLI_STORE": str(music)})
+        assert result.exit_code == EXIT_USAGE and "FPCLI_STORE" in result.output, (args, result.output)
+    assert sorted(os.listdir(music)) == ["a.flac"]
+    cache = tmp_path / "cache"
+    default = cache / "fpcli" / "store"
+    default.mkdir(parents=True)
+    (default / "notes.txt").write_text("mine")
+    default_env = {"FPCLI_STORE": None, "XDG_CACHE_HOME": str(cache)}
+    result = runner.invoke(app, ["analyze", str(music)], env=default_env)
+    assert result.exit_code == EXIT_USAGE and "the default store" in result.stderr, result.output
+    (default / "notes.txt").unlink()
+    assert runner.invoke(app, ["cache", "stats"], env=default_env).exit_code == 0
+
+
 @pytest.mark.parametrize("url,says", [
     ("redis://[::1", "not a Redis URL"),                   # urlparse itself raised: a traceback
     ("redis://u:hunter2@[::1/0", "not a Redis URL"),

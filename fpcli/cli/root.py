@@ -47,33 +47,37 @@ class Settings:
     """Global options, handed to every command through the typer context."""
 
     spec: StoreSpec
-    store_on_command_line: bool = False   # --store given (not FPCLI_STORE, not the default)
+    # Who named the store's location: "--store", "FPCLI_STORE", or None for the default.
+    named_by: str | None = None
 
     def open_store(self, *, existing: bool = False) -> FingerprintStore:
-        """The store; with ``existing``, for commands that only read or tidy one, a store
-        folder named by --store must hold a store: a mistyped name made an empty store
-        there and reported it empty (0 records, nothing to verify) as if it were the one
-        meant, and `--store ~/Music` wrote a store's database among the audio. (The
-        default folder, or FPCLI_STORE's, may be new: set once, for every command, they
-        are where a first run makes the store.)"""
+        """The store. A folder of other files is refused, wherever its name came from:
+        a store made there lies among them (`--store ~/Music`, or FPCLI_STORE=~/Music,
+        wrote its database folders into the library). With ``existing``, for commands
+        that only read or tidy a store, a folder named by --store must hold one: a
+        mistyped name made an empty store there and reported it empty (0 records,
+        nothing to verify) as if it were the one meant. (The default folder, or
+        FPCLI_STORE's, may be new: set once, for every command, they are where a first
+        run makes the store.)"""
         from fpcli.store import FingerprintStore  # the store only for commands that open it (start-up time)
 
         if existing:
             self._require_existing()
-        else:
-            self._refuse_a_folder_of_other_files()
+        self._refuse_a_folder_of_other_files()
         return FingerprintStore.from_spec(self.spec)
 
+    def _folder(self) -> str | None:
+        """The store's folder (None for Redis)."""
+        location = self.spec.resolved().location
+        return None if location is None or is_redis_url(location) else location
+
     def _refuse_a_folder_of_other_files(self) -> None:
-        """A usage error for a --store folder that holds files and no store: a store made
-        there lies among them (`fpcli analyze ~/Music --store ~/Music` wrote its
-        database folders into the library). A new or empty folder, or a store, is fine."""
-        if not self.store_on_command_line:
-            return
+        """A usage error for a store folder that holds files and no store. A new or
+        empty folder, or a store, is fine."""
         from fpcli.store.diskcache_backend import DiskcacheBackend
 
-        location = self.spec.resolved().location
-        if location is None or is_redis_url(location) or not os.path.isdir(location):
+        location = self._folder()
+        if location is None or not os.path.isdir(location):
             return
         try:
             entries = os.listdir(location)
@@ -82,15 +86,16 @@ class Settings:
         # The store's own folders alone (a first run stopped before its databases) are no other files.
         if set(entries) - STORE_FOLDERS and not DiskcacheBackend.holds_store(location):
             raise typer.BadParameter(f"{location}: a folder of other files, not an fpcli store; a store made there "
-                                     "would lie among them (give a new or empty folder)", param_hint="--store")
+                                     "would lie among them (give a new or empty folder)",
+                                     param_hint=self.named_by or "the default store")
 
     def _require_existing(self) -> None:
-        if not self.store_on_command_line:
+        if self.named_by != "--store":
             return
         from fpcli.store.diskcache_backend import DiskcacheBackend
 
-        location = self.spec.resolved().location
-        if location is None or is_redis_url(location):
+        location = self._folder()
+        if location is None:
             return
         if not os.path.lexists(location):
             raise typer.BadParameter(f"{location}: no store there (fpcli analyze or cache import makes one)",
@@ -106,6 +111,13 @@ def _on_command_line(ctx: typer.Context, name: str) -> bool:
     variable, which may be set once for every store, nor its default). Typer has its
     own copy of click: its enum is compared by name."""
     return getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+
+
+def _store_named_by(ctx: typer.Context, store: str | None) -> str | None:
+    """"--store", "FPCLI_STORE" or None (the default location): how messages name it."""
+    if store is None:
+        return None
+    return "--store" if _on_command_line(ctx, "store") else "FPCLI_STORE"
 
 
 def _version(value: bool) -> None:
@@ -144,6 +156,5 @@ def _root(
         # said "no limit" beside it.
         raise typer.BadParameter("is for a folder store: a Redis store's limit is its maxmemory (redis-cli CONFIG "
                                  "SET maxmemory ...)", param_hint="--store-size-mb")
-    ctx.obj = Settings(StoreSpec(store, store_size_mb, store_ttl),
-                       store_on_command_line=_on_command_line(ctx, "store"))
+    ctx.obj = Settings(StoreSpec(store, store_size_mb, store_ttl), named_by=_store_named_by(ctx, store))
     COMMAND_STORE.set(ctx.obj.spec)
