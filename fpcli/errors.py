@@ -7,9 +7,26 @@ Any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FpcliError(Exception):
     """Base class of every error fpcli reports to the user."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its message and attributes, not through ``__init__``: the
+        subclasses' own signatures (a path and a reason, a key and its problems) are
+        not ``self.args``, and unpickling called ``__init__(*args)``, which failed: one
+        unreadable file in a ``ProcessPoolExecutor`` broke the pool for every file."""
+        return (_rebuilt, (type(self), self.args), self.__dict__)
+
+
+def _rebuilt(kind: type[FpcliError], args: tuple[Any, ...]) -> FpcliError:
+    """An error of ``kind`` with ``args``, made without its ``__init__`` (pickle then
+    restores its attributes)."""
+    error = kind.__new__(kind)
+    error.args = args
+    return error
 
 
 class AudioReadError(FpcliError):

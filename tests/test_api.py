@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 import fpcli
 from fpcli import blas, synth
@@ -344,3 +345,42 @@ def test_a_path_that_is_no_path_and_a_block_beyond_memory_are_parameter_errors(t
             call()
     with pytest.raises(ParameterError, match="block_frames"):
         fpcli.analyze_streaming(song, block_frames=10**12)
+
+
+# --- errors cross process boundaries --------------------------------------------------
+
+def _every_error() -> list[Exception]:
+    from fpcli import errors
+
+    made = [errors.AudioReadError("a.wav", "no such file"), errors.DamagedStoreError("damaged", "/s"),
+            errors.BadEntryError("rec:x", ["not JSON", "no digest"]), errors.ParameterError("must be > 0", "k"),
+            errors.StoreError("locked", repairable=True)]
+    simple = [kind("a message") for kind in vars(errors).values() if isinstance(kind, type)
+              and issubclass(kind, errors.FpcliError) and kind not in {type(e) for e in made}]
+    return made + simple
+
+
+@pytest.mark.parametrize("error", _every_error(), ids=lambda e: type(e).__name__)
+def test_every_error_survives_pickling(error):
+    """AudioReadError, DamagedStoreError and BadEntryError could not be unpickled
+    (__init__ was called with the message alone): a worker process's error broke the
+    pool that carried it."""
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error) and str(copy) == str(error) and copy.__dict__ == error.__dict__
+
+
+def test_a_bad_file_in_a_process_pool_is_its_own_error(tmp_path):
+    """One unreadable file among good ones in a ProcessPoolExecutor: BrokenProcessPool
+    for every future, the good ones too."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    good = tmp_path / "good.wav"
+    sf.write(good, synth.music_like(2.0, 22050, seed=1), 22050)
+    with ProcessPoolExecutor(1) as pool:
+        futures = [pool.submit(fpcli.analyze_streaming, str(path)) for path in (tmp_path / "missing.wav", good)]
+        with pytest.raises(fpcli.AudioReadError, match="missing.wav") as raised:
+            futures[0].result(timeout=120)
+        fingerprint, _ = futures[1].result(timeout=120)
+    assert raised.value.path.endswith("missing.wav") and fingerprint.seconds == pytest.approx(2.0)
