@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import multiprocessing
 import os
 import pickle
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from fpcli import synth
 from fpcli.analyze import Want, analyse, compute, fingerprint_of
+from fpcli.errors import ParameterError
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS, Fingerprint
 from fpcli.params import AnalysisParams
 from fpcli.results import TrackResult
@@ -901,3 +903,24 @@ def test_a_failed_file_answered_by_a_copy_s_record_is_no_longer_listed_as_failed
         summary = run_library([str(copy)], store, RunOptions())
         assert (summary.cached, summary.failed) == (1, 0)
         assert list(store.failures()) == [] and store.stats()["failures"] == 0
+
+
+@pytest.mark.parametrize("options", [{"size_limit_mb": 0}, {"size_limit_mb": -1}, {"size_limit_mb": math.nan},
+                                     {"size_limit_mb": "big"}, {"size_limit_mb": True}, {"ttl_s": 0},
+                                     {"ttl_s": -5}, {"ttl_s": math.inf}, {"ttl_s": "1h"}])
+def test_the_api_refuses_a_size_limit_or_ttl_no_store_can_use(tmp_path, options):
+    """FingerprintStore.open(size_limit_mb=0 or -1, or ttl_s=0) stored nothing while
+    every save returned its record; NaN failed inside diskcache with a ValueError. The
+    command line refused them (min=1, finite); the API now does too."""
+    with pytest.raises(ParameterError, match=next(iter(options))):
+        FingerprintStore.open(tmp_path / "s", **options)
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_api_takes_a_store_location_as_bytes_or_a_path(tmp_path):
+    for location in (os.fsencode(tmp_path / "b"), tmp_path / "p"):
+        with FingerprintStore.open(location, size_limit_mb=np.float32(64), ttl_s=np.int64(100)) as store:
+            assert store.location == os.fsdecode(location)
+            assert type(store.spec.size_limit_mb) is float and type(store.spec.ttl_s) is float
+    with pytest.raises(ParameterError, match="location"):
+        FingerprintStore.open(3)   # type: ignore[arg-type]

@@ -139,6 +139,15 @@ def test_two_clients_share_one_redis_store(redis_url, tmp_path):
         assert verify(store) == []
 
 
+def test_a_ttl_under_a_second_expires_a_redis_record_in_one(redis_url, tracks):
+    """Redis counts whole seconds: a TTL is rounded up (1.5 s read as 1), never down to
+    none or to the default expiry of a year."""
+    with FingerprintStore.open(redis_url, ttl_s=0.5) as store:
+        record = _save(store, tracks[0])
+        client = store.backend._client   # the store's own client: the key as it is in Redis
+        assert 0 < client.ttl(store.backend._data + record.key) <= 1
+
+
 def test_redis_ttl_expires_records(redis_url, tracks):
     with FingerprintStore.open(redis_url, ttl_s=1) as store:
         _save(store, tracks[0])

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from fpcli.errors import StoreError
+from fpcli.errors import ParameterError, StoreError
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.results import TrackResult
 from fpcli.store.census import COUNTERS, FAILURE_TAG, census_summary, census_tag, tag_of_entry
@@ -107,6 +107,15 @@ SAVE_ATTEMPTS = 20  # compare-and-swap rounds of one save against concurrent wri
 PathChange = Callable[[Record], tuple[Sequence[PathSeen], Sequence[str]] | None]
 
 
+def _location_text(location: object) -> str:
+    """A store location given to the API as text (a path as str, bytes or a PathLike;
+    bytes gave a TypeError from a str pattern deep inside), else a ParameterError."""
+    try:
+        return os.fsdecode(location)   # type: ignore[arg-type]  # anything else raises TypeError
+    except TypeError:
+        raise ParameterError(f"{location!r}: a folder path or a redis:// URL", "location") from None
+
+
 class FingerprintStore(StoreImports):
     """Records of analysed tracks, failures and hit statistics over a backend."""
 
@@ -120,7 +129,7 @@ class FingerprintStore(StoreImports):
     def open(cls, location: str | os.PathLike[str] | None = None, *,
              size_limit_mb: float | None = None, ttl_s: float | None = None) -> FingerprintStore:
         """Open (creating) the store at ``location``, FPCLI_STORE, or the user cache dir."""
-        spec = StoreSpec(None if location is None else os.fspath(location), ttl_s=ttl_s,
+        spec = StoreSpec(None if location is None else _location_text(location), ttl_s=ttl_s,
                          **({} if size_limit_mb is None else {"size_limit_mb": size_limit_mb}))
         return cls.from_spec(spec)
 

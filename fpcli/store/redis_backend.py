@@ -37,6 +37,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import math
 import os
 import secrets
 import signal
@@ -421,7 +422,12 @@ class RedisBackend:
         self._call(counts.execute)
 
     def _expiry(self, key: str) -> int:
-        return max(int(self.ttl_s) if self.ttl_s and key.startswith("rec:") else DEFAULT_EXPIRY_S, 1)
+        """Seconds until ``key`` expires: a record's TTL rounded up to whole seconds
+        (never less than it; 1.5 s read as 1), else the default expiry of identity
+        entries. A TTL is above 0 (``StoreSpec``: 0 read as none here)."""
+        if self.ttl_s is not None and key.startswith("rec:"):
+            return max(math.ceil(self.ttl_s), 1)
+        return DEFAULT_EXPIRY_S
 
     def _queue_write(self, pipe: redis.client.Pipeline, key: str, text: str, tag: Tag) -> None:
         self._write_counted(keys=[self._data + key, self._meta + "census"],

@@ -9,13 +9,15 @@ worker can open the same store.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from pathlib import Path
 
 import platformdirs
 
-from fpcli.errors import StoreError
+from fpcli.errors import ParameterError, StoreError
+from fpcli.params import as_number
 from fpcli.store.protocol import Backend
 from fpcli.store.redis_address import RedisAddress
 
@@ -65,6 +67,24 @@ class StoreSpec:
     location: str | None = None
     size_limit_mb: float = DEFAULT_SIZE_LIMIT_MB
     ttl_s: float | None = None
+
+    def __post_init__(self) -> None:
+        """ParameterError for a value no store can use (the command line's checks, for
+        the Python API): a size limit or TTL of 0 or less stored nothing while every
+        save returned its record, NaN failed inside diskcache, and Redis read a
+        negative TTL as one second."""
+        if self.location is not None and not isinstance(self.location, str):
+            raise ParameterError(f"{self.location!r}: a folder path or a redis:// URL", "location")
+        size = as_number(self.size_limit_mb)
+        if size is None or not (math.isfinite(size) and size > 0):
+            raise ParameterError(f"{self.size_limit_mb!r}: a finite number of MiB above 0 (at least "
+                                 f"{MAX_SIZE_LIMIT_MB}: no limit)", "size_limit_mb")
+        ttl = None if self.ttl_s is None else as_number(self.ttl_s)
+        if self.ttl_s is not None and (ttl is None or not (math.isfinite(ttl) and ttl > 0)):
+            raise ParameterError(f"{self.ttl_s!r}: a finite number of seconds above 0, or None for no expiry",
+                                 "ttl_s")
+        object.__setattr__(self, "size_limit_mb", size)   # numpy scalars as plain floats
+        object.__setattr__(self, "ttl_s", ttl)
 
     def resolved(self) -> StoreSpec:
         """The same spec with the location made explicit (an absolute directory or a URL)."""
