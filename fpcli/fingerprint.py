@@ -11,6 +11,7 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
+from fpcli.errors import ParameterError
 from fpcli.params import FINGERPRINT_VERSION
 
 if TYPE_CHECKING:  # they bring numpy and scipy: the CLI's start-up does not pay for them
@@ -132,6 +133,8 @@ class Fingerprint:
         object.__setattr__(self, "values", {name: _plain(value) for name, value in self.values.items()})
         if self.confidence is not None:
             object.__setattr__(self, "confidence", {name: float(c) for name, c in self.confidence.items()})
+        object.__setattr__(self, "seconds", float(self.seconds))   # a numpy rate made it np.float64
+        object.__setattr__(self, "chunks", int(self.chunks))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (NaN never appears: missing values are None); the timbre
@@ -142,15 +145,55 @@ class Fingerprint:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fingerprint:
-        from fpcli.dsp.dupes import DupeKey
-        from fpcli.dsp.timbre import Timbre
+        """The fingerprint ``to_dict`` gave; ParameterError saying what is wrong with
+        anything else (a missing or unknown field, a value that is no finite number, a
+        timbre of another shape): it took them, or failed with a TypeError or an
+        AttributeError, and a NaN value came back out of ``to_dict``."""
+        try:
+            return cls(**_checked_fields(data))
+        except ParameterError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ParameterError(f"not a fingerprint as to_dict() gives it: {exc}", "data") from None
 
-        data = dict(data)
-        if data.get("timbre") is not None:
-            data["timbre"] = Timbre.from_dict(data["timbre"])
-        if data.get("dupe_key") is not None:
-            data["dupe_key"] = DupeKey(**data["dupe_key"])
-        return cls(**data)
+
+def _checked_fields(data: Any) -> dict[str, Any]:
+    """``Fingerprint.from_dict``'s data as the constructor's arguments (timbre and
+    duplicate key as objects), or a ParameterError naming what is wrong."""
+    from fpcli.dsp.dupes import DupeKey
+    from fpcli.dsp.timbre import N_MFCC, Timbre
+
+    if not isinstance(data, dict):
+        raise ParameterError(f"a dict as to_dict() gives it, not {type(data).__name__}", "data")
+    fields = {field.name for field in dataclasses.fields(Fingerprint)}
+    required = {field.name for field in dataclasses.fields(Fingerprint)
+                if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING}
+    if unknown := sorted(set(data) - fields):
+        raise ParameterError(f"unknown field(s) {', '.join(map(str, unknown))}", "data")
+    if missing := sorted(required - set(data)):
+        raise ParameterError(f"missing field(s) {', '.join(missing)}", "data")
+    values = data["values"]
+    if not isinstance(values, dict) or not all(v is None or _finite_number(v) for v in values.values()):
+        raise ParameterError("values must map each dimension to a finite number or None", "data")
+    data = dict(data)
+    if data.get("timbre") is not None:
+        timbre = Timbre.from_dict(data["timbre"])
+        mean, cov = timbre.arrays()
+        if mean.shape != (N_MFCC,) or cov.shape != (N_MFCC, N_MFCC) or not _all_finite(mean, cov):
+            raise ParameterError(f"timbre must hold a finite mean of {N_MFCC} and a {N_MFCC} x {N_MFCC} "
+                                 "covariance", "data")
+        data["timbre"] = timbre
+    if data.get("dupe_key") is not None:
+        data["dupe_key"] = DupeKey(**data["dupe_key"])
+    return data
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _all_finite(*arrays: Any) -> bool:
+    return all(bool((abs(a) < math.inf).all()) for a in arrays)
 
 
 def _plain(value: float | None) -> float | None:

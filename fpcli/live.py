@@ -27,6 +27,7 @@ import numpy as np
 from fpcli.analyze import checked_max_seconds, ended_here
 from fpcli.audio import AudioReader
 from fpcli.blas import one_blas_thread
+from fpcli.dsp.pipeline import checked_format
 from fpcli.errors import AnalysisError, ParameterError
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import AnalysisParams, as_number
@@ -55,8 +56,8 @@ class LiveFingerprint:
 
     def __init__(self, samplerate: int, channels: int, params: AnalysisParams | None = None, *,
                  expected_seconds: float | None = None) -> None:
-        self.samplerate, self.channels = samplerate, channels
-        self._analyzer = StreamingAnalyzer(samplerate, channels, params)   # refuses a bad rate or channel count
+        self.samplerate, self.channels = samplerate, channels = checked_format(samplerate, channels)
+        self._analyzer = StreamingAnalyzer(samplerate, channels, params)
         self._expected_s = _known_length(expected_seconds, samplerate)
         self._analyzer.expected_frames = None if self._expected_s is None else int(self._expected_s * samplerate)
         self._final: Fingerprint | None = None

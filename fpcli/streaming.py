@@ -30,7 +30,7 @@ from fpcli.dsp.loudness import (
     RELATIVE_GATE_LU,
     energy_to_lufs,
 )
-from fpcli.dsp.pipeline import FeaturePipeline, FrameStep
+from fpcli.dsp.pipeline import FeaturePipeline, FrameStep, checked_format
 from fpcli.dsp.stats import Histogram
 from fpcli.dsp.tally import FrameTally, silent_reason
 from fpcli.dsp.tempo import estimate_tempo
@@ -141,6 +141,7 @@ class StreamingAnalyzer:
 
     def __init__(self, samplerate: int, channels: int, params: AnalysisParams | None = None, *,
                  expected_frames: int | None = None) -> None:
+        samplerate, channels = checked_format(samplerate, channels)
         self.params = checked_params(params)
         self.pipeline = FeaturePipeline(samplerate, channels, self.params, signal_sums=False)
         self.tally = FrameTally()

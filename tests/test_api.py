@@ -3,6 +3,7 @@ and ``dir`` see of the package, and the BLAS limit the analyzers share between t
 
 import ast
 import dataclasses
+import json
 import math
 import os
 import pydoc
@@ -384,3 +385,62 @@ def test_a_bad_file_in_a_process_pool_is_its_own_error(tmp_path):
             futures[0].result(timeout=120)
         fingerprint, _ = futures[1].result(timeout=120)
     assert raised.value.path.endswith("missing.wav") and fingerprint.seconds == pytest.approx(2.0)
+
+
+# --- numbers, paths and passes as a library user hands them in -------------------------
+
+def test_numpy_integers_for_rate_and_channels_give_plain_python_numbers(tmp_path):
+    """StreamingAnalyzer(np.int64(22050), 2): the seconds heard were a numpy float
+    (orjson refused the fingerprint's dict) and LiveFingerprint.save failed with a raw
+    TypeError from the record's JSON."""
+    from fpcli.live import LiveFingerprint
+    from fpcli.store import FingerprintStore
+
+    block = synth.music_like(2.0, 22050, seed=1)
+    analyzer = StreamingAnalyzer(np.int64(22050), np.int32(2))
+    analyzer.push(block)
+    fingerprint = analyzer.finish()
+    assert type(fingerprint.seconds) is float and type(fingerprint.chunks) is int
+    text = json.dumps(fingerprint.to_dict(), allow_nan=False)
+    assert fpcli.Fingerprint.from_dict(json.loads(text)) == fingerprint
+    live = LiveFingerprint(np.int64(22050), np.int64(2))
+    live.push(block)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        record = live.save(store, "radio")
+        assert record.audio.samplerate == 22050 and type(record.audio.samplerate) is int
+
+
+@pytest.mark.parametrize("change,says", [
+    (lambda d: None, "a dict"), (lambda d: {**d, "extra": 1}, "unknown field"),
+    (lambda d: {k: v for k, v in d.items() if k != "values"}, "missing field"),
+    (lambda d: {**d, "values": [1, 2]}, "finite number"), (lambda d: {**d, "values": {"tempo_bpm": "fast"}}, "finite"),
+    (lambda d: {**d, "values": {"tempo_bpm": math.nan}}, "finite number"),
+    (lambda d: {**d, "timbre": {"mean": [1.0], "cov": [[1.0]], "frames": 3}}, "13 x 13"),
+    (lambda d: {**d, "timbre": {**d["timbre"], "mean": [math.nan] * 13}}, "finite mean"),
+    (lambda d: {**d, "timbre": {"mean": [1.0] * 13}}, "not a fingerprint"),
+])
+def test_fingerprint_from_dict_says_what_is_wrong(change, says):
+    """from_dict took anything: a missing or extra key was a raw TypeError, a list of
+    values an AttributeError, and a NaN value came back out of to_dict()."""
+    analyzer = StreamingAnalyzer(22050, 2)
+    analyzer.push(synth.music_like(2.0, 22050, seed=2))
+    data = analyzer.finish().to_dict()
+    with pytest.raises(ParameterError, match=says):
+        fpcli.Fingerprint.from_dict(change(data))
+
+
+def test_a_reader_read_twice_reads_the_file_again(tmp_path):
+    """Iterating an AudioReader a second time counted its frames on top of the first
+    pass: an intact 2 s file was partial ('header says 2.00 s, decoded 4.00 s')."""
+    path = tmp_path / "a.wav"
+    sf.write(path, synth.music_like(2.0, 22050, seed=3), 22050)
+    _, reader = fpcli.analyze_streaming(str(path))
+    assert sum(len(block) for block in reader) == 44100
+    assert (reader.frames_read, reader.partial, reader.partial_reason) == (44100, False, None)
+
+
+def test_a_path_given_as_bytes_is_reported_as_text(tmp_path):
+    missing = os.fsencode(tmp_path) + b"/nope\xff.wav"
+    with pytest.raises(fpcli.AudioReadError) as raised:
+        fpcli.analyze_streaming(missing)
+    assert raised.value.path == os.fsdecode(missing) and "b'" not in str(raised.value)

@@ -167,7 +167,7 @@ class AudioReader:
                                  "block_frames")
         if not isinstance(path, (str, bytes, os.PathLike)):   # None, 5: a TypeError from os.fspath
             raise ParameterError(f"{path!r}: a path (str or os.PathLike)", "path")
-        self.path = os.fspath(path)
+        self.path = os.fsdecode(path)   # bytes too (an error's path, the info's, are str)
         self.block_frames = block_frames
         source = open_source(self.path)
         source.close()
@@ -182,6 +182,12 @@ class AudioReader:
         self.length_exact: bool = source.length_exact
         self._opened: Source | None = None  # set by from_stream: a pipe read once
         self._pipe: StoppablePipe | None = None
+        self._opened_used = False   # whether the stream of from_stream was read
+        self._restart()
+
+    def _restart(self) -> None:
+        """What a read of the file finds starts afresh (a second pass counted its frames
+        on top of the first's and called an intact file partial)."""
         self.stopped = False
         self.frames_read = 0
         self._damage: list[str] = []  # why the file is partial, NaN/Inf samples apart
@@ -200,6 +206,7 @@ class AudioReader:
         reader.frames_read, reader._damage, reader.nonfinite_samples = 0, [], 0
         reader._reset_heard()
         reader._opened, reader._pipe, reader.stopped = source, pipe, False
+        reader._opened_used = False
         return reader
 
     def _reset_heard(self) -> None:
@@ -252,7 +259,13 @@ class AudioReader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """The blocks; a KeyboardInterrupt that ended a pipe inside the decoder (which
-        would take it for the stream's end) is raised again after the last one."""
+        would take it for the stream's end) is raised again after the last one. A file
+        can be read again, from its start; a stream (``from_stream``) once only."""
+        if self._opened is None:
+            self._restart()
+        elif self._opened_used:
+            raise ParameterError("a stream can be read once: this reader has read it (open a new one)", "reader")
+        self._opened_used = True
         source = self._opened or open_source(self.path)
         try:
             try:

@@ -37,15 +37,18 @@ SILENT_PEAK_DB = -60.0       # windows whose peak is below this are ignored (#23
 MAX_CHANNELS = 65535
 
 
-def _check_format(samplerate: int, channels: int) -> None:
-    """ParameterError unless the rate is an integer the analyzers support (8-768 kHz,
-    as for files) and the channel count an integer from 1 to MAX_CHANNELS."""
+def checked_format(samplerate: int, channels: int) -> tuple[int, int]:
+    """(rate, channels) as Python ints, or a ParameterError unless the rate is an
+    integer the analyzers support (8-768 kHz, as for files) and the channel count an
+    integer from 1 to MAX_CHANNELS. A numpy integer passes, as a Python int: kept as
+    given, it made the seconds heard a numpy float and a saved record unwritable."""
     # bool is an int to Python: True would pass as one channel, then break the framing.
     if not MIN_SAMPLERATE <= (as_number(samplerate, int) or 0) <= MAX_SAMPLERATE:
         raise ParameterError(f"{samplerate!r}: an integer rate from {MIN_SAMPLERATE} to {MAX_SAMPLERATE} Hz",
                              "samplerate")
     if not 1 <= (as_number(channels, int) or 0) <= MAX_CHANNELS:
         raise ParameterError(f"{channels!r}: a channel count from 1 to {MAX_CHANNELS}", "channels")
+    return int(samplerate), int(channels)
 
 
 def checked_block(block: Any, channels: int) -> np.ndarray:
@@ -112,7 +115,7 @@ class FeaturePipeline:
         """``signal_sums``: keep the whole-signal sums of the batch-only dims (``peak``,
         ``sum_squares``, ``stereo_sums``); the streaming analyzer does without them,
         which saves about 5 % of its time (two passes over every sample)."""
-        _check_format(samplerate, channels)
+        samplerate, channels = checked_format(samplerate, channels)
         params = params.at_rate(samplerate)   # frames of the same duration at every rate
         self.samplerate = samplerate
         self.signal_sums = signal_sums
