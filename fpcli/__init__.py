@@ -37,10 +37,14 @@ if TYPE_CHECKING:
     from fpcli.streaming import StreamingAnalyzer as StreamingAnalyzer
 
 
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'fpcli' has no attribute {name!r}")
+# Hidden from type checkers: to them a module __getattr__ made every name, a misspelt
+# one too, an Any; they see the names imported under TYPE_CHECKING above.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name in _PUBLIC:
+            return getattr(importlib.import_module(_PUBLIC[name]), name)
+        raise AttributeError(f"module 'fpcli' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -176,7 +176,8 @@ def test_type_checkers_see_the_types_of_the_public_names(tmp_path):
     pytest.importorskip("mypy")
     script = tmp_path / "user.py"
     script.write_text("import fpcli\n\nfpcli.StreamingAnalyzer(samplerate='44100', channels=2)\n"
-                      + "".join(f"reveal_type(fpcli.{name})\n" for name in fpcli.__all__))
+                      + "".join(f"reveal_type(fpcli.{name})\n" for name in fpcli.__all__)
+                      + "fpcli.analyse_streaming('a.wav')\nfrom fpcli.store import FingerprintStor\n")
     # numpy's own stubs are most of mypy's time: skipped, the run takes ~4 s instead of 11.
     (tmp_path / "mypy.ini").write_text("[mypy]\nfollow_imports = silent\nignore_missing_imports = True\n"
                                        "[mypy-numpy.*]\nfollow_imports = skip\n")
@@ -189,6 +190,10 @@ def test_type_checkers_see_the_types_of_the_public_names(tmp_path):
     revealed = [line for line in lines if "Revealed type is" in line]
     assert len(revealed) == len(fpcli.__all__) and not [line for line in revealed if line.endswith('"Any"')], \
         run.stdout
+    # A misspelt name is an error, not an Any (the module __getattr__ is hidden from them).
+    misspelt = len(fpcli.__all__) + 4
+    assert any(line.startswith(f"user.py:{misspelt}: error") and "analyse_streaming" in line for line in lines)
+    assert any(line.startswith(f"user.py:{misspelt + 1}: error") and "FingerprintStor" in line for line in lines)
 
 
 def test_the_type_checking_imports_are_the_public_names():
