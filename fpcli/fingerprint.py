@@ -125,6 +125,9 @@ class Fingerprint:
     version: int = FINGERPRINT_VERSION
     timbre: Timbre | None = None
     dupe_key: DupeKey | None = None
+    # Unhashable, and says so: its values are dicts (the hash dataclass made for a
+    # frozen class failed with "unhashable type: 'dict'").
+    __hash__ = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         """Values and confidences as plain Python floats: the analyzers' numpy floats

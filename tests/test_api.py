@@ -449,3 +449,10 @@ def test_a_path_given_as_bytes_is_reported_as_text(tmp_path):
     with pytest.raises(fpcli.AudioReadError) as raised:
         fpcli.analyze_streaming(missing)
     assert raised.value.path == os.fsdecode(missing) and "b'" not in str(raised.value)
+
+
+def test_a_fingerprint_is_unhashable_by_its_own_name():
+    analyzer = StreamingAnalyzer(22050, 2)
+    analyzer.push(synth.music_like(1.0, 22050, seed=1))
+    with pytest.raises(TypeError, match="unhashable type: 'Fingerprint'"):
+        hash(analyzer.finish())

@@ -404,6 +404,7 @@ def test_fpcli_store_is_held_to_the_rules_of_store(tmp_path, song, monkeypatch):
     ("redis://localhost:notaport/0", "the port must be a number"),
     ("redis://localhost:6379/zero", "the database must be a number"),
     ("redis://localhost:0/0", "the port must be a number"),            # was port 6379, quietly
+    ("redis://localhost:99999/0", "the port must be a number"),        # urllib: "Port out of range"
     ("redis://localhost:6379/+2", "the database must be a number"),    # int() read these as 2, 10, 1
     ("redis://localhost:6379/1_0", "the database must be a number"),
     ("redis://localhost:6379/%201", "the database must be a number"),

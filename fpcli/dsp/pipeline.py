@@ -68,10 +68,9 @@ def checked_block(block: Any, channels: int) -> np.ndarray:
         array = array[:, None]
     if array.ndim != 2 or array.shape[1] != channels:
         raise ParameterError(f"a block of shape {array.shape}: expected (frames, {channels})", "block")
-    array = array.astype(np.float32, copy=False)
-    if array.size:
+    if array.size:   # before the cast: a float64 1e300 became inf in float32, "not finite"
         _check_scale(float(array.min()), float(array.max()))
-    return array
+    return array.astype(np.float32, copy=False)
 
 
 def _check_scale(low: float, high: float) -> None:

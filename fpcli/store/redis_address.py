@@ -36,7 +36,7 @@ class RedisAddress:
                 raise ValueError("port out of range")
         except ValueError as exc:
             # "redis://[::1" (an unclosed IPv6 bracket) raised from urlparse itself
-            what = "the port must be a number from 1 to 65535" if "port" in str(exc) else \
+            what = "the port must be a number from 1 to 65535" if "port" in str(exc).lower() else \
                 "not a Redis URL (redis://[user:password@]host:port/db)"
             raise StoreError(f"{_redacted(url)}: {what}") from None
         location = _redacted(url)
