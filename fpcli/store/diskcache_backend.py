@@ -32,7 +32,7 @@ import diskcache.core
 
 from fpcli.errors import BadEntryError, DamagedStoreError, StoreError
 from fpcli.store.diskcache_meta import MetaCounters
-from fpcli.store.diskcache_sqlite import SafeDisk, guard, new_epoch, salvage_part
+from fpcli.store.diskcache_sqlite import LenientCache, SafeDisk, guard, new_epoch, salvage_part
 from fpcli.store.protocol import BATCH, Put, Tag, TagOf
 
 RECORD_PREFIX = "rec:"
@@ -121,11 +121,11 @@ class DiskcacheBackend(MetaCounters):
         # for current and answered every query with no hits (its rows all gone).
         data_lost = not os.path.isfile(_database(self.location, "data")) and \
             os.path.isfile(_database(self.location, "meta"))
-        self._data = diskcache.Cache(
+        self._data = LenientCache(
             os.path.join(self.location, "data"), disk=SafeDisk, eviction_policy="least-recently-used",
             size_limit=int(self._size_limit_mb * 2**20), cull_limit=0, statistics=False, **SQLITE_MEMORY,
         )
-        self._meta = diskcache.Cache(os.path.join(self.location, "meta"), disk=SafeDisk,
+        self._meta = LenientCache(os.path.join(self.location, "meta"), disk=SafeDisk,
                                      eviction_policy="none", cull_limit=0, **SQLITE_MEMORY)
         # The epoch starts at a random number, not 0: a meta part rebuilt empty (cache
         # verify --repair of a damaged one) must not pass for the old one, whose epoch

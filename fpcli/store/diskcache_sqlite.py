@@ -46,6 +46,27 @@ class SafeDisk(diskcache.Disk):
         return super().fetch(mode, filename, value, read)
 
 
+def lenient_text(data: bytes) -> str:
+    """A SQLite TEXT value as str, its bytes that are not UTF-8 as lone surrogates
+    (``surrogateescape``), which the JSON parser refuses for that entry alone. With
+    the default decoding one flipped bit in one record raised for the whole batch
+    read around it: every command that reads the store in batches (analyze of a
+    folder, list, export, verify) stopped with "damaged", and a repair, finding SQLite's
+    integrity intact, had nothing to mend."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+class LenientCache(diskcache.Cache):
+    """A diskcache ``Cache`` whose connections read text with ``lenient_text``."""
+
+    @property
+    def _con(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection = diskcache.Cache._con.fget(self)   # made per thread and process
+        if connection.text_factory is not lenient_text:
+            connection.text_factory = lenient_text
+        return connection
+
+
 @contextlib.contextmanager
 def guard(location: str) -> Iterator[None]:
     """SQLite and file errors become one StoreError naming the store and the way out."""
@@ -87,7 +108,7 @@ def sound_part(folder: str) -> bool:
     finds nothing: opening alone reads few pages (a store whose damage only a later
     query met was "rebuilt" with nothing done, and failed to open again, for ever)."""
     try:
-        with diskcache.Cache(folder, disk=SafeDisk) as cache:
+        with LenientCache(folder, disk=SafeDisk) as cache:
             return [row[0] for row in cache._sql("PRAGMA quick_check").fetchall()] == ["ok"]
     except (sqlite3.Error, OSError):
         return False
@@ -98,7 +119,7 @@ def new_epoch(directory: str) -> None:
     entries) that could not be read are gone, so a search index saved before must
     not pass for current (it served hits of records no longer there, or none)."""
     try:
-        with diskcache.Cache(os.path.join(directory, "meta"), disk=SafeDisk) as meta:
+        with LenientCache(os.path.join(directory, "meta"), disk=SafeDisk) as meta:
             meta.incr("epoch", 1, default=secrets.randbelow(1 << 48))
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot update the rebuilt store at {directory}: {exc}") from None
@@ -109,7 +130,7 @@ def salvage_part(folder: str) -> int:
     rows = _readable_rows(folder)
     try:
         os.rename(folder, f"{folder}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        with diskcache.Cache(folder, disk=SafeDisk) as fresh:
+        with LenientCache(folder, disk=SafeDisk) as fresh:
             for key, value in rows:
                 fresh.set(key, value)
     except (OSError, sqlite3.Error) as exc:

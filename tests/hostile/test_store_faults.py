@@ -107,6 +107,35 @@ def test_one_pickled_entry_is_one_bad_entry(populated, tmp_path, part):
     assert_clear(cli("cache", "verify", store=store), 0)
 
 
+@pytest.mark.parametrize("kind", ["rec:", "path:"])
+def test_a_byte_that_is_not_utf8_in_one_entry_is_one_bad_entry(populated, tmp_path, kind):
+    """One flipped top bit inside one record's JSON (SQLite's integrity check still
+    ok): every command that reads the store in batches (a folder's analyze, list,
+    export, prune, validate) stopped with "the store is damaged", and a repair said
+    "nothing to mend" for ever. Now it is one bad entry: warned about and skipped,
+    reported by verify and removed by a repair."""
+    _, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    with diskcache.Cache(str(store / "data")) as raw:
+        key = next(k for k in raw.iterkeys() if isinstance(k, str) and k.startswith(kind))
+    database = store / "data" / "cache.db"
+    content = database.read_bytes()
+    stored = _value_text(store, key).encode()
+    at = content.find(stored)
+    assert at > 0 and content.count(stored) == 1, "the entry's JSON is stored once, as text, in the database"
+    database.write_bytes(content[:at + 20] + b"\xff" + content[at + 21:])
+    check = assert_clear(cli("cache", "verify", store=store), 3)
+    assert key in check.stdout + check.stderr
+    _every_command_works(store, library, tmp_path)
+    assert_clear(cli("cache", "verify", "--repair", store=store), 0)
+    assert_clear(cli("cache", "verify", store=store), 0)
+
+
+def _value_text(store, key: str) -> str:
+    with diskcache.Cache(str(store / "data")) as raw:
+        return raw[key]
+
+
 def test_hostile_imports_are_rejected_line_by_line(populated, tmp_path):
     """Defect 3: every bad line rejected with a reason (exit 3); every command works after."""
     root, library, source = populated
