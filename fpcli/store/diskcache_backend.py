@@ -32,7 +32,7 @@ import diskcache.core
 
 from fpcli.errors import BadEntryError, DamagedStoreError, StoreError
 from fpcli.store.diskcache_meta import MetaCounters
-from fpcli.store.diskcache_sqlite import LenientCache, SafeDisk, guard, new_epoch, salvage_part
+from fpcli.store.diskcache_sqlite import DATABASE, LenientCache, SafeDisk, finish_rebuilds, guard, salvage
 from fpcli.store.protocol import BATCH, Put, Tag, TagOf
 
 RECORD_PREFIX = "rec:"
@@ -116,6 +116,7 @@ class DiskcacheBackend(MetaCounters):
         return any(os.path.isfile(_database(directory, part)) for part in ("data", "meta"))
 
     def _open(self) -> None:
+        finish_rebuilds(self.location)
         # A data part that is gone while the meta part is not (deleted by hand, or lost)
         # is made again empty: the epoch moves on, or a search index saved before passed
         # for current and answered every query with no hits (its rows all gone).
@@ -554,11 +555,9 @@ class DiskcacheBackend(MetaCounters):
         if not damaged:
             return {"moved_aside": 0, "rebuilt": 0}
         self.close()
-        parts = list(dict.fromkeys(damaged))
-        kept = sum(salvage_part(os.path.join(self.location, name)) for name in parts)
-        new_epoch(self.location)
+        done = salvage(self.location, damaged)
         self._open()
-        return {"moved_aside": len(parts), "rebuilt": kept}
+        return {"moved_aside": done["moved_aside"], "rebuilt": done["salvaged"]}
 
     def reset_meta(self, name: str) -> None:
         """Repair: drop one meta entry (a damaged counter restarts from 0)."""
@@ -640,7 +639,7 @@ def _row_triggers_paused(con: sqlite3.Connection, inserted: int, updated: int, s
 
 def _database(directory: str, part: str) -> str:
     """The SQLite file of a store part ("data" or "meta"), as diskcache names it."""
-    return os.path.join(directory, part, "cache.db")
+    return os.path.join(directory, part, DATABASE)
 
 
 def _expired(row: tuple[int, Tag, str | None, float | None, int] | None, now: float) -> bool:

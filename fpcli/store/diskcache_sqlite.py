@@ -5,11 +5,13 @@ damaged to open."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
+import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import diskcache
@@ -86,21 +88,48 @@ def guard(location: str) -> Iterator[None]:
         raise StoreError(f"the store at {location}: {exc.strerror or exc}") from None
 
 
-def salvage(directory: str) -> dict[str, int]:
-    """Rebuild each part (``data``, ``meta``) of the store at ``directory`` whose
-    database cannot be opened: read every row SQLite can still read, move the damaged
-    part aside (``data.damaged-<time>``, kept for the user) and write the rows into a
-    fresh database. Pickled rows are dropped. Returns what was done."""
+# The meta part first: the data part's rebuild moves the epoch on, which meta holds.
+PARTS = ("meta", "data")
+DATABASE = "cache.db"   # a part's SQLite file (diskcache's name)
+# A part rebuilt is written beside it as <part>.rebuilding-<stamp>, renamed .rebuilt-<stamp> when complete.
+BUILDING, REBUILT = ".rebuilding-", ".rebuilt-"
+
+
+def salvage(directory: str, parts: Iterable[str] | None = None) -> dict[str, int]:
+    """Rebuild ``parts`` of the store at ``directory`` (by default each part, ``data``
+    or ``meta``, whose database does not open soundly): read every row SQLite can
+    still read and swap a fresh database holding them in for the damaged one, which is
+    kept aside (``data.damaged-<time>``) for the user. Pickled rows are dropped. The
+    epoch moves on, so that a search index saved before does not pass for current:
+    for the data part before its swap, for the meta part (which holds the epoch) after
+    it. Returns {"moved_aside": parts, "salvaged": rows kept}."""
+    chosen = None if parts is None else set(parts)
     counts = {"moved_aside": 0, "salvaged": 0}
-    for part in ("data", "meta"):
+    for part in PARTS:
         folder = os.path.join(directory, part)
-        if sound_part(folder):
+        if (part not in chosen) if chosen is not None else sound_part(folder):
             continue
-        counts["salvaged"] += salvage_part(folder)
+        counts["salvaged"] += salvage_part(folder, before_swap=(lambda: new_epoch(directory)) if part == "data"
+                                           else None)
+        if part == "meta":
+            new_epoch(directory)
         counts["moved_aside"] += 1
-    if counts["moved_aside"]:
-        new_epoch(directory)
     return counts
+
+
+def finish_rebuilds(directory: str) -> None:
+    """Put in place a part whose rebuild was complete but not yet swapped in (a repair
+    stopped between its two renames): without it the store would open with that part
+    missing, and make it again empty."""
+    for part in PARTS:
+        folder = os.path.join(directory, part)
+        if os.path.isfile(os.path.join(folder, DATABASE)):
+            continue
+        built = sorted(glob.glob(glob.escape(folder) + REBUILT + "*"))
+        if built:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)   # an empty folder a run made meanwhile
+            os.rename(built[-1], folder)
 
 
 def sound_part(folder: str) -> bool:
@@ -125,17 +154,34 @@ def new_epoch(directory: str) -> None:
         raise StoreError(f"cannot update the rebuilt store at {directory}: {exc}") from None
 
 
-def salvage_part(folder: str) -> int:
-    """Move the part at ``folder`` aside and write its readable rows into a fresh one."""
+def salvage_part(folder: str, *, before_swap: Callable[[], None] | None = None) -> int:
+    """Swap a fresh database holding the readable rows of the part at ``folder`` in
+    for it, all or nothing: the rows are written beside it in one transaction, the
+    finished folder renamed as rebuilt, then the damaged part renamed aside and the
+    rebuilt one into its place (``finish_rebuilds`` ends a swap stopped between the
+    two). The rows used to be written one commit each into the part's own place, after
+    the damaged one had been moved away: a repair stopped by Ctrl-C, a kill or a full
+    disk left a store of some of them, which verify called sound."""
     rows = _readable_rows(folder)
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    building, built = folder + BUILDING + stamp, folder + REBUILT + stamp
+    for stale in glob.glob(glob.escape(folder) + BUILDING + "*"):
+        shutil.rmtree(stale, ignore_errors=True)   # a rebuild stopped before it was complete
     try:
-        os.rename(folder, f"{folder}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        with LenientCache(folder, disk=SafeDisk) as fresh:
+        # No size limit while rebuilding (the store's own applies when it is opened).
+        with LenientCache(building, disk=SafeDisk, eviction_policy="none", cull_limit=0) as fresh, \
+                fresh.transact():
             for key, value in rows:
                 fresh.set(key, value)
+        os.rename(building, built)
+        if before_swap is not None:
+            before_swap()
+        os.rename(folder, f"{folder}.damaged-{stamp}")
+        os.rename(built, folder)
     except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"cannot rebuild the store part {folder}: {exc}; move the store folder aside and "
-                         "import an export into a new store") from None
+        shutil.rmtree(building, ignore_errors=True)
+        raise StoreError(f"cannot rebuild the store part {folder}: {exc}; nothing was changed (free some space, "
+                         "or move the store folder aside and import an export into a new store)") from None
     return len(rows)
 
 
@@ -144,7 +190,7 @@ def _readable_rows(folder: str) -> list[tuple[str, str | int | float]]:
     database: through SQL, skipping past damaged pages (rowid order), then straight
     from the table's leaf pages (``sqlite_pages``) for the keys SQL could not reach
     (a damaged interior page hides every row below it from SQL)."""
-    db = os.path.join(folder, "cache.db")
+    db = os.path.join(folder, DATABASE)
     if not os.path.isfile(db):
         return []
     rows = _rows_through_sql(folder, db)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 
@@ -129,6 +130,45 @@ def test_a_byte_that_is_not_utf8_in_one_entry_is_one_bad_entry(populated, tmp_pa
     _every_command_works(store, library, tmp_path)
     assert_clear(cli("cache", "verify", "--repair", store=store), 0)
     assert_clear(cli("cache", "verify", store=store), 0)
+
+
+def test_a_repair_stopped_midway_leaves_the_damaged_store_as_it_was(populated, tmp_path, monkeypatch):
+    """The rebuild wrote the readable rows one commit each into the data part's place,
+    after moving the damaged part aside: a repair stopped by Ctrl-C, a kill or a full
+    disk left a store of some of the records, which verify called sound. Now the rows
+    go into a database beside it, swapped in only when complete."""
+    from fpcli.store import diskcache_sqlite
+
+    _, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    corrupt_store(store, "data: zero 8 KiB at 4 KiB")
+    written = []
+
+    def set_then_fail(self, key, value, *args, **kwargs):
+        written.append(key)
+        if len(written) == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        return diskcache.Cache.set(self, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(diskcache_sqlite.LenientCache, "set", set_then_fail)
+    failed = assert_clear(cli("cache", "verify", "--repair", store=store), 1)
+    assert "nothing was changed" in failed.stderr and len(written) == 1
+    monkeypatch.undo()
+    assert sorted(p.name for p in store.iterdir()) == ["data", "meta"]   # no half-built part left beside it
+    assert_clear(cli("cache", "verify", store=store), 3)                # still damaged, and said so
+    assert_clear(cli("cache", "verify", "--repair", store=store), 0)
+    assert_clear(cli("cache", "verify", store=store), 0)
+
+
+def test_a_rebuilt_part_not_yet_swapped_in_is_put_in_place(populated, tmp_path):
+    """A repair stopped between its two renames: the data part is gone, its complete
+    rebuild lies beside it. The store opens with it (it was made again empty)."""
+    _, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    listed = assert_clear(cli("cache", "list", "--json", store=store), 0).json_lines()
+    os.rename(store / "data", store / "data.rebuilt-20261127-000000-1")
+    assert assert_clear(cli("cache", "list", "--json", store=store), 0).json_lines() == listed
+    assert sorted(p.name for p in store.iterdir()) == ["data", "meta"]
 
 
 def _value_text(store, key: str) -> str:
