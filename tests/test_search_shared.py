@@ -172,13 +172,14 @@ def test_a_client_shares_again_when_far_ahead_or_rebuilt(redis_url, template, cl
     with FingerprintStore.open(redis_url) as store:
         share_indexes(store, KEY)
         first = store.backend.shared_header(STEM)["index"]["generation"]
-    monkeypatch.setattr(saved_module, "SHARE_LAG", 3)
-    _fill(redis_url, template, 32, start=30)        # 2 changes: within the lag, not shared again
+    monkeypatch.setattr(saved_module, "SHARE_LAG", 6)
+    # 2 records: 4 changes (each journaled before and after its write), within the lag: not shared again
+    _fill(redis_url, template, 32, start=30)
     with FingerprintStore.open(redis_url) as store:
         _, info = current_index(store, "streaming", KEY)
         assert info["index_shared_bytes"] == 0
         assert store.backend.shared_header(STEM)["index"]["generation"] == first
-    _fill(redis_url, template, 36, start=32)        # 4 more: ahead by 6 changes
+    _fill(redis_url, template, 36, start=32)        # 4 more: ahead by 12 changes
     with FingerprintStore.open(redis_url) as store:
         index, info = current_index(store, "streaming", KEY)
         assert info["index_shared_bytes"] > 0

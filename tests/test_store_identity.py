@@ -282,7 +282,7 @@ def test_the_journal_is_bounded_and_evictions_count_tracks(tmp_path):
         fingerprint_of(store, track)
         record = next(store.records())
         for _ in range(JOURNAL_LIMIT + 50):
-            store.backend.journal_append(record.key)
+            store.backend.journal_extend([record.key])
         journal = store.backend._meta._sql("SELECT COUNT(*) FROM Cache WHERE key LIKE 'change:%'").fetchone()[0]
         assert journal == JOURNAL_LIMIT
         assert store.changes_since(0) is None and len(store.changes_since(store.generation() - 5)) == 5
@@ -306,7 +306,7 @@ def test_redis_journal_is_bounded(redis_url, tmp_path):
     with FingerprintStore.open(redis_url) as store:
         fingerprint_of(store, track)
         for _ in range(JOURNAL_LIMIT + 50):
-            store.backend.journal_append("rec:x")
+            store.backend.journal_extend(["rec:x"])
         url_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
         client = redis_client.Redis(port=url_port)
         assert client.llen("fpcli:meta:journal") == JOURNAL_LIMIT

@@ -125,7 +125,7 @@ class ImportedRows:
                 self.kinds[kind] = _Rows(kind, None)
 
     def add(self, records: list[Record]) -> None:
-        self.changes += len(records)  # import_records journals one change per record it returns
+        self.changes += 2 * len(records)  # import_records journals each record it returns before and after
         if not self.kinds:
             return
         rows = {kind: [index_row_of(r, kind, self.params_key, FINGERPRINT_VERSION) for r in records]

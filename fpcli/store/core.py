@@ -339,9 +339,8 @@ class FingerprintStore(StoreImports):
     # -- writes -------------------------------------------------------------------------------
 
     def _write_record(self, record: Record, *, journal: bool = True) -> None:
-        self._put(record.key, record_text(record), census_tag(record))
-        if journal:
-            self.backend.journal_append(record.key)
+        with self.journaled([record.key] if journal else []):
+            self._put(record.key, record_text(record), census_tag(record))
 
     def save(self, identity: FileIdentity, result: TrackResult) -> Record:
         """Store an analysed file, merged with the record already stored for its

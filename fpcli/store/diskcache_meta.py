@@ -42,13 +42,6 @@ class MetaCounters:
             return 0
         return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
-    def journal_append(self, key: str) -> int:
-        with guard(self.location):
-            generation = self._incr("generation", 1)
-            self._meta.set(f"change:{generation}", key)
-            self._meta.delete(f"change:{generation - JOURNAL_LIMIT}")
-        return generation
-
     def journal_extend(self, keys: Sequence[str]) -> int:
         """Append many changes in one meta transaction (an import batch): the new
         ``change:N`` rows and the removal of those that fall out of the journal are

@@ -95,12 +95,9 @@ class Backend(Protocol):
 
     def counter(self, name: str) -> int: ...
 
-    def journal_append(self, key: str) -> int:
-        """Record that ``key`` changed; returns the new generation."""
-        ...
-
     def journal_extend(self, keys: Sequence[str]) -> int:
-        """``journal_append`` of many keys at once (one transaction or pipeline)."""
+        """Record that ``keys`` changed, in order, in one transaction or pipeline;
+        returns the new generation."""
         ...
 
     def journal_since(self, generation: int) -> list[str] | None:

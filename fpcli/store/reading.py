@@ -8,6 +8,7 @@ bulk writes of an import.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -159,15 +160,30 @@ class StoreReader:
     def _swap_entry(self, key: str, expected: str | None, text: str | None, tag: Tag = None, *,
                     journal: bool = False) -> bool:
         """``Backend.swap`` (``text`` None: delete), then forget what was read ahead of
-        ``key`` and, with ``journal``, journal the change; False if another writer
-        came first."""
-        if not self.backend.swap(key, expected, text, tag):
-            return False
+        ``key``; with ``journal``, the change is journaled before and after it
+        (``journaled``); False if another writer came first."""
+        with self.journaled([key] if journal else []):
+            if not self.backend.swap(key, expected, text, tag):
+                return False
         self._ahead_data.pop(key, None)
         self._ahead_records.pop(key, None)
-        if journal:
-            self.backend.journal_append(key)
         return True
+
+    @contextlib.contextmanager
+    def journaled(self, keys: Sequence[str]) -> Iterator[None]:
+        """Journal ``keys`` before the writes of the block and again after them. The
+        entry before makes sure no write is stored unjournaled: journaled only after,
+        a write whose journal entry failed (a full disk) or never came (a kill between
+        the two) stood in the store where no search index would ever read it. The entry
+        after makes an index patched in between (from the first entry, before the
+        write) read it again. A block that raises is journaled before only, which costs
+        a reader one needless re-read."""
+        if not keys:
+            yield
+            return
+        self.backend.journal_extend(list(keys))
+        yield
+        self.backend.journal_extend(list(keys))
 
     def _forget_path_entries(self, paths: Iterable[Any], digest: str) -> None:
         """Delete the path entries of ``paths`` that name ``digest`` (or that are gone)."""
@@ -392,9 +408,9 @@ class StoreImports(StoreReader):
         one transaction (diskcache: a batch is stored whole or not at all; written in
         slices of BATCH entries, a kill -9 between them left records without their path
         entries) or one pipeline (Redis: not a MULTI, which a Redis at its maxmemory
-        refuses whole where a pipeline lets it evict); one journal extension (one change
-        per record returned) and one ``maintain`` per batch. Returns the records as
-        written, one per key."""
+        refuses whole where a pipeline lets it evict); a journal extension before and
+        after it (``journaled``: two changes per record returned) and one ``maintain``
+        per batch. Returns the records as written, one per key."""
         self.forget_ahead()
         unique = _folded(records)
         stored = self.backend.get_many([r.key for r in unique])
@@ -412,8 +428,8 @@ class StoreImports(StoreReader):
                 seen.path, record.size, seen.mtime_ns, record.digest, record.content_key), None)
                 for seen in record.paths]
         puts += self._candidate_puts(unique)
-        self.backend.put_many(puts)
-        self.backend.journal_extend([r.key for r in unique])
+        with self.journaled([r.key for r in unique]):
+            self.backend.put_many(puts)
         self._maintain()
         return written
 

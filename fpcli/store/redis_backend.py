@@ -626,17 +626,9 @@ class RedisBackend:
         except ValueError:  # a damaged counter counts from 0 rather than stopping every command
             return 0
 
-    def journal_append(self, key: str) -> int:
-        """INCR the generation and push the key on a list capped at JOURNAL_LIMIT, in one
-        transaction (so the list's tail always ends at the generation)."""
-        pipe = self._client.pipeline(transaction=True)
-        pipe.incr(self._meta + "generation")
-        pipe.rpush(self._meta + "journal", key)
-        pipe.ltrim(self._meta + "journal", -JOURNAL_LIMIT, -1)
-        return int(self._call(pipe.execute)[0])
-
     def journal_extend(self, keys: Sequence[str]) -> int:
-        """Many changes in one transaction: INCRBY, one RPUSH, LTRIM."""
+        """INCRBY the generation and push the keys on a list capped at JOURNAL_LIMIT, in
+        one transaction (so the list's tail always ends at the generation)."""
         if not keys:
             return self.generation()
         pipe = self._client.pipeline(transaction=True)
