@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fpcli.store import FingerprintStore, export_store, import_store, prune, verify
+from fpcli.store import FingerprintStore, StoreError, export_store, import_store, prune, verify
 from fpcli.store.census import census_tag, tag_of_entry
 from fpcli.store.schema import record_to_json
 
@@ -194,6 +194,31 @@ def test_an_import_says_what_redis_evicted_as_redis_counts_it(template, tmp_path
         admin.config_set("maxmemory", "0")
     assert "Redis evicted" in result.stderr and "keys meanwhile" in result.stderr, result.stderr
     assert "--store-size-mb" not in result.stderr
+
+
+def test_a_redis_import_refused_at_maxmemory_says_part_of_a_batch_may_be_in(template, tmp_path, redis_url,
+                                                                              redis_server):
+    """A Redis at its maxmemory with noeviction stored part of the first batch (268
+    records) and the import said only that Redis was full: a pipeline is not all or
+    nothing, and no whole batch had been written, so no count was given."""
+    import redis
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app
+
+    export = _export_file(template, 1500, tmp_path / "in.jsonl")
+    admin = redis.Redis(port=redis_server.port)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", str(int(admin.info("memory")["used_memory"]) + 300_000))
+    try:
+        result = CliRunner().invoke(app, ["--store", redis_url, "cache", "import", str(export), "--no-index"])
+    finally:
+        admin.config_set("maxmemory", "0")
+        admin.config_set("maxmemory-policy", "volatile-lru")
+    assert isinstance(result.exception, StoreError), result.output
+    message = str(result.exception)
+    assert "full" in message and "part of the batch being written may be stored" in message, message
+    assert "run the import again" in message
 
 
 def test_redis_counts_are_not_called_exact_after_a_race_or_a_killed_clear(template, tmp_path, redis_url,

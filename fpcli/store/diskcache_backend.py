@@ -80,6 +80,7 @@ class DiskcacheBackend(MetaCounters):
     size-limited) and ``meta`` (counters and the change journal, never evicted)."""
 
     expires_identities = False
+    atomic_batches = True
 
     def __init__(self, directory: str, *, size_limit_mb: float, ttl_s: float | None = None) -> None:
         self.location = directory

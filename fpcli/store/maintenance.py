@@ -498,11 +498,16 @@ def import_store(store: FingerprintStore, source: str | os.PathLike[str] | IO[by
                     progress(number)
             batch.flush(store, report, rejected)
     except StoreError as exc:
-        if report.records + report.failures == 0:
+        partly = not store.backend.atomic_batches
+        if report.records + report.failures == 0 and not partly:
             raise
         # A full disk, say: the user must know how far it got, not only that it stopped.
+        # (A Redis at its maxmemory stored part of the batch it refused: 268 records, and
+        # the import said only that Redis was full.)
         raise StoreError(f"{exc}; {report.records} records and {report.failures} failures were imported "
-                         "before it, in whole batches: run the import again to complete it") from None
+                         "before it, in whole batches" + (", and part of the batch being written may be stored"
+                                                          if partly else "")
+                         + ": run the import again to complete it") from None
     report.rejected = [f"line {number}: {reason}" for number, reason in sorted(rejected)]
     report.evicted = store.backend.counter("evictions") - report.evicted
     return report

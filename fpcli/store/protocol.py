@@ -30,6 +30,10 @@ class Backend(Protocol):
     # Whether identity entries (path and candidate entries) expire and are evicted by
     # the backend itself, as records are (Redis); else the store forgets them.
     expires_identities: bool
+    # Whether put_many writes all or nothing (diskcache: one transaction); a Redis
+    # pipeline is not (a MULTI would be refused whole at maxmemory): a batch that fails
+    # midway may leave part of it stored.
+    atomic_batches: bool
 
     @property
     def index_dir(self) -> Path:

@@ -223,6 +223,7 @@ class RedisBackend:
     """Key/value storage in a Redis database; values are JSON-able data."""
 
     expires_identities = True   # every data key carries an expiry
+    atomic_batches = False
 
     def __init__(self, url: str, *, ttl_s: float | None = None, namespace: str = "fpcli") -> None:
         self._data = f"{namespace}:data:"
