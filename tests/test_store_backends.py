@@ -162,6 +162,23 @@ def test_a_record_whose_journal_entry_failed_after_its_write_is_journaled(locati
         assert store.changes_since(start) == [key]                             # ... and journaled
 
 
+def test_a_redis_that_stops_answering_is_not_called_unreachable(redis_url):
+    """A server paused mid-run (DEBUG SLEEP) was reported as "cannot connect"."""
+    import redis
+
+    def silent():
+        raise redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    def refused():
+        raise redis.exceptions.ConnectionError("Error 111 connecting to localhost:1. Connection refused.")
+
+    with FingerprintStore.open(redis_url) as store:
+        with pytest.raises(StoreError, match="stopped answering \\(Timeout reading from socket\\)"):
+            store.backend._call(silent)
+        with pytest.raises(StoreError, match="cannot connect"):
+            store.backend._call(refused)
+
+
 def test_a_ttl_under_a_second_expires_a_redis_record_in_one(redis_url, tracks):
     """Redis counts whole seconds: a TTL is rounded up (1.5 s read as 1), never down to
     none or to the default expiry of a year."""

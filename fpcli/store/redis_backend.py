@@ -323,7 +323,10 @@ class RedisBackend:
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             tls = " (rediss:// speaks TLS: is this a plain redis:// server?)" if self._tls and "imeout" in str(exc) \
                 else ""
-            raise StoreError(f"Redis at {self.host}:{self.port}: cannot connect ({_first_line(exc)}){tls}") from None
+            # A server that took the connection, then fell silent (paused, overloaded), is
+            # no server that cannot be reached: it was reported as "cannot connect".
+            what = "stopped answering" if "reading" in str(exc).lower() else "cannot connect"
+            raise StoreError(f"Redis at {self.host}:{self.port}: {what} ({_first_line(exc)}){tls}") from None
         except redis.exceptions.ResponseError as exc:
             if _refuses_scripts(exc):
                 raise _ScriptsRefused from None
