@@ -837,8 +837,9 @@ def test_a_store_on_a_full_disk_says_what_to_do(tmp_path, monkeypatch):
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(diskcache_backend.DiskcacheBackend, "_open", full)
-    with pytest.raises(StoreError, match="disk is full; opening a store writes to it .* free some space"):
+    with pytest.raises(StoreError, match="disk is full; opening a store writes to it .* free some space") as raised:
         FingerprintStore.open(tmp_path / "full")
+    assert "remove" not in str(raised.value) and "copy the store's folder" in str(raised.value)
 
 
 def test_a_content_with_many_paths_costs_a_look_up_no_more(store, tmp_path, monkeypatch):

@@ -104,8 +104,11 @@ class DiskcacheBackend(MetaCounters):
                 message = (f"cannot open the store at {directory}: it is read-only ({exc}); fpcli writes to its "
                            "store even to read it (counters, journal): copy it to a writable place to read it")
             if "disk is full" in str(exc):
-                message += ("; opening a store writes to it (SQLite's settings), so free some space on its "
-                            "disk first, or remove the store's folder to start over")
+                # Not "remove the store's folder": what it holds is committed (an import that
+                # filled the disk left 800 records in its write-ahead log), only not openable here.
+                message += ("; opening a store writes to it (SQLite's settings), and what it holds is kept: free "
+                            "some space on its disk, or copy the store's folder to a disk with room (cp -a) and "
+                            "give that copy as --store (cache export works there)")
             if read_only or isinstance(exc, diskcache.Timeout) or any(w in str(exc) for w in _NOT_DAMAGE):
                 raise StoreError(message) from None
             raise DamagedStoreError(message, directory) from None
