@@ -683,7 +683,8 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
 # What each count of a repair means (``salvage`` and ``repair`` return them).
 REPAIR_WORDS = {"moved_aside": "damaged database parts moved aside", "salvaged": "rows read back",
                 "rebuilt": "entries kept from a rebuilt database", "quarantined": "bad entries removed",
-                "unsafe": "unsafe (pickled) entries removed", "counters": "damaged counters reset",
+                "unsafe": "unsafe entries (pickled, or keys not UTF-8) removed",
+                "counters": "damaged counters or journal entries reset",
                 "census": "census counted again", "orphans": "identity entries of removed records forgotten"}
 
 

@@ -32,7 +32,16 @@ import diskcache.core
 
 from fpcli.errors import BadEntryError, DamagedStoreError, StoreError
 from fpcli.store.diskcache_meta import MetaCounters
-from fpcli.store.diskcache_sqlite import DATABASE, LenientCache, SafeDisk, finish_rebuilds, guard, salvage
+from fpcli.store.diskcache_sqlite import (
+    DATABASE,
+    LenientCache,
+    SafeDisk,
+    as_sql_text,
+    finish_rebuilds,
+    guard,
+    is_text,
+    salvage,
+)
 from fpcli.store.protocol import BATCH, Put, Tag, TagOf
 
 RECORD_PREFIX = "rec:"
@@ -181,6 +190,8 @@ class DiskcacheBackend(MetaCounters):
             if "refusing to unpickle" in str(exc) or "decode" in str(exc):
                 raise BadEntryError(key, [str(exc)]) from None
             raise
+        if isinstance(value, str) and not is_text(value):
+            raise BadEntryError(key, ["not UTF-8 text (a damaged byte)"])
         if value is None or isinstance(value, str):
             return value
         if isinstance(value, bytes):
@@ -335,12 +346,15 @@ class DiskcacheBackend(MetaCounters):
 
     def _ranges(self, columns: str, prefix: str, *, unexpired: bool = False) -> Iterator[list[tuple[Any, ...]]]:
         """Batches of rows whose str key starts with ``prefix``, each batch one query
-        resuming after the last key (no cursor is held between batches)."""
+        resuming after the last key (no cursor is held between batches). A key that
+        is not UTF-8 text is left out (``unsafe_keys`` counts it, a repair removes it)."""
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else None
-        last = prefix
+        last: Any = prefix
         while True:
-            query = f"SELECT {columns} FROM Cache WHERE raw = 1 AND key > ?"
-            args: list[Any] = [last]
+            # The last key as its bytes: a damaged one, read with a lone surrogate, can be bound so.
+            after = "CAST(? AS TEXT)" if isinstance(last, str) else "?"
+            query = f"SELECT {columns} FROM Cache WHERE raw = 1 AND key > {after}"
+            args: list[Any] = [as_sql_text(last) if isinstance(last, str) else last]
             if upper is not None:
                 query += " AND key < ?"
                 args.append(upper)
@@ -352,7 +366,7 @@ class DiskcacheBackend(MetaCounters):
             if not rows:
                 return
             last = rows[-1][0]
-            yield [row for row in rows if isinstance(row[0], str)]
+            yield [row for row in rows if isinstance(row[0], str) and is_text(row[0])]
             if len(rows) < BATCH:
                 return
 
@@ -366,7 +380,7 @@ class DiskcacheBackend(MetaCounters):
                 return data.decode("utf-8")
             except UnicodeDecodeError:
                 return None
-        return data if isinstance(data, str) else None
+        return data if isinstance(data, str) and is_text(data) else None
 
     def count(self, prefix: str) -> int:
         with guard(self.location):
@@ -418,17 +432,29 @@ class DiskcacheBackend(MetaCounters):
                                     [*counts.items(), (CENSUS_READY, 1)])
 
     def unsafe_keys(self) -> int:
+        """Rows with a pickled key, or a key that is not UTF-8 text (a damaged byte:
+        no command can name it, so only a repair removes it)."""
         with guard(self.location):
-            return int(self._data._sql("SELECT COUNT(*) FROM Cache WHERE raw = 0").fetchone()[0])
+            return len(self._unsafe_rows(self._data, with_pickled_values=False))
+
+    def _unsafe_rows(self, cache: diskcache.Cache, *, with_pickled_values: bool) -> list[tuple[int, str | None]]:
+        """(rowid, filename) of the rows fpcli never writes: pickled keys (and, with
+        ``with_pickled_values``, values), and keys that are not UTF-8 text."""
+        pickled = cache._sql("SELECT rowid, filename FROM Cache WHERE raw = 0" +
+                             (" OR mode = ?" if with_pickled_values else ""),
+                             (diskcache.core.MODE_PICKLE,) if with_pickled_values else ()).fetchall()
+        damaged = [(rowid, filename) for rowid, key, filename in
+                   cache._sql("SELECT rowid, key, filename FROM Cache WHERE raw = 1").fetchall()
+                   if isinstance(key, str) and not is_text(key)]
+        return pickled + damaged
 
     def remove_unsafe(self) -> int:
-        """Delete rows with pickled keys or values (fpcli never writes either)."""
+        """Delete rows with pickled keys or values (fpcli never writes either) and rows
+        whose key is not UTF-8 text."""
         removed = 0
         with guard(self.location):
             for cache in (self._data, self._meta):
-                rows = cache._sql("SELECT rowid, filename FROM Cache WHERE raw = 0 OR mode = ?",
-                                  (diskcache.core.MODE_PICKLE,)).fetchall()
-                for rowid, filename in rows:
+                for rowid, filename in self._unsafe_rows(cache, with_pickled_values=True):
                     cache._sql("DELETE FROM Cache WHERE rowid = ?", (rowid,))
                     if filename:
                         cache._disk.remove(filename)
@@ -547,7 +573,8 @@ class DiskcacheBackend(MetaCounters):
                 problems.append("meta: a pickled entry (not written by fpcli)")
             elif key in META_COUNTERS and not isinstance(value, int):
                 problems.append(f"meta: counter {key} is not a number")
-            elif isinstance(key, str) and key.startswith("change:") and not isinstance(value, str):
+            elif isinstance(key, str) and key.startswith("change:") and not (isinstance(value, str)
+                                                                             and is_text(value)):
                 problems.append(f"meta: journal entry {key} is not a key")
         return problems
 

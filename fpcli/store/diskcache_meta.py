@@ -11,7 +11,7 @@ import diskcache
 import diskcache.core
 
 from fpcli.errors import StoreError
-from fpcli.store.diskcache_sqlite import guard
+from fpcli.store.diskcache_sqlite import guard, is_text
 from fpcli.store.protocol import JOURNAL_LIMIT
 
 
@@ -74,8 +74,8 @@ class MetaCounters:
                     key = self._meta.get(f"change:{g}")
                 except StoreError:
                     return None
-                if not isinstance(key, str):
-                    return None
+                if not isinstance(key, str) or not is_text(key):
+                    return None   # a damaged entry: the changes are unknown (an index is rebuilt)
                 keys.append(key)
         return keys
 

@@ -58,6 +58,26 @@ def lenient_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value``, read by ``lenient_text``, was UTF-8 in the database: fpcli
+    writes its JSON as ASCII (a path's undecodable byte as a \\udcXX escape), so a
+    lone surrogate in what was read is a byte that was never written as such."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def as_sql_text(value: str) -> bytes:
+    """A key read by ``lenient_text`` as bytes to bind with ``CAST(? AS TEXT)``: the
+    exact bytes of the row, also when they are not UTF-8 (a str with a lone surrogate
+    cannot be bound at all: it raised UnicodeEncodeError, a traceback)."""
+    return value.encode("utf-8", "surrogateescape")
+
+
 class LenientCache(diskcache.Cache):
     """A diskcache ``Cache`` whose connections read text with ``lenient_text``."""
 

@@ -239,7 +239,8 @@ def verify_counted(store: FingerprintStore, progress: Progress = lambda n: None)
     except StoreError as exc:
         return [Problem("", str(exc))], 0
     if unsafe:
-        problems.append(Problem("", f"{unsafe} pickled key(s): refusing to unpickle them (not written by fpcli)"))
+        problems.append(Problem("", f"{unsafe} pickled key(s) or key(s) that are not UTF-8 text (not written by "
+                                    "fpcli): a repair removes them"))
     number = 0
     found: collections.Counter[str] = collections.Counter()  # census tags of the sound entries
     records: list[tuple[str, str]] = []   # records read as text, checked a batch at a time
@@ -350,9 +351,12 @@ def repair(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> dict[
     counts = {"moved_aside": 0, "rebuilt": 0, **rebuilt, "quarantined": 0, "unsafe": store.backend.remove_unsafe(),
               "counters": 0}
     for problem in store.backend.check():
-        if problem.startswith("meta: counter "):
-            store.backend.reset_meta(problem.split()[2])
-            counts["counters"] += 1
+        # A damaged counter restarts from 0; a damaged journal entry goes (the journal
+        # then cannot say what changed across it, and an index is rebuilt).
+        for kind in ("meta: counter ", "meta: journal entry "):
+            if problem.startswith(kind):
+                store.backend.reset_meta(problem[len(kind):].split()[0])
+                counts["counters"] += 1
     checked = verify(store)
     bad = [p for p in checked if p.key]
     if any(p.message.startswith("census:") for p in checked) and not bad:

@@ -132,6 +132,49 @@ def test_a_byte_that_is_not_utf8_in_one_entry_is_one_bad_entry(populated, tmp_pa
     assert_clear(cli("cache", "verify", store=store), 0)
 
 
+def _set_raw_bytes(database, sql: str, *args) -> None:
+    """Run ``sql`` on a store part's SQLite file directly (bytes bound as TEXT keep
+    bytes that are not UTF-8, as a damaged disk would leave them)."""
+    with sqlite3.connect(database) as connection:
+        assert connection.execute(sql, args).rowcount == 1
+
+
+@pytest.mark.parametrize("damage", ["a byte inside a record's path", "a byte of a record's key",
+                                    "a byte of a journal entry"])
+def test_a_damaged_byte_the_json_or_the_key_would_hide_is_found_and_repaired(populated, tmp_path, damage):
+    """Read with surrogateescape, a bad byte inside a JSON string became a lone
+    surrogate that the fallback JSON parser took, and a path may hold one (a file
+    name that is not UTF-8): verify called the store sound and prune dropped the
+    record as gone. A bad byte in a key made the repair itself fail with a
+    traceback, and one in a journal entry made every search fail."""
+    _, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    assert_clear(cli("search", library / "track001.wav", "-s", "fast", store=store), 0)   # an index to refresh
+    with diskcache.Cache(str(store / "data")) as raw:
+        key = next(k for k in raw.iterkeys() if isinstance(k, str) and k.startswith("rec:"))
+        text = raw[key]
+    if damage == "a byte inside a record's path":
+        at = text.index("track00")
+        damaged = text[:at].encode() + b"\xff" + text[at + 1:].encode()
+        _set_raw_bytes(store / "data" / "cache.db", "UPDATE Cache SET value = CAST(? AS TEXT) WHERE key = ?",
+                       damaged, key)
+    elif damage == "a byte of a record's key":
+        _set_raw_bytes(store / "data" / "cache.db", "UPDATE Cache SET key = CAST(? AS TEXT) WHERE key = ?",
+                       key.encode()[:-1] + b"\xff", key)
+    else:
+        assert_clear(cli("analyze", library / "track000.wav", "--force", store=store), 0)   # a journal entry
+        with diskcache.Cache(str(store / "meta")) as meta:
+            last = f"change:{meta['generation']}"
+            entry = meta[last]
+        _set_raw_bytes(store / "meta" / "cache.db", "UPDATE Cache SET value = CAST(? AS TEXT) WHERE key = ?",
+                       entry.encode() + b"\xff", last)
+    assert_clear(cli("cache", "verify", store=store), 3)
+    _every_command_works(store, library, tmp_path)
+    assert_clear(cli("cache", "verify", "--repair", store=store), 0)
+    assert_clear(cli("cache", "verify", store=store), 0)
+    assert_clear(cli("search", library / "track001.wav", "-s", "fast", store=store), 0)
+
+
 def test_a_repair_stopped_midway_leaves_the_damaged_store_as_it_was(populated, tmp_path, monkeypatch):
     """The rebuild wrote the readable rows one commit each into the data part's place,
     after moving the damaged part aside: a repair stopped by Ctrl-C, a kill or a full
