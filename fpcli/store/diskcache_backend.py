@@ -117,7 +117,7 @@ class DiskcacheBackend(MetaCounters):
                 # filled the disk left 800 records in its write-ahead log), only not openable here.
                 message += ("; opening a store writes to it (SQLite's settings), and what it holds is kept: free "
                             "some space on its disk, or copy the store's folder to a disk with room (cp -a) and "
-                            "give that copy as --store (cache export works there)")
+                            "use that copy (an export works there)")
             if read_only or isinstance(exc, diskcache.Timeout) or any(w in str(exc) for w in _NOT_DAMAGE):
                 raise StoreError(message) from None
             raise DamagedStoreError(message, directory) from None
