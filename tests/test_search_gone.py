@@ -85,7 +85,7 @@ def test_only_the_hits_shown_are_looked_for_on_disk(tmp_path, lib, monkeypatch):
     looked: list[str] = []
     checked = fpcli.search.query.file_left
     monkeypatch.setattr(fpcli.search.query, "file_left",
-                        lambda path, mtime_ns: looked.append(path) or checked(path, mtime_ns))
+                        lambda path, *facts: looked.append(path) or checked(path, *facts))
     assert len(_search(store_dir, lib / "song1.wav", k=2).hits) == 2
     assert len(looked) == 2
 
@@ -311,3 +311,37 @@ def test_many_gone_copies_of_a_recording_cost_one_comparison_each(tmp_path, lib,
     assert len(result.hits) == 4 and all(h.path.startswith(str(lib)) for h in result.hits)
     assert nearest not in {h.path for h in result.hits}
     assert len(compared) < 10 * 300, len(compared)
+
+
+def _touched(path, seconds: int = 100) -> None:
+    """The file's modification time moved on, its bytes the same (touch, cp without -p)."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds * 10**9))
+
+
+def _rewritten_same_size(path, seed: int) -> None:
+    """Other audio of the same length and format: the same size, other bytes."""
+    size = os.path.getsize(path)
+    write(path, synth.music_like(3.0, SR, seed=seed, bpm=150), SR)
+    assert os.path.getsize(path) == size
+
+
+def test_a_touched_file_is_still_the_one_analysed_to_prune_and_search(tmp_path, lib):
+    """prune dropped the record of a file whose mtime moved (batch values and verdict
+    with it) and search skipped it as changed, while analyze served it from the store
+    as unchanged: a file of the stored size whose time moved is compared by digest,
+    as a look-up does. One of the same size but other bytes is changed to all three."""
+    from fpcli.store import prune
+
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    _touched(lib / "song0.wav")
+    _rewritten_same_size(lib / "song1.wav", seed=99)
+    result = _search(store_dir, lib / "song2.wav", k=5)
+    shown = sorted(os.path.basename(h.path) for h in result.hits)
+    assert "song0.wav" in shown and "song1.wav" not in shown
+    assert [os.path.basename(path) for path, _ in result.skipped] == ["song1.wav"]
+    with FingerprintStore.open(store_dir) as store:
+        pruned = prune(store)
+        assert [(os.path.basename(p.path), p.reason) for p in pruned] == [("song1.wav", "changed")]
+        assert store.record_for_path(str(lib / "song0.wav")) is not None

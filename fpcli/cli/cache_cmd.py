@@ -479,7 +479,8 @@ def _on_disk(record: Recording) -> Recording:
     from fpcli.search.query import file_left
 
     return dataclasses.replace(record, paths=tuple(seen for seen in record.paths
-                                                   if file_left(seen.path, seen.mtime_ns)))
+                                                   if file_left(seen.path, seen.mtime_ns, record.size,
+                                                                record.digest)))
 
 
 @cache_app.command("export")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, 
 from fpcli.search.saved import IndexProgress, current_index
 from fpcli.search.timbre import pack
 from fpcli.store import FingerprintStore, Record
-from fpcli.store.records import STREAM_PREFIX, entry_file, record_key, resolve
+from fpcli.store.records import STREAM_PREFIX, entry_file, record_key, resolve, stored_file_state
 
 if TYPE_CHECKING:  # fpcli.library (the analysis stack) is imported only when something is missing
     from fpcli.library import Event
@@ -459,24 +458,17 @@ def _path_left(hit: Hit, stored: Record | None, prefix: str | None) -> str | Non
         return None   # the record itself is gone (pruned, evicted) since the index was made
     seen = {p.path: p.mtime_ns for p in reversed(stored.paths)}
     for path in dict.fromkeys([hit.path, *seen] if hit.path in seen else seen):
-        if (prefix is None or path.startswith(prefix)) and file_left(path, seen[path]):
+        if (prefix is None or path.startswith(prefix)) and file_left(path, seen[path], stored.size, stored.digest):
             return path
     return None
 
 
-def file_left(path: str, mtime_ns: int) -> bool:
-    """Whether the file of a stored path is still the one analysed (one stat): a regular
-    file with the modification time it was seen at (``cache prune`` forgets the others:
-    a file rewritten with other audio, or replaced by a folder, was shown as a hit and
-    a duplicate). A CUE track's file is its album image; a named stream has no file
-    that could be gone."""
-    if path.startswith(STREAM_PREFIX):
-        return True
-    try:
-        st = os.stat(entry_file(path)[0])
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_mtime_ns == mtime_ns
+def file_left(path: str, mtime_ns: int, size: int, digest: str) -> bool:
+    """Whether the file of a stored path (seen at ``mtime_ns``, of a record of ``size``
+    bytes and ``digest``) is still the one analysed (``stored_file_state``: ``cache
+    prune`` forgets the others; a file rewritten with other audio, or replaced by a
+    folder, was shown as a hit and a duplicate)."""
+    return stored_file_state(path, size, mtime_ns, digest) is None
 
 
 def gone_reason(path: str) -> str:
@@ -578,7 +570,8 @@ def _other_files(store: FingerprintStore, index: Index, record: Record, query: Q
         prefix = query.under_prefix
         out.extend(dataclasses.replace(hit, path=seen.path) for seen in (stored.paths if stored is not None else ())
                    if resolve(seen.path) != query.query_file and (prefix is None or seen.path.startswith(prefix))
-                   and file_left(seen.path, seen.mtime_ns))  # a copy moved away since is no hit (its record stays)
+                   and stored is not None and file_left(seen.path, seen.mtime_ns, stored.size, stored.digest))
+        # (a copy moved away since is no hit: its record stays)
     return out
 
 

@@ -28,7 +28,7 @@ from fpcli.files import atomic_text
 from fpcli.store.census import FAILURE_TAG, census_summary, census_tag, tag_of_entry
 from fpcli.store.core import FingerprintStore, PathChange
 from fpcli.store.protocol import BATCH
-from fpcli.store.records import MAX_PATHS, STREAM_PREFIX, Failure, PathSeen, Record, entry_file, path_key
+from fpcli.store.records import MAX_PATHS, Failure, PathSeen, Record, path_key, stored_file_state
 from fpcli.store.schema import (
     dumps,
     failure_to_json,
@@ -89,7 +89,7 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
     if crowded:
         removed += _prune_crowded(store, crowded, dry_run)
     for failure in store.failures():
-        why = _file_state(failure.path, failure.size, failure.mtime_ns)
+        why = stored_file_state(failure.path, failure.size, failure.mtime_ns)
         if why:
             removed.append(Pruned(failure.path, f"failure: {why}"))
             if not dry_run:
@@ -100,7 +100,7 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
 def _gone_paths(record: Record) -> list[Pruned]:
     """The paths of ``record`` whose file is gone or changed, each with why."""
     return [Pruned(seen.path, why) for seen in record.paths
-            if (why := _file_state(seen.path, record.size, seen.mtime_ns))]
+            if (why := stored_file_state(seen.path, record.size, seen.mtime_ns, record.digest))]
 
 
 def forget_orphans(store: FingerprintStore, *, dry_run: bool = False) -> int:
@@ -159,7 +159,7 @@ def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_r
     for entry in _path_entries(store):
         digest = entry["digest"]
         if digest in gone:
-            why = _file_state(entry["path"], entry["size"], entry["mtime_ns"])
+            why = stored_file_state(entry["path"], entry["size"], entry["mtime_ns"], entry["digest"])
             if why:
                 gone[digest][entry["path"]] = why
             else:
@@ -171,7 +171,7 @@ def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_r
             if record is None:
                 continue
             for seen in record.paths:
-                why = _file_state(seen.path, record.size, seen.mtime_ns)
+                why = stored_file_state(seen.path, record.size, seen.mtime_ns, record.digest)
                 if why:
                     gone[digest].setdefault(seen.path, why)
             if gone[digest] and not dry_run:
@@ -200,16 +200,6 @@ def _path_entries(store: FingerprintStore) -> Iterator[dict[str, Any]]:
             yield parse_path_entry(key, loads(key, text))
         except (BadEntryError, StoreError):
             continue
-
-
-def _file_state(path: str, size: int, mtime_ns: int) -> str | None:
-    if path.startswith(STREAM_PREFIX):
-        return None  # a named stream has no file that could be gone
-    try:
-        st = os.stat(entry_file(path)[0])
-    except OSError:
-        return "gone"
-    return None if (st.st_size, st.st_mtime_ns) == (size, mtime_ns) else "changed"
 
 
 # -- verify and repair -------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import stat
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -123,6 +124,36 @@ def resolve_all(paths: Iterable[str | os.PathLike[str]], folders: dict[str, str]
             real = folders[head] = os.path.realpath(head or ".")
         resolved.append(os.path.join(real, tail))
     return resolved
+
+
+GONE_FILE, CHANGED_FILE = "gone", "changed"
+
+
+def stored_file_state(path: str, size: int, mtime_ns: int, digest: str | None = None) -> str | None:
+    """None while the file of a stored path is still the one analysed, else GONE_FILE
+    or CHANGED_FILE. One stat when its size and modification time are those stored. A
+    file of the same size whose time moved (touched, copied without its times,
+    restored) is read whole and compared by ``digest`` (the record's, salted for a CUE
+    track), as a look-up confirms it: ``cache prune`` dropped such a record, batch
+    values and verdict with it, as "changed", and search skipped it, while ``analyze``
+    served it from the store. A named stream has no file that could be gone."""
+    if path.startswith(STREAM_PREFIX):
+        return None
+    try:
+        st = os.stat(entry_file(path)[0])
+    except OSError:
+        return GONE_FILE
+    if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+        return CHANGED_FILE
+    if st.st_mtime_ns == mtime_ns:
+        return None
+    if digest is None:
+        return CHANGED_FILE
+    try:
+        same = entry_identity_keys(path, size, digest=True)[1] == digest
+    except OSError:
+        return GONE_FILE
+    return None if same else CHANGED_FILE
 
 
 def stat_regular(path: str) -> os.stat_result:
