@@ -246,3 +246,15 @@ def test_a_save_removes_what_writers_killed_mid_write_left(template, tmp_path):
         assert save_index(index, folder)
         assert not list(folder.glob(".fpcli-*"))
         assert _rows(load_index(folder, "streaming", KEY)) == _rows(index)
+
+
+def test_a_record_journaled_many_times_counts_once_toward_a_rebuild():
+    """Each write is journaled twice, and one record may change often: the journal's
+    entries, repeats included, decided whether an index was rebuilt, so half as many
+    writes as before forced a full re-read of the store."""
+    from fpcli.search.index import Pending
+
+    repeated = Pending(0, (1, 1), ["rec:a", "rec:b"] * 900)
+    assert not repeated.needs_rebuild(rows=10)
+    assert Pending(0, (1, 1), [f"rec:{n}" for n in range(1001)]).needs_rebuild(rows=10)
+    assert Pending(0, (1, 1), None).needs_rebuild(rows=10**6)

@@ -281,8 +281,8 @@ def test_the_journal_is_bounded_and_evictions_count_tracks(tmp_path):
     with FingerprintStore.open(tmp_path / "s") as store:
         fingerprint_of(store, track)
         record = next(store.records())
-        for _ in range(JOURNAL_LIMIT + 50):
-            store.backend.journal_extend([record.key])
+        for _ in range((JOURNAL_LIMIT + 50) // 50):   # 50 changes a call, the limit passed by 50
+            store.backend.journal_extend([record.key] * 50)
         journal = store.backend._meta._sql("SELECT COUNT(*) FROM Cache WHERE key LIKE 'change:%'").fetchone()[0]
         assert journal == JOURNAL_LIMIT
         assert store.changes_since(0) is None and len(store.changes_since(store.generation() - 5)) == 5
@@ -305,8 +305,8 @@ def test_redis_journal_is_bounded(redis_url, tmp_path):
     track = write(tmp_path / "t.flac", synth.music_like(1.0, SR, seed=9), SR)
     with FingerprintStore.open(redis_url) as store:
         fingerprint_of(store, track)
-        for _ in range(JOURNAL_LIMIT + 50):
-            store.backend.journal_extend(["rec:x"])
+        for _ in range((JOURNAL_LIMIT + 50) // 50):
+            store.backend.journal_extend(["rec:x"] * 50)
         url_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
         client = redis_client.Redis(port=url_port)
         assert client.llen("fpcli:meta:journal") == JOURNAL_LIMIT

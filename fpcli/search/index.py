@@ -385,7 +385,8 @@ class Pending:
     def needs_rebuild(self, rows: int) -> bool:
         """True when an index of ``rows`` rows is better built again than replayed: the
         journal cannot say what changed, or more changed than it has rows (or 1,000)."""
-        return self.changes is None or len(self.changes) > max(1000, rows)
+        # Records, not journal entries: each write is journaled twice, a record may change often.
+        return self.changes is None or len(set(self.changes)) > max(1000, rows)
 
 
 def pending_changes(index: Index, store: FingerprintStore) -> Pending:

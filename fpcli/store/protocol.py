@@ -14,7 +14,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-JOURNAL_LIMIT = 10_000  # changes kept; an index further behind rebuilds instead of replaying
+# Changes kept; an index further behind rebuilds instead of replaying. Each write is
+# journaled twice (before and after it: reading.StoreReader.journaled): 10,000 writes.
+JOURNAL_LIMIT = 20_000
 BATCH = 1000            # keys read or written per round trip / transaction by the bulk operations
 
 # A census tag names the kind of an entry for ``cache stats`` (``FingerprintStore``
