@@ -221,6 +221,16 @@ def test_a_redis_import_refused_at_maxmemory_says_part_of_a_batch_may_be_in(temp
     assert "run the import again" in message
 
 
+def test_a_redis_import_refused_before_writing_says_nothing_of_a_partial_batch(template, tmp_path, redis_url):
+    """An export of another version on Redis was said to have stored part of a batch."""
+    export = _export_file(template, 3, tmp_path / "in.jsonl")
+    lines = export.read_text().splitlines()
+    export.write_text("\n".join(['{"type": "fpcli-store-export", "version": 99}', *lines[1:]]) + "\n")
+    with FingerprintStore.open(redis_url) as store, pytest.raises(StoreError) as raised:
+        import_store(store, export)
+    assert "99" in str(raised.value) and "part of the batch" not in str(raised.value)
+
+
 def test_redis_counts_are_not_called_exact_after_a_race_or_a_killed_clear(template, tmp_path, redis_url,
                                                                            monkeypatch):
     """A recount while another client wrote replaced that client's counts with its own

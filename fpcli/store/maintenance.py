@@ -492,7 +492,7 @@ def import_store(store: FingerprintStore, source: str | os.PathLike[str] | IO[by
                     progress(number)
             batch.flush(store, report, rejected)
     except StoreError as exc:
-        partly = not store.backend.atomic_batches
+        partly = batch.writing and not store.backend.atomic_batches
         if report.records + report.failures == 0 and not partly:
             raise
         # A full disk, say: the user must know how far it got, not only that it stopped.
@@ -515,6 +515,7 @@ class _Batch:
     on_records: Callable[[list[Record]], None]
     records: list[tuple[int, Any]] = dataclasses.field(default_factory=list)
     failures: list[Failure] = dataclasses.field(default_factory=list)
+    writing: bool = False   # inside the store's writes (an error then may leave part of a batch)
 
     def __len__(self) -> int:
         return len(self.records) + len(self.failures)
@@ -527,12 +528,14 @@ class _Batch:
                 rejected.append((number, "invalid record: " + "; ".join(result.problems[:3])))
             else:
                 good.append(result)
+        self.writing = True
         if good:
             self.on_records(store.import_records(good))
         report.records += len(good)        # counted once written: a failed write is not imported
         if self.failures:
             store.import_failures(self.failures)
             report.failures += len(self.failures)
+        self.writing = False
         self.records, self.failures = [], []
 
 
