@@ -24,6 +24,7 @@ from fpcli.store import FingerprintStore, Need, StoreError, export_store, import
 from fpcli.store.limits import value_bounds
 from fpcli.store.records import Validation, path_key, record_from_result
 from fpcli.store.schema import parse_record, record_to_json
+from fpcli.store.spec import MAX_SIZE_LIMIT_MB
 from tests.conftest import write
 
 KEY = AnalysisParams().key()
@@ -907,6 +908,7 @@ def test_a_failed_file_answered_by_a_copy_s_record_is_no_longer_listed_as_failed
 
 
 @pytest.mark.parametrize("options", [{"size_limit_mb": 0}, {"size_limit_mb": -1}, {"size_limit_mb": math.nan},
+                                     {"size_limit_mb": 1e-7},
                                      {"size_limit_mb": "big"}, {"size_limit_mb": True}, {"ttl_s": 0},
                                      {"ttl_s": -5}, {"ttl_s": math.inf}, {"ttl_s": "1h"}])
 def test_the_api_refuses_a_size_limit_or_ttl_no_store_can_use(tmp_path, options):
@@ -925,3 +927,5 @@ def test_the_api_takes_a_store_location_as_bytes_or_a_path(tmp_path):
             assert type(store.spec.size_limit_mb) is float and type(store.spec.ttl_s) is float
     with pytest.raises(ParameterError, match="location"):
         FingerprintStore.open(3)   # type: ignore[arg-type]
+    with FingerprintStore.open(tmp_path / "huge", size_limit_mb=10**400) as store:   # no limit, not an OverflowError
+        assert store.spec.size_limit_mb == MAX_SIZE_LIMIT_MB

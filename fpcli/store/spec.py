@@ -75,9 +75,13 @@ class StoreSpec:
         negative TTL as one second."""
         if self.location is not None and not isinstance(self.location, str):
             raise ParameterError(f"{self.location!r}: a folder path or a redis:// URL", "location")
-        size = as_number(self.size_limit_mb)
-        if size is None or not (math.isfinite(size) and size > 0):
-            raise ParameterError(f"{self.size_limit_mb!r}: a finite number of MiB above 0 (at least "
+        try:
+            size = as_number(self.size_limit_mb)
+        except OverflowError:   # an int beyond floats (10**400): no limit, as any past MAX_SIZE_LIMIT_MB
+            size = float(MAX_SIZE_LIMIT_MB)
+        if size is None or not (math.isfinite(size) and size >= 1):
+            # At least 1 MiB, as on the command line: 1e-7 MiB was a limit of 0 bytes, which stored nothing.
+            raise ParameterError(f"{self.size_limit_mb!r}: a finite number of MiB, at least 1 (at least "
                                  f"{MAX_SIZE_LIMIT_MB}: no limit)", "size_limit_mb")
         ttl = None if self.ttl_s is None else as_number(self.ttl_s)
         if self.ttl_s is not None and (ttl is None or not (math.isfinite(ttl) and ttl > 0)):
