@@ -111,8 +111,9 @@ def guard(location: str) -> Iterator[None]:
 # The meta part first: the data part's rebuild moves the epoch on, which meta holds.
 PARTS = ("meta", "data")
 DATABASE = "cache.db"   # a part's SQLite file (diskcache's name)
-# A part rebuilt is written beside it as <part>.rebuilding-<stamp>, renamed .rebuilt-<stamp> when complete.
-BUILDING, REBUILT = ".rebuilding-", ".rebuilt-"
+# A part rebuilt is written beside it as <part>.rebuilding-<stamp>, renamed .rebuilt-<stamp> when
+# complete; the damaged part is kept as <part>.damaged-<stamp>.
+BUILDING, REBUILT, DAMAGED = ".rebuilding-", ".rebuilt-", ".damaged-"
 
 
 def salvage(directory: str, parts: Iterable[str] | None = None) -> dict[str, int]:
@@ -138,18 +139,23 @@ def salvage(directory: str, parts: Iterable[str] | None = None) -> dict[str, int
 
 
 def finish_rebuilds(directory: str) -> None:
-    """Put in place a part whose rebuild was complete but not yet swapped in (a repair
-    stopped between its two renames): without it the store would open with that part
-    missing, and make it again empty."""
+    """Put in place a part whose rebuild was complete when the repair stopped between
+    its two renames (the part moved aside as ``.damaged-<stamp>``, its rebuild still
+    ``.rebuilt-<stamp>``), and move the epoch on: without it the store would open with
+    that part missing and make it again empty. Only that state: a ``.rebuilt-`` left
+    by a repair stopped earlier, beside its damaged part, is stale (``salvage_part``
+    removes it)."""
     for part in PARTS:
         folder = os.path.join(directory, part)
-        if os.path.isfile(os.path.join(folder, DATABASE)):
+        if os.path.lexists(folder):
             continue
-        built = sorted(glob.glob(glob.escape(folder) + REBUILT + "*"))
-        if built:
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)   # an empty folder a run made meanwhile
-            os.rename(built[-1], folder)
+        for built in sorted(glob.glob(glob.escape(folder) + REBUILT + "*"), reverse=True):
+            stamp = built[len(folder + REBUILT):]
+            if os.path.isdir(f"{folder}{DAMAGED}{stamp}"):
+                with contextlib.suppress(OSError, StoreError):   # else the store says what is missing
+                    os.rename(built, folder)
+                    new_epoch(directory)
+                break
 
 
 def sound_part(folder: str) -> bool:
@@ -184,9 +190,9 @@ def salvage_part(folder: str, *, before_swap: Callable[[], None] | None = None) 
     disk left a store of some of them, which verify called sound."""
     rows = _readable_rows(folder)
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    building, built = folder + BUILDING + stamp, folder + REBUILT + stamp
-    for stale in glob.glob(glob.escape(folder) + BUILDING + "*"):
-        shutil.rmtree(stale, ignore_errors=True)   # a rebuild stopped before it was complete
+    building, built, damaged = folder + BUILDING + stamp, folder + REBUILT + stamp, folder + DAMAGED + stamp
+    for stale in glob.glob(glob.escape(folder) + BUILDING + "*") + glob.glob(glob.escape(folder) + REBUILT + "*"):
+        shutil.rmtree(stale, ignore_errors=True)   # of a repair stopped before its swap: this one replaces it
     try:
         # No size limit while rebuilding (the store's own applies when it is opened).
         with LenientCache(building, disk=SafeDisk, eviction_policy="none", cull_limit=0) as fresh, \
@@ -196,12 +202,19 @@ def salvage_part(folder: str, *, before_swap: Callable[[], None] | None = None) 
         os.rename(building, built)
         if before_swap is not None:
             before_swap()
-        os.rename(folder, f"{folder}.damaged-{stamp}")
-        os.rename(built, folder)
+        os.rename(folder, damaged)
     except (OSError, sqlite3.Error) as exc:
-        shutil.rmtree(building, ignore_errors=True)
+        for left in (building, built):
+            shutil.rmtree(left, ignore_errors=True)
         raise StoreError(f"cannot rebuild the store part {folder}: {exc}; nothing was changed (free some space, "
                          "or move the store folder aside and import an export into a new store)") from None
+    try:
+        os.rename(built, folder)
+    except OSError as exc:   # the damaged part back where it was, if it can be
+        with contextlib.suppress(OSError):
+            os.rename(damaged, folder)
+        raise StoreError(f"cannot put the rebuilt store part in place of {folder}: {exc}; the rebuild is kept "
+                         f"as {built} and the damaged part as {damaged}") from None
     return len(rows)
 
 

@@ -204,14 +204,34 @@ def test_a_repair_stopped_midway_leaves_the_damaged_store_as_it_was(populated, t
 
 
 def test_a_rebuilt_part_not_yet_swapped_in_is_put_in_place(populated, tmp_path):
-    """A repair stopped between its two renames: the data part is gone, its complete
-    rebuild lies beside it. The store opens with it (it was made again empty)."""
+    """A repair stopped between its two renames: the data part moved aside, its
+    complete rebuild beside it. The store opens with it (it was made again empty), and
+    a search index saved before is no longer current (the epoch moved)."""
     _, library, source = populated
     store = copy_store(source, tmp_path / "store")
     listed = assert_clear(cli("cache", "list", "--json", store=store), 0).json_lines()
+    with diskcache.Cache(str(store / "meta")) as meta:
+        epoch = meta["epoch"]
+    shutil.copytree(store / "data", store / "data.damaged-20261127-000000-1")
     os.rename(store / "data", store / "data.rebuilt-20261127-000000-1")
     assert assert_clear(cli("cache", "list", "--json", store=store), 0).json_lines() == listed
-    assert sorted(p.name for p in store.iterdir()) == ["data", "meta"]
+    assert sorted(p.name for p in store.iterdir()) == ["data", "data.damaged-20261127-000000-1", "meta"]
+    with diskcache.Cache(str(store / "meta")) as meta:
+        assert meta["epoch"] != epoch
+
+
+def test_a_rebuild_left_by_a_repair_stopped_before_its_swap_is_never_put_in_place(populated, tmp_path):
+    """A .rebuilt- part left beside the part it was made from (the repair stopped
+    before moving that one aside) was put in place later, when the data part went:
+    old entries came back. It is stale: the next repair removes it."""
+    _, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    shutil.copytree(store / "data", store / "data.rebuilt-20261127-000000-1")
+    shutil.rmtree(store / "data")
+    assert assert_clear(cli("cache", "list", "--json", store=store), 0).json_lines() == []
+    corrupt_store(store, "data: zero 8 KiB at 4 KiB")
+    assert_clear(cli("cache", "verify", "--repair", store=store), 0)
+    assert not list(store.glob("data.rebuilt-*"))
 
 
 def _value_text(store, key: str) -> str:
