@@ -862,10 +862,18 @@ def test_an_album_image_is_no_query_and_is_never_stored_as_a_track(store, librar
     (album / "album.cue").write_text('FILE "album.flac" WAVE\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
                                      '  TRACK 02 AUDIO\n    INDEX 01 00:02:00\n')
     before = store.record_count()
-    with pytest.raises(SearchError, match="album image of a CUE sheet.*album.flac#01"):
+    # A query that cannot be searched, as a missing one (exit 3): it exited 1, a fatal error.
+    with pytest.raises(QueryError, match="album image of a CUE sheet.*album.flac#01"):
         search(store, str(album / "album.flac"), k=2, strategy="fast")
     assert store.record_count() == before
     assert search(store, str(album / "album.flac#01"), k=2, strategy="fast").hits   # its tracks are queries
+    # cache show of the image named its analysis, which stored its tracks and left it "not in the store"
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app
+
+    shown = CliRunner().invoke(app, ["--store", store.location, "cache", "show", str(album / "album.flac")])
+    assert "not a track" in str(shown.exception) and "album.flac#01" in str(shown.exception)
 
 
 @pytest.mark.parametrize("query", ["missing.flac", "broken.flac", "."])

@@ -124,7 +124,7 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
 
     if is_album_image(path):
         # Analysed as a query it was stored as a track, a search candidate for good.
-        raise SearchError(f"{printable_path(path)} is the album image of a CUE sheet, not a track: search one of "
+        raise QueryError(f"{printable_path(path)} is the album image of a CUE sheet, not a track: search one of "
                           f"its tracks ({printable_path(path)}#01, ...)")
     want = Want(params, batch=batch and seconds is None, seconds=seconds)
     found = look_up(store, path, want)
