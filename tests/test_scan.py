@@ -261,6 +261,20 @@ def test_an_edited_cue_sheet_is_analysed_again(tmp_path):
     assert [r["cached"] for r in rows] == [False, False, True]   # track 03 kept its bounds
 
 
+def test_tracks_whose_sheet_moved_their_bounds_are_changed_to_prune(tmp_path):
+    """The image unchanged, prune (and search, and dupes) took its stat for the tracks':
+    after a sheet moved track 02's start, the old 01 and 02 stayed listed and searchable
+    until the next analyze. The salted content key tells, as for a look-up."""
+    _album(tmp_path / "album")
+    store_dir = str(tmp_path / "s")
+    assert runner.invoke(app, ["--store", store_dir, "analyze", str(tmp_path / "album"), "-q"]).exit_code == 0
+    sheet = tmp_path / "album" / "Album Image.cue"
+    sheet.write_bytes(sheet.read_bytes().replace(b"INDEX 01 00:03:00", b"INDEX 01 00:04:00"))
+    with FingerprintStore.open(store_dir) as store:
+        dropped = sorted((os.path.basename(p.path), p.reason) for p in prune(store))
+    assert dropped == [("Album Image.flac#01", "changed"), ("Album Image.flac#02", "changed")]   # 03 kept its bounds
+
+
 def test_a_real_file_with_a_hash_in_its_name_wins(tmp_path):
     _album(tmp_path / "album")
     real = write(tmp_path / "album" / "Album Image.flac#02", synth.sine(440, 0.5, SR), SR, format="FLAC")

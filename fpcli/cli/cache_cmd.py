@@ -485,7 +485,7 @@ def _on_disk(record: Recording) -> Recording:
 
     return dataclasses.replace(record, paths=tuple(seen for seen in record.paths
                                                    if file_left(seen.path, seen.mtime_ns, record.size,
-                                                                record.digest)))
+                                                                record.digest, record.content_key)))
 
 
 @cache_app.command("export")

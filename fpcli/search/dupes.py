@@ -55,6 +55,7 @@ class Recording:
     ``values`` the streaming values as (dim, value) pairs in dim order."""
 
     digest: str
+    content_key: str
     size: int                  # bytes of the file (of the album image, for a CUE track)
     paths: tuple[PathSeen, ...]
     version: int
@@ -69,9 +70,8 @@ class Recording:
         audio = record.audio
         decoded = (record.params_key, audio.samplerate, audio.channels, round(audio.duration_s * audio.samplerate)) \
             if record.complete else None
-        return cls(record.digest, record.size, record.paths, record.fingerprint_version, audio.duration_s,
-                   record.dupe_key,
-                   decoded, tuple(sorted(record.streaming.values.items())),
+        return cls(record.digest, record.content_key, record.size, record.paths, record.fingerprint_version,
+                   audio.duration_s, record.dupe_key, decoded, tuple(sorted(record.streaming.values.items())),
                    None if record.timbre is None else record.timbre.mean)
 
 

@@ -458,17 +458,18 @@ def _path_left(hit: Hit, stored: Record | None, prefix: str | None) -> str | Non
         return None   # the record itself is gone (pruned, evicted) since the index was made
     seen = {p.path: p.mtime_ns for p in reversed(stored.paths)}
     for path in dict.fromkeys([hit.path, *seen] if hit.path in seen else seen):
-        if (prefix is None or path.startswith(prefix)) and file_left(path, seen[path], stored.size, stored.digest):
+        if (prefix is None or path.startswith(prefix)) and \
+                file_left(path, seen[path], stored.size, stored.digest, stored.content_key):
             return path
     return None
 
 
-def file_left(path: str, mtime_ns: int, size: int, digest: str) -> bool:
+def file_left(path: str, mtime_ns: int, size: int, digest: str, content_key: str) -> bool:
     """Whether the file of a stored path (seen at ``mtime_ns``, of a record of ``size``
-    bytes and ``digest``) is still the one analysed (``stored_file_state``: ``cache
-    prune`` forgets the others; a file rewritten with other audio, or replaced by a
-    folder, was shown as a hit and a duplicate)."""
-    return stored_file_state(path, size, mtime_ns, digest) is None
+    bytes, ``digest`` and ``content_key``) is still the one analysed
+    (``stored_file_state``: ``cache prune`` forgets the others; a file rewritten with
+    other audio, or replaced by a folder, was shown as a hit and a duplicate)."""
+    return stored_file_state(path, size, mtime_ns, digest, content_key) is None
 
 
 def gone_reason(path: str) -> str:
@@ -570,7 +571,8 @@ def _other_files(store: FingerprintStore, index: Index, record: Record, query: Q
         prefix = query.under_prefix
         out.extend(dataclasses.replace(hit, path=seen.path) for seen in (stored.paths if stored is not None else ())
                    if resolve(seen.path) != query.query_file and (prefix is None or seen.path.startswith(prefix))
-                   and stored is not None and file_left(seen.path, seen.mtime_ns, stored.size, stored.digest))
+                   and stored is not None
+                   and file_left(seen.path, seen.mtime_ns, stored.size, stored.digest, stored.content_key))
         # (a copy moved away since is no hit: its record stays)
     return out
 

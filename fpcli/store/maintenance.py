@@ -100,7 +100,8 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
 def _gone_paths(record: Record) -> list[Pruned]:
     """The paths of ``record`` whose file is gone or changed, each with why."""
     return [Pruned(seen.path, why) for seen in record.paths
-            if (why := stored_file_state(seen.path, record.size, seen.mtime_ns, record.digest))]
+            if (why := stored_file_state(seen.path, record.size, seen.mtime_ns, record.digest,
+                                         record.content_key))]
 
 
 def forget_orphans(store: FingerprintStore, *, dry_run: bool = False) -> int:
@@ -159,7 +160,8 @@ def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_r
     for entry in _path_entries(store):
         digest = entry["digest"]
         if digest in gone:
-            why = stored_file_state(entry["path"], entry["size"], entry["mtime_ns"], entry["digest"])
+            why = stored_file_state(entry["path"], entry["size"], entry["mtime_ns"], entry["digest"],
+                                    entry["content_key"])
             if why:
                 gone[digest][entry["path"]] = why
             else:
@@ -171,7 +173,7 @@ def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_r
             if record is None:
                 continue
             for seen in record.paths:
-                why = stored_file_state(seen.path, record.size, seen.mtime_ns, record.digest)
+                why = stored_file_state(seen.path, record.size, seen.mtime_ns, record.digest, record.content_key)
                 if why:
                     gone[digest].setdefault(seen.path, why)
             if gone[digest] and not dry_run:

@@ -129,24 +129,34 @@ def resolve_all(paths: Iterable[str | os.PathLike[str]], folders: dict[str, str]
 GONE_FILE, CHANGED_FILE = "gone", "changed"
 
 
-def stored_file_state(path: str, size: int, mtime_ns: int, digest: str | None = None) -> str | None:
+def stored_file_state(path: str, size: int, mtime_ns: int, digest: str | None = None,
+                      content_key: str | None = None) -> str | None:
     """None while the file of a stored path is still the one analysed, else GONE_FILE
-    or CHANGED_FILE. One stat when its size and modification time are those stored. A
-    file of the same size whose time moved (touched, copied without its times,
-    restored) is read whole and compared by ``digest`` (the record's, salted for a CUE
-    track), as a look-up confirms it: ``cache prune`` dropped such a record, batch
-    values and verdict with it, as "changed", and search skipped it, while ``analyze``
-    served it from the store. A named stream has no file that could be gone."""
+    or CHANGED_FILE, as a look-up confirms it: ``cache prune`` and search called a
+    touched file changed (prune dropped its record, batch values and verdict with it)
+    and a CUE track whose sheet moved its bounds unchanged, while ``analyze`` served
+    the one and analysed the other again. One stat when the size and modification time
+    are those stored; then, for a CUE track, the salted ``content_key`` (128 KiB read:
+    its sheet's bounds are the salt). A file of the same size whose time moved
+    (touched, copied without its times, restored) is read whole and compared by
+    ``digest`` (the record's, salted for a CUE track). A named stream has no file that
+    could be gone."""
     if path.startswith(STREAM_PREFIX):
         return None
     try:
-        st = os.stat(entry_file(path)[0])
+        file, salt = entry_file(path)
+        st = os.stat(file)
     except OSError:
         return GONE_FILE
     if not stat.S_ISREG(st.st_mode) or st.st_size != size:
         return CHANGED_FILE
     if st.st_mtime_ns == mtime_ns:
-        return None
+        if not salt or content_key is None:
+            return None
+        try:
+            return None if entry_identity_keys(path, size, digest=False)[0] == content_key else CHANGED_FILE
+        except OSError:
+            return GONE_FILE
     if digest is None:
         return CHANGED_FILE
     try:
