@@ -5,6 +5,7 @@ damaged to open."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import os
 import secrets
@@ -195,10 +196,15 @@ def salvage_part(folder: str, *, before_swap: Callable[[], None] | None = None) 
         shutil.rmtree(stale, ignore_errors=True)   # of a repair stopped before its swap: this one replaces it
     try:
         # No size limit while rebuilding (the store's own applies when it is opened).
+        now = time.time()
         with LenientCache(building, disk=SafeDisk, eviction_policy="none", cull_limit=0) as fresh, \
                 fresh.transact():
-            for key, value in rows:
-                fresh.set(key, value)
+            # Least recently used first: set() stamps each row with the time it is written,
+            # so the order of their last use is kept for the LRU eviction.
+            kept = [row for row in rows if row.expire_time is None or row.expire_time > now]   # not yet expired
+            for row in sorted(kept, key=lambda row: row.access_time):
+                fresh.set(row.key, row.value, expire=None if row.expire_time is None else row.expire_time - now,
+                          tag=row.tag)
         os.rename(building, built)
         if before_swap is not None:
             before_swap()
@@ -215,25 +221,39 @@ def salvage_part(folder: str, *, before_swap: Callable[[], None] | None = None) 
             os.rename(damaged, folder)
         raise StoreError(f"cannot put the rebuilt store part in place of {folder}: {exc}; the rebuild is kept "
                          f"as {built} and the damaged part as {damaged}") from None
-    return len(rows)
+    return len(kept)
 
 
-def _readable_rows(folder: str) -> list[tuple[str, str | int | float]]:
-    """(key, value) of every plain row that can still be read from ``folder``'s
-    database: through SQL, skipping past damaged pages (rowid order), then straight
-    from the table's leaf pages (``sqlite_pages``) for the keys SQL could not reach
-    (a damaged interior page hides every row below it from SQL)."""
+@dataclasses.dataclass(frozen=True)
+class SalvagedRow:
+    """A plain row read back from a damaged part, with what diskcache keeps beside its
+    value: its expiry (s since 1970, None: never), its tag (a census kind) and when it
+    was last used (the LRU order). A rebuild that kept the value alone made records
+    with a TTL immortal and lost the census tags and the eviction order."""
+
+    key: str
+    value: str | int | float
+    expire_time: float | None = None
+    tag: Any = None
+    access_time: float = 0.0
+
+
+def _readable_rows(folder: str) -> list[SalvagedRow]:
+    """Every plain row that can still be read from ``folder``'s database: through
+    SQL, skipping past damaged pages (rowid order), then straight from the table's leaf
+    pages (``sqlite_pages``) for the keys SQL could not reach (a damaged interior page
+    hides every row below it from SQL)."""
     db = os.path.join(folder, DATABASE)
     if not os.path.isfile(db):
         return []
     rows = _rows_through_sql(folder, db)
-    found = {key for key, _ in rows}
+    found = {row.key for row in rows}
     for _, values in sqlite_pages.table_rows(db, CACHE_COLUMNS):
-        _, key, raw, *_, mode, filename, value = values
-        item = _plain_row(folder, key, raw, value, mode, filename)
-        if item is not None and item[0] not in found:
-            rows.append(item)
-            found.add(item[0])
+        _, key, raw, _, expire_time, access_time, _, tag, _, mode, filename, value = values
+        row = _plain_row(folder, key, raw, value, mode, filename, expire_time, tag, access_time)
+        if row is not None and row.key not in found:
+            rows.append(row)
+            found.add(row.key)
     return rows
 
 
@@ -242,8 +262,8 @@ def _readable_rows(folder: str) -> list[tuple[str, str | int | float]]:
 CACHE_COLUMNS = 12
 
 
-def _rows_through_sql(folder: str, db: str) -> list[tuple[str, str | int | float]]:
-    rows: list[tuple[str, str | int | float]] = []
+def _rows_through_sql(folder: str, db: str) -> list[SalvagedRow]:
+    rows: list[SalvagedRow] = []
     try:
         connection = sqlite3.connect(db, timeout=5)
     except sqlite3.Error:
@@ -254,13 +274,13 @@ def _rows_through_sql(folder: str, db: str) -> list[tuple[str, str | int | float
     try:
         while misses < 40:
             try:
-                for rowid, key, raw, value, mode, filename in connection.execute(
-                        "SELECT rowid, key, raw, value, mode, filename FROM Cache WHERE rowid > ? ORDER BY rowid",
-                        (last,)):
+                for rowid, key, raw, value, mode, filename, expire_time, tag, access_time in connection.execute(
+                        "SELECT rowid, key, raw, value, mode, filename, expire_time, tag, access_time FROM Cache "
+                        "WHERE rowid > ? ORDER BY rowid", (last,)):
                     last = rowid
-                    item = _plain_row(folder, key, raw, value, mode, filename)
-                    if item is not None:
-                        rows.append(item)
+                    row = _plain_row(folder, key, raw, value, mode, filename, expire_time, tag, access_time)
+                    if row is not None:
+                        rows.append(row)
                 break
             except sqlite3.DatabaseError:
                 misses += 1
@@ -270,21 +290,34 @@ def _rows_through_sql(folder: str, db: str) -> list[tuple[str, str | int | float
     return rows
 
 
-def _plain_row(folder: str, key: Any, raw: Any, value: Any, mode: Any,
-               filename: Any) -> tuple[str, str | int | float] | None:
+def _plain_row(folder: str, key: Any, raw: Any, value: Any, mode: Any, filename: Any, expire_time: Any = None,
+               tag: Any = None, access_time: Any = None) -> SalvagedRow | None:
+    text = _plain_value(folder, key, raw, value, mode, filename)
+    if text is None:
+        return None
+    return SalvagedRow(key, text, _number(expire_time), tag if isinstance(tag, str | int) else None,
+                       _number(access_time) or 0.0)
+
+
+def _number(value: Any) -> float | None:
+    """A time column read back: a number, else None (a damaged row's garbage)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _plain_value(folder: str, key: Any, raw: Any, value: Any, mode: Any, filename: Any) -> str | int | float | None:
     if not raw or not isinstance(key, str):
         return None
     if mode == diskcache.core.MODE_RAW and isinstance(value, str | int | float) and not isinstance(value, bool):
-        return key, value
+        return value
     if mode == diskcache.core.MODE_RAW and isinstance(value, bytes):
         try:
-            return key, value.decode("utf-8")
+            return value.decode("utf-8")
         except UnicodeDecodeError:
             return None
     if mode == diskcache.core.MODE_TEXT and isinstance(filename, str):
         try:
             with open(os.path.join(folder, filename), encoding="utf-8") as fh:
-                return key, fh.read()
+                return fh.read()
         except (OSError, UnicodeDecodeError):
             return None
     return None

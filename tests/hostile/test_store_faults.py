@@ -175,6 +175,31 @@ def test_a_damaged_byte_the_json_or_the_key_would_hide_is_found_and_repaired(pop
     assert_clear(cli("search", library / "track001.wav", "-s", "fast", store=store), 0)
 
 
+def test_a_rebuilt_part_keeps_its_rows_expiry_tags_and_recency(populated, tmp_path):
+    """A rebuild kept each row's value alone: records with a TTL never expired after a
+    repair, their census tags were gone, and every row looked used at the same time."""
+    import time
+
+    _, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    database = store / "data" / "cache.db"
+    with sqlite3.connect(database) as connection:
+        keys = [key for (key,) in connection.execute("SELECT key FROM Cache WHERE key LIKE 'rec:%' ORDER BY key")]
+        expire = time.time() + 100_000
+        for age, key in enumerate(keys):   # the first key the least recently used
+            connection.execute("UPDATE Cache SET expire_time = ?, access_time = ? WHERE key = ?",
+                               (expire, 1_000_000.0 + age, key))
+        tags = dict(connection.execute("SELECT key, tag FROM Cache WHERE key LIKE 'rec:%'"))
+    corrupt_store(store, "data: bad freelist pointer")
+    assert_clear(cli("cache", "verify", "--repair", store=store), 0)
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT key, expire_time, tag FROM Cache WHERE key LIKE 'rec:%' "
+                                  "ORDER BY access_time").fetchall()
+    assert [key for key, _, _ in rows] == keys                       # every record, in the order of their last use
+    assert all(abs(expiry - expire) < 60 for _, expiry, _ in rows)   # still expiring when they did
+    assert {key: tag for key, _, tag in rows} == tags
+
+
 def test_a_repair_stopped_midway_leaves_the_damaged_store_as_it_was(populated, tmp_path, monkeypatch):
     """The rebuild wrote the readable rows one commit each into the data part's place,
     after moving the damaged part aside: a repair stopped by Ctrl-C, a kill or a full
