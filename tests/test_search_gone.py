@@ -345,3 +345,24 @@ def test_a_touched_file_is_still_the_one_analysed_to_prune_and_search(tmp_path, 
         pruned = prune(store)
         assert [(os.path.basename(p.path), p.reason) for p in pruned] == [("song1.wav", "changed")]
         assert store.record_for_path(str(lib / "song0.wav")) is not None
+
+
+def test_an_older_export_imported_keeps_the_newer_path_entries(tmp_path, lib):
+    """An export imported into a store that has seen its files since put back each
+    path's old time and content: a file rewritten since pointed at its old audio again
+    (and a touched one was read whole at every look-up). Where the store saw a file
+    later, its own entry stays."""
+    from fpcli.store import export_store, import_store
+
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    with FingerprintStore.open(store_dir) as store:
+        export_store(store, tmp_path / "old.jsonl")
+    _touched(lib / "song0.wav")
+    _rewritten_same_size(lib / "song1.wav", seed=99)
+    _analyse(store_dir, lib)
+    with FingerprintStore.open(store_dir) as store:
+        now = {name: store._read_path_entry(str(lib / name)) for name in ("song0.wav", "song1.wav", "song2.wav")}
+        import_store(store, tmp_path / "old.jsonl")
+        after = {name: store._read_path_entry(str(lib / name)) for name in now}
+    assert after == now

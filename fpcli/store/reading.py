@@ -424,14 +424,31 @@ class StoreImports(StoreReader):
                 record = merged_record(existing, record)
             written.append(record)
             puts.append((record.key, record_text(record), census_tag(record)))
-            puts += [(f"path:{path_key(seen.path)}", path_entry_text(
-                seen.path, record.size, seen.mtime_ns, record.digest, record.content_key), None)
-                for seen in record.paths]
+        puts += self._path_puts(written)
         puts += self._candidate_puts(unique)
         with self.journaled([r.key for r in unique]):
             self.backend.put_many(puts)
         self._maintain()
         return written
+
+    def _path_puts(self, records: list[Record]) -> list[Put]:
+        """The path entries of a batch, but where the store saw a path's file at the same
+        time or later than the record did: an older export imported into a live store
+        put back each path's old size, time and content (a file rewritten since pointed
+        at its old audio again, and a touched one was read whole at every look-up)."""
+        wanted = {path_key(seen.path): (seen, record) for record in records for seen in record.paths}
+        keys = [f"path:{key}" for key in wanted]
+        puts: list[Put] = []
+        for key, (seen, record), text in zip(keys, wanted.values(), self.backend.get_many(keys), strict=True):
+            try:
+                stored = None if text is None else parse_path_entry(key, loads(key, text))
+            except BadEntryError:
+                stored = None   # a bad entry is replaced
+            if stored is not None and stored["mtime_ns"] >= seen.mtime_ns:
+                continue
+            puts.append((key, path_entry_text(seen.path, record.size, seen.mtime_ns, record.digest,
+                                              record.content_key), None))
+        return puts
 
     def _candidate_puts(self, records: list[Record]) -> list[Put]:
         """The candidate lists of a batch, each read once and written once."""
