@@ -115,6 +115,8 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
         failed_contents = _analyse(first, store, options, summary, on_event)
         copies = _share_failures(copies, failed_contents, store, options, summary, on_event)
         if copies:  # their content is stored now (unless only the content keys were equal)
+            if not options.force:
+                store.take_back_misses(len(copies))   # looked up again: counted by their second answer
             rest = _answer_known([path for _, path, _ in copies], store, dataclasses.replace(options, force=False),
                                  summary, on_event, analysed_since=began if options.force else None)
             _analyse(rest, store, options, summary, on_event)

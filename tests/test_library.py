@@ -522,3 +522,21 @@ def test_copies_of_a_file_that_failed_are_not_analysed_again(tmp_path, monkeypat
         assert sorted((os.path.basename(r.path), r.error_type) for r in events) == \
             [("a.wav", "Timeout"), ("b.wav", "Timeout"), ("c.wav", "Timeout")]
         assert len(list(store.failures())) == 3 and {f.limit_s for f in store.failures()} == {0.5}
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_copy_answered_in_the_same_run_is_one_look_up(tmp_path, force):
+    """A file and its copy in one run: one analysed, one from the store, and the
+    statistics counted 3 look-ups (1 hit, 2 misses) for the 2 files."""
+    import shutil
+
+    (tmp_path / "lib").mkdir()
+    original = write(tmp_path / "lib" / "b.wav", synth.music_like(2.0, 22050, seed=3), 22050)
+    shutil.copy(original, tmp_path / "lib" / "b_copy.wav")
+    with FingerprintStore.open(tmp_path / "s") as store:
+        summary = run_library([str(tmp_path / "lib")], store, RunOptions(jobs=1, force=force))
+        store.flush_stats()
+        stats = store.stats()
+    assert (summary.analysed, summary.cached) == (1, 1)
+    # --force analyses without looking up (no count); the copy is then looked up once.
+    assert (stats["hits"], stats["misses"]) == ((1, 0) if force else (1, 1))
