@@ -807,6 +807,9 @@ def test_a_short_preview_leaves_its_own_recording_out(copies, seconds):
         result = search(s, str(copies / "q.flac"), k=3, strategy="fast", seconds=seconds)
     assert "q_copy.wav" not in _names(result.hits) and len(result.hits) == 3
     assert result.stats["duplicates_dropped"] == 1
+    with FingerprintStore.open(copies / "store") as s:   # kept: 0 dropped, said (the key was missing)
+        kept = search(s, str(copies / "q.flac"), k=3, strategy="fast", seconds=seconds, include_duplicates=True)
+    assert kept.stats["duplicates_dropped"] == 0
 
 
 def test_a_short_preview_of_a_file_not_stored_marks_its_recording(copies):

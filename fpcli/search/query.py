@@ -227,8 +227,9 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     plan = Query(k, {**default_weights(), **(group_weights or {})}, under, explain,
                  None if include_duplicates else record.digest, not include_duplicates, mutual_proximity,
                  None if query is not None else resolve(query_path), copies or {})
+    # duplicates_dropped is 0, not absent, when none were (or duplicates are kept): a key of every answer.
     stats: dict[str, Any] = {"query_cached": cached, "query_seconds": record.streaming.seconds,
-                             "query_complete": record.complete}
+                             "query_complete": record.complete, "duplicates_dropped": 0}
     if copies is None:
         stats["copies_elsewhere"] = (f"not looked for: more than {COPY_WALK_ENTRIES:,} entries under the folder "
                                      "(a track there whose identical copy elsewhere was analysed last is left out)")
