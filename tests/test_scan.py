@@ -275,6 +275,24 @@ def test_tracks_whose_sheet_moved_their_bounds_are_changed_to_prune(tmp_path):
     assert dropped == [("Album Image.flac#01", "changed"), ("Album Image.flac#02", "changed")]   # 03 kept its bounds
 
 
+def test_tracks_of_an_image_that_cannot_be_read_now_are_not_pruned(tmp_path, monkeypatch):
+    """The image there but unreadable for a moment (permissions, a share's hiccup):
+    prune took its tracks for gone and dropped them, batch values and verdicts too,
+    where a look-up keeps them."""
+    from fpcli.store import records
+
+    _album(tmp_path / "album")
+    store_dir = str(tmp_path / "s")
+    assert runner.invoke(app, ["--store", store_dir, "analyze", str(tmp_path / "album"), "-q"]).exit_code == 0
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(records, "entry_identity_keys", unreadable)
+    with FingerprintStore.open(store_dir) as store:
+        assert prune(store) == [] and store.record_count() == 3
+
+
 def test_a_real_file_with_a_hash_in_its_name_wins(tmp_path):
     _album(tmp_path / "album")
     real = write(tmp_path / "album" / "Album Image.flac#02", synth.sine(440, 0.5, SR), SR, format="FLAC")

@@ -150,19 +150,22 @@ def stored_file_state(path: str, size: int, mtime_ns: int, digest: str | None = 
         return GONE_FILE
     if not stat.S_ISREG(st.st_mode) or st.st_size != size:
         return CHANGED_FILE
+    # A file there that cannot be read now (permissions, a network share's hiccup) is
+    # left as it is, as a look-up leaves its record: taken for gone, prune dropped every
+    # track of an album whose image was unreadable for a moment.
     if st.st_mtime_ns == mtime_ns:
         if not salt or content_key is None:
             return None
         try:
             return None if entry_identity_keys(path, size, digest=False)[0] == content_key else CHANGED_FILE
         except OSError:
-            return GONE_FILE
+            return None
     if digest is None:
         return CHANGED_FILE
     try:
         same = entry_identity_keys(path, size, digest=True)[1] == digest
     except OSError:
-        return GONE_FILE
+        return None
     return None if same else CHANGED_FILE
 
 
