@@ -162,6 +162,16 @@ def test_a_record_whose_journal_entry_failed_after_its_write_is_journaled(locati
         assert store.changes_since(start) == [key]                             # ... and journaled
 
 
+def test_a_journal_behind_an_index_cannot_say_what_changed(location, tracks):
+    """A generation counter restarted below an index's (damaged, then reset by a
+    repair): diskcache answered "nothing changed" and kept the stale index current until
+    the counter passed its old value; Redis said it could not tell (a rebuild)."""
+    with FingerprintStore.open(location) as store:
+        _save(store, tracks[0])
+        assert store.changes_since(store.generation()) == []
+        assert store.changes_since(store.generation() + 5) is None
+
+
 def test_a_redis_that_stops_answering_is_not_called_unreachable(redis_url):
     """A server paused mid-run (DEBUG SLEEP) was reported as "cannot connect"."""
     import redis

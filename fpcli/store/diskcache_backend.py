@@ -186,6 +186,8 @@ class DiskcacheBackend(MetaCounters):
         try:
             with guard(self.location):
                 value = self._fetch(key)
+        except UnicodeDecodeError:   # a large value's file with a damaged byte
+            raise BadEntryError(key, ["not UTF-8 text (a damaged byte)"]) from None
         except StoreError as exc:
             if "refusing to unpickle" in str(exc) or "decode" in str(exc):
                 raise BadEntryError(key, [str(exc)]) from None
@@ -306,8 +308,7 @@ class DiskcacheBackend(MetaCounters):
             rows = self._data._sql(f"SELECT key, rowid, tag, filename, expire_time, size FROM Cache WHERE raw = 1 "
                                    f"AND key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
             for key, rowid, tag, filename, expire_time, size in rows:
-                found[key] = (rowid, tag if isinstance(tag, str) else None, filename, expire_time,
-                              size if isinstance(size, int) else 0)
+                found[key] = (rowid, _row_tag_value(tag), filename, expire_time, size if isinstance(size, int) else 0)
         return found
 
     def delete(self, key: str) -> bool:
@@ -319,7 +320,7 @@ class DiskcacheBackend(MetaCounters):
 
     def _row_tag(self, key: str) -> Tag:
         row = self._data._sql("SELECT tag FROM Cache WHERE key = ? AND raw = 1", (key,)).fetchone()
-        return row[0] if row and isinstance(row[0], str) else None
+        return _row_tag_value(row[0]) if row else None
 
     def _delete_counted(self, key: str, deltas: collections.Counter[str]) -> bool:
         """Delete ``key`` (inside the caller's transaction), counting its tag as gone."""
@@ -373,7 +374,7 @@ class DiskcacheBackend(MetaCounters):
     def _text(self, mode: int, filename: str | None, value: Any) -> str | None:
         try:
             data = self._data._disk.fetch(mode, filename, value, False)
-        except (StoreError, OSError):
+        except (StoreError, OSError, UnicodeDecodeError):   # a large value's file with a damaged byte
             return None
         if isinstance(data, bytes):
             try:
@@ -412,6 +413,10 @@ class DiskcacheBackend(MetaCounters):
         """Tag the rows written before the census (reading them once), then count the
         rows per tag and store that as the census, in one transaction."""
         with guard(self.location), self._data.transact():
+            # A tag that is not UTF-8 text (a damaged byte) is dropped, and its row tagged anew.
+            damaged = [(rowid,) for rowid, tag in self._data._sql(
+                "SELECT rowid, tag FROM Cache WHERE tag IS NOT NULL AND raw = 1") if _row_tag_value(tag) is None]
+            self._data._con.executemany("UPDATE Cache SET tag = NULL WHERE rowid = ?", damaged)
             untagged = self._data._sql(
                 "SELECT rowid, key, mode, filename, value FROM Cache WHERE tag IS NULL AND raw = 1 AND "
                 "((key >= 'rec:' AND key < 'rec;') OR (key >= 'fail:' AND key < 'fail;'))").fetchall()
@@ -422,7 +427,7 @@ class DiskcacheBackend(MetaCounters):
                     self._data._sql("UPDATE Cache SET tag = ? WHERE rowid = ?", (tag, rowid))
             rows = self._data._sql("SELECT tag, COUNT(*) FROM Cache WHERE tag IS NOT NULL AND raw = 1 "
                                    "GROUP BY tag").fetchall()
-            counts = {tag: int(n) for tag, n in rows if isinstance(tag, str)}
+            counts = {tag: int(n) for tag, n in rows if _row_tag_value(tag)}
             self._census_reset(counts)
         return counts
 
@@ -432,21 +437,25 @@ class DiskcacheBackend(MetaCounters):
                                     [*counts.items(), (CENSUS_READY, 1)])
 
     def unsafe_keys(self) -> int:
-        """Rows with a pickled key, or a key that is not UTF-8 text (a damaged byte:
-        no command can name it, so only a repair removes it)."""
+        """Rows with a pickled key, or a key that is not UTF-8 text (a damaged byte: no
+        command can name it, so only a repair removes it), in either part (the meta
+        part's pickled entries are ``check``'s). Read as a cursor: memory stays flat."""
         with guard(self.location):
-            return len(self._unsafe_rows(self._data, with_pickled_values=False))
+            return sum(1 for _ in self._unsafe_rows(self._data, pickled=True)) + \
+                sum(1 for _ in self._unsafe_rows(self._meta, pickled=False))
 
-    def _unsafe_rows(self, cache: diskcache.Cache, *, with_pickled_values: bool) -> list[tuple[int, str | None]]:
-        """(rowid, filename) of the rows fpcli never writes: pickled keys (and, with
-        ``with_pickled_values``, values), and keys that are not UTF-8 text."""
-        pickled = cache._sql("SELECT rowid, filename FROM Cache WHERE raw = 0" +
-                             (" OR mode = ?" if with_pickled_values else ""),
-                             (diskcache.core.MODE_PICKLE,) if with_pickled_values else ()).fetchall()
-        damaged = [(rowid, filename) for rowid, key, filename in
-                   cache._sql("SELECT rowid, key, filename FROM Cache WHERE raw = 1").fetchall()
-                   if isinstance(key, str) and not is_text(key)]
-        return pickled + damaged
+    @staticmethod
+    def _unsafe_rows(cache: diskcache.Cache, *, pickled: bool, pickled_values: bool = False
+                     ) -> Iterator[tuple[int, str | None]]:
+        """(rowid, filename) of the rows fpcli never writes: with ``pickled``, pickled
+        keys (and with ``pickled_values`` values); always, keys that are not UTF-8 text."""
+        if pickled:
+            yield from cache._sql("SELECT rowid, filename FROM Cache WHERE raw = 0" +
+                                  (" OR mode = ?" if pickled_values else ""),
+                                  (diskcache.core.MODE_PICKLE,) if pickled_values else ())
+        for rowid, key, filename in cache._sql("SELECT rowid, key, filename FROM Cache WHERE raw = 1"):
+            if isinstance(key, str) and not is_text(key):
+                yield rowid, filename
 
     def remove_unsafe(self) -> int:
         """Delete rows with pickled keys or values (fpcli never writes either) and rows
@@ -454,7 +463,7 @@ class DiskcacheBackend(MetaCounters):
         removed = 0
         with guard(self.location):
             for cache in (self._data, self._meta):
-                for rowid, filename in self._unsafe_rows(cache, with_pickled_values=True):
+                for rowid, filename in list(self._unsafe_rows(cache, pickled=True, pickled_values=True)):
                     cache._sql("DELETE FROM Cache WHERE rowid = ?", (rowid,))
                     if filename:
                         cache._disk.remove(filename)
@@ -497,7 +506,7 @@ class DiskcacheBackend(MetaCounters):
             rows = self._data._sql(query, args).fetchall()
             for rowid, tag, *_ in rows:
                 self._data._sql("DELETE FROM Cache WHERE rowid = ?", (rowid,))
-                if tag:
+                if _row_tag_value(tag):
                     deltas[tag] -= 1
             self._census_add(deltas)
         for _, _, filename, key, mode, value in rows:
@@ -513,9 +522,9 @@ class DiskcacheBackend(MetaCounters):
         it cannot be read."""
         try:
             text = self._data._disk.fetch(mode, filename, value, False)
-        except (OSError, StoreError, ValueError):
+        except (OSError, StoreError, ValueError):   # UnicodeDecodeError is a ValueError
             return None
-        return text if isinstance(text, str) else None
+        return text if isinstance(text, str) and is_text(text) else None
 
     def removed_records(self) -> list[tuple[str, str]]:
         """(key, text) of the records ``maintain`` removed since the last call."""
@@ -677,3 +686,9 @@ def _expired(row: tuple[int, Tag, str | None, float | None, int] | None, now: fl
     """Whether a row found by ``DiskcacheBackend._old_rows`` had expired by ``now``."""
     expire_time = None if row is None else row[3]
     return expire_time is not None and expire_time <= now
+
+
+def _row_tag_value(tag: Any) -> str | None:
+    """A row's census tag as read, or None when it is none or not UTF-8 text (a damaged
+    byte: bound back into the census table, it raised UnicodeEncodeError)."""
+    return tag if isinstance(tag, str) and tag and is_text(tag) else None

@@ -65,7 +65,9 @@ class MetaCounters:
 
     def journal_since(self, generation: int) -> list[str] | None:
         current = self.generation()
-        if current - generation > JOURNAL_LIMIT:
+        # Behind the index (a damaged counter restarted from 0): the changes are unknown, as
+        # on Redis; [] kept a stale index current until the counter passed its old value.
+        if current < generation or current - generation > JOURNAL_LIMIT:
             return None
         keys = []
         with guard(self.location):

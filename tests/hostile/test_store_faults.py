@@ -140,7 +140,8 @@ def _set_raw_bytes(database, sql: str, *args) -> None:
 
 
 @pytest.mark.parametrize("damage", ["a byte inside a record's path", "a byte of a record's key",
-                                    "a byte of a journal entry"])
+                                    "a byte of a journal entry", "a byte of a meta key", "a byte of a record's tag",
+                                    "a byte in a large record's file"])
 def test_a_damaged_byte_the_json_or_the_key_would_hide_is_found_and_repaired(populated, tmp_path, damage):
     """Read with surrogateescape, a bad byte inside a JSON string became a lone
     surrogate that the fallback JSON parser took, and a path may hold one (a file
@@ -161,13 +162,26 @@ def test_a_damaged_byte_the_json_or_the_key_would_hide_is_found_and_repaired(pop
     elif damage == "a byte of a record's key":
         _set_raw_bytes(store / "data" / "cache.db", "UPDATE Cache SET key = CAST(? AS TEXT) WHERE key = ?",
                        key.encode()[:-1] + b"\xff", key)
-    else:
+    elif damage == "a byte of a journal entry":
         assert_clear(cli("analyze", library / "track000.wav", "--force", store=store), 0)   # a journal entry
         with diskcache.Cache(str(store / "meta")) as meta:
             last = f"change:{meta['generation']}"
             entry = meta[last]
         _set_raw_bytes(store / "meta" / "cache.db", "UPDATE Cache SET value = CAST(? AS TEXT) WHERE key = ?",
                        entry.encode() + b"\xff", last)
+    elif damage == "a byte of a meta key":   # the generation counter: search kept a stale index
+        _set_raw_bytes(store / "meta" / "cache.db", "UPDATE Cache SET key = CAST(? AS TEXT) WHERE key = ?",
+                       b"generatio\xff", "generation")
+    elif damage == "a byte of a record's tag":   # a rewrite of the record bound it into the census: a traceback
+        _set_raw_bytes(store / "data" / "cache.db", "UPDATE Cache SET tag = CAST(? AS TEXT) WHERE key = ?",
+                       b"full\xff", key)
+        assert_clear(cli("analyze", library, "--force", store=store), 0, 3)
+    else:   # over 32 KB, diskcache keeps a value in a file of its own: a damaged byte there was a traceback
+        with diskcache.Cache(str(store / "data")) as raw:
+            raw.set(key, text[:-1] + " " * 40_000 + "}")
+        (value_file,) = list((store / "data").rglob("*.val"))
+        content = value_file.read_bytes()
+        value_file.write_bytes(content[:30] + b"\xff" + content[31:])
     assert_clear(cli("cache", "verify", store=store), 3)
     _every_command_works(store, library, tmp_path)
     assert_clear(cli("cache", "verify", "--repair", store=store), 0)
