@@ -111,12 +111,13 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
     for problem in problems:
         on_event("track", failed(problem.path, "ScanError", problem.message))
     try:
-        first, copies = split_copies(_answer_known(files, store, options, summary, on_event))
+        missed: set[str] = set()
+        first, copies = split_copies(_answer_known(files, store, options, summary, on_event, missed=missed))
         failed_contents = _analyse(first, store, options, summary, on_event)
         copies = _share_failures(copies, failed_contents, store, options, summary, on_event)
         if copies:  # their content is stored now (unless only the content keys were equal)
-            if not options.force:
-                store.take_back_misses(len(copies))   # looked up again: counted by their second answer
+            # Looked up again: counted by their second answer.
+            store.take_back_misses(sum(1 for _, path, _ in copies if path in missed))
             rest = _answer_known([path for _, path, _ in copies], store, dataclasses.replace(options, force=False),
                                  summary, on_event, analysed_since=began if options.force else None)
             _analyse(rest, store, options, summary, on_event)
@@ -129,10 +130,12 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
 
 
 def _answer_known(files: list[str], store: FingerprintStore, options: RunOptions, summary: RunSummary,
-                  on_event: Event, *, analysed_since: float | None = None) -> Todo:
+                  on_event: Event, *, analysed_since: float | None = None, missed: set[str] | None = None) -> Todo:
     """Report each file the store can answer (a hit, a known failure, an unreadable
     file); the others are returned to be analysed. ``analysed_since``: only records
-    analysed since then answer (a forced run's copies, served what it analysed)."""
+    analysed since then answer (a forced run's copies, served what it analysed).
+    ``missed`` gets the files returned whose look-up was counted as a miss (not one
+    forced, nor a known failure tried again: those are not counted)."""
     todo: Todo = []
     for path, lookup in zip(files, look_up_all(store, files, options.want, force=options.force), strict=True):
         if analysed_since is not None and lookup.record is not None and lookup.record.analysed_at < analysed_since:
@@ -145,6 +148,8 @@ def _answer_known(files: list[str], store: FingerprintStore, options: RunOptions
             on_event("track", known)
         elif lookup.identity is not None and (lookup.previous is not None or not options.upgrade):
             todo.append((_heard(lookup.previous), path, lookup.identity))
+            if missed is not None and not options.force and lookup.failure is None:
+                missed.add(path)
         else:
             summary.skipped_new += 1
     return todo

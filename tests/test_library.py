@@ -540,3 +540,21 @@ def test_a_copy_answered_in_the_same_run_is_one_look_up(tmp_path, force):
     assert (summary.analysed, summary.cached) == (1, 1)
     # --force analyses without looking up (no count); the copy is then looked up once.
     assert (stats["hits"], stats["misses"]) == ((1, 0) if force else (1, 1))
+
+
+def test_copies_of_a_failure_tried_again_take_back_no_miss(tmp_path):
+    """A known failure tried again (--retry-failed) is looked up without a count: its
+    copy's miss was taken back anyway, and stats said -1 misses."""
+    import shutil
+
+    (tmp_path / "lib").mkdir()
+    original = write(tmp_path / "lib" / "a.wav", synth.music_like(2.0, 22050, seed=4), 22050)
+    shutil.copy(original, tmp_path / "lib" / "b.wav")
+    with FingerprintStore.open(tmp_path / "s") as store:
+        for name in ("a.wav", "b.wav"):
+            store.save_failure(str(tmp_path / "lib" / name), None, "DecodeError", "was broken once")
+        summary = run_library([str(tmp_path / "lib")], store, RunOptions(jobs=1, retry_failed=True))
+        store.flush_stats()
+        stats = store.stats()
+    assert (summary.analysed, summary.cached) == (1, 1)
+    assert (stats["hits"], stats["misses"]) == (1, 0)
