@@ -366,3 +366,23 @@ def test_an_older_export_imported_keeps_the_newer_path_entries(tmp_path, lib):
         import_store(store, tmp_path / "old.jsonl")
         after = {name: store._read_path_entry(str(lib / name)) for name in now}
     assert after == now
+
+
+def test_two_records_of_one_import_batch_naming_one_path_leave_the_later_sight(tmp_path, lib):
+    """The last record of a batch naming a path won whatever its time."""
+    import dataclasses
+
+    from fpcli.store.records import PathSeen
+
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    path = str(lib / "song0.wav")
+    with FingerprintStore.open(store_dir) as store:
+        newer = store.record_for_path(path)
+        older = store.record_for_path(str(lib / "song1.wav"))
+        seen = newer.seen_at(path)
+        older = dataclasses.replace(older, paths=(PathSeen(path, seen.mtime_ns - 10**9),))
+        newer = dataclasses.replace(newer, paths=(PathSeen(path, seen.mtime_ns + 10**9),))
+    with FingerprintStore.open(tmp_path / "fresh") as fresh:
+        fresh.import_records([newer, older])
+        assert fresh._read_path_entry(path)["digest"] == newer.digest

@@ -19,7 +19,7 @@ from fpcli.params import FINGERPRINT_VERSION
 from fpcli.store.census import FAILURE_TAG, census_tag
 from fpcli.store.index_rows import IndexRow, index_row, index_row_of
 from fpcli.store.protocol import BATCH, Backend, Put, Tag
-from fpcli.store.records import Failure, Record, merged_record, path_key
+from fpcli.store.records import Failure, PathSeen, Record, merged_record, path_key
 from fpcli.store.schema import (
     dumps,
     failure_to_json,
@@ -436,7 +436,12 @@ class StoreImports(StoreReader):
         time or later than the record did: an older export imported into a live store
         put back each path's old size, time and content (a file rewritten since pointed
         at its old audio again, and a touched one was read whole at every look-up)."""
-        wanted = {path_key(seen.path): (seen, record) for record in records for seen in record.paths}
+        wanted: dict[str, tuple[PathSeen, Record]] = {}
+        for record in records:
+            for seen in record.paths:   # two records of a batch naming one path: the later sight
+                key = path_key(seen.path)
+                if key not in wanted or wanted[key][0].mtime_ns < seen.mtime_ns:
+                    wanted[key] = (seen, record)
         keys = [f"path:{key}" for key in wanted]
         puts: list[Put] = []
         for key, (seen, record), text in zip(keys, wanted.values(), self.backend.get_many(keys), strict=True):
