@@ -258,3 +258,7 @@ def test_a_record_journaled_many_times_counts_once_toward_a_rebuild():
     assert not repeated.needs_rebuild(rows=10)
     assert Pending(0, (1, 1), [f"rec:{n}" for n in range(1001)]).needs_rebuild(rows=10)
     assert Pending(0, (1, 1), None).needs_rebuild(rows=10**6)
+    # More records changed than a quarter of the rows: a build (batched) beats a replay (one by one).
+    changed = [f"rec:{n}" for n in range(2_600)] * 2
+    assert Pending(0, (1, 1), changed).needs_rebuild(rows=10_000)
+    assert not Pending(0, (1, 1), changed).needs_rebuild(rows=20_000)

@@ -384,9 +384,12 @@ class Pending:
 
     def needs_rebuild(self, rows: int) -> bool:
         """True when an index of ``rows`` rows is better built again than replayed: the
-        journal cannot say what changed, or more changed than it has rows (or 1,000)."""
-        # Records, not journal entries: each write is journaled twice, a record may change often.
-        return self.changes is None or len(set(self.changes)) > max(1000, rows)
+        journal cannot say what changed, or more records changed than a quarter of its
+        rows (or 1,000). Records, not journal entries (each write is journaled twice);
+        a quarter, because a replay reads each changed record alone and a build reads
+        them all in batches: every record of 5,000 rewritten took 1.52 s to replay
+        against 0.32 s to build."""
+        return self.changes is None or len(set(self.changes)) > max(1000, rows // 4)
 
 
 def pending_changes(index: Index, store: FingerprintStore) -> Pending:
