@@ -217,10 +217,13 @@ def salvage_part(folder: str, *, before_swap: Callable[[], None] | None = None) 
     try:
         os.rename(built, folder)
     except OSError as exc:   # the damaged part back where it was, if it can be
-        with contextlib.suppress(OSError):
+        try:
             os.rename(damaged, folder)
+            where = f"the damaged part is back at {folder}"
+        except OSError:
+            where = f"the damaged part is at {damaged}"
         raise StoreError(f"cannot put the rebuilt store part in place of {folder}: {exc}; the rebuild is kept "
-                         f"as {built} and the damaged part as {damaged}") from None
+                         f"as {built} and {where}") from None
     return len(kept)
 
 
