@@ -594,6 +594,9 @@ def test_a_redis_user_without_scripts_still_writes_and_counts(redis_url, tracks)
             stats = store.stats()
             assert stats["census_exact"] and (stats["entries"], stats["with_batch"]) == (2, 1)
             assert store.stats(recount=True)["entries"] == 2 and verify(store) == []
+            # the journal's tail, read by a script for the others, is read whole for this user
+            assert store.changes_since(store.generation() - 2) == 2 * [store.lookup(tracks[0], NEED).record.key]
+            assert store.changes_since(store.generation() + 1) is None
     finally:
         admin.execute_command("ACL", "DELUSER", "no-scripts")
 

@@ -174,6 +174,20 @@ if old then return 1 end
 return 0
 """
 
+# The journal's tail since generation ARGV[1], in one atomic step: {generation, keys}
+# where keys is -1 when the journal cannot say (behind the index, or trimmed past it)
+# and -2 when the counter is damaged. Reading the whole list (LRANGE 0 -1) on every
+# search cost 54 ms at 20,000 entries, against the few entries a search needs.
+JOURNAL_TAIL = """
+local current = tonumber(redis.call("GET", KEYS[1]) or "0")
+if current == nil or current ~= math.floor(current) then return {0, -2} end
+local missing = current - tonumber(ARGV[1])
+if missing < 0 then return {current, -1} end
+if missing == 0 then return {current, {}} end
+if missing > redis.call("LLEN", KEYS[2]) then return {current, -1} end
+return {current, redis.call("LRANGE", KEYS[2], -missing, -1)}
+"""
+
 class _ScriptsRefused(Exception):
     """This Redis user may not run scripts (or the server has them renamed away)."""
 
@@ -248,6 +262,7 @@ class RedisBackend:
             for client in (self._client, self._bin):
                 client.connection_pool.connection_class = HandshakeBounded
         self._write_counted = self._bin.register_script(WRITE_COUNTED)
+        self._journal_tail = self._client.register_script(JOURNAL_TAIL)
         self._delete_counted = self._bin.register_script(DELETE_COUNTED)
         self._scripts = True   # until this user is refused them (``_scripted``)
         self._call(self._client.ping)
@@ -642,6 +657,17 @@ class RedisBackend:
         return int(self._call(pipe.execute)[0])
 
     def journal_since(self, generation: int) -> list[str] | None:
+        if self._scripts:
+            done, reply = self._scripted(lambda: self._journal_tail(
+                keys=[self._meta + "generation", self._meta + "journal"], args=[generation]))
+            if done and reply is not None:
+                _, keys = reply
+                return None if isinstance(keys, int) else list(keys)
+        return self._journal_since_read_whole(generation)
+
+    def _journal_since_read_whole(self, generation: int) -> list[str] | None:
+        """``journal_since`` for users who may not run scripts: the generation and the
+        whole list in one transaction."""
         pipe = self._client.pipeline(transaction=True)
         pipe.get(self._meta + "generation")
         pipe.lrange(self._meta + "journal", 0, -1)
