@@ -248,6 +248,11 @@ def test_a_damaged_file_in_a_pipe_says_why_it_is_partial(tmp_path):
     heading, mark = result.stdout.splitlines()[:2]
     assert heading.startswith(f"{tmp_path / 'cut.ogg'}  (") and "OGG/VORBIS" in heading
     assert mark.startswith("partial: ") and "truncated" in mark
+    # cache list said "full" for it, with no reason in its JSON, where analyze says partial
+    listed = runner.invoke(app, ["cache", "list"]).stdout.split("\t")
+    assert listed[5] == "partial"
+    (item,) = [json.loads(line) for line in runner.invoke(app, ["cache", "list", "--json"]).stdout.splitlines()]
+    assert item["partial"] and "truncated" in item["partial_reason"]
 
 
 def test_the_terminal_and_the_pipe_share_the_heading(tmp_path, private_store):

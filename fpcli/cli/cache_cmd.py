@@ -177,11 +177,20 @@ def _listing(record: Record, path: str) -> dict[str, Any]:
     audio, validation = record.audio, record.validation
     return {
         "path": path, "paths": len(record.paths), "duration_s": audio.duration_s, "samplerate": audio.samplerate,
-        "channels": audio.channels, "partial": audio.partial, "complete": record.complete,
+        "channels": audio.channels, "partial": audio.partial, "partial_reason": audio.partial_reason,
+        "complete": record.complete,
         "seconds": record.streaming.seconds, "tempo_bpm": record.streaming.values.get("tempo_bpm"),
         "has_batch": record.batch is not None, "validation": validation.status if validation else None,
         "fingerprint_version": record.fingerprint_version, "analysed_at": record.analysed_at,
     }
+
+
+def _heard(listing: dict[str, Any]) -> str:
+    """What of the file its record heard, as ``analyze`` names it: "partial" for a file
+    read to its end that is damaged (the listing said "full", analyze "partial")."""
+    if not listing["complete"]:
+        return f"preview {seconds_text(listing['seconds'])} s"
+    return "partial" if listing["partial"] else "full"
 
 
 @cache_app.command("list")
@@ -223,7 +232,7 @@ def cache_list(
         return
     rows = [[item["path"], f"{item['duration_s']:.1f} s", f"{item['samplerate']}/{item['channels']}",
              format_value(item["tempo_bpm"], "BPM"), "yes" if item["has_batch"] else "no",
-             "full" if item["complete"] else f"preview {seconds_text(item['seconds'])} s",
+             _heard(item),
              item["validation"] or "—", when(item["analysed_at"])] for item in listed]
     rows_out(f"{len(listed)} path(s)", ["path", "duration", "rate/ch", "tempo", "batch", "heard", "validation",
                                         "analysed"], rows)
