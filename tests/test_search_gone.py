@@ -386,3 +386,25 @@ def test_two_records_of_one_import_batch_naming_one_path_leave_the_later_sight(t
     with FingerprintStore.open(tmp_path / "fresh") as fresh:
         fresh.import_records([newer, older])
         assert fresh._read_path_entry(path)["digest"] == newer.digest
+
+
+def test_a_prune_gives_a_touched_file_its_time_so_it_is_read_whole_once(tmp_path, lib, monkeypatch):
+    """A touched file confirmed by its digest kept its stored time: every prune, search
+    and dupes read it whole again, until an analyze. The prune now stores its time."""
+    from fpcli.store import prune, records
+
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    _touched(lib / "song0.wav")
+    reads: list[str] = []
+    real = records.file_digest
+    monkeypatch.setattr(records, "file_digest", lambda path: reads.append(path) or real(path))
+    with FingerprintStore.open(store_dir) as store:
+        assert prune(store, dry_run=True) == [] and len(reads) == 1    # a dry run writes nothing
+        assert prune(store) == [] and len(reads) == 2
+        assert prune(store) == [] and len(reads) == 2                  # its time is the file's now
+        record = store.record_for_path(str(lib / "song0.wav"))
+        mtime = os.stat(lib / "song0.wav").st_mtime_ns
+        assert record.seen_at(str(lib / "song0.wav")).mtime_ns == mtime
+        assert store._read_path_entry(str(lib / "song0.wav"))["mtime_ns"] == mtime
+    assert _search(store_dir, lib / "song2.wav", k=5) and len(reads) == 2

@@ -285,6 +285,16 @@ class FingerprintStore(StoreImports):
                 return updated
         raise StoreError(f"{key}: the record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
 
+    def retime_path(self, identity: FileIdentity) -> None:
+        """Give the path entry of a file confirmed to hold this content (a prune's
+        touched file) the file's time now, unless the entry names another content by
+        then (another run analysed what is there now: its entry stays)."""
+        assert identity.digest is not None
+        entry = self._read_path_entry(identity.path)
+        if entry is None or entry["digest"] == identity.digest:
+            self._put(f"path:{path_key(identity.path)}", path_entry_text(
+                identity.path, identity.size, identity.mtime_ns, identity.digest, identity.content_key))
+
     def _claim_path(self, identity: FileIdentity, entry: dict[str, Any] | None, params_key: str) -> None:
         """Point the path entry at this content; a record of the content that was there
         before (the file changed at its path) loses the path, and a failure recorded for

@@ -131,42 +131,65 @@ GONE_FILE, CHANGED_FILE = "gone", "changed"
 
 def stored_file_state(path: str, size: int, mtime_ns: int, digest: str | None = None,
                       content_key: str | None = None) -> str | None:
-    """None while the file of a stored path is still the one analysed, else GONE_FILE
-    or CHANGED_FILE, as a look-up confirms it: ``cache prune`` and search called a
-    touched file changed (prune dropped its record, batch values and verdict with it)
-    and a CUE track whose sheet moved its bounds unchanged, while ``analyze`` served
-    the one and analysed the other again. One stat when the size and modification time
-    are those stored; then, for a CUE track, the salted ``content_key`` (128 KiB read:
-    its sheet's bounds are the salt). A file of the same size whose time moved
-    (touched, copied without its times, restored) is read whole and compared by
-    ``digest`` (the record's, salted for a CUE track). A named stream has no file that
-    could be gone."""
+    """``file_state``'s verdict alone: None while the file of a stored path is still the
+    one analysed, else GONE_FILE or CHANGED_FILE."""
+    return file_state(path, size, mtime_ns, digest, content_key).why
+
+
+@dataclasses.dataclass(frozen=True)
+class FileState:
+    """What a stored path's file is now: ``why`` None while it is the one analysed,
+    else GONE_FILE or CHANGED_FILE; ``touched_ns`` its modification time now when only
+    that moved (its bytes confirmed by the digest between two equal stats), which a
+    record may take so that the file is not read whole again."""
+
+    why: str | None
+    touched_ns: int | None = None
+
+
+def file_state(path: str, size: int, mtime_ns: int, digest: str | None = None,
+               content_key: str | None = None) -> FileState:
+    """Whether the file of a stored path is still the one analysed, as a look-up
+    confirms it: ``cache prune`` and search called a touched file changed (prune dropped
+    its record, batch values and verdict with it) and a CUE track whose sheet moved its
+    bounds unchanged, while ``analyze`` served the one and analysed the other again. One
+    stat when the size and modification time are those stored; then, for a CUE track,
+    the salted ``content_key`` (128 KiB read: its sheet's bounds are the salt). A file
+    of the same size whose time moved (touched, copied without its times, restored) is
+    read whole and compared by ``digest`` (the record's, salted for a CUE track). A
+    named stream has no file that could be gone."""
     if path.startswith(STREAM_PREFIX):
-        return None
+        return FileState(None)
     try:
         file, salt = entry_file(path)
         st = os.stat(file)
     except OSError:
-        return GONE_FILE
+        return FileState(GONE_FILE)
     if not stat.S_ISREG(st.st_mode) or st.st_size != size:
-        return CHANGED_FILE
+        return FileState(CHANGED_FILE)
     # A file there that cannot be read now (permissions, a network share's hiccup) is
     # left as it is, as a look-up leaves its record: taken for gone, prune dropped every
     # track of an album whose image was unreadable for a moment.
     if st.st_mtime_ns == mtime_ns:
         if not salt or content_key is None:
-            return None
+            return FileState(None)
         try:
-            return None if entry_identity_keys(path, size, digest=False)[0] == content_key else CHANGED_FILE
+            same = entry_identity_keys(path, size, digest=False)[0] == content_key
         except OSError:
-            return None
+            return FileState(None)
+        return FileState(None if same else CHANGED_FILE)
     if digest is None:
-        return CHANGED_FILE
+        return FileState(CHANGED_FILE)
     try:
         same = entry_identity_keys(path, size, digest=True)[1] == digest
+        after = os.stat(file)
     except OSError:
-        return None
-    return None if same else CHANGED_FILE
+        return FileState(None)
+    if not same:
+        return FileState(CHANGED_FILE)
+    # Its time is taken only if the file stood still while it was read.
+    steady = (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    return FileState(None, st.st_mtime_ns if steady else None)
 
 
 def stat_regular(path: str) -> os.stat_result:
