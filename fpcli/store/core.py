@@ -289,11 +289,16 @@ class FingerprintStore(StoreImports):
         """Give the path entry of a file confirmed to hold this content (a prune's
         touched file) the file's time now, unless the entry names another content by
         then (another run analysed what is there now: its entry stays)."""
-        assert identity.digest is not None
         entry = self._read_path_entry(identity.path)
         if entry is None or entry["digest"] == identity.digest:
-            self._put(f"path:{path_key(identity.path)}", path_entry_text(
-                identity.path, identity.size, identity.mtime_ns, identity.digest, identity.content_key))
+            self._put_path_entry(identity)
+
+    def _put_path_entry(self, identity: FileIdentity) -> None:
+        """The path entry saying the file at ``identity.path``, of its size and time,
+        holds ``identity``'s content."""
+        assert identity.digest is not None
+        self._put(f"path:{path_key(identity.path)}", path_entry_text(
+            identity.path, identity.size, identity.mtime_ns, identity.digest, identity.content_key))
 
     def _claim_path(self, identity: FileIdentity, entry: dict[str, Any] | None, params_key: str) -> None:
         """Point the path entry at this content; a record of the content that was there
@@ -306,8 +311,7 @@ class FingerprintStore(StoreImports):
             self.rewrite_paths(record_key(entry["digest"], params_key), lambda old: (
                 [seen for seen in old.paths if seen.path != path], []) if any(
                     seen.path == path for seen in old.paths) else None)
-        self._put(f"path:{path_key(identity.path)}", path_entry_text(
-            identity.path, identity.size, identity.mtime_ns, identity.digest, identity.content_key))
+        self._put_path_entry(identity)
         self.delete_failure(identity.path)
 
     def rewrite_paths(self, key: str, change: PathChange) -> Record | None:

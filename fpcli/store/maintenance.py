@@ -83,7 +83,7 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
         gone, touched = _judged(record, states)
         if gone and dry_run:
             removed += gone
-        elif gone or (touched and not dry_run):
+        elif not dry_run and (gone or touched):
             # One read and one write per record (a read and a write per gone path cost
             # 1.45 ms a path: 183 s for 2,000 records of 63 gone paths), judged again on
             # the record as it is when written: another process may have given it a path
