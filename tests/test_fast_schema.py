@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fpcli.errors import BadEntryError
-from fpcli.store.fast_schema import sound_texts
-from fpcli.store.schema import parse_records, parse_records_checked, record_text
+from fpcli.store.fast_schema import sound_texts, vouched_lines
+from fpcli.store.schema import parse_records, parse_records_checked, record_line, record_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import make_records  # noqa: E402  (benchmarks/make_records.py: one real record, cloned)
@@ -126,6 +126,8 @@ def test_the_gate_says_yes_only_to_what_the_parser_accepts(written, choice):
     text = json.dumps(data)
     if sound_texts([text]) == [True]:
         assert _accepted([text]) == [True], text[:300]
+    if vouched_lines([record_line(text).encode()]) != [None]:   # an import's line, stored as it came
+        assert _accepted([text]) == [True], text[:300]
     _same_parse([text])
 
 
@@ -137,6 +139,9 @@ def test_every_single_replacement_is_judged_as_the_parser_judges(written):
              for odd in ODD]
     gate, parser = sound_texts(texts), _accepted(texts)
     assert not [t for t, g, p in zip(texts, gate, parser, strict=True) if g and not p]
+    lines = [v is not None for v in vouched_lines([record_line(t).encode() for t in texts])]
+    assert not [t for t, g, p in zip(texts, lines, parser, strict=True) if g and not p]
+    assert sum(lines) > 0.2 * sum(parser)
     assert sum(gate) > 0.2 * sum(parser)  # it still vouches for many sound variants
     _same_parse(texts)
 

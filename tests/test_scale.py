@@ -448,15 +448,15 @@ def test_an_import_that_fails_keeps_whole_batches_and_says_why(template, tmp_pat
     monkeypatch.setattr(maintenance, "BATCH", BATCH)
     path = _export_file(template, 10 * BATCH + 5, tmp_path / "in.jsonl")
     with FingerprintStore.open(tmp_path / "store") as store:
-        real, calls = store.import_records, []
+        real, calls = store.import_batch, []
 
-        def fail_on_the_third(records):
-            calls.append(len(records))
+        def fail_on_the_third(items):
+            calls.append(len(items))
             if len(calls) == 3:
                 raise StoreError("the store is full")
-            return real(records)
+            return real(items)
 
-        monkeypatch.setattr(store, "import_records", fail_on_the_third)
+        monkeypatch.setattr(store, "import_batch", fail_on_the_third)
         with pytest.raises(StoreError, match="full; 20 records and 0 failures were imported before it, in whole "
                                              "batches: run the import again to complete it"):
             import_store(store, path)

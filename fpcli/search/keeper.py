@@ -23,9 +23,10 @@ import numpy as np
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.search.index import KINDS, Index, decode_paths, index_of, row_fields, row_values
 from fpcli.search.saved import keep_shared_current, loaded_index, save_index
-from fpcli.store import FingerprintStore, Record
+from fpcli.store import FingerprintStore
 from fpcli.store.census import census_summary
 from fpcli.store.index_rows import IndexRow, index_row_of
+from fpcli.store.reading import ImportedBatch
 
 
 @dataclasses.dataclass
@@ -66,10 +67,11 @@ class _Rows:
     positions: list[np.ndarray] = dataclasses.field(default_factory=list)  # (m,) into the _Taken fields
     rewritten: set[str] = dataclasses.field(default_factory=set)           # every key written, indexed or not
 
-    def add(self, records: list[Record], rows: list[tuple[int, IndexRow]]) -> None:
-        """``rows``: (position among the taken fields, row) of the records with a row of this kind."""
+    def add(self, keys: list[str], rows: list[tuple[int, IndexRow]]) -> None:
+        """``keys``: of every record written; ``rows``: (position among the taken fields,
+        row) of the records with a row of this kind."""
         if self.base is not None and len(self.base):
-            self.rewritten.update(r.key for r in records)
+            self.rewritten.update(keys)
         if not rows:
             return
         self.values.append(row_values([row for _, row in rows], self.kind))
@@ -124,11 +126,12 @@ class ImportedRows:
             elif empty:
                 self.kinds[kind] = _Rows(kind, None)
 
-    def add(self, records: list[Record]) -> None:
-        self.changes += 2 * len(records)  # import_records journals each record it returns before and after
+    def add(self, batch: ImportedBatch) -> None:
+        self.changes += 2 * len(batch)  # import_batch journals each record it returns before and after
         if not self.kinds:
             return
-        rows = {kind: [index_row_of(r, kind, self.params_key, FINGERPRINT_VERSION) for r in records]
+        rows = {kind: [index_row_of(r, kind, self.params_key, FINGERPRINT_VERSION) for r in batch.records] +
+                [v.index_row(kind, self.params_key, FINGERPRINT_VERSION) for v in batch.vouched]
                 for kind in self.kinds}
         # A record's key, path, digest and timbre are the same in every kind: kept once.
         firsts = [next((row for row in per_record if row is not None), None)
@@ -136,8 +139,9 @@ class ImportedRows:
         indexed = [(i, row) for i, row in enumerate(firsts) if row is not None]
         position = dict(zip([i for i, _ in indexed], self.taken.add([row for _, row in indexed]).tolist(),
                             strict=True)) if indexed else {}
+        keys = batch.keys()
         for kind, kept in self.kinds.items():
-            kept.add(records, [(position[i], row) for i, row in enumerate(rows[kind]) if row is not None])
+            kept.add(keys, [(position[i], row) for i, row in enumerate(rows[kind]) if row is not None])
 
     def finish(self) -> dict[str, Any]:
         """Save the indexes kept (and share them again when the store shares its index);

@@ -8,14 +8,14 @@ from typing import Any
 
 from fpcli.errors import BadEntryError
 from fpcli.store.protocol import Tag
-from fpcli.store.records import Record
+from fpcli.store.records import RecordFacts
 from fpcli.store.schema import loads, parse_failure, parse_record
 
 COUNTERS = ("hits", "misses", "evictions", "expiries")
 FAILURE_TAG = "fail"
 
 
-def census_tag(record: Record) -> str:
+def census_tag(record: RecordFacts) -> str:
     """The kind of a record for ``stats``: its version and whether it has batch values,
     a verdict, or is a preview, e.g. ``rec:v1:bv-`` (``-``: no)."""
     return (f"rec:v{record.fingerprint_version}:{'b' if record.batch is not None else '-'}"

@@ -18,17 +18,23 @@ on generated records and on every mutation of them the parser refuses.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
 from fpcli.dsp.dupes import MAX_WINDOWS
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
+from fpcli.store.index_rows import IndexRow
 from fpcli.store.limits import MTIME_NS_RANGE, PATH_PATTERN, TIME_LIMIT, VALUE_LIMIT, plausible, value_bounds
-from fpcli.store.records import READABLE_SCHEMAS
-from fpcli.store.timbre_block import packed_values, sound_covariances
+from fpcli.store.records import READABLE_SCHEMAS, RECORD_SCHEMA, record_key
+from fpcli.store.schema import RECORD_LINE_PREFIX
+from fpcli.store.timbre_block import TIMBRE_VALUES, packed_values, sound_covariances
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _INT64 = 2**63 - 1
 _FLOAT_MAX = sys.float_info.max
@@ -145,6 +151,65 @@ def sound_texts(texts: Sequence[str | None]) -> list[bool]:
     return _with_sound_timbres(records)
 
 
+_LINE_PREFIX = RECORD_LINE_PREFIX.encode("ascii")
+# The base64 length of a packed timbre of float32 values (what a record written now holds).
+_PACKED_LENGTH = 4 * -(-4 * TIMBRE_VALUES // 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class VouchedRecord:
+    """A record line of an export that the gate vouches for, kept as it came: its key,
+    its text (what a store holds: stored as is), the checked struct (whose fields a
+    census tag, path entries, candidates and index rows read) and its timbre's packed
+    values ((TIMBRE_VALUES,) float64, or None without a timbre)."""
+
+    key: str
+    text: str
+    record: Record
+    timbre: np.ndarray | None
+
+    def index_row(self, kind: str, params_key: str, version: int) -> IndexRow | None:
+        """``index_row_of`` the record (the same row, or None: not a complete record of
+        these parameters and version, or no values of ``kind``)."""
+        record = self.record
+        source = record.streaming if kind == "streaming" else record.batch
+        if record.params_key != params_key or record.fingerprint_version != version or not record.complete \
+                or source is None:
+            return None
+        values = msgspec.structs.astuple(source.values)   # the struct's fields are the dims in order
+        if all(v is None for v in values):
+            return None
+        return IndexRow(self.key, record.digest, record.paths[-1].path, values, self.timbre)
+
+
+def vouched_lines(lines: Sequence[bytes]) -> list[VouchedRecord | None]:
+    """The records of export lines (bytes, without their line end) that can be stored as
+    they are: lines of exactly the form ``export_store`` writes, whose record text the
+    gate vouches for (``_decoded``: one line of ASCII the parser accepts) and which is
+    of the current schema with a single-precision timbre, as ``record_text`` would
+    write it again. None means "parse the line", not "bad"."""
+    texts = [_record_text_of(line) for line in lines]
+    records = [_decoded(text) for text in texts]
+    records = [r if r is not None and r.schema == RECORD_SCHEMA and
+               (r.timbre is None or len(r.timbre.packed) == _PACKED_LENGTH) else None for r in records]
+    sound, timbres = _sound_timbres(records)
+    return [VouchedRecord(record_key(r.digest, r.params_key), text, r, timbres.get(position))
+            if ok and r is not None and text is not None else None
+            for position, (r, text, ok) in enumerate(zip(records, texts, sound, strict=True))]
+
+
+def _record_text_of(line: bytes) -> str | None:
+    """The record text inside an export line of exactly ``schema.record_line``'s form.
+    A valid record text between the prefix and the final brace makes the whole line
+    the object {"type": "record", "data": text}, whatever the text holds."""
+    if not (line.startswith(_LINE_PREFIX) and line.endswith(b"}")):
+        return None
+    try:
+        return line[len(_LINE_PREFIX):-1].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
 def vouched(items: Sequence[Any]) -> list[bool]:
     """Which parsed records (JSON data) pass every check of the parser but those of
     the timbre's numbers, which the parser makes for a whole batch at once. False
@@ -187,10 +252,15 @@ def _with_sound_timbres(records: list[Record | None]) -> list[bool]:
     """Whether each record passed and its packed timbre (if any) holds plausible values
     (``schema.plausible``) whose covariance is positive semi-definite, checked as one
     stack (``sound_covariances``, what the parser and index builds apply)."""
+    return _sound_timbres(records)[0]
+
+
+def _sound_timbres(records: list[Record | None]) -> tuple[list[bool], dict[int, np.ndarray]]:
+    """``_with_sound_timbres``, and the packed values of each sound timbre by position."""
     import numpy as np
 
     sound = [record is not None for record in records]
-    positions, stack = [], []
+    found: dict[int, np.ndarray] = {}
     for position, record in enumerate(records):
         if record is None or record.timbre is None:
             continue
@@ -198,9 +268,11 @@ def _with_sound_timbres(records: list[Record | None]) -> list[bool]:
         if values is None or not plausible(values):
             sound[position] = False
             continue
-        positions.append(position)
-        stack.append(values)
-    if stack:
-        for position, ok in zip(positions, sound_covariances(np.stack(stack)).tolist(), strict=True):
-            sound[position] = sound[position] and ok
-    return sound
+        found[position] = values
+    if found:
+        for position, ok in zip(list(found), sound_covariances(np.stack(list(found.values()))).tolist(),
+                                strict=True):
+            if not ok:
+                sound[position] = False
+                del found[position]
+    return sound, found

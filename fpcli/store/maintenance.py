@@ -21,13 +21,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from fpcli.errors import BadEntryError, StoreError
 from fpcli.files import atomic_text
 from fpcli.store.census import FAILURE_TAG, census_summary, census_tag, tag_of_entry
 from fpcli.store.core import FingerprintStore, PathChange
 from fpcli.store.protocol import BATCH
+from fpcli.store.reading import ImportedBatch
 from fpcli.store.records import (
     MAX_PATHS,
     Failure,
@@ -40,6 +41,7 @@ from fpcli.store.records import (
     stored_file_state,
 )
 from fpcli.store.schema import (
+    RECORD_LINE_PREFIX,
     dumps,
     failure_to_json,
     is_hex32,
@@ -48,8 +50,12 @@ from fpcli.store.schema import (
     parse_path_entry,
     parse_record,
     parse_records,
+    record_line,
     record_text,
 )
+
+if TYPE_CHECKING:   # the gate (msgspec) is imported by an import only
+    from fpcli.store.fast_schema import VouchedRecord
 
 EXPORT_FORMAT = "fpcli-store-export"
 EXPORT_VERSION = 2
@@ -490,7 +496,7 @@ def _record_line(record: Record | None, text: str) -> str:
     it (a text the fast check vouched for comes without a record: it is such a line)."""
     if record is not None and (not text.isascii() or "\n" in text or "\r" in text):
         text = record_text(record)
-    return '{"type":"record","data":' + text + "}"
+    return record_line(text)
 
 
 @dataclasses.dataclass
@@ -503,15 +509,19 @@ class ImportReport:
 
 def import_store(store: FingerprintStore, source: str | os.PathLike[str] | IO[bytes],
                  progress: Progress = lambda n: None,
-                 on_records: Callable[[list[Record]], None] = lambda records: None) -> ImportReport:
+                 on_records: Callable[[ImportedBatch], None] = lambda batch: None) -> ImportReport:
     """Read an export (a path, ``-`` for stdin, or a binary file ``open_export`` opened:
     a command opens its input before the store, so that a missing file does not leave
     a new, empty store behind): every line is parsed as JSON only and checked
     with the store's own record parser (a batch of lines at a time); valid records
     and failures are stored, other lines rejected with a reason (in line order).
     A batch is written in one transaction or pipeline, so an interrupted import
-    leaves whole batches: running it again completes it. ``on_records`` receives the
-    records of each batch as written (a search index is kept current so)."""
+    leaves whole batches: running it again completes it. ``on_records`` receives
+    each batch as written (a search index is kept current so).
+
+    A record line as an export writes it is checked by the typed gate alone
+    (``fast_schema.vouched_lines``) and stored as it came; the parser reads only the
+    lines the gate cannot vouch for, and says what is wrong with them."""
     report = ImportReport()
     batch = _Batch(on_records)
     rejected: list[tuple[int, str]] = []
@@ -520,8 +530,9 @@ def import_store(store: FingerprintStore, source: str | os.PathLike[str] | IO[by
             open_export(source)
         with opened as handle, store.backend.bulk_writes():
             for number, raw in enumerate(_lines(handle), start=1):
-                reason = _import_line(store, raw, number, report, batch)
-                if reason:
+                if number > 1 and raw is not None and raw.startswith(_RECORD_LINE):
+                    batch.lines.append((number, raw.rstrip(b"\r\n")))   # checked with its batch
+                elif reason := _import_line(store, raw, number, report, batch):
                     rejected.append((number, reason))
                 if len(batch) >= BATCH:
                     batch.flush(store, report, rejected)
@@ -544,36 +555,58 @@ def import_store(store: FingerprintStore, source: str | os.PathLike[str] | IO[by
     return report
 
 
+_RECORD_LINE = RECORD_LINE_PREFIX.encode("ascii")
+
+
 @dataclasses.dataclass
 class _Batch:
     """Lines waiting to be checked and written together (one transaction or
-    pipeline): record data by line number, parsed failures."""
+    pipeline): record lines of an export's form, record data by line number (of
+    other lines), parsed failures."""
 
-    on_records: Callable[[list[Record]], None]
+    on_records: Callable[[ImportedBatch], None]
+    lines: list[tuple[int, bytes]] = dataclasses.field(default_factory=list)
     records: list[tuple[int, Any]] = dataclasses.field(default_factory=list)
     failures: list[Failure] = dataclasses.field(default_factory=list)
     writing: bool = False   # inside the store's writes (an error then may leave part of a batch)
 
     def __len__(self) -> int:
-        return len(self.records) + len(self.failures)
+        return len(self.lines) + len(self.records) + len(self.failures)
 
     def flush(self, store: FingerprintStore, report: ImportReport, rejected: list[tuple[int, str]]) -> None:
+        items: list[tuple[int, Record | VouchedRecord]] = self._vouched(store, report, rejected)
         parsed = parse_records([(f"line {number}", data) for number, data in self.records])
-        good: list[Record] = []
         for (number, _), result in zip(self.records, parsed, strict=True):
             if isinstance(result, BadEntryError):
                 rejected.append((number, "invalid record: " + "; ".join(result.problems[:3])))
             else:
-                good.append(result)
+                items.append((number, result))
+        items.sort(key=lambda item: item[0])   # records of one key are merged in the export's order
         self.writing = True
-        if good:
-            self.on_records(store.import_records(good))
-        report.records += len(good)        # counted once written: a failed write is not imported
+        if items:
+            self.on_records(store.import_batch([item for _, item in items]))
+        report.records += len(items)        # counted once written: a failed write is not imported
         if self.failures:
             store.import_failures(self.failures)
             report.failures += len(self.failures)
         self.writing = False
-        self.records, self.failures = [], []
+        self.lines, self.records, self.failures = [], [], []
+
+    def _vouched(self, store: FingerprintStore, report: ImportReport,
+                 rejected: list[tuple[int, str]]) -> list[tuple[int, Record | VouchedRecord]]:
+        """The record lines the gate vouches for; the others are read as any line
+        (``_import_line``: their data joins ``records``, or they are rejected)."""
+        if not self.lines:
+            return []
+        from fpcli.store.fast_schema import vouched_lines
+
+        found: list[tuple[int, Record | VouchedRecord]] = []
+        for (number, raw), vouched in zip(self.lines, vouched_lines([raw for _, raw in self.lines]), strict=True):
+            if vouched is not None:
+                found.append((number, vouched))
+            elif reason := _import_line(store, raw, number, report, self):
+                rejected.append((number, reason))
+        return found
 
 
 class open_export:  # noqa: N801 (used as a function: with open_export(path) as handle)
@@ -639,7 +672,7 @@ def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report
     kind, data = item.get("type"), item.get("data")
     try:
         if kind == EXPORT_FORMAT:
-            if batch.records or batch.failures or report.records or report.failures or report.rejected:
+            if len(batch) or report.records or report.failures or report.rejected:
                 return "export header in the middle of the file"   # blank lines before it are no content
             if item.get("version") != EXPORT_VERSION:
                 # The whole file is of that version: rejecting the header alone imported

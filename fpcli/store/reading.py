@@ -8,20 +8,23 @@ bulk writes of an import.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fpcli.errors import BadEntryError, StoreError
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.store.census import FAILURE_TAG, census_tag
 from fpcli.store.index_rows import IndexRow, index_row, index_row_of
 from fpcli.store.protocol import BATCH, Backend, Put, Tag
-from fpcli.store.records import Failure, PathSeen, Record, merged_record, path_key
+from fpcli.store.records import Failure, Record, RecordFacts, SeenFacts, merged_record, path_key
 from fpcli.store.schema import (
     dumps,
+    dumps_finite,
     failure_to_json,
     loads,
     parse_failure,
@@ -33,6 +36,10 @@ from fpcli.store.schema import (
     storable_path,
 )
 from fpcli.store.timbre_block import sound_covariances
+
+if TYPE_CHECKING:   # the gate (msgspec) is imported by bulk reads and imports only
+    from fpcli.store.fast_schema import VouchedRecord
+
 
 MAX_CANDIDATES = 16              # digests kept per content key (distinct files with equal heads and tails)
 CANDIDATE_ATTEMPTS = 20          # compare-and-swap rounds of one candidate list against concurrent writers
@@ -401,20 +408,31 @@ class StoreImports(StoreReader):
     """The bulk writes of ``cache import``."""
 
     def import_records(self, records: list[Record]) -> list[Record]:
-        """Store a batch of records read from an export: each merged with the stored one
-        as a save merges (``merged_record``: a preview never replaces a complete record,
-        batch values and a verdict are kept, paths united; an import had written over
-        the stored record whatever it held), with their path entries and candidates, in
-        one transaction (diskcache: a batch is stored whole or not at all; written in
-        slices of BATCH entries, a kill -9 between them left records without their path
-        entries) or one pipeline (Redis: not a MULTI, which a Redis at its maxmemory
-        refuses whole where a pipeline lets it evict); a journal extension before and
-        after it (``journaled``: two changes per record returned) and one ``maintain``
-        per batch. Returns the records as written, one per key."""
+        """``import_batch`` of parsed records alone; returns the records as written."""
+        return self.import_batch(list(records)).records
+
+    def import_batch(self, items: Sequence[Record | VouchedRecord]) -> ImportedBatch:
+        """Store a batch of records read from an export (in the export's order): each
+        merged with the stored one as a save merges (``merged_record``: a preview never
+        replaces a complete record, batch values and a verdict are kept, paths united;
+        an import had written over the stored record whatever it held), with their path
+        entries and candidates, in one transaction (diskcache: a batch is stored whole
+        or not at all; written in slices of BATCH entries, a kill -9 between them left
+        records without their path entries) or one pipeline (Redis: not a MULTI, which
+        a Redis at its maxmemory refuses whole where a pipeline lets it evict); a
+        journal extension before and after it (``journaled``: two changes per record
+        returned) and one ``maintain`` per batch.
+
+        A ``VouchedRecord`` (an export line the gate vouched for, ``fast_schema``) is
+        stored as its text came, without a ``Record`` built and written again (that was
+        most of an import's time), unless its key is stored already or comes twice in
+        the batch: then it is parsed and merged as the others are. Returns what was
+        written, one per key."""
         self.forget_ahead()
+        vouched, records = self._unmerged(items)
         unique = _folded(records)
-        stored = self.backend.get_many([r.key for r in unique])
-        present = {key: text for key, text in zip([r.key for r in unique], stored, strict=True) if text is not None}
+        keys = [r.key for r in unique]
+        present = {key: text for key, text in zip(keys, self.backend.get_many(keys), strict=True) if text is not None}
         known = {record.key: record for record, _ in self._parse_batch(list(present.items()))}
         puts: list[Put] = []
         written: list[Record] = []
@@ -424,19 +442,36 @@ class StoreImports(StoreReader):
                 record = merged_record(existing, record)
             written.append(record)
             puts.append((record.key, record_text(record), census_tag(record)))
-        puts += self._path_puts(written)
-        puts += self._candidate_puts(unique)
-        with self.journaled([r.key for r in unique]):
+        puts += [(v.key, v.text, census_tag(v.record)) for v in vouched]
+        facts: list[RecordFacts] = [*written, *(v.record for v in vouched)]
+        puts += self._path_puts(facts)
+        puts += self._candidate_puts(facts)
+        with self.journaled([*keys, *(v.key for v in vouched)]):
             self.backend.put_many(puts)
         self._maintain()
-        return written
+        return ImportedBatch(written, vouched)
 
-    def _path_puts(self, records: list[Record]) -> list[Put]:
+    def _unmerged(self, items: Sequence[Record | VouchedRecord]) -> tuple[list[VouchedRecord], list[Record]]:
+        """The vouched records to store as they came (a key neither stored nor twice in
+        the batch), and the records to fold and merge, in the batch's order (the fold
+        merges records of one key in that order), vouched ones of other keys parsed."""
+        counts = collections.Counter(item.key for item in items)
+        single = [item for item in items if not isinstance(item, Record) and counts[item.key] == 1]
+        single_keys = [v.key for v in single]
+        stored = {key for key, text in zip(single_keys, self.backend.get_many(single_keys), strict=True)
+                  if text is not None}
+        kept = [v for v in single if v.key not in stored]
+        taken = {v.key for v in kept}
+        records = [item if isinstance(item, Record) else parse_record(item.key, loads(item.key, item.text))
+                   for item in items if item.key not in taken]
+        return kept, records
+
+    def _path_puts(self, records: Sequence[RecordFacts]) -> list[Put]:
         """The path entries of a batch, but where the store saw a path's file at the same
         time or later than the record did: an older export imported into a live store
         put back each path's old size, time and content (a file rewritten since pointed
         at its old audio again, and a touched one was read whole at every look-up)."""
-        wanted: dict[str, tuple[PathSeen, Record]] = {}
+        wanted: dict[str, tuple[SeenFacts, RecordFacts]] = {}
         for record in records:
             for seen in record.paths:   # two records of a batch naming one path: the later sight
                 key = path_key(seen.path)
@@ -455,7 +490,7 @@ class StoreImports(StoreReader):
                                               record.content_key), None))
         return puts
 
-    def _candidate_puts(self, records: list[Record]) -> list[Put]:
+    def _candidate_puts(self, records: Sequence[RecordFacts]) -> list[Put]:
         """The candidate lists of a batch, each read once and written once."""
         wanted: dict[str, list[str]] = {}
         for record in records:
@@ -470,12 +505,27 @@ class StoreImports(StoreReader):
             known = [d for d in data if isinstance(d, str)] if isinstance(data, list) else []
             added = [d for d in dict.fromkeys(wanted[content]) if d not in known]
             if added:
-                puts.append((f"cand:{content}", dumps([*known, *added][-MAX_CANDIDATES:]), None))
+                puts.append((f"cand:{content}", dumps_finite([*known, *added][-MAX_CANDIDATES:]), None))
         return puts
 
     def import_failures(self, failures: list[Failure]) -> None:
         self.backend.put_many([(f"fail:{path_key(f.path)}", dumps(failure_to_json(f)), FAILURE_TAG)
                                for f in failures])
+
+
+@dataclasses.dataclass
+class ImportedBatch:
+    """What ``import_batch`` wrote: the records it built (merged with stored ones) and
+    the vouched ones it stored as they came; one per key."""
+
+    records: list[Record]
+    vouched: list[VouchedRecord]
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.vouched)
+
+    def keys(self) -> list[str]:
+        return [r.key for r in self.records] + [v.key for v in self.vouched]
 
 
 def _folded(records: list[Record]) -> list[Record]:

@@ -23,8 +23,8 @@ import dataclasses
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from fpcli.cue import salted, track_of_entry
 from fpcli.errors import ParameterError
@@ -236,6 +236,46 @@ class PathSeen:
 
     path: str
     mtime_ns: int
+
+
+class SeenFacts(Protocol):
+    """A path and the mtime seen there (``PathSeen``, or an imported line's struct)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def mtime_ns(self) -> int: ...
+
+
+class RecordFacts(Protocol):
+    """What a census tag, path entries and candidate lists read of a record: a parsed
+    ``Record``, or the checked struct of an import's line (``fast_schema.Record``),
+    which an import stores as it came without building a ``Record``."""
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def content_key(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def fingerprint_version(self) -> int: ...
+
+    @property
+    def complete(self) -> bool: ...
+
+    @property
+    def paths(self) -> Sequence[SeenFacts]: ...
+
+    @property
+    def batch(self) -> object | None: ...
+
+    @property
+    def validation(self) -> object | None: ...
 
 
 @dataclasses.dataclass(frozen=True)

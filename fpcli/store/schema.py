@@ -121,6 +121,14 @@ def _plain(value: Any) -> Any:
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
+# An export's record line: this, the record's stored text, and "}" (``record_line``).
+RECORD_LINE_PREFIX = '{"type":"record","data":'
+
+
+def record_line(text: str) -> str:
+    """The export line of a record's stored text (one line of JSON: the text must be)."""
+    return RECORD_LINE_PREFIX + text + "}"
+
 
 def record_text(record: Record) -> str:
     """``dumps(record_to_json(record))``, three times faster: the JSON is written
