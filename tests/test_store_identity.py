@@ -276,6 +276,29 @@ def test_a_preview_save_never_replaces_a_complete_record(location, tmp_path):
         assert record.complete and record.streaming.seconds == pytest.approx(8.0)
 
 
+def test_a_journal_from_before_its_table_cannot_say_what_changed(tmp_path):
+    """A store journaled in ``change:N`` entries of the meta cache (before the journal
+    had its own table): they are removed when it opens, and a search index of a
+    generation the table has no rows for is rebuilt, not taken as current."""
+    import diskcache
+
+    track = write(tmp_path / "t.flac", synth.music_like(1.0, SR, seed=8), SR)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        fingerprint_of(store, track)
+        generation = store.generation()
+    with diskcache.Cache(str(tmp_path / "s" / "meta")) as meta:
+        meta._sql("DELETE FROM Journal")
+        for g in range(1, generation + 3):
+            meta.set(f"change:{g}", "rec:x")
+        meta.incr("generation", 2)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        old = store.backend._meta._sql("SELECT COUNT(*) FROM Cache WHERE key LIKE 'change:%'").fetchone()[0]
+        assert old == 0
+        assert store.changes_since(generation) is None and store.changes_since(generation + 2) == []
+        store.backend.journal_extend(["rec:y"])
+        assert store.changes_since(generation + 2) == ["rec:y"]
+
+
 def test_the_journal_is_bounded_and_evictions_count_tracks(tmp_path):
     track = write(tmp_path / "t.flac", synth.music_like(1.0, SR, seed=8), SR)
     with FingerprintStore.open(tmp_path / "s") as store:
@@ -283,7 +306,7 @@ def test_the_journal_is_bounded_and_evictions_count_tracks(tmp_path):
         record = next(store.records())
         for _ in range((JOURNAL_LIMIT + 50) // 50):   # 50 changes a call, the limit passed by 50
             store.backend.journal_extend([record.key] * 50)
-        journal = store.backend._meta._sql("SELECT COUNT(*) FROM Cache WHERE key LIKE 'change:%'").fetchone()[0]
+        journal = store.backend._meta._sql("SELECT COUNT(*) FROM Journal").fetchone()[0]
         assert journal == JOURNAL_LIMIT
         assert store.changes_since(0) is None and len(store.changes_since(store.generation() - 5)) == 5
     folder = tmp_path / "many"

@@ -150,6 +150,7 @@ class DiskcacheBackend(MetaCounters):
                 self._meta.incr("epoch", 1)
         self._data._sql(f"CREATE TABLE IF NOT EXISTS {CENSUS_TABLE} (tag TEXT PRIMARY KEY, n INTEGER NOT NULL)")
         self._census_start()
+        self._journal_start()
 
     def _census_start(self) -> None:
         """An empty store's census is exact from the start (all zero): without this,
@@ -582,9 +583,10 @@ class DiskcacheBackend(MetaCounters):
                 problems.append("meta: a pickled entry (not written by fpcli)")
             elif key in META_COUNTERS and not isinstance(value, int):
                 problems.append(f"meta: counter {key} is not a number")
-            elif isinstance(key, str) and key.startswith("change:") and not (isinstance(value, str)
-                                                                             and is_text(value)):
-                problems.append(f"meta: journal entry {key} is not a key")
+        try:
+            problems += self.journal_problems()
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            problems.append(f"meta: the journal is unreadable ({exc})")
         return problems
 
     def rebuild(self) -> dict[str, int]:
@@ -600,7 +602,9 @@ class DiskcacheBackend(MetaCounters):
         return {"moved_aside": done["moved_aside"], "rebuilt": done["salvaged"]}
 
     def reset_meta(self, name: str) -> None:
-        """Repair: drop one meta entry (a damaged counter restarts from 0)."""
+        """Repair: drop one meta entry (a damaged counter restarts from 0) or journal row."""
+        if self.forget_journal_entry(name):
+            return
         with guard(self.location):
             self._meta.delete(name)
 

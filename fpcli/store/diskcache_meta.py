@@ -4,19 +4,19 @@ the records for the size limit or for eviction."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import diskcache
-import diskcache.core
 
 from fpcli.errors import StoreError
 from fpcli.store.diskcache_sqlite import guard, is_text
 from fpcli.store.protocol import JOURNAL_LIMIT
 
+JOURNAL_TABLE = "Journal"   # in the meta database: generation (the change's number), key
+
 
 class MetaCounters:
-    """Counters (``incr``) and the journal of changed record keys (``change:N``)."""
+    """Counters (``incr``) and the journal of changed record keys (``JOURNAL_TABLE``)."""
 
     location: str
     _meta: diskcache.Cache
@@ -42,25 +42,31 @@ class MetaCounters:
             return 0
         return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
+    def _journal_start(self) -> None:
+        """The journal's table in the meta database (made on open, as the census table).
+        The ``change:N`` entries a store journaled in before it are removed: no read
+        looks at them any more (an index older than the table is rebuilt once)."""
+        self._meta._sql(f"CREATE TABLE IF NOT EXISTS {JOURNAL_TABLE} "
+                        "(generation INTEGER PRIMARY KEY, key TEXT NOT NULL)")
+        old = "key >= 'change:' AND key < 'change;' AND raw = 1"   # the key index's range of "change:*"
+        if self._meta._sql(f"SELECT 1 FROM Cache WHERE {old} LIMIT 1").fetchone():
+            self._meta._sql(f"DELETE FROM Cache WHERE {old}")
+
     def journal_extend(self, keys: Sequence[str]) -> int:
-        """Append many changes in one meta transaction (an import batch): the new
-        ``change:N`` rows and the removal of those that fall out of the journal are
-        two ``executemany`` on the meta table (``set`` costs five statements a row)."""
+        """Append many changes in one meta transaction: rows numbered by generation,
+        the rows that fall out of the journal removed as one range. A table of its own
+        (a row is a rowid and a key) instead of ``change:N`` entries of diskcache's
+        table, whose key, expiry and value columns and two indexes made the journal
+        cost as much SQL as the records of an import."""
         if not keys:
             return self.generation()
         with guard(self.location), self._meta.transact():
             start = self.counter("generation")
-            now = time.time()
-            numbered = list(enumerate(keys[-JOURNAL_LIMIT:], start=start + 1 + max(0, len(keys) - JOURNAL_LIMIT)))
-            names = [f"change:{g}" for g, _ in numbered]
-            self._meta._con.executemany("DELETE FROM Cache WHERE key = ? AND raw = 1",
-                                        [(name,) for name in names] +
-                                        [(f"change:{g - JOURNAL_LIMIT}",) for g, _ in numbered])
-            self._meta._con.executemany(
-                "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
-                "mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, NULL, ?)",
-                [(name, now, now, diskcache.core.MODE_RAW, key) for name, (_, key) in zip(names, numbered,
-                                                                                        strict=True)])
+            kept = keys[-JOURNAL_LIMIT:]
+            con = self._meta._con
+            con.executemany(f"INSERT OR REPLACE INTO {JOURNAL_TABLE} (generation, key) VALUES (?, ?)",
+                            enumerate(kept, start=start + 1 + len(keys) - len(kept)))
+            con.execute(f"DELETE FROM {JOURNAL_TABLE} WHERE generation <= ?", (start + len(keys) - JOURNAL_LIMIT,))
             return self._incr("generation", len(keys))
 
     def journal_since(self, generation: int) -> list[str] | None:
@@ -69,17 +75,35 @@ class MetaCounters:
         # on Redis; [] kept a stale index current until the counter passed its old value.
         if current < generation or current - generation > JOURNAL_LIMIT:
             return None
-        keys = []
-        with guard(self.location):
-            for g in range(generation + 1, current + 1):
-                try:
-                    key = self._meta.get(f"change:{g}")
-                except StoreError:
-                    return None
-                if not isinstance(key, str) or not is_text(key):
-                    return None   # a damaged entry: the changes are unknown (an index is rebuilt)
-                keys.append(key)
+        try:
+            with guard(self.location):
+                rows = self._meta._sql(f"SELECT key FROM {JOURNAL_TABLE} WHERE generation > ? AND generation <= ? "
+                                       "ORDER BY generation", (generation, current)).fetchall()
+        except StoreError:
+            return None
+        keys = [key for (key,) in rows]
+        # Rows missing (a meta part rebuilt, a store journaled before the table) or a
+        # damaged one: the changes are unknown, and an index is rebuilt.
+        if len(keys) != current - generation or not all(isinstance(key, str) and is_text(key) for key in keys):
+            return None
         return keys
+
+    def journal_problems(self) -> list[str]:
+        """``meta: journal entry N is not a key`` for each damaged row (``reset_meta``
+        of ``journal:N`` removes it)."""
+        with guard(self.location):
+            rows = self._meta._sql(f"SELECT generation, key FROM {JOURNAL_TABLE}").fetchall()
+        return [f"meta: journal entry journal:{generation} is not a key" for generation, key in rows
+                if not (isinstance(key, str) and is_text(key))]
+
+    def forget_journal_entry(self, name: str) -> bool:
+        """Remove the journal row ``journal:N`` names; False for any other name."""
+        number = name.removeprefix("journal:")
+        if number == name or not number.isdigit():
+            return False
+        with guard(self.location):
+            self._meta._sql(f"DELETE FROM {JOURNAL_TABLE} WHERE generation = ?", (int(number),))
+        return True
 
     def generation(self) -> int:
         return self.counter("generation")

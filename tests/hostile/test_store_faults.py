@@ -165,9 +165,9 @@ def test_a_damaged_byte_the_json_or_the_key_would_hide_is_found_and_repaired(pop
     elif damage == "a byte of a journal entry":
         assert_clear(cli("analyze", library / "track000.wav", "--force", store=store), 0)   # a journal entry
         with diskcache.Cache(str(store / "meta")) as meta:
-            last = f"change:{meta['generation']}"
-            entry = meta[last]
-        _set_raw_bytes(store / "meta" / "cache.db", "UPDATE Cache SET value = CAST(? AS TEXT) WHERE key = ?",
+            last = meta["generation"]
+            (entry,) = meta._sql("SELECT key FROM Journal WHERE generation = ?", (last,)).fetchone()
+        _set_raw_bytes(store / "meta" / "cache.db", "UPDATE Journal SET key = CAST(? AS TEXT) WHERE generation = ?",
                        entry.encode() + b"\xff", last)
     elif damage == "a byte of a meta key":   # the generation counter: search kept a stale index
         _set_raw_bytes(store / "meta" / "cache.db", "UPDATE Cache SET key = CAST(? AS TEXT) WHERE key = ?",
