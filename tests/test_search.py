@@ -403,6 +403,11 @@ def test_cli_search_errors(tmp_path, library):
     assert isinstance(bad.exception, QueryError) and "cannot analyse the query" in str(bad.exception)
     strategy = runner.invoke(app, ["search", str(library / "t0.flac"), "--strategy", "psychic"])
     assert strategy.exit_code == 2 and "one of fast, accurate, batch, auto" in strategy.output
+    # A query too short to measure is a query that failed (exit 3), not a fatal error (1).
+    short = write(tmp_path / "short.wav", 0.2 * np.sin(2 * np.pi * 220 * np.arange(882) / 44100), 44100)
+    runner.invoke(app, ["--store", str(tmp_path / "one"), "analyze", str(library / "t0.flac")])
+    tiny = runner.invoke(app, ["--store", str(tmp_path / "one"), "search", str(short), "--json"])
+    assert isinstance(tiny.exception, QueryError) and "too short or silent" in str(tiny.exception)
 
 
 def test_a_preview_query_hears_only_its_first_seconds_even_when_the_file_is_stored(store, library):

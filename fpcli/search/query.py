@@ -304,7 +304,7 @@ def _mean_confidence(record: Record) -> float:
 def _query_row(record: Record, kind: str) -> np.ndarray:
     row = row_of(record, kind)
     if row is None:
-        raise SearchError(f"the query has no {kind} fingerprint values (too short or silent to measure)")
+        raise QueryError(f"the query has no {kind} fingerprint values (too short or silent to measure)")
     return row
 
 
@@ -317,6 +317,7 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
     ``--json``, where a batch search of a store without batch fingerprints answered
     with no hits and exit 0); tracks lacking a batch fingerprint are counted in
     ``stats["missing_batch"]`` then, with how to compute them."""
+    _query_row(record, kind)   # a query with nothing measured fails as a query (not "nothing to search")
     index, info = current_index(store, kind, params.key(), progress)
     stats.update(info)
     if len(index) <= 1 and not (kind == "batch" and stats.get("missing_batch")):

@@ -70,7 +70,7 @@ def test_a_one_frame_file_is_not_everyones_neighbour(analysed, tmp_path):
         assert all(v["confidence"] == 0 for v in row["streaming"].values() if v["value"] is None)
         hits = assert_clear(cli("search", library / "track000.wav", "-s", "fast", "--json", store=store), 0)
         assert "one-frame" not in hits.stdout
-        assert_clear(cli("search", tiny, "-s", "fast", store=store), 1)
+        assert_clear(cli("search", tiny, "-s", "fast", store=store), 3)   # a query that failed, not fatal
     finally:
         tiny.unlink()
         assert_clear(cli("cache", "prune", store=store), 0)
