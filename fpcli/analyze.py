@@ -100,7 +100,7 @@ def _read_into(reader: AudioReader, analyzers: Sequence[Analyzer], max_seconds: 
                checkpoints: Sequence[float], on_checkpoint: Callable[[float], None]) -> bool:
     rate = reader.info.samplerate
     limit = None if max_seconds is None else int(round(max_seconds * rate))
-    marks = [int(round(s * rate)) for s in sorted(checkpoints)]
+    marks = [int(round(min(s, NO_LIMIT_S) * rate)) for s in sorted(checkpoints)]   # 1e308 s: past any end
     pushed = 0
     blocks = iter(reader)
     for block in blocks:

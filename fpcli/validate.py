@@ -472,12 +472,12 @@ def _stored_verdict(verdict: ValidationResult) -> Validation | None:
 def _partial(records: dict[str, Record], seconds: list[float], options: RunOptions,
              tolerances: Mapping[str, Tolerance], on_event: Callable[[str, Any], None]) -> dict[str, Any]:
     samples: list[tuple[str, float, MetricResult]] = []
-    failures = 0
+    failed: list[dict[str, str]] = []   # reported: a track left out without a word skewed the table unseen
     on_event("start", (len(records), "streaming first seconds"))
     for path, outcome in _checkpoints(list(records), seconds, options):
         on_event("progress", path)
         if isinstance(outcome, tuple):
-            failures += 1
+            failed.append({"path": path, "error": f"{outcome[0]}: {outcome[1]}"})
             continue
         batch = records[path].batch.values  # type: ignore[union-attr]  # validated records have batch values
         for snapshot in _distinct_snapshots(outcome):
@@ -485,7 +485,8 @@ def _partial(records: dict[str, Record], seconds: list[float], options: RunOptio
             for name in STREAMING_DIMS:
                 metric = _metric(name, snapshot.values[name], batch[name], tolerances[name])
                 samples.append((name, confidence[name], metric))
-    return {"seconds": sorted(seconds), "tracks": len(records) - failures, **confidence_buckets(samples)}
+    return {"seconds": sorted(seconds), "tracks": len(records) - len(failed), "failed": failed,
+            **confidence_buckets(samples)}
 
 
 def _distinct_snapshots(snapshots: list[Fingerprint]) -> list[Fingerprint]:

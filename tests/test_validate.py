@@ -249,8 +249,28 @@ def test_validate_partial_shows_error_by_confidence(library):
     beyond = runner.invoke(app, ["validate", "-l", str(library), "--partial", "6,20,30", "--json"])
     rows = {row["confidence"]: row for row in json.loads(beyond.stdout)["partial"]["buckets"]["tempo_bpm"]}
     assert rows["1.0 (complete)"]["samples"] == 3 and sum(row["samples"] for row in rows.values()) == 6
+    # 1e308 s is past any end too (it overflowed a frame count: every track failed, unsaid).
+    huge = json.loads(runner.invoke(app, ["validate", "-l", str(library), "--partial", "6,1e308", "--json"]).stdout)
+    assert huge["partial"]["tracks"] == 3 and huge["partial"]["failed"] == []
     table = runner.invoke(app, ["validate", "-l", str(library), "--partial", "2,6"], env={"COLUMNS": "200"})
     assert "Error by streaming confidence" in table.stdout and "monotone" in table.stdout
+
+
+def test_a_track_whose_partial_pass_fails_is_reported(library, monkeypatch):
+    """A track that failed the partial pass was left out of the table without a word."""
+    from fpcli import validate
+
+    real = validate._checkpoints
+
+    def one_fails(paths, seconds, options):
+        for path, outcome in real(paths, seconds, options):
+            yield (path, ("AudioReadError", "gone midway")) if path.endswith("t1.flac") else (path, outcome)
+
+    monkeypatch.setattr(validate, "_checkpoints", one_fails)
+    result = runner.invoke(app, ["validate", "-l", str(library), "--partial", "2"])
+    assert "t1.flac: streaming its first seconds failed: AudioReadError: gone midway" in result.stdout
+    partial = json.loads(runner.invoke(app, ["validate", "-l", str(library), "--partial", "2", "--json"]).stdout)
+    assert partial["partial"]["tracks"] == 2 and [f["path"][-7:] for f in partial["partial"]["failed"]] == ["t1.flac"]
 
 
 def test_a_shown_similarity_never_contradicts_its_verdict(library):
