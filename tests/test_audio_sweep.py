@@ -247,6 +247,21 @@ def test_a_flac_file_that_states_no_length_is_read_whole_and_not_partial(tmp_pat
     assert not reader.partial and not reader.length_exact and reader.info.frames == 0, reader.partial_reason
 
 
+def test_a_flac_that_states_no_length_cut_mid_frame_is_partial_as_a_file_and_on_stdin(tmp_path):
+    """A recording killed midway (an encoder writing to a pipe states no length): as a
+    file it was "ok" with the frames before the cut, on stdin partial; the read had
+    stopped on libFLAC's lost sync and no one asked why."""
+    data = with_total(write_flac(music(3.0)), 0)
+    cut = data[: len(data) // 2]
+    path = tmp_path / "cut.flac"
+    path.write_bytes(cut)
+    reader = AudioReader(path)
+    frames = sum(len(block) for block in reader)
+    streamed, from_stdin = read_stream(cut, "pipe")
+    assert 0 < frames < 3 * SR and reader.partial and reader.partial_reason.startswith("decoding failed after")
+    assert streamed.partial and frames == len(from_stdin)
+
+
 def test_an_intact_flac_is_still_read_by_libsndfile(tmp_path):
     """Only a FLAC whose frames hold more than it states goes to FFmpeg: every other
     keeps the faster decoder, the cost being a look at the file's last frames."""

@@ -80,7 +80,14 @@ class SndfileSource:
                 return
             yield block
             if len(block) < block_frames:
-                return  # a short read is the end, whatever the header claims
+                # A short read is the end, whatever the header claims (a stated length
+                # then tells a cut file: ``base``). Without one, a read that stopped on a
+                # decoding error is damage: a FLAC that states no length (written to a
+                # pipe), cut mid-frame, was "ok" as a file, partial on stdin.
+                error = None if self.length_exact else _pending_error(self._file)
+                if error is not None:
+                    raise DecodeFailure(_reason(error))
+                return
 
     def seek(self, frame: int) -> bool:
         """Start reading at ``frame``; False where libsndfile's seeking is not
@@ -154,6 +161,15 @@ def _read_float32(f: sf.SoundFile, frames: int) -> np.ndarray:
         raise sf.LibsndfileError(error)
     # With an error after some frames, keep them: the next read raises it.
     return out[: max(count, 0)]
+
+
+def _pending_error(f: sf.SoundFile) -> sf.LibsndfileError | None:
+    """The decoding error a read left on the handle (``_read_float32`` keeps the frames
+    before one), or None."""
+    if not _DIRECT_READ:   # the plain read raises its errors itself
+        return None
+    error = _SNDFILE.sf_error(f._file)
+    return sf.LibsndfileError(error) if error else None
 
 
 @contextlib.contextmanager
