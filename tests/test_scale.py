@@ -44,12 +44,14 @@ def test_an_import_batch_is_written_in_one_transaction(location, template, monke
     """A batch's records, path entries and candidates went in slices of 1,000 writes,
     each its own transaction or pipeline: a kill -9 between them left records without
     their path entries (a sweep found 1,000 records with 2,000 entries). One batch of
-    400 records (1,200 writes) is now one put_many: one transaction on diskcache."""
+    400 records (1,200 writes) is now one put_many_unless_changed: one transaction on
+    diskcache, one pipeline on Redis."""
     with FingerprintStore.open(location) as store:
         store.clear()
         calls = []
-        real = store.backend.put_many
-        monkeypatch.setattr(store.backend, "put_many", lambda items: (calls.append(len(items)), real(items))[1])
+        real = store.backend.put_many_unless_changed
+        monkeypatch.setattr(store.backend, "put_many_unless_changed",
+                            lambda items, expected: (calls.append(len(items)), real(items, expected))[1])
         store.import_records(list(make_records.records(400, template=template)))
         assert calls == [1200]
         assert store.stats()["entries"] == 400 and verify(store) == []

@@ -23,7 +23,7 @@ import secrets
 import sqlite3
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +299,14 @@ class DiskcacheBackend(MetaCounters):
             self._census_add(deltas)
         if expired:
             self.add_counters({"expiries": expired})
+
+    def put_many_unless_changed(self, items: Sequence[Put], expected: Mapping[str, str | None]) -> set[str]:
+        """Compared and written in one write transaction (other writers wait)."""
+        with guard(self.location), self._data.transact():
+            keys = list(expected)
+            changed = {key for key, text in zip(keys, self.get_many(keys), strict=True) if text != expected[key]}
+            self.put_many([item for item in items if item[0] not in changed])
+        return changed
 
     def _old_rows(self, keys: list[str]) -> dict[str, tuple[int, Tag, str | None, float | None, int]]:
         """rowid, census tag, file name, expiry time and diskcache's size of the rows now

@@ -9,7 +9,7 @@ the meta space (counters and the bounded change journal), which is never evicted
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -70,6 +70,14 @@ class Backend(Protocol):
 
     def put_many(self, items: Sequence[Put]) -> None:
         """``put`` of each item in one transaction (diskcache) or pipeline (Redis)."""
+        ...
+
+    def put_many_unless_changed(self, items: Sequence[Put], expected: Mapping[str, str | None]) -> set[str]:
+        """``put_many`` of the items, but for each key of ``expected`` only while the
+        entry there is still that text (None: absent), compared atomically per key
+        with its write (a batch's compare-and-swap: an import's merges never write over
+        what another process stored meanwhile). Returns the keys that had changed,
+        none of which was written (read them again, merge, retry)."""
         ...
 
     def delete(self, key: str) -> bool:

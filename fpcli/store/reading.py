@@ -429,27 +429,50 @@ class StoreImports(StoreReader):
         the batch: then it is parsed and merged as the others are. Returns what was
         written, one per key."""
         self.forget_ahead()
+        written: dict[str, Record | VouchedRecord] = {}
+        pending = list(items)
+        for _ in range(IMPORT_ATTEMPTS):
+            plan = self._import_plan(pending)
+            with self.journaled(plan.keys):
+                changed = self.backend.put_many_unless_changed(plan.puts, plan.expected)
+            written.update((key, item) for key, item in plan.written.items() if key not in changed)
+            if not changed:
+                break
+            # Another process wrote some of these entries since they were read: the
+            # records they concern are merged again with what it stored.
+            pending = [item for item in pending if _touches(item, changed)]
+        else:
+            raise StoreError(f"other processes kept changing the records of this batch ({IMPORT_ATTEMPTS} attempts)")
+        self._maintain()
+        return ImportedBatch([r for r in written.values() if isinstance(r, Record)],
+                             [v for v in written.values() if not isinstance(v, Record)])
+
+    def _import_plan(self, items: Sequence[Record | VouchedRecord]) -> _ImportPlan:
+        """The writes of ``import_batch`` and the stored texts they were merged with."""
+        plan = _ImportPlan()
         vouched, records = self._unmerged(items)
         unique = _folded(records)
         keys = [r.key for r in unique]
-        present = {key: text for key, text in zip(keys, self.backend.get_many(keys), strict=True) if text is not None}
+        stored = dict(zip(keys, self.backend.get_many(keys), strict=True))
+        present = {key: text for key, text in stored.items() if text is not None}
         known = {record.key: record for record, _ in self._parse_batch(list(present.items()))}
-        puts: list[Put] = []
-        written: list[Record] = []
+        merged: list[Record] = []
         for record in unique:
             existing = known.get(record.key)
             if existing is not None:
                 record = merged_record(existing, record)
-            written.append(record)
-            puts.append((record.key, record_text(record), census_tag(record)))
-        puts += [(v.key, v.text, census_tag(v.record)) for v in vouched]
-        facts: list[RecordFacts] = [*written, *(v.record for v in vouched)]
-        puts += self._path_puts(facts)
-        puts += self._candidate_puts(facts)
-        with self.journaled([*keys, *(v.key for v in vouched)]):
-            self.backend.put_many(puts)
-        self._maintain()
-        return ImportedBatch(written, vouched)
+            merged.append(record)
+            plan.puts.append((record.key, record_text(record), census_tag(record)))
+            plan.expected[record.key] = stored[record.key]
+            plan.written[record.key] = record
+        for v in vouched:   # ``_unmerged`` found no entry under these keys
+            plan.puts.append((v.key, v.text, census_tag(v.record)))
+            plan.expected[v.key] = None
+            plan.written[v.key] = v
+        facts: list[RecordFacts] = [*merged, *(v.record for v in vouched)]
+        plan.puts += self._path_puts(facts, plan.expected)
+        plan.puts += self._candidate_puts(facts, plan.expected)
+        return plan
 
     def _unmerged(self, items: Sequence[Record | VouchedRecord]) -> tuple[list[VouchedRecord], list[Record]]:
         """The vouched records to store as they came (a key neither stored nor twice in
@@ -466,7 +489,7 @@ class StoreImports(StoreReader):
                    for item in items if item.key not in taken]
         return kept, records
 
-    def _path_puts(self, records: Sequence[RecordFacts]) -> list[Put]:
+    def _path_puts(self, records: Sequence[RecordFacts], expected: dict[str, str | None]) -> list[Put]:
         """The path entries of a batch, but where the store saw a path's file at the same
         time or later than the record did: an older export imported into a live store
         put back each path's old size, time and content (a file rewritten since pointed
@@ -486,12 +509,14 @@ class StoreImports(StoreReader):
                 stored = None   # a bad entry is replaced
             if stored is not None and stored["mtime_ns"] >= seen.mtime_ns:
                 continue
+            expected[key] = text
             puts.append((key, path_entry_text(seen.path, record.size, seen.mtime_ns, record.digest,
                                               record.content_key), None))
         return puts
 
-    def _candidate_puts(self, records: Sequence[RecordFacts]) -> list[Put]:
-        """The candidate lists of a batch, each read once and written once."""
+    def _candidate_puts(self, records: Sequence[RecordFacts], expected: dict[str, str | None]) -> list[Put]:
+        """The candidate lists of a batch, each read once and written once (the text
+        read in ``expected``)."""
         wanted: dict[str, list[str]] = {}
         for record in records:
             wanted.setdefault(record.content_key, []).append(record.digest)
@@ -505,12 +530,40 @@ class StoreImports(StoreReader):
             known = [d for d in data if isinstance(d, str)] if isinstance(data, list) else []
             added = [d for d in dict.fromkeys(wanted[content]) if d not in known]
             if added:
+                expected[f"cand:{content}"] = text
                 puts.append((f"cand:{content}", dumps_finite([*known, *added][-MAX_CANDIDATES:]), None))
         return puts
 
     def import_failures(self, failures: list[Failure]) -> None:
         self.backend.put_many([(f"fail:{path_key(f.path)}", dumps(failure_to_json(f)), FAILURE_TAG)
                                for f in failures])
+
+
+IMPORT_ATTEMPTS = 20   # rounds of an import batch's compare-and-swap against other writers
+
+
+@dataclasses.dataclass
+class _ImportPlan:
+    """The writes of one round of ``import_batch``: the puts, the text each written key
+    held when it was read (None: absent), and the record (or vouched line) written
+    under each record key."""
+
+    puts: list[Put] = dataclasses.field(default_factory=list)
+    expected: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    written: dict[str, Record | VouchedRecord] = dataclasses.field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[str]:
+        """The record keys written (what the journal names)."""
+        return list(self.written)
+
+
+def _touches(item: Record | VouchedRecord, changed: set[str]) -> bool:
+    """Whether ``item``'s record, one of its path entries or its candidate list is
+    among the ``changed`` keys."""
+    facts: RecordFacts = item if isinstance(item, Record) else item.record
+    return item.key in changed or f"cand:{facts.content_key}" in changed or \
+        any(f"path:{path_key(seen.path)}" in changed for seen in facts.paths)
 
 
 @dataclasses.dataclass

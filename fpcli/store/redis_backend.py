@@ -43,7 +43,7 @@ import secrets
 import signal
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -152,10 +152,8 @@ local function tag_of(value)
   return nil
 end
 """
-# A key of another Redis type (a list someone pushed under fpcli's name) is junk in the
-# way: dropped, never counted, rather than a WRONGTYPE error that stopped every run.
-WRITE_COUNTED = _MOVE_COUNT + """
-plain(KEYS[1])
+# The write of KEYS[1] (ARGV: value, expiry, tag) and the census KEYS[2] moved with it.
+_SET_COUNTED = """
 local old = redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2], "GET")
 local old_tag, new_tag = tag_of(old), ARGV[3]
 if new_tag == "" then new_tag = nil end
@@ -165,6 +163,23 @@ if old_tag ~= new_tag then
 end
 return 0
 """
+# A key of another Redis type (a list someone pushed under fpcli's name) is junk in the
+# way: dropped, never counted, rather than a WRONGTYPE error that stopped every run.
+WRITE_COUNTED = _MOVE_COUNT + """
+plain(KEYS[1])
+""" + _SET_COUNTED
+# WRITE_COUNTED only while the value there is still ARGV[5] (ARGV[4] "1": while there is
+# none); 1, writing nothing, when it changed. An import's compare-and-swap of a batch,
+# one call per key in one pipeline.
+WRITE_COUNTED_UNLESS_CHANGED = _MOVE_COUNT + """
+plain(KEYS[1])
+local current = redis.call("GET", KEYS[1])
+if ARGV[4] == "1" then
+  if current then return 1 end
+elseif current ~= ARGV[5] then
+  return 1
+end
+""" + _SET_COUNTED
 DELETE_COUNTED = _MOVE_COUNT + """
 plain(KEYS[1])
 local old = redis.call("GETDEL", KEYS[1])
@@ -262,6 +277,7 @@ class RedisBackend:
             for client in (self._client, self._bin):
                 client.connection_pool.connection_class = HandshakeBounded
         self._write_counted = self._bin.register_script(WRITE_COUNTED)
+        self._write_unless_changed = self._bin.register_script(WRITE_COUNTED_UNLESS_CHANGED)
         self._journal_tail = self._client.register_script(JOURNAL_TAIL)
         self._delete_counted = self._bin.register_script(DELETE_COUNTED)
         self._scripts = True   # until this user is refused them (``_scripted``)
@@ -409,6 +425,38 @@ class RedisBackend:
                 if self._scripted(pipe.execute)[0]:
                     return
             self._put_plain(items)
+
+    def put_many_unless_changed(self, items: Sequence[Put], expected: Mapping[str, str | None]) -> set[str]:
+        """The stored values of ``expected``'s keys are read (one MGET) and compared as
+        text; each unchanged one is then written by a script that compares the exact
+        value again (``WRITE_COUNTED_UNLESS_CHANGED``), the others as ``put_many``,
+        all in one pipeline. Without scripts, each expected key goes through ``swap``."""
+        keys = list(expected)
+        raw = self._call(self._bin.mget, [self._data + key for key in keys]) if keys else []
+        changed = {key for key, value in zip(keys, raw, strict=True)
+                   if (None if value is None else decode(value)) != expected[key]}
+        seen = {key: value for key, value in zip(keys, raw, strict=True) if key not in changed}
+        kept = [item for item in items if item[0] not in changed]
+        with shielded():
+            if self._scripts:
+                pipe = self._bin.pipeline(transaction=False)
+                for key, text, tag in kept:
+                    if key in seen:
+                        value = seen[key]
+                        self._write_unless_changed(
+                            keys=[self._data + key, self._meta + "census"],
+                            args=[encode(text, tag), self._expiry(key), tag or "", "1" if value is None else "0",
+                                  value or b""], client=pipe)
+                    else:
+                        self._queue_write(pipe, key, text, tag)
+                ran, results = self._scripted(pipe.execute)
+                if ran:
+                    assert results is not None
+                    return changed | {key for (key, _, _), result in zip(kept, results, strict=True)
+                                      if key in seen and result == 1}
+            self._put_plain([item for item in kept if item[0] not in seen])
+            return changed | {key for key, text, tag in kept if key in seen and not self.swap(key, expected[key],
+                                                                                              text, tag)}
 
     def _scripted(self, run: Callable[[], T]) -> tuple[bool, T | None]:
         """(True, what ``run`` returned) for a call of fpcli's scripts; (False, None)
