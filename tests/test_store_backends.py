@@ -723,3 +723,48 @@ def test_a_batch_compare_and_swap_on_redis_without_scripts(redis_url, template):
         assert store.backend.put_many_unless_changed([(record.key, record_text(template), None)],
                                                      {record.key: record_text(record)}) == set()
         assert store.read_record(record.key).batch == template.batch
+
+
+def test_verify_of_an_idle_store_whose_records_expired_is_clean(location, tracks):
+    """With a TTL, verify counted only unexpired records against a census that still
+    counted the expired ones until something removed them: an idle, healthy store
+    failed every verify (exit 3), and its repair too. Expired records are removed
+    first, as ``stats`` removes them. (Redis expires them itself, unseen by the counts:
+    verify says so, with that reason, and a repair counts again.)"""
+    from fpcli.store import repair
+
+    with FingerprintStore.open(location, ttl_s=1) as store:
+        store.clear()
+        _save(store, tracks[0])
+        _save(store, tracks[1])
+    time.sleep(2.1)   # Redis expires in whole seconds
+    with FingerprintStore.open(location, ttl_s=1) as store:
+        if location.startswith("redis://"):
+            (problem,) = verify(store)
+            assert "entries 2 counted, 0 found; Redis evicted or expired" in problem.message
+            repair(store, "/dev/null")
+        assert verify(store) == [] and store.stats()["entries"] == 0
+
+
+def test_verify_beside_a_writer_notes_that_it_could_not_compare_the_counts(location, tracks, monkeypatch):
+    """A write by another process during the scan made the census differ from the
+    entries read: a cron verify beside an analyze failed (exit 3) on a sound store."""
+    from fpcli.store.maintenance import verify_counted
+
+    with FingerprintStore.open(location) as store, FingerprintStore.open(location) as other:
+        store.clear()
+        _save(store, tracks[0])
+        real = store.backend.items
+
+        def written_meanwhile(prefix=""):
+            for number, item in enumerate(real(prefix)):
+                if number == 0:
+                    _save(other, tracks[1])   # after the first entry was read
+                yield item
+
+        monkeypatch.setattr(store.backend, "items", written_meanwhile)
+        notes: list[str] = []
+        problems, _ = verify_counted(store, notes=notes)
+        assert problems == [] and len(notes) == 1 and "written during the check" in notes[0]
+        monkeypatch.undo()
+        assert verify(store) == []   # idle again: compared, and sound

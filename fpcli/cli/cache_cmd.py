@@ -674,8 +674,9 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
     from fpcli.store import repair
     from fpcli.store.maintenance import verify_counted
 
+    notes: list[str] = []
     with opened as store:
-        problems, entries = verify_counted(store, progress_line("entries checked"))
+        problems, entries = verify_counted(store, progress_line("entries checked"), notes)
         end_progress()
         if repair_ and problems:
             quarantine = _quarantine_path(store)
@@ -685,12 +686,15 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
             aside = " (the damaged database is kept as *.damaged-* in the store's folder)" if done.get(
                 "moved_aside") else ""
             note("", f"repaired: {repair_summary(done)}{saved}{aside}")
-            problems, entries = verify_counted(store)
+            notes = []
+            problems, entries = verify_counted(store, notes=notes)
     if as_json:
-        print_json({"entries": entries, "problems": [str(p) for p in problems], "repaired": done})
+        print_json({"entries": entries, "problems": [str(p) for p in problems], "repaired": done, "notes": notes})
     else:
         rows_out(f"{len(problems)} problem(s)", ["problem"], [[str(p)] for p in problems])
         note("", f"checked {entries} entries: {len(problems)} problem(s)")
+        for text in notes:
+            note("note:", text)
     if problems:
         raise typer.Exit(EXIT_SOME_FAILED)
 
