@@ -768,3 +768,22 @@ def test_verify_beside_a_writer_notes_that_it_could_not_compare_the_counts(locat
         assert problems == [] and len(notes) == 1 and "written during the check" in notes[0]
         monkeypatch.undo()
         assert verify(store) == []   # idle again: compared, and sound
+
+
+def test_a_search_index_drops_records_that_expired_while_nothing_wrote(tmp_path, tracks):
+    """A saved index kept serving records past their TTL until some process wrote to
+    the store: a query found no hits and no warning among 11 'tracks'."""
+    found = [compute(t, Want(), FingerprintStore.open(tmp_path / "scratch").lookup(t, NEED).identity)
+             for t in tracks[:3]]
+    with FingerprintStore.open(tmp_path / "s", ttl_s=2) as store:
+        started = time.monotonic()
+        store.save(*found[0])
+        store.save(*found[1])
+        assert len(current_index(store, "streaming", AnalysisParams().key())[0]) == 2
+        time.sleep(max(0.0, started + 1.0 - time.monotonic()))
+        store.save(*found[2])                                   # expires a second after the others
+        assert len(current_index(store, "streaming", AnalysisParams().key())[0]) == 3
+    time.sleep(max(0.0, started + 2.4 - time.monotonic()))      # the first two expired, nothing wrote
+    with FingerprintStore.open(tmp_path / "s", ttl_s=2) as store:
+        index, info = current_index(store, "streaming", AnalysisParams().key())
+        assert len(index) == 1 and info["index"] != "loaded"

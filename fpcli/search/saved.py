@@ -235,6 +235,7 @@ def current_index(store: FingerprintStore, kind: str, params_key: str,
     ``progress`` hears of a build from every record (``index.build_index``)."""
     build_progress = None if progress is None else functools.partial(progress, kind)
     started = time.perf_counter()
+    store.remove_expired()   # their removal moves the epoch: the index is refreshed without them
     folder = store.backend.index_dir
     index, signature = _saved(folder, kind, params_key)
     pending = pending_changes(index, store) if index is not None else None

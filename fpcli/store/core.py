@@ -482,6 +482,14 @@ class FingerprintStore(StoreImports):
         candidates = [self.read_record(k) for k in self.backend.keys(f"rec:{identity.digest}:")]
         return max((c for c in candidates if c is not None), key=lambda r: r.analysed_at, default=None)
 
+    def remove_expired(self) -> None:
+        """Records past the store's TTL removed now, with their identity entries (and
+        the size limit enforced): a search first, or its saved index kept serving them
+        until some process wrote to the store. Nothing to do without a TTL."""
+        if self.backend.ttl_s is not None:
+            with contextlib.suppress(StoreError):   # a read-only store: searched as it is
+                self._maintain()
+
     def stats(self, *, recount: bool = False) -> dict[str, Any]:
         """Counts kept across runs and the census of the store, from maintained
         counters (no record is read; ``recount`` or a store never counted counts
