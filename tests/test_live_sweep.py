@@ -185,3 +185,22 @@ def test_the_player_api_stores_no_record_of_nothing_and_names_a_bad_name(tmp_pat
         with pytest.raises(AnalysisError, match="nothing measured yet"):
             empty.save(store, "empty")
         assert sorted(r.path for r in store.records()) == ["stream:short", "stream:x"]
+
+
+def test_a_followed_file_that_fails_is_recorded_as_a_run_over_files_records_it(tmp_path):
+    """`analyze FILE --every` on a file that fails midway left an "ok" preview and no
+    failure (`cache show` showed the preview alone), and on a file that is not audio
+    recorded nothing: a later run over the folder analysed it again."""
+    x = np.full((44100 * 5, 2), 0.01, dtype=np.float32)
+    x[int(44100 * 3.2)] = 5e6                      # refused once read: not audio scaled to +-1
+    huge = tmp_path / "huge.wav"
+    sf.write(huge, x, 44100, subtype="FLOAT")
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio at all")
+    store = str(tmp_path / "s")
+    for path in (huge, text):
+        assert runner.invoke(app, ["--store", store, "analyze", str(path), "--every", "1", "-q"]).exit_code == 3
+    failures = runner.invoke(app, ["--store", store, "cache", "failures"]).stdout
+    assert "huge.wav\tAudioReadError\tfloat samples up to 5e+06" in failures and "notes.wav\tAudioReadError" in failures
+    shown = runner.invoke(app, ["--store", store, "cache", "show", str(huge)])
+    assert "preview: the first 2.0 s only" in shown.stdout and "the whole file failed: float samples" in shown.stdout

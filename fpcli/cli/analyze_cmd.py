@@ -187,6 +187,7 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
             raw: tuple[str | None, int | None, int | None]) -> None:
     """One stream (stdin) or one file followed as it is read: snapshots every ``every``
     seconds, each stored as a partial record (a stream only with --name)."""
+    from fpcli.analyze import keep as keep_result
     from fpcli.analyze import open_entry
     from fpcli.audio import open_stream
     from fpcli.cli.tracks import Reporter, failed_result
@@ -206,13 +207,17 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
     if path == "-" and name and no_store:
         raise typer.BadParameter("--name stores the stream; --no-store does not: choose one", param_hint="--name")
     reporter = Reporter(as_json=as_json, quiet=quiet)
+    storing = not no_store and (path != "-" or name is not None)
     try:
         reader = open_stream(sys.stdin.buffer, raw_format=raw_format, samplerate=rate or 0,
                              channels=channels or 0) if path == "-" else open_entry(path)
     except AudioReadError as exc:
-        reporter.event("track", failed_result(path, exc))
+        result = failed_result(path, exc)
+        if storing and path != "-" and os.access(path, os.R_OK) and os.path.isfile(path):
+            with ctx.obj.open_store() as store:   # not audio: recorded, as a run over files records it
+                keep_result(store, path, store.identify(path), result)
+        reporter.event("track", result)
         raise typer.Exit(EXIT_SOME_FAILED) from None
-    storing = not no_store and (path != "-" or name is not None)
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(ctx.obj.open_store()) if storing else None
         identity = (stream_identity(name) if path == "-" and name else store.identify(path)) if store else None
@@ -228,7 +233,10 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
             final = follow(reader, label, every_s=every, max_seconds=seconds, keep=keep,
                            on_snapshot=lambda result: reporter.snapshot(result))
         except AudioReadError as exc:  # found while decoding (float samples far beyond full scale)
-            reporter.event("track", failed_result(label, exc))
+            result = failed_result(label, exc)
+            if store is not None and identity is not None and path != "-":
+                keep_result(store, path, identity, result)   # recorded, as a run over files records it
+            reporter.event("track", result)
             raise typer.Exit(EXIT_SOME_FAILED) from None
         except KeyboardInterrupt:
             note("[yellow]interrupted:[/yellow]", "what was heard is stored" if storing else "nothing stored")

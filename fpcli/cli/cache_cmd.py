@@ -264,7 +264,10 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(metavar=
             from fpcli.store.records import os_reason
 
             record, unreadable = None, f"{text}: {os_reason(exc)}"
-        failure = _recorded_failure(store, text) if record is None and unreadable is None else None
+        # A preview may stand beside a failure of the whole file (a followed file that
+        # failed midway): shown with it, or the preview passed for all there is.
+        failure = _recorded_failure(store, text) if unreadable is None and (record is None or not record.complete) \
+            else None
         report_bad_entries(store)
     if record is None:
         why = unreadable or _not_stored(text, failure)
@@ -284,6 +287,9 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(metavar=
     note("", f"analysed {when(record.analysed_at)}, last used {when(record.last_used_at)}, "
              f"validation: {validation.status if validation else 'not validated'}; "
              f"{len(record.paths)} known path(s)", stdout())
+    if failure is not None:
+        note("", f"the whole file failed: {failure.message} ({failure.error_type}; `fpcli analyze "
+                 "--retry-failed` tries it again)", stdout())
 
 
 def _recorded_failure(store: FingerprintStore, text: str) -> Failure | None:
