@@ -287,7 +287,7 @@ def render_partial(partial: dict[str, Any], out: Console | None) -> None:
     _table(f"Error by streaming confidence, streams cut at {partial['seconds']} s ({partial['tracks']} tracks): "
            "mean error (samples); null: samples with no error to measure (a null on either side), with their "
            "pass rate", ["metric", *labels, "monotone"], rows, out)
-    for failure in partial["failed"]:
+    for failure in partial.get("failed", ()):   # a report of an older fpcli has none
         _line([("  ", ""), ("error   ", "red"), (f" {printable_path(failure['path'])}: streaming its first seconds "
                                                   f"failed: {printable_path(failure['error'])}", "")], out)
 
