@@ -700,7 +700,7 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
         rows_out(f"{len(problems)} problem(s)", ["problem"], [[str(p)] for p in problems])
         note("", f"checked {entries} entries: {len(problems)} problem(s)")
         for text in notes:
-            note("note:", text)
+            note("[yellow]warning:[/yellow]", text)
     if problems:
         raise typer.Exit(EXIT_SOME_FAILED)
 
