@@ -204,3 +204,18 @@ def test_a_followed_file_that_fails_is_recorded_as_a_run_over_files_records_it(t
     assert "huge.wav\tAudioReadError\tfloat samples up to 5e+06" in failures and "notes.wav\tAudioReadError" in failures
     shown = runner.invoke(app, ["--store", store, "cache", "show", str(huge)])
     assert "preview: the first 2.0 s only" in shown.stdout and "the whole file failed: float samples" in shown.stdout
+
+
+def test_snapshots_past_the_length_a_header_states_are_partial(tmp_path):
+    """Two WAVs joined on a pipe: the snapshots past the first one's stated 2 s said
+    "ok", and only the final result said partial."""
+    one = tmp_path / "a.wav"
+    sf.write(one, synth.music_like(2.0, 22050, seed=4), 22050)
+    joined = one.read_bytes() * 2
+    run = runner.invoke(app, ["--store", str(tmp_path / "s"), "analyze", "-", "--every", "1", "--json"],
+                        input=joined)
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [(line["seconds"], line["status"]) for line in lines] == \
+        [(1.0, "ok"), (2.0, "ok"), (3.0, "partial"), (4.0, "partial")]
+    assert lines[2]["partial_reason"] == "header says 2.00 s, decoded 3.00 s"
+    assert lines[3]["partial_reason"] == "header says 2.00 s, decoded 4.00 s"

@@ -232,14 +232,25 @@ class AudioReader:
     @property
     def partial(self) -> bool:
         """Whether what was decoded (and heard) so far shows damage."""
-        return bool(self._damage or self._nonfinite_heard())
+        return bool(self._damage or self._nonfinite_heard() or self._overrun())
 
     @property
     def partial_reason(self) -> str | None:
         """Why the file is partial (reasons joined by "; "), None when it is not."""
         replaced = self._nonfinite_heard()
+        overrun = self._overrun()
         return "; ".join(self._damage + ([f"{replaced} non-finite samples were replaced by silence"]
-                                         if replaced else [])) or None
+                                         if replaced else []) + ([overrun] if overrun else [])) or None
+
+    def _overrun(self) -> str | None:
+        """Why more audio was heard than the header states, before the end of the read
+        says so (``_check_complete``): snapshots of two files joined on a pipe said
+        "ok" past the first one's stated length."""
+        expected, heard = self.expected_frames, self.frames_read if self._heard is None else self._heard
+        if self._damage or not self.length_exact or expected <= 0 or self._end is not None or \
+                heard - expected <= PARTIAL_TOLERANCE_S * self.info.samplerate:
+            return None
+        return f"header says {expected / self.info.samplerate:.2f} s, decoded {heard / self.info.samplerate:.2f} s"
 
     @property
     def is_stream(self) -> bool:
