@@ -220,7 +220,25 @@ def test_a_redis_import_refused_at_maxmemory_says_part_of_a_batch_may_be_in(temp
     assert isinstance(result.exception, StoreError), result.output
     message = str(result.exception)
     assert "full" in message and "part of the batch being written may be stored" in message, message
-    assert "run the import again" in message
+    assert "run the import again" in message and "its policy refuses writes" in message
+
+
+def test_a_redis_full_under_the_recommended_policy_says_nothing_is_left_to_evict(redis_url, redis_server):
+    """Full of keys without an expiry under volatile-lru, Redis was told to set
+    volatile-lru."""
+    import redis
+
+    admin = redis.Redis(port=redis_server.port)
+    admin.set("someone-elses", b"x" * 400_000)   # no expiry: volatile-lru may not evict it
+    admin.config_set("maxmemory", str(int(admin.info("memory")["used_memory"]) + 10_000))
+    try:
+        with FingerprintStore.open(redis_url) as store, pytest.raises(StoreError) as raised:
+            store.backend.put("cand:x", "[" + '"a",' * 20_000 + '"a"]')
+    finally:
+        admin.config_set("maxmemory", "0")
+        admin.delete("someone-elses")
+    message = str(raised.value)
+    assert "nothing it may evict is left" in message and "set volatile-lru" not in message, message
 
 
 def test_a_redis_import_refused_before_writing_says_nothing_of_a_partial_batch(template, tmp_path, redis_url):

@@ -348,9 +348,7 @@ class RedisBackend:
             raise StoreError(f"Redis at {self.host}:{self.port}: authentication failed ({_first_line(exc)}){hint}") \
                 from None
         except redis.exceptions.OutOfMemoryError:
-            raise StoreFullError(f"Redis at {self.host}:{self.port} is full: its used memory is above its maxmemory "
-                             "and its policy refuses writes; let it evict fingerprints (maxmemory-policy "
-                             "volatile-lru), raise maxmemory, or make room (fpcli cache prune, cache clear)") from None
+            raise StoreFullError(self._full_message()) from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             tls = " (rediss:// speaks TLS: is this a plain redis:// server?)" if self._tls and "imeout" in str(exc) \
                 else ""
@@ -383,6 +381,18 @@ class RedisBackend:
             return {str(k): v for k, v in dict(self._client.config_get("maxmemory*")).items()}
         except redis.exceptions.RedisError:
             return {}
+
+    def _full_message(self) -> str:
+        """Why a write was refused for memory, by the server's policy: under the
+        recommended one, it said "let it evict fingerprints (volatile-lru)" to a server
+        that already did and had nothing left it may evict."""
+        head = f"Redis at {self.host}:{self.port} is full: its used memory is above its maxmemory and "
+        room = "raise maxmemory, or make room (fpcli cache prune, cache clear)"
+        if self.config().get("maxmemory-policy") == RECOMMENDED_POLICY:
+            return head + ("nothing it may evict is left (keys without an expiry: other data, or the store's "
+                           f"counters and journal); {room}")
+        return head + ("its policy refuses writes; let it evict fingerprints (maxmemory-policy "
+                       f"{RECOMMENDED_POLICY}), {room}")
 
     def policy_warning(self) -> str | None:
         policy = self.config().get("maxmemory-policy")
