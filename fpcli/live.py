@@ -191,16 +191,25 @@ def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = No
     expected = reader.expected_frames / info.samplerate if reader.expected_frames else None
     live = LiveFingerprint(info.samplerate, info.channels, params, expected_seconds=expected)
     started = time.perf_counter()
+    shown = [0.0]   # the seconds of the last snapshot shown
+
+    def show(result: TrackResult) -> None:
+        shown[0] = _heard_s(result)
+        on_snapshot(result)
+
     try:
         with _noticing_interrupts(reader.stop) as interrupted:
-            whole = _push_blocks(reader, live, path, started, every_s, max_seconds, on_snapshot, keep)
+            whole = _push_blocks(reader, live, path, started, every_s, max_seconds, show, keep)
         if interrupted():
             raise KeyboardInterrupt
     except KeyboardInterrupt:
         # Nothing measured (no audio, or less than one analysis frame): no record of
         # nothing, which would stand in the store as a preview of the stream.
         if _measured(live.snapshot()):
-            keep(_result(live, reader, path, started))
+            last = _result(live, reader, path, started)
+            keep(last)
+            if every_s is not None and _heard_s(last) > shown[0]:
+                on_snapshot(last)   # what was stored is shown (a snapshot held for more audio was not)
         raise
     if whole:
         live.finish()
@@ -278,6 +287,11 @@ def _noticing_interrupts(stop: Callable[[], None]) -> Iterator[Callable[[], bool
         yield lambda: received
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _heard_s(result: TrackResult) -> float:
+    """The seconds of audio a result heard."""
+    return result.streaming.seconds if result.streaming is not None else 0.0
 
 
 def _result(live: LiveFingerprint, reader: AudioReader, path: str, started: float) -> TrackResult:

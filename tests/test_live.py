@@ -412,12 +412,12 @@ def test_ctrl_c_ends_a_silent_stream_at_once_and_keeps_what_was_heard(kind, capf
         sent.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGINT)
 
-    kept = []
+    kept, shown = [], []
     handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         reader = open_stream(_stalling_pipe(data, stall_s=3.0, on_silence=interrupt), block_frames=4096, **raw)
         with pytest.raises(KeyboardInterrupt):
-            follow(reader, "stream:radio", every_s=1.0, keep=kept.append)
+            follow(reader, "stream:radio", every_s=1.0, keep=kept.append, on_snapshot=shown.append)
         waited = time.monotonic() - sent[0]
     finally:
         signal.signal(signal.SIGINT, handler)
@@ -425,6 +425,8 @@ def test_ctrl_c_ends_a_silent_stream_at_once_and_keeps_what_was_heard(kind, capf
     assert "Traceback" not in capfd.readouterr().err
     assert not kept[-1].streaming.complete and kept[-1].status == "ok"
     assert kept[-1].duration_s == pytest.approx(6.0)   # all that came before the Ctrl-C
+    # The last second stored is shown too: its line waited for more audio, and was lost.
+    assert shown[-1].streaming.seconds == kept[-1].streaming.seconds
 
 
 def test_a_program_s_own_interrupt_handler_is_kept_and_still_ends_a_stream():

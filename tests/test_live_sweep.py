@@ -219,3 +219,30 @@ def test_snapshots_past_the_length_a_header_states_are_partial(tmp_path):
         [(1.0, "ok"), (2.0, "ok"), (3.0, "partial"), (4.0, "partial")]
     assert lines[2]["partial_reason"] == "header says 2.00 s, decoded 3.00 s"
     assert lines[3]["partial_reason"] == "header says 2.00 s, decoded 4.00 s"
+
+
+def test_ctrl_c_before_anything_measurable_says_nothing_was_stored(tmp_path):
+    """20 ms of a stream, then Ctrl-C: "interrupted: what was heard is stored", and
+    nothing was (less than one analysis frame is no record)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    header = io.BytesIO()
+    sf.write(header, np.zeros((441, 1), dtype=np.float32), 22050, format="WAV", subtype="PCM_16")
+    wav = bytearray(header.getvalue())
+    wav[4:8] = (0xFFFFFFFF).to_bytes(4, "little")     # a streamed WAV: sizes unknown, more to come
+    wav[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "XDG_CACHE_HOME": str(tmp_path / "home")}
+    child = subprocess.Popen([sys.executable, "-m", "fpcli", "--store", str(tmp_path / "s"), "analyze", "-",
+                              "--every", "1", "--name", "radio"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdout=subprocess.PIPE, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                                               signal.SIG_DFL))
+    child.stdin.write(bytes(wav))
+    child.stdin.flush()
+    time.sleep(1.5)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 130
+    assert b"interrupted: nothing stored (nothing measurable was heard)" in err, err

@@ -225,9 +225,12 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
         # store knows it by its absolute path); a named stream by its name.
         label = identity.path if identity and path == "-" else path
 
+        stored = []   # whether anything was stored (an interrupt says so only then)
+
         def keep(result: TrackResult) -> None:
             if store is not None and identity is not None:
                 store.save(identity, result)
+                stored.append(True)
 
         try:
             final = follow(reader, label, every_s=every, max_seconds=seconds, keep=keep,
@@ -239,7 +242,8 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
             reporter.event("track", result)
             raise typer.Exit(EXIT_SOME_FAILED) from None
         except KeyboardInterrupt:
-            note("[yellow]interrupted:[/yellow]", "what was heard is stored" if storing else "nothing stored")
+            note("[yellow]interrupted:[/yellow]", "what was heard is stored" if stored else
+                 "nothing stored" + (" (nothing measurable was heard)" if storing else ""))
             raise typer.Exit(EXIT_INTERRUPTED) from None
     reporter.final(final)
     if path == "-" and not storing and not quiet and not no_store:  # --no-store: the user knows
