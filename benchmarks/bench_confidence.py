@@ -10,13 +10,13 @@ Two steps::
     #    5/10/20/30/60 s, keep values, confidences, evidence and the full-track value
     #    (JSON lines; resumable; --every 2 takes every other corpus clip)
     python benchmarks/bench_confidence.py collect --corpus CORPUS --tracks DIR ... --out snapshots.jsonl
-    # 2. with this version: fit the confidence model on one half of the tracks (--fit
-    #    prints the weights for fpcli/streaming.py) and report reliability tables on
-    #    the other half. Before = the confidences the base commit stored; after = the
-    #    current model on the same snapshots. Only the tempo work changes values
-    #    (tempo_bpm, rhythm_stability): those are recomputed with the current
-    #    estimator from the tempo path's autocorrelation at the same cut points.
-    python benchmarks/bench_confidence.py report --before snapshots.jsonl --acf-cache CACHE \
+    # 2. with this version: fit the confidence model on the tracks outside the
+    #    --held-out folders (or on one half of them; --fit prints the weights for
+    #    fpcli/streaming.py) and report reliability tables on the others. Before =
+    #    the confidences the base commit stored; after = the current model on the
+    #    same snapshots. --acf-cache: the tempo dims recomputed with this version's
+    #    estimator at the same cut points (when the base commit's tempo differs).
+    python benchmarks/bench_confidence.py report --before snapshots.jsonl --held-out LIBRARY \
         --out benchmarks/confidence.md
 
 ``CORPUS`` is a folder with a ``manifest.json`` (benchmarks/quality/make_corpus.sh);
@@ -78,6 +78,9 @@ def _features(analyzer: Any) -> dict[str, float]:
         "short_term_blocks": float(analyzer._short_term.total),
         "momentary_blocks": float(analyzer._momentary.total),
         "peak_windows": float(tally.window_peaks.count),
+        # The tempo model's margin as the analyzer has it now (analyzers before it had none:
+        # ``report --acf-cache`` then recomputes it).
+        **({"tempo_margin": analyzer._tempo_margin()} if hasattr(analyzer, "_tempo_margin") else {}),
     }
 
 
@@ -291,14 +294,23 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def held_out(row: dict[str, Any], prefixes: list[str]) -> bool:
+    """Whether a track is in the report set: under one of ``prefixes`` (folders of whole
+    tracks kept out of the fit), or without them the half a hash of its stem picks."""
+    if prefixes:
+        return any(row["path"].startswith(prefix) for prefix in prefixes)
+    return half_of(row["group"]) == 1
+
+
 def report(args: argparse.Namespace) -> None:
     from fpcli.fingerprint import STREAMING_DIMS
 
     before = load(args.before)
-    after = retempo(before, args.acf_cache)
-    test_before = [r for r in before if half_of(r["group"]) == 1]
-    train_after = [r for r in after if half_of(r["group"]) == 0]
-    test_after = [r for r in after if half_of(r["group"]) == 1]
+    after = retempo(before, args.acf_cache) if args.acf_cache else before
+    prefixes = [str(p) for p in args.held_out]
+    test_before = [r for r in before if held_out(r, prefixes)]
+    train_after = [r for r in after if not held_out(r, prefixes)]
+    test_after = [r for r in after if held_out(r, prefixes)]
     if args.fit:
         print("CONFIDENCE_WEIGHTS = {")
         for name, w in fit(train_after).items():
@@ -306,25 +318,32 @@ def report(args: argparse.Namespace) -> None:
         print("}")
         return
     lines = [f"# Confidence calibration ({datetime.date.today().isoformat()})", "",
-             "Command: `python benchmarks/bench_confidence.py report --before SNAPSHOTS.jsonl --acf-cache CACHE "
-             "--out benchmarks/confidence.md` (snapshots collected with `bench_confidence.py collect` on the base "
-             "commit, see the docstring).", "",
+             "Command: `python benchmarks/bench_confidence.py report --before SNAPSHOTS.jsonl "
+             + ("--acf-cache CACHE " if args.acf_cache else "")
+             + "".join(f"--held-out {name} " for name in _held_out_names(prefixes))
+             + "--out benchmarks/confidence.md` (snapshots collected with `bench_confidence.py collect`, see the "
+             "docstring).", "",
              f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
              f"fpcli at commit {_commit()}.", "",
              "A confidence c means: the probability that the value shown now is within the dim's validation "
              "tolerance of the value the streaming analyzer gives for the whole track. "
              f"Snapshots at {', '.join(f'{s:g}' for s in CHECKPOINTS)} s (those before the track's end). "
-             f"Tracks: {len(after)} ({len(train_after)} fit half, {len(test_after)} report half; split by "
-             "a hash of the file stem). Tables are on the report half only. "
+             f"Tracks: {len(after)} ({len(train_after)} to fit, {len(test_after)} to report on; "
+             + (f"the report set is every track under {', '.join(_held_out_names(prefixes))}, none of them fitted on"
+                if prefixes
+                else "split in halves by a hash of the file stem") + "). Tables are on the report set only. "
              "`ECE` is the count-weighted mean |mean confidence - pass rate| over the buckets; `Brier` the mean "
              "squared difference between confidence and the 0/1 outcome.", "",
-             f"Data: {sum(r['duration'] > 31 for r in after)} whole tracks and "
-             f"{sum(r['duration'] <= 31 for r in after)} 30 s clips of the quality corpus (their 'full track' is "
-             "the 30 s clip, so the 5/10/20 s cuts have read 1/6 to 2/3 of it). Limits: a small corpus (the run "
-             "was cut short on a shared machine), one fit, no confidence intervals; the snapshots come from one "
-             "pass of the base commit's analyzer (values of the dims other than tempo and rhythm stability are "
-             "unchanged by this version, so they serve before and after; the tempo dims are recomputed with the "
-             "current estimator at the same cut points).", ""]
+             f"Data: fit on {sum(r['duration'] > 31 for r in train_after)} whole tracks (median "
+             f"{np.median([r['duration'] for r in train_after if r['duration'] > 31] or [0]):.0f} s) and "
+             f"{sum(r['duration'] <= 31 for r in train_after)} clips of at most 31 s (their 'whole track' is the "
+             "clip); reported on "
+             f"{sum(r['duration'] > 31 for r in test_after)} whole tracks (median "
+             f"{np.median([r['duration'] for r in test_after if r['duration'] > 31] or [0]):.0f} s) and "
+             f"{sum(r['duration'] <= 31 for r in test_after)} clips. 'Before' is the confidence the analyzer "
+             "stored in each snapshot, 'after' the model fitted here. Limits: one fit, no confidence intervals"
+             + ("; the tempo dims are recomputed with the current estimator at the same cut points" if args.acf_cache
+                else "") + ".", ""]
     summary = []
     for name in STREAMING_DIMS:
         old = [(s["confidence"][name], p) for _, s, p in samples(test_before, name)]
@@ -336,12 +355,20 @@ def report(args: argparse.Namespace) -> None:
                   md_table(["bucket", "mean confidence", "pass rate", "count"], reliability(old)), "",
                   "After (fitted model):", "",
                   md_table(["bucket", "mean confidence", "pass rate", "count"], reliability(new)), ""]
-    head = ["## Summary (report half)", "",
+    head = ["## Summary (report set)", "",
             md_table(["dim", "snapshots", "pass rate", "ECE before", "ECE after", "Brier before", "Brier after"],
                      summary), ""]
     insert = lines.index("## " + STREAMING_DIMS[0])
     text = "\n".join(lines[:insert] + head + lines[insert:]) + "\n"
     Path(args.out).write_text(text) if args.out else print(text)
+
+
+def _held_out_names(prefixes: list[str]) -> list[str]:
+    """The held-out folders as the report names them: LIBRARY for one (this machine's
+    path says nothing to a reader), else their last two path parts."""
+    if len(prefixes) == 1:
+        return ["LIBRARY"]
+    return ["/".join(Path(p).parts[-2:]) for p in prefixes]
 
 
 def _commit() -> str:
@@ -363,8 +390,11 @@ def main() -> None:
     c.add_argument("--every", type=int, default=1, help="take every n-th corpus clip (a faster run)")
     r = sub.add_parser("report")
     r.add_argument("--before", type=Path, required=True)
-    r.add_argument("--acf-cache", type=Path, required=True,
-                   help="onset autocorrelation cache of bench_tempo.py (--cache), filled if missing")
+    r.add_argument("--acf-cache", type=Path,
+                   help="recompute the tempo dims with this version's estimator from bench_tempo.py's onset "
+                        "autocorrelation cache (--cache, filled if missing): snapshots of an analyzer before it")
+    r.add_argument("--held-out", type=Path, nargs="*", default=[],
+                   help="report on the tracks under these folders and fit on the others (default: halves)")
     r.add_argument("--out")
     r.add_argument("--fit", action="store_true", help="print the fitted coefficients instead of the report")
     args = parser.parse_args()
