@@ -260,6 +260,11 @@ def test_a_flac_that_states_no_length_cut_mid_frame_is_partial_as_a_file_and_on_
     streamed, from_stdin = read_stream(cut, "pipe")
     assert 0 < frames < 3 * SR and reader.partial and reader.partial_reason.startswith("decoding failed after")
     assert streamed.partial and frames == len(from_stdin)
+    # Whole, with bytes after its last frame (an ID3v1 tag): every frame read, not partial.
+    tagged = tmp_path / "tagged.flac"
+    tagged.write_bytes(data + b"TAG" + b"x" * 125)
+    whole = AudioReader(tagged)
+    assert sum(len(block) for block in whole) == 3 * SR and not whole.partial, whole.partial_reason
 
 
 def test_an_intact_flac_is_still_read_by_libsndfile(tmp_path):

@@ -71,6 +71,7 @@ class SndfileSource:
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
         """float32 (n, channels) blocks until the first short read."""
+        frames = 0
         while True:
             try:
                 block = _read_float32(self._file, block_frames)
@@ -78,16 +79,23 @@ class SndfileSource:
                 raise DecodeFailure(_reason(exc)) from None
             if len(block) == 0:
                 return
+            frames += len(block)
             yield block
             if len(block) < block_frames:
                 # A short read is the end, whatever the header claims (a stated length
                 # then tells a cut file: ``base``). Without one, a read that stopped on a
                 # decoding error is damage: a FLAC that states no length (written to a
                 # pipe), cut mid-frame, was "ok" as a file, partial on stdin.
-                error = None if self.length_exact else _pending_error(self._file)
+                error = None if self.length_exact or self._all_frames_read(frames) else _pending_error(self._file)
                 if error is not None:
                     raise DecodeFailure(_reason(error))
                 return
+
+    def _all_frames_read(self, frames: int) -> bool:
+        """Whether ``frames`` reach the end of the last FLAC frame in the file's tail: an
+        error after it is about bytes after the audio (an ID3v1 or APE tag), not a cut."""
+        held = None if self.flac_lengths is None else self.flac_lengths.held
+        return held is not None and frames >= held
 
     def seek(self, frame: int) -> bool:
         """Start reading at ``frame``; False where libsndfile's seeking is not
