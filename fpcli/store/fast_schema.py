@@ -71,13 +71,15 @@ StreamingConfidence = _dims_struct("StreamingConfidence", STREAMING_DIMS, lambda
 BatchValues = _dims_struct("BatchValues", BATCH_DIMS, _value_or_null)
 
 
-class PathSeen(msgspec.Struct):
+# Every struct forbids fields it does not name: the parser drops them, and a line the
+# gate stores as it came would keep them (a field of 900 KB a record filled a store).
+class PathSeen(msgspec.Struct, forbid_unknown_fields=True):
     path: Annotated[str, msgspec.Meta(pattern=PATH_PATTERN)]
     # msgspec bounds only int64: a time past 2262 is left to the parser (which allows it)
     mtime_ns: Annotated[int, msgspec.Meta(ge=MTIME_NS_RANGE[0], le=_INT64)]
 
 
-class Audio(msgspec.Struct):
+class Audio(msgspec.Struct, forbid_unknown_fields=True):
     duration_s: Seconds
     samplerate: Positive
     channels: Positive
@@ -87,7 +89,7 @@ class Audio(msgspec.Struct):
     partial_reason: str | None = None
 
 
-class Streaming(msgspec.Struct):
+class Streaming(msgspec.Struct, forbid_unknown_fields=True):
     values: StreamingValues  # type: ignore[valid-type]
     confidence: StreamingConfidence  # type: ignore[valid-type]
     reasons: dict[str, str]
@@ -95,12 +97,12 @@ class Streaming(msgspec.Struct):
     seconds: Seconds
 
 
-class Batch(msgspec.Struct):
+class Batch(msgspec.Struct, forbid_unknown_fields=True):
     values: BatchValues  # type: ignore[valid-type]
     reasons: dict[str, str]
 
 
-class Validation(msgspec.Struct):
+class Validation(msgspec.Struct, forbid_unknown_fields=True):
     status: Literal["valid", "invalid"]
     threshold: Share
     confidence_quality: Literal["high", "medium", "low"]
@@ -110,18 +112,18 @@ class Validation(msgspec.Struct):
     similarity: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] | None = None
 
 
-class PackedTimbre(msgspec.Struct):
+class PackedTimbre(msgspec.Struct, forbid_unknown_fields=True):
     packed: str
     frames: Positive
 
 
-class DupeKey(msgspec.Struct):
+class DupeKey(msgspec.Struct, forbid_unknown_fields=True):
     windows: Annotated[int, msgspec.Meta(ge=1, le=MAX_WINDOWS - 1)]
     bits: Hex
     mask: Hex
 
 
-class Record(msgspec.Struct):
+class Record(msgspec.Struct, forbid_unknown_fields=True):
     schema: Schema
     digest: Hex32
     content_key: Hex32
@@ -192,12 +194,25 @@ def vouched_lines(lines: Sequence[bytes]) -> list[VouchedRecord | None]:
     write it again. None means "parse the line", not "bad"."""
     texts = [_record_text_of(line) for line in lines]
     records = [_decoded(text) for text in texts]
-    records = [r if r is not None and r.schema == RECORD_SCHEMA and
-               (r.timbre is None or len(r.timbre.packed) == _PACKED_LENGTH) else None for r in records]
+    records = [r if r is not None and text is not None and r.schema == RECORD_SCHEMA and
+               (r.timbre is None or len(r.timbre.packed) == _PACKED_LENGTH) and _compact(text, r) else None
+               for r, text in zip(records, texts, strict=True)]
     sound, timbres = _sound_timbres(records)
     return [VouchedRecord(record_key(r.digest, r.params_key), text, r, timbres.get(position))
             if ok and r is not None and text is not None else None
             for position, (r, text, ok) in enumerate(zip(records, texts, sound, strict=True))]
+
+
+_ENCODER = msgspec.json.Encoder()
+_SPELLING_SLACK = 0.1   # how much longer than msgspec's own text a record's may be: numbers spelt
+                        # another way (0.0000325 or 3.25e-05), a few escaped characters
+
+
+def _compact(text: str, record: Record) -> bool:
+    """Whether ``text`` is about as long as the record written compactly: padding
+    (whitespace, numbers of a thousand digits, escapes) is what the parser's path drops
+    when it writes the record again, and a text stored as it came would keep it."""
+    return len(text) <= (1 + _SPELLING_SLACK) * len(_ENCODER.encode(record)) + 64
 
 
 def _record_text_of(line: bytes) -> str | None:
