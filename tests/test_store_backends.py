@@ -784,9 +784,29 @@ def test_a_search_index_drops_records_that_expired_while_nothing_wrote(tmp_path,
         store.save(*found[2])                                   # expires a second after the others
         assert len(current_index(store, "streaming", AnalysisParams().key())[0]) == 3
     time.sleep(max(0.0, started + 2.4 - time.monotonic()))      # the first two expired, nothing wrote
-    with FingerprintStore.open(tmp_path / "s", ttl_s=2) as store:
+    with FingerprintStore.open(tmp_path / "s") as store:        # a run without --store-ttl: rows keep theirs
         index, info = current_index(store, "streaming", AnalysisParams().key())
         assert len(index) == 1 and info["index"] != "loaded"
+
+
+def test_verify_never_evicts_to_the_running_command_s_size_limit(tmp_path, template):
+    """verify removed expired records by running the whole maintenance, which also
+    evicted down to the running command's size limit: `--store-size-mb 4 cache
+    verify` of 3,000 records left 525, said nothing and exited 0."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import make_records
+
+    with FingerprintStore.open(tmp_path / "s", size_limit_mb=64) as store:
+        store.import_records(list(make_records.records(1500, template=template)))
+        assert store.stats()["entries"] == 1500
+    with FingerprintStore.open(tmp_path / "s", size_limit_mb=1) as store:
+        assert verify(store) == []
+        index, _ = current_index(store, "streaming", AnalysisParams().key())   # nor does a search
+    with FingerprintStore.open(tmp_path / "s", size_limit_mb=64) as store:
+        stats = store.stats()
+        assert stats["entries"] == 1500 and stats["evictions"] == 0
 
 
 def test_cache_clear_on_redis_says_how_many_records_were_there_after_evictions(redis_url, redis_server, tracks):

@@ -483,12 +483,12 @@ class FingerprintStore(StoreImports):
         return max((c for c in candidates if c is not None), key=lambda r: r.analysed_at, default=None)
 
     def remove_expired(self) -> None:
-        """Records past the store's TTL removed now, with their identity entries (and
-        the size limit enforced): a search first, or its saved index kept serving them
-        until some process wrote to the store. Nothing to do without a TTL."""
-        if self.backend.ttl_s is not None:
-            with contextlib.suppress(StoreError):   # a read-only store: searched as it is
-                self._maintain()
+        """Records past their TTL removed now, with their identity entries (the size
+        limit is left alone: it is the running command's): a search first, or its saved
+        index kept serving them until some process wrote to the store. Rows carry their
+        own expiry, so whatever this run's TTL (a run without `--store-ttl` too)."""
+        with contextlib.suppress(StoreError):   # a read-only store: read as it is
+            self._maintain(evict=False)
 
     def stats(self, *, recount: bool = False) -> dict[str, Any]:
         """Counts kept across runs and the census of the store, from maintained

@@ -485,20 +485,23 @@ class DiskcacheBackend(MetaCounters):
 
     # -- maintenance -------------------------------------------------------------------------
 
-    def maintain(self) -> tuple[int, int]:
+    def maintain(self, *, evict: bool = True) -> tuple[int, int]:
         """Remove expired records, then least-recently-used records down to the size
         limit, each selected then deleted here (not by diskcache's ``expire`` or cull,
         which delete silently) so the census loses exactly the kinds removed."""
         expired = evicted = 0
         with guard(self.location):
-            while removed := self._remove_batch(EXPIRED_RECORDS, (time.time(),)):
+            # A look before the write transaction: a search on a store with nothing
+            # expired takes no write lock.
+            while self._data._sql(EXPIRED_RECORDS, (time.time(),)).fetchone() and \
+                    (removed := self._remove_batch(EXPIRED_RECORDS, (time.time(),))):
                 expired += removed
             # One transaction per batch: SQLite gives freed pages back (auto_vacuum) at
             # commit, so the volume only drops once a batch is committed. A batch is
             # the excess over EVICT_ROW_BYTES (more than a record takes, so it rarely
             # overshoots): ten rows a commit made an import into a full store evict
             # a thousand records per batch in a hundred commits.
-            while (excess := self._data.volume() - self._data.size_limit) > 0 and (
+            while evict and (excess := self._data.volume() - self._data.size_limit) > 0 and (
                     removed := self._remove_batch(
                         LEAST_RECENT_RECORDS, (min(1000, max(10, excess // EVICT_ROW_BYTES)),))):
                 evicted += removed

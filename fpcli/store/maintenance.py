@@ -271,8 +271,7 @@ def verify_counted(store: FingerprintStore, progress: Progress = lambda n: None,
     them: an idle store with a TTL failed every verify, and its repair). ``notes``
     receives what the check could not judge (the counts, when another process wrote
     to the store during the scan)."""
-    with contextlib.suppress(StoreError):   # a read-only store: checked as it is
-        store._maintain()
+    store.remove_expired()
     before = _written_state(store)
     try:
         problems = [Problem("", p) for p in store.backend.check()]

@@ -120,8 +120,11 @@ class Backend(Protocol):
 
     def generation(self) -> int: ...
 
-    def maintain(self) -> tuple[int, int]:
-        """Enforce TTL and size limit: (records expired, records evicted)."""
+    def maintain(self, *, evict: bool = True) -> tuple[int, int]:
+        """Enforce TTL and (with ``evict``) the size limit: (records expired, records
+        evicted). A check or a search removes expired records only: the size limit is
+        the running command's, and a `cache verify` without the user's usual one evicted
+        most of a store."""
         ...
 
     def removed_records(self) -> list[tuple[str, str]]:

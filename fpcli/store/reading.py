@@ -237,11 +237,12 @@ class StoreReader:
             self.bad_entries.append(exc)
             return None
 
-    def _maintain(self) -> None:
-        """The backend's expiry and size limit, then the identity entries of the records
-        it removed are forgotten: left behind, they filled the size limit over time (a
-        store of 1 MiB held nothing else, and evicted every new record at once)."""
-        self.backend.maintain()
+    def _maintain(self, *, evict: bool = True) -> None:
+        """The backend's expiry and (with ``evict``) size limit, then the identity
+        entries of the records it removed are forgotten: left behind, they filled the
+        size limit over time (a store of 1 MiB held nothing else, and evicted every new
+        record at once)."""
+        self.backend.maintain(evict=evict)
         for key, text in self.backend.removed_records():
             try:
                 data = loads(key, text)

@@ -740,7 +740,7 @@ class RedisBackend:
     def generation(self) -> int:
         return self.counter("generation")
 
-    def maintain(self) -> tuple[int, int]:
+    def maintain(self, *, evict: bool = True) -> tuple[int, int]:
         """Nothing to do: Redis enforces expiry and maxmemory itself."""
         return 0, 0
 
