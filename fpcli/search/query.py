@@ -97,7 +97,7 @@ class SearchResult:
 
 # Expected recall@10 of a search whose query heard only its first N seconds, against the
 # same search with the whole query (benchmarks/preview.md; linear between the points).
-PREVIEW_RECALL = ((5.0, 0.607), (10.0, 0.664), (20.0, 0.756), (30.0, 0.825), (60.0, 0.941))
+PREVIEW_RECALL = ((5.0, 0.594), (10.0, 0.644), (20.0, 0.777), (30.0, 0.921), (60.0, 0.940))
 
 
 def expected_recall(seconds: float) -> float | None:
