@@ -494,10 +494,11 @@ class FingerprintStore(StoreImports):
         """Counts kept across runs and the census of the store, from maintained
         counters (no record is read; ``recount`` or a store never counted counts
         every entry once). Plain data. Records past their TTL are removed first (and
-        counted as expiries), or the census still counted them."""
+        counted as expiries), or the census still counted them; the size limit is left
+        alone (it is the running command's: `--store-size-mb 4 cache stats` of a store
+        of 3,000 records evicted 2,473 of them)."""
         self.flush_stats()
-        with contextlib.suppress(StoreError):   # a read-only store: counted as it is
-            self._maintain()
+        self.remove_expired()
         counters = {name: self.backend.counter(name) for name in COUNTERS}
         lookups = counters["hits"] + counters["misses"]
         counts, note = (None, None) if recount else self.backend.census()
