@@ -265,6 +265,17 @@ def test_a_flac_that_states_no_length_cut_mid_frame_is_partial_as_a_file_and_on_
     tagged.write_bytes(data + b"TAG" + b"x" * 125)
     whole = AudioReader(tagged)
     assert sum(len(block) for block in whole) == 3 * SR and not whole.partial, whole.partial_reason
+    # A window from the middle (a CUE sheet's last track) reads to the same end: not partial,
+    # and its length unknown as the file's (it was -1.5 s: "a fault of fpcli").
+    window = AudioReader(tagged, start_s=1.5)
+    assert window.expected_frames == 0
+    assert sum(len(block) for block in window) == 3 * SR - int(1.5 * SR) and not window.partial
+    # Two such files joined: the second's frames number from 0 again, so its last frame
+    # says less than what was read; the first's frames alone were read: partial, as before.
+    joined = tmp_path / "joined.flac"
+    joined.write_bytes(data + with_total(write_flac(music(1.0, seed=9)), 0))
+    both = AudioReader(joined)
+    assert sum(len(block) for block in both) == 3 * SR and both.partial
 
 
 def test_an_intact_flac_is_still_read_by_libsndfile(tmp_path):

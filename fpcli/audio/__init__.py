@@ -176,7 +176,10 @@ class AudioReader:
         self._start = max(int(round(start_s * rate)), 0)
         self._end = None if end_s is None else max(int(round(end_s * rate)), self._start)
         whole = source.expected_frames
-        self.expected_frames: int = (self._end if self._end is not None else whole) - self._start
+        # A length the file does not state (0) leaves a window's unknown too: the last CUE
+        # track of such a FLAC was "expected_frames: -264600" (a fault of fpcli).
+        self.expected_frames: int = (self._end if self._end is not None else whole) - self._start \
+            if whole > 0 or self._end is not None else 0
         if whole > 0 and self._end is not None and self._end > whole:
             self.expected_frames = max(whole - self._start, 0)
         self.length_exact: bool = source.length_exact

@@ -52,6 +52,7 @@ class SndfileSource:
                               int(self._file.channels), frames)
         self.expected_frames = self.info.frames
         self.length_exact = True
+        self._position = 0   # the frame the next read starts at (``seek``)
         if self.flac_lengths is not None:
             # A FLAC written by an encoder that could not seek back (to a pipe) states no
             # total: it was "header says 209146758205323.72 s", partial, as a file.
@@ -71,7 +72,7 @@ class SndfileSource:
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
         """float32 (n, channels) blocks until the first short read."""
-        frames = 0
+        frames = self._position
         while True:
             try:
                 block = _read_float32(self._file, block_frames)
@@ -92,10 +93,12 @@ class SndfileSource:
                 return
 
     def _all_frames_read(self, frames: int) -> bool:
-        """Whether ``frames`` reach the end of the last FLAC frame in the file's tail: an
-        error after it is about bytes after the audio (an ID3v1 or APE tag), not a cut."""
+        """Whether the file was read to exactly the end of the last FLAC frame in its
+        tail (``frames`` from its start): an error after it is about bytes after the
+        audio (an ID3v1 tag), not a cut. Not so past it: two files joined, whose
+        second's frames number from 0 again, read only the first's."""
         held = None if self.flac_lengths is None else self.flac_lengths.held
-        return held is not None and frames >= held
+        return held is not None and frames == held
 
     def seek(self, frame: int) -> bool:
         """Start reading at ``frame``; False where libsndfile's seeking is not
@@ -106,6 +109,7 @@ class SndfileSource:
             self._file.seek(frame)
         except (sf.LibsndfileError, RuntimeError, ValueError):
             return False
+        self._position = frame
         return True
 
     def truncation(self, seconds_read: float) -> str | None:
