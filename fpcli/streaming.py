@@ -77,7 +77,7 @@ EVIDENCE_SCALES = {
     "peak_consistency": ("non-silent 1 s windows", 20.0),
 }
 # Fitted weights (w0, w1 evidence, w2 share read, w3 log2 seconds, w4 tempo margin).
-# Fitted on 81 whole tracks (median 231 s) and 156 clips of 30 s or less, none of the library the
+# Fitted on 81 whole tracks (median 231 s) and 156 clips of at most 31 s, none of the library the
 # table is reported on (benchmarks/confidence.md): fitted on the clips alone, seconds
 # heard stood for the share of a 30 s track, and on whole tracks the confidences said
 # 0.75 where 16 % of the values were within tolerance.

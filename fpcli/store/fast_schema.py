@@ -212,7 +212,17 @@ def _compact(text: str, record: Record) -> bool:
     """Whether ``text`` is about as long as the record written compactly: padding
     (whitespace, numbers of a thousand digits, escapes) is what the parser's path drops
     when it writes the record again, and a text stored as it came would keep it."""
-    return len(text) <= (1 + _SPELLING_SLACK) * len(_ENCODER.encode(record)) + 64
+    return len(text) <= (1 + _SPELLING_SLACK) * _escaped_length(_ENCODER.encode(record)) + 64
+
+
+def _escaped_length(encoded: bytes) -> int:
+    """The length of msgspec's UTF-8 JSON with its non-ASCII characters escaped as an
+    export writes them (\\uXXXX, 6 characters; a pair of them beyond the BMP): a path
+    in Cyrillic is not padding."""
+    if encoded.isascii():
+        return len(encoded)
+    text = encoded.decode("utf-8")
+    return len(text) + sum(5 if ord(c) < 0x10000 else 11 for c in text if ord(c) > 127)
 
 
 def _record_text_of(line: bytes) -> str | None:
