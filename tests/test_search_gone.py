@@ -388,17 +388,31 @@ def test_two_records_of_one_import_batch_naming_one_path_leave_the_later_sight(t
         assert fresh._read_path_entry(path)["digest"] == newer.digest
 
 
-def test_a_prune_gives_a_touched_file_its_time_so_it_is_read_whole_once(tmp_path, lib, monkeypatch):
-    """A touched file confirmed by its digest kept its stored time: every prune, search
-    and dupes read it whole again, until an analyze. The prune now stores its time."""
-    from fpcli.store import prune, records
-
+def _analysed_then_touched(tmp_path, lib) -> str:
+    """A store of the library analysed, then song0.wav touched; its folder."""
     store_dir = str(tmp_path / "store")
     _analyse(store_dir, lib)
     _touched(lib / "song0.wav")
+    return store_dir
+
+
+def _digest_reads(monkeypatch) -> list[str]:
+    """The paths whose whole bytes are read for their digest from now on."""
+    from fpcli.store import records
+
     reads: list[str] = []
     real = records.file_digest
     monkeypatch.setattr(records, "file_digest", lambda path: reads.append(path) or real(path))
+    return reads
+
+
+def test_a_prune_gives_a_touched_file_its_time_so_it_is_read_whole_once(tmp_path, lib, monkeypatch):
+    """A touched file confirmed by its digest kept its stored time: every prune, search
+    and dupes read it whole again, until an analyze. The prune now stores its time."""
+    from fpcli.store import prune
+
+    store_dir = _analysed_then_touched(tmp_path, lib)
+    reads = _digest_reads(monkeypatch)
     with FingerprintStore.open(store_dir) as store:
         assert prune(store, dry_run=True) == [] and len(reads) == 1    # a dry run writes nothing
         assert prune(store) == [] and len(reads) == 2
@@ -408,3 +422,19 @@ def test_a_prune_gives_a_touched_file_its_time_so_it_is_read_whole_once(tmp_path
         assert record.seen_at(str(lib / "song0.wav")).mtime_ns == mtime
         assert store._read_path_entry(str(lib / "song0.wav"))["mtime_ns"] == mtime
     assert _search(store_dir, lib / "song2.wav", k=5) and len(reads) == 2
+
+
+def test_a_search_gives_a_touched_hit_its_time_so_it_is_read_whole_once(tmp_path, lib, monkeypatch):
+    """A search confirmed a touched hit by its digest and stored nothing: after a
+    restore without times every search read its hits' files whole, until a prune or
+    an analyze. It now stores the file's time, as a prune does."""
+    store_dir = _analysed_then_touched(tmp_path, lib)
+    reads = _digest_reads(monkeypatch)
+    first = _search(store_dir, lib / "song2.wav", k=5)
+    assert "song0.wav" in [os.path.basename(h.path) for h in first.hits] and reads == [str(lib / "song0.wav")]
+    second = _search(store_dir, lib / "song2.wav", k=5)
+    assert [h.path for h in second.hits] == [h.path for h in first.hits] and len(reads) == 1
+    with FingerprintStore.open(store_dir) as store:
+        mtime = os.stat(lib / "song0.wav").st_mtime_ns
+        assert store.record_for_path(str(lib / "song0.wav")).seen_at(str(lib / "song0.wav")).mtime_ns == mtime
+        assert store._read_path_entry(str(lib / "song0.wav"))["mtime_ns"] == mtime

@@ -3,16 +3,18 @@ with batch fingerprints), batch (batch fingerprints of every track) and auto."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fpcli.cue import is_album_image, is_entry
-from fpcli.errors import ParameterError, QueryError, SearchError
+from fpcli.errors import ParameterError, QueryError, SearchError, StoreError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.files import atomic_text, printable_path
@@ -25,7 +27,7 @@ from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, 
 from fpcli.search.saved import IndexProgress, current_index
 from fpcli.search.timbre import pack
 from fpcli.store import FingerprintStore, Record
-from fpcli.store.records import STREAM_PREFIX, entry_file, record_key, resolve, stored_file_state
+from fpcli.store.records import STREAM_PREFIX, entry_file, file_state, record_key, resolve
 
 if TYPE_CHECKING:  # fpcli.library (the analysis stack) is imported only when something is missing
     from fpcli.library import Event
@@ -386,7 +388,7 @@ def _kept_hits(store: FingerprintStore, index: Index, record: Record, query: Que
             found = [read[key] for key in keys]
             usable = [(hit, r) for hit, r in zip(hits, found, strict=True) if r is not None]
             reference = _whole_copy(store, record, index.params_key) if query.query_file else record
-            kept_hits, maybe_query, dropped, gone = _kept_on_disk(usable, reference, record, query)
+            kept_hits, maybe_query, dropped, gone = _kept_on_disk(store, usable, reference, record, query)
             if len(kept_hits) - len(maybe_query) >= query.k or not rows_left:
                 stats["duplicates_dropped"] = stats.get("duplicates_dropped", 0) + dropped
                 skipped += [(hit.path, gone_reason(hit.path)) for hit in gone]
@@ -397,7 +399,7 @@ def _kept_hits(store: FingerprintStore, index: Index, record: Record, query: Que
         wanted = min(4 * wanted, len(index))
 
 
-def _kept_on_disk(usable: list[tuple[Hit, Record]], reference: Record, record: Record,
+def _kept_on_disk(store: FingerprintStore, usable: list[tuple[Hit, Record]], reference: Record, record: Record,
                   query: Query) -> tuple[list[Hit], set[str], int, list[Hit]]:
     """The hits of ``usable`` (hits with their records, nearest first) that are neither
     the query's recording nor an earlier kept hit's and have a file still there, each
@@ -422,7 +424,7 @@ def _kept_on_disk(usable: list[tuple[Hit, Record]], reference: Record, record: R
         if kept_records.first_same(recording) is not None:
             dropped += 1
             continue
-        path = _path_left(hit, stored, query.under_prefix)
+        path = _path_left(store, hit, stored, query.under_prefix)
         if path is None:
             gone.append(hit)
             continue
@@ -442,7 +444,7 @@ def _on_disk(store: FingerprintStore, index: Index, hits: list[Hit], query: Quer
     for hit in hits:
         if len(shown) == query.k:
             break
-        path = _path_left(hit, store.read_record(record_key(hit.digest, index.params_key)), query.under_prefix)
+        path = _path_left(store, hit, store.read_record(record_key(hit.digest, index.params_key)), query.under_prefix)
         if path is None:
             gone.append(hit)
         else:
@@ -450,7 +452,7 @@ def _on_disk(store: FingerprintStore, index: Index, hits: list[Hit], query: Quer
     return shown, gone
 
 
-def _path_left(hit: Hit, stored: Record | None, prefix: str | None) -> str | None:
+def _path_left(store: FingerprintStore, hit: Hit, stored: Record | None, prefix: str | None) -> str | None:
     """The path ``hit`` is shown by: its own while its file is the one analysed, else
     the most recently seen path of its record (under ``prefix`` when given) whose file
     is; None when none is left. An index keeps one path per record, the last one seen,
@@ -461,17 +463,33 @@ def _path_left(hit: Hit, stored: Record | None, prefix: str | None) -> str | Non
     seen = {p.path: p.mtime_ns for p in reversed(stored.paths)}
     for path in dict.fromkeys([hit.path, *seen] if hit.path in seen else seen):
         if (prefix is None or path.startswith(prefix)) and \
-                file_left(path, seen[path], stored.size, stored.digest, stored.content_key):
+                file_left(path, seen[path], stored.size, stored.digest, stored.content_key,
+                          _retimed(store, stored, path)):
             return path
     return None
 
 
-def file_left(path: str, mtime_ns: int, size: int, digest: str, content_key: str) -> bool:
+def file_left(path: str, mtime_ns: int, size: int, digest: str, content_key: str,
+              on_touched: Callable[[int], None] = lambda mtime_ns: None) -> bool:
     """Whether the file of a stored path (seen at ``mtime_ns``, of a record of ``size``
-    bytes, ``digest`` and ``content_key``) is still the one analysed
-    (``stored_file_state``: ``cache prune`` forgets the others; a file rewritten with
-    other audio, or replaced by a folder, was shown as a hit and a duplicate)."""
-    return stored_file_state(path, size, mtime_ns, digest, content_key) is None
+    bytes, ``digest`` and ``content_key``) is still the one analysed (``file_state``:
+    ``cache prune`` forgets the others; a file rewritten with other audio, or replaced
+    by a folder, was shown as a hit and a duplicate). A file only touched (its bytes
+    confirmed by the digest) is told to ``on_touched`` with its time now."""
+    state = file_state(path, size, mtime_ns, digest, content_key)
+    if state.touched_ns is not None:
+        on_touched(state.touched_ns)
+    return state.why is None
+
+
+def _retimed(store: FingerprintStore, record: Record, path: str) -> Callable[[int], None]:
+    """``file_left``'s ``on_touched`` for a search: the touched file's time stored, as a
+    prune stores it (read whole again at every search otherwise: a restore without
+    its times made each search read its hits' files whole until the next prune)."""
+    def store_time(mtime_ns: int) -> None:
+        with contextlib.suppress(StoreError):   # a read-only store: read whole again next time
+            store.record_touched(record, path, mtime_ns)
+    return store_time
 
 
 def gone_reason(path: str) -> str:
@@ -574,7 +592,8 @@ def _other_files(store: FingerprintStore, index: Index, record: Record, query: Q
         out.extend(dataclasses.replace(hit, path=seen.path) for seen in (stored.paths if stored is not None else ())
                    if resolve(seen.path) != query.query_file and (prefix is None or seen.path.startswith(prefix))
                    and stored is not None
-                   and file_left(seen.path, seen.mtime_ns, stored.size, stored.digest, stored.content_key))
+                   and file_left(seen.path, seen.mtime_ns, stored.size, stored.digest, stored.content_key,
+                                 _retimed(store, stored, seen.path)))
         # (a copy moved away since is no hit: its record stays)
     return out
 
