@@ -438,3 +438,16 @@ def test_a_search_gives_a_touched_hit_its_time_so_it_is_read_whole_once(tmp_path
         mtime = os.stat(lib / "song0.wav").st_mtime_ns
         assert store.record_for_path(str(lib / "song0.wav")).seen_at(str(lib / "song0.wav")).mtime_ns == mtime
         assert store._read_path_entry(str(lib / "song0.wav"))["mtime_ns"] == mtime
+
+
+def test_cache_dupes_gives_a_touched_copy_its_time_so_it_is_read_whole_once(tmp_path, lib, monkeypatch):
+    """cache dupes confirmed a touched file by its digest and stored nothing: every
+    run read it whole again."""
+    shutil.copy2(lib / "song0.wav", lib / "copy.wav")
+    store_dir = _analysed_then_touched(tmp_path, lib)
+    reads = _digest_reads(monkeypatch)
+    for _ in range(2):
+        dupes = runner.invoke(app, ["--store", store_dir, "cache", "dupes", "--json"])
+        (group,) = [json.loads(line) for line in dupes.stdout.splitlines()]
+        assert sorted(os.path.basename(p) for p in group["paths"]) == ["copy.wav", "song0.wav"]
+    assert reads == [str(lib / "song0.wav")]

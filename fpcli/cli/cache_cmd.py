@@ -467,8 +467,8 @@ def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
         # Only current records can be grouped: older ones are not held in memory, and
         # of the others only what the duplicate rules read (a Recording, not the record).
-        groups = _groups_on_disk([Recording.of(r) for r in store.records()
-                                  if r.fingerprint_version == FINGERPRINT_VERSION])
+        groups = _groups_on_disk(store, [Recording.of(r) for r in store.records()
+                                         if r.fingerprint_version == FINGERPRINT_VERSION])
         report_bad_entries(store)
     if as_json:
         json_lines_out({"paths": list(group.paths), "digests": list(group.digests)} for group in groups)
@@ -477,7 +477,7 @@ def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
              [[str(n), path] for n, group in enumerate(groups, start=1) for path in group.paths])
 
 
-def _groups_on_disk(records: list[Recording]) -> list[DupeGroup]:
+def _groups_on_disk(store: FingerprintStore, records: list[Recording]) -> list[DupeGroup]:
     """The duplicate groups of ``records`` as their files on disk have them: gone paths
     left out, a group left with one path none. Only the records in a group are looked
     for on disk (a stat per path of theirs, not per record of the store); the groups
@@ -491,20 +491,22 @@ def _groups_on_disk(records: list[Recording]) -> list[DupeGroup]:
         unchecked = {digest for group in groups for digest in group.digests} - looked
         if not unchecked:
             return groups
-        on_disk = [_on_disk(record) if record.digest in unchecked else record for record in records]
+        on_disk = [_on_disk(store, record) if record.digest in unchecked else record for record in records]
         records = [record for record in on_disk if record.paths]
         looked |= unchecked
 
 
-def _on_disk(record: Recording) -> Recording:
-    """``record`` with only the paths whose file is still the one analysed."""
+def _on_disk(store: FingerprintStore, record: Recording) -> Recording:
+    """``record`` with only the paths whose file is still the one analysed (a touched
+    one's time stored, as a prune stores it)."""
     import dataclasses
 
-    from fpcli.search.query import file_left
+    from fpcli.search.query import file_left, retimed
 
-    return dataclasses.replace(record, paths=tuple(seen for seen in record.paths
-                                                   if file_left(seen.path, seen.mtime_ns, record.size,
-                                                                record.digest, record.content_key)))
+    return dataclasses.replace(record, paths=tuple(
+        seen for seen in record.paths
+        if file_left(seen.path, seen.mtime_ns, record.size, record.digest, record.content_key,
+                     retimed(store, record.record_key, record.size, record.digest, record.content_key, seen.path))))
 
 
 @cache_app.command("export")

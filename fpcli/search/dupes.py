@@ -64,6 +64,7 @@ class Recording:
     decoded: tuple[str, int, int, int] | None
     values: tuple[tuple[str, float | None], ...]
     timbre_mean: tuple[float, ...] | None
+    record_key: str = ""       # where the record is stored (a touched file's time is written there)
 
     @classmethod
     def of(cls, record: Record) -> Recording:
@@ -72,7 +73,7 @@ class Recording:
             if record.complete else None
         return cls(record.digest, record.content_key, record.size, record.paths, record.fingerprint_version,
                    audio.duration_s, record.dupe_key, decoded, tuple(sorted(record.streaming.values.items())),
-                   None if record.timbre is None else record.timbre.mean)
+                   None if record.timbre is None else record.timbre.mean, record.key)
 
 
 def same(a: Record, b: Record) -> bool:

@@ -27,7 +27,7 @@ from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, 
 from fpcli.search.saved import IndexProgress, current_index
 from fpcli.search.timbre import pack
 from fpcli.store import FingerprintStore, Record
-from fpcli.store.records import STREAM_PREFIX, entry_file, file_state, record_key, resolve
+from fpcli.store.records import STREAM_PREFIX, FileIdentity, entry_file, file_state, record_key, resolve
 
 if TYPE_CHECKING:  # fpcli.library (the analysis stack) is imported only when something is missing
     from fpcli.library import Event
@@ -482,14 +482,21 @@ def file_left(path: str, mtime_ns: int, size: int, digest: str, content_key: str
     return state.why is None
 
 
-def _retimed(store: FingerprintStore, record: Record, path: str) -> Callable[[int], None]:
-    """``file_left``'s ``on_touched`` for a search: the touched file's time stored, as a
-    prune stores it (read whole again at every search otherwise: a restore without
-    its times made each search read its hits' files whole until the next prune)."""
+def retimed(store: FingerprintStore, key: str, size: int, digest: str, content_key: str,
+            path: str) -> Callable[[int], None]:
+    """``file_left``'s ``on_touched`` for a search or ``cache dupes``: the touched file's
+    time stored under the record ``key``, as a prune stores it (read whole again at
+    every search otherwise: a restore without its times made each search read its
+    hits' files whole until the next prune)."""
     def store_time(mtime_ns: int) -> None:
         with contextlib.suppress(StoreError):   # a read-only store: read whole again next time
-            store.record_touched(record, path, mtime_ns)
+            store.record_touched(key, FileIdentity(path, size, mtime_ns, content_key, digest))
     return store_time
+
+
+def _retimed(store: FingerprintStore, record: Record, path: str) -> Callable[[int], None]:
+    """``retimed`` of a path of ``record``."""
+    return retimed(store, record.key, record.size, record.digest, record.content_key, path)
 
 
 def gone_reason(path: str) -> str:

@@ -285,19 +285,22 @@ class FingerprintStore(StoreImports):
                 return updated
         raise StoreError(f"{key}: the record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
 
-    def record_touched(self, record: Record, path: str, mtime_ns: int) -> None:
-        """A file of ``record`` found touched (its bytes confirmed by the digest, its
-        time moved) by a search: its time now in the record and in its path entry, as a
-        prune stores them, so that it is not read whole again. Nothing when the record
-        no longer lists the path."""
+    def record_touched(self, key: str, identity: FileIdentity) -> None:
+        """A file of the record under ``key`` found touched (its bytes confirmed by the
+        digest, its time moved) by a search or ``cache dupes``: its time now
+        (``identity``) in the record and in its path entry, as a prune stores them, so
+        that it is not read whole again. Nothing when the record no longer lists the
+        path."""
+        path, mtime_ns = identity.path, identity.mtime_ns
+
         def retimed(current: Record) -> tuple[list[PathSeen], list[str]] | None:
             if not any(seen.path == path for seen in current.paths):
                 return None
             return [PathSeen(seen.path, mtime_ns if seen.path == path else seen.mtime_ns)
                     for seen in current.paths], []
 
-        if self.rewrite_paths(record.key, retimed) is not None:
-            self.retime_path(FileIdentity(path, record.size, mtime_ns, record.content_key, record.digest))
+        if self.rewrite_paths(key, retimed) is not None:
+            self.retime_path(identity)
 
     def retime_path(self, identity: FileIdentity) -> None:
         """Give the path entry of a file confirmed to hold this content (a prune's
