@@ -407,7 +407,7 @@ def test_cli_search_errors(tmp_path, library):
     short = write(tmp_path / "short.wav", 0.2 * np.sin(2 * np.pi * 220 * np.arange(882) / 44100), 44100)
     runner.invoke(app, ["--store", str(tmp_path / "one"), "analyze", str(library / "t0.flac")])
     tiny = runner.invoke(app, ["--store", str(tmp_path / "one"), "search", str(short), "--json"])
-    assert isinstance(tiny.exception, QueryError) and "too short or silent" in str(tiny.exception)
+    assert isinstance(tiny.exception, QueryError) and "too short to measure" in str(tiny.exception)
 
 
 def test_a_preview_query_hears_only_its_first_seconds_even_when_the_file_is_stored(store, library):

@@ -60,7 +60,7 @@ def analyze(
     every: Annotated[float | None, typer.Option(
         "--every", min=0.1, show_default=False, callback=finite,
         help="Print a snapshot every S seconds of audio (one file or - for stdin); each is stored as a "
-             "partial record, so an interrupted run keeps what was heard.")] = None,
+             "partial record (a stream's only with --name), so an interrupted run keeps what was heard.")] = None,
     name: Annotated[str | None, typer.Option(
         "--name", show_default=False, help="Store a stream (-) under this name (a stream has no path).")] = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not store the result of a stream.")] = False,

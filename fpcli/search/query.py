@@ -306,7 +306,8 @@ def _mean_confidence(record: Record) -> float:
 def _query_row(record: Record, kind: str) -> np.ndarray:
     row = row_of(record, kind)
     if row is None:
-        raise QueryError(f"the query has no {kind} fingerprint values (too short or silent to measure)")
+        raise QueryError(f"the query has no {kind} fingerprint values (too short to measure: less than one "
+                         "analysis frame?)")
     return row
 
 
