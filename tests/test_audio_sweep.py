@@ -286,3 +286,25 @@ def test_an_intact_flac_is_still_read_by_libsndfile(tmp_path):
     source.close()
     assert isinstance(source, SndfileSource)
     assert headers.flac_file_lengths(path) == headers.FlacLengths(2 * SR, 2 * SR)
+
+
+def test_a_live_matroska_cut_mid_block_is_partial_as_a_file_and_on_stdin(tmp_path):
+    """A live WebM or Matroska recording (written to a pipe: no Duration, Clusters of
+    unknown size) cut off mid-block was "ok" as a file and on stdin: FFmpeg reads to
+    the cut without a word. The last Cluster running past the end says so; an intact
+    recording stays ok."""
+    data = av_encoded(as_int16(music(4.0)), SR, "matroska", "pcm_s16le", PipeSink())
+    whole = tmp_path / "whole.mka"
+    whole.write_bytes(data)
+    intact = AudioReader(whole)
+    assert sum(len(block) for block in intact) == 4 * SR and not intact.partial, intact.partial_reason
+    for share in (0.3, 0.77, 0.999):
+        cut = data[: int(len(data) * share)]
+        path = tmp_path / f"cut{share}.mka"
+        path.write_bytes(cut)
+        reader = AudioReader(path)
+        frames = sum(len(block) for block in reader)
+        streamed, _ = read_stream(cut, "pipe")
+        assert 0 < frames < 4 * SR and reader.partial, share
+        assert "the last Matroska cluster runs past the end" in reader.partial_reason
+        assert streamed.partial and streamed.partial_reason == reader.partial_reason

@@ -172,7 +172,7 @@ _OGG_EOS = 0x04
 def ogg_ends_with_eos(path: str | os.PathLike) -> bool | None:
     """Whether the last complete Ogg page of ``path`` carries the end-of-stream flag;
     None if no complete page is found in the tail (not Ogg, or unreadable)."""
-    tail = _file_tail(path)
+    tail = file_tail(path)
     return None if tail is None else ogg_tail_ends_with_eos(tail)
 
 
@@ -186,12 +186,81 @@ def ogg_tail_ends_with_eos(tail: bytes) -> bool | None:
 def _last_page_header(path: str | os.PathLike) -> bytes | None:
     """The 27-byte header of the last complete Ogg page of ``path``, read from its tail
     alone; None if there is none there (not Ogg, or unreadable)."""
-    tail = _file_tail(path)
+    tail = file_tail(path)
     pos = None if tail is None else _last_complete_page(tail)
     return None if tail is None or pos is None else tail[pos : pos + 27]
 
 
-def _file_tail(path: str | os.PathLike) -> bytes | None:
+# -- Matroska / WebM: a recording cut mid-block ---------------------------------------------
+
+_MKV_CLUSTER = b"\x1f\x43\xb6\x75"
+_MKV_CLUSTER_FIRST = (0xE7, 0xBF)  # a Cluster's first child: its Timestamp, or a CRC-32 before it
+_MKV_MAX_OVERRUN = 1 << 26         # a cut Cluster misses less than this; more is a chance match
+
+
+def matroska_tail_cut(tail: bytes) -> bool | None:
+    """Whether the last Cluster in ``tail`` (a Matroska or WebM file's or stream's last
+    bytes) runs past their end: a recording cut mid-block, which FFmpeg reads to the cut
+    without a word (a live WebM states no Duration to compare with). None when no
+    Cluster starts in the tail, or one of its elements cannot be measured."""
+    end = len(tail)
+    while (pos := tail.rfind(_MKV_CLUSTER, 0, end)) != -1:
+        verdict = _cluster_cut(tail, pos)
+        if verdict is not None:
+            return verdict
+        end = pos   # the ID by chance inside a block: look further back
+    return None
+
+
+def _cluster_cut(tail: bytes, pos: int) -> bool | None:
+    """``matroska_tail_cut`` of the Cluster whose ID starts at ``tail[pos]``; None when
+    it is no Cluster (its first child is not a Timestamp or CRC-32) or cannot be read.
+    A Cluster of known size is cut when it ends past the tail; one of unknown size
+    (written live) when its last child does."""
+    size, at = _ebml_size(tail, pos + len(_MKV_CLUSTER))
+    if at is None or at >= len(tail) or tail[at] not in _MKV_CLUSTER_FIRST:
+        return None
+    if size is not None:
+        return at + size > len(tail) if at + size - len(tail) < _MKV_MAX_OVERRUN else None
+    while at < len(tail):
+        width = _ebml_id_width(tail[at])
+        if width is None:
+            return None
+        if at + width > len(tail):
+            return True
+        child, body = _ebml_size(tail, at + width)
+        if body is None:
+            return True        # the child's size is cut off
+        if child is None:
+            return None        # a child of unknown size: nothing to measure it by
+        at = body + child
+    return at > len(tail)
+
+
+def _ebml_id_width(first: int) -> int | None:
+    """The bytes of an EBML element ID whose first byte is ``first`` (1-4), or None."""
+    for width in range(1, 5):
+        if first & (0x80 >> (width - 1)):
+            return width
+    return None
+
+
+def _ebml_size(data: bytes, at: int) -> tuple[int | None, int | None]:
+    """(size, where the element's body starts) of the EBML size at ``data[at]``: size
+    None for "unknown" (all value bits set); (None, None) when the size is cut off or
+    not a size."""
+    if at >= len(data) or data[at] == 0:
+        return None, None
+    width = 8 - data[at].bit_length() + 1
+    if at + width > len(data):
+        return None, None
+    value = data[at] & (0xFF >> width)
+    for byte in data[at + 1:at + width]:
+        value = value << 8 | byte
+    return (None if value == (1 << (7 * width)) - 1 else value), at + width
+
+
+def file_tail(path: str | os.PathLike) -> bytes | None:
     """The last two largest Ogg pages' worth of ``path`` (a cut inside the last page
     leaves the previous page up to two pages back); None if unreadable."""
     try:

@@ -211,7 +211,14 @@ class AvSource:
         return av_reason(exc)
 
     def truncation(self, seconds_read: float) -> str | None:
-        """A reason if the file's own structure shows it was cut (Ogg: no end page)."""
+        """A reason if the file's own structure shows it was cut (Ogg: no end page;
+        Matroska or WebM: a last Cluster that runs past the end)."""
+        if self.info.format == "MATROSKA":
+            tail = headers.file_tail(self.path) if self._recorded is None else \
+                bytes(self._recorded.tail) if self._recorded.ended else None
+            if tail is not None and headers.matroska_tail_cut(tail):
+                return f"the last Matroska cluster runs past the end: truncated after {seconds_read:.2f} s"
+            return None
         if self.info.format != "OGG":
             return None
         if self._recorded is None:
