@@ -308,3 +308,35 @@ def test_a_live_matroska_cut_mid_block_is_partial_as_a_file_and_on_stdin(tmp_pat
         assert 0 < frames < 4 * SR and reader.partial, share
         assert "the last Matroska cluster runs past the end" in reader.partial_reason
         assert streamed.partial and streamed.partial_reason == reader.partial_reason
+
+
+def test_a_live_matroska_of_large_clusters_cut_off_is_partial(tmp_path):
+    """A recorder that writes Clusters of 5 s of PCM (about 1 MB each): its last Cluster
+    started before the 130 KB of the file's end that were read, and a cut file passed
+    for whole, as a file and on stdin."""
+    import av
+
+    pcm = as_int16(music(10.0))
+    sink = PipeSink()
+    with av.open(sink, "w", format="matroska",
+                 options={"cluster_size_limit": "4000000", "cluster_time_limit": "5000"}) as out:
+        stream: Any = out.add_stream("pcm_s16le", rate=SR, layout="stereo")
+        for start in range(0, len(pcm), 1024):
+            frame = av.AudioFrame.from_ndarray(pcm[start:start + 1024].reshape(1, -1), format="s16", layout="stereo")
+            frame.sample_rate, frame.pts = SR, start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    data = bytes(sink.data)
+    cut = data[: int(len(data) * 0.8)]
+    path = tmp_path / "cut.mka"
+    path.write_bytes(cut)
+    reader = AudioReader(path)
+    frames = sum(len(block) for block in reader)
+    streamed, _ = read_stream(cut, "pipe")
+    assert 0 < frames < 10 * SR and reader.partial and streamed.partial, reader.partial_reason
+    whole = tmp_path / "whole.mka"
+    whole.write_bytes(data)
+    intact = AudioReader(whole)
+    assert sum(len(block) for block in intact) == 10 * SR and not intact.partial

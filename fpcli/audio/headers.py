@@ -198,6 +198,27 @@ _MKV_CLUSTER_FIRST = (0xE7, 0xBF)  # a Cluster's first child: its Timestamp, or 
 _MKV_MAX_OVERRUN = 1 << 26         # a cut Cluster misses less than this; more is a chance match
 
 
+MATROSKA_TAILS = (1 << 18, 1 << 21, 1 << 24)   # bytes of a file's end read for its last Cluster, in turn
+
+
+def matroska_file_cut(path: str | os.PathLike) -> bool | None:
+    """``matroska_tail_cut`` of a file's end, read in larger pieces (MATROSKA_TAILS)
+    until one holds a Cluster: a recorder that writes Clusters of 5 s of PCM (about
+    1 MB) left none in the last 130 KB, and its cut file passed for whole. None when
+    none is found in the last 16 MiB, or the file cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            for window in MATROSKA_TAILS:
+                fh.seek(max(0, size - window))
+                verdict = matroska_tail_cut(fh.read())
+                if verdict is not None or window >= size:
+                    return verdict
+    except OSError:
+        return None
+    return None
+
+
 def matroska_tail_cut(tail: bytes) -> bool | None:
     """Whether the last Cluster in ``tail`` (a Matroska or WebM file's or stream's last
     bytes) runs past their end: a recording cut mid-block, which FFmpeg reads to the cut

@@ -214,9 +214,9 @@ class AvSource:
         """A reason if the file's own structure shows it was cut (Ogg: no end page;
         Matroska or WebM: a last Cluster that runs past the end)."""
         if self.info.format == "MATROSKA":
-            tail = headers.file_tail(self.path) if self._recorded is None else \
-                bytes(self._recorded.tail) if self._recorded.ended else None
-            if tail is not None and headers.matroska_tail_cut(tail):
+            cut = headers.matroska_file_cut(self.path) if self._recorded is None else \
+                headers.matroska_tail_cut(bytes(self._recorded.tail)) if self._recorded.ended else None
+            if cut:
                 return f"the last Matroska cluster runs past the end: truncated after {seconds_read:.2f} s"
             return None
         if self.info.format != "OGG":
@@ -311,7 +311,9 @@ class RecordedStream:
     file) are passed on, and the bytes are kept where they lie in the stream."""
 
     HEAD_BYTES = 1 << 20  # a WAV's chunks before its data (tags, cover art) fit in this or are not read
-    TAIL_BYTES = 2 * (27 + 255 + 255 * 255)  # two of the largest Ogg pages: a cut one leaves the page before
+    # Two of the largest Ogg pages (a cut one leaves the page before), and a Matroska
+    # recording's last Cluster: 5 s of PCM or FLAC is 1-3 MB (``headers.matroska_tail_cut``).
+    TAIL_BYTES = max(2 * (27 + 255 + 255 * 255), 4 << 20)
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
