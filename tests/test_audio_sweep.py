@@ -265,6 +265,11 @@ def test_a_flac_that_states_no_length_cut_mid_frame_is_partial_as_a_file_and_on_
     tagged.write_bytes(data + b"TAG" + b"x" * 125)
     whole = AudioReader(tagged)
     assert sum(len(block) for block in whole) == 3 * SR and not whole.partial, whole.partial_reason
+    # A tag after the frames larger than the tail first read (an APE tag with cover art).
+    covered = tmp_path / "covered.flac"
+    covered.write_bytes(data + b"APETAGEX" + bytes(300_000))
+    art = AudioReader(covered)
+    assert sum(len(block) for block in art) == 3 * SR and not art.partial, art.partial_reason
     # A window from the middle (a CUE sheet's last track) reads to the same end: not partial,
     # and its length unknown as the file's (it was -1.5 s: "a fault of fpcli").
     window = AudioReader(tagged, start_s=1.5)

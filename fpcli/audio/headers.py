@@ -636,11 +636,19 @@ def _flac_file_lengths(path: str, size: int, mtime_ns: int) -> FlacLengths | Non
             info = flac_streaminfo(fh.read(42))
             if info is None:
                 return None
-            fh.seek(max(0, size - _flac_tail_bytes(info)))
-            tail = fh.read()
+            held = None
+            # A file that states no length has only its frames to say it was read to
+            # the end; a tag after them larger than the tail read (an APE tag with cover
+            # art) hid them, so its end is read in larger pieces until one holds frames.
+            windows = (_flac_tail_bytes(info),) if info.total else (_flac_tail_bytes(info), 1 << 21, 1 << 24)
+            for window in windows:
+                fh.seek(max(0, size - window))
+                held = _flac_frames_held(fh.read(), info)
+                if held is not None or window >= size:
+                    break
     except OSError:
         return None
-    return FlacLengths(info.total or None, _flac_frames_held(tail, info))
+    return FlacLengths(info.total or None, held)
 
 
 def _flac_tail_bytes(info: FlacStreamInfo) -> int:
