@@ -27,7 +27,10 @@ import io
 import os
 import re
 import struct
-from typing import BinaryIO
+from collections.abc import Callable, Sequence
+from typing import BinaryIO, TypeVar
+
+T = TypeVar("T")
 
 # -- MP3 ----------------------------------------------------------------------------------
 
@@ -208,14 +211,19 @@ def matroska_file_cut(path: str | os.PathLike) -> bool | None:
     none is found in the last 16 MiB, or the file cannot be read."""
     try:
         with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            for window in MATROSKA_TAILS:
-                fh.seek(max(0, size - window))
-                verdict = matroska_tail_cut(fh.read())
-                if verdict is not None or window >= size:
-                    return verdict
+            return _from_the_end(fh, fh.seek(0, os.SEEK_END), MATROSKA_TAILS, matroska_tail_cut)
     except OSError:
         return None
+
+
+def _from_the_end(fh: BinaryIO, size: int, windows: Sequence[int], judge: Callable[[bytes], T | None]) -> T | None:
+    """``judge`` of the last ``window`` bytes of a file of ``size`` bytes, for each of
+    ``windows`` (growing) in turn, until it answers or a window holds the whole file."""
+    for window in windows:
+        fh.seek(max(0, size - window))
+        verdict = judge(fh.read())
+        if verdict is not None or window >= size:
+            return verdict
     return None
 
 
@@ -636,16 +644,11 @@ def _flac_file_lengths(path: str, size: int, mtime_ns: int) -> FlacLengths | Non
             info = flac_streaminfo(fh.read(42))
             if info is None:
                 return None
-            held = None
             # A file that states no length has only its frames to say it was read to
             # the end; a tag after them larger than the tail read (an APE tag with cover
             # art) hid them, so its end is read in larger pieces until one holds frames.
             windows = (_flac_tail_bytes(info),) if info.total else (_flac_tail_bytes(info), 1 << 21, 1 << 24)
-            for window in windows:
-                fh.seek(max(0, size - window))
-                held = _flac_frames_held(fh.read(), info)
-                if held is not None or window >= size:
-                    break
+            held = _from_the_end(fh, size, windows, lambda tail: _flac_frames_held(tail, info))
     except OSError:
         return None
     return FlacLengths(info.total or None, held)

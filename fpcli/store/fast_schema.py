@@ -29,7 +29,7 @@ import msgspec
 
 from fpcli.dsp.dupes import MAX_WINDOWS
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
-from fpcli.store.index_rows import IndexRow
+from fpcli.store.index_rows import IndexRow, is_current
 from fpcli.store.limits import MTIME_NS_RANGE, PATH_PATTERN, TIME_LIMIT, VALUE_LIMIT, plausible, value_bounds
 from fpcli.store.records import READABLE_SCHEMAS, RECORD_SCHEMA, record_key
 from fpcli.store.schema import RECORD_LINE_PREFIX
@@ -177,8 +177,7 @@ class VouchedRecord:
         these parameters and version, or no values of ``kind``)."""
         record = self.record
         source = record.streaming if kind == "streaming" else record.batch
-        if record.params_key != params_key or record.fingerprint_version != version or not record.complete \
-                or source is None:
+        if source is None or not is_current(record, params_key, version):
             return None
         values = msgspec.structs.astuple(source.values)   # the struct's fields are the dims in order
         if all(v is None for v in values):

@@ -8,7 +8,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
-from fpcli.store.records import Record
+from fpcli.store.records import Record, RecordFacts
 from fpcli.store.schema import FLOAT_OR_NULL, integer_at_least, is_hex32
 from fpcli.store.timbre_block import packed_values
 
@@ -39,7 +39,7 @@ def index_row_of(record: Record, kind: str, params_key: str, version: int) -> In
     return IndexRow(record.key, record.digest, record.path, tuple(values.get(n) for n in names), timbre)
 
 
-def is_current(record: Record, params_key: str, version: int) -> bool:
+def is_current(record: RecordFacts, params_key: str, version: int) -> bool:
     """A complete record (no preview) of these parameters and fingerprint version."""
     return record.params_key == params_key and record.fingerprint_version == version and record.complete
 

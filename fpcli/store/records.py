@@ -260,6 +260,9 @@ class RecordFacts(Protocol):
     def content_key(self) -> str: ...
 
     @property
+    def params_key(self) -> str: ...
+
+    @property
     def size(self) -> int: ...
 
     @property
