@@ -127,30 +127,38 @@ def test_truncated_mp3_is_partial_without_stale_blocks(tmp_path):
     assert "header says" in reader.partial_reason
 
 
-def test_truncated_wav_data_chunk_is_partial(tmp_path):
-    good = write(tmp_path / "good.wav", synth.sine(440, 4.0, 44100, channels=2), 44100)
+# The extensible header ("WAVEX" to libsndfile) is what writers use past 16 bits or two
+# channels: its cut files were "ok" and its unfinished ones failed.
+WAV_HEADERS = [("WAV", "PCM_16"), ("WAVEX", "PCM_24")]
+
+
+@pytest.mark.parametrize("fmt,subtype", WAV_HEADERS)
+def test_truncated_wav_data_chunk_is_partial(tmp_path, fmt, subtype):
+    good = write(tmp_path / "good.wav", synth.sine(440, 4.0, 44100, channels=2), 44100, format=fmt, subtype=subtype)
+    assert probe(good).format == fmt
     reader = AudioReader(_truncate(good, tmp_path / "cut.wav", 0.25))
     list(reader)
     assert reader.partial
     assert "header says 4.00 s" in reader.partial_reason
 
 
+@pytest.mark.parametrize("fmt,subtype", WAV_HEADERS)
 @pytest.mark.parametrize("riff_size", ["placeholder", "file"])
-def test_a_wav_whose_data_size_was_never_filled_in_is_read_to_its_end(tmp_path, riff_size):
+def test_a_wav_whose_data_size_was_never_filled_in_is_read_to_its_end(tmp_path, riff_size, fmt, subtype):
     """A recorder that crashed leaves data size 0: the file failed ("no audio frames
     could be decoded") and was skipped for good, where the same bytes on stdin were read
     whole."""
     x = synth.sine(440, 3.0, 22050)
-    data = bytearray(open(write(tmp_path / "good.wav", x, 22050), "rb").read())
-    assert data[36:40] == b"data"
-    data[40:44] = (0).to_bytes(4, "little")
-    data[4:8] = (36 if riff_size == "placeholder" else len(data) - 8).to_bytes(4, "little")
+    data = bytearray(open(write(tmp_path / "good.wav", x, 22050, format=fmt, subtype=subtype), "rb").read())
+    size_at = data.find(b"data") + 4
+    data[size_at:size_at + 4] = (0).to_bytes(4, "little")
+    data[4:8] = (size_at - 4 if riff_size == "placeholder" else len(data) - 8).to_bytes(4, "little")
     (tmp_path / "unfinished.wav").write_bytes(data)
     reader = AudioReader(tmp_path / "unfinished.wav")
     decoded = np.concatenate(list(reader))
     assert len(decoded) == len(x) and not reader.partial
     np.testing.assert_allclose(decoded[:, 0], x[:, 0], atol=1 / 32768)
-    (tmp_path / "header_only.wav").write_bytes(data[:44])
+    (tmp_path / "header_only.wav").write_bytes(data[:size_at + 4])
     with pytest.raises(AudioReadError):
         list(AudioReader(tmp_path / "header_only.wav"))
 

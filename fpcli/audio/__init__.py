@@ -28,7 +28,7 @@ from fpcli.audio import headers
 from fpcli.audio.base import AudioInfo, DecodeFailure, Source, StoppablePipe, check_info
 from fpcli.audio.pyav import AvMissing, AvSource, NotAv, is_av_path
 from fpcli.audio.raw import RAW_FORMATS, RawSource
-from fpcli.audio.sndfile import NotSndfile, SndfileSource, check_readable
+from fpcli.audio.sndfile import RIFF_WAVE_FORMATS, NotSndfile, SndfileSource, check_readable
 from fpcli.errors import AudioReadError, ParameterError
 from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.params import as_number
@@ -123,7 +123,7 @@ def _all_audio(source: SndfileSource) -> Source:
     cannot open it (its ``truncation`` then names a chain)."""
     lengths = source.flac_lengths
     understated = lengths is not None and lengths.stated is not None and (lengths.held or 0) > lengths.stated
-    unfinished_wav = source.info.format == "WAV" and source.info.frames == 0
+    unfinished_wav = source.info.format in RIFF_WAVE_FORMATS and source.info.frames == 0
     if not (understated or unfinished_wav) and (source.info.format != "OGG"
                                                 or len(headers.ogg_links(source.path)) < 2):
         return source

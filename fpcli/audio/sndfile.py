@@ -31,6 +31,11 @@ from fpcli.files import special_file_kind
 
 _SNDFILE: Any = getattr(sf, "_snd", None)  # cffi handles: untyped
 _FFI: Any = getattr(sf, "_ffi", None)
+# libsndfile's names of a RIFF WAVE file: "WAVEX" is the extensible header (WAVE_FORMAT_
+# EXTENSIBLE) that writers use for more than 16 bits or 2 channels; its cut or unfinished
+# files were "ok" or failed where a plain WAV's were partial or read whole.
+RIFF_WAVE_FORMATS = ("WAV", "WAVEX")
+_SAMPLE_EXACT_SEEKS = (*RIFF_WAVE_FORMATS, "FLAC", "AIFF", "W64", "CAF")
 _DIRECT_READ = _SNDFILE is not None and _FFI is not None and hasattr(_SNDFILE, "sf_readf_float")
 
 
@@ -57,7 +62,7 @@ class SndfileSource:
             # A FLAC written by an encoder that could not seek back (to a pipe) states no
             # total: it was "header says 209146758205323.72 s", partial, as a file.
             self.length_exact = self.flac_lengths.stated is not None
-        elif self.info.format == "WAV":
+        elif self.info.format in RIFF_WAVE_FORMATS:
             # libsndfile clamps a WAV's frame count to the bytes present, so a truncated
             # WAV would look complete; the RIFF data chunk size still tells the truth.
             claimed = headers.wav_file_stated_frames(path)
@@ -103,7 +108,7 @@ class SndfileSource:
     def seek(self, frame: int) -> bool:
         """Start reading at ``frame``; False where libsndfile's seeking is not
         sample-exact (MP3, Ogg), so the caller decodes and discards instead."""
-        if self.info.format not in ("WAV", "FLAC", "AIFF", "W64", "CAF") or self.info.subtype.startswith("MPEG"):
+        if self.info.format not in _SAMPLE_EXACT_SEEKS or self.info.subtype.startswith("MPEG"):
             return False
         try:
             self._file.seek(frame)
