@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pathspec
 
-from fpcli.cue import CUE_EXTENSION, CueError, CueTrack, cue_tracks_of_folder
+from fpcli.cue import CUE_EXTENSION, CueError, CueTrack, cue_tracks_of_folder, track_of_entry
 from fpcli.errors import ParameterError
 from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.store.records import os_reason, stat_regular
@@ -64,7 +64,8 @@ def _counted(verb: str, noun: str, reasons: collections.Counter[str]) -> str:
 def scan(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = ()) -> Scan:
     """Audio files (by extension) under ``paths``, recursively, in a stable order.
 
-    Files given explicitly are taken whatever their extension. Every file and folder
+    Files given explicitly are taken whatever their extension, and so is one track
+    of an album image named as the store names it (``album.flac#02``). Every file and folder
     is taken once however many ways it is reached (a folder given twice or inside
     another given, a symlink to a folder already walked or to one above it): a
     folder reached again is skipped and counted in ``skipped_folders``. Unreadable
@@ -82,7 +83,11 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = ()
         try:
             is_folder = stat.S_ISDIR(os.stat(root).st_mode)
         except OSError as exc:
-            result.problems.append(ScanProblem(root, os_reason(exc)))
+            track = track_of_entry(root)
+            if track is not None:   # album.flac#02, as `cache list` names it: that track alone
+                walker.add_track(track)
+            else:
+                result.problems.append(ScanProblem(root, os_reason(exc)))
             continue
         if is_folder:
             walker.walk(root)

@@ -190,6 +190,35 @@ def test_an_album_image_named_is_its_tracks_once_however_it_is_reached(tmp_path,
     assert bad.files == [image] and "Album Image.cue" in bad.problems[0].path   # a bad sheet: named, the file
 
 
+def test_one_track_named_as_the_store_names_it_is_that_track(tmp_path):
+    """``cache list`` prints album.flac#02 and search and ``cache show`` take it, but
+    analyze and validate said "no such file or folder"."""
+    image, _ = _album(tmp_path / "album")
+    assert scan([f"{image}#02"]).files == [f"{image}#02"]
+    assert scan([f"{image}#02", image]).files == [f"{image}#02", f"{image}#01", f"{image}#03"]   # once
+    missing = scan([f"{image}#07"])
+    assert missing.files == [] and [p.message for p in missing.problems] == ["no such file or folder"]
+    store_dir = str(tmp_path / "s")
+    ran = runner.invoke(app, ["--store", store_dir, "analyze", f"{image}#02", "--json"])
+    assert ran.exit_code == 0, ran.output
+    assert [round(json.loads(line)["duration_s"], 2) for line in ran.stdout.splitlines()] == [2.0]
+
+
+def test_an_album_image_followed_with_every_is_refused_not_stored_as_a_track(tmp_path):
+    """``analyze album.flac --every 5`` stored the image as one track, which then came
+    back as a search hit for its own tracks."""
+    image, _ = _album(tmp_path / "album")
+    store_dir = str(tmp_path / "s")
+    refused = runner.invoke(app, ["--store", store_dir, "analyze", image, "--every", "1"])
+    assert refused.exit_code == 2 and "album image of a CUE sheet" in refused.output
+    assert not os.path.exists(store_dir) or not runner.invoke(
+        app, ["--store", store_dir, "cache", "list", "--json"]).stdout.strip()
+    followed = runner.invoke(app, ["--store", store_dir, "analyze", f"{image}#03", "--every", "1", "--json"])
+    assert followed.exit_code == 0, followed.output
+    listed = runner.invoke(app, ["--store", store_dir, "cache", "list", "--json"]).stdout.splitlines()
+    assert [os.path.basename(json.loads(line)["path"]) for line in listed] == ["Album Image.flac#03"]
+
+
 def test_an_album_image_reached_through_a_link_is_its_tracks(tmp_path):
     """A link to the image, beside it or in another folder, walked or named, stood for
     the whole image: one more track, and a search hit for the image's own track."""
