@@ -408,6 +408,12 @@ def test_cli_search_errors(tmp_path, library):
     runner.invoke(app, ["--store", str(tmp_path / "one"), "analyze", str(library / "t0.flac")])
     tiny = runner.invoke(app, ["--store", str(tmp_path / "one"), "search", str(short), "--json"])
     assert isinstance(tiny.exception, QueryError) and "too short to measure" in str(tiny.exception)
+    # --json says why on stdout too (it printed nothing: a script got no document to read).
+    for query, stdin in ((str(short), None), (str(broken), None), ("-", b"garbage" * 100)):
+        failed = runner.invoke(app, ["--store", str(tmp_path / "one"), "search", query, "--json"], input=stdin)
+        assert isinstance(failed.exception, QueryError)
+        assert json.loads(failed.stdout) == {"query": query, "strategy": "auto", "error": str(failed.exception),
+                                             "hits": []}
 
 
 def test_a_preview_query_hears_only_its_first_seconds_even_when_the_file_is_stored(store, library):

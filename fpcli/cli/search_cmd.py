@@ -114,10 +114,11 @@ def search(
         _check_folder(library)
     text = path_text(query)
     _refuse_batch_ranking(strategy, stream=text == "-", preview=seconds is not None)
-    streamed = _stream_query(seconds) if text == "-" else None
     from fpcli.cli.tracks import Reporter  # rich: only when a command runs (start-up time)
+    from fpcli.errors import QueryError
 
     try:
+        streamed = _stream_query(seconds) if text == "-" else None
         with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=False, show_tracks=False) as reporter:
             compute = Compute(jobs, timeout, _progress(reporter, jobs))
             result = run_search(store, text, k=k, strategy=strategy, group_weights=group_weights,
@@ -127,6 +128,10 @@ def search(
                                 mutual_proximity=mutual_proximity, index_progress=reporter.index_progress())
     except WeightsError as exc:  # known once the index's groups are: a bad value all the same (exit 2)
         raise typer.BadParameter(exc.reason, param_hint="--weights") from None
+    except QueryError as exc:
+        if as_json:   # a script reading stdout gets the reason too, not an empty document (stderr says it as well)
+            print_json({"query": text, "strategy": strategy, "error": str(exc), "hits": []})
+        raise
     if m3u is not None:
         _note_left_out(write_m3u(result, m3u))
     if result.stats.get("nothing_to_search"):
