@@ -122,7 +122,7 @@ def test_cli_bench_check_json_markdown_compare(tiny_library, tmp_path):
     earlier = json.loads(out.read_text())
     earlier["figures"]["analysis.batch_x"]["value"] *= 10
     compared = runner.invoke(app, [*base, "--compare", "-"], input=json.dumps(earlier), env={"COLUMNS": "200"})
-    assert compared.exit_code == 0 and "REGRESSION" in compared.stdout
+    assert compared.exit_code == 0 and "regression, not gated" in compared.stdout
     # The help's own example: --compare with --json (its verdicts were numpy bools: a traceback,
     # no file); and --json - leaves stdout to the document alone.
     both = runner.invoke(app, [*base, "--compare", str(out), "--json", "-"])
@@ -192,6 +192,9 @@ BAD_EARLIER = [  # (contents, what the error says)
     ('{"schema": "fpcli-bench/1", "figures": {"cache.hit_rate": {"value": 1' + "0" * 400 + "}}}",
      "figure cache.hit_rate must"),
     ("[" * 100_000, "not JSON"),
+    # Python's json reads these; compared and written back they made invalid JSON.
+    ('{"schema": "fpcli-bench/1", "figures": {"cache.hit_rate": {"value": NaN}}}', "figure cache.hit_rate must"),
+    ('{"schema": "fpcli-bench/1", "figures": {"cache.speedup": {"value": -Infinity}}}', "figure cache.speedup must"),
 ]
 
 
@@ -250,6 +253,53 @@ def test_a_change_from_zero_is_undefined_not_zero():
     earlier = {"schema": "fpcli-bench/1", "figures": {"cache.hit_rate": {"value": 1.6}}}
     [halved] = bench.compare(result, earlier)
     assert halved.change == pytest.approx(-0.5) and halved.regression and _change_cell(halved) == "-50 % REGRESSION"
+
+
+def test_check_fails_on_a_regressed_ratio_not_on_an_absolute_figure(monkeypatch, tmp_path):
+    """Two runs of the same code moved wall-clock p50s and p99s by 40-200 %, and
+    ``--compare F --check`` exited 4 every time with every threshold passing: only a
+    ratio or share (measured against each other in one run) fails the gate."""
+    library = {"path": "lib", "files": 2, "decodable": 2, "audio_s": 6.0, "store": "diskcache (temporary)"}
+    gated = {name: bench.Figure(1.0, "x", "higher", "absolute") for name in bench.DEFAULT_THRESHOLDS}
+    now = bench.BenchResult(date="", machine=bench.machine_facts(), library=library, quick=True, figures={
+        **gated, "search.library_p99_ms": bench.Figure(17.8, "ms", "lower", "absolute"),
+        "analysis.streaming_vs_decode": bench.Figure(0.30, "ratio", "higher", "ratio")})
+    monkeypatch.setattr(bench, "run", lambda *args, **kwargs: now)
+    loose = _thresholds_file(tmp_path / "loose.toml", "loose")
+
+    def compared_with(before):
+        earlier = tmp_path / "earlier.json"
+        earlier.write_text(json.dumps({"schema": "fpcli-bench/1", "figures": {
+            name: {"value": value} for name, value in before.items()}}))
+        return runner.invoke(app, ["bench", "--check", "--thresholds", str(loose), "--compare", str(earlier)],
+                             env={"COLUMNS": "200"})
+
+    noisy = compared_with({"search.library_p99_ms": 6.02, "analysis.streaming_vs_decode": 0.31})
+    assert noisy.exit_code == 0, noisy.output
+    assert "regression, not gated" in noisy.stdout and "REGRESSION" not in noisy.stdout
+    slower = compared_with({"search.library_p99_ms": 17.8, "analysis.streaming_vs_decode": 0.45})
+    assert slower.exit_code == EXIT_BELOW_THRESHOLD
+    assert "regression analysis.streaming_vs_decode" in slower.stderr
+
+
+def test_files_that_fail_late_or_measure_nothing_are_left_out(tmp_path):
+    """One file whose float samples turn out not to be audio after 8 s stopped the
+    benchmark (exit 1), and one 20 ms file, too short to measure, stopped its searches
+    (exit 3): each is one file left out."""
+    from fpcli.library import RunOptions, run_library
+    from fpcli.store import FingerprintStore
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    good = write(library / "good.wav", synth.music_like(3.0, 22050, seed=1), 22050)
+    late = synth.music_like(10.0, 22050, seed=2)
+    late[8 * 22050] = 1e7
+    late_path = write(library / "late.wav", late, 22050, subtype="FLOAT")
+    short = write(library / "short.wav", synth.sine(440, 0.02, 44100), 44100)
+    assert bench._decodes(good) and not bench._decodes(late_path) and bench._decodes(short)
+    with FingerprintStore.open(tmp_path / "store") as store:
+        run_library([str(library)], store, RunOptions(jobs=1))
+        assert bench._queries(store, [good, late_path, short]) == [good]
 
 
 def test_bench_on_redis_uses_a_private_namespace_and_removes_it(tiny_library, redis_url, redis_server):
