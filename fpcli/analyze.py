@@ -221,7 +221,9 @@ def analyze_batch(path: str | os.PathLike[str], params: AnalysisParams | None = 
 def stream_checkpoints(path: str | os.PathLike[str], seconds: list[float], params: AnalysisParams | None = None,
                        *, block_frames: int = 8192) -> list[Fingerprint]:
     """Snapshots of the streaming fingerprint after each of ``seconds`` of one pass
-    over the file; a checkpoint past the end gets the final fingerprint.
+    over the file; a checkpoint at or past the end gets the final fingerprint (one
+    exactly at the end was an unfinished snapshot: ``validate --partial 10`` on 10 s
+    tracks counted whole tracks in the unfinished confidence buckets).
     Used by ``fpcli validate --partial`` to see whether confidence predicts accuracy."""
     from fpcli.streaming import StreamingAnalyzer
 
@@ -232,10 +234,11 @@ def stream_checkpoints(path: str | os.PathLike[str], seconds: list[float], param
                                  expected_frames=reader.expected_frames or None)
     marks = sorted(seconds)
     snapshots: list[Fingerprint] = []
-    read_into(reader, [analyzer], max_seconds=marks[-1], checkpoints=marks,
-              on_checkpoint=lambda s: snapshots.append(analyzer.snapshot()))
-    if len(snapshots) < len(marks):
+    whole = read_into(reader, [analyzer], max_seconds=marks[-1], checkpoints=marks,
+                      on_checkpoint=lambda s: snapshots.append(analyzer.snapshot()))
+    if whole:   # the file ended at or before the last checkpoint
         final = analyzer.finish()
+        snapshots = [final if snapshot.seconds >= final.seconds else snapshot for snapshot in snapshots]
         snapshots += [final] * (len(marks) - len(snapshots))
     return snapshots
 

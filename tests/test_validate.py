@@ -249,6 +249,10 @@ def test_validate_partial_shows_error_by_confidence(library):
     beyond = runner.invoke(app, ["validate", "-l", str(library), "--partial", "6,20,30", "--json"])
     rows = {row["confidence"]: row for row in json.loads(beyond.stdout)["partial"]["buckets"]["tempo_bpm"]}
     assert rows["1.0 (complete)"]["samples"] == 3 and sum(row["samples"] for row in rows.values()) == 6
+    # A cut exactly at the end is the whole track too (it was an unfinished snapshot).
+    at_end = runner.invoke(app, ["validate", "-l", str(library), "--partial", "6,12", "--json"])
+    rows = {row["confidence"]: row for row in json.loads(at_end.stdout)["partial"]["buckets"]["tempo_bpm"]}
+    assert rows["1.0 (complete)"]["samples"] == 3 and sum(row["samples"] for row in rows.values()) == 6
     # 1e308 s is past any end too (it overflowed a frame count: every track failed, unsaid).
     huge = json.loads(runner.invoke(app, ["validate", "-l", str(library), "--partial", "6,1e308", "--json"]).stdout)
     assert huge["partial"]["tracks"] == 3 and huge["partial"]["failed"] == []
