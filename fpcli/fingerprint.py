@@ -175,9 +175,7 @@ def _checked_fields(data: Any) -> dict[str, Any]:
         raise ParameterError(f"unknown field(s) {', '.join(map(str, unknown))}", "data")
     if missing := sorted(required - set(data)):
         raise ParameterError(f"missing field(s) {', '.join(missing)}", "data")
-    values = data["values"]
-    if not isinstance(values, dict) or not all(v is None or _finite_number(v) for v in values.values()):
-        raise ParameterError("values must map each dimension to a finite number or None", "data")
+    _check_plain_fields(data)
     data = dict(data)
     if data.get("timbre") is not None:
         timbre = Timbre.from_dict(data["timbre"])
@@ -191,8 +189,56 @@ def _checked_fields(data: Any) -> dict[str, Any]:
     return data
 
 
+def _check_plain_fields(data: dict[str, Any]) -> None:
+    """ParameterError naming the first field of ``from_dict``'s data that ``to_dict``
+    could not have given: each was taken as it came (a NaN ``seconds`` or an infinite
+    confidence came back out of ``to_dict``, and a ``kind`` of "foo" was kept)."""
+    kind, values, confidence = data["kind"], data["values"], data.get("confidence")
+    if kind not in ("batch", "streaming"):
+        raise ParameterError(f"kind must be 'batch' or 'streaming', not {kind!r}", "data")
+    dims = STREAMING_DIMS if kind == "streaming" else BATCH_DIMS
+    if not isinstance(values, dict) or set(values) != set(dims) or \
+            not all(v is None or _finite_number(v) for v in values.values()):
+        raise ParameterError(f"values must map each {kind} dimension to a finite number or None", "data")
+    if confidence is not None and (not isinstance(confidence, dict) or not set(confidence) <= set(dims) or
+                                   not all(_finite_number(c) and 0 <= c <= 1 for c in confidence.values())):
+        raise ParameterError("confidence must map dimensions to numbers in [0, 1], or be None", "data")
+    reasons = data["reasons"]
+    if not isinstance(reasons, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in reasons.items()):
+        raise ParameterError("reasons must map dimensions to text", "data")
+    if not isinstance(data["params_key"], str):
+        raise ParameterError("params_key must be text", "data")
+    if not (_finite_number(data["seconds"]) and data["seconds"] >= 0):
+        raise ParameterError(f"seconds must be a finite number >= 0, not {data['seconds']!r}", "data")
+    if not isinstance(data["complete"], bool):
+        raise ParameterError(f"complete must be true or false, not {data['complete']!r}", "data")
+    for name in ("chunks", "version"):
+        value = data.get(name, 0)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise ParameterError(f"{name} must be an integer >= 0, not {value!r}", "data")
+    _check_dupe_key(data.get("dupe_key"))
+
+
+def _check_dupe_key(key: Any) -> None:
+    """A duplicate key as ``to_dict`` gives it: None, or hex bits and mask of 4 digits
+    per window pair (bits of "zz" were taken, and failed when compared)."""
+    if key is None:
+        return
+    windows = key.get("windows") if isinstance(key, dict) else None
+    texts = [key.get(name) for name in ("bits", "mask")] if isinstance(key, dict) else []
+    if not (isinstance(windows, int) and not isinstance(windows, bool) and windows >= 1 and
+            all(isinstance(t, str) and len(t) == 4 * windows and not t.strip("0123456789abcdef") for t in texts)):
+        raise ParameterError("dupe_key must hold windows (an integer >= 1) and bits and mask of 4 hex digits "
+                             "per window", "data")
+
+
 def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:   # an integer of 400 digits (what json.loads gives for one) has no float
+        return False
 
 
 def _all_finite(*arrays: Any) -> bool:

@@ -156,7 +156,7 @@ def _checked_value(name: str, value: object, rule: FieldRule) -> int | float:
 def _as_number(value: object, kind: type) -> int | float | None:
     """``value`` as a finite int or float (``as_number``), else None."""
     number = as_number(value, kind)
-    return number if number is not None and math.isfinite(number) else None
+    return number if number is not None and (isinstance(number, int) or math.isfinite(number)) else None
 
 
 def as_number(value: object, kind: type = float) -> int | float | None:
@@ -168,7 +168,10 @@ def as_number(value: object, kind: type = float) -> int | float | None:
         return None
     if kind is int:
         return int(value) if isinstance(value, numbers.Integral) else None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:   # an integer beyond any float (10**400): beyond every range, as infinity is
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]  # Real: ordered, untyped so
 
 
 def _check_related(params: AnalysisParams) -> None:

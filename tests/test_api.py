@@ -423,6 +423,17 @@ def test_numpy_integers_for_rate_and_channels_give_plain_python_numbers(tmp_path
     (lambda d: {**d, "timbre": {"mean": [1.0], "cov": [[1.0]], "frames": 3}}, "13 x 13"),
     (lambda d: {**d, "timbre": {**d["timbre"], "mean": [math.nan] * 13}}, "finite mean"),
     (lambda d: {**d, "timbre": {"mean": [1.0] * 13}}, "not a fingerprint"),
+    # Each was taken as it came, and NaN or infinity came back out of to_dict().
+    (lambda d: {**d, "seconds": math.nan}, "seconds must"), (lambda d: {**d, "seconds": -5}, "seconds must"),
+    (lambda d: {**d, "seconds": "5"}, "seconds must"),
+    (lambda d: {**d, "confidence": {**d["confidence"], "tempo_bpm": math.inf}}, "confidence must"),
+    (lambda d: {**d, "confidence": {**d["confidence"], "tempo_bpm": 5.0}}, "confidence must"),
+    (lambda d: {**d, "complete": "no"}, "complete must"), (lambda d: {**d, "kind": "foo"}, "kind must"),
+    (lambda d: {**d, "chunks": True}, "chunks must"),
+    (lambda d: {**d, "dupe_key": {**d["dupe_key"], "bits": "zz" * (2 * d["dupe_key"]["windows"])}}, "dupe_key must"),
+    (lambda d: {**d, "values": {k: None for k in d["values"] if k != "tempo_bpm"}}, "each streaming dimension"),
+    # What json.loads gives for a number of 400 digits: a raw OverflowError.
+    (lambda d: {**d, "values": {**d["values"], "tempo_bpm": 10 ** 400}}, "finite number"),
 ])
 def test_fingerprint_from_dict_says_what_is_wrong(change, says):
     """from_dict took anything: a missing or extra key was a raw TypeError, a list of
@@ -432,6 +443,26 @@ def test_fingerprint_from_dict_says_what_is_wrong(change, says):
     data = analyzer.finish().to_dict()
     with pytest.raises(ParameterError, match=says):
         fpcli.Fingerprint.from_dict(change(data))
+
+
+def test_integers_beyond_any_float_are_parameter_errors_or_no_limit(tmp_path):
+    """10**400 (an integer Python holds exactly) raised a raw OverflowError from float()."""
+    from fpcli.live import LiveFingerprint
+
+    huge = 10 ** 400
+    for call, field in ((lambda: fpcli.AnalysisParams(n_fft=huge), "n_fft"),
+                        (lambda: fpcli.AnalysisParams(silence_db=-huge), "silence_db"),
+                        (lambda: StreamingAnalyzer(44100, 1, expected_frames=huge), "expected_frames")):
+        with pytest.raises(ParameterError) as raised:
+            call()
+        assert raised.value.parameter == field
+    path = tmp_path / "a.wav"
+    sf.write(path, synth.sine(440, 1.0, 22050), 22050)
+    whole, _ = fpcli.analyze_streaming(path, max_seconds=huge)   # past any end: the whole track, as 1e308 s
+    assert whole.complete and whole.seconds == pytest.approx(1.0)
+    live = LiveFingerprint(22050, 1, expected_seconds=huge)   # as math.inf: a length no stream reaches
+    live.push(synth.sine(440, 1.0, 22050))
+    assert live.finish().complete
 
 
 def test_a_reader_read_twice_reads_the_file_again(tmp_path):
