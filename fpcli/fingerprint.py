@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fpcli.errors import ParameterError
@@ -100,6 +101,16 @@ def within_domains(values: dict[str, float | None]) -> dict[str, float | None]:
     correlation of -1 - 1e-8), and a value just past the bound means the bound."""
     return {name: value if value is None or name not in DOMAINS
             else min(max(value, DOMAINS[name][0]), DOMAINS[name][1]) for name, value in values.items()}
+
+
+def mean_confidence(confidence: Mapping[str, float], values: Mapping[str, float | None]) -> float:
+    """The mean streaming confidence over the dims that have a value: a null dim (a
+    silent or short track has several) is confidently unmeasurable, and its confidence
+    0 would call a fully heard track unreliable. Over every dim when none has a value;
+    0 without confidences."""
+    measured = [c for dim, c in confidence.items() if values.get(dim) is not None]
+    chosen = measured or list(confidence.values())
+    return sum(chosen) / len(chosen) if chosen else 0.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from fpcli.analyze import preload, stream_checkpoints
 from fpcli.errors import ParameterError
 from fpcli.executors.local import Task, run_tasks
-from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS, Fingerprint
+from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS, Fingerprint, mean_confidence
 from fpcli.library import RunOptions, run_library
 from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.store import FingerprintStore, Record
@@ -172,7 +172,7 @@ def compare(streaming: Mapping[str, float | None], batch: Mapping[str, float | N
     similarity = cosine_similarity(streaming, batch)
     passed = all(m.passed for m in metrics)
     is_valid = passed and similarity is not None and similarity >= threshold
-    return ValidationResult(metrics, similarity, threshold, is_valid, confidence_quality(confidence))
+    return ValidationResult(metrics, similarity, threshold, is_valid, confidence_quality(confidence, streaming))
 
 
 def _metric(name: str, s: float | None, b: float | None, tolerance: Tolerance) -> MetricResult:
@@ -218,11 +218,15 @@ def cosine_similarity(a: Mapping[str, float | None], b: Mapping[str, float | Non
     return dot / norm if norm > 0 else None
 
 
-def confidence_quality(confidence: Mapping[str, float] | None) -> str:
-    """high (mean >= 0.9), medium (>= 0.6) or low, from the streaming confidences."""
+def confidence_quality(confidence: Mapping[str, float] | None,
+                       values: Mapping[str, float | None] | None = None) -> str:
+    """high (mean >= 0.9), medium (>= 0.6) or low, from the streaming confidences of the
+    dims with a value in ``values`` (all of them if none has one), as ``search --strategy
+    auto`` takes the mean: a null dim's confidence is 0, so a whole track of silence or
+    of 50 ms, every value it has at confidence 1, was "low"."""
     if not confidence:
         return "low"
-    mean = sum(confidence.values()) / len(confidence)
+    mean = mean_confidence(confidence, values or {})
     return "high" if mean >= 0.9 else "medium" if mean >= 0.6 else "low"
 
 

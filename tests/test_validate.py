@@ -129,6 +129,14 @@ def test_confidence_quality():
     assert compare(STREAM, BATCH, confidence=dict.fromkeys(STREAMING_DIMS, 1.0)).confidence_quality == "high"
     assert compare(STREAM, BATCH, confidence=dict.fromkeys(STREAMING_DIMS, 0.7)).confidence_quality == "medium"
     assert compare(STREAM, BATCH, confidence=dict.fromkeys(STREAMING_DIMS, 0.1)).confidence_quality == "low"
+    # A whole track with null dims (confidence 0) and every value it has at 1 is high, as
+    # search's mean takes it; it was "low" (silence, 50 ms).
+    nulls = ("tempo_bpm", "rhythm_stability", "pitch_stability", "key_clarity", "transient_density")
+    sparse = {name: None if name in nulls else value for name, value in STREAM.items()}
+    whole = {name: 0.0 if name in nulls else 1.0 for name in STREAMING_DIMS}
+    assert compare(sparse, BATCH, confidence=whole).confidence_quality == "high"
+    assert compare(dict.fromkeys(STREAM), BATCH, confidence=dict.fromkeys(STREAMING_DIMS, 0.0)).confidence_quality \
+        == "low"
 
 
 def test_bad_tolerance_override():

@@ -18,7 +18,7 @@ from fpcli.errors import ParameterError, QueryError, SearchError, StoreError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.files import atomic_text, printable_path
-from fpcli.fingerprint import DIM_BY_NAME, seconds_text
+from fpcli.fingerprint import DIM_BY_NAME, mean_confidence, seconds_text
 from fpcli.params import AnalysisParams, checked_params
 from fpcli.search.dupes import Recording, RecordingTable, starts_like
 from fpcli.search.index import KINDS, Index, row_of
@@ -294,13 +294,8 @@ def _choose(record: Record, *, can_rerank: bool = True) -> tuple[str, str]:
 
 
 def _mean_confidence(record: Record) -> float:
-    """The mean streaming confidence over the dims that have a value: a null dim (a
-    silent or short track has several) is confidently unmeasurable, and its confidence
-    0 would call a fully heard track unreliable. Over every dim when none has a value."""
-    confidence = record.streaming.confidence
-    measured = [c for dim, c in confidence.items() if record.streaming.values.get(dim) is not None]
-    chosen = measured or list(confidence.values())
-    return sum(chosen) / len(chosen) if chosen else 0.0
+    """``mean_confidence`` of the record's streaming fingerprint."""
+    return mean_confidence(record.streaming.confidence, record.streaming.values)
 
 
 def _query_row(record: Record, kind: str) -> np.ndarray:
