@@ -56,7 +56,9 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "transient_density": Tolerance("relative", 0.02, floor=0.01),
     "silence_ratio": Tolerance("absolute", 0.005),
     "spectral_centroid_hz": Tolerance("relative", 0.01),             # bound 0.7 %
-    "spectral_rolloff_hz": Tolerance("relative", 0.01, floor=23.5),  # bound one FFT bin (<= 23.4 Hz at 48 kHz)
+    # Bound: one FFT bin, sr / n_fft, at most 44.1 kHz * sqrt(2) / 2048 = 30.45 Hz (frame_scale
+    # keeps frames within sqrt(2) of 46 ms; the floor of 23.5 Hz was under one bin at 62 kHz).
+    "spectral_rolloff_hz": Tolerance("relative", 0.01, floor=30.5),
     "spectral_flatness": Tolerance("absolute", 0.005),               # bound 0.5 % of a value <= 1
     "harmonic_ratio": Tolerance("absolute", 0.02),
     "pitch_stability": Tolerance("absolute", 0.02),

@@ -93,8 +93,17 @@ def test_threshold_edges_absolute(name):
 def test_relative_tolerance_with_absolute_floor():
     # The rolloff passes within one FFT bin even when that is more than 1 % relative.
     low = {**BATCH, "spectral_rolloff_hz": 100.0}
-    assert _metric(compare({**STREAM, "spectral_rolloff_hz": 120.0}, low), "spectral_rolloff_hz").passed
-    assert not _metric(compare({**STREAM, "spectral_rolloff_hz": 130.0}, low), "spectral_rolloff_hz").passed
+    assert _metric(compare({**STREAM, "spectral_rolloff_hz": 130.0}, low), "spectral_rolloff_hz").passed
+    assert not _metric(compare({**STREAM, "spectral_rolloff_hz": 131.0}, low), "spectral_rolloff_hz").passed
+
+
+def test_the_rolloff_floor_is_one_fft_bin_at_every_rate():
+    """The floor of 23.5 Hz bounded a bin up to 48 kHz; at 15.5, 31 and 62 kHz frames
+    last 33 ms and bins are 30.3 Hz apart (the streaming histogram's bound)."""
+    from fpcli.params import AnalysisParams
+
+    widest = max(rate / AnalysisParams().at_rate(rate).n_fft for rate in range(8000, 768_001, 100))
+    assert 30.0 < widest <= DEFAULT_TOLERANCES["spectral_rolloff_hz"].floor
 
 
 def test_similarity_threshold_edge():
