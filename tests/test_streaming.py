@@ -238,7 +238,10 @@ def test_the_analyzer_classes_say_what_is_wrong_with_their_input(analyzer):
     stereo = analyzer(SR, 2)
     for block, message in [(np.zeros((10, 3), np.float32), r"shape \(10, 3\): expected \(frames, 2\)"),
                            (np.zeros(10, np.float32), r"shape \(10,\): expected \(frames, 2\)"),
-                           (np.zeros((10, 2), np.int16), "floats scaled to"),
+                           (np.zeros((10, 2), np.int16), "floats scaled to .*int16 by 32768"),
+                           # not told to divide by 32768: that is for integers
+                           (np.zeros((10, 2), np.complex64), r"not complex64 \(audio samples are real numbers\)"),
+                           (np.zeros((10, 2), bool), r"not bool \(audio samples are real"),
                            (np.full((10, 2), np.nan, np.float32), "not finite")]:
         with pytest.raises(ParameterError, match=message):
             stereo.push(block)

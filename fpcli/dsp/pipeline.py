@@ -62,8 +62,10 @@ def checked_block(block: Any, channels: int) -> np.ndarray:
     if any sample is NaN): 47 us for a 3 s stereo block, 0.4 % of its analysis."""
     array = np.asarray(block)
     if array.dtype.kind != "f":
-        raise ParameterError(f"samples must be floats scaled to +-1, not {array.dtype} (integer PCM: divide "
-                             "by its full scale, e.g. int16 by 32768)", "block")
+        # The hint for integers only: complex, bool or text samples were told to divide by 32768.
+        hint = "integer PCM: divide by its full scale, e.g. int16 by 32768" if array.dtype.kind in "iu" else \
+            "audio samples are real numbers"
+        raise ParameterError(f"samples must be floats scaled to +-1, not {array.dtype} ({hint})", "block")
     if array.ndim == 1 and channels == 1:
         array = array[:, None]
     if array.ndim != 2 or array.shape[1] != channels:
