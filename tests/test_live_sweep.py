@@ -221,6 +221,23 @@ def test_snapshots_past_the_length_a_header_states_are_partial(tmp_path):
     assert lines[3]["partial_reason"] == "header says 2.00 s, decoded 4.00 s"
 
 
+def _wait_until_read(pipe, timeout_s: float = 60.0) -> None:
+    """Until the reader has taken every byte written to ``pipe`` (FIONREAD counts the
+    bytes a pipe holds, from either end)."""
+    import fcntl
+    import struct
+    import termios
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        held = struct.unpack("i", fcntl.ioctl(pipe.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+        if held == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the reader took nothing from its pipe in {timeout_s} s")
+
+
 def test_ctrl_c_before_anything_measurable_says_nothing_was_stored(tmp_path):
     """20 ms of a stream, then Ctrl-C: "interrupted: what was heard is stored", and
     nothing was (less than one analysis frame is no record)."""
@@ -241,7 +258,8 @@ def test_ctrl_c_before_anything_measurable_says_nothing_was_stored(tmp_path):
                                                                                                signal.SIG_DFL))
     child.stdin.write(bytes(wav))
     child.stdin.flush()
-    time.sleep(1.5)
+    _wait_until_read(child.stdin)   # past start-up (a fixed 1.5 s was start-up alone on a busy machine)
+    time.sleep(0.5)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=30)
     assert child.returncode == 130
