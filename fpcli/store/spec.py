@@ -75,10 +75,9 @@ class StoreSpec:
         negative TTL as one second."""
         if self.location is not None and not isinstance(self.location, str):
             raise ParameterError(f"{self.location!r}: a folder path or a redis:// URL", "location")
-        try:
-            size = as_number(self.size_limit_mb)
-        except OverflowError:   # an int beyond floats (10**400): no limit, as any past MAX_SIZE_LIMIT_MB
-            size = float(MAX_SIZE_LIMIT_MB)
+        size = as_number(self.size_limit_mb)
+        if size is not None and math.isinf(size) and isinstance(self.size_limit_mb, int):
+            size = float(MAX_SIZE_LIMIT_MB)   # an int beyond floats (10**400): no limit, as any past the maximum
         if size is None or not (math.isfinite(size) and size >= 1):
             # At least 1 MiB, as on the command line: 1e-7 MiB was a limit of 0 bytes, which stored nothing.
             raise ParameterError(f"{self.size_limit_mb!r}: a finite number of MiB, at least 1 (at least "
