@@ -256,13 +256,15 @@ def test_a_change_from_zero_is_undefined_not_zero():
 
 
 def test_check_fails_on_a_regressed_ratio_not_on_an_absolute_figure(monkeypatch, tmp_path):
-    """Two runs of the same code moved wall-clock p50s and p99s by 40-200 %, and
-    ``--compare F --check`` exited 4 every time with every threshold passing: only a
-    ratio or share (measured against each other in one run) fails the gate."""
+    """Two runs of the same code moved wall-clock p50s and p99s by 40-200 % and cold /
+    warm (one run each) from 406 to 163, and ``--compare F --check`` exited 4 with
+    every threshold passing: only the speed ratios of interleaved rounds and the hit
+    rate fail the gate."""
     library = {"path": "lib", "files": 2, "decodable": 2, "audio_s": 6.0, "store": "diskcache (temporary)"}
     gated = {name: bench.Figure(1.0, "x", "higher", "absolute") for name in bench.DEFAULT_THRESHOLDS}
     now = bench.BenchResult(date="", machine=bench.machine_facts(), library=library, quick=True, figures={
         **gated, "search.library_p99_ms": bench.Figure(17.8, "ms", "lower", "absolute"),
+        "cache.speedup": bench.Figure(163.0, "x", "higher", "ratio", "cold / warm"),   # one run of each
         "analysis.streaming_vs_decode": bench.Figure(0.30, "ratio", "higher", "ratio")})
     monkeypatch.setattr(bench, "run", lambda *args, **kwargs: now)
     loose = _thresholds_file(tmp_path / "loose.toml", "loose")
@@ -274,7 +276,7 @@ def test_check_fails_on_a_regressed_ratio_not_on_an_absolute_figure(monkeypatch,
         return runner.invoke(app, ["bench", "--check", "--thresholds", str(loose), "--compare", str(earlier)],
                              env={"COLUMNS": "200"})
 
-    noisy = compared_with({"search.library_p99_ms": 6.02, "analysis.streaming_vs_decode": 0.31})
+    noisy = compared_with({"search.library_p99_ms": 6.02, "cache.speedup": 406.0, "analysis.streaming_vs_decode": 0.31})
     assert noisy.exit_code == 0, noisy.output
     assert "regression, not gated" in noisy.stdout and "REGRESSION" not in noisy.stdout
     slower = compared_with({"search.library_p99_ms": 17.8, "analysis.streaming_vs_decode": 0.45})
@@ -300,6 +302,17 @@ def test_files_that_fail_late_or_measure_nothing_are_left_out(tmp_path):
     with FingerprintStore.open(tmp_path / "store") as store:
         run_library([str(library)], store, RunOptions(jobs=1))
         assert bench._queries(store, [good, late_path, short]) == [good]
+
+
+def test_a_library_of_tracks_too_short_to_measure_is_an_error_not_a_traceback(tmp_path):
+    """Every track 20 ms long: the searchable tracks were none, and the look-up
+    latencies divided by their count (ZeroDivisionError)."""
+    library = tmp_path / "short"
+    library.mkdir()
+    for i in range(2):
+        write(library / f"{i}.wav", synth.sine(440 + 220 * i, 0.02, 44100), 44100)
+    with pytest.raises(FpcliError, match="0 tracks long enough to measure .* needs at least 2"):
+        bench.run(library, quick=True, jobs=1)
 
 
 def test_bench_on_redis_uses_a_private_namespace_and_removes_it(tiny_library, redis_url, redis_server):

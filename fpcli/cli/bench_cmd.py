@@ -38,8 +38,9 @@ def bench(
                                                   help="Write the tables as Markdown (e.g. a CI job summary).")]
     = None,
     check_: Annotated[bool, typer.Option(
-        "--check", help="Exit 4 if a figure misses its threshold, or (with --compare) a ratio or share regressed "
-                        "(absolute figures' regressions are flagged only: a busy machine moves them).")] = False,
+        "--check", help="Exit 4 if a figure misses its threshold, or (with --compare) the analyzers' speed "
+                        "ratios or the hit rate regressed (other regressions are flagged only: a busy machine "
+                        "moves them).")] = False,
     thresholds: Annotated[Path | None, typer.Option(
         "--thresholds", show_default=False,
         help="Thresholds file, TOML or JSON, - for stdin (default: tool.fpcli.bench.thresholds in "
@@ -54,9 +55,9 @@ def bench(
     """Measure analysis speed, the cache, validation and search; check and compare.
 
     Runs on a temporary store (your store is not touched; with --store redis://... it
-    is a private namespace on that server, deleted afterwards). Ratios (analysis speed /
-    decode-only speed, cold / warm) hold on a noisy machine; absolute thresholds are
-    set generously.
+    is a private namespace on that server, deleted afterwards). The analyzers' speed
+    over decode-only speed (medians of interleaved rounds) holds on a noisy machine;
+    other thresholds are set generously (cold / warm is one run of each).
 
     Examples:
 
