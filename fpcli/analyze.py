@@ -229,7 +229,7 @@ def stream_checkpoints(path: str | os.PathLike[str], seconds: list[float], param
 
     params = checked_params(params)  # before the file is opened
 
-    reader = AudioReader(path, block_frames=block_frames)
+    reader = open_entry(os.fspath(path), block_frames=block_frames)   # a CUE track (album.flac#02) too
     analyzer = StreamingAnalyzer(reader.info.samplerate, reader.info.channels, params,
                                  expected_frames=reader.expected_frames or None)
     marks = sorted(seconds)

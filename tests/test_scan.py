@@ -204,6 +204,17 @@ def test_one_track_named_as_the_store_names_it_is_that_track(tmp_path):
     assert [round(json.loads(line)["duration_s"], 2) for line in ran.stdout.splitlines()] == [2.0]
 
 
+def test_validate_partial_streams_each_cue_track(tmp_path):
+    """validate --partial opened album.flac#02 as a file: "no such file ... a fault of
+    fpcli" for every track, and a table of no track with exit 0."""
+    _album(tmp_path / "album")
+    ran = runner.invoke(app, ["--store", str(tmp_path / "s"), "validate", "-l", str(tmp_path / "album"),
+                              "--partial", "1", "--json"])
+    assert ran.exit_code == 0, ran.output
+    partial = json.loads(ran.stdout)["partial"]
+    assert partial["tracks"] == 3 and partial["failed"] == []
+
+
 def test_an_album_image_followed_with_every_is_refused_not_stored_as_a_track(tmp_path):
     """``analyze album.flac --every 5`` stored the image as one track, which then came
     back as a search hit for its own tracks."""
