@@ -160,10 +160,21 @@ def _base_name(written: str) -> str:
     return os.path.basename(written.replace("\\", "/"))
 
 
-def is_album_image(path: str) -> bool:
-    """Whether ``path`` is the album image of a CUE sheet beside it (its tracks are the
-    tracks: the image is none). False when the folder cannot be read or its sheet is
-    unusable (then the file is an ordinary one, as the scan takes it)."""
+def album_image_of(path: str) -> str | None:
+    """The album image of a CUE sheet ``path`` is (its tracks are the tracks: the image
+    is none): ``path`` itself, or for a link to an image the file it points to, whose
+    tracks are named ``IMAGE#NN`` (the scan takes a link to an image as its tracks, and
+    a search or --every through the link stored the image as a track). None when
+    ``path`` is no album image, or its folder cannot be read or its sheet is unusable
+    (then the file is an ordinary one, as the scan takes it)."""
+    if _beside_its_sheet(path):
+        return path
+    if os.path.islink(path) and _beside_its_sheet(real := os.path.realpath(path)):
+        return real
+    return None
+
+
+def _beside_its_sheet(path: str) -> bool:
     folder, name = os.path.split(path)
     try:
         names = os.listdir(folder or ".")

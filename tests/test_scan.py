@@ -224,6 +224,12 @@ def test_an_album_image_followed_with_every_is_refused_not_stored_as_a_track(tmp
     assert refused.exit_code == 2 and "album image of a CUE sheet" in refused.output
     assert not os.path.exists(store_dir) or not runner.invoke(
         app, ["--store", store_dir, "cache", "list", "--json"]).stdout.strip()
+    (tmp_path / "other").mkdir()
+    os.symlink(image, tmp_path / "other" / "link.flac")   # the scan takes a link to the image as its tracks
+    link = str(tmp_path / "other" / "link.flac")
+    linked = runner.invoke(app, ["--store", store_dir, "analyze", link, "--every", "1"], env={"COLUMNS": "300"})
+    assert linked.exit_code == 2 and "album image of a CUE sheet" in linked.output
+    assert f"({image}#01, ...)" in " ".join(linked.output.split())   # the image's tracks: link.flac#01 names none
     followed = runner.invoke(app, ["--store", store_dir, "analyze", f"{image}#03", "--every", "1", "--json"])
     assert followed.exit_code == 0, followed.output
     listed = runner.invoke(app, ["--store", store_dir, "cache", "list", "--json"]).stdout.splitlines()

@@ -879,6 +879,9 @@ def test_an_album_image_is_no_query_and_is_never_stored_as_a_track(store, librar
     # A query that cannot be searched, as a missing one (exit 3): it exited 1, a fatal error.
     with pytest.raises(QueryError, match="album image of a CUE sheet.*album.flac#01"):
         search(store, str(album / "album.flac"), k=2, strategy="fast")
+    os.symlink(album / "album.flac", tmp_path / "link.flac")   # through a link too (it was stored as a track)
+    with pytest.raises(QueryError, match="album image of a CUE sheet"):
+        search(store, str(tmp_path / "link.flac"), k=2, strategy="fast")
     assert store.record_count() == before
     assert search(store, str(album / "album.flac#01"), k=2, strategy="fast").hits   # its tracks are queries
     # cache show of the image named its analysis, which stored its tracks and left it "not in the store"

@@ -191,7 +191,7 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
     from fpcli.analyze import open_entry
     from fpcli.audio import open_stream
     from fpcli.cli.tracks import Reporter, failed_result
-    from fpcli.cue import is_album_image
+    from fpcli.cue import album_image_of
     from fpcli.errors import AudioReadError
     from fpcli.files import printable_path
     from fpcli.live import follow, stream_identity
@@ -204,9 +204,10 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
     if path != "-" and os.path.isdir(path):   # several files, as a list of them is (it failed as "a file")
         raise typer.BadParameter("--every follows one file (or - for a stream on stdin), not a folder",
                                  param_hint="--every")
-    if path != "-" and is_album_image(path):   # it was stored as a track, a search hit for its own tracks
+    image = None if path == "-" else album_image_of(path)
+    if image is not None:   # it was stored as a track, a search hit for its own tracks
         raise typer.BadParameter(f"{printable_path(path)} is the album image of a CUE sheet, not a track: follow "
-                                 f"one of its tracks ({printable_path(path)}#01, ...), or analyse it without --every "
+                                 f"one of its tracks ({printable_path(image)}#01, ...), or analyse it without --every "
                                  "(its tracks)", param_hint="--every")
     raw_format, rate, channels = raw
     _check_raw(raw_format, rate, channels)

@@ -307,7 +307,7 @@ def _not_stored(text: str, failure: Failure | None) -> str:
     README) is not sent to analyze, whose folder runs leave it out."""
     import shlex
 
-    from fpcli.cue import is_album_image
+    from fpcli.cue import album_image_of
     from fpcli.store.records import STREAM_PREFIX, entry_file
 
     if text.startswith(STREAM_PREFIX) and not os.path.lexists(text):
@@ -317,10 +317,11 @@ def _not_stored(text: str, failure: Failure | None) -> str:
         kind = f"{extension} is not an audio file extension" if extension else "its name has no audio extension"
         return f"{text}: not in the store ({kind}: fpcli analyses audio files only)"
     analyze = f"fpcli analyze {shlex.quote(text)}"
-    if failure is None and is_album_image(text):
+    image = album_image_of(text) if failure is None else None
+    if image is not None:
         # "run: fpcli analyze album.flac" stored its tracks, and the image stayed "not in the store".
         return (f"{text}: the album image of a CUE sheet, not a track: its tracks are stored as "
-                f"{text}#01, ... (fpcli cache show {shlex.quote(text + '#01')})")
+                f"{image}#01, ... (fpcli cache show {shlex.quote(image + '#01')})")
     if failure is None:
         return f"{text}: not in the store (run: {analyze})"
     failed = f"its analysis failed {when(failure.failed_at)}: {failure.message}"

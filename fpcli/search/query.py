@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fpcli.cue import is_album_image, is_entry
+from fpcli.cue import album_image_of, is_entry
 from fpcli.errors import ParameterError, QueryError, SearchError, StoreError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.extensions import AUDIO_EXTENSIONS
@@ -124,10 +124,11 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
     stored only when the store holds less of the track (a fuller record is kept)."""
     from fpcli.analyze import Want, answer, compute, keep, look_up  # the analyzers: only when a search needs them
 
-    if is_album_image(path):
+    image = album_image_of(path)
+    if image is not None:
         # Analysed as a query it was stored as a track, a search candidate for good.
         raise QueryError(f"{printable_path(path)} is the album image of a CUE sheet, not a track: search one of "
-                          f"its tracks ({printable_path(path)}#01, ...)")
+                          f"its tracks ({printable_path(image)}#01, ...)")
     want = Want(params, batch=batch and seconds is None, seconds=seconds)
     found = look_up(store, path, want)
     known = answer(path, found)
