@@ -9,9 +9,9 @@ import soundfile as sf
 
 import fpcli
 from fpcli import synth
-from fpcli.audio import AudioReader, mixdown, probe
+from fpcli.audio import AudioReader, mixdown, open_stream, probe
 from fpcli.errors import AudioReadError
-from tests.conftest import write
+from tests.conftest import pipe_carrying, write
 
 FORMATS = [
     ("wav", "WAV", "PCM_16"), ("wav", "WAV", "PCM_24"), ("wav", "WAV", "PCM_32"), ("wav", "WAV", "FLOAT"),
@@ -132,7 +132,7 @@ def test_truncated_mp3_is_partial_without_stale_blocks(tmp_path):
 WAV_HEADERS = [("WAV", "PCM_16"), ("WAVEX", "PCM_24")]
 
 
-@pytest.mark.parametrize("fmt,subtype", WAV_HEADERS)
+@pytest.mark.parametrize("fmt,subtype", [*WAV_HEADERS, ("RF64", "PCM_16")])   # RF64: sizes in its ds64 chunk
 def test_truncated_wav_data_chunk_is_partial(tmp_path, fmt, subtype):
     good = write(tmp_path / "good.wav", synth.sine(440, 4.0, 44100, channels=2), 44100, format=fmt, subtype=subtype)
     assert probe(good).format == fmt
@@ -140,6 +140,9 @@ def test_truncated_wav_data_chunk_is_partial(tmp_path, fmt, subtype):
     list(reader)
     assert reader.partial
     assert "header says 4.00 s" in reader.partial_reason
+    streamed = open_stream(pipe_carrying(open(tmp_path / "cut.wav", "rb").read()))   # the same bytes on stdin
+    list(streamed)
+    assert streamed.partial and "header says 4.00 s" in streamed.partial_reason
 
 
 @pytest.mark.parametrize("fmt,subtype", WAV_HEADERS)

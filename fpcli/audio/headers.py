@@ -474,13 +474,14 @@ _WAV_UNKNOWN_SIZE_FROM = 0x7FFFF000
 # IEEE float, A-law, mu-law (EXTENSIBLE: its subformat's tag).
 _WAV_FRAME_TAGS = frozenset({1, 3, 6, 7})
 _WAV_EXTENSIBLE = 0xFFFE
+_RF64_MAGICS = (b"RF64", b"BW64")   # a RIFF WAVE whose sizes may pass 4 GB (EBU Tech 3306, ITU-R BS.2088)
 
 
 def stated_frames(head: bytes) -> int | None:
     """The frame count a WAV or FLAC header at the start of ``head`` (a stream's first
     bytes) states exactly, or None when it states none: a placeholder a streaming
     writer left, a data chunk beyond ``head``, or another format."""
-    if head[:4] == b"RIFF":
+    if head[:4] in (b"RIFF", *_RF64_MAGICS):
         return wav_stated_frames(io.BytesIO(head))
     info = flac_streaminfo(head)
     if info is not None:
@@ -502,16 +503,25 @@ def wav_stated_frames(fh: BinaryIO) -> int | None:
     streams (libsndfile clamps a file's count to the bytes present, so a truncated WAV
     looked complete; on stdin FFmpeg gives no length at all)."""
     head = fh.read(12)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", *_RF64_MAGICS):
         return None
-    riff_size = struct.unpack("<I", head[4:8])[0]
-    if not 0 < riff_size < _WAV_UNKNOWN_SIZE_FROM:
+    riff_size, data_size = struct.unpack("<I", head[4:8])[0], None
+    if head[:4] in _RF64_MAGICS:   # sizes past 4 GB: the 64-bit ones are in the ds64 chunk that follows
+        sizes = _ds64_sizes(fh)
+        if sizes is None:
+            return None
+        riff_size, data_size = sizes
+    elif not 0 < riff_size < _WAV_UNKNOWN_SIZE_FROM:
         return None
     block_align = 0
     while len(header := fh.read(8)) == 8:
         tag, size = header[:4], struct.unpack("<I", header[4:])[0]
         if tag == b"data":
-            if not block_align or not 0 < size < _WAV_UNKNOWN_SIZE_FROM or size > riff_size:
+            if data_size is not None and size == 0xFFFFFFFF:
+                size = data_size
+            elif not 0 < size < _WAV_UNKNOWN_SIZE_FROM:
+                return None
+            if not block_align or size > riff_size:
                 return None
             return size // block_align
         body = fh.read(min(size, 26)) if tag == b"fmt " else b""
@@ -525,6 +535,21 @@ def wav_stated_frames(fh: BinaryIO) -> int | None:
                 return None
         fh.seek(size - len(body) + (size & 1), os.SEEK_CUR)  # chunks are padded to an even length
     return None
+
+
+def _ds64_sizes(fh: BinaryIO) -> tuple[int, int] | None:
+    """(RIFF size, data size) of an RF64 / BW64 file's ds64 chunk, read from ``fh`` just
+    after the 12-byte head (EBU Tech 3306: it is the first chunk); None when it is not
+    there or states no size (0, or a placeholder past 2**62: a writer to a pipe)."""
+    header = fh.read(8)
+    if len(header) < 8 or header[:4] != b"ds64":
+        return None
+    size = struct.unpack("<I", header[4:])[0]
+    body = fh.read(size + (size & 1))
+    if size < 24 or len(body) < 24:
+        return None
+    riff_size, data_size = struct.unpack("<QQ", body[:16])
+    return (riff_size, data_size) if 0 < data_size < 2**62 and 0 < riff_size < 2**62 else None
 
 
 def wav_file_stated_frames(path: str | os.PathLike) -> int | None:

@@ -32,9 +32,10 @@ from fpcli.files import special_file_kind
 _SNDFILE: Any = getattr(sf, "_snd", None)  # cffi handles: untyped
 _FFI: Any = getattr(sf, "_ffi", None)
 # libsndfile's names of a RIFF WAVE file: "WAVEX" is the extensible header (WAVE_FORMAT_
-# EXTENSIBLE) that writers use for more than 16 bits or 2 channels; its cut or unfinished
-# files were "ok" or failed where a plain WAV's were partial or read whole.
-RIFF_WAVE_FORMATS = ("WAV", "WAVEX")
+# EXTENSIBLE) that writers use for more than 16 bits or 2 channels, "RF64" the form of
+# broadcast recorders for files past 4 GB; their cut or unfinished files were "ok" or
+# failed where a plain WAV's were partial or read whole.
+RIFF_WAVE_FORMATS = ("WAV", "WAVEX", "RF64")
 _SAMPLE_EXACT_SEEKS = (*RIFF_WAVE_FORMATS, "FLAC", "AIFF", "W64", "CAF")
 _DIRECT_READ = _SNDFILE is not None and _FFI is not None and hasattr(_SNDFILE, "sf_readf_float")
 
