@@ -138,8 +138,9 @@ class StreamingAnalyzer:
 
     ``expected_frames`` (the header's length) lets the confidence use the share of
     the track already read; without it that share is estimated as seconds / (seconds
-    + 240), a typical track's. Most dims' confidence rests on that share alone (the
-    fitted ``CONFIDENCE_WEIGHTS`` weigh evidence only for tempo and pitch stability). ``push``
+    + 240), a typical track's. Ten dims' confidence rests on that share alone (the
+    fitted ``CONFIDENCE_WEIGHTS`` weigh evidence only for tempo and pitch stability,
+    and the tempo margin for tempo and rhythm stability). ``push``
     and ``finish`` run with one BLAS thread (fpcli/blas.py). Blocks of ~100,000 frames
     or more keep the per-block overhead small (fpcli.audio.DEFAULT_BLOCK_FRAMES).
     """

@@ -36,7 +36,7 @@ class PitchTracker:
         self.threshold = params.yin_threshold
         # The circular ACF of a frame is trustworthy to about half the frame, and the
         # search needs the lag after tau_max (the parabola): at most n_acf / 2 - 1. With
-        # frames of ~46 ms at every rate, f0_min_hz sets the lowest f0 found (a fixed
+        # frames of 33-66 ms at every rate, f0_min_hz sets the lowest f0 found (a fixed
         # 2048-sample frame stopped it at 94 Hz at 96 kHz and 188 Hz at 192 kHz).
         self.tau_max = min(math.ceil(self.samplerate / params.f0_min_hz), n_acf // 2 - 1)
         self.tau_min = max(2, math.floor(self.samplerate / params.f0_max_hz))
