@@ -325,6 +325,56 @@ def test_a_redis_store_whose_keys_were_lost_never_serves_the_old_index(redis_url
         assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
 
 
+def test_a_redis_back_from_an_older_snapshot_never_serves_the_old_index(template, tmp_path, client):
+    """A Redis restarted from an older snapshot (or failed over to a replica that was
+    behind) goes back to an older generation; refilled by other records to the number a
+    client's saved index had, that index (records since lost, none of those written
+    since) was loaded as current: a search answered with 4 hits of 9, exit 0."""
+    import socket
+    import subprocess
+    import time
+
+    import redis
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--appendonly", "no",
+            "--save", ""]
+
+    def start():
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(250):
+            try:
+                redis.Redis(port=port).ping()
+                return process
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    url = f"redis://127.0.0.1:{port}/0"
+    server = start()
+    try:
+        client("a")
+        _fill(url, template, 20)
+        redis.Redis(port=port).save()                   # the snapshot: 20 records
+        _fill(url, template, 25, start=20)
+        with FingerprintStore.open(url) as store:
+            assert current_index(store, "streaming", KEY)[1]["index"] == "built"   # and saved, at generation 25
+        server.kill()                                   # no save on the way out: back to the snapshot
+        server.wait(10)
+        server = start()
+        _fill(url, template, 30, start=25)              # 5 other records: the same generation again
+        saved_module._RECENT.clear()
+        with FingerprintStore.open(url) as store:
+            index, info = current_index(store, "streaming", KEY)
+            assert info["index"] == "rebuilt"
+            assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
+    finally:
+        server.kill()
+        server.wait(10)
+
+
 def test_a_meta_part_rebuilt_empty_never_serves_the_old_index(template, tmp_path):
     """The diskcache analogue: a damaged meta part (counters and journal) that a repair
     rebuilds empty restarted the epoch and the generation at 0."""

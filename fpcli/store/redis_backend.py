@@ -219,7 +219,7 @@ WRITTEN_MEANWHILE = "written-meanwhile:"  # a census basis: other clients wrote 
 
 # The meta keys every command may touch, and the Redis type each must have.
 META_TYPES = {"epoch": "string", "generation": "string", "hits": "string", "misses": "string",
-              "journal": "list", "census": "hash", "shared": "set"}
+              "journal": "list", "census": "hash", "shared": "set", "server": "string"}
 COUNTER_KEYS = ("epoch", "generation", "hits", "misses")
 
 
@@ -289,8 +289,29 @@ class RedisBackend:
         # the namespace again must not pass for the old one at the same generation.
         self._opened_full(lambda: self._call(self._client.set, self._meta + "epoch", secrets.randbelow(1 << 48),
                                              nx=True))
+        self._opened_full(self._new_epoch_on_another_server)
         self._opened_full(self._census_start)
         self._files = RedisFileSets(self._call, self._client, self._bin, self._meta + "shared:")
+
+    def _new_epoch_on_another_server(self) -> None:
+        """A new epoch when the server is not the one this namespace last saw (INFO's
+        run_id): a Redis restarted from an older snapshot, or failed over to a replica
+        that was behind, went back to an older generation, and new writes brought it to
+        the number a client's saved index had; that index, holding records since lost
+        and lacking those written since, was loaded as current (search answered with 4
+        hits of 9, exit 0). Each restart costs each client one rebuild of its index;
+        serving a stale one costs more. Without INFO (an ACL, a hosted Redis) nothing
+        is compared."""
+        try:
+            run_id = self._client.info("server").get("run_id")
+        except redis.exceptions.RedisError:
+            return
+        if not run_id or self._call(self._client.get, self._meta + "server") == run_id:
+            return
+        pipe = self._client.pipeline(transaction=True)
+        pipe.incr(self._meta + "epoch")
+        pipe.set(self._meta + "server", run_id)
+        self._call(pipe.execute)
 
     def _opened_full(self, setup: Callable[[], Any]) -> None:
         """Run a set-up step that writes, unless Redis is full. A Redis at its maxmemory
