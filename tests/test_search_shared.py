@@ -52,6 +52,15 @@ def _rows(index):
     return index.keys[order].tolist(), np.nan_to_num(np.asarray(index.values)[order], nan=-1.0)
 
 
+def _assert_rebuilt_as_built(location):
+    """A new process's first search index of ``location`` is rebuilt, and equals a build."""
+    saved_module._RECENT.clear()
+    with FingerprintStore.open(location) as store:
+        index, info = current_index(store, "streaming", KEY)
+        assert info["index"] == "rebuilt"
+        assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
+
+
 def _shared_keys(url):
     import redis
 
@@ -318,11 +327,7 @@ def test_a_redis_store_whose_keys_were_lost_never_serves_the_old_index(redis_url
         current_index(store, "streaming", KEY)
     redis.Redis.from_url(redis_url).flushdb()
     _fill(redis_url, template, 40, start=20)          # 20 other records: the same generation again
-    saved_module._RECENT.clear()
-    with FingerprintStore.open(redis_url) as store:
-        index, info = current_index(store, "streaming", KEY)
-        assert info["index"] == "rebuilt"
-        assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
+    _assert_rebuilt_as_built(redis_url)
 
 
 def test_a_redis_back_from_an_older_snapshot_never_serves_the_old_index(template, tmp_path, client):
@@ -365,11 +370,7 @@ def test_a_redis_back_from_an_older_snapshot_never_serves_the_old_index(template
         server.wait(10)
         server = start()
         _fill(url, template, 30, start=25)              # 5 other records: the same generation again
-        saved_module._RECENT.clear()
-        with FingerprintStore.open(url) as store:
-            index, info = current_index(store, "streaming", KEY)
-            assert info["index"] == "rebuilt"
-            assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
+        _assert_rebuilt_as_built(url)
     finally:
         server.kill()
         server.wait(10)
@@ -386,11 +387,7 @@ def test_a_meta_part_rebuilt_empty_never_serves_the_old_index(template, tmp_path
         current_index(store, "streaming", KEY)
     shutil.rmtree(tmp_path / "store" / "meta")
     _fill(location, template, 40, start=20)           # the generation is 20 again
-    saved_module._RECENT.clear()
-    with FingerprintStore.open(location) as store:
-        index, info = current_index(store, "streaming", KEY)
-        assert info["index"] == "rebuilt"
-        assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
+    _assert_rebuilt_as_built(location)
 
 
 def test_a_data_part_deleted_never_serves_the_old_index(template, tmp_path):
@@ -435,11 +432,7 @@ def test_a_data_part_rebuilt_never_serves_the_old_index(template, tmp_path, repa
         database.write_bytes(bytes(damaged))
         with FingerprintStore.open(location) as store:
             assert repair(store, tmp_path / "quarantine.jsonl")["rebuilt"] > 0
-    saved_module._RECENT.clear()
-    with FingerprintStore.open(location) as store:
-        index, info = current_index(store, "streaming", KEY)
-        assert info["index"] == "rebuilt"
-        assert _rows(index)[0] == _rows(build_index(store, "streaming", KEY))[0]
+    _assert_rebuilt_as_built(location)
 
 
 def test_odd_paths_come_back_from_a_shared_copy(redis_url, template, client):
