@@ -252,6 +252,61 @@ def test_a_cluster_without_workers_is_a_clear_error_not_a_hang(monkeypatch):
         assert len(outcomes) == len(calls)
 
 
+def _listening(reply: bytes | None):
+    """A loopback server that takes connections and answers each with ``reply`` (an
+    HTTP error page, say), or that never accepts them (None: the kernel completes the
+    connection anyway, and nothing is ever said); returns (address, close)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(reply)
+
+    if reply is not None:
+        threading.Thread(target=answer, daemon=True).start()
+    return f"tcp://127.0.0.1:{server.getsockname()[1]}", server.close
+
+
+def test_a_server_that_is_no_dask_scheduler_is_one_clear_error_in_bounded_time(monkeypatch, cluster):
+    """--scheduler at an HTTP server or a dashboard's port waited without limit (10
+    minutes and more), a server answering other bytes gave a traceback ending in
+    "Unable to allocate 3.07 EiB", and http:// or tls:// a traceback from inside Dask."""
+    import functools
+
+    import fpcli.executors.dask as dask_executor
+    from fpcli.errors import ParameterError
+
+    monkeypatch.setattr(dask_executor, "ANSWER_S", 1.5)
+    call = [("x", functools.partial(_sleep_then, 1, 0.0))]
+    silent, close_silent = _listening(None)
+    talker, close_talker = _listening(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4)
+    try:
+        started = time.monotonic()
+        with pytest.raises(FpcliError, match="took the connection but did not answer as a Dask scheduler"):
+            list(dask_executor.run_on_dask(call, silent))
+        assert time.monotonic() - started < 10
+        with pytest.raises(FpcliError, match="does not speak Dask's protocol|did not answer"):
+            list(dask_executor.run_on_dask(call, talker))
+    finally:
+        close_silent()
+        close_talker()
+    worker = next(iter(cluster.scheduler_info["workers"]))
+    with pytest.raises(FpcliError, match="is no Dask scheduler \\(it says it is Worker\\)"):
+        list(dask_executor.run_on_dask(call, worker))
+    for address, says in (("http://127.0.0.1:8786", "is no Dask scheme"), ("tls://127.0.0.1:8786", "certificates")):
+        with pytest.raises(ParameterError, match=says):
+            list(dask_executor.run_on_dask(call, address))
+    assert list(dask_executor.run_on_dask(call, cluster.scheduler_address)) == [("x", 1)]
+
+
 def test_a_scheduler_address_without_a_port_is_a_usage_error_and_nothing_to_do_needs_none(tmp_path):
     """`--scheduler nonsense` gave a 60-line traceback after 30 s (Dask raised its
     ValueError inside its connection attempts); a run whose every file came from the

@@ -160,6 +160,7 @@ def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str, 
     if not calls:   # everything was answered from the store: no scheduler is needed
         return
     _check_address(scheduler)
+    _check_scheduler(scheduler)
     try:
         client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
@@ -264,6 +265,56 @@ def _check_address(scheduler: str) -> None:
     except ValueError as exc:
         raise ParameterError(f"{scheduler!r}: not a scheduler address such as tcp://host:8786 ({exc})",
                              "scheduler") from None
+    if scheme in ("tls", "wss"):   # Dask's TLS needs certificates, which fpcli has no option for
+        raise ParameterError(f"{scheduler!r}: {scheme}:// needs TLS certificates fpcli cannot be given: use "
+                             "tcp://host:8786 (through an SSH tunnel or a private network)", "scheduler")
+    if scheme not in ("tcp", "ws", "inproc"):   # http://, say: a traceback from inside Dask after 30 s
+        raise ParameterError(f"{scheduler!r}: not a scheduler address such as tcp://host:8786 ({scheme}:// is no "
+                             "Dask scheme)", "scheduler")
+
+
+ANSWER_S = 20.0   # for a server that took the connection to answer as a Dask scheduler
+
+
+def _check_scheduler(scheduler: str) -> None:
+    """FpcliError unless a Dask scheduler answers at ``scheduler`` within ANSWER_S.
+    Dask's client, pointed at another server (the dashboard's port, an HTTP server, a
+    Redis), waited without limit, or raised from inside its connection attempts (a
+    reply read as frames of 3 EiB: MemoryError), as tracebacks; asked who it is, the
+    server here answers or is given up on in bounded time."""
+    import asyncio
+
+    from dask.utils import parse_timedelta
+    from distributed.comm import connect
+
+    if scheduler.startswith("inproc://"):   # a cluster in this process (the API's LocalCluster(processes=False))
+        return
+    try:
+        reply = asyncio.run(asyncio.wait_for(_identity(connect, scheduler, parse_timedelta(CONNECT_TIMEOUT)),
+                                             ANSWER_S))
+    except TimeoutError:
+        raise FpcliError(f"the server at {scheduler} took the connection but did not answer as a Dask scheduler "
+                         f"within {ANSWER_S:g} s (a dashboard's or another service's port?)") from None
+    except OSError as exc:
+        raise FpcliError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 (whatever another protocol's bytes make of Dask's reader)
+        raise FpcliError(f"the server at {scheduler} does not speak Dask's protocol ({type(exc).__name__}): "
+                         "is it a Dask scheduler's address?") from None
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind != "Scheduler":
+        raise FpcliError(f"the server at {scheduler} is no Dask scheduler (it says it is {kind or 'nothing'!s}): "
+                         "give the scheduler's address")
+
+
+async def _identity(connect: Any, scheduler: str, timeout_s: float) -> Any:
+    """What the server at ``scheduler`` says it is (Dask's "identity" request), reached
+    with ``connect`` (distributed.comm.connect) within ``timeout_s``."""
+    comm = await connect(scheduler, timeout=timeout_s)
+    try:
+        await comm.write({"op": "identity"})
+        return await comm.read()
+    finally:
+        comm.abort()
 
 
 def _computing(client: Any) -> set[str]:
