@@ -1,7 +1,9 @@
 """Library analysis on a real Dask distributed cluster (LocalCluster, worker processes)
 with a real Redis store."""
 
+import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +91,37 @@ def test_path_map_rewrites_paths_for_workers(cluster, library, redis_url, tmp_pa
                     lambda kind, payload: events.append(payload) if kind == "track" else None)
     [result] = events
     assert result.error == f"no such file or folder on the worker, as {tmp_path}/x/t0.flac (check the path map)"
+    # Its digest known (--force of a stored file), it was "deleted while it was analysed".
+    events.clear()
+    with FingerprintStore.open(tmp_path / "known") as store:
+        run_library([str(library / "t1.flac")], store, RunOptions())
+        run_library([str(library / "t1.flac")], store, dataclasses.replace(nowhere, force=True),
+                    lambda kind, payload: events.append(payload) if kind == "track" else None)
+    [result] = events
+    assert result.error == f"no such file or folder on the worker, as {tmp_path}/x/t1.flac (check the path map)"
+
+
+def test_a_mount_showing_times_to_the_second_is_the_same_file(cluster, library, redis_url, tmp_path):
+    """A worker's mount (SMB, NFS, FUSE) that shows modification times to the second:
+    every file failed as "changed while it was analysed", on every run."""
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    for name in ("t0.flac", "t1.flac"):
+        shutil.copyfile(library / name, mount / name)
+        whole_seconds = int(os.stat(library / name).st_mtime) * 10**9
+        os.utime(mount / name, ns=(whole_seconds, whole_seconds))
+    options = RunOptions(executor="dask", scheduler=cluster.scheduler_address, path_map=(f"{library}={mount}",))
+    with FingerprintStore.open(redis_url) as store:
+        store.clear()
+        summary = run_library([str(library / "t0.flac"), str(library / "t1.flac")], store, options)
+        assert (summary.analysed, summary.failed) == (2, 0)
+        assert {r.path for r in store.records()} == {str(library / "t0.flac"), str(library / "t1.flac")}
+        with open(mount / "t1.flac", "ab") as grown:   # a copy that is not the client's file
+            grown.write(b"\0" * 10)
+        events = []
+        run_library([str(library / "t1.flac")], store, dataclasses.replace(options, force=True),
+                    lambda kind, payload: events.append(payload) if kind == "track" else None)
+        assert "the worker's copy" in events[0].error and "check the path map" in events[0].error
 
 
 def test_relative_paths_reach_workers_whose_working_folder_is_another(cluster, library, redis_url, tmp_path,

@@ -26,7 +26,7 @@ from fpcli.errors import FpcliError, ParameterError, StoreError
 from fpcli.memory import keep_buffers_on_heap
 from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, StoreSpec, is_redis_url
-from fpcli.store.records import entry_file, resolve
+from fpcli.store.records import ACCESS_ERROR_TYPE, entry_file, os_reason, resolve, stat_regular
 
 IN_FLIGHT_PER_WORKER = 4   # tasks submitted ahead per worker thread (bounds the client's memory)
 TASK_RETRIES = 2           # Dask re-runs a task that raised; a lost worker's tasks are rescheduled anyway
@@ -83,17 +83,36 @@ def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: 
     """The task a worker runs: the two halves of ``fingerprint_of`` (digest and decode
     at the worker's path, then save merged into the shared store under the path the
     client knows), returning the result."""
-    identity, result = compute(worker_path, want, identity)
-    if result.failed and worker_path != path and not os.path.lexists(entry_file(worker_path)[0]):
-        # The client's file exists (it was stat'ed there): the worker's copy is what is
-        # missing, and saying "no such file" of the client's path blamed the wrong one.
-        result = dataclasses.replace(result, error=f"{result.error} on the worker, as {worker_path} (check the "
-                                                   "path map)")
+    if worker_path == path:
+        identity, result = compute(worker_path, want, identity)
+    else:
+        identity, result = _compute_mapped(path, worker_path, want, identity)
     store = _worker_store(spec)
     try:
         return keep(store, path, identity, result)
     finally:
         store.flush_stats()
+
+
+def _compute_mapped(path: str, worker_path: str, want: Want,
+                    identity: FileIdentity) -> tuple[FileIdentity, TrackResult]:
+    """``compute`` of a file the worker reads at another path (--path-map): a copy of
+    the client's file of the same size, whose modification time is the worker's own
+    view of it. A mount that shows times to the second (SMB, NFS, FUSE) failed every
+    file as "changed while it was analysed", on every run; and a copy missing on the
+    worker of a file whose digest was known was "deleted while it was analysed"."""
+    try:
+        seen = stat_regular(entry_file(worker_path)[0])
+    except OSError as exc:
+        # The client's file exists (it was stat'ed there): the worker's copy is what is
+        # missing, and saying "no such file" of the client's path blamed the wrong one.
+        return identity, failed(path, ACCESS_ERROR_TYPE, f"{os_reason(exc)} on the worker, as {worker_path} "
+                                                         "(check the path map)")
+    if seen.st_size != identity.size:   # of a CUE track's image, as its identity is
+        return identity, failed(path, ACCESS_ERROR_TYPE, f"the worker's copy, {worker_path}, has {seen.st_size} "
+                                                         f"bytes and the client's {identity.size} (check the path map)")
+    as_seen, result = compute(worker_path, want, dataclasses.replace(identity, mtime_ns=seen.st_mtime_ns))
+    return dataclasses.replace(identity, digest=as_seen.digest), result
 
 
 # The stores this worker process has open, by spec, each with the identity of its
