@@ -308,8 +308,10 @@ class RedisBackend:
             return
         if not run_id or self._call(self._client.get, self._meta + "server") == run_id:
             return
+        # A fresh random epoch, as a new namespace gets: one counted up repeats across
+        # restarts (E+1 after one restart, and again after a restore of a snapshot of E).
         pipe = self._client.pipeline(transaction=True)
-        pipe.incr(self._meta + "epoch")
+        pipe.set(self._meta + "epoch", secrets.randbelow(1 << 48))
         pipe.set(self._meta + "server", run_id)
         self._call(pipe.execute)
 
@@ -771,8 +773,8 @@ class RedisBackend:
         return []
 
     def clear(self) -> int:
-        """Delete every fpcli key; the epoch survives and goes up by one."""
-        epoch = self.counter("epoch")
+        """Delete every fpcli key; the epoch is a new random one (one counted up could
+        meet a client's index of the same number again after a restore)."""
         # Not counted until the end: a clear killed half way left the old counts against
         # the keys it had not yet deleted (15,000 counted, 10,996 there).
         self._opened_full(lambda: self._call(self._client.hset, self._meta + "census", "basis", ""))
@@ -784,7 +786,7 @@ class RedisBackend:
                 removed += deleted if namespace == self._data else 0
         # Still full (of other data, or not yet freed): the keys are gone all the same, and a
         # missing epoch is a new one to every client (their indexes are rebuilt).
-        self._opened_full(lambda: self._call(self._client.set, self._meta + "epoch", epoch + 1))
+        self._opened_full(lambda: self._call(self._client.set, self._meta + "epoch", secrets.randbelow(1 << 48)))
         # Empty now, the census is exact from here, unless a client wrote meanwhile: its
         # count may have gone with the old census, so the next stats counts again.
         written = next(self._scan(""), None) is not None
