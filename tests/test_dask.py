@@ -17,6 +17,7 @@ from fpcli import synth
 from fpcli.cli import EXIT_SOME_FAILED, app
 from fpcli.errors import FpcliError
 from fpcli.library import RunOptions, run_library
+from fpcli.params import AnalysisParams
 from fpcli.store import FingerprintStore, verify
 from tests.conftest import write
 
@@ -116,12 +117,23 @@ def test_a_mount_showing_times_to_the_second_is_the_same_file(cluster, library, 
         summary = run_library([str(library / "t0.flac"), str(library / "t1.flac")], store, options)
         assert (summary.analysed, summary.failed) == (2, 0)
         assert {r.path for r in store.records()} == {str(library / "t0.flac"), str(library / "t1.flac")}
-        with open(mount / "t1.flac", "ab") as grown:   # a copy that is not the client's file
+        before = store.record_for_path(str(library / "t1.flac"), AnalysisParams().key()).streaming.values
+        forced = dataclasses.replace(options, force=True)
+        copy = bytearray((mount / "t1.flac").read_bytes())
+        copy[len(copy) // 2:len(copy) // 2 + 64] = bytes(64)      # the same size, other content
+        (mount / "t1.flac").write_bytes(bytes(copy))
+        os.utime(mount / "t1.flac", ns=(whole_seconds, whole_seconds))
+        with open(mount / "t0.flac", "ab") as grown:              # another size
             grown.write(b"\0" * 10)
         events = []
-        run_library([str(library / "t1.flac")], store, dataclasses.replace(options, force=True),
+        run_library([str(library / "t0.flac"), str(library / "t1.flac")], store, forced,
                     lambda kind, payload: events.append(payload) if kind == "track" else None)
-        assert "the worker's copy" in events[0].error and "check the path map" in events[0].error
+        errors = {os.path.basename(result.path): result.error for result in events}
+        assert "holds other content than the client's file" in errors["t1.flac"]
+        assert "the worker's copy" in errors["t0.flac"] and "is not the client's file" in errors["t0.flac"]
+        # The client's record was kept: it was stored with the copy's fingerprint, and
+        # served for every true copy of it.
+        assert store.record_for_path(str(library / "t1.flac"), AnalysisParams().key()).streaming.values == before
 
 
 def test_relative_paths_reach_workers_whose_working_folder_is_another(cluster, library, redis_url, tmp_path,

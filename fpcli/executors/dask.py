@@ -83,7 +83,7 @@ def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: 
     """The task a worker runs: the two halves of ``fingerprint_of`` (digest and decode
     at the worker's path, then save merged into the shared store under the path the
     client knows), returning the result."""
-    if worker_path == path:
+    if worker_path in (path, identity.path):   # no map applies: the client's own file, held to its identity
         identity, result = compute(worker_path, want, identity)
     else:
         identity, result = _compute_mapped(path, worker_path, want, identity)
@@ -94,12 +94,18 @@ def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: 
         store.flush_stats()
 
 
+MTIME_PRECISION_NS = 2 * 10**9   # the coarsest a mount shows modification times (FAT: 2 s)
+
+
 def _compute_mapped(path: str, worker_path: str, want: Want,
                     identity: FileIdentity) -> tuple[FileIdentity, TrackResult]:
-    """``compute`` of a file the worker reads at another path (--path-map): a copy of
-    the client's file of the same size, whose modification time is the worker's own
-    view of it. A mount that shows times to the second (SMB, NFS, FUSE) failed every
-    file as "changed while it was analysed", on every run; and a copy missing on the
+    """``compute`` of a file the worker reads at another path (--path-map): a copy that
+    must have the client's size and modification time. A mount that shows times to the
+    second (SMB, NFS, FUSE) failed every file as "changed while it was analysed", on
+    every run: a time that differs by less than MTIME_PRECISION_NS is the mount's
+    precision, and the worker then reads its copy whole for its digest, which must be
+    the client's (a copy of the same size with other content would have been stored as
+    the client's file, and served for every true copy of it). A copy missing on the
     worker of a file whose digest was known was "deleted while it was analysed"."""
     try:
         seen = stat_regular(entry_file(worker_path)[0])
@@ -108,10 +114,16 @@ def _compute_mapped(path: str, worker_path: str, want: Want,
         # missing, and saying "no such file" of the client's path blamed the wrong one.
         return identity, failed(path, ACCESS_ERROR_TYPE, f"{os_reason(exc)} on the worker, as {worker_path} "
                                                          "(check the path map)")
-    if seen.st_size != identity.size:   # of a CUE track's image, as its identity is
-        return identity, failed(path, ACCESS_ERROR_TYPE, f"the worker's copy, {worker_path}, has {seen.st_size} "
-                                                         f"bytes and the client's {identity.size} (check the path map)")
-    as_seen, result = compute(worker_path, want, dataclasses.replace(identity, mtime_ns=seen.st_mtime_ns))
+    if seen.st_mtime_ns == identity.mtime_ns:
+        return compute(worker_path, want, identity)
+    other = f"the worker's copy, {worker_path}, "
+    if seen.st_size != identity.size or abs(seen.st_mtime_ns - identity.mtime_ns) >= MTIME_PRECISION_NS:
+        return identity, failed(path, ACCESS_ERROR_TYPE, f"{other}is not the client's file (its size or time "
+                                                         "differs: check the path map, or copy it again)")
+    as_seen, result = compute(worker_path, want, dataclasses.replace(identity, mtime_ns=seen.st_mtime_ns, digest=None))
+    if identity.digest is not None and as_seen.digest is not None and as_seen.digest != identity.digest:
+        return identity, failed(path, ACCESS_ERROR_TYPE, f"{other}holds other content than the client's file "
+                                                         "(check the path map, or copy it again)")
     return dataclasses.replace(identity, digest=as_seen.digest), result
 
 
