@@ -346,10 +346,18 @@ def test_a_server_that_is_no_dask_scheduler_is_one_clear_error_in_bounded_time(m
     worker = next(iter(cluster.scheduler_info["workers"]))
     with pytest.raises(FpcliError, match="is no Dask scheduler \\(it says it is Worker\\)"):
         list(dask_executor.run_on_dask(call, worker))
-    for address, says in (("http://127.0.0.1:8786", "is no Dask scheme"), ("tls://127.0.0.1:8786", "certificates")):
+    for address, says in (("http://127.0.0.1:8786", "is no Dask scheme"),
+                          ("tls://127.0.0.1:8786", "Dask's TLS settings")):   # none are set here
         with pytest.raises(ParameterError, match=says):
             list(dask_executor.run_on_dask(call, address))
     assert list(dask_executor.run_on_dask(call, cluster.scheduler_address)) == [("x", 1)]
+
+    async def from_async_code():   # a notebook's running loop: asyncio.run refused, "not Dask"
+        return list(dask_executor.run_on_dask(call, cluster.scheduler_address))
+
+    import asyncio
+
+    assert asyncio.run(from_async_code()) == [("x", 1)]
 
 
 def test_a_scheduler_address_without_a_port_is_a_usage_error_and_nothing_to_do_needs_none(tmp_path):

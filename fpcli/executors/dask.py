@@ -296,10 +296,7 @@ def _check_address(scheduler: str) -> None:
     except ValueError as exc:
         raise ParameterError(f"{scheduler!r}: not a scheduler address such as tcp://host:8786 ({exc})",
                              "scheduler") from None
-    if scheme in ("tls", "wss"):   # Dask's TLS needs certificates, which fpcli has no option for
-        raise ParameterError(f"{scheduler!r}: {scheme}:// needs TLS certificates fpcli cannot be given: use "
-                             "tcp://host:8786 (through an SSH tunnel or a private network)", "scheduler")
-    if scheme not in ("tcp", "ws", "inproc"):   # http://, say: a traceback from inside Dask after 30 s
+    if scheme not in ("tcp", "tls", "ws", "wss", "inproc"):   # http://, say: a traceback from inside Dask
         raise ParameterError(f"{scheduler!r}: not a scheduler address such as tcp://host:8786 ({scheme}:// is no "
                              "Dask scheme)", "scheduler")
 
@@ -317,12 +314,21 @@ def _check_scheduler(scheduler: str) -> None:
 
     from dask.utils import parse_timedelta
     from distributed.comm import connect
+    from distributed.security import Security
 
     if scheduler.startswith("inproc://"):   # a cluster in this process (the API's LocalCluster(processes=False))
         return
+    # Dask's own TLS settings, as its client reads them (without them, tls:// raised a
+    # TypeError from inside Dask after 30 s).
+    settings = Security().get_connection_args("client")
+    if scheduler.startswith(("tls://", "wss://")) and not settings.get("ssl_context"):
+        raise ParameterError(f"{scheduler!r}: TLS needs Dask's TLS settings (distributed.comm.tls in Dask's "
+                             "configuration, or DASK_DISTRIBUTED__COMM__TLS__CA_FILE, ..._CLIENT__CERT and "
+                             "..._CLIENT__KEY)", "scheduler")
+    timeout_s = parse_timedelta(CONNECT_TIMEOUT)
     try:
-        reply = asyncio.run(asyncio.wait_for(_identity(connect, scheduler, parse_timedelta(CONNECT_TIMEOUT)),
-                                             ANSWER_S))
+        reply = _in_its_own_loop(lambda: asyncio.wait_for(_identity(connect, scheduler, timeout_s, settings),
+                                                          ANSWER_S))
     except TimeoutError:
         raise FpcliError(f"the server at {scheduler} took the connection but did not answer as a Dask scheduler "
                          f"within {ANSWER_S:g} s (a dashboard's or another service's port?)") from None
@@ -337,10 +343,34 @@ def _check_scheduler(scheduler: str) -> None:
                          "give the scheduler's address")
 
 
-async def _identity(connect: Any, scheduler: str, timeout_s: float) -> Any:
+def _in_its_own_loop(make: Callable[[], Any]) -> Any:
+    """The value of the coroutine ``make()`` gives, run to its end in a new event loop
+    on a thread of its own: ``asyncio.run`` refuses to start inside a running loop (a
+    notebook, a program calling fpcli from async code), and the probe then called a
+    real scheduler "not Dask"."""
+    import asyncio
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = asyncio.run(make())
+        except BaseException as exc:  # noqa: BLE001 (raised again in the caller's thread)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="fpcli-dask-probe", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+async def _identity(connect: Any, scheduler: str, timeout_s: float, settings: dict[str, Any]) -> Any:
     """What the server at ``scheduler`` says it is (Dask's "identity" request), reached
-    with ``connect`` (distributed.comm.connect) within ``timeout_s``."""
-    comm = await connect(scheduler, timeout=timeout_s)
+    with ``connect`` (distributed.comm.connect) and Dask's connection ``settings``
+    within ``timeout_s``."""
+    comm = await connect(scheduler, timeout=timeout_s, **settings)
     try:
         await comm.write({"op": "identity"})
         return await comm.read()
