@@ -123,17 +123,49 @@ def test_a_mount_showing_times_to_the_second_is_the_same_file(cluster, library, 
         copy[len(copy) // 2:len(copy) // 2 + 64] = bytes(64)      # the same size, other content
         (mount / "t1.flac").write_bytes(bytes(copy))
         os.utime(mount / "t1.flac", ns=(whole_seconds, whole_seconds))
-        with open(mount / "t0.flac", "ab") as grown:              # another size
+        with open(mount / "t0.flac", "ab") as grown:              # another size, at the client's very time
             grown.write(b"\0" * 10)
+        client_time = os.stat(library / "t0.flac").st_mtime_ns
+        os.utime(mount / "t0.flac", ns=(client_time, client_time))
+        unknown = bytearray((library / "t2.flac").read_bytes())   # never analysed: its digest is unknown
+        unknown[4096:4160] = bytes(64)
+        (mount / "t2.flac").write_bytes(bytes(unknown))
+        t2_time = int(os.stat(library / "t2.flac").st_mtime) * 10**9
+        os.utime(mount / "t2.flac", ns=(t2_time, t2_time))
         events = []
-        run_library([str(library / "t0.flac"), str(library / "t1.flac")], store, forced,
+        run_library([str(library / name) for name in ("t0.flac", "t1.flac", "t2.flac")], store, forced,
                     lambda kind, payload: events.append(payload) if kind == "track" else None)
         errors = {os.path.basename(result.path): result.error for result in events}
         assert "holds other content than the client's file" in errors["t1.flac"]
+        assert "holds other content than the client's file" in errors["t2.flac"]
         assert "the worker's copy" in errors["t0.flac"] and "is not the client's file" in errors["t0.flac"]
+        assert store.record_for_path(str(library / "t2.flac"), AnalysisParams().key()) is None
         # The client's record was kept: it was stored with the copy's fingerprint, and
         # served for every true copy of it.
         assert store.record_for_path(str(library / "t1.flac"), AnalysisParams().key()).streaming.values == before
+
+
+def test_a_worker_whose_cue_sheet_splits_the_image_otherwise_stores_nothing(cluster, redis_url, tmp_path):
+    """The worker's copy of a CUE sheet with other track bounds: its tracks were
+    analysed and stored as the client's (1 s and 3 s where the client's are 2 s each)."""
+    import numpy as np
+
+    client_side, worker_side = tmp_path / "lib", tmp_path / "mnt"
+    client_side.mkdir()
+    write(client_side / "album.flac", np.concatenate([synth.music_like(2.0, 22050, seed=i) for i in (1, 2)]), 22050)
+    sheet = 'FILE "album.flac" WAVE\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n  TRACK 02 AUDIO\n    INDEX 01 {}\n'
+    (client_side / "album.cue").write_text(sheet.format("00:02:00"))
+    shutil.copytree(client_side, worker_side)
+    (worker_side / "album.cue").write_text(sheet.format("00:01:00"))
+    options = RunOptions(executor="dask", scheduler=cluster.scheduler_address,
+                         path_map=(f"{client_side}={worker_side}",))
+    events = []
+    with FingerprintStore.open(redis_url) as store:
+        store.clear()
+        run_library([str(client_side)], store, options,
+                    lambda kind, payload: events.append(payload) if kind == "track" else None)
+        assert len(events) == 2 and all("holds other content" in result.error for result in events)
+        assert list(store.records()) == []
 
 
 def test_relative_paths_reach_workers_whose_working_folder_is_another(cluster, library, redis_url, tmp_path,
@@ -351,6 +383,12 @@ def test_a_server_that_is_no_dask_scheduler_is_one_clear_error_in_bounded_time(m
         with pytest.raises(ParameterError, match=says):
             list(dask_executor.run_on_dask(call, address))
     assert list(dask_executor.run_on_dask(call, cluster.scheduler_address)) == [("x", 1)]
+
+    import dask
+
+    with dask.config.set({"distributed.comm.require-encryption": True}), \
+            pytest.raises(ParameterError, match="requires encryption"):   # it said "not Dask"
+        list(dask_executor.run_on_dask(call, cluster.scheduler_address))
 
     async def from_async_code():   # a notebook's running loop: asyncio.run refused, "not Dask"
         return list(dask_executor.run_on_dask(call, cluster.scheduler_address))

@@ -26,7 +26,7 @@ from fpcli.errors import FpcliError, ParameterError, StoreError
 from fpcli.memory import keep_buffers_on_heap
 from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, StoreSpec, is_redis_url
-from fpcli.store.records import ACCESS_ERROR_TYPE, entry_file, os_reason, resolve, stat_regular
+from fpcli.store.records import ACCESS_ERROR_TYPE, entry_file, entry_identity_keys, os_reason, resolve, stat_regular
 
 IN_FLIGHT_PER_WORKER = 4   # tasks submitted ahead per worker thread (bounds the client's memory)
 TASK_RETRIES = 2           # Dask re-runs a task that raised; a lost worker's tasks are rescheduled anyway
@@ -100,12 +100,13 @@ MTIME_PRECISION_NS = 2 * 10**9   # the coarsest a mount shows modification times
 def _compute_mapped(path: str, worker_path: str, want: Want,
                     identity: FileIdentity) -> tuple[FileIdentity, TrackResult]:
     """``compute`` of a file the worker reads at another path (--path-map): a copy that
-    must have the client's size and modification time. A mount that shows times to the
+    must have the client's size, modification time and content key (for a CUE track,
+    salted with its bounds in the worker's sheet). A mount that shows times to the
     second (SMB, NFS, FUSE) failed every file as "changed while it was analysed", on
     every run: a time that differs by less than MTIME_PRECISION_NS is the mount's
     precision, and the worker then reads its copy whole for its digest, which must be
-    the client's (a copy of the same size with other content would have been stored as
-    the client's file, and served for every true copy of it). A copy missing on the
+    the client's when the client knows it (a copy of the same size with other content
+    was stored as the client's file, and served for every true copy). A copy missing on the
     worker of a file whose digest was known was "deleted while it was analysed"."""
     try:
         seen = stat_regular(entry_file(worker_path)[0])
@@ -114,12 +115,18 @@ def _compute_mapped(path: str, worker_path: str, want: Want,
         # missing, and saying "no such file" of the client's path blamed the wrong one.
         return identity, failed(path, ACCESS_ERROR_TYPE, f"{os_reason(exc)} on the worker, as {worker_path} "
                                                          "(check the path map)")
-    if seen.st_mtime_ns == identity.mtime_ns:
-        return compute(worker_path, want, identity)
     other = f"the worker's copy, {worker_path}, "
     if seen.st_size != identity.size or abs(seen.st_mtime_ns - identity.mtime_ns) >= MTIME_PRECISION_NS:
         return identity, failed(path, ACCESS_ERROR_TYPE, f"{other}is not the client's file (its size or time "
                                                          "differs: check the path map, or copy it again)")
+    # The content key (the first 128 KiB, salted for a CUE track with its bounds in the
+    # worker's sheet): a copy with other audio, or a sheet that splits the image
+    # otherwise, was analysed and stored as the client's file on its first analysis.
+    if entry_identity_keys(worker_path, seen.st_size, digest=False)[0] != identity.content_key:
+        return identity, failed(path, ACCESS_ERROR_TYPE, f"{other}holds other content than the client's file "
+                                                         "(or its CUE sheet other tracks: check the path map)")
+    if seen.st_mtime_ns == identity.mtime_ns:
+        return compute(worker_path, want, identity)
     as_seen, result = compute(worker_path, want, dataclasses.replace(identity, mtime_ns=seen.st_mtime_ns, digest=None))
     if identity.digest is not None and as_seen.digest is not None and as_seen.digest != identity.digest:
         return identity, failed(path, ACCESS_ERROR_TYPE, f"{other}holds other content than the client's file "
@@ -321,7 +328,11 @@ def _check_scheduler(scheduler: str) -> None:
     # Dask's own TLS settings, as its client reads them (without them, tls:// raised a
     # TypeError from inside Dask after 30 s).
     settings = Security().get_connection_args("client")
-    if scheduler.startswith(("tls://", "wss://")) and not settings.get("ssl_context"):
+    secure = scheduler.startswith(("tls://", "wss://"))
+    if settings.get("require_encryption") and not secure:   # Dask refuses it: "not Dask" said the probe
+        raise ParameterError(f"{scheduler!r}: Dask's configuration requires encryption "
+                             "(distributed.comm.require-encryption): give the scheduler's tls:// address", "scheduler")
+    if secure and not settings.get("ssl_context"):
         raise ParameterError(f"{scheduler!r}: TLS needs Dask's TLS settings (distributed.comm.tls in Dask's "
                              "configuration, or DASK_DISTRIBUTED__COMM__TLS__CA_FILE, ..._CLIENT__CERT and "
                              "..._CLIENT__KEY)", "scheduler")
