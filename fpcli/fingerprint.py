@@ -231,16 +231,13 @@ def _check_plain_fields(data: dict[str, Any]) -> None:
 
 
 def _check_dupe_key(key: Any) -> None:
-    """A duplicate key as ``to_dict`` gives it: None, or hex bits and mask of 4 digits
-    per window pair (bits of "zz" were taken, and failed when compared)."""
-    if key is None:
-        return
-    windows = key.get("windows") if isinstance(key, dict) else None
-    texts = [key.get(name) for name in ("bits", "mask")] if isinstance(key, dict) else []
-    if not (isinstance(windows, int) and not isinstance(windows, bool) and windows >= 1 and
-            all(isinstance(t, str) and len(t) == 4 * windows and not t.strip("0123456789abcdef") for t in texts)):
-        raise ParameterError("dupe_key must hold windows (an integer >= 1) and bits and mask of 4 hex digits "
-                             "per window", "data")
+    """A duplicate key as ``to_dict`` gives it: None, or what a record may hold
+    (``dupes.bad_key_fields``; bits of "zz" were taken, and failed when compared)."""
+    from fpcli.dsp.dupes import MAX_WINDOWS, bad_key_fields
+
+    if key is not None and (not isinstance(key, dict) or bad_key_fields(key)):
+        raise ParameterError(f"dupe_key must hold windows (a count in [1, {MAX_WINDOWS - 1}]) and bits and mask "
+                             "of 4 lowercase hex digits per window", "data")
 
 
 def _finite_number(value: Any) -> bool:

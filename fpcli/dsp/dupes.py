@@ -22,6 +22,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +39,21 @@ MIN_SHARED_BITS = 64                 # fewer reliable bits in common: cannot tel
 MAX_BIT_ERRORS = 0.10                # share of disagreeing shared bits for "same recording"
 DURATION_TOLERANCE_S = 1.0           # codec padding and delay are far below this
 KEY_BYTES = 2 * (MAX_WINDOWS - 1)    # packed bytes of the longest key: 16 bits a window pair
+
+
+_LOWER_HEX = re.compile("[0-9a-f]*").fullmatch   # twice as fast as a set of the characters
+
+
+def bad_key_fields(data: Mapping[str, Any]) -> list[str]:
+    """The fields of a duplicate key's data (as a record and ``Fingerprint.to_dict``
+    hold it) that are wrong: ``windows`` unless a count in [1, MAX_WINDOWS - 1], else
+    ``bits`` and ``mask`` unless 4 lowercase hex digits per window. One rule for the
+    record parser and ``Fingerprint.from_dict``."""
+    windows = data.get("windows")
+    if type(windows) is not int or not 1 <= windows < MAX_WINDOWS:
+        return ["windows"]
+    return [name for name in ("bits", "mask")
+            if not (isinstance(text := data.get(name), str) and len(text) == 4 * windows and _LOWER_HEX(text))]
 
 
 @dataclasses.dataclass(frozen=True)

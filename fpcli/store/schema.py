@@ -576,18 +576,15 @@ def _check_covariances(drafts: list[_Draft]) -> None:
 def _dupe_key(c: _Checker, d: Mapping[str, Any]) -> DupeKey | None:
     """A duplicate key: windows in [1, MAX_WINDOWS - 1]; bits and mask hex strings of
     16 bits per window."""
-    from fpcli.dsp.dupes import MAX_WINDOWS, DupeKey
+    from fpcli.dsp.dupes import MAX_WINDOWS, DupeKey, bad_key_fields
 
+    bad = bad_key_fields(d)
     windows: Any = d.get("windows")
-    if not integer_at_least(1)(windows) or windows >= MAX_WINDOWS:
+    if bad == ["windows"]:
         c.problems.append(f"dupe_key.windows is {_show(windows)}, not a count in [1, {MAX_WINDOWS - 1}]")
-        return None
-    problems = len(c.problems)
-    for name in ("bits", "mask"):
-        value = d.get(name)
-        if not isinstance(value, str) or len(value) != 4 * windows or _lower_hex(value) is None:
-            c.problems.append(f"dupe_key.{name} is {_show(value)}, not {4 * windows} hex digits")
-    return None if len(c.problems) > problems else DupeKey(d["bits"], d["mask"], windows)
+    c.problems.extend(f"dupe_key.{name} is {_show(d.get(name))}, not {4 * windows} hex digits"
+                      for name in bad if name != "windows")
+    return None if bad else DupeKey(d["bits"], d["mask"], windows)
 
 
 def parse_failure(key: str, data: Any) -> Failure:
