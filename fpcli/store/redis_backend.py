@@ -223,6 +223,12 @@ META_TYPES = {"epoch": "string", "generation": "string", "hits": "string", "miss
 COUNTER_KEYS = ("epoch", "generation", "hits", "misses")
 
 
+def _fresh_epoch() -> int:
+    """A new epoch: random, never counted up from the last (a count repeats across
+    restores of snapshots, and a client's saved index of that number passed for current)."""
+    return secrets.randbelow(1 << 48)
+
+
 def _is_integer(value: Any) -> bool:
     """A Redis integer value: what INCR accepts (a signed 64-bit decimal)."""
     try:
@@ -287,7 +293,7 @@ class RedisBackend:
         # search index in its own folder, named by the epoch it was built at: when the
         # keys are lost (FLUSHDB, a restart without persistence), the store that fills
         # the namespace again must not pass for the old one at the same generation.
-        self._opened_full(lambda: self._call(self._client.set, self._meta + "epoch", secrets.randbelow(1 << 48),
+        self._opened_full(lambda: self._call(self._client.set, self._meta + "epoch", _fresh_epoch(),
                                              nx=True))
         self._opened_full(self._new_epoch_on_another_server)
         self._opened_full(self._census_start)
@@ -311,7 +317,7 @@ class RedisBackend:
         # A fresh random epoch, as a new namespace gets: one counted up repeats across
         # restarts (E+1 after one restart, and again after a restore of a snapshot of E).
         pipe = self._client.pipeline(transaction=True)
-        pipe.set(self._meta + "epoch", secrets.randbelow(1 << 48))
+        pipe.set(self._meta + "epoch", _fresh_epoch())
         pipe.set(self._meta + "server", run_id)
         self._call(pipe.execute)
 
@@ -786,7 +792,7 @@ class RedisBackend:
                 removed += deleted if namespace == self._data else 0
         # Still full (of other data, or not yet freed): the keys are gone all the same, and a
         # missing epoch is a new one to every client (their indexes are rebuilt).
-        self._opened_full(lambda: self._call(self._client.set, self._meta + "epoch", secrets.randbelow(1 << 48)))
+        self._opened_full(lambda: self._call(self._client.set, self._meta + "epoch", _fresh_epoch()))
         # Empty now, the census is exact from here, unless a client wrote meanwhile: its
         # count may have gone with the old census, so the next stats counts again.
         written = next(self._scan(""), None) is not None
