@@ -165,9 +165,10 @@ ANALYZERS: dict[str, Callable[[AudioReader], Any] | None] = {
 }
 
 
-def analysis_speed(files: list[str], repeats: int) -> dict[str, Figure]:
+def analysis_speed(files: list[str], audio: float, repeats: int) -> dict[str, Figure]:
     """Seconds of audio per CPU second for decode-only, streaming and batch (one
-    process), and each analyzer's speed as a ratio to decode-only.
+    process), and each analyzer's speed as a ratio to decode-only; ``audio``: the
+    seconds the files hold.
 
     Robust on a busy machine: after a warm-up pass (imports, caches), the three kinds
     are timed back to back in every round (interleaved, in a rotating order), and each
@@ -177,7 +178,6 @@ def analysis_speed(files: list[str], repeats: int) -> dict[str, Figure]:
     kinds = list(ANALYZERS)
     for kind in kinds:  # warm-up: scipy is imported by the first analyzer, not timed
         time_file(files[0], ANALYZERS[kind])
-    audio = sum(time_file(path, None)[0] for path in files)
     rounds: dict[str, list[float]] = {kind: [] for kind in kinds}
     for r in range(max(repeats, 1)):
         for kind in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
@@ -353,14 +353,16 @@ def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2, redi
         open_store = _temporary_store(work, redis_url)
         source = library or default_library(work)
         files = scan([str(source)]).files
-        decodable = [f for f in files if _decodes(f)]
+        seconds = {f: _seconds_decoded(f) for f in files}
+        decodable = [f for f in files if seconds[f] > 0]
+        audio = sum(seconds[f] for f in decodable)
         if len(decodable) < MIN_TRACKS:
             found = f"{len(decodable)} decodable audio file{'s' if len(decodable) != 1 else ''} of {len(files)}"
             raise FpcliError(f"{source}: {found}: the benchmark needs at least {MIN_TRACKS} (its searches look "
                              "for another track)")
         figures: dict[str, Figure] = {}
         on_step("analysis speed")
-        figures.update(analysis_speed(decodable, repeats=3 if quick else 5))
+        figures.update(analysis_speed(decodable, audio, repeats=3 if quick else 5))
         on_step("memory")
         figures.update(streaming_memory(decodable[:3] if quick else decodable))
         on_step("cache workload")
@@ -379,7 +381,6 @@ def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2, redi
                     if isinstance(store.backend, RedisBackend):
                         store.backend.delete_namespace()
                     shutil.rmtree(store.backend.index_dir, ignore_errors=True)
-        audio = sum(AudioReader(f).info.duration_s for f in decodable)
     return BenchResult(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=machine_facts(),
                        library={"path": str(library) if library else "generated from sample_audio/",
                                 "files": len(files), "decodable": len(decodable), "audio_s": audio,
@@ -396,20 +397,17 @@ def _temporary_store(work: Path, redis_url: str | None) -> Callable[[], Fingerpr
     return lambda: FingerprintStore(RedisBackend(redis_url, namespace=namespace), StoreSpec(redis_url))
 
 
-def _decodes(path: str) -> bool:
-    """Whether ``path`` decodes to its end, with audio: a file whose header opens but
-    whose audio does not (a FLAC cut after 3 KB), or whose samples turn out not to be
-    audio later on (float samples of 1e7 after 8 s), stopped the whole benchmark with
-    its decoding error when it was timed. One decode-only pass (the cheapest of the
-    three timed kinds)."""
+def _seconds_decoded(path: str) -> float:
+    """The seconds of audio ``path`` decodes to, read to its end; 0 when it fails: a
+    file whose header opens but whose audio does not (a FLAC cut after 3 KB), or whose
+    samples turn out not to be audio later on (float samples of 1e7 after 8 s), stopped
+    the whole benchmark with its decoding error when it was timed. The run's one
+    untimed decode-only pass (its seconds are the audio the speeds divide)."""
     try:
-        blocks = iter(AudioReader(path))
-        try:
-            return sum(len(block) for block in blocks) > 0
-        finally:
-            getattr(blocks, "close", lambda: None)()  # the reader's generator closes its file
+        seconds, _ = time_file(path, None)
     except FpcliError:
-        return False
+        return 0.0
+    return seconds
 
 
 # -- checks and comparisons ------------------------------------------------------------------

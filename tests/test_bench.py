@@ -32,7 +32,7 @@ def test_a_file_whose_audio_does_not_decode_is_left_out(tmp_path):
     for i in range(2):
         write(library / f"t{i}.flac", synth.music_like(3.0, 22050, seed=i), 22050)
     (library / "cut.flac").write_bytes((library / "t0.flac").read_bytes()[:3000])
-    assert bench._decodes(str(library / "t0.flac")) and not bench._decodes(str(library / "cut.flac"))
+    assert bench._seconds_decoded(str(library / "t0.flac")) and not bench._seconds_decoded(str(library / "cut.flac"))
 
 
 def test_cli_bench_library_errors_say_what_is_wrong(tmp_path):
@@ -298,7 +298,7 @@ def test_files_that_fail_late_or_measure_nothing_are_left_out(tmp_path):
     late[8 * 22050] = 1e7
     late_path = write(library / "late.wav", late, 22050, subtype="FLOAT")
     short = write(library / "short.wav", synth.sine(440, 0.02, 44100), 44100)
-    assert bench._decodes(good) and not bench._decodes(late_path) and bench._decodes(short)
+    assert bench._seconds_decoded(good) and not bench._seconds_decoded(late_path) and bench._seconds_decoded(short)
     with FingerprintStore.open(tmp_path / "store") as store:
         run_library([str(library)], store, RunOptions(jobs=1))
         assert bench._queries(store, [good, late_path, short]) == [good]
