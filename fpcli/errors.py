@@ -81,6 +81,11 @@ class StoreFullError(StoreError):
     evicts nothing); reads and deletes still work."""
 
 
+class StoreReadOnlyError(StoreError):
+    """The store refused a write because this user may only read it (a Redis ACL
+    without write commands); reads still work."""
+
+
 class BadEntryError(StoreError):
     """One entry of the store (or one line of an import) cannot be used: not JSON, a
     pickle, or a value that breaks the record schema. One bad entry is one bad entry:

@@ -601,6 +601,42 @@ def test_a_redis_user_without_scripts_still_writes_and_counts(redis_url, tracks)
         admin.execute_command("ACL", "DELUSER", "no-scripts")
 
 
+def test_a_redis_user_who_may_only_read_reads_and_searches(redis_url, tracks, tmp_path):
+    """A read-only ACL user (a team's listener: +@read, no writes, no MULTI, no
+    scripts) was refused every command, stats and search too, for the writes of
+    opening the store; a hit then failed for its last-used time. Such a user now
+    reads, exports and searches; what would write says so."""
+    import shutil
+    import urllib.parse
+
+    import redis
+
+    from fpcli.errors import StoreReadOnlyError
+
+    with FingerprintStore.open(redis_url) as store:
+        for path in tracks[:3]:
+            _save(store, path)
+        generation = store.generation()
+    admin = redis.Redis.from_url(redis_url)
+    admin.execute_command("ACL", "SETUSER", "reader", "on", ">pw", "~*", "+@read", "+@connection")
+    try:
+        parsed = urllib.parse.urlparse(redis_url)
+        with FingerprintStore.open(f"redis://reader:pw@{parsed.netloc}{parsed.path}") as store:
+            assert store.stats()["entries"] == 3
+            assert store.changes_since(generation - 1) is not None   # the journal, read without MULTI
+            copy = shutil.copy(tracks[0], tmp_path / "copy.flac")    # a new path of a stored content
+            assert store.lookup(copy, NEED).record is not None and not store.writable
+            assert export_store(store, tmp_path / "out.jsonl")["records"] == 3
+            assert [hit.path for hit in search(store, str(tracks[0]), k=2).hits]   # a stored query
+            assert search(store, str(tracks[3]), k=2).hits                         # one analysed now
+            with pytest.raises(StoreReadOnlyError, match="may not do that.*only read"):
+                _save(store, tracks[3])
+        with FingerprintStore.open(redis_url) as store:
+            assert store.stats()["entries"] == 3 and store.record_for_path(str(tracks[3])) is None
+    finally:
+        admin.execute_command("ACL", "DELUSER", "reader")
+
+
 def test_a_ttl_beyond_what_redis_takes_is_capped(redis_url, tracks):
     """--store-ttl 1e30 passed the option's checks, then Redis refused the expiry: "value
     is not an integer or out of range" ended the run."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fpcli.cue import album_image_of, is_entry
-from fpcli.errors import ParameterError, QueryError, SearchError, StoreError
+from fpcli.errors import ParameterError, QueryError, SearchError, StoreError, StoreReadOnlyError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.files import atomic_text, printable_path
@@ -138,11 +138,17 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
         return found.record, True
     assert found.identity is not None  # answer() reports an unreadable file
     identity, result = compute(path, want, found.identity)
-    if found.record is None:  # the store holds less than this: keep it (as any analysed file)
-        result = keep(store, path, identity, result)
+    kept = found.record is None
+    if kept:  # the store holds less than this: keep it (as any analysed file)
+        try:
+            result = keep(store, path, identity, result)
+        except StoreReadOnlyError:   # a user who may only read: the query is searched, not stored
+            kept = False
     if result.failed:
         raise QueryError(f"cannot analyse the query {printable_path(path)}: {result.error}")
-    if seconds is not None:  # the preview itself, not the fuller record the store may hold
+    # The preview itself, not the fuller record the store may hold; or the query this
+    # user could not store, as it was analysed.
+    if seconds is not None or not kept:
         from fpcli.store.records import record_from_result
 
         return record_from_result(identity, result, time.time()), False

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from fpcli.errors import ParameterError, StoreError
+from fpcli.errors import ParameterError, StoreError, StoreReadOnlyError
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.results import TrackResult
 from fpcli.store.census import COUNTERS, FAILURE_TAG, census_summary, census_tag, tag_of_entry
@@ -124,6 +124,10 @@ class FingerprintStore(StoreImports):
         self.spec = spec  # how to open this store again elsewhere (a Dask worker)
         self._pending = dict.fromkeys(COUNTERS[:2], 0)
         self._pending_lookups = 0
+        # False once a write was refused because this user may only read (a Redis ACL):
+        # the writes that only keep the store tidy (last-used times, new paths of a
+        # hit, the hit counters) are then skipped, and reading commands answer.
+        self.writable = True
 
     @classmethod
     def open(cls, location: str | os.PathLike[str] | None = None, *,
@@ -228,9 +232,20 @@ class FingerprintStore(StoreImports):
             if failure is not None:
                 return Lookup(identity, failure=failure)
         self._count("hits" if record is not None else "misses")
-        if record is not None:
-            record = self._touch(record, identity, entry)
+        if record is not None and self.writable:
+            with self._unless_read_only():
+                record = self._touch(record, identity, entry)
         return Lookup(identity, record=record, previous=stored)
+
+    @contextlib.contextmanager
+    def _unless_read_only(self) -> Iterator[None]:
+        """Run a write that only keeps the store tidy; a user who may only read skips
+        it (and the later ones): a hit of a read-only Redis user failed the whole
+        command (analyze, search) for its last-used time."""
+        try:
+            yield
+        except StoreReadOnlyError:
+            self.writable = False
 
     def _unchanged_failure(self, resolved: str, st: os.stat_result) -> Failure | None:
         failure = self.failure_for(resolved)
@@ -369,8 +384,9 @@ class FingerprintStore(StoreImports):
 
     def flush_stats(self) -> None:
         """Add the look-ups counted in memory to the shared counters."""
-        if self._pending_lookups:
-            self.backend.add_counters(self._pending)
+        if self._pending_lookups and self.writable:
+            with self._unless_read_only():
+                self.backend.add_counters(self._pending)
             self._pending = dict.fromkeys(self._pending, 0)
             self._pending_lookups = 0
 

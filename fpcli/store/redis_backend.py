@@ -53,7 +53,7 @@ import redis.backoff
 import redis.exceptions
 import redis.retry
 
-from fpcli.errors import StoreError, StoreFullError
+from fpcli.errors import StoreError, StoreFullError, StoreReadOnlyError
 from fpcli.store.protocol import BATCH, JOURNAL_LIMIT, UNREADABLE_MARK, Put, Tag, TagOf
 from fpcli.store.redis_address import RedisAddress
 from fpcli.store.redis_files import RedisFileSets
@@ -215,6 +215,8 @@ def _refuses_scripts(exc: redis.exceptions.ResponseError) -> bool:
     return ("no permissions" in text or "unknown command" in text) and ("evalsha" in text or "script" in text)
 
 
+JOURNAL_READS = 5   # reads of the journal without scripts before a search gives up on it and rebuilds
+
 WRITTEN_MEANWHILE = "written-meanwhile:"  # a census basis: other clients wrote during the count
 
 # The meta keys every command may touch, and the Redis type each must have.
@@ -287,8 +289,9 @@ class RedisBackend:
         self._journal_tail = self._client.register_script(JOURNAL_TAIL)
         self._delete_counted = self._bin.register_script(DELETE_COUNTED)
         self._scripts = True   # until this user is refused them (``_scripted``)
+        self._info_refused = False
         self._call(self._client.ping)
-        self._mend_meta()
+        self._opened_full(self._mend_meta)
         # A namespace's epoch starts at a random number, not 0. Each client keeps its
         # search index in its own folder, named by the epoch it was built at: when the
         # keys are lost (FLUSHDB, a restart without persistence), the store that fills
@@ -322,12 +325,14 @@ class RedisBackend:
         self._call(pipe.execute)
 
     def _opened_full(self, setup: Callable[[], Any]) -> None:
-        """Run a set-up step that writes, unless Redis is full. A Redis at its maxmemory
-        under ``noeviction`` (Redis's default policy) refuses every write, and the
-        writes of opening stopped every command, those that free room (clear, prune, a
-        repair) and the one that says why (stats) among them. Opened so, a store reads
-        and deletes; its first write says Redis is full and what to do."""
-        with contextlib.suppress(StoreFullError):
+        """Run a set-up step that writes, unless Redis is full or this user may only
+        read. A Redis at its maxmemory under ``noeviction`` (Redis's default policy)
+        refuses every write, and the writes of opening stopped every command, those
+        that free room (clear, prune, a repair) and the one that says why (stats) among
+        them. Opened so, a store reads and deletes; its first write says Redis is full
+        and what to do. A read-only ACL user (a team's listener) was refused every
+        command, ``cache stats`` and ``search`` too, for the writes of opening."""
+        with contextlib.suppress(StoreFullError, StoreReadOnlyError):
             setup()
 
     def _mend_meta(self) -> None:
@@ -388,6 +393,11 @@ class RedisBackend:
         except redis.exceptions.ResponseError as exc:
             if _refuses_scripts(exc):
                 raise _ScriptsRefused from None
+            if isinstance(exc, redis.exceptions.NoPermissionError):
+                raise StoreReadOnlyError(f"Redis at {self.host}:{self.port}: this user may not do that "
+                                         f"({_first_line(exc)}); commands that only read work (cache stats, list, "
+                                         "show, export, and search among the fingerprints stored), the "
+                                         "others need a user that may write") from None
             raise StoreError(f"Redis at {self.host}:{self.port}: {_first_line(exc)}") from None
         except redis.exceptions.RedisError as exc:
             raise StoreError(f"Redis at {self.host}:{self.port}: {_first_line(exc)}") from None
@@ -424,6 +434,9 @@ class RedisBackend:
                        f"{RECOMMENDED_POLICY}), {room}")
 
     def policy_warning(self) -> str | None:
+        if self._info_refused:
+            return ("this Redis user may not run INFO: the evictions, expiries and memory shown as 0 are not "
+                    "known")
         policy = self.config().get("maxmemory-policy")
         if policy is None or policy == RECOMMENDED_POLICY:
             return None
@@ -644,7 +657,7 @@ class RedisBackend:
 
     def _dropped(self) -> str:
         """The server's identity and its evicted + expired totals: what a count is valid for."""
-        server, stats = self._call(self._client.info, "server"), self._call(self._client.info, "stats")
+        server, stats = self._info("server"), self._info("stats")
         return f"{server.get('run_id', '')}:{int(stats.get('evicted_keys', 0)) + int(stats.get('expired_keys', 0))}"
 
     def census(self) -> tuple[dict[str, int] | None, str | None]:
@@ -660,7 +673,9 @@ class RedisBackend:
             return None, None
         now = self._dropped()
         note = None
-        if basis.startswith(WRITTEN_MEANWHILE):
+        if self._info_refused:
+            note = "this Redis user may not run INFO: keys Redis evicted or expired since the last count are not known"
+        elif basis.startswith(WRITTEN_MEANWHILE):
             note = "other clients wrote while these counts were taken: they may be off until they are counted again"
         elif now != basis:
             run, _, dropped = basis.rpartition(":")
@@ -713,7 +728,16 @@ class RedisBackend:
         return tag
 
     def volumes(self) -> tuple[int, int | None]:
-        return int(self._call(self._client.info, "memory").get("used_memory", 0)), None
+        return int(self._info("memory").get("used_memory", 0)), None
+
+    def _info(self, section: str) -> dict[str, Any]:
+        """INFO ``section``; empty when this user may not run INFO (a read-only ACL:
+        INFO is a "dangerous" command), which ``policy_warning`` then says."""
+        try:
+            return dict(self._call(self._client.info, section))
+        except StoreReadOnlyError:
+            self._info_refused = True
+            return {}
 
     def add_counters(self, deltas: dict[str, int]) -> None:
         pipe = self._client.pipeline()
@@ -724,7 +748,7 @@ class RedisBackend:
 
     def counter(self, name: str) -> int:
         if name in ("evictions", "expiries"):
-            stats = self._call(self._client.info, "stats")
+            stats = self._info("stats")
             return int(stats.get("evicted_keys" if name == "evictions" else "expired_keys", 0))
         text = self._call(self._client.get, self._meta + name)
         try:
@@ -753,12 +777,21 @@ class RedisBackend:
         return self._journal_since_read_whole(generation)
 
     def _journal_since_read_whole(self, generation: int) -> list[str] | None:
-        """``journal_since`` for users who may not run scripts: the generation and the
-        whole list in one transaction."""
-        pipe = self._client.pipeline(transaction=True)
-        pipe.get(self._meta + "generation")
-        pipe.lrange(self._meta + "journal", 0, -1)
-        current_text, journal = self._call(pipe.execute)
+        """``journal_since`` for users who may not run scripts: the whole list, read
+        between two reads of the generation in one round trip. No transaction: a
+        read-only ACL user may not run MULTI. A write moves the generation and the
+        list in one transaction, so equal generations around the list mean that it
+        is the list of that generation; otherwise it is read again."""
+        for _ in range(JOURNAL_READS):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.get(self._meta + "generation")
+            pipe.lrange(self._meta + "journal", 0, -1)
+            pipe.get(self._meta + "generation")
+            current_text, journal, after = self._call(pipe.execute)
+            if current_text == after:
+                break
+        else:
+            return None   # written all the while: the changes are unknown, the index is built again
         if not _is_integer(current_text or "0"):
             return None   # damaged since this client opened the store: the changes are unknown
         missing = int(current_text or 0) - generation
