@@ -138,9 +138,15 @@ class ValidationResult:
             "threshold": self.threshold,
             "confidence_quality": self.confidence_quality,
             "failed_metrics": self.failed_metrics,
-            "errors": {m.name: m.error for m in self.metrics},
-            "metrics": [dataclasses.asdict(m) for m in self.metrics],
+            "errors": {m.name: finite_error(m.error) for m in self.metrics},
+            "metrics": [{**dataclasses.asdict(m), "error": finite_error(m.error)} for m in self.metrics],
         }
+
+
+def finite_error(error: float | None) -> float | None:
+    """An error as a report or a record holds it: the infinite relative error of a
+    batch value of 0 is null (``validate --json`` stopped with a traceback on it)."""
+    return error if error is not None and math.isfinite(error) else None
 
 
 def parse_tolerances(overrides: list[str]) -> dict[str, Tolerance]:
@@ -190,6 +196,8 @@ def _metric(name: str, s: float | None, b: float | None, tolerance: Tolerance) -
     if tolerance.kind == "relative":
         error = difference / abs(b) if b != 0 else (0.0 if difference == 0 else math.inf)
         passed = error <= tolerance.limit or difference <= tolerance.floor
+        if math.isinf(error):
+            return common(error=error, passed=passed, note="the batch value is 0: no relative error")
     else:
         error = difference
         passed = error <= tolerance.limit
@@ -289,6 +297,11 @@ class LibraryValidation:
         """Tracks that could not be validated: undecodable files and scan problems."""
         return sum(t.status in FAILED_STATUSES for t in self.tracks)
 
+    @property
+    def partial_failed(self) -> int:
+        """Tracks whose ``--partial`` streams failed (a timeout, a file gone since)."""
+        return len(self.partial.get("failed", ())) if self.partial else 0
+
     def metric_table(self) -> list[dict[str, Any]]:
         """Per metric: kind, tolerance, mean and max error, pass rate, tracks."""
         rows = []
@@ -316,6 +329,7 @@ class LibraryValidation:
             "timed_out": sum(t.status == "timed_out" for t in self.tracks),
             "not_analysable": sum(t.status == "not_analysable" for t in self.tracks),
             "not_comparable": sum(t.status == "not_comparable" for t in self.tracks),
+            "partial_failed": self.partial_failed,
             "compared": len(self.compared),
             "valid_share": self.valid_share,
             "median_similarity": _median(similarities),
@@ -471,7 +485,7 @@ def _stored_verdict(verdict: ValidationResult) -> Validation | None:
     return Validation(
         verdict.status, verdict.similarity, verdict.threshold, verdict.confidence_quality,
         tuple(verdict.failed_metrics),
-        {m.name: (m.error if m.error is not None and math.isfinite(m.error) else None) for m in verdict.metrics},
+        {m.name: finite_error(m.error) for m in verdict.metrics},
         time.time())
 
 

@@ -43,6 +43,18 @@ def test_identical_fingerprints_are_valid_with_similarity_one():
     assert result.similarity == pytest.approx(1.0)
 
 
+def test_a_batch_value_of_zero_is_a_null_error_in_the_json_report():
+    """A relative dim whose batch value is 0 and streaming value is not has no
+    relative error (infinite): ``validate --json`` stopped with a traceback ("Out of
+    range float values are not JSON compliant"), where the tables showed a dash."""
+    result = compare({**STREAM, "transient_density": 1.0}, {**BATCH, "transient_density": 0.0})
+    metric = _metric(result, "transient_density")
+    assert not metric.passed and "batch value is 0" in (metric.note or "")
+    report = json.loads(json.dumps(result.to_json(), allow_nan=False))
+    assert report["errors"]["transient_density"] is None
+    assert next(m for m in report["metrics"] if m["name"] == "transient_density")["error"] is None
+
+
 def test_comparison_is_by_name_not_position():
     reordered_stream = dict(reversed(list(STREAM.items())))
     reordered_batch = dict(sorted(BATCH.items()))
@@ -288,10 +300,13 @@ def test_a_track_whose_partial_pass_fails_is_reported(library, monkeypatch):
             yield (path, ("AudioReadError", "gone midway")) if path.endswith("t1.flac") else (path, outcome)
 
     monkeypatch.setattr(validate, "_checkpoints", one_fails)
+    (library / "broken.flac").unlink()   # no other failure: the exit code is the partial pass's
     result = runner.invoke(app, ["validate", "-l", str(library), "--partial", "2"])
     assert "t1.flac: streaming its first seconds failed: AudioReadError: gone midway" in result.stdout
+    assert result.exit_code == EXIT_SOME_FAILED   # it exited 0, with the error line in its report
     partial = json.loads(runner.invoke(app, ["validate", "-l", str(library), "--partial", "2", "--json"]).stdout)
     assert partial["partial"]["tracks"] == 2 and [f["path"][-7:] for f in partial["partial"]["failed"]] == ["t1.flac"]
+    assert partial["summary"]["partial_failed"] == 1
 
 
 def test_a_shown_similarity_never_contradicts_its_verdict(library):
