@@ -293,9 +293,40 @@ def test_a_truncated_mp3_on_stdin_is_partial_as_the_file_is(tmp_path, how):
     data = open(good, "rb").read()
     whole, decoded = read_stream(data, how)
     assert not whole.partial and whole.length_exact and whole.info.frames == AudioReader(good).info.frames
+    assert whole.info.subtype == "MPEG_LAYER_III"   # FFmpeg's float decoder was "MP3FLOAT" on a pipe
     assert len(decoded) == pytest.approx(whole.info.frames, abs=0.1 * whole.info.samplerate)
     cut_reader, _ = read_stream(data[: len(data) // 2], how)
     assert cut_reader.partial and "header says 9.00 s" in cut_reader.partial_reason
+
+
+@pytest.mark.parametrize("how", ["pipe", "file"])
+def test_a_cut_aiff_on_stdin_is_partial_as_the_file_is(tmp_path, how):
+    """A cut AIFF was partial as a file and ok on stdin, where FFmpeg states no length:
+    its COMM chunk's frame count is read as a WAV's data size is."""
+    good = write(tmp_path / "x.aiff", synth.music_like(3.0, SR), SR, format="AIFF")
+    data = open(good, "rb").read()
+    whole, _ = read_stream(data, how)
+    assert not whole.partial and whole.length_exact and whole.info.frames == 3 * SR
+    cut_reader, _ = read_stream(data[: len(data) // 2], how)
+    assert cut_reader.partial and "header says 3.00 s" in cut_reader.partial_reason
+
+
+@pytest.mark.parametrize("kind", ["mp3", "aiff"])
+def test_a_cut_file_misnamed_m4a_is_partial_as_under_its_own_name(tmp_path, kind):
+    """An MP3 or AIFF named .m4a goes to FFmpeg, which states no length for them: cut,
+    it was stored "ok" (and then answered its correctly named copy, by content)."""
+    if kind == "mp3":
+        good = _mp3_with_silent_start(tmp_path / "x.mp3")
+    else:
+        good = write(tmp_path / "x.aiff", synth.music_like(3.0, SR), SR, format="AIFF")
+    size = os.path.getsize(good)
+    whole = AudioReader(cut(good, tmp_path / "whole.m4a", size))
+    list(whole)
+    assert not whole.partial and whole.length_exact
+    for name in (f"cut.{kind}", "cut.m4a"):
+        reader = AudioReader(cut(good, tmp_path / name, size // 2))
+        list(reader)
+        assert reader.partial and "header says" in reader.partial_reason, name
 
 
 # -- Ogg: a cut file lacks its end-of-stream page -------------------------------------

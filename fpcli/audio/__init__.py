@@ -10,10 +10,11 @@ A file is ``partial`` only on evidence of damage: a decoding error after some au
 (the audio before it is kept), a decoded length that differs by more than 0.1 s from
 a length the file states exactly (WAV/FLAC/AIFF frame counts, an MP3 Xing/Info or
 VBRI frame count, an MP4/Matroska/APE/WavPack duration; never a bit-rate estimate;
-on stdin a WAV's data size or a FLAC's total samples unless a streaming writer left
-its placeholder), an Ogg stream without its end-of-stream page, or NaN/Inf samples
-(replaced by silence). Files the analyzers cannot work with raise ``AudioReadError``: sample rates
-outside 8-768 kHz, float samples beyond ±1e6 (not audio scaled to ±1).
+on stdin and from FFmpeg (an MP3 or AIFF named .m4a) the same counts, read from the
+header itself unless a streaming writer left its placeholder), an Ogg stream without
+its end-of-stream page, or NaN/Inf samples (replaced by silence). Files the analyzers
+cannot work with raise ``AudioReadError``: sample rates outside 8-768 kHz, float
+samples beyond ±1e6 (not audio scaled to ±1).
 """
 
 from __future__ import annotations

@@ -40,11 +40,8 @@ _MP3_SCAN_BYTES = 65536  # where the first frame must start after the ID3v2 tag(
 def mp3_states_length(path: str | os.PathLike) -> bool:
     """True if the first MPEG audio frame of ``path`` is a Xing/Info frame with a frame
     count, or carries a VBRI header: then the decoder's length is exact."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(_id3v2_end(fh))
-            data = fh.read(_MP3_SCAN_BYTES)
-    except OSError:
+    data = _head_after_id3(path)
+    if data is None:
         return False
     start = _first_frame(data)
     if start is None:
@@ -478,21 +475,65 @@ _RF64_MAGICS = (b"RF64", b"BW64")   # a RIFF WAVE whose sizes may pass 4 GB (EBU
 
 
 def stated_frames(head: bytes) -> int | None:
-    """The frame count a WAV or FLAC header at the start of ``head`` (a stream's first
-    bytes) states exactly, or None when it states none: a placeholder a streaming
-    writer left, a data chunk beyond ``head``, or another format."""
+    """The frame count a WAV, FLAC, AIFF or MP3 (Xing/Info) header at the start of
+    ``head`` (a stream's first bytes) states exactly, or None when it states none: a
+    placeholder a streaming writer left, a data chunk beyond ``head``, or another
+    format."""
     if head[:4] in (b"RIFF", *_RF64_MAGICS):
         return wav_stated_frames(io.BytesIO(head))
     info = flac_streaminfo(head)
     if info is not None:
         return info.total or None  # 0: unknown (a pipe's encoder)
-    return mp3_stated_frames(head)
+    return aiff_stated_frames(head) or mp3_stated_frames(head)
 
 
 def file_stated_frames(path: str | os.PathLike) -> int | None:
-    """``stated_frames`` of a file's header (a FLAC's after an ID3v2 tag of any size)."""
+    """``stated_frames`` of a file's header (a FLAC's after an ID3v2 tag of any size;
+    an AIFF's or an MP3's within the first 64 KiB after its ID3v2 tags). FFmpeg reads
+    files libsndfile does not take by their name (an MP3 or AIFF named .m4a): a cut
+    one was "ok" there, its stated length unread."""
     lengths = flac_file_lengths(path)
-    return lengths.stated if lengths is not None else wav_file_stated_frames(path)
+    if lengths is not None:
+        return lengths.stated
+    stated = wav_file_stated_frames(path)
+    if stated is not None:
+        return stated
+    head = _head_after_id3(path)
+    return None if head is None else aiff_stated_frames(head) or mp3_stated_frames(head)
+
+
+def _head_after_id3(path: str | os.PathLike) -> bytes | None:
+    """The first _MP3_SCAN_BYTES of a file after its ID3v2 tag(s); None if it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(_id3v2_end(fh))
+            return fh.read(_MP3_SCAN_BYTES)
+    except OSError:
+        return None
+
+
+# AIFF-C compression types whose COMM frame count is a count of sample frames (PCM and
+# float); a compressed type's may count packets.
+_AIFC_FRAME_TYPES = frozenset({b"NONE", b"sowt", b"twos", b"raw ", b"in24", b"in32", b"fl32", b"FL32",
+                               b"fl64", b"FL64"})
+
+
+def aiff_stated_frames(head: bytes) -> int | None:
+    """The sample frames the COMM chunk of the AIFF or AIFF-C file at the start of
+    ``head`` states, or None: not one, no COMM chunk within ``head``, a count of 0
+    (what a writer to a pipe leaves), or a compressed AIFF-C."""
+    if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
+        return None
+    at = 12
+    while at + 8 <= len(head):
+        tag, size = head[at : at + 4], struct.unpack(">I", head[at + 4 : at + 8])[0]
+        if tag == b"COMM":
+            body = head[at + 8 : at + 8 + min(size, 22)]
+            if len(body) < 18 or (head[8:12] == b"AIFC" and body[18:22] not in _AIFC_FRAME_TYPES):
+                return None
+            return struct.unpack(">I", body[2:6])[0] or None
+        at += 8 + size + (size & 1)   # chunks are padded to an even length
+    return None
 
 
 def wav_stated_frames(fh: BinaryIO) -> int | None:

@@ -34,12 +34,15 @@ _SNDFILE_SUBTYPES = {
     "pcm_s16le": "PCM_16", "pcm_s16be": "PCM_16", "pcm_s24le": "PCM_24", "pcm_s24be": "PCM_24",
     "pcm_s32le": "PCM_32", "pcm_s32be": "PCM_32", "pcm_f32le": "FLOAT", "pcm_f32be": "FLOAT",
     "pcm_f64le": "DOUBLE", "pcm_f64be": "DOUBLE", "pcm_u8": "PCM_U8", "pcm_s8": "PCM_S8",
-    "pcm_alaw": "ALAW", "pcm_mulaw": "ULAW", "mp3": "MPEG_LAYER_III", "mp2": "MPEG_LAYER_II",
+    "pcm_alaw": "ALAW", "pcm_mulaw": "ULAW", "mp3": "MPEG_LAYER_III", "mp3float": "MPEG_LAYER_III",
+    "mp2": "MPEG_LAYER_II",
 }
 # Demuxers whose duration is a stated sample count (MP4 sample tables, Matroska's
 # Duration element, APE and WavPack headers), not a bit-rate estimate: only these can
 # prove that a file which decodes short was cut.
 _EXACT_LENGTH_DEMUXERS = frozenset({"mov", "matroska", "ape", "wv"})
+# Demuxers of files whose header fpcli reads for a stated count itself (``headers.file_stated_frames``).
+_STATED_LENGTH_DEMUXERS = frozenset({"wav", "flac", "aiff", "mp3"})
 # Integer sample formats: scale that maps the full range to ±1.
 _INT_SCALE = {"s16": 2.0**15, "s32": 2.0**31, "s64": 2.0**63}
 _AV_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)
@@ -145,13 +148,14 @@ class AvSource:
             frames = 0
         exact = demuxer in _EXACT_LENGTH_DEMUXERS and frames > 0
         # On stdin FFmpeg reports no WAV length (it takes the data size only where it
-        # can check it against the file's size), and a FLAC's duration is no stated count
-        # to it: a WAV's data size and a FLAC's STREAMINFO count are read from the header
+        # can check it against the file's size), and a FLAC's, an AIFF's or an MP3's
+        # duration is no stated count to it: a WAV's data size, a FLAC's STREAMINFO
+        # count, an AIFF's COMM count and an MP3's Xing count are read from the header
         # itself, unless placeholders, from a stream's first bytes or a file's.
         if self._recorded is not None:
             stated = headers.stated_frames(bytes(self._recorded.head))
         else:
-            stated = headers.file_stated_frames(self.path) if demuxer in ("wav", "flac") else None
+            stated = headers.file_stated_frames(self.path) if demuxer in _STATED_LENGTH_DEMUXERS else None
         if stated is not None:
             frames, exact = stated, True
         info = AudioInfo(self.path, _FORMAT_NAMES.get(demuxer, demuxer.upper()), _subtype(codec),
