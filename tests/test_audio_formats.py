@@ -299,6 +299,28 @@ def test_a_truncated_mp3_on_stdin_is_partial_as_the_file_is(tmp_path, how):
     assert cut_reader.partial and "header says 9.00 s" in cut_reader.partial_reason
 
 
+@pytest.mark.parametrize("how", ["path", "pipe"])
+def test_mp3_files_joined_are_partial_as_a_file_and_on_stdin(tmp_path, how):
+    """``cat a.mp3 b.mp3``: the first file's Xing frame states its size and count, and
+    mpg123 stopped there: the file was "ok" with half its audio (partial on stdin). An
+    ID3v1 tag after the audio still reads whole and ok."""
+    good = _mp3_with_silent_start(tmp_path / "x.mp3")
+    data = open(good, "rb").read()
+
+    def read(content: bytes, name: str) -> AudioReader:
+        if how == "pipe":
+            return read_stream(content, how)[0]
+        (tmp_path / name).write_bytes(content)
+        reader = AudioReader(tmp_path / name)
+        list(reader)
+        return reader
+
+    joined = read(data + data, "joined.mp3")
+    assert joined.partial, joined.partial_reason
+    tagged = read(data + b"TAG" + b"\0" * 125, "tagged.mp3")
+    assert not tagged.partial and tagged.length_exact, tagged.partial_reason
+
+
 @pytest.mark.parametrize("how", ["pipe", "file"])
 def test_a_cut_aiff_on_stdin_is_partial_as_the_file_is(tmp_path, how):
     """A cut AIFF was partial as a file and ok on stdin, where FFmpeg states no length:

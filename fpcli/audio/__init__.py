@@ -115,8 +115,9 @@ def open_source(path: str | os.PathLike) -> Source:
 def _all_audio(source: SndfileSource) -> Source:
     """FFmpeg where libsndfile would stop short of the audio the file holds and call it
     complete: a chained Ogg file (Ogg files one after another), of which it reads the
-    first only, and a FLAC whose STREAMINFO states fewer samples than its frames hold,
-    which it reads no further than that count (a stream, read by FFmpeg, was partial
+    first only, a FLAC whose STREAMINFO states fewer samples than its frames hold,
+    which it reads no further than that count, and likewise an MP3 whose Xing frame
+    states fewer bytes than it holds (MP3 files joined) (a stream, read by FFmpeg, was partial
     with all its audio where the file was "ok" with the stated part), and a WAV whose
     data size is 0, the placeholder of a writer that never came back to fill it in (a
     recorder that crashed): libsndfile reads no frame of it, FFmpeg reads the data to
@@ -124,6 +125,8 @@ def _all_audio(source: SndfileSource) -> Source:
     cannot open it (its ``truncation`` then names a chain)."""
     lengths = source.flac_lengths
     understated = lengths is not None and lengths.stated is not None and (lengths.held or 0) > lengths.stated
+    understated |= source.info.subtype.startswith("MPEG_LAYER") and source.length_exact and \
+        headers.mp3_holds_more_than_stated(source.path)
     unfinished_wav = source.info.format in RIFF_WAVE_FORMATS and source.info.frames == 0
     if not (understated or unfinished_wav) and (source.info.format != "OGG"
                                                 or len(headers.ogg_links(source.path)) < 2):

@@ -49,6 +49,38 @@ def mp3_states_length(path: str | os.PathLike) -> bool:
     return _has_length_header(data[start:])
 
 
+# How far the MPEG audio of a file may run past the stream size its Xing frame states
+# before it is read by FFmpeg: tags after the audio (ID3v1, APE, Lyrics3), and a tenth more.
+_MP3_TAIL_SLACK = 4096
+
+
+def mp3_holds_more_than_stated(path: str | os.PathLike) -> bool:
+    """Whether the bytes after an MP3 file's first frame run well past the stream size
+    its Xing/Info frame states (flag 2). MP3 files joined one after another (``cat a.mp3
+    b.mp3``) state the first one's size and frame count, and mpg123 stops at that
+    count: the rest went unheard, the file "ok". A large tag after the audio only sends
+    the file to FFmpeg, which decodes it all and holds it to the stated count."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            start = _id3v2_end(fh)
+            fh.seek(start)
+            data = fh.read(_MP3_SCAN_BYTES)
+    except OSError:
+        return False
+    first = _first_frame(data)
+    frame = data[first:] if first is not None else b""
+    tag_at = _xing_offset(frame) if frame else None
+    if first is None or tag_at is None or len(frame) < tag_at + 16:
+        return False
+    flags = struct.unpack(">I", frame[tag_at + 4 : tag_at + 8])[0]
+    if not flags & 0x2:
+        return False
+    at = tag_at + 8 + (4 if flags & 0x1 else 0)   # the byte count follows the frame count
+    stated = struct.unpack(">I", frame[at : at + 4])[0]
+    return size - start - first > stated + max(stated // 10, _MP3_TAIL_SLACK)
+
+
 def mp3_stated_frames(head: bytes) -> int | None:
     """The sample frames the Xing/Info frame at the start of ``head`` (a stream's first
     bytes, after any ID3v2 tag) states: its MPEG frame count times the samples of a
@@ -484,22 +516,22 @@ def stated_frames(head: bytes) -> int | None:
     info = flac_streaminfo(head)
     if info is not None:
         return info.total or None  # 0: unknown (a pipe's encoder)
-    return aiff_stated_frames(head) or mp3_stated_frames(head)
+    return aiff_stated_frames(io.BytesIO(head)) or mp3_stated_frames(head)
 
 
 def file_stated_frames(path: str | os.PathLike) -> int | None:
-    """``stated_frames`` of a file's header (a FLAC's after an ID3v2 tag of any size;
-    an AIFF's or an MP3's within the first 64 KiB after its ID3v2 tags). FFmpeg reads
+    """``stated_frames`` of a file's header (a FLAC's after an ID3v2 tag of any size,
+    an MP3's within the first 64 KiB after its ID3v2 tags). FFmpeg reads
     files libsndfile does not take by their name (an MP3 or AIFF named .m4a): a cut
     one was "ok" there, its stated length unread."""
     lengths = flac_file_lengths(path)
     if lengths is not None:
         return lengths.stated
-    stated = wav_file_stated_frames(path)
+    stated = wav_file_stated_frames(path) or aiff_file_stated_frames(path)
     if stated is not None:
         return stated
     head = _head_after_id3(path)
-    return None if head is None else aiff_stated_frames(head) or mp3_stated_frames(head)
+    return None if head is None else mp3_stated_frames(head)
 
 
 def _head_after_id3(path: str | os.PathLike) -> bytes | None:
@@ -518,22 +550,33 @@ _AIFC_FRAME_TYPES = frozenset({b"NONE", b"sowt", b"twos", b"raw ", b"in24", b"in
                                b"fl64", b"FL64"})
 
 
-def aiff_stated_frames(head: bytes) -> int | None:
-    """The sample frames the COMM chunk of the AIFF or AIFF-C file at the start of
-    ``head`` states, or None: not one, no COMM chunk within ``head``, a count of 0
-    (what a writer to a pipe leaves), or a compressed AIFF-C."""
+def aiff_stated_frames(fh: BinaryIO) -> int | None:
+    """The sample frames the COMM chunk of the AIFF or AIFF-C read from ``fh`` (at its
+    start: a file, or a stream's first bytes) states, or None: not one, no COMM chunk
+    within what ``fh`` holds, a count of 0 (what a writer to a pipe leaves), or a
+    compressed AIFF-C. libsndfile clamps a file's count to the bytes present, as a
+    WAV's; on stdin FFmpeg states none."""
+    head = fh.read(12)
     if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
         return None
-    at = 12
-    while at + 8 <= len(head):
-        tag, size = head[at : at + 4], struct.unpack(">I", head[at + 4 : at + 8])[0]
+    while len(header := fh.read(8)) == 8:
+        tag, size = header[:4], struct.unpack(">I", header[4:])[0]
         if tag == b"COMM":
-            body = head[at + 8 : at + 8 + min(size, 22)]
+            body = fh.read(min(size, 22))
             if len(body) < 18 or (head[8:12] == b"AIFC" and body[18:22] not in _AIFC_FRAME_TYPES):
                 return None
             return struct.unpack(">I", body[2:6])[0] or None
-        at += 8 + size + (size & 1)   # chunks are padded to an even length
+        fh.seek(size + (size & 1), os.SEEK_CUR)   # chunks are padded to an even length
     return None
+
+
+def aiff_file_stated_frames(path: str | os.PathLike) -> int | None:
+    """``aiff_stated_frames`` of a file; None if it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return aiff_stated_frames(fh)
+    except OSError:
+        return None
 
 
 def wav_stated_frames(fh: BinaryIO) -> int | None:

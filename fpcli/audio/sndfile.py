@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,7 +69,7 @@ class SndfileSource:
             if claimed is not None:
                 self.expected_frames = claimed
         elif self.info.format == "AIFF":
-            claimed = _aiff_frames(path)  # clamped by libsndfile like WAV's; COMM states the count
+            claimed = headers.aiff_file_stated_frames(path)  # clamped by libsndfile like WAV's; COMM states it
             if claimed is not None:
                 self.expected_frames = claimed
         elif self.info.subtype.startswith("MPEG_LAYER"):
@@ -225,21 +224,3 @@ def _reason(exc: Exception) -> str:
     text = text.split(": ", 1)[-1] if text.startswith("Error opening") else text
     return _MISLEADING.get(text, text)
 
-
-def _aiff_frames(path: str) -> int | None:
-    """Frames an AIFF/AIFF-C ``COMM`` chunk states (``numSampleFrames``), or None."""
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(4) != b"FORM" or len(fh.read(4)) != 4 or fh.read(4) not in (b"AIFF", b"AIFC"):
-                return None
-            while True:
-                header = fh.read(8)
-                if len(header) < 8:
-                    return None
-                chunk_id, size = header[:4], struct.unpack(">I", header[4:])[0]
-                if chunk_id == b"COMM":
-                    body = fh.read(6)
-                    return struct.unpack(">I", body[2:6])[0] if len(body) == 6 else None
-                fh.seek(size + (size & 1), os.SEEK_CUR)
-    except OSError:
-        return None
