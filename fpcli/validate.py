@@ -406,7 +406,7 @@ def confidence_buckets(samples: list[tuple[str, float, MetricResult]]) -> dict[s
             rows.append({"confidence": f"{low:.1f}-{high:.1f}" if low != high else "1.0 (complete)",
                          "samples": len(inside),
                          "mean_error": sum(errors) / len(errors) if errors else None,
-                         "standard_error": _standard_error(errors),
+                         "standard_error": _standard_error(errors) if errors else None,   # no error: no spread
                          "pass_rate": sum(m.passed for m in inside) / len(inside) if inside else None})
         table[name] = rows
         filled = [(r["mean_error"], r["standard_error"]) for r in rows if r["mean_error"] is not None]

@@ -188,6 +188,8 @@ def test_confidence_buckets_and_monotonicity():
     assert good["monotone"]["tempo_bpm"]
     rows = {r["confidence"]: r for r in good["buckets"]["tempo_bpm"]}
     assert rows["0.0-0.2"]["mean_error"] == pytest.approx(0.45) and rows["0.0-0.2"]["samples"] == 2
+    # a bucket without samples has no error and no spread (its standard error read 0.0)
+    assert rows["0.2-0.4"]["samples"] == 0 and rows["0.2-0.4"]["standard_error"] is None
     bad = confidence_buckets([sample(0.1, 0.01), sample(0.1, 0.011), sample(0.9, 0.5), sample(0.9, 0.51)])
     assert not bad["monotone"]["tempo_bpm"]
 

@@ -199,7 +199,8 @@ def cache_list(
     contains: Annotated[str | None, typer.Option("--contains", help="Only paths containing this text.")] = None,
     missing_batch: Annotated[bool, typer.Option("--missing-batch", help="Only records without batch values.")]
     = False,
-    previews: Annotated[bool, typer.Option("--previews", help="Only partial (preview) records.")] = False,
+    previews: Annotated[bool, typer.Option("--previews", help=(
+        "Only previews (a track's first seconds, from --seconds; not the 'partial' of a damaged file)."))] = False,
     limit: Annotated[int | None, typer.Option(
         "--limit", min=1, help="At most this many paths: the first found in store order (reading stops there, "
         "so it is as fast in a million records as in ten), sorted by path.")] = None,
