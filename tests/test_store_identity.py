@@ -197,6 +197,24 @@ def _corrupt_one_record(store):
     return key
 
 
+def test_a_search_says_it_skipped_a_bad_entry(tmp_path):
+    """A search whose index build met a damaged record skipped it without a word (and
+    without a field in its JSON), where every cache command warns."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for i in range(4):
+        write(folder / f"t{i}.flac", synth.music_like(2.0, SR, seed=40 + i), SR)
+    base = ["--store", str(tmp_path / "s")]
+    assert runner.invoke(app, [*base, "analyze", str(folder), "--quiet"]).exit_code == 0
+    with FingerprintStore.open(tmp_path / "s") as store:
+        _corrupt_one_record(store)
+    query = write(tmp_path / "query.flac", synth.music_like(2.0, SR, seed=49), SR)
+    result = runner.invoke(app, [*base, "search", query, "-k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["hits"]) == 2
+    assert "skipped a bad store entry" in result.stderr
+
+
 def test_one_corrupt_record_is_one_bad_entry(tmp_path):
     folder = tmp_path / "lib"
     folder.mkdir()

@@ -20,6 +20,7 @@ from fpcli.cli.render import (
     mib,
     note,
     print_json,
+    report_bad_entries,
     rows_out,
     stdout,
     warn_line,
@@ -56,15 +57,6 @@ def status_line(text: str) -> None:
 def end_progress() -> None:
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr, flush=True)
-
-
-def report_bad_entries(store: FingerprintStore) -> None:
-    """One warning per bad entry met while reading (each skipped, none fatal)."""
-    seen = set()
-    for bad in store.bad_entries:
-        if bad.key not in seen:
-            seen.add(bad.key)
-            warn_line(f"skipped a bad store entry: {bad} (fpcli cache verify --repair removes it)")
 
 
 @cache_app.command("stats")

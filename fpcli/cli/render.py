@@ -22,6 +22,8 @@ from fpcli.files import printable_path
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from fpcli.store import FingerprintStore
+
 # rich is imported only where output goes to a terminal: a command whose output is piped
 # (and --version, --help) does not pay its ~35 ms import.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -141,6 +143,15 @@ def error_line(message: str) -> None:
 
 def warn_line(message: str) -> None:
     note("[yellow]warning:[/yellow]", message)
+
+
+def report_bad_entries(store: FingerprintStore) -> None:
+    """One warning per bad entry met while reading (each skipped, none fatal)."""
+    seen = set()
+    for bad in store.bad_entries:
+        if bad.key not in seen:
+            seen.add(bad.key)
+            warn_line(f"skipped a bad store entry: {bad} (fpcli cache verify --repair removes it)")
 
 
 def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],

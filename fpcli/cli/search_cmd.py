@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fpcli.cli.options import DEFAULT_JOBS, JobsOption, TimeoutOption, check_outputs, finite, path_text
-from fpcli.cli.render import format_value, note, print_json, rows_out, warn_line
+from fpcli.cli.render import format_value, note, print_json, report_bad_entries, rows_out, warn_line
 from fpcli.cli.root import app
 from fpcli.errors import ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
@@ -126,6 +126,7 @@ def search(
                                 compute_missing=compute_missing, include_duplicates=include_duplicates,
                                 seconds=seconds, query=streamed, compute=compute,
                                 mutual_proximity=mutual_proximity, index_progress=reporter.index_progress())
+            report_bad_entries(store)   # an index built over a damaged record skipped it without a word
     except WeightsError as exc:  # known once the index's groups are: a bad value all the same (exit 2)
         raise typer.BadParameter(exc.reason, param_hint="--weights") from None
     except QueryError as exc:
