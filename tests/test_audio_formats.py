@@ -220,6 +220,26 @@ def test_rebuffer_keeps_audio_decoded_before_a_failure():
     assert out == [1000, 400]
 
 
+@pytest.mark.parametrize("how", ["path", "pipe"])
+def test_blocks_of_many_channels_are_bounded_in_samples(tmp_path, how):
+    """A block is at most MAX_BLOCK_SAMPLES samples whatever the channel count: a
+    1,024-channel WAV read a full default block (512 MiB) at once."""
+    from fpcli.audio import MAX_BLOCK_SAMPLES
+
+    channels = 64
+    x = np.tile(synth.music_like(1.0, SR)[:, :1], (1, channels)) * 0.5
+    path = write(tmp_path / "many.wav", x, SR)
+    if how == "path":
+        reader = AudioReader(path)
+        blocks = list(reader)
+        assert max(len(b) for b in blocks) * channels <= MAX_BLOCK_SAMPLES and len(blocks) > 1
+        decoded = np.concatenate(blocks)
+    else:
+        reader, decoded = read_stream(open(path, "rb").read(), how)
+    assert len(decoded) == SR and not reader.partial
+    assert reader.block_frames * channels <= MAX_BLOCK_SAMPLES
+
+
 # -- MP3: only a stated length can prove damage ---------------------------------------
 
 

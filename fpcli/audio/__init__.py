@@ -142,6 +142,16 @@ def _all_audio(source: SndfileSource) -> Source:
 # A block is held in memory, decoded (float32, every channel): 2**24 frames are 128 MiB
 # of stereo; 10**12 asked for 3.6 TiB (a MemoryError, not an answer).
 MAX_BLOCK_FRAMES = 2**24
+# ... and of every channel: a block is at most this many samples (4 MiB of float32), so
+# a file of 1,024 channels reads 1,024 frames at a time. A full default block of them
+# was 512 MiB, and a reading process peaked at 1.16 GB on a 3 s file.
+MAX_BLOCK_SAMPLES = 2**20
+
+
+def _block_frames_for(block_frames: int, channels: int) -> int:
+    """The frames of a block as asked, fewer where the channels would make it more
+    than MAX_BLOCK_SAMPLES samples."""
+    return max(1, min(block_frames, MAX_BLOCK_SAMPLES // max(channels, 1)))
 
 
 class AudioReader:
@@ -172,10 +182,10 @@ class AudioReader:
         if not isinstance(path, (str, bytes, os.PathLike)):   # None, 5: a TypeError from os.fspath
             raise ParameterError(f"{path!r}: a path (str or os.PathLike)", "path")
         self.path = os.fsdecode(path)   # bytes too (an error's path, the info's, are str)
-        self.block_frames = block_frames
         source = open_source(self.path)
         source.close()
         self.info: AudioInfo = source.info
+        self.block_frames = _block_frames_for(block_frames, self.info.channels)
         rate = self.info.samplerate
         self._start = max(int(round(start_s * rate)), 0)
         self._end = None if end_s is None else max(int(round(end_s * rate)), self._start)
@@ -207,7 +217,8 @@ class AudioReader:
         """A reader of an already opened source that cannot be opened twice (a pipe:
         stdin), reading ``pipe`` when given. It can be iterated once."""
         reader = cls.__new__(cls)
-        reader.path, reader.block_frames, reader.info = source.info.path, block_frames, source.info
+        reader.path, reader.info = source.info.path, source.info
+        reader.block_frames = _block_frames_for(block_frames, source.info.channels)
         reader._start, reader._end = 0, None
         reader.expected_frames, reader.length_exact = source.expected_frames, source.length_exact
         reader.frames_read, reader._damage, reader.nonfinite_samples = 0, [], 0
