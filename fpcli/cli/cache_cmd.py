@@ -666,7 +666,9 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
     except DamagedStoreError as exc:
         if not repair_:
             if as_json:
-                print_json({"entries": 0, "problems": [str(exc)], "repaired": None})
+                # The keys of every verify report: a script reading "notes" met a KeyError here.
+                print_json({"entries": 0, "problems": [str(exc)], "repaired": None,
+                            "notes": ["the database cannot be opened: no entry was checked"]})
             else:
                 rows_out("1 problem(s)", ["problem"], [[str(exc)]])
                 note("", "checked 0 entries: 1 problem(s) (the database cannot be opened)")

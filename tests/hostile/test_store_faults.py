@@ -73,6 +73,19 @@ def test_sqlite_corruption_is_one_line_and_repairable(populated, tmp_path, varia
     _every_command_works(store, library, tmp_path)
 
 
+@pytest.mark.parametrize("variant", ["data: bad page size", "meta: replace it with text"])
+def test_verify_json_of_a_store_that_cannot_be_opened_has_every_key(populated, tmp_path, variant):
+    """``cache verify --json`` of a database that cannot be opened lacked ``notes``, which
+    every other verify report has (a script reading it met a KeyError)."""
+    _, _, source = populated
+    sound = assert_clear(cli("cache", "verify", "--json", store=copy_store(source, tmp_path / "sound")), 0)
+    store = copy_store(source, tmp_path / "store")
+    corrupt_store(store, variant)
+    check = assert_clear(cli("cache", "verify", "--json", store=store), 3)
+    report = json.loads(check.stdout)
+    assert set(report) == set(json.loads(sound.stdout)) and report["problems"], check.describe()
+
+
 def test_zeroed_data_is_seen_and_analyze_says_one_line(populated, tmp_path):
     """Defect 2: 8 KiB of zeros in data/cache.db: verify exit 3, analyze one error line
     (exit 1) or a clean run, --repair leaves a sound store keeping what is readable."""
