@@ -240,6 +240,18 @@ def test_blocks_of_many_channels_are_bounded_in_samples(tmp_path, how):
     assert reader.block_frames * channels <= MAX_BLOCK_SAMPLES
 
 
+@pytest.mark.parametrize("rate", [0, 4_000_000_000])
+def test_a_wav_stating_no_usable_rate_says_so(tmp_path, rate):
+    """libsndfile's own words were the message: "Internal error : SF_INFO struct
+    incomplete." for a WAV header whose sample rate is 0 or 4 GHz."""
+    data = bytearray(open(write(tmp_path / "x.wav", synth.sine(440.0, 0.2, SR), SR), "rb").read())
+    data[24:28] = struct.pack("<I", rate)   # the fmt chunk's sample rate
+    (tmp_path / "bad.wav").write_bytes(data)
+    with pytest.raises(AudioReadError, match="no usable sample rate") as error:
+        probe(tmp_path / "bad.wav")
+    assert "Internal error" not in str(error.value)
+
+
 # -- MP3: only a stated length can prove damage ---------------------------------------
 
 

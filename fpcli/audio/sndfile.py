@@ -215,6 +215,8 @@ _MISLEADING = {
     "Format not recognised.": "the file exists but is not audio",
     "File contains data in an unknown format.": "the file exists but is not audio",
     "Supported file format but file is malformed.": "the header is damaged",
+    # libsndfile's words for a header whose sample rate (or channel count) it cannot take: 0 or 4 GHz
+    "Internal error : SF_INFO struct incomplete.": "the header states no usable sample rate or channel count",
 }
 
 
