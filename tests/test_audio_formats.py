@@ -349,8 +349,17 @@ def test_mp3_files_joined_are_partial_as_a_file_and_on_stdin(tmp_path, how):
 
     joined = read(data + data, "joined.mp3")
     assert joined.partial, joined.partial_reason
-    tagged = read(data + b"TAG" + b"\0" * 125, "tagged.mp3")
-    assert not tagged.partial and tagged.length_exact, tagged.partial_reason
+    id3 = b"ID3\x03\x00\x00\x00\x00\x10\x00" + b"\0" * 2048   # the second file's own ID3v2 tag (2 KiB)
+    assert read(data + id3 + data, "joined-tagged.mp3").partial
+    # What may follow the audio of a whole file is no more audio: it stays ok (a
+    # first version read these by FFmpeg, which stopped at them: "partial"). On a
+    # pipe FFmpeg reads every MP3, and stops at padding as it always did.
+    rng = np.random.default_rng(5)
+    tails = [("id3v1", b"TAG" + b"\0" * 125)] + ([] if how == "pipe" else [
+        ("padding", b"\0" * 30000), ("cover", b"APETAGEX" + rng.integers(0, 256, 60000, dtype=np.uint8).tobytes())])
+    for name, tail in tails:
+        whole = read(data + tail, f"{name}.mp3")
+        assert not whole.partial and whole.length_exact, (name, whole.partial_reason)
 
 
 @pytest.mark.parametrize("how", ["pipe", "file"])
@@ -363,6 +372,28 @@ def test_a_cut_aiff_on_stdin_is_partial_as_the_file_is(tmp_path, how):
     assert not whole.partial and whole.length_exact and whole.info.frames == 3 * SR
     cut_reader, _ = read_stream(data[: len(data) // 2], how)
     assert cut_reader.partial and "header says 3.00 s" in cut_reader.partial_reason
+
+
+def test_an_mp3_ffmpeg_encoded_at_8_khz_read_by_ffmpeg_is_whole(tmp_path):
+    """FFmpeg writes its own encoder tag ("Lavc") where LAME writes "LAME", with the
+    same encoder delay and padding, which its decoder trims: read as the Xing count
+    without them, an 8 kHz file named .m4a was "header says 20.16 s, decoded 20.00 s"."""
+    pcm = (synth.music_like(3.0, 8000) * 20000).astype(np.int16)
+    data = av_encoded(pcm, 8000, "mp3", "libmp3lame", io.BytesIO())
+    (tmp_path / "x.m4a").write_bytes(data)
+    reader = AudioReader(tmp_path / "x.m4a")
+    list(reader)
+    assert reader.length_exact and not reader.partial, reader.partial_reason
+
+
+@pytest.mark.parametrize("subtype", ["ULAW", "ALAW", "PCM_24"])
+def test_a_cut_aifc_of_a_frame_counted_type_is_partial(tmp_path, subtype):
+    """libsndfile's AIFF path took the COMM count of PCM and float AIFF-C only: a cut
+    u-law or A-law AIFF-C was "ok" (libsndfile clamps its own count)."""
+    good = write(tmp_path / "x.aiff", synth.music_like(3.0, SR), SR, format="AIFF", subtype=subtype)
+    reader = AudioReader(cut(good, tmp_path / "cut.aiff", os.path.getsize(good) * 2 // 3))
+    list(reader)
+    assert reader.partial and "header says 3.00 s" in reader.partial_reason
 
 
 @pytest.mark.parametrize("kind", ["mp3", "aiff"])

@@ -49,36 +49,82 @@ def mp3_states_length(path: str | os.PathLike) -> bool:
     return _has_length_header(data[start:])
 
 
-# How far the MPEG audio of a file may run past the stream size its Xing frame states
-# before it is read by FFmpeg: tags after the audio (ID3v1, APE, Lyrics3), and a tenth more.
+# What may follow the stream an MP3's Xing frame states before the file is looked at:
+# an ID3v1 tag (128 bytes), a small APE tag.
 _MP3_TAIL_SLACK = 4096
+_MP3_NEXT_STREAM_WINDOW = 4096   # where after the stated end another stream's first frame may start
 
 
 def mp3_holds_more_than_stated(path: str | os.PathLike) -> bool:
-    """Whether the bytes after an MP3 file's first frame run well past the stream size
-    its Xing/Info frame states (flag 2). MP3 files joined one after another (``cat a.mp3
-    b.mp3``) state the first one's size and frame count, and mpg123 stops at that
-    count: the rest went unheard, the file "ok". A large tag after the audio only sends
-    the file to FFmpeg, which decodes it all and holds it to the stated count."""
+    """Whether an MP3 file holds MPEG audio after the stream its first frame's Xing/Info
+    frame states (flag 2: its size in bytes): MP3 files joined one after another (``cat
+    a.mp3 b.mp3``) state the first one's size and frame count, and mpg123 stops at that
+    count, the rest unheard and the file "ok". What follows must be frames (two in a
+    row), after an ID3v2 tag if one starts there: a tag, a cover or padding after the
+    audio is no more audio (a whole file read so by FFmpeg stopped at it, "partial")."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
             start = _id3v2_end(fh)
             fh.seek(start)
             data = fh.read(_MP3_SCAN_BYTES)
+            first = _first_frame(data)
+            stated = None if first is None else _xing_stream_bytes(data[first:])
+            if first is None or stated is None or size - (start + first + stated) <= _MP3_TAIL_SLACK:
+                return False
+            end = start + first + stated
+            fh.seek(end)
+            after = fh.read(_MP3_NEXT_STREAM_WINDOW + 2 * _MAX_FRAME_BYTES)
+            tag = _id3v2_size(after)   # the next file's ID3v2 tag, of any size
+            if tag:
+                fh.seek(end + tag)
+                after = fh.read(_MP3_NEXT_STREAM_WINDOW + 2 * _MAX_FRAME_BYTES)
+            return _frames_follow(after)
     except OSError:
         return False
-    first = _first_frame(data)
-    frame = data[first:] if first is not None else b""
-    tag_at = _xing_offset(frame) if frame else None
-    if first is None or tag_at is None or len(frame) < tag_at + 16:
-        return False
+
+
+def _xing_stream_bytes(frame: bytes) -> int | None:
+    """The stream size in bytes the Xing/Info frame at the start of ``frame`` states, or None."""
+    tag_at = _xing_offset(frame)
+    if tag_at is None or len(frame) < tag_at + 16:
+        return None
     flags = struct.unpack(">I", frame[tag_at + 4 : tag_at + 8])[0]
     if not flags & 0x2:
-        return False
+        return None
     at = tag_at + 8 + (4 if flags & 0x1 else 0)   # the byte count follows the frame count
-    stated = struct.unpack(">I", frame[at : at + 4])[0]
-    return size - start - first > stated + max(stated // 10, _MP3_TAIL_SLACK)
+    return int(struct.unpack(">I", frame[at : at + 4])[0])
+
+
+# Layer III bit rates (kbit/s) by index, MPEG-1 and MPEG-2/2.5; sample rates by version bits.
+_L3_BITRATES = {3: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+                2: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+_L3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+_MAX_FRAME_BYTES = 144 * 320_000 // 32000 + 1
+
+
+def _frame_bytes(data: bytes, i: int) -> int | None:
+    """The length of the valid layer III frame whose header is at ``data[i]``, or None."""
+    header = _frame_header(data, i)
+    if header is None:
+        return None
+    version, bits = header[0], data[i + 2]
+    bitrate = _L3_BITRATES[3 if version == 3 else 2][bits >> 4] * 1000
+    rate = _L3_RATES[version][(bits >> 2) & 3]
+    return (144 if version == 3 else 72) * bitrate // rate + ((bits >> 1) & 1)
+
+
+def _frames_follow(data: bytes) -> bool:
+    """Whether two layer III frames in a row start within the first
+    _MP3_NEXT_STREAM_WINDOW bytes of ``data`` (one alone may be a chance match in a
+    picture's bytes)."""
+    i = data.find(b"\xff")
+    while i != -1 and i < _MP3_NEXT_STREAM_WINDOW:
+        length = _frame_bytes(data, i)
+        if length and _frame_header(data, i + length) is not None:
+            return True
+        i = data.find(b"\xff", i + 1)
+    return False
 
 
 def mp3_stated_frames(head: bytes) -> int | None:
@@ -103,7 +149,8 @@ def mp3_stated_frames(head: bytes) -> int | None:
     samples = count * (1152 if header[0] == 3 else 576)   # MPEG-1 layer III frames hold 1152
     # The optional fields after the count: byte count (flag 2), table of contents (4), quality (8).
     lame_at = tag_at + 12 + (4 if flags & 0x2 else 0) + (100 if flags & 0x4 else 0) + (4 if flags & 0x8 else 0)
-    if frame[lame_at : lame_at + 4] == b"LAME" and len(frame) >= lame_at + 24:
+    # LAME's tag, or FFmpeg's of the same layout ("Lavc"/"Lavf"), whose delays FFmpeg's decoder trims too.
+    if frame[lame_at : lame_at + 4] in (b"LAME", b"Lavc", b"Lavf") and len(frame) >= lame_at + 24:
         delays = int.from_bytes(frame[lame_at + 21 : lame_at + 24], "big")  # 12 bits delay, 12 bits padding
         samples -= (delays >> 12) + (delays & 0xFFF)
     return samples if samples > 0 else None
@@ -544,10 +591,10 @@ def _head_after_id3(path: str | os.PathLike) -> bytes | None:
         return None
 
 
-# AIFF-C compression types whose COMM frame count is a count of sample frames (PCM and
-# float); a compressed type's may count packets.
-_AIFC_FRAME_TYPES = frozenset({b"NONE", b"sowt", b"twos", b"raw ", b"in24", b"in32", b"fl32", b"FL32",
-                               b"fl64", b"FL64"})
+# AIFF-C compression types whose COMM frame count is a count of sample frames (PCM,
+# float, the u-law, A-law and GSM 6.10 that libsndfile writes); IMA ADPCM's counts packets.
+_AIFC_FRAME_TYPES = frozenset({b"NONE", b"sowt", b"twos", b"raw ", b"in24", b"in32", b"42n1", b"23ni", b"42ni",
+                               b"fl32", b"FL32", b"fl64", b"FL64", b"ulaw", b"ULAW", b"alaw", b"ALAW", b"GSM "})
 
 
 def aiff_stated_frames(fh: BinaryIO) -> int | None:
