@@ -629,12 +629,42 @@ def test_a_redis_user_who_may_only_read_reads_and_searches(redis_url, tracks, tm
             assert export_store(store, tmp_path / "out.jsonl")["records"] == 3
             assert [hit.path for hit in search(store, str(tracks[0]), k=2).hits]   # a stored query
             assert search(store, str(tracks[3]), k=2).hits                         # one analysed now
-            with pytest.raises(StoreReadOnlyError, match="may not do that.*only read"):
+            with pytest.raises(StoreReadOnlyError, match="refused this.*only read"):
                 _save(store, tracks[3])
         with FingerprintStore.open(redis_url) as store:
             assert store.stats()["entries"] == 3 and store.record_for_path(str(tracks[3])) is None
     finally:
         admin.execute_command("ACL", "DELUSER", "reader")
+
+
+def test_a_read_only_replica_reads_and_searches(redis_url, tracks, tmp_path):
+    """A read-only replica (the usual read-only Redis) refused the writes of opening
+    the store ("You can't write against a read only replica"): every command failed,
+    stats and search too. It reads and searches as a read-only user does."""
+    import redis
+
+    from fpcli.errors import StoreReadOnlyError
+
+    with FingerprintStore.open(redis_url) as store:
+        for path in tracks[:3]:
+            _save(store, path)
+    primary_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    replica = RedisServer(tmp_path / "replica")
+    try:
+        client = redis.Redis(port=replica.port)
+        client.replicaof("127.0.0.1", primary_port)
+        deadline = time.monotonic() + 20
+        while client.info("replication").get("master_link_status") != "up" or client.dbsize() == 0:
+            assert time.monotonic() < deadline, "the replica did not sync"
+            time.sleep(0.05)
+        with FingerprintStore.open(replica.url) as store:
+            assert store.stats()["entries"] == 3
+            assert search(store, str(tracks[0]), k=2).hits
+            with pytest.raises(StoreReadOnlyError, match="read only replica"):
+                _save(store, tracks[3])
+    finally:
+        replica.process.kill()   # nothing of it is kept (a SIGTERM mid-sync took over 10 s once)
+        replica.process.wait(10)
 
 
 def test_a_ttl_beyond_what_redis_takes_is_capped(redis_url, tracks):

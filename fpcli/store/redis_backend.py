@@ -367,7 +367,9 @@ class RedisBackend:
         if self._call(self._client.hexists, self._meta + "census", "basis"):
             return
         if next(self._scan(""), None) is None:
-            self._call(self._client.hsetnx, self._meta + "census", "basis", self._dropped())
+            basis = self._dropped()
+            if not self._info_refused:   # a basis without INFO's figures read as a restart to every other client
+                self._call(self._client.hsetnx, self._meta + "census", "basis", basis)
 
     # -- error translation -----------------------------------------------------------------
 
@@ -393,11 +395,12 @@ class RedisBackend:
         except redis.exceptions.ResponseError as exc:
             if _refuses_scripts(exc):
                 raise _ScriptsRefused from None
-            if isinstance(exc, redis.exceptions.NoPermissionError):
-                raise StoreReadOnlyError(f"Redis at {self.host}:{self.port}: this user may not do that "
-                                         f"({_first_line(exc)}); commands that only read work (cache stats, list, "
-                                         "show, export, and search among the fingerprints stored), the "
-                                         "others need a user that may write") from None
+            # An ACL that refuses the command, or a read-only replica (READONLY).
+            if isinstance(exc, (redis.exceptions.NoPermissionError, redis.exceptions.ReadOnlyError)):
+                raise StoreReadOnlyError(f"Redis at {self.host}:{self.port} refused this ({_first_line(exc)}); "
+                                         "commands that only read work (cache stats, list, show, failures, "
+                                         "dupes, verify, export, and search among the fingerprints stored), the "
+                                         "others need a user and a server that may write") from None
             raise StoreError(f"Redis at {self.host}:{self.port}: {_first_line(exc)}") from None
         except redis.exceptions.RedisError as exc:
             raise StoreError(f"Redis at {self.host}:{self.port}: {_first_line(exc)}") from None
@@ -714,7 +717,8 @@ class RedisBackend:
         pipe.hset(self._meta + "census", "basis", basis)
         for tag, n in counts.items():
             pipe.hset(self._meta + "census", tag, n)
-        self._opened_full(lambda: self._call(pipe.execute))  # a full Redis: counted, not kept
+        if not self._info_refused:   # without INFO the basis is unknown: counted, not kept
+            self._opened_full(lambda: self._call(pipe.execute))  # a full Redis: counted, not kept
         return dict(counts)
 
     def _migrate(self, full_key: str, tag_of: TagOf) -> Tag:
