@@ -574,7 +574,7 @@ def file_stated_frames(path: str | os.PathLike) -> int | None:
     lengths = flac_file_lengths(path)
     if lengths is not None:
         return lengths.stated
-    stated = wav_file_stated_frames(path) or aiff_file_stated_frames(path)
+    stated = header_of_file(path, wav_stated_frames) or header_of_file(path, aiff_stated_frames)
     if stated is not None:
         return stated
     head = _head_after_id3(path)
@@ -617,11 +617,12 @@ def aiff_stated_frames(fh: BinaryIO) -> int | None:
     return None
 
 
-def aiff_file_stated_frames(path: str | os.PathLike) -> int | None:
-    """``aiff_stated_frames`` of a file; None if it cannot be read."""
+def header_of_file(path: str | os.PathLike, reader: Callable[[BinaryIO], T | None]) -> T | None:
+    """What ``reader`` (``wav_stated_frames``, ``aiff_stated_frames``) finds in the
+    header of the file at ``path``; None if it cannot be read."""
     try:
         with open(path, "rb") as fh:
-            return aiff_stated_frames(fh)
+            return reader(fh)
     except OSError:
         return None
 
@@ -681,15 +682,6 @@ def _ds64_sizes(fh: BinaryIO) -> tuple[int, int] | None:
         return None
     riff_size, data_size = struct.unpack("<QQ", body[:16])
     return (riff_size, data_size) if 0 < data_size < 2**62 and 0 < riff_size < 2**62 else None
-
-
-def wav_file_stated_frames(path: str | os.PathLike) -> int | None:
-    """``wav_stated_frames`` of a file; None if it cannot be read."""
-    try:
-        with open(path, "rb") as fh:
-            return wav_stated_frames(fh)
-    except OSError:
-        return None
 
 
 # -- WAV files joined on a stream ---------------------------------------------------------

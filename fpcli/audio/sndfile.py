@@ -65,11 +65,11 @@ class SndfileSource:
         elif self.info.format in RIFF_WAVE_FORMATS:
             # libsndfile clamps a WAV's frame count to the bytes present, so a truncated
             # WAV would look complete; the RIFF data chunk size still tells the truth.
-            claimed = headers.wav_file_stated_frames(path)
+            claimed = headers.header_of_file(path, headers.wav_stated_frames)
             if claimed is not None:
                 self.expected_frames = claimed
         elif self.info.format == "AIFF":
-            claimed = headers.aiff_file_stated_frames(path)  # clamped by libsndfile like WAV's; COMM states it
+            claimed = headers.header_of_file(path, headers.aiff_stated_frames)  # clamped like a WAV's; COMM states it
             if claimed is not None:
                 self.expected_frames = claimed
         elif self.info.subtype.startswith("MPEG_LAYER"):
