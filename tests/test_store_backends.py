@@ -791,6 +791,46 @@ def test_a_batch_compare_and_swap_on_redis_without_scripts(redis_url, template):
         assert store.read_record(record.key).batch == template.batch
 
 
+def test_a_redis_batch_compares_each_key_again_in_its_script(redis_url, template, monkeypatch):
+    """A batch is written by script calls of several keys each: a value another client
+    wrote after the batch read it is kept and its key said changed, the other keys are
+    written (the absent ones only while absent), and the census counts what is stored."""
+    from fpcli.store import redis_backend
+    from fpcli.store.census import census_tag
+    from fpcli.store.schema import record_text
+
+    monkeypatch.setattr(redis_backend, "SCRIPT_KEYS", 3)   # several calls in one pipeline
+    with FingerprintStore.open(redis_url) as store:
+        store.clear()
+        backend = store.backend
+        first, second, third = (dataclasses.replace(template, digest=f"{n:032x}", content_key=f"{n:032x}")
+                                for n in (1, 2, 3))
+        older, newer = dataclasses.replace(first, batch=None), dataclasses.replace(first, validation=None)
+        backend.put(first.key, record_text(older), census_tag(older))
+        third_before = dataclasses.replace(third, batch=None)    # replaced: its count moves
+        backend.put(third.key, record_text(third_before), census_tag(third_before))
+        real = backend._queue_writes_unless_changed
+
+        def another_client_writes_after_the_read(pipe, items, seen):
+            if any(key == first.key for key, _, _ in items):
+                backend.put(first.key, record_text(newer), census_tag(newer))
+            real(pipe, items, seen)
+
+        monkeypatch.setattr(backend, "_queue_writes_unless_changed", another_client_writes_after_the_read)
+        puts = [(r.key, record_text(r), census_tag(r)) for r in (first, second, third)]
+        puts += [(f"cand:{n}", '["x"]', None) for n in range(4)]
+        changed = backend.put_many_unless_changed(puts, {first.key: record_text(older), second.key: None,
+                                                         third.key: record_text(third_before)})
+        assert changed == {first.key}
+        assert backend.get(first.key) == record_text(newer)
+        assert [backend.get(r.key) for r in (second, third)] == [record_text(second), record_text(third)]
+        assert all(backend.get(f"cand:{n}") == '["x"]' for n in range(4))
+        stats, recounted = store.stats(), store.stats(recount=True)
+        counts = ("entries", "with_batch", "validated", "previews", "by_version")
+        assert (stats["entries"], stats["with_batch"]) == (3, 3)
+        assert [stats[c] for c in counts] == [recounted[c] for c in counts]
+
+
 def test_verify_of_an_idle_store_whose_records_expired_is_clean(location, tracks):
     """With a TTL, verify counted only unexpired records against a census that still
     counted the expired ones until something removed them: an idle, healthy store

@@ -63,6 +63,11 @@ DEFAULT_EXPIRY_S = 365 * 24 * 3600  # data keys always expire, so volatile-lru c
 # The longest expiry set: Redis refuses one beyond a 64-bit count of milliseconds, and a
 # --store-ttl of 1e30 s aborted a run with Redis's "value is not an integer or out of range".
 MAX_EXPIRY_S = 1000 * 365 * 24 * 3600
+# Keys per script call of a batch write. A call's arguments are in the server's memory
+# while it runs and cannot be evicted, and the script evicts nothing between its writes:
+# 100 records of about 1.3 KB stay within the room a Redis near its maxmemory makes by
+# evicting before each call (500 asked 0.75 MB, and such a Redis refused an import).
+SCRIPT_KEYS = 100
 RECOMMENDED_POLICY = "volatile-lru"
 T = TypeVar("T")
 MARK = b"\x01"      # an encoded value: MARK, census tag, NUL, raw deflate of the JSON with ZDICT
@@ -99,6 +104,11 @@ def encode(text: str, tag: Tag) -> bytes:
     packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, ZDICT)
     return MARK + (tag or "").encode("ascii") + b"\x00" + packer.compress(text.encode("utf-8")) + packer.flush()
 
+
+def packed_fields(fields: Sequence[bytes]) -> bytes:
+    """``fields`` as one argument for a script: each a 4-byte big-endian length, then its
+    bytes (Lua's ``struct.unpack(">I4c0", ...)`` reads one)."""
+    return b"".join(part for data in fields for part in (len(data).to_bytes(4, "big"), data))
 
 def decode(value: bytes | str) -> str:
     """The JSON text of a stored value (encoded or, as older versions wrote, plain)."""
@@ -168,18 +178,49 @@ return 0
 WRITE_COUNTED = _MOVE_COUNT + """
 plain(KEYS[1])
 """ + _SET_COUNTED
-# WRITE_COUNTED only while the value there is still ARGV[5] (ARGV[4] "1": while there is
-# none); 1, writing nothing, when it changed. An import's compare-and-swap of a batch,
-# one call per key in one pipeline.
-WRITE_COUNTED_UNLESS_CHANGED = _MOVE_COUNT + """
-plain(KEYS[1])
-local current = redis.call("GET", KEYS[1])
-if ARGV[4] == "1" then
-  if current then return 1 end
-elseif current ~= ARGV[5] then
-  return 1
+# A batch's compare-and-swap in one script call: KEYS[1] the census, then the data keys;
+# ARGV[1] five fields per key (value, expiry, tag, mode, expected), each a 4-byte
+# big-endian length and its bytes (``packed_fields``), where mode "0" writes, "1" writes
+# while there is no value, "2" while the value is still ``expected``. Returns one 0
+# (written) or 1 (changed, nothing written) per key. One call per key, as before, spent
+# more time in redis-py's packing of 60,000 commands than in anything else an import of
+# 20,000 records did, and one argument per field still cost 5 us each to pack; the
+# census moves are summed and applied once.
+WRITE_MANY_UNLESS_CHANGED = _MOVE_COUNT + """
+local blob, pos = ARGV[1], 1
+local function field()
+  local text, after = struct.unpack(">I4c0", blob, pos)
+  pos = after
+  return text
 end
-""" + _SET_COUNTED
+local results, moves = {}, {}
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local value, expiry, new_tag, mode, expected = field(), field(), field(), field(), field()
+  plain(key)
+  local write = true
+  if mode ~= "0" then
+    local current = redis.call("GET", key)
+    if mode == "1" then write = not current else write = current == expected end
+  end
+  if write then
+    local old = redis.call("SET", key, value, "EX", expiry, "GET")
+    local old_tag = tag_of(old)
+    if new_tag == "" then new_tag = nil end
+    if old_tag ~= new_tag then
+      if old_tag then moves[old_tag] = (moves[old_tag] or 0) - 1 end
+      if new_tag then moves[new_tag] = (moves[new_tag] or 0) + 1 end
+    end
+    results[i - 1] = 0
+  else
+    results[i - 1] = 1
+  end
+end
+for tag, n in pairs(moves) do
+  if n ~= 0 then redis.call("HINCRBY", KEYS[1], tag, n) end
+end
+return results
+"""
 DELETE_COUNTED = _MOVE_COUNT + """
 plain(KEYS[1])
 local old = redis.call("GETDEL", KEYS[1])
@@ -285,7 +326,7 @@ class RedisBackend:
             for client in (self._client, self._bin):
                 client.connection_pool.connection_class = HandshakeBounded
         self._write_counted = self._bin.register_script(WRITE_COUNTED)
-        self._write_unless_changed = self._bin.register_script(WRITE_COUNTED_UNLESS_CHANGED)
+        self._write_many_unless_changed = self._bin.register_script(WRITE_MANY_UNLESS_CHANGED)
         self._journal_tail = self._client.register_script(JOURNAL_TAIL)
         self._delete_counted = self._bin.register_script(DELETE_COUNTED)
         self._scripts = True   # until this user is refused them (``_scripted``)
@@ -483,9 +524,10 @@ class RedisBackend:
 
     def put_many_unless_changed(self, items: Sequence[Put], expected: Mapping[str, str | None]) -> set[str]:
         """The stored values of ``expected``'s keys are read (one MGET) and compared as
-        text; each unchanged one is then written by a script that compares the exact
-        value again (``WRITE_COUNTED_UNLESS_CHANGED``), the others as ``put_many``,
-        all in one pipeline. Without scripts, each expected key goes through ``swap``."""
+        text; the unchanged ones and the other items are then written by script calls
+        of SCRIPT_KEYS keys each (``WRITE_MANY_UNLESS_CHANGED``), which compare each
+        expected key's exact value again, all in one pipeline. Without scripts, each
+        expected key goes through ``swap``. Returns the keys that changed."""
         keys = list(expected)
         raw = self._call(self._bin.mget, [self._data + key for key in keys]) if keys else []
         changed = {key for key, value in zip(keys, raw, strict=True)
@@ -495,23 +537,34 @@ class RedisBackend:
         with shielded():
             if self._scripts:
                 pipe = self._bin.pipeline(transaction=False)
-                for key, text, tag in kept:
-                    if key in seen:
-                        value = seen[key]
-                        self._write_unless_changed(
-                            keys=[self._data + key, self._meta + "census"],
-                            args=[encode(text, tag), self._expiry(key), tag or "", "1" if value is None else "0",
-                                  value or b""], client=pipe)
-                    else:
-                        self._queue_write(pipe, key, text, tag)
+                for start in range(0, len(kept), SCRIPT_KEYS):
+                    self._queue_writes_unless_changed(pipe, kept[start:start + SCRIPT_KEYS], seen)
                 ran, results = self._scripted(pipe.execute)
                 if ran:
                     assert results is not None
-                    return changed | {key for (key, _, _), result in zip(kept, results, strict=True)
-                                      if key in seen and result == 1}
+                    outcomes = [outcome for result in results for outcome in result]
+                    return changed | {key for (key, _, _), outcome in zip(kept, outcomes, strict=True) if outcome == 1}
             self._put_plain([item for item in kept if item[0] not in seen])
             return changed | {key for key, text, tag in kept if key in seen and not self.swap(key, expected[key],
                                                                                               text, tag)}
+
+    def _queue_writes_unless_changed(self, pipe: redis.client.Pipeline, items: Sequence[Put],
+                                     seen: Mapping[str, bytes | str | None]) -> None:
+        """One ``WRITE_MANY_UNLESS_CHANGED`` call for ``items``: a key of ``seen`` is
+        written while its value is still the one seen (or while there is none, for
+        None), any other key unconditionally."""
+        fields: list[bytes] = []
+        for key, text, tag in items:
+            if key not in seen:
+                mode, value = b"0", b""
+            else:
+                stored = seen[key]
+                value = stored.encode() if isinstance(stored, str) else stored or b""
+                mode = b"1" if stored is None else b"2"
+            fields += [encode(text, tag), str(self._expiry(key)).encode(), (tag or "").encode("ascii"), mode, value]
+        self._write_many_unless_changed(keys=[self._meta + "census", *(self._data + key for key, _, _ in items)],
+                                        args=[packed_fields(fields)], client=pipe)
+
 
     def _scripted(self, run: Callable[[], T]) -> tuple[bool, T | None]:
         """(True, what ``run`` returned) for a call of fpcli's scripts; (False, None)
