@@ -233,3 +233,21 @@ def test_decoder_warnings_do_not_reach_stderr(tmp_path, capfd):
     list(reader)
     assert reader.partial
     assert "Warning" not in capfd.readouterr().err
+
+
+def test_a_file_rewritten_after_its_reader_was_made_is_an_error_not_a_wrong_rate(tmp_path):
+    """The reader opens a file for its header, then again to decode it. A file rewritten
+    in between (a tagger, an encoder) was decoded as if at the first header's rate: a
+    440 Hz tone at 44.1 kHz, rewritten at 22.05 kHz, measured 880 Hz, complete; a
+    second read of a reader whose file became mono gave (n, 1) blocks under 2 channels."""
+    path = tmp_path / "t.wav"
+    tone = lambda rate, channels: np.repeat(  # noqa: E731
+        0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)[:, None], channels, axis=1)
+    sf.write(path, tone(44100, 2), 44100)
+    reader = AudioReader(path)
+    assert sum(len(block) for block in reader) == 44100      # read once, as it is
+    sf.write(tmp_path / "new.wav", tone(22050, 1), 22050)
+    os.replace(tmp_path / "new.wav", path)
+    with pytest.raises(AudioReadError, match=r"changed after it was opened \(WAV PCM_16, 44100 Hz, 2 channels"):
+        list(reader)
+    assert list(AudioReader(path))[0].shape[1] == 1          # a new reader reads the new file

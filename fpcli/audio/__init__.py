@@ -297,6 +297,8 @@ class AudioReader:
         self._opened_used = True
         source = self._opened or open_source(self.path)
         try:
+            if self._opened is None:
+                self._check_unchanged(source.info)
             try:
                 for block in self._window(source):
                     block = self._sanitized(block)
@@ -319,6 +321,18 @@ class AudioReader:
             self._check_complete(source)
         finally:
             source.close()
+
+    def _check_unchanged(self, now: AudioInfo) -> None:
+        """AudioReadError unless the file, opened again to be read, states what it stated
+        when the reader was made. A file rewritten in between (by a tagger or an encoder)
+        was decoded as if at the first header's rate and channels: a 440 Hz tone was
+        measured at 880 Hz, and the result called complete."""
+        def facts(info: AudioInfo) -> str:
+            return f"{info.format} {info.subtype}, {info.samplerate} Hz, {info.channels} channels, {info.frames} frames"
+
+        if facts(now) != facts(self.info):
+            raise AudioReadError(self.path, f"the file changed after it was opened ({facts(self.info)} then, "
+                                 f"{facts(now)} now): open it again")
 
     def _window(self, source: Source) -> Iterator[np.ndarray]:
         """The source's blocks from ``_start`` to ``_end``: seeking where the decoder
