@@ -193,7 +193,10 @@ def analyze_streaming(path: str | os.PathLike[str], params: AnalysisParams | Non
                       max_seconds: float | None = None) -> tuple[Fingerprint, AudioReader]:
     """Stream a file through the 13D analyzer; ``max_seconds`` (positive; infinity: no
     limit) stops early: a partial fingerprint, ``complete`` False, unless the file ends
-    there. Returns the fingerprint and the reader."""
+    there. Returns the fingerprint and the reader. ``complete`` says the end of what
+    could be decoded was reached; whether that was the whole file is the reader's
+    ``partial`` and ``partial_reason`` (a cut file is complete here, and partial there:
+    the command line stores it as partial)."""
     from fpcli.streaming import StreamingAnalyzer
 
     params = checked_params(params)  # before the file is opened

@@ -22,7 +22,7 @@ from fpcli.params import AnalysisParams, checked_params
 
 class BatchAnalyzer:
     """Push (frames, channels) float32 blocks, then ``finish()`` for the 25D fingerprint
-    (the same one however often it is called; no push after it)."""
+    (an equal one however often it is called, each a copy of its own; no push after it)."""
 
     def __init__(self, samplerate: int, channels: int, params: AnalysisParams | None = None) -> None:
         self.params = checked_params(params)
@@ -52,10 +52,10 @@ class BatchAnalyzer:
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def finish(self) -> Fingerprint:
-        """The fingerprint of everything pushed (computed once)."""
+        """The fingerprint of everything pushed (computed once; each call gives a copy)."""
         if self._final is None:
             self._final = self._fingerprint()
-        return self._final
+        return self._final.copy()
 
     def _fingerprint(self) -> Fingerprint:
         with one_blas_thread():

@@ -16,6 +16,8 @@ from fpcli.errors import ParameterError
 from fpcli.params import FINGERPRINT_VERSION
 
 if TYPE_CHECKING:  # they bring numpy and scipy: the CLI's start-up does not pay for them
+    import numpy as np
+
     from fpcli.dsp.dupes import DupeKey
     from fpcli.dsp.timbre import Timbre
 
@@ -93,6 +95,9 @@ DOMAINS: dict[str, tuple[float, float]] = {
 # their values (a polarity-inverted stereo file's width was 1.0000000055): far below
 # any value that means something else (a share of 1.5, a negative tempo).
 DOMAIN_SLACK = 1e-4
+# The relative asymmetry, or negative eigenvalue, a timbre's covariance may show (its
+# values are rounded to float32): the same bound for a stored record and ``from_dict``.
+COV_TOLERANCE = 1e-6
 
 
 def within_domains(values: dict[str, float | None]) -> dict[str, float | None]:
@@ -150,6 +155,12 @@ class Fingerprint:
         object.__setattr__(self, "seconds", float(self.seconds))   # a numpy rate made it np.float64
         object.__setattr__(self, "chunks", int(self.chunks))
 
+    def copy(self) -> Fingerprint:
+        """The same fingerprint with dicts of its own: the analyzers hand out a copy of
+        the one they keep, which a caller's change to ``values`` had altered for every
+        later ``finish`` (and for the record a ``LiveFingerprint`` then saved)."""
+        return dataclasses.replace(self, reasons=dict(self.reasons))   # __post_init__ copies the others
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (NaN never appears: missing values are None); the timbre
         as {"mean": [13], "cov": [[13] x 13], "frames": n}."""
@@ -189,11 +200,16 @@ def _checked_fields(data: Any) -> dict[str, Any]:
     _check_plain_fields(data)
     data = dict(data)
     if data.get("timbre") is not None:
+        frames = data["timbre"].get("frames") if isinstance(data["timbre"], dict) else None
+        if not (isinstance(frames, int) and not isinstance(frames, bool) and frames >= 1):
+            raise ParameterError(f"timbre.frames must be an integer >= 1, not {frames!r}", "data")
         timbre = Timbre.from_dict(data["timbre"])
         mean, cov = timbre.arrays()
         if mean.shape != (N_MFCC,) or cov.shape != (N_MFCC, N_MFCC) or not _all_finite(mean, cov):
             raise ParameterError(f"timbre must hold a finite mean of {N_MFCC} and a {N_MFCC} x {N_MFCC} "
                                  "covariance", "data")
+        if not _a_covariance(cov):
+            raise ParameterError("timbre.cov must be symmetric and positive semi-definite (a covariance)", "data")
         data["timbre"] = timbre
     if data.get("dupe_key") is not None:
         data["dupe_key"] = DupeKey(**data["dupe_key"])
@@ -211,22 +227,26 @@ def _check_plain_fields(data: dict[str, Any]) -> None:
     if not isinstance(values, dict) or set(values) != set(dims) or \
             not all(v is None or _finite_number(v) for v in values.values()):
         raise ParameterError(f"values must map each {kind} dimension to a finite number or None", "data")
+    for name, value in values.items():
+        low, high = DOMAINS.get(name, (-math.inf, math.inf))
+        if value is not None and not low - DOMAIN_SLACK <= value <= high + DOMAIN_SLACK:
+            raise ParameterError(f"values.{name} is {value!r}, outside its domain [{low:g}, {high:g}]", "data")
     if confidence is not None and (not isinstance(confidence, dict) or not set(confidence) <= set(dims) or
                                    not all(_finite_number(c) and 0 <= c <= 1 for c in confidence.values())):
         raise ParameterError("confidence must map dimensions to numbers in [0, 1], or be None", "data")
     reasons = data["reasons"]
-    if not isinstance(reasons, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in reasons.items()):
-        raise ParameterError("reasons must map dimensions to text", "data")
+    if not isinstance(reasons, dict) or not all(k in dims and isinstance(v, str) for k, v in reasons.items()):
+        raise ParameterError(f"reasons must map {kind} dimensions to text", "data")
     if not isinstance(data["params_key"], str):
         raise ParameterError("params_key must be text", "data")
     if not (_finite_number(data["seconds"]) and data["seconds"] >= 0):
         raise ParameterError(f"seconds must be a finite number >= 0, not {data['seconds']!r}", "data")
     if not isinstance(data["complete"], bool):
         raise ParameterError(f"complete must be true or false, not {data['complete']!r}", "data")
-    for name in ("chunks", "version"):
+    for name, highest in (("chunks", math.inf), ("version", FINGERPRINT_VERSION)):
         value = data.get(name, 0)
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-            raise ParameterError(f"{name} must be an integer >= 0, not {value!r}", "data")
+        if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= highest):
+            raise ParameterError(f"{name} must be an integer from 0 to {highest}, not {value!r}", "data")
     _check_dupe_key(data.get("dupe_key"))
 
 
@@ -238,6 +258,16 @@ def _check_dupe_key(key: Any) -> None:
     if key is not None and (not isinstance(key, dict) or bad_key_fields(key)):
         raise ParameterError(f"dupe_key must hold windows (a count in [1, {MAX_WINDOWS - 1}]) and bits and mask "
                              "of 4 lowercase hex digits per window", "data")
+
+
+def _a_covariance(cov: np.ndarray) -> bool:
+    """Whether a (d, d) matrix is symmetric and positive semi-definite within
+    COV_TOLERANCE of its largest entry (what a stored record must hold)."""
+    import numpy as np
+
+    scale = 1.0 + float(np.abs(cov).max())
+    return bool(np.abs(cov - cov.T).max() <= COV_TOLERANCE * scale and
+                np.linalg.eigvalsh(cov).min() >= -COV_TOLERANCE * scale)
 
 
 def _finite_number(value: Any) -> bool:

@@ -92,14 +92,14 @@ class LiveFingerprint:
 
     def snapshot(self) -> Fingerprint:
         """The fingerprint of what has been heard (the final one after ``finish``)."""
-        return self._final or self._analyzer.snapshot()
+        return self._final.copy() if self._final is not None else self._analyzer.snapshot()
 
     def finish(self) -> Fingerprint:
         """The end of the track: the fingerprint becomes complete."""
         if self._final is None:
             with one_blas_thread():
                 self._final = self._analyzer.finish()
-        return self._final
+        return self._final.copy()
 
     def result(self, path: str, *, status: str = "ok", partial_reason: str | None = None,
                format: str = "STREAM", subtype: str = "") -> TrackResult:

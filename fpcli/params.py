@@ -21,6 +21,12 @@ from fpcli.errors import ParameterError
 # harmonic ratio of bass, no tempo without an onset. 5: onsets at any playback level
 # (docs/fingerprint.md, "Version 4", "Version 5").
 FINGERPRINT_VERSION = 5
+# The analyzers need a few hundred Hz of spectrum and 46 ms frames: below 8 kHz the
+# band edges fall outside the spectrum, and headers claiming 1 or 7 Hz are damage,
+# not audio. Above 768 kHz (4 x 192 kHz) no recorded music exists; a larger value is
+# a broken header whose STFT frames would cover microseconds.
+MIN_SAMPLERATE = 8000
+MAX_SAMPLERATE = 768000
 REFERENCE_RATE = 44100    # n_fft and hop are given for this rate (and any within a factor of sqrt(2))
 
 
@@ -130,7 +136,7 @@ class AnalysisParams:
         that a frame lasts about as long at any rate: with 2048 samples at 192 kHz
         (11 ms, bins 94 Hz apart) the onset envelope, pitch range, harmonic ratio and
         sub-bass band of a hi-res copy were another track's (a tempo of 200 for 100)."""
-        scale = frame_scale(samplerate)
+        scale = frame_scale(checked_rate(samplerate))
         n_fft = max(MIN_N_FFT, round(self.n_fft * scale))
         # Not dataclasses.replace: the ranges of n_fft and hop are samples at
         # REFERENCE_RATE, and the scaled frames last as long as those (16 x the
@@ -150,7 +156,9 @@ def _checked_value(name: str, value: object, rule: FieldRule) -> int | float:
     number = _as_number(value, rule.kind)
     if number is None or not rule.admits(number):
         raise ParameterError(f"{value!r}: must be {rule.describe()}", name)
-    return number
+    # -0.0 + 0.0 is 0.0: equal params, one key. json writes -0.0 apart, and the cached
+    # key of equal params was that of whichever was keyed first in the process.
+    return number + 0 if isinstance(number, float) else number
 
 
 def _as_number(value: object, kind: type) -> int | float | None:
@@ -208,6 +216,17 @@ def checked_params(params: object) -> AnalysisParams:
         raise ParameterError(f"a {type(params).__name__}: must be an AnalysisParams "
                              "(AnalysisParams(**fields) makes one from a dict)", "params")
     return params
+
+
+def checked_rate(samplerate: object) -> int:
+    """``samplerate`` as a Python int, or a ParameterError unless it is an integer the
+    analyzers support (MIN_SAMPLERATE to MAX_SAMPLERATE Hz, as for files)."""
+    # bool is an int to Python: True would pass as 1 Hz.
+    rate = as_number(samplerate, int)
+    if rate is None or not MIN_SAMPLERATE <= rate <= MAX_SAMPLERATE:
+        raise ParameterError(f"{samplerate!r}: an integer rate from {MIN_SAMPLERATE} to {MAX_SAMPLERATE} Hz",
+                             "samplerate")
+    return int(rate)
 
 
 def frame_scale(samplerate: int) -> float:

@@ -422,7 +422,8 @@ def test_numpy_integers_for_rate_and_channels_give_plain_python_numbers(tmp_path
     (lambda d: {**d, "values": {"tempo_bpm": math.nan}}, "finite number"),
     (lambda d: {**d, "timbre": {"mean": [1.0], "cov": [[1.0]], "frames": 3}}, "13 x 13"),
     (lambda d: {**d, "timbre": {**d["timbre"], "mean": [math.nan] * 13}}, "finite mean"),
-    (lambda d: {**d, "timbre": {"mean": [1.0] * 13}}, "not a fingerprint"),
+    (lambda d: {**d, "timbre": {"mean": [1.0] * 13}}, "timbre.frames must be"),
+    (lambda d: {**d, "timbre": {"mean": [1.0] * 13, "frames": 3}}, "not a fingerprint"),
     # Each was taken as it came, and NaN or infinity came back out of to_dict().
     (lambda d: {**d, "seconds": math.nan}, "seconds must"), (lambda d: {**d, "seconds": -5}, "seconds must"),
     (lambda d: {**d, "seconds": "5"}, "seconds must"),
@@ -434,6 +435,17 @@ def test_numpy_integers_for_rate_and_channels_give_plain_python_numbers(tmp_path
     (lambda d: {**d, "values": {k: None for k in d["values"] if k != "tempo_bpm"}}, "each streaming dimension"),
     # What json.loads gives for a number of 400 digits: a raw OverflowError.
     (lambda d: {**d, "values": {**d["values"], "tempo_bpm": 10 ** 400}}, "finite number"),
+    # Each was taken, and the store then refused the record as a bad entry.
+    (lambda d: {**d, "values": {**d["values"], "silence_ratio": 5.0}}, r"silence_ratio is 5.0, outside its domain"),
+    (lambda d: {**d, "values": {**d["values"], "tempo_bpm": -5.0}}, r"tempo_bpm is -5.0, outside"),
+    (lambda d: {**d, "reasons": {"no_such_dim": "x"}}, "reasons must map streaming dimensions"),
+    (lambda d: {**d, "version": 999}, "version must be an integer from 0 to"),
+    (lambda d: {**d, "timbre": {**d["timbre"], "frames": -5}}, "timbre.frames must be an integer >= 1"),
+    (lambda d: {**d, "timbre": {**d["timbre"], "frames": 2.9}}, "timbre.frames must be"),
+    (lambda d: {**d, "timbre": {**d["timbre"], "frames": True}}, "timbre.frames must be"),
+    (lambda d: {**d, "timbre": {**d["timbre"], "cov": [[5e3 if (i, j) == (0, 1) else v for j, v in enumerate(row)]
+                                                      for i, row in enumerate(d["timbre"]["cov"])]}},
+     "symmetric and positive semi-definite"),
 ])
 def test_fingerprint_from_dict_says_what_is_wrong(change, says):
     """from_dict took anything: a missing or extra key was a raw TypeError, a list of
@@ -487,3 +499,35 @@ def test_a_fingerprint_is_unhashable_by_its_own_name():
     analyzer.push(synth.music_like(1.0, 22050, seed=1))
     with pytest.raises(TypeError, match="unhashable type: 'Fingerprint'"):
         hash(analyzer.finish())
+
+
+def test_equal_params_have_one_key_whichever_is_keyed_first():
+    """-0.0 is allowed (a range from 0) and equal to 0.0, but json writes it apart: the
+    cached key of both was that of whichever was keyed first in the process."""
+    from fpcli.params import _params_key
+
+    keys = []
+    for first, second in ((0.0, -0.0), (-0.0, 0.0)):
+        _params_key.cache_clear()
+        keys.append([AnalysisParams(onset_delta=value, silence_db=value).key() for value in (first, second)])
+    assert keys[0][0] == keys[0][1] == keys[1][0] == keys[1][1]
+    assert math.copysign(1.0, AnalysisParams(onset_delta=-0.0).onset_delta) == 1.0
+
+
+@pytest.mark.parametrize("rate", [0, -44100, "x", math.nan, 1, 10**9, True])
+def test_at_rate_refuses_a_rate_the_analyzers_refuse(rate):
+    """A math domain error, a TypeError, or frames of 33 million samples at 1 GHz."""
+    with pytest.raises(ParameterError, match="samplerate: .*an integer rate from 8000 to 768000 Hz"):
+        AnalysisParams().at_rate(rate)
+
+
+def test_a_missing_key_clarity_names_the_chroma_range_in_use():
+    """The reason named the default 55 Hz-5 kHz whatever the range, and not that the
+    range lay above the file's Nyquist frequency."""
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(24000) / 8000)).astype(np.float32)
+    analyzer = StreamingAnalyzer(8000, 1, AnalysisParams(chroma_min_hz=5000.0, chroma_max_hz=10000.0))
+    analyzer.push(tone)
+    fingerprint = analyzer.finish()
+    assert fingerprint.values["key_clarity"] is None
+    assert fingerprint.reasons["key_clarity"] == ("the chroma range starts at 5000 Hz, at or above this rate's "
+                                                  "Nyquist frequency (4000 Hz)")

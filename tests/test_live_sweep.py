@@ -2,6 +2,7 @@
 stream states, the duration a followed file reports, --quiet and the seconds heard in
 lines, and the player API's checks of its arguments."""
 
+import dataclasses
 import io
 import json
 import os
@@ -11,12 +12,13 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from fpcli import synth
+from fpcli import BATCH_DIMS, BatchAnalyzer, synth
 from fpcli.audio import AudioReader, open_stream
 from fpcli.cli import app
 from fpcli.errors import AnalysisError, ParameterError
 from fpcli.live import LiveFingerprint, follow
 from fpcli.store import FingerprintStore
+from fpcli.store.records import stream_identity
 from tests.conftest import write
 
 SR = 22050
@@ -185,6 +187,38 @@ def test_the_player_api_stores_no_record_of_nothing_and_names_a_bad_name(tmp_pat
         with pytest.raises(AnalysisError, match="nothing measured yet"):
             empty.save(store, "empty")
         assert sorted(r.path for r in store.records()) == ["stream:short", "stream:x"]
+
+
+def test_the_player_api_stores_only_what_the_store_can_read_back(tmp_path):
+    """A stream named with a NUL, or a fingerprint whose values were changed after its
+    analysis (a tempo of -5), was stored, and every later read rejected the record as a
+    bad entry: the save said nothing. Both are refused now, and nothing is stored."""
+    audio = synth.music_like(2.0, SR, seed=8).astype(np.float32)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        live = LiveFingerprint(SR, 2)
+        live.push(audio)
+        for name in ("a\x00b", "\ud800x"):
+            with pytest.raises(ParameterError, match="without NUL characters or lone surrogates"):
+                live.save(store, name)
+        live.finish().values["tempo_bpm"] = -5.0      # a copy: the analyzer's own is kept
+        assert live.finish().values["tempo_bpm"] != -5.0 and live.snapshot().values["tempo_bpm"] != -5.0
+        result = live.result("stream:changed")
+        changed = dataclasses.replace(result.streaming, values={**result.streaming.values, "tempo_bpm": -5.0})
+        with pytest.raises(ParameterError, match="tempo_bpm is -5.0, outside its domain"):
+            store.save(stream_identity("changed"), dataclasses.replace(result, streaming=changed))
+        assert list(store.records()) == [] and store.bad_entries == []
+
+
+def test_a_batch_fingerprint_changed_by_its_caller_stays_the_analyzers_own():
+    """``BatchAnalyzer.finish`` gave the object it keeps: a caller's change to its values
+    was in every later ``finish``."""
+    analyzer = BatchAnalyzer(SR, 2)
+    analyzer.push(synth.music_like(2.0, SR, seed=8).astype(np.float32))
+    first = analyzer.finish()
+    first.values.clear()
+    first.reasons["lufs"] = "changed"
+    again = analyzer.finish()
+    assert again.values.keys() == set(BATCH_DIMS) and again.reasons.get("lufs") != "changed"
 
 
 def test_a_followed_file_that_fails_is_recorded_as_a_run_over_files_records_it(tmp_path):

@@ -15,13 +15,7 @@ from typing import BinaryIO, Protocol
 import numpy as np
 
 from fpcli.errors import AudioReadError
-
-# The analyzers need a few hundred Hz of spectrum and 46 ms frames: below 8 kHz the
-# band edges fall outside the spectrum, and headers claiming 1 or 7 Hz are damage,
-# not audio. Above 768 kHz (4 x 192 kHz) no recorded music exists; a larger value is
-# a broken header whose STFT frames would cover microseconds.
-MIN_SAMPLERATE = 8000
-MAX_SAMPLERATE = 768000
+from fpcli.params import MAX_SAMPLERATE, MIN_SAMPLERATE
 
 
 @dataclasses.dataclass(frozen=True)

@@ -169,8 +169,8 @@ def _refuse(ctx: typer.Context, names: tuple[str, ...], reason: str) -> None:
 
 def _check_raw(raw_format: str | None, rate: int | None, channels: int | None) -> None:
     """Usage errors of the raw PCM options, found before a byte of stdin is read."""
-    from fpcli.audio.base import MAX_SAMPLERATE, MIN_SAMPLERATE
     from fpcli.audio.raw import RAW_FORMATS
+    from fpcli.params import MAX_SAMPLERATE, MIN_SAMPLERATE
 
     if raw_format is None:
         return

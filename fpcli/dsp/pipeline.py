@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from fpcli.audio import MAX_FLOAT_PEAK, mixdown
-from fpcli.audio.base import MAX_SAMPLERATE, MIN_SAMPLERATE
 from fpcli.dsp.dupes import SignatureBuilder
 from fpcli.dsp.framing import Framer
 from fpcli.dsp.hpss import HarmonicRatio
@@ -26,7 +25,7 @@ from fpcli.dsp.spectral import SpectralTools, spectral_centroid, spectral_flatne
 from fpcli.dsp.tempo import autocorrelation_lags
 from fpcli.dsp.timbre import N_MFCC, dct_matrix, mfcc
 from fpcli.errors import ParameterError
-from fpcli.params import AnalysisParams, as_number
+from fpcli.params import AnalysisParams, as_number, checked_rate
 
 PEAK_WINDOW_S = 1.0          # peak_consistency windows (#23)
 SILENT_PEAK_DB = -60.0       # windows whose peak is below this are ignored (#23)
@@ -42,13 +41,11 @@ def checked_format(samplerate: int, channels: int) -> tuple[int, int]:
     integer the analyzers support (8-768 kHz, as for files) and the channel count an
     integer from 1 to MAX_CHANNELS. A numpy integer passes, as a Python int: kept as
     given, it made the seconds heard a numpy float and a saved record unwritable."""
+    rate = checked_rate(samplerate)
     # bool is an int to Python: True would pass as one channel, then break the framing.
-    if not MIN_SAMPLERATE <= (as_number(samplerate, int) or 0) <= MAX_SAMPLERATE:
-        raise ParameterError(f"{samplerate!r}: an integer rate from {MIN_SAMPLERATE} to {MAX_SAMPLERATE} Hz",
-                             "samplerate")
     if not 1 <= (as_number(channels, int) or 0) <= MAX_CHANNELS:
         raise ParameterError(f"{channels!r}: a channel count from 1 to {MAX_CHANNELS}", "channels")
-    return int(samplerate), int(channels)
+    return rate, int(channels)
 
 
 def checked_block(block: Any, channels: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from fpcli.dsp.pipeline import SILENT_PEAK_DB, FeaturePipeline, FrameStep
 from fpcli.dsp.spectral import key_clarity
 from fpcli.dsp.stats import Welford
 from fpcli.dsp.tempo import TempoEstimate, estimate_tempo
+from fpcli.params import AnalysisParams
 
 NO_FRAMES = "track is shorter than one analysis frame"
 ALL_SILENT = "every frame is silent (below the silence threshold)"
@@ -112,8 +113,19 @@ class FrameTally:
         put("pitch_stability", self.stable_pairs / self.voiced_pairs if self.voiced_pairs else math.nan,
             sound_reason if not audible else "no pair of consecutive voiced (pitched) frames")
         put("key_clarity", key_clarity(self.chroma_sum / self.chroma_frames) if self.chroma_frames else math.nan,
-            sound_reason if not audible else "no tonal content between 55 Hz and 5 kHz")
+            sound_reason if not audible else _no_tonal_content(pipeline.params, pipeline.samplerate))
         peaks = self.window_peaks
         put("peak_consistency", 1.0 / (1.0 + peaks.std / peaks.mean) if peaks.count else math.nan,
             "no complete 1 s window" if self.windows == 0 else "every 1 s window is below -60 dBFS")
         return values, reasons
+
+
+def _no_tonal_content(params: AnalysisParams, samplerate: int) -> str:
+    """Why key_clarity is missing from audible frames: the chroma range in use (it named
+    the default's 55 Hz-5 kHz whatever the range), or that the range lies above the
+    file's Nyquist frequency, where no chroma can be measured."""
+    nyquist = samplerate / 2
+    if params.chroma_min_hz >= nyquist:
+        return (f"the chroma range starts at {params.chroma_min_hz:g} Hz, at or above this rate's Nyquist "
+                f"frequency ({nyquist:g} Hz)")
+    return f"no tonal content between {params.chroma_min_hz:g} Hz and {min(params.chroma_max_hz, nyquist):g} Hz"

@@ -53,7 +53,7 @@ from fpcli.store.records import (
     stat_regular,
     stream_identity,
 )
-from fpcli.store.schema import dumps, failure_to_json, path_entry_text, record_text
+from fpcli.store.schema import checked_for_storing, dumps, failure_to_json, path_entry_text, record_text
 from fpcli.store.spec import StoreSpec
 
 # A hit rewrites its record when last_used_at is older than this: "last used" and the
@@ -405,6 +405,7 @@ class FingerprintStore(StoreImports):
         if identity.digest is None or result.streaming is None:
             raise StoreError(f"{identity.path}: cannot store a result without its digest and fingerprint")
         fresh = record_from_result(identity, result, time.time())
+        checked_for_storing(fresh)
         record = self._swap_merged(fresh, identity)
         entry = self._read_path_entry(identity.path)
         self._claim_path(identity, entry, record.params_key)

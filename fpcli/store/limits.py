@@ -3,6 +3,7 @@ the fast gate (``fast_schema``), which must agree on every record."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from fpcli.fingerprint import DOMAIN_SLACK, DOMAINS
@@ -29,6 +30,12 @@ TIME_LIMIT = 253402300799.0
 # are not UTF-8 (surrogateescape's U+DC80-U+DCFF), so that it encodes back to bytes.
 # An imported "\ud800" or NUL was stored, then every key built from it or stat of it failed.
 PATH_PATTERN = "^[^\x00\ud800-\udc7f\udd00-\udfff]+\\Z"
+_path_text = re.compile(PATH_PATTERN).search
+
+
+def storable_path(value: object) -> bool:
+    """Whether ``value`` is a path text the store keeps (``PATH_PATTERN``)."""
+    return isinstance(value, str) and _path_text(value) is not None
 
 
 def value_bounds(name: str) -> tuple[float, float]:

@@ -32,6 +32,7 @@ from fpcli.files import special_file_kind
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.results import INTERNAL_ERROR_TYPE, TIMEOUT_ERROR_TYPE, TrackResult
+from fpcli.store.limits import storable_path
 
 if TYPE_CHECKING:  # numpy and scipy come with them: the CLI's start-up does not pay for them
     from fpcli.dsp.dupes import DupeKey
@@ -39,7 +40,6 @@ if TYPE_CHECKING:  # numpy and scipy come with them: the CLI's start-up does not
 
 RECORD_SCHEMA = 3          # 3: the timbre block stored packed; 2: v2 fields (timbre, dupe_key) as lists
 READABLE_SCHEMAS = (2, 3)  # what a read, an import or verify accepts (fingerprints of version 1 still parse)
-COV_TOLERANCE = 1e-6       # relative asymmetry / negative eigenvalue a stored covariance may show (rounding)
 ACCESS_ERROR_TYPE = "OSError"  # a Failure's error_type when the file could not be opened or read
 STREAM_PREFIX = "stream:"  # paths of named streams (fpcli analyze - --name NAME): no file behind them
 CONTENT_SAMPLE_BYTES = 64 * 1024
@@ -62,6 +62,10 @@ def stream_identity(name: str) -> FileIdentity:
     """The identity a named stream is stored under (the name is its content)."""
     if not name or "\n" in name:
         raise ParameterError(f"{name!r}: a non-empty name on one line", "name")
+    if not storable_path(f"{STREAM_PREFIX}{name}"):
+        # The record was stored, then every read of it rejected its path (a bad entry).
+        raise ParameterError(f"{name!r}: a name without NUL characters or lone surrogates (it is stored as a "
+                             "path)", "name")
     digest = hashlib.blake2b(f"{STREAM_PREFIX}{name}".encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
     return FileIdentity(f"{STREAM_PREFIX}{name}", 0, 0, digest, digest)
 

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fpcli.errors import BadEntryError
-from fpcli.fingerprint import BATCH_DIMS, DOMAINS, STREAMING_DIMS
-from fpcli.store.limits import MTIME_NS_RANGE, PATH_PATTERN, TIME_LIMIT, VALUE_LIMIT, plausible, value_bounds
+from fpcli.errors import BadEntryError, ParameterError
+from fpcli.fingerprint import BATCH_DIMS, COV_TOLERANCE, DOMAINS, STREAMING_DIMS
+from fpcli.store.limits import MTIME_NS_RANGE, TIME_LIMIT, VALUE_LIMIT, plausible, storable_path, value_bounds
 from fpcli.store.protocol import UNREADABLE_MARK
 from fpcli.store.records import (
-    COV_TOLERANCE,
     READABLE_SCHEMAS,
     RECORD_SCHEMA,
     AudioFacts,
@@ -146,6 +145,24 @@ def record_text(record: Record) -> str:
     return dumps_finite(data) if _finite_numbers(record) else dumps(data)
 
 
+def checked_for_storing(record: Record) -> None:
+    """A ParameterError naming its problems unless ``record`` reads back from its text:
+    what the store writes it must be able to read. A fingerprint changed after its
+    analysis (a tempo of -5) or a stream named with a NUL was stored, then every read
+    of it rejected it as a bad entry, and the caller never heard. About 0.3 ms a record,
+    once per analysed file (not on a cached hit)."""
+    try:
+        text = record_text(record)
+    except ValueError as exc:   # a value that is no finite number: dumps refuses it
+        raise ParameterError(f"not stored: {exc}") from None
+    try:
+        result = parse_records_checked([(record.key, loads(record.key, text))])[0]
+    except BadEntryError as exc:
+        result = exc
+    if isinstance(result, BadEntryError):
+        raise ParameterError(f"not stored, as it could not be read back: {'; '.join(result.problems[:3])}")
+
+
 def _finite_numbers(record: Record) -> bool:
     """Whether every float of the record is finite (``dumps`` refuses the record
     otherwise, as it should): one sum, which is NaN or infinite if any term is
@@ -221,13 +238,6 @@ def _nonneg(value: Any) -> bool:
 
 def _time(value: Any) -> bool:
     return _nonneg(value) and value <= TIME_LIMIT
-
-
-_path_text = re.compile(PATH_PATTERN).search
-
-
-def storable_path(value: Any) -> bool:
-    return isinstance(value, str) and _path_text(value) is not None
 
 
 def _seconds(value: Any) -> bool:

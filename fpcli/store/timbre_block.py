@@ -15,7 +15,7 @@ import binascii
 import functools
 from typing import TYPE_CHECKING, Any
 
-from fpcli.store.records import COV_TOLERANCE
+from fpcli.fingerprint import COV_TOLERANCE
 
 if TYPE_CHECKING:
     import numpy as np
