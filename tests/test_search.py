@@ -247,6 +247,17 @@ def test_weights_that_leave_the_fingerprint_nothing_are_refused(store, library):
     assert len(batch.hits) == 3 and len({hit.distance for hit in batch.hits}) > 1  # frequency, dynamics, stereo
 
 
+def test_weights_of_groups_a_fast_search_has_not_are_named(store, library):
+    """``--weights stereo=0`` (the README's example) changed nothing in a fast search,
+    which has no stereo dims, and said nothing; a batch search weighs them."""
+    weights = parse_weights("temporal=2,stereo=0,dynamics=1,timbre=4")
+    fast = search(store, str(library / "t2.flac"), k=3, strategy="fast", group_weights=weights)
+    assert fast.stats["weights_unused"] == ["stereo"]     # dynamics=1 is its default: nothing to say
+    batch = search(store, str(library / "t2.flac"), k=3, strategy="batch", group_weights=weights,
+                   compute_missing=True)
+    assert "weights_unused" not in batch.stats
+
+
 def _stored_cue_album(store, tmp_path, track_s):
     """An album image of two tracks of ``track_s`` seconds with its CUE sheet, analysed into ``store``."""
     album = tmp_path / "album"
@@ -770,6 +781,9 @@ def test_a_stream_preview_of_unknown_length_marks_the_tracks_it_opens_like(openi
     marked = {os.path.basename(p) for p in result.stats["probably_the_query"]}
     assert marked == {"a.wav", "b.wav"} and {"a.wav", "b.wav"} <= set(names)
     assert len([n for n in names if n not in marked]) == 2
+    # Each such hit says so itself (the README's promise; only the stats named them).
+    assert {os.path.basename(h.path) for h in result.hits if h.probably_the_query} == marked
+    assert all("probably_the_query" in hit for hit in result.to_json()["hits"])
 
 
 def test_a_stream_preview_of_stated_length_leaves_its_recording_out_as_a_file_preview_does(openings):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fpcli.cli.options import DEFAULT_JOBS, JobsOption, TimeoutOption, check_outputs, finite, path_text
+from fpcli.cli.options import DEFAULT_JOBS, check_outputs, finite, path_text
 from fpcli.cli.render import format_value, note, print_json, report_bad_entries, rows_out, warn_line
 from fpcli.cli.root import app
 from fpcli.errors import ParameterError
@@ -66,8 +66,14 @@ def search(
              "heard just N s. A preview is searched by its streaming fingerprint: strategy fast or auto.")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    jobs: JobsOption = DEFAULT_JOBS,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", min=1,
+        help="Worker processes computing the candidates' missing batch fingerprints (accurate, batch "
+             "--compute-missing).")] = DEFAULT_JOBS,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=1, callback=finite,
+        help="Time limit, seconds, for each candidate's missing batch fingerprint (accurate, batch "
+             "--compute-missing); the query's own analysis has none.")] = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Find the tracks in the store that sound most like QUERY.
 
@@ -291,6 +297,9 @@ def render_search(result: SearchResult, explain: bool, *, table: bool = True) ->
     for path in stats.get("probably_the_query", []):
         note("", f"{path} is probably the query itself: it opens as the {seconds_text(stats['query_seconds'])} s "
                  "heard do, which are too few to tell it from another recording that opens alike")
+    if stats.get("weights_unused"):
+        warn_line(f"--weights {', '.join(stats['weights_unused'])}: no dim of a {result.strategy} search (streaming "
+                  "fingerprints hold none of these groups); they weigh in --strategy accurate or batch")
     if stats.get("missing_batch"):
         warn_line(f"{stats['missing_batch']} track(s) have no batch fingerprint and were not searched: "
                   "use --compute-missing or `fpcli analyze --batch`")

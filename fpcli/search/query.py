@@ -18,7 +18,7 @@ from fpcli.errors import ParameterError, QueryError, SearchError, StoreError, St
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.files import atomic_text, printable_path
-from fpcli.fingerprint import DIM_BY_NAME, mean_confidence, seconds_text
+from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS, mean_confidence, seconds_text
 from fpcli.params import AnalysisParams, checked_params
 from fpcli.search.dupes import Recording, RecordingTable, starts_like
 from fpcli.search.index import KINDS, Index, row_of
@@ -245,6 +245,8 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     if not record.complete:
         stats["expected_recall"] = expected_recall(record.streaming.seconds)  # None until measured
     skipped: list[tuple[str, str]] = []
+    if strategy == "fast" and (unused := _weights_of_no_streaming_dim(group_weights or {})):
+        stats["weights_unused"] = unused
     if strategy == "fast":
         hits = _rank_all(store, "streaming", record, plan, params, stats, skipped, index_progress)
     elif strategy == "accurate":
@@ -507,6 +509,16 @@ def gone_reason(path: str) -> str:
     return GONE if not os.path.lexists(entry_file(path)[0]) else CHANGED
 
 
+def _weights_of_no_streaming_dim(group_weights: dict[str, float]) -> list[str]:
+    """The groups given a weight other than their default that hold no streaming dim
+    (frequency, dynamics, stereo): a fast search has no such dims, and ``--weights
+    stereo=0`` changed nothing there without a word."""
+    streaming_groups = {DIM_BY_NAME[dim].group for dim in STREAMING_DIMS} | {"timbre"}
+    defaults = default_weights()
+    return sorted(group for group, weight in group_weights.items()
+                  if group not in streaming_groups and weight != defaults.get(group))
+
+
 def _refuse_all_weights_zero(index: Index, query: Query) -> None:
     """WeightsError when no group of this index's dims, nor the timbre, weighs more than 0:
     every distance would be 0 and the hits an arbitrary order (``--weights
@@ -539,9 +551,9 @@ def _marking_the_query(hits: list[Hit], maybe_query: set[str], k: int, stats: di
     for hit in hits:
         if others == k:
             break
-        out.append(hit)
+        out.append(dataclasses.replace(hit, probably_the_query=True) if hit.digest in maybe_query else hit)
         others += hit.digest not in maybe_query
-    marked = [hit.path for hit in out if hit.digest in maybe_query]
+    marked = [hit.path for hit in out if hit.probably_the_query]
     if marked:
         stats["probably_the_query"] = marked
     return out

@@ -93,6 +93,7 @@ class Hit:
     digest: str
     explain: tuple[dict[str, Any], ...] = ()
     mutual_proximity: float | None = None
+    probably_the_query: bool = False   # a partial query's own recording, perhaps (it opens alike)
 
 
 def _columns(index: Index, weights: np.ndarray) -> np.ndarray:
