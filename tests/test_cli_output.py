@@ -122,6 +122,20 @@ def test_a_listing_that_fits_a_pipe_is_one_write(monkeypatch):
     assert [json.loads(line)["n"] for line in out.getvalue().splitlines()] == list(range(200))
 
 
+@pytest.mark.parametrize("command", [["cache", "show"], ["analyze"], ["validate", "-l"]])
+def test_a_report_in_a_pipe_is_one_write(tmp_path, monkeypatch, command):
+    """`fpcli cache show X | head -1` (1,241 bytes) exited 0 or 141 by chance, as did a
+    single track's `analyze` and a `validate` report: each line, or each part, was its
+    own write under an unbuffered stdout."""
+    song = write(tmp_path / "a.flac", synth.music_like(3.0, 22050, seed=1, bpm=110), 22050)
+    store = str(tmp_path / "store")
+    assert runner.invoke(app, ["--store", store, "analyze", str(song)]).exit_code == 0
+    out = _Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert _main(monkeypatch, "--store", store, *command, str(song)) == 0
+    assert len(out.writes) == 1 and out.getvalue().count("\n") > 10
+
+
 def test_a_long_listing_is_written_in_chunks_of_a_pipes_buffer(monkeypatch):
     out = _Writes()
     monkeypatch.setattr(sys, "stdout", out)

@@ -275,14 +275,13 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(metavar=
         return
     from fpcli.cli.tracks import render_track
 
-    render_track(record.to_result(text))
     validation = record.validation
-    note("", f"analysed {when(record.analysed_at)}, last used {when(record.last_used_at)}, "
-             f"validation: {validation.status if validation else 'not validated'}; "
-             f"{len(record.paths)} known path(s)", stdout())
+    footer = [f"analysed {when(record.analysed_at)}, last used {when(record.last_used_at)}, "
+              f"validation: {validation.status if validation else 'not validated'}; {len(record.paths)} known path(s)"]
     if failure is not None:
-        note("", f"the whole file failed: {failure.message} ({failure.error_type}; `fpcli analyze "
-                 "--retry-failed` tries it again)", stdout())
+        footer.append(f"the whole file failed: {failure.message} ({failure.error_type}; `fpcli analyze "
+                      "--retry-failed` tries it again)")
+    render_track(record.to_result(text), footer=footer)   # one write in a pipe: | head -1 exits 0
 
 
 def _recorded_failure(store: FingerprintStore, text: str) -> Failure | None:

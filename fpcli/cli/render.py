@@ -6,6 +6,7 @@ that quotes one) is printed as plain text, never parsed as Rich markup: a file c
 from __future__ import annotations
 
 import codecs
+import contextlib
 import datetime
 import errno
 import io
@@ -14,7 +15,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 from fpcli.files import printable_path
@@ -116,6 +117,38 @@ def lines_out(lines: Iterable[str]) -> None:
             chunk, size = [], 0
     if chunk:
         sys.stdout.write("".join(chunk))
+
+
+class _HeldOutput(io.StringIO):
+    """What ``written_at_once`` holds back, with the encoding of the stream it stands
+    for (``json_text`` and ``writes_utf8`` ask)."""
+
+    def __init__(self, encoding: str | None) -> None:
+        super().__init__()
+        self._encoding = encoding
+
+    @property
+    def encoding(self) -> str | None:  # type: ignore[override]
+        return self._encoding
+
+
+@contextlib.contextmanager
+def written_at_once() -> Iterator[None]:
+    """Hold what is printed to stdout inside and write it when done (``lines_out``'s
+    chunks) when stdout is no terminal: a report of many lines was as many writes under
+    an unbuffered stdout, and a reader that stops after one (``| head -1``) made the exit
+    141 by chance. On a terminal, as it comes."""
+    if is_terminal(sys.stdout):
+        yield
+        return
+    real = sys.stdout
+    held = _HeldOutput(getattr(real, "encoding", None))
+    sys.stdout = held
+    try:
+        yield
+    finally:
+        sys.stdout = real
+        lines_out([held.getvalue()])
 
 
 def print_json(data: Any) -> None:

@@ -4,7 +4,7 @@ live reporter of library runs (results on stdout, progress and notices on stderr
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -188,25 +188,34 @@ def render_track_line(result: TrackResult, out: Console | None = None) -> None:
     (out or stdout()).print(Text.assemble(*parts), soft_wrap=True)
 
 
-def render_track(result: TrackResult, out: Console | None = None) -> None:
-    """A table of one track's dims: streaming value and confidence, batch value, unit."""
+def render_track(result: TrackResult, out: Console | None = None, footer: Sequence[str] = ()) -> None:
+    """A table of one track's dims: streaming value and confidence, batch value, unit;
+    then the plain lines of ``footer``."""
     out = out or stdout()
     streaming, reference = result.streaming, result.batch
     assert streaming is not None
     heading = track_heading(result)
     rows = _track_rows(streaming, reference)
-    if not out.is_terminal:  # a pipe: the heading, then one plain tab-separated line per dim
-        for text, style in heading:
-            out.print(Text(printable_path(text), style=style), soft_wrap=True)
-        out.file.write("".join("\t".join(row) + "\n" for row in rows))  # rich expanded each tab to spaces
+    nulls = [f"{kind} {name} ({DIM_BY_NAME[name].unit}) is null: " for kind, fp in
+             (("streaming", streaming), ("batch", reference)) for name in (fp.reasons if fp else ())]
+    reasons = [reason for fp in (streaming, reference) for reason in (fp.reasons.values() if fp else ())]
+    if not out.is_terminal:
+        # A pipe: the heading, one plain tab-separated line per dim (rich expanded each tab
+        # to spaces) and the null reasons, in one write: a reader that stops after a line
+        # (| head -1) has them all before it leaves, and the exit is 0, not 141 by chance
+        # (13 writes under an unbuffered stdout).
+        lines = [printable_path(text) for text, _ in heading] + ["\t".join(row) for row in rows] + \
+            [f"  {null}{printable_path(reason)}" for null, reason in zip(nulls, reasons, strict=True)] + \
+            [printable_path(line) for line in footer]
+        out.file.write("".join(line + "\n" for line in lines))
         out.file.flush()
-    else:
-        title = "\n".join(f"[{style}]{shown(text)}[/{style}]" if style else shown(text) for text, style in heading)
-        _track_table(title, rows, reference is not None, out)
-    for kind, fp in (("streaming", streaming), ("batch", reference)):
-        for name, reason in (fp.reasons.items() if fp else ()):
-            out.print(f"  [dim]{kind} {name} ({DIM_BY_NAME[name].unit}) is null: {shown(reason)}[/dim]",
-                      soft_wrap=True)  # one line however long: a pipe is not 80 columns wide
+        return
+    title = "\n".join(f"[{style}]{shown(text)}[/{style}]" if style else shown(text) for text, style in heading)
+    _track_table(title, rows, reference is not None, out)
+    for null, reason in zip(nulls, reasons, strict=True):
+        out.print(f"  [dim]{null}{shown(reason)}[/dim]", soft_wrap=True)  # one line however long
+    for line in footer:
+        out.print(shown(line), soft_wrap=True)
 
 
 def track_heading(result: TrackResult) -> list[tuple[str, str]]:

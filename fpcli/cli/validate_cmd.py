@@ -23,7 +23,7 @@ from fpcli.cli.options import (
     path_text,
     run_options,
 )
-from fpcli.cli.render import error_line, is_terminal, note, print_json, stdout, warn_line
+from fpcli.cli.render import error_line, is_terminal, note, print_json, stdout, warn_line, written_at_once
 from fpcli.cli.root import EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, app
 from fpcli.errors import ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
@@ -108,7 +108,8 @@ def validate(
     if as_json:
         print_json(report.to_json())
     elif report.tracks:
-        render_validation(report, worst)
+        with written_at_once():   # | head -1 exits 0, not 141 by chance
+            render_validation(report, worst)
     if not report.tracks and fail_under is None and not report.interrupted:
         warn_line(_nothing_found(library))  # rather than a table of dashes; --fail-under says it in its error
     raise typer.Exit(exit_code(report, fail_under))
