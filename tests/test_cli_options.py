@@ -27,10 +27,11 @@ def song(tmp_path):
 
 # -- huge numbers ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("size_mb", [HUGE, "1e13", str(MAX_SIZE_LIMIT_MB)])
+@pytest.mark.parametrize("size_mb", [HUGE, "1e13", str(MAX_SIZE_LIMIT_MB), "inf"])
 def test_a_size_limit_beyond_any_disk_is_no_limit(tmp_path, size_mb):
     """1e308 MiB overflowed to an infinite float, 1e13 MiB past SQLite's integers:
-    both are no limit, kept as the largest limit, from the option and the variable."""
+    both are no limit, kept as the largest limit, from the option and the variable.
+    So is inf, the plain way to say it (it was "inf is not a finite number")."""
     new_store(tmp_path / "s")
     for args, env in ((["--store-size-mb", size_mb], {}), ([], {"FPCLI_STORE_SIZE_MB": size_mb})):
         stats = runner.invoke(app, ["--store", str(tmp_path / "s"), *args, "cache", "stats"], env=env)

@@ -716,7 +716,9 @@ def test_a_redis_that_wants_a_password_says_where_to_give_it(redis_url, monkeypa
     admin = redis.Redis.from_url(redis_url)
     admin.config_set("requirepass", "sesame")
     try:
-        with pytest.raises(StoreError, match="this server wants a password: in the URL .* or in FPCLI_REDIS_PASSWORD"):
+        # A word alone before the @ is a user name to redis-py: the hint said redis://[user:]password@.
+        hint = r"this server wants a password: in the URL \(redis://:password@host:port/db; .* or in FPCLI_REDIS"
+        with pytest.raises(StoreError, match=hint):
             FingerprintStore.open(redis_url)
         monkeypatch.setenv("FPCLI_REDIS_PASSWORD", "sesame")
         with FingerprintStore.open(redis_url) as store:

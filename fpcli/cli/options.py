@@ -58,6 +58,14 @@ def finite(value: float | None) -> float | None:
     return value
 
 
+def size_limit(value: float) -> float:
+    """Callback of --store-size-mb: infinity (inf, as one says "no limit") is the
+    largest limit, which means none; NaN and -inf are usage errors as for every number."""
+    from fpcli.store.spec import MAX_SIZE_LIMIT_MB
+
+    return float(MAX_SIZE_LIMIT_MB) if value == math.inf else float(finite(value) or 0)
+
+
 def _refuse_jobs_on_dask(ctx: typer.Context, executor: object) -> None:
     """Usage error (exit 2) for --jobs given with --executor dask: the cluster's workers
     and their threads decide how many files run at once, so the option would be

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fpcli import __version__
-from fpcli.cli.options import COMMAND_STORE, finite
+from fpcli.cli.options import COMMAND_STORE, finite, size_limit
 from fpcli.errors import StoreError
 from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB, StoreSpec, is_redis_url
 
@@ -134,9 +134,9 @@ def _root(
         help="Store: a directory (default: the user cache directory, e.g. ~/.cache/fpcli/store) or a "
              "shared Redis URL redis://user:password@host:port/db (user and password optional).")] = None,
     store_size_mb: Annotated[float, typer.Option(
-        "--store-size-mb", envvar="FPCLI_STORE_SIZE_MB", min=1, callback=finite,
-        help="Store size limit in MiB; least-recently-used records are evicted beyond it (4 EiB, "
-             "4398046511104, or more: no limit).")] = DEFAULT_SIZE_LIMIT_MB,
+        "--store-size-mb", envvar="FPCLI_STORE_SIZE_MB", min=1, callback=size_limit,
+        help="Store size limit in MiB; least-recently-used records are evicted beyond it (inf, or 4 EiB "
+             "= 4398046511104 or more: no limit).")] = DEFAULT_SIZE_LIMIT_MB,
     store_ttl: Annotated[float | None, typer.Option(
         "--store-ttl", envvar="FPCLI_STORE_TTL", min=1, show_default=False, callback=finite,
         help="Expire records this many seconds after they were written (default: never).")] = None,

@@ -420,8 +420,8 @@ class RedisBackend:
             return function(*args, **kwargs)
         except redis.exceptions.AuthenticationError as exc:
             hint = "" if self._password_given else (
-                "; this server wants a password: in the URL (redis://[user:]password@host:port/db) or in "
-                "FPCLI_REDIS_PASSWORD")
+                "; this server wants a password: in the URL (redis://:password@host:port/db; with a user, "
+                "redis://user:password@host:port/db) or in FPCLI_REDIS_PASSWORD")
             raise StoreError(f"Redis at {self.host}:{self.port}: authentication failed ({_first_line(exc)}){hint}") \
                 from None
         except redis.exceptions.OutOfMemoryError:

@@ -118,7 +118,7 @@ BAD_OPTIONS = [
     ("validate", "-l", "{lib}", "--fail-under", "nan"),
     ("bench", "--tolerance", "nan"),
     ("--store-ttl", "nan", "cache", "stats"),
-    ("--store-size-mb", "inf", "cache", "stats"),
+    ("--store-size-mb", "-inf", "cache", "stats"),   # inf: no limit (test_cli_options)
     ("--store-size-mb", "nan", "cache", "stats"),
     ("--store-size-mb", "0", "cache", "stats"),
     ("--store", "", "cache", "stats"),
