@@ -642,3 +642,38 @@ def test_verify_checks_records_a_batch_at_a_time_and_names_each_bad_one(template
         by_key = {p.key: p.message for p in verify(store) if p.key}
     assert by_key[moved.key] == "digest/params_key do not match the key"
     assert broken.key in by_key and set(by_key) == {moved.key, broken.key}
+
+
+def _import_emptied_after_the_first_batch(location, template, tmp_path, empty):
+    """import_store of 1,500 records (two batches), ``empty`` run once after the first."""
+    source = _export_file(template, 1500, tmp_path / "in.jsonl")
+    done: list[bool] = []
+
+    def empty_once(batch):
+        if not done:
+            done.append(True)
+            empty()
+
+    with FingerprintStore.open(location) as store:
+        store.clear()
+        with pytest.raises(StoreError, match="the store was emptied or replaced while importing"):
+            import_store(store, source, on_records=empty_once)
+        assert store.stats(recount=True)["entries"] < 1500
+
+
+def test_an_import_into_a_store_another_process_cleared_says_so(location, template, tmp_path):
+    """A cache clear by another process during an import lost the records written
+    before it, and the import said they were all imported, exit 0."""
+    def clear():
+        with FingerprintStore.open(location) as other:
+            other.clear()
+
+    _import_emptied_after_the_first_batch(location, template, tmp_path, clear)
+
+
+def test_an_import_into_a_redis_flushed_meanwhile_says_so(redis_url, template, tmp_path):
+    """A Redis restarted without persistence or a FLUSHDB during an import: "imported
+    3000 records", exit 0, with 1,000 stored."""
+    import redis
+
+    _import_emptied_after_the_first_batch(redis_url, template, tmp_path, redis.Redis.from_url(redis_url).flushdb)

@@ -774,6 +774,82 @@ def test_an_import_never_writes_over_what_another_process_stored_meanwhile(locat
         assert len(rounds) == 2   # the changed records, merged again in a second round
 
 
+def test_a_redis_scan_whose_connection_was_made_anew_is_an_error_not_a_short_listing(redis_url):
+    """A SCAN cursor means nothing to a restarted server: an export that fpcli rode
+    through a restart missed 743 of 3,000 records and wrote 730 twice, exit 0. A scan
+    whose connection was made anew (here: killed, then retried) now stops with a
+    StoreError; an undisturbed scan of the same keys lists each once."""
+    import redis
+
+    with FingerprintStore.open(redis_url) as store:
+        store.clear()
+        backend = store.backend
+        backend.put_many([(f"cand:{n:05d}", '["x"]', None) for n in range(5000)])
+        assert sorted(backend.keys("cand:")) == [f"cand:{n:05d}" for n in range(5000)]
+        scan = backend.keys("cand:")
+        next(scan)
+        redis.Redis.from_url(redis_url).client_kill_filter(_id=backend._client.client_id())
+        with pytest.raises(StoreError, match="the connection was lost during a scan of the store"):
+            list(scan)
+
+
+def test_junk_of_bytes_that_are_not_utf8_is_one_bad_entry_on_redis(redis_url, tmp_path):
+    """A key, a counter or a journal entry of bytes that are not UTF-8, written by
+    another program, failed every command with a UnicodeDecodeError traceback (cache
+    stats, verify --repair and clear too). The key is now one bad entry that a repair
+    removes, and a counter so damaged is mended on opening."""
+    import redis
+
+    from fpcli.store import repair
+
+    admin = redis.Redis.from_url(redis_url)
+    with FingerprintStore.open(redis_url) as store:
+        store.clear()
+    admin.set(b"fpcli:data:rec:\xff\xfe", b"junk")
+    admin.set(b"fpcli:meta:hits", b"\xff")
+    admin.rpush(b"fpcli:meta:journal", b"\xff")
+    with FingerprintStore.open(redis_url) as store:
+        assert store.stats()["hits"] == 0
+        (problem,) = verify(store)
+        assert "not valid JSON" in problem.message
+        repair(store, tmp_path / "quarantine.jsonl")
+        assert verify(store) == [] and not admin.exists(b"fpcli:data:rec:\xff\xfe")
+
+
+def test_a_generation_lost_alone_takes_the_epoch_with_it(redis_url):
+    """The change count deleted or evicted alone, its journal left: counted up again
+    from 0 it reached the number another client's saved index had, and that index
+    (lacking every record since) was patched and served. A new epoch makes every
+    client rebuild."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    with FingerprintStore.open(redis_url) as store:
+        store.clear()
+        store.backend.journal_extend(["rec:a", "rec:b"])
+        epoch = admin.get("fpcli:meta:epoch")
+    admin.delete("fpcli:meta:generation")
+    with FingerprintStore.open(redis_url) as store:
+        assert admin.get("fpcli:meta:epoch") != epoch and not admin.exists("fpcli:meta:journal")
+        assert store.backend.journal_since(0) is not None   # a fresh journal, from generation 0
+
+
+def test_a_store_ttl_on_redis_applies_to_path_and_candidate_entries(redis_url, template):
+    """With --store-ttl 2, path and candidate entries kept the default year: 6,000 of
+    them outlived their 3,000 records, unseen by prune and verify."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    with FingerprintStore.open(redis_url, ttl_s=100) as store:
+        store.clear()
+        store.import_records([template])
+        keys = [key.decode() for key in admin.scan_iter("fpcli:data:*")]
+        assert {key.split(":")[2] for key in keys} == {"rec", "path", "cand"}
+        assert all(0 < admin.ttl(key) <= 100 for key in keys)
+        store.backend.put("fail:x", "{}", None)
+        assert admin.ttl("fpcli:data:fail:x") > 100    # a failure is no record: the default expiry
+
+
 def test_a_batch_compare_and_swap_on_redis_without_scripts(redis_url, template):
     """A Redis user whose ACL refuses scripts: each expected key goes through ``swap``."""
     with FingerprintStore.open(redis_url) as store:

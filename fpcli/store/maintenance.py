@@ -549,6 +549,7 @@ def import_store(store: FingerprintStore, source: str | os.PathLike[str] | IO[by
     report = ImportReport()
     batch = _Batch(on_records)
     rejected: list[tuple[int, str]] = []
+    epoch = store.backend.counter("epoch")
     try:
         opened = contextlib.nullcontext(source) if not isinstance(source, (str, os.PathLike)) else \
             open_export(source)
@@ -574,6 +575,13 @@ def import_store(store: FingerprintStore, source: str | os.PathLike[str] | IO[by
                          "before it, in whole batches" + (", and part of the batch being written may be stored"
                                                           if partly else "")
                          + ": run the import again to complete it") from None
+    if store.backend.counter("epoch") != epoch:
+        # A Redis restarted without persistence, a FLUSHDB, a failover, a cache clear by
+        # another process: the records written before it are gone, and the import said
+        # "imported 3000 records", exit 0, with 1,000 stored.
+        raise StoreError(f"the store was emptied or replaced while importing (a Redis restart without "
+                         f"persistence, a FLUSHDB, a failover, or cache clear): of the {report.records} records "
+                         "imported, those written before it are gone; run the import again")
     report.rejected = [f"line {number}: {reason}" for number, reason in sorted(rejected)]
     report.evicted = store.backend.counter("evictions") - report.evicted
     return report
