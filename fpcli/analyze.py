@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from fpcli.audio import DEFAULT_BLOCK_FRAMES, AudioReader
 from fpcli.blas import one_blas_thread
 from fpcli.cue import track_of_entry
-from fpcli.errors import AnalysisError, AudioReadError, ParameterError
+from fpcli.errors import AnalysisError, AudioReadError, ParameterError, UnstorableError
 from fpcli.fingerprint import Fingerprint
 from fpcli.memory import keep_buffers_on_heap
 from fpcli.params import AnalysisParams, as_number, checked_params
@@ -164,7 +164,7 @@ def analyse(path: str | os.PathLike[str], want: Want | None = None, *,
     heard_s = reader.frames_read / info.samplerate
     return TrackResult(
         path=path, status="partial" if reader.partial else "ok",
-        duration_s=heard_s if whole or not reader.expected_frames else reader.expected_frames / info.samplerate,
+        duration_s=heard_s if whole or reader.stated_seconds is None else reader.stated_seconds,
         samplerate=info.samplerate, channels=info.channels, format=info.format, subtype=info.subtype,
         partial_reason=reader.partial_reason, streaming=fingerprint, batch=batch,
         seconds_taken=time.perf_counter() - started,
@@ -297,7 +297,11 @@ def keep(store: FingerprintStore, path: str, identity: FileIdentity | None, resu
         store.save_failure(path, identity, result.error_type or "Error", result.error or "failed",
                            limit_s if result.error_type == TIMEOUT_ERROR_TYPE else None)
     elif identity is not None:
-        store.save(identity, result)
+        try:
+            store.save(identity, result)
+        except UnstorableError as exc:   # made from a damaged file: that file's failure, not the run's
+            result = failed(path, type(exc).__name__, exc.reason)
+            store.save_failure(path, identity, result.error_type or "Error", result.error or "failed")
     return result
 
 

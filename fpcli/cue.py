@@ -204,7 +204,7 @@ def _image_seconds(image: str) -> float | None:
     """The image's length as its header states it; None when unknown (an image that
     cannot be opened is reported by its own analysis; an estimated length, as of an
     MP3 without a stated frame count, might be short)."""
-    from fpcli.audio import open_source  # the decoders: only for a folder with a sheet
+    from fpcli.audio import MAX_STATED_S, open_source  # the decoders: only for a folder with a sheet
     from fpcli.errors import AudioReadError
 
     try:
@@ -212,9 +212,10 @@ def _image_seconds(image: str) -> float | None:
     except (AudioReadError, OSError):
         return None
     source.close()
-    if not source.length_exact or source.expected_frames <= 0:
+    seconds = source.expected_frames / source.info.samplerate
+    if not source.length_exact or source.expected_frames <= 0 or seconds > MAX_STATED_S:
         return None
-    return source.expected_frames / source.info.samplerate
+    return seconds
 
 
 def is_entry(path: str) -> bool:

@@ -57,6 +57,13 @@ class ParameterError(FpcliError, ValueError):
         self.parameter = parameter
 
 
+class UnstorableError(ParameterError):
+    """A result or record the store could not read back, so it is not stored (a value
+    out of its domain, a name no path can have). A ParameterError to a caller of the
+    library, who passed it; a failure of that one file to a run over files, whose
+    analysis made it from a damaged file."""
+
+
 class StoreError(FpcliError):
     """The store cannot be opened, read or written, or holds something unsafe.
     ``repairable``: the store's database is damaged and a repair may save it (the

@@ -188,8 +188,7 @@ def follow(reader: AudioReader, path: str, *, params: AnalysisParams | None = No
         raise ParameterError(f"{every_s}: a positive number of seconds", "every_s")
     max_seconds = checked_max_seconds(max_seconds)
     info = reader.info
-    expected = reader.expected_frames / info.samplerate if reader.expected_frames else None
-    live = LiveFingerprint(info.samplerate, info.channels, params, expected_seconds=expected)
+    live = LiveFingerprint(info.samplerate, info.channels, params, expected_seconds=reader.stated_seconds)
     started = time.perf_counter()
     shown = [0.0]   # the seconds of the last snapshot shown
 
@@ -309,6 +308,6 @@ def _known_length_s(reader: AudioReader) -> float | None:
     sample count), the length a stream is held to: on a redirected file FFmpeg also
     estimates one from the bytes there, which a search's duplicate rule must not take
     for a stated length."""
-    if not reader.expected_frames or (reader.is_stream and not reader.length_exact):
+    if reader.stated_seconds is None or (reader.is_stream and not reader.length_exact):
         return None
-    return reader.expected_frames / reader.info.samplerate
+    return reader.stated_seconds

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from fpcli.analyze import preload, stream_checkpoints
-from fpcli.errors import ParameterError
+from fpcli.errors import ParameterError, UnstorableError
 from fpcli.executors.local import Task, run_tasks
 from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS, Fingerprint, mean_confidence
 from fpcli.library import RunOptions, run_library
@@ -473,7 +473,10 @@ def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
     verdict = validate_record(record, tolerances=tolerances, threshold=threshold)
     if store_verdict:
         stored = _stored_verdict(verdict)
-        record = store.set_validation(record, stored) or dataclasses.replace(record, validation=stored)
+        try:
+            record = store.set_validation(record, stored) or dataclasses.replace(record, validation=stored)
+        except UnstorableError as exc:
+            return TrackValidation(result.path, "error", error=f"the verdict could not be stored: {exc.reason}"), None
     return TrackValidation(result.path, verdict.status, verdict), record
 
 

@@ -345,3 +345,36 @@ def test_a_live_matroska_of_large_clusters_cut_off_is_partial(tmp_path):
     whole.write_bytes(data)
     intact = AudioReader(whole)
     assert sum(len(block) for block in intact) == 10 * SR and not intact.partial
+
+
+def _rf64_stating(tmp_path, data_bytes: int):
+    """A 6 s 8 kHz RF64 file whose ds64 chunk states ``data_bytes`` of audio."""
+    buffer = io.BytesIO()
+    sf.write(buffer, 0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 8000), 8000, format="RF64",
+             subtype="PCM_U8")
+    data = bytearray(buffer.getvalue())
+    struct.pack_into("<QQ", data, 20, data_bytes + 100, data_bytes)   # RIFF and data sizes of the ds64 chunk
+    path = tmp_path / "lie.wav"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_header_stating_a_length_no_file_holds_is_no_duration(tmp_path):
+    """A RF64 header claiming 2**61 bytes gave a preview the duration 2.9e14 s: the
+    record could not be read back, and the run stopped as a usage error (exit 2) on
+    every re-run. The stated length is no duration now; a full read is still partial
+    against it."""
+    from fpcli.store import FingerprintStore
+
+    path = _rf64_stating(tmp_path, 2**61)
+    reader = AudioReader(path)
+    assert reader.expected_frames > 0 and reader.stated_seconds is None
+    preview = analyse(str(path), Want(seconds=3.0))
+    assert preview.status == "ok" and preview.duration_s <= 6.0   # what was decoded, not 2.9e14 s
+    whole = analyse(str(path), Want())
+    assert whole.status == "partial" and "header says" in (whole.partial_reason or "")
+    with FingerprintStore.open(tmp_path / "store") as store:
+        from fpcli.analyze import keep
+
+        for result in (preview, whole):
+            assert keep(store, str(path), store.identify(str(path)), result).status != "error"

@@ -331,6 +331,7 @@ class _SwallowingDecoder:
 
         self.info = AudioInfo("-", "FLAC", "FLAC", SR, 2, 0)
         self.expected_frames, self.partial, self.partial_reason = 0, False, None
+        self.stated_seconds = None
 
     def stop(self):
         pass

@@ -875,8 +875,9 @@ def test_cli_stream_query_takes_the_length_its_header_states(openings):
     heard = TrackResult("stream:query", "ok", duration_s=6.0,
                         streaming=_stream_of(openings / "a.wav", 6.0).to_result().streaming)
     info = types.SimpleNamespace(samplerate=SR_OPENING)
-    stated = types.SimpleNamespace(info=info, expected_frames=9 * SR_OPENING, length_exact=True)
-    estimated = types.SimpleNamespace(info=info, expected_frames=9 * SR_OPENING, length_exact=False)
+    stated = types.SimpleNamespace(info=info, expected_frames=9 * SR_OPENING, length_exact=True, stated_seconds=9.0)
+    estimated = types.SimpleNamespace(info=info, expected_frames=9 * SR_OPENING, length_exact=False,
+                                      stated_seconds=9.0)
     assert _with_declared_length(heard, stated).duration_s == pytest.approx(9.0)
     assert _with_declared_length(heard, estimated).duration_s == 6.0
 

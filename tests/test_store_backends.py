@@ -1012,3 +1012,42 @@ def test_cache_clear_on_redis_says_how_many_records_were_there_after_evictions(r
         assert store.stats()["entries"] == len(tracks) and not store.stats()["census_exact"]
     cleared = runner.invoke(app, ["--store", redis_url, "cache", "clear", "--yes"])
     assert f"removed {len(tracks) - 1} records and 0 failures" in cleared.stderr, cleared.stderr
+
+
+def test_a_result_the_store_cannot_read_back_is_that_files_failure_in_a_run(tmp_path, tracks):
+    """A record that would not read back (made from a damaged file) stopped a whole
+    run over files as a usage error, exit 2, and was retried on every run. It is that
+    file's failure now, recorded as one; a caller of the library gets the ParameterError."""
+    from fpcli.analyze import keep
+    from fpcli.errors import UnstorableError
+
+    path = str(tracks[0])
+    with FingerprintStore.open(tmp_path / "s") as store:
+        identity, good = compute(path, Want(), store.identify(path))
+        bad = dataclasses.replace(good, duration_s=1e300)
+        with pytest.raises(UnstorableError, match="duration_s"):
+            store.save(identity, bad)
+        kept = keep(store, path, identity, bad)
+        assert kept.status == "error" and kept.error_type == "UnstorableError" and "duration_s" in kept.error
+        assert store.failure_for(path) is not None and store.record_for_path(path) is None
+
+
+def test_every_public_write_refuses_a_record_the_store_cannot_read_back(tmp_path, tracks):
+    """update_record, set_validation and import_records wrote what a caller changed (a
+    tempo of -5, a similarity of 1.5) over the good record; every read then rejected it
+    as a bad entry and a repair deleted it. Each refuses it now, the good record kept."""
+    from fpcli.errors import UnstorableError
+    from fpcli.store.records import Validation
+
+    with FingerprintStore.open(tmp_path / "s") as store:
+        record = _save(store, str(tracks[0]))
+        values = {**record.streaming.values, "tempo_bpm": -5.0}
+        bad = dataclasses.replace(record, streaming=dataclasses.replace(record.streaming, values=values))
+        with pytest.raises(UnstorableError, match="tempo_bpm is -5.0"):
+            store.update_record(bad)
+        with pytest.raises(UnstorableError, match="tempo_bpm is -5.0"):
+            store.import_records([bad])
+        verdict = Validation("valid", 1.5, 0.95, "high", ("lufs",), {}, time.time())
+        with pytest.raises(UnstorableError, match="similarity"):
+            store.set_validation(record, verdict)
+        assert store.read_record(record.key) == record and store.bad_entries == []

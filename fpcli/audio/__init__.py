@@ -154,6 +154,12 @@ def _block_frames_for(block_frames: int, channels: int) -> int:
     return max(1, min(block_frames, MAX_BLOCK_SAMPLES // max(channels, 1)))
 
 
+# The longest length a header may state and be believed as a track's duration: 31
+# years, the store's bound on any duration (store.limits.VALUE_LIMIT). Past it the
+# header is damaged; a full read still finds the file partial against it.
+MAX_STATED_S = 1e9
+
+
 class AudioReader:
     """Iterate a file as float32 blocks of shape (frames, channels).
 
@@ -226,6 +232,16 @@ class AudioReader:
         reader._opened, reader._pipe, reader.stopped = source, pipe, False
         reader._opened_used = False
         return reader
+
+    @property
+    def stated_seconds(self) -> float | None:
+        """The length the header states, in seconds; None when it states none, or one no
+        file holds (beyond MAX_STATED_S: a RF64 header claiming 2**61 bytes). Such a
+        length as a preview's duration made a record the store could not read back."""
+        if self.expected_frames <= 0:
+            return None
+        seconds = self.expected_frames / self.info.samplerate
+        return seconds if seconds <= MAX_STATED_S else None
 
     def _reset_heard(self) -> None:
         self._heard: int | None = None      # frames the consumer used (``heard``); None: all decoded

@@ -23,7 +23,7 @@ from fpcli.cli.options import (
     path_text,
     run_options,
 )
-from fpcli.cli.render import note
+from fpcli.cli.render import note, warn_line
 from fpcli.cli.root import EXIT_INTERRUPTED, EXIT_SOME_FAILED, app
 from fpcli.executors import DEFAULT_TIMEOUT_S
 
@@ -192,7 +192,7 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
     from fpcli.audio import open_stream
     from fpcli.cli.tracks import Reporter, failed_result
     from fpcli.cue import album_image_of
-    from fpcli.errors import AudioReadError
+    from fpcli.errors import AudioReadError, UnstorableError
     from fpcli.files import printable_path
     from fpcli.live import follow, stream_identity
 
@@ -233,10 +233,17 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
         label = identity.path if identity and path == "-" else path
 
         stored = []   # whether anything was stored (an interrupt says so only then)
+        unstorable: list[str] = []   # why a snapshot could not be stored (a damaged header's length)
 
         def keep(result: TrackResult) -> None:
             if store is not None and identity is not None:
-                store.save(identity, result)
+                try:
+                    store.save(identity, result)
+                except UnstorableError as exc:   # this stream's problem: said once, the run goes on
+                    if not unstorable:
+                        warn_line(f"{label}: {exc.reason}")
+                    unstorable.append(exc.reason)
+                    return
                 stored.append(True)
 
         try:
@@ -255,3 +262,5 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
     reporter.final(final)
     if path == "-" and not storing and not quiet and not no_store:  # --no-store: the user knows
         note("", "not stored (a stream is stored with --name NAME)")
+    if unstorable:
+        raise typer.Exit(EXIT_SOME_FAILED)

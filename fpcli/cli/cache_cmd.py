@@ -17,6 +17,7 @@ from fpcli.cli.render import (
     format_value,
     is_terminal,
     json_lines_out,
+    lines_out,
     mib,
     note,
     print_json,
@@ -112,9 +113,8 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
         for key, value in rows:
             table.add_row(Text(key, style="bold"), Text(value))
         stdout().print(table)
-    else:
-        for key, value in rows:
-            print(f"{key}: {value}")
+    else:   # one write: | head -1 exits 0, not 141 by chance
+        lines_out([f"{key}: {value}\n" for key, value in rows])
     for warning in stats["warnings"]:
         warn_line(warning)
     if not stats["census_exact"]:

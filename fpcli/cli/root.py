@@ -132,7 +132,8 @@ def _root(
     store: Annotated[str | None, typer.Option(
         "--store", envvar="FPCLI_STORE", show_default=False,
         help="Store: a directory (default: the user cache directory, e.g. ~/.cache/fpcli/store) or a "
-             "shared Redis URL redis://user:password@host:port/db (user and password optional).")] = None,
+             "shared Redis URL redis://user:password@host:port/db (user and password optional; a password "
+             "alone: redis://:password@host:port/db).")] = None,
     store_size_mb: Annotated[float, typer.Option(
         "--store-size-mb", envvar="FPCLI_STORE_SIZE_MB", min=1, callback=size_limit,
         help="Store size limit in MiB; least-recently-used records are evicted beyond it (inf, or 4 EiB "

@@ -259,10 +259,9 @@ def _with_declared_length(result: TrackResult, reader: AudioReader) -> TrackResu
     stream's own recording, which it leaves out of the hits, from a track that merely
     opens alike. Without a stated length the query's recording cannot be told; search
     marks the hits it may be instead."""
-    if result.streaming is None or result.streaming.complete or not reader.length_exact \
-            or reader.expected_frames <= 0:
+    declared = reader.stated_seconds
+    if result.streaming is None or result.streaming.complete or not reader.length_exact or declared is None:
         return result
-    declared = reader.expected_frames / reader.info.samplerate
     return dataclasses.replace(result, duration_s=declared) if declared > (result.duration_s or 0.0) else result
 
 
@@ -298,8 +297,10 @@ def render_search(result: SearchResult, explain: bool, *, table: bool = True) ->
         note("", f"{path} is probably the query itself: it opens as the {seconds_text(stats['query_seconds'])} s "
                  "heard do, which are too few to tell it from another recording that opens alike")
     if stats.get("weights_unused"):
+        where = "they weigh in --strategy accurate or batch" if stats.get("query_complete", True) else \
+            "a partial query (a preview, a stream) is searched by its streaming fingerprint alone"
         warn_line(f"--weights {', '.join(stats['weights_unused'])}: no dim of a {result.strategy} search (streaming "
-                  "fingerprints hold none of these groups); they weigh in --strategy accurate or batch")
+                  f"fingerprints hold none of these groups); {where}")
     if stats.get("missing_batch"):
         warn_line(f"{stats['missing_batch']} track(s) have no batch fingerprint and were not searched: "
                   "use --compute-missing or `fpcli analyze --batch`")

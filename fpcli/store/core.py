@@ -449,13 +449,17 @@ class FingerprintStore(StoreImports):
             if current is None or (current.streaming, current.batch) != (record.streaming, record.batch):
                 return None
             updated = dataclasses.replace(current, validation=validation)
+            checked_for_storing(updated)   # a similarity of 1.5 was stored, then never read back
             if self._swap(updated, text):
                 self._maintain()
                 return updated
         raise StoreError(f"{record.path}: its record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
 
     def update_record(self, record: Record) -> None:
-        """Write back a record changed by the caller (e.g. a validation verdict)."""
+        """Write back a record changed by the caller (e.g. a validation verdict); an
+        UnstorableError, and nothing written, for one the store could not read back
+        (it replaced the good record with a bad entry)."""
+        checked_for_storing(record)
         self._write_record(record)
         self._maintain()
 

@@ -23,6 +23,7 @@ from fpcli.store.index_rows import IndexRow, index_row, index_row_of
 from fpcli.store.protocol import BATCH, Backend, Put, Tag
 from fpcli.store.records import Failure, Record, RecordFacts, SeenFacts, merged_record, path_key
 from fpcli.store.schema import (
+    checked_for_storing,
     dumps,
     dumps_finite,
     failure_to_json,
@@ -409,7 +410,11 @@ class StoreImports(StoreReader):
     """The bulk writes of ``cache import``."""
 
     def import_records(self, records: list[Record]) -> list[Record]:
-        """``import_batch`` of parsed records alone; returns the records as written."""
+        """``import_batch`` of records alone; returns the records as written. An
+        UnstorableError, and nothing written, when one of them could not be read back
+        (records a caller made or changed: ``cache import`` parses its lines first)."""
+        for record in records:
+            checked_for_storing(record)
         return self.import_batch(list(records)).records
 
     def import_batch(self, items: Sequence[Record | VouchedRecord]) -> ImportedBatch:

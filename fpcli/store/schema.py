@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fpcli.errors import BadEntryError, ParameterError
+from fpcli.errors import BadEntryError, UnstorableError
 from fpcli.fingerprint import BATCH_DIMS, COV_TOLERANCE, DOMAINS, STREAMING_DIMS
 from fpcli.store.limits import MTIME_NS_RANGE, TIME_LIMIT, VALUE_LIMIT, plausible, storable_path, value_bounds
 from fpcli.store.protocol import UNREADABLE_MARK
@@ -146,7 +146,7 @@ def record_text(record: Record) -> str:
 
 
 def checked_for_storing(record: Record) -> None:
-    """A ParameterError naming its problems unless ``record`` reads back from its text:
+    """An UnstorableError (a ParameterError) naming its problems unless ``record`` reads back from its text:
     what the store writes it must be able to read. A fingerprint changed after its
     analysis (a tempo of -5) or a stream named with a NUL was stored, then every read
     of it rejected it as a bad entry, and the caller never heard. About 0.3 ms a record,
@@ -154,13 +154,13 @@ def checked_for_storing(record: Record) -> None:
     try:
         text = record_text(record)
     except ValueError as exc:   # a value that is no finite number: dumps refuses it
-        raise ParameterError(f"not stored: {exc}") from None
+        raise UnstorableError(f"not stored: {exc}") from None
     try:
         result = parse_records_checked([(record.key, loads(record.key, text))])[0]
     except BadEntryError as exc:
         result = exc
     if isinstance(result, BadEntryError):
-        raise ParameterError(f"not stored, as it could not be read back: {'; '.join(result.problems[:3])}")
+        raise UnstorableError(f"not stored, as it could not be read back: {'; '.join(result.problems[:3])}")
 
 
 def _finite_numbers(record: Record) -> bool:
