@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from fpcli.audio import DEFAULT_BLOCK_FRAMES, AudioReader
 from fpcli.blas import one_blas_thread
 from fpcli.cue import track_of_entry
-from fpcli.errors import AnalysisError, AudioReadError, ParameterError, UnstorableError
+from fpcli.errors import AnalysisError, AudioReadError, ParameterError, StoreReadOnlyError, UnstorableError
 from fpcli.fingerprint import Fingerprint
 from fpcli.memory import keep_buffers_on_heap
 from fpcli.params import AnalysisParams, as_number, checked_params
@@ -291,17 +291,23 @@ def keep(store: FingerprintStore, path: str, identity: FileIdentity | None, resu
     allows more than ``limit_s``, the limit it outran). Returns the result under the
     caller's ``path``."""
     result = dataclasses.replace(result, path=path)
-    if result.failed and result.error_type in TRANSIENT_FAILURES:
-        pass   # says nothing of the file as it is now: the next run tries it again
-    elif result.failed:
-        store.save_failure(path, identity, result.error_type or "Error", result.error or "failed",
-                           limit_s if result.error_type == TIMEOUT_ERROR_TYPE else None)
-    elif identity is not None:
-        try:
-            store.save(identity, result)
-        except UnstorableError as exc:   # made from a damaged file: that file's failure, not the run's
-            result = failed(path, type(exc).__name__, exc.reason)
-            store.save_failure(path, identity, result.error_type or "Error", result.error or "failed")
+    try:
+        if result.failed and result.error_type in TRANSIENT_FAILURES:
+            pass   # says nothing of the file as it is now: the next run tries it again
+        elif result.failed:
+            store.save_failure(path, identity, result.error_type or "Error", result.error or "failed",
+                               limit_s if result.error_type == TIMEOUT_ERROR_TYPE else None)
+        elif identity is not None:
+            try:
+                store.save(identity, result)
+            except UnstorableError as exc:   # made from a damaged file: that file's failure, not the run's
+                result = failed(path, type(exc).__name__, exc.reason)
+                store.save_failure(path, identity, result.error_type or "Error", result.error or "failed")
+    except StoreReadOnlyError as exc:
+        # A user who may only read (a Redis ACL, a replica): the run reports what it
+        # analysed, and its summary that nothing new was stored. It stopped at the
+        # first file not in the store, its analysis thrown away.
+        store.writable, store.unsaved, store.refused = False, store.unsaved + 1, str(exc)
     return result
 
 

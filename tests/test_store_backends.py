@@ -637,6 +637,32 @@ def test_a_redis_user_who_may_only_read_reads_and_searches(redis_url, tracks, tm
         admin.execute_command("ACL", "DELUSER", "reader")
 
 
+def test_a_redis_user_who_may_only_read_analyses_a_folder_without_storing_it(redis_url, tracks):
+    """analyze by a read-only user computed the first file not stored, then stopped at
+    its save: exit 1, the analysis thrown away, the other files never reached. Every
+    file is analysed and reported now, stored ones answered, and the summary says how
+    many results were not stored and why."""
+    import urllib.parse
+
+    import redis
+
+    with FingerprintStore.open(redis_url) as store:
+        _save(store, str(tracks[0]))
+    admin = redis.Redis.from_url(redis_url)
+    admin.execute_command("ACL", "SETUSER", "reader", "on", ">pw", "~*", "+@read", "+@connection")
+    try:
+        parsed = urllib.parse.urlparse(redis_url)
+        reader = f"redis://reader:pw@{parsed.netloc}{parsed.path}"
+        run = CliRunner().invoke(app, ["--store", reader, "analyze", "--json", os.path.dirname(tracks[0])])
+        assert run.exit_code == 0, run.output
+        lines = [json.loads(line) for line in run.stdout.splitlines()]
+        assert len(lines) == 4 and all(line["status"] == "ok" for line in lines)
+        assert sum(line["cached"] for line in lines) == 1
+        assert "3 result(s) not stored: Redis at" in run.stderr
+    finally:
+        admin.execute_command("ACL", "DELUSER", "reader")
+
+
 def test_a_read_only_replica_reads_and_searches(redis_url, tracks, tmp_path):
     """A read-only replica (the usual read-only Redis) refused the writes of opening
     the store ("You can't write against a read only replica"): every command failed,

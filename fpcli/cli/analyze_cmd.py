@@ -121,6 +121,8 @@ def analyze(
         summary = run_library(texts, store, options, on_event=reporter.event)
     if not quiet:
         render_summary(summary)
+    if store.unsaved:
+        warn_line(f"{store.unsaved} result(s) not stored: {store.refused}")
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed or summary.problems:

@@ -128,6 +128,10 @@ class FingerprintStore(StoreImports):
         # the writes that only keep the store tidy (last-used times, new paths of a
         # hit, the hit counters) are then skipped, and reading commands answer.
         self.writable = True
+        # Results a run over files could not store for that reason: analysed and
+        # reported, not kept (``refused``: the server's words, for the run's summary).
+        self.unsaved = 0
+        self.refused = ""
 
     @classmethod
     def open(cls, location: str | os.PathLike[str] | None = None, *,
