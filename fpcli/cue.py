@@ -17,6 +17,8 @@ import os
 import re
 from collections.abc import Callable
 
+from fpcli.files import read_regular
+
 CUE_EXTENSION = ".cue"
 MAX_SHEET_BYTES = 1 << 20
 _ENTRY = re.compile(r"^(?P<image>.+)#(?P<number>\d{2,3})$", re.DOTALL)
@@ -57,8 +59,7 @@ def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True) -
     ``present`` accepts (a sheet may name files that are not there: they add nothing);
     ``CueError`` for a sheet that cannot be read or whose times go backwards."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_SHEET_BYTES + 1)
+        raw = read_regular(path, MAX_SHEET_BYTES + 1)
     except OSError as exc:
         raise CueError(path, f"cannot read the CUE sheet: {exc.strerror or exc}") from None
     if len(raw) > MAX_SHEET_BYTES:

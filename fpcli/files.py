@@ -6,6 +6,7 @@ exists (a device or a FIFO is never replaced)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import sys
@@ -133,6 +134,25 @@ def special_file_kind(st: os.stat_result) -> str | None:
         return None
     return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
         "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket or other special file"
+
+
+def read_regular(path: str, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the regular file ``path``; an OSError (strerror "is a
+    FIFO, not a file", ...) for any other kind. Opened without blocking and checked on
+    the open descriptor: a FIFO named album.cue or .fpcliignore hung analyze, search and
+    prune forever, as one named *.wav would."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        kind = special_file_kind(os.fstat(descriptor))
+        if kind is not None:
+            raise OSError(errno.EINVAL, f"is {kind}, not a file")
+        chunks, size = [], 0
+        while size < limit and (chunk := os.read(descriptor, min(limit - size, 1 << 20))):
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(descriptor)
 
 
 def check_writable(target: str) -> None:

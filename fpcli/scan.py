@@ -18,9 +18,11 @@ import pathspec
 from fpcli.cue import CUE_EXTENSION, CueError, CueTrack, cue_tracks_of_folder, track_of_entry
 from fpcli.errors import ParameterError
 from fpcli.extensions import AUDIO_EXTENSIONS
+from fpcli.files import read_regular
 from fpcli.store.records import os_reason, stat_regular
 
 IGNORE_FILE = ".fpcliignore"
+MAX_IGNORE_BYTES = 64 << 20   # an ignore file is read whole: a bound on what a stray file costs
 SKIP_MARKERS = (".nomedia", ".notmusic")
 
 
@@ -346,11 +348,15 @@ def _ignore_file(folder: str, names: list[str], result: Scan) -> pathspec.PathSp
         return None
     path = os.path.join(folder, IGNORE_FILE)
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            lines = handle.read().splitlines()
-    except (OSError, ValueError) as exc:
-        result.problems.append(ScanProblem(path, f"cannot use this ignore file: {exc}"))
+        raw = read_regular(path, MAX_IGNORE_BYTES + 1)
+    except OSError as exc:
+        result.problems.append(ScanProblem(path, f"cannot use this ignore file: {exc.strerror or exc}"))
         return None
+    if len(raw) > MAX_IGNORE_BYTES:
+        result.problems.append(ScanProblem(path, f"cannot use this ignore file: larger than "
+                                                 f"{MAX_IGNORE_BYTES >> 20} MiB"))
+        return None
+    lines = raw.decode("utf-8", "surrogateescape").splitlines()
     spec, bad = compile_patterns(lines)
     for number, line, reason in bad:
         result.problems.append(ScanProblem(path, f"line {number}: {line!r} is not a valid pattern ({reason}); "

@@ -499,3 +499,21 @@ def test_a_path_made_relative_by_its_prefix_is_what_relpath_gives(base, path):
     from fpcli.scan import _relative
 
     assert _relative(path, base) == os.path.relpath(path, base)
+
+
+def test_a_fifo_named_as_a_sheet_or_an_ignore_file_is_a_problem_not_a_hang(tmp_path):
+    """A FIFO named album.cue or .fpcliignore hung analyze, search and prune forever
+    (the scan guarded only audio files against it). Each is one problem now, named,
+    and the audio beside them is still found."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    image = write(folder / "album.flac", synth.music_like(3.0, 22050, seed=1), 22050)
+    os.mkfifo(folder / "album.cue")
+    os.mkfifo(folder / ".fpcliignore")
+    found = scan([str(folder)])
+    assert found.files == [str(image)]
+    assert sorted((os.path.basename(p.path), p.message) for p in found.problems) == [
+        (".fpcliignore", "cannot use this ignore file: is a FIFO, not a file"),
+        ("album.cue", "cannot read the CUE sheet: is a FIFO, not a file")]
+    with pytest.raises(CueError, match="is a FIFO, not a file"):
+        parse_sheet(str(folder / "album.cue"))
