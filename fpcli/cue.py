@@ -135,25 +135,48 @@ def _seconds(sheet: str, text: str) -> float:
     return minutes * 60 + seconds + frames / 75
 
 
-def cue_tracks_of_folder(folder: str, names: list[str]) -> tuple[list[CueTrack], set[str], set[str]]:
-    """(tracks of the album images in ``folder``, image file names, sheet file names)
-    for the ``.cue`` files among ``names``. An image is a FILE of a sheet that exists in
-    the folder and holds two or more tracks."""
+@dataclasses.dataclass
+class FolderSheets:
+    """What the ``.cue`` files of one folder say: the tracks of its album images, the
+    images' and the usable sheets' file names, and each sheet that cannot be used."""
+
+    tracks: list[CueTrack] = dataclasses.field(default_factory=list)
+    images: set[str] = dataclasses.field(default_factory=set)
+    sheets: set[str] = dataclasses.field(default_factory=set)
+    errors: list[CueError] = dataclasses.field(default_factory=list)
+
+
+def cue_tracks_of_folder(folder: str, names: list[str]) -> FolderSheets:
+    """The sheets among ``names`` (files of ``folder``) read one by one. An image is a
+    FILE of a sheet that exists in the folder and holds two or more tracks. A sheet
+    that cannot be used is one error, and the others still apply: the first bad one
+    stopped them all, and a two-disc folder with a typo in one sheet stored both
+    images whole."""
     present = set(names)
-    tracks: list[CueTrack] = []
-    images: set[str] = set()
-    sheets: set[str] = set()
+    found = FolderSheets()
     for name in sorted(n for n in names if n.lower().endswith(CUE_EXTENSION)):
         sheet = os.path.join(folder, name)
-        for image_name, image_tracks in parse_sheet(sheet, lambda written: _base_name(written) in present).items():
-            image = _base_name(image_name)
-            if len(image_tracks) >= 2 and image not in images:
-                images.add(image)
-                sheets.add(name)
-                path = os.path.join(folder, image)
-                _check_within(sheet, path, image_tracks)
-                tracks += [dataclasses.replace(t, image=path) for t in image_tracks]
-    return tracks, images, sheets
+        try:
+            _add_sheet(found, sheet, name, folder, parse_sheet(sheet, lambda written: _base_name(written) in present))
+        except CueError as exc:
+            found.errors.append(exc)
+    return found
+
+
+def _add_sheet(found: FolderSheets, sheet: str, name: str, folder: str, files: dict[str, list[CueTrack]]) -> None:
+    """Add a parsed sheet's images to ``found`` (an image another sheet split is left to
+    it), all or none: a CueError for a track past its image's end adds nothing."""
+    taken = []
+    for image_name, image_tracks in files.items():
+        image = _base_name(image_name)
+        if len(image_tracks) >= 2 and image not in found.images:
+            path = os.path.join(folder, image)
+            _check_within(sheet, path, image_tracks)
+            taken.append((image, [dataclasses.replace(t, image=path) for t in image_tracks]))
+    for image, tracks in taken:
+        found.images.add(image)
+        found.sheets.add(name)
+        found.tracks += tracks
 
 
 def _base_name(written: str) -> str:
@@ -183,11 +206,7 @@ def _beside_its_sheet(path: str) -> bool:
         return False
     if not any(n.lower().endswith(CUE_EXTENSION) for n in names):
         return False
-    try:
-        _, images, _ = cue_tracks_of_folder(folder or ".", names)
-    except CueError:
-        return False
-    return name in images
+    return name in cue_tracks_of_folder(folder or ".", names).images
 
 
 def _check_within(sheet: str, image: str, tracks: list[CueTrack]) -> None:
@@ -240,10 +259,7 @@ def track_of_entry(path: str) -> CueTrack | None:
         names = os.listdir(folder or ".")
     except OSError:
         return None
-    try:
-        tracks, _, _ = cue_tracks_of_folder(folder, [n for n in names if n.lower().endswith(CUE_EXTENSION)] + [name])
-    except CueError:
-        return None
+    tracks = cue_tracks_of_folder(folder, [n for n in names if n.lower().endswith(CUE_EXTENSION)] + [name]).tracks
     number = int(match["number"])
     return next((t for t in tracks if t.number == number and os.path.basename(t.image) == name), None)
 

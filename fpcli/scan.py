@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pathspec
 
-from fpcli.cue import CUE_EXTENSION, CueError, CueTrack, cue_tracks_of_folder, track_of_entry
+from fpcli.cue import CUE_EXTENSION, CueTrack, cue_tracks_of_folder, track_of_entry
 from fpcli.errors import ParameterError
 from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.files import read_regular
@@ -101,12 +101,12 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = ()
 @dataclasses.dataclass
 class _Sheets:
     """A folder's CUE sheets: their tracks, the album images they split (names), the
-    sheets' own names, and the name of a sheet that cannot be used (reported once)."""
+    sheets' own names, and the names of sheets that cannot be used (each reported once)."""
 
     tracks: list[CueTrack] = dataclasses.field(default_factory=list)
     images: set[str] = dataclasses.field(default_factory=set)
     names: set[str] = dataclasses.field(default_factory=set)
-    bad: str | None = None
+    bad: set[str] = dataclasses.field(default_factory=set)
 
 
 class _Walker:
@@ -180,11 +180,11 @@ class _Walker:
                 names = []
         sheets = _Sheets()
         if any(name.lower().endswith(CUE_EXTENSION) for name in names):
-            try:
-                sheets.tracks, sheets.images, sheets.names = cue_tracks_of_folder(folder or ".", names)
-            except CueError as exc:
-                self.result.problems.append(ScanProblem(exc.path, str(exc)))
-                sheets.bad = os.path.basename(exc.path)
+            found = cue_tracks_of_folder(folder or ".", names)
+            sheets.tracks, sheets.images, sheets.names = found.tracks, found.images, found.sheets
+            for error in found.errors:
+                self.result.problems.append(ScanProblem(error.path, str(error)))
+                sheets.bad.add(os.path.basename(error.path))
         self.sheets[folder] = sheets
         return sheets
 
@@ -291,7 +291,7 @@ class _Walker:
                 self.result.ignored["excluded"] += 1
             elif name in images:
                 continue  # an album image: its tracks were added above
-            elif name == reported:
+            elif name in reported:
                 continue
             elif name in sheets:
                 self.result.ignored[".cue (tracks listed)"] += 1

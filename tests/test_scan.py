@@ -517,3 +517,17 @@ def test_a_fifo_named_as_a_sheet_or_an_ignore_file_is_a_problem_not_a_hang(tmp_p
         ("album.cue", "cannot read the CUE sheet: is a FIFO, not a file")]
     with pytest.raises(CueError, match="is a FIFO, not a file"):
         parse_sheet(str(folder / "album.cue"))
+
+
+def test_a_bad_sheet_leaves_the_other_sheets_of_its_folder_in_force(tmp_path):
+    """The first sheet that could not be used stopped every sheet of its folder: a
+    two-disc folder with a typo in one sheet stored both images whole (and a stored
+    album split into tracks gained its whole image once a bad bonus.cue came beside)."""
+    image, _ = _album(tmp_path / "album")
+    other = write(tmp_path / "album" / "other.flac", synth.music_like(3.0, SR, seed=9), SR)
+    (tmp_path / "album" / "other.cue").write_text('FILE "other.flac" WAVE\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
+                                                  '  TRACK 02 AUDIO\n    INDEX 01 00:30:00\n')   # past its end
+    found = scan([tmp_path / "album"])
+    assert sorted(found.files) == sorted([f"{image}#01", f"{image}#02", f"{image}#03", str(other)])
+    assert [os.path.basename(p.path) for p in found.problems] == ["other.cue"]
+    assert "after the end of other.flac" in found.problems[0].message
