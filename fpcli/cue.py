@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import unicodedata
 from collections.abc import Callable
 
 from fpcli.files import read_regular
@@ -54,10 +55,12 @@ class CueTrack:
         return f"#{self.number}:{self.start_s!r}:{self.end_s!r}"
 
 
-def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True) -> dict[str, list[CueTrack]]:
+def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True,
+                missing: list[str] | None = None) -> dict[str, list[CueTrack]]:
     """{image file name as written in the sheet: its tracks in order} of the FILEs
     ``present`` accepts (a sheet may name files that are not there: they add nothing);
-    ``CueError`` for a sheet that cannot be read or whose times go backwards."""
+    ``CueError`` for a sheet that cannot be read or whose times go backwards. The FILEs
+    of two or more tracks that ``present`` refused are added to ``missing``."""
     try:
         raw = read_regular(path, MAX_SHEET_BYTES + 1)
     except OSError as exc:
@@ -78,6 +81,8 @@ def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True) -
             current.append((int(words[1]), None))
         elif keyword == "INDEX" and current and len(words) >= 3 and words[1] == "01":
             current[-1] = (current[-1][0], words[2])
+    if missing is not None:
+        missing += [name for name, entries in files.items() if len(entries) >= 2 and not present(name)]
     return {name: _tracks(path, name, entries) for name, entries in files.items() if present(name)}
 
 
@@ -152,15 +157,55 @@ def cue_tracks_of_folder(folder: str, names: list[str]) -> FolderSheets:
     that cannot be used is one error, and the others still apply: the first bad one
     stopped them all, and a two-disc folder with a typo in one sheet stored both
     images whole."""
-    present = set(names)
+    resolve = _image_resolver(names)
     found = FolderSheets()
     for name in sorted(n for n in names if n.lower().endswith(CUE_EXTENSION)):
         sheet = os.path.join(folder, name)
+        missing: list[str] = []
         try:
-            _add_sheet(found, sheet, name, folder, parse_sheet(sheet, lambda written: _base_name(written) in present))
+            files = parse_sheet(sheet, lambda written: resolve(written) is not None, missing)
+            if missing and not files:
+                # Silently the image was one whole track: a sheet naming album.wav beside
+                # album.flac (EAC before compressing), or Album.flac for album.flac.
+                raise CueError(sheet, f"names {_base_name(missing[0])}, which is not in this folder (nor a file "
+                                      "of that name in another case or with another audio extension)")
+            _add_sheet(found, sheet, name, folder, {resolve(written) or written: t for written, t in files.items()})
         except CueError as exc:
             found.errors.append(exc)
     return found
+
+
+def _image_resolver(names: list[str]) -> Callable[[str], str | None]:
+    """The file of a folder (of ``names``) that a sheet's FILE means: the name as
+    written (its base name: Windows rippers write paths), else the one file whose name
+    differs only in case or Unicode normalisation (a sheet from Windows, a folder from
+    a Mac), else the one audio file of the same stem (EAC writes album.wav in the
+    sheet and then compresses the rip to album.flac). None when none, or several."""
+    from fpcli.extensions import AUDIO_EXTENSIONS
+
+    present = set(names)
+
+    def key(name: str) -> str:
+        return unicodedata.normalize("NFC", name).casefold()
+
+    by_name: dict[str, list[str]] = {}
+    by_stem: dict[str, list[str]] = {}
+    for name in names:
+        by_name.setdefault(key(name), []).append(name)
+        stem, extension = os.path.splitext(name)
+        if extension.lower() in AUDIO_EXTENSIONS:
+            by_stem.setdefault(key(stem), []).append(name)
+
+    def resolve(written: str) -> str | None:
+        base = _base_name(written)
+        if base in present:
+            return base
+        for candidates in (by_name.get(key(base), []), by_stem.get(key(os.path.splitext(base)[0]), [])):
+            if len(candidates) == 1:
+                return candidates[0]
+        return None
+
+    return resolve
 
 
 def _add_sheet(found: FolderSheets, sheet: str, name: str, folder: str, files: dict[str, list[CueTrack]]) -> None:

@@ -531,3 +531,31 @@ def test_a_bad_sheet_leaves_the_other_sheets_of_its_folder_in_force(tmp_path):
     assert sorted(found.files) == sorted([f"{image}#01", f"{image}#02", f"{image}#03", str(other)])
     assert [os.path.basename(p.path) for p in found.problems] == ["other.cue"]
     assert "after the end of other.flac" in found.problems[0].message
+
+
+@pytest.mark.parametrize(("written", "on_disk"), [
+    ("Album Image.wav", "Album Image.flac"),     # EAC names the WAV it ripped, then it is compressed
+    ("album image.flac", "Album Image.flac"),    # another case
+    ("Cafe\u0301.flac", "Caf\u00e9.flac"),       # another Unicode normalisation (a folder from a Mac)
+])
+def test_a_sheet_naming_its_image_a_little_differently_still_splits_it(tmp_path, written, on_disk):
+    """Each was ignored without a word (exit 0): the album stored as one track."""
+    image, _ = _album(tmp_path / "album")
+    image = os.replace(image, tmp_path / "album" / on_disk) or str(tmp_path / "album" / on_disk)
+    sheet = tmp_path / "album" / "Album Image.cue"
+    text = sheet.read_bytes().decode("latin-1").replace('"Album Image.flac"', f'"{written}"')
+    sheet.write_bytes(text.encode("utf-8"))
+    found = scan([tmp_path / "album"])
+    assert found.files == [f"{image}#{n:02d}" for n in (1, 2, 3)] and found.problems == []
+
+
+def test_a_sheet_whose_image_is_not_there_says_so(tmp_path):
+    """A sheet naming an image that is not in its folder was skipped without a word."""
+    image, _ = _album(tmp_path / "album")
+    sheet = tmp_path / "album" / "Album Image.cue"
+    sheet.write_bytes(sheet.read_bytes().replace(b'"Album Image.flac"', b'"Other Album.flac"'))
+    found = scan([tmp_path / "album"])
+    assert found.files == [str(image)]
+    assert [p.message for p in found.problems] == ["names Other Album.flac, which is not in this folder (nor a "
+                                                   "file of that name in another case or with another audio "
+                                                   "extension)"]
