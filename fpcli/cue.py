@@ -76,11 +76,17 @@ def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True,
             continue
         keyword = words[0].upper()
         if keyword == "FILE":
+            # A track whose INDEX 01 is not given yet starts in the next FILE: EAC's
+            # per-track sheets put a track's pregap (INDEX 00) at the end of the file
+            # before it. It was "track 02 has no INDEX 01", exit 3 on every run.
+            carried = current.pop() if current and current[-1][1] is None else None
             current = files.setdefault(_file_name(line), [])
+            if carried is not None:
+                current.append(carried)
         elif keyword == "TRACK" and current is not None and len(words) >= 2 and words[1].isdigit():
             current.append((int(words[1]), None))
-        elif keyword == "INDEX" and current and len(words) >= 3 and words[1] == "01":
-            current[-1] = (current[-1][0], words[2])
+        elif keyword == "INDEX" and current and len(words) >= 3 and words[1].isdigit() and int(words[1]) == 1:
+            current[-1] = (current[-1][0], words[2])   # INDEX 1 as INDEX 01
     if missing is not None:
         missing += [name for name, entries in files.items() if len(entries) >= 2 and not present(name)]
     return {name: _tracks(path, name, entries) for name, entries in files.items() if present(name)}

@@ -559,3 +559,20 @@ def test_a_sheet_whose_image_is_not_there_says_so(tmp_path):
     assert [p.message for p in found.problems] == ["names Other Album.flac, which is not in this folder (nor a "
                                                    "file of that name in another case or with another audio "
                                                    "extension)"]
+
+
+def test_a_per_track_sheet_with_pregaps_at_the_end_of_the_file_before_adds_nothing(tmp_path):
+    """EAC's "non-compliant" per-track sheet puts track 02's INDEX 00 under the FILE
+    before it and its INDEX 01 under its own: "track 02 of 01.flac has no INDEX 01",
+    exit 3 on every run. Each file is an ordinary track; INDEX 1 is INDEX 01."""
+    folder = tmp_path / "album"
+    folder.mkdir()
+    files = [write(folder / f"0{n}.flac", synth.music_like(3.0, SR, seed=n), SR) for n in (1, 2, 3)]
+    (folder / "album.cue").write_text(
+        'FILE "01.flac" WAVE\n  TRACK 01 AUDIO\n    INDEX 1 0:00:00\n  TRACK 02 AUDIO\n    INDEX 00 00:02:00\n'
+        'FILE "02.flac" WAVE\n    INDEX 01 00:00:00\n  TRACK 03 AUDIO\n    INDEX 00 00:02:00\n'
+        'FILE "03.flac" WAVE\n    INDEX 01 00:00:00\n')
+    found = scan([folder])
+    assert found.files == [str(f) for f in files] and found.problems == []
+    assert {name: [t.number for t in tracks] for name, tracks in parse_sheet(str(folder / "album.cue")).items()} \
+        == {"01.flac": [1], "02.flac": [2], "03.flac": [3]}
