@@ -296,6 +296,24 @@ def is_entry(path: str) -> bool:
     return _ENTRY.match(path) is not None and not os.path.lexists(path)
 
 
+def missing_track_reason(path: str) -> str | None:
+    """Why an entry such as ``album.flac#07`` names no track when its image is a file
+    (it was "no such file or folder" beside the image), or None when ``path`` is no
+    such entry, or its image is not there."""
+    match = _ENTRY.match(path)
+    if match is None or not os.path.isfile(match["image"]):
+        return None
+    folder, name = os.path.split(match["image"])
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return None
+    numbers = [t.number for t in cue_tracks_of_folder(folder or ".", names).tracks if os.path.basename(t.image) == name]
+    if not numbers:
+        return f"no usable CUE sheet beside {name} splits it into tracks"
+    return f"{name} has no track {int(match['number']):02d} (its sheet lists {min(numbers):02d}-{max(numbers):02d})"
+
+
 def track_of_entry(path: str) -> CueTrack | None:
     """The CUE track an entry such as ``album.flac#03`` names, or None when ``path`` is
     an ordinary path (a real file may be called ``Song #12.flac``: it wins)."""

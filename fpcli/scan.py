@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pathspec
 
-from fpcli.cue import CUE_EXTENSION, CueTrack, cue_tracks_of_folder, track_of_entry
+from fpcli.cue import CUE_EXTENSION, CueTrack, cue_tracks_of_folder, missing_track_reason, track_of_entry
 from fpcli.errors import ParameterError
 from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.files import read_regular
@@ -89,7 +89,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = ()
             if track is not None:   # album.flac#02, as `cache list` names it: that track alone
                 walker.add_track(track)
             else:
-                result.problems.append(ScanProblem(root, os_reason(exc)))
+                result.problems.append(ScanProblem(root, missing_track_reason(root) or os_reason(exc)))
             continue
         if is_folder:
             walker.walk(root)

@@ -196,12 +196,17 @@ def test_one_track_named_as_the_store_names_it_is_that_track(tmp_path):
     image, _ = _album(tmp_path / "album")
     assert scan([f"{image}#02"]).files == [f"{image}#02"]
     assert scan([f"{image}#02", image]).files == [f"{image}#02", f"{image}#01", f"{image}#03"]   # once
-    missing = scan([f"{image}#07"])
-    assert missing.files == [] and [p.message for p in missing.problems] == ["no such file or folder"]
+    missing = scan([f"{image}#07"])   # it said "no such file or folder", the image beside it
+    assert missing.files == [] and [p.message for p in missing.problems] == [
+        "Album Image.flac has no track 07 (its sheet lists 01-03)"]
     store_dir = str(tmp_path / "s")
     ran = runner.invoke(app, ["--store", store_dir, "analyze", f"{image}#02", "--json"])
     assert ran.exit_code == 0, ran.output
     assert [round(json.loads(line)["duration_s"], 2) for line in ran.stdout.splitlines()] == [2.0]
+    os.remove(tmp_path / "album" / "Album Image.cue")
+    assert [p.message for p in scan([f"{image}#02"]).problems] == [
+        "no usable CUE sheet beside Album Image.flac splits it into tracks"]
+    assert [p.message for p in scan([f"{tmp_path}/gone.flac#02"]).problems] == ["no such file or folder"]
 
 
 def test_validate_partial_streams_each_cue_track(tmp_path):
