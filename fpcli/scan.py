@@ -275,12 +275,15 @@ class _Walker:
 
     def _files(self, folder: str, names: list[str], ignored: Callable[[str, bool], bool]) -> None:
         real_folder = self._real_folder(folder)
-        found = self._sheets(folder, names)
+        # A sheet left out by --exclude or an ignore file splits nothing (it was counted
+        # "excluded" and applied all the same): leaving it out is how a wrong split is undone.
+        found = self._sheets(folder, [name for name in names if not (
+            name.lower().endswith(CUE_EXTENSION) and ignored(os.path.join(folder, name), False))])
         self.sheets.setdefault(real_folder, found)   # what a file reached through a link looks up
         tracks, images, sheets = found.tracks, found.images, found.names
         reported = found.bad   # that problem: counted among the ignored files too, it was two
-        for track in tracks:
-            if not ignored(track.image, False):
+        for track in tracks:   # a track is left out by its image's name, or by its own (album.flac#02)
+            if not ignored(track.image, False) and not ignored(track.entry, False):
                 self.add_track(track)
         for name in names:
             path = os.path.join(folder, name)

@@ -581,3 +581,13 @@ def test_a_per_track_sheet_with_pregaps_at_the_end_of_the_file_before_adds_nothi
     assert found.files == [str(f) for f in files] and found.problems == []
     assert {name: [t.number for t in tracks] for name, tracks in parse_sheet(str(folder / "album.cue")).items()} \
         == {"01.flac": [1], "02.flac": [2], "03.flac": [3]}
+
+
+def test_an_excluded_sheet_splits_nothing_and_a_track_can_be_excluded(tmp_path):
+    """--exclude '*.cue' (or the same line in an ignore file) counted the sheet as
+    excluded and applied it all the same, and 'album.flac#02' excluded nothing."""
+    image, _ = _album(tmp_path / "album")
+    assert scan([tmp_path / "album"], exclude=["*.cue"]).files == [str(image)]
+    assert scan([tmp_path / "album"], exclude=["*#02"]).files == [f"{image}#01", f"{image}#03"]
+    (tmp_path / "album" / ".fpcliignore").write_text("Album Image.cue\n")
+    assert scan([tmp_path / "album"]).files == [str(image)]
