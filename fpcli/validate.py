@@ -469,7 +469,9 @@ def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
     except OSError as exc:
         return TrackValidation(result.path, "error", error=f"cannot read the file again: {exc.strerror}"), None
     if record is None or record.batch is None:
-        return TrackValidation(result.path, "error", error="no stored fingerprints (evicted meanwhile?)"), None
+        why = f"its fingerprints could not be stored: {store.refused}" if store.unsaved else \
+            "no stored fingerprints (evicted meanwhile?)"   # a user who may only read: validate compares stored ones
+        return TrackValidation(result.path, "error", error=why), None
     verdict = validate_record(record, tolerances=tolerances, threshold=threshold)
     if store_verdict:
         stored = _stored_verdict(verdict)

@@ -659,6 +659,12 @@ def test_a_redis_user_who_may_only_read_analyses_a_folder_without_storing_it(red
         assert len(lines) == 4 and all(line["status"] == "ok" for line in lines)
         assert sum(line["cached"] for line in lines) == 1
         assert "3 result(s) not stored: Redis at" in run.stderr
+        # validate compares stored fingerprints: each track says why it has none
+        checked = CliRunner().invoke(app, ["--store", reader, "validate", "-l", os.path.dirname(tracks[0]),
+                                           "--json"])
+        errors = [t.get("error") or "" for t in json.loads(checked.stdout)["tracks"]]
+        assert checked.exit_code == 3 and len(errors) == 4
+        assert all(e.startswith("its fingerprints could not be stored") for e in errors)
     finally:
         admin.execute_command("ACL", "DELUSER", "reader")
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fpcli.cue import album_image_of, is_entry
-from fpcli.errors import ParameterError, QueryError, SearchError, StoreError, StoreReadOnlyError
+from fpcli.errors import ParameterError, QueryError, SearchError, StoreError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.files import atomic_text, printable_path
@@ -140,10 +140,9 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
     identity, result = compute(path, want, found.identity)
     kept = found.record is None
     if kept:  # the store holds less than this: keep it (as any analysed file)
-        try:
-            result = keep(store, path, identity, result)
-        except StoreReadOnlyError:   # a user who may only read: the query is searched, not stored
-            kept = False
+        unsaved = store.unsaved
+        result = keep(store, path, identity, result)
+        kept = store.unsaved == unsaved   # a user who may only read: the query is searched, not stored
     if result.failed:
         raise QueryError(f"cannot analyse the query {printable_path(path)}: {result.error}")
     # The preview itself, not the fuller record the store may hold; or the query this
