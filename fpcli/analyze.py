@@ -285,11 +285,12 @@ def _change_since(path: str, identity: FileIdentity) -> str | None:
 
 
 def keep(store: FingerprintStore, path: str, identity: FileIdentity | None, result: TrackResult,
-         limit_s: float | None = None) -> TrackResult:
+         limit_s: float | None = None, *, refused_ok: bool = True) -> TrackResult:
     """The store's half: save the result merged with the stored record, or record the
     failure (skipped on later runs until the file changes; a timeout, until a run
     allows more than ``limit_s``, the limit it outran). Returns the result under the
-    caller's ``path``."""
+    caller's ``path``. A save this user may not make (``StoreReadOnlyError``) is
+    counted in ``store.unsaved`` unless not ``refused_ok`` (then raised)."""
     result = dataclasses.replace(result, path=path)
     try:
         if result.failed and result.error_type in TRANSIENT_FAILURES:
@@ -304,6 +305,8 @@ def keep(store: FingerprintStore, path: str, identity: FileIdentity | None, resu
                 result = failed(path, type(exc).__name__, exc.reason)
                 store.save_failure(path, identity, result.error_type or "Error", result.error or "failed")
     except StoreReadOnlyError as exc:
+        if not refused_ok:   # a Dask worker: its store's count never reaches the client
+            raise
         # A user who may only read (a Redis ACL, a replica): the run reports what it
         # analysed, and its summary that nothing new was stored. It stopped at the
         # first file not in the store, its analysis thrown away.

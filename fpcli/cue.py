@@ -55,12 +55,10 @@ class CueTrack:
         return f"#{self.number}:{self.start_s!r}:{self.end_s!r}"
 
 
-def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True,
-                missing: list[str] | None = None) -> dict[str, list[CueTrack]]:
+def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True) -> dict[str, list[CueTrack]]:
     """{image file name as written in the sheet: its tracks in order} of the FILEs
     ``present`` accepts (a sheet may name files that are not there: they add nothing);
-    ``CueError`` for a sheet that cannot be read or whose times go backwards. The FILEs
-    of two or more tracks that ``present`` refused are added to ``missing``."""
+    ``CueError`` for a sheet that cannot be read or whose times go backwards."""
     try:
         raw = read_regular(path, MAX_SHEET_BYTES + 1)
     except OSError as exc:
@@ -87,8 +85,6 @@ def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True,
             current.append((int(words[1]), None))
         elif keyword == "INDEX" and current and len(words) >= 3 and words[1].isdigit() and int(words[1]) == 1:
             current[-1] = (current[-1][0], words[2])   # INDEX 1 as INDEX 01
-    if missing is not None:
-        missing += [name for name, entries in files.items() if len(entries) >= 2 and not present(name)]
     return {name: _tracks(path, name, entries) for name, entries in files.items() if present(name)}
 
 
@@ -167,14 +163,10 @@ def cue_tracks_of_folder(folder: str, names: list[str]) -> FolderSheets:
     found = FolderSheets()
     for name in sorted(n for n in names if n.lower().endswith(CUE_EXTENSION)):
         sheet = os.path.join(folder, name)
-        missing: list[str] = []
         try:
-            files = parse_sheet(sheet, lambda written: resolve(written) is not None, missing)
-            if missing and not files:
-                # Silently the image was one whole track: a sheet naming album.wav beside
-                # album.flac (EAC before compressing), or Album.flac for album.flac.
-                raise CueError(sheet, f"names {_base_name(missing[0])}, which is not in this folder (nor a file "
-                                      "of that name in another case or with another audio extension)")
+            # A sheet whose image is not here adds nothing, without a word: a sheet left
+            # beside the tracks it was split into must not fail every run.
+            files = parse_sheet(sheet, lambda written: resolve(written) is not None)
             _add_sheet(found, sheet, name, folder, {resolve(written) or written: t for written, t in files.items()})
         except CueError as exc:
             found.errors.append(exc)
@@ -328,7 +320,9 @@ def track_of_entry(path: str) -> CueTrack | None:
         names = os.listdir(folder or ".")
     except OSError:
         return None
-    tracks = cue_tracks_of_folder(folder, [n for n in names if n.lower().endswith(CUE_EXTENSION)] + [name]).tracks
+    # The whole listing, as the walk reads it: with the image's name alone, album.wav
+    # beside album.flac was no match, and a sheet naming album.wav split album.flac.
+    tracks = cue_tracks_of_folder(folder, names).tracks
     number = int(match["number"])
     return next((t for t in tracks if t.number == number and os.path.basename(t.image) == name), None)
 

@@ -554,16 +554,20 @@ def test_a_sheet_naming_its_image_a_little_differently_still_splits_it(tmp_path,
     assert found.files == [f"{image}#{n:02d}" for n in (1, 2, 3)] and found.problems == []
 
 
-def test_a_sheet_whose_image_is_not_there_says_so(tmp_path):
-    """A sheet naming an image that is not in its folder was skipped without a word."""
+def test_a_leftover_sheet_whose_image_is_not_there_adds_nothing_and_fails_nothing(tmp_path):
+    """A sheet left beside the tracks it was split into (its image gone) adds nothing,
+    without a word: an error for it made every run exit 3 (a review of the first fix).
+    A track entry is resolved against the whole folder, as the walk resolves it: with
+    album.wav and album.flac both there, a sheet naming album.wav splits that one."""
     image, _ = _album(tmp_path / "album")
     sheet = tmp_path / "album" / "Album Image.cue"
     sheet.write_bytes(sheet.read_bytes().replace(b'"Album Image.flac"', b'"Other Album.flac"'))
     found = scan([tmp_path / "album"])
-    assert found.files == [str(image)]
-    assert [p.message for p in found.problems] == ["names Other Album.flac, which is not in this folder (nor a "
-                                                   "file of that name in another case or with another audio "
-                                                   "extension)"]
+    assert found.files == [str(image)] and found.problems == []
+    sheet.write_bytes(sheet.read_bytes().replace(b'"Other Album.flac"', b'"Album Image.wav"'))
+    wav = write(tmp_path / "album" / "Album Image.wav", synth.music_like(9.0, SR, seed=3), SR)
+    assert sorted(scan([tmp_path / "album"]).files) == sorted([str(image), *(f"{wav}#{n:02d}" for n in (1, 2, 3))])
+    assert track_of_entry(f"{image}#02") is None and track_of_entry(f"{wav}#02") is not None
 
 
 def test_a_per_track_sheet_with_pregaps_at_the_end_of_the_file_before_adds_nothing(tmp_path):

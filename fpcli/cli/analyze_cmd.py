@@ -125,7 +125,7 @@ def analyze(
         warn_line(f"{store.unsaved} result(s) not stored: {store.refused}")
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
-    if summary.failed or summary.problems:
+    if summary.failed or summary.problems or store.unsaved:   # unsaved: not what the run is for
         raise typer.Exit(EXIT_SOME_FAILED)
 
 

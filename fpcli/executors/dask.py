@@ -89,7 +89,7 @@ def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: 
         identity, result = _compute_mapped(path, worker_path, want, identity)
     store = _worker_store(spec)
     try:
-        return keep(store, path, identity, result)
+        return keep(store, path, identity, result, refused_ok=False)
     finally:
         store.flush_stats()
 
