@@ -167,7 +167,7 @@ def cue_tracks_of_folder(folder: str, names: list[str]) -> FolderSheets:
             # A sheet whose image is not here adds nothing, without a word: a sheet left
             # beside the tracks it was split into must not fail every run.
             files = parse_sheet(sheet, lambda written: resolve(written) is not None)
-            _add_sheet(found, sheet, name, folder, {resolve(written) or written: t for written, t in files.items()})
+            _add_sheet(found, sheet, name, folder, {str(resolve(written)): t for written, t in files.items()})
         except CueError as exc:
             found.errors.append(exc)
     return found
@@ -207,11 +207,11 @@ def _image_resolver(names: list[str]) -> Callable[[str], str | None]:
 
 
 def _add_sheet(found: FolderSheets, sheet: str, name: str, folder: str, files: dict[str, list[CueTrack]]) -> None:
-    """Add a parsed sheet's images to ``found`` (an image another sheet split is left to
-    it), all or none: a CueError for a track past its image's end adds nothing."""
+    """Add a parsed sheet's images (``files``: by their file names in ``folder``) to
+    ``found`` (an image another sheet split is left to it), all or none: a CueError for
+    a track past its image's end adds nothing."""
     taken = []
-    for image_name, image_tracks in files.items():
-        image = _base_name(image_name)
+    for image, image_tracks in files.items():
         if len(image_tracks) >= 2 and image not in found.images:
             path = os.path.join(folder, image)
             _check_within(sheet, path, image_tracks)
@@ -288,10 +288,11 @@ def is_entry(path: str) -> bool:
     return _ENTRY.match(path) is not None and not os.path.lexists(path)
 
 
-def missing_track_reason(path: str) -> str | None:
-    """Why an entry such as ``album.flac#07`` names no track when its image is a file
-    (it was "no such file or folder" beside the image), or None when ``path`` is no
-    such entry, or its image is not there."""
+def _entry_tracks(path: str) -> tuple[int, str, list[CueTrack]] | None:
+    """(the track number, the image's file name, the image's tracks) of an entry such
+    as ``album.flac#03`` whose image is a file; None for any other path. The image's
+    folder is read whole, as the walk reads it: with the image's name alone, album.wav
+    beside album.flac was no match, and a sheet naming album.wav split album.flac."""
     match = _ENTRY.match(path)
     if match is None or not os.path.isfile(match["image"]):
         return None
@@ -300,31 +301,34 @@ def missing_track_reason(path: str) -> str | None:
         names = os.listdir(folder or ".")
     except OSError:
         return None
-    numbers = [t.number for t in cue_tracks_of_folder(folder or ".", names).tracks if os.path.basename(t.image) == name]
-    if not numbers:
+    tracks = [t for t in cue_tracks_of_folder(folder or ".", names).tracks if os.path.basename(t.image) == name]
+    return int(match["number"]), name, tracks
+
+
+def missing_track_reason(path: str) -> str | None:
+    """Why an entry such as ``album.flac#07`` names no track when its image is a file
+    (it was "no such file or folder" beside the image), or None when ``path`` is no
+    such entry, or its image is not there."""
+    entry = _entry_tracks(path)
+    if entry is None:
+        return None
+    number, name, tracks = entry
+    if not tracks:
         return f"no usable CUE sheet beside {name} splits it into tracks"
-    return f"{name} has no track {int(match['number']):02d} (its sheet lists {min(numbers):02d}-{max(numbers):02d})"
+    numbers = [t.number for t in tracks]
+    return f"{name} has no track {number:02d} (its sheet lists {min(numbers):02d}-{max(numbers):02d})"
 
 
 def track_of_entry(path: str) -> CueTrack | None:
     """The CUE track an entry such as ``album.flac#03`` names, or None when ``path`` is
     an ordinary path (a real file may be called ``Song #12.flac``: it wins)."""
-    match = _ENTRY.match(path)
-    if match is None or os.path.lexists(path):
+    if _ENTRY.match(path) is None or os.path.lexists(path):   # the regex first: every analysed file asks
         return None
-    image = match["image"]
-    if not os.path.isfile(image):
+    entry = _entry_tracks(path)
+    if entry is None:
         return None
-    folder, name = os.path.split(image)
-    try:
-        names = os.listdir(folder or ".")
-    except OSError:
-        return None
-    # The whole listing, as the walk reads it: with the image's name alone, album.wav
-    # beside album.flac was no match, and a sheet naming album.wav split album.flac.
-    tracks = cue_tracks_of_folder(folder, names).tracks
-    number = int(match["number"])
-    return next((t for t in tracks if t.number == number and os.path.basename(t.image) == name), None)
+    number, _, tracks = entry
+    return next((t for t in tracks if t.number == number), None)
 
 
 def salted(digest: str, salt: str) -> str:
