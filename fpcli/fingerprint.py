@@ -100,6 +100,39 @@ DOMAIN_SLACK = 1e-4
 COV_TOLERANCE = 1e-6
 
 
+def asymmetric_covariances(covs: np.ndarray) -> np.ndarray:
+    """(n,) bool: which covariances (n, d, d) differ from their transpose by more than
+    COV_TOLERANCE relative to their largest entry."""
+    import numpy as np
+
+    scale = 1.0 + np.abs(covs).max(axis=(1, 2))
+    return np.asarray(np.abs(covs - covs.transpose(0, 2, 1)).max(axis=(1, 2)) > COV_TOLERANCE * scale)
+
+
+def indefinite_covariances(covs: np.ndarray) -> np.ndarray:
+    """(n,) bool: which covariances (n, d, d) have an eigenvalue below -COV_TOLERANCE
+    relative to their largest entry."""
+    import numpy as np
+
+    return _indefinite(covs, COV_TOLERANCE * (1.0 + np.abs(covs).max(axis=(1, 2))))
+
+
+def _indefinite(stack: np.ndarray, tolerance: np.ndarray) -> np.ndarray:
+    """(n,) bool: which matrices of ``stack`` (n, d, d) have an eigenvalue below
+    -``tolerance``. Every look-up checks one, so the common case is made cheap: when
+    C + tolerance I has a Cholesky factor for every matrix, each smallest eigenvalue is
+    above -tolerance and none is indefinite (one LAPACK call, ~10 us); only when one
+    has none are the eigenvalues computed (~25 us), to say which."""
+    import numpy as np
+
+    shifted = stack + tolerance[:, None, None] * np.eye(stack.shape[-1])
+    try:
+        np.linalg.cholesky(shifted)
+    except np.linalg.LinAlgError:
+        return np.asarray(np.linalg.eigvalsh(stack).min(axis=1) < -tolerance)
+    return np.zeros(len(stack), dtype=bool)
+
+
 def within_domains(values: dict[str, float | None]) -> dict[str, float | None]:
     """``values`` with each clipped to its dim's domain: sums and ratios taken in
     float32 overshoot an exact bound by rounding (a stereo width of 1 + 5.5e-9, a
@@ -208,7 +241,7 @@ def _checked_fields(data: Any) -> dict[str, Any]:
         if mean.shape != (N_MFCC,) or cov.shape != (N_MFCC, N_MFCC) or not _all_finite(mean, cov):
             raise ParameterError(f"timbre must hold a finite mean of {N_MFCC} and a {N_MFCC} x {N_MFCC} "
                                  "covariance", "data")
-        if not _a_covariance(cov):
+        if asymmetric_covariances(cov[None])[0] or indefinite_covariances(cov[None])[0]:
             raise ParameterError("timbre.cov must be symmetric and positive semi-definite (a covariance)", "data")
         data["timbre"] = timbre
     if data.get("dupe_key") is not None:
@@ -258,16 +291,6 @@ def _check_dupe_key(key: Any) -> None:
     if key is not None and (not isinstance(key, dict) or bad_key_fields(key)):
         raise ParameterError(f"dupe_key must hold windows (a count in [1, {MAX_WINDOWS - 1}]) and bits and mask "
                              "of 4 lowercase hex digits per window", "data")
-
-
-def _a_covariance(cov: np.ndarray) -> bool:
-    """Whether a (d, d) matrix is symmetric and positive semi-definite within
-    COV_TOLERANCE of its largest entry (what a stored record must hold)."""
-    import numpy as np
-
-    scale = 1.0 + float(np.abs(cov).max())
-    return bool(np.abs(cov - cov.T).max() <= COV_TOLERANCE * scale and
-                np.linalg.eigvalsh(cov).min() >= -COV_TOLERANCE * scale)
 
 
 def _finite_number(value: Any) -> bool:

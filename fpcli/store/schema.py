@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fpcli.errors import BadEntryError, UnstorableError
-from fpcli.fingerprint import BATCH_DIMS, COV_TOLERANCE, DOMAINS, STREAMING_DIMS
+from fpcli.fingerprint import (
+    BATCH_DIMS,
+    DOMAINS,
+    STREAMING_DIMS,
+    asymmetric_covariances,
+    indefinite_covariances,
+)
 from fpcli.store.limits import MTIME_NS_RANGE, TIME_LIMIT, VALUE_LIMIT, plausible, storable_path, value_bounds
 from fpcli.store.protocol import UNREADABLE_MARK
 from fpcli.store.records import (
@@ -34,7 +40,6 @@ from fpcli.store.records import (
 )
 from fpcli.store.timbre_block import (
     TIMBRE_VALUES,
-    indefinite_covariances,
     pack_timbre,
     packed_values,
     plain_numbers,
@@ -564,9 +569,8 @@ def _check_covariances(drafts: list[_Draft]) -> None:
     listed = [d for d in drafts if d.cov is not None]
     if listed:
         stack = np.stack([d.cov for d in listed])
-        scale = 1.0 + np.abs(stack).max(axis=(1, 2))
-        asymmetric = np.abs(stack - stack.transpose(0, 2, 1)).max(axis=(1, 2)) > COV_TOLERANCE * scale
-        for draft, asym, indef in zip(listed, asymmetric.tolist(), indefinite_covariances(stack).tolist(),
+        for draft, asym, indef in zip(listed, asymmetric_covariances(stack).tolist(),
+                                      indefinite_covariances(stack).tolist(),
                                       strict=True):
             if asym or indef:
                 draft.checker.problems.append("timbre.cov is not symmetric" if asym else

@@ -15,7 +15,7 @@ import binascii
 import functools
 from typing import TYPE_CHECKING, Any
 
-from fpcli.fingerprint import COV_TOLERANCE
+from fpcli.fingerprint import indefinite_covariances
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,22 +75,6 @@ def symmetric_layout() -> np.ndarray:
     return layout
 
 
-def indefinite(stack: np.ndarray, tolerance: np.ndarray) -> np.ndarray:
-    """(n,) bool: which matrices of ``stack`` (n, d, d) have an eigenvalue below
-    -``tolerance``. Every look-up checks one, so the common case is made cheap: when
-    C + tolerance I has a Cholesky factor for every matrix, each smallest eigenvalue is
-    above -tolerance and none is indefinite (one LAPACK call, ~10 us); only when one
-    has none are the eigenvalues computed (~25 us), to say which."""
-    import numpy as np
-
-    shifted = stack + tolerance[:, None, None] * np.eye(stack.shape[-1])
-    try:
-        np.linalg.cholesky(shifted)
-    except np.linalg.LinAlgError:
-        return np.asarray(np.linalg.eigvalsh(stack).min(axis=1) < -tolerance)
-    return np.zeros(len(stack), dtype=bool)
-
-
 def sound_covariances(packed: np.ndarray) -> np.ndarray:
     """(n,) bool: which packed timbres (n, TIMBRE_VALUES) have a symmetric positive
     semi-definite covariance within COV_TOLERANCE, checked as one stacked array (the
@@ -108,14 +92,6 @@ def unpack_stack(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from fpcli.dsp.timbre import N_MFCC
 
     return packed[:, :N_MFCC], packed[:, N_MFCC:][:, symmetric_layout()]
-
-
-def indefinite_covariances(covs: np.ndarray) -> np.ndarray:
-    """(n,) bool: which covariances (n, d, d) have an eigenvalue below -COV_TOLERANCE
-    relative to their largest entry."""
-    import numpy as np
-
-    return indefinite(covs, COV_TOLERANCE * (1.0 + np.abs(covs).max(axis=(1, 2))))
 
 
 def plain_numbers(values: list[Any]) -> bool:
