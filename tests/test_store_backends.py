@@ -731,6 +731,42 @@ def test_a_full_redis_still_says_so_and_can_be_cleared(redis_url, tracks):
         admin.config_set("maxmemory-policy", policy)
 
 
+def test_a_full_redis_can_be_pruned(redis_url, tracks):
+    """`cache prune`, which the "is full" error names as a way to make room, failed on a
+    Redis full under noeviction: its journal entry before each removal was refused, and
+    so was the smaller record of a file that lost one of its copies."""
+    import shutil
+
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    copies = [shutil.copy(track, Path(track).with_name(f"copy-{Path(track).name}")) for track in tracks]
+    with FingerprintStore.open(redis_url) as store:
+        for path in [*tracks, *copies]:
+            _save(store, str(path))
+        generation = store.backend.generation()
+    for path in [*tracks[:2], *copies]:   # two records go whole, two lose a copy
+        os.remove(path)
+    os.utime(tracks[2], ns=(os.stat(tracks[2]).st_atime_ns, os.stat(tracks[2]).st_mtime_ns + 10**9))  # touched
+    policy = admin.config_get("maxmemory-policy")["maxmemory-policy"]
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) - 4096)
+    try:
+        with FingerprintStore.open(redis_url) as store:
+            with pytest.raises(StoreError, match="is full"):
+                store.save_failure(str(tracks[0]), None, "AudioReadError", "a write")
+            assert len(prune(store)) == 6
+            assert sorted(p.path for record in store.records() for p in record.paths) == sorted(tracks[2:])
+            assert store.stats()["entries"] == 2
+            assert store.backend.generation() > generation   # journaled: search indexes learn of it
+            assert prune(store) == []
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.config_set("maxmemory-policy", policy)
+    with FingerprintStore.open(redis_url) as store:   # the counts kept while full are the counts
+        assert store.stats()["entries"] == store.stats(recount=True)["entries"] == 2
+
+
 def test_a_store_path_that_is_a_file_or_a_dangling_link_says_so(tmp_path):
     """It said "File exists" (os.makedirs), also where nothing existed (a dangling link)."""
     (tmp_path / "a-file").write_text("x")

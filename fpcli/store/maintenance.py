@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from fpcli.errors import BadEntryError, StoreError
+from fpcli.errors import BadEntryError, StoreError, StoreFullError
 from fpcli.files import atomic_text
 from fpcli.store.census import FAILURE_TAG, census_summary, census_tag, tag_of_entry
 from fpcli.store.core import FingerprintStore, PathChange
@@ -115,7 +115,12 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
                 # A touched file's new time, in its record and its path entry: confirmed by its
                 # digest, it was read whole again at every prune, search and dupes.
                 for path, mtime_ns in retimed.items():
-                    store.retime_path(FileIdentity(path, record.size, mtime_ns, record.content_key, record.digest))
+                    # Not on a store full under noeviction: a path entry rewritten is no
+                    # room made, and the prune that makes it went on (the file is only
+                    # read again at the next prune).
+                    with contextlib.suppress(StoreFullError):
+                        store.retime_path(FileIdentity(path, record.size, mtime_ns, record.content_key,
+                                                       record.digest))
     if crowded:
         removed += _prune_crowded(store, crowded, dry_run)
     for failure in store.failures():

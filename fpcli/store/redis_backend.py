@@ -162,16 +162,19 @@ local function tag_of(value)
   end
   return nil
 end
+local function move_count(census, old_tag, new_tag)
+  if old_tag ~= new_tag then
+    if old_tag then redis.call("HINCRBY", census, old_tag, -1) end
+    if new_tag then redis.call("HINCRBY", census, new_tag, 1) end
+  end
+end
 """
 # The write of KEYS[1] (ARGV: value, expiry, tag) and the census KEYS[2] moved with it.
 _SET_COUNTED = """
 local old = redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2], "GET")
-local old_tag, new_tag = tag_of(old), ARGV[3]
+local new_tag = ARGV[3]
 if new_tag == "" then new_tag = nil end
-if old_tag ~= new_tag then
-  if old_tag then redis.call("HINCRBY", KEYS[2], old_tag, -1) end
-  if new_tag then redis.call("HINCRBY", KEYS[2], new_tag, 1) end
-end
+move_count(KEYS[2], tag_of(old), new_tag)
 return 0
 """
 # A key of another Redis type (a list someone pushed under fpcli's name) is junk in the
@@ -229,6 +232,44 @@ local old_tag = tag_of(old)
 if old_tag then redis.call("HINCRBY", KEYS[2], old_tag, -1) end
 if old then return 1 end
 return 0
+"""
+
+# What a store full under ``noeviction`` still writes: what makes room. Redis refuses a
+# command that may grow memory while used memory is above maxmemory (a delete script
+# runs: its first write is a delete), so ``cache prune``, which the "is full" error
+# names, failed at its first journal entry and at the smaller record of a file that
+# lost a copy. These scripts declare ``allow-oom`` (Redis 7+; an older server finds
+# the first line a syntax error, and the write is refused as before) and run only
+# after a write was refused for memory: a value replaced by one no longer than itself,
+# and the journal's few bytes per key (capped at JOURNAL_LIMIT keys).
+ALLOW_OOM = "#!lua flags=allow-oom\n"
+# KEYS[1] the key, KEYS[2] the census; ARGV: the value expected, as stored (read just
+# before), the new value as stored ("": delete) and its expiry. Returns 0 (done), 1
+# (changed meanwhile: nothing written) or 2 (the new value is longer: not written).
+SHRINK_UNLESS_CHANGED_WHEN_FULL = ALLOW_OOM + _MOVE_COUNT + """
+plain(KEYS[1])
+local current = redis.call("GET", KEYS[1])
+if current ~= ARGV[1] then return 1 end
+local new_tag = nil
+if ARGV[2] == "" then
+  redis.call("DEL", KEYS[1])
+else
+  if #ARGV[2] > #current then return 2 end
+  redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
+  new_tag = tag_of(ARGV[2])
+end
+move_count(KEYS[2], tag_of(current), new_tag)
+return 0
+"""
+# KEYS[1] the generation, KEYS[2] the journal; ARGV[1] the journal's cap, then the keys
+# changed: as ``journal_extend`` (pushed in slices: Lua's unpack stops at about 8,000).
+JOURNAL_EXTEND_WHEN_FULL = ALLOW_OOM + """
+local generation = redis.call("INCRBY", KEYS[1], #ARGV - 1)
+for first = 2, #ARGV, 1000 do
+  redis.call("RPUSH", KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+redis.call("LTRIM", KEYS[2], -tonumber(ARGV[1]), -1)
+return generation
 """
 
 # The journal's tail since generation ARGV[1], in one atomic step: {generation, keys}
@@ -334,6 +375,9 @@ class RedisBackend:
         self._write_many_unless_changed = self._bin.register_script(WRITE_MANY_UNLESS_CHANGED)
         self._journal_tail = self._client.register_script(JOURNAL_TAIL)
         self._delete_counted = self._bin.register_script(DELETE_COUNTED)
+        self._shrink_when_full = self._bin.register_script(SHRINK_UNLESS_CHANGED_WHEN_FULL)
+        self._journal_when_full = self._client.register_script(JOURNAL_EXTEND_WHEN_FULL)
+        self._allow_oom = True   # until this server does not know the flag (before Redis 7)
         self._scripts = True   # until this user is refused them (``_scripted``)
         self._info_refused = False
         self._call(self._client.ping)
@@ -651,11 +695,51 @@ class RedisBackend:
                 return True
 
         with shielded():
-            if self._scripts:
-                ran, swapped = self._scripted(attempt)
-                if ran:
-                    return bool(swapped)
-            return self._call(attempt)
+            try:
+                if self._scripts:
+                    ran, swapped = self._scripted(attempt)
+                    if ran:
+                        return bool(swapped)
+                return self._call(attempt)
+            except StoreFullError:
+                return self._swap_when_full(key, expected, text, tag)
+
+    def _swap_when_full(self, key: str, expected: str | None, text: str | None, tag: Tag) -> bool:
+        """``swap`` on a Redis full under ``noeviction``: a delete, or a value no longer
+        than the one it replaces (a prune's record that lost paths), is still written,
+        since it makes room; a StoreFullError for anything else."""
+        full = self._data + key
+        current = self._call(self._get_text, full)
+        if (None if current is None else decode(current)) != expected:
+            return False
+        if current is None:
+            if text is None:
+                return True   # nothing to delete
+            raise StoreFullError(self._full_message())
+        stored = current if isinstance(current, bytes) else current.encode("utf-8", "surrogateescape")
+        new = b"" if text is None else encode(text, tag)
+        done = self._when_full(self._shrink_when_full, [full, self._meta + "census"],
+                               [stored, new, self._expiry(key)])
+        if done == 2:
+            raise StoreFullError(self._full_message())
+        return done == 0
+
+    def _when_full(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """What ``script`` (one of the ``*_WHEN_FULL`` scripts) returns, run after a write
+        was refused for memory; the StoreFullError again when this user may not run
+        scripts or the server does not know their ``allow-oom`` flag (before Redis 7)."""
+        if self._scripts and self._allow_oom:
+            try:
+                return self._call(script, keys=keys, args=args)
+            except _ScriptsRefused:
+                self._scripts = False
+            except StoreFullError:
+                pass
+            except StoreError as exc:
+                if "compiling" not in str(exc).lower() and "shebang" not in str(exc).lower():
+                    raise
+                self._allow_oom = False
+        raise StoreFullError(self._full_message())
 
     def delete(self, key: str) -> bool:
         with shielded():
@@ -853,7 +937,13 @@ class RedisBackend:
         pipe.incrby(self._meta + "generation", len(keys))
         pipe.rpush(self._meta + "journal", *keys[-JOURNAL_LIMIT:])
         pipe.ltrim(self._meta + "journal", -JOURNAL_LIMIT, -1)
-        return int(self._call(pipe.execute)[0])
+        try:
+            return int(self._call(pipe.execute)[0])
+        except StoreFullError:
+            # A Redis full under noeviction: the journal's few bytes per key are what a
+            # prune's deletes need written first (the journal is capped).
+            return int(self._when_full(self._journal_when_full, [self._meta + "generation", self._meta + "journal"],
+                                       [JOURNAL_LIMIT, *keys[-JOURNAL_LIMIT:]]))
 
     def journal_since(self, generation: int) -> list[str] | None:
         if self._scripts:
