@@ -117,7 +117,10 @@ class _Walker:
         self.seen_files: dict[str, tuple[int, int]] = {}   # real path -> (its place in files, rank of its name)
         self.seen_tracks: set[tuple[str, int]] = set()   # (image's real path, track number)
         self.real_folders: dict[str, str] = {}   # folder walked -> its realpath
-        self.sheets: dict[str, _Sheets] = {}     # folder -> its CUE sheets, read once
+        self.sheets: dict[tuple[str, frozenset[str]], _Sheets] = {}   # (folder, sheets used) -> read once
+        self.walked_sheets: dict[str, _Sheets] = {}   # real folder walked -> the sheets its walk used
+        self.sheets_alone: dict[str, _Sheets] = {}    # real folder -> the sheets for its files taken alone
+        self.ignore_specs: dict[str, pathspec.PathSpec | None] = {}   # folder -> its ignore file, read once
 
     def add(self, path: str, real_folder: str | None = None, *, given: bool = False) -> None:
         """Take one file (once, however many ways it is reached). ``real_folder``: the
@@ -136,7 +139,7 @@ class _Walker:
         else:
             resolved = os.path.realpath(path)
         real_folder_of, name = os.path.split(resolved)
-        sheets = self._sheets(real_folder_of)
+        sheets = self._sheets_beside(real_folder_of)
         if name in sheets.images:
             # An album image is its tracks however it is reached (named, or through a
             # link): it was analysed as one whole track too, and came back as a search
@@ -164,28 +167,48 @@ class _Walker:
         self.seen_files[resolved] = (len(self.result.files), rank)
         self.result.files.append(path)
 
-    def _sheets(self, folder: str, names: list[str] | None = None) -> _Sheets:
-        """The CUE sheets of ``folder`` (read from ``names``, else listed), read once per
-        folder however many of its files are taken: each file named on the command
+    def _sheets_beside(self, folder: str) -> _Sheets:
+        """The CUE sheets that split the files of ``folder`` when a file is taken alone
+        (named on the command line, or reached through a link): those its walk used, if
+        it was walked; else those --exclude (matched against a sheet's name) and the
+        folder's own ignore file leave in. A sheet left out was applied all the same to
+        an image named, or to a folder whose image was named before it."""
+        known = self.walked_sheets.get(folder) or self.sheets_alone.get(folder)
+        if known is not None:
+            return known
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            names = []
+        own = self._ignore_spec(folder, names)
+        found = self.sheets_alone[folder] = self._sheets(folder, [name for name in names if not (
+            _is_sheet(name) and (self.exclude.match_file(name) or (own is not None and own.match_file(name))))])
+        return found
+
+    def _ignore_spec(self, folder: str, names: list[str]) -> pathspec.PathSpec | None:
+        """The rules of ``folder``'s ignore file, read (and its problems reported) once."""
+        if folder not in self.ignore_specs:
+            self.ignore_specs[folder] = _ignore_file(folder, names, self.result)
+        return self.ignore_specs[folder]
+
+    def _sheets(self, folder: str, names: list[str]) -> _Sheets:
+        """The CUE sheets among ``names`` in ``folder``, read once per folder and set of
+        sheets however many of its files are taken: each file named on the command
         line listed its folder and parsed its sheets again (3,000 files of one folder
         named by a shell glob: 11 s instead of 4), and a bad sheet was reported once
         per file. A bad sheet is one problem, and its images are ordinary files."""
-        known = self.sheets.get(folder)
+        used = frozenset(name for name in names if _is_sheet(name))
+        known = self.sheets.get((folder, used))
         if known is not None:
             return known
-        if names is None:
-            try:
-                names = os.listdir(folder or ".")
-            except OSError:
-                names = []
         sheets = _Sheets()
-        if any(name.lower().endswith(CUE_EXTENSION) for name in names):
+        if used:
             found = cue_tracks_of_folder(folder or ".", names)
             sheets.tracks, sheets.images, sheets.names = found.tracks, found.images, found.sheets
             for error in found.errors:
                 self.result.problems.append(ScanProblem(error.path, str(error)))
                 sheets.bad.add(os.path.basename(error.path))
-        self.sheets[folder] = sheets
+        self.sheets[(folder, used)] = sheets
         return sheets
 
     def add_track(self, track: CueTrack) -> None:
@@ -204,7 +227,7 @@ class _Walker:
         for folder, subfolders, names in _walk(root, on_error):
             if not self._enter(folder, names, subfolders, given=folder == root):
                 continue
-            spec = _ignore_file(folder, names, self.result)
+            spec = self._ignore_spec(folder, names)
             # The ignore files of the folders above and this one's: the parent's list (a
             # folder is walked after its parent) and its own, not every rule scanned
             # (an ignore file in each of 8,000 album folders: 41 s per run).
@@ -278,8 +301,8 @@ class _Walker:
         # A sheet left out by --exclude or an ignore file splits nothing (it was counted
         # "excluded" and applied all the same): leaving it out is how a wrong split is undone.
         found = self._sheets(folder, [name for name in names if not (
-            name.lower().endswith(CUE_EXTENSION) and ignored(os.path.join(folder, name), False))])
-        self.sheets.setdefault(real_folder, found)   # what a file reached through a link looks up
+            _is_sheet(name) and ignored(os.path.join(folder, name), False))])
+        self.walked_sheets.setdefault(real_folder, found)   # what a file of it taken alone looks up
         tracks, images, sheets = found.tracks, found.images, found.names
         reported = found.bad   # that problem: counted among the ignored files too, it was two
         for track in tracks:   # a track is left out by its image's name, or by its own (album.flac#02)
@@ -302,6 +325,10 @@ class _Walker:
                 self.add(path, real_folder)
             else:
                 self.result.ignored[extension] += 1
+
+
+def _is_sheet(name: str) -> bool:
+    return name.lower().endswith(CUE_EXTENSION)
 
 
 def _relative(path: str, base: str) -> str:

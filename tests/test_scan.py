@@ -595,3 +595,21 @@ def test_an_excluded_sheet_splits_nothing_and_a_track_can_be_excluded(tmp_path):
     assert scan([tmp_path / "album"], exclude=["*#02"]).files == [f"{image}#01", f"{image}#03"]
     (tmp_path / "album" / ".fpcliignore").write_text("Album Image.cue\n")
     assert scan([tmp_path / "album"]).files == [str(image)]
+
+
+def test_a_sheet_left_out_splits_no_image_named_alone(tmp_path):
+    """A sheet left out by --exclude or its folder's ignore file still split the image
+    when the image was named on the command line, and, named before its folder, for
+    the folder's walk too (the sheets were read once per folder, unfiltered)."""
+    image, _ = _album(tmp_path / "album")
+    tracks = [f"{image}#{n:02d}" for n in (1, 2, 3)]
+    assert scan([image]).files == tracks
+    for roots in ([image], [image, tmp_path / "album"], [tmp_path / "album", image]):
+        assert scan(roots, exclude=["*.cue"]).files == [str(image)]
+    (tmp_path / "album" / ".fpcliignore").write_text("*.cue\n")
+    for roots in ([image], [image, tmp_path / "album"]):
+        assert scan(roots).files == [str(image)]
+    link = tmp_path / "elsewhere" / "linked.flac"
+    link.parent.mkdir()
+    link.symlink_to(image)
+    assert scan([link, tmp_path / "album"]).files == [str(link)]
