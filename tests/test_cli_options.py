@@ -371,6 +371,25 @@ def test_a_mistyped_store_is_named_not_made_empty(tmp_path, monkeypatch):
         assert runner.invoke(app, ["--store", str(typo), *args]).exit_code == 0
 
 
+def test_a_mistyped_redis_database_is_named_not_made_empty(redis_url, tmp_path, monkeypatch):
+    """`--store redis://host:6379/7 cache stats`, a database number mistyped, reported
+    an empty store (0 records, verify sound) and wrote its meta keys there."""
+    import redis
+
+    monkeypatch.chdir(tmp_path)
+    typo = redis_url.rsplit("/", 1)[0] + "/7"
+    for args in READ_OR_TIDY:
+        result = runner.invoke(app, ["--store", typo, *args])
+        assert result.exit_code == EXIT_USAGE, (args, result.output)
+        assert "--store" in result.output and "no fpcli store in this Redis database" in result.output
+    assert redis.Redis.from_url(typo).dbsize() == 0 and not (tmp_path / "out.jsonl").exists()
+    new_store(redis_url)
+    for args in READ_OR_TIDY:
+        assert runner.invoke(app, ["--store", redis_url, *args]).exit_code == (1 if "show" in args else 0), args
+    monkeypatch.setenv("FPCLI_STORE", typo)   # set once, for every command: where a first run makes it
+    assert runner.invoke(app, ["cache", "stats"]).exit_code == 0
+
+
 def test_fpcli_store_is_held_to_the_rules_of_store(tmp_path, song, monkeypatch):
     """FPCLI_STORE=~/Music made the store's folders among the audio: the check of
     --store did not apply to the same location named by the environment. The default

@@ -10,7 +10,7 @@ import typer
 
 from fpcli import __version__
 from fpcli.cli.options import COMMAND_STORE, finite, size_limit
-from fpcli.errors import StoreError
+from fpcli.errors import ParameterError, StoreError
 from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB, StoreSpec, is_redis_url
 
 if TYPE_CHECKING:
@@ -64,7 +64,10 @@ class Settings:
         if existing:
             self._require_existing()
         self._refuse_a_folder_of_other_files()
-        return FingerprintStore.from_spec(self.spec)
+        try:
+            return FingerprintStore.from_spec(self.spec, existing=existing and self.named_by == "--store")
+        except ParameterError as exc:   # a Redis database that holds none: said as for a folder
+            raise typer.BadParameter(exc.reason, param_hint="--store") from None
 
     def _folder(self) -> str | None:
         """The store's folder (None for Redis)."""

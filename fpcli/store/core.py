@@ -142,9 +142,10 @@ class FingerprintStore(StoreImports):
         return cls.from_spec(spec)
 
     @classmethod
-    def from_spec(cls, spec: StoreSpec) -> FingerprintStore:
+    def from_spec(cls, spec: StoreSpec, *, existing: bool = False) -> FingerprintStore:
+        """The store ``spec`` names; with ``existing``, one on Redis must hold a store."""
         spec = spec.resolved()
-        return cls(spec.open_backend(), spec)
+        return cls(spec.open_backend(existing=existing), spec)
 
     @property
     def location(self) -> str:

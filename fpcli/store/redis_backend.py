@@ -53,7 +53,7 @@ import redis.backoff
 import redis.exceptions
 import redis.retry
 
-from fpcli.errors import StoreError, StoreFullError, StoreReadOnlyError
+from fpcli.errors import ParameterError, StoreError, StoreFullError, StoreReadOnlyError
 from fpcli.store.protocol import BATCH, JOURNAL_LIMIT, UNREADABLE_MARK, Put, Tag, TagOf
 from fpcli.store.redis_address import RedisAddress
 from fpcli.store.redis_files import RedisFileSets
@@ -345,7 +345,10 @@ class RedisBackend:
     expires_identities = True   # every data key carries an expiry
     atomic_batches = False
 
-    def __init__(self, url: str, *, ttl_s: float | None = None, namespace: str = "fpcli") -> None:
+    def __init__(self, url: str, *, ttl_s: float | None = None, namespace: str = "fpcli",
+                 existing: bool = False) -> None:
+        """``existing``: a database that holds no store of ``namespace`` is a
+        ParameterError, and nothing is written to it."""
         self._data = f"{namespace}:data:"
         self._meta = f"{namespace}:meta:"
         address = RedisAddress.parse(url)
@@ -381,6 +384,12 @@ class RedisBackend:
         self._scripts = True   # until this user is refused them (``_scripted``)
         self._info_refused = False
         self._call(self._client.ping)
+        if existing and not self._holds_store():
+            self.close()
+            # A mistyped database number (redis://host:6379/7) was an empty store, its
+            # meta keys written there, and read-only commands reported it empty.
+            raise ParameterError(f"{self.location}: no fpcli store in this Redis database (fpcli analyze or "
+                                 "cache import makes one)", "store")
         self._opened_full(self._mend_meta)
         # A namespace's epoch starts at a random number, not 0. Each client keeps its
         # search index in its own folder, named by the epoch it was built at: when the
@@ -391,6 +400,14 @@ class RedisBackend:
         self._opened_full(self._new_epoch_on_another_server)
         self._opened_full(self._census_start)
         self._files = RedisFileSets(self._call, self._client, self._bin, self._meta + "shared:")
+
+    def _holds_store(self) -> bool:
+        """Whether the namespace has a meta key or a data key (a SCAN only when it has
+        no meta key: a store cleared, or written by a user refused the meta writes)."""
+        pipe = self._client.pipeline(transaction=False)
+        for name in META_TYPES:
+            pipe.exists(self._meta + name)
+        return any(self._call(pipe.execute)) or next(self._scan(""), None) is not None
 
     def _new_epoch_on_another_server(self) -> None:
         """A new epoch when the server is not the one this namespace last saw (INFO's

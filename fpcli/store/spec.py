@@ -107,13 +107,15 @@ class StoreSpec:
             location = os.path.abspath(os.path.expanduser(location))
         return dataclasses.replace(self, location=location, size_limit_mb=min(self.size_limit_mb, MAX_SIZE_LIMIT_MB))
 
-    def open_backend(self) -> Backend:
+    def open_backend(self, *, existing: bool = False) -> Backend:
+        """The backend; with ``existing``, a Redis database that holds no fpcli store is a
+        ParameterError (a diskcache folder is checked by the command line, before)."""
         spec = self.resolved()
         assert spec.location is not None
         if is_redis_url(spec.location):
             from fpcli.store.redis_backend import RedisBackend  # only Redis users need the client
 
-            return RedisBackend(spec.location, ttl_s=spec.ttl_s)
+            return RedisBackend(spec.location, ttl_s=spec.ttl_s, existing=existing)
         from fpcli.store.diskcache_backend import DiskcacheBackend
 
         return DiskcacheBackend(spec.location, size_limit_mb=spec.size_limit_mb, ttl_s=spec.ttl_s)
