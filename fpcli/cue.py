@@ -11,10 +11,12 @@ Sheets referencing one file per track describe ordinary files and add nothing.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Callable
 
@@ -22,6 +24,7 @@ from fpcli.files import read_regular
 
 CUE_EXTENSION = ".cue"
 MAX_SHEET_BYTES = 1 << 20
+SHEETS_KEPT = 64   # sheets parsed and kept per process (a folder's sheets, while its tracks are analysed)
 _ENTRY = re.compile(r"^(?P<image>.+)#(?P<number>\d{2,3})$", re.DOTALL)
 _TIME = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2})$")
 
@@ -55,10 +58,52 @@ class CueTrack:
         return f"#{self.number}:{self.start_s!r}:{self.end_s!r}"
 
 
+_SHEETS_READ: collections.OrderedDict[tuple[str, int, int, int, int], dict[str, list[CueTrack] | CueError]] = \
+    collections.OrderedDict()
+
+
 def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True) -> dict[str, list[CueTrack]]:
     """{image file name as written in the sheet: its tracks in order} of the FILEs
     ``present`` accepts (a sheet may name files that are not there: they add nothing);
     ``CueError`` for a sheet that cannot be read or whose times go backwards."""
+    tracks: dict[str, list[CueTrack]] = {}
+    for name, parsed in _read_sheet(path).items():
+        if present(name):
+            if isinstance(parsed, CueError):
+                raise CueError(parsed.path, str(parsed))
+            tracks[name] = parsed
+    return tracks
+
+
+def _read_sheet(path: str) -> dict[str, list[CueTrack] | CueError]:
+    """{FILE as written: its tracks, or why they cannot be used}, read once per version
+    of the sheet (its inode, size and time) in a process: each track of an image is
+    opened alone (``album.flac#07`` reads its folder's sheets), and a sheet of 999
+    tracks was read and parsed again for every one of them, 153 s for one album."""
+    try:
+        st = os.stat(path)
+        key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+    except OSError:
+        key = None
+    if key is not None and key in _SHEETS_READ:
+        _SHEETS_READ.move_to_end(key)
+        return _SHEETS_READ[key]
+    files = _entries_of(path)
+    parsed: dict[str, list[CueTrack] | CueError] = {}
+    for name, entries in files.items():
+        try:
+            parsed[name] = _tracks(path, name, entries)
+        except CueError as exc:
+            parsed[name] = exc
+    if key is not None:
+        _SHEETS_READ[key] = parsed
+        while len(_SHEETS_READ) > SHEETS_KEPT:
+            _SHEETS_READ.popitem(last=False)
+    return parsed
+
+
+def _entries_of(path: str) -> dict[str, list[tuple[int, str | None]]]:
+    """{FILE as written: (track number, INDEX 01 time as written) of each of its tracks}."""
     try:
         raw = read_regular(path, MAX_SHEET_BYTES + 1)
     except OSError as exc:
@@ -66,7 +111,7 @@ def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True) -
     if len(raw) > MAX_SHEET_BYTES:
         raise CueError(path, "not a CUE sheet (larger than 1 MiB)")
     text = _decode(raw)
-    files: dict[str, list[tuple[int, str | None]]] = {}   # FILE: (track number, INDEX 01 time as written)
+    files: dict[str, list[tuple[int, str | None]]] = {}
     current: list[tuple[int, str | None]] | None = None
     for line in text.splitlines():
         words = line.strip().split()
@@ -85,7 +130,7 @@ def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True) -
             current.append((int(words[1]), None))
         elif keyword == "INDEX" and current and len(words) >= 3 and words[1].isdigit() and int(words[1]) == 1:
             current[-1] = (current[-1][0], words[2])   # INDEX 1 as INDEX 01
-    return {name: _tracks(path, name, entries) for name, entries in files.items() if present(name)}
+    return files
 
 
 def _tracks(sheet: str, name: str, entries: list[tuple[int, str | None]]) -> list[CueTrack]:
@@ -93,8 +138,8 @@ def _tracks(sheet: str, name: str, entries: list[tuple[int, str | None]]) -> lis
     the first one's name) or a track without INDEX 01 (only INDEX 00: where it starts
     is unknown) makes the sheet unusable, said so, rather than silently short. The
     times of a FILE of one track are not read: it is an ordinary file, whole."""
-    numbers = [number for number, _ in entries]
-    if twice := sorted({n for n in numbers if numbers.count(n) > 1}):
+    counts = collections.Counter(number for number, _ in entries)
+    if twice := sorted(n for n, count in counts.items() if count > 1):
         raise CueError(sheet, f"track {twice[0]:02d} appears twice in {name}")
     if missing := [number for number, start in entries if start is None]:
         raise CueError(sheet, f"track {missing[0]:02d} of {name} has no INDEX 01 (where it starts)")

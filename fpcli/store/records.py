@@ -103,7 +103,27 @@ def entry_identity_keys(path: str, size: int, *, digest: bool) -> tuple[str, str
     """(content key, full digest or None) of an entry, salted for a CUE track."""
     file, salt = entry_file(path)
     content = salted(content_key(file, size), salt)
-    return content, (salted(file_digest(file), salt) if digest else None)
+    if not digest:
+        return content, None
+    return content, salted(_image_digest(file) if salt else file_digest(file), salt)
+
+
+def _image_digest(image: str) -> str:
+    """``file_digest`` of an album image, read whole once per version of the file (its
+    inode, size and time) in a process: every track of the image was digested from
+    the whole image again, and a 300-track image of 11 MB read 3.3 GB."""
+    st = os.stat(image)
+    key = (image, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    known = _IMAGE_DIGESTS.get(key)
+    if known is None:
+        known = _IMAGE_DIGESTS[key] = file_digest(image)
+        while len(_IMAGE_DIGESTS) > IMAGE_DIGESTS_KEPT:
+            del _IMAGE_DIGESTS[next(iter(_IMAGE_DIGESTS))]
+    return known
+
+
+IMAGE_DIGESTS_KEPT = 16   # album images whose digest a process keeps (their tracks come together)
+_IMAGE_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def resolve(path: str | os.PathLike[str]) -> str:
