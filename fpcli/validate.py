@@ -28,7 +28,7 @@ DEFAULT_THRESHOLD = 0.95
 # The error_type of the failed result ``fpcli.library.run_library`` reports for a scan
 # problem (a missing path, an unreadable folder, a loop): nothing was there to decode.
 SCAN_PROBLEM = "ScanError"
-FAILED_STATUSES = ("error", "timed_out", "not_analysable")  # tracks that could not be validated
+FAILED_STATUSES = ("error", "timed_out", "not_analysable", "not_stored")  # tracks that could not be validated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,6 +328,7 @@ class LibraryValidation:
             "failed_to_decode": sum(t.status == "error" for t in self.tracks),
             "timed_out": sum(t.status == "timed_out" for t in self.tracks),
             "not_analysable": sum(t.status == "not_analysable" for t in self.tracks),
+            "not_stored": sum(t.status == "not_stored" for t in self.tracks),
             "not_comparable": sum(t.status == "not_comparable" for t in self.tracks),
             "partial_failed": self.partial_failed,
             "compared": len(self.compared),
@@ -469,16 +470,19 @@ def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
     except OSError as exc:
         return TrackValidation(result.path, "error", error=f"cannot read the file again: {exc.strerror}"), None
     if record is None or record.batch is None:
+        # Not a file that failed to decode (a user who may only read was told so of
+        # every track): validate compares the fingerprints stored.
         why = f"its fingerprints could not be stored: {store.refused}" if store.unsaved else \
-            "no stored fingerprints (evicted meanwhile?)"   # a user who may only read: validate compares stored ones
-        return TrackValidation(result.path, "error", error=why), None
+            "no stored fingerprints (evicted meanwhile?)"
+        return TrackValidation(result.path, "not_stored", error=why), None
     verdict = validate_record(record, tolerances=tolerances, threshold=threshold)
     if store_verdict:
         stored = _stored_verdict(verdict)
         try:
             record = store.set_validation(record, stored) or dataclasses.replace(record, validation=stored)
         except UnstorableError as exc:
-            return TrackValidation(result.path, "error", error=f"the verdict could not be stored: {exc.reason}"), None
+            return TrackValidation(result.path, "not_stored", error=f"the verdict could not be stored: {exc.reason}"), \
+                None
     return TrackValidation(result.path, verdict.status, verdict), record
 
 

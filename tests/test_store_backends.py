@@ -662,9 +662,14 @@ def test_a_redis_user_who_may_only_read_analyses_a_folder_without_storing_it(red
         # validate compares stored fingerprints: each track says why it has none
         checked = CliRunner().invoke(app, ["--store", reader, "validate", "-l", os.path.dirname(tracks[0]),
                                            "--json"])
-        errors = [t.get("error") or "" for t in json.loads(checked.stdout)["tracks"]]
+        report = json.loads(checked.stdout)
+        errors = [t.get("error") or "" for t in report["tracks"]]
         assert checked.exit_code == 3 and len(errors) == 4
         assert all(e.startswith("its fingerprints could not be stored") for e in errors)
+        # counted as such, not as files that failed to decode
+        assert (report["summary"]["not_stored"], report["summary"]["failed_to_decode"]) == (4, 0)
+        said = CliRunner().invoke(app, ["--store", reader, "validate", "-l", os.path.dirname(tracks[0])])
+        assert "failed to decode 0, not stored 4" in said.stdout, said.stdout
     finally:
         admin.execute_command("ACL", "DELUSER", "reader")
 

@@ -165,7 +165,13 @@ def _failures(report: LibraryValidation) -> str:
     if not summary["tracks"]:
         return "no audio file found"
     return (f"failed to decode {summary['failed_to_decode']}, not analysable {summary['not_analysable']}"
-            + _timed_out(summary) + _not_comparable(summary))
+            + _not_stored(summary) + _timed_out(summary) + _not_comparable(summary))
+
+
+def _not_stored(summary: dict[str, Any]) -> str:
+    """", not stored N" when tracks were analysed but their fingerprints or verdicts
+    could not be stored (a user who may only read, a record evicted meanwhile)."""
+    return f", not stored {summary['not_stored']}" if summary["not_stored"] else ""
 
 
 def _timed_out(summary: dict[str, Any]) -> str:
@@ -212,7 +218,8 @@ def render_validation(report: LibraryValidation, worst: int) -> None:
                out)
     for track in report.tracks:
         if track.status in FAILED_STATUSES:
-            label = {"error": "error   ", "timed_out": "timed out"}.get(track.status, "not analysable")
+            label = {"error": "error   ", "timed_out": "timed out", "not_stored": "not stored"}.get(
+                track.status, "not analysable")
             _line([("  ", ""), (label, "red"), (f" {printable_path(track.path)}: {printable_path(track.error or '')}",
                                                   "")], out)
         elif track.status == "not_comparable":
@@ -265,7 +272,7 @@ def summary_line(summary: dict[str, Any]) -> str:
         share += f" of {summary['compared']} compared"
     unanalysable = f", not analysable {summary['not_analysable']}" if summary["not_analysable"] else ""
     return (f"tracks {summary['tracks']}: valid {summary['valid']} ({share}), invalid {summary['invalid']}, "
-            f"failed to decode {summary['failed_to_decode']}{unanalysable}{_timed_out(summary)}"
+            f"failed to decode {summary['failed_to_decode']}{unanalysable}{_not_stored(summary)}{_timed_out(summary)}"
             f"{_not_comparable(summary)}; "
             "similarity median "
             f"{_similarity(summary['median_similarity'])}, worst {_similarity(summary['worst_similarity'])} "
