@@ -38,10 +38,12 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; \
 	  else echo "redis-server is needed by the tests: sudo apt-get install redis-server" >&2; exit 1; fi; }
 
-## test: the whole test suite (generated signals; a few minutes at most), one pytest
-##       process per core (pytest-xdist; each starts its own redis-server)
+## test: the whole test suite (generated signals; a few minutes at most), two pytest
+##       processes per core (pytest-xdist; each starts its own redis-server): many tests
+##       wait on subprocesses, servers and time limits, and one per core left the cores
+##       idle a third of the time
 test: $(DEV) system-deps
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n $$(( 2 * $$(nproc) ))
 
 ## lint: ruff (style, imports, the layering rule: typer/rich/tabulate only in fpcli/cli/) and mypy
 lint: $(DEV)
