@@ -80,7 +80,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = ()
     if bad:
         raise ParameterError("; ".join(f"{line!r} is not a valid pattern ({reason})" for _, line, reason in bad),
                              "exclude")
-    walker = _Walker(result, spec)
+    walker = _Walker(result, spec, list(exclude))
     for root in map(os.fsdecode, paths):
         try:
             is_folder = stat.S_ISDIR(os.stat(root).st_mode)
@@ -110,9 +110,11 @@ class _Sheets:
 
 
 class _Walker:
-    def __init__(self, result: Scan, exclude: pathspec.PathSpec) -> None:
+    def __init__(self, result: Scan, exclude: pathspec.PathSpec, exclude_lines: list[str]) -> None:
         self.result = result
         self.exclude = exclude
+        self.exclude_lines = exclude_lines
+        self.rooted_excludes: dict[str, pathspec.PathSpec] = {}   # root walked -> --exclude for it
         self.seen_dirs: set[tuple[int, int]] = set()
         self.seen_files: dict[str, tuple[int, int]] = {}   # real path -> (its place in files, rank of its name)
         self.seen_tracks: set[tuple[str, int]] = set()   # (image's real path, track number)
@@ -279,13 +281,32 @@ class _Walker:
 
         if not self.exclude.patterns and not applicable:
             return lambda path, is_dir: False   # no rule at all (the common case): no path to make relative
+        exclude = self._exclude_under(root)
 
         def ignored(path: str, is_dir: bool) -> bool:
             suffix = "/" if is_dir else ""
-            if self.exclude.patterns and self.exclude.match_file(_relative(path, root) + suffix):
+            if exclude.patterns and exclude.match_file(_relative(path, root) + suffix):
                 return True
             return any(spec.match_file(_relative(path, base) + suffix) for base, spec in applicable)
         return ignored
+
+    def _exclude_under(self, root: str) -> pathspec.PathSpec:
+        """--exclude for the walk of ``root``: a pattern that is an absolute path under
+        the root (as a shell writes --exclude ~/Music/Podcasts) made relative to it,
+        anchored there. Matched against paths relative to the root, it matched nothing,
+        without a word."""
+        spec = self.rooted_excludes.get(root)
+        if spec is None:
+            prefix = os.path.join(os.path.abspath(root), "")
+            lines = []
+            for line in self.exclude_lines:
+                negation = "!" if line.startswith("!") else ""
+                body = line[len(negation):]
+                if os.path.isabs(body) and body.startswith(prefix) and prefix != os.sep:
+                    body = "/" + body[len(prefix):]
+                lines.append(negation + body)
+            spec = self.rooted_excludes[root] = compile_patterns(lines)[0]
+        return spec
 
     def _real_folder(self, folder: str) -> str:
         """``os.path.realpath(folder)``, from its parent's when it is no link: realpath

@@ -120,6 +120,20 @@ def test_a_bad_line_of_an_ignore_file_costs_that_line_only(library):
     assert "no ']' closes" in found.problems[2].message   # git's rule makes it match nothing, silently
 
 
+def test_an_exclude_written_as_an_absolute_path_under_a_folder_given_applies(library, monkeypatch):
+    """`--exclude ~/Music/Podcasts` (the shell writes the path whole) matched nothing,
+    without a word: patterns are matched against paths relative to the folder given."""
+    expected = ["albums/a/1.flac", "albums/a/2.wav", "albums/b/3.flac"]
+    assert _names(scan([library], exclude=[str(library / "Podcasts")]), library) == expected
+    assert _names(scan([library], exclude=[f"{library}/albums/a/*.wav", "!" + str(library / "albums/a/2.wav"),
+                                           f"{library}/Podcasts/"]), library) == expected
+    monkeypatch.chdir(library.parent)   # a folder given relative: the same
+    assert _names(scan(["lib"], exclude=[str(library / "Podcasts")]), library) == expected
+    # anchored patterns (gitignore's leading /) and paths under no folder given are kept as written
+    assert _names(scan([library], exclude=["/Podcasts", "/elsewhere/Podcasts"]), library) == expected
+
+
+
 @pytest.mark.parametrize("pattern", ["[z-a]", "!", "\\", "[", "[Live", "[!]"])
 def test_a_bad_exclude_pattern_is_a_usage_error(library, tmp_path, pattern, capsys, monkeypatch):
     from fpcli.cli import main
