@@ -287,7 +287,14 @@ class _Walker:
             suffix = "/" if is_dir else ""
             if exclude.patterns and exclude.match_file(_relative(path, root) + suffix):
                 return True
-            return any(spec.match_file(_relative(path, base) + suffix) for base, spec in applicable)
+            # As git reads its ignore files: the deepest one whose rules say anything
+            # decides, so a folder's `!keep.wav` takes back its parent's `*.wav` (any
+            # file that excluded a path excluded it).
+            for base, spec in reversed(applicable):
+                verdict = spec.check_file(_relative(path, base) + suffix).include
+                if verdict is not None:
+                    return verdict
+            return False
         return ignored
 
     def _exclude_under(self, root: str) -> pathspec.PathSpec:

@@ -64,6 +64,16 @@ def test_fpcliignore_files_apply_to_their_folder_and_below(library):
     assert "Podcasts/ep1.mp3" in _names(scan([library]), library)  # outside its folder: not affected
 
 
+def test_a_folders_ignore_file_can_take_back_what_one_above_left_out(library):
+    """As in git, the deepest ignore file that says anything of a path decides: an
+    album's `!2.wav` took back nothing of its parent's `*.wav` (any file that excluded
+    a path excluded it)."""
+    (library / "albums" / ".fpcliignore").write_text("*.wav\n")
+    (library / "albums" / "a" / ".fpcliignore").write_text("!2.wav\n1.flac\n")
+    assert _names(scan([library / "albums"]), library) == ["albums/a/2.wav", "albums/b/3.flac"]
+    assert _names(scan([library / "albums"], exclude=["2.wav"]), library) == ["albums/b/3.flac"]   # --exclude wins
+
+
 def test_ignore_files_of_many_folders_each_apply_below_their_own(tmp_path, monkeypatch):
     """Each folder's scan looked through every ignore file found so far (8,000 album
     folders with one each: 41 s per run); each now looks up the folders above it, and
