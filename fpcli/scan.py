@@ -109,6 +109,12 @@ class _Sheets:
     bad: set[str] = dataclasses.field(default_factory=set)
 
 
+# An ignore file's rules as a walk applies them: (base, rules, lead), a path matched as
+# ``lead + its path relative to base``. Base is the ignore file's folder with lead "",
+# or, for one above the folder walked, that folder with its path below the ignore file's.
+_Rules = tuple[str, pathspec.PathSpec, str]
+
+
 class _Walker:
     def __init__(self, result: Scan, exclude: pathspec.PathSpec, exclude_lines: list[str]) -> None:
         self.result = result
@@ -221,7 +227,7 @@ class _Walker:
             self.result.files.append(track.entry)
 
     def walk(self, root: str) -> None:
-        rules: dict[str, list[tuple[str, pathspec.PathSpec]]] = {}  # folder -> the ignore files that apply
+        rules: dict[str, list[_Rules]] = {}  # folder -> the ignore files that apply
 
         def on_error(exc: OSError) -> None:
             self.result.problems.append(ScanProblem(exc.filename or root, f"cannot list folder: {os_reason(exc)}"))
@@ -233,8 +239,8 @@ class _Walker:
             # The ignore files of the folders above and this one's: the parent's list (a
             # folder is walked after its parent) and its own, not every rule scanned
             # (an ignore file in each of 8,000 album folders: 41 s per run).
-            above = rules.get(os.path.dirname(folder), []) if folder != root else []
-            rules[folder] = [*above, (folder, spec)] if spec is not None else above
+            above = rules.get(os.path.dirname(folder), []) if folder != root else self._rules_above(root)
+            rules[folder] = [*above, (folder, spec, "")] if spec is not None else above
             ignored = self._ignored_by(root, rules[folder])
             kept = sorted(d for d in subfolders if not ignored(os.path.join(folder, d), True))
             # Said in the summary: "--exclude 'Podcasts/'" left a folder out without a word.
@@ -274,10 +280,24 @@ class _Walker:
             return False
         return True
 
-    def _ignored_by(self, root: str, applicable: list[tuple[str, pathspec.PathSpec]]
-                    ) -> Callable[[str, bool], bool]:
+    def _rules_above(self, root: str) -> list[_Rules]:
+        """The ignore files of the folders above ``root``, up to /, outermost first: the
+        walk of ``~/Music/Album`` left out nothing of what ``~/Music/.fpcliignore``
+        leaves out of the whole library (git reads the ignore files above too)."""
+        found: list[_Rules] = []
+        here, lead = os.path.abspath(root), ""
+        while (parent := os.path.dirname(here)) != here:
+            lead = os.path.basename(here) + "/" + lead
+            here = parent
+            if os.path.lexists(os.path.join(here, IGNORE_FILE)):
+                spec = self._ignore_spec(here, [IGNORE_FILE])
+                if spec is not None:
+                    found.append((root, spec, lead))
+        return found[::-1]
+
+    def _ignored_by(self, root: str, applicable: list[_Rules]) -> Callable[[str, bool], bool]:
         """A predicate: is this path excluded by --exclude or by one of ``applicable``,
-        the .fpcliignore files (folder, rules) of a folder and of those above it?"""
+        the .fpcliignore files of a folder and of those above it?"""
 
         if not self.exclude.patterns and not applicable:
             return lambda path, is_dir: False   # no rule at all (the common case): no path to make relative
@@ -290,8 +310,8 @@ class _Walker:
             # As git reads its ignore files: the deepest one whose rules say anything
             # decides, so a folder's `!keep.wav` takes back its parent's `*.wav` (any
             # file that excluded a path excluded it).
-            for base, spec in reversed(applicable):
-                verdict = spec.check_file(_relative(path, base) + suffix).include
+            for base, spec, lead in reversed(applicable):
+                verdict = spec.check_file(lead + _relative(path, base) + suffix).include
                 if verdict is not None:
                     return verdict
             return False

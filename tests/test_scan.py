@@ -74,6 +74,21 @@ def test_a_folders_ignore_file_can_take_back_what_one_above_left_out(library):
     assert _names(scan([library / "albums"], exclude=["2.wav"]), library) == ["albums/b/3.flac"]   # --exclude wins
 
 
+def test_the_ignore_files_above_a_folder_given_apply(library, monkeypatch):
+    """`fpcli analyze ~/Music/albums` left out nothing of what ~/Music/.fpcliignore
+    leaves out of the whole library: only the folder given and those below it were read."""
+    (library / ".fpcliignore").write_text("*.wav\nb/\n/albums/a/1.flac\n")
+    whole = _names(scan([library]), library)
+    assert whole == ["Podcasts/ep1.mp3"]
+    assert _names(scan([library / "albums"]), library) == []
+    assert _names(scan([library / "albums" / "a"]), library) == []
+    monkeypatch.chdir(library / "albums")   # a folder given relative: the same
+    assert scan(["a"]).files == [] and scan(["."]).files == []
+    (library / "albums" / "a" / ".fpcliignore").write_text("!2.wav\n")   # a deeper one still decides
+    assert scan(["a"]).files == ["a/2.wav"]
+    assert _names(scan([library / "albums" / "a" / "1.flac"]), library) == ["albums/a/1.flac"]   # named: taken
+
+
 def test_ignore_files_of_many_folders_each_apply_below_their_own(tmp_path, monkeypatch):
     """Each folder's scan looked through every ignore file found so far (8,000 album
     folders with one each: 41 s per run); each now looks up the folders above it, and
