@@ -510,6 +510,12 @@ def test_cli_library_with_no_hits_says_why(store, library, tmp_path):
     assert json.loads(runner.invoke(app, [*args, str(dupes), "--json"]).stdout)["stats"]["query_copies_under"] == 2
     nothing = runner.invoke(app, [*args, str(empty)])
     assert nothing.exit_code == 0 and f"no hits under {empty} (the store has no other track there)" in nothing.stderr
+    # without --library too: a store whose other tracks are all copies of the query
+    with FingerprintStore.open(tmp_path / "copies") as copies:
+        run_library([song, str(dupes)], copies, RunOptions(jobs=1))
+    alone = runner.invoke(app, ["--store", str(tmp_path / "copies"), "search", song])
+    assert alone.exit_code == 0 and "no hits: the store's other tracks are copies of the query (1 left out; " \
+        "--include-duplicates shows them)" in alone.stderr, alone.output
     kept = runner.invoke(app, [*args, str(dupes), "--include-duplicates"])
     assert "no hits" not in kept.stderr and "song_copy.flac" in kept.stdout
 
@@ -639,6 +645,19 @@ def test_a_stream_query_is_never_re_ranked_with_batch(store, library):
         refused = runner.invoke(app, ["--store", store.location, "search", "-", "--strategy", strategy],
                                 input=b"not read")
         assert refused.exit_code == 2 and "a stream query does not have" in refused.output
+
+
+def test_a_query_not_indexed_searches_a_store_of_one_other_track(tmp_path, library):
+    """A stream or a preview query is not an indexed row: a store holding one other
+    track answered "the store holds no other ... fingerprints" with no hit."""
+    with FingerprintStore.open(tmp_path / "one") as store:
+        run_library([str(library / "t2.flac")], store, RunOptions(jobs=1))
+    for args, stdin in ((["-"], (library / "t1.flac").read_bytes()), ([str(library / "t1.flac"), "--seconds", "1"],
+                                                                      None)):
+        result = runner.invoke(app, ["--store", str(tmp_path / "one"), "search", *args, "--json"], input=stdin)
+        assert result.exit_code == 0, result.output
+        answer = json.loads(result.stdout)
+        assert [os.path.basename(hit["path"]) for hit in answer["hits"]] == ["t2.flac"], answer["stats"]
 
 
 def test_previews_are_left_out_of_search_and_it_says_so(tmp_path, library):

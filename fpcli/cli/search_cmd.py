@@ -154,6 +154,11 @@ def search(
     if "query_copies_under" in result.stats:
         note("", _nothing_under(path_text(library) if library else "", result.stats["query_copies_under"],
                                 len(result.skipped)))
+    elif not result.hits and result.stats.get("duplicates_dropped") and not result.stats.get("nothing_to_search"):
+        # An empty table alone read as a failure: every other track was the query's recording.
+        copies = result.stats["duplicates_dropped"]
+        note("", f"no hits: the store's other tracks are copies of the query ({copies} left out; "
+                 "--include-duplicates shows them)")
     if result.stats.get("index_saved") is False:
         warn_line("the search index could not be saved (a full disk, or a folder that is not writable?): "
                   "every search builds it again until it can be")

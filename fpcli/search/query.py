@@ -326,7 +326,7 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
     _query_row(record, kind)   # a query with nothing measured fails as a query (not "nothing to search")
     index, info = current_index(store, kind, params.key(), progress)
     stats.update(info)
-    if len(index) <= 1 and not (kind == "batch" and stats.get("missing_batch")):
+    if not _holds_others(index, record) and not (kind == "batch" and stats.get("missing_batch")):
         message = f"the store holds no other {kind} fingerprints to search: analyse the library first"
         previews = store.record_count("previews")
         if kind == "streaming" and previews:
@@ -335,6 +335,13 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
         stats["nothing_to_search"] = message + (" with batch fingerprints" if kind == "batch" else "")
         return []
     return _ranked(store, index, record, query, stats, skipped)
+
+
+def _holds_others(index: Index, record: Record) -> bool:
+    """Whether ``index`` has a row besides the query's own record. A stream or a
+    preview query is not indexed: a store of one other track answered "the store
+    holds no other fingerprints" (len(index) <= 1 took the one row for the query's)."""
+    return len(index) > 1 or (len(index) == 1 and str(index.keys[0]) != record.key)
 
 
 def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query, stats: dict[str, Any],
