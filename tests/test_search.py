@@ -467,12 +467,30 @@ def test_cli_m3u_on_stdout_is_the_playlist_alone_without_streams(store, library,
     assert lines[0] == "#EXTM3U" and len(lines) == 1 + 2 * 8          # the query and 7 files, no table row
     assert all(line.startswith("#EXTINF:-1,") for line in lines[1::2]) and "stream:" not in result.stdout
     assert "left 1 stream out of the playlist" in result.stderr and "\t" not in result.stdout
+    # absolute: where stdout is saved is not known (paths relative to the current folder broke elsewhere)
+    assert all(os.path.isabs(line) and os.path.isfile(line) for line in lines[2::2])
     both = runner.invoke(app, [*args, "--json"])
     assert both.exit_code == 2 and "choose one" in both.output
     stdin_query = SearchResult("-", "fast", "", [Hit("stream:radio", 0.1, "a"), Hit("/m/a.flac", 0.2, "b")], {})
     assert write_m3u(stdin_query, tmp_path / "p.m3u") == LeftOut(streams=2)  # the query on stdin is a stream too
     assert (tmp_path / "p.m3u").read_text().splitlines()[1:] == ["#EXTINF:-1,a", os.path.relpath("/m/a.flac",
                                                                                                   tmp_path)]
+
+
+def test_an_m3u_in_a_folder_reached_through_a_link_plays(store, library, tmp_path):
+    """~/Music a link to another disk: the playlist's paths were made relative to the
+    folder as named, and every one of them was broken (`..` goes up from the real
+    folder)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "Music").symlink_to(library)
+    playlist = home / "Music" / "Playlists" / "similar.m3u"
+    playlist.parent.mkdir()
+    result = runner.invoke(app, ["--store", store.location, "search", str(home / "Music" / "t5.flac"), "-k", "3",
+                                 "--m3u", str(playlist)])
+    assert result.exit_code == 0, result.output
+    entries = playlist.read_text().splitlines()[2::2]
+    assert len(entries) == 4 and all(os.path.isfile(playlist.parent / entry) for entry in entries), entries
 
 
 def test_cli_m3u_leaves_cue_sheet_tracks_out(store, library, tmp_path):

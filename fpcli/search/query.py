@@ -705,24 +705,28 @@ class LeftOut:
 
 def write_m3u(result: SearchResult, destination: str | os.PathLike[str]) -> LeftOut:
     """An extended M3U playlist of the query and its hits, paths relative to the
-    playlist (``-`` is stdout). A path an M3U line cannot hold (a newline, bytes that
-    are not UTF-8) is written as a percent-encoded file:// URI. Streams (a query on
-    stdin, hits stored by ``analyze - --name``) and CUE-sheet tracks have no file a
+    playlist's real folder (through a symlinked folder, ``..`` goes up from the real
+    one: paths relative to the folder as named were all broken), or absolute for
+    ``-`` (stdout: where it is saved is not known; paths relative to the current
+    folder broke anywhere else). A path an M3U line cannot hold (a newline, bytes
+    that are not UTF-8) is written as a percent-encoded file:// URI. Streams (a query
+    on stdin, hits stored by ``analyze - --name``) and CUE-sheet tracks have no file a
     player could open: they are left out, and counted in the answer."""
-    base = Path("-" if os.fspath(destination) == "-" else os.path.abspath(destination)).parent
+    base = None if os.fspath(destination) == "-" else os.path.realpath(os.path.dirname(os.path.abspath(destination)))
     query = [] if result.query == "-" else [result.query]  # as given: a relative file may be named stream:...
     files = query + [h.path for h in result.hits if not h.path.startswith(STREAM_PREFIX)]  # stored: absolute
     paths = [path for path in files if not is_entry(path)]
     lines = ["#EXTM3U"]
     for path in paths:
         lines.append(f"#EXTINF:-1,{printable_path(Path(path).stem)}")
-        lines.append(_m3u_location(os.path.realpath(path), str(base)))
+        lines.append(_m3u_location(os.path.realpath(path), base))
     with atomic_text(destination) as out:
         out.write("\n".join(lines) + "\n")
     return LeftOut(streams=1 + len(result.hits) - len(files), cue_tracks=len(files) - len(paths))
 
 
-def _m3u_location(path: str, base: str) -> str:
+def _m3u_location(path: str, base: str | None) -> str:
+    """An M3U line for ``path`` (real): relative to ``base``, absolute when None."""
     raw = os.fsencode(path)
     try:
         text = raw.decode("utf-8")
@@ -732,6 +736,8 @@ def _m3u_location(path: str, base: str) -> str:
         from urllib.parse import quote
 
         return "file://" + quote(raw)
+    if base is None:
+        return text
     relative = os.path.relpath(text, base)
     # A line starting with # is a comment or directive to every M3U reader: the track
     # "#1 hit.flac" would be dropped from the playlist.
