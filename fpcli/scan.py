@@ -178,9 +178,10 @@ class _Walker:
     def _sheets_beside(self, folder: str) -> _Sheets:
         """The CUE sheets that split the files of ``folder`` when a file is taken alone
         (named on the command line, or reached through a link): those its walk used, if
-        it was walked; else those --exclude (matched against a sheet's name) and the
-        folder's own ignore file leave in. A sheet left out was applied all the same to
-        an image named, or to a folder whose image was named before it."""
+        it was walked; else those that --exclude (matched against a sheet's name) and
+        the ignore files of the folder and those above it leave in. A sheet left out
+        was applied all the same to an image named, or to a folder whose image was
+        named before it."""
         known = self.walked_sheets.get(folder) or self.sheets_alone.get(folder)
         if known is not None:
             return known
@@ -189,8 +190,10 @@ class _Walker:
         except OSError:
             names = []
         own = self._ignore_spec(folder, names)
+        rules = [*self._rules_above(folder), *([(folder, own, "")] if own is not None else [])]
+        ignored = self._ignored_by(folder, rules)
         found = self.sheets_alone[folder] = self._sheets(folder, [name for name in names if not (
-            _is_sheet(name) and (self.exclude.match_file(name) or (own is not None and own.match_file(name))))])
+            _is_sheet(name) and ignored(os.path.join(folder, name), False))])
         return found
 
     def _ignore_spec(self, folder: str, names: list[str]) -> pathspec.PathSpec | None:
@@ -348,7 +351,10 @@ class _Walker:
         real_folder = self._real_folder(folder)
         # A sheet left out by --exclude or an ignore file splits nothing (it was counted
         # "excluded" and applied all the same): leaving it out is how a wrong split is undone.
-        found = self._sheets(folder, [name for name in names if not (
+        # One decision per folder: a folder whose image was named before it keeps the
+        # sheets that split the image then (a walk that left the sheet out took the
+        # image whole as well, beside its tracks).
+        found = self.sheets_alone.get(real_folder) or self._sheets(folder, [name for name in names if not (
             _is_sheet(name) and ignored(os.path.join(folder, name), False))])
         self.walked_sheets.setdefault(real_folder, found)   # what a file of it taken alone looks up
         tracks, images, sheets = found.tracks, found.images, found.names

@@ -679,3 +679,12 @@ def test_a_sheet_left_out_splits_no_image_named_alone(tmp_path):
     link.parent.mkdir()
     link.symlink_to(image)
     assert scan([link, tmp_path / "album"]).files == [str(link)]
+    # the ignore files above apply to an image named alone, and a folder keeps one decision:
+    # named, then walked under rules that disagree, the image was stored whole and as tracks
+    (tmp_path / "album" / ".fpcliignore").unlink()
+    (tmp_path / ".fpcliignore").write_text("*.cue\n")
+    assert scan([image, tmp_path]).files == [str(image)]
+    (tmp_path / ".fpcliignore").unlink()
+    for roots in ([image, tmp_path], [tmp_path, image]):
+        found = scan(roots, exclude=["album/*.cue"]).files
+        assert found in ([str(image)], tracks), (roots, found)
