@@ -15,11 +15,13 @@ from typer.testing import CliRunner
 from fpcli import synth
 from fpcli.analyze import Want, compute, fingerprint_of
 from fpcli.cli import app
+from fpcli.errors import StoreFullError
 from fpcli.library import RunOptions, run_library
 from fpcli.params import AnalysisParams
 from fpcli.search import current_index, search
 from fpcli.store import FingerprintStore, Need, StoreError, export_store, import_store, prune, verify
 from fpcli.store.schema import record_to_json
+from fpcli.store.spec import StoreSpec
 from tests.conftest import RedisServer, write
 
 runner = CliRunner()
@@ -147,11 +149,11 @@ def test_a_record_whose_journal_entry_failed_after_its_write_is_journaled(locati
         start = store.generation()
         real, calls = store.backend.journal_extend, []
 
-        def second_fails(keys):
+        def second_fails(keys, **how):
             calls.append(list(keys))
             if len(calls) == 2:
                 raise StoreError("database or disk is full")
-            return real(keys)
+            return real(keys, **how)
 
         monkeypatch.setattr(store.backend, "journal_extend", second_fails)
         with pytest.raises(StoreError, match="full"):
@@ -730,16 +732,22 @@ def test_a_full_redis_still_says_so_and_can_be_cleared(redis_url, tracks):
             assert store.stats()["entries"] == len(tracks)
             with pytest.raises(StoreError, match=r"is full: .* \(maxmemory-policy volatile-lru\)"):
                 store.save_failure(str(tracks[0]), None, "AudioReadError", "a write")
+            # a search of it: it failed on the look-up counts and the hit's last-used time
+            assert len(search(store, tracks[1], k=2, strategy="fast").hits) == 2
             assert store.clear() == 3 * len(tracks)      # records, path entries, candidate lists
+        # emptied, it is still a store (its epoch written all the same): `--store` takes it
+        FingerprintStore.from_spec(StoreSpec(redis_url), existing=True).close()
     finally:
         admin.config_set("maxmemory", 0)
         admin.config_set("maxmemory-policy", policy)
 
 
-def test_a_full_redis_can_be_pruned(redis_url, tracks):
+def test_a_full_redis_can_be_pruned(redis_url, tracks, tmp_path, monkeypatch):
     """`cache prune`, which the "is full" error names as a way to make room, failed on a
     Redis full under noeviction: its journal entry before each removal was refused, and
-    so was the smaller record of a file that lost one of its copies."""
+    so was the smaller record of a file that lost one of its copies, and the record of
+    a file only touched (its new time deflated 2 bytes longer). A write that grows is
+    refused without a journal entry (each import tried added 3,000 that stayed)."""
     import shutil
 
     import redis
@@ -749,27 +757,41 @@ def test_a_full_redis_can_be_pruned(redis_url, tracks):
     with FingerprintStore.open(redis_url) as store:
         for path in [*tracks, *copies]:
             _save(store, str(path))
-        generation = store.backend.generation()
-    for path in [*tracks[:2], *copies]:   # two records go whole, two lose a copy
+    for path in [*tracks[:2], *copies[:3]]:   # two records go whole, one loses a copy
         os.remove(path)
-    os.utime(tracks[2], ns=(os.stat(tracks[2]).st_atime_ns, os.stat(tracks[2]).st_mtime_ns + 10**9))  # touched
+    for path in (tracks[2], tracks[3], copies[3]):   # touched: one record with nothing else to change
+        os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+    new = write(tmp_path / "new.flac", synth.music_like(2.0, 22050, seed=9), 22050)
     policy = admin.config_get("maxmemory-policy")["maxmemory-policy"]
     admin.config_set("maxmemory-policy", "noeviction")
     admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) - 4096)
     try:
         with FingerprintStore.open(redis_url) as store:
+            generation = store.backend.generation()
             with pytest.raises(StoreError, match="is full"):
-                store.save_failure(str(tracks[0]), None, "AudioReadError", "a write")
-            assert len(prune(store)) == 6
-            assert sorted(p.path for record in store.records() for p in record.paths) == sorted(tracks[2:])
+                _save(store, str(new))
+            assert store.backend.generation() == generation   # nothing journaled for a write refused
+            # a touched record that would grow goes back as it was (its file read again next time)
+            real_swap = store.backend.swap
+            monkeypatch.setattr(store.backend, "swap", lambda key, expected, text, tag=None: (
+                _raise(StoreFullError("full")) if text and len(text) >= len(expected or "") else
+                real_swap(key, expected, text, tag)))
+            assert len(prune(store)) == 5
+            monkeypatch.undo()
+            kept = sorted(p.path for record in store.records() for p in record.paths)
+            assert kept == sorted([*tracks[2:], str(copies[3])])
             assert store.stats()["entries"] == 2
             assert store.backend.generation() > generation   # journaled: search indexes learn of it
-            assert prune(store) == []
+            assert len(prune(store)) == 0   # the touched files, rewritten now (room was made)
     finally:
         admin.config_set("maxmemory", 0)
         admin.config_set("maxmemory-policy", policy)
     with FingerprintStore.open(redis_url) as store:   # the counts kept while full are the counts
         assert store.stats()["entries"] == store.stats(recount=True)["entries"] == 2
+
+
+def _raise(exc):
+    raise exc
 
 
 def test_a_store_path_that_is_a_file_or_a_dangling_link_says_so(tmp_path):

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from fpcli.errors import ParameterError, StoreError, StoreReadOnlyError
+from fpcli.errors import ParameterError, StoreError, StoreFullError, StoreReadOnlyError
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.results import TrackResult
 from fpcli.store.census import COUNTERS, FAILURE_TAG, census_summary, census_tag, tag_of_entry
@@ -246,11 +246,15 @@ class FingerprintStore(StoreImports):
     def _unless_read_only(self) -> Iterator[None]:
         """Run a write that only keeps the store tidy; a user who may only read skips
         it (and the later ones): a hit of a read-only Redis user failed the whole
-        command (analyze, search) for its last-used time."""
+        command (analyze, search) for its last-used time. So does a store full under
+        noeviction, this write only: a search of a full Redis failed on the look-up
+        counts."""
         try:
             yield
         except StoreReadOnlyError:
             self.writable = False
+        except StoreFullError:
+            pass
 
     def _unchanged_failure(self, resolved: str, st: os.stat_result) -> Failure | None:
         failure = self.failure_for(resolved)

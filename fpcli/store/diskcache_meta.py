@@ -52,7 +52,7 @@ class MetaCounters:
         if self._meta._sql(f"SELECT 1 FROM Cache WHERE {old} LIMIT 1").fetchone():
             self._meta._sql(f"DELETE FROM Cache WHERE {old}")
 
-    def journal_extend(self, keys: Sequence[str]) -> int:
+    def journal_extend(self, keys: Sequence[str], *, making_room: bool = False) -> int:
         """Append many changes in one meta transaction: rows numbered by generation,
         the rows that fall out of the journal removed as one range. A table of its own
         (a row is a rowid and a key) instead of ``change:N`` entries of diskcache's

@@ -109,9 +109,10 @@ class Backend(Protocol):
 
     def counter(self, name: str) -> int: ...
 
-    def journal_extend(self, keys: Sequence[str]) -> int:
+    def journal_extend(self, keys: Sequence[str], *, making_room: bool = False) -> int:
         """Record that ``keys`` changed, in order, in one transaction or pipeline;
-        returns the new generation."""
+        returns the new generation. ``making_room``: the changes delete or shrink (a
+        store full under noeviction still journals them)."""
         ...
 
     def journal_since(self, generation: int) -> list[str] | None:

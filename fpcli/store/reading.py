@@ -170,7 +170,8 @@ class StoreReader:
         """``Backend.swap`` (``text`` None: delete), then forget what was read ahead of
         ``key``; with ``journal``, the change is journaled before and after it
         (``journaled``); False if another writer came first."""
-        with self.journaled([key] if journal else []):
+        making_room = text is None or (expected is not None and len(text) <= len(expected))
+        with self.journaled([key] if journal else [], making_room=making_room):
             if not self.backend.swap(key, expected, text, tag):
                 return False
         self._ahead_data.pop(key, None)
@@ -178,7 +179,7 @@ class StoreReader:
         return True
 
     @contextlib.contextmanager
-    def journaled(self, keys: Sequence[str]) -> Iterator[None]:
+    def journaled(self, keys: Sequence[str], *, making_room: bool = False) -> Iterator[None]:
         """Journal ``keys`` before the writes of the block and again after them. The
         entry before makes sure no write is stored unjournaled: journaled only after,
         a write whose journal entry failed (a full disk) or never came (a kill between
@@ -189,9 +190,9 @@ class StoreReader:
         if not keys:
             yield
             return
-        self.backend.journal_extend(list(keys))
+        self.backend.journal_extend(list(keys), making_room=making_room)
         yield
-        self.backend.journal_extend(list(keys))
+        self.backend.journal_extend(list(keys), making_room=making_room)
 
     def _forget_path_entries(self, paths: Iterable[Any], digest: str) -> None:
         """Delete the path entries of ``paths`` that name ``digest`` (or that are gone)."""

@@ -261,6 +261,11 @@ end
 move_count(KEYS[2], tag_of(current), new_tag)
 return 0
 """
+# KEYS[1] set to ARGV[1]: the epoch of a store ``cache clear`` emptied (a few bytes).
+SET_WHEN_FULL = ALLOW_OOM + """
+redis.call("SET", KEYS[1], ARGV[1])
+return 0
+"""
 # KEYS[1] the generation, KEYS[2] the journal; ARGV[1] the journal's cap, then the keys
 # changed: as ``journal_extend`` (pushed in slices: Lua's unpack stops at about 8,000).
 JOURNAL_EXTEND_WHEN_FULL = ALLOW_OOM + """
@@ -380,6 +385,7 @@ class RedisBackend:
         self._delete_counted = self._bin.register_script(DELETE_COUNTED)
         self._shrink_when_full = self._bin.register_script(SHRINK_UNLESS_CHANGED_WHEN_FULL)
         self._journal_when_full = self._client.register_script(JOURNAL_EXTEND_WHEN_FULL)
+        self._set_when_full = self._client.register_script(SET_WHEN_FULL)
         self._allow_oom = True   # until this server does not know the flag (before Redis 7)
         self._scripts = True   # until this user is refused them (``_scripted``)
         self._info_refused = False
@@ -945,7 +951,7 @@ class RedisBackend:
         except ValueError:  # a damaged counter counts from 0 rather than stopping every command
             return 0
 
-    def journal_extend(self, keys: Sequence[str]) -> int:
+    def journal_extend(self, keys: Sequence[str], *, making_room: bool = False) -> int:
         """INCRBY the generation and push the keys on a list capped at JOURNAL_LIMIT, in
         one transaction (so the list's tail always ends at the generation)."""
         if not keys:
@@ -958,7 +964,11 @@ class RedisBackend:
             return int(self._call(pipe.execute)[0])
         except StoreFullError:
             # A Redis full under noeviction: the journal's few bytes per key are what a
-            # prune's deletes need written first (the journal is capped).
+            # prune's deletes need written first (the journal is capped); not for writes
+            # that grow (an import or an analysis refused anyway: 3,000 entries per
+            # import tried, never evicted).
+            if not making_room:
+                raise
             return int(self._when_full(self._journal_when_full, [self._meta + "generation", self._meta + "journal"],
                                        [JOURNAL_LIMIT, *keys[-JOURNAL_LIMIT:]]))
 
@@ -1018,15 +1028,23 @@ class RedisBackend:
             for start in range(0, len(keys), 1000):
                 deleted = self._call(self._client.delete, *keys[start : start + 1000])
                 removed += deleted if namespace == self._data else 0
-        # Still full (of other data, or not yet freed): the keys are gone all the same, and a
-        # missing epoch is a new one to every client (their indexes are rebuilt).
-        self._opened_full(lambda: self._call(self._client.set, self._meta + "epoch", _fresh_epoch()))
+        # Still full (of other data, or not yet freed): the keys are gone all the same, and the
+        # new epoch is written all the same (a few bytes): with no key left, the store was
+        # refused as none (`--store` of a database that holds no store).
+        self._opened_full(lambda: self._set_even_when_full(self._meta + "epoch", _fresh_epoch()))
         # Empty now, the census is exact from here, unless a client wrote meanwhile: its
         # count may have gone with the old census, so the next stats counts again.
         written = next(self._scan(""), None) is not None
         self._opened_full(lambda: self._call(self._client.hset, self._meta + "census", "basis",
                                              "" if written else self._dropped()))
         return removed
+
+    def _set_even_when_full(self, key: str, value: int) -> None:
+        """SET, through an allow-oom script when Redis is full under noeviction."""
+        try:
+            self._call(self._client.set, key, value)
+        except StoreFullError:
+            self._when_full(self._set_when_full, [key], [value])
 
     # -- shared file sets (protocol.SharedFiles: the search index for every client) -------
 
