@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from fpcli.analyze import preload, stream_checkpoints
-from fpcli.errors import ParameterError, UnstorableError
+from fpcli.errors import ParameterError, StoreFullError, StoreReadOnlyError, UnstorableError
 from fpcli.executors.local import Task, run_tasks
 from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS, Fingerprint, mean_confidence
 from fpcli.library import RunOptions, run_library
@@ -249,10 +249,12 @@ CONFIDENCE_BUCKETS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0)
 class TrackValidation:
     path: str
     # valid, invalid, not_comparable (nothing measured), error (could not be decoded),
-    # timed_out (the run's time limit, not the file) or not_analysable (scan problem)
+    # timed_out (the run's time limit, not the file), not_analysable (scan problem) or
+    # not_stored (its fingerprints are not in the store)
     status: str
     result: ValidationResult | None = None
     error: str | None = None
+    verdict_not_stored: str | None = None   # why the store refused the verdict (it still stands)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "status": self.status}
@@ -261,6 +263,8 @@ class TrackValidation:
             out["status"] = self.status
         if self.error:
             out["error"] = self.error
+        if self.verdict_not_stored:
+            out["verdict_not_stored"] = self.verdict_not_stored
         return out
 
 
@@ -329,6 +333,7 @@ class LibraryValidation:
             "timed_out": sum(t.status == "timed_out" for t in self.tracks),
             "not_analysable": sum(t.status == "not_analysable" for t in self.tracks),
             "not_stored": sum(t.status == "not_stored" for t in self.tracks),
+            "verdicts_not_stored": sum(t.verdict_not_stored is not None for t in self.tracks),
             "not_comparable": sum(t.status == "not_comparable" for t in self.tracks),
             "partial_failed": self.partial_failed,
             "compared": len(self.compared),
@@ -483,6 +488,11 @@ def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
         except UnstorableError as exc:
             return TrackValidation(result.path, "not_stored", error=f"the verdict could not be stored: {exc.reason}"), \
                 None
+        except (StoreReadOnlyError, StoreFullError) as exc:
+            # A user who may only read, or a Redis full under noeviction: the verdict
+            # stands, said unstored (the run stopped at the first, exit 1, no report).
+            return TrackValidation(result.path, verdict.status, verdict, verdict_not_stored=str(exc)), \
+                dataclasses.replace(record, validation=stored)
     return TrackValidation(result.path, verdict.status, verdict), record
 
 

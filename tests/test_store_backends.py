@@ -672,6 +672,15 @@ def test_a_redis_user_who_may_only_read_analyses_a_folder_without_storing_it(red
         assert (report["summary"]["not_stored"], report["summary"]["failed_to_decode"]) == (4, 0)
         said = CliRunner().invoke(app, ["--store", reader, "validate", "-l", os.path.dirname(tracks[0])])
         assert "failed to decode 0, not stored 4" in said.stdout, said.stdout
+        # stored by a user who may write, the reader's verdicts stand, said unstored (it
+        # stopped at the first verdict: exit 1, no report)
+        folder = os.path.dirname(tracks[0])
+        assert CliRunner().invoke(app, ["--store", redis_url, "validate", "-l", folder]).exit_code == 0
+        again = CliRunner().invoke(app, ["--store", reader, "validate", "-l", folder, "--json"])
+        summary = json.loads(again.stdout)["summary"]
+        assert again.exit_code == 3 and summary["compared"] == 4 and summary["verdicts_not_stored"] == 4
+        assert "4 verdicts not stored (Redis at" in again.stderr
+        assert CliRunner().invoke(app, ["--store", reader, "validate", "-l", folder, "--no-store"]).exit_code == 0
     finally:
         admin.execute_command("ACL", "DELUSER", "reader")
 

@@ -86,7 +86,8 @@ def validate(
       fpcli validate -l ~/Music --fail-under 0.95 --json > validation.json
 
     Exit codes: 0 ok (a folder without audio says so and exits 0), 3 some files could not
-    be decoded or found (or their --partial streams failed), 4 valid share below
+    be decoded or found (or their --partial streams failed), or fingerprints or verdicts
+    could not be stored, 4 valid share below
     --fail-under or, with --fail-under, nothing compared (4 wins over 3), 1 fatal, 2
     usage, 130 interrupted (143, 129: stopped by SIGTERM, SIGHUP).
     """
@@ -112,6 +113,10 @@ def validate(
             render_validation(report, worst)
     if not report.tracks and fail_under is None and not report.interrupted:
         warn_line(_nothing_found(library))  # rather than a table of dashes; --fail-under says it in its error
+    unstored = [t.verdict_not_stored for t in report.tracks if t.verdict_not_stored]
+    if unstored:
+        warn_line(f"{len(unstored)} verdict{'s' if len(unstored) != 1 else ''} not stored ({unstored[0]}); "
+                  "--no-store validates without storing")
     raise typer.Exit(exit_code(report, fail_under))
 
 
@@ -156,7 +161,8 @@ def exit_code(report: LibraryValidation, fail_under: float | None) -> int:
         return EXIT_BELOW_THRESHOLD
     # A --partial stream that failed left its track out of the confidence table: a
     # run with an error line in it exited 0.
-    return EXIT_SOME_FAILED if report.failed or report.partial_failed else EXIT_OK
+    verdicts_lost = report.summary()["verdicts_not_stored"]   # done, but not kept: a script must see it
+    return EXIT_SOME_FAILED if report.failed or report.partial_failed or verdicts_lost else EXIT_OK
 
 
 def _failures(report: LibraryValidation) -> str:
