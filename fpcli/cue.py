@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import stat
+import threading
 import unicodedata
 from collections.abc import Callable
 
@@ -60,6 +61,7 @@ class CueTrack:
 
 _SHEETS_READ: collections.OrderedDict[tuple[str, int, int, int, int], dict[str, list[CueTrack] | CueError]] = \
     collections.OrderedDict()
+_SHEETS_READ_LOCK = threading.Lock()
 
 
 def parse_sheet(path: str, present: Callable[[str], bool] = lambda name: True) -> dict[str, list[CueTrack]]:
@@ -85,9 +87,12 @@ def _read_sheet(path: str) -> dict[str, list[CueTrack] | CueError]:
         key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
     except OSError:
         key = None
-    if key is not None and key in _SHEETS_READ:
-        _SHEETS_READ.move_to_end(key)
-        return _SHEETS_READ[key]
+    if key is not None:
+        with _SHEETS_READ_LOCK:   # a Dask worker runs its tasks in threads
+            known = _SHEETS_READ.get(key)
+            if known is not None:
+                _SHEETS_READ.move_to_end(key)
+                return known
     files = _entries_of(path)
     parsed: dict[str, list[CueTrack] | CueError] = {}
     for name, entries in files.items():
@@ -96,9 +101,10 @@ def _read_sheet(path: str) -> dict[str, list[CueTrack] | CueError]:
         except CueError as exc:
             parsed[name] = exc
     if key is not None:
-        _SHEETS_READ[key] = parsed
-        while len(_SHEETS_READ) > SHEETS_KEPT:
-            _SHEETS_READ.popitem(last=False)
+        with _SHEETS_READ_LOCK:
+            _SHEETS_READ[key] = parsed
+            while len(_SHEETS_READ) > SHEETS_KEPT:
+                _SHEETS_READ.popitem(last=False)
     return parsed
 
 

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -114,16 +115,20 @@ def _image_digest(image: str) -> str:
     the whole image again, and a 300-track image of 11 MB read 3.3 GB."""
     st = os.stat(image)
     key = (image, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    known = _IMAGE_DIGESTS.get(key)
+    with _IMAGE_DIGESTS_LOCK:   # a Dask worker runs its tasks in threads
+        known = _IMAGE_DIGESTS.get(key)
     if known is None:
-        known = _IMAGE_DIGESTS[key] = file_digest(image)
-        while len(_IMAGE_DIGESTS) > IMAGE_DIGESTS_KEPT:
-            del _IMAGE_DIGESTS[next(iter(_IMAGE_DIGESTS))]
+        known = file_digest(image)
+        with _IMAGE_DIGESTS_LOCK:
+            _IMAGE_DIGESTS[key] = known
+            while len(_IMAGE_DIGESTS) > IMAGE_DIGESTS_KEPT:
+                del _IMAGE_DIGESTS[next(iter(_IMAGE_DIGESTS))]
     return known
 
 
 IMAGE_DIGESTS_KEPT = 16   # album images whose digest a process keeps (their tracks come together)
 _IMAGE_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
+_IMAGE_DIGESTS_LOCK = threading.Lock()
 
 
 def resolve(path: str | os.PathLike[str]) -> str:
