@@ -19,7 +19,7 @@ from fpcli.cue import CUE_EXTENSION, CueTrack, cue_tracks_of_folder, missing_tra
 from fpcli.errors import ParameterError
 from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.files import read_regular
-from fpcli.store.records import os_reason, stat_regular
+from fpcli.store.records import os_reason, resolve, stat_regular
 
 IGNORE_FILE = ".fpcliignore"
 MAX_IGNORE_BYTES = 64 << 20   # an ignore file is read whole: a bound on what a stray file costs
@@ -145,7 +145,7 @@ class _Walker:
         if real_folder is not None and not is_link:
             resolved = os.path.join(real_folder, os.path.basename(path))
         else:
-            resolved = os.path.realpath(path)
+            resolved = resolve(path)
         real_folder_of, name = os.path.split(resolved)
         sheets = self._sheets_beside(real_folder_of)
         if name in sheets.images:

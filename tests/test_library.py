@@ -58,7 +58,7 @@ def test_scan_finds_audio_by_extension_and_survives_loops(library, tmp_path):
     assert names == sorted(["t0.flac", "t1.flac", "t2.flac", "t3.flac", "t4.flac", "t5.flac", "empty.flac",
                             "text.flac", "cut_header.flac", "truncated.flac", "x.wav"])
     messages = " ".join(p.message for p in problems)
-    assert "no such file or folder" in messages and "is a FIFO, not an audio file" in messages
+    assert "no such file or folder" in messages and "is a FIFO (a pipe), not an audio file" in messages
     assert len(problems) == 2 and found.skipped_folders == {"already scanned": 1, "symlink loop": 1}
 
 

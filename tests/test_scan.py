@@ -663,6 +663,19 @@ def test_an_image_and_its_sheet_are_read_once_for_all_its_tracks(tmp_path, monke
     assert len(digests) == 2
 
 
+def test_a_pipe_named_by_the_shell_is_said_to_be_one():
+    """`fpcli analyze <(cmd)` names /dev/fd/63, a link to "pipe:[123]": resolved, it was
+    "no such file or folder"; it is a pipe, and a stream is read from stdin."""
+    read_end, write_end = os.pipe()
+    try:
+        found = scan([f"/dev/fd/{read_end}"])
+        assert found.files == [] and [p.message for p in found.problems] == [
+            "is a FIFO (a pipe), not an audio file: a stream is read from stdin, as -"]
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 def test_a_sheet_left_out_splits_no_image_named_alone(tmp_path):
     """A sheet left out by --exclude or its folder's ignore file still split the image
     when the image was named on the command line, and, named before its folder, for

@@ -132,8 +132,12 @@ _IMAGE_DIGESTS_LOCK = threading.Lock()
 
 
 def resolve(path: str | os.PathLike[str]) -> str:
-    """The absolute, symlink-free path as ``str`` (undecodable bytes as surrogates)."""
-    return os.path.realpath(os.fsdecode(path))
+    """The absolute, symlink-free path as ``str`` (undecodable bytes as surrogates).
+    A link whose target is no path (``/dev/fd/63`` of a shell's ``<(cmd)``, a link to
+    ``pipe:[123]``) stays as given: it was "no such file or folder" where it is a pipe."""
+    text = os.fsdecode(path)
+    real = os.path.realpath(text)
+    return real if os.path.lexists(real) or not os.path.exists(text) else os.path.abspath(text)
 
 
 def resolve_all(paths: Iterable[str | os.PathLike[str]], folders: dict[str, str]) -> list[str]:
@@ -227,6 +231,8 @@ def stat_regular(path: str) -> os.stat_result:
     forever)."""
     st = os.stat(entry_file(path)[0])
     kind = special_file_kind(st)
+    if kind == "a FIFO":   # `fpcli analyze <(cmd)`: the stream's way in is stdin
+        raise OSError(0, "is a FIFO (a pipe), not an audio file: a stream is read from stdin, as -")
     if kind is not None:
         raise OSError(0, f"is {kind}, not an audio file")
     return st
