@@ -238,6 +238,8 @@ def test_one_track_named_as_the_store_names_it_is_that_track(tmp_path):
     missing = scan([f"{image}#07"])   # it said "no such file or folder", the image beside it
     assert missing.files == [] and [p.message for p in missing.problems] == [
         "Album Image.flac has no track 07 (its sheet lists 01-03)"]
+    searched = runner.invoke(app, ["--store", str(tmp_path / "q"), "search", f"{image}#07"])   # as a query too
+    assert "Album Image.flac has no track 07 (its sheet lists 01-03)" in str(searched.exception)
     store_dir = str(tmp_path / "s")
     ran = runner.invoke(app, ["--store", store_dir, "analyze", f"{image}#02", "--json"])
     assert ran.exit_code == 0, ran.output

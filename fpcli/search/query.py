@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fpcli.cue import album_image_of, is_entry
+from fpcli.cue import album_image_of, is_entry, missing_track_reason, track_of_entry
 from fpcli.errors import ParameterError, QueryError, SearchError, StoreError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.extensions import AUDIO_EXTENSIONS
@@ -129,6 +129,9 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
         # Analysed as a query it was stored as a track, a search candidate for good.
         raise QueryError(f"{printable_path(path)} is the album image of a CUE sheet, not a track: search one of "
                           f"its tracks ({printable_path(image)}#01, ...)")
+    missing = missing_track_reason(path) if is_entry(path) and track_of_entry(path) is None else None
+    if missing is not None:   # it was "no such file or folder" beside the image (as analyze says it)
+        raise QueryError(f"cannot analyse the query {printable_path(path)}: {missing}")
     want = Want(params, batch=batch and seconds is None, seconds=seconds)
     found = look_up(store, path, want)
     known = answer(path, found)
