@@ -665,6 +665,19 @@ def test_a_stream_query_is_never_re_ranked_with_batch(store, library):
         assert refused.exit_code == 2 and "a stream query does not have" in refused.output
 
 
+def test_jobs_and_timeout_are_refused_where_a_search_computes_nothing(tmp_path, library):
+    """`search - --jobs 4` and `--strategy fast --timeout 3` were accepted without a word,
+    where analyze refuses --jobs on a stream (the exit-code table: an option the run
+    would ignore is a usage error)."""
+    store = ["--store", str(tmp_path / "s"), "search"]
+    for args, said in ((["-", "--jobs", "2"], "which a stream never does"),
+                       ([str(library / "t1.flac"), "--seconds", "1", "--timeout", "5"], "which a preview never does"),
+                       ([str(library / "t1.flac"), "-s", "fast", "-j", "2"], "which --strategy fast never does")):
+        result = runner.invoke(app, [*store, *args], input=b"never read")
+        assert result.exit_code == 2 and said in result.output, (args, result.output)
+    assert not (tmp_path / "s").exists()   # refused before anything was analysed
+
+
 def test_a_query_not_indexed_searches_a_store_of_one_other_track(tmp_path, library):
     """A stream or a preview query is not an indexed row: a store holding one other
     track answered "the store holds no other ... fingerprints" with no hit."""

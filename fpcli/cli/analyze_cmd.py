@@ -21,6 +21,7 @@ from fpcli.cli.options import (
     TimeoutOption,
     finite,
     path_text,
+    refuse_given,
     run_options,
 )
 from fpcli.cli.render import note, warn_line
@@ -144,29 +145,18 @@ def _refuse_ignored(ctx: typer.Context, *, stream: bool, followed: bool, raw: bo
     without a word, they read as honoured: a file analysed "at 44100 Hz", a stream
     "with its batch reference"."""
     if not stream and not followed:
-        _refuse(ctx, (*STREAM_OPTIONS, "no_store"), "for a stream on stdin: fpcli analyze - ...")
+        refuse_given(ctx, (*STREAM_OPTIONS, "no_store"), "for a stream on stdin: fpcli analyze - ...")
         if ctx.params.get("seconds") is not None:
             # Batch values are of whole tracks: with a preview they were dropped without a
             # word, and no stored record could answer (each run analysed every file again).
-            _refuse(ctx, ("batch",), "for whole tracks: a preview (--seconds) has streaming values only")
+            refuse_given(ctx, ("batch",), "for whole tracks: a preview (--seconds) has streaming values only")
         return
     what = "a stream (-)" if stream else "a file followed with --every"
-    _refuse(ctx, LIBRARY_OPTIONS, f"for runs over files and folders, not for {what}")
+    refuse_given(ctx, LIBRARY_OPTIONS, f"for runs over files and folders, not for {what}")
     if not stream:
-        _refuse(ctx, STREAM_OPTIONS, "for a stream on stdin (-): a followed file is stored under its path")
+        refuse_given(ctx, STREAM_OPTIONS, "for a stream on stdin (-): a followed file is stored under its path")
     elif not raw:
-        _refuse(ctx, ("rate", "channels"), "for raw PCM, with --raw-format (a container's header states its own)")
-
-
-def _refuse(ctx: typer.Context, names: tuple[str, ...], reason: str) -> None:
-    """A usage error naming the options among ``names`` that the command line gave."""
-    flags = {param.name: param.opts[0] for param in ctx.command.params}
-    # By the source's name: typer carries a click of its own, whose enum is not click's.
-    given = [flags[name] for name in names
-             if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")]
-    if given:
-        listed = ", ".join(given[:-1]) + f" and {given[-1]}" if len(given) > 1 else given[0]
-        raise typer.BadParameter(f"{listed} {'are' if len(given) > 1 else 'is'} {reason}", param_hint=given[0])
+        refuse_given(ctx, ("rate", "channels"), "for raw PCM, with --raw-format (a container's header states its own)")
 
 
 def _check_raw(raw_format: str | None, rate: int | None, channels: int | None) -> None:

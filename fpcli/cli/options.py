@@ -241,3 +241,14 @@ def check_outputs(outputs: dict[str, Path | None], reads: dict[str, str] | None 
             raise typer.BadParameter(f"{target} is the {seen[real]} file too: give each output its own file",
                                      param_hint=flag)
         seen[real] = flag
+
+
+def refuse_given(ctx: typer.Context, names: tuple[str, ...], reason: str) -> None:
+    """A usage error naming the options among ``names`` that the command line gave."""
+    flags = {param.name: param.opts[0] for param in ctx.command.params}
+    # By the source's name: typer carries a click of its own, whose enum is not click's.
+    given = [flags[name] for name in names
+             if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")]
+    if given:
+        listed = ", ".join(given[:-1]) + f" and {given[-1]}" if len(given) > 1 else given[0]
+        raise typer.BadParameter(f"{listed} {'are' if len(given) > 1 else 'is'} {reason}", param_hint=given[0])

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fpcli.cli.options import DEFAULT_JOBS, check_outputs, finite, path_text
+from fpcli.cli.options import DEFAULT_JOBS, check_outputs, finite, path_text, refuse_given
 from fpcli.cli.render import format_value, note, print_json, report_bad_entries, rows_out, warn_line
 from fpcli.cli.root import app
 from fpcli.errors import ParameterError
@@ -120,6 +120,12 @@ def search(
         _check_folder(library)
     text = path_text(query)
     _refuse_batch_ranking(strategy, stream=text == "-", preview=seconds is not None)
+    if text == "-" or seconds is not None or strategy == "fast":
+        # They set the computing of missing batch fingerprints, which such a search never
+        # does: accepted without a word, they read as honoured (analyze refuses them on a stream).
+        what = "a stream" if text == "-" else "a preview" if seconds is not None else "--strategy fast"
+        refuse_given(ctx, ("jobs", "timeout"), f"for computing missing batch fingerprints (accurate, batch "
+                                               f"--compute-missing), which {what} never does")
     from fpcli.cli.tracks import Reporter  # rich: only when a command runs (start-up time)
     from fpcli.errors import QueryError
 
