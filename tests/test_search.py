@@ -689,6 +689,9 @@ def test_a_query_not_indexed_searches_a_store_of_one_other_track(tmp_path, libra
         assert result.exit_code == 0, result.output
         answer = json.loads(result.stdout)
         assert [os.path.basename(hit["path"]) for hit in answer["hits"]] == ["t2.flac"], answer["stats"]
+    said = runner.invoke(app, ["--store", str(tmp_path / "one"), "search", "-"],
+                         input=(library / "t3.flac").read_bytes())
+    assert re.search(r"index \w+, 1 track;", said.stderr), said.output   # it said "1 tracks"
 
 
 def test_previews_are_left_out_of_search_and_it_says_so(tmp_path, library):

@@ -294,12 +294,13 @@ def render_search(result: SearchResult, explain: bool, *, table: bool = True) ->
             row.append("—" if hit.mutual_proximity is None else f"{hit.mutual_proximity:.3f}")
         rows.append(row)
     if table:
-        rows_out(f"{len(result.hits)} tracks like {result.query}" + (", by mutual proximity (MP)" if ranked else ""),
+        rows_out(f"{_tracks(len(result.hits))} like {result.query}" + (", by mutual proximity (MP)" if ranked else ""),
                  columns, rows, {"#": "right", "distance": "right", "MP": "right"})
     stats = result.stats
     copied = " (copied from the store's shared index)" if stats.get("index_fetched") else ""
+    indexed = _tracks(stats["rows"]) if "rows" in stats else "— tracks"
     note("", f"strategy {result.strategy} ({result.reason}); index {stats.get('index', '—')}{copied}, "
-             f"{stats.get('rows', '—')} tracks; ranked by {stats.get('ranking', 'distance')}; "
+             f"{indexed}; ranked by {stats.get('ranking', 'distance')}; "
              f"cache hits {stats['cache_hits']}; {1000 * stats['seconds']:.1f} ms")
     if not stats.get("query_complete", True):
         note("", f"a partial query: {seconds_text(stats['query_seconds'])} s heard{_reliability(stats)} "
@@ -341,3 +342,8 @@ def _explained(line: dict[str, Any]) -> str:
 
     unit = DIM_BY_NAME[line["dim"]].unit
     return f"{line['dim']} {format_value(line['query'], unit)} -> {format_value(line['hit'], unit)}"
+
+
+def _tracks(n: int) -> str:
+    """"1 track", "3 tracks" ("index built, 1 tracks")."""
+    return f"{n} track{'s' if n != 1 else ''}"
