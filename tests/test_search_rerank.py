@@ -238,3 +238,19 @@ def test_the_timbre_fit_does_not_depend_on_the_order_of_the_rows():
     first, second = fit_timbre(rows), fit_timbre(shuffled)
     assert (first.embed_scale, first.js_scale) == (second.embed_scale, second.js_scale)
     np.testing.assert_array_equal(first.whiten, second.whiten)
+
+
+def test_a_fit_on_one_timbre_repeated_keeps_other_tracks_finite():
+    """Fitted on copies of one track's timbre (the float noise of equal rows made the
+    distance scale 8.8e-123), every other track embedded as inf: the prefilter's
+    squared norms overflowed, and the timbre term of every track was 1."""
+    from fpcli.search.timbre import embed, fit_timbre
+
+    rows = _gaussians(5, np.random.default_rng(6)).astype(np.float64)
+    same = np.repeat(rows[:1], 6, axis=0)
+    same[1:, 0] += np.finfo(np.float64).tiny * np.arange(1, 6)   # equal up to the float noise
+    fit = fit_timbre(same)
+    with np.errstate(over="raise"):
+        embedded = embed(rows, fit)
+    assert np.isfinite(embedded).all() and fit.embed_scale == fit.js_scale == 1.0
+
