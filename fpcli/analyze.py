@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, TypeAlias
 from fpcli.audio import DEFAULT_BLOCK_FRAMES, AudioReader
 from fpcli.blas import one_blas_thread
 from fpcli.cue import track_of_entry
-from fpcli.errors import AnalysisError, AudioReadError, ParameterError, StoreReadOnlyError, UnstorableError
+from fpcli.errors import (
+    AnalysisError,
+    AudioReadError,
+    ParameterError,
+    StoreFullError,
+    StoreReadOnlyError,
+    UnstorableError,
+)
 from fpcli.fingerprint import Fingerprint
 from fpcli.memory import keep_buffers_on_heap
 from fpcli.params import AnalysisParams, as_number, checked_params
@@ -311,6 +318,12 @@ def keep(store: FingerprintStore, path: str, identity: FileIdentity | None, resu
         # analysed, and its summary that nothing new was stored. It stopped at the
         # first file not in the store, its analysis thrown away.
         store.writable, store.unsaved, store.refused = False, store.unsaved + 1, str(exc)
+    except StoreFullError as exc:
+        # Full (Redis under noeviction): a command that stores what it analyses stops;
+        # one whose answer needs no write (search, validate) goes on without it.
+        if not (refused_ok and store.storing_optional):
+            raise
+        store.unsaved, store.refused = store.unsaved + 1, str(exc)
     return result
 
 

@@ -22,6 +22,7 @@ from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS, Fingerprint, mean_con
 from fpcli.library import RunOptions, run_library
 from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.store import FingerprintStore, Record
+from fpcli.store.core import storing_optional
 from fpcli.store.records import Validation
 
 DEFAULT_THRESHOLD = 0.95
@@ -448,14 +449,16 @@ def validate_library(paths: list[str], store: FingerprintStore, options: RunOpti
             results.append(payload)
         on_event(kind, payload)
 
-    run = run_library(paths, store, dataclasses.replace(options, batch=True, seconds=None), collect)
     records: dict[str, Record] = {}
     tracks: list[TrackValidation] = []
-    for result in results:
-        track, record = _validate_one(store, result, options.params.key(), tolerances, threshold, store_verdicts)
-        tracks.append(track)
-        if record is not None:
-            records[result.path] = record
+    with storing_optional(store):   # a full store: each track said not stored, not the run stopped
+        run = run_library(paths, store, dataclasses.replace(options, batch=True, seconds=None), collect)
+        for result in results:
+            track, record = _validate_one(store, result, options.params.key(), tolerances, threshold,
+                                          store_verdicts)
+            tracks.append(track)
+            if record is not None:
+                records[result.path] = record
     report = LibraryValidation(tracks, dict(tolerances), threshold, interrupted=run.interrupted)
     if partial_seconds and records and not run.interrupted:
         report.partial = _partial(records, partial_seconds, options, tolerances, on_event)

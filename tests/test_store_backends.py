@@ -22,6 +22,7 @@ from fpcli.search import current_index, search
 from fpcli.store import FingerprintStore, Need, StoreError, export_store, import_store, prune, verify
 from fpcli.store.schema import record_to_json
 from fpcli.store.spec import StoreSpec
+from fpcli.validate import validate_library
 from tests.conftest import RedisServer, write
 
 runner = CliRunner()
@@ -741,8 +742,18 @@ def test_a_full_redis_still_says_so_and_can_be_cleared(redis_url, tracks):
             assert store.stats()["entries"] == len(tracks)
             with pytest.raises(StoreError, match=r"is full: .* \(maxmemory-policy volatile-lru\)"):
                 store.save_failure(str(tracks[0]), None, "AudioReadError", "a write")
-            # a search of it: it failed on the look-up counts and the hit's last-used time
+            # a search of it: it failed on the look-up counts and the hit's last-used time,
+            # and for a query not stored yet (or whose batch values must be computed) on the
+            # query's save; validate, on the save of what it computed
             assert len(search(store, tracks[1], k=2, strategy="fast").hits) == 2
+            new = write(Path(tracks[0]).parent / "new.flac", synth.music_like(2.0, 22050, seed=9), 22050)
+            assert len(search(store, str(new), k=2, strategy="fast").hits) == 2
+            with pytest.raises(StoreError, match="could not be stored .* --strategy fast ranks"):   # no hit, exit 0
+                search(store, str(new), k=2, strategy="accurate")
+            checked = validate_library([str(new)], store, RunOptions())
+            assert checked.summary()["not_stored"] == 1 and "is full" in checked.tracks[0].error
+            with pytest.raises(StoreError, match="is full"):   # analyze stores what it analyses: it stops
+                run_library([str(new)], store, RunOptions())
             assert store.clear() == 3 * len(tracks)      # records, path entries, candidate lists
         # emptied, it is still a store (its epoch written all the same): `--store` takes it
         FingerprintStore.from_spec(StoreSpec(redis_url), existing=True).close()

@@ -27,6 +27,7 @@ from fpcli.search.rank import TIMBRE_WEIGHT, Hit, default_weights, dim_weights, 
 from fpcli.search.saved import IndexProgress, current_index
 from fpcli.search.timbre import pack
 from fpcli.store import FingerprintStore, Record
+from fpcli.store.core import results_optional
 from fpcli.store.records import STREAM_PREFIX, FileIdentity, entry_file, file_state, record_key, resolve
 
 if TYPE_CHECKING:  # fpcli.library (the analysis stack) is imported only when something is missing
@@ -185,6 +186,7 @@ def _stored_query(store: FingerprintStore, path: str, params: AnalysisParams) ->
     return record
 
 
+@results_optional
 def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: str = "auto",
            params: AnalysisParams | None = None, group_weights: dict[str, float] | None = None,
            under: str | None = None, explain: bool = False, compute_missing: bool = False,
@@ -657,12 +659,18 @@ def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams
         return 0
     compute.on_event("start", (len(todo), "batch fingerprints"))
     options = RunOptions(params, batch=True, jobs=compute.jobs, timeout_s=compute.timeout_s)
-    computed = 0
+    computed, unsaved = 0, store.unsaved
     for result in analyse_all(todo, options, store):
         compute.on_event("track", result)
         if result.failed:
             skipped.append((result.path, result.error or "failed"))
         computed += not result.failed
+    if store.unsaved > unsaved:
+        # Ranked from the store, values it could not keep are no values: a full Redis
+        # answered with no hit and exit 0.
+        raise StoreError(f"the batch fingerprints of {store.unsaved - unsaved} candidate(s) could not be stored "
+                         f"({store.refused}): ranking by batch fingerprints needs them stored; --strategy fast "
+                         "ranks by the streaming ones")
     return computed
 
 

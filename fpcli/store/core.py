@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from fpcli.errors import ParameterError, StoreError, StoreFullError, StoreReadOnlyError
 from fpcli.params import FINGERPRINT_VERSION
@@ -132,6 +133,10 @@ class FingerprintStore(StoreImports):
         # reported, not kept (``refused``: the server's words, for the run's summary).
         self.unsaved = 0
         self.refused = ""
+        # True while a command whose answer does not hang on storing runs (search,
+        # validate): a store full under noeviction then leaves a result unsaved, as for
+        # a user who may only read, where it stopped the command (``results_optional``).
+        self.storing_optional = False
 
     @classmethod
     def open(cls, location: str | os.PathLike[str] | None = None, *,
@@ -582,3 +587,28 @@ class FingerprintStore(StoreImports):
         """(epoch, evictions + expiries): when either moves, records vanished without
         passing through the journal, and indexes must be rebuilt."""
         return self.backend.counter("epoch"), self.backend.counter("evictions") + self.backend.counter("expiries")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def storing_optional(store: FingerprintStore) -> Iterator[None]:
+    """``store.storing_optional`` set for the block: a search of a query not yet stored,
+    and a validate whose fingerprints must be computed, failed with "is full" on a
+    Redis full under noeviction, where the answer needs no write."""
+    before, store.storing_optional = store.storing_optional, True
+    try:
+        yield
+    finally:
+        store.storing_optional = before
+
+
+def results_optional(function: F) -> F:
+    """``function(store, ...)`` run ``storing_optional``."""
+    @functools.wraps(function)
+    def wrapped(store: FingerprintStore, *args: Any, **kwargs: Any) -> Any:
+        with storing_optional(store):
+            return function(store, *args, **kwargs)
+    return cast(F, wrapped)
+
