@@ -534,6 +534,12 @@ def test_cli_library_with_no_hits_says_why(store, library, tmp_path):
     alone = runner.invoke(app, ["--store", str(tmp_path / "copies"), "search", song])
     assert alone.exit_code == 0 and "no hits: the store's other tracks are copies of the query (1 left out; " \
         "--include-duplicates shows them)" in alone.stderr, alone.output
+    other = write(tmp_path / "other.flac", synth.music_like(8.0, 22050, seed=71, bpm=120), 22050)
+    with FingerprintStore.open(tmp_path / "copies") as copies:
+        run_library([other], copies, RunOptions(jobs=1))
+    os.remove(other)   # skipped (its file gone): then not every other track was a copy
+    skipped = runner.invoke(app, ["--store", str(tmp_path / "copies"), "search", song])
+    assert "skipped as a candidate" in skipped.stderr and "no hits: the store's other" not in skipped.stderr
     kept = runner.invoke(app, [*args, str(dupes), "--include-duplicates"])
     assert "no hits" not in kept.stderr and "song_copy.flac" in kept.stdout
 
@@ -672,7 +678,8 @@ def test_jobs_and_timeout_are_refused_where_a_search_computes_nothing(tmp_path, 
     store = ["--store", str(tmp_path / "s"), "search"]
     for args, said in ((["-", "--jobs", "2"], "which a stream never does"),
                        ([str(library / "t1.flac"), "--seconds", "1", "--timeout", "5"], "which a preview never does"),
-                       ([str(library / "t1.flac"), "-s", "fast", "-j", "2"], "which --strategy fast never does")):
+                       ([str(library / "t1.flac"), "-s", "fast", "-j", "2"], "which --strategy fast never does"),
+                       ([str(library / "t1.flac"), "-s", "batch", "-j", "2"], "batch without --compute-missing")):
         result = runner.invoke(app, [*store, *args], input=b"never read")
         assert result.exit_code == 2 and said in result.output, (args, result.output)
     assert not (tmp_path / "s").exists()   # refused before anything was analysed

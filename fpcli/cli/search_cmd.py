@@ -120,10 +120,11 @@ def search(
         _check_folder(library)
     text = path_text(query)
     _refuse_batch_ranking(strategy, stream=text == "-", preview=seconds is not None)
-    if text == "-" or seconds is not None or strategy == "fast":
+    if text == "-" or seconds is not None or strategy == "fast" or (strategy == "batch" and not compute_missing):
         # They set the computing of missing batch fingerprints, which such a search never
         # does: accepted without a word, they read as honoured (analyze refuses them on a stream).
-        what = "a stream" if text == "-" else "a preview" if seconds is not None else "--strategy fast"
+        what = "a stream" if text == "-" else "a preview" if seconds is not None else \
+            "--strategy fast" if strategy == "fast" else "--strategy batch without --compute-missing"
         refuse_given(ctx, ("jobs", "timeout"), f"for computing missing batch fingerprints (accurate, batch "
                                                f"--compute-missing), which {what} never does")
     from fpcli.cli.tracks import Reporter  # rich: only when a command runs (start-up time)
@@ -160,7 +161,8 @@ def search(
     if "query_copies_under" in result.stats:
         note("", _nothing_under(path_text(library) if library else "", result.stats["query_copies_under"],
                                 len(result.skipped)))
-    elif not result.hits and result.stats.get("duplicates_dropped") and not result.stats.get("nothing_to_search"):
+    elif not result.hits and result.stats.get("duplicates_dropped") and not result.stats.get("nothing_to_search") \
+            and not result.skipped:
         # An empty table alone read as a failure: every other track was the query's recording.
         copies = result.stats["duplicates_dropped"]
         note("", f"no hits: the store's other tracks are copies of the query ({copies} left out; "
