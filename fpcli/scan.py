@@ -167,7 +167,7 @@ class _Walker:
                 self.seen_files[resolved] = (place, rank)
             return
         try:
-            stat_regular(resolved)  # a FIFO or device named *.wav would block the reader forever
+            stat_regular(resolved, named=given)  # a FIFO or device named *.wav would block the reader forever
         except OSError as exc:
             self.seen_files[resolved] = (-1, 3)   # reported once, never taken
             self.result.problems.append(ScanProblem(path, os_reason(exc)))
@@ -286,17 +286,34 @@ class _Walker:
     def _rules_above(self, root: str) -> list[_Rules]:
         """The ignore files of the folders above ``root``, up to /, outermost first: the
         walk of ``~/Music/Album`` left out nothing of what ``~/Music/.fpcliignore``
-        leaves out of the whole library (git reads the ignore files above too)."""
+        leaves out of the whole library (git reads the ignore files above too). Only a
+        regular file of this user's (or root's) that can be read: one another user left
+        in /tmp changed what every walk below it took, and an unusable one cost the run
+        of a folder below it (it is reported when its own folder is walked)."""
         found: list[_Rules] = []
         here, lead = os.path.abspath(root), ""
         while (parent := os.path.dirname(here)) != here:
             lead = os.path.basename(here) + "/" + lead
             here = parent
-            if os.path.lexists(os.path.join(here, IGNORE_FILE)):
-                spec = self._ignore_spec(here, [IGNORE_FILE])
-                if spec is not None:
-                    found.append((root, spec, lead))
+            spec = self._ignore_spec_above(os.path.join(here, IGNORE_FILE))
+            if spec is not None:
+                found.append((root, spec, lead))
         return found[::-1]
+
+    def _ignore_spec_above(self, path: str) -> pathspec.PathSpec | None:
+        """The rules of the ignore file ``path`` above a folder walked, or None (absent,
+        another user's, not a regular file, unreadable or too large; bad lines left out)."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (os.getuid(), 0) or st.st_size > MAX_IGNORE_BYTES:
+            return None
+        try:
+            raw = read_regular(path, MAX_IGNORE_BYTES)
+        except OSError:
+            return None
+        return compile_patterns(raw.decode("utf-8", "surrogateescape").splitlines())[0]
 
     def _ignored_by(self, root: str, applicable: list[_Rules]) -> Callable[[str, bool], bool]:
         """A predicate: is this path excluded by --exclude or by one of ``applicable``,
@@ -327,13 +344,20 @@ class _Walker:
         without a word."""
         spec = self.rooted_excludes.get(root)
         if spec is None:
-            prefix = os.path.join(os.path.abspath(root), "")
+            # The root as written and as it really is: `cd` through a link, the shell's
+            # $PWD names the link, and os.path.abspath(".") the real folder.
+            prefixes = {os.path.join(os.path.abspath(root), ""), os.path.join(os.path.realpath(root), "")} - {os.sep}
             lines = []
             for line in self.exclude_lines:
                 negation = "!" if line.startswith("!") else ""
                 body = line[len(negation):]
-                if os.path.isabs(body) and body.startswith(prefix) and prefix != os.sep:
-                    body = "/" + body[len(prefix):]
+                if os.path.isabs(body):
+                    trailing = "/" if body.endswith("/") else ""
+                    for written in dict.fromkeys((os.path.normpath(body), os.path.realpath(body))):
+                        prefix = next((p for p in prefixes if written.startswith(p)), None)
+                        if prefix is not None:
+                            body = "/" + written[len(prefix):] + trailing
+                            break
                 lines.append(negation + body)
             spec = self.rooted_excludes[root] = compile_patterns(lines)[0]
         return spec

@@ -89,6 +89,34 @@ def test_the_ignore_files_above_a_folder_given_apply(library, monkeypatch):
     assert _names(scan([library / "albums" / "a" / "1.flac"]), library) == ["albums/a/1.flac"]   # named: taken
 
 
+def test_only_a_usable_ignore_file_of_this_user_above_a_folder_given_applies(library):
+    """One another user left in /tmp changed what every walk below it took, and one
+    that cannot be used (a folder so named) cost the run of a folder below it."""
+    above = library / ".fpcliignore"
+    above.write_text("*.wav\n")
+    os.chown(above, 54321, 54321)   # another user's (the tests run as root or as the user)
+    assert _names(scan([library / "albums"]), library) == ["albums/a/1.flac", "albums/a/2.wav", "albums/b/3.flac"]
+    above.unlink()
+    above.mkdir()
+    found = scan([library / "albums"])
+    assert found.problems == [] and len(found.files) == 3
+    above.rmdir()
+    (library / "albums" / ".fpcliignore").write_text("[z-a]\n")   # a bad line: reported once, under either name
+    assert len(scan([library / "albums" / "a", library / "albums"]).problems) == 1
+
+
+def test_an_absolute_exclude_through_a_link_applies(library, tmp_path, monkeypatch):
+    """`cd ~/Music` through a link, then `--exclude $PWD/Podcasts` (the shell's path of
+    the link) or the real path with the folder given through the link: not applied."""
+    link = tmp_path / "linked"
+    link.symlink_to(library)
+    expected = ["albums/a/1.flac", "albums/a/2.wav", "albums/b/3.flac"]
+    assert _names(scan([link], exclude=[str(library / "Podcasts")]), link) == expected
+    monkeypatch.chdir(link)   # the process's folder is the real one; the pattern names the link
+    assert sorted(scan(["."], exclude=[f"{link}/Podcasts/"]).files) == ["./" + name for name in expected]
+    assert _names(scan([library], exclude=[f"{library}/albums/../Podcasts"]), library) == expected
+
+
 def test_ignore_files_of_many_folders_each_apply_below_their_own(tmp_path, monkeypatch):
     """Each folder's scan looked through every ignore file found so far (8,000 album
     folders with one each: 41 s per run); each now looks up the folders above it, and

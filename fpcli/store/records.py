@@ -225,14 +225,16 @@ def file_state(path: str, size: int, mtime_ns: int, digest: str | None = None,
     return FileState(None, st.st_mtime_ns if steady else None)
 
 
-def stat_regular(path: str) -> os.stat_result:
+def stat_regular(path: str, *, named: bool = True) -> os.stat_result:
     """``os.stat`` of a regular file (for a CUE track ``album.flac#03``, of its image);
     OSError with a clear message otherwise (a FIFO or a device would block a reader
-    forever)."""
+    forever). ``named``: on the command line, where a pipe is said to be a stream's
+    way in to stdin (`fpcli analyze <(cmd)`), not one a folder's walk found."""
     st = os.stat(entry_file(path)[0])
     kind = special_file_kind(st)
-    if kind == "a FIFO":   # `fpcli analyze <(cmd)`: the stream's way in is stdin
-        raise OSError(0, "is a FIFO (a pipe), not an audio file: a stream is read from stdin, as -")
+    if kind == "a FIFO":
+        raise OSError(0, "is a FIFO (a pipe), not an audio file" + (": a stream is read from stdin, as -"
+                                                                      if named else ""))
     if kind is not None:
         raise OSError(0, f"is {kind}, not an audio file")
     return st
