@@ -748,7 +748,7 @@ def test_a_full_redis_still_says_so_and_can_be_cleared(redis_url, tracks):
             assert len(search(store, tracks[1], k=2, strategy="fast").hits) == 2
             new = write(Path(tracks[0]).parent / "new.flac", synth.music_like(2.0, 22050, seed=9), 22050)
             assert len(search(store, str(new), k=2, strategy="fast").hits) == 2
-            with pytest.raises(StoreError, match="could not be stored .* --strategy fast ranks"):   # no hit, exit 0
+            with pytest.raises(StoreError, match="could not be stored .* strategy fast ranks"):   # no hit, exit 0
                 search(store, str(new), k=2, strategy="accurate")
             checked = validate_library([str(new)], store, RunOptions())
             assert checked.summary()["not_stored"] == 1 and "is full" in checked.tracks[0].error

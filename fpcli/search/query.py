@@ -669,7 +669,7 @@ def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams
         # Ranked from the store, values it could not keep are no values: a full Redis
         # answered with no hit and exit 0.
         raise StoreError(f"the batch fingerprints of {store.unsaved - unsaved} candidate(s) could not be stored "
-                         f"({store.refused}): ranking by batch fingerprints needs them stored; --strategy fast "
+                         f"({store.refused}): ranking by batch fingerprints needs them stored; strategy fast "
                          "ranks by the streaming ones")
     return computed
 
