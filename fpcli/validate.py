@@ -478,11 +478,16 @@ def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
     except OSError as exc:
         return TrackValidation(result.path, "error", error=f"cannot read the file again: {exc.strerror}"), None
     if record is None or record.batch is None:
-        # Not a file that failed to decode (a user who may only read was told so of
-        # every track): validate compares the fingerprints stored.
-        why = f"its fingerprints could not be stored: {store.refused}" if store.unsaved else \
-            "no stored fingerprints (evicted meanwhile?)"
-        return TrackValidation(result.path, "not_stored", error=why), None
+        if store.unsaved and result.streaming is not None and result.batch is not None:
+            # Computed, and refused by the store (a user who may only read, a full Redis):
+            # compared as computed. Said "not stored" instead, the whole analysis of a
+            # library was thrown away.
+            verdict = compare(result.streaming.values, result.batch.values, confidence=result.streaming.confidence,
+                              tolerances=tolerances, threshold=threshold)
+            return TrackValidation(result.path, verdict.status, verdict,
+                                   verdict_not_stored=f"its fingerprints could not be stored: {store.refused}"), None
+        # Not a file that failed to decode: validate compares the fingerprints stored.
+        return TrackValidation(result.path, "not_stored", error="no stored fingerprints (evicted meanwhile?)"), None
     verdict = validate_record(record, tolerances=tolerances, threshold=threshold)
     if store_verdict:
         stored = _stored_verdict(verdict)

@@ -662,17 +662,16 @@ def test_a_redis_user_who_may_only_read_analyses_a_folder_without_storing_it(red
         assert len(lines) == 4 and all(line["status"] == "ok" for line in lines)
         assert sum(line["cached"] for line in lines) == 1
         assert "3 result(s) not stored: Redis at" in run.stderr
-        # validate compares stored fingerprints: each track says why it has none
+        # validate compares what it computed and could not store (it counted each track as
+        # failed to decode, then as not stored, its analysis thrown away)
         checked = CliRunner().invoke(app, ["--store", reader, "validate", "-l", os.path.dirname(tracks[0]),
                                            "--json"])
         report = json.loads(checked.stdout)
-        errors = [t.get("error") or "" for t in report["tracks"]]
-        assert checked.exit_code == 3 and len(errors) == 4
-        assert all(e.startswith("its fingerprints could not be stored") for e in errors)
-        # counted as such, not as files that failed to decode
-        assert (report["summary"]["not_stored"], report["summary"]["failed_to_decode"]) == (4, 0)
+        assert checked.exit_code == 3 and report["summary"]["compared"] == 4
+        assert (report["summary"]["verdicts_not_stored"], report["summary"]["failed_to_decode"]) == (4, 0)
+        assert all(t["verdict_not_stored"].startswith("its fingerprints could not be stored") for t in report["tracks"])
         said = CliRunner().invoke(app, ["--store", reader, "validate", "-l", os.path.dirname(tracks[0])])
-        assert "failed to decode 0, not stored 4" in said.stdout, said.stdout
+        assert "4 verdicts not stored (its fingerprints could not be stored: Redis at" in said.stderr, said.output
         # stored by a user who may write, the reader's verdicts stand, said unstored (it
         # stopped at the first verdict: exit 1, no report)
         folder = os.path.dirname(tracks[0])
@@ -751,7 +750,7 @@ def test_a_full_redis_still_says_so_and_can_be_cleared(redis_url, tracks):
             with pytest.raises(StoreError, match="could not be stored .* strategy fast ranks"):   # no hit, exit 0
                 search(store, str(new), k=2, strategy="accurate")
             checked = validate_library([str(new)], store, RunOptions())
-            assert checked.summary()["not_stored"] == 1 and "is full" in checked.tracks[0].error
+            assert checked.summary()["compared"] == 1 and "is full" in checked.tracks[0].verdict_not_stored
             with pytest.raises(StoreError, match="is full"):   # analyze stores what it analyses: it stops
                 run_library([str(new)], store, RunOptions())
             assert store.clear() == 3 * len(tracks)      # records, path entries, candidate lists
