@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from fpcli.analyze import TRANSIENT_FAILURES, Want, answer, compute, failed, keep, look_up_all, preload
@@ -258,7 +258,7 @@ def _heard(previous: Record | None) -> float:
 
 
 def analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
-                store: FingerprintStore) -> Iterator[TrackResult]:
+                store: FingerprintStore) -> Generator[TrackResult, None, None]:
     """Results of files the store cannot answer ((path, identity) from ``look_up``), in
     completion order: computed on ``options.jobs`` local worker processes and kept
     here, or computed and kept by Dask workers in the shared store."""

@@ -729,10 +729,14 @@ def test_a_full_redis_still_says_so_and_can_be_cleared(redis_url, tracks):
     --repair too, with Redis's own "command not allowed when used memory > 'maxmemory'"."""
     import redis
 
+    from fpcli.store.records import Validation
+
     admin = redis.Redis.from_url(redis_url)
     with FingerprintStore.open(redis_url) as store:
         for track in tracks:
             _save(store, track)
+        doubted = store.record_for_path(tracks[2])   # auto re-ranks a query whose verdict is invalid
+        store.set_validation(doubted, Validation("invalid", 0.5, 0.95, "high", ("tempo_bpm",), {}, time.time()))
     policy = admin.config_get("maxmemory-policy")["maxmemory-policy"]
     admin.config_set("maxmemory-policy", "noeviction")
     admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) - 4096)
@@ -747,8 +751,10 @@ def test_a_full_redis_still_says_so_and_can_be_cleared(redis_url, tracks):
             assert len(search(store, tracks[1], k=2, strategy="fast").hits) == 2
             new = write(Path(tracks[0]).parent / "new.flac", synth.music_like(2.0, 22050, seed=9), 22050)
             assert len(search(store, str(new), k=2, strategy="fast").hits) == 2
-            with pytest.raises(StoreError, match="could not be stored .* strategy fast ranks"):   # no hit, exit 0
+            with pytest.raises(StoreError, match="cannot be stored .* strategy fast ranks"):   # no hit, exit 0
                 search(store, str(new), k=2, strategy="accurate")
+            chosen = search(store, tracks[2], k=2)   # auto chose accurate: it failed the default search
+            assert chosen.strategy == "fast" and "auto chose accurate, but" in chosen.reason and len(chosen.hits) == 2
             checked = validate_library([str(new)], store, RunOptions())
             assert checked.summary()["compared"] == 1 and "is full" in checked.tracks[0].verdict_not_stored
             with pytest.raises(StoreError, match="is full"):   # analyze stores what it analyses: it stops

@@ -228,10 +228,12 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
         record, cached = query_record(store, query_path, params, batch=strategy in ("accurate", "batch"),
                                       seconds=seconds)
     reason = f"strategy {strategy} asked for"
+    asked_auto = False
     if not record.complete:
         strategy, reason = "fast", (f"a partial query ({seconds_text(record.streaming.seconds)} s heard): streaming "
                                     "fingerprints, each dim weighted by its confidence")
     elif strategy == "auto":
+        asked_auto = True
         strategy, reason = _choose(record, can_rerank=query is None)
         if strategy != "fast" and record.batch is None:
             # Chosen after the look-up, which asked for the streaming fingerprint only.
@@ -254,7 +256,17 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     if strategy == "fast":
         hits = _rank_all(store, "streaming", record, plan, params, stats, skipped, index_progress)
     elif strategy == "accurate":
-        hits = _accurate(store, record, plan, params, compute, stats, skipped, index_progress)
+        try:
+            hits = _accurate(store, record, plan, params, compute, stats, skipped, index_progress)
+        except BatchValuesNotStored as exc:
+            if not asked_auto:
+                raise
+            # auto chose accurate (the query's verdict doubts its streaming values); the
+            # store keeps no batch values now (full, or this user may only read): it
+            # failed the default search, exit 1.
+            strategy, reason = "fast", f"auto chose accurate, but {exc}"
+            skipped.clear()
+            hits = _rank_all(store, "streaming", record, plan, params, stats, skipped, index_progress)
     else:
         hits = _batch(store, record, plan, params, compute if compute_missing else None, stats, skipped,
                       index_progress)
@@ -631,6 +643,11 @@ def _other_files(store: FingerprintStore, index: Index, record: Record, query: Q
     return out
 
 
+class BatchValuesNotStored(StoreError):
+    """Batch fingerprints computed for a ranking could not be stored (a full Redis, a
+    user who may only read); the ranking reads them from the store."""
+
+
 def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams, compute: Compute,
                skipped: list[tuple[str, str]]) -> int:
     """Compute the missing batch fingerprints of ``paths`` on ``compute.jobs`` worker
@@ -660,17 +677,18 @@ def _batch_for(store: FingerprintStore, paths: list[str], params: AnalysisParams
     compute.on_event("start", (len(todo), "batch fingerprints"))
     options = RunOptions(params, batch=True, jobs=compute.jobs, timeout_s=compute.timeout_s)
     computed, unsaved = 0, store.unsaved
-    for result in analyse_all(todo, options, store):
-        compute.on_event("track", result)
-        if result.failed:
-            skipped.append((result.path, result.error or "failed"))
-        computed += not result.failed
-    if store.unsaved > unsaved:
-        # Ranked from the store, values it could not keep are no values: a full Redis
-        # answered with no hit and exit 0.
-        raise StoreError(f"the batch fingerprints of {store.unsaved - unsaved} candidate(s) could not be stored "
-                         f"({store.refused}): ranking by batch fingerprints needs them stored; strategy fast "
-                         "ranks by the streaming ones")
+    with contextlib.closing(analyse_all(todo, options, store)) as results:   # closed early: its workers stop
+        for result in results:
+            compute.on_event("track", result)
+            if store.unsaved > unsaved:
+                # Ranked from the store, values it could not keep are no values: a full
+                # Redis answered with no hit and exit 0. The first refused stops the others.
+                raise BatchValuesNotStored(f"the batch fingerprints of the candidates cannot be stored "
+                                           f"({store.refused}): ranking by batch fingerprints needs them stored; "
+                                           "strategy fast ranks by the streaming ones")
+            if result.failed:
+                skipped.append((result.path, result.error or "failed"))
+            computed += not result.failed
     return computed
 
 
