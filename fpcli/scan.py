@@ -303,11 +303,13 @@ class _Walker:
     def _ignore_spec_above(self, path: str) -> pathspec.PathSpec | None:
         """The rules of the ignore file ``path`` above a folder walked, or None (absent,
         another user's, not a regular file, unreadable or too large; bad lines left out)."""
+        mine = (os.getuid(), 0)
         try:
-            st = os.lstat(path)
+            link, st = os.lstat(path), os.stat(path)   # a dotfile manager's link to one's own file counts
         except OSError:
             return None
-        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (os.getuid(), 0) or st.st_size > MAX_IGNORE_BYTES:
+        if link.st_uid not in mine or st.st_uid not in mine or not stat.S_ISREG(st.st_mode) or \
+                st.st_size > MAX_IGNORE_BYTES:
             return None
         try:
             raw = read_regular(path, MAX_IGNORE_BYTES)
@@ -344,20 +346,12 @@ class _Walker:
         without a word."""
         spec = self.rooted_excludes.get(root)
         if spec is None:
-            # The root as written and as it really is: `cd` through a link, the shell's
-            # $PWD names the link, and os.path.abspath(".") the real folder.
-            prefixes = {os.path.join(os.path.abspath(root), ""), os.path.join(os.path.realpath(root), "")} - {os.sep}
             lines = []
             for line in self.exclude_lines:
                 negation = "!" if line.startswith("!") else ""
                 body = line[len(negation):]
                 if os.path.isabs(body):
-                    trailing = "/" if body.endswith("/") else ""
-                    for written in dict.fromkeys((os.path.normpath(body), os.path.realpath(body))):
-                        prefix = next((p for p in prefixes if written.startswith(p)), None)
-                        if prefix is not None:
-                            body = "/" + written[len(prefix):] + trailing
-                            break
+                    body = _anchored_under(body, root) or body
                 lines.append(negation + body)
             spec = self.rooted_excludes[root] = compile_patterns(lines)[0]
         return spec
@@ -403,6 +397,25 @@ class _Walker:
                 self.add(path, real_folder)
             else:
                 self.result.ignored[extension] += 1
+
+
+def _anchored_under(pattern: str, root: str) -> str | None:
+    """An absolute ``pattern`` as a gitignore pattern anchored at ``root`` (``/rest``),
+    or None when it names no path under it. The part that names the root is compared
+    as the root really is (`cd` through a link: the shell's $PWD names the link, and
+    os.path.abspath(".") the real folder); the rest is kept as written (a link inside
+    the root, Podcasts -> another disk, is still the root's Podcasts)."""
+    written = os.path.normpath(pattern)
+    roots = {os.path.abspath(root), os.path.realpath(root)}
+    head, rest = written, ""
+    while head != os.path.dirname(head):
+        if head in roots or os.path.realpath(head) in roots:
+            if not rest:
+                return None   # the root itself
+            return "/" + rest + ("/" if pattern.endswith("/") else "")
+        head, tail = os.path.split(head)
+        rest = tail + ("/" + rest if rest else "")
+    return None
 
 
 def _is_sheet(name: str) -> bool:

@@ -97,6 +97,11 @@ def test_only_a_usable_ignore_file_of_this_user_above_a_folder_given_applies(lib
     os.chown(above, 54321, 54321)   # another user's (the tests run as root or as the user)
     assert _names(scan([library / "albums"]), library) == ["albums/a/1.flac", "albums/a/2.wav", "albums/b/3.flac"]
     above.unlink()
+    mine = library.parent / "dotfiles-fpcliignore"   # a dotfile manager's link to one's own file
+    mine.write_text("*.wav\n")
+    above.symlink_to(mine)
+    assert _names(scan([library / "albums"]), library) == ["albums/a/1.flac", "albums/b/3.flac"]
+    above.unlink()
     above.mkdir()
     found = scan([library / "albums"])
     assert found.problems == [] and len(found.files) == 3
@@ -115,6 +120,11 @@ def test_an_absolute_exclude_through_a_link_applies(library, tmp_path, monkeypat
     monkeypatch.chdir(link)   # the process's folder is the real one; the pattern names the link
     assert sorted(scan(["."], exclude=[f"{link}/Podcasts/"]).files) == ["./" + name for name in expected]
     assert _names(scan([library], exclude=[f"{library}/albums/../Podcasts"]), library) == expected
+    # a link inside the folder given, to another disk: still the folder's Podcasts
+    elsewhere = tmp_path / "pods"
+    (library / "Podcasts").rename(elsewhere)
+    (library / "Podcasts").symlink_to(elsewhere)
+    assert sorted(scan(["."], exclude=[f"{link}/Podcasts"]).files) == ["./" + name for name in expected]
 
 
 def test_ignore_files_of_many_folders_each_apply_below_their_own(tmp_path, monkeypatch):
