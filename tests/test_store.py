@@ -933,3 +933,20 @@ def test_the_api_takes_a_store_location_as_bytes_or_a_path(tmp_path):
         FingerprintStore.open(3)   # type: ignore[arg-type]
     with FingerprintStore.open(tmp_path / "huge", size_limit_mb=10**400) as store:   # no limit, not an OverflowError
         assert store.spec.size_limit_mb == MAX_SIZE_LIMIT_MB
+
+
+def test_storing_optional_holds_for_its_own_thread_only(tmp_path):
+    """A search (storing optional) in one thread beside a run over files in another, on
+    one store, let the run go on past a full store, storing nothing: the flag was the
+    store's, not the thread's."""
+    import threading
+
+    from fpcli.store.core import storing_optional
+
+    seen = {}
+    with FingerprintStore.open(tmp_path / "s") as store, storing_optional(store):
+        other = threading.Thread(target=lambda: seen.update(other=store.storing_optional))
+        other.start()
+        other.join()
+        seen["own"] = store.storing_optional
+    assert seen == {"own": True, "other": False} and not store.storing_optional

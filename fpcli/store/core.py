@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
@@ -133,10 +134,20 @@ class FingerprintStore(StoreImports):
         # reported, not kept (``refused``: the server's words, for the run's summary).
         self.unsaved = 0
         self.refused = ""
-        # True while a command whose answer does not hang on storing runs (search,
-        # validate): a store full under noeviction then leaves a result unsaved, as for
-        # a user who may only read, where it stopped the command (``results_optional``).
-        self.storing_optional = False
+        self._optional = threading.local()   # ``storing_optional``, per thread
+
+    @property
+    def storing_optional(self) -> bool:
+        """True while a command whose answer does not hang on storing runs (search,
+        validate) in this thread: a store full under noeviction then leaves a result
+        unsaved, as for a user who may only read, where it stopped the command
+        (``results_optional``). Per thread: a search beside a run over files on one
+        store let the run go on, storing nothing."""
+        return bool(getattr(self._optional, "on", False))
+
+    @storing_optional.setter
+    def storing_optional(self, on: bool) -> None:
+        self._optional.on = on
 
     @classmethod
     def open(cls, location: str | os.PathLike[str] | None = None, *,
