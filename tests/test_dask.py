@@ -2,6 +2,7 @@
 with a real Redis store."""
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -63,6 +64,41 @@ def test_validate_on_dask(cluster, library, redis_url):
                                  "--scheduler", cluster.scheduler_address], env={"COLUMNS": "150"})
     assert result.exit_code == EXIT_SOME_FAILED, result.output   # the library's broken file
     assert "valid 6 (100.0 % of 6 compared)" in result.stdout and "failed to decode 1" in result.stdout
+
+
+def test_a_store_that_refuses_the_workers_saves_is_said_so_on_dask(cluster, library, redis_url):
+    """A read-only user's or a full Redis's refusal on a worker failed the task (three
+    times, as Dask retries) and was each file's "StoreFullError". As in a local run:
+    analyze says what it could not store (read-only, exit 3) or stops (full, exit 1),
+    and validate compares what was computed, its verdicts said unstored."""
+    import urllib.parse
+
+    import redis
+
+    dask_args = ["--executor", "dask", "--scheduler", cluster.scheduler_address]
+    admin = redis.Redis.from_url(redis_url)
+    admin.execute_command("ACL", "SETUSER", "reader", "on", ">pw", "~*", "+@read", "+@connection")
+    parsed = urllib.parse.urlparse(redis_url)
+    reader = f"redis://reader:pw@{parsed.netloc}{parsed.path}"
+    try:
+        FingerprintStore.open(redis_url).close()   # the store exists (a reader cannot make it)
+        read_only = runner.invoke(app, ["--store", reader, "analyze", str(library), *dask_args])
+        assert read_only.exit_code == 3 and "7 result(s) not stored: Redis at" in read_only.stderr, read_only.output
+        assert "failed 1" in read_only.stderr   # the broken file alone
+    finally:
+        admin.execute_command("ACL", "DELUSER", "reader")
+    policy = admin.config_get("maxmemory-policy")["maxmemory-policy"]
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) - 4096)
+    try:
+        full = runner.invoke(app, ["--store", redis_url, "analyze", str(library), *dask_args])
+        assert full.exit_code == 1 and "is full" in str(full.exception), full.output
+        checked = runner.invoke(app, ["--store", redis_url, "validate", "-l", str(library), "--json", *dask_args])
+        summary = json.loads(checked.stdout)["summary"]
+        assert (summary["compared"], summary["verdicts_not_stored"], summary["failed_to_decode"]) == (6, 6, 1)
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.config_set("maxmemory-policy", policy)
 
 
 def test_validate_partial_streams_run_on_dask(cluster, library, redis_url):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from fpcli.analyze import Want, compute, failed, keep
-from fpcli.errors import FpcliError, ParameterError, StoreError
+from fpcli.errors import FpcliError, ParameterError, StoreError, StoreFullError, StoreReadOnlyError
 from fpcli.memory import keep_buffers_on_heap
 from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, StoreSpec, is_redis_url
@@ -78,11 +78,24 @@ class PathMap:
         return resolved
 
 
+@dataclasses.dataclass(frozen=True)
+class NotStored:
+    """A worker's result the shared store refused: ``reason`` in the server's words,
+    ``full`` for a store full under noeviction (else this user may only read)."""
+
+    result: TrackResult
+    reason: str
+    full: bool
+
+
 def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: StoreSpec,
-                     want: Want) -> TrackResult:
+                     want: Want) -> TrackResult | NotStored:
     """The task a worker runs: the two halves of ``fingerprint_of`` (digest and decode
     at the worker's path, then save merged into the shared store under the path the
-    client knows), returning the result."""
+    client knows), returning the result, or it wrapped in ``NotStored``: a refusal
+    raised here failed the task (three times, as Dask retries), and the file was
+    reported as a StoreFullError of its own, where a local run says what it could not
+    store or stops."""
     if worker_path in (path, identity.path):   # no map applies: the client's own file, held to its identity
         identity, result = compute(worker_path, want, identity)
     else:
@@ -90,8 +103,11 @@ def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: 
     store = _worker_store(spec)
     try:
         return keep(store, path, identity, result, refused_ok=False)
+    except (StoreReadOnlyError, StoreFullError) as exc:
+        return NotStored(dataclasses.replace(result, path=path), str(exc), isinstance(exc, StoreFullError))
     finally:
-        store.flush_stats()
+        with contextlib.suppress(StoreReadOnlyError, StoreFullError):
+            store.flush_stats()
 
 
 MTIME_PRECISION_NS = 2 * 10**9   # the coarsest a mount shows modification times (FAT: 2 s)
@@ -172,9 +188,11 @@ def _directory_identity(spec: StoreSpec) -> tuple[int, int] | None:
 
 
 def analyse_on_dask(jobs: list[tuple[str, FileIdentity]], scheduler: str, spec: StoreSpec, want: Want,
-                    path_map: PathMap, timeout_s: float | None = None) -> Iterator[TrackResult]:
+                    path_map: PathMap, timeout_s: float | None = None,
+                    on_not_stored: Callable[[NotStored], None] = lambda refusal: None) -> Iterator[TrackResult]:
     """Results in completion order for (client path, identity) pairs; workers save
-    them into the shared store."""
+    them into the shared store, and a result the store refused goes to
+    ``on_not_stored`` (which may raise to stop the run) before it is yielded."""
     if not (is_redis_url(spec.location) or os.path.isabs(spec.location or "")):
         raise FpcliError("a Dask cluster needs a store its workers can reach: a Redis store (redis://...) "
                          "or an absolute path on shared storage")
@@ -182,6 +200,9 @@ def analyse_on_dask(jobs: list[tuple[str, FileIdentity]], scheduler: str, spec: 
                                       spec, want))
              for path, identity in jobs]
     for path, outcome in run_on_dask(calls, scheduler, timeout_s=timeout_s):
+        if isinstance(outcome, NotStored):
+            on_not_stored(outcome)
+            outcome = outcome.result
         yield failed(path, *outcome) if isinstance(outcome, tuple) else outcome
 
 
