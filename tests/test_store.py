@@ -950,3 +950,26 @@ def test_storing_optional_holds_for_its_own_thread_only(tmp_path):
         other.join()
         seen["own"] = store.storing_optional
     assert seen == {"own": True, "other": False} and not store.storing_optional
+
+
+def test_a_stores_size_limit_is_kept_for_runs_that_give_none(tmp_path):
+    """A run without --store-size-mb set the default 256 MiB on the store it opened, and
+    its next write evicted most of a catalogue kept under a larger limit, without a word."""
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app
+    from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB
+
+    with FingerprintStore.open(tmp_path / "s", size_limit_mb=8000) as store:
+        assert store.backend.size_limit == 8000 * 2**20
+    for _ in range(2):   # opened again without a limit, by the API and by a command
+        with FingerprintStore.open(tmp_path / "s") as store:
+            assert store.backend.size_limit == 8000 * 2**20
+        stats = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "cache", "stats"])
+        assert "of 7.8 GiB limit" in stats.stdout or "of 8000.0 MiB limit" in stats.stdout, stats.stdout
+    with FingerprintStore.open(tmp_path / "new") as store:   # a new store: the default
+        assert store.backend.size_limit == DEFAULT_SIZE_LIMIT_MB * 2**20
+    with FingerprintStore.open(tmp_path / "s", size_limit_mb=100) as store:   # given: kept from now on
+        pass
+    with FingerprintStore.open(tmp_path / "s") as store:
+        assert store.backend.size_limit == 100 * 2**20

@@ -58,11 +58,14 @@ def finite(value: float | None) -> float | None:
     return value
 
 
-def size_limit(value: float) -> float:
+def size_limit(value: float | None) -> float | None:
     """Callback of --store-size-mb: infinity (inf, as one says "no limit") is the
-    largest limit, which means none; NaN and -inf are usage errors as for every number."""
+    largest limit, which means none; NaN and -inf are usage errors as for every number;
+    None (not given) is the store's own."""
     from fpcli.store.spec import MAX_SIZE_LIMIT_MB
 
+    if value is None:
+        return None
     return float(MAX_SIZE_LIMIT_MB) if value == math.inf else float(finite(value) or 0)
 
 

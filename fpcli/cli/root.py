@@ -137,10 +137,11 @@ def _root(
         help="Store: a directory (default: the user cache directory, e.g. ~/.cache/fpcli/store) or a "
              "shared Redis URL redis://user:password@host:port/db (user and password optional; a password "
              "alone: redis://:password@host:port/db).")] = None,
-    store_size_mb: Annotated[float, typer.Option(
-        "--store-size-mb", envvar="FPCLI_STORE_SIZE_MB", min=1, callback=size_limit,
-        help="Store size limit in MiB; least-recently-used records are evicted beyond it (inf, or 4 EiB "
-             "= 4398046511104 or more: no limit).")] = DEFAULT_SIZE_LIMIT_MB,
+    store_size_mb: Annotated[float | None, typer.Option(
+        "--store-size-mb", envvar="FPCLI_STORE_SIZE_MB", min=1, callback=size_limit, show_default=False,
+        help=f"Store size limit in MiB, kept by the store for later runs; least-recently-used records are "
+             f"evicted beyond it (default: the store's own, {DEFAULT_SIZE_LIMIT_MB} for a new store; inf, or "
+             "4 EiB = 4398046511104 or more: no limit).")] = None,
     store_ttl: Annotated[float | None, typer.Option(
         "--store-ttl", envvar="FPCLI_STORE_TTL", min=1, show_default=False, callback=finite,
         help="Expire records this many seconds after they were written (default: never).")] = None,

@@ -43,6 +43,7 @@ from fpcli.store.diskcache_sqlite import (
     salvage,
 )
 from fpcli.store.protocol import BATCH, Put, Tag, TagOf
+from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB
 
 RECORD_PREFIX = "rec:"
 META_COUNTERS = ("hits", "misses", "evictions", "expiries", "generation", "epoch")
@@ -91,7 +92,11 @@ class DiskcacheBackend(MetaCounters):
     expires_identities = False
     atomic_batches = True
 
-    def __init__(self, directory: str, *, size_limit_mb: float, ttl_s: float | None = None) -> None:
+    def __init__(self, directory: str, *, size_limit_mb: float | None, ttl_s: float | None = None) -> None:
+        """``size_limit_mb`` None: the store's own limit (set by the last run that gave one),
+        DEFAULT_SIZE_LIMIT_MB for a new store. A run without one set the default on every
+        store it opened, and its next write evicted most of an 8,000 MiB catalogue
+        without a word."""
         self.location = directory
         self.ttl_s = ttl_s
         self._size_limit_mb = size_limit_mb
@@ -135,9 +140,13 @@ class DiskcacheBackend(MetaCounters):
         # for current and answered every query with no hits (its rows all gone).
         data_lost = not os.path.isfile(_database(self.location, "data")) and \
             os.path.isfile(_database(self.location, "meta"))
+        size_mb = self._size_limit_mb
+        if size_mb is None and not os.path.isfile(_database(self.location, "data")):
+            size_mb = DEFAULT_SIZE_LIMIT_MB   # a new store (diskcache's own default is 1 GiB)
+        limit = {} if size_mb is None else {"size_limit": int(size_mb * 2**20)}   # else the one it holds
         self._data = LenientCache(
             os.path.join(self.location, "data"), disk=SafeDisk, eviction_policy="least-recently-used",
-            size_limit=int(self._size_limit_mb * 2**20), cull_limit=0, statistics=False, **SQLITE_MEMORY,
+            cull_limit=0, statistics=False, **limit, **SQLITE_MEMORY,
         )
         self._meta = LenientCache(os.path.join(self.location, "meta"), disk=SafeDisk,
                                      eviction_policy="none", cull_limit=0, **SQLITE_MEMORY)
@@ -607,9 +616,14 @@ class DiskcacheBackend(MetaCounters):
         damaged = [name for name, problem in ((p.split(":")[0], p) for p in self.check()) if "SQLite" in problem]
         if not damaged:
             return {"moved_aside": 0, "rebuilt": 0}
+        given, held = self._size_limit_mb, self.size_limit
         self.close()
         done = salvage(self.location, damaged)
-        self._open()
+        self._size_limit_mb = held / 2**20 if given is None else given   # the store's own, not the rebuilt part's
+        try:
+            self._open()
+        finally:
+            self._size_limit_mb = given
         return {"moved_aside": done["moved_aside"], "rebuilt": done["salvaged"]}
 
     def reset_meta(self, name: str) -> None:

@@ -61,11 +61,13 @@ def _refuse_url_like(location: str) -> None:
 class StoreSpec:
     """How to open a store: location (None: FPCLI_STORE or the default directory),
     size limit in MiB (diskcache; any beyond MAX_SIZE_LIMIT_MB is that one, in effect no
-    limit) and TTL in seconds (None: no expiry). A location starting with ``~`` is in the
-    user's home, as in a shell (a quoted ``~`` in a config file made a folder named ~)."""
+    limit; None: the store's own, set by the last run that gave one, and
+    DEFAULT_SIZE_LIMIT_MB for a new store) and TTL in seconds (None: no expiry). A
+    location starting with ``~`` is in the user's home, as in a shell (a quoted ``~`` in
+    a config file made a folder named ~)."""
 
     location: str | None = None
-    size_limit_mb: float = DEFAULT_SIZE_LIMIT_MB
+    size_limit_mb: float | None = None
     ttl_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -75,10 +77,10 @@ class StoreSpec:
         negative TTL as one second."""
         if self.location is not None and not isinstance(self.location, str):
             raise ParameterError(f"{self.location!r}: a folder path or a redis:// URL", "location")
-        size = as_number(self.size_limit_mb)
+        size = None if self.size_limit_mb is None else as_number(self.size_limit_mb)
         if size is not None and math.isinf(size) and isinstance(self.size_limit_mb, int):
             size = float(MAX_SIZE_LIMIT_MB)   # an int beyond floats (10**400): no limit, as any past the maximum
-        if size is None or not (math.isfinite(size) and size >= 1):
+        if self.size_limit_mb is not None and (size is None or not (math.isfinite(size) and size >= 1)):
             # At least 1 MiB, as on the command line: 1e-7 MiB was a limit of 0 bytes, which stored nothing.
             raise ParameterError(f"{self.size_limit_mb!r}: a finite number of MiB, at least 1 (at least "
                                  f"{MAX_SIZE_LIMIT_MB}: no limit)", "size_limit_mb")
@@ -105,7 +107,8 @@ class StoreSpec:
         else:
             _refuse_url_like(location)
             location = os.path.abspath(os.path.expanduser(location))
-        return dataclasses.replace(self, location=location, size_limit_mb=min(self.size_limit_mb, MAX_SIZE_LIMIT_MB))
+        size = None if self.size_limit_mb is None else min(self.size_limit_mb, MAX_SIZE_LIMIT_MB)
+        return dataclasses.replace(self, location=location, size_limit_mb=size)
 
     def open_backend(self, *, existing: bool = False) -> Backend:
         """The backend; with ``existing``, a Redis database that holds no fpcli store is a
