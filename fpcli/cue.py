@@ -26,7 +26,7 @@ from fpcli.files import read_regular
 CUE_EXTENSION = ".cue"
 MAX_SHEET_BYTES = 1 << 20
 SHEETS_KEPT = 64   # sheets parsed and kept per process (a folder's sheets, while its tracks are analysed)
-_ENTRY = re.compile(r"^(?P<image>.+)#(?P<number>\d{2,3})$", re.DOTALL)
+_ENTRY = re.compile(r"^(?P<image>.+)#(?P<number>[0-9]{2,3})$", re.DOTALL)   # not \d: ٠٢ is no track number
 _TIME = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2})$")
 
 

@@ -278,6 +278,9 @@ def test_one_track_named_as_the_store_names_it_is_that_track(tmp_path):
         "Album Image.flac has no track 07 (its sheet lists 01-03)"]
     searched = runner.invoke(app, ["--store", str(tmp_path / "q"), "search", f"{image}#07"])   # as a query too
     assert "Album Image.flac has no track 07 (its sheet lists 01-03)" in str(searched.exception)
+    shown = runner.invoke(app, ["--store", str(tmp_path / "q"), "cache", "show", f"{image}#07"])   # and shown
+    assert "Album Image.flac has no track 07 (its sheet lists 01-03)" in str(shown.exception)
+    assert track_of_entry(f"{image}#\u0660\u0662") is None   # Arabic-Indic digits: no track number
     store_dir = str(tmp_path / "s")
     ran = runner.invoke(app, ["--store", store_dir, "analyze", f"{image}#02", "--json"])
     assert ran.exit_code == 0, ran.output

@@ -254,9 +254,13 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(metavar=
             record = store.record_for_path(text, AnalysisParams().key())
             unreadable = None
         except OSError as exc:   # no such file, a folder, unreadable: one input failed, as in search (exit 3)
+            from fpcli.cue import missing_track_reason, track_of_entry
             from fpcli.store.records import os_reason
 
-            record, unreadable = None, f"{text}: {os_reason(exc)}"
+            # A track the sheet does not list, beside its image: "no such file or folder"
+            # where analyze and search name the tracks the sheet lists.
+            missing = missing_track_reason(text) if track_of_entry(text) is None else None
+            record, unreadable = None, f"{text}: {missing or os_reason(exc)}"
         # A preview may stand beside a failure of the whole file (a followed file that
         # failed midway): shown with it, or the preview passed for all there is.
         failure = _recorded_failure(store, text) if unreadable is None and (record is None or not record.complete) \
