@@ -132,11 +132,17 @@ def _entries_of(path: str) -> dict[str, list[tuple[int, str | None]]]:
             current = files.setdefault(_file_name(line), [])
             if carried is not None:
                 current.append(carried)
-        elif keyword == "TRACK" and current is not None and len(words) >= 2 and words[1].isdigit():
+        elif keyword == "TRACK" and current is not None and len(words) >= 2 and _is_number(words[1]):
             current.append((int(words[1]), None))
-        elif keyword == "INDEX" and current and len(words) >= 3 and words[1].isdigit() and int(words[1]) == 1:
+        elif keyword == "INDEX" and current and len(words) >= 3 and _is_number(words[1]) and int(words[1]) == 1:
             current[-1] = (current[-1][0], words[2])   # INDEX 1 as INDEX 01
     return files
+
+
+def _is_number(word: str) -> bool:
+    """ASCII digits: str.isdigit took "²" (a Latin-1 sheet), which int() then refused
+    with a traceback, and "٠٢" as track 2."""
+    return word.isascii() and word.isdigit()
 
 
 def _tracks(sheet: str, name: str, entries: list[tuple[int, str | None]]) -> list[CueTrack]:

@@ -281,6 +281,15 @@ def test_one_track_named_as_the_store_names_it_is_that_track(tmp_path):
     shown = runner.invoke(app, ["--store", str(tmp_path / "q"), "cache", "show", f"{image}#07"])   # and shown
     assert "Album Image.flac has no track 07 (its sheet lists 01-03)" in str(shown.exception)
     assert track_of_entry(f"{image}#\u0660\u0662") is None   # Arabic-Indic digits: no track number
+    os.mkdir(f"{image}#05")   # a real folder so named is what it is
+    folder = runner.invoke(app, ["--store", str(tmp_path / "q"), "cache", "show", f"{image}#05"])
+    assert "is a folder" in str(folder.exception) or "a directory" in str(folder.exception), folder.exception
+    # a sheet's track number in other digits (a Latin-1 "²") was a ValueError traceback
+    sheet = tmp_path / "album" / "Album Image.cue"
+    kept = sheet.read_bytes()
+    sheet.write_bytes(kept.replace(b"TRACK 03", b"TRACK \xb2 "))
+    assert [t.number for t in parse_sheet(str(sheet))["Album Image.flac"]] == [1, 2]
+    sheet.write_bytes(kept)
     store_dir = str(tmp_path / "s")
     ran = runner.invoke(app, ["--store", store_dir, "analyze", f"{image}#02", "--json"])
     assert ran.exit_code == 0, ran.output

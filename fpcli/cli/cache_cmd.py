@@ -259,7 +259,8 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(metavar=
 
             # A track the sheet does not list, beside its image: "no such file or folder"
             # where analyze and search name the tracks the sheet lists.
-            missing = missing_track_reason(text) if track_of_entry(text) is None else None
+            missing = missing_track_reason(text) if not os.path.lexists(text) and track_of_entry(text) is None \
+                else None   # a real folder or link so named is what it is
             record, unreadable = None, f"{text}: {missing or os_reason(exc)}"
         # A preview may stand beside a failure of the whole file (a followed file that
         # failed midway): shown with it, or the preview passed for all there is.
