@@ -973,3 +973,65 @@ def test_a_stores_size_limit_is_kept_for_runs_that_give_none(tmp_path):
         pass
     with FingerprintStore.open(tmp_path / "s") as store:
         assert store.backend.size_limit == 100 * 2**20
+
+
+def test_analyze_says_what_it_evicted_to_stay_within_the_size_limit(tmp_path, template):
+    """A run that evicted 448 of 601 records to stay within the store's limit said
+    nothing of it (only import did)."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from fpcli import synth
+    from fpcli.cli import app
+    from tests.conftest import write
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import make_records
+
+    with FingerprintStore.open(tmp_path / "s", size_limit_mb=64) as store:
+        store.import_records(list(make_records.records(400, template=template)))
+        stored = store.stats()["entries"]
+    song = write(tmp_path / "song.flac", synth.music_like(3.0, 22050, seed=5), 22050)
+    run = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "--store-size-mb", "1", "analyze", str(song)])
+    with FingerprintStore.open(tmp_path / "s") as store:
+        left = store.stats()["entries"]
+    assert run.exit_code == 0 and left < stored + 1, (stored, left)
+    assert "evicted to keep the store within its size limit (1 MiB; --store-size-mb raises it)" in run.stderr, \
+        run.output
+
+
+def test_a_store_kept_open_evicts_by_the_limit_the_store_holds_now(tmp_path, template):
+    """A Dask worker keeps its store open across runs: raised to 64 MiB since it opened
+    it at 1 MiB, the store was evicted down to 1 MiB by its next write (every record,
+    in a review)."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import make_records
+
+    with FingerprintStore.open(tmp_path / "s", size_limit_mb=1):
+        pass
+    with FingerprintStore.open(tmp_path / "s") as held:   # the limit read now: 1 MiB
+        with FingerprintStore.open(tmp_path / "s", size_limit_mb=64) as other:
+            other.import_records(list(make_records.records(400, template=template)))
+            stored = other.stats()["entries"]
+        assert held.backend.maintain() == (0, 0)
+        assert held.stats()["entries"] == stored == 400
+
+
+def test_a_salvaged_store_keeps_its_size_limit(tmp_path):
+    """`cache verify --repair` of a store that cannot open rebuilt its data part with
+    diskcache's default limit of 1 GiB, which became the store's (5000 MiB before)."""
+    from fpcli.store.diskcache_sqlite import salvage
+
+    location = str(tmp_path / "s")
+    with FingerprintStore.open(location, size_limit_mb=5000) as store:
+        store.save_failure(str(tmp_path / "x.flac"), None, "AudioReadError", "a row")
+    database = tmp_path / "s" / "data" / "cache.db"
+    damaged = bytearray(database.read_bytes())
+    damaged[100:4096] = b"\xff" * 3996   # the schema page: it cannot open
+    database.write_bytes(bytes(damaged))
+    salvage(location)
+    with FingerprintStore.open(location) as store:
+        assert store.backend.size_limit == 5000 * 2**20

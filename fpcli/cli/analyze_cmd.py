@@ -35,6 +35,7 @@ MAX_RAW_CHANNELS = 65535
 
 if TYPE_CHECKING:
     from fpcli.results import TrackResult
+    from fpcli.store import FingerprintStore
 
 
 @app.command()
@@ -119,11 +120,17 @@ def analyze(
                           jobs=jobs, timeout_s=timeout, executor=executor, scheduler=scheduler, path_map=path_map,
                           exclude=exclude)
     with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=quiet) as reporter:
+        evicted = _evictions(store)
         summary = run_library(texts, store, options, on_event=reporter.event)
+        evicted = _evictions(store) - evicted
     if not quiet:
         render_summary(summary)
     if store.unsaved:
         warn_line(f"{store.unsaved} result(s) not stored: {store.refused}")
+    if evicted > 0:
+        # Said: a run that evicted 448 of 601 records to stay within the limit said nothing.
+        warn_line(f"{evicted} least recently used entr{'ies' if evicted != 1 else 'y'} evicted to keep the store "
+                  f"within its size limit ({store.backend.size_limit / 2**20:g} MiB; --store-size-mb raises it)")
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed or summary.problems or store.unsaved:   # unsaved: not what the run is for
@@ -157,6 +164,14 @@ def _refuse_ignored(ctx: typer.Context, *, stream: bool, followed: bool, raw: bo
         refuse_given(ctx, STREAM_OPTIONS, "for a stream on stdin (-): a followed file is stored under its path")
     elif not raw:
         refuse_given(ctx, ("rate", "channels"), "for raw PCM, with --raw-format (a container's header states its own)")
+
+
+def _evictions(store: FingerprintStore) -> int:
+    """The store's own eviction count (0 on Redis, whose count is the server's, every
+    database's, and whose limit is its maxmemory)."""
+    from fpcli.store.spec import is_redis_url
+
+    return 0 if is_redis_url(store.location) else store.backend.counter("evictions")
 
 
 def _check_raw(raw_format: str | None, rate: int | None, channels: int | None) -> None:

@@ -34,6 +34,7 @@ from fpcli.errors import BadEntryError, DamagedStoreError, StoreError
 from fpcli.store.diskcache_meta import MetaCounters
 from fpcli.store.diskcache_sqlite import (
     DATABASE,
+    SIZE_LIMIT_KEY,
     LenientCache,
     SafeDisk,
     as_sql_text,
@@ -150,6 +151,11 @@ class DiskcacheBackend(MetaCounters):
         )
         self._meta = LenientCache(os.path.join(self.location, "meta"), disk=SafeDisk,
                                      eviction_policy="none", cull_limit=0, **SQLITE_MEMORY)
+        # A copy of the limit beside the data part: a repair of a data part whose first
+        # page is damaged reads it there (``diskcache_sqlite._size_limit_of``).
+        with contextlib.suppress(sqlite3.Error, OSError):
+            if self._meta.get(SIZE_LIMIT_KEY) != int(self._data.size_limit):
+                self._meta.set(SIZE_LIMIT_KEY, int(self._data.size_limit))
         # The epoch starts at a random number, not 0: a meta part rebuilt empty (cache
         # verify --repair of a damaged one) must not pass for the old one, whose epoch
         # and generation the saved search index names. (Read-only stores keep theirs.)
@@ -505,6 +511,11 @@ class DiskcacheBackend(MetaCounters):
             while self._data._sql(EXPIRED_RECORDS, (time.time(),)).fetchone() and \
                     (removed := self._remove_batch(EXPIRED_RECORDS, (time.time(),))):
                 expired += removed
+            if evict and self._size_limit_mb is None:
+                # The store's own limit as it is now: a Dask worker keeps its store open
+                # across runs, and evicted a catalogue raised to 5000 MiB since down to
+                # the limit it had read when it opened it (every record, in a review).
+                self._data.reset("size_limit")
             # One transaction per batch: SQLite gives freed pages back (auto_vacuum) at
             # commit, so the volume only drops once a batch is committed. A batch is
             # the excess over EVICT_ROW_BYTES (more than a record takes, so it rarely

@@ -20,6 +20,7 @@ import diskcache.core
 
 from fpcli.errors import StoreError
 from fpcli.store import sqlite_pages
+from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB
 
 
 class SafeDisk(diskcache.Disk):
@@ -181,6 +182,38 @@ def new_epoch(directory: str) -> None:
         raise StoreError(f"cannot update the rebuilt store at {directory}: {exc}") from None
 
 
+SIZE_LIMIT_KEY = "size_limit"   # the meta part's copy of the data part's limit (bytes)
+
+
+def _size_limit_of(folder: str) -> int:
+    """The size limit (bytes) the part at ``folder`` holds; when its Settings cannot be
+    read (a damaged first page), the copy the meta part beside it keeps, else
+    DEFAULT_SIZE_LIMIT_MB's: a limit of 5000 MiB fell back to diskcache's default, and
+    a lower one would evict at the next write what the repair had saved."""
+    database = os.path.join(folder, diskcache.core.DBNAME)
+    with contextlib.suppress(sqlite3.Error, TypeError, ValueError):
+        if os.path.isfile(database):
+            connection = sqlite3.connect(database)
+            try:
+                (value,) = connection.execute("SELECT value FROM Settings WHERE key = 'size_limit'").fetchone()
+            finally:
+                connection.close()
+            if isinstance(value, int) and value > 0:
+                return value
+    return _kept_size_limit(os.path.join(os.path.dirname(folder), "meta")) or DEFAULT_SIZE_LIMIT_MB * 2**20
+
+
+def _kept_size_limit(meta_folder: str) -> int | None:
+    """The data part's limit as the meta part at ``meta_folder`` keeps a copy of it."""
+    with contextlib.suppress(sqlite3.Error, OSError, diskcache.Timeout):
+        if os.path.isfile(os.path.join(meta_folder, diskcache.core.DBNAME)):
+            with LenientCache(meta_folder, disk=SafeDisk) as meta:
+                kept = meta.get(SIZE_LIMIT_KEY)
+            if isinstance(kept, int) and not isinstance(kept, bool) and kept > 0:
+                return kept
+    return None
+
+
 def salvage_part(folder: str, *, before_swap: Callable[[], None] | None = None) -> int:
     """Swap a fresh database holding the readable rows of the part at ``folder`` in
     for it, all or nothing: the rows are written beside it in one transaction, the
@@ -190,14 +223,16 @@ def salvage_part(folder: str, *, before_swap: Callable[[], None] | None = None) 
     the damaged one had been moved away: a repair stopped by Ctrl-C, a kill or a full
     disk left a store of some of them, which verify called sound."""
     rows = _readable_rows(folder)
+    limit = _size_limit_of(folder)
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     building, built, damaged = folder + BUILDING + stamp, folder + REBUILT + stamp, folder + DAMAGED + stamp
     for stale in glob.glob(glob.escape(folder) + BUILDING + "*") + glob.glob(glob.escape(folder) + REBUILT + "*"):
         shutil.rmtree(stale, ignore_errors=True)   # of a repair stopped before its swap: this one replaces it
     try:
-        # No size limit while rebuilding (the store's own applies when it is opened).
+        # No eviction while rebuilding; the part keeps the store's own limit (diskcache's
+        # default of 1 GiB became the store's, 5000 MiB before, in a review).
         now = time.time()
-        with LenientCache(building, disk=SafeDisk, eviction_policy="none", cull_limit=0) as fresh, \
+        with LenientCache(building, disk=SafeDisk, eviction_policy="none", cull_limit=0, size_limit=limit) as fresh, \
                 fresh.transact():
             # Least recently used first: set() stamps each row with the time it is written,
             # so the order of their last use is kept for the LRU eviction.
