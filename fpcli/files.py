@@ -63,7 +63,7 @@ def atomic_text(destination: str | os.PathLike[str]) -> Iterator[IO[str]]:
             yield out
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temporary, 0o644 & ~_umask())
+        os.chmod(temporary, _mode_for(target))
         os.replace(temporary, target)
     except OSError as exc:
         _unlink_quietly(temporary)
@@ -71,6 +71,16 @@ def atomic_text(destination: str | os.PathLike[str]) -> Iterator[IO[str]]:
     except BaseException:
         _unlink_quietly(temporary)
         raise
+
+
+def _mode_for(target: str) -> int:
+    """The permissions a file written in place of ``target`` gets: those of the file it
+    replaces (an export over a file kept private, mode 600, was left readable by all,
+    644), else 644 less the umask, as a new file gets."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return 0o644 & ~_umask()
 
 
 PID_MAX = 1 << 22   # Linux's largest process id; a larger number in a name is no process's

@@ -72,3 +72,25 @@ def test_a_write_removes_what_a_killed_write_left_behind(tmp_path):
         out.write("done\n")
     assert (tmp_path / "export.jsonl").read_text() == "done\n"
     assert not orphan.exists() and live.exists() and elsewhere.exists() and odd.exists()
+
+
+def test_a_file_written_in_place_of_another_keeps_its_permissions(tmp_path):
+    """An export over a file kept private (mode 600) was left readable by all (644); a
+    new file gets 644 less the umask."""
+    import stat
+
+    from fpcli.files import atomic_text
+
+    private = tmp_path / "private.jsonl"
+    private.write_text("old")
+    private.chmod(0o600)
+    with atomic_text(private) as out:
+        out.write("new")
+    assert private.read_text() == "new" and stat.S_IMODE(private.stat().st_mode) == 0o600
+    mask = os.umask(0o022)
+    try:
+        with atomic_text(tmp_path / "new.jsonl") as out:
+            out.write("x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "new.jsonl").stat().st_mode) == 0o644
