@@ -1035,3 +1035,19 @@ def test_a_salvaged_store_keeps_its_size_limit(tmp_path):
     salvage(location)
     with FingerprintStore.open(location) as store:
         assert store.backend.size_limit == 5000 * 2**20
+
+
+def test_stats_says_the_ttl_is_this_runs_not_the_records(tmp_path):
+    """`cache stats` said "ttl: none" beside records expiring (written with a TTL), and
+    "ttl: 1 s" beside records that never would: the option is this run's."""
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app
+
+    with FingerprintStore.open(tmp_path / "s"):
+        pass
+    for args, said in (([], "ttl: none given for what this run writes"),
+                       (["--store-ttl", "60"], "ttl: 60 s for what this run writes")):
+        stats = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), *args, "cache", "stats"])
+        assert said in stats.stdout and "each record keeps the expiry it was written with" in stats.stdout, \
+            stats.stdout

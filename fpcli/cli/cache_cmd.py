@@ -94,7 +94,11 @@ def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
                     f"{stats['previews']} previews)"),
         ("failures", str(stats["failures"])),
         ("size", size_text(stats)),
-        ("ttl", "none" if stats["ttl_s"] is None else f"{stats['ttl_s']:g} s"),
+        # The option's, for what this run writes: an expiry is set when a record is
+        # written. "ttl: none" beside records expiring read as the store's, and so did
+        # "ttl: 1 s" beside records that never would.
+        ("ttl", ("none given" if stats["ttl_s"] is None else f"{stats['ttl_s']:g} s")
+         + " for what this run writes (each record keeps the expiry it was written with)"),
         ("hit rate", f"{rate} ({stats['hits']} hits, {stats['misses']} misses)"),
         ("evictions", str(stats["evictions"])),
         ("expiries", str(stats["expiries"])),
