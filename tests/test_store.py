@@ -1051,3 +1051,15 @@ def test_stats_says_the_ttl_is_this_runs_not_the_records(tmp_path):
         stats = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), *args, "cache", "stats"])
         assert said in stats.stdout and "each record keeps the expiry it was written with" in stats.stdout, \
             stats.stdout
+
+
+def test_a_data_part_made_again_keeps_the_stores_size_limit(tmp_path):
+    """A data part deleted by hand is made again empty: it got 256 MiB, where the meta
+    part kept a copy of the store's 5000."""
+    import shutil
+
+    with FingerprintStore.open(tmp_path / "s", size_limit_mb=5000):
+        pass
+    shutil.rmtree(tmp_path / "s" / "data")
+    with FingerprintStore.open(tmp_path / "s") as store:
+        assert store.backend.size_limit == 5000 * 2**20

@@ -41,6 +41,7 @@ from fpcli.store.diskcache_sqlite import (
     finish_rebuilds,
     guard,
     is_text,
+    kept_size_limit,
     salvage,
 )
 from fpcli.store.protocol import BATCH, Put, Tag, TagOf
@@ -143,7 +144,10 @@ class DiskcacheBackend(MetaCounters):
             os.path.isfile(_database(self.location, "meta"))
         size_mb = self._size_limit_mb
         if size_mb is None and not os.path.isfile(_database(self.location, "data")):
-            size_mb = DEFAULT_SIZE_LIMIT_MB   # a new store (diskcache's own default is 1 GiB)
+            # A new store (diskcache's own default is 1 GiB), or a data part lost whose
+            # limit the meta part kept a copy of.
+            kept = kept_size_limit(os.path.join(self.location, "meta"))
+            size_mb = DEFAULT_SIZE_LIMIT_MB if kept is None else kept / 2**20
         limit = {} if size_mb is None else {"size_limit": int(size_mb * 2**20)}   # else the one it holds
         self._data = LenientCache(
             os.path.join(self.location, "data"), disk=SafeDisk, eviction_policy="least-recently-used",

@@ -200,10 +200,10 @@ def _size_limit_of(folder: str) -> int:
                 connection.close()
             if isinstance(value, int) and value > 0:
                 return value
-    return _kept_size_limit(os.path.join(os.path.dirname(folder), "meta")) or DEFAULT_SIZE_LIMIT_MB * 2**20
+    return kept_size_limit(os.path.join(os.path.dirname(folder), "meta")) or DEFAULT_SIZE_LIMIT_MB * 2**20
 
 
-def _kept_size_limit(meta_folder: str) -> int | None:
+def kept_size_limit(meta_folder: str) -> int | None:
     """The data part's limit as the meta part at ``meta_folder`` keeps a copy of it."""
     with contextlib.suppress(sqlite3.Error, OSError, diskcache.Timeout):
         if os.path.isfile(os.path.join(meta_folder, diskcache.core.DBNAME)):
