@@ -1063,3 +1063,30 @@ def test_a_data_part_made_again_keeps_the_stores_size_limit(tmp_path):
     shutil.rmtree(tmp_path / "s" / "data")
     with FingerprintStore.open(tmp_path / "s") as store:
         assert store.backend.size_limit == 5000 * 2**20
+
+
+def test_an_import_says_how_many_records_were_new(tmp_path, template):
+    """300 copies of an export of 11 records said "imported 3300 records": the store then
+    held 11. The records merged into stored ones are said so."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app
+    from fpcli.store.maintenance import EXPORT_FORMAT, EXPORT_VERSION
+    from fpcli.store.schema import record_line, record_text
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import make_records
+
+    lines = [record_line(record_text(r)) for r in make_records.records(5, template=template)]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join([json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION}), *lines * 3]) + "\n")
+    store = ["--store", str(tmp_path / "s")]
+    first = CliRunner().invoke(app, [*store, "cache", "import", str(source), "--no-index"])
+    assert "imported 15 records (5 new, the others merged into records stored)" in first.stderr, first.output
+    again = CliRunner().invoke(app, [*store, "cache", "import", str(source), "--no-index"])
+    assert "imported 15 records (0 new, the others merged into records stored)" in again.stderr, again.output
+    source.write_text("\n".join([json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION}), *lines]) + "\n")
+    fresh = CliRunner().invoke(app, ["--store", str(tmp_path / "t"), "cache", "import", str(source), "--no-index"])
+    assert "imported 5 records and 0 failures" in fresh.stderr, fresh.output   # all new: nothing more to say

@@ -579,7 +579,9 @@ def cache_import(ctx: typer.Context,
             kept = {}
     for reason in report.rejected:
         note("[red]rejected[/red]", reason)
-    line = (f"imported {_count(report.records, 'record')} and {_count(report.failures, 'failure')}, "
+    # The new ones said: 300 copies of an export of 11 records said "imported 3300 records".
+    merged = f" ({report.new} new, the others merged into records stored)" if report.new < report.records else ""
+    line = (f"imported {_count(report.records, 'record')}{merged} and {_count(report.failures, 'failure')}, "
             f"rejected {_count(len(report.rejected), 'line')}")
     if kept.get("saved"):
         line += "; search index saved (" + ", ".join(f"{kind} {rows}" for kind, rows in kept["saved"].items()) \

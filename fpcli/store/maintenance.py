@@ -542,6 +542,7 @@ def _record_line(record: Record | None, text: str) -> str:
 @dataclasses.dataclass
 class ImportReport:
     records: int = 0
+    new: int = 0                                              # records the store held none of (the others merged)
     failures: int = 0
     evicted: int = 0                                          # by the size limit, in the same command
     rejected: list[str] = dataclasses.field(default_factory=list)  # "line N: reason"
@@ -632,7 +633,9 @@ class _Batch:
         items.sort(key=lambda item: item[0])   # records of one key are merged in the export's order
         self.writing = True
         if items:
-            self.on_records(store.import_batch([item for _, item in items]))
+            imported = store.import_batch([item for _, item in items])
+            report.new += imported.new
+            self.on_records(imported)
         report.records += len(items)        # counted once written: a failed write is not imported
         if self.failures:
             store.import_failures(self.failures)

@@ -437,12 +437,14 @@ class StoreImports(StoreReader):
         written, one per key."""
         self.forget_ahead()
         written: dict[str, Record | VouchedRecord] = {}
+        new: set[str] = set()
         pending = list(items)
         for _ in range(IMPORT_ATTEMPTS):
             plan = self._import_plan(pending)
             with self.journaled(plan.keys):
                 changed = self.backend.put_many_unless_changed(plan.puts, plan.expected)
             written.update((key, item) for key, item in plan.written.items() if key not in changed)
+            new |= {key for key in plan.new if key not in changed}
             if not changed:
                 break
             # Another process wrote some of these entries since they were read: the
@@ -452,7 +454,7 @@ class StoreImports(StoreReader):
             raise StoreError(f"other processes kept changing the records of this batch ({IMPORT_ATTEMPTS} attempts)")
         self._maintain()
         return ImportedBatch([r for r in written.values() if isinstance(r, Record)],
-                             [v for v in written.values() if not isinstance(v, Record)])
+                             [v for v in written.values() if not isinstance(v, Record)], len(new))
 
     def _import_plan(self, items: Sequence[Record | VouchedRecord]) -> _ImportPlan:
         """The writes of ``import_batch`` and the stored texts they were merged with."""
@@ -468,11 +470,14 @@ class StoreImports(StoreReader):
             existing = known.get(record.key)
             if existing is not None:
                 record = merged_record(existing, record)
+            else:
+                plan.new.add(record.key)
             merged.append(record)
             plan.puts.append((record.key, record_text(record), census_tag(record)))
             plan.expected[record.key] = stored[record.key]
             plan.written[record.key] = record
         for v in vouched:   # ``_unmerged`` found no entry under these keys
+            plan.new.add(v.key)
             plan.puts.append((v.key, v.text, census_tag(v.record)))
             plan.expected[v.key] = None
             plan.written[v.key] = v
@@ -558,6 +563,7 @@ class _ImportPlan:
     puts: list[Put] = dataclasses.field(default_factory=list)
     expected: dict[str, str | None] = dataclasses.field(default_factory=dict)
     written: dict[str, Record | VouchedRecord] = dataclasses.field(default_factory=dict)
+    new: set[str] = dataclasses.field(default_factory=set)   # record keys no stored record held
 
     @property
     def keys(self) -> list[str]:
@@ -580,6 +586,7 @@ class ImportedBatch:
 
     records: list[Record]
     vouched: list[VouchedRecord]
+    new: int = 0   # of them, records of keys the store held none of
 
     def __len__(self) -> int:
         return len(self.records) + len(self.vouched)
