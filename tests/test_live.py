@@ -503,6 +503,15 @@ def test_cache_show_finds_a_named_stream(tmp_path, song):
     assert missing.returncode == 3 and b"fpcli analyze - --name NAME" in missing.stderr   # an input that failed
 
 
+def test_a_named_stream_that_fails_is_named_as_its_results_are(tmp_path):
+    """A named stream of garbage was reported as "path": "-", where its results are
+    "stream:NAME"."""
+    import json
+
+    run = _fpcli(tmp_path / "s", "analyze", "-", "--name", "radio", "--json", stdin=b"garbage, not audio" * 300)
+    assert run.returncode == 3 and json.loads(run.stdout)["path"] == "stream:radio", run.stdout
+
+
 def test_a_name_holds_its_latest_stream_even_an_interrupted_one(tmp_path, song):
     """A new stream of a name is other audio: its snapshots (here: the first 2 s) were
     dropped for the name's earlier complete stream, so an interrupted stream kept

@@ -226,7 +226,9 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
         reader = open_stream(sys.stdin.buffer, raw_format=raw_format, samplerate=rate or 0,
                              channels=channels or 0) if path == "-" else open_entry(path)
     except AudioReadError as exc:
-        result = failed_result(path, exc)
+        # A named stream by its name, as its results are (it said "-" of a stream that
+        # failed, "stream:NAME" of one that did not).
+        result = failed_result(stream_identity(name).path if path == "-" and name else path, exc)
         if storing and path != "-" and os.access(path, os.R_OK) and os.path.isfile(path):
             with ctx.obj.open_store() as store:   # not audio: recorded, as a run over files records it
                 keep_result(store, path, store.identify(path), result)
