@@ -311,20 +311,25 @@ def keep(store: FingerprintStore, path: str, identity: FileIdentity | None, resu
             except UnstorableError as exc:   # made from a damaged file: that file's failure, not the run's
                 result = failed(path, type(exc).__name__, exc.reason)
                 store.save_failure(path, identity, result.error_type or "Error", result.error or "failed")
-    except StoreReadOnlyError as exc:
-        if not refused_ok:   # a Dask worker: its store's count never reaches the client
+    except (StoreReadOnlyError, StoreFullError) as exc:
+        if not refused_ok:   # a Dask worker: it hands the refusal to the client (``NotStored``)
             raise
-        # A user who may only read (a Redis ACL, a replica): the run reports what it
-        # analysed, and its summary that nothing new was stored. It stopped at the
-        # first file not in the store, its analysis thrown away.
-        store.writable, store.unsaved, store.refused = False, store.unsaved + 1, str(exc)
-    except StoreFullError as exc:
-        # Full (Redis under noeviction): a command that stores what it analyses stops;
-        # one whose answer needs no write (search, validate) goes on without it.
-        if not (refused_ok and store.storing_optional):
-            raise
-        store.unsaved, store.refused = store.unsaved + 1, str(exc)
+        not_stored(store, str(exc), full=isinstance(exc, StoreFullError))
     return result
+
+
+def not_stored(store: FingerprintStore, reason: str, *, full: bool) -> None:
+    """A save the store refused, ``reason`` in its words, as a run takes it. A user who
+    may only read (a Redis ACL, a replica): counted in ``store.unsaved``, the run
+    reports what it analysed and its summary that nothing new was stored (it stopped
+    at the first file not in the store, its analysis thrown away). A store full under
+    noeviction (``full``): a StoreFullError, unless the command's answer needs no write
+    (``store.storing_optional``: search, validate), which goes on without it."""
+    if full and not store.storing_optional:
+        raise StoreFullError(reason)
+    if not full:
+        store.writable = False
+    store.unsaved, store.refused = store.unsaved + 1, reason
 
 
 def failed(path: str, error_type: str, reason: str, *, cached: bool = False) -> TrackResult:

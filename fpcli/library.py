@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
-from fpcli.analyze import TRANSIENT_FAILURES, Want, answer, compute, failed, keep, look_up_all, preload
-from fpcli.errors import FpcliError, StoreFullError
+from fpcli.analyze import TRANSIENT_FAILURES, Want, answer, compute, failed, keep, look_up_all, not_stored, preload
+from fpcli.errors import FpcliError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.executors.local import Task, run_tasks
 from fpcli.params import AnalysisParams
@@ -263,20 +263,14 @@ def analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
     completion order: computed on ``options.jobs`` local worker processes and kept
     here, or computed and kept by Dask workers in the shared store."""
     if options.executor == "dask":
-        from fpcli.executors.dask import NotStored, PathMap, analyse_on_dask
+        from fpcli.executors.dask import PathMap, analyse_on_dask
 
         if not options.scheduler:
             raise FpcliError("the Dask executor needs a scheduler address (tcp://HOST:PORT)")
-
-        def not_stored(refusal: NotStored) -> None:
-            """As ``keep`` does here: counted unsaved, or (full, storing not optional) the end."""
-            if refusal.full and not store.storing_optional:
-                raise StoreFullError(refusal.reason)
-            store.unsaved, store.refused = store.unsaved + 1, refusal.reason
-
         identities = dict(todo)
         for result in analyse_on_dask(todo, options.scheduler, store.spec, options.want,
-                                      PathMap.parse(list(options.path_map)), options.timeout_s, not_stored):
+                                      PathMap.parse(list(options.path_map)), options.timeout_s,
+                                      lambda refusal: not_stored(store, refusal.reason, full=refusal.full)):
             if result.error_type == TIMEOUT_ERROR_TYPE:
                 # Workers keep what they compute; a time limit is the client's verdict, and
                 # recorded as a local one is (a later result of the worker's thread, if it

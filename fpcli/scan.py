@@ -308,14 +308,9 @@ class _Walker:
             link, st = os.lstat(path), os.stat(path)   # a dotfile manager's link to one's own file counts
         except OSError:
             return None
-        if link.st_uid not in mine or st.st_uid not in mine or not stat.S_ISREG(st.st_mode) or \
-                st.st_size > MAX_IGNORE_BYTES:
+        if link.st_uid not in mine or st.st_uid not in mine:
             return None
-        try:
-            raw = read_regular(path, MAX_IGNORE_BYTES)
-        except OSError:
-            return None
-        return compile_patterns(raw.decode("utf-8", "surrogateescape").splitlines())[0]
+        return _ignore_file(os.path.dirname(path), [IGNORE_FILE], Scan())   # its problems: its own folder's walk
 
     def _ignored_by(self, root: str, applicable: list[_Rules]) -> Callable[[str, bool], bool]:
         """A predicate: is this path excluded by --exclude or by one of ``applicable``,

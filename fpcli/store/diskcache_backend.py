@@ -631,14 +631,9 @@ class DiskcacheBackend(MetaCounters):
         damaged = [name for name, problem in ((p.split(":")[0], p) for p in self.check()) if "SQLite" in problem]
         if not damaged:
             return {"moved_aside": 0, "rebuilt": 0}
-        given, held = self._size_limit_mb, self.size_limit
         self.close()
-        done = salvage(self.location, damaged)
-        self._size_limit_mb = held / 2**20 if given is None else given   # the store's own, not the rebuilt part's
-        try:
-            self._open()
-        finally:
-            self._size_limit_mb = given
+        done = salvage(self.location, damaged)   # the rebuilt part keeps the store's size limit
+        self._open()
         return {"moved_aside": done["moved_aside"], "rebuilt": done["salvaged"]}
 
     def reset_meta(self, name: str) -> None:
