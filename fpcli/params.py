@@ -27,6 +27,9 @@ FINGERPRINT_VERSION = 5
 # a broken header whose STFT frames would cover microseconds.
 MIN_SAMPLERATE = 8000
 MAX_SAMPLERATE = 768000
+# A channel count fits in 16 bits (WAV's field, FFmpeg's limit); the analyzers' state
+# grows with it: 10**9 channels asked for 29.8 GiB (a MemoryError, not an answer).
+MAX_CHANNELS = 65535
 REFERENCE_RATE = 44100    # n_fft and hop are given for this rate (and any within a factor of sqrt(2))
 
 

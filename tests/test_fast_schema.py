@@ -209,6 +209,33 @@ def test_a_path_no_file_can_have_is_refused(written, path, good):
     _same_parse([json.dumps(data)])
 
 
+@pytest.mark.parametrize(("path", "good"), [("music/a.flac", False), ("./a.flac", False), ("~/a.flac", False),
+                                            ("stream:", False), ("stream:radio", True), ("/", True)])
+def test_a_path_no_file_was_stored_under_is_refused(written, path, good):
+    """Every path fpcli stores is absolute, or a named stream's: an imported relative
+    path was kept and judged by whatever folder a later command ran in (prune said a
+    file of that name there "changed"), and ``cache show`` of it found nothing."""
+    data = json.loads(written[1])
+    data["paths"][0]["path"] = path
+    assert _accepted([json.dumps(data)]) == [good]
+    assert sound_texts([json.dumps(data)]) == [good]
+    _same_parse([json.dumps(data)])
+
+
+@pytest.mark.parametrize(("field", "value", "good"), [("samplerate", 10**12, False), ("samplerate", 7999, False),
+                                                      ("samplerate", 8000, True), ("samplerate", 768000, True),
+                                                      ("samplerate", 768001, False), ("channels", 65535, True),
+                                                      ("channels", 65536, False)])
+def test_an_audio_format_no_reader_lets_through_is_refused(written, field, value, good):
+    """An imported rate of 10**12 Hz was stored, and listed as the track's: a record
+    holds what the readers and the analyzers accept (8-768 kHz, 1-65535 channels)."""
+    data = json.loads(written[1])
+    data["audio"][field] = value
+    assert _accepted([json.dumps(data)]) == [good]
+    assert sound_texts([json.dumps(data)]) == [good]
+    _same_parse([json.dumps(data)])
+
+
 def test_a_time_beyond_year_9999_is_refused(written):
     """An analysed_at of 1e300 was stored, then every listing failed on it."""
     data = json.loads(written[1])

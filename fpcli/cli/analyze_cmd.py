@@ -27,11 +27,7 @@ from fpcli.cli.options import (
 from fpcli.cli.render import note, warn_line
 from fpcli.cli.root import EXIT_INTERRUPTED, EXIT_SOME_FAILED, app
 from fpcli.executors import DEFAULT_TIMEOUT_S
-
-# The most channels raw PCM may declare: WAV's channel count is 16 bits. A count in the
-# billions made the analyzer ask for terabytes of state (a traceback, not an answer).
-# The analyzers' limit is the same (fpcli.dsp.pipeline.MAX_CHANNELS, not imported: numpy).
-MAX_RAW_CHANNELS = 65535
+from fpcli.params import MAX_CHANNELS, MAX_SAMPLERATE, MIN_SAMPLERATE
 
 if TYPE_CHECKING:
     from fpcli.results import TrackResult
@@ -71,7 +67,7 @@ def analyze(
         help="Raw PCM on stdin: s16le, s32le, f32le, f64le or u8 (with --rate and --channels).")] = None,
     rate: Annotated[int | None, typer.Option("--rate", min=1, show_default=False,
                                              help="Raw PCM sample rate, Hz.")] = None,
-    channels: Annotated[int | None, typer.Option("--channels", min=1, max=MAX_RAW_CHANNELS, show_default=False,
+    channels: Annotated[int | None, typer.Option("--channels", min=1, max=MAX_CHANNELS, show_default=False,
                                                  help="Raw PCM channels.")] = None,
     exclude: ExcludeOption = None,
     executor: ExecutorOption = "local",
@@ -177,7 +173,6 @@ def _evictions(store: FingerprintStore) -> int:
 def _check_raw(raw_format: str | None, rate: int | None, channels: int | None) -> None:
     """Usage errors of the raw PCM options, found before a byte of stdin is read."""
     from fpcli.audio.raw import RAW_FORMATS
-    from fpcli.params import MAX_SAMPLERATE, MIN_SAMPLERATE
 
     if raw_format is None:
         return

@@ -25,15 +25,10 @@ from fpcli.dsp.spectral import SpectralTools, spectral_centroid, spectral_flatne
 from fpcli.dsp.tempo import autocorrelation_lags
 from fpcli.dsp.timbre import N_MFCC, dct_matrix, mfcc
 from fpcli.errors import ParameterError
-from fpcli.params import AnalysisParams, as_number, checked_rate
+from fpcli.params import MAX_CHANNELS, AnalysisParams, as_number, checked_rate
 
 PEAK_WINDOW_S = 1.0          # peak_consistency windows (#23)
 SILENT_PEAK_DB = -60.0       # windows whose peak is below this are ignored (#23)
-
-
-# A channel count fits in 16 bits (WAV's field, FFmpeg's limit); the analyzers' state
-# grows with it: 10**9 channels asked for 29.8 GiB (a MemoryError, not an answer).
-MAX_CHANNELS = 65535
 
 
 def checked_format(samplerate: int, channels: int) -> tuple[int, int]:

@@ -30,7 +30,16 @@ import msgspec
 from fpcli.dsp.dupes import MAX_WINDOWS
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.store.index_rows import IndexRow, is_current
-from fpcli.store.limits import MTIME_NS_RANGE, PATH_PATTERN, TIME_LIMIT, VALUE_LIMIT, plausible, value_bounds
+from fpcli.store.limits import (
+    CHANNELS_RANGE,
+    MTIME_NS_RANGE,
+    PATH_PATTERN,
+    SAMPLERATE_RANGE,
+    TIME_LIMIT,
+    VALUE_LIMIT,
+    plausible,
+    value_bounds,
+)
 from fpcli.store.records import READABLE_SCHEMAS, RECORD_SCHEMA, record_key
 from fpcli.store.schema import RECORD_LINE_PREFIX
 from fpcli.store.timbre_block import TIMBRE_VALUES, packed_values, sound_covariances
@@ -81,8 +90,8 @@ class PathSeen(msgspec.Struct, forbid_unknown_fields=True):
 
 class Audio(msgspec.Struct, forbid_unknown_fields=True):
     duration_s: Seconds
-    samplerate: Positive
-    channels: Positive
+    samplerate: Annotated[int, msgspec.Meta(ge=SAMPLERATE_RANGE[0], le=SAMPLERATE_RANGE[1])]
+    channels: Annotated[int, msgspec.Meta(ge=CHANNELS_RANGE[0], le=CHANNELS_RANGE[1])]
     format: str
     subtype: str
     partial: bool

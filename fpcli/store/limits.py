@@ -7,6 +7,7 @@ import re
 from typing import TYPE_CHECKING
 
 from fpcli.fingerprint import DOMAIN_SLACK, DOMAINS
+from fpcli.params import MAX_CHANNELS, MAX_SAMPLERATE, MIN_SAMPLERATE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,10 +27,23 @@ VALUE_LIMIT = 1e9
 # date can show (an imported 1e300 was stored, then every listing failed on it).
 TIME_LIMIT = 253402300799.0
 
+# A record's audio format: what the readers let through (``audio.base.check_info``,
+# the analyzers' ``checked_format``). An imported rate of 10**12 Hz was stored and
+# listed as the track's.
+SAMPLERATE_RANGE = (MIN_SAMPLERATE, MAX_SAMPLERATE)
+CHANNELS_RANGE = (1, MAX_CHANNELS)
+
+STREAM_PREFIX = "stream:"  # paths of named streams (fpcli analyze - --name NAME): no file behind them
+
 # A path a file can have: text without NUL whose lone surrogates stand for bytes that
 # are not UTF-8 (surrogateescape's U+DC80-U+DCFF), so that it encodes back to bytes.
 # An imported "\ud800" or NUL was stored, then every key built from it or stat of it failed.
-PATH_PATTERN = "^[^\x00\ud800-\udc7f\udd00-\udfff]+\\Z"
+# And a path fpcli stores: absolute (every file's path is resolved before it is
+# stored) or a named stream's. An imported relative path was kept, then read against
+# whatever folder a later command ran in: prune judged it by the files there, and
+# ``cache show`` of the same words never found it.
+_PATH_CHAR = "[^\x00\ud800-\udc7f\udd00-\udfff]"
+PATH_PATTERN = f"^(?:/{_PATH_CHAR}*|{STREAM_PREFIX}{_PATH_CHAR}+)\\Z"
 _path_text = re.compile(PATH_PATTERN).search
 
 

@@ -27,6 +27,7 @@ from fpcli.store.schema import (
     dumps,
     dumps_finite,
     failure_to_json,
+    is_hex32,
     loads,
     parse_failure,
     parse_path_entry,
@@ -261,7 +262,7 @@ class StoreReader:
         if not isinstance(digest, str) or any(True for _ in self.backend.keys(f"rec:{digest}:")):
             return
         self._forget_path_entries(paths, digest)
-        if isinstance(content, str) and storable_path(content):
+        if is_hex32(content):   # a record's content key: a bad one names no candidate list
             self._change_candidates(content, lambda known: [d for d in known if d != digest])
 
     def _change_candidates(self, content: str, change: Callable[[list[str]], list[str]]) -> None:

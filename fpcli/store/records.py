@@ -33,7 +33,7 @@ from fpcli.files import special_file_kind
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import FINGERPRINT_VERSION
 from fpcli.results import INTERNAL_ERROR_TYPE, TIMEOUT_ERROR_TYPE, TrackResult
-from fpcli.store.limits import storable_path
+from fpcli.store.limits import STREAM_PREFIX, storable_path
 
 if TYPE_CHECKING:  # numpy and scipy come with them: the CLI's start-up does not pay for them
     from fpcli.dsp.dupes import DupeKey
@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # numpy and scipy come with them: the CLI's start-up does not
 RECORD_SCHEMA = 3          # 3: the timbre block stored packed; 2: v2 fields (timbre, dupe_key) as lists
 READABLE_SCHEMAS = (2, 3)  # what a read, an import or verify accepts (fingerprints of version 1 still parse)
 ACCESS_ERROR_TYPE = "OSError"  # a Failure's error_type when the file could not be opened or read
-STREAM_PREFIX = "stream:"  # paths of named streams (fpcli analyze - --name NAME): no file behind them
 CONTENT_SAMPLE_BYTES = 64 * 1024
 # Paths a record lists (the most recently seen): ten thousand links to one file made a
 # record of a megabyte, parsed and rewritten on every look-up. Identity does not need

@@ -25,7 +25,16 @@ from fpcli.fingerprint import (
     asymmetric_covariances,
     indefinite_covariances,
 )
-from fpcli.store.limits import MTIME_NS_RANGE, TIME_LIMIT, VALUE_LIMIT, plausible, storable_path, value_bounds
+from fpcli.store.limits import (
+    CHANNELS_RANGE,
+    MTIME_NS_RANGE,
+    SAMPLERATE_RANGE,
+    TIME_LIMIT,
+    VALUE_LIMIT,
+    plausible,
+    storable_path,
+    value_bounds,
+)
 from fpcli.store.protocol import UNREADABLE_MARK
 from fpcli.store.records import (
     READABLE_SCHEMAS,
@@ -230,7 +239,11 @@ def _number(value: Any) -> bool:
 
 
 def integer_at_least(low: int = 0) -> Callable[[Any], bool]:
-    return lambda v: type(v) is int and low <= v < 2**63
+    return integer_in(low, 2**63 - 1)
+
+
+def integer_in(low: int, high: int) -> Callable[[Any], bool]:
+    return lambda v: type(v) is int and low <= v <= high
 
 
 def mtime_ns_value(value: Any) -> bool:
@@ -457,8 +470,8 @@ def _audio(c: _Checker, a: Mapping[str, Any]) -> AudioFacts:
     w = "audio."
     values = (
         c.field(a, "duration_s", _seconds, f"seconds in [0, {VALUE_LIMIT:g}]", w),
-        c.field(a, "samplerate", integer_at_least(1), "a rate in Hz", w),
-        c.field(a, "channels", integer_at_least(1), "a channel count", w),
+        c.field(a, "samplerate", integer_in(*SAMPLERATE_RANGE), "a rate in Hz, {} to {}".format(*SAMPLERATE_RANGE), w),
+        c.field(a, "channels", integer_in(*CHANNELS_RANGE), "a channel count, {} to {}".format(*CHANNELS_RANGE), w),
         c.field(a, "format", _text, "text", w),
         c.field(a, "subtype", _text, "text", w),
         c.field(a, "partial", lambda v: isinstance(v, bool), "true/false", w),
