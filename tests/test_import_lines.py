@@ -228,3 +228,42 @@ def test_padding_and_fields_the_parser_drops_are_never_stored(template, tmp_path
         assert import_store(store, source).records == 1
         ((_, stored),) = list(store.backend.items("rec:"))
     assert stored == record_text(record)
+
+
+def _interrupted_at(lines: int):
+    """A progress callback (called every BATCH lines) that stops the import, as a
+    Ctrl-C does, once ``lines`` lines were read."""
+    def progress(number: int) -> None:
+        if number >= lines:
+            raise KeyboardInterrupt
+    return progress
+
+
+def test_an_interrupted_import_says_how_far_it_got(template, tmp_path):
+    """A Ctrl-C said only "interrupted": 30,000 of 100,000 records were stored, and
+    nothing said so. The interrupt says what was stored before it."""
+    from fpcli.store.maintenance import ImportInterrupted
+    from fpcli.store.protocol import BATCH
+
+    source = _export(make_records.records(2 * BATCH + 10, template=template), tmp_path / "e.jsonl")
+    with FingerprintStore.open(tmp_path / "s") as store:
+        with pytest.raises(ImportInterrupted) as interrupt:
+            import_store(store, source, progress=_interrupted_at(2 * BATCH))
+        stored = store.stats()["entries"]
+    assert isinstance(interrupt.value, KeyboardInterrupt)   # a caller that does not ask still sees a Ctrl-C
+    assert stored == BATCH   # the header and 1,999 record lines read: one whole batch written
+    assert interrupt.value.how_far == (f"{BATCH} records and 0 failures were imported before it, in whole "
+                                       "batches: run the import again to complete it")
+
+
+def test_the_import_command_says_it_once(template, tmp_path, monkeypatch, capsys):
+    from fpcli.cli import EXIT_INTERRUPTED, cache_cmd
+    from fpcli.store.protocol import BATCH
+    from tests.test_cli_output import _main
+
+    source = _export(make_records.records(2 * BATCH + 10, template=template), tmp_path / "e.jsonl")
+    monkeypatch.setattr(cache_cmd, "progress_line", lambda what: _interrupted_at(2 * BATCH))
+    assert _main(monkeypatch, "--store", str(tmp_path / "s"), "cache", "import", str(source)) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err.splitlines() == [f"interrupted: {BATCH} records and 0 failures were imported "
+                                                    "before it, in whole batches: run the import again to "
+                                                    "complete it"]

@@ -27,7 +27,7 @@ from fpcli.cli.render import (
     warn_line,
     when,
 )
-from fpcli.cli.root import EXIT_SOME_FAILED, cache_app
+from fpcli.cli.root import EXIT_INTERRUPTED, EXIT_SOME_FAILED, cache_app
 from fpcli.errors import DamagedStoreError, NotStoredError, ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.extensions import AUDIO_EXTENSIONS
@@ -558,7 +558,7 @@ def cache_import(ctx: typer.Context,
 
       gunzip -c backup.jsonl.gz | fpcli cache import -
     """
-    from fpcli.store.maintenance import open_export
+    from fpcli.store.maintenance import ImportInterrupted, open_export
 
     with open_export(file) as source, ctx.obj.open_store() as store:  # the input first: a typo makes no store
         from fpcli.params import AnalysisParams
@@ -566,8 +566,13 @@ def cache_import(ctx: typer.Context,
         from fpcli.store import import_store, is_redis_url
 
         indexes = None if no_index else ImportedRows(store, AnalysisParams().key())
-        report = import_store(store, source, progress_line("lines read"),
-                              on_records=indexes.add if indexes is not None else lambda records: None)
+        try:
+            report = import_store(store, source, progress_line("lines read"),
+                                  on_records=indexes.add if indexes is not None else lambda records: None)
+        except ImportInterrupted as exc:
+            end_progress()
+            note("[yellow]interrupted:[/yellow]", exc.how_far)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         end_progress()
         redis = is_redis_url(store.location)
         if indexes is not None and report.records:

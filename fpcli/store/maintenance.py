@@ -588,10 +588,12 @@ def import_store(store: FingerprintStore, source: str | os.PathLike[str] | IO[by
         # A full disk, say: the user must know how far it got, not only that it stopped.
         # (A Redis at its maxmemory stored part of the batch it refused: 268 records, and
         # the import said only that Redis was full.)
-        raise StoreError(f"{exc}; {report.records} records and {report.failures} failures were imported "
-                         "before it, in whole batches" + (", and part of the batch being written may be stored"
-                                                          if partly else "")
-                         + ": run the import again to complete it") from None
+        raise StoreError(f"{exc}; {_imported_before(report, partly)}") from None
+    except KeyboardInterrupt:
+        # Not "from" it: a command that does not say how far (the library's caller)
+        # still sees a Ctrl-C, and the CLI's says "interrupted" once.
+        raise ImportInterrupted(_imported_before(report, batch.writing and not store.backend.atomic_batches)
+                                ) from None
     if store.backend.counter("epoch") != epoch:
         # A Redis restarted without persistence, a FLUSHDB, a failover, a cache clear by
         # another process: the records written before it are gone, and the import said
@@ -602,6 +604,23 @@ def import_store(store: FingerprintStore, source: str | os.PathLike[str] | IO[by
     report.rejected = [f"line {number}: {reason}" for number, reason in sorted(rejected)]
     report.evicted = store.backend.counter("evictions") - report.evicted
     return report
+
+
+class ImportInterrupted(KeyboardInterrupt):
+    """A Ctrl-C (or SIGTERM made one) during an import; ``how_far`` says what was
+    stored before it. An interrupted import said only "interrupted": of 100,000
+    records, 30,000 were stored, and nothing said so."""
+
+    def __init__(self, how_far: str) -> None:
+        super().__init__(how_far)
+        self.how_far = how_far
+
+
+def _imported_before(report: ImportReport, partly: bool) -> str:
+    """How far an import that stopped got, and what to do about it."""
+    return (f"{report.records} records and {report.failures} failures were imported before it, in whole batches"
+            + (", and part of the batch being written may be stored" if partly else "")
+            + ": run the import again to complete it")
 
 
 _RECORD_LINE = RECORD_LINE_PREFIX.encode("ascii")
