@@ -422,3 +422,18 @@ def test_an_interrupted_validation_says_its_report_is_partial(capsys):
                                interrupted=True)
     assert exit_code(report, None) == 130
     assert "interrupted: the report covers 5 tracks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("kept", "refused", "said"), [
+    (True, 0, "verdicts are stored, run again"), (False, 0, "verdicts are not stored (--no-store), run again"),
+    (True, 2, "verdicts are stored but 2 the store refused, run again")])
+def test_an_interrupted_validation_says_what_became_of_its_verdicts(capsys, kept, refused, said):
+    """It said "verdicts are stored" under --no-store, and when the store had refused them."""
+    from fpcli.cli.validate_cmd import exit_code
+    from fpcli.validate import DEFAULT_TOLERANCES, LibraryValidation, TrackValidation
+
+    tracks = [TrackValidation("/m/a.flac", "valid", verdict_not_stored="full" if i < refused else None)
+              for i in range(5)]
+    report = LibraryValidation(tracks, DEFAULT_TOLERANCES, 0.95, interrupted=True)
+    assert exit_code(report, None, verdicts_kept=kept) == 130
+    assert said in capsys.readouterr().err

@@ -117,7 +117,18 @@ def validate(
     if unstored:
         warn_line(f"{len(unstored)} verdict{'s' if len(unstored) != 1 else ''} not stored ({unstored[0]}); "
                   "--no-store validates without storing")
-    raise typer.Exit(exit_code(report, fail_under))
+    raise typer.Exit(exit_code(report, fail_under, verdicts_kept=not no_store))
+
+
+def _verdicts_kept(report: LibraryValidation, meant: bool) -> str:
+    """What became of the verdicts of an interrupted run (it said "verdicts are stored"
+    under --no-store, and when the store had refused them)."""
+    if not meant:
+        return "verdicts are not stored (--no-store)"
+    lost = report.summary()["verdicts_not_stored"]
+    if lost:
+        return f"verdicts are stored but {lost} the store refused"
+    return "verdicts are stored"
 
 
 def finite_tolerances(values: list[str] | None) -> list[str] | None:
@@ -140,8 +151,9 @@ def _nothing_found(library: list[Path]) -> str:
     return "no audio file found under " + ", ".join(path_text(p) for p in library)
 
 
-def exit_code(report: LibraryValidation, fail_under: float | None) -> int:
+def exit_code(report: LibraryValidation, fail_under: float | None, *, verdicts_kept: bool = True) -> int:
     """The exit code of a finished run, with an error line for a failed --fail-under.
+    ``verdicts_kept``: the run was to store its verdicts (no --no-store).
 
     The gate wins over failed files (4 over 3): it is what a CI job asked about, and
     the summary line already counts the failures.
@@ -150,7 +162,8 @@ def exit_code(report: LibraryValidation, fail_under: float | None) -> int:
         # The tables printed cover the tracks compared before it: a log of stdout alone
         # read as a complete run (5 valid of 26 looked like a 100 % pass).
         note("[yellow]interrupted:[/yellow]", f"the report covers {len(report.tracks)} tracks, those done before "
-                                              "the interrupt; verdicts are stored, run again to complete it")
+                                              f"the interrupt; {_verdicts_kept(report, verdicts_kept)}, run again "
+                                              "to complete it")
         return EXIT_INTERRUPTED
     share = report.valid_share
     if fail_under is not None and share is None:  # no evidence is not a pass
