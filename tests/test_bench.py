@@ -324,3 +324,19 @@ def test_bench_on_redis_uses_a_private_namespace_and_removes_it(tiny_library, re
     assert result.library["store"].startswith("redis")
     assert result.figures["cache.hit_rate"].value > 0.5
     assert [k.decode() for k in client.scan_iter("*")] == ["fpcli:data:rec:user-data"]
+
+
+@pytest.mark.parametrize("stopped", ["analyze", "validate"])
+def test_an_interrupt_during_the_cache_workload_stops_the_benchmark(tmp_path, monkeypatch, stopped):
+    """A library run and a validation stop at a Ctrl-C (or SIGTERM) and return what they
+    finished: the benchmark timed half a run, went on, and wrote a "speedup" of 0.2
+    (MISS) as a result, exit 0. The interrupt now stops it."""
+    from fpcli.library import RunSummary
+    from fpcli.store import FingerprintStore
+    from fpcli.validate import DEFAULT_TOLERANCES, LibraryValidation
+
+    monkeypatch.setattr(bench, "run_library", lambda *args, **kwargs: RunSummary(interrupted=stopped == "analyze"))
+    monkeypatch.setattr(bench, "validate_library",
+                        lambda *args, **kwargs: LibraryValidation([], DEFAULT_TOLERANCES, 0.95, interrupted=True))
+    with pytest.raises(KeyboardInterrupt):
+        bench.cache_workload(tmp_path, lambda: FingerprintStore.open(tmp_path / "s"), jobs=1)
