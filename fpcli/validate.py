@@ -278,6 +278,7 @@ class LibraryValidation:
     threshold: float
     partial: dict[str, Any] | None = None
     interrupted: bool = False
+    partial_interrupted: bool = False   # the comparison done, the partial streams stopped (no table)
 
     @property
     def compared(self) -> list[TrackValidation]:
@@ -359,6 +360,7 @@ class LibraryValidation:
             "tracks": [t.to_json() for t in self.tracks],
             "partial": self.partial,
             "interrupted": self.interrupted,
+            "partial_interrupted": self.partial_interrupted,
         }
 
 
@@ -461,7 +463,12 @@ def validate_library(paths: list[str], store: FingerprintStore, options: RunOpti
                 records[result.path] = record
     report = LibraryValidation(tracks, dict(tolerances), threshold, interrupted=run.interrupted)
     if partial_seconds and records and not run.interrupted:
-        report.partial = _partial(records, partial_seconds, options, tolerances, on_event)
+        try:
+            report.partial = _partial(records, partial_seconds, options, tolerances, on_event)
+        except KeyboardInterrupt:
+            # The comparison stands (an interrupt here threw the whole report away); a
+            # confidence table of the tracks streamed so far would read as the library's.
+            report.interrupted = report.partial_interrupted = True
     return report
 
 

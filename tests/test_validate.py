@@ -437,3 +437,26 @@ def test_an_interrupted_validation_says_what_became_of_its_verdicts(capsys, kept
     report = LibraryValidation(tracks, DEFAULT_TOLERANCES, 0.95, interrupted=True)
     assert exit_code(report, None, verdicts_kept=kept) == 130
     assert said in capsys.readouterr().err
+
+
+def test_an_interrupt_of_the_partial_streams_keeps_the_comparison(small_library, tmp_path, monkeypatch, capsys):
+    """A Ctrl-C during the --partial streams threw the whole report away: no table,
+    stdout empty, only "error: interrupted". The comparison done before it stands."""
+    import fpcli.validate as validate_module
+    from fpcli.cli.validate_cmd import exit_code
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(validate_module, "_partial", stopped)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        try:
+            report = validate_module.validate_library([str(small_library)], store, RunOptions(jobs=1),
+                                                      partial_seconds=[1.0, 2.0])
+        except KeyboardInterrupt:
+            pytest.fail("the interrupt escaped: no report")   # not raised on: it would stop the test run
+    assert report.interrupted and report.partial_interrupted and report.partial is None
+    assert sorted(t.status for t in report.tracks) == ["error", "valid"]
+    assert report.to_json()["partial_interrupted"] is True
+    assert exit_code(report, None) == 130
+    assert "the report covers the 2 tracks compared; the --partial streams were stopped" in capsys.readouterr().err

@@ -161,8 +161,10 @@ def exit_code(report: LibraryValidation, fail_under: float | None, *, verdicts_k
     if report.interrupted:
         # The tables printed cover the tracks compared before it: a log of stdout alone
         # read as a complete run (5 valid of 26 looked like a 100 % pass).
-        note("[yellow]interrupted:[/yellow]", f"the report covers {len(report.tracks)} tracks, those done before "
-                                              f"the interrupt; {_verdicts_kept(report, verdicts_kept)}, run again "
+        covered = (f"the report covers the {len(report.tracks)} tracks compared; the --partial streams were "
+                   "stopped, and their table is left out" if report.partial_interrupted else
+                   f"the report covers {len(report.tracks)} tracks, those done before the interrupt")
+        note("[yellow]interrupted:[/yellow]", f"{covered}; {_verdicts_kept(report, verdicts_kept)}, run again "
                                               "to complete it")
         return EXIT_INTERRUPTED
     share = report.valid_share
