@@ -93,6 +93,20 @@ def _quiet_native_stderr() -> None:
         pass
 
 
+
+def _death(code: int | None) -> str:
+    """Why a worker process ended, in words. It said "died (exit code -9)": a signal
+    is named, and SIGKILL is how the kernel's out-of-memory killer (or a user's
+    kill -9) ends a process, which the file may not be to blame for."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory, or killed from outside)" if -code == signal.SIGKILL else ""
+        return f"the analysis process died of {name}{hint}"
+    return f"the analysis process died (exit code {code})"
+
 class WorkerPool:
     """Worker processes that each run one task at a time.
 
@@ -154,8 +168,7 @@ class WorkerPool:
                         yield task, outcome
                         continue
                 if worker.process.sentinel in ready or not worker.process.is_alive():
-                    code = worker.process.exitcode
-                    yield task, ("WorkerCrashed", f"the analysis process died (exit code {code})")
+                    yield task, ("WorkerCrashed", _death(worker.process.exitcode))
                     self._workers[index] = self._replace(worker)
                 elif time.monotonic() - worker.started > self.timeout_s:
                     yield task, (TIMEOUT_ERROR_TYPE, f"analysis took longer than {self.timeout_s:g} s")
