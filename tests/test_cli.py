@@ -1,5 +1,6 @@
 """Every command's happy path and error path through typer's CliRunner."""
 
+import io
 import json
 import os
 import subprocess
@@ -200,7 +201,9 @@ def test_main_turns_fpcli_errors_into_one_line(tmp_path, capsys, monkeypatch):
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    monkeypatch.setattr(sys, "argv", ["fpcli", "--store", str(blocker), "cache", "stats"])
+    # Under a file: the store cannot be made (a file named as the store is a usage error, exit 2).
+    monkeypatch.setattr(sys, "argv", ["fpcli", "--store", str(blocker / "store"), "cache", "import", "-"])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 1

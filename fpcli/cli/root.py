@@ -80,6 +80,12 @@ class Settings:
         from fpcli.store.diskcache_backend import DiskcacheBackend
 
         location = self._folder()
+        if location is not None and os.path.lexists(location) and not os.path.isdir(location):
+            # A file (or a link to nothing) named as the store: a usage error, as a
+            # folder of other files is (it was exit 1, "cannot open the store").
+            what = "a link to nothing" if os.path.islink(location) else "a file"
+            raise typer.BadParameter(f"{location}: {what}, not a folder (a store is a folder: give a new or "
+                                     "empty one)", param_hint=self.named_by or "the default store")
         if location is None or not os.path.isdir(location):
             return
         try:
@@ -106,7 +112,7 @@ class Settings:
         if os.path.isdir(location) and not DiskcacheBackend.holds_store(location):
             raise typer.BadParameter(f"{location}: a folder that holds no fpcli store (fpcli analyze or cache "
                                      "import makes one)", param_hint="--store")
-        # a file or a link to nothing: the store says what it is
+        # a file or a link to nothing: refused as such (``_refuse_a_folder_of_other_files``)
 
 
 def _on_command_line(ctx: typer.Context, name: str) -> bool:
