@@ -3,6 +3,7 @@ account of what was not analysed."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -553,6 +554,24 @@ def test_json_goes_to_stdout_even_with_the_progress_bar_on_a_terminal(library, t
     subprocess.run(["script", "-qec", command, "/dev/null"], check=True, capture_output=True, timeout=120)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(os.path.basename(r["path"]) for r in rows) == ["1.flac", "2.wav", "3.flac"]
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) from util-linux for a pseudo-terminal")
+def test_json_lines_on_the_terminal_of_the_bar_start_lines_of_their_own(library, tmp_path):
+    """stdout and stderr both the terminal: each JSON line followed the bar's text on
+    the same screen line ("analysing ━━━ 1/4 0:00:01 -:--:--{"path": ...}"). It is
+    printed above the bar now, on a line of its own, whole."""
+    transcript = tmp_path / "screen"
+    command = f"{sys.executable} -m fpcli --store {tmp_path / 's'} analyze --json {library / 'albums'}"
+    subprocess.run(["script", "-qec", command, str(transcript)], check=True, capture_output=True, timeout=120,
+                   env={**os.environ, "COLUMNS": "80", "LINES": "24"})
+    screen = transcript.read_text(errors="replace")
+    starts = [match.start() for match in re.finditer(r'\{"path"', screen)]
+    assert len(starts) == 3
+    for start in starts:
+        assert screen[:start].endswith(("\n", "\x1b[2K")), repr(screen[start - 40:start])
+        line = screen[start:].split("\n", 1)[0].rstrip("\r")
+        assert os.path.basename(json.loads(line)["path"]) in ("1.flac", "2.wav", "3.flac")
 
 
 def test_a_folder_reached_twice_is_walked_once_and_is_not_a_failure(tmp_path):

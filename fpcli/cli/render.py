@@ -85,9 +85,14 @@ def writes_utf8(stream: IO[str] | None) -> bool:
     return not encoding or codecs.lookup(encoding).name == "utf-8"
 
 
-def print_json_line(data: Any) -> None:
+def print_json_line(data: Any, out: Console | None = None) -> None:
     """One JSON line, flushed: a result of a run still going (``analyze --json``)
-    reaches a pipe's reader as it is made."""
+    reaches a pipe's reader as it is made. ``out``: the console of a progress bar
+    drawn on the terminal stdout is, printed through which the line goes above the
+    bar (written under it, each line followed the bar's text on the same line)."""
+    if out is not None:
+        out.out(json_text(data), highlight=False)
+        return
     sys.stdout.write(json_text(data) + "\n")
     sys.stdout.flush()
 

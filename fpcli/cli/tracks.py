@@ -101,9 +101,9 @@ class Reporter:
         fingerprint (seconds heard, tempo and confidence). Snapshots are results of a
         live run: printed even with quiet, which leaves results and errors only."""
         if self.as_json:
-            print_json_line(result.to_json())
+            print_json_line(result.to_json(), self._results())
         else:
-            render_track_line(result)
+            render_track_line(result, self._results())
 
     def final(self, result: TrackResult) -> None:
         """The last result of a followed stream, as ``analyze`` shows one track."""
@@ -114,7 +114,7 @@ class Reporter:
         return self._progress.console if self._progress.live.is_started else self._stderr
 
     def _results(self) -> Console | None:
-        """Human results go to stdout (None: the plain stdout); only when stdout is the
+        """Results go to stdout (None: the plain stdout); only when stdout is the
         terminal the live bar is drawn on are they printed through the bar's console,
         above it (two consoles writing to one screen would tear the bar)."""
         if self._progress.live.is_started and is_terminal(sys.stdout):
@@ -123,7 +123,7 @@ class Reporter:
 
     def _track(self, result: TrackResult) -> None:
         if self.as_json and self.show_tracks:
-            print_json_line(result.to_json())
+            print_json_line(result.to_json(), self._results())
         elif result.failed:
             if self.show_tracks or not self.quiet:  # validate lists them in its report too
                 note("[red]error:[/red]", f"{result.path}: {result.error}" + _skipped(result), self._diagnostics())
