@@ -265,15 +265,21 @@ def compute(path: str, want: Want, identity: FileIdentity) -> tuple[FileIdentity
         except OSError as exc:
             return identity, failed(identity.path, ACCESS_ERROR_TYPE, os_reason(exc))
     result = analyse(path, want)
+    return identity, changed_while_read(path, identity) or dataclasses.replace(result, path=identity.path)
+
+
+def changed_while_read(path: str, identity: FileIdentity) -> TrackResult | None:
+    """A "ChangedWhileRead" failure when the file at ``path`` is no longer the one
+    ``identity`` saw before it was read, else None. Stored, a result would be the new
+    audio's fingerprint under the old content's digest (served to every true copy of
+    the old file, and no check could tell), and a failure would be the old content's,
+    skipping the new one (a download that replaced a preallocated file) until it
+    changed again. Neither is kept (TRANSIENT_FAILURES)."""
     change = _change_since(path, identity)
-    if change is not None:
-        # Stored, a result would be the new audio's fingerprint under the old content's
-        # digest (served to every true copy of the old file, and no check could tell), and
-        # a failure would be the old content's, skipping the new one (a download that
-        # replaced a preallocated file) until it changed again. Neither is kept.
-        return identity, failed(identity.path, "ChangedWhileRead", f"the file was {change} while it was analysed"
-                                + (" (analyse it again when it is written)" if change == "changed" else ""))
-    return identity, dataclasses.replace(result, path=identity.path)
+    if change is None:
+        return None
+    return failed(identity.path, "ChangedWhileRead", f"the file was {change} while it was analysed"
+                  + (" (analyse it again when it is written)" if change == "changed" else ""))
 
 
 # Failures that are not the file's: not recorded, so that they are not skipped later.

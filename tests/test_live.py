@@ -622,3 +622,35 @@ def test_a_pipe_holding_part_of_a_packet_counts_as_no_input_yet():
         while pipe.read(1 << 20):
             pass
         assert pipe.has_input()                           # the end: a read returns at once
+
+
+def test_a_file_written_while_followed_is_not_stored(tmp_path, monkeypatch):
+    """`analyze FILE --every N` on a file still being written ended at the audio there
+    was, said it complete, and stored it under the digest of what the file held at the
+    start (`cache list` showed it, `cache show` of the file found nothing). As a run
+    over files does, it now says the file changed while it was analysed, exit 3, and
+    stores nothing from then on."""
+    import fpcli.live
+
+    track = write(tmp_path / "rec.wav", synth.music_like(6.0, 22050, seed=4), 22050)
+    real_follow = fpcli.live.follow
+
+    def follow_while_written(reader, label, **options):
+        keep = options["keep"]
+
+        def keep_after_more_was_written(result):
+            if result.streaming.seconds > 2.5:
+                with open(track, "ab") as handle:   # a recorder appends (the WAV's header is left behind)
+                    handle.write(b"\0" * 4410)
+            keep(result)
+        return real_follow(reader, label, **{**options, "keep": keep_after_more_was_written})
+
+    monkeypatch.setattr(fpcli.live, "follow", follow_while_written)
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "analyze", str(track), "--every", "2",
+                                      "--json"])
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.exit_code == 3, result.output
+    assert lines[-1]["error_type"] == "ChangedWhileRead" and lines[-1]["path"] == str(track)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        assert [r.streaming.seconds for r in store.records()] == [2.0]   # the snapshot before it: a preview
+        assert not next(iter(store.records())).complete

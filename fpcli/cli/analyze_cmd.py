@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -189,8 +190,8 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
             raw: tuple[str | None, int | None, int | None]) -> None:
     """One stream (stdin) or one file followed as it is read: snapshots every ``every``
     seconds, each stored as a partial record (a stream only with --name)."""
+    from fpcli.analyze import changed_while_read, open_entry
     from fpcli.analyze import keep as keep_result
-    from fpcli.analyze import open_entry
     from fpcli.audio import open_stream
     from fpcli.cli.tracks import Reporter, failed_result
     from fpcli.cue import album_image_of
@@ -238,9 +239,17 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
 
         stored = []   # whether anything was stored (an interrupt says so only then)
         unstorable: list[str] = []   # why a snapshot could not be stored (a damaged header's length)
+        changed: list[TrackResult] = []   # the file changed while followed: nothing more is stored
 
         def keep(result: TrackResult) -> None:
             if store is not None and identity is not None:
+                # A file written while followed (a recording still growing) ended at the
+                # audio there was, and was stored as complete under the digest of what
+                # it held at the start; a run over files refuses it, and so does this.
+                if not changed and path != "-" and (change := changed_while_read(path, identity)) is not None:
+                    changed.append(change)
+                if changed:
+                    return
                 try:
                     store.save(identity, result)
                 except UnstorableError as exc:   # this stream's problem: said once, the run goes on
@@ -263,6 +272,9 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
             note("[yellow]interrupted:[/yellow]", "what was heard is stored" if stored else
                  "nothing stored" + (" (nothing measurable was heard)" if storing else ""))
             raise typer.Exit(EXIT_INTERRUPTED) from None
+    if changed:
+        reporter.event("track", dataclasses.replace(changed[0], path=label))
+        raise typer.Exit(EXIT_SOME_FAILED)
     reporter.final(final)
     if path == "-" and not storing and not quiet and not no_store:  # --no-store: the user knows
         note("", "not stored (a stream is stored with --name NAME)")
