@@ -154,9 +154,12 @@ def parse_tolerances(overrides: list[str]) -> dict[str, Tolerance]:
     """``["tempo_bpm=0.05", ...]`` applied to the defaults (the limit only)."""
     tolerances = dict(DEFAULT_TOLERANCES)
     for item in overrides:
-        name, _, text = item.partition("=")
+        name, equals, text = item.partition("=")
         if name not in tolerances:
             raise ParameterError(f"{item!r}: {name!r} is not a streaming dimension ({', '.join(STREAMING_DIMS)})",
+                                 "tolerances")
+        if not equals:   # it said "'' is not a number"
+            raise ParameterError(f"{item!r}: write METRIC=LIMIT, e.g. {name}={DEFAULT_TOLERANCES[name].limit:g}",
                                  "tolerances")
         try:
             limit = float(text)
