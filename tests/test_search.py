@@ -336,6 +336,19 @@ def test_auto_averages_the_confidence_of_measured_dims_only(template):
     assert strategy == "accurate" and "low (0.69)" in reason
 
 
+def test_a_silent_query_is_said_silent_not_confidently_matched(store, library, tmp_path):
+    """A file of digital silence was searched as any query: auto said "the query's
+    streaming confidence is high (1.00)" and the table read as tracks that sound
+    alike, ranked by the few dims silence has."""
+    silent = write(tmp_path / "silent.wav", np.zeros((22050 * 4, 2), dtype=np.float32), 22050)
+    result = search(store, silent, k=3, strategy="auto")
+    assert result.stats["query_silent"] is True
+    assert result.reason == "auto: the query is silent, so only its silence and rhythm dims have values"
+    assert "query_silent" not in search(store, str(library / "t2.flac"), k=3).stats
+    shown = CliRunner().invoke(app, ["--store", store.location, "search", silent, "-k", "3"])
+    assert "warning: the query is silent (every frame below the silence threshold)" in shown.stderr
+
+
 def test_query_outside_the_store_is_analysed_and_cached(store, tmp_path):
     outside = write(tmp_path / "outside.flac", synth.music_like(3.0, 22050, seed=42), 22050)
     result = search(store, outside, k=2, strategy="fast")

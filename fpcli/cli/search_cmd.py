@@ -150,6 +150,11 @@ def search(
         _note_left_out(write_m3u(result, m3u))
     if result.stats.get("nothing_to_search"):
         warn_line(result.stats["nothing_to_search"])
+    if result.stats.get("query_silent"):
+        # Ranked by the few dims silence has (a silence ratio of 1), the hits looked
+        # like an answer, under "confidence high (1.00)".
+        warn_line("the query is silent (every frame below the silence threshold): its hits are the tracks "
+                  "closest in silence and rhythm, not tracks that sound alike")
     for path, error in result.skipped:
         warn_line(f"{path}: skipped as a candidate ({error})")
     if result.stats.get("copies_elsewhere"):

@@ -250,6 +250,8 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
                                      "(a track there whose identical copy elsewhere was analysed last is left out)")
     if not record.complete:
         stats["expected_recall"] = expected_recall(record.streaming.seconds)  # None until measured
+    if _silent(record):
+        stats["query_silent"] = True
     skipped: list[tuple[str, str]] = []
     if strategy == "fast" and (unused := _weights_of_no_streaming_dim(group_weights or {})):
         stats["weights_unused"] = unused
@@ -305,6 +307,8 @@ def _ranking(hits: list[Hit], mutual_proximity: bool) -> str:
 def _choose(record: Record, *, can_rerank: bool = True) -> tuple[str, str]:
     """auto's strategy and why. ``can_rerank`` is False for a stream query, which has
     no batch fingerprint (its audio is gone once analysed)."""
+    if _silent(record):   # its few dims are exact: "confidence high (1.00)" said nothing of what it compares
+        return "fast", "auto: the query is silent, so only its silence and rhythm dims have values"
     status = record.validation.status if record.validation else None
     mean = _mean_confidence(record)
     doubt = ("the query's streaming fingerprint failed validation" if status == "invalid" else
@@ -316,6 +320,12 @@ def _choose(record: Record, *, can_rerank: bool = True) -> tuple[str, str]:
     if status == "valid":
         return "fast", "auto: the query's streaming fingerprint is validated against batch"
     return "fast", f"auto: the query's streaming confidence is high ({mean:.2f}); validate to be sure"
+
+
+def _silent(record: Record) -> bool:
+    """Whether the query heard nothing but silence: every frame below the silence
+    threshold, so no spectrum, no timbre, no loudness was measured."""
+    return record.streaming.values.get("silence_ratio") == 1.0 and record.timbre is None
 
 
 def _mean_confidence(record: Record) -> float:
