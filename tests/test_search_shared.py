@@ -123,6 +123,19 @@ def test_nothing_is_shared_until_asked_and_stop_removes_it(redis_url, template, 
         assert (info["index"], info["index_fetched"]) == ("built", False)
 
 
+def test_a_stop_with_nothing_shared_says_so(redis_url, template):
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app
+
+    _fill(redis_url, template, 3)
+    stop = ["--store", redis_url, "cache", "share-index", "--stop"]
+    assert CliRunner().invoke(app, stop[:-1]).exit_code == 0   # shared
+    assert "stopped sharing the search index" in CliRunner().invoke(app, stop).stderr
+    again = CliRunner().invoke(app, stop)
+    assert again.exit_code == 0 and "no search index is shared: nothing to stop" in again.stderr, again.stderr
+
+
 def _shared_by_a(redis_url, template, client):
     """A store of 30 records whose client "a" shared its index: (a Redis connection, the
     shared header of the streaming index)."""

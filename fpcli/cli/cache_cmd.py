@@ -649,8 +649,9 @@ def cache_share_index(ctx: typer.Context, as_json: JsonOption = False,
         print_json({"shared": not stop, "indexes": results})
         return
     total = sum(item["bytes"] for item in results)
-    if stop:
-        note("", f"stopped sharing the search index: {mib(total)} freed")
+    if stop:   # a second --stop said "stopped sharing the search index: 0.0 MiB freed"
+        note("", f"stopped sharing the search index: {mib(total)} freed" if total else
+             "no search index is shared: nothing to stop")
         return
     rows_out("search index shared", ["kind", "rows", "size"],
              [[item["kind"], f"{item['rows']:,}", mib(item["bytes"])] for item in results])
