@@ -308,6 +308,26 @@ def test_search_a_stream_on_stdin(searchable, tmp_path):
     assert human.returncode == 0 and b"a partial query: 3 s heard" in human.stderr
 
 
+def test_a_long_query_stream_says_it_is_still_read(searchable, monkeypatch):
+    """A live stream piped into `search -` may never end: the search waited for it
+    without a word. Read for longer than a file piped in takes, it says so once (here
+    at once: the wait is set to 0), with the way to search by its first seconds."""
+    from fpcli.cli import search_cmd
+
+    library, store_dir = searchable
+    monkeypatch.setattr(search_cmd, "SLOW_QUERY_S", 0.0)
+    audio = np.tile(sf.read(library / "t1.flac", dtype="float32")[0], (40, 1))   # about 80 s
+    run = runner.invoke(app, ["--store", str(store_dir), "search", "-", "-k", "2"],
+                        input=_stream_bytes("wav", audio)[0])
+    assert run.exit_code == 0, run.output
+    said = [line for line in run.stderr.splitlines() if "still reading" in line]
+    assert said == ["30 s of the query stream heard, still reading: the search starts at its end (--seconds N "
+                    "searches by its first N s)"]
+    short = runner.invoke(app, ["--store", str(store_dir), "search", "-", "-k", "2", "--seconds", "40"],
+                          input=_stream_bytes("wav", audio)[0])
+    assert short.exit_code == 0 and "still reading" not in short.stderr   # it ends where asked
+
+
 def test_a_stream_query_whose_header_states_its_length_leaves_its_recording_out(searchable, tmp_path):
     """A WAV stream query (README: "leaves its own recording out of the hits when its
     header states its length") listed its own recording: a WAV's data size was not

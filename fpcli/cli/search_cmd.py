@@ -266,8 +266,24 @@ def _stream_query(seconds: float | None) -> Record:
         reader = open_stream(sys.stdin.buffer)
     except AudioReadError as exc:   # a query that cannot be analysed, as a file's (exit 3)
         raise QueryError(f"cannot read the query stream: {exc.reason}") from None
-    result = follow(reader, "stream:query", max_seconds=seconds)
+    said: list[bool] = []
+    started = time.monotonic()
+
+    def still_reading(snapshot: TrackResult) -> None:
+        # A live stream piped in (a radio) may never end: the search waited for it
+        # without a word. A file piped in is read in a second or two, and says nothing.
+        if not said and seconds is None and time.monotonic() - started > SLOW_QUERY_S:
+            said.append(True)
+            heard = snapshot.streaming.seconds if snapshot.streaming else 0.0
+            note("", f"{heard:.0f} s of the query stream heard, still reading: the search starts at its end "
+                     "(--seconds N searches by its first N s)")
+
+    result = follow(reader, "stream:query", max_seconds=seconds, every_s=QUERY_CHECK_S, on_snapshot=still_reading)
     return record_from_result(stream_identity("query"), _with_declared_length(result, reader), time.time())
+
+
+QUERY_CHECK_S = 30.0   # audio s of a query stream between looks at how long it has been read
+SLOW_QUERY_S = 10.0    # wall s of reading a query stream after which a look says it is still read
 
 
 def _with_declared_length(result: TrackResult, reader: AudioReader) -> TrackResult:
