@@ -580,6 +580,33 @@ def relative_change(before: float, after: float) -> float | None:
     return (after - before) / abs(before)
 
 
+def baseline_differences(result: BenchResult, earlier: dict[str, Any]) -> list[str]:
+    """How the earlier result's run differs from this one, in words ([] when it does
+    not): its mode, library and machine. A baseline of another library, mode or machine
+    was compared without a word, as if its absolute figures could be."""
+    differences = []
+    if earlier.get("quick") != result.quick:
+        differences.append(f"in {'quick' if earlier.get('quick') else 'full'} mode (this run: "
+                           f"{'quick' if result.quick else 'full'})")
+    before = _mapping(earlier.get("library"))
+    library = {key: before.get(key) for key in ("path", "files", "audio_s", "store")}
+    if library != {key: result.library.get(key) for key in library}:
+        differences.append(f"on another library ({before.get('path')}, {before.get('files')} files, "
+                           f"{before.get('audio_s')} s of audio, {before.get('store')}; this run: "
+                           f"{result.library.get('path')}, {result.library.get('files')} files, "
+                           f"{result.library.get('audio_s')} s, {result.library.get('store')})")
+    machine = _mapping(earlier.get("machine"))
+    if (machine.get("cores"), machine.get("cpu")) != (result.machine.get("cores"), result.machine.get("cpu")):
+        differences.append(f"on another machine ({machine.get('cores')} cores, {machine.get('cpu')}; this run: "
+                           f"{result.machine.get('cores')} cores, {result.machine.get('cpu')})")
+    return differences
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is an object of the JSON, else an empty one (an older result)."""
+    return value if isinstance(value, dict) else {}
+
+
 def compare(result: BenchResult, earlier: dict[str, Any], tolerance: float = COMPARE_TOLERANCE) -> list[Change]:
     """Per figure present in both: the relative change, flagged when it is a regression
     (an undefined change is not one)."""

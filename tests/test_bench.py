@@ -91,6 +91,18 @@ def test_compare_flags_a_synthetic_regression(result):
         bench.compare(result, {"schema": "other"})
 
 
+def test_compare_says_when_the_baseline_was_measured_otherwise(result):
+    """A baseline of another library, mode or machine was gated against without a word."""
+    assert bench.baseline_differences(result, result.to_json()) == []
+    earlier = result.to_json()
+    earlier.update(quick=False, machine={**earlier["machine"], "cores": 64})
+    earlier["library"] = {**earlier["library"], "path": "/elsewhere", "files": 900}
+    said = bench.baseline_differences(result, earlier)
+    assert [text.split(" (")[0] for text in said] == ["in full mode", "on another library", "on another machine"]
+    assert said[0] == "in full mode (this run: quick)" and "64 cores" in said[2]
+    assert bench.baseline_differences(result, {"schema": bench.SCHEMA, "figures": {}})   # an older result: no facts
+
+
 def _thresholds_file(path, op):
     """Every default threshold rewritten so that any measured figure passes ("loose") or
     fails ("impossible"): the CLI's checking is tested, not this machine's speed."""

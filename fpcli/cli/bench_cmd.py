@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fpcli.cli.options import check_outputs, finite, path_text
-from fpcli.cli.render import is_terminal, note, number, rows_out, stderr
+from fpcli.cli.render import is_terminal, note, number, rows_out, stderr, warn_line
 from fpcli.cli.root import EXIT_BELOW_THRESHOLD, app
 from fpcli.errors import FpcliError
 from fpcli.files import write_text
@@ -67,6 +67,7 @@ def bench(
 
       fpcli bench --library ~/Music --json today.json --compare yesterday.json
     """
+    from fpcli.bench import baseline_differences
     from fpcli.bench import check as check_figures
     from fpcli.bench import compare as compare_figures
     from fpcli.bench import run as run_bench
@@ -85,6 +86,10 @@ def bench(
                            on_step=lambda step: status.update(f"benchmarking: {step}"))
     checks = check_figures(result, limits)
     changes = compare_figures(result, earlier, tolerance) if earlier is not None else []
+    differences = baseline_differences(result, earlier) if earlier is not None else []
+    if differences:
+        warn_line(f"--compare: the earlier result was measured {'; '.join(differences)}: its absolute "
+                  "figures do not compare (the gated ratios hold better)")
     if "-" not in (path_text(json_file) if json_file else None, path_text(markdown) if markdown else None):
         _render_bench(result, checks, changes)   # else stdout carries that document alone
     if json_file:
