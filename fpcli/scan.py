@@ -24,6 +24,9 @@ from fpcli.store.records import os_reason, resolve, stat_regular
 IGNORE_FILE = ".fpcliignore"
 MAX_IGNORE_BYTES = 64 << 20   # an ignore file is read whole: a bound on what a stray file costs
 SKIP_MARKERS = (".nomedia", ".notmusic")
+# A name of a file already taken under another (a link to it, or it named twice): left
+# out and counted, as a folder reached twice is (it vanished from the run unsaid).
+SAME_FILE = "same file by another name"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +39,7 @@ class ScanProblem:
 class Scan:
     """What a scan found: ``files`` to analyse (paths, or ``image#NN`` CUE tracks),
     ``problems`` (missing paths, unreadable folders, bad CUE sheets), ``ignored``:
-    files not analysed, counted by reason (".jpg", "excluded", ...), and
+    files not analysed, counted by reason (".jpg", "excluded", SAME_FILE, ...), and
     ``skipped_folders``: folders not walked again, counted by reason ("already
     scanned": given twice, inside another folder given, or linked to from inside the
     library; "symlink loop": a link to a folder above it). Skipping those is what a
@@ -162,6 +165,8 @@ class _Walker:
         seen = self.seen_files.get(resolved)
         if seen is not None:
             place, earlier = seen
+            if earlier < 3:   # a file taken: one of its names is left out, counted (it vanished unsaid)
+                self.result.ignored[SAME_FILE] += 1
             if rank > earlier:
                 self.result.files[place] = path
                 self.seen_files[resolved] = (place, rank)
