@@ -326,3 +326,23 @@ def test_a_table_on_a_terminal_never_cuts_a_cell(monkeypatch, width):
     flat = "".join(line.split("│")[1].strip() if "│" in line else "" for line in text.splitlines())
     assert path.replace(" ", "") in (flat.replace(" ", "") if "┃" in text else text.replace(" ", ""))
     assert ("┃" in text) == (width >= 90)
+
+
+def test_a_path_folds_before_a_longer_message(monkeypatch):
+    """`cache failures` folded a path at 24 characters, mid-name ("bad_heade" / "r.wav"),
+    because its message was the widest cell. The path column folds; a message wraps
+    between words."""
+    from rich.console import Console
+
+    from fpcli.cli import render
+
+    screen = io.StringIO()
+    monkeypatch.setattr(render, "stdout", lambda: Console(file=screen, width=100, force_terminal=True,
+                                                          color_system=None, highlight=False))
+    monkeypatch.setattr(render, "is_terminal", lambda stream: True)
+    monkeypatch.setattr(sys, "stdout", screen)
+    path = "/tmp/music/fl/bad_header.wav"
+    render.rows_out("1 failure(s)", ["path", "error", "message", "when"],
+                    [[path, "AudioReadError", "not a decodable audio file (Error in WAV file. No 'data' chunk "
+                      "marker.)", "2026-11-27 23:57"]])
+    assert path in screen.getvalue()   # on one line

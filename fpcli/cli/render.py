@@ -197,9 +197,10 @@ def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
     """A table on a terminal; in a pipe, one tab-separated plain line per row (no
     header, nothing truncated), as ``ls`` or ``git`` do. Cells are plain text.
 
-    Nothing is cut on a terminal either: the widest column (a path) folds onto more
-    lines, the others keep their cells whole up to FIXED_COLUMN_MAX characters (on a
-    narrower terminal they wrap between words).
+    Nothing is cut on a terminal either: the "path" column (else the widest) folds
+    onto more lines, the others keep their cells whole up to FIXED_COLUMN_MAX
+    characters (on a narrower terminal they wrap between words). The widest alone
+    folded a failure's message and held its path to 24 characters, split mid-name.
     Rich's default had cut every path to "/tmp/sw…" at 80 columns, the one thing a
     failure or a listing is for. A terminal too narrow for that gets the plain lines."""
     if not is_terminal(sys.stdout):   # written as it goes: 200,000 rows are no table to measure
@@ -207,7 +208,8 @@ def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
         return
     shown = [[printable_path(cell) for cell in row] for row in rows]
     widths = [max([len(name), *(len(row[i]) for row in shown)]) for i, name in enumerate(columns)]
-    folding = max(range(len(columns)), key=lambda i: widths[i]) if columns else 0
+    folding = columns.index("path") if "path" in columns else \
+        max(range(len(columns)), key=lambda i: widths[i]) if columns else 0
     # The others keep their cells on one line where the terminal allows it, else wrap
     # between words ("2026-11-27 04:33" onto two lines), never inside one.
     words = [min(FIXED_COLUMN_MAX, max(len(word) for cell in [name, *(row[i] for row in shown)]
