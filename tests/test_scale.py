@@ -4,6 +4,7 @@ bulk import/export round-trips; Redis values are compact."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -237,7 +238,9 @@ def test_a_redis_full_under_the_recommended_policy_says_nothing_is_left_to_evict
     admin.config_set("maxmemory", str(int(admin.info("memory")["used_memory"]) + 10_000))
     try:
         with FingerprintStore.open(redis_url) as store, pytest.raises(StoreError) as raised:
-            store.backend.put("cand:x", "[" + '"a",' * 20_000 + '"a"]')
+            # 2 MB that deflate cannot shrink: far past the 10 KB of room, which connections
+            # closing meanwhile can widen (80 KB of '"a",' deflated to a few hundred bytes)
+            store.backend.put("cand:x", json.dumps(base64.b64encode(os.urandom(1_500_000)).decode()))
     finally:
         admin.config_set("maxmemory", "0")
         admin.delete("someone-elses")
