@@ -291,6 +291,11 @@ if missing > redis.call("LLEN", KEYS[2]) then return {current, -1} end
 return {current, redis.call("LRANGE", KEYS[2], -missing, -1)}
 """
 
+# Seconds a look at a server given up on may take: a refused connection answers at
+# once; a server that stopped answering costs this much per command, not 10 s.
+PROBE_TIMEOUT_S = 1.0
+
+
 class _ScriptsRefused(Exception):
     """This Redis user may not run scripts (or the server has them renamed away)."""
 
@@ -376,8 +381,13 @@ class RedisBackend:
             retry_on_error=[redis.exceptions.ConnectionError], encoding_errors="surrogateescape")
         self._client = redis.Redis(**options, decode_responses=True)  # meta: text
         self._bin = redis.Redis(**options, decode_responses=False)    # data: encoded bytes
+        # One quick look, no retries, whether a server given up on answers again (``_call``).
+        self._probe = redis.Redis(**{**options, "socket_timeout": PROBE_TIMEOUT_S,
+                                     "socket_connect_timeout": PROBE_TIMEOUT_S,
+                                     "retry": redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+                                     "retry_on_error": []}, decode_responses=True)
         if address.tls:
-            for client in (self._client, self._bin):
+            for client in (self._client, self._bin, self._probe):
                 client.connection_pool.connection_class = HandshakeBounded
         self._write_counted = self._bin.register_script(WRITE_COUNTED)
         self._write_many_unless_changed = self._bin.register_script(WRITE_MANY_UNLESS_CHANGED)
@@ -494,11 +504,15 @@ class RedisBackend:
 
     def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a Redis command; any Redis failure becomes one StoreError naming the server.
-        Once the server could not be reached through the retries, every later command
-        fails at once: a run that lost its Redis spent 4 s retrying each of the writes
-        and tidy-ups on its way out (13-17 s before its one error line)."""
+        Once the server could not be reached through the retries, a later command first
+        looks once, without retries, whether it answers again, and fails at once when
+        it does not: a run that lost its Redis spent 4 s retrying each of the writes and
+        tidy-ups on its way out (13-17 s before its one error line), and a store kept
+        open (a Dask worker's) must work again when the server is back."""
         if self._unreachable is not None:
-            raise StoreError(self._unreachable)
+            if not self._answers_again():
+                raise StoreError(self._unreachable)
+            self._unreachable = None
         try:
             return function(*args, **kwargs)
         except redis.exceptions.AuthenticationError as exc:
@@ -529,6 +543,13 @@ class RedisBackend:
             raise StoreError(f"Redis at {self.host}:{self.port}: {_first_line(exc)}") from None
         except redis.exceptions.RedisError as exc:
             raise StoreError(f"Redis at {self.host}:{self.port}: {_first_line(exc)}") from None
+
+    def _answers_again(self) -> bool:
+        """Whether the server answers a PING now (within PROBE_TIMEOUT_S, no retries)."""
+        try:
+            return bool(self._probe.ping())
+        except redis.exceptions.RedisError:
+            return False
 
     # -- the store interface ---------------------------------------------------------------
 
@@ -1096,6 +1117,7 @@ class RedisBackend:
     def close(self) -> None:
         self._client.close()
         self._bin.close()
+        self._probe.close()
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
