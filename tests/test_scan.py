@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -576,6 +577,34 @@ def test_json_lines_on_the_terminal_of_the_bar_start_lines_of_their_own(library,
         assert screen[:start].endswith(("\n", "\x1b[2K")), repr(screen[start - 40:start])
         line = screen[start:].split("\n", 1)[0].rstrip("\r")
         assert os.path.basename(json.loads(line)["path"]) in ("1.flac", "2.wav", "3.flac")
+
+
+def test_json_lines_stay_on_stdout_when_it_is_another_terminal(library, tmp_path):
+    """stdout on one terminal, stderr (the bar's) on another: the JSON lines went to
+    stderr's terminal through the bar's console, none to stdout's."""
+    import pty
+    import select
+
+    out_master, out_slave = pty.openpty()
+    err_master, err_slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "fpcli", "--store", str(tmp_path / "s"), "analyze", "--json",
+                                str(library / "albums")], stdin=subprocess.DEVNULL, stdout=out_slave,
+                               stderr=err_slave, env={**os.environ, "COLUMNS": "100"})
+    os.close(out_slave)
+    os.close(err_slave)
+    screens = {out_master: b"", err_master: b""}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select(list(screens), [], [], 0.5)
+        for fd in ready:
+            try:
+                screens[fd] += os.read(fd, 65536)
+            except OSError:   # the other end closed
+                pass
+        if process.poll() is not None and not ready:
+            break
+    assert process.wait(timeout=10) == 0
+    assert screens[out_master].count(b'{"path"') == 3 and screens[err_master].count(b'{"path"') == 0
 
 
 def test_a_folder_reached_twice_is_walked_once_and_is_not_a_failure(tmp_path):

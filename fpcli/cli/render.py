@@ -44,6 +44,19 @@ def is_terminal(stream: IO[str]) -> bool:
         return False
 
 
+def same_terminal(first: IO[str], second: IO[str]) -> bool:
+    """Whether both streams are terminals, and the same one (one screen): stdout on
+    one terminal and stderr on another are two screens, and what goes to stdout must
+    stay there."""
+    if not (is_terminal(first) and is_terminal(second)):
+        return False
+    try:
+        a, b = os.fstat(first.fileno()), os.fstat(second.fileno())
+    except (AttributeError, ValueError, OSError):   # replaced by a stream without a descriptor (a test's)
+        return True   # terminals by rich's word (FORCE_COLOR, TTY_COMPATIBLE): taken as one
+    return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
+
+
 def stdout() -> Console:
     from rich.console import Console
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fpcli.cli.render import format_value, is_terminal, note, print_json_line, shown, stderr, stdout
+from fpcli.cli.render import format_value, is_terminal, note, print_json_line, same_terminal, shown, stderr, stdout
 from fpcli.fingerprint import DIM_BY_NAME, DIMS, Fingerprint
 from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 
@@ -116,8 +116,9 @@ class Reporter:
     def _results(self) -> Console | None:
         """Results go to stdout (None: the plain stdout); only when stdout is the
         terminal the live bar is drawn on are they printed through the bar's console,
-        above it (two consoles writing to one screen would tear the bar)."""
-        if self._progress.live.is_started and is_terminal(sys.stdout):
+        above it (two consoles writing to one screen would tear the bar). On another
+        terminal than stderr's they stay on stdout (they went to stderr's)."""
+        if self._progress.live.is_started and same_terminal(sys.stdout, sys.stderr):
             return self._progress.console
         return None
 
