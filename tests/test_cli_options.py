@@ -317,20 +317,23 @@ def test_an_executor_option_the_run_would_ignore_is_a_usage_error(tmp_path, song
 
 # -- a store that is not there ---------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["file", "link"])
+@pytest.mark.parametrize("kind", ["file", "link", "link to a file"])
 def test_a_store_named_as_a_file_is_a_usage_error(tmp_path, song, kind):
     """`--store notes.txt` exited 1 ("cannot open the store"), as a failure of the run;
     a folder of other files, as a usage error, exits 2."""
     named = tmp_path / "named"
     if kind == "file":
         named.write_text("x")
-    else:
+    elif kind == "link":
         named.symlink_to(tmp_path / "nowhere")
+    else:
+        (tmp_path / "notes.txt").write_text("x")
+        named.symlink_to(tmp_path / "notes.txt")
     for command in (["analyze", str(song)], ["cache", "stats"]):
         refused = runner.invoke(app, ["--store", str(named), *command])
         said = " ".join(refused.stderr.split())
         assert refused.exit_code == EXIT_USAGE, (command, said)
-        assert f"{'a file' if kind == 'file' else 'a link to nothing'}, not a folder" in said, command
+        assert f"{'a link to nothing' if kind == 'link' else 'a file'}, not a folder" in said, command
     assert not (tmp_path / "nowhere").exists()
 
 

@@ -83,7 +83,7 @@ class Settings:
         if location is not None and os.path.lexists(location) and not os.path.isdir(location):
             # A file (or a link to nothing) named as the store: a usage error, as a
             # folder of other files is (it was exit 1, "cannot open the store").
-            what = "a link to nothing" if os.path.islink(location) else "a file"
+            what = "a link to nothing" if not os.path.exists(location) else "a file"
             raise typer.BadParameter(f"{location}: {what}, not a folder (a store is a folder: give a new or "
                                      "empty one)", param_hint=self.named_by or "the default store")
         if location is None or not os.path.isdir(location):
