@@ -256,6 +256,28 @@ def test_an_interrupted_import_says_how_far_it_got(template, tmp_path):
                                        "batches: run the import again to complete it")
 
 
+def test_a_batch_stored_before_an_interrupt_is_counted(template, tmp_path):
+    """An interrupt while the search index's rows of a stored batch were kept said that
+    batch was not imported (2,000 said, 3,000 stored)."""
+    from fpcli.store.maintenance import ImportInterrupted
+    from fpcli.store.protocol import BATCH
+
+    calls = []
+
+    def keep_rows(batch):
+        calls.append(batch)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    source = _export(make_records.records(4 * BATCH, template=template), tmp_path / "e.jsonl")
+    with FingerprintStore.open(tmp_path / "s") as store:
+        with pytest.raises(ImportInterrupted) as interrupt:
+            import_store(store, source, on_records=keep_rows)
+        stored = store.stats()["entries"]
+    assert stored == 3 * BATCH and interrupt.value.how_far.startswith(f"{3 * BATCH} records and 0 failures")
+    assert "part of the batch" not in interrupt.value.how_far
+
+
 def test_the_import_command_says_it_once(template, tmp_path, monkeypatch, capsys):
     from fpcli.cli import EXIT_INTERRUPTED, cache_cmd
     from fpcli.store.protocol import BATCH

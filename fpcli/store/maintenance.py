@@ -650,16 +650,20 @@ class _Batch:
             else:
                 items.append((number, result))
         items.sort(key=lambda item: item[0])   # records of one key are merged in the export's order
-        self.writing = True
         if items:
+            self.writing = True
             imported = store.import_batch([item for _, item in items])
+            self.writing = False
+            # Counted once written (a failed write is not imported), and before the index
+            # rows are kept: an interrupt there said a whole stored batch was not.
+            report.records += len(items)
             report.new += imported.new
             self.on_records(imported)
-        report.records += len(items)        # counted once written: a failed write is not imported
         if self.failures:
+            self.writing = True
             store.import_failures(self.failures)
+            self.writing = False
             report.failures += len(self.failures)
-        self.writing = False
         self.lines, self.records, self.failures = [], [], []
 
     def _vouched(self, store: FingerprintStore, report: ImportReport,
