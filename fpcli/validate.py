@@ -154,11 +154,11 @@ def parse_tolerances(overrides: list[str]) -> dict[str, Tolerance]:
     """``["tempo_bpm=0.05", ...]`` applied to the defaults (the limit only)."""
     tolerances = dict(DEFAULT_TOLERANCES)
     for item in overrides:
-        name, equals, text = item.partition("=")
+        name, _, text = item.partition("=")
         if name not in tolerances:
             raise ParameterError(f"{item!r}: {name!r} is not a streaming dimension ({', '.join(STREAMING_DIMS)})",
                                  "tolerances")
-        if not equals:   # it said "'' is not a number"
+        if not text.strip():   # it said "'' is not a number" (for "tempo_bpm" and "tempo_bpm=")
             raise ParameterError(f"{item!r}: write METRIC=LIMIT, e.g. {name}={DEFAULT_TOLERANCES[name].limit:g}",
                                  "tolerances")
         try:

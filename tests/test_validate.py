@@ -167,6 +167,8 @@ def test_bad_tolerance_override():
         parse_tolerances(["tempo_bpm=fast"])
     with pytest.raises(ParameterError, match="'tempo_bpm': write METRIC=LIMIT, e.g. tempo_bpm=0.02"):
         parse_tolerances(["tempo_bpm"])   # it said "'' is not a number"
+    with pytest.raises(ParameterError, match="'tempo_bpm=': write METRIC=LIMIT"):
+        parse_tolerances(["tempo_bpm="])
     for limit in ("inf", "nan", "-1"):   # the library refuses what the command line does
         with pytest.raises(ParameterError, match="a finite number >= 0"):
             parse_tolerances([f"tempo_bpm={limit}"])
