@@ -674,3 +674,31 @@ def test_a_file_written_while_followed_is_not_stored(tmp_path, monkeypatch):
     with FingerprintStore.open(tmp_path / "s") as store:
         assert [r.streaming.seconds for r in store.records()] == [2.0]   # the snapshot before it: a preview
         assert not next(iter(store.records())).complete
+
+
+def test_an_interrupt_after_the_followed_file_changed_says_so(tmp_path, monkeypatch):
+    """It said "what was heard is stored" of a file whose snapshots after its change
+    were not stored."""
+    import fpcli.live
+
+    track = write(tmp_path / "rec.wav", synth.music_like(8.0, 22050, seed=4), 22050)
+    real_follow = fpcli.live.follow
+
+    def follow_while_written(reader, label, **options):
+        keep = options["keep"]
+
+        def keep_then_stop(result):
+            if result.streaming.seconds > 2.5:
+                with open(track, "ab") as handle:
+                    handle.write(b"\0" * 4410)
+            keep(result)
+            if result.streaming.seconds > 4.5:
+                raise KeyboardInterrupt
+        return real_follow(reader, label, **{**options, "keep": keep_then_stop})
+
+    monkeypatch.setattr(fpcli.live, "follow", follow_while_written)
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "analyze", str(track), "--every", "2"])
+    assert result.exit_code == 130, result.output
+    said = " ".join(result.stderr.split())
+    assert "interrupted: the file was changed while it was analysed" in said and "what was heard before is stored" \
+        in said, said

@@ -269,8 +269,11 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
             reporter.event("track", result)
             raise typer.Exit(EXIT_SOME_FAILED) from None
         except KeyboardInterrupt:
-            note("[yellow]interrupted:[/yellow]", "what was heard is stored" if stored else
-                 "nothing stored" + (" (nothing measurable was heard)" if storing else ""))
+            kept = "what was heard is stored" if stored else \
+                "nothing stored" + (" (nothing measurable was heard)" if storing else "")
+            if changed:   # said "what was heard is stored" of a file whose later snapshots were not
+                kept = f"{changed[0].error}; " + ("what was heard before is stored" if stored else "nothing stored")
+            note("[yellow]interrupted:[/yellow]", kept)
             raise typer.Exit(EXIT_INTERRUPTED) from None
     if changed:
         reporter.event("track", dataclasses.replace(changed[0], path=label))
