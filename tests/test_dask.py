@@ -521,3 +521,27 @@ def _events(store, paths, options):
     events = []
     run_library(paths, store, options, lambda kind, payload: events.append((kind, payload)))
     return events
+
+
+def test_a_scheduler_lost_mid_run_is_one_clear_error(monkeypatch):
+    """The scheduler stopped mid-run: each running file failed with Dask's own words
+    ("FutureCancelledError: ... scheduler-connection-lost.\\nClient lost ..."), Dask
+    logged its failed reconnection, and a 60-line traceback ("ConnectionPool is
+    closed") ended the run without a summary. It is now one error naming the scheduler."""
+    import functools
+
+    import fpcli.executors.dask as dask_executor
+
+    monkeypatch.setattr(dask_executor, "CLOCK_S", 0.2)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=50) as local:
+        address = local.scheduler_address
+        calls = [(f"t{i}", functools.partial(_sleep_then, i, 1.0)) for i in range(6)]
+        outcomes = []
+        started = time.monotonic()
+        with pytest.raises(FpcliError, match=f"lost the Dask scheduler at {address}"):
+            for label, outcome in dask_executor.run_on_dask(calls, address, timeout_s=60.0):
+                outcomes.append((label, outcome))
+                if len(outcomes) == 1:
+                    local.sync(local.scheduler.close)   # the scheduler stops
+        assert outcomes == [("t0", 0)] and time.monotonic() - started < 60

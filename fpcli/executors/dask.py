@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import os
 import threading
 import time
@@ -224,7 +225,7 @@ def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str, 
         client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise FpcliError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-    with client:
+    with client, _scheduler_loss_said(client, scheduler):
         _wait_for_a_worker(client, scheduler)
         flight = _Flight(client, iter(calls), as_completed(loop=client.loop))
         flight.submit(IN_FLIGHT_PER_WORKER * max(sum(client.nthreads().values()), 1))
@@ -246,7 +247,10 @@ def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str, 
                 time.sleep(POLL_S)
             for future in done:
                 if future.key in flight.labels:   # else timed out and reported already
-                    yield flight.finish(future.key), _outcome(future)
+                    outcome = _outcome(future)
+                    if _cancelled_by_a_lost_scheduler(outcome):
+                        raise SchedulerLost(scheduler)
+                    yield flight.finish(future.key), outcome
 
 
 @dataclasses.dataclass
@@ -455,4 +459,43 @@ def _outcome(future) -> Any:
     try:
         return future.result()
     except Exception as exc:  # the task failed on every try, or its workers kept dying
+        if getattr(exc, "reason", None) == LOST_SCHEDULER:   # distributed's FutureCancelledError
+            return LOST_SCHEDULER, str(exc)
         return "DaskTaskFailed", f"{type(exc).__name__}: {exc}"
+
+
+LOST_SCHEDULER = "scheduler-connection-lost"   # why distributed cancels every future of a client cut off
+
+
+def _cancelled_by_a_lost_scheduler(outcome: Any) -> bool:
+    return isinstance(outcome, tuple) and len(outcome) == 2 and outcome[0] == LOST_SCHEDULER
+
+
+class SchedulerLost(FpcliError):
+    """The client lost its scheduler mid-run: each running file failed with Dask's own
+    words ("FutureCancelledError: ... scheduler-connection-lost.\\nClient lost ..."), then
+    a traceback ("ConnectionPool is closed") ended the run without a summary."""
+
+    def __init__(self, scheduler: str) -> None:
+        super().__init__(f"lost the Dask scheduler at {scheduler} (stopped, or the network to it cut): the "
+                         "tracks reported before are stored; run again when it is back to resume")
+
+
+@contextlib.contextmanager
+def _scheduler_loss_said(client: Any, scheduler: str) -> Iterator[None]:
+    """``SchedulerLost`` for whatever the client raises once it is cut off from its
+    scheduler (a closed connection pool, a closed comm), and Dask's own log line of
+    its failed reconnection kept off the user's screen (the error says it)."""
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except SchedulerLost:
+        raise
+    except Exception:
+        if client.status in ("running", "connecting", "newly-created"):
+            raise
+        raise SchedulerLost(scheduler) from None
+    finally:
+        logger.setLevel(level)
