@@ -545,3 +545,12 @@ def test_a_scheduler_lost_mid_run_is_one_clear_error(monkeypatch):
                 if len(outcomes) == 1:
                     local.sync(local.scheduler.close)   # the scheduler stops
         assert outcomes == [("t0", 0)] and time.monotonic() - started < 60
+
+
+def test_an_inproc_scheduler_on_the_command_line_is_a_usage_error(tmp_path):
+    """`--scheduler inproc://x` gave a traceback after 31 s ("not enough values to
+    unpack"): a command is never inside the process of such a cluster."""
+    song = write(tmp_path / "s.flac", synth.music_like(2.0, 22050, seed=1), 22050)
+    refused = runner.invoke(app, ["--store", "redis://127.0.0.1:1/0", "analyze", str(song), "--executor", "dask",
+                                  "--scheduler", "inproc://x"])
+    assert refused.exit_code == 2 and "inproc:// names a cluster inside one Python process" in refused.stderr

@@ -128,6 +128,11 @@ def run_options(*, executor: str, scheduler: str | None, path_map: list[str] | N
         raise typer.BadParameter(f"{executor!r}: local or dask", param_hint="--executor")
     if executor == "dask" and not scheduler:
         raise typer.BadParameter("--executor dask needs --scheduler tcp://HOST:PORT", param_hint="--scheduler")
+    if scheduler and scheduler.lower().startswith("inproc://"):
+        # A cluster inside one process (the library's LocalCluster(processes=False)), which
+        # a command never is in: a traceback after 30 s, from inside Dask.
+        raise typer.BadParameter(f"{scheduler!r}: inproc:// names a cluster inside one Python process; give the "
+                                 "scheduler's tcp://HOST:PORT", param_hint="--scheduler")
     if executor != "dask":
         _refuse_dask_options(scheduler=scheduler, path_map=path_map)
     else:
