@@ -554,3 +554,22 @@ def test_an_inproc_scheduler_on_the_command_line_is_a_usage_error(tmp_path):
     refused = runner.invoke(app, ["--store", "redis://127.0.0.1:1/0", "analyze", str(song), "--executor", "dask",
                                   "--scheduler", "inproc://x"])
     assert refused.exit_code == 2 and "inproc:// names a cluster inside one Python process" in refused.stderr
+
+
+def test_a_redis_password_given_in_the_environment_reaches_the_workers(cluster, library, tmp_path, monkeypatch):
+    """FPCLI_REDIS_PASSWORD on the client (the README's Dask example) never reached the
+    workers, whose environment is their own: every file failed "authentication failed"
+    after 15 s of retries. (These workers started before the variable was set.)"""
+    from tests.conftest import RedisServer
+
+    server = RedisServer(tmp_path / "auth", password="s3 cr@t")
+    try:
+        monkeypatch.setenv("FPCLI_REDIS_PASSWORD", "s3 cr@t")
+        url = f"redis://127.0.0.1:{server.port}/0"
+        with FingerprintStore.open(url) as store:
+            summary = run_library([str(library)], store, RunOptions(executor="dask",
+                                                                   scheduler=cluster.scheduler_address))
+            assert (summary.analysed, summary.failed) == (6, 1)   # the broken file
+            assert len(list(store.records())) == 6
+    finally:
+        server.stop()

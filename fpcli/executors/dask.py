@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from fpcli.memory import keep_buffers_on_heap
 from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, StoreSpec, is_redis_url
 from fpcli.store.records import ACCESS_ERROR_TYPE, entry_file, entry_identity_keys, os_reason, resolve, stat_regular
+from fpcli.store.redis_address import RedisAddress
 
 IN_FLIGHT_PER_WORKER = 4   # tasks submitted ahead per worker thread (bounds the client's memory)
 TASK_RETRIES = 2           # Dask re-runs a task that raised; a lost worker's tasks are rescheduled anyway
@@ -197,6 +199,7 @@ def analyse_on_dask(jobs: list[tuple[str, FileIdentity]], scheduler: str, spec: 
     if not (is_redis_url(spec.location) or os.path.isabs(spec.location or "")):
         raise FpcliError("a Dask cluster needs a store its workers can reach: a Redis store (redis://...) "
                          "or an absolute path on shared storage")
+    spec = _for_workers(spec)
     calls = [(path, functools.partial(compute_and_keep, path, path_map.to_worker(path, identity.path), identity,
                                       spec, want))
              for path, identity in jobs]
@@ -205,6 +208,21 @@ def analyse_on_dask(jobs: list[tuple[str, FileIdentity]], scheduler: str, spec: 
             on_not_stored(outcome)
             outcome = outcome.result
         yield failed(path, *outcome) if isinstance(outcome, tuple) else outcome
+
+
+def _for_workers(spec: StoreSpec) -> StoreSpec:
+    """``spec`` as the workers open it: a Redis password the client took from
+    FPCLI_REDIS_PASSWORD goes with it, in its URL, as one written there does. Workers
+    do not share the client's environment: each file failed "authentication failed"
+    after 15 s of retries, the README's own example among them."""
+    location = spec.resolved().location or ""
+    password = os.environ.get("FPCLI_REDIS_PASSWORD")
+    if not (is_redis_url(location) and password) or RedisAddress.parse(location).password is not None:
+        return spec
+    scheme, _, rest = location.partition("://")
+    user, at, host = rest.rpartition("@")
+    return dataclasses.replace(spec, location=f"{scheme}://{user if at else ''}:{urllib.parse.quote(password, safe='')}"
+                                              f"@{host}")
 
 
 def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str, *,
