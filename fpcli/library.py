@@ -20,7 +20,7 @@ from fpcli.executors.local import Task, run_tasks
 from fpcli.params import AnalysisParams
 from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.scan import scan
-from fpcli.store import FileIdentity, FingerprintStore, Record
+from fpcli.store import FileIdentity, FingerprintStore, Record, is_redis_url
 from fpcli.store.records import ACCESS_ERROR_TYPE
 
 
@@ -257,6 +257,20 @@ def _heard(previous: Record | None) -> float:
     return sum(confidence.values()) / len(confidence) if confidence else 0.0
 
 
+def _check_shared(store: FingerprintStore, path: str, params_key: str) -> None:
+    """FpcliError unless the record a Dask worker stored for ``path`` is in ``store``: a
+    folder store the workers do not share (another machine's folder of that name) took
+    every result, and the run said "analysed 10, failed 0" with nothing stored here."""
+    try:
+        found = store.record_for_path(path, params_key) is not None
+    except OSError:   # the file is gone meanwhile: nothing to tell by
+        return
+    if not found:
+        raise FpcliError(f"the Dask workers store their results where this machine does not see them: "
+                         f"{store.location} is not a folder they share with it (give a Redis store, redis://..., "
+                         "or a folder on storage every worker and this machine mount at that path)")
+
+
 def analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
                 store: FingerprintStore) -> Generator[TrackResult, None, None]:
     """Results of files the store cannot answer ((path, identity) from ``look_up``), in
@@ -268,9 +282,13 @@ def analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
         if not options.scheduler:
             raise FpcliError("the Dask executor needs a scheduler address (tcp://HOST:PORT)")
         identities = dict(todo)
+        shared = is_redis_url(store.location)   # a folder: seen shared once a worker's record is found here
         for result in analyse_on_dask(todo, options.scheduler, store.spec, options.want,
                                       PathMap.parse(list(options.path_map)), options.timeout_s,
                                       lambda refusal: not_stored(store, refusal.reason, full=refusal.full)):
+            if not shared and not result.failed and not store.unsaved:
+                _check_shared(store, result.path, options.params.key())
+                shared = True
             if result.error_type == TIMEOUT_ERROR_TYPE:
                 # Workers keep what they compute; a time limit is the client's verdict, and
                 # recorded as a local one is (a later result of the worker's thread, if it

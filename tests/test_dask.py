@@ -573,3 +573,21 @@ def test_a_redis_password_given_in_the_environment_reaches_the_workers(cluster, 
             assert len(list(store.records())) == 6
     finally:
         server.stop()
+
+
+def test_a_folder_store_the_workers_do_not_share_is_said_so(library, tmp_path, monkeypatch):
+    """A folder store that the workers see as another folder (another machine's of that
+    name) took every result: "analysed 6, failed 0", exit 0, and nothing stored here,
+    run after run. The first result not found in the client's store stops the run.
+    (Workers of another machine are played by results computed and not kept here.)"""
+    import fpcli.executors.dask as dask_executor
+    from fpcli.analyze import compute
+
+    def elsewhere(jobs, scheduler, spec, want, path_map, timeout_s=None, on_not_stored=None):
+        for path, identity in jobs:
+            yield compute(path, want, identity)[1]
+
+    monkeypatch.setattr(dask_executor, "analyse_on_dask", elsewhere)
+    with FingerprintStore.open(tmp_path / "store") as store:
+        with pytest.raises(FpcliError, match="is not a folder they share with it"):
+            run_library([str(library)], store, RunOptions(executor="dask", scheduler="tcp://127.0.0.1:1"))
