@@ -18,7 +18,7 @@ from fpcli.errors import FpcliError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.executors.local import Task, run_tasks
 from fpcli.params import AnalysisParams
-from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
+from fpcli.results import TIMEOUT_ERROR_TYPE, WORKER_CRASHED, TrackResult
 from fpcli.scan import scan
 from fpcli.store import FileIdentity, FingerprintStore, Record, is_redis_url
 from fpcli.store.records import ACCESS_ERROR_TYPE
@@ -289,10 +289,11 @@ def analyse_all(todo: list[tuple[str, FileIdentity]], options: RunOptions,
             if not shared and not result.failed and not store.unsaved:
                 _check_shared(store, result.path, options.params.key())
                 shared = True
-            if result.error_type == TIMEOUT_ERROR_TYPE:
+            if result.error_type in (TIMEOUT_ERROR_TYPE, WORKER_CRASHED):
                 # Workers keep what they compute; a time limit is the client's verdict, and
                 # recorded as a local one is (a later result of the worker's thread, if it
-                # finishes, still serves: a record outranks a failure).
+                # finishes, still serves: a record outranks a failure), as is a crash of
+                # every worker that ran it, which no worker lived to record.
                 result = keep(store, result.path, identities[result.path], result, options.timeout_s)
             yield result
         return

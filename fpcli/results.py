@@ -11,6 +11,7 @@ from fpcli.params import FINGERPRINT_VERSION
 
 TIMEOUT_ERROR_TYPE = "Timeout"  # a result's error_type when the analysis outran the run's time limit
 INTERNAL_ERROR_TYPE = "InternalError"  # a result's error_type for a fault of fpcli's, not of the file
+WORKER_CRASHED = "WorkerCrashed"  # the process analysing the file died (a decoder's crash, the OOM killer)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -591,3 +591,32 @@ def test_a_folder_store_the_workers_do_not_share_is_said_so(library, tmp_path, m
     with FingerprintStore.open(tmp_path / "store") as store:
         with pytest.raises(FpcliError, match="is not a folder they share with it"):
             run_library([str(library)], store, RunOptions(executor="dask", scheduler="tcp://127.0.0.1:1"))
+
+
+def test_a_file_whose_workers_all_died_on_dask_is_a_recorded_crash(library, tmp_path, monkeypatch):
+    """A file that killed every worker that ran it (KilledWorker) said Dask's text and
+    was not recorded: the next run killed as many workers again. It is a crash, said
+    and recorded as a local run records one (skipped until it changes)."""
+    import types
+
+    from distributed.scheduler import KilledWorker
+
+    import fpcli.executors.dask as dask_executor
+    from fpcli.analyze import failed
+
+    class Dead:
+        def result(self):
+            raise KilledWorker("fpcli-x", types.SimpleNamespace(address="tcp://w:1"), 3)
+
+    kind, message = dask_executor._outcome(Dead())
+    assert (kind, message) == ("WorkerCrashed", "the analysis process died on each of the Dask workers that ran "
+                                                "it (4): out of memory, a decoder's crash, or killed from outside")
+
+    def crashing(jobs, scheduler, spec, want, path_map, timeout_s=None, on_not_stored=None):
+        for path, _ in jobs:
+            yield failed(path, kind, message)
+
+    monkeypatch.setattr(dask_executor, "analyse_on_dask", crashing)
+    with FingerprintStore.open(tmp_path / "store") as store:
+        run_library([str(library / "t0.flac")], store, RunOptions(executor="dask", scheduler="tcp://127.0.0.1:1"))
+        assert [(f.error_type, f.message) for f in store.failures()] == [(kind, message)]

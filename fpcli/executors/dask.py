@@ -26,7 +26,7 @@ from typing import Any
 from fpcli.analyze import Want, compute, failed, keep
 from fpcli.errors import FpcliError, ParameterError, StoreError, StoreFullError, StoreReadOnlyError
 from fpcli.memory import keep_buffers_on_heap
-from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
+from fpcli.results import TIMEOUT_ERROR_TYPE, WORKER_CRASHED, TrackResult
 from fpcli.store import FileIdentity, FingerprintStore, StoreSpec, is_redis_url
 from fpcli.store.records import ACCESS_ERROR_TYPE, entry_file, entry_identity_keys, os_reason, resolve, stat_regular
 from fpcli.store.redis_address import RedisAddress
@@ -479,6 +479,14 @@ def _outcome(future) -> Any:
     except Exception as exc:  # the task failed on every try, or its workers kept dying
         if getattr(exc, "reason", None) == LOST_SCHEDULER:   # distributed's FutureCancelledError
             return LOST_SCHEDULER, str(exc)
+        if type(exc).__name__ == "KilledWorker":
+            # Every worker that ran it died (a decoder's crash, the OOM killer): a crash, as
+            # a local run says and records it. It was Dask's text, unrecorded, and the next
+            # run killed as many workers again.
+            tries = getattr(exc, "allowed_failures", None)
+            return WORKER_CRASHED, ("the analysis process died on each of the Dask workers that ran it"
+                                    + (f" ({tries + 1})" if isinstance(tries, int) else "")
+                                    + ": out of memory, a decoder's crash, or killed from outside")
         return "DaskTaskFailed", f"{type(exc).__name__}: {exc}"
 
 

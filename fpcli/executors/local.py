@@ -25,7 +25,7 @@ from typing import Any
 
 from fpcli.errors import FpcliError
 from fpcli.memory import keep_buffers_on_heap
-from fpcli.results import INTERNAL_ERROR_TYPE, TIMEOUT_ERROR_TYPE
+from fpcli.results import INTERNAL_ERROR_TYPE, TIMEOUT_ERROR_TYPE, WORKER_CRASHED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +168,7 @@ class WorkerPool:
                         yield task, outcome
                         continue
                 if worker.process.sentinel in ready or not worker.process.is_alive():
-                    yield task, ("WorkerCrashed", _death(worker.process.exitcode))
+                    yield task, (WORKER_CRASHED, _death(worker.process.exitcode))
                     self._workers[index] = self._replace(worker)
                 elif time.monotonic() - worker.started > self.timeout_s:
                     yield task, (TIMEOUT_ERROR_TYPE, f"analysis took longer than {self.timeout_s:g} s")
