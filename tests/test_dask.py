@@ -254,6 +254,12 @@ def test_path_map_matches_relative_and_symlinked_client_paths(tmp_path, monkeypa
     assert PathMap().to_worker("music/b.flac#02") == str(tmp_path / "data" / "b.flac#02")
     with pytest.raises(ParameterError, match="WORKER_PREFIX must be an absolute path"):
         PathMap.parse(["music=mnt/music"])
+    # Nested prefixes: the longest decides, in any order (the first given won).
+    (tmp_path / "data" / "live").mkdir()
+    nested = [f"{tmp_path / 'data'}=/mnt/all", f"{tmp_path / 'data' / 'live'}=/mnt/live"]
+    for order in (nested, nested[::-1]):
+        assert PathMap.parse(order).to_worker(str(tmp_path / "data" / "live" / "a.flac")) == "/mnt/live/a.flac"
+        assert PathMap.parse(order).to_worker(str(tmp_path / "data" / "b.flac")) == "/mnt/all/b.flac"
 
 
 def test_killed_worker_costs_no_result(cluster, redis_url, tmp_path):

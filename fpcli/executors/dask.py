@@ -71,13 +71,15 @@ class PathMap:
         """Where a worker reads the client's file ``path`` (absolute, or relative to the
         client's working folder; ``resolved``: its symlink-free path when known, the
         store identity's): its absolute path, else its resolved one, rewritten by the
-        first pair whose client prefix starts it; with none, the resolved path itself.
-        Called on the client."""
+        pair of the longest client prefix that starts it, as mounts nest (/music and
+        /music/live: the first given won, and its order decided a run); with none, the
+        resolved path itself. Called on the client."""
         resolved = resolved or resolve(path)
         for candidate in dict.fromkeys((os.path.abspath(path), resolved)):
-            for local, remote in self.pairs:
-                if candidate.startswith(local):
-                    return remote + candidate[len(local):]
+            matching = [(local, remote) for local, remote in self.pairs if candidate.startswith(local)]
+            if matching:
+                local, remote = max(matching, key=lambda pair: len(pair[0]))
+                return remote + candidate[len(local):]
         return resolved
 
 
