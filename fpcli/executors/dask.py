@@ -259,10 +259,12 @@ def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str, 
                 yield flight.finish(key, cancel=True), late
             done = flight.running.next_batch(block=False)
             if not done and watch.workers_gone(client):
-                # Every worker is gone: the tasks would wait for one forever, silently.
-                reason = ("NoDaskWorker", f"no Dask worker left at {scheduler} for {WORKER_WAIT_S:g} s")
-                yield from ((label, reason) for label in flight.abandon())
-                return
+                # Every worker is gone: the tasks would wait for one forever, silently. One
+                # error for the cluster (each file left was "failed", exit 3, as if broken).
+                flight.abandon()
+                raise FpcliError(f"no Dask worker left at {scheduler} for {WORKER_WAIT_S:g} s: the tracks "
+                                 f"reported before are stored; start workers (dask worker {scheduler}) and run "
+                                 "again to resume")
             if not done:
                 time.sleep(POLL_S)
             for future in done:
