@@ -23,7 +23,7 @@ from fpcli.library import RunOptions, run_library
 from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.core import storing_optional
-from fpcli.store.records import Validation
+from fpcli.store.records import ACCESS_ERROR_TYPE, Validation
 
 DEFAULT_THRESHOLD = 0.95
 # The error_type of the failed result ``fpcli.library.run_library`` reports for a scan
@@ -479,8 +479,9 @@ def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
                   tolerances: Mapping[str, Tolerance], threshold: float,
                   store_verdict: bool) -> tuple[TrackValidation, Record | None]:
     if result.failed:
-        # A missing path is not a file that failed to decode (as in fpcli analyze: "not analysable").
-        status = "not_analysable" if result.error_type == SCAN_PROBLEM else \
+        # A missing path is not a file that failed to decode (as in fpcli analyze: "not analysable"),
+        # nor is one that cannot be read (a Dask worker's copy missing: "failed to decode 10").
+        status = "not_analysable" if result.error_type in (SCAN_PROBLEM, ACCESS_ERROR_TYPE) else \
             "timed_out" if result.error_type == TIMEOUT_ERROR_TYPE else "error"  # a timeout: not the file's fault
         return TrackValidation(result.path, status, error=result.error), None
     try:

@@ -464,3 +464,16 @@ def test_an_interrupt_of_the_partial_streams_keeps_the_comparison(small_library,
     assert report.to_json()["partial_interrupted"] is True
     assert exit_code(report, None) == 130
     assert "the report covers the 2 tracks compared; the --partial streams were stopped" in capsys.readouterr().err
+
+
+def test_a_file_that_cannot_be_read_is_not_analysable_not_failed_to_decode(tmp_path):
+    """A Dask worker's copy missing (`--path-map` to nowhere) was "failed to decode 10";
+    a path that cannot be read is "not analysable", as the help says of a missing one."""
+    from fpcli.analyze import failed
+    from fpcli.store.records import ACCESS_ERROR_TYPE
+    from fpcli.validate import DEFAULT_THRESHOLD, DEFAULT_TOLERANCES, _validate_one
+
+    unreadable = failed("/m/a.flac", ACCESS_ERROR_TYPE, "no such file or folder on the worker, as /w/a.flac")
+    with FingerprintStore.open(tmp_path / "s") as store:
+        track, record = _validate_one(store, unreadable, "v5-x", DEFAULT_TOLERANCES, DEFAULT_THRESHOLD, True)
+    assert (track.status, record) == ("not_analysable", None)
