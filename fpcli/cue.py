@@ -208,6 +208,7 @@ class FolderSheets:
     images: set[str] = dataclasses.field(default_factory=set)
     sheets: set[str] = dataclasses.field(default_factory=set)
     errors: list[CueError] = dataclasses.field(default_factory=list)
+    shadowed: set[str] = dataclasses.field(default_factory=set)   # sheets whose images another one split
 
 
 def cue_tracks_of_folder(folder: str, names: list[str]) -> FolderSheets:
@@ -218,7 +219,12 @@ def cue_tracks_of_folder(folder: str, names: list[str]) -> FolderSheets:
     images whole."""
     resolve = _image_resolver(names)
     found = FolderSheets()
-    for name in sorted(n for n in names if n.lower().endswith(CUE_EXTENSION)):
+    # Of two sheets of one image, the one named as the image is (album.cue for
+    # album.flac) splits it, then the first by name: "album (old).cue" sorted first and
+    # won over album.cue. The other is counted as such by the scan.
+    stems = {os.path.splitext(n)[0] for n in names if not n.lower().endswith(CUE_EXTENSION)}
+    sheets = [n for n in names if n.lower().endswith(CUE_EXTENSION)]
+    for name in sorted(sheets, key=lambda n: (os.path.splitext(n)[0] not in stems, n)):
         sheet = os.path.join(folder, name)
         try:
             # A sheet whose image is not here adds nothing, without a word: a sheet left
@@ -268,11 +274,14 @@ def _add_sheet(found: FolderSheets, sheet: str, name: str, folder: str, files: d
     ``found`` (an image another sheet split is left to it), all or none: a CueError for
     a track past its image's end adds nothing."""
     taken = []
-    for image, image_tracks in files.items():
-        if len(image_tracks) >= 2 and image not in found.images:
+    splits = [image for image, image_tracks in files.items() if len(image_tracks) >= 2]
+    for image in splits:
+        if image not in found.images:
             path = os.path.join(folder, image)
-            _check_within(sheet, path, image_tracks)
-            taken.append((image, [dataclasses.replace(t, image=path) for t in image_tracks]))
+            _check_within(sheet, path, files[image])
+            taken.append((image, [dataclasses.replace(t, image=path) for t in files[image]]))
+    if splits and not taken:
+        found.shadowed.add(name)
     for image, tracks in taken:
         found.images.add(image)
         found.sheets.add(name)

@@ -27,6 +27,7 @@ SKIP_MARKERS = (".nomedia", ".notmusic")
 # A name of a file already taken under another (a link to it, or it named twice): left
 # out and counted, as a folder reached twice is (it vanished from the run unsaid).
 SAME_FILE = "same file by another name"
+SHADOWED_SHEET = ".cue (its image split by another sheet)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +111,7 @@ class _Sheets:
     images: set[str] = dataclasses.field(default_factory=set)
     names: set[str] = dataclasses.field(default_factory=set)
     bad: set[str] = dataclasses.field(default_factory=set)
+    shadowed: set[str] = dataclasses.field(default_factory=set)   # usable, but their images another one split
 
 
 # An ignore file's rules as a walk applies them: (base, rules, lead), a path matched as
@@ -221,6 +223,7 @@ class _Walker:
         if used:
             found = cue_tracks_of_folder(folder or ".", names)
             sheets.tracks, sheets.images, sheets.names = found.tracks, found.images, found.sheets
+            sheets.shadowed = found.shadowed
             for error in found.errors:
                 self.result.problems.append(ScanProblem(error.path, str(error)))
                 sheets.bad.add(os.path.basename(error.path))
@@ -393,6 +396,8 @@ class _Walker:
                 continue
             elif name in sheets:
                 self.result.ignored[".cue (tracks listed)"] += 1
+            elif name in found.shadowed:   # counted as a junk .cue, it left the user no clue
+                self.result.ignored[SHADOWED_SHEET] += 1
             elif extension in AUDIO_EXTENSIONS:
                 self.add(path, real_folder)
             else:

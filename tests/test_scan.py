@@ -334,6 +334,18 @@ def test_an_album_image_followed_with_every_is_refused_not_stored_as_a_track(tmp
     assert [os.path.basename(json.loads(line)["path"]) for line in listed] == ["Album Image.flac#03"]
 
 
+def test_of_two_sheets_of_one_image_the_one_named_as_it_splits_it_and_the_other_is_counted(tmp_path):
+    """"Album Image (old).cue" sorted before "Album Image.cue" and split the image, and
+    the summary counted the one left as any junk .cue."""
+    image, _ = _album(tmp_path / "album")
+    (tmp_path / "album" / "Album Image (old).cue").write_text(
+        'FILE "Album Image.flac" WAVE\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
+        '  TRACK 02 AUDIO\n    INDEX 01 00:04:00\n')
+    found = scan([tmp_path / "album"])
+    assert found.files == [f"{image}#{n:02d}" for n in (1, 2, 3)]   # the sheet named as the image: 3 tracks
+    assert found.ignored == {".cue (tracks listed)": 1, ".cue (its image split by another sheet)": 1}
+
+
 def test_an_album_image_reached_through_a_link_is_its_tracks(tmp_path):
     """A link to the image, beside it or in another folder, walked or named, stood for
     the whole image: one more track, and a search hit for the image's own track."""
