@@ -453,6 +453,8 @@ def test_a_scheduler_address_without_a_port_is_a_usage_error_and_nothing_to_do_n
     started = time.monotonic()
     with pytest.raises(ParameterError, match="not a scheduler address"):
         list(dask_executor.run_on_dask([("x", functools.partial(_sleep_then, 1, 0.0))], "nonsense"))
+    with pytest.raises(ParameterError, match="the port must be a number from 1 to 65535"):   # tried 15 s
+        list(dask_executor.run_on_dask([("x", functools.partial(_sleep_then, 1, 0.0))], "tcp://127.0.0.1:99999"))
     assert time.monotonic() - started < 5
     assert list(dask_executor.run_on_dask([], "tcp://127.0.0.1:1")) == []
     song = write(tmp_path / "s.flac", synth.music_like(2.0, 22050, seed=1), 22050)

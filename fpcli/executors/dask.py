@@ -345,8 +345,9 @@ def _check_address(scheduler: str) -> None:
 
     try:
         scheme, location = parse_address(scheduler)
-        if scheme in ("tcp", "tls"):
-            parse_host_port(location)
+        if scheme in ("tcp", "tls") and not 0 < parse_host_port(location)[1] < 65536:
+            # Port 99999 was tried for 15 s, then "timed out"; a mistyped port is a usage error.
+            raise ValueError("the port must be a number from 1 to 65535")
     except ValueError as exc:
         raise ParameterError(f"{scheduler!r}: not a scheduler address such as tcp://host:8786 ({exc})",
                              "scheduler") from None
