@@ -115,7 +115,9 @@ def _entries_of(path: str) -> dict[str, list[tuple[int, str | None]]]:
     except OSError as exc:
         raise CueError(path, f"cannot read the CUE sheet: {exc.strerror or exc}") from None
     if len(raw) > MAX_SHEET_BYTES:
-        raise CueError(path, "not a CUE sheet (larger than 1 MiB)")
+        # No sheet is that large: any file of that name, as a small one without FILE
+        # lines is (it was a problem, exit 3 on every run, where a small one was ignored).
+        return {}
     text = _decode(raw)
     files: dict[str, list[tuple[int, str | None]]] = {}
     current: list[tuple[int, str | None]] | None = None

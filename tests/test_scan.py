@@ -346,6 +346,16 @@ def test_of_two_sheets_of_one_image_the_one_named_as_it_splits_it_and_the_other_
     assert found.ignored == {".cue (tracks listed)": 1, ".cue (its image split by another sheet)": 1}
 
 
+def test_a_file_named_cue_too_large_for_a_sheet_is_ignored_as_a_small_one_is(tmp_path):
+    """2 MB of random bytes named random.cue failed every run ("not a CUE sheet (larger
+    than 1 MiB)", exit 3), where a small file of junk named so is ignored."""
+    song = write(tmp_path / "a.flac", synth.sine(440, 0.2, SR), SR)
+    (tmp_path / "random.cue").write_bytes(os.urandom(2_000_000))
+    (tmp_path / "small.cue").write_bytes(os.urandom(2_000))
+    found = scan([tmp_path])
+    assert (found.files, found.problems, found.ignored) == ([song], [], {".cue": 2})
+
+
 def test_an_album_image_reached_through_a_link_is_its_tracks(tmp_path):
     """A link to the image, beside it or in another folder, walked or named, stood for
     the whole image: one more track, and a search hit for the image's own track."""
