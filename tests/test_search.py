@@ -270,25 +270,6 @@ def _stored_cue_album(store, tmp_path, track_s):
     return album
 
 
-def test_an_image_analysed_whole_before_its_sheet_split_it_is_no_hit_and_is_pruned(store, tmp_path):
-    """An image analysed whole (its sheet unusable then, or left out) kept its record
-    once the sheet was fixed: `cache prune` kept it, and a search of its own track
-    ranked the whole image first, while searching the image itself is refused."""
-    from fpcli.store import prune
-
-    album = _stored_cue_album(store, tmp_path, track_s=3)
-    sheet = (album / "album.cue").read_text()
-    (album / "album.cue").write_text(sheet.replace("INDEX 01 00:00:00", "INDX 01 00:00:00"))
-    run_library([str(album)], store, RunOptions())        # unusable: the image analysed whole
-    (album / "album.cue").write_text(sheet)
-    whole = str(album / "album.flac")
-    assert whole in {seen.path for record in store.records() for seen in record.paths}
-    result = search(store, str(album / "album.flac#01"), k=20)
-    assert whole not in [hit.path for hit in result.hits]
-    assert (whole, "a CUE sheet splits it into tracks now: its tracks are the hits") in result.skipped
-    assert [(p.path, p.reason) for p in prune(store, dry_run=True)] == [(whole, "split into tracks")]
-
-
 def test_accurate_ranks_cue_sheet_tracks_too(store, library, tmp_path):
     """A CUE track (``album.flac#01``) is no file of that name: a filter on existing
     files left every one out of the accurate ranking."""

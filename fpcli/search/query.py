@@ -38,7 +38,6 @@ DUPLICATE_SLACK = 10     # extra hits asked for so that dropping duplicates stil
 STRATEGIES = ("fast", "accurate", "batch", "auto")
 GONE = "no such file or folder"  # why a hit whose every file is gone was skipped (as a failed look-up says it)
 CHANGED = "changed since it was analysed"  # ... or whose file is another one now (rewritten, or a folder)
-SPLIT = "a CUE sheet splits it into tracks now: its tracks are the hits"   # ... or that is an album image now
 
 
 class WeightsError(SearchError, ParameterError):
@@ -540,9 +539,7 @@ def _retimed(store: FingerprintStore, record: Record, path: str) -> Callable[[in
 
 def gone_reason(path: str) -> str:
     """Why a stored path is no file of its record any more."""
-    if not os.path.lexists(entry_file(path)[0]):
-        return GONE
-    return SPLIT if not is_entry(path) and album_image_of(path) is not None else CHANGED
+    return GONE if not os.path.lexists(entry_file(path)[0]) else CHANGED
 
 
 def _weights_of_no_streaming_dim(group_weights: dict[str, float]) -> list[str]:

@@ -67,7 +67,7 @@ Progress = Callable[[int], None]
 @dataclasses.dataclass(frozen=True)
 class Pruned:
     path: str
-    reason: str  # gone, changed, split into tracks, or "failure: gone" ...
+    reason: str  # gone, changed, or "failure: gone" ...
 
 
 def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress = lambda n: None) -> list[Pruned]:

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from fpcli.cue import album_image_of, salted, track_of_entry
+from fpcli.cue import salted, track_of_entry
 from fpcli.errors import ParameterError
 from fpcli.files import special_file_kind
 from fpcli.fingerprint import Fingerprint
@@ -159,22 +159,19 @@ def resolve_all(paths: Iterable[str | os.PathLike[str]], folders: dict[str, str]
 
 
 GONE_FILE, CHANGED_FILE = "gone", "changed"
-# A file analysed whole that a CUE sheet now splits into tracks (the sheet was unusable
-# then, or left out): its tracks are the tracks, and the whole stayed a search hit.
-SPLIT_FILE = "split into tracks"
 
 
 def stored_file_state(path: str, size: int, mtime_ns: int, digest: str | None = None,
                       content_key: str | None = None) -> str | None:
     """``file_state``'s verdict alone: None while the file of a stored path is still the
-    one analysed, else GONE_FILE, CHANGED_FILE or SPLIT_FILE."""
+    one analysed, else GONE_FILE or CHANGED_FILE."""
     return file_state(path, size, mtime_ns, digest, content_key).why
 
 
 @dataclasses.dataclass(frozen=True)
 class FileState:
     """What a stored path's file is now: ``why`` None while it is the one analysed,
-    else GONE_FILE, CHANGED_FILE or SPLIT_FILE; ``touched_ns`` its modification time now when only
+    else GONE_FILE or CHANGED_FILE; ``touched_ns`` its modification time now when only
     that moved (its bytes confirmed by the digest between two equal stats), which a
     record may take so that the file is not read whole again."""
 
@@ -206,8 +203,6 @@ def file_state(path: str, size: int, mtime_ns: int, digest: str | None = None,
     # left as it is, as a look-up leaves its record: taken for gone, prune dropped every
     # track of an album whose image was unreadable for a moment.
     if st.st_mtime_ns == mtime_ns:
-        if not salt and album_image_of(path) is not None:
-            return FileState(SPLIT_FILE)
         if not salt or content_key is None:
             return FileState(None)
         try:
