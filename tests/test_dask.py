@@ -3,6 +3,7 @@ with a real Redis store."""
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import signal
@@ -532,7 +533,7 @@ def _events(store, paths, options):
     return events
 
 
-def test_a_scheduler_lost_mid_run_is_one_clear_error(monkeypatch):
+def test_a_scheduler_lost_mid_run_is_one_clear_error(monkeypatch, caplog):
     """The scheduler stopped mid-run: each running file failed with Dask's own words
     ("FutureCancelledError: ... scheduler-connection-lost.\\nClient lost ..."), Dask
     logged its failed reconnection, and a 60-line traceback ("ConnectionPool is
@@ -544,6 +545,7 @@ def test_a_scheduler_lost_mid_run_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(dask_executor, "CLOCK_S", 0.2)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=50) as local:
+        caplog.set_level(logging.ERROR, logger="distributed.client")   # as a command's logging shows it
         address = local.scheduler_address
         calls = [(f"t{i}", functools.partial(_sleep_then, i, 1.0)) for i in range(6)]
         outcomes = []
@@ -554,6 +556,8 @@ def test_a_scheduler_lost_mid_run_is_one_clear_error(monkeypatch):
                 if len(outcomes) == 1:
                     local.sync(local.scheduler.close)   # the scheduler stops
         assert outcomes == [("t0", 0)] and time.monotonic() - started < 60
+        # Closing the cut-off client cancelled its reconnection, which logged a traceback.
+        assert [r.getMessage()[:60] for r in caplog.records if r.name == "distributed.client"] == []
 
 
 def test_an_inproc_scheduler_on_the_command_line_is_a_usage_error(tmp_path):
@@ -629,3 +633,15 @@ def test_a_file_whose_workers_all_died_on_dask_is_a_recorded_crash(library, tmp_
     with FingerprintStore.open(tmp_path / "store") as store:
         run_library([str(library / "t0.flac")], store, RunOptions(executor="dask", scheduler="tcp://127.0.0.1:1"))
         assert [(f.error_type, f.message) for f in store.failures()] == [(kind, message)]
+
+
+def test_an_empty_password_in_the_url_is_no_password_for_the_workers(monkeypatch):
+    """"redis://alice:@host" went to the workers as "alice::PASSWORD@host"."""
+    from fpcli.executors.dask import _for_workers
+    from fpcli.store import StoreSpec
+    from fpcli.store.redis_address import RedisAddress
+
+    monkeypatch.setenv("FPCLI_REDIS_PASSWORD", "p:w@d")
+    for url, user in (("redis://alice:@h:1/0", "alice"), ("redis://h:1/0", None), ("redis://bob@h:1/0", "bob")):
+        address = RedisAddress.parse(_for_workers(StoreSpec(url)).location or "")
+        assert (address.user, address.password, address.host, address.port) == (user, "p:w@d", "h", 1), url

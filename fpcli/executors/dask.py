@@ -222,9 +222,9 @@ def _for_workers(spec: StoreSpec) -> StoreSpec:
     if not (is_redis_url(location) and password) or RedisAddress.parse(location).password is not None:
         return spec
     scheme, _, rest = location.partition("://")
-    user, at, host = rest.rpartition("@")
-    return dataclasses.replace(spec, location=f"{scheme}://{user if at else ''}:{urllib.parse.quote(password, safe='')}"
-                                              f"@{host}")
+    userinfo, at, host = rest.rpartition("@")
+    user = userinfo.partition(":")[0] if at else ""   # "alice:@host": an empty password is none
+    return dataclasses.replace(spec, location=f"{scheme}://{user}:{urllib.parse.quote(password, safe='')}@{host}")
 
 
 def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str, *,
@@ -245,7 +245,9 @@ def run_on_dask(calls: Sequence[tuple[str, Callable[[], Any]]], scheduler: str, 
         client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise FpcliError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-    with client, _scheduler_loss_said(client, scheduler):
+    # The loss is said around the client's own exit: closing a client cut off from its
+    # scheduler cancels its reconnection, which logged a 35-line traceback.
+    with _scheduler_loss_said(client, scheduler), client:
         _wait_for_a_worker(client, scheduler)
         flight = _Flight(client, iter(calls), as_completed(loop=client.loop))
         flight.submit(IN_FLIGHT_PER_WORKER * max(sum(client.nthreads().values()), 1))
