@@ -272,9 +272,11 @@ def _stream_query(seconds: float | None) -> Record:
     def still_reading(snapshot: TrackResult) -> None:
         # A live stream piped in (a radio) may never end: the search waited for it
         # without a word. A file piped in is read in a second or two, and says nothing.
-        if not said and seconds is None and time.monotonic() - started > SLOW_QUERY_S:
+        heard = snapshot.streaming.seconds if snapshot.streaming else 0.0
+        at_a_mark = abs(heard / QUERY_CHECK_S - round(heard / QUERY_CHECK_S)) < 1e-6
+        # Not at a Ctrl-C, whose snapshot comes here too: "still reading" then was untrue.
+        if not said and seconds is None and at_a_mark and time.monotonic() - started > SLOW_QUERY_S:
             said.append(True)
-            heard = snapshot.streaming.seconds if snapshot.streaming else 0.0
             note("", f"{heard:.0f} s of the query stream heard, still reading: the search starts at its end "
                      "(--seconds N searches by its first N s)")
 
