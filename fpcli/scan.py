@@ -24,9 +24,9 @@ from fpcli.store.records import os_reason, resolve, stat_regular
 IGNORE_FILE = ".fpcliignore"
 MAX_IGNORE_BYTES = 64 << 20   # an ignore file is read whole: a bound on what a stray file costs
 SKIP_MARKERS = (".nomedia", ".notmusic")
-# A name of a file already taken under another (a link to it, or it named twice): left
-# out and counted, as a folder reached twice is (it vanished from the run unsaid).
-SAME_FILE = "same file by another name"
+# A file already taken, reached again (by a link to it, or named twice): left out and
+# counted, as a folder reached twice is (it vanished from the run unsaid).
+SAME_FILE = "same file reached twice"
 SHADOWED_SHEET = ".cue (its image split by another sheet)"
 
 

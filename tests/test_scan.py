@@ -559,8 +559,8 @@ def test_a_file_reached_by_several_names_is_listed_once_by_its_best_one(tmp_path
     other = write(tmp_path / "other.flac", synth.sine(660, 0.2, SR), SR)
     assert scan([folder, other, real]).files == [real, other]   # each keeps its place
     # The names left out are counted, as a folder reached twice is: they vanished unsaid.
-    assert scan([folder]).ignored_summary() == "ignored 2 files: same file by another name 2"
-    assert scan([given, folder, real]).ignored == {"same file by another name": 4}   # alink walked too
+    assert scan([folder]).ignored_summary() == "ignored 2 files: same file reached twice 2"
+    assert scan([given, folder, real]).ignored == {"same file reached twice": 4}   # alink walked too
     assert scan([real]).ignored_summary() == ""
 
 
