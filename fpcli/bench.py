@@ -395,7 +395,8 @@ def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2, redi
                         store.backend.delete_namespace()
                     shutil.rmtree(store.backend.index_dir, ignore_errors=True)
     return BenchResult(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=machine_facts(),
-                       library={"path": str(library) if library else "generated from sample_audio/",
+                       # Absolute: --library lib and --library /abs/lib are one library to --compare.
+                       library={"path": str(library.resolve()) if library else "generated from sample_audio/",
                                 "files": len(files), "decodable": len(decodable), "audio_s": audio,
                                 "store": "redis (temporary namespace)" if redis_url else "diskcache (temporary)"},
                        quick=quick, figures=figures)
@@ -583,23 +584,26 @@ def relative_change(before: float, after: float) -> float | None:
 def baseline_differences(result: BenchResult, earlier: dict[str, Any]) -> list[str]:
     """How the earlier result's run differs from this one, in words ([] when it does
     not): its mode, library and machine. A baseline of another library, mode or machine
-    was compared without a word, as if its absolute figures could be."""
+    was compared without a word, as if its absolute figures could be. A fact the
+    earlier result does not hold (an older one) is unknown, not different."""
     differences = []
-    if earlier.get("quick") != result.quick:
-        differences.append(f"in {'quick' if earlier.get('quick') else 'full'} mode (this run: "
+    if isinstance(earlier.get("quick"), bool) and earlier["quick"] != result.quick:
+        differences.append(f"in {'quick' if earlier['quick'] else 'full'} mode (this run: "
                            f"{'quick' if result.quick else 'full'})")
-    before = _mapping(earlier.get("library"))
-    library = {key: before.get(key) for key in ("path", "files", "audio_s", "store")}
-    if library != {key: result.library.get(key) for key in library}:
-        differences.append(f"on another library ({before.get('path')}, {before.get('files')} files, "
-                           f"{before.get('audio_s')} s of audio, {before.get('store')}; this run: "
-                           f"{result.library.get('path')}, {result.library.get('files')} files, "
-                           f"{result.library.get('audio_s')} s, {result.library.get('store')})")
-    machine = _mapping(earlier.get("machine"))
-    if (machine.get("cores"), machine.get("cpu")) != (result.machine.get("cores"), result.machine.get("cpu")):
-        differences.append(f"on another machine ({machine.get('cores')} cores, {machine.get('cpu')}; this run: "
-                           f"{result.machine.get('cores')} cores, {result.machine.get('cpu')})")
+    library = _known(_mapping(earlier.get("library")), ("path", "files", "audio_s", "store"))
+    if any(value != result.library.get(key) for key, value in library.items()):
+        differences.append("on another library (" + ", ".join(f"{key} {value}" for key, value in library.items())
+                           + "; this run: " + ", ".join(f"{key} {result.library.get(key)}" for key in library) + ")")
+    machine = _known(_mapping(earlier.get("machine")), ("cores", "cpu"))
+    if any(value != result.machine.get(key) for key, value in machine.items()):
+        differences.append("on another machine (" + ", ".join(f"{key} {value}" for key, value in machine.items())
+                           + "; this run: " + ", ".join(f"{key} {result.machine.get(key)}" for key in machine) + ")")
     return differences
+
+
+def _known(facts: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The facts among ``keys`` that ``facts`` holds (not None)."""
+    return {key: facts[key] for key in keys if facts.get(key) is not None}
 
 
 def _mapping(value: Any) -> dict[str, Any]:
