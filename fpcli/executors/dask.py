@@ -524,7 +524,7 @@ def _scheduler_loss_said(client: Any, scheduler: str) -> Iterator[None]:
     logger.setLevel(logging.CRITICAL)
     try:
         yield
-    except SchedulerLost:
+    except FpcliError:   # said already (no worker joined, a lost scheduler): the client's exit comes after
         raise
     except Exception:
         if client.status in ("running", "connecting", "newly-created"):
