@@ -543,6 +543,7 @@ def test_a_scheduler_lost_mid_run_is_one_clear_error(monkeypatch, caplog):
     import fpcli.executors.dask as dask_executor
 
     monkeypatch.setattr(dask_executor, "CLOCK_S", 0.2)
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT", "3s")   # the client's reconnection gives up sooner
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=50) as local:
         caplog.set_level(logging.ERROR, logger="distributed.client")   # as a command's logging shows it
