@@ -615,16 +615,18 @@ def test_json_lines_stay_on_stdout_when_it_is_another_terminal(library, tmp_path
     os.close(out_slave)
     os.close(err_slave)
     screens = {out_master: b"", err_master: b""}
+    reading = set(screens)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select(list(screens), [], [], 0.5)
+    while reading and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(reading), [], [], 0.5)
         for fd in ready:
             try:
-                screens[fd] += os.read(fd, 65536)
-            except OSError:   # the other end closed
-                pass
-        if process.poll() is not None and not ready:
-            break
+                data = os.read(fd, 65536)
+            except OSError:   # the other end closed (EIO on a pseudo-terminal)
+                data = b""
+            screens[fd] += data
+            if not data:
+                reading.discard(fd)
     assert process.wait(timeout=10) == 0
     assert screens[out_master].count(b'{"path"') == 3 and screens[err_master].count(b'{"path"') == 0
 
