@@ -7,6 +7,7 @@ Results are plain data (``TrackResult``, ``RunSummary``); nothing here prints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -14,14 +15,15 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from fpcli.analyze import TRANSIENT_FAILURES, Want, answer, compute, failed, keep, look_up_all, not_stored, preload
-from fpcli.errors import FpcliError
+from fpcli.cue import is_entry
+from fpcli.errors import FpcliError, StoreReadOnlyError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.executors.local import Task, run_tasks
 from fpcli.params import AnalysisParams
 from fpcli.results import TIMEOUT_ERROR_TYPE, WORKER_CRASHED, TrackResult
 from fpcli.scan import scan
 from fpcli.store import FileIdentity, FingerprintStore, Record, is_redis_url
-from fpcli.store.records import ACCESS_ERROR_TYPE
+from fpcli.store.records import ACCESS_ERROR_TYPE, entry_file, record_key, resolve
 
 
 @dataclasses.dataclass
@@ -111,6 +113,7 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
     for problem in problems:
         on_event("track", failed(problem.path, "ScanError", problem.message))
     try:
+        _forget_split_images(store, files, options.params.key())
         missed: set[str] = set()
         first, copies = split_copies(_answer_known(files, store, options, summary, on_event, missed=missed))
         failed_contents = _analyse(first, store, options, summary, on_event)
@@ -127,6 +130,21 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
         store.flush_stats()
         summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def _forget_split_images(store: FingerprintStore, files: list[str], params_key: str) -> None:
+    """Forget the whole-track record of each album image this run splits into tracks
+    (``files`` as the scan gave them, ``image#NN``): an image analysed whole (its sheet
+    unusable then, or left out) kept that record once its sheet split it, a search hit
+    beside its own tracks that no prune dropped. Only the run knows which sheets split
+    (--exclude and ignore files leave a sheet out on purpose, and the image whole).
+    Read from the images' path entries, never the images themselves."""
+    images = sorted({resolve(entry_file(path)[0]) for path in files if is_entry(path)})
+    for image, digest in store.digests_of(images).items() if images else ():
+        record = store.read_record(record_key(digest, params_key))
+        if record is not None and any(seen.path == image for seen in record.paths):
+            with contextlib.suppress(StoreReadOnlyError):   # a user who may only read: kept, as before
+                store.forget_paths(record, [image])
 
 
 def _answer_known(files: list[str], store: FingerprintStore, options: RunOptions, summary: RunSummary,

@@ -270,6 +270,29 @@ def _stored_cue_album(store, tmp_path, track_s):
     return album
 
 
+def test_a_run_that_splits_an_image_forgets_its_whole_record(store, tmp_path):
+    """An image analysed whole (its sheet unusable then) kept that record once the sheet
+    was fixed: a search of its own track ranked the whole image first, and no prune
+    dropped it. The run that splits it forgets it; one that leaves the sheet out
+    (--exclude) keeps the image whole, as it means to."""
+    album = _stored_cue_album(store, tmp_path, track_s=3)
+    sheet = (album / "album.cue").read_text()
+    (album / "album.cue").write_text(sheet.replace("INDEX 01 00:00:00", "INDX 01 00:00:00"))
+    run_library([str(album)], store, RunOptions())        # unusable: the image analysed whole
+    whole = str(album / "album.flac")
+
+    def stored_paths():
+        return {seen.path for record in store.records() for seen in record.paths}
+
+    assert whole in stored_paths()
+    assert run_library([str(album)], store, RunOptions(exclude=("*.cue",))).cached == 1   # left out: kept whole
+    assert whole in stored_paths()
+    (album / "album.cue").write_text(sheet)
+    run_library([str(album)], store, RunOptions())
+    assert whole not in stored_paths() and f"{whole}#01" in stored_paths()
+    assert whole not in [hit.path for hit in search(store, f"{whole}#01", k=20).hits]
+
+
 def test_accurate_ranks_cue_sheet_tracks_too(store, library, tmp_path):
     """A CUE track (``album.flac#01``) is no file of that name: a filter on existing
     files left every one out of the accurate ranking."""
