@@ -381,8 +381,12 @@ class _Walker:
         tracks, images, sheets = found.tracks, found.images, found.names
         reported = found.bad   # that problem: counted among the ignored files too, it was two
         for track in tracks:   # a track is left out by its image's name, or by its own (album.flac#02)
-            if not ignored(track.image, False) and not ignored(track.entry, False):
-                self.add_track(track)
+            if ignored(track.image, False):
+                continue   # the image is counted as excluded below, once
+            if ignored(track.entry, False):
+                self.result.ignored["excluded"] += 1   # it was left out unsaid
+                continue
+            self.add_track(track)
         for name in names:
             path = os.path.join(folder, name)
             extension = os.path.splitext(name)[1].lower() or "(no extension)"

@@ -356,6 +356,14 @@ def test_a_file_named_cue_too_large_for_a_sheet_is_ignored_as_a_small_one_is(tmp
     assert (found.files, found.problems, found.ignored) == ([song], [], {".cue": 2})
 
 
+def test_a_track_left_out_by_its_own_name_is_counted(tmp_path):
+    """`--exclude '*#02'` left track 02 out without a word in the summary."""
+    image, _ = _album(tmp_path / "album")
+    found = scan([tmp_path / "album"], exclude=["*#02"])
+    assert found.files == [f"{image}#01", f"{image}#03"]
+    assert found.ignored == {".cue (tracks listed)": 1, "excluded": 1}
+
+
 def test_an_album_image_reached_through_a_link_is_its_tracks(tmp_path):
     """A link to the image, beside it or in another folder, walked or named, stood for
     the whole image: one more track, and a search hit for the image's own track."""
