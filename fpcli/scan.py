@@ -233,9 +233,11 @@ class _Walker:
     def add_track(self, track: CueTrack) -> None:
         """Take one track of an album image (once, however the image is reached)."""
         key = (os.path.realpath(track.image), track.number)
-        if key not in self.seen_tracks:
-            self.seen_tracks.add(key)
-            self.result.files.append(track.entry)
+        if key in self.seen_tracks:   # the image reached again (named, or by a link): counted as a file is
+            self.result.ignored[SAME_FILE] += 1
+            return
+        self.seen_tracks.add(key)
+        self.result.files.append(track.entry)
 
     def walk(self, root: str) -> None:
         rules: dict[str, list[_Rules]] = {}  # folder -> the ignore files that apply

@@ -373,6 +373,8 @@ def test_an_album_image_reached_through_a_link_is_its_tracks(tmp_path):
     os.symlink(image, tmp_path / "elsewhere" / "image.flac")
     tracks = [f"{image}#{n:02d}" for n in (1, 2, 3)]
     assert scan([tmp_path / "album"]).files == tracks
+    # The image reached again (link.flac): its tracks were left out unsaid; now counted.
+    assert scan([tmp_path / "album"]).ignored["same file reached twice"] == 3
     assert scan([tmp_path / "album" / "link.flac"]).files == tracks      # read where the sheet is
     assert scan([tmp_path / "elsewhere"]).files == tracks
     assert scan([tmp_path / "elsewhere", tmp_path / "album"]).files == tracks
