@@ -644,28 +644,37 @@ def test_a_pipe_holding_part_of_a_packet_counts_as_no_input_yet():
         assert pipe.has_input()                           # the end: a read returns at once
 
 
+def _written_while_followed(monkeypatch, track, stop_after_s=None):
+    """`analyze TRACK --every` made to follow a file a recorder appends to once more
+    than 2.5 s were heard (its WAV header left behind), and, with ``stop_after_s``,
+    interrupted (a Ctrl-C) once more than that was heard."""
+    import fpcli.live
+
+    real_follow = fpcli.live.follow
+
+    def follow_while_written(reader, label, **options):
+        keep = options["keep"]
+
+        def keep_while_written(result):
+            if result.streaming.seconds > 2.5:
+                with open(track, "ab") as handle:
+                    handle.write(b"\0" * 4410)
+            keep(result)
+            if stop_after_s is not None and result.streaming.seconds > stop_after_s:
+                raise KeyboardInterrupt
+        return real_follow(reader, label, **{**options, "keep": keep_while_written})
+
+    monkeypatch.setattr(fpcli.live, "follow", follow_while_written)
+
+
 def test_a_file_written_while_followed_is_not_stored(tmp_path, monkeypatch):
     """`analyze FILE --every N` on a file still being written ended at the audio there
     was, said it complete, and stored it under the digest of what the file held at the
     start (`cache list` showed it, `cache show` of the file found nothing). As a run
     over files does, it now says the file changed while it was analysed, exit 3, and
     stores nothing from then on."""
-    import fpcli.live
-
     track = write(tmp_path / "rec.wav", synth.music_like(6.0, 22050, seed=4), 22050)
-    real_follow = fpcli.live.follow
-
-    def follow_while_written(reader, label, **options):
-        keep = options["keep"]
-
-        def keep_after_more_was_written(result):
-            if result.streaming.seconds > 2.5:
-                with open(track, "ab") as handle:   # a recorder appends (the WAV's header is left behind)
-                    handle.write(b"\0" * 4410)
-            keep(result)
-        return real_follow(reader, label, **{**options, "keep": keep_after_more_was_written})
-
-    monkeypatch.setattr(fpcli.live, "follow", follow_while_written)
+    _written_while_followed(monkeypatch, track)
     result = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "analyze", str(track), "--every", "2",
                                       "--json"])
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -679,24 +688,8 @@ def test_a_file_written_while_followed_is_not_stored(tmp_path, monkeypatch):
 def test_an_interrupt_after_the_followed_file_changed_says_so(tmp_path, monkeypatch):
     """It said "what was heard is stored" of a file whose snapshots after its change
     were not stored."""
-    import fpcli.live
-
     track = write(tmp_path / "rec.wav", synth.music_like(8.0, 22050, seed=4), 22050)
-    real_follow = fpcli.live.follow
-
-    def follow_while_written(reader, label, **options):
-        keep = options["keep"]
-
-        def keep_then_stop(result):
-            if result.streaming.seconds > 2.5:
-                with open(track, "ab") as handle:
-                    handle.write(b"\0" * 4410)
-            keep(result)
-            if result.streaming.seconds > 4.5:
-                raise KeyboardInterrupt
-        return real_follow(reader, label, **{**options, "keep": keep_then_stop})
-
-    monkeypatch.setattr(fpcli.live, "follow", follow_while_written)
+    _written_while_followed(monkeypatch, track, stop_after_s=4.5)
     result = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "analyze", str(track), "--every", "2"])
     assert result.exit_code == 130, result.output
     said = " ".join(result.stderr.split())
