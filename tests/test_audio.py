@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -186,11 +187,20 @@ def test_probe_reports_header(tmp_path):
     assert info.duration_s == pytest.approx(2.0)
 
 
-def test_unreadable_file(tmp_path):
-    """Root reads any file, so as root the check runs in a child without the
-    capabilities that override file modes (util-linux setpriv)."""
+@pytest.fixture
+def open_folder():
+    """A folder anyone may enter (a child without root's capabilities must reach the
+    file in it), removed afterwards."""
     folder = tempfile.mkdtemp(prefix="fpcli-unreadable-")
     os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_unreadable_file(open_folder):
+    """Root reads any file, so as root the check runs in a child without the
+    capabilities that override file modes (util-linux setpriv)."""
+    folder = open_folder
     path = write(os.path.join(folder, "t.wav"), synth.sine(440, 0.5, 8000), 8000)
     os.chmod(path, 0)
     if os.geteuid() != 0:
