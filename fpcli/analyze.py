@@ -183,7 +183,8 @@ def open_entry(path: str, *, block_frames: int = DEFAULT_BLOCK_FRAMES) -> AudioR
     track = track_of_entry(path)
     if track is None:
         return AudioReader(path, block_frames=block_frames)
-    return AudioReader(track.image, block_frames=block_frames, start_s=track.start_s, end_s=track.end_s)
+    return AudioReader(track.image, block_frames=block_frames, start_s=track.start_s, end_s=track.end_s,
+                       cd_byte_order=track.byte_order)
 
 
 def preload() -> None:

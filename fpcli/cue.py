@@ -7,6 +7,11 @@ with the track before it, as most splitters do); the last track runs to the end 
 the image, which no track may start after (its header says its length). Times are
 mm:ss:ff with 75 frames per second (the CD sector rate).
 Sheets referencing one file per track describe ordinary files and add nothing.
+
+A ``BINARY`` or ``MOTOROLA`` FILE (a BIN/CUE image from cdrdao, ImgBurn and the like)
+is raw CD audio: 16-bit stereo samples at 44.1 kHz without a header, little-endian or
+big-endian; its tracks are tracks even when it holds one. Data tracks (``MODE1/2352``
+of an enhanced CD) are no tracks; they still end the track before them.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ MAX_SHEET_BYTES = 1 << 20
 SHEETS_KEPT = 64   # sheets parsed and kept per process (a folder's sheets, while its tracks are analysed)
 _ENTRY = re.compile(r"^(?P<image>.+)#(?P<number>[0-9]{2,3})$", re.DOTALL)   # not \d: ٠٢ is no track number
 _TIME = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2})$")
+# FILE types of raw CD audio and the byte order of their samples (numpy's notation).
+RAW_CD_FILE_TYPES = {"BINARY": "<", "MOTOROLA": ">"}
 
 
 class CueError(Exception):
@@ -47,6 +54,7 @@ class CueTrack:
     number: int
     start_s: float
     end_s: float | None
+    byte_order: str | None = None   # "<" / ">": the image is raw CD audio (BINARY / MOTOROLA)
 
     @property
     def entry(self) -> str:
@@ -95,9 +103,9 @@ def _read_sheet(path: str) -> dict[str, list[CueTrack] | CueError]:
                 return known
     files = _entries_of(path)
     parsed: dict[str, list[CueTrack] | CueError] = {}
-    for name, entries in files.items():
+    for name, sheet_file in files.items():
         try:
-            parsed[name] = _tracks(path, name, entries)
+            parsed[name] = _tracks(path, name, sheet_file)
         except CueError as exc:
             parsed[name] = exc
     if key is not None:
@@ -108,8 +116,17 @@ def _read_sheet(path: str) -> dict[str, list[CueTrack] | CueError]:
     return parsed
 
 
-def _entries_of(path: str) -> dict[str, list[tuple[int, str | None]]]:
-    """{FILE as written: (track number, INDEX 01 time as written) of each of its tracks}."""
+@dataclasses.dataclass
+class _SheetFile:
+    """A FILE of a sheet as written: its type (WAVE, BINARY, MP3, ...) and each of its
+    tracks' (number, INDEX 01 time as written, track type: AUDIO, MODE1/2352, ...)."""
+
+    file_type: str
+    entries: list[tuple[int, str | None, str]] = dataclasses.field(default_factory=list)
+
+
+def _entries_of(path: str) -> dict[str, _SheetFile]:
+    """{FILE as written: its type and tracks}."""
     try:
         raw = read_regular(path, MAX_SHEET_BYTES + 1)
     except OSError as exc:
@@ -119,8 +136,8 @@ def _entries_of(path: str) -> dict[str, list[tuple[int, str | None]]]:
         # lines is (it was a problem, exit 3 on every run, where a small one was ignored).
         return {}
     text = _decode(raw)
-    files: dict[str, list[tuple[int, str | None]]] = {}
-    current: list[tuple[int, str | None]] | None = None
+    files: dict[str, _SheetFile] = {}
+    current: list[tuple[int, str | None, str]] | None = None
     for line in text.splitlines():
         words = line.strip().split()
         if not words:
@@ -131,13 +148,14 @@ def _entries_of(path: str) -> dict[str, list[tuple[int, str | None]]]:
             # per-track sheets put a track's pregap (INDEX 00) at the end of the file
             # before it. It was "track 02 has no INDEX 01", exit 3 on every run.
             carried = current.pop() if current and current[-1][1] is None else None
-            current = files.setdefault(_file_name(line), [])
+            name, file_type = _file_name_and_type(line)
+            current = files.setdefault(name, _SheetFile(file_type)).entries
             if carried is not None:
                 current.append(carried)
         elif keyword == "TRACK" and current is not None and len(words) >= 2 and _is_number(words[1]):
-            current.append((int(words[1]), None))
+            current.append((int(words[1]), None, words[2].upper() if len(words) >= 3 else "AUDIO"))
         elif keyword == "INDEX" and current and len(words) >= 3 and _is_number(words[1]) and int(words[1]) == 1:
-            current[-1] = (current[-1][0], words[2])   # INDEX 1 as INDEX 01
+            current[-1] = (current[-1][0], words[2], current[-1][2])   # INDEX 1 as INDEX 01
     return files
 
 
@@ -147,26 +165,45 @@ def _is_number(word: str) -> bool:
     return word.isascii() and word.isdigit()
 
 
-def _tracks(sheet: str, name: str, entries: list[tuple[int, str | None]]) -> list[CueTrack]:
-    """The tracks of one FILE. A number given twice (the second track was lost under
-    the first one's name) or a track without INDEX 01 (only INDEX 00: where it starts
-    is unknown) makes the sheet unusable, said so, rather than silently short. The
-    times of a FILE of one track are not read: it is an ordinary file, whole."""
-    counts = collections.Counter(number for number, _ in entries)
+def _tracks(sheet: str, name: str, sheet_file: _SheetFile) -> list[CueTrack]:
+    """The audio tracks of one FILE. A number given twice (the second track was lost
+    under the first one's name) or a track without INDEX 01 (only INDEX 00: where it
+    starts is unknown) makes the sheet unusable, said so, rather than silently short.
+    The times of a FILE of one track are not read: it is an ordinary file, whole
+    (raw CD audio is no file a decoder reads: its one track is read from its start)."""
+    entries = sheet_file.entries
+    byte_order = RAW_CD_FILE_TYPES.get(sheet_file.file_type)
+    counts = collections.Counter(number for number, _, _ in entries)
     if twice := sorted(n for n, count in counts.items() if count > 1):
         raise CueError(sheet, f"track {twice[0]:02d} appears twice in {name}")
-    if missing := [number for number, start in entries if start is None]:
+    if missing := [number for number, start, _ in entries if start is None]:
         raise CueError(sheet, f"track {missing[0]:02d} of {name} has no INDEX 01 (where it starts)")
-    if len(entries) < 2:
-        return [CueTrack(name, number, 0.0, None) for number, _ in entries]
-    starts = [(number, _seconds(sheet, text)) for number, text in entries if text is not None]
+    if byte_order is not None:
+        _check_raw_sectors(sheet, name, entries)
+    if len(entries) < 2 and byte_order is None:
+        return [CueTrack(name, number, 0.0, None) for number, _, kind in entries if kind == "AUDIO"]
+    starts = [(number, _seconds(sheet, text), kind) for number, text, kind in entries if text is not None]
     tracks = []
-    for i, (number, start) in enumerate(starts):
+    for i, (number, start, kind) in enumerate(starts):
         end = starts[i + 1][1] if i + 1 < len(starts) else None
         if end is not None and end <= start:
             raise CueError(sheet, f"track {number:02d} ends before it starts ({start:.2f} s, then {end:.2f} s)")
-        tracks.append(CueTrack(name, number, start, end))
+        if kind == "AUDIO":
+            tracks.append(CueTrack(name, number, start, end, byte_order))
     return tracks
+
+
+def _check_raw_sectors(sheet: str, name: str, entries: list[tuple[int, str | None, str]]) -> None:
+    """CueError unless every track of a raw image has sectors of a CD's audio (2352
+    bytes): the sheet's times are then byte positions (a sector a 75th of a second). A
+    data track of 2048-byte sectors (``MODE1/2048``) moves every position after it, and
+    a karaoke track (``CDG``) mixes its graphics into the samples."""
+    from fpcli.audio.raw import CD_SECTOR_BYTES  # only for a raw image, which is then read
+
+    for number, _, kind in entries:
+        if kind != "AUDIO" and not kind.endswith(f"/{CD_SECTOR_BYTES}"):
+            raise CueError(sheet, f"track {number:02d} of {name} is {kind}: only raw images of audio "
+                                  f"and {CD_SECTOR_BYTES}-byte sectors can be read")
 
 
 def _decode(raw: bytes) -> str:
@@ -184,11 +221,16 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _file_name(line: str) -> str:
+def _file_name_and_type(line: str) -> tuple[str, str]:
+    """The file name and type (upper case; WAVE when none) of a FILE line."""
     rest = line.strip()[4:].strip()
     if rest.startswith('"'):
-        return rest[1:].split('"', 1)[0]
-    return rest.rsplit(" ", 1)[0] if " " in rest else rest
+        name, _, after = rest[1:].partition('"')
+        return name, (after.split() or ["WAVE"])[0].upper()
+    if " " not in rest:
+        return rest, "WAVE"
+    name, file_type = rest.rsplit(" ", 1)
+    return name, file_type.upper()
 
 
 def _seconds(sheet: str, text: str) -> float:
@@ -232,10 +274,22 @@ def cue_tracks_of_folder(folder: str, names: list[str]) -> FolderSheets:
             # A sheet whose image is not here adds nothing, without a word: a sheet left
             # beside the tracks it was split into must not fail every run.
             files = parse_sheet(sheet, lambda written: resolve(written) is not None)
-            _add_sheet(found, sheet, name, folder, {str(resolve(written)): t for written, t in files.items()})
+            _add_sheet(found, sheet, name, folder,
+                       {(image := str(resolve(written))): _as_read(image, t) for written, t in files.items()})
         except CueError as exc:
             found.errors.append(exc)
     return found
+
+
+def _as_read(image: str, tracks: list[CueTrack]) -> list[CueTrack]:
+    """``tracks`` as ``image`` is read: a file of an audio extension is decoded, also
+    when the sheet calls it BINARY (the disc.flac that disc.bin was converted to, found
+    by its stem, is no raw CD audio)."""
+    from fpcli.extensions import AUDIO_EXTENSIONS
+
+    if os.path.splitext(image)[1].lower() not in AUDIO_EXTENSIONS:
+        return tracks
+    return [dataclasses.replace(t, byte_order=None) for t in tracks]
 
 
 def _image_resolver(names: list[str]) -> Callable[[str], str | None]:
@@ -276,7 +330,8 @@ def _add_sheet(found: FolderSheets, sheet: str, name: str, folder: str, files: d
     ``found`` (an image another sheet split is left to it), all or none: a CueError for
     a track past its image's end adds nothing."""
     taken = []
-    splits = [image for image, image_tracks in files.items() if len(image_tracks) >= 2]
+    splits = [image for image, image_tracks in files.items()
+              if len(image_tracks) >= 2 or any(t.byte_order for t in image_tracks)]
     for image in splits:
         if image not in found.images:
             path = os.path.join(folder, image)
@@ -324,22 +379,22 @@ def _check_within(sheet: str, image: str, tracks: list[CueTrack]) -> None:
     """``CueError`` for a track that starts at or after the end of its image (a sheet
     of another rip, a typo in a time): read, it has no audio at all, and it failed as
     "no audio frames could be decoded", naming neither the sheet nor the time."""
-    seconds = _image_seconds(image)
+    seconds = _image_seconds(image, tracks[0].byte_order if tracks else None)
     late = next((t for t in tracks if seconds is not None and t.start_s >= seconds), None)
     if late is not None:
         raise CueError(sheet, f"track {late.number:02d} starts at {late.start_s:.2f} s, after the end of "
                               f"{os.path.basename(image)} ({seconds:.2f} s)")
 
 
-def _image_seconds(image: str) -> float | None:
-    """The image's length as its header states it; None when unknown (an image that
-    cannot be opened is reported by its own analysis; an estimated length, as of an
-    MP3 without a stated frame count, might be short)."""
+def _image_seconds(image: str, byte_order: str | None) -> float | None:
+    """The image's length as its header states it (raw CD audio: as its size does);
+    None when unknown (an image that cannot be opened is reported by its own analysis;
+    an estimated length, as of an MP3 without a stated frame count, might be short)."""
     from fpcli.audio import MAX_STATED_S, open_source  # the decoders: only for a folder with a sheet
     from fpcli.errors import AudioReadError
 
     try:
-        source = open_source(image)
+        source = open_source(image, cd_byte_order=byte_order)
     except (AudioReadError, OSError):
         return None
     source.close()

@@ -839,3 +839,101 @@ def test_a_sheet_left_out_splits_no_image_named_alone(tmp_path):
     for roots in ([image, tmp_path], [tmp_path, image]):
         found = scan(roots, exclude=["album/*.cue"]).files
         assert found in ([str(image)], tracks), (roots, found)
+
+
+def _cd_image(folder, name, pieces, byte_order="<"):
+    """Raw CD audio of ``pieces`` (float stereo at 44.1 kHz) back to back, each padded to
+    whole 2352-byte sectors as a disc's tracks are; their start times, in sectors."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sector = 2352 // 4
+    padded = [np.pad(p, ((0, -len(p) % sector), (0, 0))) for p in pieces]
+    pcm = np.round(np.concatenate(padded) * 32767).astype(f"{byte_order}i2")
+    (folder / name).write_bytes(pcm.tobytes())
+    starts = np.cumsum([0] + [len(p) // sector for p in padded[:-1]])
+    return [f"{s // (75 * 60):02d}:{s // 75 % 60:02d}:{s % 75:02d}" for s in starts]
+
+
+def _write_sheet(sheet, file_line, times, kinds=None):
+    kinds = kinds or ["AUDIO"] * len(times)
+    sheet.write_text(f"{file_line}\n" + "".join(
+        f"  TRACK {n:02d} {kind}\n    INDEX 01 {t}\n" for n, (kind, t) in enumerate(zip(kinds, times, strict=True), 1)))
+
+
+def _cd_pieces(seconds=(2.0, 3.0)):
+    return [synth.music_like(s, 44100, seed=60 + i, bpm=100 + 30 * i)
+            for i, s in enumerate(seconds)]
+
+
+@pytest.mark.parametrize("file_type,byte_order", [("BINARY", "<"), ("MOTOROLA", ">")])
+def test_a_bin_cue_image_of_raw_cd_audio_is_its_tracks(tmp_path, file_type, byte_order):
+    """cdrdao's and ImgBurn's BIN/CUE images failed every run, "the file exists but is
+    not audio": the .bin has no header. Each track reads the samples a WAV image with
+    the same sheet gives (big-endian for MOTOROLA)."""
+    pieces = _cd_pieces()
+    times = _cd_image(tmp_path / "bin", "disc.bin", pieces, byte_order)
+    wav_audio = np.concatenate([np.pad(p, ((0, -len(p) % 588), (0, 0))) for p in pieces])
+    (tmp_path / "wav").mkdir()
+    write(tmp_path / "wav" / "disc.wav", np.round(wav_audio * 32767) / 32768, 44100, subtype="PCM_16")
+    _write_sheet(tmp_path / "bin" / "disc.cue", f'FILE "disc.bin" {file_type}', times)
+    _write_sheet(tmp_path / "wav" / "disc.cue", 'FILE "disc.wav" WAVE', times)
+    found = scan([tmp_path / "bin"])
+    assert [os.path.basename(f) for f in found.files] == ["disc.bin#01", "disc.bin#02"]
+    assert found.problems == []
+    for number in (1, 2):
+        raw = open_entry(f"{tmp_path}/bin/disc.bin#{number:02d}")
+        wav = open_entry(f"{tmp_path}/wav/disc.wav#{number:02d}")
+        raw_audio, wav_audio_read = np.concatenate(list(raw)), np.concatenate(list(wav))
+        np.testing.assert_array_equal(raw_audio, wav_audio_read)
+        assert (raw.info.samplerate, raw.info.channels, raw.partial) == (44100, 2, False)
+    result = runner.invoke(app, ["--store", str(tmp_path / "s"), "analyze", str(tmp_path / "bin"), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["status"], r["format"]) for r in rows] == [("ok", "RAW"), ("ok", "RAW")]
+
+
+def test_data_tracks_of_a_bin_image_are_no_tracks_and_odd_sectors_are_a_sheet_problem(tmp_path):
+    """An enhanced CD's data track is skipped (it still ends the track before it); a
+    track of 2048-byte sectors moves every position after it: the sheet is a problem,
+    named, not a set of tracks read at the wrong places. One audio track in a BIN
+    is a track: the .bin cannot be read as a file."""
+    pieces = _cd_pieces((2.0, 2.0, 3.0))
+    times = _cd_image(tmp_path / "cd", "disc.bin", pieces)
+    sheet = tmp_path / "cd" / "disc.cue"
+    _write_sheet(sheet, 'FILE "disc.bin" BINARY', times, ["AUDIO", "MODE1/2352", "AUDIO"])
+    tracks = parse_sheet(str(sheet))["disc.bin"]
+    assert [(t.number, t.start_s, t.end_s) for t in tracks] == [(1, 0.0, 2.0), (3, 4.0, None)]
+    assert [os.path.basename(f) for f in scan([tmp_path / "cd"]).files] == ["disc.bin#01", "disc.bin#03"]
+    sheet.write_text(sheet.read_text().replace("MODE1/2352", "MODE1/2048"))
+    found = scan([tmp_path / "cd"])
+    assert found.files == [] and [p.path for p in found.problems] == [str(sheet)]
+    assert "track 02 of disc.bin is MODE1/2048" in found.problems[0].message
+    sheet.write_text('FILE "disc.bin" BINARY\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n')
+    (single,) = scan([tmp_path / "cd"]).files
+    assert single.endswith("disc.bin#01")
+    assert len(np.concatenate(list(open_entry(single)))) == os.path.getsize(tmp_path / "cd" / "disc.bin") // 4
+
+
+def test_a_cut_bin_image_makes_its_last_track_partial(tmp_path):
+    pieces = _cd_pieces()
+    times = _cd_image(tmp_path / "cd", "disc.bin", pieces)
+    with open(tmp_path / "cd" / "disc.bin", "r+b") as image:
+        image.truncate(os.path.getsize(tmp_path / "cd" / "disc.bin") - 1000)
+    _write_sheet(tmp_path / "cd" / "disc.cue", 'FILE "disc.bin" BINARY', times)
+    first, last = (open_entry(f"{tmp_path}/cd/disc.bin#{n:02d}") for n in (1, 2))
+    list(first), list(last)
+    assert not first.partial
+    assert last.partial and "ends inside a CD sector" in last.partial_reason
+
+
+def test_a_bin_image_converted_to_flac_is_decoded_as_flac(tmp_path):
+    """The sheet still names disc.bin BINARY; the folder holds the disc.flac it was
+    converted to, which the sheet's stem finds: it is a FLAC, not raw CD audio."""
+    pieces = _cd_pieces()
+    times = _cd_image(tmp_path / "cd", "disc.bin", pieces)
+    (tmp_path / "cd" / "disc.bin").unlink()
+    write(tmp_path / "cd" / "disc.flac", np.concatenate([np.pad(p, ((0, -len(p) % 588), (0, 0))) for p in pieces]),
+          44100)
+    _write_sheet(tmp_path / "cd" / "disc.cue", 'FILE "disc.bin" BINARY', times)
+    first = open_entry(str(tmp_path / "cd" / "disc.flac#01"))
+    assert first.info.format == "FLAC"
+    np.testing.assert_allclose(np.concatenate(list(first)), pieces[0], atol=1e-4)

@@ -28,7 +28,7 @@ import numpy as np
 from fpcli.audio import headers
 from fpcli.audio.base import AudioInfo, DecodeFailure, Source, StoppablePipe, check_info
 from fpcli.audio.pyav import AvMissing, AvSource, NotAv, is_av_path
-from fpcli.audio.raw import RAW_FORMATS, RawSource
+from fpcli.audio.raw import RAW_FORMATS, CdImageSource, RawSource
 from fpcli.audio.sndfile import RIFF_WAVE_FORMATS, NotSndfile, SndfileSource, check_readable
 from fpcli.errors import AudioReadError, ParameterError
 from fpcli.extensions import AUDIO_EXTENSIONS
@@ -82,13 +82,16 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     return source.info
 
 
-def open_source(path: str | os.PathLike) -> Source:
+def open_source(path: str | os.PathLike, *, cd_byte_order: str | None = None) -> Source:
     """The back end that can decode ``path``, opened; ``AudioReadError`` if none can, or
-    if the header's rate or channel count is beyond what the analyzers handle."""
+    if the header's rate or channel count is beyond what the analyzers handle.
+    ``cd_byte_order`` ("<" or ">"): ``path`` is raw CD audio (a BIN/CUE image)."""
     path = os.fspath(path)
     check_readable(path)
     source: Source
-    if is_av_path(path):
+    if cd_byte_order is not None:
+        source = CdImageSource(path, cd_byte_order)
+    elif is_av_path(path):
         try:
             source = AvSource(path)
         except AvMissing as exc:
@@ -179,16 +182,19 @@ class AudioReader:
     """
 
     def __init__(self, path: str | os.PathLike, *, block_frames: int = DEFAULT_BLOCK_FRAMES,
-                 start_s: float = 0.0, end_s: float | None = None):
+                 start_s: float = 0.0, end_s: float | None = None, cd_byte_order: str | None = None):
         """``start_s`` / ``end_s``: read only that window of the file, in seconds (a
-        track of an album image); ``end_s`` None reads to the end."""
+        track of an album image); ``end_s`` None reads to the end. ``cd_byte_order``
+        ("<" little-endian, ">" big-endian): the file is raw CD audio, 16-bit stereo
+        at 44.1 kHz without a header (the image of a BIN/CUE pair)."""
         if not 0 < (as_number(block_frames, int) or 0) <= MAX_BLOCK_FRAMES:
             raise ParameterError(f"{block_frames!r}: a whole number of frames from 1 to {MAX_BLOCK_FRAMES}",
                                  "block_frames")
         if not isinstance(path, (str, bytes, os.PathLike)):   # None, 5: a TypeError from os.fspath
             raise ParameterError(f"{path!r}: a path (str or os.PathLike)", "path")
         self.path = os.fsdecode(path)   # bytes too (an error's path, the info's, are str)
-        source = open_source(self.path)
+        self._cd_byte_order = cd_byte_order
+        source = open_source(self.path, cd_byte_order=cd_byte_order)
         source.close()
         self.info: AudioInfo = source.info
         self.block_frames = _block_frames_for(block_frames, self.info.channels)
@@ -225,7 +231,7 @@ class AudioReader:
         reader = cls.__new__(cls)
         reader.path, reader.info = source.info.path, source.info
         reader.block_frames = _block_frames_for(block_frames, source.info.channels)
-        reader._start, reader._end = 0, None
+        reader._start, reader._end, reader._cd_byte_order = 0, None, None
         reader.expected_frames, reader.length_exact = source.expected_frames, source.length_exact
         reader.frames_read, reader._damage, reader.nonfinite_samples = 0, [], 0
         reader._reset_heard()
@@ -311,7 +317,7 @@ class AudioReader:
         elif self._opened_used:
             raise ParameterError("a stream can be read once: this reader has read it (open a new one)", "reader")
         self._opened_used = True
-        source = self._opened or open_source(self.path)
+        source = self._opened or open_source(self.path, cd_byte_order=self._cd_byte_order)
         try:
             if self._opened is None:
                 self._check_unchanged(source.info)
