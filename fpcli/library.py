@@ -16,7 +16,7 @@ from typing import Any
 
 from fpcli.analyze import TRANSIENT_FAILURES, Want, answer, compute, failed, keep, look_up_all, not_stored, preload
 from fpcli.cue import is_entry
-from fpcli.errors import FpcliError, StoreReadOnlyError
+from fpcli.errors import FpcliError, ParameterError, StoreError, StoreReadOnlyError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.executors.local import Task, run_tasks
 from fpcli.params import AnalysisParams
@@ -101,7 +101,10 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
     is the same.
 
     Interrupting (KeyboardInterrupt) keeps every finished track and returns a summary
-    with ``interrupted`` set.
+    with ``interrupted`` set. An error that ends the run after its scan (the store
+    failed, the cluster was lost) is raised as it came, after a "stopped" event
+    whose payload is the summary of what the run did before it (a Redis gone mid-run
+    printed the error alone, and the user could not tell how much was done).
     """
     started, began = time.perf_counter(), time.time()
     summary = RunSummary()
@@ -112,6 +115,7 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
     on_event("start", (len(files) + len(problems), "analysing"))
     for problem in problems:
         on_event("track", failed(problem.path, "ScanError", problem.message))
+    stopped: FpcliError | None = None
     try:
         _forget_split_images(store, files, options.params.key())
         missed: set[str] = set()
@@ -126,9 +130,16 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
             _analyse(rest, store, options, summary, on_event)
     except KeyboardInterrupt:
         summary.interrupted = True
+    except FpcliError as exc:
+        stopped = None if isinstance(exc, ParameterError) else exc
+        raise
     finally:
-        store.flush_stats()
+        # A store that failed cannot take the run's statistics: its error is the one to say.
+        with contextlib.suppress(StoreError) if stopped else contextlib.nullcontext():
+            store.flush_stats()
         summary.wall_seconds = time.perf_counter() - started
+        if stopped is not None:
+            on_event("stopped", summary)
     return summary
 
 

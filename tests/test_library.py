@@ -559,3 +559,39 @@ def test_copies_of_a_failure_tried_again_take_back_no_miss(tmp_path):
         stats = store.stats()
     assert (summary.analysed, summary.cached) == (1, 1)
     assert (stats["hits"], stats["misses"]) == (1, 0)
+
+
+def test_a_store_lost_mid_run_stops_it_with_what_was_done(tmp_path, monkeypatch):
+    """Redis gone mid-run: the run printed the error alone, and the user could not
+    tell how much of the library was done. The summary of the tracks reported (and
+    stored) before it comes first, then the error; exit 1."""
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app
+    from fpcli.cli.tracks import Reporter
+    from fpcli.errors import StoreError
+    from tests.conftest import RedisServer
+
+    (tmp_path / "music").mkdir()
+    for i in range(8):
+        write(tmp_path / "music" / f"t{i}.flac", synth.music_like(1.0, SR, seed=i), SR)
+    server = RedisServer(tmp_path / "redis")
+    reported = []
+    report = Reporter.event
+
+    def stop_after_three(self, kind, payload):
+        report(self, kind, payload)
+        if kind == "track":
+            reported.append(payload.path)
+            if len(reported) == 3:
+                server.stop()
+
+    monkeypatch.setattr(Reporter, "event", stop_after_three)
+    try:
+        result = CliRunner().invoke(app, ["--store", server.url, "analyze", str(tmp_path / "music"), "--jobs", "1"])
+    finally:
+        server.stop()
+    assert result.exit_code == 1, result.output
+    assert "stopped: the tracks reported before the error below are stored" in result.stderr, result.output
+    assert "analysed 3, from cache 0, failed 0" in result.stderr
+    assert isinstance(result.exception, StoreError) and "cannot connect" in str(result.exception)   # said next

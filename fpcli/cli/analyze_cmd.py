@@ -27,6 +27,7 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.render import note, warn_line
 from fpcli.cli.root import EXIT_INTERRUPTED, EXIT_SOME_FAILED, app
+from fpcli.errors import FpcliError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.params import MAX_CHANNELS, MAX_SAMPLERATE, MIN_SAMPLERATE
 
@@ -116,10 +117,22 @@ def analyze(
     options = run_options(seconds=seconds, upgrade=upgrade, batch=batch, force=force, retry_failed=retry_failed,
                           jobs=jobs, timeout_s=timeout, executor=executor, scheduler=scheduler, path_map=path_map,
                           exclude=exclude)
-    with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=quiet) as reporter:
-        evicted = _evictions(store)
-        summary = run_library(texts, store, options, on_event=reporter.event)
-        evicted = _evictions(store) - evicted
+    error: FpcliError | None = None
+    with ctx.obj.open_store() as store:
+        with Reporter(as_json=as_json, quiet=quiet) as reporter:
+            evicted = _evictions(store)
+            try:
+                summary = run_library(texts, store, options, on_event=reporter.event)
+            except FpcliError as exc:
+                if reporter.stopped is None:
+                    raise
+                error = exc
+            else:
+                evicted = _evictions(store) - evicted
+        if error is not None and reporter.stopped is not None:   # what was done (the bar gone), then the error
+            if not quiet:
+                render_summary(reporter.stopped, stopped=True)
+            raise error
     if not quiet:
         render_summary(summary)
     if store.unsaved:

@@ -36,6 +36,7 @@ class Reporter:
         self.quiet = quiet
         self.show_tracks = show_tracks
         self.total = 0
+        self.stopped: RunSummary | None = None   # the run's summary when an error ended it
         self._stderr = stderr()
         # rich.progress is imported here: `fpcli cache stats` and `--help` do not pay for it
         from rich.progress import (
@@ -68,6 +69,9 @@ class Reporter:
             if self._task is not None:
                 self._progress.remove_task(self._task)
             self._task = self._progress.add_task(description, total=self.total)
+            return
+        if kind == "stopped":   # an error ends the run: its summary so far, said after the bar
+            self.stopped = payload
             return
         if kind == "track":
             self._track(payload)
@@ -153,7 +157,8 @@ def failed_result(path: str, exc: Exception) -> TrackResult:
     return TrackResult(path=path, status="error", error=reason, error_type=type(exc).__name__)
 
 
-def render_summary(summary: RunSummary) -> None:
+def render_summary(summary: RunSummary, *, stopped: bool = False) -> None:
+    """The run's one summary line; ``stopped``: an error (said after it) ended the run."""
     line = (f"analysed {summary.analysed}, from cache {summary.cached}, failed {summary.failed}"
             f"{f' ({summary.skipped} failed before, skipped)' if summary.skipped else ''}"
             f"{f', not analysable {summary.problems}' if summary.problems else ''} in {summary.wall_seconds:.1f} s")
@@ -163,7 +168,10 @@ def render_summary(summary: RunSummary) -> None:
         line += f"; {summary.skipped_new} never analysed, left for a full run (--upgrade finishes previews only)"
     if summary.ignored:
         line += f"; {summary.ignored}"
-    if summary.interrupted:
+    if stopped:
+        note("[red]stopped:[/red]", "the tracks reported before the error below are stored; once it is fixed, "
+                                    "run again to resume. " + line)
+    elif summary.interrupted:
         note("[yellow]interrupted:[/yellow]", "finished tracks are stored; run again to resume. " + line)
     else:
         note("", line)

@@ -176,8 +176,14 @@ class FingerprintStore(StoreImports):
     def __enter__(self) -> FingerprintStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        """Close; when an error is already on its way out, a close that fails too (a
+        store gone mid-run cannot flush its statistics) does not hide it."""
+        if kind is None:
+            self.close()
+            return
+        with contextlib.suppress(StoreError):
+            self.close()
 
     # -- identity ---------------------------------------------------------------------------
 
