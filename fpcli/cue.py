@@ -31,6 +31,7 @@ from fpcli.files import read_regular
 CUE_EXTENSION = ".cue"
 MAX_SHEET_BYTES = 1 << 20
 SHEETS_KEPT = 64   # sheets parsed and kept per process (a folder's sheets, while its tracks are analysed)
+MAX_TRACK = 999   # a disc has at most 99; the entry's number has 2 or 3 digits
 _ENTRY = re.compile(r"^(?P<image>.+)#(?P<number>[0-9]{2,3})$", re.DOTALL)   # not \d: ٠٢ is no track number
 _TIME = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2})$")
 # FILE types of raw CD audio and the byte order of their samples (numpy's notation).
@@ -178,6 +179,10 @@ def _tracks(sheet: str, name: str, sheet_file: _SheetFile) -> list[CueTrack]:
         raise CueError(sheet, f"track {twice[0]:02d} appears twice in {name}")
     if missing := [number for number, start, _ in entries if start is None]:
         raise CueError(sheet, f"track {missing[0]:02d} of {name} has no INDEX 01 (where it starts)")
+    if beyond := [number for number, _, _ in entries if number > MAX_TRACK]:
+        # Its entry (album.flac#1000) would name no track: it failed as "no such file".
+        raise CueError(sheet, f"track {beyond[0]} of {name}: a sheet numbers its tracks 1-99 (up to {MAX_TRACK} "
+                              "are read)")
     if byte_order is not None:
         _check_raw_sectors(sheet, name, entries)
     if len(entries) < 2 and byte_order is None:

@@ -498,6 +498,9 @@ def test_bad_cue_sheets_are_problems_not_crashes(tmp_path):
      "bad INDEX time '00:03:80' (seconds 0-59, frames 0-74: 75 frames a second)"),
     ("TRACK 01 AUDIO\nINDEX 01 00:00:00\nTRACK 02 AUDIO\nINDEX 01 00:61:00\n",
      "bad INDEX time '00:61:00' (seconds 0-59, frames 0-74: 75 frames a second)"),
+    # its entry, Album Image.flac#1000, named no track: "no such file or folder"
+    ("TRACK 01 AUDIO\nINDEX 01 00:00:00\nTRACK 1000 AUDIO\nINDEX 01 00:03:00\n",
+     "track 1000 of Album Image.flac: a sheet numbers its tracks 1-99 (up to 999 are read)"),
 ])
 def test_cue_sheets_that_would_lose_a_track_are_problems(tmp_path, body, message):
     """A number given twice lost the second track under the first one's name; a track
