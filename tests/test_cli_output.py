@@ -346,3 +346,26 @@ def test_a_path_folds_before_a_longer_message(monkeypatch):
                     [[path, "AudioReadError", "not a decodable audio file (Error in WAV file. No 'data' chunk "
                       "marker.)", "2026-11-27 23:57"]])
     assert path in screen.getvalue()   # on one line
+
+
+def test_a_table_as_wide_as_the_terminal_keeps_its_last_column(monkeypatch):
+    """At 80 columns `cache failures` cut its "when" column at the screen's edge: rich
+    gave the folding path column more than the room the others left."""
+    from rich.console import Console
+
+    from fpcli.cli import render
+
+    screen = io.StringIO()
+    monkeypatch.setattr(render, "stdout", lambda: Console(file=screen, width=80, force_terminal=True,
+                                                          color_system=None, highlight=False))
+    monkeypatch.setattr(render, "is_terminal", lambda stream: True)
+    monkeypatch.setattr(sys, "stdout", screen)
+    message = "not a decodable audio file (the file exists but is not audio)"
+    render.rows_out("2 failure(s)", ["path", "error", "message", "when"],
+                    [["/tmp/s25/me/fl/a very long file name of a broken track.mp3", "AudioReadError", message,
+                      "2026-11-28 01:50"],
+                     ["/tmp/s25/me/fl/a.flac", "AudioReadError", message, "2026-11-28 01:50"]])
+    lines = screen.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert sum("2026-11-28 01:50" in line for line in lines) == 2 and all(line.endswith(("┓", "┃", "┩", "│", "┘"))
+                                                                           for line in lines[1:])

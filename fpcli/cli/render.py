@@ -241,10 +241,13 @@ def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
     from rich.text import Text
 
     table = Table(title=escape(title), title_justify="left")
+    # The folding column gets at most the room the others leave: left to rich, it took a
+    # long word's width (a path) and the table's last column was cut at the screen's edge.
+    room = console.width - _table_width(fixed, folding) + FOLDED_COLUMN_MIN
     for i, name in enumerate(columns):
-        width = None if i == folding else fixed[i]
+        low, high = (None, room) if i == folding else (fixed[i], fixed[i])
         table.add_column(name, justify=(justify or {}).get(name, "left"),  # type: ignore[arg-type]
-                         overflow="fold", min_width=width, max_width=width)
+                         overflow="fold", min_width=low, max_width=high)
     for row in shown:
         table.add_row(*[Text(cell) for cell in row])
     console.print(table)
