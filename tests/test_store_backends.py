@@ -1194,3 +1194,28 @@ def test_every_public_write_refuses_a_record_the_store_cannot_read_back(tmp_path
         with pytest.raises(UnstorableError, match="similarity"):
             store.set_validation(record, verdict)
         assert store.read_record(record.key) == record and store.bad_entries == []
+
+
+def test_another_tracks_record_is_never_served_for_a_file(location, tracks):
+    """Edited by hand, a record under t0's key held t1's values, and a path entry of t0
+    named t1's record: each was served as t0's (its tempo, its search hits; the query
+    among its own hits), and only verify noticed the first. Neither is served now:
+    the record is a bad entry, said and replaced by the next save, and the path entry
+    is checked against the file."""
+    from fpcli.store.records import path_key
+
+    with FingerprintStore.open(location) as store:
+        first, second = (_save(store, path) for path in tracks[:2])
+        backend = store.backend
+        backend.put(first.key, backend.get(second.key))
+        assert store.lookup(tracks[0], NEED).record is None
+        assert [str(e) for e in store.bad_entries][-1].endswith("digest/params_key do not match the key")
+        assert _save(store, tracks[0]).digest == first.digest
+        assert store.lookup(tracks[0], NEED).record.streaming == first.streaming
+
+        third = _save(store, tracks[2])
+        entry_key = f"path:{path_key(third.path)}"
+        entry = json.loads(backend.get(entry_key))
+        backend.put(entry_key, json.dumps({**entry, "digest": second.digest, "content_key": second.content_key}))
+        assert store.lookup(tracks[2], NEED).record.digest == third.digest
+        assert json.loads(backend.get(entry_key)) == entry   # the entry is right again

@@ -193,16 +193,16 @@ class FingerprintStore(StoreImports):
         identity, _ = self._identify(resolve(path), want_digest=digest)
         return identity
 
-    def _identify(self, resolved: str, *, want_digest: bool, st: os.stat_result | None = None
-                  ) -> tuple[FileIdentity, dict[str, Any] | None]:
+    def _identify(self, resolved: str, *, want_digest: bool, st: os.stat_result | None = None,
+                  trust_entry: bool = True) -> tuple[FileIdentity, dict[str, Any] | None]:
         """(identity, the path's stored entry). The digest comes from the entry when the
-        file is unchanged, else from a full read when ``want_digest`` or when a record
-        with the same content key exists (a candidate to confirm). ``st``: the file's
-        stat when the caller has just taken it."""
+        file is unchanged (and ``trust_entry``), else from a full read when
+        ``want_digest`` or when a record with the same content key exists (a candidate
+        to confirm). ``st``: the file's stat when the caller has just taken it."""
         st = st or stat_regular(resolved)
         entry = self._read_path_entry(resolved)
         content = None
-        if entry and (entry["size"], entry["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
+        if trust_entry and entry and (entry["size"], entry["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
             if not entry_file(resolved)[1]:
                 return FileIdentity(resolved, st.st_size, st.st_mtime_ns, entry["content_key"], entry["digest"]), entry
             # A CUE track: its image unchanged says nothing of its sheet, whose edited
@@ -253,6 +253,11 @@ class FingerprintStore(StoreImports):
         except OSError as exc:  # unreadable: its recorded failure (if unchanged) comes with the error
             return Lookup(None, failure=self._unchanged_failure(resolved, st), error=os_reason(exc))
         stored = self.read_record(record_key(identity.digest, need.params_key)) if identity.digest else None
+        if stored is not None and entry is not None and identity.digest == entry["digest"] and \
+                not _entry_agrees(stored, identity):
+            # The path entry names a record that does not know this file: read the file.
+            identity, entry = self._identify(resolved, want_digest=True, st=st, trust_entry=False)
+            stored = self.read_record(record_key(identity.digest, need.params_key)) if identity.digest else None
         record = stored if stored is not None and need.served_by(stored) else None
         if record is None:  # only a file the store cannot answer may have a failure that matters
             failure = self._unchanged_failure(resolved, st)
@@ -629,3 +634,13 @@ def results_optional(function: F) -> F:
             return function(store, *args, **kwargs)
     return cast(F, wrapped)
 
+
+def _entry_agrees(record: Record, identity: FileIdentity) -> bool:
+    """Whether ``record``, reached through the path entry that gave ``identity``, can be
+    this file's: its content key, and its paths list the file's unless they are full
+    (only the latest MAX_PATHS are kept). A path entry edited or left wrong served
+    another track's record for this file, which then came up in its own search hits,
+    and verify called the store sound."""
+    if record.content_key != identity.content_key:
+        return False
+    return record.seen_at(identity.path) is not None or len(record.paths) >= MAX_PATHS
