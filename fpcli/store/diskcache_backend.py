@@ -64,6 +64,7 @@ LEAST_RECENT_RECORDS = ("SELECT rowid, tag, filename, key, mode, value FROM Cach
                         "AND +key < 'rec;' ORDER BY access_time LIMIT ?")
 LOOKUP_CHUNK = 500  # keys per ``IN (...)`` query (SQLite allows 999 parameters in older builds)
 CENSUS_READY = ""  # the row whose presence says the counts are complete (set by a recount)
+_ABSENT = object()  # what ``_fetch`` gives for a key without an entry (a NULL value is an entry: damaged)
 # SQLite's own memory per connection. diskcache's defaults (a 32 MiB page cache and a
 # 64 MiB memory map, for each of data and meta) let a command's RSS grow with the store
 # it writes: 60 -> 111 MiB over 2,000 -> 10,000 new files, flat at 57-60 MiB with these.
@@ -206,6 +207,8 @@ class DiskcacheBackend(MetaCounters):
         try:
             with guard(self.location):
                 value = self._fetch(key)
+            if value is _ABSENT:
+                return None
         except UnicodeDecodeError:   # a large value's file with a damaged byte
             raise BadEntryError(key, ["not UTF-8 text (a damaged byte)"]) from None
         except StoreError as exc:
@@ -214,7 +217,9 @@ class DiskcacheBackend(MetaCounters):
             raise
         if isinstance(value, str) and not is_text(value):
             raise BadEntryError(key, ["not UTF-8 text (a damaged byte)"])
-        if value is None or isinstance(value, str):
+        if value is None:   # a row whose value is NULL: it was taken for no entry, and no repair removed it
+            raise BadEntryError(key, ["no value (an empty field of the database)"])
+        if isinstance(value, str):
             return value
         if isinstance(value, bytes):
             try:
@@ -224,14 +229,15 @@ class DiskcacheBackend(MetaCounters):
         raise BadEntryError(key, [f"a {type(value).__name__}, not JSON text"])
 
     def _fetch(self, key: str) -> Any:
+        """The row's value as diskcache decodes it; ``_ABSENT`` when there is none."""
         rows = self._data._sql(self._SELECT, (key, time.time())).fetchall()
         if not rows:
-            return None
+            return _ABSENT
         ((mode, filename, value),) = rows
         try:
             return self._data._disk.fetch(mode, filename, value, False)
         except OSError:  # a large value's file was removed between the SELECT and the read
-            return None
+            return _ABSENT
 
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
         """The texts of unexpired entries under ``keys``, one query per LOOKUP_CHUNK

@@ -375,3 +375,17 @@ def test_a_repair_reads_back_every_row_on_an_intact_page(populated, tmp_path, da
     rerun = assert_clear(cli("analyze", library, "--json", store=store), 3)
     cached = [r for r in rerun.json_lines() if r["status"] == "ok" and r["cached"]]
     assert len(cached) >= (TRACKS if damage.startswith("the records") else TRACKS - 1)
+
+
+def test_a_record_whose_value_is_null_is_one_bad_entry_and_repaired(populated, tmp_path):
+    """A row whose value is NULL was read as no entry: verify reported the census only
+    ("4 counted, 3 found"), and every repair counted again and found it again."""
+    _, _, source = populated
+    store = copy_store(source, tmp_path / "store")
+    with diskcache.Cache(str(store / "data")) as raw:
+        key = next(k for k in raw.iterkeys() if isinstance(k, str) and k.startswith("rec:"))
+    _set_raw_bytes(store / "data" / "cache.db", "UPDATE Cache SET value = NULL WHERE key = ?", key)
+    found = assert_clear(cli("cache", "verify", store=store), 3)
+    assert f"{key}: no value (an empty field of the database)" in found.stdout + found.stderr
+    assert_clear(cli("cache", "verify", "--repair", store=store), 0)
+    assert_clear(cli("cache", "verify", store=store), 0)
