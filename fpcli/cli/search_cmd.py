@@ -155,8 +155,7 @@ def search(
         # like an answer, under "confidence high (1.00)".
         warn_line("the query is silent (every frame below the silence threshold): its hits are the tracks "
                   "closest in silence and rhythm, not tracks that sound alike")
-    for path, error in result.skipped:
-        warn_line(f"{path}: skipped as a candidate ({error})")
+    _say_skipped(result.skipped, hits=len(result.hits))
     if result.stats.get("copies_elsewhere"):
         warn_line(f"--library: copies elsewhere {result.stats['copies_elsewhere']}")
     if result.stats.get("previews_left_out"):
@@ -179,6 +178,28 @@ def search(
         print_json(result.to_json())
         return
     render_search(result, explain, table=m3u is None or path_text(m3u) != "-")  # --m3u -: stdout is the playlist
+
+
+SKIPPED_SHOWN = 5   # skipped candidates named one by one; the rest are counted by reason
+
+
+def _say_skipped(skipped: list[tuple[str, str]], *, hits: int) -> None:
+    """The candidates skipped (their files unreadable or gone): the first few by name,
+    the others counted by reason, and why there may be no hits. A library moved or
+    unmounted printed one warning per stored track (17,500 lines at 20,000 records)
+    and nothing about why no hit came. ``--json`` lists every one."""
+    import collections
+
+    for path, error in skipped[:SKIPPED_SHOWN]:
+        warn_line(f"{path}: skipped as a candidate ({error})")
+    if len(skipped) > SKIPPED_SHOWN:
+        reasons = collections.Counter(error for _, error in skipped[SKIPPED_SHOWN:])
+        warn_line(f"{len(skipped) - SKIPPED_SHOWN} more candidates skipped: "
+                  + ", ".join(f"{n} {error}" for error, n in reasons.most_common()) + " (--json lists them)")
+    gone = sum(1 for _, error in skipped if error == "no such file or folder")
+    if gone > len(skipped) // 2 and gone >= SKIPPED_SHOWN:
+        note("", f"the files of {gone} stored tracks are gone{'' if hits else ', and no hit is left'}: a library that "
+                 "moved or is not mounted? `fpcli cache prune` forgets the records of files that are gone")
 
 
 def _refuse_batch_ranking(strategy: str, *, stream: bool, preview: bool) -> None:
