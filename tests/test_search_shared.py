@@ -412,17 +412,22 @@ def test_a_meta_part_rebuilt_empty_never_serves_the_old_index(template, tmp_path
     _assert_rebuilt_as_built(location)
 
 
-def test_a_data_part_deleted_never_serves_the_old_index(template, tmp_path):
-    """The data part removed by hand (the meta part kept): the store was made again
-    empty under the same epoch, and search loaded the saved index of 20 records that
-    were gone (no hits, exit 0)."""
+@pytest.mark.parametrize("lost_by", ["deleting its folder", "emptying its database file"])
+def test_a_data_part_deleted_never_serves_the_old_index(template, tmp_path, lost_by):
+    """The data part removed by hand (the meta part kept), or its database file emptied
+    (0 bytes: SQLite's empty database): the store was made again empty under the same
+    epoch, and search loaded the saved index of 20 records that were gone (no hits,
+    exit 0, "index refreshed, 4 tracks")."""
     import shutil
 
     location = str(tmp_path / "store")
     _fill(location, template, 20)
     with FingerprintStore.open(location) as store:
         current_index(store, "streaming", KEY)
-    shutil.rmtree(tmp_path / "store" / "data")
+    if lost_by == "deleting its folder":
+        shutil.rmtree(tmp_path / "store" / "data")
+    else:
+        (tmp_path / "store" / "data" / "cache.db").write_bytes(b"")
     _fill(location, template, 23, start=20)
     saved_module._RECENT.clear()
     with FingerprintStore.open(location) as store:

@@ -140,11 +140,14 @@ class DiskcacheBackend(MetaCounters):
         finish_rebuilds(self.location)
         # A data part that is gone while the meta part is not (deleted by hand, or lost)
         # is made again empty: the epoch moves on, or a search index saved before passed
-        # for current and answered every query with no hits (its rows all gone).
-        data_lost = not os.path.isfile(_database(self.location, "data")) and \
-            os.path.isfile(_database(self.location, "meta"))
+        # for current and answered every query with no hits (its rows all gone). An
+        # emptied file (0 bytes: SQLite's empty database) is one gone: a search then
+        # said "index refreshed, 4 tracks" and showed no hit, without a word.
+        data_path = _database(self.location, "data")
+        data_missing = not os.path.isfile(data_path) or os.path.getsize(data_path) == 0
+        data_lost = data_missing and os.path.isfile(_database(self.location, "meta"))
         size_mb = self._size_limit_mb
-        if size_mb is None and not os.path.isfile(_database(self.location, "data")):
+        if size_mb is None and data_missing:
             # A new store (diskcache's own default is 1 GiB), or a data part lost whose
             # limit the meta part kept a copy of.
             kept = kept_size_limit(os.path.join(self.location, "meta"))
