@@ -694,6 +694,7 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
         done = salvage(exc.location)
         note("", f"repaired: rebuilt the damaged database: {repair_summary(done)} (the damaged part is kept as "
                  "*.damaged-*)")
+        _warn_if_nothing_read_back(done)
         opened = ctx.obj.open_store(existing=True)
     from fpcli.store import repair
     from fpcli.store.maintenance import verify_counted
@@ -710,6 +711,7 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
             aside = " (the damaged database is kept as *.damaged-* in the store's folder)" if done.get(
                 "moved_aside") else ""
             note("", f"repaired: {repair_summary(done)}{saved}{aside}")
+            _warn_if_nothing_read_back(done)
             notes = []
             problems, entries = verify_counted(store, notes=notes)
     if as_json:
@@ -732,9 +734,23 @@ REPAIR_WORDS = {"moved_aside": "damaged database parts moved aside", "salvaged":
 
 
 def repair_summary(done: dict[str, int]) -> str:
-    """"2 bad entries removed, 1 damaged counters reset" ("nothing to mend" when all are 0)."""
-    parts = [f"{n} {REPAIR_WORDS.get(name, name)}" for name, n in done.items() if n]
+    """"2 bad entries removed, 1 damaged counters reset" ("nothing to mend" when all are
+    0); the rows read back from a part moved aside are said even when none were."""
+    parts = [f"{n} {REPAIR_WORDS.get(name, name)}" for name, n in done.items()
+             if n or (name in READ_BACK and done.get("moved_aside"))]
     return ", ".join(parts) or "nothing to mend"
+
+
+READ_BACK = ("salvaged", "rebuilt")   # the counts of what a damaged part moved aside gave back
+
+
+def _warn_if_nothing_read_back(done: dict[str, int]) -> None:
+    """A damaged part moved aside with not one row read back is a store emptied: the
+    repair said only "1 damaged database parts moved aside", and verify then called the
+    empty store sound, exit 0, with every record lost."""
+    if done.get("moved_aside") and not any(done.get(name) for name in READ_BACK):
+        warn_line("no entry of the damaged database could be read back: its records are lost (`fpcli analyze` "
+                  "the library again; the damaged part is kept as *.damaged-* in the store's folder)")
 
 
 def _quarantine_path(store: FingerprintStore) -> str:

@@ -389,3 +389,16 @@ def test_a_record_whose_value_is_null_is_one_bad_entry_and_repaired(populated, t
     assert f"{key}: no value (an empty field of the database)" in found.stdout + found.stderr
     assert_clear(cli("cache", "verify", "--repair", store=store), 0)
     assert_clear(cli("cache", "verify", store=store), 0)
+
+
+def test_a_repair_that_reads_nothing_back_says_the_records_are_lost(populated, tmp_path):
+    """The data database cut after its first page: the repair moved it aside, said only
+    "1 damaged database parts moved aside", and verify called the empty store sound."""
+    _, _, source = populated
+    store = copy_store(source, tmp_path / "store")
+    database = store / "data" / "cache.db"
+    database.write_bytes(database.read_bytes()[:4096])
+    repaired = assert_clear(cli("cache", "verify", "--repair", store=store), 0)
+    said = repaired.stdout + repaired.stderr
+    assert "1 damaged database parts moved aside, 0 rows read back" in said
+    assert "no entry of the damaged database could be read back: its records are lost" in said
