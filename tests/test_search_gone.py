@@ -469,7 +469,7 @@ def test_a_library_gone_is_said_in_a_few_lines_and_json_lists_every_track(tmp_pa
     assert human.exit_code == 0, human.output
     assert human.stderr.count("skipped as a candidate") == 5
     assert f"warning: 3 more candidates skipped: 3 {GONE} (--json lists them)" in human.stderr
-    assert "the files of 8 stored tracks are gone, and no hit is left: a library that moved or is not mounted?" \
-        in human.stderr
+    assert "warning: the files of 8 stored tracks are gone, and no hit is left: a library that moved or is not " \
+        "mounted?" in human.stderr
     listed = json.loads(runner.invoke(app, [*base, "--json"]).stdout)["skipped"]
     assert len(listed) == 8 and {entry["error"] for entry in listed} == {GONE}

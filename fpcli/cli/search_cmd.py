@@ -198,8 +198,8 @@ def _say_skipped(skipped: list[tuple[str, str]], *, hits: int) -> None:
                   + ", ".join(f"{n} {error}" for error, n in reasons.most_common()) + " (--json lists them)")
     gone = sum(1 for _, error in skipped if error == "no such file or folder")
     if gone > len(skipped) // 2 and gone >= SKIPPED_SHOWN:
-        note("", f"the files of {gone} stored tracks are gone{'' if hits else ', and no hit is left'}: a library that "
-                 "moved or is not mounted? `fpcli cache prune` forgets the records of files that are gone")
+        warn_line(f"the files of {gone} stored tracks are gone{'' if hits else ', and no hit is left'}: a library that "
+                  "moved or is not mounted? `fpcli cache prune` forgets the records of files that are gone")
 
 
 def _refuse_batch_ranking(strategy: str, *, stream: bool, preview: bool) -> None:

@@ -20,7 +20,7 @@ import traceback
 from typing import Any
 
 # stderr lines a clean run may print (the summary and notes of each command)
-ALLOWED_PREFIXES = ("error:", "warning:", "rejected", "interrupted:", "analysed ", "checked ", "repaired:",
+ALLOWED_PREFIXES = ("error:", "warning:", "rejected", "interrupted:", "stopped:", "analysed ", "checked ", "repaired:",
                     "imported ", "exported ", "removed ", "pruned ", "would prune ", "strategy ", "validated ",
                     "computing ", "building ", "would forget ", "forgot ", "no hits", "  ")
 USAGE_MARKERS = ("Usage:", "Try ", "╭", "│", "╰")
