@@ -473,3 +473,19 @@ def test_a_library_gone_is_said_in_a_few_lines_and_json_lists_every_track(tmp_pa
         "mounted?" in human.stderr
     listed = json.loads(runner.invoke(app, [*base, "--json"]).stdout)["skipped"]
     assert len(listed) == 8 and {entry["error"] for entry in listed} == {GONE}
+
+
+@pytest.mark.parametrize("name,raw", [("ctrl\x1b[31mred\x07.flac", False), ("del\x7f.flac", False),
+                                      ("c1\x9b2J.flac", False), ("tab\there.flac", True), ("café.flac", True)])
+def test_a_playlist_line_holds_no_control_character(name, raw):
+    """`--m3u -` on a terminal wrote a name's escape sequences (ESC [31m, BEL) to it as
+    they were; such a path is a file:// URI, as one with a newline already was."""
+    from urllib.parse import unquote
+
+    from fpcli.search.query import _m3u_location
+
+    line = _m3u_location(f"/music/{name}", None)
+    assert (line == f"/music/{name}") == raw
+    assert all(ord(c) >= 0x20 or c == "\t" for c in line) and not any(0x7F <= ord(c) < 0xA0 for c in line)
+    if not raw:
+        assert line.startswith("file://") and unquote(line[len("file://"):]) == f"/music/{name}"

@@ -748,7 +748,8 @@ def write_m3u(result: SearchResult, destination: str | os.PathLike[str]) -> Left
     one: paths relative to the folder as named were all broken), or absolute for
     ``-`` (stdout: where it is saved is not known; paths relative to the current
     folder broke anywhere else). A path an M3U line cannot hold (a newline, bytes
-    that are not UTF-8) is written as a percent-encoded file:// URI. Streams (a query
+    that are not UTF-8) or should not (a control character: ``--m3u -`` on a terminal
+    wrote a name's escape sequences to it) is written as a percent-encoded file:// URI. Streams (a query
     on stdin, hits stored by ``analyze - --name``) and CUE-sheet tracks have no file a
     player could open: they are left out, and counted in the answer."""
     base = None if os.fspath(destination) == "-" else os.path.realpath(os.path.dirname(os.path.abspath(destination)))
@@ -771,7 +772,7 @@ def _m3u_location(path: str, base: str | None) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is None or any(c in text for c in "\r\n"):
+    if text is None or any(_is_control(c) for c in text):
         from urllib.parse import quote
 
         return "file://" + quote(raw)
@@ -781,6 +782,12 @@ def _m3u_location(path: str, base: str | None) -> str:
     # A line starting with # is a comment or directive to every M3U reader: the track
     # "#1 hit.flac" would be dropped from the playlist.
     return os.path.join(".", relative) if relative.startswith("#") else relative
+
+
+def _is_control(character: str) -> bool:
+    """A C0 or C1 control character or DEL, a tab aside (a line may hold one)."""
+    code = ord(character)
+    return (code < 0x20 and character != "\t") or 0x7F <= code < 0xA0
 
 
 __all__ = ["KINDS", "STRATEGIES", "Compute", "LeftOut", "SearchResult", "search", "write_m3u"]
