@@ -674,6 +674,26 @@ def test_an_import_refuses_paths_and_times_no_file_can_have(tmp_path, track):
         assert prune(b, dry_run=True) is not None
 
 
+@pytest.mark.parametrize("seen,reason", [
+    ({"path": "music/a.flac", "mtime_ns": 1}, 'paths[0].path "music/a.flac" must be absolute (or stream:NAME'),
+    ({"path": "/x/a\x00b", "mtime_ns": 1}, "paths[0].path holds a NUL character"),
+    ({"path": "/x/a\ud800b", "mtime_ns": 1}, "paths[0].path holds a character no file name can"),
+    ({"path": "/x/a", "mtime_ns": 2**64}, "paths[0].mtime_ns must be a whole number of ns"),
+    ({"path": 5, "mtime_ns": 1}, "paths[0].path must be text"),
+    ("/x/a", "paths[0] must be an object {path, mtime_ns}"),
+])
+def test_an_import_rejects_a_path_saying_what_is_wrong_with_it(tmp_path, track, seen, reason):
+    """A relative path, a NUL, a lone surrogate or a time past 2**64 ns were each
+    rejected as "paths must be a non-empty list of {path, mtime_ns}", which they were."""
+    with FingerprintStore.open(tmp_path / "a") as a:
+        _analysed(a, track)
+        good = record_to_json(next(a.records()))
+    (tmp_path / "one.jsonl").write_text(json.dumps({"type": "record", "data": {**good, "paths": [seen]}}) + "\n")
+    with FingerprintStore.open(tmp_path / "b") as b:
+        (rejected,) = import_store(b, tmp_path / "one.jsonl").rejected
+    assert reason in rejected and "non-empty list" not in rejected
+
+
 def test_prune_drops_gone_and_changed_files(store, tmp_path):
     folder = tmp_path / "p"
     folder.mkdir()

@@ -29,6 +29,7 @@ from fpcli.store.limits import (
     CHANNELS_RANGE,
     MTIME_NS_RANGE,
     SAMPLERATE_RANGE,
+    STREAM_PREFIX,
     TIME_LIMIT,
     VALUE_LIMIT,
     plausible,
@@ -463,13 +464,35 @@ def _floats(values: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, floa
 
 def _paths(c: _Checker, items: Any) -> tuple[PathSeen, ...]:
     """At least one path: a record whose last path is forgotten is deleted, and one
-    with none would be a search hit with no file."""
-    if not isinstance(items, list) or not items or not all(
-            isinstance(p, dict) and storable_path(p.get("path"))
-            and mtime_ns_value(p.get("mtime_ns")) for p in items):
+    with none would be a search hit with no file. Each problem names its path: a
+    relative path, a NUL in one or a time past 2**64 ns were all rejected as "paths
+    must be a non-empty list", which is what the user had given."""
+    if not isinstance(items, list) or not items:
         c.problems.append("paths must be a non-empty list of {path, mtime_ns}")
         return ()
-    return tuple(PathSeen(p["path"], p["mtime_ns"]) for p in items)
+    problems = [f"paths[{i}]{problem}" for i, item in enumerate(items) if (problem := _path_seen_problem(item))]
+    c.problems += problems
+    return () if problems else tuple(PathSeen(p["path"], p["mtime_ns"]) for p in items)
+
+
+def _path_seen_problem(item: Any) -> str | None:
+    """What is wrong with one {path, mtime_ns} of a record (None: nothing)."""
+    if not isinstance(item, dict):
+        return " must be an object {path, mtime_ns}"
+    path = item.get("path")
+    if not isinstance(path, str):
+        return ".path must be text"
+    if not storable_path(path):
+        if "\x00" in path:
+            return ".path holds a NUL character, which no file name can"
+        if not path.startswith(("/", STREAM_PREFIX)):
+            return f".path {_show(path)} must be absolute (or {STREAM_PREFIX}NAME for a named stream)"
+        if path == STREAM_PREFIX:
+            return ".path names a stream without its name"
+        return ".path holds a character no file name can (a lone surrogate outside U+DC80-U+DCFF)"
+    if not mtime_ns_value(item.get("mtime_ns")):
+        return f".mtime_ns must be a whole number of ns from {MTIME_NS_RANGE[0]} to {MTIME_NS_RANGE[1]}"
+    return None
 
 
 def _audio(c: _Checker, a: Mapping[str, Any]) -> AudioFacts:
