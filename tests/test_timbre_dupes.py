@@ -226,7 +226,7 @@ def test_v1_records_still_parse_and_are_a_miss(tmp_path):
     data.pop("dupe_key")
     data["fingerprint_version"] = 1
     data["params_key"] = "v1-" + data["params_key"].split("-", 1)[1]   # a v1 record's key names v1
-    old = parse_record(record.key, data)
+    old = parse_record(f"rec:{data['digest']}:{data['params_key']}", data)   # stored under its own key
     assert old.timbre is None and old.fingerprint_version == 1
     assert AnalysisParams().key().startswith("v5-")
 
