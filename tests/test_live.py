@@ -521,6 +521,8 @@ def test_cache_show_finds_a_named_stream(tmp_path, song):
     assert json.loads(shown.stdout)["paths"][0]["path"] == "stream:radio"
     missing = _fpcli(store, "cache", "show", "stream:tv")
     assert missing.returncode == 3 and b"fpcli analyze - --name NAME" in missing.stderr   # an input that failed
+    unnamed = _fpcli(store, "cache", "show", "stream:")   # was "--name '': ...", an option cache show has not
+    assert unnamed.returncode == 3 and b"stream:: not in the store" in unnamed.stderr
 
 
 def test_a_named_stream_that_fails_is_named_as_its_results_are(tmp_path):

@@ -548,7 +548,10 @@ class FingerprintStore(StoreImports):
         is that stream's record, unless a file of that name exists."""
         text = os.fspath(path)
         stream = isinstance(text, str) and text.startswith(STREAM_PREFIX) and not os.path.lexists(text)
-        identity = stream_identity(text[len(STREAM_PREFIX):]) if stream else self.identify(path)
+        try:
+            identity = stream_identity(text[len(STREAM_PREFIX):]) if stream else self.identify(path)
+        except ParameterError:   # a name no stream is stored under ("stream:"): it was "--name '': ..."
+            return None
         if params_key is not None and identity.digest is not None:
             record = self.read_record(record_key(identity.digest, params_key))
             if record is not None:
