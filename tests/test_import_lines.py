@@ -289,3 +289,24 @@ def test_the_import_command_says_it_once(template, tmp_path, monkeypatch, capsys
     assert capsys.readouterr().err.splitlines() == [f"interrupted: {BATCH} records and 0 failures were imported "
                                                     "before it, in whole batches: run the import again to "
                                                     "complete it"]
+
+
+def test_an_interrupt_while_the_index_is_saved_says_every_record_was_imported(template, tmp_path, monkeypatch,
+                                                                              capsys):
+    """A Ctrl-C during the last step, the search index's save, said only "interrupted":
+    the import read as lost, though every record was stored."""
+    from fpcli.cli import EXIT_INTERRUPTED
+    from fpcli.search import keeper
+    from tests.test_cli_output import _main
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    source = _export(make_records.records(30, template=template), tmp_path / "e.jsonl")
+    monkeypatch.setattr(keeper.ImportedRows, "finish", interrupted)
+    assert _main(monkeypatch, "--store", str(tmp_path / "s"), "cache", "import", str(source)) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "interrupted: every line was imported (30 records and 0 failures); only the search index was not saved: "
+        "the first search builds it")
+    with FingerprintStore.open(tmp_path / "s") as store:
+        assert store.stats()["entries"] == 30

@@ -578,7 +578,15 @@ def cache_import(ctx: typer.Context,
         if indexes is not None and report.records:
             # About 75 s at a million records: say what the wait is for.
             status_line(f"saving the search index of {report.records:,} imported records ...")
-            kept = indexes.finish()
+            try:
+                kept = indexes.finish()
+            except KeyboardInterrupt:
+                # The records are all stored: "interrupted" alone read as an import lost.
+                end_progress()
+                note("[yellow]interrupted:[/yellow]", f"every line was imported ({_count(report.records, 'record')}"
+                     f" and {_count(report.failures, 'failure')}); only the search index was not saved: the "
+                     "first search builds it")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
             end_progress()
         else:
             kept = {}
