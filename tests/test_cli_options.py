@@ -337,6 +337,14 @@ def test_a_store_named_as_a_file_is_a_usage_error(tmp_path, song, kind):
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_a_store_named_dash_is_a_usage_error(tmp_path, song, monkeypatch):
+    """`--store -` made a store folder named "-" in the current folder, in silence."""
+    monkeypatch.chdir(tmp_path)
+    refused = runner.invoke(app, ["--store", "-", "analyze", str(song)])
+    assert refused.exit_code == EXIT_USAGE and "'-' is no store" in " ".join(refused.stderr.split())
+    assert not (tmp_path / "-").exists()
+
+
 READ_OR_TIDY = (["cache", "stats"], ["cache", "list"], ["cache", "show", "x.flac"], ["cache", "failures"],
                 ["cache", "dupes"], ["cache", "verify"], ["cache", "prune"], ["cache", "clear", "--yes"],
                 ["cache", "export", "out.jsonl"])

@@ -157,6 +157,10 @@ def _root(
     """fpcli: acoustic fingerprints for music libraries."""
     if store is not None and not store.strip():
         raise typer.BadParameter("is empty: give a directory or a redis:// URL", param_hint="--store")
+    if store == "-":
+        # "-" is stdin or stdout everywhere else in fpcli: a store folder named "-" was made in silence.
+        raise typer.BadParameter("'-' is no store (a store is a directory or a redis:// URL; a folder named '-' "
+                                 "is ./-)", param_hint="--store")
     if store is not None:
         try:
             StoreSpec(store).resolved()  # a malformed Redis URL or a non-Redis URL: a bad value (exit 2)
