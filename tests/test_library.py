@@ -561,7 +561,8 @@ def test_copies_of_a_failure_tried_again_take_back_no_miss(tmp_path):
     assert (stats["hits"], stats["misses"]) == (1, 0)
 
 
-def test_a_store_lost_mid_run_stops_it_with_what_was_done(tmp_path, monkeypatch):
+@pytest.mark.parametrize("command", ["analyze", "validate"])
+def test_a_store_lost_mid_run_stops_it_with_what_was_done(tmp_path, monkeypatch, command):
     """Redis gone mid-run: the run printed the error alone, and the user could not
     tell how much of the library was done. The summary of the tracks reported (and
     stored) before it comes first, then the error; exit 1."""
@@ -588,7 +589,8 @@ def test_a_store_lost_mid_run_stops_it_with_what_was_done(tmp_path, monkeypatch)
 
     monkeypatch.setattr(Reporter, "event", stop_after_three)
     try:
-        result = CliRunner().invoke(app, ["--store", server.url, "analyze", str(tmp_path / "music"), "--jobs", "1"])
+        target = ["-l", str(tmp_path / "music")] if command == "validate" else [str(tmp_path / "music")]
+        result = CliRunner().invoke(app, ["--store", server.url, command, *target, "--jobs", "1"])
     finally:
         server.stop()
     assert result.exit_code == 1, result.output

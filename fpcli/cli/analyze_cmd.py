@@ -27,7 +27,6 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.render import note, warn_line
 from fpcli.cli.root import EXIT_INTERRUPTED, EXIT_SOME_FAILED, app
-from fpcli.errors import FpcliError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.params import MAX_CHANNELS, MAX_SAMPLERATE, MIN_SAMPLERATE
 
@@ -112,27 +111,16 @@ def analyze(
         _follow(ctx, texts, as_json=as_json, quiet=quiet, seconds=seconds, every=every, name=name,
                 no_store=no_store, raw=(raw_format, rate, channels))
         return
-    from fpcli.cli.tracks import Reporter, render_summary  # rich: only when a command runs (start-up time)
+    from fpcli.cli.tracks import Reporter, render_summary, stopped_said  # rich: only when a command runs
 
     options = run_options(seconds=seconds, upgrade=upgrade, batch=batch, force=force, retry_failed=retry_failed,
                           jobs=jobs, timeout_s=timeout, executor=executor, scheduler=scheduler, path_map=path_map,
                           exclude=exclude)
-    error: FpcliError | None = None
-    with ctx.obj.open_store() as store:
-        with Reporter(as_json=as_json, quiet=quiet) as reporter:
-            evicted = _evictions(store)
-            try:
-                summary = run_library(texts, store, options, on_event=reporter.event)
-            except FpcliError as exc:
-                if reporter.stopped is None:
-                    raise
-                error = exc
-            else:
-                evicted = _evictions(store) - evicted
-        if error is not None and reporter.stopped is not None:   # what was done (the bar gone), then the error
-            if not quiet:
-                render_summary(reporter.stopped, stopped=True)
-            raise error
+    reporter = Reporter(as_json=as_json, quiet=quiet)
+    with ctx.obj.open_store() as store, stopped_said(reporter, quiet=quiet), reporter:
+        evicted = _evictions(store)
+        summary = run_library(texts, store, options, on_event=reporter.event)
+        evicted = _evictions(store) - evicted
     if not quiet:
         render_summary(summary)
     if store.unsaved:

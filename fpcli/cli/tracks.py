@@ -3,8 +3,9 @@ live reporter of library runs (results on stdout, progress and notices on stderr
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fpcli.cli.render import format_value, is_terminal, note, print_json_line, same_terminal, shown, stderr, stdout
+from fpcli.errors import FpcliError
 from fpcli.fingerprint import DIM_BY_NAME, DIMS, Fingerprint
 from fpcli.results import TIMEOUT_ERROR_TYPE, TrackResult
 
@@ -155,6 +157,20 @@ def failed_result(path: str, exc: Exception) -> TrackResult:
     """A failed result for an input that could not be opened (its reason, not the path)."""
     reason = getattr(exc, "reason", None) or str(exc)
     return TrackResult(path=path, status="error", error=reason, error_type=type(exc).__name__)
+
+
+@contextlib.contextmanager
+def stopped_said(reporter: Reporter, *, quiet: bool) -> Iterator[None]:
+    """Around a run and its ``reporter`` (entered before it, so that the bar is gone
+    first): an error that ended the run after its "stopped" event goes on its way
+    after that summary, what the run did before it. Redis gone mid-run printed the
+    error alone, and the user could not tell how much of the library was done."""
+    try:
+        yield
+    except FpcliError:
+        if reporter.stopped is not None and not quiet:
+            render_summary(reporter.stopped, stopped=True)
+        raise
 
 
 def render_summary(summary: RunSummary, *, stopped: bool = False) -> None:

@@ -100,9 +100,10 @@ def validate(
     seconds = parse_seconds(partial)
     options = run_options(jobs=jobs, timeout_s=timeout, executor=executor, scheduler=scheduler, path_map=path_map,
                           exclude=exclude)
-    from fpcli.cli.tracks import Reporter  # rich: only when a command runs (start-up time)
+    from fpcli.cli.tracks import Reporter, stopped_said  # rich: only when a command runs (start-up time)
 
-    with ctx.obj.open_store() as store, Reporter(as_json=False, quiet=quiet, show_tracks=False) as reporter:
+    reporter = Reporter(as_json=False, quiet=quiet, show_tracks=False)
+    with ctx.obj.open_store() as store, stopped_said(reporter, quiet=quiet), reporter:
         report = validate_library([path_text(p) for p in library], store, options, tolerances=tolerances,
                                   threshold=threshold, partial_seconds=seconds, store_verdicts=not no_store,
                                   on_event=reporter.event)
