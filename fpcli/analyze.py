@@ -350,7 +350,10 @@ def look_up(store: FingerprintStore, path: str, want: Want, *, force: bool = Fal
     if not force:
         return store.lookup(path, want.need())
     try:
-        return Lookup(store.identify(path, digest=False))
+        # The entry is not trusted: its digest names the record the new result is saved
+        # over, and one edited or left wrong made a forced run overwrite another file's.
+        # The digest is computed as the file is analysed, which reads it whole anyway.
+        return Lookup(store.identify(path, digest=False, trust_entry=False))
     except OSError as exc:
         return Lookup(None, error=os_reason(exc))
 

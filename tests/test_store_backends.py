@@ -1219,3 +1219,12 @@ def test_another_tracks_record_is_never_served_for_a_file(location, tracks):
         backend.put(entry_key, json.dumps({**entry, "digest": second.digest, "content_key": second.content_key}))
         assert store.lookup(tracks[2], NEED).record.digest == third.digest
         assert json.loads(backend.get(entry_key)) == entry   # the entry is right again
+
+        wrong = {**entry, "digest": second.digest, "content_key": second.content_key}
+        for read in ("show", "force"):   # `cache show`; `analyze --force` saved its result over the other record
+            backend.put(entry_key, json.dumps(wrong))
+            if read == "show":
+                assert store.record_for_path(tracks[2], KEY).digest == third.digest
+            else:
+                assert runner.invoke(app, ["--store", location, "analyze", "--force", str(tracks[2])]).exit_code == 0
+        assert store.read_record(second.key).streaming == second.streaming

@@ -187,10 +187,13 @@ class FingerprintStore(StoreImports):
 
     # -- identity ---------------------------------------------------------------------------
 
-    def identify(self, path: str | os.PathLike[str], *, digest: bool = True) -> FileIdentity:
+    def identify(self, path: str | os.PathLike[str], *, digest: bool = True,
+                 trust_entry: bool = True) -> FileIdentity:
         """Identity of a file; reads it whole (for the digest) only when its path entry
-        does not vouch for it. Raises OSError when it cannot be read."""
-        identity, _ = self._identify(resolve(path), want_digest=digest)
+        does not vouch for it (or, without ``trust_entry``, always: a result about to be
+        saved under a digest an entry left wrong would overwrite another file's record).
+        Raises OSError when it cannot be read."""
+        identity, _ = self._identify(resolve(path), want_digest=digest, trust_entry=trust_entry)
         return identity
 
     def _identify(self, resolved: str, *, want_digest: bool, st: os.stat_result | None = None,
@@ -548,10 +551,23 @@ class FingerprintStore(StoreImports):
         is that stream's record, unless a file of that name exists."""
         text = os.fspath(path)
         stream = isinstance(text, str) and text.startswith(STREAM_PREFIX) and not os.path.lexists(text)
-        try:
-            identity = stream_identity(text[len(STREAM_PREFIX):]) if stream else self.identify(path)
-        except ParameterError:   # a name no stream is stored under ("stream:"): it was "--name '': ..."
-            return None
+        if stream:
+            try:
+                return self._newest_record(stream_identity(text[len(STREAM_PREFIX):]), params_key)
+            except ParameterError:   # a name no stream is stored under ("stream:"): it was "--name '': ..."
+                return None
+        resolved = resolve(path)
+        identity, entry = self._identify(resolved, want_digest=True)
+        record = self._newest_record(identity, params_key)
+        if record is not None and entry is not None and identity.digest == entry["digest"] and \
+                not _entry_agrees(record, identity):   # as in a look-up: the entry led to another file's record
+            identity, _ = self._identify(resolved, want_digest=True, trust_entry=False)
+            record = self._newest_record(identity, params_key)
+        return record
+
+    def _newest_record(self, identity: FileIdentity, params_key: str | None) -> Record | None:
+        """The record of ``identity``'s content under ``params_key``, else its newest of
+        any parameters."""
         if params_key is not None and identity.digest is not None:
             record = self.read_record(record_key(identity.digest, params_key))
             if record is not None:
