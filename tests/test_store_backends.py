@@ -1228,3 +1228,26 @@ def test_another_tracks_record_is_never_served_for_a_file(location, tracks):
             else:
                 assert runner.invoke(app, ["--store", location, "analyze", "--force", str(tracks[2])]).exit_code == 0
         assert store.read_record(second.key).streaming == second.streaming
+
+
+def test_a_file_unreadable_when_its_entry_is_checked_is_one_failed_look_up(tmp_path, tracks, monkeypatch):
+    """A path entry naming a record that does not list the file makes the look-up read
+    the file; a read error there escaped the look-up and ended the whole run."""
+    import fpcli.store.core as core
+    from fpcli.store.records import path_key
+
+    with FingerprintStore.open(tmp_path / "s") as store:
+        first, second = (_save(store, path) for path in tracks[:2])
+        entry_key = f"path:{path_key(second.path)}"
+        entry = json.loads(store.backend.get(entry_key))
+        store.backend.put(entry_key, json.dumps({**entry, "digest": first.digest, "content_key": first.content_key}))
+        keys = core.entry_identity_keys
+
+        def unreadable(path, size, *, digest):
+            if digest and path == second.path:
+                raise PermissionError(13, "Permission denied")
+            return keys(path, size, digest=digest)
+
+        monkeypatch.setattr(core, "entry_identity_keys", unreadable)
+        found = store.lookup(tracks[1], NEED)
+    assert found.record is None and found.error == "permission denied"

@@ -253,14 +253,14 @@ class FingerprintStore(StoreImports):
             return Lookup(None, error=os_reason(exc))
         try:
             identity, entry = self._identify(resolved, want_digest=False, st=st)
+            stored = self.read_record(record_key(identity.digest, need.params_key)) if identity.digest else None
+            if stored is not None and entry is not None and identity.digest == entry["digest"] and \
+                    not _entry_agrees(stored, identity):
+                # The path entry names a record that does not know this file: read the file.
+                identity, entry = self._identify(resolved, want_digest=True, st=st, trust_entry=False)
+                stored = self.read_record(record_key(identity.digest, need.params_key)) if identity.digest else None
         except OSError as exc:  # unreadable: its recorded failure (if unchanged) comes with the error
             return Lookup(None, failure=self._unchanged_failure(resolved, st), error=os_reason(exc))
-        stored = self.read_record(record_key(identity.digest, need.params_key)) if identity.digest else None
-        if stored is not None and entry is not None and identity.digest == entry["digest"] and \
-                not _entry_agrees(stored, identity):
-            # The path entry names a record that does not know this file: read the file.
-            identity, entry = self._identify(resolved, want_digest=True, st=st, trust_entry=False)
-            stored = self.read_record(record_key(identity.digest, need.params_key)) if identity.digest else None
         record = stored if stored is not None and need.served_by(stored) else None
         if record is None:  # only a file the store cannot answer may have a failure that matters
             failure = self._unchanged_failure(resolved, st)
