@@ -64,8 +64,11 @@ class CueTrack:
 
     @property
     def salt(self) -> str:
-        """What tells this track's identity apart from the image's and its siblings'."""
-        return f"#{self.number}:{self.start_s!r}:{self.end_s!r}"
+        """What tells this track's identity apart from the image's and its siblings' (and,
+        for raw CD audio, from the same bytes read in the other byte order: a sheet
+        corrected from BINARY to MOTOROLA was served the fingerprints of the noise)."""
+        order = f":{self.byte_order}" if self.byte_order else ""
+        return f"#{self.number}:{self.start_s!r}:{self.end_s!r}{order}"
 
 
 _SHEETS_READ: collections.OrderedDict[tuple[str, int, int, int, int], dict[str, list[CueTrack] | CueError]] = \
@@ -118,12 +121,26 @@ def _read_sheet(path: str) -> dict[str, list[CueTrack] | CueError]:
 
 
 @dataclasses.dataclass
+class _Entry:
+    """A TRACK of a sheet as written: its number, type (AUDIO, MODE1/2352, CDG, ...),
+    and INDEX 01 and 00 times (None: not given in this FILE)."""
+
+    number: int
+    kind: str
+    start: str | None = None
+    pregap: str | None = None
+
+    @property
+    def audio(self) -> bool:
+        return self.kind == "AUDIO"
+
+
+@dataclasses.dataclass
 class _SheetFile:
-    """A FILE of a sheet as written: its type (WAVE, BINARY, MP3, ...) and each of its
-    tracks' (number, INDEX 01 time as written, track type: AUDIO, MODE1/2352, ...)."""
+    """A FILE of a sheet as written: its type (WAVE, BINARY, MP3, ...) and its tracks."""
 
     file_type: str
-    entries: list[tuple[int, str | None, str]] = dataclasses.field(default_factory=list)
+    entries: list[_Entry] = dataclasses.field(default_factory=list)
 
 
 def _entries_of(path: str) -> dict[str, _SheetFile]:
@@ -138,7 +155,7 @@ def _entries_of(path: str) -> dict[str, _SheetFile]:
         return {}
     text = _decode(raw)
     files: dict[str, _SheetFile] = {}
-    current: list[tuple[int, str | None, str]] | None = None
+    current: list[_Entry] | None = None
     for line in text.splitlines():
         words = line.strip().split()
         if not words:
@@ -148,15 +165,18 @@ def _entries_of(path: str) -> dict[str, _SheetFile]:
             # A track whose INDEX 01 is not given yet starts in the next FILE: EAC's
             # per-track sheets put a track's pregap (INDEX 00) at the end of the file
             # before it. It was "track 02 has no INDEX 01", exit 3 on every run.
-            carried = current.pop() if current and current[-1][1] is None else None
+            carried = current.pop() if current and current[-1].start is None else None
             name, file_type = _file_name_and_type(line)
             current = files.setdefault(name, _SheetFile(file_type)).entries
-            if carried is not None:
-                current.append(carried)
+            if carried is not None:   # its INDEX 00 was a time in the file before
+                current.append(dataclasses.replace(carried, pregap=None))
         elif keyword == "TRACK" and current is not None and len(words) >= 2 and _is_number(words[1]):
-            current.append((int(words[1]), None, words[2].upper() if len(words) >= 3 else "AUDIO"))
-        elif keyword == "INDEX" and current and len(words) >= 3 and _is_number(words[1]) and int(words[1]) == 1:
-            current[-1] = (current[-1][0], words[2], current[-1][2])   # INDEX 1 as INDEX 01
+            current.append(_Entry(int(words[1]), words[2].upper() if len(words) >= 3 else "AUDIO"))
+        elif keyword == "INDEX" and current and len(words) >= 3 and _is_number(words[1]) and int(words[1]) in (0, 1):
+            if int(words[1]) == 1:   # INDEX 1 as INDEX 01
+                current[-1].start = words[2]
+            else:
+                current[-1].pregap = words[2]
     return files
 
 
@@ -171,43 +191,50 @@ def _tracks(sheet: str, name: str, sheet_file: _SheetFile) -> list[CueTrack]:
     under the first one's name) or a track without INDEX 01 (only INDEX 00: where it
     starts is unknown) makes the sheet unusable, said so, rather than silently short.
     The times of a FILE of one track are not read: it is an ordinary file, whole
-    (raw CD audio is no file a decoder reads: its one track is read from its start)."""
+    (raw CD audio is no file a decoder reads: its one track is read from its start).
+    A track runs to the next one's INDEX 01, or to its INDEX 00 when the next is a
+    data track (an enhanced CD's pregap of data sectors is no audio of the track)."""
     entries = sheet_file.entries
     byte_order = RAW_CD_FILE_TYPES.get(sheet_file.file_type)
-    counts = collections.Counter(number for number, _, _ in entries)
+    counts = collections.Counter(entry.number for entry in entries)
     if twice := sorted(n for n, count in counts.items() if count > 1):
         raise CueError(sheet, f"track {twice[0]:02d} appears twice in {name}")
-    if missing := [number for number, start, _ in entries if start is None]:
+    if missing := [entry.number for entry in entries if entry.start is None]:
         raise CueError(sheet, f"track {missing[0]:02d} of {name} has no INDEX 01 (where it starts)")
-    if beyond := [number for number, _, _ in entries if number > MAX_TRACK]:
+    if beyond := [entry.number for entry in entries if entry.number > MAX_TRACK]:
         # Its entry (album.flac#1000) would name no track: it failed as "no such file".
         raise CueError(sheet, f"track {beyond[0]} of {name}: a sheet numbers its tracks 1-99 (up to {MAX_TRACK} "
                               "are read)")
     if byte_order is not None:
         _check_raw_sectors(sheet, name, entries)
     if len(entries) < 2 and byte_order is None:
-        return [CueTrack(name, number, 0.0, None) for number, _, kind in entries if kind == "AUDIO"]
-    starts = [(number, _seconds(sheet, text), kind) for number, text, kind in entries if text is not None]
+        return [CueTrack(name, entry.number, 0.0, None) for entry in entries if entry.audio]
     tracks = []
-    for i, (number, start, kind) in enumerate(starts):
-        end = starts[i + 1][1] if i + 1 < len(starts) else None
+    for entry, following in zip(entries, [*entries[1:], None], strict=True):
+        start, end = _seconds(sheet, str(entry.start)), None
+        if following is not None:
+            end = _seconds(sheet, str(following.start))
+            if not following.audio and following.pregap is not None:
+                end = min(end, _seconds(sheet, following.pregap))
         if end is not None and end <= start:
-            raise CueError(sheet, f"track {number:02d} ends before it starts ({start:.2f} s, then {end:.2f} s)")
-        if kind == "AUDIO":
-            tracks.append(CueTrack(name, number, start, end, byte_order))
+            raise CueError(sheet, f"track {entry.number:02d} ends before it starts ({start:.2f} s, then {end:.2f} s)")
+        if entry.audio:
+            tracks.append(CueTrack(name, entry.number, start, end, byte_order))
     return tracks
 
 
-def _check_raw_sectors(sheet: str, name: str, entries: list[tuple[int, str | None, str]]) -> None:
-    """CueError unless every track of a raw image has sectors of a CD's audio (2352
-    bytes): the sheet's times are then byte positions (a sector a 75th of a second). A
-    data track of 2048-byte sectors (``MODE1/2048``) moves every position after it, and
-    a karaoke track (``CDG``) mixes its graphics into the samples."""
+def _check_raw_sectors(sheet: str, name: str, entries: list[_Entry]) -> None:
+    """CueError unless the audio of a raw image can be found: the sheet's times are
+    byte positions when every sector before an audio track has a CD's 2352 bytes (a
+    75th of a second). A data track of 2048-byte sectors (``MODE1/2048``) moves every
+    position after it (alone in its FILE, or after the audio, it moves none), and a
+    karaoke track (``CDG``) is audio with its graphics mixed into the samples."""
     from fpcli.audio.raw import CD_SECTOR_BYTES  # only for a raw image, which is then read
 
-    for number, _, kind in entries:
-        if kind != "AUDIO" and not kind.endswith(f"/{CD_SECTOR_BYTES}"):
-            raise CueError(sheet, f"track {number:02d} of {name} is {kind}: only raw images of audio "
+    for i, entry in enumerate(entries):
+        odd = not entry.audio and not entry.kind.endswith(f"/{CD_SECTOR_BYTES}")
+        if entry.kind == "CDG" or (odd and any(later.audio for later in entries[i + 1:])):
+            raise CueError(sheet, f"track {entry.number:02d} of {name} is {entry.kind}: only raw images of audio "
                                   f"and {CD_SECTOR_BYTES}-byte sectors can be read")
 
 

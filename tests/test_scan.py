@@ -940,3 +940,53 @@ def test_a_bin_image_converted_to_flac_is_decoded_as_flac(tmp_path):
     first = open_entry(str(tmp_path / "cd" / "disc.flac#01"))
     assert first.info.format == "FLAC"
     np.testing.assert_allclose(np.concatenate(list(first)), pieces[0], atol=1e-4)
+
+
+def test_data_tracks_that_move_no_audio_are_left_out_without_a_word(tmp_path):
+    """A game disc's data track of 2048-byte sectors in a FILE of its own (game.iso),
+    or a data-only BIN, made the whole sheet a problem on every run, though nothing
+    after it was misplaced; a karaoke (CDG) track still is one."""
+    folder = tmp_path / "game"
+    pieces = _cd_pieces()
+    folder.mkdir()
+    (folder / "Game (Track 1).iso").write_bytes(b"\0" * 2048 * 20)
+    sheet = ['FILE "Game (Track 1).iso" BINARY', "  TRACK 01 MODE1/2048", "    INDEX 01 00:00:00"]
+    for number, piece in enumerate(pieces, start=2):
+        _cd_image(folder, f"Game (Track {number}).bin", [piece])
+        sheet += [f'FILE "Game (Track {number}).bin" BINARY', f"  TRACK {number:02d} AUDIO", "    INDEX 01 00:00:00"]
+    (folder / "Game.cue").write_text("\n".join(sheet) + "\n")
+    found = scan([folder])
+    assert found.problems == []
+    assert [os.path.basename(f) for f in found.files] == ["Game (Track 2).bin#02", "Game (Track 3).bin#03"]
+    (folder / "Game.cue").write_text('FILE "Game (Track 1).iso" BINARY\n  TRACK 01 MODE1/2048\n    INDEX 01 00:00:00\n')
+    found = scan([folder])
+    assert (found.files, found.problems) == ([], [])
+    _write_sheet(folder / "Game.cue", 'FILE "Game (Track 2).bin" BINARY', ["00:00:00"], ["CDG"])
+    assert "track 01 of Game (Track 2).bin is CDG" in scan([folder]).problems[0].message
+
+
+def test_the_audio_before_an_enhanced_cds_data_track_ends_at_its_pregap(tmp_path):
+    """CD-Extra: audio, then a data track whose INDEX 00 starts 2 s of data sectors
+    before its INDEX 01. Read up to the INDEX 01, the last audio track ended in 2 s
+    of data read as samples."""
+    folder = tmp_path / "cd"
+    pieces = _cd_pieces((2.0, 3.0, 4.0))
+    times = _cd_image(folder, "disc.bin", pieces)
+    sheet = (f'FILE "disc.bin" BINARY\n  TRACK 01 AUDIO\n    INDEX 01 {times[0]}\n'
+             f"  TRACK 02 AUDIO\n    INDEX 01 {times[1]}\n"
+             f"  TRACK 03 MODE1/2352\n    INDEX 00 00:03:00\n    INDEX 01 {times[2]}\n")
+    (folder / "disc.cue").write_text(sheet)
+    tracks = parse_sheet(str(folder / "disc.cue"))["disc.bin"]
+    assert [(t.number, t.start_s, t.end_s) for t in tracks] == [(1, 0.0, 2.0), (2, 2.0, 3.0)]
+
+
+def test_a_bin_image_read_in_the_other_byte_order_is_another_track(tmp_path):
+    """A sheet corrected from BINARY to MOTOROLA kept its tracks' identities, and the
+    fingerprints of the samples read the wrong way round were served as cached."""
+    times = _cd_image(tmp_path / "cd", "disc.bin", _cd_pieces())
+    _write_sheet(tmp_path / "cd" / "disc.cue", 'FILE "disc.bin" BINARY', times)
+    store = str(tmp_path / "s")
+    assert runner.invoke(app, ["--store", store, "analyze", str(tmp_path / "cd")]).exit_code == 0
+    _write_sheet(tmp_path / "cd" / "disc.cue", 'FILE "disc.bin" MOTOROLA', times)
+    again = runner.invoke(app, ["--store", store, "analyze", str(tmp_path / "cd"), "--json"])
+    assert [json.loads(line)["cached"] for line in again.stdout.splitlines()] == [False, False]
