@@ -303,10 +303,13 @@ def test_an_interrupt_while_the_index_is_saved_says_every_record_was_imported(te
         raise KeyboardInterrupt
 
     source = _export(make_records.records(30, template=template), tmp_path / "e.jsonl")
+    with open(source, "a") as out:   # a line rejected: said, and counted, before the interrupt's note
+        out.write('{"type": "record", "data": {}}\n')
     monkeypatch.setattr(keeper.ImportedRows, "finish", interrupted)
     assert _main(monkeypatch, "--store", str(tmp_path / "s"), "cache", "import", str(source)) == EXIT_INTERRUPTED
-    assert capsys.readouterr().err.splitlines()[-1] == (
-        "interrupted: every line was imported (30 records and 0 failures); only the search index was not saved: "
-        "the first search builds it")
+    said = capsys.readouterr().err.splitlines()
+    assert said[-1] == ("interrupted: the whole file was read: 30 records and 0 failures imported, 1 line rejected; "
+                        "only the search index was not saved: the first search builds it")
+    assert said[-2].startswith("rejected")
     with FingerprintStore.open(tmp_path / "s") as store:
         assert store.stats()["entries"] == 30

@@ -581,17 +581,17 @@ def cache_import(ctx: typer.Context,
             try:
                 kept = indexes.finish()
             except KeyboardInterrupt:
-                # The records are all stored: "interrupted" alone read as an import lost.
+                # The file was read to its end: "interrupted" alone read as an import lost.
                 end_progress()
-                note("[yellow]interrupted:[/yellow]", f"every line was imported ({_count(report.records, 'record')}"
-                     f" and {_count(report.failures, 'failure')}); only the search index was not saved: the "
-                     "first search builds it")
+                _say_rejected(report.rejected)
+                note("[yellow]interrupted:[/yellow]", f"the whole file was read: {_count(report.records, 'record')} "
+                     f"and {_count(report.failures, 'failure')} imported, {_count(len(report.rejected), 'line')} "
+                     "rejected; only the search index was not saved: the first search builds it")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
             end_progress()
         else:
             kept = {}
-    for reason in report.rejected:
-        note("[red]rejected[/red]", reason)
+    _say_rejected(report.rejected)
     # The new ones said: 300 copies of an export of 11 records said "imported 3300 records".
     merged = f" ({report.new} new, the others merged into records stored)" if report.new < report.records else ""
     line = (f"imported {_count(report.records, 'record')}{merged} and {_count(report.failures, 'failure')}, "
@@ -739,6 +739,11 @@ REPAIR_WORDS = {"moved_aside": "damaged database parts moved aside", "salvaged":
                 "unsafe": "unsafe entries (pickled, or keys not UTF-8) removed",
                 "counters": "damaged counters or journal entries reset",
                 "census": "census counted again", "orphans": "identity entries of removed records forgotten"}
+
+
+def _say_rejected(reasons: list[str]) -> None:
+    for reason in reasons:
+        note("[red]rejected[/red]", reason)
 
 
 def repair_summary(done: dict[str, int]) -> str:
