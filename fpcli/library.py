@@ -85,7 +85,8 @@ class RunOptions:
 
 
 # A callback receives ("start", (total, description)) once, then ("track", TrackResult)
-# per file and per scan problem (a failed result of type ScanError, not stored).
+# per file and per scan problem (a failed result of type ScanError, not stored), and
+# ("stopped", RunSummary) when an error ends a run that had reported a track.
 Event = Callable[[str, Any], None]
 
 
@@ -101,8 +102,8 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
     is the same.
 
     Interrupting (KeyboardInterrupt) keeps every finished track and returns a summary
-    with ``interrupted`` set. An error that ends the run after its scan (the store
-    failed, the cluster was lost) is raised as it came, after a "stopped" event
+    with ``interrupted`` set. An error that ends the run after it reported a track (the
+    store failed, the cluster was lost) is raised as it came, after a "stopped" event
     whose payload is the summary of what the run did before it (a Redis gone mid-run
     printed the error alone, and the user could not tell how much was done).
     """
@@ -138,8 +139,8 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
         with contextlib.suppress(StoreError) if stopped else contextlib.nullcontext():
             store.flush_stats()
         summary.wall_seconds = time.perf_counter() - started
-        if stopped is not None:
-            on_event("stopped", summary)
+        if stopped is not None and summary.analysed + summary.cached + summary.failed:
+            on_event("stopped", summary)   # an error before any track (a cluster never reached): itself alone
     return summary
 
 

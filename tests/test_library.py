@@ -597,3 +597,20 @@ def test_a_store_lost_mid_run_stops_it_with_what_was_done(tmp_path, monkeypatch,
     assert "stopped: the tracks reported before the error below are stored" in result.stderr, result.output
     assert "analysed 3, from cache 0, failed 0" in result.stderr
     assert isinstance(result.exception, StoreError) and "cannot connect" in str(result.exception)   # said next
+
+
+def test_an_error_before_any_track_is_said_alone(tmp_path, monkeypatch):
+    """A cluster never reached printed "stopped: ... analysed 0, from cache 0, failed 0"
+    above its error: a summary of nothing."""
+    import fpcli.library as library
+
+    events = []
+    write(tmp_path / "t.flac", synth.music_like(1.0, SR), SR)
+
+    def unreachable(*args, **kwargs):
+        raise library.FpcliError("cannot reach the Dask scheduler")
+
+    monkeypatch.setattr(library, "_analyse", unreachable)
+    with FingerprintStore.open(tmp_path / "s") as store, pytest.raises(library.FpcliError):
+        run_library([str(tmp_path)], store, RunOptions(jobs=1), on_event=lambda kind, _: events.append(kind))
+    assert events == ["start"]
