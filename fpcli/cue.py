@@ -6,12 +6,13 @@ A track runs from its ``INDEX 01`` to the next track's ``INDEX 01`` (a pregap st
 with the track before it, as most splitters do); the last track runs to the end of
 the image, which no track may start after (its header says its length). Times are
 mm:ss:ff with 75 frames per second (the CD sector rate).
-Sheets referencing one file per track describe ordinary files and add nothing.
+Sheets referencing one audio file per track describe ordinary files and add nothing.
 
 A ``BINARY`` or ``MOTOROLA`` FILE (a BIN/CUE image from cdrdao, ImgBurn and the like)
 is raw CD audio: 16-bit stereo samples at 44.1 kHz without a header, little-endian or
-big-endian; its tracks are tracks even when it holds one. Data tracks (``MODE1/2352``
-of an enhanced CD) are no tracks; they still end the track before them.
+big-endian; its tracks are tracks even when it holds one (``disc.bin#01``). Data
+tracks (``MODE1/2352`` of an enhanced CD) are no tracks; they still end the track
+before them, at their ``INDEX 00`` when they have one.
 """
 
 from __future__ import annotations
@@ -289,7 +290,8 @@ class FolderSheets:
 
 def cue_tracks_of_folder(folder: str, names: list[str]) -> FolderSheets:
     """The sheets among ``names`` (files of ``folder``) read one by one. An image is a
-    FILE of a sheet that exists in the folder and holds two or more tracks. A sheet
+    FILE of a sheet that exists in the folder and holds two or more tracks, or one of
+    raw CD audio (which no decoder reads as a file). A sheet
     that cannot be used is one error, and the others still apply: the first bad one
     stopped them all, and a two-disc folder with a typo in one sheet stored both
     images whole."""

@@ -196,7 +196,9 @@ def _say_skipped(skipped: list[tuple[str, str]], *, hits: int) -> None:
         reasons = collections.Counter(error for _, error in skipped[SKIPPED_SHOWN:])
         warn_line(f"{len(skipped) - SKIPPED_SHOWN} more candidates skipped: "
                   + ", ".join(f"{n} {error}" for error, n in reasons.most_common()) + " (--json lists them)")
-    gone = sum(1 for _, error in skipped if error == "no such file or folder")
+    from fpcli.search.query import GONE
+
+    gone = sum(1 for _, error in skipped if error == GONE)
     if gone > len(skipped) // 2 and gone >= SKIPPED_SHOWN:
         warn_line(f"the files of {gone} stored tracks are gone{'' if hits else ', and no hit is left'}: a library that "
                   "moved or is not mounted? `fpcli cache prune` forgets the records of files that are gone")
