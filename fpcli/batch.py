@@ -37,7 +37,7 @@ class BatchAnalyzer:
     def push(self, block: np.ndarray) -> None:
         """Add a (frames, channels) float block (1-D for mono); an empty one changes
         nothing, one after ``finish`` is refused (``FeaturePipeline.push``)."""
-        with one_blas_thread():
+        with self.pipeline.alone(), one_blas_thread():
             self._keep(self.pipeline.push(block))
 
     def _keep(self, step: FrameStep) -> None:
@@ -58,7 +58,7 @@ class BatchAnalyzer:
         return self._final.copy()
 
     def _fingerprint(self) -> Fingerprint:
-        with one_blas_thread():
+        with self.pipeline.alone(), one_blas_thread():
             self._keep(self.pipeline.finish())
         values, reasons = self.tally.values(self.pipeline)
         for name, (value, reason) in self._exact_values().items():

@@ -172,12 +172,12 @@ class StreamingAnalyzer:
     def push(self, block: np.ndarray) -> None:
         """Add a (frames, channels) float block (1-D for mono); an empty one changes
         nothing, one after ``finish`` is refused (``FeaturePipeline.push``)."""
-        with one_blas_thread():
+        with self.pipeline.alone(), one_blas_thread():
             self._fold(self.pipeline.push(block))
 
     def finish(self) -> Fingerprint:
         if not self._finished:
-            with one_blas_thread():
+            with self.pipeline.alone(), one_blas_thread():
                 self._fold(self.pipeline.finish())
             self._finished = True
         return self.snapshot()

@@ -531,3 +531,46 @@ def test_a_missing_key_clarity_names_the_chroma_range_in_use():
     assert fingerprint.values["key_clarity"] is None
     assert fingerprint.reasons["key_clarity"] == ("the chroma range starts at 5000 Hz, at or above this rate's "
                                                   "Nyquist frequency (4000 Hz)")
+
+
+@pytest.mark.parametrize("kind", ["streaming", "batch"])
+def test_a_push_while_another_thread_pushes_is_refused(kind):
+    """Two threads pushing into one analyzer interleaved its updates: loudness range
+    0.13 LU for 0.0085 LU of the same audio pushed from one thread, without a word."""
+    from fpcli.batch import BatchAnalyzer
+
+    analyzer = (StreamingAnalyzer if kind == "streaming" else BatchAnalyzer)(44100, 1)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:   # a push in progress in another thread, as long as the test needs
+        with analyzer.pipeline.alone():
+            holding.set()
+            release.wait(10)
+
+    other = threading.Thread(target=hold)
+    other.start()
+    try:
+        holding.wait(10)
+        with pytest.raises(ParameterError, match="running in another thread"):
+            analyzer.push(np.zeros(4096, np.float32))
+        with pytest.raises(ParameterError, match="running in another thread"):
+            analyzer.finish()
+    finally:
+        release.set()
+        other.join()
+    analyzer.push(np.zeros(4096, np.float32))   # the other thread done: pushes go on
+    assert analyzer.finish() is not None
+
+
+def test_a_ragged_block_and_a_nul_in_a_store_path_are_fpcli_errors():
+    """numpy's "inhomogeneous shape" ValueError and os.makedirs' "embedded null byte"
+    reached the caller from deep inside them."""
+    from fpcli.errors import StoreError
+    from fpcli.store import FingerprintStore
+
+    with pytest.raises(ParameterError, match="rows differ in length"):
+        StreamingAnalyzer(44100, 2).push([[0.1, 0.2], [0.3]])
+    with pytest.raises(StoreError, match="NUL"):
+        FingerprintStore.open("/tmp/a\0b")
+    with pytest.raises(ParameterError, match="samples up to 1000001: "):   # was "up to 1e+06", read as the limit
+        StreamingAnalyzer(44100, 1).push(np.array([1_000_001.0], np.float32))

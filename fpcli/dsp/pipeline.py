@@ -8,8 +8,11 @@ output does not depend on how the audio was chunked.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -52,7 +55,11 @@ def checked_block(block: Any, channels: int) -> np.ndarray:
     limit the file reader applies (beyond it the loudness sums overflow float32 and
     every loudness value is lost). The test is the block's minimum and maximum (NaN
     if any sample is NaN): 47 us for a 3 s stereo block, 0.4 % of its analysis."""
-    array = np.asarray(block)
+    try:
+        array = np.asarray(block)
+    except ValueError:   # rows of different lengths: numpy's "inhomogeneous shape", from deep inside it
+        raise ParameterError("a block whose rows differ in length: expected (frames, channels) samples",
+                             "block") from None
     if array.dtype.kind != "f":
         # The hint for integers only: complex, bool or text samples were told to divide by 32768.
         hint = "integer PCM: divide by its full scale, e.g. int16 by 32768" if array.dtype.kind in "iu" else \
@@ -74,7 +81,7 @@ def _check_scale(low: float, high: float) -> None:
                              "first (e.g. np.nan_to_num)", "block")
     peak = max(high, -low)
     if peak > MAX_FLOAT_PEAK:
-        raise ParameterError(f"samples up to {peak:.0e}: not audio scaled to +-1 (the limit is "
+        raise ParameterError(f"samples up to {peak:.7g}: not audio scaled to +-1 (the limit is "
                              f"{MAX_FLOAT_PEAK:.0e})", "block")
 
 
@@ -102,7 +109,10 @@ class FrameStep:
 
 
 class FeaturePipeline:
-    """Per-frame features of one stream of (frames, channels) float32 blocks."""
+    """Per-frame features of one stream of (frames, channels) float32 blocks, pushed
+    from one thread at a time: a push entered while another runs is a ParameterError
+    (two threads pushing into one analyzer interleaved their updates, and gave wrong
+    loudness values without a word)."""
 
     def __init__(self, samplerate: int, channels: int, params: AnalysisParams, *, signal_sums: bool = True) -> None:
         """``signal_sums``: keep the whole-signal sums of the batch-only dims (``peak``,
@@ -142,6 +152,7 @@ class FeaturePipeline:
         self.samples = 0
         self.chunks = 0              # blocks pushed that held audio
         self.finished = False
+        self._in_use = threading.RLock()   # held by the push or finish that runs (and the analyzer's around it)
         self.peak = 0.0
         self.sum_squares = 0.0      # over all samples of all channels
         self.stereo_sums = np.zeros(5)  # sum L, sum R, sum L^2, sum R^2, sum L*R
@@ -151,10 +162,35 @@ class FeaturePipeline:
         An empty block changes nothing (and is no chunk); a block after ``finish`` is
         a ParameterError: the look-ahead stages were flushed, so more audio would be
         analysed as if after a gap."""
-        if self.finished:
-            raise ParameterError("the analyzer was finished: push() after finish() (start a new analyzer for "
-                                 "more audio)")
-        block = checked_block(block, self.channels)
+        with self.alone():
+            if self.finished:
+                raise ParameterError("the analyzer was finished: push() after finish() (start a new analyzer for "
+                                     "more audio)")
+            return self._push(checked_block(block, self.channels))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its lock (a lock cannot be), which an unpickled copy makes anew."""
+        state = self.__dict__.copy()
+        del state["_in_use"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._in_use = threading.RLock()
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        """Hold the pipeline for this thread (an analyzer's push holds it while it folds
+        the step in too); ParameterError when another thread holds it."""
+        if not self._in_use.acquire(blocking=False):
+            raise ParameterError("push() or finish() is running in another thread: an analyzer takes one "
+                                 "stream, from one thread at a time (use one analyzer per thread)", "block")
+        try:
+            yield
+        finally:
+            self._in_use.release()
+
+    def _push(self, block: np.ndarray) -> FrameStep:
         if not len(block):  # nothing to add (and the peak's max() has no empty answer)
             return _empty_step()
         self.chunks += 1
@@ -169,10 +205,11 @@ class FeaturePipeline:
 
     def finish(self) -> FrameStep:
         """Flush the look-ahead stages at the end of the stream."""
-        self.finished = True
-        step = _empty_step()
-        step.onsets = self._onset_picker.finish()
-        step.harmonic_energy, step.total_energy = self._hpss.finish()
+        with self.alone():
+            self.finished = True
+            step = _empty_step()
+            step.onsets = self._onset_picker.finish()
+            step.harmonic_energy, step.total_energy = self._hpss.finish()
         return step
 
     def _frame_features(self, frames: np.ndarray, buffer: np.ndarray) -> FrameStep:

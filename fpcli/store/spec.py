@@ -102,6 +102,8 @@ class StoreSpec:
             location = str(default_store_path())
         if not location.strip():
             raise StoreError("the store location is empty: give a directory or a redis:// URL")
+        if "\x00" in location:   # os.makedirs raised a bare "embedded null byte"
+            raise StoreError("the store location holds a NUL character, which no directory name can")
         if is_redis_url(location):
             RedisAddress.parse(location)   # a malformed URL is refused before anything connects
         else:
