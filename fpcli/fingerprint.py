@@ -161,6 +161,10 @@ class Fingerprint:
     ``timbre`` is the MFCC Gaussian of the non-silent frames (None when every frame is
     silent); ``dupe_key`` the duplicate key of the first minute (streaming only; None
     for a track shorter than two 0.5 s windows). docs/fingerprint.md describes both.
+
+    ``==`` compares every field, ``chunks`` (the blocks pushed) too: the same audio
+    pushed in other blocks gives the same values but another fingerprint; compare
+    ``values`` (and ``confidence``) to compare what was measured.
     """
 
     kind: str  # "batch" or "streaming"
@@ -233,7 +237,10 @@ def _checked_fields(data: Any) -> dict[str, Any]:
     _check_plain_fields(data)
     data = dict(data)
     if data.get("timbre") is not None:
-        frames = data["timbre"].get("frames") if isinstance(data["timbre"], dict) else None
+        if not isinstance(data["timbre"], dict):   # "oops" was "timbre.frames must be an integer"
+            raise ParameterError(f"timbre must be a dict as to_dict() gives it, not {type(data['timbre']).__name__}",
+                                 "data")
+        frames = data["timbre"].get("frames")
         if not (isinstance(frames, int) and not isinstance(frames, bool) and frames >= 1):
             raise ParameterError(f"timbre.frames must be an integer >= 1, not {frames!r}", "data")
         timbre = Timbre.from_dict(data["timbre"])

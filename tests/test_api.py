@@ -443,6 +443,7 @@ def test_numpy_integers_for_rate_and_channels_give_plain_python_numbers(tmp_path
     (lambda d: {**d, "timbre": {**d["timbre"], "frames": -5}}, "timbre.frames must be an integer >= 1"),
     (lambda d: {**d, "timbre": {**d["timbre"], "frames": 2.9}}, "timbre.frames must be"),
     (lambda d: {**d, "timbre": {**d["timbre"], "frames": True}}, "timbre.frames must be"),
+    (lambda d: {**d, "timbre": "oops"}, "timbre must be a dict"),   # was "timbre.frames must be an integer"
     (lambda d: {**d, "timbre": {**d["timbre"], "cov": [[5e3 if (i, j) == (0, 1) else v for j, v in enumerate(row)]
                                                       for i, row in enumerate(d["timbre"]["cov"])]}},
      "symmetric and positive semi-definite"),
