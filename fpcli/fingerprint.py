@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -264,9 +265,11 @@ def _check_plain_fields(data: dict[str, Any]) -> None:
     if kind not in ("batch", "streaming"):
         raise ParameterError(f"kind must be 'batch' or 'streaming', not {kind!r}", "data")
     dims = STREAMING_DIMS if kind == "streaming" else BATCH_DIMS
-    if not isinstance(values, dict) or set(values) != set(dims) or \
-            not all(v is None or _finite_number(v) for v in values.values()):
+    if not isinstance(values, dict) or set(values) != set(dims):
         raise ParameterError(f"values must map each {kind} dimension to a finite number or None", "data")
+    if bad := next((name for name, v in values.items() if not (v is None or _finite_number(v))), None):
+        # Named: a numpy float32 (no Python float) was refused as the whole mapping.
+        raise ParameterError(f"values.{bad} must be a finite number or None, not {values[bad]!r}", "data")
     for name, value in values.items():
         low, high = DOMAINS.get(name, (-math.inf, math.inf))
         if value is not None and not low - DOMAIN_SLACK <= value <= high + DOMAIN_SLACK:
@@ -301,7 +304,9 @@ def _check_dupe_key(key: Any) -> None:
 
 
 def _finite_number(value: Any) -> bool:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+    """A finite real number: Python's, or numpy's of any width (np.float64 passed as a
+    float and np.float32 was refused); not a bool."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
         return False
     try:
         return math.isfinite(value)

@@ -444,6 +444,7 @@ def test_numpy_integers_for_rate_and_channels_give_plain_python_numbers(tmp_path
     (lambda d: {**d, "timbre": {**d["timbre"], "frames": 2.9}}, "timbre.frames must be"),
     (lambda d: {**d, "timbre": {**d["timbre"], "frames": True}}, "timbre.frames must be"),
     (lambda d: {**d, "timbre": "oops"}, "timbre must be a dict"),   # was "timbre.frames must be an integer"
+    (lambda d: {**d, "values": {**d["values"], "tempo_bpm": "120"}}, "values.tempo_bpm must be a finite number"),
     (lambda d: {**d, "timbre": {**d["timbre"], "cov": [[5e3 if (i, j) == (0, 1) else v for j, v in enumerate(row)]
                                                       for i, row in enumerate(d["timbre"]["cov"])]}},
      "symmetric and positive semi-definite"),
@@ -456,6 +457,21 @@ def test_fingerprint_from_dict_says_what_is_wrong(change, says):
     data = analyzer.finish().to_dict()
     with pytest.raises(ParameterError, match=says):
         fpcli.Fingerprint.from_dict(change(data))
+
+
+def test_fingerprint_from_dict_takes_numpy_floats_of_any_width():
+    """np.float64 values passed (a float subclass) and np.float32 ones were refused as
+    "values must map each streaming dimension to a finite number or None"."""
+    analyzer = StreamingAnalyzer(22050, 1)
+    analyzer.push(synth.music_like(3.0, 22050, seed=3)[:, 0])
+    fingerprint = analyzer.finish()
+    data = fingerprint.to_dict()
+    data["values"] = {name: None if v is None else np.float32(v) for name, v in data["values"].items()}
+    data["seconds"] = np.float32(data["seconds"])
+    again = fpcli.Fingerprint.from_dict(data)
+    assert all(type(v) is float for v in again.values.values() if v is not None)
+    assert again.values == {name: None if v is None else float(np.float32(v))
+                            for name, v in fingerprint.values.items()}
 
 
 def test_integers_beyond_any_float_are_parameter_errors_or_no_limit(tmp_path):
