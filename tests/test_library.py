@@ -614,3 +614,25 @@ def test_an_error_before_any_track_is_said_alone(tmp_path, monkeypatch):
     with FingerprintStore.open(tmp_path / "s") as store, pytest.raises(library.FpcliError):
         run_library([str(tmp_path)], store, RunOptions(jobs=1), on_event=lambda kind, _: events.append(kind))
     assert events == ["start"]
+
+
+def test_a_forced_run_reads_no_file_before_its_analysis(tmp_path, monkeypatch):
+    """The forced run's look-up of each file computed its full digest (its own record a
+    candidate), one file after another, before the first analysis: 0.28 s for 201 MB
+    cached, about 1 s a GB. The digest is computed as the file is analysed."""
+    import fpcli.store.core as core
+    from fpcli.analyze import Want, look_up
+
+    track = write(tmp_path / "t.flac", synth.music_like(1.0, SR), SR)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        run_library([str(track)], store, RunOptions(jobs=1))
+        digests = []
+        keys = core.entry_identity_keys
+
+        def counted(path, size, *, digest):
+            digests.append(digest)
+            return keys(path, size, digest=digest)
+
+        monkeypatch.setattr(core, "entry_identity_keys", counted)
+        found = look_up(store, str(track), Want(), force=True)
+    assert found.identity.digest is None and True not in digests

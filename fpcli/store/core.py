@@ -216,7 +216,10 @@ class FingerprintStore(StoreImports):
                 return FileIdentity(resolved, st.st_size, st.st_mtime_ns, content, entry["digest"]), entry
         if content is None:
             content, _ = entry_identity_keys(resolved, st.st_size, digest=False)
-        if want_digest or self._candidates(content):
+        # A caller that does not trust the entry and wants no digest (a forced run) has
+        # it computed as the file is analysed: a candidate's check here read every file
+        # of a forced run whole, one after another, before the first analysis began.
+        if want_digest or (trust_entry and self._candidates(content)):
             _, digest = entry_identity_keys(resolved, st.st_size, digest=True)
         else:
             digest = None
