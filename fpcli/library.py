@@ -139,7 +139,7 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
         with contextlib.suppress(StoreError) if stopped else contextlib.nullcontext():
             store.flush_stats()
         summary.wall_seconds = time.perf_counter() - started
-        if stopped is not None and summary.analysed + summary.cached + summary.failed:
+        if stopped is not None and summary.analysed + summary.cached + summary.failed + summary.problems:
             on_event("stopped", summary)   # an error before any track (a cluster never reached): itself alone
     return summary
 

@@ -614,6 +614,11 @@ def test_an_error_before_any_track_is_said_alone(tmp_path, monkeypatch):
     with FingerprintStore.open(tmp_path / "s") as store, pytest.raises(library.FpcliError):
         run_library([str(tmp_path)], store, RunOptions(jobs=1), on_event=lambda kind, _: events.append(kind))
     assert events == ["start"]
+    events.clear()   # a scan problem reported (a path not there): the run had said something, summed up
+    with FingerprintStore.open(tmp_path / "s") as store, pytest.raises(library.FpcliError):
+        run_library([str(tmp_path), str(tmp_path / "gone")], store, RunOptions(jobs=1),
+                    on_event=lambda kind, _: events.append(kind))
+    assert events == ["start", "track", "stopped"]
 
 
 def test_a_forced_run_reads_no_file_before_its_analysis(tmp_path, monkeypatch):
