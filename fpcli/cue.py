@@ -142,6 +142,7 @@ class _SheetFile:
 
     file_type: str
     entries: list[_Entry] = dataclasses.field(default_factory=list)
+    data_from: str | None = None   # INDEX 00 of a data track whose INDEX 01 is in the next FILE
 
 
 def _entries_of(path: str) -> dict[str, _SheetFile]:
@@ -157,6 +158,7 @@ def _entries_of(path: str) -> dict[str, _SheetFile]:
     text = _decode(raw)
     files: dict[str, _SheetFile] = {}
     current: list[_Entry] | None = None
+    current_file: _SheetFile | None = None
     for line in text.splitlines():
         words = line.strip().split()
         if not words:
@@ -167,8 +169,11 @@ def _entries_of(path: str) -> dict[str, _SheetFile]:
             # per-track sheets put a track's pregap (INDEX 00) at the end of the file
             # before it. It was "track 02 has no INDEX 01", exit 3 on every run.
             carried = current.pop() if current and current[-1].start is None else None
+            if carried is not None and current_file is not None and not carried.audio:
+                current_file.data_from = carried.pregap   # the data sectors begin there in the file before
             name, file_type = _file_name_and_type(line)
-            current = files.setdefault(name, _SheetFile(file_type)).entries
+            current_file = files.setdefault(name, _SheetFile(file_type))
+            current = current_file.entries
             if carried is not None:   # its INDEX 00 was a time in the file before
                 current.append(dataclasses.replace(carried, pregap=None))
         elif keyword == "TRACK" and current is not None and len(words) >= 2 and _is_number(words[1]):
@@ -212,16 +217,28 @@ def _tracks(sheet: str, name: str, sheet_file: _SheetFile) -> list[CueTrack]:
         return [CueTrack(name, entry.number, 0.0, None) for entry in entries if entry.audio]
     tracks = []
     for entry, following in zip(entries, [*entries[1:], None], strict=True):
-        start, end = _seconds(sheet, str(entry.start)), None
+        start, end = _seconds(sheet, str(entry.start)), _pregap_seconds(sheet_file.data_from)
         if following is not None:
             end = _seconds(sheet, str(following.start))
-            if not following.audio and following.pregap is not None:
-                end = min(end, _seconds(sheet, following.pregap))
+            if not following.audio and (pregap := _pregap_seconds(following.pregap)) is not None:
+                end = min(end, pregap)
         if end is not None and end <= start:
             raise CueError(sheet, f"track {entry.number:02d} ends before it starts ({start:.2f} s, then {end:.2f} s)")
         if entry.audio:
             tracks.append(CueTrack(name, entry.number, start, end, byte_order))
     return tracks
+
+
+def _pregap_seconds(text: str | None) -> float | None:
+    """An INDEX 00 time in seconds; None when none is given, or it is no time (a pregap
+    is a refinement: a bad one leaves the track to end at the next INDEX 01, where an
+    audio track's bad INDEX 00 was never read at all)."""
+    if text is None:
+        return None
+    try:
+        return _seconds("", text)
+    except CueError:
+        return None
 
 
 def _check_raw_sectors(sheet: str, name: str, entries: list[_Entry]) -> None:

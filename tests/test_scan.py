@@ -990,3 +990,18 @@ def test_a_bin_image_read_in_the_other_byte_order_is_another_track(tmp_path):
     _write_sheet(tmp_path / "cd" / "disc.cue", 'FILE "disc.bin" MOTOROLA', times)
     again = runner.invoke(app, ["--store", store, "analyze", str(tmp_path / "cd"), "--json"])
     assert [json.loads(line)["cached"] for line in again.stdout.splitlines()] == [False, False]
+
+
+def test_a_data_tracks_pregap_at_the_end_of_the_file_before_ends_its_audio(tmp_path):
+    """A data track whose INDEX 00 is in the FILE before its own (a per-track BIN set):
+    the audio track before it ran to the end of its file, 2 s of data sectors read as
+    samples. A pregap that is no time leaves the track to end at the next INDEX 01."""
+    sheet = tmp_path / "disc.cue"
+    sheet.write_text('FILE "t01.bin" BINARY\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
+                     "  TRACK 02 MODE1/2352\n    INDEX 00 00:03:00\n"
+                     'FILE "t02.bin" BINARY\n    INDEX 01 00:00:00\n')
+    tracks = parse_sheet(str(sheet))
+    assert [(t.number, t.start_s, t.end_s) for t in tracks["t01.bin"]] == [(1, 0.0, 3.0)] and tracks["t02.bin"] == []
+    sheet.write_text('FILE "disc.bin" BINARY\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
+                     "  TRACK 02 MODE1/2352\n    INDEX 00 00:03:80\n    INDEX 01 00:05:00\n")
+    assert [(t.number, t.start_s, t.end_s) for t in parse_sheet(str(sheet))["disc.bin"]] == [(1, 0.0, 5.0)]
