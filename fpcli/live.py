@@ -27,7 +27,7 @@ import numpy as np
 from fpcli.analyze import checked_max_seconds, ended_here
 from fpcli.audio import AudioReader
 from fpcli.blas import one_blas_thread
-from fpcli.dsp.pipeline import checked_format
+from fpcli.dsp.pipeline import block_array, checked_format
 from fpcli.errors import AnalysisError, ParameterError
 from fpcli.fingerprint import Fingerprint
 from fpcli.params import AnalysisParams, as_number
@@ -78,7 +78,7 @@ class LiveFingerprint:
         scaled to +-1, or signed integer PCM scaled by its full scale (int16 by 32768,
         int32 by 2**31); other integer types (unsigned, int8, int64) are refused, their
         scale being a guess."""
-        samples = _float_samples(np.asarray(block))
+        samples = _float_samples(block_array(block))
         if samples.ndim == 1:
             samples = samples[:, None]
         if samples.ndim != 2:

@@ -583,11 +583,14 @@ def test_a_ragged_block_and_a_nul_in_a_store_path_are_fpcli_errors():
     """numpy's "inhomogeneous shape" ValueError and os.makedirs' "embedded null byte"
     reached the caller from deep inside them."""
     from fpcli.errors import StoreError
+    from fpcli.live import LiveFingerprint
     from fpcli.store import FingerprintStore
 
-    with pytest.raises(ParameterError, match="rows differ in length"):
-        StreamingAnalyzer(44100, 2).push([[0.1, 0.2], [0.3]])
+    for analyzer in (StreamingAnalyzer(44100, 2), LiveFingerprint(44100, 2)):
+        with pytest.raises(ParameterError, match="rows differ in length"):
+            analyzer.push([[0.1, 0.2], [0.3]])
     with pytest.raises(StoreError, match="NUL"):
         FingerprintStore.open("/tmp/a\0b")
-    with pytest.raises(ParameterError, match="samples up to 1000001: "):   # was "up to 1e+06", read as the limit
-        StreamingAnalyzer(44100, 1).push(np.array([1_000_001.0], np.float32))
+    for peak in (1_000_001.0, 1_000_000.0625):   # was "up to 1e+06", read as the limit itself
+        with pytest.raises(ParameterError, match=rf"samples up to {peak!r}, above the limit of 1000000.0"):
+            StreamingAnalyzer(44100, 1).push(np.array([peak], np.float32))

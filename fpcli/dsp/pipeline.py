@@ -55,11 +55,7 @@ def checked_block(block: Any, channels: int) -> np.ndarray:
     limit the file reader applies (beyond it the loudness sums overflow float32 and
     every loudness value is lost). The test is the block's minimum and maximum (NaN
     if any sample is NaN): 47 us for a 3 s stereo block, 0.4 % of its analysis."""
-    try:
-        array = np.asarray(block)
-    except ValueError:   # rows of different lengths: numpy's "inhomogeneous shape", from deep inside it
-        raise ParameterError("a block whose rows differ in length: expected (frames, channels) samples",
-                             "block") from None
+    array = block_array(block)
     if array.dtype.kind != "f":
         # The hint for integers only: complex, bool or text samples were told to divide by 32768.
         hint = "integer PCM: divide by its full scale, e.g. int16 by 32768" if array.dtype.kind in "iu" else \
@@ -74,6 +70,16 @@ def checked_block(block: Any, channels: int) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
+def block_array(block: Any) -> np.ndarray:
+    """``block`` as a numpy array; a ParameterError for rows of different lengths (numpy's
+    "inhomogeneous shape" ValueError reached the caller from deep inside it)."""
+    try:
+        return np.asarray(block)
+    except ValueError:
+        raise ParameterError("a block whose rows differ in length: expected (frames, channels) samples",
+                             "block") from None
+
+
 def _check_scale(low: float, high: float) -> None:
     """ParameterError unless a block's extremes are finite and within ``MAX_FLOAT_PEAK``."""
     if not (math.isfinite(low) and math.isfinite(high)):
@@ -81,8 +87,8 @@ def _check_scale(low: float, high: float) -> None:
                              "first (e.g. np.nan_to_num)", "block")
     peak = max(high, -low)
     if peak > MAX_FLOAT_PEAK:
-        raise ParameterError(f"samples up to {peak:.7g}: not audio scaled to +-1 (the limit is "
-                             f"{MAX_FLOAT_PEAK:.0e})", "block")
+        raise ParameterError(f"samples up to {peak!r}, above the limit of {MAX_FLOAT_PEAK!r}: not audio scaled "
+                             "to +-1", "block")
 
 
 @dataclasses.dataclass
@@ -184,7 +190,7 @@ class FeaturePipeline:
         the step in too); ParameterError when another thread holds it."""
         if not self._in_use.acquire(blocking=False):
             raise ParameterError("push() or finish() is running in another thread: an analyzer takes one "
-                                 "stream, from one thread at a time (use one analyzer per thread)", "block")
+                                 "stream, from one thread at a time (use one analyzer per thread)")
         try:
             yield
         finally:
