@@ -237,6 +237,13 @@ class _Walker:
             self.result.ignored[SAME_FILE] += 1
             return
         self.seen_tracks.add(key)
+        if os.path.lexists(track.entry):
+            # A file named as the track's entry (album.flac#02) is what every later
+            # reader of that name opens: it stood in for the track without a word.
+            self.result.problems.append(ScanProblem(track.entry, f"a file of this name stands where track "
+                                                    f"{track.number:02d} of {os.path.basename(track.image)} would "
+                                                    "be listed: rename it to analyse the track"))
+            return
         self.result.files.append(track.entry)
 
     def walk(self, root: str) -> None:

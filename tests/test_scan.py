@@ -1005,3 +1005,15 @@ def test_a_data_tracks_pregap_at_the_end_of_the_file_before_ends_its_audio(tmp_p
     sheet.write_text('FILE "disc.bin" BINARY\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
                      "  TRACK 02 MODE1/2352\n    INDEX 00 00:03:80\n    INDEX 01 00:05:00\n")
     assert [(t.number, t.start_s, t.end_s) for t in parse_sheet(str(sheet))["disc.bin"]] == [(1, 0.0, 5.0)]
+
+
+def test_a_file_named_as_a_tracks_entry_is_a_problem_not_the_track(tmp_path):
+    """A stray file named "Album Image.flac#02" beside the image stood in for track 02:
+    every reader of that name opened it, and the track was never analysed."""
+    image, _ = _album(tmp_path / "album")
+    stray = tmp_path / "album" / "Album Image.flac#02"
+    stray.write_bytes(b"not the track")
+    found = scan([tmp_path / "album"])
+    assert [os.path.basename(f) for f in found.files] == ["Album Image.flac#01", "Album Image.flac#03"]
+    assert [(p.path, "stands where track 02 of Album Image.flac" in p.message) for p in found.problems] == \
+        [(str(stray), True)]
