@@ -594,3 +594,16 @@ def test_a_ragged_block_and_a_nul_in_a_store_path_are_fpcli_errors():
     for peak in (1_000_001.0, 1_000_000.0625):   # was "up to 1e+06", read as the limit itself
         with pytest.raises(ParameterError, match=rf"samples up to {peak!r}, above the limit of 1000000.0"):
             StreamingAnalyzer(44100, 1).push(np.array([peak], np.float32))
+
+
+def test_the_same_audio_in_any_number_of_identical_channels_is_the_same_fingerprint():
+    """The channels' running sum in float32 was noise in a tone's near-empty bins: mono
+    music copied into 64 channels had a spectral flatness of 3.1e-05 for its 1.7e-05."""
+    music = synth.music_like(3.0, 22050, seed=1)[:, 0]
+    values = []
+    for channels in (1, 3, 8, 64):
+        analyzer = StreamingAnalyzer(22050, channels)
+        analyzer.push(np.repeat(music[:, None], channels, axis=1))
+        values.append(analyzer.finish().values)
+    for name in ("spectral_flatness", "spectral_centroid_hz", "tempo_bpm", "harmonic_ratio", "key_clarity"):
+        assert {v[name] for v in values} == {values[0][name]}, name
