@@ -489,3 +489,17 @@ def test_a_playlist_line_holds_no_control_character(name, raw):
     assert all(ord(c) >= 0x20 or c == "\t" for c in line) and not any(0x7F <= ord(c) < 0xA0 for c in line)
     if not raw:
         assert line.startswith("file://") and unquote(line[len("file://"):]) == f"/music/{name}"
+
+
+def test_a_playlist_entry_is_titled_as_the_file_it_opens(tmp_path, lib):
+    """A query named through a symlink was written as "#EXTINF:-1,link" above the
+    path of the link's target, song0."""
+    store_dir = str(tmp_path / "store")
+    _analyse(store_dir, lib)
+    link = tmp_path / "link.wav"
+    link.symlink_to(lib / "song0.wav")
+    done = runner.invoke(app, ["--store", store_dir, "search", str(link), "-k", "1", "--strategy", "fast",
+                               "--m3u", "-"])
+    assert done.exit_code == 0, done.output
+    lines = done.stdout.splitlines()
+    assert lines[1:3] == ["#EXTINF:-1,song0", os.path.realpath(lib / "song0.wav")]

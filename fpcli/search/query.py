@@ -758,8 +758,9 @@ def write_m3u(result: SearchResult, destination: str | os.PathLike[str]) -> Left
     paths = [path for path in files if not is_entry(path)]
     lines = ["#EXTM3U"]
     for path in paths:
-        lines.append(f"#EXTINF:-1,{printable_path(Path(path).stem)}")
-        lines.append(_m3u_location(os.path.realpath(path), base))
+        real = os.path.realpath(path)   # the title of the file the line opens (a link's target's, not the link's)
+        lines.append(f"#EXTINF:-1,{printable_path(Path(real).stem)}")
+        lines.append(_m3u_location(real, base))
     with atomic_text(destination) as out:
         out.write("\n".join(lines) + "\n")
     return LeftOut(streams=1 + len(result.hits) - len(files), cue_tracks=len(files) - len(paths))
