@@ -350,10 +350,12 @@ def look_up(store: FingerprintStore, path: str, want: Want, *, force: bool = Fal
     if not force:
         return store.lookup(path, want.need())
     try:
-        # The entry is not trusted: its digest names the record the new result is saved
-        # over, and one edited or left wrong made a forced run overwrite another file's.
-        # The digest is computed as the file is analysed, which reads it whole anyway.
-        return Lookup(store.identify(path, digest=False, trust_entry=False))
+        # The entry's digest names the record the new result is saved over: checked as a
+        # look-up checks it (one edited or left wrong made a forced run overwrite another
+        # file's record), not dropped (the file's own record then made the look-up read
+        # every file whole before the first analysis, and a worker's copy on another
+        # mount could no longer be held to the client's digest).
+        return Lookup(store.identify(path, digest=False, params_key=want.need().params_key))
     except OSError as exc:
         return Lookup(None, error=os_reason(exc))
 

@@ -646,3 +646,26 @@ def test_an_empty_password_in_the_url_is_no_password_for_the_workers(monkeypatch
     for url, user in (("redis://alice:@h:1/0", "alice"), ("redis://h:1/0", None), ("redis://bob@h:1/0", "bob")):
         address = RedisAddress.parse(_for_workers(StoreSpec(url)).location or "")
         assert (address.user, address.password, address.host, address.port) == (user, "p:w@d", "h", 1), url
+
+
+def test_a_forced_run_holds_a_workers_copy_to_the_clients_digest(tmp_path):
+    """A worker reading another mount's copy is held to the client's digest when the
+    times differ within a mount's precision. A forced run that sent no digest let a
+    copy with another middle (same size, head and tail) be stored as the client's file."""
+    import shutil
+
+    from fpcli.analyze import Want, look_up
+    from fpcli.executors.dask import _compute_mapped
+
+    client = write(tmp_path / "a.wav", synth.music_like(4.0, 22050, seed=1), 22050)
+    worker = shutil.copy(client, tmp_path / "worker_a.wav")
+    with open(worker, "r+b") as middle:
+        middle.seek(os.path.getsize(worker) // 2)
+        middle.write(b"\x55" * 4096)
+    st = os.stat(client)
+    os.utime(worker, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))   # a mount showing whole seconds
+    with FingerprintStore.open(tmp_path / "s") as store:
+        run_library([str(client)], store, RunOptions(jobs=1))
+        identity = look_up(store, str(client), Want(), force=True).identity
+    _, result = _compute_mapped(str(client), str(worker), Want(), identity)
+    assert result.failed and "holds other content than the client's file" in result.error

@@ -28,7 +28,7 @@ from fpcli.cli.options import (
 from fpcli.cli.render import note, warn_line
 from fpcli.cli.root import EXIT_INTERRUPTED, EXIT_SOME_FAILED, app
 from fpcli.executors import DEFAULT_TIMEOUT_S
-from fpcli.params import MAX_CHANNELS, MAX_SAMPLERATE, MIN_SAMPLERATE
+from fpcli.params import MAX_CHANNELS, MAX_SAMPLERATE, MIN_SAMPLERATE, AnalysisParams
 
 if TYPE_CHECKING:
     from fpcli.results import TrackResult
@@ -233,9 +233,9 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
         raise typer.Exit(EXIT_SOME_FAILED) from None
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(ctx.obj.open_store()) if storing else None
-        # The file's own digest, not its entry's: the result is saved under it (see look_up's force).
-        identity = (stream_identity(name) if path == "-" and name else store.identify(path, trust_entry=False)) \
-            if store else None
+        # The entry's digest as a look-up checks it: the result is saved under it (see look_up's force).
+        identity = (stream_identity(name) if path == "-" and name else
+                    store.identify(path, params_key=AnalysisParams().key())) if store else None
         # A file is reported by the path as given, as a run over files reports it (the
         # store knows it by its absolute path); a named stream by its name.
         label = identity.path if identity and path == "-" else path

@@ -188,12 +188,21 @@ class FingerprintStore(StoreImports):
     # -- identity ---------------------------------------------------------------------------
 
     def identify(self, path: str | os.PathLike[str], *, digest: bool = True,
-                 trust_entry: bool = True) -> FileIdentity:
+                 params_key: str | None = None) -> FileIdentity:
         """Identity of a file; reads it whole (for the digest) only when its path entry
-        does not vouch for it (or, without ``trust_entry``, always: a result about to be
-        saved under a digest an entry left wrong would overwrite another file's record).
-        Raises OSError when it cannot be read."""
-        identity, _ = self._identify(resolve(path), want_digest=digest, trust_entry=trust_entry)
+        does not vouch for it. With ``params_key`` (a result about to be saved under
+        the digest), the entry vouches only as in a look-up: when the record it names
+        under those parameters is this file's, or there is none (an entry edited or
+        left wrong made a forced run overwrite another file's record). Raises OSError
+        when it cannot be read."""
+        resolved = resolve(path)
+        st = stat_regular(resolved)
+        identity, entry = self._identify(resolved, want_digest=digest, st=st)
+        if params_key is not None and entry is not None and identity.digest is not None and \
+                identity.digest == entry["digest"]:
+            stored = self.read_record(record_key(identity.digest, params_key))
+            if stored is not None and not _entry_agrees(stored, identity):
+                identity, _ = self._identify(resolved, want_digest=True, st=st, trust_entry=False)
         return identity
 
     def _identify(self, resolved: str, *, want_digest: bool, st: os.stat_result | None = None,
@@ -216,10 +225,7 @@ class FingerprintStore(StoreImports):
                 return FileIdentity(resolved, st.st_size, st.st_mtime_ns, content, entry["digest"]), entry
         if content is None:
             content, _ = entry_identity_keys(resolved, st.st_size, digest=False)
-        # A caller that does not trust the entry and wants no digest (a forced run) has
-        # it computed as the file is analysed: a candidate's check here read every file
-        # of a forced run whole, one after another, before the first analysis began.
-        if want_digest or (trust_entry and self._candidates(content)):
+        if want_digest or self._candidates(content):
             _, digest = entry_identity_keys(resolved, st.st_size, digest=True)
         else:
             digest = None
