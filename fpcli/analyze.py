@@ -364,7 +364,8 @@ def look_up_all(store: FingerprintStore, paths: Sequence[str], want: Want, *,
                 force: bool = False) -> Iterator[Lookup]:
     """``look_up`` of each path, in order; read ahead in batches (``lookup_many``)."""
     if force:
-        return (look_up(store, path, want, force=True) for path in paths)
+        return (Lookup(found) if isinstance(found, FileIdentity) else Lookup(None, error=os_reason(found))
+                for found in store.identify_many(paths, want.need().params_key))
     return store.lookup_many(paths, want.need())
 
 

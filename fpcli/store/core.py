@@ -64,6 +64,7 @@ from fpcli.store.spec import StoreSpec
 LAST_USED_RESOLUTION_S = 86400.0
 STATS_FLUSH_LOOKUPS = 256        # lookups counted in memory before being added to the store
 LOOKUP_BATCH = 256               # files whose entries ``lookup_many`` reads in one go
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +196,23 @@ class FingerprintStore(StoreImports):
         under those parameters is this file's, or there is none (an entry edited or
         left wrong made a forced run overwrite another file's record). Raises OSError
         when it cannot be read."""
-        resolved = resolve(path)
+        return self._identify_checked(resolve(path), digest, params_key)
+
+    def identify_many(self, paths: Iterable[str | os.PathLike[str]],
+                      params_key: str) -> Iterator[FileIdentity | OSError]:
+        """``identify(path, digest=False, params_key=params_key)`` of each path, in order
+        (an OSError given, not raised), with the path entries and the records they name
+        read ahead in batches as ``lookup_many`` reads them: one by one, a forced run's
+        look-ups took 600 us a file on a local Redis before its first analysis."""
+        def identified(resolved: str) -> FileIdentity | OSError:
+            try:
+                return self._identify_checked(resolved, False, params_key)
+            except OSError as exc:
+                return exc
+
+        return self._each_read_ahead(paths, params_key, identified)
+
+    def _identify_checked(self, resolved: str, digest: bool, params_key: str | None) -> FileIdentity:
         st = stat_regular(resolved)
         identity, entry = self._identify(resolved, want_digest=digest, st=st)
         if params_key is not None and entry is not None and identity.digest is not None and \
@@ -244,14 +261,20 @@ class FingerprintStore(StoreImports):
         entries and records of LOOKUP_BATCH files are read ahead in two backend calls
         (one SQL query each, or one MGET) and the records parsed as one batch, instead
         of two reads and a parse per file. A whole-library run looks its files up so."""
+        return self._each_read_ahead(paths, need.params_key, lambda resolved: self._lookup(resolved, need))
+
+    def _each_read_ahead(self, paths: Iterable[str | os.PathLike[str]], params_key: str,
+                         each: Callable[[str], T]) -> Iterator[T]:
+        """``each(resolved path)`` of every path, in order, LOOKUP_BATCH at a time, with
+        their path entries and the records those name under ``params_key`` read ahead."""
         folders: dict[str, str] = {}   # each folder's real path, made once
         for chunk in _batches(paths, LOOKUP_BATCH):
             resolved = resolve_all(chunk, folders)
             self.read_ahead([f"path:{path_key(p)}" for p in resolved],
-                            lambda entry: record_key(entry["digest"], need.params_key))
+                            lambda entry: record_key(entry["digest"], params_key))
             try:
                 for path in resolved:
-                    yield self._lookup(path, need)
+                    yield each(path)
             finally:
                 self.forget_ahead()
 
