@@ -126,8 +126,12 @@ def run_library(paths: list[str], store: FingerprintStore, options: RunOptions,
         if copies:  # their content is stored now (unless only the content keys were equal)
             # Looked up again: counted by their second answer.
             store.take_back_misses(sum(1 for _, path, _ in copies if path in missed))
-            rest = _answer_known([path for _, path, _ in copies], store, dataclasses.replace(options, force=False),
-                                 summary, on_event, analysed_since=began if options.force else None)
+            # A forced run's copies are answered only by what it analysed, never by a failure
+            # recorded before it (a file sharing only a content key with another waited
+            # here, and its old failure answered it where the run was to analyse it).
+            again = dataclasses.replace(options, force=False, retry_failed=options.retry_failed or options.force)
+            rest = _answer_known([path for _, path, _ in copies], store, again, summary, on_event,
+                                 analysed_since=began if options.force else None)
             _analyse(rest, store, options, summary, on_event)
     except KeyboardInterrupt:
         summary.interrupted = True

@@ -680,3 +680,20 @@ def test_a_forced_runs_look_ups_read_the_store_in_batches(tmp_path, monkeypatch)
         digests = {r.path: r.digest for r in store.records()}
     assert single == []
     assert [f.identity.digest for f in found] == [digests[os.path.realpath(t)] for t in tracks]
+
+
+def test_a_forced_run_analyses_two_new_files_sharing_a_content_key(tmp_path):
+    """Neither stored, two files of one content key (size, head and tail) and another
+    middle: the second waited for the copies' pass, which answered it with its old
+    recorded failure instead of analysing it as the forced run was asked to."""
+    import shutil
+
+    a = write(tmp_path / "a.wav", synth.music_like(4.0, SR, seed=1), SR)
+    b = shutil.copy(a, tmp_path / "b.wav")
+    with open(b, "r+b") as middle:
+        middle.seek(os.path.getsize(b) // 2)
+        middle.write(b"\x55" * 4096)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        store.save_failure(str(b), None, "AudioReadError", "an earlier decoder failed")
+        summary = run_library([str(a), str(b)], store, RunOptions(jobs=1, force=True))
+    assert (summary.analysed, summary.failed) == (2, 0)
