@@ -1221,12 +1221,13 @@ def test_another_tracks_record_is_never_served_for_a_file(location, tracks):
         assert json.loads(backend.get(entry_key)) == entry   # the entry is right again
 
         wrong = {**entry, "digest": second.digest, "content_key": second.content_key}
-        for read in ("show", "force"):   # `cache show`; `analyze --force` saved its result over the other record
+        # `cache show`; `analyze --force` and `analyze FILE --every` saved their result over the other record
+        for read in ("show", ["--force"], ["--every", "1"]):
             backend.put(entry_key, json.dumps(wrong))
             if read == "show":
                 assert store.record_for_path(tracks[2], KEY).digest == third.digest
             else:
-                assert runner.invoke(app, ["--store", location, "analyze", "--force", str(tracks[2])]).exit_code == 0
+                assert runner.invoke(app, ["--store", location, "analyze", *read, str(tracks[2])]).exit_code == 0
         assert store.read_record(second.key).streaming == second.streaming
 
 
