@@ -1252,3 +1252,29 @@ def test_a_file_unreadable_when_its_entry_is_checked_is_one_failed_look_up(tmp_p
         monkeypatch.setattr(core, "entry_identity_keys", unreadable)
         found = store.lookup(tracks[1], NEED)
     assert found.record is None and found.error == "permission denied"
+
+
+def test_a_followed_file_and_a_named_stream_are_reported_where_the_store_takes_no_writes(redis_url, tracks):
+    """A named stream, or --every on a file, stopped at its first snapshot's save on a
+    Redis that refused writes (full under noeviction, or a user who may only read):
+    nothing on stdout, exit 1. The snapshots are reported, said not stored, exit 3."""
+    import urllib.parse
+
+    import redis
+
+    with FingerprintStore.open(redis_url):
+        pass   # the store made, as a user who may write makes it
+    admin = redis.Redis.from_url(redis_url)
+    admin.execute_command("ACL", "SETUSER", "reader", "on", ">pw", "~*", "+@read", "+@connection")
+    try:
+        parsed = urllib.parse.urlparse(redis_url)
+        reader = f"redis://reader:pw@{parsed.netloc}{parsed.path}"
+        followed = CliRunner().invoke(app, ["--store", reader, "analyze", str(tracks[0]), "--every", "1", "--json"])
+        streamed = CliRunner().invoke(app, ["--store", reader, "analyze", "-", "--name", "radio", "--every", "1",
+                                            "--json"], input=open(tracks[1], "rb").read())
+    finally:
+        admin.execute_command("ACL", "DELUSER", "reader")
+    for run in (followed, streamed):
+        assert run.exit_code == 3, run.output
+        assert len(run.stdout.splitlines()) >= 2 and all(json.loads(line) for line in run.stdout.splitlines())
+        assert run.stderr.count("not stored: Redis at") == 1

@@ -196,7 +196,7 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
     from fpcli.audio import open_stream
     from fpcli.cli.tracks import Reporter, failed_result
     from fpcli.cue import album_image_of
-    from fpcli.errors import AudioReadError, UnstorableError
+    from fpcli.errors import AudioReadError, StoreFullError, StoreReadOnlyError, UnstorableError
     from fpcli.files import printable_path
     from fpcli.live import follow, stream_identity
 
@@ -259,6 +259,14 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
                     if not unstorable:
                         warn_line(f"{label}: {exc.reason}")
                     unstorable.append(exc.reason)
+                    return
+                except (StoreFullError, StoreReadOnlyError) as exc:
+                    # A store that takes no writes (full under noeviction, a user who may only
+                    # read): the snapshots are still reported, as a run over files reports
+                    # its files. The first refused save ended the command with nothing shown.
+                    if not unstorable:
+                        warn_line(f"{label}: not stored: {exc}")
+                    unstorable.append(str(exc))
                     return
                 stored.append(True)
 
