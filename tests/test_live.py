@@ -697,3 +697,13 @@ def test_an_interrupt_after_the_followed_file_changed_says_so(tmp_path, monkeypa
     said = " ".join(result.stderr.split())
     assert "interrupted: the file was changed while it was analysed" in said and "what was heard before is stored" \
         in said, said
+
+
+def test_a_name_given_with_its_stream_prefix_is_that_name(tmp_path, song):
+    """`--name stream:x` was stored as stream:stream:x, and `cache show stream:x`, what
+    the hint says to run, never found it."""
+    store = tmp_path / "s"
+    assert _fpcli(store, "analyze", "-", "--name", "stream:x", stdin=open(song, "rb").read()).returncode == 0
+    listed = _fpcli(store, "cache", "list").stdout.decode()
+    assert "stream:x\t" in listed and "stream:stream:" not in listed
+    assert _fpcli(store, "cache", "show", "stream:x").returncode == 0

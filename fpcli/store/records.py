@@ -59,7 +59,11 @@ def path_key(path: str) -> str:
 
 
 def stream_identity(name: str) -> FileIdentity:
-    """The identity a named stream is stored under (the name is its content)."""
+    """The identity a named stream is stored under (the name is its content). A name
+    given with the prefix it is listed under (``stream:radio``) is that name (it was
+    stored as ``stream:stream:radio``, which ``cache show stream:radio`` never found)."""
+    if isinstance(name, str) and name.startswith(STREAM_PREFIX):
+        name = name[len(STREAM_PREFIX):]
     if not name or "\n" in name:
         raise ParameterError(f"{name!r}: a non-empty name on one line", "name")
     if not storable_path(f"{STREAM_PREFIX}{name}"):
