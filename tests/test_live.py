@@ -707,3 +707,19 @@ def test_a_name_given_with_its_stream_prefix_is_that_name(tmp_path, song):
     listed = _fpcli(store, "cache", "list").stdout.decode()
     assert "stream:x\t" in listed and "stream:stream:" not in listed
     assert _fpcli(store, "cache", "show", "stream:x").returncode == 0
+
+
+def test_a_raw_stream_that_ends_inside_a_frame_is_partial():
+    """Its leftover bytes were dropped and the stream called "ok"; so was a stream read
+    with another channel count than its own."""
+    import io
+
+    from fpcli.audio import open_stream
+
+    pcm = (np.zeros((4410, 2), np.int16)).tobytes()
+    for data, channels, partial in ((pcm, 2, False), (pcm[:-1], 2, True), (pcm, 11, True)):   # 17,640 bytes
+        reader = open_stream(io.BytesIO(data), raw_format="s16le", samplerate=44100, channels=channels)
+        list(reader)
+        assert reader.partial == partial, (len(data), channels)
+        if partial:
+            assert "the stream ended inside a frame" in reader.partial_reason

@@ -34,11 +34,13 @@ class RawSource:
         self.info = check_info(AudioInfo(name, "RAW", raw_format.upper(), samplerate, channels, 0))
         self.expected_frames = 0
         self.length_exact = False
+        self._left_over = 0   # bytes of a frame the stream ended inside (dropped)
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
         """float32 (n, channels) blocks of at most ``block_frames``: a full block when
         the pipe has one, else what has arrived (a live source must not wait for 1.5 s
-        of audio before its first snapshot); a trailing partial frame is dropped."""
+        of audio before its first snapshot); a trailing partial frame is dropped, and
+        ``truncation`` says so."""
         frame_bytes = self._dtype.itemsize * self.info.channels
         # At most MAX_READ_BYTES a read: 131,072 frames of 100,000 channels asked for 26 GB.
         wanted = max(1, min(block_frames, MAX_READ_BYTES // frame_bytes)) * frame_bytes
@@ -53,6 +55,7 @@ class RawSource:
             if usable:
                 yield self._samples(pending[:usable])
                 pending = pending[usable:]
+        self._left_over = len(pending)
 
     def _samples(self, data: bytes) -> np.ndarray:
         samples = np.frombuffer(data, dtype=self._dtype).reshape(-1, self.info.channels)
@@ -67,7 +70,13 @@ class RawSource:
         return (samples.astype(np.float32) / np.float32(self._scale)).astype(np.float32, copy=False)
 
     def truncation(self, seconds_read: float) -> str | None:
-        return None
+        """Why the stream looks cut: it ended inside a frame (its bytes were called "ok",
+        the leftover dropped without a word; a wrong channel count or format shows so too)."""
+        if not self._left_over:
+            return None
+        frame_bytes = self._dtype.itemsize * self.info.channels
+        return (f"the stream ended inside a frame: {self._left_over} of its {frame_bytes} bytes dropped (cut, or "
+                "read as another sample format or channel count than the stream's)")
 
     def close(self) -> None:
         pass
