@@ -36,7 +36,7 @@ class RunSummary:
     skipped: int = 0          # known failures of unchanged files, not retried
     problems: int = 0         # scan problems (missing or unreadable paths, a symlink loop given)
     ignored: str = ""         # what the scan did not analyse and why ("ignored 3 files: .jpg 2, ...")
-    skipped_new: int = 0      # --upgrade: files with no record at all, left for a later run
+    skipped_new: int = 0      # --upgrade: files with no record of their content now (new or changed), left
     audio_seconds: float = 0.0  # heard by this run's analyses (a preview: its seconds, not the track's)
     wall_seconds: float = 0.0
     interrupted: bool = False

@@ -289,7 +289,7 @@ def test_upgrade_with_seconds_extends_the_previews(tmp_path, song):
     assert result.exit_code == 0, result.output
     (line,) = [json.loads(text) for text in result.stdout.splitlines()]
     assert (line["path"], line["seconds"], line["complete"]) == (song, 2.0, False)
-    assert "1 never analysed" in result.stderr
+    assert "1 without a preview to finish (new, or changed since)" in result.stderr
 
 
 @pytest.mark.parametrize("command", ["analyze", "validate"])
@@ -520,3 +520,14 @@ def test_the_default_store_and_fpcli_store_may_be_new(tmp_path, monkeypatch):
     stats = runner.invoke(app, ["cache", "stats", "--json"])
     assert stats.exit_code == 0, stats.output
     assert json.loads(stats.stdout)["entries"] == 0 and (tmp_path / "cache").exists()
+
+
+def test_upgrade_says_a_file_changed_since_its_preview_has_none_to_finish(tmp_path):
+    """A file rewritten since its preview was counted as "never analysed"."""
+    song = write(tmp_path / "song.flac", synth.music_like(3.0, SR, seed=1), SR)
+    store = str(tmp_path / "s")
+    assert runner.invoke(app, ["--store", store, "analyze", str(song), "--seconds", "1", "-q"]).exit_code == 0
+    write(song, synth.music_like(4.0, SR, seed=2), SR)
+    result = runner.invoke(app, ["--store", store, "analyze", str(song), "--upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "1 without a preview to finish (new, or changed since), left for a full run" in result.stderr

@@ -241,7 +241,7 @@ def test_previews_upgrade_and_extend_from_the_cli(tmp_path):
     upgrade = runner.invoke(app, [*store, "analyze", str(library), "--upgrade", "--json"])
     rows = {os.path.basename(json.loads(line)["path"]): json.loads(line) for line in upgrade.stdout.splitlines()}
     assert set(rows) == {"t0.flac", "t1.flac", "t2.flac"} and all(r["complete"] for r in rows.values())
-    assert "1 never analysed" in upgrade.stderr
+    assert "1 without a preview to finish (new, or changed since)" in upgrade.stderr
     assert runner.invoke(app, [*store, "cache", "list", "--previews", "--json"]).stdout == ""
 
 

@@ -181,7 +181,9 @@ def render_summary(summary: RunSummary, *, stopped: bool = False) -> None:
     if summary.analysed:
         line += f" ({summary.audio_per_second:.0f} s of audio per second analysed)"
     if summary.skipped_new:
-        line += f"; {summary.skipped_new} never analysed, left for a full run (--upgrade finishes previews only)"
+        # Not "never analysed": a file changed since its preview has none to finish either.
+        line += (f"; {summary.skipped_new} without a preview to finish (new, or changed since), left for a full "
+                 "run (--upgrade finishes previews only)")
     if summary.ignored:
         line += f"; {summary.ignored}"
     if stopped:
