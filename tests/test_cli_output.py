@@ -304,11 +304,8 @@ def test_a_track_table_in_a_pipe_is_tab_separated(tmp_path):
 
 
 
-@pytest.mark.parametrize("width", [200, 90, 60, 20])
-def test_a_table_on_a_terminal_never_cuts_a_cell(monkeypatch, width):
-    """Rich's default cut every path to "/tmp/sw…" at 80 columns and left every cell
-    empty at 20; the widest column now folds, the others wrap between words, and a
-    terminal too narrow for that gets plain lines under the title and column names."""
+def _terminal(monkeypatch, width: int) -> io.StringIO:
+    """stdout as a terminal of ``width`` columns, for ``render``'s tables: what it shows."""
     from rich.console import Console
 
     from fpcli.cli import render
@@ -318,6 +315,17 @@ def test_a_table_on_a_terminal_never_cuts_a_cell(monkeypatch, width):
                                                           color_system=None, highlight=False))
     monkeypatch.setattr(render, "is_terminal", lambda stream: True)
     monkeypatch.setattr(sys, "stdout", screen)
+    return screen
+
+
+@pytest.mark.parametrize("width", [200, 90, 60, 20])
+def test_a_table_on_a_terminal_never_cuts_a_cell(monkeypatch, width):
+    """Rich's default cut every path to "/tmp/sw…" at 80 columns and left every cell
+    empty at 20; the widest column now folds, the others wrap between words, and a
+    terminal too narrow for that gets plain lines under the title and column names."""
+    from fpcli.cli import render
+
+    screen = _terminal(monkeypatch, width)
     path = "/music/a rather long folder name/and an even longer album name (deluxe)/07 - track.flac"
     render.rows_out("1 path(s)", ["path", "duration", "rate/ch", "tempo", "heard", "validation", "analysed"],
                     [[path, "65.0 s", "44100/2", "123.5", "preview 30 s", "DecodeError", "2026-11-27 04:33"]])
@@ -332,15 +340,9 @@ def test_a_path_folds_before_a_longer_message(monkeypatch):
     """`cache failures` folded a path at 24 characters, mid-name ("bad_heade" / "r.wav"),
     because its message was the widest cell. The path column folds; a message wraps
     between words."""
-    from rich.console import Console
-
     from fpcli.cli import render
 
-    screen = io.StringIO()
-    monkeypatch.setattr(render, "stdout", lambda: Console(file=screen, width=100, force_terminal=True,
-                                                          color_system=None, highlight=False))
-    monkeypatch.setattr(render, "is_terminal", lambda stream: True)
-    monkeypatch.setattr(sys, "stdout", screen)
+    screen = _terminal(monkeypatch, 100)
     path = "/tmp/music/fl/bad_header.wav"
     render.rows_out("1 failure(s)", ["path", "error", "message", "when"],
                     [[path, "AudioReadError", "not a decodable audio file (Error in WAV file. No 'data' chunk "
@@ -351,20 +353,14 @@ def test_a_path_folds_before_a_longer_message(monkeypatch):
 def test_a_table_as_wide_as_the_terminal_keeps_its_last_column(monkeypatch):
     """At 80 columns `cache failures` cut its "when" column at the screen's edge: rich
     gave the folding path column more than the room the others left."""
-    from rich.console import Console
-
     from fpcli.cli import render
 
-    screen = io.StringIO()
-    monkeypatch.setattr(render, "stdout", lambda: Console(file=screen, width=80, force_terminal=True,
-                                                          color_system=None, highlight=False))
-    monkeypatch.setattr(render, "is_terminal", lambda stream: True)
-    monkeypatch.setattr(sys, "stdout", screen)
+    screen = _terminal(monkeypatch, 80)
     message = "not a decodable audio file (the file exists but is not audio)"
     render.rows_out("2 failure(s)", ["path", "error", "message", "when"],
-                    [["/tmp/s25/me/fl/a very long file name of a broken track.mp3", "AudioReadError", message,
+                    [["/music/fl/a very long file name of a broken track by a band.mp3", "AudioReadError", message,
                       "2026-11-28 01:50"],
-                     ["/tmp/s25/me/fl/a.flac", "AudioReadError", message, "2026-11-28 01:50"]])
+                     ["/music/fl/a.flac", "AudioReadError", message, "2026-11-28 01:50"]])
     lines = screen.getvalue().splitlines()
     assert max(len(line) for line in lines) <= 80
     assert sum("2026-11-28 01:50" in line for line in lines) == 2 and all(line.endswith(("┓", "┃", "┩", "│", "┘"))
