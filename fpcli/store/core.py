@@ -215,11 +215,9 @@ class FingerprintStore(StoreImports):
     def _identify_checked(self, resolved: str, digest: bool, params_key: str | None) -> FileIdentity:
         st = stat_regular(resolved)
         identity, entry = self._identify(resolved, want_digest=digest, st=st)
-        if params_key is not None and entry is not None and identity.digest is not None and \
-                identity.digest == entry["digest"]:
-            stored = self.read_record(record_key(identity.digest, params_key))
-            if stored is not None and not _entry_agrees(stored, identity):
-                identity, _ = self._identify(resolved, want_digest=True, st=st, trust_entry=False)
+        if params_key is not None and entry is not None and identity.digest == entry["digest"] and \
+                _misled(self.read_record(record_key(entry["digest"], params_key)), identity, entry):
+            identity, _ = self._identify(resolved, want_digest=True, st=st, trust_entry=False)
         return identity
 
     def _identify(self, resolved: str, *, want_digest: bool, st: os.stat_result | None = None,
@@ -286,9 +284,7 @@ class FingerprintStore(StoreImports):
         try:
             identity, entry = self._identify(resolved, want_digest=False, st=st)
             stored = self.read_record(record_key(identity.digest, need.params_key)) if identity.digest else None
-            if stored is not None and entry is not None and identity.digest == entry["digest"] and \
-                    not _entry_agrees(stored, identity):
-                # The path entry names a record that does not know this file: read the file.
+            if _misled(stored, identity, entry):   # the entry names a record not of this file: read the file
                 identity, entry = self._identify(resolved, want_digest=True, st=st, trust_entry=False)
                 stored = self.read_record(record_key(identity.digest, need.params_key)) if identity.digest else None
         except OSError as exc:  # unreadable: its recorded failure (if unchanged) comes with the error
@@ -591,8 +587,7 @@ class FingerprintStore(StoreImports):
         resolved = resolve(path)
         identity, entry = self._identify(resolved, want_digest=True)
         record = self._newest_record(identity, params_key)
-        if record is not None and entry is not None and identity.digest == entry["digest"] and \
-                not _entry_agrees(record, identity):   # as in a look-up: the entry led to another file's record
+        if _misled(record, identity, entry):   # as in a look-up: the entry led to another file's record
             identity, _ = self._identify(resolved, want_digest=True, trust_entry=False)
             record = self._newest_record(identity, params_key)
         return record
@@ -686,12 +681,18 @@ def results_optional(function: F) -> F:
     return cast(F, wrapped)
 
 
+def _misled(record: Record | None, identity: FileIdentity, entry: dict[str, Any] | None) -> bool:
+    """Whether ``identity`` took its digest from the path ``entry`` and ``record``, the
+    record that digest names, is not this file's (``_entry_agrees``). A path entry
+    edited or left wrong served another track's record for this file, which then came
+    up in its own search hits, and verify called the store sound."""
+    return record is not None and entry is not None and identity.digest == entry["digest"] and \
+        not _entry_agrees(record, identity)
+
+
 def _entry_agrees(record: Record, identity: FileIdentity) -> bool:
-    """Whether ``record``, reached through the path entry that gave ``identity``, can be
-    this file's: its content key, and its paths list the file's unless they are full
-    (only the latest MAX_PATHS are kept). A path entry edited or left wrong served
-    another track's record for this file, which then came up in its own search hits,
-    and verify called the store sound."""
+    """Whether ``record`` can be the file of ``identity``: its content key, and its paths
+    list the file's unless they are full (only the latest MAX_PATHS are kept)."""
     if record.content_key != identity.content_key:
         return False
     return record.seen_at(identity.path) is not None or len(record.paths) >= MAX_PATHS
