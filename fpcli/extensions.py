@@ -5,11 +5,15 @@ neither numpy nor the decoders, and the decoders need nothing of that code."""
 from __future__ import annotations
 
 # What libsndfile reads (FFmpeg takes over when it cannot: an MP3 it refuses, say).
+# .bwf is a broadcast WAV, .mp2 the MPEG layer II of radio archives.
 SNDFILE_EXTENSIONS = frozenset(
-    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc"}
+    {".wav", ".wave", ".bwf", ".rf64", ".w64", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".mp2", ".aif", ".aiff",
+     ".aifc", ".au", ".caf"}
 )
-# What libsndfile never reads: these go to FFmpeg (PyAV) directly.
+# What libsndfile never reads: these go to FFmpeg (PyAV) directly. DSD (.dsf, .dff)
+# decodes to 1/8 of its bit rate (352.8 kHz for DSD64).
 AV_EXTENSIONS = frozenset(
-    {".m4a", ".m4b", ".mp4", ".aac", ".wma", ".ape", ".wv", ".mka", ".mkv", ".webm", ".mpc", ".ac3"}
+    {".m4a", ".m4b", ".m4r", ".mp4", ".aac", ".wma", ".ape", ".wv", ".tta", ".mka", ".mkv", ".webm", ".mpc", ".ac3",
+     ".dsf", ".dff", ".amr"}
 )
 AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS | AV_EXTENSIONS

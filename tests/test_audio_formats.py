@@ -29,15 +29,22 @@ SR = 44100
 def write_av(path, x: np.ndarray, sr: int, codec: str, **options: str) -> str:
     """Encode float (n, channels) ``x`` with PyAV: ``alac`` from 16-bit samples (so the
     decoded file must equal them exactly), ``aac`` from float."""
-    channels = x.shape[1]
-    layout = "mono" if channels == 1 else "stereo"
-    sample_format = "s16p" if codec == "alac" else "fltp"
+    layout = "mono" if x.shape[1] == 1 else "stereo"
+    return encode_av(path, x, sr, codec, "s16p" if codec == "alac" else "fltp", layout, **options)
+
+
+def encode_av(path, x: np.ndarray, sr: int, codec: str, sample_format: str, layout: str = "stereo",
+              **options: str) -> str:
+    """Encode (n, channels) float ``x`` with PyAV's ``codec`` taking ``sample_format``
+    (16-bit ones rounded as ``to_int16``); ``options`` go to the muxer."""
     with av.open(str(path), "w", options=options) as out:
         stream: Any = out.add_stream(codec, rate=sr, layout=layout)  # an AudioStream
+        stream.format = sample_format   # else the codec's first, 8-bit for TTA
         for start in range(0, len(x), 1024):
             chunk = x[start : start + 1024]
-            data = to_int16(chunk) if codec == "alac" else chunk.astype(np.float32)
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data.T), format=sample_format, layout=layout)
+            data = to_int16(chunk) if sample_format.startswith("s16") else chunk.astype(np.float32)
+            data = data.T if sample_format.endswith("p") else data.reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=sample_format, layout=layout)
             frame.sample_rate, frame.pts = sr, start
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -131,6 +138,136 @@ def test_block_size_does_not_change_pyav_samples(tmp_path):
 def test_new_extensions_are_scanned():
     assert {".m4a", ".mp4", ".aac", ".wma", ".ape", ".wv", ".mka", ".mkv", ".webm", ".mpc", ".ac3"} <= AUDIO_EXTENSIONS
     assert {".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff"} <= AUDIO_EXTENSIONS
+
+
+# -- Formats of archives, broadcasters and DSD libraries ----------------------------------
+
+
+def write_sndfile(path, x: np.ndarray, sr: int, container: str) -> str:
+    """16-bit ``x`` (float, rounded as ``to_int16``) in libsndfile's ``container``."""
+    sf.write(str(path), to_int16(x), sr, format=container, subtype="PCM_16")
+    return str(path)
+
+
+DSD_RATE = 2_822_400   # DSD64: 1-bit samples per second; FFmpeg decodes to 1/8 of it
+
+
+def sigma_delta(x: np.ndarray) -> np.ndarray:
+    """(n,) float in [-1, 1] -> (n,) uint8 bits of a first-order sigma-delta modulator:
+    the bit is set where the running sum of (x + 1) / 2 passes the next integer."""
+    level = np.floor(np.cumsum((np.asarray(x, dtype=np.float64) + 1) / 2))
+    return np.diff(level, prepend=0.0).astype(np.uint8)
+
+
+def dsd_tones(seconds: float) -> np.ndarray:
+    """(n, 2) 440 Hz left, 880 Hz right at half scale, at the DSD64 rate."""
+    t = np.arange(int(seconds * DSD_RATE)) / DSD_RATE
+    return np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 880 * t)], axis=1)
+
+
+def write_dsf(path, x: np.ndarray, block: int = 4096) -> str:
+    """A DSF file (Sony's DSD stream file) of ``x`` at DSD_RATE: bytes LSB first, each
+    channel's bytes in blocks of ``block``, blocks of the channels in turn."""
+    n, channels = x.shape
+    bits = np.stack([sigma_delta(x[:, c]) for c in range(channels)], axis=1)
+    blocks = -(-n // (8 * block))
+    padded = np.zeros((blocks * block * 8, channels), np.uint8)
+    padded[:n] = bits
+    packed = np.packbits(padded.reshape(-1, 8, channels).transpose(0, 2, 1), axis=2, bitorder="little")[:, :, 0]
+    data = packed.reshape(blocks, block, channels).transpose(0, 2, 1).tobytes()
+    fmt = b"fmt " + struct.pack("<QIIIIIIQII", 52, 1, 0, 2, channels, DSD_RATE, 1, n, block, 0)
+    chunk = b"data" + struct.pack("<Q", 12 + len(data)) + data
+    head = b"DSD " + struct.pack("<QQQ", 28, 28 + len(fmt) + len(chunk), 0)
+    with open(path, "wb") as fh:
+        fh.write(head + fmt + chunk)
+    return str(path)
+
+
+def write_dff(path, x: np.ndarray) -> str:
+    """A DSDIFF file (Philips' DSD interchange format) of stereo ``x`` at DSD_RATE:
+    bytes MSB first, interleaved a byte per channel."""
+    n, channels = x.shape
+    bits = np.stack([sigma_delta(x[:, c]) for c in range(channels)], axis=1)
+    padded = np.zeros((-(-n // 8) * 8, channels), np.uint8)
+    padded[:n] = bits
+    data = np.packbits(padded.reshape(-1, 8, channels).transpose(0, 2, 1), axis=2, bitorder="big").tobytes()
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return tag + struct.pack(">Q", len(body)) + body + b"\0" * (len(body) & 1)
+
+    prop = b"SND " + chunk(b"FS  ", struct.pack(">I", DSD_RATE)) + \
+        chunk(b"CHNL", struct.pack(">H", channels) + b"SLFTSRGT") + chunk(b"CMPR", b"DSD \x0enot compressed\0")
+    body = b"DSD " + chunk(b"FVER", struct.pack(">I", 0x01050000)) + chunk(b"PROP", prop) + chunk(b"DSD ", data)
+    with open(path, "wb") as fh:
+        fh.write(chunk(b"FRM8", body))
+    return str(path)
+
+
+def loudest_hz(y: np.ndarray, rate: int) -> float:
+    return float(np.fft.rfftfreq(len(y), 1 / rate)[np.abs(np.fft.rfft(y)).argmax()])
+
+
+@pytest.mark.parametrize("writer", [write_dsf, write_dff])
+def test_dsd_decodes_to_its_tones_and_a_cut_file_is_partial(tmp_path, writer):
+    path = writer(tmp_path / f"t.{writer.__name__[-3:]}", dsd_tones(0.5))
+    reader, decoded = read_all(path)
+    assert (reader.info.samplerate, reader.info.channels, reader.info.frames) == (DSD_RATE // 8, 2, DSD_RATE // 16)
+    assert not reader.partial and len(decoded) == DSD_RATE // 16
+    assert (loudest_hz(decoded[:, 0], DSD_RATE // 8), loudest_hz(decoded[:, 1], DSD_RATE // 8)) == (440.0, 880.0)
+    size = os.path.getsize(path)
+    for fraction in (0.3, 0.6):   # FFmpeg's length is what the file holds: only the header tells
+        cut_reader, _ = read_all(cut(path, tmp_path / f"cut{fraction}", int(size * fraction)))
+        assert cut_reader.partial, fraction
+
+
+@pytest.mark.parametrize("container", ["AU", "CAF", "W64"])
+def test_cut_au_caf_w64_files_are_partial(tmp_path, container):
+    """libsndfile clamps their length to the bytes present (or refuses a cut CAF,
+    which FFmpeg then reads as far as it goes): the header's size tells."""
+    x = noise(2.0, 2)
+    path = write_sndfile(tmp_path / f"t.{container.lower()}", x, SR, container)
+    reader, decoded = read_all(path)
+    assert (reader.info.format, reader.info.frames, len(decoded), reader.partial) == (container, len(x), len(x), False)
+    np.testing.assert_array_equal(decoded, to_int16(x).astype(np.float32) / 32768)
+    size = os.path.getsize(path)
+    for fraction in (0.3, 0.7):
+        cut_reader, cut_decoded = read_all(cut(path, tmp_path / f"cut{fraction}.{container.lower()}",
+                                               int(size * fraction)))
+        assert cut_reader.partial and cut_reader.partial_reason.startswith("header says 2.00 s"), \
+            (fraction, cut_reader.partial_reason)
+        assert len(cut_decoded) < 0.8 * len(x)
+
+
+@pytest.mark.parametrize(("name", "codec", "sample_format", "layout", "rate"), [
+    ("t.tta", "tta", "s16", "stereo", SR),
+    ("t.mp2", "mp2", "s16", "stereo", SR),
+    ("t.amr", "amr_nb", "s16", "mono", 8000),
+])
+def test_tta_mp2_and_amr_decode_whole(tmp_path, name, codec, sample_format, layout, rate):
+    x = noise(2.0, 2 if layout == "stereo" else 1)
+    reader, decoded = read_all(encode_av(tmp_path / name, x, rate, codec, sample_format, layout))
+    assert reader.info.samplerate == rate and not reader.partial
+    assert abs(len(decoded) - len(x)) <= 0.1 * rate
+    if codec == "tta":   # lossless
+        np.testing.assert_array_equal(decoded, to_int16(x).astype(np.float32) / 32768)
+
+
+def test_a_cut_tta_is_partial(tmp_path):
+    """TTA frames are about 1.045 s: the cuts keep whole ones before them."""
+    path = encode_av(tmp_path / "t.tta", noise(5.0, 2), SR, "tta", "s16")
+    for fraction in (0.5, 0.8):
+        reader, _ = read_all(cut(path, tmp_path / f"cut{fraction}.tta", int(os.path.getsize(path) * fraction)))
+        assert reader.partial, fraction
+
+
+def test_archive_and_dsd_extensions_are_scanned(tmp_path):
+    from fpcli.scan import scan
+
+    names = ["a.bwf", "b.rf64", "c.w64", "d.au", "e.caf", "f.mp2", "g.tta", "h.dsf", "i.dff", "j.amr", "k.m4r"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    found = scan([tmp_path])
+    assert sorted(os.path.basename(f) for f in found.files) == names and not found.ignored
 
 
 def test_pyav_decodes_what_libsndfile_refuses(tmp_path):

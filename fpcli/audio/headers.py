@@ -14,6 +14,8 @@
   reads on while the codec, rate and channel count stay the same.
 - How many samples a FLAC file's frames hold: libsndfile stops at the total that
   STREAMINFO states, so a header that understates it would hide the rest.
+- The length an AU, CAF, Wave64, DSF or DSDIFF header states: libsndfile and FFmpeg
+  give the length of the data present, so a cut file looked whole.
 - Where a WAV file's header starts in a stream of WAV files joined one after another:
   FFmpeg reads a WAV whose sizes are a pipe's placeholders to the stream's end, the
   next file's header and samples as audio of the first file's format.
@@ -554,29 +556,35 @@ _RF64_MAGICS = (b"RF64", b"BW64")   # a RIFF WAVE whose sizes may pass 4 GB (EBU
 
 
 def stated_frames(head: bytes) -> int | None:
-    """The frame count a WAV, FLAC, AIFF or MP3 (Xing/Info) header at the start of
-    ``head`` (a stream's first bytes) states exactly, or None when it states none: a
-    placeholder a streaming writer left, a data chunk beyond ``head``, or another
-    format."""
+    """The frame count a WAV, FLAC, AIFF, AU, CAF, W64, DSF, DSDIFF or MP3 (Xing/Info)
+    header at the start of ``head`` (a stream's first bytes) states exactly, or None
+    when it states none: a placeholder a streaming writer left, a data chunk beyond
+    ``head``, or another format."""
     if head[:4] in (b"RIFF", *_RF64_MAGICS):
         return wav_stated_frames(io.BytesIO(head))
     info = flac_streaminfo(head)
     if info is not None:
         return info.total or None  # 0: unknown (a pipe's encoder)
-    return aiff_stated_frames(io.BytesIO(head)) or mp3_stated_frames(head)
+    for reader in _CHUNKED_HEADER_READERS:
+        stated = reader(io.BytesIO(head))
+        if stated is not None:
+            return stated
+    return mp3_stated_frames(head)
 
 
 def file_stated_frames(path: str | os.PathLike) -> int | None:
     """``stated_frames`` of a file's header (a FLAC's after an ID3v2 tag of any size,
-    an MP3's within the first 64 KiB after its ID3v2 tags). FFmpeg reads
+    an MP3's within the first 64 KiB after its ID3v2 tags), or the count an AU, CAF,
+    W64, DSF or DSDIFF header states (a cut CAF, which libsndfile refuses, goes to FFmpeg). FFmpeg reads
     files libsndfile does not take by their name (an MP3 or AIFF named .m4a): a cut
     one was "ok" there, its stated length unread."""
     lengths = flac_file_lengths(path)
     if lengths is not None:
         return lengths.stated
-    stated = header_of_file(path, wav_stated_frames) or header_of_file(path, aiff_stated_frames)
-    if stated is not None:
-        return stated
+    for reader in (wav_stated_frames, *_CHUNKED_HEADER_READERS):
+        stated = header_of_file(path, reader)
+        if stated is not None:
+            return stated
     head = _head_after_id3(path)
     return None if head is None else mp3_stated_frames(head)
 
@@ -615,6 +623,147 @@ def aiff_stated_frames(fh: BinaryIO) -> int | None:
             return struct.unpack(">I", body[2:6])[0] or None
         fh.seek(size + (size & 1), os.SEEK_CUR)   # chunks are padded to an even length
     return None
+
+
+# Sun/NeXT AU encodings whose data size over (bytes per sample x channels) is the frame
+# count: mu-law, 8/16/24/32-bit PCM, float, double, A-law.
+_AU_SAMPLE_BYTES = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}
+_AU_UNKNOWN_SIZE = 0xFFFFFFFF
+
+
+def au_stated_frames(fh: BinaryIO) -> int | None:
+    """The frames the header of the Sun/NeXT AU file read from ``fh`` states: its data
+    size over the frame size. None: not an AU, the "unknown" size a writer to a pipe
+    leaves, or a compressed encoding (G.72x) whose size is no frame count. libsndfile
+    clamps the count to the bytes present, so a cut AU looked whole."""
+    head = fh.read(24)
+    if len(head) < 24:
+        return None
+    order = {b".snd": ">", b"dns.": "<"}.get(head[:4])
+    if order is None:
+        return None
+    _, data_size, encoding, _, channels = struct.unpack(order + "5I", head[4:24])
+    width = _AU_SAMPLE_BYTES.get(encoding)
+    if width is None or not channels or data_size == _AU_UNKNOWN_SIZE:
+        return None
+    return data_size // (width * channels) or None
+
+
+# Sony Wave64: chunk ids are GUIDs, the first four bytes the RIFF tag's letters.
+_W64_GUID_TAIL = bytes.fromhex("f3acd3118cd100c04f8edb8a")
+_W64_RIFF = bytes.fromhex("726966662e91cf11a5d628db04c10000")
+
+
+def w64_stated_frames(fh: BinaryIO) -> int | None:
+    """The frames a Sony Wave64 file's ``data`` chunk states (its size, which counts its
+    24-byte header, over the ``fmt `` block size), read from ``fh``; None: not a W64,
+    no such chunk, or a codec whose size is no frame count. A W64 is a WAV with 64-bit
+    sizes, clamped by libsndfile as a WAV is."""
+    head = fh.read(40)
+    if len(head) < 40 or head[:16] != _W64_RIFF or head[24:28] != b"wave" or head[28:] != _W64_GUID_TAIL:
+        return None
+    block_align = 0
+    while len(header := fh.read(24)) == 24:
+        guid, size = header[:16], struct.unpack("<Q", header[16:])[0]
+        if guid[4:] != _W64_GUID_TAIL or size < 24:
+            return None
+        body = size - 24
+        if guid[:4] == b"data":
+            return body // block_align if block_align else None
+        if guid[:4] == b"fmt ":
+            fmt = fh.read(min(body, 26))
+            if len(fmt) < 16:
+                return None
+            format_tag, block_align = struct.unpack("<H", fmt[:2])[0], struct.unpack("<H", fmt[12:14])[0]
+            if format_tag == _WAV_EXTENSIBLE and len(fmt) >= 26:
+                format_tag = struct.unpack("<H", fmt[24:26])[0]
+            if format_tag not in _WAV_FRAME_TAGS:
+                return None
+            body -= len(fmt)
+        fh.seek(body + (-size % 8), os.SEEK_CUR)   # chunks are padded to 8 bytes
+    return None
+
+
+def caf_stated_frames(fh: BinaryIO) -> int | None:
+    """The frames an Apple CAF file states: the ``pakt`` chunk's count of valid frames
+    (ALAC and other packet formats), else for linear PCM the ``data`` chunk's size
+    (less its 4-byte edit count) over the bytes of a packet. None: not a CAF, a data
+    size of -1 (a writer to a pipe: "to the file's end"), or no such chunks."""
+    head = fh.read(8)
+    if len(head) < 8 or head[:4] != b"caff":
+        return None
+    packet_bytes, data_size = 0, None
+    while len(header := fh.read(12)) == 12:
+        tag, size = header[:4], struct.unpack(">q", header[4:])[0]
+        if tag == b"pakt":
+            body = fh.read(16)
+            return struct.unpack(">q", body[8:16])[0] or None if len(body) == 16 else None
+        if tag == b"desc":
+            body = fh.read(min(size, 32))
+            if len(body) < 32:
+                return None
+            lpcm, packet_bytes, packet_frames = body[8:12] == b"lpcm", *struct.unpack(">2I", body[16:24])
+            packet_bytes = packet_bytes if lpcm and packet_frames == 1 else 0
+            size -= len(body)
+        elif tag == b"data":
+            if size < 4:
+                return None   # -1: to the file's end; no pakt can follow it
+            data_size = size - 4
+        if size < 0:
+            return None
+        fh.seek(size, os.SEEK_CUR)
+    return data_size // packet_bytes or None if data_size is not None and packet_bytes else None
+
+
+def dsf_stated_frames(fh: BinaryIO) -> int | None:
+    """The frames FFmpeg decodes from the DSF file read from ``fh`` by its ``fmt ``
+    chunk: the 1-bit samples per channel it states over 8 (DSD decodes to 1/8 of its
+    bit rate). None: not a DSF of raw 1-bit DSD. FFmpeg's duration is the data the
+    file holds, so a cut DSF looked whole."""
+    head = fh.read(28 + 12 + 32)
+    if len(head) < 72 or head[:4] != b"DSD " or head[28:32] != b"fmt ":
+        return None
+    format_id, bits, samples = struct.unpack("<I", head[44:48])[0], *struct.unpack("<IQ", head[60:72])
+    return samples // 8 or None if format_id == 0 and bits == 1 else None
+
+
+def dff_stated_frames(fh: BinaryIO) -> int | None:
+    """The frames FFmpeg decodes from the DSDIFF (.dff) file read from ``fh``: the size
+    of its uncompressed ``DSD `` chunk over the channel count of its ``PROP`` chunk (a
+    byte per channel holds 8 bits, one decoded frame). None: not a DSDIFF of plain DSD
+    (a DST-compressed one states packets). FFmpeg's duration is the data the file
+    holds, so a cut DSDIFF looked whole."""
+    head = fh.read(16)
+    if len(head) < 16 or head[:4] != b"FRM8" or head[12:16] != b"DSD ":
+        return None
+    channels = 0
+    while len(header := fh.read(12)) == 12:
+        tag, size = header[:4], struct.unpack(">Q", header[4:])[0]
+        if tag == b"PROP":
+            channels = _dff_channels(fh.read(min(size, 4096)))
+            size -= min(size, 4096)
+        elif tag == b"DSD ":
+            return size // channels or None if channels else None
+        elif tag == b"DST ":
+            return None
+        fh.seek(size + (size & 1), os.SEEK_CUR)   # chunks are padded to an even length
+    return None
+
+
+def _dff_channels(prop: bytes) -> int:
+    """The channel count of a DSDIFF ``PROP`` chunk's body (``SND `` then sub-chunks), 0 if none."""
+    at = 4
+    while at + 12 <= len(prop):
+        tag, size = prop[at:at + 4], struct.unpack(">Q", prop[at + 4:at + 12])[0]
+        if tag == b"CHNL" and at + 14 <= len(prop):
+            return int(struct.unpack(">H", prop[at + 12:at + 14])[0])
+        at += 12 + size + (size & 1)
+    return 0
+
+
+# The readers of headers that state a length, each telling its own format by its first bytes.
+_CHUNKED_HEADER_READERS: tuple[Callable[[BinaryIO], int | None], ...] = (
+    aiff_stated_frames, au_stated_frames, caf_stated_frames, w64_stated_frames, dsf_stated_frames, dff_stated_frames)
 
 
 def header_of_file(path: str | os.PathLike, reader: Callable[[BinaryIO], T | None]) -> T | None:

@@ -38,11 +38,11 @@ _SNDFILE_SUBTYPES = {
     "mp2": "MPEG_LAYER_II",
 }
 # Demuxers whose duration is a stated sample count (MP4 sample tables, Matroska's
-# Duration element, APE and WavPack headers), not a bit-rate estimate: only these can
-# prove that a file which decodes short was cut.
-_EXACT_LENGTH_DEMUXERS = frozenset({"mov", "matroska", "ape", "wv"})
+# Duration element, APE, WavPack and TTA headers), not a bit-rate estimate: only these
+# can prove that a file which decodes short was cut.
+_EXACT_LENGTH_DEMUXERS = frozenset({"mov", "matroska", "ape", "wv", "tta"})
 # Demuxers of files whose header fpcli reads for a stated count itself (``headers.file_stated_frames``).
-_STATED_LENGTH_DEMUXERS = frozenset({"wav", "flac", "aiff", "mp3"})
+_STATED_LENGTH_DEMUXERS = frozenset({"wav", "flac", "aiff", "mp3", "au", "caf", "w64", "dsf", "iff"})
 # Integer sample formats: scale that maps the full range to ±1.
 _INT_SCALE = {"s16": 2.0**15, "s32": 2.0**31, "s64": 2.0**63}
 _AV_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)
