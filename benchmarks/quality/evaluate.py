@@ -14,6 +14,10 @@ then reports for every system:
   are mutual nearest neighbours in the whole corpus;
 * tempo: exact (within 4 %) and octave/metrical (x2, x1/2, x3/2, x2/3 within 4 %) hits.
 
+``--tempo-only`` (implied by a manifest of ``make_corpus.py --openmsx``) reports the tempo
+tables and a per-clip tempo table alone, for a corpus that has no retrieval labels; its
+JSON goes beside ``--out`` under the same name.
+
 Features are cached in CORPUS/.quality-cache/ keyed by fpcli's parameters and the
 file's size and mtime; ``--recompute`` ignores the cache. Results go to ``--out`` and
 the same numbers to results.json beside it.
@@ -530,11 +534,100 @@ def tempo_results(entries: list[dict[str, Any]], feats: list[dict[str, Any]]) ->
     out["generated, no drums"] = table(lambda e: e["kind"] == "rendered" and not e["drums"])
     out["generated, swing"] = table(lambda e: e["kind"] == "rendered" and e["swing"])
     out["Planet Blupi (notated MIDI tempo)"] = table(lambda e: e["kind"] == "real")
+    out["OpenMSX, all"] = table(lambda e: e["kind"] == "openmsx")
+    for meter in sorted({e["meter"] for e in entries if e["kind"] == "openmsx"}):
+        out[f"OpenMSX, {meter}"] = table(lambda e, m=meter: e["kind"] == "openmsx" and e["meter"] == m)
+    out["OpenMSX, swing (triplet off-beats)"] = table(lambda e: e["kind"] == "openmsx" and e["swing"])
+    out["OpenMSX, straight"] = table(lambda e: e["kind"] == "openmsx" and not e["swing"])
+    out["OpenMSX, no drums"] = table(lambda e: e["kind"] == "openmsx" and not e["drums"])
+    for composer in sorted({e["composer"] for e in entries if e["kind"] == "openmsx"}):
+        out[f"OpenMSX, {composer}"] = table(lambda e, c=composer: e["kind"] == "openmsx" and e["composer"] == c)
+    out = {name: t for name, t in out.items() if next(iter(t.values()))["n"]}    # subsets this corpus has
     out["detail"] = [{"id": e["id"], "nominal": e["tempo_bpm"], "meter": e.get("meter"),
                       "fpcli_streaming": f["streaming"]["tempo_bpm"], "fpcli_batch": f["batch"]["tempo_bpm"],
-                      "librosa": f["librosa_tempo"], "essentia": f.get("essentia_tempo")}
+                      "librosa": f["librosa_tempo"], "essentia": f.get("essentia_tempo"),
+                      **({k: e.get(k) for k in ("start_s", "tempo_beat", "tempo_alt_bpm", "tempo_alt_beat", "swing",
+                                                 "drums", "composer", "title")} if e["kind"] == "openmsx" else {})}
                      for e, f in zip(entries, feats, strict=True) if e.get("tempo_bpm")]
     return out
+
+
+def evaluate_tempo(corpus: Path, workers: int, recompute: bool) -> dict[str, Any]:
+    """The tempo numbers alone (a corpus without retrieval labels, e.g. the OpenMSX set)."""
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    entries = manifest["entries"]
+    t0 = time.monotonic()
+    feats = load_features(corpus, entries, workers, recompute)
+    analysis_s = time.monotonic() - t0
+    return {"corpus": {"clips": len(entries), "clip_seconds": manifest["clip_seconds"],
+                       "hours": len(entries) * manifest["clip_seconds"] / 3600},
+            "tempo": tempo_results(entries, feats), "skipped_windows": manifest.get("skipped", []),
+            "analysis": {"seconds_this_run": round(analysis_s, 1),
+                         "mean_seconds_per_clip": {k: float(np.mean([f["seconds"][k] for f in feats]))
+                                                   for k in feats[0]["seconds"]},
+                         "librosa": feats[0]["librosa_tempo"] is not None,
+                         "essentia": feats[0].get("essentia_tempo") is not None}}
+
+
+def tempo_section(results: dict[str, Any]) -> list[str]:
+    """The tempo tables of the report, one row per subset and estimator."""
+    parts = ["## Tempo", "", f"Exact: within {TEMPO_TOLERANCE:.0%} of the nominal beat (the dotted quarter in 6/8). "
+             "Octave/metrical: exact or x2, x1/2, x3/2, x2/3 within the same tolerance. "
+             "The relation columns count every estimate by its relation to the nominal tempo.", ""]
+    rel_cols = ["exact", *RELATIONS, "other", "none"]
+    rows = []
+    for subset, table in results["tempo"].items():
+        if subset == "detail":
+            continue
+        for est, v in table.items():
+            rows.append([subset, est, v["n"], v["exact"], v["metrical"],
+                         *[v["relations"].get(r, 0) for r in rel_cols]])
+    return [*parts, md_table(["clips", "estimator", "n", "exact", "octave/metrical", *rel_cols], rows), ""]
+
+
+def render_tempo(results: dict[str, Any], command: str, entries: list[dict[str, Any]]) -> str:
+    """The Markdown report of ``--tempo-only``: the tempo tables, every clip, the skipped windows."""
+    c = results["corpus"]
+    a = results["analysis"]
+    pieces = len({e.get("piece", e["id"]) for e in entries})
+    parts = [f"# Tempo quality ({datetime.date.today().isoformat()})", "", f"Command: `{command}`", "",
+             f"Machine: {machine()}.", "",
+             f"Corpus: {c['clips']} clips of {c['clip_seconds']:.0f} s ({c['hours']:.2f} h) from {pieces} pieces.",
+             *[line for line in corpus_summary(entries) if not line.endswith(": ")],
+             "- composer: " + ", ".join(f"{k} {v}" for k, v in sorted(Counter(
+                 e.get("composer", "?") for e in entries).items())),
+             "- beat: " + ", ".join(f"{k} {v}" for k, v in sorted(Counter(
+                 e.get("tempo_beat", "?") for e in entries).items())), "",
+             "Mean analysis time per clip (s): " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                             a["mean_seconds_per_clip"].items()) + "."
+             + ("" if a["librosa"] else " librosa is not installed: its tempo baseline did not run.")
+             + ("" if a.get("essentia") else " essentia is not installed: its tempo baseline did not run."), ""]
+    parts += tempo_section(results)
+    systems = [("fpcli_streaming", "fpcli streaming"), ("fpcli_batch", "fpcli batch"), ("essentia", "essentia"),
+               ("librosa", "librosa")]
+
+    def cell(value: float | None, nominal: float) -> str:
+        if value is None:
+            return "-"
+        rel = tempo_relation(value, nominal)
+        return f"{value:.1f}" + ("" if rel == "exact" else f" ({rel})")
+    rows = [[d["id"], d.get("title", ""), d.get("start_s", ""), d["meter"],
+             f"{d['nominal']:g}" + (f" ({d['tempo_alt_bpm']:g} {d['tempo_alt_beat']})" if d.get("tempo_alt_bpm")
+                                    else ""),
+             "yes" if d.get("swing") else "", *[cell(d[k], d["nominal"]) for k, _ in systems]]
+            for d in results["tempo"]["detail"]]
+    parts += ["## Every clip", "", "Label: the notated tempo of the beat the meter implies (an alternative "
+              "reading in brackets); swing: triplet off-beats outnumber straight ones in the window's MIDI; "
+              "an estimate that is not exact shows its relation to the label.", "",
+              md_table(["clip", "title", "start (s)", "meter", "label BPM", "swing", *[n for _, n in systems]],
+                       rows), ""]
+    skipped = results.get("skipped_windows", [])
+    if skipped:
+        parts += [f"## Skipped windows ({len(skipped)})", "",
+                  md_table(["piece", "start (s)", "reason"],
+                           [[s["piece"], "-" if s["start_s"] is None else s["start_s"], s["reason"]]
+                            for s in skipped]), ""]
+    return "\n".join(parts)
 
 
 def render(results: dict[str, Any], command: str, entries: list[dict[str, Any]]) -> str:
@@ -579,18 +672,7 @@ def render(results: dict[str, Any], command: str, entries: list[dict[str, Any]])
         parts += [f"{strategy}:", "", md_table(["timbre weight", *LABELS], [
             [w, *(f"{v[label]['p@5']:.3f} / {v[label]['1nn']:.3f}" for label in LABELS)] for w, v in table.items()]),
             ""]
-    parts += ["## Tempo", "", f"Exact: within {TEMPO_TOLERANCE:.0%} of the nominal beat (the dotted quarter in 6/8). "
-              "Octave/metrical: exact or x2, x1/2, x3/2, x2/3 within the same tolerance. "
-              "The relation columns count every estimate by its relation to the nominal tempo.", ""]
-    rel_cols = ["exact", *RELATIONS, "other", "none"]
-    rows = []
-    for subset, table in results["tempo"].items():
-        if subset == "detail":
-            continue
-        for est, v in table.items():
-            rows.append([subset, est, v["n"], v["exact"], v["metrical"],
-                         *[v["relations"].get(r, 0) for r in rel_cols]])
-    parts += [md_table(["clips", "estimator", "n", "exact", "octave/metrical", *rel_cols], rows), ""]
+    parts += tempo_section(results)
     abl = results["ablations"]
     full = {label: results["labels"][label]["fpcli batch (25 dims)"]["p@5"] for label in LABELS}
     parts += ["## fpcli batch ablations (precision@5)", "", "One group's weight set to 0:", "",
@@ -608,9 +690,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="Markdown report (results.json is written beside it)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--recompute", action="store_true", help="ignore the feature cache")
+    parser.add_argument("--tempo-only", action="store_true",
+                        help="tempo tables only (implied by an OpenMSX manifest); JSON beside --out, same name")
     args = parser.parse_args(argv)
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/quality/evaluate.py", *sys.argv[1:]])
-    entries = json.loads((args.corpus / "manifest.json").read_text())["entries"]
+    manifest = json.loads((args.corpus / "manifest.json").read_text())
+    entries = manifest["entries"]
+    if args.tempo_only or manifest.get("set") == "openmsx":
+        results = evaluate_tempo(args.corpus, args.workers, args.recompute)
+        results["command"] = command
+        report = render_tempo(results, command, entries)
+        print(report)
+        if args.out:
+            args.out.write_text(report + "\n")
+            args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+        return 0
     results = evaluate(args.corpus, args.workers, args.recompute)
     results["command"] = command
     report = render(results, command, entries)

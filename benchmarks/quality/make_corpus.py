@@ -15,6 +15,12 @@ Three parts, all cut to 30 s stereo 44.1 kHz FLAC under OUT, described by OUT/ma
 
 Idempotent: a clip that already exists is not rebuilt (delete OUT to start over).
 Needs the command-line tools ``sox`` (with Ogg support) and ``fluidsynth``.
+
+``--openmsx`` builds a separate tempo set instead (give it its own OUT): 30 s windows of
+the OpenMSX MIDI compositions (Debian package openttd-openmsx), each inside a stretch of
+constant notated tempo and time signature, rendered like the Planet Blupi MIDI files and
+labelled with the notated tempo of the beat the meter implies. Read it with
+``evaluate.py --tempo-only``.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 NEXUIZ_PK3 = Path("/usr/share/games/nexuiz/data/music.pk3")
 UFOAI_PK3 = Path("/usr/share/games/ufoai/base/0music.pk3")
 BLUPI_DIR = Path("/usr/share/planetblupi/music")
+OPENMSX_DIR = Path("/usr/share/games/openttd/baseset/openmsx")
 
 # Album -> (package, archive or folder, member names, composer, style). Composers come from
 # the files' Vorbis comments and /usr/share/doc/PACKAGE/copyright; styles are assigned per
@@ -433,6 +440,302 @@ def _generated_job(spec: ClipSpec, work: Path, dst: Path, mid: Path):
     return job
 
 
+# --------------------------------------------------------------------------- OpenMSX tempo set (--openmsx)
+
+# Composers from the package's readme.txt ("5 Credits"): the 'Ezy Street' tracks (*_redfarn)
+# and The Hobo by Jim Redfarn, the 'Modern' (new_*) tracks by Tistou Blomberg, the rest as
+# credited one by one. Titles come from openmsx.obm's [names].
+OPENMSX_COMPOSERS: dict[str, str] = {
+    **dict.fromkeys(["ttsong_iv_imuh3", "ttsong_iii_imuh3", "train_filled_with_cash", "flying_scotsman",
+                     "chuggachugga"], "imuh3"),
+    **dict.fromkeys(["busy_schedule", "the_fast_route"], "mimm"),
+    "modern_motion": "Kyle Timmerman (Mr.Ksoft)",
+    "keep_on_rolling": "Trolley Trev",
+    "tttheme2": "-lucas-",
+    **dict.fromkeys(["ultimate_run", "midnight_snow_run", "run_for_your_life", "coconut_run2", "harp_harmony",
+                     "mighty_giant_run", "wood_whistles", "linns_basket", "relax_song", "chemistry_lab"],
+                    "Tistou Blomberg"),
+}
+WINDOW_GAP_S = 30.0          # a second window starts this long after the first one ends ...
+OUTRO_S = 10.0               # ... and must end this long before the last note (skip endings)
+MIN_NOTES = 20               # a window with fewer note-ons (or a silent stretch of MAX_GAP_S) is skipped
+MAX_GAP_S = 4.0
+
+
+@dataclasses.dataclass
+class Timeline:
+    """What the tempo labels need from a Standard MIDI File: set-tempo events (tick,
+    microseconds per quarter), time signatures (tick, numerator, denominator) and note-ons
+    (tick, channel), every track merged, ticks per quarter ``ppq``."""
+
+    ppq: int
+    tempi: list[tuple[int, int]]
+    meters: list[tuple[int, int, int]]
+    notes: list[tuple[int, int]]
+
+    def seconds(self, tick: int) -> float:
+        """Time of ``tick`` under the tempo map (120 BPM until the first set-tempo, as the standard says)."""
+        s, last, us = 0.0, 0, 500_000
+        for t, u in self.tempi:
+            if t >= tick:
+                break
+            s, last, us = s + (t - last) * us / self.ppq / 1e6, t, u
+        return s + (tick - last) * us / self.ppq / 1e6
+
+
+def midi_timeline(data: bytes) -> Timeline:
+    """Parse a Standard MIDI File (formats 0 and 1, metrical time division) into a Timeline."""
+    ppq = struct.unpack(">H", data[12:14])[0]
+    if ppq & 0x8000:
+        raise ValueError("SMPTE time division is not supported")
+    tempi: list[tuple[int, int]] = []
+    meters: list[tuple[int, int, int]] = []
+    notes: list[tuple[int, int]] = []
+    pos = 8 + struct.unpack(">I", data[4:8])[0]
+    while pos + 8 <= len(data):
+        size = struct.unpack(">I", data[pos + 4:pos + 8])[0]
+        if data[pos:pos + 4] == b"MTrk":
+            track, i, tick, status = data[pos + 8:pos + 8 + size], 0, 0, 0
+            while i < len(track):
+                delta, i = _read_vlq(track, i)
+                tick += delta
+                if i >= len(track):
+                    break
+                if track[i] & 0x80:
+                    status = track[i]
+                    i += 1
+                if status == 0xFF:
+                    kind = track[i]
+                    length, i = _read_vlq(track, i + 1)
+                    body = track[i:i + length]
+                    i += length
+                    if kind == 0x51:
+                        tempi.append((tick, int.from_bytes(body, "big")))
+                    elif kind == 0x58:
+                        meters.append((tick, body[0], 2 ** body[1]))
+                    elif kind == 0x2F:
+                        break
+                    status = 0
+                elif status in (0xF0, 0xF7):
+                    length, i = _read_vlq(track, i)
+                    i += length
+                    status = 0
+                elif status & 0xF0 in (0xC0, 0xD0):
+                    i += 1
+                else:
+                    if status & 0xF0 == 0x90 and track[i + 1] > 0:
+                        notes.append((tick, status & 0x0F))
+                    i += 2
+        pos += 8 + size
+    return Timeline(ppq, sorted(tempi), sorted(meters), sorted(notes))
+
+
+def beat_label(quarter_bpm: float, num: int, den: int) -> dict[str, Any]:
+    """The label of a meter's beat: the quarter in x/4, the dotted quarter in 6/8, 9/8 and
+    12/8 (the eighth pulse is 3x that), the half note in x/2 (cut time is counted in halves;
+    the quarter-note tempo is kept as ``tempo_alt_bpm``)."""
+    if den == 4:
+        out: dict[str, Any] = {"tempo_bpm": round(quarter_bpm, 2), "tempo_beat": "quarter"}
+        if num in (6, 9, 12):        # compound reading of x/4: the dotted half
+            out["tempo_alt_bpm"], out["tempo_alt_beat"] = round(quarter_bpm / 3, 2), "dotted half"
+        return out
+    if den == 8 and num in (6, 9, 12):
+        return {"tempo_bpm": round(quarter_bpm / 1.5, 2), "tempo_beat": "dotted quarter",
+                "tempo_alt_bpm": round(quarter_bpm * 2, 2), "tempo_alt_beat": "eighth"}
+    if den == 2:
+        return {"tempo_bpm": round(quarter_bpm / 2, 2), "tempo_beat": "half",
+                "tempo_alt_bpm": round(quarter_bpm, 2), "tempo_alt_beat": "quarter"}
+    return {}
+
+
+def _in_force(events: list, tick: int, default: Any) -> Any:
+    value = default
+    for event in events:
+        if event[0] > tick:
+            break
+        value = event[1:]
+    return value
+
+
+def _offbeats(tl: Timeline, first: int, last: int) -> dict[str, float]:
+    """Shares of the window's note-ons on the quarter beat, its eighth off-beat (1/2) and its
+    triplet off-beats (1/3, 2/3): swung eighths put the off-beat at 2/3."""
+    fractions = [(t % tl.ppq) / tl.ppq for t, _ in tl.notes if first <= t < last]
+    if not fractions:
+        return {}
+    def share(centre: float) -> float:
+        return round(sum(min(abs(f - centre), 1 - abs(f - centre)) < 0.04 for f in fractions) / len(fractions), 3)
+    return {"on": share(0.0), "1/2": share(0.5), "1/3": share(1 / 3), "2/3": share(2 / 3)}
+
+
+def openmsx_windows(tl: Timeline) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The piece's 30 s windows and the skipped candidates (with the reason).
+
+    Candidates: the first window where make_corpus cuts real tracks (30 s in, centred in a
+    piece shorter than 90 s), a second one WINDOW_GAP_S after it when it ends OUTRO_S before
+    the last note. A candidate is skipped when a set-tempo or time-signature event inside it
+    changes the value (an accelerando, ritardando or rubato-like map), when its meter has no
+    labelled beat, or when it has fewer than MIN_NOTES note-ons or a silent stretch of
+    MAX_GAP_S. When every candidate is skipped, the first valid window starting 1 s after a
+    tempo or meter change (and after the first candidate) is taken instead (``shifted``)."""
+    onsets = sorted({tl.seconds(t) for t, _ in tl.notes})
+    total = onsets[-1] if onsets else 0.0
+    first = clip_start(total)
+    candidates = [first]
+    if first + CLIP_S + WINDOW_GAP_S + CLIP_S <= total - OUTRO_S:
+        candidates.append(first + CLIP_S + WINDOW_GAP_S)
+    tempo_s = [(tl.seconds(t), 60e6 / u) for t, u in tl.tempi]
+    meter_s = [(tl.seconds(t), n, d) for t, n, d in tl.meters]
+
+    def check(start: float) -> tuple[dict[str, Any] | None, str]:
+        end = start + CLIP_S
+        if end > total + 0.5:
+            return None, "past the last note"
+        (bpm,) = _in_force(tempo_s, start, (120.0,))
+        num, den = _in_force(meter_s, start, (4, 4))
+        changes = sorted({round(b, 2) for s, b in tempo_s if start < s < end and abs(b - bpm) > 0.01})
+        if changes:
+            return None, f"tempo changes inside ({bpm:g} -> {', '.join(f'{c:g}' for c in changes[:4])}" + \
+                (f" ... {len(changes)} values)" if len(changes) > 4 else ")")
+        meters = sorted({f"{n}/{d}" for s, n, d in meter_s if start < s < end and (n, d) != (num, den)})
+        if meters:
+            return None, f"time signature changes inside ({num}/{den} -> {', '.join(meters)})"
+        inside = [t for t in onsets if start <= t < end]
+        edges = [start, *inside, end]
+        gaps = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        if len(inside) < MIN_NOTES or max(gaps) >= MAX_GAP_S:
+            return None, f"too few notes ({len(inside)} onsets, longest silence {max(gaps):.1f} s)"
+        label = beat_label(bpm, num, den)
+        if not label:
+            return None, f"no labelled beat for {num}/{den}"
+        return {"start_s": round(start, 2), "meter": f"{num}/{den}",
+                "meter_source": "time signature" if meter_s else "none in the file: 4/4 (the standard's default)",
+                "notated_quarter_bpm": round(bpm, 2),
+                "tempo_source": "set-tempo" if tempo_s else "none in the file: 120 (the standard's default)",
+                **label}, ""
+
+    windows, skipped = [], []
+    for start in candidates:
+        window, why = check(start)
+        if window:
+            windows.append(window)
+        else:
+            skipped.append({"start_s": round(start, 2), "reason": why})
+    if not windows:
+        for change in sorted({s for s, _ in tempo_s} | {s for s, _, _ in meter_s}):
+            if change + 1.0 >= first:
+                window, _ = check(change + 1.0)
+                if window:
+                    windows.append({**window, "shifted": True})
+                    break
+    for window in windows:
+        start_tick = _tick_at(tl, window["start_s"])
+        end_tick = _tick_at(tl, window["start_s"] + CLIP_S)
+        shares = _offbeats(tl, start_tick, end_tick)
+        window["offbeat_shares"] = shares
+        window["swing"] = bool(shares) and shares["2/3"] >= 0.15 and shares["2/3"] > 2 * shares["1/2"]
+        window["drums"] = any(start_tick <= t < end_tick and ch == 9 for t, ch in tl.notes)
+    return windows, skipped
+
+
+def _tick_at(tl: Timeline, seconds: float) -> int:
+    """The first tick at or after ``seconds`` (bisection on the monotone tempo map)."""
+    lo, hi = 0, max([t for t, _ in tl.notes] + [0]) + 100 * tl.ppq
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tl.seconds(mid) < seconds:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def openmsx_titles(folder: Path) -> dict[str, str]:
+    """File stem -> title from openmsx.obm's [names] section."""
+    obm = folder / "openmsx.obm"
+    titles, inside = {}, False
+    if obm.exists():
+        for line in obm.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("["):
+                inside = line.strip() == "[names]"
+            elif inside and "=" in line:
+                name, title = line.split("=", 1)
+                titles[Path(name.strip()).stem] = title.strip()
+    return titles
+
+
+def openmsx_entries(folder: Path, out: Path, work: Path) -> tuple[list[tuple[dict[str, Any], Any]], list[dict]]:
+    """Manifest entries plus one build job per piece (render once, cut every window), and the skipped windows."""
+    titles = openmsx_titles(folder)
+    jobs, skipped = [], []
+    for mid in sorted(folder.glob("*.mid")):
+        tl = midi_timeline(mid.read_bytes())
+        windows, skips = openmsx_windows(tl)
+        skipped += [{"piece": mid.stem, **s} for s in skips]
+        if not windows:
+            skipped.append({"piece": mid.stem, "start_s": None, "reason": "no valid window in the piece"})
+        composer = OPENMSX_COMPOSERS.get(mid.stem, "Jim Redfarn" if mid.stem.endswith("_redfarn") else "?")
+        entries = []
+        for w in windows:
+            rel = f"openmsx/{mid.stem}-{w['start_s']:05.1f}s.flac"
+            entries.append({"id": f"openmsx/{mid.stem}@{w['start_s']:.1f}s", "path": rel, "kind": "openmsx",
+                            "source": "openttd-openmsx", "piece": mid.stem, "title": titles.get(mid.stem, mid.stem),
+                            "composer": composer, **w})
+        if entries:
+            job = _openmsx_job(mid, work, out, entries)
+            jobs += [(e, job if k == 0 else (lambda: False)) for k, e in enumerate(entries)]
+    return jobs, skipped
+
+
+def _openmsx_job(mid: Path, work: Path, out: Path, entries: list[dict[str, Any]]):
+    def job() -> bool:
+        todo = [e for e in entries if not (out / e["path"]).exists()]
+        if not todo:
+            return False
+        wav = work / f"{mid.stem}-openmsx.wav"
+        render_midi(mid, wav)
+        total = duration_s(wav)
+        for entry in todo:
+            dst = out / entry["path"]
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            cut(wav, dst, entry["start_s"])
+            entry["source_duration_s"] = round(total, 2)
+        wav.unlink()
+        return True
+    return job
+
+
+def openmsx_main(out: Path, folder: Path, workers: int) -> int:
+    """Build the OpenMSX tempo set in ``out`` (its own manifest.json)."""
+    missing = [f"command {t!r}" for t in ("sox", "soxi", "fluidsynth") if shutil.which(t) is None]
+    if not SOUNDFONT.exists():
+        missing.append(f"{SOUNDFONT} (Debian package fluid-soundfont-gm)")
+    if not any(folder.glob("*.mid")):
+        missing.append(f"{folder}/*.mid (Debian package openttd-openmsx)")
+    if missing:
+        print("missing:\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="fpcli-openmsx-") as tmp:
+        jobs, skipped = openmsx_entries(folder, out, Path(tmp))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            built = sum(bool(fut.result()) for fut in [pool.submit(job) for _, job in jobs])
+    entries = [entry for entry, _ in jobs]
+    old = _old_manifest(out)
+    for entry in entries:
+        if "source_duration_s" not in entry and "source_duration_s" in old.get(entry["id"], {}):
+            entry["source_duration_s"] = old[entry["id"]]["source_duration_s"]
+    seconds = round(time.monotonic() - t0, 1)
+    manifest = {"set": "openmsx", "clip_seconds": CLIP_S, "sample_rate": RATE, "pieces_built_last_run": built,
+                "last_run_seconds": seconds, "entries": entries, "skipped": skipped}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    pieces = len({e["piece"] for e in entries})
+    print(f"{len(entries)} OpenMSX windows of {CLIP_S:.0f} s from {pieces} pieces in {out} ({built} pieces rendered in "
+          f"{seconds} s), {len(skipped)} candidate windows skipped; manifest: {out / 'manifest.json'}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 def check_tools() -> list[str]:
@@ -479,7 +782,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/fpcli-quality")))
     parser.add_argument("--workers", type=int, default=2, help="parallel sox/fluidsynth processes")
+    parser.add_argument("--openmsx", action="store_true",
+                        help="build the OpenMSX tempo set instead (its own corpus: give it another --out)")
+    parser.add_argument("--openmsx-dir", type=Path, default=OPENMSX_DIR,
+                        help="folder of the OpenMSX .mid files (e.g. extracted from the package's .deb)")
     args = parser.parse_args(argv)
+    if args.openmsx:
+        return openmsx_main(args.out, args.openmsx_dir, args.workers)
     missing = check_tools()
     if missing:
         print("missing:\n  " + "\n  ".join(missing), file=sys.stderr)
