@@ -254,6 +254,17 @@ def stream_checkpoints(path: str | os.PathLike[str], seconds: list[float], param
     return snapshots
 
 
+def checkpoints_or_failure(path: str | os.PathLike[str], seconds: list[float],
+                           params: AnalysisParams | None = None) -> list[Fingerprint] | tuple[str, str]:
+    """``stream_checkpoints``, with bad input as the (error_type, reason) a failed task
+    gives, not an exception: a file deleted or emptied since the main pass was
+    reported by the executors as "a fault of fpcli: please report it"."""
+    try:
+        return stream_checkpoints(path, seconds, params)
+    except (AudioReadError, AnalysisError) as exc:
+        return type(exc).__name__, exc.reason if isinstance(exc, AudioReadError) else str(exc)
+
+
 # -- the fingerprint path ----------------------------------------------------------------------
 
 def compute(path: str, want: Want, identity: FileIdentity) -> tuple[FileIdentity, TrackResult]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from fpcli.analyze import preload, stream_checkpoints
+from fpcli.analyze import checkpoints_or_failure, preload
 from fpcli.errors import ParameterError, StoreFullError, StoreReadOnlyError, UnstorableError
 from fpcli.executors.local import Task, run_tasks
 from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS, Fingerprint, mean_confidence
@@ -533,10 +533,13 @@ def _partial(records: dict[str, Record], seconds: list[float], options: RunOptio
     failed: list[dict[str, str]] = []   # reported: a track left out without a word skewed the table unseen
     on_event("start", (len(records), "streaming first seconds"))
     for path, outcome in _checkpoints(list(records), seconds, options):
-        on_event("progress", path)
         if isinstance(outcome, tuple):
-            failed.append({"path": path, "error": f"{outcome[0]}: {outcome[1]}"})
+            failed.append({"path": path, "error": outcome[1]})
+            # Said as it happens, as the main pass's failures are (its error: line on stderr).
+            on_event("track", TrackResult(path=path, status="error", error_type=outcome[0],
+                                          error=f"streaming its first seconds failed: {outcome[1]}"))
             continue
+        on_event("progress", path)
         batch = records[path].batch.values  # type: ignore[union-attr]  # validated records have batch values
         for snapshot in _distinct_snapshots(outcome):
             confidence = snapshot.confidence or {}  # streaming snapshots always carry it
@@ -564,10 +567,10 @@ def _checkpoints(paths: list[str], seconds: list[float], options: RunOptions) ->
         from fpcli.executors.dask import PathMap, run_on_dask
 
         path_map = PathMap.parse(list(options.path_map))
-        calls = [(p, functools.partial(stream_checkpoints, path_map.to_worker(p), seconds, options.params))
+        calls = [(p, functools.partial(checkpoints_or_failure, path_map.to_worker(p), seconds, options.params))
                  for p in paths]
         yield from run_on_dask(calls, options.scheduler or "", timeout_s=options.timeout_s)
         return
-    tasks = [Task(p, functools.partial(stream_checkpoints, p, seconds, options.params)) for p in paths]
+    tasks = [Task(p, functools.partial(checkpoints_or_failure, p, seconds, options.params)) for p in paths]
     for task, outcome in run_tasks(tasks, jobs=options.jobs, timeout_s=options.timeout_s, warm_up=preload):
         yield task.label, outcome

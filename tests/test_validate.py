@@ -293,6 +293,7 @@ def test_validate_partial_shows_error_by_confidence(library):
     assert huge["partial"]["tracks"] == 3 and huge["partial"]["failed"] == []
     table = runner.invoke(app, ["validate", "-l", str(library), "--partial", "2,6"], env={"COLUMNS": "200"})
     assert "Error by streaming confidence" in table.stdout and "monotone" in table.stdout
+    assert "streams cut at 2, 6 s (3 tracks)" in table.stdout   # it printed the Python list [2.0, 6.0]
 
 
 def test_a_track_whose_partial_pass_fails_is_reported(library, monkeypatch):
@@ -308,11 +309,33 @@ def test_a_track_whose_partial_pass_fails_is_reported(library, monkeypatch):
     monkeypatch.setattr(validate, "_checkpoints", one_fails)
     (library / "broken.flac").unlink()   # no other failure: the exit code is the partial pass's
     result = runner.invoke(app, ["validate", "-l", str(library), "--partial", "2"])
-    assert "t1.flac: streaming its first seconds failed: AudioReadError: gone midway" in result.stdout
+    assert "t1.flac: streaming its first seconds failed: gone midway" in result.stdout
     assert result.exit_code == EXIT_SOME_FAILED   # it exited 0, with the error line in its report
     partial = json.loads(runner.invoke(app, ["validate", "-l", str(library), "--partial", "2", "--json"]).stdout)
     assert partial["partial"]["tracks"] == 2 and [f["path"][-7:] for f in partial["partial"]["failed"]] == ["t1.flac"]
     assert partial["summary"]["partial_failed"] == 1
+
+
+def test_a_file_gone_before_its_partial_pass_is_bad_input_not_a_fault(library, tmp_path):
+    """Deleted or emptied between the two passes: it was "InternalError: AudioReadError:
+    ... a fault of fpcli: please report it", and said nothing on stderr."""
+    (library / "broken.flac").unlink()
+    events = []
+
+    def on_event(kind, payload):
+        events.append((kind, payload))
+        if kind == "start" and payload[1] == "streaming first seconds":
+            (library / "t1.flac").unlink()
+            (library / "t2.flac").write_bytes(b"")
+
+    with FingerprintStore.open(tmp_path / "store") as store:
+        report = validate_library([str(library)], store, RunOptions(jobs=1), partial_seconds=[2.0],
+                                  on_event=on_event)
+    errors = {f["path"][-7:]: f["error"] for f in report.partial["failed"]}
+    assert errors == {"t1.flac": "no such file", "t2.flac": "empty file (0 bytes)"}, errors
+    said = [payload for kind, payload in events if kind == "track" and payload.failed]
+    assert sorted(r.error for r in said) == ["streaming its first seconds failed: empty file (0 bytes)",
+                                             "streaming its first seconds failed: no such file"]
 
 
 def test_a_shown_similarity_never_contradicts_its_verdict(library):
@@ -463,7 +486,8 @@ def test_an_interrupt_of_the_partial_streams_keeps_the_comparison(small_library,
     assert sorted(t.status for t in report.tracks) == ["error", "valid"]
     assert report.to_json()["partial_interrupted"] is True
     assert exit_code(report, None) == 130
-    assert "the report covers the 2 tracks compared; the --partial streams were stopped" in capsys.readouterr().err
+    # Of the two tracks one failed: the one compared is what the report covers.
+    assert "the report covers the 1 track compared; the --partial streams were stopped" in capsys.readouterr().err
 
 
 def test_a_file_that_cannot_be_read_is_not_analysable_not_failed_to_decode(tmp_path):

@@ -162,8 +162,9 @@ def exit_code(report: LibraryValidation, fail_under: float | None, *, verdicts_k
     if report.interrupted:
         # The tables printed cover the tracks compared before it: a log of stdout alone
         # read as a complete run (5 valid of 26 looked like a 100 % pass).
-        covered = (f"the report covers the {len(report.tracks)} tracks compared; the --partial streams were "
-                   "stopped, and their table is left out" if report.partial_interrupted else
+        compared = len(report.compared)   # not the failed ones (28 "compared" of 24)
+        covered = (f"the report covers the {compared} track{'s' if compared != 1 else ''} compared; the --partial "
+                   "streams were stopped, and their table is left out" if report.partial_interrupted else
                    f"the report covers {len(report.tracks)} tracks, those done before the interrupt")
         note("[yellow]interrupted:[/yellow]", f"{covered}; {_verdicts_kept(report, verdicts_kept)}, run again "
                                               "to complete it")
@@ -316,7 +317,8 @@ def render_partial(partial: dict[str, Any], out: Console | None) -> None:
     for name, cells in buckets.items():
         rows.append([(name, ""), *[(_bucket_cell(r), "") for r in cells],
                      _monotone_cell(partial["monotone"][name])])
-    _table(f"Error by streaming confidence, streams cut at {partial['seconds']} s ({partial['tracks']} tracks): "
+    cuts = ", ".join(f"{cut:g}" for cut in partial["seconds"])   # "10, 30", not "[10.0, 30.0]"
+    _table(f"Error by streaming confidence, streams cut at {cuts} s ({partial['tracks']} tracks): "
            "mean error (samples); null: samples with no error to measure (a null on either side), with their "
            "pass rate", ["metric", *labels, "monotone"], rows, out)
     for failure in partial.get("failed", ()):   # a report of an older fpcli has none
