@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from fpcli.analyze import checkpoints_or_failure, preload
-from fpcli.errors import ParameterError, StoreFullError, StoreReadOnlyError, UnstorableError
+from fpcli.errors import FpcliError, ParameterError, StoreError, StoreFullError, StoreReadOnlyError, UnstorableError
 from fpcli.executors.local import Task, run_tasks
 from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS, Fingerprint, mean_confidence
 from fpcli.library import RunOptions, run_library
@@ -282,6 +282,9 @@ class LibraryValidation:
     partial: dict[str, Any] | None = None
     interrupted: bool = False
     partial_interrupted: bool = False   # the comparison done, the partial streams stopped (no table)
+    # The error that ended the run (Redis gone, a cluster lost): the report covers the
+    # tracks done before it, and the command raises it after the report.
+    stopped_by: FpcliError | None = None
 
     @property
     def compared(self) -> list[TrackValidation]:
@@ -364,6 +367,7 @@ class LibraryValidation:
             "partial": self.partial,
             "interrupted": self.interrupted,
             "partial_interrupted": self.partial_interrupted,
+            "stopped": None if self.stopped_by is None else str(self.stopped_by),
         }
 
 
@@ -456,16 +460,35 @@ def validate_library(paths: list[str], store: FingerprintStore, options: RunOpti
 
     records: dict[str, Record] = {}
     tracks: list[TrackValidation] = []
+    stopped_by: FpcliError | None = None
+    store_lost: StoreError | None = None
     with storing_optional(store):   # a full store: each track said not stored, not the run stopped
-        run = run_library(paths, store, dataclasses.replace(options, batch=True, seconds=None), collect)
+        try:
+            interrupted = run_library(paths, store, dataclasses.replace(options, batch=True, seconds=None),
+                                      collect).interrupted
+        except FpcliError as exc:
+            # Redis gone, a cluster lost: the tracks done are still reported (there was
+            # no report at all, and --json wrote nothing), then the error.
+            stopped_by, interrupted = exc, False
+
+        def judged(result: TrackResult) -> tuple[TrackValidation, Record | None]:
+            nonlocal store_lost
+            if store_lost is None or result.failed:   # a failed result needs no store
+                try:
+                    return _validate_one(store, result, options.params.key(), tolerances, threshold, store_verdicts)
+                except StoreError as exc:
+                    if stopped_by is None:
+                        raise
+                    store_lost = exc   # the store that stopped the run: not asked again for each track
+            return _validate_computed(result, tolerances, threshold, f"the store failed: {store_lost}")
+
         for result in results:
-            track, record = _validate_one(store, result, options.params.key(), tolerances, threshold,
-                                          store_verdicts)
+            track, record = judged(result)
             tracks.append(track)
             if record is not None:
                 records[result.path] = record
-    report = LibraryValidation(tracks, dict(tolerances), threshold, interrupted=run.interrupted)
-    if partial_seconds and records and not run.interrupted:
+    report = LibraryValidation(tracks, dict(tolerances), threshold, interrupted=interrupted, stopped_by=stopped_by)
+    if partial_seconds and records and not interrupted and stopped_by is None:
         try:
             report.partial = _partial(records, partial_seconds, options, tolerances, on_event)
         except KeyboardInterrupt:
@@ -493,10 +516,8 @@ def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
             # Computed, and refused by the store (a user who may only read, a full Redis):
             # compared as computed. Said "not stored" instead, the whole analysis of a
             # library was thrown away.
-            verdict = compare(result.streaming.values, result.batch.values, confidence=result.streaming.confidence,
-                              tolerances=tolerances, threshold=threshold)
-            return TrackValidation(result.path, verdict.status, verdict,
-                                   verdict_not_stored=f"its fingerprints could not be stored: {store.refused}"), None
+            return _validate_computed(result, tolerances, threshold,
+                                      f"its fingerprints could not be stored: {store.refused}")
         # Not a file that failed to decode: validate compares the fingerprints stored.
         return TrackValidation(result.path, "not_stored", error="no stored fingerprints (evicted meanwhile?)"), None
     verdict = validate_record(record, tolerances=tolerances, threshold=threshold)
@@ -513,6 +534,17 @@ def _validate_one(store: FingerprintStore, result: TrackResult, params_key: str,
             return TrackValidation(result.path, verdict.status, verdict, verdict_not_stored=str(exc)), \
                 dataclasses.replace(record, validation=stored)
     return TrackValidation(result.path, verdict.status, verdict), record
+
+
+def _validate_computed(result: TrackResult, tolerances: Mapping[str, Tolerance], threshold: float,
+                       not_stored: str) -> tuple[TrackValidation, None]:
+    """A track's verdict from the fingerprints its (successful) result carries, when the
+    store does not hold them: said not stored, with ``not_stored`` as the reason."""
+    if result.streaming is None or result.batch is None:
+        return TrackValidation(result.path, "not_stored", error=not_stored), None
+    verdict = compare(result.streaming.values, result.batch.values, confidence=result.streaming.confidence,
+                      tolerances=tolerances, threshold=threshold)
+    return TrackValidation(result.path, verdict.status, verdict, verdict_not_stored=not_stored), None
 
 
 def _stored_verdict(verdict: ValidationResult) -> Validation | None:

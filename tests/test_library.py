@@ -589,13 +589,21 @@ def test_a_store_lost_mid_run_stops_it_with_what_was_done(tmp_path, monkeypatch,
 
     monkeypatch.setattr(Reporter, "event", stop_after_three)
     try:
-        target = ["-l", str(tmp_path / "music")] if command == "validate" else [str(tmp_path / "music")]
+        target = ["-l", str(tmp_path / "music"), "--json"] if command == "validate" else [str(tmp_path / "music")]
         result = CliRunner().invoke(app, ["--store", server.url, command, *target, "--jobs", "1"])
     finally:
         server.stop()
     assert result.exit_code == 1, result.output
-    assert "stopped: the tracks reported before the error below are stored" in result.stderr, result.output
-    assert "analysed 3, from cache 0, failed 0" in result.stderr
+    if command == "analyze":
+        assert "stopped: the tracks reported before the error below are stored" in result.stderr, result.output
+        assert "analysed 3, from cache 0, failed 0" in result.stderr
+    else:
+        # The report of the tracks done: there was none, and --json wrote nothing.
+        document = json.loads(result.stdout)
+        assert document["summary"]["tracks"] == 3 and document["summary"]["valid"] == 3
+        assert "cannot connect" in document["stopped"]
+        assert all("the store failed" in track["verdict_not_stored"] for track in document["tracks"])
+        assert "stopped: the report covers the 3 tracks done before the error below" in result.stderr
     assert isinstance(result.exception, StoreError) and "cannot connect" in str(result.exception)   # said next
 
 

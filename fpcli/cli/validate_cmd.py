@@ -25,7 +25,7 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.render import error_line, is_terminal, note, print_json, stdout, warn_line, written_at_once
 from fpcli.cli.root import EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, app
-from fpcli.errors import ParameterError
+from fpcli.errors import ParameterError, StoreError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.files import printable_path
 
@@ -103,21 +103,32 @@ def validate(
     from fpcli.cli.tracks import Reporter, stopped_said  # rich: only when a command runs (start-up time)
 
     reporter = Reporter(as_json=False, quiet=quiet, show_tracks=False)
-    with ctx.obj.open_store() as store, stopped_said(reporter, quiet=quiet), reporter:
-        report = validate_library([path_text(p) for p in library], store, options, tolerances=tolerances,
-                                  threshold=threshold, partial_seconds=seconds, store_verdicts=not no_store,
-                                  on_event=reporter.event)
+    report: LibraryValidation | None = None
+    try:
+        with ctx.obj.open_store() as store, stopped_said(reporter, quiet=quiet), reporter:
+            report = validate_library([path_text(p) for p in library], store, options, tolerances=tolerances,
+                                      threshold=threshold, partial_seconds=seconds, store_verdicts=not no_store,
+                                      on_event=reporter.event)
+    except StoreError:
+        if report is None or report.stopped_by is None:
+            raise
+        # Closing the store that stopped the run failed as the run did: the report stands.
     if as_json:
         print_json(report.to_json())
     elif report.tracks:
         with written_at_once():   # | head -1 exits 0, not 141 by chance
             render_validation(report, worst)
-    if not report.tracks and fail_under is None and not report.interrupted:
+    if not report.tracks and fail_under is None and not report.interrupted and report.stopped_by is None:
         warn_line(_nothing_found(library))  # rather than a table of dashes; --fail-under says it in its error
     unstored = [t.verdict_not_stored for t in report.tracks if t.verdict_not_stored]
     if unstored:
         warn_line(f"{len(unstored)} verdict{'s' if len(unstored) != 1 else ''} not stored ({unstored[0]}); "
                   "--no-store validates without storing")
+    if report.stopped_by is not None:   # the report above, then the error that ended the run (exit 1)
+        if not quiet:
+            note("[red]stopped:[/red]", f"the report covers the {len(report.tracks)} tracks done before the error "
+                                        "below; once it is fixed, run again to complete it")
+        raise report.stopped_by
     raise typer.Exit(exit_code(report, fail_under, verdicts_kept=not no_store))
 
 
