@@ -215,6 +215,34 @@ def test_a_search_says_it_skipped_a_bad_entry(tmp_path):
     assert "skipped a bad store entry" in result.stderr
 
 
+@pytest.mark.parametrize("command", [["analyze"], ["validate", "-l"], ["analyze", "--every", "1"]])
+def test_analyze_and_validate_say_they_met_a_bad_entry(tmp_path, command):
+    """They analysed the file again and replaced its record without a word, where every
+    cache command warns ("every command skips it with a warning and goes on")."""
+    track = write(tmp_path / "t.flac", synth.music_like(2.0, SR, seed=30), SR)
+    base = ["--store", str(tmp_path / "s")]
+    assert runner.invoke(app, [*base, "analyze", "--batch", track, "--quiet"]).exit_code == 0
+    with FingerprintStore.open(tmp_path / "s") as store:
+        key = next(store.backend.keys("rec:"))
+        store.backend.put(key, store.backend.get(key)[:40])   # cut in half, as a torn write leaves it
+    result = runner.invoke(app, [*base, *command, track])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("warning: skipped a bad store entry") == 1, result.stderr
+
+
+def test_bad_entries_beyond_ten_are_counted_not_listed(tmp_path, capsys):
+    from fpcli.cli.render import report_bad_entries
+    from fpcli.errors import BadEntryError
+
+    class Store:
+        bad_entries = [BadEntryError(f"rec:{i % 12}", ["cut"]) for i in range(30)]
+
+    report_bad_entries(Store())   # type: ignore[arg-type]
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 11 and lines[-1].startswith("warning: skipped 2 more bad store entries")
+    assert Store.bad_entries == []   # reported once: a command may report again at its end
+
+
 def test_one_corrupt_record_is_one_bad_entry(tmp_path):
     folder = tmp_path / "lib"
     folder.mkdir()

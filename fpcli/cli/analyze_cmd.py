@@ -25,7 +25,7 @@ from fpcli.cli.options import (
     refuse_given,
     run_options,
 )
-from fpcli.cli.render import note, warn_line
+from fpcli.cli.render import note, report_bad_entries, warn_line
 from fpcli.cli.root import EXIT_INTERRUPTED, EXIT_SOME_FAILED, app
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.params import MAX_CHANNELS, MAX_SAMPLERATE, MIN_SAMPLERATE, AnalysisParams
@@ -123,6 +123,7 @@ def analyze(
         evicted = _evictions(store) - evicted
     if not quiet:
         render_summary(summary)
+    report_bad_entries(store)   # each was analysed again and its record replaced: said, as every command says it
     if store.unsaved:
         warn_line(f"{store.unsaved} result(s) not stored: {store.refused}")
     if evicted > 0:
@@ -286,6 +287,8 @@ def _follow(ctx: typer.Context, texts: list[str], *, as_json: bool, quiet: bool,
                 kept = f"{changed[0].error}; " + ("what was heard before is stored" if stored else "nothing stored")
             note("[yellow]interrupted:[/yellow]", kept)
             raise typer.Exit(EXIT_INTERRUPTED) from None
+    if store is not None:
+        report_bad_entries(store)
     if changed:
         reporter.event("track", dataclasses.replace(changed[0], path=label))
         raise typer.Exit(EXIT_SOME_FAILED)

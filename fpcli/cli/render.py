@@ -196,13 +196,21 @@ def warn_line(message: str) -> None:
     note("[yellow]warning:[/yellow]", message)
 
 
+BAD_ENTRIES_SHOWN = 10   # then a count: a run over a damaged store of 100,000 records is no 100,000 lines
+
+
 def report_bad_entries(store: FingerprintStore) -> None:
-    """One warning per bad entry met while reading (each skipped, none fatal)."""
-    seen = set()
-    for bad in store.bad_entries:
-        if bad.key not in seen:
-            seen.add(bad.key)
-            warn_line(f"skipped a bad store entry: {bad} (fpcli cache verify --repair removes it)")
+    """One warning per bad entry met while reading (each skipped, none fatal), the first
+    BAD_ENTRIES_SHOWN of them and the count of the others; each is reported once (the
+    list is emptied), so a command may report as it goes and again at its end."""
+    keys = list(dict.fromkeys(bad.key for bad in store.bad_entries))
+    first = {bad.key: bad for bad in reversed(store.bad_entries)}
+    for key in keys[:BAD_ENTRIES_SHOWN]:
+        warn_line(f"skipped a bad store entry: {first[key]} (fpcli cache verify --repair removes it)")
+    if len(keys) > BAD_ENTRIES_SHOWN:
+        warn_line(f"skipped {len(keys) - BAD_ENTRIES_SHOWN} more bad store entries (fpcli cache verify lists them, "
+                  "--repair removes them)")
+    store.bad_entries.clear()
 
 
 def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],

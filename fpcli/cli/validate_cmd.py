@@ -23,7 +23,16 @@ from fpcli.cli.options import (
     path_text,
     run_options,
 )
-from fpcli.cli.render import error_line, is_terminal, note, print_json, stdout, warn_line, written_at_once
+from fpcli.cli.render import (
+    error_line,
+    is_terminal,
+    note,
+    print_json,
+    report_bad_entries,
+    stdout,
+    warn_line,
+    written_at_once,
+)
 from fpcli.cli.root import EXIT_BELOW_THRESHOLD, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, app
 from fpcli.errors import ParameterError, StoreError
 from fpcli.executors import DEFAULT_TIMEOUT_S
@@ -118,6 +127,7 @@ def validate(
     elif report.tracks:
         with written_at_once():   # | head -1 exits 0, not 141 by chance
             render_validation(report, worst)
+    report_bad_entries(store)   # each was analysed again and its record replaced: said, as every command says it
     if not report.tracks and fail_under is None and not report.interrupted and report.stopped_by is None:
         warn_line(_nothing_found(library))  # rather than a table of dashes; --fail-under says it in its error
     unstored = [t.verdict_not_stored for t in report.tracks if t.verdict_not_stored]
