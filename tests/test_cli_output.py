@@ -365,3 +365,39 @@ def test_a_table_as_wide_as_the_terminal_keeps_its_last_column(monkeypatch):
     assert max(len(line) for line in lines) <= 80
     assert sum("2026-11-28 01:50" in line for line in lines) == 2 and all(line.endswith(("┓", "┃", "┩", "│", "┘"))
                                                                            for line in lines[1:])
+
+
+@pytest.mark.parametrize("width", [120, 80, 70, 50])
+def test_a_table_without_paths_splits_no_name_or_number(monkeypatch, width):
+    """`fpcli bench` at 80 columns folded its figure names ("analysis.streami" / "ng_x",
+    read as another name); validate's tables folded numbers ("0.031" / "6" for 0.0316).
+    Without a path column nothing folds: cells wrap between words, or plain lines."""
+    from fpcli.cli import render
+
+    screen = _terminal(monkeypatch, width)
+    rows = [["analysis.streaming_x_real_time", "312.4", "x", "absolute", ">= 300", "ok"],
+            ["cache.lookup_p50_ms", "0.108", "ms", "absolute", "", ""]]
+    render.rows_out("fpcli bench", ["figure", "value", "unit", "kind", "threshold", "check"], rows)
+    text = screen.getvalue()
+    assert "analysis.streaming_x_real_time" in text and "cache.lookup_p50_ms" in text
+    assert ("┃" in text) == (width >= 80)
+    if "┃" in text:
+        assert max(len(line) for line in text.splitlines()) <= width
+    else:   # plain lines: the terminal wraps them, each cell whole
+        assert "analysis.streaming_x_real_time\t312.4\tx\tabsolute\t>= 300\tok" in text
+
+
+def test_validate_tables_on_a_narrow_terminal_keep_numbers_whole(monkeypatch):
+    from rich.console import Console
+
+    from fpcli.cli import render, validate_cmd
+
+    screen = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", screen)
+    rows = [[("spectral_flatness", ""), ("0.0316 (18)", ""), ("0.00093 (40)", ""), ("2.22e-16 (7)", ""),
+             ("no", "red")]]
+    narrow = Console(file=screen, width=60, force_terminal=True, color_system=None)
+    validate_cmd._table("Error by streaming confidence", ["metric", "0.0-0.2", "0.2-0.4", "1.0 (complete)",
+                                                           "monotone"], rows, narrow)
+    assert screen.getvalue().splitlines()[2] == "spectral_flatness\t0.0316 (18)\t0.00093 (40)\t2.22e-16 (7)\tno"
+    assert render.table_layout(["metric", "monotone"], [["spectral_flatness", "yes"]], 60) is not None

@@ -218,28 +218,18 @@ def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
     """A table on a terminal; in a pipe, one tab-separated plain line per row (no
     header, nothing truncated), as ``ls`` or ``git`` do. Cells are plain text.
 
-    Nothing is cut on a terminal either: the "path" column (else the widest) folds
-    onto more lines, the others keep their cells whole up to FIXED_COLUMN_MAX
-    characters (on a narrower terminal they wrap between words). The widest alone
-    folded a failure's message and held its path to 24 characters, split mid-name.
-    Rich's default had cut every path to "/tmp/sw…" at 80 columns, the one thing a
-    failure or a listing is for. A terminal too narrow for that gets the plain lines."""
+    Nothing is cut on a terminal either (``table_layout``): a "path" column folds onto
+    more lines, the others keep their cells whole or wrap between words. The widest
+    alone folded a failure's message and held its path to 24 characters, split
+    mid-name; rich's default had cut every path to "/tmp/sw…" at 80 columns, the one
+    thing a failure or a listing is for. A terminal too narrow gets the plain lines."""
     if not is_terminal(sys.stdout):   # written as it goes: 200,000 rows are no table to measure
         lines_out("\t".join(printable_path(cell) for cell in row) + "\n" for row in rows)
         return
     shown = [[printable_path(cell) for cell in row] for row in rows]
-    widths = [max([len(name), *(len(row[i]) for row in shown)]) for i, name in enumerate(columns)]
-    folding = columns.index("path") if "path" in columns else \
-        max(range(len(columns)), key=lambda i: widths[i]) if columns else 0
-    # The others keep their cells on one line where the terminal allows it, else wrap
-    # between words ("2026-11-27 04:33" onto two lines), never inside one.
-    words = [min(FIXED_COLUMN_MAX, max(len(word) for cell in [name, *(row[i] for row in shown)]
-                                       for word in [*cell.split(" "), ""])) for i, name in enumerate(columns)]
     console = stdout()
-    fixed = [min(FIXED_COLUMN_MAX, width) for width in widths]
-    if _table_width(fixed, folding) > console.width:
-        fixed = words
-    if _table_width(fixed, folding) > console.width:   # a terminal too narrow: plain lines, said what they are
+    layout = table_layout(columns, shown, console.width)
+    if layout is None:   # a terminal too narrow: plain lines, said what they are
         sys.stdout.write(f"{title}\n" + "\t".join(columns) + "\n")
         for row in shown:
             sys.stdout.write("\t".join(row) + "\n")
@@ -249,11 +239,7 @@ def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
     from rich.text import Text
 
     table = Table(title=escape(title), title_justify="left")
-    # The folding column gets at most the room the others leave: left to rich, it took a
-    # long word's width (a path) and the table's last column was cut at the screen's edge.
-    room = console.width - _table_width(fixed, folding) + FOLDED_COLUMN_MIN
-    for i, name in enumerate(columns):
-        low, high = (None, room) if i == folding else (fixed[i], fixed[i])
+    for name, (low, high) in zip(columns, layout, strict=True):
         table.add_column(name, justify=(justify or {}).get(name, "left"),  # type: ignore[arg-type]
                          overflow="fold", min_width=low, max_width=high)
     for row in shown:
@@ -261,14 +247,44 @@ def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
     console.print(table)
 
 
-FIXED_COLUMN_MAX = 24    # characters: a column other than the widest keeps its cells whole up to this
-FOLDED_COLUMN_MIN = 12   # characters the widest column needs to be worth folding into
+FIXED_COLUMN_MAX = 24    # characters: beside a path, a column keeps its cells whole up to this
+FOLDED_COLUMN_MIN = 12   # characters a path column needs to be worth folding into
 
 
-def _table_width(fixed: list[int], folding: int) -> int:
+def table_layout(columns: Sequence[str], rows: Sequence[Sequence[str]],
+                 width: int) -> list[tuple[int | None, int]] | None:
+    """Each column's (least, most) width for a table of these plain cells on a terminal
+    ``width`` characters wide, or None: it cannot be drawn without cutting a cell inside
+    a word, and plain lines are written instead.
+
+    Only a "path" column folds onto more lines (at least FOLDED_COLUMN_MIN wide; at
+    most the room the others leave: left to rich, it took a long path's width and the
+    last column was cut at the screen's edge). Beside it the others keep their cells
+    whole up to FIXED_COLUMN_MAX characters, else wrap between words. Without one,
+    every cell keeps its words whole: a figure name split as "analysis.streami" /
+    "ng_x", a number as "0.031" / "6", read as other names and numbers."""
+    naturals = [max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(columns)]
+    words = [max(len(word) for cell in [name, *(row[i] for row in rows)] for word in cell.split(" "))
+             for i, name in enumerate(columns)]
+    folding = list(columns).index("path") if "path" in columns else None
+    if folding is not None:
+        naturals = [min(FIXED_COLUMN_MAX, n) for n in naturals]
+        words = [min(FIXED_COLUMN_MAX, w) for w in words]
+    for fixed in (naturals, words):
+        needed = _table_width(fixed, folding)
+        if needed <= width:
+            room = width - needed + FOLDED_COLUMN_MIN
+            return [(None, room) if i == folding else (fixed[i], fixed[i]) for i in range(len(fixed))]
+    return None
+
+
+def _table_width(fixed: list[int], folding: int | None) -> int:
     """Characters a table of columns this wide needs (the folding one at its least),
     with rich's borders and padding (3 a column, and 1)."""
-    return sum(fixed) - fixed[folding] + FOLDED_COLUMN_MIN + 3 * len(fixed) + 1 if fixed else 0
+    if not fixed:
+        return 0
+    folded = 0 if folding is None else FOLDED_COLUMN_MIN - fixed[folding]
+    return sum(fixed) + folded + 3 * len(fixed) + 1
 
 
 def format_value(value: float | None, unit: str) -> str:

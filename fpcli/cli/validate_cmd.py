@@ -30,6 +30,7 @@ from fpcli.cli.render import (
     print_json,
     report_bad_entries,
     stdout,
+    table_layout,
     warn_line,
     written_at_once,
 )
@@ -288,9 +289,12 @@ def _line(pieces: list[Piece], out: Console | None) -> None:
 
 
 def _table(title: str, columns: list[str], rows: list[list[Piece]], out: Console | None) -> None:
-    """A table on a terminal; in a pipe its title, its column names and its rows as
-    tab-separated lines (numbers only would not say which column is which)."""
-    if out is None:
+    """A table on a terminal; in a pipe, or on a terminal too narrow to draw it with
+    every number and name whole (``table_layout``: "0.0316" folded to "0.031" over "6"
+    was read as 0.031), its title, its column names and its rows as tab-separated lines
+    (numbers only would not say which column is which)."""
+    layout = None if out is None else table_layout(columns, [[text for text, _ in row] for row in rows], out.width)
+    if out is None or layout is None:
         for line in ([title], columns, *[[text for text, _ in row] for row in rows]):
             sys.stdout.write("\t".join(line) + "\n")
         return
@@ -299,10 +303,9 @@ def _table(title: str, columns: list[str], rows: list[list[Piece]], out: Console
     from rich.text import Text
 
     table = Table(title=escape(title), title_justify="left")
-    for index, name in enumerate(columns):
-        # A narrow terminal folds a number onto two lines rather than cut it to a wrong one.
+    for index, (name, (low, high)) in enumerate(zip(columns, layout, strict=True)):
         left = index == 0 or name in ("error", "monotone", "failed metrics", "path")
-        table.add_column(name, justify="left" if left else "right", no_wrap=index == 0, overflow="fold")
+        table.add_column(name, justify="left" if left else "right", overflow="fold", min_width=low, max_width=high)
     for row in rows:
         table.add_row(*[Text(text, style=style) for text, style in row])
     out.print(table)
