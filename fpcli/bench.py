@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import difflib
 import functools
 import json
 import math
@@ -427,6 +428,16 @@ def _seconds_decoded(path: str) -> float:
 # -- checks and comparisons ------------------------------------------------------------------
 
 RULE_FORM = "'>= NUMBER' or '<= NUMBER'"
+# Every figure a run reports (quick or full: the same names; tests hold a run to it), so
+# that a threshold naming none is refused before the run, not found a miss after it.
+FIGURE_NAMES = frozenset({
+    "analysis.decode_x", "analysis.streaming_x", "analysis.batch_x", "analysis.streaming_vs_decode",
+    "analysis.batch_vs_decode", "memory.streaming_peak_mib",
+    "cache.hit_rate", "cache.lookups", "cache.cold_s", "cache.warm_s", "cache.speedup", "cache.lookup_p50_ms",
+    "cache.lookup_p95_ms", "cache.lookup_p99_ms", "cache.lookup_cpu_p99_ms", "search.library_first_ms",
+    *(f"{name}_{stat}" for name in ("validate.pair", "search.library", "search.synthetic")
+      for stat in ("p50_ms", "p99_ms", "cpu_p99_ms")),
+})
 
 
 def load_thresholds(path: Path | None = None) -> dict[str, tuple[str, float]]:
@@ -454,6 +465,11 @@ def load_thresholds(path: Path | None = None) -> dict[str, tuple[str, float]]:
                              f"not {_kind(table)}")
     for name, rule in table.items():
         thresholds[name] = _parse_rule(name, rule, source)
+        if name not in FIGURE_NAMES:
+            close = difflib.get_close_matches(name, sorted(FIGURE_NAMES), n=1)
+            raise ParameterError(f"{source}: threshold {name}: no such figure"
+                                 + (f" (did you mean {close[0]}?)" if close else
+                                    f"; the figures: {', '.join(sorted(FIGURE_NAMES))}"))
     return thresholds
 
 

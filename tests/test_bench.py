@@ -57,6 +57,7 @@ def test_result_has_the_documented_schema(result):
     assert data["library"]["decodable"] == 2 and data["library"]["files"] == 3
     for name in bench.DEFAULT_THRESHOLDS:
         assert name in data["figures"], name
+    assert set(data["figures"]) == bench.FIGURE_NAMES   # what --thresholds may name
     for figure in data["figures"].values():
         assert set(figure) == {"value", "unit", "better", "kind", "note"}
         assert figure["better"] in ("higher", "lower") and figure["kind"] in ("ratio", "absolute", "share")
@@ -171,6 +172,10 @@ BAD_THRESHOLDS = [  # (file name, contents, what the error says)
     ("t.json", "[" * 100_000, "not JSON"),
     ("t.toml", "a = " + "[" * 100_000, "not TOML"),
     ("t.toml", '[thresholds]\ncache.hit_rate = ">= 0.5"\n', "threshold cache is a table.*quote dotted"),
+    # A typo was a "miss" found after the whole run (minutes on a real library).
+    ("t.toml", '[thresholds]\n"cache.hitrate" = ">= 0.5"\n', r"threshold cache.hitrate: no such figure \(did you "
+                                                            r"mean cache.hit_rate\?\)"),
+    ("t.toml", '"zzz" = ">= 5"\n', "threshold zzz: no such figure; the figures: analysis.batch_vs_decode, "),
 ]
 
 
@@ -190,6 +195,20 @@ def test_a_bad_thresholds_table_in_pyproject_names_it(tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text('[tool.fpcli.bench]\nthresholds = [1]\n')
     with pytest.raises(ParameterError, match="^pyproject.toml: thresholds must be an object"):
         bench.load_thresholds()
+
+
+def test_a_broken_pyproject_stops_only_a_gated_run(tmp_path, monkeypatch, capsys):
+    """Any project's broken pyproject.toml stopped every bench run in its folder; only
+    --check reads its thresholds as a gate."""
+    from fpcli.cli.bench_cmd import _bench_inputs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("this is = not toml [\n")
+    limits, earlier = _bench_inputs(None, None, gate=False)
+    assert limits == bench.DEFAULT_THRESHOLDS and earlier is None
+    assert "warning: pyproject.toml: not TOML" in capsys.readouterr().err
+    with pytest.raises(ParameterError, match="^pyproject.toml: not TOML"):
+        _bench_inputs(None, None, gate=True)
 
 
 GOOD_EARLIER = {"schema": "fpcli-bench/1", "figures": {"analysis.streaming_x": {"value": 1.0}}}
@@ -229,6 +248,7 @@ def _no_benchmark(*args, **kwargs):
     ("--thresholds", "t.json", "[1]", "thresholds must be an object of figure -> rule"),
     ("--thresholds", "t.json", '{"thresholds": "x"}', "thresholds must be an object of figure -> rule"),
     ("--thresholds", "missing.json", None, "No such file or directory"),
+    ("--thresholds", "t.toml", '"nonexistent.figure" = ">= 5"\n', "threshold nonexistent.figure: no such figure"),
     ("--compare", "c.json", '{"schema": "fpcli-bench/1", "figures": null}', "figures must be an object"),
     ("--compare", "c.json", '{"figures": {"analysis.streaming_x": "x"}}', "not a bench result"),
     ("--compare", "c.json", '{"schema": "fpcli-bench/1", "figures": {"analysis.streaming_x": "x"}}',

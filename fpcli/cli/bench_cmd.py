@@ -30,7 +30,9 @@ def bench(
     library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False, readable=False,
                                                  help="Measure on this library (default: a copy of sample_audio/).")]
     = None,
-    quick: Annotated[bool, typer.Option("--quick", help="A reduced run for CI (under a minute).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help=(
+        "A reduced run for CI (seconds on the default sample library; minutes on a --library of whole tracks)."))]
+    = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for the analyze steps.")] = 2,
     json_file: Annotated[Path | None, typer.Option("--json", show_default=False,
                                                    help="Write the result as JSON (schema fpcli-bench/1).")] = None,
@@ -72,7 +74,7 @@ def bench(
     from fpcli.bench import compare as compare_figures
     from fpcli.bench import run as run_bench
 
-    limits, earlier = _bench_inputs(thresholds, compare_with)
+    limits, earlier = _bench_inputs(thresholds, compare_with, gate=check_)
     check_outputs({"--json": json_file, "--markdown": markdown})  # before a minute of measuring, not after
     if json_file and markdown and path_text(json_file) == path_text(markdown) == "-":
         raise typer.BadParameter("--json already writes to stdout", param_hint="--markdown")
@@ -107,21 +109,26 @@ def bench(
             raise typer.Exit(EXIT_BELOW_THRESHOLD)
 
 
-def _bench_inputs(thresholds: Path | None,
-                 compare_with: Path | None) -> tuple[dict[str, tuple[str, float]], dict[str, Any] | None]:
+def _bench_inputs(thresholds: Path | None, compare_with: Path | None, *,
+                  gate: bool) -> tuple[dict[str, tuple[str, float]], dict[str, Any] | None]:
     """The thresholds and the earlier result, read and validated before the benchmark
     runs (a bad file fails in a second, not after a minute of measuring); a bad file
-    is a usage error (exit 2) naming the option, the file and what is wrong."""
-    from fpcli.bench import load_earlier, load_thresholds
+    is a usage error (exit 2) naming the option, the file and what is wrong. A bad
+    ./pyproject.toml stops only a run that ``gate``s on its thresholds (--check): any
+    project's broken file stopped every bench run in its folder."""
+    from fpcli.bench import DEFAULT_THRESHOLDS, load_earlier, load_thresholds
 
     if thresholds is not None and compare_with is not None and str(thresholds) == str(compare_with) == "-":
         raise typer.BadParameter("--thresholds already reads stdin", param_hint="--compare")
     try:
         limits = load_thresholds(thresholds)
     except FpcliError as exc:
-        if thresholds is None:  # ./pyproject.toml's table: not an option given, so not a usage error
+        if thresholds is not None:
+            raise typer.BadParameter(str(exc), param_hint="--thresholds") from None
+        if gate:  # ./pyproject.toml's table: not an option given, so not a usage error
             raise
-        raise typer.BadParameter(str(exc), param_hint="--thresholds") from None
+        warn_line(f"{exc}: its thresholds are not read, the defaults are shown")
+        limits = dict(DEFAULT_THRESHOLDS)
     try:
         earlier = load_earlier(compare_with) if compare_with is not None else None
     except FpcliError as exc:
