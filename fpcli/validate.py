@@ -153,11 +153,15 @@ def finite_error(error: float | None) -> float | None:
 def parse_tolerances(overrides: list[str]) -> dict[str, Tolerance]:
     """``["tempo_bpm=0.05", ...]`` applied to the defaults (the limit only)."""
     tolerances = dict(DEFAULT_TOLERANCES)
+    given: dict[str, str] = {}
     for item in overrides:
         name, _, text = item.partition("=")
         if name not in tolerances:
             raise ParameterError(f"{item!r}: {name!r} is not a streaming dimension ({', '.join(STREAMING_DIMS)})",
                                  "tolerances")
+        if name in given:   # the last one won without a word
+            raise ParameterError(f"{item!r}: {name} is given twice (also {given[name]!r})", "tolerances")
+        given[name] = item
         if not text.strip():   # it said "'' is not a number" (for "tempo_bpm" and "tempo_bpm=")
             raise ParameterError(f"{item!r}: write METRIC=LIMIT, e.g. {name}={DEFAULT_TOLERANCES[name].limit:g}",
                                  "tolerances")

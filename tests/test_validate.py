@@ -172,6 +172,8 @@ def test_bad_tolerance_override():
     for limit in ("inf", "nan", "-1"):   # the library refuses what the command line does
         with pytest.raises(ParameterError, match="a finite number >= 0"):
             parse_tolerances([f"tempo_bpm={limit}"])
+    with pytest.raises(ParameterError, match="'tempo_bpm=0.3': tempo_bpm is given twice \\(also 'tempo_bpm=0.1'\\)"):
+        parse_tolerances(["tempo_bpm=0.1", "key_clarity=0.2", "tempo_bpm=0.3"])   # the last won without a word
 
 
 def test_real_analyzers_validate_on_music_like_audio():
@@ -336,6 +338,25 @@ def test_a_file_gone_before_its_partial_pass_is_bad_input_not_a_fault(library, t
     said = [payload for kind, payload in events if kind == "track" and payload.failed]
     assert sorted(r.error for r in said) == ["streaming its first seconds failed: empty file (0 bytes)",
                                              "streaming its first seconds failed: no such file"]
+
+
+def test_other_criteria_make_a_what_if_run(library, tmp_path):
+    """A one-off --tolerance experiment stored its verdicts over the default ones, and
+    every later search --strategy auto re-ranked tracks it had called invalid."""
+    (library / "broken.flac").unlink()
+    base = ["--store", str(tmp_path / "s")]
+    assert runner.invoke(app, [*base, "validate", "-l", str(library)]).exit_code == 0
+
+    def verdicts():
+        return [json.loads(runner.invoke(app, [*base, "cache", "show", "--json", str(library / f"t{i}.flac")]).stdout)
+                ["validation"]["status"] for i in range(3)]
+
+    assert verdicts() == ["valid"] * 3
+    for criteria in (["--tolerance", "spectral_centroid_hz=0"], ["--threshold", "1"]):
+        result = runner.invoke(app, [*base, "validate", "-l", str(library), "--json", *criteria])
+        assert result.exit_code == 0 and json.loads(result.stdout)["summary"]["invalid"] == 3, criteria
+        assert "verdicts not stored: --tolerance or --threshold makes a what-if run" in result.stderr
+        assert verdicts() == ["valid"] * 3, criteria
 
 
 def test_a_shown_similarity_never_contradicts_its_verdict(library):

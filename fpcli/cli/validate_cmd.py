@@ -67,9 +67,12 @@ def validate(
     = False,
     tolerance: Annotated[list[str] | None, typer.Option(
         "--tolerance", show_default=False, callback=finite_tolerances,
-        help="Override a metric's tolerance, e.g. tempo_bpm=0.05 (repeatable).")] = None,
+        help="Override a metric's tolerance, e.g. tempo_bpm=0.05 (repeatable); makes the run a what-if: "
+             "verdicts are stored only under the default criteria.")] = None,
     threshold: Annotated[float, typer.Option("--threshold", min=0, max=1, callback=finite,
-                                             help="Minimum normalised cosine similarity.")] = DEFAULT_THRESHOLD,
+                                             help="Minimum normalised cosine similarity (another than the default "
+                                                  "makes the run a what-if, as --tolerance does).")]
+    = DEFAULT_THRESHOLD,
     worst: Annotated[int, typer.Option("--worst", min=0, help="How many of the worst tracks to list.")] = 5,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
     quiet: QuietOption = False,
@@ -112,12 +115,16 @@ def validate(
                           exclude=exclude)
     from fpcli.cli.tracks import Reporter, stopped_said  # rich: only when a command runs (start-up time)
 
+    # A verdict under other criteria stored over the default one steered every later
+    # `search --strategy auto` (a one-off --tolerance experiment made every track invalid).
+    what_if = bool(tolerance) or threshold != DEFAULT_THRESHOLD
+    store_verdicts = not (no_store or what_if)
     reporter = Reporter(as_json=False, quiet=quiet, show_tracks=False)
     report: LibraryValidation | None = None
     try:
         with ctx.obj.open_store() as store, stopped_said(reporter, quiet=quiet), reporter:
             report = validate_library([path_text(p) for p in library], store, options, tolerances=tolerances,
-                                      threshold=threshold, partial_seconds=seconds, store_verdicts=not no_store,
+                                      threshold=threshold, partial_seconds=seconds, store_verdicts=store_verdicts,
                                       on_event=reporter.event)
     except StoreError:
         if report is None or report.stopped_by is None:
@@ -135,12 +142,15 @@ def validate(
     if unstored:
         warn_line(f"{len(unstored)} verdict{'s' if len(unstored) != 1 else ''} not stored ({unstored[0]}); "
                   "--no-store validates without storing")
+    if what_if and not no_store and not quiet and report.tracks:
+        note("", "verdicts not stored: --tolerance or --threshold makes a what-if run (the stored verdicts, which "
+                 "search --strategy auto reads, are the default criteria's)")
     if report.stopped_by is not None:   # the report above, then the error that ended the run (exit 1)
         if not quiet:
             note("[red]stopped:[/red]", f"the report covers the {len(report.tracks)} tracks done before the error "
                                         "below; once it is fixed, run again to complete it")
         raise report.stopped_by
-    raise typer.Exit(exit_code(report, fail_under, verdicts_kept=not no_store))
+    raise typer.Exit(exit_code(report, fail_under, verdicts_kept=store_verdicts))
 
 
 def _verdicts_kept(report: LibraryValidation, meant: bool) -> str:
