@@ -396,6 +396,10 @@ def test_an_empty_argument_is_a_usage_error(tmp_path, capsys, monkeypatch):
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("error: argument 4 is empty (an unset shell variable?)")
     assert not (tmp_path / "s").exists()
+    monkeypatch.setattr(sys, "argv", ["fpcli", "validate", "-l", str(tmp_path), "--partial", ""])
+    with pytest.raises(SystemExit):
+        main()
+    assert capsys.readouterr().err == "error: --partial is given an empty value (an unset shell variable?)\n"
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"

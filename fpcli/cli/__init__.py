@@ -86,6 +86,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _empty_argument(argv: list[str]) -> str:
+    """What is wrong with the first empty argument: the option it was given to, by name
+    ("argument 7 is empty" counted words the user never numbered), or its position."""
+    index = argv.index("", 1)
+    before = argv[index - 1] if index > 1 else ""
+    if before.startswith("-") and "=" not in before and before not in ("-", "--"):
+        return f"{before} is given an empty value (an unset shell variable?)"
+    return f"argument {index} is empty (an unset shell variable?): give a path or a value"
+
+
 def main() -> None:
     """Console entry point: the one place that turns an FpcliError into one line.
 
@@ -107,8 +117,7 @@ def main() -> None:
         if "" in sys.argv[1:]:
             # `fpcli analyze "$MUSIC"` with MUSIC unset: an empty path reads as ".", and the
             # command ran on whatever folder the shell was in. No fpcli argument may be empty.
-            error_line(f"argument {sys.argv.index('', 1)} is empty (an unset shell variable?): give a path or a "
-                       "value")
+            error_line(_empty_argument(sys.argv))
             sys.exit(EXIT_USAGE)
         _run(sys.argv[1:])
     except ParameterError as exc:

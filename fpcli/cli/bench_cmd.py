@@ -68,6 +68,10 @@ def bench(
       fpcli bench --quick --check --markdown bench.md
 
       fpcli bench --library ~/Music --json today.json --compare yesterday.json
+
+    Exit codes: 0 ok, 4 with --check a figure missed its threshold or regressed, 1
+    fatal error (a library of fewer than 2 decodable tracks), 2 usage error, 130
+    interrupted.
     """
     from fpcli.bench import baseline_differences
     from fpcli.bench import check as check_figures

@@ -248,6 +248,9 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(metavar=
       fpcli cache show track.flac
 
       fpcli cache show --json track.flac | jq .streaming.values
+
+    Exit codes: 0 shown, 3 no record of it (or it cannot be read), 1 fatal error, 2
+    usage error.
     """
     from fpcli.params import AnalysisParams
     from fpcli.store.schema import record_to_json

@@ -96,6 +96,9 @@ def search(
       fpcli search track.flac -l ~/Music/Jazz --m3u similar.m3u
 
       ffmpeg -i URL -f flac - | fpcli search - --seconds 20
+
+    Exit codes: 0 ok, 3 the query could not be analysed or read, 1 fatal error (a
+    store that cannot be opened), 2 usage error, 130 interrupted.
     """
     from fpcli.search import Compute, parse_weights, write_m3u
     from fpcli.search import search as run_search
