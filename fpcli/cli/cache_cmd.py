@@ -752,8 +752,8 @@ def _say_rejected(reasons: list[str]) -> None:
 def repair_summary(done: dict[str, int]) -> str:
     """"2 bad entries removed, 1 damaged counters reset" ("nothing to mend" when all are
     0); the rows read back from a part moved aside are said even when none were."""
-    parts = [f"{n} {REPAIR_WORDS.get(name, name)}" for name, n in done.items()
-             if n or (name in READ_BACK and done.get("moved_aside"))]
+    parts = [f"{n} {REPAIR_WORDS[name]}" for name, n in done.items()
+             if name in REPAIR_WORDS and (n or (name in READ_BACK and done.get("moved_aside")))]
     return ", ".join(parts) or "nothing to mend"
 
 
@@ -764,7 +764,10 @@ def _warn_if_nothing_read_back(done: dict[str, int]) -> None:
     """A damaged part moved aside with not one row read back is a store emptied: the
     repair said only "1 damaged database parts moved aside", and verify then called the
     empty store sound, exit 0, with every record lost."""
-    if done.get("moved_aside") and not any(done.get(name) for name in READ_BACK):
+    # Only the records' part: a meta part moved aside with nothing read back lost its
+    # counters and journal, which a recount and a new index make again, and the repair
+    # said "its records are lost" of a store that had kept every one.
+    if done.get("records_moved_aside") and not done.get("records_read_back"):
         warn_line("no entry of the damaged database could be read back: its records are lost (`fpcli analyze` "
                   "the library again; the damaged part is kept as *.damaged-* in the store's folder)")
 

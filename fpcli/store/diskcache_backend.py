@@ -636,14 +636,17 @@ class DiskcacheBackend(MetaCounters):
     def rebuild(self) -> dict[str, int]:
         """Repair: each part whose database SQLite finds damaged is moved aside (kept
         as ``<part>.damaged-<time>``) and rebuilt from the rows that can still be read.
-        Returns {"moved_aside": parts, "rebuilt": rows kept}."""
+        Returns {"moved_aside": parts, "rebuilt": rows kept}, with "records_moved_aside"
+        and "records_read_back" when the records' part was one (``salvage``)."""
         damaged = [name for name, problem in ((p.split(":")[0], p) for p in self.check()) if "SQLite" in problem]
         if not damaged:
             return {"moved_aside": 0, "rebuilt": 0}
         self.close()
         done = salvage(self.location, damaged)   # the rebuilt part keeps the store's size limit
         self._open()
-        return {"moved_aside": done["moved_aside"], "rebuilt": done["salvaged"]}
+        records = {"records_moved_aside": 1, "records_read_back": done["records_read_back"]} \
+            if done.get("records_moved_aside") else {}
+        return {"moved_aside": done["moved_aside"], "rebuilt": done["salvaged"], **records}
 
     def reset_meta(self, name: str) -> None:
         """Repair: drop one meta entry (a damaged counter restarts from 0) or journal row."""

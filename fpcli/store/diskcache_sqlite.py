@@ -125,17 +125,21 @@ def salvage(directory: str, parts: Iterable[str] | None = None) -> dict[str, int
     kept aside (``data.damaged-<time>``) for the user. Pickled rows are dropped. The
     epoch moves on, so that a search index saved before does not pass for current:
     for the data part before its swap, for the meta part (which holds the epoch) after
-    it. Returns {"moved_aside": parts, "salvaged": rows kept}."""
+    it. Returns {"moved_aside": parts, "salvaged": rows kept}, and when the data part
+    (the records) was among them "records_moved_aside": 1 and "records_read_back": its
+    rows kept (a meta part holds counters and the journal, no record)."""
     chosen = None if parts is None else set(parts)
     counts = {"moved_aside": 0, "salvaged": 0}
     for part in PARTS:
         folder = os.path.join(directory, part)
         if (part not in chosen) if chosen is not None else sound_part(folder):
             continue
-        counts["salvaged"] += salvage_part(folder, before_swap=(lambda: new_epoch(directory)) if part == "data"
-                                           else None)
+        rows = salvage_part(folder, before_swap=(lambda: new_epoch(directory)) if part == "data" else None)
+        counts["salvaged"] += rows
         if part == "meta":
             new_epoch(directory)
+        else:
+            counts.update(records_moved_aside=1, records_read_back=rows)
         counts["moved_aside"] += 1
     return counts
 

@@ -391,6 +391,20 @@ def test_a_record_whose_value_is_null_is_one_bad_entry_and_repaired(populated, t
     assert_clear(cli("cache", "verify", store=store), 0)
 
 
+def test_a_meta_part_read_back_empty_loses_no_record(populated, tmp_path):
+    """The meta database (counters, journal) overwritten with random bytes: the repair
+    warned "its records are lost" of a store that had kept every one."""
+    _, _, source = populated
+    store = copy_store(source, tmp_path / "store")
+    records_before = assert_clear(cli("cache", "list", "--json", store=source), 0).stdout
+    database = store / "meta" / "cache.db"
+    database.write_bytes(os.urandom(database.stat().st_size))
+    repaired = assert_clear(cli("cache", "verify", "--repair", store=store), 0)
+    said = repaired.stdout + repaired.stderr
+    assert "1 damaged database parts moved aside" in said and "records are lost" not in said, said
+    assert assert_clear(cli("cache", "list", "--json", store=store), 0).stdout == records_before
+
+
 def test_a_repair_that_reads_nothing_back_says_the_records_are_lost(populated, tmp_path):
     """The data database cut after its first page: the repair moved it aside, said only
     "1 damaged database parts moved aside", and verify called the empty store sound."""
