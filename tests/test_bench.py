@@ -123,6 +123,7 @@ def test_cli_bench_check_json_markdown_compare(tiny_library, tmp_path):
                        env={"COLUMNS": "160"})
     assert ok.exit_code == 0, ok.output
     assert "fpcli bench — " in ok.stderr and " · library: " in ok.stderr  # the run's facts, also in a pipe
+    assert "(2 of 3 files decodable, " in ok.stderr   # the third was left out of every figure without a word
     written = json.loads(out.read_text())
     assert written["schema"] == "fpcli-bench/1" and written["changes"] == []
     # The table's verdicts are in the file too: a CI job had to check the thresholds again.
@@ -271,6 +272,14 @@ def test_cli_bench_refuses_stdin_for_both_files(monkeypatch):
     monkeypatch.setattr(bench, "run", _no_benchmark)
     outcome = runner.invoke(app, ["bench", "--thresholds", "-", "--compare", "-"], input="{}")
     assert outcome.exit_code == EXIT_USAGE and "--thresholds already reads stdin" in outcome.output
+
+
+def test_figures_in_a_pipe_have_no_thousands_separators():
+    """Tab-separated lines are for programs: "2,038" read as two fields, or as 2."""
+    from fpcli.cli.render import number
+
+    assert (number(2038.4), number(2038.4, grouped=False), number(0.01234, grouped=False)) == ("2,038", "2038",
+                                                                                               "0.0123")
 
 
 def test_a_change_from_zero_is_undefined_not_zero():

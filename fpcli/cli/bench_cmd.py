@@ -140,13 +140,14 @@ def _bench_inputs(thresholds: Path | None, compare_with: Path | None, *,
     return limits, earlier
 
 
-def _bench_rows(result: BenchResult, checks: list[Check], changes: list[Change]) -> list[list[str]]:
+def _bench_rows(result: BenchResult, checks: list[Check], changes: list[Change], *,
+                grouped: bool = True) -> list[list[str]]:
     by_check = {c.name: c for c in checks}
     by_change = {c.name: c for c in changes}
     rows = []
     for name, figure in result.figures.items():
         chk = by_check.get(name)
-        row = [name, number(figure.value), figure.unit, figure.kind,
+        row = [name, number(figure.value, grouped=grouped), figure.unit, figure.kind,
                f"{chk.op} {chk.threshold:g}" if chk else "", ("ok" if chk.passed else "MISS") if chk else ""]
         if changes:
             change = by_change.get(name)
@@ -163,11 +164,18 @@ def _change_cell(change: Change) -> str:
     return f"{100 * change.change:+.0f} %{flag}"
 
 
+def _files(library: dict[str, Any]) -> str:
+    """"24 files", or "24 of 28 files decodable": the others were left out of every
+    figure, and only the JSON said so."""
+    decodable, files = library["decodable"], library.get("files", library["decodable"])
+    return f"{decodable} files" if decodable == files else f"{decodable} of {files} files decodable"
+
+
 def _bench_header(result: BenchResult) -> str:
     m = result.machine
     return (f"{result.date} · {m['cores']} cores, {m['cpu']} · Python {m['python']}, numpy {m['numpy']}, "
             f"soundfile {m['soundfile']}, libsndfile {m['libsndfile']} · library: {result.library['path']} "
-            f"({result.library['decodable']} files, {result.library['audio_s']:.0f} s of audio)"
+            f"({_files(result.library)}, {result.library['audio_s']:.0f} s of audio)"
             f"{' · quick' if result.quick else ''}")
 
 
@@ -175,7 +183,8 @@ def _render_bench(result: BenchResult, checks: list[Check], changes: list[Change
     columns = ["figure", "value", "unit", "kind", "threshold", "check"] + (["change"] if changes else [])
     if not is_terminal(sys.stdout):  # rows_out leaves a table's title out of a pipe: these facts go to stderr
         note("", f"fpcli bench — {_bench_header(result)}")
-    rows_out(f"fpcli bench — {_bench_header(result)}", columns, _bench_rows(result, checks, changes),
+    rows_out(f"fpcli bench — {_bench_header(result)}", columns,
+             _bench_rows(result, checks, changes, grouped=is_terminal(sys.stdout)),
              {"value": "right", "change": "right"})
 
 

@@ -299,11 +299,13 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:.3f}"
 
 
-def number(value: float | None) -> str:
-    """A figure for bench tables: 3 significant digits, thousands separated above 1000."""
+def number(value: float | None, *, grouped: bool = True) -> str:
+    """A figure for bench tables: 3 significant digits, whole above 1000, its
+    thousands separated when ``grouped`` (for people; tab-separated lines in a pipe
+    are for programs, which read "2,038" as two fields or as 2)."""
     if value is None:
         return "—"
-    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}" if grouped else f"{value:.0f}"
 
 
 def when(timestamp: float | None) -> str:
