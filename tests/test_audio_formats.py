@@ -238,6 +238,57 @@ def test_cut_au_caf_w64_files_are_partial(tmp_path, container):
         assert len(cut_decoded) < 0.8 * len(x)
 
 
+def _patched(path, offset: int, data: bytes, insert: bool = False) -> str:
+    raw = open(path, "rb").read()
+    raw = raw[:offset] + data + raw[offset + (0 if insert else len(data)):]
+    with open(path, "wb") as fh:
+        fh.write(raw)
+    return str(path)
+
+
+W64_GUID_TAIL = bytes.fromhex("f3acd3118cd100c04f8edb8a")
+
+
+def _hostile_headers(tmp_path) -> dict[str, str]:
+    """Intact audio under damaged size fields: each decodes whole."""
+    x = noise(1.0, 2)
+    w64 = write_sndfile(tmp_path / "junk.w64", x, SR, "W64")
+    data_at = open(w64, "rb").read().index(b"data" + W64_GUID_TAIL)
+    huge_chunk = _patched(w64, data_at, b"junk" + W64_GUID_TAIL + struct.pack("<Q", 2**64 - 8), insert=True)
+    huge_data = _patched(write_sndfile(tmp_path / "huge.w64", x, SR, "W64"), data_at + 16,
+                         struct.pack("<Q", 2**64 - 1))
+    dsf = write_dsf(tmp_path / "t.dsf", dsd_tones(0.25))
+    huge_count = _patched(dsf, 28 + 36, struct.pack("<Q", 2**64 - 1))
+    return {"W64 chunk of 2**64 - 8 bytes": huge_chunk, "W64 data of 2**64 - 1 bytes": huge_data,
+            "DSF of 2**64 - 1 samples": huge_count}
+
+
+def test_damaged_size_fields_neither_crash_nor_make_a_whole_file_partial(tmp_path):
+    """A W64 chunk size past 2**63 raised ValueError from a seek ("a fault of fpcli");
+    sizes no file has made intact files "header says 104573379102661.86 s"."""
+    from fpcli.audio import headers
+
+    for what, path in _hostile_headers(tmp_path).items():
+        reader, decoded = read_all(path)
+        assert not reader.partial and len(decoded) > 0, (what, reader.partial_reason)
+        with open(path, "rb") as fh:
+            assert headers.stated_frames(fh.read(1 << 16)) in (None, len(decoded)), what   # a stream's head
+    dff = write_dff(tmp_path / "t.dff", dsd_tones(0.25))   # FFmpeg refuses it: one clear error
+    huge_dsd = _patched(dff, open(dff, "rb").read().rindex(b"DSD ") + 4, struct.pack(">Q", 2**63))
+    assert headers.file_stated_frames(huge_dsd) is None
+    expect_error(huge_dsd, "not a decodable audio file")
+
+
+def test_a_negative_caf_packet_count_states_no_length():
+    from fpcli.audio import headers
+
+    desc = struct.pack(">dIIIIII", 44100.0, int.from_bytes(b"alac", "big"), 0, 0, 4096, 2, 16)
+    pakt = struct.pack(">qqii", 1, -1000, 0, 0)
+    caf = b"caff\x00\x01\x00\x00" + b"desc" + struct.pack(">q", len(desc)) + desc + \
+        b"pakt" + struct.pack(">q", len(pakt)) + pakt
+    assert headers.caf_stated_frames(io.BytesIO(caf)) is None
+
+
 @pytest.mark.parametrize(("name", "codec", "sample_format", "layout", "rate"), [
     ("t.tta", "tta", "s16", "stereo", SR),
     ("t.mp2", "mp2", "s16", "stereo", SR),

@@ -566,7 +566,10 @@ def stated_frames(head: bytes) -> int | None:
     if info is not None:
         return info.total or None  # 0: unknown (a pipe's encoder)
     for reader in _CHUNKED_HEADER_READERS:
-        stated = reader(io.BytesIO(head))
+        try:
+            stated = reader(io.BytesIO(head))
+        except (ValueError, OverflowError):   # a seek past what an offset holds: a damaged header
+            stated = None
         if stated is not None:
             return stated
     return mp3_stated_frames(head)
@@ -625,6 +628,16 @@ def aiff_stated_frames(fh: BinaryIO) -> int | None:
     return None
 
 
+# A stated length of more seconds than this is a damaged header, not a length (about 32
+# years: audio.MAX_STATED_S); a size of 2**64 - 1 made an intact file "partial".
+_MAX_STATED_SECONDS = 1e9
+
+
+def _plausible(frames: int, rate: float) -> int | None:
+    """``frames`` if it is a length a file can have at ``rate`` (Hz), else None."""
+    return frames if frames > 0 and rate > 0 and frames / rate <= _MAX_STATED_SECONDS else None
+
+
 # Sun/NeXT AU encodings whose data size over (bytes per sample x channels) is the frame
 # count: mu-law, 8/16/24/32-bit PCM, float, double, A-law.
 _AU_SAMPLE_BYTES = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}
@@ -642,39 +655,43 @@ def au_stated_frames(fh: BinaryIO) -> int | None:
     order = {b".snd": ">", b"dns.": "<"}.get(head[:4])
     if order is None:
         return None
-    _, data_size, encoding, _, channels = struct.unpack(order + "5I", head[4:24])
+    _, data_size, encoding, rate, channels = struct.unpack(order + "5I", head[4:24])
     width = _AU_SAMPLE_BYTES.get(encoding)
     if width is None or not channels or data_size == _AU_UNKNOWN_SIZE:
         return None
-    return data_size // (width * channels) or None
+    return _plausible(data_size // (width * channels), rate)
 
 
 # Sony Wave64: chunk ids are GUIDs, the first four bytes the RIFF tag's letters.
 _W64_GUID_TAIL = bytes.fromhex("f3acd3118cd100c04f8edb8a")
 _W64_RIFF = bytes.fromhex("726966662e91cf11a5d628db04c10000")
+_W64_CHUNK_HEAD = 24   # a chunk's GUID and its 64-bit size (which counts them)
 
 
 def w64_stated_frames(fh: BinaryIO) -> int | None:
-    """The frames a Sony Wave64 file's ``data`` chunk states (its size, which counts its
-    24-byte header, over the ``fmt `` block size), read from ``fh``; None: not a W64,
-    no such chunk, or a codec whose size is no frame count. A W64 is a WAV with 64-bit
-    sizes, clamped by libsndfile as a WAV is."""
+    """The frames a Sony Wave64 file's ``data`` chunk states (its size, less its header,
+    over the ``fmt `` block size), read from ``fh``; None: not a W64, no such chunk, a
+    chunk size beyond the file's stated size (a damaged header), or a codec whose size
+    is no frame count. A W64 is a WAV with 64-bit sizes, clamped by libsndfile as a WAV
+    is."""
     head = fh.read(40)
     if len(head) < 40 or head[:16] != _W64_RIFF or head[24:28] != b"wave" or head[28:] != _W64_GUID_TAIL:
         return None
-    block_align = 0
-    while len(header := fh.read(24)) == 24:
+    riff_size = struct.unpack("<Q", head[16:24])[0]
+    block_align, rate = 0, 0
+    while len(header := fh.read(_W64_CHUNK_HEAD)) == _W64_CHUNK_HEAD:
         guid, size = header[:16], struct.unpack("<Q", header[16:])[0]
-        if guid[4:] != _W64_GUID_TAIL or size < 24:
+        if guid[4:] != _W64_GUID_TAIL or not _W64_CHUNK_HEAD <= size <= riff_size:
             return None
-        body = size - 24
+        body = size - _W64_CHUNK_HEAD
         if guid[:4] == b"data":
-            return body // block_align if block_align else None
+            return _plausible(body // block_align, rate) if block_align else None
         if guid[:4] == b"fmt ":
             fmt = fh.read(min(body, 26))
             if len(fmt) < 16:
                 return None
-            format_tag, block_align = struct.unpack("<H", fmt[:2])[0], struct.unpack("<H", fmt[12:14])[0]
+            format_tag, _, rate = struct.unpack("<HHI", fmt[:8])
+            block_align = struct.unpack("<H", fmt[12:14])[0]
             if format_tag == _WAV_EXTENSIBLE and len(fmt) >= 26:
                 format_tag = struct.unpack("<H", fmt[24:26])[0]
             if format_tag not in _WAV_FRAME_TAGS:
@@ -684,86 +701,111 @@ def w64_stated_frames(fh: BinaryIO) -> int | None:
     return None
 
 
+_CAF_TO_THE_END = -1   # a data chunk's size when its writer could not seek back: "to the file's end"
+
+
 def caf_stated_frames(fh: BinaryIO) -> int | None:
     """The frames an Apple CAF file states: the ``pakt`` chunk's count of valid frames
     (ALAC and other packet formats), else for linear PCM the ``data`` chunk's size
     (less its 4-byte edit count) over the bytes of a packet. None: not a CAF, a data
-    size of -1 (a writer to a pipe: "to the file's end"), or no such chunks."""
+    size "to the file's end" (a writer to a pipe), a size no file has, or no such
+    chunks."""
     head = fh.read(8)
     if len(head) < 8 or head[:4] != b"caff":
         return None
-    packet_bytes, data_size = 0, None
+    rate, packet_bytes, data_size = 0.0, 0, None
     while len(header := fh.read(12)) == 12:
         tag, size = header[:4], struct.unpack(">q", header[4:])[0]
-        if tag == b"pakt":
-            body = fh.read(16)
-            return struct.unpack(">q", body[8:16])[0] or None if len(body) == 16 else None
-        if tag == b"desc":
-            body = fh.read(min(size, 32))
-            if len(body) < 32:
-                return None
-            lpcm, packet_bytes, packet_frames = body[8:12] == b"lpcm", *struct.unpack(">2I", body[16:24])
-            packet_bytes = packet_bytes if lpcm and packet_frames == 1 else 0
-            size -= len(body)
-        elif tag == b"data":
-            if size < 4:
-                return None   # -1: to the file's end; no pakt can follow it
-            data_size = size - 4
+        if tag == b"data" and size == _CAF_TO_THE_END:
+            return None   # the last chunk: no pakt can follow it
         if size < 0:
             return None
+        if tag == b"desc":
+            desc = fh.read(min(size, 32))
+            if len(desc) < 32:
+                return None
+            rate = struct.unpack(">d", desc[:8])[0]
+            linear_pcm = desc[8:12] == b"lpcm"
+            bytes_per_packet, frames_per_packet = struct.unpack(">II", desc[16:24])
+            packet_bytes = bytes_per_packet if linear_pcm and frames_per_packet == 1 else 0
+            size -= len(desc)
+        elif tag == b"pakt":
+            pakt = fh.read(16)
+            return _plausible(struct.unpack(">q", pakt[8:16])[0], rate) if len(pakt) == 16 else None
+        elif tag == b"data" and size >= 4:
+            data_size = size - 4   # after its edit count
         fh.seek(size, os.SEEK_CUR)
-    return data_size // packet_bytes or None if data_size is not None and packet_bytes else None
+    if data_size is None or not packet_bytes:
+        return None
+    return _plausible(data_size // packet_bytes, rate)
 
 
 def dsf_stated_frames(fh: BinaryIO) -> int | None:
     """The frames FFmpeg decodes from the DSF file read from ``fh`` by its ``fmt ``
     chunk: the 1-bit samples per channel it states over 8 (DSD decodes to 1/8 of its
-    bit rate). None: not a DSF of raw 1-bit DSD. FFmpeg's duration is the data the
-    file holds, so a cut DSF looked whole."""
-    head = fh.read(28 + 12 + 32)
+    bit rate). None: not a DSF of raw 1-bit DSD (an 8-bit one states no length here).
+    FFmpeg's duration is the data the file holds, so a cut DSF looked whole."""
+    head = fh.read(28 + 12 + 32)   # the DSD chunk, then the fmt chunk's id, size and fields
     if len(head) < 72 or head[:4] != b"DSD " or head[28:32] != b"fmt ":
         return None
-    format_id, bits, samples = struct.unpack("<I", head[44:48])[0], *struct.unpack("<IQ", head[60:72])
-    return samples // 8 or None if format_id == 0 and bits == 1 else None
+    format_id = struct.unpack("<I", head[44:48])[0]
+    rate, bits, samples = struct.unpack("<IIQ", head[56:72])
+    if format_id != 0 or bits != 1:
+        return None
+    return _plausible(samples // 8, rate / 8)
 
 
 def dff_stated_frames(fh: BinaryIO) -> int | None:
     """The frames FFmpeg decodes from the DSDIFF (.dff) file read from ``fh``: the size
     of its uncompressed ``DSD `` chunk over the channel count of its ``PROP`` chunk (a
     byte per channel holds 8 bits, one decoded frame). None: not a DSDIFF of plain DSD
-    (a DST-compressed one states packets). FFmpeg's duration is the data the file
-    holds, so a cut DSDIFF looked whole."""
+    (a DST-compressed one states packets), or a chunk size beyond the file's stated
+    size. FFmpeg's duration is the data the file holds, so a cut DSDIFF looked whole."""
     head = fh.read(16)
     if len(head) < 16 or head[:4] != b"FRM8" or head[12:16] != b"DSD ":
         return None
-    channels = 0
+    form_size = struct.unpack(">Q", head[4:12])[0]
+    channels, rate = 0, 0
     while len(header := fh.read(12)) == 12:
         tag, size = header[:4], struct.unpack(">Q", header[4:])[0]
-        if tag == b"PROP":
-            channels = _dff_channels(fh.read(min(size, 4096)))
-            size -= min(size, 4096)
-        elif tag == b"DSD ":
-            return size // channels or None if channels else None
-        elif tag == b"DST ":
+        if size > form_size:
             return None
-        fh.seek(size + (size & 1), os.SEEK_CUR)   # chunks are padded to an even length
+        if tag == b"PROP":
+            prop = fh.read(min(size, 4096))
+            channels, rate = _dff_channels_and_rate(prop)
+            fh.seek(size - len(prop) + (size & 1), os.SEEK_CUR)   # chunks are padded to an even length
+            continue
+        if tag == b"DSD ":
+            return _plausible(size // channels, rate / 8) if channels else None
+        if tag == b"DST ":
+            return None
+        fh.seek(size + (size & 1), os.SEEK_CUR)
     return None
 
 
-def _dff_channels(prop: bytes) -> int:
-    """The channel count of a DSDIFF ``PROP`` chunk's body (``SND `` then sub-chunks), 0 if none."""
+def _dff_channels_and_rate(prop: bytes) -> tuple[int, int]:
+    """(channels, DSD rate in Hz) of a DSDIFF ``PROP`` chunk's body (``SND `` then
+    sub-chunks); 0 for either it does not hold."""
+    channels = rate = 0
     at = 4
     while at + 12 <= len(prop):
         tag, size = prop[at:at + 4], struct.unpack(">Q", prop[at + 4:at + 12])[0]
         if tag == b"CHNL" and at + 14 <= len(prop):
-            return int(struct.unpack(">H", prop[at + 12:at + 14])[0])
+            channels = int(struct.unpack(">H", prop[at + 12:at + 14])[0])
+        elif tag == b"FS  " and at + 16 <= len(prop):
+            rate = int(struct.unpack(">I", prop[at + 12:at + 16])[0])
         at += 12 + size + (size & 1)
-    return 0
+    return channels, rate
 
 
+# libsndfile's formats whose frame count it clamps to the bytes present, by its name, with
+# the reader of the count their header states (a cut file then shows as partial).
+STATED_BY_FORMAT: dict[str, Callable[[BinaryIO], int | None]] = {
+    "AIFF": aiff_stated_frames, "AU": au_stated_frames, "CAF": caf_stated_frames, "W64": w64_stated_frames,
+}
 # The readers of headers that state a length, each telling its own format by its first bytes.
 _CHUNKED_HEADER_READERS: tuple[Callable[[BinaryIO], int | None], ...] = (
-    aiff_stated_frames, au_stated_frames, caf_stated_frames, w64_stated_frames, dsf_stated_frames, dff_stated_frames)
+    *STATED_BY_FORMAT.values(), dsf_stated_frames, dff_stated_frames)
 
 
 def header_of_file(path: str | os.PathLike, reader: Callable[[BinaryIO], T | None]) -> T | None:
@@ -772,7 +814,7 @@ def header_of_file(path: str | os.PathLike, reader: Callable[[BinaryIO], T | Non
     try:
         with open(path, "rb") as fh:
             return reader(fh)
-    except OSError:
+    except (OSError, ValueError, OverflowError):   # a seek past what an offset holds: a damaged header
         return None
 
 

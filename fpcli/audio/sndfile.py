@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -35,12 +35,6 @@ _FFI: Any = getattr(sf, "_ffi", None)
 # broadcast recorders for files past 4 GB; their cut or unfinished files were "ok" or
 # failed where a plain WAV's were partial or read whole.
 RIFF_WAVE_FORMATS = ("WAV", "WAVEX", "RF64")
-# libsndfile's formats whose frame count it clamps to the bytes present, with the
-# reader of the count their header states (a cut file then shows as partial).
-_STATED_BY_HEADER: dict[str, Callable[[BinaryIO], int | None]] = {
-    "AIFF": headers.aiff_stated_frames, "AU": headers.au_stated_frames,
-    "CAF": headers.caf_stated_frames, "W64": headers.w64_stated_frames,
-}
 _SAMPLE_EXACT_SEEKS = (*RIFF_WAVE_FORMATS, "FLAC", "AIFF", "W64", "CAF")
 _DIRECT_READ = _SNDFILE is not None and _FFI is not None and hasattr(_SNDFILE, "sf_readf_float")
 
@@ -74,9 +68,9 @@ class SndfileSource:
             claimed = headers.header_of_file(path, headers.wav_stated_frames)
             if claimed is not None:
                 self.expected_frames = claimed
-        elif self.info.format in _STATED_BY_HEADER:
+        elif self.info.format in headers.STATED_BY_FORMAT:
             # Clamped like a WAV's count; the header states the length written.
-            claimed = headers.header_of_file(path, _STATED_BY_HEADER[self.info.format])
+            claimed = headers.header_of_file(path, headers.STATED_BY_FORMAT[self.info.format])
             if claimed is not None:
                 self.expected_frames = claimed
         elif self.info.subtype.startswith("MPEG_LAYER"):
