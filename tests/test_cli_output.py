@@ -401,3 +401,28 @@ def test_validate_tables_on_a_narrow_terminal_keep_numbers_whole(monkeypatch):
                                                            "monotone"], rows, narrow)
     assert screen.getvalue().splitlines()[2] == "spectral_flatness\t0.0316 (18)\t0.00093 (40)\t2.22e-16 (7)\tno"
     assert render.table_layout(["metric", "monotone"], [["spectral_flatness", "yes"]], 60) is not None
+
+
+def test_a_message_column_folds_into_the_room_left(monkeypatch):
+    """`cache verify`'s one-column table of problems was drawn as narrow as its longest
+    word (61 of 120 columns, the message on 4 lines): a column of text folds into the
+    room the others leave, as a path does."""
+    from fpcli.cli import render
+
+    screen = _terminal(monkeypatch, 120)
+    problem = ("rec:0123456789abcdef0123456789abcdef:v5-c0289f7687b4f0d9: not valid JSON (Expecting ',' "
+               "delimiter: line 1 column 41 (char 40)); the entry is skipped, and the next save replaces it")
+    render.rows_out("1 problem(s)", ["problem"], [[problem]])
+    lines = screen.getvalue().splitlines()
+    assert max(len(line) for line in lines) > 100 and len(lines) <= 7, lines
+
+
+def test_a_key_beside_a_path_is_never_split(monkeypatch):
+    """Beside a path, other columns were capped at 24 characters and a record key
+    folded mid-name ("rec:0123456789abcdef0123" / "456789abcdef:v5-...")."""
+    from fpcli.cli import render
+
+    screen = _terminal(monkeypatch, 120)
+    key = "rec:0123456789abcdef0123456789abcdef:v5-c0289f7687b4f0d9"
+    render.rows_out("1 entry", ["path", "key", "when"], [["/music/a/b/c.flac", key, "2026-11-28 04:50"]])
+    assert key in screen.getvalue()

@@ -247,33 +247,35 @@ def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
     console.print(table)
 
 
-FIXED_COLUMN_MAX = 24    # characters: beside a path, a column keeps its cells whole up to this
-FOLDED_COLUMN_MIN = 12   # characters a path column needs to be worth folding into
+FIXED_COLUMN_MAX = 24    # characters: text beside a folding column wraps at this width or its longest word
+FOLDED_COLUMN_MIN = 12   # characters a folding column needs to be worth folding into
 
 
 def table_layout(columns: Sequence[str], rows: Sequence[Sequence[str]],
                  width: int) -> list[tuple[int | None, int]] | None:
     """Each column's (least, most) width for a table of these plain cells on a terminal
-    ``width`` characters wide, or None: it cannot be drawn without cutting a cell inside
-    a word, and plain lines are written instead.
+    ``width`` characters wide, or None: it cannot be drawn without cutting a name or a
+    number, and plain lines are written instead.
 
-    Only a "path" column folds onto more lines (at least FOLDED_COLUMN_MIN wide; at
-    most the room the others leave: left to rich, it took a long path's width and the
-    last column was cut at the screen's edge). Beside it the others keep their cells
-    whole up to FIXED_COLUMN_MAX characters, else wrap between words. Without one,
-    every cell keeps its words whole: a figure name split as "analysis.streami" /
-    "ng_x", a number as "0.031" / "6", read as other names and numbers."""
-    naturals = [max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(columns)]
-    words = [max(len(word) for cell in [name, *(row[i] for row in rows)] for word in cell.split(" "))
-             for i, name in enumerate(columns)]
-    folding = list(columns).index("path") if "path" in columns else None
-    if folding is not None:
-        naturals = [min(FIXED_COLUMN_MAX, n) for n in naturals]
-        words = [min(FIXED_COLUMN_MAX, w) for w in words]
-    for fixed in (naturals, words):
+    One column folds onto more lines: "path", else the widest column of text (cells
+    with spaces: a message), at least FOLDED_COLUMN_MIN wide and at most the room the
+    others leave (left to rich, it took a long path's width and the last column was cut
+    at the screen's edge). The others keep their cells whole, text wrapping between
+    words if it must (at FIXED_COLUMN_MAX or its longest word); a column of names or
+    numbers is never split: "analysis.streami" / "ng_x", or "0.031" / "6" for 0.0316,
+    read as other names and numbers."""
+    cells = [[name, *(row[i] for row in rows)] for i, name in enumerate(columns)]
+    naturals = [max(len(cell) for cell in column) for column in cells]
+    words = [max(len(word) for cell in column for word in cell.split(" ")) for column in cells]
+    text = [any(" " in cell for cell in column[1:]) for column in cells]
+    folding = list(columns).index("path") if "path" in columns else \
+        max((i for i in range(len(columns)) if text[i]), key=lambda i: naturals[i], default=None)
+    wrapped = [max(FIXED_COLUMN_MAX, w) if t else n for n, w, t in zip(naturals, words, text, strict=True)]
+    tightest = [w if t else n for n, w, t in zip(naturals, words, text, strict=True)]
+    for fixed in (naturals, [min(n, w) for n, w in zip(naturals, wrapped, strict=True)], tightest):
         needed = _table_width(fixed, folding)
         if needed <= width:
-            room = width - needed + FOLDED_COLUMN_MIN
+            room = width - needed + (0 if folding is None else min(FOLDED_COLUMN_MIN, fixed[folding]))
             return [(None, room) if i == folding else (fixed[i], fixed[i]) for i in range(len(fixed))]
     return None
 
@@ -283,7 +285,7 @@ def _table_width(fixed: list[int], folding: int | None) -> int:
     with rich's borders and padding (3 a column, and 1)."""
     if not fixed:
         return 0
-    folded = 0 if folding is None else FOLDED_COLUMN_MIN - fixed[folding]
+    folded = 0 if folding is None else min(FOLDED_COLUMN_MIN, fixed[folding]) - fixed[folding]
     return sum(fixed) + folded + 3 * len(fixed) + 1
 
 
