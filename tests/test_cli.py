@@ -400,6 +400,14 @@ def test_an_empty_argument_is_a_usage_error(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main()
     assert capsys.readouterr().err == "error: --partial is given an empty value (an unset shell variable?)\n"
+    for argv, said in ((["analyze", "--json", ""], "argument 3 is empty"),   # a flag: the path was empty
+                       (["-q", "analyze", ""], "argument 3 is empty"),
+                       (["--store", "", "analyze"], "--store is given an empty value"),
+                       (["cache", "show", "--json", ""], "argument 4 is empty")):
+        monkeypatch.setattr(sys, "argv", ["fpcli", *argv])
+        with pytest.raises(SystemExit):
+            main()
+        assert capsys.readouterr().err.startswith(f"error: {said}"), argv
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"

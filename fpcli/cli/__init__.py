@@ -88,12 +88,27 @@ def __getattr__(name: str) -> Any:
 
 def _empty_argument(argv: list[str]) -> str:
     """What is wrong with the first empty argument: the option it was given to, by name
-    ("argument 7 is empty" counted words the user never numbered), or its position."""
+    ("argument 7 is empty" counted words the user never numbered), or its position
+    (after a flag, such as --json, it is a path: `analyze --json "$MUSIC"`)."""
     index = argv.index("", 1)
     before = argv[index - 1] if index > 1 else ""
-    if before.startswith("-") and "=" not in before and before not in ("-", "--"):
+    if before.startswith("-") and _takes_value(argv[1:index - 1], before):
         return f"{before} is given an empty value (an unset shell variable?)"
     return f"argument {index} is empty (an unset shell variable?): give a path or a value"
+
+
+def _takes_value(words: list[str], option: str) -> bool:
+    """Whether ``option`` of the command ``words`` lead to (the root's, or a
+    command's, or a subcommand's: `cache show`) takes a value, not a flag."""
+    from typer.main import get_command
+
+    command: Any = get_command(application(words))
+    found = list(command.params)
+    for word in words:
+        command = getattr(command, "commands", {}).get(word, command)
+        found += [param for param in command.params if param not in found]
+    return any(option in (*param.opts, *param.secondary_opts) and not getattr(param, "is_flag", False)
+               and not getattr(param, "count", False) for param in found)
 
 
 def main() -> None:
