@@ -289,6 +289,7 @@ class LibraryValidation:
     # The error that ended the run (Redis gone, a cluster lost): the report covers the
     # tracks done before it, and the command raises it after the report.
     stopped_by: FpcliError | None = None
+    verdicts_stored: bool = True   # False: a what-if run (--no-store, or other criteria)
 
     @property
     def compared(self) -> list[TrackValidation]:
@@ -372,6 +373,7 @@ class LibraryValidation:
             "interrupted": self.interrupted,
             "partial_interrupted": self.partial_interrupted,
             "stopped": None if self.stopped_by is None else str(self.stopped_by),
+            "verdicts_stored": self.verdicts_stored,
         }
 
 
@@ -472,18 +474,22 @@ def validate_library(paths: list[str], store: FingerprintStore, options: RunOpti
                                       collect).interrupted
         except FpcliError as exc:
             # Redis gone, a cluster lost: the tracks done are still reported (there was
-            # no report at all, and --json wrote nothing), then the error.
+            # no report at all, and --json wrote nothing), then the error. One before
+            # any track (a scheduler never reached), or a bad parameter, is itself alone.
+            if isinstance(exc, ParameterError) or not results:
+                raise
             stopped_by, interrupted = exc, False
 
         def judged(result: TrackResult) -> tuple[TrackValidation, Record | None]:
-            nonlocal store_lost
+            nonlocal store_lost, stopped_by
             if store_lost is None or result.failed:   # a failed result needs no store
                 try:
                     return _validate_one(store, result, options.params.key(), tolerances, threshold, store_verdicts)
                 except StoreError as exc:
-                    if stopped_by is None:
-                        raise
-                    store_lost = exc   # the store that stopped the run: not asked again for each track
+                    # The store failed (or had failed) the run: not asked again for each track;
+                    # the tracks are judged from their results and the error ends the run.
+                    store_lost = exc
+                    stopped_by = stopped_by or exc
             return _validate_computed(result, tolerances, threshold, f"the store failed: {store_lost}")
 
         for result in results:
@@ -491,7 +497,8 @@ def validate_library(paths: list[str], store: FingerprintStore, options: RunOpti
             tracks.append(track)
             if record is not None:
                 records[result.path] = record
-    report = LibraryValidation(tracks, dict(tolerances), threshold, interrupted=interrupted, stopped_by=stopped_by)
+    report = LibraryValidation(tracks, dict(tolerances), threshold, interrupted=interrupted, stopped_by=stopped_by,
+                               verdicts_stored=store_verdicts)
     if partial_seconds and records and not interrupted and stopped_by is None:
         try:
             report.partial = _partial(records, partial_seconds, options, tolerances, on_event)

@@ -356,7 +356,40 @@ def test_other_criteria_make_a_what_if_run(library, tmp_path):
         result = runner.invoke(app, [*base, "validate", "-l", str(library), "--json", *criteria])
         assert result.exit_code == 0 and json.loads(result.stdout)["summary"]["invalid"] == 3, criteria
         assert "verdicts not stored: --tolerance or --threshold makes a what-if run" in result.stderr
+        assert json.loads(result.stdout)["verdicts_stored"] is False   # a script sees it too
         assert verdicts() == ["valid"] * 3, criteria
+
+
+def test_an_error_before_any_track_is_itself_alone(library, tmp_path, monkeypatch):
+    """A scheduler never reached printed an empty report and "stopped: the report covers
+    the 0 tracks done", as if a run had happened."""
+    import fpcli.library as library_module
+    from fpcli.errors import FpcliError
+
+    def unreachable(*args, **kwargs):
+        raise FpcliError("cannot reach the Dask scheduler")
+
+    monkeypatch.setattr(library_module, "_analyse", unreachable)
+    (library / "broken.flac").unlink()
+    with FingerprintStore.open(tmp_path / "s") as store, pytest.raises(FpcliError, match="Dask scheduler"):
+        validate_library([str(library)], store, RunOptions(jobs=1))
+
+
+def test_a_store_lost_while_judging_still_reports(library, tmp_path, monkeypatch):
+    """Redis gone after the analysis, while the verdicts were read and stored: no report
+    and no JSON, as before the mid-run case was handled."""
+    from fpcli.errors import StoreError
+
+    (library / "broken.flac").unlink()
+    with FingerprintStore.open(tmp_path / "s") as store:
+        def gone(*args, **kwargs):
+            raise StoreError("Redis at 127.0.0.1:6379: cannot connect")
+
+        monkeypatch.setattr(store, "record_for_path", gone)
+        report = validate_library([str(library)], store, RunOptions(jobs=1))
+    assert "cannot connect" in str(report.stopped_by)
+    assert [t.status for t in report.tracks] == ["valid"] * 3
+    assert all("the store failed" in t.verdict_not_stored for t in report.tracks)
 
 
 def test_a_shown_similarity_never_contradicts_its_verdict(library):

@@ -139,9 +139,9 @@ def validate(
     if not report.tracks and fail_under is None and not report.interrupted and report.stopped_by is None:
         warn_line(_nothing_found(library))  # rather than a table of dashes; --fail-under says it in its error
     unstored = [t.verdict_not_stored for t in report.tracks if t.verdict_not_stored]
-    if unstored:
-        warn_line(f"{len(unstored)} verdict{'s' if len(unstored) != 1 else ''} not stored ({unstored[0]}); "
-                  "--no-store validates without storing")
+    if unstored:   # with the store gone, not advice to store nothing: the error below says what failed
+        warn_line(f"{len(unstored)} verdict{'s' if len(unstored) != 1 else ''} not stored ({unstored[0]})"
+                  + ("" if report.stopped_by else "; --no-store validates without storing"))
     if what_if and not no_store and not quiet and report.tracks:
         note("", "verdicts not stored: --tolerance or --threshold makes a what-if run (the stored verdicts, which "
                  "search --strategy auto reads, are the default criteria's)")
