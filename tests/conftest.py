@@ -153,8 +153,11 @@ def pipe_carrying(data: bytes) -> BinaryIO:
     read_end, write_end = os.pipe()
 
     def produce() -> None:
-        with os.fdopen(write_end, "wb") as out:
-            out.write(data)
+        try:
+            with os.fdopen(write_end, "wb") as out:
+                out.write(data)
+        except BrokenPipeError:   # the reader stopped early (a stream that changes format): as a producer sees it
+            pass
 
     threading.Thread(target=produce, daemon=True).start()
     return os.fdopen(read_end, "rb")
