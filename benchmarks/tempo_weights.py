@@ -43,7 +43,9 @@ Scorer = Callable[[np.ndarray, np.ndarray, float, AnalysisParams], np.ndarray]
 
 
 def scorer(mode: str, grouping: float, prior: float, faster: float, groupings: tuple[int, ...]) -> Scorer:
-    """``tempo.metrical_scores`` with these weights (its subdivision weight is 0 today)."""
+    """``tempo.metrical_scores`` with these weights; the beat's and the subdivision's as
+    the estimator has them (1 and 0 today, so the subdivision term is left out)."""
+    assert tempo.WEIGHT_SUBDIVISION == 0, "the grid leaves the subdivision term out: add it back"
     def scores(evidence: np.ndarray, lags: np.ndarray, frame_rate: float, params: AnalysisParams) -> np.ndarray:
         lags = lags.astype(np.float64)
         beat = tempo._peak_near(evidence, lags, 0.5)
@@ -51,7 +53,7 @@ def scorer(mode: str, grouping: float, prior: float, faster: float, groupings: t
         group = levels.mean(axis=0) if mode == "mean" else levels.max(axis=0)
         bpm = 60 * frame_rate / lags
         log_prior = -0.5 * (np.log2(bpm / params.tempo_prior_bpm) / params.tempo_prior_octaves) ** 2
-        return beat + grouping * group + prior * log_prior + faster * np.log2(bpm)
+        return tempo.WEIGHT_BEAT * beat + grouping * group + prior * log_prior + faster * np.log2(bpm)
     return scores
 
 
