@@ -520,3 +520,47 @@ def test_resolving_many_paths_gives_what_resolving_each_gives(tmp_path, monkeypa
     folders: dict[str, str] = {}
     assert resolve_all(paths, folders) == [resolve(p) for p in paths]
     assert resolve_all(paths, folders) == [resolve(p) for p in paths]   # with the folders known
+
+
+def test_two_files_of_one_size_and_time_swapped_by_renames_keep_their_own_records(tmp_path):
+    """Equal-length WAVs whose times a sync tool or unzip set to one value, swapped by
+    renames: each was answered with the other's record (its path entry's size and time
+    matched), also in search and `cache show`, and verify found nothing."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    a = write(lib / "a.wav", synth.music_like(3.0, SR, seed=61), SR)
+    b = write(lib / "b.wav", synth.music_like(3.0, SR, seed=62, bpm=150), SR)
+    assert os.path.getsize(a) == os.path.getsize(b)
+    for path in (a, b):
+        os.utime(path, ns=(1_577_836_800_000_000_000,) * 2)
+    base = ["--store", str(tmp_path / "s")]
+
+    def analysed() -> dict[str, tuple[bool, float]]:
+        result = runner.invoke(app, [*base, "analyze", "--json", "--quiet", str(lib)])
+        assert result.exit_code == 0, result.output
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        return {os.path.basename(r["path"]): (r["cached"], r["streaming"]["spectral_centroid_hz"]) for r in lines}
+
+    first = analysed()
+    os.rename(a, lib / "x.wav")
+    os.rename(b, a)
+    os.rename(lib / "x.wav", b)
+    second = analysed()
+    assert second["a.wav"][1] == first["b.wav"][1] and second["b.wav"][1] == first["a.wav"][1], (first, second)
+    # a.wav is answered by its content's record; that record's old path b.wav is then
+    # its last one taken (the entry said b.wav held it), so b.wav is analysed again.
+    assert second["a.wav"][0]
+    shown = json.loads(runner.invoke(app, [*base, "cache", "show", "--json", str(a)]).stdout)
+    assert shown["streaming"]["values"]["spectral_centroid_hz"] == first["b.wav"][1]["value"]
+
+
+def test_a_path_entry_inode_is_optional_and_checked():
+    from fpcli.errors import BadEntryError
+    from fpcli.store.schema import parse_path_entry, path_entry_text
+
+    old = json.loads(path_entry_text("/m/a.wav", 10, 1, "a" * 32, "b" * 32))   # as written before inodes
+    assert "inode" not in old and parse_path_entry("path:x", old) == old
+    assert parse_path_entry("path:x", {**old, "inode": 2**40})["inode"] == 2**40
+    for bad in (-1, "12", 1.5, None):
+        with pytest.raises(BadEntryError, match="inode"):
+            parse_path_entry("path:x", {**old, "inode": bad})

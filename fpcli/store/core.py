@@ -230,21 +230,25 @@ class FingerprintStore(StoreImports):
         entry = self._read_path_entry(resolved)
         content = None
         if trust_entry and entry and (entry["size"], entry["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
-            if not entry_file(resolved)[1]:
-                return FileIdentity(resolved, st.st_size, st.st_mtime_ns, entry["content_key"], entry["digest"]), entry
+            if not entry_file(resolved)[1] and entry.get("inode") in (None, st.st_ino):
+                return FileIdentity(resolved, st.st_size, st.st_mtime_ns, entry["content_key"], entry["digest"],
+                                    st.st_ino), entry
             # A CUE track: its image unchanged says nothing of its sheet, whose edited
-            # bounds (the salt of its keys) make another track of the same image; the
-            # salted content key (128 KiB read) tells.
+            # bounds (the salt of its keys) make another track of the same image. Or
+            # another file at the path (another inode): two files of one size and time
+            # swapped by renames were each served the other's record. The content key
+            # (128 KiB read) tells; a file system whose inode numbers are not stable
+            # costs that read, not a wrong answer.
             content, _ = entry_identity_keys(resolved, st.st_size, digest=False)
             if content == entry["content_key"]:
-                return FileIdentity(resolved, st.st_size, st.st_mtime_ns, content, entry["digest"]), entry
+                return FileIdentity(resolved, st.st_size, st.st_mtime_ns, content, entry["digest"], st.st_ino), entry
         if content is None:
             content, _ = entry_identity_keys(resolved, st.st_size, digest=False)
         if want_digest or self._candidates(content):
             _, digest = entry_identity_keys(resolved, st.st_size, digest=True)
         else:
             digest = None
-        return FileIdentity(resolved, st.st_size, st.st_mtime_ns, content, digest), entry
+        return FileIdentity(resolved, st.st_size, st.st_mtime_ns, content, digest, st.st_ino), entry
 
     # -- look-ups (counted) -----------------------------------------------------------------
 
@@ -397,7 +401,7 @@ class FingerprintStore(StoreImports):
         holds ``identity``'s content."""
         assert identity.digest is not None
         self._put(f"path:{path_key(identity.path)}", path_entry_text(
-            identity.path, identity.size, identity.mtime_ns, identity.digest, identity.content_key))
+            identity.path, identity.size, identity.mtime_ns, identity.digest, identity.content_key, identity.inode))
 
     def _claim_path(self, identity: FileIdentity, entry: dict[str, Any] | None, params_key: str) -> None:
         """Point the path entry at this content; a record of the content that was there

@@ -258,14 +258,15 @@ def os_reason(exc: OSError) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class FileIdentity:
-    """Who a file is: its resolved path, size, mtime_ns, content key and (once read)
-    its full digest."""
+    """Who a file is: its resolved path, size, mtime_ns, content key, (once read) its
+    full digest, and its inode number when it was stat'ed (None: not known)."""
 
     path: str
     size: int
     mtime_ns: int
     content_key: str
     digest: str | None = None
+    inode: int | None = None
 
 
 # -- the typed record ------------------------------------------------------------------------

@@ -192,10 +192,13 @@ def _finite_numbers(record: Record) -> bool:
     return math.isfinite(sum(v for v in numbers if v is not None))
 
 
-def path_entry_text(path: str, size: int, mtime_ns: int, digest: str, content_key: str) -> str:
-    """The JSON of a path entry (what ``parse_path_entry`` reads): no floats in it."""
-    return dumps_finite({"path": path, "size": size, "mtime_ns": mtime_ns, "digest": digest,
-                         "content_key": content_key})
+def path_entry_text(path: str, size: int, mtime_ns: int, digest: str, content_key: str,
+                    inode: int | None = None) -> str:
+    """The JSON of a path entry (what ``parse_path_entry`` reads): no floats in it. The
+    inode number, when known, tells another file put at the path with the same size
+    and time (entries written before it was kept have none)."""
+    fields = {"path": path, "size": size, "mtime_ns": mtime_ns, "digest": digest, "content_key": content_key}
+    return dumps_finite(fields if inode is None else {**fields, "inode": inode})
 
 
 def failure_to_json(failure: Failure) -> dict[str, Any]:
@@ -663,13 +666,16 @@ def parse_failure(key: str, data: Any) -> Failure:
 
 
 def parse_path_entry(key: str, data: Any) -> dict[str, Any]:
-    """A path entry {path, size, mtime_ns, digest, content_key}; raises ``BadEntryError``."""
+    """A path entry {path, size, mtime_ns, digest, content_key, and an inode number or
+    not}; raises ``BadEntryError``."""
     c = _Checker()
     c.field(data, "path", storable_path, "a path")
     c.field(data, "size", integer_at_least(0), "a size")
     c.field(data, "mtime_ns", mtime_ns_value, "a time in ns")
     c.field(data, "digest", is_hex32, "32 hex digits")
     c.field(data, "content_key", is_hex32, "32 hex digits")
+    if isinstance(data, dict) and "inode" in data:
+        c.field(data, "inode", integer_at_least(0), "an inode number")
     if c.problems:
         raise BadEntryError(key, c.problems)
     return dict(data)
