@@ -300,12 +300,15 @@ TRANSIENT_FAILURES = frozenset({"ChangedWhileRead"})
 
 def _change_since(path: str, identity: FileIdentity) -> str | None:
     """"changed" when the file at ``path`` (a CUE track's image) no longer has the size
-    and modification time it had when it was identified, "deleted" when it is gone,
-    else None."""
+    and modification time it had when it was identified, or is another file (another
+    inode: one of the same size and time renamed over it, whose audio was analysed
+    under the first one's digest), "deleted" when it is gone, else None."""
     try:
         st = stat_regular(path)
     except OSError:
         return "deleted"
+    if identity.inode is not None and st.st_ino != identity.inode:
+        return "changed"
     return None if (st.st_size, st.st_mtime_ns) == (identity.size, identity.mtime_ns) else "changed"
 
 

@@ -564,3 +564,18 @@ def test_a_path_entry_inode_is_optional_and_checked():
     for bad in (-1, "12", 1.5, None):
         with pytest.raises(BadEntryError, match="inode"):
             parse_path_entry("path:x", {**old, "inode": bad})
+
+
+def test_a_file_renamed_over_another_while_it_is_analysed_is_not_stored(tmp_path):
+    """Another file of the same size and time renamed over the one identified: its
+    audio was analysed and stored under the first one's digest (served to every true
+    copy of it, and no check could tell). The inode tells."""
+    a = write(tmp_path / "a.wav", synth.music_like(2.0, SR, seed=71), SR)
+    b = write(tmp_path / "b.wav", synth.music_like(2.0, SR, seed=72), SR)
+    for path in (a, b):
+        os.utime(path, ns=(1_577_836_800_000_000_000,) * 2)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        identity = store.identify(a)
+    os.replace(b, a)   # between the identification and the read
+    _, result = compute(str(a), Want(), identity)
+    assert result.failed and result.error_type == "ChangedWhileRead", result

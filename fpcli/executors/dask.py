@@ -146,9 +146,13 @@ def _compute_mapped(path: str, worker_path: str, want: Want,
     if entry_identity_keys(worker_path, seen.st_size, digest=False)[0] != identity.content_key:
         return identity, failed(path, ACCESS_ERROR_TYPE, f"{other}holds other content than the client's file "
                                                          "(or its CUE sheet other tracks: check the path map)")
+    # The worker's copy is checked for a change while read by its own inode; the client's
+    # stays in the identity returned (its path entry keeps the client's file's).
+    here = dataclasses.replace(identity, inode=seen.st_ino)
     if seen.st_mtime_ns == identity.mtime_ns:
-        return compute(worker_path, want, identity)
-    as_seen, result = compute(worker_path, want, dataclasses.replace(identity, mtime_ns=seen.st_mtime_ns, digest=None))
+        as_seen, result = compute(worker_path, want, here)
+        return dataclasses.replace(as_seen, inode=identity.inode), result
+    as_seen, result = compute(worker_path, want, dataclasses.replace(here, mtime_ns=seen.st_mtime_ns, digest=None))
     if identity.digest is not None and as_seen.digest is not None and as_seen.digest != identity.digest:
         return identity, failed(path, ACCESS_ERROR_TYPE, f"{other}holds other content than the client's file "
                                                          "(check the path map, or copy it again)")
