@@ -579,3 +579,24 @@ def test_a_file_renamed_over_another_while_it_is_analysed_is_not_stored(tmp_path
     os.replace(b, a)   # between the identification and the read
     _, result = compute(str(a), Want(), identity)
     assert result.failed and result.error_type == "ChangedWhileRead", result
+
+
+def test_a_file_restored_with_a_new_inode_is_checked_once(tmp_path, monkeypatch):
+    """A file put back from a backup (same bytes and time, another inode) is confirmed
+    by its content key, and its entry takes the new inode: checked once, not read on
+    every run."""
+    import fpcli.store.core as core
+
+    track = write(tmp_path / "t.wav", synth.music_like(2.0, SR, seed=81), SR)
+    base = ["--store", str(tmp_path / "s")]
+    assert runner.invoke(app, [*base, "analyze", "--quiet", track]).exit_code == 0
+    shutil.copy2(track, tmp_path / "restored.wav")
+    os.replace(tmp_path / "restored.wav", track)   # another inode, the same size and time
+    reads = []
+    real = core.entry_identity_keys
+    monkeypatch.setattr(core, "entry_identity_keys", lambda *a, **k: reads.append(k) or real(*a, **k))
+    for expected_reads in (1, 0):
+        reads.clear()
+        with FingerprintStore.open(tmp_path / "s") as store:
+            found = store.lookup(track, Need(AnalysisParams().key()))
+        assert found.record is not None and len(reads) == expected_reads, reads

@@ -328,8 +328,11 @@ class FingerprintStore(StoreImports):
         (LAST_USED_RESOLUTION_S). A known unchanged path writes nothing, however many
         paths the content has."""
         now = time.time()
+        # An entry of another inode vouches no more: rewritten with this one, so that a file
+        # restored from a backup (new inode, same time) is checked by its content key once,
+        # not on every run. One with none (written before inodes were kept) still vouches.
         vouched = entry is not None and (entry["digest"], entry["size"], entry["mtime_ns"]) == (
-            identity.digest, identity.size, identity.mtime_ns)
+            identity.digest, identity.size, identity.mtime_ns) and entry.get("inode") in (None, identity.inode)
         seen = record.seen_at(identity.path)
         # A path its entry vouches for is known even when the record no longer lists
         # it (only the latest MAX_PATHS are): listing it again would push another out,
