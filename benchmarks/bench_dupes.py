@@ -32,8 +32,8 @@ def pairwise_groups(items: list[Record]) -> list[list[Recording]]:
     of one record or more (``tests/test_dupes_table.py`` holds the new one to it)."""
     groups: list[list[Recording]] = []
     near: list[list[Recording]] = []
-    for record in sorted(map(Recording.of, items), key=lambda r: -r.seconds):   # longest first
-        near = [g for g in near if g[0].seconds - record.seconds <= DURATION_TOLERANCE_S]
+    for record in sorted(map(Recording.of, items), key=lambda r: r.seconds):
+        near = [g for g in near if record.seconds - g[0].seconds <= DURATION_TOLERANCE_S]
         home = next((g for g in near if _same(g[0], record)), None)
         if home is None:
             home = [record]

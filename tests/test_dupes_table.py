@@ -16,7 +16,6 @@ import pytest
 from fpcli import synth
 from fpcli.dsp.dupes import DURATION_TOLERANCE_S, MAX_WINDOWS, DupeKey, KeyRows, same_recording
 from fpcli.library import RunOptions, run_library
-from fpcli.params import FINGERPRINT_VERSION
 from fpcli.search.dupes import DupeGroup, Recording, RecordingTable, duplicate_groups, same
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.records import PathSeen
@@ -151,29 +150,3 @@ def test_rows_of_one_key_before_start_are_not_looked_at(template, monkeypatch):
     alike = fpcli.search.dupes._decoded_alike
     monkeypatch.setattr(fpcli.search.dupes, "_decoded_alike", lambda a, b: looked.append(1) or alike(a, b))
     assert table.first_same(made(199, "f" * 32), start=190) == 199 and len(looked) == 10
-
-
-def test_a_group_leads_with_its_longest_version():
-    """A track, its copy cut by 50 ms and a version 0.3 % faster (shortest): the rule
-    matches the track with the copy and the copy with the faster one, not the track
-    with the faster one. Taken shortest first, the last two made a group and the track
-    was left alone; the longest version leads now, and its copy joins it."""
-    rng = np.random.default_rng(7)
-    n = 16 * (MAX_WINDOWS - 1)
-    bits = rng.random(n) < 0.5
-    order = rng.permutation(n)
-    cut = bits.copy()
-    cut[order[: n * 25 // 1000]] ^= True                      # 2.5 % of the track's bits
-    faster = cut.copy()
-    faster[order[n * 25 // 1000: n * 105 // 1000]] ^= True    # 8 % more: 10.5 % from the track
-    mask = _hex(np.ones(n, dtype=bool))
-
-    def recording(name: str, key_bits: np.ndarray, seconds: float) -> Recording:
-        return Recording(name * 32, name * 32, 1000, (PathSeen(f"/m/{name}.flac", 1),), FINGERPRINT_VERSION,
-                         seconds, DupeKey(_hex(key_bits), mask, MAX_WINDOWS - 1), None, (), None)
-
-    track, copy, fast = recording("a", bits, 180.0), recording("b", cut, 179.95), recording("c", faster, 179.46)
-    assert same_recording(track.key, copy.key, 180.0, 179.95) and same_recording(copy.key, fast.key, 179.95, 179.46)
-    assert not same_recording(track.key, fast.key, 180.0, 179.46)
-    for records in ([track, copy, fast], [fast, copy, track]):
-        assert [g.paths for g in duplicate_groups(records)] == [("/m/a.flac", "/m/b.flac")]

@@ -201,19 +201,16 @@ def duplicate_groups(records: Iterable[Record | Recording]) -> list[DupeGroup]:
     and B like C chained different short tracks into one group (7 tracks of 4-5 s in
     one measured library), which a user would delete as copies.
 
-    Records are taken longest first, so a group's first record is its longest version
-    (the whole track, which copies cut shorter match): taken shortest first, a track,
-    its copy cut by 50 ms and a version 0.3 % faster made one group of the last two,
-    and the track was left alone. The groups whose first record lies within
-    DURATION_TOLERANCE_S of a record are the last ones started: the rows of
+    Records are taken in order of duration, so the groups whose first record lies
+    within DURATION_TOLERANCE_S of a record are the last ones started: the rows of
     ``leaders`` (one per group) from ``near`` on."""
     kept = (r if isinstance(r, Recording) else Recording.of(r) for r in records)  # records not held: read lazily
-    items = sorted((r for r in kept if r.version == FINGERPRINT_VERSION), key=lambda r: -r.seconds)
+    items = sorted((r for r in kept if r.version == FINGERPRINT_VERSION), key=lambda r: r.seconds)
     groups: list[list[Recording]] = []
     leaders = RecordingTable()
     near = 0
     for record in items:
-        while near < len(leaders) and leaders.records[near].seconds - record.seconds > DURATION_TOLERANCE_S:
+        while near < len(leaders) and record.seconds - leaders.records[near].seconds > DURATION_TOLERANCE_S:
             near += 1
         home = leaders.first_same(record, near)
         if home is None:
