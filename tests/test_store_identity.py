@@ -528,8 +528,9 @@ def test_two_files_of_one_size_and_time_swapped_by_renames_keep_their_own_record
     matched), also in search and `cache show`, and verify found nothing."""
     lib = tmp_path / "lib"
     lib.mkdir()
-    a = write(lib / "a.wav", synth.music_like(3.0, SR, seed=61), SR)
-    b = write(lib / "b.wav", synth.music_like(3.0, SR, seed=62, bpm=150), SR)
+    silence = np.zeros((2 * SR, 2))   # 2 s at each end, as CD rips have: one content key for both files
+    a = write(lib / "a.wav", np.concatenate([silence, synth.music_like(3.0, SR, seed=61), silence]), SR)
+    b = write(lib / "b.wav", np.concatenate([silence, synth.music_like(3.0, SR, seed=62, bpm=150), silence]), SR)
     assert os.path.getsize(a) == os.path.getsize(b)
     for path in (a, b):
         os.utime(path, ns=(1_577_836_800_000_000_000,) * 2)
@@ -582,9 +583,9 @@ def test_a_file_renamed_over_another_while_it_is_analysed_is_not_stored(tmp_path
 
 
 def test_a_file_restored_with_a_new_inode_is_checked_once(tmp_path, monkeypatch):
-    """A file put back from a backup (same bytes and time, another inode) is confirmed
-    by its content key, and its entry takes the new inode: checked once, not read on
-    every run."""
+    """A file put back from a backup (same bytes and time, another inode) is read as a
+    new path is (content key, then digest), and its entry takes the new inode: read
+    once, not on every run."""
     import fpcli.store.core as core
 
     track = write(tmp_path / "t.wav", synth.music_like(2.0, SR, seed=81), SR)
@@ -595,8 +596,22 @@ def test_a_file_restored_with_a_new_inode_is_checked_once(tmp_path, monkeypatch)
     reads = []
     real = core.entry_identity_keys
     monkeypatch.setattr(core, "entry_identity_keys", lambda *a, **k: reads.append(k) or real(*a, **k))
-    for expected_reads in (1, 0):
+    for expected_reads in (2, 0):   # the content key, then the digest; then none
         reads.clear()
         with FingerprintStore.open(tmp_path / "s") as store:
             found = store.lookup(track, Need(AnalysisParams().key()))
         assert found.record is not None and len(reads) == expected_reads, reads
+
+
+def test_a_prune_that_retimes_a_touched_file_keeps_its_inode(tmp_path):
+    """A prune rewrote a touched file's path entry without the inode, and the swap of
+    two files of one size and time was served wrong again."""
+    track = write(tmp_path / "t.wav", synth.music_like(2.0, SR, seed=91), SR)
+    base = ["--store", str(tmp_path / "s")]
+    assert runner.invoke(app, [*base, "analyze", "--quiet", track]).exit_code == 0
+    os.utime(track, ns=(1_600_000_000_000_000_000,) * 2)   # touched: same bytes, a new time
+    assert runner.invoke(app, [*base, "cache", "prune"]).exit_code == 0
+    with FingerprintStore.open(tmp_path / "s") as store:
+        entry = store._read_path_entry(os.path.realpath(track))
+    assert entry is not None and entry["mtime_ns"] == 1_600_000_000_000_000_000
+    assert entry["inode"] == os.stat(track).st_ino

@@ -229,16 +229,20 @@ class FingerprintStore(StoreImports):
         st = st or stat_regular(resolved)
         entry = self._read_path_entry(resolved)
         content = None
-        if trust_entry and entry and (entry["size"], entry["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
-            if not entry_file(resolved)[1] and entry.get("inode") in (None, st.st_ino):
+        # Another inode at the path is another file, whatever its size and time: two files
+        # of one size and time swapped by renames were each served the other's record. It
+        # is identified as a new path is (a content key proposes, the digest confirms: the
+        # content key alone cannot tell two rips padded with silence); the hit then gives
+        # the entry this inode. A file system whose inode numbers change on each mount
+        # pays that read once per mount.
+        same_inode = entry is not None and entry.get("inode") in (None, st.st_ino)
+        if trust_entry and entry and same_inode and (entry["size"], entry["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
+            if not entry_file(resolved)[1]:
                 return FileIdentity(resolved, st.st_size, st.st_mtime_ns, entry["content_key"], entry["digest"],
                                     st.st_ino), entry
             # A CUE track: its image unchanged says nothing of its sheet, whose edited
-            # bounds (the salt of its keys) make another track of the same image. Or
-            # another file at the path (another inode): two files of one size and time
-            # swapped by renames were each served the other's record. The content key
-            # (128 KiB read) tells; a file system whose inode numbers are not stable
-            # costs that read, not a wrong answer.
+            # bounds (the salt of its keys) make another track of the same image; the
+            # salted content key (128 KiB read) tells.
             content, _ = entry_identity_keys(resolved, st.st_size, digest=False)
             if content == entry["content_key"]:
                 return FileIdentity(resolved, st.st_size, st.st_mtime_ns, content, entry["digest"], st.st_ino), entry
@@ -328,11 +332,12 @@ class FingerprintStore(StoreImports):
         (LAST_USED_RESOLUTION_S). A known unchanged path writes nothing, however many
         paths the content has."""
         now = time.time()
-        # An entry of another inode vouches no more: rewritten with this one, so that a file
-        # restored from a backup (new inode, same time) is checked by its content key once,
-        # not on every run. One with none (written before inodes were kept) still vouches.
-        vouched = entry is not None and (entry["digest"], entry["size"], entry["mtime_ns"]) == (
-            identity.digest, identity.size, identity.mtime_ns) and entry.get("inode") in (None, identity.inode)
+        # An entry of another inode, or of none (written before inodes were kept, or by an
+        # import or a prune), vouches no more: rewritten with this file's, once, so that a
+        # file restored from a backup (new inode, same time) is read whole once, not on
+        # every run, and every entry comes to hold the inode that tells a swap.
+        vouched = entry is not None and (entry["digest"], entry["size"], entry["mtime_ns"], entry.get("inode")) == (
+            identity.digest, identity.size, identity.mtime_ns, identity.inode)
         seen = record.seen_at(identity.path)
         # A path its entry vouches for is known even when the record no longer lists
         # it (only the latest MAX_PATHS are): listing it again would push another out,
@@ -397,7 +402,7 @@ class FingerprintStore(StoreImports):
         then (another run analysed what is there now: its entry stays)."""
         entry = self._read_path_entry(identity.path)
         if entry is None or entry["digest"] == identity.digest:
-            self._put_path_entry(identity)
+            self._put_path_entry(_with_inode(identity))
 
     def _put_path_entry(self, identity: FileIdentity) -> None:
         """The path entry saying the file at ``identity.path``, of its size and time,
@@ -686,6 +691,18 @@ def results_optional(function: F) -> F:
         with storing_optional(store):
             return function(store, *args, **kwargs)
     return cast(F, wrapped)
+
+
+def _with_inode(identity: FileIdentity) -> FileIdentity:
+    """``identity`` with the inode of the file at its path when it has none (a prune or
+    a search confirmed the file by its digest, not by a stat of ours): an entry written
+    without one is trusted whatever file is put at the path."""
+    if identity.inode is not None:
+        return identity
+    try:
+        return dataclasses.replace(identity, inode=stat_regular(identity.path).st_ino)
+    except OSError:
+        return identity
 
 
 def _misled(record: Record | None, identity: FileIdentity, entry: dict[str, Any] | None) -> bool:
