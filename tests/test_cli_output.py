@@ -426,3 +426,11 @@ def test_a_key_beside_a_path_is_never_split(monkeypatch):
     key = "rec:0123456789abcdef0123456789abcdef:v5-c0289f7687b4f0d9"
     render.rows_out("1 entry", ["path", "key", "when"], [["/music/a/b/c.flac", key, "2026-11-28 04:50"]])
     assert key in screen.getvalue()
+
+
+def test_a_wide_character_name_is_measured_in_terminal_cells(monkeypatch):
+    """A name of CJK characters (two cells each) beside a path was measured by its
+    length and folded mid-name ("東京事" / "変の曲" / "名")."""
+    from fpcli.cli import render
+
+    assert render.table_layout(["n", "x"], [["東京事変の曲名", "1"]], 32) == [(14, 14), (1, 1)]

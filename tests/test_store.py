@@ -1017,8 +1017,8 @@ def test_analyze_says_what_it_evicted_to_stay_within_the_size_limit(tmp_path, te
     with FingerprintStore.open(tmp_path / "s") as store:
         left = store.stats()["entries"]
     assert run.exit_code == 0 and left < stored + 1, (stored, left)
-    assert "evicted to keep the store within its size limit during this run (by its writes, or other processes' " \
-           "on the store: 1 MiB; --store-size-mb raises it)" in run.stderr, \
+    assert "evicted during this run to keep the store within its size limit of 1 MiB (made room for this run's " \
+           "writes or for other processes'; --store-size-mb raises it)" in run.stderr, \
         run.output
 
 

@@ -555,3 +555,13 @@ def test_a_file_that_cannot_be_read_is_not_analysable_not_failed_to_decode(tmp_p
     with FingerprintStore.open(tmp_path / "s") as store:
         track, record = _validate_one(store, unreadable, "v5-x", DEFAULT_TOLERANCES, DEFAULT_THRESHOLD, True)
     assert (track.status, record) == ("not_analysable", None)
+
+
+def test_the_json_says_no_verdict_was_stored_when_the_store_took_none():
+    """A read-only, full or lost store stored no verdict, and the JSON said "verdicts_stored": true."""
+    from fpcli.validate import LibraryValidation, TrackValidation
+
+    refused = [TrackValidation("/m/a.flac", "valid", verdict_not_stored="the store is read-only")]
+    assert LibraryValidation(refused, dict(DEFAULT_TOLERANCES), 0.95).to_json()["verdicts_stored"] is False
+    stored = [TrackValidation("/m/a.flac", "valid")]
+    assert LibraryValidation(stored, dict(DEFAULT_TOLERANCES), 0.95).to_json()["verdicts_stored"] is True

@@ -130,9 +130,9 @@ def analyze(
         # Said: a run that evicted 448 of 601 records to stay within the limit said nothing.
         # The store counts its evictions, not whose writes made them: two runs at once each
         # said "170 evicted" of 170 in all, so the count is said to be the store's.
-        warn_line(f"{evicted} least recently used entr{'ies' if evicted != 1 else 'y'} evicted to keep the store "
-                  f"within its size limit during this run (by its writes, or other processes' on the store: "
-                  f"{store.backend.size_limit / 2**20:g} MiB; --store-size-mb raises it)")
+        warn_line(f"{evicted} least recently used entr{'ies' if evicted != 1 else 'y'} evicted during this run to keep "
+                  f"the store within its size limit of {store.backend.size_limit / 2**20:g} MiB (made room for this "
+                  "run's writes or for other processes'; --store-size-mb raises it)")
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed or summary.problems or store.unsaved:   # unsaved: not what the run is for

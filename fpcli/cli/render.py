@@ -264,9 +264,11 @@ def table_layout(columns: Sequence[str], rows: Sequence[Sequence[str]],
     words if it must (at FIXED_COLUMN_MAX or its longest word); a column of names or
     numbers is never split: "analysis.streami" / "ng_x", or "0.031" / "6" for 0.0316,
     read as other names and numbers."""
+    from rich.cells import cell_len  # terminal cells: a CJK character takes two
+
     cells = [[name, *(row[i] for row in rows)] for i, name in enumerate(columns)]
-    naturals = [max(len(cell) for cell in column) for column in cells]
-    words = [max(len(word) for cell in column for word in cell.split(" ")) for column in cells]
+    naturals = [max(cell_len(cell) for cell in column) for column in cells]
+    words = [max(cell_len(word) for cell in column for word in cell.split(" ")) for column in cells]
     text = [any(" " in cell for cell in column[1:]) for column in cells]
     folding = list(columns).index("path") if "path" in columns else \
         max((i for i in range(len(columns)) if text[i]), key=lambda i: naturals[i], default=None)
