@@ -892,3 +892,19 @@ def test_a_matroska_file_with_a_large_attachment_opens(tmp_path):
             out.mux(packet)
     reader, decoded = read_all(str(path))
     assert len(decoded) == len(x) and not reader.partial
+
+
+def test_a_header_of_endless_empty_chunks_is_walked_a_bounded_number_of_times():
+    """A 50 MB CAF of zero-size chunks was walked to its end for a length (1.6 s)."""
+    from fpcli.audio import headers
+
+    class Counted(io.BytesIO):
+        reads = 0
+
+        def read(self, size: int | None = -1) -> bytes:
+            Counted.reads += 1
+            return super().read(size)
+
+    caf = b"caff\x00\x01\x00\x00" + (b"free" + struct.pack(">q", 0)) * (2 * headers.MAX_HEADER_CHUNKS)
+    assert headers.caf_stated_frames(Counted(caf)) is None
+    assert Counted.reads <= headers.MAX_HEADER_CHUNKS + 2
