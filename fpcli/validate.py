@@ -373,7 +373,7 @@ class LibraryValidation:
             "interrupted": self.interrupted,
             "partial_interrupted": self.partial_interrupted,
             "stopped": None if self.stopped_by is None else str(self.stopped_by),
-            # False too when the store took none of them (read-only, full, or lost).
+            # False too when the store did not take them all (read-only, full, or lost).
             "verdicts_stored": self.verdicts_stored and not any(t.verdict_not_stored for t in self.tracks),
         }
 

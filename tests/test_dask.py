@@ -669,3 +669,21 @@ def test_a_forced_run_holds_a_workers_copy_to_the_clients_digest(tmp_path):
         identity = look_up(store, str(client), Want(), force=True).identity
     _, result = _compute_mapped(str(client), str(worker), Want(), identity)
     assert result.failed and "holds other content than the client's file" in result.error
+
+
+def test_a_worker_whose_file_at_the_clients_path_is_another_inode_checks_it_as_a_copy(tmp_path):
+    """A node with its own copy at the client's path (or a mount with other inode
+    numbers), no --path-map: held to the client's inode, every file failed as "changed
+    while it was analysed", on every run. It is a copy now, checked as one."""
+    from fpcli.analyze import Want
+    from fpcli.executors.dask import compute_and_keep
+    from fpcli.store.spec import StoreSpec
+
+    track = write(tmp_path / "t.wav", synth.music_like(2.0, 22050, seed=5), 22050)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        identity = store.identify(track, digest=False)
+    elsewhere = dataclasses.replace(identity, inode=identity.inode + 1)   # the client's file, not the worker's
+    result = compute_and_keep(str(track), str(track), elsewhere, StoreSpec(str(tmp_path / "s")), Want())
+    assert not result.failed, result.error
+    with FingerprintStore.open(tmp_path / "s") as store:
+        assert store._read_path_entry(identity.path)["inode"] == identity.inode + 1   # the client's, kept

@@ -101,9 +101,12 @@ def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: 
     raised here failed the task (three times, as Dask retries), and the file was
     reported as a StoreFullError of its own, where a local run says what it could not
     store or stops."""
-    if worker_path in (path, identity.path):   # no map applies: the client's own file, held to its identity
-        identity, result = compute(worker_path, want, identity)
+    if worker_path in (path, identity.path) and _same_inode(worker_path, identity):
+        identity, result = compute(worker_path, want, identity)   # no map applies: the client's own file
     else:
+        # Mapped, or at the same path but another file than the client's (a node's own
+        # copy, a mount with other inode numbers): a copy, checked as one. Held to the
+        # client's inode, every file of such a worker failed as "changed while analysed".
         identity, result = _compute_mapped(path, worker_path, want, identity)
     store = _worker_store(spec)
     try:
@@ -116,6 +119,18 @@ def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: 
 
 
 MTIME_PRECISION_NS = 2 * 10**9   # the coarsest a mount shows modification times (FAT: 2 s)
+
+
+def _same_inode(worker_path: str, identity: FileIdentity) -> bool:
+    """Whether the worker's file at ``worker_path`` is the one the client identified (its
+    inode, when the client knew it); a file the worker cannot stat is left to the copy's
+    checks, which say why."""
+    if identity.inode is None:
+        return True
+    try:
+        return stat_regular(worker_path).st_ino == identity.inode
+    except OSError:
+        return False
 
 
 def _compute_mapped(path: str, worker_path: str, want: Want,
