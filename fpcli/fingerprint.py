@@ -96,6 +96,9 @@ DOMAINS: dict[str, tuple[float, float]] = {
 # their values (a polarity-inverted stereo file's width was 1.0000000055): far below
 # any value that means something else (a share of 1.5, a negative tempo).
 DOMAIN_SLACK = 1e-4
+# The largest magnitude of any value, within its domain or not (a tempo of 1e300): the
+# store's bound (store.limits), which a fingerprint made by hand must keep too.
+VALUE_LIMIT = 1e9
 # The relative asymmetry, or negative eigenvalue, a timbre's covariance may show (its
 # values are rounded to float32): the same bound for a stored record and ``from_dict``.
 COV_TOLERANCE = 1e-6
@@ -241,6 +244,8 @@ def _checked_fields(data: Any) -> dict[str, Any]:
         if not isinstance(data["timbre"], dict):   # "oops" was "timbre.frames must be an integer"
             raise ParameterError(f"timbre must be a dict as to_dict() gives it, not {type(data['timbre']).__name__}",
                                  "data")
+        if unknown := sorted(map(str, set(data["timbre"]) - {"mean", "cov", "frames"})):   # taken without a word
+            raise ParameterError(f"unknown timbre field(s) {', '.join(unknown)}", "data")
         frames = data["timbre"].get("frames")
         if not (isinstance(frames, int) and not isinstance(frames, bool) and frames >= 1):
             raise ParameterError(f"timbre.frames must be an integer >= 1, not {frames!r}", "data")
@@ -272,6 +277,7 @@ def _check_plain_fields(data: dict[str, Any]) -> None:
         raise ParameterError(f"values.{bad} must be a finite number or None, not {values[bad]!r}", "data")
     for name, value in values.items():
         low, high = DOMAINS.get(name, (-math.inf, math.inf))
+        low, high = max(low, -VALUE_LIMIT), min(high, VALUE_LIMIT)   # a tempo of 1e300 was taken
         if value is not None and not low - DOMAIN_SLACK <= value <= high + DOMAIN_SLACK:
             raise ParameterError(f"values.{name} is {value!r}, outside its domain [{low:g}, {high:g}]", "data")
     if confidence is not None and (not isinstance(confidence, dict) or not set(confidence) <= set(dims) or

@@ -438,6 +438,9 @@ def test_numpy_integers_for_rate_and_channels_give_plain_python_numbers(tmp_path
     # Each was taken, and the store then refused the record as a bad entry.
     (lambda d: {**d, "values": {**d["values"], "silence_ratio": 5.0}}, r"silence_ratio is 5.0, outside its domain"),
     (lambda d: {**d, "values": {**d["values"], "tempo_bpm": -5.0}}, r"tempo_bpm is -5.0, outside"),
+    (lambda d: {**d, "values": {**d["values"], "tempo_bpm": 1e300}}, r"tempo_bpm is 1e\+300, outside its domain "
+                                                                      r"\[0, 1e\+09\]"),
+    (lambda d: {**d, "timbre": {**d["timbre"], "weights": [1]}}, "unknown timbre field"),
     (lambda d: {**d, "reasons": {"no_such_dim": "x"}}, "reasons must map streaming dimensions"),
     (lambda d: {**d, "version": 999}, "version must be an integer from 0 to"),
     (lambda d: {**d, "timbre": {**d["timbre"], "frames": -5}}, "timbre.frames must be an integer >= 1"),

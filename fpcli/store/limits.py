@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from fpcli.fingerprint import DOMAIN_SLACK, DOMAINS
+from fpcli.fingerprint import DOMAIN_SLACK, DOMAINS, VALUE_LIMIT
 from fpcli.params import MAX_CHANNELS, MAX_SAMPLERATE, MIN_SAMPLERATE
 
 if TYPE_CHECKING:
@@ -20,8 +20,7 @@ MTIME_NS_RANGE = (-(2**63), 2**64 - 1)
 # The largest magnitude of a measured value (a dim, a duration, a timbre number): far
 # beyond what any analysis gives (1e9 s is 31 years, 1e9 Hz a gigahertz), and well
 # inside float32, in which search indexes hold values (3.4e38): an imported 1e300
-# became inf there and showed as a 300-digit tempo.
-VALUE_LIMIT = 1e9
+# became inf there and showed as a 300-digit tempo. (fingerprint.VALUE_LIMIT)
 
 # The latest time a record may name, s since 1970: the end of year 9999, the last a
 # date can show (an imported 1e300 was stored, then every listing failed on it).
