@@ -615,3 +615,21 @@ def test_a_prune_that_retimes_a_touched_file_keeps_its_inode(tmp_path):
         entry = store._read_path_entry(os.path.realpath(track))
     assert entry is not None and entry["mtime_ns"] == 1_600_000_000_000_000_000
     assert entry["inode"] == os.stat(track).st_ino
+
+
+def test_a_run_an_error_stops_still_says_the_bad_entries_it_met(tmp_path, monkeypatch):
+    import fpcli.library as library_module
+    from fpcli.errors import FpcliError
+
+    track = write(tmp_path / "t.flac", synth.music_like(2.0, SR, seed=95), SR)
+    base = ["--store", str(tmp_path / "s")]
+    assert runner.invoke(app, [*base, "analyze", "--quiet", track]).exit_code == 0
+    with FingerprintStore.open(tmp_path / "s") as store:
+        _corrupt_one_record(store)
+
+    def unreachable(*args, **kwargs):
+        raise FpcliError("cannot reach the Dask scheduler")
+
+    monkeypatch.setattr(library_module, "_analyse", unreachable)
+    result = runner.invoke(app, [*base, "analyze", track])
+    assert result.exit_code == 1 and "warning: skipped a bad store entry" in result.stderr, result.output

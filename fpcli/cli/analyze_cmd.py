@@ -27,6 +27,7 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.render import note, report_bad_entries, warn_line
 from fpcli.cli.root import EXIT_INTERRUPTED, EXIT_SOME_FAILED, app
+from fpcli.errors import FpcliError
 from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.params import MAX_CHANNELS, MAX_SAMPLERATE, MIN_SAMPLERATE, AnalysisParams
 
@@ -117,10 +118,15 @@ def analyze(
                           jobs=jobs, timeout_s=timeout, executor=executor, scheduler=scheduler, path_map=path_map,
                           exclude=exclude)
     reporter = Reporter(as_json=as_json, quiet=quiet)
-    with ctx.obj.open_store() as store, stopped_said(reporter, quiet=quiet), reporter:
-        evicted = _evictions(store)
-        summary = run_library(texts, store, options, on_event=reporter.event)
-        evicted = _evictions(store) - evicted
+    with ctx.obj.open_store() as store:
+        try:
+            with stopped_said(reporter, quiet=quiet), reporter:
+                evicted = _evictions(store)
+                summary = run_library(texts, store, options, on_event=reporter.event)
+                evicted = _evictions(store) - evicted
+        except FpcliError:   # a run an error stops says the bad entries it met too, before the error
+            report_bad_entries(store)
+            raise
     if not quiet:
         render_summary(summary)
     report_bad_entries(store)   # each was analysed again and its record replaced: said, as every command says it
