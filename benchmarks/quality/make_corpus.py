@@ -238,42 +238,10 @@ class Song:
 
 
 def midi_meta(data: bytes) -> tuple[list[float], list[str]]:
-    """Every set-tempo (as quarter-note BPM) and time-signature meta event of a Standard MIDI File."""
-    tempi, meters = [], []
-    pos = 14
-    while pos + 8 <= len(data):
-        size = struct.unpack(">I", data[pos + 4:pos + 8])[0]
-        if data[pos:pos + 4] == b"MTrk":
-            _scan_track(data[pos + 8:pos + 8 + size], tempi, meters)
-        pos += 8 + size
-    return tempi, meters
-
-
-def _scan_track(track: bytes, tempi: list[float], meters: list[str]) -> None:
-    i, status = 0, 0
-    while i < len(track):
-        while track[i] & 0x80:          # delta time
-            i += 1
-        i += 1
-        if track[i] & 0x80:
-            status = track[i]
-            i += 1
-        if status == 0xFF:
-            kind = track[i]
-            length, i = _read_vlq(track, i + 1)
-            body = track[i:i + length]
-            if kind == 0x51:
-                tempi.append(60e6 / int.from_bytes(body, "big"))
-            elif kind == 0x58:
-                meters.append(f"{body[0]}/{2 ** body[1]}")
-            i += length
-            status = 0                  # meta and sysex events cancel running status
-        elif status in (0xF0, 0xF7):
-            length, i = _read_vlq(track, i)
-            i += length
-            status = 0
-        else:
-            i += 1 if status & 0xF0 in (0xC0, 0xD0) else 2
+    """Every set-tempo (as quarter-note BPM) and time-signature meta event of a Standard
+    MIDI File, in the order of their ticks (``midi_timeline`` parses it)."""
+    timeline = midi_timeline(data)
+    return [60e6 / us for _, us in timeline.tempi], [f"{num}/{den}" for _, num, den in timeline.meters]
 
 
 def _read_vlq(data: bytes, i: int) -> tuple[int, int]:
