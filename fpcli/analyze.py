@@ -165,8 +165,8 @@ def analyse(path: str | os.PathLike[str], want: Want | None = None, *,
         fingerprint = streaming.finish() if whole else streaming.snapshot()
         batch = reference.finish() if reference is not None else None
     except (AudioReadError, AnalysisError) as exc:
-        reason = exc.reason if isinstance(exc, AudioReadError) else str(exc)
-        return TrackResult(path=path, status="error", error=reason, error_type=type(exc).__name__,
+        error_type, reason = _bad_input(exc)
+        return TrackResult(path=path, status="error", error=reason, error_type=error_type,
                            seconds_taken=time.perf_counter() - started)
     heard_s = reader.frames_read / info.samplerate
     return TrackResult(
@@ -262,7 +262,13 @@ def checkpoints_or_failure(path: str | os.PathLike[str], seconds: list[float],
     try:
         return stream_checkpoints(path, seconds, params)
     except (AudioReadError, AnalysisError) as exc:
-        return type(exc).__name__, exc.reason if isinstance(exc, AudioReadError) else str(exc)
+        return _bad_input(exc)
+
+
+def _bad_input(exc: AudioReadError | AnalysisError) -> tuple[str, str]:
+    """(error_type, reason) of a file that could not be analysed: the reason without the
+    path an AudioReadError's message starts with (the result names the file)."""
+    return type(exc).__name__, exc.reason if isinstance(exc, AudioReadError) else str(exc)
 
 
 # -- the fingerprint path ----------------------------------------------------------------------

@@ -230,9 +230,7 @@ def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
     console = stdout()
     layout = table_layout(columns, shown, console.width)
     if layout is None:   # a terminal too narrow: plain lines, said what they are
-        sys.stdout.write(f"{title}\n" + "\t".join(columns) + "\n")
-        for row in shown:
-            sys.stdout.write("\t".join(row) + "\n")
+        plain_table(title, columns, shown)
         return
     from rich.markup import escape
     from rich.table import Table
@@ -245,6 +243,13 @@ def rows_out(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
     for row in shown:
         table.add_row(*[Text(cell) for cell in row])
     console.print(table)
+
+
+def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A table as plain lines: its title, its column names and one tab-separated line
+    per row (rows alone would not say which column is which)."""
+    for line in ([title], columns, *rows):
+        sys.stdout.write("\t".join(line) + "\n")
 
 
 FIXED_COLUMN_MAX = 24    # characters: text beside a folding column wraps at this width or its longest word

@@ -27,6 +27,7 @@ from fpcli.cli.render import (
     error_line,
     is_terminal,
     note,
+    plain_table,
     print_json,
     report_bad_entries,
     stdout,
@@ -303,10 +304,10 @@ def _table(title: str, columns: list[str], rows: list[list[Piece]], out: Console
     every number and name whole (``table_layout``: "0.0316" folded to "0.031" over "6"
     was read as 0.031), its title, its column names and its rows as tab-separated lines
     (numbers only would not say which column is which)."""
-    layout = None if out is None else table_layout(columns, [[text for text, _ in row] for row in rows], out.width)
+    texts = [[text for text, _ in row] for row in rows]
+    layout = None if out is None else table_layout(columns, texts, out.width)
     if out is None or layout is None:
-        for line in ([title], columns, *[[text for text, _ in row] for row in rows]):
-            sys.stdout.write("\t".join(line) + "\n")
+        plain_table(title, columns, texts)
         return
     from rich.markup import escape
     from rich.table import Table
