@@ -476,17 +476,32 @@ def ablations(feats: list[dict[str, Any]], entries: list[dict[str, Any]]) -> dic
             "single_dims": {k: score(m) for k, m in singles.items()}}
 
 
-def evaluate(corpus: Path, workers: int, recompute: bool) -> dict[str, Any]:
-    """All numbers of the report."""
+def _analysed(corpus: Path, workers: int,
+              recompute: bool) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """(manifest, its entries, their features, the "analysis" facts of a report: this
+    run's seconds, mean seconds per clip per system, which baselines ran)."""
     manifest = json.loads((corpus / "manifest.json").read_text())
     entries = manifest["entries"]
     t0 = time.monotonic()
     feats = load_features(corpus, entries, workers, recompute)
-    analysis_s = time.monotonic() - t0
+    analysis = {"seconds_this_run": round(time.monotonic() - t0, 1),
+                "mean_seconds_per_clip": {k: float(np.mean([f["seconds"][k] for f in feats]))
+                                          for k in feats[0]["seconds"]},
+                "librosa": feats[0]["librosa_tempo"] is not None,
+                "essentia": feats[0].get("essentia_tempo") is not None}
+    return manifest, entries, feats, analysis
+
+
+def _corpus_facts(manifest: dict[str, Any]) -> dict[str, Any]:
+    clips = len(manifest["entries"])
+    return {"clips": clips, "clip_seconds": manifest["clip_seconds"], "hours": clips * manifest["clip_seconds"] / 3600}
+
+
+def evaluate(corpus: Path, workers: int, recompute: bool) -> dict[str, Any]:
+    """All numbers of the report."""
+    manifest, entries, feats, analysis = _analysed(corpus, workers, recompute)
     systems = build_systems(entries, feats)
-    results: dict[str, Any] = {"corpus": {"clips": len(entries), "clip_seconds": manifest["clip_seconds"],
-                                          "hours": len(entries) * manifest["clip_seconds"] / 3600},
-                               "labels": {}, "duplicates": {}, "tempo": {}}
+    results: dict[str, Any] = {"corpus": _corpus_facts(manifest), "labels": {}, "duplicates": {}, "tempo": {}}
     for label, kind in LABELS.items():
         table = {name: retrieval(m, entries, label, kind) for name, m in systems.items()}
         table["random (expected)"] = expected_random(entries, label, kind)
@@ -498,11 +513,7 @@ def evaluate(corpus: Path, workers: int, recompute: bool) -> dict[str, Any]:
     results["timbre_weight"] = timbre_weights(entries, feats)
     results["tempo"] = tempo_results(entries, feats)
     results["ablations"] = ablations(feats, entries)
-    results["analysis"] = {"seconds_this_run": round(analysis_s, 1),
-                           "mean_seconds_per_clip": {k: float(np.mean([f["seconds"][k] for f in feats]))
-                                                     for k in feats[0]["seconds"]},
-                           "librosa": feats[0]["librosa_tempo"] is not None,
-                           "essentia": feats[0].get("essentia_tempo") is not None}
+    results["analysis"] = analysis
     return results
 
 
@@ -554,19 +565,9 @@ def tempo_results(entries: list[dict[str, Any]], feats: list[dict[str, Any]]) ->
 
 def evaluate_tempo(corpus: Path, workers: int, recompute: bool) -> dict[str, Any]:
     """The tempo numbers alone (a corpus without retrieval labels, e.g. the OpenMSX set)."""
-    manifest = json.loads((corpus / "manifest.json").read_text())
-    entries = manifest["entries"]
-    t0 = time.monotonic()
-    feats = load_features(corpus, entries, workers, recompute)
-    analysis_s = time.monotonic() - t0
-    return {"corpus": {"clips": len(entries), "clip_seconds": manifest["clip_seconds"],
-                       "hours": len(entries) * manifest["clip_seconds"] / 3600},
-            "tempo": tempo_results(entries, feats), "skipped_windows": manifest.get("skipped", []),
-            "analysis": {"seconds_this_run": round(analysis_s, 1),
-                         "mean_seconds_per_clip": {k: float(np.mean([f["seconds"][k] for f in feats]))
-                                                   for k in feats[0]["seconds"]},
-                         "librosa": feats[0]["librosa_tempo"] is not None,
-                         "essentia": feats[0].get("essentia_tempo") is not None}}
+    manifest, entries, feats, analysis = _analysed(corpus, workers, recompute)
+    return {"corpus": _corpus_facts(manifest), "tempo": tempo_results(entries, feats),
+            "skipped_windows": manifest.get("skipped", []), "analysis": analysis}
 
 
 def tempo_section(results: dict[str, Any]) -> list[str]:
@@ -696,22 +697,16 @@ def main(argv: list[str] | None = None) -> int:
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/quality/evaluate.py", *sys.argv[1:]])
     manifest = json.loads((args.corpus / "manifest.json").read_text())
     entries = manifest["entries"]
-    if args.tempo_only or manifest.get("set") == "openmsx":
-        results = evaluate_tempo(args.corpus, args.workers, args.recompute)
-        results["command"] = command
-        report = render_tempo(results, command, entries)
-        print(report)
-        if args.out:
-            args.out.write_text(report + "\n")
-            args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-        return 0
-    results = evaluate(args.corpus, args.workers, args.recompute)
+    tempo_only = args.tempo_only or manifest.get("set") == "openmsx"
+    results = (evaluate_tempo if tempo_only else evaluate)(args.corpus, args.workers, args.recompute)
     results["command"] = command
-    report = render(results, command, entries)
+    report = (render_tempo if tempo_only else render)(results, command, entries)
     print(report)
     if args.out:
         args.out.write_text(report + "\n")
-        args.out.with_name("results.json").write_text(json.dumps(results, indent=1) + "\n")
+        # The tempo-only report's JSON is named as it is; the main one's is results.json.
+        json_path = args.out.with_suffix(".json") if tempo_only else args.out.with_name("results.json")
+        json_path.write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 
