@@ -124,22 +124,30 @@ def machine_facts() -> dict[str, Any]:
 
 # -- the library ---------------------------------------------------------------------------
 
-def default_library(folder: Path) -> Path:
-    """A small library in ``folder``: the bundled sample_audio/ clips when present (a
-    source checkout), else the same kinds of clips synthesized now."""
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_audio"
+# The label results name the copy by; saved baselines hold it, so --compare knows them.
+SAMPLES_LABEL = "generated from sample_audio/"
+# An installed package has no sample_audio/: its results said "generated from
+# sample_audio/" of clips it had synthesized.
+SYNTHESIZED_LABEL = "4 clips synthesized (no sample_audio/ beside this installation)"
+
+
+def default_library(folder: Path, samples: Path = SAMPLES) -> tuple[Path, str]:
+    """A small library in ``folder`` and what it is (the label a result names it by):
+    the clips of ``samples`` when present (a source checkout), else the same kinds
+    of clips synthesized now."""
     target = folder / "library"
     target.mkdir(parents=True, exist_ok=True)
-    samples = Path(__file__).resolve().parent.parent / "sample_audio"
     clips = [p for p in samples.glob("*") if p.suffix.lower() in AUDIO_EXTENSIONS] if samples.is_dir() else []
     if clips:
         for clip in clips:
             shutil.copy2(clip, target / clip.name)
-        return target
+        return target, SAMPLES_LABEL
     sf.write(target / "drums.flac", synth.drum_pattern(120.0, 10.0, 44100), 44100)
     sf.write(target / "chords.flac", synth.chord_progression(12.0, 22050), 22050)
     sf.write(target / "music.wav", synth.music_like(10.0, 44100, seed=2), 44100)
     sf.write(target / "mono.ogg", synth.music_like(10.0, 44100, seed=3, stereo=False), 44100)
-    return target
+    return target, SYNTHESIZED_LABEL
 
 
 # -- measurements ---------------------------------------------------------------------------
@@ -365,7 +373,7 @@ def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2, redi
     with tempfile.TemporaryDirectory(prefix="fpcli-bench-") as folder, one_blas_thread():
         work = Path(folder)
         open_store = _temporary_store(work, redis_url)
-        source = library or default_library(work)
+        source, label = (library, str(library.resolve())) if library else default_library(work)
         files = scan([str(source)]).files
         seconds = {f: _seconds_decoded(f) for f in files}
         decodable = [f for f in files if seconds[f] > 0]
@@ -397,7 +405,7 @@ def run(library: Path | None = None, *, quick: bool = False, jobs: int = 2, redi
                     shutil.rmtree(store.backend.index_dir, ignore_errors=True)
     return BenchResult(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=machine_facts(),
                        # Absolute: --library lib and --library /abs/lib are one library to --compare.
-                       library={"path": str(library.resolve()) if library else "generated from sample_audio/",
+                       library={"path": label,
                                 "files": len(files), "decodable": len(decodable), "audio_s": audio,
                                 "store": "redis (temporary namespace)" if redis_url else "diskcache (temporary)"},
                        quick=quick, figures=figures)

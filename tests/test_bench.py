@@ -382,3 +382,13 @@ def test_an_interrupt_during_the_cache_workload_stops_the_benchmark(tmp_path, mo
                         lambda *args, **kwargs: LibraryValidation([], DEFAULT_TOLERANCES, 0.95, interrupted=True))
     with pytest.raises(KeyboardInterrupt):
         bench.cache_workload(tmp_path, lambda: FingerprintStore.open(tmp_path / "s"), jobs=1)
+
+
+def test_the_default_library_says_whether_it_copied_the_samples_or_synthesized_clips(tmp_path):
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    write(samples / "tone.flac", synth.sine(440.0, 1.0, 22050), 22050)
+    copied, copied_label = bench.default_library(tmp_path / "a", samples)
+    made, made_label = bench.default_library(tmp_path / "b", tmp_path / "no-samples-here")
+    assert [p.name for p in copied.iterdir()] == ["tone.flac"] and copied_label == bench.SAMPLES_LABEL
+    assert len(list(made.iterdir())) == 4 and made_label == bench.SYNTHESIZED_LABEL != bench.SAMPLES_LABEL
