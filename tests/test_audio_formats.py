@@ -908,3 +908,15 @@ def test_a_header_of_endless_empty_chunks_is_walked_a_bounded_number_of_times():
     caf = b"caff\x00\x01\x00\x00" + (b"free" + struct.pack(">q", 0)) * (2 * headers.MAX_HEADER_CHUNKS)
     assert headers.caf_stated_frames(Counted(caf)) is None
     assert Counted.reads <= headers.MAX_HEADER_CHUNKS + 2
+
+
+def test_an_aiff_written_to_a_pipe_by_sox_states_no_length():
+    """SoX cannot seek back on a pipe: its AIFF states a FORM size of 0x7F0000xx and
+    0x7F000000 bytes of frames. Taken as a length, a complete stream was "partial:
+    header says 12078.83 s", and search no longer knew the query's own recording."""
+    data = bytearray(written(synth.music_like(3.0, SR, seed=6), SR, "AIFF"))
+    frames_at = data.index(b"COMM") + 10
+    data[4:8] = struct.pack(">I", 0x7F000000 + 46)
+    data[frames_at : frames_at + 4] = struct.pack(">I", 0x7F000000 // 2)
+    reader, decoded = read_stream(bytes(data), "pipe")
+    assert len(decoded) == 3 * SR and not reader.length_exact and not reader.partial, reader.partial_reason

@@ -623,6 +623,11 @@ def _chunk_headers(fh: BinaryIO, width: int) -> Iterator[bytes]:
         yield header
 
 
+# SoX writing AIFF to a pipe states a FORM size of 0x7F000000 and more, and a frame
+# count of 0x7F000000 bytes' worth: a complete stream read as cut, 3.4 hours long.
+_AIFF_UNKNOWN_SIZE_FROM = 0x7F000000
+
+
 def aiff_stated_frames(fh: BinaryIO) -> int | None:
     """The sample frames the COMM chunk of the AIFF or AIFF-C read from ``fh`` (at its
     start: a file, or a stream's first bytes) states, or None: not one, no COMM chunk
@@ -631,6 +636,8 @@ def aiff_stated_frames(fh: BinaryIO) -> int | None:
     WAV's; on stdin FFmpeg states none."""
     head = fh.read(12)
     if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
+        return None
+    if struct.unpack(">I", head[4:8])[0] >= _AIFF_UNKNOWN_SIZE_FROM:
         return None
     for header in _chunk_headers(fh, 8):
         tag, size = header[:4], struct.unpack(">I", header[4:])[0]
