@@ -4,6 +4,7 @@ player API, and what an interrupted stream keeps."""
 import io
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -95,10 +96,17 @@ def test_raw_pcm_on_stdin(tmp_path):
 @pytest.mark.parametrize("options,message", [
     (["--raw-format", "xyz", "--rate", "44100", "--channels", "2"], b"'xyz' is not one of s16le"),
     (["--raw-format", "s16le", "--rate", "1", "--channels", "2"], b"1 Hz is outside 8000-768000 Hz"),
+    (["--raw-format", "s16le", "--rate", "0", "--channels", "2"], b"0 Hz is outside 8000-768000 Hz"),
 ])
 def test_bad_raw_options_are_usage_errors(tmp_path, options, message):
     run = _fpcli(tmp_path / "s", "analyze", "-", *options, stdin=b"\x00" * 4000)
     assert run.returncode == 2 and message in run.stderr
+
+
+def test_the_help_gives_the_raw_rates_taken():
+    """It said "[x>=1]", and --rate 1 or 7999 was refused as outside 8000-768000 Hz."""
+    text = " ".join(runner.invoke(app, ["analyze", "--help"], terminal_width=200).output.split())
+    assert re.search(r"--rate <int> Raw PCM sample rate, Hz \(8000-768000\)\. --channels", text), text
 
 
 def test_a_stream_or_a_followed_file_comes_alone(tmp_path, song):

@@ -67,8 +67,9 @@ def analyze(
     raw_format: Annotated[str | None, typer.Option(
         "--raw-format", show_default=False,
         help="Raw PCM on stdin: s16le, s32le, f32le, f64le or u8 (with --rate and --channels).")] = None,
-    rate: Annotated[int | None, typer.Option("--rate", min=1, show_default=False,
-                                             help="Raw PCM sample rate, Hz.")] = None,
+    rate: Annotated[int | None, typer.Option("--rate", show_default=False,
+                                             help=f"Raw PCM sample rate, Hz ({MIN_SAMPLERATE}-{MAX_SAMPLERATE}).")
+                    ] = None,
     channels: Annotated[int | None, typer.Option("--channels", min=1, max=MAX_CHANNELS, show_default=False,
                                                  help="Raw PCM channels.")] = None,
     exclude: ExcludeOption = None,
@@ -190,7 +191,7 @@ def _check_raw(raw_format: str | None, rate: int | None, channels: int | None) -
         return
     if raw_format not in RAW_FORMATS:
         raise typer.BadParameter(f"{raw_format!r} is not one of {', '.join(RAW_FORMATS)}", param_hint="--raw-format")
-    if not (rate and channels):
+    if rate is None or channels is None:
         raise typer.BadParameter("raw PCM needs --rate and --channels", param_hint="--raw-format")
     if not MIN_SAMPLERATE <= rate <= MAX_SAMPLERATE:
         raise typer.BadParameter(f"{rate} Hz is outside {MIN_SAMPLERATE}-{MAX_SAMPLERATE} Hz", param_hint="--rate")

@@ -533,7 +533,7 @@ def cache_export(ctx: typer.Context,
         counts = export_store(store, file, progress_line("exported"))
         end_progress()
         report_bad_entries(store)
-    note("", f"exported {counts['records']} records and {counts['failures']} failures"
+    note("", f"exported {_count(counts['records'], 'record')} and {_count(counts['failures'], 'failure')}"
              + ("" if file == "-" else f" to {file}"))
 
 
