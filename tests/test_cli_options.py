@@ -499,6 +499,21 @@ def test_no_output_is_written_into_the_store(tmp_path, song, monkeypatch):
     assert runner.invoke(app, ["--store", str(store), "cache", "export", str(tmp_path / "out.jsonl")]).exit_code == 0
 
 
+def test_an_output_named_as_a_folder_that_is_not_there_is_a_usage_error(tmp_path, song):
+    """`search --m3u newdir/` wrote a playlist named "newdir" (exit 0) and `cache export
+    newdir/` failed after reading the store ("Not a directory", exit 1): a name ending
+    in a slash names a folder."""
+    store = tmp_path / "store"
+    assert runner.invoke(app, ["--store", str(store), "analyze", song]).exit_code == 0
+    folder = str(tmp_path / "newdir") + os.sep
+    for args in (["search", song, "--m3u", folder], ["cache", "export", folder],
+                 ["bench", "--quick", "--json", folder]):
+        result = runner.invoke(app, ["--store", str(store), *args])
+        assert result.exit_code == EXIT_USAGE and "a name ending in / is a folder" in result.output, \
+            (args, result.output)
+    assert not os.path.exists(tmp_path / "newdir")
+
+
 def test_a_size_limit_on_a_redis_store_is_a_usage_error(tmp_path):
     """`--store-size-mb 10` with a Redis store was accepted and ignored (stats said "no
     limit" beside it); its limit is Redis's maxmemory. Set in the environment (once,

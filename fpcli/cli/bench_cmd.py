@@ -34,9 +34,9 @@ def bench(
         "A reduced run for CI (seconds on the default sample library; minutes on a --library of whole tracks)."))]
     = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for the analyze steps.")] = 2,
-    json_file: Annotated[Path | None, typer.Option("--json", show_default=False,
+    json_file: Annotated[str | None, typer.Option("--json", show_default=False, metavar="FILE",
                                                    help="Write the result as JSON (schema fpcli-bench/1).")] = None,
-    markdown: Annotated[Path | None, typer.Option("--markdown", show_default=False,
+    markdown: Annotated[str | None, typer.Option("--markdown", show_default=False, metavar="FILE",
                                                   help="Write the tables as Markdown (e.g. a CI job summary).")]
     = None,
     check_: Annotated[bool, typer.Option(

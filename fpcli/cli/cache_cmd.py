@@ -526,7 +526,7 @@ def cache_export(ctx: typer.Context,
 
       fpcli cache export - | gzip > backup.jsonl.gz
     """
-    check_outputs({"FILE": Path(file)})  # e.g. not over an audio file, and before reading every record
+    check_outputs({"FILE": file})  # e.g. not over an audio file, and before reading every record
     with ctx.obj.open_store(existing=True) as store:
         from fpcli.store import export_store
 

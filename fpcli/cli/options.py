@@ -210,12 +210,12 @@ def _inside(target: str, folder: str) -> bool:
     return real_target == real_folder or real_target.startswith(real_folder.rstrip(os.sep) + os.sep)
 
 
-def path_text(path: Path) -> str:
+def path_text(path: str | Path) -> str:
     """A command-line path as the str the core uses (bytes-safe)."""
     return os.fsdecode(path)
 
 
-def check_outputs(outputs: dict[str, Path | None], reads: dict[str, str] | None = None) -> None:
+def check_outputs(outputs: dict[str, str | None], reads: dict[str, str] | None = None) -> None:
     """Usage errors (exit 2) for output files (option -> file; None: not asked for) that
     could not be written (``fpcli.files.check_writable``, which also refuses to replace
     an audio file), found before the work that fills them (a benchmark, a search that

@@ -43,7 +43,7 @@ def search(
         help="Group weights, e.g. temporal=2,stereo=0,timbre=4 (groups: frequency, dynamics, temporal, spectral, "
              "harmonic, variation, stereo, default 1 each; timbre, default 2).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show the dims that contributed most.")] = False,
-    m3u: Annotated[Path | None, typer.Option("--m3u", show_default=False,
+    m3u: Annotated[str | None, typer.Option("--m3u", show_default=False, metavar="FILE",
                                              help="Write a playlist of the query and its hits, streams and CUE-sheet "
                                                   "tracks left out (- for stdout: then stdout holds the playlist "
                                                   "alone, the table is not printed and --json cannot be).")]
@@ -165,6 +165,10 @@ def search(
         n = result.stats["previews_left_out"]
         note("", f"left out {n} preview record{'s' if n != 1 else ''} (the first seconds of a track only): "
                  "`fpcli analyze FOLDER --upgrade` finishes them")
+    if result.stats.get("other_versions_left_out") and not result.stats.get("nothing_to_search"):
+        n = result.stats["other_versions_left_out"]
+        note("", f"left out {n} record{'s' if n != 1 else ''} of another fingerprint version: "
+                 "`fpcli analyze FOLDER` makes them anew")
     if "query_copies_under" in result.stats:
         note("", _nothing_under(path_text(library) if library else "", result.stats["query_copies_under"],
                                 len(result.skipped)))
