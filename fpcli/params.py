@@ -18,9 +18,10 @@ from fpcli.errors import ParameterError
 
 # 2: timbre block, duplicate key. 3: frames of the same duration at every sample rate,
 # chroma spread over the pitch classes a bin spans, flatness up to 11,025 Hz. 4: the
-# harmonic ratio of bass, no tempo without an onset. 5: onsets at any playback level
-# (docs/fingerprint.md, "Version 4", "Version 5").
-FINGERPRINT_VERSION = 5
+# harmonic ratio of bass, no tempo without an onset. 5: onsets at any playback level.
+# 6: the tempo's 3:2 and 4:3 level checks by beat tracking (docs/fingerprint.md,
+# "Version 4" to "Version 6").
+FINGERPRINT_VERSION = 6
 # The analyzers need a few hundred Hz of spectrum and 46 ms frames: below 8 kHz the
 # band edges fall outside the spectrum, and headers claiming 1 or 7 Hz are damage,
 # not audio. Above 768 kHz (4 x 192 kHz) no recorded music exists; a larger value is

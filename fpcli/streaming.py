@@ -33,7 +33,6 @@ from fpcli.dsp.loudness import (
 from fpcli.dsp.pipeline import FeaturePipeline, FrameStep, checked_format
 from fpcli.dsp.stats import Histogram
 from fpcli.dsp.tally import FrameTally, silent_reason
-from fpcli.dsp.tempo import estimate_tempo
 from fpcli.dsp.timbre import GaussianSums, Timbre
 from fpcli.errors import ParameterError
 from fpcli.fingerprint import STREAMING_DIMS, Fingerprint, within_domains
@@ -319,7 +318,6 @@ class StreamingAnalyzer:
         computed once per amount of audio heard."""
         count = self.pipeline.autocorrelation.count
         if self._margin[0] != count:
-            estimate = estimate_tempo(self.pipeline.autocorrelation.normalized(), self.pipeline.frame_rate,
-                                      self.params)
+            estimate = self.pipeline.tempo()
             self._margin = (count, estimate.margin)
         return self._margin[1]

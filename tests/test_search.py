@@ -754,6 +754,43 @@ def test_previews_are_left_out_of_search_and_it_says_so(tmp_path, library):
         assert cli.exit_code == 0 and "left out 5 preview records" in cli.stderr
 
 
+def _older_version_copy(store: FingerprintStore, target) -> FingerprintStore:
+    """A new store holding ``store``'s records as a former fingerprint version wrote them."""
+    from fpcli.params import FINGERPRINT_VERSION
+    from fpcli.store.maintenance import export_store, import_store
+
+    export_store(store, target.with_suffix(".jsonl"))
+    older = []
+    for line in target.with_suffix(".jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("type") == "record":
+            data = entry["data"]
+            data["fingerprint_version"] = FINGERPRINT_VERSION - 1
+            data["params_key"] = f"v{FINGERPRINT_VERSION - 1}-" + data["params_key"].split("-", 1)[1]
+        older.append(json.dumps(entry))
+    target.with_suffix(".jsonl").write_text("\n".join(older) + "\n")
+    copy = FingerprintStore.open(target)
+    import_store(copy, target.with_suffix(".jsonl"))
+    return copy
+
+
+def test_records_of_another_fingerprint_version_are_left_out_and_it_says_so(store, library, tmp_path):
+    """After an upgrade every record is of the former version: search said "the store
+    holds no other streaming fingerprints to search: analyse the library first" of an
+    analysed library, and nothing of the records it left out once some were new."""
+    with _older_version_copy(store, tmp_path / "older") as older:
+        stored = older.record_count()
+        alone = search(older, str(library / "t1.flac"), k=2, strategy="fast")
+        assert alone.hits == [] and f"{stored} of its records are of another fingerprint version" in \
+            alone.stats["nothing_to_search"]
+        run_library([str(library / "t2.flac"), str(library / "t3.flac")], older, RunOptions(jobs=1))
+        result = search(older, str(library / "t1.flac"), k=2, strategy="fast")
+        assert {os.path.basename(h.path) for h in result.hits} == {"t2.flac", "t3.flac"}
+        assert result.stats["other_versions_left_out"] == stored
+        cli = runner.invoke(app, ["--store", older.location, "search", str(library / "t1.flac"), "-k", "2"])
+        assert cli.exit_code == 0 and f"left out {stored} records of another fingerprint version" in cli.stderr
+
+
 # -- partial queries: how reliable, and the query's own recording ------------------------------
 
 def test_expected_recall_is_unknown_under_the_shortest_length_measured():

@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 from fpcli import synth
 from fpcli.audio import mixdown
 from fpcli.batch import BatchAnalyzer
+from fpcli.dsp import tempo as tempo_module
+from fpcli.dsp.beats import beat_strength, tracking_per_beat
 from fpcli.dsp.framing import Framer
-from fpcli.dsp.onset import TEMPO_BANDS_HZ, OnsetAutocorrelation, OnsetEnvelope, mel_centres_hz
+from fpcli.dsp.onset import TEMPO_BANDS_HZ, OnsetAutocorrelation, OnsetEnvelope, OnsetHistory, mel_centres_hz
 from fpcli.dsp.spectral import SpectralTools
-from fpcli.dsp.tempo import autocorrelation_lags, estimate_tempo
+from fpcli.dsp.tempo import RECENT_S, autocorrelation_lags, estimate_tempo
 from fpcli.params import AnalysisParams
 from fpcli.streaming import EVIDENCE_SCALES, StreamingAnalyzer, confidence_from_evidence
 
@@ -35,12 +37,15 @@ def tempo_of(x: np.ndarray, sr: int = SR, chunk: int | None = None):
     envelope = OnsetEnvelope(tools.full_scale_power, mel_centres_hz(tools.mel_matrix, tools.freqs))
     frame_rate = sr / params.hop
     acf = OnsetAutocorrelation(autocorrelation_lags(frame_rate, params), channels=1 + len(TEMPO_BANDS_HZ))
+    recent = OnsetHistory(math.ceil(RECENT_S * frame_rate), len(TEMPO_BANDS_HZ))
     step = chunk or len(x)
     for i in range(0, len(x), step):
         frames, _ = framer.push(mixdown(x[i : i + step]))
         if len(frames):
-            acf.push(envelope.push(tools.power(frames) @ tools.mel_matrix))
-    return estimate_tempo(acf.normalized(), frame_rate, params)
+            onsets = envelope.push(tools.power(frames) @ tools.mel_matrix)
+            acf.push(onsets)
+            recent.push(onsets[:, 1:])
+    return estimate_tempo(acf.normalized(), frame_rate, params, recent.recent())
 
 
 @pytest.mark.parametrize("bpm", [60, 72, 90, 100, 120, 140, 160, 180])
@@ -209,3 +214,75 @@ def test_rhythm_floor_stops_at_dither_level():
     a = StreamingAnalyzer(SR, 1)
     a.push(hiss)
     assert a.finish().values["transient_density"] == 0.0
+
+
+# -- the level checks (version 6) ---------------------------------------------------------
+
+FRAME_RATE = 44100 / 512
+QUARTER = 60 * FRAME_RATE / 120       # frames per beat at 120 BPM
+DOTTED = 1.5 * QUARTER                 # the dotted-quarter pulse: 80 BPM
+
+
+def _impulses(frames: int, period: float, height: float = 1.0) -> np.ndarray:
+    out = np.zeros(frames)
+    out[np.round(np.arange(0.0, frames - 1, period)).astype(int)] = height
+    return out
+
+
+def _bands(*columns: np.ndarray) -> np.ndarray:
+    noise = np.random.default_rng(3).random((len(columns[0]), len(columns))) * 0.05
+    return np.stack(columns, axis=1) + noise
+
+
+def test_beats_tracked_at_the_onsets_period_collect_more_per_beat_than_a_level_3_2_or_4_3_off():
+    frames = int(30 * FRAME_RATE)
+    strength = beat_strength(_bands(_impulses(frames, QUARTER), _impulses(frames, QUARTER, 0.5),
+                                    _impulses(frames, QUARTER / 2, 0.3)))
+    assert strength is not None
+    on_the_beat = tracking_per_beat(strength, QUARTER)
+    for ratio in (1.5, 2 / 3, 4 / 3, 0.75):
+        assert on_the_beat > tracking_per_beat(strength, QUARTER * ratio) + 0.5, ratio
+
+
+def test_no_beat_strength_without_a_band_that_varies():
+    assert beat_strength(np.ones((500, 3))) is None
+    assert beat_strength(np.zeros((1, 3))) is None
+
+
+def _near_tie(gap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lags, scores and band-mean periodicity of two levels, the dotted pulse ahead by ``gap``."""
+    low, high = tempo_module.tempo_lag_range(FRAME_RATE, PARAMS)
+    lags = np.arange(low, high + 1)
+    scores = -np.ones(len(lags))
+    scores[np.abs(lags - DOTTED) < 1] = 1.0
+    scores[np.abs(lags - QUARTER) < 1] = 1.0 - gap
+    periods = np.arange(4 * high)
+    p = np.exp(-0.5 * ((periods - DOTTED) / 1.5) ** 2) + np.exp(-0.5 * ((periods - QUARTER) / 1.5) ** 2)
+    return lags, scores, p
+
+
+def _checked_bpm(gap: float, onsets_period: float) -> float:
+    lags, scores, p = _near_tie(gap)
+    frames = int(30 * FRAME_RATE)
+    strength = beat_strength(_bands(_impulses(frames, onsets_period), _impulses(frames, onsets_period, 0.6),
+                                    _impulses(frames, onsets_period / 2, 0.3)))
+    assert strength is not None
+    level = tempo_module._refined(p, DOTTED)
+    return 60 * FRAME_RATE / tempo_module._checked_level(level, strength, lags, scores, p, FRAME_RATE, PARAMS)[1]
+
+
+def test_a_dotted_pulse_scored_level_with_the_beat_gives_way_when_the_beats_fall_on_quarters():
+    assert _checked_bpm(gap=0.1, onsets_period=QUARTER) == pytest.approx(120, rel=0.02)
+
+
+def test_the_dotted_pulse_stays_when_its_own_beats_are_the_onsets_or_the_beat_scores_far_behind():
+    assert _checked_bpm(gap=0.1, onsets_period=DOTTED) == pytest.approx(80, rel=0.02)
+    assert _checked_bpm(gap=0.3, onsets_period=QUARTER) == pytest.approx(80, rel=0.02)
+
+
+def test_the_level_checks_need_eight_beats_of_the_slower_level():
+    lags, scores, p = _near_tie(0.1)
+    strength = beat_strength(_bands(_impulses(int(7 * DOTTED), QUARTER), _impulses(int(7 * DOTTED), QUARTER, 0.6)))
+    assert strength is not None
+    level = tempo_module._refined(p, DOTTED)
+    assert tempo_module._checked_level(level, strength, lags, scores, p, FRAME_RATE, PARAMS) == level

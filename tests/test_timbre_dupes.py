@@ -136,7 +136,7 @@ def test_packed_timbre_is_made_once_and_never_outlives_a_change():
 
 def test_record_round_trips_and_checks_the_timbre_block(tmp_path):
     record = _record(tmp_path)
-    assert record.fingerprint_version == FINGERPRINT_VERSION == 5 and record.timbre is not None
+    assert record.fingerprint_version == FINGERPRINT_VERSION == 6 and record.timbre is not None
     stored = json.loads(json.dumps(record_to_json(record)))
     assert set(stored["timbre"]) == {"packed", "frames"} and parse_record(record.key, stored) == record
     # the plain-list form (hand-written imports, records stored before packing) reads the same
@@ -228,7 +228,7 @@ def test_v1_records_still_parse_and_are_a_miss(tmp_path):
     data["params_key"] = "v1-" + data["params_key"].split("-", 1)[1]   # a v1 record's key names v1
     old = parse_record(f"rec:{data['digest']}:{data['params_key']}", data)   # stored under its own key
     assert old.timbre is None and old.fingerprint_version == 1
-    assert AnalysisParams().key().startswith("v5-")
+    assert AnalysisParams().key().startswith("v6-")
 
 
 def test_json_output_has_the_timbre_block(tmp_path):

@@ -22,10 +22,17 @@ from fpcli.dsp.dupes import SignatureBuilder
 from fpcli.dsp.framing import Framer
 from fpcli.dsp.hpss import HarmonicRatio
 from fpcli.dsp.loudness import LoudnessMeter
-from fpcli.dsp.onset import TEMPO_BANDS_HZ, OnsetAutocorrelation, OnsetEnvelope, OnsetPicker, mel_centres_hz
+from fpcli.dsp.onset import (
+    TEMPO_BANDS_HZ,
+    OnsetAutocorrelation,
+    OnsetEnvelope,
+    OnsetHistory,
+    OnsetPicker,
+    mel_centres_hz,
+)
 from fpcli.dsp.pitch import PitchTracker, stable_pairs
 from fpcli.dsp.spectral import SpectralTools, spectral_centroid, spectral_flatness, spectral_rolloff
-from fpcli.dsp.tempo import autocorrelation_lags
+from fpcli.dsp.tempo import RECENT_S, TempoEstimate, autocorrelation_lags, estimate_tempo
 from fpcli.dsp.timbre import N_MFCC, dct_matrix, mfcc
 from fpcli.errors import ParameterError
 from fpcli.params import MAX_CHANNELS, AnalysisParams, as_number, checked_rate
@@ -140,6 +147,8 @@ class FeaturePipeline:
         # Columns: all mel bands, then the low / mid / high tempo bands (dsp/tempo.py).
         self.autocorrelation = OnsetAutocorrelation(autocorrelation_lags(self.frame_rate, params),
                                                     channels=1 + len(TEMPO_BANDS_HZ))
+        self._recent_onsets = OnsetHistory(math.ceil(RECENT_S * self.frame_rate), len(TEMPO_BANDS_HZ))
+        self._tempo: tuple[int, TempoEstimate] | None = None   # (frames heard, their tempo)
         self._pitch = PitchTracker(samplerate, self.tools.window, params)
         self._last_f0 = np.nan
         self._hpss = HarmonicRatio(params.n_mel_bands, params.hpss_time_radius, params.hpss_freq_radius)
@@ -218,6 +227,17 @@ class FeaturePipeline:
             step.harmonic_energy, step.total_energy = self._hpss.finish()
         return step
 
+    def tempo(self) -> TempoEstimate:
+        """The tempo of what was pushed so far: the onset autocorrelation's, its level
+        checked by beats tracked over the last RECENT_S seconds (``fpcli.dsp.tempo``).
+        Kept until more frames come: the values and the confidence both ask for it,
+        and a level check tracks beats for 10-60 ms."""
+        frames = self.autocorrelation.count
+        if self._tempo is None or self._tempo[0] != frames:
+            self._tempo = (frames, estimate_tempo(self.autocorrelation.normalized(), self.frame_rate, self.params,
+                                                  self._recent_onsets.recent()))
+        return self._tempo[1]
+
     def _frame_features(self, frames: np.ndarray, buffer: np.ndarray) -> FrameStep:
         n = len(frames)
         step = _empty_step()
@@ -241,6 +261,7 @@ class FeaturePipeline:
         step.chroma_frames = int(keep.sum())
         envelope = self._onset_envelope.push(mel)
         self.autocorrelation.push(envelope)
+        self._recent_onsets.push(envelope[:, 1:])
         step.onsets = self._onset_picker.push(envelope[:, 0])
         f0 = self._pitch.push(power, ~silent)
         step.voiced_pairs, step.stable_pairs = stable_pairs(f0, self._last_f0)

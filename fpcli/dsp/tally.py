@@ -16,7 +16,7 @@ from fpcli.dsp.loudness import LOUDNESS_OFFSET
 from fpcli.dsp.pipeline import SILENT_PEAK_DB, FeaturePipeline, FrameStep
 from fpcli.dsp.spectral import key_clarity
 from fpcli.dsp.stats import Welford
-from fpcli.dsp.tempo import TempoEstimate, estimate_tempo
+from fpcli.dsp.tempo import TempoEstimate
 from fpcli.params import AnalysisParams
 
 NO_FRAMES = "track is shorter than one analysis frame"
@@ -86,7 +86,7 @@ class FrameTally:
 
         seconds = pipeline.samples / pipeline.samplerate
         no_frames = self.frames == 0
-        tempo = estimate_tempo(pipeline.autocorrelation.normalized(), pipeline.frame_rate, pipeline.params)
+        tempo = pipeline.tempo()
         tempo_reason = NO_FRAMES if no_frames else "no periodicity in the onset envelope"
         if pipeline.autocorrelation.steady:
             tempo = TempoEstimate(math.nan, 0.0)   # no beat: no tempo, and no rhythm at all

@@ -19,7 +19,7 @@ from fpcli.executors import DEFAULT_TIMEOUT_S
 from fpcli.extensions import AUDIO_EXTENSIONS
 from fpcli.files import atomic_text, printable_path
 from fpcli.fingerprint import DIM_BY_NAME, STREAMING_DIMS, mean_confidence, seconds_text
-from fpcli.params import AnalysisParams, checked_params
+from fpcli.params import FINGERPRINT_VERSION, AnalysisParams, checked_params
 from fpcli.search.dupes import Recording, RecordingTable, starts_like
 from fpcli.search.index import KINDS, Index, row_of
 from fpcli.search.proximity import reference_of, use_reference
@@ -162,6 +162,7 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
 # what to do: its values describe the start of the track only, not the track.
 PREVIEWS_LEFT_OUT = ("the first seconds of a track only, which search leaves out: analyse those tracks in "
                      "full; an analyze run with upgrade finishes every preview")
+OTHER_VERSIONS_LEFT_OUT = "an analyze run of their folders makes them anew"
 PREVIEW_MATCH_S = 0.05  # a stored preview this close to the seconds asked for is that preview
 
 
@@ -275,6 +276,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     if under is not None and not hits:  # say why the answer is empty: copies, or nothing there
         stats["query_copies_under"] = _copies_under(record, plan, stats)
     stats["previews_left_out"] = store.record_count("previews")
+    stats["other_versions_left_out"] = store.other_version_count()
     store.flush_stats()
     stats["cache_hits"] = store.backend.counter("hits") - hits_before
     stats["ranking"] = _ranking(hits, mutual_proximity)
@@ -356,9 +358,16 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
     if not _holds_others(index, record) and not (kind == "batch" and stats.get("missing_batch")):
         message = f"the store holds no other {kind} fingerprints to search: analyse the library first"
         previews = store.record_count("previews")
+        older = store.other_version_count()
         if kind == "streaming" and previews:
             some = "1 of its records is a preview" if previews == 1 else f"{previews} of its records are previews"
             message = f"the store holds no other complete fingerprints to search: {some} ({PREVIEWS_LEFT_OUT})"
+        elif older:
+            # After an upgrade every record is of the former version: "analyse the library
+            # first" told the user to do what they had done.
+            some = "1 of its records is" if older == 1 else f"{older} of its records are"
+            message = (f"the store holds no other fingerprints of this version (v{FINGERPRINT_VERSION}) to search: "
+                       f"{some} of another fingerprint version ({OTHER_VERSIONS_LEFT_OUT})")
         stats["nothing_to_search"] = message + (" with batch fingerprints" if kind == "batch" else "")
         return []
     return _ranked(store, index, record, query, stats, skipped)

@@ -653,6 +653,14 @@ class FingerprintStore(StoreImports):
         counts, _ = self.backend.census()
         return None if counts is None else int(census_summary(counts)[kind])
 
+    def other_version_count(self) -> int:
+        """How many records are of another fingerprint version than this fpcli's (from
+        the kept census; 0 when the store keeps none): an analysis of their files makes
+        them anew, and nothing else uses them."""
+        counts, _ = self.backend.census()
+        by_version = census_summary(counts)["by_version"] if counts is not None else {}
+        return sum(n for version, n in by_version.items() if version != str(FINGERPRINT_VERSION))
+
     # -- change journal (for incremental index refresh) ----------------------------------------
 
     def generation(self) -> int:
