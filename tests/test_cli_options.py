@@ -359,7 +359,8 @@ def test_a_store_is_not_made_among_other_files(tmp_path, song):
     shutil.copy(song, music / "a.flac")
     for command in (["analyze", str(music)], ["validate", "-l", str(music)], ["search", str(music / "a.flac")],
                     ["cache", "import", "-"]):
-        refused = runner.invoke(app, ["--store", str(music), *command], input="")
+        header = '{"type": "fpcli-store-export", "version": 2}\n' if command[0] == "cache" else ""
+        refused = runner.invoke(app, ["--store", str(music), *command], input=header)
         assert refused.exit_code == EXIT_USAGE and "a folder of other files" in refused.stderr, command
         assert sorted(os.listdir(music)) == ["a.flac"]
     empty = tmp_path / "empty"

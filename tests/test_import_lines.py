@@ -313,3 +313,25 @@ def test_an_interrupt_while_the_index_is_saved_says_every_record_was_imported(te
     assert said[-2].startswith("rejected")
     with FingerprintStore.open(tmp_path / "s") as store:
         assert store.stats()["entries"] == 30
+
+
+@pytest.mark.parametrize("content,says", [
+    (b"fLaC\x00\x00\x00\x22" + bytes(range(256)) * 40 + b"\n" * 50, "is not an fpcli export"),
+    (b"", "is empty"),
+    (json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION + 1}).encode() + b"\n", "an export of version"),
+])
+def test_what_is_no_export_of_this_version_is_refused_whole_and_makes_no_store(tmp_path, content, says):
+    """An audio file given to `cache import` printed 6,866 "rejected line" errors and left
+    an empty store; empty input made an empty store (exit 0); an export of another
+    version made a store, then said nothing was imported."""
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app
+
+    source = tmp_path / "input"
+    source.write_bytes(content)
+    for args, stdin in (([str(source)], None), (["-"], content)):
+        result = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "cache", "import", *args], input=stdin)
+        assert result.exit_code == 1 and says in str(result.exception) + result.output, result.output
+        assert not (tmp_path / "s").exists()
+        assert result.output.count("\n") <= 2, result.output

@@ -16,6 +16,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import io
 import itertools
 import json
 import os
@@ -679,6 +680,21 @@ class _Batch:
         return found
 
 
+class _ReadOnly(io.RawIOBase):
+    """A byte stream as the raw stream of a ``BufferedReader`` (which can peek)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 class open_export:  # noqa: N801 (used as a function: with open_export(path) as handle)
     """The binary input of an import: a file, or stdin for ``-``; ``StoreError`` naming
     a file that cannot be read."""
@@ -689,16 +705,63 @@ class open_export:  # noqa: N801 (used as a function: with open_export(path) as 
 
     def __enter__(self) -> IO[bytes]:
         if self.source == "-":
-            return sys.stdin.buffer
+            stdin: IO[bytes] = sys.stdin.buffer
+            if not hasattr(stdin, "peek"):   # a stdin replaced by a plain byte stream
+                stdin = io.BufferedReader(_ReadOnly(stdin))
+            _refuse_non_export("stdin", stdin)
+            return stdin
         try:
             self.handle = open(self.source, "rb")
         except OSError as exc:
             raise StoreError(f"cannot read {self.source}: {exc.strerror or exc}") from None
+        try:
+            _refuse_non_export(self.source, self.handle)
+        except StoreError:
+            self.handle.close()
+            raise
         return self.handle
 
     def __exit__(self, *exc: object) -> None:
         if self.handle is not None:
             self.handle.close()
+
+
+def _refuse_other_export_version(header: dict[str, Any]) -> None:
+    """StoreError for an export header of another version than this fpcli reads. The
+    whole file is of that version: rejecting the header alone imported every record
+    anyway, under a message that said to re-analyse instead."""
+    if header.get("version") != EXPORT_VERSION:
+        version = json.dumps(header.get("version"))[:10]   # as JSON: a version "2" (text) is not version 2
+        raise StoreError(f"an export of version {version}; this fpcli reads version {EXPORT_VERSION}: nothing was "
+                         "imported (import it with the fpcli that wrote it, or analyse the library again)")
+
+
+def _refuse_non_export(name: str, handle: IO[bytes]) -> None:
+    """StoreError unless what ``handle`` starts with could be an export (JSON Lines: a
+    first line that is an object), read without consuming it. An audio file given by
+    mistake printed 6,866 "rejected line" errors, and empty input made an empty store;
+    neither is read now, and no store is made for them."""
+    peek = getattr(handle, "peek", None)
+    if peek is None:
+        return   # a stream that cannot be peeked at (a caller's own) is judged line by line
+    try:
+        head = peek(1 << 16)[: 1 << 16].lstrip()
+    except OSError:
+        return   # its read fails on the first line, with the reason
+    if head.startswith(b"\xef\xbb\xbf"):   # a byte-order mark some editors add
+        head = head[3:].lstrip()
+    if not head and not peek(1):
+        raise StoreError(f"{name} is empty: an fpcli export holds at least its header line; nothing was imported")
+    if head and not head.startswith(b"{"):
+        raise StoreError(f"{name} is not an fpcli export (JSON Lines, `fpcli cache export` writes them): it does "
+                         "not start with a JSON object; nothing was imported")
+    first, newline, _ = head.partition(b"\n")
+    try:
+        header = json.loads(first) if newline else None
+    except ValueError:
+        return   # the line-by-line reading says what is wrong with it
+    if isinstance(header, dict) and header.get("type") == EXPORT_FORMAT:
+        _refuse_other_export_version(header)   # before a store is made for it
 
 
 def _lines(handle: IO[bytes]) -> Iterator[bytes | None]:
@@ -744,14 +807,7 @@ def _import_line(store: FingerprintStore, raw: bytes | None, number: int, report
         if kind == EXPORT_FORMAT:
             if len(batch) or report.records or report.failures or report.rejected:
                 return "export header in the middle of the file"   # blank lines before it are no content
-            if item.get("version") != EXPORT_VERSION:
-                # The whole file is of that version: rejecting the header alone imported
-                # every record anyway, under a message that said to re-analyse instead.
-                # Shown as JSON: a version "2" (text) is not version 2.
-                version = json.dumps(item.get("version"))[:10]
-                raise StoreError(f"an export of version {version}; this fpcli reads version "
-                                 f"{EXPORT_VERSION}: nothing was imported (import it with the fpcli that wrote it, "
-                                 "or analyse the library again)")
+            _refuse_other_export_version(item)
             return None
         if kind == "record":
             batch.records.append((number, data))  # checked with its batch (``_Batch.flush``)
