@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from fpcli.errors import BadEntryError
 from fpcli.store.fast_schema import sound_texts, vouched_lines
-from fpcli.store.schema import parse_records, parse_records_checked, record_line, record_text
+from fpcli.store.records import MAX_PATHS
+from fpcli.store.schema import parse_record, parse_records, parse_records_checked, record_line, record_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import make_records  # noqa: E402  (benchmarks/make_records.py: one real record, cloned)
@@ -241,3 +242,22 @@ def test_a_time_beyond_year_9999_is_refused(written):
     data = json.loads(written[1])
     texts = [json.dumps({**data, "analysed_at": 1e300}), json.dumps({**data, "last_used_at": 253402300800.0})]
     assert sound_texts(texts) == [False, False] and _accepted(texts) == [False, False]
+
+
+@pytest.mark.parametrize("paths,problem", [
+    ([{"path": f"/m/{i}.flac", "mtime_ns": 1} for i in range(MAX_PATHS + 1)],
+     f"paths lists {MAX_PATHS + 1} paths; a record keeps at most {MAX_PATHS}"),
+    ([{"path": "/m/a.flac", "mtime_ns": 1}, {"path": "/m/b.flac", "mtime_ns": 1}, {"path": "/m/a.flac", "mtime_ns": 2}],
+     "paths[2].path repeats paths[0]"),
+])
+def test_a_record_of_more_paths_than_kept_or_one_path_twice_is_refused(written, paths, problem):
+    """An import took a record listing 5,000 paths (`cache list` printed them all) and one
+    listing a path twice (`cache show`: "2 known paths"); verify found nothing."""
+    data = json.loads(written[0])
+    at_most = {**data, "paths": paths[:MAX_PATHS] if len(paths) > MAX_PATHS else paths[:2]}
+    assert sound_texts([json.dumps(at_most)]) == [True] == _accepted([json.dumps(at_most)])
+    text = json.dumps({**data, "paths": paths})
+    assert sound_texts([text]) == [False] and vouched_lines([record_line(text).encode()]) == [None]
+    with pytest.raises(BadEntryError) as refused:
+        parse_record("rec:x", json.loads(text))
+    assert problem in refused.value.problems

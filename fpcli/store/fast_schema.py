@@ -40,7 +40,7 @@ from fpcli.store.limits import (
     plausible,
     value_bounds,
 )
-from fpcli.store.records import READABLE_SCHEMAS, RECORD_SCHEMA, record_key
+from fpcli.store.records import MAX_PATHS, READABLE_SCHEMAS, RECORD_SCHEMA, record_key
 from fpcli.store.schema import RECORD_LINE_PREFIX
 from fpcli.store.timbre_block import TIMBRE_VALUES, packed_values, sound_covariances
 
@@ -139,7 +139,7 @@ class Record(msgspec.Struct, forbid_unknown_fields=True):
     params_key: ParamsKey
     fingerprint_version: Count
     size: Count
-    paths: Annotated[list[PathSeen], msgspec.Meta(min_length=1)]
+    paths: Annotated[list[PathSeen], msgspec.Meta(min_length=1, max_length=MAX_PATHS)]
     complete: bool
     audio: Audio
     streaming: Streaming
@@ -274,9 +274,10 @@ def _decoded(text: str | None) -> Record | None:
 def _rest_sound(record: Record) -> bool:
     """The checks the structs cannot state: the parameter key of the record's version,
     the dims a reasons or errors map names, a duplicate key's length (4 hex digits a
-    window)."""
+    window), paths named once."""
     streaming, batch, validation, dupe = record.streaming, record.batch, record.validation, record.dupe_key
     return (record.params_key.startswith(f"v{record.fingerprint_version}-")
+            and len({seen.path for seen in record.paths}) == len(record.paths)
             and streaming.reasons.keys() <= _STREAMING_NAMES
             and (batch is None or batch.reasons.keys() <= _BATCH_NAMES)
             and (validation is None or validation.errors.keys() <= _STREAMING_NAMES)

@@ -38,6 +38,7 @@ from fpcli.store.limits import (
 )
 from fpcli.store.protocol import UNREADABLE_MARK
 from fpcli.store.records import (
+    MAX_PATHS,
     READABLE_SCHEMAS,
     RECORD_SCHEMA,
     AudioFacts,
@@ -474,6 +475,14 @@ def _paths(c: _Checker, items: Any) -> tuple[PathSeen, ...]:
         c.problems.append("paths must be a non-empty list of {path, mtime_ns}")
         return ()
     problems = [f"paths[{i}]{problem}" for i, item in enumerate(items) if (problem := _path_seen_problem(item))]
+    if len(items) > MAX_PATHS:
+        # fpcli keeps the latest MAX_PATHS: an import of 5,000 listed them all, and every
+        # look-up, list and prune read them.
+        problems.append(f"paths lists {len(items)} paths; a record keeps at most {MAX_PATHS}")
+    if not problems:
+        first: dict[str, int] = {}
+        problems += [f"paths[{i}].path repeats paths[{first[p['path']]}]" for i, p in enumerate(items)
+                     if first.setdefault(p["path"], i) != i]
     c.problems += problems
     return () if problems else tuple(PathSeen(p["path"], p["mtime_ns"]) for p in items)
 
