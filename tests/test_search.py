@@ -789,6 +789,12 @@ def test_records_of_another_fingerprint_version_are_left_out_and_it_says_so(stor
         assert result.stats["other_versions_left_out"] == stored
         cli = runner.invoke(app, ["--store", older.location, "search", str(library / "t1.flac"), "-k", "2"])
         assert cli.exit_code == 0 and f"left out {stored} records of another fingerprint version" in cli.stderr
+        listed = runner.invoke(app, ["--store", older.location, "cache", "list"], terminal_width=200).stdout
+        t1_rows = [line for line in listed.splitlines() if "t1.flac" in line]   # its v5 record and its new one
+        assert re.search(r"t4\.flac.*full, fingerprint v\d", listed), listed
+        assert sorted("fingerprint v" in row for row in t1_rows) == [False, True], t1_rows
+        shown = runner.invoke(app, ["--store", older.location, "cache", "show", str(library / "t4.flac")])
+        assert "not this fpcli's: search leaves it out" in shown.stdout, shown.output
 
 
 # -- partial queries: how reliable, and the query's own recording ------------------------------

@@ -184,9 +184,17 @@ def _listing(record: Record, path: str) -> dict[str, Any]:
 def _heard(listing: dict[str, Any]) -> str:
     """What of the file its record heard, as ``analyze`` names it: "partial" for a file
     read to its end that is damaged (the listing said "full", analyze "partial")."""
-    if not listing["complete"]:
-        return f"preview {seconds_text(listing['seconds'])} s"
-    return "partial" if listing["partial"] else "full"
+    heard = f"preview {seconds_text(listing['seconds'])} s" if not listing["complete"] else \
+        "partial" if listing["partial"] else "full"
+    return heard + _older(listing["fingerprint_version"])
+
+
+def _older(version: int) -> str:
+    """", fingerprint v5" for a record of another version than this fpcli's: after an
+    upgrade, list and show gave such records as current, and search left them out."""
+    from fpcli.params import FINGERPRINT_VERSION
+
+    return "" if version == FINGERPRINT_VERSION else f", fingerprint v{version}"
 
 
 @cache_app.command("list")
@@ -290,6 +298,9 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(metavar=
     validation = record.validation
     footer = [f"analysed {when(record.analysed_at)}, last used {when(record.last_used_at)}, "
               f"validation: {validation.status if validation else 'not validated'}; {len(record.paths)} known path(s)"]
+    if older := _older(record.fingerprint_version):
+        footer.append(f"{older.removeprefix(', ')}, not this fpcli's: search leaves it out, and an analyze run of the "
+                      "file makes it anew")
     if failure is not None:
         footer.append(f"the whole file failed: {failure.message} ({failure.error_type}; `fpcli analyze "
                       "--retry-failed` tries it again)")
