@@ -237,6 +237,31 @@ def test_a_candidate_deleted_since_it_was_stored_is_reported(store, library, str
     assert nearest not in {hit.path for hit in result.hits}
 
 
+def test_the_records_of_gone_hits_are_not_kept_as_the_request_widens(store, library, monkeypatch):
+    """A library on a drive not mounted: every hit is gone, and the request widens to
+    every row. Each record read was kept (1.9 GB at 100,000); those of gone hits are
+    dropped now and not read again, and the answer is the same: no hit, each named."""
+    from fpcli.search import query as query_module
+
+    for path in library.iterdir():
+        if path.name != "t2.flac":
+            path.unlink()
+    reads: list[int] = []
+    kept_at_end: list[int] = []
+    read_records = store.read_records
+    monkeypatch.setattr(store, "read_records", lambda keys: reads.append(len(keys)) or read_records(keys))
+    original = query_module._HitRecords.of
+
+    def of(self, hits):
+        yield from original(self, hits)
+        kept_at_end.append(len(self.read))
+
+    monkeypatch.setattr(query_module._HitRecords, "of", of)
+    result = search(store, str(library / "t2.flac"), k=2, strategy="fast")
+    assert result.hits == [] and len(result.skipped) == 7   # t0-t7 but t2 (the copy of t0 is its record)
+    assert sum(reads) == 7 and kept_at_end and max(kept_at_end) == 0, (reads, kept_at_end)
+
+
 def test_weights_that_leave_the_fingerprint_nothing_are_refused(store, library):
     """Every streaming group and the timbre at 0 passed (the batch-only groups still
     weighed 1): every distance was 0 and the hits in arbitrary order, exit 0."""

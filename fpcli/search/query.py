@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from fpcli.search.saved import IndexProgress, current_index
 from fpcli.search.timbre import pack
 from fpcli.store import FingerprintStore, Record
 from fpcli.store.core import results_optional
+from fpcli.store.protocol import BATCH
 from fpcli.store.records import STREAM_PREFIX, FileIdentity, entry_file, file_state, record_key, resolve
 
 if TYPE_CHECKING:  # fpcli.library (the analysis stack) is imported only when something is missing
@@ -416,7 +417,7 @@ def _kept_hits(store: FingerprintStore, index: Index, record: Record, query: Que
     """The hits of ``_ranked``, not yet explained."""
     wanted = query.k + (DUPLICATE_SLACK if query.drop_duplicates else 1)  # 1: the query's own row, if indexed
     also_under = index.rows_with_contents(list(query.copies)) if query.copies else None
-    read: dict[str, Record | None] = {}   # records read, kept as the request widens
+    records = _HitRecords(store, index.params_key)
     while True:
         hits = top_k(index, _query_row(record, index.kind), wanted, weights, exclude_content=query.exclude,
                      under=query.under, query_timbre=pack(record.timbre), timbre_weight=query.timbre_weight,
@@ -429,13 +430,9 @@ def _kept_hits(store: FingerprintStore, index: Index, record: Record, query: Que
                 skipped += [(hit.path, gone_reason(hit.path)) for hit in gone]
                 return shown
         else:
-            keys = [record_key(h.digest, index.params_key) for h in hits]
-            unread = [key for key in dict.fromkeys(keys) if key not in read]
-            read.update(zip(unread, store.read_records(unread), strict=True))
-            found = [read[key] for key in keys]
-            usable = [(hit, r) for hit, r in zip(hits, found, strict=True) if r is not None]
             reference = _whole_copy(store, record, index.params_key) if query.query_file else record
-            kept_hits, maybe_query, dropped, gone = _kept_on_disk(store, usable, reference, record, query)
+            kept_hits, maybe_query, dropped, gone = _kept_on_disk(store, records.of(hits), reference, record, query,
+                                                                  records.forget)
             if len(kept_hits) - len(maybe_query) >= query.k or not rows_left:
                 stats["duplicates_dropped"] = stats.get("duplicates_dropped", 0) + dropped
                 skipped += [(hit.path, gone_reason(hit.path)) for hit in gone]
@@ -446,8 +443,42 @@ def _kept_hits(store: FingerprintStore, index: Index, record: Record, query: Que
         wanted = min(4 * wanted, len(index))
 
 
-def _kept_on_disk(store: FingerprintStore, usable: list[tuple[Hit, Record]], reference: Record, record: Record,
-                  query: Query) -> tuple[list[Hit], set[str], int, list[Hit]]:
+@dataclasses.dataclass
+class _HitRecords:
+    """The records of a search's hits, read BATCH at a time as the hits are gone
+    through and kept as the request widens; a record whose every file is gone is not
+    kept, nor looked for again. Read all at once and kept, the records of a library
+    on a drive not mounted took 1.9 GB at 100,000 records."""
+
+    store: FingerprintStore
+    params_key: str
+    read: dict[str, Record | None] = dataclasses.field(default_factory=dict)
+    gone: set[str] = dataclasses.field(default_factory=set)
+
+    def of(self, hits: list[Hit]) -> Iterator[tuple[Hit, Record | None]]:
+        """(hit, its record) in the hits' order, None for a hit found gone before; a
+        hit whose record cannot be read is left out."""
+        for start in range(0, len(hits), BATCH):
+            part = hits[start : start + BATCH]
+            keys = [record_key(hit.digest, self.params_key) for hit in part]
+            unread = [key for key in dict.fromkeys(keys) if key not in self.read and key not in self.gone]
+            self.read.update(zip(unread, self.store.read_records(unread), strict=True))
+            for hit, key in zip(part, keys, strict=True):
+                if key in self.gone:
+                    yield hit, None
+                elif (found := self.read[key]) is not None:
+                    yield hit, found
+
+    def forget(self, hit: Hit) -> None:
+        """``hit``'s record has no file left: drop it, and give it as gone from now on."""
+        key = record_key(hit.digest, self.params_key)
+        self.gone.add(key)
+        self.read.pop(key, None)
+
+
+def _kept_on_disk(store: FingerprintStore, usable: Iterable[tuple[Hit, Record | None]], reference: Record,
+                  record: Record, query: Query, on_gone: Callable[[Hit], None] = lambda hit: None
+                  ) -> tuple[list[Hit], set[str], int, list[Hit]]:
     """The hits of ``usable`` (hits with their records, nearest first) that are neither
     the query's recording nor an earlier kept hit's and have a file still there, each
     shown by such a file, until k are kept that are not perhaps the query
@@ -467,6 +498,11 @@ def _kept_on_disk(store: FingerprintStore, usable: list[tuple[Hit, Record]], ref
     for hit, stored in usable:
         if len(kept) - len(maybe_query) == query.k:
             break
+        if stored is None:
+            # Found gone in a narrower request: the hits before it are the same, so it was
+            # no duplicate of a kept one then and is none now.
+            gone.append(hit)
+            continue
         recording = Recording.of(stored)
         if kept_records.first_same(recording) is not None:
             dropped += 1
@@ -474,6 +510,7 @@ def _kept_on_disk(store: FingerprintStore, usable: list[tuple[Hit, Record]], ref
         path = _path_left(store, hit, stored, query.under_prefix)
         if path is None:
             gone.append(hit)
+            on_gone(hit)
             continue
         kept.append(dataclasses.replace(hit, path=path))
         kept_records.add(recording)
