@@ -820,6 +820,26 @@ def test_records_of_another_fingerprint_version_are_left_out_and_it_says_so(stor
         assert sorted("fingerprint v" in row for row in t1_rows) == [False, True], t1_rows
         shown = runner.invoke(app, ["--store", older.location, "cache", "show", str(library / "t4.flac")])
         assert "not this fpcli's: search leaves it out" in shown.stdout, shown.output
+        pruned = runner.invoke(app, ["--store", older.location, "cache", "prune", "--json"])
+        reasons = [json.loads(line)["reason"] for line in pruned.stdout.splitlines()]
+        from fpcli.params import FINGERPRINT_VERSION
+
+        superseded = f"fingerprint v{FINGERPRINT_VERSION - 1}: analysed again as v{FINGERPRINT_VERSION}"
+        assert reasons == [superseded] * 3, pruned.output  # t1, t2 and t3
+        again = search(older, str(library / "t1.flac"), k=2, strategy="fast")
+        assert again.stats["other_versions_left_out"] == stored - 3 and again.hits == result.hits
+        assert older.record_count() == stored   # 3 of the v5 records dropped, the 3 new ones kept
+
+
+def test_previews_of_another_version_are_no_previews_to_finish(library, tmp_path):
+    """After an upgrade, a former version's previews were counted as previews, and search
+    said an analyze run with upgrade finishes them; that run finds none to finish."""
+    with FingerprintStore.open(tmp_path / "p") as previews:
+        run_library([str(library)], previews, RunOptions(jobs=1, seconds=1.0))
+        with _older_version_copy(previews, tmp_path / "older") as older:
+            result = search(older, str(library / "t1.flac"), k=2, strategy="fast")
+            assert result.hits == [] and result.stats["previews_left_out"] == 0
+            assert "of another fingerprint version" in result.stats["nothing_to_search"]
 
 
 # -- partial queries: how reliable, and the query's own recording ------------------------------

@@ -414,7 +414,8 @@ def cache_prune(ctx: typer.Context, as_json: JsonOption = False,
                 dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be dropped.")]
                 = False) -> None:
     """Drop the paths of records and failures whose file is gone or has changed; a
-    record goes with its last path (a copy elsewhere keeps it). Also forgets the
+    record goes with its last path (a copy elsewhere keeps it). Records of a former
+    fingerprint version whose files were analysed anew go too. Also forgets the
     identity entries (what a path or a file's content was seen to be) of records no
     longer stored.
 

@@ -168,7 +168,7 @@ def search(
     if result.stats.get("other_versions_left_out") and not result.stats.get("nothing_to_search"):
         n = result.stats["other_versions_left_out"]
         note("", f"left out {n} record{'s' if n != 1 else ''} of another fingerprint version: "
-                 "`fpcli analyze FOLDER` makes them anew")
+                 "`fpcli analyze FOLDER` makes them anew, `fpcli cache prune` then drops them")
     if "query_copies_under" in result.stats:
         note("", _nothing_under(path_text(library) if library else "", result.stats["query_copies_under"],
                                 len(result.skipped)))

@@ -163,7 +163,7 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
 # what to do: its values describe the start of the track only, not the track.
 PREVIEWS_LEFT_OUT = ("the first seconds of a track only, which search leaves out: analyse those tracks in "
                      "full; an analyze run with upgrade finishes every preview")
-OTHER_VERSIONS_LEFT_OUT = "an analyze run of their folders makes them anew"
+OTHER_VERSIONS_LEFT_OUT = "an analyze run of their folders makes them anew, and cache prune then drops them"
 PREVIEW_MATCH_S = 0.05  # a stored preview this close to the seconds asked for is that preview
 
 
@@ -276,7 +276,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
                       index_progress)
     if under is not None and not hits:  # say why the answer is empty: copies, or nothing there
         stats["query_copies_under"] = _copies_under(record, plan, stats)
-    stats["previews_left_out"] = store.record_count("previews")
+    stats["previews_left_out"] = store.current_preview_count()
     stats["other_versions_left_out"] = store.other_version_count()
     store.flush_stats()
     stats["cache_hits"] = store.backend.counter("hits") - hits_before
@@ -357,8 +357,9 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
     index, info = current_index(store, kind, params.key(), progress)
     stats.update(info)
     if not _holds_others(index, record) and not (kind == "batch" and stats.get("missing_batch")):
-        message = f"the store holds no other {kind} fingerprints to search: analyse the library first"
-        previews = store.record_count("previews")
+        message = f"the store holds no other {kind} fingerprints to search: analyse the library first" + (
+            " with batch fingerprints" if kind == "batch" else "")
+        previews = store.current_preview_count()
         older = store.other_version_count()
         if kind == "streaming" and previews:
             some = "1 of its records is a preview" if previews == 1 else f"{previews} of its records are previews"
@@ -369,7 +370,7 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
             some = "1 of its records is" if older == 1 else f"{older} of its records are"
             message = (f"the store holds no other fingerprints of this version (v{FINGERPRINT_VERSION}) to search: "
                        f"{some} of another fingerprint version ({OTHER_VERSIONS_LEFT_OUT})")
-        stats["nothing_to_search"] = message + (" with batch fingerprints" if kind == "batch" else "")
+        stats["nothing_to_search"] = message
         return []
     return _ranked(store, index, record, query, stats, skipped)
 

@@ -574,6 +574,19 @@ class FingerprintStore(StoreImports):
         candidate entry when no record of it remains)."""
         self.forget_paths(record, [seen.path for seen in record.paths])
 
+    def delete_record_alone(self, key: str) -> bool:
+        """Delete the record under ``key`` and nothing else (a compare-and-swap): a
+        record of another fingerprint version whose content has a record of this one,
+        which shares its path and candidate entries (``delete_record`` would forget
+        them). False when it was gone already."""
+        for _ in range(SAVE_ATTEMPTS):
+            text, _ = self.read_current(key)
+            if text is None:
+                return False
+            if self._swap_entry(key, text, None, journal=True):
+                return True
+        raise StoreError(f"{key}: the record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
+
     def delete_failure(self, path: str) -> None:
         self._delete(f"fail:{path_key(path)}")
 
@@ -652,6 +665,14 @@ class FingerprintStore(StoreImports):
         keeps none (a store that must be counted first)."""
         counts, _ = self.backend.census()
         return None if counts is None else int(census_summary(counts)[kind])
+
+    def current_preview_count(self) -> int:
+        """How many records of this fpcli's fingerprint version are previews (from the
+        kept census; 0 when the store keeps none). A former version's previews are
+        records of another version: an upgrade run cannot finish them."""
+        counts, _ = self.backend.census()
+        ours = {tag: n for tag, n in (counts or {}).items() if tag.startswith(f"rec:v{FINGERPRINT_VERSION}:")}
+        return int(census_summary(ours)["previews"])
 
     def other_version_count(self) -> int:
         """How many records are of another fingerprint version than this fpcli's (from

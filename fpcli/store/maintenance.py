@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from fpcli.errors import BadEntryError, StoreError, StoreFullError
 from fpcli.files import atomic_text
+from fpcli.params import FINGERPRINT_VERSION, AnalysisParams
 from fpcli.store.census import FAILURE_TAG, census_summary, census_tag, tag_of_entry
 from fpcli.store.core import FingerprintStore, PathChange
 from fpcli.store.protocol import BATCH
@@ -40,6 +41,7 @@ from fpcli.store.records import (
     Record,
     file_state,
     path_key,
+    record_key,
     stored_file_state,
 )
 from fpcli.store.schema import (
@@ -81,9 +83,15 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
     pruned after one pass over the path entries (``_prune_crowded``)."""
     removed: list[Pruned] = []
     crowded: dict[str, list[str]] = {}  # digest -> keys of its records that list MAX_PATHS paths
+    older: list[Record] = []   # records of another fingerprint version, checked a batch at a time
     for number, record in enumerate(store.records(), start=1):
         if number % BATCH == 0:
             progress(number)
+        if record.fingerprint_version != FINGERPRINT_VERSION:
+            older.append(record)
+            if len(older) == BATCH:
+                removed += _drop_superseded(store, older, dry_run)
+                older = []
         if len(record.paths) >= MAX_PATHS:
             crowded.setdefault(record.digest, []).append(record.key)
             continue
@@ -93,6 +101,7 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
             removed += gone
         elif not dry_run and (gone or touched):
             removed += _prune_record(store, record, states)
+    removed += _drop_superseded(store, older, dry_run)
     if crowded:
         removed += _prune_crowded(store, crowded, dry_run)
     for failure in store.failures():
@@ -102,6 +111,21 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
             if not dry_run:
                 store.delete_failure(failure.path)
     return removed
+
+
+def _drop_superseded(store: FingerprintStore, older: list[Record], dry_run: bool) -> list[Pruned]:
+    """Delete the records of ``older`` (of another fingerprint version) whose content has
+    a record of this version (its files were analysed again): nothing reads them, and
+    search counted them as left out after the upgrade was done. Their path and
+    candidate entries stay: the new record shares them. One read of the new keys."""
+    params_key = AnalysisParams().key()   # what every command analyses with
+    present = store.backend.get_many([record_key(r.digest, params_key) for r in older]) if older else []
+    dropped: list[Pruned] = []
+    for record, current in zip(older, present, strict=True):
+        if current is not None and (dry_run or store.delete_record_alone(record.key)):
+            dropped.append(Pruned(record.path, f"fingerprint v{record.fingerprint_version}: analysed again as "
+                                               f"v{FINGERPRINT_VERSION}"))
+    return dropped
 
 
 def _prune_record(store: FingerprintStore, record: Record, states: dict[tuple[str, int], FileState]) -> list[Pruned]:
