@@ -11,7 +11,8 @@ Ground truth:
   72 FluidSynth renders with known tempo and meter, and 20 Planet Blupi clips whose
   label is the MIDI file's notated tempo.
 
-Estimators: ``fpcli`` (``fpcli.dsp.tempo.estimate_tempo``, this version), ``fpcli
+Estimators: ``fpcli`` (``fpcli.dsp.tempo.estimate_tempo`` on the autocorrelation alone:
+fingerprint v6's level checks, which read recent envelopes, are not run), ``fpcli
 before`` (the octave-rule estimator of the previous version, copied below for
 comparison only) and ``librosa beat_track`` (22.05 kHz mono, defaults) when librosa
 is installed. Both fpcli estimators read the same onset autocorrelation, computed by

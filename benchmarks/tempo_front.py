@@ -2,8 +2,10 @@
 
 It runs exactly the pipeline's tempo path (framing, STFT power, mel, the 4-column
 onset envelope, the onset autocorrelation) and nothing else, so a corpus can be
-re-scored by a new tempo estimator without re-running the whole analyzer.
-``tests/test_tempo.py`` checks that it gives the streaming analyzer's tempo.
+re-scored by a new tempo estimator without re-running the whole analyzer. It keeps
+no ring of recent envelopes, so its estimates are the autocorrelation's choice
+without fingerprint v6's level checks (``fpcli.dsp.tempo``); the quality benchmark
+(``benchmarks/quality/evaluate.py``) runs the analyzers themselves.
 """
 
 from __future__ import annotations

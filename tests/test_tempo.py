@@ -286,3 +286,56 @@ def test_the_level_checks_need_eight_beats_of_the_slower_level():
     assert strength is not None
     level = tempo_module._refined(p, DOTTED)
     assert tempo_module._checked_level(level, strength, lags, scores, p, FRAME_RATE, PARAMS) == level
+
+
+def test_tracking_a_stretch_no_longer_than_two_periods_gives_nothing():
+    """It raised a broadcast error below half a period, and misaligned its smoothing
+    below two periods (np.convolve "same" gives the kernel's length)."""
+    assert tracking_per_beat(np.ones(10), 21.5) == 0.0
+    assert tracking_per_beat(np.zeros(0), 21.5) == 0.0
+    assert tracking_per_beat(np.ones(43), 21.5) == 0.0 != tracking_per_beat(np.tile([1.0] + [0.0] * 20, 5), 21.0)
+
+
+def test_a_level_refined_past_the_range_end_is_not_checked():
+    """Refined to 1.5 frames below the shortest period, a level had no score near it:
+    -inf trailed nothing, and a level scored 101 lower was taken."""
+    low, high = tempo_module.tempo_lag_range(FRAME_RATE, PARAMS)
+    lags = np.arange(low, high + 1)
+    scores = np.full(len(lags), -100.0)
+    level = (low - 1, low - 1.4)
+    frames = int(30 * FRAME_RATE)
+    strength = beat_strength(_bands(_impulses(frames, level[1] * 4 / 3), _impulses(frames, level[1] * 4 / 3, 0.6)))
+    assert strength is not None
+    p = np.ones(4 * high)
+    assert tempo_module._checked_level(level, strength, lags, scores, p, FRAME_RATE, PARAMS) == level
+
+
+def test_the_analyzers_check_the_level_on_the_last_seconds_of_their_own_envelopes(monkeypatch):
+    """The level checks read the pipeline's ring of recent envelopes, oldest first; with
+    the envelopes left out or out of order, every other test still passed."""
+    from fpcli.dsp import pipeline as pipeline_module
+
+    pushed: list[np.ndarray] = []
+
+    class Kept(OnsetHistory):
+        def push(self, envelope: np.ndarray) -> None:
+            pushed.append(np.asarray(envelope, dtype=np.float32).copy())
+            super().push(envelope)
+
+    asked: list[np.ndarray | None] = []
+    estimate = pipeline_module.estimate_tempo
+    monkeypatch.setattr(pipeline_module, "OnsetHistory", Kept)
+    monkeypatch.setattr(pipeline_module, "RECENT_S", 2.0)   # the ring goes round 5 times in 10 s
+    monkeypatch.setattr(pipeline_module, "estimate_tempo",
+                        lambda acf, rate, params, recent=None: asked.append(recent) or estimate(acf, rate, params,
+                                                                                                 recent))
+    x = synth.music_like(10.0, SR, bpm=100, seed=4)
+    for analyzer in (StreamingAnalyzer(SR, x.shape[1]), BatchAnalyzer(SR, x.shape[1])):
+        pushed.clear()
+        asked.clear()
+        for start in range(0, len(x), 3001):
+            analyzer.push(x[start : start + 3001])
+        analyzer.finish()
+        rows = np.concatenate(pushed)
+        frames = math.ceil(2.0 * analyzer.pipeline.frame_rate)
+        assert asked and all(np.array_equal(recent, rows[-frames:]) for recent in asked), type(analyzer)

@@ -35,8 +35,11 @@ def beat_strength(bands: np.ndarray) -> np.ndarray | None:
 def tracking_per_beat(strength: np.ndarray, period: float) -> float:
     """The tracker's objective per beat (the onset strength its beats collect, less
     its penalties, over the number of beats) for beats ``period`` frames apart
-    (fractional) along ``strength`` (frames,). O(frames x period)."""
+    (fractional) along ``strength`` (frames,). O(frames x period). 0 when ``strength``
+    is not longer than two periods: no beat can be tracked there."""
     n = len(strength)
+    if n <= 2 * int(period) + 1:
+        return 0.0
     offsets = np.arange(-int(period), int(period) + 1)
     local = np.convolve(strength, np.exp(-0.5 * (offsets / (period * PEAK_WIDTH)) ** 2), mode="same")
     shortest, longest = int(round(period / 2)), int(round(2 * period))

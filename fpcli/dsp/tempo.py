@@ -190,6 +190,8 @@ def _checked_level(level: tuple[int, float], strength: np.ndarray, lags: np.ndar
     strength per frame."""
     lag = level[1]
     own_score = _score_near(lags, scores, lag)
+    if not math.isfinite(own_score):
+        return level   # refined past the range's end: no score to compare (-inf would pass any gap)
     own_tracking: float | None = None
     chosen, chosen_ratio = level, -math.inf
     for ratio, most_behind, least_log_ratio in LEVEL_CHECKS:
