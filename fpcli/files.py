@@ -170,7 +170,7 @@ def check_writable(target: str) -> None:
     that takes minutes to fill it. A trial file is created and removed in its folder
     (``os.access`` says yes to root on a read-only mount)."""
     _refuse_non_regular(target)
-    if target.endswith(("/", os.sep)):
+    if target.endswith(("/", os.sep)) or os.path.basename(target) in (".", ".."):
         # `--m3u newdir/` wrote a playlist named "newdir": a name ending in a slash
         # names a folder, and there is none.
         raise FpcliError(f"cannot write {target}: a name ending in / is a folder, and there is none; "

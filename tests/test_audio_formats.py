@@ -920,3 +920,15 @@ def test_an_aiff_written_to_a_pipe_by_sox_states_no_length():
     data[frames_at : frames_at + 4] = struct.pack(">I", 0x7F000000 // 2)
     reader, decoded = read_stream(bytes(data), "pipe")
     assert len(decoded) == 3 * SR and not reader.length_exact and not reader.partial, reader.partial_reason
+
+
+def test_an_aiff_of_2_gb_or_more_outside_sox_s_placeholder_keeps_its_length():
+    """Only SoX's placeholder window states no length: a real AIFF of 2.2 GB is still
+    held to the count its COMM chunk states."""
+    from fpcli.audio.headers import stated_frames
+
+    data = bytearray(written(synth.music_like(1.0, SR, seed=6), SR, "AIFF"))
+    data[4:8] = struct.pack(">I", 0x83000000)
+    assert stated_frames(bytes(data)) == SR
+    data[4:8] = struct.pack(">I", 0x7F000050)
+    assert stated_frames(bytes(data)) is None

@@ -203,7 +203,8 @@ def test_main_turns_fpcli_errors_into_one_line(tmp_path, capsys, monkeypatch):
     blocker.write_text("x")
     # Under a file: the store cannot be made (a file named as the store is a usage error, exit 2).
     monkeypatch.setattr(sys, "argv", ["fpcli", "--store", str(blocker / "store"), "cache", "import", "-"])
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    header = b'{"type": "fpcli-store-export", "version": 2}\n'   # an export: the store is opened for it
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(header)))
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 1

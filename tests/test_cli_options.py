@@ -508,7 +508,8 @@ def test_an_output_named_as_a_folder_that_is_not_there_is_a_usage_error(tmp_path
     assert runner.invoke(app, ["--store", str(store), "analyze", song]).exit_code == 0
     folder = str(tmp_path / "newdir") + os.sep
     for args in (["search", song, "--m3u", folder], ["cache", "export", folder],
-                 ["bench", "--quick", "--json", folder]):
+                 ["bench", "--quick", "--json", folder], ["search", song, "--m3u", folder + "."],
+                 ["cache", "export", folder + ".."]):
         result = runner.invoke(app, ["--store", str(store), *args])
         assert result.exit_code == EXIT_USAGE and "a name ending in / is a folder" in result.output, \
             (args, result.output)

@@ -623,9 +623,11 @@ def _chunk_headers(fh: BinaryIO, width: int) -> Iterator[bytes]:
         yield header
 
 
-# SoX writing AIFF to a pipe states a FORM size of 0x7F000000 and more, and a frame
-# count of 0x7F000000 bytes' worth: a complete stream read as cut, 3.4 hours long.
-_AIFF_UNKNOWN_SIZE_FROM = 0x7F000000
+# SoX writing AIFF to a pipe states a FORM size of 0x7F000000 plus its header (0x7F000050,
+# AIFF-C 0x7F00004A), and a frame count of 0x7F000000 bytes' worth: a complete stream
+# read as cut, 3.4 hours long. A file of 2.13 GB or more outside this window keeps its
+# stated length.
+_AIFF_UNKNOWN_SIZE_FROM, _AIFF_UNKNOWN_SIZE_TO = 0x7F000000, 0x7F001000
 
 
 def aiff_stated_frames(fh: BinaryIO) -> int | None:
@@ -637,7 +639,7 @@ def aiff_stated_frames(fh: BinaryIO) -> int | None:
     head = fh.read(12)
     if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
         return None
-    if struct.unpack(">I", head[4:8])[0] >= _AIFF_UNKNOWN_SIZE_FROM:
+    if _AIFF_UNKNOWN_SIZE_FROM <= struct.unpack(">I", head[4:8])[0] < _AIFF_UNKNOWN_SIZE_TO:
         return None
     for header in _chunk_headers(fh, 8):
         tag, size = header[:4], struct.unpack(">I", header[4:])[0]
