@@ -426,7 +426,7 @@ def test_the_help_lists_every_exit_code_of_the_readme():
 
 
 def test_the_no_index_help_gives_the_measured_import_peak():
-    """It said "about 4.6 GB at 1,000,000 records"; the README's measured peak is 3.0 GB."""
+    """It said "about 4.6 GB at 1,000,000 records"; the README gives the measured peak."""
     import re
 
     measured = re.search(r"peak RSS [^;]*? and ([\d.]+ GB) at 1,000,000", " ".join(README.read_text().split()))

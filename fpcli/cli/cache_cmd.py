@@ -554,8 +554,8 @@ def cache_import(ctx: typer.Context,
                  file: Annotated[str, typer.Argument(metavar="FILE", help="JSON Lines file to read, or - for stdin.")],
                  no_index: Annotated[bool, typer.Option(
                      "--no-index", help="Do not save the search index at the end, and so do not hold its rows "
-                                        "in memory meanwhile (an import that saves it peaked at 3.0 GB at "
-                                        "1,000,000 records, 0.44 GB at 100,000, measured).")] = False) -> None:
+                                        "in memory meanwhile (an import that saves it peaked at 3.2 GB at "
+                                        "1,000,000 records, 0.43 GB at 100,000, measured).")] = False) -> None:
     """Read records and failures from an export; invalid lines are rejected and listed.
 
     The file is parsed as JSON only (nothing is ever unpickled) and every field of
