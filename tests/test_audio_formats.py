@@ -932,3 +932,16 @@ def test_an_aiff_of_2_gb_or_more_outside_sox_s_placeholder_keeps_its_length():
     assert stated_frames(bytes(data)) == SR
     data[4:8] = struct.pack(">I", 0x7F000050)
     assert stated_frames(bytes(data)) is None
+
+
+@pytest.mark.parametrize("how", ["pipe", "seekable"])
+def test_an_mp3_on_stdin_is_as_long_as_the_file_its_lame_tag_states(tmp_path, how):
+    """FFmpeg trims an encoder's end padding only where it can seek: on stdin a 10.0 s
+    MP3 decoded 10.006 s (the file 10.0 s), and the padding was analysed as audio."""
+    x = synth.music_like(4.0, 44100, seed=8)
+    path = write(tmp_path / "x.mp3", x, 44100, format="MP3")
+    file_reader = AudioReader(path)
+    from_file = np.concatenate(list(file_reader))
+    reader, decoded = read_stream(open(path, "rb").read(), how)
+    assert reader.length_exact and len(from_file) == reader.expected_frames
+    assert len(decoded) == len(from_file) and reader.frames_read == len(from_file) and not reader.partial

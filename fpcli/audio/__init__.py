@@ -41,6 +41,8 @@ __all__ = [
 
 DEFAULT_BLOCK_FRAMES = 131072
 PARTIAL_TOLERANCE_S = 0.1
+# The most end padding an MP3 encoder tag can state (LAME: 12 bits of frames).
+MAX_MP3_PADDING = 4095
 # Float files hold any value; music scaled to ±1 peaks near 1 (a few units after a
 # lossy codec's overshoot). Far beyond, the file is not audio-scaled and the
 # analyzers' squares and sums would overflow float32 (1e18 squared is inf).
@@ -322,7 +324,7 @@ class AudioReader:
             if self._opened is None:
                 self._check_unchanged(source.info)
             try:
-                for block in self._window(source):
+                for block in self._without_end_padding(self._window(source)):
                     block = self._sanitized(block)
                     self.frames_read += len(block)
                     yield block
@@ -355,6 +357,33 @@ class AudioReader:
         if facts(now) != facts(self.info):
             raise AudioReadError(self.path, f"the file changed after it was opened ({facts(self.info)} then, "
                                  f"{facts(now)} now): open it again")
+
+    def _without_end_padding(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """``blocks``, less an MP3 stream's end padding. FFmpeg trims the padding its
+        encoder tag states only where it can seek: on stdin a 10.0 s MP3 decoded
+        10.006 s, the padding analysed as audio (the file read 10.0 s). Past the count
+        its tag states, a stream's blocks are held back until it ends (padding,
+        dropped) or more than MAX_MP3_PADDING frames came (more audio than stated:
+        kept, and judged as before)."""
+        if not (self.is_stream and self.length_exact and self.expected_frames > 0 and self._start == 0
+                and self._end is None and self.info.subtype.startswith("MPEG_LAYER")):
+            yield from blocks
+            return
+        left = self.expected_frames
+        held: list[np.ndarray] | None = []
+        for block in blocks:
+            if held is None:
+                yield block
+                continue
+            stated, block = block[:left], block[left:]
+            left -= len(stated)
+            if len(stated):
+                yield stated
+            if len(block):
+                held.append(block)
+                if sum(len(b) for b in held) > MAX_MP3_PADDING:
+                    yield from held
+                    held = None
 
     def _window(self, source: Source) -> Iterator[np.ndarray]:
         """The source's blocks from ``_start`` to ``_end``: seeking where the decoder
