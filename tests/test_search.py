@@ -779,8 +779,9 @@ def test_previews_are_left_out_of_search_and_it_says_so(tmp_path, library):
         assert cli.exit_code == 0 and "left out 5 preview records" in cli.stderr
 
 
-def _older_version_copy(store: FingerprintStore, target) -> FingerprintStore:
-    """A new store holding ``store``'s records as a former fingerprint version wrote them."""
+def _older_version_copy(store: FingerprintStore, target, versions_back: int = 1) -> FingerprintStore:
+    """A new store holding ``store``'s records as a former fingerprint version wrote them
+    (``versions_back`` -1: as a later one will)."""
     from fpcli.params import FINGERPRINT_VERSION
     from fpcli.store.maintenance import export_store, import_store
 
@@ -790,8 +791,8 @@ def _older_version_copy(store: FingerprintStore, target) -> FingerprintStore:
         entry = json.loads(line)
         if entry.get("type") == "record":
             data = entry["data"]
-            data["fingerprint_version"] = FINGERPRINT_VERSION - 1
-            data["params_key"] = f"v{FINGERPRINT_VERSION - 1}-" + data["params_key"].split("-", 1)[1]
+            data["fingerprint_version"] = FINGERPRINT_VERSION - versions_back
+            data["params_key"] = f"v{FINGERPRINT_VERSION - versions_back}-" + data["params_key"].split("-", 1)[1]
         older.append(json.dumps(entry))
     target.with_suffix(".jsonl").write_text("\n".join(older) + "\n")
     copy = FingerprintStore.open(target)
@@ -829,6 +830,35 @@ def test_records_of_another_fingerprint_version_are_left_out_and_it_says_so(stor
         again = search(older, str(library / "t1.flac"), k=2, strategy="fast")
         assert again.stats["other_versions_left_out"] == stored - 3 and again.hits == result.hits
         assert older.record_count() == stored   # 3 of the v5 records dropped, the 3 new ones kept
+
+
+def test_prune_keeps_the_records_of_a_later_version_sharing_the_store(store, library, tmp_path):
+    """A later fpcli sharing the store (one Redis, mixed clients) keeps its records: a
+    prune dropped every record of another version whose content had one of this
+    version, the later one's too ("fingerprint v7: analysed again as v6")."""
+    with _older_version_copy(store, tmp_path / "newer", versions_back=-1) as newer:
+        stored = newer.record_count()
+        run_library([str(library / "t2.flac")], newer, RunOptions(jobs=1))
+        pruned = runner.invoke(app, ["--store", newer.location, "cache", "prune", "--json"])
+        assert pruned.exit_code == 0 and "analysed again" not in pruned.stdout, pruned.output
+        assert newer.record_count() == stored + 1
+        shown = runner.invoke(app, ["--store", newer.location, "cache", "show", str(library / "t4.flac")])
+        assert "(newer), not this fpcli's: search leaves it out" in shown.stdout and "makes it anew" not in \
+            shown.stdout, shown.output
+
+
+def test_prune_forgets_the_path_entries_only_a_dropped_former_record_listed(store, library, tmp_path):
+    """A former record listing a copy the new record does not list: dropped, it left the
+    copy's path entry behind, which no record lists and no prune looks at again."""
+    from fpcli.store.records import path_key
+
+    with _older_version_copy(store, tmp_path / "older") as older:
+        copy = str(library / "copy_of_t0.flac")
+        assert older.backend.get(f"path:{path_key(copy)}") is not None
+        run_library([str(library / "t0.flac")], older, RunOptions(jobs=1))   # the new record lists t0 only
+        assert runner.invoke(app, ["--store", older.location, "cache", "prune"]).exit_code == 0
+        assert older.backend.get(f"path:{path_key(copy)}") is None
+        assert older.backend.get(f"path:{path_key(str(library / 't0.flac'))}") is not None
 
 
 def test_previews_of_another_version_are_no_previews_to_finish(library, tmp_path):

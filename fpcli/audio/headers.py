@@ -623,11 +623,11 @@ def _chunk_headers(fh: BinaryIO, width: int) -> Iterator[bytes]:
         yield header
 
 
-# SoX writing AIFF to a pipe states a FORM size of 0x7F000000 plus its header (0x7F000050,
-# AIFF-C 0x7F00004A), and a frame count of 0x7F000000 bytes' worth: a complete stream
-# read as cut, 3.4 hours long. A file of 2.13 GB or more outside this window keeps its
-# stated length.
-_AIFF_UNKNOWN_SIZE_FROM, _AIFF_UNKNOWN_SIZE_TO = 0x7F000000, 0x7F001000
+# SoX writing AIFF to a pipe states a FORM size of 0x7F000000 plus its header (which holds
+# the input's tags as a comment: any size) and a frame count of 0x7F000000 bytes' worth:
+# a complete stream read as cut, 3.4 hours long. Known by that count, so that a real
+# AIFF of 2.13 GB or more keeps its stated length.
+_SOX_PIPE_BYTES = 0x7F000000
 
 
 def aiff_stated_frames(fh: BinaryIO) -> int | None:
@@ -639,15 +639,18 @@ def aiff_stated_frames(fh: BinaryIO) -> int | None:
     head = fh.read(12)
     if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
         return None
-    if _AIFF_UNKNOWN_SIZE_FROM <= struct.unpack(">I", head[4:8])[0] < _AIFF_UNKNOWN_SIZE_TO:
-        return None
+    form_size = struct.unpack(">I", head[4:8])[0]
     for header in _chunk_headers(fh, 8):
         tag, size = header[:4], struct.unpack(">I", header[4:])[0]
         if tag == b"COMM":
             body = fh.read(min(size, 22))
             if len(body) < 18 or (head[8:12] == b"AIFC" and body[18:22] not in _AIFC_FRAME_TYPES):
                 return None
-            return struct.unpack(">I", body[2:6])[0] or None
+            channels, frames, bits = struct.unpack(">hIh", body[:8])
+            frame_bytes = max(channels, 1) * max((bits + 7) // 8, 1)
+            if form_size >= _SOX_PIPE_BYTES and frames == _SOX_PIPE_BYTES // frame_bytes:
+                return None
+            return frames or None
         fh.seek(size + (size & 1), os.SEEK_CUR)   # chunks are padded to an even length
     return None
 

@@ -190,11 +190,14 @@ def _heard(listing: dict[str, Any]) -> str:
 
 
 def _older(version: int) -> str:
-    """", fingerprint v5" for a record of another version than this fpcli's: after an
-    upgrade, list and show gave such records as current, and search left them out."""
+    """", fingerprint v5" for a record of another version than this fpcli's (", ...
+    (newer)" for a later one's): after an upgrade, list and show gave such records as
+    current, and search left them out."""
     from fpcli.params import FINGERPRINT_VERSION
 
-    return "" if version == FINGERPRINT_VERSION else f", fingerprint v{version}"
+    if version == FINGERPRINT_VERSION:
+        return ""
+    return f", fingerprint v{version}" + (" (newer)" if version > FINGERPRINT_VERSION else "")
 
 
 @cache_app.command("list")
@@ -299,8 +302,8 @@ def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(metavar=
     footer = [f"analysed {when(record.analysed_at)}, last used {when(record.last_used_at)}, "
               f"validation: {validation.status if validation else 'not validated'}; {len(record.paths)} known path(s)"]
     if older := _older(record.fingerprint_version):
-        footer.append(f"{older.removeprefix(', ')}, not this fpcli's: search leaves it out, and an analyze run of the "
-                      "file makes it anew")
+        footer.append(f"{older.removeprefix(', ')}, not this fpcli's: search leaves it out"
+                      + ("" if "newer" in older else ", and an analyze run of the file makes it anew"))
     if failure is not None:
         footer.append(f"the whole file failed: {failure.message} ({failure.error_type}; `fpcli analyze "
                       "--retry-failed` tries it again)")

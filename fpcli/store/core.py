@@ -587,6 +587,11 @@ class FingerprintStore(StoreImports):
                 return True
         raise StoreError(f"{key}: the record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
 
+    def forget_paths_of(self, record: Record, kept: set[str]) -> None:
+        """Forget the path entries of ``record``'s paths not in ``kept`` that name its
+        content (the record itself already deleted)."""
+        self._forget_path_entries([seen.path for seen in record.paths if seen.path not in kept], record.digest)
+
     def delete_failure(self, path: str) -> None:
         self._delete(f"fail:{path_key(path)}")
 
@@ -666,12 +671,14 @@ class FingerprintStore(StoreImports):
         counts, _ = self.backend.census()
         return None if counts is None else int(census_summary(counts)[kind])
 
-    def current_preview_count(self) -> int:
+    def current_preview_count(self) -> int | None:
         """How many records of this fpcli's fingerprint version are previews (from the
-        kept census; 0 when the store keeps none). A former version's previews are
+        kept census; None when the store keeps none). A former version's previews are
         records of another version: an upgrade run cannot finish them."""
         counts, _ = self.backend.census()
-        ours = {tag: n for tag, n in (counts or {}).items() if tag.startswith(f"rec:v{FINGERPRINT_VERSION}:")}
+        if counts is None:
+            return None
+        ours = {tag: n for tag, n in counts.items() if tag.startswith(f"rec:v{FINGERPRINT_VERSION}:")}
         return int(census_summary(ours)["previews"])
 
     def other_version_count(self) -> int:

@@ -83,11 +83,12 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
     pruned after one pass over the path entries (``_prune_crowded``)."""
     removed: list[Pruned] = []
     crowded: dict[str, list[str]] = {}  # digest -> keys of its records that list MAX_PATHS paths
-    older: list[Record] = []   # records of another fingerprint version, checked a batch at a time
+    older: list[Record] = []   # records of a former fingerprint version, checked a batch at a time
     for number, record in enumerate(store.records(), start=1):
         if number % BATCH == 0:
             progress(number)
-        if record.fingerprint_version != FINGERPRINT_VERSION:
+        # Former only: a newer fpcli sharing the store (one Redis, mixed clients) keeps its own.
+        if record.fingerprint_version < FINGERPRINT_VERSION:
             older.append(record)
             if len(older) == BATCH:
                 removed += _drop_superseded(store, older, dry_run)
@@ -114,18 +115,34 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
 
 
 def _drop_superseded(store: FingerprintStore, older: list[Record], dry_run: bool) -> list[Pruned]:
-    """Delete the records of ``older`` (of another fingerprint version) whose content has
+    """Delete the records of ``older`` (of a former fingerprint version) whose content has
     a record of this version (its files were analysed again): nothing reads them, and
-    search counted them as left out after the upgrade was done. Their path and
-    candidate entries stay: the new record shares them. One read of the new keys."""
+    search counted them as left out after the upgrade was done. The path entries the
+    new record shares stay; those of paths only the old record listed go with it (no
+    record would list them, and no prune would look at them again). One read of the
+    new keys."""
     params_key = AnalysisParams().key()   # what every command analyses with
-    present = store.backend.get_many([record_key(r.digest, params_key) for r in older]) if older else []
+    keys = [record_key(r.digest, params_key) for r in older]
+    present = store.backend.get_many(keys) if older else []
     dropped: list[Pruned] = []
-    for record, current in zip(older, present, strict=True):
-        if current is not None and (dry_run or store.delete_record_alone(record.key)):
-            dropped.append(Pruned(record.path, f"fingerprint v{record.fingerprint_version}: analysed again as "
-                                               f"v{FINGERPRINT_VERSION}"))
+    for record, key, current in zip(older, keys, present, strict=True):
+        if current is None:
+            continue
+        if not dry_run:
+            if not store.delete_record_alone(record.key):
+                continue
+            store.forget_paths_of(record, _listed_paths(key, current))
+        dropped.append(Pruned(record.path, f"fingerprint v{record.fingerprint_version}: analysed again as "
+                                           f"v{FINGERPRINT_VERSION}"))
     return dropped
+
+
+def _listed_paths(key: str, text: str) -> set[str]:
+    """The paths the stored record ``text`` lists (none when it cannot be read)."""
+    try:
+        return {seen.path for seen in parse_record(key, loads(key, text)).paths}
+    except BadEntryError:
+        return set()
 
 
 def _prune_record(store: FingerprintStore, record: Record, states: dict[tuple[str, int], FileState]) -> list[Pruned]:
@@ -769,13 +786,14 @@ def _refuse_non_export(name: str, handle: IO[bytes]) -> None:
     if peek is None:
         return   # a stream that cannot be peeked at (a caller's own) is judged line by line
     try:
-        head = peek(1 << 16)[: 1 << 16].lstrip()
+        start = peek(1 << 16)
     except OSError:
         return   # its read fails on the first line, with the reason
+    if not start:   # at its end already (asked again, a terminal would wait for a second Ctrl-D)
+        raise StoreError(f"{name} is empty: an fpcli export holds at least its header line; nothing was imported")
+    head = start[: 1 << 16].lstrip()
     if head.startswith(b"\xef\xbb\xbf"):   # a byte-order mark some editors add
         head = head[3:].lstrip()
-    if not head and not peek(1):
-        raise StoreError(f"{name} is empty: an fpcli export holds at least its header line; nothing was imported")
     if head and not head.startswith(b"{"):
         raise StoreError(f"{name} is not an fpcli export (JSON Lines, `fpcli cache export` writes them): it does "
                          "not start with a JSON object; nothing was imported")

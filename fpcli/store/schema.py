@@ -475,16 +475,16 @@ def _paths(c: _Checker, items: Any) -> tuple[PathSeen, ...]:
         c.problems.append("paths must be a non-empty list of {path, mtime_ns}")
         return ()
     problems = [f"paths[{i}]{problem}" for i, item in enumerate(items) if (problem := _path_seen_problem(item))]
-    if len(items) > MAX_PATHS:
-        # fpcli keeps the latest MAX_PATHS: an import of 5,000 listed them all, and every
-        # look-up, list and prune read them.
-        problems.append(f"paths lists {len(items)} paths; a record keeps at most {MAX_PATHS}")
-    if not problems:
-        first: dict[str, int] = {}
-        problems += [f"paths[{i}].path repeats paths[{first[p['path']]}]" for i, p in enumerate(items)
-                     if first.setdefault(p["path"], i) != i]
     c.problems += problems
-    return () if problems else tuple(PathSeen(p["path"], p["mtime_ns"]) for p in items)
+    if problems:
+        return ()
+    # A record keeps each path once and its latest MAX_PATHS (oldest first): an import
+    # of one listing 5,000 kept them all, and every look-up, list and prune read them.
+    # Kept, not refused: fpcli before 2026-11-26 wrote records of more, with batch
+    # values and verdicts that a refusal would lose.
+    latest = {p["path"]: i for i, p in enumerate(items)}   # a path listed twice: its later sighting
+    kept = [items[i] for i in sorted(latest.values())][-MAX_PATHS:]
+    return tuple(PathSeen(p["path"], p["mtime_ns"]) for p in kept)
 
 
 def _path_seen_problem(item: Any) -> str | None:
