@@ -527,6 +527,10 @@ def timbre_weights(entries: list[dict[str, Any]], feats: list[dict[str, Any]],
         for label, where in LABELS.items()} for w in weights} for strategy, (kind, dims) in kinds.items()}
 
 
+# The tempo sets of MIDI compositions (``make_corpus.py --openmsx``, ``--simutrans``): kind -> label.
+COMPOSITION_SETS = {"openmsx": "OpenMSX", "simutrans": "Simutrans"}
+
+
 def tempo_results(entries: list[dict[str, Any]], feats: list[dict[str, Any]]) -> dict[str, Any]:
     """Tempo tables for the generated clips (all, per meter, with/without drums) and the notated Blupi pieces."""
     def table(select: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -545,20 +549,23 @@ def tempo_results(entries: list[dict[str, Any]], feats: list[dict[str, Any]]) ->
     out["generated, no drums"] = table(lambda e: e["kind"] == "rendered" and not e["drums"])
     out["generated, swing"] = table(lambda e: e["kind"] == "rendered" and e["swing"])
     out["Planet Blupi (notated MIDI tempo)"] = table(lambda e: e["kind"] == "real")
-    out["OpenMSX, all"] = table(lambda e: e["kind"] == "openmsx")
-    for meter in sorted({e["meter"] for e in entries if e["kind"] == "openmsx"}):
-        out[f"OpenMSX, {meter}"] = table(lambda e, m=meter: e["kind"] == "openmsx" and e["meter"] == m)
-    out["OpenMSX, swing (triplet off-beats)"] = table(lambda e: e["kind"] == "openmsx" and e["swing"])
-    out["OpenMSX, straight"] = table(lambda e: e["kind"] == "openmsx" and not e["swing"])
-    out["OpenMSX, no drums"] = table(lambda e: e["kind"] == "openmsx" and not e["drums"])
-    for composer in sorted({e["composer"] for e in entries if e["kind"] == "openmsx"}):
-        out[f"OpenMSX, {composer}"] = table(lambda e, c=composer: e["kind"] == "openmsx" and e["composer"] == c)
+    for kind, label in COMPOSITION_SETS.items():
+        mine = [e for e in entries if e["kind"] == kind]
+        out[f"{label}, all"] = table(lambda e, k=kind: e["kind"] == k)
+        for meter in sorted({e["meter"] for e in mine}):
+            out[f"{label}, {meter}"] = table(lambda e, k=kind, m=meter: e["kind"] == k and e["meter"] == m)
+        out[f"{label}, swing (triplet off-beats)"] = table(lambda e, k=kind: e["kind"] == k and e["swing"])
+        out[f"{label}, straight"] = table(lambda e, k=kind: e["kind"] == k and not e["swing"])
+        out[f"{label}, no drums"] = table(lambda e, k=kind: e["kind"] == k and not e["drums"])
+        for composer in sorted({e["composer"] for e in mine}):
+            out[f"{label}, {composer}"] = table(lambda e, k=kind, c=composer: e["kind"] == k and e["composer"] == c)
     out = {name: t for name, t in out.items() if next(iter(t.values()))["n"]}    # subsets this corpus has
     out["detail"] = [{"id": e["id"], "nominal": e["tempo_bpm"], "meter": e.get("meter"),
                       "fpcli_streaming": f["streaming"]["tempo_bpm"], "fpcli_batch": f["batch"]["tempo_bpm"],
                       "librosa": f["librosa_tempo"], "essentia": f.get("essentia_tempo"),
                       **({k: e.get(k) for k in ("start_s", "tempo_beat", "tempo_alt_bpm", "tempo_alt_beat", "swing",
-                                                 "drums", "composer", "title")} if e["kind"] == "openmsx" else {})}
+                                                 "drums", "composer", "title")}
+                         if e["kind"] in COMPOSITION_SETS else {})}
                      for e, f in zip(entries, feats, strict=True) if e.get("tempo_bpm")]
     return out
 
@@ -697,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/quality/evaluate.py", *sys.argv[1:]])
     manifest = json.loads((args.corpus / "manifest.json").read_text())
     entries = manifest["entries"]
-    tempo_only = args.tempo_only or manifest.get("set") == "openmsx"
+    tempo_only = args.tempo_only or manifest.get("set") in COMPOSITION_SETS
     results = (evaluate_tempo if tempo_only else evaluate)(args.corpus, args.workers, args.recompute)
     results["command"] = command
     report = (render_tempo if tempo_only else render)(results, command, entries)

@@ -20,7 +20,9 @@ Needs the command-line tools ``sox`` (with Ogg support) and ``fluidsynth``.
 the OpenMSX MIDI compositions (Debian package openttd-openmsx), each inside a stretch of
 constant notated tempo and time signature, rendered like the Planet Blupi MIDI files and
 labelled with the notated tempo of the beat the meter implies. Read it with
-``evaluate.py --tempo-only``.
+``evaluate.py --tempo-only``. ``--simutrans`` builds the same kind of set from the
+Simutrans MIDI music (Debian package simutrans-data): other composers, kept out of
+every choice of fpcli's tempo estimator, so a held-out check of it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ NEXUIZ_PK3 = Path("/usr/share/games/nexuiz/data/music.pk3")
 UFOAI_PK3 = Path("/usr/share/games/ufoai/base/0music.pk3")
 BLUPI_DIR = Path("/usr/share/planetblupi/music")
 OPENMSX_DIR = Path("/usr/share/games/openttd/baseset/openmsx")
+SIMUTRANS_DIR = Path("/usr/share/games/simutrans/music")
 
 # Album -> (package, archive or folder, member names, composer, style). Composers come from
 # the files' Vorbis comments and /usr/share/doc/PACKAGE/copyright; styles are assigned per
@@ -632,9 +635,46 @@ def openmsx_titles(folder: Path) -> dict[str, str]:
     return titles
 
 
-def openmsx_entries(folder: Path, out: Path, work: Path) -> tuple[list[tuple[dict[str, Any], Any]], list[dict]]:
+def openmsx_composer(mid: Path) -> str:
+    return OPENMSX_COMPOSERS.get(mid.stem, "Jim Redfarn" if mid.stem.endswith("_redfarn") else "?")
+
+
+def simutrans_titles(folder: Path) -> dict[str, str]:
+    """File stem -> title from music.tab (a file name line, then its title line)."""
+    tab = folder / "music.tab"
+    lines = [line.strip() for line in tab.read_text(encoding="latin-1").splitlines()
+             if line.strip() and not line.startswith("#")] if tab.exists() else []
+    return {Path(lines[i]).stem: lines[i + 1] for i in range(len(lines) - 1) if lines[i].endswith(".mid")}
+
+
+# The credits the Simutrans MIDI files carry in their copyright and text events.
+SIMUTRANS_CREDITS = (("shunter", "shunter"), ("RykSeb", "RykSeb"), ("Gobanboshi", "Gobanboshi"),
+                     ("Marcos Antonio", "Marcos Antonio"), ("NoteWorthy", "? (NoteWorthy export)"))
+
+
+def simutrans_composer(mid: Path) -> str:
+    text = mid.read_bytes().decode("latin-1")
+    return next((name for mark, name in SIMUTRANS_CREDITS if mark in text), "?")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompositionSet:
+    """A Debian package's MIDI compositions, cut and labelled as one tempo set."""
+
+    name: str            # the manifest's "set", the entries' "kind" and their ids' prefix
+    package: str
+    titles: Any          # (folder) -> {file stem: title}
+    composer: Any        # (.mid path) -> composer
+
+
+OPENMSX = CompositionSet("openmsx", "openttd-openmsx", openmsx_titles, openmsx_composer)
+SIMUTRANS = CompositionSet("simutrans", "simutrans-data", simutrans_titles, simutrans_composer)
+
+
+def openmsx_entries(folder: Path, out: Path, work: Path, kind: CompositionSet = OPENMSX
+                    ) -> tuple[list[tuple[dict[str, Any], Any]], list[dict]]:
     """Manifest entries plus one build job per piece (render once, cut every window), and the skipped windows."""
-    titles = openmsx_titles(folder)
+    titles = kind.titles(folder)
     jobs, skipped = [], []
     for mid in sorted(folder.glob("*.mid")):
         tl = midi_timeline(mid.read_bytes())
@@ -642,12 +682,12 @@ def openmsx_entries(folder: Path, out: Path, work: Path) -> tuple[list[tuple[dic
         skipped += [{"piece": mid.stem, **s} for s in skips]
         if not windows:
             skipped.append({"piece": mid.stem, "start_s": None, "reason": "no valid window in the piece"})
-        composer = OPENMSX_COMPOSERS.get(mid.stem, "Jim Redfarn" if mid.stem.endswith("_redfarn") else "?")
+        composer = kind.composer(mid)
         entries = []
         for w in windows:
-            rel = f"openmsx/{mid.stem}-{w['start_s']:05.1f}s.flac"
-            entries.append({"id": f"openmsx/{mid.stem}@{w['start_s']:.1f}s", "path": rel, "kind": "openmsx",
-                            "source": "openttd-openmsx", "piece": mid.stem, "title": titles.get(mid.stem, mid.stem),
+            rel = f"{kind.name}/{mid.stem}-{w['start_s']:05.1f}s.flac"
+            entries.append({"id": f"{kind.name}/{mid.stem}@{w['start_s']:.1f}s", "path": rel, "kind": kind.name,
+                            "source": kind.package, "piece": mid.stem, "title": titles.get(mid.stem, mid.stem),
                             "composer": composer, **w})
         if entries:
             job = _openmsx_job(mid, work, out, entries)
@@ -673,20 +713,20 @@ def _openmsx_job(mid: Path, work: Path, out: Path, entries: list[dict[str, Any]]
     return job
 
 
-def openmsx_main(out: Path, folder: Path, workers: int) -> int:
-    """Build the OpenMSX tempo set in ``out`` (its own manifest.json)."""
+def openmsx_main(out: Path, folder: Path, workers: int, kind: CompositionSet = OPENMSX) -> int:
+    """Build the tempo set of ``kind`` (OpenMSX, Simutrans) in ``out`` (its own manifest.json)."""
     missing = [f"command {t!r}" for t in ("sox", "soxi", "fluidsynth") if shutil.which(t) is None]
     if not SOUNDFONT.exists():
         missing.append(f"{SOUNDFONT} (Debian package fluid-soundfont-gm)")
     if not any(folder.glob("*.mid")):
-        missing.append(f"{folder}/*.mid (Debian package openttd-openmsx)")
+        missing.append(f"{folder}/*.mid (Debian package {kind.package})")
     if missing:
         print("missing:\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fpcli-openmsx-") as tmp:
-        jobs, skipped = openmsx_entries(folder, out, Path(tmp))
+        jobs, skipped = openmsx_entries(folder, out, Path(tmp), kind)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             built = sum(bool(fut.result()) for fut in [pool.submit(job) for _, job in jobs])
     entries = [entry for entry, _ in jobs]
@@ -695,12 +735,12 @@ def openmsx_main(out: Path, folder: Path, workers: int) -> int:
         if "source_duration_s" not in entry and "source_duration_s" in old.get(entry["id"], {}):
             entry["source_duration_s"] = old[entry["id"]]["source_duration_s"]
     seconds = round(time.monotonic() - t0, 1)
-    manifest = {"set": "openmsx", "clip_seconds": CLIP_S, "sample_rate": RATE, "pieces_built_last_run": built,
+    manifest = {"set": kind.name, "clip_seconds": CLIP_S, "sample_rate": RATE, "pieces_built_last_run": built,
                 "last_run_seconds": seconds, "entries": entries, "skipped": skipped}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     pieces = len({e["piece"] for e in entries})
-    print(f"{len(entries)} OpenMSX windows of {CLIP_S:.0f} s from {pieces} pieces in {out} ({built} pieces rendered in "
-          f"{seconds} s), {len(skipped)} candidate windows skipped; manifest: {out / 'manifest.json'}")
+    print(f"{len(entries)} {kind.name} windows of {CLIP_S:.0f} s from {pieces} pieces in {out} ({built} pieces "
+          f"rendered in {seconds} s), {len(skipped)} candidate windows skipped; manifest: {out / 'manifest.json'}")
     return 0
 
 
@@ -754,9 +794,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="build the OpenMSX tempo set instead (its own corpus: give it another --out)")
     parser.add_argument("--openmsx-dir", type=Path, default=OPENMSX_DIR,
                         help="folder of the OpenMSX .mid files (e.g. extracted from the package's .deb)")
+    parser.add_argument("--simutrans", action="store_true",
+                        help="build the Simutrans tempo set instead (a held-out check: give it another --out)")
+    parser.add_argument("--simutrans-dir", type=Path, default=SIMUTRANS_DIR,
+                        help="folder of the Simutrans .mid files and music.tab")
     args = parser.parse_args(argv)
     if args.openmsx:
         return openmsx_main(args.out, args.openmsx_dir, args.workers)
+    if args.simutrans:
+        return openmsx_main(args.out, args.simutrans_dir, args.workers, SIMUTRANS)
     missing = check_tools()
     if missing:
         print("missing:\n  " + "\n  ".join(missing), file=sys.stderr)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the labelled quality corpus outside the repository (default /tmp/fpcli-quality, or OUT=DIR);
-# with --openmsx, the OpenMSX tempo set instead (give it its own OUT).
+# with --openmsx or --simutrans, a tempo set of MIDI compositions instead (give it its own OUT).
 # Installs the Debian packages it reads from when run as root and they are missing, then runs
 # make_corpus.py with the repository's virtualenv Python (or python3).
 set -euo pipefail
@@ -10,6 +10,7 @@ packages=(nexuiz-music ufoai-music planetblupi-music-ogg planetblupi-music-midi 
           libsox-fmt-all)
 for arg in "$@"; do   # the OpenMSX tempo set reads only the OpenMSX MIDI files
     if [[ $arg == --openmsx ]]; then packages=(openttd-openmsx fluidsynth fluid-soundfont-gm sox); fi
+    if [[ $arg == --simutrans ]]; then packages=(simutrans-data fluidsynth fluid-soundfont-gm sox); fi
 done
 missing=()
 for p in "${packages[@]}"; do
