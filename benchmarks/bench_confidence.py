@@ -223,15 +223,16 @@ def retempo(rows: list[dict[str, Any]], cache: Path) -> list[dict[str, Any]]:
         rate = float(data["frame_rate"])
         row = json.loads(json.dumps(row))
 
-        def put(values: dict[str, Any], acf: np.ndarray, rate: float = rate) -> float:
-            est = estimate_tempo(acf, rate, params)
+        def put(values: dict[str, Any], acf: np.ndarray, recent: np.ndarray, rate: float = rate) -> float:
+            est = estimate_tempo(acf, rate, params, recent)
             values["tempo_bpm"] = est.bpm if math.isfinite(est.bpm) else None
             values["rhythm_stability"] = est.stability if math.isfinite(est.stability) else None
             return est.margin
 
-        put(row["final"], data["full"])
+        put(row["final"], data["full"], data["recent_full"])
         for snap in row["snapshots"]:
-            snap["features"]["tempo_margin"] = put(snap["values"], data[f"{snap['seconds']:g}"])
+            at = f"{snap['seconds']:g}"
+            snap["features"]["tempo_margin"] = put(snap["values"], data[at], data[f"recent_{at}"])
         out.append(row)
     return out
 

@@ -11,8 +11,8 @@ Ground truth:
   72 FluidSynth renders with known tempo and meter, and 20 Planet Blupi clips whose
   label is the MIDI file's notated tempo.
 
-Estimators: ``fpcli`` (``fpcli.dsp.tempo.estimate_tempo`` on the autocorrelation alone:
-fingerprint v6's level checks, which read recent envelopes, are not run), ``fpcli
+Estimators: ``fpcli`` (``fpcli.dsp.tempo.estimate_tempo``, this version, with the recent
+envelopes its level checks read), ``fpcli
 before`` (the octave-rule estimator of the previous version, copied below for
 comparison only) and ``librosa beat_track`` (22.05 kHz mono, defaults) when librosa
 is installed. Both fpcli estimators read the same onset autocorrelation, computed by
@@ -80,13 +80,13 @@ def before_estimate_tempo(acf: np.ndarray, frame_rate: float, params: AnalysisPa
     return float(np.clip(60 * frame_rate / (best + shift), params.tempo_min_bpm, params.tempo_max_bpm))
 
 
-def fpcli_tempo(acf: np.ndarray, frame_rate: float) -> float:
-    return estimate_tempo(acf, frame_rate, PARAMS).bpm
+def fpcli_tempo(acf: np.ndarray, frame_rate: float, recent: np.ndarray | None) -> float:
+    return estimate_tempo(acf, frame_rate, PARAMS, recent).bpm
 
 
-ESTIMATORS: dict[str, Callable[[np.ndarray, float], float]] = {
+ESTIMATORS: dict[str, Callable[[np.ndarray, float, np.ndarray | None], float]] = {
     "fpcli": fpcli_tempo,
-    "fpcli before": lambda acf, rate: before_estimate_tempo(acf, rate, PARAMS),
+    "fpcli before": lambda acf, rate, recent: before_estimate_tempo(acf, rate, PARAMS),
 }
 
 
@@ -124,9 +124,15 @@ def synthetic_cases() -> list[dict[str, Any]]:
 
 
 def synthetic_acf(case: dict[str, Any]) -> tuple[np.ndarray, float]:
+    acf, rate, _ = synthetic_front(case)
+    return acf, rate
+
+
+def synthetic_front(case: dict[str, Any]) -> tuple[np.ndarray, float, np.ndarray]:
+    """(autocorrelation, frame rate, recent envelopes) of a generated signal."""
     front = TempoFront(SR, PARAMS)
     front.push(case["make"]())
-    return front.acf(), front.frame_rate
+    return front.acf(), front.frame_rate, front.recent.recent()
 
 
 def corpus_cases(corpus: Path) -> list[dict[str, Any]]:
@@ -144,10 +150,11 @@ def corpus_cases(corpus: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _corpus_one(args: tuple[str, str | None]) -> tuple[np.ndarray, float, float | None]:
+def _corpus_one(args: tuple[str, str | None]) -> tuple[np.ndarray, float, np.ndarray, float | None]:
     path, cache = args
     data = cached_acfs(path, Path(cache) if cache else None, (5.0, 10.0, 20.0, 30.0, 60.0))
-    return data["full"], float(data["frame_rate"]), librosa_tempo(path, Path(cache) if cache else None)
+    return (data["full"], float(data["frame_rate"]), data["recent_full"],
+            librosa_tempo(path, Path(cache) if cache else None))
 
 
 def librosa_tempo(path: str, cache: Path | None) -> float | None:
@@ -216,8 +223,8 @@ def run(args: argparse.Namespace) -> str:
     started = time.time()
     synthetic = synthetic_cases()
     for case in synthetic:
-        acf, rate = synthetic_acf(case)
-        case["estimates"] = {name: f(acf, rate) for name, f in ESTIMATORS.items()}
+        acf, rate, recent = synthetic_front(case)
+        case["estimates"] = {name: f(acf, rate, recent) for name, f in ESTIMATORS.items()}
         if not args.no_librosa:
             lib = librosa_array_tempo(case["make"]())
             if lib is not None:
@@ -227,8 +234,8 @@ def run(args: argparse.Namespace) -> str:
         corpus = corpus_cases(args.corpus)
         jobs = [(c["path"], str(args.cache) if args.cache else None) for c in corpus]
         with ProcessPoolExecutor(args.workers) as pool:
-            for case, (acf, rate, lib) in zip(corpus, pool.map(_corpus_one, jobs), strict=True):
-                case["estimates"] = {name: f(acf, rate) for name, f in ESTIMATORS.items()}
+            for case, (acf, rate, recent, lib) in zip(corpus, pool.map(_corpus_one, jobs), strict=True):
+                case["estimates"] = {name: f(acf, rate, recent) for name, f in ESTIMATORS.items()}
                 if lib is not None and not args.no_librosa:
                     case["estimates"]["librosa beat_track"] = lib
     systems = ["fpcli", "fpcli before", "librosa beat_track"]

@@ -3,9 +3,9 @@
 It runs exactly the pipeline's tempo path (framing, STFT power, mel, the 4-column
 onset envelope, the onset autocorrelation) and nothing else, so a corpus can be
 re-scored by a new tempo estimator without re-running the whole analyzer. It keeps
-no ring of recent envelopes, so its estimates are the autocorrelation's choice
-without fingerprint v6's level checks (``fpcli.dsp.tempo``); the quality benchmark
-(``benchmarks/quality/evaluate.py``) runs the analyzers themselves.
+the ring of recent envelopes fingerprint v6's level checks read (``recent_*`` beside
+each autocorrelation); the quality benchmark (``benchmarks/quality/evaluate.py``)
+runs the analyzers themselves.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import numpy as np
 
 from fpcli.audio import AudioReader, mixdown
 from fpcli.dsp.framing import Framer
-from fpcli.dsp.onset import TEMPO_BANDS_HZ, OnsetAutocorrelation, OnsetEnvelope, mel_centres_hz
+from fpcli.dsp.onset import TEMPO_BANDS_HZ, OnsetAutocorrelation, OnsetEnvelope, OnsetHistory, mel_centres_hz
 from fpcli.dsp.spectral import SpectralTools
-from fpcli.dsp.tempo import autocorrelation_lags
+from fpcli.dsp.tempo import RECENT_S, autocorrelation_lags
 from fpcli.params import AnalysisParams
+
+CACHE_FORMAT = 2   # 2: the recent envelopes beside each autocorrelation (fingerprint v6)
 
 
 class TempoFront:
@@ -37,6 +39,7 @@ class TempoFront:
                                       mel_centres_hz(self.tools.mel_matrix, self.tools.freqs))
         self.autocorrelation = OnsetAutocorrelation(autocorrelation_lags(self.frame_rate, self.params),
                                                     channels=1 + len(TEMPO_BANDS_HZ))
+        self.recent = OnsetHistory(math.ceil(RECENT_S * self.frame_rate), len(TEMPO_BANDS_HZ))
         self.samples = 0
 
     def push(self, block: np.ndarray) -> None:
@@ -44,7 +47,9 @@ class TempoFront:
         frames, _ = self.framer.push(mixdown(block))
         if len(frames):
             mel = self.tools.power(frames) @ self.tools.mel_matrix
-            self.autocorrelation.push(self.envelope.push(mel))
+            onsets = self.envelope.push(mel)
+            self.autocorrelation.push(onsets)
+            self.recent.push(onsets[:, 1:])
 
     def acf(self) -> np.ndarray:
         return self.autocorrelation.normalized()
@@ -54,8 +59,9 @@ def file_acfs(path: str | Path, checkpoints: tuple[float, ...] = (),
               params: AnalysisParams | None = None) -> dict[str, np.ndarray]:
     """ACFs of one file at each checkpoint (s) before its end, and of the whole file.
 
-    Keys: ``"5"``, ``"10"``, ... and ``"full"``; also ``"frame_rate"``, ``"seconds"``
-    and ``"onset_frames"`` (per checkpoint, then the whole file).
+    Keys: ``"5"``, ``"10"``, ... and ``"full"``, each with its ``"recent_..."`` envelopes
+    (the level checks' input); also ``"frame_rate"``, ``"seconds"`` and
+    ``"onset_frames"`` (per checkpoint, then the whole file).
     """
     reader = AudioReader(str(path), block_frames=8192)
     front = TempoFront(reader.info.samplerate, params)
@@ -71,8 +77,10 @@ def file_acfs(path: str | Path, checkpoints: tuple[float, ...] = (),
             block = block[take:]
             if stop is not None and front.samples == stop:
                 out[f"{stop / rate:g}"] = front.acf()
+                out[f"recent_{stop / rate:g}"] = front.recent.recent()
                 counts.append(front.autocorrelation.count)
     out["full"] = front.acf()
+    out["recent_full"] = front.recent.recent()
     out["frame_rate"] = np.array(front.frame_rate)
     out["seconds"] = np.array(front.samples / rate)
     out["onset_frames"] = np.array(counts + [front.autocorrelation.count])
@@ -85,7 +93,8 @@ def cached_acfs(path: str | Path, cache: Path | None, checkpoints: tuple[float, 
     if cache is None:
         return file_acfs(path, checkpoints)
     stat = Path(path).stat()
-    digest = hashlib.sha256(repr((str(path), stat.st_size, int(stat.st_mtime), checkpoints, tag)).encode())
+    digest = hashlib.sha256(repr((str(path), stat.st_size, int(stat.st_mtime), checkpoints, tag,
+                                  CACHE_FORMAT)).encode())
     key = f"{Path(path).stem}-{digest.hexdigest()[:16]}"
     target = cache / f"{key}.npz"
     if target.exists():
