@@ -378,3 +378,11 @@ def test_a_header_stating_a_length_no_file_holds_is_no_duration(tmp_path):
 
         for result in (preview, whole):
             assert keep(store, str(path), store.identify(str(path)), result).status != "error"
+
+
+def test_a_stream_changing_to_one_channel_says_one_channel():
+    """"the stream changes to 44100 Hz, 1 channels" (a stereo WAV, then a mono one)."""
+    mono = io.BytesIO()
+    sf.write(mono, music(1.0, seed=3)[:, 0], SR, format="WAV", subtype="PCM_16")
+    reader, _ = read_stream(pipe_wav(music(1.0), SR) + mono.getvalue(), "pipe")
+    assert reader.partial_reason.endswith(f"the stream changes to {SR} Hz, 1 channel"), reader.partial_reason

@@ -180,8 +180,9 @@ class AvSource:
                         if frame.samples == 0:
                             continue
                         if frame.sample_rate != rate or len(frame.layout.channels) != channels:
+                            count = len(frame.layout.channels)
                             raise DecodeFailure(self._link_change or f"the stream changes to {frame.sample_rate} Hz, "
-                                                f"{len(frame.layout.channels)} channels")
+                                                f"{count} channel{'s' if count != 1 else ''}")
                         yield frame_to_float32(frame)
                 if not self._open_next_wav():
                     return
