@@ -19,7 +19,9 @@ import functools
 import io
 import itertools
 import json
+import math
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -789,11 +791,13 @@ def _refuse_non_export(name: str, handle: IO[bytes]) -> None:
         start = peek(1 << 16)
     except OSError:
         return   # its read fails on the first line, with the reason
-    if not start:   # at its end already (asked again, a terminal would wait for a second Ctrl-D)
-        raise StoreError(f"{name} is empty: an fpcli export holds at least its header line; nothing was imported")
     head = start[: 1 << 16].lstrip()
     if head.startswith(b"\xef\xbb\xbf"):   # a byte-order mark some editors add
         head = head[3:].lstrip()
+    # At its end already (asked again, a terminal would wait for a second Ctrl-D), or a
+    # file of blank lines alone (whose size says it was all peeked at).
+    if not start or (not head and len(start) >= _file_size(handle)):
+        raise StoreError(f"{name} is empty: an fpcli export holds at least its header line; nothing was imported")
     if head and not head.startswith(b"{"):
         raise StoreError(f"{name} is not an fpcli export (JSON Lines, `fpcli cache export` writes them): it does "
                          "not start with a JSON object; nothing was imported")
@@ -804,6 +808,16 @@ def _refuse_non_export(name: str, handle: IO[bytes]) -> None:
         return   # the line-by-line reading says what is wrong with it
     if isinstance(header, dict) and header.get("type") == EXPORT_FORMAT:
         _refuse_other_export_version(header)   # before a store is made for it
+
+
+def _file_size(handle: IO[bytes]) -> float:
+    """The size of the regular file ``handle`` reads (inf for a pipe, a terminal or a
+    stream of the caller's)."""
+    try:
+        info = os.fstat(handle.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return math.inf
+    return info.st_size if stat.S_ISREG(info.st_mode) else math.inf
 
 
 def _lines(handle: IO[bytes]) -> Iterator[bytes | None]:
