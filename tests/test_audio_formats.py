@@ -947,3 +947,12 @@ def test_an_mp3_on_stdin_is_as_long_as_the_file_its_lame_tag_states(tmp_path, ho
     reader, decoded = read_stream(open(path, "rb").read(), how)
     assert reader.length_exact and len(from_file) == reader.expected_frames
     assert len(decoded) == len(from_file) and reader.frames_read == len(from_file) and not reader.partial
+
+
+def test_an_mp3_joined_on_a_pipe_at_a_low_rate_is_still_partial(tmp_path):
+    """Held back up to 4,095 frames as padding, 0.2 s of a second MP3 joined on at 8 kHz
+    (1,600 frames) was dropped, and the stream read as complete; it was partial before."""
+    first = write(tmp_path / "a.mp3", synth.music_like(3.0, 8000, seed=8), 8000, format="MP3")
+    second = write(tmp_path / "b.mp3", synth.music_like(0.2, 8000, seed=9), 8000, format="MP3")
+    reader, _ = read_stream(open(first, "rb").read() + open(second, "rb").read(), "pipe")
+    assert reader.length_exact and reader.partial, reader.frames_read

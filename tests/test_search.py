@@ -847,17 +847,25 @@ def test_prune_keeps_the_records_of_a_later_version_sharing_the_store(store, lib
             shown.stdout, shown.output
 
 
-def test_prune_forgets_the_path_entries_only_a_dropped_former_record_listed(store, library, tmp_path):
-    """A former record listing a copy the new record does not list: dropped, it left the
-    copy's path entry behind, which no record lists and no prune looks at again."""
+def test_prune_forgets_the_gone_paths_only_a_dropped_former_record_listed(store, library, tmp_path):
+    """A former record listing copies the new record does not list: dropped, it left a
+    gone copy's path entry behind, which no record lists and no prune looks at again;
+    a copy still there keeps its entry (search --library finds copies by it)."""
+    import shutil
+
     from fpcli.store.records import path_key
 
+    kept_copy = library / "copy_of_t0_kept.flac"
+    shutil.copy2(library / "t0.flac", kept_copy)
+    run_library([str(kept_copy)], store, RunOptions(jobs=1))
     with _older_version_copy(store, tmp_path / "older") as older:
-        copy = str(library / "copy_of_t0.flac")
-        assert older.backend.get(f"path:{path_key(copy)}") is not None
+        gone_copy = library / "copy_of_t0.flac"
+        assert older.backend.get(f"path:{path_key(str(gone_copy))}") is not None
         run_library([str(library / "t0.flac")], older, RunOptions(jobs=1))   # the new record lists t0 only
+        gone_copy.unlink()
         assert runner.invoke(app, ["--store", older.location, "cache", "prune"]).exit_code == 0
-        assert older.backend.get(f"path:{path_key(copy)}") is None
+        assert older.backend.get(f"path:{path_key(str(gone_copy))}") is None
+        assert older.backend.get(f"path:{path_key(str(kept_copy))}") is not None
         assert older.backend.get(f"path:{path_key(str(library / 't0.flac'))}") is not None
 
 

@@ -363,13 +363,16 @@ class AudioReader:
         encoder tag states only where it can seek: on stdin a 10.0 s MP3 decoded
         10.006 s, the padding analysed as audio (the file read 10.0 s). Past the count
         its tag states, a stream's blocks are held back until it ends (padding,
-        dropped) or more than MAX_MP3_PADDING frames came (more audio than stated:
-        kept, and judged as before)."""
+        dropped) or more than MAX_MP3_PADDING frames, or than the partial tolerance,
+        came (more audio than stated: kept, and judged as before)."""
         if not (self.is_stream and self.length_exact and self.expected_frames > 0 and self._start == 0
                 and self._end is None and self.info.subtype.startswith("MPEG_LAYER")):
             yield from blocks
             return
         left = self.expected_frames
+        # Within the tolerance a longer stream was never partial: at 8 kHz 4,095 frames
+        # are 0.5 s, and an MP3 joined on after the first would have passed for padding.
+        most = min(MAX_MP3_PADDING, int(PARTIAL_TOLERANCE_S * self.info.samplerate))
         held: list[np.ndarray] | None = []
         for block in blocks:
             if held is None:
@@ -381,7 +384,7 @@ class AudioReader:
                 yield stated
             if len(block):
                 held.append(block)
-                if sum(len(b) for b in held) > MAX_MP3_PADDING:
+                if sum(len(b) for b in held) > most:
                     yield from held
                     held = None
 

@@ -53,6 +53,7 @@ from fpcli.store.records import (
     resolve,
     resolve_all,
     stat_regular,
+    stored_file_state,
     stream_identity,
 )
 from fpcli.store.schema import checked_for_storing, dumps, failure_to_json, path_entry_text, record_text
@@ -587,10 +588,13 @@ class FingerprintStore(StoreImports):
                 return True
         raise StoreError(f"{key}: the record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
 
-    def forget_paths_of(self, record: Record, kept: set[str]) -> None:
-        """Forget the path entries of ``record``'s paths not in ``kept`` that name its
-        content (the record itself already deleted)."""
-        self._forget_path_entries([seen.path for seen in record.paths if seen.path not in kept], record.digest)
+    def forget_gone_paths_of(self, record: Record, kept: set[str]) -> None:
+        """Forget the path entries of ``record``'s paths not in ``kept`` whose file is
+        gone or changed (the record itself already deleted). A copy still there keeps
+        its entry: an entry alone knows a copy (search --library, a record full of
+        paths), and forgotten, its next look-up read the whole file again."""
+        self._forget_path_entries([seen.path for seen in record.paths if seen.path not in kept
+                                   and stored_file_state(seen.path, record.size, seen.mtime_ns)], record.digest)
 
     def delete_failure(self, path: str) -> None:
         self._delete(f"fail:{path_key(path)}")

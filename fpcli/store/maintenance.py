@@ -120,9 +120,9 @@ def _drop_superseded(store: FingerprintStore, older: list[Record], dry_run: bool
     """Delete the records of ``older`` (of a former fingerprint version) whose content has
     a record of this version (its files were analysed again): nothing reads them, and
     search counted them as left out after the upgrade was done. The path entries the
-    new record shares stay; those of paths only the old record listed go with it (no
-    record would list them, and no prune would look at them again). One read of the
-    new keys."""
+    new record shares stay, and those of copies still there; those of gone or changed
+    files only the old record listed go with it (no record would list them, and no
+    prune would look at them again). One read of the new keys."""
     params_key = AnalysisParams().key()   # what every command analyses with
     keys = [record_key(r.digest, params_key) for r in older]
     present = store.backend.get_many(keys) if older else []
@@ -133,7 +133,7 @@ def _drop_superseded(store: FingerprintStore, older: list[Record], dry_run: bool
         if not dry_run:
             if not store.delete_record_alone(record.key):
                 continue
-            store.forget_paths_of(record, _listed_paths(key, current))
+            store.forget_gone_paths_of(record, _listed_paths(key, current))
         dropped.append(Pruned(record.path, f"fingerprint v{record.fingerprint_version}: analysed again as "
                                            f"v{FINGERPRINT_VERSION}"))
     return dropped
