@@ -276,7 +276,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
                       index_progress)
     if under is not None and not hits:  # say why the answer is empty: copies, or nothing there
         stats["query_copies_under"] = _copies_under(record, plan, stats)
-    stats["previews_left_out"] = store.current_preview_count()
+    stats["previews_left_out"] = store.record_count("previews", FINGERPRINT_VERSION)
     stats["other_versions_left_out"] = store.other_version_count()
     store.flush_stats()
     stats["cache_hits"] = store.backend.counter("hits") - hits_before
@@ -359,7 +359,7 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
     if not _holds_others(index, record) and not (kind == "batch" and stats.get("missing_batch")):
         message = f"the store holds no other {kind} fingerprints to search: analyse the library first" + (
             " with batch fingerprints" if kind == "batch" else "")
-        previews = store.current_preview_count()
+        previews = store.record_count("previews", FINGERPRINT_VERSION)
         older = store.other_version_count()
         if kind == "streaming" and previews:
             some = "1 of its records is a preview" if previews == 1 else f"{previews} of its records are previews"

@@ -53,7 +53,6 @@ from fpcli.store.records import (
     resolve,
     resolve_all,
     stat_regular,
-    stored_file_state,
     stream_identity,
 )
 from fpcli.store.schema import checked_for_storing, dumps, failure_to_json, path_entry_text, record_text
@@ -588,14 +587,6 @@ class FingerprintStore(StoreImports):
                 return True
         raise StoreError(f"{key}: the record kept changing under other writers ({SAVE_ATTEMPTS} attempts)")
 
-    def forget_gone_paths_of(self, record: Record, kept: set[str]) -> None:
-        """Forget the path entries of ``record``'s paths not in ``kept`` whose file is
-        gone or changed (the record itself already deleted). A copy still there keeps
-        its entry: an entry alone knows a copy (search --library, a record full of
-        paths), and forgotten, its next look-up read the whole file again."""
-        self._forget_path_entries([seen.path for seen in record.paths if seen.path not in kept
-                                   and stored_file_state(seen.path, record.size, seen.mtime_ns)], record.digest)
-
     def delete_failure(self, path: str) -> None:
         self._delete(f"fail:{path_key(path)}")
 
@@ -668,30 +659,24 @@ class FingerprintStore(StoreImports):
             "warnings": [w for w in [self.backend.policy_warning(), note] if w],
         }
 
-    def record_count(self, kind: str = "entries") -> int | None:
+    def record_count(self, kind: str = "entries", version: int | None = None) -> int | None:
         """How many records the store holds (``kind``: entries, or one of the census's
-        other counts, e.g. previews), from its kept census (no scan); None when it
-        keeps none (a store that must be counted first)."""
-        counts, _ = self.backend.census()
-        return None if counts is None else int(census_summary(counts)[kind])
-
-    def current_preview_count(self) -> int | None:
-        """How many records of this fpcli's fingerprint version are previews (from the
-        kept census; None when the store keeps none). A former version's previews are
-        records of another version: an upgrade run cannot finish them."""
+        other counts, e.g. previews; ``version``: of that fingerprint version only),
+        from its kept census (no scan); None when it keeps none (a store that must be
+        counted first). A former version's previews are no previews of this one: an
+        upgrade run cannot finish them."""
         counts, _ = self.backend.census()
         if counts is None:
             return None
-        ours = {tag: n for tag, n in counts.items() if tag.startswith(f"rec:v{FINGERPRINT_VERSION}:")}
-        return int(census_summary(ours)["previews"])
+        if version is not None:
+            counts = {tag: n for tag, n in counts.items() if tag.startswith(f"rec:v{version}:")}
+        return int(census_summary(counts)[kind])
 
     def other_version_count(self) -> int:
         """How many records are of another fingerprint version than this fpcli's (from
         the kept census; 0 when the store keeps none): an analysis of their files makes
         them anew, and nothing else uses them."""
-        counts, _ = self.backend.census()
-        by_version = census_summary(counts)["by_version"] if counts is not None else {}
-        return sum(n for version, n in by_version.items() if version != str(FINGERPRINT_VERSION))
+        return (self.record_count() or 0) - (self.record_count(version=FINGERPRINT_VERSION) or 0)
 
     # -- change journal (for incremental index refresh) ----------------------------------------
 

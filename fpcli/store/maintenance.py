@@ -89,21 +89,17 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
     for number, record in enumerate(store.records(), start=1):
         if number % BATCH == 0:
             progress(number)
-        # Former only: a newer fpcli sharing the store (one Redis, mixed clients) keeps its own.
+        if len(record.paths) >= MAX_PATHS:
+            crowded.setdefault(record.digest, []).append(record.key)
+        else:
+            removed += _pruned_paths(store, record, dry_run)
+        # Former only: a newer fpcli sharing the store (one Redis, mixed clients) keeps its
+        # own. Checked after its gone paths went with their entries, as every record's do.
         if record.fingerprint_version < FINGERPRINT_VERSION:
             older.append(record)
             if len(older) == BATCH:
                 removed += _drop_superseded(store, older, dry_run)
                 older = []
-        if len(record.paths) >= MAX_PATHS:
-            crowded.setdefault(record.digest, []).append(record.key)
-            continue
-        states: dict[tuple[str, int], FileState] = {}   # (path, stored mtime): read once per prune
-        gone, touched = _judged(record, states)
-        if gone and dry_run:
-            removed += gone
-        elif not dry_run and (gone or touched):
-            removed += _prune_record(store, record, states)
     removed += _drop_superseded(store, older, dry_run)
     if crowded:
         removed += _prune_crowded(store, crowded, dry_run)
@@ -116,35 +112,28 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
     return removed
 
 
+def _pruned_paths(store: FingerprintStore, record: Record, dry_run: bool) -> list[Pruned]:
+    """The gone or changed paths of ``record`` (of fewer than MAX_PATHS), dropped with
+    their entries unless ``dry_run``, and its touched files given their time now."""
+    states: dict[tuple[str, int], FileState] = {}   # (path, stored mtime): read once per prune
+    gone, touched = _judged(record, states)
+    if dry_run:
+        return gone
+    return _prune_record(store, record, states) if gone or touched else []
+
+
 def _drop_superseded(store: FingerprintStore, older: list[Record], dry_run: bool) -> list[Pruned]:
     """Delete the records of ``older`` (of a former fingerprint version) whose content has
     a record of this version (its files were analysed again): nothing reads them, and
-    search counted them as left out after the upgrade was done. The path entries the
-    new record shares stay, and those of copies still there; those of gone or changed
-    files only the old record listed go with it (no record would list them, and no
-    prune would look at them again). One read of the new keys."""
+    search counted them as left out after the upgrade was done. Their path entries
+    stay: the new record shares them, an entry alone knows a copy still there, and
+    the entries of gone files went as every record's do (``_pruned_paths``). One read
+    of the new keys."""
     params_key = AnalysisParams().key()   # what every command analyses with
-    keys = [record_key(r.digest, params_key) for r in older]
-    present = store.backend.get_many(keys) if older else []
-    dropped: list[Pruned] = []
-    for record, key, current in zip(older, keys, present, strict=True):
-        if current is None:
-            continue
-        if not dry_run:
-            if not store.delete_record_alone(record.key):
-                continue
-            store.forget_gone_paths_of(record, _listed_paths(key, current))
-        dropped.append(Pruned(record.path, f"fingerprint v{record.fingerprint_version}: analysed again as "
-                                           f"v{FINGERPRINT_VERSION}"))
-    return dropped
-
-
-def _listed_paths(key: str, text: str) -> set[str]:
-    """The paths the stored record ``text`` lists (none when it cannot be read)."""
-    try:
-        return {seen.path for seen in parse_record(key, loads(key, text)).paths}
-    except BadEntryError:
-        return set()
+    present = store.backend.get_many([record_key(r.digest, params_key) for r in older]) if older else []
+    return [Pruned(record.path, f"fingerprint v{record.fingerprint_version}: analysed again as v{FINGERPRINT_VERSION}")
+            for record, current in zip(older, present, strict=True)
+            if current is not None and (dry_run or store.delete_record_alone(record.key))]
 
 
 def _prune_record(store: FingerprintStore, record: Record, states: dict[tuple[str, int], FileState]) -> list[Pruned]:
