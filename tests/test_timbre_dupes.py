@@ -466,3 +466,23 @@ def test_bit_errors_on_packed_bits_count_as_the_bits_do():
         share, count = bit_errors(a, b)
         assert count == shared.sum()
         assert share == pytest.approx((bits_a[:n] != bits_b[:n])[shared].mean()) if count else np.isnan(share)
+
+
+def test_embeddings_computed_in_threads_equal_one_pass(monkeypatch):
+    from fpcli.search import timbre
+
+    rng = np.random.default_rng(3)
+    draws = rng.standard_normal((300, timbre.N_MFCC, 30))
+    covs = draws @ draws.transpose(0, 2, 1) / 30
+    upper = np.triu_indices(timbre.N_MFCC)
+    rows = np.concatenate([rng.standard_normal((300, timbre.N_MFCC)), covs[:, upper[0], upper[1]]], axis=1)
+    rows[[5, 77]] = np.nan
+    fit = timbre.fit_timbre(rows)
+    assert fit is not None
+    known = ~np.isnan(rows).any(axis=1)
+    whole = (timbre.full_embedding(rows[known], fit.whiten) - fit.centre) @ fit.axes / np.sqrt(fit.embed_scale)
+    monkeypatch.setattr(timbre, "SLICE_ROWS", 7)      # 43 slices, embedded by up to 4 threads
+    monkeypatch.setattr(timbre, "_usable_cores", lambda: 4)
+    sliced = timbre.embed(rows, fit)
+    assert np.isnan(sliced[~known]).all()
+    np.testing.assert_allclose(sliced[known], whole.astype(np.float32), rtol=1e-5, atol=1e-5)
