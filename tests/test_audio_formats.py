@@ -956,3 +956,17 @@ def test_an_mp3_joined_on_a_pipe_at_a_low_rate_is_still_partial(tmp_path):
     second = write(tmp_path / "b.mp3", synth.music_like(0.2, 8000, seed=9), 8000, format="MP3")
     reader, _ = read_stream(open(first, "rb").read() + open(second, "rb").read(), "pipe")
     assert reader.length_exact and reader.partial, reader.frames_read
+
+
+@pytest.mark.parametrize("column", [1, 3, 4])   # R, LFE, Ls
+def test_surround_opus_channels_come_in_wav_order(tmp_path, column):
+    """libsndfile gives Ogg Opus/Vorbis channels in Vorbis order (L C R Ls Rs LFE): a
+    5.1 file's LFE was measured as a surround, a surround left out, and the stereo
+    width taken from L and C. The reader hands on WAV order, as FFmpeg does."""
+    tone = np.zeros((3 * 48000, 6))
+    tone[:, column] = 0.5 * np.sin(2 * np.pi * 997 * np.arange(len(tone)) / 48000)
+    path = encode_av(tmp_path / "t.opus", tone, 48000, "libopus", "flt", "5.1")   # FFmpeg's layout: WAV order
+    reader = AudioReader(path)
+    assert reader.info.format == "OGG" and reader.info.channels == 6   # read by libsndfile, not FFmpeg
+    power = sum((block.astype(np.float64) ** 2).sum(axis=0) for block in reader)
+    assert int(np.argmax(power)) == column and power[column] > 100 * np.delete(power, column).max()

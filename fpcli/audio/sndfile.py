@@ -39,6 +39,20 @@ _SAMPLE_EXACT_SEEKS = (*RIFF_WAVE_FORMATS, "FLAC", "AIFF", "W64", "CAF")
 _DIRECT_READ = _SNDFILE is not None and _FFI is not None and hasattr(_SNDFILE, "sf_readf_float")
 
 
+# Ogg Vorbis and Opus (mapping family 1) keep their channels in Vorbis order (L C R ...,
+# the LFE last), and libsndfile hands them on so; the analyzers take WAV/SMPTE order
+# (L R C LFE ...: ``dsp.loudness``). A 5.1 Opus file had its LFE measured as a surround
+# and a surround left out, and its stereo width taken from L and C. FFmpeg (stdin, and
+# other containers) reorders them itself. The columns to take, by channel count:
+VORBIS_TO_WAV_ORDER = {
+    3: (0, 2, 1),                    # L C R -> L R C
+    5: (0, 2, 1, 3, 4),              # L C R Ls Rs -> L R C Ls Rs
+    6: (0, 2, 1, 5, 3, 4),           # L C R Ls Rs LFE -> L R C LFE Ls Rs
+    7: (0, 2, 1, 6, 5, 3, 4),        # L C R SL SR RC LFE -> L R C LFE RC SL SR
+    8: (0, 2, 1, 7, 5, 6, 3, 4),     # L C R SL SR RL RR LFE -> L R C LFE RL RR SL SR
+}
+
+
 class NotSndfile(Exception):
     """libsndfile cannot open the file (another back end may); the message says why."""
 
@@ -58,6 +72,9 @@ class SndfileSource:
         self.expected_frames = self.info.frames
         self.length_exact = True
         self._position = 0   # the frame the next read starts at (``seek``)
+        vorbis_order = self.info.format == "OGG" and self.info.subtype in ("VORBIS", "OPUS")
+        order = VORBIS_TO_WAV_ORDER.get(self.info.channels) if vorbis_order else None
+        self._columns = None if order is None else list(order)
         if self.flac_lengths is not None:
             # A FLAC written by an encoder that could not seek back (to a pipe) states no
             # total: it was "header says 209146758205323.72 s", partial, as a file.
@@ -87,7 +104,7 @@ class SndfileSource:
             if len(block) == 0:
                 return
             frames += len(block)
-            yield block
+            yield block if self._columns is None else block[:, self._columns]
             if len(block) < block_frames:
                 # A short read is the end, whatever the header claims (a stated length
                 # then tells a cut file: ``base``). Without one, a read that stopped on a
