@@ -444,3 +444,22 @@ def test_a_cached_single_look_up_does_not_import_the_typed_gate(tmp_path):
     assert runner.invoke(app, ["--store", store, "analyze", str(track)]).exit_code == 0
     loaded = _modules_loaded_by(["analyze", "--json", str(track)], store, ("msgspec", "fpcli.store.fast_schema"))
     assert loaded == []
+
+
+def test_a_file_named_dash_given_as_a_path_is_that_file(tmp_path, monkeypatch, capsys):
+    """``Path("./-")`` is ``Path("-")``: a file named - given as ./- was read as stdin
+    (here empty: "the stream was empty", exit 3). Only a bare - is stdin; validate,
+    which reads no stream, says so for a bare - instead of failing on a closed stdin
+    ("Bad file descriptor, a fault of fpcli")."""
+    import numpy as np
+
+    from tests.test_cli_output import _main
+
+    write(tmp_path / "-", 0.1 * np.random.default_rng(5).standard_normal((22050, 2)), 22050, format="WAV")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))
+    assert _main(monkeypatch, "--store", str(tmp_path / "s"), "analyze", "--json", "./-") == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["path"] == str(tmp_path / "-") and json.loads(line)["status"] == "ok"
+    assert _main(monkeypatch, "--store", str(tmp_path / "s"), "validate", "-l", "-") == 2
+    assert "not a stream on stdin" in capsys.readouterr().err

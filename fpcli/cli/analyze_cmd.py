@@ -20,6 +20,7 @@ from fpcli.cli.options import (
     QuietOption,
     SchedulerOption,
     TimeoutOption,
+    file_argument,
     finite,
     path_text,
     refuse_given,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 def analyze(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Audio files and folders (searched recursively).", readable=False,
+                                                parser=file_argument,
                                                 metavar="PATH...", show_default=False)],
     batch: Annotated[bool, typer.Option("--batch", help="Also compute (and cache) the 25D batch reference.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per track per line (JSON Lines).")] = False,

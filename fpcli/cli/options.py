@@ -210,6 +210,15 @@ def _inside(target: str, folder: str) -> bool:
     return real_target == real_folder or real_target.startswith(real_folder.rstrip(os.sep) + os.sep)
 
 
+def file_argument(value: str) -> Path:
+    """A path given on the command line, as a ``Path``: only a bare ``-`` means stdin.
+    ``Path("./-")`` is ``Path("-")``, so a file named - given as ./- was read as stdin
+    (the stream of a pipe, or "the stream was empty"); such a name is kept absolute."""
+    if value != "-" and Path(value) == Path("-"):
+        return Path(os.path.abspath(value))
+    return Path(value)
+
+
 def path_text(path: str | Path) -> str:
     """A command-line path as the str the core uses (bytes-safe)."""
     return os.fsdecode(path)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fpcli.cli.options import DEFAULT_JOBS, check_outputs, finite, path_text, refuse_given
+from fpcli.cli.options import DEFAULT_JOBS, check_outputs, file_argument, finite, path_text, refuse_given
 from fpcli.cli.render import format_value, note, print_json, report_bad_entries, rows_out, warn_line
 from fpcli.cli.root import app
 from fpcli.errors import ParameterError
@@ -30,13 +30,14 @@ STRATEGIES = ("fast", "accurate", "batch", "auto")  # fpcli.search.STRATEGIES (c
 @app.command()
 def search(
     ctx: typer.Context,
-    query: Annotated[Path, typer.Argument(metavar="QUERY",
+    query: Annotated[Path, typer.Argument(parser=file_argument, metavar="QUERY",
         readable=False,
         help="An audio file (analysed now if the store lacks it), or - for a stream on stdin.")],
     k: Annotated[int, typer.Option("-k", min=1, help="How many similar tracks.")] = 10,
     strategy: Annotated[str, typer.Option("--strategy", "-s",
                                           help="fast, accurate, batch or auto (chooses and says why).")] = "auto",
     library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False, readable=False,
+                                                 parser=file_argument,
                                                  help="Only tracks under this folder (which must exist).")] = None,
     weights: Annotated[str | None, typer.Option(
         "--weights", show_default=False,

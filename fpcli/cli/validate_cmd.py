@@ -18,6 +18,7 @@ from fpcli.cli.options import (
     QuietOption,
     SchedulerOption,
     TimeoutOption,
+    file_argument,
     finite,
     parse_seconds,
     path_text,
@@ -52,6 +53,7 @@ DEFAULT_THRESHOLD = 0.95  # fpcli.validate.DEFAULT_THRESHOLD (checked by a test;
 def validate(
     ctx: typer.Context,
     library: Annotated[list[Path], typer.Option("--library", "-l", help="Folder or file to validate (repeatable).",
+                                                parser=file_argument,
                                                 show_default=False, readable=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")] = False,
     jobs: JobsOption = DEFAULT_JOBS,
@@ -107,6 +109,10 @@ def validate(
     """
     from fpcli.validate import parse_tolerances, validate_library
 
+    if any(path_text(p) == "-" for p in library):
+        # The analysers read "-" as stdin: it failed as "Bad file descriptor, a fault of fpcli".
+        raise typer.BadParameter("validate reads files and folders, not a stream on stdin (-); a file named - is "
+                                 "given as ./-", param_hint="--library")
     try:
         tolerances = parse_tolerances(tolerance or [])
     except ParameterError as exc:
