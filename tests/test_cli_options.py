@@ -548,3 +548,13 @@ def test_upgrade_says_a_file_changed_since_its_preview_has_none_to_finish(tmp_pa
     result = runner.invoke(app, ["--store", store, "analyze", str(song), "--upgrade"])
     assert result.exit_code == 0, result.output
     assert "1 without a preview to finish (new, or changed since), left for a full run" in result.stderr
+
+
+def test_upgrade_with_force_is_a_usage_error(tmp_path):
+    """A forced look-up knows no preview: ``--upgrade --force`` counted every preview as
+    "without a preview to finish" and did nothing, exit 0."""
+    song = write(tmp_path / "song.flac", synth.music_like(3.0, SR, seed=1), SR)
+    store = str(tmp_path / "s")
+    assert runner.invoke(app, ["--store", store, "analyze", str(song), "--seconds", "1", "-q"]).exit_code == 0
+    result = runner.invoke(app, ["--store", store, "analyze", str(song), "--upgrade", "--force"])
+    assert result.exit_code == 2 and "--upgrade finishes the previews alone" in result.stderr

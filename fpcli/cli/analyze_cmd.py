@@ -164,6 +164,11 @@ def _refuse_ignored(ctx: typer.Context, *, stream: bool, followed: bool, raw: bo
     "with its batch reference"."""
     if not stream and not followed:
         refuse_given(ctx, (*STREAM_OPTIONS, "no_store"), "for a stream on stdin: fpcli analyze - ...")
+        if ctx.params.get("upgrade"):
+            # A forced look-up knows no preview: every file counted as "without a preview
+            # to finish", and nothing was done (exit 0).
+            refuse_given(ctx, ("force",), "for recomputing every file; --upgrade finishes the previews alone "
+                                          "(it analyses each whole): give one of them")
         if ctx.params.get("seconds") is not None:
             # Batch values are of whole tracks: with a preview they were dropped without a
             # word, and no stored record could answer (each run analysed every file again).
