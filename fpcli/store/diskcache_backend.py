@@ -35,6 +35,7 @@ from fpcli.store.diskcache_meta import MetaCounters
 from fpcli.store.diskcache_sqlite import (
     DATABASE,
     SIZE_LIMIT_KEY,
+    BadValueFile,
     LenientCache,
     SafeDisk,
     as_sql_text,
@@ -215,7 +216,7 @@ class DiskcacheBackend(MetaCounters):
         except UnicodeDecodeError:   # a large value's file with a damaged byte
             raise BadEntryError(key, ["not UTF-8 text (a damaged byte)"]) from None
         except StoreError as exc:
-            if "refusing to unpickle" in str(exc) or "decode" in str(exc):
+            if isinstance(exc, BadValueFile) or "refusing to unpickle" in str(exc) or "decode" in str(exc):
                 raise BadEntryError(key, [str(exc)]) from None
             raise
         if isinstance(value, str) and not is_text(value):

@@ -8,9 +8,11 @@ import contextlib
 import dataclasses
 import glob
 import os
+import re
 import secrets
 import shutil
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -47,7 +49,57 @@ class SafeDisk(diskcache.Disk):
     def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
         if mode == diskcache.core.MODE_PICKLE:
             raise StoreError("the store holds a pickled value; refusing to unpickle it")
+        if mode in (diskcache.core.MODE_BINARY, diskcache.core.MODE_TEXT) and not read:
+            data = _read_value_file(self._value_path(filename))
+            return data if mode == diskcache.core.MODE_BINARY else data.decode("utf-8")
+        if mode != diskcache.core.MODE_RAW:
+            self._value_path(filename)
         return super().fetch(mode, filename, value, read)
+
+    def remove(self, file_path: str) -> None:
+        # diskcache removes a row's value file with its row (delete, clear, eviction,
+        # repair): a hand-made row naming ../../notes.txt or /home/me/x removed it.
+        try:
+            self._value_path(file_path)
+        except BadValueFile:
+            return
+        super().remove(file_path)
+
+    def _value_path(self, filename: Any) -> str:
+        """The full path of a row's value file; ``StoreError`` unless it is a name
+        diskcache makes (``ab/cd/<28 hex digits>.val``) inside the store's folder. A
+        row's ``filename`` is read from the database, which anyone who can write the
+        store's file (or hand over a copy of it) decides: a planted ``/etc/passwd``, a
+        FIFO or ``/dev/zero`` was read (its text then copied into the repair's quarantine
+        file), hung on or read without end."""
+        if not isinstance(filename, str) or not _VALUE_FILE_NAME.fullmatch(filename.replace(os.sep, "/")):
+            raise BadValueFile(f"a value file named {str(filename)[:80]!r}, not one the store writes (a hand-made row)")
+        path = os.path.join(self._directory, filename)
+        if os.path.realpath(path) != os.path.join(os.path.realpath(self._directory), filename):
+            raise BadValueFile(f"the value file {filename} leads out of the store's folder (a link)")
+        return path
+
+
+class BadValueFile(StoreError):
+    """A row's value file that is not read: a name the store never writes, a link out
+    of its folder, not a regular file, or larger than any entry (one bad entry)."""
+
+
+_VALUE_FILE_NAME = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val")
+MAX_VALUE_FILE = 64 << 20   # bytes: a record is a few KiB (64 paths of 4 KiB at most)
+
+
+def _read_value_file(path: str) -> bytes:
+    """A value file's bytes: a regular file (not a link, FIFO or device) of at most
+    MAX_VALUE_FILE bytes, else ``StoreError``. ``OSError`` when it cannot be read."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        facts = os.fstat(handle.fileno())
+        if not stat.S_ISREG(facts.st_mode):
+            raise BadValueFile(f"the value file {path} is not a regular file")
+        if facts.st_size > MAX_VALUE_FILE:
+            raise BadValueFile(f"the value file {path} holds {facts.st_size} bytes, more than any entry")
+        return handle.read(MAX_VALUE_FILE + 1)[:MAX_VALUE_FILE]
 
 
 def lenient_text(data: bytes) -> str:

@@ -4,6 +4,7 @@ never a traceback, and every command keeps working afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -119,6 +120,37 @@ def test_one_pickled_entry_is_one_bad_entry(populated, tmp_path, part):
     assert_clear(cli("validate", "-l", library / "track000.wav", store=store), 0, 3, 4)
     assert_clear(cli("cache", "verify", "--repair", store=store), 0)
     assert_clear(cli("cache", "verify", store=store), 0)
+
+
+def test_a_row_naming_a_file_outside_the_store_never_reads_or_removes_it(populated, tmp_path):
+    """A row's value file is named by the database: rows planted with ../../notes.txt,
+    an absolute path, a FIFO and /dev/zero made list read the outside files (their text
+    copied into the repair's quarantine file), hang and read without end, and
+    verify --repair and cache clear deleted them. Each is one bad entry now; the
+    files are neither read nor removed."""
+    _, library, source = populated
+    store = copy_store(source, tmp_path / "store")
+    (tmp_path / "notes.txt").write_text("precious")
+    os.mkfifo(tmp_path / "fifo")
+    planted = [("rec:" + "0" * 32 + ":v6-80d194806598623d", 2, "../../notes.txt"),
+               ("path:" + "0" * 32, 3, str(tmp_path / "notes.txt")),
+               ("path:" + "1" * 32, 2, str(tmp_path / "fifo")),
+               ("path:" + "2" * 32, 2, "/dev/zero"),
+               ("path:" + "3" * 32, 2, "ab/cd/../../../../notes.txt")]
+    with contextlib.closing(sqlite3.connect(store / "data" / "cache.db")) as db, db:
+        db.executemany("INSERT INTO Cache (key, raw, store_time, access_time, mode, filename, value, size) "
+                       "VALUES (?, 1, 0, 0, ?, ?, NULL, 9)", planted)
+    listed = assert_clear(cli("cache", "list", store=store), 0)
+    assert "precious" not in listed.stdout + listed.stderr
+    check = assert_clear(cli("cache", "verify", store=store), 3)
+    assert check.stdout.count("not one the store writes") == len(planted)
+    assert_clear(cli("cache", "verify", "--repair", store=store), 0)
+    assert not any("precious" in q.read_text() for q in store.glob("quarantine-*"))
+    with contextlib.closing(sqlite3.connect(store / "data" / "cache.db")) as db, db:
+        db.executemany("INSERT INTO Cache (key, raw, store_time, access_time, mode, filename, value, size) "
+                       "VALUES (?, 1, 0, 0, ?, ?, NULL, 9)", planted[:2])
+    assert_clear(cli("cache", "clear", "--yes", store=store), 0)
+    assert (tmp_path / "notes.txt").read_text() == "precious" and (tmp_path / "fifo").exists()
 
 
 @pytest.mark.parametrize("kind", ["rec:", "path:"])
