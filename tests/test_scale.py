@@ -77,6 +77,25 @@ def test_census_matches_a_recount_through_imports_and_deletes(location, template
         assert store.stats()["entries"] == 0
 
 
+def test_a_count_that_is_no_number_is_counted_again(location, template, tmp_path):
+    """A census count edited by hand to text ("abc" in the SQLite table, "y" in the
+    Redis hash) stopped stats and verify with a traceback (int("y")), and verify
+    --repair could not mend it. It is taken as never counted: stats counts again."""
+    with FingerprintStore.open(location) as store:
+        store.clear()
+        _import(store, template, 40, tmp_path)
+        assert store.stats()["entries"] == 40
+        backend = store.backend
+        if location.startswith("redis://"):
+            backend._client.hset(backend._meta + "census", "rec:v1:---", "y")
+        else:
+            with backend._data.transact():
+                backend._data._sql("UPDATE FpcliCensus SET n = 'abc' WHERE tag LIKE 'rec%'")
+        assert backend.census() == (None, None)
+        assert store.stats()["entries"] == 40 and backend.census()[0] is not None
+        assert verify(store) == []
+
+
 def test_stats_reads_no_record(location, template, tmp_path, monkeypatch):
     with FingerprintStore.open(location) as store:
         store.clear()

@@ -45,7 +45,7 @@ from fpcli.store.diskcache_sqlite import (
     kept_size_limit,
     salvage,
 )
-from fpcli.store.protocol import BATCH, Put, Tag, TagOf
+from fpcli.store.protocol import BATCH, Put, Tag, TagOf, kept_counts
 from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB
 
 RECORD_PREFIX = "rec:"
@@ -442,8 +442,8 @@ class DiskcacheBackend(MetaCounters):
         """The maintained counts; None when this store was never counted."""
         with guard(self.location):
             rows = self._data._sql(f"SELECT tag, n FROM {CENSUS_TABLE}").fetchall()
-        counts = {tag: int(n) for tag, n in rows}
-        if counts.pop(CENSUS_READY, None) is None:
+        counts = kept_counts(rows)
+        if counts is None or counts.pop(CENSUS_READY, None) is None:
             return None, None
         return {tag: n for tag, n in counts.items() if n}, None
 

@@ -202,3 +202,21 @@ class SharedFiles(Protocol):
     def unshare(self, name: str) -> int:
         """Remove set ``name``; returns the bytes freed."""
         ...
+
+
+def kept_counts(pairs: Any) -> dict[str, int] | None:
+    """The census as kept, (tag, count) pairs read from the store, as {tag: count};
+    None when a count is not a whole number of at least 0 (a hand-edited table or
+    hash): the census is then taken as never counted, and counted again by the first
+    ``stats``, as a store's first one is. ``int("y")`` had stopped stats and verify with
+    a traceback, and verify --repair could not mend it."""
+    counts: dict[str, int] = {}
+    for tag, count in pairs:
+        text = count.decode("ascii", "replace") if isinstance(count, bytes) else count
+        if type(text) is int and text >= 0:
+            counts[str(tag)] = text
+        elif isinstance(text, str) and text.isascii() and text.isdigit():
+            counts[str(tag)] = int(text)
+        else:
+            return None
+    return counts

@@ -54,7 +54,7 @@ import redis.exceptions
 import redis.retry
 
 from fpcli.errors import ParameterError, StoreError, StoreFullError, StoreReadOnlyError
-from fpcli.store.protocol import BATCH, JOURNAL_LIMIT, UNREADABLE_MARK, Put, Tag, TagOf
+from fpcli.store.protocol import BATCH, JOURNAL_LIMIT, UNREADABLE_MARK, Put, Tag, TagOf, kept_counts
 from fpcli.store.redis_address import RedisAddress
 from fpcli.store.redis_files import RedisFileSets
 from fpcli.store.redis_files import glob_escape as _glob_escape
@@ -885,10 +885,10 @@ class RedisBackend:
     def census(self) -> tuple[dict[str, int] | None, str | None]:
         """The maintained counts (None when never counted) and, when Redis evicted or
         expired keys since the last full count, a note that they may be stale."""
-        counts = {str(k): int(v) for k, v in self._call(self._client.hgetall, self._meta + "census").items()
-                  if k != "basis"}
+        counts = kept_counts((k, v) for k, v in self._call(self._client.hgetall, self._meta + "census").items()
+                             if k != "basis")
         stored = self._call(self._client.hget, self._meta + "census", "basis")
-        if stored is None:
+        if stored is None or counts is None:
             return None, None
         basis = stored if isinstance(stored, str) else stored.decode()
         if not basis:
