@@ -1111,3 +1111,26 @@ def test_an_import_says_how_many_records_were_new(tmp_path, template):
     source.write_text("\n".join([json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION}), *lines]) + "\n")
     fresh = CliRunner().invoke(app, ["--store", str(tmp_path / "t"), "cache", "import", str(source), "--no-index"])
     assert "imported 5 records and 0 failures" in fresh.stderr, fresh.output   # all new: nothing more to say
+
+
+def test_a_full_disk_at_open_is_said_so_not_disk_io(tmp_path, monkeypatch):
+    """SQLite says "disk I/O error" when the disk is full as it opens the store (its
+    shared-memory file): a full disk read as failing hardware, with no way out."""
+    import sqlite3
+
+    from fpcli.store import diskcache_backend
+
+    with FingerprintStore.open(tmp_path / "s"):
+        pass
+
+    def full(self):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(diskcache_backend.DiskcacheBackend, "_open", full)
+    monkeypatch.setattr(diskcache_backend, "_free_bytes", lambda directory: 12 * 1024)
+    with pytest.raises(StoreError, match=r"disk I/O error \(its disk is full: 12 KiB free\); .*free some space"):
+        FingerprintStore.open(tmp_path / "s")
+    monkeypatch.setattr(diskcache_backend, "_free_bytes", lambda directory: 10 << 30)
+    with pytest.raises(StoreError) as other:
+        FingerprintStore.open(tmp_path / "s")
+    assert "disk is full" not in str(other.value)

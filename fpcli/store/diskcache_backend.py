@@ -78,6 +78,22 @@ BULK_SQLITE_MEMORY = {name: int(diskcache.core.DEFAULT_SETTINGS[name]) for name 
 WAL_PAGES, BULK_WAL_PAGES = 1000, 16384   # SQLite's default; 64 MiB of 4 KiB pages (bulk_writes)
 
 
+NEARLY_FULL_BYTES = 1 << 20   # free space below which a store cannot be opened (SQLite's files need ~200 KiB)
+
+
+def _free_bytes(directory: str) -> int:
+    """Bytes an unprivileged process may still write on ``directory``'s file system."""
+    facts = os.statvfs(directory)
+    return facts.f_bavail * facts.f_frsize
+
+
+def _nearly_full(directory: str) -> bool:
+    try:
+        return _free_bytes(directory) < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
 def _read_only_folder(directory: str) -> bool:
     """Whether ``directory`` is on a read-only file system or not writable by this
     process: SQLite then says "unable to open database file", which is no damage (a
@@ -121,7 +137,11 @@ class DiskcacheBackend(MetaCounters):
             if read_only:
                 message = (f"cannot open the store at {directory}: it is read-only ({exc}); fpcli writes to its "
                            "store even to read it (counters, journal): copy it to a writable place to read it")
-            if "disk is full" in str(exc):
+            if "disk I/O" in str(exc) and _nearly_full(directory):
+                # SQLite says "disk I/O error" when the disk is full while it maps its
+                # shared-memory file: the common case of a full disk read as failing hardware.
+                message += f" (its disk is full: {_free_bytes(directory) // 1024} KiB free)"
+            if "disk is full" in str(exc) or "its disk is full" in message:
                 # Not "remove the store's folder": what it holds is committed (an import that
                 # filled the disk left 800 records in its write-ahead log), only not openable here.
                 message += ("; opening a store writes to it (SQLite's settings), and what it holds is kept: free "
