@@ -2,6 +2,7 @@
 Redis-only behaviours: shared counters, eviction policy, restart, bad URLs."""
 
 import dataclasses
+import itertools
 import json
 import multiprocessing
 import os
@@ -1278,3 +1279,31 @@ def test_a_followed_file_and_a_named_stream_are_reported_where_the_store_takes_n
         assert run.exit_code == 3, run.output
         assert len(run.stdout.splitlines()) >= 2 and all(json.loads(line) for line in run.stdout.splitlines())
         assert run.stderr.count("not stored: Redis at") == 1
+
+
+def test_a_store_lost_during_verify_is_an_error_not_a_problem_of_the_store(location, template, tmp_path,
+                                                                           monkeypatch):
+    """A Redis that went away mid-check was listed among the store's problems (exit 3,
+    as if its entries were bad), where export and verify --repair exit 1. Damage found
+    while reading is still one of its problems."""
+    from benchmarks import make_records
+
+    with FingerprintStore.open(location) as store:
+        store.clear()
+        store.import_records(list(make_records.records(30, template=template)))
+        real = store.backend.items
+
+        def lost(*args, **kwargs):
+            yield from itertools.islice(real(*args, **kwargs), 10)
+            raise StoreError("Redis at 127.0.0.1:1 cannot connect")
+
+        monkeypatch.setattr(store.backend, "items", lost)
+        with pytest.raises(StoreError, match="cannot connect"):
+            verify(store)
+
+        def damaged(*args, **kwargs):
+            yield from itertools.islice(real(*args, **kwargs), 10)
+            raise StoreError("the store is damaged (database disk image is malformed)", repairable=True)
+
+        monkeypatch.setattr(store.backend, "items", damaged)
+        assert [p.message for p in verify(store)] == ["the store is damaged (database disk image is malformed)"]

@@ -326,6 +326,7 @@ def verify_counted(store: FingerprintStore, progress: Progress = lambda n: None,
         problems = [Problem("", p) for p in store.backend.check()]
         unsafe = store.backend.unsafe_keys()
     except StoreError as exc:
+        _raise_unless_damage(exc)
         return [Problem("", str(exc))], 0
     if unsafe:
         problems.append(Problem("", f"{unsafe} pickled key(s) or key(s) that are not UTF-8 text (not written by "
@@ -345,6 +346,7 @@ def verify_counted(store: FingerprintStore, progress: Progress = lambda n: None,
                 progress(number)
         problems += _record_problems(records, found)
     except StoreError as exc:
+        _raise_unless_damage(exc)
         problems.append(Problem("", str(exc)))
         return problems, number
     census = _census_problems(store, found)
@@ -358,6 +360,14 @@ def verify_counted(store: FingerprintStore, progress: Progress = lambda n: None,
         census = []
     problems += [Problem("", m) for m in census]
     return problems, number
+
+
+def _raise_unless_damage(exc: StoreError) -> None:
+    """``exc`` again unless it says the store is damaged (a problem of the store that
+    verify reports and a repair may mend). A Redis that went away mid-check was listed
+    as one of the store's problems, exit 3, where every other command exits 1."""
+    if not exc.repairable:
+        raise exc
 
 
 def _written_state(store: FingerprintStore) -> tuple[Any, ...]:
