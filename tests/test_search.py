@@ -807,14 +807,15 @@ def test_records_of_another_fingerprint_version_are_left_out_and_it_says_so(stor
     with _older_version_copy(store, tmp_path / "older") as older:
         stored = older.record_count()
         alone = search(older, str(library / "t1.flac"), k=2, strategy="fast")
-        assert alone.hits == [] and f"{stored} of its records are of another fingerprint version" in \
+        assert alone.hits == [] and f"of its records, {stored} of a former fingerprint version" in \
             alone.stats["nothing_to_search"]
         run_library([str(library / "t2.flac"), str(library / "t3.flac")], older, RunOptions(jobs=1))
         result = search(older, str(library / "t1.flac"), k=2, strategy="fast")
         assert {os.path.basename(h.path) for h in result.hits} == {"t2.flac", "t3.flac"}
         assert result.stats["other_versions_left_out"] == stored
         cli = runner.invoke(app, ["--store", older.location, "search", str(library / "t1.flac"), "-k", "2"])
-        assert cli.exit_code == 0 and f"left out {stored} records of another fingerprint version" in cli.stderr
+        assert cli.exit_code == 0
+        assert f"left out {stored} records of other fingerprint versions: {stored} of a former" in cli.stderr
         listed = runner.invoke(app, ["--store", older.location, "cache", "list"], terminal_width=200).stdout
         t1_rows = [line for line in listed.splitlines() if "t1.flac" in line]   # its v5 record and its new one
         assert re.search(r"t4\.flac.*full, fingerprint v\d", listed), listed
@@ -845,6 +846,8 @@ def test_prune_keeps_the_records_of_a_later_version_sharing_the_store(store, lib
         shown = runner.invoke(app, ["--store", newer.location, "cache", "show", str(library / "t4.flac")])
         assert "(newer), not this fpcli's: search leaves it out" in shown.stdout and "makes it anew" not in \
             shown.stdout, shown.output
+        said = runner.invoke(app, ["--store", newer.location, "search", str(library / "t1.flac"), "-k", "2"]).stderr
+        assert f"{stored} of a later fingerprint version, written by a newer fpcli" in said and "prune" not in said
 
 
 def test_prune_forgets_the_gone_paths_only_a_dropped_former_record_listed(store, library, tmp_path):
@@ -877,7 +880,7 @@ def test_previews_of_another_version_are_no_previews_to_finish(library, tmp_path
         with _older_version_copy(previews, tmp_path / "older") as older:
             result = search(older, str(library / "t1.flac"), k=2, strategy="fast")
             assert result.hits == [] and result.stats["previews_left_out"] == 0
-            assert "of another fingerprint version" in result.stats["nothing_to_search"]
+            assert "of a former fingerprint version" in result.stats["nothing_to_search"]
 
 
 # -- partial queries: how reliable, and the query's own recording ------------------------------

@@ -103,7 +103,7 @@ def search(
     """
     from fpcli.search import Compute, parse_weights, write_m3u
     from fpcli.search import search as run_search
-    from fpcli.search.query import WeightsError
+    from fpcli.search.query import WeightsError, other_versions_said
 
     if strategy not in STRATEGIES:
         raise typer.BadParameter(f"{strategy!r}: one of {', '.join(STRATEGIES)}", param_hint="--strategy")
@@ -167,9 +167,9 @@ def search(
         note("", f"left out {n} preview record{'s' if n != 1 else ''} (the first seconds of a track only): "
                  "`fpcli analyze FOLDER --upgrade` finishes them")
     if result.stats.get("other_versions_left_out") and not result.stats.get("nothing_to_search"):
-        n = result.stats["other_versions_left_out"]
-        note("", f"left out {n} record{'s' if n != 1 else ''} of another fingerprint version: "
-                 "`fpcli analyze FOLDER` makes them anew, `fpcli cache prune` then drops them")
+        n, newer = result.stats["other_versions_left_out"], result.stats.get("newer_versions_left_out", 0)
+        note("", f"left out {n} record{'s' if n != 1 else ''} of other fingerprint versions: "
+                 + other_versions_said(n - newer, newer))
     if "query_copies_under" in result.stats:
         note("", _nothing_under(path_text(library) if library else "", result.stats["query_copies_under"],
                                 len(result.skipped)))

@@ -163,7 +163,20 @@ def query_record(store: FingerprintStore, path: str, params: AnalysisParams, *,
 # what to do: its values describe the start of the track only, not the track.
 PREVIEWS_LEFT_OUT = ("the first seconds of a track only, which search leaves out: analyse those tracks in "
                      "full; an analyze run with upgrade finishes every preview")
-OTHER_VERSIONS_LEFT_OUT = "an analyze run of their folders makes them anew, and cache prune then drops them"
+def other_versions_said(older: int, newer: int) -> str:
+    """What the records of other fingerprint versions are, and what to do about them:
+    "then cache prune drops them" was said of a later version's records too, which
+    prune keeps (they are another fpcli's)."""
+    parts = []
+    if older:
+        parts.append(f"{older} of a former fingerprint version (an analyze run of their folders makes them anew, "
+                     "and cache prune then drops them)")
+    if newer:
+        parts.append(f"{newer} of a later fingerprint version, written by a newer fpcli (this one cannot use them: "
+                     "search them with that fpcli)")
+    return "; ".join(parts)
+
+
 PREVIEW_MATCH_S = 0.05  # a stored preview this close to the seconds asked for is that preview
 
 
@@ -277,7 +290,8 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
     if under is not None and not hits:  # say why the answer is empty: copies, or nothing there
         stats["query_copies_under"] = _copies_under(record, plan, stats)
     stats["previews_left_out"] = store.record_count("previews", FINGERPRINT_VERSION)
-    stats["other_versions_left_out"] = store.other_version_count()
+    older, newer = store.other_version_counts()
+    stats["other_versions_left_out"], stats["newer_versions_left_out"] = older + newer, newer
     store.flush_stats()
     stats["cache_hits"] = store.backend.counter("hits") - hits_before
     stats["ranking"] = _ranking(hits, mutual_proximity)
@@ -360,16 +374,15 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
         message = f"the store holds no other {kind} fingerprints to search: analyse the library first" + (
             " with batch fingerprints" if kind == "batch" else "")
         previews = store.record_count("previews", FINGERPRINT_VERSION)
-        older = store.other_version_count()
+        older, newer = store.other_version_counts()
         if kind == "streaming" and previews:
             some = "1 of its records is a preview" if previews == 1 else f"{previews} of its records are previews"
             message = f"the store holds no other complete fingerprints to search: {some} ({PREVIEWS_LEFT_OUT})"
-        elif older:
+        elif older or newer:
             # After an upgrade every record is of the former version: "analyse the library
             # first" told the user to do what they had done.
-            some = "1 of its records is" if older == 1 else f"{older} of its records are"
             message = (f"the store holds no other fingerprints of this version (v{FINGERPRINT_VERSION}) to search: "
-                       f"{some} of another fingerprint version ({OTHER_VERSIONS_LEFT_OUT})")
+                       f"of its records, {other_versions_said(older, newer)}")
         stats["nothing_to_search"] = message
         return []
     return _ranked(store, index, record, query, stats, skipped)

@@ -672,11 +672,18 @@ class FingerprintStore(StoreImports):
             counts = {tag: n for tag, n in counts.items() if tag.startswith(f"rec:v{version}:")}
         return int(census_summary(counts)[kind])
 
-    def other_version_count(self) -> int:
-        """How many records are of another fingerprint version than this fpcli's (from
-        the kept census; 0 when the store keeps none): an analysis of their files makes
-        them anew, and nothing else uses them."""
-        return (self.record_count() or 0) - (self.record_count(version=FINGERPRINT_VERSION) or 0)
+    def other_version_counts(self) -> tuple[int, int]:
+        """How many records are of a former and of a later fingerprint version than this
+        fpcli's (from the kept census; 0, 0 when the store keeps none). An analysis of
+        a former record's file makes it anew (and prune then drops it); a later one
+        is another fpcli's, which this one can neither use nor replace."""
+        counts, _ = self.backend.census()
+        if counts is None:
+            return 0, 0
+        by_version = census_summary(counts)["by_version"]
+        versions = [(int(v) if v.isdigit() else FINGERPRINT_VERSION, n) for v, n in by_version.items()]
+        return (sum(n for v, n in versions if v < FINGERPRINT_VERSION),
+                sum(n for v, n in versions if v > FINGERPRINT_VERSION))
 
     # -- change journal (for incremental index refresh) ----------------------------------------
 
