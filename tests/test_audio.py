@@ -117,6 +117,51 @@ def test_truncated_flac_keeps_decoded_audio_and_is_partial(tmp_path, rng):
     assert reader.partial_reason
 
 
+def _damaged(src, dst, fraction: float = 0.25, length: int = 3000) -> str:
+    """``src`` with ``length`` random bytes written over it ``fraction`` of the way in."""
+    data = bytearray(open(src, "rb").read())
+    at = int(len(data) * fraction)
+    data[at:at + length] = np.random.default_rng(1).integers(0, 256, length, dtype=np.uint8).tobytes()
+    open(dst, "wb").write(bytes(data))
+    return str(dst)
+
+
+@pytest.mark.parametrize("fmt", ["FLAC", "MP3"])
+def test_one_damaged_spot_is_read_past_not_the_end_of_the_track(tmp_path, fmt):
+    """libsndfile stops at a damaged spot (a FLAC frame or MP3 frames overwritten): the
+    three quarters of the track after it were lost ("header says 182.19 s, decoded
+    43.84 s"), where FFmpeg decodes all but the damaged packets. The read goes on
+    with FFmpeg past the spot; the file is still partial, saying why."""
+    x = synth.music_like(20.0, 44100)
+    good = write(tmp_path / f"good.{fmt.lower()}", x, 44100, format=fmt)
+    reader = AudioReader(_damaged(good, tmp_path / f"bad.{fmt.lower()}"))
+    blocks = list(reader)
+    assert sum(len(b) for b in blocks) > 0.95 * len(x)
+    assert reader.partial and "read on past it by FFmpeg" in reader.partial_reason, reader.partial_reason
+    whole = np.concatenate(blocks)
+    clean = np.concatenate(list(AudioReader(good)))
+    # The audio after the spot is the file's own, to its end: a second of it is found in
+    # the clean decoding (at its place for FLAC; FFmpeg and libsndfile trim an MP3's end
+    # padding a few hundred frames apart). The damaged packets' frames are not filled in.
+    second = whole[-3 * 44100:-2 * 44100, 0]
+    at = len(clean) - 3 * 44100
+    error = {shift: np.abs(clean[at + shift:at + shift + 44100, 0] - second).max() for shift in range(-2048, 2049)}
+    assert min(error.values()) < 1e-3 and (fmt == "MP3" or error[0] == 0.0)
+
+
+def test_a_damaged_stream_is_read_past_its_damaged_packets(tmp_path):
+    """FFmpeg (stdin, and the formats libsndfile cannot read) stopped at the first
+    packet that did not decode: a damaged MP3 on stdin was read to its damaged spot
+    only. Damaged packets are skipped, counted, and make the stream partial."""
+    from tests.conftest import read_stream
+
+    x = synth.music_like(20.0, 44100)
+    good = write(tmp_path / "good.mp3", x, 44100, format="MP3")
+    reader, samples = read_stream(open(_damaged(good, tmp_path / "bad.mp3"), "rb").read(), "pipe")
+    assert len(samples) > 0.95 * len(x)
+    assert reader.partial and "damaged packets skipped" in reader.partial_reason, reader.partial_reason
+
+
 def test_truncated_mp3_is_partial_without_stale_blocks(tmp_path):
     x = synth.music_like(8.0, 44100)
     good = write(tmp_path / "good.mp3", x, 44100, format="MP3")

@@ -276,11 +276,13 @@ def test_a_flac_that_states_no_length_cut_mid_frame_is_partial_as_a_file_and_on_
     assert window.expected_frames == 0
     assert sum(len(block) for block in window) == 3 * SR - int(1.5 * SR) and not window.partial
     # Two such files joined: the second's frames number from 0 again, so its last frame
-    # says less than what was read; the first's frames alone were read: partial, as before.
+    # says less than what was read. libsndfile stops after the first; FFmpeg reads on
+    # past the second's header: both files' frames, and partial (the join is no track).
     joined = tmp_path / "joined.flac"
     joined.write_bytes(data + with_total(write_flac(music(1.0, seed=9)), 0))
     both = AudioReader(joined)
-    assert sum(len(block) for block in both) == 3 * SR and both.partial
+    assert sum(len(block) for block in both) == 4 * SR and both.partial
+    assert "read on past it by FFmpeg" in both.partial_reason
 
 
 def test_an_intact_flac_is_still_read_by_libsndfile(tmp_path):

@@ -7,7 +7,8 @@ extensions libsndfile never reads, for files libsndfile refuses, and for those i
 read short of their end (a chained Ogg, a FLAC whose header understates its length).
 
 A file is ``partial`` only on evidence of damage: a decoding error after some audio
-(the audio before it is kept), a decoded length that differs by more than 0.1 s from
+(the audio before it is kept, and a damaged spot is read past: FFmpeg skips damaged
+packets, and goes on where libsndfile stopped), a decoded length that differs by more than 0.1 s from
 a length the file states exactly (WAV/FLAC/AIFF frame counts, an MP3 Xing/Info or
 VBRI frame count, an MP4/Matroska/APE/WavPack duration; never a bit-rate estimate;
 on stdin and from FFmpeg (an MP3 or AIFF named .m4a) the same counts, read from the
@@ -26,7 +27,7 @@ from typing import BinaryIO, cast
 import numpy as np
 
 from fpcli.audio import headers
-from fpcli.audio.base import AudioInfo, DecodeFailure, Source, StoppablePipe, check_info
+from fpcli.audio.base import PARTIAL_TOLERANCE_S, AudioInfo, DecodeFailure, Source, StoppablePipe, check_info
 from fpcli.audio.pyav import AvMissing, AvSource, NotAv, is_av_path
 from fpcli.audio.raw import RAW_FORMATS, CdImageSource, RawSource
 from fpcli.audio.sndfile import RIFF_WAVE_FORMATS, NotSndfile, SndfileSource, check_readable
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 DEFAULT_BLOCK_FRAMES = 131072
-PARTIAL_TOLERANCE_S = 0.1
 # The most end padding an MP3 encoder tag can state (LAME: 12 bits of frames).
 MAX_MP3_PADDING = 4095
 # Float files hold any value; music scaled to ±1 peaks near 1 (a few units after a
@@ -339,6 +339,8 @@ class AudioReader:
                 raise KeyboardInterrupt
             if self.stopped:
                 return
+            for reason in getattr(source, "damage", ()):   # damaged spots read past (a back end's)
+                self._mark_partial(reason)
             if self.frames_read == 0:
                 empty = self._pipe is not None and not self._pipe.bytes_read
                 raise AudioReadError(self.path, EMPTY_STREAM if empty else "no audio frames could be decoded")

@@ -34,6 +34,11 @@ class AudioInfo:
         return self.frames / self.samplerate
 
 
+# How far a decoded length may differ from a length the file states before the file is
+# partial (a codec's padding, a rounding of the stated count): 0.1 s.
+PARTIAL_TOLERANCE_S = 0.1
+
+
 class DecodeFailure(Exception):
     """A back end could not decode further; the message is the human reason.
 

@@ -46,6 +46,10 @@ _STATED_LENGTH_DEMUXERS = frozenset({"wav", "flac", "aiff", "mp3", "au", "caf", 
 # Integer sample formats: scale that maps the full range to ±1.
 _INT_SCALE = {"s16": 2.0**15, "s32": 2.0**31, "s64": 2.0**63}
 _AV_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)
+_DAMAGED_PACKET: tuple[type[BaseException], ...] = ()   # FFmpeg's "invalid data" (set by load_av)
+# Damaged packets in a row after which the rest of the file is taken as unreadable:
+# a damaged spot is a few packets (3,000 random bytes in an MP3: 2), garbage is all.
+MAX_DAMAGED_IN_A_ROW = 64
 _AVERROR_PATCHWELCOME = 0x45574150  # "not yet implemented": FFmpeg's -MKTAG("P", "A", "W", "E"), negated by PyAV
 # What FFmpeg may read of a pipe to find its streams before the first packet is handed
 # on (its default: 5 MB). A WAV's PCM is read until then in case it hides another
@@ -67,7 +71,7 @@ class AvMissing(NotAv):
 def load_av() -> ModuleType:
     """Import PyAV with FFmpeg's own logging off (damaged files would print to stderr;
     fpcli reports them itself). ``NotAv`` if PyAV is not installed."""
-    global _AV_ERRORS
+    global _AV_ERRORS, _DAMAGED_PACKET
     try:
         import av
         import av.logging
@@ -78,6 +82,7 @@ def load_av() -> ModuleType:
     except (TypeError, ValueError):
         av.logging.set_level(av.logging.PANIC)
     _AV_ERRORS = (av.error.FFmpegError, OSError, ValueError)
+    _DAMAGED_PACKET = (av.error.InvalidDataError,)
     return av
 
 
@@ -116,6 +121,7 @@ class AvSource:
             self.close()
             raise
         self.expected_frames = self.info.frames
+        self.damaged_packets = 0   # packets that did not decode, skipped (``_decoded``)
         # What a chained Ogg's first differing link is, to name when FFmpeg stops there.
         self._link_change: str | None = None
         if not self._is_pipe and self.info.format == "OGG":
@@ -173,10 +179,23 @@ class AvSource:
         error or when the stream changes rate or channel count midway (the analyzers
         are built for one of each)."""
         rate, channels = self.info.samplerate, self.info.channels
+        in_a_row = 0
         try:
             while True:
                 for packet in self._container.demux(self._stream):
-                    for frame in packet.decode():
+                    try:
+                        frames = packet.decode()
+                    except _DAMAGED_PACKET as exc:
+                        # A damaged packet is skipped, as FFmpeg's own tools do: an MP3 with
+                        # one damaged spot a quarter in was read to there only (the rest of
+                        # the track lost). The reader calls the file partial for it.
+                        self.damaged_packets += 1
+                        in_a_row += 1
+                        if in_a_row > MAX_DAMAGED_IN_A_ROW:
+                            raise DecodeFailure(self._failure_reason(exc)) from None
+                        continue
+                    in_a_row = 0
+                    for frame in frames:
                         if frame.samples == 0:
                             continue
                         if frame.sample_rate != rate or len(frame.layout.channels) != channels:
@@ -188,6 +207,12 @@ class AvSource:
                     return
         except _AV_ERRORS as exc:
             raise DecodeFailure(self._failure_reason(exc)) from None
+
+    @property
+    def damage(self) -> list[str]:
+        """After a read: why the file is partial for the damaged packets skipped."""
+        n = self.damaged_packets
+        return [f"{n} damaged packet{'s' if n != 1 else ''} skipped"] if n else []
 
     def _open_next_wav(self) -> bool:
         """Go on with the next WAV file of a stream of WAV files joined one after another,

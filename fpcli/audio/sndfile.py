@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from fpcli.audio import headers
-from fpcli.audio.base import AudioInfo, DecodeFailure
+from fpcli.audio.base import PARTIAL_TOLERANCE_S, AudioInfo, DecodeFailure
 from fpcli.errors import AudioReadError
 from fpcli.files import special_file_kind
 
@@ -72,6 +72,8 @@ class SndfileSource:
         self.expected_frames = self.info.frames
         self.length_exact = True
         self._position = 0   # the frame the next read starts at (``seek``)
+        self.damage: list[str] = []   # damaged spots FFmpeg read past (``_read_on``)
+        self._other: Any = None       # the FFmpeg source reading on, closed with this one
         vorbis_order = self.info.format == "OGG" and self.info.subtype in ("VORBIS", "OPUS")
         order = VORBIS_TO_WAV_ORDER.get(self.info.channels) if vorbis_order else None
         self._columns = None if order is None else list(order)
@@ -94,7 +96,87 @@ class SndfileSource:
             self.length_exact = headers.mp3_states_length(path)
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
-        """float32 (n, channels) blocks until the first short read."""
+        """float32 (n, channels) blocks until the first short read. Where libsndfile
+        stops at a damaged spot (an error, or a FLAC read short of frames its tail
+        holds), FFmpeg reads on past it (``_read_on``): one damaged spot a quarter into
+        an MP3 or a FLAC lost the other three quarters of the track."""
+        delivered = self._position
+        failure: DecodeFailure | None = None
+        try:
+            for block in self._decoded(block_frames):
+                delivered += len(block)
+                yield block
+        except DecodeFailure as exc:
+            failure = exc
+        if failure is None and not self._holds_more_than(delivered):
+            return
+        rest = self._read_on(delivered, block_frames, failure)
+        if rest is None:
+            if failure is not None:
+                raise failure
+            return
+        yield from rest
+
+    def _holds_more_than(self, frames: int) -> bool:
+        """Whether the file may hold audio past ``frames`` that libsndfile did not read: a
+        FLAC whose last frame (in its tail) starts later, an MP3 or Ogg whose stated
+        length is longer (its bytes cannot tell: FFmpeg is asked), a PCM file whose
+        bytes hold more frames. A file cut short holds none."""
+        gap = PARTIAL_TOLERANCE_S * self.info.samplerate
+        if self.flac_lengths is not None:
+            held = self.flac_lengths.held
+            return held is not None and held - frames > gap
+        if self.info.subtype.startswith("MPEG_LAYER") or self.info.format == "OGG":
+            return self.length_exact and self.expected_frames - frames > gap
+        return self.info.frames - frames > gap   # libsndfile's count: the frames its bytes hold
+
+    def _read_on(self, delivered: int, block_frames: int,
+                 failure: DecodeFailure | None) -> Iterator[np.ndarray] | None:
+        """The file's blocks after its first ``delivered`` frames, decoded by FFmpeg from
+        the start (its frames up to there dropped), which skips damaged packets; None
+        when FFmpeg cannot read it, or reads it with other parameters. ``damage``
+        says where libsndfile stopped and how much FFmpeg skipped."""
+        from fpcli.audio.pyav import AvSource, NotAv
+
+        try:
+            other = AvSource(self.path)
+        except NotAv:
+            return None
+        if (other.info.samplerate, other.info.channels) != (self.info.samplerate, self.info.channels):
+            other.close()
+            return None
+        self._other = other
+        at = f"{delivered / self.info.samplerate:.2f} s"
+        why = f"decoding failed at {at}: {failure}" if failure is not None else f"a damaged frame at {at}"
+
+        def rest() -> Iterator[np.ndarray]:
+            skip = delivered
+            read_on = 0
+            try:
+                for block in other.blocks(block_frames):
+                    dropped = min(skip, len(block))
+                    skip -= dropped
+                    if dropped < len(block):
+                        read_on += len(block) - dropped
+                        yield block[dropped:]
+            except DecodeFailure:
+                if not read_on and failure is not None:
+                    raise failure from None   # FFmpeg stops there too: libsndfile's reason
+                raise
+            finally:
+                # A file cut mid-frame gives FFmpeg a few more milliseconds: no damaged spot
+                # read past (its completeness check says it was cut).
+                skipped = other.damaged_packets
+                if read_on > PARTIAL_TOLERANCE_S * self.info.samplerate or skipped:
+                    self.damage.append(f"{why}, read on past it by FFmpeg"
+                                       + (f" ({skipped} damaged packet{'s' if skipped != 1 else ''} skipped)"
+                                          if skipped else ""))
+            if not read_on and failure is not None:
+                raise failure
+        return rest()
+
+    def _decoded(self, block_frames: int) -> Iterator[np.ndarray]:
+        """libsndfile's float32 (n, channels) blocks until the first short read."""
         frames = self._position
         while True:
             try:
@@ -149,6 +231,8 @@ class SndfileSource:
 
     def close(self) -> None:
         self._file.close()
+        if self._other is not None:
+            self._other.close()
 
 
 def open_sndfile(path: str) -> sf.SoundFile:
