@@ -118,6 +118,49 @@ def test_prune_keeps_the_census(location, template, tmp_path):
         assert store.stats()["entries"] == 0 == store.stats(recount=True)["entries"]
 
 
+def test_an_interrupted_prune_says_what_it_dropped(location, template, tmp_path, monkeypatch, capsys):
+    """A Ctrl-C during a prune said only "interrupted": 1,770 of 20,000 entries were
+    dropped and nothing said which. The prune lists what it dropped, then stops; a
+    store lost mid-prune says how many went before it."""
+    from fpcli.store import maintenance
+    from fpcli.store.maintenance import PruneInterrupted
+    from tests.test_cli_output import _main
+
+    with FingerprintStore.open(location) as store:
+        store.clear()
+        _import(store, template, 30, tmp_path)                # their paths do not exist: all to prune
+    real, calls = maintenance._pruned_paths, []
+
+    def stopped_at_the_eleventh(store, record, dry_run):
+        calls.append(record.key)
+        if len(calls) == 11:
+            raise KeyboardInterrupt
+        return real(store, record, dry_run)
+
+    monkeypatch.setattr(maintenance, "_pruned_paths", stopped_at_the_eleventh)
+    assert _main(monkeypatch, "--store", location, "cache", "prune", "--json") == 130
+    out, err = capsys.readouterr()
+    dropped = [json.loads(line) for line in out.splitlines()]
+    assert len(dropped) == 10 and all(not d["dry_run"] for d in dropped)
+    assert "interrupted: 10 path(s) were dropped before it" in err
+    def lost_after_four(store, record, dry_run):
+        calls.append(record.key)
+        if len(calls) > 4:
+            raise StoreError("Redis gone")
+        return real(store, record, dry_run)
+
+    calls.clear()
+    monkeypatch.setattr(maintenance, "_pruned_paths", lost_after_four)
+    with FingerprintStore.open(location) as store:
+        assert store.stats()["entries"] == 20
+        with pytest.raises(StoreError, match="Redis gone; 4 path.s. were dropped before it"):
+            maintenance.prune(store)
+        calls.clear()
+        monkeypatch.setattr(maintenance, "_pruned_paths", stopped_at_the_eleventh)
+        with pytest.raises(PruneInterrupted, match="nothing was dropped .a dry run."):
+            maintenance.prune(store, dry_run=True)
+
+
 def test_import_export_round_trip(location, template, tmp_path):
     with FingerprintStore.open(location) as store:
         store.clear()

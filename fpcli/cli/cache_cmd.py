@@ -37,6 +37,7 @@ from fpcli.results import TIMEOUT_ERROR_TYPE
 if TYPE_CHECKING:
     from fpcli.search.dupes import DupeGroup, Recording
     from fpcli.store import FingerprintStore, Record
+    from fpcli.store.maintenance import Pruned
     from fpcli.store.records import Failure
 
 
@@ -428,22 +429,37 @@ def cache_prune(ctx: typer.Context, as_json: JsonOption = False,
 
       fpcli cache prune --json
     """
+    from fpcli.store.maintenance import PruneInterrupted
+
     with ctx.obj.open_store(existing=True) as store:
         from fpcli.store import forget_orphans, prune
 
-        removed = prune(store, dry_run=dry_run, progress=progress_line("records checked"))
+        try:
+            removed = prune(store, dry_run=dry_run, progress=progress_line("records checked"))
+        except PruneInterrupted as exc:
+            # What was dropped is listed (a script reading --json gets it too), then why it stopped.
+            end_progress()
+            _pruned_out(exc.removed, dry_run, as_json)
+            note("[yellow]interrupted:[/yellow]", exc.how_far)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         end_progress()
         orphans = forget_orphans(store, dry_run=dry_run)
         report_bad_entries(store)
     if orphans:
         note("", f"{'would forget' if dry_run else 'forgot'} {orphans} identity entries of records no longer "
                  "stored")
+    _pruned_out(removed, dry_run, as_json)
+    if not as_json:
+        note("", f"{'would prune' if dry_run else 'pruned'} {len(removed)} entries")
+
+
+def _pruned_out(removed: list[Pruned], dry_run: bool, as_json: bool) -> None:
+    """The paths a prune dropped (or would drop), as a table or JSON Lines."""
     if as_json:
         json_lines_out({"path": item.path, "reason": item.reason, "dry_run": dry_run} for item in removed)
         return
     rows_out(f"{len(removed)} path(s) {'to drop' if dry_run else 'dropped'}", ["reason", "path"],
              [[item.reason, item.path] for item in removed])
-    note("", f"{'would prune' if dry_run else 'pruned'} {len(removed)} entries")
 
 
 @cache_app.command("failures")

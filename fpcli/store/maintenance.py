@@ -84,6 +84,37 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
     paths may have more copies, known only by their path entries: those records are
     pruned after one pass over the path entries (``_prune_crowded``)."""
     removed: list[Pruned] = []
+    try:
+        _prune_into(removed, store, dry_run, progress)
+    except KeyboardInterrupt:
+        raise PruneInterrupted(removed, dry_run) from None
+    except StoreError as exc:
+        # A Redis gone, a full disk: what was dropped before it is said, not only the error.
+        if removed and not dry_run:
+            raise StoreError(f"{exc}; {_pruned_before(removed)}") from None
+        raise
+    return removed
+
+
+class PruneInterrupted(KeyboardInterrupt):
+    """A Ctrl-C (or SIGTERM made one) during a prune; ``removed`` holds what it dropped
+    before it. An interrupted prune said only "interrupted": 1,770 entries of 20,000
+    were dropped, and nothing said which."""
+
+    def __init__(self, removed: list[Pruned], dry_run: bool) -> None:
+        self.removed = removed
+        self.how_far = "nothing was dropped (a dry run)" if dry_run else _pruned_before(removed)
+        super().__init__(self.how_far)
+
+
+def _pruned_before(removed: list[Pruned]) -> str:
+    return (f"{len(removed)} path(s) were dropped before it, each with its entries: run the prune again to "
+            "finish it")
+
+
+def _prune_into(removed: list[Pruned], store: FingerprintStore, dry_run: bool, progress: Progress) -> None:
+    """``prune``'s work, appending to ``removed`` as it goes (so that what was dropped
+    before an interrupt is known)."""
     crowded: dict[str, list[str]] = {}  # digest -> keys of its records that list MAX_PATHS paths
     older: list[Record] = []   # records of a former fingerprint version, checked a batch at a time
     for number, record in enumerate(store.records(), start=1):
@@ -106,10 +137,9 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
     for failure in store.failures():
         why = stored_file_state(failure.path, failure.size, failure.mtime_ns)
         if why:
-            removed.append(Pruned(failure.path, f"failure: {why}"))
             if not dry_run:
                 store.delete_failure(failure.path)
-    return removed
+            removed.append(Pruned(failure.path, f"failure: {why}"))
 
 
 def _pruned_paths(store: FingerprintStore, record: Record, dry_run: bool) -> list[Pruned]:
