@@ -1134,3 +1134,29 @@ def test_a_full_disk_at_open_is_said_so_not_disk_io(tmp_path, monkeypatch):
     with pytest.raises(StoreError) as other:
         FingerprintStore.open(tmp_path / "s")
     assert "disk is full" not in str(other.value)
+
+
+@pytest.mark.parametrize("lost_by", ["deleting its folder", "emptying its database file"])
+def test_a_lost_records_part_is_a_problem_until_a_repair_notes_it(tmp_path, template, lost_by):
+    """The records' part removed by hand, or its database emptied: the store was made
+    again empty and verify said "0 problem(s)" with every record gone."""
+    import shutil
+
+    from benchmarks import make_records
+    from fpcli.store.maintenance import repair
+
+    location = tmp_path / "store"
+    with FingerprintStore.open(location) as store:
+        store.import_records(list(make_records.records(5, template=template)))
+    if lost_by == "deleting its folder":
+        shutil.rmtree(location / "data")
+    else:
+        (location / "data" / "cache.db").write_bytes(b"")
+    with FingerprintStore.open(location) as store:
+        (problem,) = verify(store)
+        assert problem.message.startswith("meta: data lost: the records' part (data/) was made again empty")
+        assert ("missing" if lost_by == "deleting its folder" else "emptied (0 bytes)") in problem.message
+        assert repair(store, tmp_path / "q.jsonl")["data_lost"] == 1
+        assert verify(store) == []
+    with FingerprintStore.open(location) as store:
+        assert verify(store) == []   # noted once: opening the store again finds its data part

@@ -772,7 +772,8 @@ REPAIR_WORDS = {"moved_aside": "damaged database parts moved aside", "salvaged":
                 "rebuilt": "entries kept from a rebuilt database", "quarantined": "bad entries removed",
                 "unsafe": "unsafe entries (pickled, or keys not UTF-8) removed",
                 "counters": "damaged counters or journal entries reset",
-                "census": "census counted again", "orphans": "identity entries of removed records forgotten"}
+                "census": "census counted again", "orphans": "identity entries of removed records forgotten",
+                "data_lost": "a lost records' part taken note of"}
 
 
 def _say_rejected(reasons: list[str]) -> None:

@@ -45,7 +45,7 @@ from fpcli.store.diskcache_sqlite import (
     kept_size_limit,
     salvage,
 )
-from fpcli.store.protocol import BATCH, Put, Tag, TagOf, kept_counts
+from fpcli.store.protocol import BATCH, DATA_LOST_KEY, DATA_LOST_PROBLEM, Put, Tag, TagOf, kept_counts
 from fpcli.store.spec import DEFAULT_SIZE_LIMIT_MB
 
 RECORD_PREFIX = "rec:"
@@ -165,7 +165,8 @@ class DiskcacheBackend(MetaCounters):
         # emptied file (0 bytes: SQLite's empty database) is one gone: a search then
         # said "index refreshed, 4 tracks" and showed no hit, without a word.
         data_path = _database(self.location, "data")
-        data_missing = not os.path.isfile(data_path) or os.path.getsize(data_path) == 0
+        data_found = os.path.isfile(data_path)
+        data_missing = not data_found or os.path.getsize(data_path) == 0
         data_lost = data_missing and os.path.isfile(_database(self.location, "meta"))
         size_mb = self._size_limit_mb
         if size_mb is None and data_missing:
@@ -192,6 +193,10 @@ class DiskcacheBackend(MetaCounters):
             self._meta.add("epoch", secrets.randbelow(1 << 48))
             if data_lost:
                 self._meta.incr("epoch", 1)
+                # Kept until a repair takes note of it: verify found such a store sound
+                # ("0 problems") with every record gone.
+                how = "emptied (0 bytes)" if data_found else "missing"
+                self._meta.set(DATA_LOST_KEY, f"{time.strftime('%Y-%m-%d %H:%M')}, its database file {how}")
         self._data._sql(f"CREATE TABLE IF NOT EXISTS {CENSUS_TABLE} (tag TEXT PRIMARY KEY, n INTEGER NOT NULL)")
         self._census_start()
         self._journal_start()
@@ -652,6 +657,11 @@ class DiskcacheBackend(MetaCounters):
             problems += self.journal_problems()
         except (sqlite3.DatabaseError, StoreError) as exc:
             problems.append(f"meta: the journal is unreadable ({exc})")
+        lost = next((value for key, _, _, value in rows if key == DATA_LOST_KEY), None)
+        if lost is not None:
+            problems.append(f"{DATA_LOST_PROBLEM}: the records' part (data/) was made again empty on {lost}: the "
+                            "records it held are gone (restore the store's folder from a backup, or analyse the "
+                            "library again); a repair takes note of it")
         return problems
 
     def rebuild(self) -> dict[str, int]:
@@ -670,7 +680,8 @@ class DiskcacheBackend(MetaCounters):
         return {"moved_aside": done["moved_aside"], "rebuilt": done["salvaged"], **records}
 
     def reset_meta(self, name: str) -> None:
-        """Repair: drop one meta entry (a damaged counter restarts from 0) or journal row."""
+        """Repair: drop one meta entry (a damaged counter restarts from 0, a data loss is
+        taken note of) or journal row."""
         if self.forget_journal_entry(name):
             return
         with guard(self.location):

@@ -32,7 +32,7 @@ from fpcli.files import atomic_text
 from fpcli.params import FINGERPRINT_VERSION, AnalysisParams
 from fpcli.store.census import FAILURE_TAG, census_summary, census_tag, tag_of_entry
 from fpcli.store.core import FingerprintStore, PathChange
-from fpcli.store.protocol import BATCH
+from fpcli.store.protocol import BATCH, DATA_LOST_KEY, DATA_LOST_PROBLEM
 from fpcli.store.reading import ImportedBatch
 from fpcli.store.records import (
     MAX_PATHS,
@@ -499,6 +499,9 @@ def repair(store: FingerprintStore, quarantine: str | os.PathLike[str]) -> dict[
             if problem.startswith(kind):
                 store.backend.reset_meta(problem[len(kind):].split()[0])
                 counts["counters"] += 1
+        if problem.startswith(DATA_LOST_PROBLEM):   # nothing to mend: noted, and no longer a problem
+            store.backend.reset_meta(DATA_LOST_KEY)
+            counts["data_lost"] = 1
     checked = verify(store)
     bad = [p for p in checked if p.key]
     if any(p.message.startswith("census:") for p in checked) and not bad:

@@ -18,6 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 # journaled twice (before and after it: reading.StoreReader.journaled): 10,000 writes.
 JOURNAL_LIMIT = 20_000
 BATCH = 1000            # keys read or written per round trip / transaction by the bulk operations
+DATA_LOST_KEY = "data_lost"            # meta entry: when a store part holding records was found gone
+DATA_LOST_PROBLEM = "meta: data lost"  # how ``check`` begins the problem it reports (a repair notes it)
 
 # A census tag names the kind of an entry for ``cache stats`` (``FingerprintStore``
 # makes them: "rec:v1:b-p" ...; "fail"); None for entries that are not counted.
