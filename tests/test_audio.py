@@ -147,6 +147,29 @@ def test_one_damaged_spot_is_read_past_not_the_end_of_the_track(tmp_path, fmt):
     at = len(clean) - 3 * 44100
     error = {shift: np.abs(clean[at + shift:at + shift + 44100, 0] - second).max() for shift in range(-2048, 2049)}
     assert min(error.values()) < 1e-3 and (fmt == "MP3" or error[0] == 0.0)
+    # A preview (or a snapshot) that stops after the spot is partial too: it heard it.
+    preview = AudioReader(tmp_path / f"bad.{fmt.lower()}")
+    for _ in preview:
+        if preview.frames_read > 15 * 44100:
+            preview.stop()
+    assert preview.partial and "read on past it by FFmpeg" in preview.partial_reason
+
+
+def test_a_damaged_surround_opus_is_read_past_without_a_crash(tmp_path):
+    """PyAV read the planes of an 8-channel frame past their end: a damaged 7.1 Opus
+    file, read on by FFmpeg, killed the analysis process (SIGSEGV); on stdin any 7.1
+    Opus did. Such frames are converted to packed ones first."""
+    from tests.conftest import read_stream
+    from tests.test_audio_formats import encode_av
+
+    x = 0.1 * np.random.default_rng(2).standard_normal((4 * 48000, 8))
+    good = encode_av(tmp_path / "good.opus", x, 48000, "libopus", "flt", "7.1")
+    reader, streamed = read_stream(open(good, "rb").read(), "pipe")
+    assert streamed.shape == (4 * 48000, 8) and not reader.partial
+    bad = AudioReader(_damaged(good, tmp_path / "bad.opus", fraction=0.5))
+    # FFmpeg's Ogg demuxer gives up at the damaged page, as libsndfile does: the audio
+    # before it, partial, and no crash.
+    assert sum(len(block) for block in bad) >= 0.45 * len(x) and bad.partial
 
 
 def test_a_damaged_stream_is_read_past_its_damaged_packets(tmp_path):

@@ -222,6 +222,8 @@ class AudioReader:
         self.stopped = False
         self.frames_read = 0
         self._damage: list[str] = []  # why the file is partial, NaN/Inf samples apart
+        self._reading: Source | None = None   # the source being read (its damage is read live)
+        self._source_damage: list[str] = []   # what the last source read found (kept: a reader is pickled)
         self.nonfinite_samples = 0
         self._reset_heard()
 
@@ -236,6 +238,7 @@ class AudioReader:
         reader._start, reader._end, reader._cd_byte_order = 0, None, None
         reader.expected_frames, reader.length_exact = source.expected_frames, source.length_exact
         reader.frames_read, reader._damage, reader.nonfinite_samples = 0, [], 0
+        reader._reading, reader._source_damage = None, []
         reader._reset_heard()
         reader._opened, reader._pipe, reader.stopped = source, pipe, False
         reader._opened_used = False
@@ -274,22 +277,28 @@ class AudioReader:
     @property
     def partial(self) -> bool:
         """Whether what was decoded (and heard) so far shows damage."""
-        return bool(self._damage or self._nonfinite_heard() or self._overrun())
+        return bool(self._damages() or self._nonfinite_heard() or self._overrun())
 
     @property
     def partial_reason(self) -> str | None:
         """Why the file is partial (reasons joined by "; "), None when it is not."""
         replaced = self._nonfinite_heard()
         overrun = self._overrun()
-        return "; ".join(self._damage + ([f"{replaced} non-finite samples were replaced by silence"]
-                                         if replaced else []) + ([overrun] if overrun else [])) or None
+        return "; ".join(self._damages() + ([f"{replaced} non-finite samples were replaced by silence"]
+                                            if replaced else []) + ([overrun] if overrun else [])) or None
+
+    def _damages(self) -> list[str]:
+        """The reasons found so far, the source's own as it reads (a damaged spot read
+        past, packets skipped): a preview or a snapshot that stops after one is partial."""
+        return self._damage + (list(getattr(self._reading, "damage", ())) if self._reading is not None
+                               else self._source_damage)
 
     def _overrun(self) -> str | None:
         """Why more audio was heard than the header states, before the end of the read
         says so (``_check_complete``): snapshots of two files joined on a pipe said
         "ok" past the first one's stated length."""
         expected, heard = self.expected_frames, self.frames_read if self._heard is None else self._heard
-        if self._damage or not self.length_exact or expected <= 0 or self._end is not None or \
+        if self._damages() or not self.length_exact or expected <= 0 or self._end is not None or \
                 heard - expected <= PARTIAL_TOLERANCE_S * self.info.samplerate:
             return None
         return f"header says {expected / self.info.samplerate:.2f} s, decoded {heard / self.info.samplerate:.2f} s"
@@ -320,6 +329,7 @@ class AudioReader:
             raise ParameterError("a stream can be read once: this reader has read it (open a new one)", "reader")
         self._opened_used = True
         source = self._opened or open_source(self.path, cd_byte_order=self._cd_byte_order)
+        self._reading = source
         try:
             if self._opened is None:
                 self._check_unchanged(source.info)
@@ -339,13 +349,12 @@ class AudioReader:
                 raise KeyboardInterrupt
             if self.stopped:
                 return
-            for reason in getattr(source, "damage", ()):   # damaged spots read past (a back end's)
-                self._mark_partial(reason)
             if self.frames_read == 0:
                 empty = self._pipe is not None and not self._pipe.bytes_read
                 raise AudioReadError(self.path, EMPTY_STREAM if empty else "no audio frames could be decoded")
             self._check_complete(source)
         finally:
+            self._source_damage, self._reading = list(getattr(source, "damage", ())), None
             source.close()
 
     def _check_unchanged(self, now: AudioInfo) -> None:
@@ -439,13 +448,13 @@ class AudioReader:
         """After a full read: mark the file partial on any evidence of damage (a
         decoding failure already did; NaN/Inf samples as they were replaced)."""
         expected = self.expected_frames
-        if not self._damage and self.length_exact and expected > 0:
+        if not self._damages() and self.length_exact and expected > 0:
             if abs(expected - self.frames_read) > PARTIAL_TOLERANCE_S * self.info.samplerate:
                 self._mark_partial(
                     f"header says {expected / self.info.samplerate:.2f} s, "
                     f"decoded {self._seconds_read():.2f} s"
                 )
-        if not self._damage and self._end is None:  # the file's end was read
+        if not self._damages() and self._end is None:  # the file's end was read
             reason = source.truncation(self._seconds_read())
             if reason:
                 self._mark_partial(reason)

@@ -50,6 +50,10 @@ _DAMAGED_PACKET: tuple[type[BaseException], ...] = ()   # FFmpeg's "invalid data
 # Damaged packets in a row after which the rest of the file is taken as unreadable:
 # a damaged spot is a few packets (3,000 random bytes in an MP3: 2), garbage is all.
 MAX_DAMAGED_IN_A_ROW = 64
+# PyAV reads the planes of a planar frame of 8 channels or more past their end (it
+# counts 9 planes for 8 channels): a 7.1 Opus file killed the process (SIGSEGV). Such
+# frames are converted to packed ones by FFmpeg first (``AvSource._packed``).
+MAX_PLANES = 8
 _AVERROR_PATCHWELCOME = 0x45574150  # "not yet implemented": FFmpeg's -MKTAG("P", "A", "W", "E"), negated by PyAV
 # What FFmpeg may read of a pipe to find its streams before the first packet is handed
 # on (its default: 5 MB). A WAV's PCM is read until then in case it hides another
@@ -122,6 +126,7 @@ class AvSource:
             raise
         self.expected_frames = self.info.frames
         self.damaged_packets = 0   # packets that did not decode, skipped (``_decoded``)
+        self._packer: Any = None   # the converter of planar frames of MAX_PLANES channels or more
         # What a chained Ogg's first differing link is, to name when FFmpeg stops there.
         self._link_change: str | None = None
         if not self._is_pipe and self.info.format == "OGG":
@@ -202,11 +207,21 @@ class AvSource:
                             count = len(frame.layout.channels)
                             raise DecodeFailure(self._link_change or f"the stream changes to {frame.sample_rate} Hz, "
                                                 f"{count} channel{'s' if count != 1 else ''}")
-                        yield frame_to_float32(frame)
+                        if channels >= MAX_PLANES and frame.format.is_planar:
+                            yield from (frame_to_float32(packed) for packed in self._packed(frame))
+                        else:
+                            yield frame_to_float32(frame)
                 if not self._open_next_wav():
                     return
         except _AV_ERRORS as exc:
             raise DecodeFailure(self._failure_reason(exc)) from None
+
+    def _packed(self, frame: Any) -> list[Any]:
+        """``frame`` (planar, MAX_PLANES channels or more) as packed float frames, by
+        FFmpeg's own converter (same rate and layout: no resampling, no delay)."""
+        if self._packer is None:
+            self._packer = load_av().AudioResampler(format="flt", layout=frame.layout, rate=frame.sample_rate)
+        return list(self._packer.resample(frame))
 
     @property
     def damage(self) -> list[str]:

@@ -147,30 +147,39 @@ class SndfileSource:
             return None
         self._other = other
         at = f"{delivered / self.info.samplerate:.2f} s"
-        why = f"decoding failed at {at}: {failure}" if failure is not None else f"a damaged frame at {at}"
+        why = f"decoding failed at {at}: {str(failure).rstrip('.')}" if failure is not None else \
+            f"a damaged frame at {at}"
+
+        def said() -> str:
+            skipped = other.damaged_packets
+            return f"{why}, read on past it by FFmpeg" + (
+                f" ({skipped} damaged packet{'s' if skipped != 1 else ''} skipped)" if skipped else "")
 
         def rest() -> Iterator[np.ndarray]:
             skip = delivered
             read_on = 0
+            noted: int | None = None   # where in ``damage`` the note is (it is said before the audio it is about)
             try:
                 for block in other.blocks(block_frames):
                     dropped = min(skip, len(block))
                     skip -= dropped
-                    if dropped < len(block):
-                        read_on += len(block) - dropped
-                        yield block[dropped:]
+                    if dropped == len(block):
+                        continue
+                    read_on += len(block) - dropped
+                    # A file cut mid-frame gives FFmpeg a few more milliseconds: no damaged
+                    # spot read past (its completeness check says it was cut).
+                    if noted is None and (read_on > PARTIAL_TOLERANCE_S * self.info.samplerate
+                                          or other.damaged_packets):
+                        self.damage.append(said())
+                        noted = len(self.damage) - 1
+                    yield block[dropped:]
             except DecodeFailure:
                 if not read_on and failure is not None:
                     raise failure from None   # FFmpeg stops there too: libsndfile's reason
                 raise
             finally:
-                # A file cut mid-frame gives FFmpeg a few more milliseconds: no damaged spot
-                # read past (its completeness check says it was cut).
-                skipped = other.damaged_packets
-                if read_on > PARTIAL_TOLERANCE_S * self.info.samplerate or skipped:
-                    self.damage.append(f"{why}, read on past it by FFmpeg"
-                                       + (f" ({skipped} damaged packet{'s' if skipped != 1 else ''} skipped)"
-                                          if skipped else ""))
+                if noted is not None:
+                    self.damage[noted] = said()   # with every damaged packet counted
             if not read_on and failure is not None:
                 raise failure
         return rest()
