@@ -121,7 +121,7 @@ def test_prune_keeps_the_census(location, template, tmp_path):
 def test_an_interrupted_prune_says_what_it_dropped(location, template, tmp_path, monkeypatch, capsys):
     """A Ctrl-C during a prune said only "interrupted": 1,770 of 20,000 entries were
     dropped and nothing said which. The prune lists what it dropped, then stops; a
-    store lost mid-prune says how many went before it."""
+    store error mid-prune says how many went before it, and keeps its repair hint."""
     from fpcli.store import maintenance
     from fpcli.store.maintenance import PruneInterrupted
     from tests.test_cli_output import _main
@@ -146,15 +146,16 @@ def test_an_interrupted_prune_says_what_it_dropped(location, template, tmp_path,
     def lost_after_four(store, record, dry_run):
         calls.append(record.key)
         if len(calls) > 4:
-            raise StoreError("Redis gone")
+            raise StoreError("the store is damaged", repairable=True)
         return real(store, record, dry_run)
 
     calls.clear()
     monkeypatch.setattr(maintenance, "_pruned_paths", lost_after_four)
     with FingerprintStore.open(location) as store:
         assert store.stats()["entries"] == 20
-        with pytest.raises(StoreError, match="Redis gone; 4 path.s. were dropped before it"):
+        with pytest.raises(StoreError, match="damaged; 4 path.s. were dropped before it") as lost:
             maintenance.prune(store)
+        assert lost.value.repairable   # the way out (verify --repair) is still said
         calls.clear()
         monkeypatch.setattr(maintenance, "_pruned_paths", stopped_at_the_eleventh)
         with pytest.raises(PruneInterrupted, match="nothing was dropped .a dry run."):

@@ -91,7 +91,7 @@ def prune(store: FingerprintStore, *, dry_run: bool = False, progress: Progress 
     except StoreError as exc:
         # A Redis gone, a full disk: what was dropped before it is said, not only the error.
         if removed and not dry_run:
-            raise StoreError(f"{exc}; {_pruned_before(removed)}") from None
+            raise StoreError(f"{exc}; {_pruned_before(removed)}", repairable=exc.repairable) from None
         raise
     return removed
 
@@ -108,8 +108,7 @@ class PruneInterrupted(KeyboardInterrupt):
 
 
 def _pruned_before(removed: list[Pruned]) -> str:
-    return (f"{len(removed)} path(s) were dropped before it, each with its entries: run the prune again to "
-            "finish it")
+    return f"{len(removed)} path(s) were dropped before it: run the prune again to finish it"
 
 
 def _prune_into(removed: list[Pruned], store: FingerprintStore, dry_run: bool, progress: Progress) -> None:
@@ -129,11 +128,11 @@ def _prune_into(removed: list[Pruned], store: FingerprintStore, dry_run: bool, p
         if record.fingerprint_version < FINGERPRINT_VERSION:
             older.append(record)
             if len(older) == BATCH:
-                removed += _drop_superseded(store, older, dry_run)
+                _drop_superseded(store, older, dry_run, removed)
                 older = []
-    removed += _drop_superseded(store, older, dry_run)
+    _drop_superseded(store, older, dry_run, removed)
     if crowded:
-        removed += _prune_crowded(store, crowded, dry_run)
+        _prune_crowded(store, crowded, dry_run, removed)
     for failure in store.failures():
         why = stored_file_state(failure.path, failure.size, failure.mtime_ns)
         if why:
@@ -152,18 +151,19 @@ def _pruned_paths(store: FingerprintStore, record: Record, dry_run: bool) -> lis
     return _prune_record(store, record, states) if gone or touched else []
 
 
-def _drop_superseded(store: FingerprintStore, older: list[Record], dry_run: bool) -> list[Pruned]:
+def _drop_superseded(store: FingerprintStore, older: list[Record], dry_run: bool, removed: list[Pruned]) -> None:
     """Delete the records of ``older`` (of a former fingerprint version) whose content has
     a record of this version (its files were analysed again): nothing reads them, and
     search counted them as left out after the upgrade was done. Their path entries
     stay: the new record shares them, an entry alone knows a copy still there, and
     the entries of gone files went as every record's do (``_pruned_paths``). One read
-    of the new keys."""
+    of the new keys; each record dropped is added to ``removed`` as it goes."""
     params_key = AnalysisParams().key()   # what every command analyses with
     present = store.backend.get_many([record_key(r.digest, params_key) for r in older]) if older else []
-    return [Pruned(record.path, f"fingerprint v{record.fingerprint_version}: analysed again as v{FINGERPRINT_VERSION}")
-            for record, current in zip(older, present, strict=True)
-            if current is not None and (dry_run or store.delete_record_alone(record.key))]
+    for record, current in zip(older, present, strict=True):
+        if current is not None and (dry_run or store.delete_record_alone(record.key)):
+            removed.append(Pruned(record.path, f"fingerprint v{record.fingerprint_version}: analysed again as "
+                                               f"v{FINGERPRINT_VERSION}"))
 
 
 def _prune_record(store: FingerprintStore, record: Record, states: dict[tuple[str, int], FileState]) -> list[Pruned]:
@@ -268,7 +268,8 @@ def forget_orphans(store: FingerprintStore, *, dry_run: bool = False) -> int:
     return orphans
 
 
-def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_run: bool) -> list[Pruned]:
+def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_run: bool,
+                   removed: list[Pruned]) -> None:
     """Prune the records that list MAX_PATHS paths (keys by digest): every path of
     their content, listed or known only by its path entry, is checked, the gone ones
     forgotten, and each record lists the latest MAX_PATHS of those still there. Such
@@ -286,7 +287,6 @@ def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_r
                 gone[digest][entry["path"]] = why
             else:
                 unlisted[digest].append(PathSeen(entry["path"], entry["mtime_ns"]))
-    removed = []
     for digest, keys in crowded.items():
         for key in keys:
             record = store.read_record(key)
@@ -299,7 +299,6 @@ def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_r
             if gone[digest] and not dry_run:
                 store.rewrite_paths(key, _with_copies(gone[digest], unlisted[digest]))
         removed += [Pruned(path, why) for path, why in gone[digest].items()]
-    return removed
 
 
 def _with_copies(gone: dict[str, str], unlisted: list[PathSeen]) -> PathChange:
