@@ -168,7 +168,7 @@ def _refuse_ignored(ctx: typer.Context, *, stream: bool, followed: bool, raw: bo
             # A forced look-up knows no preview: every file counted as "without a preview
             # to finish", and nothing was done (exit 0).
             refuse_given(ctx, ("force",), "for recomputing every file; --upgrade finishes the previews alone "
-                                          "(it analyses each whole): give one of them")
+                                          "(or, with --seconds, extends them): give one of them")
         if ctx.params.get("seconds") is not None:
             # Batch values are of whole tracks: with a preview they were dropped without a
             # word, and no stored record could answer (each run analysed every file again).

@@ -681,7 +681,8 @@ class FingerprintStore(StoreImports):
         if counts is None:
             return 0, 0
         by_version = census_summary(counts)["by_version"]
-        versions = [(int(v) if v.isdigit() else FINGERPRINT_VERSION, n) for v, n in by_version.items()]
+        # A version that is no number is none this fpcli knows: another fpcli's, as a later one.
+        versions = [(int(v) if v.isdigit() else FINGERPRINT_VERSION + 1, n) for v, n in by_version.items()]
         return (sum(n for v, n in versions if v < FINGERPRINT_VERSION),
                 sum(n for v, n in versions if v > FINGERPRINT_VERSION))
 
