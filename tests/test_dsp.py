@@ -138,6 +138,7 @@ def test_tempo_stays_in_range_on_a_flat_autocorrelation():
     acf = np.zeros(80)
     acf[0] = 1.0
     acf[30:33] = [0.2, 0.2 + 1e-12, 0.2]  # a flat top: the parabola's vertex would fly off
+    acf[61:64] = 0.1                      # the beat repeats (``tempo._repeats``)
     tempo = estimate_tempo(acf, 43.07, params)
     assert params.tempo_min_bpm <= tempo.bpm <= params.tempo_max_bpm
     assert abs(60 * 43.07 / tempo.bpm - 31) <= 0.5

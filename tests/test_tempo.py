@@ -339,3 +339,24 @@ def test_the_analyzers_check_the_level_on_the_last_seconds_of_their_own_envelope
         rows = np.concatenate(pushed)
         frames = math.ceil(2.0 * analyzer.pipeline.frame_rate)
         assert asked and all(np.array_equal(recent, rows[-frames:]) for recent in asked), type(analyzer)
+
+
+@pytest.mark.parametrize("length_s, fade_s", [(0.5, 0.02), (1.0, 0.0)])
+def test_one_sound_alone_has_no_tempo(length_s, fade_s):
+    """A single tone in silence has two onsets, its start and its end: the distance
+    between them was read as a beat (0.5 s with fades: 126 BPM; 1 s: 60 BPM) at
+    confidence 1.0. A beat repeats; nothing does at twice that distance."""
+    t = np.arange(int(length_s * SR)) / SR
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    if fade_s:
+        n = int(fade_s * SR)
+        tone[:n] *= np.linspace(0, 1, n)
+        tone[-n:] *= np.linspace(1, 0, n)
+    x = np.zeros((30 * SR, 1))
+    x[10 * SR:10 * SR + len(tone), 0] = tone
+    assert math.isnan(tempo_of(x).bpm)
+    beats = x.copy()                                 # a short sound eight times, 0.5 s apart: 120 BPM
+    for k in range(8):
+        start = 20 * SR + k * SR // 2
+        beats[start:start + SR // 10, 0] = tone[:SR // 10]
+    assert tempo_of(beats).bpm == pytest.approx(120, rel=0.04)

@@ -61,6 +61,7 @@ SAME_TEMPO = 0.04         # candidates within 4 % are the same tempo (the benchm
 # eight 6/8 and dotted clips that are right. The 4:3 check took three clips to their
 # beat and moved none that was right for gaps 0.10 to 0.20.
 LEVEL_CHECKS = ((2 / 3, 0.15, -0.25), (4 / 3, 0.10, 0.0))
+REPEAT_FLOOR = 0.0   # the autocorrelation at twice the beat period must exceed it (_repeats)
 NEAR_LAG = 0.03           # a level's score: the best within 3 % of its period
 RECENT_S = 60.0           # seconds of onset envelope the checks track beats over
 MIN_TRACKED_BEATS = 8     # fewer beats of the slower level heard: no check
@@ -157,7 +158,7 @@ def estimate_tempo(acf: np.ndarray, frame_rate: float, params: AnalysisParams,
     # Rhythm stability (#12) stays the all-band autocorrelation height at the beat.
     top = max((best - 1, best, best + 1), key=lambda i: overall[i] if 1 <= i < len(overall) - 1 else -np.inf)
     stability = float(np.clip(parabolic_peak(overall, top)[1], 0.0, 1.0))
-    if stability == 0.0:
+    if stability == 0.0 or not _repeats(overall, lag):
         # No periodicity at the best lag: a steady tone's onset envelope is flat, and its
         # rounding noise picked a lag (172.27 BPM, one of 30 hops at 44.1 kHz) that was
         # reported as a tempo. No beat, no tempo; the stability 0 says so.
@@ -166,6 +167,18 @@ def estimate_tempo(acf: np.ndarray, frame_rate: float, params: AnalysisParams,
     others = np.abs(lags / lag - 1) > SAME_TEMPO
     margin = float(scores.max() - scores[others].max()) if others.any() else math.inf
     return TempoEstimate(tempo, stability, max(margin, 0.0))
+
+
+def _repeats(overall: np.ndarray, lag: float) -> bool:
+    """Whether the onsets that make the period ``lag`` (frames) repeat: the all-band
+    autocorrelation is above REPEAT_FLOOR somewhere within a frame of twice the lag
+    (True where twice the lag is past what it holds). One sound alone (a 0.5 s tone in
+    a minute of silence) has two onsets, its start and its end, and nothing at twice
+    their distance: it was given 126 BPM at confidence 1.0."""
+    twice = int(round(2 * lag))
+    if twice + 1 >= len(overall):
+        return True
+    return bool(overall[twice - 1:twice + 2].max() > REPEAT_FLOOR)
 
 
 def _refined(p: np.ndarray, lag: float) -> tuple[int, float]:
