@@ -155,6 +155,28 @@ def test_one_damaged_spot_is_read_past_not_the_end_of_the_track(tmp_path, fmt):
     assert preview.partial and "read on past it by FFmpeg" in preview.partial_reason
 
 
+def test_a_reader_read_past_damage_keeps_it_pickled_and_read_again(tmp_path):
+    """The reader reads its source's damage as it goes: pickled in the middle of a read
+    (a process pool's result) it kept the open source (not picklable), and a first read
+    left unfinished, closed after a second one, put its own findings in place of the
+    second's (partial False after a whole read past a damaged spot)."""
+    import pickle
+
+    good = write(tmp_path / "good.flac", synth.music_like(20.0, 44100), 44100)
+    reader = AudioReader(_damaged(good, tmp_path / "bad.flac"))
+    first = iter(reader)
+    next(first)
+    assert list(reader) and reader.partial
+    first.close()
+    assert reader.partial and "read on past it" in reader.partial_reason
+    midway = iter(reader)
+    for _ in range(3):   # blocks of 3 s: past the spot at about 5 s
+        next(midway)
+    copy = pickle.loads(pickle.dumps(reader))
+    assert copy.partial and "read on past it" in copy.partial_reason
+    midway.close()
+
+
 def test_a_damaged_surround_opus_is_read_past_without_a_crash(tmp_path):
     """PyAV read the planes of an 8-channel frame past their end: a damaged 7.1 Opus
     file, read on by FFmpeg, killed the analysis process (SIGSEGV); on stdin any 7.1

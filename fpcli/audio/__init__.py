@@ -287,6 +287,13 @@ class AudioReader:
         return "; ".join(self._damages() + ([f"{replaced} non-finite samples were replaced by silence"]
                                             if replaced else []) + ([overrun] if overrun else [])) or None
 
+    def __getstate__(self) -> dict[str, object]:
+        """A reader pickled in the middle of a read (a process pool's result) keeps what
+        its source found so far, not the open source."""
+        state = self.__dict__.copy()
+        state["_source_damage"], state["_reading"] = self._damages()[len(self._damage):], None
+        return state
+
     def _damages(self) -> list[str]:
         """The reasons found so far, the source's own as it reads (a damaged spot read
         past, packets skipped): a preview or a snapshot that stops after one is partial."""
@@ -354,7 +361,8 @@ class AudioReader:
                 raise AudioReadError(self.path, EMPTY_STREAM if empty else "no audio frames could be decoded")
             self._check_complete(source)
         finally:
-            self._source_damage, self._reading = list(getattr(source, "damage", ())), None
+            if self._reading is source:   # not a read begun since and left unfinished (its close comes later)
+                self._source_damage, self._reading = list(getattr(source, "damage", ())), None
             source.close()
 
     def _check_unchanged(self, now: AudioInfo) -> None:
