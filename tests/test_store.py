@@ -1153,6 +1153,7 @@ def test_a_lost_records_part_is_a_problem_until_a_repair_notes_it(tmp_path, temp
     else:
         (location / "data" / "cache.db").write_bytes(b"")
     with FingerprintStore.open(location) as store:
+        assert any("the records' part (data/) was found gone" in w for w in store.stats()["warnings"])
         (problem,) = verify(store)
         assert problem.message.startswith("meta: data lost: the records' part (data/) was made again empty")
         assert ("missing" if lost_by == "deleting its folder" else "emptied (0 bytes)") in problem.message
@@ -1160,3 +1161,8 @@ def test_a_lost_records_part_is_a_problem_until_a_repair_notes_it(tmp_path, temp
         assert verify(store) == []
     with FingerprintStore.open(location) as store:
         assert verify(store) == []   # noted once: opening the store again finds its data part
+    never = tmp_path / "never"           # a store that held no record: nothing was lost
+    FingerprintStore.open(never).close()
+    shutil.rmtree(never / "data")
+    with FingerprintStore.open(never) as store:
+        assert verify(store) == [] and not store.stats()["warnings"]

@@ -193,6 +193,7 @@ class DiskcacheBackend(MetaCounters):
             self._meta.add("epoch", secrets.randbelow(1 << 48))
             if data_lost:
                 self._meta.incr("epoch", 1)
+            if data_lost and int(self._meta.get("generation", 0) or 0) > 0:   # records were written to it
                 # Kept until a repair takes note of it: verify found such a store sound
                 # ("0 problems") with every record gone.
                 how = "emptied (0 bytes)" if data_found else "missing"
@@ -220,6 +221,12 @@ class DiskcacheBackend(MetaCounters):
         return Path(self.location) / "index"
 
     def policy_warning(self) -> str | None:
+        """What ``stats`` warns of: a records' part found gone (until a repair notes it)."""
+        with contextlib.suppress(sqlite3.Error, OSError):
+            lost = self._meta.get(DATA_LOST_KEY)
+            if lost is not None:
+                return (f"the records' part (data/) was found gone and made again empty on {lost}: its records "
+                        "are gone (a check of the store says more, and a repair takes note of it)")
         return None
 
     # -- entries ---------------------------------------------------------------------------
