@@ -162,6 +162,31 @@ def test_an_interrupted_prune_says_what_it_dropped(location, template, tmp_path,
             maintenance.prune(store, dry_run=True)
 
 
+def test_records_dropped_as_superseded_are_counted_one_by_one(template, tmp_path, monkeypatch):
+    """An interrupt inside a batch of former-version records to drop lost the batch's
+    count: those deleted before it were not said (up to 999)."""
+    from fpcli.store.maintenance import Pruned, _drop_superseded
+
+    with FingerprintStore.open(tmp_path / "s") as store:
+        _import(store, template, 10, tmp_path)
+        # Records whose key holds a record of the current parameters stand in for
+        # former ones already analysed again (their own keys: each is "present").
+        records = list(store.records())[:6]
+        real, calls = store.delete_record_alone, []
+
+        def interrupted_at_the_fourth(key):
+            calls.append(key)
+            if len(calls) == 4:
+                raise KeyboardInterrupt
+            return real(key)
+
+        monkeypatch.setattr(store, "delete_record_alone", interrupted_at_the_fourth)
+        removed: list[Pruned] = []
+        with pytest.raises(KeyboardInterrupt):
+            _drop_superseded(store, records, False, removed)
+        assert len(removed) == 3 and store.stats()["entries"] == 7
+
+
 def test_import_export_round_trip(location, template, tmp_path):
     with FingerprintStore.open(location) as store:
         store.clear()

@@ -682,7 +682,8 @@ class FingerprintStore(StoreImports):
             return 0, 0
         by_version = census_summary(counts)["by_version"]
         # A version that is no number is none this fpcli knows: another fpcli's, as a later one.
-        versions = [(int(v) if v.isdigit() else FINGERPRINT_VERSION + 1, n) for v, n in by_version.items()]
+        versions = [(int(v) if v.isascii() and v.isdigit() else FINGERPRINT_VERSION + 1, n)
+                    for v, n in by_version.items()]
         return (sum(n for v, n in versions if v < FINGERPRINT_VERSION),
                 sum(n for v, n in versions if v > FINGERPRINT_VERSION))
 

@@ -288,6 +288,7 @@ def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_r
             else:
                 unlisted[digest].append(PathSeen(entry["path"], entry["mtime_ns"]))
     for digest, keys in crowded.items():
+        said: set[str] = set()   # paths of this content added to ``removed`` (as each record is rewritten)
         for key in keys:
             record = store.read_record(key)
             if record is None:
@@ -298,7 +299,9 @@ def _prune_crowded(store: FingerprintStore, crowded: dict[str, list[str]], dry_r
                     gone[digest].setdefault(seen.path, why)
             if gone[digest] and not dry_run:
                 store.rewrite_paths(key, _with_copies(gone[digest], unlisted[digest]))
-        removed += [Pruned(path, why) for path, why in gone[digest].items()]
+            removed += [Pruned(path, why) for path, why in gone[digest].items() if path not in said]
+            said |= set(gone[digest])
+        removed += [Pruned(path, why) for path, why in gone[digest].items() if path not in said]
 
 
 def _with_copies(gone: dict[str, str], unlisted: list[PathSeen]) -> PathChange:
