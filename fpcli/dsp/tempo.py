@@ -171,10 +171,12 @@ def estimate_tempo(acf: np.ndarray, frame_rate: float, params: AnalysisParams,
 
 def _repeats(overall: np.ndarray, lag: float) -> bool:
     """Whether the onsets that make the period ``lag`` (frames) repeat: the all-band
-    autocorrelation is above REPEAT_FLOOR somewhere within a frame of twice the lag
-    (True where twice the lag is past what it holds). One sound alone (a 0.5 s tone in
-    a minute of silence) has two onsets, its start and its end, and nothing at twice
-    their distance: it was given 126 BPM at confidence 1.0."""
+    autocorrelation is above REPEAT_FLOOR somewhere within a frame of twice the lag.
+    One sound alone (a 0.5 s tone in a minute of silence) has two onsets, its start and
+    its end, and nothing at twice their distance: it was given 126 BPM at confidence
+    1.0. Lags beyond the frames heard are 0 (``OnsetAutocorrelation.normalized``): less
+    than two periods heard (two clicks 1 s apart) is no tempo either. (The lags held
+    reach four of the slowest periods; the first check only guards the index.)"""
     twice = int(round(2 * lag))
     if twice + 1 >= len(overall):
         return True
