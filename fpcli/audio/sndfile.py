@@ -132,10 +132,8 @@ class SndfileSource:
 
     def _read_on(self, delivered: int, block_frames: int,
                  failure: DecodeFailure | None) -> Iterator[np.ndarray] | None:
-        """The file's blocks after its first ``delivered`` frames, decoded by FFmpeg from
-        the start (its frames up to there dropped), which skips damaged packets; None
-        when FFmpeg cannot read it, or reads it with other parameters. ``damage``
-        says where libsndfile stopped and how much FFmpeg skipped."""
+        """The file's blocks after its first ``delivered`` frames, decoded by FFmpeg
+        (``ReadOn``); None when FFmpeg cannot read it, or reads it with other parameters."""
         from fpcli.audio.pyav import AvSource, NotAv
 
         try:
@@ -146,43 +144,7 @@ class SndfileSource:
             other.close()
             return None
         self._other = other
-        at = f"{delivered / self.info.samplerate:.2f} s"
-        why = f"decoding failed at {at}: {str(failure).rstrip('.')}" if failure is not None else \
-            f"a damaged frame at {at}"
-
-        def said() -> str:
-            skipped = other.damaged_packets
-            return f"{why}, read on past it by FFmpeg" + (
-                f" ({skipped} damaged packet{'s' if skipped != 1 else ''} skipped)" if skipped else "")
-
-        def rest() -> Iterator[np.ndarray]:
-            skip = delivered
-            read_on = 0
-            noted: int | None = None   # where in ``damage`` the note is (it is said before the audio it is about)
-            try:
-                for block in other.blocks(block_frames):
-                    dropped = min(skip, len(block))
-                    skip -= dropped
-                    if dropped == len(block):
-                        continue
-                    read_on += len(block) - dropped
-                    # A file cut mid-frame gives FFmpeg a few more milliseconds: no damaged
-                    # spot read past (its completeness check says it was cut).
-                    if noted is None and (read_on > PARTIAL_TOLERANCE_S * self.info.samplerate
-                                          or other.damaged_packets):
-                        self.damage.append(said())
-                        noted = len(self.damage) - 1
-                    yield block[dropped:]
-            except DecodeFailure:
-                if not read_on and failure is not None:
-                    raise failure from None   # FFmpeg stops there too: libsndfile's reason
-                raise
-            finally:
-                if noted is not None:
-                    self.damage[noted] = said()   # with every damaged packet counted
-            if not read_on and failure is not None:
-                raise failure
-        return rest()
+        return ReadOn(other, delivered, failure, self.damage).blocks(block_frames)
 
     def _decoded(self, block_frames: int) -> Iterator[np.ndarray]:
         """libsndfile's float32 (n, channels) blocks until the first short read."""
@@ -242,6 +204,55 @@ class SndfileSource:
         self._file.close()
         if self._other is not None:
             self._other.close()
+
+
+class ReadOn:
+    """FFmpeg reading a file on from where libsndfile stopped at damage: the file is
+    decoded from its start (the ``delivered`` frames libsndfile read are dropped) and
+    FFmpeg skips the packets that do not decode. ``damage`` (the source's list) gets a
+    note of it before the first audio read past the spot, so that a preview or a
+    snapshot that stops after it is partial."""
+
+    def __init__(self, other: Any, delivered: int, failure: DecodeFailure | None, damage: list[str]) -> None:
+        self.other, self.delivered, self.failure, self.damage = other, delivered, failure, damage
+        rate = other.info.samplerate
+        at = f"{delivered / rate:.2f} s"
+        self.why = f"decoding failed at {at}: {str(failure).rstrip('.')}" if failure is not None else \
+            f"a damaged frame at {at}"
+        # A file cut mid-frame gives FFmpeg a few more milliseconds: no damaged spot read
+        # past (its completeness check says it was cut).
+        self.least_frames = PARTIAL_TOLERANCE_S * rate
+
+    def said(self) -> str:
+        skipped = self.other.damaged_packets
+        return f"{self.why}, read on past it by FFmpeg" + (
+            f" ({skipped} damaged packet{'s' if skipped != 1 else ''} skipped)" if skipped else "")
+
+    def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        """The blocks past ``delivered``; libsndfile's own failure when FFmpeg reads no
+        further than it did."""
+        skip, read_on = self.delivered, 0
+        noted: int | None = None   # where in ``damage`` the note is
+        try:
+            for block in self.other.blocks(block_frames):
+                dropped = min(skip, len(block))
+                skip -= dropped
+                if dropped == len(block):
+                    continue
+                read_on += len(block) - dropped
+                if noted is None and (read_on > self.least_frames or self.other.damaged_packets):
+                    self.damage.append(self.said())
+                    noted = len(self.damage) - 1
+                yield block[dropped:]
+        except DecodeFailure:
+            if not read_on and self.failure is not None:
+                raise self.failure from None   # FFmpeg stops there too: libsndfile's reason
+            raise
+        finally:
+            if noted is not None:
+                self.damage[noted] = self.said()   # with every damaged packet counted
+        if not read_on and self.failure is not None:
+            raise self.failure
 
 
 def open_sndfile(path: str) -> sf.SoundFile:
