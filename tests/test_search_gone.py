@@ -518,3 +518,17 @@ def test_exact_distances_a_few_rows_at_a_time_are_the_distances_of_all_at_once(t
         in_pairs = search(store, str(lib / "song0.wav"), k=5, strategy="fast")
     assert [(h.path, h.distance) for h in in_pairs.hits] == [(h.path, h.distance) for h in whole.hits]
     assert len(whole.hits) == 5
+
+
+def test_dupes_says_when_the_files_of_duplicates_are_gone(tmp_path, lib):
+    """A library not mounted: cache dupes printed nothing at all, read as "no
+    duplicates". It says the files of the tracks that would be duplicates are gone."""
+    store_dir = str(tmp_path / "store")
+    shutil.copy(lib / "song2.wav", lib / "copy2.wav")
+    _analyse(store_dir, lib)
+    assert runner.invoke(app, ["--store", store_dir, "cache", "dupes", "--json"]).stdout.count("\n") == 1
+    os.unlink(lib / "song2.wav")
+    os.unlink(lib / "copy2.wav")
+    gone = runner.invoke(app, ["--store", store_dir, "cache", "dupes"])
+    assert gone.exit_code == 0 and gone.stdout == ""   # no group (a pipe: no table title)
+    assert "the files of 1 stored track that would be duplicates are gone" in gone.stderr

@@ -503,9 +503,14 @@ def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
         # Only current records can be grouped: older ones are not held in memory, and
         # of the others only what the duplicate rules read (a Recording, not the record).
-        groups = _groups_on_disk(store, [Recording.of(r) for r in store.records()
-                                         if r.fingerprint_version == FINGERPRINT_VERSION])
+        groups, gone = _groups_on_disk(store, [Recording.of(r) for r in store.records()
+                                               if r.fingerprint_version == FINGERPRINT_VERSION])
         report_bad_entries(store)
+    if gone:
+        # Printed nothing at all where every file was gone (a library not mounted): an
+        # empty answer read as "no duplicates".
+        warn_line(f"the files of {_count(gone, 'stored track')} that would be duplicates are gone (moved, deleted, "
+                  "or a library not mounted?): left out; `fpcli cache prune` forgets them")
     if as_json:
         json_lines_out({"paths": list(group.paths), "digests": list(group.digests)} for group in groups)
         return
@@ -513,22 +518,25 @@ def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
              [[str(n), path] for n, group in enumerate(groups, start=1) for path in group.paths])
 
 
-def _groups_on_disk(store: FingerprintStore, records: list[Recording]) -> list[DupeGroup]:
-    """The duplicate groups of ``records`` as their files on disk have them: gone paths
-    left out, a group left with one path none. Only the records in a group are looked
-    for on disk (a stat per path of theirs, not per record of the store); the groups
-    are then formed again, as a record with no file left no longer decides which
-    group a later one joins, until every record in a group has been looked for."""
+def _groups_on_disk(store: FingerprintStore, records: list[Recording]) -> tuple[list[DupeGroup], int]:
+    """The duplicate groups of ``records`` as their files on disk have them (gone paths
+    left out, a group left with one path none), and how many records lost every file.
+    Only the records in a group are looked for on disk (a stat per path of theirs, not
+    per record of the store); the groups are then formed again, as a record with no
+    file left no longer decides which group a later one joins, until every record in
+    a group has been looked for."""
     from fpcli.search.dupes import duplicate_groups
 
     looked: set[str] = set()  # digests of the records whose paths were checked
+    gone = 0
     while True:
         groups = duplicate_groups(records)
         unchecked = {digest for group in groups for digest in group.digests} - looked
         if not unchecked:
-            return groups
+            return groups, gone
         on_disk = [_on_disk(store, record) if record.digest in unchecked else record for record in records]
         records = [record for record in on_disk if record.paths]
+        gone += len(on_disk) - len(records)
         looked |= unchecked
 
 
