@@ -1209,6 +1209,10 @@ def test_another_tracks_record_is_never_served_for_a_file(location, tracks):
         first, second = (_save(store, path) for path in tracks[:2])
         backend = store.backend
         backend.put(first.key, backend.get(second.key))
+        # A search's index leaves it out and says so too (it was indexed in silence).
+        rows = list(store.index_rows("streaming", first.params_key))
+        assert first.key not in {row.key for row in rows} and second.key in {row.key for row in rows}
+        assert [str(e) for e in store.bad_entries][-1].endswith("digest/params_key do not match the key")
         assert store.lookup(tracks[0], NEED).record is None
         assert [str(e) for e in store.bad_entries][-1].endswith("digest/params_key do not match the key")
         assert _save(store, tracks[0]).digest == first.digest

@@ -8,7 +8,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
-from fpcli.store.records import Record, RecordFacts
+from fpcli.store.records import Record, RecordFacts, record_key
 from fpcli.store.schema import FLOAT_OR_NULL, integer_at_least, is_hex32
 from fpcli.store.timbre_block import packed_values
 
@@ -76,6 +76,8 @@ def index_row(key: str, data: Any, kind: str, params_key: str, version: int) -> 
             or type(paths) is not list or not paths or type(paths[-1]) is not dict \
             or type(paths[-1].get("path")) is not str or not paths[-1]["path"]:
         return False
+    if key != record_key(str(digest), params_key):
+        return False   # a record stored under another's key: the parser reports it (search indexed it silently)
     row = tuple(values.get(name) for name in names)
     if not set(map(type, row)) <= FLOAT_OR_NULL or not all(v - v == 0.0 for v in row if v is not None):
         return False
