@@ -291,14 +291,19 @@ class AudioReader:
         """A reader pickled in the middle of a read (a process pool's result) keeps what
         its source found so far, not the open source."""
         state = self.__dict__.copy()
-        state["_source_damage"], state["_reading"] = self._damages()[len(self._damage):], None
+        state["_source_damage"], state["_reading"] = self._source_reasons(), None
         return state
 
     def _damages(self) -> list[str]:
         """The reasons found so far, the source's own as it reads (a damaged spot read
         past, packets skipped): a preview or a snapshot that stops after one is partial."""
-        return self._damage + (list(getattr(self._reading, "damage", ())) if self._reading is not None
-                               else self._source_damage)
+        return self._damage + self._source_reasons()
+
+    def _source_reasons(self) -> list[str]:
+        """The damage the source being read has found so far, or the last one found."""
+        if self._reading is None:
+            return self._source_damage
+        return list(getattr(self._reading, "damage", ()))
 
     def _overrun(self) -> str | None:
         """Why more audio was heard than the header states, before the end of the read
@@ -362,7 +367,7 @@ class AudioReader:
             self._check_complete(source)
         finally:
             if self._reading is source:   # not a read begun since and left unfinished (its close comes later)
-                self._source_damage, self._reading = list(getattr(source, "damage", ())), None
+                self._source_damage, self._reading = self._source_reasons(), None
             source.close()
 
     def _check_unchanged(self, now: AudioInfo) -> None:

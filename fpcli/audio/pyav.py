@@ -225,7 +225,7 @@ class AvSource:
 
     @property
     def damage(self) -> list[str]:
-        """After a read: why the file is partial for the damaged packets skipped."""
+        """Why the file is partial for the damaged packets skipped so far (none: [])."""
         n = self.damaged_packets
         return [f"{n} damaged packet{'s' if n != 1 else ''} skipped"] if n else []
 

@@ -245,9 +245,9 @@ class ReadOn:
                     noted = len(self.damage) - 1
                 yield block[dropped:]
         except DecodeFailure:
-            if not read_on and self.failure is not None:
-                raise self.failure from None   # FFmpeg stops there too: libsndfile's reason
-            raise
+            if read_on or self.failure is None:
+                raise
+            # FFmpeg fails where libsndfile did: libsndfile's reason, below
         finally:
             if noted is not None:
                 self.damage[noted] = self.said()   # with every damaged packet counted
