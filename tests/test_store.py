@@ -516,6 +516,35 @@ def test_export_import_round_trip(tmp_path, track):
         assert verify(b) == []
 
 
+def _failed_then_mended(tmp_path, track):
+    """A store that recorded ``track`` as failed while it was an older file (an hour
+    back), and the export of another store that analysed it as it is now."""
+    when = os.stat(track).st_mtime_ns
+    os.utime(track, ns=(when - 3600 * 10**9,) * 2)
+    failed = FingerprintStore.open(tmp_path / "failed")
+    failed.save_failure(track, None, "AudioReadError", "not audio then")
+    os.utime(track, ns=(when, when))
+    with FingerprintStore.open(tmp_path / "mended") as mended:
+        _analysed(mended, track)
+        export_store(mended, tmp_path / "mended.jsonl")
+    return failed
+
+
+def test_import_of_a_mended_files_record_drops_its_older_failure(tmp_path, track):
+    """An import left a failure beside the record of the file as it was mended since:
+    ``cache failures`` and stats listed it as failed. A save drops its path's failure;
+    an import of a later file's record does so too."""
+    with _failed_then_mended(tmp_path, track) as store:
+        export_store(store, tmp_path / "failed.jsonl")
+        report = import_store(store, tmp_path / "mended.jsonl")
+        assert report.records == 1 and list(store.failures()) == [] and store.stats()["failures"] == 0
+        # The other way round: the older failure is left out of a store holding the record.
+        report = import_store(store, tmp_path / "failed.jsonl")
+        assert (report.failures, report.failures_recorded_since) == (0, 1)
+        assert list(store.failures()) == [] and store.stats()["failures"] == 0
+        assert store.lookup(track, NEED).record is not None
+
+
 def test_import_merges_as_a_save_does(tmp_path, track):
     """An import wrote over the stored record whatever it held: a 1 s preview's export
     imported into a store holding the whole track with batch values and a verdict left

@@ -636,7 +636,11 @@ def cache_import(ctx: typer.Context,
     _say_rejected(report.rejected)
     # The new ones said: 300 copies of an export of 11 records said "imported 3300 records".
     merged = f" ({report.new} new, the others merged into records stored)" if report.new < report.records else ""
-    line = (f"imported {_count(report.records, 'record')}{merged} and {_count(report.failures, 'failure')}, "
+    # A failure of a file changed since, whose record is stored, would list the file as
+    # failed beside its record.
+    since = f" ({report.failures_recorded_since} more left out: their files have changed since, and have " \
+        "records)" if report.failures_recorded_since else ""
+    line = (f"imported {_count(report.records, 'record')}{merged} and {_count(report.failures, 'failure')}{since}, "
             f"rejected {_count(len(report.rejected), 'line')}")
     if kept.get("saved"):
         line += "; search index saved (" + ", ".join(f"{kind} {rows}" for kind, rows in kept["saved"].items()) \

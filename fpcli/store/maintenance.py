@@ -618,6 +618,7 @@ class ImportReport:
     records: int = 0
     new: int = 0                                              # records the store held none of (the others merged)
     failures: int = 0
+    failures_recorded_since: int = 0                          # left out: a record of a later file at the path is stored
     evicted: int = 0                                          # by the size limit, in the same command
     rejected: list[str] = dataclasses.field(default_factory=list)  # "line N: reason"
 
@@ -735,9 +736,10 @@ class _Batch:
             self.on_records(imported)
         if self.failures:
             self.writing = True
-            store.import_failures(self.failures)
+            left_out = store.import_failures(self.failures)
             self.writing = False
-            report.failures += len(self.failures)
+            report.failures += len(self.failures) - left_out
+            report.failures_recorded_since += left_out
         self.lines, self.records, self.failures = [], [], []
 
     def _vouched(self, store: FingerprintStore, report: ImportReport,

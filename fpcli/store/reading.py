@@ -453,6 +453,8 @@ class StoreImports(StoreReader):
             pending = [item for item in pending if _touches(item, changed)]
         else:
             raise StoreError(f"other processes kept changing the records of this batch ({IMPORT_ATTEMPTS} attempts)")
+        self._forget_failures_seen_past([item if isinstance(item, Record) else item.record
+                                         for item in written.values()])
         self._maintain()
         return ImportedBatch([r for r in written.values() if isinstance(r, Record)],
                              [v for v in written.values() if not isinstance(v, Record)], len(new))
@@ -547,9 +549,39 @@ class StoreImports(StoreReader):
                 puts.append((f"cand:{content}", dumps_finite([*known, *added][-MAX_CANDIDATES:]), None))
         return puts
 
-    def import_failures(self, failures: list[Failure]) -> None:
+    def import_failures(self, failures: list[Failure]) -> int:
+        """Store the failures of an export but those whose path's entry saw a later file
+        at the path (a record of the file as it is since is stored, which look-ups
+        answer with: the failure was listed by ``cache failures`` and counted by
+        ``stats`` beside it). Returns the number left out. A failure of the very file
+        a record is of stays, as in the store it came from (a forced analysis that
+        failed after a good one)."""
+        keys = [f"path:{path_key(f.path)}" for f in failures]
+        kept = [failure for failure, key, text in zip(failures, keys, self.backend.get_many(keys), strict=True)
+                if not _seen_since(key, text, failure.mtime_ns)]
         self.backend.put_many([(f"fail:{path_key(f.path)}", dumps(failure_to_json(f)), FAILURE_TAG)
-                               for f in failures])
+                               for f in kept])
+        return len(failures) - len(kept)
+
+    def _forget_failures_seen_past(self, records: Sequence[RecordFacts]) -> None:
+        """Delete the failures of the paths these imported records saw as later files
+        (a save deletes its path's failure; an import had left it, so a file mended
+        since stood as failed and as recorded at once)."""
+        sights: dict[str, int] = {}
+        for record in records:
+            for seen in record.paths:
+                key = f"fail:{path_key(seen.path)}"
+                sights[key] = max(sights.get(key, seen.mtime_ns), seen.mtime_ns)
+        keys = list(sights)
+        for key, text in zip(keys, self.backend.get_many(keys), strict=True):
+            if text is None:
+                continue
+            try:
+                failure = parse_failure(key, loads(key, text))
+            except BadEntryError:
+                continue   # a bad entry is verify's to report
+            if failure.mtime_ns < sights[key]:
+                self._swap_entry(key, text, None)   # not if another writer changed it meanwhile
 
 
 IMPORT_ATTEMPTS = 20   # rounds of an import batch's compare-and-swap against other writers
@@ -570,6 +602,17 @@ class _ImportPlan:
     def keys(self) -> list[str]:
         """The record keys written (what the journal names)."""
         return list(self.written)
+
+
+def _seen_since(key: str, text: str | None, mtime_ns: int) -> bool:
+    """Whether the path entry ``text`` (under ``key``; None: absent) saw its file as
+    changed after ``mtime_ns``; a bad entry did not."""
+    if text is None:
+        return False
+    try:
+        return bool(parse_path_entry(key, loads(key, text))["mtime_ns"] > mtime_ns)
+    except BadEntryError:
+        return False
 
 
 def _touches(item: Record | VouchedRecord, changed: set[str]) -> bool:
