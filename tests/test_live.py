@@ -731,3 +731,17 @@ def test_a_raw_stream_that_ends_inside_a_frame_is_partial():
         assert reader.partial == partial, (len(data), channels)
         if partial:
             assert "the stream ended inside a frame" in reader.partial_reason
+
+
+def test_a_stream_query_with_a_header_and_no_audio_is_a_query_error(searchable):
+    """A WAV stream of a header alone failed as a fault of fpcli (exit 1), and --json
+    printed nothing: an empty stdin or one of garbage is a query that cannot be
+    analysed (exit 3), with the reason in the JSON."""
+    _, store_dir = searchable
+    run = runner.invoke(app, ["--store", str(store_dir), "search", "-", "-k", "2", "--json"],
+                        input=_stream_bytes("wav", np.zeros((0, 2), dtype=np.float32))[0])
+    from fpcli.errors import QueryError
+
+    assert isinstance(run.exception, QueryError), run.output   # exit 3 (``fpcli.cli.main``)
+    data = json.loads(run.stdout)
+    assert data["hits"] == [] and data["error"] == "cannot read the query stream: no audio frames could be decoded"

@@ -311,7 +311,11 @@ def _stream_query(seconds: float | None) -> Record:
             note("", f"{heard:.0f} s of the query stream heard, still reading: the search starts at its end "
                      "(--seconds N searches by its first N s)")
 
-    result = follow(reader, "stream:query", max_seconds=seconds, every_s=QUERY_CHECK_S, on_snapshot=still_reading)
+    try:
+        result = follow(reader, "stream:query", max_seconds=seconds, every_s=QUERY_CHECK_S,
+                        on_snapshot=still_reading)
+    except AudioReadError as exc:   # a header and no audio frame after it: failed as a fault of fpcli (exit 1)
+        raise QueryError(f"cannot read the query stream: {exc.reason}") from None
     return record_from_result(stream_identity("query"), _with_declared_length(result, reader), time.time())
 
 
