@@ -143,6 +143,10 @@ def test_parse_weights():
     with pytest.raises(ParameterError, match="write GROUP=WEIGHT, e.g. temporal=2"):
         parse_weights("temporal")       # said "'' is not a number"
     assert parse_weights("temporal =3")["temporal"] == 3.0
+    for empty in (",", " , ,"):   # were the defaults, as if --weights were not given
+        with pytest.raises(ParameterError, match="names no group"):
+            parse_weights(empty)
+    assert parse_weights("timbre=4,")["timbre"] == 4.0
 
 
 @pytest.fixture

@@ -65,7 +65,10 @@ def dim_weights(dims: tuple[str, ...], group_weights: dict[str, float], low: np.
 def parse_weights(text: str | None) -> dict[str, float]:
     """``"temporal=2,stereo=0,timbre=4"`` -> group weights (others at their default)."""
     weights = default_weights()
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+    items = [part.strip() for part in (text or "").split(",") if part.strip()]
+    if text is not None and not items:   # "," or " , ": read as the defaults, as if not given
+        raise ParameterError(f"{text!r} names no group: write GROUP=WEIGHT, e.g. timbre=4", "weights")
+    for item in items:
         group, equals, value = item.partition("=")
         if not equals:
             raise ParameterError(f"{item!r}: write GROUP=WEIGHT, e.g. {item}=2", "weights")
