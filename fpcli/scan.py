@@ -338,14 +338,14 @@ class _Walker:
         exclude = self._exclude_under(root)
 
         def ignored(path: str, is_dir: bool) -> bool:
-            suffix = "/" if is_dir else ""
-            if exclude.patterns and exclude.match_file(_relative(path, root) + suffix):
+            verdict_of = _folder_verdict if is_dir else _file_verdict
+            if exclude.patterns and verdict_of(exclude, _relative(path, root)):
                 return True
             # As git reads its ignore files: the deepest one whose rules say anything
             # decides, so a folder's `!keep.wav` takes back its parent's `*.wav` (any
             # file that excluded a path excluded it).
             for base, spec, lead in reversed(applicable):
-                verdict = spec.check_file(lead + _relative(path, base) + suffix).include
+                verdict = verdict_of(spec, lead + _relative(path, base))
                 if verdict is not None:
                     return verdict
             return False
@@ -482,6 +482,42 @@ def _walk(root: str, on_error: Callable[[OSError], None]) -> Iterator[tuple[str,
         stack.extend(os.path.join(top, name) for name in reversed(folders))
 
 
+def _file_verdict(spec: pathspec.PathSpec, relative: str) -> bool | None:
+    """Whether ``spec`` excludes the file at ``relative`` (True), takes it back (False)
+    or says nothing of it (None)."""
+    return spec.check_file(relative).include
+
+
+def _folder_verdict(spec: pathspec.PathSpec, relative: str) -> bool | None:
+    """``_file_verdict`` for the folder at ``relative`` (no trailing slash), as git reads
+    a folder: by the last pattern that matches the folder itself. pathspec matches
+    ``relative + "/"`` as a path inside the folder, where ``Podcasts/**`` matched
+    the folder Podcasts itself (git: only what is in it, so ``!Podcasts/keep.wav``
+    takes a file back) and a later ``!*/`` did not take back a folder an earlier
+    ``*`` excluded: the walk then never entered the folder, and its audio was
+    skipped as "excluded". A folder-only pattern (``name/``) matches the folder
+    itself; another pattern matches it unless only through a folder above it."""
+    verdict: bool | None = None
+    for pattern in spec.patterns:
+        if pattern.include is None or pattern.regex is None:
+            continue
+        if _folder_only(pattern):
+            found = re.search(pattern.regex.pattern + r"\Z", relative + "/")
+        else:
+            found = pattern.regex.search(relative)
+            if found is not None and "ps_d" in pattern.regex.groupindex and found.group("ps_d") is not None:
+                found = None   # matched as inside a folder it names, not as that folder
+        if found is not None:
+            verdict = pattern.include
+    return verdict
+
+
+def _folder_only(pattern: pathspec.Pattern) -> bool:
+    """Whether a gitignore pattern names folders alone (its text ends with ``/``)."""
+    text = getattr(pattern, "pattern", None)
+    return isinstance(text, str) and text.rstrip(" ").endswith("/")
+
+
 def _ignore_file(folder: str, names: list[str], result: Scan) -> pathspec.PathSpec | None:
     if IGNORE_FILE not in names:
         return None
@@ -495,7 +531,9 @@ def _ignore_file(folder: str, names: list[str], result: Scan) -> pathspec.PathSp
         result.problems.append(ScanProblem(path, f"cannot use this ignore file: larger than "
                                                  f"{MAX_IGNORE_BYTES >> 20} MiB"))
         return None
-    lines = raw.decode("utf-8", "surrogateescape").splitlines()
+    # A byte-order mark (Windows Notepad writes one) made the first line a pattern
+    # matching nothing, without a word; git skips it.
+    lines = raw.decode("utf-8", "surrogateescape").removeprefix("\ufeff").splitlines()
     spec, bad = compile_patterns(lines)
     for number, line, reason in bad:
         result.problems.append(ScanProblem(path, f"line {number}: {line!r} is not a valid pattern ({reason}); "

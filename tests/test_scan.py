@@ -66,6 +66,35 @@ def test_fpcliignore_files_apply_to_their_folder_and_below(library):
     assert "Podcasts/ep1.mp3" in _names(scan([library]), library)  # outside its folder: not affected
 
 
+def test_folders_are_excluded_as_git_excludes_them(library):
+    """`Podcasts/**` excluded the folder itself, and a later `!*/` did not take back a
+    folder an earlier `*` excluded (pathspec matches "folder/" as a path inside the
+    folder): the walk never entered it, and the audio there was skipped as
+    "excluded" where git keeps it (`git ls-files --others --exclude-standard` on the
+    same tree and .gitignore lists these files)."""
+    write(library / "Podcasts" / "keep.wav", synth.sine(440, 0.5, SR), SR)
+    everything_but_audio = "*\n!*/\n!*.wav\n!*.flac\n"
+    (library / ".fpcliignore").write_text(everything_but_audio)
+    assert _names(scan([library]), library) == ["Podcasts/keep.wav", "albums/a/1.flac", "albums/a/2.wav",
+                                                "albums/b/3.flac"]
+    (library / ".fpcliignore").write_text("Podcasts/**\n!Podcasts/keep.wav\n")
+    assert "Podcasts/keep.wav" in _names(scan([library]), library)
+    assert "Podcasts/ep1.mp3" not in _names(scan([library]), library)
+    (library / ".fpcliignore").unlink()
+    found = scan([library], exclude=["Podcasts/**", "!Podcasts/keep.wav"])
+    assert [n for n in _names(found, library) if n.startswith("Podcasts")] == ["Podcasts/keep.wav"]
+    # Folder rules still exclude folders, and a later rule takes one back.
+    assert [n for n in _names(scan([library], exclude=["Podcasts/"]), library) if n.startswith("Podcasts")] == []
+    assert "albums/b/3.flac" in _names(scan([library], exclude=["*/", "!*/"]), library)
+
+
+def test_a_byte_order_mark_does_not_hide_an_ignore_files_first_line(library):
+    """Windows Notepad starts a UTF-8 file with a byte-order mark: it became part of the
+    first pattern, which then matched nothing, without a word (git skips it)."""
+    (library / "albums" / ".fpcliignore").write_bytes("\ufeff*.wav\n".encode("utf-8"))
+    assert _names(scan([library / "albums"]), library) == ["albums/a/1.flac", "albums/b/3.flac"]
+
+
 def test_a_folders_ignore_file_can_take_back_what_one_above_left_out(library):
     """As in git, the deepest ignore file that says anything of a path decides: an
     album's `!2.wav` took back nothing of its parent's `*.wav` (any file that excluded
