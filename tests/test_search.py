@@ -657,13 +657,15 @@ def test_index_build_fast_path_gives_the_full_parse_rows_and_reports_odd_records
     variant("f" * 32, streaming={**base["streaming"], "values": dict.fromkeys(base["streaming"]["values"])})
     variant("0" * 32, streaming={**base["streaming"], "values": {**base["streaming"]["values"],
                                                                  "tempo_bpm": "fast"}})   # bad value
+    variant("2" * 32, streaming={**base["streaming"], "values": {**base["streaming"]["values"],
+                                                                 "spectral_centroid_hz": 1e300}})   # out of range
     store.backend.put(f"rec:{'1' * 32}:{KEY}", "{not json")                         # damaged
     store.bad_entries.clear()
     index = build_index(store, "streaming", KEY)
     fast_bad = sorted(str(e) for e in store.bad_entries)
     store.bad_entries.clear()
     reference = _index_by_full_parse(store, "streaming")
-    assert fast_bad == sorted(str(e) for e in store.bad_entries) and len(fast_bad) == 3
+    assert fast_bad == sorted(str(e) for e in store.bad_entries) and len(fast_bad) == 4   # the 1e300 was indexed
     assert index.keys.tolist() == [r[0] for r in reference]
     assert index.paths.tolist() == [r[1] for r in reference] and index.contents.tolist() == [r[2] for r in reference]
     np.testing.assert_array_equal(index.values, np.array([r[3] for r in reference]))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
 from fpcli.store.records import Record, RecordFacts, record_key
-from fpcli.store.schema import FLOAT_OR_NULL, integer_at_least, is_hex32
+from fpcli.store.schema import FLOAT_OR_NULL, dim_bounds, integer_at_least, is_hex32
 from fpcli.store.timbre_block import packed_values
 
 if TYPE_CHECKING:
@@ -79,7 +79,11 @@ def index_row(key: str, data: Any, kind: str, params_key: str, version: int) -> 
     if key != record_key(str(digest), params_key):
         return False   # a record stored under another's key: the parser reports it (search indexed it silently)
     row = tuple(values.get(name) for name in names)
-    if not set(map(type, row)) <= FLOAT_OR_NULL or not all(v - v == 0.0 for v in row if v is not None):
+    bounds = dim_bounds()
+    # Out of a dim's range (an edited 1e300, which overflowed the index's float32):
+    # the parser reports it, and it stays out of the index as out of every reader.
+    if not set(map(type, row)) <= FLOAT_OR_NULL or not all(
+            bounds[name][0] <= v <= bounds[name][1] for name, v in zip(names, row, strict=True) if v is not None):
         return False
     timbre = data.get("timbre")
     packed = None

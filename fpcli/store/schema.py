@@ -287,7 +287,7 @@ def _dims(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[
     if not isinstance(values, dict) or values.keys() != _name_set(names):
         c.problems.append(f"{where} must map exactly the {len(names)} dims to numbers or null")
         return {}
-    bounds = _bounds()
+    bounds = dim_bounds()
     if set(map(type, values.values())) <= FLOAT_OR_NULL and all(
             bounds[name][0] <= v <= bounds[name][1] for name, v in values.items() if v is not None):
         return {name: values[name] for name in names}  # all finite floats or null: nothing to convert
@@ -303,7 +303,8 @@ def _dims(c: _Checker, values: Any, names: tuple[str, ...], where: str) -> dict[
 
 
 @functools.cache
-def _bounds() -> dict[str, tuple[float, float]]:
+def dim_bounds() -> dict[str, tuple[float, float]]:
+    """(lowest, highest) value a record may hold, by dim (``limits.value_bounds``)."""
     return {name: value_bounds(name) for name in BATCH_DIMS}
 
 
