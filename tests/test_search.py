@@ -1152,3 +1152,36 @@ def test_a_query_that_cannot_be_analysed_exits_3_as_a_failed_file(tmp_path, monk
         main()
     assert exit_info.value.code == EXIT_SOME_FAILED
     assert capsys.readouterr().err.startswith("error: cannot analyse the query")
+
+
+def test_a_byte_identical_copy_is_searched_and_said_when_it_is_all_there_is(tmp_path, library):
+    """A copy of the query's file is one record with it: with nothing else stored,
+    --include-duplicates answered "the store holds no other streaming fingerprints"
+    (the copy is a hit as soon as any other record exists), and without it the
+    answer read as if the copy were lost."""
+    import shutil
+
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    shutil.copy(library / "t1.flac", folder / "a.flac")
+    shutil.copy(library / "t1.flac", folder / "a_copy.flac")
+    with FingerprintStore.open(tmp_path / "s") as store:
+        run_library([str(folder)], store, RunOptions(jobs=1))
+        kept = search(store, str(folder / "a.flac"), k=2, strategy="fast", include_duplicates=True)
+        assert [os.path.basename(h.path) for h in kept.hits] == ["a_copy.flac"], kept.stats
+        dropped = search(store, str(folder / "a.flac"), k=2, strategy="fast")
+        assert dropped.hits == [] and "only 1 other file of the query's own (left out as duplicates)" in \
+            dropped.stats["nothing_to_search"]
+
+
+def test_a_preview_query_does_not_count_its_own_preview_among_those_left_out(tmp_path, library):
+    """A preview query stores its preview: search said it left out 1 preview record
+    and told the user to finish it, in that search and every later one of it."""
+    with FingerprintStore.open(tmp_path / "s") as store:
+        run_library([str(library / "t2.flac"), str(library / "t3.flac")], store, RunOptions(jobs=1))
+        for _ in range(2):
+            result = search(store, str(library / "t1.flac"), k=2, strategy="fast", seconds=1.0)
+            assert result.hits and result.stats["previews_left_out"] == 0
+        assert store.record_count("previews") == 1   # stored all the same
+        other = search(store, str(library / "t2.flac"), k=2, strategy="fast")
+        assert other.stats["previews_left_out"] == 1   # to another query it is a preview left out

@@ -289,7 +289,7 @@ def search(store: FingerprintStore, query_path: str, *, k: int = 10, strategy: s
                       index_progress)
     if under is not None and not hits:  # say why the answer is empty: copies, or nothing there
         stats["query_copies_under"] = _copies_under(record, plan, stats)
-    stats["previews_left_out"] = store.record_count("previews", FINGERPRINT_VERSION)
+    stats["previews_left_out"] = _previews_left_out(store, record)
     older, newer = store.other_version_counts()
     stats["other_versions_left_out"], stats["newer_versions_left_out"] = older + newer, newer
     store.flush_stats()
@@ -358,6 +358,18 @@ def _query_row(record: Record, kind: str) -> np.ndarray:
     return row
 
 
+def _previews_left_out(store: FingerprintStore, record: Record) -> int | None:
+    """The store's preview records of this version but the query's own: a preview query
+    stores its preview, which was counted among the previews search left out and
+    told to finish, in that search and every later one of it. None: not counted."""
+    previews = store.record_count("previews", FINGERPRINT_VERSION)   # None: not counted
+    if previews and not record.complete:
+        stored = store.read_record(record.key)
+        if stored is not None and not stored.complete:
+            previews -= 1
+    return previews
+
+
 def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, params: AnalysisParams,
               stats: dict[str, Any], skipped: list[tuple[str, str]],
               progress: IndexProgress | None = None) -> list[Hit]:
@@ -370,12 +382,17 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
     _query_row(record, kind)   # a query with nothing measured fails as a query (not "nothing to search")
     index, info = current_index(store, kind, params.key(), progress)
     stats.update(info)
-    if not _holds_others(index, record) and not (kind == "batch" and stats.get("missing_batch")):
+    if not _holds_others(index, record, query) and not (kind == "batch" and stats.get("missing_batch")):
         message = f"the store holds no other {kind} fingerprints to search: analyse the library first" + (
             " with batch fingerprints" if kind == "batch" else "")
-        previews = store.record_count("previews", FINGERPRINT_VERSION)
+        previews = _previews_left_out(store, record)
         older, newer = store.other_version_counts()
-        if kind == "streaming" and previews:
+        copies = len({seen.path for seen in record.paths} - {query.query_file})
+        if copies and len(index) == 1:   # "no other fingerprints" read as if the copies were lost
+            message = (f"the store holds no other recording to search, only {copies} other file"
+                       f"{'s' if copies != 1 else ''} of the query's own (left out as duplicates): "
+                       "analyse the library first")
+        elif kind == "streaming" and previews:
             some = "1 of its records is a preview" if previews == 1 else f"{previews} of its records are previews"
             message = f"the store holds no other complete fingerprints to search: {some} ({PREVIEWS_LEFT_OUT})"
         elif older or newer:
@@ -388,11 +405,17 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
     return _ranked(store, index, record, query, stats, skipped)
 
 
-def _holds_others(index: Index, record: Record) -> bool:
-    """Whether ``index`` has a row besides the query's own record. A stream or a
-    preview query is not indexed: a store of one other track answered "the store
-    holds no other fingerprints" (len(index) <= 1 took the one row for the query's)."""
-    return len(index) > 1 or (len(index) == 1 and str(index.keys[0]) != record.key)
+def _holds_others(index: Index, record: Record, query: Query) -> bool:
+    """Whether ``index`` has a row besides the query's own record, or (duplicates kept)
+    the query's record has a file besides the query's. A stream or a preview query is
+    not indexed: a store of one other track answered "the store holds no other
+    fingerprints" (len(index) <= 1 took the one row for the query's). And a byte-identical
+    copy, one record with the query, was that answer under --include-duplicates, as
+    long as the store held nothing else."""
+    if len(index) > 1 or (len(index) == 1 and str(index.keys[0]) != record.key):
+        return True
+    return not query.drop_duplicates and len(index) == 1 and any(seen.path != query.query_file
+                                                                 for seen in record.paths)
 
 
 def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query, stats: dict[str, Any],
