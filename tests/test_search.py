@@ -261,6 +261,8 @@ def test_the_records_of_gone_hits_are_not_kept_as_the_request_widens(store, libr
         kept_at_end.append(len(self.read))
 
     monkeypatch.setattr(query_module._HitRecords, "of", of)
+    # One read of the mutual-proximity references' records, once per index: not the hits'.
+    monkeypatch.setattr(query_module, "_references_of_the_query", lambda *args: [])
     result = search(store, str(library / "t2.flac"), k=2, strategy="fast")
     assert result.hits == [] and len(result.skipped) == 7   # t0-t7 but t2 (the copy of t0 is its record)
     assert sum(reads) == 7 and kept_at_end and max(kept_at_end) == 0, (reads, kept_at_end)
@@ -1185,3 +1187,24 @@ def test_a_preview_query_does_not_count_its_own_preview_among_those_left_out(tmp
         assert store.record_count("previews") == 1   # stored all the same
         other = search(store, str(library / "t2.flac"), k=2, strategy="fast")
         assert other.stats["previews_left_out"] == 1   # to another query it is a preview left out
+
+
+def test_a_copy_of_the_query_is_none_of_its_mutual_proximity_references(tmp_path, library):
+    """A file query left its own row out of its references but not a copy of it (its
+    WAV copy, another record), and a stream of the file left out neither: the same
+    audio met its own recording at distance 0 among its references and ranked
+    differently as a file and as a stream (hit 1 at MP 0.163 and 0.403)."""
+    import soundfile as sf
+
+    for i in range(8, 12):
+        write(library / f"t{i}.flac", synth.music_like(3.0, 22050, seed=i, bpm=70 + 9 * i), 22050)
+    audio, rate = sf.read(library / "t1.flac", dtype="int16")
+    sf.write(library / "t1.wav", audio, rate, subtype="PCM_16")   # the same decoded audio, another digest
+    with FingerprintStore.open(tmp_path / "s") as store:
+        run_library([str(library)], store, RunOptions(jobs=1))
+        as_file = search(store, str(library / "t1.flac"), k=6, strategy="fast")
+        as_stream = search(store, "-", k=6, strategy="fast", query=_stream_of(library / "t1.flac", None))
+    assert as_file.stats["ranking"] == "mutual proximity", as_file.stats
+    pairs = [(hit.path, hit.mutual_proximity) for hit in as_file.hits]
+    assert pairs == [(hit.path, hit.mutual_proximity) for hit in as_stream.hits]
+    assert str(library / "t1.wav") not in [path for path, _ in pairs]   # a duplicate, as before

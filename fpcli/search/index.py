@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,12 +31,15 @@ REFIT_SHARE = 0.1        # refit the scaling when this share of rows changed sin
 class Reference:
     """The reference rows of an index (``search.proximity``): search features (R, F) as
     ``Index.normalised``, packed timbre (R, TIMBRE_COLUMNS), their log-determinants (R,)
-    and content digests (R,) (a row is never its own reference)."""
+    and content digests (R,) (a row is never its own reference). ``recordings``: what
+    the duplicate rule reads of each reference's record (``search.dupes.Recording``,
+    None: unreadable), by digest, read once per reference set."""
 
     features: np.ndarray
     timbre: np.ndarray
     logdets: np.ndarray
     contents: np.ndarray
+    recordings: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclasses.dataclass

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -240,10 +241,12 @@ def _timbre_term_pairs(index: Index, timbres: np.ndarray, logdets: np.ndarray | 
 
 def _proximity(index: Index, query: np.ndarray, weights: np.ndarray, rows: np.ndarray, distance: np.ndarray,
                query_timbre: np.ndarray | None, timbre_weight: float,
-               query_content: str | None) -> np.ndarray | None:
+               query_content: str | None, query_copies: Sequence[str] = ()) -> np.ndarray | None:
     """(r,) mutual proximity (``search.proximity``) of ``rows`` at ``distance`` from the
     query; None when the index has too few references. The query's and the rows'
-    distances to the references are computed together (one divergence call)."""
+    distances to the references are computed together (one divergence call). Neither
+    the query's own row nor ``query_copies`` (digests of other records of the query's
+    recording) is one of the query's references."""
     reference = reference_of(index)
     mine = np.full((1, TIMBRE_COLUMNS), np.nan) if query_timbre is None else query_timbre.reshape(1, TIMBRE_COLUMNS)
     features = np.concatenate([_query_features(index, query)[None, :],
@@ -253,20 +256,26 @@ def _proximity(index: Index, query: np.ndarray, weights: np.ndarray, rows: np.nd
     both = pair_distances(index, features, timbres, logdets, reference, weights, timbre_weight)
     contents = np.concatenate([[query_content], index.contents[rows].astype(str)])
     both[contents[:, None] == reference.contents[None, :]] = np.nan   # never one's own reference
+    # Nor a copy of the query's recording: a stream of a stored file, or a file whose
+    # WAV copy is a reference, met its own recording at distance 0 among its
+    # references, which moved its scores (the file and its stream ranked differently).
+    both[0, np.isin(reference.contents, list(query_copies))] = np.nan
     return scores(distance, both[0], both[1:])
 
 
 def top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, *, exclude_content: str | None = None,
           under: str | None = None, explain: bool = False, query_timbre: np.ndarray | None = None,
           timbre_weight: float = 0.0, candidates: int = PREFILTER_ROWS, mutual: bool = False,
-          query_content: str | None = None, also_under: np.ndarray | None = None) -> list[Hit]:
+          query_content: str | None = None, also_under: np.ndarray | None = None,
+          query_copies: Sequence[str] = ()) -> list[Hit]:
     """The k nearest rows, nearest first, ties by path: every row ranked by the
     prefilter, the best ``max(candidates, k)`` re-ranked exactly (all rows when the
     timbre weighs nothing: the prefilter is then exact). With ``mutual``, the
     max(MP_ROWS, k) nearest (at most MP_LIMIT; any further hits follow by distance)
     are then ranked by mutual proximity (``search.proximity``; ties by distance, then
     path; ``query_content``, default ``exclude_content``, is the query's digest: its
-    row, when indexed, is never one of the query's references). ``under``: only rows
+    row, when indexed, is never one of the query's references, nor are the rows of
+    ``query_copies``, other records of the query's recording). ``under``: only rows
     filed under that folder, and the rows of the boolean mask ``also_under`` (records
     with another file there). Excluded rows get an infinite distance rather than a
     copy of the matrix without them."""
@@ -274,12 +283,13 @@ def top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, *, exclu
         return []
     with one_blas_thread():
         return _top_k(index, query, k, weights, exclude_content, under, explain, query_timbre, timbre_weight,
-                      candidates, mutual, query_content or exclude_content, also_under)
+                      candidates, mutual, query_content or exclude_content, also_under, query_copies)
 
 
 def _top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, exclude_content: str | None,
            under: str | None, explain: bool, query_timbre: np.ndarray | None, timbre_weight: float,
-           candidates: int, mutual: bool, query_content: str | None, also_under: np.ndarray | None) -> list[Hit]:
+           candidates: int, mutual: bool, query_content: str | None, also_under: np.ndarray | None,
+           query_copies: Sequence[str] = ()) -> list[Hit]:
     d = prefilter_distances(index, query, weights, query_timbre, timbre_weight)
     if exclude_content is not None:
         d[index.rows_with_content(exclude_content)] = np.inf
@@ -296,7 +306,7 @@ def _top_k(index: Index, query: np.ndarray, k: int, weights: np.ndarray, exclude
     order = _nearest_first(exact, paths, wanted)
     scored = order[:MP_LIMIT]   # a huge k: the rest follow by distance (memory stays bounded)
     proximity = _proximity(index, query, weights, best[scored], exact[scored], query_timbre, timbre_weight,
-                           query_content) if mutual and scored else None
+                           query_content, query_copies) if mutual and scored else None
     ranked: list[tuple[int, float | None]] = [(j, None) for j in order]
     if proximity is not None:
         by_proximity = sorted(range(len(scored)), key=lambda j: (float(proximity[j]), float(exact[scored[j]]),
