@@ -120,7 +120,7 @@ def _bench_inputs(thresholds: Path | None, compare_with: Path | None, *,
     is a usage error (exit 2) naming the option, the file and what is wrong. A bad
     ./pyproject.toml stops only a run that ``gate``s on its thresholds (--check): any
     project's broken file stopped every bench run in its folder."""
-    from fpcli.bench import DEFAULT_THRESHOLDS, load_earlier, load_thresholds
+    from fpcli.bench import DEFAULT_THRESHOLDS, Thresholds, load_earlier, load_thresholds
 
     if thresholds is not None and compare_with is not None and str(thresholds) == str(compare_with) == "-":
         raise typer.BadParameter("--thresholds already reads stdin", param_hint="--compare")
@@ -132,7 +132,7 @@ def _bench_inputs(thresholds: Path | None, compare_with: Path | None, *,
         if gate:  # ./pyproject.toml's table: not an option given, so not a usage error
             raise
         warn_line(f"{exc}: its thresholds are not read, the defaults are shown")
-        limits = dict(DEFAULT_THRESHOLDS)
+        limits = Thresholds(DEFAULT_THRESHOLDS)
     try:
         earlier = load_earlier(compare_with) if compare_with is not None else None
     except FpcliError as exc:
