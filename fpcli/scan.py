@@ -411,10 +411,27 @@ class _Walker:
                 self.result.ignored[".cue (tracks listed)"] += 1
             elif name in found.shadowed:   # counted as a junk .cue, it left the user no clue
                 self.result.ignored[SHADOWED_SHEET] += 1
+            elif name.startswith("._") and _is_apple_double(path):
+                self.result.ignored[APPLE_DOUBLE] += 1
             elif extension in AUDIO_EXTENSIONS:
                 self.add(path, real_folder)
             else:
                 self.result.ignored[extension] += 1
+
+
+# macOS keeps a file's metadata beside it as "._name" on drives without its own file
+# system (FAT, exFAT, network shares): "._track.flac" of a library copied to a stick
+# was taken as audio, failed as "not a decodable audio file", and made every run exit 3.
+APPLE_DOUBLE = "macOS ._ metadata"
+APPLE_DOUBLE_MAGIC = b"\x00\x05\x16\x07"
+
+
+def _is_apple_double(path: str) -> bool:
+    """Whether ``path`` opens with the AppleDouble magic number (unreadable: no)."""
+    try:
+        return read_regular(path, len(APPLE_DOUBLE_MAGIC)) == APPLE_DOUBLE_MAGIC
+    except OSError:
+        return False
 
 
 def _anchored_under(pattern: str, root: str) -> str | None:

@@ -1046,3 +1046,15 @@ def test_a_file_named_as_a_tracks_entry_is_a_problem_not_the_track(tmp_path):
     assert [os.path.basename(f) for f in found.files] == ["Album Image.flac#01", "Album Image.flac#03"]
     assert [(p.path, "stands where track 02 of Album Image.flac" in p.message) for p in found.problems] == \
         [(str(stray), True)]
+
+
+def test_macos_apple_double_companions_are_ignored_not_failed(library):
+    """macOS leaves "._name" metadata beside each file on FAT or network drives: each
+    was taken as audio, failed as "not a decodable audio file", and every run of such
+    a library exited 3. A "._" file that is audio (no AppleDouble header) is taken."""
+    album = library / "albums" / "a"
+    (album / "._1.flac").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4000))
+    write(album / "._real.wav", synth.sine(440, 0.5, SR), SR)
+    found = scan([album])
+    assert _names(found, library) == ["albums/a/._real.wav", "albums/a/1.flac", "albums/a/2.wav"]
+    assert found.ignored["macOS ._ metadata"] == 1
