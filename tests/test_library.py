@@ -705,3 +705,20 @@ def test_a_forced_run_analyses_two_new_files_sharing_a_content_key(tmp_path):
         store.save_failure(str(b), None, "AudioReadError", "an earlier decoder failed")
         summary = run_library([str(a), str(b)], store, RunOptions(jobs=1, force=True))
     assert (summary.analysed, summary.failed) == (2, 0)
+
+
+def test_an_upgrade_run_advances_its_progress_over_the_files_it_leaves_alone(tmp_path):
+    """--upgrade finishes previews and leaves files without one alone: the bar's total
+    counted them, and stopped at 2/40."""
+    (tmp_path / "lib").mkdir()
+    for i in range(4):
+        write(tmp_path / "lib" / f"t{i}.wav", synth.sine(220 + 110 * i, 1.0, 22050), 22050)
+    events: list[tuple[str, object]] = []
+    with FingerprintStore.open(tmp_path / "s") as store:
+        run_library([str(tmp_path / "lib" / "t0.wav")], store, RunOptions(jobs=1, seconds=0.5))
+        summary = run_library([str(tmp_path / "lib")], store, RunOptions(jobs=1, upgrade=True),
+                              lambda kind, payload: events.append((kind, payload)))
+    [(_, (total, _))] = [event for event in events if event[0] == "start"]
+    tracks = [payload for kind, payload in events if kind == "track"]
+    passed_over = sum(payload for kind, payload in events if kind == "advance")
+    assert (total, len(tracks), passed_over, summary.skipped_new) == (4, 1, 3, 3)
