@@ -677,7 +677,7 @@ def test_a_worker_whose_file_at_the_clients_path_is_another_inode_checks_it_as_a
     while it was analysed", on every run. It is a copy now, checked as one."""
     from fpcli.analyze import Want
     from fpcli.executors.dask import compute_and_keep
-    from fpcli.store.spec import StoreSpec
+    from fpcli.store import StoreSpec
 
     track = write(tmp_path / "t.wav", synth.music_like(2.0, 22050, seed=5), 22050)
     with FingerprintStore.open(tmp_path / "s") as store:
@@ -687,3 +687,30 @@ def test_a_worker_whose_file_at_the_clients_path_is_another_inode_checks_it_as_a
     assert not result.failed, result.error
     with FingerprintStore.open(tmp_path / "s") as store:
         assert store._read_path_entry(identity.path)["inode"] == identity.inode + 1   # the client's, kept
+
+
+def test_a_file_gone_or_replaced_at_the_clients_own_path_names_no_path_map(tmp_path):
+    """No path map given: a file deleted or replaced after the client found it was
+    said as "... (check the path map)", an option the user never gave; a local run
+    says "no such file" or "changed"."""
+    import shutil
+
+    from fpcli.analyze import Want, look_up
+    from fpcli.executors.dask import compute_and_keep
+    from fpcli.store import StoreSpec
+
+    gone = write(tmp_path / "gone.wav", synth.music_like(2.0, 22050, seed=1), 22050)
+    replaced = write(tmp_path / "replaced.wav", synth.music_like(2.0, 22050, seed=2), 22050)
+    with FingerprintStore.open(tmp_path / "s") as store:
+        found = {path: look_up(store, str(path), Want()).identity for path in (gone, replaced)}
+    os.unlink(gone)
+    shutil.copy(replaced, tmp_path / "new.wav")
+    with open(tmp_path / "new.wav", "ab") as longer:
+        longer.write(bytes(100))
+    os.replace(tmp_path / "new.wav", replaced)
+    spec = StoreSpec(str(tmp_path / "s"))
+    errors = {os.path.basename(path): compute_and_keep(str(path), str(path), found[path], spec, Want()).error
+              for path in (gone, replaced)}
+    assert errors["gone.wav"].startswith("no such file or folder on the worker (deleted since the run found it?")
+    assert errors["replaced.wav"].startswith("the file the worker reads is not the one the run found (its size")
+    assert not any("path map" in error for error in errors.values())

@@ -107,7 +107,7 @@ def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: 
         # Mapped, or at the same path but another file than the client's (a node's own
         # copy, a mount with other inode numbers): a copy, checked as one. Held to the
         # client's inode, every file of such a worker failed as "changed while analysed".
-        identity, result = _compute_mapped(path, worker_path, want, identity)
+        identity, result = _compute_mapped(path, worker_path, want, identity, mapped=worker_path != path)
     store = _worker_store(spec)
     try:
         return keep(store, path, identity, result, refused_ok=False)
@@ -133,8 +133,8 @@ def _same_inode(worker_path: str, identity: FileIdentity) -> bool:
         return False
 
 
-def _compute_mapped(path: str, worker_path: str, want: Want,
-                    identity: FileIdentity) -> tuple[FileIdentity, TrackResult]:
+def _compute_mapped(path: str, worker_path: str, want: Want, identity: FileIdentity,
+                    mapped: bool = True) -> tuple[FileIdentity, TrackResult]:
     """``compute`` of a file the worker reads at another path (--path-map): a copy that
     must have the client's size, modification time and content key (for a CUE track,
     salted with its bounds in the worker's sheet). A mount that shows times to the
@@ -143,24 +143,25 @@ def _compute_mapped(path: str, worker_path: str, want: Want,
     precision, and the worker then reads its copy whole for its digest, which must be
     the client's when the client knows it (a copy of the same size with other content
     was stored as the client's file, and served for every true copy). A copy missing on the
-    worker of a file whose digest was known was "deleted while it was analysed"."""
+    worker of a file whose digest was known was "deleted while it was analysed".
+    ``mapped``: a path map gave ``worker_path``; else it is the client's own path, whose
+    file the worker finds gone or another (deleted or replaced since the client saw it,
+    or a worker machine's own file): "check the path map" then named an option never
+    given."""
+    say = _CopyWords(worker_path, mapped)
     try:
         seen = stat_regular(entry_file(worker_path)[0])
     except OSError as exc:
         # The client's file exists (it was stat'ed there): the worker's copy is what is
         # missing, and saying "no such file" of the client's path blamed the wrong one.
-        return identity, failed(path, ACCESS_ERROR_TYPE, f"{os_reason(exc)} on the worker, as {worker_path} "
-                                                         "(check the path map)")
-    other = f"the worker's copy, {worker_path}, "
+        return identity, failed(path, ACCESS_ERROR_TYPE, say.missing(os_reason(exc)))
     if seen.st_size != identity.size or abs(seen.st_mtime_ns - identity.mtime_ns) >= MTIME_PRECISION_NS:
-        return identity, failed(path, ACCESS_ERROR_TYPE, f"{other}is not the client's file (its size or time "
-                                                         "differs: check the path map, or copy it again)")
+        return identity, failed(path, ACCESS_ERROR_TYPE, say.changed())
     # The content key (the first 128 KiB, salted for a CUE track with its bounds in the
     # worker's sheet): a copy with other audio, or a sheet that splits the image
     # otherwise, was analysed and stored as the client's file on its first analysis.
     if entry_identity_keys(worker_path, seen.st_size, digest=False)[0] != identity.content_key:
-        return identity, failed(path, ACCESS_ERROR_TYPE, f"{other}holds other content than the client's file "
-                                                         "(or its CUE sheet other tracks: check the path map)")
+        return identity, failed(path, ACCESS_ERROR_TYPE, say.other_content(sheet=True))
     # The worker's copy is checked for a change while read by its own inode; the client's
     # stays in the identity returned (its path entry keeps the client's file's).
     here = dataclasses.replace(identity, inode=seen.st_ino)
@@ -169,9 +170,42 @@ def _compute_mapped(path: str, worker_path: str, want: Want,
         return dataclasses.replace(as_seen, inode=identity.inode), result
     as_seen, result = compute(worker_path, want, dataclasses.replace(here, mtime_ns=seen.st_mtime_ns, digest=None))
     if identity.digest is not None and as_seen.digest is not None and as_seen.digest != identity.digest:
-        return identity, failed(path, ACCESS_ERROR_TYPE, f"{other}holds other content than the client's file "
-                                                         "(check the path map, or copy it again)")
+        return identity, failed(path, ACCESS_ERROR_TYPE, say.other_content(sheet=False))
     return dataclasses.replace(identity, digest=as_seen.digest), result
+
+
+@dataclasses.dataclass(frozen=True)
+class _CopyWords:
+    """How a worker says its file at ``worker_path`` is missing or not the client's:
+    a path map's copy (``mapped``), or the client's own path, where the file was
+    deleted or replaced since the client found it (or a worker machine holds another)."""
+
+    worker_path: str
+    mapped: bool
+
+    def missing(self, reason: str) -> str:
+        if self.mapped:
+            return f"{reason} on the worker, as {self.worker_path} (check the path map)"
+        return f"{reason} on the worker (deleted since the run found it? A worker on another machine must see " \
+               "the file at this path)"
+
+    def changed(self) -> str:
+        if self.mapped:
+            return f"the worker's copy, {self.worker_path}, is not the client's file (its size or time differs: " \
+                   "check the path map, or copy it again)"
+        return f"the file the worker reads is not the one the run found (its size or time differs: {self._since}"
+
+    def other_content(self, *, sheet: bool) -> str:
+        if self.mapped:
+            return f"the worker's copy, {self.worker_path}, holds other content than the client's file " + (
+                "(or its CUE sheet other tracks: check the path map)" if sheet else
+                "(check the path map, or copy it again)")
+        return f"the file the worker reads holds other content than the one the run found ({self._since}"
+
+    @property
+    def _since(self) -> str:
+        return "changed since? Analyse it again when it is written; a worker on another machine must see the " \
+               "same file at this path)"
 
 
 # The stores this worker process has open, by spec, each with the identity of its
