@@ -135,7 +135,7 @@ class _Walker:
         self.sheets_alone: dict[str, _Sheets] = {}    # real folder -> the sheets for its files taken alone
         self.ignore_specs: dict[str, pathspec.PathSpec | None] = {}   # folder -> its ignore file, read once
 
-    def add(self, path: str, real_folder: str | None = None, *, given: bool = False) -> None:
+    def add(self, path: str, real_folder: str | None = None, *, given: bool = False, root: str | None = None) -> None:
         """Take one file (once, however many ways it is reached). ``real_folder``: the
         symlink-free path of its folder, when known: then only a symlinked file needs a
         full ``realpath`` (one lstat per file instead of one per path component).
@@ -145,8 +145,13 @@ class _Walker:
         before a symlink's. The first name in walk order was kept, so a path named
         on the command line could get no line at all (a link to it in a folder given
         before it stood in for it), and a folder of a file and links to it reported
-        the link that sorted first."""
+        the link that sorted first. ``root``: the folder walked, which a link found
+        there (not given) must not take in what the walk leaves out. (A folder
+        reached twice is walked once: ``_walk`` takes links to folders last.)"""
         is_link = os.path.islink(path)
+        if is_link and root is not None and self._left_out_where_it_lies(path, root, False):
+            self.result.ignored["excluded"] += 1
+            return
         if real_folder is not None and not is_link:
             resolved = os.path.join(real_folder, os.path.basename(path))
         else:
@@ -261,13 +266,13 @@ class _Walker:
             # (an ignore file in each of 8,000 album folders: 41 s per run).
             above = rules.get(os.path.dirname(folder), []) if folder != root else self._rules_above(root)
             rules[folder] = [*above, (folder, spec, "")] if spec is not None else above
-            ignored = self._ignored_by(root, rules[folder])
+            ignored = self._left_out_by(root, rules[folder])
             kept = sorted(d for d in subfolders if not ignored(os.path.join(folder, d), True))
             # Said in the summary: "--exclude 'Podcasts/'" left a folder out without a word.
             if len(kept) < len(subfolders):
                 self.result.skipped_folders["excluded"] += len(subfolders) - len(kept)
             subfolders[:] = kept
-            self._files(folder, sorted(names), ignored)
+            self._files(folder, sorted(names), ignored, root)
 
     def _enter(self, folder: str, names: list[str], subfolders: list[str], *, given: bool) -> bool:
         """Whether to take the files of ``folder`` (``given``: a path given, not one
@@ -329,6 +334,35 @@ class _Walker:
             return None
         return _ignore_file(os.path.dirname(path), [IGNORE_FILE], Scan())   # its problems: its own folder's walk
 
+    def _left_out_by(self, root: str, applicable: list[_Rules]) -> Callable[[str, bool], bool]:
+        """``_ignored_by``, and for a symlink, whether what it points to lies under the
+        root where the walk leaves it out: a link in "Favourites" to an excluded folder
+        (or file) took it in all the same, under the link's name."""
+        ignored = self._ignored_by(root, applicable)
+
+        def left_out(path: str, is_dir: bool) -> bool:
+            # Files: ``add`` checks a link's target (it looks whether a file is a link anyway).
+            return ignored(path, is_dir) or (is_dir and os.path.islink(path)
+                                             and self._left_out_where_it_lies(path, root, True))
+        return left_out
+
+    def _left_out_where_it_lies(self, link: str, root: str, is_dir: bool) -> bool:
+        """Whether the real path of ``link`` lies under the real ``root`` and is left out
+        there: itself or a folder above it excluded by --exclude or the ignore files
+        of the folders on its way (git does not follow links at all)."""
+        real_root, real = os.path.realpath(root), os.path.realpath(link)
+        parts = _relative(real, real_root).split(os.sep)
+        if real == real_root or parts[0] == os.pardir:
+            return False   # outside the root: its own walk's rules are not known here
+        rules, folder = self._rules_above(real_root), real_root
+        for depth, part in enumerate(parts):
+            own = self._ignore_spec(folder, [IGNORE_FILE] if os.path.isfile(os.path.join(folder, IGNORE_FILE)) else [])
+            rules = [*rules, (folder, own, "")] if own is not None else rules
+            folder = os.path.join(folder, part)
+            if self._ignored_by(real_root, rules)(folder, depth < len(parts) - 1 or is_dir):
+                return True
+        return False
+
     def _ignored_by(self, root: str, applicable: list[_Rules]) -> Callable[[str, bool], bool]:
         """A predicate: is this path excluded by --exclude or by one of ``applicable``,
         the .fpcliignore files of a folder and of those above it?"""
@@ -377,7 +411,7 @@ class _Walker:
         self.real_folders[folder] = real
         return real
 
-    def _files(self, folder: str, names: list[str], ignored: Callable[[str, bool], bool]) -> None:
+    def _files(self, folder: str, names: list[str], ignored: Callable[[str, bool], bool], root: str) -> None:
         real_folder = self._real_folder(folder)
         # A sheet left out by --exclude or an ignore file splits nothing (it was counted
         # "excluded" and applied all the same): leaving it out is how a wrong split is undone.
@@ -414,7 +448,7 @@ class _Walker:
             elif name.startswith("._") and _is_apple_double(path):
                 self.result.ignored[APPLE_DOUBLE] += 1
             elif extension in AUDIO_EXTENSIONS:
-                self.add(path, real_folder)
+                self.add(path, real_folder, root=root)
             else:
                 self.result.ignored[extension] += 1
 
@@ -477,9 +511,15 @@ def _is_loop(folder: str) -> bool:
 def _walk(root: str, on_error: Callable[[OSError], None]) -> Iterator[tuple[str, list[str], list[str]]]:
     """``os.walk(root, onerror=on_error, followlinks=True)`` (top down: the caller may
     prune the folder list it is given), without recursion: Python 3.11's recurses, and
-    a tree about 1,000 folders deep stopped the run with a RecursionError traceback."""
-    stack = [root]
-    while stack:
+    a tree about 1,000 folders deep stopped the run with a RecursionError traceback.
+    Links to folders are walked after every other folder: a folder reached twice is
+    walked once, by the first way, and a "Favourites" folder of links that sorted
+    before the albums named their files by the links."""
+    stack: list[str] = [root]
+    linked: list[str] = []   # links to folders, walked once the stack is empty
+    while stack or linked:
+        if not stack:
+            stack, linked = linked[::-1], []
         top = stack.pop()
         try:
             with os.scandir(top) as listing:
@@ -489,14 +529,18 @@ def _walk(root: str, on_error: Callable[[OSError], None]) -> Iterator[tuple[str,
             continue
         folders: list[str] = []
         files: list[str] = []
+        links: set[str] = set()
         for entry in entries:
             try:
                 is_folder = entry.is_dir()   # through a link, as followlinks=True
+                if is_folder and entry.is_symlink():
+                    links.add(entry.name)
             except OSError:
                 is_folder = False
             (folders if is_folder else files).append(entry.name)
         yield top, folders, files
-        stack.extend(os.path.join(top, name) for name in reversed(folders))
+        stack.extend(os.path.join(top, name) for name in reversed(folders) if name not in links)
+        linked.extend(os.path.join(top, name) for name in folders if name in links)
 
 
 def _file_verdict(spec: pathspec.PathSpec, relative: str) -> bool | None:

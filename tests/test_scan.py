@@ -1058,3 +1058,26 @@ def test_macos_apple_double_companions_are_ignored_not_failed(library):
     found = scan([album])
     assert _names(found, library) == ["albums/a/._real.wav", "albums/a/1.flac", "albums/a/2.wav"]
     assert found.ignored["macOS ._ metadata"] == 1
+
+
+def test_a_folder_of_links_neither_renames_nor_brings_back_what_the_walk_leaves_out(library):
+    """A "Favourites" folder of links sorted before the albums: each file was named by
+    its link (by its own name when the folder sorted after them), and a link to an
+    excluded folder, or file, took it in all the same under the link's name."""
+    favourites = library / "00-Favourites"
+    favourites.mkdir()
+    os.symlink("../albums/a", favourites / "a")
+    os.symlink("../Podcasts/ep1.mp3", favourites / "ep1.mp3")
+    assert _names(scan([library]), library) == [
+        "Podcasts/ep1.mp3", "albums/a/1.flac", "albums/a/2.wav", "albums/b/3.flac"]
+    (library / ".fpcliignore").write_text("albums/a/\nPodcasts/\n")
+    found = scan([library])
+    assert _names(found, library) == ["albums/b/3.flac"]
+    assert found.ignored["excluded"] == 1 and found.skipped_folders["excluded"] == 3
+    (library / ".fpcliignore").unlink()
+    assert _names(scan([library], exclude=["/albums/a/"]), library) == ["Podcasts/ep1.mp3", "albums/b/3.flac"]
+    outside = library.parent / "elsewhere"
+    outside.mkdir()
+    write(outside / "x.wav", synth.sine(440, 0.5, SR), SR)
+    os.symlink(outside, favourites / "elsewhere")   # outside the root: its own rules are not known, taken
+    assert "00-Favourites/elsewhere/x.wav" in _names(scan([library], exclude=["/albums/a/"]), library)
