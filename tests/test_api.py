@@ -610,3 +610,21 @@ def test_the_same_audio_in_any_number_of_identical_channels_is_the_same_fingerpr
         values.append(analyzer.finish().values)
     for name in ("spectral_flatness", "spectral_centroid_hz", "tempo_bpm", "harmonic_ratio", "key_clarity"):
         assert {v[name] for v in values} == {values[0][name]}, name
+
+
+def test_a_tiny_block_size_is_read_in_blocks_large_enough_to_analyse(tmp_path):
+    """block_frames=1 was taken as asked: every analyzer ran once per frame, and 1 s of
+    audio took 8.3 s (a 20 s file did not finish in 100 s). The fingerprint does not
+    depend on the block size, so a file-level analysis reads at least
+    MIN_ANALYSIS_BLOCK_FRAMES at a time."""
+    from fpcli.analyze import MIN_ANALYSIS_BLOCK_FRAMES
+
+    song = tmp_path / "one.wav"
+    sf.write(song, synth.music_like(1.0, 22050, seed=4), 22050)
+    tiny, reader = fpcli.analyze_streaming(song, block_frames=1)
+    usual, _ = fpcli.analyze_streaming(song)
+    assert tiny.chunks == math.ceil(reader.frames_read / MIN_ANALYSIS_BLOCK_FRAMES)
+    for name, value in usual.values.items():   # float sums in other blocks: equal to about 1e-8
+        assert tiny.values[name] == (None if value is None else pytest.approx(value, rel=1e-6, abs=1e-9)), name
+    batch, _ = fpcli.analyze_batch(song, block_frames=1)
+    assert batch.chunks == tiny.chunks

@@ -153,6 +153,14 @@ MAX_BLOCK_FRAMES = 2**24
 MAX_BLOCK_SAMPLES = 2**20
 
 
+def checked_block_frames(block_frames: int) -> int:
+    """``block_frames`` (frames a block holds), or a ParameterError outside 1..MAX_BLOCK_FRAMES."""
+    if not 0 < (as_number(block_frames, int) or 0) <= MAX_BLOCK_FRAMES:
+        raise ParameterError(f"{block_frames!r}: a whole number of frames from 1 to {MAX_BLOCK_FRAMES}",
+                             "block_frames")
+    return int(block_frames)
+
+
 def _block_frames_for(block_frames: int, channels: int) -> int:
     """The frames of a block as asked, fewer where the channels would make it more
     than MAX_BLOCK_SAMPLES samples."""
@@ -189,9 +197,7 @@ class AudioReader:
         track of an album image); ``end_s`` None reads to the end. ``cd_byte_order``
         ("<" little-endian, ">" big-endian): the file is raw CD audio, 16-bit stereo
         at 44.1 kHz without a header (the image of a BIN/CUE pair)."""
-        if not 0 < (as_number(block_frames, int) or 0) <= MAX_BLOCK_FRAMES:
-            raise ParameterError(f"{block_frames!r}: a whole number of frames from 1 to {MAX_BLOCK_FRAMES}",
-                                 "block_frames")
+        checked_block_frames(block_frames)
         if not isinstance(path, (str, bytes, os.PathLike)):   # None, 5: a TypeError from os.fspath
             raise ParameterError(f"{path!r}: a path (str or os.PathLike)", "path")
         self.path = os.fsdecode(path)   # bytes too (an error's path, the info's, are str)
