@@ -1174,6 +1174,14 @@ def test_a_byte_identical_copy_is_searched_and_said_when_it_is_all_there_is(tmp_
         dropped = search(store, str(folder / "a.flac"), k=2, strategy="fast")
         assert dropped.hits == [] and "only 1 other file of the query's own (left out as duplicates)" in \
             dropped.stats["nothing_to_search"]
+        # A copy gone (renamed: its record keeps the former path until a prune) is none.
+        (folder / "a_copy.flac").rename(folder / "b.flac")
+        run_library([str(folder)], store, RunOptions(jobs=1))
+        (folder / "b.flac").unlink()
+        for include in (True, False):
+            alone = search(store, str(folder / "a.flac"), k=2, strategy="fast", include_duplicates=include)
+            assert alone.hits == [] and alone.stats["nothing_to_search"].startswith(
+                "the store holds no other streaming fingerprints to search"), alone.stats
 
 
 def test_a_preview_query_does_not_count_its_own_preview_among_those_left_out(tmp_path, library):

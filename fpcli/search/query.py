@@ -388,7 +388,7 @@ def _rank_all(store: FingerprintStore, kind: str, record: Record, query: Query, 
             " with batch fingerprints" if kind == "batch" else "")
         previews = _previews_left_out(store, record)
         older, newer = store.other_version_counts()
-        copies = len({seen.path for seen in record.paths} - {query.query_file})
+        copies = len(_copies_left(record, query))
         if copies and len(index) == 1:   # "no other fingerprints" read as if the copies were lost
             message = (f"the store holds no other recording to search, only {copies} other file"
                        f"{'s' if copies != 1 else ''} of the query's own (left out as duplicates): "
@@ -415,8 +415,17 @@ def _holds_others(index: Index, record: Record, query: Query) -> bool:
     long as the store held nothing else."""
     if len(index) > 1 or (len(index) == 1 and str(index.keys[0]) != record.key):
         return True
-    return not query.drop_duplicates and len(index) == 1 and any(seen.path != query.query_file
-                                                                 for seen in record.paths)
+    return not query.drop_duplicates and len(index) == 1 and bool(_copies_left(record, query))
+
+
+def _copies_left(record: Record, query: Query) -> list[str]:
+    """The files of the query's record besides the query's own that are still there
+    (under the folder asked for, if any): a renamed file's former path stays in its
+    record until a prune, and counted as a copy it made an answer of no hit at all."""
+    prefix = query.under_prefix
+    return [seen.path for seen in record.paths
+            if seen.path != query.query_file and (prefix is None or seen.path.startswith(prefix))
+            and file_left(seen.path, seen.mtime_ns, record.size, record.digest, record.content_key)]
 
 
 def _ranked(store: FingerprintStore, index: Index, record: Record, query: Query, stats: dict[str, Any],
