@@ -689,7 +689,7 @@ def test_a_worker_whose_file_at_the_clients_path_is_another_inode_checks_it_as_a
         assert store._read_path_entry(identity.path)["inode"] == identity.inode + 1   # the client's, kept
 
 
-def test_a_file_gone_or_replaced_at_the_clients_own_path_names_no_path_map(tmp_path):
+def test_a_file_gone_or_replaced_at_the_clients_own_path_names_no_path_map(tmp_path, monkeypatch):
     """No path map given: a file deleted or replaced after the client found it was
     said as "... (check the path map)", an option the user never gave; a local run
     says "no such file" or "changed"."""
@@ -709,7 +709,9 @@ def test_a_file_gone_or_replaced_at_the_clients_own_path_names_no_path_map(tmp_p
         longer.write(bytes(100))
     os.replace(tmp_path / "new.wav", replaced)
     spec = StoreSpec(str(tmp_path / "s"))
-    errors = {os.path.basename(path): compute_and_keep(str(path), str(path), found[path], spec, Want()).error
+    monkeypatch.chdir(tmp_path)   # the paths as typed, relative; the worker's resolved (no map applies)
+    errors = {os.path.basename(path): compute_and_keep(os.path.basename(path), str(path), found[path], spec,
+                                                       Want()).error
               for path in (gone, replaced)}
     assert errors["gone.wav"].startswith("no such file or folder on the worker (deleted since the run found it?")
     assert errors["replaced.wav"].startswith("the file the worker reads is not the one the run found (its size")

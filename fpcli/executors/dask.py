@@ -107,7 +107,10 @@ def compute_and_keep(path: str, worker_path: str, identity: FileIdentity, spec: 
         # Mapped, or at the same path but another file than the client's (a node's own
         # copy, a mount with other inode numbers): a copy, checked as one. Held to the
         # client's inode, every file of such a worker failed as "changed while analysed".
-        identity, result = _compute_mapped(path, worker_path, want, identity, mapped=worker_path != path)
+        # No map applied when the worker reads the client's path (as typed, or resolved:
+        # a relative or linked path given was said "check the path map" all the same).
+        mapped = worker_path not in (path, identity.path)
+        identity, result = _compute_mapped(path, worker_path, want, identity, mapped=mapped)
     store = _worker_store(spec)
     try:
         return keep(store, path, identity, result, refused_ok=False)
