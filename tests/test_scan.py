@@ -1081,3 +1081,40 @@ def test_a_folder_of_links_neither_renames_nor_brings_back_what_the_walk_leaves_
     write(outside / "x.wav", synth.sine(440, 0.5, SR), SR)
     os.symlink(outside, favourites / "elsewhere")   # outside the root: its own rules are not known, taken
     assert "00-Favourites/elsewhere/x.wav" in _names(scan([library], exclude=["/albums/a/"]), library)
+
+
+def test_a_double_star_folder_pattern_excludes_the_folders_inside_not_the_one_named(library):
+    """git reads `albums/**/` as the folders inside albums: the files of albums itself
+    stay. pathspec's folder form matched albums too, and its files."""
+    write(library / "albums" / "top.wav", synth.sine(440, 0.5, SR), SR)
+    (library / ".fpcliignore").write_text("albums/**/\n")
+    assert [n for n in _names(scan([library]), library) if n.startswith("albums")] == ["albums/top.wav"]
+    (library / ".fpcliignore").write_text("albums/**/\n!albums/b/\n")
+    assert [n for n in _names(scan([library]), library) if n.startswith("albums")] == ["albums/b/3.flac",
+                                                                                        "albums/top.wav"]
+
+
+def test_a_link_check_reads_each_ignore_file_once_and_reports_its_problems_once(library, monkeypatch):
+    """The check of what a link points to read the ignore files on its way again for
+    every link, by their real paths: a bad line was reported twice (walked relative),
+    and 10,000 links to files took 2-4 times as long to walk."""
+    from fpcli import scan as scan_module
+
+    (library / ".fpcliignore").write_text("[z-a]\n")
+    (library / "albums" / ".fpcliignore").write_text("[z-a]\n")
+    favourites = library / "Fav"
+    favourites.mkdir()
+    reads = []
+    original = scan_module._ignore_file
+    monkeypatch.setattr(scan_module, "_ignore_file", lambda *args: reads.append(args[0]) or original(*args))
+    monkeypatch.chdir(library.parent)
+    counts = []
+    for links in (2, 20):
+        for i in range(links):
+            if not (favourites / f"{i}.wav").exists():
+                os.symlink("../albums/a/2.wav", favourites / f"{i}.wav")
+        reads.clear()
+        found = scan([library.name])
+        assert len(found.problems) == 2, found.problems   # each bad line once
+        counts.append(len(reads))
+    assert counts[0] == counts[1]   # not once more per link
