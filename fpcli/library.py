@@ -85,8 +85,9 @@ class RunOptions:
 
 
 # A callback receives ("start", (total, description)) once, then ("track", TrackResult)
-# per file and per scan problem (a failed result of type ScanError, not stored), and
-# ("stopped", RunSummary) when an error ends a run that had reported a track.
+# per file and per scan problem (a failed result of type ScanError, not stored),
+# ("advance", n) for n files passed over without a result (--upgrade's files without a
+# preview), and ("stopped", RunSummary) when an error ends a run that had reported a track.
 Event = Callable[[str, Any], None]
 
 

@@ -555,10 +555,12 @@ class StoreImports(StoreReader):
         answer with: the failure was listed by ``cache failures`` and counted by
         ``stats`` beside it). Returns the number left out. A failure of the very file
         a record is of stays, as in the store it came from (a forced analysis that
-        failed after a good one)."""
+        failed after a good one), as does one of a file that could not be stat'ed.
+        Times are the files' modification times: a good file put back with an older
+        time (``cp -p``) leaves its later failure beside its record."""
         keys = [f"path:{path_key(f.path)}" for f in failures]
         kept = [failure for failure, key, text in zip(failures, keys, self.backend.get_many(keys), strict=True)
-                if not _seen_since(key, text, failure.mtime_ns)]
+                if failure.mtime_ns < 0 or not _seen_since(key, text, failure.mtime_ns)]
         self.backend.put_many([(f"fail:{path_key(f.path)}", dumps(failure_to_json(f)), FAILURE_TAG)
                                for f in kept])
         return len(failures) - len(kept)
@@ -580,7 +582,8 @@ class StoreImports(StoreReader):
                 failure = parse_failure(key, loads(key, text))
             except BadEntryError:
                 continue   # a bad entry is verify's to report
-            if failure.mtime_ns < sights[key]:
+            # A failure of a file that could not be stat'ed (time -1) has no time to compare.
+            if 0 <= failure.mtime_ns < sights[key]:
                 self._swap_entry(key, text, None)   # not if another writer changed it meanwhile
 
 
