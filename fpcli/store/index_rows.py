@@ -5,6 +5,7 @@ an import reads every record so)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 from fpcli.fingerprint import BATCH_DIMS, STREAMING_DIMS
@@ -37,6 +38,12 @@ def index_row_of(record: Record, kind: str, params_key: str, version: int) -> In
     names = STREAMING_DIMS if kind == "streaming" else BATCH_DIMS
     timbre = None if record.timbre is None else record.timbre.packed()
     return IndexRow(record.key, record.digest, record.path, tuple(values.get(n) for n in names), timbre)
+
+
+@functools.cache
+def _bounds_of(names: tuple[str, ...]) -> tuple[tuple[float, float], ...]:
+    """``schema.dim_bounds`` of ``names``, in their order (1.4 us a row checked, not 2)."""
+    return tuple(dim_bounds()[name] for name in names)
 
 
 def is_current(record: RecordFacts, params_key: str, version: int) -> bool:
@@ -79,11 +86,10 @@ def index_row(key: str, data: Any, kind: str, params_key: str, version: int) -> 
     if key != record_key(str(digest), params_key):
         return False   # a record stored under another's key: the parser reports it (search indexed it silently)
     row = tuple(values.get(name) for name in names)
-    bounds = dim_bounds()
     # Out of a dim's range (an edited 1e300, which overflowed the index's float32):
     # the parser reports it, and it stays out of the index as out of every reader.
     if not set(map(type, row)) <= FLOAT_OR_NULL or not all(
-            bounds[name][0] <= v <= bounds[name][1] for name, v in zip(names, row, strict=True) if v is not None):
+            low <= v <= high for v, (low, high) in zip(row, _bounds_of(names), strict=True) if v is not None):
         return False
     timbre = data.get("timbre")
     packed = None
