@@ -131,8 +131,8 @@ class _Walker:
         self.seen_files: dict[str, tuple[int, int]] = {}   # real path -> (its place in files, rank of its name)
         self.seen_tracks: set[tuple[str, int]] = set()   # (image's real path, track number)
         self.real_folders: dict[str, str] = {}   # folder walked -> its realpath
-        self.real_roots: dict[str, str] = {}     # root walked -> its realpath (a link's target is judged there)
-        self.real_rules: dict[tuple[str, str], list[_Rules]] = {}   # (real root, real folder) -> its ignore files
+        self.roots_as: dict[tuple[str, Callable[[str], str]], str] = {}   # (root, abspath or realpath) -> path
+        self.link_rules: dict[tuple[str, str], list[_Rules]] = {}   # (root's path, folder) -> its ignore files
         self.sheets: dict[tuple[str, frozenset[str]], _Sheets] = {}   # (folder, sheets used) -> read once
         self.walked_sheets: dict[str, _Sheets] = {}   # real folder walked -> the sheets its walk used
         self.sheets_alone: dict[str, _Sheets] = {}    # real folder -> the sheets for its files taken alone
@@ -156,7 +156,7 @@ class _Walker:
             resolved = os.path.join(real_folder, os.path.basename(path))
         else:
             resolved = resolve(path)
-        if is_link and root is not None and self._left_out_where_it_lies(resolved, root, False):
+        if is_link and root is not None and self._left_out_where_it_lies(path, resolved, root, False):
             self.result.ignored["excluded"] += 1
             return
         real_folder_of, name = os.path.split(resolved)
@@ -260,6 +260,7 @@ class _Walker:
         def on_error(exc: OSError) -> None:
             self.result.problems.append(ScanProblem(exc.filename or root, f"cannot list folder: {os_reason(exc)}"))
 
+        root = os.path.normpath(root)   # "dir/": its subfolders' parent "dir" had no rules, its own were lost
         for folder, subfolders, names in _walk(root, on_error):
             if not self._enter(folder, names, subfolders, given=folder == root):
                 continue
@@ -346,38 +347,55 @@ class _Walker:
         def left_out(path: str, is_dir: bool) -> bool:
             # Files: ``add`` checks a link's target (it looks whether a file is a link anyway).
             return ignored(path, is_dir) or (is_dir and os.path.islink(path)
-                                             and self._left_out_where_it_lies(os.path.realpath(path), root, True))
+                                             and self._left_out_where_it_lies(path, os.path.realpath(path), root, True))
         return left_out
 
-    def _left_out_where_it_lies(self, real: str, root: str, is_dir: bool) -> bool:
-        """Whether ``real`` (what a link points to, resolved) lies under the real
-        ``root`` and is left out there: itself or a folder above it excluded by
-        --exclude or the ignore files of the folders on its way (git does not follow
-        links at all)."""
-        real_root = self.real_roots.get(root) or self.real_roots.setdefault(root, os.path.realpath(root))
-        parts = _relative(real, real_root).split(os.sep)
-        if real == real_root or parts[0] == os.pardir:
+    def _left_out_where_it_lies(self, link: str, real: str, root: str, is_dir: bool) -> bool:
+        """Whether what ``link`` points to (``real``: resolved) lies under ``root`` and
+        is left out there: itself or a folder above it excluded by --exclude or the
+        ignore files of the folders on its way (git does not follow links at all).
+        Judged by the target as written, made absolute (a link into a linked folder,
+        ~/Music/Albums -> /mnt/disk/Albums, lies under the root only so), and by its
+        real path under the real root."""
+        try:
+            written = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(link)), os.readlink(link)))
+        except OSError:
+            written = None
+        real_root = self._root_as(root, os.path.realpath)
+        if written is not None and (written, self._root_as(root, os.path.abspath)) != (real, real_root) and \
+                self._left_out_under(written, self._root_as(root, os.path.abspath), is_dir):
+            return True
+        return self._left_out_under(real, real_root, is_dir)
+
+    def _root_as(self, root: str, made: Callable[[str], str]) -> str:
+        """``made(root)`` (its absolute or its real path), computed once per root."""
+        return self.roots_as.get((root, made)) or self.roots_as.setdefault((root, made), made(root))
+
+    def _left_out_under(self, target: str, base: str, is_dir: bool) -> bool:
+        """Whether ``target``, if under the folder ``base``, is left out there."""
+        parts = _relative(target, base).split(os.sep)
+        if target == base or parts[0] == os.pardir:
             return False   # outside the root: its own walk's rules are not known here
-        folder = real_root
+        folder = base
         for depth, part in enumerate(parts):
-            rules = self._rules_at(real_root, folder)
+            rules = self._rules_at(base, folder)
             folder = os.path.join(folder, part)
-            if self._ignored_by(real_root, rules)(folder, depth < len(parts) - 1 or is_dir):
+            if self._ignored_by(base, rules)(folder, depth < len(parts) - 1 or is_dir):
                 return True
         return False
 
-    def _rules_at(self, real_root: str, folder: str) -> list[_Rules]:
-        """The ignore files that apply in ``folder``, a real path under ``real_root``
-        whose folders above it down from the root were asked for before: read once
-        per folder (once per link, 10,000 links to files took 2-4 times as long to
-        walk), their problems left to the walk that reads them as its own."""
-        known = self.real_rules.get((real_root, folder))
+    def _rules_at(self, base: str, folder: str) -> list[_Rules]:
+        """The ignore files that apply in ``folder``, a path under ``base`` (a root's
+        real or absolute path) whose folders above it down from ``base`` were asked
+        for before: read once per folder (once per link, 10,000 links to files took
+        2-4 times as long to walk), their problems left to the walk that reads them as
+        its own."""
+        known = self.link_rules.get((base, folder))
         if known is None:
-            above = self._rules_above(real_root) if folder == real_root else \
-                self.real_rules[(real_root, os.path.dirname(folder))]
+            above = self._rules_above(base) if folder == base else self.link_rules[(base, os.path.dirname(folder))]
             own = _ignore_file(folder, [IGNORE_FILE] if os.path.isfile(os.path.join(folder, IGNORE_FILE)) else [],
                                Scan())
-            known = self.real_rules[(real_root, folder)] = [*above, (folder, own, "")] if own is not None else above
+            known = self.link_rules[(base, folder)] = [*above, (folder, own, "")] if own is not None else above
         return known
 
     def _ignored_by(self, root: str, applicable: list[_Rules]) -> Callable[[str, bool], bool]:
@@ -386,6 +404,10 @@ class _Walker:
 
         if not self.exclude.patterns and not applicable:
             return lambda path, is_dir: False   # no rule at all (the common case): no path to make relative
+        if any(lead and _lead_excluded(spec, lead) for _, spec, lead in applicable):
+            # The folder given lies in a folder an ignore file above it leaves out (the
+            # walk of ~/Music/Podcasts under ~/Music's `Podcasts/`): all of it, as git.
+            return lambda path, is_dir: True
         exclude = self._exclude_under(root)
 
         def ignored(path: str, is_dir: bool) -> bool:
@@ -462,7 +484,7 @@ class _Walker:
                 self.result.ignored[".cue (tracks listed)"] += 1
             elif name in found.shadowed:   # counted as a junk .cue, it left the user no clue
                 self.result.ignored[SHADOWED_SHEET] += 1
-            elif name.startswith("._") and _is_apple_double(path):
+            elif name.startswith("._") and extension in AUDIO_EXTENSIONS and _is_apple_double(path):
                 self.result.ignored[APPLE_DOUBLE] += 1
             elif extension in AUDIO_EXTENSIONS:
                 self.add(path, real_folder, root=root)
@@ -558,6 +580,14 @@ def _walk(root: str, on_error: Callable[[OSError], None]) -> Iterator[tuple[str,
         yield top, folders, files
         stack.extend(os.path.join(top, name) for name in reversed(folders) if name not in links)
         linked.extend(os.path.join(top, name) for name in folders if name in links)
+
+
+def _lead_excluded(spec: pathspec.PathSpec, lead: str) -> bool:
+    """Whether ``spec`` (an ignore file above a folder given) leaves out one of the
+    folders of ``lead`` (the way from it to that folder, "a/b/"), outermost first:
+    the walk never judged them, so a path below matches them only through them."""
+    parts = lead.rstrip("/").split("/")
+    return any(_folder_verdict(spec, "/".join(parts[:depth])) for depth in range(1, len(parts) + 1))
 
 
 def _file_verdict(spec: pathspec.PathSpec, relative: str) -> bool | None:

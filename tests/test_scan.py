@@ -1118,3 +1118,53 @@ def test_a_link_check_reads_each_ignore_file_once_and_reports_its_problems_once(
         assert len(found.problems) == 2, found.problems   # each bad line once
         counts.append(len(reads))
     assert counts[0] == counts[1]   # not once more per link
+
+
+def test_a_folder_given_inside_a_folder_an_ignore_file_above_leaves_out_is_left_out(library):
+    """`Podcasts/` in ~/Music/.fpcliignore left out a walk of ~/Music/Podcasts (as git,
+    walked from ~/Music); a file matched only through a folder was then taken back
+    for every pattern form but `Podcasts/*` and `Podcasts/**`."""
+    (library / "Podcasts" / "sub").mkdir()
+    write(library / "Podcasts" / "sub" / "ep2.wav", synth.sine(440, 0.5, SR), SR)
+    for pattern in ("Podcasts/", "Podcasts", "/Podcasts", "Podcasts/*", "Podcasts/**"):
+        (library / ".fpcliignore").write_text(pattern + "\n")
+        assert scan([library / "Podcasts"]).files == [], pattern
+        assert _names(scan([library / "albums"]), library) == ["albums/a/1.flac", "albums/a/2.wav",
+                                                               "albums/b/3.flac"], pattern
+    (library / ".fpcliignore").write_text("*/\n!*/\n")
+    assert len(scan([library / "Podcasts"]).files) == 2
+
+
+def test_a_link_into_a_linked_folder_does_not_bring_back_what_is_left_out(tmp_path):
+    """~/Music/Albums a link to /mnt/disk/Albums: a link in Favourites to an excluded
+    album lies under the root only by its written path, and it was taken."""
+    for album in ("a", "b"):
+        (tmp_path / "disk" / "Albums" / album).mkdir(parents=True)
+    write(tmp_path / "disk" / "Albums" / "a" / "1.wav", synth.sine(440, 0.5, SR), SR)
+    write(tmp_path / "disk" / "Albums" / "b" / "2.wav", synth.sine(330, 0.5, SR), SR)
+    music = tmp_path / "Music"
+    (music / "Fav").mkdir(parents=True)
+    os.symlink(tmp_path / "disk" / "Albums", music / "Albums")
+    os.symlink("../Albums/a", music / "Fav" / "a")
+    os.symlink("../Albums/a/1.wav", music / "Fav" / "one.wav")
+    (music / ".fpcliignore").write_text("Albums/a/\n")
+    assert _names(scan([music]), music) == ["Albums/b/2.wav"]
+    (music / ".fpcliignore").unlink()
+    assert _names(scan([music], exclude=["/Albums/a/"]), music) == ["Albums/b/2.wav"]
+
+
+def test_a_folder_given_with_a_trailing_slash_keeps_its_ignore_rules_below(library):
+    """scan(["dir/"]) looked up its subfolders' rules under "dir", where they were not."""
+    (library / ".fpcliignore").write_text("*.wav\n")
+    assert _names(scan([str(library) + "/"]), library) == _names(scan([library]), library)
+    assert "albums/a/2.wav" not in _names(scan([str(library) + "/"]), library)
+
+
+def test_only_audio_named_dot_underscore_files_are_opened_for_an_apple_double_header(library, monkeypatch):
+    from fpcli import scan as scan_module
+
+    (library / "albums" / "a" / "._cover.jpg").write_bytes(b"\x00\x05\x16\x07")
+    opened = []
+    monkeypatch.setattr(scan_module, "_is_apple_double", lambda path: opened.append(path) or True)
+    found = scan([library / "albums"])
+    assert opened == [] and found.ignored[".jpg"] == 2   # cover.jpg and its companion, by extension
