@@ -453,8 +453,7 @@ class StoreImports(StoreReader):
             pending = [item for item in pending if _touches(item, changed)]
         else:
             raise StoreError(f"other processes kept changing the records of this batch ({IMPORT_ATTEMPTS} attempts)")
-        self._forget_failures_seen_past([item if isinstance(item, Record) else item.record
-                                         for item in written.values()])
+        self._forget_failures_seen_past(list(written.values()))
         self._maintain()
         return ImportedBatch([r for r in written.values() if isinstance(r, Record)],
                              [v for v in written.values() if not isinstance(v, Record)], len(new))
@@ -565,15 +564,19 @@ class StoreImports(StoreReader):
                                for f in kept])
         return len(failures) - len(kept)
 
-    def _forget_failures_seen_past(self, records: Sequence[RecordFacts]) -> None:
+    def _forget_failures_seen_past(self, records: Sequence[Record | VouchedRecord]) -> None:
         """Delete the failures of the paths these imported records saw as later files
         (a save deletes its path's failure; an import had left it, so a file mended
-        since stood as failed and as recorded at once)."""
-        sights: dict[str, int] = {}
-        for record in records:
-            for seen in record.paths:
+        since stood as failed and as recorded at once). A failure of a file that could
+        not be stat'ed (time -1) goes when a record of its path was analysed after it."""
+        sights: dict[str, tuple[int, float]] = {}   # failure key -> latest file time, latest analysis
+        for item in records:
+            facts: RecordFacts = item if isinstance(item, Record) else item.record
+            analysed_at = item.analysed_at if isinstance(item, Record) else item.record.analysed_at
+            for seen in facts.paths:
                 key = f"fail:{path_key(seen.path)}"
-                sights[key] = max(sights.get(key, seen.mtime_ns), seen.mtime_ns)
+                mtime_ns, when = sights.get(key, (seen.mtime_ns, analysed_at))
+                sights[key] = (max(mtime_ns, seen.mtime_ns), max(when, analysed_at))
         keys = list(sights)
         for key, text in zip(keys, self.backend.get_many(keys), strict=True):
             if text is None:
@@ -582,8 +585,8 @@ class StoreImports(StoreReader):
                 failure = parse_failure(key, loads(key, text))
             except BadEntryError:
                 continue   # a bad entry is verify's to report
-            # A failure of a file that could not be stat'ed (time -1) has no time to compare.
-            if 0 <= failure.mtime_ns < sights[key]:
+            mtime_ns, analysed_at = sights[key]
+            if 0 <= failure.mtime_ns < mtime_ns or (failure.mtime_ns < 0 and failure.failed_at < analysed_at):
                 self._swap_entry(key, text, None)   # not if another writer changed it meanwhile
 
 
