@@ -434,3 +434,18 @@ def test_a_wide_character_name_is_measured_in_terminal_cells(monkeypatch):
     from fpcli.cli import render
 
     assert render.table_layout(["n", "x"], [["東京事変の曲名", "1"]], 32) == [(14, 14), (1, 1)]
+
+
+@pytest.mark.parametrize("width", [150, 160, 170])
+def test_paths_are_held_whole_where_wrapping_a_message_makes_room(monkeypatch, width):
+    """`cache failures` at 130-150 columns kept each message on one line and folded the
+    paths into 12-22 characters (4-5 lines a row), where they fit whole at 120 and 160."""
+    from fpcli.cli import render
+
+    screen = _terminal(monkeypatch, width)
+    path = "/tmp/fpcli-library/broken/bad_header.wav"
+    message = "not a decodable audio file (the file exists but is not audio: No 'data' chunk marker found)"
+    render.rows_out("1 failure(s)", ["path", "error", "message", "when"],
+                    [[path, "AudioReadError", message, "2026-11-28 01:50"]])
+    assert path in screen.getvalue()
+    assert max(len(line) for line in screen.getvalue().splitlines()) <= width

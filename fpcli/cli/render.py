@@ -279,12 +279,21 @@ def table_layout(columns: Sequence[str], rows: Sequence[Sequence[str]],
         max((i for i in range(len(columns)) if text[i]), key=lambda i: naturals[i], default=None)
     wrapped = [max(FIXED_COLUMN_MAX, w) if t else n for n, w, t in zip(naturals, words, text, strict=True)]
     tightest = [w if t else n for n, w, t in zip(naturals, words, text, strict=True)]
+    first: list[tuple[int | None, int]] | None = None
     for fixed in (naturals, [min(n, w) for n, w in zip(naturals, wrapped, strict=True)], tightest):
         needed = _table_width(fixed, folding)
         if needed <= width:
             room = width - needed + (0 if folding is None else min(FOLDED_COLUMN_MIN, fixed[folding]))
-            return [(None, room) if i == folding else (fixed[i], fixed[i]) for i in range(len(fixed))]
-    return None
+            layout: list[tuple[int | None, int]] = [(None, room) if i == folding else (fixed[i], fixed[i])
+                                                    for i in range(len(fixed))]
+            # Each next way wraps the others more and leaves the folding column more
+            # room: the first that holds it whole, else the first that fits. The first
+            # that fit kept a message unwrapped and folded the paths into 12-22
+            # characters at 130-150 columns, where wrapping the message held them whole.
+            if folding is None or room >= naturals[folding]:
+                return layout
+            first = first or layout
+    return first
 
 
 def _table_width(fixed: list[int], folding: int | None) -> int:
