@@ -151,7 +151,7 @@ def estimate_tempo(acf: np.ndarray, frame_rate: float, params: AnalysisParams,
     p = _bands(np.maximum(acf, 0.0)).mean(axis=1)
     lags = np.arange(low, high + 1)
     scores = metrical_scores(evidence, lags, frame_rate, params)
-    best, lag = _refined(p, float(lags[np.argmax(scores)]))
+    best, lag = _best_in_range(p, lags, scores, frame_rate, params)
     strength = beat_strength(recent) if recent is not None else None
     if strength is not None:
         best, lag = _checked_level((best, lag), strength, lags, scores, p, frame_rate, params)
@@ -183,6 +183,30 @@ def _repeats(overall: np.ndarray, lag: float) -> bool:
     return bool(overall[twice - 1:twice + 2].max() > REPEAT_FLOOR)
 
 
+def _in_range(lag: float, frame_rate: float, params: AnalysisParams) -> bool:
+    """Whether the beat period ``lag`` (frames) is a tempo within the range asked for."""
+    return params.tempo_min_bpm <= 60 * frame_rate / lag <= params.tempo_max_bpm
+
+
+def _best_in_range(p: np.ndarray, lags: np.ndarray, scores: np.ndarray, frame_rate: float,
+                   params: AnalysisParams) -> tuple[int, float]:
+    """The refined peak of the best-scoring lag whose peak lies within the tempo range.
+    A pulse faster than the range peaks past its end, where the edge lag scored best:
+    refined, it read 237.9 BPM, clipped to 220.0 at confidence 1 (the next level, its
+    half, is the beat within the range). The first peak when none lies within it."""
+    allowed = np.ones(len(lags), dtype=bool)
+    first: tuple[int, float] | None = None
+    while allowed.any():
+        i = int(np.argmax(np.where(allowed, scores, -np.inf)))
+        peak = _refined(p, float(lags[i]))
+        if _in_range(peak[1], frame_rate, params):
+            return peak
+        first = first or peak
+        allowed[max(i - 1, 0) : i + 2] = False
+    assert first is not None
+    return first
+
+
 def _refined(p: np.ndarray, lag: float) -> tuple[int, float]:
     """The peak of the band-mean periodicity ``p`` nearest ``lag`` (frames): the best
     of the three whole lags around it, and its position refined by a parabola."""
@@ -211,13 +235,15 @@ def _checked_level(level: tuple[int, float], strength: np.ndarray, lags: np.ndar
     chosen, chosen_ratio = level, -math.inf
     for ratio, most_behind, least_log_ratio in LEVEL_CHECKS:
         other = lag * ratio
-        if not params.tempo_min_bpm <= 60 * frame_rate / other <= params.tempo_max_bpm:
+        if not _in_range(other, frame_rate, params):
             continue
         if len(strength) < MIN_TRACKED_BEATS * max(lag, other):
             continue
         if own_score - _score_near(lags, scores, other) > most_behind:
             continue
         refined = _refined(p, other)
+        if not _in_range(refined[1], frame_rate, params):
+            continue   # its peak lies past the range's end (it was clipped there)
         if own_tracking is None:
             own_tracking = tracking_per_beat(strength, lag)
         log_ratio = math.log(max(tracking_per_beat(strength, refined[1]), 1e-3) / max(own_tracking, 1e-3))
