@@ -558,3 +558,15 @@ def test_upgrade_with_force_is_a_usage_error(tmp_path):
     assert runner.invoke(app, ["--store", store, "analyze", str(song), "--seconds", "1", "-q"]).exit_code == 0
     result = runner.invoke(app, ["--store", store, "analyze", str(song), "--upgrade", "--force"])
     assert result.exit_code == 2 and "--upgrade finishes the previews alone" in result.stderr
+
+
+def test_usage_errors_name_what_the_option_is_for(tmp_path):
+    """"Invalid value for --compute-missing: is for --strategy batch" (no subject),
+    and the same of --store-size-mb beside a Redis store."""
+    song = tmp_path / "a.wav"
+    song.write_bytes(b"never read")
+    missing = runner.invoke(app, ["--store", str(tmp_path / "s"), "search", str(song), "--compute-missing"])
+    assert missing.exit_code == 2
+    assert "--compute-missing: only --strategy batch computes missing batch fingerprints" in missing.output
+    sized = runner.invoke(app, ["--store", "redis://127.0.0.1:1/0", "--store-size-mb", "10", "cache", "stats"])
+    assert sized.exit_code == 2 and "--store-size-mb: a size limit for a folder store" in sized.output

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from fpcli.store import FingerprintStore
 
 
-@app.command()
+@app.command(short_help="Fingerprint files or whole libraries, incrementally.")
 def analyze(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Audio files and folders (searched recursively).", readable=False,

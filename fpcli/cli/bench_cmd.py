@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 COMPARE_TOLERANCE = 0.25  # fpcli.bench.COMPARE_TOLERANCE (checked by a test; not imported: start-up time)
 
 
-@app.command()
+@app.command(short_help="Measure speed, cache, validation and search; a CI gate.")
 def bench(
     ctx: typer.Context,
     library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False, readable=False,
+                                                 metavar="PATH",
                                                  help="Measure on this library (default: a copy of sample_audio/).")]
     = None,
     quick: Annotated[bool, typer.Option("--quick", help=(

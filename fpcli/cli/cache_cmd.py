@@ -392,9 +392,9 @@ def cache_clear(ctx: typer.Context,
              f"({removed} store entries with path and duplicate indexes)")
 
 
-def _count(n: int, noun: str) -> str:
-    """"1 record", "2 records", "0 lines"."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    """"1 record", "2 records", "0 lines" ("1 entry", "2 entries" with ``plural``)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
 
 
 def _confirmed(question: str) -> bool:
@@ -450,7 +450,7 @@ def cache_prune(ctx: typer.Context, as_json: JsonOption = False,
                  "stored")
     _pruned_out(removed, dry_run, as_json)
     if not as_json:
-        note("", f"{'would prune' if dry_run else 'pruned'} {len(removed)} entries")
+        note("", f"{'would prune' if dry_run else 'pruned'} {_count(len(removed), 'entry', 'entries')}")
 
 
 def _pruned_out(removed: list[Pruned], dry_run: bool, as_json: bool) -> None:

@@ -156,7 +156,7 @@ def _root(
 ) -> None:
     """fpcli: acoustic fingerprints for music libraries."""
     if store is not None and not store.strip():
-        raise typer.BadParameter("is empty: give a directory or a redis:// URL", param_hint="--store")
+        raise typer.BadParameter("an empty value: give a directory or a redis:// URL", param_hint="--store")
     if store == "-":
         # "-" is stdin or stdout everywhere else in fpcli: a store folder named "-" was made in silence.
         raise typer.BadParameter("'-' is no store (a store is a directory or a redis:// URL; a folder named '-' "
@@ -169,7 +169,7 @@ def _root(
     if is_redis_url(store) and _on_command_line(ctx, "store_size_mb"):
         # An option the run would ignore (the exit-code table): it was accepted, and stats
         # said "no limit" beside it.
-        raise typer.BadParameter("is for a folder store: a Redis store's limit is its maxmemory (redis-cli CONFIG "
-                                 "SET maxmemory ...)", param_hint="--store-size-mb")
+        raise typer.BadParameter("a size limit for a folder store: a Redis store's limit is its maxmemory "
+                                 "(redis-cli CONFIG SET maxmemory ...)", param_hint="--store-size-mb")
     ctx.obj = Settings(StoreSpec(store, store_size_mb, store_ttl), named_by=_store_named_by(ctx, store))
     COMMAND_STORE.set(ctx.obj.spec)

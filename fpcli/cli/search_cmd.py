@@ -37,7 +37,7 @@ def search(
     strategy: Annotated[str, typer.Option("--strategy", "-s",
                                           help="fast, accurate, batch or auto (chooses and says why).")] = "auto",
     library: Annotated[Path | None, typer.Option("--library", "-l", show_default=False, readable=False,
-                                                 parser=file_argument,
+                                                 parser=file_argument, metavar="PATH",
                                                  help="Only tracks under this folder (which must exist).")] = None,
     weights: Annotated[str | None, typer.Option(
         "--weights", show_default=False,
@@ -108,8 +108,8 @@ def search(
     if strategy not in STRATEGIES:
         raise typer.BadParameter(f"{strategy!r}: one of {', '.join(STRATEGIES)}", param_hint="--strategy")
     if compute_missing and strategy != "batch":   # an option the run would ignore (the exit-code table)
-        raise typer.BadParameter("is for --strategy batch (accurate computes its candidates' own)",
-                                 param_hint="--compute-missing")
+        raise typer.BadParameter("only --strategy batch computes missing batch fingerprints (accurate "
+                                 "computes its candidates' own)", param_hint="--compute-missing")
     _refuse_repeated_groups(weights)
     try:
         group_weights = parse_weights(weights)
@@ -343,7 +343,7 @@ def render_search(result: SearchResult, explain: bool, *, table: bool = True) ->
 
     # MP is the last column so that a script's fields (#, distance, path, explanation) stay where they were.
     ranked = any(hit.mutual_proximity is not None for hit in result.hits)
-    columns = ["#", "distance", "path"] + (["closest differences (query -> hit)"] if explain else []) + \
+    columns = ["#", "distance", "path"] + (["largest differences (query -> hit)"] if explain else []) + \
         (["MP"] if ranked else [])
     rows = []
     for rank, hit in enumerate(result.hits, start=1):

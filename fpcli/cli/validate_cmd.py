@@ -49,11 +49,11 @@ if TYPE_CHECKING:
 DEFAULT_THRESHOLD = 0.95  # fpcli.validate.DEFAULT_THRESHOLD (checked by a test; not imported: start-up time)
 
 
-@app.command()
+@app.command(short_help="Check the streaming analyzer against the batch reference.")
 def validate(
     ctx: typer.Context,
     library: Annotated[list[Path], typer.Option("--library", "-l", help="Folder or file to validate (repeatable).",
-                                                parser=file_argument,
+                                                parser=file_argument, metavar="PATH",
                                                 show_default=False, readable=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")] = False,
     jobs: JobsOption = DEFAULT_JOBS,
