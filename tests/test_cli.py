@@ -463,3 +463,21 @@ def test_a_file_named_dash_given_as_a_path_is_that_file(tmp_path, monkeypatch, c
     assert json.loads(line)["path"] == str(tmp_path / "-") and json.loads(line)["status"] == "ok"
     assert _main(monkeypatch, "--store", str(tmp_path / "s"), "validate", "-l", "-") == 2
     assert "not a stream on stdin" in capsys.readouterr().err
+
+
+def test_a_root_option_after_the_command_says_where_it_goes(tmp_path, capsys, monkeypatch):
+    """`fpcli validate -l gen --store st6` said "No such option: --store (Possible
+    options: --json, --no-store)", which sent a newcomer to --no-store."""
+    from fpcli.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for argv in (["validate", "-l", ".", "--store", "s"], ["search", "a.wav", "--store=s"],
+                 ["cache", "stats", "--store-ttl", "5"]):
+        monkeypatch.setattr(sys, "argv", ["fpcli", *argv])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        option = argv[-1].split("=")[0] if "=" in argv[-1] else argv[-2]
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == (f"error: {option} is an option of fpcli itself: give it before the "
+                                           f"command (fpcli {option} VALUE {argv[0]} ...)\n")
+    assert not (tmp_path / "s").exists()

@@ -61,6 +61,22 @@ def command_named(argv: list[str]) -> str | None:
     return None
 
 
+def _misplaced_root_option(argv: list[str]) -> str | None:
+    """What is wrong when a root option (``--store``...) comes after the command:
+    click said "No such option: --store (Possible options: --json, --no-store)",
+    which sent a newcomer to --no-store. None when there is none."""
+    name = command_named(argv)
+    if name is None:
+        return None
+    after = argv[argv.index(name) + 1:]
+    for word in after[:after.index("--")] if "--" in after else after:
+        option = word.split("=", 1)[0]
+        if option in _VALUED_ROOT_OPTIONS:
+            return (f"{option} is an option of fpcli itself: give it before the command "
+                    f"(fpcli {option} VALUE {name} ...)")
+    return None
+
+
 def application(argv: list[str]) -> typer.Typer:
     """The root application with the commands ``argv`` may need registered: the one it
     names; none for a bare ``--version``; all of them otherwise (help, shell completion,
@@ -133,6 +149,9 @@ def main() -> None:
             # `fpcli analyze "$MUSIC"` with MUSIC unset: an empty path reads as ".", and the
             # command ran on whatever folder the shell was in. No fpcli argument may be empty.
             error_line(_empty_argument(sys.argv))
+            sys.exit(EXIT_USAGE)
+        if misplaced := _misplaced_root_option(sys.argv[1:]):
+            error_line(misplaced)
             sys.exit(EXIT_USAGE)
         _run(sys.argv[1:])
     except ParameterError as exc:
