@@ -449,3 +449,20 @@ def test_paths_are_held_whole_where_wrapping_a_message_makes_room(monkeypatch, w
                     [[path, "AudioReadError", message, "2026-11-28 01:50"]])
     assert path in screen.getvalue()
     assert max(len(line) for line in screen.getvalue().splitlines()) <= width
+
+
+def test_a_clean_verify_draws_no_empty_table_and_says_what_it_counted(monkeypatch, tmp_path):
+    """On a terminal a clean `cache verify` drew an empty table titled "0 problem(s)", and
+    its "checked 82 entries" read as another count than stats' "entries: 25"."""
+    from typer.testing import CliRunner
+
+    from fpcli.cli import app, render
+    from fpcli.store import FingerprintStore
+
+    FingerprintStore.open(tmp_path / "s").close()
+    screen = _terminal(monkeypatch, 100)
+    monkeypatch.setattr(render, "is_terminal", lambda stream: True)
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "cache", "verify"])
+    assert result.exit_code == 0 and screen.getvalue() == ""
+    assert "checked 0 store entries (records, their path and candidate entries, failures): 0 problem(s)" \
+        in result.stderr

@@ -771,8 +771,10 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
     if as_json:
         print_json({"entries": entries, "problems": [str(p) for p in problems], "repaired": done, "notes": notes})
     else:
-        rows_out(f"{len(problems)} problem(s)", ["problem"], [[str(p)] for p in problems])
-        note("", f"checked {entries} entries: {len(problems)} problem(s)")
+        if problems:   # none: an empty table titled "0 problem(s)" said nothing the line below does not
+            rows_out(f"{len(problems)} problem(s)", ["problem"], [[str(p)] for p in problems])
+        note("", f"checked {_count(entries, 'store entry', 'store entries')} (records, their path and "
+                 f"candidate entries, failures): {len(problems)} problem(s)")
         for text in notes:
             note("[yellow]warning:[/yellow]", text)
     if problems:
