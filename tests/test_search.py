@@ -367,6 +367,14 @@ def test_cli_accurate_search_reports_progress_on_stderr(store, library):
     assert data["stats"]["batch_computed"] == 5 and len(data["hits"]) == 1
     assert "computing 5 missing batch fingerprints on 2 worker processes" in result.stderr
     assert "computing" not in result.stdout
+    # The summary names the batch index accurate ranked by, beside the streaming one.
+    said = runner.invoke(app, args[:-1]).stderr
+    assert re.search(r"; index \w+, 8 tracks; batch index \w+, 6 tracks; ranked by", said), said
+    # A batch search that builds its index says "built", not the "loaded" of its second look.
+    import shutil
+
+    shutil.rmtree(store.backend.index_dir)
+    assert search(store, str(library / "t3.flac"), k=1, strategy="batch").stats["index"] == "built"
 
 
 def test_auto_explains_its_choice(store, library):

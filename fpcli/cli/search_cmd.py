@@ -359,8 +359,13 @@ def render_search(result: SearchResult, explain: bool, *, table: bool = True) ->
     stats = result.stats
     copied = " (copied from the store's shared index)" if stats.get("index_fetched") else ""
     indexed = _tracks(stats["rows"]) if "rows" in stats else "— tracks"
+    # accurate ranks its candidates by a batch index too: "index loaded" alone, after
+    # "building the batch search index from every record", read as a contradiction.
+    batch = stats.get("batch_index")
+    also = f"; batch index {batch['index']}, {_tracks(batch['rows'])}" if isinstance(batch, dict) and \
+        "rows" in batch else ""
     note("", f"strategy {result.strategy} ({result.reason}); index {stats.get('index', '—')}{copied}, "
-             f"{indexed}; ranked by {stats.get('ranking', 'distance')}; "
+             f"{indexed}{also}; ranked by {stats.get('ranking', 'distance')}; "
              f"cache hits {stats['cache_hits']}; {1000 * stats['seconds']:.1f} ms")
     if not stats.get("query_complete", True):
         note("", f"a partial query: {seconds_text(stats['query_seconds'])} s heard{_reliability(stats)} "

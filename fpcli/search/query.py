@@ -839,12 +839,16 @@ def _batch(store: FingerprintStore, record: Record, query: Query, params: Analys
     """Rank by batch fingerprints of every track; those missing are computed when
     ``compute`` is given, else counted in ``stats["missing_batch"]``."""
     streaming, _ = current_index(store, "streaming", params.key(), progress)
-    index, _ = current_index(store, "batch", params.key(), progress)
+    index, first = current_index(store, "batch", params.key(), progress)
     missing = streaming.path_strings(~np.isin(streaming.contents, index.contents))
     if compute is not None:
         _batch_for(store, missing, params, compute, skipped)
     stats["missing_batch"] = 0 if compute is not None else len(missing)
-    return _rank_all(store, "batch", record, query, params, stats, skipped, progress)
+    hits = _rank_all(store, "batch", record, query, params, stats, skipped, progress)
+    if first.get("index") != "loaded" and stats.get("index") == "loaded":
+        # Built a moment ago in this search (it said so): "index loaded" read as a contradiction.
+        stats["index"] = first["index"]
+    return hits
 
 
 @dataclasses.dataclass(frozen=True)
