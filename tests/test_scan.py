@@ -1168,3 +1168,55 @@ def test_only_audio_named_dot_underscore_files_are_opened_for_an_apple_double_he
     monkeypatch.setattr(scan_module, "_is_apple_double", lambda path: opened.append(path) or True)
     found = scan([library / "albums"])
     assert opened == [] and found.ignored[".jpg"] == 2   # cover.jpg and its companion, by extension
+
+
+def test_a_deeper_ignore_file_takes_back_a_folder_given_that_one_above_leaves_out(tmp_path):
+    """`Podcasts/` two folders up and `!Podcasts/` one folder up: git takes the folder
+    (the deepest file that says anything decides), and so did a walk of its parent;
+    a walk of the folder itself took nothing."""
+    music = tmp_path / "Music"
+    (music / "Podcasts").mkdir(parents=True)
+    write(music / "Podcasts" / "ep.wav", synth.sine(440, 0.5, SR), SR)
+    (tmp_path / ".fpcliignore").write_text("Podcasts/\n")
+    (music / ".fpcliignore").write_text("!Podcasts/\n")
+    assert _names(scan([music / "Podcasts"]), music) == ["Podcasts/ep.wav"]
+    assert _names(scan([music]), music) == ["Podcasts/ep.wav"]
+
+
+def test_a_named_album_image_in_a_folder_left_out_is_still_split_by_its_sheet(tmp_path):
+    """A file named is taken though its folder is left out, and so is the sheet beside
+    it: the image was analysed as one whole track instead of its tracks."""
+    album = tmp_path / "Music" / "Live" / "al"
+    album.mkdir(parents=True)
+    write(album / "album.wav", synth.sine(440, 4.0, SR), SR)
+    (album / "album.cue").write_text('FILE "album.wav" WAVE\n  TRACK 01 AUDIO\n    INDEX 01 00:00:00\n'
+                                     '  TRACK 02 AUDIO\n    INDEX 01 00:02:00\n')
+    (tmp_path / "Music" / ".fpcliignore").write_text("Live/\n")
+    assert [os.path.basename(f) for f in scan([album / "album.wav"]).files] == ["album.wav#01", "album.wav#02"]
+
+
+def test_a_folder_given_through_a_link_and_dot_dot_is_the_one_the_system_opens(tmp_path, monkeypatch):
+    """`fpcli analyze link/..` walks the folder above the link's target, as the system
+    opens it; a normpath of the root folded it to the current folder."""
+    (tmp_path / "x" / "target" / "sub").mkdir(parents=True)
+    write(tmp_path / "x" / "target" / "t.wav", synth.sine(440, 0.5, SR), SR)
+    (tmp_path / "here").mkdir()
+    write(tmp_path / "here" / "c.wav", synth.sine(330, 0.5, SR), SR)
+    os.symlink(tmp_path / "x" / "target" / "sub", tmp_path / "here" / "link")
+    monkeypatch.chdir(tmp_path / "here")
+    assert scan(["link/.."]).files == ["link/../t.wav"]
+
+
+def test_a_link_in_a_linked_folder_is_judged_where_its_target_really_lies(tmp_path):
+    """~/Music/Fav a link to /elsewhere/Fav, whose x.wav points to ../Albums/a/1.wav:
+    really /elsewhere/Albums/a/1.wav, outside the library, but ".." folded on the
+    link's name made it ~/Music/Albums/a/1.wav, left out by `Albums/a/`."""
+    (tmp_path / "elsewhere" / "Albums" / "a").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "Fav").mkdir()
+    write(tmp_path / "elsewhere" / "Albums" / "a" / "1.wav", synth.sine(440, 0.5, SR), SR)
+    os.symlink("../Albums/a/1.wav", tmp_path / "elsewhere" / "Fav" / "x.wav")
+    music = tmp_path / "Music"
+    music.mkdir()
+    os.symlink(tmp_path / "elsewhere" / "Fav", music / "Fav")
+    (music / ".fpcliignore").write_text("Albums/a/\n")
+    assert _names(scan([music]), music) == ["Fav/x.wav"]
