@@ -466,3 +466,16 @@ def test_a_clean_verify_draws_no_empty_table_and_says_what_it_counted(monkeypatc
     assert result.exit_code == 0 and screen.getvalue() == ""
     assert "checked 0 store entries (records, their path and candidate entries, failures): 0 problem(s)" \
         in result.stderr
+
+
+@pytest.mark.parametrize("width", [130, 150, 170])
+def test_a_long_path_gets_room_where_wrapping_a_message_makes_it(width):
+    """A path too long to hold whole was folded into 16 characters at 150 columns (the
+    message kept whole); a 100-character one into a 9-wide message's 13-line rows."""
+    from fpcli.cli import render
+
+    message = "not a decodable audio file (the file exists but is not audio: No 'data' chunk marker found)"
+    for path in ("/m/" + "x" * 97, "/m/" + "x" * 157):
+        layout = render.table_layout(["path", "error", "message", "when"],
+                                     [[path, "AudioReadError", message, "2026-11-28 01:50"]], width)
+        assert layout is not None and layout[0][1] >= 48 and layout[2][0] >= 24, layout   # FOLDED_COLUMN_ROOM

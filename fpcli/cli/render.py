@@ -254,6 +254,7 @@ def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]
 
 FIXED_COLUMN_MAX = 24    # characters: text beside a folding column wraps at this width or its longest word
 FOLDED_COLUMN_MIN = 12   # characters a folding column needs to be worth folding into
+FOLDED_COLUMN_ROOM = 48  # characters a folding column is given before others stay unwrapped (most file paths)
 
 
 def table_layout(columns: Sequence[str], rows: Sequence[Sequence[str]],
@@ -287,10 +288,12 @@ def table_layout(columns: Sequence[str], rows: Sequence[Sequence[str]],
             layout: list[tuple[int | None, int]] = [(None, room) if i == folding else (fixed[i], fixed[i])
                                                     for i in range(len(fixed))]
             # Each next way wraps the others more and leaves the folding column more
-            # room: the first that holds it whole, else the first that fits. The first
-            # that fit kept a message unwrapped and folded the paths into 12-22
-            # characters at 130-150 columns, where wrapping the message held them whole.
-            if folding is None or room >= naturals[folding]:
+            # room: the first that gives it FOLDED_COLUMN_ROOM (or all it needs), else
+            # (a narrow terminal) the first that fits. The first that fit kept a
+            # message unwrapped and folded the paths into 12-32 characters at 130-175
+            # columns, where wrapping the message held them whole; asking for the whole
+            # path folded long paths into 16 characters all the same.
+            if folding is None or room >= min(naturals[folding], FOLDED_COLUMN_ROOM):
                 return layout
             first = first or layout
     return first
