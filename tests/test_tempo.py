@@ -373,3 +373,15 @@ def test_a_pulse_just_past_the_range_reads_its_level_within_it_not_the_bound(pul
     acf = sum(np.exp(-0.5 * ((lags - k * period) / 0.8) ** 2) * 0.9 ** k for k in range(1, 27))
     estimate = estimate_tempo(np.stack([acf] * 4, axis=1), frame_rate, AnalysisParams())
     assert estimate.bpm == pytest.approx(pulse_bpm / 2, rel=0.03)
+
+
+def test_after_a_peak_past_the_range_only_a_peak_of_its_own_is_taken():
+    """Once the best lag's peak lay past the range, the next-best lag was taken as it
+    was, a point on the slope of the peak left out: a 39.8 BPM pulse read no tempo at
+    all (rhythm stability 0); it reads the range's end, as before the range check."""
+    frame_rate = 44100 / 512
+    lags = np.arange(1200)
+    period = 60 * frame_rate / 39.8
+    acf = sum(np.exp(-0.5 * ((lags - k * period) / 0.8) ** 2) * 0.9 ** k for k in range(1, 10))
+    estimate = estimate_tempo(np.stack([acf] * 4, axis=1), frame_rate, AnalysisParams())
+    assert estimate.bpm == pytest.approx(40.0) and estimate.stability > 0.5

@@ -193,18 +193,25 @@ def _best_in_range(p: np.ndarray, lags: np.ndarray, scores: np.ndarray, frame_ra
     """The refined peak of the best-scoring lag whose peak lies within the tempo range.
     A pulse faster than the range peaks past its end, where the edge lag scored best:
     refined, it read 237.9 BPM, clipped to 220.0 at confidence 1 (the next level, its
-    half, is the beat within the range). The first peak when none lies within it."""
+    half, is the beat within the range). After the first, a lag must be a peak of its
+    own (not on the slope of one left out). The first peak when none lies within it
+    (clipped, as before)."""
     allowed = np.ones(len(lags), dtype=bool)
     first: tuple[int, float] | None = None
     while allowed.any():
         i = int(np.argmax(np.where(allowed, scores, -np.inf)))
         peak = _refined(p, float(lags[i]))
-        if _in_range(peak[1], frame_rate, params):
+        if _in_range(peak[1], frame_rate, params) and (first is None or _is_peak(p, peak[0])):
             return peak
         first = first or peak
         allowed[max(i - 1, 0) : i + 2] = False
     assert first is not None
     return first
+
+
+def _is_peak(p: np.ndarray, i: int) -> bool:
+    """Whether ``p`` has a strict local maximum above 0 at ``i`` (a flat stretch is none)."""
+    return 1 <= i < len(p) - 1 and p[i] > max(p[i - 1], p[i + 1], 0.0)
 
 
 def _refined(p: np.ndarray, lag: float) -> tuple[int, float]:
