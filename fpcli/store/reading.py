@@ -453,7 +453,8 @@ class StoreImports(StoreReader):
             pending = [item for item in pending if _touches(item, changed)]
         else:
             raise StoreError(f"other processes kept changing the records of this batch ({IMPORT_ATTEMPTS} attempts)")
-        self._forget_failures_seen_past(list(written.values()))
+        self._forget_failures_seen_past([item if isinstance(item, Record) else item.record
+                                         for item in written.values()])
         self._maintain()
         return ImportedBatch([r for r in written.values() if isinstance(r, Record)],
                              [v for v in written.values() if not isinstance(v, Record)], len(new))
@@ -554,29 +555,25 @@ class StoreImports(StoreReader):
         answer with: the failure was listed by ``cache failures`` and counted by
         ``stats`` beside it). Returns the number left out. A failure of the very file
         a record is of stays, as in the store it came from (a forced analysis that
-        failed after a good one), as does one of a file that could not be stat'ed.
-        Times are the files' modification times: a good file put back with an older
-        time (``cp -p``) leaves its later failure beside its record."""
+        failed after a good one). Times are the files' modification times
+        (``_seen_after``): a good file put back with an older time (``cp -p``) leaves its
+        later failure beside its record."""
         keys = [f"path:{path_key(f.path)}" for f in failures]
         kept = [failure for failure, key, text in zip(failures, keys, self.backend.get_many(keys), strict=True)
-                if failure.mtime_ns < 0 or not _seen_since(key, text, failure.mtime_ns)]
+                if not _seen_since(key, text, failure)]
         self.backend.put_many([(f"fail:{path_key(f.path)}", dumps(failure_to_json(f)), FAILURE_TAG)
                                for f in kept])
         return len(failures) - len(kept)
 
-    def _forget_failures_seen_past(self, records: Sequence[Record | VouchedRecord]) -> None:
+    def _forget_failures_seen_past(self, records: Sequence[RecordFacts]) -> None:
         """Delete the failures of the paths these imported records saw as later files
-        (a save deletes its path's failure; an import had left it, so a file mended
-        since stood as failed and as recorded at once). A failure of a file that could
-        not be stat'ed (time -1) goes when a record of its path was analysed after it."""
-        sights: dict[str, tuple[int, float]] = {}   # failure key -> latest file time, latest analysis
-        for item in records:
-            facts: RecordFacts = item if isinstance(item, Record) else item.record
-            analysed_at = item.analysed_at if isinstance(item, Record) else item.record.analysed_at
-            for seen in facts.paths:
+        (``_seen_after``; a save deletes its path's failure; an import had left it, so a
+        file mended since stood as failed and as recorded at once)."""
+        sights: dict[str, int] = {}
+        for record in records:
+            for seen in record.paths:
                 key = f"fail:{path_key(seen.path)}"
-                mtime_ns, when = sights.get(key, (seen.mtime_ns, analysed_at))
-                sights[key] = (max(mtime_ns, seen.mtime_ns), max(when, analysed_at))
+                sights[key] = max(sights.get(key, seen.mtime_ns), seen.mtime_ns)
         keys = list(sights)
         for key, text in zip(keys, self.backend.get_many(keys), strict=True):
             if text is None:
@@ -585,8 +582,7 @@ class StoreImports(StoreReader):
                 failure = parse_failure(key, loads(key, text))
             except BadEntryError:
                 continue   # a bad entry is verify's to report
-            mtime_ns, analysed_at = sights[key]
-            if 0 <= failure.mtime_ns < mtime_ns or (failure.mtime_ns < 0 and failure.failed_at < analysed_at):
+            if _seen_after(failure, sights[key]):
                 self._swap_entry(key, text, None)   # not if another writer changed it meanwhile
 
 
@@ -610,13 +606,23 @@ class _ImportPlan:
         return list(self.written)
 
 
-def _seen_since(key: str, text: str | None, mtime_ns: int) -> bool:
-    """Whether the path entry ``text`` (under ``key``; None: absent) saw its file as
-    changed after ``mtime_ns``; a bad entry did not."""
+def _seen_after(failure: Failure, mtime_ns: int) -> bool:
+    """Whether a file seen with modification time ``mtime_ns`` is later than the one
+    that ``failure`` is of: a later time, or, for a failure of a file that could not
+    be stat'ed (time -1), one after the failure (the file written since it failed).
+    The same rule whichever of the two an import meets first."""
+    if failure.mtime_ns >= 0:
+        return mtime_ns > failure.mtime_ns
+    return mtime_ns > failure.failed_at * 1e9
+
+
+def _seen_since(key: str, text: str | None, failure: Failure) -> bool:
+    """Whether the path entry ``text`` (under ``key``; None: absent) saw a later file
+    than ``failure`` is of (``_seen_after``); a bad entry did not."""
     if text is None:
         return False
     try:
-        return bool(parse_path_entry(key, loads(key, text))["mtime_ns"] > mtime_ns)
+        return _seen_after(failure, int(parse_path_entry(key, loads(key, text))["mtime_ns"]))
     except BadEntryError:
         return False
 
