@@ -381,6 +381,19 @@ def test_a_candidate_list_keeps_what_another_process_adds_meanwhile(tmp_path, ba
         assert json.loads(get(f"cand:{content}")) == [theirs]
 
 
+@pytest.mark.parametrize("backend", ["diskcache", "redis"])
+def test_a_damaged_candidate_list_is_replaced_not_taken_for_another_writer(tmp_path, backend, request):
+    """A candidate list that is not JSON was read as absent, so the compare-and-swap
+    never matched: "the candidate list kept changing under other writers (20
+    attempts)", exit 1, and a library run stopped at that file."""
+    location = str(tmp_path / "s") if backend == "diskcache" else request.getfixturevalue("redis_url")
+    content, mine = "c" * 32, "a" * 32
+    with FingerprintStore.open(location) as s:
+        s.backend.put(f"cand:{content}", "garbage{")
+        s._add_candidate(content, mine)
+        assert json.loads(s.backend.get(f"cand:{content}")) == [mine]
+
+
 def test_a_record_pruned_with_its_last_path_takes_its_candidate_entry(tmp_path):
     """`cache prune` dropped records whose files were gone but kept their candidate
     entries (3,000 of them after pruning 3,000 records)."""

@@ -276,9 +276,15 @@ class StoreReader:
         for _ in range(CANDIDATE_ATTEMPTS):
             try:
                 text = self.backend.get(key)
+            except BadEntryError:   # unreadable (a value file gone): replaced, as a swap sees none
+                text = None
+            try:
                 data = None if text is None else loads(key, text)
-            except BadEntryError:   # unreadable: replaced (verify lists such entries)
-                text, data = None, None
+            except BadEntryError:
+                # Not JSON: replaced, the swap comparing with the text as it is (taken for
+                # none, it never matched: "the candidate list kept changing under other
+                # writers", and analyze stopped at that file).
+                data = None
             known = [d for d in data if isinstance(d, str)] if isinstance(data, list) else []
             wanted = change(known)
             if wanted == known or self._swap_entry(key, text, dumps(wanted) if wanted else None):
