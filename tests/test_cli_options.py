@@ -461,6 +461,8 @@ def test_fpcli_store_is_held_to_the_rules_of_store(tmp_path, song, monkeypatch):
     ("redis://", "redis://: not a Redis URL"),                         # it was shown as "redis:"
     ("redis://localhost:6379/0?db=3", "nothing after the database"),
     ("redis:/localhost:6379/0", "write a Redis URL as"),
+    ("redis:localhost:6379/0", "write a Redis URL as"),              # made the folder ./redis:localhost:6379/0
+    ("rediss:localhost:6379/0", "write a Redis URL as rediss://"),
 ])
 def test_a_malformed_redis_url_is_a_bad_store_value(tmp_path, monkeypatch, url, says):
     """A URL that cannot name a Redis server is a bad option value (exit 2, as the

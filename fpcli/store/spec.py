@@ -48,9 +48,12 @@ def _refuse_url_like(location: str) -> None:
     """A location that looks like a URL but is not a Redis one is a mistake (a typo
     such as ``redis:/host:6379/0``, or a store fpcli does not have): as a folder
     name it silently made ./redis:/host:6379/0. (Write ./http:/x for such a folder.)"""
+    scheme = location.split(":", 1)[0].lower()
+    if scheme in ("redis", "rediss") and ":" in location and not URL_LIKE.match(location):
+        # redis:host:6379/0, without the slashes: it made the folder ./redis:host:6379/0.
+        raise StoreError(f"{location}: write a Redis URL as {scheme}://host:port/db")
     if not URL_LIKE.match(location):
         return
-    scheme = location.split(":", 1)[0].lower()
     if scheme in ("redis", "rediss"):
         raise StoreError(f"{location}: write a Redis URL as {scheme}://host:port/db")
     raise StoreError(f"{location}: a store is a folder or a Redis URL (redis://host:port/db), not {scheme}:// "
