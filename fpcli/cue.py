@@ -155,7 +155,7 @@ def _entries_of(path: str) -> dict[str, _SheetFile]:
         # No sheet is that large: any file of that name, as a small one without FILE
         # lines is (it was a problem, exit 3 on every run, where a small one was ignored).
         return {}
-    text = _decode(raw)
+    text = _decode(raw, os.path.dirname(path))
     files: dict[str, _SheetFile] = {}
     current: list[_Entry] | None = None
     current_file: _SheetFile | None = None
@@ -256,10 +256,18 @@ def _check_raw_sectors(sheet: str, name: str, entries: list[_Entry]) -> None:
                                   f"and {CD_SECTOR_BYTES}-byte sectors can be read")
 
 
-def _decode(raw: bytes) -> str:
+# What older rippers wrote sheets in, tried in turn where a sheet is no UTF-8: Windows'
+# Western (EAC's ’ – “ ” … in file names), Japanese, Chinese and Korean code pages.
+LEGACY_ENCODINGS = ("cp1252", "cp932", "gbk", "cp949")
+
+
+def _decode(raw: bytes, folder: str) -> str:
     """Sheets are UTF-8 (maybe with a BOM), UTF-16 with its BOM (some Windows tools
     write it; read as Latin-1 it held no FILE line and was skipped without a word) or,
-    from older rippers, Latin-1."""
+    from older rippers, a legacy code page: the first of LEGACY_ENCODINGS in which a
+    FILE names a file of the sheet's ``folder``, else Latin-1. Read as Latin-1, a
+    cp1252 or Shift-JIS sheet named no file, and its image was analysed whole
+    without a word."""
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return raw.decode("utf-16")
@@ -268,7 +276,22 @@ def _decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return raw.decode("latin-1")
+        pass
+    resolve: Callable[[str], str | None] | None = None
+    for encoding in LEGACY_ENCODINGS:
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if resolve is None:
+            try:
+                resolve = _image_resolver(os.listdir(folder or "."))
+            except OSError:
+                break
+        if any(resolve(_file_name_and_type(line)[0]) for line in text.splitlines()
+               if line.strip()[:4].upper() == "FILE"):
+            return text
+    return raw.decode("latin-1")
 
 
 def _file_name_and_type(line: str) -> tuple[str, str]:

@@ -584,6 +584,23 @@ def test_a_utf16_cue_sheet_is_read(tmp_path):
     assert [os.path.basename(f) for f in scan([folder]).files] == [f"Album Image.flac#{n:02d}" for n in (1, 2, 3)]
 
 
+@pytest.mark.parametrize(("name", "encoding"), [("Don’t Stop – Live", "cp1252"), ("アルバム", "cp932"),
+                                              ("Café", "latin-1")])
+def test_a_cue_sheet_in_a_legacy_code_page_is_read(tmp_path, name, encoding):
+    """EAC writes sheets in the Windows code page: read as Latin-1, a cp1252 name with
+    ’ or – (or a Shift-JIS one) named no file, and the image was analysed whole
+    without a word. The code page whose FILE names a file of the folder is taken."""
+    folder = tmp_path / "album"
+    _album(folder)
+    sheet = folder / "Album Image.cue"
+    plain = sheet.read_bytes().decode("latin-1").encode("ascii", "replace").decode("ascii")   # its title's ë
+    text = plain.replace("Album Image", name)
+    (folder / "Album Image.flac").rename(folder / f"{name}.flac")
+    sheet.unlink()
+    (folder / f"{name}.cue").write_bytes(text.encode(encoding))
+    assert [os.path.basename(f) for f in scan([folder]).files] == [f"{name}.flac#{n:02d}" for n in (1, 2, 3)]
+
+
 def test_a_file_reached_by_several_names_is_listed_once_by_its_best_one(tmp_path):
     """A name given on the command line wins over one a walk found, a file's own name
     over a symlink's, whatever their order: the first name walked was kept, so a path
