@@ -61,7 +61,7 @@ def end_progress() -> None:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
-@cache_app.command("stats")
+@cache_app.command("stats", short_help="Counts, size, hit rate, evictions and expiries.")
 def cache_stats(ctx: typer.Context, as_json: JsonOption = False,
                 recount: Annotated[bool, typer.Option(
                     "--recount", help="Count every entry again (a scan) instead of reading the kept counts.")]
@@ -201,7 +201,7 @@ def _older(version: int) -> str:
     return f", fingerprint v{version}" + (" (newer)" if version > FINGERPRINT_VERSION else "")
 
 
-@cache_app.command("list")
+@cache_app.command("list", short_help="List stored records, one line per path.")
 def cache_list(
     ctx: typer.Context,
     contains: Annotated[str | None, typer.Option("--contains", help="Only paths containing this text.")] = None,
@@ -247,7 +247,7 @@ def cache_list(
                                         "analysed"], rows)
 
 
-@cache_app.command("show")
+@cache_app.command("show", short_help="Show the stored record of a file.")
 def cache_show(ctx: typer.Context, path: Annotated[Path, typer.Argument(metavar="PATH",
                    readable=False,
                    help="An audio file, or stream:NAME for a named stream.")],
@@ -413,7 +413,7 @@ def _confirmed(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-@cache_app.command("prune")
+@cache_app.command("prune", short_help="Drop the paths of files gone or changed.")
 def cache_prune(ctx: typer.Context, as_json: JsonOption = False,
                 dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be dropped.")]
                 = False) -> None:
@@ -462,7 +462,7 @@ def _pruned_out(removed: list[Pruned], dry_run: bool, as_json: bool) -> None:
              [[item.reason, item.path] for item in removed])
 
 
-@cache_app.command("failures")
+@cache_app.command("failures", short_help="List files that could not be analysed.")
 def cache_failures(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List files that could not be analysed (skipped until they change).
 
@@ -484,7 +484,7 @@ def cache_failures(ctx: typer.Context, as_json: JsonOption = False) -> None:
              [[f.path, f.error_type, f.message, when(f.failed_at)] for f in failures])
 
 
-@cache_app.command("dupes")
+@cache_app.command("dupes", short_help="List files that hold the same recording.")
 def cache_dupes(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List groups of files that hold the same recording: byte-identical copies, and
     other encodings or sample rates of it (matched by the duplicate key of the
@@ -553,7 +553,7 @@ def _on_disk(store: FingerprintStore, record: Recording) -> Recording:
                      retimed(store, record.record_key, record.size, record.digest, record.content_key, seen.path))))
 
 
-@cache_app.command("export")
+@cache_app.command("export", short_help="Write every record and failure as JSON Lines.")
 def cache_export(ctx: typer.Context,
                  file: Annotated[str, typer.Argument(metavar="FILE",
                                                      help="JSON Lines file to write, or - for stdout.")]) -> None:
@@ -576,7 +576,7 @@ def cache_export(ctx: typer.Context,
              + ("" if file == "-" else f" to {file}"))
 
 
-@cache_app.command("import")
+@cache_app.command("import", short_help="Read records and failures from an export.")
 def cache_import(ctx: typer.Context,
                  file: Annotated[str, typer.Argument(metavar="FILE", help="JSON Lines file to read, or - for stdin.")],
                  no_index: Annotated[bool, typer.Option(
@@ -660,7 +660,7 @@ def cache_import(ctx: typer.Context,
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-@cache_app.command("share-index")
+@cache_app.command("share-index", short_help="Keep a copy of the search index in Redis.")
 def cache_share_index(ctx: typer.Context, as_json: JsonOption = False,
                       stop: Annotated[bool, typer.Option("--stop", help="Remove the shared copy.")] = False
                       ) -> None:
@@ -712,7 +712,7 @@ def cache_share_index(ctx: typer.Context, as_json: JsonOption = False,
     note("", f"shared {mib(total)}; clients without an index now copy it instead of reading every record")
 
 
-@cache_app.command("verify")
+@cache_app.command("verify", short_help="Check the store's integrity; --repair mends it.")
 def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
                  repair_: Annotated[bool, typer.Option(
                      "--repair", help="Remove bad entries (saved first to a quarantine-*.jsonl file in the store "
@@ -741,7 +741,7 @@ def cache_verify(ctx: typer.Context, as_json: JsonOption = False,
                             "notes": ["the database cannot be opened: no entry was checked"]})
             else:
                 rows_out("1 problem(s)", ["problem"], [[str(exc)]])
-                note("", "checked 0 entries: 1 problem(s) (the database cannot be opened)")
+                note("", "checked 0 store entries: 1 problem(s) (the database cannot be opened)")
             raise typer.Exit(EXIT_SOME_FAILED) from None
         from fpcli.store.diskcache_sqlite import salvage  # diskcache only for a damaged store
 

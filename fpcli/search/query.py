@@ -846,8 +846,9 @@ def _batch(store: FingerprintStore, record: Record, query: Query, params: Analys
     stats["missing_batch"] = 0 if compute is not None else len(missing)
     hits = _rank_all(store, "batch", record, query, params, stats, skipped, progress)
     if first.get("index") != "loaded" and stats.get("index") == "loaded":
-        # Built a moment ago in this search (it said so): "index loaded" read as a contradiction.
-        stats["index"] = first["index"]
+        # Built a moment ago in this search (it said so): "index loaded" read as a
+        # contradiction, and its records read and time were those of the second look.
+        stats.update(first)
     return hits
 
 
