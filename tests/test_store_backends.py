@@ -1311,3 +1311,18 @@ def test_a_store_lost_during_verify_is_an_error_not_a_problem_of_the_store(locat
 
         monkeypatch.setattr(store.backend, "items", damaged)
         assert [p.message for p in verify(store)] == ["the store is damaged (database disk image is malformed)"]
+
+
+def test_a_transaction_redis_refuses_for_memory_says_redis_is_full(redis_url):
+    """Under noeviction, a MULTI refused whole (EXECABORT ... OOM command not allowed)
+    stopped a run with Redis's raw reply, where every other full write says what to do."""
+    import redis as redis_module
+
+    from fpcli.errors import StoreFullError
+
+    def refused():
+        raise redis_module.exceptions.ExecAbortError("Transaction discarded because of: OOM command not allowed "
+                                                     "when used memory > 'maxmemory'.")
+
+    with FingerprintStore.open(redis_url) as store, pytest.raises(StoreFullError, match="is full"):
+        store.backend._call(refused)

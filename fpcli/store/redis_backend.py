@@ -534,6 +534,10 @@ class RedisBackend:
         except redis.exceptions.ResponseError as exc:
             if _refuses_scripts(exc):
                 raise _ScriptsRefused from None
+            if isinstance(exc, redis.exceptions.ExecAbortError) and "OOM command not allowed" in str(exc):
+                # A MULTI that Redis refused whole for memory (EXECABORT): the raw reply
+                # stood where every other full write says what to do.
+                raise StoreFullError(self._full_message()) from None
             # An ACL that refuses the command, or a read-only replica (READONLY).
             if isinstance(exc, (redis.exceptions.NoPermissionError, redis.exceptions.ReadOnlyError)):
                 raise StoreReadOnlyError(f"Redis at {self.host}:{self.port} refused this ({_first_line(exc)}); "
