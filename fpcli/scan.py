@@ -133,7 +133,8 @@ class _Walker:
         self.real_folders: dict[str, str] = {}   # folder walked -> its realpath
         self.real_roots: dict[str, str] = {}     # root walked -> its real path (where link targets are judged)
         self.link_rules: dict[tuple[str, str], list[_Rules]] = {}   # (root's path, folder) -> its ignore files
-        self.leads_excluded: dict[tuple[tuple[int, str], ...], bool] = {}   # ``_lies_left_out``
+        # ``_lies_left_out``: by the ids of the specs, which the value holds
+        self.leads_excluded: dict[tuple[tuple[int, str], ...], tuple[tuple[pathspec.PathSpec, ...], bool]] = {}
         self.sheets: dict[tuple[str, frozenset[str]], _Sheets] = {}   # (folder, sheets used) -> read once
         self.walked_sheets: dict[str, _Sheets] = {}   # real folder walked -> the sheets its walk used
         self.sheets_alone: dict[str, _Sheets] = {}    # real folder -> the sheets for its files taken alone
@@ -321,7 +322,9 @@ class _Walker:
         in /tmp changed what every walk below it took, and an unusable one cost the run
         of a folder below it (it is reported when its own folder is walked)."""
         found: list[_Rules] = []
-        here, lead = os.path.abspath(root), ""
+        # "link/..": the folder the system opens is above the link's target, not "."
+        here = os.path.realpath(root) if os.pardir in root.split(os.sep) else os.path.abspath(root)
+        lead = ""
         while (parent := os.path.dirname(here)) != here:
             lead = os.path.basename(here) + "/" + lead
             here = parent
@@ -350,8 +353,11 @@ class _Walker:
             return False
         known = self.leads_excluded.get(key)
         if known is None:
-            known = self.leads_excluded[key] = _lead_excluded(applicable)
-        return known
+            # The specs are kept with the answer: keyed by id(), a spec freed after its
+            # root's walk left its id to another root's, which then read this answer.
+            known = self.leads_excluded[key] = (tuple(spec for _, spec, lead in applicable if lead),
+                                                _lead_excluded(applicable))
+        return known[1]
 
     def _left_out_by(self, root: str, applicable: list[_Rules]) -> Callable[[str, bool], bool]:
         """``_ignored_by``, and for a symlink, whether what it points to lies under the
@@ -369,16 +375,24 @@ class _Walker:
         """Whether what ``link`` points to (``real``: resolved) lies under ``root`` and
         is left out there: itself or a folder above it excluded by --exclude or the
         ignore files of the folders on its way (git does not follow links at all).
-        Judged under the real root by the target as written, from the link's real
-        folder (a link into a linked folder, ~/Music/Albums -> /mnt/disk/Albums, lies
-        under the root only so), and by its real path."""
+        Judged by each name it has under the root: its target as written, from the
+        link's name (~/Music/Albums/Fav/pods -> ../Podcasts, where ~/Music/Albums is a
+        link to /mnt/disk/Albums) when that name is the file's (a ".." across a linked
+        folder names another: not then), or from the link's real folder; and by its
+        real path under the real root."""
         real_root = self.real_roots.get(root) or self.real_roots.setdefault(root, os.path.realpath(root))
-        try:   # from the link's real folder: ".." in a target goes up from there, not from its name
-            written = os.path.normpath(os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(link))),
-                                                    os.readlink(link)))
+        try:
+            target = os.readlink(link)
         except OSError:
-            written = real
-        if written != real and self._left_out_under(written, real_root, is_dir):
+            return self._left_out_under(real, real_root, is_dir)
+        by_name = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(link)), target))
+        if by_name != real and os.path.realpath(by_name) == real and \
+                self._left_out_under(by_name, os.path.abspath(root), is_dir):
+            return True
+        folder = os.path.dirname(link)
+        real_folder = self.real_folders.get(folder) or os.path.realpath(folder)   # the walk's, when it has it
+        from_real = os.path.normpath(os.path.join(real_folder, target))
+        if from_real != real and self._left_out_under(from_real, real_root, is_dir):
             return True
         return self._left_out_under(real, real_root, is_dir)
 

@@ -1237,3 +1237,33 @@ def test_a_link_in_a_linked_folder_is_judged_where_its_target_really_lies(tmp_pa
     os.symlink(tmp_path / "elsewhere" / "Fav", music / "Fav")
     (music / ".fpcliignore").write_text("Albums/a/\n")
     assert _names(scan([music]), music) == ["Fav/x.wav"]
+
+
+def test_a_relative_link_inside_a_linked_folder_is_judged_by_its_name_under_the_library(tmp_path):
+    """~/Music/Albums a link to /mnt/disk/Albums, and Albums/Fav/pods -> ../Podcasts:
+    by its name ~/Music/Albums/Podcasts, which `Podcasts/` leaves out; judged only
+    from its real folder (outside the library) it was taken."""
+    disk = tmp_path / "disk" / "Albums"
+    (disk / "Podcasts").mkdir(parents=True)
+    (disk / "Fav").mkdir()
+    write(disk / "Podcasts" / "ep.wav", synth.sine(440, 0.5, SR), SR)
+    os.symlink("../Podcasts", disk / "Fav" / "pods")
+    os.symlink("../Podcasts/ep.wav", disk / "Fav" / "l.wav")
+    music = tmp_path / "Music"
+    music.mkdir()
+    os.symlink(disk, music / "Albums")
+    (music / ".fpcliignore").write_text("Podcasts/\n")
+    assert scan([music]).files == []
+
+
+def test_a_root_through_a_link_and_dot_dot_takes_the_ignore_files_above_where_it_is(tmp_path, monkeypatch):
+    """`link/..` is the folder above the link's target; the ignore files above it were
+    read above the current folder instead."""
+    (tmp_path / "t3" / "A" / "B").mkdir(parents=True)
+    (tmp_path / "t3" / "A" / "C").mkdir()
+    write(tmp_path / "t3" / "A" / "C" / "c.wav", synth.sine(440, 0.5, SR), SR)
+    (tmp_path / "t3" / ".fpcliignore").write_text("A/\n")
+    (tmp_path / "t2").mkdir()
+    os.symlink(tmp_path / "t3" / "A" / "B", tmp_path / "t2" / "link")
+    monkeypatch.chdir(tmp_path / "t2")
+    assert scan(["link/.."]).files == []
