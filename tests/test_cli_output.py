@@ -479,3 +479,15 @@ def test_a_long_path_gets_room_where_wrapping_a_message_makes_it(width):
         layout = render.table_layout(["path", "error", "message", "when"],
                                      [[path, "AudioReadError", message, "2026-11-28 01:50"]], width)
         assert layout is not None and layout[0][1] >= 48 and layout[2][0] >= 24, layout   # FOLDED_COLUMN_ROOM
+
+
+@pytest.mark.parametrize("width", [95, 100, 110])
+def test_a_message_is_not_wrapped_at_its_longest_word_where_a_wider_column_fits(width):
+    """At 95-114 columns the tightest layout was taken for a long path: its message
+    column 9 characters wide (11-line rows) where one of 24 fit, as before."""
+    from fpcli.cli import render
+
+    message = "not a decodable audio file (the file exists but is not audio: No 'data' chunk marker found)"
+    layout = render.table_layout(["path", "error", "message", "when"],
+                                 [["/m/" + "x" * 97, "AudioReadError", message, "2026-11-28 01:50"]], width)
+    assert layout is not None and layout[2][0] == 24 and layout[3][0] == 16, layout

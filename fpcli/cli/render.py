@@ -281,7 +281,10 @@ def table_layout(columns: Sequence[str], rows: Sequence[Sequence[str]],
     wrapped = [max(FIXED_COLUMN_MAX, w) if t else n for n, w, t in zip(naturals, words, text, strict=True)]
     tightest = [w if t else n for n, w, t in zip(naturals, words, text, strict=True)]
     first: list[tuple[int | None, int]] | None = None
-    for fixed in (naturals, [min(n, w) for n, w in zip(naturals, wrapped, strict=True)], tightest):
+    ways = (naturals, [min(n, w) for n, w in zip(naturals, wrapped, strict=True)], tightest)
+    for number, fixed in enumerate(ways):
+        if number == len(ways) - 1 and first is not None:
+            break   # the tightest only where nothing else fits: it wrapped messages at their longest word
         needed = _table_width(fixed, folding)
         if needed <= width:
             room = width - needed + (0 if folding is None else min(FOLDED_COLUMN_MIN, fixed[folding]))
