@@ -613,13 +613,12 @@ class _ImportPlan:
 
 
 def _seen_after(failure: Failure, mtime_ns: int) -> bool:
-    """Whether a file seen with modification time ``mtime_ns`` is later than the one
-    that ``failure`` is of: a later time, or, for a failure of a file that could not
-    be stat'ed (time -1), one after the failure (the file written since it failed).
+    """Whether a file seen with modification time ``mtime_ns`` supersedes ``failure``:
+    a later file than the one it is of; and any file that was read, for a failure of
+    a file that could not be stat'ed (time -1: a fact of its moment, as a permission
+    denied, mended by a chmod that leaves the time as it was; a save drops it too).
     The same rule whichever of the two an import meets first."""
-    if failure.mtime_ns >= 0:
-        return mtime_ns > failure.mtime_ns
-    return mtime_ns > failure.failed_at * 1e9
+    return failure.mtime_ns < 0 or mtime_ns > failure.mtime_ns
 
 
 def _seen_since(key: str, text: str | None, failure: Failure) -> bool:
