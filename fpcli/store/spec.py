@@ -51,7 +51,8 @@ def _refuse_url_like(location: str) -> None:
     scheme = location.split(":", 1)[0].lower()
     if scheme in ("redis", "rediss") and ":" in location and not URL_LIKE.match(location):
         # redis:host:6379/0, without the slashes: it made the folder ./redis:host:6379/0.
-        raise StoreError(f"{location}: write a Redis URL as {scheme}://host:port/db")
+        raise StoreError(f"{location}: write a Redis URL as {scheme}://host:port/db (for a folder of that name, "
+                         f"write ./{location})")
     if not URL_LIKE.match(location):
         return
     if scheme in ("redis", "rediss"):
