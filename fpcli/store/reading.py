@@ -459,8 +459,7 @@ class StoreImports(StoreReader):
             pending = [item for item in pending if _touches(item, changed)]
         else:
             raise StoreError(f"other processes kept changing the records of this batch ({IMPORT_ATTEMPTS} attempts)")
-        self._forget_failures_seen_past([item if isinstance(item, Record) else item.record
-                                         for item in written.values()])
+        self._forget_failures_seen_past(list(written.values()))
         self._maintain()
         return ImportedBatch([r for r in written.values() if isinstance(r, Record)],
                              [v for v in written.values() if not isinstance(v, Record)], len(new))
@@ -571,15 +570,18 @@ class StoreImports(StoreReader):
                                for f in kept])
         return len(failures) - len(kept)
 
-    def _forget_failures_seen_past(self, records: Sequence[RecordFacts]) -> None:
+    def _forget_failures_seen_past(self, records: Sequence[Record | VouchedRecord]) -> None:
         """Delete the failures of the paths these imported records saw as later files
         (``_seen_after``; a save deletes its path's failure; an import had left it, so a
         file mended since stood as failed and as recorded at once)."""
-        sights: dict[str, int] = {}
-        for record in records:
-            for seen in record.paths:
+        sights: dict[str, tuple[int, float]] = {}   # failure key -> latest file time, latest analysis
+        for item in records:
+            facts: RecordFacts = item if isinstance(item, Record) else item.record
+            analysed_at = item.analysed_at if isinstance(item, Record) else item.record.analysed_at
+            for seen in facts.paths:
                 key = f"fail:{path_key(seen.path)}"
-                sights[key] = max(sights.get(key, seen.mtime_ns), seen.mtime_ns)
+                mtime_ns, when = sights.get(key, (seen.mtime_ns, analysed_at))
+                sights[key] = (max(mtime_ns, seen.mtime_ns), max(when, analysed_at))
         keys = list(sights)
         for key, text in zip(keys, self.backend.get_many(keys), strict=True):
             if text is None:
@@ -588,7 +590,7 @@ class StoreImports(StoreReader):
                 failure = parse_failure(key, loads(key, text))
             except BadEntryError:
                 continue   # a bad entry is verify's to report
-            if _seen_after(failure, sights[key]):
+            if _seen_after(failure, *sights[key]):
                 self._swap_entry(key, text, None)   # not if another writer changed it meanwhile
 
 
@@ -612,13 +614,16 @@ class _ImportPlan:
         return list(self.written)
 
 
-def _seen_after(failure: Failure, mtime_ns: int) -> bool:
+def _seen_after(failure: Failure, mtime_ns: int, analysed_at: float | None = None) -> bool:
     """Whether a file seen with modification time ``mtime_ns`` supersedes ``failure``:
-    a later file than the one it is of; and any file that was read, for a failure of
-    a file that could not be stat'ed (time -1: a fact of its moment, as a permission
-    denied, mended by a chmod that leaves the time as it was; a save drops it too).
-    The same rule whichever of the two an import meets first."""
-    return failure.mtime_ns < 0 or mtime_ns > failure.mtime_ns
+    a later file than the one it is of. A failure of a file that could not be stat'ed
+    (time -1: a permission denied, mended by a chmod that leaves the time as it was)
+    has no file time: a record ``analysed_at`` after it supersedes it, where an import
+    knows when (the record it imports); else it stays, as in the store it came from
+    (there a save drops it: one beside a record is later than the record)."""
+    if failure.mtime_ns < 0:
+        return analysed_at is not None and analysed_at > failure.failed_at
+    return mtime_ns > failure.mtime_ns
 
 
 def _seen_since(key: str, text: str | None, failure: Failure) -> bool:
