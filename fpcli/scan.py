@@ -322,8 +322,7 @@ class _Walker:
         in /tmp changed what every walk below it took, and an unusable one cost the run
         of a folder below it (it is reported when its own folder is walked)."""
         found: list[_Rules] = []
-        # "link/..": the folder the system opens is above the link's target, not "."
-        here = os.path.realpath(root) if os.pardir in root.split(os.sep) else os.path.abspath(root)
+        here = _as_opened(root)
         lead = ""
         while (parent := os.path.dirname(here)) != here:
             lead = os.path.basename(here) + "/" + lead
@@ -606,6 +605,19 @@ def _walk(root: str, on_error: Callable[[OSError], None]) -> Iterator[tuple[str,
         yield top, folders, files
         stack.extend(os.path.join(top, name) for name in reversed(folders) if name not in links)
         linked.extend(os.path.join(top, name) for name in folders if name in links)
+
+
+def _as_opened(root: str) -> str:
+    """``root`` made absolute as the system opens it: up to its last "..", resolved (in
+    "link/..", the folder above the link's target, not "."), the rest by its names
+    (~/Music a link to /mnt/disk/Music stays ~/Music: the ignore files above it are
+    ~/'s, as for the same folder given without ".." )."""
+    parts = root.split(os.sep)
+    if os.pardir not in parts:
+        return os.path.abspath(root)
+    last = len(parts) - 1 - parts[::-1].index(os.pardir)
+    head = os.sep.join(parts[:last + 1]) or os.sep
+    return os.path.abspath(os.path.join(os.path.realpath(head), *parts[last + 1:]))
 
 
 def _lead_excluded(applicable: list[_Rules]) -> bool:

@@ -1267,3 +1267,21 @@ def test_a_root_through_a_link_and_dot_dot_takes_the_ignore_files_above_where_it
     os.symlink(tmp_path / "t3" / "A" / "B", tmp_path / "t2" / "link")
     monkeypatch.chdir(tmp_path / "t2")
     assert scan(["link/.."]).files == []
+
+
+def test_a_root_with_dot_dot_before_a_linked_folder_reads_the_ignore_files_above_its_name(tmp_path, monkeypatch):
+    """`../Music`, ~/Music a link to /mnt/disk/Music: the whole root was resolved for
+    its "..", so the ignore files above /mnt/disk/Music were read instead of ~/'s,
+    and `Music/Podcasts/` in ~/.fpcliignore no longer left Podcasts out."""
+    disk = tmp_path / "disk" / "Music"
+    (disk / "Podcasts").mkdir(parents=True)
+    (disk / "Rock").mkdir()
+    write(disk / "Podcasts" / "ep.wav", synth.sine(440, 0.5, SR), SR)
+    write(disk / "Rock" / "a.wav", synth.sine(330, 0.5, SR), SR)
+    home = tmp_path / "home"
+    (home / "sub").mkdir(parents=True)
+    os.symlink(disk, home / "Music")
+    (home / ".fpcliignore").write_text("Music/Podcasts/\n")
+    monkeypatch.chdir(home / "sub")
+    assert scan(["../Music"]).files == ["../Music/Rock/a.wav"]
+    assert scan([str(home / "Music")]).files == [str(home / "Music" / "Rock" / "a.wav")]
