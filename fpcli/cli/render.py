@@ -284,18 +284,20 @@ def table_layout(columns: Sequence[str], rows: Sequence[Sequence[str]],
     ways = (naturals, [min(n, w) for n, w in zip(naturals, wrapped, strict=True)], tightest)
     for number, fixed in enumerate(ways):
         if number == len(ways) - 1 and first is not None:
-            break   # the tightest only where nothing else fits: it wrapped messages at their longest word
+            break   # the tightest only where nothing else fits
         needed = _table_width(fixed, folding)
         if needed <= width:
             room = width - needed + (0 if folding is None else min(FOLDED_COLUMN_MIN, fixed[folding]))
             layout: list[tuple[int | None, int]] = [(None, room) if i == folding else (fixed[i], fixed[i])
                                                     for i in range(len(fixed))]
             # Each next way wraps the others more and leaves the folding column more
-            # room: the first that gives it FOLDED_COLUMN_ROOM (or all it needs), else
-            # (a narrow terminal) the first that fits. The first that fit kept a
-            # message unwrapped and folded the paths into 12-32 characters at 130-175
-            # columns, where wrapping the message held them whole; asking for the whole
-            # path folded long paths into 16 characters all the same.
+            # room: of the first two, the first that gives it FOLDED_COLUMN_ROOM (or all
+            # it needs), else the first that fits; the tightest only where neither fits.
+            # The first that fit kept a message unwrapped and folded the paths into
+            # 12-32 characters at 130-175 columns, where wrapping the message held them
+            # whole; asking for the whole path folded long paths into 16 characters all
+            # the same, and taking the tightest for room wrapped messages at their
+            # longest word (11-line rows at 95-114 columns).
             if folding is None or room >= min(naturals[folding], FOLDED_COLUMN_ROOM):
                 return layout
             first = first or layout
