@@ -1326,3 +1326,12 @@ def test_a_transaction_redis_refuses_for_memory_says_redis_is_full(redis_url):
 
     with FingerprintStore.open(redis_url) as store, pytest.raises(StoreFullError, match="is full"):
         store.backend._call(refused)
+
+    from fpcli.errors import StoreReadOnlyError
+
+    def replica():   # a failover between MULTI and EXEC
+        raise redis_module.exceptions.ExecAbortError("Transaction discarded because of: READONLY You can't write "
+                                                     "against a read only replica.")
+
+    with FingerprintStore.open(redis_url) as store, pytest.raises(StoreReadOnlyError, match="commands that only read"):
+        store.backend._call(replica)

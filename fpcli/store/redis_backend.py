@@ -538,8 +538,12 @@ class RedisBackend:
                 # A MULTI that Redis refused whole for memory (EXECABORT): the raw reply
                 # stood where every other full write says what to do.
                 raise StoreFullError(self._full_message()) from None
-            # An ACL that refuses the command, or a read-only replica (READONLY).
-            if isinstance(exc, (redis.exceptions.NoPermissionError, redis.exceptions.ReadOnlyError)):
+            # An ACL that refuses the command, or a read-only replica (READONLY), also when
+            # it refused a MULTI whole (a failover between MULTI and EXEC).
+            aborted_read_only = isinstance(exc, redis.exceptions.ExecAbortError) and \
+                any(word in str(exc) for word in ("READONLY", "NOPERM"))
+            if aborted_read_only or isinstance(exc, (redis.exceptions.NoPermissionError,
+                                                     redis.exceptions.ReadOnlyError)):
                 raise StoreReadOnlyError(f"Redis at {self.host}:{self.port} refused this ({_first_line(exc)}); "
                                          "commands that only read work (cache stats, list, show, failures, "
                                          "dupes, verify, export, and search among the fingerprints stored), the "
