@@ -1224,3 +1224,25 @@ def test_a_lost_records_part_is_a_problem_until_a_repair_notes_it(tmp_path, temp
     shutil.rmtree(never / "data")
     with FingerprintStore.open(never) as store:
         assert verify(store) == [] and not store.stats()["warnings"]
+
+
+def test_an_import_judges_failures_by_the_paths_it_brought_not_the_merged_records(tmp_path, track):
+    """A failure of unknown file time of P stayed beside P's record; an export of a copy
+    Q of the same file, analysed later elsewhere, merged into P's record, whose one
+    analysis time then dropped the failure of P, which nothing imported had seen."""
+    import shutil
+
+    copy = os.path.join(os.path.dirname(track), "copy.flac")
+    with FingerprintStore.open(tmp_path / "s") as store:
+        _analysed(store, track)
+        line = {"type": "failure", "data": {"path": str(track), "error_type": "OSError", "message": "unreadable",
+                                            "size": -1, "mtime_ns": -1, "failed_at": time.time()}}
+        (tmp_path / "f.jsonl").write_text(json.dumps({"type": "fpcli-store-export", "version": 2}) + "\n"
+                                          + json.dumps(line) + "\n")
+        assert import_store(store, tmp_path / "f.jsonl").failures == 1
+        shutil.copy(track, copy)
+        with FingerprintStore.open(tmp_path / "elsewhere") as other:
+            _analysed(other, copy)
+            export_store(other, tmp_path / "copy.jsonl")
+        assert import_store(store, tmp_path / "copy.jsonl").records == 1
+        assert [f.path for f in store.failures()] == [str(track)]

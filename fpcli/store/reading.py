@@ -459,7 +459,9 @@ class StoreImports(StoreReader):
             pending = [item for item in pending if _touches(item, changed)]
         else:
             raise StoreError(f"other processes kept changing the records of this batch ({IMPORT_ATTEMPTS} attempts)")
-        self._forget_failures_seen_past(list(written.values()))
+        # By what the import brought (each record's own paths and analysis time), not the
+        # records as merged: a merged record's paths include stored ones it never saw.
+        self._forget_failures_seen_past([item for item in items if item.key in written])
         self._maintain()
         return ImportedBatch([r for r in written.values() if isinstance(r, Record)],
                              [v for v in written.values() if not isinstance(v, Record)], len(new))
