@@ -384,9 +384,9 @@ class _Walker:
             target = os.readlink(link)
         except OSError:
             return self._left_out_under(real, real_root, is_dir)
-        by_name = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(link)), target))
+        by_name = os.path.normpath(os.path.join(_as_opened(os.path.dirname(link) or "."), target))
         if by_name != real and os.path.realpath(by_name) == real and \
-                self._left_out_under(by_name, os.path.abspath(root), is_dir):
+                self._left_out_under(by_name, _as_opened(root), is_dir):
             return True
         folder = os.path.dirname(link)
         real_folder = self.real_folders.get(folder) or os.path.realpath(folder)   # the walk's, when it has it
@@ -539,7 +539,7 @@ def _anchored_under(pattern: str, root: str) -> str | None:
     os.path.abspath(".") the real folder); the rest is kept as written (a link inside
     the root, Podcasts -> another disk, is still the root's Podcasts)."""
     written = os.path.normpath(pattern)
-    roots = {os.path.abspath(root), os.path.realpath(root)}
+    roots = {_as_opened(root), os.path.realpath(root)}   # "link/..": not the current folder
     head, rest = written, ""
     while head != os.path.dirname(head):
         if head in roots or os.path.realpath(head) in roots:

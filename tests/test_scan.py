@@ -1285,3 +1285,15 @@ def test_a_root_with_dot_dot_before_a_linked_folder_reads_the_ignore_files_above
     monkeypatch.chdir(home / "sub")
     assert scan(["../Music"]).files == ["../Music/Rock/a.wav"]
     assert scan([str(home / "Music")]).files == [str(home / "Music" / "Rock" / "a.wav")]
+
+
+def test_an_absolute_exclude_is_anchored_under_the_folder_link_dot_dot_opens(tmp_path, monkeypatch):
+    """`--exclude ~/t2/B` with the root `link/..` (the folder above the link's target,
+    t3/A) was anchored as if the root were the current folder, and left out t3/A/B."""
+    (tmp_path / "t3" / "A" / "B").mkdir(parents=True)
+    (tmp_path / "t3" / "A" / "C").mkdir()
+    write(tmp_path / "t3" / "A" / "B" / "b.wav", synth.sine(440, 0.5, SR), SR)
+    (tmp_path / "t2" / "B").mkdir(parents=True)
+    os.symlink(tmp_path / "t3" / "A" / "C", tmp_path / "t2" / "link")
+    monkeypatch.chdir(tmp_path / "t2")
+    assert scan(["link/.."], exclude=[str(tmp_path / "t2" / "B")]).files == ["link/../B/b.wav"]
