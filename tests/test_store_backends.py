@@ -1313,7 +1313,7 @@ def test_a_store_lost_during_verify_is_an_error_not_a_problem_of_the_store(locat
         assert [p.message for p in verify(store)] == ["the store is damaged (database disk image is malformed)"]
 
 
-def test_a_transaction_redis_refuses_for_memory_says_redis_is_full(redis_url):
+def test_a_transaction_redis_refuses_whole_says_why_as_a_single_command_does(redis_url):
     """Under noeviction, a MULTI refused whole (EXECABORT ... OOM command not allowed)
     stopped a run with Redis's raw reply, where every other full write says what to do."""
     import redis as redis_module

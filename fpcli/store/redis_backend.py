@@ -541,7 +541,7 @@ class RedisBackend:
             # An ACL that refuses the command, or a read-only replica (READONLY), also when
             # it refused a MULTI whole (a failover between MULTI and EXEC).
             aborted_read_only = isinstance(exc, redis.exceptions.ExecAbortError) and \
-                any(word in str(exc) for word in ("READONLY", "NOPERM"))
+                any(f"because of: {word}" in str(exc) for word in ("READONLY", "NOPERM"))
             if aborted_read_only or isinstance(exc, (redis.exceptions.NoPermissionError,
                                                      redis.exceptions.ReadOnlyError)):
                 raise StoreReadOnlyError(f"Redis at {self.host}:{self.port} refused this ({_first_line(exc)}); "
