@@ -1225,3 +1225,15 @@ def test_a_copy_of_the_query_is_none_of_its_mutual_proximity_references(tmp_path
     pairs = [(hit.path, hit.mutual_proximity) for hit in as_file.hits]
     assert pairs == [(hit.path, hit.mutual_proximity) for hit in as_stream.hits]
     assert str(library / "t1.wav") not in [path for path, _ in pairs]   # a duplicate, as before
+
+
+def test_search_quiet_drops_the_summary_not_the_warnings(store, library, tmp_path):
+    """search had no --quiet: a script's 2>/dev/null hid its errors with the summary."""
+    args = ["--store", store.location, "search", str(library / "t1.flac"), "-k", "2"]
+    quiet = runner.invoke(app, [*args, "-q"])
+    assert quiet.exit_code == 0 and len(quiet.stdout.splitlines()) == 2 and quiet.stderr == "", quiet.stderr
+    assert "strategy" in runner.invoke(app, args).stderr
+    with FingerprintStore.open(tmp_path / "one") as alone:
+        run_library([str(library / "t2.flac")], alone, RunOptions(jobs=1))
+    warned = runner.invoke(app, ["--store", str(tmp_path / "one"), "search", str(library / "t2.flac"), "-q"])
+    assert warned.stderr.startswith("warning: the store holds no other"), warned.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import contextvars
 import datetime
 import errno
 import io
@@ -173,9 +174,25 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json_text(data, indent=1) + "\n")
 
 
+_PLAIN_NOTES_OFF: contextvars.ContextVar[bool] = contextvars.ContextVar("fpcli_plain_notes_off", default=False)
+
+
+@contextlib.contextmanager
+def plain_notes_off(off: bool) -> Iterator[None]:
+    """Within the block (with ``off``), ``note`` leaves out the lines without a prefix
+    (summaries and notices: a command's --quiet); warnings and errors still show."""
+    token = _PLAIN_NOTES_OFF.set(off)
+    try:
+        yield
+    finally:
+        _PLAIN_NOTES_OFF.reset(token)
+
+
 def note(prefix_markup: str, message: str, console: Console | None = None) -> None:
     """One diagnostic line on stderr: a styled prefix (rich markup such as
     ``[red]error:[/red]``) and a plain-text message."""
+    if not prefix_markup and _PLAIN_NOTES_OFF.get():
+        return
     if console is None and not is_terminal(sys.stderr):
         prefix = _STYLE_TAG.sub("", prefix_markup) + " " if prefix_markup else ""
         sys.stderr.write(prefix + printable_path(message) + "\n")

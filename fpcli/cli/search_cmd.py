@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fpcli.cli.options import DEFAULT_JOBS, check_outputs, file_argument, finite, path_text, refuse_given
-from fpcli.cli.render import format_value, note, print_json, report_bad_entries, rows_out, warn_line
+from fpcli.cli.render import format_value, note, plain_notes_off, print_json, report_bad_entries, rows_out, warn_line
 from fpcli.cli.root import app
 from fpcli.errors import ParameterError
 from fpcli.executors import DEFAULT_TIMEOUT_S
@@ -67,6 +67,8 @@ def search(
              "heard just N s. A preview is searched by its streaming fingerprint: strategy fast or auto.")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress, summary or notices on stderr (warnings and errors still).")] = False,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", min=1,
         help="Worker processes computing the candidates' missing batch fingerprints (accurate, batch "
@@ -119,6 +121,8 @@ def search(
         raise typer.BadParameter("--m3u - writes the playlist to stdout, --json the result: choose one",
                                  param_hint="--m3u / --json")
     # Before the search, which may compute for minutes or read a stream.
+    # A script's 2>/dev/null hid the errors with the summary it meant to drop.
+    ctx.with_resource(plain_notes_off(quiet))
     check_outputs({"--m3u": m3u}, reads={"query": path_text(query)})
     if library is not None:
         _check_folder(library)
@@ -136,7 +140,7 @@ def search(
 
     try:
         streamed = _stream_query(seconds) if text == "-" else None
-        with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=False, show_tracks=False) as reporter:
+        with ctx.obj.open_store() as store, Reporter(as_json=as_json, quiet=quiet, show_tracks=False) as reporter:
             compute = Compute(jobs, timeout, _progress(reporter, jobs))
             result = run_search(store, text, k=k, strategy=strategy, group_weights=group_weights,
                                 under=path_text(library) if library else None, explain=explain,
