@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -293,10 +294,6 @@ def _decode(raw: bytes, folder: str) -> str:
     return raw.decode("latin-1")
 
 
-_RESOLVERS: collections.OrderedDict[tuple[str, int, int], Callable[[str], str | None]] = collections.OrderedDict()
-_RESOLVERS_KEPT = 64
-
-
 def _folder_resolver(folder: str) -> Callable[[str], str | None] | None:
     """``_image_resolver`` of ``folder``'s files, made once per version of the folder
     (its inode and time) in a process: each sheet that is no UTF-8 listed its folder
@@ -304,18 +301,15 @@ def _folder_resolver(folder: str) -> Callable[[str], str | None] | None:
     UTF-8 ones). None when the folder cannot be listed."""
     try:
         st = os.stat(folder or ".")
-        key = (folder, st.st_ino, st.st_mtime_ns)
-        with _SHEETS_READ_LOCK:
-            known = _RESOLVERS.get(key)
-        if known is None:
-            known = _image_resolver(os.listdir(folder or "."))
-            with _SHEETS_READ_LOCK:
-                _RESOLVERS[key] = known
-                while len(_RESOLVERS) > _RESOLVERS_KEPT:
-                    _RESOLVERS.popitem(last=False)
-        return known
+        return _resolver_of_version(folder, st.st_ino, st.st_mtime_ns)
     except OSError:
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def _resolver_of_version(folder: str, inode: int, mtime_ns: int) -> Callable[[str], str | None]:
+    """``_image_resolver`` of ``folder`` as it is at this inode and time (the cache's key)."""
+    return _image_resolver(os.listdir(folder or "."))
 
 
 def _file_name_and_type(line: str) -> tuple[str, str]:

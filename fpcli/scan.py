@@ -130,7 +130,6 @@ class _Walker:
         self.seen_files: dict[str, tuple[int, int]] = {}   # real path -> (its place in files, rank of its name)
         self.seen_tracks: set[tuple[str, int]] = set()   # (image's real path, track number)
         self.real_folders: dict[str, str] = {}   # folder walked -> its realpath
-        self.real_roots: dict[str, str] = {}     # root walked -> its real path (where link targets are judged)
         self.link_rules: dict[tuple[str, str], list[_Rules]] = {}   # (root's path, folder) -> its ignore files
         # ``_lies_left_out``: by the ids of the specs, which the value holds
         self.leads_excluded: dict[tuple[tuple[int, str], ...], tuple[tuple[pathspec.PathSpec, ...], bool]] = {}
@@ -378,7 +377,7 @@ class _Walker:
         link to /mnt/disk/Albums) when that name is the file's (a ".." across a linked
         folder names another: not then), or from the link's real folder; and by its
         real path under the real root."""
-        real_root = self.real_roots.get(root) or self.real_roots.setdefault(root, os.path.realpath(root))
+        real_root = self.real_folders.get(root) or self._real_folder(root)   # the walk's, once it has it
         try:
             target = os.readlink(link)
         except OSError:

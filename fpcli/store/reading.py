@@ -579,11 +579,10 @@ class StoreImports(StoreReader):
         sights: dict[str, tuple[int, float]] = {}   # failure key -> latest file time, latest analysis
         for item in records:
             facts: RecordFacts = item if isinstance(item, Record) else item.record
-            analysed_at = item.analysed_at if isinstance(item, Record) else item.record.analysed_at
             for seen in facts.paths:
                 key = f"fail:{path_key(seen.path)}"
-                mtime_ns, when = sights.get(key, (seen.mtime_ns, analysed_at))
-                sights[key] = (max(mtime_ns, seen.mtime_ns), max(when, analysed_at))
+                mtime_ns, when = sights.get(key, (seen.mtime_ns, facts.analysed_at))
+                sights[key] = (max(mtime_ns, seen.mtime_ns), max(when, facts.analysed_at))
         keys = list(sights)
         for key, text in zip(keys, self.backend.get_many(keys), strict=True):
             if text is None:

@@ -316,6 +316,9 @@ class RecordFacts(Protocol):
     def paths(self) -> Sequence[SeenFacts]: ...
 
     @property
+    def analysed_at(self) -> float: ...
+
+    @property
     def batch(self) -> object | None: ...
 
     @property
